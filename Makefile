@@ -1,0 +1,40 @@
+# Voltbook: `make demo` runs a simulated site, `make test` passes every check.
+# Both bootstrap a .venv in the checkout with the project installed editable.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck unit bench bench-smoke clean
+
+$(STAMP): pyproject.toml requirements-edge.txt requirements-cloud.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-edge.txt -r requirements-cloud.txt
+	$(BIN)/python -m pip install --quiet -e '.[edge,cloud,dev]'
+	@touch $@
+
+demo: $(STAMP)
+	$(BIN)/python -m edge.demo
+
+test: lint typecheck unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy ledger edge
+
+unit: $(STAMP)
+	$(BIN)/pytest -q
+
+bench: $(STAMP)
+	@for b in bench/*_bench.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+bench-smoke: $(STAMP)
+	@for b in bench/*_bench.py; do echo "== $$b (smoke)"; $(BIN)/python $$b --smoke || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,62 @@
+"""`voltbook-edge`: the concentrator's command line.
+
+Each area registers its own subcommands (see `COMMAND_GROUPS`); this module only builds the
+parser, sets up logging and turns our errors into a sentence and an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from edge import cli_ledger
+
+if TYPE_CHECKING:
+    Register = Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]
+
+# Modules that add subcommands: each has `register(subparsers)`; each subcommand sets `func`.
+COMMAND_GROUPS: list[Register] = [cli_ledger.register]
+
+DESCRIPTION = """\
+Voltbook concentrator: reads the meters of a building, bills consumption against prepaid
+balances, issues monthly subsidies, trips and closes relays, and keeps a signed, hash-chained
+ledger that syncs to the cloud. Works for days with no network.
+"""
+
+EPILOG = """\
+examples:
+  voltbook-edge ledger verify --chain chain.jsonl --key node.pub
+  voltbook-edge COMMAND --help      more about one command
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="voltbook-edge",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    for register in COMMAND_GROUPS:
+        register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    func: Callable[[argparse.Namespace], int] = args.func
+    return func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""`voltbook-fw`: the installer's laptop tool."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+DESCRIPTION = """\
+Voltbook installer tools: give a concentrator its identity (node id and Ed25519 key), build the
+install bundle for a Raspberry Pi, commission its RS-485 buses and LoRa radio, and import
+readings taken from a dead meter with an infrared handheld.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="voltbook-fw",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Subcommands arrive with the installer issue; see README.md.",
+    )
+    parser.add_argument("--version", action="version", version="voltbook-fw 0.1.0")
+    parser.add_subparsers(title="commands", metavar="COMMAND")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    parser.parse_args(argv)
+    parser.print_help()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

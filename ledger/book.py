@@ -1,0 +1,232 @@
+"""The book: applies transfers to balances with TigerBeetle's semantics, in memory.
+
+- **Idempotent ids.** A transfer whose id was accepted before is `EXISTS` (nothing happens) if its
+  content is identical, and `ID_CONFLICT` if anything differs.
+- **Linked chains.** A transfer with `linked=True` is chained to the next one in the batch; the
+  chain commits entirely or not at all. The failing transfer gets its own outcome, the others
+  `LINKED_EVENT_FAILED`; a batch ending inside a chain fails the chain with `LINKED_CHAIN_OPEN`.
+- **Two-phase.** `pending` reserves the amount (debits_pending / credits_pending); `post` moves up
+  to that amount to posted and releases the rest; `void` releases it all. A pending transfer is
+  resolved at most once.
+- **Floors.** A debit may not take an account's available balance (credits_posted −
+  debits_posted − debits_pending) below its floor (0, or −credit limit): `EXCEEDS_FLOOR`.
+
+The book holds no clock and does no I/O. The edge persists accepted transfers in its chain and
+rebuilds the book from the chain at boot (`replay`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from ledger.accounts import Account, AccountId, unit_of
+from ledger.errors import InvalidValue, TransferRefused
+from ledger.transfers import Kind, Transfer
+
+
+class Outcome(StrEnum):
+    OK = "ok"
+    EXISTS = "exists"
+    ID_CONFLICT = "id_conflict"  # same id, different content
+    ACCOUNT_NOT_FOUND = "account_not_found"
+    EXCEEDS_FLOOR = "exceeds_floor"
+    PENDING_NOT_FOUND = "pending_not_found"
+    PENDING_MISMATCH = "pending_mismatch"  # post/void with other accounts or unit
+    PENDING_ALREADY_POSTED = "pending_already_posted"
+    PENDING_ALREADY_VOIDED = "pending_already_voided"
+    AMOUNT_EXCEEDS_PENDING = "amount_exceeds_pending"
+    VOID_AMOUNT_MISMATCH = "void_amount_mismatch"
+    LINKED_EVENT_FAILED = "linked_event_failed"
+    LINKED_CHAIN_OPEN = "linked_chain_open"
+
+    @property
+    def accepted(self) -> bool:
+        """True when the transfer is (now or already) part of the book."""
+        return self in (Outcome.OK, Outcome.EXISTS)
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    debits_pending: int = 0
+    debits_posted: int = 0
+    credits_pending: int = 0
+    credits_posted: int = 0
+
+    @property
+    def posted(self) -> int:
+        """Credits minus debits, posted only: what the account holds."""
+        return self.credits_posted - self.debits_posted
+
+    @property
+    def available(self) -> int:
+        """What can still be debited: posted balance less pending debits."""
+        return self.posted - self.debits_pending
+
+
+_DP, _DPOST, _CP, _CPOST = range(4)
+
+
+class Book:
+    """Balances and the set of accepted transfers.
+
+    `open_accounts=True` is for projecting balances from a chain that was already accepted
+    elsewhere: unknown accounts open on first use with no floor.
+    """
+
+    def __init__(self, accounts: Iterable[Account] = (), *, open_accounts: bool = False) -> None:
+        self._accounts: dict[AccountId, Account] = {}
+        self._totals: dict[AccountId, list[int]] = {}
+        self._transfers: dict[int, Transfer] = {}
+        self._resolved: dict[int, Kind] = {}  # pending id -> POST or VOID
+        self._open_accounts = open_accounts
+        for account in accounts:
+            self.open_account(account)
+
+    # -- accounts ---------------------------------------------------------------------------
+    def open_account(self, account: Account) -> None:
+        """Open an account, or change its floor (a new credit limit). Idempotent."""
+        existing = self._accounts.get(account.id)
+        if existing is not None and existing.unit is not account.unit:
+            raise InvalidValue(f"account {account.id} already open in {existing.unit.value}")
+        self._accounts[account.id] = account
+        self._totals.setdefault(account.id, [0, 0, 0, 0])
+
+    def account(self, account: AccountId) -> Account | None:
+        return self._accounts.get(account)
+
+    def accounts(self) -> Iterator[Account]:
+        return iter(self._accounts.values())
+
+    def balance(self, account: AccountId) -> Balance:
+        totals = self._totals.get(account)
+        return Balance(*totals) if totals else Balance()
+
+    def balances(self) -> dict[AccountId, Balance]:
+        return {account: Balance(*totals) for account, totals in self._totals.items()}
+
+    # -- transfers --------------------------------------------------------------------------
+    def get(self, transfer_id: int) -> Transfer | None:
+        return self._transfers.get(transfer_id)
+
+    def __len__(self) -> int:
+        return len(self._transfers)
+
+    def submit(self, batch: Sequence[Transfer]) -> list[Outcome]:
+        """Apply a batch; one outcome per transfer, in order. Refusals change nothing."""
+        outcomes: list[Outcome] = []
+        chain: list[Transfer] = []
+        for transfer in batch:
+            chain.append(transfer)
+            if not transfer.linked:
+                outcomes.extend(self._submit_chain(chain))
+                chain = []
+        if chain:
+            outcomes.extend([Outcome.LINKED_CHAIN_OPEN] * len(chain))
+        return outcomes
+
+    def post(self, *transfers: Transfer) -> list[Outcome]:
+        """Submit and raise TransferRefused unless every transfer was accepted."""
+        outcomes = self.submit(transfers)
+        for transfer, outcome in zip(transfers, outcomes, strict=True):
+            if not outcome.accepted:
+                raise TransferRefused(transfer.id, outcome)
+        return outcomes
+
+    def _submit_chain(self, chain: list[Transfer]) -> list[Outcome]:
+        undo: list[tuple[Transfer, list[tuple[AccountId, int, int]]]] = []
+        outcomes: list[Outcome] = []
+        for index, transfer in enumerate(chain):
+            outcome, changes = self._apply(transfer)
+            outcomes.append(outcome)
+            if outcome is Outcome.OK:
+                undo.append((transfer, changes))
+            elif not outcome.accepted:
+                for done, done_changes in reversed(undo):
+                    self._undo(done, done_changes)
+                return [
+                    outcome if i == index else Outcome.LINKED_EVENT_FAILED
+                    for i in range(len(chain))
+                ]
+        return outcomes
+
+    def _apply(self, t: Transfer) -> tuple[Outcome, list[tuple[AccountId, int, int]]]:
+        known = self._transfers.get(t.id)
+        if known is not None:
+            return (Outcome.EXISTS if known == t else Outcome.ID_CONFLICT), []
+        for account in (t.debit, t.credit):
+            if account not in self._accounts:
+                if not self._open_accounts:
+                    return Outcome.ACCOUNT_NOT_FOUND, []
+                self.open_account(Account(account, unit_of(account), None))
+        changes: list[tuple[AccountId, int, int]]
+        if t.kind in (Kind.SINGLE, Kind.PENDING):
+            floor = self._accounts[t.debit].floor
+            if floor is not None and self.balance(t.debit).available - t.amount < floor:
+                return Outcome.EXCEEDS_FLOOR, []
+            if t.kind is Kind.SINGLE:
+                changes = [(t.debit, _DPOST, t.amount), (t.credit, _CPOST, t.amount)]
+            else:
+                changes = [(t.debit, _DP, t.amount), (t.credit, _CP, t.amount)]
+        else:
+            outcome, changes = self._resolve(t)
+            if outcome is not Outcome.OK:
+                return outcome, []
+        for account, slot, delta in changes:
+            self._totals[account][slot] += delta
+        self._transfers[t.id] = t
+        if t.pending_id is not None:
+            self._resolved[t.pending_id] = t.kind
+        return Outcome.OK, changes
+
+    def _resolve(self, t: Transfer) -> tuple[Outcome, list[tuple[AccountId, int, int]]]:
+        assert t.pending_id is not None
+        pending = self._transfers.get(t.pending_id)
+        if pending is None or pending.kind is not Kind.PENDING:
+            return Outcome.PENDING_NOT_FOUND, []
+        if (pending.debit, pending.credit, pending.unit) != (t.debit, t.credit, t.unit):
+            return Outcome.PENDING_MISMATCH, []
+        done = self._resolved.get(t.pending_id)
+        if done is Kind.POST:
+            return Outcome.PENDING_ALREADY_POSTED, []
+        if done is Kind.VOID:
+            return Outcome.PENDING_ALREADY_VOIDED, []
+        release = [(t.debit, _DP, -pending.amount), (t.credit, _CP, -pending.amount)]
+        if t.kind is Kind.VOID:
+            if t.amount != pending.amount:
+                return Outcome.VOID_AMOUNT_MISMATCH, []
+            return Outcome.OK, release
+        if t.amount > pending.amount:
+            return Outcome.AMOUNT_EXCEEDS_PENDING, []
+        return Outcome.OK, [*release, (t.debit, _DPOST, t.amount), (t.credit, _CPOST, t.amount)]
+
+    def _undo(self, t: Transfer, changes: list[tuple[AccountId, int, int]]) -> None:
+        for account, slot, delta in changes:
+            self._totals[account][slot] -= delta
+        del self._transfers[t.id]
+        if t.pending_id is not None:
+            del self._resolved[t.pending_id]
+
+
+def linked_batches(transfers: Iterable[Transfer]) -> Iterator[list[Transfer]]:
+    """Group a sequence of accepted transfers back into the linked chains they came in."""
+    chain: list[Transfer] = []
+    for transfer in transfers:
+        chain.append(transfer)
+        if not transfer.linked:
+            yield chain
+            chain = []
+    if chain:
+        yield chain
+
+
+def replay(transfers: Iterable[Transfer], accounts: Iterable[Account] = ()) -> Book:
+    """Rebuild a book from transfers in chain order; raises TransferRefused if one does not
+    apply (which a verified chain never causes)."""
+    book = Book(accounts, open_accounts=True)
+    for batch in linked_batches(transfers):
+        for transfer, outcome in zip(batch, book.submit(batch), strict=True):
+            if outcome is not Outcome.OK:
+                raise TransferRefused(transfer.id, outcome)
+    return book

@@ -1,0 +1,166 @@
+"""DESIGN §5 invariants, as functions every test scenario (and the cloud) can call.
+
+Each `check_*` returns a list of human-readable violations (empty when the invariant holds);
+`assert_ledger_sound` runs them all and raises `InvariantViolated`.
+
+Conventions the rules follow so that these can be checked from transfers alone:
+- consumption transfers (`code=consume`) carry refs `meter`, `reg_from`, `reg_to` (Wh registers)
+  and `energy_wh` (the part of that interval this transfer bills); the fen leg also carries
+  `cost_cum` (the account's cumulative exact cost in 1e-7 CNY after this interval);
+- subsidy issues carry `period` (e.g. "2026-11"); recharges from payments carry `payment`;
+  transfers caused by a cloud command carry `command`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+
+from ledger.accounts import AccountId, Unit, unit_of
+from ledger.book import Balance
+from ledger.chain import Entry
+from ledger.errors import InvariantViolated
+from ledger.transfers import Code, Kind, Transfer
+from ledger.units import ExactCost, fen_rounded
+
+
+def check_balances_sum_to_zero(balances: Mapping[AccountId, Balance]) -> list[str]:
+    """Per unit, posted balances sum to zero and so do pending ones."""
+    totals: dict[Unit, list[int]] = defaultdict(lambda: [0, 0])
+    for account, balance in balances.items():
+        total = totals[unit_of(account)]
+        total[0] += balance.posted
+        total[1] += balance.credits_pending - balance.debits_pending
+    return [
+        f"{unit.value}: posted balances sum to {posted}, pending to {pending}"
+        for unit, (posted, pending) in totals.items()
+        if posted or pending
+    ]
+
+
+def check_no_transfer_twice(transfers: Sequence[Transfer]) -> list[str]:
+    seen: set[int] = set()
+    out = []
+    for t in transfers:
+        if t.id in seen:
+            out.append(f"transfer {t.id:032x} applied twice")
+        seen.add(t.id)
+    return out
+
+
+def check_no_command_twice(transfers: Iterable[Transfer]) -> list[str]:
+    """A command's legs are distinct; the same leg twice means the command ran twice."""
+    legs: set[tuple[object, ...]] = set()
+    out = []
+    for t in transfers:
+        command = t.refs.get("command")
+        if command is None:
+            continue
+        leg = (command, t.code, t.kind, t.debit, t.credit)
+        if leg in legs:
+            out.append(f"command {command} applied twice ({t.code.value} {t.debit}->{t.credit})")
+        legs.add(leg)
+    return out
+
+
+def check_payments_credited_once(
+    transfers: Iterable[Transfer], paid_orders: Iterable[str] | None = None
+) -> list[str]:
+    """Every payment order is credited exactly once (and, if given, every paid order is)."""
+    credited: dict[str, int] = defaultdict(int)
+    for t in transfers:
+        payment = t.refs.get("payment")
+        if t.code is Code.RECHARGE and payment is not None and t.kind is not Kind.VOID:
+            # A pending recharge later posted counts once: count the pending and singles only.
+            if t.kind is not Kind.POST:
+                credited[str(payment)] += 1
+    out = [f"payment {p} credited {n} times" for p, n in credited.items() if n > 1]
+    for order in paid_orders or ():
+        if order not in credited:
+            out.append(f"payment {order} never credited")
+    return out
+
+
+def check_subsidy_once_per_period(transfers: Iterable[Transfer]) -> list[str]:
+    seen: set[tuple[str, object]] = set()
+    out = []
+    for t in transfers:
+        if t.code is Code.SUBSIDY_ISSUE:
+            key = (t.credit, t.refs.get("period"))
+            if key in seen:
+                out.append(f"subsidy for {t.credit} issued twice in period {key[1]}")
+            seen.add(key)
+    return out
+
+
+def check_energy_matches_registers(transfers: Iterable[Transfer]) -> list[str]:
+    """Per meter: billed energy equals last register minus first, with no gap or overlap."""
+    intervals: dict[str, dict[tuple[int, int], int]] = defaultdict(lambda: defaultdict(int))
+    for t in transfers:
+        if t.code is Code.CONSUME:
+            meter = str(t.refs["meter"])
+            span = (int(t.refs["reg_from"]), int(t.refs["reg_to"]))
+            intervals[meter][span] += int(t.refs["energy_wh"])
+    out = []
+    for meter, spans in intervals.items():
+        ordered = sorted(spans)
+        for (start, end), billed in zip(ordered, (spans[s] for s in ordered), strict=True):
+            if billed != end - start:
+                out.append(f"meter {meter}: {start}..{end} billed {billed} Wh, not {end - start}")
+        for (_, end), (start, _) in zip(ordered, ordered[1:], strict=False):
+            if start != end:
+                out.append(f"meter {meter}: registers jump from {end} to {start} unbilled")
+    return out
+
+
+def check_charges_never_drift(transfers: Iterable[Transfer]) -> list[str]:
+    """Per account: fen charged so far equals its cumulative exact cost rounded once."""
+    charged: dict[str, int] = defaultdict(int)
+    out = []
+    for t in transfers:
+        if t.code is Code.CONSUME and t.unit is Unit.FEN:
+            charged[t.debit] += t.amount
+            cumulative = fen_rounded(ExactCost(int(t.refs["cost_cum"])))
+            if charged[t.debit] != cumulative:
+                out.append(
+                    f"{t.debit}: charged {charged[t.debit]} fen, cumulative cost rounds to "
+                    f"{cumulative}"
+                )
+    return out
+
+
+def check_prefix_unchanged(acknowledged: Sequence[Entry], current: Sequence[Entry]) -> list[str]:
+    """The acknowledged prefix of a chain is still the prefix of the chain now."""
+    if len(current) < len(acknowledged):
+        return [f"chain shrank from {len(acknowledged)} to {len(current)} entries"]
+    return [
+        f"acknowledged entry {old.seq} changed"
+        for old, new in zip(acknowledged, current, strict=False)
+        if old != new
+    ]
+
+
+def ledger_violations(
+    transfers: Sequence[Transfer],
+    balances: Mapping[AccountId, Balance],
+    paid_orders: Iterable[str] | None = None,
+) -> list[str]:
+    return [
+        *check_balances_sum_to_zero(balances),
+        *check_no_transfer_twice(transfers),
+        *check_no_command_twice(transfers),
+        *check_payments_credited_once(transfers, paid_orders),
+        *check_subsidy_once_per_period(transfers),
+        *check_energy_matches_registers(transfers),
+        *check_charges_never_drift(transfers),
+    ]
+
+
+def assert_ledger_sound(
+    transfers: Sequence[Transfer],
+    balances: Mapping[AccountId, Balance],
+    paid_orders: Iterable[str] | None = None,
+) -> None:
+    violations = ledger_violations(transfers, balances, paid_orders)
+    if violations:
+        raise InvariantViolated(violations)

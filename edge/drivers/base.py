@@ -76,3 +76,45 @@ class Transaction(Protocol):
 
 
 Conversation = Generator[Transaction, Transaction, T]
+
+
+class MeterDriver(Protocol):
+    """A meter protocol (one per protocol/model name), e.g. `dlt645`, `cjt188`, `sdm120`."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def default_settings(self) -> SerialSettings: ...
+
+    @property
+    def blocks(self) -> frozenset[str]:
+        """Reading blocks this driver knows (`basic`, `energy`, `abnormal_trips`, …)."""
+        ...
+
+    def read(self, address: str, block: str = "basic") -> Conversation[Any]:
+        """Read a named block; the conversation returns a `Reading`."""
+        ...
+
+    def relay(self, address: str, action: Literal["trip", "close"]) -> Conversation[Any]:
+        """Command the relay (valve for water meters) and confirm it by reading the state back;
+        returns the confirmed `RelayState`/`ValveState` or raises `RelayNotConfirmed`."""
+        ...
+
+
+class Bus(Protocol):
+    """Something that carries conversations to meters: an RS-485 port or a LoRa radio."""
+
+    def run(self, conversation: Conversation[T], *, address: str) -> T:
+        """Drive a conversation to its end, strictly one request at a time."""
+        ...
+
+
+class Responder(Protocol):
+    """A simulated meter's protocol side (sans-I/O): bytes heard on the bus in, replies out.
+
+    Every responder on a simulated bus hears every byte; it answers only frames addressed to
+    its meter (or broadcasts/wildcards where the protocol says so).
+    """
+
+    def feed(self, data: bytes) -> list[bytes]: ...

@@ -39,7 +39,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     verify.add_argument(
         "--trusted-head",
         metavar="SEQ:HASH",
-        help="last head you trust (e.g. the cloud's acknowledged one); a change before it is a fork",
+        help="last head you trust (e.g. the cloud acknowledged); a change before it is a fork",
     )
     verify.set_defaults(func=run_verify)
 

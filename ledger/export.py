@@ -84,8 +84,8 @@ def parse_record(line: str) -> Record:
     if kind == "entry":
         node, seq = _node(fields), _seq(fields)
         prev_hash, digest = _hash(fields, "prev_hash"), _hash(fields, "hash")
-        for key in ("node", "seq", "prev_hash", "hash"):
-            del fields[key]
+        for chain_field in ("node", "seq", "prev_hash", "hash"):
+            del fields[chain_field]
         if fields.keys() != TRANSFER_KEYS:
             raise DecodeError(f"entry has unknown fields {sorted(fields.keys() - TRANSFER_KEYS)}")
         return Entry(node, seq, prev_hash, digest, decode_transfer_fields(fields))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import pairwise
 
 from ledger.accounts import AccountId, Unit, unit_of
 from ledger.book import Balance
@@ -70,10 +71,13 @@ def check_payments_credited_once(
     credited: dict[str, int] = defaultdict(int)
     for t in transfers:
         payment = t.refs.get("payment")
-        if t.code is Code.RECHARGE and payment is not None and t.kind is not Kind.VOID:
-            # A pending recharge later posted counts once: count the pending and singles only.
-            if t.kind is not Kind.POST:
-                credited[str(payment)] += 1
+        # A pending recharge later posted counts once: count singles and pendings only.
+        if (
+            t.code is Code.RECHARGE
+            and payment is not None
+            and t.kind in (Kind.SINGLE, Kind.PENDING)
+        ):
+            credited[str(payment)] += 1
     out = [f"payment {p} credited {n} times" for p, n in credited.items() if n > 1]
     for order in paid_orders or ():
         if order not in credited:
@@ -107,7 +111,7 @@ def check_energy_matches_registers(transfers: Iterable[Transfer]) -> list[str]:
         for (start, end), billed in zip(ordered, (spans[s] for s in ordered), strict=True):
             if billed != end - start:
                 out.append(f"meter {meter}: {start}..{end} billed {billed} Wh, not {end - start}")
-        for (_, end), (start, _) in zip(ordered, ordered[1:], strict=False):
+        for (_, end), (start, _) in pairwise(ordered):
             if start != end:
                 out.append(f"meter {meter}: registers jump from {end} to {start} unbilled")
     return out

@@ -8,10 +8,10 @@ optionally the last head the caller trusts (e.g. the cloud's acknowledged head),
 | `malformed` | a line is not a valid entry or checkpoint |
 | `wrong_node` | a record belongs to another node |
 | `replay` | an entry appears twice, or one transfer id sits in two entries |
-| `fork` | two different entries (or two validly signed heads) for one seq, or the trusted head is not in the chain |
+| `fork` | two different entries or signed heads for one seq; the trusted head was rewritten |
 | `reorder` | entries are all there but out of sequence |
 | `gap` | a sequence number is missing |
-| `tampered` | an entry's content does not hash to its hash, or no longer chains to its successor or to a signed head |
+| `tampered` | content does not hash to its hash, or no longer chains to its successor or head |
 | `wrong_key` | a checkpoint is signed by a key that is not the node's |
 | `bad_signature` | a checkpoint names the node's key but its signature does not verify |
 | `truncated` | the chain ends before a head that was signed or trusted |
@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from itertools import pairwise
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -130,78 +131,27 @@ def verify_records(
     checkpoints = [r for r in records if isinstance(r, Checkpoint)]
     node = node or (records[0].node if records else None)
     findings: list[Finding] = []
-    add = findings.append
-
     for record in records:
         if record.node != node:
-            add(Finding(Problem.WRONG_NODE, record.seq, f"record of node {record.node!r}"))
+            findings.append(
+                Finding(Problem.WRONG_NODE, record.seq, f"record of node {record.node!r}")
+            )
             break
-
-    # One entry per seq: a second copy is a replay, a different one a fork.
-    by_seq: dict[int, Entry] = {}
-    for entry in entries:
-        first = by_seq.setdefault(entry.seq, entry)
-        if first is not entry:
-            same = first == entry
-            add(
-                Finding(
-                    Problem.REPLAY if same else Problem.FORK,
-                    entry.seq,
-                    "entry repeated" if same else "two different entries for one seq",
-                )
-            )
-    file_order = [e.seq for e in entries]
-    repeated = _seen_twice(file_order)
-    for before, after in zip(file_order, file_order[1:], strict=False):
-        if after < before and not {before, after} & repeated:
-            add(Finding(Problem.REORDER, after, f"seq {after} comes after seq {before}"))
-            break
-
-    ordered = [by_seq[s] for s in sorted(by_seq)]
-    start = trusted.seq + 1 if trusted and ordered and ordered[0].seq > 1 else 1
-    expected = start
-    hashes: dict[int, bytes] = {}
-    seen_ids: dict[int, int] = {}
-    previous: Entry | None = None
-    for entry in ordered:
-        if entry.seq != expected:
-            add(Finding(Problem.GAP, expected, f"seq {expected}..{entry.seq - 1} missing"))
-            previous = None
-        expected = entry.seq + 1
-        digest = entry_hash(entry.node, entry.seq, entry.prev_hash, encode_transfer(entry.transfer))
-        if digest != entry.hash:
-            add(Finding(Problem.TAMPERED, entry.seq, "content does not match its hash"))
-        if previous is not None and entry.prev_hash != previous.hash:
-            add(
-                Finding(Problem.TAMPERED, previous.seq, f"seq {entry.seq} chained to another hash")
-            )
-        elif entry.seq == 1 and entry.prev_hash != GENESIS_HASH:
-            add(Finding(Problem.TAMPERED, 1, "first entry does not start from the genesis hash"))
-        elif previous is None and trusted and entry.seq == trusted.seq + 1:
-            if entry.prev_hash != trusted.hash:
-                add(Finding(Problem.FORK, entry.seq, "does not extend the trusted head"))
-        hashes[entry.seq] = entry.hash
-        other = seen_ids.setdefault(entry.transfer.id, entry.seq)
-        if other != entry.seq:
-            add(
-                Finding(
-                    Problem.REPLAY,
-                    entry.seq,
-                    f"transfer {entry.transfer.id:032x} already at seq {other}",
-                )
-            )
-        previous = entry
-
+    ordered = _check_sequence(entries, findings)
+    hashes = _check_links(ordered, trusted, findings)
     last_seq = ordered[-1].seq if ordered else None
-    signed_through = _check_checkpoints(checkpoints, keys, hashes, last_seq, add)
-
+    signed_through = _check_checkpoints(checkpoints, keys, hashes, last_seq, findings)
     if trusted is not None:
         if last_seq is None or last_seq < trusted.seq:
-            add(Finding(Problem.TRUNCATED, trusted.seq, "chain ends before the trusted head"))
+            findings.append(
+                Finding(Problem.TRUNCATED, trusted.seq, "chain ends before the trusted head")
+            )
         elif trusted.seq in hashes and hashes[trusted.seq] != trusted.hash:
-            add(Finding(Problem.FORK, trusted.seq, "the acknowledged prefix has changed"))
+            findings.append(
+                Finding(Problem.FORK, trusted.seq, "the acknowledged prefix has changed")
+            )
     if last_seq is not None and signed_through < last_seq:
-        add(
+        findings.append(
             Finding(
                 Problem.UNSIGNED_TAIL,
                 signed_through + 1,
@@ -220,6 +170,68 @@ def verify_records(
     )
 
 
+def _check_sequence(entries: list[Entry], findings: list[Finding]) -> list[Entry]:
+    """Find replays, forks and reordering; return one entry per seq, in seq order."""
+    by_seq: dict[int, Entry] = {}
+    for entry in entries:
+        first = by_seq.get(entry.seq)
+        if first is None:
+            by_seq[entry.seq] = entry
+        elif first == entry:
+            findings.append(Finding(Problem.REPLAY, entry.seq, "entry repeated"))
+        else:
+            findings.append(Finding(Problem.FORK, entry.seq, "two different entries for one seq"))
+    file_order = [e.seq for e in entries]
+    repeated = _seen_twice(file_order)
+    for before, after in pairwise(file_order):
+        if after < before and not {before, after} & repeated:
+            findings.append(Finding(Problem.REORDER, after, f"seq {after} comes after {before}"))
+            break
+    return [by_seq[s] for s in sorted(by_seq)]
+
+
+def _check_links(
+    ordered: list[Entry], trusted: TrustedHead | None, findings: list[Finding]
+) -> dict[int, bytes]:
+    """Check gaps, each entry's hash and its link to the previous one; return seq -> hash."""
+    add = findings.append
+    expected = trusted.seq + 1 if trusted and ordered and ordered[0].seq > 1 else 1
+    hashes: dict[int, bytes] = {}
+    seen_ids: dict[int, int] = {}
+    previous: Entry | None = None
+    for entry in ordered:
+        if entry.seq != expected:
+            add(Finding(Problem.GAP, expected, f"seq {expected}..{entry.seq - 1} missing"))
+            previous = None
+        expected = entry.seq + 1
+        digest = entry_hash(entry.node, entry.seq, entry.prev_hash, encode_transfer(entry.transfer))
+        if digest != entry.hash:
+            add(Finding(Problem.TAMPERED, entry.seq, "content does not match its hash"))
+        if previous is not None and entry.prev_hash != previous.hash:
+            add(Finding(Problem.TAMPERED, previous.seq, f"seq {entry.seq} chained to another"))
+        elif entry.seq == 1 and entry.prev_hash != GENESIS_HASH:
+            add(Finding(Problem.TAMPERED, 1, "first entry does not start from the genesis hash"))
+        elif (
+            previous is None
+            and trusted
+            and entry.seq == trusted.seq + 1
+            and entry.prev_hash != trusted.hash
+        ):
+            add(Finding(Problem.FORK, entry.seq, "does not extend the trusted head"))
+        hashes[entry.seq] = entry.hash
+        other = seen_ids.setdefault(entry.transfer.id, entry.seq)
+        if other != entry.seq:
+            add(
+                Finding(
+                    Problem.REPLAY,
+                    entry.seq,
+                    f"transfer {entry.transfer.id:032x} already at seq {other}",
+                )
+            )
+        previous = entry
+    return hashes
+
+
 def _seen_twice(seqs: list[int]) -> set[int]:
     seen: set[int] = set()
     twice: set[int] = set()
@@ -233,9 +245,10 @@ def _check_checkpoints(
     keys: Sequence[Ed25519PublicKey],
     hashes: Mapping[int, bytes],
     last_seq: int | None,
-    add: Any,
+    findings: list[Finding],
 ) -> int:
     """Check each checkpoint; return the highest seq a valid one vouches for."""
+    add = findings.append
     trusted = {key_id(k): k for k in keys}
     signed_heads: dict[int, bytes] = {}
     signed_through = 0

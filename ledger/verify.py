@@ -201,7 +201,8 @@ def _check_links(
     previous: Entry | None = None
     for entry in ordered:
         if entry.seq != expected:
-            add(Finding(Problem.GAP, expected, f"seq {expected}..{entry.seq - 1} missing"))
+            missing = f"{expected}..{entry.seq - 1}" if entry.seq - 1 > expected else expected
+            add(Finding(Problem.GAP, expected, f"seq {missing} missing"))
             previous = None
         expected = entry.seq + 1
         digest = entry_hash(entry.node, entry.seq, entry.prev_hash, encode_transfer(entry.transfer))

@@ -16,8 +16,8 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 def pins(name: str) -> dict[str, str]:
     out = {}
-    for line in (ROOT / name).read_text().splitlines():
-        line = line.split("#")[0].strip()
+    for raw in (ROOT / name).read_text().splitlines():
+        line = raw.split("#")[0].strip()
         if line:
             req = Requirement(line)
             (spec,) = req.specifier

@@ -13,6 +13,7 @@ balances of each unit always sum to zero.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -88,6 +89,7 @@ def system_id(account: System) -> AccountId:
     return AccountId(f"{SYSTEM_OWNER}:{account.value}")
 
 
+@functools.lru_cache(maxsize=65536)
 def unit_of(account: AccountId) -> Unit:
     """The unit an account id implies; raises InvalidValue for an id of no known shape."""
     owner, _, name = account.partition(":")

@@ -28,11 +28,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from enum import Enum
+from typing import Any, TypeVar
 
 from ledger.accounts import AccountId, Unit
 from ledger.errors import DecodeError, LedgerError
 from ledger.transfers import Code, Kind, TimeSource, Transfer
+
+E = TypeVar("E", bound=Enum)
 
 ENTRY_TAG = b"voltbook/ledger/entry/v1\x00"
 CHECKPOINT_TAG = b"voltbook/ledger/checkpoint/v1\x00"
@@ -82,6 +85,14 @@ def encode_transfer(t: Transfer) -> bytes:
     return _dumps(transfer_fields(t)).encode()
 
 
+def _lookup(enum: type[E], value: object) -> E:
+    """Enum member by value; a dict lookup (Enum.__call__ is slow on the verify path)."""
+    member = enum._value2member_map_.get(value) if isinstance(value, str) else None
+    if member is None:
+        raise DecodeError(f"{value!r} is not a valid {enum.__name__}")
+    return member  # type: ignore[return-value]
+
+
 def _hex128(value: object, what: str) -> int:
     if not isinstance(value, str) or len(value) != 32 or value != value.lower():
         raise DecodeError(f"{what} must be 32 lower-case hex digits")
@@ -109,11 +120,11 @@ def decode_transfer_fields(fields: Mapping[str, Any]) -> Transfer:
             debit=AccountId(fields["debit"]),
             credit=AccountId(fields["credit"]),
             amount=fields["amount"],
-            unit=Unit(fields["unit"]),
-            code=Code(fields["code"]),
+            unit=_lookup(Unit, fields["unit"]),
+            code=_lookup(Code, fields["code"]),
             time=fields["time"],
-            time_source=TimeSource(fields["time_source"]),
-            kind=Kind(fields["kind"]),
+            time_source=_lookup(TimeSource, fields["time_source"]),
+            kind=_lookup(Kind, fields["kind"]),
             pending_id=None if pending is None else _hex128(pending, "pending_id"),
             linked=fields["linked"],
             refs=refs,

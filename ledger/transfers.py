@@ -110,10 +110,14 @@ class Transfer:
         for account in (self.debit, self.credit):
             if unit_of(account) is not self.unit:
                 raise InvalidValue(f"account {account} is not in {self.unit.value}")
-        Unit(self.unit)
-        Code(self.code)
-        Kind(self.kind)
-        TimeSource(self.time_source)
+        for value, enum in (
+            (self.unit, Unit),
+            (self.code, Code),
+            (self.kind, Kind),
+            (self.time_source, TimeSource),
+        ):
+            if not isinstance(value, enum):
+                raise InvalidValue(f"{value!r} is not a {enum.__name__}")
         _check_text(self.time, "time")
         if (self.kind in (Kind.POST, Kind.VOID)) != (self.pending_id is not None):
             raise InvalidValue("pending_id is required for post/void and only for them")

@@ -1,0 +1,206 @@
+"""DL/T 645 decoder throughput against the `dlt645` PyPI package, measured in the same run.
+
+Both decoders get the same reply frames (the reference's worked replies plus the replies a
+simulated meter gives to every reading block, each with the FE×4 wake-up preamble), one frame
+at a time as a bus delivers them. Prints frames/s for each and the ratio (goal: >= 3x the
+package), then the CPU cost of whole readings: frames decoded, values converted and typed into
+`Reading`, per 1 000 readings (time.process_time), and what share of a 2400-baud bus's time
+that is. Never fails on a missed goal; it prints it.
+
+    .venv/bin/python bench/decode_bench.py [--smoke]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+
+from edge.drivers.base import SerialSettings
+from edge.drivers.dlt645 import Decoder, decode_frame, encode_frame
+from edge.drivers.dlt645_items import BLOCKS_2007, build_reading, decode_reply
+from edge.drivers.dlt645_requests import read_request
+from edge.sim.dlt645_responder import Dlt645Responder
+from edge.sim.state import MeterState
+
+METER = "123456789012"
+GOAL = 3.0
+REFERENCE_REPLIES = [
+    "FE FE FE FE 68 12 90 78 56 34 12 68 91 08 33 33 34 33 89 67 45 33 54 16",
+    "FE FE FE FE 68 12 90 78 56 34 12 68 91 06 33 34 34 35 34 55 76 16",
+    "FE FE FE FE 68 12 90 78 56 34 12 68 D1 01 35 8D 16",
+    "FE FE FE FE 68 12 90 78 56 34 12 68 9C 00 22 16",
+]
+
+
+def simulated_meter() -> Dlt645Responder:
+    state = MeterState(
+        address=METER,
+        protocol="dlt645",
+        energy_mwh=1_234_567_891,
+        tariff_mwh=[100_000_000, 400_000_000, 534_567_891, 200_000_000],
+        voltage_v=220.1,
+        current_a=5.123,
+        power_w=1127.5,
+        power_factor=0.95,
+        clock=dt.datetime(2026, 11, 1, 8, 30, 15),
+        counters={"malicious_load_trips": 2, "overload_trips": 3, "over_voltage_trips": 1},
+    )
+    return Dlt645Responder(state)
+
+
+def block_replies(meter: Dlt645Responder, block: str) -> list[bytes]:
+    """The replies the simulated meter gives, one per row of `block`."""
+    replies = []
+    for item in BLOCKS_2007[block].items:
+        replies += meter.feed(encode_frame(read_request(METER, item.di)))
+    return replies
+
+
+def rate(run_once: Callable[[], int], seconds: float) -> float:
+    """Units per CPU second of `run_once` (which returns the units it did), over `seconds`."""
+    done, start = 0, time.process_time()
+    while (elapsed := time.process_time() - start) < seconds:
+        done += run_once()
+    return done / elapsed
+
+
+def ours(frames: list[bytes]) -> Callable[[], int]:
+    decoder = Decoder()
+
+    def run_once() -> int:
+        for raw in frames:
+            decoder.feed(raw)
+            if decoder.next_frame() is None:
+                raise AssertionError("our decoder missed a frame")
+        return len(frames)
+
+    return run_once
+
+
+def theirs(frames: list[bytes]) -> Callable[[], int]:
+    from dlt645.protocol.protocol import DLT645Protocol
+
+    parse = DLT645Protocol.deserialize_with_remaining
+
+    def run_once() -> int:
+        for raw in frames:
+            if parse(raw)[1] is None:
+                raise AssertionError("dlt645 package missed a frame")
+        return len(frames)
+
+    return run_once
+
+
+def chunks_of(frames: list[bytes], size: int) -> list[bytes]:
+    """The frames as one byte stream cut every `size` bytes, as a serial port delivers them."""
+    stream = b"".join(frames)
+    return [stream[i : i + size] for i in range(0, len(stream), size)]
+
+
+def ours_stream(frames: list[bytes], size: int) -> Callable[[], int]:
+    chunks, decoder = chunks_of(frames, size), Decoder()
+
+    def run_once() -> int:
+        found = 0
+        for chunk in chunks:
+            decoder.feed(chunk)
+            while decoder.next_frame() is not None:
+                found += 1
+        if found != len(frames):
+            raise AssertionError(f"our decoder found {found} of {len(frames)} frames")
+        return found
+
+    return run_once
+
+
+def theirs_stream(frames: list[bytes], size: int) -> Callable[[], int]:
+    from dlt645.protocol.protocol import DLT645Protocol
+
+    parse, chunks = DLT645Protocol.deserialize_with_remaining, chunks_of(frames, size)
+
+    def run_once() -> int:
+        found, buffer = 0, b""
+        for chunk in chunks:
+            buffer += chunk
+            while True:
+                buffer, frame = parse(buffer)
+                if frame is None:
+                    break
+                found += 1
+        if found != len(frames):
+            raise AssertionError(f"dlt645 package found {found} of {len(frames)} frames")
+        return found
+
+    return run_once
+
+
+def readings(frames: list[bytes], block: str) -> Callable[[], int]:
+    """Decode one block's reply frames and type them into a `Reading`: one reading a call."""
+    rows = BLOCKS_2007[block].items
+    decoder = Decoder()
+
+    def run_once() -> int:
+        values = []
+        for raw, row in zip(frames, rows, strict=True):
+            decoder.feed(raw)
+            frame = decoder.next_frame()
+            if frame is None:
+                raise AssertionError("missed a frame")
+            values += decode_reply(row, frame.data[4:], address=frame.address)
+        build_reading(METER, values)
+        return 1
+
+    return run_once
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="a quick run (about 2 s)")
+    args = parser.parse_args()
+    seconds = 0.2 if args.smoke else 2.0
+    logging.disable(logging.CRITICAL)  # the package logs every frame; not what we measure
+
+    meter = simulated_meter()
+    per_block = {block: block_replies(meter, block) for block in BLOCKS_2007}
+    frames = [bytes.fromhex(r) for r in REFERENCE_REPLIES]
+    frames += [raw for replies in per_block.values() for raw in replies]
+    for raw in frames:  # both decoders must agree on every frame before we time them
+        from dlt645.protocol.protocol import DLT645Protocol
+
+        peer = DLT645Protocol.deserialize_with_remaining(raw)[1]
+        mine = decode_frame(raw)
+        assert peer is not None and bytes(peer.data) == mine.data, raw.hex(" ")
+
+    ours_rate = rate(ours(frames), seconds)
+    theirs_rate = rate(theirs(frames), seconds)
+    ratio = ours_rate / theirs_rate
+    verdict = "met" if ratio >= GOAL else "MISSED"
+    print(f"frames: {len(frames)} distinct replies, {sum(map(len, frames))} bytes")
+    print(
+        f"decode: {ours_rate:,.0f} frames/s, dlt645 pkg: {theirs_rate:,.0f} frames/s, "
+        f"ratio {ratio:.2f} (goal >= {GOAL:g}: {verdict})"
+    )
+    ours_rate = rate(ours_stream(frames, 32), seconds)
+    theirs_rate = rate(theirs_stream(frames, 32), seconds)
+    ratio = ours_rate / theirs_rate
+    print(
+        f"stream in 32-byte chunks: {ours_rate:,.0f} frames/s, dlt645 pkg: "
+        f"{theirs_rate:,.0f} frames/s, ratio {ratio:.2f}"
+    )
+    byte_time = SerialSettings(baudrate=2400).byte_time
+    for block in ("basic", "energy", "status"):
+        replies = per_block[block]
+        cpu_per_reading = 1 / rate(readings(replies, block), seconds / 2)
+        wire = sum(len(r) for r in replies) * byte_time  # the replies alone, at 2400 baud
+        print(
+            f"reading '{block}' ({len(replies)} frames): "
+            f"{cpu_per_reading * 1000:.3f} CPU s per 1 000 readings decoded into Reading; "
+            f"{cpu_per_reading / wire:.4%} of the 2400-baud wire time of its replies"
+        )
+
+
+if __name__ == "__main__":
+    main()

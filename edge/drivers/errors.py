@@ -40,6 +40,14 @@ class MeterTimeout(PeerError):
     """No complete reply within the protocol's time."""
 
 
+class ChannelBusy(MeterTimeout):
+    """LoRa listen-before-talk found the channel busy through every bounded backoff."""
+
+
+class RadioFault(MeterError):
+    """The radio hardware misbehaved: no chip on SPI, TxDone never raised, SPI not enabled."""
+
+
 class MeterRefused(PeerError):
     """The meter answered with an error reply; `reasons` are the decoded error bits."""
 

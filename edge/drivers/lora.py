@@ -36,7 +36,7 @@ from types import MappingProxyType
 from typing import Protocol, TypeVar
 
 from edge.drivers.base import Conversation, Transaction
-from edge.drivers.errors import DriverUsageError, MeterError, MeterTimeout
+from edge.drivers.errors import ChannelBusy, DriverUsageError, MeterError, MeterTimeout
 
 T = TypeVar("T")
 
@@ -63,14 +63,6 @@ PA_BOOST_RANGE_DBM = (2, 17)
 
 # e.r.p. is referred to a half-wave dipole, which has 2.15 dBi.
 DIPOLE_GAIN_DBI = 2.15
-
-
-class RadioFault(MeterError):
-    """The radio hardware misbehaved: no chip on SPI, TxDone never raised, SPI not enabled."""
-
-
-class ChannelBusy(MeterTimeout):
-    """Listen-before-talk found the channel busy through every bounded backoff."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,8 +35,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from edge.drivers.errors import DriverUsageError
-from edge.drivers.lora import Clock, RadioConfig, RadioFault, RadioPacket, SystemClock
+from edge.drivers.errors import DriverUsageError, RadioFault
+from edge.drivers.lora import Clock, RadioConfig, RadioPacket, SystemClock
 
 # RegOpMode values pyLoRa writes (LongRangeMode bit set): pyLoRa's MODE constants.
 MODE_SLEEP = 0x80

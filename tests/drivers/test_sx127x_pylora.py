@@ -14,8 +14,8 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
-from edge.drivers.errors import DriverUsageError, MeterTimeout
-from edge.drivers.lora import ChannelBusy, RadioBus, RadioConfig, RadioFault
+from edge.drivers.errors import ChannelBusy, DriverUsageError, MeterTimeout, RadioFault
+from edge.drivers.lora import RadioBus, RadioConfig
 from edge.drivers.sx127x import Sx127xRadio
 from edge.sim.radio_medium import Link, MeterNode, Modulation, RadioMedium, VirtualClock
 from edge.sim.sx127x_standin import install_fake_board

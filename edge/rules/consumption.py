@@ -1,0 +1,348 @@
+"""Consumption: bill a meter's register delta to its account's pockets (DESIGN §4, §5).
+
+One reading at a time. The energy since the last reading is priced (`tariffs.price_energy`),
+appended behind anything still unbilled from earlier readings, and paid front first:
+
+    leg       debit          credit              unit  amount
+    subsidy   <A>:subsidy    sys:subsidy_used    Wh    energy, up to the subsidy left
+    prepaid   <A>:prepaid    sys:energy_sales    fen   charge_step, down to zero
+    grace     <A>:grace      sys:grace_used      Wh    energy, up to the grace left
+    credit    <A>:prepaid    sys:energy_sales    fen   charge_step, from zero to -credit_limit
+
+The legs of one reading are one linked chain (all `linked=True` but the last), so the book
+takes all or none. Every leg carries refs `meter`, `reg_from`, `reg_to` (the register span the
+chain bills) and `energy_wh` (this leg's share); fen legs also `cost_cum`, the account's
+cumulative exact cost after the leg, and `tariff`, the priced parts. Fen are always
+`charge_step` on that cumulative cost, so fen charged = cumulative exact cost rounded once.
+Ids are `derive_id("consume", meter, reg_from, reg_to, leg)`: a re-run after a crash, given the
+same reading and time, derives the same chain and the book answers `exists`.
+
+**When the money runs out.** The book never lets a pocket below its floor, and a linked chain
+with one refused leg is refused whole, so billing past the money would lose the whole reading.
+Instead billing *stops at the money*: the chain bills the register span the pockets can pay,
+`[reg_from, reg_from + paid]`, and the rest stays in the meter's state as `unbilled` energy,
+already priced, with `short_wh` saying how much of it the pockets could not pay. Nothing is
+written that is not paid, so money and energy both stay exact: each chain's energy equals its
+register span, spans are contiguous per meter (the next chain starts at `billed_to`), and no
+transfer is ever refused for a floor. The debt is the unbilled energy: the arrears rule trips on
+`short_wh > 0`, an `unpaid_energy` alarm is raised when it first appears, and the next reading
+after a top-up pays the oldest energy first (before any new energy), which releases the trip.
+Energy in the book therefore lags the meter by the unpaid energy, never differs from it.
+
+The same mechanism absorbs rounding: energy whose cost does not yet reach a whole fen (a 10 Wh
+poll at 0.8 CNY/kWh) is left unbilled rather than written as a 0-fen transfer (which the ledger
+cannot hold), and goes out with the next reading that crosses a fen.
+
+**Implausible registers.** A register that runs backwards (beyond the reading's quantisation
+bound) or rises more than `max_power_w × elapsed × jump_margin` (plus one register step) is an
+alarm and bills nothing; the state keeps the last good register, so a glitch heals at the next
+good reading and a real meter change waits for the operator's meter swap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass
+
+from edge.drivers.reading import Reading
+from edge.rules.decisions import Alarm, AlarmKind, Decided, Decisions, Severity
+from edge.rules.errors import InputError, PolicyError
+from edge.rules.pockets import NO_WH, Pockets
+from edge.rules.tariffs import (
+    CostPart,
+    Period,
+    Tariff,
+    TouTariff,
+    describe_parts,
+    energy_of,
+    exact_cost_of,
+    merge_parts,
+    price_energy,
+    split_parts,
+)
+from edge.rules.times import month_key, require_aware, stamp
+from ledger.accounts import POCKET_UNIT, AccountId, Pocket, System, pocket_id, system_id
+from ledger.ids import derive_id
+from ledger.transfers import Code, RefValue, TimeSource, Transfer
+from ledger.units import EXACT_PER_FEN, ExactCost, Wh, charge_step, fen_rounded
+
+_HOUR = dt.timedelta(hours=1)
+_NO_COST = ExactCost(0)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumptionPolicy:
+    tariff: Tariff
+    max_power_w: float  # the most the circuit can draw (breaker rating × voltage)
+    jump_margin: float = 1.5
+    # Floor on the elapsed time the jump test allows for, so a reading after the clock stepped
+    # back (elapsed ≤ 0) or a very short poll is not refused for rounding of the registers.
+    min_window: dt.timedelta = dt.timedelta(minutes=15)
+    resolution_wh: int = 10  # one register step (0.01 kWh)
+
+    def __post_init__(self) -> None:
+        if not self.max_power_w > 0 or not self.jump_margin >= 1:
+            raise PolicyError("max_power_w must be > 0 and jump_margin >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class MeterBilling:
+    """Where billing of one meter stands.
+
+    `reg_wh`, `at`, `by_tariff_wh`, `error_wh`: the last accepted reading. `unbilled`: energy
+    read and priced but not yet in the book, oldest first; `short_wh`: how much of it the
+    pockets could not pay (the rest is below one fen). The book has billed up to `billed_to`.
+    """
+
+    meter: str
+    reg_wh: Wh
+    at: dt.datetime
+    by_tariff_wh: tuple[Wh, ...] = ()
+    error_wh: int = 0
+    unbilled: tuple[CostPart, ...] = ()
+    short_wh: Wh = NO_WH
+
+    @property
+    def billed_to(self) -> Wh:
+        return Wh(self.reg_wh - energy_of(self.unbilled))
+
+    @classmethod
+    def first(cls, reading: Reading, now: dt.datetime) -> MeterBilling:
+        """Start billing a meter at this reading (commissioning, or a new meter after a swap)."""
+        return cls(
+            meter=reading.address,
+            reg_wh=_register(reading),
+            at=require_aware(now),
+            by_tariff_wh=reading.energy_by_tariff_wh,
+            error_wh=reading.energy_error_wh,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AccountCharges:
+    """An account's running totals: cumulative exact cost, and this month's consumption."""
+
+    cost_cum: ExactCost = _NO_COST
+    month: str = ""
+    month_used_wh: int = 0
+
+    def for_month(self, key: str) -> AccountCharges:
+        # Only a later month resets the tiers: a clock stepping back keeps counting in the
+        # month already reached rather than granting a second cheap first tier.
+        if key > self.month:
+            return AccountCharges(self.cost_cum, key, 0)
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumptionState:
+    meter: MeterBilling
+    charges: AccountCharges  # the account's; shared by all its meters, bill them in turn
+
+
+@dataclass(frozen=True, slots=True)
+class _Leg:
+    name: str
+    pocket: Pocket
+    sink: System
+    parts: tuple[CostPart, ...]
+    fen: int = 0  # fen legs only
+    cost_cum: ExactCost | None = None  # fen legs only
+
+
+def _register(reading: Reading) -> Wh:
+    if reading.energy_wh is None:
+        raise InputError(f"reading of meter {reading.address} has no energy register")
+    return reading.energy_wh
+
+
+def _fen_leg(
+    name: str, parts: tuple[CostPart, ...], cost_cum: ExactCost, allowance: int
+) -> tuple[_Leg | None, tuple[CostPart, ...], bool]:
+    """The most of `parts` (front first) `allowance` fen pays; returns (leg, rest, deferred).
+
+    `deferred` means everything would be paid but it rounds to 0 fen: keep it for later.
+    """
+    if allowance <= 0 or not parts:
+        return None, parts, False
+    # The largest cumulative cost that still rounds to at most `allowance` more fen.
+    ceiling = (fen_rounded(cost_cum) + allowance + 1) * EXACT_PER_FEN - EXACT_PER_FEN // 2 - 1
+    room, take = ceiling - cost_cum, 0
+    for part in parts:
+        fits = min(part.energy, room // part.price)
+        take, room = take + fits, room - fits * part.price
+        if fits < part.energy:
+            break
+    head, rest = split_parts(parts, take)
+    fen, after = charge_step(cost_cum, exact_cost_of(head))
+    if fen == 0:
+        return None, parts, not rest
+    return _Leg(name, Pocket.PREPAID, System.ENERGY_SALES, head, fen, after), rest, False
+
+
+def _wh_leg(
+    name: str, pocket: Pocket, sink: System, parts: tuple[CostPart, ...], left: int
+) -> tuple[_Leg | None, tuple[CostPart, ...]]:
+    head, rest = split_parts(parts, max(0, min(left, energy_of(parts))))
+    return (_Leg(name, pocket, sink, head) if head else None), rest
+
+
+def _pay(
+    queue: tuple[CostPart, ...], pockets: Pockets, cost_cum: ExactCost
+) -> tuple[list[_Leg], tuple[CostPart, ...], bool]:
+    """Legs paying `queue` in order; returns (legs, unpaid rest, short of money)."""
+    subsidy, rest = _wh_leg(
+        "subsidy", Pocket.SUBSIDY, System.SUBSIDY_USED, queue, pockets.subsidy_wh
+    )
+    prepaid, rest, deferred = _fen_leg("prepaid", rest, cost_cum, pockets.prepaid_fen)
+    if prepaid is not None:
+        assert prepaid.cost_cum is not None
+        cost_cum = prepaid.cost_cum
+    grace, credit = None, None
+    if not deferred:
+        grace, rest = _wh_leg("grace", Pocket.GRACE, System.GRACE_USED, rest, pockets.grace_wh)
+        spendable = pockets.spendable_fen - (prepaid.fen if prepaid else 0)
+        if pockets.credit_limit_fen > 0:
+            credit, rest, deferred = _fen_leg("credit", rest, cost_cum, spendable)
+    legs = [leg for leg in (subsidy, prepaid, grace, credit) if leg is not None]
+    return legs, rest, bool(rest) and not deferred
+
+
+def _register_deltas(tariff: Tariff, last: MeterBilling, reading: Reading) -> dict[Period, int]:
+    """Per-period energy from the meter's tariff registers, when both readings have them."""
+    before, after = last.by_tariff_wh, reading.energy_by_tariff_wh
+    if not isinstance(tariff, TouTariff) or not after or len(before) != len(after):
+        return {}
+    deltas: dict[Period, int] = {}
+    for period, old, new in zip(tariff.meter_order, before, after, strict=False):
+        deltas[period] = deltas.get(period, 0) + new - old
+    return deltas
+
+
+def _implausible(
+    last: MeterBilling, reading: Reading, delta: int, now: dt.datetime, policy: ConsumptionPolicy
+) -> str | None:
+    tolerance = reading.energy_error_wh + last.error_wh
+    if delta < -tolerance:
+        return f"register went backwards from {last.reg_wh} to {reading.energy_wh} Wh"
+    window = max(now - last.at, policy.min_window)
+    limit = policy.max_power_w * (window / _HOUR) * policy.jump_margin
+    if delta > limit + policy.resolution_wh + tolerance:
+        return f"register rose {delta} Wh in {window}, more than {policy.max_power_w:g} W allows"
+    return None
+
+
+def bill_reading(
+    now: dt.datetime,
+    reading: Reading,
+    state: ConsumptionState,
+    policy: ConsumptionPolicy,
+    *,
+    owner: str,
+    pockets: Pockets,
+    source: TimeSource,
+) -> Decided[ConsumptionState]:
+    """Bill the energy `reading` shows since the last one, to `owner`'s pockets.
+
+    `now` is when the reading was taken (it stamps the transfers: pass the same value on a
+    re-run). `pockets` are the account's available balances in the book right now.
+    """
+    require_aware(now)
+    last = state.meter
+    if reading.address != last.meter:
+        raise InputError(f"reading of meter {reading.address} given with state of {last.meter}")
+    delta = _register(reading) - last.reg_wh
+    problem = _implausible(last, reading, delta, now, policy)
+    if problem is not None:
+        kind = AlarmKind.REGISTER_BACKWARDS if delta < 0 else AlarmKind.REGISTER_JUMP
+        alarm = Alarm(kind, Severity.CRITICAL, problem, account=owner, meter=last.meter)
+        return Decided(state, Decisions(alarms=(alarm,)))
+    delta = max(delta, 0)  # backwards within the float32 quantisation bound: no energy
+    charges = state.charges.for_month(month_key(now))
+    fresh = price_energy(
+        policy.tariff,
+        Wh(delta),
+        last.at,
+        now,
+        month_used_wh=charges.month_used_wh,
+        by_period=_register_deltas(policy.tariff, last, reading),
+    )
+    legs, rest, short = _pay(last.unbilled + fresh, pockets, charges.cost_cum)
+    reg_from = last.billed_to
+    reg_to = reg_from + sum(energy_of(leg.parts) for leg in legs)
+    transfers = tuple(
+        _transfer(
+            leg,
+            owner=owner,
+            meter=last.meter,
+            span=(reg_from, reg_to),
+            now=now,
+            source=source,
+            linked=i < len(legs) - 1,
+        )
+        for i, leg in enumerate(legs)
+    )
+    cost_cum = next(
+        (leg.cost_cum for leg in reversed(legs) if leg.cost_cum is not None), charges.cost_cum
+    )
+    meter = MeterBilling(
+        meter=last.meter,
+        reg_wh=_register(reading) if delta else last.reg_wh,
+        at=now,
+        by_tariff_wh=reading.energy_by_tariff_wh,
+        error_wh=reading.energy_error_wh,
+        unbilled=merge_parts(rest),
+        short_wh=energy_of(rest) if short else NO_WH,
+    )
+    alarms: tuple[Alarm, ...] = ()
+    if short and not last.short_wh:
+        alarms = (
+            Alarm(
+                AlarmKind.UNPAID_ENERGY,
+                Severity.WARNING,
+                f"{meter.short_wh} Wh used with no money left to pay for it",
+                account=owner,
+                meter=last.meter,
+            ),
+        )
+    new_charges = dataclasses.replace(
+        charges, cost_cum=cost_cum, month_used_wh=charges.month_used_wh + delta
+    )
+    return Decided(ConsumptionState(meter, new_charges), Decisions(transfers, alarms=alarms))
+
+
+def _transfer(
+    leg: _Leg,
+    *,
+    owner: str,
+    meter: str,
+    span: tuple[int, int],
+    now: dt.datetime,
+    source: TimeSource,
+    linked: bool,
+) -> Transfer:
+    reg_from, reg_to = span
+    debit: AccountId = pocket_id(owner, leg.pocket)
+    refs: dict[str, RefValue] = {
+        "meter": meter,
+        "reg_from": reg_from,
+        "reg_to": reg_to,
+        "energy_wh": energy_of(leg.parts),
+    }
+    if leg.cost_cum is not None:
+        refs["cost_cum"] = leg.cost_cum
+        refs["tariff"] = describe_parts(leg.parts)
+    credit = system_id(leg.sink)
+    return Transfer(
+        id=derive_id("consume", meter, reg_from, reg_to, leg.name),
+        debit=debit,
+        credit=credit,
+        amount=leg.fen if leg.cost_cum is not None else energy_of(leg.parts),
+        unit=POCKET_UNIT[leg.pocket],
+        code=Code.CONSUME,
+        time=stamp(now),
+        time_source=source,
+        linked=linked,
+        refs=refs,
+    )

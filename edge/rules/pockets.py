@@ -1,0 +1,48 @@
+"""An account's spendable pockets, as the rules see them (read from the book by the shell).
+
+Balances are the book's *available* balances (posted less pending debits): what a transfer can
+still take. `credit_limit_fen` is how far the prepaid pocket may go below zero (the book's floor
+is `-credit_limit_fen`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ledger.accounts import Pocket, pocket_id
+from ledger.book import Book
+from ledger.units import Fen, Wh
+
+NO_WH = Wh(0)
+NO_FEN = Fen(0)
+
+
+@dataclass(frozen=True, slots=True)
+class Pockets:
+    subsidy_wh: Wh = NO_WH
+    prepaid_fen: Fen = NO_FEN
+    grace_wh: Wh = NO_WH
+    credit_limit_fen: Fen = NO_FEN
+
+    @property
+    def spendable_fen(self) -> int:
+        """Fen the prepaid pocket can still pay before it reaches its floor."""
+        return self.prepaid_fen + self.credit_limit_fen
+
+    @property
+    def exhausted(self) -> bool:
+        """Nothing left to pay energy with: no subsidy, no grace, prepaid at its floor."""
+        return self.subsidy_wh <= 0 and self.grace_wh <= 0 and self.spendable_fen <= 0
+
+    @classmethod
+    def from_book(cls, book: Book, owner: str) -> Pockets:
+        """The pockets of `owner` in `book` (an unopened prepaid pocket has no credit)."""
+        prepaid = pocket_id(owner, Pocket.PREPAID)
+        account = book.account(prepaid)
+        floor = account.floor if account is not None and account.floor is not None else 0
+        return cls(
+            subsidy_wh=Wh(book.balance(pocket_id(owner, Pocket.SUBSIDY)).available),
+            prepaid_fen=Fen(book.balance(prepaid).available),
+            grace_wh=Wh(book.balance(pocket_id(owner, Pocket.GRACE)).available),
+            credit_limit_fen=Fen(-floor),
+        )

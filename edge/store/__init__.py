@@ -1,0 +1,62 @@
+"""Durable state of the concentrator (DESIGN §6 "Store").
+
+- `db`: `Store` — SQLite (WAL, synchronous=FULL, one writer) for the ledger chain, checkpoints,
+  readings, events and alarms, the inbox of cloud commands, the outbox and rule state; checked
+  and replayed into a `ledger.book.Book` at every open.
+- `writes`: `Transaction` — the group commit of one poll cycle, the only way to write.
+- `schema`: numbered migrations recorded in `PRAGMA user_version`.
+- `integrity`: recomputes the chain from the stored rows and names any edited row.
+- `records`: the values the store takes and returns, and their compact forms.
+- `config_db`: the site configuration documents in tinydb, written atomically.
+- `errors`: the `StoreError` tree.
+"""
+
+from edge.store.db import Store
+from edge.store.errors import (
+    AcknowledgementMismatch,
+    CommandConflict,
+    CorruptConfig,
+    CorruptStore,
+    DiskFull,
+    SchemaTooNew,
+    SchemaTooOld,
+    StoreBusy,
+    StoreError,
+    StoreUsageError,
+    TransfersRefused,
+)
+from edge.store.records import (
+    Category,
+    CommandResult,
+    CommandStatus,
+    Event,
+    OutboxItem,
+    OutboxKind,
+    StoredEvent,
+    TimedReading,
+)
+from edge.store.writes import Transaction
+
+__all__ = [
+    "AcknowledgementMismatch",
+    "Category",
+    "CommandConflict",
+    "CommandResult",
+    "CommandStatus",
+    "CorruptConfig",
+    "CorruptStore",
+    "DiskFull",
+    "Event",
+    "OutboxItem",
+    "OutboxKind",
+    "SchemaTooNew",
+    "SchemaTooOld",
+    "Store",
+    "StoreBusy",
+    "StoreError",
+    "StoreUsageError",
+    "StoredEvent",
+    "TimedReading",
+    "Transaction",
+    "TransfersRefused",
+]

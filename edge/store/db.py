@@ -1,0 +1,537 @@
+"""The concentrator's durable store: SQLite for the ledger, readings, events, inbox and outbox.
+
+One file, WAL journal, `synchronous=FULL` (a commit is on the disk when it returns), ONE writer
+connection guarded by an exclusive lock file, and group commit: the runtime opens one
+`transaction()` per poll cycle and everything it writes there commits together or not at all.
+
+    store = Store.open(path, node="edge-0001", accounts=configured_accounts)
+    with store.transaction() as tx:
+        tx.append_transfers(decisions.transfers)
+        tx.insert_readings(cycle_readings)
+        tx.defer(*decisions.relay_actions)
+    for action in tx.released():  # reached only once the commit is durable
+        run(action)
+
+Durability rule (DESIGN §6): nothing outside may act on state that is not yet durable. Writes
+exist only on the `Transaction`, and the actions a cycle decided (relay trips, PUBACKs, publishes)
+are handed back by `released()` only after the commit returned; an exception anywhere in the
+block rolls back the file *and* the in-memory book and chain, and releases nothing.
+
+At open the store creates or migrates the schema (`edge.store.schema`), runs SQLite's
+`integrity_check`, recomputes the whole chain from the stored rows (`edge.store.integrity`) and
+rebuilds the book with `ledger.book.replay`, so the runtime has its balances at boot.
+
+Not thread-safe: one runtime thread owns the store.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import errno
+import fcntl
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from edge.store.errors import (
+    CorruptStore,
+    DiskFull,
+    SchemaTooNew,
+    SchemaTooOld,
+    StoreBusy,
+    StoreError,
+    StoreUsageError,
+    from_sqlite,
+)
+from edge.store.integrity import check_store, parse_head
+from edge.store.records import (
+    Category,
+    CommandResult,
+    OutboxItem,
+    OutboxKind,
+    ReadingRow,
+    StoredEvent,
+    TimedReading,
+    event_from_row,
+    reading_from_row,
+    to_ms,
+)
+from edge.store.schema import LATEST, migrate, schema_version
+from edge.store.writes import Transaction
+from ledger.accounts import Account, AccountId, is_system
+from ledger.book import Book, replay
+from ledger.chain import Chain, Checkpoint, Entry
+from ledger.encoding import GENESIS_HASH, decode_transfer
+from ledger.errors import DecodeError, TransferRefused
+from ledger.export import entry_line, record_line
+from ledger.transfers import Transfer
+
+BUSY_TIMEOUT_MS = 5000  # a read-only exporter may briefly hold the WAL; wait, don't fail
+_PAGE = 1000  # rows per fetch when streaming entries
+
+
+class Store:
+    """The durable state of one concentrator. Open with `Store.open`."""
+
+    def __init__(
+        self,
+        path: Path,
+        conn: sqlite3.Connection,
+        lock_fd: int | None,
+        node: str,
+        accounts: Iterable[Account],
+    ) -> None:
+        self._path = path
+        self._conn = conn
+        self._lock_fd = lock_fd
+        self._node = node
+        self._floors: dict[AccountId, Account] = {a.id: a for a in accounts}
+        self._transfers: list[Transfer] = []  # chain order; what the book was built from
+        self._book = Book(open_accounts=True)
+        self._chain = Chain(node)
+        self._committed = (0, GENESIS_HASH, 0)  # seq, head, len(_transfers) at the last commit
+        self._tx: Transaction | None = None
+        self._closed = False
+
+    # -- opening ----------------------------------------------------------------------------
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        node: str | None = None,
+        accounts: Iterable[Account] = (),
+        size_limit_bytes: int | None = None,
+        public_key: Ed25519PublicKey | None = None,
+        read_only: bool = False,
+    ) -> Store:
+        """Open (creating and migrating as needed), check and load the store at `path`.
+
+        `node` is required to create a store and, when given, must match the stored one.
+        `accounts` sets floors (credit limits); merchant pockets not listed get the standard
+        floor of zero. `size_limit_bytes` caps the file (SQLite `max_page_count`) so that a full
+        store fails with `DiskFull` before the SD card fills. With `public_key`, stored
+        checkpoint signatures are verified too. `read_only` opens without the writer lock and
+        without migrating, for exports while the runtime runs.
+        """
+        where = Path(path)
+        if not where.parent.is_dir():
+            raise StoreUsageError(f"directory {where.parent} does not exist; create it first")
+        if read_only and not where.exists():
+            raise StoreUsageError(f"there is no store at {where}")
+        lock_fd = None if read_only else _take_lock(where)
+        conn: sqlite3.Connection | None = None
+        opened = False
+        try:
+            conn = _connect(where, read_only)
+            store_node = _prepare(conn, where, node, size_limit_bytes, read_only)
+            store = cls(where, conn, lock_fd, store_node, accounts)
+            store._load(public_key)
+            opened = True
+        except sqlite3.Error as exc:
+            raise from_sqlite(exc, where) from exc
+        finally:
+            if not opened:
+                _abandon(conn, lock_fd)
+        return store
+
+    def _load(self, public_key: Ed25519PublicKey | None) -> None:
+        rows = self._conn.execute("PRAGMA integrity_check(20)").fetchall()
+        if [r[0] for r in rows] != ["ok"]:
+            details = "; ".join(str(r[0]) for r in rows)
+            raise CorruptStore(self._path, None, f"SQLite integrity_check: {details}")
+        scan = check_store(self._conn, self._node)
+        if public_key is not None:
+            for cp in self.checkpoints():
+                if not cp.verify(public_key):
+                    scan.add(cp.seq, f"checkpoint signature by {cp.key_id} does not verify")
+        if scan.problems:
+            first = scan.problems[0]
+            more = f" (all problems: {'; '.join(map(str, scan.problems))})"
+            raise CorruptStore(
+                self._path, first.seq, first.detail + (more if len(scan.problems) > 1 else "")
+            )
+        self._transfers = scan.transfers
+        try:
+            self._rebuild_book()
+        except TransferRefused as exc:
+            seq = scan.seqs[[t.id for t in scan.transfers].index(exc.transfer_id)]
+            raise CorruptStore(
+                self._path, seq, f"the stored transfer does not apply to the book ({exc})"
+            ) from exc
+        self._chain = Chain(self._node, scan.head_seq, scan.head_hash)
+        self._committed = (scan.head_seq, scan.head_hash, len(self._transfers))
+
+    def _rebuild_book(self) -> None:
+        # History is replayed without floors (it was accepted under the floors of its day);
+        # today's floors apply to what comes next.
+        self._book = replay(self._transfers)
+        for account in list(self._book.accounts()):
+            self.ensure_account(account.id)
+        for account in self._floors.values():
+            self._book.open_account(account)
+
+    def ensure_account(self, account: AccountId) -> None:
+        """Give a merchant pocket its floor before the book first sees it (the store's book is
+        open to unknown accounts, so without this a new pocket would have no floor)."""
+        if is_system(account):
+            return
+        known = self._book.account(account)
+        if known is None or known.floor is None:
+            self._book.open_account(self._floors.get(account) or Account.for_id(account))
+
+    def set_accounts(self, accounts: Iterable[Account]) -> None:
+        """Change floors (credit limits) after a configuration change; balances are unchanged."""
+        for account in accounts:
+            self._floors[account.id] = account
+            self._book.open_account(account)
+
+    # -- properties -------------------------------------------------------------------------
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def node(self) -> str:
+        return self._node
+
+    @property
+    def book(self) -> Book:
+        """The live balances. Read it; never submit to it (only a transaction may)."""
+        return self._book
+
+    @property
+    def chain(self) -> Chain:
+        """A copy of the chain's head, e.g. to sign a checkpoint: `store.chain.checkpoint(key)`."""
+        return Chain(self._node, self._chain.seq, self._chain.head)
+
+    @property
+    def schema_version(self) -> int:
+        return schema_version(self._conn)
+
+    # -- transactions -----------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """Group commit: everything written through the yielded transaction commits together
+        when the block ends, or nothing does (exception, or a write that failed inside).
+        """
+        self._check_open()
+        if self._read_only:
+            raise StoreUsageError(f"store {self._path} is open read-only")
+        if self._tx is not None:
+            raise StoreUsageError("a transaction is already open; one per poll cycle, not nested")
+        self._run("BEGIN IMMEDIATE")
+        tx = Transaction(self)
+        self._tx = tx
+        committed = False
+        try:
+            yield tx
+            if tx.failure is not None:
+                raise StoreError(
+                    f"a write in this transaction failed ({tx.failure}); the whole transaction "
+                    "was rolled back. Handle that error instead of continuing the cycle."
+                ) from tx.failure
+            self._run("COMMIT")
+            committed = True
+        finally:
+            self._tx = None
+            if committed:
+                self._committed = (self._chain.seq, self._chain.head, len(self._transfers))
+                tx.finish(committed=True)
+            else:
+                self._roll_back(tx)
+
+    def _roll_back(self, tx: Transaction) -> None:
+        tx.finish(committed=False)
+        if self._conn.in_transaction:  # SQLite may already have rolled back (SQLITE_FULL)
+            with suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
+        seq, head, count = self._committed
+        self._chain = Chain(self._node, seq, head)
+        if tx.ledger_touched:
+            del self._transfers[count:]
+            self._rebuild_book()
+
+    def _run(self, sql: str, params: tuple[object, ...] = ()) -> sqlite3.Cursor:
+        try:
+            return self._conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise from_sqlite(exc, self._path) from exc
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreUsageError(f"store {self._path} is closed")
+
+    @property
+    def _read_only(self) -> bool:
+        return self._lock_fd is None
+
+    # -- ledger reads -----------------------------------------------------------------------
+    def _entry(self, seq: int, prev_hash: bytes, digest: bytes, body: bytes) -> Entry:
+        try:
+            transfer = decode_transfer(bytes(body))
+        except DecodeError as exc:
+            raise CorruptStore(self._path, seq, f"body is not a canonical transfer: {exc}") from exc
+        return Entry(self._node, seq, bytes(prev_hash), bytes(digest), transfer)
+
+    def entries(self, from_seq: int = 1) -> Iterator[Entry]:
+        """Entries from `from_seq` on, in chain order (fetched in pages)."""
+        self._check_open()
+        after = from_seq - 1
+        while True:
+            rows = self._run(
+                "SELECT seq, prev_hash, hash, body FROM ledger WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after, _PAGE),
+            ).fetchall()
+            for row in rows:
+                yield self._entry(*row)
+            if len(rows) < _PAGE:
+                return
+            after = rows[-1][0]
+
+    def entry(self, seq: int) -> Entry | None:
+        row = self._run(
+            "SELECT seq, prev_hash, hash, body FROM ledger WHERE seq = ?", (seq,)
+        ).fetchone()
+        return None if row is None else self._entry(*row)
+
+    def entry_of(self, transfer_id: int) -> Entry | None:
+        """The entry that holds a transfer, by transfer id."""
+        row = self._run(
+            "SELECT seq, prev_hash, hash, body FROM ledger WHERE transfer_id = ?",
+            (transfer_id.to_bytes(16, "big"),),
+        ).fetchone()
+        return None if row is None else self._entry(*row)
+
+    def checkpoints(self) -> list[Checkpoint]:
+        rows = self._run("SELECT seq, head, key_id, signature FROM checkpoints ORDER BY seq")
+        return [Checkpoint(self._node, s, bytes(h), k, bytes(g)) for s, h, k, g in rows]
+
+    def export_lines(self) -> Iterator[str]:
+        """The chain as `ledger.export` JSON lines, each checkpoint right after its entry (the
+        form `voltbook-edge ledger verify` reads)."""
+        pending = self.checkpoints()
+        index = 0
+        for entry in self.entries():
+            yield entry_line(entry)
+            while index < len(pending) and pending[index].seq <= entry.seq:
+                yield record_line(pending[index])
+                index += 1
+
+    def acknowledged(self) -> tuple[int, bytes]:
+        """The last (seq, head) the cloud acknowledged; (0, zeros) before the first."""
+        row = self._run("SELECT value FROM meta WHERE key = 'ack'").fetchone()
+        return parse_head(None if row is None else row[0])
+
+    # -- other reads ------------------------------------------------------------------------
+    def readings(
+        self,
+        meter: str | None = None,
+        *,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        limit: int | None = None,
+    ) -> list[TimedReading]:
+        """Readings in time order, optionally of one meter, in [since, until)."""
+        where, params = _time_filter(since, until)
+        if meter is not None:
+            where.append("meter = ?")
+            params.append(meter)
+        sql = (
+            "SELECT meter, time, energy_wh, tariff_wh, voltage, current, power, pf, relay, "
+            "status, extra FROM readings"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY time, id"
+            + (" LIMIT ?" if limit is not None else "")
+        )
+        if limit is not None:
+            params.append(limit)
+        rows: list[ReadingRow] = self._run(sql, tuple(params)).fetchall()
+        return [reading_from_row(row) for row in rows]
+
+    def latest_reading(self, meter: str) -> TimedReading | None:
+        row = self._run(
+            "SELECT meter, time, energy_wh, tariff_wh, voltage, current, power, pf, relay, "
+            "status, extra FROM readings WHERE meter = ? ORDER BY time DESC, id DESC LIMIT 1",
+            (meter,),
+        ).fetchone()
+        return None if row is None else reading_from_row(row)
+
+    def events(
+        self,
+        *,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        category: Category | None = None,
+        meter: str | None = None,
+        limit: int | None = None,
+    ) -> list[StoredEvent]:
+        where, params = _time_filter(since, until)
+        for column, value in (("category", category), ("meter", meter)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(str(value))
+        sql = (
+            "SELECT id, time, category, kind, meter, shop, account, detail FROM events"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY time, id"
+            + (" LIMIT ?" if limit is not None else "")
+        )
+        if limit is not None:
+            params.append(limit)
+        return [event_from_row(row[0], row[1:]) for row in self._run(sql, tuple(params))]
+
+    def command_result(self, command_id: str) -> CommandResult | None:
+        row = self._run("SELECT result FROM inbox WHERE command_id = ?", (command_id,)).fetchone()
+        return None if row is None else CommandResult.from_json(row[0], first_delivery=False)
+
+    def outbox(self, after_id: int = 0, limit: int = 500) -> list[OutboxItem]:
+        """The oldest items still to send, after `after_id`; entries are built from the ledger
+        (their outbox rows only point at a seq, so an entry is stored once)."""
+        rows = self._run(
+            """SELECT o.id, o.kind, o.payload, o.created, l.seq, l.prev_hash, l.hash, l.body
+               FROM outbox o LEFT JOIN ledger l ON o.kind = 'entry' AND l.seq = o.ref
+               WHERE o.id > ? ORDER BY o.id LIMIT ?""",
+            (after_id, limit),
+        ).fetchall()
+        items = []
+        for item_id, kind, stored, created, seq, prev_hash, digest, body in rows:
+            payload = stored
+            if kind == OutboxKind.ENTRY:
+                if seq is None:
+                    raise CorruptStore(self._path, None, f"outbox item {item_id} has no entry")
+                payload = entry_line(self._entry(seq, prev_hash, digest, body)).encode()
+            items.append(OutboxItem(item_id, OutboxKind(kind), bytes(payload), created))
+        return items
+
+    def outbox_size(self) -> int:
+        return int(self._run("SELECT count(*) FROM outbox").fetchone()[0])
+
+    def get_state(self, key: str, default: Any = None) -> Any:
+        """A rule-state value (decoded JSON), or `default`."""
+        row = self._run("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return default if row is None else json.loads(row[0])
+
+    def is_processed(self, key: str) -> bool:
+        """Whether a business event key (e.g. "subsidy:A0001:2026-11") was marked processed."""
+        return self.get_state("processed:" + key) is not None
+
+    # -- closing ----------------------------------------------------------------------------
+    def close(self) -> None:
+        if self._closed:
+            return
+        if self._tx is not None:
+            raise StoreUsageError("close the transaction before closing the store")
+        self._closed = True
+        self._conn.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the writer lock
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _time_filter(
+    since: dt.datetime | None, until: dt.datetime | None
+) -> tuple[list[str], list[object]]:
+    where: list[str] = []
+    params: list[object] = []
+    if since is not None:
+        where.append("time >= ?")
+        params.append(to_ms(since))
+    if until is not None:
+        where.append("time < ?")
+        params.append(to_ms(until))
+    return where, params
+
+
+def _take_lock(path: Path) -> int:
+    """An exclusive lock on `<db>.lock`: the one-writer rule across processes. The kernel drops
+    it when the process dies, so a crash never leaves a stale lock."""
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise DiskFull(lock_path) from exc
+        raise StoreError(
+            f"cannot create the lock file {lock_path}: {exc}. Check the directory's permissions."
+        ) from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        os.close(fd)
+        raise StoreBusy(path) from exc
+    return fd
+
+
+def _connect(path: Path, read_only: bool) -> sqlite3.Connection:
+    if read_only:
+        uri = path.resolve().as_uri() + "?mode=ro"
+        return sqlite3.connect(uri, uri=True, isolation_level=None)
+    # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT), never implicit.
+    return sqlite3.connect(path, isolation_level=None)
+
+
+def _prepare(
+    conn: sqlite3.Connection,
+    path: Path,
+    node: str | None,
+    size_limit_bytes: int | None,
+    read_only: bool,
+) -> str:
+    """Pragmas, schema version and node id; returns the node id."""
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
+    version = schema_version(conn)
+    if version > LATEST:
+        raise SchemaTooNew(path, version, LATEST)
+    if read_only:
+        if version < LATEST:
+            raise SchemaTooOld(path, version, LATEST)
+    else:
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreError(
+                f"SQLite cannot use WAL for {path} (journal mode {mode}); put the store on a "
+                "local filesystem (not NFS or a FAT-formatted stick without locking)."
+            )
+        # FULL: with WAL, every commit is fsynced before COMMIT returns (NORMAL may lose the
+        # last transactions on power loss, which would un-acknowledge a PUBACK or a relay act).
+        conn.execute("PRAGMA synchronous = FULL")
+        if size_limit_bytes is not None:
+            page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+            conn.execute(f"PRAGMA max_page_count = {max(1, size_limit_bytes // page_size):d}")
+        migrate(conn)
+    row = conn.execute("SELECT value FROM meta WHERE key = 'node'").fetchone()
+    if row is None:
+        if node is None:
+            raise StoreUsageError(f"{path} is a new store: give the concentrator's node id")
+        if not (node.isascii() and 0 < len(node) < 256):
+            raise StoreUsageError(f"node id {node!r} must be 1-255 ASCII characters")
+        if read_only:
+            raise StoreUsageError(f"{path} has no node id yet; open it for writing first")
+        conn.execute("INSERT INTO meta (key, value) VALUES ('node', ?)", (node,))
+        return node
+    stored = str(row[0])
+    if node is not None and node != stored:
+        raise StoreUsageError(
+            f"store {path} belongs to node {stored!r}, not {node!r}: check the concentrator's "
+            "identity or the store path"
+        )
+    return stored
+
+
+def _abandon(conn: sqlite3.Connection | None, lock_fd: int | None) -> None:
+    if conn is not None:
+        conn.close()
+    if lock_fd is not None:
+        os.close(lock_fd)

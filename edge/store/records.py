@@ -1,0 +1,286 @@
+"""Values the store takes and gives back, and their compact row and uplink forms.
+
+A reading is kept as one compact row: the fields read every cycle in their own columns, the rare
+ones (quantisation bound, reactive power, frequency, water volume, valve, flags, counters, meter
+clock) in a small JSON `extra` only when present. A cycle's readings go up as one batch that
+names the columns once, so a GPRS batch stays small:
+
+    {"columns": ["meter", "time", "energy_wh", "tariff_wh", "voltage", "current", "power", "pf",
+                 "relay", "status", "extra"],
+     "rows": [["000000000001", 1793491200000, 123450, "10,20,30,123390", 229.5, 1.25, 286.9,
+               0.98, 1, null, null], ...]}
+
+(`tariff_wh` and `status` are comma-separated integers, `relay` 1 closed / 0 open, `extra` an
+object or null.)
+
+Times are timezone-aware datetimes at the API and integer milliseconds since the Unix epoch
+(UTC) in rows; what comes back is in UTC (the caller converts to the site's zone).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from edge.drivers.reading import Reading, RelayState, ValveState
+from edge.store.errors import StoreUsageError
+from ledger.book import Outcome
+from ledger.units import Wh
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MS = dt.timedelta(milliseconds=1)
+
+ReadingRow = tuple[
+    str,  # meter
+    int,  # time (ms)
+    int | None,  # energy_wh
+    str | None,  # tariff_wh: "sharp,peak,flat,valley"
+    float | None,  # voltage
+    float | None,  # current
+    float | None,  # power
+    float | None,  # pf
+    int | None,  # relay: 1 closed, 0 open
+    str | None,  # status words, comma-separated
+    str | None,  # extra JSON
+]
+
+
+def to_ms(time: dt.datetime) -> int:
+    """Milliseconds since the epoch; refuses a naive datetime (whose zone nobody knows)."""
+    if time.tzinfo is None or time.utcoffset() is None:
+        raise StoreUsageError(f"time {time.isoformat()} has no zone; pass an aware datetime")
+    return (time - EPOCH) // _MS
+
+
+def from_ms(ms: int) -> dt.datetime:
+    return EPOCH + ms * _MS
+
+
+def compact_json(value: object) -> str:
+    """JSON without spaces; refuses NaN and anything JSON cannot hold, as a caller error."""
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise StoreUsageError(f"cannot store {value!r} as JSON: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class TimedReading:
+    """A reading and the (wall) time the concentrator took it."""
+
+    time: dt.datetime
+    reading: Reading
+
+
+class Category(StrEnum):
+    EVENT = "event"
+    ALARM = "alarm"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something that happened (relay tripped, meter replaced) or an alarm to raise."""
+
+    time: dt.datetime
+    kind: str
+    category: Category = Category.EVENT
+    meter: str | None = None
+    shop: str | None = None
+    account: str | None = None
+    detail: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    id: int
+    event: Event
+
+
+class OutboxKind(StrEnum):
+    ENTRY = "entry"
+    CHECKPOINT = "checkpoint"
+    READING = "reading"
+    EVENT = "event"
+    ALARM = "alarm"
+    COMMAND_RESULT = "command_result"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """One thing to send up. `payload` is UTF-8 JSON (an entry is its `ledger.export` line)."""
+
+    id: int
+    kind: OutboxKind
+    payload: bytes
+    created: str
+
+
+class CommandStatus(StrEnum):
+    APPLIED = "applied"
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """What applying a cloud command did. A repeated delivery gets the stored result back with
+    `first_delivery=False` and changes nothing."""
+
+    command_id: str
+    status: CommandStatus
+    seqs: tuple[int, ...]  # chain entries the command created
+    outcomes: tuple[Outcome, ...]  # one per transfer of the command, as the book judged it
+    first_delivery: bool = True
+
+    def to_json(self) -> str:
+        return compact_json(
+            {
+                "command": self.command_id,
+                "status": self.status.value,
+                "seqs": list(self.seqs),
+                "outcomes": [o.value for o in self.outcomes],
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str, *, first_delivery: bool) -> CommandResult:
+        fields = json.loads(text)
+        return cls(
+            command_id=fields["command"],
+            status=CommandStatus(fields["status"]),
+            seqs=tuple(fields["seqs"]),
+            outcomes=tuple(Outcome(o) for o in fields["outcomes"]),
+            first_delivery=first_delivery,
+        )
+
+
+# -- readings ----------------------------------------------------------------------------------
+
+
+def _extra(r: Reading) -> str | None:
+    extra: dict[str, object] = {}
+    if r.energy_error_wh:
+        extra["err"] = r.energy_error_wh
+    if r.reactive_var is not None:
+        extra["var"] = r.reactive_var
+    if r.frequency_hz is not None:
+        extra["hz"] = r.frequency_hz
+    if r.volume_l is not None:
+        extra["vol"] = r.volume_l
+    if r.valve is not None:
+        extra["valve"] = r.valve.value
+    if r.event_flags:
+        extra["flags"] = sorted(r.event_flags)
+    if r.counters:
+        extra["counters"] = [list(c) for c in r.counters]
+    if r.meter_time is not None:
+        extra["mt"] = r.meter_time.isoformat()
+    return compact_json(extra) if extra else None
+
+
+def reading_row(item: TimedReading) -> ReadingRow:
+    r = item.reading
+    relay = None if r.relay is None else int(r.relay is RelayState.CLOSED)
+    return (
+        r.address,
+        to_ms(item.time),
+        r.energy_wh,
+        ",".join(map(str, r.energy_by_tariff_wh)) if r.energy_by_tariff_wh else None,
+        r.voltage_v,
+        r.current_a,
+        r.power_w,
+        r.power_factor,
+        relay,
+        ",".join(map(str, r.status_words)) if r.status_words else None,
+        _extra(r),
+    )
+
+
+def _ints(text: str | None) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(",")) if text else ()
+
+
+def reading_from_row(row: ReadingRow) -> TimedReading:
+    meter, ms, energy, tariff, volts, amps, watts, pf, relay, status, extra_text = row
+    extra: dict[str, Any] = json.loads(extra_text) if extra_text else {}
+    meter_time = extra.get("mt")
+    reading = Reading(
+        address=meter,
+        energy_wh=None if energy is None else Wh(energy),
+        energy_by_tariff_wh=tuple(Wh(x) for x in _ints(tariff)),
+        energy_error_wh=extra.get("err", 0),
+        voltage_v=volts,
+        current_a=amps,
+        power_w=watts,
+        reactive_var=extra.get("var"),
+        power_factor=pf,
+        frequency_hz=extra.get("hz"),
+        relay=None if relay is None else (RelayState.CLOSED if relay else RelayState.OPEN),
+        volume_l=extra.get("vol"),
+        valve=None if extra.get("valve") is None else ValveState(extra["valve"]),
+        status_words=_ints(status),
+        event_flags=frozenset(extra.get("flags", ())),
+        counters=tuple((str(name), int(n)) for name, n in extra.get("counters", ())),
+        meter_time=None if meter_time is None else dt.datetime.fromisoformat(meter_time),
+    )
+    return TimedReading(from_ms(ms), reading)
+
+
+READING_COLUMNS = (
+    "meter",
+    "time",
+    "energy_wh",
+    "tariff_wh",
+    "voltage",
+    "current",
+    "power",
+    "pf",
+    "relay",
+    "status",
+    "extra",
+)
+
+
+def readings_payload(rows: list[ReadingRow]) -> bytes:
+    """The uplink form of a batch of reading rows: the column names once, then one array per
+    reading (JSON's C encoder does the work: this runs for every reading stored)."""
+    body = [row if row[10] is None else (*row[:10], json.loads(row[10])) for row in rows]
+    return compact_json({"columns": READING_COLUMNS, "rows": body}).encode()
+
+
+# -- events ------------------------------------------------------------------------------------
+
+EventRow = tuple[int, str, str, str | None, str | None, str | None, str]
+
+
+def event_row(event: Event) -> EventRow:
+    return (
+        to_ms(event.time),
+        Category(event.category).value,
+        event.kind,
+        event.meter,
+        event.shop,
+        event.account,
+        compact_json(dict(event.detail)),
+    )
+
+
+def event_payload(event_id: int, row: EventRow) -> bytes:
+    ms, category, kind, meter, shop, account, detail = row
+    item: dict[str, object] = {"id": event_id, "t": ms, "c": category, "k": kind}
+    for key, value in (("m", meter), ("shop", shop), ("a", account)):
+        if value is not None:
+            item[key] = value
+    item["d"] = json.loads(detail)
+    return compact_json(item).encode()
+
+
+def event_from_row(event_id: int, row: EventRow) -> StoredEvent:
+    ms, category, kind, meter, shop, account, detail = row
+    return StoredEvent(
+        event_id,
+        Event(from_ms(ms), kind, Category(category), meter, shop, account, json.loads(detail)),
+    )

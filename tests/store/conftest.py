@@ -1,0 +1,88 @@
+"""Fixtures for the store tests: every store lives in a real file under `tmp_path`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edge.drivers.reading import Reading, RelayState
+from edge.store import Store, TimedReading
+from ledger.accounts import Pocket, System, pocket_id, system_id
+from ledger.ids import derive_id
+from ledger.transfers import Code, Kind, RefValue, Transfer
+from ledger.units import Wh
+from tests.ledger.factories import transfer
+
+NODE = "edge-0001"
+SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+T0 = dt.datetime(2026, 11, 1, 8, 0, tzinfo=SHANGHAI)
+CASH = system_id(System.CASH_IN_TRANSIT)
+REFUNDS = system_id(System.REFUNDS_PAYABLE)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "edge.db"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[Store]:
+    opened = Store.open(db_path, node=NODE)
+    yield opened
+    opened.close()
+
+
+def recharge(
+    key: str | int, owner: str = "A0001", amount: int = 1000, **refs: RefValue
+) -> Transfer:
+    """A recharge with a deterministic id derived from `key`."""
+    return transfer(
+        derive_id("recharge", key),
+        CASH,
+        pocket_id(owner, Pocket.PREPAID),
+        amount,
+        Code.RECHARGE,
+        refs=dict(refs),
+    )
+
+
+def refund(key: str | int, owner: str = "A0001", amount: int = 100, **refs: RefValue) -> Transfer:
+    return transfer(
+        derive_id("refund", key),
+        pocket_id(owner, Pocket.PREPAID),
+        REFUNDS,
+        amount,
+        Code.REFUND,
+        kind=Kind.SINGLE,
+        refs=dict(refs),
+    )
+
+
+def reading(meter: str, minute: int, energy_wh: int = 1000) -> TimedReading:
+    return TimedReading(
+        T0 + dt.timedelta(minutes=minute),
+        Reading(
+            meter,
+            energy_wh=Wh(energy_wh),
+            energy_by_tariff_wh=(Wh(10), Wh(20), Wh(30), Wh(energy_wh - 60)),
+            voltage_v=229.5,
+            current_a=1.25,
+            power_w=286.9,
+            power_factor=0.98,
+            relay=RelayState.CLOSED,
+        ),
+    )
+
+
+def table_dump(path: Path) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every table, read through a separate connection (what is committed)."""
+    conn = sqlite3.connect(path)
+    try:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall() for t in tables}
+    finally:
+        conn.close()

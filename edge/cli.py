@@ -12,13 +12,14 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from edge import cli_ledger
+from edge import cli_ledger, cli_meters
+from edge.sim import cli as cli_sim
 
 if TYPE_CHECKING:
     Register = Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]
 
 # Modules that add subcommands: each has `register(subparsers)`; each subcommand sets `func`.
-COMMAND_GROUPS: list[Register] = [cli_ledger.register]
+COMMAND_GROUPS: list[Register] = [cli_ledger.register, cli_meters.register, cli_sim.register]
 
 DESCRIPTION = """\
 Voltbook concentrator: reads the meters of a building, bills consumption against prepaid
@@ -29,6 +30,10 @@ ledger that syncs to the cloud. Works for days with no network.
 EPILOG = """\
 examples:
   voltbook-edge ledger verify --chain chain.jsonl --key node.pub
+  voltbook-edge sim --meters 8 --protocol dlt645          virtual meters on a pty bus
+  voltbook-edge read --port /dev/ttyUSB0 --protocol dlt645 --address 202611000101 --json
+  voltbook-edge relay --port /dev/ttyUSB0 --protocol dlt645 --address 202611000101 trip
+  voltbook-edge scan --port /dev/ttyUSB0 --protocol dlt645
   voltbook-edge COMMAND --help      more about one command
 """
 

@@ -1,0 +1,300 @@
+"""`voltbook-edge read | relay | scan | sync-time`: talk to meters on a serial port by hand.
+
+For installers and for scripts: every command names the port, the protocol and (except scan
+and sync-time) the meter's address as printed on it. `--json` prints one JSON object on
+stdout. Failures (no answer, refused, garbled replies, a port that will not open) print one
+sentence naming the meter and the cause on stderr and exit non-zero: 1 when the meter or the
+line failed, 2 when the command itself was wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from collections.abc import Callable
+from enum import Enum
+from typing import Any, Final
+
+from edge.drivers.base import SerialSettings
+from edge.drivers.bus import SerialBus
+from edge.drivers.discovery import discover, sync_time
+from edge.drivers.dlt645_meter import Dlt645Driver
+from edge.drivers.errors import DriverUsageError, MeterError, RelayNotConfirmed
+from edge.drivers.reading import Reading
+from edge.drivers.registry import PROTOCOLS, check_address, driver_for, protocol
+
+EXIT_METER: Final = 1  # the meter or the line failed
+EXIT_USAGE: Final = 2  # the command was wrong (argparse uses 2 as well)
+
+ELECTRIC_FIELDS: Final = (
+    "address",
+    "energy_wh",
+    "voltage_v",
+    "current_a",
+    "power_w",
+    "power_factor",
+    "frequency_hz",
+    "relay",
+)
+WATER_FIELDS: Final = ("address", "volume_l", "valve")
+
+PROTOCOL_HELP: Final = "; ".join(
+    f"{p.name}: {p.summary}, default {p.default_settings.baudrate} "
+    f"{p.default_settings.bytesize}{p.default_settings.parity}{p.default_settings.stopbits}"
+    for p in PROTOCOLS.values()
+)
+
+
+def _line_options(parser: argparse.ArgumentParser, *, protocols: tuple[str, ...]) -> None:
+    parser.add_argument(
+        "--port", required=True, help="serial port, e.g. /dev/ttyUSB0 or /dev/pts/3"
+    )
+    parser.add_argument(
+        "--protocol", required=True, choices=protocols, help=f"meter protocol ({PROTOCOL_HELP})"
+    )
+    parser.add_argument(
+        "--baud", type=int, help="baud rate (default: the protocol's, e.g. 2400 for DL/T 645)"
+    )
+    parser.add_argument(
+        "--parity",
+        choices=("E", "N"),
+        help="parity: E even (8E1) or N none (8N1) (default: the protocol's)",
+    )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=2,
+        help="times to repeat a request that got no valid reply (default: 2)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _address_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--address",
+        required=True,
+        help="the meter's number as printed on it (12 digits DL/T 645, 14 CJ/T 188) "
+        "or its Modbus unit id (1..247)",
+    )
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    every = tuple(PROTOCOLS)
+    read = commands.add_parser(
+        "read",
+        help="read one meter: energy, voltage, current, power, relay (or volume and valve)",
+        description=(
+            "Read a block of one meter and print it. With --json, one object: address, "
+            "energy_wh (integer Wh), voltage_v, current_a, power_w, power_factor, frequency_hz "
+            "and relay (open/closed/null); for water meters address, volume_l (integer litres) "
+            "and valve. Fields the meter does not report are null."
+        ),
+        epilog="example: voltbook-edge read --port /dev/ttyUSB0 --protocol dlt645 "
+        "--address 202611000101 --json",
+    )
+    _line_options(read, protocols=every)
+    _address_option(read)
+    read.add_argument(
+        "--block", default="basic", help="reading block to read (default: basic; e.g. energy)"
+    )
+    read.set_defaults(func=run_read)
+
+    relay = commands.add_parser(
+        "relay",
+        help="trip or close a meter's relay (a water meter's valve) and confirm it",
+        description=(
+            "Command the relay, then read its state back. Exits 0 only when the meter confirms "
+            "the commanded state (trip: open, power cut; close: closed, power on). For a water "
+            "meter, trip closes the valve and close opens it."
+        ),
+        epilog="example: voltbook-edge relay --port /dev/ttyUSB0 --protocol dlt645 "
+        "--address 202611000101 trip",
+    )
+    _line_options(relay, protocols=every)
+    _address_option(relay)
+    relay.add_argument("action", choices=("trip", "close"), help="trip: cut power; close: restore")
+    relay.set_defaults(func=run_relay)
+
+    scan = commands.add_parser(
+        "scan",
+        help="find the DL/T 645 meters on a bus",
+        description=(
+            "List the addresses of the meters on the bus, one per line (or a JSON object with "
+            "--json). One meter answers the wildcard read-address; several are found by "
+            "probing address suffixes (high bytes AA), narrowing digit pair by digit pair "
+            "where replies collide. Shows progress on stderr; bounded by --time-limit."
+        ),
+        epilog="example: voltbook-edge scan --port /dev/ttyUSB0 --protocol dlt645",
+    )
+    _line_options(scan, protocols=("dlt645", "dlt645-1997"))
+    scan.add_argument(
+        "--window",
+        type=float,
+        default=0.5,
+        help="seconds each probe listens for replies (default 0.5, the standard's maximum "
+        "turnaround; quick meters allow less)",
+    )
+    scan.add_argument(
+        "--time-limit", type=float, default=900.0, help="give up after this many seconds"
+    )
+    scan.add_argument(
+        "--exhaustive",
+        action="store_true",
+        help="search by suffix even when one meter answered the wildcard",
+    )
+    scan.set_defaults(func=run_scan)
+
+    sync = commands.add_parser(
+        "sync-time",
+        help="set the clock of every DL/T 645 meter on a bus (broadcast)",
+        description="Broadcast the time (DL/T 645 function 08); meters do not answer.",
+    )
+    _line_options(sync, protocols=("dlt645", "dlt645-1997"))
+    sync.add_argument(
+        "--time",
+        type=dt.datetime.fromisoformat,
+        help="local time to set, ISO 8601 (default: now)",
+    )
+    sync.set_defaults(func=run_sync_time)
+
+
+# --- shared plumbing -------------------------------------------------------------------------
+
+
+def _settings(args: argparse.Namespace) -> SerialSettings:
+    base = protocol(args.protocol).default_settings
+    return SerialSettings(
+        baudrate=args.baud or base.baudrate,
+        parity=args.parity or base.parity,
+        bytesize=base.bytesize,
+        stopbits=base.stopbits,
+    )
+
+
+def _fail(message: str, code: int) -> int:
+    text = message.rstrip(".")
+    print(f"error: {text}.", file=sys.stderr)
+    return code
+
+
+def _guarded(args: argparse.Namespace, who: str, action: Callable[[], int]) -> int:
+    """Run `action`; turn our errors into one sentence naming the meter and an exit code."""
+    try:
+        return action()
+    except MeterError as exc:
+        # An error that names no meter (a port that will not open, a bad address) is said
+        # about the meter or bus the command was for.
+        text = str(exc) if exc.address else f"{who}: {str(exc).removeprefix('bus: ')}"
+        return _fail(text, EXIT_USAGE if isinstance(exc, DriverUsageError) else EXIT_METER)
+    except KeyboardInterrupt:
+        return _fail(f"{who}: interrupted", 130)
+
+
+def _emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
+    print(json.dumps(payload, ensure_ascii=False) if args.json else text, flush=True)
+
+
+# --- commands --------------------------------------------------------------------------------
+
+
+def reading_fields(reading: Reading, kind: str) -> dict[str, Any]:
+    """The JSON contract of `read`: electricity or water fields, enums as their values."""
+    names = WATER_FIELDS if kind == "water" else ELECTRIC_FIELDS
+    out: dict[str, Any] = {}
+    for name in names:
+        value = getattr(reading, name)
+        out[name] = value.value if isinstance(value, Enum) else value
+    return out
+
+
+def run_read(args: argparse.Namespace) -> int:
+    def action() -> int:
+        address = check_address(args.protocol, args.address)
+        settings = _settings(args)
+        driver = driver_for(args.protocol, settings)
+        with SerialBus(args.port, settings, retries=args.retries) as bus:
+            reading: Reading = bus.run(driver.read(address, args.block), address=address)
+        fields = reading_fields(reading, protocol(args.protocol).kind)
+        text = "\n".join(f"{k:>13}: {'-' if v is None else v}" for k, v in fields.items())
+        _emit(args, fields, text)
+        return 0
+
+    return _guarded(args, f"meter {args.address}", action)
+
+
+def run_relay(args: argparse.Namespace) -> int:
+    def action() -> int:
+        address = check_address(args.protocol, args.address)
+        settings = _settings(args)
+        driver = driver_for(args.protocol, settings)
+        water = protocol(args.protocol).kind == "water"
+        with SerialBus(args.port, settings, retries=args.retries) as bus:
+            state = bus.run(driver.relay(address, args.action), address=address)
+        wanted = "closed" if (args.action == "close") != water else "open"
+        if state.value != wanted:  # the driver confirms; never trust a state we did not expect
+            raise RelayNotConfirmed(
+                f"commanded {args.action}, meter reports {state.value}", address=address
+            )
+        part = "valve" if water else "relay"
+        _emit(
+            args,
+            {"address": address, part: state.value, "confirmed": True},
+            f"meter {address}: {part} {state.value} (confirmed by read-back)",
+        )
+        return 0
+
+    return _guarded(args, f"meter {args.address}", action)
+
+
+def run_scan(args: argparse.Namespace) -> int:
+    def progress(message: str) -> None:
+        print(f"scan: {message}", file=sys.stderr, flush=True)
+
+    def action() -> int:
+        settings = _settings(args)
+        driver = driver_for(args.protocol, settings)
+        assert isinstance(driver, Dlt645Driver)  # scan offers DL/T 645 protocols only
+        # A probe ends when its window has passed in silence, not after DL/T 645's 500 ms gap.
+        gap = min(args.window, 0.5)
+        with SerialBus(args.port, settings, retries=args.retries, byte_gap=gap) as bus:
+            found = discover(
+                bus,
+                driver,
+                window=args.window,
+                time_limit=args.time_limit,
+                exhaustive=args.exhaustive,
+                progress=progress,
+            )
+        payload = {
+            "port": args.port,
+            "protocol": args.protocol,
+            "addresses": list(found.addresses),
+            "probes": found.probes,
+            "elapsed_s": round(found.elapsed_s, 2),
+            "complete": found.complete,
+        }
+        _emit(args, payload, "\n".join(found.addresses))
+        progress(
+            f"{len(found.addresses)} meters in {found.elapsed_s:.1f} s ({found.probes} probes)"
+            + ("" if found.complete else "; stopped at the time limit, the list may be partial")
+        )
+        return 0 if found.complete else EXIT_METER
+
+    return _guarded(args, f"bus {args.port}", action)
+
+
+def run_sync_time(args: argparse.Namespace) -> int:
+    def action() -> int:
+        settings = _settings(args)
+        driver = driver_for(args.protocol, settings)
+        assert isinstance(driver, Dlt645Driver)
+        when: dt.datetime = args.time or dt.datetime.now()
+        with SerialBus(args.port, settings) as bus:
+            sync_time(bus, driver, when)
+        stamp = when.isoformat(timespec="seconds")
+        _emit(args, {"port": args.port, "time": stamp}, f"broadcast time {stamp} on {args.port}")
+        return 0
+
+    return _guarded(args, f"bus {args.port}", action)

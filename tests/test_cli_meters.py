@@ -1,0 +1,218 @@
+"""The meter CLI contract (`read`, `relay`, `scan`, `sim`), run as a subprocess against
+simulated meters on real ptys: exact JSON keys, exit codes, one-sentence errors."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from edge.drivers.base import SerialSettings
+from edge.sim.dlt645_responder import Dlt645Responder
+from edge.sim.pty_bus import PtyBus
+from edge.sim.site import BusSpec, SimulatedBus
+from edge.sim.state import MeterState
+
+ELECTRIC_KEYS = {
+    "address",
+    "energy_wh",
+    "voltage_v",
+    "current_a",
+    "power_w",
+    "power_factor",
+    "frequency_hz",
+    "relay",
+}
+WATER_KEYS = {"address", "volume_l", "valve"}
+
+
+CLI = (sys.executable, "-m", "edge.cli")
+
+
+def cli(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def assert_one_sentence(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert lines[0].startswith("error: ") and lines[0].endswith(".")
+    for word in words:
+        assert word in lines[0]
+
+
+@pytest.fixture(scope="module")
+def dlt645_bus() -> Iterator[SimulatedBus]:
+    with SimulatedBus(BusSpec("dlt645", meters=3, wire_timing=False), seed=5) as bus:
+        yield bus
+
+
+def line(bus: SimulatedBus, protocol: str) -> list[str]:
+    return ["--port", bus.port, "--protocol", protocol]
+
+
+def test_read_prints_one_json_object_with_the_contract_keys(dlt645_bus: SimulatedBus) -> None:
+    address = dlt645_bus.addresses[0]
+    state = dlt645_bus.meter(address).state
+    result = cli("read", *line(dlt645_bus, "dlt645"), "--address", address, "--json")
+    assert result.returncode == 0, result.stderr
+    reading = json.loads(result.stdout)
+    assert set(reading) == ELECTRIC_KEYS
+    assert reading["address"] == address
+    assert isinstance(reading["energy_wh"], int)
+    # The register shows 0.01 kWh steps; the load keeps adding while we read.
+    assert 0 <= state.energy_wh - reading["energy_wh"] < 100
+    assert reading["relay"] == "closed"
+    assert reading["frequency_hz"] == pytest.approx(50, abs=0.1)
+
+
+def test_relay_trip_and_close_exit_0_once_confirmed(dlt645_bus: SimulatedBus) -> None:
+    address = dlt645_bus.addresses[1]
+    state = dlt645_bus.meter(address).state
+    tripped = cli("relay", *line(dlt645_bus, "dlt645"), "--address", address, "trip", "--json")
+    assert tripped.returncode == 0, tripped.stderr
+    assert json.loads(tripped.stdout)["relay"] == "open"
+    assert state.relay_closed is False
+    read = cli("read", *line(dlt645_bus, "dlt645"), "--address", address, "--json")
+    assert json.loads(read.stdout)["relay"] == "open"
+    closed = cli("relay", *line(dlt645_bus, "dlt645"), "--address", address, "close")
+    assert closed.returncode == 0, closed.stderr
+    assert "closed (confirmed" in closed.stdout
+    assert state.relay_closed is True
+
+
+def test_no_answer_is_one_sentence_naming_meter_and_cause(dlt645_bus: SimulatedBus) -> None:
+    result = cli("read", *line(dlt645_bus, "dlt645"), "--address", "123", "--retries", "0")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert_one_sentence(result, "meter 000000000123", "no reply", dlt645_bus.port)
+
+
+def test_a_refused_command_is_one_sentence() -> None:
+    state = MeterState(address="202611000777", protocol="dlt645")
+    with PtyBus(SerialSettings(), wire_timing=False) as pty:
+        pty.attach(Dlt645Responder(state, password=123456), name=state.address)
+        result = cli(
+            "relay", "--port", pty.port, "--protocol", "dlt645", "--address", "202611000777", "trip"
+        )
+    assert result.returncode == 1
+    assert_one_sentence(result, "meter 202611000777", "refused", "unauthorised")
+    assert state.relay_closed is True
+
+
+def test_a_port_that_does_not_exist() -> None:
+    result = cli(
+        "read", "--port", "/dev/nonexistent-port", "--protocol", "sdm120", "--address", "3"
+    )
+    assert result.returncode == 1
+    assert_one_sentence(result, "meter 3", "/dev/nonexistent-port", "No such file")
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--protocol", "dlt645", "--address", "12345678901234"], ["12 digits"]),
+        (["--protocol", "cjt188", "--address", "1"], ["14 digits"]),
+        (["--protocol", "sdm120", "--address", "300"], ["1..247"]),
+        (["--protocol", "dlt645", "--address", "1", "--block", "nonsense"], ["nonsense"]),
+    ],
+)
+def test_usage_errors_exit_2(dlt645_bus: SimulatedBus, args: list[str], words: list[str]) -> None:
+    result = cli("read", "--port", dlt645_bus.port, *args)
+    assert result.returncode == 2
+    assert_one_sentence(result, *words)
+
+
+def test_a_relay_the_protocol_cannot_move_is_a_usage_error(dlt645_bus: SimulatedBus) -> None:
+    result = cli("relay", *line(dlt645_bus, "dlt645-1997"), "--address", "1", "trip")
+    assert result.returncode == 2
+    assert_one_sentence(result, "1997")
+
+
+def test_water_and_modbus_meters() -> None:
+    water = SimulatedBus(BusSpec("cjt188", meters=1, wire_timing=False), seed=2)
+    modbus = SimulatedBus(BusSpec("sdm120", meters=2, wire_timing=False), seed=2)
+    with water, modbus:
+        result = cli("read", *line(water, "cjt188"), "--address", water.addresses[0], "--json")
+        assert result.returncode == 0, result.stderr
+        reading = json.loads(result.stdout)
+        assert set(reading) == WATER_KEYS
+        assert isinstance(reading["volume_l"], int) and reading["valve"] == "open"
+        assert abs(water.meters[0].state.volume_ml // 1000 - reading["volume_l"]) < 100
+
+        result = cli("read", *line(modbus, "sdm120"), "--address", "2", "--json")
+        assert result.returncode == 0, result.stderr
+        reading = json.loads(result.stdout)
+        assert set(reading) == ELECTRIC_KEYS
+        assert reading["address"] == "2" and isinstance(reading["energy_wh"], int)
+
+
+def test_scan_lists_the_meters_of_a_bus() -> None:
+    several = BusSpec("dlt645", meters=3, wire_timing=False, baudrate=115200)
+    one = BusSpec("dlt645", meters=1, wire_timing=False, baudrate=115200)
+    with SimulatedBus(several, seed=9) as bus, SimulatedBus(one, seed=9) as single:
+        fast = ["--baud", "115200", "--window", "0.02"]
+        result = cli("scan", *line(bus, "dlt645"), *fast, "--json")
+        text = cli("scan", *line(single, "dlt645"), *fast)
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert found["addresses"] == sorted(bus.addresses) and found["complete"] is True
+    assert found["probes"] > 100  # the wildcard collided: the suffix search ran
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.split() == single.addresses
+    assert "scan: one meter on the bus" in text.stderr  # progress on stderr, list on stdout
+
+
+def test_sim_command_serves_meters_until_sigterm() -> None:
+    sim = subprocess.Popen(
+        [*CLI, "sim", "--bus", "dlt645:2", "--bus", "sdm630:1", "--no-wire-timing", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert sim.stdout is not None
+        buses = [json.loads(sim.stdout.readline()) for _ in range(2)]
+        assert [b["protocol"] for b in buses] == ["dlt645", "sdm630"]
+        assert len(buses[0]["meters"]) == 2 and buses[1]["meters"] == ["1"]
+        assert buses[0]["baudrate"] == 2400 and buses[0]["parity"] == "E"
+        assert buses[1]["parity"] == "N" and buses[0]["port"].startswith("/dev/pts/")
+        for bus, protocol in zip(buses, ("dlt645", "sdm630"), strict=True):
+            address = bus["meters"][0]
+            port = bus["port"]
+            result = cli("read", "--port", port, "--protocol", protocol, "--address", address)
+            assert result.returncode == 0, result.stderr
+            assert "energy_wh" in result.stdout
+    finally:
+        sim.send_signal(signal.SIGTERM)
+        _, err = sim.communicate(timeout=10)
+    assert sim.returncode == 0, err
+    assert "requests" in err and "Traceback" not in err
+
+
+def test_sim_prints_one_line_per_bus_in_text_mode() -> None:
+    result = cli("sim", "--meters", "2", "--buses", "2", "--duration", "0.2", "--seed", "1")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("bus 1: /dev/pts/") and "dlt645 2400 8E1" in lines[0]
+    assert len(lines[0].split("meters: ")[1].split()) == 2
+
+
+@pytest.mark.parametrize("command", ["read", "relay", "scan", "sim", "sync-time"])
+def test_every_command_has_help(command: str) -> None:
+    result = cli(command, "--help")
+    assert result.returncode == 0
+    assert "usage: voltbook-edge " + command in result.stdout
+    assert len(result.stdout) > 400

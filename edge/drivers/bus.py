@@ -46,6 +46,7 @@ from edge.drivers.errors import (
     MeterRefused,
     MeterTimeout,
     PeerError,
+    PortError,
 )
 
 log = logging.getLogger(__name__)
@@ -58,10 +59,6 @@ DEFAULT_RETRIES: Final = 2
 DEFAULT_BACKOFF: Final = 0.05  # seconds before the first retry; doubles each time
 
 Outcome = Literal["reply", "refused", "timeout", "checksum", "garbled", "sent"]
-
-
-class PortError(MeterError):
-    """The serial port itself failed: missing, busy, unplugged adapter, no permission."""
 
 
 @dataclass(slots=True)

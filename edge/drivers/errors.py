@@ -44,6 +44,10 @@ class ChannelBusy(MeterTimeout):
     """LoRa listen-before-talk found the channel busy through every bounded backoff."""
 
 
+class PortError(MeterError):
+    """The serial port itself failed: missing, busy, unplugged adapter, no permission."""
+
+
 class RadioFault(MeterError):
     """The radio hardware misbehaved: no chip on SPI, TxDone never raised, SPI not enabled."""
 

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 import pytest
 
 from edge.drivers.base import SerialSettings
-from edge.drivers.bus import PortError, SerialBus
+from edge.drivers.bus import SerialBus
 from edge.drivers.dlt645_meter import DLT645_2007
-from edge.drivers.errors import ChecksumError, MeterTimeout
+from edge.drivers.errors import ChecksumError, MeterTimeout, PortError
 from edge.sim.dlt645_responder import Dlt645Responder
 from edge.sim.pty_bus import LineFaults, PtyBus
 from edge.sim.state import MeterState

@@ -3,6 +3,10 @@
 Act 1 — the ledger: a concentrator books a small day (recharge, monthly subsidy, consumption
 split subsidy-first, a two-phase refund) into its signed hash chain, exports it, and the
 verifier confirms it. Then the export is tampered with four ways and the verifier names each.
+
+Act 2 — the meters (`edge.demo_meters`): simulated buses on virtual serial ports with real
+wire timing are discovered and read; a relay is tripped and confirmed; a meter is read over
+a simulated LoRa link.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from edge.demo_meters import act_meters
 from ledger.accounts import AccountId, Pocket, System, pocket_id, system_id, unit_of
 from ledger.book import Book, replay
 from ledger.chain import Chain, Checkpoint, Entry, NodeKey, public_key_pem, sign_checkpoint
@@ -188,6 +193,7 @@ def act_ledger(workdir: Path) -> None:
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="voltbook-demo-") as tmp:
         act_ledger(Path(tmp))
+    act_meters()
     print(json.dumps({"demo": "done"}))
 
 

@@ -140,12 +140,14 @@ class SimulatedBus:
         name: str = "sim-bus",
         speed: float = 1.0,
         tz: dt.tzinfo | None = None,
+        start: dt.datetime | None = None,
     ) -> None:
         self.spec = spec
         self.settings = spec.settings()
         self.speed = speed  # simulated seconds per real second, for the loads
-        # Simulated time runs `speed` times as fast as the wall clock, from the wall time now.
-        self._started_wall = dt.datetime.now(tz).astimezone(tz)
+        # Simulated time runs `speed` times as fast as the wall clock, from `start` (default:
+        # the wall time now).
+        self._started_wall = start or dt.datetime.now(tz).astimezone(tz)
         self._started_mono = self._last_tick = time.monotonic()
         addressing = protocol(spec.protocol).addressing
         turnaround = spec.turnaround
@@ -225,11 +227,20 @@ class SimulatedBus:
 class SimulatedSite:
     """Several simulated buses, started and stopped together."""
 
-    def __init__(self, specs: list[BusSpec], *, seed: int = 0, speed: float = 1.0) -> None:
+    def __init__(
+        self,
+        specs: list[BusSpec],
+        *,
+        seed: int = 0,
+        speed: float = 1.0,
+        start: dt.datetime | None = None,
+    ) -> None:
         self.buses: list[SimulatedBus] = []
         try:
             for i, spec in enumerate(specs):
-                bus = SimulatedBus(spec, seed=seed + i, name=f"sim-bus-{i + 1}", speed=speed)
+                bus = SimulatedBus(
+                    spec, seed=seed + i, name=f"sim-bus-{i + 1}", speed=speed, start=start
+                )
                 self.buses.append(bus)
         except BaseException:
             self.stop()  # close the ptys already opened

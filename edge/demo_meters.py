@@ -63,8 +63,9 @@ def act_meters() -> None:
     with SimulatedSite(specs, seed=2026, start=opening).start() as site:
         dlt_bus = site.buses[0]
         settings = dlt_bus.spec.settings()
+        byte_ms = settings.byte_time * 1000
         print(
-            f"  DL/T 645 bus on {dlt_bus.port} at {settings.baudrate} 8E1 ({settings.byte_time * 1000:.2f} ms a byte)"
+            f"  DL/T 645 bus on {dlt_bus.port} at {settings.baudrate} 8E1 ({byte_ms:.2f} ms/byte)"
         )
         with SerialBus(dlt_bus.port, settings) as bus:
             found = discover(bus, DLT645_2007, window=0.06, progress=_progress)

@@ -84,4 +84,3 @@ def _meter_consensus(times: tuple[dt.datetime, ...], policy: ClockPolicy) -> dt.
 
 def _hours(delta: dt.timedelta) -> str:
     return f"{delta.total_seconds() / 3600:.1f}"
-

@@ -12,14 +12,19 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from edge import cli_ledger, cli_meters
+from edge import cli_ledger, cli_meters, cli_runtime
 from edge.sim import cli as cli_sim
 
 if TYPE_CHECKING:
     Register = Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]
 
 # Modules that add subcommands: each has `register(subparsers)`; each subcommand sets `func`.
-COMMAND_GROUPS: list[Register] = [cli_ledger.register, cli_meters.register, cli_sim.register]
+COMMAND_GROUPS: list[Register] = [
+    cli_ledger.register,
+    cli_meters.register,
+    cli_sim.register,
+    cli_runtime.register,
+]
 
 DESCRIPTION = """\
 Voltbook concentrator: reads the meters of a building, bills consumption against prepaid

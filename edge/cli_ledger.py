@@ -1,4 +1,9 @@
-"""`voltbook-edge ledger …`: verify (and, with the runtime, export) a node's chain."""
+"""`voltbook-edge ledger …`: export and verify a node's chain.
+
+voltbook-edge ledger verify --chain chain.jsonl --key node.pub   an exported chain
+voltbook-edge ledger verify --config site.toml                   a site's store, invariants too
+voltbook-edge ledger export --config site.toml > chain.jsonl     works while `run` is up
+"""
 
 from __future__ import annotations
 
@@ -15,25 +20,29 @@ from ledger.verify import TrustedHead, verify_lines
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ledger = commands.add_parser(
         "ledger",
-        help="verify the signed, hash-chained ledger",
+        help="export and verify the signed, hash-chained ledger",
         description="Work with a node's ledger chain.",
     )
     sub = ledger.add_subparsers(title="ledger commands", metavar="ACTION", required=True)
     verify = sub.add_parser(
         "verify",
-        help="check a JSON-lines chain export: hashes, order, signatures",
+        help="check a chain export, or a site's whole ledger: hashes, order, signatures",
         description=(
             "Check every entry's hash and link, the sequence (gaps, reordering, replays, forks) "
             "and every checkpoint signature. Prints a one-line JSON summary and exits 0 when the "
-            "chain is sound; prints the first problem and exits 1 when it is not."
+            "chain is sound; prints the first problem and exits 1 when it is not. With --config, "
+            "checks the site's store instead (integrity, every row, signatures) and the DESIGN "
+            "§5 invariants over it, read-only (works while the runtime runs)."
         ),
     )
-    verify.add_argument("--chain", required=True, type=Path, help="JSON-lines export to check")
+    source = verify.add_mutually_exclusive_group(required=True)
+    source.add_argument("--chain", type=Path, help="JSON-lines export to check")
+    source.add_argument("--config", type=Path, help="a site.toml: check that site's store")
     verify.add_argument(
         "--key",
-        required=True,
         action="append",
-        help="the node's public key: a PEM file or 64 hex digits (repeat during a key rotation)",
+        help="the node's public key: a PEM file or 64 hex digits (repeat during a key rotation;"
+        " with --config, default: the site's node key)",
     )
     verify.add_argument("--node", help="expected node id (default: the first record's)")
     verify.add_argument(
@@ -42,6 +51,18 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="last head you trust (e.g. the cloud acknowledged); a change before it is a fork",
     )
     verify.set_defaults(func=run_verify)
+    export = sub.add_parser(
+        "export",
+        help="print a site's chain as JSON lines (entries and signed checkpoints)",
+        description=(
+            "Print every ledger entry (seq, id, code, accounts, amount, unit, refs such as the "
+            "period and the meter registers, hashes) and every signed checkpoint of the site's "
+            "store, one JSON object per line, in chain order. Opens the store read-only, so it "
+            "works while `voltbook-edge run` is up."
+        ),
+    )
+    export.add_argument("--config", required=True, type=Path, help="the site.toml")
+    export.set_defaults(func=run_export)
 
 
 def _read_key(value: str) -> bytes:
@@ -57,6 +78,11 @@ def _trusted_head(value: str | None) -> TrustedHead | None:
 
 
 def run_verify(args: argparse.Namespace) -> int:
+    if args.config is not None:
+        return run_verify_site(args)
+    if not args.key:
+        print("error: --chain needs --key (the node's public key)", file=sys.stderr)
+        return 2
     try:
         keys = [load_public_key(_read_key(k)) for k in args.key]
         trusted = _trusted_head(args.trusted_head)
@@ -75,3 +101,52 @@ def run_verify(args: argparse.Namespace) -> int:
     print(f"chain {args.chain} is NOT sound: {verdict.findings[0]}", file=sys.stderr)
     print(json.dumps(verdict.summary(), separators=(",", ":")))
     return 1
+
+
+def run_verify_site(args: argparse.Namespace) -> int:
+    from edge.runtime.audit import audit_store
+    from edge.runtime.boot import read_node_key
+    from edge.site import SiteConfigError, load_site
+    from edge.store import StoreError
+
+    try:
+        site = load_site(args.config)
+        if args.key:
+            key = load_public_key(_read_key(args.key[0]))
+        else:
+            key = read_node_key(site.settings.node_key).public_key
+        audit = audit_store(site, key)
+    except (SiteConfigError, DecodeError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if not audit.ok:
+        print(f"ledger of {site.settings.node} is NOT sound: {audit.problem}", file=sys.stderr)
+        print(json.dumps({**audit.summary, "problem": audit.problem}, separators=(",", ":")))
+        return 1
+    print(json.dumps(audit.summary, separators=(",", ":")))
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from edge.site import SiteConfigError, load_site
+    from edge.store import Store, StoreError
+
+    try:
+        site = load_site(args.config)
+        with Store.open(site.settings.store_path, read_only=True) as store:
+            out = sys.stdout
+            for line in store.export_lines():
+                out.write(line + "\n")
+            out.flush()
+    except SiteConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 0  # `| head`: the reader has what it wanted
+    return 0

@@ -1,0 +1,266 @@
+"""One account's turn in a poll cycle: consumption, protection, subsidy, arrears, relays.
+
+Runs inside the cycle's store transaction, in the order the rules' contract asks for:
+
+1. each of the account's meters, one after another: bill its reading (`bill_reading`), posting
+   the linked chain as one batch, so the next meter sees the pockets that chain left (pockets
+   are read from the book again before every meter); then `protect` the meter (it needs the
+   voltage, which the `basic` block reads);
+2. the monthly subsidy (`run_subsidy`), after consumption, so at a month boundary the energy up
+   to the boundary is paid from the old month's subsidy before it expires;
+3. arrears (`judge_arrears`), on the pockets after all of that;
+4. per meter, `settle_relay` over every relay action of arrears and protection: a trip when the
+   first cause appears, a close only when the last one is gone.
+
+Time-driven actions wait while the clock is implausible: the subsidy, and the scheduled
+cut-off (a relay already open may still close: closing is never held back). Consumption is
+billed regardless: register deltas do not need to know the time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from edge.drivers.reading import Reading
+from edge.rules.arrears import ArrearsAccount, ArrearsMode, judge_arrears
+from edge.rules.consumption import (
+    AccountCharges,
+    ConsumptionPolicy,
+    ConsumptionState,
+    MeterBilling,
+    bill_reading,
+)
+from edge.rules.decisions import Alarm, RelayAction, RelayCommand, settle_relay
+from edge.rules.pockets import Pockets
+from edge.rules.protection import protect
+from edge.rules.subsidy import SubsidyAccount, run_subsidy
+from edge.rules.times import month_key
+from edge.runtime.polling import MeterRead
+from edge.runtime.relays import RelayOrder
+from edge.runtime.state import AccountRuntime, MeterRuntime
+from edge.site.model import AccountConfig, MeterConfig, Site
+from edge.store import Transaction
+from ledger.accounts import owner_of
+from ledger.book import Book, linked_batches
+from ledger.transfers import TimeSource, Transfer
+from ledger.units import Wh
+
+
+@dataclass(slots=True)
+class CycleWork:
+    """What the accounts of one cycle decided, gathered for the cycle's transaction."""
+
+    now: dt.datetime
+    source: TimeSource
+    plausible: bool
+    alarms: list[Alarm] = field(default_factory=list)
+    orders: list[RelayOrder] = field(default_factory=list)
+    transfers: int = 0
+    unreadable: list[MeterConfig] = field(default_factory=list)
+
+
+def scaled(reading: Reading, multiplier: int) -> Reading:
+    """The reading behind a current transformer of ratio `multiplier` (registers and power)."""
+    if multiplier == 1:
+        return reading
+
+    def times(value: float | None) -> float | None:
+        return None if value is None else value * multiplier
+
+    return dataclasses.replace(
+        reading,
+        energy_wh=None if reading.energy_wh is None else Wh(reading.energy_wh * multiplier),
+        energy_by_tariff_wh=tuple(Wh(x * multiplier) for x in reading.energy_by_tariff_wh),
+        energy_error_wh=reading.energy_error_wh * multiplier,
+        current_a=times(reading.current_a),
+        power_w=times(reading.power_w),
+        reactive_var=times(reading.reactive_var),
+    )
+
+
+class AccountTurn:
+    """Runs the rules for one account inside the cycle's transaction."""
+
+    def __init__(
+        self,
+        site: Site,
+        tx: Transaction,
+        book: Book,
+        work: CycleWork,
+        policies: Mapping[str, ConsumptionPolicy],
+    ) -> None:
+        self.site = site
+        self.policies = policies  # per meter address
+        self.tx = tx
+        self.book = book  # the store's live book: it sees each batch as soon as it is posted
+        self.work = work
+        self._pockets: dict[str, Pockets] = {}  # per owner, until a batch touches it
+
+    def post(self, transfers: tuple[Transfer, ...]) -> None:
+        for batch in linked_batches(transfers):
+            self.work.transfers += len(self.tx.append_transfers(batch))
+            for t in batch:
+                self._pockets.pop(owner_of(t.debit), None)
+                self._pockets.pop(owner_of(t.credit), None)
+
+    def pockets(self, owner: str) -> Pockets:
+        """The account's pockets in the book now (read again after each of its batches)."""
+        found = self._pockets.get(owner)
+        if found is None:
+            found = self._pockets[owner] = Pockets.from_book(self.book, owner)
+        return found
+
+    def run(
+        self,
+        account: AccountConfig,
+        state: AccountRuntime,
+        meters: dict[str, MeterRuntime],
+        reads: Mapping[str, MeterRead],
+    ) -> AccountRuntime:
+        """The account's new state; `meters` (this account's) is updated in place."""
+        work, owner = self.work, account.id
+        configs = self.site.meters_of(owner)
+        actions: dict[str, list[RelayAction]] = {m.address: [] for m in configs}
+        for meter in configs:
+            read = reads.get(meter.address)
+            if read is None or read.reading is None:
+                continue
+            reading = scaled(read.reading, meter.multiplier)
+            if reading.energy_wh is None:
+                continue  # a block without the energy register: nothing to bill from
+            before = meters[meter.address]
+            billing, charges, used = self.bill(meter, before.billing, state, reading)
+            protected = protect(work.now, reading, before.protection, self.site.rules.protection)
+            work.alarms += protected.decisions.alarms
+            actions[meter.address] += protected.decisions.relays
+            meters[meter.address] = dataclasses.replace(
+                before,
+                billing=billing,
+                first_reg_wh=reading.energy_wh if before.billing is None else before.first_reg_wh,
+                protection=protected.state,
+            )
+            state = state.used(work.now.date(), used, charges)
+        state = self.subsidy(account, state)
+        state = self.arrears(account, state, meters, actions)
+        for meter in configs:
+            self.settle(meter, meters, actions[meter.address], reads.get(meter.address))
+        return state
+
+    def bill(
+        self,
+        meter: MeterConfig,
+        before: MeterBilling | None,
+        state: AccountRuntime,
+        reading: Reading,
+    ) -> tuple[MeterBilling, AccountCharges, int]:
+        """Bill one reading: the meter's billing, the account's charges, and the Wh used."""
+        if before is None:
+            return MeterBilling.first(reading, self.work.now), state.charges, 0
+        decided = bill_reading(
+            self.work.now,
+            reading,
+            ConsumptionState(before, state.charges),
+            self.policies[meter.address],
+            owner=meter.account,
+            pockets=self.pockets(meter.account),
+            source=self.work.source,
+        )
+        self.post(decided.decisions.transfers)
+        self.work.alarms += decided.decisions.alarms
+        used = max(0, decided.state.meter.reg_wh - before.reg_wh)
+        return decided.state.meter, decided.state.charges, used
+
+    def subsidy(self, account: AccountConfig, state: AccountRuntime) -> AccountRuntime:
+        if not self.work.plausible:
+            return state  # held: the month and the due time are not known
+        issued, closed = state.subsidy.issued, state.subsidy.closed
+        if month_key(self.work.now) in issued and issued - closed <= {month_key(self.work.now)}:
+            # This month issued and every earlier one closed: the rule would decide nothing
+            # (the common case, every cycle but one a month; skipping it saves a book read).
+            return state
+        shop = self.site.shop_of(account.id)
+        decided = run_subsidy(
+            self.work.now,
+            SubsidyAccount(account.id, account.type, None if shop is None else shop.category),
+            state.subsidy,
+            self.pockets(account.id).subsidy_wh,
+            self.site.rules.subsidy,
+            source=self.work.source,
+        )
+        for transfer in decided.decisions.transfers:  # independent transfers: one batch each
+            self.post((transfer,))
+        self.work.alarms += decided.decisions.alarms
+        return dataclasses.replace(state, subsidy=decided.state)
+
+    def arrears(
+        self,
+        account: AccountConfig,
+        state: AccountRuntime,
+        meters: Mapping[str, MeterRuntime],
+        actions: dict[str, list[RelayAction]],
+    ) -> AccountRuntime:
+        policy = self.site.rules.arrears
+        scheduled = policy.mode is ArrearsMode.SCHEDULED
+        if scheduled and not self.work.plausible and not state.arrears.tripped:
+            return state  # a scheduled cut-off is time-driven: held (closing is not)
+        owned = [m.address for m in self.site.meters_of(account.id)]
+        billings = [meters[a].billing for a in owned]
+        owed = sum(b.short_wh for b in billings if b is not None)
+        pockets = self.pockets(account.id)
+        if (
+            policy.mode is ArrearsMode.AT_ZERO
+            and not state.arrears.tripped
+            and not owed
+            and not pockets.exhausted
+        ):
+            return state  # in credit and not tripped: the rule would leave it alone
+        decided = judge_arrears(
+            self.work.now,
+            ArrearsAccount(
+                account.id,
+                tuple(owned),
+                pockets,
+                owed_wh=owed,
+                keep_power=account.keep_power,
+            ),
+            state.arrears,
+            policy,
+        )
+        self.work.alarms += decided.decisions.alarms
+        for action in decided.decisions.relays:
+            actions[action.meter].append(action)
+        return dataclasses.replace(state, arrears=decided.state)
+
+    def settle(
+        self,
+        meter: MeterConfig,
+        meters: dict[str, MeterRuntime],
+        actions: list[RelayAction],
+        read: MeterRead | None,
+    ) -> None:
+        """Fold the rules' actions into the relay's causes; order what must be sent."""
+        before = meters[meter.address]
+        held, commands = settle_relay(before.relay.held, actions)
+        hold = before.relay
+        if held != hold.held:
+            hold = dataclasses.replace(hold, held=held)
+            meters[meter.address] = dataclasses.replace(before, relay=hold)
+        now = self.work.now
+        for command in commands:
+            self.work.orders.append(
+                RelayOrder(meter, command.command, command.cause, command.reason, now)
+            )
+        if commands:
+            return
+        # Nothing new decided: does the relay stand where the rules want it? A command that
+        # failed, or was lost in a crash between commit and send, is sent again.
+        seen = None if read is None or read.reading is None else read.reading.relay
+        if (seen is not None and seen is not hold.desired) or (
+            seen is None and hold.failing_since is not None
+        ):
+            retry = RelayCommand.TRIP if held else RelayCommand.CLOSE
+            why = f"relay is {seen or 'unconfirmed'}, rules want it {hold.desired}"
+            self.work.orders.append(RelayOrder(meter, retry, None, why, now))

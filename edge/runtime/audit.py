@@ -1,0 +1,106 @@
+"""`voltbook-edge ledger verify --config`: is this site's ledger sound?
+
+Checks, in order, and stops at the first that fails:
+
+1. the store opens read-only: SQLite's integrity check and the recomputation of every row's
+   hash and link (a row edited inside the SQLite file is named by its seq), and every stored
+   checkpoint signature verifies with the node's key;
+2. the chain's export verifies as an outsider would (`ledger.verify`): sequence, links, and
+   every entry covered by a signed checkpoint;
+3. the DESIGN §5 invariants (`ledger.invariants`): balances sum to zero per unit, no transfer
+   or command twice, payments credited once, subsidy once per account and period, billed
+   energy contiguous per meter, charges never drift from the cumulative exact cost;
+4. per meter, energy billed plus energy read but not yet billed (the rule state) equals the
+   last register read minus the register billing started from.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from edge.rules.tariffs import energy_of
+from edge.runtime.codec import CodecError, decode
+from edge.runtime.state import MeterRuntime, meter_key
+from edge.site.model import Site
+from edge.store import CorruptStore, Store
+from ledger.invariants import ledger_violations
+from ledger.transfers import Code
+from ledger.verify import verify_lines
+
+INVARIANTS = (
+    "store_integrity",
+    "chain_links_and_signatures",
+    "balances_sum_to_zero",
+    "no_transfer_twice",
+    "no_command_twice",
+    "payments_credited_once",
+    "subsidy_once_per_period",
+    "energy_matches_registers",
+    "charges_never_drift",
+    "billed_plus_unbilled_equals_register_delta",
+)
+
+
+@dataclass(slots=True)
+class Audit:
+    ok: bool
+    summary: dict[str, Any] = field(default_factory=dict)
+    problem: str = ""
+
+
+def meter_balance_problems(site: Site, store: Store) -> tuple[int, list[str]]:
+    """Meters checked, and per meter where billed + unbilled ≠ register delta."""
+    billed: dict[str, int] = defaultdict(int)
+    for entry in store.entries():
+        t = entry.transfer
+        if t.code is Code.CONSUME:
+            billed[str(t.refs["meter"])] += int(t.refs["energy_wh"])
+    checked, problems = 0, []
+    for meter in site.meters:
+        raw = store.get_state(meter_key(meter.address))
+        if raw is None:
+            continue
+        try:
+            state = decode(MeterRuntime, raw)
+        except CodecError as exc:
+            problems.append(f"meter {meter.address}: rule state does not decode ({exc})")
+            continue
+        if state.billing is None or state.first_reg_wh is None:
+            continue
+        checked += 1
+        delta = state.billing.reg_wh - state.first_reg_wh
+        unbilled = energy_of(state.billing.unbilled)
+        if billed[meter.address] + unbilled != delta:
+            problems.append(
+                f"meter {meter.address}: billed {billed[meter.address]} Wh + unbilled {unbilled} "
+                f"Wh, but the registers rose {delta} Wh"
+            )
+    return checked, problems
+
+
+def audit_store(site: Site, key: Ed25519PublicKey) -> Audit:
+    path = site.settings.store_path
+    try:
+        store = Store.open(path, read_only=True, public_key=key)
+    except CorruptStore as exc:
+        return Audit(False, {"ok": False, "store": str(path)}, str(exc))
+    with store:
+        verdict = verify_lines(store.export_lines(), [key], node=site.settings.node)
+        summary = verdict.summary()
+        summary.pop("problems")
+        summary["store"] = str(path)
+        if not verdict.ok:
+            return Audit(False, {**summary, "ok": False}, f"chain: {verdict.findings[0]}")
+        transfers = [e.transfer for e in store.entries()]
+        violations = ledger_violations(transfers, store.book.balances())
+        checked, meter_problems = meter_balance_problems(site, store)
+    summary["invariants"] = list(INVARIANTS)
+    summary["meters_checked"] = checked
+    problems = violations + meter_problems
+    if problems:
+        return Audit(False, {**summary, "ok": False}, f"invariant violated: {problems[0]}")
+    return Audit(True, summary)

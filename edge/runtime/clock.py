@@ -1,0 +1,142 @@
+"""Where the runtime's time comes from, and the clock guard around it.
+
+The runtime never calls `datetime.now()` itself: it asks a `Clock` for the system time and a
+monotonic count, and `ClockGuard` judges the system time against the last known time (persisted
+in the store with every cycle) with `edge.clock.judge_clock`. Three clocks:
+
+- `SystemClock`: the box's clock (NTP when it has network) and `time.monotonic()`.
+- `SimulatedClock`: for `voltbook-edge run --speed X` on simulated buses: simulated time is
+  `start + X × elapsed real time`, where `start` is the time the simulated building last
+  reached (persisted in the site directory), so a restarted run resumes where it stopped.
+- `ManualClock`: moved by hand (tests, benchmarks, the demo): `advance()` moves time;
+  `jump()` moves only the system clock, as a bad NTP answer or a dead RTC battery does, while
+  the true time (what simulated meters follow) goes on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from edge.clock import ClockPolicy, ClockVerdict, judge_clock
+from ledger.transfers import TimeSource
+
+
+class Clock(Protocol):
+    source: TimeSource
+
+    def system_now(self) -> dt.datetime:
+        """What the system clock says (aware); possibly wrong."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds of (simulated) time elapsed since an arbitrary origin; never jumps."""
+        ...
+
+    def true_now(self) -> dt.datetime:
+        """The time simulated meters live in (a simulation's truth; the system time for real)."""
+        ...
+
+
+class SystemClock:
+    source = TimeSource.NTP
+
+    def __init__(self, zone: dt.tzinfo) -> None:
+        self.zone = zone
+
+    def system_now(self) -> dt.datetime:
+        return dt.datetime.now(self.zone)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def true_now(self) -> dt.datetime:
+        return self.system_now()
+
+
+class SimulatedClock:
+    """`start + speed × (real seconds since construction)`."""
+
+    source = TimeSource.SIMULATED
+
+    def __init__(self, start: dt.datetime, speed: float) -> None:
+        if speed <= 0:
+            raise ValueError(f"speed must be positive, got {speed}")
+        self.start = start
+        self.speed = speed
+        self._origin = time.monotonic()
+
+    def monotonic(self) -> float:
+        return (time.monotonic() - self._origin) * self.speed
+
+    def system_now(self) -> dt.datetime:
+        return self.start + dt.timedelta(seconds=self.monotonic())
+
+    def true_now(self) -> dt.datetime:
+        return self.system_now()
+
+    def real_seconds(self, simulated: dt.timedelta) -> float:
+        """How long `simulated` time takes in real seconds."""
+        return simulated.total_seconds() / self.speed
+
+
+class ManualClock:
+    """A clock a test moves: `advance` moves everything, `jump` only the system clock."""
+
+    source = TimeSource.SIMULATED
+
+    def __init__(self, start: dt.datetime) -> None:
+        self.start = start
+        self.elapsed = 0.0
+        self.offset = dt.timedelta(0)  # how far the system clock is off the true time
+
+    def advance(self, delta: dt.timedelta) -> None:
+        self.elapsed += delta.total_seconds()
+
+    def set(self, moment: dt.datetime) -> None:
+        """Advance (never back) to the true time `moment`."""
+        self.elapsed = max(self.elapsed, (moment - self.start).total_seconds())
+
+    def jump(self, delta: dt.timedelta) -> None:
+        self.offset += delta
+
+    def monotonic(self) -> float:
+        return self.elapsed
+
+    def true_now(self) -> dt.datetime:
+        return self.start + dt.timedelta(seconds=self.elapsed)
+
+    def system_now(self) -> dt.datetime:
+        return self.true_now() + self.offset
+
+
+@dataclass(slots=True)
+class ClockGuard:
+    """Judges each cycle's time against the last known time; remembers the monotonic count
+    at which that time was known, so elapsed time can be checked within one run."""
+
+    clock: Clock
+    zone: dt.tzinfo
+    policy: ClockPolicy = field(default_factory=ClockPolicy)
+    last_known: dt.datetime | None = None
+    _known_at: float | None = None  # monotonic seconds when `last_known` was committed
+
+    def judge(self) -> tuple[ClockVerdict, float]:
+        """The verdict for now, and the monotonic count it was taken at (for `known`)."""
+        mono = self.clock.monotonic()
+        elapsed = None if self._known_at is None else dt.timedelta(seconds=mono - self._known_at)
+        verdict = judge_clock(
+            self.clock.system_now().astimezone(self.zone),
+            self.last_known,
+            elapsed,
+            policy=self.policy,
+            system_source=self.clock.source,
+        )
+        return verdict, mono
+
+    def known(self, moment: dt.datetime, mono: float) -> None:
+        """`moment` is durable as the last known time (call after the commit)."""
+        self.last_known = moment
+        self._known_at = mono

@@ -1,0 +1,399 @@
+"""One poll cycle, and the `Runtime` that runs them: billing that never stops.
+
+    clock guard ─► read every meter (per bus, one request at a time) ─► per account: bill each
+    meter, protect it, subsidy, arrears, settle relays ─► daily low-balance check
+    ─► ONE store transaction: transfers (each linked chain one batch), readings, events and
+       alarms, rule states, a signed checkpoint ─► after the commit only: relay commands,
+       confirmed by read-back; their outcomes go into the next cycle's transaction
+
+Crash safety comes from that shape. Rule states commit with the transfers they produced, so
+after a crash the rules resume exactly where the ledger is; a cycle that dies before its
+commit leaves nothing, and the next one bills the same energy again from the same register
+(consumption ids derive from the register span: the book would say `exists` for a repeat).
+A relay command is only sent once the decision is durable; if the process dies before sending
+it, the next reading shows the relay where it was and the runtime sends it again.
+
+The in-memory states are replaced only after a successful commit: a cycle that fails (a full
+disk, a store error) leaves the runtime exactly as the store is, and the next cycle retries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from edge.drivers.base import Bus, MeterDriver
+from edge.drivers.registry import driver_for
+from edge.rules.decisions import Severity
+from edge.rules.low_balance import BalanceView, LowBalanceState, check_low_balance, render
+from edge.rules.pockets import Pockets
+from edge.rules.tariffs import reference_price
+from edge.rules.times import stamp
+from edge.runtime.accounting import AccountTurn, CycleWork
+from edge.runtime.clock import Clock, ClockGuard
+from edge.runtime.events import RuntimeKind, alarm_event, runtime_event
+from edge.runtime.polling import MeterRead, read_meters
+from edge.runtime.relays import RelayOrder, RelayOutcome, execute
+from edge.runtime.state import (
+    CLOCK_KEY,
+    LOW_BALANCE_KEY,
+    AccountRuntime,
+    ClockState,
+    MeterRuntime,
+    StateTable,
+    account_key,
+    meter_key,
+    rebuild_account,
+    rebuild_meter,
+)
+from edge.site.model import Site
+from edge.store import Category, Event, Store, TimedReading, Transaction
+from ledger.accounts import Pocket, System, Unit, pocket_id, system_id
+from ledger.chain import NodeKey
+from ledger.ids import derive_id
+from ledger.transfers import Code, Transfer
+
+log = logging.getLogger("edge.runtime")
+
+
+@dataclass(slots=True)
+class CycleReport:
+    number: int
+    now: dt.datetime
+    plausible: bool
+    clock_reason: str
+    read: int = 0
+    failed: int = 0
+    transfers: int = 0
+    alarms: list[Event] = field(default_factory=list)
+    orders: list[RelayOrder] = field(default_factory=list)
+    outcomes: list[RelayOutcome] = field(default_factory=list)
+    seq: int = 0
+
+    def summary(self) -> str:
+        confirmed = sum(o.confirmed for o in self.outcomes)
+        return (
+            f"cycle {self.number} at {self.now:%Y-%m-%d %H:%M}: {self.read} meters read, "
+            f"{self.failed} failed, {self.transfers} transfers (head seq {self.seq}), "
+            f"{len(self.alarms)} alarms, {len(self.orders)} relay commands "
+            f"({confirmed} confirmed)"
+            + ("" if self.plausible else f"; CLOCK HELD: {self.clock_reason}")
+        )
+
+
+class Runtime:
+    """The concentrator's billing loop for one site; `run_cycle()` is one poll cycle.
+
+    `world` is called at the start of every cycle, before the meters are read: a simulated
+    building advances its loads to the true time and saves itself there (see
+    `edge.sim.persist`); None for real meters. `progress` is called before each meter read and
+    each relay command (the runner pings systemd's watchdog from it).
+    """
+
+    def __init__(
+        self,
+        site: Site,
+        store: Store,
+        key: NodeKey,
+        buses: Mapping[str, Bus],
+        clock: Clock,
+        *,
+        world: Callable[[], None] | None = None,
+        parallel: bool = False,
+        progress: Callable[[], None] | None = None,
+    ) -> None:
+        self.site = site
+        self.store = store
+        self.key = key
+        self.buses = dict(buses)
+        self.drivers: dict[str, MeterDriver] = {
+            bus.name: driver_for(bus.protocol, bus.settings()) for bus in site.buses
+        }
+        self.policies = {m.address: site.consumption_policy(m) for m in site.meters}
+        self.guard = ClockGuard(clock, site.zone)
+        self.world = world
+        self.parallel = parallel
+        self.progress = progress  # called as meters are read and relays commanded
+        self.table = StateTable(store)
+        self.clock_state = self.table.load(CLOCK_KEY, ClockState, ClockState())
+        self.guard.last_known = self.clock_state.last_known
+        self.meters, self.accounts = self._load_states()
+        self.low_balance = self.table.load(LOW_BALANCE_KEY, LowBalanceState, LowBalanceState())
+        self.outcomes: list[RelayOutcome] = []  # to record in the next transaction
+        self.checkpointed = max((cp.seq for cp in store.checkpoints()), default=0)
+
+    def _load_states(self) -> tuple[dict[str, MeterRuntime], dict[str, AccountRuntime]]:
+        meters: dict[str, MeterRuntime] = {}
+        accounts: dict[str, AccountRuntime] = {}
+        missing = False
+        for meter in self.site.meters:
+            found = self.table.find(meter_key(meter.address), MeterRuntime)
+            missing |= found is None
+            meters[meter.address] = found or MeterRuntime()
+        for account in self.site.accounts:
+            known = self.table.find(account_key(account), AccountRuntime)
+            missing |= known is None
+            accounts[account] = known or AccountRuntime()
+        if missing and self.store.chain.seq:
+            # A state not in the store while the chain has entries (a new meter, or a store
+            # from before the runtime): rebuild what the chain knows, never start from zero.
+            transfers = [e.transfer for e in self.store.entries()]
+            for address, state in meters.items():
+                if state == MeterRuntime():
+                    meters[address] = rebuild_meter(address, transfers)
+            for owner, account_state in accounts.items():
+                if account_state == AccountRuntime():
+                    accounts[owner] = rebuild_account(owner, transfers)
+        return meters, accounts
+
+    # -- the cycle -------------------------------------------------------------------------------
+    def run_cycle(self) -> CycleReport:
+        verdict, mono = self.guard.judge()
+        now = verdict.now.astimezone(self.site.zone)
+        number = self.clock_state.cycles + 1
+        report = CycleReport(number, now, verdict.plausible, verdict.reason)
+        if self.world is not None:
+            self.world()
+        reads = read_meters(
+            self.buses,
+            self.drivers,
+            self.site.meters,
+            parallel=self.parallel,
+            progress=self.progress,
+        )
+        report.read = sum(r.reading is not None for r in reads.values())
+        report.failed = len(reads) - report.read
+        work = CycleWork(now, verdict.source, verdict.plausible)
+        meters = dict(self.meters)
+        accounts = dict(self.accounts)
+        clock_state = ClockState(
+            last_known=now,
+            held_since=None if verdict.plausible else (self.clock_state.held_since or now),
+            cycles=number,
+        )
+        self.table.begin()
+        with self.store.transaction() as tx:
+            events = self._outcome_events(now, meters)
+            events += self._clock_events(now, verdict.plausible, verdict.reason)
+            events += self._read_events(now, reads, meters)
+            turn = AccountTurn(self.site, tx, self.store.book, work, self.policies)
+            for owner in sorted(self.site.accounts):
+                accounts[owner] = turn.run(
+                    self.site.accounts[owner], accounts[owner], meters, reads
+                )
+            low_balance = self._low_balance(work, accounts, turn.pockets)
+            events += [alarm_event(self.site, now, alarm) for alarm in work.alarms]
+            tx.insert_readings(
+                TimedReading(now, r.reading) for r in reads.values() if r.reading is not None
+            )
+            tx.add_events(events)
+            self._save_states(tx, meters, accounts, low_balance, clock_state)
+            checkpoint = self._checkpoint(tx)
+            tx.defer(*work.orders)
+        self.table.committed()
+        self.outcomes = []  # recorded in this transaction
+        self.meters, self.accounts, self.low_balance = meters, accounts, low_balance
+        self.clock_state = clock_state
+        self.guard.known(now, mono)
+        self.checkpointed = checkpoint
+        report.transfers = work.transfers
+        report.alarms = [e for e in events if e.category is Category.ALARM]
+        report.orders = list(work.orders)
+        report.seq = self.store.chain.seq
+        report.outcomes = [self._send(order) for order in tx.released()]
+        log.info("%s", report.summary())
+        return report
+
+    def _send(self, order: object) -> RelayOutcome:
+        assert isinstance(order, RelayOrder)
+        meter = order.meter
+        if self.progress is not None:
+            self.progress()
+        outcome = execute(self.buses[meter.bus], self.drivers[meter.bus], order)
+        state = self.meters[meter.address]
+        relay = state.relay
+        if outcome.confirmed:
+            relay = dataclasses.replace(relay, failing_since=None, failures=0)
+        else:
+            relay = dataclasses.replace(
+                relay,
+                failing_since=relay.failing_since or order.decided_at,
+                failures=relay.failures + 1,
+            )
+        self.meters[meter.address] = dataclasses.replace(state, relay=relay)
+        self.outcomes.append(outcome)
+        return outcome
+
+    # -- events ----------------------------------------------------------------------------------
+    def _outcome_events(self, now: dt.datetime, meters: dict[str, MeterRuntime]) -> list[Event]:
+        events = []
+        for outcome in self.outcomes:
+            order = outcome.order
+            address = order.meter.address
+            detail = {
+                "command": order.command.value,
+                "cause": None if order.cause is None else order.cause.value,
+                "reason": order.reason,
+                "attempts": outcome.attempts,
+            }
+            if outcome.confirmed:
+                kind, message, severity = (
+                    RuntimeKind.RELAY_CONFIRMED,
+                    f"relay {order.command.value} confirmed",
+                    None,
+                )
+            elif meters[address].relay.failures <= 1:
+                kind, message, severity = (
+                    RuntimeKind.RELAY_FAILED,
+                    f"relay {order.command.value} failed: {outcome.error}",
+                    Severity.CRITICAL,
+                )
+            else:
+                kind, message, severity = (
+                    RuntimeKind.RELAY_STILL_FAILING,
+                    f"relay {order.command.value} still failing: {outcome.error}",
+                    None,
+                )
+            events.append(
+                runtime_event(
+                    self.site, now, kind, message, meter=address, alarm=severity, detail=detail
+                )
+            )
+        return events
+
+    def _clock_events(self, now: dt.datetime, plausible: bool, reason: str) -> list[Event]:
+        held = self.clock_state.held_since is not None
+        if not plausible and not held:
+            message = f"{reason}; subsidies, cut-offs and alarm times are held"
+            kind, severity = RuntimeKind.CLOCK_IMPLAUSIBLE, Severity.CRITICAL
+        elif plausible and held:
+            message, kind, severity = reason, RuntimeKind.CLOCK_PLAUSIBLE, None
+        else:
+            return []
+        return [runtime_event(self.site, now, kind, message, alarm=severity)]
+
+    def _read_events(
+        self, now: dt.datetime, reads: Mapping[str, MeterRead], meters: dict[str, MeterRuntime]
+    ) -> list[Event]:
+        events = []
+        for address, read in reads.items():
+            state = meters[address]
+            if read.error is not None:
+                failures = state.read_failures + 1
+                meters[address] = dataclasses.replace(
+                    state, read_failures=failures, last_error=str(read.error)
+                )
+                if failures == 1:
+                    events.append(
+                        runtime_event(
+                            self.site,
+                            now,
+                            RuntimeKind.METER_UNREADABLE,
+                            f"cannot read: {read.error}",
+                            meter=address,
+                            alarm=Severity.WARNING,
+                        )
+                    )
+            elif state.read_failures:
+                meters[address] = dataclasses.replace(state, read_failures=0, last_error="")
+                events.append(
+                    runtime_event(
+                        self.site,
+                        now,
+                        RuntimeKind.METER_READABLE,
+                        f"read again after {state.read_failures} failed cycles",
+                        meter=address,
+                    )
+                )
+        return events
+
+    # -- low balance -----------------------------------------------------------------------------
+    def _low_balance(
+        self,
+        work: CycleWork,
+        accounts: Mapping[str, AccountRuntime],
+        pockets: Callable[[str], Pockets],
+    ) -> LowBalanceState:
+        if not work.plausible:
+            return self.low_balance  # the alarm time is time-driven: held
+        if work.now.timetz().replace(tzinfo=None) < self.site.rules.low_balance.alarm_at:
+            return self.low_balance  # not yet the day's alarm time: nothing to look at
+        views = [
+            BalanceView(
+                owner,
+                self.site.place(owner),
+                pockets(owner),
+                reference_price(self.site.tariff_of(owner)),
+                accounts[owner].daily_wh,
+            )
+            for owner in sorted(self.site.accounts)
+        ]
+        result = check_low_balance(work.now, views, self.low_balance, self.site.rules.low_balance)
+        work.alarms += result.decisions.alarms
+        if result.report:
+            log.info("low balances by building, floor and shop:\n%s", render(result.report))
+        return result.state
+
+    # -- writing ---------------------------------------------------------------------------------
+    def _save_states(
+        self,
+        tx: Transaction,
+        meters: Mapping[str, MeterRuntime],
+        accounts: Mapping[str, AccountRuntime],
+        low_balance: LowBalanceState,
+        clock_state: ClockState,
+    ) -> None:
+        for address, meter in meters.items():
+            self.table.save(tx, meter_key(address), meter)
+        for owner, account in accounts.items():
+            self.table.save(tx, account_key(owner), account)
+        self.table.save(tx, LOW_BALANCE_KEY, low_balance)
+        self.table.save(tx, CLOCK_KEY, clock_state)
+
+    def _checkpoint(self, tx: Transaction) -> int:
+        """Sign the chain's head if it moved; returns the seq signed so far."""
+        chain = self.store.chain
+        if chain.seq > self.checkpointed:
+            tx.add_checkpoint(chain.checkpoint(self.key))
+        return chain.seq
+
+    def checkpoint(self) -> bool:
+        """Sign the head now if it is not signed yet (the periodic job); True if it signed."""
+        if self.store.chain.seq <= self.checkpointed:
+            return False
+        with self.store.transaction() as tx:
+            seq = self._checkpoint(tx)
+        self.checkpointed = seq
+        return True
+
+    # -- money from outside ----------------------------------------------------------------------
+    def recharge(self, account: str, fen: int, payment: str, *, method: str = "cash") -> bool:
+        """Book a prepaid recharge once per `payment` reference; False if it was booked before.
+
+        (Payments reach a real concentrator as signed cloud commands; this is for the seed
+        balances of a new site, the demo and tests.)
+        """
+        if account not in self.site.accounts:
+            raise KeyError(f"account {account!r} is not configured")
+        transfer = Transfer(
+            id=derive_id(Code.RECHARGE.value, payment),
+            debit=system_id(System.CASH_IN_TRANSIT),
+            credit=pocket_id(account, Pocket.PREPAID),
+            amount=fen,
+            unit=Unit.FEN,
+            code=Code.RECHARGE,
+            time=stamp(self.guard.last_known or self.guard.clock.system_now()),
+            time_source=self.guard.clock.source,
+            refs={"payment": payment, "method": method},
+        )
+        if self.store.book.get(transfer.id) is not None:
+            return False
+        with self.store.transaction() as tx:
+            tx.append_transfers([transfer])
+            signed = self._checkpoint(tx)  # every commit leaves the chain signed to its head
+        self.checkpointed = signed
+        log.info("account %s: recharge %d fen booked (payment %s)", account, fen, payment)
+        return True

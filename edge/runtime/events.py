@@ -1,0 +1,98 @@
+"""The runtime's events and alarms, each naming the meter, the shop and the account concerned.
+
+Rule alarms (`edge.rules.decisions.Alarm`) name what their rule knows (protection knows only the
+meter); `alarm_event` fills in the rest from the site configuration so that an operator reading
+the event log, and the merchant notices built from it, always see meter, shop and account.
+Runtime kinds of its own (not a rule's): a meter that cannot be read, a relay command that
+failed or was confirmed, a clock that is not plausible.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Mapping
+from enum import StrEnum
+
+from edge.rules.decisions import Alarm, Severity
+from edge.site.model import Site
+from edge.store import Category, Event
+
+log = logging.getLogger("edge.runtime")
+
+
+class RuntimeKind(StrEnum):
+    METER_UNREADABLE = "meter_unreadable"
+    METER_READABLE = "meter_readable_again"
+    RELAY_CONFIRMED = "relay_confirmed"
+    RELAY_FAILED = "relay_failed"
+    RELAY_STILL_FAILING = "relay_still_failing"
+    CLOCK_IMPLAUSIBLE = "clock_implausible"
+    CLOCK_PLAUSIBLE = "clock_plausible_again"
+    BOOKED = "recharge_booked"
+
+
+_LEVEL = {Severity.INFO: logging.INFO, Severity.WARNING: logging.WARNING}
+
+
+def alarm_event(site: Site, now: dt.datetime, alarm: Alarm) -> Event:
+    """A rule's alarm as a stored alarm, with meter, shop and account filled in."""
+    meter = alarm.meter
+    account = alarm.account
+    shop = alarm.shop
+    if meter is not None:
+        config = site.meter(meter)
+        account = account or config.account
+        shop = shop or config.shop
+    elif account is not None and shop is None:
+        found = site.shop_of(account)
+        shop = None if found is None else found.id
+    log.log(
+        _LEVEL.get(alarm.severity, logging.ERROR),
+        "%s: meter %s, shop %s, account %s: %s",
+        alarm.kind.value,
+        meter or "-",
+        shop or "-",
+        account or "-",
+        alarm.message,
+    )
+    return Event(
+        time=now,
+        kind=alarm.kind.value,
+        category=Category.ALARM,
+        meter=meter,
+        shop=shop,
+        account=account,
+        detail={"severity": alarm.severity.value, "message": alarm.message},
+    )
+
+
+def runtime_event(
+    site: Site,
+    now: dt.datetime,
+    kind: RuntimeKind,
+    message: str,
+    *,
+    meter: str | None = None,
+    alarm: Severity | None = None,
+    detail: Mapping[str, object] | None = None,
+) -> Event:
+    """An event of the runtime's own; an alarm when `alarm` gives its severity."""
+    shop = account = None
+    if meter is not None:
+        config = site.meter(meter)
+        shop, account = config.shop, config.account
+    level = logging.INFO if alarm is None else _LEVEL.get(alarm, logging.ERROR)
+    log.log(level, "%s: meter %s, shop %s: %s", kind.value, meter or "-", shop or "-", message)
+    fields: dict[str, object] = {"message": message, **(detail or {})}
+    if alarm is not None:
+        fields["severity"] = alarm.value
+    return Event(
+        time=now,
+        kind=kind.value,
+        category=Category.EVENT if alarm is None else Category.ALARM,
+        meter=meter,
+        shop=shop,
+        account=account,
+        detail=fields,
+    )

@@ -1,0 +1,179 @@
+"""`voltbook-edge run`: the runtime's main loop, scheduled jobs, signals and systemd.
+
+The periodic jobs run on a `schedule.Scheduler` in the main thread (one writer for the store):
+
+- the poll cycle, every `poll_interval_s` of site time (÷ `--speed` in real seconds);
+- a checkpoint: sign the chain's head if a cycle has not already;
+- pruning of old readings and events (their uplink copies stay in the outbox);
+- the systemd watchdog ping, at half of `WatchdogSec`, and after every cycle.
+
+Between jobs the loop sleeps on an event that SIGTERM/SIGINT set, so a stop request is seen at
+once; a cycle in progress is always finished (its commit and its relay commands), then the
+store is closed and the simulated meters saved. A full disk fails the cycle, not the runtime:
+the error says what to free, nothing of the cycle was stored, and the next cycle bills the
+same energy again once there is room. A corrupt store stops the runtime (systemd's
+`Restart=always` then meets the boot-time integrity check, which names the damage).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import signal
+import threading
+from dataclasses import dataclass
+from types import FrameType
+from typing import cast
+
+import schedule
+
+from edge.runtime.boot import Booted
+from edge.runtime.clock import SimulatedClock
+from edge.runtime.cycle import CycleReport
+from edge.runtime.notify import Notifier
+from edge.store import DiskFull
+
+log = logging.getLogger("edge.runtime")
+
+MAX_NAP_S = 1.0  # the longest sleep between looking at the schedule
+
+
+@dataclass(frozen=True, slots=True)
+class RunLimits:
+    until: dt.datetime | None = None  # stop once a cycle's time reaches this
+    cycles: int | None = None  # stop after this many cycles
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    cycles: int
+    failed_cycles: int
+    last: CycleReport | None
+    reason: str
+
+
+class Runner:
+    def __init__(
+        self, booted: Booted, limits: RunLimits = RunLimits(), notifier: Notifier | None = None
+    ) -> None:
+        self.booted = booted
+        self.runtime = booted.runtime
+        self.limits = limits
+        self.notifier = notifier or Notifier.from_environment()
+        if booted.runtime.site.settings.watchdog:
+            booted.runtime.progress = self.notifier.keepalive
+        self.stop = threading.Event()
+        self.stop_reason = ""
+        self.cycles = 0
+        self.failed = 0
+        self.last: CycleReport | None = None
+
+    def real_seconds(self, site_time: dt.timedelta) -> float:
+        clock = self.booted.clock
+        if isinstance(clock, SimulatedClock):
+            return clock.real_seconds(site_time)
+        return site_time.total_seconds()
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.stop_reason = signal.Signals(signum).name
+        self.stop.set()
+
+    def _cycle(self) -> None:
+        try:
+            report = self.runtime.run_cycle()
+        except DiskFull as exc:
+            self.failed += 1
+            log.error("cycle failed, nothing of it was stored: %s", exc)
+            self.notifier.status(f"DISK FULL: {exc}")
+        else:
+            self.cycles += 1
+            self.last = report
+            self.notifier.status(report.summary())
+            if self.limits.until is not None and report.now >= self.limits.until:
+                self._finish(f"reached {self.limits.until.isoformat()}")
+        if self.runtime.site.settings.watchdog:
+            self.notifier.watchdog()
+        attempts = self.cycles + self.failed  # a full disk must not make --cycles run forever
+        if self.limits.cycles is not None and attempts >= self.limits.cycles:
+            self._finish(f"{attempts} cycles done")
+
+    def _finish(self, reason: str) -> None:
+        self.stop_reason = reason
+        self.stop.set()
+
+    def _checkpoint(self) -> None:
+        try:
+            if self.runtime.checkpoint():
+                log.info("checkpoint signed at seq %d", self.runtime.store.chain.seq)
+        except DiskFull as exc:
+            log.error("checkpoint not stored: %s", exc)
+
+    def _prune(self) -> None:
+        now = self.runtime.guard.last_known
+        if now is None:
+            return
+        settings = self.runtime.site.settings
+        try:
+            with self.runtime.store.transaction() as tx:
+                readings = tx.prune_readings(now - settings.keep_readings)
+                events = tx.prune_events(now - settings.keep_events)
+        except DiskFull as exc:
+            log.error("pruning failed: %s", exc)
+            return
+        if readings or events:
+            log.info("pruned %d readings and %d events", readings, events)
+
+    def scheduler(self) -> schedule.Scheduler:
+        settings = self.runtime.site.settings
+        jobs = schedule.Scheduler()
+        for every, job in (
+            (self.real_seconds(settings.poll_interval), self._cycle),
+            (self.real_seconds(settings.checkpoint_interval), self._checkpoint),
+            (self.real_seconds(settings.prune_interval), self._prune),
+        ):
+            _every(jobs, every).do(job)
+        interval = self.notifier.watchdog_interval
+        if interval is not None and settings.watchdog:
+            _every(jobs, interval).do(self.notifier.watchdog)
+        return jobs
+
+    def run(self) -> RunSummary:
+        """Run until a signal or a limit; always closes what `booted` holds."""
+        previous = {
+            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
+        }
+        try:
+            site = self.runtime.site
+            self.notifier.ready(f"node {site.settings.node}: {len(site.meters)} meters")
+            log.info(
+                "running site %s (node %s): %d meters on %d buses, a cycle every %s",
+                site.settings.name or site.settings.path,
+                site.settings.node,
+                len(site.meters),
+                len(site.buses),
+                site.settings.poll_interval,
+            )
+            jobs = self.scheduler()
+            self._cycle()  # at once: a restarted runtime catches up without waiting
+            while not self.stop.is_set():
+                jobs.run_pending()
+                idle = jobs.idle_seconds
+                nap = MAX_NAP_S if idle is None else min(MAX_NAP_S, max(0.0, idle))
+                if nap:
+                    self.stop.wait(nap)
+            log.info("stopping (%s) after %d cycles", self.stop_reason or "stopped", self.cycles)
+            self.notifier.stopping()
+        finally:
+            try:
+                self.booted.close()
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+        return RunSummary(self.cycles, self.failed, self.last, self.stop_reason)
+
+
+def _every(jobs: schedule.Scheduler, seconds: float) -> schedule.Job:
+    # `schedule` annotates the interval as int but takes fractions of a second, which a poll
+    # interval divided by --speed needs (15 min at 3600× is a quarter of a second).
+    job: schedule.Job = jobs.every(cast(int, seconds)).seconds
+    return job

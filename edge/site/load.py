@@ -1,0 +1,116 @@
+"""Load a whole site: `site.toml` plus the configuration documents, cross-checked.
+
+`load_site(path)` only reads. It raises `SiteConfigError` (one sentence: the file and what is
+wrong) for a missing, truncated or corrupt file, a bad value, or a reference to something that
+does not exist, before the runtime opens the store or a port: a bad configuration touches
+nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edge.site.documents import (
+    parse_account,
+    parse_all,
+    parse_meter,
+    parse_rules,
+    parse_shop,
+    parse_tariff,
+)
+from edge.site.errors import SiteConfigError
+from edge.site.model import BusKind, Site
+from edge.site.site_file import parse_site_file
+from edge.store.config_db import ConfigDB, ConfigKind
+from edge.store.errors import CorruptConfig, StoreError
+
+
+def load_site(path: str | Path) -> Site:
+    """The site described by `path` (a site.toml) and the documents it names."""
+    site_path = Path(path).absolute()
+    settings, buses, simulation = parse_site_file(site_path)
+    config_path = settings.config_path
+    if not config_path.is_file():
+        raise SiteConfigError(
+            config_path,
+            "the configuration documents do not exist (write them with `voltbook-edge "
+            "demo-site` or push them from the cloud)",
+        )
+    try:
+        with ConfigDB.open(config_path) as config:
+            docs = {kind: config.documents(kind) for kind in ConfigKind}
+    except CorruptConfig as exc:
+        raise SiteConfigError(exc.path, exc.detail) from None
+    except StoreError as exc:
+        raise SiteConfigError(config_path, str(exc)) from None
+    meters = parse_all(config_path, "meters", docs[ConfigKind.METERS], parse_meter)
+    shops = parse_all(config_path, "shops", docs[ConfigKind.SHOPS], parse_shop)
+    accounts = parse_all(config_path, "accounts", docs[ConfigKind.ACCOUNTS], parse_account)
+    tariffs = parse_all(config_path, "tariffs", docs[ConfigKind.TARIFFS], parse_tariff)
+    rules = parse_rules(config_path, docs[ConfigKind.RULES])
+    site = Site(
+        settings=settings,
+        buses=buses,
+        simulation=simulation,
+        meters=tuple(sorted(meters.values(), key=lambda m: (m.bus, m.address))),
+        shops=shops,
+        accounts=accounts,
+        tariffs=tariffs,
+        rules=rules,
+    )
+    check_references(site)
+    return site
+
+
+def check_references(site: Site) -> None:
+    """Every name used is defined, and every meter is on a bus of its own protocol."""
+    path = site.settings.config_path
+    buses = {bus.name: bus for bus in site.buses}
+    seen: set[str] = set()
+    if not site.meters:
+        raise SiteConfigError(path, "there are no meter documents: nothing to read or bill")
+    for meter in site.meters:
+        who = f"meter {meter.address}"
+        if meter.address in seen:
+            raise SiteConfigError(path, f"{who} is configured twice")
+        seen.add(meter.address)
+        bus = buses.get(meter.bus)
+        if bus is None:
+            raise SiteConfigError(
+                path, f"{who} is on bus {meter.bus!r}, which {site.settings.path.name} lacks"
+            )
+        if bus.protocol != meter.protocol:
+            raise SiteConfigError(
+                path, f"{who} speaks {meter.protocol} but bus {bus.name!r} runs {bus.protocol}"
+            )
+        if meter.shop not in site.shops:
+            raise SiteConfigError(
+                path, f"{who} belongs to shop {meter.shop!r}, which is not defined"
+            )
+        if meter.account not in site.accounts:
+            raise SiteConfigError(
+                path, f"{who} bills account {meter.account!r}, which is not defined"
+            )
+        if bus.kind is BusKind.SIMULATED and meter.profile is not None:
+            _check_profile(site, meter.address, meter.profile)
+    for account in site.accounts.values():
+        name = account.tariff or site.rules.billing.tariff
+        if name not in site.tariffs:
+            raise SiteConfigError(
+                path, f"account {account.id!r} is billed by tariff {name!r}, which is not defined"
+            )
+    if site.rules.billing.tariff not in site.tariffs:
+        raise SiteConfigError(
+            path, f"the billing rule names tariff {site.rules.billing.tariff!r}, not defined"
+        )
+
+
+def _check_profile(site: Site, address: str, profile: str) -> None:
+    from edge.sim.persist import profile_named  # the simulator matters for simulated buses only
+
+    try:
+        profile_named(profile)
+    except KeyError as exc:
+        raise SiteConfigError(
+            site.settings.config_path, f"meter {address}: {exc.args[0]}"
+        ) from None

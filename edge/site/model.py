@@ -1,0 +1,212 @@
+"""The site as the runtime sees it: typed, frozen, validated values.
+
+`site.toml` (edited by hand on the concentrator) gives the node, where things live and the
+buses; the configuration documents (tinydb, pushed by the cloud or written by `demo-site`) give
+meters, shops, accounts, tariffs and the rules' policies. `edge.site.load.load_site` reads both
+into one `Site`, checking every reference (a meter's bus, shop and account; an account's
+tariff), so the runtime never discovers a dangling name in the middle of a billing cycle.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from edge.drivers.base import SerialSettings
+from edge.drivers.registry import protocol
+from edge.rules.arrears import ArrearsPolicy
+from edge.rules.consumption import ConsumptionPolicy
+from edge.rules.low_balance import LowBalancePolicy, Place
+from edge.rules.protection import ProtectionPolicy
+from edge.rules.subsidy import SubsidyPolicy
+from edge.rules.tariffs import Tariff
+from ledger.accounts import Account, Pocket, pocket_id
+
+STORE_FILE = "edge.sqlite"
+
+
+class BusKind(StrEnum):
+    SIMULATED = "simulated"  # meters simulated by the runtime itself (demo, tests, benches)
+    SERIAL = "serial"  # an RS-485 port
+    LORA = "lora"  # an SX127x radio on SPI (Raspberry Pi)
+
+
+Parity = Literal["E", "N", "O"]
+
+
+@dataclass(frozen=True, slots=True)
+class BusConfig:
+    name: str
+    kind: BusKind
+    protocol: str
+    port: str | None = None  # serial only
+    baud: int | None = None
+    parity: Parity | None = None
+    frequency_hz: int | None = None  # lora only
+    spreading_factor: int | None = None
+    bandwidth_hz: int | None = None
+
+    def settings(self) -> SerialSettings:
+        base = protocol(self.protocol).default_settings
+        return SerialSettings(
+            baudrate=self.baud or base.baudrate,
+            parity=self.parity or base.parity,
+            bytesize=base.bytesize,
+            stopbits=base.stopbits,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SimulationSettings:
+    """Where simulated meters keep their registers, relays and clock, and how they start."""
+
+    state_dir: Path
+    start: dt.datetime | None  # the simulated clock's first value (None: the wall clock)
+    seed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SiteSettings:
+    path: Path  # the site.toml itself
+    node: str
+    name: str
+    zone: ZoneInfo
+    data_dir: Path
+    config_path: Path  # the configuration documents (tinydb)
+    node_key: Path
+    seed_file: Path | None
+    poll_interval: dt.timedelta
+    checkpoint_interval: dt.timedelta
+    prune_interval: dt.timedelta
+    keep_readings: dt.timedelta
+    keep_events: dt.timedelta
+    store_limit_bytes: int | None
+    watchdog: bool = True
+
+    @property
+    def store_path(self) -> Path:
+        return self.data_dir / STORE_FILE
+
+
+@dataclass(frozen=True, slots=True)
+class MeterConfig:
+    address: str  # normalised for its protocol (DL/T 645: 12 digits)
+    bus: str
+    protocol: str
+    shop: str
+    account: str
+    multiplier: int = 1  # current-transformer ratio: registers and power are scaled by it
+    max_power_w: float | None = None  # breaker rating × voltage (None: the billing rule's)
+    profile: str | None = None  # simulated meters only: the load profile behind them
+
+
+@dataclass(frozen=True, slots=True)
+class ShopConfig:
+    id: str
+    building: str
+    floor: str
+    category: str
+    area_m2: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountConfig:
+    id: str
+    type: str
+    credit_limit_fen: int = 0
+    keep_power: bool = False
+    tariff: str | None = None  # None: the billing rule's tariff
+
+    def ledger_accounts(self) -> list[Account]:
+        """The account's pockets with their floors (the credit limit on prepaid)."""
+        return [
+            Account.for_id(pocket_id(self.id, Pocket.PREPAID), self.credit_limit_fen),
+            Account.for_id(pocket_id(self.id, Pocket.SUBSIDY)),
+            Account.for_id(pocket_id(self.id, Pocket.GRACE)),
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class BillingRules:
+    tariff: str
+    max_power_w: float
+    jump_margin: float = 1.5
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    billing: BillingRules
+    subsidy: SubsidyPolicy
+    protection: ProtectionPolicy
+    arrears: ArrearsPolicy
+    low_balance: LowBalancePolicy
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    settings: SiteSettings
+    buses: tuple[BusConfig, ...]
+    simulation: SimulationSettings | None
+    meters: tuple[MeterConfig, ...]
+    shops: Mapping[str, ShopConfig]
+    accounts: Mapping[str, AccountConfig]
+    tariffs: Mapping[str, Tariff]
+    rules: Rules
+    # Indexes over `meters`, built once: the runtime asks these for every meter every cycle.
+    _by_address: Mapping[str, MeterConfig] = field(init=False, repr=False, compare=False)
+    _by_account: Mapping[str, tuple[MeterConfig, ...]] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        by_account: dict[str, list[MeterConfig]] = {}
+        for m in self.meters:
+            by_account.setdefault(m.account, []).append(m)
+        object.__setattr__(self, "_by_address", {m.address: m for m in self.meters})
+        object.__setattr__(self, "_by_account", {a: tuple(ms) for a, ms in by_account.items()})
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return self.settings.zone
+
+    def meters_of(self, account: str) -> tuple[MeterConfig, ...]:
+        return self._by_account.get(account, ())
+
+    def meter(self, address: str) -> MeterConfig:
+        return self._by_address[address]
+
+    def tariff_of(self, account: str) -> Tariff:
+        name = self.accounts[account].tariff or self.rules.billing.tariff
+        return self.tariffs[name]
+
+    def consumption_policy(self, meter: MeterConfig) -> ConsumptionPolicy:
+        billing = self.rules.billing
+        return ConsumptionPolicy(
+            tariff=self.tariff_of(meter.account),
+            max_power_w=meter.max_power_w or billing.max_power_w,
+            jump_margin=billing.jump_margin,
+        )
+
+    def shop_of(self, account: str) -> ShopConfig | None:
+        """The shop of the account's first meter (an account's meters share a shop)."""
+        meters = self.meters_of(account)
+        return self.shops.get(meters[0].shop) if meters else None
+
+    def place(self, account: str) -> Place:
+        shop = self.shop_of(account)
+        if shop is None:
+            return Place("-", "-", "-")
+        return Place(shop.building, shop.floor, shop.id)
+
+    def ledger_accounts(self) -> list[Account]:
+        return [a for account in self.accounts.values() for a in account.ledger_accounts()]
+
+    @property
+    def simulated(self) -> bool:
+        """True when every bus is simulated (the only case `--speed` is allowed)."""
+        return all(bus.kind is BusKind.SIMULATED for bus in self.buses)

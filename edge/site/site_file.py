@@ -1,0 +1,167 @@
+"""`site.toml`: what an installer edits on the concentrator.
+
+[site]
+node = "edge-0001"              # the concentrator's node id (its ledger chain's name)
+name = "East Gate Market"
+zone = "Asia/Shanghai"          # default Asia/Shanghai
+data_dir = "data"               # the store (SQLite); paths are relative to this file
+config = "config.json"          # the configuration documents (tinydb)
+node_key = "node.key"           # Ed25519 private key (PEM) that signs checkpoints
+seed = "seed.json"              # optional: opening balances, booked once at first run
+poll_interval_s = 900
+checkpoint_interval_s = 3600
+prune_interval_s = 86400
+keep_readings_days = 62
+keep_events_days = 400
+store_limit_mb = 512            # optional cap on the store file (DiskFull before the card)
+
+[simulation]                    # only with simulated buses
+state_dir = "sim"               # the simulated meters' registers, relays and clock
+start = "2026-11-01T00:00:00+08:00"
+seed = 7
+
+[[buses]]
+name = "rs485-1"
+kind = "serial"                 # serial | simulated | lora
+protocol = "dlt645"
+port = "/dev/ttyUSB0"           # serial only
+baud = 2400                     # default: the protocol's
+parity = "E"
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tomllib
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from edge.drivers.errors import DriverUsageError
+from edge.drivers.registry import protocol
+from edge.site.errors import SiteConfigError
+from edge.site.fields import Fields
+from edge.site.model import BusConfig, BusKind, SimulationSettings, SiteSettings
+
+DAY_S = 86_400
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise SiteConfigError(path, "the file does not exist") from None
+    except OSError as exc:
+        raise SiteConfigError(path, f"the file cannot be read ({exc.strerror})") from None
+    if not raw.strip():
+        raise SiteConfigError(path, "the file is empty (a write cut short?)")
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise SiteConfigError(path, "the file is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SiteConfigError(path, f"not valid TOML, perhaps truncated ({exc})") from None
+
+
+def _zone(f: Fields) -> ZoneInfo:
+    name = f.text("zone", "Asia/Shanghai")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise f.problem("zone", 'a time zone name like "Asia/Shanghai"', name) from None
+
+
+def parse_settings(path: Path, data: dict[str, Any]) -> SiteSettings:
+    f = Fields(path, "[site]", data.get("site"))
+    base = path.parent
+    limit_mb = f.integer("store_limit_mb", None, low=1)
+    seed = f.text("seed", None)
+    settings = SiteSettings(
+        path=path,
+        node=f.text("node"),
+        name=f.text("name", ""),
+        zone=_zone(f),
+        data_dir=base / f.text("data_dir", "data"),
+        config_path=base / f.text("config", "config.json"),
+        node_key=base / f.text("node_key", "node.key"),
+        seed_file=None if seed is None else base / seed,
+        poll_interval=dt.timedelta(seconds=f.integer("poll_interval_s", 900, low=1)),
+        checkpoint_interval=dt.timedelta(seconds=f.integer("checkpoint_interval_s", 3600, low=1)),
+        prune_interval=dt.timedelta(seconds=f.integer("prune_interval_s", DAY_S, low=60)),
+        keep_readings=dt.timedelta(days=f.integer("keep_readings_days", 62, low=1)),
+        keep_events=dt.timedelta(days=f.integer("keep_events_days", 400, low=1)),
+        store_limit_bytes=None if limit_mb is None else limit_mb * 1024 * 1024,
+        watchdog=f.boolean("watchdog", True),
+    )
+    if not (settings.node.isascii() and len(settings.node) < 256):
+        raise f.problem("node", "1-255 ASCII characters", settings.node)
+    f.unknown()
+    return settings
+
+
+def parse_simulation(path: Path, data: dict[str, Any]) -> SimulationSettings | None:
+    if "simulation" not in data:
+        return None
+    f = Fields(path, "[simulation]", data["simulation"])
+    start = f.raw("start")
+    if isinstance(start, str):
+        try:
+            start = dt.datetime.fromisoformat(start)
+        except ValueError:
+            raise f.problem("start", "an ISO datetime with offset", start) from None
+    if start is not None and (not isinstance(start, dt.datetime) or start.tzinfo is None):
+        raise f.problem("start", "an ISO datetime with its UTC offset", start)
+    settings = SimulationSettings(
+        state_dir=path.parent / f.text("state_dir", "sim"),
+        start=start,
+        seed=f.integer("seed", 0),
+    )
+    f.unknown()
+    return settings
+
+
+def parse_bus(path: Path, number: int, raw: object) -> BusConfig:
+    f = Fields(path, f"[[buses]] #{number}", raw)
+    name = f.text("name")
+    f.where = f"bus {name!r}"
+    kind = BusKind(f.choice("kind", [k.value for k in BusKind]))
+    proto = f.text("protocol", "dlt645")
+    try:
+        protocol(proto)
+    except DriverUsageError as exc:
+        raise SiteConfigError(path, f"bus {name!r}: {exc}") from None
+    bus = BusConfig(
+        name=name,
+        kind=kind,
+        protocol=proto,
+        port=f.text("port") if kind is BusKind.SERIAL else f.text("port", None),
+        baud=f.integer("baud", None, low=300, high=115_200),
+        parity=f.choice("parity", ("E", "N", "O"), None),
+        frequency_hz=f.integer("frequency_hz", None, low=1),
+        spreading_factor=f.integer("spreading_factor", None, low=6, high=12),
+        bandwidth_hz=f.integer("bandwidth_hz", None, low=1),
+    )
+    f.unknown()
+    return bus
+
+
+def parse_site_file(
+    path: Path,
+) -> tuple[SiteSettings, tuple[BusConfig, ...], SimulationSettings | None]:
+    data = read_toml(path)
+    unknown = sorted(set(data) - {"site", "buses", "simulation"})
+    if unknown:
+        raise SiteConfigError(path, f"unknown table [{unknown[0]}] (misspelt?)")
+    settings = parse_settings(path, data)
+    raw_buses = data.get("buses", [])
+    if not isinstance(raw_buses, list) or not raw_buses:
+        raise SiteConfigError(path, "no [[buses]]: the concentrator would read no meter")
+    buses = tuple(parse_bus(path, i, raw) for i, raw in enumerate(raw_buses, 1))
+    names = [b.name for b in buses]
+    for name in names:
+        if names.count(name) > 1:
+            raise SiteConfigError(path, f"two buses are named {name!r}")
+    simulation = parse_simulation(path, data)
+    if simulation is None and any(b.kind is BusKind.SIMULATED for b in buses):
+        simulation = SimulationSettings(state_dir=path.parent / "sim", start=None)
+    return settings, buses, simulation

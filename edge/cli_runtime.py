@@ -134,7 +134,7 @@ def run_runtime(args: argparse.Namespace) -> int:
         return _refuse(str(exc))
     try:
         summary = Runner(booted, RunLimits(until=args.until, cycles=args.cycles)).run()
-    except CorruptStore as exc:
+    except StoreError as exc:  # a damaged store, or a disk that fails other than by filling
         return _refuse(str(exc), 1)
     last = summary.last
     print(

@@ -136,11 +136,14 @@ class AccountTurn:
             protected = protect(work.now, reading, before.protection, self.site.rules.protection)
             work.alarms += protected.decisions.alarms
             actions[meter.address] += protected.decisions.relays
-            meters[meter.address] = dataclasses.replace(
-                before,
-                billing=billing,
-                first_reg_wh=reading.energy_wh if before.billing is None else before.first_reg_wh,
-                protection=protected.state,
+            # The constructor, not dataclasses.replace: this runs for every meter every cycle.
+            meters[meter.address] = MeterRuntime(
+                billing,
+                reading.energy_wh if before.billing is None else before.first_reg_wh,
+                protected.state,
+                before.relay,
+                before.read_failures,
+                before.last_error,
             )
             state = state.used(work.now.date(), used, charges)
         state = self.subsidy(account, state)

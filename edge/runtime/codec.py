@@ -84,13 +84,16 @@ def _dataclass_encoder(cls: type) -> Encoder:
             if not dataclasses.is_dataclass(value) or isinstance(value, type):
                 raise CodecError("", f"expected a {label}, got a {type(value).__name__}")
             return _dataclass_encoder(type(value))(value)
-        out = {}
+        try:
+            return {name: encode_field(getattr(value, name)) for name, encode_field in parts}
+        except CodecError:
+            pass  # find the field again, outside the fast path, to name it
         for name, encode_field in parts:
             try:
-                out[name] = encode_field(getattr(value, name))
+                encode_field(getattr(value, name))
             except CodecError as exc:
                 raise CodecError(f"{label}.{name}{_tail(exc.path)}", exc.reason) from None
-        return out
+        raise AssertionError("unreachable: a field failed above")  # pragma: no cover
 
     return encode_dataclass
 

@@ -151,6 +151,14 @@ class Runtime:
 
     # -- the cycle -------------------------------------------------------------------------------
     def run_cycle(self) -> CycleReport:
+        """One whole poll cycle: `commit_cycle()`, then `send_relays()` for what it decided."""
+        report = self.commit_cycle()
+        self.send_relays(report)
+        log.info("%s", report.summary())
+        return report
+
+    def commit_cycle(self) -> CycleReport:
+        """Read, decide and commit a cycle; its relay orders are durable but not yet sent."""
         verdict, mono = self.guard.judge()
         now = verdict.now.astimezone(self.site.zone)
         number = self.clock_state.cycles + 1
@@ -201,14 +209,15 @@ class Runtime:
         self.checkpointed = checkpoint
         report.transfers = work.transfers
         report.alarms = [e for e in events if e.category is Category.ALARM]
-        report.orders = list(work.orders)
+        report.orders = [order for order in tx.released() if isinstance(order, RelayOrder)]
         report.seq = self.store.chain.seq
-        report.outcomes = [self._send(order) for order in tx.released()]
-        log.info("%s", report.summary())
         return report
 
-    def _send(self, order: object) -> RelayOutcome:
-        assert isinstance(order, RelayOrder)
+    def send_relays(self, report: CycleReport) -> None:
+        """Send the relay orders of a committed cycle; outcomes go into the next transaction."""
+        report.outcomes = [self._send(order) for order in report.orders]
+
+    def _send(self, order: RelayOrder) -> RelayOutcome:
         meter = order.meter
         if self.progress is not None:
             self.progress()

@@ -15,7 +15,6 @@ rules resume exactly where the ledger is:
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -80,14 +79,14 @@ class AccountRuntime:
     def used(self, today: dt.date, energy_wh: int, charges: AccountCharges) -> AccountRuntime:
         """With `charges` after a reading that used `energy_wh` today (a new day closes the
         previous one into `daily_wh`)."""
+        day, today_wh, days = today, self.today_wh + energy_wh, self.daily_wh
         if self.day is None:
-            return dataclasses.replace(self, charges=charges, day=today, today_wh=energy_wh)
-        if today > self.day:
-            days = (*self.daily_wh, self.today_wh)[-DAYS_KEPT:]
-            return dataclasses.replace(
-                self, charges=charges, day=today, today_wh=energy_wh, daily_wh=days
-            )
-        return dataclasses.replace(self, charges=charges, today_wh=self.today_wh + energy_wh)
+            today_wh = energy_wh
+        elif today > self.day:
+            today_wh, days = energy_wh, (*self.daily_wh, self.today_wh)[-DAYS_KEPT:]
+        else:
+            day = self.day  # a clock stepping back does not reopen an earlier day
+        return AccountRuntime(charges, self.subsidy, self.arrears, day, today_wh, days)
 
 
 CLOCK_KEY = "rt:clock"

@@ -38,7 +38,7 @@ def _state(store: Store, key: str, hint: type[Any], default: Any) -> Any:
         raise CorruptStore(store.path, None, f"rule state {key!r} does not decode ({exc})") from exc
 
 
-def _meter_view(store: Store, address: str) -> dict[str, Any]:
+def _meter_view(store: Store, address: str, zone: dt.tzinfo) -> dict[str, Any]:
     state: MeterRuntime = _state(store, meter_key(address), MeterRuntime, MeterRuntime())
     latest = store.latest_reading(address)
     seen = None if latest is None or latest.reading.relay is None else latest.reading.relay.value
@@ -51,7 +51,7 @@ def _meter_view(store: Store, address: str) -> dict[str, Any]:
         "register_wh": None if billing is None else billing.reg_wh,
         "unbilled_wh": 0 if billing is None else energy_of(billing.unbilled),
         "unpaid_wh": 0 if billing is None else billing.short_wh,
-        "last_read": None if latest is None else latest.time.isoformat(),
+        "last_read": None if latest is None else latest.time.astimezone(zone).isoformat(),
         "read_failures": state.read_failures,
     }
 
@@ -77,7 +77,7 @@ def accounts_view(site: Site, store: Store) -> list[dict[str, Any]]:
     for owner in sorted(site.accounts):
         account = site.accounts[owner]
         pockets = Pockets.from_book(store.book, owner)
-        meters = [_meter_view(store, m.address) for m in site.meters_of(owner)]
+        meters = [_meter_view(store, m.address, site.zone) for m in site.meters_of(owner)]
         state: AccountRuntime = _state(store, account_key(owner), AccountRuntime, AccountRuntime())
         shop = site.shop_of(owner)
         relays = {m["relay"] for m in meters}

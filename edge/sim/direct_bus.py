@@ -66,15 +66,12 @@ class DirectBus:
         meter either answers or does not, and asking again changes nothing.
         """
         del retries
+        only = self._responders.get(address)
+        listeners = [only] if only is not None else list(self._responders.values())
         try:
             tx = next(conversation)
             while True:
                 self.requests += 1
-                listeners = (
-                    [self._responders[address]]
-                    if address in self._responders
-                    else list(self._responders.values())
-                )
                 replies = [reply for r in listeners for reply in r.feed(tx.request)]
                 if tx.expects_reply:
                     for reply in replies:

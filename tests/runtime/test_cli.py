@@ -189,3 +189,15 @@ def test_run_until_stops_at_that_site_time(small_site: DemoSite) -> None:
     summary = json.loads(result.stdout)
     assert summary["time"] >= "2026-11-01T06:00" and summary["time"] < "2026-11-01T07:00"
     assert summary["stopped"].startswith("reached")
+
+
+def test_the_systemd_unit_is_a_notify_service_with_a_watchdog_that_always_restarts() -> None:
+    import configparser
+
+    unit = configparser.ConfigParser(strict=False)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]
+    unit.read(ROOT / "edge" / "systemd" / "voltbook-edge.service")
+    service = unit["Service"]
+    assert service["Type"] == "notify" and service["Restart"] == "always"
+    assert int(service["WatchdogSec"]) > 0
+    assert service["ExecStart"].split()[1:3] == ["run", "--config"]

@@ -120,6 +120,7 @@ def _check_site(site_toml: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # ~50 s on two cores; headroom for a slower CI runner
 def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     sites = [
         demo(tmp_path / f"s{n}", 6, tariff="tou" if n % 2 else "flat", seed=n, start=NEAR_MONTH_END)

@@ -7,6 +7,10 @@ verifier confirms it. Then the export is tampered with four ways and the verifie
 Act 2 — the meters (`edge.demo_meters`): simulated buses on virtual serial ports with real
 wire timing are discovered and read; a relay is tripped and confirmed; a meter is read over
 a simulated LoRa link.
+
+Act 3 — the runtime (`edge.runtime.demo_act`): a 30-shop market billed for a simulated month by
+the real concentrator runtime: subsidies, consumption, trips and closes, alarms, a verified
+ledger.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edge.demo_meters import act_meters
+from edge.runtime.demo_act import act_month
 from ledger.accounts import AccountId, Pocket, System, pocket_id, system_id, unit_of
 from ledger.book import Book, replay
 from ledger.chain import Chain, Checkpoint, Entry, NodeKey, public_key_pem, sign_checkpoint
@@ -194,6 +199,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="voltbook-demo-") as tmp:
         act_ledger(Path(tmp))
     act_meters()
+    print("\n== Act 3: the concentrator runtime bills a market for a simulated month")
+    with tempfile.TemporaryDirectory(prefix="voltbook-month-") as tmp:
+        act_month(Path(tmp))
     print(json.dumps({"demo": "done"}))
 
 

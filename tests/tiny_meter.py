@@ -8,10 +8,13 @@ another meter's address. The transaction takes only a reply from the meter it ad
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-from edge.drivers.base import Conversation
+from edge.drivers.base import Conversation, Responder
 from edge.drivers.dlt645 import Decoder, Frame, address_matches, encode_frame
 from edge.drivers.errors import ChecksumError, MeterTimeout
+
+T = TypeVar("T")
 
 DI_ENERGY = b"\x00\x00\x01\x00"
 VALUE = b"\x56\x34\x12\x00"  # 1234.56 kWh, BCD lowest byte first
@@ -87,3 +90,17 @@ def tiny_read(address: str, reply_timeout: float = 0.5) -> Conversation[Frame]:
     tx = yield TinyRead(address, reply_timeout)
     assert isinstance(tx, TinyRead)
     return tx.result()
+
+
+def drive(conversation: Conversation[T], *responders: Responder) -> T:
+    """The tiny in-memory bus: each request to every responder, every reply into the
+    transaction, until the conversation returns."""
+    tx = next(conversation)
+    while True:
+        for responder in responders:
+            for reply in responder.feed(tx.request):
+                tx.feed(reply)
+        try:
+            tx = conversation.send(tx)
+        except StopIteration as finished:
+            return finished.value  # type: ignore[no-any-return]

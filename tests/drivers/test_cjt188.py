@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.drivers.base import Conversation, MeterDriver, Responder, SerialSettings
+from edge.drivers.base import MeterDriver, SerialSettings
 from edge.drivers.cjt188 import (
     CHINA_STANDARD_TIME,
     CJT188,
@@ -39,8 +39,8 @@ from edge.drivers.errors import (
 from edge.drivers.reading import ValveState
 from edge.sim.cjt188_responder import Cjt188Responder
 from edge.sim.state import MeterState
+from tests.tiny_meter import drive as run
 
-T = TypeVar("T")
 H = bytes.fromhex
 
 METER = "78330011223344"
@@ -52,19 +52,6 @@ REPLY_901F = (
 )
 REPLY_901F_BAD_COPY = REPLY_901F[:-5] + "08 16"  # the published copy with checksum 08
 VALVE_OPEN = "68 10 01 13 12 19 00 00 00 04 04 A0 17 01 55 CC 16"
-
-
-def run(conversation: Conversation[T], *responders: Responder) -> T:
-    """The tiny bus: request to every responder, every reply into the transaction."""
-    tx = next(conversation)
-    while True:
-        for responder in responders:
-            for reply in responder.feed(tx.request):
-                tx.feed(reply)
-        try:
-            tx = conversation.send(tx)
-        except StopIteration as finished:
-            return finished.value  # type: ignore[no-any-return]
 
 
 def decode_all(data: bytes, *, bytewise: bool) -> list[Frame | type[MeterError]]:

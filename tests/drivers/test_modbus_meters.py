@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.drivers.base import Conversation, MeterDriver, Responder, SerialSettings
+from edge.drivers.base import Conversation, MeterDriver, SerialSettings
 from edge.drivers.errors import (
     ChecksumError,
     DriverUsageError,
@@ -40,24 +40,12 @@ from edge.drivers.modbus_meters import (
 from edge.drivers.reading import Reading, RelayState
 from edge.sim.modbus_responder import ModbusResponder
 from edge.sim.state import MeterState
+from tests.tiny_meter import drive as run
 
 T = TypeVar("T")
 H = bytes.fromhex
 
 # --- harness -----------------------------------------------------------------------------
-
-
-def run(conversation: Conversation[T], *responders: Responder) -> T:
-    """The tiny bus: request to every responder, every reply into the transaction."""
-    tx = next(conversation)
-    while True:
-        for responder in responders:
-            for reply in responder.feed(tx.request):
-                tx.feed(reply)
-        try:
-            tx = conversation.send(tx)
-        except StopIteration as finished:
-            return finished.value  # type: ignore[no-any-return]
 
 
 def first_tx(conversation: Conversation[Any]) -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import pytest
 
@@ -19,43 +19,15 @@ from edge.drivers.lora import RadioBus, RadioConfig
 from edge.drivers.sx127x import Sx127xRadio
 from edge.sim.radio_medium import Link, MeterNode, Modulation, RadioMedium, VirtualClock
 from edge.sim.sx127x_standin import install_fake_board
-
-ADDRESS = "123456789012"
-READ_FORWARD_ACTIVE = bytes.fromhex("FEFEFEFE 68129078563412 68 11 04 33333433 68 16")
-REPLY_1234_56_KWH = bytes.fromhex("68129078563412 68 91 08 33333433 89674533 54 16")
+from tests.drivers.lora_frames import (
+    ADDRESS,
+    READ_FORWARD_ACTIVE,
+    REPLY_1234_56_KWH,
+    ScriptedMeter,
+    read_energy,
+)
 
 CONFIG = RadioConfig(frequency_hz=470_300_000, sf=9, bw_hz=125_000)
-
-
-@dataclass
-class FrameTransaction:
-    request: bytes
-    expected: bytes
-    expects_reply: bool = True
-    reply_timeout: float = 0.5
-    received: bytearray = field(default_factory=bytearray)
-
-    def feed(self, data: bytes) -> None:
-        self.received += data
-
-    def done(self) -> bool:
-        return self.expected in self.received
-
-    def result(self) -> bytes:
-        return self.expected
-
-
-class ScriptedMeter:
-    def __init__(self, request: bytes, reply: bytes) -> None:
-        self.request, self.reply = request.lstrip(b"\xfe"), reply
-
-    def feed(self, data: bytes) -> list[bytes]:
-        return [self.reply] if self.request in data else []
-
-
-def read_energy():
-    transaction = yield FrameTransaction(READ_FORWARD_ACTIVE, REPLY_1234_56_KWH)
-    return transaction.result()
 
 
 def _pylora_modules() -> list[str]:

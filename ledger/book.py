@@ -13,11 +13,17 @@
 
 The book holds no clock and does no I/O. The edge persists accepted transfers in its chain and
 rebuilds the book from the chain at boot (`replay`).
+
+**Memory.** By default the book remembers every transfer it accepted (to answer `exists`). A
+long-lived holder whose transfers are durable elsewhere passes `lookup` (id -> stored transfer
+or None) and calls `commit()` once they are stored: the book then keeps only balances, the
+transfers since the last `commit()` (the undo journal) and two-phase transfers, so its memory
+does not grow with the history. `mark()` / `rollback()` undo what was applied since a mark.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -75,12 +81,23 @@ class Book:
     elsewhere: unknown accounts open on first use with no floor.
     """
 
-    def __init__(self, accounts: Iterable[Account] = (), *, open_accounts: bool = False) -> None:
+    def __init__(
+        self,
+        accounts: Iterable[Account] = (),
+        *,
+        open_accounts: bool = False,
+        lookup: Callable[[int], Transfer | None] | None = None,
+    ) -> None:
         self._accounts: dict[AccountId, Account] = {}
         self._totals: dict[AccountId, list[int]] = {}
-        self._transfers: dict[int, Transfer] = {}
+        self._transfers: dict[int, Transfer] = {}  # all, or (with lookup) since commit()
+        self._pendings: dict[int, Transfer] = {}  # every PENDING transfer, to post or void
         self._resolved: dict[int, Kind] = {}  # pending id -> POST or VOID
+        # What rollback() undoes: applied transfers with their changes, and opened accounts.
+        self._journal: list[tuple[Transfer, list[tuple[AccountId, int, int]]] | AccountId] = []
+        self._count = 0
         self._open_accounts = open_accounts
+        self._lookup = lookup
         for account in accounts:
             self.open_account(account)
 
@@ -91,7 +108,9 @@ class Book:
         if existing is not None and existing.unit is not account.unit:
             raise InvalidValue(f"account {account.id} already open in {existing.unit.value}")
         self._accounts[account.id] = account
-        self._totals.setdefault(account.id, [0, 0, 0, 0])
+        if existing is None:
+            self._totals[account.id] = [0, 0, 0, 0]
+            self._journal.append(account.id)
 
     def account(self, account: AccountId) -> Account | None:
         return self._accounts.get(account)
@@ -108,10 +127,34 @@ class Book:
 
     # -- transfers --------------------------------------------------------------------------
     def get(self, transfer_id: int) -> Transfer | None:
-        return self._transfers.get(transfer_id)
+        known = self._transfers.get(transfer_id) or self._pendings.get(transfer_id)
+        if known is None and self._lookup is not None:
+            known = self._lookup(transfer_id)
+        return known
 
     def __len__(self) -> int:
-        return len(self._transfers)
+        return self._count
+
+    # -- journal ------------------------------------------------------------------------------
+    def mark(self) -> int:
+        """A point to `rollback()` to."""
+        return len(self._journal)
+
+    def rollback(self, mark: int = 0) -> None:
+        """Undo every transfer applied since `mark` (default: since the last `commit()`)."""
+        while len(self._journal) > mark:
+            done = self._journal.pop()
+            if isinstance(done, tuple):
+                self._undo(*done)
+            else:
+                del self._accounts[done], self._totals[done]
+
+    def commit(self) -> None:
+        """The transfers applied so far are durable: forget the journal and, with `lookup`,
+        the transfers themselves (`get` finds them through `lookup`)."""
+        self._journal.clear()
+        if self._lookup is not None:
+            self._transfers.clear()
 
     def submit(self, batch: Sequence[Transfer]) -> list[Outcome]:
         """Apply a batch; one outcome per transfer, in order. Refusals change nothing."""
@@ -135,16 +178,15 @@ class Book:
         return outcomes
 
     def _submit_chain(self, chain: list[Transfer]) -> list[Outcome]:
-        undo: list[tuple[Transfer, list[tuple[AccountId, int, int]]]] = []
+        start = self.mark()
         outcomes: list[Outcome] = []
         for index, transfer in enumerate(chain):
             outcome, changes = self._apply(transfer)
             outcomes.append(outcome)
             if outcome is Outcome.OK:
-                undo.append((transfer, changes))
+                self._journal.append((transfer, changes))
             elif not outcome.accepted:
-                for done, done_changes in reversed(undo):
-                    self._undo(done, done_changes)
+                self.rollback(start)
                 return [
                     outcome if i == index else Outcome.LINKED_EVENT_FAILED
                     for i in range(len(chain))
@@ -152,7 +194,7 @@ class Book:
         return outcomes
 
     def _apply(self, t: Transfer) -> tuple[Outcome, list[tuple[AccountId, int, int]]]:
-        known = self._transfers.get(t.id)
+        known = self.get(t.id)
         if known is not None:
             return (Outcome.EXISTS if known == t else Outcome.ID_CONFLICT), []
         for account in (t.debit, t.credit):
@@ -176,13 +218,16 @@ class Book:
         for account, slot, delta in changes:
             self._totals[account][slot] += delta
         self._transfers[t.id] = t
+        self._count += 1
+        if t.kind is Kind.PENDING:
+            self._pendings[t.id] = t
         if t.pending_id is not None:
             self._resolved[t.pending_id] = t.kind
         return Outcome.OK, changes
 
     def _resolve(self, t: Transfer) -> tuple[Outcome, list[tuple[AccountId, int, int]]]:
         assert t.pending_id is not None
-        pending = self._transfers.get(t.pending_id)
+        pending = self._pendings.get(t.pending_id) or self.get(t.pending_id)
         if pending is None or pending.kind is not Kind.PENDING:
             return Outcome.PENDING_NOT_FOUND, []
         if (pending.debit, pending.credit, pending.unit) != (t.debit, t.credit, t.unit):
@@ -205,6 +250,8 @@ class Book:
         for account, slot, delta in changes:
             self._totals[account][slot] -= delta
         del self._transfers[t.id]
+        self._count -= 1
+        self._pendings.pop(t.id, None)
         if t.pending_id is not None:
             del self._resolved[t.pending_id]
 
@@ -225,8 +272,14 @@ def replay(transfers: Iterable[Transfer], accounts: Iterable[Account] = ()) -> B
     """Rebuild a book from transfers in chain order; raises TransferRefused if one does not
     apply (which a verified chain never causes)."""
     book = Book(accounts, open_accounts=True)
+    replay_into(book, transfers)
+    return book
+
+
+def replay_into(book: Book, transfers: Iterable[Transfer]) -> None:
+    """Apply accepted transfers in chain order to `book`, committing each linked chain."""
     for batch in linked_batches(transfers):
         for transfer, outcome in zip(batch, book.submit(batch), strict=True):
             if outcome is not Outcome.OK:
                 raise TransferRefused(transfer.id, outcome)
-    return book
+        book.commit()

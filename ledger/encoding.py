@@ -62,6 +62,12 @@ _dumps = json.JSONEncoder(
 ).encode
 
 
+def canonical_json(value: object) -> bytes:
+    """Canonical JSON bytes of any value made of dicts, lists, strings, ints, bools and None
+    (sorted keys, no whitespace, raw UTF-8): what commands and acknowledgements sign."""
+    return _dumps(value).encode()
+
+
 def transfer_fields(t: Transfer) -> dict[str, Any]:
     """The JSON object of a transfer (before serialisation)."""
     return {

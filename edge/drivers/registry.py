@@ -18,13 +18,25 @@ from edge.drivers.base import MeterDriver, SerialSettings
 from edge.drivers.cjt188 import CJT188
 from edge.drivers.dlt645_meter import DLT645_1997, DLT645_2007, Dlt645Driver
 from edge.drivers.errors import DriverUsageError
-from edge.drivers.modbus_meters import DDSU666, SDM120, SDM630
 
 Addressing = Literal["dlt645", "cjt188", "modbus"]
 
 
 def _dlt645(base: Dlt645Driver) -> Callable[[SerialSettings | None], MeterDriver]:
     return lambda settings: base if settings is None else base.with_settings(settings)
+
+
+def _modbus(model: str) -> Callable[[SerialSettings | None], MeterDriver]:
+    """Imported on first use: pymodbus costs ~40 MB of RSS, which a site without Modbus meters
+    should not pay."""
+
+    def make(settings: SerialSettings | None) -> MeterDriver:
+        from edge.drivers import modbus_meters
+
+        driver: Callable[[SerialSettings | None], MeterDriver] = getattr(modbus_meters, model)
+        return driver(settings)
+
+    return make
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +66,15 @@ PROTOCOLS: Final[dict[str, ProtocolInfo]] = {
             "DL/T 645-1997 energy meter (older, 1200 baud)",
         ),
         ProtocolInfo("cjt188", "water", "cjt188", CJT188, "CJ/T 188-2004 water meter"),
-        ProtocolInfo("sdm120", "electric", "modbus", SDM120, "Eastron SDM120, Modbus RTU"),
-        ProtocolInfo("sdm630", "electric", "modbus", SDM630, "Eastron SDM630, Modbus RTU"),
-        ProtocolInfo("ddsu666", "electric", "modbus", DDSU666, "Chint DDSU666, Modbus RTU"),
+        ProtocolInfo(
+            "sdm120", "electric", "modbus", _modbus("SDM120"), "Eastron SDM120, Modbus RTU"
+        ),
+        ProtocolInfo(
+            "sdm630", "electric", "modbus", _modbus("SDM630"), "Eastron SDM630, Modbus RTU"
+        ),
+        ProtocolInfo(
+            "ddsu666", "electric", "modbus", _modbus("DDSU666"), "Chint DDSU666, Modbus RTU"
+        ),
     )
 }
 

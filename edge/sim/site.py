@@ -23,7 +23,6 @@ from edge.drivers.registry import protocol
 from edge.sim.cjt188_responder import Cjt188Responder
 from edge.sim.dlt645_responder import Dlt645Responder
 from edge.sim.load import PROFILES, Load
-from edge.sim.modbus_responder import ModbusResponder
 from edge.sim.pty_bus import DEFAULT_TURNAROUND, LineFaults, PtyBus
 from edge.sim.state import MeterState
 
@@ -98,6 +97,8 @@ def responder_for(state: MeterState) -> Responder:
         return Dlt645Responder(state, 1997)
     if info.name == "cjt188":
         return Cjt188Responder(state)
+    from edge.sim.modbus_responder import ModbusResponder  # pymodbus: ~40 MB, only if needed
+
     return ModbusResponder(state, info.name, int(state.address))
 
 

@@ -19,7 +19,9 @@ block rolls back the file *and* the in-memory book and chain, and releases nothi
 
 At open the store creates or migrates the schema (`edge.store.schema`), runs SQLite's
 `integrity_check`, recomputes the whole chain from the stored rows (`edge.store.integrity`) and
-rebuilds the book with `ledger.book.replay`, so the runtime has its balances at boot.
+replays it into the book in the same pass, so the runtime has its balances at boot. The book keeps
+balances, not history: it finds a stored transfer by id in SQLite (`ledger.transfer_id` is
+unique), so memory stays flat however long the concentrator is offline.
 
 Not thread-safe: one runtime thread owns the store.
 """
@@ -65,10 +67,10 @@ from edge.store.records import (
 from edge.store.schema import LATEST, migrate, schema_version
 from edge.store.writes import Transaction
 from ledger.accounts import Account, AccountId, is_system
-from ledger.book import Book, replay
+from ledger.book import Book, Outcome
 from ledger.chain import Chain, Checkpoint, Entry
 from ledger.encoding import GENESIS_HASH, decode_transfer
-from ledger.errors import DecodeError, TransferRefused
+from ledger.errors import DecodeError
 from ledger.export import entry_line, record_line
 from ledger.transfers import Transfer
 
@@ -92,10 +94,10 @@ class Store:
         self._lock_fd = lock_fd
         self._node = node
         self._floors: dict[AccountId, Account] = {a.id: a for a in accounts}
-        self._transfers: list[Transfer] = []  # chain order; what the book was built from
-        self._book = Book(open_accounts=True)
+        self._book = Book(open_accounts=True, lookup=self._stored_transfer)
+        self._loading = False
         self._chain = Chain(node)
-        self._committed = (0, GENESIS_HASH, 0)  # seq, head, len(_transfers) at the last commit
+        self._committed = (0, GENESIS_HASH)  # seq, head at the last commit
         self._tx: Transaction | None = None
         self._closed = False
 
@@ -146,7 +148,14 @@ class Store:
         if [r[0] for r in rows] != ["ok"]:
             details = "; ".join(str(r[0]) for r in rows)
             raise CorruptStore(self._path, None, f"SQLite integrity_check: {details}")
-        scan = check_store(self._conn, self._node)
+        self._loading = True
+        boot = _BootReplay(self._book)
+        try:
+            scan = check_store(self._conn, self._node, boot)
+        finally:
+            self._loading = False
+        if boot.open_chain:
+            scan.add(boot.open_chain, "the chain ends inside a linked chain (its end is missing)")
         if public_key is not None:
             for cp in self.checkpoints():
                 if not cp.verify(public_key):
@@ -157,21 +166,23 @@ class Store:
             raise CorruptStore(
                 self._path, first.seq, first.detail + (more if len(scan.problems) > 1 else "")
             )
-        self._transfers = scan.transfers
-        try:
-            self._rebuild_book()
-        except TransferRefused as exc:
-            seq = scan.seqs[[t.id for t in scan.transfers].index(exc.transfer_id)]
-            raise CorruptStore(
-                self._path, seq, f"the stored transfer does not apply to the book ({exc})"
-            ) from exc
+        self._apply_floors()
         self._chain = Chain(self._node, scan.head_seq, scan.head_hash)
-        self._committed = (scan.head_seq, scan.head_hash, len(self._transfers))
+        self._committed = (scan.head_seq, scan.head_hash)
 
-    def _rebuild_book(self) -> None:
+    def _stored_transfer(self, transfer_id: int) -> Transfer | None:
+        """The book's memory beyond its journal: a stored transfer by id (None during the boot
+        replay, which applies exactly the stored rows)."""
+        if self._loading:
+            return None
+        row = self._run(
+            "SELECT seq, body FROM ledger WHERE transfer_id = ?", (transfer_id.to_bytes(16, "big"),)
+        ).fetchone()
+        return None if row is None else self._entry(row[0], b"", b"", row[1]).transfer
+
+    def _apply_floors(self) -> None:
         # History is replayed without floors (it was accepted under the floors of its day);
         # today's floors apply to what comes next.
-        self._book = replay(self._transfers)
         for account in list(self._book.accounts()):
             self.ensure_account(account.id)
         for account in self._floors.values():
@@ -242,7 +253,8 @@ class Store:
         finally:
             self._tx = None
             if committed:
-                self._committed = (self._chain.seq, self._chain.head, len(self._transfers))
+                self._committed = (self._chain.seq, self._chain.head)
+                self._book.commit()
                 tx.finish(committed=True)
             else:
                 self._roll_back(tx)
@@ -252,11 +264,9 @@ class Store:
         if self._conn.in_transaction:  # SQLite may already have rolled back (SQLITE_FULL)
             with suppress(sqlite3.Error):
                 self._conn.execute("ROLLBACK")
-        seq, head, count = self._committed
+        seq, head = self._committed
         self._chain = Chain(self._node, seq, head)
-        if tx.ledger_touched:
-            del self._transfers[count:]
-            self._rebuild_book()
+        self._book.rollback()
 
     def _run(self, sql: str, params: tuple[object, ...] = ()) -> sqlite3.Cursor:
         try:
@@ -535,3 +545,28 @@ def _abandon(conn: sqlite3.Connection | None, lock_fd: int | None) -> None:
         conn.close()
     if lock_fd is not None:
         os.close(lock_fd)
+
+
+class _BootReplay:
+    """The boot scan's sink: rebuilds the book from the stored rows, one linked chain at a time."""
+
+    def __init__(self, book: Book) -> None:
+        self._book = book
+        self._chain: list[tuple[int, Transfer]] = []
+
+    def __call__(self, seq: int, transfer: Transfer) -> str | None:
+        self._chain.append((seq, transfer))
+        if transfer.linked:
+            return None
+        chain, self._chain = self._chain, []
+        outcomes = self._book.submit([t for _, t in chain])
+        self._book.commit()
+        for (_, t), outcome in zip(chain, outcomes, strict=True):
+            if outcome is not Outcome.OK:
+                return f"the stored transfer {t.id:032x} does not apply to the book ({outcome})"
+        return None
+
+    @property
+    def open_chain(self) -> int | None:
+        """The seq of the last entry if the rows end inside a linked chain."""
+        return self._chain[-1][0] if self._chain else None

@@ -12,6 +12,7 @@ wrong, including "this row belongs at seq n" for rows whose seq was changed (swa
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ledger.chain import entry_hash
@@ -33,10 +34,8 @@ class Problem:
 
 @dataclass(slots=True)
 class LedgerScan:
-    """What the scan found: the transfers in chain order, the head, and any problems."""
+    """What the scan found: the head and any problems."""
 
-    transfers: list[Transfer] = field(default_factory=list)
-    seqs: list[int] = field(default_factory=list)
     head_seq: int = 0
     head_hash: bytes = GENESIS_HASH
     problems: list[Problem] = field(default_factory=list)
@@ -72,7 +71,12 @@ def _belongs_at(
     return candidate if entry_hash(node, candidate, prev_hash, body) == digest else None
 
 
-def scan_ledger(conn: sqlite3.Connection, node: str) -> LedgerScan:
+EntrySink = Callable[[int, Transfer], str | None]  # seq, transfer -> a problem, or None
+
+
+def scan_ledger(conn: sqlite3.Connection, node: str, sink: EntrySink) -> LedgerScan:
+    """Recompute the chain row by row, handing each decoded transfer to `sink` in chain order
+    (streamed: the history is never held in memory)."""
     scan = LedgerScan()
     expected = 1
     previous_hash: bytes | None = GENESIS_HASH
@@ -109,15 +113,15 @@ def scan_ledger(conn: sqlite3.Connection, node: str) -> LedgerScan:
                 f"prev_hash does not match the hash of seq {seq - 1}: seq {seq - 1} was rewritten",
             )
         previous_hash = digest
-        scan.transfers.append(transfer)
-        scan.seqs.append(seq)
+        if (problem := sink(seq, transfer)) is not None:
+            scan.add(seq, problem)
         scan.head_seq, scan.head_hash = seq, digest
     return scan
 
 
-def check_store(conn: sqlite3.Connection, node: str) -> LedgerScan:
+def check_store(conn: sqlite3.Connection, node: str, sink: EntrySink) -> LedgerScan:
     """Scan the ledger and check the recorded head, checkpoints and acknowledged head."""
-    scan = scan_ledger(conn, node)
+    scan = scan_ledger(conn, node, sink)
     meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
     head_seq, head_hash = parse_head(meta.get("head"))
     if head_seq > scan.head_seq:

@@ -82,7 +82,6 @@ class Transaction:
         self._actions: list[Any] = []
         self._phase = _Phase.OPEN
         self.failure: StoreError | None = None  # the SQLite write that poisoned this transaction
-        self.ledger_touched = False  # the in-memory book changed: rebuild it on rollback
 
     # -- life cycle (driven by Store.transaction) -----------------------------------------------
     def finish(self, *, committed: bool) -> None:
@@ -134,20 +133,18 @@ class Transaction:
     def _append(self, batch: list[Transfer]) -> tuple[list[Entry], list[Outcome]]:
         self._check()
         store = self._store
+        mark = store.book.mark()
         for t in batch:
             store.ensure_account(t.debit)
             store.ensure_account(t.credit)
         outcomes = store.book.submit(batch)
         new = [t for t, o in zip(batch, outcomes, strict=True) if o is Outcome.OK]
-        if new:
-            self.ledger_touched = True
         refused = not all(o.accepted for o in outcomes)
         # A stored chain must not end in a linked transfer (its partner already existed): at the
         # next boot, replay would find the chain open.
         dangling = bool(new) and new[-1].linked
         if refused or dangling:
-            if new:
-                store._rebuild_book()  # undo the chains of this batch the book did accept
+            store.book.rollback(mark)  # undo the chains of this batch the book did accept
             if refused:
                 raise TransfersRefused(batch, outcomes)
             raise StoreUsageError(
@@ -181,7 +178,6 @@ class Transaction:
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('head', ?)",
                 (format_head(seq, head),),
             )
-        store._transfers.extend(new)
         chain.seq, chain.head = seq, head
         return entries
 

@@ -1,0 +1,171 @@
+"""Signed messages between the cloud and a concentrator: commands down, acknowledgements down.
+
+A signed message is a JSON object. Its signature is Ed25519 over a domain tag (one per message
+type, so a signature can never be replayed as another type) followed by the canonical JSON
+(`ledger.encoding.canonical_json`) of the object *without* its `sig` member; `sig` is the
+signature in lower-case hex and `key_id` names the key (`ledger.chain.key_id`).
+
+Command (cloud → edge, topic `vb/{node}/cmd`):
+
+    {"id": "<32 hex>", "seq": 7, "target": "edge-0001", "kind": "recharge",
+     "args": {"account": "A0001", "fen": 5000, "payment": "P123", "method": "cash"},
+     "issued": "2026-11-24T08:00:00+00:00", "expires": "2026-11-27T08:00:00+00:00",
+     "key_id": "…", "sig": "…"}
+
+`seq` counts the commands issued to one target (1, 2, …): a reconnecting concentrator reports
+the highest seq it applied and the cloud resends the ones after it. The id makes applying
+exactly-once (the edge's inbox); seq only orders and resumes.
+
+Acknowledgement (cloud → edge, topic `vb/{node}/ack`): see `ledger.wire.Ack`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from ledger.chain import NodeKey, key_id
+from ledger.encoding import canonical_json
+from ledger.errors import LedgerError
+
+COMMAND_TAG = b"voltbook/sync/command/v1\x00"
+ACK_TAG = b"voltbook/sync/ack/v1\x00"
+_HEX128 = re.compile(r"[0-9a-f]{32}")
+_SIG = re.compile(r"[0-9a-f]{128}")
+
+
+class Rejected(LedgerError):
+    """A signed message that must not be acted on; `reason` is a short machine word."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def sign(tag: bytes, fields: Mapping[str, Any], key: NodeKey) -> bytes:
+    """The payload: `fields` plus `key_id` and `sig`, as canonical JSON."""
+    body = {k: v for k, v in fields.items() if k not in ("sig", "key_id")}
+    body["key_id"] = key.key_id
+    signature = key.private_key.sign(tag + canonical_json(body))
+    return canonical_json({**body, "sig": signature.hex()})
+
+
+def open_signed(tag: bytes, payload: bytes, keys: Mapping[str, Ed25519PublicKey]) -> dict[str, Any]:
+    """The fields of a signed payload whose signature verifies by one of `keys` (by key id).
+
+    Raises `Rejected` with reason `malformed`, `unknown_key` or `bad_signature`.
+    """
+    try:
+        fields = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise Rejected("malformed", f"not JSON ({exc})") from exc
+    if not isinstance(fields, dict):
+        raise Rejected("malformed", "not a JSON object")
+    sig, kid = fields.pop("sig", None), fields.get("key_id")
+    if not isinstance(sig, str) or not _SIG.fullmatch(sig) or not isinstance(kid, str):
+        raise Rejected("malformed", "missing or malformed sig/key_id")
+    public = keys.get(kid)
+    if public is None:
+        raise Rejected("unknown_key", f"signed by key {kid}, which is not trusted here")
+    try:
+        public.verify(bytes.fromhex(sig), tag + canonical_json(fields))
+    except InvalidSignature:
+        raise Rejected("bad_signature", f"signature by {kid} does not verify") from None
+    return fields
+
+
+def trusted(*public_keys: Ed25519PublicKey) -> dict[str, Ed25519PublicKey]:
+    """A key ring: key id → public key."""
+    return {key_id(k): k for k in public_keys}
+
+
+class CommandKind(StrEnum):
+    RECHARGE = "recharge"  # args: account, fen, payment, method
+    RELAY = "relay"  # args: meters (list), action ("trip" | "close")
+    TIME = "time"  # args: none; `issued` is the cloud's time
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    id: str
+    seq: int
+    target: str
+    kind: CommandKind
+    issued: dt.datetime
+    expires: dt.datetime
+    args: Mapping[str, Any] = field(default_factory=dict)
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "seq": self.seq,
+            "target": self.target,
+            "kind": self.kind.value,
+            "args": dict(self.args),
+            "issued": self.issued.isoformat(),
+            "expires": self.expires.isoformat(),
+        }
+
+    def sign(self, key: NodeKey) -> bytes:
+        return sign(COMMAND_TAG, self.fields(), key)
+
+
+def _aware(value: object, what: str) -> dt.datetime:
+    try:
+        when = dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        raise Rejected("malformed", f"{what} {value!r} is not an ISO time") from None
+    if when.tzinfo is None:
+        raise Rejected("malformed", f"{what} {value!r} has no zone")
+    return when
+
+
+def open_command(
+    payload: bytes, keys: Mapping[str, Ed25519PublicKey], node: str, now: dt.datetime
+) -> Command:
+    """A command this node may apply now. Raises `Rejected` with reason `malformed`,
+    `unknown_key`, `bad_signature`, `wrong_target` or `expired`."""
+    fields = open_signed(COMMAND_TAG, payload, keys)
+    try:
+        command = Command(
+            id=str(fields["id"]),
+            seq=fields["seq"],
+            target=str(fields["target"]),
+            kind=CommandKind(fields["kind"]),
+            issued=_aware(fields["issued"], "issued"),
+            expires=_aware(fields["expires"], "expires"),
+            args=fields["args"],
+        )
+    except (KeyError, ValueError) as exc:
+        raise Rejected("malformed", f"command fields: {exc}") from None
+    if not _HEX128.fullmatch(command.id) or type(command.seq) is not int or command.seq < 1:
+        raise Rejected("malformed", "id must be 32 hex digits and seq a positive integer")
+    if not isinstance(command.args, dict):
+        raise Rejected("malformed", "args must be an object")
+    if command.target != node:
+        raise Rejected("wrong_target", f"command {command.id} is for {command.target}, not {node}")
+    if now >= command.expires:
+        raise Rejected("expired", f"command {command.id} expired at {command.expires.isoformat()}")
+    return command
+
+
+__all__ = [
+    "ACK_TAG",
+    "COMMAND_TAG",
+    "Command",
+    "CommandKind",
+    "Rejected",
+    "open_command",
+    "open_signed",
+    "sign",
+    "trusted",
+]

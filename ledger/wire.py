@@ -1,0 +1,383 @@
+"""The sync wire format (MQTT payloads) between a concentrator and the cloud. Pure: no I/O.
+
+Topics, `node` being the concentrator id (its certificate's CN; broker ACLs pin each device to
+its own topics):
+
+| topic              | way          | payload                                           |
+|--------------------|--------------|---------------------------------------------------|
+| `vb/{node}/up`     | edge → cloud | an uplink `Batch` (`encode_batch`)                |
+| `vb/{node}/status` | edge → cloud | `Status` JSON, retained; the last will says offline |
+| `vb/{node}/ack`    | cloud → edge | a signed `Ack` (`ledger.signed`, `ACK_TAG`)       |
+| `vb/{node}/cmd`    | cloud → edge | a signed `Command` (`ledger.signed`)              |
+
+**Batch.** `b"VB\\x01"` then raw DEFLATE (level 9) of a compact JSON object:
+
+    {"node": "edge-0001", "first": 101, "upto": 180,     # the edge's outbox ids it carries
+     "ledger": {"from": 41, "prev": "<hex>", "bodies": ["<canonical transfer>", ...],
+                "key_id": "…", "sig": "<checkpoint signature of the last entry>"} | null,
+     "readings": {"meters": ["000000000001", ...], "cols": {<column>: [ints], ...}} | null,
+     "events": [{"id": 3, "kind": "relay_tripped", ...}, ...],
+     "results": [{"command_id": "…", "status": "applied", ...}, ...]}
+
+Ledger entries travel as their canonical bodies only: the receiver recomputes every hash from
+`prev` on (so a changed body cannot hide) and checks the one checkpoint signature over the last
+head. Readings travel as columns of integers, each the difference from the same meter's
+previous value in the batch (the first is absolute), so a 15-minute reading costs a few bytes
+after compression; `None` stays `null`. Scales (exact for DL/T 645 resolutions): time in ms,
+energy and tariff registers in Wh, voltage ×10, current ×1000, power ×10 (W), pf ×1000.
+
+**Ack.** `{"node", "seq", "head", "upto", "status", "reason", "now"}` signed by the cloud:
+`status` is `ok` (stored everything up to outbox id `upto` and ledger `seq`/`head`), `gap` (the
+batch does not continue the cloud's copy: resend from after `upto`), `refused` (the batch is
+malformed; `reason` says why) or `quarantined` (the node's chain forked or its key is wrong;
+nothing more is accepted until an operator clears it). `now` is the cloud's clock.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from ledger.encoding import GENESIS_HASH
+
+MAGIC = b"VB\x01"
+MAX_BATCH_BYTES = 1 << 20  # what the cloud inflates at most: a batch is never bigger
+TOPIC_ROOT = "vb"
+
+
+def topic(node: str, leaf: str) -> str:
+    return f"{TOPIC_ROOT}/{node}/{leaf}"
+
+
+class WireError(ValueError):
+    """A payload that is not a valid batch, ack or status."""
+
+
+# Reading columns: (name in the store row, wire column, scale); `None` scale = integer as is.
+READING_COLUMNS: tuple[tuple[str, str, int | None], ...] = (
+    ("time", "t", None),
+    ("energy_wh", "e", None),
+    ("voltage", "u", 10),
+    ("current", "i", 1000),
+    ("power", "p", 10),
+    ("pf", "pf", 1000),
+    ("relay", "r", None),
+)
+TARIFF_COLUMNS = ("t1", "t2", "t3", "t4")  # sharp, peak, flat, valley registers (Wh)
+ROW_FIELDS = (
+    "meter", "time", "energy_wh", "tariff_wh", "voltage", "current", "power", "pf", "relay",
+    "status", "extra",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerPart:
+    from_seq: int
+    prev: bytes
+    bodies: tuple[bytes, ...]
+    key_id: str
+    signature: bytes
+
+    @property
+    def last_seq(self) -> int:
+        return self.from_seq + len(self.bodies) - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    node: str
+    first: int
+    upto: int
+    ledger: LedgerPart | None = None
+    readings: tuple[tuple[Any, ...], ...] = ()  # rows in the store's ReadingRow layout
+    events: tuple[Mapping[str, Any], ...] = ()
+    results: tuple[Mapping[str, Any], ...] = ()
+
+
+def _scaled(value: Any, scale: int | None) -> int | None:
+    if value is None:
+        return None
+    return int(value) if scale is None else round(value * scale)
+
+
+def _unscaled(value: int | None, scale: int | None) -> Any:
+    if value is None or scale is None:
+        return value
+    return value / scale
+
+
+def _delta(values: Iterable[int | None], meters: Sequence[int]) -> list[int | None]:
+    last: dict[int, int] = {}
+    out: list[int | None] = []
+    for meter, value in zip(meters, values, strict=True):
+        if value is None:
+            out.append(None)
+            continue
+        out.append(value - last.get(meter, 0))
+        last[meter] = value
+    return out
+
+
+def _undelta(deltas: Iterable[int | None], meters: Sequence[int]) -> list[int | None]:
+    last: dict[int, int] = {}
+    out: list[int | None] = []
+    for meter, delta in zip(meters, deltas, strict=True):
+        if delta is None:
+            out.append(None)
+            continue
+        if type(delta) is not int:
+            raise WireError(f"reading column holds {delta!r}, not an integer")
+        value = last.get(meter, 0) + delta
+        out.append(value)
+        last[meter] = value
+    return out
+
+
+def _encode_readings(rows: Sequence[Sequence[Any]]) -> dict[str, Any] | None:
+    if not rows:
+        return None
+    names: dict[str, int] = {}
+    index = [names.setdefault(row[0], len(names)) for row in rows]
+    by_field = {name: [row[i] for row in rows] for i, name in enumerate(ROW_FIELDS)}
+    cols: dict[str, Any] = {"m": index}
+    for name, wire, scale in READING_COLUMNS:
+        cols[wire] = _delta((_scaled(v, scale) for v in by_field[name]), index)
+    tariffs = [None if t is None else [int(x) for x in t.split(",")] for t in by_field["tariff_wh"]]
+    for k, wire in enumerate(TARIFF_COLUMNS):
+        column = [None if t is None or len(t) <= k else t[k] for t in tariffs]
+        cols[wire] = _delta(column, index)
+    cols["n"] = [None if t is None else len(t) for t in tariffs]
+    if any(v is not None for v in by_field["status"]):
+        cols["s"] = by_field["status"]
+    if any(v is not None for v in by_field["extra"]):
+        cols["x"] = [None if v is None else json.loads(v) for v in by_field["extra"]]
+    return {"meters": list(names), "cols": cols}
+
+
+def _decode_readings(part: Any) -> tuple[tuple[Any, ...], ...]:
+    if part is None:
+        return ()
+    try:
+        meters: list[str] = part["meters"]
+        cols: dict[str, Any] = part["cols"]
+        index: list[int] = cols["m"]
+        count = len(index)
+        if not all(isinstance(m, str) for m in meters) or not all(
+            type(i) is int and 0 <= i < len(meters) for i in index
+        ):
+            raise WireError("reading meters/index malformed")
+        values = {
+            name: [_unscaled(v, scale) for v in _undelta(cols[wire], index)]
+            for name, wire, scale in READING_COLUMNS
+        }
+        registers = [_undelta(cols[wire], index) for wire in TARIFF_COLUMNS]
+        widths: list[int | None] = cols["n"]
+        status = cols.get("s", [None] * count)
+        extra = cols.get("x", [None] * count)
+        columns = [*values.values(), *registers, widths, status, extra]
+        if any(len(c) != count for c in columns):
+            raise WireError("reading columns differ in length")
+    except (KeyError, TypeError) as exc:
+        raise WireError(f"readings part malformed: {exc!r}") from exc
+    rows = []
+    for k in range(count):
+        width = widths[k]
+        tariff = None if width is None else ",".join(str(registers[j][k]) for j in range(width))
+        rows.append(
+            (
+                meters[index[k]],
+                values["time"][k],
+                values["energy_wh"][k],
+                tariff,
+                values["voltage"][k],
+                values["current"][k],
+                values["power"][k],
+                values["pf"][k],
+                values["relay"][k],
+                status[k],
+                None if extra[k] is None else json.dumps(extra[k], separators=(",", ":")),
+            )
+        )
+    return tuple(rows)
+
+
+def encode_batch(batch: Batch) -> bytes:
+    ledger = None
+    if batch.ledger is not None:
+        part = batch.ledger
+        ledger = {
+            "from": part.from_seq,
+            "prev": part.prev.hex(),
+            "bodies": [b.decode() for b in part.bodies],
+            "key_id": part.key_id,
+            "sig": part.signature.hex(),
+        }
+    doc = {
+        "node": batch.node,
+        "first": batch.first,
+        "upto": batch.upto,
+        "ledger": ledger,
+        "readings": _encode_readings(batch.readings),
+        "events": list(batch.events),
+        "results": list(batch.results),
+    }
+    text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15, 9)
+    return MAGIC + deflate.compress(text.encode()) + deflate.flush()
+
+
+def decode_batch(payload: bytes) -> Batch:
+    """Raises `WireError` for anything that is not a well-formed batch (before any storing)."""
+    if not payload.startswith(MAGIC):
+        raise WireError("not a Voltbook batch (bad magic)")
+    inflate = zlib.decompressobj(-15)
+    try:
+        text = inflate.decompress(payload[len(MAGIC) :], MAX_BATCH_BYTES)
+    except zlib.error as exc:
+        raise WireError(f"batch does not inflate: {exc}") from exc
+    if inflate.unconsumed_tail:
+        raise WireError(f"batch inflates beyond {MAX_BATCH_BYTES} bytes")
+    try:
+        doc = json.loads(text)
+        ledger = doc["ledger"]
+        part = None
+        if ledger is not None:
+            part = LedgerPart(
+                from_seq=_positive(ledger["from"], "ledger.from"),
+                prev=_digest(ledger["prev"]),
+                bodies=tuple(str(b).encode() for b in ledger["bodies"]),
+                key_id=str(ledger["key_id"]),
+                signature=bytes.fromhex(ledger["sig"]),
+            )
+            if not part.bodies:
+                raise WireError("ledger part without entries")
+        batch = Batch(
+            node=str(doc["node"]),
+            first=_positive(doc["first"], "first"),
+            upto=_positive(doc["upto"], "upto"),
+            ledger=part,
+            readings=_decode_readings(doc["readings"]),
+            events=tuple(_objects(doc["events"], "events")),
+            results=tuple(_objects(doc["results"], "results")),
+        )
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, WireError):
+            raise
+        raise WireError(f"batch malformed: {exc!r}") from exc
+    if batch.upto < batch.first:
+        raise WireError("upto before first")
+    return batch
+
+
+def _positive(value: Any, what: str) -> int:
+    if type(value) is not int or value < 1:
+        raise WireError(f"{what} must be a positive integer, got {value!r}")
+    return value
+
+
+def _digest(value: Any) -> bytes:
+    raw = bytes.fromhex(str(value))
+    if len(raw) != len(GENESIS_HASH):
+        raise WireError("a hash is 32 bytes")
+    return raw
+
+
+def _objects(value: Any, what: str) -> list[Mapping[str, Any]]:
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise WireError(f"{what} must be a list of objects")
+    return value
+
+
+class AckStatus(StrEnum):
+    OK = "ok"
+    GAP = "gap"
+    REFUSED = "refused"
+    QUARANTINED = "quarantined"
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    node: str
+    seq: int  # highest ledger seq the cloud holds for this node
+    head: bytes  # its hash (GENESIS_HASH when seq is 0)
+    upto: int  # highest outbox id the cloud has stored (0: none)
+    status: AckStatus
+    now: str  # the cloud's clock, ISO 8601 with zone
+    reason: str = ""
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "node": self.node,
+            "seq": self.seq,
+            "head": self.head.hex(),
+            "upto": self.upto,
+            "status": self.status.value,
+            "now": self.now,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, Any]) -> Ack:
+        try:
+            seq, upto = fields["seq"], fields["upto"]
+            if type(seq) is not int or type(upto) is not int or seq < 0 or upto < 0:
+                raise WireError("ack seq/upto must be non-negative integers")
+            return cls(
+                node=str(fields["node"]),
+                seq=seq,
+                head=_digest(fields["head"]),
+                upto=upto,
+                status=AckStatus(fields["status"]),
+                now=str(fields["now"]),
+                reason=str(fields.get("reason", "")),
+            )
+        except (KeyError, ValueError) as exc:
+            if isinstance(exc, WireError):
+                raise
+            raise WireError(f"ack malformed: {exc!r}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """Presence, published retained on connect; the last will is `Status(node, False)`."""
+
+    node: str
+    online: bool
+    head: int = 0  # the edge's chain head seq
+    acked: int = 0  # the highest seq the cloud acknowledged, as the edge knows it
+    commands: int = 0  # the highest command seq the edge applied (the cloud resends after it)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        doc = {
+            "node": self.node,
+            "online": self.online,
+            "head": self.head,
+            "acked": self.acked,
+            "commands": self.commands,
+            **self.extra,
+        }
+        return json.dumps(doc, separators=(",", ":")).encode()
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Status:
+        try:
+            doc = json.loads(payload)
+            known = {"node", "online", "head", "acked", "commands"}
+            values = [doc["head"], doc["acked"], doc["commands"]]
+            if not all(type(v) is int and v >= 0 for v in values):
+                raise WireError("status counters must be non-negative integers")
+            return cls(
+                node=str(doc["node"]),
+                online=bool(doc["online"]),
+                head=doc["head"],
+                acked=doc["acked"],
+                commands=doc["commands"],
+                extra={k: v for k, v in doc.items() if k not in known},
+            )
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise WireError(f"status malformed: {exc!r}") from exc

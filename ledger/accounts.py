@@ -48,6 +48,7 @@ POCKET_UNIT: dict[Pocket, Unit] = {
 class System(StrEnum):
     """System accounts. Their balances are the operator's view of where value went."""
 
+    PAYMENTS_RECEIVED = "payments_received"  # fen: money paid in (cloud side, by any method)
     CASH_IN_TRANSIT = "cash_in_transit"  # fen: money received, owed to merchants as credit
     ENERGY_SALES = "energy_sales"  # fen: consumption paid from prepaid
     REFUNDS_PAYABLE = "refunds_payable"  # fen: prepaid refunded, to be paid out
@@ -62,6 +63,7 @@ class System(StrEnum):
 
 
 SYSTEM_UNIT: dict[System, Unit] = {
+    System.PAYMENTS_RECEIVED: Unit.FEN,
     System.CASH_IN_TRANSIT: Unit.FEN,
     System.ENERGY_SALES: Unit.FEN,
     System.REFUNDS_PAYABLE: Unit.FEN,

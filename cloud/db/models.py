@@ -1,0 +1,235 @@
+"""The cloud's tables (SQLAlchemy 2, typed declarative). Alembic migrations create them
+(`cloud/migrations/`); never `create_all` outside tests of the migrations themselves.
+
+Money and energy are integers (fen, Wh) in BigInteger columns, as in the ledger. Times are
+timezone-aware (`DateTime(timezone=True)`); readings keep the edge's millisecond stamp too.
+
+- `concentrators`: each edge node, its Ed25519 public key, its chain head as the cloud holds it,
+  the highest outbox id it stored (`upto`), presence, and quarantine.
+- `ledger_entries` / `checkpoints`: every node's chain (the edges' and the cloud's own `cloud`
+  chain), verified before they are stored; `balances` is the live projection of all of them.
+- `accounts`, `meters`: the inventory each concentrator reports in its status.
+- `readings` (partitioned by month on PostgreSQL), `events`: what the edges uploaded.
+- `commands`: the command outbox (pending → delivered → applied | failed | expired).
+- `recharges`: operator/payment top-ups; a pending transfer in the cloud chain until the edge's
+  entry for the same payment arrives, then posted.
+- `alarms`: the cloud's own alarms (quarantine, forged batch, …).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, dt.datetime: DateTime(timezone=True)}
+
+
+class NodeStatus(StrEnum):
+    ACTIVE = "active"
+    QUARANTINED = "quarantined"
+
+
+class CommandStatus(StrEnum):
+    PENDING = "pending"  # stored, not yet handed to the broker (node offline or just issued)
+    DELIVERED = "delivered"  # the broker acknowledged the publish (QoS 1)
+    APPLIED = "applied"  # the edge reported it applied it
+    FAILED = "failed"  # the edge refused it (its result says why)
+    EXPIRED = "expired"  # not applied before its expiry
+
+
+class RechargeStatus(StrEnum):
+    PENDING = "pending"
+    POSTED = "posted"
+    VOIDED = "voided"
+
+
+class Concentrator(Base):
+    __tablename__ = "concentrators"
+
+    node: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    public_key: Mapped[str] = mapped_column(String(64))  # raw Ed25519, hex
+    key_id: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default=NodeStatus.ACTIVE.value)
+    quarantine_reason: Mapped[str] = mapped_column(Text, default="")
+    online: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_seen: Mapped[dt.datetime | None]
+    head_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    head_hash: Mapped[bytes] = mapped_column(LargeBinary(32), default=bytes(32))
+    upto: Mapped[int] = mapped_column(BigInteger, default=0)  # highest edge outbox id stored
+    commands_applied: Mapped[int] = mapped_column(BigInteger, default=0)  # as the edge reports
+    next_command_seq: Mapped[int] = mapped_column(BigInteger, default=1)
+    created: Mapped[dt.datetime]
+
+
+class LedgerEntry(Base):
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        UniqueConstraint("node", "seq"),
+        Index("ledger_by_transfer", "transfer_id"),
+        Index("ledger_by_debit", "debit", "id"),
+        Index("ledger_by_credit", "credit", "id"),
+        Index("ledger_by_code_time", "code", "time"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    node: Mapped[str] = mapped_column(String(64))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    transfer_id: Mapped[str] = mapped_column(String(32))
+    prev_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    body: Mapped[bytes] = mapped_column(LargeBinary)  # the canonical bytes that were hashed
+    code: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16))
+    debit: Mapped[str] = mapped_column(String(96))
+    credit: Mapped[str] = mapped_column(String(96))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    unit: Mapped[str] = mapped_column(String(8))
+    pending_id: Mapped[str | None] = mapped_column(String(32))
+    time: Mapped[dt.datetime]
+    refs: Mapped[dict[str, Any]]
+
+
+class Checkpoint(Base):
+    __tablename__ = "checkpoints"
+
+    node: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    head: Mapped[bytes] = mapped_column(LargeBinary(32))
+    key_id: Mapped[str] = mapped_column(String(16))
+    signature: Mapped[bytes] = mapped_column(LargeBinary(64))
+
+
+class Balance(Base):
+    """Live projection of every chain: TigerBeetle's four totals per account."""
+
+    __tablename__ = "balances"
+
+    account: Mapped[str] = mapped_column(String(96), primary_key=True)
+    unit: Mapped[str] = mapped_column(String(8))
+    debits_pending: Mapped[int] = mapped_column(BigInteger, default=0)
+    debits_posted: Mapped[int] = mapped_column(BigInteger, default=0)
+    credits_pending: Mapped[int] = mapped_column(BigInteger, default=0)
+    credits_posted: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Account(Base):
+    """A merchant account as its home concentrator reports it."""
+
+    __tablename__ = "accounts"
+
+    account: Mapped[str] = mapped_column(String(64), primary_key=True)  # owner, e.g. "A0001"
+    node: Mapped[str] = mapped_column(ForeignKey("concentrators.node"))
+    shop: Mapped[str] = mapped_column(String(64), default="")
+    building: Mapped[str] = mapped_column(String(64), default="")
+    floor: Mapped[str] = mapped_column(String(32), default="")
+
+
+class Meter(Base):
+    __tablename__ = "meters"
+
+    node: Mapped[str] = mapped_column(ForeignKey("concentrators.node"), primary_key=True)
+    address: Mapped[str] = mapped_column(String(32), primary_key=True)
+    account: Mapped[str] = mapped_column(String(64), default="")
+    protocol: Mapped[str] = mapped_column(String(32), default="")
+    relay: Mapped[int | None] = mapped_column(Integer)  # 1 closed, 0 open, as last read
+    energy_wh: Mapped[int | None] = mapped_column(BigInteger)
+    last_reading: Mapped[dt.datetime | None]
+
+
+class Reading(Base):
+    """Partitioned by month of `time` on PostgreSQL (the migration creates the parent table;
+    `cloud.db.partitions` adds a month's partition before rows for it are inserted)."""
+
+    __tablename__ = "readings"
+    __table_args__ = (Index("readings_by_meter_time", "meter", "time"),)
+
+    node: Mapped[str] = mapped_column(String(64), primary_key=True)
+    meter: Mapped[str] = mapped_column(String(32), primary_key=True)
+    time: Mapped[dt.datetime] = mapped_column(primary_key=True)
+    energy_wh: Mapped[int | None] = mapped_column(BigInteger)
+    tariff_wh: Mapped[str | None] = mapped_column(String(80))
+    voltage: Mapped[float | None]
+    current: Mapped[float | None]
+    power: Mapped[float | None]
+    pf: Mapped[float | None]
+    relay: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str | None] = mapped_column(String(80))
+    extra: Mapped[str | None] = mapped_column(Text)
+
+
+class Event(Base):
+    __tablename__ = "events"
+    __table_args__ = (Index("events_by_time", "time"),)
+
+    node: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # the edge's id
+    kind: Mapped[str] = mapped_column(String(64))
+    category: Mapped[str] = mapped_column(String(16))
+    meter: Mapped[str | None] = mapped_column(String(32))
+    shop: Mapped[str | None] = mapped_column(String(64))
+    account: Mapped[str | None] = mapped_column(String(64))
+    time: Mapped[dt.datetime]
+    detail: Mapped[dict[str, Any]]
+
+
+class Command(Base):
+    __tablename__ = "commands"
+    __table_args__ = (UniqueConstraint("node", "seq"), Index("commands_by_status", "status"))
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    node: Mapped[str] = mapped_column(ForeignKey("concentrators.node"))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(32))
+    args: Mapped[dict[str, Any]]
+    issued: Mapped[dt.datetime]
+    expires: Mapped[dt.datetime]
+    payload: Mapped[bytes] = mapped_column(LargeBinary)  # the signed bytes, resent verbatim
+    status: Mapped[str] = mapped_column(String(16), default=CommandStatus.PENDING.value)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    operator: Mapped[str] = mapped_column(String(64), default="")
+    updated: Mapped[dt.datetime]
+
+
+class Recharge(Base):
+    __tablename__ = "recharges"
+
+    payment: Mapped[str] = mapped_column(String(64), primary_key=True)  # payment/order id
+    account: Mapped[str] = mapped_column(String(64))
+    fen: Mapped[int] = mapped_column(BigInteger)
+    method: Mapped[str] = mapped_column(String(16))  # cash, card, wechat, alipay, …
+    operator: Mapped[str] = mapped_column(String(64), default="")
+    status: Mapped[str] = mapped_column(String(16), default=RechargeStatus.PENDING.value)
+    pending_transfer: Mapped[str] = mapped_column(String(32))  # id in the cloud chain
+    command_id: Mapped[str | None] = mapped_column(String(32))
+    created: Mapped[dt.datetime]
+    posted: Mapped[dt.datetime | None]
+
+
+class Alarm(Base):
+    __tablename__ = "alarms"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    node: Mapped[str | None] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(64))  # quarantined, forged_batch, wrong_key, …
+    detail: Mapped[str] = mapped_column(Text)
+    time: Mapped[dt.datetime]
+    cleared: Mapped[bool] = mapped_column(Boolean, default=False)

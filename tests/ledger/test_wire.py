@@ -1,0 +1,198 @@
+"""The sync wire contract: batches round-trip exactly, anything else is a WireError; signed
+commands and acks verify only as sent, for the right node, before expiry."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import zlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ledger.chain import NodeKey
+from ledger.signed import (
+    ACK_TAG,
+    COMMAND_TAG,
+    Command,
+    CommandKind,
+    Rejected,
+    open_command,
+    open_signed,
+    sign,
+    trusted,
+)
+from ledger.wire import (
+    MAGIC,
+    MAX_BATCH_BYTES,
+    Ack,
+    AckStatus,
+    Batch,
+    LedgerPart,
+    Status,
+    WireError,
+    decode_batch,
+    encode_batch,
+)
+
+CLOUD = NodeKey.from_seed(bytes(range(32)))
+OTHER = NodeKey.from_seed(bytes(32))
+T0 = dt.datetime(2026, 11, 24, 8, 0, tzinfo=dt.UTC)
+
+scaled = lambda scale: st.one_of(  # noqa: E731 — a value the meter can report at that scale
+    st.none(), st.integers(-(10**7), 10**7).map(lambda n: n / scale)
+)
+rows = st.lists(
+    st.tuples(
+        st.sampled_from(["000000000001", "000000000002", "12"]),
+        st.integers(0, 2**45),
+        st.one_of(st.none(), st.integers(0, 10**10)),
+        st.one_of(
+            st.none(),
+            st.lists(st.integers(0, 10**9), max_size=4).map(
+                lambda v: ",".join(map(str, v)) if v else None
+            ),
+        ),
+        scaled(10),
+        scaled(1000),
+        scaled(10),
+        scaled(1000),
+        st.sampled_from([None, 0, 1]),
+        st.sampled_from([None, "0,16"]),
+        st.sampled_from([None, '{"clock":"2026-11-24T08:00:00"}']),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=rows, bodies=st.lists(st.binary(max_size=40), min_size=1, max_size=5))
+def test_batches_round_trip_exactly(rows: list[tuple[object, ...]], bodies: list[bytes]) -> None:
+    text_bodies = tuple(b.hex().encode() for b in bodies)
+    batch = Batch(
+        node="edge-0001",
+        first=3,
+        upto=9,
+        ledger=LedgerPart(5, bytes(range(32)), text_bodies, "56475aa75463474c", bytes(64)),
+        readings=tuple(rows),
+        events=({"id": 4, "kind": "relay_tripped", "meter": "000000000001"},),
+        results=({"command_id": "ab" * 16, "status": "applied"},),
+    )
+    assert decode_batch(encode_batch(batch)) == batch
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"",
+        b"garbage",
+        MAGIC + b"\x00\x01\x02",  # not deflate
+        MAGIC + zlib.compress(b"{}")[2:-4],  # deflate of JSON missing every key
+        MAGIC + zlib.compress(b"[1,2]")[2:-4],
+    ],
+)
+def test_garbage_is_a_wire_error(payload: bytes) -> None:
+    with pytest.raises(WireError):
+        decode_batch(payload)
+
+
+def _deflate(doc: object) -> bytes:
+    raw = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return MAGIC + raw.compress(json.dumps(doc).encode()) + raw.flush()
+
+
+def test_a_zip_bomb_is_refused_without_inflating_it() -> None:
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    bomb = MAGIC + deflate.compress(b" " * (MAX_BATCH_BYTES * 4)) + deflate.flush()
+    assert len(bomb) < 10_000
+    with pytest.raises(WireError, match="beyond"):
+        decode_batch(bomb)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"first": 0},
+        {"upto": "9"},
+        {"first": 9, "upto": 3},
+        {"events": [1]},
+        {"readings": {"meters": ["1"], "cols": {"m": [3]}}},
+        {"ledger": {"from": 1, "prev": "00", "bodies": ["x"], "key_id": "k", "sig": ""}},
+    ],
+)
+def test_malformed_fields_are_wire_errors(change: dict[str, object]) -> None:
+    doc = {"node": "n", "first": 1, "upto": 2, "ledger": None, "readings": None}
+    doc |= {"events": [], "results": []} | change
+    with pytest.raises(WireError):
+        decode_batch(_deflate(doc))
+
+
+def test_fifteen_minute_readings_cost_a_few_bytes_each() -> None:
+    rows = [
+        (
+            f"{m:012d}",
+            1_793_491_200_000 + k * 900_000 + m * 37,
+            100_000 + k * (m % 9) * 11,
+            None,
+            229.5 + (k * m) % 7 / 10,
+            1.25,
+            286.9,
+            0.98,
+            1,
+            None,
+            None,
+        )  # fmt: skip
+        for k in range(96)
+        for m in range(64)
+    ]
+    size = len(encode_batch(Batch("edge-0001", 1, 96, readings=tuple(rows))))
+    assert size / len(rows) < 12
+
+
+def test_commands_verify_only_as_signed_for_their_target_before_expiry() -> None:
+    command = Command(
+        "0f" * 16, 1, "edge-0001", CommandKind.RECHARGE, T0, T0 + dt.timedelta(days=3),
+        {"account": "A0001", "fen": 5000, "payment": "P1", "method": "cash"},
+    )  # fmt: skip
+    payload = command.sign(CLOUD)
+    keys = trusted(CLOUD.public_key)
+    assert open_command(payload, keys, "edge-0001", T0) == command
+    with pytest.raises(Rejected) as wrong:
+        open_command(payload, keys, "edge-0002", T0)
+    assert wrong.value.reason == "wrong_target"
+    with pytest.raises(Rejected) as late:
+        open_command(payload, keys, "edge-0001", T0 + dt.timedelta(days=3))
+    assert late.value.reason == "expired"
+    with pytest.raises(Rejected) as unknown:
+        open_command(command.sign(OTHER), keys, "edge-0001", T0)
+    assert unknown.value.reason == "unknown_key"
+    forged = payload.replace(b'"fen":5000', b'"fen":9000')
+    with pytest.raises(Rejected) as bad:
+        open_command(forged, keys, "edge-0001", T0)
+    assert bad.value.reason == "bad_signature"
+    # An ack signature can never pass as a command (domain tags differ).
+    as_ack = sign(ACK_TAG, command.fields(), CLOUD)
+    with pytest.raises(Rejected) as crossed:
+        open_command(as_ack, keys, "edge-0001", T0)
+    assert crossed.value.reason == "bad_signature"
+    assert open_signed(COMMAND_TAG, payload, keys)["seq"] == 1
+
+
+@pytest.mark.parametrize("payload", [b"", b"[]", b"{}", b'{"sig":"00","key_id":"x"}', b"\xff"])
+def test_malformed_signed_messages_are_rejected(payload: bytes) -> None:
+    with pytest.raises(Rejected) as rejected:
+        open_signed(ACK_TAG, payload, trusted(CLOUD.public_key))
+    assert rejected.value.reason == "malformed"
+
+
+def test_ack_and_status_round_trip() -> None:
+    ack = Ack("edge-0001", 41, bytes(range(32)), 180, AckStatus.GAP, T0.isoformat(), "behind")
+    fields = open_signed(ACK_TAG, sign(ACK_TAG, ack.fields(), CLOUD), trusted(CLOUD.public_key))
+    assert Ack.from_fields(fields) == ack
+    status = Status("edge-0001", True, 41, 40, 7, {"accounts": {"A0001": {"shop": "1F-01"}}})
+    assert Status.decode(status.encode()) == status
+    with pytest.raises(WireError):
+        Status.decode(b'{"node":"x","online":true,"head":-1,"acked":0,"commands":0}')
+    with pytest.raises(WireError):
+        Ack.from_fields({**ack.fields(), "seq": -1})

@@ -142,7 +142,7 @@ def test_fifteen_minute_readings_cost_a_few_bytes_each() -> None:
             1,
             None,
             None,
-        )  # fmt: skip
+        )
         for k in range(96)
         for m in range(64)
     ]

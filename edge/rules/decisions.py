@@ -33,6 +33,7 @@ class RelayCause(StrEnum):
     MALICIOUS_LOAD = "malicious_load"
     OVERLOAD = "overload"
     OVER_VOLTAGE = "over_voltage"
+    OPERATOR = "operator"  # a remote trip by an operator: only an operator's close releases it
 
 
 @dataclass(frozen=True, slots=True)

@@ -121,7 +121,9 @@ class ClockGuard:
     zone: dt.tzinfo
     policy: ClockPolicy = field(default_factory=ClockPolicy)
     last_known: dt.datetime | None = None
-    _known_at: float | None = None  # monotonic seconds when `last_known` was committed
+    _known_at: float | None = None
+    _meter_times: tuple[dt.datetime, ...] = ()  # the last meter clocks read (a second opinion)
+    _meters_at: float = 0.0  # monotonic seconds when they were read  # monotonic seconds when `last_known` was committed
 
     def judge(self) -> tuple[ClockVerdict, float]:
         """The verdict for now, and the monotonic count it was taken at (for `known`)."""
@@ -131,10 +133,17 @@ class ClockGuard:
             self.clock.system_now().astimezone(self.zone),
             self.last_known,
             elapsed,
+            meter_times=tuple(
+                t + dt.timedelta(seconds=mono - self._meters_at) for t in self._meter_times
+            ),
             policy=self.policy,
             system_source=self.clock.source,
         )
         return verdict, mono
+
+    def meters_say(self, times: tuple[dt.datetime, ...]) -> None:
+        """Meter clocks just read; later judgements advance them by the monotonic time since."""
+        self._meter_times, self._meters_at = times, self.clock.monotonic()
 
     def known(self, moment: dt.datetime, mono: float) -> None:
         """`moment` is durable as the last known time (call after the commit)."""

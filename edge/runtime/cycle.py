@@ -35,7 +35,7 @@ from edge.rules.times import stamp
 from edge.runtime.accounting import AccountTurn, CycleWork
 from edge.runtime.clock import Clock, ClockGuard
 from edge.runtime.events import RuntimeKind, alarm_event, runtime_event
-from edge.runtime.polling import MeterRead, read_meters
+from edge.runtime.polling import MeterRead, read_meter_clocks, read_meters
 from edge.runtime.relays import RelayOrder, RelayOutcome, execute
 from edge.runtime.state import (
     CLOCK_KEY,
@@ -379,6 +379,16 @@ class Runtime:
         return True
 
     # -- money from outside ----------------------------------------------------------------------
+    def check_meter_clocks(self) -> int:
+        """Read a few meters' clocks for the clock guard's next judgement; how many answered."""
+        if self.world is not None:
+            self.world()  # a simulated building catches up with the present before any read
+        times = read_meter_clocks(self.buses, self.drivers, self.site.meters, self.site.zone)
+        self.guard.meters_say(times)
+        if times:
+            log.info("meter clocks read: %d, median %s", len(times), sorted(times)[len(times) // 2])
+        return len(times)
+
     def recharge(self, account: str, fen: int, payment: str, *, method: str = "cash") -> bool:
         """Book a prepaid recharge once per `payment` reference; False if it was booked before.
 

@@ -130,6 +130,7 @@ class Runner:
             (self.real_seconds(settings.poll_interval), self._cycle),
             (self.real_seconds(settings.checkpoint_interval), self._checkpoint),
             (self.real_seconds(settings.prune_interval), self._prune),
+            (self.real_seconds(METER_CLOCK_INTERVAL), self.runtime.check_meter_clocks),
         ):
             _every(jobs, every).do(job)
         interval = self.notifier.watchdog_interval
@@ -154,6 +155,7 @@ class Runner:
                 site.settings.poll_interval,
             )
             jobs = self.scheduler()
+            self.runtime.check_meter_clocks()  # a second opinion on the clock before acting
             self._cycle()  # at once: a restarted runtime catches up without waiting
             while not self.stop.is_set():
                 jobs.run_pending()
@@ -170,6 +172,9 @@ class Runner:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
         return RunSummary(self.cycles, self.failed, self.last, self.stop_reason)
+
+
+METER_CLOCK_INTERVAL = dt.timedelta(hours=1)  # how often meters are asked for their clocks
 
 
 def _every(jobs: schedule.Scheduler, seconds: float) -> schedule.Job:

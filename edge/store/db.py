@@ -420,6 +420,28 @@ class Store:
             items.append(OutboxItem(item_id, OutboxKind(kind), bytes(payload), created))
         return items
 
+    def outbox_newest(self, kind: OutboxKind, after_id: int, limit: int) -> list[OutboxItem]:
+        """The newest items of one kind (not an entry) after `after_id`, newest first: during
+        a long catch-up the uplink sends the latest alarms ahead of the backlog."""
+        if kind is OutboxKind.ENTRY:
+            raise StoreUsageError("entries go up in chain order only; use outbox()")
+        rows = self._run(
+            "SELECT id, kind, payload, created FROM outbox WHERE kind = ? AND id > ? "
+            "ORDER BY id DESC LIMIT ?",
+            (kind.value, after_id, limit),
+        ).fetchall()
+        return [OutboxItem(i, OutboxKind(k), bytes(p), c) for i, k, p, c in rows]
+
+    def outbox_id_of_entry_after(self, seq: int) -> int | None:
+        """The outbox id of the first entry after ledger `seq` still in the outbox, or None:
+        an acknowledgement up to `seq` may prune the outbox only below it."""
+        # In id order, so the scan stops at the first match (near the front once acked items
+        # are pruned).
+        row = self._run(
+            "SELECT id FROM outbox WHERE kind = 'entry' AND ref > ? ORDER BY id LIMIT 1", (seq,)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
     def outbox_size(self) -> int:
         return int(self._run("SELECT count(*) FROM outbox").fetchone()[0])
 

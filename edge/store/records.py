@@ -134,16 +134,18 @@ class CommandResult:
     seqs: tuple[int, ...]  # chain entries the command created
     outcomes: tuple[Outcome, ...]  # one per transfer of the command, as the book judged it
     first_delivery: bool = True
+    reason: str = ""  # why a command was refused before its transfers reached the book
 
     def to_json(self) -> str:
-        return compact_json(
-            {
-                "command": self.command_id,
-                "status": self.status.value,
-                "seqs": list(self.seqs),
-                "outcomes": [o.value for o in self.outcomes],
-            }
-        )
+        fields: dict[str, object] = {
+            "command": self.command_id,
+            "status": self.status.value,
+            "seqs": list(self.seqs),
+            "outcomes": [o.value for o in self.outcomes],
+        }
+        if self.reason:
+            fields["reason"] = self.reason
+        return compact_json(fields)
 
     @classmethod
     def from_json(cls, text: str, *, first_delivery: bool) -> CommandResult:
@@ -154,6 +156,7 @@ class CommandResult:
             seqs=tuple(fields["seqs"]),
             outcomes=tuple(Outcome(o) for o in fields["outcomes"]),
             first_delivery=first_delivery,
+            reason=str(fields.get("reason", "")),
         )
 
 

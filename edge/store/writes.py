@@ -239,15 +239,9 @@ class Transaction:
         `CommandConflict`. The result is queued for uplink.
         """
         self._check()
-        received_ms = to_ms(received)
-        with self._sql() as conn:
-            known = conn.execute(
-                "SELECT payload, result FROM inbox WHERE command_id = ?", (command_id,)
-            ).fetchone()
+        known = self._known_command(command_id, payload)
         if known is not None:
-            if bytes(known[0]) != payload:
-                raise CommandConflict(command_id)
-            return CommandResult.from_json(known[1], first_delivery=False)
+            return known
         try:
             entries, outcomes = self._append(list(transfers))
             result = CommandResult(
@@ -258,17 +252,46 @@ class Transaction:
             )
         except TransfersRefused as refusal:
             result = CommandResult(command_id, CommandStatus.REFUSED, (), refusal.outcomes)
+        self._record_command(payload, received, result)
+        return result
+
+    def refuse_command(
+        self, command_id: str, payload: bytes, reason: str, received: dt.datetime
+    ) -> CommandResult:
+        """Record a cloud command as `refused` for `reason` (an unknown account, bad arguments)
+        without submitting anything, exactly once like `apply_command`: a later delivery gets
+        the stored result back, whatever it was."""
+        self._check()
+        known = self._known_command(command_id, payload)
+        if known is not None:
+            return known
+        result = CommandResult(command_id, CommandStatus.REFUSED, (), (), reason=reason)
+        self._record_command(payload, received, result)
+        return result
+
+    def _known_command(self, command_id: str, payload: bytes) -> CommandResult | None:
+        with self._sql() as conn:
+            known = conn.execute(
+                "SELECT payload, result FROM inbox WHERE command_id = ?", (command_id,)
+            ).fetchone()
+        if known is None:
+            return None
+        if bytes(known[0]) != payload:
+            raise CommandConflict(command_id)
+        return CommandResult.from_json(known[1], first_delivery=False)
+
+    def _record_command(self, payload: bytes, received: dt.datetime, result: CommandResult) -> None:
+        received_ms = to_ms(received)
         text = result.to_json()
         with self._sql() as conn:
             conn.execute(
                 "INSERT INTO inbox (command_id, received, payload, result) VALUES (?, ?, ?, ?)",
-                (command_id, received_ms, payload, text),
+                (result.command_id, received_ms, payload, text),
             )
             conn.execute(
                 _INSERT_OUTBOX,
                 (OutboxKind.COMMAND_RESULT.value, None, text.encode(), received.isoformat()),
             )
-        return result
 
     # -- readings and events --------------------------------------------------------------------
     def insert_readings(self, readings: Iterable[TimedReading]) -> int:

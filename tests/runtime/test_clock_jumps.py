@@ -95,3 +95,26 @@ def test_clock_jumps_hold_time_driven_actions_and_never_double_a_subsidy(
         assert low <= {dt.date(2026, 11, 29), dt.date(2026, 11, 30), dt.date(2026, 12, 1)}
     finally:
         booted.close()
+
+
+def test_meter_clocks_correct_a_jumped_system_clock(small_site: DemoSite) -> None:
+    """With the meters' clocks read (a DL/T 645 `clock` block), a jumped system clock is not
+    just held: the median meter clock is taken, and billing goes on at the true time."""
+    booted, clock = booted_at(load_site(small_site.site_toml), START)
+    runtime = booted.runtime
+    try:
+        runtime.run_cycle()
+        clock.advance(HOUR)
+        clock.jump(dt.timedelta(days=5))
+        assert not runtime.run_cycle().plausible  # no second opinion yet: held
+        clock.advance(HOUR)
+        assert runtime.check_meter_clocks() >= 3
+        report = runtime.run_cycle()
+        assert report.plausible
+        assert "median meter clock" in report.clock_reason
+        assert abs(report.now - clock.true_now()) < dt.timedelta(minutes=5)
+        last = [t for t in transfers_of(runtime.store) if t.code is Code.CONSUME][-1]
+        assert last.time_source is TimeSource.METER
+        assert last.time.startswith(clock.true_now().date().isoformat())
+    finally:
+        booted.close()

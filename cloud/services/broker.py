@@ -18,7 +18,8 @@ device's subscription outside its own `vb/<cn>/…` is accepted but never delive
 An unauthorised PUBLISH is acknowledged and silently dropped (MQTT 3.1.1 has no way to say no).
 
 `restart()` keeps the port, so tests can pull the broker out from under a syncing client and
-watch it reconnect to the same address.
+watch it reconnect to the same address. Readiness is a TCP connect to the port, which with TLS
+leaves one harmless "unexpected eof" handshake line at the top of the log.
 """
 
 from __future__ import annotations
@@ -257,7 +258,10 @@ class MosquittoBroker:
 
     def _write_acl(self) -> Path:
         assert self.acl_users is not None
-        lines = ["# Devices: the username is the certificate CN, i.e. the node id.", *DEVICE_ACL_PATTERNS]
+        lines = [
+            "# Devices: the username is the certificate CN, i.e. the node id.",
+            *DEVICE_ACL_PATTERNS,
+        ]
         for user, rules in self.acl_users.items():
             lines += ["", f"user {user}", *(f"topic {rule}" for rule in rules)]
         path = self._dir() / "acl"

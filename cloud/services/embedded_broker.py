@@ -9,6 +9,7 @@ subscriptions worth relying on, so tests of access control need the real Mosquit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
+RECANCEL_AFTER_S = 0.2
 
 
 class EmbeddedBroker:
@@ -74,9 +76,7 @@ class EmbeddedBroker:
         }
         began = time.monotonic()
         loop = asyncio.new_event_loop()
-        thread = threading.Thread(
-            target=loop.run_forever, name=f"amqtt-{self._port}", daemon=True
-        )
+        thread = threading.Thread(target=loop.run_forever, name=f"amqtt-{self._port}", daemon=True)
         thread.start()
 
         async def create_and_start() -> Any:
@@ -106,7 +106,7 @@ class EmbeddedBroker:
         if broker is None or loop is None or thread is None:
             return
         try:
-            asyncio.run_coroutine_threadsafe(broker.shutdown(), loop).result(STOP_TIMEOUT_S)
+            asyncio.run_coroutine_threadsafe(_shutdown(broker), loop).result(STOP_TIMEOUT_S)
         finally:
             _stop_loop(loop, thread)
         log.info("embedded amqtt broker on %s stopped", self.url)
@@ -128,7 +128,43 @@ class EmbeddedBroker:
         self.stop()
 
 
+async def _shutdown(broker: Any) -> None:
+    """`broker.shutdown()`, re-cancelling session tasks that swallowed their cancellation.
+
+    With amqtt 0.12.1 on Python 3.11, shutting down while a client is connected can hang: the
+    session's reader task is cancelled inside `asyncio.wait_for`, the cancellation is lost, and
+    shutdown waits for that reader forever. Cancelling such a task again ends it.
+    """
+    shutdown = asyncio.ensure_future(broker.shutdown())
+    this = asyncio.current_task()
+    while True:
+        done, _ = await asyncio.wait({shutdown}, timeout=RECANCEL_AFTER_S)
+        if done:
+            shutdown.result()
+            return
+        for task in asyncio.all_tasks():
+            if task not in (shutdown, this) and task.cancelling():
+                task.cancel()
+
+
+async def _cancel_leftover_tasks() -> None:
+    """Cancel what amqtt left running (per-session waiters), so no coroutine is destroyed
+    pending when the loop closes; re-cancel, for the same reason as in `_shutdown`."""
+    this = asyncio.current_task()
+    deadline = time.monotonic() + STOP_TIMEOUT_S / 2
+    while time.monotonic() < deadline:
+        leftover = [task for task in asyncio.all_tasks() if task is not this]
+        if not leftover:
+            return
+        for task in leftover:
+            task.cancel()
+        await asyncio.wait(leftover, timeout=RECANCEL_AFTER_S)
+
+
 def _stop_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+    cleanup = asyncio.run_coroutine_threadsafe(_cancel_leftover_tasks(), loop)
+    with contextlib.suppress(Exception):  # best effort: the loop is stopped either way
+        cleanup.result(STOP_TIMEOUT_S)
     loop.call_soon_threadsafe(loop.stop)
     thread.join(STOP_TIMEOUT_S)
     if not thread.is_alive():

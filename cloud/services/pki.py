@@ -52,7 +52,9 @@ class TlsFiles:
     key: Path
 
 
-def create_ca(directory: Path, name: str = "Voltbook CA", *, valid_days: int = CA_VALID_DAYS) -> CaFiles:
+def create_ca(
+    directory: Path, name: str = "Voltbook CA", *, valid_days: int = CA_VALID_DAYS
+) -> CaFiles:
     """Create a self-signed CA (`ca.crt`, `ca.key`) in `directory`."""
     directory.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
@@ -159,7 +161,9 @@ def _issue(
     if san is not None:
         builder = builder.add_extension(san, critical=False)
     cert = builder.sign(ca_key, hashes.SHA256())
-    files = TlsFiles(ca=ca.cert, cert=directory / f"{common_name}.crt", key=directory / f"{common_name}.key")
+    files = TlsFiles(
+        ca=ca.cert, cert=directory / f"{common_name}.crt", key=directory / f"{common_name}.key"
+    )
     _write_cert(files.cert, cert)
     _write_key(files.key, key)
     return files

@@ -39,7 +39,8 @@ START_TIMEOUT_S = 30
 DEBIAN_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 NOT_FOUND_HINT = (
     "PostgreSQL's initdb/pg_ctl were not found on PATH or in /usr/lib/postgresql/*/bin: "
-    "install postgresql (apt-get install postgresql) or set VOLTBOOK_DATABASE_URL to a server"
+    "install postgresql or set VOLTBOOK_DATABASE_URL to an existing server "
+    "(Debian/Ubuntu: apt-get install postgresql)"
 )
 
 
@@ -62,13 +63,14 @@ def find_postgres() -> PostgresBinaries | None:
     on_path = shutil.which("initdb")
     if on_path is not None:
         candidates.append(Path(on_path).resolve().parent)
-    versioned = sorted(
-        Path("/").glob(DEBIAN_BIN_GLOB.lstrip("/")), key=_version_key, reverse=True
-    )
+    versioned = sorted(Path("/").glob(DEBIAN_BIN_GLOB.lstrip("/")), key=_version_key, reverse=True)
     candidates += versioned
     for bindir in candidates:
         binaries = PostgresBinaries(bindir / "initdb", bindir / "pg_ctl", bindir / "createdb")
-        if all(os.access(path, os.X_OK) for path in (binaries.initdb, binaries.pg_ctl, binaries.createdb)):
+        if all(
+            os.access(path, os.X_OK)
+            for path in (binaries.initdb, binaries.pg_ctl, binaries.createdb)
+        ):
             return binaries
     return None
 
@@ -180,10 +182,16 @@ class ThrowawayPostgres:
         if not self._running or self._binaries is None:
             return
         self._running = False
-        self._run_as_server(
-            "pg_ctl stop",
-            [str(self._binaries.pg_ctl), "stop", "-w", "-m", "fast", "-D", str(self.data_dir)],
-        )
+        try:
+            self._run_as_server(
+                "pg_ctl stop",
+                [str(self._binaries.pg_ctl), "stop", "-w", "-m", "fast", "-D", str(self.data_dir)],
+            )
+        except ServiceStartFailed as exc:
+            # The server died on its own (killed, crashed): stopping has nothing left to do,
+            # and raising here would hide whatever the caller's `with` block is unwinding from.
+            log.warning("postgres on port %d was not running at stop: %s", self.port, exc)
+            return
         log.info("postgres on %s:%d stopped", self.host, self.port)
 
     def restart(self) -> None:
@@ -221,14 +229,19 @@ class ThrowawayPostgres:
             )
 
     def _run_as_server(self, what: str, command: list[str]) -> None:
-        result = subprocess.run(
-            command,
-            cwd=self._dir(),  # the server user may not be able to read the caller's cwd
-            capture_output=True,
-            text=True,
-            check=False,
-            **runas.popen_kwargs(self._account),
-        )
+        try:
+            result = subprocess.run(
+                command,
+                cwd=self._dir(),  # the server user may not be able to read the caller's cwd
+                capture_output=True,
+                text=True,
+                check=False,
+                **runas.popen_kwargs(self._account),
+            )
+        except OSError as exc:
+            raise ServiceNotFound(
+                f"{what}: cannot run {command[0]} ({exc}); {NOT_FOUND_HINT}"
+            ) from exc
         if result.returncode != 0:
             output = (result.stdout + result.stderr).strip()
             raise ServiceStartFailed(

@@ -21,6 +21,9 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from cloud.services.broker import CLOUD_ACL, MosquittoBroker, find_mosquitto
 from cloud.services.errors import ServiceError
@@ -31,7 +34,11 @@ from tests.conftest import service_missing
 DEVICES = ("edge-0001", "edge-0002", "cloud")
 WAIT_S = 5.0
 
-_MARKS_BY_FIXTURE = {"postgres": "postgres", "mosquitto_tls": "mosquitto", "mosquitto_plain": "mosquitto"}
+_MARKS_BY_FIXTURE = {
+    "postgres": "postgres",
+    "mosquitto_tls": "mosquitto",
+    "mosquitto_plain": "mosquitto",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -75,7 +82,9 @@ def _started_mosquitto(broker: MosquittoBroker) -> MosquittoBroker:
 @pytest.fixture(scope="session")
 def mosquitto_tls(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoBroker]:
     """Mosquitto with client certificates required and the production ACLs."""
-    broker = MosquittoBroker(tmp_path_factory.mktemp("mosquitto-tls"), tls=pki.server, acl_users=CLOUD_ACL)
+    broker = MosquittoBroker(
+        tmp_path_factory.mktemp("mosquitto-tls"), tls=pki.server, acl_users=CLOUD_ACL
+    )
     with _started_mosquitto(broker):
         yield broker
 
@@ -105,8 +114,15 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThrowawayPost
 class MqttProbe:
     """A paho client whose operations wait for the broker's answer."""
 
-    def __init__(self, client_id: str, tls: TlsFiles | None = None, *, ca_only: Path | None = None) -> None:
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+    def __init__(
+        self, client_id: str, tls: TlsFiles | None = None, *, ca_only: Path | None = None
+    ) -> None:
+        self.client_id = client_id
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+        # paho sleeps in steps of up to min_delay while waiting to reconnect, and close() waits
+        # for that sleep; sub-second delays (paho accepts floats) keep teardown and reconnects
+        # after a broker restart fast.
+        self.client.reconnect_delay_set(min_delay=0.1, max_delay=1)  # type: ignore[arg-type]
         if tls is not None:
             self.client.tls_set(ca_certs=str(tls.ca), certfile=str(tls.cert), keyfile=str(tls.key))
         elif ca_only is not None:
@@ -123,7 +139,9 @@ class MqttProbe:
         )
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_subscribe
-        self.client.on_message = lambda client, userdata, msg: self.messages.put((msg.topic, msg.payload))
+        self.client.on_message = lambda client, userdata, msg: self.messages.put(
+            (msg.topic, bytes(msg.payload))
+        )
 
     def try_connect(self, host: str, port: int, timeout: float = WAIT_S) -> bool:
         """True when the broker accepted the connection (CONNACK success) within `timeout`."""
@@ -137,12 +155,13 @@ class MqttProbe:
         return self.connected.is_set()
 
     def connect(self, host: str, port: int) -> MqttProbe:
-        assert self.try_connect(host, port), f"{self.client._client_id!r} could not connect"
+        assert self.try_connect(host, port), f"{self.client_id!r} could not connect"
         return self
 
     def subscribe(self, topic: str, qos: int = 1) -> list[int]:
         """Subscribe and return the SUBACK reason codes (granted QoS, or >= 0x80 refused)."""
-        _, mid = self.client.subscribe(topic, qos)
+        result, mid = self.client.subscribe(topic, qos)
+        assert result == mqtt.MQTT_ERR_SUCCESS and mid is not None, f"subscribe failed: {result}"
         with self._suback_event:
             assert self._suback_event.wait_for(lambda: mid in self._subacks, WAIT_S), "no SUBACK"
             return self._subacks.pop(mid)
@@ -169,21 +188,32 @@ class MqttProbe:
         self.client.disconnect()
         self.client.loop_stop()
 
-    def _on_connect(self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object
+    ) -> None:
         if getattr(reason, "is_failure", False):
             self.disconnected.set()
         else:
             self.connected.set()
         self._answered.set()
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object) -> None:
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: object, flags: object, reason: object, props: object
+    ) -> None:
         self.connected.clear()
         self.disconnected.set()
         self._answered.set()
 
-    def _on_subscribe(self, client: mqtt.Client, userdata: object, mid: int, codes: list[object], props: object) -> None:
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        codes: list[ReasonCode],
+        props: Properties | None,
+    ) -> None:
         with self._suback_event:
-            self._subacks[mid] = [int(getattr(code, "value", code)) for code in codes]  # type: ignore[call-overload]
+            self._subacks[mid] = [code.value for code in codes]
             self._suback_event.notify_all()
 
 

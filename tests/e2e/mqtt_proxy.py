@@ -24,6 +24,7 @@ pass untouched: the point is to lose data, not to stop the session from ever sta
 
 from __future__ import annotations
 
+import contextlib
 import random
 import select
 import socket
@@ -166,7 +167,9 @@ class MqttChaosProxy:
     def host(self) -> str:
         return "127.0.0.1"
 
-    def set_rates(self, *, to_broker: ChaosRates | None = None, to_client: ChaosRates | None = None) -> None:
+    def set_rates(
+        self, *, to_broker: ChaosRates | None = None, to_client: ChaosRates | None = None
+    ) -> None:
         """Change the fault rates for packets from now on."""
         with self._lock:
             if to_broker is not None:
@@ -183,10 +186,8 @@ class MqttChaosProxy:
             _close_pair(pair)
 
     def stop(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
-        except OSError:
-            pass
         self._listener.close()
         self.cut()
         for thread in [self._accepting, *self._threads]:
@@ -245,7 +246,9 @@ class MqttChaosProxy:
             while True:
                 # select() rather than a socket timeout: a timeout would also apply to the
                 # other pump's sendall() on this same socket.
-                readable, _, _ = select.select([source], [], [], self.hold_timeout if held else None)
+                readable, _, _ = select.select(
+                    [source], [], [], self.hold_timeout if held else None
+                )
                 if not readable:
                     assert held is not None
                     self._send(target, direction, held)
@@ -321,8 +324,6 @@ class MqttChaosProxy:
 
 def _close_pair(pair: tuple[socket.socket, socket.socket]) -> None:
     for sock in pair:
-        try:
+        with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         sock.close()

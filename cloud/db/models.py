@@ -14,13 +14,16 @@ timezone-aware (`DateTime(timezone=True)`); readings keep the edge's millisecond
 - `recharges`: operator/payment top-ups; a pending transfer in the cloud chain until the edge's
   entry for the same payment arrives, then posted.
 - `alarms`: the cloud's own alarms (quarantine, forged batch, …).
+
+Every `DateTime` column is a `UtcDateTime`: it refuses naive datetimes, stores UTC and gives
+back aware UTC datetimes on both backends (SQLite itself keeps no zone).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -35,11 +38,39 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """`DateTime(timezone=True)` that only takes aware datetimes and always returns UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None or value.tzinfo is dt.UTC:
+            return value
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()}: pass an aware one")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:  # SQLite: stored as UTC without a zone
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, dt.datetime: DateTime(timezone=True)}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dict[str, Any]: JSON,
+        dt.datetime: UtcDateTime(),
+    }
 
 
 class NodeStatus(StrEnum):

@@ -115,7 +115,12 @@ class ManualClock:
 @dataclass(slots=True)
 class ClockGuard:
     """Judges each cycle's time against the last known time; remembers the monotonic count
-    at which that time was known, so elapsed time can be checked within one run."""
+    at which that time was known, so elapsed time can be checked within one run.
+
+    The cloud's time (a signed `time` command, `cloud_time`) is trusted over the system clock
+    from then on, carried forward by the monotonic count, until the system clock agrees with
+    it again within the tolerance (NTP caught up): then the system clock is used as before.
+    """
 
     clock: Clock
     zone: dt.tzinfo
@@ -123,16 +128,25 @@ class ClockGuard:
     last_known: dt.datetime | None = None
     _known_at: float | None = None
     _meter_times: tuple[dt.datetime, ...] = ()  # the last meter clocks read (a second opinion)
-    _meters_at: float = 0.0  # monotonic seconds when they were read  # monotonic seconds when `last_known` was committed
+    _meters_at: float = 0.0  # monotonic seconds when they were read
+    _cloud: tuple[dt.datetime, float] | None = None  # the cloud's time, and the count then
 
     def judge(self) -> tuple[ClockVerdict, float]:
         """The verdict for now, and the monotonic count it was taken at (for `known`)."""
         mono = self.clock.monotonic()
         elapsed = None if self._known_at is None else dt.timedelta(seconds=mono - self._known_at)
+        system_now = self.clock.system_now().astimezone(self.zone)
+        cloud_now = None
+        if self._cloud is not None:
+            said, at = self._cloud
+            cloud_now = (said + dt.timedelta(seconds=mono - at)).astimezone(self.zone)
+            if abs(system_now - cloud_now) <= self.policy.tolerance:
+                self._cloud = cloud_now = None  # the system clock agrees again
         verdict = judge_clock(
-            self.clock.system_now().astimezone(self.zone),
+            system_now,
             self.last_known,
             elapsed,
+            cloud_time=cloud_now,
             meter_times=tuple(
                 t + dt.timedelta(seconds=mono - self._meters_at) for t in self._meter_times
             ),
@@ -140,6 +154,15 @@ class ClockGuard:
             system_source=self.clock.source,
         )
         return verdict, mono
+
+    def cloud_time(self, moment: dt.datetime) -> None:
+        """The cloud says it is `moment` now (from a verified, signed command)."""
+        self._cloud = (moment, self.clock.monotonic())
+
+    @property
+    def trusting_cloud(self) -> bool:
+        """Whether the cloud's time currently overrides the system clock."""
+        return self._cloud is not None
 
     def meters_say(self, times: tuple[dt.datetime, ...]) -> None:
         """Meter clocks just read; later judgements advance them by the monotonic time since."""

@@ -22,12 +22,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from edge.drivers.base import Bus, MeterDriver
 from edge.drivers.registry import driver_for
-from edge.rules.decisions import Severity
+from edge.rules.decisions import RelayCommand, Severity
 from edge.rules.low_balance import BalanceView, LowBalanceState, check_low_balance, render
 from edge.rules.pockets import Pockets
 from edge.rules.tariffs import reference_price
@@ -35,6 +36,7 @@ from edge.rules.times import stamp
 from edge.runtime.accounting import AccountTurn, CycleWork
 from edge.runtime.clock import Clock, ClockGuard
 from edge.runtime.events import RuntimeKind, alarm_event, runtime_event
+from edge.runtime.operator import OperatorRelay, operator_relay
 from edge.runtime.polling import MeterRead, read_meter_clocks, read_meters
 from edge.runtime.relays import RelayOrder, RelayOutcome, execute
 from edge.runtime.state import (
@@ -124,6 +126,7 @@ class Runtime:
         self.low_balance = self.table.load(LOW_BALANCE_KEY, LowBalanceState, LowBalanceState())
         self.outcomes: list[RelayOutcome] = []  # to record in the next transaction
         self.checkpointed = max((cp.seq for cp in store.checkpoints()), default=0)
+        self._staged: dict[str, MeterRuntime] | None = None  # meter states of `transaction()`
 
     def _load_states(self) -> tuple[dict[str, MeterRuntime], dict[str, AccountRuntime]]:
         meters: dict[str, MeterRuntime] = {}
@@ -215,7 +218,11 @@ class Runtime:
 
     def send_relays(self, report: CycleReport) -> None:
         """Send the relay orders of a committed cycle; outcomes go into the next transaction."""
-        report.outcomes = [self._send(order) for order in report.orders]
+        report.outcomes = self.send_orders(report.orders)
+
+    def send_orders(self, orders: Iterable[RelayOrder]) -> list[RelayOutcome]:
+        """Send committed relay orders now; outcomes go into the next cycle's transaction."""
+        return [self._send(order) for order in orders]
 
     def _send(self, order: RelayOrder) -> RelayOutcome:
         meter = order.meter
@@ -378,7 +385,6 @@ class Runtime:
         self.checkpointed = seq
         return True
 
-    # -- money from outside ----------------------------------------------------------------------
     def check_meter_clocks(self) -> int:
         """Read a few meters' clocks for the clock guard's next judgement; how many answered."""
         if self.world is not None:
@@ -389,15 +395,60 @@ class Runtime:
             log.info("meter clocks read: %d, median %s", len(times), sorted(times)[len(times) // 2])
         return len(times)
 
-    def recharge(self, account: str, fen: int, payment: str, *, method: str = "cash") -> bool:
-        """Book a prepaid recharge once per `payment` reference; False if it was booked before.
+    # -- between cycles: cloud commands, acknowledgements ----------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """A store transaction outside the poll cycle (the same thread, between cycles) that
+        leaves the chain signed to its head, like every cycle's commit. Meter states staged in
+        it (`operator_relay`) become the runtime's only once it has committed."""
+        if self._staged is not None:
+            raise RuntimeError("runtime transactions do not nest")
+        staged: dict[str, MeterRuntime] = {}
+        self._staged = staged
+        self.table.begin()
+        try:
+            with self.store.transaction() as tx:
+                yield tx
+                signed = self._checkpoint(tx)
+        finally:
+            self._staged = None
+        self.table.committed()
+        self.checkpointed = signed
+        self.meters.update(staged)
 
-        (Payments reach a real concentrator as signed cloud commands; this is for the seed
-        balances of a new site, the demo and tests.)
-        """
-        if account not in self.site.accounts:
-            raise KeyError(f"account {account!r} is not configured")
-        transfer = Transfer(
+    def operator_relay(
+        self, tx: Transaction, addresses: Iterable[str], command: RelayCommand, reason: str
+    ) -> tuple[list[RelayOrder], dict[str, OperatorRelay]]:
+        """Record an operator's trip or close of these meters' relays (inside `transaction()`);
+        returns the orders to send once it has committed (`send_orders`) and what it did to
+        each meter. An operator trip holds the relay open until an operator closes it."""
+        if self._staged is None:
+            raise RuntimeError("operator_relay runs inside Runtime.transaction()")
+        now = self.guard.last_known or self.guard.clock.system_now()
+        orders: list[RelayOrder] = []
+        done: dict[str, OperatorRelay] = {}
+        alarms = []
+        for address in addresses:
+            meter = self.site.meter(address)
+            changed = operator_relay(address, self.meters[address], command, reason)
+            self._staged[address] = changed.state
+            self.table.save(tx, meter_key(address), changed.state)
+            orders += [
+                RelayOrder(meter, c.command, c.cause, c.reason, now) for c in changed.commands
+            ]
+            alarms += [alarm_event(self.site, now, alarm) for alarm in changed.alarms]
+            done[address] = changed
+        tx.add_events(alarms)
+        tx.defer(*orders)
+        return orders, done
+
+    # -- money from outside ----------------------------------------------------------------------
+    def recharge_transfer(
+        self, account: str, fen: int, payment: str, *, method: str = "cash"
+    ) -> Transfer:
+        """The prepaid recharge of `payment`: one transfer id per payment reference, whoever
+        books it (the seed, the demo, or a signed cloud command)."""
+        return Transfer(
             id=derive_id(Code.RECHARGE.value, payment),
             debit=system_id(System.CASH_IN_TRANSIT),
             credit=pocket_id(account, Pocket.PREPAID),
@@ -408,11 +459,19 @@ class Runtime:
             time_source=self.guard.clock.source,
             refs={"payment": payment, "method": method},
         )
+
+    def recharge(self, account: str, fen: int, payment: str, *, method: str = "cash") -> bool:
+        """Book a prepaid recharge once per `payment` reference; False if it was booked before.
+
+        (Payments reach a real concentrator as signed cloud commands, `edge.sync.commands`;
+        this is for the seed balances of a new site, the demo and tests.)
+        """
+        if account not in self.site.accounts:
+            raise KeyError(f"account {account!r} is not configured")
+        transfer = self.recharge_transfer(account, fen, payment, method=method)
         if self.store.book.get(transfer.id) is not None:
             return False
-        with self.store.transaction() as tx:
+        with self.transaction() as tx:
             tx.append_transfers([transfer])
-            signed = self._checkpoint(tx)  # every commit leaves the chain signed to its head
-        self.checkpointed = signed
         log.info("account %s: recharge %d fen booked (payment %s)", account, fen, payment)
         return True

@@ -5,7 +5,10 @@ The periodic jobs run on a `schedule.Scheduler` in the main thread (one writer f
 - the poll cycle, every `poll_interval_s` of site time (÷ `--speed` in real seconds);
 - a checkpoint: sign the chain's head if a cycle has not already;
 - pruning of old readings and events (their uplink copies stay in the outbox);
-- the systemd watchdog ping, at half of `WatchdogSec`, and after every cycle.
+- the systemd watchdog ping, at half of `WatchdogSec`, and after every cycle;
+- with a `[cloud]` section, sync (`edge.sync.service`): every `tick_s` real seconds, the MQTT
+  link's acknowledgements and commands are handled and the outbox's batches sent. On stop the
+  last batches get a moment to go up, then the retained status says offline.
 
 Between jobs the loop sleeps on an event that SIGTERM/SIGINT set, so a stop request is seen at
 once; a cycle in progress is always finished (its commit and its relay commands), then the
@@ -23,7 +26,7 @@ import signal
 import threading
 from dataclasses import dataclass
 from types import FrameType
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import schedule
 
@@ -32,6 +35,9 @@ from edge.runtime.clock import SimulatedClock
 from edge.runtime.cycle import CycleReport
 from edge.runtime.notify import Notifier
 from edge.store import DiskFull
+
+if TYPE_CHECKING:
+    from edge.sync.service import SyncService
 
 log = logging.getLogger("edge.runtime")
 
@@ -67,6 +73,12 @@ class Runner:
         self.cycles = 0
         self.failed = 0
         self.last: CycleReport | None = None
+        self.sync: SyncService | None = None
+        cloud = booted.runtime.site.settings.cloud
+        if cloud is not None:
+            from edge.sync.service import SyncService  # paho only where sync is configured
+
+            self.sync = SyncService(booted.runtime, cloud)
 
     def real_seconds(self, site_time: dt.timedelta) -> float:
         clock = self.booted.clock
@@ -133,6 +145,8 @@ class Runner:
             (self.real_seconds(METER_CLOCK_INTERVAL), self.runtime.check_meter_clocks),
         ):
             _every(jobs, every).do(job)
+        if self.sync is not None:
+            _every(jobs, self.sync.settings.tick_s).do(self.sync.tick)
         interval = self.notifier.watchdog_interval
         if interval is not None and settings.watchdog:
             _every(jobs, interval).do(self.notifier.watchdog)
@@ -155,6 +169,8 @@ class Runner:
                 site.settings.poll_interval,
             )
             jobs = self.scheduler()
+            if self.sync is not None:
+                self.sync.start()
             self.runtime.check_meter_clocks()  # a second opinion on the clock before acting
             self._cycle()  # at once: a restarted runtime catches up without waiting
             while not self.stop.is_set():
@@ -167,14 +183,19 @@ class Runner:
             self.notifier.stopping()
         finally:
             try:
-                self.booted.close()
+                if self.sync is not None:
+                    self.sync.stop(flush_s=FLUSH_S)
             finally:
-                for sig, handler in previous.items():
-                    signal.signal(sig, handler)
+                try:
+                    self.booted.close()
+                finally:
+                    for sig, handler in previous.items():
+                        signal.signal(sig, handler)
         return RunSummary(self.cycles, self.failed, self.last, self.stop_reason)
 
 
 METER_CLOCK_INTERVAL = dt.timedelta(hours=1)  # how often meters are asked for their clocks
+FLUSH_S = 3.0  # on stop, how long sync may take to send what is left (real seconds)
 
 
 def _every(jobs: schedule.Scheduler, seconds: float) -> schedule.Job:

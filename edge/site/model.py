@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from edge.drivers.base import SerialSettings
 from edge.drivers.registry import protocol
 from edge.rules.arrears import ArrearsPolicy
@@ -71,6 +73,33 @@ class SimulationSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """The concentrator's TLS identity: the CA to trust, its client certificate and key."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True, slots=True)
+class CloudSettings:
+    """`[cloud]`: where the MQTT broker is, whom to trust, and how hard to push the link."""
+
+    host: str
+    port: int
+    tls: TlsFiles | None  # None: plain TCP (tests, a demo on one machine)
+    cloud_keys: Mapping[str, Ed25519PublicKey]  # key id → the cloud's public key(s)
+    keepalive_s: int = 60
+    batch_bytes: int = 32 * 1024  # compressed payload of one uplink batch, at most
+    batch_items: int = 2000  # outbox items per batch, at most
+    window: int = 4  # batches sent and not yet acknowledged, at most
+    ack_timeout_s: float = 60.0  # resend from the last acknowledged item after this
+    rate_bytes_s: int = 4096  # uplink pacing (0: unpaced)
+    priority_alarms: int = 16  # newest alarms carried ahead of a backlog, per batch
+    tick_s: float = 0.5  # how often the runtime thread handles the link
+
+
+@dataclass(frozen=True, slots=True)
 class SiteSettings:
     path: Path  # the site.toml itself
     node: str
@@ -87,6 +116,7 @@ class SiteSettings:
     keep_events: dt.timedelta
     store_limit_bytes: int | None
     watchdog: bool = True
+    cloud: CloudSettings | None = None  # None: run offline (no [cloud] in site.toml)
 
     @property
     def store_path(self) -> Path:

@@ -20,6 +20,22 @@ state_dir = "sim"               # the simulated meters' registers, relays and cl
 start = "2026-11-01T00:00:00+08:00"
 seed = 7
 
+[cloud]                         # optional: sync with the cloud over MQTT (edge.sync)
+host = "mqtt.example.cn"
+port = 8883                     # default 8883 with TLS, 1883 without
+ca = "tls/ca.crt"               # TLS: all three, or none for plain TCP (tests, a local demo)
+cert = "tls/edge-0001.crt"      # the concentrator's client certificate (CN = node id)
+key = "tls/edge-0001.key"
+cloud_public_key = "cloud.pub"  # Ed25519: a file, PEM text or 64 hex digits; or a list of them
+keepalive_s = 60
+batch_bytes = 32768             # compressed bytes per uplink batch, at most
+batch_items = 2000              # outbox items per batch, at most
+window = 4                      # batches in flight without an acknowledgement
+ack_timeout_s = 60              # resend from the last acknowledged item after this
+rate_bytes_s = 4096             # uplink pacing for a catch-up (0: unpaced)
+priority_alarms = 16            # newest alarms sent ahead of a backlog, per batch
+tick_s = 0.5                    # how often the runtime thread handles the link
+
 [[buses]]
 name = "rs485-1"
 kind = "serial"                 # serial | simulated | lora
@@ -37,11 +53,24 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from edge.drivers.errors import DriverUsageError
 from edge.drivers.registry import protocol
 from edge.site.errors import SiteConfigError
 from edge.site.fields import Fields
-from edge.site.model import BusConfig, BusKind, SimulationSettings, SiteSettings
+from edge.site.model import (
+    BusConfig,
+    BusKind,
+    CloudSettings,
+    SimulationSettings,
+    SiteSettings,
+    TlsFiles,
+)
+from ledger.chain import load_public_key
+from ledger.errors import DecodeError
+from ledger.signed import trusted
+from ledger.wire import MAX_BATCH_BYTES
 
 DAY_S = 86_400
 
@@ -92,9 +121,74 @@ def parse_settings(path: Path, data: dict[str, Any]) -> SiteSettings:
         keep_events=dt.timedelta(days=f.integer("keep_events_days", 400, low=1)),
         store_limit_bytes=None if limit_mb is None else limit_mb * 1024 * 1024,
         watchdog=f.boolean("watchdog", True),
+        cloud=parse_cloud(path, data),
     )
     if not (settings.node.isascii() and len(settings.node) < 256):
         raise f.problem("node", "1-255 ASCII characters", settings.node)
+    f.unknown()
+    return settings
+
+
+def _public_key(f: Fields, base: Path, text: object) -> Ed25519PublicKey:
+    wanted = "an Ed25519 public key: a PEM or key file, PEM text or 64 hex digits"
+    if not isinstance(text, str) or not text.strip():
+        raise f.problem("cloud_public_key", wanted, text)
+    raw = text.strip().encode()
+    if not raw.startswith(b"-----BEGIN") and len(raw) != 64:
+        file = base / text
+        try:
+            raw = file.read_bytes()
+        except OSError as exc:
+            raise f.problem(
+                "cloud_public_key", f"{wanted} (file {file}: {exc.strerror})", text
+            ) from None
+    try:
+        return load_public_key(raw)
+    except DecodeError as exc:
+        raise f.problem("cloud_public_key", f"{wanted} ({exc})", text) from None
+
+
+def _tls(f: Fields, base: Path) -> TlsFiles | None:
+    names = ("ca", "cert", "key")
+    given = {name: f.text(name, None) for name in names}
+    if all(v is None for v in given.values()):
+        return None
+    for name in names:
+        if given[name] is None:
+            raise f.problem(name, "given with the other TLS files (ca, cert, key all or none)")
+    for name in names:
+        if not (base / given[name]).is_file():
+            raise f.problem(name, "an existing file (relative to site.toml)", given[name])
+    return TlsFiles(base / given["ca"], base / given["cert"], base / given["key"])
+
+
+def parse_cloud(path: Path, data: dict[str, Any]) -> CloudSettings | None:
+    if "cloud" not in data:
+        return None
+    f = Fields(path, "[cloud]", data["cloud"])
+    base = path.parent
+    tls = _tls(f, base)
+    raw_keys = f.raw("cloud_public_key")
+    if raw_keys is None:
+        raise f.problem("cloud_public_key", "the cloud's Ed25519 public key (file, PEM or hex)")
+    texts = raw_keys if isinstance(raw_keys, list) and raw_keys else [raw_keys]
+    defaults = CloudSettings("", 0, None, {})
+    settings = CloudSettings(
+        host=f.text("host"),
+        port=f.integer("port", 1883 if tls is None else 8883, low=1, high=65_535),
+        tls=tls,
+        cloud_keys=trusted(*(_public_key(f, base, text) for text in texts)),
+        keepalive_s=f.integer("keepalive_s", defaults.keepalive_s, low=5, high=3600),
+        batch_bytes=f.integer(
+            "batch_bytes", defaults.batch_bytes, low=1024, high=MAX_BATCH_BYTES // 4
+        ),
+        batch_items=f.integer("batch_items", defaults.batch_items, low=1, high=100_000),
+        window=f.integer("window", defaults.window, low=1, high=64),
+        ack_timeout_s=f.number("ack_timeout_s", defaults.ack_timeout_s, low=0.1),
+        rate_bytes_s=f.integer("rate_bytes_s", defaults.rate_bytes_s, low=0),
+        priority_alarms=f.integer("priority_alarms", defaults.priority_alarms, low=0, high=1000),
+        tick_s=f.number("tick_s", defaults.tick_s, low=0.01),
+    )
     f.unknown()
     return settings
 
@@ -149,7 +243,7 @@ def parse_site_file(
     path: Path,
 ) -> tuple[SiteSettings, tuple[BusConfig, ...], SimulationSettings | None]:
     data = read_toml(path)
-    unknown = sorted(set(data) - {"site", "buses", "simulation"})
+    unknown = sorted(set(data) - {"site", "buses", "simulation", "cloud"})
     if unknown:
         raise SiteConfigError(path, f"unknown table [{unknown[0]}] (misspelt?)")
     settings = parse_settings(path, data)

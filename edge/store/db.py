@@ -401,6 +401,17 @@ class Store:
         row = self._run("SELECT result FROM inbox WHERE command_id = ?", (command_id,)).fetchone()
         return None if row is None else CommandResult.from_json(row[0], first_delivery=False)
 
+    def command_delivered(self, command_id: str, payload: bytes) -> CommandResult | None:
+        """The stored result of this very command — same id, same payload bytes — or None.
+        A repeat is recognised without judging it again: its bytes were verified when first
+        applied, and a late redelivery after its expiry is still the same command."""
+        row = self._run(
+            "SELECT payload, result FROM inbox WHERE command_id = ?", (command_id,)
+        ).fetchone()
+        if row is None or bytes(row[0]) != payload:
+            return None
+        return CommandResult.from_json(row[1], first_delivery=False)
+
     def outbox(self, after_id: int = 0, limit: int = 500) -> list[OutboxItem]:
         """The oldest items still to send, after `after_id`; entries are built from the ledger
         (their outbox rows only point at a seq, so an entry is stored once)."""

@@ -1,0 +1,122 @@
+"""What every router shares: the per-request database session, the clock and the cloud key,
+paging, strict value types, and the conversion of stored times.
+
+Request bodies are strict (`StrictBody`): an amount is a JSON integer — a float, a bool or a
+string is refused with 422 naming the field — and unknown members are refused too, so a typo in
+a field name never silently becomes a default.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator, Sequence
+from typing import Annotated, Any, Generic, TypeVar
+
+from fastapi import Depends, Query, Request
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from ledger.chain import NodeKey
+
+T = TypeVar("T")
+
+MAX_PAGE = 1000
+
+# Identifiers as the ledger and the wire spell them.
+Owner = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_.\-]{1,40}$", examples=["A0001"])]
+NodeId = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$", examples=["edge-0001"])]
+MeterAddress = Annotated[StrictStr, Field(pattern=r"^[0-9A-Za-z]{1,32}$")]
+Operator = Annotated[StrictStr, Field(min_length=1, max_length=64, examples=["op-li"])]
+
+
+class StrictBody(BaseModel):
+    """A request body: no coercion (1.0, true, "5" are not integers), no unknown members."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class Out(BaseModel):
+    """A response body."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+class ErrorOut(BaseModel):
+    """Every refusal that is not a malformed request (those are FastAPI's 422 lists)."""
+
+    error: str = Field(description="not_found, conflict, quarantined, invalid, unavailable …")
+    detail: str = Field(description="what is wrong, in a sentence")
+
+
+def answers(**by_status: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for refusals: `answers(e404="no such node")`."""
+    return {
+        int(code.removeprefix("e")): {"model": ErrorOut, "description": text}
+        for code, text in by_status.items()
+    }
+
+
+class Page(Out, Generic[T]):
+    items: list[T]
+    total: int = Field(description="rows matching the filters, over all pages")
+    limit: int
+    offset: int
+
+
+def open_session(request: Request) -> Iterator[Session]:
+    """One session per request: committed when the endpoint returns, rolled back if it raises."""
+    session: Session = request.app.state.sessions()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def _clock(request: Request) -> dt.datetime:
+    now: Callable[[], dt.datetime] = request.app.state.now
+    return now()
+
+
+def _key(request: Request) -> NodeKey:
+    key: NodeKey = request.app.state.key
+    return key
+
+
+# `scope="function"`: the commit happens before the response is sent, so a 2xx means stored.
+DbSession = Annotated[Session, Depends(open_session, scope="function")]
+Now = Annotated[dt.datetime, Depends(_clock)]
+CloudKey = Annotated[NodeKey, Depends(_key)]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="page size")]
+Offset = Annotated[int, Query(ge=0, description="rows to skip")]
+
+
+def page(
+    session: Session,
+    query: Select[T],
+    limit: int,
+    offset: int,
+    convert: Callable[[Sequence[T]], Sequence[BaseModel]],
+) -> dict[str, object]:
+    """One page of `query` (already filtered and ordered) with the total count of its rows."""
+    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    rows = session.scalars(query.limit(limit).offset(offset)).all()
+    return {"items": convert(rows), "total": total or 0, "limit": limit, "offset": offset}
+
+
+def utc(value: dt.datetime) -> dt.datetime:
+    """A time for a query: in UTC, as the database stores it (SQLite keeps no offset)."""
+    return value.astimezone(dt.UTC)
+
+
+def aware(value: dt.datetime) -> dt.datetime:
+    """A stored time, with its zone: SQLite returns UTC times without one."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+# A time read from the database, always answered with its offset.
+StoredTime = Annotated[dt.datetime, AfterValidator(aware)]

@@ -1,0 +1,167 @@
+"""`/concentrators`: the registry of edge nodes, their chain heads, presence and quarantine."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query, status
+from pydantic import Field, StrictStr
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from cloud import concentrators
+from cloud.api.common import (
+    DbSession,
+    Limit,
+    NodeId,
+    Now,
+    Offset,
+    Operator,
+    Out,
+    Page,
+    StoredTime,
+    StrictBody,
+    answers,
+    page,
+)
+from cloud.db import models
+from cloud.errors import Invalid
+from cloud.keys import CLOUD_NODE
+from ledger.chain import load_public_key
+from ledger.errors import DecodeError
+
+router = APIRouter(prefix="/concentrators", tags=["concentrators"])
+
+OUTSTANDING = (models.CommandStatus.PENDING.value, models.CommandStatus.DELIVERED.value)
+NodePath = Annotated[str, Path(description="node id, e.g. edge-0001")]
+
+
+class ConcentratorOut(Out):
+    node: str
+    name: str
+    key_id: str
+    public_key: str = Field(description="raw Ed25519 public key, hex")
+    status: Literal["active", "quarantined"]
+    reason: str = Field(description="why it is quarantined (empty when active)")
+    online: bool
+    last_seen: StoredTime | None
+    head_seq: int = Field(description="the last ledger seq of this node the cloud holds")
+    head_hash: str = Field(description="its hash, hex (zeros before the first entry)")
+    upto: int = Field(description="the highest edge outbox id stored")
+    commands_applied: int = Field(description="the highest command seq the edge reports applied")
+    pending_commands: int = Field(description="commands issued, not yet applied/failed/expired")
+    created: StoredTime
+
+
+class RegisterConcentrator(StrictBody):
+    node: NodeId
+    public_key: Annotated[
+        StrictStr,
+        Field(min_length=64, max_length=2000, description="Ed25519 public key: PEM or 64 hex"),
+    ]
+    name: Annotated[StrictStr, Field(max_length=200)] = ""
+
+
+class ClearQuarantine(StrictBody):
+    operator: Operator
+
+
+def _pending_counts(session: Session, nodes: Sequence[str]) -> dict[str, int]:
+    if not nodes:
+        return {}
+    rows = session.execute(
+        select(models.Command.node, func.count())
+        .where(models.Command.node.in_(nodes), models.Command.status.in_(OUTSTANDING))
+        .group_by(models.Command.node)
+    )
+    return {node: count for node, count in rows}
+
+
+def _out(rows: Sequence[models.Concentrator], counts: dict[str, int]) -> list[ConcentratorOut]:
+    return [
+        ConcentratorOut(
+            node=c.node,
+            name=c.name,
+            key_id=c.key_id,
+            public_key=c.public_key,
+            status=c.status,  # type: ignore[arg-type]
+            reason=c.quarantine_reason,
+            online=c.online,
+            last_seen=c.last_seen,
+            head_seq=c.head_seq,
+            head_hash=c.head_hash.hex(),
+            upto=c.upto,
+            commands_applied=c.commands_applied,
+            pending_commands=counts.get(c.node, 0),
+            created=c.created,
+        )
+        for c in rows
+    ]
+
+
+def _one(session: Session, node: str) -> ConcentratorOut:
+    found = concentrators.get(session, node)
+    return _out([found], _pending_counts(session, [node]))[0]
+
+
+@router.get("", response_model=Page[ConcentratorOut], summary="List concentrators")
+def list_concentrators(
+    session: DbSession,
+    status_: Annotated[Literal["active", "quarantined"] | None, Query(alias="status")] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> dict[str, object]:
+    query = (
+        select(models.Concentrator)
+        .where(models.Concentrator.node != CLOUD_NODE)  # the cloud's own chain is no node
+        .order_by(models.Concentrator.node)
+    )
+    if status_ is not None:
+        query = query.where(models.Concentrator.status == status_)
+
+    def convert(rows: Sequence[models.Concentrator]) -> list[ConcentratorOut]:
+        return _out(rows, _pending_counts(session, [c.node for c in rows]))
+
+    return page(session, query, limit, offset, convert)
+
+
+@router.get(
+    "/{node}",
+    response_model=ConcentratorOut,
+    summary="One concentrator",
+    responses=answers(e404="no such concentrator"),
+)
+def get_concentrator(node: NodePath, session: DbSession) -> ConcentratorOut:
+    return _one(session, node)
+
+
+@router.post(
+    "",
+    response_model=ConcentratorOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Register a concentrator and the public key its ledger is signed with",
+    responses=answers(e409="the node is registered with another key", e422="not a usable key"),
+)
+def register_concentrator(
+    body: RegisterConcentrator, session: DbSession, now: Now
+) -> ConcentratorOut:
+    try:
+        public_key = load_public_key(body.public_key.encode())
+    except DecodeError as exc:
+        raise Invalid(f"public_key: {exc}") from None
+    concentrators.register(session, body.node, public_key, name=body.name, now=now)
+    session.flush()
+    return _one(session, body.node)
+
+
+@router.post(
+    "/{node}/clear-quarantine",
+    response_model=ConcentratorOut,
+    summary="Accept a quarantined concentrator's uplink again (an operator's decision)",
+    responses=answers(e404="no such concentrator"),
+)
+def clear_quarantine(node: NodePath, body: ClearQuarantine, session: DbSession) -> ConcentratorOut:
+    concentrators.clear_quarantine(session, node, body.operator)
+    session.flush()
+    return _one(session, node)

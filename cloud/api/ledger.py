@@ -1,0 +1,89 @@
+"""`/ledger`: every verified chain entry the cloud holds (the edges' and its own `cloud` chain),
+in the order they were stored. Paged by keyset (`after_id`), because an auditor walks the
+whole ledger and an offset would slow down with every page."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+from sqlalchemy import or_, select
+
+from cloud.api.common import MAX_PAGE, DbSession, Out, StoredTime
+from cloud.db import models
+from ledger.accounts import Pocket
+from ledger.transfers import Code
+
+router = APIRouter(prefix="/ledger", tags=["ledger"])
+
+
+class EntryOut(Out):
+    id: int = Field(description="the cloud's storage order; page with after_id")
+    node: str = Field(description="the chain: a concentrator's node id, or cloud")
+    seq: int
+    transfer_id: str = Field(description="128-bit transfer id, hex")
+    kind: str = Field(description="single, pending, post or void")
+    pending_id: str | None
+    code: str
+    debit: str
+    credit: str
+    amount: int
+    unit: str = Field(description="Wh or fen")
+    refs: dict[str, Any]
+    time: StoredTime = Field(description="the wall time the node believed")
+    hash: str = Field(description="entry hash, hex")
+    prev_hash: str
+
+
+class LedgerPage(BaseModel):
+    items: list[EntryOut]
+    next_after_id: int | None = Field(description="pass as after_id for the next page; null: end")
+
+
+@router.get("", response_model=LedgerPage, summary="Ledger entries, in storage order")
+def list_entries(
+    *,
+    session: DbSession,
+    node: Annotated[str | None, Query(description="one chain")] = None,
+    account: Annotated[
+        str | None,
+        Query(description="an account id (A0001:prepaid) or a merchant (A0001: all pockets)"),
+    ] = None,
+    code: Annotated[Code | None, Query(description="why the transfers happened")] = None,
+    after_id: Annotated[int, Query(ge=0, description="entries with a larger id")] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+) -> LedgerPage:
+    query = select(models.LedgerEntry).where(models.LedgerEntry.id > after_id)
+    if node is not None:
+        query = query.where(models.LedgerEntry.node == node)
+    if account is not None:
+        ids = [account] if ":" in account else [f"{account}:{p.value}" for p in Pocket]
+        query = query.where(
+            or_(models.LedgerEntry.debit.in_(ids), models.LedgerEntry.credit.in_(ids))
+        )
+    if code is not None:
+        query = query.where(models.LedgerEntry.code == code.value)
+    rows = session.scalars(query.order_by(models.LedgerEntry.id).limit(limit + 1)).all()
+    items = [
+        EntryOut(
+            id=e.id,
+            node=e.node,
+            seq=e.seq,
+            transfer_id=e.transfer_id,
+            kind=e.kind,
+            pending_id=e.pending_id,
+            code=e.code,
+            debit=e.debit,
+            credit=e.credit,
+            amount=e.amount,
+            unit=e.unit,
+            refs=e.refs,
+            time=e.time,
+            hash=e.hash.hex(),
+            prev_hash=e.prev_hash.hex(),
+        )
+        for e in rows[:limit]
+    ]
+    more = len(rows) > limit
+    return LedgerPage(items=items, next_after_id=items[-1].id if more else None)

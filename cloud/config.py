@@ -1,0 +1,326 @@
+"""The cloud server's configuration: one TOML file, every key optional.
+
+    [database]
+    url = "postgresql+psycopg://voltbook@db.example/voltbook"   # default: SQLite in the data dir
+
+    [broker]                     # either an external broker …
+    host = "mqtt.example"
+    port = 8883                  # default 1883, or 8883 with [broker.tls]
+    [broker.tls]                 # the cloud's client credentials (PEM); all three or none
+    ca = "pki/ca.crt"
+    cert = "pki/cloud.crt"
+    key = "pki/cloud.key"
+    # … or `embedded = true` (the default): a broker started in the data dir, on `port` if given
+
+    [api]
+    host = "127.0.0.1"           # default 127.0.0.1
+    port = 8080                  # default 8080
+
+    [keys]
+    cloud = "cloud-key.pem"      # the cloud's Ed25519 signing key, created if missing
+
+    [ingest]
+    workers = 1                  # ingest workers in the server process (a shared subscription)
+
+Relative paths (and a relative SQLite file) are relative to the file's directory. The data
+directory, where the defaults live (`voltbook-cloud.db`, `cloud-key.pem`, the embedded
+broker's files), is the file's directory, or `--data-dir`. Without any file everything takes
+its default in `./voltbook-data`.
+
+A problem is a `ConfigError` naming the file and the key: unknown keys, wrong types and a
+missing or corrupt file are refused before anything is started.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from cloud.errors import CloudError
+
+DEFAULT_DATA_DIR = Path("voltbook-data")
+DATABASE_FILE = "voltbook-cloud.db"
+KEY_FILE = "cloud-key.pem"
+BROKER_DIR = "broker"
+DEFAULT_API_HOST = "127.0.0.1"
+DEFAULT_API_PORT = 8080
+MQTT_PORT = 1883
+MQTTS_PORT = 8883
+MAX_WORKERS = 64
+
+
+class ConfigError(CloudError):
+    """The configuration cannot be used; nothing was started. Names the file and the key."""
+
+    def __init__(self, path: Path | None, problem: str) -> None:
+        where = "the default configuration" if path is None else f"the configuration {path}"
+        super().__init__(f"cannot use {where}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+@dataclass(frozen=True, slots=True)
+class TlsSettings:
+    """The cloud's MQTT client credentials: the CA to trust, its certificate and key (PEM)."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerSettings:
+    """An external broker (`host`, `port`), or `embedded` (then `port` None means any free)."""
+
+    embedded: bool
+    host: str
+    port: int | None
+    tls: TlsSettings | None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSettings:
+    host: str
+    port: int  # 0: any free port (tests)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class CloudConfig:
+    path: Path | None  # the file it came from; None for the defaults
+    data_dir: Path
+    database_url: str
+    broker: BrokerSettings
+    api: ApiSettings
+    cloud_key: Path
+    ingest_workers: int
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.data_dir / BROKER_DIR
+
+    @property
+    def database_shown(self) -> str:
+        """The database URL safe to log: the password hidden."""
+        return make_url(self.database_url).render_as_string(hide_password=True)
+
+
+class _Table:
+    """One TOML table being read: typed getters that name `[table] key` in their errors, and
+    `done()` that refuses whatever key nobody asked for."""
+
+    def __init__(self, path: Path | None, name: str, raw: object) -> None:
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ConfigError(path, f"[{name}] must be a table, not {_kind(raw)}")
+        self.path, self.name, self.raw = path, name, raw
+        self.seen: set[str] = set()
+
+    def problem(self, key: str, expected: str, value: object) -> ConfigError:
+        return ConfigError(
+            self.path, f"[{self.name}] {key} must be {expected}, not {_kind(value)} {value!r}"
+        )
+
+    def get(self, key: str) -> object:
+        self.seen.add(key)
+        return self.raw.get(key)
+
+    def text(self, key: str, default: str) -> str:
+        value = self.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, str) or not value.strip():
+            raise self.problem(key, "a non-empty string", value)
+        return value
+
+    def integer(self, key: str, default: int | None, low: int, high: int) -> int | None:
+        value = self.get(key)
+        if value is None:
+            return default
+        if type(value) is not int or not low <= value <= high:
+            raise self.problem(key, f"an integer from {low} to {high}", value)
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.get(key)
+        if value is None:
+            return default
+        if type(value) is not bool:
+            raise self.problem(key, "true or false", value)
+        return value
+
+    def table(self, key: str) -> _Table | None:
+        value = self.get(key)
+        return None if value is None else _Table(self.path, f"{self.name}.{key}", value)
+
+    def done(self) -> None:
+        unknown = sorted(set(self.raw) - self.seen)
+        if unknown:
+            keys = ", ".join(unknown)
+            known = ", ".join(sorted(self.seen)) or "none"
+            prefix = f"[{self.name}] " if self.name else ""
+            raise ConfigError(self.path, f"unknown key {prefix}{keys} (known here: {known})")
+
+
+def _kind(value: object) -> str:
+    return {dict: "a table", list: "an array", bool: "a boolean", str: "a string"}.get(
+        type(value), f"a {type(value).__name__}"
+    )
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(path, "the file does not exist") from None
+    except OSError as exc:
+        raise ConfigError(path, f"the file cannot be read ({exc.strerror})") from None
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(path, "the file is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, f"not valid TOML ({exc})") from None
+
+
+def load_config(path: Path | None = None, data_dir: Path | None = None) -> CloudConfig:
+    """The configuration in `path` (every key optional), or the defaults when `path` is None."""
+    if path is None:
+        return parse_config(None, {}, data_dir or DEFAULT_DATA_DIR)
+    path = path.absolute()
+    return parse_config(path, read_toml(path), data_dir or path.parent)
+
+
+def parse_config(path: Path | None, data: dict[str, Any], data_dir: Path) -> CloudConfig:
+    data_dir = data_dir.absolute()
+    base = data_dir if path is None else path.parent
+    top = _Table(path, "", data)
+    database = _Table(path, "database", top.get("database"))
+    url = _database_url(database, base, data_dir)
+    database.done()
+    broker = _broker(_Table(path, "broker", top.get("broker")), base)
+    api = _Table(path, "api", top.get("api"))
+    api_settings = ApiSettings(
+        host=api.text("host", DEFAULT_API_HOST),
+        port=api.integer("port", DEFAULT_API_PORT, 0, 65535) or 0,
+    )
+    api.done()
+    keys = _Table(path, "keys", top.get("keys"))
+    cloud_key = keys.text("cloud", "")
+    keys.done()
+    ingest = _Table(path, "ingest", top.get("ingest"))
+    workers = ingest.integer("workers", 1, 1, MAX_WORKERS) or 1
+    ingest.done()
+    top.done()
+    return CloudConfig(
+        path=path,
+        data_dir=data_dir,
+        database_url=url,
+        broker=broker,
+        api=api_settings,
+        cloud_key=base / cloud_key if cloud_key else data_dir / KEY_FILE,
+        ingest_workers=workers,
+    )
+
+
+def _database_url(table: _Table, base: Path, data_dir: Path) -> str:
+    text = table.text("url", "")
+    if not text:
+        return URL.create("sqlite", database=str(data_dir / DATABASE_FILE)).render_as_string()
+    try:
+        url = make_url(text)
+    except ArgumentError:
+        raise table.problem(
+            "url", "a database URL such as postgresql+psycopg://user@host/db", text
+        ) from None
+    if url.get_backend_name() not in ("sqlite", "postgresql"):
+        raise table.problem("url", "a sqlite:/// or postgresql+psycopg:// URL", text)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        database = Path(url.database or "")
+        if not database.is_absolute():
+            url = url.set(database=str(base / database))
+    return url.render_as_string(hide_password=False)
+
+
+def _broker(table: _Table, base: Path) -> BrokerSettings:
+    host = table.text("host", "")
+    embedded = table.boolean("embedded", not host)
+    if embedded and host:
+        raise ConfigError(
+            table.path, "[broker] has both embedded = true and host: choose one of the two"
+        )
+    if not embedded and not host:
+        raise ConfigError(table.path, "[broker] embedded = false needs the broker's host")
+    tls_table = table.table("tls")
+    tls = None
+    if tls_table is not None:
+        tls = TlsSettings(*(_existing(tls_table, key, base) for key in ("ca", "cert", "key")))
+        tls_table.done()
+        if embedded:
+            raise ConfigError(
+                table.path,
+                "[broker.tls] is for an external broker; the embedded one serves plain MQTT on "
+                "127.0.0.1 (set [broker] host/port to use a TLS broker such as Mosquitto)",
+            )
+    port = table.integer("port", None if embedded else (MQTTS_PORT if tls else MQTT_PORT), 1, 65535)
+    table.done()
+    return BrokerSettings(embedded=embedded, host=host or "127.0.0.1", port=port, tls=tls)
+
+
+def _existing(table: _Table, key: str, base: Path) -> Path:
+    value = table.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise table.problem(key, "the path of a PEM file", value)
+    path = base / value
+    if not path.is_file():
+        raise ConfigError(table.path, f"[{table.name}] {key}: {path} does not exist")
+    return path
+
+
+TEMPLATE = """\
+# Voltbook cloud server configuration (voltbook-cloud serve --config {name}).
+# Every key is optional; relative paths are relative to this file's directory.
+
+[database]
+# SQLAlchemy URL. Default: SQLite file voltbook-cloud.db next to this file.
+# PostgreSQL in production, e.g.:
+# url = "postgresql+psycopg://voltbook:secret@127.0.0.1:5432/voltbook"
+
+[broker]
+# The MQTT broker the concentrators sync through. `embedded = true` starts one in this
+# directory (Mosquitto if installed, else an in-process broker), plain MQTT on 127.0.0.1.
+embedded = true
+# port = 1883
+# For an external broker instead, remove `embedded` and set:
+# host = "mqtt.example.com"
+# port = 8883
+# [broker.tls]          # the cloud's client certificate (CN "cloud"), all three PEM files
+# ca = "pki/ca.crt"
+# cert = "pki/cloud.crt"
+# key = "pki/cloud.key"
+
+[api]
+# Where the HTTP API listens (OpenAPI documentation at /docs).
+host = "127.0.0.1"
+port = 8080
+
+[keys]
+# The cloud's Ed25519 signing key (commands, acknowledgements); created if missing.
+# Concentrators trust its public key: `voltbook-cloud key --config {name}` prints it.
+cloud = "{key}"
+
+[ingest]
+# Ingest workers in the server process; they share the uplink through an MQTT shared
+# subscription, so more servers pointed at one broker share it too.
+workers = 1
+"""

@@ -1,0 +1,43 @@
+"""The cloud package's exception tree.
+
+`CloudError` is the root. The API maps each branch to one HTTP answer (`NotFound` 404,
+`Invalid` 422, `Conflict` 409, `Quarantined` 423); every message says what was wrong and, for
+`Invalid`, what to send instead. Database trouble is not in this tree: SQLAlchemy's errors
+propagate, and the shell (the ingest worker, the API) decides to retry or report.
+"""
+
+from __future__ import annotations
+
+
+class CloudError(Exception):
+    """Root of every error the cloud package raises on purpose."""
+
+
+class NotFound(CloudError):
+    """The thing named (a node, an account, a meter, a command) does not exist."""
+
+
+class Invalid(CloudError):
+    """Bad input from a caller; the message says what to fix."""
+
+
+class Conflict(CloudError):
+    """The request contradicts what is stored (e.g. a payment id reused with other content,
+    or a different key for a known node)."""
+
+
+class Quarantined(CloudError):
+    """The node is (or must now be) quarantined — its chain forked, its key is wrong — so
+    nothing goes to or comes from it until an operator clears it. `reason` is a short machine
+    word (`fork`, `wrong_key`, `bad_signature`, …), `detail` the human explanation."""
+
+    def __init__(self, node: str, reason: str, detail: str = "") -> None:
+        text = f"node {node} is quarantined: {reason or 'no reason recorded'}"
+        super().__init__(f"{text} ({detail})" if detail else text)
+        self.node = node
+        self.reason = reason
+        self.detail = detail
+
+
+class Refused(Invalid):
+    """An uplink batch that is malformed (the peer sent garbage); nothing of it is stored."""

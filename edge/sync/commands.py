@@ -1,0 +1,221 @@
+"""Signed cloud commands (`vb/{node}/cmd`), applied exactly once, in the runtime's thread.
+
+    payload ──► open_command (signature by a cloud key, target = this node, not expired by the
+                clock guard's time) ──► Rejected: a `command_rejected` alarm, nothing applied
+            ──► one runtime transaction: the inbox (`apply_command` / `refuse_command`, keyed
+                by command id) + what the command does + the highest command seq applied
+            ──► after the commit: relay orders sent, the cloud's time given to the clock guard;
+                the caller PUBACKs only now
+
+- `recharge` {account, fen, payment, method}: the runtime's recharge transfer (id derived from
+  the payment reference, cash in transit → the account's prepaid pocket). An account this
+  concentrator does not hold, or bad arguments: a `refused` result with the reason.
+- `relay` {meters, action: trip | close}: an operator's override (`edge.runtime.operator`): a
+  trip holds the relay open until an operator closes it; a close also clears lockouts. Sent at
+  once, confirmed by read-back like any relay command.
+- `time`: the command's `issued` time is the cloud's clock; the clock guard trusts it.
+
+A delivery of a command already in the inbox (the same bytes) returns its stored result and
+changes nothing, even after the command expired, so the broker, paho or the cloud may deliver
+a command any number of times, however late.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from edge.rules.decisions import RelayCommand
+from edge.runtime.cycle import Runtime
+from edge.runtime.relays import RelayOrder
+from edge.store import Category, CommandConflict, CommandResult, CommandStatus, Event
+from edge.store.writes import Transaction
+from ledger.errors import LedgerError
+from ledger.signed import Command, CommandKind, Rejected, open_command
+
+log = logging.getLogger("edge.sync")
+
+COMMAND_SEQ_KEY = "sync:command_seq"  # the highest command seq applied (Status.commands)
+REJECTED = "command_rejected"
+OPERATOR_RELAY = "operator_relay"
+MAX_REF_LENGTH = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """What one delivery did; `outcome` is applied, refused, repeated or rejected."""
+
+    outcome: str
+    command_id: str | None
+    kind: str | None
+    message: str
+    result: CommandResult | None = None
+
+
+class Refusal(Exception):
+    """A validly signed command this concentrator cannot carry out (recorded as refused)."""
+
+
+def _text(args: Mapping[str, Any], name: str, default: str | None = None) -> str:
+    value = args.get(name, default)
+    if not isinstance(value, str) or not value or len(value) > MAX_REF_LENGTH:
+        raise Refusal(f"{name} must be a text of 1-{MAX_REF_LENGTH} characters, got {value!r}")
+    return value
+
+
+def _command_id(payload: bytes) -> str | None:
+    try:
+        fields = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    value = fields.get("id") if isinstance(fields, dict) else None
+    return value if isinstance(value, str) else None
+
+
+class CommandDesk:
+    """Applies the commands of one concentrator; owns nothing but a reference to the runtime."""
+
+    def __init__(self, runtime: Runtime, cloud_keys: Mapping[str, Ed25519PublicKey]) -> None:
+        self.runtime = runtime
+        self.cloud_keys = cloud_keys
+
+    @property
+    def highest_seq(self) -> int:
+        return int(self.runtime.store.get_state(COMMAND_SEQ_KEY, 0))
+
+    def handle(self, payload: bytes) -> Handled:
+        """Verify and apply one delivery; its effects are durable when this returns."""
+        runtime = self.runtime
+        known = _command_id(payload)
+        stored = None if known is None else runtime.store.command_delivered(known, payload)
+        if stored is not None:  # a redelivery, however late: the inbox answers
+            message = f"command {stored.command_id[:8]}… repeated ({stored.status.value} before)"
+            log.info("%s", message)
+            return Handled("repeated", stored.command_id, None, message, stored)
+        now = runtime.guard.judge()[0].now.astimezone(runtime.site.zone)
+        try:
+            command = open_command(payload, self.cloud_keys, runtime.store.node, now)
+        except Rejected as exc:
+            return self._reject(_command_id(payload), exc.reason, exc.detail)
+        orders: list[RelayOrder] = []
+        try:
+            with runtime.transaction() as tx:
+                result, orders, note = self._apply(tx, command, payload, now)
+                if result.first_delivery and command.seq > self.highest_seq:
+                    tx.set_state(COMMAND_SEQ_KEY, command.seq)
+        except CommandConflict as exc:
+            return self._reject(command.id, "conflict", str(exc))
+        if result.first_delivery:
+            if command.kind is CommandKind.TIME:
+                runtime.guard.cloud_time(command.issued)
+            runtime.send_orders(orders)
+        outcome = result.status.value if result.first_delivery else "repeated"
+        words = [f"command {command.id[:8]}…", command.kind.value, note, outcome]
+        message = " ".join(w for w in words if w)
+        if result.reason:
+            message += f" ({result.reason})"
+        log.info("%s", message)
+        return Handled(outcome, command.id, command.kind.value, message, result)
+
+    def _apply(
+        self, tx: Transaction, command: Command, payload: bytes, received: dt.datetime
+    ) -> tuple[CommandResult, list[RelayOrder], str]:
+        try:
+            if command.kind is CommandKind.RECHARGE:
+                account = _text(command.args, "account")
+                fen = command.args.get("fen")
+                if type(fen) is not int or not 0 < fen < 2**53:
+                    raise Refusal(f"fen must be a positive integer, got {fen!r}")
+                note = f"{account} {fen} fen"
+                if account not in self.runtime.site.accounts:
+                    raise Refusal(f"account {account!r} is not on this concentrator")
+                transfer = self.runtime.recharge_transfer(
+                    account,
+                    fen,
+                    _text(command.args, "payment"),
+                    method=_text(command.args, "method", "cloud"),
+                )
+                return tx.apply_command(command.id, payload, [transfer], received), [], note
+            if command.kind is CommandKind.RELAY:
+                return self._relay(tx, command, payload, received)
+            result = tx.apply_command(command.id, payload, [], received)
+            return result, [], f"cloud time {command.issued.isoformat()}"
+        except (Refusal, LedgerError) as exc:
+            refused = tx.refuse_command(command.id, payload, str(exc), received)
+            return refused, [], ""
+
+    def _relay(
+        self, tx: Transaction, command: Command, payload: bytes, received: dt.datetime
+    ) -> tuple[CommandResult, list[RelayOrder], str]:
+        runtime = self.runtime
+        meters, action = command.args.get("meters"), command.args.get("action")
+        if (
+            not isinstance(meters, list)
+            or not meters
+            or not all(isinstance(m, str) for m in meters)
+        ):
+            raise Refusal(f"meters must be a non-empty list of meter addresses, got {meters!r}")
+        known = {m.address for m in runtime.site.meters}
+        unknown = [m for m in meters if m not in known]
+        if unknown:
+            raise Refusal(f"meters {unknown} are not on this concentrator")
+        if action not in (RelayCommand.TRIP.value, RelayCommand.CLOSE.value):
+            raise Refusal(f"action must be trip or close, got {action!r}")
+        note = f"{action} {', '.join(meters)}"
+        result = tx.apply_command(command.id, payload, [], received)
+        if not result.first_delivery:
+            return result, [], note
+        relay = RelayCommand(action)
+        reason = f"operator {action} (command {command.id[:8]})"
+        orders, done = runtime.operator_relay(tx, meters, relay, reason)
+        events = []
+        for address, changed in done.items():
+            meter = runtime.site.meter(address)
+            still = sorted(cause.value for cause in changed.still_held)
+            events.append(
+                Event(
+                    time=received,
+                    kind=OPERATOR_RELAY,
+                    meter=address,
+                    shop=meter.shop,
+                    account=meter.account,
+                    detail={"command_id": command.id, "action": action, "held_by": still},
+                )
+            )
+            if relay is RelayCommand.CLOSE and still:
+                log.warning(
+                    "meter %s: operator close recorded, relay still held open by %s",
+                    address,
+                    ", ".join(still),
+                )
+        tx.add_events(events)
+        return result, orders, note
+
+    def _reject(self, command_id: str | None, reason: str, detail: str) -> Handled:
+        runtime = self.runtime
+        now = runtime.guard.judge()[0].now
+        event = Event(
+            time=now,
+            kind=REJECTED,
+            category=Category.ALARM,
+            detail={
+                "severity": "warning",
+                "command_id": command_id,
+                "reason": reason,
+                "message": detail,
+            },
+        )
+        with runtime.transaction() as tx:
+            tx.add_events([event])
+        message = f"command {command_id or '(no id)'} rejected ({reason}): {detail}"
+        log.warning("%s", message)
+        return Handled("rejected", command_id, None, message)
+
+
+__all__ = ["COMMAND_SEQ_KEY", "CommandDesk", "CommandStatus", "Handled"]

@@ -1,0 +1,142 @@
+"""Sync as one job of the runtime's scheduler: drain the link, handle, send.
+
+Every `tick_s` (real seconds, whatever `--speed` says) the runner calls `tick()` in its own
+thread, between poll cycles:
+
+1. the link's events in order: `Connected` → the session sends again and the retained
+   `Status` (head, acked, highest command seq, account inventory) goes out; `Disconnected` →
+   the session stops sending; a delivery on `ack` → the session; on `cmd` → the command desk;
+   each delivery is PUBACKed only after its transaction committed;
+2. the batches the session wants sent now.
+
+A full disk fails the event being handled, not the runtime: it stays first in line, nothing of
+it was stored, it is not acknowledged, and the next tick tries it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from edge.runtime.cycle import Runtime
+from edge.site.model import CloudSettings, Site
+from edge.store import DiskFull
+from edge.sync.client import Connected, Delivery, Disconnected, LinkEvent, MqttLink
+from edge.sync.commands import CommandDesk
+from edge.sync.session import SessionConfig, UplinkSession
+from edge.sync.uplink import BatchBuilder, UplinkLimits
+from ledger.wire import Status
+
+log = logging.getLogger("edge.sync")
+
+FLUSH_NAP_S = 0.05
+
+
+def inventory(site: Site) -> dict[str, Any]:
+    """The accounts this concentrator holds, for the cloud's registry (in `Status.extra`)."""
+    accounts: dict[str, Any] = {}
+    for owner in sorted(site.accounts):
+        shop = site.shop_of(owner)
+        accounts[owner] = {
+            "shop": None if shop is None else shop.id,
+            "building": None if shop is None else shop.building,
+            "floor": None if shop is None else shop.floor,
+            "meters": [
+                {"address": m.address, "protocol": m.protocol} for m in site.meters_of(owner)
+            ],
+        }
+    return accounts
+
+
+class SyncService:
+    """The edge side of sync for one runtime. `start()`, `tick()` on a schedule, `stop()`."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        settings: CloudSettings,
+        *,
+        link: MqttLink | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.runtime = runtime
+        self.settings = settings
+        store = runtime.store
+        limits = UplinkLimits(settings.batch_bytes, settings.batch_items, settings.priority_alarms)
+        self.session = UplinkSession(
+            store,
+            BatchBuilder(store, runtime.key, limits),
+            settings.cloud_keys,
+            SessionConfig(settings.window, settings.ack_timeout_s, settings.rate_bytes_s),
+        )
+        self.desk = CommandDesk(runtime, settings.cloud_keys)
+        self.link = link or MqttLink(settings, store.node, Status(store.node, False).encode())
+        self.monotonic = monotonic
+        self._pending: deque[LinkEvent] = deque()
+        self._inventory = inventory(runtime.site)
+
+    def status(self, *, online: bool = True) -> Status:
+        store = self.runtime.store
+        return Status(
+            store.node,
+            online,
+            head=store.chain.seq,
+            acked=store.acknowledged()[0],
+            commands=self.desk.highest_seq,
+            extra={"accounts": self._inventory} if online else {},
+        )
+
+    def start(self) -> None:
+        self.link.start()
+
+    def stop(self, *, flush_s: float = 0.0) -> None:
+        """Give the last batches up to `flush_s` seconds to go up and be acknowledged, then
+        publish the retained offline status and disconnect."""
+        deadline = self.monotonic() + flush_s
+        while self.link.connected and self.monotonic() < deadline:
+            self.tick()
+            if self.session.paused or not (self.session.in_flight or self.busy):
+                break
+            time.sleep(FLUSH_NAP_S)
+        self.link.stop(farewell=self.status(online=False).encode())
+
+    @property
+    def busy(self) -> bool:
+        """Whether the outbox holds anything not yet sent."""
+        return bool(self.runtime.store.outbox(self.session.cursor, 1))
+
+    def tick(self) -> None:
+        """Handle what the link brought, then send what the session wants sent."""
+        mono = self.monotonic()
+        self._pending.extend(self.link.events())
+        while self._pending:
+            try:
+                self._handle(self._pending[0], mono)
+            except DiskFull as exc:
+                log.error("sync: not handled, nothing of it was stored (tried again): %s", exc)
+                return
+            self._pending.popleft()
+        for built in self.session.next_batches(mono):
+            if not self.link.publish("up", built.payload):
+                self.session.not_sent(built)
+                break
+            log.info("sync: sent %s", built.describe())
+
+    def _handle(self, event: LinkEvent, mono: float) -> None:
+        if isinstance(event, Connected):
+            self.session.connected(mono)
+            self.link.publish("status", self.status().encode(), retain=True)
+            log.info("sync: connected (connection %d)", event.generation)
+        elif isinstance(event, Disconnected):
+            self.session.disconnected()
+            log.warning("sync: disconnected (%s); queueing in the outbox", event.reason)
+        elif isinstance(event, Delivery):
+            if event.leaf == "ack":
+                wall = self.runtime.guard.judge()[0].now
+                self.session.receive_ack(event.payload, mono, wall)
+            elif event.leaf == "cmd":
+                self.desk.handle(event.payload)
+            self.link.ack(event)

@@ -1,0 +1,296 @@
+"""Uplink batches built from the store's outbox: pure over the store (it only reads).
+
+    outbox (ids 101 … 180, in commit order)           Batch(first=101, upto=180)
+      entry seq 41 … 52   ──► ledger part: from 41, prev = hash of 40, canonical bodies,
+                              one checkpoint signature over the head of 52 (node key)
+      reading (a cycle)   ──► readings: every cycle's rows, columnar (`ledger.wire`)
+      event / alarm       ──► events, as stored ({"id", "t", "c", "k", …})
+      command_result      ──► results ({"command_id", "status", "seqs", "outcomes"})
+      checkpoint          ──► nothing: the batch signs its own last entry
+    + during a catch-up: the newest alarms not yet sent, from beyond `upto`, ahead of order
+
+`first`/`upto` are the contiguous outbox ids the batch covers; an acknowledgement up to `upto`
+lets the edge prune exactly those. A batch stays under a compressed byte budget and an item
+count (one oversized item still goes alone: the outbox must always make progress) and never
+ends inside a linked chain of transfers, so the cloud can apply what it receives.
+
+Entry bodies are the canonical encoding of the stored transfer: re-encoding is exact (the
+encoding is canonical), and every body is checked against its stored hash before it is sent.
+Ed25519 signatures are deterministic, so a resent batch is byte for byte the batch sent before.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from edge.store import CorruptStore, OutboxItem, OutboxKind, Store
+from ledger.chain import Entry, NodeKey, entry_hash, sign_checkpoint
+from ledger.encoding import encode_transfer
+from ledger.errors import DecodeError
+from ledger.export import parse_record
+from ledger.wire import MAGIC, MAX_BATCH_BYTES, Batch, LedgerPart, encode_batch
+
+_SHRINK = 0.9  # aim this far under the budget when resizing (compression is not linear)
+_RAW_PER_BYTE = 32  # stored payload bytes per compressed byte, at most (readings: ~24)
+_RAW_GUESS = 16  # … and a first guess (entries compress ~14×, readings ~24×)
+_PAGES = (32, 64, 128, 256)  # outbox items fetched at a time: small first, then more
+_TRIES = 8  # encodes per batch at most while fitting the budget
+
+
+@dataclass(frozen=True, slots=True)
+class UplinkLimits:
+    max_bytes: int = 32 * 1024  # compressed payload budget
+    max_items: int = 2000  # outbox items per batch
+    priority_alarms: int = 16  # newest alarms carried ahead of order during a catch-up
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltBatch:
+    """A batch ready to publish and what it holds (for the session and the log)."""
+
+    batch: Batch
+    payload: bytes
+    items: int  # outbox items covered (first … upto)
+    entries: int
+    readings: int
+    last_seq: int | None  # the last ledger entry it carries
+    ahead: tuple[int, ...]  # outbox ids of alarms carried ahead of order
+    more: bool  # the outbox holds more after `upto`: a backlog is being caught up
+
+    @property
+    def first(self) -> int:
+        return self.batch.first
+
+    @property
+    def upto(self) -> int:
+        return self.batch.upto
+
+    def describe(self) -> str:
+        ahead = f", {len(self.ahead)} alarms ahead" if self.ahead else ""
+        return (
+            f"batch {self.first}..{self.upto} ({self.entries} entries, {self.readings} readings"
+            f"{ahead}, {len(self.payload) / 1024:.1f} KB)"
+        )
+
+
+class _Part:
+    """One outbox item in its batch form."""
+
+    __slots__ = ("entry", "event", "id", "kind", "result", "rows")
+
+    def __init__(self, item_id: int, kind: OutboxKind) -> None:
+        self.id = item_id
+        self.kind = kind
+        self.entry: tuple[Entry, bytes] | None = None
+        self.rows: list[tuple[Any, ...]] = []
+        self.event: Mapping[str, Any] | None = None
+        self.result: Mapping[str, Any] | None = None
+
+
+def _entry(store: Store, item: OutboxItem) -> tuple[Entry, bytes]:
+    try:
+        record = parse_record(item.payload.decode())
+    except (DecodeError, UnicodeDecodeError) as exc:
+        raise CorruptStore(store.path, None, f"outbox item {item.id}: {exc}") from exc
+    if not isinstance(record, Entry):
+        raise CorruptStore(store.path, None, f"outbox item {item.id} is not an entry")
+    body = encode_transfer(record.transfer)
+    if entry_hash(record.node, record.seq, record.prev_hash, body) != record.hash:
+        raise CorruptStore(store.path, record.seq, "the entry's body does not hash to its hash")
+    return record, body
+
+
+def reading_rows(payload: bytes) -> list[tuple[Any, ...]]:
+    """A stored reading item's rows in the wire's row layout (`extra` back to JSON text)."""
+    doc = json.loads(payload)
+    rows = []
+    for row in doc["rows"]:
+        extra = row[10]
+        if extra is not None:
+            extra = json.dumps(extra, ensure_ascii=False, separators=(",", ":"))
+        rows.append((*row[:10], extra))
+    return rows
+
+
+def result_fields(payload: bytes) -> dict[str, Any]:
+    """A stored command result in the wire's form (`command_id`, not the store's `command`)."""
+    stored = json.loads(payload)
+    return {"command_id": stored.pop("command"), **stored}
+
+
+def _part(store: Store, item: OutboxItem) -> _Part:
+    part = _Part(item.id, item.kind)
+    try:
+        if item.kind is OutboxKind.ENTRY:
+            part.entry = _entry(store, item)
+        elif item.kind is OutboxKind.READING:
+            part.rows = reading_rows(item.payload)
+        elif item.kind in (OutboxKind.EVENT, OutboxKind.ALARM):
+            part.event = json.loads(item.payload)
+        elif item.kind is OutboxKind.COMMAND_RESULT:
+            part.result = result_fields(item.payload)
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise CorruptStore(store.path, None, f"outbox item {item.id} is malformed: {exc}") from exc
+    return part
+
+
+def _closes_chain(part: _Part) -> bool:
+    return part.entry is not None and not part.entry[0].transfer.linked
+
+
+def _chain_cut(parts: Sequence[_Part], count: int) -> int:
+    """`count` items, or fewer so that the prefix does not end inside a linked chain of
+    transfers (or more, to the chain's end, when the prefix holds nothing but that chain)."""
+    last = next((k for k in range(count - 1, -1, -1) if parts[k].entry is not None), None)
+    if last is None or _closes_chain(parts[last]):
+        return count
+    for k in range(last - 1, -1, -1):
+        if _closes_chain(parts[k]):
+            return k + 1
+    for k in range(count, len(parts)):
+        if _closes_chain(parts[k]):
+            return k + 1
+    return count  # the chain runs on beyond what was fetched: nothing better to do
+
+
+class BatchBuilder:
+    """Builds the next batch after an outbox id for one node, within `limits`."""
+
+    def __init__(self, store: Store, key: NodeKey, limits: UplinkLimits = UplinkLimits()) -> None:
+        self.store = store
+        self.key = key
+        self.limits = limits
+
+    def build(self, after_id: int, *, sent_ahead: Collection[int] = ()) -> BuiltBatch | None:
+        """The batch of the items after `after_id`, or None when nothing is left to send.
+
+        `sent_ahead` are alarm ids already carried ahead of order (not carried again)."""
+        items, more = self._fetch(after_id)
+        if not items:
+            return None
+        parts = [_part(self.store, item) for item in items]
+        self._check_contiguous(parts)
+        ahead = self._ahead(items[-1].id, sent_ahead) if more else []
+        raw, guess = 0, len(items)
+        for k, item in enumerate(items):
+            raw += len(item.payload)
+            if raw > self.limits.max_bytes * _RAW_GUESS:
+                guess = max(1, k)
+                break
+        return self._fit(parts, guess, ahead, more)
+
+    def _fetch(self, after_id: int) -> tuple[list[OutboxItem], bool]:
+        """The items after `after_id`, page by page, until the item limit or until their
+        payloads are surely more than a batch can hold; and whether more are waiting."""
+        limit = self.limits.max_items
+        cap = self.limits.max_bytes * _RAW_PER_BYTE
+        items: list[OutboxItem] = []
+        raw = pages = 0
+        while len(items) <= limit and raw <= cap:
+            wanted = min(_PAGES[min(pages, len(_PAGES) - 1)], limit + 1 - len(items))
+            pages += 1
+            page = self.store.outbox(items[-1].id if items else after_id, wanted)
+            items += page
+            raw += sum(len(item.payload) for item in page)
+            if len(page) < wanted:
+                return items[:limit], len(items) > limit
+        return items[:limit], True
+
+    def _ahead(self, after_id: int, sent_ahead: Collection[int]) -> list[_Part]:
+        """The newest alarms beyond `after_id` not yet carried ahead."""
+        wanted = self.limits.priority_alarms
+        if not wanted:
+            return []
+        newest = self.store.outbox_newest(OutboxKind.ALARM, after_id, wanted + len(sent_ahead))
+        fresh = [item for item in newest if item.id not in sent_ahead][:wanted]
+        return [_part(self.store, item) for item in reversed(fresh)]
+
+    def _check_contiguous(self, parts: Sequence[_Part]) -> None:
+        seq = None
+        for part in parts:
+            if part.entry is None:
+                continue
+            entry = part.entry[0]
+            if seq is not None and entry.seq != seq + 1:
+                raise CorruptStore(
+                    self.store.path, entry.seq, f"the outbox skips from entry {seq} to {entry.seq}"
+                )
+            seq = entry.seq
+
+    def _fit(
+        self, parts: Sequence[_Part], count: int, ahead: Sequence[_Part], more: bool
+    ) -> BuiltBatch:
+        """The longest prefix (about `count` items) whose payload fits the budget, found in a
+        few encodes by scaling the count with the measured size."""
+        budget = self.limits.max_bytes
+        fitting: BuiltBatch | None = None
+        too_big = len(parts) + 1  # the smallest count known not to fit
+        tried: set[int] = set()
+        for _ in range(_TRIES):
+            count = _chain_cut(parts, max(1, min(count, len(parts))))
+            if count in tried or count >= too_big:
+                break
+            tried.add(count)
+            built = self._encode(parts[:count], ahead, more or count < len(parts))
+            size = len(built.payload)
+            if size <= budget and _inflated(built.payload) <= MAX_BATCH_BYTES:
+                fitting = built if fitting is None or count > fitting.items else fitting
+                if count == len(parts) or size > budget * _SHRINK:
+                    break
+                count = min(int(count * budget * _SHRINK / size), too_big - 1)
+            else:
+                too_big = count
+                count = min(count - 1, int(count * budget * _SHRINK / size))
+                if fitting is not None:
+                    count = max(count, fitting.items + 1)
+        if fitting is not None:
+            return fitting
+        # One item (or one linked chain) over the budget: it goes alone, the outbox must move.
+        alone = _chain_cut(parts, 1)
+        return self._encode(parts[:alone], ahead, more or alone < len(parts))
+
+    def _encode(self, parts: Sequence[_Part], ahead: Sequence[_Part], more: bool) -> BuiltBatch:
+        entries = [p.entry for p in parts if p.entry is not None]
+        ledger = None
+        last_seq = None
+        if entries:
+            first, last = entries[0][0], entries[-1][0]
+            checkpoint = sign_checkpoint(self.key, last.node, last.seq, last.hash)
+            ledger = LedgerPart(
+                from_seq=first.seq,
+                prev=first.prev_hash,
+                bodies=tuple(body for _, body in entries),
+                key_id=checkpoint.key_id,
+                signature=checkpoint.signature,
+            )
+            last_seq = last.seq
+        rows = [row for p in parts for row in p.rows]
+        events = [p.event for p in (*parts, *ahead) if p.event is not None]
+        batch = Batch(
+            node=self.store.node,
+            first=parts[0].id,
+            upto=parts[-1].id,
+            ledger=ledger,
+            readings=tuple(rows),
+            events=tuple(events),
+            results=tuple(p.result for p in parts if p.result is not None),
+        )
+        return BuiltBatch(
+            batch=batch,
+            payload=encode_batch(batch),
+            items=len(parts),
+            entries=len(entries),
+            readings=len(rows),
+            last_seq=last_seq,
+            ahead=tuple(p.id for p in ahead),
+            more=more,
+        )
+
+
+def _inflated(payload: bytes) -> int:
+    inflate = zlib.decompressobj(-15)
+    return len(inflate.decompress(payload[len(MAGIC) :], MAX_BATCH_BYTES + 1))

@@ -1,0 +1,98 @@
+"""The application as a whole: OpenAPI, health, alarms, and the mapping of errors to statuses."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, create_engine
+
+from cloud.app import create_app
+from ledger.chain import NodeKey
+from tests.cloud.api.conftest import NODE, Site
+from tests.cloud.conftest import Clock
+
+ENDPOINTS = {
+    "/concentrators": {"get", "post"},
+    "/concentrators/{node}": {"get"},
+    "/concentrators/{node}/clear-quarantine": {"post"},
+    "/accounts": {"get"},
+    "/accounts/{account}": {"get"},
+    "/meters": {"get"},
+    "/readings": {"get"},
+    "/ledger": {"get"},
+    "/recharges": {"get", "post"},
+    "/recharges/{payment}": {"get"},
+    "/relays": {"post"},
+    "/commands": {"get"},
+    "/commands/{command_id}": {"get"},
+    "/alarms": {"get"},
+    "/health": {"get"},
+}
+
+
+def test_openapi_lists_every_endpoint(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    assert schema["info"]["title"] == "Voltbook cloud"
+    assert {path: set(ops) for path, ops in schema["paths"].items()} == ENDPOINTS
+    fen = schema["components"]["schemas"]["RechargeIn"]["properties"]["fen"]
+    assert (fen["type"], fen["exclusiveMinimum"]) == ("integer", 0)
+    refusals = schema["paths"]["/recharges"]["post"]["responses"]
+    assert set(refusals) == {"200", "201", "404", "409", "422", "503"}
+    error = refusals["409"]["content"]["application/json"]["schema"]
+    assert error == {"$ref": "#/components/schemas/ErrorOut"}
+
+
+def test_docs_page_is_served(client: TestClient) -> None:
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert "swagger" in page.text.lower()
+    assert "/openapi.json" in page.text
+
+
+def test_health(client: TestClient) -> None:
+    assert client.get("/health").json() == {"status": "ok", "database": True, "broker": None}
+
+
+def test_health_reports_the_broker_when_told(
+    engine: Engine, site: Site, cloud_key: NodeKey, clock: Clock
+) -> None:
+    connected = [True]
+    app = create_app(engine, cloud_key, clock, broker_connected=lambda: connected[0])
+    with TestClient(app) as client:
+        assert client.get("/health").json()["broker"] is True
+        connected[0] = False
+        assert client.get("/health").json() == {
+            "status": "degraded",
+            "database": True,
+            "broker": False,
+        }
+
+
+def test_health_is_503_without_a_database(cloud_key: NodeKey) -> None:
+    gone = create_engine("sqlite:////nonexistent-dir/voltbook/cloud.db")
+    with TestClient(create_app(gone, cloud_key)) as client:
+        answer = client.get("/health")
+        assert answer.status_code == 503
+        assert answer.json()["database"] is False
+        listing = client.get("/accounts")
+        assert listing.status_code == 503
+        assert listing.json()["error"] == "unavailable"
+
+
+def test_alarms_filters(client: TestClient, site: Site) -> None:
+    site.send(NODE, b"not a batch")
+    site.send("edge-7777", b"VB\x01garbage")
+    every = client.get("/alarms").json()
+    assert [(a["node"], a["kind"], a["cleared"]) for a in every["items"]] == [
+        (NODE, "refused_batch", False),
+        ("edge-7777", "refused_batch", False),
+    ]
+    assert every["items"][0]["time"] == "2026-11-24T08:00:00Z"
+    assert "magic" in every["items"][0]["detail"]
+    assert client.get("/alarms", params={"node": NODE}).json()["total"] == 1
+    assert client.get("/alarms", params={"cleared": True}).json()["total"] == 0
+    assert client.get("/alarms", params={"cleared": "maybe"}).status_code == 422
+
+
+def test_unknown_paths_and_methods(client: TestClient) -> None:
+    assert client.get("/nothing-here").status_code == 404
+    assert client.delete("/accounts/A0001").status_code == 405

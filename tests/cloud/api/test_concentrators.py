@@ -1,0 +1,130 @@
+"""`/concentrators`: registry, heads, presence, quarantine and its clearing."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from ledger.chain import NodeKey, public_key_pem
+from ledger.wire import AckStatus
+from tests.cloud.api.conftest import EDGE_KEYS, NODE, OTHER, T0, Site, opening_transfers
+
+
+def test_list_is_sorted_and_leaves_out_the_cloud_chain(client: TestClient) -> None:
+    body = client.get("/concentrators").json()
+    assert [c["node"] for c in body["items"]] == [NODE, OTHER]
+    assert (body["total"], body["limit"], body["offset"]) == (2, 100, 0)
+
+
+def test_one_concentrator_shows_its_head(client: TestClient, site: Site) -> None:
+    found = client.get(f"/concentrators/{NODE}").json()
+    edge, outbox = site.edges[NODE], site.outbox[NODE]
+    assert found == {
+        "node": NODE,
+        "name": f"Site {NODE}",
+        "key_id": EDGE_KEYS[NODE].key_id,
+        "public_key": EDGE_KEYS[NODE].public_key.public_bytes_raw().hex(),
+        "status": "active",
+        "reason": "",
+        "online": True,
+        "last_seen": "2026-11-24T08:00:00Z",
+        "head_seq": 7,
+        "head_hash": edge.chain.head.hex(),
+        "upto": outbox,
+        "commands_applied": 0,
+        "pending_commands": 0,
+        "created": "2026-11-24T08:00:00Z",
+    }
+    assert client.get(f"/concentrators/{OTHER}").json()["head_hash"] == "00" * 32
+
+
+def test_unknown_concentrator_is_404(client: TestClient) -> None:
+    answer = client.get("/concentrators/edge-9999")
+    assert answer.status_code == 404
+    assert answer.json()["error"] == "not_found"
+    assert "edge-9999" in answer.json()["detail"]
+    assert client.get("/concentrators/cloud").status_code == 404
+
+
+def test_paging_and_status_filter(client: TestClient) -> None:
+    second = client.get("/concentrators", params={"limit": 1, "offset": 1}).json()
+    assert [c["node"] for c in second["items"]] == [OTHER]
+    assert second["total"] == 2
+    assert client.get("/concentrators", params={"status": "quarantined"}).json()["total"] == 0
+    assert client.get("/concentrators", params={"status": "sleepy"}).status_code == 422
+    assert client.get("/concentrators", params={"limit": 0}).status_code == 422
+    assert client.get("/concentrators", params={"limit": 1001}).status_code == 422
+    assert client.get("/concentrators", params={"offset": -1}).status_code == 422
+
+
+def test_register_with_hex_and_with_pem(client: TestClient) -> None:
+    key = NodeKey.from_seed(b"3" * 32)
+    raw = key.public_key.public_bytes_raw().hex()
+    made = client.post("/concentrators", json={"node": "edge-0003", "public_key": raw})
+    assert made.status_code == 201, made.text
+    assert made.json()["key_id"] == key.key_id
+    assert made.json()["status"] == "active"
+    assert made.json()["head_seq"] == 0
+    pem = public_key_pem(key.public_key).decode()
+    again = client.post(
+        "/concentrators", json={"node": "edge-0003", "public_key": pem, "name": "Hall 3"}
+    )
+    assert again.status_code == 201
+    assert again.json()["name"] == "Hall 3"
+    assert client.get("/concentrators").json()["total"] == 3
+
+
+def test_register_refusals(client: TestClient) -> None:
+    other_key = NodeKey.from_seed(b"9" * 32).public_key.public_bytes_raw().hex()
+    clash = client.post("/concentrators", json={"node": NODE, "public_key": other_key})
+    assert clash.status_code == 409
+    assert clash.json()["error"] == "conflict"
+    bad_key = client.post("/concentrators", json={"node": "edge-0004", "public_key": "zz" * 32})
+    assert bad_key.status_code == 422
+    assert "public_key" in bad_key.json()["detail"]
+    bad_node = client.post("/concentrators", json={"node": "edge 4!", "public_key": other_key})
+    assert bad_node.status_code == 422
+    assert bad_node.json()["detail"][0]["loc"] == ["body", "node"]
+    cloud = client.post("/concentrators", json={"node": "cloud", "public_key": other_key})
+    assert cloud.status_code == 422
+    assert client.get("/concentrators").json()["total"] == 2
+
+
+def test_quarantine_shows_and_clears(client: TestClient, site: Site) -> None:
+    impostor = NodeKey.from_seed(b"x" * 32)
+    ack = site.upload(OTHER, opening_transfers(OTHER), key=impostor)
+    assert ack.status is AckStatus.QUARANTINED
+    held = client.get(f"/concentrators/{OTHER}").json()
+    assert held["status"] == "quarantined"
+    assert held["reason"]
+    assert [c["node"] for c in client.get("/concentrators?status=quarantined").json()["items"]] == [
+        OTHER
+    ]
+    open_alarms = client.get("/alarms", params={"node": OTHER, "cleared": False}).json()
+    assert [a["kind"] for a in open_alarms["items"]] == ["quarantined"]
+
+    cleared = client.post(f"/concentrators/{OTHER}/clear-quarantine", json={"operator": "op-li"})
+    assert cleared.status_code == 200, cleared.text
+    assert (cleared.json()["status"], cleared.json()["reason"]) == ("active", "")
+    assert client.get("/alarms", params={"node": OTHER, "cleared": False}).json()["total"] == 0
+    kinds = [a["kind"] for a in client.get("/alarms", params={"node": OTHER}).json()["items"]]
+    assert kinds == ["quarantined", "quarantine_cleared"]
+
+
+def test_clear_quarantine_refusals(client: TestClient) -> None:
+    assert (
+        client.post("/concentrators/edge-9/clear-quarantine", json={"operator": "x"}).status_code
+        == 404
+    )
+    assert (
+        client.post("/concentrators/cloud/clear-quarantine", json={"operator": "x"}).status_code
+        == 404
+    )
+    missing = client.post(f"/concentrators/{NODE}/clear-quarantine", json={})
+    assert missing.status_code == 422
+    assert missing.json()["detail"][0]["loc"] == ["body", "operator"]
+
+
+def test_times_are_answered_with_their_offset(client: TestClient) -> None:
+    seen = client.get(f"/concentrators/{NODE}").json()["last_seen"]
+    assert seen.endswith("Z") or seen.endswith("+00:00")
+    assert seen.startswith(T0.date().isoformat())

@@ -1,0 +1,157 @@
+"""`voltbook-cloud`: help texts, `init`, `key`, and `serve` as a real process stopped by
+SIGTERM."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cloud.cli import main
+from cloud.config import load_config
+from cloud.keys import load
+
+SERVE_START_S = 20.0
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--help")
+    assert code == 0
+    assert out.startswith("usage: voltbook-cloud")
+    for command in ("serve", "init", "key"):
+        assert re.search(rf"^    {command} +\S", out, re.MULTILINE), command
+    assert "examples:" in out
+
+
+def test_serve_help_explains_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "serve", "--help")
+    assert code == 0
+    assert out.startswith("usage: voltbook-cloud serve [-h] [--config FILE] [--data-dir DIR]")
+    for words in ("SIGTERM", "embedded", "127.0.0.1:8080", "/docs", "--data-dir DIR"):
+        assert words in out, words
+
+
+def test_a_command_is_required(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys)
+    assert code == 2
+    assert "COMMAND" in err
+
+
+def test_init_writes_config_and_key_and_prints_the_public_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, "init", "--dir", str(tmp_path / "vb"))
+    assert code == 0
+    config_path = tmp_path / "vb" / "cloud.toml"
+    key = load(tmp_path / "vb" / "cloud-key.pem")
+    public = key.public_key.public_bytes_raw().hex()
+    assert f"cloud public key: {public}" in out
+    assert f"cloud key id:     {key.key_id}" in out
+    assert f"voltbook-cloud serve --config {config_path}" in out
+    text = config_path.read_text()
+    assert text.count("#") > 10  # commented
+    config = load_config(config_path)
+    assert config.cloud_key == tmp_path / "vb" / "cloud-key.pem"
+    assert config.broker.embedded
+    assert (tmp_path / "vb" / "cloud-key.pem").stat().st_mode & 0o777 == 0o600
+
+    again, _, err = run(capsys, "init", "--dir", str(tmp_path / "vb"))
+    assert again == 2
+    assert "exists already" in err
+    assert load(tmp_path / "vb" / "cloud-key.pem").key_id == key.key_id
+
+    code, out, _ = run(capsys, "key", "--config", str(config_path))
+    assert code == 0
+    assert out.splitlines() == [f"cloud public key: {public}", f"cloud key id:     {key.key_id}"]
+
+
+def test_key_without_a_key_yet(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "key", "--data-dir", str(tmp_path))
+    assert (code, out) == (2, "")
+    assert "no cloud key" in err
+    assert not (tmp_path / "cloud-key.pem").exists()
+
+
+def test_serve_refuses_a_bad_config_in_a_sentence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "cloud.toml"
+    config.write_text("[api]\nport = 'eighty'\n")
+    code, _, err = run(capsys, "serve", "--config", str(config))
+    assert code == 2
+    assert err.startswith(f"error: cannot use the configuration {config}: [api] port")
+    assert "Traceback" not in err
+    code, _, err = run(capsys, "serve", "--config", str(tmp_path / "missing.toml"))
+    assert code == 2
+    assert "does not exist" in err
+
+
+def test_serve_runs_until_sigterm(tmp_path: Path) -> None:
+    config = tmp_path / "cloud.toml"
+    config.write_text("[api]\nport = 0\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cloud.cli", "serve", "--config", str(config)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+    url: list[str] = []
+    started = threading.Event()
+
+    def read() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            lines.append(line)
+            found = re.search(r"API (http://\S+) ", line)
+            if found:
+                url.append(found.group(1))
+                started.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert started.wait(SERVE_START_S), "".join(lines)
+        assert httpx.get(url[0] + "/health", timeout=5).json()["database"] is True
+        began = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0, "".join(lines)
+        assert time.monotonic() - began < 8
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    reader.join(5)
+    log = "".join(lines)
+    assert f"database sqlite:///{tmp_path}/voltbook-cloud.db" in log
+    assert re.search(r"broker 127\.0\.0\.1:\d+ \(embedded", log)
+    assert f"cloud key {load(tmp_path / 'cloud-key.pem').key_id}" in log
+    assert "SIGTERM received: stopping" in log
+    assert "Traceback" not in log
+
+
+def test_serve_without_its_database_says_so_without_the_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "cloud.toml"
+    config.write_text('[database]\nurl = "postgresql+psycopg://vb:s3cret@127.0.0.1:1/vb"\n')
+    code, _, err = run(capsys, "serve", "--config", str(config))
+    assert code == 2
+    assert err.startswith("error: the database postgresql+psycopg://vb:***@127.0.0.1:1/vb")
+    assert "s3cret" not in err
+    assert not (tmp_path / "cloud-key.pem").exists()  # nothing was started or made

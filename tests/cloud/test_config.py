@@ -1,0 +1,182 @@
+"""The cloud's config file: defaults, a full file, and every way a file can be wrong."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from cloud.config import TEMPLATE, ConfigError, load_config
+from cloud.errors import CloudError
+
+FULL = """
+[database]
+url = "postgresql+psycopg://voltbook:s3cret@db.example:5432/voltbook"
+
+[broker]
+host = "mqtt.example"
+[broker.tls]
+ca = "pki/ca.crt"
+cert = "pki/cloud.crt"
+key = "pki/cloud.key"
+
+[api]
+host = "0.0.0.0"
+port = 9000
+
+[keys]
+cloud = "keys/cloud.pem"
+
+[ingest]
+workers = 3
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "cloud.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def refused(path: Path) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert str(path) in message
+    return message
+
+
+def test_no_file_means_every_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = load_config()
+    data = tmp_path / "voltbook-data"
+    assert config.path is None
+    assert config.data_dir == data
+    assert config.database_url == f"sqlite:///{data}/voltbook-cloud.db"
+    assert config.broker.embedded and config.broker.port is None and config.broker.tls is None
+    assert (config.api.host, config.api.port, config.api.url) == (
+        "127.0.0.1",
+        8080,
+        "http://127.0.0.1:8080",
+    )
+    assert config.cloud_key == data / "cloud-key.pem"
+    assert config.broker_dir == data / "broker"
+    assert config.ingest_workers == 1
+
+
+def test_data_dir_moves_the_defaults(tmp_path: Path) -> None:
+    config = load_config(None, tmp_path / "elsewhere")
+    assert config.database_url.endswith(f"{tmp_path}/elsewhere/voltbook-cloud.db")
+    assert config.cloud_key == tmp_path / "elsewhere" / "cloud-key.pem"
+
+
+def test_empty_file_means_defaults_next_to_it(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, ""))
+    assert config.data_dir == tmp_path
+    assert config.database_url == f"sqlite:///{tmp_path}/voltbook-cloud.db"
+    assert config.cloud_key == tmp_path / "cloud-key.pem"
+
+
+def test_full_file(tmp_path: Path) -> None:
+    (tmp_path / "pki").mkdir()
+    for name in ("ca.crt", "cloud.crt", "cloud.key"):
+        (tmp_path / "pki" / name).write_text("PEM")
+    config = load_config(write(tmp_path, FULL))
+    assert config.database_url == "postgresql+psycopg://voltbook:s3cret@db.example:5432/voltbook"
+    assert config.database_shown == "postgresql+psycopg://voltbook:***@db.example:5432/voltbook"
+    assert not config.broker.embedded
+    assert (config.broker.host, config.broker.port) == ("mqtt.example", 8883)  # TLS default
+    assert config.broker.tls is not None
+    assert config.broker.tls.key == tmp_path / "pki" / "cloud.key"
+    assert (config.api.host, config.api.port) == ("0.0.0.0", 9000)
+    assert config.cloud_key == tmp_path / "keys" / "cloud.pem"
+    assert config.ingest_workers == 3
+
+
+def test_relative_sqlite_file_is_next_to_the_config(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, '[database]\nurl = "sqlite:///db/vb.db"\n'))
+    assert config.database_url == f"sqlite:///{tmp_path}/db/vb.db"
+
+
+def test_external_broker_without_tls_defaults_to_1883(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, '[broker]\nhost = "10.0.0.5"\n'))
+    assert (config.broker.embedded, config.broker.host, config.broker.port) == (
+        False,
+        "10.0.0.5",
+        1883,
+    )
+
+
+def test_embedded_broker_on_a_fixed_port(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "[broker]\nembedded = true\nport = 18830\n"))
+    assert config.broker.embedded and config.broker.port == 18830
+
+
+def test_the_init_template_loads_as_the_defaults(tmp_path: Path) -> None:
+    template = load_config(write(tmp_path, TEMPLATE.format(name="cloud.toml", key="cloud-key.pem")))
+    empty = load_config(write(tmp_path, "", "empty.toml"))
+    assert dataclasses.replace(template, path=empty.path) == empty
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("[database]\nurl = 5\n", ["[database] url", "a non-empty string", "int 5"]),
+        ('[database]\nurl = "not a url"\n', ["[database] url", "a database URL"]),
+        ('[database]\nurl = "mysql://h/db"\n', ["[database] url", "postgresql+psycopg://"]),
+        ('[api]\nport = "8080"\n', ["[api] port", "an integer from 0 to 65535", "'8080'"]),
+        ("[api]\nport = 70000\n", ["[api] port", "70000"]),
+        ("[api]\nport = 80.5\n", ["[api] port", "float"]),
+        ("[ingest]\nworkers = 0\n", ["[ingest] workers", "from 1"]),
+        ("[ingest]\nworkers = true\n", ["[ingest] workers", "a boolean"]),
+        ('[broker]\nembedded = "yes"\n', ["[broker] embedded", "true or false"]),
+        ("database = 3\n", ["[database] must be a table"]),
+        ('[broker]\nembedded = true\nhost = "h"\n', ["both embedded = true and host"]),
+        ("[broker]\nembedded = false\n", ["needs the broker's host"]),
+        ('[broker.tls]\nca = "x"\ncert = "y"\nkey = "z"\n', ["[broker.tls] ca", "does not exist"]),
+        ("[keys]\ncloud = 1\n", ["[keys] cloud"]),
+    ],
+)
+def test_wrong_types_and_values_name_the_key(tmp_path: Path, text: str, names: list[str]) -> None:
+    message = refused(write(tmp_path, text))
+    for name in names:
+        assert name in message
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("[databse]\n", ["unknown key databse"]),
+        ('[database]\nurl = "sqlite://"\npool = 3\n', ["unknown key [database] pool"]),
+        ("[api]\nhots = 'x'\n", ["unknown key [api] hots", "known here: host, port"]),
+        ('[broker]\nhost = "h"\n[broker.tls]\nca = "a"\ncert = "c"\nkey = "k"\nextra = 1\n', []),
+    ],
+)
+def test_unknown_keys_are_refused(tmp_path: Path, text: str, names: list[str]) -> None:
+    for name in ("a", "c", "k"):
+        (tmp_path / name).write_text("PEM")
+    message = refused(write(tmp_path, text))
+    assert "unknown key" in message
+    for name in names:
+        assert name in message
+
+
+def test_corrupt_toml_says_so(tmp_path: Path) -> None:
+    message = refused(write(tmp_path, '[database\nurl = "sqlite://"\n'))
+    assert "not valid TOML" in message
+    assert "line 1" in message
+
+
+def test_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "cloud.toml"
+    path.write_bytes(b"[api]\nhost = '\xff'\n")
+    assert "not UTF-8" in refused(path)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    assert "does not exist" in refused(tmp_path / "nope.toml")
+
+
+def test_config_error_is_a_cloud_error() -> None:
+    assert issubclass(ConfigError, CloudError)

@@ -1,0 +1,113 @@
+"""The whole cloud in one process (`cloud.server.serve_in_thread`): it starts with the embedded
+broker, answers HTTP, ingests what a concentrator publishes, and stops within seconds."""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import paho.mqtt.client as mqtt
+import pytest
+
+from cloud.config import ApiSettings, CloudConfig, load_config
+from cloud.server import serve_in_thread
+from ledger.chain import NodeKey
+from ledger.signed import ACK_TAG, open_signed, trusted
+from ledger.wire import Ack, AckStatus, Status, topic
+from tests.cloud.api.conftest import opening_transfers
+from tests.cloud.fake_edge import FakeEdge
+
+NODE = "edge-0001"
+START_LIMIT_S = 10.0
+STOP_LIMIT_S = 5.0
+
+
+def listening(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> CloudConfig:
+    """All defaults (SQLite, embedded broker) in a fresh data dir; the API on any free port."""
+    return dataclasses.replace(
+        load_config(None, tmp_path / "data"), api=ApiSettings("127.0.0.1", 0)
+    )
+
+
+def test_serve_in_thread_starts_serves_and_stops(config: CloudConfig) -> None:
+    began = time.monotonic()
+    cloud = serve_in_thread(config)
+    started = time.monotonic() - began
+    try:
+        assert started < START_LIMIT_S
+        health = httpx.get(cloud.url + "/health", timeout=5).json()
+        assert health == {"status": "ok", "database": True, "broker": True}
+        assert httpx.get(cloud.url + "/docs", timeout=5).status_code == 200
+        api_port = int(cloud.url.rsplit(":", 1)[1])
+        assert config.cloud_key.exists()
+    finally:
+        began = time.monotonic()
+        cloud.stop()
+        stopped = time.monotonic() - began
+    assert stopped < STOP_LIMIT_S
+    assert not listening("127.0.0.1", api_port)
+    assert not listening(cloud.broker_host, cloud.broker_port)
+    cloud.stop()  # a second stop does nothing
+
+
+@pytest.fixture(params=["mosquitto", "amqtt"])
+def broker_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The embedded default takes mosquitto from PATH, else the in-process amqtt broker (which
+    has no shared subscriptions: one plain ingest subscriber)."""
+    if request.param == "amqtt":
+        monkeypatch.setattr("cloud.services.broker.find_mosquitto", lambda: None)
+    return str(request.param)
+
+
+def test_a_concentrator_syncs_through_the_running_cloud(
+    config: CloudConfig, broker_kind: str
+) -> None:
+    edge_key = NodeKey.from_seed(b"1" * 32)
+    with serve_in_thread(config) as cloud:  # type: ignore[arg-type]
+        raw = edge_key.public_key.public_bytes_raw().hex()
+        made = httpx.post(
+            cloud.url + "/concentrators", json={"node": NODE, "public_key": raw}, timeout=5
+        )
+        assert made.status_code == 201, made.text
+
+        acks: queue.Queue[bytes] = queue.Queue()
+        subscribed = threading.Event()
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=NODE)
+        client.on_message = lambda _c, _u, message: acks.put(message.payload)
+        client.on_subscribe = lambda *_args: subscribed.set()
+        client.connect(cloud.broker_host, cloud.broker_port)
+        client.loop_start()
+        try:
+            client.subscribe(topic(NODE, "ack"), qos=1)
+            assert subscribed.wait(5)
+            inventory = {"A0001": {"shop": "S101", "meters": [{"address": "000000000001"}]}}
+            status = Status(NODE, True, extra={"accounts": inventory}).encode()
+            client.publish(topic(NODE, "status"), status, qos=1).wait_for_publish(5)
+            edge = FakeEdge(NODE, edge_key)
+            uplink = edge.payload(1, 7, edge.book(*opening_transfers(NODE)))
+            client.publish(topic(NODE, "up"), uplink, qos=1).wait_for_publish(5)
+            signed = acks.get(timeout=10)
+        finally:
+            client.loop_stop()
+            client.disconnect()
+        ack = Ack.from_fields(open_signed(ACK_TAG, signed, trusted(cloud.key.public_key)))
+        assert (ack.status, ack.seq) == (AckStatus.OK, 7)
+
+        found = httpx.get(f"{cloud.url}/concentrators/{NODE}", timeout=5).json()
+        assert (found["head_seq"], found["online"]) == (7, True)
+        account = httpx.get(f"{cloud.url}/accounts/A0001", timeout=5).json()
+        assert account["prepaid_fen"] == 10_000 - 837

@@ -1,0 +1,268 @@
+"""Uplink batches and the session's rules, without a broker: a day of a simulated building
+(32 meters, 96 cycles) in a real store, batched under budgets, verified as the cloud would, and
+measured on the wire.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import math
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edge.runtime.boot import Booted
+from edge.site import load_site
+from edge.store import Category, OutboxKind, Store
+from edge.sync.session import SessionConfig, SyncAlarm, UplinkSession
+from edge.sync.uplink import BatchBuilder, BuiltBatch, UplinkLimits, reading_rows
+from ledger.chain import Checkpoint, Entry, NodeKey, entry_hash, sign_checkpoint
+from ledger.encoding import GENESIS_HASH, encode_transfer
+from ledger.signed import ACK_TAG, sign, trusted
+from ledger.wire import Ack, AckStatus, Batch, LedgerPart, decode_batch, encode_batch, topic
+from tests.edge.sync.conftest import CLOUD_KEY, QUARTER
+from tests.runtime.conftest import booted_at, demo
+
+MQTT_FIXED = 1 + 3 + 2 + 2 + 4  # header, remaining length, topic length, packet id; PUBACK
+TLS_RECORD = 16_384  # plaintext bytes per TLS record
+TLS_PER_RECORD = 5 + 8 + 16  # TLS 1.2 AES-GCM: header, explicit nonce, tag (1.3: 5 + 1 + 16)
+
+
+@pytest.fixture(scope="module")
+def day(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Booted]:
+    site = demo(tmp_path_factory.mktemp("day"), 32, tariff="tou")
+    booted, clock = booted_at(load_site(site.site_toml))
+    for _ in range(96):
+        booted.runtime.run_cycle()
+        clock.advance(QUARTER)
+    yield booted
+    booted.close()
+
+
+def wire_bytes(node: str, payload: bytes) -> int:
+    """A batch's bytes on the wire: MQTT PUBLISH (QoS 1) and its PUBACK, TLS records."""
+    mqtt = len(payload) + MQTT_FIXED + len(topic(node, "up"))
+    return mqtt + math.ceil(mqtt / TLS_RECORD) * TLS_PER_RECORD
+
+
+def all_batches(builder: BatchBuilder) -> list[BuiltBatch]:
+    out: list[BuiltBatch] = []
+    after = 0
+    while (built := builder.build(after)) is not None:
+        out.append(built)
+        after = built.upto
+    return out
+
+
+def verify_ledger(node: str, key: NodeKey, batches: list[BuiltBatch]) -> int:
+    """Check the batches as the cloud does; returns the last seq."""
+    seq, head = 0, GENESIS_HASH
+    for built in batches:
+        part = decode_batch(built.payload).ledger
+        if part is None:
+            continue
+        assert part.from_seq == seq + 1 and part.prev == head
+        for offset, body in enumerate(part.bodies):
+            head = entry_hash(node, part.from_seq + offset, head, body)
+        seq = part.last_seq
+        assert Checkpoint(node, seq, head, part.key_id, part.signature).verify(key.public_key)
+    return seq
+
+
+def test_batches_cover_the_outbox_contiguously_within_the_budget(day: Booted) -> None:
+    store = day.runtime.store
+    limits = UplinkLimits(max_bytes=4096, max_items=5000, priority_alarms=0)
+    batches = all_batches(BatchBuilder(store, day.runtime.key, limits))
+    items = store.outbox(0, 10**6)
+    assert batches[0].first == items[0].id and batches[-1].upto == items[-1].id
+    for before, after in itertools.pairwise(batches):
+        assert after.first == before.upto + 1  # contiguous outbox ids
+    assert sum(b.items for b in batches) == len(items)
+    assert all(len(b.payload) <= 4096 for b in batches)
+    assert all(len(b.payload) > 4096 * 0.6 for b in batches[:-1])  # and not timidly small
+    assert verify_ledger(store.node, day.runtime.key, batches) == store.chain.seq
+    readings = sum(len(decode_batch(b.payload).readings) for b in batches)
+    assert readings == 96 * 32
+
+
+def test_no_batch_ends_inside_a_linked_chain(day: Booted) -> None:
+    store = day.runtime.store
+    assert any(e.transfer.linked for e in store.entries())  # the day has linked chains
+    for budget in (1024, 2048, 3000):
+        limits = UplinkLimits(max_bytes=budget, max_items=5000, priority_alarms=0)
+        for built in all_batches(BatchBuilder(store, day.runtime.key, limits)):
+            if built.last_seq is not None:
+                last = store.entry(built.last_seq)
+                assert last is not None and not last.transfer.linked
+
+
+def test_bodies_are_the_stored_canonical_bytes(day: Booted) -> None:
+    store = day.runtime.store
+    uri = store.path.resolve().as_uri() + "?mode=ro"
+    with sqlite3.connect(uri, uri=True) as conn:
+        stored = dict(conn.execute("SELECT seq, body FROM ledger WHERE seq <= 200"))
+    built = BatchBuilder(store, day.runtime.key, UplinkLimits(max_items=400)).build(0)
+    assert built is not None and built.batch.ledger is not None
+    part = built.batch.ledger
+    for offset, body in enumerate(part.bodies):
+        if part.from_seq + offset in stored:
+            assert body == bytes(stored[part.from_seq + offset])
+
+
+def test_during_a_catch_up_the_newest_alarms_go_ahead_once(day: Booted) -> None:
+    store = day.runtime.store
+    limits = UplinkLimits(max_bytes=32 * 1024, max_items=50, priority_alarms=5)
+    builder = BatchBuilder(store, day.runtime.key, limits)
+    first = builder.build(0)
+    assert first is not None and first.more
+    newest = store.outbox_newest(OutboxKind.ALARM, first.upto, 5)
+    assert sorted(first.ahead) == sorted(item.id for item in newest)
+    carried = {e["id"] for e in decode_batch(first.payload).events}
+    assert all(int(next(i for i in newest if i.id == a).payload.split(b",")[0][6:]) in carried
+               for a in first.ahead)  # fmt: skip
+    second = builder.build(first.upto, sent_ahead=set(first.ahead))
+    assert second is not None and not set(second.ahead) & set(first.ahead)
+
+
+def test_readings_cost_at_most_24_bytes_each_on_the_wire(day: Booted) -> None:
+    """Readings-only batches of up to 32 KB, as a catch-up sends them: bytes per reading
+    including MQTT and TLS framing (printed for the record)."""
+    store = day.runtime.store
+    node = store.node
+    cycles = [
+        reading_rows(i.payload) for i in store.outbox(0, 10**6) if i.kind is OutboxKind.READING
+    ]
+    total = readings = 0
+    batch: list[tuple[object, ...]] = []
+    for rows in cycles:
+        trial = encode_batch(Batch(node, 1, 1, readings=tuple(batch + rows)))
+        if len(trial) > 32 * 1024 and batch:
+            payload = encode_batch(Batch(node, 1, 1, readings=tuple(batch)))
+            total, readings, batch = total + wire_bytes(node, payload), readings + len(batch), []
+        batch += rows
+    payload = encode_batch(Batch(node, 1, 1, readings=tuple(batch)))
+    total, readings = total + wire_bytes(node, payload), readings + len(batch)
+    per_reading = total / readings
+    # Ledger-only batches of up to 32 KB: bytes per entry, signature and framing included.
+    entries = list(store.entries())
+    ledger_wire, start = 0, 0
+    while start < len(entries):
+        count = len(entries) - start
+        while True:
+            chunk = entries[start : start + count]
+            payload = encode_batch(Batch(node, 1, 1, ledger=_part(day.runtime.key, chunk)))
+            if len(payload) <= 32 * 1024 or count == 1:
+                break
+            count = int(count * 32 * 1024 / len(payload) * 0.95)
+        ledger_wire, start = ledger_wire + wire_bytes(node, payload), start + count
+    per_entry = ledger_wire / len(entries)
+    print(
+        f"\n{readings} readings: {per_reading:.2f} B/reading on the wire; "
+        f"{len(entries)} ledger entries: {per_entry:.1f} B/entry on the wire"
+    )
+    assert per_reading <= 24
+    assert per_entry <= 64
+
+
+def _part(key: NodeKey, entries: list[Entry]) -> LedgerPart:
+    last = entries[-1]
+    checkpoint = sign_checkpoint(key, last.node, last.seq, last.hash)
+    bodies = tuple(encode_transfer(e.transfer) for e in entries)
+    return LedgerPart(
+        entries[0].seq, entries[0].prev_hash, bodies, key.key_id, checkpoint.signature
+    )
+
+
+def _session(store: Store, key: NodeKey, budget: int = 2048, **config: object) -> UplinkSession:
+    builder = BatchBuilder(store, key, UplinkLimits(max_bytes=budget, max_items=5000))
+    session = UplinkSession(store, builder, trusted(CLOUD_KEY.public_key), SessionConfig(**config))  # type: ignore[arg-type]
+    session.connected(0.0)
+    return session
+
+
+def _ack(
+    store: Store, seq: int, upto: int, status: AckStatus = AckStatus.OK, **kw: object
+) -> bytes:
+    entry = store.entry(seq)
+    head = GENESIS_HASH if entry is None else entry.hash
+    fields = Ack(store.node, seq, head, upto, status, dt.datetime.now(dt.UTC).isoformat()).fields()
+    fields.update(kw)
+    return sign(ACK_TAG, fields, CLOUD_KEY)
+
+
+@pytest.fixture
+def fresh(tmp_path: Path) -> Iterator[Booted]:
+    site = demo(tmp_path, 8, tariff="flat")
+    booted, clock = booted_at(load_site(site.site_toml))
+    for _ in range(6):
+        booted.runtime.run_cycle()
+        clock.advance(QUARTER)
+    yield booted
+    booted.close()
+
+
+def test_pacing_keeps_to_the_byte_rate(fresh: Booted) -> None:
+    store = fresh.runtime.store
+    session = _session(
+        store, fresh.runtime.key, budget=1024, window=64, rate_bytes_s=300, ack_timeout_s=999
+    )
+    sent: list[tuple[float, int]] = []
+    for step in range(101):  # ten seconds in ticks of 0.1 s
+        mono = step / 10
+        sent += [(mono, len(b.payload)) for b in session.next_batches(mono)]
+    assert len(sent) > 2
+    # A token bucket: at most one second of burst plus the rate times the elapsed time.
+    for mono, _ in sent:
+        assert sum(size for when, size in sent if when < mono) <= 300 * (1 + mono)
+
+
+def test_an_ack_prunes_only_what_was_sent_and_what_its_seq_covers(fresh: Booted) -> None:
+    store = fresh.runtime.store
+    session = _session(store, fresh.runtime.key, window=1)
+    first = session.next_batches(1.0)[0]
+    assert first.last_seq is not None
+    # The cloud claims far more than was sent: pruning stops at what this session sent.
+    report = session.receive_ack(_ack(store, first.last_seq, 10**6), 1.1, dt.datetime.now(dt.UTC))
+    assert report.accepted and session.acked == first.upto
+    assert store.outbox(0, 1)[0].id == first.upto + 1
+    second = session.next_batches(1.2)[0]
+    assert second.last_seq is not None and second.last_seq > first.last_seq
+    # An ack of the batch's outbox ids but an older ledger seq: only up to its entries.
+    report = session.receive_ack(
+        _ack(store, first.last_seq, second.upto), 1.3, dt.datetime.now(dt.UTC)
+    )
+    assert store.acknowledged()[0] == first.last_seq
+    entry_ids = [i.id for i in store.outbox(0, 10**6) if i.kind is OutboxKind.ENTRY]
+    assert entry_ids and min(entry_ids) > session.acked  # no unacknowledged entry was pruned
+
+
+def test_acks_that_do_not_verify_change_nothing(fresh: Booted) -> None:
+    store = fresh.runtime.store
+    session = _session(store, fresh.runtime.key, window=1)
+    built = session.next_batches(1.0)[0]
+    assert built.last_seq is not None
+    size = store.outbox_size()
+    now = dt.datetime.now(dt.UTC)
+    good = _ack(store, built.last_seq, built.upto)
+    head = store.entry(built.last_seq)
+    assert head is not None
+    fields = Ack(store.node, built.last_seq, head.hash, built.upto, AckStatus.OK, now.isoformat())
+    forged = sign(ACK_TAG, fields.fields(), NodeKey.generate())
+    for payload in (
+        forged,
+        good.replace(b'"upto":', b'"upto":1'),  # tampered after signing
+        b"{}",
+        _ack(store, built.last_seq, built.upto, node="edge-other"),
+    ):
+        report = session.receive_ack(payload, 2.0, now)
+        assert not report.accepted
+    assert store.outbox_size() == size + 1  # just the (rate-limited) alarm itself
+    assert store.acknowledged()[0] == 0
+    alarms = [
+        e for e in store.events(category=Category.ALARM) if e.event.kind == SyncAlarm.ACK_REJECTED
+    ]
+    assert len(alarms) == 1  # the same alarm at most once an hour
+    assert session.receive_ack(good, 3.0, now).accepted

@@ -11,6 +11,10 @@ a simulated LoRa link.
 Act 3 — the runtime (`edge.runtime.demo_act`): a 30-shop market billed for a simulated month by
 the real concentrator runtime: subsidies, consumption, trips and closes, alarms, a verified
 ledger.
+
+Act 4 — the cloud (`cloud.demo_act`): the cloud, its broker and a concentrator syncing over
+MQTT; a top-up through the HTTP API reaches the concentrator as a signed command and closes the
+relay it had tripped for arrears; the cloud ends with the concentrator's chain, head for head.
 """
 
 from __future__ import annotations
@@ -202,6 +206,11 @@ def main() -> None:
     print("\n== Act 3: the concentrator runtime bills a market for a simulated month")
     with tempfile.TemporaryDirectory(prefix="voltbook-month-") as tmp:
         act_month(Path(tmp))
+    print("\n== Act 4: the cloud — a top-up through the API closes a tripped relay")
+    from cloud.demo_act import act_cloud  # the cloud's packages: only for this act
+
+    with tempfile.TemporaryDirectory(prefix="voltbook-cloud-") as tmp:
+        act_cloud(Path(tmp))
     print(json.dumps({"demo": "done"}))
 
 

@@ -36,6 +36,7 @@ from typing import IO, Any, Protocol, Self
 
 from cloud.services import runas
 from cloud.services.errors import ServiceNotFound, ServiceStartFailed
+from cloud.services.local import LocalServer
 from cloud.services.net import LOOPBACK, free_port, log_tail, wait_for_port
 from cloud.services.pki import TlsFiles
 
@@ -82,7 +83,7 @@ def find_mosquitto() -> Path | None:
     return Path(found) if found else None
 
 
-class MosquittoBroker:
+class MosquittoBroker(LocalServer):
     """A Mosquitto process serving 127.0.0.1:`port` with the configuration described above.
 
     `acl_users` maps a username to its extra topic rules (`"readwrite vb/#"`); giving it (even
@@ -190,29 +191,6 @@ class MosquittoBroker:
         if self._process is not None:
             self._terminate()
             log.info("mosquitto on %s stopped", self.url)
-
-    def restart(self) -> None:
-        """Stop and start again on the same port (sessions are lost: persistence is off)."""
-        self.stop()
-        self.start()
-
-    def close(self) -> None:
-        """Stop and remove the private runtime directory, if one was made."""
-        self.stop()
-        if self._rundir_is_temp and self._rundir is not None:
-            shutil.rmtree(self._rundir, ignore_errors=True)
-            self._rundir = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def _dir(self) -> Path:
-        return self._rundir if self._rundir is not None else self.workdir
 
     def _write_config(self) -> Path:
         rundir = self._dir()

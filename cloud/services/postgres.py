@@ -24,11 +24,11 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 from cloud.services import runas
 from cloud.services.errors import ServiceNotFound, ServiceStartFailed
+from cloud.services.local import LocalServer
 from cloud.services.net import LOOPBACK, free_port, log_tail
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def find_postgres() -> PostgresBinaries | None:
     return None
 
 
-class ThrowawayPostgres:
+class ThrowawayPostgres(LocalServer):
     """One PostgreSQL cluster in `workdir/data`, created on first start, with database
     `voltbook`; `.url` is a SQLAlchemy URL for psycopg 3."""
 
@@ -193,29 +193,6 @@ class ThrowawayPostgres:
             log.warning("postgres on port %d was not running at stop: %s", self.port, exc)
             return
         log.info("postgres on %s:%d stopped", self.host, self.port)
-
-    def restart(self) -> None:
-        """Stop and start again on the same port, keeping the data."""
-        self.stop()
-        self.start()
-
-    def close(self) -> None:
-        """Stop and remove the private runtime directory, if one was made."""
-        self.stop()
-        if self._rundir_is_temp and self._rundir is not None:
-            shutil.rmtree(self._rundir, ignore_errors=True)
-            self._rundir = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def _dir(self) -> Path:
-        return self._rundir if self._rundir is not None else self.workdir
 
     def _create_database(self, binaries: PostgresBinaries) -> None:
         # A client over TCP with trust auth: runs fine as root, needs no socket directory.

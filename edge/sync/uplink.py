@@ -80,11 +80,12 @@ class BuiltBatch:
 class _Part:
     """One outbox item in its batch form."""
 
-    __slots__ = ("entry", "event", "id", "kind", "result", "rows")
+    __slots__ = ("entry", "event", "id", "kind", "result", "rows", "size")
 
-    def __init__(self, item_id: int, kind: OutboxKind) -> None:
+    def __init__(self, item_id: int, kind: OutboxKind, size: int = 0) -> None:
         self.id = item_id
         self.kind = kind
+        self.size = size  # the stored payload's bytes (what the fetch limits count)
         self.entry: tuple[Entry, bytes] | None = None
         self.rows: list[tuple[Any, ...]] = []
         self.event: Mapping[str, Any] | None = None
@@ -123,7 +124,7 @@ def result_fields(payload: bytes) -> dict[str, Any]:
 
 
 def _part(store: Store, item: OutboxItem) -> _Part:
-    part = _Part(item.id, item.kind)
+    part = _Part(item.id, item.kind, len(item.payload))
     try:
         if item.kind is OutboxKind.ENTRY:
             part.entry = _entry(store, item)
@@ -158,47 +159,66 @@ def _chain_cut(parts: Sequence[_Part], count: int) -> int:
 
 
 class BatchBuilder:
-    """Builds the next batch after an outbox id for one node, within `limits`."""
+    """Builds the next batch after an outbox id for one node, within `limits`.
+
+    A build fetches and parses more items than the batch takes (the budget is found by
+    encoding); the parsed rest is kept for the next build when it continues right after this
+    batch, so that a catch-up reads and parses each item once, not once per batch it might
+    have joined. Outbox items never change once written and only a prefix is ever pruned, so
+    the kept items stay valid as long as the first of them is still in the outbox."""
 
     def __init__(self, store: Store, key: NodeKey, limits: UplinkLimits = UplinkLimits()) -> None:
         self.store = store
         self.key = key
         self.limits = limits
+        self._kept_after = -1  # the outbox id `_kept` continues after
+        self._kept: list[_Part] = []  # parsed items fetched beyond the last batch built
 
     def build(self, after_id: int, *, sent_ahead: Collection[int] = ()) -> BuiltBatch | None:
         """The batch of the items after `after_id`, or None when nothing is left to send.
 
         `sent_ahead` are alarm ids already carried ahead of order (not carried again)."""
-        items, more = self._fetch(after_id)
-        if not items:
+        parts, more = self._fetch(after_id)
+        if not parts:
             return None
-        parts = [_part(self.store, item) for item in items]
         self._check_contiguous(parts)
-        ahead = self._ahead(items[-1].id, sent_ahead) if more else []
-        raw, guess = 0, len(items)
-        for k, item in enumerate(items):
-            raw += len(item.payload)
+        ahead = self._ahead(parts[-1].id, sent_ahead) if more else []
+        raw, guess = 0, len(parts)
+        for k, part in enumerate(parts):
+            raw += part.size
             if raw > self.limits.max_bytes * _RAW_GUESS:
                 guess = max(1, k)
                 break
-        return self._fit(parts, guess, ahead, more)
+        built = self._fit(parts, guess, ahead, more)
+        self._kept_after, self._kept = built.upto, parts[built.items :]
+        return built
 
-    def _fetch(self, after_id: int) -> tuple[list[OutboxItem], bool]:
-        """The items after `after_id`, page by page, until the item limit or until their
-        payloads are surely more than a batch can hold; and whether more are waiting."""
+    def _fetch(self, after_id: int) -> tuple[list[_Part], bool]:
+        """The items after `after_id`, parsed, page by page, until the item limit or until
+        their payloads are surely more than a batch can hold; and whether more are waiting."""
         limit = self.limits.max_items
         cap = self.limits.max_bytes * _RAW_PER_BYTE
-        items: list[OutboxItem] = []
-        raw = pages = 0
-        while len(items) <= limit and raw <= cap:
-            wanted = min(_PAGES[min(pages, len(_PAGES) - 1)], limit + 1 - len(items))
+        parts = self._kept_items(after_id)
+        raw = sum(part.size for part in parts)
+        pages = 0
+        while len(parts) <= limit and raw <= cap:
+            wanted = min(_PAGES[min(pages, len(_PAGES) - 1)], limit + 1 - len(parts))
             pages += 1
-            page = self.store.outbox(items[-1].id if items else after_id, wanted)
-            items += page
+            page = self.store.outbox(parts[-1].id if parts else after_id, wanted)
+            parts += [_part(self.store, item) for item in page]
             raw += sum(len(item.payload) for item in page)
             if len(page) < wanted:
-                return items[:limit], len(items) > limit
-        return items[:limit], True
+                return parts[:limit], len(parts) > limit
+        return parts[:limit], True
+
+    def _kept_items(self, after_id: int) -> list[_Part]:
+        """The parsed items kept from the last build, if they are the ones after `after_id`
+        (the next batch in order) and none of them has been pruned since."""
+        kept, self._kept = self._kept, []
+        if after_id != self._kept_after or not kept:
+            return []
+        first = self.store.outbox(after_id, 1)
+        return kept if first and first[0].id == kept[0].id else []
 
     def _ahead(self, after_id: int, sent_ahead: Collection[int]) -> list[_Part]:
         """The newest alarms beyond `after_id` not yet carried ahead."""

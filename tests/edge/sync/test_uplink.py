@@ -127,6 +127,31 @@ def test_during_a_catch_up_the_newest_alarms_go_ahead_once(day: Booted) -> None:
     assert second is not None and not set(second.ahead) & set(first.ahead)
 
 
+def test_items_kept_from_one_build_make_the_same_next_batches(day: Booted) -> None:
+    """A build keeps what it parsed beyond its batch for the next one: the batches are byte for
+    byte those a fresh builder makes for each batch."""
+    store, key = day.runtime.store, day.runtime.key
+    limits = UplinkLimits(max_bytes=4096, max_items=300, priority_alarms=0)
+    kept = all_batches(BatchBuilder(store, key, limits))
+    fresh, after = [], 0
+    while (built := BatchBuilder(store, key, limits).build(after)) is not None:
+        fresh.append(built)
+        after = built.upto
+    assert len(kept) > 10
+    assert [b.payload for b in kept] == [b.payload for b in fresh]
+
+
+def test_kept_items_pruned_meanwhile_are_not_sent(fresh: Booted) -> None:
+    store = fresh.runtime.store
+    builder = BatchBuilder(store, fresh.runtime.key, UplinkLimits(1024, 5000, 0))
+    first = builder.build(0)
+    assert first is not None and first.more
+    with store.transaction() as tx:  # acknowledged from elsewhere (another session)
+        tx.prune_outbox(first.upto + 3)
+    second = builder.build(first.upto)
+    assert second is not None and second.first == store.outbox(0, 1)[0].id > first.upto + 3
+
+
 def test_readings_cost_at_most_24_bytes_each_on_the_wire(day: Booted) -> None:
     """Readings-only batches of up to 32 KB, as a catch-up sends them: bytes per reading
     including MQTT and TLS framing (printed for the record)."""

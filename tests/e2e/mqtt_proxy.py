@@ -24,23 +24,19 @@ pass untouched: the point is to lose data, not to stop the session from ever sta
 
 from __future__ import annotations
 
-import contextlib
 import random
 import select
 import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Literal, Self
+
+from tests.e2e.relay import Direction, TcpRelay
 
 PUBLISH = 3
 DISCONNECT = 14
 DUP_FLAG = 0x08
 MAX_LENGTH_BYTES = 4
 HOLD_TIMEOUT_S = 0.5
-
-Direction = Literal["to_broker", "to_client"]
 
 
 class MalformedPacket(ValueError):
@@ -132,7 +128,7 @@ class ProxyCounters:
         return self.to_broker if direction == "to_broker" else self.to_client
 
 
-class MqttChaosProxy:
+class MqttChaosProxy(TcpRelay):
     """Listens on 127.0.0.1:`port`; each client connection gets its own broker connection."""
 
     def __init__(
@@ -145,7 +141,6 @@ class MqttChaosProxy:
         seed: int = 0,
         hold_timeout: float = HOLD_TIMEOUT_S,
     ) -> None:
-        self.broker_address = (broker_host, broker_port)
         self._rates: dict[Direction, ChaosRates] = {
             "to_broker": to_broker or ChaosRates(),
             "to_client": to_client or ChaosRates(),
@@ -153,19 +148,7 @@ class MqttChaosProxy:
         self._random = random.Random(seed)
         self.hold_timeout = hold_timeout
         self.counters = ProxyCounters()
-        self._lock = threading.Lock()
-        self._pairs: list[tuple[socket.socket, socket.socket]] = []
-        self._threads: list[threading.Thread] = []
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self._listener.getsockname()[1]
-        self._accepting = threading.Thread(
-            target=self._accept_loop, name=f"mqtt-proxy-{self.port}", daemon=True
-        )
-        self._accepting.start()
-
-    @property
-    def host(self) -> str:
-        return "127.0.0.1"
+        super().__init__(broker_host, broker_port)
 
     def set_rates(
         self, *, to_broker: ChaosRates | None = None, to_client: ChaosRates | None = None
@@ -180,96 +163,35 @@ class MqttChaosProxy:
     def cut(self) -> None:
         """Close every current connection, both sides, as a network drop would."""
         with self._lock:
-            pairs, self._pairs = self._pairs, []
             self.counters.cuts += 1
-        for pair in pairs:
-            _close_pair(pair)
+        super().cut()
 
-    def stop(self) -> None:
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
-        self._listener.close()
-        self.cut()
-        for thread in [self._accepting, *self._threads]:
-            thread.join(timeout=2)
+    def connected(self) -> None:
+        with self._lock:
+            self.counters.connections += 1
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def _accept_loop(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            try:
-                broker = socket.create_connection(self.broker_address, timeout=5)
-                broker.settimeout(None)
-            except OSError:
-                client.close()  # the client sees the same refusal the broker would give
-                continue
-            for sock in (client, broker):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            pair = (client, broker)
-            with self._lock:
-                self._pairs.append(pair)
-                self.counters.connections += 1
-                self._threads = [thread for thread in self._threads if thread.is_alive()]
-            for source, target, direction in (
-                (client, broker, "to_broker"),
-                (broker, client, "to_client"),
-            ):
-                thread = threading.Thread(
-                    target=self._pump,
-                    args=(source, target, direction, pair),
-                    name=f"mqtt-proxy-{self.port}-{direction}",
-                    daemon=True,
-                )
-                self._threads.append(thread)
-                thread.start()
-
-    def _pump(
-        self,
-        source: socket.socket,
-        target: socket.socket,
-        direction: Direction,
-        pair: tuple[socket.socket, socket.socket],
-    ) -> None:
+    def relay(self, source: socket.socket, target: socket.socket, direction: Direction) -> None:
+        """Whole MQTT packets, with the faults chosen for PUBLISHes."""
         splitter = PacketSplitter()
         held: bytes | None = None
-        try:
-            while True:
-                # select() rather than a socket timeout: a timeout would also apply to the
-                # other pump's sendall() on this same socket.
-                readable, _, _ = select.select(
-                    [source], [], [], self.hold_timeout if held else None
-                )
-                if not readable:
-                    assert held is not None
-                    self._send(target, direction, held)
-                    self._count(direction, "held_released")
-                    held = None
-                    continue
-                data = source.recv(65536)
-                if not data:
-                    break
-                splitter.feed(data)
-                for packet in splitter.packets():
-                    held = self._forward(target, direction, packet, held)
-            if held is not None:
+        while True:
+            # select() rather than a socket timeout: a timeout would also apply to the other
+            # pump's sendall() on this same socket.
+            readable, _, _ = select.select([source], [], [], self.hold_timeout if held else None)
+            if not readable:
+                assert held is not None
                 self._send(target, direction, held)
-        except (OSError, ValueError):
-            pass  # a cut, a peer closing, or garbage: the connection ends either way
-        finally:
-            with self._lock:
-                if pair in self._pairs:
-                    self._pairs.remove(pair)
-            _close_pair(pair)
+                self._count(direction, "held_released")
+                held = None
+                continue
+            data = source.recv(65536)
+            if not data:
+                break
+            splitter.feed(data)
+            for packet in splitter.packets():
+                held = self._forward(target, direction, packet, held)
+        if held is not None:
+            self._send(target, direction, held)
 
     def _forward(
         self, target: socket.socket, direction: Direction, packet: bytes, held: bytes | None
@@ -320,10 +242,3 @@ class MqttChaosProxy:
         with self._lock:
             counters = self.counters.of(direction)
             setattr(counters, name, getattr(counters, name) + 1)
-
-
-def _close_pair(pair: tuple[socket.socket, socket.socket]) -> None:
-    for sock in pair:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-        sock.close()

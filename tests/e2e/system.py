@@ -28,16 +28,12 @@ same on both sides whatever day the tests run.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import socket
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import httpx
 import paho.mqtt.client as mqtt
@@ -59,6 +55,7 @@ from edge.site.demo import DemoSite, write_demo_site
 from edge.store import Store
 from edge.sync.service import SyncService
 from ledger.book import Balance
+from tests.e2e.relay import TcpRelay
 
 WAIT_S = 30.0  # real seconds any one step may take
 NAP_S = 0.02
@@ -76,25 +73,20 @@ def wait_for(what: str, done: Callable[[], bool], timeout: float = WAIT_S) -> No
 # --- the network path ----------------------------------------------------------------------------
 
 
-class TcpGate:
+class TcpGate(TcpRelay):
     """A TCP forwarder on 127.0.0.1:`port` to `target`, closed (refusing) until `open()`."""
 
+    name = "gate"
+
     def __init__(self, target_host: str, target_port: int, *, is_open: bool = False) -> None:
-        self.target = (target_host, target_port)
         self.is_open = is_open
         self.refused = 0  # connections taken and hung up on while closed
-        self.forwarded = 0  # connections forwarded while open
-        self._lock = threading.Lock()
-        self._pairs: list[tuple[socket.socket, socket.socket]] = []
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self._listener.getsockname()[1]
-        self._threads: list[threading.Thread] = []
-        self._accepting = threading.Thread(target=self._accept_loop, name="gate", daemon=True)
-        self._accepting.start()
+        super().__init__(target_host, target_port)
 
     @property
-    def host(self) -> str:
-        return "127.0.0.1"
+    def forwarded(self) -> int:
+        """Connections forwarded while open."""
+        return self.connections
 
     def open(self) -> None:
         with self._lock:
@@ -104,77 +96,13 @@ class TcpGate:
         """Refuse new connections and drop the current ones (the carrier is lost)."""
         with self._lock:
             self.is_open = False
-            pairs, self._pairs = self._pairs, []
-        for pair in pairs:
-            _close_pair(pair)
+        self.cut()
 
-    def stop(self) -> None:
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)
-        self._listener.close()
-        self.close()
-        for thread in [self._accepting, *self._threads]:
-            thread.join(timeout=2)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def _accept_loop(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            with self._lock:
-                is_open = self.is_open
-                if not is_open:
-                    self.refused += 1
-            if not is_open:
-                _close_pair((client,))
-                continue
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-                upstream.settimeout(None)
-            except OSError:
-                _close_pair((client,))
-                continue
-            pair = (client, upstream)
-            with self._lock:
-                self._pairs.append(pair)
-                self.forwarded += 1
-                self._threads = [t for t in self._threads if t.is_alive()]
-            for source, target in ((client, upstream), (upstream, client)):
-                thread = threading.Thread(
-                    target=self._pump, args=(source, target, pair), name="gate-pump", daemon=True
-                )
-                self._threads.append(thread)
-                thread.start()
-
-    def _pump(
-        self, source: socket.socket, target: socket.socket, pair: tuple[socket.socket, ...]
-    ) -> None:
-        try:
-            while data := source.recv(65536):
-                target.sendall(data)
-        except OSError:
-            pass
-        finally:
-            with self._lock:
-                if pair in self._pairs:
-                    self._pairs.remove(pair)
-            _close_pair(pair)
-
-
-def _close_pair(pair: tuple[socket.socket, ...]) -> None:
-    for sock in pair:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-        sock.close()
+    def admit(self) -> bool:
+        with self._lock:
+            if not self.is_open:
+                self.refused += 1
+            return self.is_open
 
 
 def clear_retained(host: str, port: int, tls: TlsFiles | None, *topics: str) -> None:

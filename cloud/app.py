@@ -10,11 +10,15 @@ when it raises. Our errors become HTTP statuses here, in one place:
 | `Invalid`, a ledger `InvalidValue`      | 422    |
 | `NotFound`                              | 404    |
 | `Conflict`, `Quarantined`, a duplicate  | 409    |
+| a value the database cannot hold (NUL)  | 422    |
 | the database unreachable                | 503    |
+| no valid token (`Unauthorized`)         | 401    |
+| a role (or merchant) not allowed        | 403    |
+| logins throttled, or the user locked    | 429    |
 
-No roles or authentication yet: the API trusts whoever reaches it, so it listens on 127.0.0.1
-by default. Roles (admin, operator, finance, auditor, installer, merchant) and the operator log
-arrive with the security issue (DESIGN §7).
+Every endpoint but `/health` and `/auth/login` needs a bearer token (`POST /auth/login`) and
+states the roles it admits with `cloud.api.auth.allow` (the role table is in `cloud.auth`);
+every change is in the hash-chained operator log (`/operator-log`).
 """
 
 from __future__ import annotations
@@ -26,22 +30,42 @@ from collections.abc import Callable
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
 from cloud.api import (
     accounts,
     alarms,
+    auth,
     commands,
     concentrators,
+    corrections,
     health,
     ledger,
+    meter_swaps,
     meters,
+    moves,
+    oplog,
+    receipts,
     recharges,
+    refunds,
+    registry,
     relays,
+    reports,
+    site_config,
+    users,
 )
 from cloud.api.common import answers
 from cloud.db.engine import session_factory
-from cloud.errors import CloudError, Conflict, Invalid, NotFound, Quarantined
+from cloud.errors import (
+    CloudError,
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    Quarantined,
+    TooManyAttempts,
+    Unauthorized,
+)
 from ledger.chain import NodeKey
 from ledger.errors import DecodeError, InvalidValue
 
@@ -54,14 +78,38 @@ balances, meters and readings, recharges, relay commands and alarms.
 
 Amounts are integers: energy in Wh, money in fen (0.01 CNY). Times are ISO 8601 with an offset.
 
-**No authentication yet** — roles and logins arrive in a later issue; keep the API on a
-private address until then.
+Log in with `POST /auth/login` and send the token as `Authorization: Bearer <token>`. Roles:
+admin, operator, finance, auditor (read-only), installer, merchant (its own account only).
 """
 
-ROUTERS = (concentrators, accounts, meters, ledger, recharges, relays, commands, alarms, health)
+ROUTERS = (
+    auth,
+    users,
+    oplog,
+    concentrators,
+    accounts,
+    meters,
+    ledger,
+    recharges,
+    corrections,
+    refunds,
+    meter_swaps,
+    moves,
+    receipts,
+    relays,
+    commands,
+    alarms,
+    registry,
+    site_config,
+    reports,
+    health,
+)
 
 # Matched in order, so a subclass must come before its base (`Refused` is an `Invalid`).
 STATUS_OF: tuple[tuple[type[Exception], int, str], ...] = (
+    (Unauthorized, status.HTTP_401_UNAUTHORIZED, "unauthorized"),
+    (Forbidden, status.HTTP_403_FORBIDDEN, "forbidden"),
+    (TooManyAttempts, status.HTTP_429_TOO_MANY_REQUESTS, "too_many_attempts"),
     (NotFound, status.HTTP_404_NOT_FOUND, "not_found"),
     (Quarantined, status.HTTP_409_CONFLICT, "quarantined"),
     (Conflict, status.HTTP_409_CONFLICT, "conflict"),
@@ -104,6 +152,7 @@ def create_app(
     for error in (CloudError, InvalidValue, DecodeError):
         app.add_exception_handler(error, _domain_error)
     app.add_exception_handler(IntegrityError, _duplicate)
+    app.add_exception_handler(DataError, _unstorable)
     app.add_exception_handler(OperationalError, _database_down)
     return app
 
@@ -115,7 +164,10 @@ def _answer(code: int, kind: str, detail: str) -> JSONResponse:
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     for error, code, kind in STATUS_OF:
         if isinstance(exc, error):
-            return _answer(code, kind, str(exc))
+            answer = _answer(code, kind, str(exc))
+            if code == status.HTTP_401_UNAUTHORIZED:
+                answer.headers["WWW-Authenticate"] = "Bearer"
+            return answer
     raise exc  # not reached: the handler is only registered for the classes above
 
 
@@ -124,6 +176,16 @@ async def _duplicate(request: Request, exc: Exception) -> JSONResponse:
     # hits the unique constraint. Nothing of it was stored (the session rolled back).
     log.info("%s %s: %s", request.method, request.url.path, exc)
     return _answer(status.HTTP_409_CONFLICT, "conflict", "it exists already (a concurrent request)")
+
+
+async def _unstorable(request: Request, exc: Exception) -> JSONResponse:
+    # PostgreSQL refuses some values SQLite takes (a NUL character in a text): bad input.
+    log.info("%s %s: %s", request.method, request.url.path, exc)
+    return _answer(
+        status.HTTP_422_UNPROCESSABLE_CONTENT,
+        "invalid",
+        "a value cannot be stored (a NUL character, or a number out of range)",
+    )
 
 
 async def _database_down(request: Request, exc: Exception) -> JSONResponse:

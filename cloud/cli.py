@@ -3,21 +3,29 @@
     voltbook-cloud init --dir DIR                  a commented config file and the cloud key
     voltbook-cloud serve [--config FILE] [--data-dir DIR]
     voltbook-cloud key [--config FILE] [--data-dir DIR]
+    voltbook-cloud user add NAME --role ROLE [--account A] [--password-file F]
+    voltbook-cloud user list | user unlock NAME
+    voltbook-cloud oplog verify | oplog show [--limit N]
 
-Exit codes: 0 done; 2 the configuration, the key or a port is unusable (the message says which
-file and what is wrong; nothing was started).
+Exit codes: 0 done; 1 `oplog verify` found the log broken (the first broken row is named);
+2 the configuration, the key, the database or a port is unusable, or a user command was
+refused (the message says which file and what is wrong; nothing was started or changed).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from cloud import oplog
     from ledger.chain import NodeKey
 
 DESCRIPTION = """\
@@ -32,6 +40,8 @@ examples:
   voltbook-cloud serve --config /srv/voltbook/cloud.toml
   voltbook-cloud serve --data-dir /tmp/vb              all defaults: SQLite, embedded broker
   voltbook-cloud key --config /srv/voltbook/cloud.toml the public key concentrators trust
+  voltbook-cloud user add li --role admin              the first login (asks for a password)
+  voltbook-cloud oplog verify                          is the operator log intact?
   voltbook-cloud COMMAND --help                        more about one command
 """
 
@@ -83,7 +93,87 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _config_arguments(key)
     key.set_defaults(func=run_key)
+    _user_commands(commands)
+    _oplog_commands(commands)
     return parser
+
+
+ROLES = ("admin", "operator", "finance", "auditor", "installer", "merchant")  # cloud.auth.Role
+
+
+def _user_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    user = commands.add_parser(
+        "user",
+        help="add, list and unlock the users who log in to the API",
+        description=(
+            "Manage logins on the server itself, without the API: the first admin is made "
+            "here. Roles: admin (everything, users included), operator, finance, auditor "
+            "(read-only), installer, merchant (its own account only). Every change goes to "
+            "the operator log."
+        ),
+    )
+    actions = user.add_subparsers(title="actions", metavar="ACTION", required=True)
+    add = actions.add_parser(
+        "add",
+        help="create a user",
+        description=(
+            "Create a user. The password (at least 10 characters) is read from --password-file "
+            "(its first line) or asked for twice on the terminal; it is never an argument, "
+            "so it stays out of the shell history and the process list."
+        ),
+    )
+    add.add_argument("name", metavar="NAME", help="login name: 1-64 of A-Z a-z 0-9 _ . @ -")
+    add.add_argument(
+        "--role", required=True, choices=ROLES, metavar="ROLE", help=f"one of {', '.join(ROLES)}"
+    )
+    add.add_argument("--account", metavar="A", help="a merchant's own account (merchants only)")
+    add.add_argument("--display-name", default="", metavar="TEXT", help="the name shown")
+    add.add_argument(
+        "--password-file", type=Path, metavar="F", help="read the password from this file"
+    )
+    _config_arguments(add)
+    add.set_defaults(func=run_user_add)
+    listing = actions.add_parser("list", help="list the users", description="List the users.")
+    _config_arguments(listing)
+    listing.set_defaults(func=run_user_list)
+    unlock = actions.add_parser(
+        "unlock",
+        help="lift a lockout after repeated wrong passwords",
+        description="Lift a user's lockout (after too many wrong passwords) at once.",
+    )
+    unlock.add_argument("name", metavar="NAME")
+    _config_arguments(unlock)
+    unlock.set_defaults(func=run_user_unlock)
+
+
+def _oplog_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    log = commands.add_parser(
+        "oplog",
+        help="verify or show the operator log",
+        description=(
+            "The operator log holds every login, logout and operator action, each row "
+            "hash-chained to the one before it."
+        ),
+    )
+    actions = log.add_subparsers(title="actions", metavar="ACTION", required=True)
+    verify = actions.add_parser(
+        "verify",
+        help="check the hash chain (exit 1 if broken)",
+        description=(
+            "Walk the whole log and check every row's hash. Exit 0 and print the row count "
+            "and the head hash when it holds; exit 1 naming the first row that was edited, "
+            "removed or added out of turn. Keep the printed head: a later head that does not "
+            "follow from it means rows were rewritten."
+        ),
+    )
+    _config_arguments(verify)
+    verify.set_defaults(func=run_oplog_verify)
+    show = actions.add_parser(
+        "show", help="print the latest rows", description="Print the latest rows, oldest first."
+    )
+    show.add_argument("--limit", type=int, default=20, metavar="N", help="rows (default 20)")
+    _config_arguments(show)
+    show.set_defaults(func=run_oplog_show)
 
 
 def _config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -158,6 +248,162 @@ def run_key(args: argparse.Namespace) -> int:
         return _refuse(str(exc))
     print(f"cloud public key: {_public_hex(key)}")
     print(f"cloud key id:     {key.key_id}")
+    return 0
+
+
+@contextlib.contextmanager
+def _database(args: argparse.Namespace) -> Iterator[Session]:
+    """A session on the configured database, migrated first; committed if the block ends
+    without an error. Raises `CloudError` with the reason when it cannot be used."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from cloud.config import load_config
+    from cloud.db.engine import make_engine, session_factory, upgrade
+    from cloud.errors import CloudError
+
+    if not args.verbose:  # a line per migration step would bury the answer
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+    config = load_config(args.config, args.data_dir)
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(config.database_url)
+    try:
+        try:
+            upgrade(engine)
+        except SQLAlchemyError as exc:
+            raise CloudError(
+                f"the database {config.database_shown} cannot be used: "
+                f"{getattr(exc, 'orig', None) or exc}"
+            ) from exc
+        with session_factory(engine).begin() as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def _cli_actor() -> oplog.Actor:
+    import getpass
+
+    from cloud import oplog
+
+    return oplog.Actor(f"cli:{getpass.getuser()}"[:64], "system", "localhost")
+
+
+def _read_password(path: Path | None) -> str:
+    import getpass
+
+    from cloud.errors import Invalid
+
+    if path is not None:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        return lines[0] if lines else ""
+    first = getpass.getpass("password (at least 10 characters): ")
+    if getpass.getpass("the same again: ") != first:
+        raise Invalid("the two passwords differ")
+    return first
+
+
+def run_user_add(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from cloud import auth
+    from cloud.errors import CloudError
+
+    try:
+        password = _read_password(args.password_file)
+        with _database(args) as session:
+            auth.create_user(
+                session,
+                args.name,
+                args.role,
+                password,
+                account=args.account,
+                display_name=args.display_name,
+                actor=_cli_actor(),
+                now=dt.datetime.now(dt.UTC),
+            )
+    except (CloudError, OSError, EOFError) as exc:
+        return _refuse(str(exc) or "no password given")
+    print(f"user {args.name} ({args.role}) created; log in with POST /auth/login")
+    return 0
+
+
+def run_user_list(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from cloud import auth
+    from cloud.errors import CloudError
+
+    now = dt.datetime.now(dt.UTC)
+    try:
+        with _database(args) as session:
+            rows = [
+                (u.name, u.role, u.account or "", "yes" if u.active else "no",
+                 "locked" if u.locked_until is not None and u.locked_until > now else "",
+                 u.display_name)
+                for u in auth.list_users(session)
+            ]  # fmt: skip
+    except (CloudError, OSError) as exc:
+        return _refuse(str(exc))
+    header = ("name", "role", "account", "active", "lock", "display name")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def run_user_unlock(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from cloud import auth
+    from cloud.errors import CloudError
+
+    try:
+        with _database(args) as session:
+            auth.unlock(session, args.name, actor=_cli_actor(), now=dt.datetime.now(dt.UTC))
+    except (CloudError, OSError) as exc:
+        return _refuse(str(exc))
+    print(f"user {args.name} unlocked")
+    return 0
+
+
+def run_oplog_verify(args: argparse.Namespace) -> int:
+    from cloud import oplog
+    from cloud.errors import CloudError
+
+    try:
+        with _database(args) as session:
+            verdict = oplog.verify(session)
+    except (CloudError, OSError) as exc:
+        return _refuse(str(exc))
+    if not verdict.ok:
+        print(f"operator log BROKEN: {verdict.problem}", file=sys.stderr)
+        print(f"the first {verdict.rows} rows hold; their head is {verdict.head.hex()}")
+        return 1
+    print(f"operator log intact: {verdict.rows} rows, head {verdict.head.hex()}")
+    return 0
+
+
+def run_oplog_show(args: argparse.Namespace) -> int:
+    import json
+
+    from cloud import oplog
+    from cloud.errors import CloudError
+
+    if args.limit < 1:
+        return _refuse("--limit must be at least 1")
+    try:
+        with _database(args) as session:
+            rows = list(session.scalars(oplog.entries(sort="-seq").limit(args.limit)))
+            lines = [
+                f"{e.seq:>6} {e.time:%Y-%m-%d %H:%M:%S} {e.user} ({e.role or '-'}) "
+                f"{e.action} {e.target}"
+                + (f" before={json.dumps(e.before, ensure_ascii=False)}" if e.before else "")
+                + (f" after={json.dumps(e.after, ensure_ascii=False)}" if e.after else "")
+                for e in reversed(rows)
+            ]
+    except (CloudError, OSError) as exc:
+        return _refuse(str(exc))
+    print("\n".join(lines) if lines else "the operator log is empty")
     return 0
 
 

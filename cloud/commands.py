@@ -34,6 +34,16 @@ DEFAULT_TTL = dt.timedelta(days=3)
 OPEN = (CommandStatus.PENDING.value, CommandStatus.DELIVERED.value)
 FINAL = (CommandStatus.APPLIED.value, CommandStatus.FAILED.value)
 RELAY_ACTIONS = ("trip", "close")
+# The money operations' arguments (`ledger.signed.CommandKind`), checked in depth by their
+# modules (cloud.corrections, refunds, meter_swaps, moves).
+OPERATION_ARGS = {
+    CommandKind.CORRECTION: ("account", "fen", "correction", "original", "reason"),
+    CommandKind.REFUND: ("account", "refund", "grace_wh", "grace_until"),
+    CommandKind.SETTLE: ("pending", "action", "reference"),
+    CommandKind.METER_SWAP: ("swap", "old", "final_wh", "meter", "initial_wh"),
+    CommandKind.MOVE_OUT: ("account", "move", "to_node"),
+    CommandKind.MOVE_IN: ("account", "move", "fen", "from_node"),
+}
 
 
 def check_args(kind: CommandKind, args: Mapping[str, Any]) -> dict[str, Any]:
@@ -54,7 +64,32 @@ def check_args(kind: CommandKind, args: Mapping[str, Any]) -> dict[str, Any]:
             raise Invalid("a relay command needs at least one meter")
         if args.get("action") not in RELAY_ACTIONS:
             raise Invalid(f"a relay command needs args.action, one of {', '.join(RELAY_ACTIONS)}")
+    elif kind is CommandKind.CONFIG:
+        _check_config(args)
+    elif kind in OPERATION_ARGS:
+        missing = [name for name in OPERATION_ARGS[kind] if args.get(name) in (None, "")]
+        if missing:
+            raise Invalid(f"a {kind.value} command needs args.{', args.'.join(missing)}")
     return args
+
+
+CONFIG_KINDS = ("meters", "shops", "accounts", "tariffs", "rules")
+
+
+def _check_config(args: Mapping[str, Any]) -> None:
+    """A config command: a version ≥ 1 and documents by kind, each a list of objects with an
+    id (the edge's parser checks the rest, `edge/site/documents.py`)."""
+    version = args.get("version")
+    if type(version) is not int or version < 1:
+        raise Invalid("a config command needs args.version, an integer ≥ 1")
+    documents = args.get("documents")
+    if not isinstance(documents, dict) or not set(documents) <= set(CONFIG_KINDS):
+        raise Invalid(f"a config command needs args.documents, lists by {', '.join(CONFIG_KINDS)}")
+    for kind, docs in documents.items():
+        if not isinstance(docs, list) or not all(
+            isinstance(d, dict) and isinstance(d.get("id"), str) and d["id"] for d in docs
+        ):
+            raise Invalid(f"config documents {kind} must be a list of objects with a text id")
 
 
 def issue(

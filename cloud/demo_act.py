@@ -3,19 +3,24 @@ relay the concentrator tripped for arrears.
 
 `act_cloud(workdir)` starts the whole cloud in-process with its embedded defaults (SQLite, and
 mosquitto from PATH or the in-process broker), writes a 30-shop demo site whose `[cloud]`
-section points at that broker, registers the concentrator through the HTTP API, and runs the
-real runtime with its real MQTT sync on a virtual clock. When a tenant is cut off for arrears,
-an operator tops the account up through `POST /recharges`: the cloud books a pending transfer
+section points at that broker, makes an operator user and logs in (`POST /auth/login`; every
+later request carries its bearer token), registers the concentrator through the HTTP API, and
+runs the real runtime with its real MQTT sync on a virtual clock. When a tenant is cut off for
+arrears, the operator tops the account up through `POST /recharges`: the cloud books a pending
+transfer
 in its own chain and sends a signed command; the concentrator applies it exactly once, closes
 the relay at its next poll and uploads its ledger; the cloud posts the pending transfer when the
-concentrator's entry arrives. Every step is printed as the operator and the merchant see it.
+concentrator's entry arrives. Every step is printed as the operator and the merchant see it,
+and the act ends by checking the operator log's hash chain.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +28,10 @@ from typing import Any
 
 import httpx
 
+from cloud import auth
 from cloud.config import ApiSettings, load_config
+from cloud.db.engine import session_factory
+from cloud.demo_operations import Desk, run_operations
 from cloud.server import RunningCloud, serve_in_thread
 from edge.rules.decisions import RelayCommand
 from edge.runtime.boot import boot
@@ -36,6 +44,8 @@ from edge.sync.service import SyncService
 POLL = dt.timedelta(hours=2)
 TOP_UP_FEN = 20_000
 WAIT_S = 20.0  # real seconds any one step may take before the act gives up
+OPERATOR = "op-demo"
+FINANCE = "fin-demo"
 
 
 def _cloud_section(cloud: RunningCloud) -> str:
@@ -78,17 +88,37 @@ def act_cloud(workdir: Path) -> None:
     for log in quiet:
         log.setLevel(logging.ERROR)  # the act prints what happens; the logs would drown it
     try:
-        with serve_in_thread(config) as cloud, httpx.Client(base_url=cloud.url, timeout=10) as api:
+        with contextlib.ExitStack() as stack:
+            cloud = stack.enter_context(serve_in_thread(config))
+            api = stack.enter_context(httpx.Client(base_url=cloud.url, timeout=10))
             kind = "external" if cloud.broker is None else type(cloud.broker).__name__
             print(f"cloud API {cloud.url} (OpenAPI at /docs), SQLite, broker {kind} "
                   f"on port {cloud.broker_port}")  # fmt: skip
-            _run_site(workdir, cloud, api)
+            _log_in(cloud, api, OPERATOR, auth.Role.OPERATOR)
+            finance = stack.enter_context(httpx.Client(base_url=cloud.url, timeout=10))
+            _log_in(cloud, finance, FINANCE, auth.Role.FINANCE)
+            _run_site(workdir, cloud, api, finance)
+            verdict = _get(api, "/operator-log/verify")
+            print(f"  operator log: {verdict['rows']} rows, hash chain "
+                  f"{'intact' if verdict['ok'] else 'BROKEN: ' + verdict['problem']}")  # fmt: skip
     finally:
         for log, level in zip(quiet, levels, strict=True):
             log.setLevel(level)
 
 
-def _run_site(workdir: Path, cloud: RunningCloud, api: httpx.Client) -> None:
+def _log_in(cloud: RunningCloud, api: httpx.Client, name: str, role: auth.Role) -> None:
+    """Make a demo user (as `voltbook-cloud user add` would) and log in as it."""
+    password = secrets.token_urlsafe(16)
+    with session_factory(cloud.engine).begin() as session:
+        auth.create_user(session, name, role, password, display_name=f"Demo {role.value}",
+                         now=dt.datetime.now(dt.UTC))  # fmt: skip
+    answer = api.post("/auth/login", json={"user": name, "password": password})
+    answer.raise_for_status()
+    api.headers["Authorization"] = f"Bearer {answer.json()['token']}"
+    print(f"{role.value} {name} logged in (POST /auth/login, a bearer token)")
+
+
+def _run_site(workdir: Path, cloud: RunningCloud, api: httpx.Client, finance: httpx.Client) -> None:
     made = write_demo_site(workdir / "market", 30)
     with made.site_toml.open("a") as toml:
         toml.write(_cloud_section(cloud))
@@ -110,7 +140,9 @@ def _run_site(workdir: Path, cloud: RunningCloud, api: httpx.Client) -> None:
     try:
         _until("the concentrator to connect", lambda: sync.link.connected, sync)
         owner = _until_cut_off(runtime, clock, sync)
-        _top_up(owner, runtime, clock, sync, api)
+        payment = _top_up(owner, runtime, clock, sync, api)
+        desk = Desk(api, finance, runtime, clock, lambda what, done: _until(what, done, sync))
+        run_operations(desk, owner, payment)
         _until("the ledger to be acknowledged", _drained(runtime, sync), sync)
         head = _get(api, f"/concentrators/{node}")
         same = head["head_seq"] == runtime.store.chain.seq
@@ -138,15 +170,15 @@ def _until_cut_off(runtime: Runtime, clock: ManualClock, sync: SyncService) -> s
 
 def _top_up(
     owner: str, runtime: Runtime, clock: ManualClock, sync: SyncService, api: httpx.Client
-) -> None:
+) -> str:
     before = _get(api, f"/accounts/{owner}")
     made = api.post(
         "/recharges",
-        json={"account": owner, "fen": TOP_UP_FEN, "method": "wechat", "operator": "demo"},
+        json={"account": owner, "fen": TOP_UP_FEN, "method": "wechat"},
     )
     made.raise_for_status()
     recharge = made.json()
-    print(f"  operator: POST /recharges {owner} {TOP_UP_FEN / 100:.2f} yuan (WeChat) → "
+    print(f"  {OPERATOR}: POST /recharges {owner} {TOP_UP_FEN / 100:.2f} yuan (WeChat) → "
           f"{recharge['status']}, command {recharge['command_id'][:8]}…")  # fmt: skip
     command = f"/commands/{recharge['command_id']}"
     _until("the command to be applied", lambda: _get(api, command)["status"] == "applied", sync)
@@ -166,3 +198,4 @@ def _top_up(
     after = _get(api, f"/accounts/{owner}")
     print(f"  cloud: recharge {_get(api, payment)['status']}; {owner} prepaid "
           f"{before['prepaid_fen'] / 100:.2f} → {after['prepaid_fen'] / 100:.2f} yuan")  # fmt: skip
+    return str(recharge["payment"])

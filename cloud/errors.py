@@ -26,6 +26,18 @@ class Conflict(CloudError):
     or a different key for a known node)."""
 
 
+class Unauthorized(CloudError):
+    """No valid login: a missing, unknown, expired or revoked token, or a wrong password."""
+
+
+class Forbidden(CloudError):
+    """Logged in, but this role (or this merchant) may not do or see that."""
+
+
+class TooManyAttempts(CloudError):
+    """Logins throttled: too many attempts from one address, or the user is locked out."""
+
+
 class Quarantined(CloudError):
     """The node is (or must now be) quarantined — its chain forked, its key is wrong — so
     nothing goes to or comes from it until an operator clears it. `reason` is a short machine

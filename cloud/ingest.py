@@ -35,7 +35,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from cloud import chain_store, commands
+from cloud import chain_store, commands, rollups, settlements
 from cloud.db.bulk import TIME, insert_entries, insert_readings, update_meter_states, upsert_rows
 from cloud.db.engine import session_factory
 from cloud.db.models import (
@@ -214,11 +214,24 @@ class Ingest:
             )  # fmt: skip
             transfers = [e.transfer for e in fresh]
             appended.append(Appended(node, fresh[0].seq, fresh[-1].seq, transfers))
+            rollups.add_entries(session, node, fresh)
             posted = self._post_recharges(session, node, fresh, now)
+            reactions = settlements.on_entries(session, node, fresh, key=self.key, now=now)
+            if reactions:
+                posted += chain_store.append(
+                    session, reactions, key=self.key, now=now, project=False
+                )
             if posted:
                 appended.append(chain_store.appended(posted))
             row.head_seq, row.head_hash = fresh[-1].seq, fresh[-1].hash
         _store_contents(session, node, contents, now)
+        voids = settlements.on_outcomes(session, node, contents.outcomes, key=self.key, now=now)
+        if voids:
+            appended.append(
+                chain_store.appended(
+                    chain_store.append(session, voids, key=self.key, now=now, project=False)
+                )
+            )
         project(session, appended)
         row.upto = max(row.upto, batch.upto)
         row.last_seen = now

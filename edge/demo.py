@@ -206,7 +206,7 @@ def main() -> None:
     print("\n== Act 3: the concentrator runtime bills a market for a simulated month")
     with tempfile.TemporaryDirectory(prefix="voltbook-month-") as tmp:
         act_month(Path(tmp))
-    print("\n== Act 4: the cloud — a top-up through the API closes a tripped relay")
+    print("\n== Acts 4-5: the cloud — a top-up closes a tripped relay; correction, swap, refund")
     from cloud.demo_act import act_cloud  # the cloud's packages: only for this act
 
     with tempfile.TemporaryDirectory(prefix="voltbook-cloud-") as tmp:

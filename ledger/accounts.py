@@ -58,6 +58,7 @@ class System(StrEnum):
     SUBSIDY_EXPIRED = "subsidy_expired"  # Wh: free energy cleared at period end
     GRACE_ISSUED = "grace_issued"  # Wh
     GRACE_USED = "grace_used"  # Wh
+    GRACE_EXPIRED = "grace_expired"  # Wh: grace left when its time ran out
     CORRECTIONS_WH = "corrections_wh"  # Wh
     MOVES_IN_TRANSIT = "moves_in_transit"  # fen: balance moving between concentrators
 
@@ -74,6 +75,7 @@ SYSTEM_UNIT: dict[System, Unit] = {
     System.SUBSIDY_EXPIRED: Unit.WH,
     System.GRACE_ISSUED: Unit.WH,
     System.GRACE_USED: Unit.WH,
+    System.GRACE_EXPIRED: Unit.WH,
     System.CORRECTIONS_WH: Unit.WH,
 }
 

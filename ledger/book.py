@@ -135,6 +135,15 @@ class Book:
     def __len__(self) -> int:
         return self._count
 
+    # -- two-phase ----------------------------------------------------------------------------
+    def unresolved(self) -> Iterator[Transfer]:
+        """Pending transfers not yet posted or voided, in the order they were accepted."""
+        return (t for i, t in self._pendings.items() if i not in self._resolved)
+
+    def resolution(self, pending_id: int) -> Kind | None:
+        """How a pending transfer was resolved (POST or VOID), or None while it is open."""
+        return self._resolved.get(pending_id)
+
     # -- journal ------------------------------------------------------------------------------
     def mark(self) -> int:
         """A point to `rollback()` to."""

@@ -4,7 +4,8 @@ Each `check_*` returns a list of human-readable violations (empty when the invar
 `assert_ledger_sound` runs them all and raises `InvariantViolated`.
 
 Conventions the rules follow so that these can be checked from transfers alone:
-- consumption transfers (`code=consume`) carry refs `meter`, `reg_from`, `reg_to` (Wh registers)
+- consumption transfers (`code=consume`, and `meter_settle`: the last bill of a meter taken out
+  at a swap) carry refs `meter`, `reg_from`, `reg_to` (Wh registers)
   and `energy_wh` (the part of that interval this transfer bills); the fen leg also carries
   `cost_cum` (the account's cumulative exact cost in 1e-7 CNY after this interval);
 - subsidy issues carry `period` (e.g. "2026-11"); recharges from payments carry `payment`;
@@ -23,6 +24,8 @@ from ledger.chain import Entry
 from ledger.errors import InvariantViolated
 from ledger.transfers import Code, Kind, Transfer
 from ledger.units import ExactCost, fen_rounded
+
+BILLING_CODES = frozenset({Code.CONSUME, Code.METER_SETTLE})  # energy read from a meter, billed
 
 
 def check_balances_sum_to_zero(balances: Mapping[AccountId, Balance]) -> list[str]:
@@ -101,7 +104,7 @@ def check_energy_matches_registers(transfers: Iterable[Transfer]) -> list[str]:
     """Per meter: billed energy equals last register minus first, with no gap or overlap."""
     intervals: dict[str, dict[tuple[int, int], int]] = defaultdict(lambda: defaultdict(int))
     for t in transfers:
-        if t.code is Code.CONSUME:
+        if t.code in BILLING_CODES:
             meter = str(t.refs["meter"])
             span = (int(t.refs["reg_from"]), int(t.refs["reg_to"]))
             intervals[meter][span] += int(t.refs["energy_wh"])
@@ -122,7 +125,7 @@ def check_charges_never_drift(transfers: Iterable[Transfer]) -> list[str]:
     charged: dict[str, int] = defaultdict(int)
     out = []
     for t in transfers:
-        if t.code is Code.CONSUME and t.unit is Unit.FEN:
+        if t.code in BILLING_CODES and t.unit is Unit.FEN:
             charged[t.debit] += t.amount
             cumulative = fen_rounded(ExactCost(int(t.refs["cost_cum"])))
             if charged[t.debit] != cumulative:

@@ -89,9 +89,59 @@ def trusted(*public_keys: Ed25519PublicKey) -> dict[str, Ed25519PublicKey]:
 
 
 class CommandKind(StrEnum):
-    RECHARGE = "recharge"  # args: account, fen, payment, method
-    RELAY = "relay"  # args: meters (list), action ("trip" | "close")
-    TIME = "time"  # args: none; `issued` is the cloud's time
+    """What a command asks of a concentrator, and its `args`.
+
+    Transfer ids are `ledger.ids.derive_id(<tag>, <reference>)`, so the cloud knows the id of
+    the entry the edge will write and a repeated command can never book twice. Amounts are
+    integer fen / Wh. Every money command names the operation's reference (payment, correction,
+    refund, swap, move id: 1-64 of `[A-Za-z0-9_.:|*@-]`).
+    """
+
+    RECHARGE = "recharge"  # account, fen, payment, method
+    RELAY = "relay"  # meters (list), action ("trip" | "close")
+    TIME = "time"  # none; `issued` is the cloud's time
+    # The node's whole configuration (the documents of `edge.site.documents`: meters, shops,
+    # accounts, rules, tariffs) as the cloud's registry has it; `version` only grows.
+    #   args: version (int ≥ 1), documents {kind: [document, …]}
+    CONFIG = "config"
+    # Compensate an operator's mistake on a prepaid pocket: fen > 0 credits the account
+    # (sys:corrections_fen → A:prepaid), fen < 0 debits it (refused below the pocket's floor).
+    #   args: account, fen (≠ 0), correction, original (hex id of the transfer corrected), reason
+    #   edge entry id: derive_id("correction", correction), code correction
+    CORRECTION = "correction"
+    # Refund the whole *prepaid* balance (never subsidy): a PENDING A:prepaid →
+    # sys:refunds_payable of the available prepaid fen, linked with a grace allowance
+    # sys:grace_issued → A:grace of grace_wh that keeps power on until grace_until; what is
+    # left of it then is cleared (A:grace → sys:grace_expired). Refused when nothing is
+    # refundable or a refund of the account is pending.
+    #   args: account, refund, grace_wh (≥ 0), grace_until (ISO time)
+    #   edge entry ids: derive_id("refund", refund) code refund; derive_id("grace", refund);
+    #   at grace_until: derive_id("grace-expire", refund) code grace_expire
+    REFUND = "refund"
+    # Resolve a pending transfer this node holds (a refund or a move out): post or void it.
+    #   args: pending (hex id, 32 lower-case digits), action ("post" | "void"), reference (the
+    #   refund/move id)
+    #   edge entry id: derive_id("settle", pending hex, action)
+    SETTLE = "settle"
+    # Replace a meter: bill the old meter up to final_wh (code meter_settle; refused if below
+    # the last register billed), then the new meter (a meters document) starts at initial_wh.
+    # The account's balance is untouched: it belongs to the account, not the meter.
+    #   args: swap, old (address), final_wh, meter (document of the new meter), initial_wh
+    #   (registers as billed, i.e. after the meter's multiplier; the new meter inherits the old
+    #   one's shop and account)
+    #   edge entry ids: derive_id("meter-settle", swap, leg), leg "subsidy" | "prepaid" |
+    #   "grace" | "credit" (the consumption legs), refs swap, meter, reg_from, reg_to, energy_wh
+    METER_SWAP = "meter_swap"
+    # A tenant leaving this concentrator: PENDING A:prepaid → sys:moves_in_transit of the
+    # available prepaid fen (code move); the subsidy left is cleared (code subsidy_expire).
+    #   args: account, move, to_node
+    #   edge entry ids: derive_id("move-out", move), derive_id("move-expire", move)
+    MOVE_OUT = "move_out"
+    # The same tenant arriving: sys:moves_in_transit → A:prepaid of fen (code move). The
+    # account must already be in this node's configuration (a config command first).
+    #   args: account, move, fen, from_node
+    #   edge entry id: derive_id("move-in", move)
+    MOVE_IN = "move_in"
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,7 @@ class Code(StrEnum):
     SUBSIDY_EXPIRE = "subsidy_expire"
     REFUND = "refund"
     GRACE_ISSUE = "grace_issue"
+    GRACE_EXPIRE = "grace_expire"
     CORRECTION = "correction"
     METER_SETTLE = "meter_settle"
     MOVE = "move"

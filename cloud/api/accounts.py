@@ -4,6 +4,9 @@ A balance is read from the `balances` projection of every chain: posted = credit
 debits posted of the pocket (`A0001:prepaid` …); pending is the same over pending transfers
 (a refund awaiting payout, say). A recharge paid at the cloud and not yet booked by the
 concentrator shows as `recharging_fen`.
+
+Who may: staff (`STAFF`) read every account; a merchant only its own — its list holds that one
+account, and another account's id is refused (403). Installers see meters, not balances.
 """
 
 from __future__ import annotations
@@ -16,12 +19,16 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from cloud.api.auth import allow
 from cloud.api.common import DbSession, Limit, Offset, Out, Page, answers, page
+from cloud.auth import STAFF, Principal, Role
 from cloud.db import models
 from cloud.errors import NotFound
 from ledger.accounts import Pocket
 
 router = APIRouter(prefix="/accounts", tags=["accounts"])
+
+Reader = Annotated[Principal, allow(*STAFF, Role.MERCHANT)]
 
 
 class Pockets(BaseModel):
@@ -120,6 +127,8 @@ def _out(session: Session, rows: Sequence[models.Account]) -> list[AccountOut]:
 
 @router.get("", response_model=Page[AccountOut], summary="List accounts (sorted by id)")
 def list_accounts(
+    *,
+    who: Reader,
     session: DbSession,
     node: Annotated[str | None, Query(description="home concentrator")] = None,
     shop: Annotated[str | None, Query(description="shop id")] = None,
@@ -127,6 +136,8 @@ def list_accounts(
     offset: Offset = 0,
 ) -> dict[str, object]:
     query = select(models.Account).order_by(models.Account.account)
+    if who.role is Role.MERCHANT:
+        query = query.where(models.Account.account == who.account)
     if node is not None:
         query = query.where(models.Account.node == node)
     if shop is not None:
@@ -138,11 +149,14 @@ def list_accounts(
     "/{account}",
     response_model=AccountOut,
     summary="One account and its balances",
-    responses=answers(e404="no such account"),
+    responses=answers(e403="a merchant asking for another account", e404="no such account"),
 )
 def get_account(
-    account: Annotated[str, Path(description="merchant account, e.g. A0001")], session: DbSession
+    account: Annotated[str, Path(description="merchant account, e.g. A0001")],
+    who: Reader,
+    session: DbSession,
 ) -> AccountOut:
+    who.require_account(account)
     found = session.get(models.Account, account)
     if found is None:
         raise NotFound(f"no account {account!r}")

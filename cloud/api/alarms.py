@@ -1,4 +1,7 @@
-"""`/alarms`: the cloud's own alarms (a quarantined node, a forged batch, a wrong key …)."""
+"""`/alarms`: the cloud's own alarms (a quarantined node, a forged batch, a wrong key …).
+
+Who may: staff and installers (`READ_ALL`): alarms are about concentrators, the field's work.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from sqlalchemy import select
 
+from cloud.api.auth import allow
 from cloud.api.common import DbSession, Limit, Offset, Out, Page, StoredTime, page
+from cloud.auth import READ_ALL, Principal
 from cloud.db import models
 
 router = APIRouter(prefix="/alarms", tags=["alarms"])
@@ -29,6 +34,8 @@ def _out(rows: Sequence[models.Alarm]) -> list[AlarmOut]:
 
 @router.get("", response_model=Page[AlarmOut], summary="List alarms, oldest first")
 def list_alarms(
+    *,
+    who: Annotated[Principal, allow(*READ_ALL)],
     session: DbSession,
     node: Annotated[str | None, Query(description="concentrator")] = None,
     cleared: Annotated[bool | None, Query(description="true: only cleared; false: open")] = None,

@@ -1,4 +1,9 @@
-"""`/commands`: the signed commands sent to concentrators, and what became of them."""
+"""`/commands`: the signed commands sent to concentrators, and what became of them.
+
+Who may: staff and installers (`READ_ALL`: an installer checks what a concentrator was sent);
+merchants do not (a command names accounts and amounts of many tenants). Commands are issued
+by the endpoints that need them (`/recharges`, `/relays`), never here.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,15 @@ from fastapi import APIRouter, Path, Query
 from pydantic import Field
 from sqlalchemy import select
 
+from cloud.api.auth import allow
 from cloud.api.common import DbSession, Limit, Offset, Out, Page, StoredTime, answers, page
+from cloud.auth import READ_ALL, Principal
 from cloud.db import models
 from cloud.errors import NotFound
 
 router = APIRouter(prefix="/commands", tags=["commands"])
+
+Reader = Annotated[Principal, allow(*READ_ALL)]
 
 
 class CommandOut(Out):
@@ -36,6 +45,8 @@ def commands_out(rows: Sequence[models.Command]) -> list[CommandOut]:
 
 @router.get("", response_model=Page[CommandOut], summary="List commands (by node, seq)")
 def list_commands(
+    *,
+    who: Reader,
     session: DbSession,
     node: Annotated[str | None, Query(description="target concentrator")] = None,
     status: Annotated[models.CommandStatus | None, Query()] = None,
@@ -57,7 +68,7 @@ def list_commands(
     responses=answers(e404="no such command"),
 )
 def get_command(
-    command_id: Annotated[str, Path(description="32 hex digits")], session: DbSession
+    command_id: Annotated[str, Path(description="32 hex digits")], who: Reader, session: DbSession
 ) -> CommandOut:
     found = session.get(models.Command, command_id)
     if found is None:

@@ -92,7 +92,8 @@ DbSession = Annotated[Session, Depends(open_session, scope="function")]
 Now = Annotated[dt.datetime, Depends(_clock)]
 CloudKey = Annotated[NodeKey, Depends(_key)]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="page size")]
-Offset = Annotated[int, Query(ge=0, description="rows to skip")]
+MAX_OFFSET = 2**53 - 1  # beyond any table; keeps the value inside every backend's integer
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="rows to skip")]
 
 
 def page(

@@ -1,4 +1,11 @@
-"""`/concentrators`: the registry of edge nodes, their chain heads, presence and quarantine."""
+"""`/concentrators`: the registry of edge nodes, their chain heads, presence and quarantine.
+
+Who may (roles in `cloud.auth`): reading is for every staff role and installers (`READ_ALL`);
+registering a concentrator is field work (`FIELD`: admin, operator, installer); clearing a
+quarantine is for an admin alone — a quarantine means a forked chain or a batch signed by the
+wrong key, and clearing it trusts the node's uplink again. Both changes go to the operator log
+with the values before and after, in the same transaction.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +17,14 @@ from pydantic import Field, StrictStr
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from cloud import concentrators
+from cloud import concentrators, oplog
+from cloud.api.auth import allow
 from cloud.api.common import (
     DbSession,
     Limit,
     NodeId,
     Now,
     Offset,
-    Operator,
     Out,
     Page,
     StoredTime,
@@ -25,6 +32,7 @@ from cloud.api.common import (
     answers,
     page,
 )
+from cloud.auth import FIELD, READ_ALL, Principal, Role
 from cloud.db import models
 from cloud.errors import Invalid
 from cloud.keys import CLOUD_NODE
@@ -64,7 +72,18 @@ class RegisterConcentrator(StrictBody):
 
 
 class ClearQuarantine(StrictBody):
-    operator: Operator
+    note: Annotated[StrictStr, Field(max_length=200, description="why (kept in the log)")] = ""
+
+
+Reader = Annotated[Principal, allow(*READ_ALL)]
+
+
+def _view(row: models.Concentrator | None) -> dict[str, str] | None:
+    """What the operator log keeps of a concentrator."""
+    if row is None:
+        return None
+    return {"node": row.node, "name": row.name, "key_id": row.key_id, "status": row.status,
+            "reason": row.quarantine_reason}  # fmt: skip
 
 
 def _pending_counts(session: Session, nodes: Sequence[str]) -> dict[str, int]:
@@ -107,6 +126,7 @@ def _one(session: Session, node: str) -> ConcentratorOut:
 
 @router.get("", response_model=Page[ConcentratorOut], summary="List concentrators")
 def list_concentrators(
+    who: Reader,
     session: DbSession,
     status_: Annotated[Literal["active", "quarantined"] | None, Query(alias="status")] = None,
     limit: Limit = 100,
@@ -132,7 +152,7 @@ def list_concentrators(
     summary="One concentrator",
     responses=answers(e404="no such concentrator"),
 )
-def get_concentrator(node: NodePath, session: DbSession) -> ConcentratorOut:
+def get_concentrator(node: NodePath, who: Reader, session: DbSession) -> ConcentratorOut:
     return _one(session, node)
 
 
@@ -144,24 +164,43 @@ def get_concentrator(node: NodePath, session: DbSession) -> ConcentratorOut:
     responses=answers(e409="the node is registered with another key", e422="not a usable key"),
 )
 def register_concentrator(
-    body: RegisterConcentrator, session: DbSession, now: Now
+    body: RegisterConcentrator,
+    who: Annotated[Principal, allow(*FIELD)],
+    session: DbSession,
+    now: Now,
 ) -> ConcentratorOut:
     try:
         public_key = load_public_key(body.public_key.encode())
     except DecodeError as exc:
         raise Invalid(f"public_key: {exc}") from None
-    concentrators.register(session, body.node, public_key, name=body.name, now=now)
-    session.flush()
+    known = session.get(models.Concentrator, body.node) if body.node != CLOUD_NODE else None
+    before = _view(known)
+    row = concentrators.register(session, body.node, public_key, name=body.name, now=now)
+    after = _view(row)
+    if after != before:  # registering again with the same key and name changes nothing
+        oplog.record(session, who.actor, "concentrator.register", f"node:{body.node}",
+                     before, after, now)  # fmt: skip
     return _one(session, body.node)
 
 
 @router.post(
     "/{node}/clear-quarantine",
     response_model=ConcentratorOut,
-    summary="Accept a quarantined concentrator's uplink again (an operator's decision)",
+    summary="Accept a quarantined concentrator's uplink again (an admin's decision)",
     responses=answers(e404="no such concentrator"),
 )
-def clear_quarantine(node: NodePath, body: ClearQuarantine, session: DbSession) -> ConcentratorOut:
-    concentrators.clear_quarantine(session, node, body.operator)
-    session.flush()
+def clear_quarantine(
+    node: NodePath,
+    who: Annotated[Principal, allow(Role.ADMIN)],
+    session: DbSession,
+    now: Now,
+    body: ClearQuarantine | None = None,
+) -> ConcentratorOut:
+    before = _view(concentrators.get(session, node))
+    row = concentrators.clear_quarantine(session, node, who.user, now)
+    after = _view(row)
+    if after != before:
+        note = {"note": body.note} if body is not None and body.note else {}
+        oplog.record(session, who.actor, "concentrator.clear_quarantine", f"node:{node}",
+                     before, {**(after or {}), **note}, now)  # fmt: skip
     return _one(session, node)

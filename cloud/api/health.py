@@ -1,5 +1,8 @@
 """`/health`: whether the database answers and, when the server knows, whether its ingest is
-connected to the broker. 200 when the database answers, 503 when it does not."""
+connected to the broker. 200 when the database answers, 503 when it does not.
+
+Public (no token): load balancers and monitoring probe it, and it tells nothing but up or down.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,10 @@
 """`/ledger`: every verified chain entry the cloud holds (the edges' and its own `cloud` chain),
 in the order they were stored. Paged by keyset (`after_id`), because an auditor walks the
-whole ledger and an offset would slow down with every page."""
+whole ledger and an offset would slow down with every page.
+
+Who may: staff (`STAFF`, the auditor above all) read every chain; a merchant reads the entries
+that touch its own pockets (naming another account is refused, 403).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,9 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import or_, select
 
-from cloud.api.common import MAX_PAGE, DbSession, Out, StoredTime
+from cloud.api.auth import allow
+from cloud.api.common import MAX_OFFSET, MAX_PAGE, DbSession, Out, StoredTime
+from cloud.auth import STAFF, Principal, Role
 from cloud.db import models
 from ledger.accounts import Pocket
 from ledger.transfers import Code
@@ -44,6 +50,7 @@ class LedgerPage(BaseModel):
 @router.get("", response_model=LedgerPage, summary="Ledger entries, in storage order")
 def list_entries(
     *,
+    who: Annotated[Principal, allow(*STAFF, Role.MERCHANT)],
     session: DbSession,
     node: Annotated[str | None, Query(description="one chain")] = None,
     account: Annotated[
@@ -51,12 +58,16 @@ def list_entries(
         Query(description="an account id (A0001:prepaid) or a merchant (A0001: all pockets)"),
     ] = None,
     code: Annotated[Code | None, Query(description="why the transfers happened")] = None,
-    after_id: Annotated[int, Query(ge=0, description="entries with a larger id")] = 0,
+    after_id: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="entries after this id")] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> LedgerPage:
     query = select(models.LedgerEntry).where(models.LedgerEntry.id > after_id)
     if node is not None:
         query = query.where(models.LedgerEntry.node == node)
+    if who.role is Role.MERCHANT:
+        if account is not None:
+            who.require_account(account.split(":")[0])
+        account = account or who.account
     if account is not None:
         ids = [account] if ":" in account else [f"{account}:{p.value}" for p in Pocket]
         query = query.where(

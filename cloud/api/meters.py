@@ -1,4 +1,9 @@
-"""`/meters` and `/readings`: the meters the concentrators report and what they uploaded."""
+"""`/meters` and `/readings`: the meters the concentrators report and what they uploaded.
+
+Who may: staff and installers (`READ_ALL`) see every meter; a merchant sees the meters of its
+own account and their readings (asking for another account is refused, 403). A merchant's
+readings are those of the meters its account holds now.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +12,19 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, Field
-from sqlalchemy import select
+from sqlalchemy import exists, select
 
+from cloud.api.auth import allow
 from cloud.api.common import DbSession, Limit, Offset, Out, Page, StoredTime, page, utc
+from cloud.auth import READ_ALL, Principal, Role
 from cloud.db import models
+from cloud.errors import Forbidden
 
 router = APIRouter(tags=["meters"])
 
 RELAY = {1: "closed", 0: "open"}
 Relay = Literal["closed", "open"] | None
+Reader = Annotated[Principal, allow(*READ_ALL, Role.MERCHANT)]
 
 
 class MeterOut(Out):
@@ -78,6 +87,8 @@ def _readings(rows: Sequence[models.Reading]) -> list[ReadingOut]:
 
 @router.get("/meters", response_model=Page[MeterOut], summary="List meters (by node, address)")
 def list_meters(
+    *,
+    who: Reader,
     session: DbSession,
     node: Annotated[str | None, Query(description="concentrator")] = None,
     account: Annotated[str | None, Query(description="merchant account")] = None,
@@ -88,13 +99,17 @@ def list_meters(
     if node is not None:
         query = query.where(models.Meter.node == node)
     if account is not None:
+        who.require_account(account)
         query = query.where(models.Meter.account == account)
+    if who.role is Role.MERCHANT:
+        query = query.where(models.Meter.account == who.account)
     return page(session, query, limit, offset, _meters)
 
 
 @router.get("/readings", response_model=Page[ReadingOut], summary="Readings, oldest first")
 def list_readings(
     *,
+    who: Reader,
     session: DbSession,
     meter: Annotated[str | None, Query(description="meter address")] = None,
     node: Annotated[str | None, Query(description="concentrator")] = None,
@@ -110,6 +125,20 @@ def list_readings(
     query = select(models.Reading).order_by(
         models.Reading.time, models.Reading.node, models.Reading.meter
     )
+    if who.role is Role.MERCHANT:
+        if meter is not None and not session.scalar(
+            select(
+                exists().where(models.Meter.address == meter, models.Meter.account == who.account)
+            )
+        ):
+            raise Forbidden(f"meter {meter} is not on account {who.account}")
+        query = query.where(
+            exists().where(
+                models.Meter.node == models.Reading.node,
+                models.Meter.address == models.Reading.meter,
+                models.Meter.account == who.account,
+            )
+        )
     if meter is not None:
         query = query.where(models.Reading.meter == meter)
     if node is not None:

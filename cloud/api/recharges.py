@@ -4,25 +4,31 @@ A recharge books a pending transfer in the cloud's chain and sends a signed `rec
 to the account's home concentrator; it is `posted` once the edge's entry for the same payment
 arrives. The payment id makes it idempotent: the same payment again is the same recharge, the
 same payment with other content is a conflict (409).
+
+Who may: the money desk (`MONEY_DESK`: admin, operator, finance) books recharges, as itself —
+the recharge, its command and the operator log name the logged-in user. Staff read every
+recharge; a merchant reads its own account's (another's is refused, 403).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Response, status
 from pydantic import Field, StrictInt, StrictStr
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from cloud import money
+from cloud import money, oplog, receipts
+from cloud.api.auth import allow
 from cloud.api.common import (
     CloudKey,
     DbSession,
     Limit,
     Now,
     Offset,
-    Operator,
     Out,
     Owner,
     Page,
@@ -31,7 +37,9 @@ from cloud.api.common import (
     answers,
     page,
 )
+from cloud.auth import MONEY_DESK, STAFF, Principal, Role
 from cloud.db import models
+from cloud.db.operations import Receipt
 from cloud.errors import NotFound
 
 router = APIRouter(prefix="/recharges", tags=["recharges"])
@@ -47,7 +55,6 @@ class RechargeIn(StrictBody):
     account: Owner
     fen: RechargeFen
     method: Method
-    operator: Operator
     payment: PaymentId | None = Field(
         None, description="the payment or order id; one is made up when absent"
     )
@@ -58,16 +65,32 @@ class RechargeOut(Out):
     account: str
     fen: int
     method: str
-    operator: str
+    operator: str = Field(description="the user who booked it")
     status: models.RechargeStatus = Field(description="pending until the edge books it")
     command_id: str | None
     pending_transfer: str = Field(description="the pending transfer in the cloud chain, hex")
     created: StoredTime
     posted: StoredTime | None
+    receipt: str | None = Field(None, description="the receipt number (GET /receipts/{number})")
 
 
-def _out(rows: Sequence[models.Recharge]) -> list[RechargeOut]:
-    return [RechargeOut.model_validate(r) for r in rows]
+Reader = Annotated[Principal, allow(*STAFF, Role.MERCHANT)]
+
+
+def _outs(session: Session, rows: Sequence[models.Recharge]) -> list[RechargeOut]:
+    """The rows with their receipt numbers (one query for the page)."""
+    payments = [r.payment for r in rows]
+    numbers = dict(
+        session.execute(
+            select(Receipt.ref, Receipt.number).where(
+                Receipt.kind == "recharge", Receipt.ref.in_(payments)
+            )
+        ).all()
+    )
+    return [
+        RechargeOut.model_validate(r).model_copy(update={"receipt": numbers.get(r.payment)})
+        for r in rows
+    ]
 
 
 @router.post(
@@ -84,41 +107,61 @@ def _out(rows: Sequence[models.Recharge]) -> list[RechargeOut]:
     },
 )
 def create_recharge(
-    body: RechargeIn, response: Response, session: DbSession, key: CloudKey, now: Now
+    *,
+    body: RechargeIn,
+    who: Annotated[Principal, allow(*MONEY_DESK)],
+    response: Response,
+    session: DbSession,
+    key: CloudKey,
+    now: Now,
 ) -> RechargeOut:
-    if body.payment is not None and session.get(models.Recharge, body.payment) is not None:
+    again = body.payment is not None and session.get(models.Recharge, body.payment) is not None
+    if again:
         response.status_code = status.HTTP_200_OK
     recharge = money.recharge(
         session,
         account=body.account,
         fen=body.fen,
         method=body.method,
-        operator=body.operator,
+        operator=who.user,
         payment=body.payment,
         key=key,
         now=now,
     )
     session.flush()
-    return RechargeOut.model_validate(recharge)
+    if not again and recharge.command_id is not None and recharge.created == now:
+        after = {k: getattr(recharge, k) for k in ("payment", "account", "fen", "method",
+                                                    "command_id", "pending_transfer")}  # fmt: skip
+        oplog.record(session, who.actor, "recharge.create", f"account:{recharge.account}",
+                     None, after, now)  # fmt: skip
+    receipts.for_recharge(session, recharge.payment, now)  # the desk prints it
+    return _outs(session, [recharge])[0]
 
 
 @router.get(
     "/{payment}",
     response_model=RechargeOut,
     summary="One recharge",
-    responses=answers(e404="no recharge with this payment id"),
+    responses=answers(
+        e403="a merchant asking for another account's", e404="no recharge with this payment id"
+    ),
 )
 def get_recharge(
-    payment: Annotated[str, Path(description="payment or order id")], session: DbSession
+    payment: Annotated[str, Path(description="payment or order id")],
+    who: Reader,
+    session: DbSession,
 ) -> RechargeOut:
     found = session.get(models.Recharge, payment)
     if found is None:
         raise NotFound(f"no recharge with payment {payment!r}")
-    return RechargeOut.model_validate(found)
+    who.require_account(found.account)
+    return _outs(session, [found])[0]
 
 
 @router.get("", response_model=Page[RechargeOut], summary="List recharges, oldest first")
 def list_recharges(
+    *,
+    who: Reader,
     session: DbSession,
     account: Annotated[str | None, Query(description="merchant account")] = None,
     status_: Annotated[models.RechargeStatus | None, Query(alias="status")] = None,
@@ -127,7 +170,10 @@ def list_recharges(
 ) -> dict[str, object]:
     query = select(models.Recharge).order_by(models.Recharge.created, models.Recharge.payment)
     if account is not None:
+        who.require_account(account)
         query = query.where(models.Recharge.account == account)
+    if who.role is Role.MERCHANT:
+        query = query.where(models.Recharge.account == who.account)
     if status_ is not None:
         query = query.where(models.Recharge.status == status_.value)
-    return page(session, query, limit, offset, _out)
+    return page(session, query, limit, offset, functools.partial(_outs, session))

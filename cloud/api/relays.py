@@ -1,5 +1,10 @@
 """`/relays`: trip or close meters' relays by a signed `relay` command to each concentrator
-they hang off. An unknown meter refuses the whole request (404) and sends nothing."""
+they hang off. An unknown meter refuses the whole request (404) and sends nothing.
+
+Who may: `OPERATIONS` (admin, operator) — cutting a shop's power is an operator's act. The
+commands name the logged-in user; the operator log gets one row per command (per
+concentrator) with its meters.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +13,19 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, status
 from pydantic import Field
 
-from cloud import money
+from cloud import money, oplog
+from cloud.api.auth import allow
 from cloud.api.commands import CommandOut, commands_out
 from cloud.api.common import (
     CloudKey,
     DbSession,
     MeterAddress,
     Now,
-    Operator,
     Out,
     StrictBody,
     answers,
 )
+from cloud.auth import OPERATIONS, Principal
 
 router = APIRouter(prefix="/relays", tags=["relays"])
 
@@ -27,7 +33,6 @@ router = APIRouter(prefix="/relays", tags=["relays"])
 class RelayIn(StrictBody):
     meters: Annotated[list[MeterAddress], Field(min_length=1, max_length=1000)]
     action: Literal["trip", "close"]
-    operator: Operator
 
 
 class RelayOut(Out):
@@ -43,7 +48,17 @@ class RelayOut(Out):
         e404="a meter is unknown: nothing is sent", e409="a concentrator is quarantined"
     ),
 )
-def switch_relays(body: RelayIn, session: DbSession, key: CloudKey, now: Now) -> RelayOut:
-    commands = money.relay(session, list(body.meters), body.action, body.operator, key, now)
+def switch_relays(
+    body: RelayIn,
+    who: Annotated[Principal, allow(*OPERATIONS)],
+    session: DbSession,
+    key: CloudKey,
+    now: Now,
+) -> RelayOut:
+    commands = money.relay(session, list(body.meters), body.action, who.user, key, now)
     session.flush()
+    for command in commands:
+        after = {"command_id": command.id, **command.args}
+        oplog.record(session, who.actor, f"relay.{body.action}", f"node:{command.node}",
+                     None, after, now)  # fmt: skip
     return RelayOut(commands=commands_out(commands))

@@ -15,21 +15,22 @@ timezone-aware (`DateTime(timezone=True)`); readings keep the edge's millisecond
   entry for the same payment arrives, then posted.
 - `alarms`: the cloud's own alarms (quarantine, forged batch, …).
 
-Every `DateTime` column is a `UtcDateTime`: it refuses naive datetimes, stores UTC and gives
-back aware UTC datetimes on both backends (SQLite itself keeps no zone).
+The tables of the operations issue live in their own modules, imported at the end of this one
+so that `Base.metadata` (migrations, tests) always holds every table: `auth` (users, tokens,
+logins, the operator log), `registry` (sites … policies), `operations` (refunds, corrections,
+swaps, moves, receipts, report templates), `rollups` (consumption per day for reports).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -38,39 +39,9 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.orm import Mapped, mapped_column
 
-
-class UtcDateTime(TypeDecorator[dt.datetime]):
-    """`DateTime(timezone=True)` that only takes aware datetimes and always returns UTC."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
-        if value is None or value.tzinfo is dt.UTC:
-            return value
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(f"naive datetime {value.isoformat()}: pass an aware one")
-        return value.astimezone(dt.UTC)
-
-    def process_result_value(
-        self, value: dt.datetime | None, dialect: Dialect
-    ) -> dt.datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:  # SQLite: stored as UTC without a zone
-            return value.replace(tzinfo=dt.UTC)
-        return value.astimezone(dt.UTC)
-
-
-class Base(DeclarativeBase):
-    type_annotation_map: ClassVar[dict[Any, Any]] = {
-        dict[str, Any]: JSON,
-        dt.datetime: UtcDateTime(),
-    }
+from cloud.db.base import Base, UtcDateTime
 
 
 class NodeStatus(StrEnum):
@@ -264,3 +235,9 @@ class Alarm(Base):
     detail: Mapped[str] = mapped_column(Text)
     time: Mapped[dt.datetime]
     cleared: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+# Registered on `Base.metadata` by importing them (they import `Base` from `cloud.db.base`).
+from cloud.db import auth, operations, registry, rollups  # noqa: E402
+
+__all__ = ["Base", "UtcDateTime", "auth", "operations", "registry", "rollups"]

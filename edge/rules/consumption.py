@@ -321,6 +321,7 @@ def _transfer(
     now: dt.datetime,
     source: TimeSource,
     linked: bool,
+    swap: str | None = None,
 ) -> Transfer:
     reg_from, reg_to = span
     debit: AccountId = pocket_id(owner, leg.pocket)
@@ -333,16 +334,104 @@ def _transfer(
     if leg.cost_cum is not None:
         refs["cost_cum"] = leg.cost_cum
         refs["tariff"] = describe_parts(leg.parts)
+    if swap is not None:
+        refs["swap"] = swap
     credit = system_id(leg.sink)
     return Transfer(
-        id=derive_id("consume", meter, reg_from, reg_to, leg.name),
+        id=(
+            derive_id("consume", meter, reg_from, reg_to, leg.name)
+            if swap is None
+            else derive_id("meter-settle", swap, leg.name)
+        ),
         debit=debit,
         credit=credit,
         amount=leg.fen if leg.cost_cum is not None else energy_of(leg.parts),
         unit=POCKET_UNIT[leg.pocket],
-        code=Code.CONSUME,
+        code=Code.CONSUME if swap is None else Code.METER_SETTLE,
         time=stamp(now),
         time_source=source,
         linked=linked,
         refs=refs,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class FinalBill:
+    """The last bill of a meter taken out at a swap (`bill_final`)."""
+
+    transfers: tuple[Transfer, ...]  # one linked chain, code meter_settle
+    charges: AccountCharges  # the account's running totals after it
+    reg_from: Wh  # the register the meter was billed up to before
+    energy_wh: Wh  # energy billed by `transfers`
+    unpaid_wh: Wh  # energy the pockets could not pay (the swap is refused then)
+    carried_wh: Wh  # energy below one fen: its exact cost is carried in `charges.cost_cum`
+
+
+def bill_final(
+    now: dt.datetime,
+    final_wh: Wh,
+    state: ConsumptionState,
+    policy: ConsumptionPolicy,
+    *,
+    owner: str,
+    pockets: Pockets,
+    source: TimeSource,
+    swap: str,
+) -> FinalBill:
+    """Bill a meter from where its billing stands up to `final_wh`, the register read off the
+    meter as it is taken out (meter swap `swap`): what was read but not billed yet, then the
+    energy since the last reading, priced at `now`. Legs, refs and the pay order are those of
+    `bill_reading`; the code is `meter_settle` and the ids `derive_id("meter-settle", swap,
+    leg)`. No plausibility test: the register is the technician's reading, not the wire's.
+
+    The meter has no next reading, so nothing can wait for one: `unpaid_wh` > 0 means the
+    pockets cannot pay its last energy (the caller refuses the swap), and energy whose cost
+    stays below one fen (`carried_wh`) is billed no fen; its exact cost is added to the
+    account's cumulative cost, so the account's next fen charge pays it.
+    """
+    require_aware(now)
+    last = state.meter
+    if final_wh < last.reg_wh:
+        raise InputError(
+            f"final register {final_wh} Wh of meter {last.meter} is below the last register "
+            f"billed, {last.reg_wh} Wh"
+        )
+    delta = final_wh - last.reg_wh
+    charges = state.charges.for_month(month_key(now))
+    fresh = price_energy(
+        policy.tariff, Wh(delta), last.at, now, month_used_wh=charges.month_used_wh
+    )
+    legs, rest, short = _pay(last.unbilled + fresh, pockets, charges.cost_cum)
+    reg_from = last.billed_to
+    billed = sum(energy_of(leg.parts) for leg in legs)
+    cost_cum = next(
+        (leg.cost_cum for leg in reversed(legs) if leg.cost_cum is not None), charges.cost_cum
+    )
+    carried = Wh(0)
+    if rest and not short:
+        carried = energy_of(rest)
+        cost_cum = ExactCost(cost_cum + exact_cost_of(rest))
+    transfers = tuple(
+        _transfer(
+            leg,
+            owner=owner,
+            meter=last.meter,
+            span=(reg_from, reg_from + billed),
+            now=now,
+            source=source,
+            linked=i < len(legs) - 1,
+            swap=swap,
+        )
+        for i, leg in enumerate(legs)
+    )
+    after = dataclasses.replace(
+        charges, cost_cum=cost_cum, month_used_wh=charges.month_used_wh + delta
+    )
+    return FinalBill(
+        transfers,
+        after,
+        reg_from,
+        Wh(billed),
+        Wh(energy_of(rest)) if short else Wh(0),
+        carried,
     )

@@ -34,6 +34,7 @@ class RelayCause(StrEnum):
     OVERLOAD = "overload"
     OVER_VOLTAGE = "over_voltage"
     OPERATOR = "operator"  # a remote trip by an operator: only an operator's close releases it
+    VACANT = "vacant"  # the tenant moved out: open until a new tenant's account bills the meter
 
 
 @dataclass(frozen=True, slots=True)

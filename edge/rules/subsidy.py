@@ -32,7 +32,8 @@ period, not a decade of them. A `subsidy_missed` alarm names the skipped periods
 `carry_over` (where skipping does cost the merchant) the operator can grant them by correction.
 
 **Amount hook.** `SubsidyPolicy.amount` is any callable `(SubsidyAccount, period) -> Wh`. The
-default, `SubsidyTable`, takes the amount from the shop category, else the account type. The
+default, `SubsidyTable`, takes the amount per account (`by_account`, as the cloud computed it
+from its registry), else from the shop category, else the account type. The
 cloud can replace it (rules by area, by season…) without touching this module; it must be
 deterministic for a given configuration, since a different amount under the same derived id is
 an id conflict in the book, never a second issue.
@@ -69,12 +70,16 @@ SubsidyHook = Callable[[SubsidyAccount, str], int]
 
 @dataclass(frozen=True, slots=True)
 class SubsidyTable:
-    """The default amount hook: Wh per shop category, else per account type, else none."""
+    """The default amount hook: Wh per account (the amounts the cloud decided, see
+    `cloud.subsidy_rules`), else per shop category, else per account type, else none."""
 
     by_type: Mapping[str, int] = field(default_factory=dict)
     by_category: Mapping[str, int] = field(default_factory=dict)
+    by_account: Mapping[str, int] = field(default_factory=dict)
 
     def __call__(self, account: SubsidyAccount, period: str) -> int:
+        if account.owner in self.by_account:
+            return self.by_account[account.owner]
         if account.shop_category is not None and account.shop_category in self.by_category:
             return self.by_category[account.shop_category]
         return self.by_type.get(account.account_type, 0)

@@ -6,13 +6,20 @@ Runs inside the cycle's store transaction, in the order the rules' contract asks
    the linked chain as one batch, so the next meter sees the pockets that chain left (pockets
    are read from the book again before every meter); then `protect` the meter (it needs the
    voltage, which the `basic` block reads);
-2. the monthly subsidy (`run_subsidy`), after consumption, so at a month boundary the energy up
-   to the boundary is paid from the old month's subsidy before it expires;
+2. a refund's grace allowance whose time has passed is cleared (after consumption, which
+   paid from it up to now); then the monthly subsidy (`run_subsidy`), after consumption, so at
+   a month boundary the energy up to the boundary is paid from the old month's subsidy before
+   it expires;
 3. arrears (`judge_arrears`), on the pockets after all of that;
 4. per meter, `settle_relay` over every relay action of arrears and protection: a trip when the
    first cause appears, a close only when the last one is gone.
 
-Time-driven actions wait while the clock is implausible: the subsidy, and the scheduled
+An account that moved out (`AccountRuntime.moved_out`) takes no turn: its meters are read
+but not billed, and their relays are held open (`RelayCause.VACANT`); once a configuration
+gives a meter to an account that has not moved out, the next turn releases the hold and bills
+the meter from its last register.
+
+Time-driven actions wait while the clock is implausible: the grace end, the subsidy, the scheduled
 cut-off (a relay already open may still close: closing is never held back). Consumption is
 billed regardless: register deltas do not need to know the time.
 """
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -33,20 +41,23 @@ from edge.rules.consumption import (
     MeterBilling,
     bill_reading,
 )
-from edge.rules.decisions import Alarm, RelayAction, RelayCommand, settle_relay
+from edge.rules.decisions import Alarm, RelayAction, RelayCause, RelayCommand, settle_relay
+from edge.rules.operations import Stamp, grace_expiry
 from edge.rules.pockets import Pockets
 from edge.rules.protection import protect
 from edge.rules.subsidy import SubsidyAccount, run_subsidy
-from edge.rules.times import month_key
+from edge.rules.times import month_key, stamp
 from edge.runtime.polling import MeterRead
 from edge.runtime.relays import RelayOrder
 from edge.runtime.state import AccountRuntime, MeterRuntime
 from edge.site.model import AccountConfig, MeterConfig, Site
 from edge.store import Transaction
-from ledger.accounts import owner_of
+from ledger.accounts import Pocket, owner_of, pocket_id
 from ledger.book import Book, linked_batches
 from ledger.transfers import TimeSource, Transfer
 from ledger.units import Wh
+
+log = logging.getLogger("edge.runtime")
 
 
 @dataclass(slots=True)
@@ -79,6 +90,14 @@ def scaled(reading: Reading, multiplier: int) -> Reading:
         power_w=times(reading.power_w),
         reactive_var=times(reading.reactive_var),
     )
+
+
+def _tenant_back(address: str, state: MeterRuntime) -> list[RelayAction]:
+    """Release a vacant meter's hold: an account that has not moved out bills it now."""
+    if RelayCause.VACANT not in state.relay.held:
+        return []
+    why = "a tenant's account bills the meter again"
+    return [RelayAction(address, RelayCommand.CLOSE, RelayCause.VACANT, why)]
 
 
 class AccountTurn:
@@ -123,7 +142,12 @@ class AccountTurn:
         """The account's new state; `meters` (this account's) is updated in place."""
         work, owner = self.work, account.id
         configs = self.site.meters_of(owner)
-        actions: dict[str, list[RelayAction]] = {m.address: [] for m in configs}
+        if state.moved_out is not None:
+            self.vacant(owner, state.moved_out, configs, meters, reads)
+            return state
+        actions: dict[str, list[RelayAction]] = {
+            m.address: _tenant_back(m.address, meters[m.address]) for m in configs
+        }
         for meter in configs:
             read = reads.get(meter.address)
             if read is None or read.reading is None:
@@ -146,6 +170,7 @@ class AccountTurn:
                 before.last_error,
             )
             state = state.used(work.now.date(), used, charges)
+        state = self.grace(account, state)
         state = self.subsidy(account, state)
         state = self.arrears(account, state, meters, actions)
         for meter in configs:
@@ -175,6 +200,40 @@ class AccountTurn:
         self.work.alarms += decided.decisions.alarms
         used = max(0, decided.state.meter.reg_wh - before.reg_wh)
         return decided.state.meter, decided.state.charges, used
+
+    def vacant(
+        self,
+        owner: str,
+        move: str,
+        configs: tuple[MeterConfig, ...],
+        meters: dict[str, MeterRuntime],
+        reads: Mapping[str, MeterRead],
+    ) -> None:
+        """A tenant that moved out: nothing is billed, issued or judged any more; its meters'
+        relays are held open (`VACANT`) until a configuration gives them a new account."""
+        why = f"vacant: {owner} moved out (move {move})"
+        for meter in configs:
+            trip = RelayAction(meter.address, RelayCommand.TRIP, RelayCause.VACANT, why)
+            self.settle(meter, meters, [trip], reads.get(meter.address))
+
+    def grace(self, account: AccountConfig, state: AccountRuntime) -> AccountRuntime:
+        """Once a refund's grace time has passed, clear what is left of its allowance."""
+        hold = state.grace
+        if hold is None or not self.work.plausible or self.work.now < hold.until:
+            return state  # running, or the clock cannot say (time-driven: held)
+        left = self.book.balance(pocket_id(account.id, Pocket.GRACE))
+        stamped = Stamp(stamp(self.work.now), self.work.source)
+        expiry = grace_expiry(stamped, account=account.id, reference=hold.refund, grace=left)
+        if expiry is not None:
+            self.post((expiry,))
+        log.info(
+            "account %s: grace of refund %s ended at %s, %d Wh left cleared",
+            account.id,
+            hold.refund,
+            hold.until.isoformat(),
+            0 if expiry is None else expiry.amount,
+        )
+        return dataclasses.replace(state, grace=None)
 
     def subsidy(self, account: AccountConfig, state: AccountRuntime) -> AccountRuntime:
         if not self.work.plausible:

@@ -24,14 +24,15 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.drivers.base import Bus
+from edge.drivers.base import Bus, Responder
 from edge.runtime.clock import Clock, ManualClock, SimulatedClock, SystemClock
 from edge.runtime.cycle import Runtime
+from edge.runtime.reconfigure import reconcile
 from edge.runtime.seed import read_seed
 from edge.sim.direct_bus import DirectBus
 from edge.sim.persist import MeterSpec, SimulatedBuilding
 from edge.site.errors import SiteConfigError
-from edge.site.model import BusConfig, BusKind, Site
+from edge.site.model import BusConfig, BusKind, MeterConfig, Site
 from edge.store import Store
 from ledger.chain import NodeKey
 from ledger.errors import DecodeError
@@ -98,11 +99,13 @@ def _open_building(site: Site) -> SimulatedBuilding:
 
 def _simulated_bus(
     bus: BusConfig, site: Site, building: SimulatedBuilding, direct: bool, stack: ExitStack
-) -> Bus:
+) -> tuple[Bus, Callable[[str, Responder], None]]:
+    """The bus, and how to put one more simulated meter on it."""
     addresses = [m.address for m in site.meters if m.bus == bus.name]
     responders = building.responders(addresses)
     if direct:
-        return DirectBus(responders, name=bus.name)
+        direct_bus = DirectBus(responders, name=bus.name)
+        return direct_bus, direct_bus.attach
     from edge.drivers.bus import SerialBus
     from edge.sim.pty_bus import PtyBus
 
@@ -113,7 +116,29 @@ def _simulated_bus(
     pty.start()
     serial = SerialBus(pty.port, bus.settings())
     stack.callback(serial.close)
-    return serial
+    return serial, lambda address, responder: pty.attach(responder, name=address)
+
+
+def _installer(
+    building: SimulatedBuilding, attach: dict[str, Callable[[str, Responder], None]]
+) -> Callable[[MeterConfig, int], None]:
+    """Install a meter a new configuration adds (a swap's new meter at its initial register)
+    in the simulated building, on its bus: what a technician does on a real site."""
+
+    def install(meter: MeterConfig, start_wh: int) -> None:
+        on_bus = attach.get(meter.bus)
+        if on_bus is None:
+            return  # a real bus: the meter is there or it is not
+        if meter.address not in building.meters:
+            energy_mwh = start_wh // meter.multiplier * 1000
+            building.add_meter(
+                MeterSpec(meter.address, meter.protocol, meter.profile or "shop", energy_mwh)
+            )
+            building.save()
+        on_bus(meter.address, building.responders([meter.address])[meter.address])
+        log.info("simulated meter %s installed on %s", meter.address, meter.bus)
+
+    return install
 
 
 def _hardware_bus(bus: BusConfig, stack: ExitStack) -> Bus:
@@ -171,6 +196,7 @@ def boot(
     stack = ExitStack()
     building: SimulatedBuilding | None = None
     try:
+        site = reconcile(site, store)  # documents a command stored but the file lacks
         if any(b.kind is BusKind.SIMULATED for b in site.buses):
             building = _open_building(site)
         if clock is None:
@@ -182,15 +208,20 @@ def boot(
             direct if direct is not None else (speed != 1.0 or isinstance(clock, ManualClock))
         )
         buses: dict[str, Bus] = {}
+        attach: dict[str, Callable[[str, Responder], None]] = {}
         for bus in site.buses:
             if bus.kind is BusKind.SIMULATED:
                 assert building is not None
-                buses[bus.name] = _simulated_bus(bus, site, building, in_process, stack)
+                buses[bus.name], attach[bus.name] = _simulated_bus(
+                    bus, site, building, in_process, stack
+                )
             else:
                 buses[bus.name] = _hardware_bus(bus, stack)
         world: Callable[[], None] | None = None
+        install: Callable[[MeterConfig, int], None] | None = None
         if building is not None:
             world = _world(building, clock)
+            install = _installer(building, attach)
         runtime = Runtime(
             site,
             store,
@@ -199,6 +230,7 @@ def boot(
             clock,
             world=world,
             parallel=sum(not isinstance(b, DirectBus) for b in buses.values()) > 1,
+            install=install,
         )
         booted = Booted(runtime, building, clock, stack)
         for recharge in seed:

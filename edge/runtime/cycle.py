@@ -38,6 +38,7 @@ from edge.runtime.clock import Clock, ClockGuard
 from edge.runtime.events import RuntimeKind, alarm_event, runtime_event
 from edge.runtime.operator import OperatorRelay, operator_relay
 from edge.runtime.polling import MeterRead, read_meter_clocks, read_meters
+from edge.runtime.reconfigure import CONFIG_KEY, Documents, carry_states, write_documents
 from edge.runtime.relays import RelayOrder, RelayOutcome, execute
 from edge.runtime.state import (
     CLOCK_KEY,
@@ -48,17 +49,25 @@ from edge.runtime.state import (
     StateTable,
     account_key,
     meter_key,
-    rebuild_account,
-    rebuild_meter,
 )
-from edge.site.model import Site
-from edge.store import Category, Event, Store, TimedReading, Transaction
+from edge.site.model import MeterConfig, Site
+from edge.store import Category, Event, Store, StoreError, TimedReading, Transaction
 from ledger.accounts import Pocket, System, Unit, pocket_id, system_id
 from ledger.chain import NodeKey
 from ledger.ids import derive_id
 from ledger.transfers import Code, Transfer
 
 log = logging.getLogger("edge.runtime")
+
+
+@dataclass(slots=True)
+class _Staged:
+    """What a `Runtime.transaction()` applies to the runtime once it has committed."""
+
+    meters: dict[str, MeterRuntime] = field(default_factory=dict)
+    accounts: dict[str, AccountRuntime] = field(default_factory=dict)
+    site: Site | None = None
+    documents: Documents | None = None
 
 
 @dataclass(slots=True)
@@ -106,6 +115,7 @@ class Runtime:
         world: Callable[[], None] | None = None,
         parallel: bool = False,
         progress: Callable[[], None] | None = None,
+        install: Callable[[MeterConfig, int], None] | None = None,
     ) -> None:
         self.site = site
         self.store = store
@@ -119,38 +129,15 @@ class Runtime:
         self.world = world
         self.parallel = parallel
         self.progress = progress  # called as meters are read and relays commanded
+        self.install = install  # a simulated building installs a meter a new site adds
         self.table = StateTable(store)
         self.clock_state = self.table.load(CLOCK_KEY, ClockState, ClockState())
         self.guard.last_known = self.clock_state.last_known
-        self.meters, self.accounts = self._load_states()
+        self.meters, self.accounts = carry_states(site, self.table, store, {}, {})
         self.low_balance = self.table.load(LOW_BALANCE_KEY, LowBalanceState, LowBalanceState())
         self.outcomes: list[RelayOutcome] = []  # to record in the next transaction
         self.checkpointed = max((cp.seq for cp in store.checkpoints()), default=0)
-        self._staged: dict[str, MeterRuntime] | None = None  # meter states of `transaction()`
-
-    def _load_states(self) -> tuple[dict[str, MeterRuntime], dict[str, AccountRuntime]]:
-        meters: dict[str, MeterRuntime] = {}
-        accounts: dict[str, AccountRuntime] = {}
-        missing = False
-        for meter in self.site.meters:
-            found = self.table.find(meter_key(meter.address), MeterRuntime)
-            missing |= found is None
-            meters[meter.address] = found or MeterRuntime()
-        for account in self.site.accounts:
-            known = self.table.find(account_key(account), AccountRuntime)
-            missing |= known is None
-            accounts[account] = known or AccountRuntime()
-        if missing and self.store.chain.seq:
-            # A state not in the store while the chain has entries (a new meter, or a store
-            # from before the runtime): rebuild what the chain knows, never start from zero.
-            transfers = [e.transfer for e in self.store.entries()]
-            for address, state in meters.items():
-                if state == MeterRuntime():
-                    meters[address] = rebuild_meter(address, transfers)
-            for owner, account_state in accounts.items():
-                if account_state == AccountRuntime():
-                    accounts[owner] = rebuild_account(owner, transfers)
-        return meters, accounts
+        self._staged: _Staged | None = None  # what `transaction()` applies once committed
 
     # -- the cycle -------------------------------------------------------------------------------
     def run_cycle(self) -> CycleReport:
@@ -346,6 +333,7 @@ class Runtime:
                 accounts[owner].daily_wh,
             )
             for owner in sorted(self.site.accounts)
+            if accounts[owner].moved_out is None  # a tenant who left has nothing to top up
         ]
         result = check_low_balance(work.now, views, self.low_balance, self.site.rules.low_balance)
         work.alarms += result.decisions.alarms
@@ -399,12 +387,12 @@ class Runtime:
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
         """A store transaction outside the poll cycle (the same thread, between cycles) that
-        leaves the chain signed to its head, like every cycle's commit. Meter states staged in
-        it (`operator_relay`) become the runtime's only once it has committed."""
+        leaves the chain signed to its head, like every cycle's commit. States and a site
+        staged in it (`stage_meter`, `stage_account`, `stage_site`, `operator_relay`) become
+        the runtime's only once it has committed."""
         if self._staged is not None:
             raise RuntimeError("runtime transactions do not nest")
-        staged: dict[str, MeterRuntime] = {}
-        self._staged = staged
+        staged = self._staged = _Staged()
         self.table.begin()
         try:
             with self.store.transaction() as tx:
@@ -414,7 +402,72 @@ class Runtime:
             self._staged = None
         self.table.committed()
         self.checkpointed = signed
-        self.meters.update(staged)
+        self.meters.update(staged.meters)
+        self.accounts.update(staged.accounts)
+        if staged.site is not None:
+            self.use_site(staged.site, staged.documents)
+
+    def _staging(self, what: str) -> _Staged:
+        if self._staged is None:
+            raise RuntimeError(f"{what} runs inside Runtime.transaction()")
+        return self._staged
+
+    def meter_state(self, address: str) -> MeterRuntime:
+        """A meter's state, as staged in the open transaction or as committed."""
+        staged = self._staged.meters.get(address) if self._staged is not None else None
+        return staged or self.meters[address]
+
+    def account_state(self, owner: str) -> AccountRuntime:
+        """An account's state, as staged in the open transaction or as committed."""
+        staged = self._staged.accounts.get(owner) if self._staged is not None else None
+        return staged or self.accounts[owner]
+
+    def stage_meter(self, tx: Transaction, address: str, state: MeterRuntime) -> None:
+        """Store a meter's new state in `tx`; the runtime uses it once `tx` has committed."""
+        self._staging("stage_meter").meters[address] = state
+        self.table.save(tx, meter_key(address), state)
+
+    def stage_account(self, tx: Transaction, owner: str, state: AccountRuntime) -> None:
+        """Store an account's new state in `tx`; the runtime uses it once `tx` has committed."""
+        self._staging("stage_account").accounts[owner] = state
+        self.table.save(tx, account_key(owner), state)
+
+    def stage_site(self, tx: Transaction, site: Site, version: int, documents: Documents) -> None:
+        """Store configuration `documents` (already parsed into `site`) in `tx`; once it has
+        committed they are written to the configuration file and the runtime uses `site`."""
+        staged = self._staging("stage_site")
+        tx.set_state(CONFIG_KEY, {"version": version, "documents": documents})
+        staged.site, staged.documents = site, documents
+
+    def use_site(self, site: Site, documents: Documents | None = None) -> None:
+        """Run `site` from now on (its documents, if given, written to the configuration file
+        first): new meters start polling and billing, removed ones stop, meters and accounts
+        that stay keep their state. A file that cannot be written is logged, and written again
+        at the next boot (`edge.runtime.reconfigure.reconcile`): the store holds the truth."""
+        if documents is not None:
+            try:
+                write_documents(site, documents)
+            except StoreError as exc:
+                log.error("configuration file not updated (the next boot writes it): %s", exc)
+        before = {m.address for m in self.site.meters}
+        meters, accounts = carry_states(site, self.table, self.store, self.meters, self.accounts)
+        self.store.set_accounts(site.ledger_accounts())
+        for meter in site.meters:
+            if meter.address not in before and self.install is not None:
+                billing = meters[meter.address].billing
+                self.install(meter, 0 if billing is None else billing.reg_wh)
+        self.site = site
+        self.policies = {m.address: site.consumption_policy(m) for m in site.meters}
+        self.meters, self.accounts = meters, accounts
+        added = sorted({m.address for m in site.meters} - before)
+        removed = sorted(before - {m.address for m in site.meters})
+        log.info(
+            "site reconfigured: %d meters, %d accounts; meters added %s, removed %s",
+            len(site.meters),
+            len(site.accounts),
+            ", ".join(added) or "none",
+            ", ".join(removed) or "none",
+        )
 
     def operator_relay(
         self, tx: Transaction, addresses: Iterable[str], command: RelayCommand, reason: str
@@ -422,17 +475,15 @@ class Runtime:
         """Record an operator's trip or close of these meters' relays (inside `transaction()`);
         returns the orders to send once it has committed (`send_orders`) and what it did to
         each meter. An operator trip holds the relay open until an operator closes it."""
-        if self._staged is None:
-            raise RuntimeError("operator_relay runs inside Runtime.transaction()")
+        self._staging("operator_relay")
         now = self.guard.last_known or self.guard.clock.system_now()
         orders: list[RelayOrder] = []
         done: dict[str, OperatorRelay] = {}
         alarms = []
         for address in addresses:
             meter = self.site.meter(address)
-            changed = operator_relay(address, self.meters[address], command, reason)
-            self._staged[address] = changed.state
-            self.table.save(tx, meter_key(address), changed.state)
+            changed = operator_relay(address, self.meter_state(address), command, reason)
+            self.stage_meter(tx, address, changed.state)
             orders += [
                 RelayOrder(meter, c.command, c.cause, c.reason, now) for c in changed.commands
             ]

@@ -8,6 +8,7 @@ rules resume exactly where the ledger is:
     rt:meter:<address>    MeterRuntime    billing (register, unbilled energy), protection, relay
     rt:account:<id>       AccountRuntime  cumulative cost, subsidy periods, arrears, daily use
     rt:low_balance        LowBalanceState the day each account was last checked
+    sync:config           {version, documents}  the configuration the cloud gave (config, swap)
 
 `StateTable` keeps the text last written for each key and writes only what changed: a cycle of
 256 idle meters writes little more than their billing positions.
@@ -29,6 +30,7 @@ from edge.rules.subsidy import SubsidyState
 from edge.runtime.codec import CodecError, decode, encode
 from edge.store import CorruptStore, Store, Transaction
 from ledger.accounts import Pocket, Unit, pocket_id
+from ledger.invariants import BILLING_CODES
 from ledger.transfers import Code, Transfer
 from ledger.units import ExactCost, Wh
 
@@ -68,6 +70,15 @@ class MeterRuntime:
 
 
 @dataclass(frozen=True, slots=True)
+class GraceHold:
+    """A refund's grace allowance: it keeps power on until `until`, then what is left of it
+    is cleared (`edge.rules.operations.grace_expiry`)."""
+
+    refund: str  # the refund reference (the expiry's id derives from it)
+    until: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
 class AccountRuntime:
     charges: AccountCharges = field(default_factory=AccountCharges)
     subsidy: SubsidyState = field(default_factory=SubsidyState)
@@ -75,6 +86,8 @@ class AccountRuntime:
     day: dt.date | None = None
     today_wh: int = 0
     daily_wh: tuple[int, ...] = ()  # the last whole days' consumption, oldest first
+    grace: GraceHold | None = None  # a refund's grace allowance, until it expires
+    moved_out: str | None = None  # the move reference once the tenant has left this node
 
     def used(self, today: dt.date, energy_wh: int, charges: AccountCharges) -> AccountRuntime:
         """With `charges` after a reading that used `energy_wh` today (a new day closes the
@@ -86,7 +99,9 @@ class AccountRuntime:
             today_wh, days = energy_wh, (*self.daily_wh, self.today_wh)[-DAYS_KEPT:]
         else:
             day = self.day  # a clock stepping back does not reopen an earlier day
-        return AccountRuntime(charges, self.subsidy, self.arrears, day, today_wh, days)
+        return AccountRuntime(
+            charges, self.subsidy, self.arrears, day, today_wh, days, self.grace, self.moved_out
+        )
 
 
 CLOCK_KEY = "rt:clock"
@@ -154,7 +169,7 @@ def rebuild_account(owner: str, transfers: Iterable[Transfer]) -> AccountRuntime
     prepaid = pocket_id(owner, Pocket.PREPAID)
     cost = 0
     for t in transfers:
-        if t.code is Code.CONSUME and t.unit is Unit.FEN and t.debit == prepaid:
+        if t.code in BILLING_CODES and t.unit is Unit.FEN and t.debit == prepaid:
             cost = int(t.refs["cost_cum"])
     return AccountRuntime(
         charges=AccountCharges(cost_cum=ExactCost(cost)),

@@ -14,7 +14,8 @@ Document shapes (each has a string `id`):
               {"id": "tiered", "kind": "tiered", "tiers": [[100000, 6000], [null, 9000]]}
     rules     {"id": "billing", "tariff": "commercial", "max_power_w": 11000, "jump_margin": 1.5}
               {"id": "subsidy", "issue_day": 1, "issue_at": "00:00", "month_end": "clear",
-               "carry_cap_wh": null, "by_type": {"merchant": 50000}, "by_category": {}}
+               "carry_cap_wh": null, "by_type": {"merchant": 50000}, "by_category": {},
+               "by_account": {"A0001": 60000}}  (by_account, optional, wins over the others)
               {"id": "protection", "windows": [{"min_w": 1500, "max_w": 2500, "min_pf": 0.95,
                "max_pf": 1.0}], "debounce_readings": 3, "overload_w": 10000,
                "overload_hold_s": 30, "over_voltage_v": 264, "reclose_after_s": 300, ...}
@@ -195,7 +196,9 @@ def parse_subsidy(path: Path, doc: Document) -> SubsidyPolicy:
     month_end = MonthEnd(f.choice("month_end", [m.value for m in MonthEnd], "clear"))
     policy = SubsidyPolicy(
         amount=SubsidyTable(
-            by_type=_wh_table(f, "by_type"), by_category=_wh_table(f, "by_category")
+            by_type=_wh_table(f, "by_type"),
+            by_category=_wh_table(f, "by_category"),
+            by_account=_wh_table(f, "by_account"),
         ),
         issue_day=f.integer("issue_day", 1, low=1, high=31),
         issue_at=f.time_of_day("issue_at", dt.time(0, 0)),

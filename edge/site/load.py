@@ -8,9 +8,11 @@ nothing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from edge.site.documents import (
+    Document,
     parse_account,
     parse_all,
     parse_meter,
@@ -19,7 +21,7 @@ from edge.site.documents import (
     parse_tariff,
 )
 from edge.site.errors import SiteConfigError
-from edge.site.model import BusKind, Site
+from edge.site.model import BusConfig, BusKind, SimulationSettings, Site, SiteSettings
 from edge.site.site_file import parse_site_file
 from edge.store.config_db import ConfigDB, ConfigKind
 from edge.store.errors import CorruptConfig, StoreError
@@ -43,11 +45,32 @@ def load_site(path: str | Path) -> Site:
         raise SiteConfigError(exc.path, exc.detail) from None
     except StoreError as exc:
         raise SiteConfigError(config_path, str(exc)) from None
-    meters = parse_all(config_path, "meters", docs[ConfigKind.METERS], parse_meter)
-    shops = parse_all(config_path, "shops", docs[ConfigKind.SHOPS], parse_shop)
-    accounts = parse_all(config_path, "accounts", docs[ConfigKind.ACCOUNTS], parse_account)
-    tariffs = parse_all(config_path, "tariffs", docs[ConfigKind.TARIFFS], parse_tariff)
-    rules = parse_rules(config_path, docs[ConfigKind.RULES])
+    return site_of(settings, buses, simulation, docs)
+
+
+def with_documents(site: Site, docs: Mapping[ConfigKind, Sequence[Document]]) -> Site:
+    """`site` (its site.toml part) with these configuration documents instead, parsed and
+    checked as at boot; raises `SiteConfigError` (nothing is written either way)."""
+    return site_of(site.settings, site.buses, site.simulation, docs)
+
+
+def site_of(
+    settings: SiteSettings,
+    buses: tuple[BusConfig, ...],
+    simulation: SimulationSettings | None,
+    docs: Mapping[ConfigKind, Sequence[Document]],
+) -> Site:
+    """The site of these settings and documents, checked; a kind not given has no documents."""
+    path = settings.config_path
+
+    def of(kind: ConfigKind) -> Sequence[Document]:
+        return docs.get(kind, ())
+
+    meters = parse_all(path, "meters", of(ConfigKind.METERS), parse_meter)
+    shops = parse_all(path, "shops", of(ConfigKind.SHOPS), parse_shop)
+    accounts = parse_all(path, "accounts", of(ConfigKind.ACCOUNTS), parse_account)
+    tariffs = parse_all(path, "tariffs", of(ConfigKind.TARIFFS), parse_tariff)
+    rules = parse_rules(path, of(ConfigKind.RULES))
     site = Site(
         settings=settings,
         buses=buses,

@@ -251,7 +251,18 @@ class Transaction:
                 tuple(outcomes),
             )
         except TransfersRefused as refusal:
-            result = CommandResult(command_id, CommandStatus.REFUSED, (), refusal.outcomes)
+            why = "; ".join(
+                f"{t.code.value} {t.debit} → {t.credit} {t.amount} {t.unit.value}: {o.value}"
+                for t, o in zip(refusal.transfers, refusal.outcomes, strict=True)
+                if not o.accepted and o is not Outcome.LINKED_EVENT_FAILED
+            )
+            result = CommandResult(
+                command_id,
+                CommandStatus.REFUSED,
+                (),
+                refusal.outcomes,
+                reason=f"the book refused {why}",
+            )
         self._record_command(payload, received, result)
         return result
 

@@ -4,8 +4,8 @@
                 clock guard's time) ──► Rejected: a `command_rejected` alarm, nothing applied
             ──► one runtime transaction: the inbox (`apply_command` / `refuse_command`, keyed
                 by command id) + what the command does + the highest command seq applied
-            ──► after the commit: relay orders sent, the cloud's time given to the clock guard;
-                the caller PUBACKs only now
+            ──► after the commit: relay orders sent, the cloud's time given to the clock guard,
+                a new configuration written and run; the caller PUBACKs only now
 
 - `recharge` {account, fen, payment, method}: the runtime's recharge transfer (id derived from
   the payment reference, cash in transit → the account's prepaid pocket). An account this
@@ -14,6 +14,11 @@
   trip holds the relay open until an operator closes it; a close also clears lockouts. Sent at
   once, confirmed by read-back like any relay command.
 - `time`: the command's `issued` time is the cloud's clock; the clock guard trusts it.
+- `correction`, `refund`, `settle`, `move_out`, `move_in`: `edge.sync.money`.
+- `config`, `meter_swap`: `edge.sync.configure`.
+
+Every handler checks its arguments and the state before it books anything, so a refused
+command changes nothing but its inbox row (with the reason, which goes up as its result).
 
 A delivery of a command already in the inbox (the same bytes) returns its stored result and
 changes nothing, even after the command expired, so the broker, paho or the cloud may deliver
@@ -25,17 +30,19 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge.rules.decisions import RelayCommand
+from edge.rules.operations import OperationRefused
 from edge.runtime.cycle import Runtime
 from edge.runtime.relays import RelayOrder
 from edge.store import Category, CommandConflict, CommandResult, CommandStatus, Event
 from edge.store.writes import Transaction
+from edge.sync import configure, money
+from edge.sync.delivery import Applied, Delivery, Refusal, integer, text
 from ledger.errors import LedgerError
 from ledger.signed import Command, CommandKind, Rejected, open_command
 
@@ -44,7 +51,6 @@ log = logging.getLogger("edge.sync")
 COMMAND_SEQ_KEY = "sync:command_seq"  # the highest command seq applied (Status.commands)
 REJECTED = "command_rejected"
 OPERATOR_RELAY = "operator_relay"
-MAX_REF_LENGTH = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,17 +64,6 @@ class Handled:
     result: CommandResult | None = None
 
 
-class Refusal(Exception):
-    """A validly signed command this concentrator cannot carry out (recorded as refused)."""
-
-
-def _text(args: Mapping[str, Any], name: str, default: str | None = None) -> str:
-    value = args.get(name, default)
-    if not isinstance(value, str) or not value or len(value) > MAX_REF_LENGTH:
-        raise Refusal(f"{name} must be a text of 1-{MAX_REF_LENGTH} characters, got {value!r}")
-    return value
-
-
 def _command_id(payload: bytes) -> str | None:
     try:
         fields = json.loads(payload)
@@ -76,6 +71,75 @@ def _command_id(payload: bytes) -> str | None:
         return None
     value = fields.get("id") if isinstance(fields, dict) else None
     return value if isinstance(value, str) else None
+
+
+def recharge(d: Delivery) -> Applied:
+    account = d.account()
+    fen = integer(d.args, "fen", low=1)
+    transfer = d.runtime.recharge_transfer(
+        account, fen, text(d.args, "payment"), method=text(d.args, "method", "cloud")
+    )
+    return d.apply([transfer]), [], f"{account} {fen} fen"
+
+
+def cloud_time(d: Delivery) -> Applied:
+    return d.apply(), [], f"cloud time {d.command.issued.isoformat()}"
+
+
+def relay(d: Delivery) -> Applied:
+    runtime, command = d.runtime, d.command
+    meters, action = d.args.get("meters"), d.args.get("action")
+    if not isinstance(meters, list) or not meters or not all(isinstance(m, str) for m in meters):
+        raise Refusal(f"meters must be a non-empty list of meter addresses, got {meters!r}")
+    known = {m.address for m in runtime.site.meters}
+    unknown = [m for m in meters if m not in known]
+    if unknown:
+        raise Refusal(f"meters {unknown} are not on this concentrator")
+    if action not in (RelayCommand.TRIP.value, RelayCommand.CLOSE.value):
+        raise Refusal(f"action must be trip or close, got {action!r}")
+    note = f"{action} {', '.join(meters)}"
+    result = d.apply()
+    if not result.first_delivery:
+        return result, [], note
+    command_relay = RelayCommand(action)
+    reason = f"operator {action} (command {command.id[:8]})"
+    orders, done = runtime.operator_relay(d.tx, meters, command_relay, reason)
+    events = []
+    for address, changed in done.items():
+        meter = runtime.site.meter(address)
+        still = sorted(cause.value for cause in changed.still_held)
+        events.append(
+            Event(
+                time=d.now,
+                kind=OPERATOR_RELAY,
+                meter=address,
+                shop=meter.shop,
+                account=meter.account,
+                detail={"command_id": command.id, "action": action, "held_by": still},
+            )
+        )
+        if command_relay is RelayCommand.CLOSE and still:
+            log.warning(
+                "meter %s: operator close recorded, relay still held open by %s",
+                address,
+                ", ".join(still),
+            )
+    d.tx.add_events(events)
+    return result, orders, note
+
+
+HANDLERS: Mapping[CommandKind, Callable[[Delivery], Applied]] = {
+    CommandKind.RECHARGE: recharge,
+    CommandKind.RELAY: relay,
+    CommandKind.TIME: cloud_time,
+    CommandKind.CONFIG: configure.config,
+    CommandKind.CORRECTION: money.correction,
+    CommandKind.REFUND: money.refund,
+    CommandKind.SETTLE: money.settle,
+    CommandKind.METER_SWAP: configure.meter_swap,
+    CommandKind.MOVE_OUT: money.move_out,
+    CommandKind.MOVE_IN: money.move_in,
+}
 
 
 class CommandDesk:
@@ -125,77 +189,13 @@ class CommandDesk:
 
     def _apply(
         self, tx: Transaction, command: Command, payload: bytes, received: dt.datetime
-    ) -> tuple[CommandResult, list[RelayOrder], str]:
+    ) -> Applied:
+        delivery = Delivery(self.runtime, tx, command, payload, received)
         try:
-            if command.kind is CommandKind.RECHARGE:
-                account = _text(command.args, "account")
-                fen = command.args.get("fen")
-                if type(fen) is not int or not 0 < fen < 2**53:
-                    raise Refusal(f"fen must be a positive integer, got {fen!r}")
-                note = f"{account} {fen} fen"
-                if account not in self.runtime.site.accounts:
-                    raise Refusal(f"account {account!r} is not on this concentrator")
-                transfer = self.runtime.recharge_transfer(
-                    account,
-                    fen,
-                    _text(command.args, "payment"),
-                    method=_text(command.args, "method", "cloud"),
-                )
-                return tx.apply_command(command.id, payload, [transfer], received), [], note
-            if command.kind is CommandKind.RELAY:
-                return self._relay(tx, command, payload, received)
-            result = tx.apply_command(command.id, payload, [], received)
-            return result, [], f"cloud time {command.issued.isoformat()}"
-        except (Refusal, LedgerError) as exc:
+            return HANDLERS[command.kind](delivery)
+        except (Refusal, OperationRefused, LedgerError) as exc:
             refused = tx.refuse_command(command.id, payload, str(exc), received)
             return refused, [], ""
-
-    def _relay(
-        self, tx: Transaction, command: Command, payload: bytes, received: dt.datetime
-    ) -> tuple[CommandResult, list[RelayOrder], str]:
-        runtime = self.runtime
-        meters, action = command.args.get("meters"), command.args.get("action")
-        if (
-            not isinstance(meters, list)
-            or not meters
-            or not all(isinstance(m, str) for m in meters)
-        ):
-            raise Refusal(f"meters must be a non-empty list of meter addresses, got {meters!r}")
-        known = {m.address for m in runtime.site.meters}
-        unknown = [m for m in meters if m not in known]
-        if unknown:
-            raise Refusal(f"meters {unknown} are not on this concentrator")
-        if action not in (RelayCommand.TRIP.value, RelayCommand.CLOSE.value):
-            raise Refusal(f"action must be trip or close, got {action!r}")
-        note = f"{action} {', '.join(meters)}"
-        result = tx.apply_command(command.id, payload, [], received)
-        if not result.first_delivery:
-            return result, [], note
-        relay = RelayCommand(action)
-        reason = f"operator {action} (command {command.id[:8]})"
-        orders, done = runtime.operator_relay(tx, meters, relay, reason)
-        events = []
-        for address, changed in done.items():
-            meter = runtime.site.meter(address)
-            still = sorted(cause.value for cause in changed.still_held)
-            events.append(
-                Event(
-                    time=received,
-                    kind=OPERATOR_RELAY,
-                    meter=address,
-                    shop=meter.shop,
-                    account=meter.account,
-                    detail={"command_id": command.id, "action": action, "held_by": still},
-                )
-            )
-            if relay is RelayCommand.CLOSE and still:
-                log.warning(
-                    "meter %s: operator close recorded, relay still held open by %s",
-                    address,
-                    ", ".join(still),
-                )
-        tx.add_events(events)
-        return result, orders, note
 
     def _reject(self, command_id: str | None, reason: str, detail: str) -> Handled:
         runtime = self.runtime
@@ -218,4 +218,4 @@ class CommandDesk:
         return Handled("rejected", command_id, None, message)
 
 
-__all__ = ["COMMAND_SEQ_KEY", "CommandDesk", "CommandStatus", "Handled"]
+__all__ = ["COMMAND_SEQ_KEY", "CommandDesk", "CommandStatus", "Handled", "Refusal"]

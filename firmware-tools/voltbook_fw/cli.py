@@ -6,6 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from voltbook_fw import ir_import
+
 DESCRIPTION = """\
 Voltbook installer tools: give a concentrator its identity (node id and Ed25519 key), build the
 install bundle for a Raspberry Pi, commission its RS-485 buses and LoRa radio, and import
@@ -21,15 +23,19 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Subcommands arrive with the installer issue; see README.md.",
     )
     parser.add_argument("--version", action="version", version="voltbook-fw 0.1.0")
-    parser.add_subparsers(title="commands", metavar="COMMAND")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    ir_import.register(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    parser.parse_args(argv)
-    parser.print_help()
-    return 0
+    args = parser.parse_args(argv)
+    run = getattr(args, "run", None)
+    if run is None:
+        parser.print_help()
+        return 0
+    return int(run(args))
 
 
 if __name__ == "__main__":

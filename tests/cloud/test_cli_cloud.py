@@ -1,8 +1,9 @@
-"""`voltbook-cloud`: help texts, `init`, `key`, and `serve` as a real process stopped by
-SIGTERM."""
+"""`voltbook-cloud`: help texts, `init`, `key`, `serve` as a real process stopped by
+SIGTERM, and the `user` and `oplog` commands on every database backend."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import signal
 import subprocess
@@ -13,9 +14,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import Engine, text, update
 
 from cloud.cli import main
 from cloud.config import load_config
+from cloud.db.auth import User
+from cloud.db.engine import session_factory
 from cloud.keys import load
 
 SERVE_START_S = 20.0
@@ -155,3 +159,69 @@ def test_serve_without_its_database_says_so_without_the_password(
     assert err.startswith("error: the database postgresql+psycopg://vb:***@127.0.0.1:1/vb")
     assert "s3cret" not in err
     assert not (tmp_path / "cloud-key.pem").exists()  # nothing was started or made
+
+
+def test_user_and_oplog_commands_read_well(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--help")
+    for command in ("user", "oplog"):
+        assert re.search(rf"^    {command} +\S", out, re.MULTILINE), command
+    code, out, _ = run(capsys, "user", "add", "--help")
+    assert code == 0
+    for words in ("--role ROLE", "--password-file F", "asked for twice", "merchant"):
+        assert words in out, words
+    code, out, _ = run(capsys, "oplog", "verify", "--help")
+    assert code == 0 and "exit 1" in out
+
+
+def _config_for(engine: Engine, directory: Path) -> Path:
+    url = engine.url.render_as_string(hide_password=False)
+    config = directory / "cloud.toml"
+    config.write_text(f'[database]\nurl = "{url}"\n')
+    return config
+
+
+def test_users_from_the_command_line_and_a_tampered_log(
+    engine: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On SQLite and PostgreSQL: `user add/list/unlock`, then `oplog verify` passes until a row
+    is edited or deleted with raw SQL, and names that row."""
+    config = str(_config_for(engine, tmp_path))
+    secret = tmp_path / "password"
+    secret.write_text("the admin's long password\n")
+    code, out, err = run(capsys, "user", "add", "li", "--role", "admin",
+                         "--password-file", str(secret), "--config", config)  # fmt: skip
+    assert code == 0, err
+    assert "user li (admin) created" in out
+    code, _, err = run(capsys, "user", "add", "shop", "--role", "merchant",
+                       "--password-file", str(secret), "--config", config)  # fmt: skip
+    assert code == 2 and "names its account" in err
+    run(capsys, "user", "add", "shop", "--role", "merchant", "--account", "A0001",
+        "--password-file", str(secret), "--config", config)  # fmt: skip
+    with session_factory(engine).begin() as session:
+        session.execute(update(User).where(User.name == "shop").values(
+            locked_until=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)))  # fmt: skip
+    code, out, _ = run(capsys, "user", "list", "--config", config)
+    assert code == 0
+    assert re.search(r"^li +admin +yes", out, re.MULTILINE), out
+    assert re.search(r"^shop +merchant +A0001 +yes +locked", out, re.MULTILINE), out
+    assert run(capsys, "user", "unlock", "shop", "--config", config)[0] == 0
+    assert "locked" not in run(capsys, "user", "list", "--config", config)[1]
+    assert run(capsys, "user", "unlock", "nobody", "--config", config)[0] == 2
+
+    code, out, _ = run(capsys, "oplog", "verify", "--config", config)
+    assert code == 0 and out.startswith("operator log intact: 3 rows, head "), out
+    code, out, _ = run(capsys, "oplog", "show", "--limit", "2", "--config", config)
+    assert code == 0
+    assert [line.split()[5] for line in out.splitlines()] == ["user.create", "user.unlock"]
+    assert "password" not in out and "argon2" not in out
+
+    with engine.begin() as connection:
+        connection.execute(text("""UPDATE operator_log SET "after" = '{"x": 1}' WHERE seq = 2"""))
+    code, out, err = run(capsys, "oplog", "verify", "--config", config)
+    assert code == 1
+    assert "operator log BROKEN: row 2 was altered" in err
+    assert "the first 1 rows hold" in out
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM operator_log WHERE seq = 2"))
+    code, _, err = run(capsys, "oplog", "verify", "--config", config)
+    assert code == 1 and "row 2 is missing" in err

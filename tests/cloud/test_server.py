@@ -14,13 +14,15 @@ import httpx
 import paho.mqtt.client as mqtt
 import pytest
 
+from cloud import auth
 from cloud.config import ApiSettings, CloudConfig, load_config
+from cloud.db.engine import session_factory
 from cloud.server import serve_in_thread
 from ledger.chain import NodeKey
 from ledger.signed import ACK_TAG, open_signed, trusted
 from ledger.wire import Ack, AckStatus, Status, topic
-from tests.cloud.api.conftest import opening_transfers
-from tests.cloud.fake_edge import FakeEdge
+from tests.cloud.api.conftest import PASSWORD, opening_transfers
+from tests.cloud.fake_edge import T0, FakeEdge
 
 NODE = "edge-0001"
 START_LIMIT_S = 10.0
@@ -78,10 +80,15 @@ def test_a_concentrator_syncs_through_the_running_cloud(
 ) -> None:
     edge_key = NodeKey.from_seed(b"1" * 32)
     with serve_in_thread(config) as cloud:  # type: ignore[arg-type]
+        with session_factory(cloud.engine).begin() as session:
+            auth.create_user(session, "admin", auth.Role.ADMIN, PASSWORD, now=T0)
+        login = httpx.post(cloud.url + "/auth/login",
+                           json={"user": "admin", "password": PASSWORD}, timeout=5)  # fmt: skip
+        assert login.status_code == 200, login.text
+        headers = {"Authorization": f"Bearer {login.json()['token']}"}
         raw = edge_key.public_key.public_bytes_raw().hex()
-        made = httpx.post(
-            cloud.url + "/concentrators", json={"node": NODE, "public_key": raw}, timeout=5
-        )
+        made = httpx.post(cloud.url + "/concentrators", json={"node": NODE, "public_key": raw},
+                          headers=headers, timeout=5)  # fmt: skip
         assert made.status_code == 201, made.text
 
         acks: queue.Queue[bytes] = queue.Queue()
@@ -107,7 +114,7 @@ def test_a_concentrator_syncs_through_the_running_cloud(
         ack = Ack.from_fields(open_signed(ACK_TAG, signed, trusted(cloud.key.public_key)))
         assert (ack.status, ack.seq) == (AckStatus.OK, 7)
 
-        found = httpx.get(f"{cloud.url}/concentrators/{NODE}", timeout=5).json()
-        assert (found["head_seq"], found["online"]) == (7, True)
-        account = httpx.get(f"{cloud.url}/accounts/A0001", timeout=5).json()
+        found = httpx.get(f"{cloud.url}/concentrators/{NODE}", headers=headers, timeout=5)
+        assert (found.json()["head_seq"], found.json()["online"]) == (7, True)
+        account = httpx.get(f"{cloud.url}/accounts/A0001", headers=headers, timeout=5).json()
         assert account["prepaid_fen"] == 10_000 - 837

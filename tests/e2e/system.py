@@ -11,6 +11,11 @@ broker.
     edge.cycles(12, HOURS_2)   # poll cycles on the virtual clock, a sync tick after each
     edge.pump("the catch-up", edge.drained)   # tick sync (real time) until all acknowledged
 
+The cloud's API is used as an admin would: `start_cloud` makes the user `e2e-admin` (with
+`cloud.auth.create_user`, as `voltbook-cloud user add` does) and `Cloud.api` logs in through
+`POST /auth/login`, sending the bearer token with every request and logging in again when the
+token has expired on the shared virtual clock (`ApiLogin`).
+
 The concentrator is `edge.site.demo.write_demo_site` with its `[cloud]` section appended,
 booted in-process on a `ManualClock` (simulated DL/T 645 meters, the real SQLite store) with
 the real `SyncService` (paho). The test thread stands in for the runtime thread: it runs the
@@ -29,8 +34,9 @@ same on both sides whatever day the tests run.
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +47,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from cloud import auth
 from cloud.config import ApiSettings, BrokerSettings, CloudConfig, TlsSettings
 from cloud.db import models
 from cloud.db.engine import session_factory
@@ -124,6 +131,37 @@ def clear_retained(host: str, port: int, tls: TlsFiles | None, *topics: str) -> 
 
 
 # --- the cloud -----------------------------------------------------------------------------------
+
+ADMIN = "e2e-admin"
+
+
+class ApiLogin(httpx.Auth):
+    """Bearer tokens from `POST /auth/login`: logs in at the first request, and again when the
+    cloud answers 401 (the token expired: the tests move the cloud's clock by days)."""
+
+    requires_response_body = True
+
+    def __init__(self, user: str, password: str) -> None:
+        self.user, self.password = user, password
+        self.token: str | None = None
+
+    def _login(self, request: httpx.Request) -> httpx.Request:
+        url = request.url.copy_with(path="/auth/login", query=None)
+        return httpx.Request("POST", url, json={"user": self.user, "password": self.password})
+
+    def _take(self, answer: httpx.Response) -> None:
+        assert answer.status_code == 200, f"login {self.user}: {answer.status_code} {answer.text}"
+        self.token = answer.json()["token"]
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if self.token is None:
+            self._take((yield self._login(request)))
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        answer = yield request
+        if answer.status_code == 401:
+            self._take((yield self._login(request)))
+            request.headers["Authorization"] = f"Bearer {self.token}"
+            yield request
 
 
 @dataclass
@@ -241,7 +279,11 @@ def start_cloud(
     running = serve_in_thread(config, now=now)
     try:
         assert all(w.connected for w in running.workers), "the ingest workers did not connect"
-        return Cloud(running, httpx.Client(base_url=running.url, timeout=10))
+        password = secrets.token_urlsafe(16)
+        with session_factory(running.engine).begin() as session:
+            auth.create_user(session, ADMIN, auth.Role.ADMIN, password, now=now())
+        login = ApiLogin(ADMIN, password)
+        return Cloud(running, httpx.Client(base_url=running.url, timeout=10, auth=login))
     except BaseException:
         running.stop()
         raise

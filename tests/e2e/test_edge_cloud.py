@@ -374,7 +374,6 @@ def test_a_recharge_through_the_api_closes_the_relay_and_is_applied_once(
             "account": owner,
             "fen": fen,
             "method": "wechat",
-            "operator": "op-e2e",
             "payment": payment,
         },
     )

@@ -7,6 +7,9 @@ and FastAPI's TestClient in front. No mocks of our own code.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import hashlib
+import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,8 +18,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from cloud import concentrators
+from cloud import auth, concentrators
 from cloud.app import create_app
+from cloud.auth import Role
+from cloud.db.auth import Token, User
 from cloud.db.engine import session_factory
 from cloud.ingest import Ingest
 from ledger.accounts import Pocket, System, pocket_id, system_id, unit_of
@@ -189,7 +194,56 @@ def site(engine: Engine, cloud_key: NodeKey, clock: Clock) -> Site:
     return built
 
 
+# -- logins ----------------------------------------------------------------------------------
+
+PASSWORD = "correct horse battery staple"
+MERCHANT_ACCOUNT = "A0001"
+TOKEN_LIFE = dt.timedelta(days=30)
+
+
+@functools.cache
+def _password_hash() -> str:
+    return auth.hash_password(PASSWORD)  # argon2 is slow on purpose: hash once per run
+
+
+def issue_token(engine: Engine, user: str) -> str:
+    """A bearer token for an existing user, issued directly (the login endpoint itself is
+    tested in `test_auth.py`)."""
+    token = secrets.token_urlsafe(24)
+    with session_factory(engine).begin() as session:
+        session.add(Token(digest=hashlib.sha256(token.encode()).hexdigest(), user=user,
+                          created=T0, expires=T0 + TOKEN_LIFE, revoked=False))  # fmt: skip
+    return token
+
+
+def add_user(engine: Engine, name: str, role: Role, account: str | None = None) -> str:
+    """A user with `PASSWORD`; returns a token for it."""
+    with session_factory(engine).begin() as session:
+        session.add(User(name=name, role=role.value, password_hash=_password_hash(),
+                         account=account, display_name=name, active=True, failed_logins=0,
+                         locked_until=None, created=T0))  # fmt: skip
+    return issue_token(engine, name)
+
+
 @pytest.fixture
-def client(site: Site, engine: Engine, cloud_key: NodeKey, clock: Clock) -> Iterator[TestClient]:
+def tokens(engine: Engine) -> dict[Role, str]:
+    """One user per role (`admin-1`, `operator-1`, …; the merchant owns A0001) → its token."""
+    return {
+        role: add_user(engine, f"{role.value}-1", role,
+                       MERCHANT_ACCOUNT if role is Role.MERCHANT else None)
+        for role in Role
+    }  # fmt: skip
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def client(
+    site: Site, engine: Engine, cloud_key: NodeKey, clock: Clock, tokens: dict[Role, str]
+) -> Iterator[TestClient]:
+    """The API, logged in as `admin-1` (pass `headers=bearer(tokens[role])` to be another)."""
     with TestClient(create_app(engine, cloud_key, clock)) as test_client:
+        test_client.headers.update(bearer(tokens[Role.ADMIN]))
         yield test_client

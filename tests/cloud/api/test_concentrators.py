@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
+from cloud.auth import Role
 from ledger.chain import NodeKey, public_key_pem
 from ledger.wire import AckStatus
-from tests.cloud.api.conftest import EDGE_KEYS, NODE, OTHER, T0, Site, opening_transfers
+from tests.cloud.api.conftest import (
+    EDGE_KEYS,
+    NODE,
+    OTHER,
+    T0,
+    Site,
+    bearer,
+    opening_transfers,
+)
 
 
 def test_list_is_sorted_and_leaves_out_the_cloud_chain(client: TestClient) -> None:
@@ -102,26 +111,50 @@ def test_quarantine_shows_and_clears(client: TestClient, site: Site) -> None:
     open_alarms = client.get("/alarms", params={"node": OTHER, "cleared": False}).json()
     assert [a["kind"] for a in open_alarms["items"]] == ["quarantined"]
 
-    cleared = client.post(f"/concentrators/{OTHER}/clear-quarantine", json={"operator": "op-li"})
+    cleared = client.post(f"/concentrators/{OTHER}/clear-quarantine", json={"note": "re-keyed"})
     assert cleared.status_code == 200, cleared.text
     assert (cleared.json()["status"], cleared.json()["reason"]) == ("active", "")
     assert client.get("/alarms", params={"node": OTHER, "cleared": False}).json()["total"] == 0
-    kinds = [a["kind"] for a in client.get("/alarms", params={"node": OTHER}).json()["items"]]
-    assert kinds == ["quarantined", "quarantine_cleared"]
+    alarms = client.get("/alarms", params={"node": OTHER}).json()["items"]
+    assert [a["kind"] for a in alarms] == ["quarantined", "quarantine_cleared"]
+    assert alarms[1]["detail"] == "cleared by admin-1"  # the logged-in user, not a body field
+    (logged,) = client.get("/operator-log", params={"target": f"node:{OTHER}"}).json()["items"]
+    assert (logged["user"], logged["action"]) == ("admin-1", "concentrator.clear_quarantine")
+    assert logged["before"]["status"] == "quarantined"
+    assert logged["after"] == {**logged["before"], "status": "active", "reason": "",
+                               "note": "re-keyed"}  # fmt: skip
+
+
+def test_only_an_admin_clears_a_quarantine(client: TestClient, site: Site, tokens) -> None:
+    site.upload(OTHER, opening_transfers(OTHER), key=NodeKey.from_seed(b"x" * 32))
+    path = f"/concentrators/{OTHER}/clear-quarantine"
+    for role in (Role.OPERATOR, Role.INSTALLER, Role.FINANCE):
+        assert client.post(path, headers=bearer(tokens[role])).status_code == 403, role
+    assert client.get(f"/concentrators/{OTHER}").json()["status"] == "quarantined"
+    assert client.post(path).status_code == 200  # without a body: no note
+
+
+def test_registering_is_logged_once(client: TestClient, tokens) -> None:
+    raw = NodeKey.from_seed(b"5" * 32).public_key.public_bytes_raw().hex()
+    body = {"node": "edge-0005", "public_key": raw, "name": "Hall 5"}
+    installer = bearer(tokens[Role.INSTALLER])
+    assert client.post("/concentrators", json=body, headers=installer).status_code == 201
+    assert client.post("/concentrators", json=body, headers=installer).status_code == 201
+    (logged,) = client.get("/operator-log", params={"action": "concentrator.*"}).json()["items"]
+    assert (logged["user"], logged["role"], logged["target"]) == (
+        "installer-1", "installer", "node:edge-0005",
+    )  # fmt: skip
+    assert logged["before"] is None and logged["after"]["name"] == "Hall 5"
 
 
 def test_clear_quarantine_refusals(client: TestClient) -> None:
-    assert (
-        client.post("/concentrators/edge-9/clear-quarantine", json={"operator": "x"}).status_code
-        == 404
-    )
-    assert (
-        client.post("/concentrators/cloud/clear-quarantine", json={"operator": "x"}).status_code
-        == 404
-    )
-    missing = client.post(f"/concentrators/{NODE}/clear-quarantine", json={})
-    assert missing.status_code == 422
-    assert missing.json()["detail"][0]["loc"] == ["body", "operator"]
+    assert client.post("/concentrators/edge-9/clear-quarantine").status_code == 404
+    assert client.post("/concentrators/cloud/clear-quarantine").status_code == 404
+    # The operator is the logged-in user: naming one in the body is refused, not ignored.
+    named = client.post(f"/concentrators/{NODE}/clear-quarantine", json={"operator": "x"})
+    assert named.status_code == 422
+    assert named.json()["detail"][0]["loc"] == ["body", "operator"]
+    assert client.get("/operator-log").json()["total"] == 0  # an active node: nothing changed
 
 
 def test_times_are_answered_with_their_offset(client: TestClient) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from cloud.auth import Role
 from cloud.money import edge_recharge_id
 from ledger.accounts import Pocket, pocket_id
 from ledger.chain import NodeKey
@@ -22,17 +23,19 @@ from tests.cloud.api.conftest import (
     NODE,
     OTHER,
     Site,
+    bearer,
     opening_transfers,
     transfer,
 )
 
-RECHARGE = {"account": "A0001", "fen": 5_000, "method": "cash", "operator": "op-li"}
+RECHARGE = {"account": "A0001", "fen": 5_000, "method": "cash"}
 
 
 def nothing_issued(client: TestClient) -> None:
     assert client.get("/commands").json()["total"] == 0
     assert client.get("/recharges").json()["total"] == 0
     assert client.get("/ledger", params={"node": "cloud"}).json()["items"] == []
+    assert client.get("/operator-log").json()["total"] == 0
 
 
 def test_recharge_is_pending_with_its_command(client: TestClient) -> None:
@@ -42,6 +45,7 @@ def test_recharge_is_pending_with_its_command(client: TestClient) -> None:
     assert {k: recharge[k] for k in ("payment", "account", "fen", "method", "operator")} == {
         **RECHARGE,
         "payment": "P-0001",
+        "operator": "admin-1",  # the logged-in user
     }
     assert (recharge["status"], recharge["posted"]) == ("pending", None)
     assert recharge["created"] == "2026-11-24T08:00:00Z"
@@ -54,7 +58,7 @@ def test_recharge_is_pending_with_its_command(client: TestClient) -> None:
     )
     assert command["args"] == {"account": "A0001", "fen": 5_000, "payment": "P-0001",
                                "method": "cash"}  # fmt: skip
-    assert command["operator"] == "op-li"
+    assert command["operator"] == "admin-1"
     assert client.get(f"/concentrators/{NODE}").json()["pending_commands"] == 1
     account = client.get("/accounts/A0001").json()
     assert (account["prepaid_fen"], account["recharging_fen"]) == (9_163, 5_000)
@@ -71,6 +75,20 @@ def test_the_same_payment_again_is_the_same_recharge(client: TestClient) -> None
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.json() == first.json()
     assert client.get("/commands").json()["total"] == 1
+    assert client.get("/operator-log").json()["total"] == 1  # booked once, logged once
+
+
+def test_a_recharge_is_logged_with_its_booker(client: TestClient, tokens) -> None:
+    finance = bearer(tokens[Role.FINANCE])
+    made = client.post("/recharges", json={**RECHARGE, "payment": "P-LOG"}, headers=finance)
+    assert made.status_code == 201 and made.json()["operator"] == "finance-1"
+    (row,) = client.get("/operator-log", params={"action": "recharge.create"}).json()["items"]
+    assert (row["user"], row["role"], row["target"], row["before"]) == (
+        "finance-1", "finance", "account:A0001", None,
+    )  # fmt: skip
+    assert row["after"] == {"payment": "P-LOG", "account": "A0001", "fen": 5_000,
+                            "method": "cash", "command_id": made.json()["command_id"],
+                            "pending_transfer": made.json()["pending_transfer"]}  # fmt: skip
 
 
 def test_a_payment_reused_with_another_amount_is_409(client: TestClient) -> None:
@@ -115,7 +133,7 @@ def test_fen_must_be_a_positive_integer(client: TestClient, fen: Any) -> None:
         ({"method": "bitcoin"}, "method"),
         ({"account": "sys:cash"}, "account"),
         ({"account": 1}, "account"),
-        ({"operator": ""}, "operator"),
+        ({"operator": "op-li"}, "operator"),  # the operator is the logged-in user
         ({"payment": "has space"}, "payment"),
         ({"payment": 7}, "payment"),
         ({"fenn": 5}, "fenn"),
@@ -186,9 +204,7 @@ def test_no_recharge_for_a_quarantined_node(client: TestClient, site: Site) -> N
 
 
 def test_relays_one_command_per_concentrator(client: TestClient) -> None:
-    answer = client.post(
-        "/relays", json={"meters": [M9, M1, M3], "action": "trip", "operator": "op-wang"}
-    )
+    answer = client.post("/relays", json={"meters": [M9, M1, M3], "action": "trip"})
     assert answer.status_code == 202, answer.text
     commands = answer.json()["commands"]
     assert [(c["node"], c["kind"], c["args"]) for c in commands] == [
@@ -198,14 +214,19 @@ def test_relays_one_command_per_concentrator(client: TestClient) -> None:
     listed = client.get("/commands", params={"node": NODE, "status": "pending"}).json()
     assert [c["id"] for c in listed["items"]] == [commands[0]["id"]]
     assert client.get("/commands", params={"status": "applied"}).json()["total"] == 0
-    close = client.post("/relays", json={"meters": [M1], "action": "close", "operator": "op"})
+    close = client.post("/relays", json={"meters": [M1], "action": "close"})
     assert close.json()["commands"][0]["seq"] == 2
+    logged = client.get("/operator-log", params={"action": "relay.*"}).json()["items"]
+    assert [(r["action"], r["target"], r["after"]["meters"], r["user"]) for r in logged] == [
+        ("relay.trip", f"node:{NODE}", [M1, M3], "admin-1"),
+        ("relay.trip", f"node:{OTHER}", [M9], "admin-1"),
+        ("relay.close", f"node:{NODE}", [M1], "admin-1"),
+    ]
+    assert all(c["operator"] == "admin-1" for c in client.get("/commands").json()["items"])
 
 
 def test_an_unknown_meter_refuses_the_whole_request(client: TestClient) -> None:
-    answer = client.post(
-        "/relays", json={"meters": [M1, "999999999999"], "action": "trip", "operator": "op"}
-    )
+    answer = client.post("/relays", json={"meters": [M1, "999999999999"], "action": "trip"})
     assert answer.status_code == 404
     assert "999999999999" in answer.json()["detail"]
     assert client.get("/commands").json()["total"] == 0
@@ -214,11 +235,11 @@ def test_an_unknown_meter_refuses_the_whole_request(client: TestClient) -> None:
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({"meters": [M1], "action": "open", "operator": "op"}, "action"),
-        ({"meters": [], "action": "trip", "operator": "op"}, "meters"),
-        ({"meters": M1, "action": "trip", "operator": "op"}, "meters"),
-        ({"meters": [1], "action": "trip", "operator": "op"}, "meters"),
-        ({"meters": [M1], "action": "trip"}, "operator"),
+        ({"meters": [M1], "action": "open"}, "action"),
+        ({"meters": [], "action": "trip"}, "meters"),
+        ({"meters": M1, "action": "trip"}, "meters"),
+        ({"meters": [1], "action": "trip"}, "meters"),
+        ({"meters": [M1], "action": "trip", "operator": "op"}, "operator"),
     ],
 )
 def test_relay_bodies_are_checked(client: TestClient, body: dict[str, Any], field: str) -> None:

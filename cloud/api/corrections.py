@@ -1,0 +1,143 @@
+"""`/corrections`: compensating transfers for an operator's mistake on a prepaid balance
+(`cloud.corrections`: a pending in the cloud chain, a `correction` command, posted when the
+edge books it, voided when the edge refuses).
+
+Who may: operations (`OPERATIONS`: admin, operator) book corrections, as themselves; staff
+read them. The same correction id — or, without one, the same request — books once (200 with
+the first correction).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response, status
+from pydantic import Field, StrictInt, StrictStr
+from sqlalchemy import select
+
+from cloud import corrections, oplog
+from cloud.api.auth import allow
+from cloud.api.common import (
+    CloudKey,
+    DbSession,
+    Limit,
+    Now,
+    Offset,
+    Out,
+    Owner,
+    Page,
+    StoredTime,
+    StrictBody,
+    answers,
+    page,
+)
+from cloud.api.operation_lists import ListFilters, Reference, apply
+from cloud.auth import OPERATIONS, STAFF, Principal
+from cloud.db.operations import Correction
+from cloud.errors import NotFound
+from cloud.money import MAX_RECHARGE_FEN
+
+router = APIRouter(prefix="/corrections", tags=["operations"])
+REF = r"^[A-Za-z0-9_.:|*@\-]{1,64}$"
+
+
+class CorrectionIn(StrictBody):
+    account: Owner
+    fen: StrictInt = Field(
+        ge=-MAX_RECHARGE_FEN, le=MAX_RECHARGE_FEN,
+        description="signed fen, not 0: > 0 credits the account, < 0 takes back",
+    )  # fmt: skip
+    original: Reference = Field(description="the recharge's payment id or a transfer's hex id")
+    reason: StrictStr = Field(
+        min_length=corrections.MIN_REASON, max_length=corrections.MAX_REASON,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+    )  # fmt: skip
+    correction: Reference | None = Field(
+        None, description="the correction's id; derived from the request when absent"
+    )
+
+
+class CorrectionOut(Out):
+    id: str
+    account: str
+    node: str
+    shop: str
+    fen: int
+    original: str
+    original_transfer: str = Field(description="hex id of the transfer corrected")
+    reason: str
+    operator: str
+    status: str = Field(description="pending, posted (the edge booked it) or failed")
+    pending_transfer: str
+    edge_transfer: str
+    command_id: str
+    receipt: str | None
+    created: StoredTime
+    resolved: StoredTime | None
+
+
+def _out(rows: Sequence[Correction]) -> list[CorrectionOut]:
+    return [CorrectionOut.model_validate(r) for r in rows]
+
+
+@router.post(
+    "",
+    response_model=CorrectionOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Correct a prepaid balance with a compensating transfer",
+    responses={
+        200: {"description": "the same correction again: the one already booked"},
+        **answers(e404="unknown account or original", e409="id reused with other content"),
+    },
+)
+def create_correction(
+    *,
+    body: CorrectionIn,
+    who: Annotated[Principal, allow(*OPERATIONS)],
+    response: Response,
+    session: DbSession,
+    key: CloudKey,
+    now: Now,
+) -> CorrectionOut:
+    row, created = corrections.create(
+        session, account=body.account, fen=body.fen, original=body.original,
+        reason=body.reason, operator=who.user, correction=body.correction, key=key, now=now,
+    )  # fmt: skip
+    out = CorrectionOut.model_validate(row)
+    if created:
+        oplog.record(session, who.actor, "correction.create", f"account:{row.account}", None,
+                     out.model_dump(mode="json"), now)  # fmt: skip
+    else:
+        response.status_code = status.HTTP_200_OK
+    return out
+
+
+@router.get("", response_model=Page[CorrectionOut], summary="List corrections")
+def list_corrections(
+    who: Annotated[Principal, allow(*STAFF)],
+    session: DbSession,
+    filters: ListFilters,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> dict[str, object]:
+    query = apply(select(Correction), Correction, filters, time=Correction.created,
+                  key=Correction.id)  # fmt: skip
+    return page(session, query, limit, offset, _out)
+
+
+@router.get(
+    "/{correction}",
+    response_model=CorrectionOut,
+    summary="One correction",
+    responses=answers(e404="no such correction"),
+)
+def get_correction(
+    correction: Annotated[str, Path(pattern=REF)],
+    who: Annotated[Principal, allow(*STAFF)],
+    session: DbSession,
+) -> CorrectionOut:
+    row = session.get(Correction, correction)
+    if row is None:
+        raise NotFound(f"no correction {correction!r}")
+    return CorrectionOut.model_validate(row)

@@ -1,0 +1,126 @@
+"""`/moves`: a tenant changing shop (`cloud.moves`). On the same concentrator it is recorded
+(`settled` at once: no money moves); to another concentrator the prepaid balance travels as a
+two-phase move the cloud drives as each side's entries arrive
+(requested → in_transit → arrived → settled; failed or voided on a refusal).
+
+Who may: `OPERATIONS` move tenants; staff read. One open move per account (409).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response, status
+from pydantic import Field, StrictStr
+from sqlalchemy import select
+
+from cloud import moves, oplog
+from cloud.api.auth import allow
+from cloud.api.common import (
+    CloudKey,
+    DbSession,
+    Limit,
+    NodeId,
+    Now,
+    Offset,
+    Out,
+    Owner,
+    Page,
+    StoredTime,
+    StrictBody,
+    answers,
+    page,
+)
+from cloud.api.operation_lists import ListFilters, Reference, apply
+from cloud.auth import OPERATIONS, STAFF, Principal
+from cloud.db.operations import Move
+
+router = APIRouter(prefix="/moves", tags=["operations"])
+REF = r"^[A-Za-z0-9_.:|*@\-]{1,64}$"
+
+
+class MoveIn(StrictBody):
+    account: Owner
+    to_shop: StrictStr = Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$", examples=["S201"])
+    to_node: NodeId
+    move: Reference | None = Field(None, description="the move's id; made up when absent")
+
+
+class MoveOut(Out):
+    id: str
+    account: str
+    from_node: str
+    from_shop: str
+    to_node: str
+    to_shop: str
+    status: str = Field(description="requested, in_transit, arrived, settled, failed, voided")
+    fen: int | None = Field(description="the prepaid carried, once the source booked it")
+    out_transfer: str | None
+    in_transfer: str | None
+    out_command_id: str | None
+    in_command_id: str | None
+    settle_command_id: str | None
+    operator: str
+    created: StoredTime
+    updated: StoredTime
+
+
+def _out(rows: Sequence[Move]) -> list[MoveOut]:
+    return [MoveOut.model_validate(r) for r in rows]
+
+
+@router.post(
+    "",
+    response_model=MoveOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Move a tenant to another shop (and concentrator)",
+    responses={
+        200: {"description": "the same move id again"},
+        **answers(e404="unknown account or concentrator", e409="a move or refund is open"),
+    },
+)
+def request_move(
+    *,
+    body: MoveIn,
+    who: Annotated[Principal, allow(*OPERATIONS)],
+    response: Response,
+    session: DbSession,
+    key: CloudKey,
+    now: Now,
+) -> MoveOut:
+    row, created = moves.request(
+        session, account=body.account, to_shop=body.to_shop, to_node=body.to_node,
+        operator=who.user, move=body.move, key=key, now=now,
+    )  # fmt: skip
+    out = MoveOut.model_validate(row)
+    if created:
+        oplog.record(session, who.actor, "move.request", f"account:{row.account}", None,
+                     out.model_dump(mode="json"), now)  # fmt: skip
+    else:
+        response.status_code = status.HTTP_200_OK
+    return out
+
+
+@router.get("", response_model=Page[MoveOut], summary="List moves")
+def list_moves(
+    who: Annotated[Principal, allow(*STAFF)],
+    session: DbSession,
+    filters: ListFilters,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> dict[str, object]:
+    query = apply(select(Move), Move, filters, time=Move.created, key=Move.id,
+                  shop=(Move.from_shop, Move.to_shop))  # fmt: skip
+    return page(session, query, limit, offset, _out)
+
+
+@router.get(
+    "/{move}", response_model=MoveOut, summary="One move", responses=answers(e404="no such move")
+)
+def get_move(
+    move: Annotated[str, Path(pattern=REF)],
+    who: Annotated[Principal, allow(*STAFF)],
+    session: DbSession,
+) -> MoveOut:
+    return MoveOut.model_validate(moves.get(session, move))

@@ -1,0 +1,189 @@
+"""`/refunds`: paying a tenant's prepaid balance back (`cloud.refunds`), subsidy never.
+
+    POST /refunds              operations ask the concentrator to reserve the balance
+    POST /refunds/{id}/pay     finance paid it out: booked, the edge settles, a receipt
+    POST /refunds/{id}/cancel  the balance stays the tenant's (the edge voids its pending)
+
+Who may: `OPERATIONS` request, `PAYOUT` (admin, finance) pay, `MONEY_DESK` cancel; staff read.
+A second open refund of an account is a conflict (409); the same refund id again is the same
+refund (200).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Response, status
+from pydantic import Field, StrictInt
+from sqlalchemy import select
+
+from cloud import oplog, refunds
+from cloud.api.auth import allow
+from cloud.api.common import (
+    CloudKey,
+    DbSession,
+    Limit,
+    Now,
+    Offset,
+    Out,
+    Owner,
+    Page,
+    StoredTime,
+    StrictBody,
+    answers,
+    page,
+)
+from cloud.api.operation_lists import ListFilters, Reference, apply
+from cloud.auth import MONEY_DESK, OPERATIONS, PAYOUT, STAFF, Principal
+from cloud.db.operations import Refund
+from cloud.oplog import Actor
+
+router = APIRouter(prefix="/refunds", tags=["operations"])
+REF = r"^[A-Za-z0-9_.:|*@\-]{1,64}$"
+RefundId = Annotated[str, Path(pattern=REF)]
+
+
+class RefundIn(StrictBody):
+    account: Owner
+    method: Literal["cash", "card", "original"] = Field(
+        description="how the money goes back: cash, card, or to the original payments"
+    )
+    grace_wh: StrictInt = Field(ge=0, le=refunds.MAX_GRACE_WH, description="power left, Wh")
+    grace_hours: StrictInt = Field(ge=0, le=refunds.MAX_GRACE_HOURS)
+    refund: Reference | None = Field(None, description="the refund's id; made up when absent")
+
+
+class SourceOut(Out):
+    payment: str = Field(description="the recharge paid back to ('' — paid in at the edge)")
+    method: str
+    fen: int
+
+
+class RefundOut(Out):
+    id: str
+    account: str
+    node: str
+    shop: str
+    method: str
+    grace_wh: int
+    grace_until: StoredTime
+    status: str = Field(description="requested, reserved, paid, cancelled or failed")
+    fen: int | None = Field(description="the prepaid reserved, once the edge booked it")
+    pending_transfer: str
+    settle_transfer: str | None
+    payout_transfer: str | None
+    sources: list[SourceOut] = Field(description="method original: the recharges, newest first")
+    command_id: str
+    settle_command_id: str | None
+    operator: str
+    paid_by: str | None
+    receipt: str | None
+    created: StoredTime
+    reserved: StoredTime | None
+    closed: StoredTime | None
+    settled: StoredTime | None
+
+
+def _out(rows: Sequence[Refund]) -> list[RefundOut]:
+    return [RefundOut.model_validate(r) for r in rows]
+
+
+def _log(session: Any, actor: Actor, action: str, out: RefundOut, now: Any) -> None:
+    oplog.record(session, actor, action, f"account:{out.account}", None,
+                 out.model_dump(mode="json"), now)  # fmt: skip
+
+
+@router.post(
+    "",
+    response_model=RefundOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Refund an account's prepaid balance",
+    responses={
+        200: {"description": "the same refund id again"},
+        **answers(e404="unknown account", e409="a refund or move of the account is open"),
+    },
+)
+def request_refund(
+    *,
+    body: RefundIn,
+    who: Annotated[Principal, allow(*OPERATIONS)],
+    response: Response,
+    session: DbSession,
+    key: CloudKey,
+    now: Now,
+) -> RefundOut:
+    row, created = refunds.request(
+        session, account=body.account, method=body.method, grace_wh=body.grace_wh,
+        grace_hours=body.grace_hours, operator=who.user, refund=body.refund, key=key, now=now,
+    )  # fmt: skip
+    out = RefundOut.model_validate(row)
+    if created:
+        _log(session, who.actor, "refund.request", out, now)
+    else:
+        response.status_code = status.HTTP_200_OK
+    return out
+
+
+@router.post(
+    "/{refund}/pay",
+    response_model=RefundOut,
+    summary="Record the payout of a reserved refund (and print its receipt)",
+    responses=answers(e404="no such refund", e409="not reserved (yet), or closed"),
+)
+def pay_refund(
+    refund: RefundId,
+    who: Annotated[Principal, allow(*PAYOUT)],
+    session: DbSession,
+    key: CloudKey,
+    now: Now,
+) -> RefundOut:
+    row, changed = refunds.pay(session, refund, operator=who.user, key=key, now=now)
+    out = RefundOut.model_validate(row)
+    if changed:
+        _log(session, who.actor, "refund.pay", out, now)
+    return out
+
+
+@router.post(
+    "/{refund}/cancel",
+    response_model=RefundOut,
+    summary="Cancel an open refund: the balance stays on the account",
+    responses=answers(e404="no such refund", e409="already paid or failed"),
+)
+def cancel_refund(
+    refund: RefundId,
+    who: Annotated[Principal, allow(*MONEY_DESK)],
+    session: DbSession,
+    key: CloudKey,
+    now: Now,
+) -> RefundOut:
+    row, changed = refunds.cancel(session, refund, operator=who.user, key=key, now=now)
+    out = RefundOut.model_validate(row)
+    if changed:
+        _log(session, who.actor, "refund.cancel", out, now)
+    return out
+
+
+@router.get("", response_model=Page[RefundOut], summary="List refunds (filter by method)")
+def list_refunds(
+    who: Annotated[Principal, allow(*STAFF)],
+    session: DbSession,
+    filters: ListFilters,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> dict[str, object]:
+    query = apply(select(Refund), Refund, filters, time=Refund.created, key=Refund.id)
+    return page(session, query, limit, offset, _out)
+
+
+@router.get(
+    "/{refund}",
+    response_model=RefundOut,
+    summary="One refund",
+    responses=answers(e404="no such refund"),
+)
+def get_refund(
+    refund: RefundId, who: Annotated[Principal, allow(*STAFF)], session: DbSession
+) -> RefundOut:
+    return RefundOut.model_validate(refunds.get(session, refund))

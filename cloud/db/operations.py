@@ -1,0 +1,182 @@
+"""Money operations beyond recharges: corrections, refunds, meter swaps, tenant moves,
+their receipts, and saved report column templates.
+
+- `corrections`: a compensating transfer for an operator's mistake; pending in the cloud chain
+  until the edge's correction entry arrives (posted) or the edge refuses it (failed, voided).
+- `refunds`: the prepaid balance paid back; requested → reserved (the edge's pending entry,
+  with the amount) → paid (finance) | cancelled; failed when the edge refuses.
+- `meter_swaps`, `ir_readings`: a replaced meter's final and the new meter's initial register;
+  the final may come from an infrared handheld's export.
+- `moves`: a tenant changing shop; across concentrators a two-phase move of the balance.
+- `receipts`, `receipt_counters`: printed receipts, numbered `YYYY-NNNNNN`, contiguous per year.
+
+Every operation's primary key is its reference (the id the contract's commands carry, see
+`ledger.signed.CommandKind`), so the same reference twice is one operation.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from cloud.db.base import Base
+
+ROW_ID = BigInteger().with_variant(Integer, "sqlite")
+
+
+class Correction(Base):
+    __tablename__ = "corrections"
+    __table_args__ = (
+        Index("corrections_by_account", "account", "created"),
+        Index("corrections_by_command", "command_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the correction reference
+    account: Mapped[str] = mapped_column(String(64))
+    node: Mapped[str] = mapped_column(String(64))
+    shop: Mapped[str] = mapped_column(String(64), default="")
+    fen: Mapped[int] = mapped_column(BigInteger)  # signed: > 0 credits the account
+    original: Mapped[str] = mapped_column(String(64))  # as the operator named it
+    original_transfer: Mapped[str] = mapped_column(String(32))  # hex id of the transfer corrected
+    reason: Mapped[str] = mapped_column(Text)
+    operator: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # pending, posted, failed
+    pending_transfer: Mapped[str] = mapped_column(String(32))  # cloud chain
+    edge_transfer: Mapped[str] = mapped_column(String(32))  # the entry the edge will write
+    command_id: Mapped[str] = mapped_column(String(32))
+    receipt: Mapped[str | None] = mapped_column(String(16))
+    created: Mapped[dt.datetime]
+    resolved: Mapped[dt.datetime | None]
+
+
+class Refund(Base):
+    __tablename__ = "refunds"
+    __table_args__ = (
+        Index("refunds_by_account", "account", "created"),
+        Index("refunds_by_command", "command_id"),
+        Index("refunds_by_pending", "pending_transfer"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account: Mapped[str] = mapped_column(String(64))
+    node: Mapped[str] = mapped_column(String(64))
+    shop: Mapped[str] = mapped_column(String(64), default="")
+    method: Mapped[str] = mapped_column(String(16))  # cash, card, original
+    grace_wh: Mapped[int] = mapped_column(BigInteger)
+    grace_until: Mapped[dt.datetime]
+    status: Mapped[str] = mapped_column(String(16))  # requested reserved paid cancelled failed
+    fen: Mapped[int | None] = mapped_column(BigInteger)  # known once the edge reserved it
+    pending_transfer: Mapped[str] = mapped_column(String(32))  # the edge's pending, hex
+    settle_transfer: Mapped[str | None] = mapped_column(String(32))  # the edge's post/void
+    payout_transfer: Mapped[str | None] = mapped_column(String(32))  # cloud chain
+    sources: Mapped[list[Any]] = mapped_column(JSON, default=list)  # [{payment, fen}] "original"
+    command_id: Mapped[str] = mapped_column(String(32))
+    settle_command_id: Mapped[str | None] = mapped_column(String(32))
+    operator: Mapped[str] = mapped_column(String(64))
+    paid_by: Mapped[str | None] = mapped_column(String(64))
+    receipt: Mapped[str | None] = mapped_column(String(16))
+    created: Mapped[dt.datetime]
+    reserved: Mapped[dt.datetime | None]
+    closed: Mapped[dt.datetime | None]
+    settled: Mapped[dt.datetime | None]  # the edge's settle entry arrived
+
+
+class IrReading(Base):
+    """A register read from a meter with an infrared handheld (`cloud.handheld`)."""
+
+    __tablename__ = "ir_readings"
+    __table_args__ = (UniqueConstraint("address", "read_at"),)
+
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
+    address: Mapped[str] = mapped_column(String(32))
+    read_at: Mapped[dt.datetime]
+    energy_wh: Mapped[int] = mapped_column(BigInteger)
+    source: Mapped[str] = mapped_column(String(200))
+    operator: Mapped[str] = mapped_column(String(64))
+    imported: Mapped[dt.datetime]
+
+
+class MeterSwap(Base):
+    __tablename__ = "meter_swaps"
+    __table_args__ = (
+        Index("meter_swaps_by_old", "old", "created"),
+        Index("meter_swaps_by_command", "command_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    node: Mapped[str] = mapped_column(String(64))
+    account: Mapped[str] = mapped_column(String(64))
+    shop: Mapped[str] = mapped_column(String(64), default="")
+    old: Mapped[str] = mapped_column(String(32))
+    final_wh: Mapped[int] = mapped_column(BigInteger)
+    ir_reading: Mapped[int | None] = mapped_column(BigInteger)
+    new_address: Mapped[str] = mapped_column(String(32))
+    protocol: Mapped[str] = mapped_column(String(32))
+    multiplier: Mapped[int] = mapped_column(Integer)
+    initial_wh: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))  # requested, applied, failed
+    command_id: Mapped[str] = mapped_column(String(32))
+    operator: Mapped[str] = mapped_column(String(64))
+    receipt: Mapped[str | None] = mapped_column(String(16))
+    created: Mapped[dt.datetime]
+    resolved: Mapped[dt.datetime | None]
+
+
+class Move(Base):
+    __tablename__ = "moves"
+    __table_args__ = (
+        Index("moves_by_account", "account", "created"),
+        Index("moves_by_out", "out_transfer"),
+        Index("moves_by_in", "in_transfer"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account: Mapped[str] = mapped_column(String(64))
+    from_node: Mapped[str] = mapped_column(String(64))
+    from_shop: Mapped[str] = mapped_column(String(64))
+    to_node: Mapped[str] = mapped_column(String(64))
+    to_shop: Mapped[str] = mapped_column(String(64))
+    # requested → in_transit → arrived → settled; failed (move-out refused), voided
+    status: Mapped[str] = mapped_column(String(16))
+    fen: Mapped[int | None] = mapped_column(BigInteger)
+    out_transfer: Mapped[str | None] = mapped_column(String(32))  # source's pending, hex
+    in_transfer: Mapped[str | None] = mapped_column(String(32))  # destination's entry, hex
+    out_command_id: Mapped[str | None] = mapped_column(String(32))
+    in_command_id: Mapped[str | None] = mapped_column(String(32))
+    settle_command_id: Mapped[str | None] = mapped_column(String(32))
+    operator: Mapped[str] = mapped_column(String(64))
+    created: Mapped[dt.datetime]
+    updated: Mapped[dt.datetime]
+
+
+class Receipt(Base):
+    __tablename__ = "receipts"
+    __table_args__ = (
+        UniqueConstraint("kind", "ref"),
+        Index("receipts_by_account", "account", "time"),
+    )
+
+    number: Mapped[str] = mapped_column(String(16), primary_key=True)  # 2026-000001
+    kind: Mapped[str] = mapped_column(String(16))  # recharge, correction, refund, meter_swap
+    ref: Mapped[str] = mapped_column(String(64))  # payment / correction / refund / swap id
+    account: Mapped[str] = mapped_column(String(64))
+    shop: Mapped[str] = mapped_column(String(64))
+    fen: Mapped[int] = mapped_column(BigInteger)  # signed for a correction, 0 for a swap
+    method: Mapped[str] = mapped_column(String(16))
+    operator: Mapped[str] = mapped_column(String(64))
+    time: Mapped[dt.datetime]
+    transfer: Mapped[str] = mapped_column(String(32))  # the ledger transfer it vouches for
+    balance_fen: Mapped[int | None] = mapped_column(BigInteger)  # prepaid as the cloud saw it
+    detail: Mapped[dict[str, Any]]
+
+
+class ReceiptCounter(Base):
+    """The last receipt number of a year; locked by the writer so numbers stay contiguous."""
+
+    __tablename__ = "receipt_counters"
+
+    year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last: Mapped[int] = mapped_column(BigInteger)

@@ -1,0 +1,79 @@
+"""What the cloud does when a concentrator's entries or command results arrive, for the money
+operations that span both chains (corrections, refunds, moves, swaps): post or void the cloud's
+pending transfers, advance the operations' states, and issue the follow-up commands (a move's
+`move_in` once the source booked its `move_out`, a `settle` once the destination booked the
+arrival). A recharge's receipt is printed at the desk (`POST /recharges`), not here.
+
+    edge entry (by its contract id)      cloud reaction
+    correction/C                         POST correction-pending/C          (cloud.corrections)
+    refund/R (pending)                   refund reserved, amount known      (cloud.refunds)
+    settle/<pending>/<action>            refund settled / move settled
+    move-out/M at the source             command move_in to the destination (cloud.moves)
+    move-in/M at the destination         command settle post to the source
+    refused command                      VOID a correction, fail a refund or move, void a
+                                         move's pending, fail a swap (cloud.meter_swaps)
+
+Called by the ingest inside its transaction, under the node's row lock, after the batch's
+entries are stored; returns the transfers to append to the cloud chain (the ingest appends and
+projects them with the batch).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from sqlalchemy.orm import Session
+
+from cloud import corrections, meter_swaps, moves, refunds
+from cloud.projection import hex_id
+from cloud.uplink import Outcome, VerifiedEntry
+from ledger.chain import NodeKey
+from ledger.transfers import Code, Kind, Transfer
+
+_OPERATION_CODES = (Code.CORRECTION, Code.REFUND, Code.MOVE)
+
+
+def on_entries(
+    session: Session,
+    node: str,
+    entries: Sequence[VerifiedEntry],
+    *,
+    key: NodeKey,
+    now: dt.datetime,
+) -> list[Transfer]:
+    """React to `node`'s new chain entries; the cloud transfers this makes."""
+    booked = {
+        hex_id(e.transfer.id): e
+        for e in entries
+        if e.transfer.code in _OPERATION_CODES or e.transfer.kind in (Kind.POST, Kind.VOID)
+    }
+    if not booked:
+        return []
+    posts = corrections.on_entries(
+        session,
+        node,
+        {k: e for k, e in booked.items() if e.transfer.code is Code.CORRECTION},
+        now,
+    )
+    refunds.on_entries(session, node, booked, now)
+    moves.on_entries(session, node, booked, key=key, now=now)
+    return posts
+
+
+def on_outcomes(
+    session: Session,
+    node: str,
+    outcomes: Sequence[Outcome],
+    *,
+    key: NodeKey,
+    now: dt.datetime,
+) -> list[Transfer]:
+    """React to `node`'s command results (a refused correction voids its pending, …)."""
+    if not outcomes:
+        return []
+    voids = corrections.on_outcomes(session, outcomes, now)
+    refunds.on_outcomes(session, node, outcomes, now)
+    moves.on_outcomes(session, outcomes, key=key, now=now)
+    meter_swaps.on_outcomes(session, outcomes, now)
+    return voids

@@ -1,0 +1,270 @@
+"""The money of the cloud's operations commands (`ledger.signed.CommandKind`), as pure rules.
+
+Each function takes the facts (the account's balances in the book, the pending transfer to
+resolve, the time stamp) and returns the transfers to book, or raises `OperationRefused` with
+the reason the command is refused. Ids come from the operation's reference, so the cloud knows
+them in advance and a repeat books nothing:
+
+    correction  sys:corrections_fen ↔ A:prepaid     single   derive_id("correction", ref)
+    refund      A:prepaid → sys:refunds_payable      pending  derive_id("refund", ref)   ─┐
+                sys:grace_issued → A:grace           single   derive_id("grace", ref)   ◄─┘ linked
+    grace end   A:grace → sys:grace_expired          single   derive_id("grace-expire", ref)
+    settle      the pending transfer's accounts      post|void derive_id("settle", hex, action)
+    move out    A:prepaid → sys:moves_in_transit     pending  derive_id("move-out", ref)  ─┐
+                A:subsidy → sys:subsidy_expired      single   derive_id("move-expire", ref) ◄┘
+    move in     sys:moves_in_transit → A:prepaid     single   derive_id("move-in", ref)
+
+Amounts are the book's *available* balances (posted less pending debits): a refund or a move
+takes what the account could still spend, never the subsidy (a refund) and never money that is
+already reserved. Every transfer carries the reference under its own key (`correction`,
+`refund`, `move`, …) and `command`, the id of the command that booked it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from edge.rules.errors import RuleError
+from ledger.accounts import AccountId, Pocket, System, pocket_id, system_id, unit_of
+from ledger.book import Balance
+from ledger.ids import derive_id
+from ledger.transfers import Code, Kind, RefValue, TimeSource, Transfer
+
+
+class OperationRefused(RuleError):
+    """The command cannot be carried out; the message says why (it becomes the result)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """When and by which command a transfer is booked."""
+
+    time: str
+    source: TimeSource
+    command: str | None = None  # None: a rule's own decision (a grace running out)
+
+
+def _transfer(
+    stamp: Stamp,
+    ident: int,
+    route: tuple[AccountId, AccountId],
+    amount: int,
+    code: Code,
+    *,
+    refs: dict[str, RefValue],
+    kind: Kind = Kind.SINGLE,
+    pending_id: int | None = None,
+    linked: bool = False,
+) -> Transfer:
+    """A transfer of `amount` from `route[0]` (debit) to `route[1]` (credit)."""
+    debit, credit = route
+    return Transfer(
+        id=ident,
+        debit=debit,
+        credit=credit,
+        amount=amount,
+        unit=unit_of(debit),
+        code=code,
+        time=stamp.time,
+        time_source=stamp.source,
+        kind=kind,
+        pending_id=pending_id,
+        linked=linked,
+        refs=refs if stamp.command is None else {**refs, "command": stamp.command},
+    )
+
+
+def correction(
+    stamp: Stamp,
+    *,
+    account: str,
+    fen: int,
+    reference: str,
+    original: str,
+    reason: str,
+    prepaid: Balance,
+    floor: int,
+) -> Transfer:
+    """Credit (fen > 0) or debit (fen < 0) `account`'s prepaid pocket against
+    sys:corrections_fen; a debit may not take the pocket below its `floor`."""
+    if fen == 0:
+        raise OperationRefused("a correction of 0 fen corrects nothing")
+    if fen < 0 and prepaid.available + fen < floor:
+        raise OperationRefused(
+            f"a debit of {-fen} fen would take {account}:prepaid below its floor of {floor} fen "
+            f"(available {prepaid.available} fen)"
+        )
+    pocket, fund = pocket_id(account, Pocket.PREPAID), system_id(System.CORRECTIONS_FEN)
+    debit, credit = (fund, pocket) if fen > 0 else (pocket, fund)
+    refs: dict[str, RefValue] = {"correction": reference, "original": original, "reason": reason}
+    return _transfer(
+        stamp,
+        derive_id("correction", reference),
+        (debit, credit),
+        abs(fen),
+        Code.CORRECTION,
+        refs=refs,
+    )
+
+
+def open_pendings(pendings: Iterable[Transfer], account: AccountId, code: Code) -> list[Transfer]:
+    """The unresolved pending transfers of `code` debiting `account`."""
+    return [t for t in pendings if t.code is code and t.debit == account]
+
+
+def refund(
+    stamp: Stamp,
+    *,
+    account: str,
+    reference: str,
+    grace_wh: int,
+    grace_until: str,
+    prepaid: Balance,
+    pending: Iterable[Transfer],
+) -> tuple[Transfer, ...]:
+    """Refund the available prepaid balance (pending, to be posted once paid out), linked with
+    a grace allowance of `grace_wh` (none if 0). `pending`: the book's unresolved pendings."""
+    pocket = pocket_id(account, Pocket.PREPAID)
+    waiting = open_pendings(pending, pocket, Code.REFUND)
+    if waiting:
+        names = ", ".join(str(t.refs.get("refund", f"{t.id:032x}")) for t in waiting)
+        raise OperationRefused(f"a refund of {account} is already pending ({names})")
+    if prepaid.available <= 0:
+        raise OperationRefused(
+            f"nothing to refund: {account}:prepaid has {prepaid.available} fen available"
+        )
+    refs: dict[str, RefValue] = {"refund": reference}
+    held = _transfer(
+        stamp,
+        derive_id("refund", reference),
+        (pocket, system_id(System.REFUNDS_PAYABLE)),
+        prepaid.available,
+        Code.REFUND,
+        refs=refs,
+        kind=Kind.PENDING,
+        linked=grace_wh > 0,
+    )
+    if grace_wh <= 0:
+        return (held,)
+    grace = _transfer(
+        stamp,
+        derive_id("grace", reference),
+        (system_id(System.GRACE_ISSUED), pocket_id(account, Pocket.GRACE)),
+        grace_wh,
+        Code.GRACE_ISSUE,
+        refs={**refs, "grace_until": grace_until},
+    )
+    return held, grace
+
+
+def grace_expiry(stamp: Stamp, *, account: str, reference: str, grace: Balance) -> Transfer | None:
+    """Clear what is left of the grace allowance of refund `reference` (None: nothing left)."""
+    if grace.available <= 0:
+        return None
+    return _transfer(
+        stamp,
+        derive_id("grace-expire", reference),
+        (pocket_id(account, Pocket.GRACE), system_id(System.GRACE_EXPIRED)),
+        grace.available,
+        Code.GRACE_EXPIRE,
+        refs={"refund": reference},
+    )
+
+
+SETTLED_CODES = {Code.REFUND: "refund", Code.MOVE: "move"}  # pending codes a settle resolves
+
+
+def settle(
+    stamp: Stamp,
+    *,
+    pending: Transfer | None,
+    pending_hex: str,
+    action: Kind,
+    reference: str,
+    resolved: Kind | None,
+) -> Transfer:
+    """Post or void `pending` (a refund or a move out this node holds) in full."""
+    if pending is None or pending.kind is not Kind.PENDING:
+        raise OperationRefused(f"no pending transfer {pending_hex} on this concentrator")
+    ref_key = SETTLED_CODES.get(pending.code)
+    if ref_key is None:
+        raise OperationRefused(
+            f"pending transfer {pending_hex} is a {pending.code.value}, not a refund or a move"
+        )
+    if pending.refs.get(ref_key) != reference:
+        raise OperationRefused(
+            f"pending transfer {pending_hex} is {ref_key} {pending.refs.get(ref_key)!r}, "
+            f"not {reference!r}"
+        )
+    if resolved is not None:
+        done = "posted" if resolved is Kind.POST else "voided"
+        raise OperationRefused(f"pending transfer {pending_hex} was already {done}")
+    return _transfer(
+        stamp,
+        derive_id("settle", pending_hex, action.value),
+        (pending.debit, pending.credit),
+        pending.amount,
+        pending.code,
+        refs={ref_key: reference, "pending": pending_hex},
+        kind=action,
+        pending_id=pending.id,
+    )
+
+
+def move_out(
+    stamp: Stamp,
+    *,
+    account: str,
+    reference: str,
+    to_node: str,
+    prepaid: Balance,
+    subsidy: Balance,
+) -> tuple[Transfer, ...]:
+    """The tenant leaves: its available prepaid goes pending into transit, its subsidy left is
+    cleared (one linked chain). A debt (available below zero) does not move: refused."""
+    if prepaid.available < 0:
+        raise OperationRefused(
+            f"{account} owes {-prepaid.available} fen: settle the debt before it moves out"
+        )
+    refs: dict[str, RefValue] = {"move": reference, "to_node": to_node}
+    out: list[Transfer] = []
+    if prepaid.available > 0:
+        out.append(
+            _transfer(
+                stamp,
+                derive_id("move-out", reference),
+                (pocket_id(account, Pocket.PREPAID), system_id(System.MOVES_IN_TRANSIT)),
+                prepaid.available,
+                Code.MOVE,
+                refs=refs,
+                kind=Kind.PENDING,
+            )
+        )
+    if subsidy.available > 0:
+        out.append(
+            _transfer(
+                stamp,
+                derive_id("move-expire", reference),
+                (pocket_id(account, Pocket.SUBSIDY), system_id(System.SUBSIDY_EXPIRED)),
+                subsidy.available,
+                Code.SUBSIDY_EXPIRE,
+                refs=refs,
+            )
+        )
+    return tuple(dataclasses.replace(t, linked=i < len(out) - 1) for i, t in enumerate(out))
+
+
+def move_in(stamp: Stamp, *, account: str, reference: str, fen: int, from_node: str) -> Transfer:
+    """The tenant arrives with `fen` from another concentrator."""
+    if fen <= 0:
+        raise OperationRefused(f"fen must be positive, got {fen}")
+    return _transfer(
+        stamp,
+        derive_id("move-in", reference),
+        (system_id(System.MOVES_IN_TRANSIT), pocket_id(account, Pocket.PREPAID)),
+        fen,
+        Code.MOVE,
+        refs={"move": reference, "from_node": from_node},
+    )

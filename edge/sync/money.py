@@ -1,0 +1,178 @@
+"""The cloud's money commands on this concentrator's accounts: correction, refund, settle, move
+out and move in (`ledger.signed.CommandKind`; the transfers are `edge.rules.operations`).
+
+Each handler reads the book and the runtime's states, lets the pure rule decide (or refuse),
+books through the inbox and, on the first applied delivery only, stages what the runtime must
+remember in the same transaction:
+
+- refund: the grace allowance's end (`AccountRuntime.grace`), cleared by the billing cycle
+  once the clock passes it;
+- move out: `AccountRuntime.moved_out`: the account is no longer billed, issued a subsidy or
+  judged for arrears here, its meters' relays are held open (vacant) until a configuration
+  gives them a new account, and commands on it are refused; a void of the move (settle) or a
+  move in of the same account makes it a tenant here again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from edge.rules import operations
+from edge.runtime.state import GraceHold
+from edge.sync.delivery import (
+    Applied,
+    Delivery,
+    Refusal,
+    aware_time,
+    choice,
+    hex_id,
+    integer,
+    long_text,
+    reference,
+    text,
+    took_effect,
+)
+from ledger.accounts import Pocket, pocket_id
+from ledger.transfers import Code, Kind
+
+log = logging.getLogger("edge.sync")
+
+
+def correction(d: Delivery) -> Applied:
+    account = d.account()
+    fen = integer(d.args, "fen")
+    ref = reference(d.args, "correction")
+    book = d.runtime.store.book
+    pocket = pocket_id(account, Pocket.PREPAID)
+    known = book.account(pocket)
+    floor = -d.runtime.site.accounts[account].credit_limit_fen
+    if known is not None and known.floor is not None:
+        floor = known.floor
+    transfer = operations.correction(
+        d.stamp,
+        account=account,
+        fen=fen,
+        reference=ref,
+        original=hex_id(d.args, "original"),
+        reason=long_text(d.args, "reason"),
+        prepaid=book.balance(pocket),
+        floor=floor,
+    )
+    result = d.apply([transfer])
+    if took_effect(result):
+        d.event(account=account, correction=ref, fen=fen)
+    return result, [], f"{account} {fen:+d} fen (correction {ref})"
+
+
+def refund(d: Delivery) -> Applied:
+    account = d.account()
+    ref = reference(d.args, "refund")
+    grace_wh = integer(d.args, "grace_wh", low=0)
+    until = aware_time(d.args, "grace_until")
+    book = d.runtime.store.book
+    transfers = operations.refund(
+        d.stamp,
+        account=account,
+        reference=ref,
+        grace_wh=grace_wh,
+        grace_until=until.isoformat(),
+        prepaid=book.balance(pocket_id(account, Pocket.PREPAID)),
+        pending=book.unresolved(),
+    )
+    result = d.apply(transfers)
+    fen = transfers[0].amount
+    if took_effect(result):
+        if grace_wh:
+            # A grace still running from an earlier refund is replaced: the new end clears
+            # whatever the grace pocket holds then.
+            state = d.runtime.account_state(account)
+            hold = GraceHold(ref, until.astimezone(d.runtime.site.zone))
+            d.runtime.stage_account(d.tx, account, dataclasses.replace(state, grace=hold))
+        d.event(account=account, refund=ref, fen=fen, grace_wh=grace_wh, until=until.isoformat())
+    return result, [], f"{account} {fen} fen pending, grace {grace_wh} Wh until {until:%F %R}"
+
+
+def settle(d: Delivery) -> Applied:
+    pending_hex = hex_id(d.args, "pending")
+    action = Kind(choice(d.args, "action", (Kind.POST.value, Kind.VOID.value)))
+    ref = reference(d.args, "reference")
+    book = d.runtime.store.book
+    pending_id = int(pending_hex, 16)
+    transfer = operations.settle(
+        d.stamp,
+        pending=book.get(pending_id),
+        pending_hex=pending_hex,
+        action=action,
+        reference=ref,
+        resolved=book.resolution(pending_id),
+    )
+    owner = transfer.debit.partition(":")[0]
+    result = d.apply([transfer])
+    if took_effect(result):
+        if action is Kind.VOID and transfer.code is Code.MOVE and owner in d.runtime.site.accounts:
+            state = d.runtime.account_state(owner)
+            if state.moved_out == ref:  # the move was called off: a tenant here again
+                d.runtime.stage_account(d.tx, owner, dataclasses.replace(state, moved_out=None))
+        d.event(
+            account=owner,
+            pending=pending_hex,
+            action=action.value,
+            code=transfer.code.value,
+            reference=ref,
+            fen=transfer.amount,
+        )
+    return result, [], f"{action.value} {transfer.code.value} {ref} of {owner}"
+
+
+def move_out(d: Delivery) -> Applied:
+    account = d.account()
+    move = reference(d.args, "move")
+    to_node = text(d.args, "to_node")
+    runtime = d.runtime
+    owed = 0
+    for meter in runtime.site.meters_of(account):
+        billing = runtime.meter_state(meter.address).billing
+        owed += 0 if billing is None else billing.short_wh
+    if owed:
+        raise Refusal(f"{account} has {owed} Wh used and not paid yet: pay it before moving")
+    book = runtime.store.book
+    transfers = operations.move_out(
+        d.stamp,
+        account=account,
+        reference=move,
+        to_node=to_node,
+        prepaid=book.balance(pocket_id(account, Pocket.PREPAID)),
+        subsidy=book.balance(pocket_id(account, Pocket.SUBSIDY)),
+    )
+    result = d.apply(transfers)
+    fen = sum(t.amount for t in transfers if t.code is Code.MOVE)
+    if took_effect(result):
+        state = runtime.account_state(account)
+        runtime.stage_account(d.tx, account, dataclasses.replace(state, moved_out=move))
+        meters = [m.address for m in runtime.site.meters_of(account)]
+        d.event(account=account, move=move, to_node=to_node, fen=fen, vacant=meters)
+        log.info("account %s moved out (move %s): meters %s now vacant", account, move, meters)
+    return result, [], f"{account} {fen} fen pending to {to_node}"
+
+
+def move_in(d: Delivery) -> Applied:
+    account = text(d.args, "account")
+    if account not in d.runtime.site.accounts:
+        raise Refusal(
+            f"account {account!r} is not in this concentrator's configuration (a config "
+            "command first)"
+        )
+    move = reference(d.args, "move")
+    fen = integer(d.args, "fen", low=1)
+    from_node = text(d.args, "from_node")
+    transfer = operations.move_in(
+        d.stamp, account=account, reference=move, fen=fen, from_node=from_node
+    )
+    result = d.apply([transfer])
+    if took_effect(result):
+        state = d.runtime.account_state(account)
+        if state.moved_out is not None:  # the tenant comes back: billed here again
+            d.runtime.stage_account(d.tx, account, dataclasses.replace(state, moved_out=None))
+        d.event(account=account, move=move, from_node=from_node, fen=fen)
+    return result, [], f"{account} {fen} fen from {from_node}"

@@ -1,0 +1,238 @@
+"""Every route of the app × every role (and no token): who may call it.
+
+The expectations are written out here, from the role table (`cloud.auth`'s docstring), not
+read from the code under test. The routes are enumerated from `app.routes`, so a route added
+without a row in `EXPECTED` fails `test_every_route_has_an_expectation`.
+
+A forbidden role must get 403 (no token: 401) and change nothing in the database (every table
+compared before and after); an allowed role must get anything but 401/403 — a 404 or a 422 for
+a minimal body still proves the role check let it through.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, inspect, text
+
+from cloud.auth import Role
+from tests.cloud.api.conftest import (
+    MERCHANT_ACCOUNT,
+    NODE,
+    PASSWORD,
+    bearer,
+    issue_token,
+)
+
+PUBLIC = "public"  # no token needed (every caller, anonymous included, is allowed)
+EVERYONE = frozenset(Role)
+STAFF = frozenset({Role.ADMIN, Role.OPERATOR, Role.FINANCE, Role.AUDITOR})
+READ_ALL = STAFF | {Role.INSTALLER}
+MONEY_DESK = frozenset({Role.ADMIN, Role.OPERATOR, Role.FINANCE})
+OPERATIONS = frozenset({Role.ADMIN, Role.OPERATOR})
+FIELD = frozenset({Role.ADMIN, Role.OPERATOR, Role.INSTALLER})
+PAYOUT = frozenset({Role.ADMIN, Role.FINANCE})
+ADMIN = frozenset({Role.ADMIN})
+
+SELF = frozenset({Role.MERCHANT})  # a merchant, for its own account
+
+# (method, path) → the roles allowed, or PUBLIC.
+EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
+    ("GET", "/openapi.json"): PUBLIC,
+    ("GET", "/docs"): PUBLIC,
+    ("GET", "/docs/oauth2-redirect"): PUBLIC,
+    ("GET", "/redoc"): PUBLIC,
+    ("GET", "/health"): PUBLIC,
+    ("POST", "/auth/login"): PUBLIC,
+    ("POST", "/auth/logout"): EVERYONE,
+    ("GET", "/auth/me"): EVERYONE,
+    ("POST", "/auth/password"): EVERYONE,
+    ("GET", "/users"): ADMIN,
+    ("POST", "/users"): ADMIN,
+    ("GET", "/users/{name}"): ADMIN,
+    ("PATCH", "/users/{name}"): ADMIN,
+    ("POST", "/users/{name}/password"): ADMIN,
+    ("POST", "/users/{name}/unlock"): ADMIN,
+    ("GET", "/operator-log"): STAFF,
+    ("GET", "/operator-log/verify"): STAFF,
+    ("GET", "/concentrators"): READ_ALL,
+    ("POST", "/concentrators"): FIELD,
+    ("GET", "/concentrators/{node}"): READ_ALL,
+    ("POST", "/concentrators/{node}/clear-quarantine"): ADMIN,
+    ("GET", "/accounts"): STAFF | SELF,
+    ("GET", "/accounts/{account}"): STAFF | SELF,
+    ("GET", "/meters"): READ_ALL | SELF,
+    ("GET", "/readings"): READ_ALL | SELF,
+    ("GET", "/ledger"): STAFF | SELF,
+    ("GET", "/recharges"): STAFF | SELF,
+    ("POST", "/recharges"): MONEY_DESK,
+    ("GET", "/recharges/{payment}"): STAFF | SELF,
+    ("POST", "/relays"): OPERATIONS,
+    ("GET", "/commands"): READ_ALL,
+    ("GET", "/commands/{command_id}"): READ_ALL,
+    ("GET", "/alarms"): READ_ALL,
+    # -- operations: correct, refund (operator); pay out or cancel (finance); swap (field) --
+    ("GET", "/corrections"): STAFF,
+    ("POST", "/corrections"): OPERATIONS,
+    ("GET", "/corrections/{correction}"): STAFF,
+    ("GET", "/refunds"): STAFF,
+    ("POST", "/refunds"): OPERATIONS,
+    ("GET", "/refunds/{refund}"): STAFF,
+    ("POST", "/refunds/{refund}/pay"): PAYOUT,
+    ("POST", "/refunds/{refund}/cancel"): MONEY_DESK,
+    ("GET", "/meter-swaps"): READ_ALL,
+    ("POST", "/meter-swaps"): FIELD,
+    ("GET", "/meter-swaps/{swap}"): READ_ALL,
+    ("POST", "/meter-swaps/ir-import"): FIELD,
+    ("GET", "/meter-swaps/ir-readings"): READ_ALL,
+    ("GET", "/moves"): STAFF,
+    ("POST", "/moves"): OPERATIONS,
+    ("GET", "/moves/{move}"): STAFF,
+    ("GET", "/receipts"): STAFF,
+    ("GET", "/receipts/{number}"): STAFF,
+    ("POST", "/receipts/recharges/{payment}"): MONEY_DESK,
+    # -- a concentrator's configuration is field work --
+    ("GET", "/concentrators/{node}/config"): READ_ALL,
+    ("POST", "/concentrators/{node}/config"): FIELD,
+    ("POST", "/registry/push"): FIELD,
+    # -- reports: staff; templates are the admin's; a merchant's own statement --
+    ("GET", "/reports/consumption"): STAFF,
+    ("GET", "/reports/deposits"): STAFF,
+    ("GET", "/reports/meters"): STAFF,
+    ("GET", "/reports/refunds"): STAFF,
+    ("GET", "/reports/subsidies"): STAFF,
+    ("GET", "/report-templates"): STAFF,
+    ("GET", "/report-templates/{name}"): STAFF,
+    ("PUT", "/report-templates/{name}"): ADMIN,
+    ("DELETE", "/report-templates/{name}"): ADMIN,
+    ("GET", "/statements/{account}"): STAFF | SELF,
+}
+# The registry: everyone but merchants reads it; operations keep it, installers map meters.
+for _kind, _writers in {
+    "sites": OPERATIONS, "buildings": OPERATIONS, "floors": OPERATIONS, "shops": OPERATIONS,
+    "merchants": OPERATIONS, "account-types": OPERATIONS, "tariffs": OPERATIONS,
+    "accounts": OPERATIONS, "meters": FIELD, "subsidy-policies": OPERATIONS,
+    "alarm-rules": OPERATIONS, "arrears-policies": OPERATIONS,
+}.items():  # fmt: skip
+    EXPECTED |= {
+        ("GET", f"/registry/{_kind}"): READ_ALL,
+        ("GET", f"/registry/{_kind}/{{key}}"): READ_ALL,
+        ("POST", f"/registry/{_kind}"): _writers,
+        ("PATCH", f"/registry/{_kind}/{{key}}"): _writers,
+        ("DELETE", f"/registry/{_kind}/{{key}}"): _writers,
+    }
+
+# What to put in a path: the merchant's own account (isolation is tested on its own), a user
+# no request here logs in as, ids that may not exist (404 is an allowed answer).
+PATH_VALUES = {
+    "node": NODE,
+    "account": MERCHANT_ACCOUNT,
+    "name": "installer-1",
+    "payment": "P-none",
+    "command_id": "0" * 32,
+}
+NEW_KEY = "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29"
+BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("POST", "/auth/login"): {"user": "operator-1", "password": PASSWORD},
+    ("POST", "/auth/password"): {"old": PASSWORD, "new": "a new and long password"},
+    ("POST", "/users"): {"name": "new-user", "role": "auditor", "password": PASSWORD},
+    ("PATCH", "/users/{name}"): {"display_name": "Installer One"},
+    ("POST", "/users/{name}/password"): {"password": "another long password"},
+    ("POST", "/concentrators"): {"node": "edge-0009", "public_key": NEW_KEY},
+    ("POST", "/recharges"): {"account": MERCHANT_ACCOUNT, "fen": 100, "method": "cash"},
+    ("POST", "/relays"): {"meters": ["000000000001"], "action": "trip"},
+}
+METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
+
+
+def app_routes(app: FastAPI) -> Iterator[tuple[str, str]]:
+    """(method, path) of every route, looking into included routers too."""
+
+    def walk(routes: Any) -> Iterator[Any]:
+        for route in routes:
+            if hasattr(route, "effective_route_contexts"):  # FastAPI's included router
+                yield from route.effective_route_contexts()
+            else:
+                yield route
+
+    for route in walk(app.routes):
+        for method in sorted((getattr(route, "methods", None) or set()) & METHODS):
+            yield method, route.path
+
+
+def fingerprint(engine: Engine) -> str:
+    """A digest of every row of every table."""
+    digest = hashlib.sha256()
+    names = sorted(inspect(engine).get_table_names())
+    with engine.connect() as connection:
+        for name in names:
+            rows = sorted(
+                repr(tuple(r)) for r in connection.execute(text(f'SELECT * FROM "{name}"'))
+            )
+            digest.update(f"{name}:{len(rows)}:{rows}".encode())
+    return digest.hexdigest()
+
+
+def call(client: TestClient, method: str, path: str, headers: dict[str, str]) -> Any:
+    url = re.sub(r"\{(\w+)\}", lambda m: PATH_VALUES.get(m.group(1), "1"), path)
+    body = BODIES.get((method, path), {}) if method in {"POST", "PUT", "PATCH"} else None
+    return client.request(method, url, json=body, headers=headers)
+
+
+def test_every_route_has_an_expectation(client: TestClient) -> None:
+    found = set(app_routes(client.app))  # type: ignore[arg-type]
+    assert found - EXPECTED.keys() == set(), "routes without a row in EXPECTED"
+    assert EXPECTED.keys() - found == set(), "rows in EXPECTED for routes that do not exist"
+
+
+def _judge(
+    client: TestClient, engine: Engine, tokens: dict[Role, str], method: str, path: str
+) -> list[str]:
+    """What is wrong with one route's answers, role by role (empty: nothing)."""
+    wrong = []
+    allowed = EXPECTED[method, path]
+    if allowed == PUBLIC:
+        for headers in ({"Authorization": ""}, *(bearer(t) for t in tokens.values())):
+            answer = call(client, method, path, headers)
+            if answer.status_code in {401, 403}:
+                wrong.append(f"public, but {answer.status_code}: {answer.text}")
+        return wrong
+    assert isinstance(allowed, frozenset)
+    refused = [(None, {"Authorization": ""})] + [
+        (role, bearer(tokens[role])) for role in Role if role not in allowed
+    ]
+    for role, headers in refused:
+        before = fingerprint(engine)
+        answer = call(client, method, path, headers)
+        expected = 401 if role is None else 403
+        if answer.status_code != expected:
+            wrong.append(f"{role}: {answer.status_code} instead of {expected}: {answer.text}")
+        if fingerprint(engine) != before:
+            wrong.append(f"{role}: a refused request changed the database")
+    for role in sorted(allowed):  # after the refusals: an allowed request may change things
+        answer = call(client, method, path, bearer(tokens[role]))
+        if answer.status_code in {401, 403}:
+            wrong.append(f"{role.value} is allowed, got {answer.status_code}: {answer.text}")
+    return wrong
+
+
+def renewed_tokens(engine: Engine) -> dict[Role, str]:
+    """A fresh token for each role's user (an earlier route may have logged it out or reset
+    its password, which ends its sessions)."""
+    return {role: issue_token(engine, f"{role.value}-1") for role in Role}
+
+
+def test_who_may_call_what(client: TestClient, engine: Engine, tokens: dict[Role, str]) -> None:
+    """Every route × anonymous and every role, in one client (one database per engine: the
+    routes run in a fixed order, and an allowed call may leave rows for the next)."""
+    failures = {
+        f"{method} {path}": wrong
+        for method, path in sorted(EXPECTED)
+        if (wrong := _judge(client, engine, renewed_tokens(engine), method, path))
+    }
+    assert not failures, "\n".join(f"{route}: {wrong}" for route, wrong in failures.items())

@@ -1,0 +1,439 @@
+"""The money operations end to end: the API books the cloud's side, a concentrator that keeps
+the command contract (`contract_edge`) books its side and uploads it through the real ingest,
+and the cloud reacts (`cloud.settlements`). Balances over all chains sum to zero per unit
+after every step; refusals change nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from cloud.auth import Role
+from cloud.db.auth import OperatorLogEntry
+from cloud.db.engine import session_factory
+from cloud.db.models import Balance, Command, LedgerEntry
+from cloud.db.operations import Correction, IrReading, MeterSwap, Move, Receipt, Refund
+from cloud.keys import CLOUD_NODE
+from ledger.accounts import Pocket, System, pocket_id, system_id
+from ledger.ids import derive_id
+from tests.cloud.api.conftest import M1, M2, M3, NODE, OTHER, Site, bearer
+from tests.cloud.api.contract_edge import ContractEdge
+
+A1, A2 = "A0001", "A0002"
+OPENING_T3 = f"{derive_id('test', NODE, 3):032x}"  # the fixture's desk recharge of A0001
+MODELS = (Correction, Refund, MeterSwap, Move, Receipt, IrReading, Command, LedgerEntry,
+          OperatorLogEntry)  # fmt: skip
+
+
+def balances(site: Site) -> dict[str, tuple[int, int]]:
+    """account → (posted balance, pending balance), credits minus debits."""
+    with session_factory(site.engine)() as session:
+        return {
+            b.account: (b.credits_posted - b.debits_posted, b.credits_pending - b.debits_pending)
+            for b in session.scalars(select(Balance))
+        }
+
+
+def assert_books_balance(site: Site) -> None:
+    with session_factory(site.engine)() as session:
+        rows = session.execute(
+            select(Balance.unit, func.sum(Balance.credits_posted - Balance.debits_posted),
+                   func.sum(Balance.credits_pending - Balance.debits_pending))
+            .group_by(Balance.unit)
+        ).all()  # fmt: skip
+        assert rows and all(posted == 0 and pending == 0 for _, posted, pending in rows), rows
+        refund_subsidy = session.scalar(
+            select(func.count()).where(
+                LedgerEntry.code == "refund",
+                LedgerEntry.debit.like("%:subsidy") | LedgerEntry.credit.like("%:subsidy"),
+            )
+        )
+        assert refund_subsidy == 0
+
+
+def counts(site: Site) -> dict[str, int]:
+    with session_factory(site.engine)() as session:
+        return {
+            m.__tablename__: session.scalar(select(func.count()).select_from(m)) or 0
+            for m in MODELS
+        }
+
+
+def cloud_entry(site: Site, tag: str, *parts: str) -> LedgerEntry | None:
+    with session_factory(site.engine)() as session:
+        return session.scalars(
+            select(LedgerEntry).where(
+                LedgerEntry.node == CLOUD_NODE,
+                LedgerEntry.transfer_id == f"{derive_id(tag, *parts):032x}",
+            )
+        ).one_or_none()
+
+
+def command(site: Site, command_id: str) -> Command:
+    with session_factory(site.engine)() as session:
+        found = session.get(Command, command_id)
+        assert found is not None
+        return found
+
+
+@pytest.fixture
+def edge(site: Site) -> ContractEdge:
+    return ContractEdge(site)
+
+
+# -- corrections ---------------------------------------------------------------------------
+
+
+def test_correction_books_once_and_posts_when_the_edge_books_it(
+    client: TestClient, site: Site, edge: ContractEdge
+) -> None:
+    body = {"account": A1, "fen": 500, "original": OPENING_T3, "reason": "keyed 50 for 55"}
+    first = client.post("/corrections", json=body)
+    assert first.status_code == 201, first.text
+    row = first.json()
+    assert (row["status"], row["original_transfer"], row["shop"]) == ("pending", OPENING_T3, "S101")
+    before = counts(site)
+    again = client.post("/corrections", json=body)
+    assert (again.status_code, again.json()["id"]) == (200, row["id"])
+    assert counts(site) == before  # one row, one command, one pending, one log line
+    sent = command(site, row["command_id"])
+    assert (sent.kind, sent.node) == ("correction", NODE)
+    assert sent.args == {"account": A1, "fen": 500, "correction": row["id"],
+                         "original": OPENING_T3, "reason": "keyed 50 for 55"}  # fmt: skip
+    pending = cloud_entry(site, "correction-pending", row["id"])
+    assert pending is not None and (pending.kind, pending.debit, pending.credit) == (
+        "pending",
+        system_id(System.PAYMENTS_RECEIVED),
+        system_id(System.CORRECTIONS_FEN),
+    )
+    prepaid = balances(site)[pocket_id(A1, Pocket.PREPAID)][0]
+    edge.sync(NODE)
+    assert client.get(f"/corrections/{row['id']}").json()["status"] == "posted"
+    assert cloud_entry(site, "correction-post", row["id"]) is not None
+    after = balances(site)
+    assert after[pocket_id(A1, Pocket.PREPAID)][0] == prepaid + 500
+    assert after[system_id(System.CORRECTIONS_FEN)] == (0, 0)
+    assert_books_balance(site)
+    receipt = client.get(f"/receipts/{row['receipt']}").json()
+    assert (receipt["kind"], receipt["fen"], receipt["yuan"], receipt["capital"]) == (
+        "correction",
+        500,
+        "5.00",
+        "伍元整",
+    )
+    assert receipt["operator"] == "admin-1" and receipt["print"] is True
+
+
+def test_a_refused_correction_is_voided(client: TestClient, site: Site, edge: ContractEdge) -> None:
+    answer = client.post("/corrections", json={
+        "account": A1, "fen": -300, "original": OPENING_T3, "reason": "double booked",
+        "correction": "C-1"})  # fmt: skip
+    assert answer.status_code == 201, answer.text
+    edge.refuse.add(answer.json()["command_id"])
+    edge.sync(NODE)
+    row = client.get("/corrections/C-1").json()
+    assert row["status"] == "failed"
+    void = cloud_entry(site, "correction-void", "C-1")
+    assert void is not None and void.kind == "void"
+    assert balances(site)[system_id(System.CORRECTIONS_FEN)] == (0, 0)
+    assert_books_balance(site)
+
+
+@pytest.mark.parametrize(
+    ("change", "status"),
+    [
+        ({"account": "A9999"}, 404),
+        ({"original": "no-such-payment"}, 404),
+        ({"original": f"{derive_id('test', NODE, 2):032x}"}, 404),  # A0002's subsidy
+        ({"fen": 0}, 422),
+        ({"fen": 1.5}, 422),
+        ({"fen": True}, 422),
+        ({"fen": "500"}, 422),
+        ({"fen": -9_000}, 422),  # more than A0001's 8 163 fen prepaid
+        ({"reason": "oops"[:3]}, 422),
+        ({"reason": None}, 422),
+        ({"operator": "someone"}, 422),  # the operator is the login, not a field
+    ],
+)
+def test_bad_corrections_change_nothing(
+    client: TestClient, site: Site, change: dict[str, Any], status: int
+) -> None:
+    body = {"account": A1, "fen": 500, "original": OPENING_T3, "reason": "keyed wrong"} | change
+    body = {k: v for k, v in body.items() if v is not None}
+    before, money = counts(site), balances(site)
+    answer = client.post("/corrections", json=body)
+    assert answer.status_code == status, answer.text
+    assert (counts(site), balances(site)) == (before, money)
+
+
+def test_only_operations_correct(client: TestClient, tokens: dict[Role, str]) -> None:
+    body = {"account": A1, "fen": 500, "original": OPENING_T3, "reason": "keyed wrong"}
+    for role in (Role.FINANCE, Role.AUDITOR, Role.INSTALLER, Role.MERCHANT):
+        answer = client.post("/corrections", json=body, headers=bearer(tokens[role]))
+        assert answer.status_code == 403, role
+
+
+# -- refunds -------------------------------------------------------------------------------
+
+
+def test_refund_reserved_then_paid_with_a_receipt(
+    client: TestClient, site: Site, edge: ContractEdge, tokens: dict[Role, str]
+) -> None:
+    subsidy = balances(site)[pocket_id(A1, Pocket.SUBSIDY)]
+    body = {"account": A1, "method": "cash", "grace_wh": 2_000, "grace_hours": 48, "refund": "R1"}
+    first = client.post("/refunds", json=body)
+    assert first.status_code == 201, first.text
+    assert client.post("/refunds", json=body).status_code == 200
+    other = client.post("/refunds", json=body | {"refund": "R2"})
+    assert other.status_code == 409, other.text
+    assert client.post("/refunds/R1/pay").status_code == 409  # nothing reserved yet
+    edge.sync(NODE)
+    row = client.get("/refunds/R1").json()
+    assert (row["status"], row["fen"]) == ("reserved", 8_163)
+    operator = bearer(tokens[Role.OPERATOR])
+    assert client.post("/refunds/R1/pay", headers=operator).status_code == 403
+    paid = client.post("/refunds/R1/pay", headers=bearer(tokens[Role.FINANCE]))
+    assert paid.status_code == 200, paid.text
+    assert (paid.json()["status"], paid.json()["paid_by"]) == ("paid", "finance-1")
+    assert client.post("/refunds/R1/pay").json()["receipt"] == paid.json()["receipt"]
+    settle = command(site, paid.json()["settle_command_id"])
+    assert (settle.kind, settle.args) == (
+        "settle",
+        {"pending": f"{derive_id('refund', 'R1'):032x}", "action": "post", "reference": "R1"},
+    )
+    payout = cloud_entry(site, "refund-payout", "R1")
+    assert payout is not None and (payout.debit, payout.amount) == (
+        system_id(System.REFUNDS_PAYABLE),
+        8_163,
+    )
+    edge.sync(NODE)
+    assert client.get("/refunds/R1").json()["settled"] is not None
+    after = balances(site)
+    assert after[pocket_id(A1, Pocket.PREPAID)] == (1_000, -1_000)  # the fixture's pending
+    assert after[pocket_id(A1, Pocket.SUBSIDY)] == subsidy  # never refunded
+    assert after[pocket_id(A1, Pocket.GRACE)][0] == 2_000
+    assert_books_balance(site)
+    text = client.get(f"/receipts/{paid.json()['receipt']}", params={"format": "txt"})
+    assert text.headers["content-type"].startswith("text/plain")
+    assert "收据" in text.text and "金额: ¥81.63" in text.text and "退费" in text.text
+
+
+def test_refund_to_the_original_payments_newest_first(
+    client: TestClient, site: Site, edge: ContractEdge
+) -> None:
+    for payment, fen in (("P1", 3_000), ("P2", 2_000)):
+        answer = client.post("/recharges", json={"account": A2, "fen": fen, "method": "wechat",
+                                                 "payment": payment})  # fmt: skip
+        assert answer.status_code == 201, answer.text
+    edge.sync(NODE)
+    with session_factory(site.engine)() as session:
+        printed = session.scalars(select(Receipt.ref).where(Receipt.kind == "recharge")).all()
+    assert sorted(printed) == ["P1", "P2"]  # every posted recharge got its receipt
+    edge.models[NODE].prepaid[A2] -= 1_000  # it spent 10 yuan since (not uploaded: only model)
+    client.post("/refunds", json={"account": A2, "method": "original", "grace_wh": 0,
+                                  "grace_hours": 0, "refund": "R-O"})  # fmt: skip
+    edge.sync(NODE)
+    row = client.get("/refunds/R-O").json()
+    assert row["fen"] == 4_000
+    assert [(s["payment"], s["fen"]) for s in row["sources"]] == [("P2", 2_000), ("P1", 2_000)]
+    assert_books_balance(site)
+
+
+def test_refund_cancelled_and_refused(client: TestClient, site: Site, edge: ContractEdge) -> None:
+    body = {"account": A1, "method": "card", "grace_wh": 0, "grace_hours": 0}
+    first = client.post("/refunds", json=body | {"refund": "R-C"})
+    cancelled = client.post("/refunds/R-C/cancel")
+    assert cancelled.json()["status"] == "cancelled"
+    assert command(site, cancelled.json()["settle_command_id"]).args["action"] == "void"
+    assert first.status_code == 201
+    edge.sync(NODE)  # reserves, then voids: the balance stays A0001's
+    assert balances(site)[pocket_id(A1, Pocket.PREPAID)] == (9_163, -1_000)
+    assert client.post("/refunds/R-C/pay").status_code == 409
+    second = client.post("/refunds", json=body | {"refund": "R-F"})
+    assert second.status_code == 201, second.text
+    edge.refuse.add(second.json()["command_id"])
+    edge.sync(NODE)
+    assert client.get("/refunds/R-F").json()["status"] == "failed"
+    listed = client.get("/refunds", params={"method": "card", "sort": "-time"}).json()
+    assert [r["id"] for r in listed["items"]] == ["R-F", "R-C"]
+    assert_books_balance(site)
+
+
+def test_bad_refunds_change_nothing(client: TestClient, site: Site) -> None:
+    before = counts(site)
+    good = {"account": A1, "method": "cash", "grace_wh": 0, "grace_hours": 1}
+    for change, status in (({"account": "A9999"}, 404), ({"method": "gold"}, 422),
+                           ({"grace_wh": -1}, 422), ({"grace_wh": 1.0}, 422),
+                           ({"grace_hours": False}, 422)):  # fmt: skip
+        assert client.post("/refunds", json=good | change).status_code == status, change
+    assert client.post("/refunds/nope/pay").status_code == 404
+    assert counts(site) == before
+
+
+# -- meter swaps ---------------------------------------------------------------------------
+
+SWAP = {"old": M1, "final_wh": 101_500, "new": {"address": "000000000777",
+        "protocol": "dlt645", "multiplier": 1}, "initial_wh": 0}  # fmt: skip
+
+
+def test_meter_swap(client: TestClient, site: Site, edge: ContractEdge) -> None:
+    before = counts(site)
+    for change, status in (({"final_wh": 101_000}, 422), ({"old": "999999999999"}, 404),
+                           ({"ir_reading": 1}, 422), ({"final_wh": 1.5}, 422),
+                           ({"new": {"address": M3, "protocol": "dlt645"}}, 409)):  # fmt: skip
+        answer = client.post("/meter-swaps", json=SWAP | change)
+        assert answer.status_code == status, (change, answer.text)
+    assert counts(site) == before
+    first = client.post("/meter-swaps", json=SWAP)
+    assert first.status_code == 201, first.text
+    assert client.post("/meter-swaps", json=SWAP).status_code == 200
+    row = first.json()
+    sent = command(site, row["command_id"])
+    assert sent.kind == "meter_swap" and sent.args == {
+        "swap": row["id"], "old": M1, "final_wh": 101_500, "initial_wh": 0,
+        "meter": {"id": "000000000777", "protocol": "dlt645", "multiplier": 1,
+                  "account": A1, "shop": "S101"}}  # fmt: skip
+    edge.sync(NODE)
+    assert client.get(f"/meter-swaps/{row['id']}").json()["status"] == "applied"
+    text = client.get(f"/receipts/{row['receipt']}", params={"format": "txt"}).text
+    assert "换表" in text and "101500" in text
+
+
+IR_FILE = """# voltbook IR export v1
+address,read_at,energy_kwh
+000000000001,2026-11-24T09:30:00+08:00,101.60
+000000000002,2026-11-24T09:31:00+08:00,5.01
+"""
+
+
+def test_ir_import_then_swap_by_ir_reading(client: TestClient, site: Site) -> None:
+    bad = client.post("/meter-swaps/ir-import", json={"source": "h1", "csv": IR_FILE + "x,y\n"})
+    assert bad.status_code == 422 and "line 5" in bad.json()["detail"]
+    assert counts(site)["ir_readings"] == 0
+    answer = client.post("/meter-swaps/ir-import", json={"source": "h1/a.csv", "csv": IR_FILE})
+    assert answer.status_code == 200, answer.text
+    readings = answer.json()["readings"]
+    assert [(r["address"], r["energy_wh"]) for r in readings] == [(M1, 101_600), (M2, 5_010)]
+    again = client.post(
+        "/meter-swaps/ir-import",
+        json={
+            "source": "h1/a.csv",
+            "readings": [
+                {"address": M1, "read_at": "2026-11-24T01:30:00+00:00", "energy_wh": 101_600}
+            ],
+        },
+    )
+    assert again.json()["new"] == 0, again.text
+    clash = client.post(
+        "/meter-swaps/ir-import",
+        json={
+            "source": "h1",
+            "readings": [
+                {"address": M1, "read_at": "2026-11-24T01:30:00+00:00", "energy_wh": 101_610}
+            ],
+        },
+    )
+    assert clash.status_code == 409
+    swap = {k: v for k, v in SWAP.items() if k != "final_wh"} | {"ir_reading": readings[0]["id"]}
+    done = client.post("/meter-swaps", json=swap)
+    assert done.status_code == 201, done.text
+    assert (done.json()["final_wh"], done.json()["ir_reading"]) == (101_600, readings[0]["id"])
+    wrong = swap | {"old": "000000000002", "ir_reading": readings[0]["id"]}
+    assert client.post("/meter-swaps", json=wrong).status_code == 422
+
+
+# -- moves ---------------------------------------------------------------------------------
+
+
+def test_move_in_the_same_building_moves_no_money(client: TestClient, site: Site) -> None:
+    before = counts(site)
+    answer = client.post("/moves", json={"account": A1, "to_shop": "S103", "to_node": NODE})
+    assert answer.status_code == 201, answer.text
+    assert (answer.json()["status"], answer.json()["out_command_id"]) == ("settled", None)
+    assert counts(site)["commands"] == before["commands"]
+
+
+def test_move_to_another_concentrator(client: TestClient, site: Site, edge: ContractEdge) -> None:
+    answer = client.post("/moves", json={"account": A1, "to_shop": "S201", "to_node": OTHER,
+                                         "move": "M1"})  # fmt: skip
+    assert answer.status_code == 201, answer.text
+    assert client.post("/moves", json={"account": A1, "to_shop": "S202",
+                                       "to_node": OTHER}).status_code == 409  # fmt: skip
+    assert client.post("/refunds", json={"account": A1, "method": "cash", "grace_wh": 0,
+                                         "grace_hours": 0}).status_code == 409  # fmt: skip
+    total = balances(site)[pocket_id(A1, Pocket.PREPAID)]
+    edge.sync(NODE)
+    row = client.get("/moves/M1").json()
+    assert (row["status"], row["fen"]) == ("in_transit", 8_163)
+    move_in = command(site, row["in_command_id"])
+    assert (move_in.node, move_in.kind, move_in.args) == (
+        OTHER,
+        "move_in",
+        {"account": A1, "move": "M1", "fen": 8_163, "from_node": NODE},
+    )
+    edge.sync(OTHER)
+    row = client.get("/moves/M1").json()
+    assert row["status"] == "arrived"
+    assert command(site, row["settle_command_id"]).args == {
+        "pending": f"{derive_id('move-out', 'M1'):032x}",
+        "action": "post",
+        "reference": "M1",
+    }
+    edge.sync(NODE)
+    assert client.get("/moves/M1").json()["status"] == "settled"
+    after = balances(site)
+    assert after[system_id(System.MOVES_IN_TRANSIT)] == (0, 0)
+    assert after[pocket_id(A1, Pocket.PREPAID)] == total  # the same money, now at OTHER
+    assert_books_balance(site)
+
+
+def test_a_refused_move_in_returns_the_money(
+    client: TestClient, site: Site, edge: ContractEdge
+) -> None:
+    client.post("/moves", json={"account": A1, "to_shop": "S201", "to_node": OTHER,
+                                "move": "M2"})  # fmt: skip
+    edge.sync(NODE)
+    edge.refuse.add(client.get("/moves/M2").json()["in_command_id"])
+    edge.sync(OTHER)
+    row = client.get("/moves/M2").json()
+    assert row["status"] == "voided"
+    assert command(site, row["settle_command_id"]).args["action"] == "void"
+    edge.sync(NODE)
+    assert balances(site)[pocket_id(A1, Pocket.PREPAID)] == (9_163, -1_000)
+    assert_books_balance(site)
+
+
+def test_bad_moves_change_nothing(client: TestClient, site: Site) -> None:
+    before = counts(site)
+    for body, status in (({"account": "A9999", "to_shop": "S1", "to_node": NODE}, 404),
+                         ({"account": A1, "to_shop": "S1", "to_node": "edge-9"}, 404),
+                         ({"account": A1, "to_shop": "S101", "to_node": NODE}, 422),
+                         ({"account": A1, "to_shop": "", "to_node": NODE}, 422)):  # fmt: skip
+        assert client.post("/moves", json=body).status_code == status, body
+    assert counts(site) == before
+
+
+# -- receipts ------------------------------------------------------------------------------
+
+
+def test_receipts_are_numbered_contiguously(client: TestClient, site: Site) -> None:
+    for n in range(3):
+        made = client.post("/recharges", json={"account": A2, "fen": 100 + n, "method": "cash",
+                                               "payment": f"PAY{n}"})  # fmt: skip
+        assert made.json()["receipt"] == f"2026-00000{n + 1}"  # issued at the desk
+        again = client.post(f"/receipts/recharges/PAY{n}")  # a reprint: the same receipt
+        assert (again.status_code, again.json()["number"]) == (200, f"2026-00000{n + 1}")
+    numbers = [r["number"] for r in client.get("/receipts").json()["items"]]
+    assert numbers == ["2026-000001", "2026-000002", "2026-000003"]
+    one = client.get("/receipts/2026-000002").json()
+    assert (one["fen"], one["yuan"], one["capital"], one["method"]) == (
+        101,
+        "1.01",
+        "壹元零壹分",
+        "cash",
+    )
+    assert client.get("/receipts/2026-999999").status_code == 404
+    assert client.post("/receipts/recharges/NOPE").status_code == 404

@@ -1,0 +1,391 @@
+"""The cloud's money commands (correction, refund, settle, move out / in) through the real
+`CommandDesk` on a real runtime with simulated meters: exact entries, exactly once, refusals
+that change nothing, a refund's grace that keeps power on and then runs out, a move across two
+concentrators that sums to zero.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edge.drivers.reading import RelayState
+from edge.rules.decisions import RelayCause
+from edge.store import CommandStatus
+from ledger.accounts import Pocket, System, Unit, pocket_id, system_id
+from ledger.ids import derive_id
+from ledger.invariants import ledger_violations
+from ledger.signed import CommandKind
+from ledger.transfers import Code, Kind
+from tests.edge.sync.operations_kit import (
+    Node,
+    applied,
+    by_id,
+    refused,
+    write_site,
+)
+
+HEX0 = "0" * 31 + "1"
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[Node]:
+    running = Node.boot(write_site(tmp_path / "a"))
+    try:
+        running.cycles(1)
+        yield running
+    finally:
+        running.close()
+
+
+def _sound(node: Node) -> None:
+    assert ledger_violations(node.transfers(), node.store.book.balances()) == []
+
+
+# -- correction ------------------------------------------------------------------------------
+def test_a_correction_credits_or_debits_prepaid_once(node: Node) -> None:
+    before = node.balance("A0001", Pocket.PREPAID).posted
+    payload = node.command(
+        CommandKind.CORRECTION,
+        {
+            "account": "A0001",
+            "fen": 250,
+            "correction": "C-1",
+            "original": HEX0,
+            "reason": "cashier typed 25 instead of 275",
+        },
+    )
+    applied(node.desk.handle(payload))
+    booked = by_id(node.transfers())[derive_id("correction", "C-1")]
+    assert (booked.debit, booked.credit, booked.amount, booked.unit, booked.code) == (
+        system_id(System.CORRECTIONS_FEN),
+        pocket_id("A0001", Pocket.PREPAID),
+        250,
+        Unit.FEN,
+        Code.CORRECTION,
+    )
+    assert booked.refs["correction"] == "C-1" and booked.refs["original"] == HEX0
+    assert booked.refs["reason"] == "cashier typed 25 instead of 275"
+    seq = node.store.chain.seq
+    again = node.desk.handle(payload)
+    assert again.outcome == "repeated" and node.store.chain.seq == seq
+    applied(
+        node.send(
+            CommandKind.CORRECTION,
+            {
+                "account": "A0001",
+                "fen": -100,
+                "correction": "C-2",
+                "original": HEX0,
+                "reason": "double recharge",
+            },
+        )
+    )
+    debit = by_id(node.transfers())[derive_id("correction", "C-2")]
+    assert (debit.debit, debit.credit, debit.amount) == (
+        pocket_id("A0001", Pocket.PREPAID),
+        system_id(System.CORRECTIONS_FEN),
+        100,
+    )
+    assert node.balance("A0001", Pocket.PREPAID).posted == before + 150
+    _sound(node)
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        ({"account": "A0001", "fen": -(10**8)}, ("below its floor",)),
+        ({"account": "B9999", "fen": 100}, ("not on this concentrator",)),
+        ({"account": "A0001", "fen": 0}, ("0 fen",)),
+        ({"account": "A0001", "fen": 1.5}, ("fen must be an integer",)),
+        ({"account": "A0001", "fen": 5, "original": "xyz"}, ("original",)),
+    ],
+)
+def test_a_correction_that_cannot_be_booked_is_refused_and_changes_nothing(
+    node: Node, args: dict[str, object], words: tuple[str, ...]
+) -> None:
+    before = node.snapshot()
+    full = {"correction": "C-bad", "original": HEX0, "reason": "test", **args}
+    refused(node.send(CommandKind.CORRECTION, full), *words)
+    assert node.snapshot() == before
+
+
+# -- refund, grace, settle -------------------------------------------------------------------
+def test_a_refund_holds_the_available_prepaid_never_subsidy_and_issues_grace(
+    tmp_path: Path,
+) -> None:
+    node = Node.boot(write_site(tmp_path / "s", subsidy=True))
+    try:
+        node.cycles(2)
+        subsidy = node.balance("A0001", Pocket.SUBSIDY)
+        assert subsidy.posted > 0  # the month's subsidy, partly used
+        available = node.balance("A0001", Pocket.PREPAID).available
+        until = node.clock.true_now() + dt.timedelta(hours=2)
+        payload = node.command(
+            CommandKind.REFUND,
+            {
+                "account": "A0001",
+                "refund": "R-1",
+                "grace_wh": 3000,
+                "grace_until": until.isoformat(),
+            },
+        )
+        applied(node.desk.handle(payload))
+        found = by_id(node.transfers())
+        held, grace = found[derive_id("refund", "R-1")], found[derive_id("grace", "R-1")]
+        assert (held.kind, held.debit, held.credit, held.amount, held.code, held.linked) == (
+            Kind.PENDING,
+            pocket_id("A0001", Pocket.PREPAID),
+            system_id(System.REFUNDS_PAYABLE),
+            available,
+            Code.REFUND,
+            True,
+        )
+        assert (grace.kind, grace.debit, grace.credit, grace.amount, grace.code) == (
+            Kind.SINGLE,
+            system_id(System.GRACE_ISSUED),
+            pocket_id("A0001", Pocket.GRACE),
+            3000,
+            Code.GRACE_ISSUE,
+        )
+        assert node.balance("A0001", Pocket.SUBSIDY) == subsidy  # never refunded
+        assert node.balance("A0001", Pocket.PREPAID).available == 0
+        seq = node.store.chain.seq
+        assert node.desk.handle(payload).outcome == "repeated"
+        assert node.store.chain.seq == seq
+        before = node.snapshot()
+        refused(
+            node.send(
+                CommandKind.REFUND,
+                {
+                    "account": "A0001",
+                    "refund": "R-2",
+                    "grace_wh": 0,
+                    "grace_until": until.isoformat(),
+                },
+            ),
+            "already pending",
+        )
+        assert node.snapshot() == before
+        _sound(node)
+    finally:
+        node.close()
+
+
+def test_grace_keeps_power_on_then_expires_and_arrears_trip(node: Node) -> None:
+    meter = node.runtime.site.meters_of("A0001")[0].address
+    until = node.clock.true_now() + dt.timedelta(hours=1)
+    applied(
+        node.send(
+            CommandKind.REFUND,
+            {
+                "account": "A0001",
+                "refund": "R-g",
+                "grace_wh": 20_000,
+                "grace_until": until.isoformat(),
+            },
+        )
+    )
+    assert node.runtime.accounts["A0001"].grace is not None
+    node.cycles(4)  # the hour of grace: consumption paid from grace, power on
+    grace_used = 20_000 - node.balance("A0001", Pocket.GRACE).posted
+    assert grace_used > 0
+    assert not node.runtime.accounts["A0001"].arrears.tripped
+    assert node.runtime.meters[meter].relay.held == frozenset()
+    left = node.balance("A0001", Pocket.GRACE).posted
+    node.cycles(1)  # the clock has passed grace_until: the rest is cleared
+    expired = by_id(node.transfers())[derive_id("grace-expire", "R-g")]
+    assert (expired.debit, expired.credit, expired.code) == (
+        pocket_id("A0001", Pocket.GRACE),
+        system_id(System.GRACE_EXPIRED),
+        Code.GRACE_EXPIRE,
+    )
+    assert 0 < expired.amount <= left
+    assert node.balance("A0001", Pocket.GRACE).posted == 0
+    assert node.runtime.accounts["A0001"].grace is None
+    assert node.runtime.accounts["A0001"].arrears.tripped
+    node.cycles(1)
+    reading = node.store.latest_reading(meter)
+    assert reading is not None and reading.reading.relay is RelayState.OPEN
+    _sound(node)
+
+
+def test_settle_posts_or_voids_a_refund_once(node: Node) -> None:
+    now = node.clock.true_now().isoformat()
+    prepaid = node.balance("A0002", Pocket.PREPAID).posted
+    for owner, ref in (("A0001", "R-p"), ("A0002", "R-v")):
+        applied(
+            node.send(
+                CommandKind.REFUND,
+                {"account": owner, "refund": ref, "grace_wh": 0, "grace_until": now},
+            )
+        )
+    post_hex = f"{derive_id('refund', 'R-p'):032x}"
+    void_hex = f"{derive_id('refund', 'R-v'):032x}"
+    pending = by_id(node.transfers())[derive_id("refund", "R-p")]
+    payload = node.command(
+        CommandKind.SETTLE, {"pending": post_hex, "action": "post", "reference": "R-p"}
+    )
+    applied(node.desk.handle(payload))
+    posted = by_id(node.transfers())[derive_id("settle", post_hex, "post")]
+    assert (posted.kind, posted.pending_id, posted.amount, posted.debit, posted.credit) == (
+        Kind.POST,
+        pending.id,
+        pending.amount,
+        pending.debit,
+        pending.credit,
+    )
+    assert node.store.book.balance(system_id(System.REFUNDS_PAYABLE)).posted == pending.amount
+    assert node.desk.handle(payload).outcome == "repeated"
+    applied(
+        node.send(CommandKind.SETTLE, {"pending": void_hex, "action": "void", "reference": "R-v"})
+    )
+    assert node.balance("A0002", Pocket.PREPAID).available == prepaid  # the money is back
+    before = node.snapshot()
+    refused(
+        node.send(CommandKind.SETTLE, {"pending": post_hex, "action": "void", "reference": "R-p"}),
+        "already posted",
+    )
+    refused(
+        node.send(CommandKind.SETTLE, {"pending": "f" * 32, "action": "post", "reference": "R-p"}),
+        "no pending transfer",
+    )
+    refused(
+        node.send(CommandKind.SETTLE, {"pending": void_hex, "action": "post", "reference": "R-x"}),
+        "not 'R-x'",
+    )
+    assert node.snapshot() == before
+    _sound(node)
+
+
+def test_nothing_to_refund_is_refused(node: Node) -> None:
+    now = node.clock.true_now().isoformat()
+    applied(
+        node.send(
+            CommandKind.REFUND,
+            {"account": "A0003", "refund": "R-a", "grace_wh": 0, "grace_until": now},
+        )
+    )
+    applied(
+        node.send(
+            CommandKind.SETTLE,
+            {"pending": f"{derive_id('refund', 'R-a'):032x}", "action": "post", "reference": "R-a"},
+        )
+    )
+    before = node.snapshot()
+    refused(
+        node.send(
+            CommandKind.REFUND,
+            {"account": "A0003", "refund": "R-b", "grace_wh": 500, "grace_until": now},
+        ),
+        "nothing to refund",
+    )
+    assert node.snapshot() == before
+
+
+# -- moves -----------------------------------------------------------------------------------
+def test_a_move_out_then_in_across_two_concentrators_sums_to_zero(tmp_path: Path) -> None:
+    home = Node.boot(write_site(tmp_path / "home", subsidy=True))
+    away = Node.boot(write_site(tmp_path / "away"))
+    try:
+        home.cycles(2)
+        away.cycles(1)
+        meter = home.runtime.site.meters_of("A0002")[0].address
+        fen = home.balance("A0002", Pocket.PREPAID).available
+        subsidy = home.balance("A0002", Pocket.SUBSIDY).available
+        assert fen > 0 and subsidy > 0
+        payload = home.command(
+            CommandKind.MOVE_OUT, {"account": "A0002", "move": "M-1", "to_node": "away"}
+        )
+        applied(home.desk.handle(payload))
+        found = by_id(home.transfers())
+        out, expire = found[derive_id("move-out", "M-1")], found[derive_id("move-expire", "M-1")]
+        assert (out.kind, out.debit, out.credit, out.amount, out.code, out.linked) == (
+            Kind.PENDING,
+            pocket_id("A0002", Pocket.PREPAID),
+            system_id(System.MOVES_IN_TRANSIT),
+            fen,
+            Code.MOVE,
+            True,
+        )
+        assert (expire.debit, expire.credit, expire.amount, expire.code) == (
+            pocket_id("A0002", Pocket.SUBSIDY),
+            system_id(System.SUBSIDY_EXPIRED),
+            subsidy,
+            Code.SUBSIDY_EXPIRE,
+        )
+        assert home.desk.handle(payload).outcome == "repeated"
+        # The account is gone from this node: not billed, commands refused, the shop vacant.
+        seq = home.store.chain.seq
+        home.cycles(2)
+        assert [t for t in home.transfers()[seq:] if t.debit.startswith("A0002:")] == []
+        assert RelayCause.VACANT in home.runtime.meters[meter].relay.held
+        reading = home.store.latest_reading(meter)
+        assert reading is not None and reading.reading.relay is RelayState.OPEN
+        refused(
+            home.send(CommandKind.RECHARGE, {"account": "A0002", "fen": 100, "payment": "P-m"}),
+            "moved out",
+        )
+        applied(
+            home.send(
+                CommandKind.SETTLE,
+                {"pending": f"{out.id:032x}", "action": "post", "reference": "M-1"},
+            )
+        )
+        before = away.snapshot()
+        refused(
+            away.send(
+                CommandKind.MOVE_IN,
+                {"account": "B0002", "move": "M-1", "fen": fen, "from_node": "home"},
+            ),
+            "config command first",
+        )
+        assert away.snapshot() == before
+        arriving = away.balance("A0004", Pocket.PREPAID).posted
+        applied(
+            away.send(
+                CommandKind.MOVE_IN,
+                {"account": "A0004", "move": "M-1", "fen": fen, "from_node": "home"},
+            )
+        )
+        came = by_id(away.transfers())[derive_id("move-in", "M-1")]
+        assert (came.debit, came.credit, came.amount, came.code) == (
+            system_id(System.MOVES_IN_TRANSIT),
+            pocket_id("A0004", Pocket.PREPAID),
+            fen,
+            Code.MOVE,
+        )
+        assert away.balance("A0004", Pocket.PREPAID).posted == arriving + fen
+        transit = system_id(System.MOVES_IN_TRANSIT)
+        assert (
+            home.store.book.balance(transit).posted + away.store.book.balance(transit).posted == 0
+        )
+        _sound(home)
+        _sound(away)
+    finally:
+        home.close()
+        away.close()
+
+
+def test_a_voided_move_out_brings_the_tenant_back(node: Node) -> None:
+    fen = node.balance("A0003", Pocket.PREPAID).available
+    meter = node.runtime.site.meters_of("A0003")[0].address
+    applied(node.send(CommandKind.MOVE_OUT, {"account": "A0003", "move": "M-v", "to_node": "x"}))
+    assert node.runtime.accounts["A0003"].moved_out == "M-v"
+    node.cycles(1)
+    assert RelayCause.VACANT in node.runtime.meters[meter].relay.held
+    pending = f"{derive_id('move-out', 'M-v'):032x}"
+    result = applied(
+        node.send(CommandKind.SETTLE, {"pending": pending, "action": "void", "reference": "M-v"})
+    ).result
+    assert result is not None and result.status is CommandStatus.APPLIED
+    assert node.runtime.accounts["A0003"].moved_out is None
+    assert node.balance("A0003", Pocket.PREPAID).available == fen
+    node.cycles(2)
+    assert RelayCause.VACANT not in node.runtime.meters[meter].relay.held
+    reading = node.store.latest_reading(meter)
+    assert reading is not None and reading.reading.relay is RelayState.CLOSED
+    _sound(node)

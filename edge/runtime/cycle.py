@@ -235,7 +235,7 @@ class Runtime:
         events = []
         for outcome in self.outcomes:
             order = outcome.order
-            address = order.meter.address
+            state = meters.get(order.meter.address)  # None: swapped out since it was sent
             detail = {
                 "command": order.command.value,
                 "cause": None if order.cause is None else order.cause.value,
@@ -248,7 +248,7 @@ class Runtime:
                     f"relay {order.command.value} confirmed",
                     None,
                 )
-            elif meters[address].relay.failures <= 1:
+            elif state is None or state.relay.failures <= 1:
                 kind, message, severity = (
                     RuntimeKind.RELAY_FAILED,
                     f"relay {order.command.value} failed: {outcome.error}",
@@ -262,7 +262,7 @@ class Runtime:
                 )
             events.append(
                 runtime_event(
-                    self.site, now, kind, message, meter=address, alarm=severity, detail=detail
+                    self.site, now, kind, message, meter=order.meter, alarm=severity, detail=detail
                 )
             )
         return events
@@ -296,7 +296,7 @@ class Runtime:
                             now,
                             RuntimeKind.METER_UNREADABLE,
                             f"cannot read: {read.error}",
-                            meter=address,
+                            meter=self.site.meter(address),
                             alarm=Severity.WARNING,
                         )
                     )
@@ -308,7 +308,7 @@ class Runtime:
                         now,
                         RuntimeKind.METER_READABLE,
                         f"read again after {state.read_failures} failed cycles",
-                        meter=address,
+                        meter=self.site.meter(address),
                     )
                 )
         return events

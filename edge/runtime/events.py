@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 
 from edge.rules.decisions import Alarm, Severity
-from edge.site.model import Site
+from edge.site.model import MeterConfig, Site
 from edge.store import Category, Event
 
 log = logging.getLogger("edge.runtime")
@@ -73,17 +73,18 @@ def runtime_event(
     kind: RuntimeKind,
     message: str,
     *,
-    meter: str | None = None,
+    meter: MeterConfig | None = None,
     alarm: Severity | None = None,
     detail: Mapping[str, object] | None = None,
 ) -> Event:
-    """An event of the runtime's own; an alarm when `alarm` gives its severity."""
-    shop = account = None
+    """An event of the runtime's own; an alarm when `alarm` gives its severity. The meter is
+    given by its configuration, not looked up: a relay outcome may arrive after a swap or a new
+    configuration has removed the meter it concerns."""
+    address = shop = account = None
     if meter is not None:
-        config = site.meter(meter)
-        shop, account = config.shop, config.account
+        address, shop, account = meter.address, meter.shop, meter.account
     level = logging.INFO if alarm is None else _LEVEL.get(alarm, logging.ERROR)
-    log.log(level, "%s: meter %s, shop %s: %s", kind.value, meter or "-", shop or "-", message)
+    log.log(level, "%s: meter %s, shop %s: %s", kind.value, address or "-", shop or "-", message)
     fields: dict[str, object] = {"message": message, **(detail or {})}
     if alarm is not None:
         fields["severity"] = alarm.value
@@ -91,7 +92,7 @@ def runtime_event(
         time=now,
         kind=kind.value,
         category=Category.EVENT if alarm is None else Category.ALARM,
-        meter=meter,
+        meter=address,
         shop=shop,
         account=account,
         detail=fields,

@@ -236,3 +236,26 @@ def test_a_final_register_below_the_last_billed_one_is_refused(node: Node) -> No
     assert str(billing.reg_wh) in reason
     assert node.snapshot() == before
     node.clock.advance(dt.timedelta(minutes=1))
+
+
+def test_a_relay_outcome_arriving_after_its_meter_was_swapped_out_is_still_logged(
+    node: Node,
+) -> None:
+    """Relay orders are sent after a cycle commits and their outcomes are stored with the next
+    cycle; a swap in between removes the meter from the site, and the outcome must still be
+    logged against the old meter, its shop and its account (a KeyError stopped the runtime)."""
+    old = node.runtime.site.meters_of("A0001")[0]
+    until = (node.clock.true_now() + dt.timedelta(minutes=1)).isoformat()
+    args = {"account": "A0001", "refund": "R-0", "grace_wh": 0, "grace_until": until}
+    applied(node.send(CommandKind.REFUND, args))  # prepaid held: nothing left to pay with
+    node.cycles(1)
+    assert [o.order.meter.address for o in node.runtime.outcomes] == [old.address]
+    applied(node.send(CommandKind.RECHARGE, {"account": "A0001", "fen": 5_000, "payment": "P-1"}))
+    billing = node.runtime.meters[old.address].billing
+    assert billing is not None
+    applied(node.send(CommandKind.METER_SWAP, _swap_args(node, old.address, billing.reg_wh)))
+    node.cycles(1)
+    events = [stored.event for stored in node.store.events(meter=old.address)]
+    relay = [e for e in events if e.kind.startswith("relay_")]
+    assert [(e.kind, e.shop, e.account) for e in relay] == [("relay_confirmed", old.shop, "A0001")]
+    _sound(node)

@@ -78,7 +78,7 @@ def _command(node: Node, op: tuple[Any, ...], n: int) -> tuple[CommandKind, dict
 
 
 @settings(
-    max_examples=10,
+    max_examples=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )

@@ -35,7 +35,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from cloud import chain_store, commands, rollups, settlements
+from cloud import chain_store, commands, moves, rollups, settlements
 from cloud.db.bulk import TIME, insert_entries, insert_readings, update_meter_states, upsert_rows
 from cloud.db.engine import session_factory
 from cloud.db.models import (
@@ -143,10 +143,12 @@ class Ingest:
         except (WireError, Refused) as exc:
             return self._refuse(node, str(exc), now)
         try:
-            return self._ingest(node, batch, contents, now)
+            ack = self._ingest(node, batch, contents, now)
         except DBAPIError:
             forget_known_partitions()  # in case a partition we remember was dropped
             raise
+        self.issue_due(now)
+        return ack
 
     def _ingest(self, node: str, batch: Batch, contents: Contents, now: dt.datetime) -> bytes:
         if contents.readings:
@@ -216,7 +218,7 @@ class Ingest:
             appended.append(Appended(node, fresh[0].seq, fresh[-1].seq, transfers))
             rollups.add_entries(session, node, fresh)
             posted = self._post_recharges(session, node, fresh, now)
-            reactions = settlements.on_entries(session, node, fresh, key=self.key, now=now)
+            reactions = settlements.on_entries(session, node, fresh, now)
             if reactions:
                 posted += chain_store.append(
                     session, reactions, key=self.key, now=now, project=False
@@ -225,7 +227,7 @@ class Ingest:
                 appended.append(chain_store.appended(posted))
             row.head_seq, row.head_hash = fresh[-1].seq, fresh[-1].hash
         _store_contents(session, node, contents, now)
-        voids = settlements.on_outcomes(session, node, contents.outcomes, key=self.key, now=now)
+        voids = settlements.on_outcomes(session, node, contents.outcomes, now)
         if voids:
             appended.append(
                 chain_store.appended(
@@ -247,7 +249,9 @@ class Ingest:
         self, session: Session, node: str, fresh: list[VerifiedEntry], now: dt.datetime
     ) -> list[Entry]:
         """POST the cloud's pending transfer of every recharge the edge has now booked;
-        returns the cloud chain's new entries (not yet projected)."""
+        returns the cloud chain's new entries (not yet projected). An entry for a recharge
+        the cloud already voided (the edge refused it, then booked it after all) is not
+        posted: an alarm asks the operators to reconcile it with the payer's refund."""
         booked = {
             e.transfer.refs["payment"]: e
             for e in fresh
@@ -257,15 +261,21 @@ class Ingest:
         }
         if not booked:
             return []
+        open_or_voided = (RechargeStatus.PENDING.value, RechargeStatus.VOIDED.value)
         pending = session.scalars(
             select(Recharge).where(
-                Recharge.payment.in_(list(booked)),
-                Recharge.status == RechargeStatus.PENDING.value,
+                Recharge.payment.in_(list(booked)), Recharge.status.in_(open_or_voided)
             )
         ).all()
         posts = []
         for recharge in sorted(pending, key=lambda r: booked[r.payment].seq):
             entry = booked[recharge.payment]
+            if recharge.status == RechargeStatus.VOIDED.value:
+                _alarm(session, node, "recharge_after_void", now,
+                       f"payment {recharge.payment}: edge booked {entry.transfer.amount} fen to "
+                       f"{entry.transfer.credit} at seq {entry.seq}, but the cloud voided the "
+                       f"recharge ({recharge.reason})")  # fmt: skip
+                continue
             amount = entry.transfer.amount
             if amount > recharge.fen or entry.transfer.credit != pocket_id(
                 recharge.account, Pocket.PREPAID
@@ -337,6 +347,11 @@ class Ingest:
         log.info("node %s: online=%s, applied commands up to %d, %d to send", node,
                  status.online, status.commands, len(payloads))  # fmt: skip
         return payloads
+
+    def issue_due(self, now: dt.datetime | None = None) -> int:
+        """Issue the commands to other nodes that ingested entries made due (a move's move_in
+        or settle), each in its own transaction; see `cloud.moves`."""
+        return moves.issue_due(self._sessions, key=self.key, now=now or self._now())
 
     def expire_commands(self) -> int:
         with self._sessions.begin() as session:

@@ -7,10 +7,20 @@ A recharge is two-phase across the two chains (DESIGN §5):
     command       recharge {account, fen, payment, method} to the account's concentrator
     edge chain    SINGLE   sys:cash_in_transit → <account>:prepaid       id recharge/P
     cloud chain   POST     of the pending, when the edge's entry arrives id recharge-post/P
+                  VOID     of the pending, when the edge refuses the     id recharge-void/P
+                           command (or rejects it as expired)
 
 (ids `derive_id(…, payment)`), so over the union of chains every unit sums to zero, and
-`recharges` shows which payments are still in flight. Doing it twice with the same payment and
-content returns the first recharge; the same payment with other content is a Conflict.
+`recharges` shows which payments are still in flight (pending), booked (posted) or refused
+(voided: the row keeps the edge's reason, an alarm `recharge_refused` tells the operators, and
+the payer is owed a refund). Every recharge source (desk, card, mobile payments) comes through
+`recharge`, so every one is settled this way. Doing it twice with the same payment and content
+returns the first recharge; the same payment with other content is a Conflict.
+
+The POST is made by `cloud.ingest`, the VOID by `on_outcomes` (`cloud.settlements`), both in
+the ingest's transaction under the node's row lock, each only from `pending`: a batch seen again
+settles nothing twice. A refusal voids only if it is the command's recorded verdict (an edge
+that reported the command applied is believed over a later rejection of the same id).
 """
 
 from __future__ import annotations
@@ -19,6 +29,8 @@ import datetime as dt
 import re
 import secrets
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -29,16 +41,19 @@ from cloud.db.models import Account, Command, Meter, Recharge, RechargeStatus
 from cloud.errors import Conflict, Invalid, NotFound
 from cloud.nodes import lock_active
 from cloud.projection import hex_id
+from cloud.two_phase import REFUSED, alarm, refused
+from cloud.uplink import Outcome
 from ledger.accounts import System, Unit, system_id
 from ledger.chain import NodeKey
 from ledger.ids import derive_id
 from ledger.signed import CommandKind
-from ledger.transfers import Code, Kind, TimeSource, Transfer
+from ledger.transfers import Code, Kind, RefValue, TimeSource, Transfer
 from ledger.units import Fen
 
 MAX_RECHARGE_FEN = 10_000_000  # 100 000 yuan
 METHODS = ("cash", "card", "wechat", "alipay", "transfer")
 PAYMENT_ID = re.compile(r"[A-Za-z0-9_.:|*@\-]{1,64}")
+MAX_REASON = 500  # characters of the edge's reason kept on a voided recharge
 
 
 def pending_id(payment: str) -> int:
@@ -47,6 +62,10 @@ def pending_id(payment: str) -> int:
 
 def post_id(payment: str) -> int:
     return derive_id("recharge-post", payment)
+
+
+def void_id(payment: str) -> int:
+    return derive_id("recharge-void", payment)
 
 
 def edge_recharge_id(payment: str) -> int:
@@ -95,6 +114,8 @@ def recharge(
         command_id=None,
         created=now,
         posted=None,
+        voided=None,
+        reason="",
     )
     try:
         # The payment id is the primary key: claiming it first makes a concurrent duplicate
@@ -144,8 +165,29 @@ def post_transfer(
     recharge_row: Recharge, amount: int, *, node: str, seq: int, now: dt.datetime
 ) -> Transfer:
     """The POST that settles a recharge's pending transfer once the edge booked it."""
+    refs: dict[str, RefValue] = {"payment": recharge_row.payment, "node": node, "seq": seq}
+    return _settlement(recharge_row, Kind.POST, post_id(recharge_row.payment), amount, refs, now)
+
+
+def void_transfer(recharge_row: Recharge, *, node: str, now: dt.datetime) -> Transfer:
+    """The VOID that releases a recharge's pending transfer (all of it) once the edge refused
+    its command."""
+    refs = {"payment": recharge_row.payment, "node": node, "command": recharge_row.command_id or ""}
+    return _settlement(
+        recharge_row, Kind.VOID, void_id(recharge_row.payment), recharge_row.fen, refs, now
+    )
+
+
+def _settlement(  # noqa: PLR0917 (the fields that differ between a post and a void)
+    recharge_row: Recharge,
+    kind: Kind,
+    transfer_id: int,
+    amount: int,
+    refs: Mapping[str, RefValue],
+    now: dt.datetime,
+) -> Transfer:
     return Transfer(
-        id=post_id(recharge_row.payment),
+        id=transfer_id,
         debit=system_id(System.PAYMENTS_RECEIVED),
         credit=system_id(System.CASH_IN_TRANSIT),
         amount=amount,
@@ -153,10 +195,52 @@ def post_transfer(
         code=Code.RECHARGE,
         time=now.isoformat(),
         time_source=TimeSource.NTP,
-        kind=Kind.POST,
+        kind=kind,
         pending_id=int(recharge_row.pending_transfer, 16),
-        refs={"payment": recharge_row.payment, "node": node, "seq": seq},
+        refs=dict(refs),
     )
+
+
+def on_outcomes(
+    session: Session, node: str, outcomes: Sequence[Outcome], now: dt.datetime
+) -> list[Transfer]:
+    """VOID the pending of every pending recharge of `node` whose command the edge refused (or
+    rejected as expired), and mark it voided with the edge's reason; the transfers to append.
+    Only a refusal that is the command's recorded verdict counts (`commands.record_outcome`
+    stores the first final one, before this runs)."""
+    failed = sorted({o.command_id for o in outcomes if refused(o)})
+    if not failed:
+        return []
+    found = session.execute(
+        select(Recharge, Command.result)
+        .join(Command, Command.id == Recharge.command_id)
+        .where(
+            Recharge.command_id.in_(failed),
+            Recharge.status == RechargeStatus.PENDING.value,
+            Command.node == node,
+            Command.status.in_([s.value for s in REFUSED]),
+        )
+        .order_by(Recharge.created, Recharge.payment)
+    ).all()
+    voids = []
+    for row, result in found:
+        voids.append(void_transfer(row, node=node, now=now))
+        row.status, row.voided, row.reason = RechargeStatus.VOIDED.value, now, _why(result)
+        alarm(session, node, "recharge_refused", now,
+              f"recharge {row.payment}: {row.fen} fen ({row.method}) for {row.account} refused "
+              f"by the concentrator ({row.reason}); its pending is voided, the payer is owed "
+              f"a refund")  # fmt: skip
+    return voids
+
+
+def _why(result: Mapping[str, Any] | None) -> str:
+    """The edge's reason, from a command result (`reason`) or a rejection (`reason`, `message`)."""
+    result = result or {}
+    reason = str(result.get("reason") or result.get("rejected") or "refused")
+    message = result.get("message")
+    if message and message != reason:
+        reason = f"{reason}: {message}"
+    return reason[:MAX_REASON]
 
 
 def relay(  # noqa: PLR0917 (the API calls it as documented)

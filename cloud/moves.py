@@ -16,20 +16,28 @@ two edge chains, driven by the cloud as each side's entries arrive:
 Refusals: move_out refused → `failed` (nothing moved); move_in refused → settle `void` at the
 source, so the money returns to the account there (`voided`). A move_out applied with nothing
 to carry (no entry) is `settled` with 0 fen. One open move per account.
+
+The ingest of one node only advances the move's state; the command to the *other* node (the
+move_in, a settle) is due from then on and issued by `issue_due` in a transaction of its own,
+right after the ingest commits and again by the worker's dispatcher (so a crash in between loses
+nothing). Issuing it inside the ingest would lock the other node's row under this one's: two
+nodes' ingests could deadlock, and a quarantined destination would stop the source's uplink.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Mapping, Sequence
+from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from cloud import commands
 from cloud.db.models import Account, Concentrator
 from cloud.db.operations import Move
-from cloud.errors import Conflict, Invalid, NotFound
+from cloud.errors import Conflict, Invalid, NotFound, Quarantined
 from cloud.nodes import lock_active
 from cloud.projection import hex_id
 from cloud.refunds import open_refund, settle_id
@@ -44,6 +52,8 @@ from ledger.transfers import Kind
 REQUESTED, IN_TRANSIT, ARRIVED, SETTLED = "requested", "in_transit", "arrived", "settled"
 FAILED, VOIDED = "failed", "voided"
 OPEN = (REQUESTED, IN_TRANSIT, ARRIVED)
+
+log = logging.getLogger("cloud.moves")
 
 
 def out_id(move: str) -> int:
@@ -117,25 +127,11 @@ def request(
     return row, True
 
 
-def _settle(session: Session, row: Move, action: str, key: NodeKey, now: dt.datetime) -> None:
-    assert row.out_transfer is not None
-    command = commands.issue(
-        session, row.from_node, CommandKind.SETTLE,
-        {"pending": row.out_transfer, "action": action, "reference": row.id},
-        key=key, now=now, operator=row.operator,
-    )  # fmt: skip
-    row.settle_command_id = command.id
-
-
 def on_entries(
-    session: Session,
-    node: str,
-    booked: Mapping[str, VerifiedEntry],
-    *,
-    key: NodeKey,
-    now: dt.datetime,
+    session: Session, node: str, booked: Mapping[str, VerifiedEntry], now: dt.datetime
 ) -> None:
-    """Advance the moves whose source or destination entries are in `booked`."""
+    """Advance the moves whose source or destination entries are in `booked`; the commands
+    this makes due are issued by `issue_due`."""
     if not booked:
         return
     ids = list(booked)
@@ -153,20 +149,13 @@ def on_entries(
                   f"move {row.id}: source entry at seq {entry.seq} is {t.kind.value} "
                   f"{t.debit} → {t.credit}")  # fmt: skip
             continue
-        command = commands.issue(
-            session, row.to_node, CommandKind.MOVE_IN,
-            {"account": row.account, "move": row.id, "fen": t.amount, "from_node": node},
-            key=key, now=now, operator=row.operator,
-        )  # fmt: skip
-        row.fen, row.in_command_id = t.amount, command.id
-        row.status, row.updated = IN_TRANSIT, now
+        row.fen, row.status, row.updated = t.amount, IN_TRANSIT, now  # move_in due
     for row in session.scalars(
         select(Move)
         .where(Move.in_transfer.in_(ids), Move.to_node == node, Move.status == IN_TRANSIT)
         .order_by(Move.created, Move.id)
     ):
-        _settle(session, row, "post", key, now)
-        row.status, row.updated = ARRIVED, now
+        row.status, row.updated = ARRIVED, now  # settle post due
     if any(e.transfer.kind is Kind.POST for e in booked.values()):
         settles = {hex_id(settle_id(h, "post")): h for h in _out_transfers(session, node)}
         arrived = [settles[i] for i in ids if i in settles]
@@ -185,9 +174,7 @@ def _out_transfers(session: Session, node: str) -> list[str]:
     ]
 
 
-def on_outcomes(
-    session: Session, outcomes: Sequence[Outcome], *, key: NodeKey, now: dt.datetime
-) -> None:
+def on_outcomes(session: Session, outcomes: Sequence[Outcome], now: dt.datetime) -> None:
     """Refusals fail or void a move; a move_out applied with nothing to carry settles."""
     verdicts = {o.command_id: o for o in outcomes}
     if not verdicts:
@@ -204,5 +191,58 @@ def on_outcomes(
         select(Move).where(Move.in_command_id.in_(list(verdicts)), Move.status == IN_TRANSIT)
     ):
         if refused(verdicts[row.in_command_id or ""]):
-            _settle(session, row, "void", key, now)
-            row.status, row.updated = VOIDED, now
+            row.status, row.updated = VOIDED, now  # settle void due
+
+
+# -- the commands a move's progress made due -------------------------------------------------------
+def _due(row: Move) -> tuple[str, CommandKind, dict[str, Any]] | None:
+    """(target node, kind, args) of the command `row` waits for, if one is due."""
+    if row.status == IN_TRANSIT and row.in_command_id is None:
+        args = {"account": row.account, "move": row.id, "fen": row.fen, "from_node": row.from_node}
+        return row.to_node, CommandKind.MOVE_IN, args
+    if row.status in (ARRIVED, VOIDED) and row.settle_command_id is None and row.out_transfer:
+        action = "post" if row.status == ARRIVED else "void"
+        args = {"pending": row.out_transfer, "action": action, "reference": row.id}
+        return row.from_node, CommandKind.SETTLE, args
+    return None
+
+
+_DUE = or_(
+    and_(Move.status == IN_TRANSIT, Move.in_command_id.is_(None)),
+    and_(Move.status.in_((ARRIVED, VOIDED)), Move.settle_command_id.is_(None),
+         Move.out_transfer.is_not(None)),
+)  # fmt: skip
+
+
+def issue_due(sessions: sessionmaker[Session], *, key: NodeKey, now: dt.datetime) -> int:
+    """Issue every command a move waits for, one move per transaction: the target node's row is
+    locked first, then the move's, and the move is read again (another caller may have issued
+    it meanwhile). A quarantined or unknown target leaves its move due. How many were issued."""
+    with sessions() as session:
+        waiting = session.scalars(select(Move.id).where(_DUE).order_by(Move.created)).all()
+    issued = 0
+    for move in waiting:
+        with sessions.begin() as session:
+            row = session.get(Move, move)
+            due = None if row is None else _due(row)
+            if due is None:
+                continue
+            target, kind, args = due
+            try:
+                lock_active(session, target)
+            except (NotFound, Quarantined) as exc:
+                log.warning("move %s: %s to %s not issued yet: %s", move, kind.value, target, exc)
+                continue
+            row = session.get(Move, move, with_for_update=True, populate_existing=True)
+            if row is None or _due(row) != due:
+                continue
+            command = commands.issue(session, target, kind, args, key=key, now=now,
+                                     operator=row.operator)  # fmt: skip
+            if kind is CommandKind.MOVE_IN:
+                row.in_command_id = command.id
+            else:
+                row.settle_command_id = command.id
+            row.updated = now
+            issued += 1
+            log.info("move %s: %s issued to %s (command %s)", move, kind.value, target, command.id)
+    return issued

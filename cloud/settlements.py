@@ -1,17 +1,21 @@
 """What the cloud does when a concentrator's entries or command results arrive, for the money
-operations that span both chains (corrections, refunds, moves, swaps): post or void the cloud's
-pending transfers, advance the operations' states, and issue the follow-up commands (a move's
-`move_in` once the source booked its `move_out`, a `settle` once the destination booked the
-arrival). A recharge's receipt is printed at the desk (`POST /recharges`), not here.
+operations that span both chains (recharges, corrections, refunds, moves, swaps): post or void
+the cloud's pending transfers and advance the operations' states. The follow-up commands this
+makes due (a move's `move_in` once the source booked its `move_out`, a `settle` once the
+destination booked the arrival) are issued after the ingest commits (`cloud.moves.issue_due`).
+A recharge's receipt is printed at the desk (`POST /recharges`), not here.
 
     edge entry (by its contract id)      cloud reaction
+    recharge/P                           POST recharge-pending/P            (cloud.ingest)
     correction/C                         POST correction-pending/C          (cloud.corrections)
     refund/R (pending)                   refund reserved, amount known      (cloud.refunds)
     settle/<pending>/<action>            refund settled / move settled
-    move-out/M at the source             command move_in to the destination (cloud.moves)
-    move-in/M at the destination         command settle post to the source
-    refused command                      VOID a correction, fail a refund or move, void a
-                                         move's pending, fail a swap (cloud.meter_swaps)
+    move-out/M at the source             move_in to the destination due     (cloud.moves)
+    move-in/M at the destination         settle post to the source due
+    refused command                      VOID a recharge (voided, alarm recharge_refused:
+                                         the payer is owed a refund; cloud.money), VOID a
+                                         correction, fail a refund or move, void a move's
+                                         pending, fail a swap (cloud.meter_swaps)
 
 Called by the ingest inside its transaction, under the node's row lock, after the batch's
 entries are stored; returns the transfers to append to the cloud chain (the ingest appends and
@@ -25,10 +29,9 @@ from collections.abc import Sequence
 
 from sqlalchemy.orm import Session
 
-from cloud import corrections, meter_swaps, moves, refunds
+from cloud import corrections, meter_swaps, money, moves, refunds
 from cloud.projection import hex_id
 from cloud.uplink import Outcome, VerifiedEntry
-from ledger.chain import NodeKey
 from ledger.transfers import Code, Kind, Transfer
 
 _OPERATION_CODES = (Code.CORRECTION, Code.REFUND, Code.MOVE)
@@ -38,8 +41,6 @@ def on_entries(
     session: Session,
     node: str,
     entries: Sequence[VerifiedEntry],
-    *,
-    key: NodeKey,
     now: dt.datetime,
 ) -> list[Transfer]:
     """React to `node`'s new chain entries; the cloud transfers this makes."""
@@ -57,7 +58,7 @@ def on_entries(
         now,
     )
     refunds.on_entries(session, node, booked, now)
-    moves.on_entries(session, node, booked, key=key, now=now)
+    moves.on_entries(session, node, booked, now)
     return posts
 
 
@@ -65,15 +66,15 @@ def on_outcomes(
     session: Session,
     node: str,
     outcomes: Sequence[Outcome],
-    *,
-    key: NodeKey,
     now: dt.datetime,
 ) -> list[Transfer]:
-    """React to `node`'s command results (a refused correction voids its pending, …)."""
+    """React to `node`'s command results (a refused recharge or correction voids its
+    pending, …)."""
     if not outcomes:
         return []
-    voids = corrections.on_outcomes(session, outcomes, now)
+    voids = money.on_outcomes(session, node, outcomes, now)
+    voids += corrections.on_outcomes(session, outcomes, now)
     refunds.on_outcomes(session, node, outcomes, now)
-    moves.on_outcomes(session, outcomes, key=key, now=now)
+    moves.on_outcomes(session, outcomes, now)
     meter_swaps.on_outcomes(session, outcomes, now)
     return voids

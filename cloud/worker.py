@@ -210,6 +210,7 @@ class IngestWorker:
                     continue
                 if time.monotonic() >= next_expiry:
                     self.ingest.expire_commands()
+                    self.ingest.issue_due()  # what a crash after an ingest's commit left due
                     next_expiry = time.monotonic() + EXPIRE_INTERVAL_S
                 self._publish_pending()
             except SQLAlchemyError:

@@ -2,8 +2,10 @@
 
 A recharge books a pending transfer in the cloud's chain and sends a signed `recharge` command
 to the account's home concentrator; it is `posted` once the edge's entry for the same payment
-arrives. The payment id makes it idempotent: the same payment again is the same recharge, the
-same payment with other content is a conflict (409).
+arrives, or `voided` if the concentrator refuses the command (an unknown account, over a limit,
+expired): the pending is released, `reason` says why, and the payer is owed a refund (finance
+lists them with `GET /recharges?status=voided`). The payment id makes it idempotent: the same
+payment again is the same recharge, the same payment with other content is a conflict (409).
 
 Who may: the money desk (`MONEY_DESK`: admin, operator, finance) books recharges, as itself —
 the recharge, its command and the operator log name the logged-in user. Staff read every
@@ -66,11 +68,16 @@ class RechargeOut(Out):
     fen: int
     method: str
     operator: str = Field(description="the user who booked it")
-    status: models.RechargeStatus = Field(description="pending until the edge books it")
+    status: models.RechargeStatus = Field(
+        description="pending until the edge books it (posted) or refuses it (voided: the payer "
+        "is owed a refund)"
+    )
     command_id: str | None
     pending_transfer: str = Field(description="the pending transfer in the cloud chain, hex")
     created: StoredTime
     posted: StoredTime | None
+    voided: StoredTime | None = Field(None, description="when the edge's refusal arrived")
+    reason: str = Field("", description="why the concentrator refused it (voided only)")
     receipt: str | None = Field(None, description="the receipt number (GET /receipts/{number})")
 
 

@@ -12,7 +12,8 @@ timezone-aware (`DateTime(timezone=True)`); readings keep the edge's millisecond
 - `readings` (partitioned by month on PostgreSQL), `events`: what the edges uploaded.
 - `commands`: the command outbox (pending → delivered → applied | failed | expired).
 - `recharges`: operator/payment top-ups; a pending transfer in the cloud chain until the edge's
-  entry for the same payment arrives, then posted.
+  entry for the same payment arrives, then posted, or until the edge refuses the command, then
+  voided (with the edge's reason).
 - `alarms`: the cloud's own alarms (quarantine, forged batch, …).
 
 The tables of the operations issue live in their own modules, imported at the end of this one
@@ -224,6 +225,8 @@ class Recharge(Base):
     command_id: Mapped[str | None] = mapped_column(String(32))
     created: Mapped[dt.datetime]
     posted: Mapped[dt.datetime | None]
+    voided: Mapped[dt.datetime | None]  # the concentrator refused it: the payer is owed a refund
+    reason: Mapped[str] = mapped_column(Text, default="")  # why it refused (as its result says)
 
 
 class Alarm(Base):

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from cloud.auth import Role
 from cloud.db.auth import OperatorLogEntry
 from cloud.db.engine import session_factory
-from cloud.db.models import Balance, Command, LedgerEntry
+from cloud.db.models import Balance, Command, Concentrator, LedgerEntry
 from cloud.db.operations import Correction, IrReading, MeterSwap, Move, Receipt, Refund
 from cloud.keys import CLOUD_NODE
 from ledger.accounts import Pocket, System, pocket_id, system_id
@@ -403,6 +403,32 @@ def test_a_refused_move_in_returns_the_money(
     assert command(site, row["settle_command_id"]).args["action"] == "void"
     edge.sync(NODE)
     assert balances(site)[pocket_id(A1, Pocket.PREPAID)] == (9_163, -1_000)
+    assert_books_balance(site)
+
+
+def test_a_quarantined_destination_holds_the_move_not_the_source(
+    client: TestClient, site: Site, edge: ContractEdge
+) -> None:
+    """The source's ingest only makes the move_in due; it is issued in a transaction of its
+    own, so a quarantined destination neither fails the source's batch nor loses the move."""
+    client.post("/moves", json={"account": A1, "to_shop": "S201", "to_node": OTHER,
+                                "move": "M3"})  # fmt: skip
+    with session_factory(site.engine).begin() as session:
+        other = session.get(Concentrator, OTHER)
+        assert other is not None
+        other.status, other.quarantine_reason = "quarantined", "test: forked chain"
+    edge.sync(NODE)  # the source's batch is acknowledged (edge.sync asserts an OK ack)
+    row = client.get("/moves/M3").json()
+    assert (row["status"], row["fen"], row["in_command_id"]) == ("in_transit", 8_163, None)
+    assert site.ingest.issue_due() == 0  # still quarantined: still due
+    assert client.post(f"/concentrators/{OTHER}/clear-quarantine").status_code == 200
+    assert site.ingest.issue_due() == 1
+    assert site.ingest.issue_due() == 0  # issued once
+    row = client.get("/moves/M3").json()
+    assert command(site, row["in_command_id"]).args["move"] == "M3"
+    edge.sync_all()
+    assert client.get("/moves/M3").json()["status"] == "settled"
+    assert balances(site)[system_id(System.MOVES_IN_TRANSIT)] == (0, 0)
     assert_books_balance(site)
 
 

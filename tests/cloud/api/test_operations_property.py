@@ -2,7 +2,8 @@
 moves across concentrators) interleaved with edge uploads and refusals, against the DESIGN §5
 invariants as the cloud sees them: every unit sums to zero over all chains, every payment and
 operation is credited once (one edge entry, one cloud post or void), a refund never touches a
-subsidy pocket, and once every command is answered nothing is left in flight."""
+subsidy pocket, and once every command is answered nothing is left in flight (a refused
+recharge is voided, not left pending)."""
 
 from __future__ import annotations
 
@@ -63,7 +64,9 @@ def check_invariants(site: Site) -> None:
     for recharge in recharges:
         booked = _ids(site, "recharge", recharge.payment)
         posted = _ids(site, "recharge-post", recharge.payment, CLOUD_NODE)
-        assert (booked, posted) == ((1, 1) if recharge.status == "posted" else (0, 0))
+        voided = _ids(site, "recharge-void", recharge.payment, CLOUD_NODE)
+        expected = {"pending": (0, 0, 0), "posted": (1, 1, 0), "voided": (0, 0, 1)}
+        assert (booked, posted, voided) == expected[recharge.status]
     for correction in corrections:
         posts = _ids(site, "correction-post", correction.id, CLOUD_NODE)
         voids = _ids(site, "correction-void", correction.id, CLOUD_NODE)
@@ -133,7 +136,8 @@ def test_random_operations_keep_the_books(client: TestClient, site: Site) -> Non
             moving = session.scalars(select(Move.status).where(Move.status.in_(
                 ("requested", "in_transit", "arrived")))).all()  # fmt: skip
             waiting = session.scalars(select(Correction).where(Correction.status == "pending"))
-            assert not moving and not waiting.all()
+            in_flight = session.scalars(select(Recharge).where(Recharge.status == "pending"))
+            assert not moving and not waiting.all() and not in_flight.all()
         assert balances(site).get(system_id(System.MOVES_IN_TRANSIT), (0, 0)) == (0, 0)
 
     run()

@@ -182,6 +182,40 @@ def test_the_edge_books_it_and_the_recharge_is_posted(client: TestClient, site: 
     assert client.get("/recharges", params={"status": "pending"}).json()["total"] == 0
 
 
+def test_a_refused_recharge_is_voided_and_shown(client: TestClient, site: Site, tokens) -> None:
+    recharge = client.post("/recharges", json={**RECHARGE, "payment": "P-0005"}).json()
+    command_id = recharge["command_id"]
+    site.ingest.mark_delivered([command_id])
+    why = "recharge A0001 5000 fen: over the account's limit"
+    result = {"command": command_id, "status": "refused", "seqs": [], "outcomes": [],
+              "reason": why}  # fmt: skip
+    assert site.upload(NODE, results=[result]).status is AckStatus.OK
+
+    voided = client.get("/recharges/P-0005").json()
+    assert voided == {**recharge, "status": "voided", "voided": "2026-11-24T08:00:00Z",
+                      "reason": why}  # fmt: skip
+    listed = client.get("/recharges", params={"status": "voided"}).json()
+    assert [r["payment"] for r in listed["items"]] == ["P-0005"]
+    assert client.get("/recharges", params={"status": "pending"}).json()["total"] == 0
+    assert client.get(f"/commands/{command_id}").json()["status"] == "failed"
+    account = client.get("/accounts/A0001").json()
+    assert (account["prepaid_fen"], account["recharging_fen"]) == (9_163, 0)
+    cloud_chain = client.get("/ledger", params={"node": "cloud"}).json()["items"]
+    assert [(e["kind"], e["amount"], e["pending_id"]) for e in cloud_chain] == [
+        ("pending", 5_000, None), ("void", 5_000, recharge["pending_transfer"]),
+    ]  # fmt: skip
+    [alarm] = client.get("/alarms", params={"node": NODE}).json()["items"]
+    assert alarm["kind"] == "recharge_refused" and why in alarm["detail"]
+    merchant = bearer(tokens[Role.MERCHANT])  # the merchant sees it too
+    assert client.get("/recharges/P-0005", headers=merchant).json() == voided
+
+    # The result delivered again changes nothing.
+    assert site.upload(NODE, results=[result]).status is AckStatus.OK
+    assert client.get("/recharges/P-0005").json() == voided
+    assert client.get("/ledger", params={"node": "cloud"}).json()["items"] == cloud_chain
+    assert client.get("/alarms").json()["total"] == 1
+
+
 def test_recharge_lookups(client: TestClient) -> None:
     client.post("/recharges", json={**RECHARGE, "payment": "P-A"})
     client.post("/recharges", json={**RECHARGE, "account": "A0101", "payment": "P-B"})

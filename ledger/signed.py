@@ -116,12 +116,18 @@ class CommandKind(StrEnum):
     # refundable or a refund of the account is pending.
     #   args: account, refund, grace_wh (≥ 0), grace_until (ISO time)
     #   edge entry ids: derive_id("refund", refund) code refund; derive_id("grace", refund);
-    #   at grace_until: derive_id("grace-expire", refund) code grace_expire
+    #   at grace_until: derive_id("grace-expire", refund) code grace_expire; or, if the grace
+    #   ends before (its refund voided, the tenant moving out): derive_id("grace-end", refund)
+    #   code grace_expire. A later refund's grace replaces a running one.
     REFUND = "refund"
-    # Resolve a pending transfer this node holds (a refund or a move out): post or void it.
+    # Resolve a pending transfer this node holds (a refund or a move out): post or void it. A
+    # void of a refund whose grace allowance still runs ends that grace: what the grace pocket
+    # holds is cleared (A:grace → sys:grace_expired) in the same linked chain; a post leaves
+    # the grace running until grace_until.
     #   args: pending (hex id, 32 lower-case digits), action ("post" | "void"), reference (the
     #   refund/move id)
-    #   edge entry id: derive_id("settle", pending hex, action)
+    #   edge entry ids: derive_id("settle", pending hex, action); with a refund's void, if its
+    #   grace still runs: derive_id("grace-end", refund) code grace_expire
     SETTLE = "settle"
     # Replace a meter: bill the old meter up to final_wh (code meter_settle; refused if below
     # the last register billed), then the new meter (a meters document) starts at initial_wh.
@@ -133,9 +139,11 @@ class CommandKind(StrEnum):
     #   "grace" | "credit" (the consumption legs), refs swap, meter, reg_from, reg_to, energy_wh
     METER_SWAP = "meter_swap"
     # A tenant leaving this concentrator: PENDING A:prepaid → sys:moves_in_transit of the
-    # available prepaid fen (code move); the subsidy left is cleared (code subsidy_expire).
+    # available prepaid fen (code move); the subsidy left is cleared (code subsidy_expire), and
+    # so is a refund's grace allowance still running (code grace_expire): one linked chain.
     #   args: account, move, to_node
-    #   edge entry ids: derive_id("move-out", move), derive_id("move-expire", move)
+    #   edge entry ids: derive_id("move-out", move), derive_id("move-expire", move),
+    #   derive_id("grace-end", refund) (the refund whose grace was running)
     MOVE_OUT = "move_out"
     # The same tenant arriving: sys:moves_in_transit → A:prepaid of fen (code move). The
     # account must already be in this node's configuration (a config command first).

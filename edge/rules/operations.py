@@ -5,19 +5,27 @@ resolve, the time stamp) and returns the transfers to book, or raises `Operation
 the reason the command is refused. Ids come from the operation's reference, so the cloud knows
 them in advance and a repeat books nothing:
 
-    correction  sys:corrections_fen ↔ A:prepaid     single   derive_id("correction", ref)
-    refund      A:prepaid → sys:refunds_payable      pending  derive_id("refund", ref)   ─┐
-                sys:grace_issued → A:grace           single   derive_id("grace", ref)   ◄─┘ linked
-    grace end   A:grace → sys:grace_expired          single   derive_id("grace-expire", ref)
-    settle      the pending transfer's accounts      post|void derive_id("settle", hex, action)
-    move out    A:prepaid → sys:moves_in_transit     pending  derive_id("move-out", ref)  ─┐
-                A:subsidy → sys:subsidy_expired      single   derive_id("move-expire", ref) ◄┘
-    move in     sys:moves_in_transit → A:prepaid     single   derive_id("move-in", ref)
+    correction  sys:corrections_fen ↔ A:prepaid  single    derive_id("correction", ref)
+    refund      A:prepaid → sys:refunds_payable   pending   derive_id("refund", ref)       ─┐
+                sys:grace_issued → A:grace        single    derive_id("grace", ref)        ◄┘
+    grace end   A:grace → sys:grace_expired       single    derive_id("grace-expire", ref)
+    settle      the pending transfer's accounts   post|void derive_id("settle", hex, action)─┐
+     a refund's void, its grace still running:                                             │
+                A:grace → sys:grace_expired       single    derive_id("grace-end", ref)    ◄┘
+    move out    A:prepaid → sys:moves_in_transit  pending   derive_id("move-out", ref)     ─┐
+                A:subsidy → sys:subsidy_expired   single    derive_id("move-expire", ref)  ◄┤
+     a grace of refund G still running:                                                    │
+                A:grace → sys:grace_expired       single    derive_id("grace-end", G)      ◄┘
+    move in     sys:moves_in_transit → A:prepaid  single    derive_id("move-in", ref)
+
+(─┐ ◄┘: one linked chain, the transfers that are there.)
 
 Amounts are the book's *available* balances (posted less pending debits): a refund or a move
 takes what the account could still spend, never the subsidy (a refund) and never money that is
-already reserved. Every transfer carries the reference under its own key (`correction`,
-`refund`, `move`, …) and `command`, the id of the command that booked it.
+already reserved. A refund's grace allowance ends once: at its time (`grace-expire`, the billing
+cycle), or before it, with the void of its refund or the tenant's move out (`grace-end`); both
+clear what the grace pocket holds then. Every transfer carries the reference under its own key
+(`correction`, `refund`, `move`, …) and `command`, the id of the command that booked it.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from edge.rules.errors import RuleError
-from ledger.accounts import AccountId, Pocket, System, pocket_id, system_id, unit_of
+from ledger.accounts import AccountId, Pocket, System, owner_of, pocket_id, system_id, unit_of
 from ledger.book import Balance
 from ledger.ids import derive_id
 from ledger.transfers import Code, Kind, RefValue, TimeSource, Transfer
@@ -159,18 +167,46 @@ def refund(
     return held, grace
 
 
-def grace_expiry(stamp: Stamp, *, account: str, reference: str, grace: Balance) -> Transfer | None:
-    """Clear what is left of the grace allowance of refund `reference` (None: nothing left)."""
+def _clear_grace(
+    stamp: Stamp, ident: int, account: str, grace: Balance, refs: dict[str, RefValue]
+) -> Transfer | None:
     if grace.available <= 0:
         return None
     return _transfer(
         stamp,
-        derive_id("grace-expire", reference),
+        ident,
         (pocket_id(account, Pocket.GRACE), system_id(System.GRACE_EXPIRED)),
         grace.available,
         Code.GRACE_EXPIRE,
-        refs={"refund": reference},
+        refs=refs,
     )
+
+
+def grace_expiry(stamp: Stamp, *, account: str, reference: str, grace: Balance) -> Transfer | None:
+    """Clear what is left of the grace allowance of refund `reference` (None: nothing left)."""
+    ident = derive_id("grace-expire", reference)
+    return _clear_grace(stamp, ident, account, grace, {"refund": reference})
+
+
+def grace_end(
+    stamp: Stamp,
+    *,
+    account: str,
+    reference: str,
+    grace: Balance,
+    refs: dict[str, RefValue] | None = None,
+) -> Transfer | None:
+    """End the grace allowance of refund `reference` before its time (the refund voided, the
+    tenant moving out): clear what the grace pocket holds, as its expiry would (None: nothing
+    left). `refs`: what ended it, besides the refund."""
+    ident = derive_id("grace-end", reference)
+    return _clear_grace(stamp, ident, account, grace, {**(refs or {}), "refund": reference})
+
+
+def _chain(transfers: Iterable[Transfer | None]) -> tuple[Transfer, ...]:
+    """The transfers that are there, as one linked chain."""
+    out = [t for t in transfers if t is not None]
+    return tuple(dataclasses.replace(t, linked=i < len(out) - 1) for i, t in enumerate(out))
 
 
 SETTLED_CODES = {Code.REFUND: "refund", Code.MOVE: "move"}  # pending codes a settle resolves
@@ -184,8 +220,13 @@ def settle(
     action: Kind,
     reference: str,
     resolved: Kind | None,
-) -> Transfer:
-    """Post or void `pending` (a refund or a move out this node holds) in full."""
+    grace: Balance | None = None,
+) -> tuple[Transfer, ...]:
+    """Post or void `pending` (a refund or a move out this node holds) in full.
+
+    `grace`: the grace pocket, if the grace allowance this refund issued is still running. A
+    void then ends it, in the same chain (`grace_end`); a post leaves it running until its
+    time: the tenant was paid out and keeps power for the grace period."""
     if pending is None or pending.kind is not Kind.PENDING:
         raise OperationRefused(f"no pending transfer {pending_hex} on this concentrator")
     ref_key = SETTLED_CODES.get(pending.code)
@@ -201,7 +242,7 @@ def settle(
     if resolved is not None:
         done = "posted" if resolved is Kind.POST else "voided"
         raise OperationRefused(f"pending transfer {pending_hex} was already {done}")
-    return _transfer(
+    settled = _transfer(
         stamp,
         derive_id("settle", pending_hex, action.value),
         (pending.debit, pending.credit),
@@ -211,6 +252,11 @@ def settle(
         kind=action,
         pending_id=pending.id,
     )
+    if action is not Kind.VOID or pending.code is not Code.REFUND or grace is None:
+        return (settled,)
+    owner = owner_of(pending.debit)
+    ended = grace_end(stamp, account=owner, reference=reference, grace=grace)
+    return _chain((settled, ended))
 
 
 def move_out(
@@ -221,15 +267,18 @@ def move_out(
     to_node: str,
     prepaid: Balance,
     subsidy: Balance,
+    grace: tuple[str, Balance] | None = None,
 ) -> tuple[Transfer, ...]:
     """The tenant leaves: its available prepaid goes pending into transit, its subsidy left is
-    cleared (one linked chain). A debt (available below zero) does not move: refused."""
+    cleared and so is a grace allowance still running (`grace`: the refund that issued it and
+    the grace pocket), all in one linked chain. A debt (available below zero) does not move:
+    refused."""
     if prepaid.available < 0:
         raise OperationRefused(
             f"{account} owes {-prepaid.available} fen: settle the debt before it moves out"
         )
     refs: dict[str, RefValue] = {"move": reference, "to_node": to_node}
-    out: list[Transfer] = []
+    out: list[Transfer | None] = []
     if prepaid.available > 0:
         out.append(
             _transfer(
@@ -253,7 +302,10 @@ def move_out(
                 refs=refs,
             )
         )
-    return tuple(dataclasses.replace(t, linked=i < len(out) - 1) for i, t in enumerate(out))
+    if grace is not None:
+        refund, left = grace
+        out.append(grace_end(stamp, account=account, reference=refund, grace=left, refs=refs))
+    return _chain(out)
 
 
 def move_in(stamp: Stamp, *, account: str, reference: str, fen: int, from_node: str) -> Transfer:

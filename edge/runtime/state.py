@@ -72,9 +72,10 @@ class MeterRuntime:
 @dataclass(frozen=True, slots=True)
 class GraceHold:
     """A refund's grace allowance: it keeps power on until `until`, then what is left of it
-    is cleared (`edge.rules.operations.grace_expiry`)."""
+    is cleared (`edge.rules.operations.grace_expiry`); or before, when that refund is voided
+    or the tenant moves out (`grace_end`). A later refund's grace replaces it."""
 
-    refund: str  # the refund reference (the expiry's id derives from it)
+    refund: str  # the refund that issued it (the ids of its expiry and its end derive from it)
     until: dt.datetime
 
 

@@ -6,11 +6,13 @@ books through the inbox and, on the first applied delivery only, stages what the
 remember in the same transaction:
 
 - refund: the grace allowance's end (`AccountRuntime.grace`), cleared by the billing cycle
-  once the clock passes it;
+  once the clock passes it; a void of the refund (settle) ends the grace it issued at once, if
+  that grace is still the one running (a post leaves it running until its time);
 - move out: `AccountRuntime.moved_out`: the account is no longer billed, issued a subsidy or
   judged for arrears here, its meters' relays are held open (vacant) until a configuration
-  gives them a new account, and commands on it are refused; a void of the move (settle) or a
-  move in of the same account makes it a tenant here again.
+  gives them a new account, and commands on it are refused; a grace still running ends with
+  the move (the shop is left: nothing would ever clear it). A void of the move (settle) or a
+  move in of the same account makes it a tenant here again (the grace does not come back).
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from edge.sync.delivery import (
     text,
     took_effect,
 )
-from ledger.accounts import Pocket, pocket_id
+from ledger.accounts import Pocket, owner_of, pocket_id
+from ledger.book import Balance
 from ledger.transfers import Code, Kind
 
 log = logging.getLogger("edge.sync")
@@ -93,27 +96,49 @@ def refund(d: Delivery) -> Applied:
     return result, [], f"{account} {fen} fen pending, grace {grace_wh} Wh until {until:%F %R}"
 
 
+def _running_grace(d: Delivery, owner: str) -> tuple[str, Balance] | None:
+    """The refund whose grace allowance `owner` runs now, and its grace pocket (None: none)."""
+    if owner not in d.runtime.site.accounts:
+        return None
+    hold = d.runtime.account_state(owner).grace
+    if hold is None:
+        return None
+    return hold.refund, d.runtime.store.book.balance(pocket_id(owner, Pocket.GRACE))
+
+
 def settle(d: Delivery) -> Applied:
     pending_hex = hex_id(d.args, "pending")
     action = Kind(choice(d.args, "action", (Kind.POST.value, Kind.VOID.value)))
     ref = reference(d.args, "reference")
     book = d.runtime.store.book
     pending_id = int(pending_hex, 16)
-    transfer = operations.settle(
+    pending = book.get(pending_id)
+    grace = None  # the grace pocket, if this refund's grace still runs (a later one replaces it)
+    if action is Kind.VOID and pending is not None and pending.code is Code.REFUND:
+        running = _running_grace(d, owner_of(pending.debit))
+        grace = running[1] if running is not None and running[0] == ref else None
+    transfers = operations.settle(
         d.stamp,
-        pending=book.get(pending_id),
+        pending=pending,
         pending_hex=pending_hex,
         action=action,
         reference=ref,
         resolved=book.resolution(pending_id),
+        grace=grace,
     )
-    owner = transfer.debit.partition(":")[0]
-    result = d.apply([transfer])
+    transfer = transfers[0]
+    owner = owner_of(transfer.debit)
+    result = d.apply(transfers)
+    ended = sum(t.amount for t in transfers[1:])  # the grace cleared, Wh
     if took_effect(result):
-        if action is Kind.VOID and transfer.code is Code.MOVE and owner in d.runtime.site.accounts:
-            state = d.runtime.account_state(owner)
-            if state.moved_out == ref:  # the move was called off: a tenant here again
-                d.runtime.stage_account(d.tx, owner, dataclasses.replace(state, moved_out=None))
+        if owner in d.runtime.site.accounts:
+            state = before = d.runtime.account_state(owner)
+            if grace is not None:  # the refund's grace ends with it
+                state = dataclasses.replace(state, grace=None)
+            if action is Kind.VOID and transfer.code is Code.MOVE and state.moved_out == ref:
+                state = dataclasses.replace(state, moved_out=None)  # called off: a tenant again
+            if state != before:
+                d.runtime.stage_account(d.tx, owner, state)
         d.event(
             account=owner,
             pending=pending_hex,
@@ -121,8 +146,10 @@ def settle(d: Delivery) -> Applied:
             code=transfer.code.value,
             reference=ref,
             fen=transfer.amount,
+            grace_cleared_wh=None if grace is None else ended,
         )
-    return result, [], f"{action.value} {transfer.code.value} {ref} of {owner}"
+    note = "" if grace is None else f", grace ended ({ended} Wh cleared)"
+    return result, [], f"{action.value} {transfer.code.value} {ref} of {owner}{note}"
 
 
 def move_out(d: Delivery) -> Applied:
@@ -137,6 +164,7 @@ def move_out(d: Delivery) -> Applied:
     if owed:
         raise Refusal(f"{account} has {owed} Wh used and not paid yet: pay it before moving")
     book = runtime.store.book
+    grace = _running_grace(d, account)  # ends with the move: the shop is left
     transfers = operations.move_out(
         d.stamp,
         account=account,
@@ -144,14 +172,25 @@ def move_out(d: Delivery) -> Applied:
         to_node=to_node,
         prepaid=book.balance(pocket_id(account, Pocket.PREPAID)),
         subsidy=book.balance(pocket_id(account, Pocket.SUBSIDY)),
+        grace=grace,
     )
     result = d.apply(transfers)
     fen = sum(t.amount for t in transfers if t.code is Code.MOVE)
     if took_effect(result):
         state = runtime.account_state(account)
-        runtime.stage_account(d.tx, account, dataclasses.replace(state, moved_out=move))
+        state = dataclasses.replace(state, moved_out=move, grace=None)
+        runtime.stage_account(d.tx, account, state)
         meters = [m.address for m in runtime.site.meters_of(account)]
-        d.event(account=account, move=move, to_node=to_node, fen=fen, vacant=meters)
+        ended = sum(t.amount for t in transfers if t.code is Code.GRACE_EXPIRE)
+        d.event(
+            account=account,
+            move=move,
+            to_node=to_node,
+            fen=fen,
+            vacant=meters,
+            grace_ended=None if grace is None else grace[0],  # the refund whose grace it was
+            grace_cleared_wh=ended,
+        )
         log.info("account %s moved out (move %s): meters %s now vacant", account, move, meters)
     return result, [], f"{account} {fen} fen pending to {to_node}"
 

@@ -19,7 +19,7 @@ from ledger.accounts import Pocket, System, Unit, pocket_id, system_id
 from ledger.ids import derive_id
 from ledger.invariants import ledger_violations
 from ledger.signed import CommandKind
-from ledger.transfers import Code, Kind
+from ledger.transfers import Code, Kind, Transfer
 from tests.edge.sync.operations_kit import (
     Node,
     applied,
@@ -261,6 +261,135 @@ def test_settle_posts_or_voids_a_refund_once(node: Node) -> None:
     _sound(node)
 
 
+def _refund(node: Node, owner: str, ref: str, grace_wh: int, hours: int = 2) -> None:
+    until = node.clock.true_now() + dt.timedelta(hours=hours)
+    applied(
+        node.send(
+            CommandKind.REFUND,
+            {
+                "account": owner,
+                "refund": ref,
+                "grace_wh": grace_wh,
+                "grace_until": until.isoformat(),
+            },
+        )
+    )
+
+
+def _settle(node: Node, ref: str, action: str) -> bytes:
+    """The settle command of refund `ref`, once applied (the payload, to deliver again)."""
+    pending = f"{derive_id('refund', ref):032x}"
+    payload = node.command(
+        CommandKind.SETTLE, {"pending": pending, "action": action, "reference": ref}
+    )
+    applied(node.desk.handle(payload))
+    return payload
+
+
+def _grace_clears(node: Node, owner: str) -> list[Transfer]:
+    grace = pocket_id(owner, Pocket.GRACE)
+    return [t for t in node.transfers() if t.code is Code.GRACE_EXPIRE and t.debit == grace]
+
+
+def test_a_voided_refund_ends_its_grace_at_once(tmp_path: Path) -> None:
+    site = write_site(tmp_path / "v")
+    node = Node.boot(site)
+    try:
+        node.cycles(1)
+        _refund(node, "A0001", "R-v", 20_000)
+        node.cycles(2)  # the tenant lives on grace for a while
+        left = node.balance("A0001", Pocket.GRACE).posted
+        assert 0 < left < 20_000
+        prepaid = node.balance("A0001", Pocket.PREPAID).available
+        held = by_id(node.transfers())[derive_id("refund", "R-v")]
+        payload = _settle(node, "R-v", "void")
+        found = by_id(node.transfers())
+        void = found[derive_id("settle", f"{held.id:032x}", "void")]
+        end = found[derive_id("grace-end", "R-v")]
+        assert (void.kind, void.pending_id, void.amount, void.linked) == (
+            Kind.VOID,
+            held.id,
+            held.amount,
+            True,  # one chain with the grace's end
+        )
+        assert (end.kind, end.debit, end.credit, end.amount, end.unit, end.code, end.linked) == (
+            Kind.SINGLE,
+            pocket_id("A0001", Pocket.GRACE),
+            system_id(System.GRACE_EXPIRED),
+            left,
+            Unit.WH,
+            Code.GRACE_EXPIRE,
+            False,
+        )
+        assert end.refs["refund"] == "R-v" and end.refs["command"] == void.refs["command"]
+        assert node.store.chain.seq == node.transfers().index(end) + 1  # booked last, together
+        assert node.balance("A0001", Pocket.GRACE).posted == 0
+        assert node.balance("A0001", Pocket.PREPAID).available == prepaid + held.amount
+        assert node.runtime.accounts["A0001"].grace is None
+        before = node.snapshot()
+        assert node.desk.handle(payload).outcome == "repeated"
+        assert node.snapshot() == before
+        node.cycles(10)  # well past grace_until: nothing is left to expire
+        assert _grace_clears(node, "A0001") == [end]
+        assert derive_id("grace-expire", "R-v") not in by_id(node.transfers())
+        assert node.balance("A0001", Pocket.GRACE).posted == 0
+        _sound(node)
+    finally:
+        node.close()
+    again = Node.boot(site)  # the end of the grace was stored with the void
+    try:
+        assert again.runtime.accounts["A0001"].grace is None
+    finally:
+        again.close()
+
+
+def test_a_posted_refund_keeps_its_grace_until_its_time(node: Node) -> None:
+    _refund(node, "A0001", "R-p", 20_000, hours=1)
+    node.cycles(1)
+    left = node.balance("A0001", Pocket.GRACE).posted
+    _settle(node, "R-p", "post")
+    hold = node.runtime.accounts["A0001"].grace
+    assert hold is not None and hold.refund == "R-p"
+    assert node.balance("A0001", Pocket.GRACE).posted == left
+    assert _grace_clears(node, "A0001") == []
+    node.cycles(4)  # past grace_until: the billing cycle clears what is left
+    expired = by_id(node.transfers())[derive_id("grace-expire", "R-p")]
+    assert _grace_clears(node, "A0001") == [expired]
+    assert node.balance("A0001", Pocket.GRACE).posted == 0
+    assert node.runtime.accounts["A0001"].grace is None
+    _sound(node)
+
+
+def test_a_void_leaves_the_grace_of_another_refund_running(node: Node) -> None:
+    _refund(node, "A0001", "R-1", 20_000)
+    _settle(node, "R-1", "post")  # paid out: its grace runs until its time
+    applied(node.send(CommandKind.RECHARGE, {"account": "A0001", "fen": 5_000, "payment": "P-g"}))
+    _refund(node, "A0001", "R-2", 0)  # no grace of its own: R-1's keeps running
+    node.cycles(1)
+    left = node.balance("A0001", Pocket.GRACE).posted
+    _settle(node, "R-2", "void")
+    hold = node.runtime.accounts["A0001"].grace
+    assert hold is not None and hold.refund == "R-1"
+    assert node.balance("A0001", Pocket.GRACE).posted == left
+    assert _grace_clears(node, "A0001") == []
+    _sound(node)
+
+
+def test_a_refund_that_replaced_the_grace_ends_it_all_when_voided(node: Node) -> None:
+    _refund(node, "A0001", "R-1", 20_000)
+    _settle(node, "R-1", "post")
+    applied(node.send(CommandKind.RECHARGE, {"account": "A0001", "fen": 5_000, "payment": "P-r"}))
+    _refund(node, "A0001", "R-2", 3_000)  # replaces R-1's grace: the pocket holds both
+    node.cycles(1)
+    left = node.balance("A0001", Pocket.GRACE).posted
+    assert left > 3_000
+    _settle(node, "R-2", "void")
+    end = by_id(node.transfers())[derive_id("grace-end", "R-2")]
+    assert _grace_clears(node, "A0001") == [end] and end.amount == left
+    assert node.runtime.accounts["A0001"].grace is None
+    _sound(node)
+
+
 def test_nothing_to_refund_is_refused(node: Node) -> None:
     now = node.clock.true_now().isoformat()
     applied(
@@ -388,4 +517,36 @@ def test_a_voided_move_out_brings_the_tenant_back(node: Node) -> None:
     assert RelayCause.VACANT not in node.runtime.meters[meter].relay.held
     reading = node.store.latest_reading(meter)
     assert reading is not None and reading.reading.relay is RelayState.CLOSED
+    _sound(node)
+
+
+def test_a_move_out_ends_a_running_grace(node: Node) -> None:
+    meter = node.runtime.site.meters_of("A0003")[0].address
+    _refund(node, "A0003", "R-m", 20_000)
+    _settle(node, "R-m", "post")  # paid out, power on for the grace period
+    node.cycles(1)
+    left = node.balance("A0003", Pocket.GRACE).posted
+    assert left > 0
+    payload = node.command(
+        CommandKind.MOVE_OUT, {"account": "A0003", "move": "M-g", "to_node": "x"}
+    )
+    applied(node.desk.handle(payload))
+    end = by_id(node.transfers())[derive_id("grace-end", "R-m")]
+    assert (end.debit, end.credit, end.amount, end.code, end.linked) == (
+        pocket_id("A0003", Pocket.GRACE),
+        system_id(System.GRACE_EXPIRED),
+        left,
+        Code.GRACE_EXPIRE,
+        False,
+    )
+    assert (end.refs["refund"], end.refs["move"]) == ("R-m", "M-g")
+    state = node.runtime.accounts["A0003"]
+    assert (state.grace, state.moved_out) == (None, "M-g")
+    assert node.balance("A0003", Pocket.GRACE).posted == 0
+    before = node.snapshot()
+    assert node.desk.handle(payload).outcome == "repeated"
+    assert node.snapshot() == before
+    node.cycles(10)  # past grace_until, the shop vacant
+    assert _grace_clears(node, "A0003") == [end]
+    assert RelayCause.VACANT in node.runtime.meters[meter].relay.held
     _sound(node)

@@ -235,19 +235,20 @@ def login(session: Session, name: str, password: str, address: str, now: dt.date
 def authenticate(session: Session, token: str, address: str, now: dt.datetime) -> Principal:
     """The principal a bearer token stands for; `Unauthorized` if it is unknown, revoked,
     expired, or its user is disabled."""
+    # On every request: the columns it needs, not two ORM objects (and never the hash).
     row = session.execute(
-        select(Token, User)
+        select(Token.revoked, Token.expires, User.name, User.role, User.account, User.active)
         .join(User, User.name == Token.user)
         .where(Token.digest == _digest(token))
     ).one_or_none()
     if row is None:
         raise Unauthorized("unknown token: log in again (POST /auth/login)")
-    found, user = row
-    if found.revoked or found.expires <= now:
+    revoked, expires, name, role, account, active = row
+    if revoked or expires <= now:
         raise Unauthorized("the token expired or was revoked: log in again")
-    if not user.active:
-        raise Unauthorized(f"user {user.name} is disabled")
-    return Principal(user.name, Role(user.role), user.account, address)
+    if not active:
+        raise Unauthorized(f"user {name} is disabled")
+    return Principal(name, Role(role), account, address)
 
 
 def logout(session: Session, token: str, principal: Principal, now: dt.datetime) -> None:

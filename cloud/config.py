@@ -15,6 +15,7 @@
     [api]
     host = "127.0.0.1"           # default 127.0.0.1
     port = 8080                  # default 8080
+    workers = 1                  # API processes sharing the port (default 1; ingest stays in one)
 
     [keys]
     cloud = "cloud-key.pem"      # the cloud's Ed25519 signing key, created if missing
@@ -87,6 +88,7 @@ class BrokerSettings:
 class ApiSettings:
     host: str
     port: int  # 0: any free port (tests)
+    workers: int = 1  # processes serving the API on that port (`cloud.server`)
 
     @property
     def url(self) -> str:
@@ -213,6 +215,7 @@ def parse_config(path: Path | None, data: dict[str, Any], data_dir: Path) -> Clo
     api_settings = ApiSettings(
         host=api.text("host", DEFAULT_API_HOST),
         port=api.integer("port", DEFAULT_API_PORT, 0, 65535) or 0,
+        workers=api.integer("workers", 1, 1, MAX_WORKERS) or 1,
     )
     api.done()
     keys = _Table(path, "keys", top.get("keys"))
@@ -313,6 +316,8 @@ embedded = true
 # Where the HTTP API listens (OpenAPI documentation at /docs).
 host = "127.0.0.1"
 port = 8080
+# Processes answering the API on that port; more use more CPU cores (about one per core).
+workers = 1
 
 [keys]
 # The cloud's Ed25519 signing key (commands, acknowledgements); created if missing.

@@ -10,6 +10,12 @@ key, start the embedded broker if configured, start the ingest workers, then the
 own thread — and `RunningCloud.stop()` takes them down in reverse: the API first, so no new
 command is issued while the workers stop, then the workers, the broker, the engine. A part that
 fails to start stops the ones already started. `serve_until_signal` is `voltbook-cloud serve`.
+
+With `[api] workers = N` (N > 1) the API is served by N processes on one listening socket: this
+one, and N - 1 started here (spawned, so they share no state) that run the API alone — no
+migration, broker or ingest worker, which stay in this process only. They see the ingest's
+broker connection for `/health` through a flag this process keeps current, and are stopped
+first (SIGTERM: uvicorn finishes the requests under way).
 """
 
 from __future__ import annotations
@@ -18,13 +24,17 @@ import contextlib
 import dataclasses
 import datetime as dt
 import logging
+import multiprocessing
 import signal
 import socket
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
+from multiprocessing.synchronize import Event as ProcessEvent
 from types import FrameType, TracebackType
 from typing import Self
 
@@ -49,6 +59,8 @@ INGEST_GROUP = "ingest"
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 10.0
 CONNECT_WAIT_S = 5.0
+PROCESS_LOG_FORMAT = "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
+BROKER_STATE_EVERY_S = 0.5  # how often the API processes' view of the broker is refreshed
 
 
 class StartFailed(CloudError):
@@ -67,6 +79,7 @@ class RunningCloud:
     broker_port: int
     broker: Broker | None = None
     workers: list[IngestWorker] = field(default_factory=list)
+    api_processes: list[BaseProcess] = field(default_factory=list)  # `[api] workers` - 1
     _server: uvicorn.Server | None = None
     _thread: threading.Thread | None = None
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
@@ -83,12 +96,18 @@ class RunningCloud:
         self.stop()
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def listen(host: str, port: int) -> socket.socket:
+    """The API's listening socket (`port` 0: any free port), for uvicorn's `sockets=`."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        return socket.create_server((host, port), family=family)
+        plain = socket.create_server((host, port), family=family)
     except OSError as exc:
         raise OSError(exc.errno, f"the API cannot listen on {host}:{port}: {exc.strerror}") from exc
+    # Marked TCP explicitly: asyncio sets TCP_NODELAY only on connections whose socket says
+    # `proto == IPPROTO_TCP`, and `create_server` leaves it 0. Without it uvicorn's separate
+    # writes of a response's head and body meet Nagle's algorithm and the client's delayed ACK:
+    # every answer on a kept-alive connection waited 40 ms.
+    return socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, fileno=plain.detach())
 
 
 def serve_in_thread(
@@ -96,6 +115,8 @@ def serve_in_thread(
 ) -> RunningCloud:
     """Start every part of the cloud `config` describes, the API on a background thread.
     Use the result as a context manager, or call `.stop()`."""
+    if config.api.workers > 1 and now is not utc_now:
+        raise StartFailed("API processes keep the system clock: `now` needs [api] workers = 1")
     with contextlib.ExitStack() as stack:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         engine = make_engine(config.database_url)
@@ -126,7 +147,8 @@ def serve_in_thread(
             return all(w.connected for w in workers)
 
         app = create_app(engine, key, now, broker_connected=broker_connected)
-        url, server, thread = _start_api(config, stack, app)
+        url, server, thread, listener = _start_api(config, stack, app)
+        processes = _start_api_processes(config, stack, listener, broker_connected)
         return RunningCloud(
             config=config,
             engine=engine,
@@ -136,6 +158,7 @@ def serve_in_thread(
             broker_port=port,
             broker=broker,
             workers=workers,
+            api_processes=processes,
             _server=server,
             _thread=thread,
             _stack=stack.pop_all(),
@@ -202,8 +225,8 @@ def _start_workers(
 
 def _start_api(
     config: CloudConfig, stack: contextlib.ExitStack, app: FastAPI
-) -> tuple[str, uvicorn.Server, threading.Thread]:
-    listener = _listen(config.api.host, config.api.port)
+) -> tuple[str, uvicorn.Server, threading.Thread, socket.socket]:
+    listener = listen(config.api.host, config.api.port)
     stack.callback(listener.close)
     port = listener.getsockname()[1]
     url = dataclasses.replace(config.api, port=port).url
@@ -224,7 +247,112 @@ def _start_api(
     stack.callback(_stop_server, server, thread)
     _wait_started(server, thread)
     log.info("API %s (OpenAPI at %s/docs)", url, url)
-    return url, server, thread
+    return url, server, thread, listener
+
+
+def _start_api_processes(
+    config: CloudConfig,
+    stack: contextlib.ExitStack,
+    listener: socket.socket,
+    broker_connected: Callable[[], bool],
+) -> list[BaseProcess]:
+    """`[api] workers` - 1 more processes serving the API on `listener`, started and ready."""
+    extra = config.api.workers - 1
+    if extra < 1:
+        return []
+    context = multiprocessing.get_context("spawn")
+    broker_up = context.Event()
+    _mirror_broker_state(stack, broker_connected, broker_up)
+    level = logging.getLogger().getEffectiveLevel()
+    processes: list[BaseProcess] = []
+    ready = []
+    for number in range(2, extra + 2):
+        started = context.Event()
+        process = context.Process(
+            target=_api_process,
+            args=(config, listener, broker_up, started, level),
+            name=f"voltbook-api-{number}",
+            daemon=True,
+        )
+        process.start()
+        stack.callback(_stop_process, process)
+        processes.append(process)
+        ready.append(started)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    for waiting, started in zip(processes, ready, strict=True):
+        while not started.wait(0.05):
+            if not waiting.is_alive():
+                raise StartFailed(f"API process {waiting.name} stopped while starting")
+            if time.monotonic() > deadline:
+                raise StartFailed(f"API process {waiting.name} did not start in time")
+    log.info("API served by %d processes (pids %s and this one)", config.api.workers,
+             ", ".join(str(p.pid) for p in processes))  # fmt: skip
+    return processes
+
+
+def _mirror_broker_state(
+    stack: contextlib.ExitStack, broker_connected: Callable[[], bool], broker_up: ProcessEvent
+) -> None:
+    """Keep `broker_up` set while every ingest worker is connected (for the processes' /health)."""
+    stop = threading.Event()
+
+    def mirror() -> None:
+        while True:
+            if broker_connected():
+                broker_up.set()
+            else:
+                broker_up.clear()
+            if stop.wait(BROKER_STATE_EVERY_S):
+                return
+
+    thread = threading.Thread(target=mirror, name="voltbook-broker-state", daemon=True)
+    thread.start()
+    stack.callback(thread.join, STOP_TIMEOUT_S)
+    stack.callback(stop.set)
+
+
+class _AnnouncingServer(uvicorn.Server):
+    """A uvicorn server that sets `started` once it accepts connections."""
+
+    def __init__(self, config: uvicorn.Config, started: ProcessEvent) -> None:
+        super().__init__(config)
+        self.announce = started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.announce.set()
+
+
+def _api_process(
+    config: CloudConfig,
+    listener: socket.socket,
+    broker_up: ProcessEvent,
+    started: ProcessEvent,
+    level: int,
+) -> None:
+    """The body of an API process: the API alone, on the socket the first process listens on.
+    uvicorn stops it on SIGTERM (or SIGINT), finishing the requests under way."""
+    logging.basicConfig(level=level, stream=sys.stderr, format=PROCESS_LOG_FORMAT)
+    engine = make_engine(config.database_url)
+    try:
+        app = create_app(engine, keys.load(config.cloud_key), broker_connected=broker_up.is_set)
+        server = _AnnouncingServer(
+            uvicorn.Config(app, log_config=None, lifespan="off", timeout_graceful_shutdown=5),
+            started,
+        )
+        server.run(sockets=[listener])
+    finally:
+        engine.dispose()
+
+
+def _stop_process(process: BaseProcess) -> None:
+    process.terminate()
+    process.join(STOP_TIMEOUT_S)
+    if process.is_alive():
+        log.warning("API process %s did not stop within %.0f s", process.name, STOP_TIMEOUT_S)
+        process.kill()
+        process.join(STOP_TIMEOUT_S)
 
 
 def _wait_started(server: uvicorn.Server, thread: threading.Thread) -> None:

@@ -11,16 +11,17 @@ account, and another account's id is refused (403). Installers see meters, not b
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Annotated
+import functools
+from collections.abc import Mapping
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
+from sqlalchemy import Integer, Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from cloud.api.auth import allow
-from cloud.api.common import DbSession, Limit, Offset, Out, Page, answers, page
+from cloud.api.common import DbSession, Limit, Offset, Out, Page, answers
 from cloud.auth import STAFF, Principal, Role
 from cloud.db import models
 from cloud.errors import NotFound
@@ -53,63 +54,85 @@ class AccountOut(Out):
     meters: list[str]
 
 
-def _balances(session: Session, owners: Sequence[str]) -> dict[str, tuple[int, int]]:
-    """account id → (posted, pending) for every pocket of `owners`."""
-    ids = [f"{owner}:{pocket.value}" for owner in owners for pocket in Pocket]
-    if not ids:
-        return {}
-    rows = session.scalars(select(models.Balance).where(models.Balance.account.in_(ids)))
-    return {
-        b.account: (
-            b.credits_posted - b.debits_posted,
-            b.credits_pending - b.debits_pending,
-        )
-        for b in rows
-    }
+# What a page can be filtered by: a bound parameter of the same name each.
+FILTERS = {
+    "account": models.Account.account,
+    "node": models.Account.node,
+    "shop": models.Account.shop,
+}
 
 
-def _meters(session: Session, owners: Sequence[str]) -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {}
-    if owners:
-        rows = session.execute(
-            select(models.Meter.account, models.Meter.address)
-            .where(models.Meter.account.in_(owners))
-            .order_by(models.Meter.address)
-        )
-        for owner, address in rows:
-            found.setdefault(owner, []).append(address)
-    return found
+@functools.cache
+def _count_statement(filters: tuple[str, ...]) -> Select[Any]:
+    where = [FILTERS[f] == bindparam(f) for f in filters]
+    return select(func.count()).select_from(models.Account).where(*where)
 
 
-def _recharging(session: Session, owners: Sequence[str]) -> dict[str, int]:
-    if not owners:
-        return {}
-    rows = session.execute(
-        select(models.Recharge.account, func.sum(models.Recharge.fen))
-        .where(
-            models.Recharge.account.in_(owners),
-            models.Recharge.status == models.RechargeStatus.PENDING.value,
-        )
-        .group_by(models.Recharge.account)
+@functools.cache
+def _page_statement(filters: tuple[str, ...]) -> Select[Any]:
+    """A page of accounts with their balances, recharges in flight and meters: one row per
+    meter (one for an account with none), sorted by account and meter. Built once per set of
+    `filters` (the values are bound parameters, so the compiled form is reused too)."""
+    account, recharge, meter = models.Account, models.Recharge, models.Meter
+    chosen = (
+        select(account.account, account.node, account.shop, account.building, account.floor)
+        .where(*(FILTERS[f] == bindparam(f) for f in filters))
+        .order_by(account.account)
+        .limit(bindparam("limit", type_=Integer))
+        .offset(bindparam("offset", type_=Integer))
+        .cte("chosen")
     )
-    return {owner: int(total) for owner, total in rows}
+    # One pass over the recharges for the whole page (not a subquery per account).
+    recharging = (
+        select(recharge.account, func.sum(recharge.fen).label("fen"))
+        .where(
+            recharge.status == models.RechargeStatus.PENDING.value,
+            recharge.account.in_(select(chosen.c.account)),
+        )
+        .group_by(recharge.account)
+        .subquery("recharging")
+    )
+    # A balance is looked up by its key per account of the page (an index probe each), not
+    # joined: a join may hash the whole table for a page of 50.
+    balance = models.Balance
+    sums = [
+        select(amount).where(balance.account == chosen.c.account + f":{pocket.value}")
+        .scalar_subquery()
+        for pocket in Pocket
+        for amount in (balance.credits_posted - balance.debits_posted,
+                       balance.credits_pending - balance.debits_pending)
+    ]  # fmt: skip
+    return (
+        select(*chosen.c, recharging.c.fen, meter.address, *sums)
+        .select_from(chosen)
+        .outerjoin(recharging, recharging.c.account == chosen.c.account)
+        .outerjoin(meter, meter.account == chosen.c.account)
+        .order_by(chosen.c.account, meter.address)
+    )
 
 
-def _out(session: Session, rows: Sequence[models.Account]) -> list[AccountOut]:
-    owners = [a.account for a in rows]
-    balances, meters = _balances(session, owners), _meters(session, owners)
-    recharging = _recharging(session, owners)
-    out = []
-    for a in rows:
-        posted = {p: balances.get(f"{a.account}:{p.value}", (0, 0))[0] for p in Pocket}
-        pending = {p: balances.get(f"{a.account}:{p.value}", (0, 0))[1] for p in Pocket}
-        out.append(
-            AccountOut(
-                account=a.account,
-                node=a.node,
-                shop=a.shop,
-                building=a.building,
-                floor=a.floor,
+def _count(session: Session, filters: Mapping[str, str]) -> int:
+    return session.scalar(_count_statement(tuple(sorted(filters))), dict(filters)) or 0
+
+
+def _accounts(
+    session: Session, filters: Mapping[str, str], limit: int, offset: int
+) -> list[AccountOut]:
+    """A page of the accounts matching `filters` (sorted by id), in one statement."""
+    statement = _page_statement(tuple(sorted(filters)))
+    rows = session.execute(statement, {**filters, "limit": limit, "offset": offset})
+    found: dict[str, AccountOut] = {}
+    for owner, node, shop, building, floor, recharging_fen, meter, *sums in rows:
+        out = found.get(owner)
+        if out is None:
+            posted = dict(zip(Pocket, (s or 0 for s in sums[0::2]), strict=True))
+            pending = dict(zip(Pocket, (s or 0 for s in sums[1::2]), strict=True))
+            out = found[owner] = AccountOut(
+                account=owner,
+                node=node,
+                shop=shop,
+                building=building,
+                floor=floor,
                 subsidy_wh=posted[Pocket.SUBSIDY],
                 prepaid_fen=posted[Pocket.PREPAID],
                 grace_wh=posted[Pocket.GRACE],
@@ -118,11 +141,12 @@ def _out(session: Session, rows: Sequence[models.Account]) -> list[AccountOut]:
                     prepaid_fen=pending[Pocket.PREPAID],
                     grace_wh=pending[Pocket.GRACE],
                 ),
-                recharging_fen=recharging.get(a.account, 0),
-                meters=meters.get(a.account, []),
+                recharging_fen=int(recharging_fen or 0),
+                meters=[],
             )
-        )
-    return out
+        if meter is not None:
+            out.meters.append(meter)
+    return list(found.values())
 
 
 @router.get("", response_model=Page[AccountOut], summary="List accounts (sorted by id)")
@@ -135,14 +159,13 @@ def list_accounts(
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> dict[str, object]:
-    query = select(models.Account).order_by(models.Account.account)
+    filters = {"node": node, "shop": shop}
     if who.role is Role.MERCHANT:
-        query = query.where(models.Account.account == who.account)
-    if node is not None:
-        query = query.where(models.Account.node == node)
-    if shop is not None:
-        query = query.where(models.Account.shop == shop)
-    return page(session, query, limit, offset, lambda rows: _out(session, rows))
+        filters["account"] = who.account
+    given = {name: value for name, value in filters.items() if value is not None}
+    total = _count(session, given)
+    items = _accounts(session, given, limit, offset) if total > offset else []
+    return {"items": items, "total": total, "limit": limit, "offset": offset}
 
 
 @router.get(
@@ -157,7 +180,7 @@ def get_account(
     session: DbSession,
 ) -> AccountOut:
     who.require_account(account)
-    found = session.get(models.Account, account)
-    if found is None:
+    found = _accounts(session, {"account": account}, 1, 0)
+    if not found:
         raise NotFound(f"no account {account!r}")
-    return _out(session, [found])[0]
+    return found[0]

@@ -9,13 +9,15 @@ a field name never silently becomes a default.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Annotated, Any, Generic, TypeVar
 
+from anyio import CancelScope
 from fastapi import Depends, Query, Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr
-from sqlalchemy import Select, func, select
+from sqlalchemy import Row, Select, func, select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from ledger.chain import NodeKey
 
@@ -64,12 +66,29 @@ class Page(Out, Generic[T]):
     offset: int
 
 
-def open_session(request: Request) -> Iterator[Session]:
-    """One session per request: committed when the endpoint returns, rolled back if it raises."""
+async def open_session(request: Request) -> AsyncIterator[Session]:
+    """One session per request: committed when the endpoint returns, rolled back if it raises.
+
+    Making a session does no I/O, so it is made on the event loop; ending it (the commit or
+    rollback, and the connection's return to the pool) waits on the database, so that runs on
+    the thread pool, shielded from cancellation like FastAPI's own generator dependencies."""
     session: Session = request.app.state.sessions()
     try:
         yield session
-        session.commit()
+    except BaseException:
+        with CancelScope(shield=True):
+            await run_in_threadpool(_end, session, commit=False)
+        raise
+    with CancelScope(shield=True):
+        await run_in_threadpool(_end, session, commit=True)
+
+
+def _end(session: Session, *, commit: bool) -> None:
+    try:
+        if commit:
+            session.commit()
+        else:
+            session.rollback()
     except BaseException:
         session.rollback()
         raise
@@ -77,12 +96,13 @@ def open_session(request: Request) -> Iterator[Session]:
         session.close()
 
 
-def _clock(request: Request) -> dt.datetime:
+# The clock and the key are plain values: `async` keeps them off the thread pool.
+async def _clock(request: Request) -> dt.datetime:
     now: Callable[[], dt.datetime] = request.app.state.now
     return now()
 
 
-def _key(request: Request) -> NodeKey:
+async def _key(request: Request) -> NodeKey:
     key: NodeKey = request.app.state.key
     return key
 
@@ -96,6 +116,11 @@ MAX_OFFSET = 2**53 - 1  # beyond any table; keeps the value inside every backend
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="rows to skip")]
 
 
+def count(session: Session, query: Select[Any]) -> int:
+    """How many rows `query` (filtered, maybe ordered) has over all pages."""
+    return session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+
+
 def page(
     session: Session,
     query: Select[T],
@@ -103,10 +128,24 @@ def page(
     offset: int,
     convert: Callable[[Sequence[T]], Sequence[BaseModel]],
 ) -> dict[str, object]:
-    """One page of `query` (already filtered and ordered) with the total count of its rows."""
-    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
-    rows = session.scalars(query.limit(limit).offset(offset)).all()
-    return {"items": convert(rows), "total": total or 0, "limit": limit, "offset": offset}
+    """One page of `query` (already filtered and ordered; one ORM entity per row) with the total
+    count of its rows."""
+    total = count(session, query)
+    rows = session.scalars(query.limit(limit).offset(offset)).all() if total > offset else []
+    return {"items": convert(rows), "total": total, "limit": limit, "offset": offset}
+
+
+def row_page(
+    session: Session,
+    query: Select,  # type: ignore[type-arg]  # any row shape (a TypeVarTuple in SQLAlchemy 2.1)
+    limit: int,
+    offset: int,
+    convert: Callable[[Sequence[Row[Any]]], Sequence[BaseModel]],
+) -> dict[str, object]:
+    """`page` for a `query` of columns (what the answer needs, not whole ORM objects)."""
+    total = count(session, query)
+    rows = session.execute(query.limit(limit).offset(offset)).all() if total > offset else []
+    return {"items": convert(rows), "total": total, "limit": limit, "offset": offset}
 
 
 def utc(value: dt.datetime) -> dt.datetime:

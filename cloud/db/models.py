@@ -148,6 +148,7 @@ class Account(Base):
 
 class Meter(Base):
     __tablename__ = "meters"
+    __table_args__ = (Index("meters_by_account", "account"),)
 
     node: Mapped[str] = mapped_column(ForeignKey("concentrators.node"), primary_key=True)
     address: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -214,6 +215,7 @@ class Command(Base):
 
 class Recharge(Base):
     __tablename__ = "recharges"
+    __table_args__ = (Index("recharges_by_account_status", "account", "status"),)
 
     payment: Mapped[str] = mapped_column(String(64), primary_key=True)  # payment/order id
     account: Mapped[str] = mapped_column(String(64))

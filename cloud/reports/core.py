@@ -170,8 +170,11 @@ def totals(session: Session, spec: Spec) -> tuple[int, dict[str, int]]:
 def fetch(session: Session, spec: Spec, *, sort: str | None, limit: int, offset: int) -> Result:
     """One page of the report, its row count and its totals — in one statement: the count and
     the sums are window functions over the same grouped rows the page is cut from, so the
-    aggregate runs once (a page past the end asks `totals` separately)."""
-    inner = spec.query.subquery()
+    aggregate runs once (a page past the end asks `totals` separately). `OFFSET 0` keeps
+    PostgreSQL from flattening the report into the page: flattened, it plans for the LIMIT
+    (a nested loop in time order) although the window sums need every row anyway; fenced, it
+    joins by hash first, then counts and sorts (deposits of one building: 47 → 10 ms)."""
+    inner = spec.query.offset(0).subquery()
     summed = [c for c in spec.columns if c.total]
     over = [func.count().over().label("_rows")] + [
         func.coalesce(func.sum(inner.c[c.key]).over(), 0).label(f"_sum_{c.key}") for c in summed

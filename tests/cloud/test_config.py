@@ -24,6 +24,7 @@ key = "pki/cloud.key"
 [api]
 host = "0.0.0.0"
 port = 9000
+workers = 2
 
 [keys]
 cloud = "keys/cloud.pem"
@@ -63,6 +64,7 @@ def test_no_file_means_every_default(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert config.cloud_key == data / "cloud-key.pem"
     assert config.broker_dir == data / "broker"
     assert config.ingest_workers == 1
+    assert config.api.workers == 1
 
 
 def test_data_dir_moves_the_defaults(tmp_path: Path) -> None:
@@ -89,7 +91,7 @@ def test_full_file(tmp_path: Path) -> None:
     assert (config.broker.host, config.broker.port) == ("mqtt.example", 8883)  # TLS default
     assert config.broker.tls is not None
     assert config.broker.tls.key == tmp_path / "pki" / "cloud.key"
-    assert (config.api.host, config.api.port) == ("0.0.0.0", 9000)
+    assert (config.api.host, config.api.port, config.api.workers) == ("0.0.0.0", 9000, 2)
     assert config.cloud_key == tmp_path / "keys" / "cloud.pem"
     assert config.ingest_workers == 3
 
@@ -129,6 +131,7 @@ def test_the_init_template_loads_as_the_defaults(tmp_path: Path) -> None:
         ("[api]\nport = 70000\n", ["[api] port", "70000"]),
         ("[api]\nport = 80.5\n", ["[api] port", "float"]),
         ("[ingest]\nworkers = 0\n", ["[ingest] workers", "from 1"]),
+        ("[api]\nworkers = 0\n", ["[api] workers", "from 1"]),
         ("[ingest]\nworkers = true\n", ["[ingest] workers", "a boolean"]),
         ('[broker]\nembedded = "yes"\n', ["[broker] embedded", "true or false"]),
         ("database = 3\n", ["[database] must be a table"]),

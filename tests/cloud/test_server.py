@@ -3,6 +3,7 @@ broker, answers HTTP, ingests what a concentrator publishes, and stops within se
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import queue
 import socket
@@ -17,7 +18,7 @@ import pytest
 from cloud import auth
 from cloud.config import ApiSettings, CloudConfig, load_config
 from cloud.db.engine import session_factory
-from cloud.server import serve_in_thread
+from cloud.server import StartFailed, listen, serve_in_thread
 from ledger.chain import NodeKey
 from ledger.signed import ACK_TAG, open_signed, trusted
 from ledger.wire import Ack, AckStatus, Status, topic
@@ -118,3 +119,49 @@ def test_a_concentrator_syncs_through_the_running_cloud(
         assert (found.json()["head_seq"], found.json()["online"]) == (7, True)
         account = httpx.get(f"{cloud.url}/accounts/A0001", headers=headers, timeout=5).json()
         assert account["prepaid_fen"] == 10_000 - 837
+
+
+def test_answers_are_not_held_back_by_nagle() -> None:
+    # asyncio sets TCP_NODELAY only on sockets that say they are TCP; without it every answer
+    # on a kept-alive connection waited for the client's delayed ACK (40 ms).
+    listener = listen("127.0.0.1", 0)
+    nodelay: list[int] = []
+
+    async def accept_one() -> None:
+        done = asyncio.Event()
+
+        class Probe(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                sock = transport.get_extra_info("socket")
+                nodelay.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                done.set()
+
+        server = await asyncio.get_running_loop().create_server(Probe, sock=listener)
+        async with server:
+            client = socket.create_connection(listener.getsockname()[:2])
+            await asyncio.wait_for(done.wait(), 5)
+            client.close()
+
+    asyncio.run(accept_one())
+    assert nodelay and nodelay[0] != 0
+
+
+def test_several_api_processes_share_the_port(config: CloudConfig) -> None:
+    config = dataclasses.replace(config, api=dataclasses.replace(config.api, workers=3))
+    with serve_in_thread(config) as cloud:
+        assert len(cloud.api_processes) == 2
+        assert all(p.is_alive() for p in cloud.api_processes)
+        answers = []
+        for _ in range(20):  # a new connection each: the kernel hands them to any process
+            with httpx.Client() as client:
+                answers.append(client.get(cloud.url + "/health", timeout=5).json())
+        assert answers == [{"status": "ok", "database": True, "broker": True}] * 20
+        api_port = int(cloud.url.rsplit(":", 1)[1])
+    assert not any(p.is_alive() for p in cloud.api_processes)
+    assert not listening("127.0.0.1", api_port)
+
+
+def test_api_processes_keep_the_system_clock(config: CloudConfig) -> None:
+    config = dataclasses.replace(config, api=dataclasses.replace(config.api, workers=2))
+    with pytest.raises(StartFailed, match="system clock"):
+        serve_in_thread(config, now=lambda: T0)

@@ -66,3 +66,13 @@ def test_paging_parameters_are_checked(client: TestClient) -> None:
         answer = client.get("/accounts", params=params)
         assert answer.status_code == 422, params
         assert answer.json()["detail"][0]["loc"][0] == "query"
+
+
+def test_a_page_counts_accounts_not_meters(client: TestClient) -> None:
+    # A0001 has two meters: the page of one account still holds both, and the next page
+    # starts at the next account.
+    first = client.get("/accounts", params={"limit": 1}).json()
+    assert [(a["account"], a["meters"]) for a in first["items"]] == [("A0001", [M1, M2])]
+    second = client.get("/accounts", params={"limit": 1, "offset": 1}).json()
+    assert [(a["account"], a["meters"]) for a in second["items"]] == [("A0002", [M3])]
+    assert first["total"] == second["total"] == 3

@@ -22,6 +22,32 @@ move_in, a settle) is due from then on and issued by `issue_due` in a transactio
 right after the ingest commits and again by the worker's dispatcher (so a crash in between loses
 nothing). Issuing it inside the ingest would lock the other node's row under this one's: two
 nodes' ingests could deadlock, and a quarantined destination would stop the source's uplink.
+
+**The registry follows the tenant.** When the registry knows the account (a `registry_accounts`
+row), the move names a registry shop: the shop numbered `to_shop` on `to_node` (its node, or
+meters of it on that node; 404 when there is none) that holds no other account (409). The
+account's `shop_id` then becomes that shop, through `cloud.registry.update` (the nodes of the
+old and the new shop are marked changed, one `account.update` row in the operator log), and both
+concentrators are marked changed:
+
+- on the same concentrator at once (the move is `settled` when recorded);
+- across concentrators *when the move is requested*, not when it arrives or settles: the
+  destination refuses a move_in for an account its configuration does not hold, so its
+  configuration must carry the tenant before the move_in reaches it, and the registry is what
+  that configuration is built from. So before `issue_due` issues the move_in it pushes the
+  destination's configuration (as the system, in the same transaction, when the registry
+  changed since the last push), and the config command precedes the move_in in the node's
+  command order; while that configuration is not usable the move_in waits and the money stays
+  pending at the source, as it does for a quarantined destination. A push to
+  the source while the move is open drops an account that still holds money there, and the
+  source refuses it; so when the move settles the source is marked changed again, and its next
+  push (the tenant gone, nothing left there) is accepted.
+- A move that fails or is voided puts the account back in shop `from_shop` on `from_node` (both
+  nodes marked, logged as the system's `account.update`); when that shop is gone or holds
+  another account by then, it stays where it is and a `move_registry` alarm says so.
+
+An account the registry does not know is only recorded, as before (the inventory reported by
+the concentrators is what the move checks then), and its move_in does not wait.
 """
 
 from __future__ import annotations
@@ -34,7 +60,9 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud import commands
+from cloud import commands, oplog, registry, site_config
+from cloud import registry_entities as entities
+from cloud.db import registry as tables
 from cloud.db.models import Account, Concentrator
 from cloud.db.operations import Move
 from cloud.errors import Conflict, Invalid, NotFound, Quarantined
@@ -77,12 +105,13 @@ def request(
     account: str,
     to_shop: str,
     to_node: str,
-    operator: str,
+    actor: oplog.Actor,
     move: str | None,
     key: NodeKey,
     now: dt.datetime,
 ) -> tuple[Move, bool]:
-    """Record the move and, across concentrators, start it; `(row, created)`."""
+    """Record the move and, across concentrators, start it; the registry follows the tenant at
+    once (see the module's docstring); `(row, created)`."""
     if not isinstance(to_shop, str) or not to_shop:
         raise Invalid("to_shop must name the shop the tenant moves to")
     owner = session.get(Account, account)
@@ -108,6 +137,8 @@ def request(
     refund = open_refund(session, account)
     if refund is not None:
         raise Conflict(f"{account} has refund {refund.id} open: settle it before moving")
+    target = _target(session, account, to_shop, to_node)  # checked before anything changes
+    operator = actor.user
     row = Move(
         id=ref, account=account, from_node=owner.node, from_shop=owner.shop, to_node=to_node,
         to_shop=to_shop, status=SETTLED, fen=None, out_transfer=None, in_transfer=None,
@@ -124,6 +155,8 @@ def request(
         row.out_transfer, row.in_transfer = hex_id(out_id(ref)), hex_id(in_id(ref))
     session.add(row)
     session.flush()
+    if target is not None:
+        _follow(session, row, target, actor, now)
     return row, True
 
 
@@ -161,6 +194,7 @@ def on_entries(
         arrived = [settles[i] for i in ids if i in settles]
         for row in session.scalars(select(Move).where(Move.out_transfer.in_(arrived))):
             row.status, row.updated = SETTLED, now
+            _left(session, row, now)
 
 
 def _out_transfers(session: Session, node: str) -> list[str]:
@@ -185,13 +219,116 @@ def on_outcomes(session: Session, outcomes: Sequence[Outcome], now: dt.datetime)
         outcome = verdicts[row.out_command_id or ""]
         if refused(outcome):
             row.status, row.updated = FAILED, now
+            _back(session, row, now)
         elif outcome.status.value == "applied":
             row.fen, row.status, row.updated = 0, SETTLED, now  # no prepaid to carry
+            _left(session, row, now)
     for row in session.scalars(
         select(Move).where(Move.in_command_id.in_(list(verdicts)), Move.status == IN_TRANSIT)
     ):
         if refused(verdicts[row.in_command_id or ""]):
             row.status, row.updated = VOIDED, now  # settle void due
+            _back(session, row, now)
+
+
+# -- the registry follows the tenant ---------------------------------------------------------------
+def _shop(session: Session, number: str, node: str) -> tables.Shop | None:
+    """The registry shop numbered `number` that `node` serves (its node, or a meter of it there
+    when the shop names no node); Conflict when several do (shops of two sites on one node)."""
+    metered = select(tables.Meter.shop_id).where(tables.Meter.node == node)
+    shops = session.scalars(
+        select(tables.Shop)
+        .where(
+            tables.Shop.number == number,
+            or_(tables.Shop.node == node,
+                and_(tables.Shop.node.is_(None), tables.Shop.id.in_(metered))),
+        )
+        .order_by(tables.Shop.id)
+    ).all()  # fmt: skip
+    if len(shops) > 1:
+        raise Conflict(f"the registry has {len(shops)} shops numbered {number!r} on {node}")
+    return shops[0] if shops else None
+
+
+def _holder(session: Session, shop: tables.Shop) -> str | None:
+    return session.scalars(
+        select(tables.Account.id).where(tables.Account.shop_id == shop.id)
+    ).first()
+
+
+def _target(session: Session, account: str, to_shop: str, to_node: str) -> tables.Shop | None:
+    """The registry shop the tenant moves into; None when the registry does not know the account
+    (the move is only recorded)."""
+    if session.get(tables.Account, account) is None:
+        return None
+    shop = _shop(session, to_shop, to_node)
+    if shop is None:
+        raise NotFound(f"the registry has no shop {to_shop!r} on {to_node}")
+    holder = _holder(session, shop)
+    if holder is not None and holder != account:
+        raise Conflict(f"shop {to_shop} on {to_node} holds account {holder} in the registry")
+    return shop
+
+
+def _follow(
+    session: Session, row: Move, shop: tables.Shop, actor: oplog.Actor, now: dt.datetime
+) -> None:
+    """Put the account in `shop` (already there: nothing changes) and mark both nodes."""
+    known = session.get(tables.Account, row.account)
+    if known is None or known.shop_id == shop.id:
+        return
+    registry.update(session, entities.ACCOUNTS, row.account, {"shop_id": shop.id}, actor, now)
+    registry.mark(session, {row.from_node, row.to_node}, now)
+
+
+def _moved(session: Session, row: Move) -> bool:
+    """Whether the registry has the account in the move's destination shop."""
+    known = session.get(tables.Account, row.account)
+    if known is None or known.shop_id is None:
+        return False
+    try:
+        shop = _shop(session, row.to_shop, row.to_node)
+    except Conflict:
+        return False
+    return shop is not None and shop.id == known.shop_id
+
+
+def _left(session: Session, row: Move, now: dt.datetime) -> None:
+    """A cross-node move settled: the source holds nothing of the tenant any more, so its next
+    configuration (which drops the account) is due, even if one was pushed, and refused,
+    meanwhile."""
+    if row.from_node != row.to_node and _moved(session, row):
+        registry.mark(session, {row.from_node}, now)
+
+
+def _back(session: Session, row: Move, now: dt.datetime) -> None:
+    """A move failed or voided: the account goes back to its old shop in the registry."""
+    if not _moved(session, row):
+        return
+    try:
+        shop = _shop(session, row.from_shop, row.from_node)
+    except Conflict:
+        shop = None
+    holder = None if shop is None else _holder(session, shop)
+    if shop is None or holder not in (None, row.account):
+        why = "is gone" if shop is None else f"holds {holder} now"
+        alarm(session, row.from_node, "move_registry", now,
+              f"move {row.id} {row.status}: {row.account} stays in shop {row.to_shop} on "
+              f"{row.to_node} in the registry, its old shop {row.from_shop} on {row.from_node} "
+              f"{why}; put the account in its shop by hand")  # fmt: skip
+        return
+    _follow(session, row, shop, oplog.SYSTEM, now)
+
+
+def _awaits_config(session: Session, row: Move) -> bool:
+    """Whether the move_in waits for the destination's configuration: the registry knows the
+    account, and the destination's configuration changed since it was last pushed (it may not
+    carry the tenant yet, and the destination refuses a move_in for an account it does not
+    hold)."""
+    if session.get(tables.Account, row.account) is None:
+        return False
+    state = session.get(tables.NodeConfig, row.to_node)
+    return state is None or state.dirty
 
 
 # -- the commands a move's progress made due -------------------------------------------------------
@@ -236,6 +373,12 @@ def issue_due(sessions: sessionmaker[Session], *, key: NodeKey, now: dt.datetime
             row = session.get(Move, move, with_for_update=True, populate_existing=True)
             if row is None or _due(row) != due:
                 continue
+            if kind is CommandKind.MOVE_IN and _awaits_config(session, row):
+                try:  # the destination's configuration first: it must hold the tenant
+                    site_config.push(session, target, key=key, now=now, actor=oplog.SYSTEM)
+                except Invalid as exc:
+                    log.warning("move %s: move_in to %s waits: %s", move, target, exc)
+                    continue
             command = commands.issue(session, target, kind, args, key=key, now=now,
                                      operator=row.operator)  # fmt: skip
             if kind is CommandKind.MOVE_IN:

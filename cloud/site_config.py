@@ -12,14 +12,17 @@
   `by_account`, each account's Wh decided here by `cloud.subsidy_rules`), `protection` and
   `low_balance` (the alarm rule), `arrears`.
 
-What keeps the documents from being usable (a meter whose shop has no account, a site without a
-default tariff, shops of two sites on one node, no meters) is listed in `Built.problems`; a push
-is refused (`Invalid`) while there are any.
+A vacant shop (no account: its tenant moved out or was removed) keeps its place in `shops`, but
+its meters are left out of `meters`: nobody is billed for them, the concentrator stops reading
+them, and the one who moves in next starts from the register then. What keeps the documents from
+being usable (a site without a default tariff, shops of two sites on one node, no meters) is
+listed in `Built.problems`; a push is refused (`Invalid`) while there are any.
 
 **When configuration is sent: explicitly.** A registry write only *marks* the nodes it affects
 (`registry_nodes.dirty`, see `cloud.registry`); nothing is sent until an operator pushes:
 `POST /concentrators/{node}/config` for one node, `POST /registry/push` for every marked node
-(a meter moved between two concentrators marks, and so pushes, both). Setting up a site takes
+(a meter moved between two concentrators marks, and so pushes, both; so does a tenant's move,
+which pushes the destination itself before its move_in, see `cloud.moves`). Setting up a site takes
 dozens of writes; sending the whole configuration over a GPRS link after each would waste the
 data plan and send half-finished registries. `GET /concentrators/{node}/config` previews what
 would be sent. Each push issues `CommandKind.CONFIG` with `{"version": n, "documents": …}`;
@@ -137,8 +140,7 @@ def build(session: Session, node: str) -> Built:
     for m in meters:
         shop = shop_by_id[m.shop_id]
         account = account_of.get(shop.id)
-        if account is None:
-            problems.append(f"meter {m.address} is in shop {shop.number}, which has no account")
+        if account is None:  # a vacant shop
             continue
         meter_docs.append(
             {"id": m.address, "bus": m.bus, "protocol": m.protocol, "shop": shop.number,

@@ -3,6 +3,11 @@
 two-phase move the cloud drives as each side's entries arrive
 (requested → in_transit → arrived → settled; failed or voided on a refusal).
 
+When the registry knows the account, the move names a registry shop on `to_node` (404 when it
+has none numbered `to_shop` there, 409 when that shop holds another account) and the registry
+puts the account there at once, marking both concentrators' configuration changed; across
+concentrators the move_in then waits for the destination's configuration push (`cloud.moves`).
+
 Who may: `OPERATIONS` move tenants; staff read. One open move per account (409).
 """
 
@@ -77,7 +82,10 @@ def _out(rows: Sequence[Move]) -> list[MoveOut]:
     summary="Move a tenant to another shop (and concentrator)",
     responses={
         200: {"description": "the same move id again"},
-        **answers(e404="unknown account or concentrator", e409="a move or refund is open"),
+        **answers(
+            e404="unknown account or concentrator, or no such shop in the registry",
+            e409="a move or refund is open, or the shop holds another account",
+        ),
     },
 )
 def request_move(
@@ -91,7 +99,7 @@ def request_move(
 ) -> MoveOut:
     row, created = moves.request(
         session, account=body.account, to_shop=body.to_shop, to_node=body.to_node,
-        operator=who.user, move=body.move, key=key, now=now,
+        actor=who.actor, move=body.move, key=key, now=now,
     )  # fmt: skip
     out = MoveOut.model_validate(row)
     if created:

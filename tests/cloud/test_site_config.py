@@ -125,13 +125,23 @@ def test_a_push_is_a_signed_config_command_whose_version_grows(world, cloud_key)
     assert site_config.marked(session) == [OTHER]  # NODE was sent what it has
 
 
+def test_a_vacant_shop_is_served_without_its_meters(world, tmp_path: Path) -> None:
+    session, _ = world
+    registry.delete(session, entities.ACCOUNTS, "A0002", ME, T0)  # S102 (meter 3) is vacant
+    built = site_config.build(session, NODE)
+    assert built.problems == ()
+    site = edge_parses(tmp_path, NODE, dict(built.documents))
+    assert {m.address for m in site.meters} == {"000000000001", "000000000002"}
+    assert "A0002" not in site.accounts
+
+
 def test_a_node_with_problems_is_not_pushed(world, cloud_key) -> None:
     session, data = world
     registry.update(session, entities.SITES, data["site"], {"tariff": None}, ME, T0)
-    registry.delete(session, entities.ACCOUNTS, "A0002", ME, T0)
+    registry.delete(session, entities.ACCOUNTS, "A0002", ME, T0)  # vacant: not a problem
     built = site_config.build(session, NODE)
-    assert len(built.problems) == 2
-    assert "no default tariff" in built.problems[1] and "no account" in built.problems[0]
+    assert built.problems == ("site 'Market' has no default tariff (the billing rule needs one)",)
+    assert "3" not in {m["id"] for m in built.documents["meters"]}  # S102's meter, vacant
     with pytest.raises(Invalid, match="not usable"):
         site_config.push(session, NODE, key=cloud_key, now=T0, actor=ME)
     assert session.get(site_config.NodeConfig, NODE).version == 0

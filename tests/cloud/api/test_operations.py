@@ -11,16 +11,21 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from cloud import registry_entities as entities
+from cloud import site_config
 from cloud.auth import Role
+from cloud.db import registry as tables
 from cloud.db.auth import OperatorLogEntry
 from cloud.db.engine import session_factory
-from cloud.db.models import Balance, Command, Concentrator, LedgerEntry
+from cloud.db.models import Alarm, Balance, Command, Concentrator, LedgerEntry
 from cloud.db.operations import Correction, IrReading, MeterSwap, Move, Receipt, Refund
 from cloud.keys import CLOUD_NODE
 from ledger.accounts import Pocket, System, pocket_id, system_id
 from ledger.ids import derive_id
 from tests.cloud.api.conftest import M1, M2, M3, NODE, OTHER, Site, bearer
 from tests.cloud.api.contract_edge import ContractEdge
+from tests.cloud.fake_edge import T0
+from tests.cloud.registry_world import ME, add, make_registry
 
 A1, A2 = "A0001", "A0002"
 OPENING_T3 = f"{derive_id('test', NODE, 3):032x}"  # the fixture's desk recharge of A0001
@@ -440,6 +445,230 @@ def test_bad_moves_change_nothing(client: TestClient, site: Site) -> None:
                          ({"account": A1, "to_shop": "", "to_node": NODE}, 422)):  # fmt: skip
         assert client.post("/moves", json=body).status_code == status, body
     assert counts(site) == before
+
+
+# -- moves and the registry ------------------------------------------------------------------
+
+REGISTRY = (tables.Shop, tables.Account, tables.Meter, tables.NodeConfig)
+
+
+@pytest.fixture
+def reg(site: Site) -> dict[str, Any]:
+    """The registry of `tests.cloud.registry_world` over the site's concentrators (A0001 in
+    S101 and A0002 in S102 on edge-0001, A0101 in S201 on edge-0002), an empty shop on each
+    (S103, S202: no meter yet, as a vacant shop's meters have no account to be billed to), every
+    node pushed."""
+    with session_factory(site.engine).begin() as session:
+        data = make_registry(session, register=False)
+        for number, floor, node in (("S103", data["floors"][0], NODE),
+                                    ("S202", data["floors"][1], OTHER)):  # fmt: skip
+            shop = add(session, entities.SHOPS, floor_id=floor, number=number, node=node)
+            data["shops"][number] = shop.id
+        for node in (NODE, OTHER):
+            site_config.push(session, node, key=site.key, now=T0, actor=ME)
+        assert site_config.marked(session) == []
+    return data
+
+
+def install_meter(site: Site, reg: dict[str, Any], shop: str, node: str, address: str) -> None:
+    with session_factory(site.engine).begin() as session:
+        add(session, entities.METERS, address=address, protocol="dlt645", bus="rs485-1",
+            node=node, shop_id=reg["shops"][shop], multiplier=1)  # fmt: skip
+
+
+def shop_of(site: Site, account: str) -> int | None:
+    """The registry shop id the account is in."""
+    with session_factory(site.engine)() as session:
+        row = session.get(tables.Account, account)
+        assert row is not None
+        return row.shop_id
+
+
+def marked(site: Site) -> list[str]:
+    with session_factory(site.engine)() as session:
+        return site_config.marked(session)
+
+
+def built(site: Site, node: str) -> site_config.Built:
+    with session_factory(site.engine)() as session:
+        return site_config.build(session, node)
+
+
+def meter_map(documents: Any) -> dict[str, tuple[str, str]]:
+    """meter → (shop, account), as the configuration tells the concentrator."""
+    return {m["id"]: (m["shop"], m["account"]) for m in documents["meters"]}
+
+
+def registry_rows(site: Site) -> dict[str, list[tuple[Any, ...]]]:
+    with session_factory(site.engine)() as session:
+        return {
+            t.__tablename__: sorted(map(tuple, session.execute(select(t.__table__)).all()), key=str)
+            for t in REGISTRY
+        }
+
+
+def log_rows(site: Site, n: int) -> list[tuple[str, str, str, Any, Any]]:
+    """The last n operator-log rows: (user, action, target, before, after)."""
+    with session_factory(site.engine)() as session:
+        rows = session.scalars(select(OperatorLogEntry).order_by(OperatorLogEntry.seq.desc()))
+        return [(r.user, r.action, r.target, r.before, r.after) for r in rows.fetchmany(n)][::-1]
+
+
+def shop_change(reg: dict[str, Any], before: str, after: str) -> tuple[Any, Any]:
+    """The (before, after) an account.update of A0001 logs for a change of shop."""
+    row = {"id": A1, "merchant_id": reg["merchant"], "account_type": "merchant", "tariff": None,
+           "credit_limit_fen": 0, "keep_power": False}  # fmt: skip
+    return row | {"shop_id": reg["shops"][before]}, row | {"shop_id": reg["shops"][after]}
+
+
+def test_a_move_on_the_same_concentrator_moves_the_registry_account(
+    client: TestClient, site: Site, reg: dict[str, Any]
+) -> None:
+    answer = client.post("/moves", json={"account": A1, "to_shop": "S103", "to_node": NODE})
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["status"] == "settled"
+    assert shop_of(site, A1) == reg["shops"]["S103"]
+    assert marked(site) == [NODE]
+    update, request = log_rows(site, 2)
+    change = shop_change(reg, "S101", "S103")
+    assert update == ("admin-1", "account.update", f"account:{A1}", *change)
+    assert request[:3] == ("admin-1", "move.request", f"account:{A1}")
+    install_meter(site, reg, "S103", NODE, "000000000004")
+    documents = built(site, NODE)
+    assert meter_map(documents.documents) == {"3": ("S102", "A0002"),
+                                              "000000000004": ("S103", A1)}  # fmt: skip
+    assert [a["id"] for a in documents.documents["accounts"]] == [A1, "A0002"]
+    # S101 is vacant now: its meters are left out, nobody pays for them
+    assert documents.problems == ()
+
+
+def test_a_move_to_another_concentrator_moves_the_registry_account_first(
+    client: TestClient, site: Site, edge: ContractEdge, reg: dict[str, Any]
+) -> None:
+    """The destination refuses a move_in for an account its configuration does not hold: the
+    registry moves the account when the move is requested, and the destination's configuration
+    (with the tenant) is pushed just before the move_in."""
+    body = {"account": A1, "to_shop": "S202", "to_node": OTHER, "move": "M1"}
+    answer = client.post("/moves", json=body)
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["status"] == "requested"
+    assert shop_of(site, A1) == reg["shops"]["S202"]
+    assert marked(site) == [NODE, OTHER]
+    assert [r[1] for r in log_rows(site, 2)] == ["account.update", "move.request"]
+    assert log_rows(site, 2)[0][3:] == shop_change(reg, "S101", "S202")
+    install_meter(site, reg, "S202", OTHER, "000000000902")
+    other = built(site, OTHER)
+    assert other.problems == ()
+    assert meter_map(other.documents) == {"000000000901": ("S201", "A0101"),
+                                          "000000000902": ("S202", A1)}  # fmt: skip
+    assert [a["id"] for a in other.documents["accounts"]] == [A1, "A0101"]
+    logged = counts(site)["operator_log"]
+    assert client.post("/moves", json=body).status_code == 200  # the same move: nothing again
+    assert counts(site)["operator_log"] == logged
+
+    edge.sync(NODE)  # the move_out arrives: the destination is pushed, then sent the move_in
+    row = client.get("/moves/M1").json()
+    assert (row["status"], row["fen"]) == ("in_transit", 8_163)
+    move_in = command(site, row["in_command_id"])
+    with session_factory(site.engine)() as session:
+        config = session.scalars(
+            select(Command)
+            .where(Command.node == OTHER, Command.kind == "config")
+            .order_by(Command.seq.desc())
+        ).first()
+    assert config is not None
+    assert (move_in.node, move_in.kind, move_in.seq) == (OTHER, "move_in", config.seq + 1)
+    assert config.operator == "system"
+    assert meter_map(config.args["documents"])["000000000902"] == ("S202", A1)
+    assert marked(site) == [NODE]
+    assert site.ingest.issue_due() == 0
+    # A new tenant takes S101, and the source is pushed while the move is open (a real source
+    # refuses that push while A0001 holds money there: it is marked again once the move settles)
+    with session_factory(site.engine).begin() as session:
+        add(session, entities.ACCOUNTS, id="A0003", merchant_id=reg["merchant"],
+            shop_id=reg["shops"]["S101"], account_type="merchant", tariff=None,
+            credit_limit_fen=0, keep_power=False)  # fmt: skip
+    assert client.post(f"/concentrators/{NODE}/config").status_code == 201
+    assert marked(site) == []
+
+    edge.sync(OTHER)
+    assert client.get("/moves/M1").json()["status"] == "arrived"
+    assert marked(site) == []
+    edge.sync(NODE)
+    assert client.get("/moves/M1").json()["status"] == "settled"
+    assert shop_of(site, A1) == reg["shops"]["S202"]
+    assert marked(site) == [NODE]  # its configuration without A0001 is due again
+    source = built(site, NODE).documents
+    assert meter_map(source) == {"000000000001": ("S101", "A0003"),
+                                 "000000000002": ("S101", "A0003"),
+                                 "3": ("S102", "A0002")}  # fmt: skip
+    assert [a["id"] for a in source["accounts"]] == ["A0002", "A0003"]
+    assert_books_balance(site)
+
+
+@pytest.mark.parametrize("refused", ["move_out", "move_in"])
+def test_a_failed_or_voided_move_puts_the_registry_account_back(
+    client: TestClient, site: Site, edge: ContractEdge, reg: dict[str, Any], refused: str
+) -> None:
+    client.post("/moves", json={"account": A1, "to_shop": "S202", "to_node": OTHER, "move": "M4"})
+    with session_factory(site.engine).begin() as session:
+        site_config.push(session, OTHER, key=site.key, now=T0, actor=ME)
+    if refused == "move_out":
+        edge.refuse.add(client.get("/moves/M4").json()["out_command_id"])
+        edge.sync(NODE)
+    else:
+        edge.sync(NODE)
+        edge.refuse.add(client.get("/moves/M4").json()["in_command_id"])
+        edge.sync(OTHER)
+    status = client.get("/moves/M4").json()["status"]
+    assert status == ("failed" if refused == "move_out" else "voided")
+    assert shop_of(site, A1) == reg["shops"]["S101"]
+    assert marked(site) == [NODE, OTHER]
+    assert log_rows(site, 1)[0] == ("system", "account.update", f"account:{A1}",
+                                    *shop_change(reg, "S202", "S101"))  # fmt: skip
+    assert meter_map(built(site, NODE).documents)["000000000001"] == ("S101", A1)
+    assert A1 not in [a["id"] for a in built(site, OTHER).documents["accounts"]]
+
+
+def test_a_voided_move_whose_old_shop_was_taken_raises_an_alarm(
+    client: TestClient, site: Site, edge: ContractEdge, reg: dict[str, Any]
+) -> None:
+    client.post("/moves", json={"account": A1, "to_shop": "S202", "to_node": OTHER, "move": "M5"})
+    with session_factory(site.engine).begin() as session:
+        add(session, entities.ACCOUNTS, id="A0003", merchant_id=reg["merchant"],
+            shop_id=reg["shops"]["S101"], account_type="merchant", tariff=None,
+            credit_limit_fen=0, keep_power=False)  # fmt: skip
+        site_config.push(session, OTHER, key=site.key, now=T0, actor=ME)
+    edge.sync(NODE)
+    edge.refuse.add(client.get("/moves/M5").json()["in_command_id"])
+    before = registry_rows(site)
+    edge.sync(OTHER)
+    assert client.get("/moves/M5").json()["status"] == "voided"
+    assert registry_rows(site) == before  # A0001 stays in S202: S101 is A0003's now
+    with session_factory(site.engine)() as session:
+        alarms = session.scalars(select(Alarm).where(Alarm.kind == "move_registry")).all()
+        assert [(a.node, a.detail) for a in alarms] == [(
+            NODE,
+            "move M5 voided: A0001 stays in shop S202 on edge-0002 in the registry, its old "
+            "shop S101 on edge-0001 holds A0003 now; put the account in its shop by hand",
+        )]  # fmt: skip
+
+
+def test_moves_to_a_shop_the_registry_has_not_free_change_nothing(
+    client: TestClient, site: Site, reg: dict[str, Any]
+) -> None:
+    before, rows = counts(site), registry_rows(site)
+    for body, status in (
+        ({"account": A1, "to_shop": "S999", "to_node": NODE}, 404),
+        ({"account": A1, "to_shop": "S201", "to_node": NODE}, 404),  # on OTHER
+        ({"account": A1, "to_shop": "S103", "to_node": OTHER}, 404),
+        ({"account": A1, "to_shop": "S102", "to_node": NODE}, 409),  # A0002's
+        ({"account": A1, "to_shop": "S201", "to_node": OTHER}, 409),
+    ):  # A0101's
+        answer = client.post("/moves", json=body)
+        assert answer.status_code == status, (body, answer.text)
+    assert (counts(site), registry_rows(site)) == (before, rows)
+    assert marked(site) == []
 
 
 # -- receipts ------------------------------------------------------------------------------

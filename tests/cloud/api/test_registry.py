@@ -403,16 +403,33 @@ def test_config_preview_and_push(
     assert client.post("/concentrators/edge-9999/config").status_code == 404
 
 
+def test_a_vacant_shops_meters_are_left_out(
+    client: TestClient, engine: Engine, reg: dict[str, Any]
+) -> None:
+    ok(client.delete("/registry/accounts/A0002"), 204)  # S102 is vacant now
+    preview = ok(client.get(f"/concentrators/{NODE}/config"))
+    assert preview["problems"] == []
+    documents = preview["documents"]
+    assert "3" not in {m["id"] for m in documents["meters"]}  # S102's meter: nobody pays it
+    assert "S102" in {s["id"] for s in documents["shops"]}
+    assert "A0002" not in {a["id"] for a in documents["accounts"]}
+    pushed = ok(client.post(f"/concentrators/{NODE}/config"), 201)
+    (sent,) = _commands(engine, NODE)
+    assert sent.id == pushed["command_id"] and sent.args["documents"] == documents
+
+
 def test_an_unusable_configuration_is_not_pushed(
     client: TestClient, engine: Engine, reg: dict[str, Any]
 ) -> None:
-    ok(client.delete("/registry/accounts/A0002"), 204)
+    body = {"address": "000000000078", "protocol": "dlt645", "bus": "rs485-1", "node": NODE,
+            "shop_id": reg["shops"]["S201"]}  # fmt: skip
+    ok(client.post("/registry/meters", json=body), 201)  # S201 is served by OTHER
     before = snapshot(engine)
     preview = ok(client.get(f"/concentrators/{NODE}/config"))
-    assert preview["problems"] == ["meter 3 is in shop S102, which has no account"]
+    assert preview["problems"] == [f"a meter of shop S201 is on {NODE}, the shop on {OTHER}"]
     answer = client.post(f"/concentrators/{NODE}/config")
     assert answer.status_code == 422
-    assert "S102" in answer.json()["detail"]
+    assert "S201" in answer.json()["detail"]
     assert snapshot(engine) == before
     pushed = ok(client.post("/registry/push"))
     assert [p["node"] for p in pushed["pushed"]] == [OTHER]

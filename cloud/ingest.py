@@ -143,14 +143,18 @@ class Ingest:
         except (WireError, Refused) as exc:
             return self._refuse(node, str(exc), now)
         try:
-            ack = self._ingest(node, batch, contents, now)
+            ack, moves_due = self._ingest(node, batch, contents, now)
         except DBAPIError:
             forget_known_partitions()  # in case a partition we remember was dropped
             raise
-        self.issue_due(now)
+        if moves_due:
+            self.issue_due(now)
         return ack
 
-    def _ingest(self, node: str, batch: Batch, contents: Contents, now: dt.datetime) -> bytes:
+    def _ingest(
+        self, node: str, batch: Batch, contents: Contents, now: dt.datetime
+    ) -> tuple[bytes, bool]:
+        """The ack, and whether the batch made a move's command to another node due."""
         if contents.readings:
             ensure_partitions(self.engine, (r[TIME] for r in contents.readings))
         with self._sessions.begin() as session:
@@ -170,9 +174,10 @@ class Ingest:
             if row is not None and answer is not AckStatus.GAP:
                 row.save(session)
             head = _Head.of(row)
+            moves_due = moves.made_due(session)
         if row is None:
-            return self._refuse(node, reason, now)
-        return self._ack(node, head, answer, now, reason)
+            return self._refuse(node, reason, now), False
+        return self._ack(node, head, answer, now, reason), moves_due
 
     def _store(  # noqa: PLR0917 (one private step of _ingest)
         self,

@@ -19,9 +19,10 @@ to carry (no entry) is `settled` with 0 fen. One open move per account.
 
 The ingest of one node only advances the move's state; the command to the *other* node (the
 move_in, a settle) is due from then on and issued by `issue_due` in a transaction of its own,
-right after the ingest commits and again by the worker's dispatcher (so a crash in between loses
-nothing). Issuing it inside the ingest would lock the other node's row under this one's: two
-nodes' ingests could deadlock, and a quarantined destination would stop the source's uplink.
+right after that ingest commits (`made_due`) and by the worker's dispatcher every minute (so a
+crash in between loses nothing). Issuing it inside the ingest would lock the other node's row
+under this one's: two nodes' ingests could deadlock, and a quarantined destination would stop
+the source's uplink.
 
 **The registry follows the tenant.** When the registry knows the account (a `registry_accounts`
 row), the move names a registry shop: the shop numbered `to_shop` on `to_node` (its node, or
@@ -38,16 +39,17 @@ concentrators are marked changed:
   destination's configuration (as the system, in the same transaction, when the registry
   changed since the last push), and the config command precedes the move_in in the node's
   command order; while that configuration is not usable the move_in waits and the money stays
-  pending at the source, as it does for a quarantined destination. A push to
-  the source while the move is open drops an account that still holds money there, and the
-  source refuses it; so when the move settles the source is marked changed again, and its next
-  push (the tenant gone, nothing left there) is accepted.
+  pending at the source, as it does for a quarantined destination. A push to the source while
+  the move is open drops an account that still holds money there, and the source refuses it;
+  so when the move settles the source is marked changed again, and its next push (the tenant
+  gone, nothing left there) is accepted.
 - A move that fails or is voided puts the account back in shop `from_shop` on `from_node` (both
   nodes marked, logged as the system's `account.update`); when that shop is gone or holds
   another account by then, it stays where it is and a `move_registry` alarm says so.
 
 An account the registry does not know is only recorded, as before (the inventory reported by
-the concentrators is what the move checks then), and its move_in does not wait.
+the concentrators is what the move checks then), and no configuration is pushed before its
+move_in.
 """
 
 from __future__ import annotations
@@ -183,12 +185,14 @@ def on_entries(
                   f"{t.debit} → {t.credit}")  # fmt: skip
             continue
         row.fen, row.status, row.updated = t.amount, IN_TRANSIT, now  # move_in due
+        _made_due(session)
     for row in session.scalars(
         select(Move)
         .where(Move.in_transfer.in_(ids), Move.to_node == node, Move.status == IN_TRANSIT)
         .order_by(Move.created, Move.id)
     ):
         row.status, row.updated = ARRIVED, now  # settle post due
+        _made_due(session)
     if any(e.transfer.kind is Kind.POST for e in booked.values()):
         settles = {hex_id(settle_id(h, "post")): h for h in _out_transfers(session, node)}
         arrived = [settles[i] for i in ids if i in settles]
@@ -228,6 +232,7 @@ def on_outcomes(session: Session, outcomes: Sequence[Outcome], now: dt.datetime)
     ):
         if refused(verdicts[row.in_command_id or ""]):
             row.status, row.updated = VOIDED, now  # settle void due
+            _made_due(session)
             _back(session, row, now)
 
 
@@ -332,6 +337,19 @@ def _awaits_config(session: Session, row: Move) -> bool:
 
 
 # -- the commands a move's progress made due -------------------------------------------------------
+_MADE_DUE = "moves_made_due"  # a `Session.info` key: this transaction made a move's command due
+
+
+def _made_due(session: Session) -> None:
+    session.info[_MADE_DUE] = True
+
+
+def made_due(session: Session) -> bool:
+    """Whether this session's transaction made a move's command due (the ingest then calls
+    `issue_due` after committing it; other batches cost no extra query)."""
+    return bool(session.info.get(_MADE_DUE))
+
+
 def _due(row: Move) -> tuple[str, CommandKind, dict[str, Any]] | None:
     """(target node, kind, args) of the command `row` waits for, if one is due."""
     if row.status == IN_TRANSIT and row.in_command_id is None:

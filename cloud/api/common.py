@@ -130,9 +130,7 @@ def page(
 ) -> dict[str, object]:
     """One page of `query` (already filtered and ordered; one ORM entity per row) with the total
     count of its rows."""
-    total = count(session, query)
-    rows = session.scalars(query.limit(limit).offset(offset)).all() if total > offset else []
-    return {"items": convert(rows), "total": total, "limit": limit, "offset": offset}
+    return row_page(session, query, limit, offset, lambda rows: convert([r[0] for r in rows]))
 
 
 def row_page(

@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml requirements-edge.txt requirements-cloud.txt
 	@touch $@
 
 demo: $(STAMP)
-	$(BIN)/python -m edge.demo
+	$(BIN)/python -m demo
 
 test: lint typecheck unit
 

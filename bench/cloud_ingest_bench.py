@@ -4,7 +4,7 @@ Builds signed uplink batches of several concentrators, each what one poll cycle 
 uploads: a reading per meter and 1.5 ledger entries per meter (the edge bills each reading with
 a subsidy and/or a prepaid leg), as `ledger.wire` carries them. Then:
 
-- ingest: `cloud.ingest.Ingest.handle_batch` for every batch — inflate, decode, recompute
+- ingest: `cloud.ingest.handler.Ingest.handle_batch` for every batch — inflate, decode, recompute
   every hash, check the signature, lock the node, store entries, checkpoint, balances,
   readings, meters, and sign the ack — one transaction per batch;
 - peer: `COPY` of exactly the stored rows (ledger entries and readings) into the same tables
@@ -30,12 +30,12 @@ from typing import Any
 
 import psycopg
 
-from cloud import concentrators
 from cloud.db.engine import make_engine, session_factory, upgrade
 from cloud.db.partitions import ensure_month_partitions
-from cloud.ingest import Ingest
+from cloud.ingest import concentrators
+from cloud.ingest.checks import prepare_contents
+from cloud.ingest.handler import Ingest
 from cloud.services.postgres import ThrowawayPostgres, find_postgres
-from cloud.uplink import prepare_contents
 from ledger.accounts import Pocket, System, Unit, pocket_id, system_id
 from ledger.chain import Chain, NodeKey, sign_checkpoint
 from ledger.encoding import encode_transfer

@@ -544,9 +544,9 @@ BENCH_PASSWORD = "bench-password-0001"
 
 def ensure_bench_user(url: str) -> tuple[str, str]:
     """An admin user for the benches to log in as (created once); returns (name, password)."""
-    from cloud.auth import Role, create_user
     from cloud.db.auth import User
     from cloud.db.engine import session_factory
+    from cloud.people.auth import Role, create_user
 
     engine = make_engine(url)
     try:

@@ -3,7 +3,7 @@
 Both parts run the real thing end to end: stores filled by the real runtime (demo site, 15-minute
 poll cycles on a `ManualClock`, simulated DL/T 645 meters in-process over `DirectBus`, as in
 `bench/edge_bench.py`), synced by the real `edge.sync.SyncService` (configured by a `[cloud]`
-section in the copy's site.toml) through a real Mosquitto to a real `cloud.worker.IngestWorker`,
+section in the copy's site.toml) through a real Mosquitto to a real `cloud.ingest.worker.IngestWorker`,
 ticked until the cloud has acknowledged everything.
 
 1. **Bytes on the wire, uplink.** A `bench.tcp_counter.CountingRelay` sits between the edge and
@@ -73,13 +73,13 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import Engine, func, select
 
-from cloud import concentrators
 from cloud.db.engine import make_engine, session_factory, upgrade
 from cloud.db.models import Concentrator, LedgerEntry, Reading
+from cloud.ingest import concentrators
+from cloud.ingest.worker import IngestWorker
 from cloud.services.broker import CLOUD_ACL, MosquittoBroker
 from cloud.services.pki import TlsFiles, create_ca, issue_client_cert, issue_server_cert
 from cloud.services.postgres import ThrowawayPostgres, find_postgres
-from cloud.worker import IngestWorker
 from edge.runtime.boot import Booted, boot
 from edge.runtime.clock import ManualClock
 from edge.site import load_site

@@ -17,7 +17,7 @@ when it raises. Our errors become HTTP statuses here, in one place:
 | logins throttled, or the user locked    | 429    |
 
 Every endpoint but `/health` and `/auth/login` needs a bearer token (`POST /auth/login`) and
-states the roles it admits with `cloud.api.auth.allow` (the role table is in `cloud.auth`);
+states the roles it admits with `cloud.api.auth.allow` (the role table is in `cloud.people.auth`);
 every change is in the hash-chained operator log (`/operator-log`).
 """
 

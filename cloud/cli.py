@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from cloud import oplog
+    from cloud.people import oplog
     from ledger.chain import NodeKey
 
 DESCRIPTION = """\
@@ -98,7 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-ROLES = ("admin", "operator", "finance", "auditor", "installer", "merchant")  # cloud.auth.Role
+ROLES = (
+    "admin",
+    "operator",
+    "finance",
+    "auditor",
+    "installer",
+    "merchant",
+)  # cloud.people.auth.Role
 
 
 def _user_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -283,7 +290,7 @@ def _database(args: argparse.Namespace) -> Iterator[Session]:
 def _cli_actor() -> oplog.Actor:
     import getpass
 
-    from cloud import oplog
+    from cloud.people import oplog
 
     return oplog.Actor(f"cli:{getpass.getuser()}"[:64], "system", "localhost")
 
@@ -305,8 +312,8 @@ def _read_password(path: Path | None) -> str:
 def run_user_add(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from cloud import auth
     from cloud.errors import CloudError
+    from cloud.people import auth
 
     try:
         password = _read_password(args.password_file)
@@ -330,8 +337,8 @@ def run_user_add(args: argparse.Namespace) -> int:
 def run_user_list(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from cloud import auth
     from cloud.errors import CloudError
+    from cloud.people import auth
 
     now = dt.datetime.now(dt.UTC)
     try:
@@ -354,8 +361,8 @@ def run_user_list(args: argparse.Namespace) -> int:
 def run_user_unlock(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from cloud import auth
     from cloud.errors import CloudError
+    from cloud.people import auth
 
     try:
         with _database(args) as session:
@@ -367,8 +374,8 @@ def run_user_unlock(args: argparse.Namespace) -> int:
 
 
 def run_oplog_verify(args: argparse.Namespace) -> int:
-    from cloud import oplog
     from cloud.errors import CloudError
+    from cloud.people import oplog
 
     try:
         with _database(args) as session:
@@ -386,8 +393,8 @@ def run_oplog_verify(args: argparse.Namespace) -> int:
 def run_oplog_show(args: argparse.Namespace) -> int:
     import json
 
-    from cloud import oplog
     from cloud.errors import CloudError
+    from cloud.people import oplog
 
     if args.limit < 1:
         return _refuse("--limit must be at least 1")

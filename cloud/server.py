@@ -48,9 +48,9 @@ from cloud.app import create_app, utc_now
 from cloud.config import CloudConfig
 from cloud.db.engine import make_engine, upgrade
 from cloud.errors import CloudError
+from cloud.ingest.worker import IngestWorker
 from cloud.services.broker import Broker, MosquittoBroker, start_broker
 from cloud.services.pki import TlsFiles
-from cloud.worker import IngestWorker
 from ledger.chain import NodeKey
 
 log = logging.getLogger(__name__)

@@ -22,9 +22,9 @@ from sqlalchemy.orm import Session
 
 from cloud.api.auth import allow
 from cloud.api.common import DbSession, Limit, Offset, Out, Page, answers
-from cloud.auth import STAFF, Principal, Role
 from cloud.db import models
 from cloud.errors import NotFound
+from cloud.people.auth import STAFF, Principal, Role
 from ledger.accounts import Pocket
 
 router = APIRouter(prefix="/accounts", tags=["accounts"])

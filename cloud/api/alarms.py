@@ -13,8 +13,8 @@ from sqlalchemy import select
 
 from cloud.api.auth import allow
 from cloud.api.common import DbSession, Limit, Offset, Out, Page, StoredTime, page
-from cloud.auth import READ_ALL, Principal
 from cloud.db import models
+from cloud.people.auth import READ_ALL, Principal
 
 router = APIRouter(prefix="/alarms", tags=["alarms"])
 

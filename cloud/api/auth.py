@@ -1,5 +1,5 @@
 """`/auth`: log in and out; and `allow(...)`, the dependency every endpoint states its roles
-with (the role table is in `cloud.auth`).
+with (the role table is in `cloud.people.auth`).
 
     who: Annotated[Principal, allow(*STAFF)]      # 401 without a valid token, 403 other roles
 
@@ -15,10 +15,10 @@ from fastapi import APIRouter, Depends, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import Field, StrictStr
 
-from cloud import auth
 from cloud.api.common import DbSession, Now, Out, StoredTime, StrictBody, answers
-from cloud.auth import Principal, Role
 from cloud.errors import CloudError, Forbidden, Unauthorized
+from cloud.people import auth
+from cloud.people.auth import Principal, Role
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 

@@ -16,9 +16,9 @@ from sqlalchemy import select
 
 from cloud.api.auth import allow
 from cloud.api.common import DbSession, Limit, Offset, Out, Page, StoredTime, answers, page
-from cloud.auth import READ_ALL, Principal
 from cloud.db import models
 from cloud.errors import NotFound
+from cloud.people.auth import READ_ALL, Principal
 
 router = APIRouter(prefix="/commands", tags=["commands"])
 

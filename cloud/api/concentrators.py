@@ -1,6 +1,6 @@
 """`/concentrators`: the registry of edge nodes, their chain heads, presence and quarantine.
 
-Who may (roles in `cloud.auth`): reading is for every staff role and installers (`READ_ALL`);
+Who may (roles in `cloud.people.auth`): reading is for every staff role and installers (`READ_ALL`);
 registering a concentrator is field work (`FIELD`: admin, operator, installer); clearing a
 quarantine is for an admin alone — a quarantine means a forked chain or a batch signed by the
 wrong key, and clearing it trusts the node's uplink again. Both changes go to the operator log
@@ -17,7 +17,6 @@ from pydantic import Field, StrictStr
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from cloud import concentrators, oplog
 from cloud.api.auth import allow
 from cloud.api.common import (
     DbSession,
@@ -32,10 +31,12 @@ from cloud.api.common import (
     answers,
     page,
 )
-from cloud.auth import FIELD, READ_ALL, Principal, Role
 from cloud.db import models
 from cloud.errors import Invalid
+from cloud.ingest import concentrators
 from cloud.keys import CLOUD_NODE
+from cloud.people import oplog
+from cloud.people.auth import FIELD, READ_ALL, Principal, Role
 from ledger.chain import load_public_key
 from ledger.errors import DecodeError
 

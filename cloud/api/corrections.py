@@ -1,5 +1,5 @@
 """`/corrections`: compensating transfers for an operator's mistake on a prepaid balance
-(`cloud.corrections`: a pending in the cloud chain, a `correction` command, posted when the
+(`cloud.operations.corrections`: a pending in the cloud chain, a `correction` command, posted when the
 edge books it, voided when the edge refuses).
 
 Who may: operations (`OPERATIONS`: admin, operator) book corrections, as themselves; staff
@@ -16,7 +16,6 @@ from fastapi import APIRouter, Path, Response, status
 from pydantic import Field, StrictInt, StrictStr
 from sqlalchemy import select
 
-from cloud import corrections, oplog
 from cloud.api.auth import allow
 from cloud.api.common import (
     CloudKey,
@@ -33,10 +32,12 @@ from cloud.api.common import (
     page,
 )
 from cloud.api.operation_lists import ListFilters, Reference, apply
-from cloud.auth import OPERATIONS, STAFF, Principal
 from cloud.db.operations import Correction
 from cloud.errors import NotFound
-from cloud.money import MAX_RECHARGE_FEN
+from cloud.operations import corrections
+from cloud.operations.recharges import MAX_RECHARGE_FEN
+from cloud.people import oplog
+from cloud.people.auth import OPERATIONS, STAFF, Principal
 
 router = APIRouter(prefix="/corrections", tags=["operations"])
 REF = r"^[A-Za-z0-9_.:|*@\-]{1,64}$"

@@ -16,8 +16,8 @@ from sqlalchemy import or_, select
 
 from cloud.api.auth import allow
 from cloud.api.common import MAX_OFFSET, MAX_PAGE, DbSession, Out, StoredTime
-from cloud.auth import STAFF, Principal, Role
 from cloud.db import models
+from cloud.people.auth import STAFF, Principal, Role
 from ledger.accounts import Pocket
 from ledger.transfers import Code
 

@@ -1,5 +1,5 @@
-"""`/meter-swaps`: replacing a meter (`cloud.meter_swaps`), and importing the registers an
-infrared handheld read from dead meters (`cloud.handheld` documents the file format).
+"""`/meter-swaps`: replacing a meter (`cloud.operations.meter_swaps`), and importing the registers an
+infrared handheld read from dead meters (`cloud.operations.handheld` documents the file format).
 
     POST /meter-swaps/ir-import  {source, csv: "<the handheld's export>"}
                               or {source, readings: [{address, read_at, energy_wh}, …]}
@@ -20,7 +20,6 @@ from fastapi import APIRouter, Path, Response, status
 from pydantic import AwareDatetime, Field, StrictInt, StrictStr
 from sqlalchemy import select
 
-from cloud import handheld, meter_swaps, oplog
 from cloud.api.auth import allow
 from cloud.api.common import (
     CloudKey,
@@ -37,9 +36,11 @@ from cloud.api.common import (
     page,
 )
 from cloud.api.operation_lists import ListFilters, Reference, apply
-from cloud.auth import FIELD, READ_ALL, Principal
 from cloud.db.operations import IrReading, MeterSwap
 from cloud.errors import Invalid, NotFound
+from cloud.operations import handheld, meter_swaps
+from cloud.people import oplog
+from cloud.people.auth import FIELD, READ_ALL, Principal
 from ledger.units import MAX_AMOUNT
 
 router = APIRouter(prefix="/meter-swaps", tags=["operations"])

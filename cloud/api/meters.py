@@ -26,9 +26,9 @@ from cloud.api.common import (
     row_page,
     utc,
 )
-from cloud.auth import READ_ALL, Principal, Role
 from cloud.db import models
 from cloud.errors import Forbidden
+from cloud.people.auth import READ_ALL, Principal, Role
 
 router = APIRouter(tags=["meters"])
 

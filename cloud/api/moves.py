@@ -1,4 +1,4 @@
-"""`/moves`: a tenant changing shop (`cloud.moves`). On the same concentrator it is recorded
+"""`/moves`: a tenant changing shop (`cloud.operations.moves`). On the same concentrator it is recorded
 (`settled` at once: no money moves); to another concentrator the prepaid balance travels as a
 two-phase move the cloud drives as each side's entries arrive
 (requested → in_transit → arrived → settled; failed or voided on a refusal).
@@ -6,7 +6,7 @@ two-phase move the cloud drives as each side's entries arrive
 When the registry knows the account, the move names a registry shop on `to_node` (404 when it
 has none numbered `to_shop` there, 409 when that shop holds another account) and the registry
 puts the account there at once, marking both concentrators' configuration changed; across
-concentrators the move_in then waits for the destination's configuration push (`cloud.moves`).
+concentrators the move_in then waits for the destination's configuration push (`cloud.operations.moves`).
 
 Who may: `OPERATIONS` move tenants; staff read. One open move per account (409).
 """
@@ -20,7 +20,6 @@ from fastapi import APIRouter, Path, Response, status
 from pydantic import Field, StrictStr
 from sqlalchemy import select
 
-from cloud import moves, oplog
 from cloud.api.auth import allow
 from cloud.api.common import (
     CloudKey,
@@ -38,8 +37,10 @@ from cloud.api.common import (
     page,
 )
 from cloud.api.operation_lists import ListFilters, Reference, apply
-from cloud.auth import OPERATIONS, STAFF, Principal
 from cloud.db.operations import Move
+from cloud.operations import moves
+from cloud.people import oplog
+from cloud.people.auth import OPERATIONS, STAFF, Principal
 
 router = APIRouter(prefix="/moves", tags=["operations"])
 REF = r"^[A-Za-z0-9_.:|*@\-]{1,64}$"

@@ -1,5 +1,5 @@
 """`/operator-log`: every login, logout and operator action, and the check of its hash chain
-(`cloud.oplog`). Staff read it (admin, operator, finance and the auditor, whose job it is);
+(`cloud.people.oplog`). Staff read it (admin, operator, finance and the auditor, whose job it is);
 installers and merchants do not.
 
     GET /operator-log?user=&action=&target=&from=&to=&sort=seq|-seq|time|-time&limit=&offset=
@@ -18,11 +18,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, BaseModel, Field
 
-from cloud import oplog
 from cloud.api.auth import allow
 from cloud.api.common import DbSession, Limit, Offset, Out, Page, StoredTime, page
-from cloud.auth import STAFF, Principal
 from cloud.db.auth import OperatorLogEntry
+from cloud.people import oplog
+from cloud.people.auth import STAFF, Principal
 
 router = APIRouter(prefix="/operator-log", tags=["operator log"])
 

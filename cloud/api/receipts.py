@@ -1,5 +1,5 @@
 """`/receipts`: what was printed for a recharge, correction, refund payout or meter swap
-(`cloud.receipts`): JSON with every printed field, or `?format=txt` for the printer.
+(`cloud.operations.receipts`): JSON with every printed field, or `?format=txt` for the printer.
 
     GET  /receipts/2026-000042             → {number, account, shop, fen, yuan, capital, …,
                                               print: true}
@@ -19,12 +19,13 @@ from fastapi.responses import PlainTextResponse
 from pydantic import Field
 from sqlalchemy import select
 
-from cloud import oplog, receipts
 from cloud.api.auth import allow
 from cloud.api.common import DbSession, Limit, Now, Offset, Out, Page, answers, page
 from cloud.api.operation_lists import ListFilters, apply
-from cloud.auth import MONEY_DESK, STAFF, Principal
 from cloud.db.operations import Receipt
+from cloud.operations import receipts
+from cloud.people import oplog
+from cloud.people.auth import MONEY_DESK, STAFF, Principal
 
 router = APIRouter(prefix="/receipts", tags=["operations"])
 Kind = Literal["recharge", "correction", "refund", "meter_swap"]

@@ -23,7 +23,6 @@ from pydantic import Field, StrictInt, StrictStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cloud import money, oplog, receipts
 from cloud.api.auth import allow
 from cloud.api.common import (
     CloudKey,
@@ -39,10 +38,13 @@ from cloud.api.common import (
     answers,
     page,
 )
-from cloud.auth import MONEY_DESK, STAFF, Principal, Role
 from cloud.db import models
 from cloud.db.operations import Receipt
 from cloud.errors import NotFound
+from cloud.operations import receipts
+from cloud.operations import recharges as money
+from cloud.people import oplog
+from cloud.people.auth import MONEY_DESK, STAFF, Principal, Role
 
 router = APIRouter(prefix="/recharges", tags=["recharges"])
 

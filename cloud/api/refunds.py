@@ -1,4 +1,4 @@
-"""`/refunds`: paying a tenant's prepaid balance back (`cloud.refunds`), subsidy never.
+"""`/refunds`: paying a tenant's prepaid balance back (`cloud.operations.refunds`), subsidy never.
 
     POST /refunds              operations ask the concentrator to reserve the balance
     POST /refunds/{id}/pay     finance paid it out: booked, the edge settles, a receipt
@@ -18,7 +18,6 @@ from fastapi import APIRouter, Path, Response, status
 from pydantic import Field, StrictInt
 from sqlalchemy import select
 
-from cloud import oplog, refunds
 from cloud.api.auth import allow
 from cloud.api.common import (
     CloudKey,
@@ -35,9 +34,11 @@ from cloud.api.common import (
     page,
 )
 from cloud.api.operation_lists import ListFilters, Reference, apply
-from cloud.auth import MONEY_DESK, OPERATIONS, PAYOUT, STAFF, Principal
 from cloud.db.operations import Refund
-from cloud.oplog import Actor
+from cloud.operations import refunds
+from cloud.people import oplog
+from cloud.people.auth import MONEY_DESK, OPERATIONS, PAYOUT, STAFF, Principal
+from cloud.people.oplog import Actor
 
 router = APIRouter(prefix="/refunds", tags=["operations"])
 REF = r"^[A-Za-z0-9_.:|*@\-]{1,64}$"

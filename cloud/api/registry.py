@@ -1,7 +1,7 @@
 """`/registry/…`: sites, buildings, floors, shops, merchants, account types, tariffs, accounts,
 meters, and the subsidy, alarm and arrears policies of a site.
 
-Every kind of row gets the same five endpoints, made here from its `cloud.registry_entities`
+Every kind of row gets the same five endpoints, made here from its `cloud.registry.entities`
 declaration and its bodies (`cloud.api.registry_bodies`):
 
     POST   /registry/{kind}          create (201); unknown references 404, duplicates 409
@@ -24,8 +24,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, status
 from pydantic import BaseModel
 
-from cloud import registry
-from cloud import registry_entities as entities
 from cloud.api import registry_bodies as bodies
 from cloud.api.auth import allow
 from cloud.api.common import (
@@ -39,9 +37,11 @@ from cloud.api.common import (
     answers,
     page,
 )
-from cloud.auth import FIELD, OPERATIONS, READ_ALL, Principal, Role
 from cloud.db.registry import Merchant, Tariff
-from cloud.registry import Entity
+from cloud.people.auth import FIELD, OPERATIONS, READ_ALL, Principal, Role
+from cloud.registry import entities
+from cloud.registry import rows as registry
+from cloud.registry.rows import Entity
 
 router = APIRouter(prefix="/registry", tags=["registry"])
 

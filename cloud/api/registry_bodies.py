@@ -40,7 +40,7 @@ Price = Annotated[StrictInt, Field(ge=1, le=10**8, description="0.0001 CNY per k
 Watts = Annotated[StrictInt, Field(ge=0, le=10**7)]
 PowerFactor = Annotated[StrictFloat, Field(ge=0, le=1, allow_inf_nan=False)]
 Param = Annotated[StrictStr, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
-# `cloud.registry_values.PROTOCOLS` (a test holds them equal).
+# `cloud.registry.values.PROTOCOLS` (a test holds them equal).
 Protocol = Literal["dlt645", "dlt645-1997", "cjt188", "sdm120", "sdm630", "ddsu666"]
 
 

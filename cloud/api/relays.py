@@ -13,7 +13,6 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, status
 from pydantic import Field
 
-from cloud import money, oplog
 from cloud.api.auth import allow
 from cloud.api.commands import CommandOut, commands_out
 from cloud.api.common import (
@@ -25,7 +24,9 @@ from cloud.api.common import (
     StrictBody,
     answers,
 )
-from cloud.auth import OPERATIONS, Principal
+from cloud.operations import recharges as money
+from cloud.people import oplog
+from cloud.people.auth import OPERATIONS, Principal
 
 router = APIRouter(prefix="/relays", tags=["relays"])
 

@@ -18,7 +18,7 @@ from pydantic import Field, StrictStr
 
 from cloud.api.auth import allow
 from cloud.api.common import DbSession, Limit, Now, Out, Owner, Page, StrictBody, answers, aware
-from cloud.auth import STAFF, Principal, Role
+from cloud.people.auth import STAFF, Principal, Role
 from cloud.reports import excel, pdf, queries, statement, templates
 from cloud.reports.core import Spec, fetch, month_window, stream, totals, window
 

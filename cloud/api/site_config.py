@@ -6,7 +6,7 @@
     POST /concentrators/{node}/config   send them as the node's next version (201)
     POST /registry/push                 send every node the registry marked changed
 
-Registry writes only mark nodes; pushing is an operator's explicit step (`cloud.site_config`
+Registry writes only mark nodes; pushing is an operator's explicit step (`cloud.registry.site_config`
 says why).
 """
 
@@ -15,12 +15,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, status
 from pydantic import Field
 
-from cloud import concentrators, site_config
 from cloud.api.auth import allow
 from cloud.api.common import CloudKey, DbSession, Now, Out, StoredTime, answers
-from cloud.auth import FIELD, READ_ALL, Principal
 from cloud.db.models import NodeStatus
 from cloud.db.registry import NodeConfig
+from cloud.ingest import concentrators
+from cloud.people.auth import FIELD, READ_ALL, Principal
+from cloud.registry import site_config
 
 router = APIRouter(tags=["registry"])
 

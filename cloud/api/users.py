@@ -21,7 +21,6 @@ from fastapi import APIRouter, Path, status
 from pydantic import Field, StrictBool, StrictStr
 from sqlalchemy import select
 
-from cloud import auth
 from cloud.api.auth import allow
 from cloud.api.common import (
     DbSession,
@@ -36,8 +35,9 @@ from cloud.api.common import (
     answers,
     page,
 )
-from cloud.auth import Principal, Role
 from cloud.db.auth import User
+from cloud.people import auth
+from cloud.people.auth import Principal, Role
 
 router = APIRouter(prefix="/users", tags=["users"])
 

@@ -1,13 +1,13 @@
 """Users, roles, login tokens, login attempts and the hash-chained operator log.
 
-- `users`: one row per person; `role` is one of `cloud.auth.Role`; a merchant user names the
+- `users`: one row per person; `role` is one of `cloud.people.auth.Role`; a merchant user names the
   one account it may see (`account`). Passwords are argon2id hashes, never the password.
   `failed_logins` / `locked_until` implement the lockout.
 - `tokens`: bearer tokens, stored as the SHA-256 of the token (a database dump gives no
   working token); revoked at logout, dead after `expires`.
 - `login_attempts`: every attempt with the client address, for rate limiting and the audit.
 - `operator_log`: append-only; each row's `hash` covers the previous row's hash, so deleting,
-  reordering or editing a row breaks the chain (`cloud.oplog.verify`). `operator_log_head`
+  reordering or editing a row breaks the chain (`cloud.people.oplog.verify`). `operator_log_head`
   holds the last seq and hash in a single row that writers lock, so seqs stay contiguous under
   concurrent requests.
 """

@@ -85,7 +85,7 @@ class Refund(Base):
 
 
 class IrReading(Base):
-    """A register read from a meter with an infrared handheld (`cloud.handheld`)."""
+    """A register read from a meter with an infrared handheld (`cloud.operations.handheld`)."""
 
     __tablename__ = "ir_readings"
     __table_args__ = (UniqueConstraint("address", "read_at"),)

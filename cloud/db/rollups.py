@@ -1,7 +1,7 @@
 """Pre-aggregated consumption for fast reports, and operators' saved report templates.
 
 - `consumption_daily`: per (account, meter, day in the site's zone, tariff period, pocket) the
-  Wh and fen the ledger's `consume` and `meter_settle` entries billed (`cloud.rollups` folds
+  Wh and fen the ledger's `consume` and `meter_settle` entries billed (`cloud.chains.rollups` folds
   each batch in, inside the ingest's transaction). `period` is '' for legs that carry no
   tariff split (subsidy and grace legs are Wh, not priced). `pocket` is subsidy, prepaid,
   grace or credit (a prepaid leg below zero, within the credit limit).

@@ -22,8 +22,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
+from cloud.chains.rollups import SITE_ZONE
 from cloud.errors import Invalid
-from cloud.rollups import SITE_ZONE
 
 MAX_DAYS = 400  # a year and a bit: longer windows belong to an export per year
 EXPORT_ROWS = 1_000_000  # an Excel sheet holds 1 048 576 rows

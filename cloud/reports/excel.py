@@ -22,8 +22,8 @@ from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
+from cloud.chains.rollups import SITE_ZONE
 from cloud.reports.core import Column, Kind, Spec
-from cloud.rollups import SITE_ZONE
 
 YUAN = "#,##0.00"
 WH = "#,##0"

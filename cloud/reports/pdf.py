@@ -17,9 +17,9 @@ from typing import Any
 
 from fpdf import FPDF
 
+from cloud.chains.rollups import SITE_ZONE
 from cloud.reports.core import Column, Kind, Spec
 from cloud.reports.excel import yuan
-from cloud.rollups import SITE_ZONE
 
 MAX_ROWS = 20_000  # about 300 pages
 MEDIA_TYPE = "application/pdf"

@@ -35,11 +35,11 @@ from sqlalchemy import (
     union_all,
 )
 
+from cloud.chains.rollups import SITE_ZONE
 from cloud.db import models, operations, registry
 from cloud.db.rollups import ConsumptionDaily, ConsumptionMonthly
 from cloud.errors import Invalid
 from cloud.reports.core import Column, Kind, Spec, Window, choose
-from cloud.rollups import SITE_ZONE
 from ledger.accounts import Pocket
 from ledger.transfers import Code
 

@@ -12,9 +12,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cloud import oplog
 from cloud.db.rollups import ReportTemplate
 from cloud.errors import Invalid, NotFound
+from cloud.people import oplog
 from cloud.reports.queries import REFUND_COLUMNS
 
 # The reports a template may be saved for, and the columns each may show.

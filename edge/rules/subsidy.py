@@ -71,7 +71,7 @@ SubsidyHook = Callable[[SubsidyAccount, str], int]
 @dataclass(frozen=True, slots=True)
 class SubsidyTable:
     """The default amount hook: Wh per account (the amounts the cloud decided, see
-    `cloud.subsidy_rules`), else per shop category, else per account type, else none."""
+    `cloud.registry.subsidy_rules`), else per shop category, else per account type, else none."""
 
     by_type: Mapping[str, int] = field(default_factory=dict)
     by_category: Mapping[str, int] = field(default_factory=dict)

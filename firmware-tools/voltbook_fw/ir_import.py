@@ -1,6 +1,6 @@
 """`voltbook-fw ir-import FILE`: check an infrared handheld's export before it leaves the site.
 
-The file is the handheld's CSV (`address,read_at,energy_kwh`, format in `cloud.handheld`). A
+The file is the handheld's CSV (`address,read_at,energy_kwh`, format in `cloud.operations.handheld`). A
 good file is printed (or written with `-o`) as the JSON body of the cloud's
 `POST /meter-swaps/ir-import`, registers in integer Wh; a bad one names its first bad line
 and exits 2, so the installer can read the meter again while still standing in front of it.
@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from cloud.handheld import HandheldError, parse
+from cloud.operations.handheld import HandheldError, parse
 
 BAD_FILE = 2
 

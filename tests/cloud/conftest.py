@@ -21,9 +21,9 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud import concentrators
 from cloud.db.engine import make_engine, session_factory, upgrade
-from cloud.ingest import Ingest
+from cloud.ingest import concentrators
+from cloud.ingest.handler import Ingest
 from cloud.services.errors import ServiceError
 from cloud.services.postgres import ThrowawayPostgres, find_postgres
 from ledger.chain import NodeKey

@@ -1,4 +1,4 @@
-"""A registry to test with, written through the registry's own service (`cloud.registry`) in
+"""A registry to test with, written through the registry's own service (`cloud.registry.rows`) in
 one transaction: site "Market" (default tariff `commercial`) with buildings B1/B2, shops S101
 (food, 32.5 m²) and S102 (retail, 20 m²) on edge-0001 and S201 (retail) on edge-0002, merchant
 Li Wei with accounts A0001, A0002 (tariff `tou`), A0101 (type office, tariff `steps`), four
@@ -12,9 +12,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from cloud import concentrators, registry
-from cloud import registry_entities as entities
-from cloud.oplog import Actor
+from cloud.ingest import concentrators
+from cloud.people.oplog import Actor
+from cloud.registry import entities
+from cloud.registry import rows as registry
 from ledger.chain import NodeKey
 from tests.cloud.fake_edge import T0
 

@@ -15,9 +15,9 @@ import httpx
 import paho.mqtt.client as mqtt
 import pytest
 
-from cloud import auth
 from cloud.config import ApiSettings, CloudConfig, load_config
 from cloud.db.engine import session_factory
+from cloud.people import auth
 from cloud.server import StartFailed, listen, serve_in_thread
 from ledger.chain import NodeKey
 from ledger.signed import ACK_TAG, open_signed, trusted

@@ -12,7 +12,7 @@ broker.
     edge.pump("the catch-up", edge.drained)   # tick sync (real time) until all acknowledged
 
 The cloud's API is used as an admin would: `start_cloud` makes the user `e2e-admin` (with
-`cloud.auth.create_user`, as `voltbook-cloud user add` does) and `Cloud.api` logs in through
+`cloud.people.auth.create_user`, as `voltbook-cloud user add` does) and `Cloud.api` logs in through
 `POST /auth/login`, sending the bearer token with every request and logging in again when the
 token has expired on the shared virtual clock (`ApiLogin`).
 
@@ -47,10 +47,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud import auth
 from cloud.config import ApiSettings, BrokerSettings, CloudConfig, TlsSettings
 from cloud.db import models
 from cloud.db.engine import session_factory
+from cloud.people import auth
 from cloud.server import RunningCloud, serve_in_thread
 from cloud.services.pki import TlsFiles
 from edge.runtime.boot import Booted, boot

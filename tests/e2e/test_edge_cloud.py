@@ -34,7 +34,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from cloud import commands
+from cloud.chains import commands
 from cloud.db import models
 from cloud.db.engine import session_factory
 from cloud.keys import CLOUD_NODE

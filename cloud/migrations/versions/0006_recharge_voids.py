@@ -1,5 +1,5 @@
 """Recharges the concentrator refused: when the cloud voided the pending, and the edge's reason
-(`cloud.money.on_outcomes`).
+(`cloud.operations.recharges.on_outcomes`).
 
 Revision ID: 0006
 Revises: 0005

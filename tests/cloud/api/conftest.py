@@ -1,6 +1,6 @@
 """The API under test: a real migrated database (the `engine` fixture of `tests/cloud`: SQLite,
 and PostgreSQL when it can be started), data put there by the real domain code — concentrators
-registered, a status with the inventory, signed uplink batches through `cloud.ingest.Ingest` —
+registered, a status with the inventory, signed uplink batches through `cloud.ingest.handler.Ingest` —
 and FastAPI's TestClient in front. No mocks of our own code.
 """
 
@@ -18,12 +18,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from cloud import auth, concentrators
 from cloud.app import create_app
-from cloud.auth import Role
 from cloud.db.auth import Token, User
 from cloud.db.engine import session_factory
-from cloud.ingest import Ingest
+from cloud.ingest import concentrators
+from cloud.ingest.handler import Ingest
+from cloud.people import auth
+from cloud.people.auth import Role
 from ledger.accounts import Pocket, System, pocket_id, system_id, unit_of
 from ledger.chain import NodeKey
 from ledger.ids import derive_id

@@ -9,9 +9,16 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from cloud import oplog
-from cloud.auth import ADDRESS_ATTEMPTS, ADDRESS_WINDOW, LOCKOUT, MAX_FAILURES, TOKEN_TTL, Role
 from cloud.db.engine import session_factory
+from cloud.people import oplog
+from cloud.people.auth import (
+    ADDRESS_ATTEMPTS,
+    ADDRESS_WINDOW,
+    LOCKOUT,
+    MAX_FAILURES,
+    TOKEN_TTL,
+    Role,
+)
 from tests.cloud.api.conftest import M3, PASSWORD, T0, bearer
 from tests.cloud.conftest import Clock
 

@@ -1,6 +1,6 @@
 """Every route of the app × every role (and no token): who may call it.
 
-The expectations are written out here, from the role table (`cloud.auth`'s docstring), not
+The expectations are written out here, from the role table (`cloud.people.auth`'s docstring), not
 read from the code under test. The routes are enumerated from `app.routes`, so a route added
 without a row in `EXPECTED` fails `test_every_route_has_an_expectation`.
 
@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, inspect, text
 
-from cloud.auth import Role
+from cloud.people.auth import Role
 from tests.cloud.api.conftest import (
     MERCHANT_ACCOUNT,
     NODE,

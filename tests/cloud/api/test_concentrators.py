@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from cloud.auth import Role
+from cloud.people.auth import Role
 from ledger.chain import NodeKey, public_key_pem
 from ledger.wire import AckStatus
 from tests.cloud.api.conftest import (

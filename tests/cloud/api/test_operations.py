@@ -1,6 +1,6 @@
 """The money operations end to end: the API books the cloud's side, a concentrator that keeps
 the command contract (`contract_edge`) books its side and uploads it through the real ingest,
-and the cloud reacts (`cloud.settlements`). Balances over all chains sum to zero per unit
+and the cloud reacts (`cloud.operations.settlements`). Balances over all chains sum to zero per unit
 after every step; refusals change nothing."""
 
 from __future__ import annotations
@@ -11,15 +11,14 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from cloud import registry_entities as entities
-from cloud import site_config
-from cloud.auth import Role
 from cloud.db import registry as tables
 from cloud.db.auth import OperatorLogEntry
 from cloud.db.engine import session_factory
 from cloud.db.models import Alarm, Balance, Command, Concentrator, LedgerEntry
 from cloud.db.operations import Correction, IrReading, MeterSwap, Move, Receipt, Refund
 from cloud.keys import CLOUD_NODE
+from cloud.people.auth import Role
+from cloud.registry import entities, site_config
 from ledger.accounts import Pocket, System, pocket_id, system_id
 from ledger.ids import derive_id
 from tests.cloud.api.conftest import M1, M2, M3, NODE, OTHER, Site, bearer

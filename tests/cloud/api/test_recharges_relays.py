@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from cloud.auth import Role
-from cloud.money import edge_recharge_id
+from cloud.operations.recharges import edge_recharge_id
+from cloud.people.auth import Role
 from ledger.accounts import Pocket, pocket_id
 from ledger.chain import NodeKey
 from ledger.transfers import Code

@@ -11,12 +11,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 
-from cloud import oplog
-from cloud.auth import Role
 from cloud.db import registry as tables
 from cloud.db.auth import OperatorLogEntry
 from cloud.db.engine import session_factory
 from cloud.db.models import Command
+from cloud.people import oplog
+from cloud.people.auth import Role
 from ledger.signed import CommandKind, open_command, trusted
 from tests.cloud.api.conftest import NODE, OTHER, Site, bearer
 from tests.cloud.registry_world import make_registry

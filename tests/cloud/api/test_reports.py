@@ -16,9 +16,9 @@ from openpyxl import load_workbook
 from pypdf import PdfReader
 from sqlalchemy import Engine, select
 
-from cloud.auth import Role
 from cloud.db.auth import OperatorLogEntry
 from cloud.db.engine import session_factory
+from cloud.people.auth import Role
 from cloud.reports.statement import StatementMismatch
 from ledger.accounts import Pocket, System, Unit, pocket_id, system_id
 from ledger.ids import derive_id

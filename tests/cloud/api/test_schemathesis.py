@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import not_a_server_error
 
-from cloud.auth import Role
+from cloud.people.auth import Role
 from tests.cloud.api.conftest import bearer
 
 EXAMPLES = 8  # per operation and mode: ~130 operations × 2 modes × 2 engines

@@ -26,8 +26,8 @@ from edge.sync.service import SyncService
 from ledger.chain import NodeKey
 from ledger.signed import trusted
 from tests.conftest import service_missing
+from tests.edge.runtime.conftest import booted_at, demo
 from tests.edge.sync.peer import CloudPeer
-from tests.runtime.conftest import booted_at, demo
 
 QUARTER = dt.timedelta(minutes=15)
 CLOUD_KEY = NodeKey.from_seed(bytes(range(32)))

@@ -21,9 +21,9 @@ from edge.sync.service import SyncService
 from ledger.chain import public_key_pem
 from ledger.signed import CommandKind
 from tests.e2e.mqtt_proxy import MqttChaosProxy
+from tests.edge.runtime.conftest import ROOT, cli_command
 from tests.edge.sync.conftest import CLOUD_KEY, Edge, cloud_settings, pump, started, wait
 from tests.edge.sync.peer import CloudPeer
-from tests.runtime.conftest import ROOT, cli_command
 
 
 def test_status_is_retained_and_the_last_will_says_offline_when_the_link_dies(

@@ -23,8 +23,8 @@ from ledger.chain import Checkpoint, Entry, NodeKey, entry_hash, sign_checkpoint
 from ledger.encoding import GENESIS_HASH, encode_transfer
 from ledger.signed import ACK_TAG, sign, trusted
 from ledger.wire import Ack, AckStatus, Batch, LedgerPart, decode_batch, encode_batch, topic
+from tests.edge.runtime.conftest import booted_at, demo
 from tests.edge.sync.conftest import CLOUD_KEY, QUARTER
-from tests.runtime.conftest import booted_at, demo
 
 MQTT_FIXED = 1 + 3 + 2 + 2 + 4  # header, remaining length, topic length, packet id; PUBACK
 TLS_RECORD = 16_384  # plaintext bytes per TLS record

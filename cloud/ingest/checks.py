@@ -1,0 +1,239 @@
+"""Pure checks of an uplink batch (`ledger.wire.Batch`) before anything touches the database.
+
+`verify_ledger` recomputes every entry hash from the batch's `prev` (so an edited body cannot
+hide), checks the one checkpoint signature over the last head with the node's registered key,
+and decodes every body canonically. Whatever fails there was signed — or claims to be signed —
+by the node, so it is grounds for quarantine (`Quarantined` with reason `wrong_key`,
+`bad_signature`, `tampered` or `malformed_entry`), not a mere refusal.
+
+`prepare_contents` turns readings, events and command results into rows, refusing
+(`Refused`) values the database could not hold: a batch is stored whole or not at all.
+Whether the ledger part continues the cloud's copy (gap, fork, overlap) needs the stored head
+and is decided by `cloud.ingest.handler` under the node's row lock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from cloud.db.models import CommandStatus
+from cloud.errors import Quarantined, Refused
+from ledger.chain import Checkpoint, entry_hash
+from ledger.encoding import GENESIS_HASH, decode_transfer
+from ledger.errors import DecodeError
+from ledger.transfers import Transfer
+from ledger.wire import Batch, LedgerPart
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+MAX_SEQ = 2**63 - 1
+REJECTED_EVENT = "command_rejected"
+# Column widths of cloud.db.models: longer values are refused, never truncated.
+WIDTHS = {"meter": 32, "tariff_wh": 80, "status": 80, "kind": 64, "category": 16, "shop": 64,
+          "account": 64}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedEntry:
+    seq: int
+    prev_hash: bytes
+    hash: bytes
+    body: bytes
+    transfer: Transfer
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """An edge's verdict on a command: from its result, or from a `command_rejected` event."""
+
+    command_id: str
+    status: CommandStatus
+    result: Mapping[str, Any]
+
+
+@dataclass(slots=True)
+class Contents:
+    readings: list[tuple[Any, ...]] = field(default_factory=list)  # in `readings` column order
+    latest: dict[str, dict[str, Any]] = field(default_factory=dict)  # meter -> newest state
+    events: list[dict[str, Any]] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+
+
+def verify_ledger(
+    node: str, part: LedgerPart, public_key: Ed25519PublicKey, key_id: str
+) -> list[VerifiedEntry]:
+    """The batch's entries, verified; raises Quarantined naming what is wrong."""
+    if part.last_seq > MAX_SEQ:
+        raise Quarantined(node, "malformed_entry", f"seq {part.last_seq} out of range")
+    if part.from_seq == 1 and part.prev != GENESIS_HASH:
+        raise Quarantined(node, "tampered", "entry 1 does not start from the genesis hash")
+    hashes = []
+    prev = part.prev
+    for offset, body in enumerate(part.bodies):
+        digest = entry_hash(node, part.from_seq + offset, prev, body)
+        hashes.append((prev, digest))
+        prev = digest
+    if part.key_id != key_id:
+        raise Quarantined(
+            node, "wrong_key", f"batch signed by key {part.key_id}, the node's key is {key_id}"
+        )
+    checkpoint = Checkpoint(node, part.last_seq, prev, part.key_id, part.signature)
+    if not checkpoint.verify(public_key):
+        raise Quarantined(
+            node,
+            "bad_signature",
+            f"the checkpoint of seq {part.from_seq}..{part.last_seq} does not verify: "
+            "an entry was altered or the signature forged",
+        )
+    entries = []
+    for offset, (body, (prev_hash, digest)) in enumerate(zip(part.bodies, hashes, strict=True)):
+        seq = part.from_seq + offset
+        try:
+            transfer = decode_transfer(body)
+        except DecodeError as exc:
+            raise Quarantined(node, "malformed_entry", f"signed entry {seq}: {exc}") from exc
+        entries.append(VerifiedEntry(seq, prev_hash, digest, body, transfer))
+    return entries
+
+
+def from_ms(ms: object, what: str) -> dt.datetime:
+    if type(ms) is not int:
+        raise Refused(f"{what} must be integer milliseconds, got {ms!r}")
+    try:
+        return EPOCH + dt.timedelta(milliseconds=ms)
+    except OverflowError as exc:
+        raise Refused(f"{what} {ms} ms is out of range") from exc
+
+
+def _text(value: object, name: str, *, optional: bool = True) -> str | None:
+    if value is None and optional:
+        return None
+    if type(value) is int:
+        value = str(value)
+    if not isinstance(value, str):
+        raise Refused(f"{name} must be a string, got {value!r}")
+    limit = WIDTHS.get(name)
+    if limit is not None and len(value) > limit:
+        raise Refused(f"{name} {value[:20]!r}… is longer than {limit} characters")
+    return value
+
+
+_FLOAT_TYPES = (float, int)
+
+
+def _readings(node: str, rows: Sequence[Sequence[Any]], contents: Contents) -> None:
+    """Rows in `readings` column order (node, meter, time, energy_wh, tariff_wh, voltage,
+    current, power, pf, relay, status, extra), and each meter's newest state."""
+    out, latest = contents.readings, contents.latest
+    for meter, ms, energy, tariff, voltage, current, power, pf, relay, status, extra in rows:
+        if type(meter) is not str or not 0 < len(meter) <= WIDTHS["meter"]:
+            raise Refused(f"meter address {meter!r} must be 1-{WIDTHS['meter']} characters")
+        time = from_ms(ms, "reading time")
+        if (energy is not None and type(energy) is not int) or (
+            relay is not None and type(relay) is not int
+        ):
+            raise Refused(f"meter {meter}: energy_wh and relay must be integers")
+        for value in (voltage, current, power, pf):
+            if value is not None and type(value) not in _FLOAT_TYPES:
+                raise Refused(f"meter {meter}: {value!r} is not a number")
+        row = (node, meter, time, energy, _text(tariff, "tariff_wh"),
+               None if voltage is None else float(voltage),
+               None if current is None else float(current),
+               None if power is None else float(power),
+               None if pf is None else float(pf),
+               relay, _text(status, "status"), _text(extra, "extra"))  # fmt: skip
+        out.append(row)
+        state = latest.get(meter)
+        if state is None:
+            latest[meter] = {"node": node, "address": meter, "account": "", "protocol": "",
+                             "relay": relay, "energy_wh": energy, "last_reading": time}  # fmt: skip
+        elif state["last_reading"] <= time:
+            state["last_reading"] = time
+            if relay is not None:
+                state["relay"] = relay
+            if energy is not None:
+                state["energy_wh"] = energy
+
+
+def _first(item: Mapping[str, Any], *names: str) -> Any:
+    for name in names:
+        if name in item:
+            return item[name]
+    return None
+
+
+def _event(node: str, item: Mapping[str, Any]) -> dict[str, Any]:
+    """An event in the edge's uplink form (`edge.store.records.event_payload`: id, t, c, k, m,
+    shop, a, d) or spelled out (id, time, category, kind, meter, shop, account, detail)."""
+    event_id = item.get("id")
+    if type(event_id) is not int or event_id < 1:
+        raise Refused(f"event id must be a positive integer, got {event_id!r}")
+    when = _first(item, "t", "time")
+    if isinstance(when, str):
+        try:
+            time = dt.datetime.fromisoformat(when)
+        except ValueError as exc:
+            raise Refused(f"event {event_id} time {when!r} is not ISO 8601") from exc
+        time = time if time.tzinfo else time.replace(tzinfo=dt.UTC)
+    else:
+        time = from_ms(when, f"event {event_id} time")
+    detail = _first(item, "d", "detail")
+    detail = {} if detail is None else detail
+    if not isinstance(detail, dict):
+        raise Refused(f"event {event_id} detail must be an object")
+    return {
+        "node": node,
+        "event_id": event_id,
+        "kind": _text(_first(item, "k", "kind"), "kind", optional=False),
+        "category": _text(_first(item, "c", "category") or "event", "category"),
+        "meter": _text(_first(item, "m", "meter"), "meter"),
+        "shop": _text(item.get("shop"), "shop"),
+        "account": _text(_first(item, "a", "account"), "account"),
+        "time": time,
+        "detail": detail,
+    }
+
+
+def _result(item: Mapping[str, Any]) -> Outcome:
+    """A command result (`edge.store.records.CommandResult.to_json`: command, status, seqs,
+    outcomes)."""
+    command_id = _first(item, "command", "command_id")
+    if not isinstance(command_id, str) or not command_id:
+        raise Refused(f"command result without a command id: {dict(item)!r}")
+    applied = item.get("status") == "applied"
+    status = CommandStatus.APPLIED if applied else CommandStatus.FAILED
+    return Outcome(command_id, status, dict(item))
+
+
+def _rejection(event: Mapping[str, Any]) -> Outcome | None:
+    detail = event["detail"]
+    command_id = _first(detail, "command_id", "command")
+    if not isinstance(command_id, str) or not command_id:
+        return None
+    expired = detail.get("reason") == "expired"
+    status = CommandStatus.EXPIRED if expired else CommandStatus.FAILED
+    return Outcome(command_id, status, {"rejected": detail.get("reason"), **detail})
+
+
+def prepare_contents(node: str, batch: Batch) -> Contents:
+    """Rows for readings, events and command outcomes; raises Refused on a bad value."""
+    contents = Contents()
+    try:
+        _readings(node, batch.readings, contents)
+    except ValueError as exc:  # a row of the wrong width
+        raise Refused(f"reading row malformed: {exc}") from exc
+    # Results first: an edge's result is the authority, a rejection (e.g. a late redelivery
+    # of a command it already applied, refused as expired) must not override it.
+    contents.outcomes.extend(_result(item) for item in batch.results)
+    for item in batch.events:
+        event = _event(node, item)
+        contents.events.append(event)
+        if event["kind"] == REJECTED_EVENT:
+            outcome = _rejection(event)
+            if outcome is not None:
+                contents.outcomes.append(outcome)
+    return contents

@@ -1,0 +1,139 @@
+"""The registry of concentrators: who may upload a chain, with which key, and quarantine.
+
+A concentrator is registered with its node id (the CN of its TLS certificate) and its Ed25519
+public key (`voltbook-fw` provisions both). Registering again with the same key is a no-op (the
+name may change); another key for a known node is refused unless the operator says it is a key
+rotation. A quarantined node (its chain forked, or a batch came signed by the wrong key) stays
+quarantined until an operator clears it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from cloud.chains.locks import lock
+from cloud.db.models import Alarm, Concentrator, NodeStatus
+from cloud.errors import Conflict, Invalid, NotFound
+from cloud.keys import CLOUD_NODE
+from ledger.chain import key_id
+from ledger.encoding import GENESIS_HASH
+
+log = logging.getLogger(__name__)
+
+NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
+QUARANTINE_ALARM = "quarantined"
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def check_node_id(node: str) -> str:
+    if not isinstance(node, str) or not NODE_ID.fullmatch(node):
+        raise Invalid(
+            f"node id {node!r} must be 1-64 of A-Z a-z 0-9 _ . - (starting with a letter or digit)"
+        )
+    if node == CLOUD_NODE:
+        raise Invalid(f"node id {CLOUD_NODE!r} is the cloud's own chain")
+    return node
+
+
+def register(
+    session: Session,
+    node: str,
+    public_key: Ed25519PublicKey,
+    name: str = "",
+    now: dt.datetime | None = None,
+    *,
+    rotate: bool = False,
+) -> Concentrator:
+    """Register a concentrator or confirm its registration (idempotent for the same key).
+
+    A different key for a known node raises Conflict unless `rotate=True`, which replaces the
+    key (checkpoints signed later must use the new one).
+    """
+    check_node_id(node)
+    if not isinstance(public_key, Ed25519PublicKey):
+        raise Invalid("public_key must be an Ed25519 public key")
+    now = now or _utcnow()
+    raw = public_key.public_bytes_raw().hex()
+    kid = key_id(public_key)
+    row = session.scalars(
+        select(Concentrator).where(Concentrator.node == node).with_for_update()
+    ).one_or_none()
+    if row is None:
+        row = Concentrator(
+            node=node,
+            name=name,
+            public_key=raw,
+            key_id=kid,
+            status=NodeStatus.ACTIVE.value,
+            quarantine_reason="",
+            online=False,
+            head_seq=0,
+            head_hash=GENESIS_HASH,
+            upto=0,
+            commands_applied=0,
+            next_command_seq=1,
+            created=now,
+        )
+        session.add(row)
+        session.flush()
+        log.info("node %s registered (key %s)", node, kid)
+        return row
+    if row.public_key != raw:
+        if not rotate:
+            raise Conflict(
+                f"node {node} is registered with key {row.key_id}, not {kid}; "
+                "pass rotate=True to replace its key"
+            )
+        log.warning("node %s: key rotated from %s to %s", node, row.key_id, kid)
+        row.public_key, row.key_id = raw, kid
+    if name:
+        row.name = name
+    session.flush()
+    return row
+
+
+def get(session: Session, node: str) -> Concentrator:
+    row = session.get(Concentrator, node)
+    if row is None or node == CLOUD_NODE:
+        raise NotFound(f"concentrator {node!r} is not registered")
+    return row
+
+
+def clear_quarantine(
+    session: Session, node: str, operator: str, now: dt.datetime | None = None
+) -> Concentrator:
+    """Lift a quarantine (the operator has found and fixed its cause) and clear its alarms.
+
+    Clearing does not change the stored chain: a node that keeps sending a forked chain is
+    quarantined again by its next batch.
+    """
+    row = lock(session, node)
+    if row.status != NodeStatus.QUARANTINED.value:
+        return row
+    log.warning(
+        "node %s: quarantine (%s) cleared by %s", node, row.quarantine_reason, operator or "?"
+    )
+    row.status, row.quarantine_reason = NodeStatus.ACTIVE.value, ""
+    session.execute(
+        update(Alarm).where(Alarm.node == node, Alarm.cleared.is_(False)).values(cleared=True)
+    )
+    session.add(
+        Alarm(
+            node=node,
+            kind="quarantine_cleared",
+            detail=f"cleared by {operator or 'unknown operator'}",
+            time=now or _utcnow(),
+            cleared=True,
+        )
+    )
+    session.flush()
+    return row

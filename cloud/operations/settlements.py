@@ -1,0 +1,81 @@
+"""What the cloud does when a concentrator's entries or command results arrive, for the money
+operations that span both chains (recharges, corrections, refunds, moves, swaps): post or void
+the cloud's pending transfers and advance the operations' states. The follow-up commands this
+makes due (a move's `move_in` once the source booked its `move_out`, a `settle` once the
+destination booked the arrival) are issued after the ingest commits (`cloud.operations.moves.issue_due`).
+A recharge's receipt is printed at the desk (`POST /recharges`), not here.
+
+    edge entry (by its contract id)      cloud reaction
+    recharge/P                           POST recharge-pending/P            (cloud.ingest.handler)
+    correction/C                         POST correction-pending/C          (cloud.operations.corrections)
+    refund/R (pending)                   refund reserved, amount known      (cloud.operations.refunds)
+    settle/<pending>/<action>            refund settled / move settled
+    move-out/M at the source             move_in to the destination due     (cloud.operations.moves)
+    move-in/M at the destination         settle post to the source due
+    refused command                      VOID a recharge (voided, alarm recharge_refused:
+                                         the payer is owed a refund; cloud.operations.recharges), VOID a
+                                         correction, fail a refund or move, void a move's
+                                         pending, fail a swap (cloud.operations.meter_swaps)
+
+Called by the ingest inside its transaction, under the node's row lock, after the batch's
+entries are stored; returns the transfers to append to the cloud chain (the ingest appends and
+projects them with the batch).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from sqlalchemy.orm import Session
+
+from cloud.chains.projection import hex_id
+from cloud.ingest.checks import Outcome, VerifiedEntry
+from cloud.operations import corrections, meter_swaps, moves, refunds
+from cloud.operations import recharges as money
+from ledger.transfers import Code, Kind, Transfer
+
+_OPERATION_CODES = (Code.CORRECTION, Code.REFUND, Code.MOVE)
+
+
+def on_entries(
+    session: Session,
+    node: str,
+    entries: Sequence[VerifiedEntry],
+    now: dt.datetime,
+) -> list[Transfer]:
+    """React to `node`'s new chain entries; the cloud transfers this makes."""
+    booked = {
+        hex_id(e.transfer.id): e
+        for e in entries
+        if e.transfer.code in _OPERATION_CODES or e.transfer.kind in (Kind.POST, Kind.VOID)
+    }
+    if not booked:
+        return []
+    posts = corrections.on_entries(
+        session,
+        node,
+        {k: e for k, e in booked.items() if e.transfer.code is Code.CORRECTION},
+        now,
+    )
+    refunds.on_entries(session, node, booked, now)
+    moves.on_entries(session, node, booked, now)
+    return posts
+
+
+def on_outcomes(
+    session: Session,
+    node: str,
+    outcomes: Sequence[Outcome],
+    now: dt.datetime,
+) -> list[Transfer]:
+    """React to `node`'s command results (a refused recharge or correction voids its
+    pending, …)."""
+    if not outcomes:
+        return []
+    voids = money.on_outcomes(session, node, outcomes, now)
+    voids += corrections.on_outcomes(session, outcomes, now)
+    refunds.on_outcomes(session, node, outcomes, now)
+    moves.on_outcomes(session, outcomes, now)
+    meter_swaps.on_outcomes(session, outcomes, now)
+    return voids

@@ -1,0 +1,224 @@
+"""Ingest workers against a real Mosquitto: two workers share the uplinks of two nodes
+(MQTT shared subscription), every batch is stored once and acknowledged, commands go down."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+
+import paho.mqtt.client as mqtt
+import pytest
+from sqlalchemy import Engine, select
+
+from cloud.chains import commands
+from cloud.db import models
+from cloud.ingest.worker import IngestWorker
+from cloud.services.broker import MosquittoBroker, find_mosquitto
+from cloud.services.errors import ServiceError
+from ledger.signed import CommandKind, open_command, trusted
+from ledger.wire import AckStatus, Status, topic
+from tests.cloud.fake_edge import T0, FakeEdge, reading
+from tests.cloud.helpers import count, open_ack, stored_chain
+from tests.conftest import service_missing
+
+pytestmark = pytest.mark.mosquitto
+WAIT_S = 20.0
+NODES = ("edge-0001", "edge-0002")
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoBroker]:
+    if find_mosquitto() is None:
+        service_missing("mosquitto", "not on PATH, /usr/sbin or /usr/local/sbin")
+    server = MosquittoBroker(tmp_path_factory.mktemp("worker-mosquitto"))
+    try:
+        server.start()
+    except ServiceError as exc:
+        service_missing("mosquitto", str(exc))
+    with server:
+        yield server
+
+
+class Device:
+    """An edge's MQTT side: publishes batches and status, collects acks and commands."""
+
+    def __init__(self, broker: MosquittoBroker, edge: FakeEdge) -> None:
+        self.edge = edge
+        self.inbox: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{edge.node}-t")
+        self.client.on_message = lambda c, u, m: self.inbox.put((m.topic, m.payload))
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *args: subscribed.set()
+        self.client.subscribe([(topic(edge.node, "ack"), 1), (topic(edge.node, "cmd"), 1)])
+        assert subscribed.wait(5), "no SUBACK"
+
+    def publish(self, leaf: str, payload: bytes) -> None:
+        self.client.publish(topic(self.edge.node, leaf), payload, qos=1).wait_for_publish(5)
+
+    def next(self, leaf: str, timeout: float = WAIT_S) -> bytes:
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"{self.edge.node}: nothing on {leaf} within {timeout} s"
+            try:
+                name, payload = self.inbox.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if name.endswith("/" + leaf):
+                return payload
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def workers(broker, engine: Engine, cloud_key, clock, request) -> Iterator[list[IngestWorker]]:
+    group = f"ingest-{request.node.name}".replace("[", "-").replace("]", "")
+    started = [
+        IngestWorker(
+            broker.host,
+            broker.port,
+            engine=engine,
+            key=cloud_key,
+            client_id=f"{group}-{n}",
+            group=group,
+            now=clock,
+        )
+        for n in (1, 2)
+    ]
+    for worker in started:
+        worker.start()
+    for worker in started:
+        assert worker.wait_connected(WAIT_S)
+    time.sleep(0.2)  # SUBACKs
+    yield started
+    for worker in started:
+        worker.stop()
+
+
+def _sync(device: Device, batches: list[tuple[int, int, bytes]], cloud_key) -> list[AckStatus]:
+    """Publish every batch, then resend after gaps the way an edge does, until all are acked."""
+    statuses = []
+    for *_, payload in batches:
+        device.publish("up", payload)
+    last = batches[-1][1]
+    acked = 0
+    while acked < last:
+        ack = open_ack(device.next("ack"), cloud_key)
+        statuses.append(ack.status)
+        assert ack.status in (AckStatus.OK, AckStatus.GAP), ack
+        if ack.status is AckStatus.GAP:
+            for first, _, payload in batches:
+                if first > ack.upto:
+                    device.publish("up", payload)
+        acked = max(acked, ack.upto)
+    return statuses
+
+
+def test_two_workers_store_every_batch_of_two_nodes_once(
+    broker, workers, sessions, cloud_key, edge_of
+) -> None:
+    devices, expected = [], {}
+    for node in NODES:
+        edge = edge_of(node)
+        batches = []
+        for number in range(8):
+            entries = edge.book_consumption(3)
+            rows = [reading("000000000001", T0.replace(minute=number), number)]
+            first = number * 4 + 1
+            batches.append((first, first + 3, edge.payload(first, first + 3, entries,
+                                                           readings=rows)))  # fmt: skip
+        devices.append((Device(broker, edge), batches))
+        expected[node] = edge.entries
+    results = {}
+
+    def sync(device: Device, batches: list[tuple[int, int, bytes]]) -> None:
+        results[device.edge.node] = _sync(device, batches, cloud_key)
+
+    threads = [threading.Thread(target=sync, args=pair) for pair in devices]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT_S * 2)
+    for device, _ in devices:
+        device.close()
+    assert set(results) == set(NODES)
+    for node in NODES:
+        assert stored_chain(sessions, node) == expected[node]
+        assert count(sessions, models.Reading, models.Reading.node == node) == 8
+    assert sum(w.batches for w in workers) >= 16
+    assert all(w.batches for w in workers), "the shared subscription used both workers"
+    assert sum(w.failures for w in workers) == 0
+
+
+def _wait_for(condition, what: str, timeout: float = WAIT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not happen within {timeout} s"
+        time.sleep(0.05)
+
+
+def test_commands_go_down_and_are_marked_delivered(broker, workers, sessions, edge_of) -> None:
+    cloud_key, clock = workers[0].ingest.key, workers[0].ingest._now
+    node = NODES[0]
+    device = Device(broker, edge_of(node))
+    with sessions.begin() as session:
+        early = commands.issue(session, node, CommandKind.TIME, {}, key=cloud_key, now=clock())
+
+    def next_command_id() -> str:
+        payload = device.next("cmd")
+        return open_command(payload, trusted(cloud_key.public_key), node, clock()).id
+
+    # Online: the status answer carries the open command.
+    device.publish("status", Status(node, True).encode())
+    assert next_command_id() == early.id
+
+    def status_of(command_id: str) -> str:
+        with sessions() as session:
+            return session.scalar(select(models.Command.status).where(
+                models.Command.id == command_id))  # fmt: skip
+
+    _wait_for(lambda: status_of(early.id) == "delivered", "delivery of the resent command")
+    # A command issued while the node is online goes down through the dispatcher.
+    with sessions.begin() as session:
+        later = commands.issue(session, node, CommandKind.TIME, {}, key=cloud_key, now=clock())
+    received = next_command_id()
+    if received == early.id:  # the dispatcher raced the status answer: a harmless second copy
+        received = next_command_id()
+    assert received == later.id
+    _wait_for(lambda: status_of(later.id) == "delivered", "delivery by the dispatcher")
+    device.close()
+
+
+@pytest.mark.parametrize("engine", [pytest.param("postgres", marks=pytest.mark.postgres)],
+                         indirect=True)  # fmt: skip
+def test_a_database_outage_loses_no_batch(broker, workers, sessions, edge_of, request) -> None:
+    """The database stops under the workers: no ack, no crash; the resent batch is stored."""
+    cloud_key = workers[0].ingest.key
+    server = request.getfixturevalue("pg_databases").server
+    node = NODES[0]
+    edge = edge_of(node)
+    device = Device(broker, edge)
+    first = edge.payload(1, 2, edge.book_consumption(2))
+    device.publish("up", first)
+    assert open_ack(device.next("ack"), cloud_key).seq == 2
+    second = edge.payload(3, 4, edge.book_consumption(2))
+    server.stop()
+    try:
+        device.publish("up", second)
+        _wait_for(lambda: sum(w.failures for w in workers) == 1, "the failed attempt")
+        with pytest.raises(AssertionError, match="nothing on ack"):
+            device.next("ack", timeout=0.5)
+    finally:
+        server.start()
+    device.publish("up", second)  # the edge resends after its ack timeout
+    ack = open_ack(device.next("ack"), cloud_key)
+    assert (ack.status, ack.seq) == (AckStatus.OK, 4)
+    assert stored_chain(sessions, node) == edge.entries
+    assert all(w.connected for w in workers)
+    device.close()

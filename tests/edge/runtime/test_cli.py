@@ -1,0 +1,203 @@
+"""The runtime's command line, as an operator uses it: demo-site, run, accounts, ledger."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from edge.site.demo import DemoSite
+from ledger.encoding import decode_transfer, encode_transfer
+from tests.edge.runtime.conftest import ROOT, cli, cli_command, demo, wait_running
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A demo site written and run by the CLI (shared: the tests only read it, but the last)."""
+    where = tmp_path_factory.mktemp("cli") / "site"
+    made = cli("demo-site", "--dir", str(where), "--meters", "8", "--tariff", "flat")
+    assert made.returncode == 0, made.stderr
+    site_toml = Path(json.loads(made.stdout)["site"])
+    run = cli("run", "--config", str(site_toml), "--speed", "3600", "--cycles", "6")
+    assert run.returncode == 0, run.stderr
+    summary = json.loads(run.stdout)
+    assert summary["cycles"] == 6 and summary["failed_cycles"] == 0
+    return site_toml
+
+
+def test_accounts_lists_balances_relays_and_alarms(ran: Path) -> None:
+    result = cli("accounts", "--config", str(ran), "--json")
+    assert result.returncode == 0, result.stderr
+    accounts = json.loads(result.stdout)["accounts"]
+    assert [a["id"] for a in accounts] == [f"A{n:04d}" for n in range(1, 9)]
+    for account in accounts:
+        assert {"id", "shop", "subsidy_wh", "prepaid_fen", "relay", "alarms"} <= set(account)
+        assert account["relay"] in ("open", "closed")
+        assert isinstance(account["subsidy_wh"], int) and isinstance(account["prepaid_fen"], int)
+        assert account["meters"][0]["register_wh"] > 0
+    text = cli("accounts", "--config", str(ran))
+    assert text.returncode == 0 and "A0001" in text.stdout
+
+
+def test_ledger_export_has_every_transfer_with_its_references(ran: Path) -> None:
+    result = cli("ledger", "export", "--config", str(ran))
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    entries = [x for x in lines if x["type"] == "entry"]
+    assert [e["seq"] for e in entries] == list(range(1, len(entries) + 1))
+    assert lines[-1]["type"] == "checkpoint" and lines[-1]["seq"] == entries[-1]["seq"]
+    for entry in entries:
+        assert {"seq", "id", "code", "debit", "credit", "amount", "unit", "refs"} <= set(entry)
+    codes = {e["code"] for e in entries}
+    assert {"recharge", "subsidy_issue", "consume"} <= codes
+    assert all(e["refs"]["period"] == "2026-11" for e in entries if e["code"] == "subsidy_issue")
+    consume = [e for e in entries if e["code"] == "consume"]
+    assert all({"meter", "reg_from", "reg_to", "energy_wh"} <= set(e["refs"]) for e in consume)
+
+
+def test_ledger_verify_passes_then_names_a_row_edited_inside_sqlite(
+    ran: Path, tmp_path: Path
+) -> None:
+    shutil.copytree(ran.parent, tmp_path / "site")  # its own copy: this test edits the store
+    ran = tmp_path / "site" / "site.toml"
+    verified = cli("ledger", "verify", "--config", str(ran))
+    assert verified.returncode == 0, verified.stderr
+    summary = json.loads(verified.stdout)
+    assert summary["ok"] and "subsidy_once_per_period" in summary["invariants"]
+    assert summary["meters_checked"] == 8
+
+    store = ran.parent / "data" / "edge.sqlite"
+    with sqlite3.connect(store) as db:
+        body = db.execute("SELECT body FROM ledger WHERE seq = 5").fetchone()[0]
+        edited = replace(decode_transfer(bytes(body)), amount=1)
+        db.execute("UPDATE ledger SET body = ? WHERE seq = 5", (encode_transfer(edited),))
+    refused = cli("ledger", "verify", "--config", str(ran))
+    assert refused.returncode == 1
+    assert "seq 5" in refused.stderr and "edited" in refused.stderr
+
+
+def test_export_accounts_and_verify_work_while_run_is_up_and_sigterm_stops_it(
+    tmp_path: Path,
+) -> None:
+    site = demo(tmp_path, 8)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify = str(tmp_path / "notify.sock")
+    server.bind(notify)
+    server.settimeout(0.5)
+    messages: list[str] = []
+    listening = threading.Event()
+    listening.set()
+
+    def listen() -> None:  # as systemd does: read every notification as it comes
+        while listening.is_set():
+            try:
+                messages.append(server.recv(4096).decode())
+            except TimeoutError:
+                continue
+
+    listener = threading.Thread(target=listen)
+    listener.start()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "NOTIFY_SOCKET": notify,
+        "WATCHDOG_USEC": "400000",
+    }
+    proc = subprocess.Popen(
+        cli_command("run", "--config", str(site.site_toml), "--speed", "3600"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=ROOT,
+    )
+    try:
+        assert wait_running(proc, 20)
+        # The runtime's stderr must keep flowing while the other commands run.
+        drain = threading.Thread(target=proc.stderr.read) if proc.stderr else None
+        if drain:
+            drain.start()
+        for args in (("ledger", "export"), ("accounts", "--json"), ("ledger", "verify")):
+            result = cli(*args, "--config", str(site.site_toml))
+            assert result.returncode == 0, (args, result.stderr)
+        proc.terminate()
+        assert proc.stdout is not None
+        out = proc.stdout.read()
+        assert proc.wait(timeout=30) == 0
+        if drain:
+            drain.join()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        listening.clear()
+        listener.join()
+        server.close()
+    summary = json.loads(out)
+    assert summary["stopped"] == "SIGTERM" and summary["cycles"] >= 1
+    joined = "\n".join(messages)
+    assert "READY=1" in joined and "WATCHDOG=1" in joined and "STOPPING=1" in joined
+    assert "STATUS=cycle" in joined
+
+
+@pytest.mark.slow
+def test_simulated_meters_on_a_pty_with_wire_timing_at_real_speed(tmp_path: Path) -> None:
+    site = demo(tmp_path, 2)
+    result = cli("run", "--config", str(site.site_toml), "--cycles", "1", timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "2 meters read, 0 failed" in result.stderr
+
+
+def test_speed_is_refused_for_real_buses(small_site: DemoSite) -> None:
+    text = small_site.site_toml.read_text().replace(
+        'kind = "simulated"', 'kind = "serial"\nport = "/dev/ttyUSB9"'
+    )
+    small_site.site_toml.write_text(text)
+    result = cli("run", "--config", str(small_site.site_toml), "--speed", "60")
+    assert result.returncode == 2
+    assert "--speed 60 needs every bus simulated" in result.stderr
+
+
+def test_a_missing_serial_port_is_one_clear_error(small_site: DemoSite) -> None:
+    text = small_site.site_toml.read_text().replace(
+        'kind = "simulated"', 'kind = "serial"\nport = "/dev/ttyUSB9"'
+    )
+    small_site.site_toml.write_text(text)
+    result = cli("run", "--config", str(small_site.site_toml), "--cycles", "1")
+    assert result.returncode == 2
+    assert "/dev/ttyUSB9" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_demo_site_refuses_to_overwrite_a_site(small_site: DemoSite) -> None:
+    result = cli("demo-site", "--dir", str(small_site.directory))
+    assert result.returncode == 2 and "already exists" in result.stderr
+
+
+def test_run_until_stops_at_that_site_time(small_site: DemoSite) -> None:
+    result = cli(
+        "run", "--config", str(small_site.site_toml), "--speed", "36000",
+        "--until", "2026-11-01T06:00:00+08:00",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["time"] >= "2026-11-01T06:00" and summary["time"] < "2026-11-01T07:00"
+    assert summary["stopped"].startswith("reached")
+
+
+def test_the_systemd_unit_is_a_notify_service_with_a_watchdog_that_always_restarts() -> None:
+    import configparser
+
+    unit = configparser.ConfigParser(strict=False)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]
+    unit.read(ROOT / "edge" / "systemd" / "voltbook-edge.service")
+    service = unit["Service"]
+    assert service["Type"] == "notify" and service["Restart"] == "always"
+    assert int(service["WatchdogSec"]) > 0
+    assert service["ExecStart"].split()[1:3] == ["run", "--config"]

@@ -56,16 +56,16 @@ class AccountOut(Out):
 
 # What a page can be filtered by: a bound parameter of the same name each.
 FILTERS = {
-    "account": models.Account.account,
-    "node": models.Account.node,
-    "shop": models.Account.shop,
+    "account": models.ReportedAccount.account,
+    "node": models.ReportedAccount.node,
+    "shop": models.ReportedAccount.shop,
 }
 
 
 @functools.cache
 def _count_statement(filters: tuple[str, ...]) -> Select[Any]:
     where = [FILTERS[f] == bindparam(f) for f in filters]
-    return select(func.count()).select_from(models.Account).where(*where)
+    return select(func.count()).select_from(models.ReportedAccount).where(*where)
 
 
 @functools.cache
@@ -73,7 +73,7 @@ def _page_statement(filters: tuple[str, ...]) -> Select[Any]:
     """A page of accounts with their balances, recharges in flight and meters: one row per
     meter (one for an account with none), sorted by account and meter. Built once per set of
     `filters` (the values are bound parameters, so the compiled form is reused too)."""
-    account, recharge, meter = models.Account, models.Recharge, models.Meter
+    account, recharge, meter = models.ReportedAccount, models.Recharge, models.MeterState
     chosen = (
         select(account.account, account.node, account.shop, account.building, account.floor)
         .where(*(FILTERS[f] == bindparam(f) for f in filters))

@@ -61,7 +61,7 @@ class ReadingOut(Out):
     status: str | None
 
 
-def _meters(rows: Sequence[models.Meter]) -> list[MeterOut]:
+def _meters(rows: Sequence[models.MeterState]) -> list[MeterOut]:
     return [
         MeterOut(
             node=m.node,
@@ -105,14 +105,14 @@ def list_meters(
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> dict[str, object]:
-    query = select(models.Meter).order_by(models.Meter.node, models.Meter.address)
+    query = select(models.MeterState).order_by(models.MeterState.node, models.MeterState.address)
     if node is not None:
-        query = query.where(models.Meter.node == node)
+        query = query.where(models.MeterState.node == node)
     if account is not None:
         who.require_account(account)
-        query = query.where(models.Meter.account == account)
+        query = query.where(models.MeterState.account == account)
     if who.role is Role.MERCHANT:
-        query = query.where(models.Meter.account == who.account)
+        query = query.where(models.MeterState.account == who.account)
     return page(session, query, limit, offset, _meters)
 
 
@@ -142,15 +142,17 @@ def list_readings(
     if who.role is Role.MERCHANT:
         if meter is not None and not session.scalar(
             select(
-                exists().where(models.Meter.address == meter, models.Meter.account == who.account)
+                exists().where(
+                    models.MeterState.address == meter, models.MeterState.account == who.account
+                )
             )
         ):
             raise Forbidden(f"meter {meter} is not on account {who.account}")
         query = query.where(
             exists().where(
-                models.Meter.node == models.Reading.node,
-                models.Meter.address == models.Reading.meter,
-                models.Meter.account == who.account,
+                models.MeterState.node == models.Reading.node,
+                models.MeterState.address == models.Reading.meter,
+                models.MeterState.account == who.account,
             )
         )
     if meter is not None:

@@ -41,17 +41,16 @@ from cloud.api.common import (
 from cloud.db import models
 from cloud.db.operations import Receipt
 from cloud.errors import NotFound
-from cloud.operations import receipts
-from cloud.operations import recharges as money
+from cloud.operations import receipts, recharges
 from cloud.people import oplog
 from cloud.people.auth import MONEY_DESK, STAFF, Principal, Role
 
 router = APIRouter(prefix="/recharges", tags=["recharges"])
 
-Method = Literal["cash", "card", "wechat", "alipay", "transfer"]  # money.METHODS
-PaymentId = Annotated[StrictStr, Field(pattern=f"^{money.PAYMENT_ID.pattern}$")]
+Method = Literal["cash", "card", "wechat", "alipay", "transfer"]  # recharges.METHODS
+PaymentId = Annotated[StrictStr, Field(pattern=f"^{recharges.PAYMENT_ID.pattern}$")]
 RechargeFen = Annotated[
-    StrictInt, Field(gt=0, le=money.MAX_RECHARGE_FEN, description="fen (0.01 CNY)")
+    StrictInt, Field(gt=0, le=recharges.MAX_RECHARGE_FEN, description="fen (0.01 CNY)")
 ]
 
 
@@ -127,7 +126,7 @@ def create_recharge(
     again = body.payment is not None and session.get(models.Recharge, body.payment) is not None
     if again:
         response.status_code = status.HTTP_200_OK
-    recharge = money.recharge(
+    recharge = recharges.recharge(
         session,
         account=body.account,
         fen=body.fen,

@@ -24,7 +24,7 @@ from cloud.api.common import (
     StrictBody,
     answers,
 )
-from cloud.operations import recharges as money
+from cloud.operations import relays
 from cloud.people import oplog
 from cloud.people.auth import OPERATIONS, Principal
 
@@ -56,7 +56,7 @@ def switch_relays(
     key: CloudKey,
     now: Now,
 ) -> RelayOut:
-    commands = money.relay(session, list(body.meters), body.action, who.user, key, now)
+    commands = relays.order_relays(session, list(body.meters), body.action, who.user, key, now)
     session.flush()
     for command in commands:
         after = {"command_id": command.id, **command.args}

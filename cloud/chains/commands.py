@@ -16,6 +16,7 @@ import datetime as dt
 import logging
 import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, update
@@ -27,6 +28,23 @@ from cloud.errors import Invalid, NotFound
 from ledger.chain import NodeKey
 from ledger.signed import Command as SignedCommand
 from ledger.signed import CommandKind
+
+REFUSED = (CommandStatus.FAILED, CommandStatus.EXPIRED)
+
+
+@dataclass(frozen=True, slots=True)
+class CommandVerdict:
+    """An edge's verdict on a command: from its result, or from a `command_rejected` event."""
+
+    command_id: str
+    status: CommandStatus
+    result: Mapping[str, Any]
+
+    @property
+    def refused(self) -> bool:
+        """The edge will not apply the command (refused it, or it expired there)."""
+        return self.status in REFUSED
+
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,21 @@ from cloud.db.bulk import execute as _execute
 from cloud.db.bulk import upsert_rows
 from cloud.db.models import Balance, LedgerEntry
 from cloud.db.sql import dialect_name
-from ledger.accounts import AccountId, unit_of
+from ledger.accounts import AccountId, Pocket, pocket_id, unit_of
 from ledger.transfers import Kind, Transfer
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedEntry:
+    """One entry of a node's chain, its hash recomputed and its checkpoint verified
+    (`cloud.ingest.checks.verify_ledger`)."""
+
+    seq: int
+    prev_hash: bytes
+    hash: bytes
+    body: bytes
+    transfer: Transfer
+
 
 log = logging.getLogger(__name__)
 
@@ -186,3 +199,13 @@ ON CONFLICT (account) DO UPDATE SET
     credits_pending = balances.credits_pending + excluded.credits_pending,
     credits_posted = balances.credits_posted + excluded.credits_posted
 """
+
+
+def prepaid_balance(session: Session, account: str) -> int | None:
+    """The account's available prepaid fen over all chains, or None if nothing was booked."""
+    if not account:
+        return None
+    row = session.get(Balance, pocket_id(account, Pocket.PREPAID))
+    if row is None:
+        return None
+    return row.credits_posted - row.debits_posted - row.debits_pending

@@ -30,11 +30,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
-from cloud.chains.projection import transfer_time
+from cloud.chains.projection import VerifiedEntry, transfer_time
 from cloud.db.bulk import upsert_rows
 from cloud.db.rollups import ConsumptionDaily, ConsumptionMonthly
 from cloud.db.sql import table_of
-from cloud.ingest.checks import VerifiedEntry
 from ledger.accounts import Pocket
 from ledger.ids import derive_id
 from ledger.transfers import Code, Kind, Transfer

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
@@ -25,9 +25,10 @@ from cloud.db.models import Checkpoint, Concentrator, LedgerEntry
 from cloud.db.sql import upsert
 from cloud.errors import Conflict, NotFound
 from cloud.keys import CLOUD_NODE
+from ledger.accounts import AccountId, unit_of
 from ledger.chain import Chain, Entry, NodeKey
 from ledger.encoding import GENESIS_HASH, encode_transfer
-from ledger.transfers import Transfer
+from ledger.transfers import Code, Kind, RefValue, TimeSource, Transfer
 
 log = logging.getLogger(__name__)
 
@@ -129,3 +130,30 @@ def _not_yet_in_chain(session: Session, transfers: Sequence[Transfer]) -> list[T
         elif bytes(body) != encode_transfer(transfer):
             raise Conflict(f"transfer {transfer_id} is in the cloud chain with other content")
     return fresh
+
+
+def cloud_transfer(  # noqa: PLR0917 (the fields of a cloud transfer)
+    transfer_id: int,
+    debit: AccountId,
+    credit: AccountId,
+    amount: int,
+    code: Code,
+    now: dt.datetime,
+    *,
+    kind: Kind = Kind.SINGLE,
+    pending_id: int | None = None,
+    refs: Mapping[str, RefValue] | None = None,
+) -> Transfer:
+    return Transfer(
+        id=transfer_id,
+        debit=debit,
+        credit=credit,
+        amount=amount,
+        unit=unit_of(debit),
+        code=code,
+        time=now.isoformat(),
+        time_source=TimeSource.NTP,
+        kind=kind,
+        pending_id=pending_id,
+        refs=dict(refs or {}),
+    )

@@ -25,7 +25,7 @@ from psycopg.types.json import Json
 from sqlalchemy import FromClause, insert, literal_column, text
 from sqlalchemy.orm import Session
 
-from cloud.db.models import LedgerEntry, Meter, Reading
+from cloud.db.models import LedgerEntry, MeterState, Reading
 from cloud.db.sql import dialect_name, table_of, upsert
 
 ENTRY_COLUMNS = tuple(c.name for c in LedgerEntry.__table__.columns if c.name != "id")
@@ -125,7 +125,7 @@ def update_meter_states(
             "last_reading": "excluded.last_reading",
         }
         upsert_rows(
-            session, Meter.__table__, states, index=("node", "address"), update=update,
+            session, MeterState.__table__, states, index=("node", "address"), update=update,
             where="meters.last_reading IS NULL OR meters.last_reading < excluded.last_reading",
         )  # fmt: skip
         return

@@ -134,8 +134,9 @@ class Balance(Base):
     credits_posted: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
-class Account(Base):
-    """A merchant account as its home concentrator reports it."""
+class ReportedAccount(Base):
+    """A merchant account as its home concentrator reports it (the registry's accounts are
+    `cloud.db.registry.Account`)."""
 
     __tablename__ = "accounts"
 
@@ -146,7 +147,10 @@ class Account(Base):
     floor: Mapped[str] = mapped_column(String(32), default="")
 
 
-class Meter(Base):
+class MeterState(Base):
+    """A meter as its concentrator last reported it: account, relay, register, last reading
+    (the registry's meters are `cloud.db.registry.Meter`)."""
+
     __tablename__ = "meters"
     __table_args__ = (Index("meters_by_account", "account"),)
 

@@ -21,12 +21,13 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from cloud.chains.commands import CommandVerdict
+from cloud.chains.projection import VerifiedEntry
 from cloud.db.models import CommandStatus
 from cloud.errors import Quarantined, Refused
 from ledger.chain import Checkpoint, entry_hash
 from ledger.encoding import GENESIS_HASH, decode_transfer
 from ledger.errors import DecodeError
-from ledger.transfers import Transfer
 from ledger.wire import Batch, LedgerPart
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -37,30 +38,12 @@ WIDTHS = {"meter": 32, "tariff_wh": 80, "status": 80, "kind": 64, "category": 16
           "account": 64}  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
-class VerifiedEntry:
-    seq: int
-    prev_hash: bytes
-    hash: bytes
-    body: bytes
-    transfer: Transfer
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """An edge's verdict on a command: from its result, or from a `command_rejected` event."""
-
-    command_id: str
-    status: CommandStatus
-    result: Mapping[str, Any]
-
-
 @dataclass(slots=True)
 class Contents:
     readings: list[tuple[Any, ...]] = field(default_factory=list)  # in `readings` column order
     latest: dict[str, dict[str, Any]] = field(default_factory=dict)  # meter -> newest state
     events: list[dict[str, Any]] = field(default_factory=list)
-    outcomes: list[Outcome] = field(default_factory=list)
+    verdicts: list[CommandVerdict] = field(default_factory=list)
 
 
 def verify_ledger(
@@ -198,7 +181,7 @@ def _event(node: str, item: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _result(item: Mapping[str, Any]) -> Outcome:
+def _result(item: Mapping[str, Any]) -> CommandVerdict:
     """A command result (`edge.store.records.CommandResult.to_json`: command, status, seqs,
     outcomes)."""
     command_id = _first(item, "command", "command_id")
@@ -206,17 +189,17 @@ def _result(item: Mapping[str, Any]) -> Outcome:
         raise Refused(f"command result without a command id: {dict(item)!r}")
     applied = item.get("status") == "applied"
     status = CommandStatus.APPLIED if applied else CommandStatus.FAILED
-    return Outcome(command_id, status, dict(item))
+    return CommandVerdict(command_id, status, dict(item))
 
 
-def _rejection(event: Mapping[str, Any]) -> Outcome | None:
+def _rejection(event: Mapping[str, Any]) -> CommandVerdict | None:
     detail = event["detail"]
     command_id = _first(detail, "command_id", "command")
     if not isinstance(command_id, str) or not command_id:
         return None
     expired = detail.get("reason") == "expired"
     status = CommandStatus.EXPIRED if expired else CommandStatus.FAILED
-    return Outcome(command_id, status, {"rejected": detail.get("reason"), **detail})
+    return CommandVerdict(command_id, status, {"rejected": detail.get("reason"), **detail})
 
 
 def prepare_contents(node: str, batch: Batch) -> Contents:
@@ -228,12 +211,12 @@ def prepare_contents(node: str, batch: Batch) -> Contents:
         raise Refused(f"reading row malformed: {exc}") from exc
     # Results first: an edge's result is the authority, a rejection (e.g. a late redelivery
     # of a command it already applied, refused as expired) must not override it.
-    contents.outcomes.extend(_result(item) for item in batch.results)
+    contents.verdicts.extend(_result(item) for item in batch.results)
     for item in batch.events:
         event = _event(node, item)
         contents.events.append(event)
         if event["kind"] == REJECTED_EVENT:
             outcome = _rejection(event)
             if outcome is not None:
-                contents.outcomes.append(outcome)
+                contents.verdicts.append(outcome)
     return contents

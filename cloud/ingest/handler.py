@@ -37,27 +37,27 @@ from sqlalchemy.orm import Session
 
 from cloud.chains import commands, rollups
 from cloud.chains import store as chain_store
+from cloud.chains.alarms import raise_alarm
 from cloud.chains.locks import lock
-from cloud.chains.projection import Appended, entry_row, project
+from cloud.chains.projection import Appended, VerifiedEntry, entry_row, project
 from cloud.db.bulk import TIME, insert_entries, insert_readings, update_meter_states, upsert_rows
 from cloud.db.engine import session_factory
+from cloud.db.models import Checkpoint as CheckpointRow
 from cloud.db.models import (
-    Account,
-    Alarm,
     Command,
     Concentrator,
     Event,
     LedgerEntry,
-    Meter,
+    MeterState,
     NodeStatus,
     Recharge,
     RechargeStatus,
+    ReportedAccount,
 )
-from cloud.db.models import Checkpoint as CheckpointRow
 from cloud.db.partitions import ensure_partitions, forget_known_partitions
 from cloud.db.sql import table_of, upsert
 from cloud.errors import NotFound, Quarantined, Refused
-from cloud.ingest.checks import Contents, VerifiedEntry, prepare_contents, verify_ledger
+from cloud.ingest.checks import Contents, prepare_contents, verify_ledger
 from cloud.keys import CLOUD_NODE
 from cloud.operations import moves, settlements
 from cloud.operations.recharges import post_transfer
@@ -234,7 +234,7 @@ class Ingest:
                 appended.append(chain_store.appended(posted))
             row.head_seq, row.head_hash = fresh[-1].seq, fresh[-1].hash
         _store_contents(session, node, contents, now)
-        voids = settlements.on_outcomes(session, node, contents.outcomes, now)
+        voids = settlements.on_verdicts(session, node, contents.verdicts, now)
         if voids:
             appended.append(
                 chain_store.appended(
@@ -278,7 +278,7 @@ class Ingest:
         for recharge in sorted(pending, key=lambda r: booked[r.payment].seq):
             entry = booked[recharge.payment]
             if recharge.status == RechargeStatus.VOIDED.value:
-                _alarm(session, node, "recharge_after_void", now,
+                raise_alarm(session, node, "recharge_after_void", now,
                        f"payment {recharge.payment}: edge booked {entry.transfer.amount} fen to "
                        f"{entry.transfer.credit} at seq {entry.seq}, but the cloud voided the "
                        f"recharge ({recharge.reason})")  # fmt: skip
@@ -287,7 +287,7 @@ class Ingest:
             if amount > recharge.fen or entry.transfer.credit != pocket_id(
                 recharge.account, Pocket.PREPAID
             ):
-                _alarm(session, node, "recharge_mismatch", now,
+                raise_alarm(session, node, "recharge_mismatch", now,
                        f"payment {recharge.payment}: edge booked {amount} fen to "
                        f"{entry.transfer.credit} at seq {entry.seq}, cloud has {recharge.fen} "
                        f"fen for {recharge.account}")  # fmt: skip
@@ -305,7 +305,7 @@ class Ingest:
         log.warning("node %s: batch refused: %s", node, reason)
         with self._sessions.begin() as session:
             row = session.get(Concentrator, node) if node != CLOUD_NODE else None
-            _alarm(session, node, "refused_batch", now, reason)
+            raise_alarm(session, node, "refused_batch", now, reason)
             head = _Head.of(row)
         return self._ack(node, head, AckStatus.REFUSED, now, reason)
 
@@ -415,16 +415,11 @@ def _store_contents(session: Session, node: str, contents: Contents, now: dt.dat
     states = [contents.latest[m] for m in sorted(contents.latest)]
     update_meter_states(session, node, states, contents.readings)
     upsert_rows(session, Event.__table__, contents.events, index=("node", "event_id"))
-    for outcome in contents.outcomes:
+    for outcome in contents.verdicts:
         if commands.record_outcome(
             session, node, outcome.command_id, outcome.status, result=outcome.result, now=now
         ):
             log.info("node %s: command %s %s", node, outcome.command_id, outcome.status)
-
-
-def _alarm(session: Session, node: str | None, kind: str, now: dt.datetime, detail: str) -> None:
-    session.add(Alarm(node=(node or "")[:64] or None, kind=kind, detail=detail, time=now,
-                      cleared=False))  # fmt: skip
 
 
 def _quarantine_row(
@@ -433,7 +428,7 @@ def _quarantine_row(
     log.error("node %s quarantined: %s: %s", row.node, exc.reason, exc.detail)
     row.status = NodeStatus.QUARANTINED.value
     row.quarantine_reason = f"{exc.reason}: {exc.detail}" if exc.detail else exc.reason
-    _alarm(session, row.node, "quarantined", now, row.quarantine_reason)
+    raise_alarm(session, row.node, "quarantined", now, row.quarantine_reason)
 
 
 def _register_inventory(session: Session, node: str, inventory: object) -> None:
@@ -459,7 +454,7 @@ def _register_inventory(session: Session, node: str, inventory: object) -> None:
                 meters.append({"node": node, "address": address, "account": owner,
                                "protocol": protocol})  # fmt: skip
     if accounts:
-        statement = upsert(session, Account.__table__)
+        statement = upsert(session, ReportedAccount.__table__)
         session.execute(
             statement.on_conflict_do_update(
                 index_elements=["account"],
@@ -468,7 +463,7 @@ def _register_inventory(session: Session, node: str, inventory: object) -> None:
             accounts,
         )
     if meters:
-        statement = upsert(session, Meter.__table__)
+        statement = upsert(session, MeterState.__table__)
         session.execute(
             statement.on_conflict_do_update(
                 index_elements=["node", "address"],

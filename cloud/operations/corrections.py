@@ -25,16 +25,18 @@ from collections.abc import Mapping, Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cloud.chains import commands
+from cloud.chains import commands, projection
 from cloud.chains import store as chain_store
+from cloud.chains.alarms import raise_alarm
+from cloud.chains.commands import CommandVerdict
 from cloud.chains.locks import lock_active
-from cloud.chains.projection import hex_id
-from cloud.db.models import Account, LedgerEntry, Recharge
+from cloud.chains.projection import VerifiedEntry, hex_id
+from cloud.chains.store import cloud_transfer
+from cloud.db.models import LedgerEntry, Recharge, ReportedAccount
 from cloud.db.operations import Correction
 from cloud.errors import Conflict, Invalid, NotFound
-from cloud.ingest.checks import Outcome, VerifiedEntry
 from cloud.operations import receipts
-from cloud.operations.common import alarm, cloud_transfer, reference, refused, whole
+from cloud.operations.arguments import reference, whole
 from cloud.operations.recharges import MAX_RECHARGE_FEN, edge_recharge_id
 from ledger.accounts import AccountId, Pocket, System, owner_of, pocket_id, system_id
 from ledger.chain import NodeKey
@@ -105,7 +107,7 @@ def create(
     if not isinstance(original, str) or not original:
         raise Invalid("original must name the recharge (payment id) or transfer (hex id)")
     ref = reference(correction, "c", account, fen, original, reason)
-    owner = session.get(Account, account)
+    owner = session.get(ReportedAccount, account)
     if owner is None:
         raise NotFound(f"account {account!r} is not known")
     target = _original_transfer(session, account, original)
@@ -116,7 +118,7 @@ def create(
             raise Conflict(f"correction {ref} exists with other content")
         return existing, False
     if fen < 0:
-        available = receipts.prepaid_balance(session, account) or 0
+        available = projection.prepaid_balance(session, account) or 0
         if -fen > available:
             raise Invalid(f"{account} has {available} fen prepaid: cannot take back {-fen}")
     command = commands.issue(
@@ -176,7 +178,7 @@ def on_entries(
         prepaid = pocket_id(row.account, Pocket.PREPAID)
         side = entry.transfer.credit if row.fen > 0 else entry.transfer.debit
         if amount > abs(row.fen) or side != prepaid:
-            alarm(session, node, "correction_mismatch", now,
+            raise_alarm(session, node, "correction_mismatch", now,
                   f"correction {row.id}: edge booked {amount} fen ({entry.transfer.debit} → "
                   f"{entry.transfer.credit}) at seq {entry.seq}, cloud has {row.fen}")  # fmt: skip
             amount = min(amount, abs(row.fen))
@@ -185,9 +187,11 @@ def on_entries(
     return posts
 
 
-def on_outcomes(session: Session, outcomes: Sequence[Outcome], now: dt.datetime) -> list[Transfer]:
+def on_verdicts(
+    session: Session, outcomes: Sequence[CommandVerdict], now: dt.datetime
+) -> list[Transfer]:
     """VOID the pending of every pending correction whose command the edge refused."""
-    failed = [o.command_id for o in outcomes if refused(o)]
+    failed = [o.command_id for o in outcomes if o.refused]
     if not failed:
         return []
     rows = session.scalars(

@@ -23,13 +23,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from cloud.chains import commands
+from cloud.chains.commands import CommandVerdict
 from cloud.chains.locks import lock_active
-from cloud.db.models import Account, Meter, Reading
+from cloud.db.models import MeterState, Reading, ReportedAccount
 from cloud.db.operations import IrReading, MeterSwap
 from cloud.errors import Conflict, Invalid, NotFound
-from cloud.ingest.checks import Outcome
 from cloud.operations import receipts
-from cloud.operations.common import reference, whole
+from cloud.operations.arguments import reference, whole
 from cloud.operations.handheld import ADDRESS, IrRegister
 from ledger.chain import NodeKey
 from ledger.signed import CommandKind
@@ -77,8 +77,8 @@ def import_ir(
     return rows, new
 
 
-def _the_meter(session: Session, address: str) -> Meter:
-    found = session.scalars(select(Meter).where(Meter.address == address)).all()
+def _the_meter(session: Session, address: str) -> MeterState:
+    found = session.scalars(select(MeterState).where(MeterState.address == address)).all()
     if not found:
         raise NotFound(f"meter {address!r} is not known")
     if len(found) > 1:
@@ -87,7 +87,7 @@ def _the_meter(session: Session, address: str) -> Meter:
     return found[0]
 
 
-def last_register(session: Session, meter: Meter) -> int | None:
+def last_register(session: Session, meter: MeterState) -> int | None:
     """The highest energy register the cloud holds for the meter, Wh."""
     read = session.scalar(
         select(func.max(Reading.energy_wh)).where(
@@ -151,14 +151,17 @@ def request(
     if last is not None and final < last:
         raise Invalid(f"final register {final} Wh of meter {old} is below the last reading "
                       f"{last} Wh the cloud holds")  # fmt: skip
-    if session.scalars(select(Meter).where(Meter.address == new_address)).first() is not None:
+    if (
+        session.scalars(select(MeterState).where(MeterState.address == new_address)).first()
+        is not None
+    ):
         raise Conflict(f"meter {new_address} is already installed")
     busy = session.scalars(
         select(MeterSwap).where(MeterSwap.old == old, MeterSwap.status == REQUESTED).limit(1)
     ).first()
     if busy is not None:
         raise Conflict(f"meter {old} has swap {busy.id} still waiting for its concentrator")
-    owner = session.get(Account, meter.account) if meter.account else None
+    owner = session.get(ReportedAccount, meter.account) if meter.account else None
     document: dict[str, object] = {"id": new_address, "protocol": protocol,
                                    "multiplier": multiplier}  # fmt: skip
     if meter.account:
@@ -192,7 +195,7 @@ def request(
     return row, True
 
 
-def on_outcomes(session: Session, outcomes: Sequence[Outcome], now: dt.datetime) -> None:
+def on_verdicts(session: Session, outcomes: Sequence[CommandVerdict], now: dt.datetime) -> None:
     """The concentrator's verdict on swaps it was sent."""
     verdicts = {o.command_id: o for o in outcomes}
     if not verdicts:

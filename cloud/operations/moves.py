@@ -63,14 +63,15 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.chains import commands
+from cloud.chains.alarms import raise_alarm
+from cloud.chains.commands import CommandVerdict
 from cloud.chains.locks import lock_active
-from cloud.chains.projection import hex_id
+from cloud.chains.projection import VerifiedEntry, hex_id
 from cloud.db import registry as tables
-from cloud.db.models import Account, Concentrator
+from cloud.db.models import Concentrator, ReportedAccount
 from cloud.db.operations import Move
 from cloud.errors import Conflict, Invalid, NotFound, Quarantined
-from cloud.ingest.checks import Outcome, VerifiedEntry
-from cloud.operations.common import alarm, reference, refused
+from cloud.operations.arguments import reference
 from cloud.operations.refunds import open_refund, settle_id
 from cloud.people import oplog
 from cloud.registry import entities, site_config
@@ -118,7 +119,7 @@ def request(
     once (see the module's docstring); `(row, created)`."""
     if not isinstance(to_shop, str) or not to_shop:
         raise Invalid("to_shop must name the shop the tenant moves to")
-    owner = session.get(Account, account)
+    owner = session.get(ReportedAccount, account)
     if owner is None:
         raise NotFound(f"account {account!r} is not known")
     if session.get(Concentrator, to_node) is None:
@@ -182,7 +183,7 @@ def on_entries(
         t = entry.transfer
         if (t.debit, t.credit, t.kind) != (pocket_id(row.account, Pocket.PREPAID), transit,
                                            Kind.PENDING):  # fmt: skip
-            alarm(session, node, "move_mismatch", now,
+            raise_alarm(session, node, "move_mismatch", now,
                   f"move {row.id}: source entry at seq {entry.seq} is {t.kind.value} "
                   f"{t.debit} → {t.credit}")  # fmt: skip
             continue
@@ -214,7 +215,7 @@ def _out_transfers(session: Session, node: str) -> list[str]:
     ]
 
 
-def on_outcomes(session: Session, outcomes: Sequence[Outcome], now: dt.datetime) -> None:
+def on_verdicts(session: Session, outcomes: Sequence[CommandVerdict], now: dt.datetime) -> None:
     """Refusals fail or void a move; a move_out applied with nothing to carry settles."""
     verdicts = {o.command_id: o for o in outcomes}
     if not verdicts:
@@ -223,7 +224,7 @@ def on_outcomes(session: Session, outcomes: Sequence[Outcome], now: dt.datetime)
         select(Move).where(Move.out_command_id.in_(list(verdicts)), Move.status == REQUESTED)
     ):
         outcome = verdicts[row.out_command_id or ""]
-        if refused(outcome):
+        if outcome.refused:
             row.status, row.updated = FAILED, now
             _back(session, row, now)
         elif outcome.status.value == "applied":
@@ -232,7 +233,7 @@ def on_outcomes(session: Session, outcomes: Sequence[Outcome], now: dt.datetime)
     for row in session.scalars(
         select(Move).where(Move.in_command_id.in_(list(verdicts)), Move.status == IN_TRANSIT)
     ):
-        if refused(verdicts[row.in_command_id or ""]):
+        if verdicts[row.in_command_id or ""].refused:
             row.status, row.updated = VOIDED, now  # settle void due
             _made_due(session)
             _back(session, row, now)
@@ -259,14 +260,14 @@ def _shop(session: Session, number: str, node: str) -> tables.Shop | None:
 
 def _holder(session: Session, shop: tables.Shop) -> str | None:
     return session.scalars(
-        select(tables.Account.id).where(tables.Account.shop_id == shop.id)
+        select(tables.ReportedAccount.id).where(tables.ReportedAccount.shop_id == shop.id)
     ).first()
 
 
 def _target(session: Session, account: str, to_shop: str, to_node: str) -> tables.Shop | None:
     """The registry shop the tenant moves into; None when the registry does not know the account
     (the move is only recorded)."""
-    if session.get(tables.Account, account) is None:
+    if session.get(tables.ReportedAccount, account) is None:
         return None
     shop = _shop(session, to_shop, to_node)
     if shop is None:
@@ -281,7 +282,7 @@ def _follow(
     session: Session, row: Move, shop: tables.Shop, actor: oplog.Actor, now: dt.datetime
 ) -> None:
     """Put the account in `shop` (already there: nothing changes) and mark both nodes."""
-    known = session.get(tables.Account, row.account)
+    known = session.get(tables.ReportedAccount, row.account)
     if known is None or known.shop_id == shop.id:
         return
     registry.update(session, entities.ACCOUNTS, row.account, {"shop_id": shop.id}, actor, now)
@@ -290,7 +291,7 @@ def _follow(
 
 def _moved(session: Session, row: Move) -> bool:
     """Whether the registry has the account in the move's destination shop."""
-    known = session.get(tables.Account, row.account)
+    known = session.get(tables.ReportedAccount, row.account)
     if known is None or known.shop_id is None:
         return False
     try:
@@ -319,7 +320,7 @@ def _back(session: Session, row: Move, now: dt.datetime) -> None:
     holder = None if shop is None else _holder(session, shop)
     if shop is None or holder not in (None, row.account):
         why = "is gone" if shop is None else f"holds {holder} now"
-        alarm(session, row.from_node, "move_registry", now,
+        raise_alarm(session, row.from_node, "move_registry", now,
               f"move {row.id} {row.status}: {row.account} stays in shop {row.to_shop} on "
               f"{row.to_node} in the registry, its old shop {row.from_shop} on {row.from_node} "
               f"{why}; put the account in its shop by hand")  # fmt: skip
@@ -332,7 +333,7 @@ def _awaits_config(session: Session, row: Move) -> bool:
     account, and the destination's configuration changed since it was last pushed (it may not
     carry the tenant yet, and the destination refuses a move_in for an account it does not
     hold)."""
-    if session.get(tables.Account, row.account) is None:
+    if session.get(tables.ReportedAccount, row.account) is None:
         return False
     state = session.get(tables.NodeConfig, row.to_node)
     return state is None or state.dirty

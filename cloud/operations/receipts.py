@@ -22,12 +22,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from cloud.chains import projection
 from cloud.chains.projection import hex_id
-from cloud.db.models import Account, Balance, Recharge
+from cloud.db.models import Recharge, ReportedAccount
 from cloud.db.operations import Receipt, ReceiptCounter
 from cloud.errors import NotFound
 from cloud.operations.recharges import edge_recharge_id
-from ledger.accounts import Pocket, pocket_id
 
 SITE_ZONE = ZoneInfo("Asia/Shanghai")
 PRINT_RECEIPTS = True  # sites print by default; a site's setting may turn it off
@@ -82,16 +82,6 @@ def capital(fen: int) -> str:
     return f"{sign}{head}{_DIGITS[jiao]}角{tail}"
 
 
-def prepaid_balance(session: Session, account: str) -> int | None:
-    """The account's available prepaid fen over all chains, or None if nothing was booked."""
-    if not account:
-        return None
-    row = session.get(Balance, pocket_id(account, Pocket.PREPAID))
-    if row is None:
-        return None
-    return row.credits_posted - row.debits_posted - row.debits_pending
-
-
 def _next_number(session: Session, when: dt.datetime) -> str:
     year = when.astimezone(SITE_ZONE).year
     statement = (
@@ -129,7 +119,7 @@ def issue(
     existing = find(session, kind, ref)
     if existing is not None:
         return existing
-    owner = session.get(Account, account)
+    owner = session.get(ReportedAccount, account)
     receipt = Receipt(
         number=_next_number(session, now),
         kind=kind,
@@ -141,7 +131,7 @@ def issue(
         operator=operator,
         time=now,
         transfer=transfer,
-        balance_fen=prepaid_balance(session, account),
+        balance_fen=projection.prepaid_balance(session, account),
         detail=dict(detail or {}),
     )
     session.add(receipt)

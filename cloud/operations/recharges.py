@@ -17,7 +17,7 @@ the payer is owed a refund). Every recharge source (desk, card, mobile payments)
 `recharge`, so every one is settled this way. Doing it twice with the same payment and content
 returns the first recharge; the same payment with other content is a Conflict.
 
-The POST is made by `cloud.ingest.handler`, the VOID by `on_outcomes` (`cloud.operations.settlements`), both in
+The POST is made by `cloud.ingest.handler`, the VOID by `on_verdicts` (`cloud.operations.settlements`), both in
 the ingest's transaction under the node's row lock, each only from `pending`: a batch seen again
 settles nothing twice. A refusal voids only if it is the command's recorded verdict (an edge
 that reported the command applied is believed over a later rejection of the same id).
@@ -28,7 +28,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -38,12 +37,12 @@ from sqlalchemy.orm import Session
 
 from cloud.chains import commands
 from cloud.chains import store as chain_store
+from cloud.chains.alarms import raise_alarm
+from cloud.chains.commands import REFUSED, CommandVerdict
 from cloud.chains.locks import lock_active
 from cloud.chains.projection import hex_id
-from cloud.db.models import Account, Command, Meter, Recharge, RechargeStatus
+from cloud.db.models import Command, Recharge, RechargeStatus, ReportedAccount
 from cloud.errors import Conflict, Invalid, NotFound
-from cloud.ingest.checks import Outcome
-from cloud.operations.common import REFUSED, alarm, refused
 from ledger.accounts import System, Unit, system_id
 from ledger.chain import NodeKey
 from ledger.ids import derive_id
@@ -99,7 +98,7 @@ def recharge(
     """Book a recharge: a pending cloud transfer and a `recharge` command to the account's
     concentrator, in the session's transaction. Idempotent per payment id."""
     _check(fen, method, payment)
-    owner = session.get(Account, account)
+    owner = session.get(ReportedAccount, account)
     if owner is None:
         raise NotFound(f"account {account!r} is not known (no concentrator reported it)")
     payment = payment or secrets.token_hex(16)
@@ -202,14 +201,14 @@ def _settlement(  # noqa: PLR0917 (the fields that differ between a post and a v
     )
 
 
-def on_outcomes(
-    session: Session, node: str, outcomes: Sequence[Outcome], now: dt.datetime
+def on_verdicts(
+    session: Session, node: str, outcomes: Sequence[CommandVerdict], now: dt.datetime
 ) -> list[Transfer]:
     """VOID the pending of every pending recharge of `node` whose command the edge refused (or
     rejected as expired), and mark it voided with the edge's reason; the transfers to append.
     Only a refusal that is the command's recorded verdict counts (`commands.record_outcome`
     stores the first final one, before this runs)."""
-    failed = sorted({o.command_id for o in outcomes if refused(o)})
+    failed = sorted({o.command_id for o in outcomes if o.refused})
     if not failed:
         return []
     found = session.execute(
@@ -227,7 +226,7 @@ def on_outcomes(
     for row, result in found:
         voids.append(void_transfer(row, node=node, now=now))
         row.status, row.voided, row.reason = RechargeStatus.VOIDED.value, now, _why(result)
-        alarm(session, node, "recharge_refused", now,
+        raise_alarm(session, node, "recharge_refused", now,
               f"recharge {row.payment}: {row.fen} fen ({row.method}) for {row.account} refused "
               f"by the concentrator ({row.reason}); its pending is voided, the payer is owed "
               f"a refund")  # fmt: skip
@@ -242,41 +241,3 @@ def _why(result: Mapping[str, Any] | None) -> str:
     if message and message != reason:
         reason = f"{reason}: {message}"
     return reason[:MAX_REASON]
-
-
-def relay(  # noqa: PLR0917 (the API calls it as documented)
-    session: Session,
-    meters: list[str],
-    action: str,
-    operator: str,
-    key: NodeKey,
-    now: dt.datetime,
-) -> list[Command]:
-    """Trip or close the relays of `meters`: one command per concentrator. An unknown meter
-    raises NotFound and nothing is issued."""
-    if action not in commands.RELAY_ACTIONS:
-        raise Invalid(f"action must be one of {', '.join(commands.RELAY_ACTIONS)}, got {action!r}")
-    if not meters or not all(isinstance(m, str) and m for m in meters):
-        raise Invalid("meters must be a non-empty list of meter addresses")
-    wanted = sorted(set(meters))
-    found = session.execute(select(Meter.address, Meter.node).where(Meter.address.in_(wanted)))
-    by_node: dict[str, list[str]] = defaultdict(list)
-    seen = set()
-    for address, node in found:
-        by_node[node].append(address)
-        seen.add(address)
-    missing = [m for m in wanted if m not in seen]
-    if missing:
-        raise NotFound(f"unknown meter(s): {', '.join(missing)}")
-    return [
-        commands.issue(
-            session,
-            node,
-            CommandKind.RELAY,
-            {"meters": sorted(by_node[node]), "action": action},
-            key=key,
-            now=now,
-            operator=operator,
-        )
-        for node in sorted(by_node)  # lock order: nodes sorted by id
-    ]

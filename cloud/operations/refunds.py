@@ -26,14 +26,16 @@ from sqlalchemy.orm import Session
 
 from cloud.chains import commands
 from cloud.chains import store as chain_store
+from cloud.chains.alarms import raise_alarm
+from cloud.chains.commands import CommandVerdict
 from cloud.chains.locks import lock_active
-from cloud.chains.projection import hex_id
-from cloud.db.models import Account, Recharge, RechargeStatus
+from cloud.chains.projection import VerifiedEntry, hex_id
+from cloud.chains.store import cloud_transfer
+from cloud.db.models import Recharge, RechargeStatus, ReportedAccount
 from cloud.db.operations import Move, Refund
 from cloud.errors import Conflict, Invalid, NotFound
-from cloud.ingest.checks import Outcome, VerifiedEntry
 from cloud.operations import receipts
-from cloud.operations.common import alarm, cloud_transfer, reference, refused, whole
+from cloud.operations.arguments import reference, whole
 from ledger.accounts import Pocket, System, pocket_id, system_id
 from ledger.chain import NodeKey
 from ledger.ids import derive_id
@@ -88,7 +90,7 @@ def request(
     whole(grace_wh, "grace_wh", low=0, high=MAX_GRACE_WH)
     whole(grace_hours, "grace_hours", low=0, high=MAX_GRACE_HOURS)
     ref = reference(refund, "r", account, now.isoformat())
-    owner = session.get(Account, account)
+    owner = session.get(ReportedAccount, account)
     if owner is None:
         raise NotFound(f"account {account!r} is not known")
     lock_active(session, owner.node)
@@ -242,7 +244,7 @@ def on_entries(
         t = entry.transfer
         payable = (pocket_id(row.account, Pocket.PREPAID), system_id(System.REFUNDS_PAYABLE))
         if (t.debit, t.credit) != payable or t.kind is not Kind.PENDING:
-            alarm(session, node, "refund_mismatch", now,
+            raise_alarm(session, node, "refund_mismatch", now,
                   f"refund {row.id}: edge entry {row.pending_transfer} at seq {entry.seq} is "
                   f"{t.kind.value} {t.debit} → {t.credit}, not a prepaid reservation")  # fmt: skip
             continue
@@ -256,15 +258,17 @@ def on_entries(
         row.settled = now
 
 
-def on_outcomes(session: Session, node: str, outcomes: Sequence[Outcome], now: dt.datetime) -> None:
+def on_verdicts(
+    session: Session, node: str, outcomes: Sequence[CommandVerdict], now: dt.datetime
+) -> None:
     """A refused refund command fails the refund; a refused settle raises an alarm."""
-    failed = [o.command_id for o in outcomes if refused(o)]
+    failed = [o.command_id for o in outcomes if o.refused]
     if not failed:
         return
     for row in session.scalars(select(Refund).where(Refund.command_id.in_(failed))):
         if row.status in (REQUESTED, CANCELLED) and row.fen is None:
             row.status, row.closed = FAILED, now
     for row in session.scalars(select(Refund).where(Refund.settle_command_id.in_(failed))):
-        alarm(session, node, "refund_settle_refused", now,
+        raise_alarm(session, node, "refund_settle_refused", now,
               f"refund {row.id} ({row.status}): the edge refused to settle its pending "
               f"{row.pending_transfer}")  # fmt: skip

@@ -29,10 +29,9 @@ from collections.abc import Sequence
 
 from sqlalchemy.orm import Session
 
-from cloud.chains.projection import hex_id
-from cloud.ingest.checks import Outcome, VerifiedEntry
-from cloud.operations import corrections, meter_swaps, moves, refunds
-from cloud.operations import recharges as money
+from cloud.chains.commands import CommandVerdict
+from cloud.chains.projection import VerifiedEntry, hex_id
+from cloud.operations import corrections, meter_swaps, moves, recharges, refunds
 from ledger.transfers import Code, Kind, Transfer
 
 _OPERATION_CODES = (Code.CORRECTION, Code.REFUND, Code.MOVE)
@@ -63,19 +62,19 @@ def on_entries(
     return posts
 
 
-def on_outcomes(
+def on_verdicts(
     session: Session,
     node: str,
-    outcomes: Sequence[Outcome],
+    outcomes: Sequence[CommandVerdict],
     now: dt.datetime,
 ) -> list[Transfer]:
     """React to `node`'s command results (a refused recharge or correction voids its
     pending, …)."""
     if not outcomes:
         return []
-    voids = money.on_outcomes(session, node, outcomes, now)
-    voids += corrections.on_outcomes(session, outcomes, now)
-    refunds.on_outcomes(session, node, outcomes, now)
-    moves.on_outcomes(session, outcomes, now)
-    meter_swaps.on_outcomes(session, outcomes, now)
+    voids = recharges.on_verdicts(session, node, outcomes, now)
+    voids += corrections.on_verdicts(session, outcomes, now)
+    refunds.on_verdicts(session, node, outcomes, now)
+    moves.on_verdicts(session, outcomes, now)
+    meter_swaps.on_verdicts(session, outcomes, now)
     return voids

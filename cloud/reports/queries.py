@@ -51,7 +51,7 @@ REFUND_COLUMNS = ("time", "refund", "account", "shop", "building", "floor", "met
 
 _CD = ConsumptionDaily.__table__
 _CM = ConsumptionMonthly.__table__
-_ACC = models.Account.__table__
+_ACC = models.ReportedAccount.__table__
 _REG = registry.Account.__table__
 _LE = models.LedgerEntry.__table__
 
@@ -420,7 +420,11 @@ def meters(
 ) -> Spec:
     """Each meter's last state (relay, register, last reading) and its read success rate in
     the window: readings stored there over the reads owed every 15 minutes until `now`."""
-    meters_t, readings, inventory = models.Meter.__table__, models.Reading.__table__, _ACC.alias()
+    meters_t, readings, inventory = (
+        models.MeterState.__table__,
+        models.Reading.__table__,
+        _ACC.alias(),
+    )
     expected = expected_reads(filters.window, now)
     counted = (
         select(readings.c.node, readings.c.meter, func.count().label("reads"))

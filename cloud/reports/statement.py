@@ -156,7 +156,7 @@ def monthly(session: Session, account: str, month: str, window: Window) -> State
             .order_by(_LE.c.time, _LE.c.id)
         )
     ]  # fmt: skip
-    place = session.get(models.Account, account)
+    place = session.get(models.ReportedAccount, account)
     return Statement(
         account, month,
         place.shop if place else "", place.building if place else "", place.floor if place else "",

@@ -1,7 +1,7 @@
 """What every meter protocol offers the bus: sans-I/O conversations.
 
 A protocol driver never touches a port. To read a block or move a relay it returns a
-*conversation*: a generator that yields `Transaction`s (one request and the reply it waits for)
+*conversation*: a generator that yields `Exchange`s (one request and the reply it waits for)
 and finally returns its result. The bus worker (`edge.drivers.bus`) writes each request, feeds
 the bytes that arrive into the transaction until it is `done()` or the protocol's timeout
 passes, then sends the transaction back into the generator (`conversation.send(tx)`), which
@@ -44,7 +44,7 @@ class SerialSettings:
         return self.bits_per_byte / self.baudrate
 
 
-class Transaction(Protocol):
+class Exchange(Protocol):
     """One request on the bus and the reply it waits for."""
 
     @property
@@ -75,7 +75,7 @@ class Transaction(Protocol):
         ...
 
 
-Conversation = Generator[Transaction, Transaction, T]
+Conversation = Generator[Exchange, Exchange, T]
 
 
 class MeterDriver(Protocol):

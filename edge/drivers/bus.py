@@ -2,7 +2,7 @@
 
 A bus is half-duplex and slow (a DL/T 645 byte takes 4.58 ms at 2400 8E1), so each port has
 exactly one worker thread and every request waits for the previous reply or its deadline.
-For each `Transaction` the worker
+For each `Exchange` the worker
 
 1. throws away whatever is in the input buffer (a late reply, line noise),
 2. writes the request (the driver put the FE wake-up preamble in it where the protocol wants
@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Final, Literal, TypeVar
 
 import serial
 
-from edge.drivers.base import Conversation, SerialSettings, Transaction
+from edge.drivers.base import Conversation, Exchange, SerialSettings
 from edge.drivers.errors import (
     ChecksumError,
     FrameError,
@@ -58,7 +58,7 @@ DEFAULT_BYTE_GAP: Final = 0.5  # DL/T 645: at most 500 ms between the bytes of a
 DEFAULT_RETRIES: Final = 2
 DEFAULT_BACKOFF: Final = 0.05  # seconds before the first retry; doubles each time
 
-Outcome = Literal["reply", "refused", "timeout", "checksum", "garbled", "sent"]
+AttemptResult = Literal["reply", "refused", "timeout", "checksum", "garbled", "sent"]
 
 
 @dataclass(slots=True)
@@ -129,7 +129,7 @@ class RoundReport:
         return self.stats.total.success_rate
 
 
-def _outcome_counter(outcome: Outcome) -> Callable[[LinkStats], None]:
+def _outcome_counter(outcome: AttemptResult) -> Callable[[LinkStats], None]:
     def update(stats: LinkStats) -> None:
         if outcome in ("reply", "refused"):
             stats.replies += 1
@@ -272,7 +272,7 @@ class SerialBus:
 
     def _drive(self, conversation: Conversation[T], address: str, attempts: int) -> T:
         self._count(address, _bump("conversations"))
-        failure: tuple[Outcome, int] | None = None
+        failure: tuple[AttemptResult, int] | None = None
         try:
             tx = next(conversation)
             while True:
@@ -291,7 +291,7 @@ class SerialBus:
             conversation.close()
 
     def _explained(
-        self, exc: MeterError, address: str, failure: tuple[Outcome, int] | None
+        self, exc: MeterError, address: str, failure: tuple[AttemptResult, int] | None
     ) -> MeterError:
         """The error to raise: the line's own account when the line was what failed."""
         if failure is None or isinstance(exc, MeterRefused) or not isinstance(exc, PeerError):
@@ -310,13 +310,15 @@ class SerialBus:
             f"garbled or incomplete replies {where} after {tries}", address=address, item=exc.item
         )
 
-    def _exchange(self, tx: Transaction, address: str, attempts: int) -> tuple[Outcome, int] | None:
+    def _exchange(
+        self, tx: Exchange, address: str, attempts: int
+    ) -> tuple[AttemptResult, int] | None:
         """Send `tx` until it gets an answer or attempts run out.
 
         Returns None when the meter answered (well or not: the conversation judges), else the
         line's last fault and how many attempts it took.
         """
-        fault: Outcome = "timeout"
+        fault: AttemptResult = "timeout"
         for attempt in range(1, attempts + 1):
             if attempt > 1:
                 self._count(address, _bump("retries"))
@@ -338,7 +340,7 @@ class SerialBus:
             )
         return fault, attempts
 
-    def _attempt(self, tx: Transaction, address: str) -> Outcome:
+    def _attempt(self, tx: Exchange, address: str) -> AttemptResult:
         request = tx.request
         byte_time = self.settings.byte_time
         try:
@@ -359,7 +361,7 @@ class SerialBus:
         received = self._receive(tx, address, on_wire)
         return _judge(tx, received)
 
-    def _receive(self, tx: Transaction, address: str, on_wire: float) -> int:
+    def _receive(self, tx: Exchange, address: str, on_wire: float) -> int:
         """Feed arriving bytes to `tx` until it is done or the deadlines pass; bytes read."""
         first_byte_deadline = on_wire + tx.reply_timeout
         last_chance = first_byte_deadline + MAX_REPLY_BYTES * self.settings.byte_time
@@ -396,7 +398,7 @@ def _add(name: str, amount: int) -> Callable[[LinkStats], None]:
     return update
 
 
-def _judge(tx: Transaction, received: int) -> Outcome:
+def _judge(tx: Exchange, received: int) -> AttemptResult:
     """What this attempt got, from the transaction's own verdict (`result()` names the fault:
     a bad checksum, a garbled frame, or nothing) and whether any byte came back at all."""
     try:

@@ -367,7 +367,7 @@ def _refusal_reasons(frame: Frame) -> tuple[tuple[str, ...], int]:
 
 
 class Cjt188Transaction:
-    """One request and the hunt for its reply (`edge.drivers.base.Transaction`)."""
+    """One request and the hunt for its reply (`edge.drivers.base.Exchange`)."""
 
     def __init__(
         self,

@@ -65,7 +65,7 @@ from edge.drivers.errors import (
 from edge.drivers.reading import Reading, RelayState
 
 if TYPE_CHECKING:
-    from edge.drivers.base import MeterDriver, Transaction
+    from edge.drivers.base import Exchange, MeterDriver
 
 REPLY_WINDOW: Final = 0.5  # the meter answers within 500 ms (Td), then bytes follow at line rate
 FAR_FUTURE: Final = dt.datetime(2099, 12, 31, 23, 59, 59)
@@ -386,7 +386,7 @@ DLT645_1997: Final = Dlt645Driver(
 
 if TYPE_CHECKING:
     _drivers: tuple[MeterDriver, ...] = (DLT645_2007, DLT645_1997)
-    _transactions: tuple[Transaction, ...] = (
+    _transactions: tuple[Exchange, ...] = (
         Dlt645Transaction(b"", "", 0, 0.0, ""),
         Dlt645Broadcast(b"", ""),
     )

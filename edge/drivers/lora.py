@@ -35,7 +35,7 @@ from fractions import Fraction
 from types import MappingProxyType
 from typing import Protocol, TypeVar
 
-from edge.drivers.base import Conversation, Transaction
+from edge.drivers.base import Conversation, Exchange
 from edge.drivers.errors import ChannelBusy, DriverUsageError, MeterError, MeterTimeout
 
 T = TypeVar("T")
@@ -410,7 +410,7 @@ class RadioBus:
     def transaction_timeout(self, request_len: int, reply_timeout: float) -> float:
         """ToA of the request + the meter's turnaround + ToA of the largest reply.
 
-        The meter's turnaround is the protocol's own reply time (`Transaction.reply_timeout`)
+        The meter's turnaround is the protocol's own reply time (`Exchange.reply_timeout`)
         plus what its radio module needs to switch over and listen before it talks.
         """
         config = self._radio.config
@@ -446,7 +446,7 @@ class RadioBus:
             finally:
                 conversation.close()
 
-    def _exchange(self, transaction: Transaction, address: str, attempts: int) -> None:
+    def _exchange(self, transaction: Exchange, address: str, attempts: int) -> None:
         request = transaction.request
         config = self._radio.config
         if len(request) > config.max_payload:
@@ -500,7 +500,7 @@ class RadioBus:
             address=address,
         )
 
-    def _await_reply(self, transaction: Transaction, deadline: float) -> RadioPacket | None:
+    def _await_reply(self, transaction: Exchange, deadline: float) -> RadioPacket | None:
         """Feed packets into the transaction until it is done or the deadline passes.
 
         Returns the last packet fed (its link quality is the meter's), or None.

@@ -241,7 +241,7 @@ def plan_reads(
 
 
 class ModbusTransaction:
-    """One request to one unit and the hunt for its reply (`edge.drivers.base.Transaction`)."""
+    """One request to one unit and the hunt for its reply (`edge.drivers.base.Exchange`)."""
 
     def __init__(
         self,

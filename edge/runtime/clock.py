@@ -2,7 +2,7 @@
 
 The runtime never calls `datetime.now()` itself: it asks a `Clock` for the system time and a
 monotonic count, and `ClockGuard` judges the system time against the last known time (persisted
-in the store with every cycle) with `edge.clock.judge_clock`. Three clocks:
+in the store with every cycle) with `edge.rules.clock_check.judge_clock`. Three clocks:
 
 - `SystemClock`: the box's clock (NTP when it has network) and `time.monotonic()`.
 - `SimulatedClock`: for `voltbook-edge run --speed X` on simulated buses: simulated time is
@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from edge.clock import ClockPolicy, ClockVerdict, judge_clock
+from edge.rules.clock_check import ClockPolicy, ClockVerdict, judge_clock
 from ledger.transfers import TimeSource
 
 

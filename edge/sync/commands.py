@@ -42,7 +42,7 @@ from edge.runtime.relays import RelayOrder
 from edge.store import Category, CommandConflict, CommandResult, CommandStatus, Event
 from edge.store.writes import Transaction
 from edge.sync import configure, money
-from edge.sync.delivery import Applied, Delivery, Refusal, integer, text
+from edge.sync.command_context import Applied, CommandContext, Refusal, integer, text
 from ledger.errors import LedgerError
 from ledger.signed import Command, CommandKind, Rejected, open_command
 
@@ -73,7 +73,7 @@ def _command_id(payload: bytes) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def recharge(d: Delivery) -> Applied:
+def recharge(d: CommandContext) -> Applied:
     account = d.account()
     fen = integer(d.args, "fen", low=1)
     transfer = d.runtime.recharge_transfer(
@@ -82,11 +82,11 @@ def recharge(d: Delivery) -> Applied:
     return d.apply([transfer]), [], f"{account} {fen} fen"
 
 
-def cloud_time(d: Delivery) -> Applied:
+def cloud_time(d: CommandContext) -> Applied:
     return d.apply(), [], f"cloud time {d.command.issued.isoformat()}"
 
 
-def relay(d: Delivery) -> Applied:
+def relay(d: CommandContext) -> Applied:
     runtime, command = d.runtime, d.command
     meters, action = d.args.get("meters"), d.args.get("action")
     if not isinstance(meters, list) or not meters or not all(isinstance(m, str) for m in meters):
@@ -128,7 +128,7 @@ def relay(d: Delivery) -> Applied:
     return result, orders, note
 
 
-HANDLERS: Mapping[CommandKind, Callable[[Delivery], Applied]] = {
+HANDLERS: Mapping[CommandKind, Callable[[CommandContext], Applied]] = {
     CommandKind.RECHARGE: recharge,
     CommandKind.RELAY: relay,
     CommandKind.TIME: cloud_time,
@@ -190,7 +190,7 @@ class CommandDesk:
     def _apply(
         self, tx: Transaction, command: Command, payload: bytes, received: dt.datetime
     ) -> Applied:
-        delivery = Delivery(self.runtime, tx, command, payload, received)
+        delivery = CommandContext(self.runtime, tx, command, payload, received)
         try:
             return HANDLERS[command.kind](delivery)
         except (Refusal, OperationRefused, LedgerError) as exc:

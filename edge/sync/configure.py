@@ -31,7 +31,15 @@ from edge.site.errors import SiteConfigError
 from edge.site.load import with_documents
 from edge.site.model import Site
 from edge.store.config_db import ConfigKind
-from edge.sync.delivery import Applied, Delivery, Refusal, integer, reference, text, took_effect
+from edge.sync.command_context import (
+    Applied,
+    CommandContext,
+    Refusal,
+    integer,
+    reference,
+    text,
+    took_effect,
+)
 from ledger.accounts import Pocket, pocket_id
 from ledger.transfers import Transfer
 from ledger.units import Wh
@@ -61,7 +69,7 @@ def _parsed(site: Site, documents: Documents) -> Site:
         raise Refusal(f"the configuration is not valid: {exc.problem}") from None
 
 
-def _applied(d: Delivery) -> tuple[int, Documents]:
+def _applied(d: CommandContext) -> tuple[int, Documents]:
     """The version applied, and the documents the runtime runs on now."""
     found = stored_config(d.runtime.store)
     if found is not None:
@@ -69,7 +77,7 @@ def _applied(d: Delivery) -> tuple[int, Documents]:
     return 0, read_documents(d.runtime.site)
 
 
-def config(d: Delivery) -> Applied:
+def config(d: CommandContext) -> Applied:
     version = integer(d.args, "version", low=1)
     documents = _documents(d.args.get("documents"))
     runtime = d.runtime
@@ -122,7 +130,7 @@ def _new_meter_document(old: Mapping[str, Any], raw: object) -> dict[str, Any]:
     return doc
 
 
-def meter_swap(d: Delivery) -> Applied:
+def meter_swap(d: CommandContext) -> Applied:
     swap = reference(d.args, "swap")
     old = text(d.args, "old")
     final_wh = integer(d.args, "final_wh", low=0)

@@ -22,9 +22,9 @@ import logging
 
 from edge.rules import operations
 from edge.runtime.state import GraceHold
-from edge.sync.delivery import (
+from edge.sync.command_context import (
     Applied,
-    Delivery,
+    CommandContext,
     Refusal,
     aware_time,
     choice,
@@ -42,7 +42,7 @@ from ledger.transfers import Code, Kind
 log = logging.getLogger("edge.sync")
 
 
-def correction(d: Delivery) -> Applied:
+def correction(d: CommandContext) -> Applied:
     account = d.account()
     fen = integer(d.args, "fen")
     ref = reference(d.args, "correction")
@@ -68,7 +68,7 @@ def correction(d: Delivery) -> Applied:
     return result, [], f"{account} {fen:+d} fen (correction {ref})"
 
 
-def refund(d: Delivery) -> Applied:
+def refund(d: CommandContext) -> Applied:
     account = d.account()
     ref = reference(d.args, "refund")
     grace_wh = integer(d.args, "grace_wh", low=0)
@@ -96,7 +96,7 @@ def refund(d: Delivery) -> Applied:
     return result, [], f"{account} {fen} fen pending, grace {grace_wh} Wh until {until:%F %R}"
 
 
-def _running_grace(d: Delivery, owner: str) -> tuple[str, Balance] | None:
+def _running_grace(d: CommandContext, owner: str) -> tuple[str, Balance] | None:
     """The refund whose grace allowance `owner` runs now, and its grace pocket (None: none)."""
     if owner not in d.runtime.site.accounts:
         return None
@@ -106,7 +106,7 @@ def _running_grace(d: Delivery, owner: str) -> tuple[str, Balance] | None:
     return hold.refund, d.runtime.store.book.balance(pocket_id(owner, Pocket.GRACE))
 
 
-def settle(d: Delivery) -> Applied:
+def settle(d: CommandContext) -> Applied:
     pending_hex = hex_id(d.args, "pending")
     action = Kind(choice(d.args, "action", (Kind.POST.value, Kind.VOID.value)))
     ref = reference(d.args, "reference")
@@ -152,7 +152,7 @@ def settle(d: Delivery) -> Applied:
     return result, [], f"{action.value} {transfer.code.value} {ref} of {owner}{note}"
 
 
-def move_out(d: Delivery) -> Applied:
+def move_out(d: CommandContext) -> Applied:
     account = d.account()
     move = reference(d.args, "move")
     to_node = text(d.args, "to_node")
@@ -195,7 +195,7 @@ def move_out(d: Delivery) -> Applied:
     return result, [], f"{account} {fen} fen pending to {to_node}"
 
 
-def move_in(d: Delivery) -> Applied:
+def move_in(d: CommandContext) -> Applied:
     account = text(d.args, "account")
     if account not in d.runtime.site.accounts:
         raise Refusal(

@@ -1,5 +1,5 @@
 """Recharges the concentrator refused: when the cloud voided the pending, and the edge's reason
-(`cloud.operations.recharges.on_outcomes`).
+(`cloud.operations.recharges.on_verdicts`).
 
 Revision ID: 0006
 Revises: 0005

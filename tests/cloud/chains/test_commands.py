@@ -114,11 +114,13 @@ def test_status_registers_the_inventory(ingest, edge_of, sessions) -> None:
     moved = {**INVENTORY, "A0002": {**INVENTORY["A0002"], "shop": "2F-07"}}
     ingest.handle_status(NODE, status(accounts=moved))
     with sessions() as session:
-        accounts = session.scalars(select(models.Account).order_by(models.Account.account)).all()
+        accounts = session.scalars(
+            select(models.ReportedAccount).order_by(models.ReportedAccount.account)
+        ).all()
         assert [(a.account, a.node, a.shop) for a in accounts] == [
             ("A0001", NODE, "1F-01"), ("A0002", NODE, "2F-07")
         ]  # fmt: skip
-        meter = session.get(models.Meter, (NODE, "000000000002"))
+        meter = session.get(models.MeterState, (NODE, "000000000002"))
         assert (meter.account, meter.protocol) == ("A0002", "modbus")
 
 

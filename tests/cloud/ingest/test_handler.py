@@ -61,7 +61,7 @@ def test_a_batch_is_stored_and_acknowledged(ingest, edge_of, sessions, cloud_key
             ("000000000001", T0 + dt.timedelta(minutes=15), 1040, 1),
         ]
         assert stored[0].voltage == 229.5 and stored[0].tariff_wh == "1,2,3,4"
-        meter = session.get(models.Meter, (NODE, "000000000001"))
+        meter = session.get(models.MeterState, (NODE, "000000000001"))
         assert meter is not None
         assert (meter.energy_wh, meter.last_reading) == (1040, T0 + dt.timedelta(minutes=15))
         event = session.get(models.Event, (NODE, 1))

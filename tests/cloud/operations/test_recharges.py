@@ -8,7 +8,7 @@ from sqlalchemy import select
 from cloud.db import models
 from cloud.errors import Conflict, Invalid, NotFound
 from cloud.keys import CLOUD_NODE
-from cloud.operations import recharges as money
+from cloud.operations import recharges, relays
 from ledger.book import Balance
 from ledger.invariants import (
     check_balances_sum_to_zero,
@@ -43,7 +43,7 @@ def recharge(sessions, cloud_key, clock, **kwargs):
     fields = {"account": "A0001", "fen": 5000, "method": "cash", "operator": "op1",
               "payment": "P1"} | kwargs  # fmt: skip
     with sessions.begin() as session:
-        row = money.recharge(session, key=cloud_key, now=clock(), **fields)
+        row = recharges.recharge(session, key=cloud_key, now=clock(), **fields)
         session.expunge(row)
         return row
 
@@ -71,7 +71,7 @@ def test_recharge_validates(change, error, site, sessions, ingest) -> None:
 def test_recharge_books_a_pending_transfer_and_a_command(site, sessions, cloud_key, clock) -> None:
     row = recharge(sessions, cloud_key, clock)
     assert (row.status, row.fen, row.account) == ("pending", 5000, "A0001")
-    assert row.pending_transfer == f"{money.pending_id('P1'):032x}"
+    assert row.pending_transfer == f"{recharges.pending_id('P1'):032x}"
     with sessions() as session:
         command = session.get(models.Command, row.command_id)
         opened = open_command(command.payload, trusted(cloud_key.public_key), NODE, clock())
@@ -116,7 +116,7 @@ def test_the_edges_entry_posts_the_recharge(site, ingest, sessions, cloud_key, c
     ingest.handle_batch(NODE, edge.payload(1, 3, edge.entries))
     cloud_chain = stored_chain(sessions, CLOUD_NODE)
     assert [e.transfer.kind for e in cloud_chain] == [Kind.PENDING, Kind.PENDING, Kind.POST]
-    assert cloud_chain[2].transfer.id == money.post_id("P1")
+    assert cloud_chain[2].transfer.id == recharges.post_id("P1")
     verdict = verify_records(
         [*cloud_chain, *stored_checkpoints(sessions, CLOUD_NODE)], [cloud_key.public_key],
         node=CLOUD_NODE,
@@ -139,7 +139,7 @@ def test_the_edges_entry_posts_the_recharge(site, ingest, sessions, cloud_key, c
 
 def test_relay_groups_meters_by_node(site, sessions, cloud_key, clock) -> None:
     with sessions.begin() as session:
-        issued = money.relay(
+        issued = relays.order_relays(
             session, ["000000000002", "000000000009", "000000000001"], "trip", "op1", cloud_key,
             clock(),
         )  # fmt: skip
@@ -152,9 +152,11 @@ def test_relay_groups_meters_by_node(site, sessions, cloud_key, clock) -> None:
 
 def test_relay_with_an_unknown_meter_issues_nothing(site, sessions, cloud_key, clock) -> None:
     with pytest.raises(NotFound, match="000000000077"), sessions.begin() as session:
-        money.relay(session, ["000000000001", "000000000077"], "close", "op1", cloud_key, clock())
+        relays.order_relays(
+            session, ["000000000001", "000000000077"], "close", "op1", cloud_key, clock()
+        )
     with pytest.raises(Invalid), sessions.begin() as session:
-        money.relay(session, ["000000000001"], "explode", "op1", cloud_key, clock())
+        relays.order_relays(session, ["000000000001"], "explode", "op1", cloud_key, clock())
     assert count(sessions, models.Command) == 0
 
 
@@ -204,7 +206,7 @@ def test_a_refused_recharge_is_voided_once(site, ingest, sessions, cloud_key, cl
     cloud_chain = stored_chain(sessions, CLOUD_NODE)
     assert [e.transfer.kind for e in cloud_chain] == [Kind.PENDING, Kind.PENDING, Kind.VOID]
     void = cloud_chain[2].transfer
-    assert (void.id, void.pending_id, void.amount) == (money.void_id("P1"), money.pending_id("P1"),
+    assert (void.id, void.pending_id, void.amount) == (recharges.void_id("P1"), recharges.pending_id("P1"),
                                                        5000)  # fmt: skip
     assert dict(void.refs) == {"payment": "P1", "node": NODE, "command": p1.command_id}
     verdict = verify_records(
@@ -246,7 +248,7 @@ def test_a_recharge_rejected_as_expired_is_voided(site, ingest, sessions, cloud_
         "voided", None, clock(), "expired: expired at 2026-11-25T08:00:00+08:00",
     )  # fmt: skip
     assert [e.transfer.id for e in stored_chain(sessions, CLOUD_NODE)] == [
-        money.pending_id("P1"), money.void_id("P1"),
+        recharges.pending_id("P1"), recharges.void_id("P1"),
     ]  # fmt: skip
     assert balances(sessions)["sys:cash_in_transit"] == Balance()
 

@@ -1,6 +1,6 @@
 """One verified command being applied: its context, and its arguments checked.
 
-Every handler of `edge.sync.commands` gets a `Delivery` inside the runtime transaction that
+Every handler of `edge.sync.commands` gets a `CommandContext` inside the runtime transaction that
 also records the command in the inbox. A handler checks everything first and raises `Refusal`
 (or `edge.rules.operations.OperationRefused`) before it books anything: the desk then records
 the command as refused with that message, and nothing else changes. Only then does it call
@@ -91,7 +91,7 @@ def choice(args: Mapping[str, Any], name: str, options: Sequence[str]) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Delivery:
+class CommandContext:
     """A verified command inside the runtime transaction that records it."""
 
     runtime: Runtime

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from edge.clock import judge_clock
+from edge.rules.clock_check import judge_clock
 from ledger.transfers import TimeSource
 
 TZ = dt.timezone(dt.timedelta(hours=8))

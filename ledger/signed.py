@@ -27,7 +27,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeGuard
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -88,13 +88,23 @@ def trusted(*public_keys: Ed25519PublicKey) -> dict[str, Ed25519PublicKey]:
     return {key_id(k): k for k in public_keys}
 
 
+# An operation's reference: the payment, correction, refund, swap or move id a command names.
+REFERENCE_PATTERN = r"[A-Za-z0-9_.:|*@-]{1,64}"
+_REFERENCE = re.compile(REFERENCE_PATTERN)
+
+
+def is_reference(value: object) -> TypeGuard[str]:
+    """True if `value` is an operation reference (`REFERENCE_PATTERN`)."""
+    return isinstance(value, str) and _REFERENCE.fullmatch(value) is not None
+
+
 class CommandKind(StrEnum):
     """What a command asks of a concentrator, and its `args`.
 
     Transfer ids are `ledger.ids.derive_id(<tag>, <reference>)`, so the cloud knows the id of
     the entry the edge will write and a repeated command can never book twice. Amounts are
     integer fen / Wh. Every money command names the operation's reference (payment, correction,
-    refund, swap, move id: 1-64 of `[A-Za-z0-9_.:|*@-]`).
+    refund, swap, move id: `REFERENCE_PATTERN`).
     """
 
     RECHARGE = "recharge"  # account, fen, payment, method
@@ -107,7 +117,7 @@ class CommandKind(StrEnum):
     # Compensate an operator's mistake on a prepaid pocket: fen > 0 credits the account
     # (sys:corrections_fen → A:prepaid), fen < 0 debits it (refused below the pocket's floor).
     #   args: account, fen (≠ 0), correction, original (hex id of the transfer corrected), reason
-    #   edge entry id: derive_id("correction", correction), code correction
+    #   edge entry id: entry_ids.correction(correction), code correction
     CORRECTION = "correction"
     # Refund the whole *prepaid* balance (never subsidy): a PENDING A:prepaid →
     # sys:refunds_payable of the available prepaid fen, linked with a grace allowance
@@ -115,9 +125,9 @@ class CommandKind(StrEnum):
     # left of it then is cleared (A:grace → sys:grace_expired). Refused when nothing is
     # refundable or a refund of the account is pending.
     #   args: account, refund, grace_wh (≥ 0), grace_until (ISO time)
-    #   edge entry ids: derive_id("refund", refund) code refund; derive_id("grace", refund);
-    #   at grace_until: derive_id("grace-expire", refund) code grace_expire; or, if the grace
-    #   ends before (its refund voided, the tenant moving out): derive_id("grace-end", refund)
+    #   edge entry ids: entry_ids.refund(refund) code refund; entry_ids.grace(refund);
+    #   at grace_until: entry_ids.grace_expire(refund) code grace_expire; or, if the grace
+    #   ends before (its refund voided, the tenant moving out): entry_ids.grace_end(refund)
     #   code grace_expire. A later refund's grace replaces a running one.
     REFUND = "refund"
     # Resolve a pending transfer this node holds (a refund or a move out): post or void it. A
@@ -126,8 +136,8 @@ class CommandKind(StrEnum):
     # the grace running until grace_until.
     #   args: pending (hex id, 32 lower-case digits), action ("post" | "void"), reference (the
     #   refund/move id)
-    #   edge entry ids: derive_id("settle", pending hex, action); with a refund's void, if its
-    #   grace still runs: derive_id("grace-end", refund) code grace_expire
+    #   edge entry ids: entry_ids.settle(pending hex, action); with a refund's void, if its
+    #   grace still runs: entry_ids.grace_end(refund) code grace_expire
     SETTLE = "settle"
     # Replace a meter: bill the old meter up to final_wh (code meter_settle; refused if below
     # the last register billed), then the new meter (a meters document) starts at initial_wh.
@@ -135,20 +145,20 @@ class CommandKind(StrEnum):
     #   args: swap, old (address), final_wh, meter (document of the new meter), initial_wh
     #   (registers as billed, i.e. after the meter's multiplier; the new meter inherits the old
     #   one's shop and account)
-    #   edge entry ids: derive_id("meter-settle", swap, leg), leg "subsidy" | "prepaid" |
+    #   edge entry ids: entry_ids.meter_settle(swap, leg), leg "subsidy" | "prepaid" |
     #   "grace" | "credit" (the consumption legs), refs swap, meter, reg_from, reg_to, energy_wh
     METER_SWAP = "meter_swap"
     # A tenant leaving this concentrator: PENDING A:prepaid → sys:moves_in_transit of the
     # available prepaid fen (code move); the subsidy left is cleared (code subsidy_expire), and
     # so is a refund's grace allowance still running (code grace_expire): one linked chain.
     #   args: account, move, to_node
-    #   edge entry ids: derive_id("move-out", move), derive_id("move-expire", move),
-    #   derive_id("grace-end", refund) (the refund whose grace was running)
+    #   edge entry ids: entry_ids.move_out(move), entry_ids.move_expire(move),
+    #   entry_ids.grace_end(refund) (the refund whose grace was running)
     MOVE_OUT = "move_out"
     # The same tenant arriving: sys:moves_in_transit → A:prepaid of fen (code move). The
     # account must already be in this node's configuration (a config command first).
     #   args: account, move, fen, from_node
-    #   edge entry id: derive_id("move-in", move)
+    #   edge entry id: entry_ids.move_in(move)
     MOVE_IN = "move_in"
 
 

@@ -31,7 +31,7 @@ from cloud.api.common import (
     answers,
     page,
 )
-from cloud.api.operation_lists import ListFilters, Reference, apply
+from cloud.api.operation_lists import REF, ListFilters, Reference, apply
 from cloud.db.operations import Correction
 from cloud.errors import NotFound
 from cloud.operations import corrections
@@ -40,7 +40,6 @@ from cloud.people import oplog
 from cloud.people.auth import OPERATIONS, STAFF, Principal
 
 router = APIRouter(prefix="/corrections", tags=["operations"])
-REF = r"^[A-Za-z0-9_.:|*@\-]{1,64}$"
 
 
 class CorrectionIn(StrictBody):

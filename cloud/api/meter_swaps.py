@@ -35,7 +35,7 @@ from cloud.api.common import (
     answers,
     page,
 )
-from cloud.api.operation_lists import ListFilters, Reference, apply
+from cloud.api.operation_lists import REF, ListFilters, Reference, apply
 from cloud.db.operations import IrReading, MeterSwap
 from cloud.errors import Invalid, NotFound
 from cloud.operations import handheld, meter_swaps
@@ -44,7 +44,6 @@ from cloud.people.auth import FIELD, READ_ALL, Principal
 from ledger.units import MAX_AMOUNT
 
 router = APIRouter(prefix="/meter-swaps", tags=["operations"])
-REF = r"^[A-Za-z0-9_.:|*@\-]{1,64}$"
 Register = Annotated[StrictInt, Field(ge=0, le=MAX_AMOUNT, description="Wh")]
 
 

@@ -36,14 +36,13 @@ from cloud.api.common import (
     answers,
     page,
 )
-from cloud.api.operation_lists import ListFilters, Reference, apply
+from cloud.api.operation_lists import REF, ListFilters, Reference, apply
 from cloud.db.operations import Move
 from cloud.operations import moves
 from cloud.people import oplog
 from cloud.people.auth import OPERATIONS, STAFF, Principal
 
 router = APIRouter(prefix="/moves", tags=["operations"])
-REF = r"^[A-Za-z0-9_.:|*@\-]{1,64}$"
 
 
 class MoveIn(StrictBody):

@@ -19,9 +19,11 @@ from sqlalchemy import Select, or_
 
 from cloud.api.common import utc
 from cloud.errors import Invalid
+from ledger.signed import REFERENCE_PATTERN
 
 Sort = Literal["time", "-time", "fen", "-fen"]
-Text = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_.:|*@\-]{1,64}$")]
+REF = f"^{REFERENCE_PATTERN}$"  # an operation reference, whole (`ledger.signed`)
+Text = Annotated[StrictStr, Field(pattern=REF)]
 Reference = Text
 
 

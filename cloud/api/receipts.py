@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from cloud.api.auth import allow
 from cloud.api.common import DbSession, Limit, Now, Offset, Out, Page, answers, page
-from cloud.api.operation_lists import ListFilters, apply
+from cloud.api.operation_lists import REF, ListFilters, apply
 from cloud.db.operations import Receipt
 from cloud.operations import receipts
 from cloud.people import oplog
@@ -99,7 +99,7 @@ def get_receipt(
     responses={200: {"description": "issued before"}, **answers(e404="no such recharge")},
 )
 def recharge_receipt(
-    payment: Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:|*@\-]{1,64}$")],
+    payment: Annotated[str, Path(pattern=REF)],
     who: Annotated[Principal, allow(*MONEY_DESK)],
     response: Response,
     session: DbSession,

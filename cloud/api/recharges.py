@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Response, status
-from pydantic import Field, StrictInt, StrictStr
+from pydantic import Field, StrictInt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -38,6 +38,7 @@ from cloud.api.common import (
     answers,
     page,
 )
+from cloud.api.operation_lists import Reference
 from cloud.db import models
 from cloud.db.operations import Receipt
 from cloud.errors import NotFound
@@ -48,7 +49,7 @@ from cloud.people.auth import MONEY_DESK, STAFF, Principal, Role
 router = APIRouter(prefix="/recharges", tags=["recharges"])
 
 Method = Literal["cash", "card", "wechat", "alipay", "transfer"]  # recharges.METHODS
-PaymentId = Annotated[StrictStr, Field(pattern=f"^{recharges.PAYMENT_ID.pattern}$")]
+PaymentId = Reference  # a recharge's payment id is an operation reference
 RechargeFen = Annotated[
     StrictInt, Field(gt=0, le=recharges.MAX_RECHARGE_FEN, description="fen (0.01 CNY)")
 ]

@@ -33,7 +33,7 @@ from cloud.api.common import (
     answers,
     page,
 )
-from cloud.api.operation_lists import ListFilters, Reference, apply
+from cloud.api.operation_lists import REF, ListFilters, Reference, apply
 from cloud.db.operations import Refund
 from cloud.operations import refunds
 from cloud.people import oplog
@@ -41,7 +41,6 @@ from cloud.people.auth import MONEY_DESK, OPERATIONS, PAYOUT, STAFF, Principal
 from cloud.people.oplog import Actor
 
 router = APIRouter(prefix="/refunds", tags=["operations"])
-REF = r"^[A-Za-z0-9_.:|*@\-]{1,64}$"
 RefundId = Annotated[str, Path(pattern=REF)]
 
 

@@ -34,8 +34,8 @@ from cloud.chains.projection import VerifiedEntry, transfer_time
 from cloud.db.bulk import upsert_rows
 from cloud.db.rollups import ConsumptionDaily, ConsumptionMonthly
 from cloud.db.sql import table_of
+from ledger import entry_ids
 from ledger.accounts import Pocket
-from ledger.ids import derive_id
 from ledger.transfers import Code, Kind, Transfer
 
 SITE_ZONE = ZoneInfo("Asia/Shanghai")  # DESIGN §4: the sites' default zone
@@ -80,12 +80,12 @@ def _pocket(transfer: Transfer, pocket: str) -> str:
         return pocket
     refs = transfer.refs
     if transfer.code is Code.METER_SETTLE:
-        credit_id = derive_id("meter-settle", str(refs.get("swap", "")), CREDIT)
+        credit_id = entry_ids.meter_settle(str(refs.get("swap", "")), CREDIT)
     else:
         reg_from, reg_to = refs.get("reg_from"), refs.get("reg_to")
         if not isinstance(reg_from, int) or not isinstance(reg_to, int):
             return pocket
-        credit_id = derive_id("consume", str(refs.get("meter", "")), reg_from, reg_to, CREDIT)
+        credit_id = entry_ids.consume(str(refs.get("meter", "")), reg_from, reg_to, CREDIT)
     return CREDIT if transfer.id == credit_id else pocket
 
 

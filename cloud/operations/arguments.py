@@ -1,19 +1,16 @@
 """The arguments every money operation checks alike (corrections, refunds, swaps, moves): its
 reference and its integer amounts.
 
-An operation's reference is the id its command names (`ledger.signed.CommandKind`): 1-64 of
-`[A-Za-z0-9_.:|*@-]`. The caller may give one (a retry then finds the first operation); else it
+An operation's reference is the id its command names (`ledger.signed.REFERENCE_PATTERN`). The caller may give one (a retry then finds the first operation); else it
 is derived from the request's content, so the same request twice is still one operation.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 
 from cloud.errors import Invalid
-
-REFERENCE = re.compile(r"[A-Za-z0-9_.:|*@\-]{1,64}")
+from ledger.signed import REFERENCE_PATTERN, is_reference
 
 
 def reference(given: object, prefix: str, *content: object) -> str:
@@ -21,8 +18,8 @@ def reference(given: object, prefix: str, *content: object) -> str:
     if given is None:
         digest = hashlib.sha256("\x1f".join(map(str, content)).encode()).hexdigest()
         return f"{prefix}-{digest[:30]}"
-    if not isinstance(given, str) or not REFERENCE.fullmatch(given):
-        raise Invalid(f"reference {given!r} must be 1-64 of A-Z a-z 0-9 _ . : | * @ -")
+    if not is_reference(given):
+        raise Invalid(f"reference {given!r} must match {REFERENCE_PATTERN}")
     return given
 
 

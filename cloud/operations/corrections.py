@@ -38,6 +38,7 @@ from cloud.errors import Conflict, Invalid, NotFound
 from cloud.operations import receipts
 from cloud.operations.arguments import reference, whole
 from cloud.operations.recharges import MAX_RECHARGE_FEN, edge_recharge_id
+from ledger import entry_ids
 from ledger.accounts import AccountId, Pocket, System, owner_of, pocket_id, system_id
 from ledger.chain import NodeKey
 from ledger.ids import derive_id
@@ -50,7 +51,7 @@ _HEX_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def edge_id(correction: str) -> int:
-    return derive_id(Code.CORRECTION.value, correction)
+    return entry_ids.correction(correction)
 
 
 def pending_id(correction: str) -> int:

@@ -26,7 +26,6 @@ that reported the command applied is believed over a later rejection of the same
 from __future__ import annotations
 
 import datetime as dt
-import re
 import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -43,16 +42,16 @@ from cloud.chains.locks import lock_active
 from cloud.chains.projection import hex_id
 from cloud.db.models import Command, Recharge, RechargeStatus, ReportedAccount
 from cloud.errors import Conflict, Invalid, NotFound
+from ledger import entry_ids
 from ledger.accounts import System, Unit, system_id
 from ledger.chain import NodeKey
 from ledger.ids import derive_id
-from ledger.signed import CommandKind
+from ledger.signed import CommandKind, is_reference
 from ledger.transfers import Code, Kind, RefValue, TimeSource, Transfer
 from ledger.units import Fen
 
 MAX_RECHARGE_FEN = 10_000_000  # 100 000 yuan
 METHODS = ("cash", "card", "wechat", "alipay", "transfer")
-PAYMENT_ID = re.compile(r"[A-Za-z0-9_.:|*@\-]{1,64}")
 MAX_REASON = 500  # characters of the edge's reason kept on a voided recharge
 
 
@@ -70,7 +69,7 @@ def void_id(payment: str) -> int:
 
 def edge_recharge_id(payment: str) -> int:
     """The id the concentrator gives its recharge entry (`edge.runtime.cycle`)."""
-    return derive_id(Code.RECHARGE.value, payment)
+    return entry_ids.recharge(payment)
 
 
 def _check(fen: object, method: str, payment: str | None) -> None:
@@ -80,7 +79,7 @@ def _check(fen: object, method: str, payment: str | None) -> None:
         raise Invalid(f"fen must be between 1 and {MAX_RECHARGE_FEN}, got {fen}")
     if method not in METHODS:
         raise Invalid(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    if payment is not None and (not isinstance(payment, str) or not PAYMENT_ID.fullmatch(payment)):
+    if payment is not None and not is_reference(payment):
         raise Invalid(f"payment id {payment!r} must be 1-64 of A-Z a-z 0-9 _ . : | * @ -")
 
 

@@ -36,6 +36,7 @@ from cloud.db.operations import Move, Refund
 from cloud.errors import Conflict, Invalid, NotFound
 from cloud.operations import receipts
 from cloud.operations.arguments import reference, whole
+from ledger import entry_ids
 from ledger.accounts import Pocket, System, pocket_id, system_id
 from ledger.chain import NodeKey
 from ledger.ids import derive_id
@@ -51,12 +52,12 @@ MAX_GRACE_HOURS = 24 * 31
 
 
 def edge_pending_id(refund: str) -> int:
-    return derive_id(Code.REFUND.value, refund)
+    return entry_ids.refund(refund)
 
 
 def settle_id(pending_hex: str, action: str) -> int:
     """The id the edge gives the post/void of a pending it holds (`CommandKind.SETTLE`)."""
-    return derive_id("settle", pending_hex, action)
+    return entry_ids.settle(pending_hex, action)
 
 
 def get(session: Session, refund: str) -> Refund:

@@ -14,7 +14,7 @@ takes all or none. Every leg carries refs `meter`, `reg_from`, `reg_to` (the reg
 chain bills) and `energy_wh` (this leg's share); fen legs also `cost_cum`, the account's
 cumulative exact cost after the leg, and `tariff`, the priced parts. Fen are always
 `charge_step` on that cumulative cost, so fen charged = cumulative exact cost rounded once.
-Ids are `derive_id("consume", meter, reg_from, reg_to, leg)`: a re-run after a crash, given the
+Ids are `entry_ids.consume(meter, reg_from, reg_to, leg)`: a re-run after a crash, given the
 same reading and time, derives the same chain and the book answers `exists`.
 
 **When the money runs out.** The book never lets a pocket below its floor, and a linked chain
@@ -62,8 +62,8 @@ from edge.rules.tariffs import (
     split_parts,
 )
 from edge.rules.times import month_key, require_aware, stamp
+from ledger import entry_ids
 from ledger.accounts import POCKET_UNIT, AccountId, Pocket, System, pocket_id, system_id
-from ledger.ids import derive_id
 from ledger.transfers import Code, RefValue, TimeSource, Transfer
 from ledger.units import EXACT_PER_FEN, ExactCost, Wh, charge_step, fen_rounded
 
@@ -339,9 +339,9 @@ def _transfer(
     credit = system_id(leg.sink)
     return Transfer(
         id=(
-            derive_id("consume", meter, reg_from, reg_to, leg.name)
+            entry_ids.consume(meter, reg_from, reg_to, leg.name)
             if swap is None
-            else derive_id("meter-settle", swap, leg.name)
+            else entry_ids.meter_settle(swap, leg.name)
         ),
         debit=debit,
         credit=credit,
@@ -381,7 +381,7 @@ def bill_final(
     """Bill a meter from where its billing stands up to `final_wh`, the register read off the
     meter as it is taken out (meter swap `swap`): what was read but not billed yet, then the
     energy since the last reading, priced at `now`. Legs, refs and the pay order are those of
-    `bill_reading`; the code is `meter_settle` and the ids `derive_id("meter-settle", swap,
+    `bill_reading`; the code is `meter_settle` and the ids `entry_ids.meter_settle(swap,
     leg)`. No plausibility test: the register is the technician's reading, not the wire's.
 
     The meter has no next reading, so nothing can wait for one: `unpaid_wh` > 0 means the

@@ -2,21 +2,21 @@
 
 Each function takes the facts (the account's balances in the book, the pending transfer to
 resolve, the time stamp) and returns the transfers to book, or raises `OperationRefused` with
-the reason the command is refused. Ids come from the operation's reference, so the cloud knows
-them in advance and a repeat books nothing:
+the reason the command is refused. Ids come from the operation's reference
+(`ledger.entry_ids`), so the cloud knows them in advance and a repeat books nothing:
 
-    correction  sys:corrections_fen ↔ A:prepaid  single    derive_id("correction", ref)
-    refund      A:prepaid → sys:refunds_payable   pending   derive_id("refund", ref)       ─┐
-                sys:grace_issued → A:grace        single    derive_id("grace", ref)        ◄┘
-    grace end   A:grace → sys:grace_expired       single    derive_id("grace-expire", ref)
-    settle      the pending transfer's accounts   post|void derive_id("settle", hex, action)─┐
+    correction  sys:corrections_fen ↔ A:prepaid  single     entry_ids.correction(ref)
+    refund      A:prepaid → sys:refunds_payable   pending    entry_ids.refund(ref)        ─┐
+                sys:grace_issued → A:grace        single     entry_ids.grace(ref)         ◄┘
+    grace end   A:grace → sys:grace_expired       single     entry_ids.grace_expire(ref)
+    settle      the pending transfer's accounts   post|void  entry_ids.settle(hex, action) ─┐
      a refund's void, its grace still running:                                             │
-                A:grace → sys:grace_expired       single    derive_id("grace-end", ref)    ◄┘
-    move out    A:prepaid → sys:moves_in_transit  pending   derive_id("move-out", ref)     ─┐
-                A:subsidy → sys:subsidy_expired   single    derive_id("move-expire", ref)  ◄┤
+                A:grace → sys:grace_expired       single     entry_ids.grace_end(ref)     ◄┘
+    move out    A:prepaid → sys:moves_in_transit  pending    entry_ids.move_out(ref)      ─┐
+                A:subsidy → sys:subsidy_expired   single     entry_ids.move_expire(ref)   ◄┤
      a grace of refund G still running:                                                    │
-                A:grace → sys:grace_expired       single    derive_id("grace-end", G)      ◄┘
-    move in     sys:moves_in_transit → A:prepaid  single    derive_id("move-in", ref)
+                A:grace → sys:grace_expired       single     entry_ids.grace_end(G)       ◄┘
+    move in     sys:moves_in_transit → A:prepaid  single     entry_ids.move_in(ref)
 
 (─┐ ◄┘: one linked chain, the transfers that are there.)
 
@@ -35,9 +35,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from edge.rules.errors import RuleError
+from ledger import entry_ids
 from ledger.accounts import AccountId, Pocket, System, owner_of, pocket_id, system_id, unit_of
 from ledger.book import Balance
-from ledger.ids import derive_id
 from ledger.transfers import Code, Kind, RefValue, TimeSource, Transfer
 
 
@@ -109,7 +109,7 @@ def correction(
     refs: dict[str, RefValue] = {"correction": reference, "original": original, "reason": reason}
     return _transfer(
         stamp,
-        derive_id("correction", reference),
+        entry_ids.correction(reference),
         (debit, credit),
         abs(fen),
         Code.CORRECTION,
@@ -146,7 +146,7 @@ def refund(
     refs: dict[str, RefValue] = {"refund": reference}
     held = _transfer(
         stamp,
-        derive_id("refund", reference),
+        entry_ids.refund(reference),
         (pocket, system_id(System.REFUNDS_PAYABLE)),
         prepaid.available,
         Code.REFUND,
@@ -158,7 +158,7 @@ def refund(
         return (held,)
     grace = _transfer(
         stamp,
-        derive_id("grace", reference),
+        entry_ids.grace(reference),
         (system_id(System.GRACE_ISSUED), pocket_id(account, Pocket.GRACE)),
         grace_wh,
         Code.GRACE_ISSUE,
@@ -184,7 +184,7 @@ def _clear_grace(
 
 def grace_expiry(stamp: Stamp, *, account: str, reference: str, grace: Balance) -> Transfer | None:
     """Clear what is left of the grace allowance of refund `reference` (None: nothing left)."""
-    ident = derive_id("grace-expire", reference)
+    ident = entry_ids.grace_expire(reference)
     return _clear_grace(stamp, ident, account, grace, {"refund": reference})
 
 
@@ -199,7 +199,7 @@ def grace_end(
     """End the grace allowance of refund `reference` before its time (the refund voided, the
     tenant moving out): clear what the grace pocket holds, as its expiry would (None: nothing
     left). `refs`: what ended it, besides the refund."""
-    ident = derive_id("grace-end", reference)
+    ident = entry_ids.grace_end(reference)
     return _clear_grace(stamp, ident, account, grace, {**(refs or {}), "refund": reference})
 
 
@@ -244,7 +244,7 @@ def settle(
         raise OperationRefused(f"pending transfer {pending_hex} was already {done}")
     settled = _transfer(
         stamp,
-        derive_id("settle", pending_hex, action.value),
+        entry_ids.settle(pending_hex, action.value),
         (pending.debit, pending.credit),
         pending.amount,
         pending.code,
@@ -283,7 +283,7 @@ def move_out(
         out.append(
             _transfer(
                 stamp,
-                derive_id("move-out", reference),
+                entry_ids.move_out(reference),
                 (pocket_id(account, Pocket.PREPAID), system_id(System.MOVES_IN_TRANSIT)),
                 prepaid.available,
                 Code.MOVE,
@@ -295,7 +295,7 @@ def move_out(
         out.append(
             _transfer(
                 stamp,
-                derive_id("move-expire", reference),
+                entry_ids.move_expire(reference),
                 (pocket_id(account, Pocket.SUBSIDY), system_id(System.SUBSIDY_EXPIRED)),
                 subsidy.available,
                 Code.SUBSIDY_EXPIRE,
@@ -314,7 +314,7 @@ def move_in(stamp: Stamp, *, account: str, reference: str, fen: int, from_node: 
         raise OperationRefused(f"fen must be positive, got {fen}")
     return _transfer(
         stamp,
-        derive_id("move-in", reference),
+        entry_ids.move_in(reference),
         (system_id(System.MOVES_IN_TRANSIT), pocket_id(account, Pocket.PREPAID)),
         fen,
         Code.MOVE,

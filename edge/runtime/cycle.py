@@ -52,9 +52,9 @@ from edge.runtime.state import (
 )
 from edge.site.model import MeterConfig, Site
 from edge.store import Category, Event, Store, StoreError, TimedReading, Transaction
+from ledger import entry_ids
 from ledger.accounts import Pocket, System, Unit, pocket_id, system_id
 from ledger.chain import NodeKey
-from ledger.ids import derive_id
 from ledger.transfers import Code, Transfer
 
 log = logging.getLogger("edge.runtime")
@@ -500,7 +500,7 @@ class Runtime:
         """The prepaid recharge of `payment`: one transfer id per payment reference, whoever
         books it (the seed, the demo, or a signed cloud command)."""
         return Transfer(
-            id=derive_id(Code.RECHARGE.value, payment),
+            id=entry_ids.recharge(payment),
             debit=system_id(System.CASH_IN_TRANSIT),
             credit=pocket_id(account, Pocket.PREPAID),
             amount=fen,

@@ -21,12 +21,11 @@ from edge.rules.times import stamp
 from edge.runtime.cycle import Runtime
 from edge.runtime.relays import RelayOrder
 from edge.store import CommandResult, CommandStatus, Event, Transaction
-from ledger.signed import Command
+from ledger.signed import REFERENCE_PATTERN, Command, is_reference
 from ledger.transfers import Transfer
 
 MAX_REF_LENGTH = 64
 MAX_REASON_LENGTH = 200
-_REFERENCE = re.compile(r"[A-Za-z0-9_.:|*@-]{1,64}")
 _HEX = re.compile(r"[0-9a-f]{32}")
 
 
@@ -42,10 +41,10 @@ def text(args: Mapping[str, Any], name: str, default: str | None = None) -> str:
 
 
 def reference(args: Mapping[str, Any], name: str) -> str:
-    """An operation's reference: 1-64 of `[A-Za-z0-9_.:|*@-]` (`ledger.signed.CommandKind`)."""
+    """An operation's reference (`ledger.signed.REFERENCE_PATTERN`)."""
     value = args.get(name)
-    if not isinstance(value, str) or not _REFERENCE.fullmatch(value):
-        raise Refusal(f"{name} must be 1-64 of [A-Za-z0-9_.:|*@-], got {value!r}")
+    if not is_reference(value):
+        raise Refusal(f"{name} must match {REFERENCE_PATTERN}, got {value!r}")
     return value
 
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ledger import entry_ids
 from ledger.accounts import Pocket, System, Unit, pocket_id, system_id
 from ledger.chain import Chain, Entry, NodeKey, sign_checkpoint
 from ledger.encoding import encode_transfer
@@ -54,7 +55,7 @@ def subsidy(node: str, account: str, period: str, wh: int = 50_000) -> Transfer:
 def edge_recharge(account: str, fen: int, payment: str, method: str = "cash") -> Transfer:
     """What the edge books for a recharge command (`edge.runtime.cycle.Runtime.recharge`)."""
     return Transfer(
-        id=derive_id(Code.RECHARGE.value, payment),
+        id=entry_ids.recharge(payment),
         debit=system_id(System.CASH_IN_TRANSIT),
         credit=pocket_id(account, Pocket.PREPAID),
         amount=fen,

@@ -15,8 +15,8 @@ from sqlalchemy import select
 
 from cloud.db.engine import session_factory
 from cloud.db.models import Command, CommandStatus
+from ledger import entry_ids
 from ledger.accounts import Pocket, System, pocket_id, system_id, unit_of
-from ledger.ids import derive_id
 from ledger.transfers import Code, Kind, TimeSource, Transfer
 from ledger.wire import AckStatus
 from tests.cloud.api.conftest import NODE, OTHER, Site
@@ -135,7 +135,7 @@ class ContractEdge:
     def apply(self, model: NodeModel, kind: str, args: dict[str, Any]) -> list[Transfer]:
         if kind == "recharge":
             model.prepaid[args["account"]] += args["fen"]
-            return [edge_transfer(derive_id("recharge", args["payment"]), CASH,
+            return [edge_transfer(entry_ids.recharge(args["payment"]), CASH,
                                   prepaid(args["account"]), args["fen"], Code.RECHARGE,
                                   refs={"payment": args["payment"]})]  # fmt: skip
         if kind == "correction":
@@ -144,7 +144,7 @@ class ContractEdge:
                 raise Refusal("below the floor")
             model.prepaid[account] += fen
             legs = (CORRECTIONS, prepaid(account)) if fen > 0 else (prepaid(account), CORRECTIONS)
-            return [edge_transfer(derive_id("correction", ref), *legs, abs(fen), Code.CORRECTION,
+            return [edge_transfer(entry_ids.correction(ref), *legs, abs(fen), Code.CORRECTION,
                                   refs={"correction": ref})]  # fmt: skip
         if kind == "refund":
             account, ref = args["account"], args["refund"]
@@ -152,14 +152,14 @@ class ContractEdge:
             pockets = {(p.code, p.debit) for p in model.pendings.values()}
             if available <= 0 or (Code.REFUND, prepaid(account)) in pockets:
                 raise Refusal("nothing refundable")
-            pending = edge_transfer(derive_id("refund", ref), prepaid(account), REFUNDS, available,
+            pending = edge_transfer(entry_ids.refund(ref), prepaid(account), REFUNDS, available,
                                     Code.REFUND, kind=Kind.PENDING,
                                     linked=args["grace_wh"] > 0, refs={"refund": ref})  # fmt: skip
             model.prepaid[account] = 0
             model.pendings[f"{pending.id:032x}"] = pending
             out = [pending]
             if args["grace_wh"] > 0:
-                out.append(edge_transfer(derive_id("grace", ref), system_id(System.GRACE_ISSUED),
+                out.append(edge_transfer(entry_ids.grace(ref), system_id(System.GRACE_ISSUED),
                                          pocket_id(account, Pocket.GRACE), args["grace_wh"],
                                          Code.GRACE_ISSUE, refs={"refund": ref}))  # fmt: skip
             return out
@@ -171,7 +171,7 @@ class ContractEdge:
             if action is Kind.VOID:
                 model.prepaid[pending.debit.partition(":")[0]] += pending.amount
             return [dataclasses.replace(
-                pending, id=derive_id("settle", args["pending"], args["action"]), kind=action,
+                pending, id=entry_ids.settle(args["pending"], args["action"]), kind=action,
                 pending_id=pending.id, linked=False,
                 refs={**pending.refs, "pending": args["pending"]})]  # fmt: skip
         if kind == "move_out":
@@ -180,13 +180,13 @@ class ContractEdge:
             if model.prepaid[account] < 0:
                 raise Refusal("debt")
             if model.prepaid[account] > 0:
-                pending = edge_transfer(derive_id("move-out", ref), prepaid(account), TRANSIT,
+                pending = edge_transfer(entry_ids.move_out(ref), prepaid(account), TRANSIT,
                                         model.prepaid[account], Code.MOVE, kind=Kind.PENDING,
                                         refs={"move": ref})  # fmt: skip
                 model.pendings[f"{pending.id:032x}"] = pending
                 out.append(pending)
             if model.subsidy[account] > 0:
-                out.append(edge_transfer(derive_id("move-expire", ref), subsidy(account),
+                out.append(edge_transfer(entry_ids.move_expire(ref), subsidy(account),
                                          system_id(System.SUBSIDY_EXPIRED),
                                          model.subsidy[account], Code.SUBSIDY_EXPIRE,
                                          refs={"move": ref}))  # fmt: skip
@@ -194,7 +194,7 @@ class ContractEdge:
             return [dataclasses.replace(t, linked=i < len(out) - 1) for i, t in enumerate(out)]
         if kind == "move_in":
             model.prepaid[args["account"]] += args["fen"]
-            return [edge_transfer(derive_id("move-in", args["move"]), TRANSIT,
+            return [edge_transfer(entry_ids.move_in(args["move"]), TRANSIT,
                                   prepaid(args["account"]), args["fen"], Code.MOVE,
                                   refs={"move": args["move"]})]  # fmt: skip
         return []  # meter_swap (billing not modelled), relay, config, time

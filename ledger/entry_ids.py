@@ -1,0 +1,96 @@
+"""The ids of the entries a concentrator books, as functions: the contract by which the cloud
+knows, before the edge answers, which transfer each command or rule will write.
+
+Every id is `ledger.ids.derive_id(tag, …facts)`: the same facts give the same id, so a repeated
+command or a rule run again after a crash books nothing twice, and the cloud can find the
+edge's entry by id when it arrives. The tags are part of the frozen format — changing one
+changes every id derived from it.
+
+    entry                           tag             facts                    booked by
+    a recharge                      recharge        payment                  `recharge` command
+    consumption (one leg)           consume         meter, reg_from, reg_to, leg   billing cycle
+    a swapped meter's last bill     meter-settle    swap, leg                `meter_swap`
+    a correction                    correction      correction               `correction`
+    a refund (pending)              refund          refund                   `refund`
+    its grace allowance             grace           refund                   `refund`
+    the grace running out           grace-expire    refund                   billing cycle
+    the grace ended early           grace-end       refund                   `settle` void, `move_out`
+    a pending resolved              settle          pending hex, action      `settle`
+    a move out (pending)            move-out        move                     `move_out`
+    the subsidy cleared on leaving  move-expire     move                     `move_out`
+    a move in                       move-in         move                     `move_in`
+
+Subsidy entries are `derive_id(code, owner, period)` (`edge.rules.subsidy`), their code's
+value being the tag.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from ledger.ids import derive_id
+
+
+class EntryTag(StrEnum):
+    """The first part of an entry id: which kind of entry it is."""
+
+    RECHARGE = "recharge"
+    CONSUME = "consume"
+    METER_SETTLE = "meter-settle"
+    CORRECTION = "correction"
+    REFUND = "refund"
+    GRACE = "grace"
+    GRACE_EXPIRE = "grace-expire"
+    GRACE_END = "grace-end"
+    SETTLE = "settle"
+    MOVE_OUT = "move-out"
+    MOVE_EXPIRE = "move-expire"
+    MOVE_IN = "move-in"
+
+
+def recharge(payment: str) -> int:
+    return derive_id(EntryTag.RECHARGE, payment)
+
+
+def consume(meter: str, reg_from: int, reg_to: int, leg: str) -> int:
+    return derive_id(EntryTag.CONSUME, meter, reg_from, reg_to, leg)
+
+
+def meter_settle(swap: str, leg: str) -> int:
+    return derive_id(EntryTag.METER_SETTLE, swap, leg)
+
+
+def correction(reference: str) -> int:
+    return derive_id(EntryTag.CORRECTION, reference)
+
+
+def refund(reference: str) -> int:
+    return derive_id(EntryTag.REFUND, reference)
+
+
+def grace(refund_reference: str) -> int:
+    return derive_id(EntryTag.GRACE, refund_reference)
+
+
+def grace_expire(refund_reference: str) -> int:
+    return derive_id(EntryTag.GRACE_EXPIRE, refund_reference)
+
+
+def grace_end(refund_reference: str) -> int:
+    return derive_id(EntryTag.GRACE_END, refund_reference)
+
+
+def settle(pending_hex: str, action: str) -> int:
+    return derive_id(EntryTag.SETTLE, pending_hex, action)
+
+
+def move_out(move: str) -> int:
+    return derive_id(EntryTag.MOVE_OUT, move)
+
+
+def move_expire(move: str) -> int:
+    return derive_id(EntryTag.MOVE_EXPIRE, move)
+
+
+def move_in(move: str) -> int:
+    return derive_id(EntryTag.MOVE_IN, move)

@@ -3,8 +3,8 @@
 Both parts run the real thing end to end: stores filled by the real runtime (demo site, 15-minute
 poll cycles on a `ManualClock`, simulated DL/T 645 meters in-process over `DirectBus`, as in
 `bench/edge_bench.py`), synced by the real `edge.sync.SyncService` (configured by a `[cloud]`
-section in the copy's site.toml) through a real Mosquitto to a real `cloud.ingest.worker.IngestWorker`,
-ticked until the cloud has acknowledged everything.
+section in the copy's site.toml) through a real Mosquitto to a real
+`cloud.ingest.worker.IngestWorker`, ticked until the cloud has acknowledged everything.
 
 1. **Bytes on the wire, uplink.** A `bench.tcp_counter.CountingRelay` sits between the edge and
    a Mosquitto with TLS (per-device client certificates, the production ACLs); the cloud is one

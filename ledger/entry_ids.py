@@ -14,7 +14,7 @@ changes every id derived from it.
     a refund (pending)              refund          refund                   `refund`
     its grace allowance             grace           refund                   `refund`
     the grace running out           grace-expire    refund                   billing cycle
-    the grace ended early           grace-end       refund                   `settle` void, `move_out`
+    the grace ended early           grace-end       refund                   `settle`, `move_out`
     a pending resolved              settle          pending hex, action      `settle`
     a move out (pending)            move-out        move                     `move_out`
     the subsidy cleared on leaving  move-expire     move                     `move_out`

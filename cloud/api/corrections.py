@@ -1,6 +1,6 @@
 """`/corrections`: compensating transfers for an operator's mistake on a prepaid balance
-(`cloud.operations.corrections`: a pending in the cloud chain, a `correction` command, posted when the
-edge books it, voided when the edge refuses).
+(`cloud.operations.corrections`: a pending in the cloud chain, a `correction` command, posted when
+the edge books it, voided when the edge refuses).
 
 Who may: operations (`OPERATIONS`: admin, operator) book corrections, as themselves; staff
 read them. The same correction id — or, without one, the same request — books once (200 with

@@ -1,5 +1,5 @@
-"""`/meter-swaps`: replacing a meter (`cloud.operations.meter_swaps`), and importing the registers an
-infrared handheld read from dead meters (`cloud.operations.handheld` documents the file format).
+"""`/meter-swaps`: replacing a meter (`cloud.operations.meter_swaps`), and importing the registers
+an infrared handheld read from dead meters (`cloud.operations.handheld` documents the file format).
 
     POST /meter-swaps/ir-import  {source, csv: "<the handheld's export>"}
                               or {source, readings: [{address, read_at, energy_wh}, …]}

@@ -1,12 +1,12 @@
-"""`/moves`: a tenant changing shop (`cloud.operations.moves`). On the same concentrator it is recorded
-(`settled` at once: no money moves); to another concentrator the prepaid balance travels as a
-two-phase move the cloud drives as each side's entries arrive
-(requested → in_transit → arrived → settled; failed or voided on a refusal).
+"""`/moves`: a tenant changing shop (`cloud.operations.moves`). On the same concentrator it is
+recorded (`settled` at once: no money moves); to another concentrator the prepaid balance travels as
+a two-phase move the cloud drives as each side's entries arrive (requested → in_transit → arrived →
+settled; failed or voided on a refusal).
 
-When the registry knows the account, the move names a registry shop on `to_node` (404 when it
-has none numbered `to_shop` there, 409 when that shop holds another account) and the registry
-puts the account there at once, marking both concentrators' configuration changed; across
-concentrators the move_in then waits for the destination's configuration push (`cloud.operations.moves`).
+When the registry knows the account, the move names a registry shop on `to_node` (404 when it has
+none numbered `to_shop` there, 409 when that shop holds another account) and the registry puts the
+account there at once, marking both concentrators' configuration changed; across concentrators the
+move_in then waits for the destination's configuration push (`cloud.operations.moves`).
 
 Who may: `OPERATIONS` move tenants; staff read. One open move per account (409).
 """

@@ -6,8 +6,8 @@
     POST /concentrators/{node}/config   send them as the node's next version (201)
     POST /registry/push                 send every node the registry marked changed
 
-Registry writes only mark nodes; pushing is an operator's explicit step (`cloud.registry.site_config`
-says why).
+Registry writes only mark nodes; pushing is an operator's explicit step
+(`cloud.registry.site_config` says why).
 """
 
 from typing import Annotated, Any

@@ -1,8 +1,9 @@
 """The arguments every money operation checks alike (corrections, refunds, swaps, moves): its
 reference and its integer amounts.
 
-An operation's reference is the id its command names (`ledger.signed.REFERENCE_PATTERN`). The caller may give one (a retry then finds the first operation); else it
-is derived from the request's content, so the same request twice is still one operation.
+An operation's reference is the id its command names (`ledger.signed.REFERENCE_PATTERN`). The caller
+may give one (a retry then finds the first operation); else it is derived from the request's
+content, so the same request twice is still one operation.
 """
 
 from __future__ import annotations

@@ -17,10 +17,11 @@ the payer is owed a refund). Every recharge source (desk, card, mobile payments)
 `recharge`, so every one is settled this way. Doing it twice with the same payment and content
 returns the first recharge; the same payment with other content is a Conflict.
 
-The POST is made by `cloud.ingest.handler`, the VOID by `on_verdicts` (`cloud.operations.settlements`), both in
-the ingest's transaction under the node's row lock, each only from `pending`: a batch seen again
-settles nothing twice. A refusal voids only if it is the command's recorded verdict (an edge
-that reported the command applied is believed over a later rejection of the same id).
+The POST is made by `cloud.ingest.handler`, the VOID by `on_verdicts`
+(`cloud.operations.settlements`), both in the ingest's transaction under the node's row lock, each
+only from `pending`: a batch seen again settles nothing twice. A refusal voids only if it is the
+command's recorded verdict (an edge that reported the command applied is believed over a later
+rejection of the same id).
 """
 
 from __future__ import annotations

@@ -2,20 +2,21 @@
 operations that span both chains (recharges, corrections, refunds, moves, swaps): post or void
 the cloud's pending transfers and advance the operations' states. The follow-up commands this
 makes due (a move's `move_in` once the source booked its `move_out`, a `settle` once the
-destination booked the arrival) are issued after the ingest commits (`cloud.operations.moves.issue_due`).
-A recharge's receipt is printed at the desk (`POST /recharges`), not here.
+destination booked the arrival) are issued after the ingest commits
+(`cloud.operations.moves.issue_due`). A recharge's receipt is printed at the desk
+(`POST /recharges`), not here. Modules below are in `cloud.operations` unless named in full.
 
-    edge entry (by its contract id)      cloud reaction
-    recharge/P                           POST recharge-pending/P            (cloud.ingest.handler)
-    correction/C                         POST correction-pending/C          (cloud.operations.corrections)
-    refund/R (pending)                   refund reserved, amount known      (cloud.operations.refunds)
+    edge entry (its `ledger.entry_ids` id)  cloud reaction
+    recharge/P                           POST recharge-pending/P        (cloud.ingest.handler)
+    correction/C                         POST correction-pending/C      (corrections)
+    refund/R (pending)                   refund reserved, amount known  (refunds)
     settle/<pending>/<action>            refund settled / move settled
-    move-out/M at the source             move_in to the destination due     (cloud.operations.moves)
+    move-out/M at the source             move_in to the destination due (moves)
     move-in/M at the destination         settle post to the source due
     refused command                      VOID a recharge (voided, alarm recharge_refused:
-                                         the payer is owed a refund; cloud.operations.recharges), VOID a
+                                         the payer is owed a refund; recharges), VOID a
                                          correction, fail a refund or move, void a move's
-                                         pending, fail a swap (cloud.operations.meter_swaps)
+                                         pending, fail a swap (meter_swaps)
 
 Called by the ingest inside its transaction, under the node's row lock, after the batch's
 entries are stored; returns the transfers to append to the cloud chain (the ingest appends and

@@ -12,9 +12,9 @@ Every write, in the caller's transaction:
    changed (`registry_nodes.dirty`): a meter moved from edge-0001 to edge-0002 marks both;
 3. appends one operator-log row with the values before and after (`cloud.people.oplog`).
 
-Marked nodes get their new configuration when it is pushed (`cloud.registry.site_config`). A tenant's
-move (`cloud.operations.moves`) changes its account's shop through `update` too, so it is checked, marked
-and logged the same way.
+Marked nodes get their new configuration when it is pushed (`cloud.registry.site_config`). A
+tenant's move (`cloud.operations.moves`) changes its account's shop through `update` too, so it is
+checked, marked and logged the same way.
 """
 
 from __future__ import annotations

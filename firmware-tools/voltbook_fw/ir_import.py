@@ -1,8 +1,8 @@
 """`voltbook-fw ir-import FILE`: check an infrared handheld's export before it leaves the site.
 
-The file is the handheld's CSV (`address,read_at,energy_kwh`, format in `cloud.operations.handheld`). A
-good file is printed (or written with `-o`) as the JSON body of the cloud's
-`POST /meter-swaps/ir-import`, registers in integer Wh; a bad one names its first bad line
+The file is the handheld's CSV (`address,read_at,energy_kwh`, format in
+`cloud.operations.handheld`). A good file is printed (or written with `-o`) as the JSON body of the
+cloud's `POST /meter-swaps/ir-import`, registers in integer Wh; a bad one names its first bad line
 and exits 2, so the installer can read the meter again while still standing in front of it.
 """
 

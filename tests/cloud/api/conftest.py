@@ -1,7 +1,7 @@
 """The API under test: a real migrated database (the `engine` fixture of `tests/cloud`: SQLite,
 and PostgreSQL when it can be started), data put there by the real domain code — concentrators
-registered, a status with the inventory, signed uplink batches through `cloud.ingest.handler.Ingest` —
-and FastAPI's TestClient in front. No mocks of our own code.
+registered, a status with the inventory, signed uplink batches through `cloud.ingest.handler.Ingest`
+— and FastAPI's TestClient in front. No mocks of our own code.
 """
 
 from __future__ import annotations

@@ -202,10 +202,13 @@ def test_a_refused_recharge_is_voided_once(site, ingest, sessions, cloud_key, cl
     assert recharge_rows(sessions) == {
         "P1": ("voided", None, when, reason),
         "P2": ("pending", None, None, ""),
-    } cloud_chain = stored_chain(sessions, CLOUD_NODE) assert [e.transfer.kind for e in cloud_chain]
-    == [Kind.PENDING, Kind.PENDING, Kind.VOID] void = cloud_chain[2].transfer assert (void.id,
-    void.pending_id, void.amount) == (recharges.void_id("P1"), recharges.pending_id("P1"),
-                                                       5000)  # fmt: skip
+    }
+    cloud_chain = stored_chain(sessions, CLOUD_NODE)
+    assert [e.transfer.kind for e in cloud_chain] == [Kind.PENDING, Kind.PENDING, Kind.VOID]
+    void = cloud_chain[2].transfer
+    assert (void.id, void.pending_id, void.amount) == (
+        recharges.void_id("P1"), recharges.pending_id("P1"), 5000
+    )  # fmt: skip
     assert dict(void.refs) == {"payment": "P1", "node": NODE, "command": p1.command_id}
     verdict = verify_records(
         [*cloud_chain, *stored_checkpoints(sessions, CLOUD_NODE)], [cloud_key.public_key],

@@ -20,13 +20,14 @@ listed in `Built.problems`; a push is refused (`Invalid`) while there are any.
 
 **When configuration is sent: explicitly.** A registry write only *marks* the nodes it affects
 (`registry_nodes.dirty`, see `cloud.registry.rows`); nothing is sent until an operator pushes:
-`POST /concentrators/{node}/config` for one node, `POST /registry/push` for every marked node (a meter
-moved between two concentrators marks, and so pushes, both; so does a tenant's move, which pushes
-the destination itself before its move_in, see `cloud.operations.moves`). Setting up a site takes
-dozens of writes; sending the whole configuration over a GPRS link after each would waste the data
-plan and send half-finished registries. `GET /concentrators/{node}/config` previews what would be
-sent. Each push issues `CommandKind.CONFIG` with `{"version": n, "documents": …}`; `version` is the
-node's stored version plus one, so it only grows.
+`POST /concentrators/{node}/config` for one node, `POST /registry/push` for every marked node
+(a meter moved between two concentrators marks, and so pushes, both; so does a tenant's move,
+which pushes the destination itself before its move_in, see `cloud.operations.moves`). Setting
+up a site takes dozens of writes; sending the whole configuration over a GPRS link after each
+would waste the data plan and send half-finished registries. `GET /concentrators/{node}/config`
+previews what would be sent. Each push issues `CommandKind.CONFIG` with
+`{"version": n, "documents": …}`; `version` is the node's stored version plus one, so it only
+grows.
 """
 
 from __future__ import annotations

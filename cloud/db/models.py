@@ -219,7 +219,10 @@ class Command(Base):
 
 class Recharge(Base):
     __tablename__ = "recharges"
-    __table_args__ = (Index("recharges_by_account_status", "account", "status"),)
+    __table_args__ = (
+        Index("recharges_by_account_status", "account", "status"),
+        Index("recharges_by_created", "created"),  # the deposits report reads by creation time
+    )
 
     payment: Mapped[str] = mapped_column(String(64), primary_key=True)  # payment/order id
     account: Mapped[str] = mapped_column(String(64))

@@ -21,7 +21,6 @@ from sqlalchemy import JSON, BigInteger, Date, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cloud.db.base import Base
-from cloud.db.models import Recharge
 
 
 class ConsumptionDaily(Base):
@@ -67,7 +66,3 @@ class ReportTemplate(Base):
     columns: Mapped[list[Any]] = mapped_column(JSON)
     updated_by: Mapped[str] = mapped_column(String(64))
     updated: Mapped[dt.datetime]
-
-
-# The deposits report reads recharges by creation time.
-Index("recharges_by_created", Recharge.__table__.c.created)

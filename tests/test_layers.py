@@ -1,0 +1,127 @@
+"""The import rules of docs/architecture.md, checked on the source: which package may import
+which, and no import cycles between modules.
+
+    ledger   imports nothing of ours           (the contract: pure, shared by edge and cloud)
+    edge     imports ledger                    (the concentrator)
+    cloud    imports ledger                    (the server; never the edge)
+    demo     imports anything                  (the simulated site, the demo acts)
+
+Inside `cloud/`, a package imports only its own modules and the layers below it (`CLOUD_LAYERS`,
+lowest first), so the shell wires domains together and no domain reaches back up.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OURS = ("ledger", "edge", "cloud", "demo", "voltbook_fw")
+MAY_IMPORT = {
+    "ledger": {"ledger"},
+    "edge": {"ledger", "edge"},
+    "cloud": {"ledger", "cloud"},
+    "voltbook_fw": {"ledger", "voltbook_fw", "cloud"},
+    "demo": set(OURS),
+}
+CLOUD_LAYERS: list[set[str]] = [
+    {"cloud.errors", "cloud.keys", "cloud.config", "cloud.services"},
+    {"cloud.db"},
+    {"cloud.migrations", "cloud.chains", "cloud.people"},
+    {"cloud.registry", "cloud.reports"},
+    {"cloud.operations"},
+    {"cloud.ingest"},
+    {"cloud.api"},
+    {"cloud.app", "cloud.server", "cloud.cli"},
+]
+LAYER_OF = {name: level for level, names in enumerate(CLOUD_LAYERS) for name in names}
+
+
+def modules() -> Iterator[tuple[str, Path]]:
+    for top in OURS:
+        base = ROOT / "firmware-tools" if top == "voltbook_fw" else ROOT
+        for path in sorted((base / top).rglob("*.py")):
+            parts = path.relative_to(base).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            yield name, path
+
+
+def imports(path: Path, *, top_level_only: bool = False) -> Iterator[str]:
+    """The modules `path` imports (for `from a import b`: `a.b` when that is a module, else a)."""
+    tree = ast.parse(path.read_text())
+    nodes = tree.body if top_level_only else ast.walk(tree)
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                yield (
+                    f"{node.module}.{alias.name}"
+                    if f"{node.module}.{alias.name}" in KNOWN
+                    else node.module
+                )
+
+
+KNOWN = dict(modules())
+
+
+def cloud_unit(module: str) -> str:
+    """`cloud.operations.refunds` → `cloud.operations`; `cloud.app` → `cloud.app`."""
+    return ".".join(module.split(".")[:2])
+
+
+def test_every_package_imports_only_what_it_may() -> None:
+    wrong = [
+        f"{name} imports {target}"
+        for name, path in KNOWN.items()
+        for target in imports(path)
+        if target.split(".")[0] in OURS
+        and target.split(".")[0] not in MAY_IMPORT[name.split(".")[0]]
+    ]
+    assert wrong == []
+
+
+def test_cloud_packages_import_only_their_own_layer_or_below() -> None:
+    wrong = []
+    for name, path in KNOWN.items():
+        if not name.startswith("cloud."):
+            continue
+        unit = cloud_unit(name)
+        assert unit in LAYER_OF, f"{unit} has no layer in CLOUD_LAYERS: give it one"
+        for target in imports(path):
+            if not target.startswith("cloud.") or cloud_unit(target) == unit:
+                continue
+            there, here = LAYER_OF[cloud_unit(target)], LAYER_OF[unit]
+            if there > here or (there == here and here not in (0, len(CLOUD_LAYERS) - 1)):
+                wrong.append(f"{name} ({unit}) imports {target} ({cloud_unit(target)})")
+    assert wrong == []
+
+
+def test_no_import_cycles_between_modules() -> None:
+    graph = {
+        name: {t for t in imports(path, top_level_only=True) if t in KNOWN and t != name}
+        for name, path in KNOWN.items()
+    }
+    state: dict[str, int] = {}  # 1 on the path, 2 done
+    cycles: list[list[str]] = []
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycles.append([*path[path.index(nxt) :], nxt])
+            elif nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[node] = 2
+
+    for start in sorted(graph):
+        if start not in state:
+            visit(start, [start])
+    assert cycles == []
+
+
+def test_every_package_of_ours_has_rules() -> None:
+    inits = [*ROOT.glob("*/__init__.py"), *(ROOT / "firmware-tools").glob("*/__init__.py")]
+    packages = {init.parent.name for init in inits}
+    assert packages - {"tests", "bench"} - set(OURS) == set(), "add the new package to OURS"

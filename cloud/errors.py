@@ -1,9 +1,12 @@
 """The cloud package's exception tree.
 
-`CloudError` is the root. The API maps each branch to one HTTP answer (`NotFound` 404,
-`Invalid` 422, `Conflict` 409, `Quarantined` 423); every message says what was wrong and, for
-`Invalid`, what to send instead. Database trouble is not in this tree: SQLAlchemy's errors
-propagate, and the shell (the ingest worker, the API) decides to retry or report.
+`CloudError` is the root. The API maps each branch to one HTTP answer (`cloud.app.STATUS_OF`):
+`Unauthorized` 401, `Forbidden` 403, `TooManyAttempts` 429, `NotFound` 404, `Conflict` and
+`Quarantined` 409, `Invalid` (and `Refused`) 422, any other `CloudError` 400. The ingest answers
+`Refused` with a `refused` ack and `Quarantined` with a `quarantined` one. Every message says
+what was wrong and, for `Invalid`, what to send instead. Database trouble is not in this tree:
+SQLAlchemy's errors propagate, and the shell (the ingest worker, the API) decides to retry or
+report.
 """
 
 from __future__ import annotations

@@ -158,7 +158,7 @@ def act_ledger(workdir: Path) -> None:
     )
     transfers = [r.transfer for r in records if isinstance(r, Entry)]
     problems = ledger_violations(transfers, replay(transfers).balances(), ["WX4200001"])
-    print(f"  DESIGN §5 invariants: {problems or 'all hold'}")
+    print(f"  ledger invariants (docs/architecture.md §5.6): {problems or 'all hold'}")
 
     key_file = workdir / "node.pub"
     key_file.write_bytes(public_key_pem(key.public_key))

@@ -31,8 +31,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             "Check every entry's hash and link, the sequence (gaps, reordering, replays, forks) "
             "and every checkpoint signature. Prints a one-line JSON summary and exits 0 when the "
             "chain is sound; prints the first problem and exits 1 when it is not. With --config, "
-            "checks the site's store instead (integrity, every row, signatures) and the DESIGN "
-            "§5 invariants over it, read-only (works while the runtime runs)."
+            "checks the site's store instead (integrity, every row, signatures) and the ledger "
+            "invariants over it, read-only (works while the runtime runs)."
         ),
     )
     source = verify.add_mutually_exclusive_group(required=True)

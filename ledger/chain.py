@@ -1,4 +1,4 @@
-"""The per-node hash chain, node keys and signed checkpoints (DESIGN §5).
+"""The per-node hash chain, node keys and signed checkpoints (docs/architecture.md §5.3).
 
 Every node (each concentrator, and the cloud) appends its accepted transfers to its own chain:
 entry `seq` n carries `prev_hash` (the hash of entry n−1, or 32 zero bytes for n = 1) and `hash`

@@ -36,7 +36,7 @@ class TransferRefused(LedgerError):
 
 
 class InvariantViolated(LedgerError):
-    """A DESIGN §5 invariant does not hold; `violations` lists each one."""
+    """A ledger invariant (docs/architecture.md §5.6) does not hold; `violations` lists each one."""
 
     def __init__(self, violations: list[str]) -> None:
         super().__init__("; ".join(violations))

@@ -1,4 +1,5 @@
-"""DESIGN §5 invariants, as functions every test scenario (and the cloud) can call.
+"""The ledger invariants (docs/architecture.md §5.6), as functions every test scenario (and the
+cloud) can call.
 
 Each `check_*` returns a list of human-readable violations (empty when the invariant holds);
 `assert_ledger_sound` runs them all and raises `InvariantViolated`.

@@ -1,4 +1,4 @@
-"""Units of the ledger: integer Wh, integer fen, prices, and exact cost (DESIGN §4).
+"""Units of the ledger: integer Wh, integer fen, prices, and exact cost (docs/architecture.md §4).
 
 Energy is integer watt-hours, money integer fen (0.01 CNY). A price is an integer number of
 0.0001 CNY per kWh (0.8365 CNY/kWh is `Price(8365)`). The exact cost of `e` Wh at price `p` is

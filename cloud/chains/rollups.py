@@ -38,7 +38,7 @@ from ledger import entry_ids
 from ledger.accounts import Pocket
 from ledger.transfers import Code, Kind, Transfer
 
-SITE_ZONE = ZoneInfo("Asia/Shanghai")  # DESIGN §4: the sites' default zone
+SITE_ZONE = ZoneInfo("Asia/Shanghai")  # docs/architecture.md §4: the sites' default zone
 CONSUMPTION_CODES = frozenset({Code.CONSUME, Code.METER_SETTLE})
 CREDIT = "credit"
 

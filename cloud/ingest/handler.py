@@ -1,4 +1,5 @@
-"""Ingest of concentrator uplinks: verify, store idempotently, acknowledge (DESIGN §7).
+"""Ingest of concentrator uplinks: verify, store idempotently, acknowledge
+(docs/architecture.md §7, §9).
 
 `Ingest.handle_batch(node, payload)` takes the bytes published on `vb/{node}/up` and returns
 the signed `Ack` to publish on `vb/{node}/ack`, after the database commit:

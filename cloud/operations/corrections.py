@@ -1,5 +1,5 @@
-"""Corrections: compensating an operator's mistake on a prepaid balance (DESIGN §5: a new
-transfer, never an edit). Two-phase across the two chains, like a recharge:
+"""Corrections: compensating an operator's mistake on a prepaid balance (a new transfer, never
+an edit: docs/architecture.md §5). Two-phase across the two chains, like a recharge:
 
     cloud chain  PENDING  sys:payments_received → sys:corrections_fen   (fen > 0)
                           sys:corrections_fen → sys:payments_received   (fen < 0)

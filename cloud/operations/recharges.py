@@ -1,7 +1,7 @@
 """Money entering at the cloud: recharges (operator desk, card, mobile payments) and, as the
 operator's other lever on an account, remote relay trip/close.
 
-A recharge is two-phase across the two chains (DESIGN §5):
+A recharge is two-phase across the two chains (docs/architecture.md §10):
 
     cloud chain   PENDING  sys:payments_received → sys:cash_in_transit   id recharge-pending/P
     command       recharge {account, fen, payment, method} to the account's concentrator

@@ -1,8 +1,8 @@
 """Subsidy rules: how many Wh each account's monthly subsidy is, and the hook sites extend it by.
 
 The cloud decides every account's amount and sends it to the concentrator as the `by_account`
-table of the subsidy rules document; the edge issues it (DESIGN §5, `edge/rules/subsidy.py`).
-The amount of one account, in this order:
+table of the subsidy rules document; the edge issues it (`edge/rules/subsidy.py`,
+docs/architecture.md §6.2). The amount of one account, in this order:
 
 1. the policy's **rule**, when it names one and the rule gives a number (not `None`);
 2. else the policy's `by_category` amount for the shop's category;

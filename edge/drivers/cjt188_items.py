@@ -3,7 +3,7 @@ reply layouts, units, status bits and valve commands.
 
 `edge.drivers.cjt188` (the codec and the driver) and `edge.sim.cjt188_responder` read these
 tables; neither branches on a data identifier or a unit code. Facts come from
-`shared/reference/cjt188.md`.
+the standard (sources: docs/architecture.md §11).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ One row per register (name, address, function code, value type, unit, scale), on
 `Reading` field (which registers feed it and how they combine, in the style of Home Assistant's
 `SensorEntityDescription.value_fn`), one row per reading block and one relay map per model.
 `edge.drivers.modbus_meters` plans and decodes reads from these tables only; adding a model is
-adding rows here, not branches there. Facts come from `shared/reference/modbus-meters.md`.
+adding rows here, not branches there. Sources: docs/architecture.md §11.
 
 Float registers are IEEE-754 float32 with the high word first (what pymodbus calls
 `word_order="big"`). `scale` turns the register's unit into the `Reading`'s unit, e.g. the

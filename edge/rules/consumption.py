@@ -1,4 +1,5 @@
-"""Consumption: bill a meter's register delta to its account's pockets (DESIGN §4, §5).
+"""Consumption: bill a meter's register delta to its account's pockets
+(docs/architecture.md §4, §5).
 
 One reading at a time. The energy since the last reading is priced (`tariffs.price_energy`),
 appended behind anything still unbilled from earlier readings, and paid front first:

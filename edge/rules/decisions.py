@@ -2,8 +2,8 @@
 
 Every rule is `rule(now, …inputs, state, policy) -> Decided[State]`. The shell posts
 `decisions.transfers` to the book (each linked chain as one batch), persists `state` in the same
-transaction (DESIGN §6: group commit), and only then acts on `decisions.relays` (no relay acts on
-state that is not yet durable) and raises `decisions.alarms`.
+transaction (group commit: docs/architecture.md §6.3), and only then acts on `decisions.relays`
+(no relay acts on state that is not yet durable) and raises `decisions.alarms`.
 
 Several rules can hold one relay open for different causes (an account in arrears whose meter
 also tripped on a malicious load). `settle_relay` turns the rules' actions into commands: trip

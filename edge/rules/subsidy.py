@@ -1,5 +1,5 @@
 """Monthly subsidy: free energy issued once per account per period, cleared or carried at month
-end (DESIGN §5, §6).
+end (docs/architecture.md §5, §6.2).
 
 **Schedule.** A period is a calendar month of the site's zone, keyed "2026-11". Period P's
 subsidy is due on `issue_day` (clamped to the month's last day) at `issue_at`; P's month end is

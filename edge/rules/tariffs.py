@@ -1,4 +1,4 @@
-"""Tariffs and the exact cost of an interval's energy (DESIGN §4).
+"""Tariffs and the exact cost of an interval's energy (docs/architecture.md §4).
 
 Three shapes of tariff, all priced in `Price` (0.0001 CNY per kWh, always > 0):
 

@@ -1,4 +1,4 @@
-"""The concentrator runtime: billing that never stops (DESIGN §6).
+"""The concentrator runtime: billing that never stops (docs/architecture.md §6).
 
 - `cycle`: `Runtime.run_cycle()`, one poll cycle: clock guard, read every meter, the rules per
   account, ONE store transaction, then the relay commands; and `recharge`.
@@ -8,10 +8,11 @@
 - `state`, `codec`: the rules' states as stored, by a dataclass ↔ JSON codec driven by type
   hints, written in the same transaction as the transfers they produced.
 - `clock`: system, simulated (`--speed`) and manual clocks, and the clock guard around them.
+- `operator`: an operator's remote trip or close, one more cause holding a relay.
+- `reconfigure`: a configuration from the cloud applied to the running site.
 - `events`: alarms and events naming meter, shop and account.
 - `boot`: key, store, buses (serial, simulated, LoRa), simulated meters, seed balances.
 - `runner`: `voltbook-edge run`: scheduled jobs, signals, systemd notify and watchdog.
 - `notify`: systemd's notify protocol on a plain socket.
 - `seed`, `view`, `audit`: opening balances; the `accounts` view; `ledger verify --config`.
-- `demo_act`: a simulated month for `make demo`.
 """

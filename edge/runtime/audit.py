@@ -7,9 +7,9 @@ Checks, in order, and stops at the first that fails:
    checkpoint signature verifies with the node's key;
 2. the chain's export verifies as an outsider would (`ledger.verify`): sequence, links, and
    every entry covered by a signed checkpoint;
-3. the DESIGN §5 invariants (`ledger.invariants`): balances sum to zero per unit, no transfer
-   or command twice, payments credited once, subsidy once per account and period, billed
-   energy contiguous per meter, charges never drift from the cumulative exact cost;
+3. the ledger invariants (`ledger.invariants`, docs/architecture.md §5.6): balances sum to zero per
+   unit, no transfer or command twice, payments credited once, subsidy once per account and period,
+   billed energy contiguous per meter, charges never drift from the cumulative exact cost;
 4. per meter, energy billed plus energy read but not yet billed (the rule state) equals the
    last register read minus the register billing started from.
 """

@@ -1,4 +1,4 @@
-"""Durable state of the concentrator (DESIGN §6 "Store").
+"""Durable state of the concentrator (docs/architecture.md §6.3).
 
 - `db`: `Store` — SQLite (WAL, synchronous=FULL, one writer) for the ledger chain, checkpoints,
   readings, events and alarms, the inbox of cloud commands, the outbox and rule state; checked

@@ -12,10 +12,10 @@ connection guarded by an exclusive lock file, and group commit: the runtime open
     for action in tx.released():  # reached only once the commit is durable
         run(action)
 
-Durability rule (DESIGN §6): nothing outside may act on state that is not yet durable. Writes
-exist only on the `Transaction`, and the actions a cycle decided (relay trips, PUBACKs, publishes)
-are handed back by `released()` only after the commit returned; an exception anywhere in the
-block rolls back the file *and* the in-memory book and chain, and releases nothing.
+Durability rule (docs/architecture.md §6.3): nothing outside may act on state that is not yet
+durable. Writes exist only on the `Transaction`, and the actions a cycle decided (relay trips,
+PUBACKs, publishes) are handed back by `released()` only after the commit returned; an exception
+anywhere in the block rolls back the file *and* the in-memory book and chain, and releases nothing.
 
 At open the store creates or migrates the schema (`edge.store.schema`), runs SQLite's
 `integrity_check`, recomputes the whole chain from the stored rows (`edge.store.integrity`) and

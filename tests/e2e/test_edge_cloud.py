@@ -235,7 +235,7 @@ def assert_cloud_copy_equals_edge(cloud: Cloud, edge: Edge) -> None:
     projected = cloud.balances()
     for account in sorted(set(expected) | set(projected)):
         assert projected.get(account, Balance()) == expected.get(account, Balance()), account
-    # … and every unit sums to zero over the cloud's projection (DESIGN §5).
+    # … and every unit sums to zero over the cloud's projection (docs/architecture.md §5.5).
     for unit in Unit:
         total = sum(b.posted for a, b in projected.items() if unit_of(a) is unit)
         assert total == 0, f"{unit.value} balances sum to {total}"

@@ -1,7 +1,7 @@
 """Hypothesis stateful test: random transfers, retries, conflicts, two-phase and linked chains.
 
 A deliberately naive reference model (a dict of posted/pending amounts, recomputed from the list
-of accepted transfers) is compared with the book after every step, and the DESIGN §5 invariants
+of accepted transfers) is compared with the book after every step, and the ledger invariants
 are checked after every step.
 """
 

@@ -1,4 +1,5 @@
-"""Each DESIGN §5 invariant check catches the violation it exists for, and passes a sound book."""
+"""Each ledger invariant check (docs/architecture.md §5.6) catches the violation it exists for,
+and passes a sound book."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Units and drift-free cumulative rounding (DESIGN §4)."""
+"""Units and drift-free cumulative rounding (docs/architecture.md §4)."""
 
 from __future__ import annotations
 

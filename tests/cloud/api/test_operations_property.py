@@ -1,5 +1,5 @@
 """Random sequences of money operations (recharges, corrections, refunds paid or cancelled,
-moves across concentrators) interleaved with edge uploads and refusals, against the DESIGN §5
+moves across concentrators) interleaved with edge uploads and refusals, against the ledger
 invariants as the cloud sees them: every unit sums to zero over all chains, every payment and
 operation is credited once (one edge entry, one cloud post or void), a refund never touches a
 subsidy pocket, and once every command is answered nothing is left in flight (a refused

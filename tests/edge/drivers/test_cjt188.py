@@ -44,7 +44,7 @@ from tests.edge.drivers.tiny_meter import drive as run
 H = bytes.fromhex
 
 METER = "78330011223344"
-# shared/reference/cjt188.md, byte for byte.
+# The CJ/T 188 reference frames (docs/architecture.md §11), byte for byte.
 READ_901F = "68 10 44 33 22 11 00 33 78 01 03 1F 90 00 80 16"
 REPLY_901F = (
     "68 10 44 33 22 11 00 33 78 81 16 1F 90 00 00 77 66 55 2C 00 77 66 55 2C"

@@ -77,7 +77,7 @@ def meter_state(unit: str, model: str, **kw: Any) -> MeterState:
     return MeterState(address=unit, protocol=model, **(defaults | kw))
 
 
-# --- reference frames (shared/reference/modbus-meters.md) --------------------------------
+# --- reference frames (docs/architecture.md §11) -----------------------------------------
 
 
 def test_voltage_request_matches_reference() -> None:

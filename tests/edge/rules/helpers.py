@@ -27,7 +27,7 @@ def reading(energy_wh: int, *, address: str = "M1", **fields: Any) -> Reading:
 
 
 class Ledger:
-    """A real book plus the list of transfers it accepted, checked against DESIGN §5."""
+    """A real book plus the list of transfers it accepted, checked against the invariants."""
 
     def __init__(self, *owners: str, credit_limit: int = 0) -> None:
         self.book = Book(accounts(*owners, credit_limit=credit_limit))

@@ -1,5 +1,5 @@
 """Consumption: subsidy → prepaid → grace → credit as one linked chain, money running out,
-implausible registers, and properties against a real book and the DESIGN §5 invariants."""
+implausible registers, and properties against a real book and the ledger invariants."""
 
 from __future__ import annotations
 

@@ -66,7 +66,7 @@ def use_subsidy(ledger: Ledger, wh: int) -> None:
                 system_id(System.SUBSIDY_USED),
                 wh,
                 Code.CONSUME,
-                # A meter of its own per use keeps DESIGN §5's register check meaningful.
+                # A meter of its own per use keeps the register invariant meaningful.
                 refs={"meter": f"U{n}", "reg_from": 0, "reg_to": wh, "energy_wh": wh},
             )
         ]
@@ -262,7 +262,7 @@ def test_exactly_once_under_any_clock(
         meter = billed.state
         if crash == 0:
             state = SubsidyState.from_transfers(OWNER, ledger.history)
-        state = run(ledger, now, state, policy).state  # posts and checks DESIGN §5
+        state = run(ledger, now, state, policy).state  # posts and checks the invariants
 
         current = month_key(now)
         if now >= policy.due(current, now.tzinfo):

@@ -7,7 +7,7 @@ the simulated meters). Each runtime is restarted at once after each kill. Some k
 a random moment after the start, most a random moment after the runtime says it is running.
 
 Afterwards one clean run lets every meter be read once more, and then, per site:
-- `ledger verify --config` passes (store integrity, chain, signatures, DESIGN §5 invariants);
+- `ledger verify --config` passes (store integrity, chain, signatures, ledger invariants);
 - no transfer id twice, no subsidy twice for an account and period, each seed recharge once;
 - per meter, billed energy + unbilled energy (the rule state) = the simulated register now −
   the register of the meter's first stored reading, and the ledger never billed beyond the

@@ -13,7 +13,7 @@ the rules. It checks:
 - relays: night kettles trip the malicious-load protection and reclose; accounts that run out
   trip (never in friendly hours) and their registers stand still while tripped; a top-up
   closes them; at the end every simulated relay stands where the rules want it;
-- DESIGN §5 invariants and the signed chain (`ledger verify --config`) after the scenario.
+- the ledger invariants and the signed chain (`ledger verify --config`) after the scenario.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ crashes inside transactions and reboots in between, are each applied exactly onc
 
 A command is a recharge or a refund (which the book may refuse). Its first committed delivery
 decides its result for ever: later deliveries get the stored result and change nothing, even
-when the balance would now allow a refused refund. After every step the DESIGN §5 invariants
+when the balance would now allow a refused refund. After every step the ledger invariants
 hold on what is stored: balances per unit sum to zero, no transfer or command twice, and the
 book the runtime holds equals a replay of the stored chain.
 """

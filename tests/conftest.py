@@ -34,6 +34,9 @@ MARKS_BY_FIXTURE: dict[tuple[str, str], tuple[str, ...]] = {
     ("edge/sync", "broker"): ("mosquitto",),  # a Mosquitto on a free port, per test
     ("edge/sync", "tls_broker"): ("mosquitto",),  # the same with TLS and the production ACLs
     ("edge/sync/test_uplink.py", "day"): ("slow",),  # 96 cycles of a 32-meter site, seconds
+    # A migrated database, two concentrators registered and a month uploaded through the ingest,
+    # per test: a fraction of a second each, but some 160 API tests make it the bulk of the run.
+    ("cloud/api", "site"): ("slow",),
 }
 
 

@@ -99,8 +99,9 @@ class Site:
                 pending = self.ledger.book.get(t.pending_id or 0)
                 assert pending is not None and t.amount == pending.amount
         for account, amount in debited.items():
-            floor = self.ledger.book.account(account).floor  # type: ignore[union-attr]
-            assert before[account].available - amount >= (floor or 0)
+            opened = self.ledger.book.account(account)
+            assert opened is not None and opened.floor is not None  # a merchant pocket
+            assert before[account].available - amount >= opened.floor
         assert len({t.id for t in decided}) == len(decided)
         assert [t.linked for t in decided] == [i < len(decided) - 1 for i in range(len(decided))]
         outcomes = self.ledger.post(decided)

@@ -1,4 +1,5 @@
-# Voltbook: `make demo` runs a simulated site, `make test` passes every check.
+# Voltbook: `make demo` runs a simulated site, `make test` passes every check, `make test-fast`
+# is the inner loop (the same lint and types, the tests that take under a second each).
 # Both bootstrap a .venv in the checkout with the project installed editable.
 
 PYTHON ?= python3
@@ -6,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench bench-smoke clean
+.PHONY: demo test test-fast lint typecheck unit unit-fast bench bench-smoke clean
 
 $(STAMP): pyproject.toml requirements-edge.txt requirements-cloud.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +30,13 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest -q
+
+# About a minute: leaves out the tests marked `slow` (subprocesses, real-time waits, long
+# property runs) and those that start PostgreSQL or Mosquitto. `make test` still runs them all.
+test-fast: lint typecheck unit-fast
+
+unit-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not slow and not postgres and not mosquitto"
 
 bench: $(STAMP)
 	@for b in bench/*_bench.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

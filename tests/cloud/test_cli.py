@@ -106,6 +106,7 @@ def test_serve_refuses_a_bad_config_in_a_sentence(
     assert "does not exist" in err
 
 
+@pytest.mark.slow  # `voltbook-cloud serve` in a subprocess until SIGTERM
 def test_serve_runs_until_sigterm(tmp_path: Path) -> None:
     config = tmp_path / "cloud.toml"
     config.write_text("[api]\nport = 0\n")

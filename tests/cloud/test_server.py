@@ -25,6 +25,8 @@ from ledger.wire import Ack, AckStatus, Status, topic
 from tests.cloud.api.conftest import PASSWORD, opening_transfers
 from tests.cloud.fake_edge import T0, FakeEdge
 
+pytestmark = pytest.mark.slow  # the whole cloud in threads and processes, started and stopped
+
 NODE = "edge-0001"
 START_LIMIT_S = 10.0
 STOP_LIMIT_S = 5.0

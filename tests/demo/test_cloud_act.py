@@ -9,6 +9,8 @@ import pytest
 
 from demo.cloud_act import act_cloud
 
+pytestmark = pytest.mark.slow  # `make demo`'s acts 4 and 5: the cloud, its broker, a concentrator
+
 
 def test_the_cloud_act_closes_a_tripped_relay_after_a_top_up(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -77,6 +77,7 @@ def test_read_prints_one_json_object_with_the_contract_keys(dlt645_bus: Simulate
     assert reading["frequency_hz"] == pytest.approx(50, abs=0.1)
 
 
+@pytest.mark.slow  # three CLI subprocesses
 def test_relay_trip_and_close_exit_0_once_confirmed(dlt645_bus: SimulatedBus) -> None:
     address = dlt645_bus.addresses[1]
     state = dlt645_bus.meter(address).state
@@ -92,6 +93,7 @@ def test_relay_trip_and_close_exit_0_once_confirmed(dlt645_bus: SimulatedBus) ->
     assert state.relay_closed is True
 
 
+@pytest.mark.slow  # a CLI subprocess waiting out the reply timeouts
 def test_no_answer_is_one_sentence_naming_meter_and_cause(dlt645_bus: SimulatedBus) -> None:
     result = cli("read", *line(dlt645_bus, "dlt645"), "--address", "123", "--retries", "0")
     assert result.returncode == 1
@@ -158,6 +160,7 @@ def test_water_and_modbus_meters() -> None:
         assert reading["address"] == "2" and isinstance(reading["energy_wh"], int)
 
 
+@pytest.mark.slow  # a bus scan in a CLI subprocess
 def test_scan_lists_the_meters_of_a_bus() -> None:
     several = BusSpec("dlt645", meters=3, wire_timing=False, baudrate=115200)
     one = BusSpec("dlt645", meters=1, wire_timing=False, baudrate=115200)
@@ -174,6 +177,7 @@ def test_scan_lists_the_meters_of_a_bus() -> None:
     assert "scan: one meter on the bus" in text.stderr  # progress on stderr, list on stdout
 
 
+@pytest.mark.slow  # a simulator subprocess until SIGTERM
 def test_sim_command_serves_meters_until_sigterm() -> None:
     sim = subprocess.Popen(
         [*CLI, "sim", "--bus", "dlt645:2", "--bus", "sdm630:1", "--no-wire-timing", "--json"],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -21,6 +22,8 @@ from ledger.invariants import (
 )
 from ledger.transfers import Kind, Transfer
 from tests.ledger.factories import accounts, transfer
+
+pytestmark = pytest.mark.slow  # 150 runs of 30 steps against the book
 
 OWNERS = ("A1", "A2")
 FEN_ACCOUNTS: list[AccountId] = [

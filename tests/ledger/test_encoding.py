@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -73,6 +74,7 @@ transfers = st.builds(
 )
 
 
+@pytest.mark.slow  # 100 random transfers, encoded and decoded
 @given(transfers)
 def test_round_trip(t: Transfer) -> None:
     data = encode_transfer(t)

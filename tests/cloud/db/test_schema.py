@@ -101,6 +101,7 @@ def test_downgrade_and_upgrade_again(engine) -> None:
     assert _differences(engine) == []
 
 
+@pytest.mark.slow  # the alembic CLI in a subprocess
 def test_the_alembic_cli_uses_the_repository_ini(tmp_path: Path) -> None:
     database = tmp_path / "cli.db"
     environment = {**os.environ, "VOLTBOOK_DATABASE_URL": f"sqlite:///{database}"}

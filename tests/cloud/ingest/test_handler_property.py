@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, text
@@ -32,6 +33,7 @@ def _empty(engine: Engine) -> None:
                 connection.execute(text(f"DELETE FROM {table}"))
 
 
+@pytest.mark.slow  # 100 examples, each ingesting a chain
 @settings(
     max_examples=100,
     deadline=None,

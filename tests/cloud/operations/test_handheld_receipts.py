@@ -58,6 +58,7 @@ def test_kwh_text_to_wh_is_exact(hundredths: int) -> None:
     assert kwh_to_wh(f"{hundredths // 100}.{hundredths % 100:02d}") == hundredths * 10
 
 
+@pytest.mark.slow  # 100 random texts
 @given(st.text(max_size=40))
 def test_any_text_parses_or_raises_our_error(text: str) -> None:
     with contextlib.suppress(HandheldError):

@@ -95,6 +95,7 @@ def test_stray_bytes_before_a_request_are_discarded() -> None:
     assert reading.energy_wh == 70
 
 
+@pytest.mark.slow  # twenty reads through lost and garbled replies
 def test_noise_and_loss_are_retried_and_counted() -> None:
     faults = LineFaults(noise=0.3, corrupt=0.3, loss=0.3, seed=11)
     with PtyBus(FAST, wire_timing=False, faults=faults) as pty:
@@ -117,6 +118,7 @@ def test_noise_and_loss_are_retried_and_counted() -> None:
     assert pty.stats.lost > 0 and pty.stats.corrupted > 0 and pty.stats.noise_bursts > 0
 
 
+@pytest.mark.slow  # three 500 ms reply timeouts plus backoff
 def test_silence_is_a_clear_timeout_naming_the_meter() -> None:
     with PtyBus(FAST, wire_timing=False) as pty, SerialBus(pty.port, FAST, retries=2) as bus:
         started = time.monotonic()

@@ -7,6 +7,8 @@ import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
+
 from edge.drivers.base import SerialSettings
 from edge.drivers.bus import SerialBus
 from edge.drivers.discovery import discover, read_single_address, sync_time
@@ -44,6 +46,7 @@ def test_an_empty_bus() -> None:
     assert found.probes == 2  # the wildcard, asked twice in case a reply was lost
 
 
+@pytest.mark.slow  # some two hundred probes on a pty
 def test_several_meters_are_found_through_collisions() -> None:
     # Two meters end in 01 and collide at the first level; the search narrows to 1201/3401.
     meters = ["000000001201", "202611003401", "111111111103"]
@@ -62,6 +65,7 @@ def test_several_meters_are_found_through_collisions() -> None:
     assert any("several meters end in 01" in line for line in progress)
 
 
+@pytest.mark.slow  # some two hundred probes on a pty
 def test_dlt645_1997_meters_are_found_by_suffix_alone() -> None:
     meters = ["000000000042", "000000000077"]
     with bus_with(meters, version=1997) as (bus, _):

@@ -235,6 +235,7 @@ policies = st.sampled_from(
 )
 
 
+@pytest.mark.slow  # 300 examples of month-long clocks
 @settings(max_examples=300, deadline=None)
 @given(steps=steps, policy=policies)
 def test_exactly_once_under_any_clock(

@@ -18,6 +18,8 @@ from edge.site.demo import DemoSite
 from ledger.encoding import decode_transfer, encode_transfer
 from tests.edge.runtime.conftest import ROOT, cli, cli_command, demo, wait_running
 
+pytestmark = pytest.mark.slow  # each test drives `voltbook-edge` in subprocesses
+
 
 @pytest.fixture(scope="module")
 def ran(tmp_path_factory: pytest.TempPathFactory) -> Path:

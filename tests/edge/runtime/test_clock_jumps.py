@@ -12,6 +12,8 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 
+import pytest
+
 from edge.runtime.events import RuntimeKind
 from edge.site import load_site
 from edge.site.demo import DemoSite
@@ -19,6 +21,8 @@ from edge.store import Category
 from ledger.invariants import ledger_violations
 from ledger.transfers import Code, TimeSource
 from tests.edge.runtime.conftest import ZONE, booted_at, transfers_of
+
+pytestmark = pytest.mark.slow  # a demo site billed across a month boundary, clocks jumping
 
 HOUR = dt.timedelta(hours=1)
 START = dt.datetime(2026, 11, 29, 12, 0, tzinfo=ZONE)

@@ -31,6 +31,7 @@ def _limit(site: DemoSite, megabytes: int) -> None:
     site.site_toml.write_text(text.replace("[site]\n", f"[site]\nstore_limit_mb = {megabytes}\n"))
 
 
+@pytest.mark.slow  # runs a 30-meter site until its store is full
 def test_a_full_store_fails_the_cycle_cleanly_and_billing_resumes(tmp_path: Path) -> None:
     site_files = demo(tmp_path, 30, tariff="flat")
     _limit(site_files, 1)

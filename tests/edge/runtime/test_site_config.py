@@ -123,6 +123,7 @@ def test_a_bad_configuration_is_refused_naming_the_file(
     assert message.count(". ") == 0, "one sentence"
 
 
+@pytest.mark.slow  # the CLI in a subprocess
 @pytest.mark.parametrize(
     ("damage", "file"), [(DAMAGES[0][1], "site.toml"), (DAMAGES[3][1], "config.json")]
 )

@@ -167,6 +167,7 @@ def test_faults(faults: LineFaults, counter: str) -> None:
         assert len(got) > 20
 
 
+@pytest.mark.slow  # three runs of twenty reads waiting out lost replies
 def test_faults_are_reproducible_with_a_seed() -> None:
     def run(seed: int) -> tuple[int, int]:
         with PtyBus(FAST, wire_timing=False, faults=LineFaults(loss=0.5, seed=seed)) as bus:

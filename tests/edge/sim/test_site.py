@@ -37,6 +37,7 @@ def test_the_same_seed_builds_the_same_site() -> None:
     assert build(1) != build(2)
 
 
+@pytest.mark.slow  # sleeps 1.3 s for the loads to advance
 def test_loads_advance_while_the_bus_serves_reads() -> None:
     spec = BusSpec("dlt645", meters=1, wire_timing=False, profiles=("constant",))
     with SimulatedBus(spec, seed=1, speed=3600.0) as bus:  # an hour a second

@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -131,4 +132,4 @@ class InboxMachine(RuleBasedStateMachine):
 
 
 InboxMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=15, deadline=None)
-TestInboxExactlyOnce = InboxMachine.TestCase
+TestInboxExactlyOnce = pytest.mark.slow(InboxMachine.TestCase)  # 60 runs of 15 steps

@@ -21,6 +21,7 @@ def _commit(store: Store, first: int, count: int) -> None:
         )
 
 
+@pytest.mark.slow  # 4 500 transfers committed under tracemalloc
 def test_memory_does_not_grow_with_the_history(store: Store) -> None:
     _commit(store, 0, 500)  # warm up caches, statements, account dicts
     gc.collect()

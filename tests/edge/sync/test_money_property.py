@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +21,8 @@ from ledger.invariants import check_balances_sum_to_zero, ledger_violations
 from ledger.signed import CommandKind
 from ledger.transfers import Code, Kind
 from tests.edge.sync.operations_kit import Node, write_site
+
+pytestmark = pytest.mark.slow  # 40 runs of a concentrator, every command delivered twice
 
 ACCOUNTS = ("A0001", "A0002", "A0003")
 SUBSIDY_DEBITS = {Code.CONSUME, Code.METER_SETTLE, Code.SUBSIDY_EXPIRE}

@@ -260,14 +260,14 @@ def _shop(session: Session, number: str, node: str) -> tables.Shop | None:
 
 def _holder(session: Session, shop: tables.Shop) -> str | None:
     return session.scalars(
-        select(tables.ReportedAccount.id).where(tables.ReportedAccount.shop_id == shop.id)
+        select(tables.Account.id).where(tables.Account.shop_id == shop.id)
     ).first()
 
 
 def _target(session: Session, account: str, to_shop: str, to_node: str) -> tables.Shop | None:
     """The registry shop the tenant moves into; None when the registry does not know the account
     (the move is only recorded)."""
-    if session.get(tables.ReportedAccount, account) is None:
+    if session.get(tables.Account, account) is None:
         return None
     shop = _shop(session, to_shop, to_node)
     if shop is None:
@@ -282,7 +282,7 @@ def _follow(
     session: Session, row: Move, shop: tables.Shop, actor: oplog.Actor, now: dt.datetime
 ) -> None:
     """Put the account in `shop` (already there: nothing changes) and mark both nodes."""
-    known = session.get(tables.ReportedAccount, row.account)
+    known = session.get(tables.Account, row.account)
     if known is None or known.shop_id == shop.id:
         return
     registry.update(session, entities.ACCOUNTS, row.account, {"shop_id": shop.id}, actor, now)
@@ -291,7 +291,7 @@ def _follow(
 
 def _moved(session: Session, row: Move) -> bool:
     """Whether the registry has the account in the move's destination shop."""
-    known = session.get(tables.ReportedAccount, row.account)
+    known = session.get(tables.Account, row.account)
     if known is None or known.shop_id is None:
         return False
     try:
@@ -333,7 +333,7 @@ def _awaits_config(session: Session, row: Move) -> bool:
     account, and the destination's configuration changed since it was last pushed (it may not
     carry the tenant yet, and the destination refuses a move_in for an account it does not
     hold)."""
-    if session.get(tables.ReportedAccount, row.account) is None:
+    if session.get(tables.Account, row.account) is None:
         return False
     state = session.get(tables.NodeConfig, row.to_node)
     return state is None or state.dirty

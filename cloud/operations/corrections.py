@@ -38,13 +38,13 @@ from cloud.errors import Conflict, Invalid, NotFound
 from cloud.operations import receipts
 from cloud.operations.arguments import reference, whole
 from cloud.operations.recharges import MAX_RECHARGE_FEN, edge_recharge_id
+from cloud.operations.states import CORRECTION, CorrectionEvent, CorrectionStatus
 from ledger.accounts import AccountId, Pocket, System, owner_of, pocket_id, system_id
 from ledger.chain import NodeKey
 from ledger.ids import derive_id
 from ledger.signed import CommandKind
 from ledger.transfers import Code, Kind, Transfer
 
-PENDING, POSTED, FAILED = "pending", "posted", "failed"
 MIN_REASON, MAX_REASON = 4, 500
 _HEX_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -138,7 +138,8 @@ def create(
     chain_store.append(session, [pending], key=key, now=now)
     row = Correction(
         id=ref, account=account, node=owner.node, shop=owner.shop, fen=fen, original=original,
-        original_transfer=target, reason=reason, operator=operator, status=PENDING,
+        original_transfer=target, reason=reason, operator=operator,
+        status=CORRECTION.start(CorrectionStatus.PENDING),
         pending_transfer=hex_id(pending.id), edge_transfer=hex_id(edge_id(ref)),
         command_id=command.id, receipt=None, created=now, resolved=None,
     )  # fmt: skip
@@ -168,7 +169,10 @@ def on_entries(
         return []
     rows = session.scalars(
         select(Correction)
-        .where(Correction.edge_transfer.in_(list(booked)), Correction.status == PENDING)
+        .where(
+            Correction.edge_transfer.in_(list(booked)),
+            Correction.status == CorrectionStatus.PENDING.value,
+        )
         .order_by(Correction.created, Correction.id)
     ).all()
     posts = []
@@ -183,7 +187,8 @@ def on_entries(
                   f"{entry.transfer.credit}) at seq {entry.seq}, cloud has {row.fen}")  # fmt: skip
             amount = min(amount, abs(row.fen))
         posts.append(_resolution(row, Kind.POST, amount, now))
-        row.status, row.resolved = POSTED, now
+        CORRECTION.fire(row, CorrectionEvent.BOOKED)
+        row.resolved = now
     return posts
 
 
@@ -196,11 +201,14 @@ def on_verdicts(
         return []
     rows = session.scalars(
         select(Correction)
-        .where(Correction.command_id.in_(failed), Correction.status == PENDING)
+        .where(
+            Correction.command_id.in_(failed), Correction.status == CorrectionStatus.PENDING.value
+        )
         .order_by(Correction.created, Correction.id)
     ).all()
     voids = []
     for row in rows:
         voids.append(_resolution(row, Kind.VOID, abs(row.fen), now))
-        row.status, row.resolved = FAILED, now
+        CORRECTION.fire(row, CorrectionEvent.REFUSED)
+        row.resolved = now
     return voids

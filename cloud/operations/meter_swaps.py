@@ -31,11 +31,11 @@ from cloud.errors import Conflict, Invalid, NotFound
 from cloud.operations import receipts
 from cloud.operations.arguments import reference, whole
 from cloud.operations.handheld import ADDRESS, IrRegister
+from cloud.operations.states import METER_SWAP, MeterSwapEvent, MeterSwapStatus
 from ledger.chain import NodeKey
 from ledger.signed import CommandKind
 from ledger.units import MAX_AMOUNT
 
-REQUESTED, APPLIED, FAILED = "requested", "applied", "failed"
 PROTOCOL = re.compile(r"[a-z0-9_]{1,32}")
 MAX_MULTIPLIER = 10_000
 
@@ -157,7 +157,9 @@ def request(
     ):
         raise Conflict(f"meter {new_address} is already installed")
     busy = session.scalars(
-        select(MeterSwap).where(MeterSwap.old == old, MeterSwap.status == REQUESTED).limit(1)
+        select(MeterSwap)
+        .where(MeterSwap.old == old, MeterSwap.status == MeterSwapStatus.REQUESTED.value)
+        .limit(1)
     ).first()
     if busy is not None:
         raise Conflict(f"meter {old} has swap {busy.id} still waiting for its concentrator")
@@ -181,7 +183,8 @@ def request(
     row = MeterSwap(
         id=ref, node=meter.node, account=meter.account, shop=owner.shop if owner else "",
         old=old, final_wh=final, ir_reading=ir_id, new_address=new_address, protocol=protocol,
-        multiplier=multiplier, initial_wh=initial_wh, status=REQUESTED, command_id=command.id,
+        multiplier=multiplier, initial_wh=initial_wh,
+        status=METER_SWAP.start(MeterSwapStatus.REQUESTED), command_id=command.id,
         operator=operator, receipt=None, created=now, resolved=None,
     )  # fmt: skip
     session.add(row)
@@ -202,9 +205,11 @@ def on_verdicts(session: Session, outcomes: Sequence[CommandVerdict], now: dt.da
         return
     for row in session.scalars(
         select(MeterSwap).where(
-            MeterSwap.command_id.in_(list(verdicts)), MeterSwap.status == REQUESTED
+            MeterSwap.command_id.in_(list(verdicts)),
+            MeterSwap.status == MeterSwapStatus.REQUESTED.value,
         )
     ):
         outcome = verdicts[row.command_id]
-        row.status = APPLIED if outcome.status.value == "applied" else FAILED
+        applied = outcome.status.value == "applied"
+        METER_SWAP.fire(row, MeterSwapEvent.APPLIED if applied else MeterSwapEvent.REFUSED)
         row.resolved = now

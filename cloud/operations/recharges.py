@@ -43,6 +43,7 @@ from cloud.chains.locks import lock_active
 from cloud.chains.projection import hex_id
 from cloud.db.models import Command, Recharge, RechargeStatus, ReportedAccount
 from cloud.errors import Conflict, Invalid, NotFound
+from cloud.operations.states import RECHARGE, RechargeEvent
 from ledger.accounts import System, Unit, system_id
 from ledger.chain import NodeKey
 from ledger.ids import derive_id
@@ -109,7 +110,7 @@ def recharge(
         fen=fen,
         method=method,
         operator=operator,
-        status=RechargeStatus.PENDING.value,
+        status=RECHARGE.start(RechargeStatus.PENDING),
         pending_transfer=hex_id(pending_id(payment)),
         command_id=None,
         created=now,
@@ -225,7 +226,8 @@ def on_verdicts(
     voids = []
     for row, result in found:
         voids.append(void_transfer(row, node=node, now=now))
-        row.status, row.voided, row.reason = RechargeStatus.VOIDED.value, now, _why(result)
+        RECHARGE.fire(row, RechargeEvent.REFUSED)
+        row.voided, row.reason = now, _why(result)
         raise_alarm(session, node, "recharge_refused", now,
               f"recharge {row.payment}: {row.fen} fen ({row.method}) for {row.account} refused "
               f"by the concentrator ({row.reason}); its pending is voided, the payer is owed "

@@ -9,38 +9,21 @@ the first correction).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, Response, status
 from pydantic import Field, StrictInt, StrictStr
-from sqlalchemy import select
 
 from cloud.api.auth import allow
-from cloud.api.common import (
-    CloudKey,
-    DbSession,
-    Limit,
-    Now,
-    Offset,
-    Out,
-    Owner,
-    Page,
-    StoredTime,
-    StrictBody,
-    answers,
-    page,
-)
-from cloud.api.operation_lists import ListFilters, Reference, apply
+from cloud.api.common import CloudKey, DbSession, Now, Out, Owner, StoredTime, StrictBody, answers
+from cloud.api.operation_lists import Reference
+from cloud.api.operation_routes import add_reads, answer
 from cloud.db.operations import Correction
-from cloud.errors import NotFound
 from cloud.operations import corrections
 from cloud.operations.recharges import MAX_RECHARGE_FEN
-from cloud.people import oplog
 from cloud.people.auth import OPERATIONS, STAFF, Principal
 
 router = APIRouter(prefix="/corrections", tags=["operations"])
-REF = r"^[A-Za-z0-9_.:|*@\-]{1,64}$"
 
 
 class CorrectionIn(StrictBody):
@@ -78,10 +61,6 @@ class CorrectionOut(Out):
     resolved: StoredTime | None
 
 
-def _out(rows: Sequence[Correction]) -> list[CorrectionOut]:
-    return [CorrectionOut.model_validate(r) for r in rows]
-
-
 @router.post(
     "",
     response_model=CorrectionOut,
@@ -105,40 +84,9 @@ def create_correction(
         session, account=body.account, fen=body.fen, original=body.original,
         reason=body.reason, operator=who.user, correction=body.correction, key=key, now=now,
     )  # fmt: skip
-    out = CorrectionOut.model_validate(row)
-    if created:
-        oplog.record(session, who.actor, "correction.create", f"account:{row.account}", None,
-                     out.model_dump(mode="json"), now)  # fmt: skip
-    else:
-        response.status_code = status.HTTP_200_OK
-    return out
+    return answer(CorrectionOut, row, created, who=who, session=session, now=now,
+                  action="correction.create", target=f"account:{row.account}",
+                  voucher=corrections.voucher(row), response=response)  # fmt: skip
 
 
-@router.get("", response_model=Page[CorrectionOut], summary="List corrections")
-def list_corrections(
-    who: Annotated[Principal, allow(*STAFF)],
-    session: DbSession,
-    filters: ListFilters,
-    limit: Limit = 100,
-    offset: Offset = 0,
-) -> dict[str, object]:
-    query = apply(select(Correction), Correction, filters, time=Correction.created,
-                  key=Correction.id)  # fmt: skip
-    return page(session, query, limit, offset, _out)
-
-
-@router.get(
-    "/{correction}",
-    response_model=CorrectionOut,
-    summary="One correction",
-    responses=answers(e404="no such correction"),
-)
-def get_correction(
-    correction: Annotated[str, Path(pattern=REF)],
-    who: Annotated[Principal, allow(*STAFF)],
-    session: DbSession,
-) -> CorrectionOut:
-    row = session.get(Correction, correction)
-    if row is None:
-        raise NotFound(f"no correction {correction!r}")
-    return CorrectionOut.model_validate(row)
+add_reads(router, Correction, CorrectionOut, STAFF, param="correction", noun="correction")

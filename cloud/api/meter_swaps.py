@@ -13,10 +13,9 @@ A final register below the last reading the cloud holds is refused (422).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, Response, status
 from pydantic import AwareDatetime, Field, StrictInt, StrictStr
 from sqlalchemy import select
 
@@ -35,16 +34,16 @@ from cloud.api.common import (
     answers,
     page,
 )
-from cloud.api.operation_lists import ListFilters, Reference, apply
+from cloud.api.operation_lists import Reference
+from cloud.api.operation_routes import add_reads, answer
 from cloud.db.operations import IrReading, MeterSwap
-from cloud.errors import Invalid, NotFound
+from cloud.errors import Invalid
 from cloud.operations import handheld, meter_swaps
 from cloud.people import oplog
 from cloud.people.auth import FIELD, READ_ALL, Principal
 from ledger.units import MAX_AMOUNT
 
 router = APIRouter(prefix="/meter-swaps", tags=["operations"])
-REF = r"^[A-Za-z0-9_.:|*@\-]{1,64}$"
 Register = Annotated[StrictInt, Field(ge=0, le=MAX_AMOUNT, description="Wh")]
 
 
@@ -113,10 +112,6 @@ class IrReadingOut(Out):
 class IrImportOut(Out):
     readings: list[IrReadingOut]
     new: int = Field(description="how many were not imported before")
-
-
-def _out(rows: Sequence[MeterSwap]) -> list[MeterSwapOut]:
-    return [MeterSwapOut.model_validate(r) for r in rows]
 
 
 @router.post(
@@ -193,38 +188,9 @@ def request_swap(
         multiplier=body.new.multiplier, initial_wh=body.initial_wh, operator=who.user,
         swap=body.swap, key=key, now=now,
     )  # fmt: skip
-    out = MeterSwapOut.model_validate(row)
-    if created:
-        oplog.record(session, who.actor, "meter_swap.request", f"meter:{row.old}", None,
-                     out.model_dump(mode="json"), now)  # fmt: skip
-    else:
-        response.status_code = status.HTTP_200_OK
-    return out
+    return answer(MeterSwapOut, row, created, who=who, session=session, now=now,
+                  action="meter_swap.request", target=f"meter:{row.old}",
+                  voucher=meter_swaps.voucher(row), response=response)  # fmt: skip
 
 
-@router.get("", response_model=Page[MeterSwapOut], summary="List meter swaps")
-def list_swaps(
-    who: Annotated[Principal, allow(*READ_ALL)],
-    session: DbSession,
-    filters: ListFilters,
-    limit: Limit = 100,
-    offset: Offset = 0,
-) -> dict[str, object]:
-    query = apply(select(MeterSwap), MeterSwap, filters, time=MeterSwap.created,
-                  key=MeterSwap.id)  # fmt: skip
-    return page(session, query, limit, offset, _out)
-
-
-@router.get(
-    "/{swap}", response_model=MeterSwapOut, summary="One meter swap",
-    responses=answers(e404="no such swap"),
-)  # fmt: skip
-def get_swap(
-    swap: Annotated[str, Path(pattern=REF)],
-    who: Annotated[Principal, allow(*READ_ALL)],
-    session: DbSession,
-) -> MeterSwapOut:
-    row = session.get(MeterSwap, swap)
-    if row is None:
-        raise NotFound(f"no meter swap {swap!r}")
-    return MeterSwapOut.model_validate(row)
+add_reads(router, MeterSwap, MeterSwapOut, READ_ALL, param="swap", noun="meter swap")

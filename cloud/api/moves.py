@@ -13,37 +13,30 @@ Who may: `OPERATIONS` move tenants; staff read. One open move per account (409).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, Response, status
 from pydantic import Field, StrictStr
-from sqlalchemy import select
 
 from cloud.api.auth import allow
 from cloud.api.common import (
     CloudKey,
     DbSession,
-    Limit,
     NodeId,
     Now,
-    Offset,
     Out,
     Owner,
-    Page,
     StoredTime,
     StrictBody,
     answers,
-    page,
 )
-from cloud.api.operation_lists import ListFilters, Reference, apply
+from cloud.api.operation_lists import Reference
+from cloud.api.operation_routes import add_reads, answer
 from cloud.db.operations import Move
 from cloud.operations import moves
-from cloud.people import oplog
 from cloud.people.auth import OPERATIONS, STAFF, Principal
 
 router = APIRouter(prefix="/moves", tags=["operations"])
-REF = r"^[A-Za-z0-9_.:|*@\-]{1,64}$"
 
 
 class MoveIn(StrictBody):
@@ -72,10 +65,6 @@ class MoveOut(Out):
     updated: StoredTime
 
 
-def _out(rows: Sequence[Move]) -> list[MoveOut]:
-    return [MoveOut.model_validate(r) for r in rows]
-
-
 @router.post(
     "",
     response_model=MoveOut,
@@ -102,34 +91,10 @@ def request_move(
         session, account=body.account, to_shop=body.to_shop, to_node=body.to_node,
         actor=who.actor, move=body.move, key=key, now=now,
     )  # fmt: skip
-    out = MoveOut.model_validate(row)
-    if created:
-        oplog.record(session, who.actor, "move.request", f"account:{row.account}", None,
-                     out.model_dump(mode="json"), now)  # fmt: skip
-    else:
-        response.status_code = status.HTTP_200_OK
-    return out
+    return answer(MoveOut, row, created, who=who, session=session, now=now,
+                  action="move.request", target=f"account:{row.account}",
+                  response=response)  # fmt: skip
 
 
-@router.get("", response_model=Page[MoveOut], summary="List moves")
-def list_moves(
-    who: Annotated[Principal, allow(*STAFF)],
-    session: DbSession,
-    filters: ListFilters,
-    limit: Limit = 100,
-    offset: Offset = 0,
-) -> dict[str, object]:
-    query = apply(select(Move), Move, filters, time=Move.created, key=Move.id,
-                  shop=(Move.from_shop, Move.to_shop))  # fmt: skip
-    return page(session, query, limit, offset, _out)
-
-
-@router.get(
-    "/{move}", response_model=MoveOut, summary="One move", responses=answers(e404="no such move")
-)
-def get_move(
-    move: Annotated[str, Path(pattern=REF)],
-    who: Annotated[Principal, allow(*STAFF)],
-    session: DbSession,
-) -> MoveOut:
-    return MoveOut.model_validate(moves.get(session, move))
+add_reads(router, Move, MoveOut, STAFF, param="move", noun="move",
+          shop=(Move.from_shop, Move.to_shop))  # fmt: skip

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, Query
+from fastapi import Depends, Path, Query
 from pydantic import AwareDatetime, Field, StrictStr
 from sqlalchemy import Select, or_
 
@@ -21,8 +21,10 @@ from cloud.api.common import utc
 from cloud.errors import Invalid
 
 Sort = Literal["time", "-time", "fen", "-fen"]
-Text = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_.:|*@\-]{1,64}$")]
+REF = r"^[A-Za-z0-9_.:|*@\-]{1,64}$"  # an operation's reference (`operations.arguments`)
+Text = Annotated[StrictStr, Field(pattern=REF)]
 Reference = Text
+ReferencePath = Annotated[str, Path(pattern=REF)]
 
 
 @dataclass(frozen=True, slots=True)

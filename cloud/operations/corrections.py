@@ -35,8 +35,8 @@ from cloud.chains.store import cloud_transfer
 from cloud.db.models import LedgerEntry, Recharge, ReportedAccount
 from cloud.db.operations import Correction
 from cloud.errors import Conflict, Invalid, NotFound
-from cloud.operations import receipts
 from cloud.operations.arguments import reference, whole
+from cloud.operations.receipts import Voucher
 from cloud.operations.recharges import MAX_RECHARGE_FEN, edge_recharge_id
 from cloud.operations.states import CORRECTION, CorrectionEvent, CorrectionStatus
 from ledger.accounts import AccountId, Pocket, System, owner_of, pocket_id, system_id
@@ -98,7 +98,7 @@ def create(
     key: NodeKey,
     now: dt.datetime,
 ) -> tuple[Correction, bool]:
-    """Book a correction (pending + command + receipt); `(row, created)`. The same correction
+    """Book a correction (pending + command); `(row, created)`. The same correction
     id (or, without one, the same request) again returns the first row."""
     whole(fen, "fen", low=-MAX_RECHARGE_FEN, high=MAX_RECHARGE_FEN)
     if fen == 0:
@@ -145,12 +145,16 @@ def create(
     )  # fmt: skip
     session.add(row)
     session.flush()
-    row.receipt = receipts.issue(
-        session, kind="correction", ref=ref, account=account, fen=fen, method="",
-        operator=operator, transfer=row.edge_transfer, now=now,
-        detail={"original": target, "reason": reason},
-    ).number  # fmt: skip
     return row, True
+
+
+def voucher(row: Correction) -> Voucher:
+    """What the correction's receipt prints."""
+    return Voucher(
+        kind="correction", ref=row.id, account=row.account, fen=row.fen, method="",
+        operator=row.operator, transfer=row.edge_transfer,
+        detail={"original": row.original_transfer, "reason": row.reason},
+    )  # fmt: skip
 
 
 def _resolution(row: Correction, kind: Kind, amount: int, now: dt.datetime) -> Transfer:

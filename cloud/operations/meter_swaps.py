@@ -28,9 +28,9 @@ from cloud.chains.locks import lock_active
 from cloud.db.models import MeterState, Reading, ReportedAccount
 from cloud.db.operations import IrReading, MeterSwap
 from cloud.errors import Conflict, Invalid, NotFound
-from cloud.operations import receipts
 from cloud.operations.arguments import reference, whole
 from cloud.operations.handheld import ADDRESS, IrRegister
+from cloud.operations.receipts import Voucher
 from cloud.operations.states import METER_SWAP, MeterSwapEvent, MeterSwapStatus
 from ledger.chain import NodeKey
 from ledger.signed import CommandKind
@@ -189,13 +189,18 @@ def request(
     )  # fmt: skip
     session.add(row)
     session.flush()
-    row.receipt = receipts.issue(
-        session, kind="meter_swap", ref=ref, account=meter.account, fen=0, method="",
-        operator=operator, transfer=command.id, now=now,
-        detail={"old_meter": old, "final_wh": final, "new_meter": new_address,
-                "initial_wh": initial_wh, "final_from": "ir" if ir_id else "operator"},
-    ).number  # fmt: skip
     return row, True
+
+
+def voucher(row: MeterSwap) -> Voucher:
+    """What the swap's receipt prints: no money, the two registers."""
+    return Voucher(
+        kind="meter_swap", ref=row.id, account=row.account, fen=0, method="",
+        operator=row.operator, transfer=row.command_id,
+        detail={"old_meter": row.old, "final_wh": row.final_wh, "new_meter": row.new_address,
+                "initial_wh": row.initial_wh,
+                "final_from": "ir" if row.ir_reading else "operator"},
+    )  # fmt: skip
 
 
 def on_verdicts(session: Session, outcomes: Sequence[CommandVerdict], now: dt.datetime) -> None:

@@ -43,6 +43,7 @@ from cloud.chains.locks import lock_active
 from cloud.chains.projection import hex_id
 from cloud.db.models import Command, Recharge, RechargeStatus, ReportedAccount
 from cloud.errors import Conflict, Invalid, NotFound
+from cloud.operations.receipts import Voucher
 from cloud.operations.states import RECHARGE, RechargeEvent
 from ledger.accounts import System, Unit, system_id
 from ledger.chain import NodeKey
@@ -72,6 +73,22 @@ def void_id(payment: str) -> int:
 def edge_recharge_id(payment: str) -> int:
     """The id the concentrator gives its recharge entry (`edge.runtime.cycle`)."""
     return derive_id(Code.RECHARGE.value, payment)
+
+
+def get(session: Session, payment: str) -> Recharge:
+    row = session.get(Recharge, payment)
+    if row is None:
+        raise NotFound(f"no recharge with payment {payment!r}")
+    return row
+
+
+def voucher(row: Recharge) -> Voucher:
+    """What the recharge's receipt prints (the desk prints it when booking)."""
+    return Voucher(
+        kind="recharge", ref=row.payment, account=row.account, fen=row.fen, method=row.method,
+        operator=row.operator, transfer=hex_id(edge_recharge_id(row.payment)),
+        detail={"payment": row.payment},
+    )  # fmt: skip
 
 
 def _check(fen: object, method: str, payment: str | None) -> None:

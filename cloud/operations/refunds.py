@@ -34,8 +34,8 @@ from cloud.chains.store import cloud_transfer
 from cloud.db.models import Recharge, RechargeStatus, ReportedAccount
 from cloud.db.operations import Move, Refund
 from cloud.errors import Conflict, Invalid, NotFound
-from cloud.operations import receipts
 from cloud.operations.arguments import reference, whole
+from cloud.operations.receipts import Voucher
 from cloud.operations.states import REFUND, RefundEvent, RefundStatus
 from ledger.accounts import Pocket, System, pocket_id, system_id
 from ledger.chain import NodeKey
@@ -156,7 +156,8 @@ def _settle(
 def pay(
     session: Session, refund: str, *, operator: str, key: NodeKey, now: dt.datetime
 ) -> tuple[Refund, bool]:
-    """Finance paid the reserved amount out: book it, settle the edge's pending, print."""
+    """Finance paid the reserved amount out: book it, settle the edge's pending (the caller
+    prints the receipt, `voucher`)."""
     row = get(session, refund)
     lock_active(session, row.node)
     session.refresh(row)
@@ -175,13 +176,19 @@ def pay(
     REFUND.fire(row, RefundEvent.PAY)
     row.closed, row.paid_by = now, operator
     row.payout_transfer = hex_id(payout.id)
-    row.receipt = receipts.issue(
-        session, kind="refund", ref=row.id, account=row.account, fen=row.fen,
-        method=row.method, operator=operator, transfer=row.payout_transfer, now=now,
-        detail={"sources": ", ".join(f"{s['payment']}:{s['fen']}" for s in row.sources)}
-        if row.sources else {},
-    ).number  # fmt: skip
     return row, True
+
+
+def voucher(row: Refund) -> Voucher:
+    """What a paid refund's receipt prints."""
+    if row.fen is None or row.payout_transfer is None or row.paid_by is None:
+        raise Conflict(f"refund {row.id} is {row.status}: only a paid refund has a receipt")
+    sources = ", ".join(f"{s['payment']}:{s['fen']}" for s in row.sources)
+    return Voucher(
+        kind="refund", ref=row.id, account=row.account, fen=row.fen, method=row.method,
+        operator=row.paid_by, transfer=row.payout_transfer,
+        detail={"sources": sources} if row.sources else {},
+    )  # fmt: skip
 
 
 def cancel(

@@ -9,19 +9,20 @@ the first correction).
 
 from __future__ import annotations
 
-from typing import Annotated
+import datetime as dt
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter
 from pydantic import Field, StrictInt, StrictStr
+from sqlalchemy.orm import Session
 
-from cloud.api.auth import allow
-from cloud.api.common import CloudKey, DbSession, Now, Out, Owner, StoredTime, StrictBody, answers
+from cloud.api.common import Out, Owner, StoredTime, StrictBody, answers
 from cloud.api.operation_lists import Reference
-from cloud.api.operation_routes import add_reads, answer
+from cloud.api.operation_routes import add_create, add_reads
 from cloud.db.operations import Correction
 from cloud.operations import corrections
 from cloud.operations.recharges import MAX_RECHARGE_FEN
 from cloud.people.auth import OPERATIONS, STAFF, Principal
+from ledger.chain import NodeKey
 
 router = APIRouter(prefix="/corrections", tags=["operations"])
 
@@ -61,32 +62,23 @@ class CorrectionOut(Out):
     resolved: StoredTime | None
 
 
-@router.post(
-    "",
-    response_model=CorrectionOut,
-    status_code=status.HTTP_201_CREATED,
-    summary="Correct a prepaid balance with a compensating transfer",
-    responses={
-        200: {"description": "the same correction again: the one already booked"},
-        **answers(e404="unknown account or original", e409="id reused with other content"),
-    },
-)
-def create_correction(
-    *,
-    body: CorrectionIn,
-    who: Annotated[Principal, allow(*OPERATIONS)],
-    response: Response,
-    session: DbSession,
-    key: CloudKey,
-    now: Now,
-) -> CorrectionOut:
-    row, created = corrections.create(
+def _book(
+    body: CorrectionIn, who: Principal, session: Session, key: NodeKey, now: dt.datetime
+) -> tuple[Correction, bool]:
+    return corrections.create(
         session, account=body.account, fen=body.fen, original=body.original,
         reason=body.reason, operator=who.user, correction=body.correction, key=key, now=now,
     )  # fmt: skip
-    return answer(CorrectionOut, row, created, who=who, session=session, now=now,
-                  action="correction.create", target=f"account:{row.account}",
-                  voucher=corrections.voucher(row), response=response)  # fmt: skip
+
+
+add_create(
+    router, "create_correction", CorrectionIn, CorrectionOut, OPERATIONS,
+    summary="Correct a prepaid balance with a compensating transfer",
+    again="the same correction again: the one already booked",
+    refusals=answers(e404="unknown account or original", e409="id reused with other content"),
+    book=_book, action="correction.create", target=lambda row: f"account:{row.account}",
+    voucher=corrections.voucher,
+)  # fmt: skip
 
 
 add_reads(router, Correction, CorrectionOut, STAFF, param="correction", noun="correction")

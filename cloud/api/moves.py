@@ -13,17 +13,14 @@ Who may: `OPERATIONS` move tenants; staff read. One open move per account (409).
 
 from __future__ import annotations
 
-from typing import Annotated
+import datetime as dt
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter
 from pydantic import Field, StrictStr
+from sqlalchemy.orm import Session
 
-from cloud.api.auth import allow
 from cloud.api.common import (
-    CloudKey,
-    DbSession,
     NodeId,
-    Now,
     Out,
     Owner,
     StoredTime,
@@ -31,10 +28,11 @@ from cloud.api.common import (
     answers,
 )
 from cloud.api.operation_lists import Reference
-from cloud.api.operation_routes import add_reads, answer
+from cloud.api.operation_routes import add_create, add_reads
 from cloud.db.operations import Move
 from cloud.operations import moves
 from cloud.people.auth import OPERATIONS, STAFF, Principal
+from ledger.chain import NodeKey
 
 router = APIRouter(prefix="/moves", tags=["operations"])
 
@@ -65,35 +63,25 @@ class MoveOut(Out):
     updated: StoredTime
 
 
-@router.post(
-    "",
-    response_model=MoveOut,
-    status_code=status.HTTP_201_CREATED,
-    summary="Move a tenant to another shop (and concentrator)",
-    responses={
-        200: {"description": "the same move id again"},
-        **answers(
-            e404="unknown account or concentrator, or no such shop in the registry",
-            e409="a move or refund is open, or the shop holds another account",
-        ),
-    },
-)
-def request_move(
-    *,
-    body: MoveIn,
-    who: Annotated[Principal, allow(*OPERATIONS)],
-    response: Response,
-    session: DbSession,
-    key: CloudKey,
-    now: Now,
-) -> MoveOut:
-    row, created = moves.request(
+def _book(
+    body: MoveIn, who: Principal, session: Session, key: NodeKey, now: dt.datetime
+) -> tuple[Move, bool]:
+    return moves.request(
         session, account=body.account, to_shop=body.to_shop, to_node=body.to_node,
         actor=who.actor, move=body.move, key=key, now=now,
     )  # fmt: skip
-    return answer(MoveOut, row, created, who=who, session=session, now=now,
-                  action="move.request", target=f"account:{row.account}",
-                  response=response)  # fmt: skip
+
+
+add_create(
+    router, "request_move", MoveIn, MoveOut, OPERATIONS,
+    summary="Move a tenant to another shop (and concentrator)",
+    again="the same move id again",
+    refusals=answers(
+        e404="unknown account or concentrator, or no such shop in the registry",
+        e409="a move or refund is open, or the shop holds another account",
+    ),
+    book=_book, action="move.request", target=lambda row: f"account:{row.account}",
+)  # fmt: skip
 
 
 add_reads(router, Move, MoveOut, STAFF, param="move", noun="move",

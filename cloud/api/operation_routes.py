@@ -10,13 +10,16 @@ adds, with the names, summaries and OpenAPI the hand-written routes had,
     GET ""              list_corrections  Page[CorrectionOut], ListFilters, limit, offset
     GET "/{correction}" get_correction    CorrectionOut, 404 "no correction 'c-1'"
 
+and `add_create` the POST that books one: 201 with the operation, 200 with the first one when
+the same request (or reference) comes again; its receipt and operator-log row (`answer`).
+
 This module does not use `from __future__ import annotations`: FastAPI reads the routes'
 parameters from their signatures, and the readers' roles are only known when a router calls in.
 """
 
 import datetime as dt
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Response, status
@@ -25,12 +28,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloud.api.auth import allow
-from cloud.api.common import DbSession, Limit, Offset, Page, answers, page
+from cloud.api.common import CloudKey, DbSession, Limit, Now, Offset, Page, answers, page
 from cloud.api.operation_lists import ListFilters, ReferencePath, apply
 from cloud.errors import NotFound
 from cloud.operations import records
 from cloud.operations.receipts import Voucher
 from cloud.people.auth import Principal, Role
+from ledger.chain import NodeKey
 
 AnswerT = TypeVar("AnswerT", bound=BaseModel)
 
@@ -59,6 +63,56 @@ def answer(
     if response is not None and not created:
         response.status_code = status.HTTP_200_OK
     return out.model_validate(row)
+
+
+Book = Callable[[Any, Principal, Session, NodeKey, dt.datetime], tuple[Any, bool]]
+
+
+def add_create(
+    router: APIRouter,
+    name: str,
+    body: type[BaseModel],
+    out: type[BaseModel],
+    writers: Sequence[Role],
+    *,
+    summary: str,
+    again: str,
+    refusals: Mapping[int | str, Any],
+    book: Book,
+    action: str,
+    target: Callable[[Any], str],
+    voucher: Callable[[Any], Voucher] | None = None,
+) -> None:
+    """Add `POST ""` (`name`, 201) that books an operation: `book(body, who, session, key, now)`
+    gives `(row, created)`; `again` describes the 200 of a repeat, `refusals` the errors. The
+    operator log records `action` on `target(row)`; `voucher(row)` is its receipt, if any."""
+
+    def create(
+        *, body: Any, who: Principal, response: Response, session: Session, key: NodeKey,
+        now: dt.datetime,
+    ) -> BaseModel:  # fmt: skip
+        row, created = book(body, who, session, key, now)
+        return answer(out, row, created, who=who, session=session, now=now, action=action,
+                      target=target(row), voucher=None if voucher is None else voucher(row),
+                      response=response)  # fmt: skip
+
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    create.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter("body", keyword, annotation=body),
+            inspect.Parameter("who", keyword, annotation=Annotated[Principal, allow(*writers)]),
+            inspect.Parameter("response", keyword, annotation=Response),
+            inspect.Parameter("session", keyword, annotation=DbSession),
+            inspect.Parameter("key", keyword, annotation=CloudKey),
+            inspect.Parameter("now", keyword, annotation=Now),
+        ],
+        return_annotation=out,
+    )
+    router.add_api_route(
+        "", create, methods=["POST"], name=name, response_model=out,
+        status_code=status.HTTP_201_CREATED, summary=summary,
+        responses={200: {"description": again}, **refusals},
+    )  # fmt: skip
 
 
 def add_reads(

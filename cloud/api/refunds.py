@@ -11,18 +11,21 @@ refund (200).
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter
 from pydantic import Field, StrictInt
+from sqlalchemy.orm import Session
 
 from cloud.api.auth import allow
 from cloud.api.common import CloudKey, DbSession, Now, Out, Owner, StoredTime, StrictBody, answers
 from cloud.api.operation_lists import Reference, ReferencePath
-from cloud.api.operation_routes import add_reads, answer
+from cloud.api.operation_routes import add_create, add_reads, answer
 from cloud.db.operations import Refund
 from cloud.operations import refunds
 from cloud.people.auth import MONEY_DESK, OPERATIONS, PAYOUT, STAFF, Principal
+from ledger.chain import NodeKey
 
 router = APIRouter(prefix="/refunds", tags=["operations"])
 RefundId = ReferencePath
@@ -69,32 +72,22 @@ class RefundOut(Out):
     settled: StoredTime | None
 
 
-@router.post(
-    "",
-    response_model=RefundOut,
-    status_code=status.HTTP_201_CREATED,
-    summary="Refund an account's prepaid balance",
-    responses={
-        200: {"description": "the same refund id again"},
-        **answers(e404="unknown account", e409="a refund or move of the account is open"),
-    },
-)
-def request_refund(
-    *,
-    body: RefundIn,
-    who: Annotated[Principal, allow(*OPERATIONS)],
-    response: Response,
-    session: DbSession,
-    key: CloudKey,
-    now: Now,
-) -> RefundOut:
-    row, created = refunds.request(
+def _book(
+    body: RefundIn, who: Principal, session: Session, key: NodeKey, now: dt.datetime
+) -> tuple[Refund, bool]:
+    return refunds.request(
         session, account=body.account, method=body.method, grace_wh=body.grace_wh,
         grace_hours=body.grace_hours, operator=who.user, refund=body.refund, key=key, now=now,
     )  # fmt: skip
-    return answer(RefundOut, row, created, who=who, session=session, now=now,
-                  action="refund.request", target=f"account:{row.account}",
-                  response=response)  # fmt: skip
+
+
+add_create(
+    router, "request_refund", RefundIn, RefundOut, OPERATIONS,
+    summary="Refund an account's prepaid balance",
+    again="the same refund id again",
+    refusals=answers(e404="unknown account", e409="a refund or move of the account is open"),
+    book=_book, action="refund.request", target=lambda row: f"account:{row.account}",
+)  # fmt: skip
 
 
 @router.post(

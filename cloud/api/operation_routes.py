@@ -57,7 +57,7 @@ def answer(
     a create (201), the same request again answers 200 with the operation already booked."""
     records.record(
         session, who.actor, action, target, now, new=created, voucher=voucher,
-        row=row if voucher is not None else None,
+        row=row,
         after=lambda _receipt: out.model_validate(row).model_dump(mode="json"),
     )  # fmt: skip
     if response is not None and not created:
@@ -135,7 +135,7 @@ def add_reads(
         return [out.model_validate(r) for r in rows]
 
     def list_rows(
-        who: reader,  # type: ignore[valid-type]
+        who: reader,
         session: DbSession,
         filters: ListFilters,
         limit: Limit = 100,
@@ -161,7 +161,7 @@ def add_reads(
         return_annotation=out,
     )
     router.add_api_route(
-        "", list_rows, methods=["GET"], name=f"list_{param}s", response_model=Page[out],
+        "", list_rows, methods=["GET"], name=f"list_{param}s", response_model=Page[out],  # type: ignore[valid-type]
         summary=list_summary or f"List {noun}s",
     )  # fmt: skip
     router.add_api_route(

@@ -106,10 +106,14 @@ def recharge_receipt(
 ) -> ReceiptOut:
     before = receipts.find(session, "recharge", payment)
     recharge = recharges.get(session, payment)
+
+    def issued(receipt: Receipt | None) -> dict[str, object]:
+        assert receipt is not None  # a voucher always has its receipt
+        return {"number": receipt.number, "kind": "recharge", "ref": payment}
+
     receipt = records.record(
         session, who.actor, "receipt.issue", f"account:{recharge.account}", now,
-        new=before is None, voucher=recharges.voucher(recharge),
-        after=lambda issued: {"number": issued.number, "kind": "recharge", "ref": payment},
+        new=before is None, voucher=recharges.voucher(recharge), after=issued,
     )  # fmt: skip
     assert receipt is not None
     if before is not None:

@@ -56,3 +56,18 @@ class Quarantined(CloudError):
 
 class Refused(Invalid):
     """An uplink batch that is malformed (the peer sent garbage); nothing of it is stored."""
+
+
+class IllegalTransition(Conflict):
+    """An operation asked to change state in a way its table (`cloud.operations.states`) does
+    not allow: `event` from `state` (`event` None: `state` is not one of its states)."""
+
+    def __init__(self, operation: str, state: str, event: str | None) -> None:
+        if event is None:
+            text = f"a {operation} cannot be {state!r}: not one of its states"
+        else:
+            text = f"a {operation} that is {state} cannot take {event!r}"
+        super().__init__(text)
+        self.operation = operation
+        self.state = state
+        self.event = event

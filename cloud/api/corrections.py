@@ -9,35 +9,20 @@ the first correction).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Annotated
+import datetime as dt
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter
 from pydantic import Field, StrictInt, StrictStr
-from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from cloud.api.auth import allow
-from cloud.api.common import (
-    CloudKey,
-    DbSession,
-    Limit,
-    Now,
-    Offset,
-    Out,
-    Owner,
-    Page,
-    StoredTime,
-    StrictBody,
-    answers,
-    page,
-)
-from cloud.api.operation_lists import REF, ListFilters, Reference, apply
+from cloud.api.common import Out, Owner, StoredTime, StrictBody, answers
+from cloud.api.operation_lists import Reference
+from cloud.api.operation_routes import add_create, add_reads
 from cloud.db.operations import Correction
-from cloud.errors import NotFound
 from cloud.operations import corrections
 from cloud.operations.recharges import MAX_RECHARGE_FEN
-from cloud.people import oplog
 from cloud.people.auth import OPERATIONS, STAFF, Principal
+from ledger.chain import NodeKey
 
 router = APIRouter(prefix="/corrections", tags=["operations"])
 
@@ -77,67 +62,23 @@ class CorrectionOut(Out):
     resolved: StoredTime | None
 
 
-def _out(rows: Sequence[Correction]) -> list[CorrectionOut]:
-    return [CorrectionOut.model_validate(r) for r in rows]
-
-
-@router.post(
-    "",
-    response_model=CorrectionOut,
-    status_code=status.HTTP_201_CREATED,
-    summary="Correct a prepaid balance with a compensating transfer",
-    responses={
-        200: {"description": "the same correction again: the one already booked"},
-        **answers(e404="unknown account or original", e409="id reused with other content"),
-    },
-)
-def create_correction(
-    *,
-    body: CorrectionIn,
-    who: Annotated[Principal, allow(*OPERATIONS)],
-    response: Response,
-    session: DbSession,
-    key: CloudKey,
-    now: Now,
-) -> CorrectionOut:
-    row, created = corrections.create(
+def _book(
+    body: CorrectionIn, who: Principal, session: Session, key: NodeKey, now: dt.datetime
+) -> tuple[Correction, bool]:
+    return corrections.create(
         session, account=body.account, fen=body.fen, original=body.original,
         reason=body.reason, operator=who.user, correction=body.correction, key=key, now=now,
     )  # fmt: skip
-    out = CorrectionOut.model_validate(row)
-    if created:
-        oplog.record(session, who.actor, "correction.create", f"account:{row.account}", None,
-                     out.model_dump(mode="json"), now)  # fmt: skip
-    else:
-        response.status_code = status.HTTP_200_OK
-    return out
 
 
-@router.get("", response_model=Page[CorrectionOut], summary="List corrections")
-def list_corrections(
-    who: Annotated[Principal, allow(*STAFF)],
-    session: DbSession,
-    filters: ListFilters,
-    limit: Limit = 100,
-    offset: Offset = 0,
-) -> dict[str, object]:
-    query = apply(select(Correction), Correction, filters, time=Correction.created,
-                  key=Correction.id)  # fmt: skip
-    return page(session, query, limit, offset, _out)
+add_create(
+    router, "create_correction", CorrectionIn, CorrectionOut, OPERATIONS,
+    summary="Correct a prepaid balance with a compensating transfer",
+    again="the same correction again: the one already booked",
+    refusals=answers(e404="unknown account or original", e409="id reused with other content"),
+    book=_book, action="correction.create", target=lambda row: f"account:{row.account}",
+    voucher=corrections.voucher,
+)  # fmt: skip
 
 
-@router.get(
-    "/{correction}",
-    response_model=CorrectionOut,
-    summary="One correction",
-    responses=answers(e404="no such correction"),
-)
-def get_correction(
-    correction: Annotated[str, Path(pattern=REF)],
-    who: Annotated[Principal, allow(*STAFF)],
-    session: DbSession,
-) -> CorrectionOut:
-    row = session.get(Correction, correction)
-    if row is None:
-        raise NotFound(f"no correction {correction!r}")
-    return CorrectionOut.model_validate(row)
+add_reads(router, Correction, CorrectionOut, STAFF, param="correction", noun="correction")

@@ -13,16 +13,16 @@ A final register below the last reading the cloud holds is refused (422).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter
 from pydantic import AwareDatetime, Field, StrictInt, StrictStr
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from cloud.api.auth import allow
 from cloud.api.common import (
-    CloudKey,
     DbSession,
     Limit,
     MeterAddress,
@@ -35,12 +35,14 @@ from cloud.api.common import (
     answers,
     page,
 )
-from cloud.api.operation_lists import REF, ListFilters, Reference, apply
+from cloud.api.operation_lists import Reference
+from cloud.api.operation_routes import add_create, add_reads
 from cloud.db.operations import IrReading, MeterSwap
-from cloud.errors import Invalid, NotFound
+from cloud.errors import Invalid
 from cloud.operations import handheld, meter_swaps
 from cloud.people import oplog
 from cloud.people.auth import FIELD, READ_ALL, Principal
+from ledger.chain import NodeKey
 from ledger.units import MAX_AMOUNT
 
 router = APIRouter(prefix="/meter-swaps", tags=["operations"])
@@ -114,10 +116,6 @@ class IrImportOut(Out):
     new: int = Field(description="how many were not imported before")
 
 
-def _out(rows: Sequence[MeterSwap]) -> list[MeterSwapOut]:
-    return [MeterSwapOut.model_validate(r) for r in rows]
-
-
 @router.post(
     "/ir-import",
     response_model=IrImportOut,
@@ -167,63 +165,25 @@ def list_ir_readings(
                 lambda rows: [IrReadingOut.model_validate(r) for r in rows])  # fmt: skip
 
 
-@router.post(
-    "",
-    response_model=MeterSwapOut,
-    status_code=status.HTTP_201_CREATED,
-    summary="Replace a meter: the old one's final register, the new one's first",
-    responses={
-        200: {"description": "the same swap again"},
-        **answers(e404="unknown meter or IR reading", e409="new meter exists, or a swap open"),
-    },
-)
-def request_swap(
-    *,
-    body: MeterSwapIn,
-    who: Annotated[Principal, allow(*FIELD)],
-    response: Response,
-    session: DbSession,
-    key: CloudKey,
-    now: Now,
-) -> MeterSwapOut:
-    row, created = meter_swaps.request(
+def _book(
+    body: MeterSwapIn, who: Principal, session: Session, key: NodeKey, now: dt.datetime
+) -> tuple[MeterSwap, bool]:
+    return meter_swaps.request(
         session, old=body.old, final_wh=body.final_wh, ir_reading=body.ir_reading,
         new_address=body.new.address, protocol=body.new.protocol,
         multiplier=body.new.multiplier, initial_wh=body.initial_wh, operator=who.user,
         swap=body.swap, key=key, now=now,
     )  # fmt: skip
-    out = MeterSwapOut.model_validate(row)
-    if created:
-        oplog.record(session, who.actor, "meter_swap.request", f"meter:{row.old}", None,
-                     out.model_dump(mode="json"), now)  # fmt: skip
-    else:
-        response.status_code = status.HTTP_200_OK
-    return out
 
 
-@router.get("", response_model=Page[MeterSwapOut], summary="List meter swaps")
-def list_swaps(
-    who: Annotated[Principal, allow(*READ_ALL)],
-    session: DbSession,
-    filters: ListFilters,
-    limit: Limit = 100,
-    offset: Offset = 0,
-) -> dict[str, object]:
-    query = apply(select(MeterSwap), MeterSwap, filters, time=MeterSwap.created,
-                  key=MeterSwap.id)  # fmt: skip
-    return page(session, query, limit, offset, _out)
-
-
-@router.get(
-    "/{swap}", response_model=MeterSwapOut, summary="One meter swap",
-    responses=answers(e404="no such swap"),
+add_create(
+    router, "request_swap", MeterSwapIn, MeterSwapOut, FIELD,
+    summary="Replace a meter: the old one's final register, the new one's first",
+    again="the same swap again",
+    refusals=answers(e404="unknown meter or IR reading", e409="new meter exists, or a swap open"),
+    book=_book, action="meter_swap.request", target=lambda row: f"meter:{row.old}",
+    voucher=meter_swaps.voucher,
 )  # fmt: skip
-def get_swap(
-    swap: Annotated[str, Path(pattern=REF)],
-    who: Annotated[Principal, allow(*READ_ALL)],
-    session: DbSession,
-) -> MeterSwapOut:
-    row = session.get(MeterSwap, swap)
-    if row is None:
-        raise NotFound(f"no meter swap {swap!r}")
-    return MeterSwapOut.model_validate(row)
+
+
+add_reads(router, MeterSwap, MeterSwapOut, READ_ALL, param="swap", noun="meter swap")

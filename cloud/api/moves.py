@@ -13,34 +13,26 @@ Who may: `OPERATIONS` move tenants; staff read. One open move per account (409).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Annotated
+import datetime as dt
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter
 from pydantic import Field, StrictStr
-from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from cloud.api.auth import allow
 from cloud.api.common import (
-    CloudKey,
-    DbSession,
-    Limit,
     NodeId,
-    Now,
-    Offset,
     Out,
     Owner,
-    Page,
     StoredTime,
     StrictBody,
     answers,
-    page,
 )
-from cloud.api.operation_lists import REF, ListFilters, Reference, apply
+from cloud.api.operation_lists import Reference
+from cloud.api.operation_routes import add_create, add_reads
 from cloud.db.operations import Move
 from cloud.operations import moves
-from cloud.people import oplog
 from cloud.people.auth import OPERATIONS, STAFF, Principal
+from ledger.chain import NodeKey
 
 router = APIRouter(prefix="/moves", tags=["operations"])
 
@@ -71,64 +63,26 @@ class MoveOut(Out):
     updated: StoredTime
 
 
-def _out(rows: Sequence[Move]) -> list[MoveOut]:
-    return [MoveOut.model_validate(r) for r in rows]
-
-
-@router.post(
-    "",
-    response_model=MoveOut,
-    status_code=status.HTTP_201_CREATED,
-    summary="Move a tenant to another shop (and concentrator)",
-    responses={
-        200: {"description": "the same move id again"},
-        **answers(
-            e404="unknown account or concentrator, or no such shop in the registry",
-            e409="a move or refund is open, or the shop holds another account",
-        ),
-    },
-)
-def request_move(
-    *,
-    body: MoveIn,
-    who: Annotated[Principal, allow(*OPERATIONS)],
-    response: Response,
-    session: DbSession,
-    key: CloudKey,
-    now: Now,
-) -> MoveOut:
-    row, created = moves.request(
+def _book(
+    body: MoveIn, who: Principal, session: Session, key: NodeKey, now: dt.datetime
+) -> tuple[Move, bool]:
+    return moves.request(
         session, account=body.account, to_shop=body.to_shop, to_node=body.to_node,
         actor=who.actor, move=body.move, key=key, now=now,
     )  # fmt: skip
-    out = MoveOut.model_validate(row)
-    if created:
-        oplog.record(session, who.actor, "move.request", f"account:{row.account}", None,
-                     out.model_dump(mode="json"), now)  # fmt: skip
-    else:
-        response.status_code = status.HTTP_200_OK
-    return out
 
 
-@router.get("", response_model=Page[MoveOut], summary="List moves")
-def list_moves(
-    who: Annotated[Principal, allow(*STAFF)],
-    session: DbSession,
-    filters: ListFilters,
-    limit: Limit = 100,
-    offset: Offset = 0,
-) -> dict[str, object]:
-    query = apply(select(Move), Move, filters, time=Move.created, key=Move.id,
-                  shop=(Move.from_shop, Move.to_shop))  # fmt: skip
-    return page(session, query, limit, offset, _out)
+add_create(
+    router, "request_move", MoveIn, MoveOut, OPERATIONS,
+    summary="Move a tenant to another shop (and concentrator)",
+    again="the same move id again",
+    refusals=answers(
+        e404="unknown account or concentrator, or no such shop in the registry",
+        e409="a move or refund is open, or the shop holds another account",
+    ),
+    book=_book, action="move.request", target=lambda row: f"account:{row.account}",
+)  # fmt: skip
 
 
-@router.get(
-    "/{move}", response_model=MoveOut, summary="One move", responses=answers(e404="no such move")
-)
-def get_move(
-    move: Annotated[str, Path(pattern=REF)],
-    who: Annotated[Principal, allow(*STAFF)],
-    session: DbSession,
-) -> MoveOut:
-    return MoveOut.model_validate(moves.get(session, move))
+add_reads(router, Move, MoveOut, STAFF, param="move", noun="move",
+          shop=(Move.from_shop, Move.to_shop))  # fmt: skip

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, Query
+from fastapi import Depends, Path, Query
 from pydantic import AwareDatetime, Field, StrictStr
 from sqlalchemy import Select, or_
 
@@ -25,6 +25,7 @@ Sort = Literal["time", "-time", "fen", "-fen"]
 REF = f"^{REFERENCE_PATTERN}$"  # an operation reference, whole (`ledger.signed`)
 Text = Annotated[StrictStr, Field(pattern=REF)]
 Reference = Text
+ReferencePath = Annotated[str, Path(pattern=REF)]
 
 
 @dataclass(frozen=True, slots=True)

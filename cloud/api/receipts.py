@@ -21,10 +21,9 @@ from sqlalchemy import select
 
 from cloud.api.auth import allow
 from cloud.api.common import DbSession, Limit, Now, Offset, Out, Page, answers, page
-from cloud.api.operation_lists import REF, ListFilters, apply
+from cloud.api.operation_lists import ListFilters, ReferencePath, apply
 from cloud.db.operations import Receipt
-from cloud.operations import receipts
-from cloud.people import oplog
+from cloud.operations import receipts, recharges, records
 from cloud.people.auth import MONEY_DESK, STAFF, Principal
 
 router = APIRouter(prefix="/receipts", tags=["operations"])
@@ -99,19 +98,24 @@ def get_receipt(
     responses={200: {"description": "issued before"}, **answers(e404="no such recharge")},
 )
 def recharge_receipt(
-    payment: Annotated[str, Path(pattern=REF)],
+    payment: ReferencePath,
     who: Annotated[Principal, allow(*MONEY_DESK)],
     response: Response,
     session: DbSession,
     now: Now,
 ) -> ReceiptOut:
     before = receipts.find(session, "recharge", payment)
-    receipt = receipts.for_recharge(session, payment, now)
-    out = ReceiptOut.model_validate(receipts.view(receipt))
-    if before is None:
-        after = {"number": receipt.number, "kind": "recharge", "ref": payment}
-        oplog.record(session, who.actor, "receipt.issue", f"account:{receipt.account}", None,
-                     after, now)  # fmt: skip
-    else:
+    recharge = recharges.get(session, payment)
+
+    def issued(receipt: Receipt | None) -> dict[str, object]:
+        assert receipt is not None  # a voucher always has its receipt
+        return {"number": receipt.number, "kind": "recharge", "ref": payment}
+
+    receipt = records.record(
+        session, who.actor, "receipt.issue", f"account:{recharge.account}", now,
+        new=before is None, voucher=recharges.voucher(recharge), after=issued,
+    )  # fmt: skip
+    assert receipt is not None
+    if before is not None:
         response.status_code = status.HTTP_200_OK
-    return out
+    return ReceiptOut.model_validate(receipts.view(receipt))

@@ -41,9 +41,7 @@ from cloud.api.common import (
 from cloud.api.operation_lists import Reference
 from cloud.db import models
 from cloud.db.operations import Receipt
-from cloud.errors import NotFound
-from cloud.operations import receipts, recharges
-from cloud.people import oplog
+from cloud.operations import recharges, records
 from cloud.people.auth import MONEY_DESK, STAFF, Principal, Role
 
 router = APIRouter(prefix="/recharges", tags=["recharges"])
@@ -138,12 +136,13 @@ def create_recharge(
         now=now,
     )
     session.flush()
-    if not again and recharge.command_id is not None and recharge.created == now:
-        after = {k: getattr(recharge, k) for k in ("payment", "account", "fen", "method",
-                                                    "command_id", "pending_transfer")}  # fmt: skip
-        oplog.record(session, who.actor, "recharge.create", f"account:{recharge.account}",
-                     None, after, now)  # fmt: skip
-    receipts.for_recharge(session, recharge.payment, now)  # the desk prints it
+    records.record(
+        session, who.actor, "recharge.create", f"account:{recharge.account}", now,
+        new=not again and recharge.command_id is not None and recharge.created == now,
+        voucher=recharges.voucher(recharge),  # the desk prints it
+        after=lambda _receipt: {k: getattr(recharge, k) for k in (
+            "payment", "account", "fen", "method", "command_id", "pending_transfer")},
+    )  # fmt: skip
     return _outs(session, [recharge])[0]
 
 
@@ -160,9 +159,7 @@ def get_recharge(
     who: Reader,
     session: DbSession,
 ) -> RechargeOut:
-    found = session.get(models.Recharge, payment)
-    if found is None:
-        raise NotFound(f"no recharge with payment {payment!r}")
+    found = recharges.get(session, payment)
     who.require_account(found.account)
     return _outs(session, [found])[0]
 

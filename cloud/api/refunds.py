@@ -11,37 +11,24 @@ refund (200).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+import datetime as dt
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter
 from pydantic import Field, StrictInt
-from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from cloud.api.auth import allow
-from cloud.api.common import (
-    CloudKey,
-    DbSession,
-    Limit,
-    Now,
-    Offset,
-    Out,
-    Owner,
-    Page,
-    StoredTime,
-    StrictBody,
-    answers,
-    page,
-)
-from cloud.api.operation_lists import REF, ListFilters, Reference, apply
+from cloud.api.common import CloudKey, DbSession, Now, Out, Owner, StoredTime, StrictBody, answers
+from cloud.api.operation_lists import Reference, ReferencePath
+from cloud.api.operation_routes import add_create, add_reads, answer
 from cloud.db.operations import Refund
 from cloud.operations import refunds
-from cloud.people import oplog
 from cloud.people.auth import MONEY_DESK, OPERATIONS, PAYOUT, STAFF, Principal
-from cloud.people.oplog import Actor
+from ledger.chain import NodeKey
 
 router = APIRouter(prefix="/refunds", tags=["operations"])
-RefundId = Annotated[str, Path(pattern=REF)]
+RefundId = ReferencePath
 
 
 class RefundIn(StrictBody):
@@ -85,44 +72,22 @@ class RefundOut(Out):
     settled: StoredTime | None
 
 
-def _out(rows: Sequence[Refund]) -> list[RefundOut]:
-    return [RefundOut.model_validate(r) for r in rows]
-
-
-def _log(session: Any, actor: Actor, action: str, out: RefundOut, now: Any) -> None:
-    oplog.record(session, actor, action, f"account:{out.account}", None,
-                 out.model_dump(mode="json"), now)  # fmt: skip
-
-
-@router.post(
-    "",
-    response_model=RefundOut,
-    status_code=status.HTTP_201_CREATED,
-    summary="Refund an account's prepaid balance",
-    responses={
-        200: {"description": "the same refund id again"},
-        **answers(e404="unknown account", e409="a refund or move of the account is open"),
-    },
-)
-def request_refund(
-    *,
-    body: RefundIn,
-    who: Annotated[Principal, allow(*OPERATIONS)],
-    response: Response,
-    session: DbSession,
-    key: CloudKey,
-    now: Now,
-) -> RefundOut:
-    row, created = refunds.request(
+def _book(
+    body: RefundIn, who: Principal, session: Session, key: NodeKey, now: dt.datetime
+) -> tuple[Refund, bool]:
+    return refunds.request(
         session, account=body.account, method=body.method, grace_wh=body.grace_wh,
         grace_hours=body.grace_hours, operator=who.user, refund=body.refund, key=key, now=now,
     )  # fmt: skip
-    out = RefundOut.model_validate(row)
-    if created:
-        _log(session, who.actor, "refund.request", out, now)
-    else:
-        response.status_code = status.HTTP_200_OK
-    return out
+
+
+add_create(
+    router, "request_refund", RefundIn, RefundOut, OPERATIONS,
+    summary="Refund an account's prepaid balance",
+    again="the same refund id again",
+    refusals=answers(e404="unknown account", e409="a refund or move of the account is open"),
+    book=_book, action="refund.request", target=lambda row: f"account:{row.account}",
+)  # fmt: skip
 
 
 @router.post(
@@ -139,10 +104,9 @@ def pay_refund(
     now: Now,
 ) -> RefundOut:
     row, changed = refunds.pay(session, refund, operator=who.user, key=key, now=now)
-    out = RefundOut.model_validate(row)
-    if changed:
-        _log(session, who.actor, "refund.pay", out, now)
-    return out
+    return answer(RefundOut, row, changed, who=who, session=session, now=now,
+                  action="refund.pay", target=f"account:{row.account}",
+                  voucher=refunds.voucher(row))  # fmt: skip
 
 
 @router.post(
@@ -159,31 +123,9 @@ def cancel_refund(
     now: Now,
 ) -> RefundOut:
     row, changed = refunds.cancel(session, refund, operator=who.user, key=key, now=now)
-    out = RefundOut.model_validate(row)
-    if changed:
-        _log(session, who.actor, "refund.cancel", out, now)
-    return out
+    return answer(RefundOut, row, changed, who=who, session=session, now=now,
+                  action="refund.cancel", target=f"account:{row.account}")  # fmt: skip
 
 
-@router.get("", response_model=Page[RefundOut], summary="List refunds (filter by method)")
-def list_refunds(
-    who: Annotated[Principal, allow(*STAFF)],
-    session: DbSession,
-    filters: ListFilters,
-    limit: Limit = 100,
-    offset: Offset = 0,
-) -> dict[str, object]:
-    query = apply(select(Refund), Refund, filters, time=Refund.created, key=Refund.id)
-    return page(session, query, limit, offset, _out)
-
-
-@router.get(
-    "/{refund}",
-    response_model=RefundOut,
-    summary="One refund",
-    responses=answers(e404="no such refund"),
-)
-def get_refund(
-    refund: RefundId, who: Annotated[Principal, allow(*STAFF)], session: DbSession
-) -> RefundOut:
-    return RefundOut.model_validate(refunds.get(session, refund))
+add_reads(router, Refund, RefundOut, STAFF, param="refund", noun="refund",
+          list_summary="List refunds (filter by method)")  # fmt: skip

@@ -43,7 +43,7 @@ class Correction(Base):
     original_transfer: Mapped[str] = mapped_column(String(32))  # hex id of the transfer corrected
     reason: Mapped[str] = mapped_column(Text)
     operator: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16))  # pending, posted, failed
+    status: Mapped[str] = mapped_column(String(16))  # states.CorrectionStatus
     pending_transfer: Mapped[str] = mapped_column(String(32))  # cloud chain
     edge_transfer: Mapped[str] = mapped_column(String(32))  # the entry the edge will write
     command_id: Mapped[str] = mapped_column(String(32))
@@ -67,7 +67,7 @@ class Refund(Base):
     method: Mapped[str] = mapped_column(String(16))  # cash, card, original
     grace_wh: Mapped[int] = mapped_column(BigInteger)
     grace_until: Mapped[dt.datetime]
-    status: Mapped[str] = mapped_column(String(16))  # requested reserved paid cancelled failed
+    status: Mapped[str] = mapped_column(String(16))  # states.RefundStatus
     fen: Mapped[int | None] = mapped_column(BigInteger)  # known once the edge reserved it
     pending_transfer: Mapped[str] = mapped_column(String(32))  # the edge's pending, hex
     settle_transfer: Mapped[str | None] = mapped_column(String(32))  # the edge's post/void
@@ -117,7 +117,7 @@ class MeterSwap(Base):
     protocol: Mapped[str] = mapped_column(String(32))
     multiplier: Mapped[int] = mapped_column(Integer)
     initial_wh: Mapped[int] = mapped_column(BigInteger)
-    status: Mapped[str] = mapped_column(String(16))  # requested, applied, failed
+    status: Mapped[str] = mapped_column(String(16))  # states.MeterSwapStatus
     command_id: Mapped[str] = mapped_column(String(32))
     operator: Mapped[str] = mapped_column(String(64))
     receipt: Mapped[str | None] = mapped_column(String(16))
@@ -139,7 +139,7 @@ class Move(Base):
     from_shop: Mapped[str] = mapped_column(String(64))
     to_node: Mapped[str] = mapped_column(String(64))
     to_shop: Mapped[str] = mapped_column(String(64))
-    # requested → in_transit → arrived → settled; failed (move-out refused), voided
+    # states.MoveStatus: requested → in_transit → arrived → settled; failed, voided
     status: Mapped[str] = mapped_column(String(16))
     fen: Mapped[int | None] = mapped_column(BigInteger)
     out_transfer: Mapped[str | None] = mapped_column(String(32))  # source's pending, hex

@@ -62,6 +62,7 @@ from cloud.ingest.checks import Contents, prepare_contents, verify_ledger
 from cloud.keys import CLOUD_NODE
 from cloud.operations import moves, settlements
 from cloud.operations.recharges import post_transfer
+from cloud.operations.states import RECHARGE, RechargeEvent
 from ledger.accounts import Pocket, pocket_id
 from ledger.chain import Entry, NodeKey, key_id, load_public_key
 from ledger.encoding import GENESIS_HASH
@@ -294,7 +295,8 @@ class Ingest:
                        f"fen for {recharge.account}")  # fmt: skip
                 amount = min(amount, recharge.fen)
             posts.append(post_transfer(recharge, amount, node=node, seq=entry.seq, now=now))
-            recharge.status, recharge.posted = RechargeStatus.POSTED.value, now
+            RECHARGE.fire(recharge, RechargeEvent.BOOKED)
+            recharge.posted = now
             log.info("node %s: recharge %s posted (edge seq %d)", node, recharge.payment,
                      entry.seq)  # fmt: skip
         if not posts:

@@ -35,9 +35,10 @@ from cloud.chains.store import cloud_transfer
 from cloud.db.models import LedgerEntry, Recharge, ReportedAccount
 from cloud.db.operations import Correction
 from cloud.errors import Conflict, Invalid, NotFound
-from cloud.operations import receipts
 from cloud.operations.arguments import reference, whole
+from cloud.operations.receipts import Voucher
 from cloud.operations.recharges import MAX_RECHARGE_FEN, edge_recharge_id
+from cloud.operations.states import CORRECTION, CorrectionEvent, CorrectionStatus
 from ledger import entry_ids
 from ledger.accounts import AccountId, Pocket, System, owner_of, pocket_id, system_id
 from ledger.chain import NodeKey
@@ -45,7 +46,6 @@ from ledger.ids import derive_id
 from ledger.signed import CommandKind
 from ledger.transfers import Code, Kind, Transfer
 
-PENDING, POSTED, FAILED = "pending", "posted", "failed"
 MIN_REASON, MAX_REASON = 4, 500
 _HEX_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -99,7 +99,7 @@ def create(
     key: NodeKey,
     now: dt.datetime,
 ) -> tuple[Correction, bool]:
-    """Book a correction (pending + command + receipt); `(row, created)`. The same correction
+    """Book a correction (pending + command); `(row, created)`. The same correction
     id (or, without one, the same request) again returns the first row."""
     whole(fen, "fen", low=-MAX_RECHARGE_FEN, high=MAX_RECHARGE_FEN)
     if fen == 0:
@@ -139,18 +139,23 @@ def create(
     chain_store.append(session, [pending], key=key, now=now)
     row = Correction(
         id=ref, account=account, node=owner.node, shop=owner.shop, fen=fen, original=original,
-        original_transfer=target, reason=reason, operator=operator, status=PENDING,
+        original_transfer=target, reason=reason, operator=operator,
+        status=CORRECTION.start(CorrectionStatus.PENDING),
         pending_transfer=hex_id(pending.id), edge_transfer=hex_id(edge_id(ref)),
         command_id=command.id, receipt=None, created=now, resolved=None,
     )  # fmt: skip
     session.add(row)
     session.flush()
-    row.receipt = receipts.issue(
-        session, kind="correction", ref=ref, account=account, fen=fen, method="",
-        operator=operator, transfer=row.edge_transfer, now=now,
-        detail={"original": target, "reason": reason},
-    ).number  # fmt: skip
     return row, True
+
+
+def voucher(row: Correction) -> Voucher:
+    """What the correction's receipt prints."""
+    return Voucher(
+        kind="correction", ref=row.id, account=row.account, fen=row.fen, method="",
+        operator=row.operator, transfer=row.edge_transfer,
+        detail={"original": row.original_transfer, "reason": row.reason},
+    )  # fmt: skip
 
 
 def _resolution(row: Correction, kind: Kind, amount: int, now: dt.datetime) -> Transfer:
@@ -169,7 +174,10 @@ def on_entries(
         return []
     rows = session.scalars(
         select(Correction)
-        .where(Correction.edge_transfer.in_(list(booked)), Correction.status == PENDING)
+        .where(
+            Correction.edge_transfer.in_(list(booked)),
+            Correction.status == CorrectionStatus.PENDING.value,
+        )
         .order_by(Correction.created, Correction.id)
     ).all()
     posts = []
@@ -184,7 +192,8 @@ def on_entries(
                   f"{entry.transfer.credit}) at seq {entry.seq}, cloud has {row.fen}")  # fmt: skip
             amount = min(amount, abs(row.fen))
         posts.append(_resolution(row, Kind.POST, amount, now))
-        row.status, row.resolved = POSTED, now
+        CORRECTION.fire(row, CorrectionEvent.BOOKED)
+        row.resolved = now
     return posts
 
 
@@ -197,11 +206,14 @@ def on_verdicts(
         return []
     rows = session.scalars(
         select(Correction)
-        .where(Correction.command_id.in_(failed), Correction.status == PENDING)
+        .where(
+            Correction.command_id.in_(failed), Correction.status == CorrectionStatus.PENDING.value
+        )
         .order_by(Correction.created, Correction.id)
     ).all()
     voids = []
     for row in rows:
         voids.append(_resolution(row, Kind.VOID, abs(row.fen), now))
-        row.status, row.resolved = FAILED, now
+        CORRECTION.fire(row, CorrectionEvent.REFUSED)
+        row.resolved = now
     return voids

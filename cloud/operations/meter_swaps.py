@@ -28,14 +28,14 @@ from cloud.chains.locks import lock_active
 from cloud.db.models import MeterState, Reading, ReportedAccount
 from cloud.db.operations import IrReading, MeterSwap
 from cloud.errors import Conflict, Invalid, NotFound
-from cloud.operations import receipts
 from cloud.operations.arguments import reference, whole
 from cloud.operations.handheld import ADDRESS, IrRegister
+from cloud.operations.receipts import Voucher
+from cloud.operations.states import METER_SWAP, MeterSwapEvent, MeterSwapStatus
 from ledger.chain import NodeKey
 from ledger.signed import CommandKind
 from ledger.units import MAX_AMOUNT
 
-REQUESTED, APPLIED, FAILED = "requested", "applied", "failed"
 PROTOCOL = re.compile(r"[a-z0-9_]{1,32}")
 MAX_MULTIPLIER = 10_000
 
@@ -157,7 +157,9 @@ def request(
     ):
         raise Conflict(f"meter {new_address} is already installed")
     busy = session.scalars(
-        select(MeterSwap).where(MeterSwap.old == old, MeterSwap.status == REQUESTED).limit(1)
+        select(MeterSwap)
+        .where(MeterSwap.old == old, MeterSwap.status == MeterSwapStatus.REQUESTED.value)
+        .limit(1)
     ).first()
     if busy is not None:
         raise Conflict(f"meter {old} has swap {busy.id} still waiting for its concentrator")
@@ -181,18 +183,24 @@ def request(
     row = MeterSwap(
         id=ref, node=meter.node, account=meter.account, shop=owner.shop if owner else "",
         old=old, final_wh=final, ir_reading=ir_id, new_address=new_address, protocol=protocol,
-        multiplier=multiplier, initial_wh=initial_wh, status=REQUESTED, command_id=command.id,
+        multiplier=multiplier, initial_wh=initial_wh,
+        status=METER_SWAP.start(MeterSwapStatus.REQUESTED), command_id=command.id,
         operator=operator, receipt=None, created=now, resolved=None,
     )  # fmt: skip
     session.add(row)
     session.flush()
-    row.receipt = receipts.issue(
-        session, kind="meter_swap", ref=ref, account=meter.account, fen=0, method="",
-        operator=operator, transfer=command.id, now=now,
-        detail={"old_meter": old, "final_wh": final, "new_meter": new_address,
-                "initial_wh": initial_wh, "final_from": "ir" if ir_id else "operator"},
-    ).number  # fmt: skip
     return row, True
+
+
+def voucher(row: MeterSwap) -> Voucher:
+    """What the swap's receipt prints: no money, the two registers."""
+    return Voucher(
+        kind="meter_swap", ref=row.id, account=row.account, fen=0, method="",
+        operator=row.operator, transfer=row.command_id,
+        detail={"old_meter": row.old, "final_wh": row.final_wh, "new_meter": row.new_address,
+                "initial_wh": row.initial_wh,
+                "final_from": "ir" if row.ir_reading else "operator"},
+    )  # fmt: skip
 
 
 def on_verdicts(session: Session, outcomes: Sequence[CommandVerdict], now: dt.datetime) -> None:
@@ -202,9 +210,11 @@ def on_verdicts(session: Session, outcomes: Sequence[CommandVerdict], now: dt.da
         return
     for row in session.scalars(
         select(MeterSwap).where(
-            MeterSwap.command_id.in_(list(verdicts)), MeterSwap.status == REQUESTED
+            MeterSwap.command_id.in_(list(verdicts)),
+            MeterSwap.status == MeterSwapStatus.REQUESTED.value,
         )
     ):
         outcome = verdicts[row.command_id]
-        row.status = APPLIED if outcome.status.value == "applied" else FAILED
+        applied = outcome.status.value == "applied"
+        METER_SWAP.fire(row, MeterSwapEvent.APPLIED if applied else MeterSwapEvent.REFUSED)
         row.resolved = now

@@ -73,6 +73,7 @@ from cloud.db.operations import Move
 from cloud.errors import Conflict, Invalid, NotFound, Quarantined
 from cloud.operations.arguments import reference
 from cloud.operations.refunds import open_refund, settle_id
+from cloud.operations.states import MOVE, MoveEvent, MoveStatus
 from cloud.people import oplog
 from cloud.registry import entities, site_config
 from cloud.registry import rows as registry
@@ -82,9 +83,7 @@ from ledger.chain import NodeKey
 from ledger.signed import CommandKind
 from ledger.transfers import Kind
 
-REQUESTED, IN_TRANSIT, ARRIVED, SETTLED = "requested", "in_transit", "arrived", "settled"
-FAILED, VOIDED = "failed", "voided"
-OPEN = (REQUESTED, IN_TRANSIT, ARRIVED)
+OPEN = tuple(s.value for s in MoveStatus if s not in MOVE.terminal)  # one per account at a time
 
 log = logging.getLogger("cloud.operations.moves")
 
@@ -146,9 +145,10 @@ def request(
     operator = actor.user
     row = Move(
         id=ref, account=account, from_node=owner.node, from_shop=owner.shop, to_node=to_node,
-        to_shop=to_shop, status=SETTLED, fen=None, out_transfer=None, in_transfer=None,
+        to_shop=to_shop, fen=None, out_transfer=None, in_transfer=None,
         out_command_id=None, in_command_id=None, settle_command_id=None, operator=operator,
         created=now, updated=now,
+        status=MOVE.start(MoveStatus.SETTLED if to_node == owner.node else MoveStatus.REQUESTED),
     )  # fmt: skip
     if to_node != owner.node:
         command = commands.issue(
@@ -156,7 +156,7 @@ def request(
             {"account": account, "move": ref, "to_node": to_node},
             key=key, now=now, operator=operator,
         )  # fmt: skip
-        row.status, row.out_command_id = REQUESTED, command.id
+        row.out_command_id = command.id
         row.out_transfer, row.in_transfer = hex_id(out_id(ref)), hex_id(in_id(ref))
     session.add(row)
     session.flush()
@@ -176,7 +176,11 @@ def on_entries(
     transit = system_id(System.MOVES_IN_TRANSIT)
     for row in session.scalars(
         select(Move)
-        .where(Move.out_transfer.in_(ids), Move.from_node == node, Move.status == REQUESTED)
+        .where(
+            Move.out_transfer.in_(ids),
+            Move.from_node == node,
+            Move.status == MoveStatus.REQUESTED.value,
+        )
         .order_by(Move.created, Move.id)
     ):
         entry = booked[row.out_transfer or ""]
@@ -187,20 +191,27 @@ def on_entries(
                   f"move {row.id}: source entry at seq {entry.seq} is {t.kind.value} "
                   f"{t.debit} → {t.credit}")  # fmt: skip
             continue
-        row.fen, row.status, row.updated = t.amount, IN_TRANSIT, now  # move_in due
+        MOVE.fire(row, MoveEvent.OUT_BOOKED)  # move_in due
+        row.fen, row.updated = t.amount, now
         _made_due(session)
     for row in session.scalars(
         select(Move)
-        .where(Move.in_transfer.in_(ids), Move.to_node == node, Move.status == IN_TRANSIT)
+        .where(
+            Move.in_transfer.in_(ids),
+            Move.to_node == node,
+            Move.status == MoveStatus.IN_TRANSIT.value,
+        )
         .order_by(Move.created, Move.id)
     ):
-        row.status, row.updated = ARRIVED, now  # settle post due
+        MOVE.fire(row, MoveEvent.IN_BOOKED)  # settle post due
+        row.updated = now
         _made_due(session)
     if any(e.transfer.kind is Kind.POST for e in booked.values()):
         settles = {hex_id(settle_id(h, "post")): h for h in _out_transfers(session, node)}
         arrived = [settles[i] for i in ids if i in settles]
         for row in session.scalars(select(Move).where(Move.out_transfer.in_(arrived))):
-            row.status, row.updated = SETTLED, now
+            MOVE.fire(row, MoveEvent.SETTLE_BOOKED)
+            row.updated = now
             _left(session, row, now)
 
 
@@ -209,7 +220,9 @@ def _out_transfers(session: Session, node: str) -> list[str]:
     return [
         h
         for h in session.scalars(
-            select(Move.out_transfer).where(Move.from_node == node, Move.status == ARRIVED)
+            select(Move.out_transfer).where(
+                Move.from_node == node, Move.status == MoveStatus.ARRIVED.value
+            )
         )
         if h
     ]
@@ -221,20 +234,27 @@ def on_verdicts(session: Session, outcomes: Sequence[CommandVerdict], now: dt.da
     if not verdicts:
         return
     for row in session.scalars(
-        select(Move).where(Move.out_command_id.in_(list(verdicts)), Move.status == REQUESTED)
+        select(Move).where(
+            Move.out_command_id.in_(list(verdicts)), Move.status == MoveStatus.REQUESTED.value
+        )
     ):
         outcome = verdicts[row.out_command_id or ""]
         if outcome.refused:
-            row.status, row.updated = FAILED, now
+            MOVE.fire(row, MoveEvent.OUT_REFUSED)
+            row.updated = now
             _back(session, row, now)
         elif outcome.status.value == "applied":
-            row.fen, row.status, row.updated = 0, SETTLED, now  # no prepaid to carry
+            MOVE.fire(row, MoveEvent.OUT_EMPTY)
+            row.fen, row.updated = 0, now  # no prepaid to carry
             _left(session, row, now)
     for row in session.scalars(
-        select(Move).where(Move.in_command_id.in_(list(verdicts)), Move.status == IN_TRANSIT)
+        select(Move).where(
+            Move.in_command_id.in_(list(verdicts)), Move.status == MoveStatus.IN_TRANSIT.value
+        )
     ):
         if verdicts[row.in_command_id or ""].refused:
-            row.status, row.updated = VOIDED, now  # settle void due
+            MOVE.fire(row, MoveEvent.IN_REFUSED)  # settle void due
+            row.updated = now
             _made_due(session)
             _back(session, row, now)
 
@@ -355,20 +375,24 @@ def made_due(session: Session) -> bool:
 
 def _due(row: Move) -> tuple[str, CommandKind, dict[str, Any]] | None:
     """(target node, kind, args) of the command `row` waits for, if one is due."""
-    if row.status == IN_TRANSIT and row.in_command_id is None:
+    if row.status == MoveStatus.IN_TRANSIT and row.in_command_id is None:
         args = {"account": row.account, "move": row.id, "fen": row.fen, "from_node": row.from_node}
         return row.to_node, CommandKind.MOVE_IN, args
-    if row.status in (ARRIVED, VOIDED) and row.settle_command_id is None and row.out_transfer:
-        action = "post" if row.status == ARRIVED else "void"
+    if (
+        row.status in (MoveStatus.ARRIVED, MoveStatus.VOIDED)
+        and row.settle_command_id is None
+        and row.out_transfer
+    ):
+        action = "post" if row.status == MoveStatus.ARRIVED else "void"
         args = {"pending": row.out_transfer, "action": action, "reference": row.id}
         return row.from_node, CommandKind.SETTLE, args
     return None
 
 
 _DUE = or_(
-    and_(Move.status == IN_TRANSIT, Move.in_command_id.is_(None)),
-    and_(Move.status.in_((ARRIVED, VOIDED)), Move.settle_command_id.is_(None),
-         Move.out_transfer.is_not(None)),
+    and_(Move.status == MoveStatus.IN_TRANSIT.value, Move.in_command_id.is_(None)),
+    and_(Move.status.in_((MoveStatus.ARRIVED.value, MoveStatus.VOIDED.value)),
+         Move.settle_command_id.is_(None), Move.out_transfer.is_not(None)),
 )  # fmt: skip
 
 

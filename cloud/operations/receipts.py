@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -23,11 +24,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cloud.chains import projection
-from cloud.chains.projection import hex_id
-from cloud.db.models import Recharge, ReportedAccount
+from cloud.db.models import ReportedAccount
 from cloud.db.operations import Receipt, ReceiptCounter
 from cloud.errors import NotFound
-from cloud.operations.recharges import edge_recharge_id
 
 SITE_ZONE = ZoneInfo("Asia/Shanghai")
 PRINT_RECEIPTS = True  # sites print by default; a site's setting may turn it off
@@ -102,37 +101,40 @@ def _next_number(session: Session, when: dt.datetime) -> str:
     return f"{year}-{counter.last:06d}"
 
 
-def issue(
-    session: Session,
-    *,
-    kind: str,
-    ref: str,
-    account: str,
-    fen: int,
-    method: str,
-    operator: str,
-    transfer: str,
-    now: dt.datetime,
-    detail: Mapping[str, Any] | None = None,
-) -> Receipt:
+@dataclass(frozen=True, slots=True)
+class Voucher:
+    """What an operation's receipt vouches for; each operation makes its own (`voucher(row)`
+    in `recharges`, `corrections`, `refunds`, `meter_swaps`)."""
+
+    kind: str  # one of KINDS
+    ref: str  # the operation's reference (a recharge's payment id)
+    account: str
+    fen: int
+    method: str
+    operator: str
+    transfer: str  # the ledger transfer (or, for a swap, the command) it vouches for
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+def issue(session: Session, voucher: Voucher, now: dt.datetime) -> Receipt:
     """The receipt of operation (`kind`, `ref`), issued now unless it exists."""
-    existing = find(session, kind, ref)
+    existing = find(session, voucher.kind, voucher.ref)
     if existing is not None:
         return existing
-    owner = session.get(ReportedAccount, account)
+    owner = session.get(ReportedAccount, voucher.account)
     receipt = Receipt(
         number=_next_number(session, now),
-        kind=kind,
-        ref=ref,
-        account=account,
+        kind=voucher.kind,
+        ref=voucher.ref,
+        account=voucher.account,
         shop=owner.shop if owner is not None else "",
-        fen=fen,
-        method=method,
-        operator=operator,
+        fen=voucher.fen,
+        method=voucher.method,
+        operator=voucher.operator,
         time=now,
-        transfer=transfer,
-        balance_fen=projection.prepaid_balance(session, account),
-        detail=dict(detail or {}),
+        transfer=voucher.transfer,
+        balance_fen=projection.prepaid_balance(session, voucher.account),
+        detail=dict(voucher.detail),
     )
     session.add(receipt)
     session.flush()
@@ -143,25 +145,6 @@ def find(session: Session, kind: str, ref: str) -> Receipt | None:
     return session.scalars(
         select(Receipt).where(Receipt.kind == kind, Receipt.ref == ref)
     ).one_or_none()
-
-
-def for_recharge(session: Session, payment: str, now: dt.datetime) -> Receipt:
-    """The receipt of a recharge (issued on first call)."""
-    recharge = session.get(Recharge, payment)
-    if recharge is None:
-        raise NotFound(f"no recharge with payment {payment!r}")
-    return issue(
-        session,
-        kind="recharge",
-        ref=payment,
-        account=recharge.account,
-        fen=recharge.fen,
-        method=recharge.method,
-        operator=recharge.operator,
-        transfer=hex_id(edge_recharge_id(payment)),
-        now=now,
-        detail={"payment": payment},
-    )
 
 
 def get(session: Session, number: str) -> Receipt:

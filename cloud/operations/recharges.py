@@ -43,6 +43,8 @@ from cloud.chains.locks import lock_active
 from cloud.chains.projection import hex_id
 from cloud.db.models import Command, Recharge, RechargeStatus, ReportedAccount
 from cloud.errors import Conflict, Invalid, NotFound
+from cloud.operations.receipts import Voucher
+from cloud.operations.states import RECHARGE, RechargeEvent
 from ledger import entry_ids
 from ledger.accounts import System, Unit, system_id
 from ledger.chain import NodeKey
@@ -71,6 +73,22 @@ def void_id(payment: str) -> int:
 def edge_recharge_id(payment: str) -> int:
     """The id the concentrator gives its recharge entry (`edge.runtime.cycle`)."""
     return entry_ids.recharge(payment)
+
+
+def get(session: Session, payment: str) -> Recharge:
+    row = session.get(Recharge, payment)
+    if row is None:
+        raise NotFound(f"no recharge with payment {payment!r}")
+    return row
+
+
+def voucher(row: Recharge) -> Voucher:
+    """What the recharge's receipt prints (the desk prints it when booking)."""
+    return Voucher(
+        kind="recharge", ref=row.payment, account=row.account, fen=row.fen, method=row.method,
+        operator=row.operator, transfer=hex_id(edge_recharge_id(row.payment)),
+        detail={"payment": row.payment},
+    )  # fmt: skip
 
 
 def _check(fen: object, method: str, payment: str | None) -> None:
@@ -109,7 +127,7 @@ def recharge(
         fen=fen,
         method=method,
         operator=operator,
-        status=RechargeStatus.PENDING.value,
+        status=RECHARGE.start(RechargeStatus.PENDING),
         pending_transfer=hex_id(pending_id(payment)),
         command_id=None,
         created=now,
@@ -225,7 +243,8 @@ def on_verdicts(
     voids = []
     for row, result in found:
         voids.append(void_transfer(row, node=node, now=now))
-        row.status, row.voided, row.reason = RechargeStatus.VOIDED.value, now, _why(result)
+        RECHARGE.fire(row, RechargeEvent.REFUSED)
+        row.voided, row.reason = now, _why(result)
         raise_alarm(session, node, "recharge_refused", now,
               f"recharge {row.payment}: {row.fen} fen ({row.method}) for {row.account} refused "
               f"by the concentrator ({row.reason}); its pending is voided, the payer is owed "

@@ -34,8 +34,9 @@ from cloud.chains.store import cloud_transfer
 from cloud.db.models import Recharge, RechargeStatus, ReportedAccount
 from cloud.db.operations import Move, Refund
 from cloud.errors import Conflict, Invalid, NotFound
-from cloud.operations import receipts
 from cloud.operations.arguments import reference, whole
+from cloud.operations.receipts import Voucher
+from cloud.operations.states import REFUND, RefundEvent, RefundStatus
 from ledger import entry_ids
 from ledger.accounts import Pocket, System, pocket_id, system_id
 from ledger.chain import NodeKey
@@ -44,9 +45,7 @@ from ledger.signed import CommandKind
 from ledger.transfers import Code, Kind
 
 METHODS = ("cash", "card", "original")
-REQUESTED, RESERVED, PAID, CANCELLED, FAILED = (
-    "requested", "reserved", "paid", "cancelled", "failed")  # fmt: skip
-OPEN = (REQUESTED, RESERVED)
+OPEN = (RefundStatus.REQUESTED.value, RefundStatus.RESERVED.value)  # one per account at a time
 MAX_GRACE_WH = 1_000_000  # 1 000 kWh
 MAX_GRACE_HOURS = 24 * 31
 
@@ -119,7 +118,8 @@ def request(
     )  # fmt: skip
     row = Refund(
         id=ref, account=account, node=owner.node, shop=owner.shop, method=method,
-        grace_wh=grace_wh, grace_until=grace_until, status=REQUESTED, fen=None,
+        grace_wh=grace_wh, grace_until=grace_until, fen=None,
+        status=REFUND.start(RefundStatus.REQUESTED),
         pending_transfer=hex_id(edge_pending_id(ref)), settle_transfer=None,
         payout_transfer=None, sources=[], command_id=command.id, settle_command_id=None,
         operator=operator, paid_by=None, receipt=None, created=now, reserved=None,
@@ -157,13 +157,14 @@ def _settle(
 def pay(
     session: Session, refund: str, *, operator: str, key: NodeKey, now: dt.datetime
 ) -> tuple[Refund, bool]:
-    """Finance paid the reserved amount out: book it, settle the edge's pending, print."""
+    """Finance paid the reserved amount out: book it, settle the edge's pending (the caller
+    prints the receipt, `voucher`)."""
     row = get(session, refund)
     lock_active(session, row.node)
     session.refresh(row)
-    if row.status == PAID:
+    if row.status == RefundStatus.PAID:
         return row, False
-    if row.status != RESERVED or row.fen is None:
+    if not REFUND.allows(row.status, RefundEvent.PAY) or row.fen is None:
         raise Conflict(f"refund {refund} is {row.status}: only a reserved refund can be paid")
     payout = cloud_transfer(
         derive_id("refund-payout", row.id), system_id(System.REFUNDS_PAYABLE),
@@ -173,15 +174,22 @@ def pay(
     )  # fmt: skip
     _settle(session, row, "post", operator=operator, key=key, now=now)
     chain_store.append(session, [payout], key=key, now=now)
-    row.status, row.closed, row.paid_by = PAID, now, operator
+    REFUND.fire(row, RefundEvent.PAY)
+    row.closed, row.paid_by = now, operator
     row.payout_transfer = hex_id(payout.id)
-    row.receipt = receipts.issue(
-        session, kind="refund", ref=row.id, account=row.account, fen=row.fen,
-        method=row.method, operator=operator, transfer=row.payout_transfer, now=now,
-        detail={"sources": ", ".join(f"{s['payment']}:{s['fen']}" for s in row.sources)}
-        if row.sources else {},
-    ).number  # fmt: skip
     return row, True
+
+
+def voucher(row: Refund) -> Voucher:
+    """What a paid refund's receipt prints."""
+    if row.fen is None or row.payout_transfer is None or row.paid_by is None:
+        raise Conflict(f"refund {row.id} is {row.status}: only a paid refund has a receipt")
+    sources = ", ".join(f"{s['payment']}:{s['fen']}" for s in row.sources)
+    return Voucher(
+        kind="refund", ref=row.id, account=row.account, fen=row.fen, method=row.method,
+        operator=row.paid_by, transfer=row.payout_transfer,
+        detail={"sources": sources} if row.sources else {},
+    )  # fmt: skip
 
 
 def cancel(
@@ -191,12 +199,13 @@ def cancel(
     row = get(session, refund)
     lock_active(session, row.node)
     session.refresh(row)
-    if row.status == CANCELLED:
+    if row.status == RefundStatus.CANCELLED:
         return row, False
-    if row.status not in OPEN:
+    if not REFUND.allows(row.status, RefundEvent.CANCEL):
         raise Conflict(f"refund {refund} is {row.status}: it can no longer be cancelled")
     _settle(session, row, "void", operator=operator, key=key, now=now)
-    row.status, row.closed = CANCELLED, now
+    REFUND.fire(row, RefundEvent.CANCEL)
+    row.closed = now
     return row, True
 
 
@@ -207,7 +216,7 @@ def _sources(session: Session, account: str, amount: int) -> list[dict[str, obje
     for (earlier,) in session.execute(
         select(Refund.sources).where(
             Refund.account == account, Refund.method == "original",
-            Refund.status.in_((RESERVED, PAID)),
+            Refund.status.in_((RefundStatus.RESERVED.value, RefundStatus.PAID.value)),
         )
     ):  # fmt: skip
         for source in earlier or []:
@@ -253,8 +262,8 @@ def on_entries(
             row.fen, row.reserved = t.amount, now
             if row.method == "original":
                 row.sources = _sources(session, row.account, t.amount)
-        if row.status == REQUESTED:
-            row.status = RESERVED
+        if row.status == RefundStatus.REQUESTED:  # cancelled meanwhile: it stays cancelled
+            REFUND.fire(row, RefundEvent.RESERVED)
     for row in session.scalars(select(Refund).where(Refund.settle_transfer.in_(ids))):
         row.settled = now
 
@@ -267,8 +276,9 @@ def on_verdicts(
     if not failed:
         return
     for row in session.scalars(select(Refund).where(Refund.command_id.in_(failed))):
-        if row.status in (REQUESTED, CANCELLED) and row.fen is None:
-            row.status, row.closed = FAILED, now
+        if row.fen is None and REFUND.allows(row.status, RefundEvent.REFUSED):
+            REFUND.fire(row, RefundEvent.REFUSED)
+            row.closed = now
     for row in session.scalars(select(Refund).where(Refund.settle_command_id.in_(failed))):
         raise_alarm(session, node, "refund_settle_refused", now,
               f"refund {row.id} ({row.status}): the edge refused to settle its pending "

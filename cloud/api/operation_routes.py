@@ -1,0 +1,170 @@
+"""What the routers of the money operations (corrections, refunds, meter swaps, moves) share:
+the list and get routes of an operation's table, and the answer to a POST that books or changes
+one. Each router keeps only what is particular to it: its bodies, its answers' fields, and the
+call into `cloud.operations`.
+
+    add_reads(router, Correction, CorrectionOut, STAFF, param="correction", noun="correction")
+
+adds, with the names, summaries and OpenAPI the hand-written routes had,
+
+    GET ""              list_corrections  Page[CorrectionOut], ListFilters, limit, offset
+    GET "/{correction}" get_correction    CorrectionOut, 404 "no correction 'c-1'"
+
+and `add_create` the POST that books one: 201 with the operation, 200 with the first one when
+the same request (or reference) comes again; its receipt and operator-log row (`answer`).
+
+This module does not use `from __future__ import annotations`: FastAPI reads the routes'
+parameters from their signatures, and the readers' roles are only known when a router calls in.
+"""
+
+import datetime as dt
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Response, status
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cloud.api.auth import allow
+from cloud.api.common import CloudKey, DbSession, Limit, Now, Offset, Page, answers, page
+from cloud.api.operation_lists import ListFilters, ReferencePath, apply
+from cloud.errors import NotFound
+from cloud.operations import records
+from cloud.operations.receipts import Voucher
+from cloud.people.auth import Principal, Role
+from ledger.chain import NodeKey
+
+AnswerT = TypeVar("AnswerT", bound=BaseModel)
+
+
+def answer(
+    out: type[AnswerT],
+    row: Any,
+    created: bool,
+    *,
+    who: Principal,
+    session: Session,
+    now: dt.datetime,
+    action: str,
+    target: str,
+    voucher: Voucher | None = None,
+    response: Response | None = None,
+) -> AnswerT:
+    """The answer to a POST on an operation: `row` as `out`, after its receipt (`voucher`) and,
+    when this request `created` (or changed) it, the operator-log row. Given the `response` of
+    a create (201), the same request again answers 200 with the operation already booked."""
+    records.record(
+        session, who.actor, action, target, now, new=created, voucher=voucher,
+        row=row,
+        after=lambda _receipt: out.model_validate(row).model_dump(mode="json"),
+    )  # fmt: skip
+    if response is not None and not created:
+        response.status_code = status.HTTP_200_OK
+    return out.model_validate(row)
+
+
+Book = Callable[[Any, Principal, Session, NodeKey, dt.datetime], tuple[Any, bool]]
+
+
+def add_create(
+    router: APIRouter,
+    name: str,
+    body: type[BaseModel],
+    out: type[BaseModel],
+    writers: Sequence[Role],
+    *,
+    summary: str,
+    again: str,
+    refusals: Mapping[int | str, Any],
+    book: Book,
+    action: str,
+    target: Callable[[Any], str],
+    voucher: Callable[[Any], Voucher] | None = None,
+) -> None:
+    """Add `POST ""` (`name`, 201) that books an operation: `book(body, who, session, key, now)`
+    gives `(row, created)`; `again` describes the 200 of a repeat, `refusals` the errors. The
+    operator log records `action` on `target(row)`; `voucher(row)` is its receipt, if any."""
+
+    def create(
+        *, body: Any, who: Principal, response: Response, session: Session, key: NodeKey,
+        now: dt.datetime,
+    ) -> BaseModel:  # fmt: skip
+        row, created = book(body, who, session, key, now)
+        return answer(out, row, created, who=who, session=session, now=now, action=action,
+                      target=target(row), voucher=None if voucher is None else voucher(row),
+                      response=response)  # fmt: skip
+
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    create.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter("body", keyword, annotation=body),
+            inspect.Parameter("who", keyword, annotation=Annotated[Principal, allow(*writers)]),
+            inspect.Parameter("response", keyword, annotation=Response),
+            inspect.Parameter("session", keyword, annotation=DbSession),
+            inspect.Parameter("key", keyword, annotation=CloudKey),
+            inspect.Parameter("now", keyword, annotation=Now),
+        ],
+        return_annotation=out,
+    )
+    router.add_api_route(
+        "", create, methods=["POST"], name=name, response_model=out,
+        status_code=status.HTTP_201_CREATED, summary=summary,
+        responses={200: {"description": again}, **refusals},
+    )  # fmt: skip
+
+
+def add_reads(
+    router: APIRouter,
+    model: Any,
+    out: type[BaseModel],
+    readers: Sequence[Role],
+    *,
+    param: str,
+    noun: str,
+    list_summary: str | None = None,
+    **columns: Any,
+) -> None:
+    """Add `GET ""` (`list_{param}s`, filtered by `ListFilters`, `columns` as in `apply`) and
+    `GET "/{param}"` (`get_{param}`, 404 "no {noun} …") over `model` (keyed by `id`, timed by
+    `created`), answered as `out`, for the roles `readers`."""
+    reader = Annotated[Principal, allow(*readers)]
+
+    def convert(rows: Sequence[Any]) -> list[BaseModel]:
+        return [out.model_validate(r) for r in rows]
+
+    def list_rows(
+        who: reader,
+        session: DbSession,
+        filters: ListFilters,
+        limit: Limit = 100,
+        offset: Offset = 0,
+    ) -> dict[str, object]:
+        query = apply(select(model), model, filters, time=model.created, key=model.id, **columns)
+        return page(session, query, limit, offset, convert)
+
+    def get_row(who: Principal, session: Session, **path: str) -> BaseModel:
+        reference = path[param]
+        row = session.get(model, reference)
+        if row is None:
+            raise NotFound(f"no {noun} {reference!r}")
+        return out.model_validate(row)
+
+    keyword = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    get_row.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter(param, keyword, annotation=ReferencePath),
+            inspect.Parameter("who", keyword, annotation=reader),
+            inspect.Parameter("session", keyword, annotation=DbSession),
+        ],
+        return_annotation=out,
+    )
+    router.add_api_route(
+        "", list_rows, methods=["GET"], name=f"list_{param}s", response_model=Page[out],  # type: ignore[valid-type]
+        summary=list_summary or f"List {noun}s",
+    )  # fmt: skip
+    router.add_api_route(
+        f"/{{{param}}}", get_row, methods=["GET"], name=f"get_{param}", response_model=out,
+        summary=f"One {noun}", responses=answers(e404=f"no such {param}"),
+    )  # fmt: skip

@@ -30,12 +30,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from demo.sim.direct_bus import DirectBus
+from demo.site import write_demo_site
 from edge.drivers.base import Responder
 from edge.runtime.boot import boot
 from edge.runtime.clock import ManualClock
-from edge.sim.direct_bus import DirectBus
 from edge.site import load_site
-from edge.site.demo import write_demo_site
 from edge.store.records import ReadingRow, reading_row
 from edge.store.schema import migrate
 

@@ -80,10 +80,10 @@ from cloud.ingest.worker import IngestWorker
 from cloud.services.broker import CLOUD_ACL, MosquittoBroker
 from cloud.services.pki import TlsFiles, create_ca, issue_client_cert, issue_server_cert
 from cloud.services.postgres import ThrowawayPostgres, find_postgres
+from demo.site import write_demo_site
 from edge.runtime.boot import Booted, boot
 from edge.runtime.clock import ManualClock
 from edge.site import load_site
-from edge.site.demo import write_demo_site
 from edge.site.model import STORE_FILE
 from edge.store import OutboxKind
 from edge.sync.service import SyncService

@@ -15,12 +15,12 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from demo.site import write_demo_site
 from edge.runtime.audit import audit_store
 from edge.runtime.boot import boot, read_node_key
 from edge.runtime.clock import ManualClock
 from edge.runtime.cycle import Runtime
 from edge.site import Site, load_site
-from edge.site.demo import write_demo_site
 from edge.store import Category
 from ledger.accounts import Pocket, pocket_id
 from ledger.transfers import Code

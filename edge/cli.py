@@ -12,8 +12,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from demo.sim import cli as cli_sim
 from edge import cli_ledger, cli_meters, cli_runtime
-from edge.sim import cli as cli_sim
 
 if TYPE_CHECKING:
     Register = Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]

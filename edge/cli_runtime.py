@@ -17,8 +17,8 @@ import logging
 import sys
 from pathlib import Path
 
+from demo.sim.persist import SimStateError
 from edge.drivers.errors import MeterError
-from edge.sim.persist import SimStateError
 from edge.site import SiteConfigError, load_site
 
 log = logging.getLogger("edge.runtime")
@@ -95,7 +95,7 @@ def _refuse(message: str, code: int = 2) -> int:
 
 
 def run_demo_site(args: argparse.Namespace) -> int:
-    from edge.site.demo import DEFAULT_START, write_demo_site
+    from demo.site import DEFAULT_START, write_demo_site
     from edge.store import StoreError
 
     try:

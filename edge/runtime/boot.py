@@ -8,9 +8,9 @@ every open) and the ports opened.
 Buses by kind:
 
 - `serial`: `edge.drivers.bus.SerialBus` on the configured port;
-- `simulated`: the site's simulated meters (`edge.sim.persist.SimulatedBuilding`, on disk),
-  served on a pty with real wire timing at `--speed 1` (`edge.sim.pty_bus.PtyBus` +
-  `SerialBus`), or in-process without wire timing (`edge.sim.direct_bus.DirectBus`) when the
+- `simulated`: the site's simulated meters (`demo.sim.persist.SimulatedBuilding`, on disk),
+  served on a pty with real wire timing at `--speed 1` (`demo.sim.pty_bus.PtyBus` +
+  `SerialBus`), or in-process without wire timing (`demo.sim.direct_bus.DirectBus`) when the
   simulated clock runs faster, where byte times would make no sense;
 - `lora`: an SX127x radio on the Pi's SPI (`edge.drivers.lora.RadioBus`).
 """
@@ -24,13 +24,13 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from demo.sim.direct_bus import DirectBus
+from demo.sim.persist import MeterSpec, SimulatedBuilding
 from edge.drivers.base import Bus, Responder
 from edge.runtime.clock import Clock, ManualClock, SimulatedClock, SystemClock
 from edge.runtime.cycle import Runtime
 from edge.runtime.reconfigure import reconcile
 from edge.runtime.seed import read_seed
-from edge.sim.direct_bus import DirectBus
-from edge.sim.persist import MeterSpec, SimulatedBuilding
 from edge.site.errors import SiteConfigError
 from edge.site.model import BusConfig, BusKind, MeterConfig, Site
 from edge.store import Store
@@ -106,8 +106,8 @@ def _simulated_bus(
     if direct:
         direct_bus = DirectBus(responders, name=bus.name)
         return direct_bus, direct_bus.attach
+    from demo.sim.pty_bus import PtyBus
     from edge.drivers.bus import SerialBus
-    from edge.sim.pty_bus import PtyBus
 
     pty = PtyBus(bus.settings(), wire_timing=True, name=bus.name)
     for address, responder in responders.items():

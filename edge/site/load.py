@@ -129,7 +129,7 @@ def check_references(site: Site) -> None:
 
 
 def _check_profile(site: Site, address: str, profile: str) -> None:
-    from edge.sim.persist import profile_named  # the simulator matters for simulated buses only
+    from demo.sim.persist import profile_named  # the simulator matters for simulated buses only
 
     try:
         profile_named(profile)

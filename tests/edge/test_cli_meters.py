@@ -11,11 +11,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from demo.sim.dlt645_responder import Dlt645Responder
+from demo.sim.pty_bus import PtyBus
+from demo.sim.site import BusSpec, SimulatedBus
+from demo.sim.state import MeterState
 from edge.drivers.base import SerialSettings
-from edge.sim.dlt645_responder import Dlt645Responder
-from edge.sim.pty_bus import PtyBus
-from edge.sim.site import BusSpec, SimulatedBus
-from edge.sim.state import MeterState
 
 ELECTRIC_KEYS = {
     "address",

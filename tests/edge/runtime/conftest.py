@@ -19,10 +19,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from demo.site import DemoSite, write_demo_site
 from edge.runtime.boot import Booted, boot
 from edge.runtime.clock import ManualClock
 from edge.site import Site, load_site
-from edge.site.demo import DemoSite, write_demo_site
 from edge.store import Store
 from ledger.transfers import Transfer
 

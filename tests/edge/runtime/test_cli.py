@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.site.demo import DemoSite
+from demo.site import DemoSite
 from ledger.encoding import decode_transfer, encode_transfer
 from tests.edge.runtime.conftest import ROOT, cli, cli_command, demo, wait_running
 

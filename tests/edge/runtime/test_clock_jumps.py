@@ -12,9 +12,9 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 
+from demo.site import DemoSite
 from edge.runtime.events import RuntimeKind
 from edge.site import load_site
-from edge.site.demo import DemoSite
 from edge.store import Category
 from ledger.invariants import ledger_violations
 from ledger.transfers import Code, TimeSource

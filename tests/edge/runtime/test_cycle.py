@@ -9,6 +9,8 @@ import datetime as dt
 from collections import Counter
 from pathlib import Path
 
+from demo.sim.direct_bus import DirectBus
+from demo.site import DemoSite
 from edge.rules.decisions import AlarmKind, RelayCause
 from edge.rules.tariffs import energy_of
 from edge.runtime.audit import audit_store
@@ -16,9 +18,7 @@ from edge.runtime.boot import boot, read_node_key
 from edge.runtime.clock import ManualClock
 from edge.runtime.events import RuntimeKind
 from edge.runtime.notify import Notifier
-from edge.sim.direct_bus import DirectBus
 from edge.site import load_site
-from edge.site.demo import DemoSite
 from edge.store import Category
 from edge.store.config_db import ConfigDB, ConfigKind
 from ledger.accounts import Pocket, pocket_id

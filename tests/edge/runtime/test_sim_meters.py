@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from demo.sim.direct_bus import DirectBus
+from demo.sim.persist import STATE_FILE, MeterSpec, SimStateError, SimulatedBuilding
 from edge.drivers.dlt645 import BROADCAST
 from edge.drivers.dlt645_meter import DLT645_2007
 from edge.drivers.errors import MeterTimeout
 from edge.drivers.reading import RelayState
 from edge.drivers.registry import driver_for
-from edge.sim.direct_bus import DirectBus
-from edge.sim.persist import STATE_FILE, MeterSpec, SimStateError, SimulatedBuilding
 from tests.edge.runtime.conftest import START, ZONE
 
 A, B = "000000000001", "000000000002"

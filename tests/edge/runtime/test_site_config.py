@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from demo.site import DemoSite
 from edge.rules.arrears import ArrearsMode
 from edge.rules.subsidy import MonthEnd
 from edge.rules.tariffs import FlatTariff, TouTariff
 from edge.site import SiteConfigError, load_site
-from edge.site.demo import DemoSite
 from edge.site.model import BusKind
 from edge.store.config_db import ConfigDB, ConfigKind
 from tests.edge.runtime.conftest import cli, snapshot

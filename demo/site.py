@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from edge.sim.persist import MeterSpec, SimulatedBuilding
+from demo.sim.persist import MeterSpec, SimulatedBuilding
 from edge.site.errors import SiteConfigError
 from edge.store.config_db import ConfigDB, ConfigKind, atomic_write
 from ledger.chain import NodeKey, public_key_pem
@@ -150,7 +150,7 @@ def write_demo_site(
     """Write a new simulated site into `directory` (created; refused if it holds a site).
 
     `profiles` replaces the tenants' load profiles (round-robin), e.g. the steady ones of
-    `edge.sim.persist` for a test whose energy must be cheap to simulate.
+    `demo.sim.persist` for a test whose energy must be cheap to simulate.
     """
     if not 1 <= meters <= 999:
         raise ValueError(f"a demo site has 1..999 meters, got {meters}")

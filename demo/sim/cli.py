@@ -16,10 +16,10 @@ import sys
 import threading
 from types import FrameType
 
+from demo.sim.pty_bus import LineFaults
+from demo.sim.site import BusSpec, SimulatedBus, SimulatedSite
 from edge.drivers.errors import DriverUsageError
 from edge.drivers.registry import PROTOCOLS
-from edge.sim.pty_bus import LineFaults
-from edge.sim.site import BusSpec, SimulatedBus, SimulatedSite
 
 
 def _bus_spec(text: str) -> tuple[str, int]:

@@ -30,11 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from demo.sim.load import PROFILES, Load, LoadProfile, Use
+from demo.sim.site import responder_for
+from demo.sim.state import MeterState
 from edge.drivers.base import Responder
 from edge.drivers.registry import protocol
-from edge.sim.load import PROFILES, Load, LoadProfile, Use
-from edge.sim.site import responder_for
-from edge.sim.state import MeterState
 from edge.store.config_db import atomic_write, remove_stale_temporaries
 
 STATE_FILE: Final = "meters.json"

@@ -3,8 +3,8 @@
 Both parts run the real thing end to end: stores filled by the real runtime (demo site, 15-minute
 poll cycles on a `ManualClock`, simulated DL/T 645 meters in-process over `DirectBus`, as in
 `bench/edge_bench.py`), synced by the real `edge.sync.SyncService` (configured by a `[cloud]`
-section in the copy's site.toml) through a real Mosquitto to a real `cloud.ingest.worker.IngestWorker`,
-ticked until the cloud has acknowledged everything.
+section in the copy's site.toml) through a real Mosquitto to a real
+`cloud.ingest.worker.IngestWorker`, ticked until the cloud has acknowledged everything.
 
 1. **Bytes on the wire, uplink.** A `bench.tcp_counter.CountingRelay` sits between the edge and
    a Mosquitto with TLS (per-device client certificates, the production ACLs); the cloud is one
@@ -80,6 +80,7 @@ from cloud.ingest.worker import IngestWorker
 from cloud.services.broker import CLOUD_ACL, MosquittoBroker
 from cloud.services.pki import TlsFiles, create_ca, issue_client_cert, issue_server_cert
 from cloud.services.postgres import ThrowawayPostgres, find_postgres
+from demo.sim.simulation import building_of
 from demo.site import write_demo_site
 from edge.runtime.boot import Booted, boot
 from edge.runtime.clock import ManualClock
@@ -138,8 +139,7 @@ def generate(work: Path, meters: int, day_cycles: int, week_cycles: int) -> Gene
     assert site.simulation is not None and site.simulation.start is not None
     clock = ManualClock(site.simulation.start)
     booted = boot(site, clock=clock)  # a ManualClock: in-process DirectBus, no wire timing
-    building = booted.building
-    assert building is not None
+    building = building_of(booted)
     booted.runtime.world = lambda: building.advance_to(clock.true_now())
     began = time.perf_counter()
     end_day = clock.true_now()
@@ -328,8 +328,8 @@ def sync_through_relay(
     try:
         store = edge.runtime.store
         settings = edge.runtime.site.settings.cloud
-        assert settings is not None and edge.building is not None
-        building = edge.building
+        assert settings is not None
+        building = building_of(edge)
         edge.runtime.world = lambda: building.advance_to(clock.true_now())
         database = work / f"cloud-{site_dir.name}.sqlite"
         engine = make_engine(f"sqlite:///{database}")

@@ -13,5 +13,4 @@
 - `runner`: `voltbook-edge run`: scheduled jobs, signals, systemd notify and watchdog.
 - `notify`: systemd's notify protocol on a plain socket.
 - `seed`, `view`, `audit`: opening balances; the `accounts` view; `ledger verify --config`.
-- `demo_act`: a simulated month for `make demo`.
 """

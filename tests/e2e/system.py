@@ -54,6 +54,7 @@ from cloud.people import auth
 from cloud.server import RunningCloud, serve_in_thread
 from cloud.services.pki import TlsFiles
 from demo.sim.persist import SimulatedBuilding
+from demo.sim.simulation import building_of
 from demo.site import DemoSite, write_demo_site
 from edge.runtime.boot import Booted, boot
 from edge.runtime.clock import ManualClock
@@ -315,8 +316,7 @@ class Edge:
 
     @property
     def building(self) -> SimulatedBuilding:
-        assert self.booted.building is not None
-        return self.booted.building
+        return building_of(self.booted)
 
     def start_sync(self) -> None:
         self.sync.start()

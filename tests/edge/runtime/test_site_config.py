@@ -99,6 +99,12 @@ DAMAGES: list[tuple[str, Damage, str, str]] = [
         "config.json",
         "do not reach the end of the day",
     ),
+    (
+        "unknown load profile",
+        lambda s: _put(s, ConfigKind.METERS, "202611000001", profile="disco"),
+        "config.json",
+        "meter 202611000001: unknown load profile 'disco'",
+    ),
 ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -15,8 +16,9 @@ from edge.drivers.dlt645_meter import DLT645_2007
 from edge.drivers.errors import MeterTimeout
 from edge.drivers.reading import RelayState
 from edge.drivers.registry import driver_for
-from tests.edge.runtime.conftest import START, ZONE
 
+ZONE = ZoneInfo("Asia/Shanghai")
+START = dt.datetime(2026, 11, 1, 0, 0, tzinfo=ZONE)
 A, B = "000000000001", "000000000002"
 
 

@@ -1,6 +1,6 @@
 """A demo act: a simulated month of a 30-shop market, billed by the concentrator runtime.
 
-`act_month(workdir)` writes a demo site (`voltbook-edge demo-site`), runs the real runtime on
+`act_month(workdir)` writes a demo site (`voltbook-demo site`), runs the real runtime on
 it in-process on a virtual clock (two-hourly polls from 1 November to 2 December, so the month
 end and December's subsidy are in it), tops up the first tenant cut off for arrears, and prints
 what an operator would want to see: the month per building, the alarms by kind, the relays,

@@ -1,4 +1,4 @@
-"""`voltbook-edge demo-site`: write a complete simulated site to a directory.
+"""`voltbook-demo site`: write a complete simulated site to a directory.
 
     DIR/site.toml        node, zone, paths, poll interval; one or two simulated DL/T 645 buses
     DIR/config.json      configuration documents: meters, shops (buildings, floors, categories),
@@ -107,7 +107,7 @@ class DemoSite:
 
 def _site_toml(start: dt.datetime, buses: int, poll_s: int, seed: int) -> str:
     lines = [
-        "# A simulated Voltbook site, written by `voltbook-edge demo-site`.",
+        "# A simulated Voltbook site, written by `voltbook-demo site`.",
         "[site]",
         f'node = "{NODE}"',
         'name = "Voltbook demo market"',

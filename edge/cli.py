@@ -12,7 +12,6 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from demo.sim import cli as cli_sim
 from edge import cli_ledger, cli_meters, cli_runtime
 
 if TYPE_CHECKING:
@@ -22,7 +21,6 @@ if TYPE_CHECKING:
 COMMAND_GROUPS: list[Register] = [
     cli_ledger.register,
     cli_meters.register,
-    cli_sim.register,
     cli_runtime.register,
 ]
 

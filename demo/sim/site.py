@@ -3,7 +3,7 @@
 A `BusSpec` says which protocol, how many meters, the line settings and faults; `SimulatedBus`
 makes the meters (a `MeterState`, the protocol's responder and a `Load` each), puts them on a
 `PtyBus` and advances their loads on the bus thread, so a reply never sees half an update.
-`SimulatedSite` is several buses, as `voltbook-edge sim`, the demo and the benchmarks use.
+`SimulatedSite` is several buses, as `voltbook-demo sim`, the demo and the benchmarks use.
 
 Everything random (addresses, starting registers, which profile, when appliances run, line
 faults) comes from the seed, so two runs with the same spec serve the same site.

@@ -32,8 +32,8 @@ ledger that syncs to the cloud. Works for days with no network.
 
 EPILOG = """\
 examples:
+  voltbook-edge run --config DIR/site.toml       (a simulated site: voltbook-demo site)
   voltbook-edge ledger verify --chain chain.jsonl --key node.pub
-  voltbook-edge sim --meters 8 --protocol dlt645          virtual meters on a pty bus
   voltbook-edge read --port /dev/ttyUSB0 --protocol dlt645 --address 202611000101 --json
   voltbook-edge relay --port /dev/ttyUSB0 --protocol dlt645 --address 202611000101 trip
   voltbook-edge scan --port /dev/ttyUSB0 --protocol dlt645

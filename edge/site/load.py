@@ -23,7 +23,7 @@ from edge.site.documents import (
 )
 from edge.site.errors import SiteConfigError
 from edge.site.model import BusConfig, BusKind, SimulationSettings, Site, SiteSettings
-from edge.site.simulation import SimulatorMissing, find_simulator
+from edge.site.simulation import SimulatorUnavailable, find_simulator
 from edge.site.site_file import parse_site_file
 from edge.store.config_db import ConfigDB, ConfigKind
 from edge.store.errors import CorruptConfig, StoreError
@@ -137,7 +137,7 @@ def check_simulated(site: Site) -> None:
         return
     try:
         simulator = find_simulator()
-    except SimulatorMissing as exc:
+    except SimulatorUnavailable as exc:
         name = min(simulated)
         raise SiteConfigError(site.settings.path, f"bus {name!r} is simulated but {exc}") from None
     for meter in site.meters:

@@ -32,8 +32,8 @@ class SimulationError(Exception):
     """The site's simulated meters cannot be used; the message says why and what to do."""
 
 
-class SimulatorMissing(SimulationError):
-    """No simulator (or more than one) is installed for a site with `simulated` buses."""
+class SimulatorUnavailable(SimulationError):
+    """No simulator, or more than one, is installed for a site with `simulated` buses."""
 
 
 class Simulation(Protocol):
@@ -83,24 +83,24 @@ class Simulator(Protocol):
 
 @functools.cache
 def find_simulator() -> Simulator:
-    """The one simulator installed; `SimulatorMissing` says what to do if there is none."""
+    """The one simulator installed; `SimulatorUnavailable` says what to do if there is none."""
     found = entry_points(group=ENTRY_POINT_GROUP)
     if not found:
-        raise SimulatorMissing(
+        raise SimulatorUnavailable(
             f"no meter simulator is installed (no {ENTRY_POINT_GROUP!r} entry point): install "
             "Voltbook with its demo package (`pip install -e` on the checkout) or make every "
             "bus real"
         )
     if len(found) > 1:
         names = ", ".join(sorted(f"{e.name} = {e.value}" for e in found))
-        raise SimulatorMissing(
+        raise SimulatorUnavailable(
             f"several meter simulators are installed ({names}): uninstall all but one"
         )
     (entry,) = found
     try:
         simulator: Simulator = entry.load()
     except (ImportError, AttributeError) as exc:
-        raise SimulatorMissing(
+        raise SimulatorUnavailable(
             f"the meter simulator {entry.value} cannot be loaded ({exc}): reinstall Voltbook"
         ) from exc
     return simulator

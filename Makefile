@@ -26,7 +26,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy ledger edge
+	$(BIN)/mypy ledger edge demo
 
 unit: $(STAMP)
 	$(BIN)/pytest -q

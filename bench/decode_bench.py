@@ -18,12 +18,12 @@ import logging
 import time
 from collections.abc import Callable
 
+from demo.sim.dlt645_responder import Dlt645Responder
+from demo.sim.state import MeterState
 from edge.drivers.base import SerialSettings
 from edge.drivers.dlt645 import Decoder, decode_frame, encode_frame
 from edge.drivers.dlt645_items import BLOCKS_2007, build_reading, decode_reply
 from edge.drivers.dlt645_requests import read_request
-from edge.sim.dlt645_responder import Dlt645Responder
-from edge.sim.state import MeterState
 
 METER = "123456789012"
 GOAL = 3.0

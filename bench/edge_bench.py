@@ -30,12 +30,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from demo.sim.direct_bus import DirectBus
+from demo.sim.simulation import building_of
+from demo.site import write_demo_site
 from edge.drivers.base import Responder
 from edge.runtime.boot import boot
 from edge.runtime.clock import ManualClock
-from edge.sim.direct_bus import DirectBus
 from edge.site import load_site
-from edge.site.demo import write_demo_site
 from edge.store.records import ReadingRow, reading_row
 from edge.store.schema import migrate
 
@@ -100,8 +101,7 @@ def main() -> int:
         assert site.simulation is not None and site.simulation.start is not None
         clock = ManualClock(site.simulation.start)
         booted = boot(site, clock=clock)
-        runtime, building = booted.runtime, booted.building
-        assert building is not None
+        runtime, building = booted.runtime, building_of(booted)
         for bus in site.buses:  # the same meters, with their CPU time counted
             addresses = [m.address for m in site.meters if m.bus == bus.name]
             runtime.buses[bus.name] = DirectBus(

@@ -17,12 +17,12 @@ import argparse
 import sys
 import time
 
+from demo.sim.pty_bus import DEFAULT_TURNAROUND
+from demo.sim.site import BusSpec, SimulatedBus
 from edge.drivers.bus import SerialBus
 from edge.drivers.dlt645_meter import DLT645_2007
 from edge.drivers.errors import MeterError
 from edge.drivers.reading import Reading
-from edge.sim.pty_bus import DEFAULT_TURNAROUND
-from edge.sim.site import BusSpec, SimulatedBus
 
 GOAL = 0.95
 

@@ -80,10 +80,11 @@ from cloud.ingest.worker import IngestWorker
 from cloud.services.broker import CLOUD_ACL, MosquittoBroker
 from cloud.services.pki import TlsFiles, create_ca, issue_client_cert, issue_server_cert
 from cloud.services.postgres import ThrowawayPostgres, find_postgres
+from demo.sim.simulation import building_of
+from demo.site import write_demo_site
 from edge.runtime.boot import Booted, boot
 from edge.runtime.clock import ManualClock
 from edge.site import load_site
-from edge.site.demo import write_demo_site
 from edge.site.model import STORE_FILE
 from edge.store import OutboxKind
 from edge.sync.service import SyncService
@@ -138,8 +139,7 @@ def generate(work: Path, meters: int, day_cycles: int, week_cycles: int) -> Gene
     assert site.simulation is not None and site.simulation.start is not None
     clock = ManualClock(site.simulation.start)
     booted = boot(site, clock=clock)  # a ManualClock: in-process DirectBus, no wire timing
-    building = booted.building
-    assert building is not None
+    building = building_of(booted)
     booted.runtime.world = lambda: building.advance_to(clock.true_now())
     began = time.perf_counter()
     end_day = clock.true_now()
@@ -328,8 +328,8 @@ def sync_through_relay(
     try:
         store = edge.runtime.store
         settings = edge.runtime.site.settings.cloud
-        assert settings is not None and edge.building is not None
-        building = edge.building
+        assert settings is not None
+        building = building_of(edge)
         edge.runtime.world = lambda: building.advance_to(clock.true_now())
         database = work / f"cloud-{site_dir.name}.sqlite"
         engine = make_engine(f"sqlite:///{database}")

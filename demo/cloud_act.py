@@ -33,12 +33,12 @@ from cloud.db.engine import session_factory
 from cloud.people import auth
 from cloud.server import RunningCloud, serve_in_thread
 from demo.operations_act import Desk, run_operations
+from demo.site import write_demo_site
 from edge.rules.decisions import RelayCommand
 from edge.runtime.boot import boot
 from edge.runtime.clock import ManualClock
 from edge.runtime.cycle import Runtime
 from edge.site import load_site
-from edge.site.demo import write_demo_site
 from edge.sync.service import SyncService
 
 POLL = dt.timedelta(hours=2)

@@ -12,6 +12,10 @@ import datetime as dt
 import time
 from zoneinfo import ZoneInfo
 
+from demo.sim.dlt645_responder import Dlt645Responder
+from demo.sim.radio_medium import Link, MediumRadio, MeterNode, RadioMedium, VirtualClock
+from demo.sim.site import BusSpec, SimulatedSite
+from demo.sim.state import MeterState
 from edge.drivers.base import Bus, Conversation
 from edge.drivers.bus import SerialBus
 from edge.drivers.discovery import discover
@@ -19,10 +23,6 @@ from edge.drivers.dlt645_meter import DLT645_2007
 from edge.drivers.lora import RadioBus, RadioConfig
 from edge.drivers.reading import Reading
 from edge.drivers.registry import driver_for
-from edge.sim.dlt645_responder import Dlt645Responder
-from edge.sim.radio_medium import Link, MediumRadio, MeterNode, RadioMedium, VirtualClock
-from edge.sim.site import BusSpec, SimulatedSite
-from edge.sim.state import MeterState
 
 HEADER = (
     f"  {'meter':16} {'protocol':9} {'kWh / m³':>12} {'V':>6} {'A':>6} {'W':>7} {'PF':>5}  relay"

@@ -1,6 +1,6 @@
 """A demo act: a simulated month of a 30-shop market, billed by the concentrator runtime.
 
-`act_month(workdir)` writes a demo site (`voltbook-edge demo-site`), runs the real runtime on
+`act_month(workdir)` writes a demo site (`voltbook-demo site`), runs the real runtime on
 it in-process on a virtual clock (two-hourly polls from 1 November to 2 December, so the month
 end and December's subsidy are in it), tops up the first tenant cut off for arrears, and prints
 what an operator would want to see: the month per building, the alarms by kind, the relays,
@@ -15,12 +15,12 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from demo.site import write_demo_site
 from edge.runtime.audit import audit_store
 from edge.runtime.boot import boot, read_node_key
 from edge.runtime.clock import ManualClock
 from edge.runtime.cycle import Runtime
 from edge.site import Site, load_site
-from edge.site.demo import write_demo_site
 from edge.store import Category
 from ledger.accounts import Pocket, pocket_id
 from ledger.transfers import Code

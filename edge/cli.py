@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from edge import cli_ledger, cli_meters, cli_runtime
-from edge.sim import cli as cli_sim
 
 if TYPE_CHECKING:
     Register = Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]
@@ -22,7 +21,6 @@ if TYPE_CHECKING:
 COMMAND_GROUPS: list[Register] = [
     cli_ledger.register,
     cli_meters.register,
-    cli_sim.register,
     cli_runtime.register,
 ]
 
@@ -34,8 +32,8 @@ ledger that syncs to the cloud. Works for days with no network.
 
 EPILOG = """\
 examples:
+  voltbook-edge run --config DIR/site.toml       (a simulated site: voltbook-demo site)
   voltbook-edge ledger verify --chain chain.jsonl --key node.pub
-  voltbook-edge sim --meters 8 --protocol dlt645          virtual meters on a pty bus
   voltbook-edge read --port /dev/ttyUSB0 --protocol dlt645 --address 202611000101 --json
   voltbook-edge relay --port /dev/ttyUSB0 --protocol dlt645 --address 202611000101 trip
   voltbook-edge scan --port /dev/ttyUSB0 --protocol dlt645

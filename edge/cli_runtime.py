@@ -1,11 +1,11 @@
-"""`voltbook-edge demo-site | run | accounts`: the concentrator runtime from the command line.
+"""`voltbook-edge run | accounts`: the concentrator runtime from the command line.
 
-    voltbook-edge demo-site --dir DIR [--meters N]        write a complete simulated site
     voltbook-edge run --config DIR/site.toml [--speed X] [--until ISO] [--cycles N]
     voltbook-edge accounts --config DIR/site.toml [--json]
 
 Exit codes: 0 done; 1 the runtime stopped on a damaged store; 2 the configuration, the key or a
 port is unusable (nothing was changed: the message says which file and what is wrong).
+A simulated site to try it on: `voltbook-demo site --dir DIR` (the `demo` package).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 
 from edge.drivers.errors import MeterError
-from edge.sim.persist import SimStateError
 from edge.site import SiteConfigError, load_site
 
 log = logging.getLogger("edge.runtime")
@@ -31,35 +30,18 @@ def _positive(text: str) -> float:
     return value
 
 
-def _moment(text: str) -> dt.datetime:
+def moment(text: str) -> dt.datetime:
+    """An ISO date-time with its UTC offset, as an argparse type."""
     try:
-        moment = dt.datetime.fromisoformat(text)
+        value = dt.datetime.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date-time") from None
-    if moment.tzinfo is None:
+    if value.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{text!r} needs its UTC offset, e.g. +08:00")
-    return moment
+    return value
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    demo = commands.add_parser(
-        "demo-site",
-        help="write a complete simulated site (config, key, meters) to a directory",
-        description=(
-            "Write site.toml, the configuration documents, opening balances, a node key and "
-            "the simulated DL/T 645 meters (registers, relays, clock on disk) into DIR. "
-            "Then: voltbook-edge run --config DIR/site.toml --speed 3600"
-        ),
-    )
-    demo.add_argument("--dir", required=True, type=Path, help="directory to write (new)")
-    demo.add_argument("--meters", type=int, default=30, help="simulated meters (default 30)")
-    demo.add_argument("--tariff", choices=("tou", "flat"), default="tou", help="default tou")
-    demo.add_argument("--seed", type=int, default=7, help="seed of the simulated site")
-    demo.add_argument(
-        "--start", type=_moment, help="simulated start time (default 2026-11-01T00:00+08:00)"
-    )
-    demo.set_defaults(func=run_demo_site)
-
     run = commands.add_parser(
         "run",
         help="run the concentrator: poll, bill, protect, trip and close relays",
@@ -76,7 +58,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default=1.0,
         help="simulated time per real second (simulated buses only; e.g. 3600: an hour a second)",
     )
-    run.add_argument("--until", type=_moment, help="stop once the site's time reaches this")
+    run.add_argument("--until", type=moment, help="stop once the site's time reaches this")
     run.add_argument("--cycles", type=int, help="stop after this many poll cycles")
     run.set_defaults(func=run_runtime)
 
@@ -94,30 +76,6 @@ def _refuse(message: str, code: int = 2) -> int:
     return code
 
 
-def run_demo_site(args: argparse.Namespace) -> int:
-    from edge.site.demo import DEFAULT_START, write_demo_site
-    from edge.store import StoreError
-
-    try:
-        demo = write_demo_site(
-            args.dir, args.meters, seed=args.seed, start=args.start or DEFAULT_START,
-            tariff=args.tariff,
-        )  # fmt: skip
-    except (SiteConfigError, ValueError, OSError, StoreError) as exc:
-        return _refuse(str(exc))
-    print(
-        json.dumps(
-            {
-                "site": str(demo.site_toml),
-                "meters": len(demo.meters),
-                "accounts": len(demo.accounts),
-                "next": f"voltbook-edge run --config {demo.site_toml} --speed 3600",
-            }
-        )
-    )
-    return 0
-
-
 def run_runtime(args: argparse.Namespace) -> int:
     from edge.runtime.boot import BootError, boot
     from edge.runtime.runner import RunLimits, Runner
@@ -126,7 +84,7 @@ def run_runtime(args: argparse.Namespace) -> int:
     try:
         site = load_site(args.config)
         booted = boot(site, speed=args.speed)
-    except (SiteConfigError, BootError, SimStateError, MeterError) as exc:
+    except (SiteConfigError, BootError, MeterError) as exc:
         return _refuse(str(exc))
     except CorruptStore as exc:
         return _refuse(str(exc), 1)

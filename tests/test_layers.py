@@ -48,19 +48,29 @@ def modules() -> Iterator[tuple[str, Path]]:
 
 
 def imports(path: Path, *, top_level_only: bool = False) -> Iterator[str]:
-    """The modules `path` imports (for `from a import b`: `a.b` when that is a module, else a)."""
-    tree = ast.parse(path.read_text())
-    nodes = tree.body if top_level_only else ast.walk(tree)
-    for node in nodes:
+    """The modules `path` imports (for `from a import b`: `a.b` when that is a module, else a):
+    at the top, inside functions, under `TYPE_CHECKING`, and `import_module("…")` of a literal."""
+    yield from imported(ast.parse(path.read_text()), top_level_only=top_level_only)
+
+
+def imported(tree: ast.Module, *, top_level_only: bool = False) -> Iterator[str]:
+    for node in tree.body if top_level_only else ast.walk(tree):
         if isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             for alias in node.names:
-                yield (
-                    f"{node.module}.{alias.name}"
-                    if f"{node.module}.{alias.name}" in KNOWN
-                    else node.module
-                )
+                full = f"{node.module}.{alias.name}"
+                yield full if full in KNOWN else node.module
+        elif isinstance(node, ast.Call) and _called(node) == "import_module" and node.args:
+            first = node.args[0]
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                yield first.value
+
+
+def _called(call: ast.Call) -> str | None:
+    if isinstance(call.func, ast.Attribute):
+        return call.func.attr
+    return call.func.id if isinstance(call.func, ast.Name) else None
 
 
 KNOWN = dict(modules())
@@ -125,3 +135,28 @@ def test_every_package_of_ours_has_rules() -> None:
     inits = [*ROOT.glob("*/__init__.py"), *(ROOT / "firmware-tools").glob("*/__init__.py")]
     packages = {init.parent.name for init in inits}
     assert packages - {"tests", "bench"} - set(OURS) == set(), "add the new package to OURS"
+
+
+def test_the_check_sees_every_kind_of_import() -> None:
+    source = """
+import demo.sim
+from cloud.api import app
+def f():
+    from demo.sim.persist import SimulatedBuilding
+if TYPE_CHECKING:
+    import cloud
+importlib.import_module("demo.sim.simulation")
+from . import sibling
+from edge.site import load_site
+"""
+    found = sorted(imported(ast.parse(source)))
+    assert found == sorted(
+        [
+            "demo.sim",
+            "cloud.api",
+            "demo.sim.persist",
+            "cloud",
+            "demo.sim.simulation",
+            "edge.site",
+        ]
+    )

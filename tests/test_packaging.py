@@ -44,7 +44,9 @@ def test_requirements_pin_exactly_what_pyproject_asks(extra: str, file: str) -> 
         )
 
 
-@pytest.mark.parametrize("command", ["voltbook-edge", "voltbook-cloud", "voltbook-fw"])
+@pytest.mark.parametrize(
+    "command", ["voltbook-edge", "voltbook-cloud", "voltbook-fw", "voltbook-demo"]
+)
 def test_console_scripts_have_help(command: str) -> None:
     script = Path(sys.executable).parent / command
     result = subprocess.run(

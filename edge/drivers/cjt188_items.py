@@ -1,7 +1,7 @@
 """CJ/T 188-2004 protocol knowledge as data: meter types, control codes, data identifiers,
 reply layouts, units, status bits and valve commands.
 
-`edge.drivers.cjt188` (the codec and the driver) and `edge.sim.cjt188_responder` read these
+`edge.drivers.cjt188` (the codec and the driver) and `demo.sim.cjt188_responder` read these
 tables; neither branches on a data identifier or a unit code. Facts come from
 the standard (sources: docs/architecture.md §11).
 """

@@ -3,7 +3,7 @@
 Meter frames travel over point-to-point LoRa (not LoRaWAN) as the very bytes they are on
 RS-485: one request frame per packet, the meter answers in one packet. `RadioBus` carries the
 same sans-I/O conversations as the RS-485 bus, over any `Radio` backend (the SX127x through
-pyLoRa on the board, `edge.sim.radio_medium.MediumRadio` in the simulation):
+pyLoRa on the board, `demo.sim.radio_medium.MediumRadio` in the simulation):
 
     concentrator                                        meter
     listen before talk ── busy? random backoff, again ─┐

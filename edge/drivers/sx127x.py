@@ -4,7 +4,7 @@ through pyLoRa.
 Licence: pyLoRa (PyPI `pyLoRa` 0.3.1, module `SX127x`) is AGPL-3.0. Voltbook imports it only
 here and only lazily — when an `Sx127xRadio` is constructed on the board (extra `pi`) — never
 when this module is imported, so nothing else in Voltbook links it. Tests run the same library
-against `edge.sim.sx127x_standin`, which fakes `spidev` and `RPi.GPIO` under it.
+against `demo.sim.sx127x_standin`, which fakes `spidev` and `RPi.GPIO` under it.
 
 Using pyLoRa's documented API (`BOARD.setup()`, a `LoRa` subclass, `set_mode`, `set_freq`,
 `set_bw`, …, `write_payload`, `read_payload`, `get_irq_flags`, `clear_irq_flags`), with its
@@ -81,7 +81,7 @@ def _load_pylora(board: int) -> tuple[Any, Any]:
     except ImportError as exc:
         raise DriverUsageError(
             "the SX127x backend needs pyLoRa, RPi.GPIO and spidev (pip install 'voltbook[pi]' "
-            "on the board); elsewhere use edge.sim.radio_medium"
+            "on the board); elsewhere use demo.sim.radio_medium"
         ) from exc
     except OSError as exc:
         raise RadioFault(

@@ -8,31 +8,29 @@ every open) and the ports opened.
 Buses by kind:
 
 - `serial`: `edge.drivers.bus.SerialBus` on the configured port;
-- `simulated`: the site's simulated meters (`edge.sim.persist.SimulatedBuilding`, on disk),
-  served on a pty with real wire timing at `--speed 1` (`edge.sim.pty_bus.PtyBus` +
-  `SerialBus`), or in-process without wire timing (`edge.sim.direct_bus.DirectBus`) when the
-  simulated clock runs faster, where byte times would make no sense;
+- `simulated`: the site's simulated meters, from the simulator the site finds through
+  `edge.site.simulation` (the `voltbook.simulation` entry point; edge imports no simulator):
+  served on a pty with real wire timing at `--speed 1`, or in-process without wire timing
+  when the simulated clock runs faster, where byte times would make no sense;
 - `lora`: an SX127x radio on the Pi's SPI (`edge.drivers.lora.RadioBus`).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.drivers.base import Bus, Responder
+from edge.drivers.base import Bus
 from edge.runtime.clock import Clock, ManualClock, SimulatedClock, SystemClock
 from edge.runtime.cycle import Runtime
 from edge.runtime.reconfigure import reconcile
 from edge.runtime.seed import read_seed
-from edge.sim.direct_bus import DirectBus
-from edge.sim.persist import MeterSpec, SimulatedBuilding
 from edge.site.errors import SiteConfigError
 from edge.site.model import BusConfig, BusKind, MeterConfig, Site
+from edge.site.simulation import Simulation, SimulationError, find_simulator
 from edge.store import Store
 from ledger.chain import NodeKey
 from ledger.errors import DecodeError
@@ -59,10 +57,11 @@ def read_node_key(path: Path) -> NodeKey:
 
 @dataclass(slots=True)
 class Booted:
-    """A runtime and everything it holds open; `close()` releases it all."""
+    """A runtime and everything it holds open; `close()` releases it all and saves the
+    simulated meters, if any."""
 
     runtime: Runtime
-    building: SimulatedBuilding | None
+    simulation: Simulation | None
     clock: Clock
     stack: ExitStack = field(default_factory=ExitStack)
 
@@ -70,73 +69,27 @@ class Booted:
         try:
             self.stack.close()
         finally:
-            if self.building is not None:
-                self.building.save()
+            if self.simulation is not None:
+                self.simulation.save()
             self.runtime.store.close()
 
 
-def _open_building(site: Site) -> SimulatedBuilding:
-    simulation = site.simulation
-    assert simulation is not None  # load_site adds one whenever a bus is simulated
-    if SimulatedBuilding.exists(simulation.state_dir):
-        building = SimulatedBuilding.open(simulation.state_dir, site.zone)
-    else:
-        start = simulation.start or dt.datetime.now(site.zone)
-        building = SimulatedBuilding.create(
-            simulation.state_dir, (), start=start, seed=simulation.seed
-        )
-    simulated = {b.name for b in site.buses if b.kind is BusKind.SIMULATED}
-    added = False
-    for meter in site.meters:
-        if meter.bus in simulated and meter.address not in building.meters:
-            # A meter configured after the building was made: installed now, from zero.
-            building.add_meter(MeterSpec(meter.address, meter.protocol, meter.profile or "shop"))
-            added = True
-    if added:
-        building.save()
-    return building
+def _open_simulation(site: Site, stack: ExitStack) -> Simulation:
+    try:
+        simulation = find_simulator().open(site)
+    except SimulationError as exc:
+        raise BootError(str(exc)) from exc
+    stack.callback(simulation.close)  # its buses stop with the others; `Booted.close` saves
+    return simulation
 
 
-def _simulated_bus(
-    bus: BusConfig, site: Site, building: SimulatedBuilding, direct: bool, stack: ExitStack
-) -> tuple[Bus, Callable[[str, Responder], None]]:
-    """The bus, and how to put one more simulated meter on it."""
-    addresses = [m.address for m in site.meters if m.bus == bus.name]
-    responders = building.responders(addresses)
-    if direct:
-        direct_bus = DirectBus(responders, name=bus.name)
-        return direct_bus, direct_bus.attach
-    from edge.drivers.bus import SerialBus
-    from edge.sim.pty_bus import PtyBus
-
-    pty = PtyBus(bus.settings(), wire_timing=True, name=bus.name)
-    for address, responder in responders.items():
-        pty.attach(responder, name=address)
-    stack.callback(pty.stop)
-    pty.start()
-    serial = SerialBus(pty.port, bus.settings())
-    stack.callback(serial.close)
-    return serial, lambda address, responder: pty.attach(responder, name=address)
-
-
-def _installer(
-    building: SimulatedBuilding, attach: dict[str, Callable[[str, Responder], None]]
-) -> Callable[[MeterConfig, int], None]:
-    """Install a meter a new configuration adds (a swap's new meter at its initial register)
-    in the simulated building, on its bus: what a technician does on a real site."""
+def _installer(simulation: Simulation, simulated: set[str]) -> Callable[[MeterConfig, int], None]:
+    """Install a meter a new configuration adds on its simulated bus (a real bus: the meter
+    is there or it is not)."""
 
     def install(meter: MeterConfig, start_wh: int) -> None:
-        on_bus = attach.get(meter.bus)
-        if on_bus is None:
-            return  # a real bus: the meter is there or it is not
-        if meter.address not in building.meters:
-            energy_mwh = start_wh // meter.multiplier * 1000
-            building.add_meter(
-                MeterSpec(meter.address, meter.protocol, meter.profile or "shop", energy_mwh)
-            )
-            building.save()
-        on_bus(meter.address, building.responders([meter.address])[meter.address])
-        log.info("simulated meter %s installed on %s", meter.address, meter.bus)
+        if meter.bus in simulated:
+            simulation.install(meter, start_wh)
 
     return install
 
@@ -194,45 +147,36 @@ def boot(
         public_key=key.public_key,
     )
     stack = ExitStack()
-    building: SimulatedBuilding | None = None
     try:
         site = reconcile(site, store)  # documents a command stored but the file lacks
-        if any(b.kind is BusKind.SIMULATED for b in site.buses):
-            building = _open_building(site)
+        simulated = {b.name for b in site.buses if b.kind is BusKind.SIMULATED}
+        simulation = _open_simulation(site, stack) if simulated else None
         if clock is None:
-            if building is not None and site.simulated:
-                clock = SimulatedClock(building.time, speed)
+            if simulation is not None and site.simulated:
+                clock = SimulatedClock(simulation.time, speed)
             else:
                 clock = SystemClock(site.zone)
         in_process = (
             direct if direct is not None else (speed != 1.0 or isinstance(clock, ManualClock))
         )
         buses: dict[str, Bus] = {}
-        attach: dict[str, Callable[[str, Responder], None]] = {}
         for bus in site.buses:
-            if bus.kind is BusKind.SIMULATED:
-                assert building is not None
-                buses[bus.name], attach[bus.name] = _simulated_bus(
-                    bus, site, building, in_process, stack
-                )
+            if simulation is not None and bus.name in simulated:
+                addresses = [m.address for m in site.meters if m.bus == bus.name]
+                buses[bus.name] = simulation.bus(bus, addresses, in_process=in_process)
             else:
                 buses[bus.name] = _hardware_bus(bus, stack)
         world: Callable[[], None] | None = None
         install: Callable[[MeterConfig, int], None] | None = None
-        if building is not None:
-            world = _world(building, clock)
-            install = _installer(building, attach)
+        if simulation is not None:
+            world = _world(simulation, clock)
+            install = _installer(simulation, simulated)
+        # Buses on their own wire are read in parallel; in-process simulated ones need not be.
+        on_wires = len(site.buses) - (len(simulated) if in_process else 0)
         runtime = Runtime(
-            site,
-            store,
-            key,
-            buses,
-            clock,
-            world=world,
-            parallel=sum(not isinstance(b, DirectBus) for b in buses.values()) > 1,
-            install=install,
+            site, store, key, buses, clock, world=world, parallel=on_wires > 1, install=install
         )
-        booted = Booted(runtime, building, clock, stack)
+        booted = Booted(runtime, simulation, clock, stack)
         for recharge in seed:
             runtime.recharge(recharge.account, recharge.fen, recharge.payment, method="seed")
     except BaseException:
@@ -242,11 +186,11 @@ def boot(
     return booted
 
 
-def _world(building: SimulatedBuilding, clock: Clock) -> Callable[[], None]:
+def _world(simulation: Simulation, clock: Clock) -> Callable[[], None]:
     def advance() -> None:
         # Saved BEFORE the meters answer: whatever the runtime reads is already on disk, so a
         # SIGKILL never leaves the ledger ahead of the meters' registers.
-        building.advance_to(clock.true_now())
-        building.save()
+        simulation.advance_to(clock.true_now())
+        simulation.save()
 
     return advance

@@ -100,7 +100,7 @@ class Runtime:
 
     `world` is called at the start of every cycle, before the meters are read: a simulated
     building advances its loads to the true time and saves itself there (see
-    `edge.sim.persist`); None for real meters. `progress` is called before each meter read and
+    `demo.sim.persist`); None for real meters. `progress` is called before each meter read and
     each relay command (the runner pings systemd's watchdog from it).
     """
 

@@ -4,7 +4,7 @@
 - `site_file`: `site.toml` (node, zone, paths, intervals, buses, simulation).
 - `documents`: the tinydb documents (meters, shops, accounts, tariffs, rules) → policies.
 - `load`: `load_site(path)`, which reads both and checks every reference; touches nothing.
-- `demo`: writes a complete simulated site (`voltbook-edge demo-site`).
+- `simulation`: the seam to a meter simulator for `simulated` buses (found by entry point).
 - `errors`: `SiteConfigError`, one sentence naming the file and what is wrong.
 """
 

@@ -3,7 +3,8 @@
 `load_site(path)` only reads. It raises `SiteConfigError` (one sentence: the file and what is
 wrong) for a missing, truncated or corrupt file, a bad value, or a reference to something that
 does not exist, before the runtime opens the store or a port: a bad configuration touches
-nothing.
+nothing. Simulated meters are checked by the simulator the site finds through
+`edge.site.simulation` (an unknown load profile is a bad document like any other).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from edge.site.documents import (
 )
 from edge.site.errors import SiteConfigError
 from edge.site.model import BusConfig, BusKind, SimulationSettings, Site, SiteSettings
+from edge.site.simulation import SimulatorUnavailable, find_simulator
 from edge.site.site_file import parse_site_file
 from edge.store.config_db import ConfigDB, ConfigKind
 from edge.store.errors import CorruptConfig, StoreError
@@ -35,8 +37,8 @@ def load_site(path: str | Path) -> Site:
     if not config_path.is_file():
         raise SiteConfigError(
             config_path,
-            "the configuration documents do not exist (write them with `voltbook-edge "
-            "demo-site` or push them from the cloud)",
+            "the configuration documents do not exist (write them with `voltbook-demo site` "
+            "or push them from the cloud)",
         )
     try:
         with ConfigDB.open(config_path) as config:
@@ -114,8 +116,6 @@ def check_references(site: Site) -> None:
             raise SiteConfigError(
                 path, f"{who} bills account {meter.account!r}, which is not defined"
             )
-        if bus.kind is BusKind.SIMULATED and meter.profile is not None:
-            _check_profile(site, meter.address, meter.profile)
     for account in site.accounts.values():
         name = account.tariff or site.rules.billing.tariff
         if name not in site.tariffs:
@@ -126,14 +126,25 @@ def check_references(site: Site) -> None:
         raise SiteConfigError(
             path, f"the billing rule names tariff {site.rules.billing.tariff!r}, not defined"
         )
+    check_simulated(site)
 
 
-def _check_profile(site: Site, address: str, profile: str) -> None:
-    from edge.sim.persist import profile_named  # the simulator matters for simulated buses only
-
+def check_simulated(site: Site) -> None:
+    """A site with simulated buses has a simulator, and it can simulate every meter on them
+    (their load profiles exist): refused here, before anything is opened, not at boot."""
+    simulated = {bus.name for bus in site.buses if bus.kind is BusKind.SIMULATED}
+    if not simulated:
+        return
     try:
-        profile_named(profile)
-    except KeyError as exc:
-        raise SiteConfigError(
-            site.settings.config_path, f"meter {address}: {exc.args[0]}"
-        ) from None
+        simulator = find_simulator()
+    except SimulatorUnavailable as exc:
+        name = min(simulated)
+        raise SiteConfigError(site.settings.path, f"bus {name!r} is simulated but {exc}") from None
+    for meter in site.meters:
+        if meter.bus in simulated:
+            try:
+                simulator.check_meter(meter)
+            except ValueError as exc:
+                raise SiteConfigError(
+                    site.settings.config_path, f"meter {meter.address}: {exc}"
+                ) from None

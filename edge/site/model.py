@@ -1,10 +1,11 @@
 """The site as the runtime sees it: typed, frozen, validated values.
 
 `site.toml` (edited by hand on the concentrator) gives the node, where things live and the
-buses; the configuration documents (tinydb, pushed by the cloud or written by `demo-site`) give
-meters, shops, accounts, tariffs and the rules' policies. `edge.site.load.load_site` reads both
-into one `Site`, checking every reference (a meter's bus, shop and account; an account's
-tariff), so the runtime never discovers a dangling name in the middle of a billing cycle.
+buses; the configuration documents (tinydb, pushed by the cloud or written by `voltbook-demo
+site`) give meters, shops, accounts, tariffs and the rules' policies.
+`edge.site.load.load_site` reads both into one `Site`, checking every reference (a meter's bus,
+shop and account; an account's tariff), so the runtime never discovers a dangling name in the
+middle of a billing cycle.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ The cloud's API is used as an admin would: `start_cloud` makes the user `e2e-adm
 `POST /auth/login`, sending the bearer token with every request and logging in again when the
 token has expired on the shared virtual clock (`ApiLogin`).
 
-The concentrator is `edge.site.demo.write_demo_site` with its `[cloud]` section appended,
+The concentrator is `demo.site.write_demo_site` with its `[cloud]` section appended,
 booted in-process on a `ManualClock` (simulated DL/T 645 meters, the real SQLite store) with
 the real `SyncService` (paho). The test thread stands in for the runtime thread: it runs the
 cycles and ticks sync. The cloud is `cloud.server.serve_in_thread`: migrations, the cloud key,
@@ -53,12 +53,13 @@ from cloud.db.engine import session_factory
 from cloud.people import auth
 from cloud.server import RunningCloud, serve_in_thread
 from cloud.services.pki import TlsFiles
+from demo.sim.persist import SimulatedBuilding
+from demo.sim.simulation import building_of
+from demo.site import DemoSite, write_demo_site
 from edge.runtime.boot import Booted, boot
 from edge.runtime.clock import ManualClock
 from edge.runtime.cycle import CycleReport, Runtime
-from edge.sim.persist import SimulatedBuilding
 from edge.site import Site, load_site
-from edge.site.demo import DemoSite, write_demo_site
 from edge.store import Store
 from edge.sync.service import SyncService
 from ledger.book import Balance
@@ -315,8 +316,7 @@ class Edge:
 
     @property
     def building(self) -> SimulatedBuilding:
-        assert self.booted.building is not None
-        return self.booted.building
+        return building_of(self.booted)
 
     def start_sync(self) -> None:
         self.sync.start()

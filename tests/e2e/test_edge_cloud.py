@@ -41,9 +41,9 @@ from cloud.keys import CLOUD_NODE
 from cloud.services.broker import MosquittoBroker
 from cloud.services.pki import TlsFiles, issue_client_cert
 from cloud.services.postgres import ThrowawayPostgres
+from demo.site import DEFAULT_START, NODE
 from edge.rules.decisions import RelayCommand
 from edge.runtime.clock import ManualClock
-from edge.site.demo import DEFAULT_START, NODE
 from edge.store import Category
 from edge.sync.commands import REJECTED
 from edge.sync.session import SyncAlarm

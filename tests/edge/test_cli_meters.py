@@ -1,21 +1,21 @@
-"""The meter CLI contract (`read`, `relay`, `scan`, `sim`), run as a subprocess against
-simulated meters on real ptys: exact JSON keys, exit codes, one-sentence errors."""
+"""The meter CLI contract (`read`, `relay`, `scan`, `sync-time`), run as a subprocess against
+simulated meters on real ptys: exact JSON keys, exit codes, one-sentence errors. (`voltbook-demo
+sim`, which serves such meters, is tested in tests/demo/test_cli.py.)"""
 
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 
 import pytest
 
+from demo.sim.dlt645_responder import Dlt645Responder
+from demo.sim.pty_bus import PtyBus
+from demo.sim.site import BusSpec, SimulatedBus
+from demo.sim.state import MeterState
 from edge.drivers.base import SerialSettings
-from edge.sim.dlt645_responder import Dlt645Responder
-from edge.sim.pty_bus import PtyBus
-from edge.sim.site import BusSpec, SimulatedBus
-from edge.sim.state import MeterState
 
 ELECTRIC_KEYS = {
     "address",
@@ -177,44 +177,7 @@ def test_scan_lists_the_meters_of_a_bus() -> None:
     assert "scan: one meter on the bus" in text.stderr  # progress on stderr, list on stdout
 
 
-@pytest.mark.slow  # a simulator subprocess until SIGTERM
-def test_sim_command_serves_meters_until_sigterm() -> None:
-    sim = subprocess.Popen(
-        [*CLI, "sim", "--bus", "dlt645:2", "--bus", "sdm630:1", "--no-wire-timing", "--json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert sim.stdout is not None
-        buses = [json.loads(sim.stdout.readline()) for _ in range(2)]
-        assert [b["protocol"] for b in buses] == ["dlt645", "sdm630"]
-        assert len(buses[0]["meters"]) == 2 and buses[1]["meters"] == ["1"]
-        assert buses[0]["baudrate"] == 2400 and buses[0]["parity"] == "E"
-        assert buses[1]["parity"] == "N" and buses[0]["port"].startswith("/dev/pts/")
-        for bus, protocol in zip(buses, ("dlt645", "sdm630"), strict=True):
-            address = bus["meters"][0]
-            port = bus["port"]
-            result = cli("read", "--port", port, "--protocol", protocol, "--address", address)
-            assert result.returncode == 0, result.stderr
-            assert "energy_wh" in result.stdout
-    finally:
-        sim.send_signal(signal.SIGTERM)
-        _, err = sim.communicate(timeout=10)
-    assert sim.returncode == 0, err
-    assert "requests" in err and "Traceback" not in err
-
-
-def test_sim_prints_one_line_per_bus_in_text_mode() -> None:
-    result = cli("sim", "--meters", "2", "--buses", "2", "--duration", "0.2", "--seed", "1")
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.strip().splitlines()
-    assert len(lines) == 2
-    assert lines[0].startswith("bus 1: /dev/pts/") and "dlt645 2400 8E1" in lines[0]
-    assert len(lines[0].split("meters: ")[1].split()) == 2
-
-
-@pytest.mark.parametrize("command", ["read", "relay", "scan", "sim", "sync-time"])
+@pytest.mark.parametrize("command", ["read", "relay", "scan", "sync-time"])
 def test_every_command_has_help(command: str) -> None:
     result = cli(command, "--help")
     assert result.returncode == 0

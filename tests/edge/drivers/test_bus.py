@@ -12,13 +12,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from demo.sim.dlt645_responder import Dlt645Responder
+from demo.sim.pty_bus import LineFaults, PtyBus
+from demo.sim.state import MeterState
 from edge.drivers.base import SerialSettings
 from edge.drivers.bus import SerialBus
 from edge.drivers.dlt645_meter import DLT645_2007
 from edge.drivers.errors import ChecksumError, MeterTimeout, PortError
-from edge.sim.dlt645_responder import Dlt645Responder
-from edge.sim.pty_bus import LineFaults, PtyBus
-from edge.sim.state import MeterState
 from tests.edge.drivers.tiny_meter import TinyMeter, tiny_read
 
 FAST = SerialSettings(baudrate=115200, parity="E")

@@ -9,6 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from demo.sim.cjt188_responder import Cjt188Responder
+from demo.sim.state import MeterState
 from edge.drivers.base import MeterDriver, SerialSettings
 from edge.drivers.cjt188 import (
     CHINA_STANDARD_TIME,
@@ -37,8 +39,6 @@ from edge.drivers.errors import (
     RelayNotConfirmed,
 )
 from edge.drivers.reading import ValveState
-from edge.sim.cjt188_responder import Cjt188Responder
-from edge.sim.state import MeterState
 from tests.edge.drivers.tiny_meter import drive as run
 
 H = bytes.fromhex

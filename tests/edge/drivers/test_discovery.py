@@ -9,13 +9,13 @@ from contextlib import contextmanager
 
 import pytest
 
+from demo.sim.dlt645_responder import Dlt645Responder
+from demo.sim.pty_bus import PtyBus
+from demo.sim.state import MeterState
 from edge.drivers.base import SerialSettings
 from edge.drivers.bus import SerialBus
 from edge.drivers.discovery import discover, read_single_address, sync_time
 from edge.drivers.dlt645_meter import DLT645_1997, DLT645_2007
-from edge.sim.dlt645_responder import Dlt645Responder
-from edge.sim.pty_bus import PtyBus
-from edge.sim.state import MeterState
 
 FAST = SerialSettings(baudrate=115200, parity="E")
 WINDOW = 0.02  # the sim answers at once; a real bus needs the standard's 500 ms

@@ -16,6 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from demo.sim.dlt645_responder import Dlt645Responder
+from demo.sim.state import MeterState
 from edge.drivers.base import Conversation, SerialSettings
 from edge.drivers.dlt645 import Frame, decode_frame, encode_frame
 from edge.drivers.dlt645_items import ITEMS_BY_NAME, ReadingBlock
@@ -30,8 +32,6 @@ from edge.drivers.errors import (
     RelayNotConfirmed,
 )
 from edge.drivers.reading import Reading, RelayState
-from edge.sim.dlt645_responder import Dlt645Responder
-from edge.sim.state import MeterState
 from ledger.units import Wh
 
 METER = "123456789012"

@@ -11,6 +11,7 @@ import random
 
 import pytest
 
+from demo.sim.radio_medium import Link, MediumRadio, MeterNode, RadioMedium, VirtualClock
 from edge.drivers.errors import DriverUsageError, MeterRefused, MeterTimeout
 from edge.drivers.lora import (
     CHINA_470_510,
@@ -19,7 +20,6 @@ from edge.drivers.lora import (
     needs_low_data_rate_optimize,
     time_on_air,
 )
-from edge.sim.radio_medium import Link, MediumRadio, MeterNode, RadioMedium, VirtualClock
 from tests.edge.drivers.lora_frames import (
     ADDRESS,
     OTHER_METER_REPLY,

@@ -14,6 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from demo.sim.modbus_responder import ModbusResponder
+from demo.sim.state import MeterState
 from edge.drivers.base import Conversation, MeterDriver, SerialSettings
 from edge.drivers.errors import (
     ChecksumError,
@@ -38,8 +40,6 @@ from edge.drivers.modbus_meters import (
     plan_reads,
 )
 from edge.drivers.reading import Reading, RelayState
-from edge.sim.modbus_responder import ModbusResponder
-from edge.sim.state import MeterState
 from tests.edge.drivers.tiny_meter import drive as run
 
 T = TypeVar("T")

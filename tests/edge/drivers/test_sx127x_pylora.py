@@ -14,11 +14,11 @@ from dataclasses import replace
 
 import pytest
 
+from demo.sim.radio_medium import Link, MeterNode, Modulation, RadioMedium, VirtualClock
+from demo.sim.sx127x_standin import install_fake_board
 from edge.drivers.errors import ChannelBusy, DriverUsageError, MeterTimeout, RadioFault
 from edge.drivers.lora import RadioBus, RadioConfig
 from edge.drivers.sx127x import Sx127xRadio
-from edge.sim.radio_medium import Link, MeterNode, Modulation, RadioMedium, VirtualClock
-from edge.sim.sx127x_standin import install_fake_board
 from tests.edge.drivers.lora_frames import (
     ADDRESS,
     READ_FORWARD_ACTIVE,

@@ -19,10 +19,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from demo.site import DemoSite, write_demo_site
 from edge.runtime.boot import Booted, boot
 from edge.runtime.clock import ManualClock
 from edge.site import Site, load_site
-from edge.site.demo import DemoSite, write_demo_site
 from edge.store import Store
 from ledger.transfers import Transfer
 
@@ -31,9 +31,10 @@ START = dt.datetime(2026, 11, 1, 0, 0, tzinfo=ZONE)
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def cli_command(*args: str) -> list[str]:
-    """`voltbook-edge ARGS` as a command line (the console script's module, this checkout)."""
-    return [sys.executable, "-m", "edge.cli", *args]
+def cli_command(*args: str, module: str = "edge.cli") -> list[str]:
+    """`voltbook-edge ARGS` as a command line (the console script's module, this checkout);
+    `module="demo.cli"`: `voltbook-demo ARGS`."""
+    return [sys.executable, "-m", module, *args]
 
 
 RUNNING = b"running site"  # what `voltbook-edge run` logs once it has booted
@@ -58,11 +59,13 @@ def wait_running(proc: subprocess.Popen[bytes], limit: float) -> bool:
     return False
 
 
-def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, timeout: float = 60, module: str = "edge.cli"
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("NOTIFY_SOCKET", None)
     return subprocess.run(
-        cli_command(*args),
+        cli_command(*args, module=module),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -70,6 +73,11 @@ def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         cwd=ROOT,
         check=False,
     )
+
+
+def demo_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """`voltbook-demo ARGS` (writes the simulated sites the concentrator's CLI runs on)."""
+    return cli(*args, timeout=timeout, module="demo.cli")
 
 
 def snapshot(directory: Path) -> dict[str, str]:

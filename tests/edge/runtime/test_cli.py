@@ -1,4 +1,5 @@
-"""The runtime's command line, as an operator uses it: demo-site, run, accounts, ledger."""
+"""The runtime's command line, as an operator uses it: run, accounts, ledger (on sites written
+by `voltbook-demo site`)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from edge.site.demo import DemoSite
+from demo.site import DemoSite
 from ledger.encoding import decode_transfer, encode_transfer
-from tests.edge.runtime.conftest import ROOT, cli, cli_command, demo, wait_running
+from tests.edge.runtime.conftest import ROOT, cli, cli_command, demo, demo_cli, wait_running
 
 pytestmark = pytest.mark.slow  # each test drives `voltbook-edge` in subprocesses
 
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.slow  # each test drives `voltbook-edge` in subprocesse
 def ran(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A demo site written and run by the CLI (shared: the tests only read it, but the last)."""
     where = tmp_path_factory.mktemp("cli") / "site"
-    made = cli("demo-site", "--dir", str(where), "--meters", "8", "--tariff", "flat")
+    made = demo_cli("site", "--dir", str(where), "--meters", "8", "--tariff", "flat")
     assert made.returncode == 0, made.stderr
     site_toml = Path(json.loads(made.stdout)["site"])
     run = cli("run", "--config", str(site_toml), "--speed", "3600", "--cycles", "6")
@@ -175,11 +176,6 @@ def test_a_missing_serial_port_is_one_clear_error(small_site: DemoSite) -> None:
     result = cli("run", "--config", str(small_site.site_toml), "--cycles", "1")
     assert result.returncode == 2
     assert "/dev/ttyUSB9" in result.stderr and "Traceback" not in result.stderr
-
-
-def test_demo_site_refuses_to_overwrite_a_site(small_site: DemoSite) -> None:
-    result = cli("demo-site", "--dir", str(small_site.directory))
-    assert result.returncode == 2 and "already exists" in result.stderr
 
 
 def test_run_until_stops_at_that_site_time(small_site: DemoSite) -> None:

@@ -14,9 +14,9 @@ from collections import Counter
 
 import pytest
 
+from demo.site import DemoSite
 from edge.runtime.events import RuntimeKind
 from edge.site import load_site
-from edge.site.demo import DemoSite
 from edge.store import Category
 from ledger.invariants import ledger_violations
 from ledger.transfers import Code, TimeSource

@@ -30,10 +30,10 @@ from pathlib import Path
 
 import pytest
 
+from demo.sim.persist import SimulatedBuilding
 from edge.rules.tariffs import energy_of
 from edge.runtime.codec import decode
 from edge.runtime.state import MeterRuntime, meter_key
-from edge.sim.persist import SimulatedBuilding
 from edge.site import load_site
 from edge.store import Store
 from ledger.transfers import Code

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from demo.site import DemoSite
 from edge.runtime.audit import audit_store
 from edge.runtime.boot import read_node_key
 from edge.runtime.state import meter_key
 from edge.site import load_site
-from edge.site.demo import DemoSite
 from edge.store import DiskFull
 from tests.edge.runtime.conftest import booted_at, demo
 

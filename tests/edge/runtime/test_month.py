@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from demo.sim.simulation import building_of
 from edge.rules.decisions import AlarmKind
 from edge.rules.tariffs import energy_of
 from edge.runtime.audit import audit_store
@@ -91,8 +92,7 @@ def test_a_month_of_thirty_meters_matches_the_oracle(tmp_path: Path) -> None:
     _configure(site_files.directory / "config.json")
     site = load_site(site_files.site_toml)
     booted, clock = booted_at(site, START)
-    runtime, building = booted.runtime, booted.building
-    assert building is not None
+    runtime, building = booted.runtime, building_of(booted)
     initial = building.registers_wh()
     registers: dict[dt.datetime, dict[str, int]] = {}
     relays_seen: dict[str, set[bool]] = defaultdict(set)

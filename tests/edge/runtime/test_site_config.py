@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from demo.site import DemoSite
 from edge.rules.arrears import ArrearsMode
 from edge.rules.subsidy import MonthEnd
 from edge.rules.tariffs import FlatTariff, TouTariff
 from edge.site import SiteConfigError, load_site
-from edge.site.demo import DemoSite
 from edge.site.model import BusKind
 from edge.store.config_db import ConfigDB, ConfigKind
 from tests.edge.runtime.conftest import cli, snapshot
@@ -98,6 +98,12 @@ DAMAGES: list[tuple[str, Damage, str, str]] = [
         ),
         "config.json",
         "do not reach the end of the day",
+    ),
+    (
+        "unknown load profile",
+        lambda s: _put(s, ConfigKind.METERS, "202611000001", profile="disco"),
+        "config.json",
+        "meter 202611000001: unknown load profile 'disco'",
     ),
 ]
 

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from demo.site import write_demo_site
 from edge.runtime.boot import Booted, boot
 from edge.runtime.clock import ManualClock
 from edge.runtime.cycle import Runtime
 from edge.site import load_site
-from edge.site.demo import write_demo_site
 from edge.store import CommandStatus, Store
 from edge.store.config_db import ConfigDB, ConfigKind
 from edge.sync.commands import CommandDesk, Handled

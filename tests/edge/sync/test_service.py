@@ -13,9 +13,9 @@ import pytest
 
 from cloud.services.broker import CLOUD_ACL, MosquittoBroker
 from cloud.services.pki import create_ca, issue_client_cert, issue_server_cert
+from demo.site import NODE, write_demo_site
 from edge.runtime.boot import read_node_key
 from edge.site import SiteConfigError, load_site
-from edge.site.demo import NODE, write_demo_site
 from edge.site.model import TlsFiles
 from edge.sync.service import SyncService
 from ledger.chain import public_key_pem

@@ -1,7 +1,7 @@
 """A simulated LoRa radio medium: the air between the concentrator's chip and the meters.
 
 Radios attach to the medium as `Endpoint`s: the register-level SX127x stand-in under pyLoRa
-(`edge.sim.sx127x_standin`), `MediumRadio` (a `Radio` backend without registers) and
+(`demo.sim.sx127x_standin`), `MediumRadio` (a `Radio` backend without registers) and
 `MeterNode` (a simulated meter's `Responder` behind a radio).
 
     transmit ──▶ on air [start, start + ToA) ──▶ at the end, to every endpoint that
@@ -154,7 +154,7 @@ class Transmission:
 
 
 @dataclass(frozen=True, slots=True)
-class Delivery:
+class Reception:
     """A packet as one receiver got it."""
 
     transmission: Transmission
@@ -186,7 +186,7 @@ class Endpoint(Protocol):
         """Since when the receiver has listened without a break, or None if it is not."""
         ...
 
-    def deliver(self, delivery: Delivery) -> None: ...
+    def deliver(self, reception: Reception) -> None: ...
 
 
 @dataclass(slots=True)
@@ -388,7 +388,7 @@ class RadioMedium:
             self.stats.corrupted += 1
         self.stats.delivered += 1
         endpoint.deliver(
-            Delivery(
+            Reception(
                 transmission=transmission,
                 payload=payload,
                 rssi_dbm=link.rssi_dbm,
@@ -457,13 +457,13 @@ class MeterNode:
     def listening_since(self) -> float:
         return self._listen_from
 
-    def deliver(self, delivery: Delivery) -> None:
-        if delivery.crc_error:
+    def deliver(self, reception: Reception) -> None:
+        if reception.crc_error:
             return  # the meter's radio drops it, as the chip would
-        self.heard.append(delivery.payload)
-        replies = self._responder.feed(delivery.payload)
+        self.heard.append(reception.payload)
+        replies = self._responder.feed(reception.payload)
         if replies:
-            self._send_at(delivery.at + self._turnaround_s, list(replies), 0)
+            self._send_at(reception.at + self._turnaround_s, list(replies), 0)
 
     def _send_at(self, at: float, replies: list[bytes], busy_count: int) -> None:
         self._medium.schedule(at, lambda: self._send(at, replies, busy_count))
@@ -506,7 +506,7 @@ class MediumRadio:
         self._config = config.validate()
         self._modulation = Modulation.from_config(config)
         self._listen_from: float | None = None
-        self._inbox: deque[Delivery] = deque()
+        self._inbox: deque[Reception] = deque()
         self.crc_errors = 0
         medium.attach(self)
 
@@ -525,8 +525,8 @@ class MediumRadio:
     def listening_since(self) -> float | None:
         return self._listen_from
 
-    def deliver(self, delivery: Delivery) -> None:
-        self._inbox.append(delivery)
+    def deliver(self, reception: Reception) -> None:
+        self._inbox.append(reception)
 
     def channel_busy(self) -> bool:
         clock = self._medium.clock
@@ -561,11 +561,11 @@ class MediumRadio:
             while True:
                 self._medium.advance()
                 while self._inbox:
-                    delivery = self._inbox.popleft()
-                    if delivery.crc_error:
+                    reception = self._inbox.popleft()
+                    if reception.crc_error:
                         self.crc_errors += 1
                         continue
-                    return RadioPacket(delivery.payload, delivery.rssi_dbm, delivery.snr_db)
+                    return RadioPacket(reception.payload, reception.rssi_dbm, reception.snr_db)
                 remaining = deadline - clock.monotonic()
                 if remaining <= 0:
                     return None

@@ -5,18 +5,20 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from demo.sim.direct_bus import DirectBus
+from demo.sim.persist import STATE_FILE, MeterSpec, SimStateError, SimulatedBuilding
 from edge.drivers.dlt645 import BROADCAST
 from edge.drivers.dlt645_meter import DLT645_2007
 from edge.drivers.errors import MeterTimeout
 from edge.drivers.reading import RelayState
 from edge.drivers.registry import driver_for
-from edge.sim.direct_bus import DirectBus
-from edge.sim.persist import STATE_FILE, MeterSpec, SimStateError, SimulatedBuilding
-from tests.edge.runtime.conftest import START, ZONE
 
+ZONE = ZoneInfo("Asia/Shanghai")
+START = dt.datetime(2026, 11, 1, 0, 0, tzinfo=ZONE)
 A, B = "000000000001", "000000000002"
 
 

@@ -1,6 +1,6 @@
 """The physical state of a simulated meter, shared by its protocol responder and its load model.
 
-The load model (`edge.sim.load`) advances energy and instantaneous values as simulated time
+The load model (`demo.sim.load`) advances energy and instantaneous values as simulated time
 passes; the protocol responders (DL/T 645, CJ/T 188, Modbus) answer requests from this state and
 apply relay or valve commands to it. Energy is kept in integer milli-watt-hours so that slow
 accumulation never loses a fraction; meters show it at their register resolution.

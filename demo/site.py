@@ -1,4 +1,4 @@
-"""`voltbook-edge demo-site`: write a complete simulated site to a directory.
+"""`voltbook-demo site`: write a complete simulated site to a directory.
 
     DIR/site.toml        node, zone, paths, poll interval; one or two simulated DL/T 645 buses
     DIR/config.json      configuration documents: meters, shops (buildings, floors, categories),
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from edge.sim.persist import MeterSpec, SimulatedBuilding
+from demo.sim.persist import MeterSpec, SimulatedBuilding
 from edge.site.errors import SiteConfigError
 from edge.store.config_db import ConfigDB, ConfigKind, atomic_write
 from ledger.chain import NodeKey, public_key_pem
@@ -107,7 +107,7 @@ class DemoSite:
 
 def _site_toml(start: dt.datetime, buses: int, poll_s: int, seed: int) -> str:
     lines = [
-        "# A simulated Voltbook site, written by `voltbook-edge demo-site`.",
+        "# A simulated Voltbook site, written by `voltbook-demo site`.",
         "[site]",
         f'node = "{NODE}"',
         'name = "Voltbook demo market"',
@@ -150,7 +150,7 @@ def write_demo_site(
     """Write a new simulated site into `directory` (created; refused if it holds a site).
 
     `profiles` replaces the tenants' load profiles (round-robin), e.g. the steady ones of
-    `edge.sim.persist` for a test whose energy must be cheap to simulate.
+    `demo.sim.persist` for a test whose energy must be cheap to simulate.
     """
     if not 1 <= meters <= 999:
         raise ValueError(f"a demo site has 1..999 meters, got {meters}")

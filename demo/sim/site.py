@@ -3,7 +3,7 @@
 A `BusSpec` says which protocol, how many meters, the line settings and faults; `SimulatedBus`
 makes the meters (a `MeterState`, the protocol's responder and a `Load` each), puts them on a
 `PtyBus` and advances their loads on the bus thread, so a reply never sees half an update.
-`SimulatedSite` is several buses, as `voltbook-edge sim`, the demo and the benchmarks use.
+`SimulatedSite` is several buses, as `voltbook-demo sim`, the demo and the benchmarks use.
 
 Everything random (addresses, starting registers, which profile, when appliances run, line
 faults) comes from the seed, so two runs with the same spec serve the same site.
@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Final, Literal
 
+from demo.sim.cjt188_responder import Cjt188Responder
+from demo.sim.dlt645_responder import Dlt645Responder
+from demo.sim.load import PROFILES, Load
+from demo.sim.pty_bus import DEFAULT_TURNAROUND, LineFaults, PtyBus
+from demo.sim.state import MeterState
 from edge.drivers.base import Responder, SerialSettings
 from edge.drivers.registry import protocol
-from edge.sim.cjt188_responder import Cjt188Responder
-from edge.sim.dlt645_responder import Dlt645Responder
-from edge.sim.load import PROFILES, Load
-from edge.sim.pty_bus import DEFAULT_TURNAROUND, LineFaults, PtyBus
-from edge.sim.state import MeterState
 
 # How quickly each kind of meter answers (the bus default; DL/T 645 allows 20..500 ms).
 TURNAROUND_S: Final[dict[str, float]] = {
@@ -97,7 +97,7 @@ def responder_for(state: MeterState) -> Responder:
         return Dlt645Responder(state, 1997)
     if info.name == "cjt188":
         return Cjt188Responder(state)
-    from edge.sim.modbus_responder import ModbusResponder  # pymodbus: ~40 MB, only if needed
+    from demo.sim.modbus_responder import ModbusResponder  # pymodbus: ~40 MB, only if needed
 
     return ModbusResponder(state, info.name, int(state.address))
 

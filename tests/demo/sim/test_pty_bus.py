@@ -14,9 +14,9 @@ from collections.abc import Iterator
 import pytest
 import serial
 
+from demo.sim.pty_bus import LineFaults, PtyBus
 from edge.drivers.base import SerialSettings
 from edge.drivers.dlt645 import Decoder, Frame, encode_frame
-from edge.sim.pty_bus import LineFaults, PtyBus
 from tests.edge.drivers.tiny_meter import DI_ENERGY, EchoAll, TinyMeter
 
 FAST = SerialSettings(baudrate=115200, parity="N")

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
+from demo.sim.site import BusSpec, SimulatedBus, SimulatedSite
 from edge.drivers.bus import SerialBus
 from edge.drivers.registry import driver_for
-from edge.sim.site import BusSpec, SimulatedBus, SimulatedSite
 
 
 @pytest.mark.parametrize(

@@ -31,10 +31,10 @@ from pymodbus.pdu import DecodePDU, ExceptionResponse, ModbusPDU
 from pymodbus.simulator import DataType, SimData, SimDevice
 from pymodbus.simulator.simcore import SimCore
 
+from demo.sim.state import MeterState
 from edge.drivers.errors import DriverUsageError
 from edge.drivers.modbus_maps import MODELS, MeterModel, Register, RegisterTable, ValueType
 from edge.drivers.modbus_meters import RtuStream
-from edge.sim.state import MeterState
 
 __all__ = ["ModbusResponder"]
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from types import MappingProxyType
 
+from demo.sim.state import MeterState
 from edge.drivers.cjt188 import (
     Decoder,
     DiOrder,
@@ -38,7 +39,6 @@ from edge.drivers.cjt188_items import (
 )
 from edge.drivers.errors import FrameError
 from edge.drivers.reading import ValveState
-from edge.sim.state import MeterState
 
 __all__ = ["Cjt188Responder"]
 

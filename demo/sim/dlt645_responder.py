@@ -16,6 +16,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Final
 
+from demo.sim.state import MeterState
 from edge.drivers.dlt645 import (
     BROADCAST,
     DEFAULT_PREAMBLE,
@@ -48,7 +49,6 @@ from edge.drivers.dlt645_requests import (
     parse_relay_command,
 )
 from edge.drivers.errors import DriverUsageError, FrameError
-from edge.sim.state import MeterState
 
 EnergySource = Callable[[MeterState], int | None]  # milli-Wh; None: no such register
 MeasureSource = Callable[[MeterState], float]  # reading units

@@ -32,8 +32,8 @@ import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from demo.sim.radio_medium import Modulation, RadioMedium, Reception
 from edge.drivers.lora import BANDWIDTHS_HZ
-from edge.sim.radio_medium import Delivery, Modulation, RadioMedium
 
 # Registers (LoRa page), as in the SX1276 datasheet and pyLoRa's constants.
 REG_FIFO = 0x00
@@ -299,24 +299,24 @@ class Sx127xStandIn:
     def listening_since(self) -> float | None:
         return self._listening_since
 
-    def deliver(self, delivery: Delivery) -> None:
-        payload = delivery.payload
+    def deliver(self, reception: Reception) -> None:
+        payload = reception.payload
         if len(payload) > self.registers[REG_MAX_PAYLOAD_LENGTH]:
             return  # the chip drops packets longer than RegMaxPayloadLength
         start = self._rx_write_ptr
         for offset, byte in enumerate(payload):
             self.fifo[(start + offset) & 0xFF] = byte
         self._rx_write_ptr = (start + len(payload)) & 0xFF
-        snr_quarters = max(-128, min(127, round(delivery.snr_db * 4)))
+        snr_quarters = max(-128, min(127, round(reception.snr_db * 4)))
         # The datasheet's packet RSSI adds the SNR when it is negative; store the inverse.
-        rssi_register = round(delivery.rssi_dbm - min(delivery.snr_db, 0.0)) + RSSI_OFFSET_LF_DBM
+        rssi_register = round(reception.rssi_dbm - min(reception.snr_db, 0.0)) + RSSI_OFFSET_LF_DBM
         self.registers[REG_FIFO_RX_CURRENT_ADDR] = start
         self.registers[REG_FIFO_RX_BYTE_ADDR] = self._rx_write_ptr
         self.registers[REG_RX_NB_BYTES] = len(payload)
         self.registers[REG_PKT_SNR_VALUE] = snr_quarters & 0xFF
         self.registers[REG_PKT_RSSI_VALUE] = _clamp_byte(rssi_register)
         flags = IRQ_RX_DONE | IRQ_VALID_HEADER
-        if delivery.crc_error and self.registers[REG_MODEM_CONFIG_2] & 0x04:
+        if reception.crc_error and self.registers[REG_MODEM_CONFIG_2] & 0x04:
             flags |= IRQ_PAYLOAD_CRC_ERROR
         if self.mode == MODE_RXSINGLE:
             self._finish(self._generation, flags)

@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from edge.sim.state import MeterState
+from demo.sim.state import MeterState
 
 MILLI_WH_PER_JOULE: Final = 1 / 3.6  # 1 mWh = 3.6 J
 MAX_STEP_S: Final = 60.0

@@ -1,7 +1,7 @@
 """Simulated meters that live on disk, so a restarted runtime finds them as a real building would.
 
 A real meter keeps its registers, its relay and its clock through a concentrator's crash. The
-simulated meters of a site (`voltbook-edge demo-site`, `voltbook-edge run` on simulated buses)
+simulated meters of a site (`voltbook-demo site`, `voltbook-edge run` on simulated buses)
 must too, or a runtime killed and restarted would read registers that jumped back. So the
 building's state is one JSON file in the site directory (`sim/meters.json`):
 
@@ -30,11 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from demo.sim.load import PROFILES, Load, LoadProfile, Use
+from demo.sim.site import responder_for
+from demo.sim.state import MeterState
 from edge.drivers.base import Responder
 from edge.drivers.registry import protocol
-from edge.sim.load import PROFILES, Load, LoadProfile, Use
-from edge.sim.site import responder_for
-from edge.sim.state import MeterState
+from edge.site.simulation import SimulationError
 from edge.store.config_db import atomic_write, remove_stale_temporaries
 
 STATE_FILE: Final = "meters.json"
@@ -68,13 +69,13 @@ def profile_named(name: str) -> LoadProfile:
     return found
 
 
-class SimStateError(Exception):
+class SimStateError(SimulationError):
     """The simulated building's file is unreadable; says which file and what to do."""
 
     def __init__(self, path: Path, detail: str) -> None:
         super().__init__(
             f"simulated meters {path} are unreadable: {detail}; restore it or write a new site "
-            "with `voltbook-edge demo-site`"
+            "with `voltbook-demo site`"
         )
         self.path = path
 

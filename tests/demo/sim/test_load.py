@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from edge.sim.load import (
+from demo.sim.load import (
     APPLIANCES,
     PEAK,
     PROFILES,
@@ -19,7 +19,7 @@ from edge.sim.load import (
     LoadProfile,
     Use,
 )
-from edge.sim.state import MeterState
+from demo.sim.state import MeterState
 
 NOON = dt.datetime(2026, 11, 2, 12, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
 

@@ -1,4 +1,4 @@
-"""`voltbook-edge sim`: virtual meters on virtual RS-485 buses (pty serial ports).
+"""`voltbook-demo sim`: virtual meters on virtual RS-485 buses (pty serial ports).
 
 Starts one or more simulated buses, prints the port of each and the addresses of its meters
 (one line per bus; `--json`: one JSON object per line), advances the meters' loads in real time
@@ -16,10 +16,10 @@ import sys
 import threading
 from types import FrameType
 
+from demo.sim.pty_bus import LineFaults
+from demo.sim.site import BusSpec, SimulatedBus, SimulatedSite
 from edge.drivers.errors import DriverUsageError
 from edge.drivers.registry import PROTOCOLS
-from edge.sim.pty_bus import LineFaults
-from edge.sim.site import BusSpec, SimulatedBus, SimulatedSite
 
 
 def _bus_spec(text: str) -> tuple[str, int]:
@@ -52,9 +52,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         ),
         epilog=(
             "examples:\n"
-            "  voltbook-edge sim --meters 8 --protocol dlt645\n"
-            "  voltbook-edge sim --bus dlt645:16 --bus cjt188:4 --bus sdm120:2 --json\n"
-            "  voltbook-edge sim --meters 4 --noise 0.1 --loss 0.05 --seed 7"
+            "  voltbook-demo sim --meters 8 --protocol dlt645\n"
+            "  voltbook-demo sim --bus dlt645:16 --bus cjt188:4 --bus sdm120:2 --json\n"
+            "  voltbook-demo sim --meters 4 --noise 0.1 --loss 0.05 --seed 7"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -199,31 +199,31 @@ def _ints(text: str | None) -> tuple[int, ...]:
     return tuple(int(x) for x in text.split(",")) if text else ()
 
 
-def reading_from_row(row: TableRow) -> TimedReading:
+def reading_from_row(stored: TableRow) -> TimedReading:
     """A reading back from its SQLite `readings` row."""
-    meter, ms, energy, tariff, volts, amps, watts, pf, relay, status, extra_text = row
-    extra: dict[str, Any] = json.loads(extra_text) if extra_text else {}
+    row = ReadingRow._make(stored)
+    extra: dict[str, Any] = json.loads(row.extra) if row.extra else {}
     meter_time = extra.get("mt")
     reading = Reading(
-        address=meter,
-        energy_wh=None if energy is None else Wh(energy),
-        energy_by_tariff_wh=tuple(Wh(x) for x in _ints(tariff)),
+        address=row.meter,
+        energy_wh=None if row.energy_wh is None else Wh(row.energy_wh),
+        energy_by_tariff_wh=tuple(Wh(x) for x in _ints(row.tariff_wh)),
         energy_error_wh=extra.get("err", 0),
-        voltage_v=volts,
-        current_a=amps,
-        power_w=watts,
+        voltage_v=row.voltage,
+        current_a=row.current,
+        power_w=row.power,
         reactive_var=extra.get("var"),
-        power_factor=pf,
+        power_factor=row.pf,
         frequency_hz=extra.get("hz"),
-        relay=None if relay is None else (RelayState.CLOSED if relay else RelayState.OPEN),
+        relay=None if row.relay is None else RelayState.CLOSED if row.relay else RelayState.OPEN,
         volume_l=extra.get("vol"),
         valve=None if extra.get("valve") is None else ValveState(extra["valve"]),
-        status_words=_ints(status),
+        status_words=_ints(row.status),
         event_flags=frozenset(extra.get("flags", ())),
         counters=tuple((str(name), int(n)) for name, n in extra.get("counters", ())),
         meter_time=None if meter_time is None else dt.datetime.fromisoformat(meter_time),
     )
-    return TimedReading(from_ms(ms), reading)
+    return TimedReading(from_ms(row.time), reading)
 
 
 def readings_payload(rows: Sequence[ReadingRow]) -> bytes:

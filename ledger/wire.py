@@ -190,22 +190,9 @@ def _decode_readings(part: Any) -> tuple[ReadingRow, ...]:
         None if width is None else ",".join(str(registers[j][k]) for j in range(width))
         for k, width in enumerate(widths)
     ]
-    return tuple(
-        map(
-            ReadingRow,
-            [meters[i] for i in index],
-            values["time"],
-            values["energy_wh"],
-            tariffs,
-            values["voltage"],
-            values["current"],
-            values["power"],
-            values["pf"],
-            values["relay"],
-            status,
-            extra,
-        )
-    )
+    by_field = {"meter": [meters[i] for i in index], **values, "tariff_wh": tariffs,
+                "status": status, "extra": extra}  # fmt: skip
+    return tuple(map(ReadingRow._make, zip(*(by_field[f] for f in READING_FIELDS), strict=True)))
 
 
 def encode_batch(batch: Batch) -> bytes:

@@ -126,6 +126,9 @@ def _text(value: object, name: str, *, optional: bool = True) -> str | None:
 
 
 _FLOAT_TYPES = (float, int)
+# `extra` as the `readings.extra` column holds it: compact, non-ASCII escaped (one encoder for
+# all rows: `json.dumps` with options builds a new one per call).
+_extra_text = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _readings(node: str, rows: Sequence[ReadingRow], contents: Contents) -> None:
@@ -145,7 +148,7 @@ def _readings(node: str, rows: Sequence[ReadingRow], contents: Contents) -> None
         for value in (voltage, current, power, pf):
             if value is not None and type(value) not in _FLOAT_TYPES:
                 raise Refused(f"meter {meter}: {value!r} is not a number")
-        extra = None if row.extra is None else json.dumps(row.extra, separators=(",", ":"))
+        extra = None if row.extra is None else _extra_text(row.extra)
         out.append((node, meter, time, energy, _text(row.tariff_wh, "tariff_wh"),
                     None if voltage is None else float(voltage),
                     None if current is None else float(current),

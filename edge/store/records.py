@@ -55,10 +55,13 @@ def from_ms(ms: int) -> dt.datetime:
     return EPOCH + ms * _MS
 
 
+_compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
 def compact_json(value: object) -> str:
     """JSON without spaces; refuses NaN and anything JSON cannot hold, as a caller error."""
     try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        return _compact(value)
     except (TypeError, ValueError) as exc:
         raise StoreUsageError(f"cannot store {value!r} as JSON: {exc}") from exc
 

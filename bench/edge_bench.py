@@ -37,7 +37,7 @@ from edge.drivers.base import Responder
 from edge.runtime.boot import boot
 from edge.runtime.clock import ManualClock
 from edge.site import load_site
-from edge.store.records import ReadingRow, reading_row
+from edge.store.records import TableRow, reading_row, table_row
 from edge.store.schema import migrate
 
 GOAL_MS_PER_READING = 0.3
@@ -77,7 +77,7 @@ class BareSqlite:
         migrate(self.conn)  # the same readings table, columns and indexes as the store's
         self.spent = 0.0
 
-    def insert(self, rows: list[ReadingRow]) -> None:
+    def insert(self, rows: list[TableRow]) -> None:
         start = time.process_time()
         self.conn.execute("BEGIN IMMEDIATE")
         self.conn.executemany(self.SQL, rows)
@@ -130,7 +130,7 @@ def main() -> int:
             readings += report.read
             # The same rows, fetched back (not timed), into the bare table (timed).
             stored = runtime.store.readings(since=report.now, until=report.now + MS)
-            bare.insert([reading_row(item) for item in stored])
+            bare.insert([table_row(reading_row(item)) for item in stored])
             clock.advance(POLL)
         wall = time.perf_counter() - wall
         entries = runtime.store.chain.seq

@@ -87,10 +87,11 @@ from edge.runtime.clock import ManualClock
 from edge.site import load_site
 from edge.site.model import STORE_FILE
 from edge.store import OutboxKind
+from edge.store.records import reading_rows, table_row
 from edge.sync.service import SyncService
-from edge.sync.uplink import reading_rows
 from ledger.chain import NodeKey
-from ledger.wire import ROW_FIELDS, topic
+from ledger.readings import READING_FIELDS, ReadingRow
+from ledger.wire import topic
 
 try:
     from bench.tcp_counter import CountingRelay
@@ -368,11 +369,12 @@ def sync_through_relay(
         edge.close()
 
 
-def gateway_json(rows: Sequence[Sequence[object]]) -> list[bytes]:
-    """One compact JSON object per reading, as a general IoT gateway sends them."""
+def gateway_json(rows: Sequence[ReadingRow]) -> list[bytes]:
+    """One compact JSON object per reading, as a general IoT gateway sends them: its store
+    columns (`extra` as the text the column holds)."""
     return [
         json.dumps(
-            {k: v for k, v in zip(ROW_FIELDS, row, strict=True) if v is not None},
+            {k: v for k, v in zip(READING_FIELDS, table_row(row), strict=True) if v is not None},
             separators=(",", ":"),
         ).encode()
         for row in rows
@@ -387,11 +389,11 @@ def stored_readings(site_dir: Path) -> int:
         conn.close()
 
 
-def store_readings(site_dir: Path) -> list[tuple[object, ...]]:
+def store_readings(site_dir: Path) -> list[ReadingRow]:
     conn = sqlite3.connect(f"file:{site_dir / 'data' / STORE_FILE}?mode=ro", uri=True)
     try:
         payloads = conn.execute("SELECT payload FROM outbox WHERE kind = 'reading' ORDER BY id")
-        return [tuple(row) for (payload,) in payloads for row in reading_rows(payload)]
+        return [row for (payload,) in payloads for row in reading_rows(payload)]
     finally:
         conn.close()
 

@@ -25,6 +25,11 @@ head. Readings travel as columns of integers, each the difference from the same 
 previous value in the batch (the first is absolute), so a 15-minute reading costs a few bytes
 after compression; `None` stays `null`. Scales (exact for DL/T 645 resolutions): time in ms,
 energy and tariff registers in Wh, voltage ×10, current ×1000, power ×10 (W), pf ×1000.
+The rows are `ledger.readings.ReadingRow`s; their columns:
+
+    m: index into meters   t e u i p pf r: the scaled fields (`WIRE_COLUMNS`)
+    t1 … t4: tariff registers, n: how many a row has (null: no `tariff_wh`)
+    s: `status` as is, x: `extra` as is (a JSON object) — each left out when all rows have none
 
 **Ack.** `{"node", "seq", "head", "upto", "status", "reason", "now"}` signed by the cloud:
 `status` is `ok` (stored everything up to outbox id `upto` and ledger `seq`/`head`), `gap` (the
@@ -43,6 +48,7 @@ from enum import StrEnum
 from typing import Any
 
 from ledger.encoding import GENESIS_HASH
+from ledger.readings import READING_FIELDS, ReadingRow
 
 MAGIC = b"VB\x01"
 MAX_BATCH_BYTES = 1 << 20  # what the cloud inflates at most: a batch is never bigger
@@ -57,8 +63,9 @@ class WireError(ValueError):
     """A payload that is not a valid batch, ack or status."""
 
 
-# Reading columns: (name in the store row, wire column, scale); `None` scale = integer as is.
-READING_COLUMNS: tuple[tuple[str, str, int | None], ...] = (
+# Scaled reading columns: (`ReadingRow` field, wire column, scale); `None` scale = integer as is.
+# `tariff_wh` goes as one column per register, `status` and `extra` as they are.
+WIRE_COLUMNS: tuple[tuple[str, str, int | None], ...] = (
     ("time", "t", None),
     ("energy_wh", "e", None),
     ("voltage", "u", 10),
@@ -68,10 +75,6 @@ READING_COLUMNS: tuple[tuple[str, str, int | None], ...] = (
     ("relay", "r", None),
 )
 TARIFF_COLUMNS = ("t1", "t2", "t3", "t4")  # sharp, peak, flat, valley registers (Wh)
-ROW_FIELDS = (
-    "meter", "time", "energy_wh", "tariff_wh", "voltage", "current", "power", "pf", "relay",
-    "status", "extra",
-)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +96,7 @@ class Batch:
     first: int
     upto: int
     ledger: LedgerPart | None = None
-    readings: tuple[tuple[Any, ...], ...] = ()  # rows in the store's ReadingRow layout
+    readings: tuple[ReadingRow, ...] = ()
     events: tuple[Mapping[str, Any], ...] = ()
     results: tuple[Mapping[str, Any], ...] = ()
 
@@ -137,14 +140,14 @@ def _undelta(deltas: Iterable[int | None], meters: Sequence[int]) -> list[int | 
     return out
 
 
-def _encode_readings(rows: Sequence[Sequence[Any]]) -> dict[str, Any] | None:
+def _encode_readings(rows: Sequence[ReadingRow]) -> dict[str, Any] | None:
     if not rows:
         return None
+    by_field = dict(zip(READING_FIELDS, zip(*rows, strict=True), strict=True))
     names: dict[str, int] = {}
-    index = [names.setdefault(row[0], len(names)) for row in rows]
-    by_field = {name: [row[i] for row in rows] for i, name in enumerate(ROW_FIELDS)}
+    index = [names.setdefault(meter, len(names)) for meter in by_field["meter"]]
     cols: dict[str, Any] = {"m": index}
-    for name, wire, scale in READING_COLUMNS:
+    for name, wire, scale in WIRE_COLUMNS:
         cols[wire] = _delta((_scaled(v, scale) for v in by_field[name]), index)
     tariffs = [None if t is None else [int(x) for x in t.split(",")] for t in by_field["tariff_wh"]]
     for k, wire in enumerate(TARIFF_COLUMNS):
@@ -152,13 +155,13 @@ def _encode_readings(rows: Sequence[Sequence[Any]]) -> dict[str, Any] | None:
         cols[wire] = _delta(column, index)
     cols["n"] = [None if t is None else len(t) for t in tariffs]
     if any(v is not None for v in by_field["status"]):
-        cols["s"] = by_field["status"]
+        cols["s"] = list(by_field["status"])
     if any(v is not None for v in by_field["extra"]):
-        cols["x"] = [None if v is None else json.loads(v) for v in by_field["extra"]]
+        cols["x"] = list(by_field["extra"])
     return {"meters": list(names), "cols": cols}
 
 
-def _decode_readings(part: Any) -> tuple[tuple[Any, ...], ...]:
+def _decode_readings(part: Any) -> tuple[ReadingRow, ...]:
     if part is None:
         return ()
     try:
@@ -172,7 +175,7 @@ def _decode_readings(part: Any) -> tuple[tuple[Any, ...], ...]:
             raise WireError("reading meters/index malformed")
         values = {
             name: [_unscaled(v, scale) for v in _undelta(cols[wire], index)]
-            for name, wire, scale in READING_COLUMNS
+            for name, wire, scale in WIRE_COLUMNS
         }
         registers = [_undelta(cols[wire], index) for wire in TARIFF_COLUMNS]
         widths: list[int | None] = cols["n"]
@@ -183,26 +186,13 @@ def _decode_readings(part: Any) -> tuple[tuple[Any, ...], ...]:
             raise WireError("reading columns differ in length")
     except (KeyError, TypeError) as exc:
         raise WireError(f"readings part malformed: {exc!r}") from exc
-    rows = []
-    for k in range(count):
-        width = widths[k]
-        tariff = None if width is None else ",".join(str(registers[j][k]) for j in range(width))
-        rows.append(
-            (
-                meters[index[k]],
-                values["time"][k],
-                values["energy_wh"][k],
-                tariff,
-                values["voltage"][k],
-                values["current"][k],
-                values["power"][k],
-                values["pf"][k],
-                values["relay"][k],
-                status[k],
-                None if extra[k] is None else json.dumps(extra[k], separators=(",", ":")),
-            )
-        )
-    return tuple(rows)
+    tariffs = [
+        None if width is None else ",".join(str(registers[j][k]) for j in range(width))
+        for k, width in enumerate(widths)
+    ]
+    by_field = {"meter": [meters[i] for i in index], **values, "tariff_wh": tariffs,
+                "status": status, "extra": extra}  # fmt: skip
+    return tuple(map(ReadingRow._make, zip(*(by_field[f] for f in READING_FIELDS), strict=True)))
 
 
 def encode_batch(batch: Batch) -> bytes:

@@ -6,8 +6,9 @@ and decodes every body canonically. Whatever fails there was signed — or claim
 by the node, so it is grounds for quarantine (`Quarantined` with reason `wrong_key`,
 `bad_signature`, `tampered` or `malformed_entry`), not a mere refusal.
 
-`prepare_contents` turns readings, events and command results into rows, refusing
-(`Refused`) values the database could not hold: a batch is stored whole or not at all.
+`prepare_contents` turns readings (`ledger.readings.ReadingRow`, `extra` a JSON value that
+becomes text here, for the `readings.extra` column), events and command results into rows,
+refusing (`Refused`) values the database could not hold: a batch is stored whole or not at all.
 Whether the ledger part continues the cloud's copy (gap, fork, overlap) needs the stored head
 and is decided by `cloud.ingest.handler` under the node's row lock.
 """
@@ -15,6 +16,7 @@ and is decided by `cloud.ingest.handler` under the node's row lock.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +30,7 @@ from cloud.errors import Quarantined, Refused
 from ledger.chain import Checkpoint, entry_hash
 from ledger.encoding import GENESIS_HASH, decode_transfer
 from ledger.errors import DecodeError
+from ledger.readings import ReadingRow
 from ledger.wire import Batch, LedgerPart
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -106,30 +109,35 @@ def _text(value: object, name: str, *, optional: bool = True) -> str | None:
 
 
 _FLOAT_TYPES = (float, int)
+# `extra` as the `readings.extra` column holds it: compact, non-ASCII escaped (one encoder for
+# all rows: `json.dumps` with options builds a new one per call).
+_extra_text = json.JSONEncoder(separators=(",", ":")).encode
 
 
-def _readings(node: str, rows: Sequence[Sequence[Any]], contents: Contents) -> None:
+def _readings(node: str, rows: Sequence[ReadingRow], contents: Contents) -> None:
     """Rows in `readings` column order (node, meter, time, energy_wh, tariff_wh, voltage,
     current, power, pf, relay, status, extra), and each meter's newest state."""
     out, latest = contents.readings, contents.latest
-    for meter, ms, energy, tariff, voltage, current, power, pf, relay, status, extra in rows:
+    for row in rows:
+        meter, energy, relay = row.meter, row.energy_wh, row.relay
         if type(meter) is not str or not 0 < len(meter) <= WIDTHS["meter"]:
             raise Refused(f"meter address {meter!r} must be 1-{WIDTHS['meter']} characters")
-        time = from_ms(ms, "reading time")
+        time = from_ms(row.time, "reading time")
         if (energy is not None and type(energy) is not int) or (
             relay is not None and type(relay) is not int
         ):
             raise Refused(f"meter {meter}: energy_wh and relay must be integers")
+        voltage, current, power, pf = row.voltage, row.current, row.power, row.pf
         for value in (voltage, current, power, pf):
             if value is not None and type(value) not in _FLOAT_TYPES:
                 raise Refused(f"meter {meter}: {value!r} is not a number")
-        row = (node, meter, time, energy, _text(tariff, "tariff_wh"),
-               None if voltage is None else float(voltage),
-               None if current is None else float(current),
-               None if power is None else float(power),
-               None if pf is None else float(pf),
-               relay, _text(status, "status"), _text(extra, "extra"))  # fmt: skip
-        out.append(row)
+        extra = None if row.extra is None else _extra_text(row.extra)
+        out.append((node, meter, time, energy, _text(row.tariff_wh, "tariff_wh"),
+                    None if voltage is None else float(voltage),
+                    None if current is None else float(current),
+                    None if power is None else float(power),
+                    None if pf is None else float(pf),
+                    relay, _text(row.status, "status"), extra))  # fmt: skip
         state = latest.get(meter)
         if state is None:
             latest[meter] = {"node": node, "address": meter, "account": "", "protocol": "",
@@ -205,10 +213,7 @@ def _rejection(event: Mapping[str, Any]) -> CommandVerdict | None:
 def prepare_contents(node: str, batch: Batch) -> Contents:
     """Rows for readings, events and command outcomes; raises Refused on a bad value."""
     contents = Contents()
-    try:
-        _readings(node, batch.readings, contents)
-    except ValueError as exc:  # a row of the wrong width
-        raise Refused(f"reading row malformed: {exc}") from exc
+    _readings(node, batch.readings, contents)
     # Results first: an edge's result is the authority, a rejection (e.g. a late redelivery
     # of a command it already applied, refused as expired) must not override it.
     contents.verdicts.extend(_result(item) for item in batch.results)

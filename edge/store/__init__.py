@@ -7,6 +7,7 @@
 - `schema`: numbered migrations recorded in `PRAGMA user_version`.
 - `integrity`: recomputes the chain from the stored rows and names any edited row.
 - `records`: the values the store takes and returns, and their compact forms.
+- `outbox`: the typed items the outbox hands the uplink (`EntryItem`, `ReadingsItem`, …).
 - `config_db`: the site configuration documents in tinydb, written atomically.
 - `errors`: the `StoreError` tree.
 """
@@ -25,12 +26,19 @@ from edge.store.errors import (
     StoreUsageError,
     TransfersRefused,
 )
+from edge.store.outbox import (
+    CheckpointItem,
+    EntryItem,
+    EventItem,
+    OutboxItem,
+    ReadingsItem,
+    ResultItem,
+)
 from edge.store.records import (
     Category,
     CommandResult,
     CommandStatus,
     Event,
-    OutboxItem,
     OutboxKind,
     StoredEvent,
     TimedReading,
@@ -40,15 +48,20 @@ from edge.store.writes import Transaction
 __all__ = [
     "AcknowledgementMismatch",
     "Category",
+    "CheckpointItem",
     "CommandConflict",
     "CommandResult",
     "CommandStatus",
     "CorruptConfig",
     "CorruptStore",
     "DiskFull",
+    "EntryItem",
     "Event",
+    "EventItem",
     "OutboxItem",
     "OutboxKind",
+    "ReadingsItem",
+    "ResultItem",
     "SchemaTooNew",
     "SchemaTooOld",
     "Store",

@@ -52,13 +52,13 @@ from edge.store.errors import (
     from_sqlite,
 )
 from edge.store.integrity import check_store, parse_head
+from edge.store.outbox import OUTBOX_SELECT, OutboxItem, OutboxReader
 from edge.store.records import (
     Category,
     CommandResult,
-    OutboxItem,
     OutboxKind,
-    ReadingRow,
     StoredEvent,
+    TableRow,
     TimedReading,
     event_from_row,
     reading_from_row,
@@ -72,10 +72,12 @@ from ledger.chain import Chain, Checkpoint, Entry
 from ledger.encoding import GENESIS_HASH, decode_transfer
 from ledger.errors import DecodeError
 from ledger.export import entry_line, record_line
+from ledger.readings import READING_FIELDS
 from ledger.transfers import Transfer
 
 BUSY_TIMEOUT_MS = 5000  # a read-only exporter may briefly hold the WAL; wait, don't fail
 _PAGE = 1000  # rows per fetch when streaming entries
+_READING_COLUMNS = ", ".join(READING_FIELDS)  # the `readings` table's columns, in row order
 
 
 class Store:
@@ -100,6 +102,7 @@ class Store:
         self._committed = (0, GENESIS_HASH)  # seq, head at the last commit
         self._tx: Transaction | None = None
         self._closed = False
+        self._outbox = OutboxReader(path, node)
 
     # -- opening ----------------------------------------------------------------------------
     @classmethod
@@ -354,21 +357,20 @@ class Store:
             where.append("meter = ?")
             params.append(meter)
         sql = (
-            "SELECT meter, time, energy_wh, tariff_wh, voltage, current, power, pf, relay, "
-            "status, extra FROM readings"
+            f"SELECT {_READING_COLUMNS} FROM readings"
             + (" WHERE " + " AND ".join(where) if where else "")
             + " ORDER BY time, id"
             + (" LIMIT ?" if limit is not None else "")
         )
         if limit is not None:
             params.append(limit)
-        rows: list[ReadingRow] = self._run(sql, tuple(params)).fetchall()
+        rows: list[TableRow] = self._run(sql, tuple(params)).fetchall()
         return [reading_from_row(row) for row in rows]
 
     def latest_reading(self, meter: str) -> TimedReading | None:
         row = self._run(
-            "SELECT meter, time, energy_wh, tariff_wh, voltage, current, power, pf, relay, "
-            "status, extra FROM readings WHERE meter = ? ORDER BY time DESC, id DESC LIMIT 1",
+            f"SELECT {_READING_COLUMNS} FROM readings WHERE meter = ? "
+            "ORDER BY time DESC, id DESC LIMIT 1",
             (meter,),
         ).fetchone()
         return None if row is None else reading_from_row(row)
@@ -413,23 +415,12 @@ class Store:
         return CommandResult.from_json(row[1], first_delivery=False)
 
     def outbox(self, after_id: int = 0, limit: int = 500) -> list[OutboxItem]:
-        """The oldest items still to send, after `after_id`; entries are built from the ledger
-        (their outbox rows only point at a seq, so an entry is stored once)."""
+        """The oldest items still to send, after `after_id` (`edge.store.outbox`); an entry
+        comes from the ledger table (its outbox row only points at a seq: it is stored once)."""
         rows = self._run(
-            """SELECT o.id, o.kind, o.payload, o.created, l.seq, l.prev_hash, l.hash, l.body
-               FROM outbox o LEFT JOIN ledger l ON o.kind = 'entry' AND l.seq = o.ref
-               WHERE o.id > ? ORDER BY o.id LIMIT ?""",
-            (after_id, limit),
+            f"{OUTBOX_SELECT} WHERE o.id > ? ORDER BY o.id LIMIT ?", (after_id, limit)
         ).fetchall()
-        items = []
-        for item_id, kind, stored, created, seq, prev_hash, digest, body in rows:
-            payload = stored
-            if kind == OutboxKind.ENTRY:
-                if seq is None:
-                    raise CorruptStore(self._path, None, f"outbox item {item_id} has no entry")
-                payload = entry_line(self._entry(seq, prev_hash, digest, body)).encode()
-            items.append(OutboxItem(item_id, OutboxKind(kind), bytes(payload), created))
-        return items
+        return [self._outbox.item(row) for row in rows]
 
     def outbox_newest(self, kind: OutboxKind, after_id: int, limit: int) -> list[OutboxItem]:
         """The newest items of one kind (not an entry) after `after_id`, newest first: during
@@ -437,11 +428,11 @@ class Store:
         if kind is OutboxKind.ENTRY:
             raise StoreUsageError("entries go up in chain order only; use outbox()")
         rows = self._run(
-            "SELECT id, kind, payload, created FROM outbox WHERE kind = ? AND id > ? "
-            "ORDER BY id DESC LIMIT ?",
+            "SELECT id, kind, ref, payload, created, NULL, NULL, NULL, NULL FROM outbox "
+            "WHERE kind = ? AND id > ? ORDER BY id DESC LIMIT ?",
             (kind.value, after_id, limit),
         ).fetchall()
-        return [OutboxItem(i, OutboxKind(k), bytes(p), c) for i, k, p, c in rows]
+        return [self._outbox.item(row) for row in rows]
 
     def outbox_id_of_entry_after(self, seq: int) -> int | None:
         """The outbox id of the first entry after ledger `seq` still in the outbox, or None:

@@ -1,8 +1,10 @@
 """Values the store takes and gives back, and their compact row and uplink forms.
 
-A reading is kept as one compact row: the fields read every cycle in their own columns, the rare
-ones (quantisation bound, reactive power, frequency, water volume, valve, flags, counters, meter
-clock) in a small JSON `extra` only when present. A cycle's readings go up as one batch that
+A reading is kept as one compact row, a `ledger.readings.ReadingRow`: the fields read every
+cycle in their own columns, the rare ones (quantisation bound, reactive power, frequency, water
+volume, valve, flags, counters, meter clock) in a small JSON object `extra` only when present.
+`extra` is an object in the row; `table_row` turns it into JSON text for the SQLite column (the
+one place it is text on the concentrator). A cycle's readings go up as one outbox item that
 names the columns once, so a GPRS batch stays small:
 
     {"columns": ["meter", "time", "energy_wh", "tariff_wh", "voltage", "current", "power", "pf",
@@ -10,8 +12,8 @@ names the columns once, so a GPRS batch stays small:
      "rows": [["000000000001", 1793491200000, 123450, "10,20,30,123390", 229.5, 1.25, 286.9,
                0.98, 1, null, null], ...]}
 
-(`tariff_wh` and `status` are comma-separated integers, `relay` 1 closed / 0 open, `extra` an
-object or null.)
+(`columns` is `ledger.readings.READING_FIELDS`; `tariff_wh` and `status` are comma-separated
+integers, `relay` 1 closed / 0 open, `extra` an object or null.)
 
 Times are timezone-aware datetimes at the API and integer milliseconds since the Unix epoch
 (UTC) in rows; what comes back is in UTC (the caller converts to the site's zone).
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -29,24 +31,17 @@ from typing import Any
 from edge.drivers.reading import Reading, RelayState, ValveState
 from edge.store.errors import StoreUsageError
 from ledger.book import Outcome
+from ledger.readings import READING_FIELDS, ReadingRow
 from ledger.units import Wh
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MS = dt.timedelta(milliseconds=1)
 
-ReadingRow = tuple[
-    str,  # meter
-    int,  # time (ms)
-    int | None,  # energy_wh
-    str | None,  # tariff_wh: "sharp,peak,flat,valley"
-    float | None,  # voltage
-    float | None,  # current
-    float | None,  # power
-    float | None,  # pf
-    int | None,  # relay: 1 closed, 0 open
-    str | None,  # status words, comma-separated
-    str | None,  # extra JSON
-]
+# A `ReadingRow` as the SQLite `readings` table holds it: `extra` as JSON text.
+TableRow = tuple[
+    str, int, int | None, str | None, float | None, float | None, float | None, float | None,
+    int | None, str | None, str | None,
+]  # fmt: skip
 
 
 def to_ms(time: dt.datetime) -> int:
@@ -60,10 +55,13 @@ def from_ms(ms: int) -> dt.datetime:
     return EPOCH + ms * _MS
 
 
+_compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
 def compact_json(value: object) -> str:
     """JSON without spaces; refuses NaN and anything JSON cannot hold, as a caller error."""
     try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        return _compact(value)
     except (TypeError, ValueError) as exc:
         raise StoreUsageError(f"cannot store {value!r} as JSON: {exc}") from exc
 
@@ -107,16 +105,6 @@ class OutboxKind(StrEnum):
     EVENT = "event"
     ALARM = "alarm"
     COMMAND_RESULT = "command_result"
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxItem:
-    """One thing to send up. `payload` is UTF-8 JSON (an entry is its `ledger.export` line)."""
-
-    id: int
-    kind: OutboxKind
-    payload: bytes
-    created: str
 
 
 class CommandStatus(StrEnum):
@@ -163,7 +151,7 @@ class CommandResult:
 # -- readings ----------------------------------------------------------------------------------
 
 
-def _extra(r: Reading) -> str | None:
+def _extra(r: Reading) -> dict[str, object] | None:
     extra: dict[str, object] = {}
     if r.energy_error_wh:
         extra["err"] = r.energy_error_wh
@@ -181,13 +169,13 @@ def _extra(r: Reading) -> str | None:
         extra["counters"] = [list(c) for c in r.counters]
     if r.meter_time is not None:
         extra["mt"] = r.meter_time.isoformat()
-    return compact_json(extra) if extra else None
+    return extra or None
 
 
 def reading_row(item: TimedReading) -> ReadingRow:
     r = item.reading
     relay = None if r.relay is None else int(r.relay is RelayState.CLOSED)
-    return (
+    return ReadingRow(
         r.address,
         to_ms(item.time),
         r.energy_wh,
@@ -202,56 +190,59 @@ def reading_row(item: TimedReading) -> ReadingRow:
     )
 
 
+def table_row(row: ReadingRow) -> TableRow:
+    """The row for the SQLite `readings` table (`extra` as compact JSON text); refuses NaN and
+    anything JSON cannot hold, as a caller error."""
+    if row.extra is None:
+        return row
+    return (*row[:-1], compact_json(row.extra))
+
+
 def _ints(text: str | None) -> tuple[int, ...]:
     return tuple(int(x) for x in text.split(",")) if text else ()
 
 
-def reading_from_row(row: ReadingRow) -> TimedReading:
-    meter, ms, energy, tariff, volts, amps, watts, pf, relay, status, extra_text = row
-    extra: dict[str, Any] = json.loads(extra_text) if extra_text else {}
+def reading_from_row(stored: TableRow) -> TimedReading:
+    """A reading back from its SQLite `readings` row."""
+    row = ReadingRow._make(stored)
+    extra: dict[str, Any] = json.loads(row.extra) if row.extra else {}
     meter_time = extra.get("mt")
     reading = Reading(
-        address=meter,
-        energy_wh=None if energy is None else Wh(energy),
-        energy_by_tariff_wh=tuple(Wh(x) for x in _ints(tariff)),
+        address=row.meter,
+        energy_wh=None if row.energy_wh is None else Wh(row.energy_wh),
+        energy_by_tariff_wh=tuple(Wh(x) for x in _ints(row.tariff_wh)),
         energy_error_wh=extra.get("err", 0),
-        voltage_v=volts,
-        current_a=amps,
-        power_w=watts,
+        voltage_v=row.voltage,
+        current_a=row.current,
+        power_w=row.power,
         reactive_var=extra.get("var"),
-        power_factor=pf,
+        power_factor=row.pf,
         frequency_hz=extra.get("hz"),
-        relay=None if relay is None else (RelayState.CLOSED if relay else RelayState.OPEN),
+        relay=None if row.relay is None else RelayState.CLOSED if row.relay else RelayState.OPEN,
         volume_l=extra.get("vol"),
         valve=None if extra.get("valve") is None else ValveState(extra["valve"]),
-        status_words=_ints(status),
+        status_words=_ints(row.status),
         event_flags=frozenset(extra.get("flags", ())),
         counters=tuple((str(name), int(n)) for name, n in extra.get("counters", ())),
         meter_time=None if meter_time is None else dt.datetime.fromisoformat(meter_time),
     )
-    return TimedReading(from_ms(ms), reading)
+    return TimedReading(from_ms(row.time), reading)
 
 
-READING_COLUMNS = (
-    "meter",
-    "time",
-    "energy_wh",
-    "tariff_wh",
-    "voltage",
-    "current",
-    "power",
-    "pf",
-    "relay",
-    "status",
-    "extra",
-)
+def readings_payload(rows: Sequence[ReadingRow]) -> bytes:
+    """The outbox form of a cycle's reading rows: the column names once, then one array per
+    reading, `extra` as its object (JSON's C encoder does the work: this runs for every reading
+    stored)."""
+    return compact_json({"columns": READING_FIELDS, "rows": rows}).encode()
 
 
-def readings_payload(rows: list[ReadingRow]) -> bytes:
-    """The uplink form of a batch of reading rows: the column names once, then one array per
-    reading (JSON's C encoder does the work: this runs for every reading stored)."""
-    body = [row if row[10] is None else (*row[:10], json.loads(row[10])) for row in rows]
-    return compact_json({"columns": READING_COLUMNS, "rows": body}).encode()
+def reading_rows(payload: bytes) -> tuple[ReadingRow, ...]:
+    """The rows of a `readings_payload` (raises ValueError, KeyError or TypeError if it is
+    not one)."""
+    stored = json.loads(payload)
+    if tuple(stored["columns"]) != READING_FIELDS:
+        raise ValueError(f"reading columns {stored['columns']} are not {list(READING_FIELDS)}")
+    return tuple(map(ReadingRow._make, stored["rows"]))
 
 
 # -- events ------------------------------------------------------------------------------------

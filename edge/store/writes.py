@@ -39,12 +39,14 @@ from edge.store.records import (
     from_ms,
     reading_row,
     readings_payload,
+    table_row,
     to_ms,
 )
 from ledger.book import Outcome
 from ledger.chain import Checkpoint, Entry, entry_hash
 from ledger.encoding import encode_transfer
 from ledger.export import record_line
+from ledger.readings import READING_FIELDS
 from ledger.transfers import Transfer
 
 if TYPE_CHECKING:
@@ -57,8 +59,8 @@ _INSERT_ENTRY = (
 )
 _INSERT_OUTBOX = "INSERT INTO outbox (kind, ref, payload, created) VALUES (?, ?, ?, ?)"
 _INSERT_READING = (
-    "INSERT INTO readings (meter, time, energy_wh, tariff_wh, voltage, current, power, pf, relay, "
-    "status, extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO readings ({', '.join(READING_FIELDS)}) "
+    f"VALUES ({', '.join('?' * len(READING_FIELDS))})"
 )
 _INSERT_EVENT = (
     "INSERT INTO events (time, category, kind, meter, shop, account, detail) "
@@ -312,13 +314,12 @@ class Transaction:
         rows = [reading_row(r) for r in readings]
         if not rows:
             return 0
-        created = from_ms(max(row[1] for row in rows)).isoformat()
+        created = from_ms(max(row.time for row in rows)).isoformat()
+        payload = readings_payload(rows)
+        table = [table_row(row) for row in rows]
         with self._sql() as conn:
-            conn.executemany(_INSERT_READING, rows)
-            conn.execute(
-                _INSERT_OUTBOX,
-                (OutboxKind.READING.value, None, readings_payload(rows), created),
-            )
+            conn.executemany(_INSERT_READING, table)
+            conn.execute(_INSERT_OUTBOX, (OutboxKind.READING.value, None, payload, created))
         return len(rows)
 
     def add_events(self, events: Iterable[Event]) -> list[int]:

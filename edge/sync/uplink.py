@@ -14,24 +14,30 @@ lets the edge prune exactly those. A batch stays under a compressed byte budget 
 count (one oversized item still goes alone: the outbox must always make progress) and never
 ends inside a linked chain of transfers, so the cloud can apply what it receives.
 
-Entry bodies are the canonical encoding of the stored transfer: re-encoding is exact (the
-encoding is canonical), and every body is checked against its stored hash before it is sent.
+The outbox hands typed items (`edge.store.outbox`) that go into the batch as they are: an
+entry's body is the canonical transfer exactly as the ledger table holds it (the store checked
+it against its stored hash), a reading item's rows are `ledger.readings.ReadingRow`s.
 Ed25519 signatures are deterministic, so a resent batch is byte for byte the batch sent before.
 """
 
 from __future__ import annotations
 
-import json
 import zlib
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from edge.store import CorruptStore, OutboxItem, OutboxKind, Store
-from ledger.chain import Entry, NodeKey, entry_hash, sign_checkpoint
-from ledger.encoding import encode_transfer
-from ledger.errors import DecodeError
-from ledger.export import parse_record
+from edge.store import (
+    CorruptStore,
+    EntryItem,
+    EventItem,
+    OutboxItem,
+    OutboxKind,
+    ReadingsItem,
+    ResultItem,
+    Store,
+)
+from ledger.chain import NodeKey, sign_checkpoint
 from ledger.wire import MAGIC, MAX_BATCH_BYTES, Batch, LedgerPart, encode_batch
 
 _SHRINK = 0.9  # aim this far under the budget when resizing (compression is not linear)
@@ -77,76 +83,20 @@ class BuiltBatch:
         )
 
 
-class _Part:
-    """One outbox item in its batch form."""
-
-    __slots__ = ("entry", "event", "id", "kind", "result", "rows", "size")
-
-    def __init__(self, item_id: int, kind: OutboxKind, size: int = 0) -> None:
-        self.id = item_id
-        self.kind = kind
-        self.size = size  # the stored payload's bytes (what the fetch limits count)
-        self.entry: tuple[Entry, bytes] | None = None
-        self.rows: list[tuple[Any, ...]] = []
-        self.event: Mapping[str, Any] | None = None
-        self.result: Mapping[str, Any] | None = None
-
-
-def _entry(store: Store, item: OutboxItem) -> tuple[Entry, bytes]:
-    try:
-        record = parse_record(item.payload.decode())
-    except (DecodeError, UnicodeDecodeError) as exc:
-        raise CorruptStore(store.path, None, f"outbox item {item.id}: {exc}") from exc
-    if not isinstance(record, Entry):
-        raise CorruptStore(store.path, None, f"outbox item {item.id} is not an entry")
-    body = encode_transfer(record.transfer)
-    if entry_hash(record.node, record.seq, record.prev_hash, body) != record.hash:
-        raise CorruptStore(store.path, record.seq, "the entry's body does not hash to its hash")
-    return record, body
-
-
-def reading_rows(payload: bytes) -> list[tuple[Any, ...]]:
-    """A stored reading item's rows in the wire's row layout (`extra` back to JSON text)."""
-    doc = json.loads(payload)
-    rows = []
-    for row in doc["rows"]:
-        extra = row[10]
-        if extra is not None:
-            extra = json.dumps(extra, ensure_ascii=False, separators=(",", ":"))
-        rows.append((*row[:10], extra))
-    return rows
-
-
-def result_fields(payload: bytes) -> dict[str, Any]:
+def result_fields(stored: Mapping[str, Any]) -> dict[str, Any]:
     """A stored command result in the wire's form (`command_id`, not the store's `command`)."""
-    stored = json.loads(payload)
-    return {"command_id": stored.pop("command"), **stored}
+    fields = dict(stored)
+    return {"command_id": fields.pop("command"), **fields}
 
 
-def _part(store: Store, item: OutboxItem) -> _Part:
-    part = _Part(item.id, item.kind, len(item.payload))
-    try:
-        if item.kind is OutboxKind.ENTRY:
-            part.entry = _entry(store, item)
-        elif item.kind is OutboxKind.READING:
-            part.rows = reading_rows(item.payload)
-        elif item.kind in (OutboxKind.EVENT, OutboxKind.ALARM):
-            part.event = json.loads(item.payload)
-        elif item.kind is OutboxKind.COMMAND_RESULT:
-            part.result = result_fields(item.payload)
-    except (ValueError, KeyError, IndexError, TypeError) as exc:
-        raise CorruptStore(store.path, None, f"outbox item {item.id} is malformed: {exc}") from exc
-    return part
+def _closes_chain(item: OutboxItem) -> bool:
+    return isinstance(item, EntryItem) and not item.linked
 
 
-def _closes_chain(part: _Part) -> bool:
-    return part.entry is not None and not part.entry[0].transfer.linked
-
-
-def _chain_cut(parts: Sequence[_Part], count: int) -> int:
+def _chain_cut(parts: Sequence[OutboxItem], count: int) -> int:
     """`count` items, or fewer so that the prefix does not end inside a linked chain of
     transfers (or more, to the chain's end, when the prefix holds nothing but that chain)."""
-    last = next((k for k in range(count - 1, -1, -1) if parts[k].entry is not None), None)
+    last = next((k for k in range(count - 1, -1, -1) if isinstance(parts[k], EntryItem)), None)
     if last is None or _closes_chain(parts[last]):
         return count
     for k in range(last - 1, -1, -1):
@@ -161,18 +111,18 @@ def _chain_cut(parts: Sequence[_Part], count: int) -> int:
 class BatchBuilder:
     """Builds the next batch after an outbox id for one node, within `limits`.
 
-    A build fetches and parses more items than the batch takes (the budget is found by
-    encoding); the parsed rest is kept for the next build when it continues right after this
-    batch, so that a catch-up reads and parses each item once, not once per batch it might
-    have joined. Outbox items never change once written and only a prefix is ever pruned, so
-    the kept items stay valid as long as the first of them is still in the outbox."""
+    A build fetches more items than the batch takes (the budget is found by encoding); the
+    rest is kept for the next build when it continues right after this batch, so that a
+    catch-up reads each item once, not once per batch it might have joined. Outbox items
+    never change once written and only a prefix is ever pruned, so the kept items stay valid
+    as long as the first of them is still in the outbox."""
 
     def __init__(self, store: Store, key: NodeKey, limits: UplinkLimits = UplinkLimits()) -> None:
         self.store = store
         self.key = key
         self.limits = limits
         self._kept_after = -1  # the outbox id `_kept` continues after
-        self._kept: list[_Part] = []  # parsed items fetched beyond the last batch built
+        self._kept: list[OutboxItem] = []  # items fetched beyond the last batch built
 
     def build(self, after_id: int, *, sent_ahead: Collection[int] = ()) -> BuiltBatch | None:
         """The batch of the items after `after_id`, or None when nothing is left to send.
@@ -193,9 +143,9 @@ class BatchBuilder:
         self._kept_after, self._kept = built.upto, parts[built.items :]
         return built
 
-    def _fetch(self, after_id: int) -> tuple[list[_Part], bool]:
-        """The items after `after_id`, parsed, page by page, until the item limit or until
-        their payloads are surely more than a batch can hold; and whether more are waiting."""
+    def _fetch(self, after_id: int) -> tuple[list[OutboxItem], bool]:
+        """The items after `after_id`, page by page, until the item limit or until their
+        payloads are surely more than a batch can hold; and whether more are waiting."""
         limit = self.limits.max_items
         cap = self.limits.max_bytes * _RAW_PER_BYTE
         parts = self._kept_items(after_id)
@@ -205,14 +155,14 @@ class BatchBuilder:
             wanted = min(_PAGES[min(pages, len(_PAGES) - 1)], limit + 1 - len(parts))
             pages += 1
             page = self.store.outbox(parts[-1].id if parts else after_id, wanted)
-            parts += [_part(self.store, item) for item in page]
-            raw += sum(len(item.payload) for item in page)
+            parts += page
+            raw += sum(item.size for item in page)
             if len(page) < wanted:
                 return parts[:limit], len(parts) > limit
         return parts[:limit], True
 
-    def _kept_items(self, after_id: int) -> list[_Part]:
-        """The parsed items kept from the last build, if they are the ones after `after_id`
+    def _kept_items(self, after_id: int) -> list[OutboxItem]:
+        """The items kept from the last build, if they are the ones after `after_id`
         (the next batch in order) and none of them has been pruned since."""
         kept, self._kept = self._kept, []
         if after_id != self._kept_after or not kept:
@@ -220,21 +170,20 @@ class BatchBuilder:
         first = self.store.outbox(after_id, 1)
         return kept if first and first[0].id == kept[0].id else []
 
-    def _ahead(self, after_id: int, sent_ahead: Collection[int]) -> list[_Part]:
+    def _ahead(self, after_id: int, sent_ahead: Collection[int]) -> list[OutboxItem]:
         """The newest alarms beyond `after_id` not yet carried ahead."""
         wanted = self.limits.priority_alarms
         if not wanted:
             return []
         newest = self.store.outbox_newest(OutboxKind.ALARM, after_id, wanted + len(sent_ahead))
         fresh = [item for item in newest if item.id not in sent_ahead][:wanted]
-        return [_part(self.store, item) for item in reversed(fresh)]
+        return fresh[::-1]
 
-    def _check_contiguous(self, parts: Sequence[_Part]) -> None:
+    def _check_contiguous(self, parts: Sequence[OutboxItem]) -> None:
         seq = None
-        for part in parts:
-            if part.entry is None:
+        for entry in parts:
+            if not isinstance(entry, EntryItem):
                 continue
-            entry = part.entry[0]
             if seq is not None and entry.seq != seq + 1:
                 raise CorruptStore(
                     self.store.path, entry.seq, f"the outbox skips from entry {seq} to {entry.seq}"
@@ -242,7 +191,7 @@ class BatchBuilder:
             seq = entry.seq
 
     def _fit(
-        self, parts: Sequence[_Part], count: int, ahead: Sequence[_Part], more: bool
+        self, parts: Sequence[OutboxItem], count: int, ahead: Sequence[OutboxItem], more: bool
     ) -> BuiltBatch:
         """The longest prefix (about `count` items) whose payload fits the budget, found in a
         few encodes by scaling the count with the measured size."""
@@ -273,31 +222,32 @@ class BatchBuilder:
         alone = _chain_cut(parts, 1)
         return self._encode(parts[:alone], ahead, more or alone < len(parts))
 
-    def _encode(self, parts: Sequence[_Part], ahead: Sequence[_Part], more: bool) -> BuiltBatch:
-        entries = [p.entry for p in parts if p.entry is not None]
+    def _encode(
+        self, parts: Sequence[OutboxItem], ahead: Sequence[OutboxItem], more: bool
+    ) -> BuiltBatch:
+        entries = [p for p in parts if isinstance(p, EntryItem)]
         ledger = None
         last_seq = None
         if entries:
-            first, last = entries[0][0], entries[-1][0]
-            checkpoint = sign_checkpoint(self.key, last.node, last.seq, last.hash)
+            first, last = entries[0], entries[-1]
+            checkpoint = sign_checkpoint(self.key, self.store.node, last.seq, last.hash)
             ledger = LedgerPart(
                 from_seq=first.seq,
                 prev=first.prev_hash,
-                bodies=tuple(body for _, body in entries),
+                bodies=tuple(e.body for e in entries),
                 key_id=checkpoint.key_id,
                 signature=checkpoint.signature,
             )
             last_seq = last.seq
-        rows = [row for p in parts for row in p.rows]
-        events = [p.event for p in (*parts, *ahead) if p.event is not None]
+        rows = tuple(row for p in parts if isinstance(p, ReadingsItem) for row in p.rows)
         batch = Batch(
             node=self.store.node,
             first=parts[0].id,
             upto=parts[-1].id,
             ledger=ledger,
-            readings=tuple(rows),
-            events=tuple(events),
-            results=tuple(p.result for p in parts if p.result is not None),
+            readings=rows,
+            events=tuple(p.fields for p in (*parts, *ahead) if isinstance(p, EventItem)),
+            results=tuple(result_fields(p.fields) for p in parts if isinstance(p, ResultItem)),
         )
         return BuiltBatch(
             batch=batch,

@@ -13,6 +13,7 @@ from ledger.accounts import Pocket, System, Unit, pocket_id, system_id
 from ledger.chain import Chain, Entry, NodeKey, sign_checkpoint
 from ledger.encoding import encode_transfer
 from ledger.ids import derive_id
+from ledger.readings import ReadingRow
 from ledger.transfers import Code, TimeSource, Transfer
 from ledger.wire import Batch, LedgerPart, encode_batch
 
@@ -67,8 +68,10 @@ def edge_recharge(account: str, fen: int, payment: str, method: str = "cash") ->
     )
 
 
-def reading(meter: str, when: dt.datetime, energy: int, relay: int | None = 1) -> tuple[Any, ...]:
-    return (meter, ms(when), energy, "1,2,3,4", 229.5, 1.25, 286.9, 0.98, relay, None, None)
+def reading(meter: str, when: dt.datetime, energy: int, relay: int | None = 1) -> ReadingRow:
+    return ReadingRow(
+        meter, ms(when), energy, "1,2,3,4", 229.5, 1.25, 286.9, 0.98, relay, None, None
+    )
 
 
 @dataclass
@@ -95,7 +98,7 @@ class FakeEdge:
         upto: int,
         entries: Sequence[Entry] = (),
         *,
-        readings: Sequence[tuple[Any, ...]] = (),
+        readings: Sequence[ReadingRow] = (),
         events: Sequence[Mapping[str, Any]] = (),
         results: Sequence[Mapping[str, Any]] = (),
         key: NodeKey | None = None,

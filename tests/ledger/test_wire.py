@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.chain import NodeKey
+from ledger.readings import ReadingRow
 from ledger.signed import (
     ACK_TAG,
     COMMAND_TAG,
@@ -43,8 +44,19 @@ T0 = dt.datetime(2026, 11, 24, 8, 0, tzinfo=dt.UTC)
 scaled = lambda scale: st.one_of(  # noqa: E731 — a value the meter can report at that scale
     st.none(), st.integers(-(10**7), 10**7).map(lambda n: n / scale)
 )
+extras = st.one_of(  # the rare fields: any JSON object, as `edge.store.records` writes them
+    st.none(),
+    st.just({"clock": "2026-11-24T08:00:00"}),
+    st.dictionaries(
+        st.text(max_size=5),
+        st.one_of(st.integers(), st.text(max_size=5), st.lists(st.text(max_size=3), max_size=3)),
+        min_size=1,
+        max_size=3,
+    ),
+)
 rows = st.lists(
-    st.tuples(
+    st.builds(
+        ReadingRow,
         st.sampled_from(["000000000001", "000000000002", "12"]),
         st.integers(0, 2**45),
         st.one_of(st.none(), st.integers(0, 10**10)),
@@ -60,7 +72,7 @@ rows = st.lists(
         scaled(1000),
         st.sampled_from([None, 0, 1]),
         st.sampled_from([None, "0,16"]),
-        st.sampled_from([None, '{"clock":"2026-11-24T08:00:00"}']),
+        extras,
     ),
     max_size=40,
 )
@@ -68,7 +80,7 @@ rows = st.lists(
 
 @settings(max_examples=200, deadline=None)
 @given(rows=rows, bodies=st.lists(st.binary(max_size=40), min_size=1, max_size=5))
-def test_batches_round_trip_exactly(rows: list[tuple[object, ...]], bodies: list[bytes]) -> None:
+def test_batches_round_trip_exactly(rows: list[ReadingRow], bodies: list[bytes]) -> None:
     text_bodies = tuple(b.hex().encode() for b in bodies)
     batch = Batch(
         node="edge-0001",
@@ -79,7 +91,17 @@ def test_batches_round_trip_exactly(rows: list[tuple[object, ...]], bodies: list
         events=({"id": 4, "kind": "relay_tripped", "meter": "000000000001"},),
         results=({"command_id": "ab" * 16, "status": "applied"},),
     )
-    assert decode_batch(encode_batch(batch)) == batch
+    decoded = decode_batch(encode_batch(batch))
+    assert decoded == batch
+    assert all(type(row) is ReadingRow for row in decoded.readings)
+
+
+def test_extra_goes_as_its_object_and_comes_back_one() -> None:
+    row = ReadingRow("000000000001", 5, 7, None, None, None, None, None, 1, None, {"hz": 50.0})
+    payload = encode_batch(Batch("edge-0001", 1, 1, readings=(row, row._replace(extra=None))))
+    doc = json.loads(zlib.decompressobj(-15).decompress(payload[len(MAGIC) :]))
+    assert doc["readings"]["cols"]["x"] == [{"hz": 50.0}, None]
+    assert decode_batch(payload).readings == (row, row._replace(extra=None))
 
 
 @pytest.mark.parametrize(
@@ -130,7 +152,7 @@ def test_malformed_fields_are_wire_errors(change: dict[str, object]) -> None:
 
 def test_fifteen_minute_readings_cost_a_few_bytes_each() -> None:
     rows = [
-        (
+        ReadingRow(
             f"{m:012d}",
             1_793_491_200_000 + k * 900_000 + m * 37,
             100_000 + k * (m % 9) * 11,

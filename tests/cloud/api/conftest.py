@@ -28,6 +28,7 @@ from cloud.people.auth import Role
 from ledger.accounts import Pocket, System, pocket_id, system_id, unit_of
 from ledger.chain import NodeKey
 from ledger.ids import derive_id
+from ledger.readings import ReadingRow
 from ledger.transfers import Code, Kind, RefValue, TimeSource, Transfer
 from ledger.wire import Ack, AckStatus, Status
 from tests.cloud.conftest import Clock
@@ -88,9 +89,11 @@ def reading(
     relay: int = 1,
     tariff: str | None = None,
     voltage: float | None = 220.1,
-) -> tuple[Any, ...]:
-    """A row in the edge store's layout (`ledger.wire.ROW_FIELDS`)."""
-    return (meter, ms(when), energy_wh, tariff, voltage, 1.5, 330.0, 0.98, relay, None, None)
+) -> ReadingRow:
+    """A reading as the edge sends it."""
+    return ReadingRow(
+        meter, ms(when), energy_wh, tariff, voltage, 1.5, 330.0, 0.98, relay, None, None
+    )
 
 
 @dataclass
@@ -109,7 +112,7 @@ class Site:
         node: str,
         transfers: Sequence[Transfer] = (),
         *,
-        readings: Sequence[tuple[Any, ...]] = (),
+        readings: Sequence[ReadingRow] = (),
         events: Sequence[Mapping[str, Any]] = (),
         results: Sequence[Mapping[str, Any]] = (),
         key: NodeKey | None = None,

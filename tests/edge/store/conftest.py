@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.drivers.reading import Reading, RelayState
+from edge.drivers.reading import Reading, RelayState, ValveState
 from edge.store import Store, TimedReading
 from ledger.accounts import Pocket, System, pocket_id, system_id
 from ledger.ids import derive_id
@@ -86,3 +86,23 @@ def table_dump(path: Path) -> dict[str, list[tuple[object, ...]]]:
         return {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall() for t in tables}
     finally:
         conn.close()
+
+
+# A reading with every rare field (`extra`), one of them not ASCII.
+RICH = TimedReading(
+    T0,
+    Reading(
+        "m9",
+        energy_wh=Wh(5000),
+        energy_by_tariff_wh=(Wh(1), Wh(2), Wh(3), Wh(4994)),
+        energy_error_wh=Wh(9),
+        voltage_v=231.0,
+        frequency_hz=49.98,
+        relay=RelayState.OPEN,
+        valve=ValveState.CLOSED,
+        status_words=(0x0001, 0x8000),
+        event_flags=frozenset({"cover_open", "磁场"}),
+        counters=(("overload_trips", 3),),
+        meter_time=dt.datetime(2026, 11, 1, 7, 59, 58),
+    ),
+)

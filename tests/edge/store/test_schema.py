@@ -69,7 +69,10 @@ def test_an_older_file_is_migrated_keeping_its_data(db_path: Path, version: int)
         entries = [i for i in store.outbox() if i.kind is OutboxKind.ENTRY]
         assert len(entries) == chain.seq
         if entries:
-            assert b'"time":"2026-11-01T08:00:00+08:00"' in entries[0].payload
+            assert b'"time":"2026-11-01T08:00:00+08:00"' in entries[0].body
+            first = store.entry(1)
+            assert first is not None
+            assert (entries[0].seq, entries[0].hash) == (1, first.hash)
             assert store.outbox()[0].created == "2026-11-01T08:00:00+08:00"
 
 

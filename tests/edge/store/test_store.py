@@ -16,8 +16,11 @@ from edge.store import (
     Category,
     CommandConflict,
     CommandStatus,
+    EntryItem,
     Event,
+    EventItem,
     OutboxKind,
+    ReadingsItem,
     Store,
     StoreBusy,
     StoreError,
@@ -28,7 +31,7 @@ from edge.store import (
 from ledger.accounts import Account, Pocket, pocket_id
 from ledger.book import Outcome
 from ledger.chain import NodeKey
-from ledger.export import parse_record
+from ledger.encoding import encode_transfer
 from ledger.invariants import check_balances_sum_to_zero
 from ledger.units import Wh
 from ledger.verify import verify_lines
@@ -216,10 +219,22 @@ def test_outbox_holds_everything_to_send_and_prunes_to_an_id(store: Store) -> No
         OutboxKind.ALARM,
         OutboxKind.CHECKPOINT,
     ]
-    assert parse_record(items[0].payload.decode()) == store.entry(1)
-    batch = json.loads(items[2].payload)
+    first = store.entry(1)
+    assert first is not None and isinstance(items[0], EntryItem)
+    assert (items[0].seq, items[0].prev_hash, items[0].hash, items[0].linked) == (
+        1, first.prev_hash, first.hash, first.transfer.linked
+    )  # fmt: skip
+    assert items[0].body == encode_transfer(first.transfer)  # the stored bytes, as hashed
+    assert isinstance(items[2], ReadingsItem)
+    assert [row.meter for row in items[2].rows] == ["m1", "m2"]
+    assert items[2].rows[0].energy_wh == 1000
+    stored = sqlite3.connect(store.path).execute(
+        "SELECT payload FROM outbox WHERE id = ?", (items[2].id,)
+    )
+    batch = json.loads(stored.fetchone()[0])
     assert [row[0] for row in batch["rows"]] == ["m1", "m2"]
     assert dict(zip(batch["columns"], batch["rows"][0], strict=True))["energy_wh"] == 1000
+    assert isinstance(items[3], EventItem) and items[3].fields["k"] == "overload"
     with store.transaction() as tx:
         assert tx.prune_outbox(items[2].id) == 3
     assert [i.kind for i in store.outbox()] == kinds[3:]

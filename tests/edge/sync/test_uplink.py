@@ -16,11 +16,12 @@ import pytest
 
 from edge.runtime.boot import Booted
 from edge.site import load_site
-from edge.store import Category, OutboxKind, Store
+from edge.store import Category, EventItem, OutboxKind, ReadingsItem, Store
 from edge.sync.session import SessionConfig, SyncAlarm, UplinkSession
-from edge.sync.uplink import BatchBuilder, BuiltBatch, UplinkLimits, reading_rows
+from edge.sync.uplink import BatchBuilder, BuiltBatch, UplinkLimits
 from ledger.chain import Checkpoint, Entry, NodeKey, entry_hash, sign_checkpoint
 from ledger.encoding import GENESIS_HASH, encode_transfer
+from ledger.readings import ReadingRow
 from ledger.signed import ACK_TAG, sign, trusted
 from ledger.wire import Ack, AckStatus, Batch, LedgerPart, decode_batch, encode_batch, topic
 from tests.edge.runtime.conftest import booted_at, demo
@@ -121,8 +122,8 @@ def test_during_a_catch_up_the_newest_alarms_go_ahead_once(day: Booted) -> None:
     newest = store.outbox_newest(OutboxKind.ALARM, first.upto, 5)
     assert sorted(first.ahead) == sorted(item.id for item in newest)
     carried = {e["id"] for e in decode_batch(first.payload).events}
-    assert all(int(next(i for i in newest if i.id == a).payload.split(b",")[0][6:]) in carried
-               for a in first.ahead)  # fmt: skip
+    ahead = [next(i for i in newest if i.id == a) for a in first.ahead]
+    assert all(isinstance(i, EventItem) and i.fields["id"] in carried for i in ahead)
     second = builder.build(first.upto, sent_ahead=set(first.ahead))
     assert second is not None and not set(second.ahead) & set(first.ahead)
 
@@ -157,11 +158,9 @@ def test_readings_cost_at_most_24_bytes_each_on_the_wire(day: Booted) -> None:
     including MQTT and TLS framing (printed for the record)."""
     store = day.runtime.store
     node = store.node
-    cycles = [
-        reading_rows(i.payload) for i in store.outbox(0, 10**6) if i.kind is OutboxKind.READING
-    ]
+    cycles = [list(i.rows) for i in store.outbox(0, 10**6) if isinstance(i, ReadingsItem)]
     total = readings = 0
-    batch: list[tuple[object, ...]] = []
+    batch: list[ReadingRow] = []
     for rows in cycles:
         trial = encode_batch(Batch(node, 1, 1, readings=tuple(batch + rows)))
         if len(trial) > 32 * 1024 and batch:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from demo.sim import cli as cli_sim
+from edge.cli import command_line, run
 from edge.cli_runtime import moment
 
 DESCRIPTION = """\
@@ -80,28 +80,11 @@ def run_site(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="voltbook-demo",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
-    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    register_site(commands)
-    cli_sim.register(commands)
-    return parser
+    return command_line("voltbook-demo", DESCRIPTION, EPILOG, [register_site, cli_sim.register])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    func: Callable[[argparse.Namespace], int] = args.func
-    return func(args)
+    return run(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -41,22 +41,26 @@ examples:
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_line(
+    prog: str, description: str, epilog: str, groups: Sequence[Register]
+) -> argparse.ArgumentParser:
+    """A parser with `-v` and the subcommands `groups` register (`voltbook-demo` shares it)."""
     parser = argparse.ArgumentParser(
-        prog="voltbook-edge",
-        description=DESCRIPTION,
-        epilog=EPILOG,
+        prog=prog,
+        description=description,
+        epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    for register in COMMAND_GROUPS:
+    for register in groups:
         register(commands)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
+    """Parse `argv`, set up logging to stderr and run the chosen subcommand."""
+    args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -64,6 +68,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     func: Callable[[argparse.Namespace], int] = args.func
     return func(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return command_line("voltbook-edge", DESCRIPTION, EPILOG, COMMAND_GROUPS)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(build_parser(), argv)
 
 
 if __name__ == "__main__":

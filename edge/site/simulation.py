@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections.abc import Sequence
-from importlib.metadata import entry_points
 from typing import Final, Protocol
 
 from edge.drivers.base import Bus
@@ -84,6 +83,8 @@ class Simulator(Protocol):
 @functools.cache
 def find_simulator() -> Simulator:
     """The one simulator installed; `SimulatorUnavailable` says what to do if there is none."""
+    from importlib.metadata import entry_points  # only sites with a simulated bus pay for it
+
     found = entry_points(group=ENTRY_POINT_GROUP)
     if not found:
         raise SimulatorUnavailable(

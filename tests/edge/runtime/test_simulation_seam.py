@@ -3,12 +3,12 @@ entry point, only for a site that has simulated buses, and says what to do when 
 
 from __future__ import annotations
 
+import importlib.metadata
 from collections.abc import Iterator
 from importlib.metadata import EntryPoints
 
 import pytest
 
-import edge.site.simulation
 from demo.sim.simulation import SIMULATOR, BuildingSimulation, building_of
 from demo.site import DemoSite
 from edge.runtime.boot import BootError, boot
@@ -21,7 +21,7 @@ from tests.edge.runtime.conftest import snapshot
 @pytest.fixture
 def no_simulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """An installation without the demo package: no `voltbook.simulation` entry point."""
-    monkeypatch.setattr(edge.site.simulation, "entry_points", lambda group: EntryPoints(()))
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: EntryPoints(()))
     find_simulator.cache_clear()
     yield
     find_simulator.cache_clear()

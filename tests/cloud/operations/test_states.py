@@ -1,9 +1,9 @@
 """The operations' transition tables (`cloud.operations.states`), without a database.
 
-The expected lifecycles are written out here from the operations' docstrings (DESIGN §5), not
-read from the tables under test: every transition listed must work, every other (state, event)
-pair must raise `IllegalTransition` and leave the row as it was, terminal states have no exits,
-and no sequence of events, however random, leads outside the table.
+The expected lifecycles are written out here from the operations' docstrings (docs/architecture.md
+§7), not read from the tables under test: every transition listed must work, every other (state,
+event) pair must raise `IllegalTransition` and leave the row as it was, terminal states have no
+exits, and no sequence of events, however random, leads outside the table.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """Properties of the operation rules (`edge.rules.operations`), checked on a real book.
 
-Any sequence of recharges, subsidy issues, corrections, refunds (with or without grace),
-settles, grace expiries, move outs and move ins on two tenants: every decision's amounts are
-positive and never more than the debited pocket could spend (its *available* balance, within its
-floor), units follow the accounts, the book accepts each decision whole (never `exceeds_floor`,
-never a repeat), a redelivery is `exists`, and DESIGN §5's invariants hold after every step. A
-rule refuses exactly when its documented condition holds. Ids come from the reference alone.
+Any sequence of recharges, subsidy issues, corrections, refunds (with or without grace), settles,
+grace expiries, move outs and move ins on two tenants: every decision's amounts are positive and
+never more than the debited pocket could spend (its *available* balance, within its floor), units
+follow the accounts, the book accepts each decision whole (never `exceeds_floor`, never a repeat), a
+redelivery is `exists`, and the ledger invariants (docs/architecture.md §5.6) hold after every step.
+A rule refuses exactly when its documented condition holds. Ids come from the reference alone.
 """
 
 from __future__ import annotations

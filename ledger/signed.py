@@ -22,7 +22,6 @@ Acknowledgement (cloud → edge, topic `vb/{node}/ack`): see `ledger.wire.Ack`.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,12 +33,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ledger.chain import NodeKey, key_id
 from ledger.encoding import canonical_json
-from ledger.errors import LedgerError
+from ledger.errors import DecodeError, LedgerError
+from ledger.untrusted import load_json
 
 COMMAND_TAG = b"voltbook/sync/command/v1\x00"
 ACK_TAG = b"voltbook/sync/ack/v1\x00"
 _HEX128 = re.compile(r"[0-9a-f]{32}")
 _SIG = re.compile(r"[0-9a-f]{128}")
+MAX_SEQ = 2**63 - 1  # stored as an SQLite INTEGER
 
 
 class Rejected(LedgerError):
@@ -62,12 +63,14 @@ def sign(tag: bytes, fields: Mapping[str, Any], key: NodeKey) -> bytes:
 def open_signed(tag: bytes, payload: bytes, keys: Mapping[str, Ed25519PublicKey]) -> dict[str, Any]:
     """The fields of a signed payload whose signature verifies by one of `keys` (by key id).
 
-    Raises `Rejected` with reason `malformed`, `unknown_key` or `bad_signature`.
+    Raises `Rejected` with reason `malformed` (also for a payload `ledger.untrusted.load_json`
+    refuses: too big, too deep, out-of-range numbers, lone surrogates), `unknown_key` or
+    `bad_signature`; never anything else, whatever the bytes.
     """
     try:
-        fields = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise Rejected("malformed", f"not JSON ({exc})") from exc
+        fields = load_json(payload)
+    except DecodeError as exc:
+        raise Rejected("malformed", str(exc)) from exc
     if not isinstance(fields, dict):
         raise Rejected("malformed", "not a JSON object")
     sig, kid = fields.pop("sig", None), fields.get("key_id")
@@ -75,11 +78,11 @@ def open_signed(tag: bytes, payload: bytes, keys: Mapping[str, Ed25519PublicKey]
         raise Rejected("malformed", "missing or malformed sig/key_id")
     public = keys.get(kid)
     if public is None:
-        raise Rejected("unknown_key", f"signed by key {kid}, which is not trusted here")
+        raise Rejected("unknown_key", f"signed by key {kid:.64}, which is not trusted here")
     try:
         public.verify(bytes.fromhex(sig), tag + canonical_json(fields))
     except InvalidSignature:
-        raise Rejected("bad_signature", f"signature by {kid} does not verify") from None
+        raise Rejected("bad_signature", f"signature by {kid:.64} does not verify") from None
     return fields
 
 
@@ -189,11 +192,15 @@ class Command:
 
 def _aware(value: object, what: str) -> dt.datetime:
     try:
-        when = dt.datetime.fromisoformat(str(value))
-    except ValueError:
-        raise Rejected("malformed", f"{what} {value!r} is not an ISO time") from None
+        when = dt.datetime.fromisoformat(value) if isinstance(value, str) else None
+        if when is not None and when.tzinfo is not None:
+            when.astimezone(dt.UTC)  # an offset past the calendar's ends cannot be compared
+    except (ValueError, OverflowError):
+        when = None
+    if when is None:
+        raise Rejected("malformed", f"{what} {value!r:.80} is not an ISO time")
     if when.tzinfo is None:
-        raise Rejected("malformed", f"{what} {value!r} has no zone")
+        raise Rejected("malformed", f"{what} {value!r:.80} has no zone")
     return when
 
 
@@ -214,9 +221,10 @@ def open_command(
             args=fields["args"],
         )
     except (KeyError, ValueError) as exc:
-        raise Rejected("malformed", f"command fields: {exc}") from None
-    if not _HEX128.fullmatch(command.id) or type(command.seq) is not int or command.seq < 1:
-        raise Rejected("malformed", "id must be 32 hex digits and seq a positive integer")
+        raise Rejected("malformed", f"command fields: {exc!s:.200}") from None
+    seq_ok = type(command.seq) is int and 1 <= command.seq <= MAX_SEQ
+    if not _HEX128.fullmatch(command.id) or not seq_ok:
+        raise Rejected("malformed", f"id must be 32 hex digits and seq an integer in 1..{MAX_SEQ}")
     if not isinstance(command.args, dict):
         raise Rejected("malformed", "args must be an object")
     if command.target != node:

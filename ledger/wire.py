@@ -48,19 +48,21 @@ from enum import StrEnum
 from typing import Any
 
 from ledger.encoding import GENESIS_HASH
+from ledger.errors import DecodeError
 from ledger.readings import READING_FIELDS, ReadingRow
 
 MAGIC = b"VB\x01"
 MAX_BATCH_BYTES = 1 << 20  # what the cloud inflates at most: a batch is never bigger
 TOPIC_ROOT = "vb"
+MAX_COUNTER = 2**63 - 1  # a seq or outbox id: what SQLite's INTEGER holds
 
 
 def topic(node: str, leaf: str) -> str:
     return f"{TOPIC_ROOT}/{node}/{leaf}"
 
 
-class WireError(ValueError):
-    """A payload that is not a valid batch, ack or status."""
+class WireError(DecodeError):
+    """A payload that is not a valid batch, ack or status (a `ValueError` too)."""
 
 
 # Scaled reading columns: (`ReadingRow` field, wire column, scale); `None` scale = integer as is.
@@ -314,8 +316,8 @@ class Ack:
     def from_fields(cls, fields: Mapping[str, Any]) -> Ack:
         try:
             seq, upto = fields["seq"], fields["upto"]
-            if type(seq) is not int or type(upto) is not int or seq < 0 or upto < 0:
-                raise WireError("ack seq/upto must be non-negative integers")
+            if not all(type(n) is int and 0 <= n <= MAX_COUNTER for n in (seq, upto)):
+                raise WireError(f"ack seq/upto must be integers in 0..{MAX_COUNTER}")
             return cls(
                 node=str(fields["node"]),
                 seq=seq,
@@ -325,10 +327,10 @@ class Ack:
                 now=str(fields["now"]),
                 reason=str(fields.get("reason", "")),
             )
-        except (KeyError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, WireError):
                 raise
-            raise WireError(f"ack malformed: {exc!r}") from exc
+            raise WireError(f"ack malformed: {exc!r:.200}") from exc
 
 
 @dataclass(frozen=True, slots=True)

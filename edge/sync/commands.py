@@ -28,8 +28,8 @@ a command any number of times, however late.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -43,14 +43,20 @@ from edge.store import Category, CommandConflict, CommandResult, CommandStatus, 
 from edge.store.writes import Transaction
 from edge.sync import configure, money
 from edge.sync.command_context import Applied, CommandContext, Refusal, integer, text
-from ledger.errors import LedgerError
+from ledger.errors import DecodeError, LedgerError
 from ledger.signed import Command, CommandKind, Rejected, open_command
+from ledger.untrusted import load_json
+from ledger.wire import topic
 
 log = logging.getLogger("edge.sync")
 
 COMMAND_SEQ_KEY = "sync:command_seq"  # the highest command seq applied (Status.commands)
 REJECTED = "command_rejected"
 OPERATOR_RELAY = "operator_relay"
+MAX_DETAIL_LENGTH = 200  # of a rejection's message: the payload it quotes is anyone's
+_COMMAND_ID = re.compile(r"[0-9a-f]{32}")
+# What Python raises when code meets data of a shape it did not expect (never a store error).
+UNREADABLE = (TypeError, ValueError, LookupError, AttributeError, RecursionError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,12 +71,13 @@ class Handled:
 
 
 def _command_id(payload: bytes) -> str | None:
+    """The id a payload claims, if it is one (32 hex digits); None for anything else."""
     try:
-        fields = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        fields = load_json(payload)
+    except DecodeError:
         return None
     value = fields.get("id") if isinstance(fields, dict) else None
-    return value if isinstance(value, str) else None
+    return value if isinstance(value, str) and _COMMAND_ID.fullmatch(value) else None
 
 
 def recharge(d: CommandContext) -> Applied:
@@ -166,7 +173,7 @@ class CommandDesk:
         try:
             command = open_command(payload, self.cloud_keys, runtime.store.node, now)
         except Rejected as exc:
-            return self._reject(_command_id(payload), exc.reason, exc.detail)
+            return self._reject(known, exc.reason, exc.detail)
         orders: list[RelayOrder] = []
         try:
             with runtime.transaction() as tx:
@@ -175,6 +182,12 @@ class CommandDesk:
                     tx.set_state(COMMAND_SEQ_KEY, command.seq)
         except CommandConflict as exc:
             return self._reject(command.id, "conflict", str(exc))
+        except UNREADABLE as exc:
+            # A signed command whose arguments a handler's checks let through and then choked
+            # on: a bug of ours, shown with its traceback, but the message must not block the
+            # queue. Its transaction rolled back; it goes up as rejected, like a forged one.
+            log.error("command %s: %s unreadable", command.id, command.kind.value, exc_info=exc)
+            return self._reject(command.id, "unreadable", f"{type(exc).__name__}: {exc}")
         if result.first_delivery:
             if command.kind is CommandKind.TIME:
                 runtime.guard.cloud_time(command.issued)
@@ -199,6 +212,7 @@ class CommandDesk:
 
     def _reject(self, command_id: str | None, reason: str, detail: str) -> Handled:
         runtime = self.runtime
+        detail = detail[:MAX_DETAIL_LENGTH]
         now = runtime.guard.judge()[0].now
         event = Event(
             time=now,
@@ -213,7 +227,8 @@ class CommandDesk:
         )
         with runtime.transaction() as tx:
             tx.add_events([event])
-        message = f"command {command_id or '(no id)'} rejected ({reason}): {detail}"
+        where = topic(runtime.store.node, "cmd")
+        message = f"{where}: command {command_id or '(no id)'} rejected ({reason}): {detail}"
         log.warning("%s", message)
         return Handled("rejected", command_id, None, message)
 

@@ -9,6 +9,12 @@ thread, between poll cycles:
    each delivery is PUBACKed only after its transaction committed;
 2. the batches the session wants sent now.
 
+A delivery that cannot be used (not JSON, too big or deep, out-of-range numbers, lone
+surrogates, a bad signature, arguments of the wrong type) is logged with its topic, recorded
+(`command_rejected` / `sync_ack_rejected` alarms, which go up), PUBACKed and dropped: the
+decoders (`ledger.untrusted`, `ledger.signed`, `ledger.wire.Ack`) are total, so message content
+never makes a tick raise and the deliveries behind it are handled.
+
 A full disk fails the event being handled, not the runtime: it stays first in line, nothing of
 it was stored, it is not acknowledged, and the next tick tries it again.
 """

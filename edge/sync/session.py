@@ -35,7 +35,7 @@ from edge.store import Category, Event, Store
 from edge.sync.uplink import BatchBuilder, BuiltBatch
 from ledger.encoding import GENESIS_HASH
 from ledger.signed import ACK_TAG, Rejected, open_signed
-from ledger.wire import Ack, AckStatus, WireError
+from ledger.wire import Ack, AckStatus, WireError, topic
 
 log = logging.getLogger("edge.sync")
 
@@ -207,6 +207,7 @@ class UplinkSession:
         return AckReport(False, ack.status, ack.seq, ack.upto, note=self.paused)
 
     def _refuse_ack(self, why: str, mono: float, wall: dt.datetime) -> AckReport:
+        why = f"{topic(self.store.node, 'ack')}: {why:.300}"
         self._alarm(SyncAlarm.ACK_REJECTED, why + "; nothing changed", mono, wall)
         return AckReport(False, note=why)
 

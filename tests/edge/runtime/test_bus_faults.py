@@ -186,6 +186,17 @@ def test_a_port_missing_at_boot_leaves_the_runtime_billing_the_other_bus(
     assert second.transfers > 0 and second.alarms == []
     (alarm,) = [stored.event for stored in runtime.runtime.store.events(category=Category.ALARM)]
     assert str(building.link("rs485-2")) in str(alarm.detail["reason"])
+    # Time-driven actions never wait for a bus: the down bus's tenants get their subsidy, and
+    # the month end runs for them.
+    down_accounts = ("A0002", "A0004")
+    for owner in down_accounts:
+        assert runtime.runtime.accounts[owner].subsidy.issued == {"2026-11"}
+    clock.set(dt.datetime(2026, 12, 1, 0, 15, tzinfo=clock.start.tzinfo))
+    december = cycle(runtime, clock, building)
+    assert december.buses_down == ["rs485-2"] and december.read == 2
+    for owner in down_accounts:
+        subsidy = runtime.runtime.accounts[owner].subsidy
+        assert subsidy.issued == {"2026-11", "2026-12"} and subsidy.closed == {"2026-11"}
 
     building.plug("rs485-2")
     back = cycle(runtime, clock, building)

@@ -24,6 +24,7 @@ and the success rate of each polling round (`start_round()` / `end_round()`).
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import select
@@ -180,7 +181,7 @@ class SerialBus:
                 timeout=0,  # reads never block: waiting is select() with a deadline
                 exclusive=True,  # one worker per port, across processes too
             )
-        except (serial.SerialException, termios.error, ValueError) as exc:
+        except (serial.SerialException, termios.error, OSError, ValueError) as exc:
             raise PortError(f"cannot open serial port {port}: {_reason(exc)}") from exc
         self._fd = self._serial.fileno()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"bus {port}")
@@ -348,8 +349,10 @@ class SerialBus:
             written_at = time.monotonic()
             self._serial.write(request)
             self._serial.flush()
-        except serial.SerialException as exc:
-            raise PortError(f"writing to {self.port} failed: {exc}", address=address) from exc
+        except LINE_ERRORS as exc:  # an unplugged adapter: EIO, ENXIO, from termios or write
+            raise PortError(
+                f"writing to {self.port} failed: {_reason(exc)}", address=address
+            ) from exc
         on_wire = max(time.monotonic(), written_at + len(request) * byte_time)
         self._count(address, _add("bytes_sent", len(request)))
         self._count(address, _bump("requests"))
@@ -371,13 +374,15 @@ class SerialBus:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            readable, _, _ = select.select([self._fd], [], [], remaining)
-            if not readable:
-                continue
             try:
+                readable, _, _ = select.select([self._fd], [], [], remaining)
+                if not readable:
+                    continue
                 data = self._serial.read(max(1, self._serial.in_waiting))
-            except serial.SerialException as exc:
-                raise PortError(f"reading {self.port} failed: {exc}", address=address) from exc
+            except LINE_ERRORS as exc:
+                raise PortError(
+                    f"reading {self.port} failed: {_reason(exc)}", address=address
+                ) from exc
             if not data:
                 continue
             received += len(data)
@@ -431,14 +436,25 @@ def _is_pty(port: str) -> bool:
         return False  # let opening it report what is wrong
 
 
+# What a port that fails under us raises: pyserial's own error, a bare OSError (EIO from a
+# write or `in_waiting` once a USB adapter is gone) or termios.error (tcflush, tcdrain).
+LINE_ERRORS: Final = (serial.SerialException, OSError, termios.error)
+
+
 def _reason(exc: BaseException) -> str:
-    """The operating system's words for why a port failed, without errno noise."""
+    """The operating system's words for why a port failed, without errno noise; a port held
+    by another process says so (pyserial's exclusive lock reports EBUSY/EAGAIN)."""
     inner = exc.__context__ if isinstance(exc.__context__, OSError) else exc
-    if isinstance(inner, OSError) and inner.strerror:
-        return inner.strerror
+    errno_ = inner.errno if isinstance(inner, OSError) else None
     if isinstance(exc, termios.error) and len(exc.args) == 2:
-        return str(exc.args[1])
-    return str(exc)
+        errno_, text = exc.args[0], str(exc.args[1])
+    elif isinstance(inner, OSError) and inner.strerror:
+        text = inner.strerror
+    else:
+        text = str(exc)
+    if errno_ in (errno.EBUSY, errno.EAGAIN) or "exclusively lock" in text:
+        return f"busy: held by another process ({text})"
+    return text
 
 
 def _sleep_until(moment: float) -> None:

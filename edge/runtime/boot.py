@@ -7,7 +7,9 @@ every open) and the ports opened.
 
 Buses by kind:
 
-- `serial`: `edge.drivers.bus.SerialBus` on the configured port;
+- `serial`: `edge.drivers.bus.SerialBus` on the configured port, inside a
+  `edge.drivers.reconnect.ReconnectingBus`: a port missing, busy or unplugged is that bus
+  down (reopened with backoff on the runtime's clock), never a runtime that cannot run;
 - `simulated`: the site's simulated meters, from the simulator the site finds through
   `edge.site.simulation` (the `voltbook.simulation` entry point; edge imports no simulator):
   served on a pty with real wire timing at `--speed 1`, or in-process without wire timing
@@ -94,12 +96,14 @@ def _installer(simulation: Simulation, simulated: set[str]) -> Callable[[MeterCo
     return install
 
 
-def _hardware_bus(bus: BusConfig, stack: ExitStack) -> Bus:
+def _hardware_bus(bus: BusConfig, stack: ExitStack, clock: Clock) -> Bus:
     if bus.kind is BusKind.SERIAL:
-        from edge.drivers.bus import SerialBus
+        from edge.drivers.reconnect import ReconnectingBus
 
         assert bus.port is not None
-        serial = SerialBus(bus.port, bus.settings())
+        # A port missing or busy at boot is that bus down (with an alarm at the first cycle),
+        # not a runtime that cannot start: the other buses are billed meanwhile.
+        serial = ReconnectingBus(bus.port, bus.settings(), monotonic=clock.monotonic)
         stack.callback(serial.close)
         return serial
     from edge.drivers.lora import RadioBus, RadioConfig
@@ -165,7 +169,7 @@ def boot(
                 addresses = [m.address for m in site.meters if m.bus == bus.name]
                 buses[bus.name] = simulation.bus(bus, addresses, in_process=in_process)
             else:
-                buses[bus.name] = _hardware_bus(bus, stack)
+                buses[bus.name] = _hardware_bus(bus, stack, clock)
         world: Callable[[], None] | None = None
         install: Callable[[MeterConfig, int], None] | None = None
         if simulation is not None:

@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from edge.drivers.base import Bus, MeterDriver
+from edge.drivers.reconnect import BusDown, ReconnectingBus
 from edge.drivers.registry import driver_for
 from edge.rules.decisions import RelayCommand, Severity
 from edge.rules.low_balance import BalanceView, LowBalanceState, check_low_balance, render
@@ -83,6 +84,7 @@ class CycleReport:
     orders: list[RelayOrder] = field(default_factory=list)
     outcomes: list[RelayOutcome] = field(default_factory=list)
     seq: int = 0
+    buses_down: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         confirmed = sum(o.confirmed for o in self.outcomes)
@@ -92,6 +94,7 @@ class CycleReport:
             f"{len(self.alarms)} alarms, {len(self.orders)} relay commands "
             f"({confirmed} confirmed)"
             + ("" if self.plausible else f"; CLOCK HELD: {self.clock_reason}")
+            + (f"; BUS DOWN: {', '.join(self.buses_down)}" if self.buses_down else "")
         )
 
 
@@ -137,6 +140,8 @@ class Runtime:
         self.low_balance = self.table.load(LOW_BALANCE_KEY, LowBalanceState, LowBalanceState())
         self.outcomes: list[RelayOutcome] = []  # to record in the next transaction
         self.checkpointed = max((cp.seq for cp in store.checkpoints()), default=0)
+        # Buses whose port is down, and why, as of the last commit (alarm raised, not cleared).
+        self.buses_down: dict[str, str] = {}
         self._staged: _Staged | None = None  # what `transaction()` applies once committed
 
     # -- the cycle -------------------------------------------------------------------------------
@@ -155,6 +160,8 @@ class Runtime:
         report = CycleReport(number, now, verdict.plausible, verdict.reason)
         if self.world is not None:
             self.world()
+        for bus in self._reconnecting().values():
+            bus.reconnect_if_due()  # a port that came back is read this very cycle
         reads = read_meters(
             self.buses,
             self.drivers,
@@ -164,6 +171,12 @@ class Runtime:
         )
         report.read = sum(r.reading is not None for r in reads.values())
         report.failed = len(reads) - report.read
+        buses_down = {
+            name: bus.health().reason
+            for name, bus in self._reconnecting().items()
+            if not bus.health().up
+        }
+        report.buses_down = sorted(buses_down)
         work = CycleWork(now, verdict.source, verdict.plausible)
         meters = dict(self.meters)
         accounts = dict(self.accounts)
@@ -176,6 +189,7 @@ class Runtime:
         with self.store.transaction() as tx:
             events = self._outcome_events(now, meters)
             events += self._clock_events(now, verdict.plausible, verdict.reason)
+            events += self._bus_events(now, buses_down)
             events += self._read_events(now, reads, meters)
             turn = AccountTurn(self.site, tx, self.store.book, work, self.policies)
             for owner in sorted(self.site.accounts):
@@ -195,6 +209,7 @@ class Runtime:
         self.outcomes = []  # recorded in this transaction
         self.meters, self.accounts, self.low_balance = meters, accounts, low_balance
         self.clock_state = clock_state
+        self.buses_down = buses_down
         self.guard.known(now, mono)
         self.checkpointed = checkpoint
         report.transfers = work.transfers
@@ -278,12 +293,44 @@ class Runtime:
             return []
         return [runtime_event(self.site, now, kind, message, alarm=severity)]
 
+    def _reconnecting(self) -> dict[str, ReconnectingBus]:
+        return {n: b for n, b in self.buses.items() if isinstance(b, ReconnectingBus)}
+
+    def _bus_events(self, now: dt.datetime, down: Mapping[str, str]) -> list[Event]:
+        """An alarm for each bus that went down since the last commit, an event for each
+        that came back. Its meters' own alarms stay quiet: the bus is what failed."""
+        events = []
+        for name in sorted(down.keys() - self.buses_down.keys()):
+            events.append(
+                runtime_event(
+                    self.site,
+                    now,
+                    RuntimeKind.BUS_DOWN,
+                    f"bus {name} is down, its meters are not read: {down[name]}",
+                    alarm=Severity.CRITICAL,
+                    detail={"bus": name, "reason": down[name]},
+                )
+            )
+        for name in sorted(self.buses_down.keys() - down.keys()):
+            events.append(
+                runtime_event(
+                    self.site,
+                    now,
+                    RuntimeKind.BUS_UP,
+                    f"bus {name} is up again (was down: {self.buses_down[name]})",
+                    detail={"bus": name},
+                )
+            )
+        return events
+
     def _read_events(
         self, now: dt.datetime, reads: Mapping[str, MeterRead], meters: dict[str, MeterRuntime]
     ) -> list[Event]:
         events = []
         for address, read in reads.items():
             state = meters[address]
+            if isinstance(read.error, BusDown):
+                continue  # not the meter's fault: the bus's alarm says it (`_bus_events`)
             if read.error is not None:
                 failures = state.read_failures + 1
                 meters[address] = dataclasses.replace(

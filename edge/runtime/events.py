@@ -3,8 +3,8 @@
 Rule alarms (`edge.rules.decisions.Alarm`) name what their rule knows (protection knows only the
 meter); `alarm_event` fills in the rest from the site configuration so that an operator reading
 the event log, and the merchant notices built from it, always see meter, shop and account.
-Runtime kinds of its own (not a rule's): a meter that cannot be read, a relay command that
-failed or was confirmed, a clock that is not plausible.
+Runtime kinds of its own (not a rule's): a meter that cannot be read, a bus whose port is down,
+a relay command that failed or was confirmed, a clock that is not plausible.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ class RuntimeKind(StrEnum):
     RELAY_STILL_FAILING = "relay_still_failing"
     CLOCK_IMPLAUSIBLE = "clock_implausible"
     CLOCK_PLAUSIBLE = "clock_plausible_again"
+    BUS_DOWN = "bus_down"  # a port missing, busy or failing: its meters are not read
+    BUS_UP = "bus_up_again"
     BOOKED = "recharge_booked"
 
 

@@ -4,7 +4,8 @@ A bus is half-duplex: its meters are read one after another. Different buses are
 wires, so with more than one real bus each gets its own thread (the reads overlap in time, the
 way a concentrator with two RS-485 ports works); in-process simulated buses are read in the
 calling thread, where threads would only add switching. A meter that fails (timeout, garbled
-reply, refusal) is recorded with its error and the round goes on.
+reply, refusal) is recorded with its error and the round goes on; so is every meter of a bus
+whose port is down (`edge.drivers.reconnect.BusDown`, raised at once without I/O).
 """
 
 from __future__ import annotations

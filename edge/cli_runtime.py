@@ -115,14 +115,23 @@ def run_accounts(args: argparse.Namespace) -> int:
 
     try:
         site = load_site(args.config)
-        with Store.open(site.settings.store_path, read_only=True) as store:
+        with Store.open_readonly(site.settings.store_path) as store:  # one snapshot
             view = accounts_view(site, store)
+            seq, unsigned = store.chain.seq, store.not_checkpointed()
     except SiteConfigError as exc:
         return _refuse(str(exc))
     except StoreError as exc:
         return _refuse(str(exc), 1)
     if args.json:
-        print(json.dumps({"node": site.settings.node, "accounts": view}, ensure_ascii=False))
+        document = {
+            "node": site.settings.node,
+            "seq": seq,
+            "not_checkpointed": unsigned,
+            "accounts": view,
+        }
+        print(json.dumps(document, ensure_ascii=False))
     else:
         print(accounts_table(view))
+        if unsigned:
+            print(f"(ledger at seq {seq}; {unsigned} entries not yet checkpointed)")
     return 0

@@ -1,8 +1,9 @@
 """Read-only views of a running site's store: accounts with balances, relays and alarms.
 
-Opened read-only (no writer lock), so `voltbook-edge accounts` works while `voltbook-edge run`
-holds the store: balances come from the book the store rebuilds at open, relay states from the
-runtime's stored rule states and the latest readings, alarms from the event table.
+Opened with `Store.open_readonly` (no writer lock, one read transaction), so `voltbook-edge
+accounts` works while `voltbook-edge run` holds the store and shows the state of one commit:
+balances come from the book the store rebuilds at open, relay states from the runtime's stored
+rule states and the latest readings, alarms from the event table — all of the same snapshot.
 """
 
 from __future__ import annotations

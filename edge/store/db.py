@@ -23,6 +23,13 @@ replays it into the book in the same pass, so the runtime has its balances at bo
 balances, not history: it finds a stored transfer by id in SQLite (`ledger.transfer_id` is
 unique), so memory stays flat however long the concentrator is offline.
 
+Readers (`voltbook-edge accounts`, `ledger export`, `ledger verify --config`) open with
+`Store.open_readonly`: no writer lock, no migration, nothing written, and ONE read transaction
+from the first read of the open to `close()`, so the open-time check and every later query see
+the same committed state however many cycles the writer commits meanwhile (SQLite WAL readers
+never block the writer, nor it them). A reader therefore never sees a torn store: the ledger
+rows, the recorded head, the checkpoints and the rule states of one snapshot always agree.
+
 Not thread-safe: one runtime thread owns the store.
 """
 
@@ -122,8 +129,7 @@ class Store:
         `accounts` sets floors (credit limits); merchant pockets not listed get the standard
         floor of zero. `size_limit_bytes` caps the file (SQLite `max_page_count`) so that a full
         store fails with `DiskFull` before the SD card fills. With `public_key`, stored
-        checkpoint signatures are verified too. `read_only` opens without the writer lock and
-        without migrating, for exports while the runtime runs.
+        checkpoint signatures are verified too. `read_only`: see `open_readonly`.
         """
         where = Path(path)
         if not where.parent.is_dir():
@@ -145,6 +151,25 @@ class Store:
             if not opened:
                 _abandon(conn, lock_fd)
         return store
+
+    @classmethod
+    def open_readonly(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        node: str | None = None,
+        accounts: Iterable[Account] = (),
+        public_key: Ed25519PublicKey | None = None,
+    ) -> Store:
+        """Open one consistent snapshot of the store, for readers while the runtime writes.
+
+        Takes no writer lock, never migrates, repairs or deletes anything, and holds one read
+        transaction from the open-time check to `close()`: every read of this `Store` sees the
+        state of the same commit. `CorruptStore` means the snapshot itself is damaged, never
+        that a writer was mid-commit. Close it soon: while it is open the writer's WAL cannot be
+        checkpointed past this snapshot.
+        """
+        return cls.open(path, node=node, accounts=accounts, public_key=public_key, read_only=True)
 
     def _load(self, public_key: Ed25519PublicKey | None) -> None:
         rows = self._conn.execute("PRAGMA integrity_check(20)").fetchall()
@@ -337,6 +362,13 @@ class Store:
                 yield record_line(pending[index])
                 index += 1
 
+    def not_checkpointed(self) -> int:
+        """How many entries after the last stored checkpoint: the tail the runtime signs with
+        its next commit (or its checkpoint timer). Not a fault: nothing vouches for them yet."""
+        row = self._run("SELECT max(seq) FROM checkpoints").fetchone()
+        signed = 0 if row is None or row[0] is None else int(row[0])
+        return max(0, self._chain.seq - signed)
+
     def acknowledged(self) -> tuple[int, bytes]:
         """The last (seq, head) the cloud acknowledged; (0, zeros) before the first."""
         row = self._run("SELECT value FROM meta WHERE key = 'ack'").fetchone()
@@ -463,6 +495,9 @@ class Store:
         if self._tx is not None:
             raise StoreUsageError("close the transaction before closing the store")
         self._closed = True
+        if self._read_only and self._conn.in_transaction:
+            with suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")  # ends the reader's snapshot
         self._conn.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the writer lock
@@ -525,6 +560,12 @@ def _prepare(
 ) -> str:
     """Pragmas, schema version and node id; returns the node id."""
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
+    if read_only:
+        # One read transaction for the reader's whole life: its snapshot is taken by the first
+        # read (the schema version just below). In autocommit mode each statement saw its own
+        # snapshot, and a commit between the ledger scan and the read of the recorded head
+        # looked like "tail rows deleted".
+        conn.execute("BEGIN")
     version = schema_version(conn)
     if version > LATEST:
         raise SchemaTooNew(path, version, LATEST)

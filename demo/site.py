@@ -157,6 +157,11 @@ def write_demo_site(
     site_toml = directory / "site.toml"
     if site_toml.exists():
         raise SiteConfigError(site_toml, "a site already exists there; choose another --dir")
+    if start.tzinfo is None:
+        raise ValueError(f"start {start.isoformat()} needs its UTC offset")
+    # The instant given, in the site's zone: converted, not relabelled (the simulated meters'
+    # clocks are naive local time, so a UTC start would put them 8 h off the site).
+    start = start.astimezone(ZoneInfo(ZONE))
     directory.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     buses = 1 if meters <= METERS_PER_BUS // 2 else 2

@@ -16,7 +16,9 @@ import sys
 from collections.abc import Callable
 from enum import Enum
 from typing import Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from edge.cli_runtime import moment
 from edge.drivers.base import SerialSettings
 from edge.drivers.bus import SerialBus
 from edge.drivers.discovery import discover, sync_time
@@ -154,13 +156,30 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     _line_options(sync, protocols=("dlt645", "dlt645-1997"))
     sync.add_argument(
         "--time",
-        type=dt.datetime.fromisoformat,
-        help="local time to set, ISO 8601 (default: now)",
+        type=moment,
+        help="time to set, ISO 8601 with its UTC offset (default: now); converted to --zone",
+    )
+    sync.add_argument(
+        "--zone",
+        type=_zone,
+        default=ZoneInfo(METER_ZONE),
+        help=f"the zone the meters keep local time in, the site's (default {METER_ZONE})",
     )
     sync.set_defaults(func=run_sync_time)
 
 
 # --- shared plumbing -------------------------------------------------------------------------
+
+METER_ZONE: Final = "Asia/Shanghai"  # the default site zone (docs/architecture.md §4)
+
+
+def _zone(name: str) -> dt.tzinfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"{name!r} is not a time zone (e.g. Asia/Shanghai)"
+        ) from None
 
 
 def _settings(args: argparse.Namespace) -> SerialSettings:
@@ -290,7 +309,10 @@ def run_sync_time(args: argparse.Namespace) -> int:
         settings = _settings(args)
         driver = driver_for(args.protocol, settings)
         assert isinstance(driver, Dlt645Driver)
-        when: dt.datetime = args.time or dt.datetime.now()
+        # Meters keep naive local time: the instant given is converted to their zone, never
+        # relabelled (2026-11-01T00:00+00:00 is 08:00 on a meter in Asia/Shanghai).
+        zone: dt.tzinfo = args.zone
+        when = (args.time or dt.datetime.now(zone)).astimezone(zone)
         with SerialBus(args.port, settings) as bus:
             sync_time(bus, driver, when)
         stamp = when.isoformat(timespec="seconds")

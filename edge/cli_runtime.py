@@ -2,6 +2,7 @@
 
     voltbook-edge run --config DIR/site.toml [--speed X] [--until ISO] [--cycles N]
     voltbook-edge accounts --config DIR/site.toml [--json]
+    voltbook-edge clock set --config DIR/site.toml --time ISO8601-with-offset --note WHY
 
 Exit codes: 0 done; 1 the runtime stopped on a damaged store; 2 the configuration, the key or a
 port is unusable (nothing was changed: the message says which file and what is wrong).
@@ -70,6 +71,32 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     accounts.add_argument("--json", action="store_true", help="one JSON document")
     accounts.set_defaults(func=run_accounts)
 
+    clock = commands.add_parser(
+        "clock",
+        help="the site's trusted time (an installer releasing a held clock)",
+    )
+    actions = clock.add_subparsers(title="actions", metavar="ACTION", required=True)
+    clock_set = actions.add_parser(
+        "set",
+        help="record the right time, releasing a clock held as implausible",
+        description=(
+            "Record TIME as the site's trusted time now, with an operator event carrying the "
+            "note. Stop the runtime first (it holds the store): the next `run` in this boot "
+            "trusts TIME carried forward by the monotonic clock until the system clock agrees; "
+            "after a reboot only the last known time remains, so fix the system clock too."
+        ),
+        epilog=(
+            "example: voltbook-edge clock set --config /etc/voltbook/site.toml "
+            "--time 2026-12-06T11:00+08:00 --note 'RTC-less boot at 2038, checked by phone'"
+        ),
+    )
+    clock_set.add_argument("--config", required=True, type=Path, help="the site.toml")
+    clock_set.add_argument(
+        "--time", required=True, type=moment, help="the right time now, ISO 8601 with offset"
+    )
+    clock_set.add_argument("--note", required=True, help="who checked the time, and how")
+    clock_set.set_defaults(func=run_clock_set)
+
 
 def _refuse(message: str, code: int = 2) -> int:
     print(f"error: {message}", file=sys.stderr)
@@ -134,4 +161,32 @@ def run_accounts(args: argparse.Namespace) -> int:
         print(accounts_table(view))
         if unsigned:
             print(f"(ledger at seq {seq}; {unsigned} entries not yet checkpointed)")
+    return 0
+
+
+def run_clock_set(args: argparse.Namespace) -> int:
+    from edge.runtime.clock import SystemClock
+    from edge.runtime.trusted_time import set_installer_time
+    from edge.store import StoreBusy, StoreError
+
+    if not args.note.strip():
+        return _refuse("--note must say who checked the time, and how")
+    try:
+        site = load_site(args.config)
+        record = set_installer_time(site, args.time, args.note, SystemClock(site.zone))
+    except SiteConfigError as exc:
+        return _refuse(str(exc))
+    except StoreBusy as exc:
+        return _refuse(f"{exc} (stop `voltbook-edge run` first: the runtime reads it at boot)")
+    except StoreError as exc:
+        return _refuse(str(exc), 1)
+    print(
+        json.dumps(
+            {
+                "time": record.time.isoformat(),
+                "system": record.system.isoformat(),
+                "note": record.note,
+            }
+        )
+    )
     return 0

@@ -108,7 +108,9 @@ class DemoSimulator:
         if SimulatedBuilding.exists(settings.state_dir):
             building = SimulatedBuilding.open(settings.state_dir, site.zone)
         else:
-            start = settings.start or dt.datetime.now(site.zone)
+            # The instant given, in the site's zone (converted, not relabelled): the meters'
+            # clocks are naive local time.
+            start = (settings.start or dt.datetime.now(site.zone)).astimezone(site.zone)
             building = SimulatedBuilding.create(
                 settings.state_dir, (), start=start, seed=settings.seed
             )

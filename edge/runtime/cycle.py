@@ -51,6 +51,7 @@ from edge.runtime.state import (
     account_key,
     meter_key,
 )
+from edge.runtime.trusted_time import trust_installer_time
 from edge.site.model import MeterConfig, Site
 from edge.store import Category, Event, Store, StoreError, TimedReading, Transaction
 from ledger import entry_ids
@@ -136,6 +137,7 @@ class Runtime:
         self.table = StateTable(store)
         self.clock_state = self.table.load(CLOCK_KEY, ClockState, ClockState())
         self.guard.last_known = self.clock_state.last_known
+        trust_installer_time(self.guard, self.table)  # `clock set` earlier in this boot
         self.meters, self.accounts = carry_states(site, self.table, store, {}, {})
         self.low_balance = self.table.load(LOW_BALANCE_KEY, LowBalanceState, LowBalanceState())
         self.outcomes: list[RelayOutcome] = []  # to record in the next transaction

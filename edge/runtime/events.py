@@ -29,6 +29,7 @@ class RuntimeKind(StrEnum):
     RELAY_STILL_FAILING = "relay_still_failing"
     CLOCK_IMPLAUSIBLE = "clock_implausible"
     CLOCK_PLAUSIBLE = "clock_plausible_again"
+    CLOCK_SET = "clock_set"  # an installer's `voltbook-edge clock set` (an operator event)
     BUS_DOWN = "bus_down"  # a port missing, busy or failing: its meters are not read
     BUS_UP = "bus_up_again"
     BOOKED = "recharge_booked"

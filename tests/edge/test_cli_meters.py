@@ -4,6 +4,7 @@ sim`, which serves such meters, is tested in tests/demo/test_cli.py.)"""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -183,3 +184,28 @@ def test_every_command_has_help(command: str) -> None:
     assert result.returncode == 0
     assert "usage: voltbook-edge " + command in result.stdout
     assert len(result.stdout) > 400
+
+
+@pytest.mark.parametrize(
+    ("given", "zone", "local"),
+    [
+        ("2026-11-01T00:00+00:00", [], dt.datetime(2026, 11, 1, 8, 0)),  # the site's default
+        ("2026-11-01T00:00+00:00", ["--zone", "Europe/Berlin"], dt.datetime(2026, 11, 1, 1, 0)),
+    ],
+)
+def test_sync_time_sets_the_instant_given_in_the_meters_zone(
+    dlt645_bus: SimulatedBus, given: str, zone: list[str], local: dt.datetime
+) -> None:
+    """The offset of `--time` is kept: the instant is converted to the meters' local time,
+    never relabelled (a UTC time broadcast as is puts every meter 8 h off)."""
+    result = cli("sync-time", *line(dlt645_bus, "dlt645"), "--time", given, *zone)
+    assert result.returncode == 0, result.stderr
+    for address in dlt645_bus.addresses:
+        clock = dlt645_bus.meter(address).state.clock
+        assert abs(clock - local) < dt.timedelta(seconds=30), (address, clock)
+
+
+def test_sync_time_needs_the_offset_of_its_time(dlt645_bus: SimulatedBus) -> None:
+    result = cli("sync-time", *line(dlt645_bus, "dlt645"), "--time", "2026-11-01T00:00")
+    assert result.returncode == 2
+    assert "UTC offset" in result.stderr

@@ -59,3 +59,30 @@ def test_too_few_or_disagreeing_meters_are_not_trusted() -> None:
 def test_first_boot() -> None:
     now = dt.datetime(2026, 11, 1, tzinfo=TZ)
     assert judge_clock(now, None, None).plausible
+
+
+def test_a_boot_far_ahead_of_the_last_known_time_is_held() -> None:
+    # After a restart the elapsed time is unknown (None): the Pi says 2038.
+    v = judge_clock(dt.datetime(2038, 1, 19, tzinfo=TZ), LAST, None)
+    assert not v.plausible and v.now == LAST and v.source is TimeSource.PERSISTED
+    assert "at boot" in v.reason
+
+
+def test_a_boot_within_the_boot_gap_is_taken_and_the_allowance_stays_while_held() -> None:
+    assert judge_clock(LAST + dt.timedelta(hours=30), LAST, None).plausible
+    # Held since boot, an hour on: a clock back within the allowance releases the hold.
+    back = LAST + dt.timedelta(hours=5)
+    assert judge_clock(
+        back, LAST, dt.timedelta(hours=1), unaccounted=dt.timedelta(days=2)
+    ).plausible
+    assert not judge_clock(back, LAST, dt.timedelta(hours=1)).plausible  # allowance spent
+
+
+def test_first_boot_meters_a_zone_away_are_not_taken_silently() -> None:
+    now = dt.datetime(2026, 11, 1, 8, tzinfo=TZ)
+    utc_wall = now - dt.timedelta(hours=8)  # meters set to UTC wall time, read as +08:00
+    v = judge_clock(now, None, None, meter_times=(utc_wall,) * 3)
+    assert not v.plausible and v.now == now and "time zone" in v.reason
+    booted_1970 = dt.datetime(1970, 1, 1, tzinfo=TZ)
+    v = judge_clock(booted_1970, None, None, meter_times=(now,) * 3)
+    assert (v.plausible, v.now, v.source) == (True, now, TimeSource.METER)

@@ -55,6 +55,7 @@ from edge.drivers.errors import (
     MeterTimeout,
     PeerError,
     RelayNotConfirmed,
+    UnsupportedOperation,
 )
 from edge.drivers.modbus_maps import (
     DDSU666_MAP,
@@ -65,6 +66,7 @@ from edge.drivers.modbus_maps import (
     MeterModel,
     Register,
     RegisterTable,
+    RelayMap,
     ValueType,
 )
 from edge.drivers.reading import Reading, RelayState
@@ -417,11 +419,23 @@ def _decode_span(span: ReadSpan, words: list[int], *, address: str) -> dict[str,
 
 
 class ModbusMeter:
-    """A Modbus RTU meter model, driven entirely by its `MeterModel` table."""
+    """A Modbus RTU meter model, driven entirely by its `MeterModel` table.
 
-    def __init__(self, model: MeterModel, settings: SerialSettings | None = None) -> None:
+    `relay` is the relay row of this meter's variant (`modbus_maps.RELAY_MAPS`); without one the
+    meter is read from its documented registers only (`Reading.relay` None) and a relay command
+    is refused with `UnsupportedOperation`.
+    """
+
+    def __init__(
+        self,
+        model: MeterModel,
+        settings: SerialSettings | None = None,
+        *,
+        relay: RelayMap | None = None,
+    ) -> None:
         self.model = model
         self.settings = settings or model.default_settings
+        self.relay_map = relay
 
     @property
     def name(self) -> str:
@@ -433,7 +447,18 @@ class ModbusMeter:
 
     @property
     def blocks(self) -> frozenset[str]:
-        return frozenset(b.name for b in self.model.blocks)
+        return frozenset(b.name for b in self.model.blocks if self._can_read(b.fields))
+
+    def _can_read(self, fields: tuple[str, ...]) -> bool:
+        return bool(fields) or self.relay_map is not None
+
+    def _no_relay(self, what: str, address: str | None = None) -> UnsupportedOperation:
+        return UnsupportedOperation(
+            f"{self.name} has no relay map: cannot {what} (documented registers have no relay;"
+            " add the vendor variant's row to modbus_maps.RELAY_MAPS)",
+            address=address,
+            item="relay",
+        )
 
     def plan(self, block: str) -> tuple[ReadSpan, ...]:
         """The reads one block takes, in order."""
@@ -441,14 +466,16 @@ class ModbusMeter:
         if spec is None:
             known = ", ".join(sorted(self.blocks))
             raise DriverUsageError(f"{self.name} has no block {block!r} (known: {known})")
+        if not self._can_read(spec.fields):
+            raise self._no_relay(f"read block {block!r}")
         wanted: list[Register] = []
         for field_name in spec.fields:
             if field_name == "energy_wh":
                 wanted.append(self.model.register(self.model.energy))
             elif (fs := self.model.field_spec(field_name)) is not None:
                 wanted.extend(self.model.register(name) for name in fs.registers)
-        if spec.relay:
-            wanted.append(self.model.relay.state)
+        if spec.relay and self.relay_map is not None:
+            wanted.append(self.relay_map.state)
         return plan_reads(wanted, max_gap=self.model.max_gap)
 
     def read(self, address: str, block: str = "basic") -> Conversation[Reading]:
@@ -479,8 +506,8 @@ class ModbusMeter:
                 values[self.model.energy], address=address, item=self.model.energy
             )
         relay = None
-        if spec.relay:
-            relay = self._relay_state(values[self.model.relay.state.name], address=address)
+        if spec.relay and self.relay_map is not None:
+            relay = self._relay_state(self.relay_map, values[self.relay_map.state.name], address)
         return Reading(
             address=address,
             energy_wh=energy_wh,
@@ -494,8 +521,8 @@ class ModbusMeter:
             relay=relay,
         )
 
-    def _relay_state(self, raw: float, *, address: str) -> RelayState:
-        relay = self.model.relay
+    @staticmethod
+    def _relay_state(relay: RelayMap, raw: float, address: str) -> RelayState:
         if raw == relay.open_state:
             return RelayState.OPEN
         if raw == relay.closed_state:
@@ -506,10 +533,13 @@ class ModbusMeter:
         unit = parse_unit_id(address)
         if action not in ("trip", "close"):
             raise DriverUsageError(f"relay action must be trip or close, got {action!r}")
-        return self._relay(unit, action)
+        if self.relay_map is None:
+            raise self._no_relay(action, address=str(unit))
+        return self._relay(unit, action, self.relay_map)
 
-    def _relay(self, unit: int, action: Literal["trip", "close"]) -> Conversation[RelayState]:
-        relay = self.model.relay
+    def _relay(
+        self, unit: int, action: Literal["trip", "close"], relay: RelayMap
+    ) -> Conversation[RelayState]:
         value = relay.trip_value if action == "trip" else relay.close_value
         tx = yield write_transaction(unit, relay.command, value, self.settings)
         tx.result()
@@ -539,15 +569,21 @@ class ModbusMeter:
 
 
 class SDM120(ModbusMeter):
-    def __init__(self, settings: SerialSettings | None = None) -> None:
-        super().__init__(SDM120_MAP, settings)
+    def __init__(
+        self, settings: SerialSettings | None = None, *, relay: RelayMap | None = None
+    ) -> None:
+        super().__init__(SDM120_MAP, settings, relay=relay)
 
 
 class SDM630(ModbusMeter):
-    def __init__(self, settings: SerialSettings | None = None) -> None:
-        super().__init__(SDM630_MAP, settings)
+    def __init__(
+        self, settings: SerialSettings | None = None, *, relay: RelayMap | None = None
+    ) -> None:
+        super().__init__(SDM630_MAP, settings, relay=relay)
 
 
 class DDSU666(ModbusMeter):
-    def __init__(self, settings: SerialSettings | None = None) -> None:
-        super().__init__(DDSU666_MAP, settings)
+    def __init__(
+        self, settings: SerialSettings | None = None, *, relay: RelayMap | None = None
+    ) -> None:
+        super().__init__(DDSU666_MAP, settings, relay=relay)

@@ -146,7 +146,7 @@ class ModbusResponder:
         self.model = MODELS[model]
         self.unit_id = unit_id
         self.relay: RelayMap | None = None if documented_only else relay_map(model, SIMULATED_RELAY)
-        self._stream = RtuStream(is_server=True)
+        self._stream = RtuStream(is_server=True, units=(unit_id, 0))
         self._framer = FramerRTU(DecodePDU(True))
         no_bits = [SimData(0, values=[False] * 16, datatype=DataType.BITS)]
         device = SimDevice(

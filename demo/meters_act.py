@@ -37,7 +37,8 @@ def _row(protocol: str, r: Reading) -> str:
     energy = f"{(r.energy_wh or 0) / 1000:.2f}"
     return (
         f"  {r.address:16} {protocol:9} {energy:>12} {r.voltage_v or 0:6.1f} "
-        f"{r.current_a or 0:6.2f} {r.power_w or 0:7.0f} {r.power_factor or 0:5.2f}  {r.relay}"
+        f"{r.current_a or 0:6.2f} {r.power_w or 0:7.0f} {r.power_factor or 0:5.2f}  "
+        f"{r.relay or 'unknown'}"
     )
 
 

@@ -8,9 +8,12 @@ pymodbus therefore decides exception codes the way its server does: an address o
 model's map is `ILLEGAL_ADDRESS`, a write to a read-only register too.
 
 The datastore holds exactly the model's register map (plus the short gaps the driver is allowed
-to read across). A pymodbus `SimDevice` action refreshes the registers from the live
-`MeterState` on every access and applies writes to the relay command register to the state,
-so the load model and the protocol side always share one truth.
+to read across) and, unless `documented_only`, the simulator's relay variant
+(`modbus_maps.RELAY_MAPS[model]["voltbook-sim"]`). With `documented_only=True` it is a real meter
+as its vendor documents it: no relay, and a read touching any other register is refused whole
+with exception 0x02 (illegal data address). A pymodbus `SimDevice` action refreshes the
+registers from the live `MeterState` on every access and applies writes to the relay command
+register to the state, so the load model and the protocol side always share one truth.
 
 pymodbus's datastore API is `async`, but a `SimDevice` without I/O never suspends; `_complete`
 runs such a coroutine to its end synchronously, which keeps the responder usable from plain
@@ -33,7 +36,16 @@ from pymodbus.simulator.simcore import SimCore
 
 from demo.sim.state import MeterState
 from edge.drivers.errors import DriverUsageError
-from edge.drivers.modbus_maps import MODELS, MeterModel, Register, RegisterTable, ValueType
+from edge.drivers.modbus_maps import (
+    MODELS,
+    SIMULATED_RELAY,
+    MeterModel,
+    Register,
+    RegisterTable,
+    RelayMap,
+    ValueType,
+    relay_map,
+)
 from edge.drivers.modbus_meters import RtuStream
 
 __all__ = ["ModbusResponder"]
@@ -95,11 +107,11 @@ def _complete(coro: Coroutine[Any, Any, T]) -> T:
     raise RuntimeError("pymodbus datastore suspended; a simulated meter must not do I/O")
 
 
-def _sim_rows(model: MeterModel, table: RegisterTable) -> list[SimData]:
+def _sim_rows(model: MeterModel, relay: RelayMap | None, table: RegisterTable) -> list[SimData]:
     """The datastore of one register table: every mapped row, and the gaps reads may span."""
-    relay = model.relay
+    relay_rows = () if relay is None else relay.registers
     rows = sorted(
-        (r for r in (*model.registers, relay.command, relay.state) if r.table is table),
+        (r for r in (*model.registers, *relay_rows) if r.table is table),
         key=lambda r: r.address,
     )
     sim: list[SimData] = []
@@ -108,7 +120,7 @@ def _sim_rows(model: MeterModel, table: RegisterTable) -> list[SimData]:
         if previous_end is not None and 0 < reg.address - previous_end <= model.max_gap:
             gap = reg.address - previous_end
             sim.append(SimData(previous_end, count=gap, datatype=DataType.REGISTERS, readonly=True))
-        writable = reg is relay.command
+        writable = relay is not None and reg is relay.command
         if reg.value_type is ValueType.FLOAT32:
             sim.append(SimData(reg.address, values=0.0, datatype=DataType.FLOAT32, readonly=True))
         else:
@@ -123,7 +135,9 @@ def _sim_rows(model: MeterModel, table: RegisterTable) -> list[SimData]:
 class ModbusResponder:
     """The protocol side of one simulated Modbus meter (`edge.drivers.base.Responder`)."""
 
-    def __init__(self, state: MeterState, model: str, unit_id: int) -> None:
+    def __init__(
+        self, state: MeterState, model: str, unit_id: int, *, documented_only: bool = False
+    ) -> None:
         if model not in MODELS:
             raise DriverUsageError(f"unknown Modbus meter model {model!r}")
         if not 1 <= unit_id <= 247:
@@ -131,7 +145,8 @@ class ModbusResponder:
         self.state = state
         self.model = MODELS[model]
         self.unit_id = unit_id
-        self._stream = RtuStream(is_server=True)
+        self.relay: RelayMap | None = None if documented_only else relay_map(model, SIMULATED_RELAY)
+        self._stream = RtuStream(is_server=True, units=(unit_id, 0))
         self._framer = FramerRTU(DecodePDU(True))
         no_bits = [SimData(0, values=[False] * 16, datatype=DataType.BITS)]
         device = SimDevice(
@@ -139,8 +154,8 @@ class ModbusResponder:
             simdata=(
                 no_bits,
                 list(no_bits),
-                _sim_rows(self.model, RegisterTable.HOLDING),
-                _sim_rows(self.model, RegisterTable.INPUT),
+                _sim_rows(self.model, self.relay, RegisterTable.HOLDING),
+                _sim_rows(self.model, self.relay, RegisterTable.INPUT),
             ),
             action=self._on_access,
         )
@@ -179,8 +194,8 @@ class ModbusResponder:
     ) -> ExcCodes | None:
         """pymodbus `SimDevice` action: refresh from the state, apply relay commands to it."""
         table = _TABLE_OF_FUNCTION[function_code]
-        relay = self.model.relay
-        if set_values is not None:
+        relay = self.relay
+        if set_values is not None and relay is not None:
             command = relay.command.address - address
             if 0 <= command < len(set_values):
                 value = int(set_values[command])
@@ -190,14 +205,15 @@ class ModbusResponder:
                     self.state.relay_closed = True
                 else:
                     return ExcCodes.ILLEGAL_VALUE
-        for reg in (*self.model.registers, relay.state):
+        shown = self.model.registers if relay is None else (*self.model.registers, relay.state)
+        for reg in shown:
             if reg.table is table:
                 self._show(reg, registers, reg.address - start_address)
         return None
 
     def _show(self, reg: Register, registers: list[int], offset: int) -> None:
-        if reg is self.model.relay.state:
-            relay = self.model.relay
+        relay = self.relay
+        if relay is not None and reg is relay.state:
             registers[offset] = relay.closed_state if self.state.relay_closed else relay.open_state
             return
         value = _SOURCES.get(reg.name, _zero)(self.state) / reg.scale

@@ -7,7 +7,8 @@ data item (`item`). Two branches keep apart who is at fault:
   `ChecksumError`, `MeterTimeout`, `MeterRefused` (an error reply, with its decoded bits),
   `RelayNotConfirmed` (the read-back state differs from what was commanded);
 - the caller misused a driver: `DriverUsageError` (bad address, unknown item or block, a radio
-  configuration that breaks the rules).
+  configuration that breaks the rules), and `UnsupportedOperation` (an operation this meter, as
+  configured, cannot do: a relay command to a Modbus model with no relay map).
 """
 
 from __future__ import annotations
@@ -78,3 +79,8 @@ class RelayNotConfirmed(PeerError):
 
 class DriverUsageError(MeterError, ValueError):
     """The caller asked for something the driver cannot do (bad address, unknown item)."""
+
+
+class UnsupportedOperation(DriverUsageError):
+    """The meter, as configured, cannot do this (no relay map for its model): refused before
+    any byte is sent, because guessing a register would command something unknown."""

@@ -2,9 +2,9 @@
 
 One row per register (name, address, function code, value type, unit, scale), one row per
 `Reading` field (which registers feed it and how they combine, in the style of Home Assistant's
-`SensorEntityDescription.value_fn`), one row per reading block and one relay map per model.
-`edge.drivers.modbus_meters` plans and decodes reads from these tables only; adding a model is
-adding rows here, not branches there. Sources: docs/architecture.md §11.
+`SensorEntityDescription.value_fn`), one row per reading block, and relay maps per model and
+vendor variant. `edge.drivers.modbus_meters` plans and decodes reads from these tables only;
+adding a model is adding rows here, not branches there. Sources: docs/architecture.md §11.
 
 Float registers are IEEE-754 float32 with the high word first (what pymodbus calls
 `word_order="big"`). `scale` turns the register's unit into the `Reading`'s unit, e.g. the
@@ -12,10 +12,16 @@ DDSU666 reports power in kW and `Reading.power_w` is in W, so its scale is 1000.
 scaled here: the kWh register is converted to integer Wh once, with its quantisation bound, by
 `modbus_meters.float32_kwh_to_wh`.
 
-None of these models documents a relay register. The relay maps below are Voltbook's
-*simulated* variants (holding register 0x9000 written 1 = trip / 0 = close, 0x9001 read back
-1 = open / 0 = closed); they are marked `documented=False` so the shell can tell an installer
-that a real meter of that model needs its vendor's relay map here before relays are trusted.
+A model is its vendor's documented registers and nothing else: none of these register maps
+documents a relay, so a `MeterModel` has none and a real meter is read with `Reading.relay`
+None (a real meter refuses the whole read, "illegal data address", if it is asked for a
+register it does not have). Relay control is vendor-specific (a coil or a holding register, and
+it differs between variants of one model), so it lives in `RELAY_MAPS`: per model, per variant,
+each row naming the document it comes from. A driver gets a relay only when it is given one of
+those rows; without one a relay command is refused (`UnsupportedOperation`), never invented.
+The only rows today are Voltbook's simulator's (holding register 0x9000 written 1 = trip /
+0 = close, 0x9001 read back 1 = open / 0 = closed); a vendor's relay variant is added as a row
+with its document's name once someone has that document.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from typing import Literal
 from pymodbus.constants import ExcCodes
 
 from edge.drivers.base import SerialSettings
+from edge.drivers.errors import UnsupportedOperation
 
 # The largest register count one read (function 03/04) may ask for (Modbus spec, pymodbus
 # `ReadHoldingRegistersRequest.MAX_COUNT`).
@@ -89,20 +96,30 @@ class FieldSpec:
 
 @dataclass(frozen=True, slots=True)
 class RelayMap:
-    """Where a model's relay is commanded and read back (function 06 write, 03 read)."""
+    """Where one variant of a model commands its relay and reads it back (06 write, 03 read)."""
 
+    variant: str
+    source: str  # the document this row comes from (vendor manual, or Voltbook's simulator)
     command: Register
     state: Register
     trip_value: int = 1
     close_value: int = 0
     open_state: int = 1  # relay open: power cut
     closed_state: int = 0
-    documented: bool = False  # False: Voltbook's simulated map, not the vendor's
+    documented: bool = False  # True only when `source` is the vendor's own document
+
+    @property
+    def registers(self) -> tuple[Register, Register]:
+        return (self.command, self.state)
 
 
 @dataclass(frozen=True, slots=True)
 class BlockSpec:
-    """A named reading block: the Reading fields it fills and whether it reads the relay."""
+    """A named reading block: the Reading fields it fills and whether it reads the relay.
+
+    `relay=True` reads the relay state when the driver has a relay map; a block that is *only*
+    the relay (`fields=()`) is refused without one.
+    """
 
     name: str
     fields: tuple[str, ...]  # FloatField names and/or "energy_wh"
@@ -127,7 +144,6 @@ class MeterModel:
     registers: tuple[Register, ...]
     fields: tuple[FieldSpec, ...]
     energy: str  # the kWh register billed as Reading.energy_wh (total active import)
-    relay: RelayMap
     default_settings: SerialSettings
     # Largest run of undocumented registers a single read may span. 0 reads only contiguous
     # documented registers; a model earns a gap only where reading across it is known to work.
@@ -136,8 +152,8 @@ class MeterModel:
     _by_name: Mapping[str, Register] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        rows = (*self.registers, self.relay.command, self.relay.state)
-        object.__setattr__(self, "_by_name", MappingProxyType({r.name: r for r in rows}))
+        rows = {r.name: r for r in self.registers}
+        object.__setattr__(self, "_by_name", MappingProxyType(rows))
 
     def register(self, name: str) -> Register:
         return self._by_name[name]
@@ -147,15 +163,6 @@ class MeterModel:
 
     def field_spec(self, name: str) -> FieldSpec | None:
         return next((f for f in self.fields if f.field == name), None)
-
-
-def _simulated_relay() -> RelayMap:
-    return RelayMap(
-        command=Register(
-            "relay_command", 0x9000, RegisterTable.HOLDING, value_type=ValueType.UINT16
-        ),
-        state=Register("relay_state", 0x9001, RegisterTable.HOLDING, value_type=ValueType.UINT16),
-    )
 
 
 _SDM_SETTINGS = SerialSettings(baudrate=2400, parity="N", bytesize=8, stopbits=1)
@@ -186,7 +193,6 @@ SDM120_MAP = MeterModel(
         FieldSpec("frequency_hz", ("frequency",)),
     ),
     energy="import_energy",
-    relay=_simulated_relay(),
     default_settings=_SDM_SETTINGS,
 )
 
@@ -220,7 +226,6 @@ SDM630_MAP = MeterModel(
         FieldSpec("frequency_hz", ("frequency",)),
     ),
     energy="import_energy",
-    relay=_simulated_relay(),
     default_settings=_SDM_SETTINGS,
 )
 
@@ -246,7 +251,6 @@ DDSU666_MAP = MeterModel(
         FieldSpec("frequency_hz", ("frequency",)),
     ),
     energy="import_energy",
-    relay=_simulated_relay(),
     default_settings=_SDM_SETTINGS,
     # The community example reads 0x2000..0x200F in one request (`01 03 20 00 00 10 4F C6`),
     # across the undocumented 0x2008/0x200C words, so this model may span gaps that short.
@@ -256,6 +260,37 @@ DDSU666_MAP = MeterModel(
 MODELS: Mapping[str, MeterModel] = MappingProxyType(
     {m.name: m for m in (SDM120_MAP, SDM630_MAP, DDSU666_MAP)}
 )
+
+SIMULATED_RELAY = "voltbook-sim"
+_SIMULATOR = "Voltbook simulator (demo/sim/modbus_responder.py); no vendor document"
+
+
+def _simulated_relay() -> RelayMap:
+    return RelayMap(
+        variant=SIMULATED_RELAY,
+        source=_SIMULATOR,
+        command=Register("relay_command", 0x9000, _HOLD, value_type=ValueType.UINT16),
+        state=Register("relay_state", 0x9001, _HOLD, value_type=ValueType.UINT16),
+    )
+
+
+# Model → relay variant → where that variant's relay is. No vendor document for any of these
+# models' relays is at hand (docs/architecture.md §11): only the simulator's rows exist.
+RELAY_MAPS: Mapping[str, Mapping[str, RelayMap]] = MappingProxyType(
+    {name: MappingProxyType({SIMULATED_RELAY: _simulated_relay()}) for name in MODELS}
+)
+
+
+def relay_map(model: str, variant: str) -> RelayMap:
+    """The relay row of `variant` of `model`; `UnsupportedOperation` if there is none."""
+    variants = RELAY_MAPS.get(model, {})
+    if variant not in variants:
+        known = ", ".join(variants) or "none"
+        raise UnsupportedOperation(
+            f"{model} has no relay map for variant {variant!r} (known: {known})", item="relay"
+        )
+    return variants[variant]
+
 
 # Modbus exception codes (Modbus Application Protocol v1.1b3, §7) as MeterRefused reasons.
 EXCEPTION_REASONS: Mapping[int, str] = MappingProxyType(

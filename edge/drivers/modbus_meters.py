@@ -18,9 +18,10 @@ RTU frame (pymodbus `framer/rtu.py`)::
 Why our own hunt: `FramerRTU.decode` settles on the first offset whose function byte it knows
 and throws the *whole* buffer away if that candidate's CRC fails. Behind line noise that
 starts with a plausible unit/function pair, that would drop the real reply too. `RtuStream`
-asks the same pymodbus pieces (PDU class lookup, frame size, `FramerRTU.decode` on exactly one
-candidate) at every offset, skips one byte after a CRC failure, and keeps a partial candidate
-only until a complete valid frame behind it proves it was garbage.
+asks the same pymodbus pieces (PDU class lookup, frame size, `FramerRTU.check_CRC`) at every
+offset, skips one byte after a CRC failure, and keeps a partial candidate only until a complete
+valid frame behind it proves it was garbage. It judges each offset once, as its bytes arrive,
+so noise costs per byte, not per byte buffered (see `RtuStream`).
 
 Energy: the kWh float32 is converted to integer Wh once, here, with its quantisation bound
 (`float32_kwh_to_wh`): half a float32 ULP at that magnitude plus our rounding to whole Wh,
@@ -29,7 +30,9 @@ rounded up. At 1 000 000 kWh that is 32 Wh, inside the 0.1 kWh the seed allows.
 
 from __future__ import annotations
 
+import heapq
 import math
+import re
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -55,6 +58,7 @@ from edge.drivers.errors import (
     MeterTimeout,
     PeerError,
     RelayNotConfirmed,
+    UnsupportedOperation,
 )
 from edge.drivers.modbus_maps import (
     DDSU666_MAP,
@@ -65,6 +69,7 @@ from edge.drivers.modbus_maps import (
     MeterModel,
     Register,
     RegisterTable,
+    RelayMap,
     ValueType,
 )
 from edge.drivers.reading import Reading, RelayState
@@ -93,6 +98,7 @@ _RTU_MIN_SIZE = FramerRTU.MIN_SIZE
 _RTU_MAX_SIZE = FramerRTU.MAX_SIZE
 # Enough bytes to size any PDU pymodbus knows (its deepest byte-count position is 10).
 _SIZING_WINDOW = 16
+_DROP_BATCH = 64  # judged bytes dropped from the hunt's buffer at once
 _F32 = ModbusClientMixin.DATATYPE.FLOAT32
 _READ_REQUESTS: dict[RegisterTable, type[ReadHoldingRegistersRequest]] = {
     RegisterTable.HOLDING: ReadHoldingRegistersRequest,
@@ -133,16 +139,27 @@ class RtuStream:
 
     `is_server=False` decodes replies (a master's view), `True` decodes requests (a meter's).
     Frames for every unit come out; picking ours is the caller's business.
+
+    The hunt is incremental, so a noisy line costs about what the bytes cost, not what the
+    buffer holds: every offset is judged once when it has arrived (`_scan` marks how far), an
+    offset whose next byte is no function code is skipped by a regex at C speed, a candidate
+    is sized once its first bytes are in (again only if its size depended on bytes not yet
+    there) and its CRC is checked once, when its last byte arrives. Candidates waiting for
+    bytes sit in a heap by the position they wait for. Offsets are absolute positions in the
+    stream, so dropping rejected bytes from the buffer's front renumbers nothing.
     """
 
     # Nothing on a bus is longer than one frame; more than a few frames of unparsed bytes is
     # noise we stop hunting through.
     _MAX_BUFFER = 4 * _RTU_MAX_SIZE
 
-    def __init__(self, *, is_server: bool) -> None:
+    def __init__(self, *, is_server: bool, units: Iterable[int] | None = None) -> None:
         self._decoder = DecodePDU(is_server)
-        self._framer = FramerRTU(self._decoder)
+        self._frame_starts = _frame_start_pattern(self._decoder, units)
         self._buffer = bytearray()
+        self._base = 0  # stream position of self._buffer[0]
+        self._scan = 0  # first stream position not yet judged as a frame start
+        self._waiting: list[tuple[int, int]] = []  # heap of (judge again at, candidate start)
         # The last complete candidate whose CRC failed, by the unit byte it starts with (bounded:
         # a responder's stream lives as long as the bus).
         self.crc_failures: dict[int, bytes] = {}
@@ -150,15 +167,27 @@ class RtuStream:
     def feed(self, data: bytes) -> None:
         self._buffer += data
         if len(self._buffer) > self._MAX_BUFFER:
-            del self._buffer[: len(self._buffer) - self._MAX_BUFFER]
+            self._drop_before(self._base + len(self._buffer) - self._MAX_BUFFER)
 
     @property
     def buffered(self) -> int:
         return len(self._buffer)
 
-    def _frame_size(self, offset: int) -> int | None:
-        """Size the candidate at `offset` claims: None if it is no frame start, 0 if unknown yet."""
-        window = bytes(self._buffer[offset : offset + _SIZING_WINDOW])
+    def _drop_before(self, position: int) -> None:
+        """Forget the stream before `position`: its bytes and any candidate starting there."""
+        if position <= self._base:
+            return
+        del self._buffer[: position - self._base]
+        self._base = position
+        self._scan = max(self._scan, position)
+        if self._waiting and min(start for _at, start in self._waiting) < position:
+            self._waiting = [w for w in self._waiting if w[1] >= position]
+            heapq.heapify(self._waiting)
+
+    def _frame_size(self, index: int) -> int | None:
+        """Size the candidate at buffer `index` claims: None if it is no frame start, 0 if it
+        cannot tell yet."""
+        window = bytes(self._buffer[index : index + _SIZING_WINDOW])
         try:
             pdu_class = self._decoder.lookupPduClass(window)
             if pdu_class is None:
@@ -168,37 +197,114 @@ class RtuStream:
             return None
         return size if size == 0 or size >= _RTU_MIN_SIZE else None
 
-    def next_frame(self) -> RtuFrame | None:
-        buf = self._buffer
-        pending: int | None = None  # earliest candidate still waiting for its bytes
-        offset = 0
-        while offset <= len(buf) - _RTU_MIN_SIZE:
-            size = self._frame_size(offset)
-            if size is None:
-                offset += 1
-                continue
-            if size == 0 or offset + size > len(buf):
-                pending = offset if pending is None else pending
-                offset += 1
-                continue
-            raw = bytes(buf[offset : offset + size])
-            _used, unit, _tid, pdu_bytes = self._framer.decode(raw)
-            if not pdu_bytes:
-                self.crc_failures[raw[0]] = raw
-                offset += 1
-                continue
-            del buf[: offset + size]
-            pdu: ModbusPDU | None
-            try:
-                pdu = self._decoder.decode(pdu_bytes)
-            except _PYMODBUS_PARSE_ERRORS:
-                pdu = None
-            if pdu is not None:
-                pdu.dev_id = unit
-            return RtuFrame(unit, pdu_bytes[0], pdu, raw)
-        keep_from = pending if pending is not None else max(0, len(buf) - (_RTU_MIN_SIZE - 1))
-        del buf[:keep_from]
+    def _judge(self, start: int) -> RtuFrame | None:
+        """A frame if the candidate at stream position `start` is one; else reject it or
+        park it until the bytes it waits for have arrived."""
+        end = self._base + len(self._buffer)
+        size = self._frame_size(start - self._base)
+        if size is None:
+            return None
+        sized_for_good = end - start >= _SIZING_WINDOW  # later bytes cannot change the size
+        if size == 0:
+            if sized_for_good:
+                return None  # a whole sizing window and still no size: no frame of pymodbus's
+            heapq.heappush(self._waiting, (end + 1, start))
+        elif start + size > end:
+            at = start + size if sized_for_good else min(start + size, start + _SIZING_WINDOW)
+            heapq.heappush(self._waiting, (at, start))
+        else:
+            return self._checked(start, size)
         return None
+
+    def _checked(self, start: int, size: int) -> RtuFrame | None:
+        """The complete candidate at `start` as a frame if its CRC holds (pymodbus's check)."""
+        index = start - self._base
+        raw = bytes(self._buffer[index : index + size])
+        crc = (raw[-2] << 8) | raw[-1]
+        if not FramerRTU.check_CRC(raw[:-2], crc):
+            self.crc_failures[raw[0]] = raw
+            return None
+        self._drop_before(start + size)
+        pdu_bytes = raw[1:-2]
+        pdu: ModbusPDU | None
+        try:
+            pdu = self._decoder.decode(pdu_bytes)
+        except _PYMODBUS_PARSE_ERRORS:
+            pdu = None
+        if pdu is not None:
+            pdu.dev_id = raw[0]
+        return RtuFrame(raw[0], pdu_bytes[0], pdu, raw)
+
+    def next_frame(self) -> RtuFrame | None:
+        end = self._base + len(self._buffer)
+        if self._waiting and self._waiting[0][0] <= end:
+            frame = self._judge_ready(end)
+            if frame is not None:
+                return frame
+        last = end - _RTU_MIN_SIZE  # the last position that can hold a whole frame
+        if self._scan <= last:
+            start = self._scan - self._base
+            if self._frame_starts.search(self._buffer, start, last + 2 - self._base) is None:
+                self._scan = last + 1  # the common case on noise: nothing here can start one
+            else:
+                frame = self._hunt(last)
+                if frame is not None:
+                    return frame
+        # Bytes before every live candidate and the scan are judged: drop them, a batch at a
+        # time (the buffer stays bounded; a byte is not moved once per byte).
+        oldest = self._scan
+        for _at, waiting in self._waiting:
+            oldest = min(oldest, waiting)
+        if oldest - self._base >= _DROP_BATCH:
+            self._drop_before(oldest)
+        return None
+
+    def _judge_ready(self, end: int) -> RtuFrame | None:
+        """Judge the candidates whose awaited bytes are in, earliest start first: an earlier
+        complete frame comes out before a later one, as on the line."""
+        ready: list[int] = []
+        while self._waiting and self._waiting[0][0] <= end:
+            ready.append(heapq.heappop(self._waiting)[1])
+        ready.sort()
+        for i, start in enumerate(ready):
+            frame = self._judge(start)
+            if frame is not None:
+                for later in ready[i + 1 :]:  # judged again at the next call, if still there
+                    if later >= self._base:
+                        heapq.heappush(self._waiting, (later, later))
+                return frame
+        return None
+
+    def _hunt(self, last: int) -> RtuFrame | None:
+        """Judge the new frame starts up to stream position `last`."""
+        find = self._frame_starts.search
+        while self._scan <= last:
+            # Where a (wanted) unit byte is followed by a byte that can be a function code.
+            match = find(self._buffer, self._scan - self._base, last + 2 - self._base)
+            if match is None:
+                self._scan = last + 1
+                return None
+            start = self._base + match.start()
+            self._scan = start + 1
+            frame = self._judge(start)
+            if frame is not None:
+                return frame
+        return None
+
+
+def _frame_start_pattern(decoder: DecodePDU, units: Iterable[int] | None) -> re.Pattern[bytes]:
+    """A regex matching the first two bytes a frame can start with: a unit byte (any, or one of
+    `units`), then a byte `decoder` may take as a function code (any exception, high bit set,
+    and every code it has a PDU class for on its side)."""
+    side = decoder.pdu_inx
+    codes = [fc for fc, pair in decoder.pdu_table.items() if 0 < fc < 0x80 and pair[side]]
+    codes += range(0x80, 0x100)
+    unit = b"(?s:.)" if units is None else _byte_class(units)
+    return re.compile(unit + _byte_class(codes))
+
+
+def _byte_class(values: Iterable[int]) -> bytes:
+    return b"[" + b"".join(re.escape(bytes([v])) for v in sorted(set(values))) + b"]"
 
 
 def build_frame(pdu: ModbusPDU) -> bytes:
@@ -259,7 +365,9 @@ class ModbusTransaction:
         self._reply_size = reply_size
         self._item = item
         self._check = check  # returns why a reply of the right function is wrong, or None
-        self._stream = RtuStream(is_server=False)
+        # Only this unit's frames: another meter's reply or noise that names another unit is
+        # skipped at C speed (a noisy line costs per byte, not per candidate).
+        self._stream = RtuStream(is_server=False, units=(self._unit,))
         self._reply: ModbusPDU | None = None
         self._error: PeerError | None = None
         self._received = 0
@@ -281,12 +389,14 @@ class ModbusTransaction:
         return TURNAROUND_S + (INTER_FRAME_CHARS + self._reply_size) * self._settings.byte_time
 
     def feed(self, data: bytes) -> None:
-        if self.done():
+        if self._reply is not None or self._error is not None:
             return
         self._received += len(data)
-        self._stream.feed(data)
-        while not self.done():
-            frame = self._stream.next_frame()
+        stream = self._stream
+        stream.feed(data)
+        # Called for every read of a noisy line: kept to attribute tests, no method calls.
+        while self._reply is None and self._error is None:
+            frame = stream.next_frame()
             if frame is None:
                 return
             if frame.unit != self._unit:
@@ -417,11 +527,23 @@ def _decode_span(span: ReadSpan, words: list[int], *, address: str) -> dict[str,
 
 
 class ModbusMeter:
-    """A Modbus RTU meter model, driven entirely by its `MeterModel` table."""
+    """A Modbus RTU meter model, driven entirely by its `MeterModel` table.
 
-    def __init__(self, model: MeterModel, settings: SerialSettings | None = None) -> None:
+    `relay` is the relay row of this meter's variant (`modbus_maps.RELAY_MAPS`); without one the
+    meter is read from its documented registers only (`Reading.relay` None) and a relay command
+    is refused with `UnsupportedOperation`.
+    """
+
+    def __init__(
+        self,
+        model: MeterModel,
+        settings: SerialSettings | None = None,
+        *,
+        relay: RelayMap | None = None,
+    ) -> None:
         self.model = model
         self.settings = settings or model.default_settings
+        self.relay_map = relay
 
     @property
     def name(self) -> str:
@@ -433,7 +555,18 @@ class ModbusMeter:
 
     @property
     def blocks(self) -> frozenset[str]:
-        return frozenset(b.name for b in self.model.blocks)
+        return frozenset(b.name for b in self.model.blocks if self._can_read(b.fields))
+
+    def _can_read(self, fields: tuple[str, ...]) -> bool:
+        return bool(fields) or self.relay_map is not None
+
+    def _no_relay(self, what: str, address: str | None = None) -> UnsupportedOperation:
+        return UnsupportedOperation(
+            f"{self.name} has no relay map: cannot {what} (documented registers have no relay;"
+            " add the vendor variant's row to modbus_maps.RELAY_MAPS)",
+            address=address,
+            item="relay",
+        )
 
     def plan(self, block: str) -> tuple[ReadSpan, ...]:
         """The reads one block takes, in order."""
@@ -441,14 +574,16 @@ class ModbusMeter:
         if spec is None:
             known = ", ".join(sorted(self.blocks))
             raise DriverUsageError(f"{self.name} has no block {block!r} (known: {known})")
+        if not self._can_read(spec.fields):
+            raise self._no_relay(f"read block {block!r}")
         wanted: list[Register] = []
         for field_name in spec.fields:
             if field_name == "energy_wh":
                 wanted.append(self.model.register(self.model.energy))
             elif (fs := self.model.field_spec(field_name)) is not None:
                 wanted.extend(self.model.register(name) for name in fs.registers)
-        if spec.relay:
-            wanted.append(self.model.relay.state)
+        if spec.relay and self.relay_map is not None:
+            wanted.append(self.relay_map.state)
         return plan_reads(wanted, max_gap=self.model.max_gap)
 
     def read(self, address: str, block: str = "basic") -> Conversation[Reading]:
@@ -479,8 +614,8 @@ class ModbusMeter:
                 values[self.model.energy], address=address, item=self.model.energy
             )
         relay = None
-        if spec.relay:
-            relay = self._relay_state(values[self.model.relay.state.name], address=address)
+        if spec.relay and self.relay_map is not None:
+            relay = self._relay_state(self.relay_map, values[self.relay_map.state.name], address)
         return Reading(
             address=address,
             energy_wh=energy_wh,
@@ -494,8 +629,8 @@ class ModbusMeter:
             relay=relay,
         )
 
-    def _relay_state(self, raw: float, *, address: str) -> RelayState:
-        relay = self.model.relay
+    @staticmethod
+    def _relay_state(relay: RelayMap, raw: float, address: str) -> RelayState:
         if raw == relay.open_state:
             return RelayState.OPEN
         if raw == relay.closed_state:
@@ -506,10 +641,13 @@ class ModbusMeter:
         unit = parse_unit_id(address)
         if action not in ("trip", "close"):
             raise DriverUsageError(f"relay action must be trip or close, got {action!r}")
-        return self._relay(unit, action)
+        if self.relay_map is None:
+            raise self._no_relay(action, address=str(unit))
+        return self._relay(unit, action, self.relay_map)
 
-    def _relay(self, unit: int, action: Literal["trip", "close"]) -> Conversation[RelayState]:
-        relay = self.model.relay
+    def _relay(
+        self, unit: int, action: Literal["trip", "close"], relay: RelayMap
+    ) -> Conversation[RelayState]:
         value = relay.trip_value if action == "trip" else relay.close_value
         tx = yield write_transaction(unit, relay.command, value, self.settings)
         tx.result()
@@ -539,15 +677,21 @@ class ModbusMeter:
 
 
 class SDM120(ModbusMeter):
-    def __init__(self, settings: SerialSettings | None = None) -> None:
-        super().__init__(SDM120_MAP, settings)
+    def __init__(
+        self, settings: SerialSettings | None = None, *, relay: RelayMap | None = None
+    ) -> None:
+        super().__init__(SDM120_MAP, settings, relay=relay)
 
 
 class SDM630(ModbusMeter):
-    def __init__(self, settings: SerialSettings | None = None) -> None:
-        super().__init__(SDM630_MAP, settings)
+    def __init__(
+        self, settings: SerialSettings | None = None, *, relay: RelayMap | None = None
+    ) -> None:
+        super().__init__(SDM630_MAP, settings, relay=relay)
 
 
 class DDSU666(ModbusMeter):
-    def __init__(self, settings: SerialSettings | None = None) -> None:
-        super().__init__(DDSU666_MAP, settings)
+    def __init__(
+        self, settings: SerialSettings | None = None, *, relay: RelayMap | None = None
+    ) -> None:
+        super().__init__(DDSU666_MAP, settings, relay=relay)

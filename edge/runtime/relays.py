@@ -6,7 +6,10 @@ runs the driver's relay conversation, which sends the command and reads the rela
 (DL/T 645: status word 3); a refusal, a timeout or a read-back that disagrees is retried a few
 times here. What happened is a `RelayOutcome`, recorded as an event (or an alarm, if it failed)
 in the next cycle's transaction; a failed order is tried again at the next cycle, because the
-runtime compares every reading's relay state with the state the rules want.
+runtime compares every reading's relay state with the state the rules want. A meter that has no
+relay the driver may command (a Modbus model without a relay map: its readings carry relay
+None) refuses the order before any byte is sent (`UnsupportedOperation`); that is recorded as a
+failed order with the driver's reason at once, not retried within the cycle.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import logging
 from dataclasses import dataclass
 
 from edge.drivers.base import Bus, MeterDriver
-from edge.drivers.errors import MeterError
+from edge.drivers.errors import MeterError, UnsupportedOperation
 from edge.rules.decisions import RelayCause, RelayCommand
 from edge.site.model import MeterConfig
 
@@ -49,6 +52,16 @@ def execute(bus: Bus, driver: MeterDriver, order: RelayOrder) -> RelayOutcome:
     for attempt in range(1, RELAY_ATTEMPTS + 1):
         try:
             bus.run(driver.relay(meter.address, order.command.value), address=meter.address)
+        except UnsupportedOperation as exc:
+            log.error(
+                "meter %s (shop %s): relay %s for %s refused: %s",
+                meter.address,
+                meter.shop,
+                order.command.value,
+                order.cause or "retry",
+                exc,
+            )
+            return RelayOutcome(order, False, attempt, str(exc))
         except MeterError as exc:
             error = str(exc)
             log.warning(

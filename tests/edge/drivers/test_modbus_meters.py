@@ -26,8 +26,17 @@ from edge.drivers.errors import (
     MeterTimeout,
     PeerError,
     RelayNotConfirmed,
+    UnsupportedOperation,
 )
-from edge.drivers.modbus_maps import MAX_READ_REGISTERS, MODELS, Register, RegisterTable
+from edge.drivers.modbus_maps import (
+    MAX_READ_REGISTERS,
+    MODELS,
+    RELAY_MAPS,
+    SIMULATED_RELAY,
+    Register,
+    RegisterTable,
+    relay_map,
+)
 from edge.drivers.modbus_meters import (
     DDSU666,
     SDM120,
@@ -102,10 +111,22 @@ def test_ddsu666_basic_reads_the_reference_block_in_one_request() -> None:
 
 
 def test_block_plans_use_few_requests() -> None:
-    # DDSU666: 0x2000..0x200F, energy, relay state; SDM630: voltages+currents merged.
-    assert len(DDSU666().plan("basic")) == 3
-    sdm630 = [(s.address, s.count) for s in SDM630().plan("basic") if s.address < 0x9000]
+    # DDSU666: 0x2000..0x200F, energy (and the relay state, with a relay map);
+    # SDM630: voltages+currents merged.
+    assert len(DDSU666().plan("basic")) == 2
+    assert len(DDSU666(relay=relay_map("ddsu666", SIMULATED_RELAY)).plan("basic")) == 3
+    sdm630 = [(s.address, s.count) for s in SDM630().plan("basic")]
     assert sdm630 == [(0x0000, 12), (0x0034, 2), (0x003E, 2), (0x0046, 4)]
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_without_a_relay_map_only_documented_registers_are_read(model: str) -> None:
+    driver = ModbusMeter(MODELS[model])
+    documented = {r.address for r in MODELS[model].registers}
+    for block in driver.blocks:
+        for span in driver.plan(block):
+            assert span.address in documented, (block, hex(span.address))
+    assert "relay" not in driver.blocks
 
 
 def test_reply_timeout_follows_baud_rate() -> None:
@@ -337,9 +358,17 @@ def test_drivers_satisfy_the_protocol() -> None:
 DRIVERS = [SDM120, SDM630, DDSU666]
 
 
+def with_sim_relay(driver_class: Callable[..., ModbusMeter]) -> ModbusMeter:
+    name = driver_class().name
+    return driver_class(relay=relay_map(name, SIMULATED_RELAY))
+
+
 @pytest.mark.parametrize("driver_class", DRIVERS, ids=lambda c: c.__name__)
-def test_basic_reading_from_simulated_meter(driver_class: Callable[[], ModbusMeter]) -> None:
-    driver = driver_class()
+@pytest.mark.parametrize("sim_relay", [False, True], ids=["documented", "sim-relay"])
+def test_basic_reading_from_simulated_meter(
+    driver_class: Callable[..., ModbusMeter], sim_relay: bool
+) -> None:
+    driver = with_sim_relay(driver_class) if sim_relay else driver_class()
     state = meter_state("7", driver.name)
     reading: Reading = run(driver.read("7"), ModbusResponder(state, driver.name, 7))
     assert reading.address == "7"
@@ -350,12 +379,12 @@ def test_basic_reading_from_simulated_meter(driver_class: Callable[[], ModbusMet
     assert reading.power_w == pytest.approx(950.0, rel=1e-6)
     assert reading.power_factor == pytest.approx(0.93, rel=1e-6)
     assert reading.frequency_hz == pytest.approx(49.98, rel=1e-6)
-    assert reading.relay is RelayState.CLOSED
+    assert reading.relay is (RelayState.CLOSED if sim_relay else None)
 
 
 @pytest.mark.parametrize("driver_class", DRIVERS, ids=lambda c: c.__name__)
-def test_relay_trip_and_close_are_confirmed(driver_class: Callable[[], ModbusMeter]) -> None:
-    driver = driver_class()
+def test_relay_trip_and_close_are_confirmed(driver_class: Callable[..., ModbusMeter]) -> None:
+    driver = with_sim_relay(driver_class)
     state = meter_state("3", driver.name)
     meter = ModbusResponder(state, driver.name, 3)
     assert run(driver.relay("3", "trip"), meter) is RelayState.OPEN
@@ -380,7 +409,10 @@ class StuckRelay:
 def test_relay_not_confirmed_when_the_state_does_not_follow() -> None:
     state = meter_state("3", "sdm120")
     with pytest.raises(RelayNotConfirmed):
-        run(SDM120().relay("3", "trip"), StuckRelay(ModbusResponder(state, "sdm120", 3)))
+        run(
+            with_sim_relay(SDM120).relay("3", "trip"),
+            StuckRelay(ModbusResponder(state, "sdm120", 3)),
+        )
 
 
 def test_energy_follows_the_simulated_state() -> None:
@@ -451,6 +483,42 @@ def test_responder_hears_requests_split_and_among_noise() -> None:
     data = H("FF 00 02 04 04 41 18 00 00 5C BF 01 04 00 48 00 02 F1 DD")
     replies = [r for i in range(len(data)) for r in meter.feed(data[i : i + 1])]
     assert len(replies) == 1 and replies[0][:3] == H("01 04 04")
+
+
+# --- real meters: documented registers only, no relay ---------------------------------------
+
+
+@pytest.mark.parametrize("driver_class", DRIVERS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("action", ["trip", "close"])
+def test_relay_command_without_a_relay_map_is_refused(
+    driver_class: Callable[..., ModbusMeter], action: str
+) -> None:
+    driver = driver_class()
+    with pytest.raises(UnsupportedOperation, match="no relay map") as caught:
+        driver.relay("3", action)  # type: ignore[arg-type]
+    assert caught.value.address == "3" and caught.value.item == "relay"
+    with pytest.raises(UnsupportedOperation):
+        driver.read("3", "relay")
+
+
+def test_documented_only_meter_refuses_the_simulated_relay_registers() -> None:
+    meter = ModbusResponder(meter_state("1", "sdm120"), "sdm120", 1, documented_only=True)
+    with pytest.raises(MeterRefused) as caught:
+        run(with_sim_relay(SDM120).read("1"), meter)  # basic asks for 0x9001 too
+    assert caught.value.code == 2 and caught.value.reasons == ("illegal data address",)
+    with pytest.raises(MeterRefused):
+        run(with_sim_relay(SDM120).relay("1", "trip"), meter)
+    assert meter.state.relay_closed is True
+
+
+def test_every_relay_row_names_its_source() -> None:
+    assert set(RELAY_MAPS) == set(MODELS)
+    for variants in RELAY_MAPS.values():
+        for variant, row in variants.items():
+            assert row.variant == variant and row.source
+            assert row.documented is ("Voltbook simulator" not in row.source)
+    with pytest.raises(UnsupportedOperation, match="known: voltbook-sim"):
+        relay_map("sdm120", "eastron-relay-module")
 
 
 def test_unknown_model_is_a_usage_error() -> None:

@@ -116,13 +116,14 @@ class Runner:
         """One cycle, then the next grid point to start at (an overrun reported)."""
         clock = self.booted.clock
         began = clock.monotonic()
-        fallback = clock.system_now().astimezone(self.runtime.site.zone)
         report = self._cycle()
         ended_mono = clock.monotonic()
-        # The cycle's own (judged) time where it has one: what its records are stamped with.
-        started = fallback if report is None else report.now
-        self.starts.append(started)
-        ended = started + dt.timedelta(seconds=ended_mono - began)
+        # Aligned on the time the next cycle will be stamped with: the clock guard's judgement
+        # (the system clock, or the cloud's, or the meters' while it is not plausible).
+        verdict, _ = self.runtime.guard.judge()
+        ended = verdict.now.astimezone(self.runtime.site.zone)
+        started = ended - dt.timedelta(seconds=ended_mono - began)
+        self.starts.append(started if report is None else report.now)
         plan = plan_next(started, ended, self.runtime.site.settings.poll_interval)
         self.next_due = ended_mono + (plan.start - ended).total_seconds()
         if plan.overrun is not None:

@@ -119,7 +119,7 @@ def start_drift(directory: Path, meters: int, cycles: int, speed: float) -> bool
     runner = Runner(booted, RunLimits(cycles=cycles + 1), Notifier(None, None))
     runner.run()  # closes `booted`
     interval = site.settings.poll_interval
-    drifts = [drift(start, interval).total_seconds() for start in runner.starts[1:]]
+    drifts = [drift(start, interval).total_seconds() for start in list(runner.starts)[1:]]
     worst, mean = max(drifts), sum(drifts) / len(drifts)
     from_end = sum(durations[1:-1])  # start k would be late by the durations before it
     print(

@@ -29,6 +29,7 @@ import datetime as dt
 import logging
 import signal
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("edge.runtime")
 
 MAX_NAP_S = 1.0  # the longest sleep between looking at the schedule
+KEEP_RECENT = 1000  # cycle starts and overruns kept in memory
 DUE_SLACK_S = 0.001  # a cycle this close to its grid point is due (float rounding of naps)
 
 
@@ -91,8 +93,9 @@ class Runner:
         self.cycles = 0
         self.failed = 0
         self.last: CycleReport | None = None
-        self.starts: list[dt.datetime] = []  # each cycle's site time, as it started
-        self.overruns: list[Overrun] = []
+        # The latest cycles' start times (site time) and overruns, for tests and benchmarks.
+        self.starts: deque[dt.datetime] = deque(maxlen=KEEP_RECENT)
+        self.overruns: deque[Overrun] = deque(maxlen=KEEP_RECENT)
         self.next_due = 0.0  # monotonic (site) seconds: when the next cycle is due
         self.nap = nap or self.stop.wait
         self.sync: SyncService | None = None

@@ -39,6 +39,13 @@ from edge.runtime.clock import Clock, ClockGuard
 from edge.runtime.events import RuntimeKind, alarm_event, runtime_event
 from edge.runtime.operator import OperatorRelay, operator_relay
 from edge.runtime.polling import MeterRead, read_meter_clocks, read_meters
+from edge.runtime.read_success import (
+    BusReads,
+    bus_reads,
+    low_rate_events,
+    quantisation_events,
+    round_event,
+)
 from edge.runtime.reconfigure import CONFIG_KEY, Documents, carry_states, write_documents
 from edge.runtime.relays import RelayOrder, RelayOutcome, execute
 from edge.runtime.state import (
@@ -86,6 +93,7 @@ class CycleReport:
     outcomes: list[RelayOutcome] = field(default_factory=list)
     seq: int = 0
     buses_down: list[str] = field(default_factory=list)
+    buses: list[BusReads] = field(default_factory=list)  # each bus's read success
 
     def summary(self) -> str:
         confirmed = sum(o.confirmed for o in self.outcomes)
@@ -144,6 +152,10 @@ class Runtime:
         self.checkpointed = max((cp.seq for cp in store.checkpoints()), default=0)
         # Buses whose port is down, and why, as of the last commit (alarm raised, not cleared).
         self.buses_down: dict[str, str] = {}
+        # Buses whose read success is below the site's minimum, and meters whose float energy
+        # register is too coarse, as of the last commit (alarm raised; in memory only).
+        self.low_read_buses: frozenset[str] = frozenset()
+        self.coarse_meters: frozenset[str] = frozenset()
         self._staged: _Staged | None = None  # what `transaction()` applies once committed
 
     # -- the cycle -------------------------------------------------------------------------------
@@ -179,6 +191,7 @@ class Runtime:
             if not bus.health().up
         }
         report.buses_down = sorted(buses_down)
+        report.buses = bus_reads(reads.values(), buses_down)
         work = CycleWork(now, verdict.source, verdict.plausible)
         meters = dict(self.meters)
         accounts = dict(self.accounts)
@@ -193,6 +206,18 @@ class Runtime:
             events += self._clock_events(now, verdict.plausible, verdict.reason)
             events += self._bus_events(now, buses_down)
             events += self._read_events(now, reads, meters)
+            events.append(round_event(self.site, now, report.buses))
+            low_events, low_read_buses = low_rate_events(
+                self.site,
+                now,
+                report.buses,
+                self.site.settings.read_success_min,
+                self.low_read_buses,
+            )
+            coarse_events, coarse_meters = quantisation_events(
+                self.site, now, reads.values(), self.coarse_meters
+            )
+            events += low_events + coarse_events
             turn = AccountTurn(self.site, tx, self.store.book, work, self.policies)
             for owner in sorted(self.site.accounts):
                 accounts[owner] = turn.run(
@@ -212,6 +237,7 @@ class Runtime:
         self.meters, self.accounts, self.low_balance = meters, accounts, low_balance
         self.clock_state = clock_state
         self.buses_down = buses_down
+        self.low_read_buses, self.coarse_meters = low_read_buses, coarse_meters
         self.guard.known(now, mono)
         self.checkpointed = checkpoint
         report.transfers = work.transfers

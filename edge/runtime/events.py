@@ -4,7 +4,9 @@ Rule alarms (`edge.rules.decisions.Alarm`) name what their rule knows (protectio
 meter); `alarm_event` fills in the rest from the site configuration so that an operator reading
 the event log, and the merchant notices built from it, always see meter, shop and account.
 Runtime kinds of its own (not a rule's): a meter that cannot be read, a bus whose port is down,
-a relay command that failed or was confirmed, a clock that is not plausible.
+a relay command that failed or was confirmed, a clock that is not plausible, a cycle that
+overran its interval, each round's read success and a bus whose success rate is low, a float
+energy register too coarse to bill by.
 """
 
 from __future__ import annotations
@@ -33,6 +35,11 @@ class RuntimeKind(StrEnum):
     BUS_DOWN = "bus_down"  # a port missing, busy or failing: its meters are not read
     BUS_UP = "bus_up_again"
     BOOKED = "recharge_booked"
+    CYCLE_OVERRUN = "cycle_overrun"  # a cycle ran past the next grid point: a start missed
+    READ_ROUND = "read_round"  # a round's read success, per bus (one compact event a cycle)
+    READ_SUCCESS_LOW = "read_success_low"  # a bus's success rate fell below the site's minimum
+    READ_SUCCESS_OK = "read_success_ok_again"
+    ENERGY_QUANTISATION = "energy_quantisation"  # a float register's error could pass 100 Wh
 
 
 _LEVEL = {Severity.INFO: logging.INFO, Severity.WARNING: logging.WARNING}

@@ -1,8 +1,13 @@
 """`voltbook-edge run`: the runtime's main loop, scheduled jobs, signals and systemd.
 
-The periodic jobs run on a `schedule.Scheduler` in the main thread (one writer for the store):
+Everything runs in the main thread (one writer for the store). The poll cycle starts on the
+grid of the site's clock (`edge.runtime.grid`: with 900 s at :00, :15, :30, :45), however long a
+cycle takes; the loop waits for the next point on the runtime's monotonic clock (so a system clock
+jump cannot stall it for longer than one interval) and realigns to the site's time after every
+cycle. A cycle that runs past the next point raises a `cycle_overrun` alarm with its duration,
+and the next one starts at the first point after it ended. The other periodic jobs run on a
+`schedule.Scheduler`, which counts from the end of a job, which is good enough for them:
 
-- the poll cycle, every `poll_interval_s` of site time (÷ `--speed` in real seconds);
 - a checkpoint: sign the chain's head if a cycle has not already;
 - pruning of old readings and events (their uplink copies stay in the outbox);
 - the systemd watchdog ping, at half of `WatchdogSec`, and after every cycle;
@@ -24,15 +29,20 @@ import datetime as dt
 import logging
 import signal
 import threading
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, cast
 
 import schedule
 
+from edge.rules.decisions import Severity
 from edge.runtime.boot import Booted
 from edge.runtime.clock import SimulatedClock
 from edge.runtime.cycle import CycleReport
+from edge.runtime.events import RuntimeKind, runtime_event
+from edge.runtime.grid import Overrun, plan_next
 from edge.runtime.notify import Notifier
 from edge.store import DiskFull
 
@@ -42,6 +52,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("edge.runtime")
 
 MAX_NAP_S = 1.0  # the longest sleep between looking at the schedule
+KEEP_RECENT = 1000  # cycle starts and overruns kept in memory
+DUE_SLACK_S = 0.001  # a cycle this close to its grid point is due (float rounding of naps)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +71,16 @@ class RunSummary:
 
 
 class Runner:
+    """`nap(seconds)` waits that many real seconds (default: on the stop event); a test or a
+    benchmark on a `ManualClock` passes one that advances the clock instead."""
+
     def __init__(
-        self, booted: Booted, limits: RunLimits = RunLimits(), notifier: Notifier | None = None
+        self,
+        booted: Booted,
+        limits: RunLimits = RunLimits(),
+        notifier: Notifier | None = None,
+        *,
+        nap: Callable[[float], object] | None = None,
     ) -> None:
         self.booted = booted
         self.runtime = booted.runtime
@@ -73,6 +93,11 @@ class Runner:
         self.cycles = 0
         self.failed = 0
         self.last: CycleReport | None = None
+        # The latest cycles' start times (site time) and overruns, for tests and benchmarks.
+        self.starts: deque[dt.datetime] = deque(maxlen=KEEP_RECENT)
+        self.overruns: deque[Overrun] = deque(maxlen=KEEP_RECENT)
+        self.next_due = 0.0  # monotonic (site) seconds: when the next cycle is due
+        self.nap = nap or self.stop.wait
         self.sync: SyncService | None = None
         cloud = booted.runtime.site.settings.cloud
         if cloud is not None:
@@ -90,7 +115,50 @@ class Runner:
         self.stop_reason = signal.Signals(signum).name
         self.stop.set()
 
-    def _cycle(self) -> None:
+    def _poll(self) -> None:
+        """One cycle, then the next grid point to start at (an overrun reported)."""
+        clock = self.booted.clock
+        began = clock.monotonic()
+        report = self._cycle()
+        ended_mono = clock.monotonic()
+        # Aligned on the time the next cycle will be stamped with: the clock guard's judgement
+        # (the system clock, or the cloud's, or the meters' while it is not plausible).
+        verdict, _ = self.runtime.guard.judge()
+        ended = verdict.now.astimezone(self.runtime.site.zone)
+        started = ended - dt.timedelta(seconds=ended_mono - began)
+        self.starts.append(started if report is None else report.now)
+        plan = plan_next(started, ended, self.runtime.site.settings.poll_interval)
+        self.next_due = ended_mono + (plan.start - ended).total_seconds()
+        if plan.overrun is not None:
+            self._overrun(plan.overrun)
+
+    def _overrun(self, overrun: Overrun) -> None:
+        self.overruns.append(overrun)
+        interval = self.runtime.site.settings.poll_interval
+        event = runtime_event(
+            self.runtime.site,
+            overrun.ended,
+            RuntimeKind.CYCLE_OVERRUN,
+            f"the cycle started at {overrun.started:%H:%M:%S} took {overrun.duration} "
+            f"(interval {interval}): {overrun.missed} start(s) missed, the next at "
+            f"{overrun.next_start:%H:%M:%S}",
+            alarm=Severity.WARNING,
+            detail={
+                "started": overrun.started.isoformat(),
+                "duration_s": round(overrun.duration.total_seconds(), 3),
+                "interval_s": interval.total_seconds(),
+                "missed": overrun.missed,
+                "next_start": overrun.next_start.isoformat(),
+            },
+        )
+        try:
+            with self.runtime.transaction() as tx:
+                tx.add_events([event])
+        except DiskFull as exc:
+            log.error("cycle overrun not stored: %s", exc)
+
+    def _cycle(self) -> CycleReport | None:
+        report: CycleReport | None = None
         try:
             report = self.runtime.run_cycle()
         except DiskFull as exc:
@@ -108,6 +176,7 @@ class Runner:
         attempts = self.cycles + self.failed  # a full disk must not make --cycles run forever
         if self.limits.cycles is not None and attempts >= self.limits.cycles:
             self._finish(f"{attempts} cycles done")
+        return report
 
     def _finish(self, reason: str) -> None:
         self.stop_reason = reason
@@ -139,7 +208,6 @@ class Runner:
         settings = self.runtime.site.settings
         jobs = schedule.Scheduler()
         for every, job in (
-            (self.real_seconds(settings.poll_interval), self._cycle),
             (self.real_seconds(settings.checkpoint_interval), self._checkpoint),
             (self.real_seconds(settings.prune_interval), self._prune),
             (self.real_seconds(METER_CLOCK_INTERVAL), self.runtime.check_meter_clocks),
@@ -172,13 +240,20 @@ class Runner:
             if self.sync is not None:
                 self.sync.start()
             self.runtime.check_meter_clocks()  # a second opinion on the clock before acting
-            self._cycle()  # at once: a restarted runtime catches up without waiting
+            clock = self.booted.clock
+            self._poll()  # at once: a restarted runtime catches up without waiting
             while not self.stop.is_set():
+                if clock.monotonic() >= self.next_due - DUE_SLACK_S:
+                    self._poll()
+                    continue  # a limit may have been reached
                 jobs.run_pending()
                 idle = jobs.idle_seconds
-                nap = MAX_NAP_S if idle is None else min(MAX_NAP_S, max(0.0, idle))
-                if nap:
-                    self.stop.wait(nap)
+                until_cycle = self.real_seconds(
+                    dt.timedelta(seconds=self.next_due - clock.monotonic())
+                )
+                nap = min(MAX_NAP_S, until_cycle, MAX_NAP_S if idle is None else idle)
+                if nap > 0:
+                    self.nap(nap)
             log.info("stopping (%s) after %d cycles", self.stop_reason or "stopped", self.cycles)
             self.notifier.stopping()
         finally:

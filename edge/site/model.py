@@ -118,6 +118,7 @@ class SiteSettings:
     store_limit_bytes: int | None
     watchdog: bool = True
     cloud: CloudSettings | None = None  # None: run offline (no [cloud] in site.toml)
+    read_success_min: float = 0.9  # a bus reading fewer of its meters in a round is alarmed
 
     @property
     def store_path(self) -> Path:

@@ -14,6 +14,7 @@ prune_interval_s = 86400
 keep_readings_days = 62
 keep_events_days = 400
 store_limit_mb = 512            # optional cap on the store file (DiskFull before the card)
+read_success_min = 0.9          # alarm a bus that reads fewer of its meters in a round (0..1)
 
 [simulation]                    # only with simulated buses
 state_dir = "sim"               # the simulated meters' registers, relays and clock
@@ -100,6 +101,13 @@ def _zone(f: Fields) -> ZoneInfo:
         raise f.problem("zone", 'a time zone name like "Asia/Shanghai"', name) from None
 
 
+def _fraction(f: Fields, name: str, default: float) -> float:
+    value: float = f.number(name, default, low=0)
+    if value > 1:
+        raise f.problem(name, "a fraction from 0 to 1", value)
+    return value
+
+
 def parse_settings(path: Path, data: dict[str, Any]) -> SiteSettings:
     f = Fields(path, "[site]", data.get("site"))
     base = path.parent
@@ -114,7 +122,7 @@ def parse_settings(path: Path, data: dict[str, Any]) -> SiteSettings:
         config_path=base / f.text("config", "config.json"),
         node_key=base / f.text("node_key", "node.key"),
         seed_file=None if seed is None else base / seed,
-        poll_interval=dt.timedelta(seconds=f.integer("poll_interval_s", 900, low=1)),
+        poll_interval=dt.timedelta(seconds=f.integer("poll_interval_s", 900, low=1, high=DAY_S)),
         checkpoint_interval=dt.timedelta(seconds=f.integer("checkpoint_interval_s", 3600, low=1)),
         prune_interval=dt.timedelta(seconds=f.integer("prune_interval_s", DAY_S, low=60)),
         keep_readings=dt.timedelta(days=f.integer("keep_readings_days", 62, low=1)),
@@ -122,6 +130,7 @@ def parse_settings(path: Path, data: dict[str, Any]) -> SiteSettings:
         store_limit_bytes=None if limit_mb is None else limit_mb * 1024 * 1024,
         watchdog=f.boolean("watchdog", True),
         cloud=parse_cloud(path, data),
+        read_success_min=_fraction(f, "read_success_min", 0.9),
     )
     if not (settings.node.isascii() and len(settings.node) < 256):
         raise f.problem("node", "1-255 ASCII characters", settings.node)

@@ -1,6 +1,6 @@
 """`voltbook-demo`: the simulator's command line (kept out of the concentrator's).
 
-    voltbook-demo site --dir DIR [--meters N]      write a complete simulated site
+    voltbook-demo site --dir DIR [--meters N] [--lora N]   write a complete simulated site
     voltbook-demo sim [--meters N] [--bus P:N …]   simulated meters on virtual serial ports
 
 A site written by `voltbook-demo site` runs on the concentrator's own command line
@@ -45,6 +45,13 @@ def register_site(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     site.add_argument("--dir", required=True, type=Path, help="directory to write (new)")
     site.add_argument("--meters", type=int, default=30, help="simulated meters (default 30)")
+    site.add_argument(
+        "--lora",
+        type=int,
+        default=0,
+        metavar="N",
+        help="put N of the meters on a simulated LoRa radio bus (default 0)",
+    )
     site.add_argument("--tariff", choices=("tou", "flat"), default="tou", help="default tou")
     site.add_argument("--seed", type=int, default=7, help="seed of the simulated site")
     site.add_argument(
@@ -61,21 +68,20 @@ def run_site(args: argparse.Namespace) -> int:
     try:
         demo = write_demo_site(
             args.dir, args.meters, seed=args.seed, start=args.start or DEFAULT_START,
-            tariff=args.tariff,
+            tariff=args.tariff, lora=args.lora,
         )  # fmt: skip
     except (SiteConfigError, ValueError, OSError, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(
-        json.dumps(
-            {
-                "site": str(demo.site_toml),
-                "meters": len(demo.meters),
-                "accounts": len(demo.accounts),
-                "next": f"voltbook-edge run --config {demo.site_toml} --speed 3600",
-            }
-        )
-    )
+    said: dict[str, object] = {
+        "site": str(demo.site_toml),
+        "meters": len(demo.meters),
+        "accounts": len(demo.accounts),
+        "next": f"voltbook-edge run --config {demo.site_toml} --speed 3600",
+    }
+    if args.lora:
+        said["lora_meters"] = args.lora  # on the simulated radio bus
+    print(json.dumps(said))
     return 0
 
 

@@ -1,6 +1,7 @@
 """`voltbook-demo site`: write a complete simulated site to a directory.
 
-    DIR/site.toml        node, zone, paths, poll interval; one or two simulated DL/T 645 buses
+    DIR/site.toml        node, zone, paths, poll interval; one or two simulated DL/T 645 buses,
+                         and with `lora` > 0 a simulated LoRa radio bus (`radio = "lora"`)
     DIR/config.json      configuration documents: meters, shops (buildings, floors, categories),
                          accounts (types, a keep-power clinic, an overdraft), a time-of-use or
                          flat tariff, and the rules (subsidy, protection windows, arrears at
@@ -105,7 +106,10 @@ class DemoSite:
     accounts: tuple[str, ...]
 
 
-def _site_toml(start: dt.datetime, buses: int, poll_s: int, seed: int) -> str:
+LORA_BUS: Final = "lora-1"
+
+
+def _site_toml(start: dt.datetime, buses: int, poll_s: int, seed: int, *, lora: bool) -> str:
     lines = [
         "# A simulated Voltbook site, written by `voltbook-demo site`.",
         "[site]",
@@ -134,7 +138,27 @@ def _site_toml(start: dt.datetime, buses: int, poll_s: int, seed: int) -> str:
             "baud = 2400",
             'parity = "E"',
         ]
+    if lora:
+        # Its meters answer over the air: the real pyLoRa on the simulator's SX127x stand-in.
+        lines += [
+            "",
+            "[[buses]]",
+            f'name = "{LORA_BUS}"',
+            'kind = "simulated"',
+            'radio = "lora"',
+            'protocol = "dlt645"',
+            "frequency_hz = 470300000",
+            "spreading_factor = 9",
+            "bandwidth_hz = 125000",
+        ]
     return "\n".join(lines) + "\n"
+
+
+def _check_counts(meters: int, lora: int) -> None:
+    if not 1 <= meters <= 999:
+        raise ValueError(f"a demo site has 1..999 meters, got {meters}")
+    if not 0 <= lora <= meters:
+        raise ValueError(f"a demo site puts 0..{meters} of its meters on LoRa, not {lora}")
 
 
 def write_demo_site(
@@ -146,14 +170,15 @@ def write_demo_site(
     tariff: str = "tou",
     poll_interval_s: int = 900,
     profiles: Sequence[str] | None = None,
+    lora: int = 0,
 ) -> DemoSite:
     """Write a new simulated site into `directory` (created; refused if it holds a site).
 
     `profiles` replaces the tenants' load profiles (round-robin), e.g. the steady ones of
-    `demo.sim.persist` for a test whose energy must be cheap to simulate.
+    `demo.sim.persist` for a test whose energy must be cheap to simulate. `lora` meters (the
+    last ones) answer over a simulated LoRa radio bus instead of RS-485.
     """
-    if not 1 <= meters <= 999:
-        raise ValueError(f"a demo site has 1..999 meters, got {meters}")
+    _check_counts(meters, lora)
     site_toml = directory / "site.toml"
     if site_toml.exists():
         raise SiteConfigError(site_toml, "a site already exists there; choose another --dir")
@@ -164,7 +189,8 @@ def write_demo_site(
     start = start.astimezone(ZoneInfo(ZONE))
     directory.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
-    buses = 1 if meters <= METERS_PER_BUS // 2 else 2
+    wired = meters - lora
+    buses = 0 if wired == 0 else 1 if wired <= METERS_PER_BUS // 2 else 2
     meter_docs: list[dict[str, Any]] = []
     shop_docs: list[dict[str, Any]] = []
     account_docs: list[dict[str, Any]] = []
@@ -179,7 +205,7 @@ def write_demo_site(
         shop = f"{building}-{floor}-{i + 1:03d}"
         owner = f"A{i + 1:04d}"
         address = f"{202611000001 + i:012d}"
-        bus = f"rs485-{1 + i % buses}"
+        bus = LORA_BUS if i >= wired else f"rs485-{1 + i % buses}"
         shop_docs.append(
             {"id": shop, "building": building, "floor": floor, "category": category,
              "area_m2": float(rng.randrange(15, 120))}
@@ -216,7 +242,7 @@ def write_demo_site(
     _write_secret(directory / "node.key", key.private_pem())
     atomic_write(directory / "node.pub", public_key_pem(key.public_key))
     SimulatedBuilding.create(directory / "sim", specs, start=start, seed=seed)
-    atomic_write(site_toml, _site_toml(start, buses, poll_interval_s, seed).encode())
+    atomic_write(site_toml, _site_toml(start, buses, poll_interval_s, seed, lora=lora > 0).encode())
     return DemoSite(
         directory,
         site_toml,

@@ -8,7 +8,9 @@ pyproject.toml declares `SIMULATOR` under the `voltbook.simulation` entry point,
 - `DemoSimulator.open` opens the site's `SimulatedBuilding` (`demo.sim.persist`, on disk), or
   makes it on a first boot, and installs every configured meter it lacks, from zero;
 - `BuildingSimulation` serves the building's meters on a pty with real wire timing
-  (`PtyBus` + `SerialBus`) or in-process without it (`DirectBus`), advances and saves it.
+  (`PtyBus` + `SerialBus`) or in-process without it (`DirectBus`), or, for a bus with
+  `radio = "lora"`, over the air (`demo.sim.lora_bus`: the real pyLoRa on the SX127x stand-in,
+  a lossy `RadioMedium`), advances and saves it.
 
 Tests and benchmarks that look at the simulated meters themselves use `building_of(booted)`.
 """
@@ -24,10 +26,12 @@ from typing import TYPE_CHECKING, Final
 from demo.sim.direct_bus import DirectBus
 from demo.sim.persist import MeterSpec, SimulatedBuilding, profile_named
 from edge.drivers.base import Bus, Responder
+from edge.drivers.errors import DriverUsageError
 from edge.site.model import BusConfig, BusKind, MeterConfig, Site
-from edge.site.simulation import Simulator
+from edge.site.simulation import SimulationError, Simulator
 
 if TYPE_CHECKING:
+    from demo.sim.lora_bus import LoraAir
     from edge.runtime.boot import Booted
 
 log = logging.getLogger("demo.sim")
@@ -39,8 +43,10 @@ class BuildingSimulation:
     """A site's simulated building, open, serving its meters. Satisfies
     `edge.site.simulation.Simulation`."""
 
-    def __init__(self, building: SimulatedBuilding) -> None:
+    def __init__(self, building: SimulatedBuilding, *, seed: int = 0) -> None:
         self.building = building
+        self._seed = seed  # the radio buses' air is drawn from it
+        self.airs: dict[str, LoraAir] = {}  # the air of each radio bus, by bus name
         self._attach: dict[str, Callable[[str, Responder], None]] = {}
         self._stack = ExitStack()
 
@@ -50,6 +56,14 @@ class BuildingSimulation:
 
     def bus(self, bus: BusConfig, addresses: Sequence[str], *, in_process: bool) -> Bus:
         responders = self.building.responders(addresses)
+        if bus.radio == "lora":
+            from demo.sim.lora_bus import LoraAir  # pyLoRa only for sites that have a radio
+
+            air = LoraAir(bus, responders, real_time=not in_process, seed=self._seed)
+            self._stack.callback(air.close)
+            self._attach[bus.name] = air.attach
+            self.airs[bus.name] = air
+            return air.bus
         if in_process:
             direct = DirectBus(responders, name=bus.name)
             self._attach[bus.name] = direct.attach
@@ -124,7 +138,18 @@ class DemoSimulator:
                 added = True
         if added:
             building.save()
-        return BuildingSimulation(building)
+        for bus in site.buses:
+            if bus.kind is BusKind.SIMULATED and bus.radio is not None:
+                _check_radio(bus)
+        return BuildingSimulation(building, seed=settings.seed)
+
+
+def _check_radio(bus: BusConfig) -> None:
+    """Refuse, before anything is opened, a simulated radio the band rules forbid."""
+    try:
+        bus.radio_config().validate()
+    except DriverUsageError as exc:
+        raise SimulationError(f"simulated radio bus {bus.name!r}: {exc}") from None
 
 
 SIMULATOR: Final[Simulator] = DemoSimulator()  # typed so mypy checks it keeps the contract

@@ -106,16 +106,10 @@ def _hardware_bus(bus: BusConfig, stack: ExitStack, clock: Clock) -> Bus:
         serial = ReconnectingBus(bus.port, bus.settings(), monotonic=clock.monotonic)
         stack.callback(serial.close)
         return serial
-    from edge.drivers.lora import RadioBus, RadioConfig
+    from edge.drivers.lora import RadioBus
     from edge.drivers.sx127x import Sx127xRadio
 
-    base = RadioConfig()
-    config = RadioConfig(
-        frequency_hz=bus.frequency_hz or base.frequency_hz,
-        sf=bus.spreading_factor or base.sf,
-        bw_hz=bus.bandwidth_hz or base.bw_hz,
-    )
-    return RadioBus(Sx127xRadio(config))
+    return RadioBus(Sx127xRadio(bus.radio_config()))
 
 
 def boot(

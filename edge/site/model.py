@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge.drivers.base import SerialSettings
+from edge.drivers.lora import RadioConfig
 from edge.drivers.registry import protocol
 from edge.rules.arrears import ArrearsPolicy
 from edge.rules.consumption import ConsumptionPolicy
@@ -39,6 +40,11 @@ class BusKind(StrEnum):
     LORA = "lora"  # an SX127x radio on SPI (Raspberry Pi)
 
 
+# What a `simulated` bus may put between the concentrator and its meters (`radio = "lora"`):
+# the simulator serves it with its SX127x stand-in under the real pyLoRa, on a lossy medium.
+SIMULATED_RADIOS: tuple[str, ...] = ("lora",)
+
+
 Parity = Literal["E", "N", "O"]
 
 
@@ -50,9 +56,10 @@ class BusConfig:
     port: str | None = None  # serial only
     baud: int | None = None
     parity: Parity | None = None
-    frequency_hz: int | None = None  # lora only
+    frequency_hz: int | None = None  # lora (or a simulated radio) only
     spreading_factor: int | None = None
     bandwidth_hz: int | None = None
+    radio: str | None = None  # simulated only: "lora" puts its meters behind a LoRa radio
 
     def settings(self) -> SerialSettings:
         base = protocol(self.protocol).default_settings
@@ -61,6 +68,15 @@ class BusConfig:
             parity=self.parity or base.parity,
             bytesize=base.bytesize,
             stopbits=base.stopbits,
+        )
+
+    def radio_config(self) -> RadioConfig:
+        """The LoRa channel and modulation of a radio bus (real or simulated), unvalidated."""
+        base = RadioConfig()
+        return RadioConfig(
+            frequency_hz=self.frequency_hz or base.frequency_hz,
+            sf=self.spreading_factor or base.sf,
+            bw_hz=self.bandwidth_hz or base.bw_hz,
         )
 
 

@@ -10,8 +10,9 @@ concentrator with real buses needs no simulator at all:
   site's simulated building at boot;
 - a `Simulation` is that open building: the time its meters have reached (a simulated clock
   resumes from it), a bus serving the meters of a bus configuration (in-process, or on a pty
-  with real wire timing), the installation of a meter a new configuration adds, the world
-  advanced and saved before each read, saving, and `close()`.
+  with real wire timing; over a simulated LoRa radio for a bus with `radio = "lora"`), the
+  installation of a meter a new configuration adds, the world advanced and saved before each
+  read, saving, and `close()`.
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ class Simulation(Protocol):
 
     def bus(self, bus: BusConfig, addresses: Sequence[str], *, in_process: bool) -> Bus:
         """A bus serving these meters of `bus`: in-process without wire timing, or (not
-        `in_process`) a serial port on a pty with real wire timing; `close()` stops it."""
+        `in_process`) a serial port on a pty with real wire timing; a bus with a `radio`
+        (`"lora"`) is a radio bus over simulated air instead, on simulated or real time the
+        same way; `close()` stops it."""
         ...
 
     def install(self, meter: MeterConfig, start_wh: int) -> None:

@@ -44,6 +44,8 @@ protocol = "dlt645"
 port = "/dev/ttyUSB0"           # serial only
 baud = 2400                     # default: the protocol's
 parity = "E"
+# frequency_hz, spreading_factor, bandwidth_hz: lora (and simulated radio) buses only
+# radio = "lora"                # simulated only: its meters answer over a simulated LoRa radio
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ from edge.drivers.registry import protocol
 from edge.site.errors import SiteConfigError
 from edge.site.fields import Fields
 from edge.site.model import (
+    SIMULATED_RADIOS,
     BusConfig,
     BusKind,
     CloudSettings,
@@ -243,7 +246,14 @@ def parse_bus(path: Path, number: int, raw: object) -> BusConfig:
         frequency_hz=f.integer("frequency_hz", None, low=1),
         spreading_factor=f.integer("spreading_factor", None, low=6, high=12),
         bandwidth_hz=f.integer("bandwidth_hz", None, low=1),
+        radio=f.choice("radio", SIMULATED_RADIOS, None),
     )
+    if bus.radio is not None and kind is not BusKind.SIMULATED:
+        raise SiteConfigError(
+            path,
+            f"bus {name!r}: 'radio' puts a simulated bus's meters behind a radio; a {kind} "
+            "bus is real (remove 'radio', or make the bus kind = \"simulated\")",
+        )
     f.unknown()
     return bus
 

@@ -3,13 +3,15 @@ facts gave when the chains in the field were written (`ledger.entry_ids`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from ledger import entry_ids
 from ledger.ids import derive_id
 
 # (function, its arguments, the tag written in the field's chains)
-CASES = [
+CASES: list[tuple[Callable[..., int], tuple[str | int, ...], str]] = [
     (entry_ids.recharge, ("PAY-1",), "recharge"),
     (entry_ids.consume, ("000000000001", 10, 20, "prepaid"), "consume"),
     (entry_ids.meter_settle, ("S-1", "subsidy"), "meter-settle"),
@@ -26,7 +28,9 @@ CASES = [
 
 
 @pytest.mark.parametrize(("function", "facts", "tag"), CASES, ids=[c[2] for c in CASES])
-def test_each_entry_id_is_its_frozen_tag_and_facts(function, facts, tag) -> None:  # type: ignore[no-untyped-def]
+def test_each_entry_id_is_its_frozen_tag_and_facts(
+    function: Callable[..., int], facts: tuple[str | int, ...], tag: str
+) -> None:
     assert function(*facts) == derive_id(tag, *facts)
 
 

@@ -1,14 +1,17 @@
 """Accounts: merchant pockets and the system accounts money and energy flow through.
 
 An account id is a short string `"<owner>:<pocket>"`. A merchant account `A0001` has the pockets
-`A0001:subsidy` (Wh, never refundable), `A0001:prepaid` (fen, refundable) and `A0001:grace` (Wh,
-the allowance that keeps power on after a refund). System accounts have the owner `sys`.
+`A0001:subsidy` (Wh, never refundable), `A0001:prepaid` (fen, refundable), `A0001:grace` (Wh,
+the allowance that keeps power on after a refund) and `A0001:debt` (fen: energy delivered with
+no money left to pay it, a receivable; it only goes negative, and a top-up pays it back first).
+System accounts have the owner `sys`.
 
 Every account has one unit. Balance = credits − debits (merchant pockets are liabilities of the
 operator, so a recharge credits `prepaid`). A merchant pocket may not go below its floor: zero,
-or `-credit_limit` for a prepaid pocket with an overdraft allowance. System accounts have no
-floor. Because every transfer debits one account and credits another of the same unit, the
-balances of each unit always sum to zero.
+or `-credit_limit` for a prepaid pocket with an overdraft allowance. System accounts and the
+debt pocket have no floor (the debt pocket's ceiling, zero, is `ledger.invariants`' to check).
+Because every transfer debits one account and credits another of the same unit, the balances
+of each unit always sum to zero.
 """
 
 from __future__ import annotations
@@ -36,12 +39,14 @@ class Pocket(StrEnum):
     SUBSIDY = "subsidy"
     PREPAID = "prepaid"
     GRACE = "grace"
+    DEBT = "debt"
 
 
 POCKET_UNIT: dict[Pocket, Unit] = {
     Pocket.SUBSIDY: Unit.WH,
     Pocket.PREPAID: Unit.FEN,
     Pocket.GRACE: Unit.WH,
+    Pocket.DEBT: Unit.FEN,
 }
 
 
@@ -127,7 +132,7 @@ class Account:
     def for_id(cls, account: AccountId, credit_limit: int = 0) -> Account:
         """The standard account for an id: merchant pockets floored at 0 (or -credit_limit)."""
         unit = unit_of(account)
-        if is_system(account):
+        if is_system(account) or account.endswith(":" + Pocket.DEBT.value):
             return cls(account, unit, None)
         require_int(credit_limit, "credit limit")
         if credit_limit < 0:

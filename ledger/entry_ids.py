@@ -19,6 +19,7 @@ changes every id derived from it.
     a move out (pending)            move-out        move                     `move_out`
     the subsidy cleared on leaving  move-expire     move                     `move_out`
     a move in                       move-in         move                     `move_in`
+    a debt paid back                debt-repay      owner, repaid before     billing cycle
 
 Subsidy entries are `derive_id(code, owner, period)` (`edge.rules.subsidy`), their code's
 value being the tag.
@@ -46,6 +47,7 @@ class EntryTag(StrEnum):
     MOVE_OUT = "move-out"
     MOVE_EXPIRE = "move-expire"
     MOVE_IN = "move-in"
+    DEBT_REPAY = "debt-repay"
 
 
 def recharge(payment: str) -> int:
@@ -94,3 +96,9 @@ def move_expire(move: str) -> int:
 
 def move_in(move: str) -> int:
     return derive_id(EntryTag.MOVE_IN, move)
+
+
+def debt_repay(owner: str, repaid_before: int) -> int:
+    """`repaid_before`: fen the debt pocket had been paid back in all before this repayment
+    (it only grows, so each repayment of an account has its own id)."""
+    return derive_id(EntryTag.DEBT_REPAY, owner, repaid_before)

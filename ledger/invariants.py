@@ -6,9 +6,9 @@ Each `check_*` returns a list of human-readable violations (empty when the invar
 
 Conventions the rules follow so that these can be checked from transfers alone:
 - consumption transfers (`code=consume`, and `meter_settle`: the last bill of a meter taken out
-  at a swap) carry refs `meter`, `reg_from`, `reg_to` (Wh registers)
-  and `energy_wh` (the part of that interval this transfer bills); the fen leg also carries
-  `cost_cum` (the account's cumulative exact cost in 1e-7 CNY after this interval);
+  at a swap), paid from a pocket or booked as debt, carry refs `meter`, `reg_from`, `reg_to`
+  (Wh registers) and `energy_wh` (the part of that interval this transfer bills); the fen legs
+  also carry `cost_cum` (the account's cumulative exact cost in 1e-7 CNY after this interval);
 - subsidy issues carry `period` (e.g. "2026-11"); recharges from payments carry `payment`;
   transfers caused by a cloud command carry `command`.
 """
@@ -19,7 +19,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import pairwise
 
-from ledger.accounts import AccountId, Unit, unit_of
+from ledger.accounts import AccountId, Pocket, Unit, owner_of, unit_of
 from ledger.book import Balance
 from ledger.chain import Entry
 from ledger.errors import InvariantViolated
@@ -122,19 +122,33 @@ def check_energy_matches_registers(transfers: Iterable[Transfer]) -> list[str]:
 
 
 def check_charges_never_drift(transfers: Iterable[Transfer]) -> list[str]:
-    """Per account: fen charged so far equals its cumulative exact cost rounded once."""
+    """Per account: fen charged so far (paid or booked as debt) equals its cumulative exact
+    cost rounded once."""
     charged: dict[str, int] = defaultdict(int)
     out = []
     for t in transfers:
         if t.code in BILLING_CODES and t.unit is Unit.FEN:
-            charged[t.debit] += t.amount
+            owner = owner_of(t.debit)
+            charged[owner] += t.amount
             cumulative = fen_rounded(ExactCost(int(t.refs["cost_cum"])))
-            if charged[t.debit] != cumulative:
+            if charged[owner] != cumulative:
                 out.append(
-                    f"{t.debit}: charged {charged[t.debit]} fen, cumulative cost rounds to "
+                    f"account {owner}: charged {charged[owner]} fen, cumulative cost rounds to "
                     f"{cumulative}"
                 )
     return out
+
+
+_DEBT_SUFFIX = ":" + Pocket.DEBT.value
+
+
+def check_debt_never_credit(balances: Mapping[AccountId, Balance]) -> list[str]:
+    """A debt pocket holds what a merchant owes: it is paid back down to zero, never beyond."""
+    return [
+        f"{account}: debt paid back beyond zero ({balance.posted} fen)"
+        for account, balance in balances.items()
+        if account.endswith(_DEBT_SUFFIX) and balance.posted > 0
+    ]
 
 
 def check_prefix_unchanged(acknowledged: Sequence[Entry], current: Sequence[Entry]) -> list[str]:
@@ -155,6 +169,7 @@ def ledger_violations(
 ) -> list[str]:
     return [
         *check_balances_sum_to_zero(balances),
+        *check_debt_never_credit(balances),
         *check_no_transfer_twice(transfers),
         *check_no_command_twice(transfers),
         *check_payments_credited_once(transfers, paid_orders),

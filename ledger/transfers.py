@@ -41,6 +41,7 @@ class Code(StrEnum):
     CORRECTION = "correction"
     METER_SETTLE = "meter_settle"
     MOVE = "move"
+    DEBT_REPAY = "debt_repay"
 
 
 class Kind(StrEnum):

@@ -47,6 +47,9 @@ class AccountOut(Out):
     subsidy_wh: int
     prepaid_fen: int
     grace_wh: int
+    debt_fen: int = Field(
+        description="owed for energy used with no money left, fen (≥ 0; a top-up pays it first)"
+    )
     pending: Pockets = Field(description="two-phase transfers in flight on its concentrator")
     recharging_fen: int = Field(
         description="recharges paid at the cloud that its concentrator has not yet booked"
@@ -136,6 +139,7 @@ def _accounts(
                 subsidy_wh=posted[Pocket.SUBSIDY],
                 prepaid_fen=posted[Pocket.PREPAID],
                 grace_wh=posted[Pocket.GRACE],
+                debt_fen=-posted[Pocket.DEBT],
                 pending=Pockets(
                     subsidy_wh=pending[Pocket.SUBSIDY],
                     prepaid_fen=pending[Pocket.PREPAID],

@@ -249,8 +249,13 @@ class StatementOut(Out):
     floor: str
     prepaid: PocketOut = Field(description="fen")
     subsidy: PocketOut = Field(description="Wh")
+    debt: PocketOut = Field(description="fen owed for energy used with no money left (≤ 0)")
     consumption: list[dict[str, Any]]
     items: list[dict[str, Any]]
+
+
+def _pocket_out(lines: statement.PocketLines) -> PocketOut:
+    return PocketOut(opening=lines.opening, movements=lines.movements, closing=lines.closing)
 
 
 @router.get("/statements/{account}", response_model=StatementOut,
@@ -271,10 +276,8 @@ def monthly_statement(
         return StatementOut(
             account=found.account, month=found.month, shop=found.shop,
             building=found.building, floor=found.floor,
-            prepaid=PocketOut(opening=found.prepaid.opening, movements=found.prepaid.movements,
-                              closing=found.prepaid.closing),
-            subsidy=PocketOut(opening=found.subsidy.opening, movements=found.subsidy.movements,
-                              closing=found.subsidy.closing),
+            prepaid=_pocket_out(found.prepaid), subsidy=_pocket_out(found.subsidy),
+            debt=_pocket_out(found.debt),
             consumption=found.consumption, items=[_json_row(i) for i in found.items],
         )  # fmt: skip
     tables = statement.sections(found)

@@ -11,6 +11,7 @@ never passes an entry twice, so adding is exact). Each `consume` / `meter_settle
 | grace   | A:grace     | Wh     | amount             | 0      | ''                         |
 | prepaid | A:prepaid   | fen    | refs `energy_wh`   | amount | each part of refs `tariff` |
 | credit  | A:prepaid   | fen    | refs `energy_wh`   | amount | each part of refs `tariff` |
+| debt    | A:debt      | fen    | refs `energy_wh`   | amount | each part of refs `tariff` |
 
 A fen leg priced in several periods (`"peak:1200@8365;valley:300@3120"`) is split: each
 period gets its Wh, and the leg's fen are shared in proportion to each part's exact cost by
@@ -35,7 +36,7 @@ from cloud.db.bulk import upsert_rows
 from cloud.db.rollups import ConsumptionDaily, ConsumptionMonthly
 from cloud.db.sql import table_of
 from ledger import entry_ids
-from ledger.accounts import Pocket
+from ledger.accounts import Pocket, Unit
 from ledger.transfers import Code, Kind, Transfer
 
 SITE_ZONE = ZoneInfo("Asia/Shanghai")  # docs/architecture.md §4: the sites' default zone
@@ -99,7 +100,7 @@ def legs(transfer: Transfer) -> Iterable[tuple[Key, int, int]]:
     refs = transfer.refs
     meter = str(refs.get("meter", ""))[:32]
     day = site_day(transfer)
-    if pocket != Pocket.PREPAID.value:
+    if transfer.unit is Unit.WH:
         return [((account, meter, day, "", pocket), transfer.amount, 0)]
     pocket = _pocket(transfer, pocket)
     energy = refs.get("energy_wh")

@@ -33,6 +33,7 @@ PREPAID_LINES = {
     Code.METER_SETTLE.value: "consumption",
     Code.REFUND.value: "refunds",
     Code.CORRECTION.value: "corrections",
+    Code.DEBT_REPAY.value: "debt_repaid",
 }
 SUBSIDY_LINES = {
     Code.SUBSIDY_ISSUE.value: "issued",
@@ -40,6 +41,11 @@ SUBSIDY_LINES = {
     Code.METER_SETTLE.value: "used",
     Code.SUBSIDY_EXPIRE.value: "expired",
     Code.CORRECTION.value: "corrections",
+}
+DEBT_LINES = {  # the debt pocket: energy used with no money left, paid back from prepaid
+    Code.CONSUME.value: "owed",
+    Code.METER_SETTLE.value: "owed",
+    Code.DEBT_REPAY.value: "debt_repaid",
 }
 LINE_LABELS = {
     "opening": "期初余额",
@@ -52,8 +58,16 @@ LINE_LABELS = {
     "issued": "补贴发放",
     "used": "补贴使用",
     "expired": "补贴清零",
+    "owed": "新增欠费",
+    "debt_repaid": "偿还欠费",
 }
-ITEM_CODES = (Code.RECHARGE.value, Code.REFUND.value, Code.CORRECTION.value, Code.MOVE.value)
+ITEM_CODES = (
+    Code.RECHARGE.value,
+    Code.REFUND.value,
+    Code.CORRECTION.value,
+    Code.MOVE.value,
+    Code.DEBT_REPAY.value,
+)
 
 
 def _sum(value: Any) -> Any:
@@ -88,6 +102,7 @@ class Statement:
     floor: str
     prepaid: PocketLines  # fen
     subsidy: PocketLines  # Wh
+    debt: PocketLines  # fen, ≤ 0: what the merchant owes
     consumption: list[dict[str, Any]]  # tariff_period, pocket, wh, fen
     items: list[dict[str, Any]] = field(default_factory=list)  # time, code, fen, reference
 
@@ -119,14 +134,19 @@ def monthly(session: Session, account: str, month: str, window: Window) -> State
     """The statement of `account` for `month` (its `window`)."""
     prepaid = _lines(
         session, pocket_id(account, Pocket.PREPAID), window, PREPAID_LINES,
-        ("recharges", "consumption", "refunds", "corrections", "other"),
+        ("recharges", "consumption", "debt_repaid", "refunds", "corrections", "other"),
     )  # fmt: skip
     subsidy = _lines(
         session, pocket_id(account, Pocket.SUBSIDY), window, SUBSIDY_LINES,
         ("issued", "used", "expired", "corrections", "other"),
     )  # fmt: skip
+    debt = _lines(
+        session, pocket_id(account, Pocket.DEBT), window, DEBT_LINES,
+        ("owed", "debt_repaid", "other"),
+    )  # fmt: skip
     prepaid.check(f"{account} {month} prepaid")
     subsidy.check(f"{account} {month} subsidy")
+    debt.check(f"{account} {month} debt")
     consumption = [
         dict(r)
         for r in session.execute(
@@ -160,7 +180,7 @@ def monthly(session: Session, account: str, month: str, window: Window) -> State
     return Statement(
         account, month,
         place.shop if place else "", place.building if place else "", place.floor if place else "",
-        prepaid, subsidy, consumption, items,
+        prepaid, subsidy, debt, consumption, items,
     )  # fmt: skip
 
 
@@ -194,6 +214,7 @@ def sections(statement: Statement) -> list[Section]:
     return [
         ("预付余额", _LINE, _pocket_rows(statement.prepaid)),
         ("补贴电量", _WH_LINE, _pocket_rows(statement.subsidy)),
+        ("欠费", _LINE, _pocket_rows(statement.debt)),
         ("分时段用电", _CONSUMPTION, statement.consumption),
         ("充值、退款、冲正明细", _ITEMS, statement.items),
     ]

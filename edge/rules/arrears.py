@@ -1,8 +1,8 @@
 """Arrears: cut the power of an account that can no longer pay, and restore it after a top-up.
 
-An account is *in arrears* when its pockets are exhausted (no subsidy, no grace, prepaid at its
-floor: zero, or `-credit_limit` with an overdraft allowance) or when consumption is waiting
-unpaid (`owed_wh`, the meters' `short_wh` from the consumption rule).
+An account is *in arrears* when it owes (`Pockets.debt_fen`: energy the consumption rule booked
+as debt) or when its pockets are exhausted (no subsidy, no grace, prepaid at its floor: zero,
+or `-credit_limit` with an overdraft allowance).
 
 Two modes (`ArrearsPolicy.mode`):
 
@@ -14,8 +14,8 @@ Two modes (`ArrearsPolicy.mode`):
 Never a trip during friendly hours (daily ranges, 20:00–08:00 by default), on a listed holiday,
 or for a keep-power account. These stop new trips only: a relay already open stays open until
 the account pays. A tripped account is closed as soon as it is no longer in arrears (a top-up,
-then the consumption rule bills the waiting energy), or when it is made keep-power; closing is
-never held back by the calendar.
+which the billing cycle uses to pay the debt back first, `edge.rules.debt`), or when it is made
+keep-power; closing is never held back by the calendar.
 """
 
 from __future__ import annotations
@@ -59,12 +59,11 @@ class ArrearsAccount:
     owner: str
     meters: tuple[str, ...]
     pockets: Pockets
-    owed_wh: int = 0  # sum of the account's meters' MeterBilling.short_wh
     keep_power: bool = False
 
     @property
     def in_arrears(self) -> bool:
-        return self.owed_wh > 0 or self.pockets.exhausted
+        return self.pockets.debt_fen > 0 or self.pockets.exhausted
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,8 +107,8 @@ def judge_arrears(
     if not account.in_arrears or account.keep_power:
         return Decided(state)
     why = (
-        f"{account.owed_wh} Wh unpaid"
-        if account.owed_wh
+        f"{account.pockets.debt_fen} fen owed"
+        if account.pockets.debt_fen
         else f"balance exhausted ({account.pockets.prepaid_fen} fen)"
     )
     alarm = Alarm(AlarmKind.ARREARS_TRIP, Severity.WARNING, why, account=account.owner)

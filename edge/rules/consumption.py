@@ -9,6 +9,7 @@ appended behind anything still unbilled from earlier readings, and paid front fi
     prepaid   <A>:prepaid    sys:energy_sales    fen   charge_step, down to zero
     grace     <A>:grace      sys:grace_used      Wh    energy, up to the grace left
     credit    <A>:prepaid    sys:energy_sales    fen   charge_step, from zero to -credit_limit
+    debt      <A>:debt       sys:energy_sales    fen   charge_step, all that is left
 
 The legs of one reading are one linked chain (all `linked=True` but the last), so the book
 takes all or none. Every leg carries refs `meter`, `reg_from`, `reg_to` (the register span the
@@ -18,21 +19,16 @@ cumulative exact cost after the leg, and `tariff`, the priced parts. Fen are alw
 Ids are `entry_ids.consume(meter, reg_from, reg_to, leg)`: a re-run after a crash, given the
 same reading and time, derives the same chain and the book answers `exists`.
 
-**When the money runs out.** The book never lets a pocket below its floor, and a linked chain
-with one refused leg is refused whole, so billing past the money would lose the whole reading.
-Instead billing *stops at the money*: the chain bills the register span the pockets can pay,
-`[reg_from, reg_from + paid]`, and the rest stays in the meter's state as `unbilled` energy,
-already priced, with `short_wh` saying how much of it the pockets could not pay. Nothing is
-written that is not paid, so money and energy both stay exact: each chain's energy equals its
-register span, spans are contiguous per meter (the next chain starts at `billed_to`), and no
-transfer is ever refused for a floor. The debt is the unbilled energy: the arrears rule trips on
-`short_wh > 0`, an `unpaid_energy` alarm is raised when it first appears, and the next reading
-after a top-up pays the oldest energy first (before any new energy), which releases the trip.
-Energy in the book therefore lags the meter by the unpaid energy, never differs from it.
-
-The same mechanism absorbs rounding: energy whose cost does not yet reach a whole fen (a 10 Wh
-poll at 0.8 CNY/kWh) is left unbilled rather than written as a 0-fen transfer (which the ledger
-cannot hold), and goes out with the next reading that crosses a fen.
+**When the money runs out**, the energy is booked as debt: the `debt` leg charges what the
+pockets cannot pay to the account's debt pocket, which has no floor (`ledger.accounts`), so
+every reading's energy is in the book, paid or owed, and billed energy = register delta
+(docs/architecture.md §5.6). The arrears rule trips an account that owes (`Pockets.debt_fen`),
+an `unpaid_energy` alarm is raised when a debt first appears, and the billing cycle pays the
+debt back from the prepaid pocket before it bills anything new (`edge.rules.debt`), which
+releases the trip. Only energy whose cost does not yet reach a whole fen (a 10 Wh poll at 0.8
+CNY/kWh) waits in the meter's state as `unbilled` (already priced) rather than being written
+as a 0-fen transfer, which the ledger cannot hold; it goes out with the next reading that
+crosses a fen.
 
 **Implausible registers.** A register that runs backwards (beyond the reading's quantisation
 bound) or rises more than `max_power_w × elapsed × jump_margin` (plus one register step) is an
@@ -44,12 +40,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 from edge.drivers.reading import Reading
 from edge.rules.decisions import Alarm, AlarmKind, Decided, Decisions, Severity
 from edge.rules.errors import InputError, PolicyError
-from edge.rules.pockets import NO_WH, Pockets
+from edge.rules.pockets import Pockets
 from edge.rules.tariffs import (
     CostPart,
     Period,
@@ -64,9 +62,9 @@ from edge.rules.tariffs import (
 )
 from edge.rules.times import month_key, require_aware, stamp
 from ledger import entry_ids
-from ledger.accounts import POCKET_UNIT, AccountId, Pocket, System, pocket_id, system_id
+from ledger.accounts import POCKET_UNIT, AccountId, Pocket, System, Unit, pocket_id, system_id
 from ledger.transfers import Code, RefValue, TimeSource, Transfer
-from ledger.units import EXACT_PER_FEN, ExactCost, Wh, charge_step, fen_rounded
+from ledger.units import EXACT_PER_FEN, MAX_AMOUNT, ExactCost, Wh, charge_step, fen_rounded
 
 _HOUR = dt.timedelta(hours=1)
 _NO_COST = ExactCost(0)
@@ -92,8 +90,8 @@ class MeterBilling:
     """Where billing of one meter stands.
 
     `reg_wh`, `at`, `by_tariff_wh`, `error_wh`: the last accepted reading. `unbilled`: energy
-    read and priced but not yet in the book, oldest first; `short_wh`: how much of it the
-    pockets could not pay (the rest is below one fen). The book has billed up to `billed_to`.
+    read and priced but not yet in the book (its cost below one fen), oldest first. The book
+    has billed up to `billed_to`.
     """
 
     meter: str
@@ -102,7 +100,10 @@ class MeterBilling:
     by_tariff_wh: tuple[Wh, ...] = ()
     error_wh: int = 0
     unbilled: tuple[CostPart, ...] = ()
-    short_wh: Wh = NO_WH
+
+    # Stored by releases before debt was booked (`edge.runtime.codec` skips it on load): the
+    # energy it counted is in `unbilled` and goes to the book, as debt if need be, next reading.
+    _retired_fields: ClassVar[frozenset[str]] = frozenset({"short_wh"})
 
     @property
     def billed_to(self) -> Wh:
@@ -152,6 +153,22 @@ class _Leg:
     cost_cum: ExactCost | None = None  # fen legs only
 
 
+# (leg, pocket it takes from, system account it goes to, how much it may take given the pockets
+# and the fen the legs before it took), in the order legs pay
+_PAY_ORDER: tuple[tuple[str, Pocket, System, Callable[[Pockets, int], int]], ...] = (
+    ("subsidy", Pocket.SUBSIDY, System.SUBSIDY_USED, lambda p, _: p.subsidy_wh),
+    ("prepaid", Pocket.PREPAID, System.ENERGY_SALES, lambda p, _: p.prepaid_fen),
+    ("grace", Pocket.GRACE, System.GRACE_USED, lambda p, _: p.grace_wh),
+    (
+        "credit",
+        Pocket.PREPAID,
+        System.ENERGY_SALES,
+        lambda p, paid: p.spendable_fen - paid if p.credit_limit_fen else 0,
+    ),
+    ("debt", Pocket.DEBT, System.ENERGY_SALES, lambda p, _: MAX_AMOUNT),
+)
+
+
 def _register(reading: Reading) -> Wh:
     if reading.energy_wh is None:
         raise InputError(f"reading of meter {reading.address} has no energy register")
@@ -159,7 +176,13 @@ def _register(reading: Reading) -> Wh:
 
 
 def _fen_leg(
-    name: str, parts: tuple[CostPart, ...], cost_cum: ExactCost, allowance: int
+    name: str,
+    pocket: Pocket,
+    sink: System,
+    parts: tuple[CostPart, ...],
+    *,
+    cost_cum: ExactCost,
+    allowance: int,
 ) -> tuple[_Leg | None, tuple[CostPart, ...], bool]:
     """The most of `parts` (front first) `allowance` fen pays; returns (leg, rest, deferred).
 
@@ -179,7 +202,7 @@ def _fen_leg(
     fen, after = charge_step(cost_cum, exact_cost_of(head))
     if fen == 0:
         return None, parts, not rest
-    return _Leg(name, Pocket.PREPAID, System.ENERGY_SALES, head, fen, after), rest, False
+    return _Leg(name, pocket, sink, head, fen, after), rest, False
 
 
 def _wh_leg(
@@ -191,23 +214,25 @@ def _wh_leg(
 
 def _pay(
     queue: tuple[CostPart, ...], pockets: Pockets, cost_cum: ExactCost
-) -> tuple[list[_Leg], tuple[CostPart, ...], bool]:
-    """Legs paying `queue` in order; returns (legs, unpaid rest, short of money)."""
-    subsidy, rest = _wh_leg(
-        "subsidy", Pocket.SUBSIDY, System.SUBSIDY_USED, queue, pockets.subsidy_wh
-    )
-    prepaid, rest, deferred = _fen_leg("prepaid", rest, cost_cum, pockets.prepaid_fen)
-    if prepaid is not None:
-        assert prepaid.cost_cum is not None
-        cost_cum = prepaid.cost_cum
-    grace, credit = None, None
-    if not deferred:
-        grace, rest = _wh_leg("grace", Pocket.GRACE, System.GRACE_USED, rest, pockets.grace_wh)
-        spendable = pockets.spendable_fen - (prepaid.fen if prepaid else 0)
-        if pockets.credit_limit_fen > 0:
-            credit, rest, deferred = _fen_leg("credit", rest, cost_cum, spendable)
-    legs = [leg for leg in (subsidy, prepaid, grace, credit) if leg is not None]
-    return legs, rest, bool(rest) and not deferred
+) -> tuple[list[_Leg], tuple[CostPart, ...]]:
+    """Legs paying `queue` front first in `_PAY_ORDER`, the last booking as debt what the
+    pockets cannot pay; returns (legs, rest), the rest costing less than one fen."""
+    legs: list[_Leg] = []
+    rest = queue
+    for name, pocket, sink, allowance in _PAY_ORDER:
+        left = allowance(pockets, sum(leg.fen for leg in legs))
+        if POCKET_UNIT[pocket] is Unit.WH:
+            leg, rest = _wh_leg(name, pocket, sink, rest, left)
+        else:
+            leg, rest, deferred = _fen_leg(
+                name, pocket, sink, rest, cost_cum=cost_cum, allowance=left
+            )
+            if deferred:
+                break
+            cost_cum = cost_cum if leg is None or leg.cost_cum is None else leg.cost_cum
+        if leg is not None:
+            legs.append(leg)
+    return legs, rest
 
 
 def _register_deltas(tariff: Tariff, last: MeterBilling, reading: Reading) -> dict[Period, int]:
@@ -269,7 +294,7 @@ def bill_reading(
         month_used_wh=charges.month_used_wh,
         by_period=_register_deltas(policy.tariff, last, reading),
     )
-    legs, rest, short = _pay(last.unbilled + fresh, pockets, charges.cost_cum)
+    legs, rest = _pay(last.unbilled + fresh, pockets, charges.cost_cum)
     reg_from = last.billed_to
     reg_to = reg_from + sum(energy_of(leg.parts) for leg in legs)
     transfers = tuple(
@@ -294,15 +319,16 @@ def bill_reading(
         by_tariff_wh=reading.energy_by_tariff_wh,
         error_wh=reading.energy_error_wh,
         unbilled=merge_parts(rest),
-        short_wh=energy_of(rest) if short else NO_WH,
     )
     alarms: tuple[Alarm, ...] = ()
-    if short and not last.short_wh:
+    debt = next((leg for leg in legs if leg.pocket is Pocket.DEBT), None)
+    if debt is not None and not pockets.debt_fen:
         alarms = (
             Alarm(
                 AlarmKind.UNPAID_ENERGY,
                 Severity.WARNING,
-                f"{meter.short_wh} Wh used with no money left to pay for it",
+                f"{energy_of(debt.parts)} Wh used with no money left to pay for it: "
+                f"{debt.fen} fen booked as debt",
                 account=owner,
                 meter=last.meter,
             ),
@@ -363,8 +389,7 @@ class FinalBill:
     transfers: tuple[Transfer, ...]  # one linked chain, code meter_settle
     charges: AccountCharges  # the account's running totals after it
     reg_from: Wh  # the register the meter was billed up to before
-    energy_wh: Wh  # energy billed by `transfers`
-    unpaid_wh: Wh  # energy the pockets could not pay (the swap is refused then)
+    energy_wh: Wh  # energy billed by `transfers` (paid or booked as debt)
     carried_wh: Wh  # energy below one fen: its exact cost is carried in `charges.cost_cum`
 
 
@@ -385,10 +410,10 @@ def bill_final(
     `bill_reading`; the code is `meter_settle` and the ids `entry_ids.meter_settle(swap,
     leg)`. No plausibility test: the register is the technician's reading, not the wire's.
 
-    The meter has no next reading, so nothing can wait for one: `unpaid_wh` > 0 means the
-    pockets cannot pay its last energy (the caller refuses the swap), and energy whose cost
-    stays below one fen (`carried_wh`) is billed no fen; its exact cost is added to the
-    account's cumulative cost, so the account's next fen charge pays it.
+    The meter has no next reading, so nothing can wait for one: what the pockets cannot pay is
+    booked as debt, and energy whose cost stays below one fen (`carried_wh`) is billed no fen;
+    its exact cost is added to the account's cumulative cost, so the account's next fen charge
+    pays it.
     """
     require_aware(now)
     last = state.meter
@@ -402,16 +427,14 @@ def bill_final(
     fresh = price_energy(
         policy.tariff, Wh(delta), last.at, now, month_used_wh=charges.month_used_wh
     )
-    legs, rest, short = _pay(last.unbilled + fresh, pockets, charges.cost_cum)
+    legs, rest = _pay(last.unbilled + fresh, pockets, charges.cost_cum)
     reg_from = last.billed_to
     billed = sum(energy_of(leg.parts) for leg in legs)
     cost_cum = next(
         (leg.cost_cum for leg in reversed(legs) if leg.cost_cum is not None), charges.cost_cum
     )
-    carried = Wh(0)
-    if rest and not short:
-        carried = energy_of(rest)
-        cost_cum = ExactCost(cost_cum + exact_cost_of(rest))
+    carried = energy_of(rest)
+    cost_cum = ExactCost(cost_cum + exact_cost_of(rest))
     transfers = tuple(
         _transfer(
             leg,
@@ -428,11 +451,4 @@ def bill_final(
     after = dataclasses.replace(
         charges, cost_cum=cost_cum, month_used_wh=charges.month_used_wh + delta
     )
-    return FinalBill(
-        transfers,
-        after,
-        reg_from,
-        Wh(billed),
-        Wh(energy_of(rest)) if short else Wh(0),
-        carried,
-    )
+    return FinalBill(transfers, after, reg_from, Wh(billed), carried)

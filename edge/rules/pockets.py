@@ -2,7 +2,8 @@
 
 Balances are the book's *available* balances (posted less pending debits): what a transfer can
 still take. `credit_limit_fen` is how far the prepaid pocket may go below zero (the book's floor
-is `-credit_limit_fen`).
+is `-credit_limit_fen`). `debt_fen` is what the account owes for energy it used with no money
+left (the debt pocket's balance, negated: ≥ 0).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class Pockets:
     prepaid_fen: Fen = NO_FEN
     grace_wh: Wh = NO_WH
     credit_limit_fen: Fen = NO_FEN
+    debt_fen: Fen = NO_FEN
 
     @property
     def spendable_fen(self) -> int:
@@ -45,4 +47,5 @@ class Pockets:
             prepaid_fen=Fen(book.balance(prepaid).available),
             grace_wh=Wh(book.balance(pocket_id(owner, Pocket.GRACE)).available),
             credit_limit_fen=Fen(-floor),
+            debt_fen=Fen(-book.balance(pocket_id(owner, Pocket.DEBT)).available),
         )

@@ -2,6 +2,7 @@
 
 Runs inside the cycle's store transaction, in the order the rules' contract asks for:
 
+0. money that arrived since the last cycle pays the account's debt back first (`repay`);
 1. each of the account's meters, one after another: bill its reading (`bill_reading`), posting
    the linked chain as one batch, so the next meter sees the pockets that chain left (pockets
    are read from the book again before every meter); then `protect` the meter (it needs the
@@ -41,6 +42,7 @@ from edge.rules.consumption import (
     MeterBilling,
     bill_reading,
 )
+from edge.rules.debt import repay
 from edge.rules.decisions import Alarm, RelayAction, RelayCause, RelayCommand, settle_relay
 from edge.rules.operations import Stamp, grace_expiry
 from edge.rules.pockets import Pockets
@@ -148,6 +150,7 @@ class AccountTurn:
         actions: dict[str, list[RelayAction]] = {
             m.address: _tenant_back(m.address, meters[m.address]) for m in configs
         }
+        self.repay(owner)
         for meter in configs:
             read = reads.get(meter.address)
             if read is None or read.reading is None:
@@ -200,6 +203,16 @@ class AccountTurn:
         self.work.alarms += decided.decisions.alarms
         used = max(0, decided.state.meter.reg_wh - before.reg_wh)
         return decided.state.meter, decided.state.charges, used
+
+    def repay(self, owner: str) -> None:
+        """Money that arrived since the last cycle pays the account's debt first."""
+        pockets = self.pockets(owner)
+        if not pockets.debt_fen:
+            return
+        repaid = self.book.balance(pocket_id(owner, Pocket.DEBT)).credits_posted
+        transfer = repay(self.work.now, owner, pockets, repaid, source=self.work.source)
+        if transfer is not None:
+            self.post((transfer,))
 
     def vacant(
         self,
@@ -268,29 +281,15 @@ class AccountTurn:
         scheduled = policy.mode is ArrearsMode.SCHEDULED
         if scheduled and not self.work.plausible and not state.arrears.tripped:
             return state  # a scheduled cut-off is time-driven: held (closing is not)
-        owned = [m.address for m in self.site.meters_of(account.id)]
-        billings = [meters[a].billing for a in owned]
-        owed = sum(b.short_wh for b in billings if b is not None)
-        pockets = self.pockets(account.id)
+        owned = tuple(m.address for m in self.site.meters_of(account.id))
+        judged = ArrearsAccount(account.id, owned, self.pockets(account.id), account.keep_power)
         if (
             policy.mode is ArrearsMode.AT_ZERO
             and not state.arrears.tripped
-            and not owed
-            and not pockets.exhausted
+            and not judged.in_arrears
         ):
             return state  # in credit and not tripped: the rule would leave it alone
-        decided = judge_arrears(
-            self.work.now,
-            ArrearsAccount(
-                account.id,
-                tuple(owned),
-                pockets,
-                owed_wh=owed,
-                keep_power=account.keep_power,
-            ),
-            state.arrears,
-            policy,
-        )
+        decided = judge_arrears(self.work.now, judged, state.arrears, policy)
         self.work.alarms += decided.decisions.alarms
         for action in decided.decisions.relays:
             actions[action.meter].append(action)

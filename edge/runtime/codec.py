@@ -15,7 +15,9 @@ form must be exact and stable:
 Decoding is checked against the type hints: anything that does not fit raises `CodecError`
 naming the path of the field (`ProtectionState.suspicion.since`), never a bare KeyError. A field
 missing from the stored object takes its default, so a state saved by an older release still
-loads after a field with a default was added.
+loads after a field with a default was added; a field a class has dropped is skipped when the
+class lists it in `_retired_fields` (a `ClassVar[frozenset[str]]`), any other unknown field is
+an error.
 """
 
 from __future__ import annotations
@@ -397,7 +399,8 @@ def _decode_dataclass(cls: type, data: JsonValue, path: str) -> Any:
             values[f.name] = _decode(hints[f.name], data[f.name], f"{path}.{f.name}")
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise CodecError(f"{path}.{f.name}", "missing and has no default")
-    unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+    retired: frozenset[str] = getattr(cls, "_retired_fields", frozenset())
+    unknown = set(data) - {f.name for f in dataclasses.fields(cls)} - retired
     if unknown:
         raise CodecError(path, f"unknown fields {sorted(unknown)} for {cls.__name__}")
     try:

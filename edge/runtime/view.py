@@ -51,7 +51,6 @@ def _meter_view(store: Store, address: str, zone: dt.tzinfo) -> dict[str, Any]:
         "held_by": sorted(c.value for c in state.relay.held),
         "register_wh": None if billing is None else billing.reg_wh,
         "unbilled_wh": 0 if billing is None else energy_of(billing.unbilled),
-        "unpaid_wh": 0 if billing is None else billing.short_wh,
         "last_read": None if latest is None else latest.time.astimezone(zone).isoformat(),
         "read_failures": state.read_failures,
     }
@@ -92,6 +91,7 @@ def accounts_view(site: Site, store: Store) -> list[dict[str, Any]]:
                 "subsidy_wh": pockets.subsidy_wh,
                 "prepaid_fen": pockets.prepaid_fen,
                 "grace_wh": pockets.grace_wh,
+                "debt_fen": pockets.debt_fen,
                 "credit_limit_fen": account.credit_limit_fen,
                 "keep_power": account.keep_power,
                 "relay": relays.pop() if len(relays) == 1 else ("mixed" if relays else None),
@@ -106,11 +106,15 @@ def accounts_view(site: Site, store: Store) -> list[dict[str, Any]]:
 
 def accounts_table(view: list[dict[str, Any]]) -> str:
     """The view as an aligned text table for a terminal."""
-    lines = [f"{'account':8} {'shop':12} {'subsidy Wh':>11} {'prepaid fen':>12} {'relay':6} alarms"]
+    lines = [
+        f"{'account':8} {'shop':12} {'subsidy Wh':>11} {'prepaid fen':>12} {'debt fen':>9} "
+        f"{'relay':6} alarms"
+    ]
     for row in view:
         kinds = sorted({a["kind"] for a in row["alarms"]})
         lines.append(
             f"{row['id']:8} {row['shop'] or '-':12} {row['subsidy_wh']:>11} "
-            f"{row['prepaid_fen']:>12} {row['relay'] or '-':6} {','.join(kinds)}"
+            f"{row['prepaid_fen']:>12} {row['debt_fen']:>9} {row['relay'] or '-':6} "
+            f"{','.join(kinds)}"
         )
     return "\n".join(lines)

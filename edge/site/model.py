@@ -176,6 +176,7 @@ class AccountConfig:
             Account.for_id(pocket_id(self.id, Pocket.PREPAID), self.credit_limit_fen),
             Account.for_id(pocket_id(self.id, Pocket.SUBSIDY)),
             Account.for_id(pocket_id(self.id, Pocket.GRACE)),
+            Account.for_id(pocket_id(self.id, Pocket.DEBT)),
         ]
 
 

@@ -176,17 +176,11 @@ def meter_swap(d: CommandContext) -> Applied:
             source=runtime.guard.clock.source,
             swap=swap,
         )
-        if bill.unpaid_wh:
-            raise Refusal(
-                f"{owner} cannot pay meter {old}'s last {bill.unpaid_wh} Wh: recharge first"
-            )
         transfers, charges = bill.transfers, bill.charges
     result = d.apply(transfers)
     if took_effect(result):
         if billing is not None:
-            closed = dataclasses.replace(
-                billing, reg_wh=Wh(final_wh), at=d.now, unbilled=(), short_wh=Wh(0)
-            )
+            closed = dataclasses.replace(billing, reg_wh=Wh(final_wh), at=d.now, unbilled=())
             runtime.stage_meter(d.tx, old, dataclasses.replace(state, billing=closed))
             runtime.stage_account(d.tx, owner, dataclasses.replace(account_state, charges=charges))
         start = MeterBilling(meter=new.address, reg_wh=Wh(initial_wh), at=d.now)

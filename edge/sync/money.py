@@ -21,6 +21,7 @@ import dataclasses
 import logging
 
 from edge.rules import operations
+from edge.rules.pockets import Pockets
 from edge.runtime.state import GraceHold
 from edge.sync.command_context import (
     Applied,
@@ -68,8 +69,19 @@ def correction(d: CommandContext) -> Applied:
     return result, [], f"{account} {fen:+d} fen (correction {ref})"
 
 
+def _refuse_while_owing(d: CommandContext, account: str, what: str) -> None:
+    """Money leaves an account only once its debt is paid (`edge.rules.debt`)."""
+    owed = Pockets.from_book(d.runtime.store.book, account).debt_fen
+    if owed:
+        raise Refusal(
+            f"{account} owes {owed} fen for energy used with no money left: the next billing "
+            f"cycle pays it from the balance; retry the {what} after it, or recharge first"
+        )
+
+
 def refund(d: CommandContext) -> Applied:
     account = d.account()
+    _refuse_while_owing(d, account, "refund")
     ref = reference(d.args, "refund")
     grace_wh = integer(d.args, "grace_wh", low=0)
     until = aware_time(d.args, "grace_until")
@@ -157,13 +169,8 @@ def move_out(d: CommandContext) -> Applied:
     move = reference(d.args, "move")
     to_node = text(d.args, "to_node")
     runtime = d.runtime
-    owed = 0
-    for meter in runtime.site.meters_of(account):
-        billing = runtime.meter_state(meter.address).billing
-        owed += 0 if billing is None else billing.short_wh
-    if owed:
-        raise Refusal(f"{account} has {owed} Wh used and not paid yet: pay it before moving")
     book = runtime.store.book
+    _refuse_while_owing(d, account, "move")
     grace = _running_grace(d, account)  # ends with the move: the shop is left
     transfers = operations.move_out(
         d.stamp,

@@ -24,7 +24,7 @@ def accounts(*owners: str, credit_limit: int = 0) -> list[Account]:
     out = [Account.for_id(system_id(s)) for s in System]
     for owner in owners:
         out.append(Account.for_id(prepaid(owner), credit_limit))
-        out += [Account.for_id(pocket_id(owner, p)) for p in (Pocket.SUBSIDY, Pocket.GRACE)]
+        out += [Account.for_id(pocket_id(owner, p)) for p in Pocket if p is not Pocket.PREPAID]
     return out
 
 

@@ -24,6 +24,7 @@ CASES: list[tuple[Callable[..., int], tuple[str | int, ...], str]] = [
     (entry_ids.move_out, ("M-1",), "move-out"),
     (entry_ids.move_expire, ("M-1",), "move-expire"),
     (entry_ids.move_in, ("M-1",), "move-in"),
+    (entry_ids.debt_repay, ("A0001", 0), "debt-repay"),
 ]
 
 

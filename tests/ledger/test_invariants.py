@@ -104,7 +104,7 @@ def test_charges_drifting_from_cumulative_cost() -> None:
     drift = transfer(2, prepaid(), SALES, 1, Code.CONSUME, refs={"cost_cum": 120_000})
     assert check_charges_never_drift([first]) == []
     assert check_charges_never_drift([first, drift]) == [
-        "A0001:prepaid: charged 2 fen, cumulative cost rounds to 1"
+        "account A0001: charged 2 fen, cumulative cost rounds to 1"
     ]
 
 

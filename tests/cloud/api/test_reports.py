@@ -223,6 +223,37 @@ def test_refund_template_chooses_columns_admin_only(
     assert client.get("/report-templates/cash").status_code == 404
 
 
+def test_debt_is_consumption_charged_and_the_statement_shows_it_owed_and_repaid(
+    client: TestClient, site: Site
+) -> None:
+    a2 = "A0002"  # no prepaid money: 500 Wh used with none left, owed, then paid back
+    owed = {"meter": M3, "reg_from": 10_000, "reg_to": 10_500, "energy_wh": 500,
+            "tariff": "single:500@8000", "cost_cum": 400_000}  # fmt: skip
+    transfers = [
+        _at(30, pocket_id(a2, Pocket.DEBT), SALES, 40, Code.CONSUME,
+            dt.datetime(2026, 11, 4, 12, tzinfo=SH), refs=owed),
+        _at(31, CASH, pocket_id(a2, Pocket.PREPAID), 100, Code.RECHARGE,
+            dt.datetime(2026, 11, 5, 9, tzinfo=SH), refs={"payment": "NOV-DEBT"}),
+        _at(32, pocket_id(a2, Pocket.PREPAID), pocket_id(a2, Pocket.DEBT), 40, Code.DEBT_REPAY,
+            dt.datetime(2026, 11, 5, 9, 15, tzinfo=SH), refs={"owed": 40}),
+    ]  # fmt: skip
+    assert site.upload(NODE, transfers).status is AckStatus.OK
+    statement = _get(client, f"/statements/{a2}", month="2026-11")
+    assert statement["debt"] == {
+        "opening": 0, "movements": {"owed": -40, "debt_repaid": 40, "other": 0}, "closing": 0
+    }  # fmt: skip
+    prepaid = statement["prepaid"]
+    assert (prepaid["movements"]["recharges"], prepaid["movements"]["debt_repaid"]) == (100, -40)
+    assert prepaid["closing"] == prepaid["opening"] + 60
+    assert [i["code"] for i in statement["items"]] == ["recharge", "debt_repay"]
+    by_pocket = {(c["pocket"], c["wh"], c["fen"]) for c in statement["consumption"]}
+    assert ("debt", 500, 40) in by_pocket
+    page = _get(client, "/reports/consumption", group="account", **NOV)
+    [row] = [r for r in page["items"] if r["account"] == a2]
+    assert (row["wh"], row["fen"]) == (500, 40)  # the site opened with none for A0002
+    assert client.get(f"/accounts/{a2}").json()["debt_fen"] == 0
+
+
 def test_statement_adds_up_and_merchants_see_only_theirs(
     client: TestClient, month: Site, tokens: dict[Role, str]
 ) -> None:
@@ -233,7 +264,8 @@ def test_statement_adds_up_and_merchants_see_only_theirs(
     prepaid = statement["prepaid"]
     assert prepaid["opening"] == 500  # October's recharge
     assert prepaid["movements"] == {"recharges": 10_000, "consumption": -(837 + 99 + 12),
-                                    "refunds": -1_000, "corrections": 0, "other": 0}  # fmt: skip
+                                    "debt_repaid": 0, "refunds": -1_000, "corrections": 0,
+                                    "other": 0}  # fmt: skip
     assert prepaid["closing"] == 500 + 10_000 - 948 - 1_000
     assert prepaid["opening"] + sum(prepaid["movements"].values()) == prepaid["closing"]
     subsidy = statement["subsidy"]

@@ -32,13 +32,13 @@ def commands(actions: tuple[RelayAction, ...]) -> list[tuple[str, RelayCommand]]
     return [(a.meter, a.command) for a in actions]
 
 
-def test_in_arrears_means_nothing_left_or_energy_unpaid() -> None:
+def test_in_arrears_means_nothing_left_or_a_debt() -> None:
     assert account().in_arrears
     assert not account(Pockets(subsidy_wh=Wh(1))).in_arrears
     assert not account(Pockets(grace_wh=Wh(1))).in_arrears
     assert account(Pockets(prepaid_fen=Fen(-100), credit_limit_fen=Fen(100))).in_arrears
     assert not account(Pockets(prepaid_fen=Fen(-99), credit_limit_fen=Fen(100))).in_arrears
-    assert account(FUNDED, owed_wh=30).in_arrears
+    assert account(Pockets(prepaid_fen=Fen(500), debt_fen=Fen(1))).in_arrears
 
 
 def test_at_zero_trips_every_meter_at_once_and_closes_after_a_top_up() -> None:
@@ -61,14 +61,14 @@ def test_at_zero_trips_every_meter_at_once_and_closes_after_a_top_up() -> None:
     assert not closed.state.tripped
 
 
-def test_unpaid_energy_keeps_the_relay_open_until_billed() -> None:
+def test_a_debt_keeps_the_relay_open_until_paid_back() -> None:
     state = ArrearsState(tripped=True)
-    topped_up_not_yet_billed = account(FUNDED, owed_wh=500)
+    topped_up_not_yet_repaid = account(Pockets(prepaid_fen=Fen(500), debt_fen=Fen(40)))
     assert judge_arrears(
-        at(2026, 11, 3, 14), topped_up_not_yet_billed, state, AT_ZERO
+        at(2026, 11, 3, 14), topped_up_not_yet_repaid, state, AT_ZERO
     ).decisions.empty
-    billed = account(FUNDED)
-    assert judge_arrears(at(2026, 11, 3, 14), billed, state, AT_ZERO).decisions.relays
+    repaid = account(FUNDED)
+    assert judge_arrears(at(2026, 11, 3, 14), repaid, state, AT_ZERO).decisions.relays
 
 
 def test_never_in_friendly_hours_or_on_holidays() -> None:

@@ -1,4 +1,5 @@
-"""Consumption: subsidy → prepaid → grace → credit as one linked chain, money running out,
+"""Consumption: subsidy → prepaid → grace → credit → debt as one linked chain, money running
+out and paid back,
 implausible registers, and properties against a real book and the ledger invariants."""
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from edge.rules.consumption import (
     MeterBilling,
     bill_reading,
 )
+from edge.rules.debt import repay
 from edge.rules.decisions import AlarmKind, Decided
 from edge.rules.errors import InputError
 from edge.rules.pockets import Pockets
-from edge.rules.tariffs import FlatTariff, Period, Tariff
+from edge.rules.tariffs import FlatTariff, Period, Tariff, exact_cost_of
 from ledger.accounts import Pocket, System, pocket_id, system_id
 from ledger.book import Outcome
 from ledger.ids import derive_id
@@ -158,53 +160,86 @@ def test_grace_then_credit_after_prepaid() -> None:
     assert Pockets.from_book(ledger.book, OWNER) == Pockets(Wh(0), Fen(-96), Wh(0), Fen(500))
 
 
-def test_money_running_out_leaves_the_rest_unbilled_then_a_top_up_pays_it_first() -> None:
+def repay_debt(ledger: Ledger, when: dt.datetime) -> Transfer | None:
+    """What the billing cycle does before it bills: money that arrived pays the debt first."""
+    pockets = Pockets.from_book(ledger.book, OWNER)
+    repaid = ledger.book.balance(pocket_id(OWNER, Pocket.DEBT)).credits_posted
+    transfer = repay(when, OWNER, pockets, repaid, source=SOURCE)
+    if transfer is not None:
+        assert ledger.post([transfer]) == [Outcome.OK]
+        ledger.assert_sound()
+    return transfer
+
+
+def test_money_running_out_books_the_rest_as_debt_then_a_top_up_pays_it_first() -> None:
     ledger = Ledger(OWNER)
     fund(ledger, fen=40)  # pays 506 Wh (40.48 fen, rounded once)
     state = bill(ledger, start(), REG0 + 800, T0 + dt.timedelta(hours=1))
-    assert legs(state.decisions.transfers) == [("A1:prepaid", "sys:energy_sales", 40, 506)]
-    assert state.decisions.transfers[0].refs["reg_to"] == REG0 + 506
-    meter = state.state.meter
-    assert (meter.reg_wh, meter.billed_to, meter.short_wh) == (REG0 + 800, REG0 + 506, 294)
+    # 800 Wh cost 64 fen: 40 paid, the 294 Wh the money could not pay owed (24 fen).
+    assert legs(state.decisions.transfers) == [
+        ("A1:prepaid", "sys:energy_sales", 40, 506),
+        ("A1:debt", "sys:energy_sales", 24, 294),
+    ]
+    assert [t.refs["reg_to"] for t in state.decisions.transfers] == [REG0 + 800] * 2
+    assert state.state.meter.billed_to == REG0 + 800
     assert [a.kind for a in state.decisions.alarms] == [AlarmKind.UNPAID_ENERGY]
+    assert "24 fen booked as debt" in state.decisions.alarms[0].message
 
-    # Still no money: more unpaid energy, no transfer, no second alarm.
+    # Still no money: more debt, no second alarm.
     state = bill(ledger, state.state, REG0 + 1_000, T0 + dt.timedelta(hours=2))
-    assert state.decisions.transfers == ()
+    assert legs(state.decisions.transfers) == [("A1:debt", "sys:energy_sales", 16, 200)]
     assert state.decisions.alarms == ()
-    assert state.state.meter.short_wh == 494
+    assert Pockets.from_book(ledger.book, OWNER).debt_fen == 40
 
-    # A top-up: the next reading pays the waiting 494 Wh and the new 100 Wh, oldest first.
+    # Nothing to pay it with: no repayment.
+    assert repay_debt(ledger, T0 + dt.timedelta(hours=2)) is None
+    # A top-up pays the 40 fen owed first, then the next reading is paid from what is left.
     fund(ledger, fen=1_000)
-    state = bill(ledger, state.state, REG0 + 1_100, T0 + dt.timedelta(hours=3))
-    [paid] = state.decisions.transfers
-    # 1100 Wh in all cost 88 fen; 40 were charged already.
-    assert (paid.refs["reg_from"], paid.refs["reg_to"], paid.amount) == (
-        REG0 + 506,
-        REG0 + 1_100,
-        48,
+    repaid = repay_debt(ledger, T0 + dt.timedelta(hours=3))
+    assert repaid is not None
+    assert (repaid.debit, repaid.credit, repaid.amount, repaid.code) == (
+        "A1:prepaid",
+        "A1:debt",
+        40,
+        Code.DEBT_REPAY,
     )
-    assert state.state.meter.short_wh == 0
-    assert state.state.meter.unbilled == ()
+    assert Pockets.from_book(ledger.book, OWNER) == Pockets(prepaid_fen=Fen(960))
+    state = bill(ledger, state.state, REG0 + 1_100, T0 + dt.timedelta(hours=3))
+    assert legs(state.decisions.transfers) == [("A1:prepaid", "sys:energy_sales", 8, 100)]
+    assert repay_debt(ledger, T0 + dt.timedelta(hours=4)) is None  # nothing owed any more
+
+
+def test_a_repayment_is_capped_by_the_money_and_each_one_has_its_own_id() -> None:
+    ledger = Ledger(OWNER)
+    bill(ledger, start(), REG0 + 1_000, T0 + dt.timedelta(hours=1))  # 80 fen owed
+    fund(ledger, fen=30)
+    first = repay_debt(ledger, T0 + dt.timedelta(hours=2))
+    fund(ledger, fen=100)
+    second = repay_debt(ledger, T0 + dt.timedelta(hours=3))
+    assert first is not None and second is not None
+    assert (first.amount, second.amount) == (30, 50)
+    assert first.id != second.id
+    assert Pockets.from_book(ledger.book, OWNER) == Pockets(prepaid_fen=Fen(50))
 
 
 def test_money_pays_up_to_the_exact_rounding_boundary() -> None:
     # At 0.0001 CNY/kWh one Wh costs one unit of exact cost: 1 fen pays until the cumulative
-    # cost would round to 2 fen, i.e. 149 999 units (1.49999 fen).
+    # cost would round to 2 fen, i.e. 149 999 units (1.49999 fen); the rest is owed.
     ledger = Ledger(OWNER)
     fund(ledger, fen=1)
     policy = ConsumptionPolicy(FlatTariff(Price(1)), max_power_w=10**9)
     decided = bill(ledger, start(), REG0 + 200_000, T0 + dt.timedelta(hours=1), policy)
-    [paid] = decided.decisions.transfers
+    paid, owed = decided.decisions.transfers
     assert (paid.amount, paid.refs["energy_wh"]) == (1, 149_999)
-    assert decided.state.meter.short_wh == 50_001
+    assert (owed.debit, owed.amount, owed.refs["energy_wh"]) == ("A1:debt", 1, 50_001)
 
 
-def test_no_money_at_all_bills_nothing_and_records_the_debt() -> None:
+def test_no_money_at_all_books_it_all_as_debt() -> None:
     ledger = Ledger(OWNER)
     decided = bill(ledger, start(), REG0 + 120, T0 + dt.timedelta(minutes=15))
-    assert decided.decisions.transfers == ()
-    assert decided.state.meter.short_wh == 120
+    # 120 Wh at 0.8 CNY/kWh: 9.6 fen, owed as 10.
+    assert legs(decided.decisions.transfers) == [("A1:debt", "sys:energy_sales", 10, 120)]
+    assert decided.state.meter.unbilled == ()
 
 
 def test_energy_below_one_fen_waits_for_the_next_reading() -> None:
@@ -219,7 +254,6 @@ def test_energy_below_one_fen_waits_for_the_next_reading() -> None:
     third = bill(ledger, second.state, REG0 + 30, T0 + dt.timedelta(minutes=3))
     assert third.decisions.transfers == ()
     assert third.state.meter.unbilled[0].energy == 10
-    assert third.state.meter.short_wh == 0  # waiting for rounding, not for money
     fourth = bill(ledger, third.state, REG0 + 40, T0 + dt.timedelta(minutes=4))
     [t] = fourth.decisions.transfers
     assert (t.amount, t.refs["reg_from"], t.refs["reg_to"]) == (1, REG0 + 20, REG0 + 40)
@@ -334,6 +368,7 @@ def test_misuse_is_an_input_error() -> None:
 step = st.one_of(
     st.tuples(st.just("read"), st.integers(0, 3_000), st.integers(1, 180)),
     st.tuples(st.just("recharge"), st.integers(1, 300), st.just(0)),
+    st.tuples(st.just("repay"), st.just(0), st.just(0)),
     st.tuples(st.just("subsidy"), st.integers(1, 2_000), st.just(0)),
     st.tuples(st.just("grace"), st.integers(1, 500), st.just(0)),
 )
@@ -349,8 +384,10 @@ step = st.one_of(
 def test_billing_conserves_energy_and_money(
     *, tariff: Tariff, credit_limit: int, steps: list[tuple[str, int, int]], by_registers: bool
 ) -> None:
-    """Whatever the money does: the book accepts every chain, the invariants hold, billed +
-    unbilled energy equals the register delta, and no pocket goes below its floor."""
+    """Whatever the money does: the book accepts every chain, the invariants hold, billed
+    (paid or owed) + unbilled energy equals the register delta, what is unbilled costs less
+    than a fen, no pocket goes below its floor, and debt appears only when nothing else can
+    pay; repaid, it never goes beyond zero."""
     ledger = Ledger(OWNER, credit_limit=credit_limit)
     policy = ConsumptionPolicy(tariff, max_power_w=100_000)
     tariffs = (Wh(0),) * 4 if by_registers else ()
@@ -372,14 +409,26 @@ def test_billing_conserves_energy_and_money(
             pockets = Pockets.from_book(ledger.book, OWNER)
             assert pockets.subsidy_wh >= 0 and pockets.grace_wh >= 0
             assert pockets.spendable_fen >= 0
-            if state.meter.short_wh:
-                # Unpaid energy only once nothing is left that could pay a whole fen of it.
+            assert fen_rounded(exact_cost_of(state.meter.unbilled)) == 0 or not any(
+                t.debit.endswith(":debt") for t in decided.decisions.transfers
+            )
+            if any(t.debit.endswith(":debt") for t in decided.decisions.transfers):
+                # Debt only once nothing is left that could pay a whole fen of the energy.
                 assert pockets.subsidy_wh == 0 and pockets.grace_wh == 0
+                assert pockets.spendable_fen == 0
+            assert pockets.debt_fen >= 0
+        elif kind == "repay":
+            repay_debt(ledger, when)
+            pockets = Pockets.from_book(ledger.book, OWNER)
+            assert pockets.debt_fen == 0 or pockets.spendable_fen == 0
         else:
             fund(ledger, **{{"recharge": "fen"}.get(kind, kind): amount})
-    # Fen charged always equal the cumulative exact cost rounded once (and all of it is billed).
+    # Fen charged (paid or owed) always equal the cumulative exact cost rounded once.
     charged = sum(t.amount for t in ledger.history if t.code is Code.CONSUME and t.unit == "fen")
     assert charged == fen_rounded(state.charges.cost_cum)
+    repaid = sum(t.amount for t in ledger.history if t.code is Code.DEBT_REPAY)
+    owed = sum(t.amount for t in ledger.history if t.debit == pocket_id(OWNER, Pocket.DEBT))
+    assert owed - repaid == Pockets.from_book(ledger.book, OWNER).debt_fen
 
 
 @settings(max_examples=100, deadline=None)

@@ -33,7 +33,6 @@ STATES: list[object] = [
             (Wh(1), Wh(2), Wh(3), Wh(4)),
             0,
             (CostPart(Wh(30), Price(8365), "peak"), CostPart(Wh(5), Price(3120), "valley")),
-            Wh(35),
         ),
         AccountCharges(ExactCost(2**60 + 7), "2026-11", 1234),
     ),
@@ -96,6 +95,13 @@ def test_nested_values_round_trip(
 
 def test_missing_fields_take_their_defaults() -> None:
     assert decode(ArrearsState, {}) == ArrearsState()
+
+
+def test_a_retired_field_of_an_older_release_is_skipped_any_other_refused() -> None:
+    old = {"meter": "M1", "reg_wh": 10, "at": T0.isoformat(), "short_wh": 294}
+    assert decode(MeterBilling, old) == MeterBilling("M1", Wh(10), T0)
+    with pytest.raises(CodecError, match="unknown fields"):
+        decode(MeterBilling, {**old, "owed_wh": 1})
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ import pytest
 
 from edge.drivers.reading import RelayState
 from edge.rules.decisions import RelayCause
+from edge.rules.pockets import Pockets
 from edge.store import CommandStatus
 from ledger.accounts import Pocket, System, Unit, pocket_id, system_id
 from ledger.ids import derive_id
@@ -413,6 +414,26 @@ def test_nothing_to_refund_is_refused(node: Node) -> None:
         "nothing to refund",
     )
     assert node.snapshot() == before
+
+
+def test_no_money_leaves_an_account_in_debt_until_a_cycle_has_paid_it_back(node: Node) -> None:
+    poor = "A0004"  # 3 yuan: in debt within a day of shop hours
+    while not Pockets.from_book(node.store.book, poor).debt_fen:
+        node.cycles(1, dt.timedelta(hours=1))
+    now = node.clock.true_now().isoformat()
+    refund = {"account": poor, "refund": "R-debt", "grace_wh": 0, "grace_until": now}
+    move = {"account": poor, "move": "M-debt", "to_node": "n-other"}
+    before = node.snapshot()
+    refused(node.send(CommandKind.REFUND, refund), "owes", "recharge first")
+    refused(node.send(CommandKind.MOVE_OUT, move), "owes", "recharge first")
+    assert node.snapshot() == before
+    owed = Pockets.from_book(node.store.book, poor).debt_fen
+    assert node.runtime.recharge(poor, 1_000, "PAY-debt")
+    node.cycles(1)  # pays the debt back first
+    pockets = Pockets.from_book(node.store.book, poor)
+    assert pockets.debt_fen == 0 and pockets.prepaid_fen <= 1_000 - owed
+    applied(node.send(CommandKind.REFUND, {**refund, "refund": "R-debt-2"}))
+    _sound(node)
 
 
 # -- moves -----------------------------------------------------------------------------------

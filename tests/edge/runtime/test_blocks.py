@@ -90,10 +90,15 @@ def test_a_kettle_on_for_40_s_between_two_polls_is_tripped_by_the_power_block(
         assert (power["rounds"], power["attempted"], power["read"]) == (60, 120, 120)
 
 
-def test_without_the_block_the_same_kettle_goes_unseen(tmp_path: Path) -> None:
+def test_a_site_file_without_blocks_runs_as_before_and_misses_the_kettle(tmp_path: Path) -> None:
     files = kettle_site(tmp_path, blocks="")
-    booted, clock = booted_at(load_site(files.site_toml))
-    run_two_cycles(booted, clock)
+    site = load_site(files.site_toml)
+    assert site.settings.blocks == ()
+    booted, clock = booted_at(site)
+    runner = run_two_cycles(booted, clock)
+    assert runner.block_due == {}
     with stored(files) as store:
         kinds = {e.event.kind for e in store.events(category=Category.ALARM)}
-        assert "malicious_load" not in kinds
+        assert "malicious_load" not in kinds  # off at 00:00 and at 00:15: never seen
+        rounds = [e.event for e in store.events() if e.event.kind == "read_round"]
+        assert len(rounds) == 2 and all("blocks" not in r.detail for r in rounds)

@@ -24,6 +24,10 @@ from edge.store.config_db import ConfigDB, ConfigKind
 from tests.edge.runtime.conftest import START, booted_at, demo
 
 POWER_BLOCK = '\n[[blocks]]\nname = "power"\ninterval_s = 15\n'
+TRIPS_BLOCK = (
+    '\n[[blocks]]\nname = "trips"\ninterval_s = 3600\n'
+    'items = ["malicious_load_trips", "overload_trips", "over_voltage_trips"]\n'
+)
 KETTLE_ON = START + dt.timedelta(minutes=6, seconds=40)
 KETTLE_OFF = START + dt.timedelta(minutes=7, seconds=20)
 
@@ -59,7 +63,7 @@ def stored(files: DemoSite) -> Store:
 def test_a_kettle_on_for_40_s_between_two_polls_is_tripped_by_the_power_block(
     tmp_path: Path,
 ) -> None:
-    files = kettle_site(tmp_path, blocks=POWER_BLOCK)
+    files = kettle_site(tmp_path, blocks=POWER_BLOCK + TRIPS_BLOCK)
     kettle, idle = files.meters
     booted, clock = booted_at(load_site(files.site_toml))
     runner = run_two_cycles(booted, clock)
@@ -81,12 +85,22 @@ def test_a_kettle_on_for_40_s_between_two_polls_is_tripped_by_the_power_block(
         polls = {START, START + dt.timedelta(minutes=15)}
         assert {r.time for r in store.readings()} == polls
         assert len(list(store.readings())) == 4
+        # The hourly block's point is 00:00: read with the billing read, stored with it.
+        counters = {r.time: dict(r.reading.counters) for r in store.readings(kettle)}
+        assert counters[START] == {
+            "malicious_load_trips": 0,
+            "overload_trips": 0,
+            "over_voltage_trips": 0,
+        }
+        assert counters[START + dt.timedelta(minutes=15)] == {}
         billed = [e.transfer for e in store.entries() if e.transfer.code.value == "consume"]
         assert billed and all(t.refs["meter"] in (kettle, idle) for t in billed)
         # The 00:15 read_round event tallies the power block: 59 rounds between the cycles and
         # its read with the billing read at 00:15, two meters each.
         rounds = [e.event for e in store.events() if e.event.kind == "read_round"]
-        power = rounds[-1].detail["blocks"]["power"]  # type: ignore[index]
+        first, last = (r.detail["blocks"] for r in rounds)
+        assert set(first) == {"power", "trips"}  # type: ignore[arg-type]
+        power = last["power"]  # type: ignore[index]
         assert (power["rounds"], power["attempted"], power["read"]) == (60, 120, 120)
 
 

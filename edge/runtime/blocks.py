@@ -27,7 +27,7 @@ from edge.rules.decisions import Alarm, settle_relay
 from edge.rules.protection import ProtectionPolicy, protect
 from edge.runtime.accounting import scaled
 from edge.runtime.polling import MeterRead
-from edge.runtime.relays import RelayOrder
+from edge.runtime.relays import RelayOrder, RelayOutcome
 from edge.runtime.state import AccountRuntime, MeterRuntime
 
 
@@ -39,6 +39,26 @@ class BlockJudged:
     acted: dict[str, MeterRuntime] = field(default_factory=dict)  # new states to commit
     alarms: list[Alarm] = field(default_factory=list)
     orders: list[RelayOrder] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class BlockReport:
+    """One block round: how many meters answered, and what protection did about them."""
+
+    block: str
+    now: dt.datetime
+    read: int = 0
+    failed: int = 0
+    alarms: int = 0
+    outcomes: list[RelayOutcome] = field(default_factory=list)
+
+    def summary(self) -> str:
+        confirmed = sum(o.confirmed for o in self.outcomes)
+        return (
+            f"block {self.block} at {self.now:%H:%M:%S}: {self.read} meters read, "
+            f"{self.failed} failed, {self.alarms} alarms, {len(self.outcomes)} relay commands "
+            f"({confirmed} confirmed)"
+        )
 
 
 def judge_block(

@@ -35,7 +35,7 @@ from edge.rules.pockets import Pockets
 from edge.rules.tariffs import reference_price
 from edge.rules.times import stamp
 from edge.runtime.accounting import AccountTurn, CycleWork
-from edge.runtime.blocks import judge_block
+from edge.runtime.blocks import BlockReport, judge_block
 from edge.runtime.clock import Clock, ClockGuard
 from edge.runtime.events import RuntimeKind, alarm_event, runtime_event
 from edge.runtime.operator import OperatorRelay, operator_relay
@@ -107,26 +107,6 @@ class CycleReport:
             f"({confirmed} confirmed)"
             + ("" if self.plausible else f"; CLOCK HELD: {self.clock_reason}")
             + (f"; BUS DOWN: {', '.join(self.buses_down)}" if self.buses_down else "")
-        )
-
-
-@dataclass(slots=True)
-class BlockReport:
-    """One block round: how many meters answered, and what protection did about them."""
-
-    block: str
-    now: dt.datetime
-    read: int = 0
-    failed: int = 0
-    alarms: int = 0
-    outcomes: list[RelayOutcome] = field(default_factory=list)
-
-    def summary(self) -> str:
-        confirmed = sum(o.confirmed for o in self.outcomes)
-        return (
-            f"block {self.block} at {self.now:%H:%M:%S}: {self.read} meters read, "
-            f"{self.failed} failed, {self.alarms} alarms, {len(self.outcomes)} relay commands "
-            f"({confirmed} confirmed)"
         )
 
 

@@ -26,6 +26,7 @@ from edge.drivers.dlt645_meter import Dlt645Driver
 from edge.drivers.errors import DriverUsageError, MeterError, RelayNotConfirmed
 from edge.drivers.reading import Reading
 from edge.drivers.registry import PROTOCOLS, check_address, driver_for, protocol
+from edge.site.model import BILLING_BLOCK
 
 EXIT_METER: Final = 1  # the meter or the line failed
 EXIT_USAGE: Final = 2  # the command was wrong (argparse uses 2 as well)
@@ -91,7 +92,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
             "Read a block of one meter and print it. With --json, one object: address, "
             "energy_wh (integer Wh), voltage_v, current_a, power_w, power_factor, frequency_hz "
             "and relay (open/closed/null); for water meters address, volume_l (integer litres) "
-            "and valve. Fields the meter does not report are null."
+            "and valve. Fields the meter does not report are null. Another --block prints "
+            "address, block and the values that block read (e.g. clock: meter_time; status: "
+            "status_words, event_flags, relay; abnormal_trips: counters; power: power_w, "
+            "power_factor)."
         ),
         epilog="example: voltbook-edge read --port /dev/ttyUSB0 --protocol dlt645 "
         "--address 202611000101 --json",
@@ -99,7 +103,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     _line_options(read, protocols=every)
     _address_option(read)
     read.add_argument(
-        "--block", default="basic", help="reading block to read (default: basic; e.g. energy)"
+        "--block",
+        default=BILLING_BLOCK,
+        help="reading block to read (default: basic; e.g. energy, power, clock, status, "
+        "abnormal_trips)",
     )
     read.set_defaults(func=run_read)
 
@@ -228,6 +235,44 @@ def reading_fields(reading: Reading, kind: str) -> dict[str, Any]:
     return out
 
 
+def _json_value(value: object) -> object:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, frozenset):
+        return sorted(value)
+    return list(value) if isinstance(value, tuple) else value
+
+
+def block_fields(reading: Reading, block: str) -> dict[str, Any]:
+    """What `read --block X` prints for a block other than `basic`: the values it read (a
+    field the block does not fill is left out, counters as an object)."""
+    out: dict[str, Any] = {"address": reading.address, "block": block}
+    for name in reading.__slots__:
+        value = getattr(reading, name)
+        if name == "address" or value in (None, (), frozenset()):
+            continue
+        if name == "energy_error_wh" and not value:
+            continue
+        out[name] = dict(value) if name == "counters" else _json_value(value)
+    return out
+
+
+def _text(fields: dict[str, Any]) -> str:
+    def shown(value: object) -> object:
+        if value is None:
+            return "-"
+        if isinstance(value, dict):
+            return ", ".join(f"{k} {v}" for k, v in value.items())
+        if isinstance(value, list):
+            return ", ".join(map(str, value))
+        return value
+
+    width = max(13, *map(len, fields))
+    return "\n".join(f"{k:>{width}}: {shown(v)}" for k, v in fields.items())
+
+
 def run_read(args: argparse.Namespace) -> int:
     def action() -> int:
         address = check_address(args.protocol, args.address)
@@ -235,9 +280,11 @@ def run_read(args: argparse.Namespace) -> int:
         driver = driver_for(args.protocol, settings)
         with SerialBus(args.port, settings, retries=args.retries) as bus:
             reading: Reading = bus.run(driver.read(address, args.block), address=address)
-        fields = reading_fields(reading, protocol(args.protocol).kind)
-        text = "\n".join(f"{k:>13}: {'-' if v is None else v}" for k, v in fields.items())
-        _emit(args, fields, text)
+        if args.block == BILLING_BLOCK:
+            fields = reading_fields(reading, protocol(args.protocol).kind)
+        else:
+            fields = block_fields(reading, args.block)
+        _emit(args, fields, _text(fields))
         return 0
 
     return _guarded(args, f"meter {args.address}", action)

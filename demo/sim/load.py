@@ -33,13 +33,22 @@ MAX_STEP_S: Final = 60.0
 
 @dataclass(frozen=True, slots=True)
 class Appliance:
-    """An electrical load. It runs `duty` of its on-hours, decided per `cycle_s` slot."""
+    """An electrical load. It runs `duty` of its on-hours, decided per `cycle_s` slot; or, with
+    `on_s` (from, to), from `from` to `to` seconds into every slot (slots start on the epoch's
+    multiples of `cycle_s`: with 900 s, on the quarter hours)."""
 
     name: str
     power_w: float
     power_factor: float
     duty: float = 1.0
     cycle_s: int = 600
+    on_s: tuple[int, int] | None = None
+
+    def on(self, epoch: float, chance: float) -> bool:
+        """Running at `epoch` (seconds), where `chance` is this slot's draw in [0, 1)."""
+        if self.on_s is not None:
+            return self.on_s[0] <= epoch % self.cycle_s < self.on_s[1]
+        return self.duty >= 1.0 or chance < self.duty
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +73,9 @@ APPLIANCES: Final[dict[str, Appliance]] = {
         Appliance("hot_plate", 1800.0, 0.99, duty=0.5, cycle_s=300),
         # Always on: for tests and benchmarks that want exact, predictable energy.
         Appliance("kettle_steady", 2000.0, 0.97),
+        # A kettle boiling for 40 s between two quarter-hour polls (6:40 to 7:20 past): what only
+        # a fast `power` block sees.
+        Appliance("kettle_brief", 2000.0, 0.99, cycle_s=900, on_s=(400, 440)),
     )
 }
 
@@ -152,6 +164,7 @@ PROFILES: Final[dict[str, LoadProfile]] = {
         # A resistive heater all night in a shop that should be closed: malicious-load material.
         LoadProfile("night_heater", "electric", (Use("heater", 20, 8), Use("lighting", 8, 20))),
         LoadProfile("constant", "electric", (Use("kettle_steady"),)),
+        LoadProfile("brief_kettle", "electric", (Use("computer"), Use("kettle_brief"))),
         LoadProfile("idle", "electric", ()),
         LoadProfile(
             "water_shop",
@@ -196,10 +209,8 @@ class Load:
             item = FIXTURES[use.name] if self.profile.kind == "water" else APPLIANCES[use.name]
             slot = int(epoch // item.cycle_s)
             for instance in range(use.count):
-                if item.duty >= 1.0 or (
-                    _unit_hash(self.seed, address, use.name, use.start_hour, instance, slot)
-                    < item.duty
-                ):
+                chance = _unit_hash(self.seed, address, use.name, use.start_hour, instance, slot)
+                if item.on(epoch, chance) if isinstance(item, Appliance) else chance < item.duty:
                     on.append((use.name, instance))
         return on
 

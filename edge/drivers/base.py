@@ -20,7 +20,7 @@ Timing is data too: `SerialSettings.byte_time` (11 bits a byte at 8E1) and each 
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -90,6 +90,16 @@ class MeterDriver(Protocol):
     @property
     def blocks(self) -> frozenset[str]:
         """Reading blocks this driver knows (`basic`, `energy`, `abnormal_trips`, …)."""
+        ...
+
+    @property
+    def items(self) -> frozenset[str]:
+        """Data items a site-defined block may list (names from the driver's tables)."""
+        ...
+
+    def with_blocks(self, blocks: Mapping[str, tuple[str, ...]]) -> MeterDriver:
+        """This driver knowing site-defined blocks too (name → items, each in `items`); a
+        name it knows already is redefined. DriverUsageError for an item it cannot read."""
         ...
 
     def read(self, address: str, block: str = "basic") -> Conversation[Any]:

@@ -481,8 +481,10 @@ class CJT188:
         per_meter: Mapping[str, MeterOptions] | None = None,
         preamble: bytes = b"\xfe\xfe",
         meter_tz: dt.tzinfo = CHINA_STANDARD_TIME,
+        blocks: Mapping[str, DataItem] = BLOCKS,
     ) -> None:
         self.settings = settings or DEFAULT_SETTINGS
+        self.block_items: Mapping[str, DataItem] = MappingProxyType(dict(blocks))
         self.options = options or MeterOptions()
         self.per_meter: Mapping[str, MeterOptions] = MappingProxyType(dict(per_meter or {}))
         self.preamble = preamble
@@ -499,7 +501,28 @@ class CJT188:
 
     @property
     def blocks(self) -> frozenset[str]:
-        return frozenset(BLOCKS)
+        return frozenset(self.block_items)
+
+    @property
+    def items(self) -> frozenset[str]:
+        return frozenset({METERING.name})  # the one item a CJ/T 188 meter is read by
+
+    def with_blocks(self, blocks: Mapping[str, tuple[str, ...]]) -> CJT188:
+        """This driver with site-defined blocks too (each is the metering item)."""
+        for name, items in blocks.items():
+            if set(items) != self.items:
+                raise DriverUsageError(
+                    f"cjt188 reads only {METERING.name!r} in a block, not {list(items)}",
+                    item=name,
+                )
+        return CJT188(
+            self.settings,
+            options=self.options,
+            per_meter=self.per_meter,
+            preamble=self.preamble,
+            meter_tz=self.meter_tz,
+            blocks={**self.block_items, **dict.fromkeys(blocks, METERING)},
+        )
 
     def options_for(self, address: str) -> MeterOptions:
         return self.per_meter.get(address, self.options)
@@ -521,8 +544,8 @@ class CJT188:
 
     def read(self, address: str, block: str = "basic") -> Conversation[Reading]:
         self._checked(address)
-        if block not in BLOCKS:
-            known = ", ".join(sorted(BLOCKS))
+        if block not in self.block_items:
+            known = ", ".join(sorted(self.block_items))
             raise DriverUsageError(f"cjt188 has no block {block!r} (known: {known})")
         return self._read(address)
 

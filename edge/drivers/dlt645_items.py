@@ -254,6 +254,8 @@ BLOCKS_2007: Final = {
             ),
         ),
         ReadingBlock("energy", ("forward_active_block",)),
+        # What the malicious-load and overload rules judge, cheap enough to read every 30 s.
+        ReadingBlock("power", ("active_power_total", "power_factor_total")),
         ReadingBlock("abnormal_trips", ("abnormal_trips_block",)),
         ReadingBlock("status", ("status_words_block",)),
         ReadingBlock("clock", ("date", "time")),
@@ -266,10 +268,23 @@ BLOCKS_1997: Final = {
             "basic", ("forward_active_total", "voltage_a", "current_a", "active_power_total")
         ),
         ReadingBlock("energy", ("forward_active_block",)),
+        ReadingBlock("power", ("active_power_total",)),  # 1997 has no power factor
         ReadingBlock("clock", ("date", "time")),
     )
 }
 BLOCKS: Final = {2007: BLOCKS_2007, 1997: BLOCKS_1997}
+
+
+def block_items(version: int) -> frozenset[str]:
+    """The rows a site-defined block may list: those with a DI in `version` whose values a
+    `Reading` carries (a block row counts when every part it concatenates does)."""
+
+    def carried(item: DataItem) -> bool:
+        if item.is_block:
+            return all(ITEMS_BY_NAME[part].fills is not None for part in item.parts)
+        return item.fills is not None
+
+    return frozenset(i.name for i in ITEMS if i.di_for(version) is not None and carried(i))
 
 
 def item_for_di(di: int, version: int = 2007) -> DataItem | None:

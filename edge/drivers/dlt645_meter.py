@@ -11,7 +11,7 @@ for another DI are counted in `ignored_frames` and never taken as this meter's a
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Final, Literal
 
@@ -35,6 +35,7 @@ from edge.drivers.dlt645_items import (
     DataItem,
     ReadingBlock,
     Value,
+    block_items,
     build_reading,
     decode_reply,
 )
@@ -175,6 +176,22 @@ class Dlt645Driver:
 
     def _blocks(self) -> dict[str, ReadingBlock]:
         return BLOCKS[self.version] | {block.name: block for block in self.custom_blocks}
+
+    @property
+    def items(self) -> frozenset[str]:
+        return block_items(self.version)
+
+    def with_blocks(self, blocks: Mapping[str, tuple[str, ...]]) -> Dlt645Driver:
+        """This driver with site-defined blocks too (item names from `items`, checked)."""
+        for name, reads in blocks.items():
+            unknown = sorted(set(reads) - self.items)
+            if unknown or not reads:
+                raise DriverUsageError(
+                    f"DL/T 645-{self.version} cannot read {unknown or 'nothing'} in a block",
+                    item=name,
+                )
+        added = tuple(ReadingBlock(name, tuple(reads)) for name, reads in blocks.items())
+        return replace(self, custom_blocks=self.custom_blocks + added)
 
     def with_settings(self, settings: SerialSettings) -> Dlt645Driver:
         return replace(self, settings=settings)

@@ -133,6 +133,8 @@ BLOCKS: tuple[BlockSpec, ...] = (
         relay=True,
     ),
     BlockSpec("energy", ("energy_wh",)),
+    # What the malicious-load and overload rules judge, cheap enough to read every 30 s.
+    BlockSpec("power", ("power_w", "reactive_var", "power_factor")),
     BlockSpec("relay", (), relay=True),
 )
 
@@ -160,6 +162,11 @@ class MeterModel:
 
     def block(self, name: str) -> BlockSpec | None:
         return next((b for b in self.blocks if b.name == name), None)
+
+    @property
+    def items(self) -> frozenset[str]:
+        """The fields a block of this model may list: its energy and its float fields."""
+        return frozenset({"energy_wh", *(f.field for f in self.fields)})
 
     def field_spec(self, name: str) -> FieldSpec | None:
         return next((f for f in self.fields if f.field == name), None)

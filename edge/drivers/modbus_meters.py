@@ -30,11 +30,12 @@ rounded up. At 1 000 000 kWh that is 32 Wh, inside the 0.1 kWh the seed allows.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import math
 import re
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal
@@ -66,6 +67,7 @@ from edge.drivers.modbus_maps import (
     MAX_READ_REGISTERS,
     SDM120_MAP,
     SDM630_MAP,
+    BlockSpec,
     MeterModel,
     Register,
     RegisterTable,
@@ -556,6 +558,23 @@ class ModbusMeter:
     @property
     def blocks(self) -> frozenset[str]:
         return frozenset(b.name for b in self.model.blocks if self._can_read(b.fields))
+
+    @property
+    def items(self) -> frozenset[str]:
+        return self.model.items
+
+    def with_blocks(self, blocks: Mapping[str, tuple[str, ...]]) -> ModbusMeter:
+        """This meter with site-defined blocks too (fields from `items`, checked)."""
+        for name, fields in blocks.items():
+            unknown = sorted(set(fields) - self.items)
+            if unknown or not fields:
+                raise DriverUsageError(
+                    f"{self.name} cannot read {unknown or 'nothing'} in a block", item=name
+                )
+        kept = tuple(b for b in self.model.blocks if b.name not in blocks)
+        added = tuple(BlockSpec(name, tuple(fields)) for name, fields in blocks.items())
+        model = dataclasses.replace(self.model, blocks=kept + added)
+        return ModbusMeter(model, self.settings, relay=self.relay_map)
 
     def _can_read(self, fields: tuple[str, ...]) -> bool:
         return bool(fields) or self.relay_map is not None

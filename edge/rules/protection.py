@@ -29,6 +29,11 @@ itself); after an over-voltage trip only once the voltage is back at or below th
 On closing, the baseline is zero load, so whatever is still plugged in is judged again as a
 step, and a kettle left on trips again (and counts towards the lockout).
 
+**Partial readings.** A reading that lacks a quantity says nothing about it: a `power` block
+without the voltage leaves the over-voltage timer where it was, a reading without power (or
+without any way to know reactive power) leaves the overload timer, the suspicion and the step
+baseline. So a fast block and the billing read can feed the rule in turn.
+
 While a clock steps backwards, a reclose waits (elapsed time since the trip is negative):
 protection errs on the side of the relay staying open.
 """
@@ -158,9 +163,9 @@ def load_of(reading: Reading) -> Load | None:
 
 
 def _suspect(
-    load: Load | None, state: ProtectionState, policy: ProtectionPolicy, now: dt.datetime
+    load: Load, state: ProtectionState, policy: ProtectionPolicy, now: dt.datetime
 ) -> Suspicion | None:
-    if load is None or not policy.windows:
+    if not policy.windows:
         return None
     held = state.suspicion
     base = held.base if held is not None and held.base is not None else state.last
@@ -253,26 +258,37 @@ def protect(
         return _reclose(now, reading, state, policy)
     meter = reading.address
     volts, watts = reading.voltage_v, reading.power_w
-    over_voltage_since = _since(
-        state.over_voltage_since,
-        now,
-        policy.over_voltage_v is not None and volts is not None and volts > policy.over_voltage_v,
+    over_voltage_since = (
+        state.over_voltage_since
+        if volts is None
+        else _since(
+            state.over_voltage_since,
+            now,
+            policy.over_voltage_v is not None and volts > policy.over_voltage_v,
+        )
     )
     if over_voltage_since is not None and now - over_voltage_since >= policy.over_voltage_hold:
         why = f"voltage {volts:g} V above {policy.over_voltage_v:g} V"
         return _trip(now, meter, state, RelayCause.OVER_VOLTAGE, why=why, policy=policy)
-    overload_since = _since(
-        state.overload_since,
-        now,
-        policy.overload_w is not None and watts is not None and watts > policy.overload_w,
+    overload_since = (
+        state.overload_since
+        if watts is None
+        else _since(
+            state.overload_since, now, policy.overload_w is not None and watts > policy.overload_w
+        )
     )
     if overload_since is not None and now - overload_since >= policy.overload_hold:
         why = f"power {watts:g} W above {policy.overload_w:g} W for {now - overload_since}"
         return _trip(now, meter, state, RelayCause.OVERLOAD, why=why, policy=policy)
     load = load_of(reading)
+    if load is None:  # nothing to judge a load by: the suspicion and the baseline stand
+        return Decided(
+            dataclasses.replace(
+                state, overload_since=overload_since, over_voltage_since=over_voltage_since
+            )
+        )
     suspicion = _suspect(load, state, policy, now)
     if suspicion is not None and _debounced(suspicion, policy, now):
-        assert load is not None
         step = load.minus(suspicion.base) if suspicion.base is not None else None
         seen = (
             f"step {step.p:.0f} W at PF {step.pf:.2f}"

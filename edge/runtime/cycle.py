@@ -35,14 +35,17 @@ from edge.rules.pockets import Pockets
 from edge.rules.tariffs import reference_price
 from edge.rules.times import stamp
 from edge.runtime.accounting import AccountTurn, CycleWork
+from edge.runtime.blocks import BlockReport, judge_block
 from edge.runtime.clock import Clock, ClockGuard
 from edge.runtime.events import RuntimeKind, alarm_event, runtime_event
 from edge.runtime.operator import OperatorRelay, operator_relay
 from edge.runtime.polling import MeterRead, read_meter_clocks, read_meters
 from edge.runtime.read_success import (
+    BlockTally,
     BusReads,
     bus_reads,
     low_rate_events,
+    merged_reads,
     quantisation_events,
     round_event,
 )
@@ -134,7 +137,8 @@ class Runtime:
         self.key = key
         self.buses = dict(buses)
         self.drivers: dict[str, MeterDriver] = {
-            bus.name: driver_for(bus.protocol, bus.settings()) for bus in site.buses
+            bus.name: driver_for(bus.protocol, bus.settings()).with_blocks(site.blocks_of(bus))
+            for bus in site.buses
         }
         self.policies = {m.address: site.consumption_policy(m) for m in site.meters}
         self.guard = ClockGuard(clock, site.zone)
@@ -156,17 +160,20 @@ class Runtime:
         # register is too coarse, as of the last commit (alarm raised; in memory only).
         self.low_read_buses: frozenset[str] = frozenset()
         self.coarse_meters: frozenset[str] = frozenset()
+        # Each site block's reads since the last cycle's commit (its `read_round` event).
+        self.block_tallies: dict[str, BlockTally] = {}
         self._staged: _Staged | None = None  # what `transaction()` applies once committed
 
     # -- the cycle -------------------------------------------------------------------------------
-    def run_cycle(self) -> CycleReport:
-        """One whole poll cycle: `commit_cycle()`, then `send_relays()` for what it decided."""
-        report = self.commit_cycle()
+    def run_cycle(self, *blocks: str) -> CycleReport:
+        """One whole poll cycle: `commit_cycle()`, then `send_relays()` for what it decided.
+        `blocks`: site blocks due at this point, read with the billing read."""
+        report = self.commit_cycle(*blocks)
         self.send_relays(report)
         log.info("%s", report.summary())
         return report
 
-    def commit_cycle(self) -> CycleReport:
+    def commit_cycle(self, *blocks: str) -> CycleReport:
         """Read, decide and commit a cycle; its relay orders are durable but not yet sent."""
         verdict, mono = self.guard.judge()
         now = verdict.now.astimezone(self.site.zone)
@@ -176,13 +183,7 @@ class Runtime:
             self.world()
         for bus in self._reconnecting().values():
             bus.reconnect_if_due()  # a port that came back is read this very cycle
-        reads = read_meters(
-            self.buses,
-            self.drivers,
-            self.site.meters,
-            parallel=self.parallel,
-            progress=self.progress,
-        )
+        reads, tallies = self._read_round(blocks)
         report.read = sum(r.reading is not None for r in reads.values())
         report.failed = len(reads) - report.read
         buses_down = {
@@ -206,7 +207,7 @@ class Runtime:
             events += self._clock_events(now, verdict.plausible, verdict.reason)
             events += self._bus_events(now, buses_down)
             events += self._read_events(now, reads, meters)
-            events.append(round_event(self.site, now, report.buses))
+            events.append(round_event(self.site, now, report.buses, tallies))
             low_events, low_read_buses = low_rate_events(
                 self.site,
                 now,
@@ -238,12 +239,75 @@ class Runtime:
         self.clock_state = clock_state
         self.buses_down = buses_down
         self.low_read_buses, self.coarse_meters = low_read_buses, coarse_meters
+        self.block_tallies = {}
         self.guard.known(now, mono)
         self.checkpointed = checkpoint
         report.transfers = work.transfers
         report.alarms = [e for e in events if e.category is Category.ALARM]
         report.orders = [order for order in tx.released() if isinstance(order, RelayOrder)]
         report.seq = self.store.chain.seq
+        return report
+
+    def _read_round(
+        self, blocks: tuple[str, ...]
+    ) -> tuple[dict[str, MeterRead], dict[str, BlockTally]]:
+        """The billing read of every meter, with `blocks` where their buses run them; and the
+        blocks' tallies since the last cycle, these reads included."""
+        also: dict[str, list[str]] = {}
+        for name in blocks:
+            for bus in self.block_buses(name):
+                also.setdefault(bus, []).append(name)
+        reads = read_meters(
+            self.buses,
+            self.drivers,
+            self.site.meters,
+            parallel=self.parallel,
+            progress=self.progress,
+            also=also,
+        )
+        tallies = {name: t.copy() for name, t in self.block_tallies.items()}
+        for name in blocks:
+            merged = merged_reads(reads.values(), name, self.block_buses(name))
+            tallies.setdefault(name, BlockTally()).add(merged)
+        return reads, tallies
+
+    # -- block rounds (edge.runtime.blocks) ------------------------------------------------------
+    def block_buses(self, name: str) -> frozenset[str]:
+        """The buses a site block is read on: those running one of its protocols."""
+        block = next(b for b in self.site.settings.blocks if b.name == name)
+        return frozenset(bus.name for bus in self.site.buses if bus.protocol in block.protocols)
+
+    def run_block_round(self, name: str) -> BlockReport:
+        """Read site block `name` and let protection judge it; commits only when it acts."""
+        verdict, _ = self.guard.judge()
+        now = verdict.now.astimezone(self.site.zone)
+        if self.world is not None:
+            self.world()
+        buses = self.block_buses(name)
+        reads = read_meters(
+            self.buses,
+            self.drivers,
+            [m for m in self.site.meters if m.bus in buses],
+            parallel=self.parallel,
+            progress=self.progress,
+            block=name,
+        )
+        self.block_tallies.setdefault(name, BlockTally()).add(bus_reads(reads.values(), ()))
+        judged = judge_block(now, reads, self.meters, self.accounts, self.site.rules.protection)
+        self.meters.update(judged.quiet)  # committed with the next cycle's states
+        report = BlockReport(name, now, sum(r.reading is not None for r in reads.values()))
+        report.failed = len(reads) - report.read
+        if judged.acted:
+            with self.transaction() as tx:
+                for address, state in judged.acted.items():
+                    self.stage_meter(tx, address, state)
+                tx.add_events([alarm_event(self.site, now, a) for a in judged.alarms])
+                tx.defer(*judged.orders)
+            report.alarms = len(judged.alarms)
+            report.outcomes = self.send_orders(
+                order for order in tx.released() if isinstance(order, RelayOrder)
+            )
+            log.info("%s", report.summary())
         return report
 
     def send_relays(self, report: CycleReport) -> None:

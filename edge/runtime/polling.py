@@ -1,5 +1,10 @@
 """Read every meter's reading block: one worker per bus, strictly one request at a time on it.
 
+A round reads one block per meter (`basic` for the billing cycle, a site-defined block for a
+block round), then any `also` blocks due at the same point, merged into one `Reading`: a
+meter whose first block fails is failed; one whose later block fails keeps what it read and
+names that block in `missed`.
+
 A bus is half-duplex: its meters are read one after another. Different buses are independent
 wires, so with more than one real bus each gets its own thread (the reads overlap in time, the
 way a concentrator with two RS-485 ports works); in-process simulated buses are read in the
@@ -19,11 +24,9 @@ from dataclasses import dataclass
 from edge.drivers.base import Bus, MeterDriver
 from edge.drivers.errors import DriverUsageError, MeterError
 from edge.drivers.reading import Reading
-from edge.site.model import MeterConfig
+from edge.site.model import BILLING_BLOCK, MeterConfig
 
 log = logging.getLogger(__name__)
-
-READ_BLOCK = "basic"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,16 +36,31 @@ class MeterRead:
     meter: MeterConfig
     reading: Reading | None
     error: MeterError | None = None
+    missed: tuple[str, ...] = ()  # `also` blocks that failed (the reading lacks their values)
+
+
+def _failed(meter: MeterConfig, block: str, exc: MeterError) -> None:
+    log.warning(
+        "meter %s (shop %s) on bus %s: %s read failed: %s",
+        meter.address,
+        meter.shop,
+        meter.bus,
+        block,
+        exc,
+    )
 
 
 def read_bus(
     bus: Bus,
     driver: MeterDriver,
     meters: Sequence[MeterConfig],
-    block: str = READ_BLOCK,
+    block: str = BILLING_BLOCK,
     progress: Callable[[], None] | None = None,
+    *,
+    also: Sequence[str] = (),
 ) -> list[MeterRead]:
-    """Each meter's `block`, one after another; `progress` is called after each meter."""
+    """Each meter's `block` (and `also`), one after another; `progress` is called before
+    each meter."""
     out: list[MeterRead] = []
     for meter in meters:
         if progress is not None:
@@ -50,16 +68,19 @@ def read_bus(
         try:
             reading = bus.run(driver.read(meter.address, block), address=meter.address)
         except MeterError as exc:
-            log.warning(
-                "meter %s (shop %s) on bus %s: read failed: %s",
-                meter.address,
-                meter.shop,
-                meter.bus,
-                exc,
-            )
+            _failed(meter, block, exc)
             out.append(MeterRead(meter, None, exc))
-        else:
-            out.append(MeterRead(meter, reading))
+            continue
+        missed: list[str] = []
+        for extra in also:
+            try:
+                more = bus.run(driver.read(meter.address, extra), address=meter.address)
+            except MeterError as exc:
+                _failed(meter, extra, exc)
+                missed.append(extra)
+            else:
+                reading = reading.merged(more)
+        out.append(MeterRead(meter, reading, None, tuple(missed)))
     return out
 
 
@@ -70,8 +91,11 @@ def read_meters(
     *,
     parallel: bool,
     progress: Callable[[], None] | None = None,
+    block: str = BILLING_BLOCK,
+    also: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, MeterRead]:
-    """Every meter's read, by address; buses in parallel threads when `parallel`.
+    """Every meter's `block` (and the blocks `also` gives its bus), by address; buses in
+    parallel threads when `parallel`.
 
     `progress` (called from the bus threads too) tells the runner the round is moving: a
     round of 2400-baud meters can outlast systemd's watchdog, and a stuck one must not.
@@ -80,17 +104,25 @@ def read_meters(
     for meter in meters:
         by_bus.setdefault(meter.bus, []).append(meter)
     results: list[MeterRead] = []
+
+    def extra(bus: str) -> Sequence[str]:
+        return () if also is None else also.get(bus, ())
+
     if parallel and len(by_bus) > 1:
         with ThreadPoolExecutor(max_workers=len(by_bus), thread_name_prefix="poll") as pool:
             jobs = [
-                pool.submit(read_bus, buses[name], drivers[name], group, READ_BLOCK, progress)
+                pool.submit(
+                    read_bus, buses[name], drivers[name], group, block, progress, also=extra(name)
+                )
                 for name, group in by_bus.items()
             ]
             for job in jobs:
                 results += job.result()
     else:
         for name, group in by_bus.items():
-            results += read_bus(buses[name], drivers[name], group, READ_BLOCK, progress)
+            results += read_bus(
+                buses[name], drivers[name], group, block, progress, also=extra(name)
+            )
     return {r.meter.address: r for r in results}
 
 

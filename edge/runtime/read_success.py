@@ -7,6 +7,11 @@ a `read_success_ok_again` event when it recovers. A bus that is down is counted 
 failed) but raises no alarm of its own: its `bus_down` alarm says it. Which buses are low is
 kept in memory, so after a restart a bus that is still low raises its alarm once more.
 
+Site-defined blocks (`[[blocks]]`) are tallied per block and bus between cycles (`BlockTally`:
+rounds, attempted, read), whether read in their own rounds or with the billing read, and the
+next `read_round` event carries the tallies under `blocks`: a 30-second block costs no event
+of its own. They raise no alarm: the billing read's rate does.
+
 Also here: a float32 energy register (Modbus) loses resolution as it grows; the driver records
 the bound in `Reading.energy_error_wh`. Once that bound passes `QUANTISATION_LIMIT_WH` (0.1 kWh)
 a reading could be off by more than that, so an `energy_quantisation` alarm is raised, once per
@@ -16,8 +21,8 @@ meter (and run).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Iterable, Set
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping, Set
+from dataclasses import dataclass, field
 
 from edge.rules.decisions import Severity
 from edge.runtime.accounting import scaled
@@ -70,25 +75,74 @@ def bus_reads(reads: Iterable[MeterRead], down: Collection[str]) -> list[BusRead
     return [BusReads(bus, attempted[bus], read[bus], bus in down) for bus in sorted(attempted)]
 
 
+@dataclass(slots=True)
+class BlockTally:
+    """One block's reads since the last cycle: rounds, and per bus attempted and read."""
+
+    rounds: int = 0
+    attempted: dict[str, int] = field(default_factory=dict)
+    read: dict[str, int] = field(default_factory=dict)
+
+    def copy(self) -> BlockTally:
+        return BlockTally(self.rounds, dict(self.attempted), dict(self.read))
+
+    def add(self, buses: Iterable[BusReads]) -> None:
+        self.rounds += 1
+        for b in buses:
+            self.attempted[b.bus] = self.attempted.get(b.bus, 0) + b.attempted
+            self.read[b.bus] = self.read.get(b.bus, 0) + b.read
+
+    def to_json(self) -> dict[str, object]:
+        buses = [BusReads(bus, self.attempted[bus], self.read[bus]) for bus in sorted(self.read)]
+        total = round_total(buses)
+        return {
+            "rounds": self.rounds,
+            "attempted": total.attempted,
+            "read": total.read,
+            "rate": round(total.rate, 4),
+            "buses": [b.to_json() for b in buses],
+        }
+
+
+def merged_reads(reads: Iterable[MeterRead], block: str, buses: Collection[str]) -> list[BusReads]:
+    """A block read with the billing read, per bus: attempted where the billing read worked."""
+    attempted: dict[str, int] = {}
+    read: dict[str, int] = {}
+    for result in reads:
+        bus = result.meter.bus
+        if bus in buses and result.reading is not None:
+            attempted[bus] = attempted.get(bus, 0) + 1
+            read[bus] = read.get(bus, 0) + (block not in result.missed)
+    return [BusReads(bus, attempted[bus], read[bus]) for bus in sorted(attempted)]
+
+
 def round_total(buses: Iterable[BusReads]) -> BusReads:
     buses = list(buses)
     return BusReads("*", sum(b.attempted for b in buses), sum(b.read for b in buses))
 
 
-def round_event(site: Site, now: dt.datetime, buses: list[BusReads]) -> Event:
+def round_event(
+    site: Site,
+    now: dt.datetime,
+    buses: list[BusReads],
+    blocks: Mapping[str, BlockTally] | None = None,
+) -> Event:
     total = round_total(buses)
+    detail: dict[str, object] = {
+        "attempted": total.attempted,
+        "read": total.read,
+        "failed": total.failed,
+        "rate": round(total.rate, 4),
+        "buses": [b.to_json() for b in buses],
+    }
+    if blocks:
+        detail["blocks"] = {name: blocks[name].to_json() for name in sorted(blocks)}
     return runtime_event(
         site,
         now,
         RuntimeKind.READ_ROUND,
         f"{total.read} of {total.attempted} meters read ({total.rate:.0%})",
-        detail={
-            "attempted": total.attempted,
-            "read": total.read,
-            "failed": total.failed,
-            "rate": round(total.rate, 4),
-            "buses": [b.to_json() for b in buses],
-        },
+        detail=detail,
     )
 
 

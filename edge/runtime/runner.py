@@ -5,8 +5,14 @@ grid of the site's clock (`edge.runtime.grid`: with 900 s at :00, :15, :30, :45)
 cycle takes; the loop waits for the next point on the runtime's monotonic clock (so a system clock
 jump cannot stall it for longer than one interval) and realigns to the site's time after every
 cycle. A cycle that runs past the next point raises a `cycle_overrun` alarm with its duration,
-and the next one starts at the first point after it ended. The other periodic jobs run on a
-`schedule.Scheduler`, which counts from the end of a job, which is good enough for them:
+and the next one starts at the first point after it ended. Each site block (`[[blocks]]`) has
+a grid of its own interval: at its points between cycles it is a block round
+(`Runtime.run_block_round`); at a point the cycle takes too, it is read with the billing read
+(`Runtime.run_cycle(*blocks)`). A block round that runs past its next point starts again at the
+first point after it, without an alarm (the cycle's overrun is what matters for billing).
+
+The other periodic jobs run on a `schedule.Scheduler`, which counts from the end of a job,
+which is good enough for them:
 
 - a checkpoint: sign the chain's head if a cycle has not already;
 - pruning of old readings and events (their uplink copies stay in the outbox);
@@ -42,7 +48,7 @@ from edge.runtime.boot import Booted
 from edge.runtime.clock import SimulatedClock
 from edge.runtime.cycle import CycleReport
 from edge.runtime.events import RuntimeKind, runtime_event
-from edge.runtime.grid import Overrun, plan_next
+from edge.runtime.grid import NextCycle, Overrun, plan_next
 from edge.runtime.notify import Notifier
 from edge.store import DiskFull
 
@@ -97,6 +103,9 @@ class Runner:
         self.starts: deque[dt.datetime] = deque(maxlen=KEEP_RECENT)
         self.overruns: deque[Overrun] = deque(maxlen=KEEP_RECENT)
         self.next_due = 0.0  # monotonic (site) seconds: when the next cycle is due
+        # The same for each site block: all due at once, read with the first cycle.
+        self.block_due = {block.name: 0.0 for block in booted.runtime.site.settings.blocks}
+        self.intervals = {b.name: b.interval for b in booted.runtime.site.settings.blocks}
         self.nap = nap or self.stop.wait
         self.sync: SyncService | None = None
         cloud = booted.runtime.site.settings.cloud
@@ -115,22 +124,42 @@ class Runner:
         self.stop_reason = signal.Signals(signum).name
         self.stop.set()
 
-    def _poll(self) -> None:
-        """One cycle, then the next grid point to start at (an overrun reported)."""
-        clock = self.booted.clock
-        began = clock.monotonic()
-        report = self._cycle()
-        ended_mono = clock.monotonic()
+    def _plan(self, began: float, interval: dt.timedelta) -> tuple[NextCycle, float, dt.datetime]:
+        """After a job that began at monotonic `began`: its next grid point, as a plan and as
+        a monotonic time, and when (site time) the job started."""
+        ended_mono = self.booted.clock.monotonic()
         # Aligned on the time the next cycle will be stamped with: the clock guard's judgement
         # (the system clock, or the cloud's, or the meters' while it is not plausible).
         verdict, _ = self.runtime.guard.judge()
         ended = verdict.now.astimezone(self.runtime.site.zone)
         started = ended - dt.timedelta(seconds=ended_mono - began)
+        plan = plan_next(started, ended, interval)
+        return plan, ended_mono + (plan.start - ended).total_seconds(), started
+
+    def _due_blocks(self) -> list[str]:
+        now = self.booted.clock.monotonic()
+        return [name for name, due in self.block_due.items() if now >= due - DUE_SLACK_S]
+
+    def _poll(self) -> None:
+        """One cycle (with the blocks due now), then the next grid point to start at (an
+        overrun reported) and each of those blocks' next point."""
+        began = self.booted.clock.monotonic()
+        blocks = self._due_blocks()
+        report = self._cycle(blocks)
+        plan, self.next_due, started = self._plan(began, self.runtime.site.settings.poll_interval)
         self.starts.append(started if report is None else report.now)
-        plan = plan_next(started, ended, self.runtime.site.settings.poll_interval)
-        self.next_due = ended_mono + (plan.start - ended).total_seconds()
         if plan.overrun is not None:
             self._overrun(plan.overrun)
+        for name in blocks:
+            _, self.block_due[name], _ = self._plan(began, self.intervals[name])
+
+    def _block_round(self, name: str) -> None:
+        began = self.booted.clock.monotonic()
+        try:
+            self.runtime.run_block_round(name)
+        except DiskFull as exc:
+            log.error("block %s: what protection decided was not stored: %s", name, exc)
+        _, self.block_due[name], _ = self._plan(began, self.intervals[name])
 
     def _overrun(self, overrun: Overrun) -> None:
         self.overruns.append(overrun)
@@ -157,10 +186,10 @@ class Runner:
         except DiskFull as exc:
             log.error("cycle overrun not stored: %s", exc)
 
-    def _cycle(self) -> CycleReport | None:
+    def _cycle(self, blocks: list[str]) -> CycleReport | None:
         report: CycleReport | None = None
         try:
-            report = self.runtime.run_cycle()
+            report = self.runtime.run_cycle(*blocks)
         except DiskFull as exc:
             self.failed += 1
             log.error("cycle failed, nothing of it was stored: %s", exc)
@@ -246,12 +275,13 @@ class Runner:
                 if clock.monotonic() >= self.next_due - DUE_SLACK_S:
                     self._poll()
                     continue  # a limit may have been reached
+                for name in self._due_blocks():
+                    self._block_round(name)
                 jobs.run_pending()
                 idle = jobs.idle_seconds
-                until_cycle = self.real_seconds(
-                    dt.timedelta(seconds=self.next_due - clock.monotonic())
-                )
-                nap = min(MAX_NAP_S, until_cycle, MAX_NAP_S if idle is None else idle)
+                next_due = min((self.next_due, *self.block_due.values()))
+                until_due = self.real_seconds(dt.timedelta(seconds=next_due - clock.monotonic()))
+                nap = min(MAX_NAP_S, until_due, MAX_NAP_S if idle is None else idle)
                 if nap > 0:
                     self.nap(nap)
             log.info("stopping (%s) after %d cycles", self.stop_reason or "stopped", self.cycles)

@@ -80,6 +80,24 @@ class BusConfig:
         )
 
 
+BILLING_BLOCK = "basic"  # the block every poll cycle reads and bills, at the poll interval
+
+
+@dataclass(frozen=True, slots=True)
+class BlockConfig:
+    """`[[blocks]]`: a reading block the runtime polls at its own interval (site.toml).
+
+    `items` are names from the drivers' tables (`MeterDriver.items`); () means the drivers'
+    own block of that name (e.g. `power`). It is read from the meters of the buses running
+    one of `protocols`.
+    """
+
+    name: str
+    interval: dt.timedelta
+    protocols: tuple[str, ...]
+    items: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class SimulationSettings:
     """Where simulated meters keep their registers, relays and clock, and how they start."""
@@ -135,6 +153,7 @@ class SiteSettings:
     watchdog: bool = True
     cloud: CloudSettings | None = None  # None: run offline (no [cloud] in site.toml)
     read_success_min: float = 0.9  # a bus reading fewer of its meters in a round is alarmed
+    blocks: tuple[BlockConfig, ...] = ()  # `[[blocks]]`: polled besides the billing read
 
     @property
     def store_path(self) -> Path:
@@ -254,6 +273,12 @@ class Site:
 
     def ledger_accounts(self) -> list[Account]:
         return [a for account in self.accounts.values() for a in account.ledger_accounts()]
+
+    def blocks_of(self, bus: BusConfig) -> dict[str, tuple[str, ...]]:
+        """The site-defined blocks a bus's driver must learn (name → items)."""
+        return {
+            b.name: b.items for b in self.settings.blocks if b.items and bus.protocol in b.protocols
+        }
 
     @property
     def simulated(self) -> bool:

@@ -46,10 +46,17 @@ baud = 2400                     # default: the protocol's
 parity = "E"
 # frequency_hz, spreading_factor, bandwidth_hz: lora (and simulated radio) buses only
 # radio = "lora"                # simulated only: its meters answer over a simulated LoRa radio
+
+[[blocks]]                      # optional: reading blocks polled besides the billing read
+name = "power"                  # (`edge.site.blocks`); a driver's own block needs no items
+interval_s = 30                 # divides the day
+# items = ["active_power_total", "power_factor_total"]
+# protocols = ["dlt645"]        # default: every protocol the buses run
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import tomllib
 from pathlib import Path
@@ -60,6 +67,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge.drivers.errors import DriverUsageError
 from edge.drivers.registry import protocol
+from edge.site.blocks import parse_blocks
 from edge.site.errors import SiteConfigError
 from edge.site.fields import Fields
 from edge.site.model import (
@@ -262,7 +270,7 @@ def parse_site_file(
     path: Path,
 ) -> tuple[SiteSettings, tuple[BusConfig, ...], SimulationSettings | None]:
     data = read_toml(path)
-    unknown = sorted(set(data) - {"site", "buses", "simulation", "cloud"})
+    unknown = sorted(set(data) - {"site", "buses", "blocks", "simulation", "cloud"})
     if unknown:
         raise SiteConfigError(path, f"unknown table [{unknown[0]}] (misspelt?)")
     settings = parse_settings(path, data)
@@ -274,6 +282,7 @@ def parse_site_file(
     for name in names:
         if names.count(name) > 1:
             raise SiteConfigError(path, f"two buses are named {name!r}")
+    settings = dataclasses.replace(settings, blocks=parse_blocks(path, data.get("blocks"), buses))
     simulation = parse_simulation(path, data)
     if simulation is None and any(b.kind is BusKind.SIMULATED for b in buses):
         simulation = SimulationSettings(state_dir=path.parent / "sim", start=None)

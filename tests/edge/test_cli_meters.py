@@ -78,6 +78,34 @@ def test_read_prints_one_json_object_with_the_contract_keys(dlt645_bus: Simulate
     assert reading["frequency_hz"] == pytest.approx(50, abs=0.1)
 
 
+@pytest.mark.slow  # four CLI subprocesses
+def test_read_block_prints_the_values_the_block_read(dlt645_bus: SimulatedBus) -> None:
+    address = dlt645_bus.addresses[2]
+    state = dlt645_bus.meter(address).state
+    state.counters.update(malicious_load_trips=1, overload_trips=4, over_voltage_trips=0)
+
+    def block(name: str) -> dict[str, object]:
+        result = cli("read", *line(dlt645_bus, "dlt645"), "--address", address, "--block", name,
+                     "--json")  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        values: dict[str, object] = json.loads(result.stdout)
+        assert (values.pop("address"), values.pop("block")) == (address, name)
+        return values
+
+    clock = block("clock")
+    assert set(clock) == {"meter_time"}
+    assert abs(dt.datetime.fromisoformat(str(clock["meter_time"])) - state.clock) < dt.timedelta(
+        seconds=5
+    )
+    assert block("status") == {"relay": "closed", "status_words": [0, 0, 0, 0, 0, 0, 0]}
+    assert block("abnormal_trips") == {
+        "counters": {"malicious_load_trips": 1, "overload_trips": 4, "over_voltage_trips": 0}
+    }
+    power = block("power")
+    assert set(power) == {"power_w", "power_factor"}
+    assert isinstance(power["power_w"], float) and power["power_w"] >= 0  # the load moves on
+
+
 @pytest.mark.slow  # three CLI subprocesses
 def test_relay_trip_and_close_exit_0_once_confirmed(dlt645_bus: SimulatedBus) -> None:
     address = dlt645_bus.addresses[1]

@@ -406,7 +406,7 @@ def test_1997_blocks(deliver):
     energy = bus.run(DLT645_1997.read(METER, "energy"))  # split into follow-ups (02)
     assert energy.energy_by_tariff_wh == (100_000, 400_000, 534_560, 200_000)
     assert bus.run(DLT645_1997.read(METER, "clock")).meter_time == state.clock
-    assert DLT645_1997.blocks == {"basic", "energy", "clock"}
+    assert DLT645_1997.blocks == {"basic", "energy", "power", "clock"}
     with pytest.raises(DriverUsageError):
         next(DLT645_1997.read_address())
 

@@ -187,6 +187,42 @@ def test_over_voltage_trips_at_once_and_recloses_only_when_the_voltage_is_back()
     assert back.state.recent_trips == ()
 
 
+def power_only(*loads: tuple[float, float]) -> Reading:
+    """What a `power` block reads: no voltage."""
+    return Reading(
+        address="M1", power_w=sum(x[0] for x in loads), reactive_var=sum(x[1] for x in loads)
+    )
+
+
+def test_a_reading_without_a_quantity_leaves_its_judgement_standing() -> None:
+    policy = ProtectionPolicy(
+        over_voltage_v=264,
+        over_voltage_hold=dt.timedelta(seconds=30),
+        overload_w=5_000,
+        overload_hold=dt.timedelta(seconds=30),
+    )
+    # The billing read sees 270 V, a power block (no voltage) follows, then 270 V again:
+    # the over-voltage has held for 30 s, the block did not reset it.
+    results = feed(
+        [meter(COMPUTER, volts=270), power_only(COMPUTER), meter(COMPUTER, volts=270)],
+        policy,
+        every=15 * SECOND,
+    )
+    assert trips(results) == [(2, RelayCause.OVER_VOLTAGE)]
+    # A reading without power (a clock block) leaves the overload timer running.
+    big = load(6_000, 0.8)
+    clock_only = Reading(address="M1", voltage_v=220.0)
+    results = feed([meter(big), clock_only, meter(big)], policy, every=15 * SECOND)
+    assert trips(results) == [(2, RelayCause.OVERLOAD)]
+
+
+def test_a_reading_without_a_load_keeps_the_suspicion_and_its_baseline() -> None:
+    no_load = Reading(address="M1", voltage_v=220.0)
+    results = feed([meter(COMPUTER), meter(COMPUTER, KETTLE), no_load, meter(COMPUTER, KETTLE)])
+    assert results[2].state.suspicion == results[1].state.suspicion
+    assert results[3].state.suspicion is not None and results[3].state.suspicion.count == 2
+
+
 def test_reactive_power_from_the_power_factor_when_the_meter_has_no_var() -> None:
     r = Reading(address="M1", power_w=200.0, power_factor=0.7)
     derived = load_of(r)

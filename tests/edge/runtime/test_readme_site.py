@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from edge.drivers.base import SerialSettings
+from edge.drivers.registry import driver_for
 from edge.site import load_site
 from edge.site.model import BusKind
 from ledger.chain import NodeKey, public_key_pem
@@ -123,6 +124,15 @@ def test_the_readme_example_is_a_site_load_site_accepts(
     assert site.meter("202611000002").multiplier == 20
     assert site.accounts["A0003"].keep_power
     assert site.tariff_of("A0003") == site.tariffs["commercial_flat"]
+    assert {b.name: (b.interval.total_seconds(), b.protocols) for b in site.settings.blocks} == {
+        "power": (30, ("dlt645", "sdm120")),
+        "trips": (3600, ("dlt645",)),
+    }
+    learnt = {
+        bus.name: driver_for(bus.protocol).with_blocks(site.blocks_of(bus)).blocks
+        for bus in site.buses
+    }
+    assert {"power", "trips"} <= learnt["rs485-1"] and "trips" not in learnt["rs485-2"]
 
 
 def test_the_readme_links_its_installing_section() -> None:

@@ -5,9 +5,10 @@ result: `read` a named reading block → `Reading`, `relay` → confirmed `Relay
 `write_item` (14, with the driver's credentials) and `write_malicious_load` (a model's vendor
 parameters, `dlt645_vendor`), `read_address` → the address of the one meter on the bus,
 `broadcast_time`, `freeze`, `change_baud`. An error reply is `MeterRefused` with its decoded
-bits, `MeterUnauthorised` when they say the credentials are wrong (`refusal`). A transaction decodes with its own `Decoder` and takes only a reply to its own
-function from the addressed meter: frames of other meters, echoes of requests and late replies
-for another DI are counted in `ignored_frames` and never taken as this meter's answer.
+bits, `MeterUnauthorised` when they say the credentials are wrong (`refusal`). A transaction
+decodes with its own `Decoder` and takes only a reply to its own function from the addressed
+meter: frames of other meters, echoes of requests and late replies for another DI are counted
+in `ignored_frames` and never taken as this meter's answer.
 """
 
 from __future__ import annotations

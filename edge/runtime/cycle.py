@@ -36,6 +36,13 @@ from edge.rules.times import stamp
 from edge.runtime.accounting import AccountTurn, CycleWork
 from edge.runtime.clock import Clock, ClockGuard
 from edge.runtime.events import RuntimeKind, alarm_event, runtime_event
+from edge.runtime.meter_windows import (
+    MeterWindowState,
+    load_states,
+    save_states,
+    with_meter_trips,
+    write_windows,
+)
 from edge.runtime.operator import OperatorRelay, operator_relay
 from edge.runtime.polling import MeterRead, read_meter_clocks, read_meters
 from edge.runtime.read_success import (
@@ -144,6 +151,7 @@ class Runtime:
         self.guard.last_known = self.clock_state.last_known
         trust_installer_time(self.guard, self.table)  # `clock set` earlier in this boot
         self.meters, self.accounts = carry_states(site, self.table, store, {}, {})
+        self.windows = load_states(self.table, site)  # malicious-load windows meters hold
         self.low_balance = self.table.load(LOW_BALANCE_KEY, LowBalanceState, LowBalanceState())
         self.outcomes: list[RelayOutcome] = []  # to record in the next transaction
         self.checkpointed = max((cp.seq for cp in store.checkpoints()), default=0)
@@ -180,6 +188,7 @@ class Runtime:
             parallel=self.parallel,
             progress=self.progress,
         )
+        reads, windows, window_events = self._meter_windows(reads, now)
         report.read = sum(r.reading is not None for r in reads.values())
         report.failed = len(reads) - report.read
         buses_down = {
@@ -214,7 +223,7 @@ class Runtime:
             coarse_events, coarse_meters = quantisation_events(
                 self.site, now, reads.values(), self.coarse_meters
             )
-            events += low_events + coarse_events
+            events += low_events + coarse_events + window_events
             turn = AccountTurn(self.site, tx, self.store.book, work, self.policies)
             for owner in sorted(self.site.accounts):
                 accounts[owner] = turn.run(
@@ -226,13 +235,13 @@ class Runtime:
                 TimedReading(now, r.reading) for r in reads.values() if r.reading is not None
             )
             tx.add_events(events)
-            self._save_states(tx, meters, accounts, low_balance, clock_state)
+            self._save_states(tx, meters, accounts, low_balance, clock_state, windows=windows)
             checkpoint = self._checkpoint(tx)
             tx.defer(*work.orders)
         self.table.committed()
         self.outcomes = []  # recorded in this transaction
         self.meters, self.accounts, self.low_balance = meters, accounts, low_balance
-        self.clock_state = clock_state
+        self.clock_state, self.windows = clock_state, windows
         self.buses_down = buses_down
         self.low_read_buses, self.coarse_meters = low_read_buses, coarse_meters
         self.guard.known(now, mono)
@@ -269,6 +278,17 @@ class Runtime:
         self.meters[meter.address] = dataclasses.replace(state, relay=relay)
         self.outcomes.append(outcome)
         return outcome
+
+    def _meter_windows(
+        self, reads: dict[str, MeterRead], now: dt.datetime
+    ) -> tuple[dict[str, MeterRead], dict[str, MeterWindowState], list[Event]]:
+        """Meters that judge malicious load themselves: their own trip counters read into
+        `reads`, and the windows they lack written (`edge.runtime.meter_windows`)."""
+        reads = with_meter_trips(self.buses, self.drivers, reads)
+        windows, events = write_windows(
+            self.site, self.buses, self.drivers, states=self.windows, reads=reads, now=now
+        )
+        return reads, windows, events
 
     # -- events ----------------------------------------------------------------------------------
     def _outcome_events(self, now: dt.datetime, meters: dict[str, MeterRuntime]) -> list[Event]:
@@ -421,7 +441,10 @@ class Runtime:
         accounts: Mapping[str, AccountRuntime],
         low_balance: LowBalanceState,
         clock_state: ClockState,
+        *,
+        windows: Mapping[str, MeterWindowState],
     ) -> None:
+        save_states(self.table, tx, windows)
         for address, meter in meters.items():
             self.table.save(tx, meter_key(address), meter)
         for owner, account in accounts.items():
@@ -531,6 +554,7 @@ class Runtime:
         self.site = site
         self.policies = {m.address: site.consumption_policy(m) for m in site.meters}
         self.meters, self.accounts = meters, accounts
+        self.windows = load_states(self.table, site)  # a window written before stays known
         added = sorted({m.address for m in site.meters} - before)
         removed = sorted(before - {m.address for m in site.meters})
         log.info(

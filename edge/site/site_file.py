@@ -288,7 +288,7 @@ def _credentials(f: Fields, bus: BusConfig) -> BusConfig:
         elif isinstance(text, str) and len(text) == digits and _is_hex(text):
             values[name] = int(text, 16)
         else:
-            raise f.problem(name, f"{digits} hex digits in quotes, e.g. {'0' * digits!r}", text)
+            raise f.problem(name, f"{digits} hex digits in quotes like {'0' * digits!r}", text)
     return replace(
         bus,
         password_level=values["password_level"],

@@ -39,12 +39,14 @@ def written_window(state: MeterState) -> MaliciousLoadSettings | None:
 def guard(state: MeterState, power_w: float, reactive_var: float, seconds: float) -> float:
     """Judge `seconds` of this load; returns how many of them the relay stayed closed (all of
     them unless the meter tripped, counting the trip, part-way through)."""
-    window = written_window(state)
+    window = written_window(state) if state.parameters else None  # most meters: none
+    if window is None:
+        state.suspect_s = 0.0
+        return seconds
     apparent = math.hypot(power_w, reactive_var)
     pf = power_w / apparent if apparent else 0.0
     if (
-        window is None
-        or state.keep_power
+        state.keep_power
         or not state.relay_closed
         or power_w <= 0
         or not (window.min_w <= power_w <= window.max_w and window.min_pf <= pf <= window.max_pf)

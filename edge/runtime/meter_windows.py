@@ -90,7 +90,9 @@ def with_meter_trips(
     """`reads` with each window-keeping meter's own trip counter added to its reading (read
     now unless the reading has it already, e.g. from an `abnormal_trips` block). A meter whose
     counter cannot be read counts as unread this cycle: with its relay open for a reason the
-    runtime cannot see, the rules must not close it."""
+    runtime cannot see, the rules must not close it. Call it on any round's reads before the
+    rules see them (whatever blocks the round read): it costs one round trip per such meter
+    only when no block brought the counter."""
     out = dict(reads)
     for address, read in reads.items():
         row = read.meter.malicious_load_map

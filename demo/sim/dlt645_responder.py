@@ -6,6 +6,10 @@ broadcast time (08) and freeze silently, and ignores everything else, including 
 replies, which it hears on a shared bus. Values come from the shared `MeterState` at the
 meter's register resolution (energy in 0.01 kWh steps, truncated as a meter shows it); relay
 commands (1C) change the state. Unknown or unsupported DIs get an error reply ("no such data").
+A 2007 meter is model `voltbook-sim` (`edge.drivers.dlt645_vendor`): it takes writes (14) of
+its malicious-load window into `MeterState.parameters`, answers reads of them, and judges its
+own load with them (`demo.sim.meter_guard`). A write or a relay command with the wrong password
+is refused "unauthorised" (error bit 2).
 A reply longer than `max_reply_data` is split into follow-up frames (B1, then 12 → 92/B2);
 `block_reads=False` makes an older meter that refuses block DIs.
 """
@@ -48,6 +52,7 @@ from edge.drivers.dlt645_requests import (
     DIALECTS,
     parse_relay_command,
 )
+from edge.drivers.dlt645_vendor import MALICIOUS_LOAD_MAPS, SIMULATED_MODEL
 from edge.drivers.errors import DriverUsageError, FrameError
 
 EnergySource = Callable[[MeterState], int | None]  # milli-Wh; None: no such register
@@ -104,6 +109,12 @@ RAW_SOURCES: Final[dict[str, RawSource]] = {
         name: _counter(name)
         for name in ("malicious_load_trips", "overload_trips", "over_voltage_trips")
     },
+}
+
+
+# The vendor parameters this simulated model keeps (2007 only), by DI.
+PARAMETERS: Final[dict[int, DataItem]] = {
+    item.di: item for item in MALICIOUS_LOAD_MAPS[SIMULATED_MODEL].parameters
 }
 
 
@@ -201,7 +212,15 @@ class Dlt645Responder:
             return max(-limit, min(limit, register))
         if name in RAW_SOURCES:
             return RAW_SOURCES[name](self.state)
+        if item.vendor and name in self.state.parameters:
+            return self.state.parameters[name]
         return None
+
+    def _item(self, di: bytes) -> DataItem | None:
+        number = int.from_bytes(di, "little")
+        if self.version == 2007 and number in PARAMETERS:
+            return PARAMETERS[number]
+        return item_for_di(number, self.version)
 
     def value_bytes(self, item: DataItem) -> bytes | None:
         """An item's reply data; a block carries its parts in order while the meter has them."""
@@ -221,7 +240,7 @@ class Dlt645Responder:
         if len(frame.data) < size:
             return [self._error(frame, "other")]
         di = frame.data[:size]
-        item = item_for_di(int.from_bytes(di, "little"), self.version)
+        item = self._item(di)
         if item is not None and item.is_block and not self.block_reads:
             item = None
         value = None if item is None else self.value_bytes(item)
@@ -263,11 +282,17 @@ class Dlt645Responder:
             return [self._error(frame, "other")]
         if not self._authorised(frame, size):
             return [self._error(frame, "unauthorised")]
-        item = item_for_di(int.from_bytes(frame.data[:size], "little"), self.version)
+        item = self._item(frame.data[:size])
         payload = frame.data[size + auth :]
-        if item is None or item.name not in ("date", "time"):
-            return [self._error(frame, "no_such_data" if item is None else "other")]
+        if item is None:
+            return [self._error(frame, "no_such_data")]
+        parameter = self.version == 2007 and PARAMETERS.get(item.di) == item
+        if not parameter and item.name not in ("date", "time"):
+            return [self._error(frame, "other")]
         value = decode_value(item, payload, self.version)
+        if parameter and isinstance(value, int):
+            self.state.parameters[item.name] = value
+            return [self._reply(frame)]
         clock = self.state.clock
         if isinstance(value, dt.time):
             self.state.clock = dt.datetime.combine(clock.date(), value)

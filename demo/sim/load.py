@@ -11,7 +11,8 @@ now)` integrates the interval ending at `now` in steps of at most a minute:
   appliances running at `now` (apparent power from the sum of P and of Q, so a 200 W computer
   at PF 0.70 next to a 2 kW kettle at PF 0.97 gives the mixed PF a real meter shows);
 - an open relay (`relay_closed` False) cuts the load; a water meter with its valve closed
-  stops the flow.
+  stops the flow; a meter holding a malicious-load window trips itself when the load stays
+  in it (`demo.sim.meter_guard`), and no energy is counted after that second.
 
 Whether an appliance is on in a given slot is a hash of (seed, meter, appliance, slot), not a
 random stream, so a run is reproducible however often `advance` is called.
@@ -25,6 +26,7 @@ import math
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from demo.sim.meter_guard import guard
 from demo.sim.state import MeterState
 
 MILLI_WH_PER_JOULE: Final = 1 / 3.6  # 1 mWh = 3.6 J
@@ -248,8 +250,9 @@ class Load:
     def _energy(self, state: MeterState, step: float, when: dt.datetime) -> None:
         if not state.relay_closed:
             return
-        power_w, _ = self.power_at(state.address, when)
-        self._carry += power_w * step * MILLI_WH_PER_JOULE
+        power_w, reactive_var = self.power_at(state.address, when)
+        closed_s = guard(state, power_w, reactive_var, step)
+        self._carry += power_w * closed_s * MILLI_WH_PER_JOULE
         whole = int(self._carry)
         self._carry -= whole
         state.energy_mwh += whole

@@ -228,6 +228,7 @@ def _state_to_json(state: MeterState, profile: str) -> dict[str, Any]:
         "alarm": state.alarm,
         "clock": state.clock.isoformat(),
         "counters": dict(state.counters),
+        "parameters": dict(state.parameters),
         "volume_ml": state.volume_ml,
         "valve_open": state.valve_open,
     }
@@ -245,6 +246,7 @@ def _state_from_json(raw: Mapping[str, Any]) -> MeterState:
         alarm=bool(raw.get("alarm", False)),
         clock=dt.datetime.fromisoformat(str(raw["clock"])),
         counters={str(k): int(v) for k, v in dict(raw.get("counters", {})).items()},
+        parameters={str(k): int(v) for k, v in dict(raw.get("parameters", {})).items()},
         volume_ml=int(raw.get("volume_ml", 0)),
         valve_open=bool(raw.get("valve_open", True)),
     )

@@ -29,6 +29,10 @@ class MeterState:
     alarm: bool = False
     clock: dt.datetime = field(default_factory=lambda: dt.datetime(2026, 11, 1, 0, 0, 0))
     counters: dict[str, int] = field(default_factory=dict)  # e.g. overload_trips
+    # Vendor parameters written by the concentrator, registers by item name (the malicious-load
+    # window of `edge.drivers.dlt645_vendor`); kept through restarts like a meter's EEPROM.
+    parameters: dict[str, int] = field(default_factory=dict)
+    suspect_s: float = 0.0  # how long the load has matched that window (lost at a power cut)
     volume_ml: int = 0  # water meters
     valve_open: bool = True
 

@@ -59,7 +59,17 @@ AMPS_1997: Final = Format(2, 2)  # XX.XX A
 KILOWATTS_1997: Final = Format(3, 4)  # XX.XXXX kW, unsigned
 
 # Reading units per wire unit: value in reading units = register × 10^(exponent - decimals).
-UNIT_EXPONENTS: Final = {"kWh": 3, "kW": 3, "kvar": 3, "V": 0, "A": 0, "Hz": 0, "": 0}
+UNIT_EXPONENTS: Final = {
+    "kWh": 3,
+    "kW": 3,
+    "kvar": 3,
+    "W": 0,
+    "V": 0,
+    "A": 0,
+    "Hz": 0,
+    "s": 0,
+    "": 0,
+}
 
 
 @dataclass(frozen=True, slots=True)

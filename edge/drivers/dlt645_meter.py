@@ -2,10 +2,13 @@
 
 Each operation is a generator that yields transactions (`edge.drivers.base`) and returns its
 result: `read` a named reading block → `Reading`, `relay` → confirmed `RelayState`,
-`read_address` → the address of the one meter on the bus, `broadcast_time`, `freeze`,
-`change_baud`. A transaction decodes with its own `Decoder` and takes only a reply to its own
-function from the addressed meter: frames of other meters, echoes of requests and late replies
-for another DI are counted in `ignored_frames` and never taken as this meter's answer.
+`write_item` (14, with the driver's credentials) and `write_malicious_load` (a model's vendor
+parameters, `dlt645_vendor`), `read_address` → the address of the one meter on the bus,
+`broadcast_time`, `freeze`, `change_baud`. An error reply is `MeterRefused` with its decoded
+bits, `MeterUnauthorised` when they say the credentials are wrong (`refusal`). A transaction
+decodes with its own `Decoder` and takes only a reply to its own function from the addressed
+meter: frames of other meters, echoes of requests and late replies for another DI are counted
+in `ignored_frames` and never taken as this meter's answer.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from edge.drivers.dlt645_items import (
     block_items,
     build_reading,
     decode_reply,
+    encode_value,
 )
 from edge.drivers.dlt645_requests import (
     BAUD_FEATURES,
@@ -54,13 +58,16 @@ from edge.drivers.dlt645_requests import (
     read_address_request,
     read_request,
     relay_request,
+    write_request,
 )
+from edge.drivers.dlt645_vendor import MaliciousLoadMap, MaliciousLoadSettings
 from edge.drivers.errors import (
     ChecksumError,
     DriverUsageError,
     FrameError,
     MeterRefused,
     MeterTimeout,
+    MeterUnauthorised,
     RelayNotConfirmed,
 )
 from edge.drivers.reading import Reading, RelayState
@@ -119,9 +126,26 @@ class Dlt645Transaction:
                 **where,
             )
         if reply.is_error:
-            code = reply.data[0] if reply.data else 0
-            raise MeterRefused(error_reasons(code), code=code, **where)
+            raise refusal(reply.data[0] if reply.data else 0, **where)
         return reply
+
+
+def refusal(code: int, *, address: str | None, item: str | None) -> MeterRefused:
+    """The error for an error reply's error byte: `MeterUnauthorised` if bit 2 (password or
+    operator code) is set, else `MeterRefused` with the decoded bits."""
+    reasons = error_reasons(code)
+    kind = MeterUnauthorised if "unauthorised" in reasons else MeterRefused
+    return kind(reasons, code=code, address=address, item=item)
+
+
+def check_write_reply(reply: Frame, *, address: str, item: str) -> None:
+    """A normal reply to a write (94) carries no data (L = 0); anything else is not one."""
+    if reply.data:
+        raise FrameError(
+            f"write reply carries {len(reply.data)} data bytes, L must be 0",
+            address=address,
+            item=item,
+        )
 
 
 @dataclass(slots=True, eq=False)
@@ -332,6 +356,37 @@ class Dlt645Driver:
                 item="status_word_3",
             )
         return wanted
+
+    # --- writes ----------------------------------------------------------------------------
+
+    def write_item(self, address: str, item: DataItem, value: Value) -> Conversation[None]:
+        """Write one item's register (14; 1997: 04) with this driver's credentials."""
+        address = normalize_address(address)
+        di = item.di_for(self.version)
+        if di is None or item.is_block:
+            raise DriverUsageError(
+                f"no DL/T 645-{self.version} DI to write", address=address, item=item.name
+            )
+        frame = write_request(
+            address,
+            di,
+            encode_value(item, value, self.version),
+            password_level=self.password_level,
+            password=self.password,
+            operator=self.operator,
+            dialect=self.dialect,
+        )
+        tx = self._transaction(frame, item=item.name, reply_data=0)
+        yield tx
+        check_write_reply(tx.result(), address=address, item=item.name)
+
+    def write_malicious_load(
+        self, address: str, row: MaliciousLoadMap, settings: MaliciousLoadSettings
+    ) -> Conversation[None]:
+        """Write a model's malicious-load window and delay, item by item; the first refusal
+        stops it (the meter may then hold a mix: write them all again)."""
+        for item, register in row.registers(settings):
+            yield from self.write_item(address, item, register)
 
     # --- other functions -------------------------------------------------------------------
 

@@ -4,7 +4,8 @@
 data item (`item`). Two branches keep apart who is at fault:
 
 - the peer sent something wrong or nothing: `FrameError` (garbage, wrong length, bad terminator),
-  `ChecksumError`, `MeterTimeout`, `MeterRefused` (an error reply, with its decoded bits),
+  `ChecksumError`, `MeterTimeout`, `MeterRefused` (an error reply, with its decoded bits;
+  `MeterUnauthorised` when the bits say the password, its level or the operator code is wrong),
   `RelayNotConfirmed` (the read-back state differs from what was commanded);
 - the caller misused a driver: `DriverUsageError` (bad address, unknown item or block, a radio
   configuration that breaks the rules), and `UnsupportedOperation` (an operation this meter, as
@@ -71,6 +72,12 @@ class MeterRefused(PeerError):
         )
         self.reasons = reasons
         self.code = code
+
+
+class MeterUnauthorised(MeterRefused):
+    """The meter refused the credentials (DL/T 645 error bit 2: password, level or operator
+    code wrong, or a level too low for this item). Retrying cannot help: the configuration must
+    change."""
 
 
 class RelayNotConfirmed(PeerError):

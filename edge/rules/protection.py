@@ -34,6 +34,14 @@ without the voltage leaves the over-voltage timer where it was, a reading withou
 without any way to know reactive power) leaves the overload timer, the suspicion and the step
 baseline. So a fast block and the billing read can feed the rule in turn.
 
+**Trips the meter made itself.** A meter whose model judges malicious load itself (its window
+written by the runtime, `edge.runtime.meter_windows`) trips its own relay within seconds and
+counts it; a reading that carries that counter (`METER_TRIPS`) and shows it grown since the
+last one is a malicious-load trip like the rule's own: the relay is held open, the trip counts
+towards the lockout and recloses after `reclose_after`. (Without this the runtime would see an
+open relay the rules want closed and close it again at once.) The first count seen, or one
+that went down (a new meter), is only remembered.
+
 While a clock steps backwards, a reclose waits (elapsed time since the trip is negative):
 protection errs on the side of the relay staying open.
 """
@@ -65,6 +73,9 @@ _ALARM_OF = {
     RelayCause.OVER_VOLTAGE: AlarmKind.OVER_VOLTAGE,
 }
 _COUNTS_FOR_LOCKOUT = frozenset({RelayCause.MALICIOUS_LOAD, RelayCause.OVERLOAD})
+# The `Reading.counters` entry of a meter's own malicious-load trips (the DL/T 645 driver names
+# counters after its items: `edge.drivers.dlt645_items`, `malicious_load_trips`).
+METER_TRIPS = "malicious_load_trips"
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +158,7 @@ class ProtectionState:
     tripped_at: dt.datetime | None = None
     recent_trips: tuple[dt.datetime, ...] = ()  # load trips within the lockout window
     locked_out: bool = False
+    meter_trips: int | None = None  # the meter's own trip counter, as last read
 
 
 def load_of(reading: Reading) -> Load | None:
@@ -219,7 +231,13 @@ def _trip(
                 meter=meter,
             )
         )
-    new = ProtectionState(tripped=cause, tripped_at=now, recent_trips=recent, locked_out=locked)
+    new = ProtectionState(
+        tripped=cause,
+        tripped_at=now,
+        recent_trips=recent,
+        locked_out=locked,
+        meter_trips=state.meter_trips,
+    )
     action = RelayAction(meter, RelayCommand.TRIP, cause, why)
     return Decided(new, Decisions(relays=(action,), alarms=tuple(alarms)))
 
@@ -229,7 +247,9 @@ def _close(meter: str, state: ProtectionState, why: str) -> Decided[ProtectionSt
     action = RelayAction(meter, RelayCommand.CLOSE, state.tripped, why)
     alarm = Alarm(AlarmKind.RECLOSE, Severity.INFO, why, meter=meter)
     # The relay was open: the load before closing is nothing, so all that comes on is a step.
-    new = ProtectionState(last=NO_LOAD, recent_trips=state.recent_trips)
+    new = ProtectionState(
+        last=NO_LOAD, recent_trips=state.recent_trips, meter_trips=state.meter_trips
+    )
     return Decided(new, Decisions(relays=(action,), alarms=(alarm,)))
 
 
@@ -254,9 +274,19 @@ def protect(
 ) -> Decided[ProtectionState]:
     """Judge one reading of one meter: trip, reclose, or carry on."""
     require_aware(now)
+    before = state.meter_trips
+    counted = dict(reading.counters).get(METER_TRIPS)
+    if counted is not None and counted != before:
+        state = dataclasses.replace(state, meter_trips=counted)
     if state.tripped is not None:
         return _reclose(now, reading, state, policy)
     meter = reading.address
+    if counted is not None and before is not None and counted > before:
+        why = (
+            f"malicious load recognised by the meter itself: it tripped its relay "
+            f"(its trip counter {before} → {counted})"
+        )
+        return _trip(now, meter, state, RelayCause.MALICIOUS_LOAD, why=why, policy=policy)
     volts, watts = reading.voltage_v, reading.power_w
     over_voltage_since = (
         state.over_voltage_since
@@ -312,6 +342,6 @@ def reset_lockout(meter: str, state: ProtectionState) -> Decided[ProtectionState
     """An operator's reset: forget the trip history and close the relay if protection holds
     it open."""
     if state.tripped is None:
-        return Decided(ProtectionState(last=state.last))
+        return Decided(ProtectionState(last=state.last, meter_trips=state.meter_trips))
     cleared = dataclasses.replace(state, recent_trips=(), locked_out=False)
     return _close(meter, cleared, "operator reset")

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 
 from edge.drivers.base import Bus, MeterDriver
 from edge.drivers.reconnect import BusDown, ReconnectingBus
-from edge.drivers.registry import driver_for
 from edge.rules.decisions import RelayCommand, Severity
 from edge.rules.low_balance import BalanceView, LowBalanceState, check_low_balance, render
 from edge.rules.pockets import Pockets
@@ -38,6 +37,13 @@ from edge.runtime.accounting import AccountTurn, CycleWork
 from edge.runtime.blocks import BlockReport, judge_block
 from edge.runtime.clock import Clock, ClockGuard
 from edge.runtime.events import RuntimeKind, alarm_event, runtime_event
+from edge.runtime.meter_windows import (
+    MeterWindowState,
+    load_states,
+    save_states,
+    with_meter_trips,
+    write_windows,
+)
 from edge.runtime.operator import OperatorRelay, operator_relay
 from edge.runtime.polling import MeterRead, read_meter_clocks, read_meters
 from edge.runtime.read_success import (
@@ -137,8 +143,7 @@ class Runtime:
         self.key = key
         self.buses = dict(buses)
         self.drivers: dict[str, MeterDriver] = {
-            bus.name: driver_for(bus.protocol, bus.settings()).with_blocks(site.blocks_of(bus))
-            for bus in site.buses
+            bus.name: bus.driver().with_blocks(site.blocks_of(bus)) for bus in site.buses
         }
         self.policies = {m.address: site.consumption_policy(m) for m in site.meters}
         self.guard = ClockGuard(clock, site.zone)
@@ -151,6 +156,7 @@ class Runtime:
         self.guard.last_known = self.clock_state.last_known
         trust_installer_time(self.guard, self.table)  # `clock set` earlier in this boot
         self.meters, self.accounts = carry_states(site, self.table, store, {}, {})
+        self.windows = load_states(self.table, site)  # malicious-load windows meters hold
         self.low_balance = self.table.load(LOW_BALANCE_KEY, LowBalanceState, LowBalanceState())
         self.outcomes: list[RelayOutcome] = []  # to record in the next transaction
         self.checkpointed = max((cp.seq for cp in store.checkpoints()), default=0)
@@ -184,6 +190,7 @@ class Runtime:
         for bus in self._reconnecting().values():
             bus.reconnect_if_due()  # a port that came back is read this very cycle
         reads, tallies = self._read_round(blocks)
+        reads, windows, window_events = self._meter_windows(reads, now)
         report.read = sum(r.reading is not None for r in reads.values())
         report.failed = len(reads) - report.read
         buses_down = {
@@ -218,7 +225,7 @@ class Runtime:
             coarse_events, coarse_meters = quantisation_events(
                 self.site, now, reads.values(), self.coarse_meters
             )
-            events += low_events + coarse_events
+            events += low_events + coarse_events + window_events
             turn = AccountTurn(self.site, tx, self.store.book, work, self.policies)
             for owner in sorted(self.site.accounts):
                 accounts[owner] = turn.run(
@@ -230,16 +237,15 @@ class Runtime:
                 TimedReading(now, r.reading) for r in reads.values() if r.reading is not None
             )
             tx.add_events(events)
-            self._save_states(tx, meters, accounts, low_balance, clock_state)
+            self._save_states(tx, meters, accounts, low_balance, clock_state, windows=windows)
             checkpoint = self._checkpoint(tx)
             tx.defer(*work.orders)
         self.table.committed()
         self.outcomes = []  # recorded in this transaction
         self.meters, self.accounts, self.low_balance = meters, accounts, low_balance
-        self.clock_state = clock_state
-        self.buses_down = buses_down
+        self.clock_state, self.windows = clock_state, windows
+        self.buses_down, self.block_tallies = buses_down, {}
         self.low_read_buses, self.coarse_meters = low_read_buses, coarse_meters
-        self.block_tallies = {}
         self.guard.known(now, mono)
         self.checkpointed = checkpoint
         report.transfers = work.transfers
@@ -336,6 +342,17 @@ class Runtime:
         self.meters[meter.address] = dataclasses.replace(state, relay=relay)
         self.outcomes.append(outcome)
         return outcome
+
+    def _meter_windows(
+        self, reads: dict[str, MeterRead], now: dt.datetime
+    ) -> tuple[dict[str, MeterRead], dict[str, MeterWindowState], list[Event]]:
+        """Meters that judge malicious load themselves: their own trip counters read into
+        `reads`, and the windows they lack written (`edge.runtime.meter_windows`)."""
+        reads = with_meter_trips(self.buses, self.drivers, reads)
+        windows, events = write_windows(
+            self.site, self.buses, self.drivers, states=self.windows, reads=reads, now=now
+        )
+        return reads, windows, events
 
     # -- events ----------------------------------------------------------------------------------
     def _outcome_events(self, now: dt.datetime, meters: dict[str, MeterRuntime]) -> list[Event]:
@@ -488,7 +505,10 @@ class Runtime:
         accounts: Mapping[str, AccountRuntime],
         low_balance: LowBalanceState,
         clock_state: ClockState,
+        *,
+        windows: Mapping[str, MeterWindowState],
     ) -> None:
+        save_states(self.table, tx, windows)
         for address, meter in meters.items():
             self.table.save(tx, meter_key(address), meter)
         for owner, account in accounts.items():
@@ -598,6 +618,7 @@ class Runtime:
         self.site = site
         self.policies = {m.address: site.consumption_policy(m) for m in site.meters}
         self.meters, self.accounts = meters, accounts
+        self.windows = load_states(self.table, site)  # a window written before stays known
         added = sorted({m.address for m in site.meters} - before)
         removed = sorted(before - {m.address for m in site.meters})
         log.info(

@@ -6,7 +6,7 @@ the event log, and the merchant notices built from it, always see meter, shop an
 Runtime kinds of its own (not a rule's): a meter that cannot be read, a bus whose port is down,
 a relay command that failed or was confirmed, a clock that is not plausible, a cycle that
 overran its interval, each round's read success and a bus whose success rate is low, a float
-energy register too coarse to bill by.
+energy register too coarse to bill by, a meter's malicious-load window written or not.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ class RuntimeKind(StrEnum):
     READ_SUCCESS_LOW = "read_success_low"  # a bus's success rate fell below the site's minimum
     READ_SUCCESS_OK = "read_success_ok_again"
     ENERGY_QUANTISATION = "energy_quantisation"  # a float register's error could pass 100 Wh
+    METER_WINDOW_WRITTEN = "meter_window_written"  # a meter holds its malicious-load window
+    METER_WINDOW_FAILED = "meter_window_failed"  # writing it failed (retried every cycle)
 
 
 _LEVEL = {Severity.INFO: logging.INFO, Severity.WARNING: logging.WARNING}

@@ -3,7 +3,9 @@
 Document shapes (each has a string `id`):
 
     meters    {"id": "000000000001", "bus": "rs485-1", "protocol": "dlt645", "shop": "B1-1F-001",
-               "account": "A0001", "multiplier": 1, "max_power_w": 11000, "profile": "shop"}
+               "account": "A0001", "multiplier": 1, "max_power_w": 11000, "profile": "shop",
+               "model": "voltbook-sim"}  (model: selects the meter's vendor maps, e.g. the
+               malicious-load window it judges itself, `edge.drivers.dlt645_vendor`)
     shops     {"id": "B1-1F-001", "building": "B1", "floor": "1F", "category": "retail",
                "area_m2": 32.5}
     accounts  {"id": "A0001", "type": "merchant", "credit_limit_fen": 0, "keep_power": false,
@@ -89,6 +91,7 @@ def parse_meter(path: Path, doc: Document) -> MeterConfig:
         multiplier=f.integer("multiplier", 1, low=1),
         max_power_w=f.number("max_power_w", None, low=1),
         profile=f.text("profile", None),
+        model=f.text("model", None),
     )
     f.unknown(ignore=("name", "note"))
     return meter

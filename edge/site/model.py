@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
@@ -20,9 +20,12 @@ from zoneinfo import ZoneInfo
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from edge.drivers.base import SerialSettings
+from edge.drivers.base import MeterDriver, SerialSettings
+from edge.drivers.dlt645_meter import Dlt645Driver
+from edge.drivers.dlt645_requests import PLAINTEXT_LEVEL
+from edge.drivers.dlt645_vendor import MaliciousLoadMap, malicious_load_map
 from edge.drivers.lora import RadioConfig
-from edge.drivers.registry import protocol
+from edge.drivers.registry import driver_for, protocol
 from edge.rules.arrears import ArrearsPolicy
 from edge.rules.consumption import ConsumptionPolicy
 from edge.rules.low_balance import LowBalancePolicy, Place
@@ -60,6 +63,22 @@ class BusConfig:
     spreading_factor: int | None = None
     bandwidth_hz: int | None = None
     radio: str | None = None  # simulated only: "lora" puts its meters behind a LoRa radio
+    # DL/T 645 only: the credentials of writes (14) and relay commands (1C) to its meters.
+    password_level: int = PLAINTEXT_LEVEL
+    password: int = 0  # 3 bytes, as written on the meter's documents: "123456" → 0x123456
+    operator_code: int = 0  # 4 bytes (2007 only)
+
+    def driver(self) -> MeterDriver:
+        """The driver for this bus's line settings and credentials."""
+        made = driver_for(self.protocol, self.settings())
+        if isinstance(made, Dlt645Driver):
+            return replace(
+                made,
+                password_level=self.password_level,
+                password=self.password,
+                operator=self.operator_code,
+            )
+        return made
 
     def settings(self) -> SerialSettings:
         base = protocol(self.protocol).default_settings
@@ -170,6 +189,13 @@ class MeterConfig:
     multiplier: int = 1  # current-transformer ratio: registers and power are scaled by it
     max_power_w: float | None = None  # breaker rating × voltage (None: the billing rule's)
     profile: str | None = None  # simulated meters only: the load profile behind them
+    model: str | None = None  # the meter's model: selects its vendor maps (dlt645_vendor)
+
+    @property
+    def malicious_load_map(self) -> MaliciousLoadMap | None:
+        """Where this meter keeps a malicious-load window it judges itself (None: it has none,
+        and only the concentrator's rule judges it)."""
+        return malicious_load_map(self.model) if self.protocol == "dlt645" else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,9 @@ baud = 2400                     # default: the protocol's
 parity = "E"
 # frequency_hz, spreading_factor, bandwidth_hz: lora (and simulated radio) buses only
 # radio = "lora"                # simulated only: its meters answer over a simulated LoRa radio
+password_level = "02"           # DL/T 645 only: credentials of writes (14) and relay commands
+password = "000000"             #   (1C), hex digits as in the meter's documents; defaults shown
+operator_code = "00000000"      #   dlt645 (2007) only
 
 [[blocks]]                      # optional: reading blocks polled besides the billing read
 name = "power"                  # (`edge.site.blocks`); a driver's own block needs no items
@@ -256,6 +259,7 @@ def parse_bus(path: Path, number: int, raw: object) -> BusConfig:
         bandwidth_hz=f.integer("bandwidth_hz", None, low=1),
         radio=f.choice("radio", SIMULATED_RADIOS, None),
     )
+    bus = _credentials(f, bus)
     if bus.radio is not None and kind is not BusKind.SIMULATED:
         raise SiteConfigError(
             path,
@@ -264,6 +268,44 @@ def parse_bus(path: Path, number: int, raw: object) -> BusConfig:
         )
     f.unknown()
     return bus
+
+
+# Credential fields: the hex digits each takes (as the meter's documents print them).
+CREDENTIALS: dict[str, int] = {"password_level": 2, "password": 6, "operator_code": 8}
+
+
+def _credentials(f: Fields, bus: BusConfig) -> BusConfig:
+    """The bus with the DL/T 645 credentials `f` gives (defaults: level 02, all zeros)."""
+    given = [name for name in CREDENTIALS if f.raw(name) is not None]
+    if not given:
+        return bus
+    if not bus.protocol.startswith("dlt645"):
+        raise f.problem(
+            given[0], "absent: credentials are for DL/T 645 buses only", f.raw(given[0])
+        )
+    if bus.protocol == "dlt645-1997" and "operator_code" in given:
+        raise f.problem(
+            "operator_code", "absent: DL/T 645-1997 has no operator code", f.raw("operator_code")
+        )
+    values = {}
+    for name, digits in CREDENTIALS.items():
+        text = f.raw(name)
+        if text is None:
+            values[name] = getattr(bus, name)
+        elif isinstance(text, str) and len(text) == digits and _is_hex(text):
+            values[name] = int(text, 16)
+        else:
+            raise f.problem(name, f"{digits} hex digits in quotes like {'0' * digits!r}", text)
+    return dataclasses.replace(
+        bus,
+        password_level=values["password_level"],
+        password=values["password"],
+        operator_code=values["operator_code"],
+    )
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdefABCDEF" for c in text)
 
 
 def parse_site_file(

@@ -3,6 +3,7 @@ computer), debounce, overload, over-voltage, auto-reclose and lockout."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 
@@ -12,6 +13,7 @@ from edge.drivers.reading import Reading
 from edge.rules.decisions import AlarmKind, Decided, RelayCause, RelayCommand
 from edge.rules.errors import PolicyError
 from edge.rules.protection import (
+    METER_TRIPS,
     Load,
     LoadWindow,
     ProtectionPolicy,
@@ -237,3 +239,39 @@ def test_policy_validation() -> None:
         ProtectionPolicy(debounce_readings=None, debounce_hold=None)
     with pytest.raises(PolicyError):
         LoadWindow(300, 100, 0.9, 1.0)
+
+
+def counted(trips_so_far: int, *loads: tuple[float, float]) -> Reading:
+    """A reading that carries the meter's own malicious-load trip counter."""
+    return dataclasses.replace(meter(*loads), counters=((METER_TRIPS, trips_so_far),))
+
+
+def test_a_trip_the_meter_made_itself_is_a_malicious_load_trip() -> None:
+    # First count seen: remembered only (the meter tripped before anyone was watching).
+    results = feed([counted(4, COMPUTER), counted(4, COMPUTER), counted(5), counted(5)])
+    assert trips(results) == [(2, RelayCause.MALICIOUS_LOAD)]
+    (alarm,) = results[2].decisions.alarms
+    assert alarm.kind is AlarmKind.MALICIOUS_LOAD and "by the meter itself" in alarm.message
+    assert "4 → 5" in alarm.message
+    assert results[2].state.recent_trips == (T0 + 20 * SECOND,)  # counts towards the lockout
+    assert [r.state.meter_trips for r in results] == [4, 4, 5, 5]
+
+
+def test_meter_trips_recloses_locks_out_and_never_double_counts() -> None:
+    policy = ProtectionPolicy(
+        windows=(KETTLE_WINDOW,), reclose_after=dt.timedelta(seconds=30), lockout_trips=2
+    )
+    readings = [counted(0), counted(1), counted(2), counted(2), counted(2), counted(3), counted(3)]
+    results = feed(readings, policy=policy)
+    # Trip at 1; the count going up while the relay is held (2) is only remembered; reclose at
+    # 4 (30 s after); the next count is the second load trip within the hour: locked out.
+    assert trips(results) == [(1, RelayCause.MALICIOUS_LOAD), (5, RelayCause.MALICIOUS_LOAD)]
+    closes = [
+        i for i, d in enumerate(results) for a in d.decisions.relays if a.command.value == "close"
+    ]
+    assert closes == [4]
+    assert results[5].state.locked_out and results[6].state.meter_trips == 3
+    # A counter that went down (a new meter at this address) is a new baseline, not a trip.
+    again = feed([counted(7), counted(0), counted(1)], policy=policy)
+    assert trips(again) == [(2, RelayCause.MALICIOUS_LOAD)]
+    assert reset_lockout("M1", results[6].state).state.meter_trips == 3

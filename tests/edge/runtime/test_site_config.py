@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from demo.site import DemoSite
+from edge.drivers.dlt645_meter import DLT645_2007, Dlt645Driver
+from edge.drivers.dlt645_vendor import MALICIOUS_LOAD_MAPS, SIMULATED_MODEL
 from edge.rules.arrears import ArrearsMode
 from edge.rules.subsidy import MonthEnd
 from edge.rules.tariffs import FlatTariff, TouTariff
@@ -100,12 +102,66 @@ DAMAGES: list[tuple[str, Damage, str, str]] = [
         "do not reach the end of the day",
     ),
     (
+        "short password",
+        lambda s: _bus_field(s, 'password = "12345"'),
+        "site.toml",
+        "password must be 6 hex digits in quotes",
+    ),
+    (
+        "password as a number",
+        lambda s: _bus_field(s, "password = 123456"),
+        "site.toml",
+        "password must be 6 hex digits in quotes",
+    ),
+    (
+        "bad password level",
+        lambda s: _bus_field(s, 'password_level = "2"'),
+        "site.toml",
+        "password_level must be 2 hex digits",
+    ),
+    (
+        "credentials on a Modbus bus",
+        lambda s: _bus_field(s, 'operator_code = "00000001"', protocol="sdm120"),
+        "site.toml",
+        "credentials are for DL/T 645 buses only",
+    ),
+    (
+        "operator code on DL/T 645-1997",
+        lambda s: _bus_field(s, 'operator_code = "00000001"', protocol="dlt645-1997"),
+        "site.toml",
+        "DL/T 645-1997 has no operator code",
+    ),
+    (
         "unknown load profile",
         lambda s: _put(s, ConfigKind.METERS, "202611000001", profile="disco"),
         "config.json",
         "meter 202611000001: unknown load profile 'disco'",
     ),
 ]
+
+
+def _bus_field(site: DemoSite, line: str, *, protocol: str = "dlt645") -> None:
+    text = site.site_toml.read_text().replace('protocol = "dlt645"', f'protocol = "{protocol}"')
+    site.site_toml.write_text(text.replace('parity = "E"', f'parity = "E"\n{line}'))
+
+
+def test_dlt645_credentials_per_bus_reach_its_driver(small_site: DemoSite) -> None:
+    bus = load_site(small_site.site_toml).buses[0]
+    assert bus.driver() == DLT645_2007.with_settings(bus.settings())  # the defaults
+    _bus_field(small_site, 'password_level = "04"\npassword = "123456"')
+    _bus_field(small_site, 'operator_code = "0000AB12"')
+    driver = load_site(small_site.site_toml).buses[0].driver()
+    assert isinstance(driver, Dlt645Driver)
+    assert (driver.password_level, driver.password, driver.operator) == (4, 0x123456, 0xAB12)
+
+
+def test_a_meter_model_selects_its_vendor_map(small_site: DemoSite) -> None:
+    assert all(m.malicious_load_map is None for m in load_site(small_site.site_toml).meters)
+    _put(small_site, ConfigKind.METERS, "202611000001", model=SIMULATED_MODEL)
+    _put(small_site, ConfigKind.METERS, "202611000002", model="DDZY1234")  # no map: fine
+    site = load_site(small_site.site_toml)
+    assert site.meter("202611000001").malicious_load_map is MALICIOUS_LOAD_MAPS[SIMULATED_MODEL]
+    assert site.meter("202611000002").malicious_load_map is None
 
 
 def _put(site: DemoSite, kind: ConfigKind, key: str, **changes: object) -> None:

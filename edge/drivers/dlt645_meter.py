@@ -69,6 +69,7 @@ from edge.drivers.errors import (
     MeterTimeout,
     MeterUnauthorised,
     RelayNotConfirmed,
+    UnsupportedOperation,
 )
 from edge.drivers.reading import Reading, RelayState
 
@@ -331,7 +332,7 @@ class Dlt645Driver:
         address = normalize_address(address)
         code = dict(self.relay_actions).get(action)
         if code is None or self.dialect.relay is None:
-            raise DriverUsageError(
+            raise UnsupportedOperation(
                 f"DL/T 645-{self.version} cannot {action!r} a relay", address=address, item=action
             )
         frame = relay_request(

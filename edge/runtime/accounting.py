@@ -317,10 +317,11 @@ class AccountTurn:
         if commands:
             return
         # Nothing new decided: does the relay stand where the rules want it? A command that
-        # failed, or was lost in a crash between commit and send, is sent again.
+        # failed, or was lost in a crash between commit and send, is sent again (not to a meter
+        # that has no relay to command: its refusal would only repeat).
         seen = None if read is None or read.reading is None else read.reading.relay
         if (seen is not None and seen is not hold.desired) or (
-            seen is None and hold.failing_since is not None
+            seen is None and hold.failing_since is not None and not hold.no_relay
         ):
             retry = RelayCommand.TRIP if held else RelayCommand.CLOSE
             why = f"relay is {seen or 'unconfirmed'}, rules want it {hold.desired}"

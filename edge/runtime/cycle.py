@@ -332,12 +332,13 @@ class Runtime:
         state = self.meters[meter.address]
         relay = state.relay
         if outcome.confirmed:
-            relay = dataclasses.replace(relay, failing_since=None, failures=0)
+            relay = dataclasses.replace(relay, failing_since=None, failures=0, no_relay=False)
         else:
             relay = dataclasses.replace(
                 relay,
                 failing_since=relay.failing_since or order.decided_at,
                 failures=relay.failures + 1,
+                no_relay=outcome.unsupported,
             )
         self.meters[meter.address] = dataclasses.replace(state, relay=relay)
         self.outcomes.append(outcome)

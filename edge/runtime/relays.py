@@ -9,7 +9,8 @@ in the next cycle's transaction; a failed order is tried again at the next cycle
 runtime compares every reading's relay state with the state the rules want. A meter that has no
 relay the driver may command (a Modbus model without a relay map: its readings carry relay
 None) refuses the order before any byte is sent (`UnsupportedOperation`); that is recorded as a
-failed order with the driver's reason at once, not retried within the cycle.
+failed order with the driver's reason at once (`unsupported`), and not retried at later cycles
+either: only a new decision of the rules orders it again.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class RelayOutcome:
     confirmed: bool
     attempts: int
     error: str = ""
+    unsupported: bool = False  # the meter has no relay this driver may command
 
 
 def execute(bus: Bus, driver: MeterDriver, order: RelayOrder) -> RelayOutcome:
@@ -61,7 +63,7 @@ def execute(bus: Bus, driver: MeterDriver, order: RelayOrder) -> RelayOutcome:
                 order.cause or "retry",
                 exc,
             )
-            return RelayOutcome(order, False, attempt, str(exc))
+            return RelayOutcome(order, False, attempt, str(exc), unsupported=True)
         except MeterError as exc:
             error = str(exc)
             log.warning(

@@ -53,6 +53,7 @@ class RelayHold:
     held: frozenset[RelayCause] = frozenset()
     failing_since: dt.datetime | None = None
     failures: int = 0
+    no_relay: bool = False  # the last order was refused: the meter has no relay to command
 
     @property
     def desired(self) -> RelayState:

@@ -189,3 +189,39 @@ def test_the_watchdog_keepalive_pings_at_most_every_half_interval() -> None:
     notifier._pinged -= 1.0
     notifier.keepalive()
     assert notifier._pinged > before - 1.0
+
+
+def test_a_meter_with_no_relay_is_told_once_and_not_asked_again_every_cycle(
+    tmp_path: Path,
+) -> None:
+    """DL/T 645-1997 has no relay command: the arrears trip is refused before a byte is sent,
+    raised once as a failed relay, and not ordered again each cycle (no "still failing")."""
+    site_files = demo(tmp_path, 5, tariff="flat", profiles=("constant",))
+    for path in (site_files.site_toml, site_files.directory / "sim" / "meters.json"):
+        path.write_text(path.read_text().replace('"dlt645"', '"dlt645-1997"'))
+    with ConfigDB.open(site_files.directory / "config.json") as config:
+        for meter in config.documents(ConfigKind.METERS):
+            config.put(ConfigKind.METERS, {**meter, "protocol": "dlt645-1997"})
+    booted, clock = booted_at(load_site(site_files.site_toml))
+    runtime = booted.runtime
+    poor = "A0004"  # 3 yuan and 20 kWh of subsidy: at 2 kW, empty before noon
+    meter = runtime.site.meters_of(poor)[0].address
+    try:
+        while not runtime.meters[meter].relay.held:
+            runtime.run_cycle()
+            clock.advance(HOUR)
+        for _ in range(6):
+            runtime.run_cycle()
+            clock.advance(HOUR)
+        kinds = Counter(e.event.kind for e in runtime.store.events() if e.event.meter == meter)
+        assert kinds[RuntimeKind.RELAY_FAILED.value] == 1
+        assert kinds[RuntimeKind.RELAY_STILL_FAILING.value] == 0
+        assert runtime.meters[meter].relay.no_relay
+        [failed] = [
+            e.event
+            for e in runtime.store.events(category=Category.ALARM, meter=meter)
+            if e.event.kind == RuntimeKind.RELAY_FAILED.value
+        ]
+        assert "cannot 'trip' a relay" in failed.detail["message"]
+    finally:
+        booted.close()

@@ -60,9 +60,11 @@ from edge.runtime.relays import RelayOrder, RelayOutcome, execute
 from edge.runtime.state import (
     CLOCK_KEY,
     LOW_BALANCE_KEY,
+    RAISED_KEY,
     AccountRuntime,
     ClockState,
     MeterRuntime,
+    RaisedAlarms,
     StateTable,
     account_key,
     meter_key,
@@ -160,12 +162,10 @@ class Runtime:
         self.low_balance = self.table.load(LOW_BALANCE_KEY, LowBalanceState, LowBalanceState())
         self.outcomes: list[RelayOutcome] = []  # to record in the next transaction
         self.checkpointed = max((cp.seq for cp in store.checkpoints()), default=0)
-        # Buses whose port is down, and why, as of the last commit (alarm raised, not cleared).
-        self.buses_down: dict[str, str] = {}
-        # Buses whose read success is below the site's minimum, and meters whose float energy
-        # register is too coarse, as of the last commit (alarm raised; in memory only).
-        self.low_read_buses: frozenset[str] = frozenset()
-        self.coarse_meters: frozenset[str] = frozenset()
+        # Buses whose port is down (and why), buses whose read success is below the site's
+        # minimum, meters whose float energy register is too coarse: alarm raised as of the
+        # last commit, not cleared yet (stored, so a restart does not raise them again).
+        self.raised = self.table.load(RAISED_KEY, RaisedAlarms, RaisedAlarms())
         # Each site block's reads since the last cycle's commit (its `read_round` event).
         self.block_tallies: dict[str, BlockTally] = {}
         self._staged: _Staged | None = None  # what `transaction()` applies once committed
@@ -220,10 +220,10 @@ class Runtime:
                 now,
                 report.buses,
                 self.site.settings.read_success_min,
-                self.low_read_buses,
+                self.raised.low_read_buses,
             )
             coarse_events, coarse_meters = quantisation_events(
-                self.site, now, reads.values(), self.coarse_meters
+                self.site, now, reads.values(), self.raised.coarse_meters
             )
             events += low_events + coarse_events + window_events
             turn = AccountTurn(self.site, tx, self.store.book, work, self.policies)
@@ -237,15 +237,17 @@ class Runtime:
                 TimedReading(now, r.reading) for r in reads.values() if r.reading is not None
             )
             tx.add_events(events)
-            self._save_states(tx, meters, accounts, low_balance, clock_state, windows=windows)
+            raised = RaisedAlarms(buses_down, low_read_buses, coarse_meters)
+            self._save_states(
+                tx, meters, accounts, low_balance, clock_state, windows=windows, raised=raised
+            )
             checkpoint = self._checkpoint(tx)
             tx.defer(*work.orders)
         self.table.committed()
         self.outcomes = []  # recorded in this transaction
         self.meters, self.accounts, self.low_balance = meters, accounts, low_balance
         self.clock_state, self.windows = clock_state, windows
-        self.buses_down, self.block_tallies = buses_down, {}
-        self.low_read_buses, self.coarse_meters = low_read_buses, coarse_meters
+        self.raised, self.block_tallies = raised, {}
         self.guard.known(now, mono)
         self.checkpointed = checkpoint
         report.transfers = work.transfers
@@ -410,7 +412,8 @@ class Runtime:
         """An alarm for each bus that went down since the last commit, an event for each
         that came back. Its meters' own alarms stay quiet: the bus is what failed."""
         events = []
-        for name in sorted(down.keys() - self.buses_down.keys()):
+        was_down = self.raised.buses_down
+        for name in sorted(down.keys() - was_down.keys()):
             events.append(
                 runtime_event(
                     self.site,
@@ -421,13 +424,13 @@ class Runtime:
                     detail={"bus": name, "reason": down[name]},
                 )
             )
-        for name in sorted(self.buses_down.keys() - down.keys()):
+        for name in sorted(was_down.keys() - down.keys()):
             events.append(
                 runtime_event(
                     self.site,
                     now,
                     RuntimeKind.BUS_UP,
-                    f"bus {name} is up again (was down: {self.buses_down[name]})",
+                    f"bus {name} is up again (was down: {was_down[name]})",
                     detail={"bus": name},
                 )
             )
@@ -508,8 +511,10 @@ class Runtime:
         clock_state: ClockState,
         *,
         windows: Mapping[str, MeterWindowState],
+        raised: RaisedAlarms,
     ) -> None:
         save_states(self.table, tx, windows)
+        self.table.save(tx, RAISED_KEY, raised)
         for address, meter in meters.items():
             self.table.save(tx, meter_key(address), meter)
         for owner, account in accounts.items():

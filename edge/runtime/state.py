@@ -17,7 +17,7 @@ rules resume exactly where the ledger is:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -106,8 +106,19 @@ class AccountRuntime:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class RaisedAlarms:
+    """Site conditions whose alarm is raised and not yet cleared, as of the last commit: a
+    restart in the middle of one neither raises it again nor forgets to clear it."""
+
+    buses_down: Mapping[str, str] = field(default_factory=dict)  # bus → why its port is down
+    low_read_buses: frozenset[str] = frozenset()  # read success below the site's minimum
+    coarse_meters: frozenset[str] = frozenset()  # float energy register too coarse
+
+
 CLOCK_KEY = "rt:clock"
 LOW_BALANCE_KEY = "rt:low_balance"
+RAISED_KEY = "rt:raised"
 
 
 def meter_key(address: str) -> str:

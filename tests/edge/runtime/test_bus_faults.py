@@ -202,3 +202,19 @@ def test_a_port_missing_at_boot_leaves_the_runtime_billing_the_other_bus(
     back = cycle(runtime, clock, building)
     assert back.read == 4 and back.buses_down == []
     assert [k for k, _, _ in bus_events(runtime)] == ["bus_down", "bus_up_again"]
+
+
+def test_a_restart_while_a_bus_is_down_does_not_raise_its_alarm_again(
+    building: Building, boot_site: Boot
+) -> None:
+    building.plug("rs485-1")  # rs485-2's adapter is not plugged in
+    runtime, clock = boot_site()
+    assert kinds(runtime.runtime.run_cycle()) == [RuntimeKind.BUS_DOWN.value]
+    runtime.close()  # systemd restarts the concentrator; the adapter is still missing
+    again, clock = boot_site()
+    clock.advance(EVERY)
+    restarted = again.runtime.run_cycle()
+    assert restarted.buses_down == ["rs485-2"] and restarted.alarms == []
+    building.plug("rs485-2")
+    assert cycle(again, clock, building).buses_down == []
+    assert [k for k, _, _ in bus_events(again)] == ["bus_down", "bus_up_again"]

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 
 from edge.drivers.base import Bus, MeterDriver
 from edge.drivers.reconnect import BusDown, ReconnectingBus
-from edge.drivers.registry import driver_for
 from edge.rules.decisions import RelayCommand, Severity
 from edge.rules.low_balance import BalanceView, LowBalanceState, check_low_balance, render
 from edge.rules.pockets import Pockets
@@ -133,9 +132,7 @@ class Runtime:
         self.store = store
         self.key = key
         self.buses = dict(buses)
-        self.drivers: dict[str, MeterDriver] = {
-            bus.name: driver_for(bus.protocol, bus.settings()) for bus in site.buses
-        }
+        self.drivers: dict[str, MeterDriver] = {bus.name: bus.driver() for bus in site.buses}
         self.policies = {m.address: site.consumption_policy(m) for m in site.meters}
         self.guard = ClockGuard(clock, site.zone)
         self.world = world

@@ -20,9 +20,9 @@ from zoneinfo import ZoneInfo
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from edge.drivers.base import SerialSettings
+from edge.drivers.base import MeterDriver, SerialSettings
 from edge.drivers.lora import RadioConfig
-from edge.drivers.registry import protocol
+from edge.drivers.registry import NO_OPTIONS, DriverOptions, driver_for, protocol
 from edge.rules.arrears import ArrearsPolicy
 from edge.rules.consumption import ConsumptionPolicy
 from edge.rules.low_balance import LowBalancePolicy, Place
@@ -60,6 +60,12 @@ class BusConfig:
     spreading_factor: int | None = None
     bandwidth_hz: int | None = None
     radio: str | None = None  # simulated only: "lora" puts its meters behind a LoRa radio
+    options: DriverOptions = NO_OPTIONS  # the meters' driver options (relay variant, DI order…)
+    meter_options: Mapping[str, DriverOptions] = field(default_factory=dict)  # by address
+
+    def driver(self) -> MeterDriver:
+        """This bus's driver: its protocol at its line settings, with its meters' options."""
+        return driver_for(self.protocol, self.settings(), self.options, self.meter_options)
 
     def settings(self) -> SerialSettings:
         base = protocol(self.protocol).default_settings

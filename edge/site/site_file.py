@@ -46,6 +46,8 @@ baud = 2400                     # default: the protocol's
 parity = "E"
 # frequency_hz, spreading_factor, bandwidth_hz: lora (and simulated radio) buses only
 # radio = "lora"                # simulated only: its meters answer over a simulated LoRa radio
+# relay = "voltbook-sim"        # Modbus: the meters' relay variant; meter_type, di_order: CJ/T 188
+# [buses.meter_options."3"]     # a meter whose options differ (edge/site/bus_options.py)
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge.drivers.errors import DriverUsageError
 from edge.drivers.registry import protocol
+from edge.site.bus_options import parse_meter_options, parse_options
 from edge.site.errors import SiteConfigError
 from edge.site.fields import Fields
 from edge.site.model import (
@@ -247,6 +250,8 @@ def parse_bus(path: Path, number: int, raw: object) -> BusConfig:
         spreading_factor=f.integer("spreading_factor", None, low=6, high=12),
         bandwidth_hz=f.integer("bandwidth_hz", None, low=1),
         radio=f.choice("radio", SIMULATED_RADIOS, None),
+        options=parse_options(f, proto),
+        meter_options=parse_meter_options(f, proto),
     )
     if bus.radio is not None and kind is not BusKind.SIMULATED:
         raise SiteConfigError(

@@ -215,17 +215,25 @@ def protocol(name: str) -> ProtocolInfo:
         raise DriverUsageError(f"unknown protocol {name!r} (known: {known})") from None
 
 
-def check_options(name: str, options: DriverOptions) -> DriverOptions:
-    """`options` if protocol `name` takes every one given with that value; DriverUsageError
-    naming the option and what it could be otherwise."""
+def options_problem(name: str, options: DriverOptions) -> str | None:
+    """Why protocol `name` cannot take `options` (naming the option and what it could be), or
+    None if it takes every one given with that value."""
     info = protocol(name)
     for option in options.given():
         if option not in info.options:
             takes = ", ".join(info.options) or "none"
-            raise DriverUsageError(f"{name} takes no option {option!r} (its options: {takes})")
+            return f"{name} takes no option {option!r} (its options: {takes})"
         problem = OPTION_CHECKS[option](name, getattr(options, option))
         if problem is not None:
-            raise DriverUsageError(problem)
+            return problem
+    return None
+
+
+def check_options(name: str, options: DriverOptions) -> DriverOptions:
+    """`options`, or DriverUsageError saying why protocol `name` cannot take them."""
+    problem = options_problem(name, options)
+    if problem is not None:
+        raise DriverUsageError(problem)
     return options
 
 

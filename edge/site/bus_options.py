@@ -14,7 +14,7 @@
     di_order = "901F"               # CJ/T 188: DI bytes high first (default "1F90", low first)
 
 Which protocol takes which option, and which values it knows, is the drivers' table
-(`edge.drivers.registry.check_options`); this module reads the fields and turns the drivers'
+(`edge.drivers.registry.options_problem`); this module reads the fields and turns the drivers'
 refusal into a `SiteConfigError` naming the bus (and the meter). They live in `site.toml`, not
 in the configuration documents the cloud pushes: they describe the hardware the installer wired
 to that port, which the cloud's registry does not know and a push must not erase.
@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from edge.drivers.errors import DriverUsageError
-from edge.drivers.registry import DriverOptions, check_address, check_options
+from edge.drivers.registry import DriverOptions, check_address, options_problem
 from edge.site.errors import SiteConfigError
 from edge.site.fields import Fields
 
@@ -38,10 +38,10 @@ def parse_options(f: Fields, proto: str) -> DriverOptions:
         meter_type=f.integer("meter_type", None, low=0, high=0xFF),
         di_order=f.text("di_order", None),
     )
-    try:
-        return check_options(proto, options)
-    except DriverUsageError as exc:
-        raise SiteConfigError(f.path, f"{f.where}: {exc}") from None
+    problem = options_problem(proto, options)
+    if problem is not None:
+        raise SiteConfigError(f.path, f"{f.where}: {problem}")
+    return options
 
 
 def parse_meter_options(bus: Fields, proto: str) -> Mapping[str, DriverOptions]:

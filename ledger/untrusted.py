@@ -37,6 +37,12 @@ MAX_FLOAT_CHARS = 40
 # never retries from an escaped quote further on (which would make it quadratic).
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.S)
 _NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+# Fast paths for a large payload (an uplink batch holds some 10^5 integers): without a run of
+# more digits than an integer may have, no integer needs checking; without a `\u` escape, no
+# string can hold a lone surrogate or a NUL (strict JSON has no raw control characters, and
+# UTF-8 that decoded has no surrogates).
+_LONG_DIGITS = re.compile(rb"[0-9]{%d}" % (MAX_INT_DIGITS + 1))
+_ESCAPE = b"\\u"
 
 
 def nesting_depth(payload: bytes, limit: int) -> int:
@@ -111,12 +117,13 @@ def load_json(
     try:
         value = json.loads(
             text,
-            parse_int=_int,
+            parse_int=_int if _LONG_DIGITS.search(payload) else None,
             parse_float=_float,
             parse_constant=_constant,
             object_pairs_hook=_object,
         )
-        _check_strings(value, allow_nul=allow_nul)
+        if _ESCAPE in payload:
+            _check_strings(value, allow_nul=allow_nul)
     except json.JSONDecodeError as exc:
         raise DecodeError(f"not JSON: {exc.msg} (char {exc.pos})") from None
     except UnicodeEncodeError:

@@ -145,10 +145,11 @@ def _undelta(deltas: Iterable[int | None], meters: Sequence[int]) -> list[int | 
         if type(delta) is not int:
             raise WireError(f"reading column holds {delta!r}, not an integer")
         value = last.get(meter, 0) + delta
-        if not -MAX_COUNTER <= value <= MAX_COUNTER:
-            raise WireError(f"a reading column sums to {value}, beyond 64 bits")
         out.append(value)
         last[meter] = value
+    values = [v for v in out if v is not None]  # every sum is one of them: bound them at once
+    if values and not -MAX_COUNTER <= min(values) <= max(values) <= MAX_COUNTER:
+        raise WireError("a reading column sums beyond 64 bits")
     return out
 
 
@@ -196,13 +197,7 @@ def _decode_readings(part: Any) -> tuple[ReadingRow, ...]:
         columns = [*values.values(), *registers, widths, status, extra]
         if any(not isinstance(c, list) or len(c) != count for c in columns):
             raise WireError("reading columns differ in length")
-        for k, width in enumerate(widths):
-            if width is not None and (
-                type(width) is not int
-                or not 0 <= width <= len(TARIFF_COLUMNS)
-                or any(registers[j][k] is None for j in range(width))
-            ):
-                raise WireError(f"reading {k}: {width!r:.30} tariff registers, not 0..4 given")
+        _check_widths(widths, registers)
         if not all(r is None or r in (0, 1) for r in values["relay"]):
             raise WireError("a relay is neither 1 (closed) nor 0 (open)")
     except (KeyError, TypeError, ValueError) as exc:
@@ -216,6 +211,20 @@ def _decode_readings(part: Any) -> tuple[ReadingRow, ...]:
     by_field = {"meter": [meters[i] for i in index], **values, "tariff_wh": tariffs,
                 "status": status, "extra": extra}  # fmt: skip
     return tuple(map(ReadingRow._make, zip(*(by_field[f] for f in READING_FIELDS), strict=True)))
+
+
+def _check_widths(widths: list[Any], registers: list[list[int | None]]) -> None:
+    """Each row's tariff count is None or 0..4, and its first that many registers are given."""
+    kinds = {type(w) for w in widths}
+    counts = set(widths) - {None}
+    if not kinds <= {int, type(None)} or not counts <= set(range(len(TARIFF_COLUMNS) + 1)):
+        raise WireError(f"a tariff count is not 0..{len(TARIFF_COLUMNS)}")
+    for j, column in enumerate(registers):
+        if None in column and any(
+            value is None and width is not None and width > j
+            for value, width in zip(column, widths, strict=True)
+        ):
+            raise WireError(f"a row counts tariff register {j + 1}, which it lacks")
 
 
 def encode_batch(batch: Batch) -> bytes:

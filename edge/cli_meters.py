@@ -19,13 +19,14 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from edge.cli_runtime import moment
-from edge.drivers.base import SerialSettings
+from edge.drivers.base import MeterDriver, SerialSettings
 from edge.drivers.bus import SerialBus
+from edge.drivers.cjt188 import DI_ORDERS
 from edge.drivers.discovery import discover, sync_time
 from edge.drivers.dlt645_meter import Dlt645Driver
 from edge.drivers.errors import DriverUsageError, MeterError, RelayNotConfirmed
 from edge.drivers.reading import Reading
-from edge.drivers.registry import PROTOCOLS, check_address, driver_for, protocol
+from edge.drivers.registry import PROTOCOLS, DriverOptions, check_address, driver_for, protocol
 from edge.site.model import BILLING_BLOCK
 
 EXIT_METER: Final = 1  # the meter or the line failed
@@ -74,6 +75,30 @@ def _line_options(parser: argparse.ArgumentParser, *, protocols: tuple[str, ...]
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
+def _driver_options(parser: argparse.ArgumentParser) -> None:
+    """The driver options of site.toml's buses (`edge.drivers.registry.DriverOptions`)."""
+    parser.add_argument(
+        "--relay",
+        help="sdm120/sdm630/ddsu666: the meter's relay variant, as `relay` in site.toml "
+        "(default: none, the relay is neither read nor commanded)",
+    )
+    parser.add_argument(
+        "--meter-type",
+        type=lambda text: int(text, 0),
+        help="cjt188: the meter type byte, e.g. 0x11 for hot water (default 0x10, cold water)",
+    )
+    parser.add_argument(
+        "--di-order",
+        choices=DI_ORDERS,
+        help="cjt188: how DI 0x901F goes on the wire (default 1F90, low byte first)",
+    )
+
+
+def _driver(args: argparse.Namespace, settings: SerialSettings) -> MeterDriver:
+    options = DriverOptions(relay=args.relay, meter_type=args.meter_type, di_order=args.di_order)
+    return driver_for(args.protocol, settings, options)
+
+
 def _address_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--address",
@@ -101,6 +126,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--address 202611000101 --json",
     )
     _line_options(read, protocols=every)
+    _driver_options(read)
     _address_option(read)
     read.add_argument(
         "--block",
@@ -122,6 +148,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--address 202611000101 trip",
     )
     _line_options(relay, protocols=every)
+    _driver_options(relay)
     _address_option(relay)
     relay.add_argument("action", choices=("trip", "close"), help="trip: cut power; close: restore")
     relay.set_defaults(func=run_relay)
@@ -277,7 +304,7 @@ def run_read(args: argparse.Namespace) -> int:
     def action() -> int:
         address = check_address(args.protocol, args.address)
         settings = _settings(args)
-        driver = driver_for(args.protocol, settings)
+        driver = _driver(args, settings)
         with SerialBus(args.port, settings, retries=args.retries) as bus:
             reading: Reading = bus.run(driver.read(address, args.block), address=address)
         if args.block == BILLING_BLOCK:
@@ -294,7 +321,7 @@ def run_relay(args: argparse.Namespace) -> int:
     def action() -> int:
         address = check_address(args.protocol, args.address)
         settings = _settings(args)
-        driver = driver_for(args.protocol, settings)
+        driver = _driver(args, settings)
         water = protocol(args.protocol).kind == "water"
         with SerialBus(args.port, settings, retries=args.retries) as bus:
             state = bus.run(driver.relay(address, args.action), address=address)

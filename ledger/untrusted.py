@@ -1,4 +1,4 @@
-"""JSON that arrived from outside (a command, an acknowledgement), decoded totally and bounded.
+"""JSON from outside (a command, an ack, a batch, a status), decoded totally and bounded.
 
 `load_json(payload)` returns the value or raises `DecodeError`, never anything else: not the
 `RecursionError` of `b"[" * 100000`, not the `ValueError` of a 5000-digit integer, not a value
@@ -12,7 +12,9 @@ check, cannot encode). It refuses, in this order:
   with more than `MAX_FLOAT_CHARS` characters, `NaN` / `Infinity` / `-Infinity`;
 - an object with a repeated key (canonical JSON never has one; two parsers could read it two
   ways);
-- a string (or key) that does not encode to UTF-8: an escaped lone surrogate (`"\\ud800"`).
+- a string (or key) that does not encode to UTF-8: an escaped lone surrogate (`"\\ud800"`);
+- with `allow_nul=False`, a string (or key) holding a NUL character (`"\\u0000"`), which a
+  PostgreSQL text or jsonb column refuses (the cloud's ingest decodes so).
 
 Valid messages decode as `json.loads` decodes them: nothing changes on the wire.
 """
@@ -35,6 +37,12 @@ MAX_FLOAT_CHARS = 40
 # never retries from an escaped quote further on (which would make it quadratic).
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.S)
 _NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+# Fast paths for a large payload (an uplink batch holds some 10^5 integers): without a run of
+# more digits than an integer may have, no integer needs checking; without a `\u` escape, no
+# string can hold a lone surrogate or a NUL (strict JSON has no raw control characters, and
+# UTF-8 that decoded has no surrogates).
+_LONG_DIGITS = re.compile(rb"[0-9]{%d}" % (MAX_INT_DIGITS + 1))
+_ESCAPE = b"\\u"
 
 
 def nesting_depth(payload: bytes, limit: int) -> int:
@@ -73,12 +81,14 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _check_strings(value: Any) -> None:
+def _check_strings(value: Any, *, allow_nul: bool) -> None:
     stack = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, str):
             item.encode()  # raises UnicodeEncodeError on a lone surrogate
+            if not allow_nul and "\x00" in item:
+                raise DecodeError("a string holds a NUL character")
         elif isinstance(item, dict):
             stack.extend(item)
             stack.extend(item.values())
@@ -87,7 +97,11 @@ def _check_strings(value: Any) -> None:
 
 
 def load_json(
-    payload: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES, max_depth: int = MAX_DEPTH
+    payload: bytes,
+    *,
+    max_bytes: int = MAX_MESSAGE_BYTES,
+    max_depth: int = MAX_DEPTH,
+    allow_nul: bool = True,
 ) -> Any:
     """The JSON value of `payload`, or `DecodeError` saying why it is not one we accept."""
     if not isinstance(payload, bytes | bytearray):
@@ -103,12 +117,13 @@ def load_json(
     try:
         value = json.loads(
             text,
-            parse_int=_int,
+            parse_int=_int if _LONG_DIGITS.search(payload) else None,
             parse_float=_float,
             parse_constant=_constant,
             object_pairs_hook=_object,
         )
-        _check_strings(value)
+        if _ESCAPE in payload:
+            _check_strings(value, allow_nul=allow_nul)
     except json.JSONDecodeError as exc:
         raise DecodeError(f"not JSON: {exc.msg} (char {exc.pos})") from None
     except UnicodeEncodeError:

@@ -31,6 +31,13 @@ The rows are `ledger.readings.ReadingRow`s; their columns:
     t1 … t4: tariff registers, n: how many a row has (null: no `tariff_wh`)
     s: `status` as is, x: `extra` as is (a JSON object) — each left out when all rows have none
 
+**Decoding is total.** `decode_batch` and `Status.decode` take any bytes and return a value or
+raise `WireError`, never anything else: the JSON goes through `ledger.untrusted.load_json`
+(bounded size, nesting, digits and floats; unique keys; no lone surrogate and no NUL character,
+which PostgreSQL refuses in text), counters and every reading column value (after the deltas
+are summed) lie in the signed 64-bit range, columns have one length, a tariff count is 0..4 and
+a relay 0 or 1. What a database column holds beyond that is `cloud.ingest.checks`' business.
+
 **Ack.** `{"node", "seq", "head", "upto", "status", "reason", "now"}` signed by the cloud:
 `status` is `ok` (stored everything up to outbox id `upto` and ledger `seq`/`head`), `gap` (the
 batch does not continue the cloud's copy: resend from after `upto`), `refused` (the batch is
@@ -50,6 +57,7 @@ from typing import Any
 from ledger.encoding import GENESIS_HASH
 from ledger.errors import DecodeError
 from ledger.readings import READING_FIELDS, ReadingRow
+from ledger.untrusted import load_json
 
 MAGIC = b"VB\x01"
 MAX_BATCH_BYTES = 1 << 20  # what the cloud inflates at most: a batch is never bigger
@@ -139,6 +147,9 @@ def _undelta(deltas: Iterable[int | None], meters: Sequence[int]) -> list[int | 
         value = last.get(meter, 0) + delta
         out.append(value)
         last[meter] = value
+    values = [v for v in out if v is not None]  # every sum is one of them: bound them at once
+    if values and not -MAX_COUNTER <= min(values) <= max(values) <= MAX_COUNTER:
+        raise WireError("a reading column sums beyond 64 bits")
     return out
 
 
@@ -184,10 +195,15 @@ def _decode_readings(part: Any) -> tuple[ReadingRow, ...]:
         status = cols.get("s", [None] * count)
         extra = cols.get("x", [None] * count)
         columns = [*values.values(), *registers, widths, status, extra]
-        if any(len(c) != count for c in columns):
+        if any(not isinstance(c, list) or len(c) != count for c in columns):
             raise WireError("reading columns differ in length")
-    except (KeyError, TypeError) as exc:
-        raise WireError(f"readings part malformed: {exc!r}") from exc
+        _check_widths(widths, registers)
+        if not all(r is None or r in (0, 1) for r in values["relay"]):
+            raise WireError("a relay is neither 1 (closed) nor 0 (open)")
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, WireError):
+            raise
+        raise WireError(f"readings part malformed: {exc!r:.200}") from exc
     tariffs = [
         None if width is None else ",".join(str(registers[j][k]) for j in range(width))
         for k, width in enumerate(widths)
@@ -195,6 +211,20 @@ def _decode_readings(part: Any) -> tuple[ReadingRow, ...]:
     by_field = {"meter": [meters[i] for i in index], **values, "tariff_wh": tariffs,
                 "status": status, "extra": extra}  # fmt: skip
     return tuple(map(ReadingRow._make, zip(*(by_field[f] for f in READING_FIELDS), strict=True)))
+
+
+def _check_widths(widths: list[Any], registers: list[list[int | None]]) -> None:
+    """Each row's tariff count is None or 0..4, and its first that many registers are given."""
+    kinds = {type(w) for w in widths}
+    counts = set(widths) - {None}
+    if not kinds <= {int, type(None)} or not counts <= set(range(len(TARIFF_COLUMNS) + 1)):
+        raise WireError(f"a tariff count is not 0..{len(TARIFF_COLUMNS)}")
+    for j, column in enumerate(registers):
+        if None in column and any(
+            value is None and width is not None and width > j
+            for value, width in zip(column, widths, strict=True)
+        ):
+            raise WireError(f"a row counts tariff register {j + 1}, which it lacks")
 
 
 def encode_batch(batch: Batch) -> bytes:
@@ -234,21 +264,21 @@ def decode_batch(payload: bytes) -> Batch:
     if inflate.unconsumed_tail:
         raise WireError(f"batch inflates beyond {MAX_BATCH_BYTES} bytes")
     try:
-        doc = json.loads(text)
+        doc = _object(load_json(text, max_bytes=MAX_BATCH_BYTES, allow_nul=False), "a batch")
         ledger = doc["ledger"]
         part = None
         if ledger is not None:
             part = LedgerPart(
                 from_seq=_positive(ledger["from"], "ledger.from"),
                 prev=_digest(ledger["prev"]),
-                bodies=tuple(str(b).encode() for b in ledger["bodies"]),
-                key_id=str(ledger["key_id"]),
-                signature=bytes.fromhex(ledger["sig"]),
+                bodies=tuple(_text(b, "an entry body").encode() for b in ledger["bodies"]),
+                key_id=_text(ledger["key_id"], "ledger.key_id"),
+                signature=bytes.fromhex(_text(ledger["sig"], "ledger.sig")),
             )
             if not part.bodies:
                 raise WireError("ledger part without entries")
         batch = Batch(
-            node=str(doc["node"]),
+            node=_text(doc["node"], "node"),
             first=_positive(doc["first"], "first"),
             upto=_positive(doc["upto"], "upto"),
             ledger=part,
@@ -256,18 +286,36 @@ def decode_batch(payload: bytes) -> Batch:
             events=tuple(_objects(doc["events"], "events")),
             results=tuple(_objects(doc["results"], "results")),
         )
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+    except (DecodeError, KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, WireError):
             raise
-        raise WireError(f"batch malformed: {exc!r}") from exc
+        raise WireError(f"batch malformed: {exc!s:.200}") from exc
     if batch.upto < batch.first:
         raise WireError("upto before first")
     return batch
 
 
 def _positive(value: Any, what: str) -> int:
-    if type(value) is not int or value < 1:
-        raise WireError(f"{what} must be a positive integer, got {value!r}")
+    if type(value) is not int or not 1 <= value <= MAX_COUNTER:
+        raise WireError(f"{what} must be an integer in 1..{MAX_COUNTER}, got {value!r:.30}")
+    return value
+
+
+def _counter(value: Any, what: str) -> int:
+    if type(value) is not int or not 0 <= value <= MAX_COUNTER:
+        raise WireError(f"{what} must be an integer in 0..{MAX_COUNTER}, got {value!r:.30}")
+    return value
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise WireError(f"{what} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _object(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise WireError(f"{what} must be a JSON object, got {type(value).__name__}")
     return value
 
 
@@ -357,19 +405,22 @@ class Status:
 
     @classmethod
     def decode(cls, payload: bytes) -> Status:
+        """The status in `payload`; `WireError` for any bytes that are not one (see the
+        module's "Decoding is total")."""
         try:
-            doc = json.loads(payload)
+            doc = _object(load_json(payload, allow_nul=False), "a status")
             known = {"node", "online", "head", "acked", "commands"}
-            values = [doc["head"], doc["acked"], doc["commands"]]
-            if not all(type(v) is int and v >= 0 for v in values):
-                raise WireError("status counters must be non-negative integers")
+            if type(doc["online"]) is not bool:
+                raise WireError("status online must be true or false")
             return cls(
-                node=str(doc["node"]),
-                online=bool(doc["online"]),
-                head=doc["head"],
-                acked=doc["acked"],
-                commands=doc["commands"],
+                node=_text(doc["node"], "status node"),
+                online=doc["online"],
+                head=_counter(doc["head"], "status head"),
+                acked=_counter(doc["acked"], "status acked"),
+                commands=_counter(doc["commands"], "status commands"),
                 extra={k: v for k, v in doc.items() if k not in known},
             )
-        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise WireError(f"status malformed: {exc!r}") from exc
+        except (DecodeError, KeyError, TypeError) as exc:
+            if isinstance(exc, WireError):
+                raise
+            raise WireError(f"status malformed: {exc!s:.200}") from exc

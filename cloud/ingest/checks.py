@@ -161,15 +161,17 @@ def _event(node: str, item: Mapping[str, Any]) -> dict[str, Any]:
     """An event in the edge's uplink form (`edge.store.records.event_payload`: id, t, c, k, m,
     shop, a, d) or spelled out (id, time, category, kind, meter, shop, account, detail)."""
     event_id = item.get("id")
-    if type(event_id) is not int or event_id < 1:
-        raise Refused(f"event id must be a positive integer, got {event_id!r}")
+    if type(event_id) is not int or not 1 <= event_id <= MAX_SEQ:
+        raise Refused(f"event id must be an integer in 1..{MAX_SEQ}, got {event_id!r:.30}")
     when = _first(item, "t", "time")
     if isinstance(when, str):
         try:
             time = dt.datetime.fromisoformat(when)
-        except ValueError as exc:
-            raise Refused(f"event {event_id} time {when!r} is not ISO 8601") from exc
-        time = time if time.tzinfo else time.replace(tzinfo=dt.UTC)
+            time = time if time.tzinfo else time.replace(tzinfo=dt.UTC)
+            time.astimezone(dt.UTC)  # an instant outside years 1..9999 cannot be stored
+        except (ValueError, OverflowError) as exc:
+            problem = f"event {event_id} time {when[:40]!r} is not an ISO 8601 instant"
+            raise Refused(problem) from exc
     else:
         time = from_ms(when, f"event {event_id} time")
     detail = _first(item, "d", "detail")

@@ -136,8 +136,10 @@ class Ingest:
 
     # -- uplink batches -------------------------------------------------------------------------
     def handle_batch(self, node: str, payload: bytes) -> bytes:
-        """The signed ack for a batch from `vb/{node}/up`; database errors propagate (the
-        caller must then not acknowledge: the edge resends)."""
+        """The signed ack for a batch from `vb/{node}/up`, for any bytes: a payload that is no
+        batch (`decode_batch` is total) or holds a value the database could not store
+        (`prepare_contents`) is `refused`, with an alarm. Database errors propagate (the
+        database is down: the caller must then not acknowledge, the edge resends)."""
         now = self._now()
         try:
             batch = decode_batch(payload)
@@ -326,6 +328,8 @@ class Ingest:
             status = Status.decode(payload)
         except WireError as exc:
             log.warning("node %s: status refused: %s", node, exc)
+            with self._sessions.begin() as session:
+                raise_alarm(session, node, "refused_status", now, str(exc))
             return []
         if status.node != node or node == CLOUD_NODE:
             log.warning("node %s: status of %r ignored", node, status.node)

@@ -4,8 +4,10 @@ Bytes heard on the bus in, reply frames out, built with the same codec the drive
 answers read metering data (901F), read address (810A, also to the wildcard address AA…AA)
 and valve commands (A017: 55 open, 99 close, AA exercise), with the DI bytes in the order this
 make of meter sends (`di_order`), while accepting either order on receive as real meters of
-both kinds are found on one bus. It stays silent on frames for other meters, on replies, and
-on garbage, as a meter does; an unknown data identifier gets an error reply.
+both kinds are found on one bus (`either_di_order=False`: a make that knows only its own order
+and answers a request in the other as it answers an unknown identifier). It stays silent on
+frames for other meters, on replies, and on garbage, as a meter does; an unknown data
+identifier gets an error reply.
 """
 
 from __future__ import annotations
@@ -57,9 +59,11 @@ class Cjt188Responder:
         meter_type: int = COLD_WATER,
         valve_control: int = Control.WRITE,
         preamble: bytes = b"\xfe\xfe",
+        either_di_order: bool = True,
     ) -> None:
         self.state = state
         self.di_order = di_order
+        self.either_di_order = either_di_order
         self.meter_type = meter_type
         self.valve_control = valve_control
         self.preamble = preamble
@@ -98,11 +102,16 @@ class Cjt188Responder:
         if frame.is_reply or not self._addressed(frame):
             return None
         for (control, di), handler in self._handlers.items():
-            if frame.control == control and frame.has_di(di):
+            if frame.control == control and self._knows(frame, di):
                 data, error = handler(frame)
                 # Our own DI order, whatever the master used: it marks the make of meter.
                 return self._reply(frame, wire_di(di, self.di_order), data, error=error)
         return self._reply(frame, frame.di, self._status(), error=True)
+
+    def _knows(self, frame: Frame, di: int) -> bool:
+        if self.either_di_order:
+            return frame.has_di(di)
+        return frame.di == wire_di(di, self.di_order)
 
     def _reply(self, request: Frame, di: bytes, data: bytes, *, error: bool = False) -> Frame:
         control = error_control(request.control) if error else reply_control(request.control)

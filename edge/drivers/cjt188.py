@@ -31,7 +31,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Literal
+from typing import Literal, get_args
 
 from edge.drivers.base import Conversation, SerialSettings
 from edge.drivers.cjt188_items import (
@@ -70,6 +70,7 @@ from edge.drivers.reading import Reading, ValveState
 __all__ = [
     "CHINA_STANDARD_TIME",
     "CJT188",
+    "DI_ORDERS",
     "Cjt188Transaction",
     "Decoder",
     "DiOrder",
@@ -108,6 +109,7 @@ REPLY_PREAMBLE_ALLOWANCE = 4  # FE bytes a meter may put before its reply
 CHINA_STANDARD_TIME = dt.timezone(dt.timedelta(hours=8), "CST")
 
 DiOrder = Literal["1F90", "901F"]  # 0x901F on the wire: low byte first, or high byte first
+DI_ORDERS: tuple[DiOrder, ...] = get_args(DiOrder)
 
 _ADDRESS = re.compile(r"[0-9A-F]{14}")
 

@@ -38,6 +38,7 @@ import struct
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
+from types import MappingProxyType
 from typing import Literal
 
 from pymodbus.client.mixin import ModbusClientMixin
@@ -65,6 +66,7 @@ from edge.drivers.modbus_maps import (
     DDSU666_MAP,
     EXCEPTION_REASONS,
     MAX_READ_REGISTERS,
+    RELAY_MAPS,
     SDM120_MAP,
     SDM630_MAP,
     BlockSpec,
@@ -531,9 +533,10 @@ def _decode_span(span: ReadSpan, words: list[int], *, address: str) -> dict[str,
 class ModbusMeter:
     """A Modbus RTU meter model, driven entirely by its `MeterModel` table.
 
-    `relay` is the relay row of this meter's variant (`modbus_maps.RELAY_MAPS`); without one the
-    meter is read from its documented registers only (`Reading.relay` None) and a relay command
-    is refused with `UnsupportedOperation`.
+    `relay` is the relay row of the meters' variant (`modbus_maps.RELAY_MAPS`), `per_meter`
+    the row (or None) of meters whose variant differs, by unit id ("1".."247"). A meter without
+    one is read from its documented registers only (`Reading.relay` None) and a relay command
+    to it is refused with `UnsupportedOperation`.
     """
 
     def __init__(
@@ -542,10 +545,12 @@ class ModbusMeter:
         settings: SerialSettings | None = None,
         *,
         relay: RelayMap | None = None,
+        per_meter: Mapping[str, RelayMap | None] | None = None,
     ) -> None:
         self.model = model
         self.settings = settings or model.default_settings
         self.relay_map = relay
+        self.per_meter: Mapping[str, RelayMap | None] = MappingProxyType(dict(per_meter or {}))
 
     @property
     def name(self) -> str:
@@ -557,7 +562,8 @@ class ModbusMeter:
 
     @property
     def blocks(self) -> frozenset[str]:
-        return frozenset(b.name for b in self.model.blocks if self._can_read(b.fields))
+        """The blocks of a meter of the bus's variant (one that differs may have fewer)."""
+        return frozenset(b.name for b in self.model.blocks if b.fields or self.relay_map)
 
     @property
     def items(self) -> frozenset[str]:
@@ -574,40 +580,45 @@ class ModbusMeter:
         kept = tuple(b for b in self.model.blocks if b.name not in blocks)
         added = tuple(BlockSpec(name, tuple(fields)) for name, fields in blocks.items())
         model = dataclasses.replace(self.model, blocks=kept + added)
-        return ModbusMeter(model, self.settings, relay=self.relay_map)
+        return ModbusMeter(model, self.settings, relay=self.relay_map, per_meter=self.per_meter)
 
-    def _can_read(self, fields: tuple[str, ...]) -> bool:
-        return bool(fields) or self.relay_map is not None
+    def relay_for(self, address: str) -> RelayMap | None:
+        """The relay row of the meter at unit `address`."""
+        return self.per_meter.get(address, self.relay_map)
 
     def _no_relay(self, what: str, address: str | None = None) -> UnsupportedOperation:
         return UnsupportedOperation(
             f"{self.name} has no relay map: cannot {what} (documented registers have no relay;"
-            " add the vendor variant's row to modbus_maps.RELAY_MAPS)",
+            " name the meter's relay variant as `relay` in site.toml, known:"
+            f" {', '.join(RELAY_MAPS.get(self.name, {})) or 'none'}; a vendor's variant is a"
+            " row of modbus_maps.RELAY_MAPS)",
             address=address,
             item="relay",
         )
 
-    def plan(self, block: str) -> tuple[ReadSpan, ...]:
-        """The reads one block takes, in order."""
+    def plan(self, block: str, address: str | None = None) -> tuple[ReadSpan, ...]:
+        """The reads one block takes, in order, for the meter at unit `address` (None: a meter
+        of the bus's variant)."""
         spec = self.model.block(block)
         if spec is None:
             known = ", ".join(sorted(self.blocks))
             raise DriverUsageError(f"{self.name} has no block {block!r} (known: {known})")
-        if not self._can_read(spec.fields):
-            raise self._no_relay(f"read block {block!r}")
+        relay = self.relay_map if address is None else self.relay_for(address)
+        if not spec.fields and relay is None:
+            raise self._no_relay(f"read block {block!r}", address)
         wanted: list[Register] = []
         for field_name in spec.fields:
             if field_name == "energy_wh":
                 wanted.append(self.model.register(self.model.energy))
             elif (fs := self.model.field_spec(field_name)) is not None:
                 wanted.extend(self.model.register(name) for name in fs.registers)
-        if spec.relay and self.relay_map is not None:
-            wanted.append(self.relay_map.state)
+        if spec.relay and relay is not None:
+            wanted.append(relay.state)
         return plan_reads(wanted, max_gap=self.model.max_gap)
 
     def read(self, address: str, block: str = "basic") -> Conversation[Reading]:
         unit = parse_unit_id(address)
-        spans = self.plan(block)  # validates the block before the first request
+        spans = self.plan(block, str(unit))  # validates the block before the first request
         return self._read(unit, block, spans)
 
     def _read(self, unit: int, block: str, spans: tuple[ReadSpan, ...]) -> Conversation[Reading]:
@@ -633,8 +644,9 @@ class ModbusMeter:
                 values[self.model.energy], address=address, item=self.model.energy
             )
         relay = None
-        if spec.relay and self.relay_map is not None:
-            relay = self._relay_state(self.relay_map, values[self.relay_map.state.name], address)
+        relay_map = self.relay_for(address)
+        if spec.relay and relay_map is not None:
+            relay = self._relay_state(relay_map, values[relay_map.state.name], address)
         return Reading(
             address=address,
             energy_wh=energy_wh,
@@ -660,9 +672,10 @@ class ModbusMeter:
         unit = parse_unit_id(address)
         if action not in ("trip", "close"):
             raise DriverUsageError(f"relay action must be trip or close, got {action!r}")
-        if self.relay_map is None:
+        relay_map = self.relay_for(str(unit))
+        if relay_map is None:
             raise self._no_relay(action, address=str(unit))
-        return self._relay(unit, action, self.relay_map)
+        return self._relay(unit, action, relay_map)
 
     def _relay(
         self, unit: int, action: Literal["trip", "close"], relay: RelayMap
@@ -670,7 +683,7 @@ class ModbusMeter:
         value = relay.trip_value if action == "trip" else relay.close_value
         tx = yield write_transaction(unit, relay.command, value, self.settings)
         tx.result()
-        reading = yield from self._read(unit, "relay", self.plan("relay"))
+        reading = yield from self._read(unit, "relay", self.plan("relay", str(unit)))
         wanted = RelayState.OPEN if action == "trip" else RelayState.CLOSED
         if reading.relay is not wanted:
             raise RelayNotConfirmed(

@@ -108,6 +108,12 @@ def check_references(site: Site) -> None:
             raise SiteConfigError(
                 path, f"{who} speaks {meter.protocol} but bus {bus.name!r} runs {bus.protocol}"
             )
+        options_on = [b.name for b in site.buses if meter.address in b.meter_options]
+        if options_on and options_on != [meter.bus]:
+            raise SiteConfigError(
+                site.settings.path,
+                f"bus {options_on[0]!r} has meter_options for {who}, which is on bus {meter.bus!r}",
+            )
         if meter.shop not in site.shops:
             raise SiteConfigError(
                 path, f"{who} belongs to shop {meter.shop!r}, which is not defined"

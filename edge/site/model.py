@@ -25,7 +25,7 @@ from edge.drivers.dlt645_meter import Dlt645Driver
 from edge.drivers.dlt645_requests import PLAINTEXT_LEVEL
 from edge.drivers.dlt645_vendor import MaliciousLoadMap, malicious_load_map
 from edge.drivers.lora import RadioConfig
-from edge.drivers.registry import driver_for, protocol
+from edge.drivers.registry import NO_OPTIONS, DriverOptions, driver_for, protocol
 from edge.rules.arrears import ArrearsPolicy
 from edge.rules.consumption import ConsumptionPolicy
 from edge.rules.low_balance import LowBalancePolicy, Place
@@ -63,14 +63,17 @@ class BusConfig:
     spreading_factor: int | None = None
     bandwidth_hz: int | None = None
     radio: str | None = None  # simulated only: "lora" puts its meters behind a LoRa radio
+    options: DriverOptions = NO_OPTIONS  # the meters' driver options (relay variant, DI order…)
+    meter_options: Mapping[str, DriverOptions] = field(default_factory=dict)  # by address
     # DL/T 645 only: the credentials of writes (14) and relay commands (1C) to its meters.
     password_level: int = PLAINTEXT_LEVEL
     password: int = 0  # 3 bytes, as written on the meter's documents: "123456" → 0x123456
     operator_code: int = 0  # 4 bytes (2007 only)
 
     def driver(self) -> MeterDriver:
-        """The driver for this bus's line settings and credentials."""
-        made = driver_for(self.protocol, self.settings())
+        """This bus's driver: its protocol at its line settings, with its meters' options and
+        (DL/T 645) its credentials."""
+        made = driver_for(self.protocol, self.settings(), self.options, self.meter_options)
         if isinstance(made, Dlt645Driver):
             return replace(
                 made,

@@ -49,6 +49,8 @@ parity = "E"
 password_level = "02"           # DL/T 645 only: credentials of writes (14) and relay commands
 password = "000000"             #   (1C), hex digits as in the meter's documents; defaults shown
 operator_code = "00000000"      #   dlt645 (2007) only
+# relay = "voltbook-sim"        # Modbus: the meters' relay variant; meter_type, di_order: CJ/T 188
+# [buses.meter_options."3"]     # a meter whose options differ (edge/site/bus_options.py)
 
 [[blocks]]                      # optional: reading blocks polled besides the billing read
 name = "power"                  # (`edge.site.blocks`); a driver's own block needs no items
@@ -71,6 +73,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from edge.drivers.errors import DriverUsageError
 from edge.drivers.registry import protocol
 from edge.site.blocks import parse_blocks
+from edge.site.bus_options import parse_meter_options, parse_options
 from edge.site.errors import SiteConfigError
 from edge.site.fields import Fields
 from edge.site.model import (
@@ -258,6 +261,8 @@ def parse_bus(path: Path, number: int, raw: object) -> BusConfig:
         spreading_factor=f.integer("spreading_factor", None, low=6, high=12),
         bandwidth_hz=f.integer("bandwidth_hz", None, low=1),
         radio=f.choice("radio", SIMULATED_RADIOS, None),
+        options=parse_options(f, proto),
+        meter_options=parse_meter_options(f, proto),
     )
     bus = _credentials(f, bus)
     if bus.radio is not None and kind is not BusKind.SIMULATED:

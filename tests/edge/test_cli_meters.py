@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from demo.sim.cjt188_responder import Cjt188Responder
 from demo.sim.dlt645_responder import Dlt645Responder
 from demo.sim.pty_bus import PtyBus
 from demo.sim.site import BusSpec, SimulatedBus
@@ -237,3 +238,30 @@ def test_sync_time_needs_the_offset_of_its_time(dlt645_bus: SimulatedBus) -> Non
     result = cli("sync-time", *line(dlt645_bus, "dlt645"), "--time", "2026-11-01T00:00")
     assert result.returncode == 2
     assert "UTC offset" in result.stderr
+
+
+@pytest.mark.slow  # three CLI subprocesses and a timeout
+def test_driver_options_reach_the_wire() -> None:
+    """`--meter-type`/`--di-order` talk to a hot water meter of the 901F make, `--relay` moves
+    a Modbus meter's relay; an option the protocol does not take is a usage error."""
+    hot = MeterState(address="78330011223345", protocol="cjt188", volume_ml=7_000_000)
+    meter = Cjt188Responder(hot, "901F", meter_type=0x11, either_di_order=False)
+    with PtyBus(SerialSettings(2400, "E", 8, 1), wire_timing=False) as pty:
+        pty.attach(meter, name=hot.address)
+        water = ["--port", pty.port, "--protocol", "cjt188", "--address", hot.address, "--json"]
+        result = cli("read", *water, "--meter-type", "0x11", "--di-order", "901F")
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["volume_l"] == 7_000
+        assert cli("read", *water, "--retries", "0").returncode == 1  # a cold water request
+        result = cli("read", *water, "--relay", "voltbook-sim")
+        assert result.returncode == 2
+        assert_one_sentence(result, "cjt188 takes no option 'relay'")
+
+    with SimulatedBus(BusSpec("sdm120", meters=1, wire_timing=False), seed=2) as modbus:
+        unit = ["--address", modbus.addresses[0]]
+        result = cli("relay", *line(modbus, "sdm120"), *unit, "--relay", "voltbook-sim", "trip")
+        assert result.returncode == 0, result.stderr
+        assert not modbus.meters[0].state.relay_closed
+        result = cli("relay", *line(modbus, "sdm120"), *unit, "close")
+        assert result.returncode == 2
+        assert_one_sentence(result, "no relay map", "voltbook-sim")

@@ -189,3 +189,27 @@ def test_a_signed_ack_with_any_value_at_any_field_opens_or_is_a_wire_error(
 def test_the_errors_are_the_ledgers() -> None:
     assert issubclass(WireError, DecodeError) and issubclass(WireError, ValueError)
     assert issubclass(Rejected, LedgerError)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b'"a\\u0000b"', b'{"\\u0000": 1}', b'[1, {"k": ["x", "\\u0000"]}]'],
+)
+def test_nul_is_refused_only_where_asked(payload: bytes) -> None:
+    """The cloud's ingest refuses NUL (PostgreSQL cannot hold it in text); commands keep it."""
+    assert load_json(payload) == json.loads(payload)
+    with pytest.raises(DecodeError, match="NUL"):
+        load_json(payload, allow_nul=False)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"[" + b"1, " * 1000 + b"-" + b"9" * 21 + b"]",  # a long integer among short ones
+        b'["' + b"9" * 30 + b'", 1' + b"0" * 20 + b"]",  # digits in a string do not hide it
+        b'["x", "\\ud800"]',  # a lone surrogate behind an ordinary string
+    ],
+)
+def test_the_fast_paths_still_refuse_what_hides_in_a_large_payload(payload: bytes) -> None:
+    with pytest.raises(DecodeError):
+        load_json(payload)

@@ -44,12 +44,20 @@ T0 = dt.datetime(2026, 11, 24, 8, 0, tzinfo=dt.UTC)
 scaled = lambda scale: st.one_of(  # noqa: E731 — a value the meter can report at that scale
     st.none(), st.integers(-(10**7), 10**7).map(lambda n: n / scale)
 )
+
+
+# Text without NUL, which the wire refuses (PostgreSQL cannot hold it), and integers as the
+# edge's SQLite store holds them.
+def texts(size: int) -> st.SearchStrategy[str]:
+    return st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=size)
+
+
 extras = st.one_of(  # the rare fields: any JSON object, as `edge.store.records` writes them
     st.none(),
     st.just({"clock": "2026-11-24T08:00:00"}),
     st.dictionaries(
-        st.text(max_size=5),
-        st.one_of(st.integers(), st.text(max_size=5), st.lists(st.text(max_size=3), max_size=3)),
+        texts(5),
+        st.one_of(st.integers(-(2**63), 2**63 - 1), texts(5), st.lists(texts(3), max_size=3)),
         min_size=1,
         max_size=3,
     ),
@@ -218,3 +226,149 @@ def test_ack_and_status_round_trip() -> None:
         Status.decode(b'{"node":"x","online":true,"head":-1,"acked":0,"commands":0}')
     with pytest.raises(WireError):
         Ack.from_fields({**ack.fields(), "seq": -1})
+
+
+# -- any bytes: a value or WireError (issue 13: a malformed batch must not jam a node) ----------
+
+# JSON as an edge with a bug, or an attacker, may write it: huge and non-finite numbers, NUL
+# characters and lone surrogates in strings, and any nesting.
+json_leaves = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.sampled_from([2**63, -(2**63) - 1, 10**400, 5, 0, -1]),
+    st.floats(),
+    st.text(max_size=8),
+    st.sampled_from(["\x00", "a\x00b", "\ud800", "000000000001", "relay_tripped"]),
+)
+json_values = st.recursive(
+    json_leaves,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=4), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+columns = st.dictionaries(
+    st.sampled_from(
+        ["m", "t", "e", "u", "i", "p", "pf", "r", "t1", "t2", "t3", "t4", "n", "s", "x"]
+    ),
+    st.one_of(
+        st.lists(st.one_of(st.none(), st.integers(-3, 3), json_leaves), max_size=4), json_values
+    ),
+)
+batch_docs = st.fixed_dictionaries(
+    {
+        "node": st.one_of(st.just("edge-0001"), json_values),
+        "first": st.one_of(st.integers(1, 3), json_values),
+        "upto": st.one_of(st.integers(3, 5), json_values),
+        "ledger": st.one_of(
+            st.none(),
+            json_values,
+            st.fixed_dictionaries(
+                {
+                    "from": st.one_of(st.integers(1, 3), json_values),
+                    "prev": st.one_of(st.just("00" * 32), json_values),
+                    "bodies": st.one_of(st.lists(st.text(max_size=5), max_size=3), json_values),
+                    "key_id": st.one_of(st.just("k"), json_values),
+                    "sig": st.one_of(st.just("00" * 64), json_values),
+                }
+            ),
+        ),
+        "readings": st.one_of(
+            st.none(),
+            json_values,
+            st.fixed_dictionaries(
+                {
+                    "meters": st.one_of(st.lists(json_leaves, max_size=3), json_values),
+                    "cols": st.one_of(columns, json_values),
+                }
+            ),
+        ),
+        "events": st.one_of(st.lists(json_values, max_size=3), json_values),
+        "results": st.one_of(st.lists(json_values, max_size=3), json_values),
+    }
+)
+
+
+def _json_text(doc: object) -> bytes:
+    """`doc` as JSON text, NaN and Infinity included (as some encoders write them)."""
+    return json.dumps(doc, allow_nan=True).encode()
+
+
+def _check_batch(payload: bytes) -> None:
+    try:
+        batch = decode_batch(payload)
+    except WireError:
+        return
+    assert isinstance(batch, Batch)
+    assert 1 <= batch.first <= batch.upto < 2**63
+    for row in batch.readings:
+        for value in (row.time, row.energy_wh):
+            assert value is None or (type(value) is int and -(2**63) < value < 2**63)
+        assert row.relay in (None, 0, 1)
+        for text in (row.meter, row.tariff_wh, row.status):
+            assert text is None or "\x00" not in str(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(payload=st.one_of(st.binary(max_size=300), st.binary(max_size=300).map(MAGIC.__add__)))
+def test_any_bytes_decode_to_a_batch_or_a_wire_error(payload: bytes) -> None:
+    _check_batch(payload)
+
+
+@settings(max_examples=500, deadline=None)
+@given(doc=st.one_of(batch_docs, json_values))
+def test_any_json_decodes_to_a_bounded_batch_or_a_wire_error(doc: object) -> None:
+    _check_batch(_deflate_text(_json_text(doc)))
+
+
+def _deflate_text(text: bytes) -> bytes:
+    raw = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return MAGIC + raw.compress(text) + raw.flush()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"[" * 100_000,
+        b'{"node": "n", "first": 1, "upto": 1' + b", " + b"1" * 401,
+        b'{"node": "n", "first": 1, "upto": 1e400, "ledger": null, "readings": null, '
+        b'"events": [], "results": []}',
+        b'{"node": "n\\u0000", "first": 1, "upto": 1, "ledger": null, "readings": null, '
+        b'"events": [], "results": []}',
+        b'{"node": "\\udc00", "first": 1, "upto": 1, "ledger": null, "readings": null, '
+        b'"events": [], "results": []}',
+        b'{"node": "n", "node": "m", "first": 1, "upto": 1, "ledger": null, "readings": null, '
+        b'"events": [], "results": []}',
+    ],
+    ids=["deep", "long number", "1e400", "NUL", "lone surrogate", "duplicate key"],
+)
+def test_hostile_json_is_a_wire_error(text: bytes) -> None:
+    with pytest.raises(WireError):
+        decode_batch(_deflate_text(text))
+
+
+status_docs = st.fixed_dictionaries(
+    {
+        "node": st.one_of(st.just("edge-0001"), json_values),
+        "online": st.one_of(st.booleans(), json_values),
+        "head": st.one_of(st.integers(0, 5), json_values),
+        "acked": st.one_of(st.integers(0, 5), json_values),
+        "commands": st.one_of(st.integers(0, 5), json_values),
+    },
+    optional={"accounts": json_values},
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    payload=st.one_of(st.binary(max_size=300), st.one_of(status_docs, json_values).map(_json_text))
+)
+def test_any_bytes_decode_to_a_status_or_a_wire_error(payload: bytes) -> None:
+    try:
+        status = Status.decode(payload)
+    except WireError:
+        return
+    assert isinstance(status.node, str) and type(status.online) is bool
+    assert all(0 <= n < 2**63 for n in (status.head, status.acked, status.commands))
+    assert "\x00" not in _json_text(status.extra).decode("unicode_escape", "replace")

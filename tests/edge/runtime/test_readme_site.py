@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from edge.drivers.base import SerialSettings
-from edge.drivers.registry import driver_for
+from edge.drivers.registry import DriverOptions, driver_for
 from edge.site import load_site
 from edge.site.model import BusKind
 from ledger.chain import NodeKey, public_key_pem
@@ -120,6 +120,12 @@ def test_the_readme_example_is_a_site_load_site_accepts(
         "202611000002": ("rs485-1", "dlt645"),
         "1": ("rs485-2", "sdm120"),
         "78330011223344": ("rs485-3", "cjt188"),
+        "78330011223345": ("rs485-3", "cjt188"),
+    }
+    water = next(bus for bus in site.buses if bus.protocol == "cjt188")
+    assert water.options == DriverOptions(meter_type=0x11, di_order="901F")
+    assert water.meter_options == {
+        "78330011223344": DriverOptions(meter_type=0x10, di_order="1F90")
     }
     assert site.meter("202611000002").multiplier == 20
     assert site.accounts["A0003"].keep_power

@@ -30,11 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from demo.sim.cjt188_responder import Cjt188Responder
 from demo.sim.load import PROFILES, Load, LoadProfile, Use
 from demo.sim.site import responder_for
 from demo.sim.state import MeterState
 from edge.drivers.base import Responder
-from edge.drivers.registry import protocol
+from edge.drivers.registry import DriverOptions, protocol
 from edge.site.simulation import SimulationError
 from edge.store.config_db import atomic_write, remove_stale_temporaries
 
@@ -96,6 +97,15 @@ class SimulatedMeter:
     profile: str
     load: Load
     responder: Responder
+
+    def made_as(self, options: DriverOptions) -> None:
+        """Answer as a meter of the make `options` describe (a CJ/T 188 meter's type and DI
+        byte order; a strict make knows only its own order)."""
+        responder = self.responder
+        if isinstance(responder, Cjt188Responder):
+            responder.meter_type = options.meter_type or responder.meter_type
+            if options.di_order is not None:
+                responder.di_order, responder.either_di_order = options.di_order, False
 
 
 class _SavingResponder:

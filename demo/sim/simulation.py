@@ -27,6 +27,7 @@ from demo.sim.direct_bus import DirectBus
 from demo.sim.persist import MeterSpec, SimulatedBuilding, profile_named
 from edge.drivers.base import Bus, Responder
 from edge.drivers.errors import DriverUsageError
+from edge.drivers.registry import NO_OPTIONS
 from edge.site.model import BusConfig, BusKind, MeterConfig, Site
 from edge.site.simulation import SimulationError, Simulator
 
@@ -55,6 +56,10 @@ class BuildingSimulation:
         return self.building.time
 
     def bus(self, bus: BusConfig, addresses: Sequence[str], *, in_process: bool) -> Bus:
+        for address in addresses:  # the simulated meters are the makes site.toml declares
+            self.building.meters[address].made_as(
+                bus.meter_options.get(address, NO_OPTIONS).over(bus.options)
+            )
         responders = self.building.responders(addresses)
         if bus.radio == "lora":
             from demo.sim.lora_bus import LoraAir  # pyLoRa only for sites that have a radio

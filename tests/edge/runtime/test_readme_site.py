@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from edge.drivers.base import SerialSettings
+from edge.rules.commodities import WATER
 from edge.site import load_site
 from edge.site.model import BusKind
 from ledger.chain import NodeKey, public_key_pem
@@ -123,6 +124,11 @@ def test_the_readme_example_is_a_site_load_site_accepts(
     assert site.meter("202611000002").multiplier == 20
     assert site.accounts["A0003"].keep_power
     assert site.tariff_of("A0003") == site.tariffs["commercial_flat"]
+    # Its water meter is billed by volume, with the water tariff and free water configured.
+    water = site.consumption_policy(site.meter("78330011223344"))
+    assert water is not None and water.commodity is WATER
+    assert water.tariff == site.tariffs["water_tiered"]
+    assert site.rules.water_subsidy is not None and site.rules.low_balance.below_l == 1000
 
 
 def test_the_readme_links_its_installing_section() -> None:

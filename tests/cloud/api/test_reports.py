@@ -377,3 +377,5 @@ def test_water_projects_shows_its_free_litres_and_is_never_counted_as_wh(
     assert balances[system_id(System.WATER_SUBSIDY_USED)] == 1_000
     after = _get(client, "/reports/consumption", group="account", **NOV)
     assert after["items"] == before["items"]  # no litre summed as a Wh, no water fen as energy's
+    statement = _get(client, f"/statements/{a1}", month="2026-11")  # still adds up
+    assert statement["prepaid"]["closing"] == account["prepaid_fen"]

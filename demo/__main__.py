@@ -10,7 +10,7 @@ a simulated LoRa link.
 
 Act 3 — the runtime (`demo.month_act`): a 30-shop market billed for a simulated month by
 the real concentrator runtime: subsidies, consumption, trips and closes, alarms, a verified
-ledger.
+ledger; three shops' CJ/T 188 water meters billed by volume from the same prepaid pockets.
 
 Act 4 — the cloud (`demo.cloud_act`): the cloud, its broker and a concentrator syncing over
 MQTT; a top-up through the HTTP API reaches the concentrator as a signed command and closes the

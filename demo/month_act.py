@@ -25,14 +25,15 @@ from edge.runtime.clock import ManualClock
 from edge.runtime.cycle import Runtime
 from edge.site import Site, load_site
 from edge.store import Category
-from ledger.accounts import Pocket, pocket_id
-from ledger.transfers import Code
+from ledger.accounts import Pocket, Unit, pocket_id
+from ledger.transfers import Code, Transfer
 from ledger.units import Fen, fen_to_yuan
 
 POLL = dt.timedelta(hours=2)
 MONTH = dt.timedelta(days=31)
 TOP_UP_FEN = 20_000
 LORA_METERS = 2  # of the market's meters, on the simulated LoRa bus
+WATER_METERS = 3  # the first shops also have a CJ/T 188 water meter, billed by volume
 
 
 @dataclass(slots=True)
@@ -50,6 +51,8 @@ class MonthResult:
     lora_attempts: int = 0
     lora_timeouts: int = 0
     lora_failed_reads: int = 0
+    water: Counter[str] = field(default_factory=Counter)  # litres billed, free, fen charged
+    valves_closed: list[str] = field(default_factory=list)  # accounts whose water was cut
 
 
 def _run_month(runtime: Runtime, clock: ManualClock, start: dt.datetime) -> MonthResult:
@@ -60,6 +63,9 @@ def _run_month(runtime: Runtime, clock: ManualClock, start: dt.datetime) -> Mont
         result.cycles += 1
         result.relays += sum(o.confirmed for o in report.outcomes)
         dry = sorted(o for o, a in runtime.accounts.items() if a.arrears.tripped)
+        for owner, account in runtime.accounts.items():
+            if account.water_arrears.tripped and owner not in result.valves_closed:
+                result.valves_closed.append(owner)
         if not topped and dry and report.now.hour >= 10:
             topped = True
             runtime.recharge(dry[0], TOP_UP_FEN, f"wx-demo-{dry[0]}", method="wechat")
@@ -83,9 +89,14 @@ def _tally(site: Site, runtime: Runtime, result: MonthResult) -> None:
         result.lora_timeouts = sum(s.timeouts for s in links)
         result.lora_failed_reads = sum(s.failures for s in links)
     for t in transfers:
+        if t.code is Code.CONSUME and "volume_l" in t.refs:
+            _tally_water(t, result)
+            continue
         if t.code is Code.CONSUME and t.refs["meter"] in on_air:
             result.lora_entries += 1
             result.lora_billed[str(t.refs["meter"])] += int(t.refs["energy_wh"])
+        if t.unit is Unit.L:
+            continue  # free water issued and expired: litres, not Wh
         if t.code is Code.SUBSIDY_ISSUE:
             result.subsidy_issued_wh += t.amount
         elif t.code is Code.SUBSIDY_EXPIRE:
@@ -98,6 +109,14 @@ def _tally(site: Site, runtime: Runtime, result: MonthResult) -> None:
                 sums["fen"] += t.amount
             else:
                 sums["free_wh"] += t.amount
+
+
+def _tally_water(t: Transfer, result: MonthResult) -> None:
+    result.water["l"] += int(t.refs["volume_l"])
+    if t.unit is Unit.L:
+        result.water["free_l"] += t.amount
+    else:
+        result.water["fen"] += t.amount
 
 
 def _print(result: MonthResult) -> None:
@@ -122,6 +141,13 @@ def _print(result: MonthResult) -> None:
         f"    the air: {result.lora_attempts} requests, {result.lora_timeouts} lost or garbled "
         f"and retried, {result.lora_failed_reads} reads failed"
     )
+    water = result.water
+    print(
+        f"  water ({WATER_METERS} CJ/T 188 meters, tiered by the month's m³): "
+        f"{water['l'] / 1000:,.2f} m³ billed, {water['free_l'] / 1000:,.2f} m³ of it free, "
+        f"{fen_to_yuan(Fen(water['fen']))} yuan charged from the same prepaid pockets; "
+        f"valves closed for arrears: {', '.join(result.valves_closed) or 'none'}"
+    )
     issued, expired = result.subsidy_issued_wh / 1000, result.subsidy_expired_wh / 1000
     print(f"  subsidy: {issued:,.0f} kWh issued (1 Nov, 1 Dec), {expired:,.1f} kWh expired unused")
     print("  alarms: " + ", ".join(f"{kind} ×{n}" for kind, n in result.alarms.most_common()))
@@ -130,13 +156,14 @@ def _print(result: MonthResult) -> None:
 
 def act_month(workdir: Path) -> None:
     """Run and print a simulated month; raises RuntimeError if the ledger does not verify."""
-    made = write_demo_site(workdir / "market", 30, lora=LORA_METERS)
+    made = write_demo_site(workdir / "market", 30, lora=LORA_METERS, water=WATER_METERS)
     site = load_site(made.site_toml)
     assert site.simulation is not None and site.simulation.start is not None
     start = site.simulation.start
     print(
-        f"A month of billing: {len(site.meters)} simulated DL/T 645 meters, {LORA_METERS} of "
-        f"them on LoRa ({made.site_toml})"
+        f"A month of billing: {len(site.meters) - WATER_METERS} simulated DL/T 645 meters, "
+        f"{LORA_METERS} of them on LoRa, and {WATER_METERS} CJ/T 188 water meters "
+        f"({made.site_toml})"
     )
     print(f"  the runtime polls every {POLL}, from {start:%Y-%m-%d} for {MONTH.days} days")
     runtime_log = logging.getLogger("edge.runtime")

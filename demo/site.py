@@ -1,11 +1,13 @@
 """`voltbook-demo site`: write a complete simulated site to a directory.
 
     DIR/site.toml        node, zone, paths, poll interval; one or two simulated DL/T 645 buses,
-                         and with `lora` > 0 a simulated LoRa radio bus (`radio = "lora"`)
+                         with `lora` > 0 a simulated LoRa radio bus (`radio = "lora"`), and
+                         with `water` > 0 a simulated CJ/T 188 bus of water meters
     DIR/config.json      configuration documents: meters, shops (buildings, floors, categories),
                          accounts (types, a keep-power clinic, an overdraft), a time-of-use or
                          flat tariff, and the rules (subsidy, protection windows, arrears at
-                         zero with friendly hours, low-balance alarms)
+                         zero with friendly hours, low-balance alarms); with water meters, a
+                         tiered water tariff and the `water` and `water_subsidy` rules
     DIR/seed.json        opening prepaid balances, booked once as recharges at the first run
     DIR/node.key         the node's Ed25519 signing key (PEM, mode 0600); node.pub beside it
     DIR/sim/meters.json  the simulated meters' registers, relays and clock
@@ -64,6 +66,18 @@ TOU_TARIFF: Final = {
     ],
 }
 FLAT_TARIFF: Final = {"id": "commercial_flat", "kind": "flat", "price": 8_365}
+# Water by the month's volume: 3.50 CNY/m³ up to 10 m³, then 4.50 (prices per m³, tiers in L).
+WATER_TARIFF: Final = {
+    "id": "water_tiered",
+    "kind": "tiered",
+    "tiers": [[10_000, 35_000], [None, 45_000]],
+}
+WATER_RULES: Final[list[dict[str, Any]]] = [
+    {"id": "water", "tariff": "water_tiered", "max_flow_l_h": 2_500},
+    {"id": "water_subsidy", "month_end": "clear", "by_type": {"merchant": 1_000}},
+]
+WATER_BUS: Final = "rs485-water"
+WATER_PROFILE: Final = "water_shop"
 
 RULES: Final[list[dict[str, Any]]] = [
     {"id": "billing", "tariff": "commercial_tou", "max_power_w": 11_000, "jump_margin": 1.5},
@@ -109,7 +123,9 @@ class DemoSite:
 LORA_BUS: Final = "lora-1"
 
 
-def _site_toml(start: dt.datetime, buses: int, poll_s: int, seed: int, *, lora: bool) -> str:
+def _site_toml(
+    start: dt.datetime, buses: int, poll_s: int, seed: int, *, lora: bool, water: bool
+) -> str:
     lines = [
         "# A simulated Voltbook site, written by `voltbook-demo site`.",
         "[site]",
@@ -151,14 +167,41 @@ def _site_toml(start: dt.datetime, buses: int, poll_s: int, seed: int, *, lora: 
             "spreading_factor = 9",
             "bandwidth_hz = 125000",
         ]
+    if water:
+        lines += ["", "[[buses]]", f'name = "{WATER_BUS}"', 'kind = "simulated"']
+        lines += ['protocol = "cjt188"', "baud = 2400", 'parity = "E"']
     return "\n".join(lines) + "\n"
 
 
-def _check_counts(meters: int, lora: int) -> None:
+def _check_counts(meters: int, lora: int, water: int = 0) -> None:
+    if not 0 <= water <= meters:
+        raise ValueError(f"a demo site gives 0..{meters} of its accounts water, not {water}")
     if not 1 <= meters <= 999:
         raise ValueError(f"a demo site has 1..999 meters, got {meters}")
     if not 0 <= lora <= meters:
         raise ValueError(f"a demo site puts 0..{meters} of its meters on LoRa, not {lora}")
+
+
+def _add_water_meter(
+    docs: list[dict[str, Any]], specs: list[MeterSpec], i: int, *, shop: str, owner: str
+) -> None:
+    """The CJ/T 188 water meter of the `i`th shop: its document and its simulated meter."""
+    tap = f"{78330000000001 + i:014d}"
+    docs.append({"id": tap, "bus": WATER_BUS, "protocol": "cjt188", "shop": shop,
+                 "account": owner, "profile": WATER_PROFILE})  # fmt: skip
+    specs.append(MeterSpec(tap, "cjt188", WATER_PROFILE))
+
+
+def _tariffs_and_rules(
+    tariff: str, *, water: bool
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    rules = [dict(r) for r in RULES]
+    rules[0]["tariff"] = TOU_TARIFF["id"] if tariff == "tou" else FLAT_TARIFF["id"]
+    tariffs: list[dict[str, Any]] = [TOU_TARIFF, FLAT_TARIFF]
+    if water:
+        rules += [dict(r) for r in WATER_RULES]
+        tariffs.append(WATER_TARIFF)
+    return tariffs, rules
 
 
 def write_demo_site(
@@ -171,14 +214,16 @@ def write_demo_site(
     poll_interval_s: int = 900,
     profiles: Sequence[str] | None = None,
     lora: int = 0,
+    water: int = 0,
 ) -> DemoSite:
     """Write a new simulated site into `directory` (created; refused if it holds a site).
 
     `profiles` replaces the tenants' load profiles (round-robin), e.g. the steady ones of
     `demo.sim.persist` for a test whose energy must be cheap to simulate. `lora` meters (the
-    last ones) answer over a simulated LoRa radio bus instead of RS-485.
+    last ones) answer over a simulated LoRa radio bus instead of RS-485. The first `water`
+    accounts also have a CJ/T 188 water meter (on a bus of their own), billed by volume.
     """
-    _check_counts(meters, lora)
+    _check_counts(meters, lora, water)
     site_toml = directory / "site.toml"
     if site_toml.exists():
         raise SiteConfigError(site_toml, "a site already exists there; choose another --dir")
@@ -221,18 +266,19 @@ def write_demo_site(
              "multiplier": 1, "profile": profile}
         )  # fmt: skip
         specs.append(MeterSpec(address, "dlt645", profile, rng.randrange(10**8, 5 * 10**9)))
+        if i < water:
+            _add_water_meter(meter_docs, specs, i, shop=shop, owner=owner)
         # Most tenants start with 100-500 yuan; every fifth with 3 yuan, to run out quickly.
         opening = 300 if i % 5 == 3 else rng.randrange(100, 500) * 100
         seeds.append({"account": owner, "fen": opening, "payment": f"seed-{owner}"})
-    rules = [dict(r) for r in RULES]
-    rules[0]["tariff"] = TOU_TARIFF["id"] if tariff == "tou" else FLAT_TARIFF["id"]
+    tariffs, rules = _tariffs_and_rules(tariff, water=water > 0)
     with ConfigDB.open(directory / "config.json") as config:
         config.replace_all(
             {
                 ConfigKind.METERS: meter_docs,
                 ConfigKind.SHOPS: shop_docs,
                 ConfigKind.ACCOUNTS: account_docs,
-                ConfigKind.TARIFFS: [TOU_TARIFF, FLAT_TARIFF],
+                ConfigKind.TARIFFS: tariffs,
                 ConfigKind.RULES: rules,
             }
         )
@@ -242,7 +288,10 @@ def write_demo_site(
     _write_secret(directory / "node.key", key.private_pem())
     atomic_write(directory / "node.pub", public_key_pem(key.public_key))
     SimulatedBuilding.create(directory / "sim", specs, start=start, seed=seed)
-    atomic_write(site_toml, _site_toml(start, buses, poll_interval_s, seed, lora=lora > 0).encode())
+    atomic_write(
+        site_toml,
+        _site_toml(start, buses, poll_interval_s, seed, lora=lora > 0, water=water > 0).encode(),
+    )
     return DemoSite(
         directory,
         site_toml,

@@ -2,9 +2,11 @@
 
 An account id is a short string `"<owner>:<pocket>"`. A merchant account `A0001` has the pockets
 `A0001:subsidy` (Wh, never refundable), `A0001:prepaid` (fen, refundable), `A0001:grace` (Wh,
-the allowance that keeps power on after a refund) and `A0001:debt` (fen: energy delivered with
-no money left to pay it, a receivable; it only goes negative, and a top-up pays it back first).
-System accounts have the owner `sys`.
+the allowance that keeps power on after a refund) and `A0001:debt` (fen: energy or water delivered
+with no money left to pay it, a receivable; it only goes negative, and a top-up pays it back
+first). An account with a water meter also has `A0001:water_subsidy` (litres, the free water of
+a month); its water is paid from the same prepaid pocket (money is money) and owed to the same
+debt pocket. System accounts have the owner `sys`.
 
 Every account has one unit. Balance = credits − debits (merchant pockets are liabilities of the
 operator, so a recharge credits `prepaid`). A merchant pocket may not go below its floor: zero,
@@ -33,6 +35,7 @@ _OWNER = re.compile(r"^[A-Za-z0-9_.\-]{1,40}$")
 class Unit(StrEnum):
     WH = "Wh"
     FEN = "fen"
+    L = "L"  # litres of water
 
 
 class Pocket(StrEnum):
@@ -40,6 +43,7 @@ class Pocket(StrEnum):
     PREPAID = "prepaid"
     GRACE = "grace"
     DEBT = "debt"
+    WATER_SUBSIDY = "water_subsidy"
 
 
 POCKET_UNIT: dict[Pocket, Unit] = {
@@ -47,6 +51,7 @@ POCKET_UNIT: dict[Pocket, Unit] = {
     Pocket.PREPAID: Unit.FEN,
     Pocket.GRACE: Unit.WH,
     Pocket.DEBT: Unit.FEN,
+    Pocket.WATER_SUBSIDY: Unit.L,
 }
 
 
@@ -66,6 +71,10 @@ class System(StrEnum):
     GRACE_EXPIRED = "grace_expired"  # Wh: grace left when its time ran out
     CORRECTIONS_WH = "corrections_wh"  # Wh
     MOVES_IN_TRANSIT = "moves_in_transit"  # fen: balance moving between concentrators
+    WATER_SALES = "water_sales"  # fen: water paid from prepaid (or booked as debt)
+    WATER_SUBSIDY_ISSUED = "water_subsidy_issued"  # L: free water granted
+    WATER_SUBSIDY_USED = "water_subsidy_used"  # L: free water consumed
+    WATER_SUBSIDY_EXPIRED = "water_subsidy_expired"  # L: free water cleared at period end
 
 
 SYSTEM_UNIT: dict[System, Unit] = {
@@ -82,6 +91,10 @@ SYSTEM_UNIT: dict[System, Unit] = {
     System.GRACE_USED: Unit.WH,
     System.GRACE_EXPIRED: Unit.WH,
     System.CORRECTIONS_WH: Unit.WH,
+    System.WATER_SALES: Unit.FEN,
+    System.WATER_SUBSIDY_ISSUED: Unit.L,
+    System.WATER_SUBSIDY_USED: Unit.L,
+    System.WATER_SUBSIDY_EXPIRED: Unit.L,
 }
 
 SYSTEM_OWNER = "sys"

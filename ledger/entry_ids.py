@@ -22,7 +22,9 @@ changes every id derived from it.
     a debt paid back                debt-repay      owner, repaid before     billing cycle
 
 Subsidy entries are `derive_id(code, owner, period)` (`edge.rules.subsidy`), their code's
-value being the tag.
+value being the tag; a water subsidy's are `derive_id(code, owner, period, "water")`. A water
+meter's consumption legs are `consume(meter, reg_from, reg_to, leg)` like an electricity
+meter's (registers in litres; legs `water_subsidy`, `prepaid`, `credit`, `debt`).
 """
 
 from __future__ import annotations

@@ -7,8 +7,10 @@ Each `check_*` returns a list of human-readable violations (empty when the invar
 Conventions the rules follow so that these can be checked from transfers alone:
 - consumption transfers (`code=consume`, and `meter_settle`: the last bill of a meter taken out
   at a swap), paid from a pocket or booked as debt, carry refs `meter`, `reg_from`, `reg_to`
-  (Wh registers) and `energy_wh` (the part of that interval this transfer bills); the fen legs
-  also carry `cost_cum` (the account's cumulative exact cost in 1e-7 CNY after this interval);
+  (Wh registers) and `energy_wh` (the part of that interval this transfer bills) — a water
+  meter's legs `volume_l` instead, their registers in litres; the fen legs also carry
+  `cost_cum` (the account's cumulative exact cost in 1e-7 CNY after this interval, energy and
+  water together: one account, one running total);
 - subsidy issues carry `period` (e.g. "2026-11"); recharges from payments carry `payment`;
   transfers caused by a cloud command carry `command`.
 """
@@ -27,6 +29,17 @@ from ledger.transfers import Code, Kind, Transfer
 from ledger.units import ExactCost, fen_rounded
 
 BILLING_CODES = frozenset({Code.CONSUME, Code.METER_SETTLE})  # energy read from a meter, billed
+# The ref naming a billing leg's share of its register span, and that register's unit: an
+# electricity meter's legs carry `energy_wh`, a water meter's `volume_l`.
+QUANTITY_REFS: tuple[tuple[str, str], ...] = (("energy_wh", "Wh"), ("volume_l", "L"))
+
+
+def billed_quantity(transfer: Transfer) -> tuple[int, str]:
+    """A billing leg's share of its register span, and the span's unit ("Wh" or "L")."""
+    for ref, unit in QUANTITY_REFS:
+        if ref in transfer.refs:
+            return int(transfer.refs[ref]), unit
+    raise KeyError(f"billing transfer {transfer.id:032x} names no quantity")
 
 
 def check_balances_sum_to_zero(balances: Mapping[AccountId, Balance]) -> list[str]:
@@ -102,19 +115,25 @@ def check_subsidy_once_per_period(transfers: Iterable[Transfer]) -> list[str]:
 
 
 def check_energy_matches_registers(transfers: Iterable[Transfer]) -> list[str]:
-    """Per meter: billed energy equals last register minus first, with no gap or overlap."""
+    """Per meter: billed energy (or water) equals last register minus first, with no gap or
+    overlap."""
     intervals: dict[str, dict[tuple[int, int], int]] = defaultdict(lambda: defaultdict(int))
+    units: dict[str, str] = {}
     for t in transfers:
         if t.code in BILLING_CODES:
             meter = str(t.refs["meter"])
             span = (int(t.refs["reg_from"]), int(t.refs["reg_to"]))
-            intervals[meter][span] += int(t.refs["energy_wh"])
+            billed, units[meter] = billed_quantity(t)
+            intervals[meter][span] += billed
     out = []
     for meter, spans in intervals.items():
         ordered = sorted(spans)
+        unit = units[meter]
         for (start, end), billed in zip(ordered, (spans[s] for s in ordered), strict=True):
             if billed != end - start:
-                out.append(f"meter {meter}: {start}..{end} billed {billed} Wh, not {end - start}")
+                out.append(
+                    f"meter {meter}: {start}..{end} billed {billed} {unit}, not {end - start}"
+                )
         for (_, end), (start, _) in pairwise(ordered):
             if start != end:
                 out.append(f"meter {meter}: registers jump from {end} to {start} unbilled")

@@ -48,8 +48,10 @@ class AccountOut(Out):
     prepaid_fen: int
     grace_wh: int
     debt_fen: int = Field(
-        description="owed for energy used with no money left, fen (≥ 0; a top-up pays it first)"
+        description="owed for energy or water used with no money left, fen (≥ 0; a top-up pays "
+        "it first)"
     )
+    water_subsidy_l: int = Field(description="free water left this month, litres")
     pending: Pockets = Field(description="two-phase transfers in flight on its concentrator")
     recharging_fen: int = Field(
         description="recharges paid at the cloud that its concentrator has not yet booked"
@@ -140,6 +142,7 @@ def _accounts(
                 prepaid_fen=posted[Pocket.PREPAID],
                 grace_wh=posted[Pocket.GRACE],
                 debt_fen=-posted[Pocket.DEBT],
+                water_subsidy_l=posted[Pocket.WATER_SUBSIDY],
                 pending=Pockets(
                     subsidy_wh=pending[Pocket.SUBSIDY],
                     prepaid_fen=pending[Pocket.PREPAID],

@@ -13,6 +13,10 @@ never passes an entry twice, so adding is exact). Each `consume` / `meter_settle
 | credit  | A:prepaid   | fen    | refs `energy_wh`   | amount | each part of refs `tariff` |
 | debt    | A:debt      | fen    | refs `energy_wh`   | amount | each part of refs `tariff` |
 
+A water meter's legs (refs `volume_l`, litres: `edge.rules.commodities`) are not rolled up
+here: these tables count Wh, and litres must never be summed as Wh. Their money is in the
+ledger (`sys:water_sales`, the prepaid and debt pockets); a water rollup is a table of its own.
+
 A fen leg priced in several periods (`"peak:1200@8365;valley:300@3120"`) is split: each
 period gets its Wh, and the leg's fen are shared in proportion to each part's exact cost by
 largest remainder, so the parts' fen always add up to the leg's. The credit leg is told from
@@ -42,6 +46,7 @@ from ledger.transfers import Code, Kind, Transfer
 SITE_ZONE = ZoneInfo("Asia/Shanghai")  # docs/architecture.md §4: the sites' default zone
 CONSUMPTION_CODES = frozenset({Code.CONSUME, Code.METER_SETTLE})
 CREDIT = "credit"
+WATER_REF = "volume_l"  # a water meter's leg (edge.rules.commodities.WATER.ref)
 
 Key = tuple[str, str, dt.date, str, str]  # account, meter, day, period, pocket
 
@@ -94,6 +99,8 @@ def legs(transfer: Transfer) -> Iterable[tuple[Key, int, int]]:
     """The rollup rows (key, wh, fen) of one ledger transfer; none if it is no consumption."""
     if transfer.code not in CONSUMPTION_CODES or transfer.kind is not Kind.SINGLE:
         return ()
+    if WATER_REF in transfer.refs:
+        return ()  # litres, not Wh
     account, _, pocket = transfer.debit.partition(":")
     if pocket not in {p.value for p in Pocket}:
         return ()

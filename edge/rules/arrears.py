@@ -4,6 +4,11 @@ An account is *in arrears* when it owes (`Pockets.debt_fen`: energy the consumpt
 as debt) or when its pockets are exhausted (no subsidy, no grace, prepaid at its floor: zero,
 or `-credit_limit` with an overdraft allowance).
 
+An account's water meters are judged apart from its electricity meters, with their own state
+(`ArrearsAccount.water`): their valves close when the account owes or has neither free water
+nor money left (`Pockets.water_exhausted`), and open after a top-up, by the same modes and
+calendar. Debt is one: water owed closes the relays too, energy owed the valves.
+
 Two modes (`ArrearsPolicy.mode`):
 
 - `at_zero`: trip as soon as the account is in arrears;
@@ -60,10 +65,12 @@ class ArrearsAccount:
     meters: tuple[str, ...]
     pockets: Pockets
     keep_power: bool = False
+    water: bool = False  # `meters` are water meters: their valves are judged
 
     @property
     def in_arrears(self) -> bool:
-        return self.pockets.debt_fen > 0 or self.pockets.exhausted
+        exhausted = self.pockets.water_exhausted if self.water else self.pockets.exhausted
+        return self.pockets.debt_fen > 0 or exhausted
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +97,7 @@ def judge_arrears(
         if account.in_arrears and not account.keep_power:
             return Decided(state)
         why = "keep-power account" if account.keep_power else "back in credit"
+        why = f"water: {why}" if account.water else why
         alarm = Alarm(AlarmKind.ARREARS_CLOSE, Severity.INFO, why, account=account.owner)
         closes = _relays(account, RelayCommand.CLOSE, why)
         return Decided(
@@ -111,6 +119,7 @@ def judge_arrears(
         if account.pockets.debt_fen
         else f"balance exhausted ({account.pockets.prepaid_fen} fen)"
     )
+    why = f"water: {why}" if account.water else why
     alarm = Alarm(AlarmKind.ARREARS_TRIP, Severity.WARNING, why, account=account.owner)
     trips = _relays(account, RelayCommand.TRIP, why)
     return Decided(

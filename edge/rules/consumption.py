@@ -1,6 +1,12 @@
 """Consumption: bill a meter's register delta to its account's pockets
 (docs/architecture.md §4, §5).
 
+An electricity meter's energy (Wh) or a water meter's volume (litres): the policy's commodity
+(`edge.rules.commodities`) says which register is billed, which pockets pay and where the value
+goes. The table below is energy's; water's is water_subsidy → prepaid → credit → debt, its fen
+to `sys:water_sales`, its legs carrying `volume_l` instead of `energy_wh`, and its registers
+(`reg_from`, `reg_to`, `MeterBilling.reg_wh`) in litres.
+
 One reading at a time. The energy since the last reading is priced (`tariffs.price_energy`),
 appended behind anything still unbilled from earlier readings, and paid front first:
 
@@ -38,13 +44,12 @@ good reading and a real meter change waits for the operator's meter swap.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
 from edge.drivers.reading import Reading
+from edge.rules.commodities import ENERGY, Commodity, PayLeg
 from edge.rules.decisions import Alarm, AlarmKind, Decided, Decisions, Severity
 from edge.rules.errors import InputError, PolicyError
 from edge.rules.pockets import Pockets
@@ -64,7 +69,7 @@ from edge.rules.times import month_key, require_aware, stamp
 from ledger import entry_ids
 from ledger.accounts import POCKET_UNIT, AccountId, Pocket, System, Unit, pocket_id, system_id
 from ledger.transfers import Code, RefValue, TimeSource, Transfer
-from ledger.units import EXACT_PER_FEN, MAX_AMOUNT, ExactCost, Wh, charge_step, fen_rounded
+from ledger.units import EXACT_PER_FEN, ExactCost, Wh, charge_step, fen_rounded
 
 _HOUR = dt.timedelta(hours=1)
 _NO_COST = ExactCost(0)
@@ -72,13 +77,16 @@ _NO_COST = ExactCost(0)
 
 @dataclass(frozen=True, slots=True)
 class ConsumptionPolicy:
-    tariff: Tariff
-    max_power_w: float  # the most the circuit can draw (breaker rating × voltage)
+    tariff: Tariff  # for water: prices per m³, tier thresholds in litres
+    # The most the circuit can draw (breaker rating × voltage); for water, the most the pipe
+    # passes in litres per hour: the register's units per hour either way.
+    max_power_w: float
     jump_margin: float = 1.5
     # Floor on the elapsed time the jump test allows for, so a reading after the clock stepped
     # back (elapsed ≤ 0) or a very short poll is not refused for rounding of the registers.
     min_window: dt.timedelta = dt.timedelta(minutes=15)
-    resolution_wh: int = 10  # one register step (0.01 kWh)
+    resolution_wh: int = 10  # one register step (0.01 kWh; 0.01 m³ is 10 L too)
+    commodity: Commodity = ENERGY
 
     def __post_init__(self) -> None:
         if not self.max_power_w > 0 or not self.jump_margin >= 1:
@@ -91,7 +99,8 @@ class MeterBilling:
 
     `reg_wh`, `at`, `by_tariff_wh`, `error_wh`: the last accepted reading. `unbilled`: energy
     read and priced but not yet in the book (its cost below one fen), oldest first. The book
-    has billed up to `billed_to`.
+    has billed up to `billed_to`. A water meter's `reg_wh` and `unbilled` are litres (the
+    stored name is frozen).
     """
 
     meter: str
@@ -110,11 +119,13 @@ class MeterBilling:
         return Wh(self.reg_wh - energy_of(self.unbilled))
 
     @classmethod
-    def first(cls, reading: Reading, now: dt.datetime) -> MeterBilling:
+    def first(
+        cls, reading: Reading, now: dt.datetime, commodity: Commodity = ENERGY
+    ) -> MeterBilling:
         """Start billing a meter at this reading (commissioning, or a new meter after a swap)."""
         return cls(
             meter=reading.address,
-            reg_wh=_register(reading),
+            reg_wh=_register(reading, commodity),
             at=require_aware(now),
             by_tariff_wh=reading.energy_by_tariff_wh,
             error_wh=reading.energy_error_wh,
@@ -123,18 +134,33 @@ class MeterBilling:
 
 @dataclass(frozen=True, slots=True)
 class AccountCharges:
-    """An account's running totals: cumulative exact cost, and this month's consumption."""
+    """An account's running totals: cumulative exact cost (energy and water: one money), and
+    this month's consumption of each commodity (`Commodity.month_field`)."""
 
     cost_cum: ExactCost = _NO_COST
     month: str = ""
     month_used_wh: int = 0
+    month_used_l: int = 0
 
     def for_month(self, key: str) -> AccountCharges:
         # Only a later month resets the tiers: a clock stepping back keeps counting in the
         # month already reached rather than granting a second cheap first tier.
         if key > self.month:
-            return AccountCharges(self.cost_cum, key, 0)
+            return AccountCharges(self.cost_cum, key, 0, 0)
         return self
+
+    def month_used(self, commodity: Commodity) -> int:
+        used: int = getattr(self, commodity.month_field)
+        return used
+
+    def after(self, commodity: Commodity, cost_cum: ExactCost, used: int) -> AccountCharges:
+        """These totals with `cost_cum` and `used` more of `commodity` this month."""
+        wh, litres = self.month_used_wh, self.month_used_l
+        if commodity.month_field == "month_used_l":
+            litres += used
+        else:
+            wh += used
+        return AccountCharges(cost_cum, self.month, wh, litres)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,26 +179,11 @@ class _Leg:
     cost_cum: ExactCost | None = None  # fen legs only
 
 
-# (leg, pocket it takes from, system account it goes to, how much it may take given the pockets
-# and the fen the legs before it took), in the order legs pay
-_PAY_ORDER: tuple[tuple[str, Pocket, System, Callable[[Pockets, int], int]], ...] = (
-    ("subsidy", Pocket.SUBSIDY, System.SUBSIDY_USED, lambda p, _: p.subsidy_wh),
-    ("prepaid", Pocket.PREPAID, System.ENERGY_SALES, lambda p, _: p.prepaid_fen),
-    ("grace", Pocket.GRACE, System.GRACE_USED, lambda p, _: p.grace_wh),
-    (
-        "credit",
-        Pocket.PREPAID,
-        System.ENERGY_SALES,
-        lambda p, paid: p.spendable_fen - paid if p.credit_limit_fen else 0,
-    ),
-    ("debt", Pocket.DEBT, System.ENERGY_SALES, lambda p, _: MAX_AMOUNT),
-)
-
-
-def _register(reading: Reading) -> Wh:
-    if reading.energy_wh is None:
-        raise InputError(f"reading of meter {reading.address} has no energy register")
-    return reading.energy_wh
+def _register(reading: Reading, commodity: Commodity) -> Wh:
+    register = commodity.register(reading)
+    if register is None:
+        raise InputError(f"reading of meter {reading.address} has no {commodity.name} register")
+    return Wh(register)
 
 
 def _fen_leg(
@@ -205,7 +216,7 @@ def _fen_leg(
     return _Leg(name, pocket, sink, head, fen, after), rest, False
 
 
-def _wh_leg(
+def _quantity_leg(
     name: str, pocket: Pocket, sink: System, parts: tuple[CostPart, ...], left: int
 ) -> tuple[_Leg | None, tuple[CostPart, ...]]:
     head, rest = split_parts(parts, max(0, min(left, energy_of(parts))))
@@ -213,19 +224,22 @@ def _wh_leg(
 
 
 def _pay(
-    queue: tuple[CostPart, ...], pockets: Pockets, cost_cum: ExactCost
+    queue: tuple[CostPart, ...],
+    pockets: Pockets,
+    cost_cum: ExactCost,
+    pay_order: tuple[PayLeg, ...],
 ) -> tuple[list[_Leg], tuple[CostPart, ...]]:
-    """Legs paying `queue` front first in `_PAY_ORDER`, the last booking as debt what the
-    pockets cannot pay; returns (legs, rest), the rest costing less than one fen."""
+    """Legs paying `queue` front first in the commodity's pay order, the last booking as debt
+    what the pockets cannot pay; returns (legs, rest), the rest costing less than one fen."""
     legs: list[_Leg] = []
     rest = queue
-    for name, pocket, sink, allowance in _PAY_ORDER:
-        left = allowance(pockets, sum(leg.fen for leg in legs))
-        if POCKET_UNIT[pocket] is Unit.WH:
-            leg, rest = _wh_leg(name, pocket, sink, rest, left)
+    for step in pay_order:
+        left = step.allowance(pockets, sum(leg.fen for leg in legs))
+        if POCKET_UNIT[step.pocket] is not Unit.FEN:
+            leg, rest = _quantity_leg(step.name, step.pocket, step.sink, rest, left)
         else:
             leg, rest, deferred = _fen_leg(
-                name, pocket, sink, rest, cost_cum=cost_cum, allowance=left
+                step.name, step.pocket, step.sink, rest, cost_cum=cost_cum, allowance=left
             )
             if deferred:
                 break
@@ -250,12 +264,16 @@ def _implausible(
     last: MeterBilling, reading: Reading, delta: int, now: dt.datetime, policy: ConsumptionPolicy
 ) -> str | None:
     tolerance = reading.energy_error_wh + last.error_wh
+    unit = policy.commodity.unit
     if delta < -tolerance:
-        return f"register went backwards from {last.reg_wh} to {reading.energy_wh} Wh"
+        return f"register went backwards from {last.reg_wh} to {last.reg_wh + delta} {unit}"
     window = max(now - last.at, policy.min_window)
     limit = policy.max_power_w * (window / _HOUR) * policy.jump_margin
     if delta > limit + policy.resolution_wh + tolerance:
-        return f"register rose {delta} Wh in {window}, more than {policy.max_power_w:g} W allows"
+        return (
+            f"register rose {delta} {unit} in {window}, more than {policy.max_power_w:g} "
+            f"{unit}/h allows"
+        )
     return None
 
 
@@ -269,7 +287,7 @@ def bill_reading(
     pockets: Pockets,
     source: TimeSource,
 ) -> Decided[ConsumptionState]:
-    """Bill the energy `reading` shows since the last one, to `owner`'s pockets.
+    """Bill the energy (or water) `reading` shows since the last one, to `owner`'s pockets.
 
     `now` is when the reading was taken (it stamps the transfers: pass the same value on a
     re-run). `pockets` are the account's available balances in the book right now.
@@ -278,7 +296,9 @@ def bill_reading(
     last = state.meter
     if reading.address != last.meter:
         raise InputError(f"reading of meter {reading.address} given with state of {last.meter}")
-    delta = _register(reading) - last.reg_wh
+    commodity = policy.commodity
+    register = _register(reading, commodity)
+    delta = register - last.reg_wh
     problem = _implausible(last, reading, delta, now, policy)
     if problem is not None:
         kind = AlarmKind.REGISTER_BACKWARDS if delta < 0 else AlarmKind.REGISTER_JUMP
@@ -291,10 +311,10 @@ def bill_reading(
         Wh(delta),
         last.at,
         now,
-        month_used_wh=charges.month_used_wh,
+        month_used_wh=charges.month_used(commodity),
         by_period=_register_deltas(policy.tariff, last, reading),
     )
-    legs, rest = _pay(last.unbilled + fresh, pockets, charges.cost_cum)
+    legs, rest = _pay(last.unbilled + fresh, pockets, charges.cost_cum, commodity.pay_order)
     reg_from = last.billed_to
     reg_to = reg_from + sum(energy_of(leg.parts) for leg in legs)
     transfers = tuple(
@@ -303,6 +323,7 @@ def bill_reading(
             owner=owner,
             meter=last.meter,
             span=(reg_from, reg_to),
+            ref=commodity.ref,
             now=now,
             source=source,
             linked=i < len(legs) - 1,
@@ -314,7 +335,7 @@ def bill_reading(
     )
     meter = MeterBilling(
         meter=last.meter,
-        reg_wh=_register(reading) if delta else last.reg_wh,
+        reg_wh=register if delta else last.reg_wh,
         at=now,
         by_tariff_wh=reading.energy_by_tariff_wh,
         error_wh=reading.energy_error_wh,
@@ -327,15 +348,14 @@ def bill_reading(
             Alarm(
                 AlarmKind.UNPAID_ENERGY,
                 Severity.WARNING,
-                f"{energy_of(debt.parts)} Wh used with no money left to pay for it: "
+                f"{energy_of(debt.parts)} {commodity.unit} used with no money left to pay for "
+                "it: "
                 f"{debt.fen} fen booked as debt",
                 account=owner,
                 meter=last.meter,
             ),
         )
-    new_charges = dataclasses.replace(
-        charges, cost_cum=cost_cum, month_used_wh=charges.month_used_wh + delta
-    )
+    new_charges = charges.after(commodity, cost_cum, delta)
     return Decided(ConsumptionState(meter, new_charges), Decisions(transfers, alarms=alarms))
 
 
@@ -345,6 +365,7 @@ def _transfer(
     owner: str,
     meter: str,
     span: tuple[int, int],
+    ref: str,
     now: dt.datetime,
     source: TimeSource,
     linked: bool,
@@ -356,7 +377,7 @@ def _transfer(
         "meter": meter,
         "reg_from": reg_from,
         "reg_to": reg_to,
-        "energy_wh": energy_of(leg.parts),
+        ref: energy_of(leg.parts),
     }
     if leg.cost_cum is not None:
         refs["cost_cum"] = leg.cost_cum
@@ -423,11 +444,12 @@ def bill_final(
             f"billed, {last.reg_wh} Wh"
         )
     delta = final_wh - last.reg_wh
+    commodity = policy.commodity
     charges = state.charges.for_month(month_key(now))
     fresh = price_energy(
-        policy.tariff, Wh(delta), last.at, now, month_used_wh=charges.month_used_wh
+        policy.tariff, Wh(delta), last.at, now, month_used_wh=charges.month_used(commodity)
     )
-    legs, rest = _pay(last.unbilled + fresh, pockets, charges.cost_cum)
+    legs, rest = _pay(last.unbilled + fresh, pockets, charges.cost_cum, commodity.pay_order)
     reg_from = last.billed_to
     billed = sum(energy_of(leg.parts) for leg in legs)
     cost_cum = next(
@@ -441,6 +463,7 @@ def bill_final(
             owner=owner,
             meter=last.meter,
             span=(reg_from, reg_from + billed),
+            ref=commodity.ref,
             now=now,
             source=source,
             linked=i < len(legs) - 1,
@@ -448,7 +471,5 @@ def bill_final(
         )
         for i, leg in enumerate(legs)
     )
-    after = dataclasses.replace(
-        charges, cost_cum=cost_cum, month_used_wh=charges.month_used_wh + delta
-    )
+    after = charges.after(commodity, cost_cum, delta)
     return FinalBill(transfers, after, reg_from, Wh(billed), carried)

@@ -7,7 +7,10 @@ later in the day checks then). An account is low when any configured threshold i
 - `below_wh`: energy left ≤ the amount, where energy left = subsidy + grace + the prepaid money
   turned into Wh at the account's reference price (`tariffs.reference_price`);
 - `below_days`: the energy left lasts no more than this many days at the mean of the recent
-  daily consumption the shell passes (no forecast without consumption history).
+  daily consumption the shell passes (no forecast without consumption history);
+- `below_l`: for an account with a water meter, water left ≤ the amount, where water left =
+  free water + the prepaid money turned into litres at the water tariff's reference price.
+  (The money is one: `below_fen` counts what water spent too.)
 
 The result groups the low accounts by building, floor and shop (`BuildingGroup` → `FloorGroup`
 → `ShopGroup` → `LowBalanceLine`, sorted) for the console and the CLI, and raises one alarm per
@@ -41,6 +44,7 @@ class LowBalancePolicy:
     below_fen: int | None = None
     below_wh: int | None = None
     below_days: int | None = None
+    below_l: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,11 +56,19 @@ class BalanceView:
     pockets: Pockets
     price: Price  # to turn money into energy: tariffs.reference_price(the account's tariff)
     daily_use_wh: tuple[int, ...] = ()  # recent whole days' consumption
+    water_price: Price | None = None  # per m³; None: the account has no water meter
 
     @property
     def energy_left_wh(self) -> int:
         money_wh = max(0, self.pockets.spendable_fen) * EXACT_PER_FEN // self.price
         return max(0, self.pockets.subsidy_wh) + max(0, self.pockets.grace_wh) + money_wh
+
+    @property
+    def water_left_l(self) -> int | None:
+        if self.water_price is None:
+            return None
+        money_l = max(0, self.pockets.spendable_fen) * EXACT_PER_FEN // self.water_price
+        return max(0, self.pockets.water_subsidy_l) + money_l
 
     @property
     def days_left(self) -> float | None:
@@ -68,10 +80,11 @@ class BalanceView:
 class LowBalanceLine:
     owner: str
     place: Place
-    reasons: tuple[str, ...]  # of "amount", "energy", "days"
+    reasons: tuple[str, ...]  # of "amount", "energy", "days", "water"
     spendable_fen: int
     energy_left_wh: int
     days_left: float | None
+    water_left_l: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,14 +131,18 @@ def _reasons(view: BalanceView, policy: LowBalancePolicy) -> tuple[str, ...]:
         and view.energy_left_wh * len(view.daily_use_wh) <= policy.below_days * used
     ):
         reasons.append("days")
+    water_left = view.water_left_l
+    if policy.below_l is not None and water_left is not None and water_left <= policy.below_l:
+        reasons.append("water")
     return tuple(reasons)
 
 
 def _message(line: LowBalanceLine) -> str:
     days = f", about {line.days_left:.1f} days left" if line.days_left is not None else ""
+    water = f", {line.water_left_l} L of water" if line.water_left_l is not None else ""
     return (
         f"low balance ({', '.join(line.reasons)}): {fen_to_yuan(Fen(line.spendable_fen))} yuan, "
-        f"{line.energy_left_wh} Wh left{days}"
+        f"{line.energy_left_wh} Wh left{water}{days}"
     )
 
 
@@ -183,6 +200,7 @@ def check_low_balance(
                     view.pockets.spendable_fen,
                     view.energy_left_wh,
                     view.days_left,
+                    view.water_left_l,
                 )
             )
     alarms = tuple(

@@ -3,7 +3,8 @@
 Balances are the book's *available* balances (posted less pending debits): what a transfer can
 still take. `credit_limit_fen` is how far the prepaid pocket may go below zero (the book's floor
 is `-credit_limit_fen`). `debt_fen` is what the account owes for energy it used with no money
-left (the debt pocket's balance, negated: ≥ 0).
+left (the debt pocket's balance, negated: ≥ 0). `water_subsidy_l` is the free water left
+(litres); water is paid from the same prepaid pocket and owed to the same debt pocket.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class Pockets:
     grace_wh: Wh = NO_WH
     credit_limit_fen: Fen = NO_FEN
     debt_fen: Fen = NO_FEN
+    water_subsidy_l: int = 0
 
     @property
     def spendable_fen(self) -> int:
@@ -35,6 +37,11 @@ class Pockets:
     def exhausted(self) -> bool:
         """Nothing left to pay energy with: no subsidy, no grace, prepaid at its floor."""
         return self.subsidy_wh <= 0 and self.grace_wh <= 0 and self.spendable_fen <= 0
+
+    @property
+    def water_exhausted(self) -> bool:
+        """Nothing left to pay water with: no free water, prepaid at its floor."""
+        return self.water_subsidy_l <= 0 and self.spendable_fen <= 0
 
     @classmethod
     def from_book(cls, book: Book, owner: str) -> Pockets:
@@ -48,4 +55,5 @@ class Pockets:
             grace_wh=Wh(book.balance(pocket_id(owner, Pocket.GRACE)).available),
             credit_limit_fen=Fen(-floor),
             debt_fen=Fen(-book.balance(pocket_id(owner, Pocket.DEBT)).available),
+            water_subsidy_l=book.balance(pocket_id(owner, Pocket.WATER_SUBSIDY)).available,
         )

@@ -31,6 +31,12 @@ attributed to the missed months; and a clock that jumped years ahead then issues
 period, not a decade of them. A `subsidy_missed` alarm names the skipped periods, so that under
 `carry_over` (where skipping does cost the merchant) the operator can grant them by correction.
 
+**Water.** The same rule issues free water (litres) when the site configures it: run with
+`books=WATER_SUBSIDY` and its own state and policy, it books `sys:water_subsidy_issued →
+<A>:water_subsidy` and `<A>:water_subsidy → sys:water_subsidy_expired` (amounts and the
+carry-over cap in litres), with ids `derive_id(code, owner, period, "water")`, so an account's
+water and energy subsidies of one period never share an id. `SubsidyBooks` is the row.
+
 **Amount hook.** `SubsidyPolicy.amount` is any callable `(SubsidyAccount, period) -> Wh`. The
 default, `SubsidyTable`, takes the amount per account (`by_account`, as the cloud computed it
 from its registry), else from the shop category, else the account type. The
@@ -50,7 +56,7 @@ from enum import StrEnum
 from edge.rules.decisions import Alarm, AlarmKind, Decided, Decisions, Severity
 from edge.rules.errors import PolicyError
 from edge.rules.times import month_key, month_start, next_month, parse_month, require_aware, stamp
-from ledger.accounts import Pocket, System, Unit, pocket_id, system_id
+from ledger.accounts import POCKET_UNIT, Pocket, System, pocket_id, system_id
 from ledger.ids import derive_id
 from ledger.transfers import Code, TimeSource, Transfer
 from ledger.units import Wh
@@ -83,6 +89,23 @@ class SubsidyTable:
         if account.shop_category is not None and account.shop_category in self.by_category:
             return self.by_category[account.shop_category]
         return self.by_type.get(account.account_type, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class SubsidyBooks:
+    """Where a kind of subsidy is booked: the pocket it fills, the system accounts it is issued
+    from and expires to, and the facts its entry ids add after (code, owner, period)."""
+
+    pocket: Pocket
+    issued: System
+    expired: System
+    id_facts: tuple[str, ...] = ()
+
+
+ENERGY_SUBSIDY = SubsidyBooks(Pocket.SUBSIDY, System.SUBSIDY_ISSUED, System.SUBSIDY_EXPIRED)
+WATER_SUBSIDY = SubsidyBooks(
+    Pocket.WATER_SUBSIDY, System.WATER_SUBSIDY_ISSUED, System.WATER_SUBSIDY_EXPIRED, ("water",)
+)
 
 
 class MonthEnd(StrEnum):
@@ -119,12 +142,14 @@ class SubsidyState:
     closed: frozenset[str] = frozenset()  # periods whose month end has run
 
     @classmethod
-    def from_transfers(cls, owner: str, transfers: Iterable[Transfer]) -> SubsidyState:
+    def from_transfers(
+        cls, owner: str, transfers: Iterable[Transfer], books: SubsidyBooks = ENERGY_SUBSIDY
+    ) -> SubsidyState:
         """Rebuild from the chain: issued periods, and as closed every expired period and every
         issued period older than the newest issue (closing comes before the next issue; a
         carry-over month end that expired nothing leaves no transfer). A period whose amount
         was zero left no transfer either: it is decided again, to zero again."""
-        pocket = pocket_id(owner, Pocket.SUBSIDY)
+        pocket = pocket_id(owner, books.pocket)
         issued, expired = set(), set()
         for t in transfers:
             if t.code is Code.SUBSIDY_ISSUE and t.credit == pocket:
@@ -135,22 +160,26 @@ class SubsidyState:
         return cls(frozenset(issued), frozenset(expired | {p for p in issued if p < newest}))
 
 
-_ISSUED = system_id(System.SUBSIDY_ISSUED)
-_EXPIRED = system_id(System.SUBSIDY_EXPIRED)
-
-
 def _transfer(
-    code: Code, owner: str, period: str, amount: int, at: dt.datetime, *, source: TimeSource
+    code: Code,
+    owner: str,
+    period: str,
+    amount: int,
+    at: dt.datetime,
+    *,
+    source: TimeSource,
+    books: SubsidyBooks,
 ) -> Transfer:
     """An issue (sys → pocket) or an expiry (pocket → sys) of `owner`'s subsidy for `period`."""
-    pocket = pocket_id(owner, Pocket.SUBSIDY)
-    debit, credit = (_ISSUED, pocket) if code is Code.SUBSIDY_ISSUE else (pocket, _EXPIRED)
+    pocket = pocket_id(owner, books.pocket)
+    issued, expired = system_id(books.issued), system_id(books.expired)
+    debit, credit = (issued, pocket) if code is Code.SUBSIDY_ISSUE else (pocket, expired)
     return Transfer(
-        id=derive_id(code.value, owner, period),
+        id=derive_id(code.value, owner, period, *books.id_facts),
         debit=debit,
         credit=credit,
         amount=amount,
-        unit=Unit.WH,
+        unit=POCKET_UNIT[books.pocket],
         code=code,
         time=stamp(at),
         time_source=source,
@@ -171,11 +200,12 @@ def run_subsidy(
     policy: SubsidyPolicy,
     *,
     source: TimeSource,
+    books: SubsidyBooks = ENERGY_SUBSIDY,
 ) -> Decided[SubsidyState]:
     """Month ends and the issue due at `now` for one account.
 
-    `subsidy_wh` is the subsidy pocket's available balance in the book. The transfers returned
-    are independent (not linked): post them in order.
+    `subsidy_wh` is the subsidy pocket's available balance in the book (`books.pocket`: litres
+    for water). The transfers returned are independent (not linked): post them in order.
     """
     zone = require_aware(now).tzinfo
     current = month_key(now)
@@ -193,7 +223,13 @@ def run_subsidy(
             boundary = month_start(next_month(period), zone)
             transfers.append(
                 _transfer(
-                    Code.SUBSIDY_EXPIRE, account.owner, period, expire, boundary, source=source
+                    Code.SUBSIDY_EXPIRE,
+                    account.owner,
+                    period,
+                    expire,
+                    boundary,
+                    source=source,
+                    books=books,
                 )
             )
             balance -= expire
@@ -219,7 +255,15 @@ def run_subsidy(
             raise PolicyError(f"subsidy hook gave {amount!r} for {account.owner} {current}")
         if amount:
             transfers.append(
-                _transfer(Code.SUBSIDY_ISSUE, account.owner, current, amount, due, source=source)
+                _transfer(
+                    Code.SUBSIDY_ISSUE,
+                    account.owner,
+                    current,
+                    amount,
+                    due,
+                    source=source,
+                    books=books,
+                )
             )
         issued.add(current)
     return Decided(

@@ -6,12 +6,16 @@ Runs inside the cycle's store transaction, in the order the rules' contract asks
 1. each of the account's meters, one after another: bill its reading (`bill_reading`), posting
    the linked chain as one batch, so the next meter sees the pockets that chain left (pockets
    are read from the book again before every meter); then `protect` the meter (it needs the
-   voltage, which the `basic` block reads);
+   voltage, which the `basic` block reads). A water meter is billed by its volume, with the
+   site's water policy (`Site.consumption_policy`; without the `water` rules it is read, not
+   billed), and is not protected: there is no load to judge;
 2. a refund's grace allowance whose time has passed is cleared (after consumption, which
    paid from it up to now); then the monthly subsidy (`run_subsidy`), after consumption, so at
    a month boundary the energy up to the boundary is paid from the old month's subsidy before
-   it expires;
-3. arrears (`judge_arrears`), on the pockets after all of that;
+   it expires; then the water subsidy, the same way, for an account with a billed water meter;
+3. arrears (`judge_arrears`), on the pockets after all of that: the relays of the electricity
+   meters, then, judged apart with their own state, the valves of the water meters (a trip
+   closes a valve, a close opens it; the read-back of `Reading.valve` confirms it);
 4. per meter, `settle_relay` over every relay action of arrears and protection: a trip when the
    first cause appears, a close only when the last one is gone.
 
@@ -33,8 +37,9 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from edge.drivers.reading import Reading
-from edge.rules.arrears import ArrearsAccount, ArrearsMode, judge_arrears
+from edge.drivers.reading import Reading, RelayState, ValveState
+from edge.rules.arrears import ArrearsAccount, ArrearsMode, ArrearsState, judge_arrears
+from edge.rules.commodities import ENERGY
 from edge.rules.consumption import (
     AccountCharges,
     ConsumptionPolicy,
@@ -47,7 +52,15 @@ from edge.rules.decisions import Alarm, RelayAction, RelayCause, RelayCommand, s
 from edge.rules.operations import Stamp, grace_expiry
 from edge.rules.pockets import Pockets
 from edge.rules.protection import protect
-from edge.rules.subsidy import SubsidyAccount, run_subsidy
+from edge.rules.subsidy import (
+    ENERGY_SUBSIDY,
+    WATER_SUBSIDY,
+    SubsidyAccount,
+    SubsidyBooks,
+    SubsidyPolicy,
+    SubsidyState,
+    run_subsidy,
+)
 from edge.rules.times import month_key, stamp
 from edge.runtime.polling import MeterRead
 from edge.runtime.relays import RelayOrder
@@ -60,6 +73,19 @@ from ledger.transfers import TimeSource, Transfer
 from ledger.units import Wh
 
 log = logging.getLogger("edge.runtime")
+
+# What a valve's read-back says of the supply, in the relay's sense (a closed valve cuts it).
+VALVE_SUPPLY: Mapping[ValveState, RelayState] = {
+    ValveState.OPEN: RelayState.CLOSED,
+    ValveState.CLOSED: RelayState.OPEN,
+}
+
+
+def supply_seen(reading: Reading) -> RelayState | None:
+    """Where the meter's supply switch stands: its relay, or its valve; None if it says not."""
+    if reading.relay is not None:
+        return reading.relay
+    return None if reading.valve is None else VALVE_SUPPLY.get(reading.valve)
 
 
 @dataclass(slots=True)
@@ -156,23 +182,31 @@ class AccountTurn:
             if read is None or read.reading is None:
                 continue
             reading = scaled(read.reading, meter.multiplier)
-            if reading.energy_wh is None:
-                continue  # a block without the energy register: nothing to bill from
+            policy = self.policies.get(meter.address)
+            if policy is None:
+                continue  # a water meter on a site that bills no water: read only
+            register = policy.commodity.register(reading)
+            if register is None:
+                continue  # a block without the billed register: nothing to bill from
             before = meters[meter.address]
             billing, charges, used = self.bill(meter, before.billing, state, reading)
-            protected = protect(work.now, reading, before.protection, self.site.rules.protection)
-            work.alarms += protected.decisions.alarms
-            actions[meter.address] += protected.decisions.relays
+            protection = before.protection
+            if policy.commodity is ENERGY:
+                protected = protect(work.now, reading, protection, self.site.rules.protection)
+                work.alarms += protected.decisions.alarms
+                actions[meter.address] += protected.decisions.relays
+                protection = protected.state
             # The constructor, not dataclasses.replace: this runs for every meter every cycle.
             meters[meter.address] = MeterRuntime(
                 billing,
-                reading.energy_wh if before.billing is None else before.first_reg_wh,
-                protected.state,
+                register if before.billing is None else before.first_reg_wh,
+                protection,
                 before.relay,
                 before.read_failures,
                 before.last_error,
             )
-            state = state.used(work.now.date(), used, charges)
+            # Daily use (days of credit left) counts energy only.
+            state = state.used(work.now.date(), used if policy.commodity is ENERGY else 0, charges)
         state = self.grace(account, state)
         state = self.subsidy(account, state)
         state = self.arrears(account, state, meters, actions)
@@ -187,14 +221,16 @@ class AccountTurn:
         state: AccountRuntime,
         reading: Reading,
     ) -> tuple[MeterBilling, AccountCharges, int]:
-        """Bill one reading: the meter's billing, the account's charges, and the Wh used."""
+        """Bill one reading: the meter's billing, the account's charges, and the Wh (or litres)
+        used."""
+        policy = self.policies[meter.address]
         if before is None:
-            return MeterBilling.first(reading, self.work.now), state.charges, 0
+            return MeterBilling.first(reading, self.work.now, policy.commodity), state.charges, 0
         decided = bill_reading(
             self.work.now,
             reading,
             ConsumptionState(before, state.charges),
-            self.policies[meter.address],
+            policy,
             owner=meter.account,
             pockets=self.pockets(meter.account),
             source=self.work.source,
@@ -251,24 +287,53 @@ class AccountTurn:
     def subsidy(self, account: AccountConfig, state: AccountRuntime) -> AccountRuntime:
         if not self.work.plausible:
             return state  # held: the month and the due time are not known
-        issued, closed = state.subsidy.issued, state.subsidy.closed
+        state = dataclasses.replace(
+            state,
+            subsidy=self.issue(account, state.subsidy, self.site.rules.subsidy, ENERGY_SUBSIDY),
+        )
+        water = self.site.rules.water_subsidy
+        if water is not None and self.water_meters(account.id):
+            state = dataclasses.replace(
+                state, water_subsidy=self.issue(account, state.water_subsidy, water, WATER_SUBSIDY)
+            )
+        return state
+
+    def issue(
+        self,
+        account: AccountConfig,
+        state: SubsidyState,
+        policy: SubsidyPolicy,
+        books: SubsidyBooks,
+    ) -> SubsidyState:
+        """One kind of subsidy's month ends and issue for the account."""
+        issued, closed = state.issued, state.closed
         if month_key(self.work.now) in issued and issued - closed <= {month_key(self.work.now)}:
             # This month issued and every earlier one closed: the rule would decide nothing
             # (the common case, every cycle but one a month; skipping it saves a book read).
             return state
         shop = self.site.shop_of(account.id)
+        pockets = self.pockets(account.id)
         decided = run_subsidy(
             self.work.now,
             SubsidyAccount(account.id, account.type, None if shop is None else shop.category),
-            state.subsidy,
-            self.pockets(account.id).subsidy_wh,
-            self.site.rules.subsidy,
+            state,
+            Wh(pockets.water_subsidy_l if books is WATER_SUBSIDY else pockets.subsidy_wh),
+            policy,
             source=self.work.source,
+            books=books,
         )
         for transfer in decided.decisions.transfers:  # independent transfers: one batch each
             self.post((transfer,))
         self.work.alarms += decided.decisions.alarms
-        return dataclasses.replace(state, subsidy=decided.state)
+        return decided.state
+
+    def water_meters(self, owner: str) -> tuple[str, ...]:
+        """The account's billed water meters."""
+        return tuple(
+            m.address
+            for m in self.site.meters_of(owner)
+            if m.address in self.policies and self.site.is_water(m)
+        )
 
     def arrears(
         self,
@@ -277,23 +342,45 @@ class AccountTurn:
         meters: Mapping[str, MeterRuntime],
         actions: dict[str, list[RelayAction]],
     ) -> AccountRuntime:
+        water = self.water_meters(account.id)
+        electric = tuple(
+            m.address for m in self.site.meters_of(account.id) if m.address not in water
+        )
+        if electric or not water:
+            state = dataclasses.replace(
+                state, arrears=self.judge(account, electric, state.arrears, actions, water=False)
+            )
+        if water:
+            state = dataclasses.replace(
+                state,
+                water_arrears=self.judge(account, water, state.water_arrears, actions, water=True),
+            )
+        return state
+
+    def judge(
+        self,
+        account: AccountConfig,
+        owned: tuple[str, ...],
+        state: ArrearsState,
+        actions: dict[str, list[RelayAction]],
+        *,
+        water: bool,
+    ) -> ArrearsState:
+        """Arrears of one kind of the account's meters (relays, or valves)."""
         policy = self.site.rules.arrears
         scheduled = policy.mode is ArrearsMode.SCHEDULED
-        if scheduled and not self.work.plausible and not state.arrears.tripped:
+        if scheduled and not self.work.plausible and not state.tripped:
             return state  # a scheduled cut-off is time-driven: held (closing is not)
-        owned = tuple(m.address for m in self.site.meters_of(account.id))
-        judged = ArrearsAccount(account.id, owned, self.pockets(account.id), account.keep_power)
-        if (
-            policy.mode is ArrearsMode.AT_ZERO
-            and not state.arrears.tripped
-            and not judged.in_arrears
-        ):
+        judged = ArrearsAccount(
+            account.id, owned, self.pockets(account.id), account.keep_power, water=water
+        )
+        if policy.mode is ArrearsMode.AT_ZERO and not state.tripped and not judged.in_arrears:
             return state  # in credit and not tripped: the rule would leave it alone
-        decided = judge_arrears(self.work.now, judged, state.arrears, policy)
+        decided = judge_arrears(self.work.now, judged, state, policy)
         self.work.alarms += decided.decisions.alarms
         for action in decided.decisions.relays:
             actions[action.meter].append(action)
-        return dataclasses.replace(state, arrears=decided.state)
+        return decided.state
 
     def settle(
         self,
@@ -319,7 +406,7 @@ class AccountTurn:
         # Nothing new decided: does the relay stand where the rules want it? A command that
         # failed, or was lost in a crash between commit and send, is sent again (not to a meter
         # that has no relay to command: its refusal would only repeat).
-        seen = None if read is None or read.reading is None else read.reading.relay
+        seen = None if read is None or read.reading is None else supply_seen(read.reading)
         if (seen is not None and seen is not hold.desired) or (
             seen is None and hold.failing_since is not None and not hold.no_relay
         ):

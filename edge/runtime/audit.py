@@ -14,8 +14,8 @@ Checks, in order, and stops at the first that fails:
 3. the ledger invariants (`ledger.invariants`, docs/architecture.md §5.6): balances sum to zero per
    unit, no transfer or command twice, payments credited once, subsidy once per account and period,
    billed energy contiguous per meter, charges never drift from the cumulative exact cost;
-4. per meter, energy billed plus energy read but not yet billed (the rule state) equals the
-   last register read minus the register billing started from.
+4. per meter, energy (or water) billed plus what was read but not yet billed (the rule state)
+   equals the last register read minus the register billing started from.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from edge.runtime.codec import CodecError, decode
 from edge.runtime.state import MeterRuntime, meter_key
 from edge.site.model import Site
 from edge.store import CorruptStore, Store
-from ledger.invariants import ledger_violations
+from ledger.invariants import billed_quantity, ledger_violations
 from ledger.transfers import Code
 from ledger.verify import Problem, verify_lines
 
@@ -62,7 +62,7 @@ def meter_balance_problems(site: Site, store: Store) -> tuple[int, list[str]]:
     for entry in store.entries():
         t = entry.transfer
         if t.code is Code.CONSUME:
-            billed[str(t.refs["meter"])] += int(t.refs["energy_wh"])
+            billed[str(t.refs["meter"])] += billed_quantity(t)[0]
     checked, problems = 0, []
     for meter in site.meters:
         raw = store.get_state(meter_key(meter.address))
@@ -77,11 +77,12 @@ def meter_balance_problems(site: Site, store: Store) -> tuple[int, list[str]]:
             continue
         checked += 1
         delta = state.billing.reg_wh - state.first_reg_wh
+        unit = "L" if site.is_water(meter) else "Wh"
         unbilled = energy_of(state.billing.unbilled)
         if billed[meter.address] + unbilled != delta:
             problems.append(
-                f"meter {meter.address}: billed {billed[meter.address]} Wh + unbilled {unbilled} "
-                f"Wh, but the registers rose {delta} Wh"
+                f"meter {meter.address}: billed {billed[meter.address]} {unit} + unbilled "
+                f"{unbilled} {unit}, but the registers rose {delta} {unit}"
             )
     return checked, problems
 

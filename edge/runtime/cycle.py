@@ -147,7 +147,7 @@ class Runtime:
         self.drivers: dict[str, MeterDriver] = {
             bus.name: bus.driver().with_blocks(site.blocks_of(bus)) for bus in site.buses
         }
-        self.policies = {m.address: site.consumption_policy(m) for m in site.meters}
+        self.policies = site.consumption_policies()
         self.guard = ClockGuard(clock, site.zone)
         self.world = world
         self.parallel = parallel
@@ -491,6 +491,7 @@ class Runtime:
                 pockets(owner),
                 reference_price(self.site.tariff_of(owner)),
                 accounts[owner].daily_wh,
+                self.site.water_price(owner),
             )
             for owner in sorted(self.site.accounts)
             if accounts[owner].moved_out is None  # a tenant who left has nothing to top up
@@ -622,7 +623,7 @@ class Runtime:
                 billing = meters[meter.address].billing
                 self.install(meter, 0 if billing is None else billing.reg_wh)
         self.site = site
-        self.policies = {m.address: site.consumption_policy(m) for m in site.meters}
+        self.policies = site.consumption_policies()
         self.meters, self.accounts = meters, accounts
         self.windows = load_states(self.table, site)  # a window written before stays known
         added = sorted({m.address for m in site.meters} - before)

@@ -26,7 +26,7 @@ from edge.rules.arrears import ArrearsState
 from edge.rules.consumption import AccountCharges, MeterBilling
 from edge.rules.decisions import RelayCause
 from edge.rules.protection import ProtectionState
-from edge.rules.subsidy import SubsidyState
+from edge.rules.subsidy import WATER_SUBSIDY, SubsidyState
 from edge.runtime.codec import CodecError, decode, encode
 from edge.store import CorruptStore, Store, Transaction
 from ledger.accounts import Pocket, Unit, pocket_id
@@ -90,6 +90,8 @@ class AccountRuntime:
     daily_wh: tuple[int, ...] = ()  # the last whole days' consumption, oldest first
     grace: GraceHold | None = None  # a refund's grace allowance, until it expires
     moved_out: str | None = None  # the move reference once the tenant has left this node
+    water_subsidy: SubsidyState = field(default_factory=SubsidyState)  # free water's periods
+    water_arrears: ArrearsState = field(default_factory=ArrearsState)  # the valves' arrears
 
     def used(self, today: dt.date, energy_wh: int, charges: AccountCharges) -> AccountRuntime:
         """With `charges` after a reading that used `energy_wh` today (a new day closes the
@@ -102,7 +104,16 @@ class AccountRuntime:
         else:
             day = self.day  # a clock stepping back does not reopen an earlier day
         return AccountRuntime(
-            charges, self.subsidy, self.arrears, day, today_wh, days, self.grace, self.moved_out
+            charges,
+            self.subsidy,
+            self.arrears,
+            day,
+            today_wh,
+            days,
+            self.grace,
+            self.moved_out,
+            self.water_subsidy,
+            self.water_arrears,
         )
 
 
@@ -187,6 +198,7 @@ def rebuild_account(owner: str, transfers: Iterable[Transfer]) -> AccountRuntime
     return AccountRuntime(
         charges=AccountCharges(cost_cum=ExactCost(cost)),
         subsidy=SubsidyState.from_transfers(owner, transfers),
+        water_subsidy=SubsidyState.from_transfers(owner, transfers, WATER_SUBSIDY),
     )
 
 

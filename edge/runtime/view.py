@@ -13,6 +13,7 @@ from typing import Any
 
 from edge.rules.pockets import Pockets
 from edge.rules.tariffs import energy_of
+from edge.runtime.accounting import supply_seen
 from edge.runtime.codec import CodecError, decode
 from edge.runtime.state import (
     CLOCK_KEY,
@@ -39,25 +40,34 @@ def _state(store: Store, key: str, hint: type[Any], default: Any) -> Any:
         raise CorruptStore(store.path, None, f"rule state {key!r} does not decode ({exc})") from exc
 
 
-def _meter_view(store: Store, address: str, zone: dt.tzinfo) -> dict[str, Any]:
+def _meter_view(store: Store, address: str, zone: dt.tzinfo, water: bool) -> dict[str, Any]:
+    """One meter; a water meter's registers are litres (`register_l`, `unbilled_l`), its
+    `relay` the supply in the relay's sense (a valve closed is `open`) and `valve` as read."""
     state: MeterRuntime = _state(store, meter_key(address), MeterRuntime, MeterRuntime())
     latest = store.latest_reading(address)
-    seen = None if latest is None or latest.reading.relay is None else latest.reading.relay.value
+    seen = None if latest is None else supply_seen(latest.reading)
     billing = state.billing
-    return {
+    unit = "l" if water else "wh"
+    view = {
         "address": address,
+        "kind": "water" if water else "electric",
         "relay": state.relay.desired.value,
-        "relay_seen": seen,
+        "relay_seen": None if seen is None else seen.value,
         "held_by": sorted(c.value for c in state.relay.held),
-        "register_wh": None if billing is None else billing.reg_wh,
-        "unbilled_wh": 0 if billing is None else energy_of(billing.unbilled),
+        f"register_{unit}": None if billing is None else billing.reg_wh,
+        f"unbilled_{unit}": 0 if billing is None else energy_of(billing.unbilled),
         "last_read": None if latest is None else latest.time.astimezone(zone).isoformat(),
         "read_failures": state.read_failures,
     }
+    if water:
+        valve = None if latest is None else latest.reading.valve
+        view["valve"] = None if valve is None else valve.value
+    return view
 
 
 def accounts_view(site: Site, store: Store) -> list[dict[str, Any]]:
-    """One dict per account: id, shop, subsidy_wh, prepaid_fen, relay, meters, alarms."""
+    """One dict per account: id, shop, subsidy_wh, prepaid_fen, water_subsidy_l, relay, meters,
+    alarms."""
     clock: ClockState = _state(store, CLOCK_KEY, ClockState, ClockState())
     since = None if clock.last_known is None else clock.last_known - ALARM_WINDOW
     alarms_by_account: dict[str, list[dict[str, Any]]] = {}
@@ -77,7 +87,10 @@ def accounts_view(site: Site, store: Store) -> list[dict[str, Any]]:
     for owner in sorted(site.accounts):
         account = site.accounts[owner]
         pockets = Pockets.from_book(store.book, owner)
-        meters = [_meter_view(store, m.address, site.zone) for m in site.meters_of(owner)]
+        meters = [
+            _meter_view(store, m.address, site.zone, site.is_water(m))
+            for m in site.meters_of(owner)
+        ]
         state: AccountRuntime = _state(store, account_key(owner), AccountRuntime, AccountRuntime())
         shop = site.shop_of(owner)
         relays = {m["relay"] for m in meters}
@@ -92,11 +105,14 @@ def accounts_view(site: Site, store: Store) -> list[dict[str, Any]]:
                 "prepaid_fen": pockets.prepaid_fen,
                 "grace_wh": pockets.grace_wh,
                 "debt_fen": pockets.debt_fen,
+                "water_subsidy_l": pockets.water_subsidy_l,
                 "credit_limit_fen": account.credit_limit_fen,
                 "keep_power": account.keep_power,
                 "relay": relays.pop() if len(relays) == 1 else ("mixed" if relays else None),
                 "in_arrears": state.arrears.tripped,
                 "subsidy_periods": sorted(state.subsidy.issued),
+                "water_in_arrears": state.water_arrears.tripped,
+                "water_subsidy_periods": sorted(state.water_subsidy.issued),
                 "meters": meters,
                 "alarms": alarms_by_account.get(owner, [])[-ALARMS_SHOWN:],
             }

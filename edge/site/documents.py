@@ -9,7 +9,7 @@ Document shapes (each has a string `id`):
     shops     {"id": "B1-1F-001", "building": "B1", "floor": "1F", "category": "retail",
                "area_m2": 32.5}
     accounts  {"id": "A0001", "type": "merchant", "credit_limit_fen": 0, "keep_power": false,
-               "tariff": "commercial"}
+               "tariff": "commercial", "water_tariff": "water"}
     tariffs   {"id": "commercial", "kind": "flat", "price": 8365}
               {"id": "tou", "kind": "tou", "prices": {"peak": 11000, "flat": 8365, ...},
                "ranges": [["08:00", "11:00", "peak"], ...]}
@@ -23,9 +23,15 @@ Document shapes (each has a string `id`):
                "overload_hold_s": 30, "over_voltage_v": 264, "reclose_after_s": 300, ...}
               {"id": "arrears", "mode": "at_zero", "cut_off": "10:00",
                "friendly_hours": [["20:00", "08:00"]], "holidays": ["2026-10-01"]}
-              {"id": "low_balance", "alarm_at": "09:00", "below_fen": 2000, "below_days": 3}
+              {"id": "low_balance", "alarm_at": "09:00", "below_fen": 2000, "below_days": 3,
+               "below_l": 1000}
+              {"id": "water", "tariff": "water", "max_flow_l_h": 2500, "jump_margin": 1.5}
+              {"id": "water_subsidy", ...the shape of "subsidy", amounts and "carry_cap_l" in
+               litres}
 
-Prices are integer units of 0.0001 CNY per kWh, energy integer Wh, money integer fen.
+Prices are integer units of 0.0001 CNY per kWh, energy integer Wh, money integer fen. A tariff
+named by the `water` rules prices water: 0.0001 CNY per m³, tier thresholds in litres. Without a
+`water` rules document, water meters are read, not billed.
 """
 
 from __future__ import annotations
@@ -54,7 +60,14 @@ from edge.rules.tariffs import (
 from edge.rules.times import DailyWindow
 from edge.site.errors import SiteConfigError
 from edge.site.fields import Fields
-from edge.site.model import AccountConfig, BillingRules, MeterConfig, Rules, ShopConfig
+from edge.site.model import (
+    AccountConfig,
+    BillingRules,
+    MeterConfig,
+    Rules,
+    ShopConfig,
+    WaterRules,
+)
 from ledger.accounts import Pocket, pocket_id
 from ledger.errors import InvalidValue
 from ledger.units import Price, Wh
@@ -118,6 +131,7 @@ def parse_account(path: Path, doc: Document) -> AccountConfig:
         credit_limit_fen=f.integer("credit_limit_fen", 0, low=0),
         keep_power=f.boolean("keep_power", False),
         tariff=f.text("tariff", None),
+        water_tariff=f.text("water_tariff", None),
     )
     try:
         pocket_id(account.id, Pocket.PREPAID)
@@ -194,8 +208,9 @@ def _wh_table(f: Fields, name: str) -> dict[str, int]:
     return dict(table)
 
 
-def parse_subsidy(path: Path, doc: Document) -> SubsidyPolicy:
-    f = Fields(path, "rules document 'subsidy'", doc)
+def parse_subsidy(path: Path, doc: Document, name: str = "subsidy") -> SubsidyPolicy:
+    """The `subsidy` rules document (Wh), or `water_subsidy` (litres: its cap `carry_cap_l`)."""
+    f = Fields(path, f"rules document {name!r}", doc)
     month_end = MonthEnd(f.choice("month_end", [m.value for m in MonthEnd], "clear"))
     policy = SubsidyPolicy(
         amount=SubsidyTable(
@@ -206,7 +221,9 @@ def parse_subsidy(path: Path, doc: Document) -> SubsidyPolicy:
         issue_day=f.integer("issue_day", 1, low=1, high=31),
         issue_at=f.time_of_day("issue_at", dt.time(0, 0)),
         month_end=month_end,
-        carry_cap_wh=f.integer("carry_cap_wh", None, low=0),
+        carry_cap_wh=f.integer(
+            "carry_cap_l" if name == "water_subsidy" else "carry_cap_wh", None, low=0
+        ),
     )
     f.unknown(ignore=("id",))
     return policy
@@ -281,6 +298,7 @@ def parse_low_balance(path: Path, doc: Document) -> LowBalancePolicy:
         below_fen=f.integer("below_fen", None, low=0),
         below_wh=f.integer("below_wh", None, low=0),
         below_days=f.integer("below_days", None, low=0),
+        below_l=f.integer("below_l", None, low=0),
     )
     f.unknown(ignore=("id",))
     return policy
@@ -297,9 +315,23 @@ def parse_billing(path: Path, doc: Document) -> BillingRules:
     return rules
 
 
+def parse_water(path: Path, doc: Document) -> WaterRules:
+    f = Fields(path, "rules document 'water'", doc)
+    rules = WaterRules(
+        tariff=f.text("tariff"),
+        max_flow_l_h=f.number("max_flow_l_h", 2500.0, low=1),
+        jump_margin=f.number("jump_margin", 1.5, low=1),
+    )
+    f.unknown(ignore=("id",))
+    return rules
+
+
+_RULES = ("billing", "subsidy", "protection", "arrears", "low_balance", "water", "water_subsidy")
+
+
 def parse_rules(path: Path, documents: Iterable[Document]) -> Rules:
     docs = _by_id(path, "rules", documents)
-    unknown = sorted(set(docs) - {"billing", "subsidy", "protection", "arrears", "low_balance"})
+    unknown = sorted(set(docs) - set(_RULES))
     if unknown:
         raise SiteConfigError(path, f"unknown rules document {unknown[0]!r}")
     if "billing" not in docs:
@@ -311,6 +343,12 @@ def parse_rules(path: Path, documents: Iterable[Document]) -> Rules:
             protection=parse_protection(path, docs.get("protection", {})),
             arrears=parse_arrears(path, docs.get("arrears", {})),
             low_balance=parse_low_balance(path, docs.get("low_balance", {})),
+            water=parse_water(path, docs["water"]) if "water" in docs else None,
+            water_subsidy=(
+                parse_subsidy(path, docs["water_subsidy"], "water_subsidy")
+                if "water_subsidy" in docs
+                else None
+            ),
         )
     except PolicyError as exc:
         raise SiteConfigError(path, f"a rules document is not usable: {exc}") from None

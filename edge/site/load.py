@@ -128,6 +128,12 @@ def check_references(site: Site) -> None:
             raise SiteConfigError(
                 path, f"account {account.id!r} is billed by tariff {name!r}, which is not defined"
             )
+    water = site.rules.water
+    if water is not None:
+        named = {a.water_tariff for a in site.accounts.values() if a.water_tariff is not None}
+        for name in sorted({water.tariff} | named):
+            if name not in site.tariffs:
+                raise SiteConfigError(path, f"water is billed by tariff {name!r}, not defined")
     if site.rules.billing.tariff not in site.tariffs:
         raise SiteConfigError(
             path, f"the billing rule names tariff {site.rules.billing.tariff!r}, not defined"

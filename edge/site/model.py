@@ -27,12 +27,14 @@ from edge.drivers.dlt645_vendor import MaliciousLoadMap, malicious_load_map
 from edge.drivers.lora import RadioConfig
 from edge.drivers.registry import NO_OPTIONS, DriverOptions, driver_for, protocol
 from edge.rules.arrears import ArrearsPolicy
+from edge.rules.commodities import ENERGY, WATER
 from edge.rules.consumption import ConsumptionPolicy
 from edge.rules.low_balance import LowBalancePolicy, Place
 from edge.rules.protection import ProtectionPolicy
 from edge.rules.subsidy import SubsidyPolicy
-from edge.rules.tariffs import Tariff
+from edge.rules.tariffs import Tariff, reference_price
 from ledger.accounts import Account, Pocket, pocket_id
+from ledger.units import Price
 
 STORE_FILE = "edge.sqlite"
 
@@ -217,6 +219,7 @@ class AccountConfig:
     credit_limit_fen: int = 0
     keep_power: bool = False
     tariff: str | None = None  # None: the billing rule's tariff
+    water_tariff: str | None = None  # None: the water rule's tariff
 
     def ledger_accounts(self) -> list[Account]:
         """The account's pockets with their floors (the credit limit on prepaid)."""
@@ -225,6 +228,7 @@ class AccountConfig:
             Account.for_id(pocket_id(self.id, Pocket.SUBSIDY)),
             Account.for_id(pocket_id(self.id, Pocket.GRACE)),
             Account.for_id(pocket_id(self.id, Pocket.DEBT)),
+            Account.for_id(pocket_id(self.id, Pocket.WATER_SUBSIDY)),
         ]
 
 
@@ -236,12 +240,24 @@ class BillingRules:
 
 
 @dataclass(frozen=True, slots=True)
+class WaterRules:
+    """How water meters are billed: the tariff (price per m³, tiers in litres) and the most a
+    meter's pipe passes, for the plausibility of its register."""
+
+    tariff: str
+    max_flow_l_h: float = 2500.0  # DN15's permanent flow rate Q3, 2.5 m³/h
+    jump_margin: float = 1.5
+
+
+@dataclass(frozen=True, slots=True)
 class Rules:
     billing: BillingRules
     subsidy: SubsidyPolicy
     protection: ProtectionPolicy
     arrears: ArrearsPolicy
     low_balance: LowBalancePolicy
+    water: WaterRules | None = None  # None: water meters are read, not billed
+    water_subsidy: SubsidyPolicy | None = None  # litres; None: no free water
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,13 +297,51 @@ class Site:
         name = self.accounts[account].tariff or self.rules.billing.tariff
         return self.tariffs[name]
 
-    def consumption_policy(self, meter: MeterConfig) -> ConsumptionPolicy:
+    def is_water(self, meter: MeterConfig) -> bool:
+        return protocol(meter.protocol).kind == "water"
+
+    def water_tariff_of(self, account: str) -> Tariff | None:
+        water = self.rules.water
+        if water is None:
+            return None
+        return self.tariffs[self.accounts[account].water_tariff or water.tariff]
+
+    def water_price(self, account: str) -> Price | None:
+        """The reference price of the account's water, if it has a billed water meter."""
+        tariff = self.water_tariff_of(account)
+        if tariff is None or not any(self.is_water(m) for m in self.meters_of(account)):
+            return None
+        return reference_price(tariff)
+
+    def consumption_policy(self, meter: MeterConfig) -> ConsumptionPolicy | None:
+        """How the meter is billed; None for a water meter when the site bills no water."""
+        if self.is_water(meter):
+            water = self.rules.water
+            tariff = self.water_tariff_of(meter.account)
+            if water is None or tariff is None:
+                return None
+            return ConsumptionPolicy(
+                tariff=tariff,
+                max_power_w=water.max_flow_l_h,
+                jump_margin=water.jump_margin,
+                commodity=WATER,
+            )
         billing = self.rules.billing
         return ConsumptionPolicy(
             tariff=self.tariff_of(meter.account),
             max_power_w=meter.max_power_w or billing.max_power_w,
             jump_margin=billing.jump_margin,
+            commodity=ENERGY,
         )
+
+    def consumption_policies(self) -> dict[str, ConsumptionPolicy]:
+        """The policy of every meter billed, by address (a water meter is not, without the
+        `water` rules)."""
+        return {
+            m.address: policy
+            for m in self.meters
+            if (policy := self.consumption_policy(m)) is not None
+        }
 
     def shop_of(self, account: str) -> ShopConfig | None:
         """The shop of the account's first meter (an account's meters share a shop)."""

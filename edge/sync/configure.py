@@ -41,6 +41,7 @@ from edge.sync.command_context import (
     took_effect,
 )
 from ledger.accounts import Pocket, pocket_id
+from ledger.invariants import billed_quantity
 from ledger.transfers import Transfer
 from ledger.units import Wh
 
@@ -194,6 +195,6 @@ def meter_swap(d: CommandContext) -> Applied:
             new_meter=new.address,
             final_wh=final_wh,
             initial_wh=initial_wh,
-            billed_wh=sum(int(t.refs["energy_wh"]) for t in transfers),
+            billed_wh=sum(billed_quantity(t)[0] for t in transfers),
         )
     return result, [], f"meter {old} → {new.address} at {final_wh}/{initial_wh} Wh"

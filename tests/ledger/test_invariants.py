@@ -7,6 +7,7 @@ import dataclasses
 
 import pytest
 
+from ledger.accounts import Pocket, System, pocket_id, system_id
 from ledger.book import Balance, replay
 from ledger.chain import Chain
 from ledger.errors import InvariantViolated
@@ -21,7 +22,7 @@ from ledger.invariants import (
     check_subsidy_once_per_period,
     ledger_violations,
 )
-from ledger.transfers import Code, Kind
+from ledger.transfers import Code, Kind, Transfer
 from tests.ledger.factories import (
     CASH,
     ISSUED,
@@ -96,6 +97,21 @@ def test_energy_billed_equals_register_delta() -> None:
     assert check_energy_matches_registers(gap) == [
         "meter M1: registers jump from 100 to 120 unbilled"
     ]  # type: ignore[arg-type]
+
+
+def test_a_water_meters_litres_are_checked_against_its_span() -> None:
+    water = pocket_id("A0001", Pocket.WATER_SUBSIDY)
+    used = system_id(System.WATER_SUBSIDY_USED)
+
+    def leg(id: int, start: int, end: int, litres: int) -> Transfer:
+        refs = {"meter": "W1", "reg_from": start, "reg_to": end, "volume_l": litres}
+        return transfer(id, water, used, litres, Code.CONSUME, refs=refs)
+
+    ok = [leg(1, 0, 100, 100), _consume(2, 0, 100, 100), leg(3, 100, 130, 30)]
+    assert check_energy_matches_registers(ok) == []  # type: ignore[list-item]
+    assert check_energy_matches_registers([leg(1, 0, 100, 90)]) == [
+        "meter W1: 0..100 billed 90 L, not 100"
+    ]
 
 
 def test_charges_drifting_from_cumulative_cost() -> None:

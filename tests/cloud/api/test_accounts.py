@@ -18,6 +18,7 @@ def test_one_account_with_live_balances(client: TestClient) -> None:
         "prepaid_fen": 10_000 - 837,
         "grace_wh": 0,
         "debt_fen": 0,
+        "water_subsidy_l": 0,
         "pending": {"subsidy_wh": 0, "prepaid_fen": -1_000, "grace_wh": 0},
         "recharging_fen": 0,
         "meters": [M1, M2],

@@ -16,13 +16,34 @@ from openpyxl import load_workbook
 from pypdf import PdfReader
 from sqlalchemy import Engine, select
 
+from cloud.db import models
 from cloud.db.auth import OperatorLogEntry
 from cloud.db.engine import session_factory
 from cloud.people.auth import Role
 from cloud.reports.statement import StatementMismatch
+from edge.drivers.reading import Reading
+from edge.rules.commodities import WATER
+from edge.rules.consumption import (
+    AccountCharges,
+    ConsumptionPolicy,
+    ConsumptionState,
+    MeterBilling,
+    bill_reading,
+)
+from edge.rules.pockets import Pockets
+from edge.rules.subsidy import (
+    WATER_SUBSIDY,
+    SubsidyAccount,
+    SubsidyPolicy,
+    SubsidyState,
+    SubsidyTable,
+    run_subsidy,
+)
+from edge.rules.tariffs import FlatTariff
 from ledger.accounts import Pocket, System, Unit, pocket_id, system_id
 from ledger.ids import derive_id
 from ledger.transfers import Code, Kind, TimeSource, Transfer
+from ledger.units import Price, Wh
 from ledger.wire import AckStatus
 from tests.cloud.api.conftest import (
     CASH,
@@ -316,3 +337,45 @@ def test_reports_are_for_staff(client: TestClient, tokens: dict[Role, str]) -> N
     merchant = bearer(tokens[Role.MERCHANT])
     assert client.get("/reports/consumption", headers=merchant).status_code == 403
     assert client.get("/reports/deposits", headers=bearer(tokens[Role.AUDITOR])).status_code == 200
+
+
+def test_water_projects_shows_its_free_litres_and_is_never_counted_as_wh(
+    client: TestClient, site: Site, engine: Engine
+) -> None:
+    """Water entries as the edge's rules book them (free water issued, a water meter's volume
+    billed free water first, then money): the projection has them, `/accounts` shows the free
+    litres left, and the consumption reports (Wh) do not count the litres."""
+    a1, tap = "A0001", "78330000000001"
+    before = _get(client, "/reports/consumption", group="account", **NOV)
+    when = dt.datetime(2026, 11, 10, 12, tzinfo=SH)
+    issue = run_subsidy(
+        when, SubsidyAccount(a1, "merchant"), SubsidyState(), Wh(0),
+        SubsidyPolicy(SubsidyTable(by_type={"merchant": 1_000})), source=TimeSource.NTP,
+        books=WATER_SUBSIDY,
+    ).decisions.transfers  # fmt: skip
+    policy = ConsumptionPolicy(FlatTariff(Price(35_000)), max_power_w=2_500, commodity=WATER)
+    state = ConsumptionState(
+        MeterBilling.first(Reading(tap, volume_l=200_000), when, WATER), AccountCharges()
+    )
+    billed = bill_reading(
+        when + dt.timedelta(hours=2), Reading(tap, volume_l=202_500), state, policy, owner=a1,
+        pockets=Pockets(prepaid_fen=8_000, water_subsidy_l=1_000),
+        source=TimeSource.NTP,
+    ).decisions.transfers  # fmt: skip
+    assert [t.unit for t in billed] == [Unit.L, Unit.FEN]
+    assert site.upload(NODE, [*issue, *billed]).status is AckStatus.OK
+
+    account = client.get(f"/accounts/{a1}").json()
+    assert account["water_subsidy_l"] == 0  # 1 000 L issued, 1 000 L used
+    assert account["prepaid_fen"] == 10_000 - 837 - 525  # 1.5 m³ at 3.50 CNY
+    with session_factory(engine)() as session:
+        balances = {
+            row.account: row.credits_posted - row.debits_posted
+            for row in session.scalars(select(models.Balance))
+        }
+    assert balances[system_id(System.WATER_SALES)] == 525
+    assert balances[system_id(System.WATER_SUBSIDY_USED)] == 1_000
+    after = _get(client, "/reports/consumption", group="account", **NOV)
+    assert after["items"] == before["items"]  # no litre summed as a Wh, no water fen as energy's
+    statement = _get(client, f"/statements/{a1}", month="2026-11")  # still adds up
+    assert statement["prepaid"]["closing"] == account["prepaid_fen"]

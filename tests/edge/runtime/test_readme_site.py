@@ -16,6 +16,7 @@ import pytest
 
 from edge.drivers.base import SerialSettings
 from edge.drivers.registry import DriverOptions, driver_for
+from edge.rules.commodities import WATER
 from edge.site import load_site
 from edge.site.model import BusKind
 from ledger.chain import NodeKey, public_key_pem
@@ -139,6 +140,11 @@ def test_the_readme_example_is_a_site_load_site_accepts(
         for bus in site.buses
     }
     assert {"power", "trips"} <= learnt["rs485-1"] and "trips" not in learnt["rs485-2"]
+    # Its water meter is billed by volume, with the water tariff and free water configured.
+    water = site.consumption_policy(site.meter("78330011223344"))
+    assert water is not None and water.commodity is WATER
+    assert water.tariff == site.tariffs["water_tiered"]
+    assert site.rules.water_subsidy is not None and site.rules.low_balance.below_l == 1000
 
 
 def test_the_readme_links_its_installing_section() -> None:

@@ -97,3 +97,27 @@ def test_water_is_billed_the_valve_closes_in_arrears_and_opens_after_a_top_up(
     with Store.open_readonly(site.settings.store_path) as store:
         row = {r["id"]: r for r in accounts_view(site, store)}[DRY]
     assert row["water_in_arrears"] is False and "water_subsidy_l" in row
+
+
+def test_water_meters_of_a_make_site_toml_declares_are_read_as_that_make(tmp_path: Path) -> None:
+    """Hot-water meters that only answer requests for their type and send DI 901F high byte
+    first: declared on the bus (`meter_type`, `di_order`), read; the simulated meters are made
+    as declared, so a wrong declaration would fail the read."""
+    files = demo(tmp_path, 3, tariff="flat", profiles=("steady_shop",), water=2)
+    toml = files.site_toml.read_text().replace(
+        'protocol = "cjt188"', 'protocol = "cjt188"\nmeter_type = 0x11\ndi_order = "901F"'
+    )
+    files.site_toml.write_text(toml)
+    site = load_site(files.site_toml)
+    taps = [m.address for m in site.meters if site.is_water(m)]
+    booted, _ = booted_at(site)
+    try:
+        report = booted.runtime.run_cycle()
+        assert report.failed == 0
+        for tap in taps:
+            read = booted.runtime.store.latest_reading(tap)
+            assert read is not None and read.reading.volume_l is not None
+        responder = building_of(booted).meters[taps[0]].responder
+        assert (responder.meter_type, responder.di_order) == (0x11, "901F")  # type: ignore[attr-defined]
+    finally:
+        booted.close()

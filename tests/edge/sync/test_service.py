@@ -87,7 +87,7 @@ def test_sync_over_tls_with_a_device_certificate_and_the_production_acls(
     edge.cycles(2)
     peer = CloudPeer(
         broker.host,
-        broker.port,
+        broker.cloud_port,
         NODE,
         edge.runtime.key.public_key,
         CLOUD_KEY,

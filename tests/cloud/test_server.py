@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud.config import ApiSettings, CloudConfig, load_config
 from cloud.db.engine import session_factory
@@ -85,7 +86,7 @@ def broker_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
 def device_client(cloud: RunningCloud, node: str, *, client_id: str | None = None) -> mqtt.Client:
     """A paho client for `node`: over TLS with a certificate from the cloud's own CA (CN
     `node`) on the devices listener; plain on the demo listener when there is no TLS one."""
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or node)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or node)
     if isinstance(cloud.broker, MosquittoBroker):
         files = issue_client_cert(
             load_or_create_ca(cloud.config.pki_dir), cloud.config.data_dir / "devices", node
@@ -115,14 +116,14 @@ def test_a_concentrator_syncs_through_the_running_cloud(
 ) -> None:
     config = dataclasses.replace(config, broker=dataclasses.replace(config.broker, plain_port=0))
     edge_key = NodeKey.from_seed(b"1" * 32)
-    with serve_in_thread(config) as cloud:  # type: ignore[arg-type]
+    with serve_in_thread(config) as cloud:
         headers = log_in(cloud)
         register(cloud, headers, NODE, edge_key)
 
         acks: queue.Queue[bytes] = queue.Queue()
         subscribed = threading.Event()
         client = device_client(cloud, NODE)
-        client.on_message = lambda _c, _u, message: acks.put(message.payload)
+        client.on_message = lambda _c, _u, message: acks.put(bytes(message.payload))
         client.on_subscribe = lambda *_args: subscribed.set()
         client.connect(cloud.broker_host, cloud.broker_port)
         client.loop_start()

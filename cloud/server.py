@@ -216,6 +216,7 @@ def _start_broker(
             f"{exc}; or set [broker] plain_port for a plain loopback-only demo broker"
         ) from exc
     stack.callback(broker.stop)
+    log.info("broker %s:%d (embedded, %s)", broker.host, broker.port, type(broker).__name__)
     if not isinstance(broker, MosquittoBroker):
         log.warning(
             "the in-process fallback broker serves plain MQTT on 127.0.0.1 only, with no TLS, "
@@ -224,8 +225,8 @@ def _start_broker(
         )
         return broker, IngestLink(broker.host, broker.port, None)
     log.info(
-        "broker %s (embedded mosquitto; cloud listener 127.0.0.1:%d, plain listener %s; CA %s)",
-        broker.url, broker.cloud_port, broker.plain_port or "none", ca.cert,
+        "devices connect with TLS certificates from CA %s; the cloud on 127.0.0.1:%d; "
+        "plain demo listener: %s", ca.cert, broker.cloud_port, broker.plain_port or "none",
     )  # fmt: skip
     return broker, IngestLink(LOOPBACK, broker.cloud_port, cloud_tls)
 

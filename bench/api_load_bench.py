@@ -315,7 +315,8 @@ def serve_cli(url: str, workers: int) -> Iterator[tuple[str, int]]:
         probe.close()  # uvicorn binds it again (SO_REUSEADDR)
         config = Path(workdir) / "cloud.toml"
         config.write_text(
-            f'[database]\nurl = "{url}"\n\n[broker]\nembedded = true\n\n'
+            # plain_port: without mosquitto the embedded broker is that loopback demo listener
+            f'[database]\nurl = "{url}"\n\n[broker]\nembedded = true\nplain_port = 0\n\n'
             f'[api]\nhost = "127.0.0.1"\nport = {port}\nworkers = {workers}\n'
         )
         log = (Path(workdir) / "serve.log").open("w")

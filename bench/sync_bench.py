@@ -208,7 +208,9 @@ def ingest_worker(
     runtime = edge.runtime
     with session_factory(engine).begin() as session:
         concentrators.register(session, runtime.store.node, runtime.key.public_key)
-    worker = IngestWorker(broker.host, broker.port, engine=engine, key=key, client_id=name, tls=tls)
+    worker = IngestWorker(
+        broker.host, broker.cloud_port, engine=engine, key=key, client_id=name, tls=tls
+    )
     worker.start()
     if not worker.wait_connected(10):
         raise RuntimeError(f"the ingest worker did not connect to {broker.url}")

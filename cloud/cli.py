@@ -3,6 +3,7 @@
     voltbook-cloud init --dir DIR                  a commented config file and the cloud key
     voltbook-cloud serve [--config FILE] [--data-dir DIR]
     voltbook-cloud key [--config FILE] [--data-dir DIR]
+    voltbook-cloud device-cert NODE --out DIR [--config FILE] [--data-dir DIR]
     voltbook-cloud user add NAME --role ROLE [--account A] [--password-file F]
     voltbook-cloud user list | user unlock NAME
     voltbook-cloud oplog verify | oplog show [--limit N]
@@ -40,6 +41,7 @@ examples:
   voltbook-cloud serve --config /srv/voltbook/cloud.toml
   voltbook-cloud serve --data-dir /tmp/vb              all defaults: SQLite, embedded broker
   voltbook-cloud key --config /srv/voltbook/cloud.toml the public key concentrators trust
+  voltbook-cloud device-cert edge-0001 --out tls/      a concentrator's TLS certificate
   voltbook-cloud user add li --role admin              the first login (asks for a password)
   voltbook-cloud oplog verify                          is the operator log intact?
   voltbook-cloud COMMAND --help                        more about one command
@@ -93,6 +95,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _config_arguments(key)
     key.set_defaults(func=run_key)
+
+    cert = commands.add_parser(
+        "device-cert",
+        help="issue a concentrator's TLS client certificate for the embedded broker",
+        description=(
+            "Issue a client certificate whose CN is NODE from the embedded broker's CA (made in "
+            "the data directory's pki/ if missing) and write NODE.crt, NODE.key (0600) and "
+            "ca.crt to DIR, for the concentrator's [cloud] ca/cert/key. The broker binds the "
+            "client id to the CN and allows only the topics vb/NODE/..., so the certificate "
+            "is the concentrator's identity: one per concentrator, never shared."
+        ),
+    )
+    cert.add_argument("node", metavar="NODE", help="the concentrator's node id, e.g. edge-0001")
+    cert.add_argument("--out", required=True, type=Path, metavar="DIR", help="where to write")
+    _config_arguments(cert)
+    cert.set_defaults(func=run_device_cert)
     _user_commands(commands)
     _oplog_commands(commands)
     return parser
@@ -411,6 +429,26 @@ def run_oplog_show(args: argparse.Namespace) -> int:
     except (CloudError, OSError) as exc:
         return _refuse(str(exc))
     print("\n".join(lines) if lines else "the operator log is empty")
+    return 0
+
+
+def run_device_cert(args: argparse.Namespace) -> int:
+    import shutil
+
+    from cloud.config import load_config
+    from cloud.errors import CloudError
+    from cloud.services.pki import issue_client_cert, load_or_create_ca
+
+    try:
+        config = load_config(args.config, args.data_dir)
+        ca = load_or_create_ca(config.pki_dir)
+        files = issue_client_cert(ca, args.out, args.node)
+        shutil.copyfile(ca.cert, args.out / "ca.crt")
+    except (CloudError, ValueError, OSError) as exc:
+        return _refuse(str(exc))
+    print(f"wrote {files.cert}, {files.key} and {args.out / 'ca.crt'} (CA {ca.cert})")
+    print("the concentrator's site.toml [cloud] section, with these files next to it:")
+    print(f'  ca = "ca.crt"\n  cert = "{files.cert.name}"\n  key = "{files.key.name}"')
     return 0
 
 

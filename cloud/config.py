@@ -10,7 +10,12 @@
     ca = "pki/ca.crt"
     cert = "pki/cloud.crt"
     key = "pki/cloud.key"
-    # … or `embedded = true` (the default): a broker started in the data dir, on `port` if given
+    # … or `embedded = true` (the default): Mosquitto started in the data dir, its own CA in
+    # `pki/`; devices connect with TLS certificates on `listen`:`port` (port: any free if not
+    # given), the cloud on a loopback TLS listener of its own
+    listen = "0.0.0.0"           # the devices listener's address (default 127.0.0.1)
+    names = ["mqtt.example"]     # host names / IPs in the broker's certificate (+ localhost)
+    plain_port = 1883            # the demo's plain listener, 127.0.0.1 only (0: any free port)
 
     [api]
     host = "127.0.0.1"           # default 127.0.0.1
@@ -34,6 +39,7 @@ missing or corrupt file are refused before anything is started.
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +54,9 @@ DEFAULT_DATA_DIR = Path("voltbook-data")
 DATABASE_FILE = "voltbook-cloud.db"
 KEY_FILE = "cloud-key.pem"
 BROKER_DIR = "broker"
+PKI_DIR = "pki"
+LOOPBACK = "127.0.0.1"
+BROKER_NAMES = ("localhost", LOOPBACK)
 DEFAULT_API_HOST = "127.0.0.1"
 DEFAULT_API_PORT = 8080
 MQTT_PORT = 1883
@@ -76,12 +85,25 @@ class TlsSettings:
 
 @dataclass(frozen=True, slots=True)
 class BrokerSettings:
-    """An external broker (`host`, `port`), or `embedded` (then `port` None means any free)."""
+    """An external broker (`host`, `port`, `tls`), or `embedded`: Mosquitto with TLS on
+    `listen`:`port` (None: any free port), a certificate for `names`, and a plain loopback
+    listener on `plain_port` for the demo (None: none; 0: any free port)."""
 
     embedded: bool
     host: str
     port: int | None
     tls: TlsSettings | None
+    listen: str = LOOPBACK
+    names: tuple[str, ...] = BROKER_NAMES
+    plain_port: int | None = None
+
+    @property
+    def ip_addresses(self) -> list[str]:
+        return [name for name in self.names if _is_ip(name)]
+
+    @property
+    def dns_names(self) -> list[str]:
+        return [name for name in self.names if not _is_ip(name)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +131,11 @@ class CloudConfig:
     @property
     def broker_dir(self) -> Path:
         return self.data_dir / BROKER_DIR
+
+    @property
+    def pki_dir(self) -> Path:
+        """The embedded broker's CA (`ca.crt`, `ca.key`), which device certificates chain to."""
+        return self.data_dir / PKI_DIR
 
     @property
     def database_shown(self) -> str:
@@ -272,12 +299,56 @@ def _broker(table: _Table, base: Path) -> BrokerSettings:
         if embedded:
             raise ConfigError(
                 table.path,
-                "[broker.tls] is for an external broker; the embedded one serves plain MQTT on "
-                "127.0.0.1 (set [broker] host/port to use a TLS broker such as Mosquitto)",
+                "[broker.tls] is for an external broker; the embedded one makes its own CA and "
+                "certificates in the data directory (pki/)",
             )
     port = table.integer("port", None if embedded else (MQTTS_PORT if tls else MQTT_PORT), 1, 65535)
+    listen = table.text("listen", LOOPBACK)
+    names = _names(table)
+    plain_port = table.integer("plain_port", None, 0, 65535)
+    if not embedded and {"listen", "names", "plain_port"} & set(table.raw):
+        raise ConfigError(
+            table.path, "[broker] listen, names and plain_port are for the embedded broker"
+        )
+    _address(table, "listen", listen)
     table.done()
-    return BrokerSettings(embedded=embedded, host=host or "127.0.0.1", port=port, tls=tls)
+    return BrokerSettings(
+        embedded=embedded,
+        host=host or LOOPBACK,
+        port=port,
+        tls=tls,
+        listen=listen,
+        names=names,
+        plain_port=plain_port,
+    )
+
+
+def _names(table: _Table) -> tuple[str, ...]:
+    value = table.get("names")
+    if value is None:
+        return BROKER_NAMES
+    expected = "an array of host names or IP addresses"
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise table.problem("names", expected, value)
+    for name in value:
+        if not _is_ip(name) and not all(
+            part and part.replace("-", "").isalnum() for part in name.split(".")
+        ):
+            raise table.problem("names", expected, value)
+    return tuple(dict.fromkeys([*BROKER_NAMES, *value]))
+
+
+def _address(table: _Table, key: str, value: str) -> None:
+    if not _is_ip(value):
+        raise table.problem(key, "an IP address to listen on (0.0.0.0 for all)", value)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _existing(table: _Table, key: str, base: Path) -> Path:
@@ -300,10 +371,15 @@ TEMPLATE = """\
 # url = "postgresql+psycopg://voltbook:secret@127.0.0.1:5432/voltbook"
 
 [broker]
-# The MQTT broker the concentrators sync through. `embedded = true` starts one in this
-# directory (Mosquitto if installed, else an in-process broker), plain MQTT on 127.0.0.1.
+# The MQTT broker the concentrators sync through. `embedded = true` starts Mosquitto in this
+# directory with its own CA in pki/ (device certificates: voltbook-cloud device-cert NODE).
+# Devices connect with TLS client certificates; each one's client id is its certificate's CN
+# (its node id), and it may only use its own topics vb/<node>/...
 embedded = true
-# port = 1883
+# listen = "0.0.0.0"           # the devices listener's address (default 127.0.0.1)
+# port = 8883                  # default: any free port
+# names = ["mqtt.example.com"] # the names devices use for this host (+ localhost, 127.0.0.1)
+# plain_port = 1883            # demo only: plain MQTT, anonymous, 127.0.0.1 only
 # For an external broker instead, remove `embedded` and set:
 # host = "mqtt.example.com"
 # port = 8883

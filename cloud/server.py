@@ -11,6 +11,13 @@ own thread — and `RunningCloud.stop()` takes them down in reverse: the API fir
 command is issued while the workers stop, then the workers, the broker, the engine. A part that
 fails to start stops the ones already started. `serve_until_signal` is `voltbook-cloud serve`.
 
+The embedded broker is Mosquitto with TLS and ACLs (`cloud.services.broker`): a CA made once in
+`pki/` of the data directory, a broker certificate for `[broker] names` and the cloud's client
+certificate (CN `cloud`) issued from it at every start; devices connect on `listen`:`port` with
+certificates from the same CA (`voltbook-cloud device-cert`), the ingest workers on the
+broker's loopback cloud listener, and with `plain_port` the demo's concentrators on a plain
+loopback listener. Without Mosquitto only that plain listener can be had (amqtt, loopback).
+
 With `[api] workers = N` (N > 1) the API is served by N processes on one listening socket: this
 one, and N - 1 started here (spawned, so they share no state) that run the API alone — no
 migration, broker or ingest worker, which stay in this process only. They see the ingest's
@@ -49,8 +56,10 @@ from cloud.config import CloudConfig
 from cloud.db.engine import make_engine, upgrade
 from cloud.errors import CloudError
 from cloud.ingest.worker import IngestWorker
-from cloud.services.broker import Broker, MosquittoBroker, start_broker
-from cloud.services.pki import TlsFiles
+from cloud.services.broker import CLOUD_ACL, Broker, MosquittoBroker, start_broker
+from cloud.services.errors import ServiceNotFound
+from cloud.services.net import LOOPBACK
+from cloud.services.pki import TlsFiles, issue_client_cert, issue_server_cert, load_or_create_ca
 from ledger.chain import NodeKey
 
 log = logging.getLogger(__name__)
@@ -75,9 +84,10 @@ class RunningCloud:
     engine: Engine
     key: NodeKey
     url: str
-    broker_host: str
+    broker_host: str  # where concentrators connect: the devices listener (TLS when embedded)
     broker_port: int
     broker: Broker | None = None
+    plain_port: int | None = None  # the embedded broker's plain loopback listener (the demo's)
     workers: list[IngestWorker] = field(default_factory=list)
     api_processes: list[BaseProcess] = field(default_factory=list)  # `[api] workers` - 1
     _server: uvicorn.Server | None = None
@@ -131,14 +141,13 @@ def serve_in_thread(
         log.info("database %s (migrated to the latest revision)", config.database_shown)
         key = keys.load_or_create(config.cloud_key)
         log.info("cloud key %s (%s)", key.key_id, config.cloud_key)
-        broker, host, port = _start_broker(config, stack)
+        broker, ingest = _start_broker(config, stack)
         workers = _start_workers(
             config,
             stack,
             engine=engine,
             key=key,
-            host=host,
-            port=port,
+            link=ingest,
             now=now,
             shared=broker is None or isinstance(broker, MosquittoBroker),
         )
@@ -154,9 +163,10 @@ def serve_in_thread(
             engine=engine,
             key=key,
             url=url,
-            broker_host=host,
-            broker_port=port,
+            broker_host=config.broker.host if broker is None else broker.host,
+            broker_port=(config.broker.port or 0) if broker is None else broker.port,
             broker=broker,
+            plain_port=None if broker is None else broker.plain_port,
             workers=workers,
             api_processes=processes,
             _server=server,
@@ -166,23 +176,59 @@ def serve_in_thread(
     raise AssertionError("not reached")  # the with block returns or raises
 
 
+@dataclass(frozen=True, slots=True)
+class IngestLink:
+    """Where and how the ingest workers connect to the broker."""
+
+    host: str
+    port: int
+    tls: TlsFiles | None
+
+
 def _start_broker(
     config: CloudConfig, stack: contextlib.ExitStack
-) -> tuple[Broker | None, str, int]:
-    if not config.broker.embedded:
-        host, port = config.broker.host, config.broker.port or 0
-        log.info("broker %s:%d (external, tls=%s)", host, port, config.broker.tls is not None)
-        return None, host, port
+) -> tuple[Broker | None, IngestLink]:
+    settings = config.broker
+    if not settings.embedded:
+        tls = settings.tls
+        files = None if tls is None else TlsFiles(ca=tls.ca, cert=tls.cert, key=tls.key)
+        port = settings.port or 0
+        log.info("broker %s:%d (external, tls=%s)", settings.host, port, files is not None)
+        return None, IngestLink(settings.host, port, files)
     config.broker_dir.mkdir(parents=True, exist_ok=True)
-    broker = start_broker(config.broker_dir, port=config.broker.port)
+    ca = load_or_create_ca(config.pki_dir)
+    tls_dir = config.broker_dir / "tls"
+    server = issue_server_cert(
+        ca, tls_dir, "broker", dns_names=settings.dns_names, ip_addresses=settings.ip_addresses
+    )
+    cloud_tls = issue_client_cert(ca, tls_dir, keys.CLOUD_NODE)
+    try:
+        broker = start_broker(
+            config.broker_dir,
+            port=settings.port,
+            tls=server,
+            acl_users=CLOUD_ACL,
+            listen=settings.listen,
+            plain_port=settings.plain_port,
+        )
+    except ServiceNotFound as exc:
+        raise StartFailed(
+            f"{exc}; or set [broker] plain_port for a plain loopback-only demo broker"
+        ) from exc
     stack.callback(broker.stop)
     log.info("broker %s:%d (embedded, %s)", broker.host, broker.port, type(broker).__name__)
     if not isinstance(broker, MosquittoBroker):
         log.warning(
-            "the in-process fallback broker has no MQTT shared subscriptions: one ingest worker "
-            "(install mosquitto for several: apt-get install mosquitto)"
+            "the in-process fallback broker serves plain MQTT on 127.0.0.1 only, with no TLS, "
+            "ACLs or shared subscriptions: one ingest worker, the demo's concentrators only "
+            "(install mosquitto for real ones: apt-get install mosquitto)"
         )
-    return broker, broker.host, broker.port
+        return broker, IngestLink(broker.host, broker.port, None)
+    log.info(
+        "devices connect with TLS certificates from CA %s; the cloud on 127.0.0.1:%d; "
+        "plain demo listener: %s", ca.cert, broker.cloud_port, broker.plain_port or "none",
+    )  # fmt: skip
+    return broker, IngestLink(LOOPBACK, broker.cloud_port, cloud_tls)
 
 
 def _start_workers(
@@ -191,24 +237,21 @@ def _start_workers(
     *,
     engine: Engine,
     key: NodeKey,
-    host: str,
-    port: int,
+    link: IngestLink,
     now: Callable[[], dt.datetime],
     shared: bool,
 ) -> list[IngestWorker]:
     """`shared`: the broker has MQTT shared subscriptions (mosquitto, EMQX; not amqtt)."""
-    tls = config.broker.tls
-    files = None if tls is None else TlsFiles(ca=tls.ca, cert=tls.cert, key=tls.key)
     run = uuid.uuid4().hex[:8]  # client ids must differ between servers on one broker
     workers = []
     for number in range(1, (config.ingest_workers if shared else 1) + 1):
         worker = IngestWorker(
-            host,
-            port,
+            link.host,
+            link.port,
             engine=engine,
             key=key,
             client_id=f"voltbook-cloud-ingest-{run}-{number}",
-            tls=files,
+            tls=link.tls,
             group=INGEST_GROUP if shared else None,
             now=now,
         )
@@ -219,7 +262,9 @@ def _start_workers(
     if all(w.wait_connected(max(0.0, deadline - time.monotonic())) for w in workers):
         log.info("%d ingest worker(s) connected, group %r", len(workers), INGEST_GROUP)
     else:  # paho keeps trying: an external broker may come up later
-        log.warning("ingest not connected to %s:%d yet; retrying in the background", host, port)
+        log.warning(
+            "ingest not connected to %s:%d yet; retrying in the background", link.host, link.port
+        )
     return workers
 
 

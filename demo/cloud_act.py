@@ -2,16 +2,17 @@
 relay the concentrator tripped for arrears.
 
 `act_cloud(workdir)` starts the whole cloud in-process with its embedded defaults (SQLite, and
-mosquitto from PATH or the in-process broker), writes a 30-shop demo site whose `[cloud]`
-section points at that broker, makes an operator user and logs in (`POST /auth/login`; every
-later request carries its bearer token), registers the concentrator through the HTTP API, and
-runs the real runtime with its real MQTT sync on a virtual clock. When a tenant is cut off for
-arrears, the operator tops the account up through `POST /recharges`: the cloud books a pending
-transfer
-in its own chain and sends a signed command; the concentrator applies it exactly once, closes
-the relay at its next poll and uploads its ledger; the cloud posts the pending transfer when the
-concentrator's entry arrives. Every step is printed as the operator and the merchant see it,
-and the act ends by checking the operator log's hash chain.
+mosquitto from PATH or the in-process broker) plus the broker's plain loopback listener for
+the demo (`[broker] plain_port`; real concentrators use its TLS listener with a certificate),
+writes a 30-shop demo site whose `[cloud]` section points at that listener, makes an operator
+user and logs in (`POST /auth/login`; every later request carries its bearer token),
+registers the concentrator through the HTTP API, and runs the real runtime with its real MQTT
+sync on a virtual clock. When a tenant is cut off for arrears, the operator tops the account
+up through `POST /recharges`: the cloud books a pending transfer in its own chain and sends a
+signed command; the concentrator applies it exactly once, closes the relay at its next poll
+and uploads its ledger; the cloud posts the pending transfer when the concentrator's entry
+arrives. Every step is printed as the operator and the merchant see it, and the act ends by
+checking the operator log's hash chain.
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ def _cloud_section(cloud: RunningCloud) -> str:
     public = cloud.key.public_key.public_bytes_raw().hex()
     return (
         "\n[cloud]\n"
-        f'host = "{cloud.broker_host}"\n'
-        f"port = {cloud.broker_port}\n"
+        'host = "127.0.0.1"\n'
+        f"port = {cloud.plain_port}\n"
         f'cloud_public_key = "{public}"\n'
         "rate_bytes_s = 0\n"
         "ack_timeout_s = 5\n"
@@ -80,8 +81,11 @@ def _drained(runtime: Runtime, sync: SyncService) -> Callable[[], bool]:
 
 
 def act_cloud(workdir: Path) -> None:
+    defaults = load_config(None, workdir / "cloud")
     config = dataclasses.replace(
-        load_config(None, workdir / "cloud"), api=ApiSettings("127.0.0.1", 0)
+        defaults,
+        api=ApiSettings("127.0.0.1", 0),
+        broker=dataclasses.replace(defaults.broker, plain_port=0),  # the demo's, loopback only
     )
     quiet = [logging.getLogger(name) for name in ("edge", "cloud", "uvicorn", "transitions")]
     levels = [log.level for log in quiet]
@@ -93,7 +97,7 @@ def act_cloud(workdir: Path) -> None:
             api = stack.enter_context(httpx.Client(base_url=cloud.url, timeout=10))
             kind = "external" if cloud.broker is None else type(cloud.broker).__name__
             print(f"cloud API {cloud.url} (OpenAPI at /docs), SQLite, broker {kind} "
-                  f"on port {cloud.broker_port}")  # fmt: skip
+                  f"(demo listener 127.0.0.1:{cloud.plain_port})")  # fmt: skip
             _log_in(cloud, api, OPERATOR, auth.Role.OPERATOR)
             finance = stack.enter_context(httpx.Client(base_url=cloud.url, timeout=10))
             _log_in(cloud, finance, FINANCE, auth.Role.FINANCE)

@@ -1,9 +1,13 @@
-"""An in-process MQTT 3.1.1 broker (amqtt) for machines without Mosquitto.
+"""An in-process MQTT 3.1.1 broker (amqtt) for machines without Mosquitto: a loopback-only
+demo broker.
 
 It runs amqtt's asyncio broker on its own event loop in a daemon thread, plain TCP on a free
 127.0.0.1 port, anonymous clients allowed, no `$SYS` topics. It has the same `host`, `port`,
-`url`, `stop()`, `restart()` as `MosquittoBroker` but no TLS, no ACLs and no shared
-subscriptions worth relying on, so tests of access control need the real Mosquitto.
+`url`, `stop()`, `restart()` as `MosquittoBroker` but no TLS, no ACLs, no client ids bound to
+certificates and no shared subscriptions worth relying on: any local process may connect as
+any node. So it only ever listens on 127.0.0.1, the cloud starts it only as the demo's plain
+listener (`cloud.services.broker.start_broker`), and tests of access control need the real
+Mosquitto. Its one listener is also its `cloud_port` and `plain_port`.
 """
 
 from __future__ import annotations
@@ -45,6 +49,14 @@ class EmbeddedBroker:
     def port(self) -> int:
         if self._port is None:
             raise RuntimeError("the broker has no port until it is started")
+        return self._port
+
+    @property
+    def cloud_port(self) -> int:
+        return self.port
+
+    @property
+    def plain_port(self) -> int | None:
         return self._port
 
     @property

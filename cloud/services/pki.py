@@ -10,7 +10,7 @@ The certificates follow RFC 5280 closely enough for OpenSSL's strict verificatio
 basic constraints and key usage, subject and authority key identifiers), so a client that
 turns on `VERIFY_X509_STRICT` accepts them too.
 
-    ca = create_ca(pki_dir)
+    ca = create_ca(pki_dir)                                # or load_or_create_ca
     broker_files = issue_server_cert(ca, pki_dir)          # SAN localhost, 127.0.0.1
     edge_files = issue_client_cert(ca, pki_dir, "edge-0001")
 """
@@ -78,6 +78,17 @@ def create_ca(
     _write_cert(files.cert, cert)
     _write_key(files.key, key)
     return files
+
+
+def load_or_create_ca(directory: Path, name: str = "Voltbook CA") -> CaFiles:
+    """The CA in `directory`, created there if it has none (an existing one is never
+    replaced: every certificate it issued would stop being trusted)."""
+    files = CaFiles(cert=directory / "ca.crt", key=directory / "ca.key")
+    if files.cert.exists() or files.key.exists():
+        if not (files.cert.is_file() and files.key.is_file()):
+            raise ValueError(f"{directory} holds half a CA: ca.crt and ca.key go together")
+        return files
+    return create_ca(directory, name)
 
 
 def issue_server_cert(

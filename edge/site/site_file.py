@@ -68,7 +68,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.x509.oid import NameOID
 
 from edge.drivers.errors import DriverUsageError
 from edge.drivers.registry import protocol
@@ -151,8 +153,25 @@ def parse_settings(path: Path, data: dict[str, Any]) -> SiteSettings:
     )
     if not (settings.node.isascii() and len(settings.node) < 256):
         raise f.problem("node", "1-255 ASCII characters", settings.node)
+    if settings.cloud is not None and settings.cloud.tls is not None:
+        _certificate_names_node(
+            Fields(path, "[cloud]", data["cloud"]), settings.cloud.tls.cert, settings.node
+        )
     f.unknown()
     return settings
+
+
+def _certificate_names_node(f: Fields, cert: Path, node: str) -> None:
+    """The broker makes the certificate's CN the client's username and client id and allows it
+    only the topics vb/<CN>/…: a certificate for another name could never sync this node."""
+    wanted = f"a PEM certificate whose CN is the node id {node!r}"
+    try:
+        subject = x509.load_pem_x509_certificate(cert.read_bytes()).subject
+    except (OSError, ValueError):
+        raise f.problem("cert", wanted, str(cert)) from None
+    names = [str(a.value) for a in subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    if names != [node]:
+        raise f.problem("cert", wanted, f"{cert} with CN {', '.join(names) or 'none'}")
 
 
 def _public_key(f: Fields, base: Path, text: object) -> Ed25519PublicKey:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.x509.oid import NameOID
 from sqlalchemy import Engine, text, update
 
 from cloud.cli import main
@@ -21,6 +23,7 @@ from cloud.config import load_config
 from cloud.db.auth import User
 from cloud.db.engine import session_factory
 from cloud.keys import load
+from cloud.services.pki import load_certificate
 
 SERVE_START_S = 20.0
 
@@ -90,6 +93,28 @@ def test_key_without_a_key_yet(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert (code, out) == (2, "")
     assert "no cloud key" in err
     assert not (tmp_path / "cloud-key.pem").exists()
+
+
+def test_device_cert_issues_a_certificate_named_for_the_node(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, out = tmp_path / "data", tmp_path / "tls"
+    code, printed, _ = run(capsys, "device-cert", "edge-0007", "--out", str(out),
+                           "--data-dir", str(data))  # fmt: skip
+    assert code == 0, printed
+    assert 'cert = "edge-0007.crt"' in printed
+    ca = load_certificate(data / "pki" / "ca.crt")  # the embedded broker's CA, made on demand
+    cert = load_certificate(out / "edge-0007.crt")
+    cert.verify_directly_issued_by(ca)
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "edge-0007"
+    assert (out / "ca.crt").read_bytes() == (data / "pki" / "ca.crt").read_bytes()
+    assert stat.S_IMODE((out / "edge-0007.key").stat().st_mode) == 0o600
+    # A second certificate comes from the same CA, not a new one.
+    assert run(capsys, "device-cert", "edge-0008", "--out", str(out),
+               "--data-dir", str(data))[0] == 0  # fmt: skip
+    load_certificate(out / "edge-0008.crt").verify_directly_issued_by(ca)
+    code, _, err = run(capsys, "device-cert", "edge/+", "--out", str(out), "--data-dir", str(data))
+    assert code == 2 and "device name" in err
 
 
 def test_serve_refuses_a_bad_config_in_a_sentence(

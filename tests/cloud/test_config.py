@@ -63,6 +63,10 @@ def test_no_file_means_every_default(tmp_path: Path, monkeypatch: pytest.MonkeyP
     )
     assert config.cloud_key == data / "cloud-key.pem"
     assert config.broker_dir == data / "broker"
+    assert config.pki_dir == data / "pki"
+    # Embedded: TLS on loopback, no plain listener unless asked for.
+    assert (config.broker.listen, config.broker.plain_port) == ("127.0.0.1", None)
+    assert config.broker.names == ("localhost", "127.0.0.1")
     assert config.ingest_workers == 1
     assert config.api.workers == 1
 
@@ -115,6 +119,22 @@ def test_embedded_broker_on_a_fixed_port(tmp_path: Path) -> None:
     assert config.broker.embedded and config.broker.port == 18830
 
 
+def test_embedded_broker_facing_the_network_with_a_demo_listener(tmp_path: Path) -> None:
+    text = (
+        '[broker]\nlisten = "0.0.0.0"\nport = 8883\nplain_port = 1883\n'
+        'names = ["mqtt.example.com", "10.0.0.5"]\n'
+    )
+    broker = load_config(write(tmp_path, text)).broker
+    assert (broker.embedded, broker.listen, broker.port, broker.plain_port) == (
+        True,
+        "0.0.0.0",
+        8883,
+        1883,
+    )
+    assert broker.dns_names == ["localhost", "mqtt.example.com"]
+    assert broker.ip_addresses == ["127.0.0.1", "10.0.0.5"]
+
+
 def test_the_init_template_loads_as_the_defaults(tmp_path: Path) -> None:
     template = load_config(write(tmp_path, TEMPLATE.format(name="cloud.toml", key="cloud-key.pem")))
     empty = load_config(write(tmp_path, "", "empty.toml"))
@@ -139,6 +159,12 @@ def test_the_init_template_loads_as_the_defaults(tmp_path: Path) -> None:
         ("[broker]\nembedded = false\n", ["needs the broker's host"]),
         ('[broker.tls]\nca = "x"\ncert = "y"\nkey = "z"\n', ["[broker.tls] ca", "does not exist"]),
         ("[keys]\ncloud = 1\n", ["[keys] cloud"]),
+        ('[broker]\nlisten = "localhost"\n', ["[broker] listen", "an IP address"]),
+        ('[broker]\nnames = "a.example"\n', ["[broker] names", "an array of host names"]),
+        ('[broker]\nnames = ["a b"]\n', ["[broker] names", "an array of host names"]),
+        ("[broker]\nplain_port = 70000\n", ["[broker] plain_port", "from 0 to 65535"]),
+        ('[broker]\nhost = "h"\nplain_port = 1883\n', ["plain_port are for the embedded"]),
+        ('[broker]\nhost = "h"\nlisten = "0.0.0.0"\n', ["listen, names and plain_port"]),
     ],
 )
 def test_wrong_types_and_values_name_the_key(tmp_path: Path, text: str, names: list[str]) -> None:

@@ -9,16 +9,20 @@ import queue
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud.config import ApiSettings, CloudConfig, load_config
 from cloud.db.engine import session_factory
 from cloud.people import auth
-from cloud.server import StartFailed, listen, serve_in_thread
+from cloud.server import RunningCloud, StartFailed, listen, serve_in_thread
+from cloud.services.broker import MosquittoBroker
+from cloud.services.pki import issue_client_cert, load_or_create_ca
 from ledger.chain import NodeKey
 from ledger.signed import ACK_TAG, open_signed, trusted
 from ledger.wire import Ack, AckStatus, Status, topic
@@ -71,33 +75,55 @@ def test_serve_in_thread_starts_serves_and_stops(config: CloudConfig) -> None:
 
 @pytest.fixture(params=["mosquitto", "amqtt"])
 def broker_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The embedded default takes mosquitto from PATH, else the in-process amqtt broker (which
-    has no shared subscriptions: one plain ingest subscriber)."""
+    """The embedded default takes mosquitto from PATH (TLS, client certificates); without it,
+    only the demo's plain loopback listener, on the in-process amqtt broker (which has no
+    shared subscriptions: one plain ingest subscriber)."""
     if request.param == "amqtt":
         monkeypatch.setattr("cloud.services.broker.find_mosquitto", lambda: None)
     return str(request.param)
 
 
+def device_client(cloud: RunningCloud, node: str, *, client_id: str | None = None) -> mqtt.Client:
+    """A paho client for `node`: over TLS with a certificate from the cloud's own CA (CN
+    `node`) on the devices listener; plain on the demo listener when there is no TLS one."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or node)
+    if isinstance(cloud.broker, MosquittoBroker):
+        files = issue_client_cert(
+            load_or_create_ca(cloud.config.pki_dir), cloud.config.data_dir / "devices", node
+        )
+        client.tls_set(ca_certs=str(files.ca), certfile=str(files.cert), keyfile=str(files.key))
+    return client
+
+
+def log_in(cloud: RunningCloud) -> dict[str, str]:
+    with session_factory(cloud.engine).begin() as session:
+        auth.create_user(session, "admin", auth.Role.ADMIN, PASSWORD, now=T0)
+    login = httpx.post(cloud.url + "/auth/login",
+                       json={"user": "admin", "password": PASSWORD}, timeout=5)  # fmt: skip
+    assert login.status_code == 200, login.text
+    return {"Authorization": f"Bearer {login.json()['token']}"}
+
+
+def register(cloud: RunningCloud, headers: dict[str, str], node: str, key: NodeKey) -> None:
+    raw = key.public_key.public_bytes_raw().hex()
+    made = httpx.post(cloud.url + "/concentrators", json={"node": node, "public_key": raw},
+                      headers=headers, timeout=5)  # fmt: skip
+    assert made.status_code == 201, made.text
+
+
 def test_a_concentrator_syncs_through_the_running_cloud(
     config: CloudConfig, broker_kind: str
 ) -> None:
+    config = dataclasses.replace(config, broker=dataclasses.replace(config.broker, plain_port=0))
     edge_key = NodeKey.from_seed(b"1" * 32)
-    with serve_in_thread(config) as cloud:  # type: ignore[arg-type]
-        with session_factory(cloud.engine).begin() as session:
-            auth.create_user(session, "admin", auth.Role.ADMIN, PASSWORD, now=T0)
-        login = httpx.post(cloud.url + "/auth/login",
-                           json={"user": "admin", "password": PASSWORD}, timeout=5)  # fmt: skip
-        assert login.status_code == 200, login.text
-        headers = {"Authorization": f"Bearer {login.json()['token']}"}
-        raw = edge_key.public_key.public_bytes_raw().hex()
-        made = httpx.post(cloud.url + "/concentrators", json={"node": NODE, "public_key": raw},
-                          headers=headers, timeout=5)  # fmt: skip
-        assert made.status_code == 201, made.text
+    with serve_in_thread(config) as cloud:
+        headers = log_in(cloud)
+        register(cloud, headers, NODE, edge_key)
 
         acks: queue.Queue[bytes] = queue.Queue()
         subscribed = threading.Event()
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=NODE)
-        client.on_message = lambda _c, _u, message: acks.put(message.payload)
+        client = device_client(cloud, NODE)
+        client.on_message = lambda _c, _u, message: acks.put(bytes(message.payload))
         client.on_subscribe = lambda *_args: subscribed.set()
         client.connect(cloud.broker_host, cloud.broker_port)
         client.loop_start()
@@ -121,6 +147,73 @@ def test_a_concentrator_syncs_through_the_running_cloud(
         assert (found.json()["head_seq"], found.json()["online"]) == (7, True)
         account = httpx.get(f"{cloud.url}/accounts/A0001", headers=headers, timeout=5).json()
         assert account["prepaid_fen"] == 10_000 - 837
+
+
+def online(cloud: RunningCloud, headers: dict[str, str], node: str) -> bool:
+    answer = httpx.get(f"{cloud.url}/concentrators/{node}", headers=headers, timeout=5)
+    assert answer.status_code == 200, answer.text
+    return bool(answer.json()["online"])
+
+
+def test_a_device_using_another_nodes_client_id_does_not_knock_it_offline(
+    config: CloudConfig,
+) -> None:
+    """The embedded broker binds client ids to certificates: edge-0002, with its own genuine
+    certificate and edge-0001's client id, connects as edge-0002 and edge-0001 stays on."""
+    victim_node, other = NODE, "edge-0002"
+    with serve_in_thread(config) as cloud:
+        assert isinstance(cloud.broker, MosquittoBroker), "needs mosquitto (TLS, ACLs)"
+        headers = log_in(cloud)
+        register(cloud, headers, victim_node, NodeKey.from_seed(b"1" * 32))
+        register(cloud, headers, other, NodeKey.from_seed(b"2" * 32))
+        dropped = threading.Event()
+        victim = device_client(cloud, victim_node)
+        victim.on_disconnect = lambda *_args: dropped.set()
+        victim.will_set(topic(victim_node, "status"), Status(victim_node, False).encode(),
+                        qos=1, retain=True)  # fmt: skip
+        victim.connect(cloud.broker_host, cloud.broker_port)
+        victim.loop_start()
+        impostor = device_client(cloud, other, client_id=victim_node)
+        try:
+            status = Status(victim_node, True).encode()
+            victim.publish(topic(victim_node, "status"), status, qos=1, retain=True)
+            assert wait_for(lambda: online(cloud, headers, victim_node))
+            connected = threading.Event()
+            impostor.on_connect = lambda _c, _u, _f, reason, _p: (
+                connected.set() if not reason.is_failure else None
+            )
+            impostor.connect(cloud.broker_host, cloud.broker_port)
+            impostor.loop_start()
+            assert connected.wait(5)  # let in, as edge-0002
+            # A takeover dropped the victim at once (paho reconnecting, the two took turns).
+            assert not dropped.wait(2.5), "the victim was knocked off the broker"
+            assert online(cloud, headers, victim_node)
+        finally:
+            impostor.loop_stop()
+            impostor.disconnect()
+            victim.loop_stop()
+            victim.disconnect()
+
+
+def test_without_mosquitto_the_embedded_broker_is_only_a_demo_on_loopback(
+    config: CloudConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("amqtt")
+    monkeypatch.setattr("cloud.services.broker.find_mosquitto", lambda: None)
+    with pytest.raises(StartFailed, match=r"apt-get install mosquitto.*plain_port"):
+        serve_in_thread(config)
+    demo = dataclasses.replace(config, broker=dataclasses.replace(config.broker, plain_port=0))
+    with serve_in_thread(demo) as cloud:
+        assert (cloud.broker_host, cloud.broker_port) == ("127.0.0.1", cloud.plain_port)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def test_answers_are_not_held_back_by_nagle() -> None:

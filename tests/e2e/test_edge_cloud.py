@@ -137,7 +137,13 @@ class TlsWorld:
 
     @property
     def address(self) -> tuple[str, int]:
+        """The devices listener."""
         return self.broker.host, self.broker.port
+
+    @property
+    def cloud_address(self) -> tuple[str, int]:
+        """The cloud's listener (client ids of its own choosing, for several workers)."""
+        return self.broker.host, self.broker.cloud_port
 
     def edge(
         self,
@@ -167,7 +173,7 @@ class TlsWorld:
 
 @pytest.fixture
 def world(base: Base, mosquitto_tls: MosquittoBroker, pki: Pki) -> TlsWorld:
-    host, port = mosquitto_tls.host, mosquitto_tls.port
+    host, port = mosquitto_tls.host, mosquitto_tls.cloud_port
     cloud_tls = pki.clients["cloud"]
     clear_retained(host, port, cloud_tls, topic(NODE, "status"))
     cloud = start_cloud(
@@ -424,7 +430,7 @@ def test_a_recharge_through_the_api_closes_the_relay_and_is_applied_once(
     assert_cloud_copy_equals_edge(cloud, edge)
 
     # The cloud resends the same signed command (say, it never saw the PUBACK): a no-op.
-    resender = mqtt_client("cloud-resend", world.pki.clients["cloud"]).connect(*world.address)
+    resender = mqtt_client("cloud-resend", world.pki.clients["cloud"]).connect(*world.cloud_address)
     seq = edge.store.chain.seq
     with caplog.at_level(logging.INFO, logger="edge.sync"):
         resender.publish(topic(NODE, "cmd"), bytes(row.payload))
@@ -489,7 +495,7 @@ def test_expired_misaddressed_and_untrusted_commands_change_nothing_and_the_clou
 
     # Delivered on this concentrator's command topic by a client with the cloud's rights (the
     # dispatcher may deliver the rogue one as well: it is pending for an online node).
-    sender = mqtt_client("cloud-sender", world.pki.clients["cloud"]).connect(*world.address)
+    sender = mqtt_client("cloud-sender", world.pki.clients["cloud"]).connect(*world.cloud_address)
     for payload in sent.values():
         sender.publish(topic(NODE, "cmd"), payload)
 

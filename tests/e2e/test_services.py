@@ -13,12 +13,12 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from cloud.services import postgres as postgres_module
-from cloud.services.broker import MosquittoBroker, find_mosquitto
+from cloud.services.broker import CLOUD_ACL, MosquittoBroker, find_mosquitto
 from cloud.services.errors import ServiceNotFound
 from cloud.services.pki import TlsFiles, create_ca, issue_client_cert, load_certificate
 from cloud.services.postgres import ThrowawayPostgres
 from tests.conftest import service_missing
-from tests.e2e.conftest import MqttClientFactory, Pki
+from tests.e2e.conftest import MqttClientFactory, MqttProbe, Pki
 from tests.e2e.mqtt_proxy import (
     ChaosRates,
     MalformedPacket,
@@ -68,7 +68,7 @@ def test_device_publish_reaches_cloud_through_shared_subscription(
     pki: Pki, mosquitto_tls: MosquittoBroker, mqtt_client: MqttClientFactory
 ) -> None:
     cloud = mqtt_client("cloud", pki.clients["cloud"]).connect(
-        mosquitto_tls.host, mosquitto_tls.port
+        mosquitto_tls.host, mosquitto_tls.cloud_port
     )
     assert cloud.subscribe("$share/ingest/vb/+/up") == [1]
     edge = mqtt_client("edge-0001", pki.clients["edge-0001"]).connect(
@@ -83,7 +83,7 @@ def test_device_cannot_publish_as_another_device(
     pki: Pki, mosquitto_tls: MosquittoBroker, mqtt_client: MqttClientFactory
 ) -> None:
     cloud = mqtt_client("cloud", pki.clients["cloud"]).connect(
-        mosquitto_tls.host, mosquitto_tls.port
+        mosquitto_tls.host, mosquitto_tls.cloud_port
     )
     cloud.subscribe("$share/ingest/vb/+/up")
     edge = mqtt_client("edge-0001", pki.clients["edge-0001"]).connect(
@@ -104,7 +104,7 @@ def test_device_cannot_read_another_devices_commands(
     host, port = mosquitto_tls.host, mosquitto_tls.port
     edge1 = mqtt_client("edge-0001", pki.clients["edge-0001"]).connect(host, port)
     edge2 = mqtt_client("edge-0002", pki.clients["edge-0002"]).connect(host, port)
-    cloud = mqtt_client("cloud", pki.clients["cloud"]).connect(host, port)
+    cloud = mqtt_client("cloud", pki.clients["cloud"]).connect(host, mosquitto_tls.cloud_port)
     # Mosquitto 2.0's acl_file grants the SUBSCRIBE and checks each delivery instead; a broker
     # may also refuse it (0x80). Either way nothing for edge-0002 may reach edge-0001.
     [code] = edge1.subscribe("vb/edge-0002/cmd")
@@ -122,14 +122,108 @@ def test_device_cannot_read_another_devices_commands(
 def test_client_without_a_valid_certificate_is_refused(
     pki: Pki, mosquitto_tls: MosquittoBroker, mqtt_client: MqttClientFactory, tmp_path: Path
 ) -> None:
-    host, port = mosquitto_tls.host, mosquitto_tls.port
-    assert not mqtt_client("anonymous", ca_only=pki.ca.cert).try_connect(host, port)
+    host = mosquitto_tls.host
     rogue_ca = create_ca(tmp_path, "Rogue CA")
     forged = issue_client_cert(rogue_ca, tmp_path, "edge-0001")
-    impostor = mqtt_client("impostor", TlsFiles(ca=pki.ca.cert, cert=forged.cert, key=forged.key))
-    assert not impostor.try_connect(host, port)
-    # The same broker still takes a genuine device.
-    assert mqtt_client("edge-0001", pki.clients["edge-0001"]).try_connect(host, port)
+    for port in (mosquitto_tls.port, mosquitto_tls.cloud_port):
+        assert not mqtt_client("anonymous", ca_only=pki.ca.cert).try_connect(host, port)
+        assert not mqtt_client("plain").try_connect(host, port)
+        impostor = mqtt_client("impostor", TlsFiles(pki.ca.cert, forged.cert, forged.key))
+        assert not impostor.try_connect(host, port)
+        # The same broker still takes a genuine device.
+        assert mqtt_client("edge-0001", pki.clients["edge-0001"]).try_connect(host, port)
+
+
+@mosquitto
+def test_a_device_cannot_take_over_another_devices_client_id(
+    pki: Pki, mosquitto_tls: MosquittoBroker, mqtt_client: MqttClientFactory
+) -> None:
+    host, port = mosquitto_tls.host, mosquitto_tls.port
+    cloud = mqtt_client("cloud", pki.clients["cloud"]).connect(host, mosquitto_tls.cloud_port)
+    assert cloud.subscribe("vb/edge-0001/status") == [1]
+    victim = MqttProbe("edge-0001", pki.clients["edge-0001"])
+    victim.client.will_set("vb/edge-0001/status", b"offline", qos=1)
+    # The impostor holds a genuine certificate, its own (edge-0002), and the victim's client id.
+    impostor = MqttProbe("edge-0001", pki.clients["edge-0002"])
+    try:
+        victim.connect(host, port)
+        assert victim.subscribe("vb/edge-0001/cmd") == [1]
+        assert impostor.try_connect(host, port)  # as edge-0002: its id is its certificate's CN
+        # Taking the session over would have dropped the victim (and paho's reconnect would
+        # have dropped the impostor in turn, again and again) and published its last will.
+        assert not victim.disconnected.wait(2.5), "the victim was disconnected"
+        cloud.expect_nothing(within=0.1)
+        cloud.publish("vb/edge-0001/cmd", b"for 0001")
+        assert victim.expect() == ("vb/edge-0001/cmd", b"for 0001")
+        impostor.expect_nothing()
+    finally:
+        impostor.close()
+        victim.close()
+
+
+@mosquitto
+def test_a_device_with_another_devices_client_id_gets_none_of_its_topics(
+    pki: Pki, mosquitto_tls: MosquittoBroker, mqtt_client: MqttClientFactory
+) -> None:
+    host, port = mosquitto_tls.host, mosquitto_tls.port
+    cloud = mqtt_client("cloud", pki.clients["cloud"]).connect(host, mosquitto_tls.cloud_port)
+    assert cloud.subscribe("vb/edge-0001/#") == [1]
+    impostor = MqttProbe("edge-0001", pki.clients["edge-0002"])  # %c would say edge-0001
+    try:
+        impostor.connect(host, port)
+        for leaf in ("cmd", "ack"):
+            [code] = impostor.subscribe(f"vb/edge-0001/{leaf}")
+            assert code in (1, 0x80, 0x87)  # granted but never delivered, or refused
+        for leaf in ("up", "status"):
+            impostor.publish(f"vb/edge-0001/{leaf}", b"forged")  # acknowledged, dropped
+        cloud.publish("vb/edge-0001/cmd", b"for 0001")
+        cloud.publish("vb/edge-0001/ack", b"ack 0001")
+        # The cloud gets back exactly its own two messages: nothing the impostor published.
+        assert sorted(cloud.expect() for _ in range(2)) == [
+            ("vb/edge-0001/ack", b"ack 0001"),
+            ("vb/edge-0001/cmd", b"for 0001"),
+        ]
+        cloud.expect_nothing()
+        impostor.expect_nothing()
+    finally:
+        impostor.close()
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses (IPv4 and IPv6, as the kernel shows them) listening on TCP `port`."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.split(":")
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                found.add(address)
+    return found
+
+
+@mosquitto
+def test_only_the_devices_listener_may_face_the_network(
+    pki: Pki, tmp_path: Path, mqtt_client: MqttClientFactory
+) -> None:
+    if find_mosquitto() is None:
+        service_missing("mosquitto", "not on PATH, /usr/sbin or /usr/local/sbin")
+    loopback, anywhere = "0100007F", "00000000"  # 127.0.0.1 and 0.0.0.0 in /proc/net/tcp
+    broker = MosquittoBroker(
+        tmp_path, tls=pki.server, acl_users=CLOUD_ACL, listen="0.0.0.0", plain_port=0
+    )
+    with broker:
+        assert broker.plain_port is not None
+        assert listening_addresses(broker.port) == {anywhere}
+        assert listening_addresses(broker.cloud_port) == {loopback}
+        assert listening_addresses(broker.plain_port) == {loopback}
+        # The plain listener takes anonymous clients (the demo's), on loopback.
+        demo = mqtt_client("demo").connect("127.0.0.1", broker.plain_port)
+        assert demo.subscribe("vb/edge-0001/up") == [1]
+        device = mqtt_client("edge-0001", pki.clients["edge-0001"]).connect(
+            broker.host, broker.port
+        )
+        device.publish("vb/edge-0001/up", b"entry")
+        assert demo.expect() == ("vb/edge-0001/up", b"entry")
 
 
 @mosquitto
@@ -179,10 +273,17 @@ def test_start_broker_falls_back_to_the_embedded_broker(
     from cloud.services.embedded_broker import EmbeddedBroker
 
     monkeypatch.setattr(broker_module, "find_mosquitto", lambda: None)
-    with pytest.raises(ServiceNotFound, match="TLS and ACLs need mosquitto"):
-        broker_module.start_broker(tmp_path, tls=pki.server)
+    with pytest.raises(ServiceNotFound, match="TLS, ACLs and client ids bound"):
+        broker_module.start_broker(tmp_path, tls=pki.server, acl_users=CLOUD_ACL)
     with broker_module.start_broker(tmp_path) as broker:
         assert isinstance(broker, EmbeddedBroker)
+    # A TLS broker with a demo listener: without mosquitto, only the demo's plain listener.
+    with broker_module.start_broker(
+        tmp_path, tls=pki.server, acl_users=CLOUD_ACL, plain_port=0
+    ) as broker:
+        assert isinstance(broker, EmbeddedBroker)
+        assert broker.host == "127.0.0.1"
+        assert listening_addresses(broker.port) == {"0100007F"}
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------------

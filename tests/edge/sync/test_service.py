@@ -87,7 +87,7 @@ def test_sync_over_tls_with_a_device_certificate_and_the_production_acls(
     edge.cycles(2)
     peer = CloudPeer(
         broker.host,
-        broker.port,
+        broker.cloud_port,
         NODE,
         edge.runtime.key.public_key,
         CLOUD_KEY,
@@ -152,6 +152,31 @@ def test_the_cloud_section_is_read_and_checked(tmp_path: Path) -> None:
         assert "[cloud]" in str(caught.value) and named in str(caught.value)
     demo.site_toml.write_text(text)
     assert load_site(demo.site_toml).settings.cloud is None  # offline, as before
+
+
+def test_the_certificate_must_name_the_node(tmp_path: Path) -> None:
+    """The broker binds the client id and the topics to the certificate's CN: a certificate
+    for another name could never sync this node, so the site is refused at load."""
+    demo = write_demo_site(tmp_path / "site", 2)
+    text = demo.site_toml.read_text()
+    node = load_site(demo.site_toml).settings.node
+    ca = create_ca(tmp_path / "pki")
+    key_hex = CLOUD_KEY.public_key.public_bytes_raw().hex()
+    for name in (node, "edge-9999", "not-a-certificate"):
+        files = issue_client_cert(ca, tmp_path / "tls", "edge-9999" if name != node else node)
+        if name == "not-a-certificate":
+            files.cert.write_text("PEM")
+        tls = f'ca = "{files.ca}"\ncert = "{files.cert}"\nkey = "{files.key}"\n'
+        demo.site_toml.write_text(text + CLOUD_OK.format(port=8883, key=key_hex) + tls)
+        if name == node:
+            cloud = load_site(demo.site_toml).settings.cloud
+            assert cloud is not None and cloud.tls is not None and cloud.tls.cert == files.cert
+            continue
+        with pytest.raises(SiteConfigError) as caught:
+            load_site(demo.site_toml)
+        message = str(caught.value)
+        assert "[cloud]: cert must be a PEM certificate whose CN is the node id" in message
+        assert ("CN edge-9999" in message) == (name == "edge-9999")
 
 
 # -- voltbook-edge run -----------------------------------------------------------------------

@@ -6,6 +6,7 @@ The example blocks are taken from README.md as written (each fenced block right 
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import sys
@@ -13,6 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from edge.drivers.base import SerialSettings
 from edge.drivers.registry import DriverOptions, driver_for
@@ -57,8 +62,9 @@ def _write_secret(path: Path, data: bytes) -> None:
 @pytest.fixture
 def readme_site(tmp_path: Path) -> Path:
     """The README's example written out as an installer would: its files, a new node key, the
-    cloud's public key and the TLS files `site.toml` names (placeholders: loading only checks
-    that they exist)."""
+    cloud's public key and the TLS files `site.toml` names (the client certificate a real one
+    naming the node, as the loader checks; the CA and key placeholders: only their presence is
+    checked)."""
     examples = readme_examples()
     assert set(examples) == {"site.toml", "config.json"}
     for name, body in examples.items():
@@ -68,9 +74,28 @@ def readme_site(tmp_path: Path) -> Path:
     (tmp_path / "node.pub").write_bytes(public_key_pem(node_key.public_key))
     (tmp_path / "cloud.pub").write_bytes(public_key_pem(NodeKey.generate().public_key))
     (tmp_path / "tls").mkdir()
-    for name in ("ca.crt", "edge-0001.crt", "edge-0001.key"):
+    for name in ("ca.crt", "edge-0001.key"):
         (tmp_path / "tls" / name).write_text("placeholder\n")
+    (tmp_path / "tls" / "edge-0001.crt").write_bytes(_certificate("edge-0001"))
     return tmp_path / "site.toml"
+
+
+def _certificate(common_name: str) -> bytes:
+    """A self-signed PEM certificate whose subject CN is `common_name`."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM)
 
 
 @pytest.fixture

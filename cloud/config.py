@@ -23,6 +23,9 @@
     [ingest]
     workers = 1                  # ingest workers in the server process (a shared subscription)
 
+    [operations]
+    approve_corrections_above_fen = 100000   # a larger correction waits for a second user
+
 Relative paths (and a relative SQLite file) are relative to the file's directory. The data
 directory, where the defaults live (`voltbook-cloud.db`, `cloud-key.pem`, the embedded
 broker's files), is the file's directory, or `--data-dir`. Without any file everything takes
@@ -43,6 +46,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from cloud.errors import CloudError
+from cloud.operations.corrections import APPROVE_ABOVE_FEN
+from cloud.operations.recharges import MAX_RECHARGE_FEN
 
 DEFAULT_DATA_DIR = Path("voltbook-data")
 DATABASE_FILE = "voltbook-cloud.db"
@@ -105,6 +110,7 @@ class CloudConfig:
     api: ApiSettings
     cloud_key: Path
     ingest_workers: int
+    approve_above_fen: int = APPROVE_ABOVE_FEN  # corrections above: four eyes
 
     @property
     def broker_dir(self) -> Path:
@@ -224,6 +230,11 @@ def parse_config(path: Path | None, data: dict[str, Any], data_dir: Path) -> Clo
     ingest = _Table(path, "ingest", top.get("ingest"))
     workers = ingest.integer("workers", 1, 1, MAX_WORKERS) or 1
     ingest.done()
+    operations = _Table(path, "operations", top.get("operations"))
+    approve = operations.integer(
+        "approve_corrections_above_fen", APPROVE_ABOVE_FEN, 0, MAX_RECHARGE_FEN
+    )
+    operations.done()
     top.done()
     return CloudConfig(
         path=path,
@@ -233,6 +244,7 @@ def parse_config(path: Path | None, data: dict[str, Any], data_dir: Path) -> Clo
         api=api_settings,
         cloud_key=base / cloud_key if cloud_key else data_dir / KEY_FILE,
         ingest_workers=workers,
+        approve_above_fen=APPROVE_ABOVE_FEN if approve is None else approve,
     )
 
 
@@ -328,4 +340,8 @@ cloud = "{key}"
 # Ingest workers in the server process; they share the uplink through an MQTT shared
 # subscription, so more servers pointed at one broker share it too.
 workers = 1
+
+[operations]
+# A correction of more fen than this waits for a second user (finance or admin) to approve it.
+approve_corrections_above_fen = 100000
 """

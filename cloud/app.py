@@ -56,7 +56,6 @@ from cloud.api import (
 )
 from cloud.api.common import answers
 from cloud.db.engine import session_factory
-from cloud.operations.corrections import APPROVE_ABOVE_FEN
 from cloud.errors import (
     CloudError,
     Conflict,
@@ -67,6 +66,7 @@ from cloud.errors import (
     TooManyAttempts,
     Unauthorized,
 )
+from cloud.operations.corrections import APPROVE_ABOVE_FEN
 from ledger.chain import NodeKey
 from ledger.errors import DecodeError, InvalidValue
 

@@ -10,7 +10,6 @@ or, without one, the same request — books once (200 with the first correction)
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Request, Response, status
@@ -83,6 +82,7 @@ def _receipt(row: Correction) -> Voucher | None:
                          e422="beyond what the original allows, or a repeat of one")},
 )  # fmt: skip
 def create_correction(
+    *,
     body: CorrectionIn,
     who: Annotated[Principal, allow(*OPERATIONS)],
     request: Request,

@@ -229,8 +229,12 @@ def _book(session: Session, row: Correction, *, key: NodeKey, now: dt.datetime) 
         operator=row.approved_by or row.operator,
     )  # fmt: skip
     debit, credit = _legs(row.fen)
-    refs: dict[str, RefValue] = {"correction": row.id, "account": row.account,
-                                 "original": row.original_transfer, "operator": row.operator}
+    refs: dict[str, RefValue] = {
+        "correction": row.id,
+        "account": row.account,
+        "original": row.original_transfer,
+        "operator": row.operator,
+    }
     if row.approved_by:
         refs["approved_by"] = row.approved_by
     pending = cloud_transfer(

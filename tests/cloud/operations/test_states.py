@@ -37,8 +37,12 @@ LIFECYCLES: dict[str, tuple[set[str], set[tuple[str, str, str]], set[str]]] = {
     ),
     "correction": (
         {"held", "pending"},
-        {("held", "approved", "pending"), ("held", "rejected", "rejected"),
-         ("pending", "booked", "posted"), ("pending", "refused", "failed")},
+        {
+            ("held", "approved", "pending"),
+            ("held", "rejected", "rejected"),
+            ("pending", "booked", "posted"),
+            ("pending", "refused", "failed"),
+        },
         {"posted", "failed", "rejected"},
     ),
     "refund": (
@@ -55,8 +59,12 @@ LIFECYCLES: dict[str, tuple[set[str], set[tuple[str, str, str]], set[str]]] = {
     ),
     "meter swap": (
         {"held", "requested"},
-        {("held", "approved", "requested"), ("held", "rejected", "rejected"),
-         ("requested", "applied", "applied"), ("requested", "refused", "failed")},
+        {
+            ("held", "approved", "requested"),
+            ("held", "rejected", "rejected"),
+            ("requested", "applied", "applied"),
+            ("requested", "refused", "failed"),
+        },
         {"applied", "failed", "rejected"},
     ),
     "move": (

@@ -266,7 +266,7 @@ def approve(
 ) -> tuple[Correction, bool]:
     """A second user approves a held correction: it is booked; `(row, changed)`."""
     row = _second(session, correction, approver)
-    if row.status != CorrectionStatus.HELD.value and row.approved_by == approver:
+    if row.command_id is not None and row.approved_by == approver:  # approved already
         return row, False
     if not CORRECTION.allows(row.status, CorrectionEvent.APPROVED):
         raise Conflict(f"correction {correction} is {row.status}: only a held one is approved")

@@ -280,7 +280,7 @@ def approve(
 ) -> tuple[MeterSwap, bool]:
     """A second user overrides the plausibility limit: the command goes; `(row, changed)`."""
     row = _second(session, swap, approver)
-    if row.status != MeterSwapStatus.HELD.value and row.approved_by == approver:
+    if row.command_id is not None and row.approved_by == approver:  # approved already
         return row, False
     if not METER_SWAP.allows(row.status, MeterSwapEvent.APPROVED):
         raise Conflict(f"meter swap {swap} is {row.status}: only a held one is overridden")

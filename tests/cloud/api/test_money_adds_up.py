@@ -176,8 +176,8 @@ def test_a_swap_past_the_plausibility_limit_waits_for_a_second_user(
     other = bearer(tokens[Role.OPERATOR])
     approved = client.post("/meter-swaps/S-big/approve", headers=other)
     assert approved.status_code == 200, approved.text
-    assert (approved.json()["status"], approved.json()["approved_by"]) == ("requested",
-                                                                           "operator-1")  # fmt: skip
+    swap = approved.json()
+    assert (swap["status"], swap["approved_by"]) == ("requested", "operator-1")
     assert commands(site) == before + 1
     assert logged(site, "meter_swap.approve") == ["operator-1"]
     edge.sync(NODE)

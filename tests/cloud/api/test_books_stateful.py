@@ -101,9 +101,10 @@ def test_the_books_hold_after_every_step(
             def swap(self, wild: bool) -> None:
                 n = next(_numbers)
                 final = 101_200 + (1_000_000_000 if wild else n)
+                new = {"address": f"{900_000_000 + n:012d}", "protocol": "dlt645"}
                 answer = client.post("/meter-swaps", json={
                     "old": M1, "final_wh": final, "initial_wh": 0, "swap": f"BS{n}",
-                    "new": {"address": f"{900_000_000 + n:012d}", "protocol": "dlt645"}})  # fmt: skip
+                    "new": new})  # fmt: skip
                 answered(answer)
                 if answer.status_code == 201 and answer.json()["status"] == "held":
                     answered(client.post(f"/meter-swaps/BS{n}/approve", headers=operator))

@@ -55,6 +55,7 @@ from cloud.api import (
     users,
 )
 from cloud.api.common import answers
+from cloud.config import APPROVE_ABOVE_FEN
 from cloud.db.engine import session_factory
 from cloud.errors import (
     CloudError,
@@ -66,7 +67,6 @@ from cloud.errors import (
     TooManyAttempts,
     Unauthorized,
 )
-from cloud.operations.corrections import APPROVE_ABOVE_FEN
 from ledger.chain import NodeKey
 from ledger.errors import DecodeError, InvalidValue
 

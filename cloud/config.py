@@ -46,8 +46,6 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from cloud.errors import CloudError
-from cloud.operations.corrections import APPROVE_ABOVE_FEN
-from cloud.operations.recharges import MAX_RECHARGE_FEN
 
 DEFAULT_DATA_DIR = Path("voltbook-data")
 DATABASE_FILE = "voltbook-cloud.db"
@@ -58,6 +56,8 @@ DEFAULT_API_PORT = 8080
 MQTT_PORT = 1883
 MQTTS_PORT = 8883
 MAX_WORKERS = 64
+APPROVE_ABOVE_FEN = 100_000  # 1 000 yuan: a larger correction needs a second user
+MAX_APPROVE_FEN = 10_000_000  # the largest correction there is (a recharge's maximum)
 
 
 class ConfigError(CloudError):
@@ -232,7 +232,7 @@ def parse_config(path: Path | None, data: dict[str, Any], data_dir: Path) -> Clo
     ingest.done()
     operations = _Table(path, "operations", top.get("operations"))
     approve = operations.integer(
-        "approve_corrections_above_fen", APPROVE_ABOVE_FEN, 0, MAX_RECHARGE_FEN
+        "approve_corrections_above_fen", APPROVE_ABOVE_FEN, 0, MAX_APPROVE_FEN
     )
     operations.done()
     top.done()

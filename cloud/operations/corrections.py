@@ -45,6 +45,7 @@ from cloud.chains.commands import CommandVerdict
 from cloud.chains.locks import lock_active
 from cloud.chains.projection import VerifiedEntry, hex_id
 from cloud.chains.store import cloud_transfer
+from cloud.config import APPROVE_ABOVE_FEN
 from cloud.db.models import LedgerEntry, Recharge, RechargeStatus, ReportedAccount
 from cloud.db.operations import Correction
 from cloud.errors import Conflict, Forbidden, Invalid, NotFound
@@ -60,7 +61,6 @@ from ledger.signed import CommandKind
 from ledger.transfers import Code, Kind, RefValue, Transfer
 
 MIN_REASON, MAX_REASON = 4, 500
-APPROVE_ABOVE_FEN = 100_000  # 1 000 yuan: a larger correction needs a second user
 OPEN = (CorrectionStatus.HELD.value, CorrectionStatus.PENDING.value, CorrectionStatus.POSTED.value)
 _HEX_ID = re.compile(r"[0-9a-f]{32}")
 

@@ -192,7 +192,7 @@ def create(
             Correction.original_transfer == target.transfer, Correction.status.in_(OPEN)
         )
     ).all()
-    problem = bound_problem(target.fen, [tuple(e) for e in earlier], fen, reason)
+    problem = bound_problem(target.fen, [(e.id, e.fen, e.reason) for e in earlier], fen, reason)
     if problem is not None:
         raise Invalid(f"correction of {original}: {problem}")
     held = abs(fen) > approve_above

@@ -136,7 +136,7 @@ def plausible_limit(session: Session, meter: MeterState, now: dt.datetime) -> in
             return None
         register, at = meter.energy_wh, meter.last_reading
     else:
-        register, at = last
+        register, at = last[0] or 0, last[1]
     at = at if at.tzinfo else at.replace(tzinfo=dt.UTC)  # SQLite hands naive UTC back
     first = session.execute(
         select(Reading.energy_wh, Reading.time)
@@ -150,7 +150,7 @@ def plausible_limit(session: Session, meter: MeterState, now: dt.datetime) -> in
         since = first[1] if first[1].tzinfo else first[1].replace(tzinfo=dt.UTC)
         hours = (at - since).total_seconds() / 3600
         if hours > 0:
-            recent_w = int((register - first[0]) / hours)
+            recent_w = int((register - (first[0] or 0)) / hours)
     load_w = max(_site_max_load(session, meter) or DEFAULT_MAX_LOAD_W, 3 * recent_w)
     hours = max(0.0, (now - at).total_seconds() / 3600)
     return register + SLACK_WH + int(hours * load_w)
@@ -330,7 +330,7 @@ def on_verdicts(session: Session, outcomes: Sequence[CommandVerdict], now: dt.da
             MeterSwap.status == MeterSwapStatus.REQUESTED.value,
         )
     ):
-        outcome = verdicts[row.command_id]
+        outcome = verdicts[row.command_id or ""]
         applied = outcome.status.value == "applied"
         METER_SWAP.fire(row, MeterSwapEvent.APPLIED if applied else MeterSwapEvent.REFUSED)
         row.resolved = now

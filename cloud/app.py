@@ -55,6 +55,7 @@ from cloud.api import (
     users,
 )
 from cloud.api.common import answers
+from cloud.config import APPROVE_ABOVE_FEN
 from cloud.db.engine import session_factory
 from cloud.errors import (
     CloudError,
@@ -130,11 +131,13 @@ def create_app(
     now: Callable[[], dt.datetime] = utc_now,
     *,
     broker_connected: Callable[[], bool] | None = None,
+    approve_above_fen: int = APPROVE_ABOVE_FEN,
 ) -> FastAPI:
     """The API over `engine` (already migrated), signing commands with the cloud's `key`.
 
     `now` is the clock (tests pass a fixed one); `broker_connected`, when the server knows it,
-    tells `/health` whether ingest is connected to the broker.
+    tells `/health` whether ingest is connected to the broker; `approve_above_fen`, the
+    correction above which a second user approves (`[operations]` of cloud.toml).
     """
     app = FastAPI(
         title="Voltbook cloud",
@@ -147,6 +150,7 @@ def create_app(
     app.state.key = key
     app.state.now = now
     app.state.broker_connected = broker_connected
+    app.state.approve_above_fen = approve_above_fen
     for module in ROUTERS:
         app.include_router(module.router)
     for error in (CloudError, InvalidValue, DecodeError):

@@ -113,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     cert.set_defaults(func=run_device_cert)
     _user_commands(commands)
     _oplog_commands(commands)
+    _books_commands(commands)
     return parser
 
 
@@ -199,6 +200,28 @@ def _oplog_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser
     show.add_argument("--limit", type=int, default=20, metavar="N", help="rows (default 20)")
     _config_arguments(show)
     show.set_defaults(func=run_oplog_show)
+
+
+def _books_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    books = commands.add_parser(
+        "books",
+        help="check the books",
+        description="The ledger the cloud holds: every concentrator's chain and its own.",
+    )
+    actions = books.add_subparsers(title="actions", metavar="ACTION", required=True)
+    verify = actions.add_parser(
+        "verify",
+        help="check the invariants of the books (exit 1 if broken)",
+        description=(
+            "Over the union of the chains: no transfer twice, one subsidy per account and "
+            "period, every payment credited exactly once (and no voided one); the balances "
+            "projection sums to zero per unit and equals the ledger; the deposits report's "
+            "totals equal the ledger's posted recharges and corrections. Exit 0 when all hold, "
+            "1 printing each violation."
+        ),
+    )
+    _config_arguments(verify)
+    verify.set_defaults(func=run_books_verify)
 
 
 def _config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -405,6 +428,31 @@ def run_oplog_verify(args: argparse.Namespace) -> int:
         print(f"the first {verdict.rows} rows hold; their head is {verdict.head.hex()}")
         return 1
     print(f"operator log intact: {verdict.rows} rows, head {verdict.head.hex()}")
+    return 0
+
+
+def run_books_verify(args: argparse.Namespace) -> int:
+    from sqlalchemy import func, select
+
+    from cloud.db.models import LedgerEntry
+    from cloud.errors import CloudError
+    from cloud.reports import books
+
+    try:
+        with _database(args) as session:
+            problems = books.verify(session)
+            entries, nodes = session.execute(
+                select(func.count(), func.count(func.distinct(LedgerEntry.node))).select_from(
+                    LedgerEntry
+                )
+            ).one()
+    except (CloudError, OSError) as exc:
+        return _refuse(str(exc))
+    for problem in problems:
+        print(f"books BROKEN: {problem}", file=sys.stderr)
+    if problems:
+        return 1
+    print(f"books sound: {entries} entries over {nodes} chains")
     return 0
 
 

@@ -28,6 +28,9 @@
     [ingest]
     workers = 1                  # ingest workers in the server process (a shared subscription)
 
+    [operations]
+    approve_corrections_above_fen = 100000   # a larger correction waits for a second user
+
 Relative paths (and a relative SQLite file) are relative to the file's directory. The data
 directory, where the defaults live (`voltbook-cloud.db`, `cloud-key.pem`, the embedded
 broker's files), is the file's directory, or `--data-dir`. Without any file everything takes
@@ -62,6 +65,8 @@ DEFAULT_API_PORT = 8080
 MQTT_PORT = 1883
 MQTTS_PORT = 8883
 MAX_WORKERS = 64
+APPROVE_ABOVE_FEN = 100_000  # 1 000 yuan: a larger correction needs a second user
+MAX_APPROVE_FEN = 10_000_000  # the largest correction there is (a recharge's maximum)
 
 
 class ConfigError(CloudError):
@@ -127,6 +132,7 @@ class CloudConfig:
     api: ApiSettings
     cloud_key: Path
     ingest_workers: int
+    approve_above_fen: int = APPROVE_ABOVE_FEN  # corrections above: four eyes
 
     @property
     def broker_dir(self) -> Path:
@@ -251,6 +257,11 @@ def parse_config(path: Path | None, data: dict[str, Any], data_dir: Path) -> Clo
     ingest = _Table(path, "ingest", top.get("ingest"))
     workers = ingest.integer("workers", 1, 1, MAX_WORKERS) or 1
     ingest.done()
+    operations = _Table(path, "operations", top.get("operations"))
+    approve = operations.integer(
+        "approve_corrections_above_fen", APPROVE_ABOVE_FEN, 0, MAX_APPROVE_FEN
+    )
+    operations.done()
     top.done()
     return CloudConfig(
         path=path,
@@ -260,6 +271,7 @@ def parse_config(path: Path | None, data: dict[str, Any], data_dir: Path) -> Clo
         api=api_settings,
         cloud_key=base / cloud_key if cloud_key else data_dir / KEY_FILE,
         ingest_workers=workers,
+        approve_above_fen=APPROVE_ABOVE_FEN if approve is None else approve,
     )
 
 
@@ -404,4 +416,8 @@ cloud = "{key}"
 # Ingest workers in the server process; they share the uplink through an MQTT shared
 # subscription, so more servers pointed at one broker share it too.
 workers = 1
+
+[operations]
+# A correction of more fen than this waits for a second user (finance or admin) to approve it.
+approve_corrections_above_fen = 100000
 """

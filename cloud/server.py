@@ -155,7 +155,8 @@ def serve_in_thread(
         def broker_connected() -> bool:
             return all(w.connected for w in workers)
 
-        app = create_app(engine, key, now, broker_connected=broker_connected)
+        app = create_app(engine, key, now, broker_connected=broker_connected,
+                         approve_above_fen=config.approve_above_fen)  # fmt: skip
         url, server, thread, listener = _start_api(config, stack, app)
         processes = _start_api_processes(config, stack, listener, broker_connected)
         return RunningCloud(
@@ -381,7 +382,8 @@ def _api_process(
     logging.basicConfig(level=level, stream=sys.stderr, format=PROCESS_LOG_FORMAT)
     engine = make_engine(config.database_url)
     try:
-        app = create_app(engine, keys.load(config.cloud_key), broker_connected=broker_up.is_set)
+        app = create_app(engine, keys.load(config.cloud_key), broker_connected=broker_up.is_set,
+                         approve_above_fen=config.approve_above_fen)  # fmt: skip
         server = _AnnouncingServer(
             uvicorn.Config(app, log_config=None, lifespan="off", timeout_graceful_shutdown=5),
             started,

@@ -160,7 +160,9 @@ class CommandKind(StrEnum):
     MOVE_OUT = "move_out"
     # The same tenant arriving: sys:moves_in_transit → A:prepaid of fen (code move). The
     # account must already be in this node's configuration (a config command first).
-    #   args: account, move, fen, from_node
+    # subsidy_periods (optional, default none): the periods ("2026-11") the account was
+    # issued a subsidy on any concentrator; this one issues none of them again.
+    #   args: account, move, fen, from_node[, subsidy_periods]
     #   edge entry id: entry_ids.move_in(move)
     MOVE_IN = "move_in"
 

@@ -7,8 +7,12 @@ an infrared handheld read from dead meters (`cloud.operations.handheld` document
     POST /meter-swaps            {old, final_wh | ir_reading, new: {address, protocol,
                                   multiplier}, initial_wh}
 
+    POST /meter-swaps/{id}/approve | reject   a held swap: a second user decides
+
 Who may: `FIELD` (admin, operator, installer) import and swap; staff and installers read.
-A final register below the last reading the cloud holds is refused (422).
+A final register below the last reading the cloud holds is refused (422); one past the
+plausibility limit is held until a second user of `OPERATIONS` (admin, operator) overrides
+(approves) or rejects it.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from cloud.api.auth import allow
 from cloud.api.common import (
+    CloudKey,
     DbSession,
     Limit,
     MeterAddress,
@@ -35,13 +40,13 @@ from cloud.api.common import (
     answers,
     page,
 )
-from cloud.api.operation_lists import Reference
-from cloud.api.operation_routes import add_create, add_reads
+from cloud.api.operation_lists import Reference, ReferencePath
+from cloud.api.operation_routes import add_create, add_reads, answer
 from cloud.db.operations import IrReading, MeterSwap
 from cloud.errors import Invalid
 from cloud.operations import handheld, meter_swaps
 from cloud.people import oplog
-from cloud.people.auth import FIELD, READ_ALL, Principal
+from cloud.people.auth import FIELD, OPERATIONS, READ_ALL, Principal
 from ledger.chain import NodeKey
 from ledger.units import MAX_AMOUNT
 
@@ -78,9 +83,13 @@ class MeterSwapOut(Out):
     protocol: str
     multiplier: int
     initial_wh: int
-    status: str = Field(description="requested, applied or failed")
-    command_id: str
+    status: str = Field(
+        description="held (past the plausibility limit), requested, applied, failed or rejected"
+    )
+    limit_wh: int | None = Field(description="the highest plausible final register, Wh")
+    command_id: str | None
     operator: str
+    approved_by: str | None = Field(description="the second user who overrode or rejected it")
     receipt: str | None
     created: StoredTime
     resolved: StoredTime | None
@@ -184,6 +193,42 @@ add_create(
     book=_book, action="meter_swap.request", target=lambda row: f"meter:{row.old}",
     voucher=meter_swaps.voucher,
 )  # fmt: skip
+
+
+def _decision(verb: str) -> str:
+    return f"{verb.capitalize()} a held swap (a second user: admin or operator)"
+
+
+@router.post(
+    "/{swap}/approve", response_model=MeterSwapOut, summary=_decision("override"),
+    responses=answers(e403="the user who asked for it", e404="no such swap", e409="not held"),
+)  # fmt: skip
+def approve_swap(
+    swap: ReferencePath,
+    who: Annotated[Principal, allow(*OPERATIONS)],
+    session: DbSession,
+    key: CloudKey,
+    now: Now,
+) -> MeterSwapOut:
+    row, changed = meter_swaps.approve(session, swap, approver=who.user, key=key, now=now)
+    return answer(MeterSwapOut, row, changed, who=who, session=session, now=now,
+                  action="meter_swap.approve", target=f"meter:{row.old}",
+                  voucher=meter_swaps.voucher(row))  # fmt: skip
+
+
+@router.post(
+    "/{swap}/reject", response_model=MeterSwapOut, summary=_decision("reject"),
+    responses=answers(e403="the user who asked for it", e404="no such swap", e409="not held"),
+)  # fmt: skip
+def reject_swap(
+    swap: ReferencePath,
+    who: Annotated[Principal, allow(*OPERATIONS)],
+    session: DbSession,
+    now: Now,
+) -> MeterSwapOut:
+    row, changed = meter_swaps.reject(session, swap, approver=who.user, now=now)
+    return answer(MeterSwapOut, row, changed, who=who, session=session, now=now,
+                  action="meter_swap.reject", target=f"meter:{row.old}")  # fmt: skip
 
 
 add_reads(router, MeterSwap, MeterSwapOut, READ_ALL, param="swap", noun="meter swap")

@@ -81,7 +81,7 @@ def add_create(
     book: Book,
     action: str,
     target: Callable[[Any], str],
-    voucher: Callable[[Any], Voucher] | None = None,
+    voucher: Callable[[Any], Voucher | None] | None = None,
 ) -> None:
     """Add `POST ""` (`name`, 201) that books an operation: `book(body, who, session, key, now)`
     gives `(row, created)`; `again` describes the 200 of a repeat, `refusals` the errors. The

@@ -32,6 +32,7 @@ class Correction(Base):
     __table_args__ = (
         Index("corrections_by_account", "account", "created"),
         Index("corrections_by_command", "command_id"),
+        Index("corrections_by_payment", "payment"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the correction reference
@@ -41,12 +42,14 @@ class Correction(Base):
     fen: Mapped[int] = mapped_column(BigInteger)  # signed: > 0 credits the account
     original: Mapped[str] = mapped_column(String(64))  # as the operator named it
     original_transfer: Mapped[str] = mapped_column(String(32))  # hex id of the transfer corrected
+    payment: Mapped[str | None] = mapped_column(String(64))  # the recharge it corrects, if one
     reason: Mapped[str] = mapped_column(Text)
     operator: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16))  # states.CorrectionStatus
-    pending_transfer: Mapped[str] = mapped_column(String(32))  # cloud chain
+    pending_transfer: Mapped[str] = mapped_column(String(32))  # cloud chain (once approved)
     edge_transfer: Mapped[str] = mapped_column(String(32))  # the entry the edge will write
-    command_id: Mapped[str] = mapped_column(String(32))
+    command_id: Mapped[str | None] = mapped_column(String(32))  # None while held for approval
+    approved_by: Mapped[str | None] = mapped_column(String(64))  # the second user, when needed
     receipt: Mapped[str | None] = mapped_column(String(16))
     created: Mapped[dt.datetime]
     resolved: Mapped[dt.datetime | None]
@@ -118,8 +121,10 @@ class MeterSwap(Base):
     multiplier: Mapped[int] = mapped_column(Integer)
     initial_wh: Mapped[int] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(16))  # states.MeterSwapStatus
-    command_id: Mapped[str] = mapped_column(String(32))
+    limit_wh: Mapped[int | None] = mapped_column(BigInteger)  # plausible final register, Wh
+    command_id: Mapped[str | None] = mapped_column(String(32))  # None while held
     operator: Mapped[str] = mapped_column(String(64))
+    approved_by: Mapped[str | None] = mapped_column(String(64))  # who overrode the limit
     receipt: Mapped[str | None] = mapped_column(String(16))
     created: Mapped[dt.datetime]
     resolved: Mapped[dt.datetime | None]

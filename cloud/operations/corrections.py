@@ -12,8 +12,20 @@ an edit: docs/architecture.md §5). Two-phase across the two chains, like a rech
 
 so `sys:corrections_fen` nets to zero and the account's change shows against
 `sys:payments_received`. The original (a recharge's payment id or a ledger transfer's hex id)
-must be the account's; a negative correction beyond the account's prepaid balance is refused
-before anything is booked.
+must be the account's, a fen transfer, and, for a recharge, booked (posted); a negative
+correction beyond the account's prepaid balance is refused before anything is booked.
+
+**Bounded by what it corrects** (`bound_problem`, pure): no correction is larger than the
+original's amount, the original's net after every open or posted correction of it stays between
+0 and twice its amount (a 1 000 fen recharge is never corrected by +50 000, nor taken back
+twice), and the same amount twice against the same original needs a second, different reason
+(two −1 000 with one reason are one mistake booked twice).
+
+**Four eyes above an amount.** A correction of more than `approve_above` fen (`[operations]
+approve_corrections_above_fen` of cloud.toml, default `APPROVE_ABOVE_FEN`) is stored `held`:
+nothing booked, no command. A second user — finance or admin, never the one who asked —
+approves it (`approve`: then it is booked as above) or rejects it (`reject`); both steps are in
+the operator log (`correction.create`, `correction.approve` / `correction.reject`).
 """
 
 from __future__ import annotations
@@ -21,6 +33,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -32,21 +45,23 @@ from cloud.chains.commands import CommandVerdict
 from cloud.chains.locks import lock_active
 from cloud.chains.projection import VerifiedEntry, hex_id
 from cloud.chains.store import cloud_transfer
-from cloud.db.models import LedgerEntry, Recharge, ReportedAccount
+from cloud.config import APPROVE_ABOVE_FEN
+from cloud.db.models import LedgerEntry, Recharge, RechargeStatus, ReportedAccount
 from cloud.db.operations import Correction
-from cloud.errors import Conflict, Invalid, NotFound
+from cloud.errors import Conflict, Forbidden, Invalid, NotFound
 from cloud.operations.arguments import reference, whole
 from cloud.operations.receipts import Voucher
 from cloud.operations.recharges import MAX_RECHARGE_FEN, edge_recharge_id
 from cloud.operations.states import CORRECTION, CorrectionEvent, CorrectionStatus
 from ledger import entry_ids
-from ledger.accounts import AccountId, Pocket, System, owner_of, pocket_id, system_id
+from ledger.accounts import AccountId, Pocket, System, Unit, owner_of, pocket_id, system_id
 from ledger.chain import NodeKey
 from ledger.ids import derive_id
 from ledger.signed import CommandKind
-from ledger.transfers import Code, Kind, Transfer
+from ledger.transfers import Code, Kind, RefValue, Transfer
 
 MIN_REASON, MAX_REASON = 4, 500
+OPEN = (CorrectionStatus.HELD.value, CorrectionStatus.PENDING.value, CorrectionStatus.POSTED.value)
 _HEX_ID = re.compile(r"[0-9a-f]{32}")
 
 
@@ -63,20 +78,72 @@ def _legs(fen: int) -> tuple[AccountId, AccountId]:
     return (received, corrections) if fen > 0 else (corrections, received)
 
 
-def _original_transfer(session: Session, account: str, original: str) -> str:
-    """The hex id of the transfer `original` names, if it is `account`'s; else NotFound."""
+@dataclass(frozen=True, slots=True)
+class Original:
+    """What a correction corrects: the transfer (hex id), its fen, and its payment if it is a
+    recharge."""
+
+    transfer: str
+    fen: int
+    payment: str | None
+
+
+def _recharge(session: Session, account: str, payment: str) -> Original | None:
+    recharge = session.get(Recharge, payment)
+    if recharge is None or recharge.account != account:
+        return None
+    if recharge.status != RechargeStatus.POSTED.value:
+        raise Conflict(f"recharge {payment} is {recharge.status}: only a booked recharge is "
+                       "corrected")  # fmt: skip
+    return Original(hex_id(edge_recharge_id(payment)), recharge.fen, payment)
+
+
+def _original(session: Session, account: str, original: str) -> Original:
+    """The transfer `original` names, if it is `account`'s; else NotFound."""
     if _HEX_ID.fullmatch(original):
-        for debit, credit in session.execute(
-            select(LedgerEntry.debit, LedgerEntry.credit)
+        for debit, credit, amount, unit, code, refs in session.execute(
+            select(LedgerEntry.debit, LedgerEntry.credit, LedgerEntry.amount, LedgerEntry.unit,
+                   LedgerEntry.code, LedgerEntry.refs)
             .where(LedgerEntry.transfer_id == original)
             .limit(4)
-        ):
-            if account in (owner_of(AccountId(debit)), owner_of(AccountId(credit))):
-                return original
-    recharge = session.get(Recharge, original)
-    if recharge is not None and recharge.account == account:
-        return hex_id(edge_recharge_id(original))
+        ):  # fmt: skip
+            if account not in (owner_of(AccountId(debit)), owner_of(AccountId(credit))):
+                continue
+            payment = (refs or {}).get("payment")
+            if code == Code.RECHARGE.value and isinstance(payment, str):
+                found = _recharge(session, account, payment)
+                if found is not None:
+                    return found
+            if unit != Unit.FEN.value:
+                raise Invalid(f"transfer {original} moves {unit}: a correction corrects fen")
+            return Original(original, amount, None)
+    found = _recharge(session, account, original)
+    if found is not None:
+        return found
     raise NotFound(f"no recharge or ledger transfer {original!r} of account {account}")
+
+
+def _same(reason: str) -> str:
+    return " ".join(reason.split()).casefold()
+
+
+def bound_problem(
+    original: int, earlier: Sequence[tuple[str, int, str]], fen: int, reason: str
+) -> str | None:
+    """Why a correction of `fen` (with `reason`) of an original of `original` fen cannot be
+    booked, given the `earlier` corrections of it still standing (id, fen, reason); None if
+    it can."""
+    if abs(fen) > original:
+        return f"a correction of {fen:+d} fen is more than the original's {original} fen"
+    net = original + sum(f for _, f, _ in earlier) + fen
+    if not 0 <= net <= 2 * original:
+        return (f"after it the original's {original} fen would stand at {net} fen "
+                f"(corrections keep it between 0 and {2 * original})")  # fmt: skip
+    for ref, earlier_fen, earlier_reason in earlier:
+        if earlier_fen == fen and _same(earlier_reason) == _same(reason):
+            return (f"correction {ref} already corrected it by {fen:+d} fen for the same "
+                    "reason: a second one needs its own reason")  # fmt: skip
+    return None
 
 
 def _check_reason(reason: object) -> str:
@@ -98,9 +165,11 @@ def create(
     correction: str | None,
     key: NodeKey,
     now: dt.datetime,
+    approve_above: int = APPROVE_ABOVE_FEN,
 ) -> tuple[Correction, bool]:
-    """Book a correction (pending + command); `(row, created)`. The same correction
-    id (or, without one, the same request) again returns the first row."""
+    """Book a correction (pending + command), or hold it for a second user's approval when it
+    is above `approve_above` fen; `(row, created)`. The same correction id (or, without one,
+    the same request) again returns the first row."""
     whole(fen, "fen", low=-MAX_RECHARGE_FEN, high=MAX_RECHARGE_FEN)
     if fen == 0:
         raise Invalid("a correction of 0 fen corrects nothing")
@@ -111,41 +180,113 @@ def create(
     owner = session.get(ReportedAccount, account)
     if owner is None:
         raise NotFound(f"account {account!r} is not known")
-    target = _original_transfer(session, account, original)
     lock_active(session, owner.node)
     existing = session.get(Correction, ref, populate_existing=True)
     if existing is not None:
         if (existing.account, existing.fen, existing.original) != (account, fen, original):
             raise Conflict(f"correction {ref} exists with other content")
         return existing, False
-    if fen < 0:
-        available = projection.prepaid_balance(session, account) or 0
-        if -fen > available:
-            raise Invalid(f"{account} has {available} fen prepaid: cannot take back {-fen}")
-    command = commands.issue(
-        session,
-        owner.node,
-        CommandKind.CORRECTION,
-        {"account": account, "fen": fen, "correction": ref, "original": target, "reason": reason},
-        key=key,
-        now=now,
-        operator=operator,
-    )
-    debit, credit = _legs(fen)
-    pending = cloud_transfer(
-        pending_id(ref), debit, credit, abs(fen), Code.CORRECTION, now, kind=Kind.PENDING,
-        refs={"correction": ref, "account": account, "original": target, "operator": operator},
-    )  # fmt: skip
-    chain_store.append(session, [pending], key=key, now=now)
+    target = _original(session, account, original)
+    earlier = session.execute(
+        select(Correction.id, Correction.fen, Correction.reason).where(
+            Correction.original_transfer == target.transfer, Correction.status.in_(OPEN)
+        )
+    ).all()
+    problem = bound_problem(target.fen, [(e.id, e.fen, e.reason) for e in earlier], fen, reason)
+    if problem is not None:
+        raise Invalid(f"correction of {original}: {problem}")
+    held = abs(fen) > approve_above
     row = Correction(
         id=ref, account=account, node=owner.node, shop=owner.shop, fen=fen, original=original,
-        original_transfer=target, reason=reason, operator=operator,
-        status=CORRECTION.start(CorrectionStatus.PENDING),
-        pending_transfer=hex_id(pending.id), edge_transfer=hex_id(edge_id(ref)),
-        command_id=command.id, receipt=None, created=now, resolved=None,
+        original_transfer=target.transfer, payment=target.payment, reason=reason,
+        operator=operator,
+        status=CORRECTION.start(CorrectionStatus.HELD if held else CorrectionStatus.PENDING),
+        pending_transfer=hex_id(pending_id(ref)), edge_transfer=hex_id(edge_id(ref)),
+        command_id=None, approved_by=None, receipt=None, created=now, resolved=None,
     )  # fmt: skip
+    if not held:
+        _book(session, row, key=key, now=now)
     session.add(row)
     session.flush()
+    return row, True
+
+
+def _book(session: Session, row: Correction, *, key: NodeKey, now: dt.datetime) -> None:
+    """The cloud chain's pending and the command to the account's concentrator."""
+    if row.fen < 0:
+        available = projection.prepaid_balance(session, row.account) or 0
+        if -row.fen > available:
+            raise Invalid(f"{row.account} has {available} fen prepaid: cannot take back "
+                          f"{-row.fen}")  # fmt: skip
+    command = commands.issue(
+        session,
+        row.node,
+        CommandKind.CORRECTION,
+        {"account": row.account, "fen": row.fen, "correction": row.id,
+         "original": row.original_transfer, "reason": row.reason},
+        key=key,
+        now=now,
+        operator=row.approved_by or row.operator,
+    )  # fmt: skip
+    debit, credit = _legs(row.fen)
+    refs: dict[str, RefValue] = {
+        "correction": row.id,
+        "account": row.account,
+        "original": row.original_transfer,
+        "operator": row.operator,
+    }
+    if row.approved_by:
+        refs["approved_by"] = row.approved_by
+    pending = cloud_transfer(
+        pending_id(row.id), debit, credit, abs(row.fen), Code.CORRECTION, now,
+        kind=Kind.PENDING, refs=refs,
+    )  # fmt: skip
+    chain_store.append(session, [pending], key=key, now=now)
+    row.command_id = command.id
+
+
+def get(session: Session, correction: str) -> Correction:
+    row = session.get(Correction, correction)
+    if row is None:
+        raise NotFound(f"no correction {correction!r}")
+    return row
+
+
+def _second(session: Session, correction: str, user: str) -> Correction:
+    row = get(session, correction)
+    lock_active(session, row.node)
+    session.refresh(row)
+    if user == row.operator:
+        raise Forbidden(f"correction {correction} was asked by {user}: a second user decides it")
+    return row
+
+
+def approve(
+    session: Session, correction: str, *, approver: str, key: NodeKey, now: dt.datetime
+) -> tuple[Correction, bool]:
+    """A second user approves a held correction: it is booked; `(row, changed)`."""
+    row = _second(session, correction, approver)
+    if row.command_id is not None and row.approved_by == approver:  # approved already
+        return row, False
+    if not CORRECTION.allows(row.status, CorrectionEvent.APPROVED):
+        raise Conflict(f"correction {correction} is {row.status}: only a held one is approved")
+    row.approved_by = approver
+    _book(session, row, key=key, now=now)
+    CORRECTION.fire(row, CorrectionEvent.APPROVED)
+    return row, True
+
+
+def reject(
+    session: Session, correction: str, *, approver: str, now: dt.datetime
+) -> tuple[Correction, bool]:
+    """A second user turns a held correction down: nothing is booked; `(row, changed)`."""
+    row = _second(session, correction, approver)
+    if row.status == CorrectionStatus.REJECTED.value:
+        return row, False
+    if not CORRECTION.allows(row.status, CorrectionEvent.REJECTED):
+        raise Conflict(f"correction {correction} is {row.status}: only a held one is rejected")
+    CORRECTION.fire(row, CorrectionEvent.REJECTED)
+    row.approved_by, row.resolved = approver, now
     return row, True
 
 

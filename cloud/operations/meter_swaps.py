@@ -7,7 +7,13 @@
              (or refuses, e.g. final_wh below what it billed)                 status failed
 
 The final register must not be below the last one the cloud holds for the old meter (its
-readings and `meters.energy_wh`): energy already billed cannot be unbilled. A dead meter's
+readings and `meters.energy_wh`): energy already billed cannot be unbilled. Nor may it be
+implausibly above it (`plausible_limit`): since its last reading the meter can have counted at
+most the hours since then at the larger of the site's maximum load (its alarm rule's
+`overload_w`, else `DEFAULT_MAX_LOAD_W`) and three times its own average power over the
+`RECENT` days before that reading, plus `SLACK_WH`. A swap past that limit is stored `held`, no
+command sent, until a second user (admin or operator, not the one who asked) overrides it
+(`approve`: the command goes) or rejects it (`reject`); both are in the operator log. A dead meter's
 final comes from an infrared handheld (`cloud.operations.handheld`): `import_ir` stores the export's
 registers and a swap names one (`ir_reading`) instead of `final_wh`. The new meter's
 document carries no bus: the concentrator keeps the old meter's.
@@ -19,15 +25,16 @@ import datetime as dt
 import re
 from collections.abc import Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from cloud.chains import commands
 from cloud.chains.commands import CommandVerdict
 from cloud.chains.locks import lock_active
+from cloud.db import registry as tables
 from cloud.db.models import MeterState, Reading, ReportedAccount
 from cloud.db.operations import IrReading, MeterSwap
-from cloud.errors import Conflict, Invalid, NotFound
+from cloud.errors import Conflict, Forbidden, Invalid, NotFound
 from cloud.operations.arguments import reference, whole
 from cloud.operations.handheld import ADDRESS, IrRegister
 from cloud.operations.receipts import Voucher
@@ -38,6 +45,10 @@ from ledger.units import MAX_AMOUNT
 
 PROTOCOL = re.compile(r"[a-z0-9_]{1,32}")
 MAX_MULTIPLIER = 10_000
+DEFAULT_MAX_LOAD_W = 20_000  # a shop's supply (3 × 32 A) when its site declares no maximum
+RECENT = dt.timedelta(days=30)  # the readings a meter's own average power is taken over
+SLACK_WH = 1_000  # a register read a moment late, rounding
+_WAITING = (MeterSwapStatus.HELD.value, MeterSwapStatus.REQUESTED.value)
 
 
 def import_ir(
@@ -98,6 +109,53 @@ def last_register(session: Session, meter: MeterState) -> int | None:
     return max(known) if known else None
 
 
+def _site_max_load(session: Session, meter: MeterState) -> int | None:
+    """The maximum load (W) the registry's site of the meter declares, if any."""
+    return session.scalar(
+        select(tables.AlarmRule.overload_w)
+        .join(tables.Shop, tables.Shop.site_id == tables.AlarmRule.site_id)
+        .join(tables.Meter, tables.Meter.shop_id == tables.Shop.id)
+        .where(tables.Meter.address == meter.address,
+               or_(tables.Meter.node == meter.node, tables.Meter.node.is_(None)))
+        .limit(1)
+    )  # fmt: skip
+
+
+def plausible_limit(session: Session, meter: MeterState, now: dt.datetime) -> int | None:
+    """The highest final register the meter could plausibly show at `now` (see the module's
+    docstring); None when the cloud holds no reading of it (nothing to judge from)."""
+    last = session.execute(
+        select(Reading.energy_wh, Reading.time)
+        .where(Reading.node == meter.node, Reading.meter == meter.address,
+               Reading.energy_wh.is_not(None))
+        .order_by(Reading.energy_wh.desc(), Reading.time.desc())
+        .limit(1)
+    ).first()  # fmt: skip
+    if last is None:
+        if meter.energy_wh is None or meter.last_reading is None:
+            return None
+        register, at = meter.energy_wh, meter.last_reading
+    else:
+        register, at = last[0] or 0, last[1]
+    at = at if at.tzinfo else at.replace(tzinfo=dt.UTC)  # SQLite hands naive UTC back
+    first = session.execute(
+        select(Reading.energy_wh, Reading.time)
+        .where(Reading.node == meter.node, Reading.meter == meter.address,
+               Reading.energy_wh.is_not(None), Reading.time >= at - RECENT)
+        .order_by(Reading.time)
+        .limit(1)
+    ).first()  # fmt: skip
+    recent_w = 0
+    if first is not None:
+        since = first[1] if first[1].tzinfo else first[1].replace(tzinfo=dt.UTC)
+        hours = (at - since).total_seconds() / 3600
+        if hours > 0:
+            recent_w = int((register - (first[0] or 0)) / hours)
+    load_w = max(_site_max_load(session, meter) or DEFAULT_MAX_LOAD_W, 3 * recent_w)
+    hours = max(0.0, (now - at).total_seconds() / 3600)
+    return register + SLACK_WH + int(hours * load_w)
+
+
 def _final(
     session: Session, old: str, final_wh: object, ir_reading: object
 ) -> tuple[int, int | None]:
@@ -129,7 +187,8 @@ def request(
     key: NodeKey,
     now: dt.datetime,
 ) -> tuple[MeterSwap, bool]:
-    """Send the swap to the old meter's concentrator; `(row, created)`."""
+    """Send the swap to the old meter's concentrator, or hold it past the plausibility limit;
+    `(row, created)`."""
     if not isinstance(new_address, str) or not ADDRESS.fullmatch(new_address):
         raise Invalid(f"new meter address {new_address!r} is not 1-32 letters/digits")
     if new_address == old:
@@ -157,49 +216,106 @@ def request(
     ):
         raise Conflict(f"meter {new_address} is already installed")
     busy = session.scalars(
-        select(MeterSwap)
-        .where(MeterSwap.old == old, MeterSwap.status == MeterSwapStatus.REQUESTED.value)
-        .limit(1)
+        select(MeterSwap).where(MeterSwap.old == old, MeterSwap.status.in_(_WAITING)).limit(1)
     ).first()
     if busy is not None:
-        raise Conflict(f"meter {old} has swap {busy.id} still waiting for its concentrator")
+        raise Conflict(f"meter {old} has swap {busy.id} still {busy.status}")
+    limit = plausible_limit(session, meter, now)
+    held = limit is not None and final > limit
     owner = session.get(ReportedAccount, meter.account) if meter.account else None
-    document: dict[str, object] = {"id": new_address, "protocol": protocol,
-                                   "multiplier": multiplier}  # fmt: skip
-    if meter.account:
-        document["account"] = meter.account
-    if owner is not None and owner.shop:
-        document["shop"] = owner.shop
-    command = commands.issue(
-        session,
-        meter.node,
-        CommandKind.METER_SWAP,
-        {"swap": ref, "old": old, "final_wh": final, "meter": document,
-         "initial_wh": initial_wh},
-        key=key,
-        now=now,
-        operator=operator,
-    )  # fmt: skip
     row = MeterSwap(
         id=ref, node=meter.node, account=meter.account, shop=owner.shop if owner else "",
         old=old, final_wh=final, ir_reading=ir_id, new_address=new_address, protocol=protocol,
-        multiplier=multiplier, initial_wh=initial_wh,
-        status=METER_SWAP.start(MeterSwapStatus.REQUESTED), command_id=command.id,
-        operator=operator, receipt=None, created=now, resolved=None,
+        multiplier=multiplier, initial_wh=initial_wh, limit_wh=limit,
+        status=METER_SWAP.start(MeterSwapStatus.HELD if held else MeterSwapStatus.REQUESTED),
+        command_id=None, operator=operator, approved_by=None, receipt=None, created=now,
+        resolved=None,
     )  # fmt: skip
+    if not held:
+        _send(session, row, key=key, now=now)
     session.add(row)
     session.flush()
     return row, True
 
 
-def voucher(row: MeterSwap) -> Voucher:
-    """What the swap's receipt prints: no money, the two registers."""
+def _send(session: Session, row: MeterSwap, *, key: NodeKey, now: dt.datetime) -> None:
+    """The `meter_swap` command to the old meter's concentrator."""
+    document: dict[str, object] = {"id": row.new_address, "protocol": row.protocol,
+                                   "multiplier": row.multiplier}  # fmt: skip
+    if row.account:
+        document["account"] = row.account
+    if row.shop:
+        document["shop"] = row.shop
+    command = commands.issue(
+        session,
+        row.node,
+        CommandKind.METER_SWAP,
+        {"swap": row.id, "old": row.old, "final_wh": row.final_wh, "meter": document,
+         "initial_wh": row.initial_wh},
+        key=key,
+        now=now,
+        operator=row.approved_by or row.operator,
+    )  # fmt: skip
+    row.command_id = command.id
+
+
+def get(session: Session, swap: str) -> MeterSwap:
+    row = session.get(MeterSwap, swap)
+    if row is None:
+        raise NotFound(f"no meter swap {swap!r}")
+    return row
+
+
+def _second(session: Session, swap: str, user: str) -> MeterSwap:
+    row = get(session, swap)
+    lock_active(session, row.node)
+    session.refresh(row)
+    if user == row.operator:
+        raise Forbidden(f"meter swap {swap} was asked by {user}: a second user overrides it")
+    return row
+
+
+def approve(
+    session: Session, swap: str, *, approver: str, key: NodeKey, now: dt.datetime
+) -> tuple[MeterSwap, bool]:
+    """A second user overrides the plausibility limit: the command goes; `(row, changed)`."""
+    row = _second(session, swap, approver)
+    if row.command_id is not None and row.approved_by == approver:  # approved already
+        return row, False
+    if not METER_SWAP.allows(row.status, MeterSwapEvent.APPROVED):
+        raise Conflict(f"meter swap {swap} is {row.status}: only a held one is overridden")
+    row.approved_by = approver
+    _send(session, row, key=key, now=now)
+    METER_SWAP.fire(row, MeterSwapEvent.APPROVED)
+    return row, True
+
+
+def reject(
+    session: Session, swap: str, *, approver: str, now: dt.datetime
+) -> tuple[MeterSwap, bool]:
+    """A second user turns a held swap down; `(row, changed)`."""
+    row = _second(session, swap, approver)
+    if row.status == MeterSwapStatus.REJECTED.value:
+        return row, False
+    if not METER_SWAP.allows(row.status, MeterSwapEvent.REJECTED):
+        raise Conflict(f"meter swap {swap} is {row.status}: only a held one is rejected")
+    METER_SWAP.fire(row, MeterSwapEvent.REJECTED)
+    row.approved_by, row.resolved = approver, now
+    return row, True
+
+
+def voucher(row: MeterSwap) -> Voucher | None:
+    """What the swap's receipt prints: no money, the two registers (nothing while it is held
+    or once rejected: no command was sent)."""
+    if row.command_id is None:
+        return None
     return Voucher(
         kind="meter_swap", ref=row.id, account=row.account, fen=0, method="",
         operator=row.operator, transfer=row.command_id,
         detail={"old_meter": row.old, "final_wh": row.final_wh, "new_meter": row.new_address,
                 "initial_wh": row.initial_wh,
-                "final_from": "ir" if row.ir_reading else "operator"},
+                "final_from": "ir" if row.ir_reading else "operator",
+                **({"overridden_by": row.approved_by} if row.approved_by else {})},
     )  # fmt: skip
 
 
@@ -214,7 +330,7 @@ def on_verdicts(session: Session, outcomes: Sequence[CommandVerdict], now: dt.da
             MeterSwap.status == MeterSwapStatus.REQUESTED.value,
         )
     ):
-        outcome = verdicts[row.command_id]
+        outcome = verdicts[row.command_id or ""]
         applied = outcome.status.value == "applied"
         METER_SWAP.fire(row, MeterSwapEvent.APPLIED if applied else MeterSwapEvent.REFUSED)
         row.resolved = now

@@ -6,8 +6,9 @@ two edge chains, driven by the cloud as each side's entries arrive:
     cloud   command move_out {account, move: M, to_node} → source         status requested
     source  PENDING A:prepaid → sys:moves_in_transit, all available fen   id move-out/M
             (subsidy left is cleared there: id move-expire/M)
-    cloud   on that entry: command move_in {account, move, fen, from_node}
-            → destination                                                 status in_transit
+    cloud   on that entry: command move_in {account, move, fen, from_node,
+            subsidy_periods} → destination (the periods the tenant was
+            issued: none is issued again there)                           status in_transit
     dest.   SINGLE sys:moves_in_transit → A:prepaid of fen                id move-in/M
     cloud   on that entry: command settle {pending: move-out/M, action: post, reference: M}
             → source                                                      status arrived
@@ -68,7 +69,7 @@ from cloud.chains.commands import CommandVerdict
 from cloud.chains.locks import lock_active
 from cloud.chains.projection import VerifiedEntry, hex_id
 from cloud.db import registry as tables
-from cloud.db.models import Concentrator, ReportedAccount
+from cloud.db.models import Concentrator, LedgerEntry, ReportedAccount
 from cloud.db.operations import Move
 from cloud.errors import Conflict, Invalid, NotFound, Quarantined
 from cloud.operations.arguments import reference
@@ -81,7 +82,7 @@ from ledger import entry_ids
 from ledger.accounts import Pocket, System, pocket_id, system_id
 from ledger.chain import NodeKey
 from ledger.signed import CommandKind
-from ledger.transfers import Kind
+from ledger.transfers import Code, Kind
 
 OPEN = tuple(s.value for s in MoveStatus if s not in MOVE.terminal)  # one per account at a time
 
@@ -373,10 +374,27 @@ def made_due(session: Session) -> bool:
     return bool(session.info.get(_MADE_DUE))
 
 
-def _due(row: Move) -> tuple[str, CommandKind, dict[str, Any]] | None:
-    """(target node, kind, args) of the command `row` waits for, if one is due."""
+def issued_periods(session: Session, account: str) -> list[str]:
+    """The subsidy periods `account` was issued on any concentrator (the union of the chains)."""
+    pocket = pocket_id(account, Pocket.SUBSIDY)
+    found = session.scalars(
+        select(LedgerEntry.refs).where(
+            LedgerEntry.credit == pocket, LedgerEntry.code == Code.SUBSIDY_ISSUE.value
+        )
+    )
+    return sorted({str(refs["period"]) for refs in found if refs and refs.get("period")})
+
+
+def _due(session: Session, row: Move) -> tuple[str, CommandKind, dict[str, Any]] | None:
+    """(target node, kind, args) of the command `row` waits for, if one is due. A move_in
+    carries the subsidy periods the tenant was issued (the source's chain is in up to its
+    move_out), so the destination issues none of them again."""
     if row.status == MoveStatus.IN_TRANSIT and row.in_command_id is None:
-        args = {"account": row.account, "move": row.id, "fen": row.fen, "from_node": row.from_node}
+        args: dict[str, Any] = {"account": row.account, "move": row.id, "fen": row.fen,
+                                "from_node": row.from_node}  # fmt: skip
+        periods = issued_periods(session, row.account)
+        if periods:
+            args["subsidy_periods"] = periods
         return row.to_node, CommandKind.MOVE_IN, args
     if (
         row.status in (MoveStatus.ARRIVED, MoveStatus.VOIDED)
@@ -406,7 +424,7 @@ def issue_due(sessions: sessionmaker[Session], *, key: NodeKey, now: dt.datetime
     for move in waiting:
         with sessions.begin() as session:
             row = session.get(Move, move)
-            due = None if row is None else _due(row)
+            due = None if row is None else _due(session, row)
             if due is None:
                 continue
             target, kind, args = due
@@ -416,7 +434,7 @@ def issue_due(sessions: sessionmaker[Session], *, key: NodeKey, now: dt.datetime
                 log.warning("move %s: %s to %s not issued yet: %s", move, kind.value, target, exc)
                 continue
             row = session.get(Move, move, with_for_update=True, populate_existing=True)
-            if row is None or _due(row) != due:
+            if row is None or _due(session, row) != due:
                 continue
             if kind is CommandKind.MOVE_IN and _awaits_config(session, row):
                 try:  # the destination's configuration first: it must hold the tenant

@@ -12,8 +12,9 @@ allowance that keeps the power on for a while.
     edge      POST/VOID of its pending                          id settle/<pending hex>/<action>
 
 An edge refusal of the refund command makes it `failed`. One open (requested or reserved)
-refund per account. Method `original` pays back to the account's recharges, most recent first:
-the refund records which ones and how much of each (`sources`).
+refund per account. Method `original` pays back to the account's recharges, most recent first,
+each up to its net (what was paid plus its posted corrections, `payment_nets`): the refund
+records which ones and how much of each (`sources`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from cloud.chains import commands
@@ -32,11 +33,11 @@ from cloud.chains.locks import lock_active
 from cloud.chains.projection import VerifiedEntry, hex_id
 from cloud.chains.store import cloud_transfer
 from cloud.db.models import Recharge, RechargeStatus, ReportedAccount
-from cloud.db.operations import Move, Refund
+from cloud.db.operations import Correction, Move, Refund
 from cloud.errors import Conflict, Invalid, NotFound
 from cloud.operations.arguments import reference, whole
 from cloud.operations.receipts import Voucher
-from cloud.operations.states import REFUND, RefundEvent, RefundStatus
+from cloud.operations.states import REFUND, CorrectionStatus, RefundEvent, RefundStatus
 from ledger import entry_ids
 from ledger.accounts import Pocket, System, pocket_id, system_id
 from ledger.chain import NodeKey
@@ -209,9 +210,29 @@ def cancel(
     return row, True
 
 
+def payment_nets(session: Session, account: str) -> list[tuple[Recharge, int]]:
+    """The account's booked recharges, newest first, each with its net: what was paid plus
+    every posted correction of it (`Correction.payment`)."""
+    corrected = dict(
+        session.execute(
+            select(Correction.payment, func.sum(Correction.fen))
+            .where(Correction.account == account,
+                   Correction.status == CorrectionStatus.POSTED.value,
+                   Correction.payment.is_not(None))
+            .group_by(Correction.payment)
+        ).all()
+    )  # fmt: skip
+    recharges = session.scalars(
+        select(Recharge)
+        .where(Recharge.account == account, Recharge.status == RechargeStatus.POSTED.value)
+        .order_by(Recharge.created.desc(), Recharge.payment.desc())
+    )
+    return [(r, r.fen + int(corrected.get(r.payment) or 0)) for r in recharges]
+
+
 def _sources(session: Session, account: str, amount: int) -> list[dict[str, object]]:
-    """The recharges an `original` refund goes back to, newest first, less what earlier
-    refunds already sent back to them."""
+    """The recharges an `original` refund goes back to, newest first, each up to its net (a
+    correction of it counts) less what earlier refunds already sent back to it."""
     taken: dict[str, int] = {}
     for (earlier,) in session.execute(
         select(Refund.sources).where(
@@ -222,15 +243,10 @@ def _sources(session: Session, account: str, amount: int) -> list[dict[str, obje
         for source in earlier or []:
             taken[source["payment"]] = taken.get(source["payment"], 0) + int(source["fen"])
     out: list[dict[str, object]] = []
-    recharges = session.scalars(
-        select(Recharge)
-        .where(Recharge.account == account, Recharge.status == RechargeStatus.POSTED.value)
-        .order_by(Recharge.created.desc(), Recharge.payment.desc())
-    )
-    for recharge in recharges:
+    for recharge, net in payment_nets(session, account):
         if amount <= 0:
             break
-        left = recharge.fen - taken.get(recharge.payment, 0)
+        left = net - taken.get(recharge.payment, 0)
         if left > 0:
             share = min(left, amount)
             out.append({"payment": recharge.payment, "method": recharge.method, "fen": share})

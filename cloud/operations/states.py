@@ -10,12 +10,14 @@ operation decides; the table only decides where that leads.
 
     recharge    pending ─booked→ posted
                 pending ─refused→ voided
-    correction  pending ─booked→ posted
+    correction  held ─approved→ pending ─booked→ posted      (held: above the approval amount)
+                held ─rejected→ rejected
                 pending ─refused→ failed
     refund      requested ─reserved→ reserved ─pay→ paid
                 requested, reserved ─cancel→ cancelled
                 requested, cancelled ─refused→ failed       (the refund command, never reserved)
-    meter swap  requested ─applied→ applied
+    meter swap  held ─approved→ requested ─applied→ applied  (held: past the plausibility limit)
+                held ─rejected→ rejected
                 requested ─refused→ failed
     move        requested ─out_booked→ in_transit ─in_booked→ arrived ─settle_booked→ settled
                 requested ─out_empty→ settled                (move_out applied, nothing to carry)
@@ -125,23 +127,31 @@ RECHARGE = Machine(
 
 # -- correction -------------------------------------------------------------------------------
 class CorrectionStatus(StrEnum):
+    HELD = "held"  # waits for a second user's approval: nothing booked, no command
     PENDING = "pending"
     POSTED = "posted"
     FAILED = "failed"
+    REJECTED = "rejected"
 
 
 class CorrectionEvent(StrEnum):
+    APPROVED = "approved"  # a second user (finance, admin) approved it: book and command
+    REJECTED = "rejected"  # a second user turned it down: nothing was booked
     BOOKED = "booked"  # the edge's correction entry arrived: post the pending
     REFUSED = "refused"  # the edge refused the command: void the pending
 
 
 CORRECTION = Machine(
-    "correction", CorrectionStatus, CorrectionEvent, frozenset({CorrectionStatus.PENDING}),
+    "correction", CorrectionStatus, CorrectionEvent,
+    frozenset({CorrectionStatus.HELD, CorrectionStatus.PENDING}),
     {
+        CorrectionStatus.HELD: {CorrectionEvent.APPROVED: CorrectionStatus.PENDING,
+                                CorrectionEvent.REJECTED: CorrectionStatus.REJECTED},
         CorrectionStatus.PENDING: {CorrectionEvent.BOOKED: CorrectionStatus.POSTED,
                                    CorrectionEvent.REFUSED: CorrectionStatus.FAILED},
         CorrectionStatus.POSTED: {},
         CorrectionStatus.FAILED: {},
+        CorrectionStatus.REJECTED: {},
     },
 )  # fmt: skip
 
@@ -180,23 +190,31 @@ REFUND = Machine(
 
 # -- meter swap -------------------------------------------------------------------------------
 class MeterSwapStatus(StrEnum):
+    HELD = "held"  # past the plausibility limit: waits for a second user, no command
     REQUESTED = "requested"
     APPLIED = "applied"
     FAILED = "failed"
+    REJECTED = "rejected"
 
 
 class MeterSwapEvent(StrEnum):
+    APPROVED = "approved"  # a second user overrode the limit: the command goes
+    REJECTED = "rejected"  # a second user turned it down
     APPLIED = "applied"  # the concentrator applied the swap
     REFUSED = "refused"  # it refused it, or the command expired
 
 
 METER_SWAP = Machine(
-    "meter swap", MeterSwapStatus, MeterSwapEvent, frozenset({MeterSwapStatus.REQUESTED}),
+    "meter swap", MeterSwapStatus, MeterSwapEvent,
+    frozenset({MeterSwapStatus.HELD, MeterSwapStatus.REQUESTED}),
     {
+        MeterSwapStatus.HELD: {MeterSwapEvent.APPROVED: MeterSwapStatus.REQUESTED,
+                               MeterSwapEvent.REJECTED: MeterSwapStatus.REJECTED},
         MeterSwapStatus.REQUESTED: {MeterSwapEvent.APPLIED: MeterSwapStatus.APPLIED,
                                     MeterSwapEvent.REFUSED: MeterSwapStatus.FAILED},
         MeterSwapStatus.APPLIED: {},
         MeterSwapStatus.FAILED: {},
+        MeterSwapStatus.REJECTED: {},
     },
 )  # fmt: skip
 

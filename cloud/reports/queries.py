@@ -8,7 +8,7 @@ Where the numbers come from, and the index each query leads with:
 | report      | source                                                | index                      |
 |-------------|-------------------------------------------------------|----------------------------|
 | consumption | `consumption_monthly` / `_daily`, accounts inventory  | consumption_*_by_month/day |
-| deposits    | `recharges`                                           | recharges_by_created       |
+| deposits    | `recharges`, posted `corrections` of each payment     | recharges_by_created       |
 | subsidies   | ledger `subsidy_issue` / `subsidy_expire`, rollup     | ledger_by_code_time        |
 | refunds     | ledger `refund` (pending = reserved), `refunds` table | ledger_by_code_time        |
 | meters      | `meters`, `readings` in the window                    | readings_by_meter_time     |
@@ -228,8 +228,20 @@ def deposits(
     method: str | None = None,
     status: str | None = None,
 ) -> Spec:
-    """Recharges created in the window, with the shop they went to."""
+    """Recharges created in the window, with the shop they went to: what was paid, the posted
+    corrections of it, and the net booked — a posted recharge's amount plus its corrections;
+    nothing for one still pending or voided (refused by the concentrator). The totals are the
+    net and the corrections, so they equal the ledger's."""
     recharges, inventory = models.Recharge.__table__, _ACC.alias("inv")
+    fixes = operations.Correction.__table__
+    corrected = (
+        select(fixes.c.payment, _sum(fixes.c.fen).label("fen"))
+        .where(fixes.c.status == "posted", fixes.c.payment.is_not(None))
+        .group_by(fixes.c.payment)
+        .subquery("corrected")
+    )
+    correction = func.coalesce(corrected.c.fen, 0)
+    posted = recharges.c.status == "posted"
     query = (
         select(
             recharges.c.created.label("time"),
@@ -237,11 +249,17 @@ def deposits(
             recharges.c.account,
             *_area_columns(inventory),
             recharges.c.fen,
+            correction.label("corrected_fen"),
+            case((posted, recharges.c.fen + correction), else_=0).label("net_fen"),
             recharges.c.method,
             recharges.c.operator,
             recharges.c.status,
         )
-        .select_from(recharges.outerjoin(inventory, inventory.c.account == recharges.c.account))
+        .select_from(
+            recharges.outerjoin(inventory, inventory.c.account == recharges.c.account).outerjoin(
+                corrected, corrected.c.payment == recharges.c.payment
+            )
+        )
         .where(
             recharges.c.created >= filters.window.start,
             recharges.c.created < filters.window.end,
@@ -259,7 +277,9 @@ def deposits(
         Column("payment", "单号"),
         Column("account", "账户"),
         *_AREA,
-        Column("fen", "金额(元)", Kind.FEN, total=True),
+        Column("fen", "金额(元)", Kind.FEN),
+        Column("corrected_fen", "冲正(元)", Kind.FEN, total=True),
+        Column("net_fen", "入账净额(元)", Kind.FEN, total=True),
         Column("method", "方式"),
         Column("operator", "操作员"),
         Column("status", "状态"),

@@ -22,6 +22,10 @@ time, the month boundary) rather than `now`, so a re-run after a crash derives b
 transfers and the book answers `exists`. `SubsidyState.from_transfers` rebuilds the state from
 the chain.
 
+**Across moves.** A tenant moving in from another concentrator brings the periods it was
+issued there (`move_in`'s `subsidy_periods`, `SubsidyState.issued_elsewhere`): once per account
+per period holds across concentrators, not only on one.
+
 **Catch-up; missed periods.** The rule needs nothing but `now`, its state and the pocket's
 balance: no network. A box that boots on the 20th issues that month's subsidy. Only `now`'s
 period is ever issued: never a future one, and never one that passed entirely while the box
@@ -158,6 +162,13 @@ class SubsidyState:
                 expired.add(str(t.refs["period"]))
         newest = max(issued, default="")
         return cls(frozenset(issued), frozenset(expired | {p for p in issued if p < newest}))
+
+    def issued_elsewhere(self, periods: Iterable[str]) -> SubsidyState:
+        """With `periods` issued to the account on another concentrator (a move brings them,
+        `CommandKind.MOVE_IN`): never issued again here, and nothing of them to close here
+        (the source cleared what was left when the tenant moved out)."""
+        elsewhere = frozenset(periods) - self.issued
+        return SubsidyState(self.issued | elsewhere, self.closed | elsewhere)
 
 
 def _transfer(

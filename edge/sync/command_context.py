@@ -82,6 +82,22 @@ def aware_time(args: Mapping[str, Any], name: str) -> dt.datetime:
     return moment
 
 
+MAX_PERIODS = 240  # twenty years of monthly periods
+_PERIOD = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
+
+
+def periods(args: Mapping[str, Any], name: str) -> frozenset[str]:
+    """An optional list of subsidy periods ("2026-11"); absent: none."""
+    value = args.get(name, [])
+    if (
+        not isinstance(value, list)
+        or len(value) > MAX_PERIODS
+        or not all(isinstance(p, str) and _PERIOD.fullmatch(p) for p in value)
+    ):
+        raise Refusal(f"{name} must be a list of up to {MAX_PERIODS} months YYYY-MM, got {value!r}")
+    return frozenset(value)
+
+
 def choice(args: Mapping[str, Any], name: str, options: Sequence[str]) -> str:
     value = args.get(name)
     if value not in options:

@@ -12,7 +12,9 @@ remember in the same transaction:
   judged for arrears here, its meters' relays are held open (vacant) until a configuration
   gives them a new account, and commands on it are refused; a grace still running ends with
   the move (the shop is left: nothing would ever clear it). A void of the move (settle) or a
-  move in of the same account makes it a tenant here again (the grace does not come back).
+  move in of the same account makes it a tenant here again (the grace does not come back);
+- move in: the subsidy periods the account was issued elsewhere (`subsidy_periods`) join its
+  subsidy state, so none of them is issued again here.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from edge.sync.command_context import (
     hex_id,
     integer,
     long_text,
+    periods,
     reference,
     text,
     took_effect,
@@ -212,13 +215,19 @@ def move_in(d: CommandContext) -> Applied:
     move = reference(d.args, "move")
     fen = integer(d.args, "fen", low=1)
     from_node = text(d.args, "from_node")
+    issued = periods(d.args, "subsidy_periods")
     transfer = operations.move_in(
         d.stamp, account=account, reference=move, fen=fen, from_node=from_node
     )
     result = d.apply([transfer])
     if took_effect(result):
-        state = d.runtime.account_state(account)
-        if state.moved_out is not None:  # the tenant comes back: billed here again
-            d.runtime.stage_account(d.tx, account, dataclasses.replace(state, moved_out=None))
-        d.event(account=account, move=move, from_node=from_node, fen=fen)
+        before = d.runtime.account_state(account)
+        # the tenant comes back (billed here again) with the subsidy periods it was issued
+        state = dataclasses.replace(
+            before, moved_out=None, subsidy=before.subsidy.issued_elsewhere(issued)
+        )
+        if state != before:
+            d.runtime.stage_account(d.tx, account, state)
+        d.event(account=account, move=move, from_node=from_node, fen=fen,
+                subsidy_periods=sorted(issued))  # fmt: skip
     return result, [], f"{account} {fen} fen from {from_node}"

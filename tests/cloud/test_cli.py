@@ -251,3 +251,36 @@ def test_users_from_the_command_line_and_a_tampered_log(
         connection.execute(text("DELETE FROM operator_log WHERE seq = 2"))
     code, _, err = run(capsys, "oplog", "verify", "--config", config)
     assert code == 1 and "row 2 is missing" in err
+
+
+def test_books_verify(engine: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """On SQLite and PostgreSQL: sound books pass; a balance the ledger does not post, and a
+    subsidy issued twice in one period on two concentrators, are named (exit 1)."""
+    from cloud.chains.store import cloud_transfer
+    from cloud.db.models import Balance, LedgerEntry
+    from ledger.accounts import Pocket, System, pocket_id, system_id
+    from ledger.encoding import encode_transfer
+    from ledger.transfers import Code
+
+    config = str(_config_for(engine, tmp_path))
+    code, out, err = run(capsys, "books", "verify", "--config", config)
+    assert (code, out) == (0, "books sound: 0 entries over 0 chains\n"), err
+    issue = cloud_transfer(
+        7, system_id(System.SUBSIDY_ISSUED), pocket_id("A0001", Pocket.SUBSIDY), 500,
+        Code.SUBSIDY_ISSUE, dt.datetime(2026, 11, 1, tzinfo=dt.UTC), refs={"period": "2026-11"},
+    )  # fmt: skip
+    with session_factory(engine).begin() as session:
+        for node in ("edge-a", "edge-b"):
+            session.add(LedgerEntry(
+                node=node, seq=1, transfer_id=f"{issue.id:032x}", prev_hash=bytes(32),
+                hash=bytes(32), body=encode_transfer(issue), code=issue.code.value,
+                kind=issue.kind.value, debit=issue.debit, credit=issue.credit,
+                amount=issue.amount, unit=issue.unit.value, pending_id=None,
+                time=dt.datetime(2026, 11, 1, tzinfo=dt.UTC), refs=dict(issue.refs)))  # fmt: skip
+        session.add(Balance(account=issue.credit, unit="Wh", debits_pending=0, debits_posted=0,
+                            credits_pending=0, credits_posted=500))  # fmt: skip
+    code, _, err = run(capsys, "books", "verify", "--config", config)
+    assert code == 1
+    assert "issued twice in period 2026-11" in err
+    assert "Wh: posted balances sum to 500" in err
+    assert "A0001:subsidy: the projection holds 500 posted, the ledger 1000" in err

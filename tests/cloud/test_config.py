@@ -209,3 +209,14 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_config_error_is_a_cloud_error() -> None:
     assert issubclass(ConfigError, CloudError)
+
+
+def test_the_correction_approval_amount(tmp_path: Path) -> None:
+    assert load_config(None, tmp_path).approve_above_fen == 100_000
+    found = load_config(write(tmp_path, "[operations]\napprove_corrections_above_fen = 5000\n"))
+    assert found.approve_above_fen == 5_000
+    for bad in ("-1", "1.5", '"5000"', "10000001"):
+        text = f"[operations]\napprove_corrections_above_fen = {bad}\n"
+        assert "[operations] approve_corrections_above_fen must be" in refused(
+            write(tmp_path, text)
+        )

@@ -17,6 +17,7 @@ from cloud.db.engine import session_factory
 from cloud.db.models import Command, CommandStatus
 from ledger import entry_ids
 from ledger.accounts import Pocket, System, pocket_id, system_id, unit_of
+from ledger.ids import derive_id
 from ledger.transfers import Code, Kind, TimeSource, Transfer
 from ledger.wire import AckStatus
 from tests.cloud.api.conftest import NODE, OTHER, Site
@@ -76,6 +77,7 @@ class NodeModel:
     subsidy: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     pendings: dict[str, Transfer] = field(default_factory=dict)  # hex id → pending
     applied: set[str] = field(default_factory=set)
+    periods: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # issued
 
 
 def opening_models() -> dict[str, NodeModel]:
@@ -84,6 +86,8 @@ def opening_models() -> dict[str, NodeModel]:
     models[NODE].prepaid["A0001"] = 10_000 - 837 - 1_000
     models[NODE].subsidy["A0001"] = 50_000 - 1_200
     models[NODE].subsidy["A0002"] = 50_000
+    models[NODE].periods["A0001"] = {"2026-11"}
+    models[NODE].periods["A0002"] = {"2026-11"}
     return models
 
 
@@ -126,6 +130,20 @@ class ContractEdge:
             ack = self.site.upload(node, transfers, results=results)
             assert ack.status is AckStatus.OK, ack
         return len(commands)
+
+    def issue_subsidy(self, node: str, account: str, period: str, wh: int = 10_000) -> bool:
+        """The node's monthly subsidy rule for `account`: once per period it knows of (its
+        own issues and those a move_in brought); whether it issued."""
+        model = self.models[node]
+        if period in model.periods[account]:
+            return False
+        model.periods[account].add(period)
+        model.subsidy[account] += wh
+        issue = edge_transfer(derive_id(Code.SUBSIDY_ISSUE.value, account, period),
+                              system_id(System.SUBSIDY_ISSUED), subsidy(account), wh,
+                              Code.SUBSIDY_ISSUE, refs={"period": period})  # fmt: skip
+        assert self.site.upload(node, [issue]).status is AckStatus.OK
+        return True
 
     def sync_all(self, rounds: int = 6) -> None:
         for _ in range(rounds):
@@ -194,6 +212,7 @@ class ContractEdge:
             return [dataclasses.replace(t, linked=i < len(out) - 1) for i, t in enumerate(out)]
         if kind == "move_in":
             model.prepaid[args["account"]] += args["fen"]
+            model.periods[args["account"]] |= set(args.get("subsidy_periods", ()))
             return [edge_transfer(entry_ids.move_in(args["move"]), TRANSIT,
                                   prepaid(args["account"]), args["fen"], Code.MOVE,
                                   refs={"move": args["move"]})]  # fmt: skip

@@ -376,8 +376,9 @@ def test_move_to_another_concentrator(client: TestClient, site: Site, edge: Cont
     assert (move_in.node, move_in.kind, move_in.args) == (
         OTHER,
         "move_in",
-        {"account": A1, "move": "M1", "fen": 8_163, "from_node": NODE},
-    )
+        {"account": A1, "move": "M1", "fen": 8_163, "from_node": NODE,
+         "subsidy_periods": ["2026-11"]},  # issued at the source: never again at OTHER
+    )  # fmt: skip
     edge.sync(OTHER)
     row = client.get("/moves/M1").json()
     assert row["status"] == "arrived"

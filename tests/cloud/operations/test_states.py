@@ -36,9 +36,14 @@ LIFECYCLES: dict[str, tuple[set[str], set[tuple[str, str, str]], set[str]]] = {
         {"posted", "voided"},
     ),
     "correction": (
-        {"pending"},
-        {("pending", "booked", "posted"), ("pending", "refused", "failed")},
-        {"posted", "failed"},
+        {"held", "pending"},
+        {
+            ("held", "approved", "pending"),
+            ("held", "rejected", "rejected"),
+            ("pending", "booked", "posted"),
+            ("pending", "refused", "failed"),
+        },
+        {"posted", "failed", "rejected"},
     ),
     "refund": (
         {"requested"},
@@ -53,9 +58,14 @@ LIFECYCLES: dict[str, tuple[set[str], set[tuple[str, str, str]], set[str]]] = {
         {"paid", "failed"},
     ),
     "meter swap": (
-        {"requested"},
-        {("requested", "applied", "applied"), ("requested", "refused", "failed")},
-        {"applied", "failed"},
+        {"held", "requested"},
+        {
+            ("held", "approved", "requested"),
+            ("held", "rejected", "rejected"),
+            ("requested", "applied", "applied"),
+            ("requested", "refused", "failed"),
+        },
+        {"applied", "failed", "rejected"},
     ),
     "move": (
         {"requested", "settled"},

@@ -571,3 +571,49 @@ def test_a_move_out_ends_a_running_grace(node: Node) -> None:
     assert _grace_clears(node, "A0003") == [end]
     assert RelayCause.VACANT in node.runtime.meters[meter].relay.held
     _sound(node)
+
+
+def _issues(node: Node, account: str) -> list[str]:
+    return [
+        str(t.refs["period"])
+        for t in node.transfers()
+        if t.code is Code.SUBSIDY_ISSUE and t.credit == pocket_id(account, Pocket.SUBSIDY)
+    ]
+
+
+@pytest.mark.parametrize("carried", [True, False])
+def test_a_tenant_moving_in_brings_the_subsidy_periods_it_was_issued(
+    tmp_path: Path, carried: bool
+) -> None:
+    """Once per account per period holds across concentrators: the move_in names the periods
+    issued at the source and the destination issues none of them (an old move_in without them
+    still applies, and the destination then issues the period: what the cloud now prevents)."""
+    home = Node.boot(write_site(tmp_path / "home", subsidy=True))
+    away = Node.boot(write_site(tmp_path / "away", subsidy=True))
+    try:
+        home.cycles(2)
+        (period,) = _issues(home, "A0002")
+        applied(home.send(CommandKind.MOVE_OUT, {"account": "A0002", "move": "M-s",
+                                                 "to_node": "away"}))  # fmt: skip
+        args: dict[str, object] = {"account": "A0004", "move": "M-s", "fen": 100,
+                                   "from_node": "home"}  # fmt: skip
+        if carried:
+            args["subsidy_periods"] = [period]
+        applied(away.send(CommandKind.MOVE_IN, args))
+        away.cycles(2)
+        assert _issues(away, "A0004") == ([] if carried else [period])
+        assert _issues(away, "A0003") == [period]  # the tenants who did not move get theirs
+    finally:
+        home.close()
+        away.close()
+
+
+@pytest.mark.parametrize("periods", ["2026-11", ["2026-13"], ["2026-1"], [11], ["2026-11"] * 241])
+def test_a_move_in_with_malformed_subsidy_periods_is_refused(node: Node, periods: object) -> None:
+    before = node.snapshot()
+    refused(
+        node.send(CommandKind.MOVE_IN, {"account": "A0003", "move": "M-x", "fen": 100,
+                                        "from_node": "home", "subsidy_periods": periods}),
+        "subsidy_periods",
+    )  # fmt: skip
+    assert node.snapshot() == before

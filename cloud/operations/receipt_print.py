@@ -182,7 +182,7 @@ def pdf(session: Session, receipt: Receipt, lang: Lang = "zh") -> bytes:
     from cloud.reports.fonts import truetype_subset  # fontTools: only when printing
 
     title, body = lines(session, receipt, lang)
-    document = FPDF(orientation="P", unit="mm", format="A5")
+    document = FPDF(orientation="P", unit="mm", format=(148.0, 210.0))  # A5
     document.set_title(title)
     document.set_creator("Voltbook")
     with tempfile.TemporaryDirectory() as folder:

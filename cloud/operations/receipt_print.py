@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from cloud.db.operations import Receipt
 from cloud.operations.receipt_status import Standing, State, standing
 from cloud.operations.receipts import SITE_ZONE, capital, prints, yuan
+from cloud.reports.words import word
 
 Lang = Literal["zh", "en"]
 PDF_MEDIA_TYPE = "application/pdf"
@@ -36,9 +37,6 @@ WORDS: dict[str, dict[str, str]] = {
         "void_balance": "作废: 未入账", "energy": "结算电量", "none": "—",
         "recharge": "充值", "correction": "更正", "refund": "退费", "meter_swap": "换表",
         "pending": "待入账", "booked_state": "已入账", "void": "作废",
-        "cash": "现金", "card": "银行卡", "wechat": "微信支付", "alipay": "支付宝",
-        "transfer_method": "转账", "original": "原路退回",
-        "sharp": "尖", "peak": "峰", "flat": "平", "valley": "谷",
         "payment": "支付单号", "original_transfer": "被更正流水", "correction_reason": "更正原因",
         "sources": "退回至", "old_meter": "旧表", "final_wh": "旧表末次读数",
         "new_meter": "新表", "initial_wh": "新表初始读数", "final_from": "读数来源",
@@ -54,10 +52,7 @@ WORDS: dict[str, dict[str, str]] = {
         "void_balance": "void: not booked", "energy": "Energy billed", "none": "-",
         "recharge": "Recharge", "correction": "Correction", "refund": "Refund",
         "meter_swap": "Meter swap", "pending": "PENDING", "booked_state": "Booked",
-        "void": "VOID", "cash": "Cash", "card": "Bank card", "wechat": "WeChat Pay",
-        "alipay": "Alipay", "transfer_method": "Bank transfer",
-        "original": "Back to the original payment", "sharp": "Sharp", "peak": "Peak",
-        "flat": "Flat", "valley": "Valley", "payment": "Payment no.",
+        "void": "VOID", "payment": "Payment no.",
         "original_transfer": "Corrected transfer", "correction_reason": "Reason",
         "sources": "Paid back to", "old_meter": "Old meter", "final_wh": "Old meter final",
         "new_meter": "New meter", "initial_wh": "New meter initial", "final_from": "Read by",
@@ -65,7 +60,8 @@ WORDS: dict[str, dict[str, str]] = {
     },
 }  # fmt: skip
 _STATE_WORD = {State.PENDING: "pending", State.BOOKED: "booked_state", State.VOID: "void"}
-_METHOD_WORD = {"transfer": "transfer_method"}
+_DETAIL_ORDER = ("payment", "original", "reason", "sources", "old_meter", "final_wh",
+                 "final_from", "new_meter", "initial_wh")  # fmt: skip
 _DETAIL_WORD = {"original": "original_transfer", "reason": "correction_reason"}
 
 
@@ -127,8 +123,7 @@ def lines(session: Session, receipt: Receipt, lang: Lang = "zh") -> tuple[str, l
     if lang == "zh":
         rows.append((words["capital"], f"人民币{capital(now.fen)}"))
     if receipt.method:
-        method = _METHOD_WORD.get(receipt.method, receipt.method)
-        rows.append((words["method"], words.get(method, receipt.method)))
+        rows.append((words["method"], word("method", receipt.method, lang)))
     local = receipt.time.astimezone(SITE_ZONE)
     rows += [
         (words["operator"], receipt.operator),
@@ -136,14 +131,15 @@ def lines(session: Session, receipt: Receipt, lang: Lang = "zh") -> tuple[str, l
         (words["transfer"], receipt.transfer),
     ]
     rows += _detail(receipt.detail, words)
-    rows += _bill(now, words)
+    rows += _bill(now, words, lang)
     rows.append((words["balance"], _balance(now, words)))
     return title, [f"{label}: {value}" for label, value in rows]
 
 
 def _detail(detail: Mapping[str, Any], words: Mapping[str, str]) -> list[tuple[str, str]]:
     rows = []
-    for name, value in sorted(detail.items()):
+    order = {name: i for i, name in enumerate(_DETAIL_ORDER)}
+    for name, value in sorted(detail.items(), key=lambda item: (order.get(item[0], 99), item[0])):
         label = words.get(_DETAIL_WORD.get(name, name), name)
         if name.endswith("_wh") and type(value) is int:
             rows.append((label, kwh(value)))
@@ -154,11 +150,12 @@ def _detail(detail: Mapping[str, Any], words: Mapping[str, str]) -> list[tuple[s
     return rows
 
 
-def _bill(now: Standing, words: Mapping[str, str]) -> list[tuple[str, str]]:
+def _bill(now: Standing, words: Mapping[str, str], lang: Lang) -> list[tuple[str, str]]:
     if now.energy_wh is None:
         return []
     rows = [(words["energy"], kwh(now.energy_wh))]
-    rows += [(f"  {words.get(period, period)}", kwh(wh)) for period, wh in sorted(now.bill.items())]
+    for period, wh in sorted(now.bill.items()):
+        rows.append((f"  {word('tariff_period', period, lang)}", kwh(wh)))
     return rows
 
 

@@ -4,11 +4,15 @@ a totals row, and page numbers, in Chinese with Noto Sans SC embedded as a subse
 
 The whole document's text is laid out first, so the font subset holds exactly its characters.
 A PDF is for reading and printing: at most `MAX_ROWS` rows (the Excel export has them all).
+Values are printed for people: energy in kWh (exact, from the integer Wh), coded values in
+words (`cloud.reports.words`: 现金, 已入账, 峰 …), and every value whole — columns are as wide
+as their widest value and the table's type shrinks (down to `MIN_SIZE`) until they fit.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 import itertools
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -20,13 +24,15 @@ from fpdf import FPDF
 from cloud.chains.rollups import SITE_ZONE
 from cloud.reports.core import Column, Kind, Spec
 from cloud.reports.excel import yuan
+from cloud.reports.words import word
 
 MAX_ROWS = 20_000  # about 300 pages
 MEDIA_TYPE = "application/pdf"
 FAMILY = "noto-sc"
 _LINE = 5.0  # mm per table row
-_RIGHT = {Kind.FEN, Kind.INT, Kind.RATE}
-_WEIGHT = {Kind.TIME: 1.6, Kind.DATE: 1.1, Kind.FEN: 1.2, Kind.INT: 1.2, Kind.RATE: 1.0}
+SIZE, MIN_SIZE = 8.0, 5.0  # the table's type, points
+_RIGHT = {Kind.FEN, Kind.INT, Kind.WH, Kind.RATE}
+_MEASURED = 20  # the longest texts of a column measured for its width
 
 
 def text_of(column: Column, value: Any) -> str:
@@ -37,6 +43,9 @@ def text_of(column: Column, value: Any) -> str:
         return f"{yuan(int(value)):,.2f}"
     if column.kind is Kind.INT:
         return f"{int(value):,}"
+    if column.kind is Kind.WH:
+        whole, rest = divmod(abs(int(value)), 1000)
+        return f"{'-' if int(value) < 0 else ''}{whole:,}.{rest:03d}"
     if column.kind is Kind.RATE:
         return f"{float(value):.2%}"
     if column.kind is Kind.TIME and isinstance(value, dt.datetime):
@@ -44,7 +53,12 @@ def text_of(column: Column, value: Any) -> str:
         return aware.astimezone(SITE_ZONE).strftime("%Y-%m-%d %H:%M")
     if isinstance(value, dt.date):
         return value.isoformat()
-    return str(value)
+    return word(column.key, str(value))
+
+
+def label(column: Column) -> str:
+    """A column's printed label: energy is printed in kWh."""
+    return column.label.replace("(Wh)", "(kWh)") if column.kind is Kind.WH else column.label
 
 
 class _Document(FPDF):
@@ -66,7 +80,7 @@ def document(
     """A PDF of `sections` (heading, columns, rows of printed text) under `title`."""
     lines = [title, _filter_line(filters), _generated(generated), _Document.footer_text, "{nb}"]
     for heading, columns, rows in sections:
-        lines += [heading, *(c.label for c in columns)]
+        lines += [heading, *(label(c) for c in columns)]
         lines += [cell for row in rows for cell in row]
     widest = max((len(columns) for _, columns, _ in sections), default=1)
     pdf = _Document(orientation="L" if widest > 6 else "P", unit="mm", format="A4")
@@ -108,32 +122,49 @@ def _table(
     if heading:
         pdf.set_font(FAMILY, size=11)
         pdf.cell(0, 7, heading, new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font(FAMILY, size=8)
-    weights = [_WEIGHT.get(c.kind, 1.0) for c in columns]
-    unit = pdf.epw / sum(weights)
-    widths = [w * unit for w in weights]
+    labels = [label(c) for c in columns]
+    size, widths = _layout(pdf, labels, rows)
+    pdf.set_font(FAMILY, size=size)
     aligns = ["R" if c.kind in _RIGHT else "L" for c in columns]
     limit = pdf.h - pdf.b_margin - _LINE
 
     def header() -> None:
         pdf.set_fill_color(225, 225, 225)
-        for width, column, align in zip(widths, columns, aligns, strict=True):
-            pdf.cell(width, _LINE, column.label, border="B", align=align, fill=True)
+        for width, text, align in zip(widths, labels, aligns, strict=True):
+            pdf.cell(width, _LINE, text, border="B", align=align, fill=True)
         pdf.ln(_LINE)
 
     header()
     for row in rows:
         if pdf.get_y() > limit:
             pdf.add_page()
-            pdf.set_font(FAMILY, size=8)
+            pdf.set_font(FAMILY, size=size)
             header()
         for width, text, align in zip(widths, row, aligns, strict=True):
             pdf.cell(width, _LINE, _fit(pdf, text, width), align=align)
         pdf.ln(_LINE)
 
 
+def _layout(
+    pdf: FPDF, labels: Sequence[str], rows: Sequence[Sequence[str]]
+) -> tuple[float, list[float]]:
+    """The type size and column widths that print every value whole: each column as wide as
+    its widest text, the type shrunk until the table fits the page, the spare width shared."""
+    pdf.set_font(FAMILY, size=SIZE)
+    natural = []
+    for index, text in enumerate(labels):
+        longest = heapq.nlargest(_MEASURED, (row[index] for row in rows), key=len)
+        natural.append(max(pdf.get_string_width(t) for t in [text, *longest]) + 2)
+    needed = sum(natural)
+    size = max(MIN_SIZE, min(SIZE, SIZE * pdf.epw / needed))
+    widths = [w * size / SIZE for w in natural]
+    spare = (pdf.epw - sum(widths)) / len(widths)
+    return size, [w + max(spare, 0.0) for w in widths]
+
+
 def _fit(pdf: FPDF, text: str, width: float) -> str:
-    """Cut a text that would overflow its cell (the Excel export has it whole)."""
+    """Cut a text that would overflow its cell, only when even `MIN_SIZE` type cannot hold the
+    table (the Excel export has it whole)."""
     if pdf.get_string_width(text) <= width - 1:
         return text
     while text and pdf.get_string_width(text + "…") > width - 1:

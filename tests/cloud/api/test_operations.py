@@ -304,7 +304,7 @@ def test_meter_swap(client: TestClient, site: Site, edge: ContractEdge) -> None:
     edge.sync(NODE)
     assert client.get(f"/meter-swaps/{row['id']}").json()["status"] == "applied"
     text = client.get(f"/receipts/{row['receipt']}", params={"format": "txt"}).text
-    assert "换表" in text and "101500" in text
+    assert "换表" in text and "旧表末次读数: 101.500 kWh" in text
 
 
 IR_FILE = """# voltbook IR export v1

@@ -44,6 +44,29 @@ def upgrade() -> None:
         batch.add_column(sa.Column("note", sa.Text(), nullable=False, server_default=""))
         batch.create_unique_constraint("alarms_by_edge_event", ["node", "event_id"])
     op.create_index("alarms_by_time", "alarms", ["time"])
+    op.execute(_BACKFILL[op.get_bind().dialect.name == "postgresql"])
+
+
+# The concentrators' alarms stored before this revision, copied as the ingest now copies them
+# (`cloud.chains.alarms.edge_alarm_row`): open, not acknowledged.
+_BACKFILL = {
+    postgresql: f"""
+        INSERT INTO alarms (node, event_id, kind, severity, meter, shop, account, detail, facts,
+                            time, cleared, note)
+        SELECT node, event_id, kind,
+               CASE WHEN {severity} IN ('info', 'warning', 'critical') THEN {severity}
+                    ELSE 'warning' END,
+               meter, shop, account, CASE WHEN {is_text} THEN {message} ELSE '' END, detail,
+               time, false, ''
+        FROM events WHERE category = 'alarm' ORDER BY time, node, event_id
+    """
+    for postgresql, severity, message, is_text in (
+        (True, "(detail::jsonb ->> 'severity')", "(detail::jsonb ->> 'message')",
+         "jsonb_typeof(detail::jsonb -> 'message') = 'string'"),
+        (False, "json_extract(detail, '$.severity')", "json_extract(detail, '$.message')",
+         "json_type(detail, '$.message') = 'text'"),
+    )
+}  # fmt: skip
 
 
 def downgrade() -> None:

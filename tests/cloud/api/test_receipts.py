@@ -7,6 +7,8 @@ names, the real amount of a swap, whole order numbers, kWh and words, as JSON, t
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import io
 from typing import Any
 
@@ -21,7 +23,7 @@ from ledger import entry_ids
 from ledger.accounts import Pocket, System, pocket_id, system_id
 from ledger.ids import derive_id
 from ledger.transfers import Code
-from tests.cloud.api.conftest import M1, NODE, Site
+from tests.cloud.api.conftest import M1, NODE, OTHER, Site
 from tests.cloud.api.contract_edge import ContractEdge, edge_transfer
 from tests.cloud.fake_edge import T0
 from tests.cloud.registry_world import ME, make_registry
@@ -103,6 +105,26 @@ def test_balance_after_is_pending_until_the_concentrator_books_it(
     second = recharge(client, 1_000, "P-10")["receipt"]
     edge.sync(NODE)
     assert receipt(client, second)["balance_after_fen"] == AVAILABLE + 100_000 - 418 + 1_000
+
+
+def test_balance_after_counts_another_concentrator_up_to_its_time(
+    client: TestClient, world: dict[str, Any], site: Site, edge: ContractEdge
+) -> None:
+    """An account that moved has entries on two chains: the other chain's count up to the
+    entry's time (there is no order across chains but time)."""
+    number = recharge(client, 1_000, "P-MOVED")["receipt"]
+    edge.sync(NODE)
+    transit = system_id(System.MOVES_IN_TRANSIT)
+    arrived = [
+        dataclasses.replace(
+            edge_transfer(derive_id("moved", n), transit, pocket_id(A1, Pocket.PREPAID), fen,
+                          Code.MOVE, refs={"move": f"M{n}"}),
+            time=(T0 + dt.timedelta(hours=hours)).isoformat(),
+        )
+        for n, fen, hours in ((1, 700, -1), (2, 900, 1))
+    ]  # fmt: skip
+    site.upload(OTHER, arrived)
+    assert receipt(client, number)["balance_after_fen"] == AVAILABLE + 1_000 + 700
 
 
 def test_a_refused_recharge_has_a_void_receipt_with_the_reason(

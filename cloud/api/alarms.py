@@ -5,6 +5,7 @@ and severity; counted for the console's pop-up; acknowledged with a note; and ea
 concentrator's read success per bus.
 
     GET  /alarms?site=Plaza&floor=1F&kind=low_balance&severity=warning&acknowledged=false
+                &sort=-time                        → a page of alarms, newest first
     GET  /alarms/counts?acknowledged=false         → {total, groups: [{severity, kind, count}]}
     POST /alarms/42/acknowledge {"note": "…"}       → the alarm, acknowledged (409 the 2nd time)
     GET  /alarms/read-success?site=Plaza&hours=24   → per node and bus: rounds, read/attempted
@@ -97,16 +98,18 @@ def _filters(
 Filters = Annotated[AlarmFilters, Depends(_filters)]
 
 
-@router.get("", response_model=Page[AlarmOut], summary="List alarms, oldest first")
+@router.get("", response_model=Page[AlarmOut], summary="List alarms, by time")
 def list_alarms(
     *,
     who: Annotated[Principal, allow(*READ_ALL)],
     session: DbSession,
     filters: Filters,
+    sort: Annotated[Literal["time", "-time"], Query(description="-time: newest first")] = "time",
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> dict[str, object]:
-    return page(session, alarms.listed(filters), limit, offset, _out)
+    query = alarms.listed(filters, newest_first=sort == "-time")
+    return page(session, query, limit, offset, _out)
 
 
 class CountOut(Out):

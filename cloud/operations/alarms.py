@@ -74,9 +74,10 @@ def _clauses(filters: AlarmFilters) -> list[ColumnElement[bool]]:
     return clauses
 
 
-def listed(filters: AlarmFilters) -> Select[Alarm]:
-    """The alarms matching `filters`, oldest first."""
-    return select(Alarm).where(*_clauses(filters)).order_by(Alarm.id)
+def listed(filters: AlarmFilters, *, newest_first: bool = False) -> Select[Alarm]:
+    """The alarms matching `filters`, oldest (or newest) first."""
+    order = (Alarm.time.desc(), Alarm.id.desc()) if newest_first else (Alarm.time, Alarm.id)
+    return select(Alarm).where(*_clauses(filters)).order_by(*order)
 
 
 def counts(session: Session, filters: AlarmFilters) -> list[tuple[str, str, int]]:

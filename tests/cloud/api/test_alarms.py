@@ -133,7 +133,10 @@ def test_filters_by_place_kind_and_severity(client: TestClient, alarmed: Site) -
         (NODE, "relay_failed"), (NODE, "malicious_load"),
     ]  # fmt: skip
     assert listed(client, node=OTHER, severity="warning") == [(OTHER, "low_balance")]
-    for bad in ({"severity": "loud"}, {"acknowledged": "perhaps"}, {"site": ""},
+    assert listed(client, sort="-time")[:3] == [
+        ("edge-7777", "refused_batch"), (NODE, "refused_batch"), (NODE, "read_success_low"),
+    ]  # fmt: skip
+    for bad in ({"sort": "id"}, {"severity": "loud"}, {"acknowledged": "perhaps"}, {"site": ""},
                 {"limit": 0}):  # fmt: skip
         assert client.get("/alarms", params=bad).status_code == 422, bad
 

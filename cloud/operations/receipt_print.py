@@ -108,6 +108,8 @@ def lines(session: Session, receipt: Receipt, lang: Lang = "zh") -> tuple[str, l
     state = words[_STATE_WORD[now.state]]
     title = f"{receipt.site or 'Voltbook'} {words['receipt']}"
     rows = [(words["number"], receipt.number), (words["state"], state)]
+    if now.booked is not None:
+        rows.append((words["booked"], f"{now.booked.astimezone(SITE_ZONE):%Y-%m-%d %H:%M:%S}"))
     if now.state is State.VOID:
         title = f"{title} [{state}]"
         rows.append((words["reason"], now.reason))
@@ -130,7 +132,8 @@ def lines(session: Session, receipt: Receipt, lang: Lang = "zh") -> tuple[str, l
         (words["time"], f"{local:%Y-%m-%d %H:%M:%S} ({SITE_ZONE.key})"),
         (words["transfer"], receipt.transfer),
     ]
-    rows += _detail(receipt.detail, words)
+    shown = {k: v for k, v in receipt.detail.items() if v != receipt.ref}  # not twice
+    rows += _detail(shown, words)
     rows += _bill(now, words, lang)
     rows.append((words["balance"], _balance(now, words)))
     return title, [f"{label}: {value}" for label, value in rows]

@@ -94,7 +94,9 @@ def test_balance_after_is_pending_until_the_concentrator_books_it(
     assert (after["state"], after["fen"], after["balance_after_fen"]) == (
         "booked", 100_000, AVAILABLE + 100_000,
     )  # fmt: skip
-    assert "入账后余额: ¥1081.63" in receipt(client, number, format="txt")
+    text = receipt(client, number, format="txt")
+    assert "入账后余额: ¥1081.63" in text and "入账时间: 2026-11-24 16:00:00" in text
+    assert text.count("P-1000") == 1  # the order number once
     # Energy billed after the top-up does not change what the balance was just after it.
     spent = edge_transfer(entry_ids.consume(M1, 101_200, 101_700, "prepaid"),
                           pocket_id(A1, Pocket.PREPAID), system_id(System.ENERGY_SALES), 418,

@@ -56,3 +56,16 @@ def test_consumption_prints_kwh_and_tariff_periods_in_words() -> None:
     for value in ("1.000", "1,234.567", "0.500", "1,235.567", "峰", "谷"):
         assert value in printed, value
     assert "1,234,567" not in printed and "peak" not in printed
+
+
+def test_in_english_on_request() -> None:
+    spec = queries.deposits(NOV, method="wechat")
+    row = {"time": NOW, "payment": ORDERS[0], "account": "A0001", "shop": "S101",
+           "fen": 100_000, "method": "wechat", "operator": "op-li", "status": "posted"}  # fmt: skip
+    rows = [{c.key: row.get(c.key, "") for c in spec.columns}]
+    printed = text_of(pdf.report(spec, iter(rows), {"fen": 100_000}, generated=NOW, lang="en"))
+    for words in ("Recharges", "Filters: Date: 2026-11-01 ~ 2026-11-30", "Order no.",
+                  "Amount (yuan)", "WeChat Pay", "Booked", "Total", "Generated: 2026-11-24 16:00",
+                  "Page 1 of 1", ORDERS[0]):  # fmt: skip
+        assert words in printed, words
+    assert not any("\u4e00" <= char <= "\u9fff" for char in printed), printed

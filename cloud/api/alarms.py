@@ -176,7 +176,7 @@ def read_success(
     now: Now,
     node: Annotated[str | None, Query(max_length=64)] = None,
     site: Name = None,
-    hours: Annotated[int, Query(ge=1, le=24 * 31, description="the window, to now")] = 24,
+    hours: Annotated[int, Query(ge=1, le=24 * 7, description="the window, to now")] = 24,
 ) -> list[BusSuccessOut]:
     since = now - dt.timedelta(hours=hours)
     buses = alarms.read_success(session, since, node=node, site=site)

@@ -46,6 +46,7 @@ def word(key: str, value: str, lang: str = "zh") -> str:
     """The word for `value` in column `key` in `lang`, or the value itself."""
     return WORDS.get(lang, ZH).get(key, {}).get(value, value)
 
+
 # The fixed Chinese texts of printed reports and statements (titles, columns, headings, filter
 # names, statement lines) in English; a text not here (a saved template's title) stays as is.
 ENGLISH: Mapping[str, str] = {

@@ -27,6 +27,7 @@ router = APIRouter(tags=["reports"])
 Staff = Annotated[Principal, allow(*STAFF)]
 Admin = Annotated[Principal, allow(Role.ADMIN)]
 Format = Annotated[Literal["json", "xlsx", "pdf"], Query(alias="format")]
+Lang = Annotated[Literal["zh", "en"], Query(description="a PDF's language: zh or en")]
 From = Annotated[dt.date | None, Query(alias="from", description="first day (site zone)")]
 To = Annotated[dt.date | None, Query(alias="to", description="last day, inclusive")]
 Sort = Annotated[
@@ -64,6 +65,7 @@ def _answer(
     limit: int,
     offset: int,
     now: dt.datetime,
+    lang: str,
 ) -> Any:
     if fmt == "json":
         result = fetch(session, spec, sort=sort, limit=limit, offset=offset)
@@ -77,7 +79,7 @@ def _answer(
         body = excel.workbook(spec, stream(session, spec, sort=sort))
         return _file(body, excel.MEDIA_TYPE, f"{spec.name}.xlsx")
     _, sums = totals(session, spec)
-    body = pdf.report(spec, stream(session, spec, sort=sort), sums, generated=now)
+    body = pdf.report(spec, stream(session, spec, sort=sort), sums, generated=now, lang=lang)
     return _file(body, pdf.MEDIA_TYPE, f"{spec.name}.pdf")
 
 
@@ -109,11 +111,12 @@ def consumption_report(
                                 "separated (e.g. account,day)")] = "account",
     building: Text = None, floor: Text = None, shop: Text = None, account: Text = None,
     sort: Sort = None, limit: Limit = 50, offset: Offset = 0, fmt: Format = "json",
+    lang: Lang = "zh",
 ) -> Any:  # fmt: skip
     filters = _filters(first, last, now, building=building, floor=floor, shop=shop,
                        account=account)  # fmt: skip
     spec = queries.consumption(filters, queries.parse_groups(group))
-    return _answer(session, spec, fmt, sort=sort, limit=limit, offset=offset, now=now)
+    return _answer(session, spec, fmt, sort=sort, limit=limit, offset=offset, now=now, lang=lang)
 
 
 @router.get("/reports/deposits", response_model=ReportPage, responses=_FILES,
@@ -125,11 +128,12 @@ def deposits_report(
     operator: Text = None, method: Text = None, status_: Annotated[
         str | None, Query(alias="status", max_length=16)] = None,
     sort: Sort = None, limit: Limit = 50, offset: Offset = 0, fmt: Format = "json",
+    lang: Lang = "zh",
 ) -> Any:  # fmt: skip
     filters = _filters(first, last, now, building=building, floor=floor, shop=shop,
                        account=account)  # fmt: skip
     spec = queries.deposits(filters, operator=operator, method=method, status=status_)
-    return _answer(session, spec, fmt, sort=sort, limit=limit, offset=offset, now=now)
+    return _answer(session, spec, fmt, sort=sort, limit=limit, offset=offset, now=now, lang=lang)
 
 
 @router.get("/reports/subsidies", response_model=ReportPage, responses=_FILES,
@@ -139,12 +143,12 @@ def subsidies_report(
     who: Staff, session: DbSession, now: Now, first: From = None, last: To = None,
     account: Text = None, shop: Text = None, building: Text = None, floor: Text = None,
     sort: Sort = None, limit: Limit = 50, offset: Offset = 0, fmt: Format = "json",
+    lang: Lang = "zh",
 ) -> Any:  # fmt: skip
     filters = _filters(first, last, now, building=building, floor=floor, shop=shop,
                        account=account)  # fmt: skip
-    return _answer(
-        session, queries.subsidies(filters), fmt, sort=sort, limit=limit, offset=offset, now=now
-    )
+    spec = queries.subsidies(filters)
+    return _answer(session, spec, fmt, sort=sort, limit=limit, offset=offset, now=now, lang=lang)
 
 
 @router.get("/reports/refunds", response_model=ReportPage, responses=_FILES,
@@ -157,6 +161,7 @@ def refunds_report(
     account: Text = None, shop: Text = None, building: Text = None, floor: Text = None,
     template: Annotated[str | None, Query(max_length=64, description="saved template")] = None,
     sort: Sort = None, limit: Limit = 50, offset: Offset = 0, fmt: Format = "json",
+    lang: Lang = "zh",
 ) -> Any:  # fmt: skip
     filters = _filters(first, last, now, building=building, floor=floor, shop=shop,
                        account=account)  # fmt: skip
@@ -165,7 +170,7 @@ def refunds_report(
         saved = templates.get(session, template, "refunds")
         shape = {"columns": tuple(saved.columns), "title": saved.title}
     spec = queries.refunds(filters, method=method, status=status_, **shape)
-    return _answer(session, spec, fmt, sort=sort, limit=limit, offset=offset, now=now)
+    return _answer(session, spec, fmt, sort=sort, limit=limit, offset=offset, now=now, lang=lang)
 
 
 @router.get("/reports/meters", response_model=ReportPage, responses=_FILES,
@@ -176,11 +181,12 @@ def meters_report(
     node: Text = None, account: Text = None, shop: Text = None, building: Text = None,
     floor: Text = None, relay: Annotated[int | None, Query(ge=0, le=1)] = None,
     sort: Sort = None, limit: Limit = 50, offset: Offset = 0, fmt: Format = "json",
+    lang: Lang = "zh",
 ) -> Any:  # fmt: skip
     filters = _filters(first, last, now, building=building, floor=floor, shop=shop,
                        account=account)  # fmt: skip
     spec = queries.meters(filters, now, node=node, relay=relay)
-    return _answer(session, spec, fmt, sort=sort, limit=limit, offset=offset, now=now)
+    return _answer(session, spec, fmt, sort=sort, limit=limit, offset=offset, now=now, lang=lang)
 
 
 # -- templates ------------------------------------------------------------------------------------
@@ -269,6 +275,7 @@ def monthly_statement(
     now: Now,
     month: Annotated[str, Query(max_length=7, description="YYYY-MM")],
     fmt: Format = "json",
+    lang: Lang = "zh",
 ) -> Any:
     who.require_account(account)
     found = statement.monthly(session, account, month, month_window(month))
@@ -287,8 +294,8 @@ def monthly_statement(
                              for heading, cols, rows in tables])  # fmt: skip
         return _file(body, excel.MEDIA_TYPE, f"{name}.xlsx")
     printed = [
-        (heading, cols, [[pdf.text_of(c, row[c.key]) for c in cols] for row in rows])
+        (heading, cols, [[pdf.text_of(c, row[c.key], lang) for c in cols] for row in rows])
         for heading, cols, rows in tables
     ]
-    body = pdf.document("月结单", statement.header(found), printed, generated=now)
+    body = pdf.document("月结单", statement.header(found), printed, generated=now, lang=lang)
     return _file(body, pdf.MEDIA_TYPE, f"{name}.pdf")

@@ -14,7 +14,9 @@ timezone-aware (`DateTime(timezone=True)`); readings keep the edge's millisecond
 - `recharges`: operator/payment top-ups; a pending transfer in the cloud chain until the edge's
   entry for the same payment arrives, then posted, or until the edge refuses the command, then
   voided (with the edge's reason).
-- `alarms`: the cloud's own alarms (quarantine, forged batch, …).
+- `alarms`: what operators must see: the cloud's own alarms (quarantine, forged batch, …) and,
+  copied from `events` as they arrive, the concentrators' (`event_id` set: low balance,
+  arrears, relay, malicious load, read success low, …); each acknowledged once, with a note.
 
 The tables of the operations issue live in their own modules, imported at the end of this one
 so that `Base.metadata` (migrations, tests) always holds every table: `auth` (users, tokens,
@@ -240,13 +242,26 @@ class Recharge(Base):
 
 class Alarm(Base):
     __tablename__ = "alarms"
+    __table_args__ = (
+        UniqueConstraint("node", "event_id", name="alarms_by_edge_event"),
+        Index("alarms_by_time", "time"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     node: Mapped[str | None] = mapped_column(String(64))
-    kind: Mapped[str] = mapped_column(String(64))  # quarantined, forged_batch, wrong_key, …
+    event_id: Mapped[int | None] = mapped_column(BigInteger)  # the edge's event; None: the cloud's
+    kind: Mapped[str] = mapped_column(String(64))  # quarantined, low_balance, bus_down, …
+    severity: Mapped[str] = mapped_column(String(16), default="warning")  # info|warning|critical
+    meter: Mapped[str | None] = mapped_column(String(32))
+    shop: Mapped[str | None] = mapped_column(String(64))  # the shop's number, as the edge names it
+    account: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[str] = mapped_column(Text)
+    facts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the edge's detail
     time: Mapped[dt.datetime]
     cleared: Mapped[bool] = mapped_column(Boolean, default=False)
+    acknowledged: Mapped[dt.datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64))
+    note: Mapped[str] = mapped_column(Text, default="")
 
 
 # Registered on `Base.metadata` by importing them (they import `Base` from `cloud.db.base`).

@@ -8,7 +8,9 @@ their receipts, and saved report column templates.
 - `meter_swaps`, `ir_readings`: a replaced meter's final and the new meter's initial register;
   the final may come from an infrared handheld's export.
 - `moves`: a tenant changing shop; across concentrators a two-phase move of the balance.
-- `receipts`, `receipt_counters`: printed receipts, numbered `YYYY-NNNNNN`, contiguous per year.
+- `receipts`, `receipt_counters`: printed receipts, numbered `YYYY-NNNNNN`, contiguous per year;
+  a receipt keeps what was true when it was issued (site, merchant, shop); whether it is booked,
+  pending or void and the balance after it are read from the ledger and the operation's row.
 
 Every operation's primary key is its reference (the id the contract's commands carry, see
 `ledger.signed.CommandKind`), so the same reference twice is one operation.
@@ -169,12 +171,14 @@ class Receipt(Base):
     ref: Mapped[str] = mapped_column(String(64))  # payment / correction / refund / swap id
     account: Mapped[str] = mapped_column(String(64))
     shop: Mapped[str] = mapped_column(String(64))
-    fen: Mapped[int] = mapped_column(BigInteger)  # signed for a correction, 0 for a swap
+    site_id: Mapped[int | None] = mapped_column(Integer)  # the registry's site (its print setting)
+    site: Mapped[str] = mapped_column(String(200), default="")  # its name when issued
+    merchant: Mapped[str] = mapped_column(String(200), default="")  # the account's merchant
+    fen: Mapped[int] = mapped_column(BigInteger)  # as booked at the desk (a swap's: its bill)
     method: Mapped[str] = mapped_column(String(16))
     operator: Mapped[str] = mapped_column(String(64))
     time: Mapped[dt.datetime]
     transfer: Mapped[str] = mapped_column(String(32))  # the ledger transfer it vouches for
-    balance_fen: Mapped[int | None] = mapped_column(BigInteger)  # prepaid as the cloud saw it
     detail: Mapped[dict[str, Any]]
 
 

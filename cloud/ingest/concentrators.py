@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from cloud.chains.alarms import severity_of
 from cloud.chains.locks import lock
 from cloud.db.models import Alarm, Concentrator, NodeStatus
 from cloud.errors import Conflict, Invalid, NotFound
@@ -124,15 +125,20 @@ def clear_quarantine(
     )
     row.status, row.quarantine_reason = NodeStatus.ACTIVE.value, ""
     session.execute(
-        update(Alarm).where(Alarm.node == node, Alarm.cleared.is_(False)).values(cleared=True)
+        update(Alarm)  # the cloud's own: the concentrator's alarms are not about its chain
+        .where(Alarm.node == node, Alarm.event_id.is_(None), Alarm.cleared.is_(False))
+        .values(cleared=True)
     )
     session.add(
         Alarm(
             node=node,
             kind="quarantine_cleared",
+            severity=severity_of("quarantine_cleared"),
             detail=f"cleared by {operator or 'unknown operator'}",
+            facts={},
             time=now or _utcnow(),
             cleared=True,
+            note="",
         )
     )
     session.flush()

@@ -17,7 +17,8 @@ Each batch is verified and stored in one transaction holding the node's row lock
 workers with successive batches of one node take turns, and each sees the head the other left.
 Readings and events are inserted `ON CONFLICT DO NOTHING` and overlapping ledger entries are
 checked, not re-inserted: a duplicate, a retry or an older batch overtaken by a newer one
-acknowledges the current state and stores nothing twice.
+acknowledges the current state and stores nothing twice. The events of category `alarm` are
+copied into `alarms` too (`cloud.chains.alarms.copy_edge_alarms`), once per event.
 
 Outbox continuity: `upto` in an ack promises the edge that everything up to that outbox id is
 stored, so the edge may prune it. A batch whose `first` lies beyond `upto + 1` would let an
@@ -38,7 +39,7 @@ from sqlalchemy.orm import Session
 
 from cloud.chains import commands, rollups
 from cloud.chains import store as chain_store
-from cloud.chains.alarms import raise_alarm
+from cloud.chains.alarms import copy_edge_alarms, raise_alarm
 from cloud.chains.locks import lock
 from cloud.chains.projection import Appended, VerifiedEntry, entry_row, project
 from cloud.db.bulk import TIME, insert_entries, insert_readings, update_meter_states, upsert_rows
@@ -422,6 +423,7 @@ def _store_contents(session: Session, node: str, contents: Contents, now: dt.dat
     states = [contents.latest[m] for m in sorted(contents.latest)]
     update_meter_states(session, node, states, contents.readings)
     upsert_rows(session, Event.__table__, contents.events, index=("node", "event_id"))
+    copy_edge_alarms(session, contents.events)
     for outcome in contents.verdicts:
         if commands.record_outcome(
             session, node, outcome.command_id, outcome.status, result=outcome.result, now=now

@@ -8,5 +8,7 @@ its refusal arrive.
 allowance), `meter_swaps` (a meter's final and initial registers) with `handheld` (parsing an
 infrared handheld's export), `moves` (a tenant changing shop, also across concentrators),
 `settlements` (the reactions to edge entries and command verdicts), `receipts` (numbered,
-never changed) and `arguments` (the references and amounts every operation checks alike).
+never changed; `receipt_status` where one stands, from the ledger; `receipt_print` what it
+shows), `arguments` (the references and amounts every operation checks alike) and `alarms`
+(the alarm desk: filters by place, counts, acknowledgement, read success per bus).
 """

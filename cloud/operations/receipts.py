@@ -5,10 +5,11 @@ A receipt is issued in the same transaction as its operation and never changes. 
 `receipt_counters` row, so two desks never take the same number or leave a hole. One receipt
 per operation (`kind`, `ref`): issuing again returns the first.
 
-What is printed (`view`, `text`): number, kind, account and shop, the amount in fen, as yuan
-and in capital characters (人民币大写, as Chinese receipts write it), the method, the
-operator, the time, the ledger transfer it vouches for and the prepaid balance the cloud held
-when it was printed.
+What it keeps is what was true at the desk: number, kind, account, shop, the site (whose
+`print_receipts` setting says whether the desk prints it) and the merchant, as the registry
+named them, the amount, method, operator, time and the ledger transfer it vouches for. Where the
+operation stands (booked, pending, void) and the balance after it are read from the ledger when
+it is shown (`receipt_status`); what is printed, in Chinese or English, is `receipt_print`.
 """
 
 from __future__ import annotations
@@ -23,18 +24,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from cloud.chains import projection
 from cloud.db.models import ReportedAccount
 from cloud.db.operations import Receipt, ReceiptCounter
+from cloud.db.registry import Account, Merchant, Shop, Site
 from cloud.errors import NotFound
 
 SITE_ZONE = ZoneInfo("Asia/Shanghai")
-PRINT_RECEIPTS = True  # sites print by default; a site's setting may turn it off
 KINDS = ("recharge", "correction", "refund", "meter_swap")
-
-KIND_LABEL = {"recharge": "充值", "correction": "更正", "refund": "退费", "meter_swap": "换表"}
-METHOD_LABEL = {"cash": "现金", "card": "银行卡", "wechat": "微信支付", "alipay": "支付宝",
-                "transfer": "转账", "original": "原路退回", "": "—"}  # fmt: skip
 
 _DIGITS = "零壹贰叁肆伍陆柒捌玖"
 _PLACES = ("", "拾", "佰", "仟")
@@ -122,23 +118,46 @@ def issue(session: Session, voucher: Voucher, now: dt.datetime) -> Receipt:
     if existing is not None:
         return existing
     owner = session.get(ReportedAccount, voucher.account)
+    site, merchant = _names(session, voucher.account)
     receipt = Receipt(
         number=_next_number(session, now),
         kind=voucher.kind,
         ref=voucher.ref,
         account=voucher.account,
         shop=owner.shop if owner is not None else "",
+        site_id=None if site is None else site.id,
+        site="" if site is None else site.name,
+        merchant=merchant,
         fen=voucher.fen,
         method=voucher.method,
         operator=voucher.operator,
         time=now,
         transfer=voucher.transfer,
-        balance_fen=projection.prepaid_balance(session, voucher.account),
         detail=dict(voucher.detail),
     )
     session.add(receipt)
     session.flush()
     return receipt
+
+
+def _names(session: Session, account: str) -> tuple[Site | None, str]:
+    """The registry's site of the account's shop, and its merchant's name ("" if unknown)."""
+    found = session.execute(
+        select(Site, Merchant.name)
+        .select_from(Account)
+        .join(Merchant, Merchant.id == Account.merchant_id)
+        .outerjoin(Shop, Shop.id == Account.shop_id)
+        .outerjoin(Site, Site.id == Shop.site_id)
+        .where(Account.id == account)
+    ).one_or_none()
+    return (None, "") if found is None else (found[0], found[1])
+
+
+def prints(session: Session, receipt: Receipt) -> bool:
+    """Whether the receipt's site prints receipts (`registry_sites.print_receipts`); a receipt
+    of no registered site is not printed, as a new site's setting starts."""
+    site = None if receipt.site_id is None else session.get(Site, receipt.site_id)
+    return site is not None and site.print_receipts
 
 
 def find(session: Session, kind: str, ref: str) -> Receipt | None:
@@ -152,47 +171,3 @@ def get(session: Session, number: str) -> Receipt:
     if receipt is None:
         raise NotFound(f"no receipt number {number!r}")
     return receipt
-
-
-def view(receipt: Receipt) -> dict[str, Any]:
-    """Everything printed on the receipt, as JSON."""
-    local = receipt.time.astimezone(SITE_ZONE)
-    return {
-        "number": receipt.number,
-        "kind": receipt.kind,
-        "ref": receipt.ref,
-        "account": receipt.account,
-        "shop": receipt.shop,
-        "fen": receipt.fen,
-        "yuan": yuan(receipt.fen),
-        "capital": capital(receipt.fen),
-        "method": receipt.method,
-        "operator": receipt.operator,
-        "time": local.isoformat(),
-        "transfer": receipt.transfer,
-        "balance_fen": receipt.balance_fen,
-        "detail": dict(receipt.detail),
-        "print": PRINT_RECEIPTS,
-    }
-
-
-def text(receipt: Receipt) -> str:
-    """The printable receipt: plain text, Chinese labels, one field per line."""
-    local = receipt.time.astimezone(SITE_ZONE)
-    balance = "—" if receipt.balance_fen is None else f"¥{yuan(receipt.balance_fen)}"
-    lines = [
-        f"{'Voltbook 收据':^28}",
-        f"收据编号: {receipt.number}",
-        f"业务类型: {KIND_LABEL.get(receipt.kind, receipt.kind)}",
-        f"户号: {receipt.account}",
-        f"商铺: {receipt.shop or '—'}",
-        f"金额: ¥{yuan(receipt.fen)}",
-        f"大写: 人民币{capital(receipt.fen)}",
-        f"方式: {METHOD_LABEL.get(receipt.method, receipt.method)}",
-        f"经办人: {receipt.operator}",
-        f"时间: {local:%Y-%m-%d %H:%M:%S} ({SITE_ZONE.key})",
-        f"账务流水: {receipt.transfer}",
-        f"预付余额: {balance}",
-    ]
-    lines += [f"{name}: {value}" for name, value in sorted(receipt.detail.items())]
-    return "\n".join(lines) + "\n"

@@ -32,7 +32,8 @@ _SORT = re.compile(r"^-?[a-z_]{1,40}$")
 
 class Kind(StrEnum):
     TEXT = "text"
-    INT = "int"  # Wh, counts
+    INT = "int"  # counts, registers
+    WH = "wh"  # energy, integer Wh (printed as kWh)
     FEN = "fen"  # integer fen, shown as yuan
     TIME = "time"
     DATE = "date"
@@ -48,7 +49,7 @@ class Column:
 
     @property
     def numeric(self) -> bool:
-        return self.kind in {Kind.INT, Kind.FEN}
+        return self.kind in {Kind.INT, Kind.WH, Kind.FEN}
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,8 +31,9 @@ TIME = "yyyy-mm-dd hh:mm:ss"
 DATE = "yyyy-mm-dd"
 RATE = "0.00%"
 MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-_FORMATS = {Kind.FEN: YUAN, Kind.INT: WH, Kind.TIME: TIME, Kind.DATE: DATE, Kind.RATE: RATE}
-_WIDTHS = {Kind.FEN: 14, Kind.INT: 14, Kind.TIME: 20, Kind.DATE: 12, Kind.RATE: 11}
+_FORMATS = {Kind.FEN: YUAN, Kind.INT: WH, Kind.WH: WH, Kind.TIME: TIME, Kind.DATE: DATE,
+            Kind.RATE: RATE}  # fmt: skip
+_WIDTHS = {Kind.FEN: 14, Kind.INT: 14, Kind.WH: 14, Kind.TIME: 20, Kind.DATE: 12, Kind.RATE: 11}
 _BOLD = Font(bold=True)
 _SHEET_NAME = re.compile(r"[\\/*?:\[\]]")  # not allowed in a sheet's name
 
@@ -48,7 +49,7 @@ def cell_value(column: Column, value: Any) -> Any:
         return None
     if column.kind is Kind.FEN:
         return yuan(int(value))
-    if column.kind is Kind.INT:
+    if column.kind in {Kind.INT, Kind.WH}:
         return int(value)
     if column.kind is Kind.RATE:
         return float(value)

@@ -211,8 +211,8 @@ def consumption(filters: Filters, groups: tuple[str, ...] = ("account",)) -> Spe
     query = query.select_from(source).where(*filters.area(cd.c.account, inventory))
     columns = (
         *(_GROUP_COLUMNS[k] for k in shown),
-        Column("wh", "用电量(Wh)", Kind.INT, total=True),
-        Column("subsidy_wh", "补贴电量(Wh)", Kind.INT, total=True),
+        Column("wh", "用电量(Wh)", Kind.WH, total=True),
+        Column("subsidy_wh", "补贴电量(Wh)", Kind.WH, total=True),
         Column("fen", "电费(元)", Kind.FEN, total=True),
     )
     return Spec("consumption", "用电报表", columns, query, tuple(groups), filters.shown())
@@ -331,9 +331,9 @@ def subsidies(filters: Filters) -> Spec:
     columns = (
         Column("account", "账户"),
         *_AREA,
-        Column("issued_wh", "发放(Wh)", Kind.INT, total=True),
-        Column("used_wh", "使用(Wh)", Kind.INT, total=True),
-        Column("expired_wh", "清零(Wh)", Kind.INT, total=True),
+        Column("issued_wh", "发放(Wh)", Kind.WH, total=True),
+        Column("used_wh", "使用(Wh)", Kind.WH, total=True),
+        Column("expired_wh", "清零(Wh)", Kind.WH, total=True),
     )
     return Spec("subsidies", "补贴报表", columns, query, ("account",), filters.shown())
 
@@ -494,7 +494,7 @@ def meters(
         *_AREA,
         Column("protocol", "规约"),
         Column("relay", "继电器", Kind.INT),
-        Column("energy_wh", "电表读数(Wh)", Kind.INT),
+        Column("energy_wh", "电表读数(Wh)", Kind.WH),
         Column("last_reading", "最后抄表", Kind.TIME),
         Column("reads", "抄读次数", Kind.INT, total=True),
         Column("expected", "应抄次数", Kind.INT, total=True),

@@ -187,11 +187,11 @@ def monthly(session: Session, account: str, month: str, window: Window) -> State
 # -- printed and exported ------------------------------------------------------------------------
 
 _LINE = (Column("line", "项目"), Column("amount", "金额(元)", Kind.FEN))
-_WH_LINE = (Column("line", "项目"), Column("amount", "电量(Wh)", Kind.INT))
+_WH_LINE = (Column("line", "项目"), Column("amount", "电量(Wh)", Kind.WH))
 _CONSUMPTION = (
     Column("tariff_period", "时段"),
     Column("pocket", "扣费来源"),
-    Column("wh", "用电量(Wh)", Kind.INT, total=True),
+    Column("wh", "用电量(Wh)", Kind.WH, total=True),
     Column("fen", "电费(元)", Kind.FEN, total=True),
 )
 _ITEMS = (

@@ -76,6 +76,9 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("GET", "/commands"): READ_ALL,
     ("GET", "/commands/{command_id}"): READ_ALL,
     ("GET", "/alarms"): READ_ALL,
+    ("GET", "/alarms/counts"): READ_ALL,
+    ("GET", "/alarms/read-success"): READ_ALL,
+    ("POST", "/alarms/{alarm_id}/acknowledge"): FIELD,
     # -- operations: correct, refund (operator); pay out or cancel (finance); swap (field) --
     ("GET", "/corrections"): STAFF,
     ("POST", "/corrections"): OPERATIONS,
@@ -150,6 +153,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/concentrators"): {"node": "edge-0009", "public_key": NEW_KEY},
     ("POST", "/recharges"): {"account": MERCHANT_ACCOUNT, "fen": 100, "method": "cash"},
     ("POST", "/relays"): {"meters": ["000000000001"], "action": "trip"},
+    ("POST", "/alarms/{alarm_id}/acknowledge"): {"note": "seen on site"},
 }
 METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
 

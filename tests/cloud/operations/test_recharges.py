@@ -185,8 +185,11 @@ def recharge_rows(sessions) -> dict[str, tuple]:
 
 
 def alarms(sessions) -> list[tuple[str | None, str, str]]:
+    """The cloud's own alarms (an edge's, such as `command_rejected`, are copied there too)."""
     with sessions() as session:
-        rows = session.scalars(select(models.Alarm).order_by(models.Alarm.id))
+        rows = session.scalars(
+            select(models.Alarm).where(models.Alarm.event_id.is_(None)).order_by(models.Alarm.id)
+        )
         return [(a.node, a.kind, a.detail) for a in rows]
 
 

@@ -1,0 +1,173 @@
+"""The alarm desk: the alarms operators look at (`cloud.chains.alarms`: the cloud's own and the
+concentrators'), filtered by place and kind, counted for the console's pop-up, acknowledged
+with a note, and each concentrator's read success per bus from its `read_round` events.
+
+Places: a concentrator serves one site (`cloud.registry.site_config` refuses two), so an
+alarm is in a site when its node serves a shop of that site (`registry_shops.node`, or a
+registry meter on that node in such a shop). An alarm names the shop by number, as the edge
+does; its building and floor are the ones the concentrator reports for that shop (`accounts`,
+as the reports filter by area). An alarm with no shop (a bus down, a cloud alarm about a node)
+is in its site but in no building, floor or shop.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, exists, func, select
+from sqlalchemy.orm import Session
+
+from cloud.db.models import Alarm, Event, ReportedAccount
+from cloud.db.registry import Meter, Shop, Site
+from cloud.errors import Conflict, NotFound
+from cloud.people import oplog
+
+READ_ROUND = "read_round"  # the edge's event each cycle (`edge.runtime.read_success`)
+MAX_NOTE = 500
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmFilters:
+    node: str | None = None
+    site: str | None = None  # the registry's site name
+    building: str | None = None
+    floor: str | None = None
+    shop: str | None = None
+    account: str | None = None
+    kind: str | None = None
+    severity: str | None = None
+    acknowledged: bool | None = None
+    cleared: bool | None = None
+
+
+def site_nodes(site: str) -> Select[tuple[str | None]]:
+    """The concentrators serving shops of the site named `site`."""
+    in_site = select(Shop.id).join(Site, Site.id == Shop.site_id).where(Site.name == site)
+    by_shop = select(Shop.node).where(Shop.id.in_(in_site), Shop.node.is_not(None))
+    by_meter = select(Meter.node).where(Meter.shop_id.in_(in_site), Meter.node.is_not(None))
+    return by_shop.union(by_meter)  # type: ignore[return-value]
+
+
+def _clauses(filters: AlarmFilters) -> list[ColumnElement[bool]]:
+    clauses: list[ColumnElement[bool]] = []
+    for column, value in ((Alarm.node, filters.node), (Alarm.shop, filters.shop),
+                          (Alarm.account, filters.account), (Alarm.kind, filters.kind),
+                          (Alarm.severity, filters.severity)):  # fmt: skip
+        if value is not None:
+            clauses.append(column == value)
+    if filters.site is not None:
+        clauses.append(Alarm.node.in_(site_nodes(filters.site)))
+    if filters.building is not None or filters.floor is not None:
+        place = [ReportedAccount.node == Alarm.node, ReportedAccount.shop == Alarm.shop]
+        if filters.building is not None:
+            place.append(ReportedAccount.building == filters.building)
+        if filters.floor is not None:
+            place.append(ReportedAccount.floor == filters.floor)
+        clauses.append(exists().where(and_(*place)))
+    if filters.acknowledged is not None:
+        acknowledged = Alarm.acknowledged.is_not(None)
+        clauses.append(acknowledged if filters.acknowledged else ~acknowledged)
+    if filters.cleared is not None:
+        clauses.append(Alarm.cleared.is_(filters.cleared))
+    return clauses
+
+
+def listed(filters: AlarmFilters, *, newest_first: bool = False) -> Select[Alarm]:
+    """The alarms matching `filters`, oldest (or newest) first."""
+    order = (Alarm.time.desc(), Alarm.id.desc()) if newest_first else (Alarm.time, Alarm.id)
+    return select(Alarm).where(*_clauses(filters)).order_by(*order)
+
+
+def counts(session: Session, filters: AlarmFilters) -> list[tuple[str, str, int]]:
+    """(severity, kind, count) of the alarms matching `filters`, the most severe first."""
+    rank = {"critical": 0, "warning": 1, "info": 2}
+    rows = session.execute(
+        select(Alarm.severity, Alarm.kind, func.count())
+        .where(*_clauses(filters))
+        .group_by(Alarm.severity, Alarm.kind)
+    ).all()
+    return sorted(((s, k, int(n)) for s, k, n in rows), key=lambda r: (rank.get(r[0], 3), r[1]))
+
+
+def acknowledge(
+    session: Session, alarm_id: int, note: str, actor: oplog.Actor, now: dt.datetime
+) -> Alarm:
+    """Mark the alarm seen by `actor` with `note` and log it; once only (409 after)."""
+    row = session.scalars(select(Alarm).where(Alarm.id == alarm_id).with_for_update()).one_or_none()
+    if row is None:
+        raise NotFound(f"no alarm {alarm_id}")
+    if row.acknowledged is not None:
+        raise Conflict(f"alarm {alarm_id} was acknowledged by {row.acknowledged_by} already")
+    row.acknowledged, row.acknowledged_by, row.note = now, actor.user, note
+    oplog.record(session, actor, "alarm.acknowledge", f"alarm:{alarm_id}",
+                 {"acknowledged": None},
+                 {"node": row.node, "kind": row.kind, "note": note},
+                 now)  # fmt: skip
+    return row
+
+
+# -- read success ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class BusSuccess:
+    """One bus of one concentrator over a window of rounds: meters attempted and read, summed,
+    and the last round's."""
+
+    node: str
+    bus: str
+    rounds: int = 0
+    attempted: int = 0
+    read: int = 0
+    last_time: dt.datetime | None = None
+    last_attempted: int = 0
+    last_read: int = 0
+    down: bool = False  # in the last round
+
+    @property
+    def rate(self) -> float | None:
+        return None if not self.attempted else round(self.read / self.attempted, 4)
+
+    def add(self, time: dt.datetime, attempted: int, read: int, down: bool) -> None:
+        self.rounds += 1
+        self.attempted += attempted
+        self.read += read
+        self.last_time, self.last_attempted, self.last_read, self.down = (
+            time, attempted, read, down
+        )  # fmt: skip
+
+
+def read_success(
+    session: Session, since: dt.datetime, *, node: str | None = None, site: str | None = None
+) -> list[BusSuccess]:
+    """Per concentrator and bus, what its `read_round` events since `since` say."""
+    query = select(Event.node, Event.time, Event.detail).where(
+        Event.kind == READ_ROUND, Event.time >= since
+    )
+    if node is not None:
+        query = query.where(Event.node == node)
+    if site is not None:
+        query = query.where(Event.node.in_(site_nodes(site)))
+    tally: dict[tuple[str, str], BusSuccess] = {}
+    for event_node, time, detail in session.execute(query.order_by(Event.time, Event.event_id)):
+        for name, attempted, read, down in _buses(detail):
+            bus = tally.setdefault((event_node, name), BusSuccess(event_node, name))
+            bus.add(time, attempted, read, down)
+    return [tally[key] for key in sorted(tally)]
+
+
+def _buses(detail: Any) -> list[tuple[str, int, int, bool]]:
+    """(bus, attempted, read, down) of a round's detail; what is not shaped so is skipped (the
+    detail is the edge's own JSON, trusted for nothing)."""
+    buses = detail.get("buses") if isinstance(detail, dict) else None
+    out = []
+    for bus in buses if isinstance(buses, list) else []:
+        if not isinstance(bus, dict):
+            continue
+        name, attempted, read = bus.get("bus"), bus.get("attempted"), bus.get("read")
+        if (isinstance(name, str) and type(attempted) is int and type(read) is int
+                and 0 <= read <= attempted):  # fmt: skip
+            out.append((name, attempted, read, bus.get("down") is True))
+    return out

@@ -1,0 +1,230 @@
+"""Alarms where operators look: the concentrators' alarms, uploaded as events through the real
+ingest, listed with the cloud's own under `/alarms`, filtered by site, building, floor, shop,
+kind and severity, counted for the pop-up, acknowledged once with a note (in the operator log),
+and the read success of every bus from the edge's `read_round` events."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from cloud.db.auth import OperatorLogEntry
+from cloud.db.engine import session_factory
+from cloud.db.models import Alarm
+from cloud.ingest import concentrators
+from cloud.people.auth import Role
+from tests.cloud.api.conftest import M1, M3, NODE, OTHER, Site, bearer
+from tests.cloud.fake_edge import T0, ms
+from tests.cloud.registry_world import make_registry
+
+
+def event(
+    event_id: int, kind: str, minutes_ago: float, *, category: str = "alarm", **fields: Any
+) -> dict[str, Any]:
+    """An event as the edge uploads it (`edge.store.records.event_payload`)."""
+    detail = fields.pop("d", {})
+    return {"id": event_id, "t": ms(T0 - dt.timedelta(minutes=minutes_ago)), "c": category,
+            "k": kind, **fields, "d": detail}  # fmt: skip
+
+
+def rate(bus: str, attempted: int, read: int, **more: Any) -> dict[str, Any]:
+    return {"bus": bus, "attempted": attempted, "read": read, "failed": attempted - read, **more}
+
+
+def round_event(event_id: int, minutes_ago: float, *buses: dict[str, Any]) -> dict[str, Any]:
+    attempted = sum(b["attempted"] for b in buses)
+    read = sum(b["read"] for b in buses)
+    return event(event_id, "read_round", minutes_ago, category="event",
+                 d={"message": f"{read} of {attempted} meters read", "attempted": attempted,
+                    "read": read, "buses": list(buses)})  # fmt: skip
+
+
+NODE_EVENTS = [
+    event(2, "low_balance", 50, shop="S101", a="A0001",
+          d={"severity": "warning", "message": "A0001: 12.00 yuan left"}),
+    event(3, "arrears_trip", 40, m=M3, shop="S102", a="A0002",
+          d={"severity": "critical", "message": "A0002 in arrears: tripped"}),
+    event(4, "relay_failed", 30, m=M1, shop="S101", a="A0001",
+          d={"severity": "critical", "message": "relay did not open", "attempts": 3}),
+    event(5, "malicious_load", 20, m=M1, shop="S101", a="A0001",
+          d={"severity": "critical", "message": "2 kW resistive load"}),
+    event(6, "read_success_low", 15,
+          d={"severity": "warning", "message": "bus rs485-2: 0 of 1 meters read",
+             "bus": "rs485-2", "attempted": 1, "read": 0, "minimum": 0.9}),
+    round_event(7, 30, rate("rs485-1", 2, 2), rate("rs485-2", 1, 1)),
+    round_event(8, 15, rate("rs485-1", 2, 1), rate("rs485-2", 1, 0, down=True)),
+    round_event(9, 60 * 30, rate("rs485-1", 2, 0)),  # 30 hours ago
+    event(10, "read_round", 10, category="event", d={"buses": "not a list"}),
+    event(11, "recharge_booked", 5, category="event", a="A0001", d={"message": "booked"}),
+]  # fmt: skip
+OTHER_EVENTS = [
+    event(1, "low_balance", 45, shop="S201", a="A0101",
+          d={"severity": "warning", "message": "A0101: 3.00 yuan left"}),
+    round_event(2, 15, rate("lora-1", 4, 3)),
+]  # fmt: skip
+EDGE_ALARMS = 6
+
+
+def upload_events(site: Site, node: str, events: list[dict[str, Any]]) -> bytes:
+    first = site.outbox.get(node, 0) + 1
+    site.outbox[node] = upto = first + len(events) - 1
+    payload = site.edges[node].payload(first, upto, [], events=events)
+    site.send(node, payload)
+    return payload
+
+
+@pytest.fixture
+def alarmed(site: Site) -> Site:
+    """The site fixture, its registry (both nodes serve site Market), the events above, and a
+    cloud alarm (a refused batch) for each node and for an unknown one."""
+    with session_factory(site.engine).begin() as session:
+        make_registry(session, register=False)
+    upload_events(site, NODE, NODE_EVENTS)
+    upload_events(site, OTHER, OTHER_EVENTS)
+    site.send(NODE, b"not a batch")
+    site.send("edge-7777", b"VB\x01garbage")
+    return site
+
+
+def listed(client: TestClient, **params: Any) -> list[tuple[Any, ...]]:
+    answer = client.get("/alarms", params=params)
+    assert answer.status_code == 200, answer.text
+    return [(a["node"], a["kind"]) for a in answer.json()["items"]]
+
+
+def test_the_concentrators_alarms_reach_the_api_once(client: TestClient, site: Site) -> None:
+    payload = upload_events(site, NODE, NODE_EVENTS)
+    site.send(NODE, payload)  # the same batch again (its ack was lost): nothing twice
+    items = client.get("/alarms").json()["items"]
+    assert [(a["source"], a["event_id"], a["kind"]) for a in items] == [
+        ("edge", 2, "low_balance"), ("edge", 3, "arrears_trip"), ("edge", 4, "relay_failed"),
+        ("edge", 5, "malicious_load"), ("edge", 6, "read_success_low"),
+    ]  # fmt: skip
+    relay = items[2]
+    assert (relay["meter"], relay["shop"], relay["account"], relay["severity"]) == (
+        M1, "S101", "A0001", "critical",
+    )  # fmt: skip
+    assert relay["detail"] == "relay did not open" and relay["facts"]["attempts"] == 3
+    assert relay["time"] == "2026-11-24T07:30:00Z"
+    assert (relay["acknowledged"], relay["acknowledged_by"], relay["note"]) == (None, None, "")
+
+
+def test_filters_by_place_kind_and_severity(client: TestClient, alarmed: Site) -> None:
+    everything = listed(client)
+    assert len(everything) == EDGE_ALARMS + 2
+    assert ("edge-7777", "refused_batch") in everything
+    in_market = listed(client, site="Market")
+    assert len(in_market) == EDGE_ALARMS + 1 and ("edge-7777", "refused_batch") not in in_market
+    assert listed(client, site="Empty") == listed(client, site="Nowhere") == []
+    b1 = [(NODE, "low_balance"), (NODE, "arrears_trip"), (NODE, "relay_failed"),
+          (NODE, "malicious_load")]  # fmt: skip
+    assert listed(client, site="Market", building="B1") == b1
+    assert listed(client, building="B1", floor="1F") == b1
+    assert listed(client, floor="2F") == [(OTHER, "low_balance")]
+    assert listed(client, building="B1", floor="2F") == []
+    assert listed(client, shop="S102") == [(NODE, "arrears_trip")]
+    assert listed(client, kind="low_balance") == [(NODE, "low_balance"), (OTHER, "low_balance")]
+    assert listed(client, kind="read_success_low") == [(NODE, "read_success_low")]
+    assert listed(client, severity="critical", account="A0001") == [
+        (NODE, "relay_failed"), (NODE, "malicious_load"),
+    ]  # fmt: skip
+    assert listed(client, node=OTHER, severity="warning") == [(OTHER, "low_balance")]
+    assert listed(client, sort="-time")[:3] == [
+        ("edge-7777", "refused_batch"), (NODE, "refused_batch"), (NODE, "read_success_low"),
+    ]  # fmt: skip
+    for bad in ({"sort": "id"}, {"severity": "loud"}, {"acknowledged": "perhaps"}, {"site": ""},
+                {"limit": 0}):  # fmt: skip
+        assert client.get("/alarms", params=bad).status_code == 422, bad
+
+
+def test_counts_for_the_pop_up(client: TestClient, alarmed: Site) -> None:
+    counts = client.get("/alarms/counts", params={"acknowledged": False}).json()
+    assert counts["total"] == EDGE_ALARMS + 2
+    assert [(g["severity"], g["kind"], g["count"]) for g in counts["groups"]] == [
+        ("critical", "arrears_trip", 1), ("critical", "malicious_load", 1),
+        ("critical", "relay_failed", 1), ("warning", "low_balance", 2),
+        ("warning", "read_success_low", 1), ("warning", "refused_batch", 2),
+    ]  # fmt: skip
+    floor = client.get("/alarms/counts", params={"floor": "2F"}).json()
+    assert floor == {"total": 1, "groups": [{"severity": "warning", "kind": "low_balance",
+                                             "count": 1}]}  # fmt: skip
+
+
+def test_acknowledged_once_with_a_note_and_logged(
+    client: TestClient, alarmed: Site, tokens: dict[Role, str]
+) -> None:
+    (relay,) = client.get("/alarms", params={"kind": "relay_failed"}).json()["items"]
+    path = f"/alarms/{relay['id']}/acknowledge"
+
+    def rows() -> list[tuple[Any, ...]]:
+        with session_factory(alarmed.engine)() as session:
+            return [(a.id, a.acknowledged, a.acknowledged_by, a.note)
+                    for a in session.scalars(select(Alarm).order_by(Alarm.id))]  # fmt: skip
+
+    before = rows()
+    for body in ({"note": ""}, {}, {"note": 5}, {"note": "x" * 501},
+                 {"note": "ok", "by": "me"}):  # fmt: skip
+        assert client.post(path, json=body).status_code == 422, body
+    assert client.post("/alarms/999999/acknowledge", json={"note": "x"}).status_code == 404
+    auditor = bearer(tokens[Role.AUDITOR])
+    assert client.post(path, json={"note": "x"}, headers=auditor).status_code == 403
+    assert rows() == before
+    installer = bearer(tokens[Role.INSTALLER])
+    done = client.post(path, json={"note": "contactor replaced"}, headers=installer)
+    assert done.status_code == 200, done.text
+    assert (done.json()["acknowledged_by"], done.json()["note"]) == (
+        "installer-1", "contactor replaced",
+    )  # fmt: skip
+    assert done.json()["acknowledged"] == "2026-11-24T08:00:00Z"
+    again = client.post(path, json={"note": "me too"})
+    assert again.status_code == 409 and "installer-1" in again.json()["detail"]
+    open_kinds = [kind for _, kind in listed(client, acknowledged=False)]
+    assert "relay_failed" not in open_kinds and len(open_kinds) == EDGE_ALARMS + 1
+    assert listed(client, acknowledged=True) == [(NODE, "relay_failed")]
+    with session_factory(alarmed.engine)() as session:
+        (entry,) = session.scalars(
+            select(OperatorLogEntry).where(OperatorLogEntry.action == "alarm.acknowledge")
+        ).all()
+    assert (entry.user, entry.target, entry.after) == (
+        "installer-1", f"alarm:{relay['id']}",
+        {"node": NODE, "kind": "relay_failed", "note": "contactor replaced"},
+    )  # fmt: skip
+    assert client.get("/operator-log/verify").json()["ok"] is True
+
+
+def test_read_success_per_node_and_bus(client: TestClient, alarmed: Site) -> None:
+    buses = client.get("/alarms/read-success").json()
+    shown = [(b["node"], b["bus"], b["rounds"], b["attempted"], b["read"], b["rate"],
+              b["last_read"], b["last_attempted"], b["down"]) for b in buses]  # fmt: skip
+    assert shown == [
+        (NODE, "rs485-1", 2, 4, 3, 0.75, 1, 2, False),
+        (NODE, "rs485-2", 2, 2, 1, 0.5, 0, 1, True),
+        (OTHER, "lora-1", 1, 4, 3, 0.75, 3, 4, False),
+    ]  # the round 30 hours ago is outside the day; the malformed one is skipped
+    assert buses[0]["last_time"] == "2026-11-24T07:45:00Z"
+    two_days = client.get("/alarms/read-success", params={"hours": 48, "node": NODE}).json()
+    assert [(b["bus"], b["rounds"], b["read"]) for b in two_days] == [
+        ("rs485-1", 3, 3), ("rs485-2", 2, 1),
+    ]  # fmt: skip
+    assert client.get("/alarms/read-success", params={"site": "Empty"}).json() == []
+    assert len(client.get("/alarms/read-success", params={"site": "Market"}).json()) == 3
+    for hours in (0, 24 * 7 + 1):  # a week at most: a round a cycle is many rows
+        assert client.get("/alarms/read-success", params={"hours": hours}).status_code == 422
+
+
+def test_clearing_a_quarantine_leaves_the_concentrators_alarms_open(
+    client: TestClient, alarmed: Site
+) -> None:
+    with session_factory(alarmed.engine).begin() as session:
+        row = concentrators.lock(session, NODE)
+        row.status, row.quarantine_reason = "quarantined", "test"
+        concentrators.clear_quarantine(session, NODE, "admin-1", T0)
+    cleared = client.get("/alarms", params={"node": NODE, "cleared": True}).json()["items"]
+    assert [(a["kind"], a["severity"]) for a in cleared] == [
+        ("refused_batch", "warning"), ("quarantine_cleared", "info"),
+    ]  # fmt: skip
+    assert len(listed(client, node=NODE, cleared=False)) == 5  # the edge's, still open

@@ -56,6 +56,7 @@ ENGLISH: Mapping[str, str] = {
     "账户类型": "Account type", "日期": "Date", "电表": "Meter", "扣费来源": "Paid from",
     "用电量(Wh)": "Energy (Wh)", "补贴电量(Wh)": "Subsidy energy (Wh)", "电费(元)": "Cost (yuan)",
     "时间": "Time", "单号": "Order no.", "金额(元)": "Amount (yuan)", "方式": "Method",
+    "冲正(元)": "Corrections (yuan)", "入账净额(元)": "Net booked (yuan)",
     "操作员": "Operator", "状态": "Status", "发放(Wh)": "Issued (Wh)", "使用(Wh)": "Used (Wh)",
     "清零(Wh)": "Cleared (Wh)", "退款时间": "Refund time", "退款单号": "Refund no.",
     "退款方式": "Refund method", "经办人": "Operator", "付款人": "Paid by",

@@ -25,14 +25,18 @@ def test_deposits_print_whole_order_numbers_and_words() -> None:
     spec = queries.deposits(NOV)
     rows = [
         {"time": NOW, "payment": ORDERS[0], "account": "A0001", "shop": "S101", "fen": 100_000,
-         "method": "wechat", "operator": "op-li", "status": "posted"},
+         "corrected_fen": 2_050, "net_fen": 102_050, "method": "wechat", "operator": "op-li",
+         "status": "posted"},
         {"time": NOW, "payment": ORDERS[1], "account": "A0002", "shop": "S102", "fen": 2_000,
-         "method": "alipay", "operator": "op-li", "status": "voided"},
+         "corrected_fen": 0, "net_fen": 0, "method": "alipay", "operator": "op-li",
+         "status": "voided"},
         {"time": NOW, "payment": ORDERS[2], "account": "A0002", "shop": "S102", "fen": 50,
-         "method": "cash", "operator": "op-li", "status": "pending"},
+         "corrected_fen": 0, "net_fen": 0, "method": "cash", "operator": "op-li",
+         "status": "pending"},
     ]  # fmt: skip
     rows = [{c.key: row.get(c.key, "") for c in spec.columns} for row in rows]
-    printed = text_of(pdf.report(spec, iter(rows), {"fen": 102_050}, generated=NOW))
+    totals = {"corrected_fen": 2_050, "net_fen": 102_050}
+    printed = text_of(pdf.report(spec, iter(rows), totals, generated=NOW))
     for order in ORDERS:
         assert order in printed, order  # never cut
     assert "…" not in printed
@@ -61,9 +65,11 @@ def test_consumption_prints_kwh_and_tariff_periods_in_words() -> None:
 def test_in_english_on_request() -> None:
     spec = queries.deposits(NOV, method="wechat")
     row = {"time": NOW, "payment": ORDERS[0], "account": "A0001", "shop": "S101",
-           "fen": 100_000, "method": "wechat", "operator": "op-li", "status": "posted"}  # fmt: skip
+           "fen": 100_000, "corrected_fen": 0, "net_fen": 100_000, "method": "wechat",
+           "operator": "op-li", "status": "posted"}  # fmt: skip
     rows = [{c.key: row.get(c.key, "") for c in spec.columns}]
-    printed = text_of(pdf.report(spec, iter(rows), {"fen": 100_000}, generated=NOW, lang="en"))
+    totals = {"corrected_fen": 0, "net_fen": 100_000}
+    printed = text_of(pdf.report(spec, iter(rows), totals, generated=NOW, lang="en"))
     for words in ("Recharges", "Filters: Date: 2026-11-01 ~ 2026-11-30", "Order no.",
                   "Amount (yuan)", "WeChat Pay", "Booked", "Total", "Generated: 2026-11-24 16:00",
                   "Page 1 of 1", ORDERS[0]):  # fmt: skip

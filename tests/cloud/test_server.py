@@ -105,7 +105,7 @@ def test_a_concentrator_syncs_through_the_running_cloud(
             client.subscribe(topic(NODE, "ack"), qos=1)
             assert subscribed.wait(5)
             inventory = {"A0001": {"shop": "S101", "meters": [{"address": "000000000001"}]}}
-            status = Status(NODE, True, extra={"accounts": inventory}).encode()
+            status = Status(NODE, True, extra={"accounts": inventory}).signed(edge_key)
             client.publish(topic(NODE, "status"), status, qos=1).wait_for_publish(5)
             edge = FakeEdge(NODE, edge_key)
             uplink = edge.payload(1, 7, edge.book(*opening_transfers(NODE)))

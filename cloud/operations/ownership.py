@@ -215,7 +215,8 @@ def parse(node: str, inventory: object) -> list[Claimed]:
             log.warning("node %s: inventory entry %r malformed; ignored", node, account[:80])
             continue
         meters = {}
-        for meter in info.get("meters") or ():
+        listed = info.get("meters")
+        for meter in listed if isinstance(listed, list) else ():
             address = meter.get("address") if isinstance(meter, dict) else None
             if isinstance(address, str) and 0 < len(address) <= 32:
                 meters[address] = _text(meter.get("protocol"), 32)

@@ -11,8 +11,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import select
 
 from cloud.db import models
 from ledger.chain import NodeKey
@@ -164,6 +165,47 @@ def test_a_hostile_status_is_refused_with_an_alarm_and_the_next_is_recorded(
     assert ingest.handle_status(NODE, edge.status(accounts=inventory)) == []
     assert node_row(sessions, NODE).online
     assert count(sessions, models.ReportedAccount) == 1
+
+
+inventories = st.one_of(
+    json_values,
+    st.dictionaries(
+        st.text(max_size=70),
+        st.one_of(json_values, st.fixed_dictionaries(
+            {}, optional={"shop": json_values, "building": json_values, "floor": json_values,
+                          "meters": st.one_of(st.integers(), json_values, st.lists(st.one_of(
+                              json_values, st.fixed_dictionaries(
+                                  {"address": st.one_of(st.text(max_size=40), json_values)},
+                                  optional={"protocol": json_values})), max_size=3))})),
+        max_size=4,
+    ),
+)  # fmt: skip
+
+
+@pytest.mark.slow  # 100 examples against the database
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(inventory=inventories)
+def test_any_signed_inventory_is_taken_or_left_and_never_raises(
+    inventory, ingest, edge_of, sessions
+) -> None:
+    """A node's own signed status can still hold anything: what is not an account of the shape
+    the cloud knows is left out, the rest fits its columns."""
+    if count(sessions, models.Concentrator, models.Concentrator.node == NODE) == 0:
+        edge_of(NODE, EDGE_KEY)
+    try:
+        payload = Status(NODE, True, extra={"accounts": inventory}).signed(EDGE_KEY)
+    except (ValueError, UnicodeEncodeError):  # NaN, a lone surrogate: nothing a node can sign
+        assume(False)
+    ingest.handle_status(NODE, payload)
+    with sessions() as session:
+        for row in session.scalars(select(models.ReportedAccount)):
+            assert row.node == NODE and 0 < len(row.account) <= 64 and len(row.shop) <= 64
+        for meter in session.scalars(select(models.MeterState)):
+            assert 0 < len(meter.address) <= 32 and len(meter.protocol) <= 32
 
 
 @pytest.mark.slow  # 100 examples against the database

@@ -19,10 +19,10 @@ checked by `claim`: what agrees with the view, or fills it where the cloud has d
 is taken — an account nobody owns yet that the registry places on that node, or, with no
 registry for it (the embedded demo), the first node to claim it (`ON CONFLICT DO NOTHING`:
 nobody can take it after); the shop, building and floor of an account the node owns; a meter
-of an account it owns that no other node holds. What disagrees (an account or meter another
-node owns, one the registry puts elsewhere) raises an `inventory_mismatch` alarm and changes
-nothing. A claim on an account an open move is bringing to the node is expected and waits for
-the move.
+of an account it owns that no other node holds (one it no longer lists is nobody's). What
+disagrees (an account or meter another node owns, one the registry puts elsewhere) raises an
+`inventory_mismatch` alarm and changes nothing. A claim on an account an open move is bringing
+to the node is expected and waits for the move.
 """
 
 from __future__ import annotations
@@ -259,9 +259,13 @@ def _account_claim(session: Session, node: str, claimed: Claimed, now: dt.dateti
 
 
 def _meter_claims(session: Session, node: str, claimed: Claimed, now: dt.datetime) -> None:
-    if not claimed.meters:
-        return
+    """The meters of an account `node` owns: those it lists (and nobody else holds) are the
+    account's, those it no longer lists (swapped out) are nobody's."""
     addresses = sorted(claimed.meters)
+    _release(session, MeterState.node == node, MeterState.account == claimed.account,
+             MeterState.address.not_in(addresses))  # fmt: skip
+    if not addresses:
+        return
     held = dict(
         session.execute(
             select(MeterState.address, MeterState.node).where(

@@ -103,6 +103,7 @@ def test_without_a_registry_the_first_node_to_claim_an_account_owns_it(
     ingest.handle_status(B, b.status(accounts={"A0001": moved}))
     assert view(sessions)["A0001"] == (B, "S109")
     assert meters(sessions)[(B, "000000000077")] == "A0001"
+    assert meters(sessions)[(B, "000000000001")] == ""  # swapped out: nobody's
     assert len(alarms(sessions)) == 1
 
 

@@ -1,4 +1,5 @@
-"""Signed messages between the cloud and a concentrator: commands down, acknowledgements down.
+"""Signed messages between the cloud and a concentrator: commands down, acknowledgements down,
+statuses up.
 
 A signed message is a JSON object. Its signature is Ed25519 over a domain tag (one per message
 type, so a signature can never be replayed as another type) followed by the canonical JSON
@@ -16,7 +17,8 @@ Command (cloud → edge, topic `vb/{node}/cmd`):
 the highest seq it applied and the cloud resends the ones after it. The id makes applying
 exactly-once (the edge's inbox); seq only orders and resumes.
 
-Acknowledgement (cloud → edge, topic `vb/{node}/ack`): see `ledger.wire.Ack`.
+Acknowledgement (cloud → edge, topic `vb/{node}/ack`): see `ledger.wire.Ack`. Status (edge →
+cloud, topic `vb/{node}/status`, signed with the node's key): see `ledger.wire.Status`.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from ledger.untrusted import load_json
 
 COMMAND_TAG = b"voltbook/sync/command/v1\x00"
 ACK_TAG = b"voltbook/sync/ack/v1\x00"
+STATUS_TAG = b"voltbook/sync/status/v1\x00"
 _HEX128 = re.compile(r"[0-9a-f]{32}")
 _SIG = re.compile(r"[0-9a-f]{128}")
 MAX_SEQ = 2**63 - 1  # stored as an SQLite INTEGER
@@ -239,6 +242,7 @@ def open_command(
 __all__ = [
     "ACK_TAG",
     "COMMAND_TAG",
+    "STATUS_TAG",
     "Command",
     "CommandKind",
     "Rejected",

@@ -6,7 +6,7 @@ its own topics):
 | topic              | way          | payload                                           |
 |--------------------|--------------|---------------------------------------------------|
 | `vb/{node}/up`     | edge → cloud | an uplink `Batch` (`encode_batch`)                |
-| `vb/{node}/status` | edge → cloud | `Status` JSON, retained; the last will says offline |
+| `vb/{node}/status` | edge → cloud | signed `Status` JSON, retained; the last will says offline |
 | `vb/{node}/ack`    | cloud → edge | a signed `Ack` (`ledger.signed`, `ACK_TAG`)       |
 | `vb/{node}/cmd`    | cloud → edge | a signed `Command` (`ledger.signed`)              |
 
@@ -43,6 +43,13 @@ a relay 0 or 1. What a database column holds beyond that is `cloud.ingest.checks
 batch does not continue the cloud's copy: resend from after `upto`), `refused` (the batch is
 malformed; `reason` says why) or `quarantined` (the node's chain forked or its key is wrong;
 nothing more is accepted until an operator clears it). `now` is the cloud's clock.
+
+**Status.** `{"node", "online", "head", "acked", "commands", "accounts", "key_id", "sig"}`,
+signed with the node's key like a checkpoint (`ledger.signed`, `STATUS_TAG`); the cloud takes
+only a status the node's registered key verifies (`Status.open`). `accounts`, the inventory
+(`{owner: {"shop", "building", "floor", "meters": [{"address", "protocol"}]}}`), is re-sent
+whenever it changes; it is what the node claims to hold, which the cloud checks against its
+registry and the commands it sent, never the truth about who owns what.
 """
 
 from __future__ import annotations
@@ -54,9 +61,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from ledger.chain import NodeKey
 from ledger.encoding import GENESIS_HASH
 from ledger.errors import DecodeError
 from ledger.readings import READING_FIELDS, ReadingRow
+from ledger.signed import STATUS_TAG, Rejected, open_signed, sign
 from ledger.untrusted import load_json
 
 MAGIC = b"VB\x01"
@@ -383,7 +394,9 @@ class Ack:
 
 @dataclass(frozen=True, slots=True)
 class Status:
-    """Presence, published retained on connect; the last will is `Status(node, False)`."""
+    """Presence and inventory, published retained, signed with the node's key (`signed`,
+    `ledger.signed.STATUS_TAG`): on connect, and again whenever the inventory changes; the
+    last will is `Status(node, False)`, signed when the link is made."""
 
     node: str
     online: bool
@@ -392,8 +405,8 @@ class Status:
     commands: int = 0  # the highest command seq the edge applied (the cloud resends after it)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
-    def encode(self) -> bytes:
-        doc = {
+    def fields(self) -> dict[str, Any]:
+        return {
             "node": self.node,
             "online": self.online,
             "head": self.head,
@@ -401,15 +414,28 @@ class Status:
             "commands": self.commands,
             **self.extra,
         }
-        return json.dumps(doc, separators=(",", ":")).encode()
+
+    def signed(self, key: NodeKey) -> bytes:
+        """The payload: the fields, `key_id` and `sig` (`ledger.signed.sign`)."""
+        return sign(STATUS_TAG, self.fields(), key)
+
+    @classmethod
+    def open(cls, payload: bytes, keys: Mapping[str, Ed25519PublicKey]) -> Status:
+        """The status in `payload` if one of `keys` (the node's) signed it; `WireError` for any
+        other bytes: malformed (`decode`), unsigned, or signed by another key."""
+        status = cls.decode(payload)
+        try:
+            open_signed(STATUS_TAG, payload, keys)
+        except Rejected as exc:
+            raise WireError(f"status {exc}") from exc
+        return status
 
     @classmethod
     def decode(cls, payload: bytes) -> Status:
-        """The status in `payload`; `WireError` for any bytes that are not one (see the
-        module's "Decoding is total")."""
+        """The status in `payload`, its signature unchecked (`open` checks it); `WireError` for
+        any bytes that are not one (see the module's "Decoding is total")."""
         try:
             doc = _object(load_json(payload, allow_nul=False), "a status")
-            known = {"node", "online", "head", "acked", "commands"}
             if type(doc["online"]) is not bool:
                 raise WireError("status online must be true or false")
             return cls(
@@ -418,9 +444,12 @@ class Status:
                 head=_counter(doc["head"], "status head"),
                 acked=_counter(doc["acked"], "status acked"),
                 commands=_counter(doc["commands"], "status commands"),
-                extra={k: v for k, v in doc.items() if k not in known},
+                extra={k: v for k, v in doc.items() if k not in _STATUS_KEYS},
             )
         except (DecodeError, KeyError, TypeError) as exc:
             if isinstance(exc, WireError):
                 raise
             raise WireError(f"status malformed: {exc!s:.200}") from exc
+
+
+_STATUS_KEYS = frozenset(("node", "online", "head", "acked", "commands", "key_id", "sig"))

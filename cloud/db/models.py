@@ -8,7 +8,9 @@ timezone-aware (`DateTime(timezone=True)`); readings keep the edge's millisecond
   the highest outbox id it stored (`upto`), presence, and quarantine.
 - `ledger_entries` / `checkpoints`: every node's chain (the edges' and the cloud's own `cloud`
   chain), verified before they are stored; `balances` is the live projection of all of them.
-- `accounts`, `meters`: the inventory each concentrator reports in its status.
+- `accounts`, `meters`: who owns which account and meter, as money and relay orders are routed
+  (`cloud.operations.ownership`: from the registry and the cloud's commands; a concentrator's
+  signed inventory is only a claim), with the meters' last state from the readings.
 - `readings` (partitioned by month on PostgreSQL), `events`: what the edges uploaded.
 - `commands`: the command outbox (pending → delivered → applied | failed | expired).
 - `recharges`: operator/payment top-ups; a pending transfer in the cloud chain until the edge's
@@ -137,8 +139,8 @@ class Balance(Base):
 
 
 class ReportedAccount(Base):
-    """A merchant account as its home concentrator reports it (the registry's accounts are
-    `cloud.db.registry.Account`)."""
+    """A merchant account's home concentrator and place, the cloud's live view
+    (`cloud.operations.ownership`; the registry's accounts are `cloud.db.registry.Account`)."""
 
     __tablename__ = "accounts"
 
@@ -150,8 +152,9 @@ class ReportedAccount(Base):
 
 
 class MeterState(Base):
-    """A meter as its concentrator last reported it: account, relay, register, last reading
-    (the registry's meters are `cloud.db.registry.Meter`)."""
+    """A meter on a concentrator: its account (`cloud.operations.ownership`), and relay,
+    register and last reading as its readings last said (the registry's meters are
+    `cloud.db.registry.Meter`)."""
 
     __tablename__ = "meters"
     __table_args__ = (Index("meters_by_account", "account"),)

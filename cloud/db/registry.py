@@ -2,7 +2,8 @@
 subsidy and alarm policies, and each concentrator's configuration version.
 
 These tables are what operators *declare*; `accounts` and `meters` in `cloud.db.models` are the
-inventory the concentrators *report* (a read-only mirror). The registry's own accounts and meters
+live view of who owns what, which follows them and the commands sent
+(`cloud.operations.ownership`). The registry's own accounts and meters
 are therefore `registry_accounts` and `registry_meters`; `cloud.registry.site_config` turns the
 registry into the configuration documents each concentrator runs on.
 

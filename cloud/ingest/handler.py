@@ -50,24 +50,22 @@ from cloud.db.models import (
     Concentrator,
     Event,
     LedgerEntry,
-    MeterState,
     NodeStatus,
     Recharge,
     RechargeStatus,
-    ReportedAccount,
 )
 from cloud.db.partitions import ensure_partitions, forget_known_partitions
 from cloud.db.sql import table_of, upsert
 from cloud.errors import NotFound, Quarantined, Refused
 from cloud.ingest.checks import Contents, prepare_contents, verify_ledger
 from cloud.keys import CLOUD_NODE
-from cloud.operations import moves, settlements
+from cloud.operations import moves, ownership, settlements
 from cloud.operations.recharges import post_transfer
 from cloud.operations.states import RECHARGE, RechargeEvent
 from ledger.accounts import Pocket, pocket_id
 from ledger.chain import Entry, NodeKey, key_id, load_public_key
 from ledger.encoding import GENESIS_HASH
-from ledger.signed import ACK_TAG, sign
+from ledger.signed import ACK_TAG, sign, trusted
 from ledger.transfers import Code, Kind
 from ledger.wire import Ack, AckStatus, Batch, Status, WireError, decode_batch
 
@@ -323,17 +321,12 @@ class Ingest:
 
     # -- presence, inventory and commands ------------------------------------------------------
     def handle_status(self, node: str, payload: bytes) -> list[bytes]:
-        """Record presence (and inventory); the signed commands to (re)send to the node."""
+        """Record presence and check the inventory (`cloud.operations.ownership.claim`); the
+        signed commands to (re)send to the node. A status the node's registered key did not
+        sign, or that is malformed, is refused with a `refused_status` alarm."""
         now = self._now()
-        try:
-            status = Status.decode(payload)
-        except WireError as exc:
-            log.warning("node %s: status refused: %s", node, exc)
-            with self._sessions.begin() as session:
-                raise_alarm(session, node, "refused_status", now, str(exc))
-            return []
-        if status.node != node or node == CLOUD_NODE:
-            log.warning("node %s: status of %r ignored", node, status.node)
+        if node == CLOUD_NODE:
+            log.warning("a status on the cloud's own topic ignored")
             return []
         with self._sessions.begin() as session:
             try:
@@ -341,11 +334,20 @@ class Ingest:
             except NotFound:
                 log.warning("node %s: status from an unregistered node ignored", node)
                 return []
+            try:
+                key = load_public_key(row.public_key.encode())
+                status = Status.open(payload, trusted(key))
+                if status.node != node:
+                    raise WireError(f"status of {status.node!r} published on {node!r}'s topic")
+            except WireError as exc:
+                log.warning("node %s: status refused: %s", node, exc)
+                raise_alarm(session, node, "refused_status", now, str(exc))
+                return []
             row.online, row.last_seen = status.online, now
             row.commands_applied = max(row.commands_applied, status.commands)
             inventory = status.extra.get("accounts")
             if inventory is not None:
-                _register_inventory(session, node, inventory)
+                ownership.claim(session, node, inventory, now)
             if row.status == NodeStatus.QUARANTINED.value or not status.online:
                 return []
             commands.expire(session, now, node)
@@ -438,45 +440,3 @@ def _quarantine_row(
     row.status = NodeStatus.QUARANTINED.value
     row.quarantine_reason = f"{exc.reason}: {exc.detail}" if exc.detail else exc.reason
     raise_alarm(session, row.node, "quarantined", now, row.quarantine_reason)
-
-
-def _register_inventory(session: Session, node: str, inventory: object) -> None:
-    """Upsert the accounts and meters a concentrator reports:
-    `{owner: {"shop", "building", "floor", "meters": [{"address", "protocol"}]}}`."""
-    if not isinstance(inventory, dict):
-        log.warning("node %s: inventory is not an object; ignored", node)
-        return
-    accounts, meters = [], []
-    for owner, info in sorted(inventory.items()):
-        if not isinstance(info, dict) or not isinstance(owner, str) or not 0 < len(owner) <= 64:
-            log.warning("node %s: inventory entry %r malformed; ignored", node, owner)
-            continue
-        accounts.append({
-            "account": owner, "node": node, "shop": str(info.get("shop") or "")[:64],
-            "building": str(info.get("building") or "")[:64],
-            "floor": str(info.get("floor") or "")[:32],
-        })  # fmt: skip
-        for meter in info.get("meters") or ():
-            address = meter.get("address") if isinstance(meter, dict) else None
-            if isinstance(address, str) and 0 < len(address) <= 32:
-                protocol = str(meter.get("protocol") or "")[:32]
-                meters.append({"node": node, "address": address, "account": owner,
-                               "protocol": protocol})  # fmt: skip
-    if accounts:
-        statement = upsert(session, ReportedAccount.__table__)
-        session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["account"],
-                set_={c: statement.excluded[c] for c in ("node", "shop", "building", "floor")},
-            ),
-            accounts,
-        )
-    if meters:
-        statement = upsert(session, MeterState.__table__)
-        session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["node", "address"],
-                set_={c: statement.excluded[c] for c in ("account", "protocol")},
-            ),
-            meters,
-        )

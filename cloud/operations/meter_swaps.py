@@ -35,6 +35,7 @@ from cloud.db import registry as tables
 from cloud.db.models import MeterState, Reading, ReportedAccount
 from cloud.db.operations import IrReading, MeterSwap
 from cloud.errors import Conflict, Forbidden, Invalid, NotFound
+from cloud.operations import ownership
 from cloud.operations.arguments import reference, whole
 from cloud.operations.handheld import ADDRESS, IrRegister
 from cloud.operations.receipts import Voucher
@@ -334,3 +335,6 @@ def on_verdicts(session: Session, outcomes: Sequence[CommandVerdict], now: dt.da
         applied = outcome.status.value == "applied"
         METER_SWAP.fire(row, MeterSwapEvent.APPLIED if applied else MeterSwapEvent.REFUSED)
         row.resolved = now
+        if applied:
+            ownership.swapped(session, row.node, row.old, row.new_address, row.account,
+                              row.protocol)  # fmt: skip

@@ -51,6 +51,10 @@ concentrators are marked changed:
 An account the registry does not know is only recorded, as before (the inventory reported by
 the concentrators is what the move checks then), and no configuration is pushed before its
 move_in.
+
+**Money follows the tenant** (`cloud.operations.ownership.moved`): once the destination booked
+the move_in, the cloud's view has the account on the destination, so the next recharge,
+correction or refund goes there; until then it stays with the source, which holds the money.
 """
 
 from __future__ import annotations
@@ -72,6 +76,7 @@ from cloud.db import registry as tables
 from cloud.db.models import Concentrator, LedgerEntry, ReportedAccount
 from cloud.db.operations import Move
 from cloud.errors import Conflict, Invalid, NotFound, Quarantined
+from cloud.operations import ownership
 from cloud.operations.arguments import reference
 from cloud.operations.refunds import open_refund, settle_id
 from cloud.operations.states import MOVE, MoveEvent, MoveStatus
@@ -161,6 +166,8 @@ def request(
         row.out_transfer, row.in_transfer = hex_id(out_id(ref)), hex_id(in_id(ref))
     session.add(row)
     session.flush()
+    if to_node == owner.node:
+        ownership.moved(session, row)
     if target is not None:
         _follow(session, row, target, actor, now)
     return row, True
@@ -206,6 +213,7 @@ def on_entries(
     ):
         MOVE.fire(row, MoveEvent.IN_BOOKED)  # settle post due
         row.updated = now
+        ownership.moved(session, row)  # the money is there: so is the account
         _made_due(session)
     if any(e.transfer.kind is Kind.POST for e in booked.values()):
         settles = {hex_id(settle_id(h, "post")): h for h in _out_transfers(session, node)}

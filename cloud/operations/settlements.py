@@ -17,6 +17,8 @@ destination booked the arrival) are issued after the ingest commits
                                          the payer is owed a refund; recharges), VOID a
                                          correction, fail a refund or move, void a move's
                                          pending, fail a swap (meter_swaps)
+    applied config or meter_swap,        the view of who owns which account and meter
+    move-in/M at the destination         follows (ownership)
 
 Called by the ingest inside its transaction, under the node's row lock, after the batch's
 entries are stored; returns the transfers to append to the cloud chain (the ingest appends and
@@ -32,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from cloud.chains.commands import CommandVerdict
 from cloud.chains.projection import VerifiedEntry, hex_id
-from cloud.operations import corrections, meter_swaps, moves, recharges, refunds
+from cloud.operations import corrections, meter_swaps, moves, ownership, recharges, refunds
 from ledger.transfers import Code, Kind, Transfer
 
 _OPERATION_CODES = (Code.CORRECTION, Code.REFUND, Code.MOVE)
@@ -78,4 +80,5 @@ def on_verdicts(
     refunds.on_verdicts(session, node, outcomes, now)
     moves.on_verdicts(session, outcomes, now)
     meter_swaps.on_verdicts(session, outcomes, now)
+    ownership.on_verdicts(session, node, outcomes, now)
     return voids

@@ -7,7 +7,13 @@ thread, between poll cycles:
    `Status` (head, acked, highest command seq, account inventory) goes out; `Disconnected` →
    the session stops sending; a delivery on `ack` → the session; on `cmd` → the command desk;
    each delivery is PUBACKed only after its transaction committed;
-2. the batches the session wants sent now.
+2. when the running site's inventory differs from the one last published (a `config` or a
+   `meter_swap` applied, a tenant moved in or out), the status again, so the cloud's view
+   follows within one sync rather than at the next reconnect;
+3. the batches the session wants sent now.
+
+Every status, the last will included, is signed with the node's key (`Status.signed`): the
+cloud takes no status its registered key does not verify.
 
 A delivery that cannot be used (not JSON, too big or deep, out-of-range numbers, lone
 surrogates, a bad signature, arguments of the wrong type) is logged with its topic, recorded
@@ -79,10 +85,11 @@ class SyncService:
             SessionConfig(settings.window, settings.ack_timeout_s, settings.rate_bytes_s),
         )
         self.desk = CommandDesk(runtime, settings.cloud_keys)
-        self.link = link or MqttLink(settings, store.node, Status(store.node, False).encode())
+        will = Status(store.node, False).signed(runtime.key)
+        self.link = link or MqttLink(settings, store.node, will)
         self.monotonic = monotonic
         self._pending: deque[LinkEvent] = deque()
-        self._inventory = inventory(runtime.site)
+        self._published: dict[str, Any] | None = None  # the inventory the cloud last got
 
     def status(self, *, online: bool = True) -> Status:
         store = self.runtime.store
@@ -92,8 +99,13 @@ class SyncService:
             head=store.chain.seq,
             acked=store.acknowledged()[0],
             commands=self.desk.highest_seq,
-            extra={"accounts": self._inventory} if online else {},
+            extra={"accounts": inventory(self.runtime.site)} if online else {},
         )
+
+    def _publish_status(self) -> None:
+        status = self.status()
+        if self.link.publish("status", status.signed(self.runtime.key), retain=True):
+            self._published = status.extra["accounts"]
 
     def start(self) -> None:
         self.link.start()
@@ -107,7 +119,7 @@ class SyncService:
             if self.session.paused or not (self.session.in_flight or self.busy):
                 break
             time.sleep(FLUSH_NAP_S)
-        self.link.stop(farewell=self.status(online=False).encode())
+        self.link.stop(farewell=self.status(online=False).signed(self.runtime.key))
 
     @property
     def busy(self) -> bool:
@@ -125,6 +137,9 @@ class SyncService:
                 log.error("sync: not handled, nothing of it was stored (tried again): %s", exc)
                 return
             self._pending.popleft()
+        if self.link.connected and inventory(self.runtime.site) != self._published:
+            self._publish_status()
+            log.info("sync: inventory changed; status sent again")
         for built in self.session.next_batches(mono):
             if not self.link.publish("up", built.payload):
                 self.session.not_sent(built)
@@ -134,7 +149,7 @@ class SyncService:
     def _handle(self, event: LinkEvent, mono: float) -> None:
         if isinstance(event, Connected):
             self.session.connected(mono)
-            self.link.publish("status", self.status().encode(), retain=True)
+            self._publish_status()
             log.info("sync: connected (connection %d)", event.generation)
         elif isinstance(event, Disconnected):
             self.session.disconnected()

@@ -15,7 +15,7 @@ from ledger.encoding import encode_transfer
 from ledger.ids import derive_id
 from ledger.readings import ReadingRow
 from ledger.transfers import Code, TimeSource, Transfer
-from ledger.wire import Batch, LedgerPart, encode_batch
+from ledger.wire import Batch, LedgerPart, Status, encode_batch
 
 T0 = dt.datetime(2026, 11, 24, 8, 0, tzinfo=dt.UTC)
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -129,3 +129,16 @@ class FakeEdge:
 
     def payload(self, *args: Any, **kwargs: Any) -> bytes:
         return encode_batch(self.batch(*args, **kwargs))
+
+    def status(
+        self,
+        online: bool = True,
+        *,
+        accounts: Mapping[str, Any] | None = None,
+        commands: int = 0,
+        key: NodeKey | None = None,
+    ) -> bytes:
+        """The node's status as it publishes it: signed with its key (or `key`)."""
+        extra = {} if accounts is None else {"accounts": dict(accounts)}
+        status = Status(self.node, online, self.chain.seq, 0, commands, extra)
+        return status.signed(key or self.key)

@@ -131,7 +131,7 @@ def test_a_concentrator_syncs_through_the_running_cloud(
             client.subscribe(topic(NODE, "ack"), qos=1)
             assert subscribed.wait(5)
             inventory = {"A0001": {"shop": "S101", "meters": [{"address": "000000000001"}]}}
-            status = Status(NODE, True, extra={"accounts": inventory}).encode()
+            status = Status(NODE, True, extra={"accounts": inventory}).signed(edge_key)
             client.publish(topic(NODE, "status"), status, qos=1).wait_for_publish(5)
             edge = FakeEdge(NODE, edge_key)
             uplink = edge.payload(1, 7, edge.book(*opening_transfers(NODE)))
@@ -164,18 +164,19 @@ def test_a_device_using_another_nodes_client_id_does_not_knock_it_offline(
     with serve_in_thread(config) as cloud:
         assert isinstance(cloud.broker, MosquittoBroker), "needs mosquitto (TLS, ACLs)"
         headers = log_in(cloud)
-        register(cloud, headers, victim_node, NodeKey.from_seed(b"1" * 32))
+        victim_key = NodeKey.from_seed(b"1" * 32)
+        register(cloud, headers, victim_node, victim_key)
         register(cloud, headers, other, NodeKey.from_seed(b"2" * 32))
         dropped = threading.Event()
         victim = device_client(cloud, victim_node)
         victim.on_disconnect = lambda *_args: dropped.set()
-        victim.will_set(topic(victim_node, "status"), Status(victim_node, False).encode(),
+        victim.will_set(topic(victim_node, "status"), Status(victim_node, False).signed(victim_key),
                         qos=1, retain=True)  # fmt: skip
         victim.connect(cloud.broker_host, cloud.broker_port)
         victim.loop_start()
         impostor = device_client(cloud, other, client_id=victim_node)
         try:
-            status = Status(victim_node, True).encode()
+            status = Status(victim_node, True).signed(victim_key)
             victim.publish(topic(victim_node, "status"), status, qos=1, retain=True)
             assert wait_for(lambda: online(cloud, headers, victim_node))
             connected = threading.Event()

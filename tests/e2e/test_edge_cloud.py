@@ -446,6 +446,33 @@ def test_a_recharge_through_the_api_closes_the_relay_and_is_applied_once(
     assert_cloud_copy_equals_edge(cloud, edge)
 
 
+def test_a_swapped_in_meter_is_in_the_clouds_view_within_one_sync(world: TlsWorld) -> None:
+    """Issue 13: the concentrator sent its inventory once, at boot, so after a swap the cloud
+    had the new meter with no account (reports lost its shop) until a restart. Now its signed
+    status goes up again when the swap changes it, and the cloud's view follows."""
+    cloud = world.cloud
+    edge = world.edge()
+    edge.cycles(2, TWO_HOURS)
+    edge.pump("the cloud to hold every reading", edge.drained)
+    meter = next(m for m in edge.site.meters if m.protocol == "dlt645" and m.account)
+    owner, billing = meter.account, edge.runtime.meters[meter.address].billing
+    assert billing is not None and owner in _known(cloud)
+    new = "209901000001"
+    final_wh = -(-(billing.reg_wh + 10) // 10) * 10
+    cloud.post("/meter-swaps", {"old": meter.address, "final_wh": final_wh, "initial_wh": 0,
+                                "new": {"address": new, "protocol": "dlt645"}})  # fmt: skip
+
+    def view() -> dict[str, str]:
+        return {m["address"]: m["account"] for m in cloud.get("/meters", node=NODE)["items"]}
+
+    edge.pump("the swap to reach the cloud's view", lambda: view().get(new) == owner)
+    assert view()[meter.address] == ""  # the old meter is nobody's now
+    assert cloud.get(f"/accounts/{owner}")["node"] == NODE
+    # What went up is a signed status with the new meter (the cloud took nothing unsigned).
+    refusals = models.Alarm.kind.in_(["refused_status", "inventory_mismatch"])
+    assert cloud.count(models.Alarm, refusals) == 0
+
+
 def _known(cloud: Cloud) -> set[str]:
     return {a["account"] for a in cloud.get("/accounts", node=NODE, limit=100)["items"]}
 

@@ -39,6 +39,7 @@ from ledger.wire import (
 
 CLOUD = NodeKey.from_seed(bytes(range(32)))
 OTHER = NodeKey.from_seed(bytes(32))
+EDGE = NodeKey.from_seed(b"e" * 32)
 T0 = dt.datetime(2026, 11, 24, 8, 0, tzinfo=dt.UTC)
 
 scaled = lambda scale: st.one_of(  # noqa: E731 — a value the meter can report at that scale
@@ -221,11 +222,25 @@ def test_ack_and_status_round_trip() -> None:
     fields = open_signed(ACK_TAG, sign(ACK_TAG, ack.fields(), CLOUD), trusted(CLOUD.public_key))
     assert Ack.from_fields(fields) == ack
     status = Status("edge-0001", True, 41, 40, 7, {"accounts": {"A0001": {"shop": "1F-01"}}})
-    assert Status.decode(status.encode()) == status
+    assert Status.open(status.signed(EDGE), trusted(EDGE.public_key)) == status
     with pytest.raises(WireError):
         Status.decode(b'{"node":"x","online":true,"head":-1,"acked":0,"commands":0}')
     with pytest.raises(WireError):
         Ack.from_fields({**ack.fields(), "seq": -1})
+
+
+def test_a_status_not_signed_by_the_nodes_key_is_refused() -> None:
+    """Issue 13: statuses were not signed, so anyone who could publish one could claim another
+    concentrator's accounts. Unsigned, signed by another key, or altered after signing: refused."""
+    status = Status("edge-0001", True, 41, 40, 7, {"accounts": {"A0001": {"shop": "1F-01"}}})
+    keys = trusted(EDGE.public_key)
+    unsigned = json.dumps(status.fields()).encode()
+    altered = status.signed(EDGE).replace(b'"A0001"', b'"A0002"')
+    for payload, why in [(unsigned, "malformed"), (status.signed(CLOUD), "unknown_key"),
+                         (altered, "bad_signature")]:  # fmt: skip
+        with pytest.raises(WireError, match=why):
+            Status.open(payload, keys)
+    assert Status.decode(unsigned) == status  # well formed: only the signature is wrong
 
 
 # -- any bytes: a value or WireError (issue 13: a malformed batch must not jam a node) ----------
@@ -365,6 +380,8 @@ status_docs = st.fixed_dictionaries(
     payload=st.one_of(st.binary(max_size=300), st.one_of(status_docs, json_values).map(_json_text))
 )
 def test_any_bytes_decode_to_a_status_or_a_wire_error(payload: bytes) -> None:
+    with pytest.raises(WireError):  # none of these bytes is signed
+        Status.open(payload, trusted(EDGE.public_key))
     try:
         status = Status.decode(payload)
     except WireError:

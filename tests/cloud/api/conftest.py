@@ -30,7 +30,7 @@ from ledger.chain import NodeKey
 from ledger.ids import derive_id
 from ledger.readings import ReadingRow
 from ledger.transfers import Code, Kind, RefValue, TimeSource, Transfer
-from ledger.wire import Ack, AckStatus, Status
+from ledger.wire import Ack, AckStatus
 from tests.cloud.conftest import Clock
 from tests.cloud.fake_edge import T0, FakeEdge, ms
 from tests.cloud.helpers import open_ack
@@ -132,11 +132,8 @@ class Site:
         return open_ack(self.ingest.handle_batch(node, payload), self.key)
 
     def status(self, node: str, *, online: bool = True, commands: int = 0) -> list[bytes]:
-        edge = self.edges[node]
-        extra = {"accounts": INVENTORY[node]}
-        return self.ingest.handle_status(
-            node, Status(node, online, edge.chain.seq, 0, commands, extra).encode()
-        )
+        payload = self.edges[node].status(online, accounts=INVENTORY[node], commands=commands)
+        return self.ingest.handle_status(node, payload)
 
 
 SUBSIDY_ISSUED = system_id(System.SUBSIDY_ISSUED)

@@ -307,6 +307,26 @@ def test_meter_swap(client: TestClient, site: Site, edge: ContractEdge) -> None:
     assert "换表" in text and "旧表末次读数: 101.500 kWh" in text
 
 
+def test_a_swapped_in_meter_is_its_accounts_in_the_cloud_view_within_one_sync(
+    client: TestClient, site: Site, edge: ContractEdge
+) -> None:
+    """Issue 13: the cloud's view of meters came from the inventory sent at boot, so a
+    swapped-in meter had no account (nor shop) until the concentrator restarted."""
+    row = client.post("/meter-swaps", json=SWAP).json()
+    edge.sync(NODE)  # the swap applied: its verdict is the one sync
+    meters = client.get("/meters", params={"account": A1}).json()["items"]
+    assert {(m["address"], m["node"]) for m in meters} == {("000000000777", NODE), (M2, NODE)}
+    assert client.get(f"/accounts/{A1}").json()["shop"] == "S101"
+    relay = client.post("/relays", json={"meters": ["000000000777"], "action": "trip"})
+    assert relay.status_code == 202, relay.text
+    assert [c["node"] for c in relay.json()["commands"]] == [NODE]
+    again = client.post("/meter-swaps", json=SWAP | {"old": "000000000777", "final_wh": 10,
+                                                      "new": {"address": "000000000778",
+                                                              "protocol": "dlt645"}})  # fmt: skip
+    assert again.status_code == 201, again.text
+    assert again.json()["account"] == A1 and row["account"] == A1
+
+
 IR_FILE = """# voltbook IR export v1
 address,read_at,energy_kwh
 000000000001,2026-11-24T09:30:00+08:00,101.60
@@ -393,6 +413,39 @@ def test_move_to_another_concentrator(client: TestClient, site: Site, edge: Cont
     after = balances(site)
     assert after[system_id(System.MOVES_IN_TRANSIT)] == (0, 0)
     assert after[pocket_id(A1, Pocket.PREPAID)] == total  # the same money, now at OTHER
+    assert_books_balance(site)
+
+
+def test_after_a_move_across_concentrators_the_next_recharge_goes_to_the_new_one(
+    client: TestClient, site: Site, edge: ContractEdge
+) -> None:
+    """Issue 13: money was routed by the accounts the concentrators listed at boot, so after a
+    move the next recharge went to the old concentrator, was refused and voided. The account
+    changes concentrator when its money does: when the destination booked the move_in."""
+    client.post("/moves", json={"account": A1, "to_shop": "S201", "to_node": OTHER,
+                                "move": "M1"})  # fmt: skip
+    edge.sync(NODE)  # the money left the source, it is not at the destination yet
+
+    def recharge(payment: str) -> Command:
+        answer = client.post("/recharges", json={"account": A1, "fen": 300, "method": "cash",
+                                                 "payment": payment})  # fmt: skip
+        assert answer.status_code == 201, answer.text
+        return command(site, answer.json()["command_id"])
+
+    assert recharge("P-during").node == NODE
+    edge.sync(OTHER)
+    assert client.get("/moves/M1").json()["status"] == "arrived"
+    assert recharge("P-after").node == OTHER
+    assert (client.get(f"/accounts/{A1}").json()["node"],
+            client.get(f"/accounts/{A1}").json()["shop"]) == (OTHER, "S201")  # fmt: skip
+    edge.sync_all()
+    assert client.get("/moves/M1").json()["status"] == "settled"
+    for payment in ("P-during", "P-after"):
+        assert client.get(f"/recharges/{payment}").json()["status"] == "posted"
+    assert edge.models[OTHER].prepaid[A1] == 8_163 + 300
+    site.status(NODE)  # the source still lists the tenant (its configuration is not pushed)
+    assert client.get(f"/accounts/{A1}").json()["node"] == OTHER
+    assert recharge("P-later").node == OTHER
     assert_books_balance(site)
 
 

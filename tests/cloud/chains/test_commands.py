@@ -10,6 +10,7 @@ from sqlalchemy import select
 from cloud.chains import commands
 from cloud.db import models
 from cloud.errors import Invalid, NotFound, Quarantined
+from ledger.chain import NodeKey
 from ledger.signed import CommandKind, open_command, trusted
 from ledger.wire import Status
 from tests.cloud.fake_edge import T0, ms
@@ -24,8 +25,11 @@ INVENTORY = {
 }  # fmt: skip
 
 
+EDGE_KEY = NodeKey.from_seed(b"c" * 32)
+
+
 def status(online: bool = True, applied: int = 0, **extra) -> bytes:
-    return Status(NODE, online, head=0, acked=0, commands=applied, extra=extra).encode()
+    return Status(NODE, online, head=0, acked=0, commands=applied, extra=extra).signed(EDGE_KEY)
 
 
 def issue(sessions, cloud_key, clock, kind=CommandKind.TIME, args=None, **kwargs):
@@ -34,7 +38,7 @@ def issue(sessions, cloud_key, clock, kind=CommandKind.TIME, args=None, **kwargs
 
 
 def test_issue_numbers_and_signs_commands(edge_of, sessions, cloud_key, clock) -> None:
-    edge_of(NODE)
+    edge_of(NODE, EDGE_KEY)
     first = issue(sessions, cloud_key, clock)
     second = issue(sessions, cloud_key, clock, CommandKind.RELAY,
                    {"meters": ["000000000001"], "action": "trip"}, operator="op1")  # fmt: skip
@@ -61,7 +65,7 @@ def test_issue_numbers_and_signs_commands(edge_of, sessions, cloud_key, clock) -
     ],
 )
 def test_issue_refuses_bad_arguments(kind, args, ingest, edge_of, clock) -> None:
-    edge_of(NODE)
+    edge_of(NODE, EDGE_KEY)
     with pytest.raises(Invalid), ingest._sessions.begin() as session:
         commands.issue(session, NODE, kind, args, key=ingest.key, now=clock())
 
@@ -69,7 +73,7 @@ def test_issue_refuses_bad_arguments(kind, args, ingest, edge_of, clock) -> None
 def test_issue_to_an_unknown_or_quarantined_node(edge_of, sessions, cloud_key, clock) -> None:
     with pytest.raises(NotFound):
         issue(sessions, cloud_key, clock)
-    edge_of(NODE)
+    edge_of(NODE, EDGE_KEY)
     with sessions.begin() as session:
         session.get(models.Concentrator, NODE).status = "quarantined"
     with pytest.raises(Quarantined):
@@ -79,7 +83,7 @@ def test_issue_to_an_unknown_or_quarantined_node(edge_of, sessions, cloud_key, c
 def test_status_resends_open_commands_after_the_applied_seq(
     ingest, edge_of, sessions, cloud_key, clock
 ) -> None:
-    edge_of(NODE)
+    edge_of(NODE, EDGE_KEY)
     issued = [issue(sessions, cloud_key, clock) for _ in range(4)]
     with sessions.begin() as session:
         commands.mark_delivered(session, issued[2].id)
@@ -94,7 +98,7 @@ def test_status_resends_open_commands_after_the_applied_seq(
 def test_status_expires_and_skips_commands_past_expiry(
     ingest, edge_of, sessions, cloud_key, clock
 ) -> None:
-    edge_of(NODE)
+    edge_of(NODE, EDGE_KEY)
     short = issue(sessions, cloud_key, clock, ttl=dt.timedelta(hours=1))
     long = issue(sessions, cloud_key, clock, ttl=dt.timedelta(days=3))
     clock.advance(hours=2)
@@ -109,7 +113,7 @@ def test_status_expires_and_skips_commands_past_expiry(
 
 
 def test_status_registers_the_inventory(ingest, edge_of, sessions) -> None:
-    edge_of(NODE)
+    edge_of(NODE, EDGE_KEY)
     ingest.handle_status(NODE, status(accounts=INVENTORY))
     moved = {**INVENTORY, "A0002": {**INVENTORY["A0002"], "shop": "2F-07"}}
     ingest.handle_status(NODE, status(accounts=moved))
@@ -128,10 +132,10 @@ def test_status_of_a_quarantined_unknown_or_garbled_node_sends_nothing(
     ingest, edge_of, sessions, cloud_key, clock
 ) -> None:
     assert ingest.handle_status(NODE, status()) == []
-    edge_of(NODE)
+    edge_of(NODE, EDGE_KEY)
     issue(sessions, cloud_key, clock)
     assert ingest.handle_status(NODE, b"{not json") == []
-    other = Status("edge-0002", True).encode()
+    other = Status("edge-0002", True).signed(EDGE_KEY)
     assert ingest.handle_status(NODE, other) == []
     with sessions.begin() as session:
         session.get(models.Concentrator, NODE).status = "quarantined"
@@ -141,7 +145,7 @@ def test_status_of_a_quarantined_unknown_or_garbled_node_sends_nothing(
 def test_results_and_rejections_set_the_command_status(
     ingest, edge_of, sessions, cloud_key, clock
 ) -> None:
-    edge = edge_of(NODE)
+    edge = edge_of(NODE, EDGE_KEY)
     applied, refused, expired, failed = (issue(sessions, cloud_key, clock) for _ in range(4))
     results = [
         {"command_id": applied.id, "status": "applied", "seqs": [1], "outcomes": ["ok"]},
@@ -168,7 +172,7 @@ def test_results_and_rejections_set_the_command_status(
 
 
 def test_deliverable_and_mark_delivered(ingest, edge_of, sessions, cloud_key, clock) -> None:
-    edge_of(NODE)
+    edge_of(NODE, EDGE_KEY)
     command = issue(sessions, cloud_key, clock)
     assert ingest.deliverable() == [], "the node is not online"
     ingest.handle_status(NODE, status())

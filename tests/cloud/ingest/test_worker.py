@@ -18,7 +18,7 @@ from cloud.ingest.worker import IngestWorker
 from cloud.services.broker import MosquittoBroker, find_mosquitto
 from cloud.services.errors import ServiceError
 from ledger.signed import CommandKind, open_command, trusted
-from ledger.wire import AckStatus, Status, topic
+from ledger.wire import AckStatus, topic
 from tests.cloud.fake_edge import T0, FakeEdge, reading
 from tests.cloud.helpers import count, open_ack, stored_chain
 from tests.conftest import service_missing
@@ -175,7 +175,7 @@ def test_commands_go_down_and_are_marked_delivered(broker, workers, sessions, ed
         return open_command(payload, trusted(cloud_key.public_key), node, clock()).id
 
     # Online: the status answer carries the open command.
-    device.publish("status", Status(node, True).encode())
+    device.publish("status", device.edge.status())
     assert next_command_id() == early.id
 
     def status_of(command_id: str) -> str:

@@ -18,7 +18,7 @@ from ledger.invariants import (
 from ledger.signed import open_command, trusted
 from ledger.transfers import Kind
 from ledger.verify import verify_records
-from ledger.wire import AckStatus, Status
+from ledger.wire import AckStatus
 from tests.cloud.chains.test_commands import INVENTORY
 from tests.cloud.fake_edge import T0, edge_recharge, ms
 from tests.cloud.helpers import balances, count, open_ack, stored_chain, stored_checkpoints
@@ -30,11 +30,11 @@ NODE = "edge-0001"
 def site(ingest, edge_of):
     edge = edge_of(NODE)
     other = edge_of("edge-0002")
-    ingest.handle_status(NODE, Status(NODE, True, extra={"accounts": INVENTORY}).encode())
+    ingest.handle_status(NODE, edge.status(accounts=INVENTORY))
     ingest.handle_status(
         "edge-0002",
-        Status("edge-0002", True, extra={"accounts": {"B0001": {"meters": [
-            {"address": "000000000009", "protocol": "dlt645"}]}}}).encode(),
+        other.status(accounts={"B0001": {"meters": [
+            {"address": "000000000009", "protocol": "dlt645"}]}}),
     )  # fmt: skip
     return edge, other
 

@@ -26,7 +26,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from ledger.chain import Checkpoint, NodeKey, entry_hash
 from ledger.encoding import GENESIS_HASH
-from ledger.signed import ACK_TAG, Command, CommandKind, sign
+from ledger.signed import ACK_TAG, Command, CommandKind, sign, trusted
 from ledger.wire import Ack, AckStatus, Batch, Status, WireError, decode_batch, topic
 
 _ids = itertools.count(1)
@@ -95,7 +95,7 @@ class CloudPeer:
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         if message.topic.endswith("/status"):
             with self.lock:
-                self.statuses.append(Status.decode(message.payload))
+                self.statuses.append(Status.open(message.payload, trusted(self.edge_key)))
             return
         with self.lock:
             if self.drop_batches:

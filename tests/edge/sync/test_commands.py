@@ -5,6 +5,7 @@ commit, refused or rejected with a record when they cannot be applied, and felt 
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import time
 from collections.abc import Callable
@@ -14,6 +15,7 @@ import pytest
 from cloud.services.broker import MosquittoBroker
 from edge.drivers.reading import RelayState
 from edge.rules.decisions import RelayCause
+from edge.runtime.reconfigure import read_documents
 from edge.store import Category, CommandStatus, DiskFull
 from edge.sync.client import Delivery
 from edge.sync.commands import REJECTED
@@ -87,6 +89,31 @@ def test_a_recharge_delivered_three_times_is_applied_once_and_acked_after_its_co
     assert peer.copy.results[command.id]["status"] == "applied"
     assert peer.copy.seq == edge.store.chain.seq
     assert sync.status().commands == 1
+
+
+def test_a_changed_inventory_goes_up_again_signed_at_once(
+    edge: Edge, broker: MosquittoBroker, peer: CloudPeer, make_sync: Callable[..., SyncService]
+) -> None:
+    """Issue 13: the inventory went up once, at connect, so the cloud's view of shops and meters
+    stayed stale after a configuration or a swap until a restart. The peer takes a status only
+    if the node's key signed it."""
+    edge.cycles(1)
+    sync = make_sync(broker.host, broker.port)
+    _connected(sync, peer)
+    documents = copy.deepcopy(read_documents(edge.runtime.site))
+    shop = documents["shops"][0]
+    owner = next(m["account"] for m in documents["meters"] if m["shop"] == shop["id"])
+    assert peer.statuses[-1].extra["accounts"][owner]["floor"] == shop["floor"] != "9F"
+    shop["floor"] = "9F"
+    command = peer.command(CommandKind.CONFIG, {"version": 1, "documents": documents}, seq=1)
+    peer.send(command.sign(CLOUD_KEY))
+    assert pump(sync, lambda: peer.statuses[-1].extra["accounts"][owner]["floor"] == "9F")
+    assert peer.statuses[-1].online and peer.statuses[-1].commands == 1
+    seen = len(peer.statuses)
+    for _ in range(10):
+        sync.tick()
+        time.sleep(0.02)
+    assert len(peer.statuses) == seen  # nothing changed since: nothing sent again
 
 
 def test_a_late_redelivery_after_expiry_is_a_repeat_not_a_rejection(

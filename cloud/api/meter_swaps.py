@@ -17,13 +17,14 @@ import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter
-from pydantic import AwareDatetime, Field, StrictInt, StrictStr
+from pydantic import Field, StrictInt, StrictStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloud.api.auth import allow
 from cloud.api.common import (
     DbSession,
+    Instant,
     Limit,
     MeterAddress,
     Now,
@@ -88,7 +89,7 @@ class MeterSwapOut(Out):
 
 class IrRow(StrictBody):
     address: MeterAddress
-    read_at: Annotated[AwareDatetime, Field(strict=False, description="ISO 8601 with offset")]
+    read_at: Annotated[Instant, Field(strict=False, description="ISO 8601 with offset")]
     energy_wh: Register
 
 

@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from cloud.api.auth import allow
-from cloud.api.common import DbSession, Limit, Offset, Out, Page, StoredTime, page
+from cloud.api.common import DbSession, Instant, Limit, Offset, Out, Page, StoredTime, page
 from cloud.db.auth import OperatorLogEntry
 from cloud.people import oplog
 from cloud.people.auth import STAFF, Principal
@@ -77,10 +77,10 @@ def list_entries(
     action: Annotated[str | None, Query(description="e.g. recharge.create, or user.*")] = None,
     target: Annotated[str | None, Query(description="e.g. account:A0001")] = None,
     since: Annotated[
-        AwareDatetime | None, Query(alias="from", description="from this time on (ISO 8601)")
+        Instant | None, Query(alias="from", description="from this time on (ISO 8601)")
     ] = None,
     until: Annotated[
-        AwareDatetime | None, Query(alias="to", description="before this time (ISO 8601)")
+        Instant | None, Query(alias="to", description="before this time (ISO 8601)")
     ] = None,
     sort: Annotated[Sort, Query(description="-: newest first")] = "seq",
     limit: Limit = 100,

@@ -13,8 +13,9 @@ allowance that keeps the power on for a while.
 
 An edge refusal of the refund command makes it `failed`. One open (requested or reserved)
 refund per account, and none of an account whose available prepaid balance (in the cloud's
-projection) is not above zero: there is nothing to refund. Method `original` pays back to the account's recharges, most recent first:
-the refund records which ones and how much of each (`sources`).
+projection) is not above zero: there is nothing to refund. Method `original` pays back to the
+account's recharges, most recent first: the refund records which ones and how much of each
+(`sources`).
 """
 
 from __future__ import annotations

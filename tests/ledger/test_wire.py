@@ -18,6 +18,7 @@ from ledger.signed import (
     COMMAND_TAG,
     Command,
     CommandKind,
+    OplogHead,
     Rejected,
     open_command,
     open_signed,
@@ -226,6 +227,25 @@ def test_ack_and_status_round_trip() -> None:
         Status.decode(b'{"node":"x","online":true,"head":-1,"acked":0,"commands":0}')
     with pytest.raises(WireError):
         Ack.from_fields({**ack.fields(), "seq": -1})
+
+
+def test_an_ack_carries_the_clouds_signed_oplog_head_and_stays_compatible() -> None:
+    head = OplogHead.sign(812, bytes(range(32)), T0.isoformat(), CLOUD)
+    head.verify(trusted(CLOUD.public_key))
+    ack = Ack("edge-0001", 41, bytes(range(32)), 180, AckStatus.OK, T0.isoformat(), "", head)
+    fields = open_signed(ACK_TAG, sign(ACK_TAG, ack.fields(), CLOUD), trusted(CLOUD.public_key))
+    assert Ack.from_fields(fields) == ack and Ack.from_fields(fields).oplog == head
+    # An edge that predates the field reads only the keys it knows: the rest is as before.
+    old = Ack("edge-0001", 41, bytes(range(32)), 180, AckStatus.OK, T0.isoformat())
+    assert "oplog" not in old.fields()
+    assert {k: v for k, v in fields.items() if k not in ("oplog", "key_id")} == old.fields()
+    with pytest.raises(Rejected):  # signed by another key
+        OplogHead.sign(1, bytes(32), T0.isoformat(), NodeKey.generate()).verify(
+            trusted(CLOUD.public_key)
+        )
+    for bad in ({"seq": -1}, {"hash": "00"}, {"sig": "zz"}, {"time": "noon"}):
+        with pytest.raises(WireError):
+            Ack.from_fields({**ack.fields(), "oplog": {**head.fields(), **bad}})
 
 
 # -- any bytes: a value or WireError (issue 13: a malformed batch must not jam a node) ----------

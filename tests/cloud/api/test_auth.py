@@ -89,7 +89,11 @@ def test_a_locked_user_is_unlocked_by_an_admin(client: TestClient, engine) -> No
     assert login(client, "finance-1").status_code == 200
     actions = [e["action"] for e in client.get("/operator-log").json()["items"]]
     assert actions == ["login.failed"] * (MAX_FAILURES - 1) + [
-        "login.locked", "login.failed", "login.failed", "user.unlock", "login",
+        "login.locked",
+        "login.failed",
+        "login.failed",
+        "user.unlock",
+        "login",
     ]  # fmt: skip (the attempt while locked is logged as a failure too)
 
 

@@ -170,6 +170,7 @@ def create_app(
     app.state.broker_connected = broker_connected
     for module in ROUTERS:
         app.include_router(module.router)
+    app.state.declared_query = guards.declared_queries(app.routes)
     for error in (CloudError, InvalidValue, DecodeError):
         app.add_exception_handler(error, _domain_error)
     app.add_exception_handler(IntegrityError, _duplicate)

@@ -97,17 +97,14 @@ def _is_json(content_type: bytes) -> bool:
     return media == b"application/json" or media.endswith(b"+json")
 
 
-_DECLARED: dict[int, frozenset[str]] = {}  # id(route) → its query parameters (routes live on)
-
-
-def declared_query(route: Any) -> frozenset[str]:
-    """The query parameter names (aliases) `route` takes, its dependencies' included."""
-    names = _DECLARED.get(id(route))
-    if names is None:
-        dependant = getattr(route, "dependant", None)
-        names = frozenset(_query_names(dependant)) if dependant is not None else frozenset()
-        _DECLARED[id(route)] = names
-    return names
+def declared_queries(routes: Iterable[Any]) -> dict[int, frozenset[str]]:
+    """id(route) → the query parameter names (aliases) it takes, its dependencies' included;
+    kept by the app (`app.state.declared_query`), whose routes live as long as it does."""
+    return {
+        id(route): frozenset(_query_names(route.dependant))
+        for route in routes
+        if getattr(route, "dependant", None) is not None
+    }
 
 
 def _query_names(dependant: Any) -> set[str]:
@@ -119,12 +116,13 @@ def _query_names(dependant: Any) -> set[str]:
 
 async def no_unknown_query(request: Request) -> None:
     """Refuse (422) a query parameter the route does not declare."""
-    route = request.scope.get("route")
-    unknown = sorted(set(request.query_params) - declared_query(route))
+    declared: dict[int, frozenset[str]] = request.app.state.declared_query
+    takes = declared.get(id(request.scope.get("route")), frozenset())
+    unknown = sorted(set(request.query_params) - takes)
     if unknown:
-        takes = ", ".join(sorted(declared_query(route))) or "none"
         raise Invalid(
-            f"unknown query parameter {', '.join(unknown)} (this endpoint takes: {takes})"
+            f"unknown query parameter {', '.join(unknown)} (this endpoint takes: "
+            f"{', '.join(sorted(takes)) or 'none'})"
         )
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request, status
@@ -143,12 +144,15 @@ def create_app(
     *,
     broker_connected: Callable[[], bool] | None = None,
     trusted_proxies: Iterable[str] = (),
+    oplog_heads: Path | None = None,
 ) -> FastAPI:
     """The API over `engine` (already migrated), signing commands with the cloud's `key`.
 
     `now` is the clock (tests pass a fixed one); `broker_connected`, when the server knows it,
     tells `/health` whether ingest is connected to the broker; `trusted_proxies` are the
-    addresses (or networks) whose `X-Forwarded-For` names the client (`cloud.api.guards`).
+    addresses (or networks) whose `X-Forwarded-For` names the client (`cloud.api.guards`);
+    `oplog_heads` is the file of signed operator-log heads `/operator-log/verify` holds the log
+    to (`cloud.people.oplog_heads`).
     """
     app = FastAPI(
         title="Voltbook cloud",
@@ -163,6 +167,7 @@ def create_app(
         dependencies=[Depends(guards.no_unknown_query)],
     )
     app.state.trusted_proxies = guards.networks(trusted_proxies)
+    app.state.oplog_heads = oplog_heads
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
     app.state.key = key

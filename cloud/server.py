@@ -150,7 +150,8 @@ def serve_in_thread(
             return all(w.connected for w in workers)
 
         app = create_app(engine, key, now, broker_connected=broker_connected,
-                         trusted_proxies=config.api.trusted_proxies)  # fmt: skip
+                         trusted_proxies=config.api.trusted_proxies,
+                         oplog_heads=config.oplog_heads)  # fmt: skip
         url, server, thread, listener = _start_api(config, stack, app)
         processes = _start_api_processes(config, stack, listener, broker_connected)
         return RunningCloud(
@@ -383,7 +384,8 @@ def _api_process(
     engine = make_engine(config.database_url)
     try:
         app = create_app(engine, keys.load(config.cloud_key), broker_connected=broker_up.is_set,
-                         trusted_proxies=config.api.trusted_proxies)  # fmt: skip
+                         trusted_proxies=config.api.trusted_proxies,
+                         oplog_heads=config.oplog_heads)  # fmt: skip
         server = _AnnouncingServer(
             uvicorn.Config(
                 app,

@@ -11,16 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 
+from cloud.app import create_app
 from cloud.db.engine import session_factory
 from cloud.db.operations import Move, Refund
-from cloud.people.auth import MAX_FAILURES
+from cloud.people import oplog_heads
+from cloud.people.auth import MAX_FAILURES, Role
+from cloud.people.oplog_heads import HeadsFile
+from ledger.chain import NodeKey
 from tests.cloud.api.conftest import PASSWORD, Site, bearer
+from tests.cloud.conftest import Clock
+from tests.cloud.fake_edge import T0
+from tests.cloud.people.test_oplog_heads import cut, write
 
 ANONYMOUS = {"Authorization": ""}
 JSON = {"Content-Type": "application/json"}
@@ -192,3 +200,21 @@ def test_a_refund_of_nothing_is_refused(client: TestClient, site: Site) -> None:
     is_error(answer, 409, "conflict")
     assert "nothing to refund" in answer.json()["detail"]
     assert rows(site, Refund) == 0
+
+
+# -- the operator log's anchor -------------------------------------------------------------------
+
+
+def test_the_api_holds_the_operator_log_to_its_signed_heads(
+    engine: Engine, cloud_key: NodeKey, clock: Clock, tokens: dict[Role, str], tmp_path: Path
+) -> None:
+    heads = tmp_path / "oplog-heads.jsonl"
+    write(engine, "a.one", "a.two", "a.three")
+    with session_factory(engine)() as session:
+        HeadsFile(heads).append(oplog_heads.current(session, cloud_key, T0))
+    with TestClient(create_app(engine, cloud_key, clock, oplog_heads=heads)) as api:
+        api.headers.update(bearer(tokens[Role.AUDITOR]))
+        assert api.get("/operator-log/verify").json()["ok"]
+        cut(engine, 1)  # rows deleted and the head moved back, every hash consistent
+        verdict = api.get("/operator-log/verify").json()
+    assert not verdict["ok"] and "rows were deleted or the head moved back" in verdict["problem"]

@@ -4,21 +4,21 @@ to a database and the cloud's signing key. OpenAPI documentation is served at `/
 Every request gets one SQLAlchemy session, committed when the endpoint returns and rolled back
 when it raises. Our errors become HTTP statuses here, in one place:
 
-| error                                               | status | `error`                |
-|-----------------------------------------------------|--------|------------------------|
-| a malformed body or query (pydantic), an unknown    | 422    | `invalid`, naming the  |
-| query parameter, JSON we refuse (`cloud.api.guards`) |       | field                  |
-| `Invalid`, a ledger `InvalidValue`                  | 422    | `invalid`              |
-| `NotFound`, an unknown path                         | 404    | `not_found`            |
-| a method the path does not take                     | 405    | `method_not_allowed`   |
-| `Conflict`, `Quarantined`, a duplicate              | 409    | `conflict`, `quarantined` |
-| a body over `guards.MAX_BODY`                       | 413    | `too_large`            |
-| a value the database cannot hold (NUL)              | 422    | `invalid`              |
-| the database unreachable                            | 503    | `unavailable`          |
-| no valid token (`Unauthorized`)                     | 401    | `unauthorized`         |
-| a role (or merchant) not allowed                    | 403    | `forbidden`            |
-| logins throttled from one address                   | 429    | `too_many_attempts`    |
-| anything else (a bug)                               | 500    | `internal` (logged)    |
+| error                                                     | status | `error`            |
+|-----------------------------------------------------------|--------|--------------------|
+| a malformed body or query (pydantic)                      | 422    | `invalid`, naming the field |
+| an unknown query parameter, JSON we refuse (`api.guards`) | 422    | `invalid`          |
+| `Invalid`, a ledger `InvalidValue`                        | 422    | `invalid`          |
+| `NotFound`, an unknown path                               | 404    | `not_found`        |
+| a method the path does not take                           | 405    | `method_not_allowed` |
+| `Conflict`, `Quarantined`, a duplicate                    | 409    | `conflict`, `quarantined` |
+| a body over `guards.MAX_BODY`                             | 413    | `too_large`        |
+| a value the database cannot hold (NUL)                    | 422    | `invalid`          |
+| the database unreachable                                  | 503    | `unavailable`      |
+| no valid token (`Unauthorized`)                           | 401    | `unauthorized`     |
+| a role (or merchant) not allowed                          | 403    | `forbidden`        |
+| logins throttled from one address                         | 429    | `too_many_attempts` |
+| anything else (a bug)                                     | 500    | `internal` (logged) |
 
 Every answer that is not a success has one shape, `{"error": code, "detail": text}` (`ErrorOut`,
 so documented in OpenAPI for every operation, FastAPI's validation lists included).
@@ -38,7 +38,6 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
@@ -192,8 +191,7 @@ def create_app(
 def _openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's schema, with its validation lists (422) replaced by the one error shape."""
     if app.openapi_schema is None:
-        schema = get_openapi(title=app.title, version=app.version, description=app.description,
-                             routes=app.routes)  # fmt: skip
+        schema = FastAPI.openapi(app)  # FastAPI's own, which it caches in `openapi_schema`
         for operations in schema.get("paths", {}).values():
             for operation in operations.values():
                 refusal = operation.setdefault("responses", {}).setdefault("422", {})

@@ -298,21 +298,13 @@ def _target(session: Session, account: str, to_shop: str, to_node: str) -> table
     ).first()
     if reported is not None:
         raise Conflict(f"shop {to_shop} on {to_node} holds account {reported}")
-    if session.get(tables.Account, account) is None:
-        shop = _shop(session, to_shop, to_node)
-        if shop is None:
-            raise NotFound(f"the registry has no shop {to_shop!r} on {to_node}")
-        holder = _holder(session, shop)
-        if holder is not None and holder != account:
-            raise Conflict(f"shop {to_shop} on {to_node} holds account {holder} in the registry")
-        return None
     shop = _shop(session, to_shop, to_node)
     if shop is None:
         raise NotFound(f"the registry has no shop {to_shop!r} on {to_node}")
     holder = _holder(session, shop)
     if holder is not None and holder != account:
         raise Conflict(f"shop {to_shop} on {to_node} holds account {holder} in the registry")
-    return shop
+    return shop if session.get(tables.Account, account) is not None else None
 
 
 def _follow(

@@ -167,6 +167,7 @@ def create_app(
     )
     app.state.trusted_proxies = guards.networks(trusted_proxies)
     app.state.oplog_heads = oplog_heads
+    app.state.declared_query = {}  # `guards.no_unknown_query`
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
     app.state.key = key
@@ -174,7 +175,6 @@ def create_app(
     app.state.broker_connected = broker_connected
     for module in ROUTERS:
         app.include_router(module.router)
-    app.state.declared_query = guards.declared_queries(app.routes)
     for error in (CloudError, InvalidValue, DecodeError):
         app.add_exception_handler(error, _domain_error)
     app.add_exception_handler(IntegrityError, _duplicate)

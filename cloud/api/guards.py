@@ -97,16 +97,6 @@ def _is_json(content_type: bytes) -> bool:
     return media == b"application/json" or media.endswith(b"+json")
 
 
-def declared_queries(routes: Iterable[Any]) -> dict[int, frozenset[str]]:
-    """id(route) → the query parameter names (aliases) it takes, its dependencies' included;
-    kept by the app (`app.state.declared_query`), whose routes live as long as it does."""
-    return {
-        id(route): frozenset(_query_names(route.dependant))
-        for route in routes
-        if getattr(route, "dependant", None) is not None
-    }
-
-
 def _query_names(dependant: Any) -> set[str]:
     names = {param.alias for param in dependant.query_params}
     for sub in dependant.dependencies:
@@ -115,14 +105,21 @@ def _query_names(dependant: Any) -> set[str]:
 
 
 async def no_unknown_query(request: Request) -> None:
-    """Refuse (422) a query parameter the route does not declare."""
-    declared: dict[int, frozenset[str]] = request.app.state.declared_query
-    takes = declared.get(id(request.scope.get("route")), frozenset())
-    unknown = sorted(set(request.query_params) - takes)
+    """Refuse (422) a query parameter the route does not declare (its dependencies' included).
+    The names are worked out once per route and kept by the app (`app.state.declared_query`,
+    id → (route, names): the route is kept too, so its id cannot be reused)."""
+    route = request.scope.get("route")
+    cache: dict[int, tuple[Any, frozenset[str]]] = request.app.state.declared_query
+    hit = cache.get(id(route))
+    if hit is None or hit[0] is not route:
+        dependant = getattr(route, "dependant", None)
+        names = frozenset(_query_names(dependant)) if dependant is not None else frozenset()
+        cache[id(route)] = hit = (route, names)
+    unknown = sorted(set(request.query_params) - hit[1])
     if unknown:
         raise Invalid(
             f"unknown query parameter {', '.join(unknown)} (this endpoint takes: "
-            f"{', '.join(sorted(takes)) or 'none'})"
+            f"{', '.join(sorted(hit[1])) or 'none'})"
         )
 
 

@@ -98,6 +98,21 @@ def test_unknown_query_parameters_are_refused(client: TestClient, path: str) -> 
     assert "unknown query parameter" in answer.json()["detail"]
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/registry/merchants?name=Li&limit=5",
+        "/accounts?limit=1&offset=0",
+        "/operator-log?user=x&action=user.*&from=2026-01-01T00:00:00%2B08:00&sort=-seq",
+        "/readings?meter=000000000001&since=2026-01-01T00:00:00Z",
+        "/refunds?from=2026-01-01T00:00:00Z&account=A0001&sort=-fen",
+    ],
+)
+def test_declared_query_parameters_are_taken(client: TestClient, path: str) -> None:
+    answer = client.get(path)
+    assert answer.status_code == 200, answer.text
+
+
 def test_a_body_beyond_the_limit_is_413_before_it_is_read_whole(client: TestClient) -> None:
     big = b'{"user": "' + b"x" * (3 << 20) + b'", "password": "y"}'
     is_error(client.post("/auth/login", content=big, headers=ANONYMOUS | JSON), 413, "too_large")

@@ -4,17 +4,24 @@ to a database and the cloud's signing key. OpenAPI documentation is served at `/
 Every request gets one SQLAlchemy session, committed when the endpoint returns and rolled back
 when it raises. Our errors become HTTP statuses here, in one place:
 
-| error                                   | status |
-|-----------------------------------------|--------|
-| a malformed body or query (pydantic)    | 422, naming the field |
-| `Invalid`, a ledger `InvalidValue`      | 422    |
-| `NotFound`                              | 404    |
-| `Conflict`, `Quarantined`, a duplicate  | 409    |
-| a value the database cannot hold (NUL)  | 422    |
-| the database unreachable                | 503    |
-| no valid token (`Unauthorized`)         | 401    |
-| a role (or merchant) not allowed        | 403    |
-| logins throttled, or the user locked    | 429    |
+| error                                                     | status | `error`            |
+|-----------------------------------------------------------|--------|--------------------|
+| a malformed body or query (pydantic)                      | 422    | `invalid`, naming the field |
+| an unknown query parameter, JSON we refuse (`api.guards`) | 422    | `invalid`          |
+| `Invalid`, a ledger `InvalidValue`                        | 422    | `invalid`          |
+| `NotFound`, an unknown path                               | 404    | `not_found`        |
+| a method the path does not take                           | 405    | `method_not_allowed` |
+| `Conflict`, `Quarantined`, a duplicate                    | 409    | `conflict`, `quarantined` |
+| a body over `guards.MAX_BODY`                             | 413    | `too_large`        |
+| a value the database cannot hold (NUL)                    | 422    | `invalid`          |
+| the database unreachable                                  | 503    | `unavailable`      |
+| no valid token (`Unauthorized`)                           | 401    | `unauthorized`     |
+| a role (or merchant) not allowed                          | 403    | `forbidden`        |
+| logins throttled from one address                         | 429    | `too_many_attempts` |
+| anything else (a bug)                                     | 500    | `internal` (logged) |
+
+Every answer that is not a success has one shape, `{"error": code, "detail": text}` (`ErrorOut`,
+so documented in OpenAPI for every operation, FastAPI's validation lists included).
 
 Every endpoint but `/health` and `/auth/login` needs a bearer token (`POST /auth/login`) and
 states the roles it admits with `cloud.api.auth.allow` (the role table is in `cloud.people.auth`);
@@ -25,12 +32,16 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
 
-from fastapi import FastAPI, Request, status
+from fastapi import Depends, FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from starlette.exceptions import HTTPException
 
 from cloud.api import (
     accounts,
@@ -39,6 +50,7 @@ from cloud.api import (
     commands,
     concentrators,
     corrections,
+    guards,
     health,
     ledger,
     meter_swaps,
@@ -54,7 +66,7 @@ from cloud.api import (
     site_config,
     users,
 )
-from cloud.api.common import answers
+from cloud.api.common import ERROR_SCHEMA, answers
 from cloud.config import APPROVE_ABOVE_FEN
 from cloud.db.engine import session_factory
 from cloud.errors import (
@@ -132,19 +144,33 @@ def create_app(
     *,
     broker_connected: Callable[[], bool] | None = None,
     approve_above_fen: int = APPROVE_ABOVE_FEN,
+    trusted_proxies: Iterable[str] = (),
+    oplog_heads: Path | None = None,
 ) -> FastAPI:
     """The API over `engine` (already migrated), signing commands with the cloud's `key`.
 
     `now` is the clock (tests pass a fixed one); `broker_connected`, when the server knows it,
     tells `/health` whether ingest is connected to the broker; `approve_above_fen`, the
-    correction above which a second user approves (`[operations]` of cloud.toml).
+    correction above which a second user approves (`[operations]` of cloud.toml);
+    `trusted_proxies` are the addresses (or networks) whose `X-Forwarded-For` names the client
+    (`cloud.api.guards`); `oplog_heads` is the file of signed operator-log heads
+    `/operator-log/verify` holds the log to (`cloud.people.oplog_heads`).
     """
     app = FastAPI(
         title="Voltbook cloud",
         version=VERSION,
         description=DESCRIPTION,
-        responses=answers(e503="the database is unavailable"),
+        responses=answers(
+            e413=f"the body is larger than {guards.MAX_BODY} bytes",
+            e422="a malformed body or query: `detail` names the field",
+            e500="a fault of the server (logged)",
+            e503="the database is unavailable",
+        ),
+        dependencies=[Depends(guards.no_unknown_query)],
     )
+    app.state.trusted_proxies = guards.networks(trusted_proxies)
+    app.state.oplog_heads = oplog_heads
+    app.state.declared_query = {}  # `guards.no_unknown_query`
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
     app.state.key = key
@@ -158,11 +184,65 @@ def create_app(
     app.add_exception_handler(IntegrityError, _duplicate)
     app.add_exception_handler(DataError, _unstorable)
     app.add_exception_handler(OperationalError, _database_down)
+    app.add_exception_handler(RequestValidationError, _malformed)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _internal)
+    app.add_middleware(guards.BodyGuard, refuse=_answer)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema, with its validation lists (422) replaced by the one error shape."""
+    if app.openapi_schema is None:
+        schema = FastAPI.openapi(app)  # FastAPI's own, which it caches in `openapi_schema`
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                refusal = operation.setdefault("responses", {}).setdefault("422", {})
+                refusal["description"] = refusal.get("description") or "Unprocessable"
+                refusal["content"] = {"application/json": {"schema": ERROR_SCHEMA}}
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for name in ("HTTPValidationError", "ValidationError"):
+            components.pop(name, None)
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 def _answer(code: int, kind: str, detail: str) -> JSONResponse:
     return JSONResponse(status_code=code, content={"error": kind, "detail": detail})
+
+
+MAX_ERRORS_SHOWN = 5
+HTTP_ERRORS = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}
+
+
+def _where(location: Iterable[object]) -> str:
+    return ".".join(str(part) for part in location) or "the request"
+
+
+async def _malformed(request: Request, exc: Exception) -> JSONResponse:
+    # FastAPI's list, as one sentence: where and what, never the value sent (it may not even
+    # be encodable back).
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    parts = [f"{_where(e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in errors]
+    more = len(parts) - MAX_ERRORS_SHOWN
+    detail = "; ".join(parts[:MAX_ERRORS_SHOWN]) + (f"; and {more} more" if more > 0 else "")
+    return _answer(status.HTTP_422_UNPROCESSABLE_CONTENT, "invalid", detail or "malformed")
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    code = exc.status_code if isinstance(exc, HTTPException) else 500
+    detail = str(exc.detail) if isinstance(exc, HTTPException) else ""
+    answer = _answer(code, HTTP_ERRORS.get(code, "refused"), detail or "refused")
+    answer.headers.update(getattr(exc, "headers", None) or {})
+    return answer
+
+
+async def _internal(request: Request, exc: Exception) -> JSONResponse:
+    log.error("%s %s: unexpected error", request.method, request.url.path, exc_info=exc)
+    return _answer(
+        status.HTTP_500_INTERNAL_SERVER_ERROR, "internal", "a fault of the server (logged)"
+    )
 
 
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:

@@ -6,7 +6,7 @@
     voltbook-cloud device-cert NODE --out DIR [--config FILE] [--data-dir DIR]
     voltbook-cloud user add NAME --role ROLE [--account A] [--password-file F]
     voltbook-cloud user list | user unlock NAME
-    voltbook-cloud oplog verify | oplog show [--limit N]
+    voltbook-cloud oplog verify [--heads FILE] | oplog sign | oplog show [--limit N]
 
 Exit codes: 0 done; 1 `oplog verify` found the log broken (the first broken row is named);
 2 the configuration, the key, the database or a port is unusable, or a user command was
@@ -186,14 +186,34 @@ def _oplog_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser
         "verify",
         help="check the hash chain (exit 1 if broken)",
         description=(
-            "Walk the whole log and check every row's hash. Exit 0 and print the row count "
+            "Walk the whole log and check every row's hash, then hold it to every head signed "
+            "with the cloud's key: the heads file ([oplog] heads) and any --heads given (a "
+            "backup's copy, or the head a concentrator kept). Exit 0 and print the row count "
             "and the head hash when it holds; exit 1 naming the first row that was edited, "
-            "removed or added out of turn. Keep the printed head: a later head that does not "
-            "follow from it means rows were rewritten."
+            "removed or added out of turn, a rewrite with recomputed hashes, a head moved back "
+            "or a wiped log."
         ),
+    )
+    verify.add_argument(
+        "--heads",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="another file of signed heads (JSON lines) to check against (repeatable)",
     )
     _config_arguments(verify)
     verify.set_defaults(func=run_oplog_verify)
+    sign = actions.add_parser(
+        "sign",
+        help="sign the log's head now into the heads file",
+        description=(
+            "Sign the operator log's head with the cloud's key and append it to the heads file "
+            "([oplog] heads), as the server does every [oplog] sign_every seconds."
+        ),
+    )
+    _config_arguments(sign)
+    sign.set_defaults(func=run_oplog_sign)
     show = actions.add_parser(
         "show", help="print the latest rows", description="Print the latest rows, oldest first."
     )
@@ -415,19 +435,57 @@ def run_user_unlock(args: argparse.Namespace) -> int:
 
 
 def run_oplog_verify(args: argparse.Namespace) -> int:
+    from cloud import keys
+    from cloud.config import load_config
     from cloud.errors import CloudError
-    from cloud.people import oplog
+    from cloud.people import oplog, oplog_heads
+    from ledger.signed import trusted
 
     try:
+        config = load_config(args.config, args.data_dir)
+        files = [p for p in (config.oplog_heads,) if p.exists()] + list(args.heads)
+        heads = [head for path in files for head in oplog_heads.read_heads(path)]
+        if heads and not config.cloud_key.exists():
+            return _refuse(
+                f"no cloud key at {config.cloud_key}: the signed heads cannot be checked"
+            )
+        ring = trusted(keys.load(config.cloud_key).public_key) if heads else {}
         with _database(args) as session:
-            verdict = oplog.verify(session)
+            verdict = oplog.verify(session, heads, ring)
     except (CloudError, OSError) as exc:
         return _refuse(str(exc))
     if not verdict.ok:
         print(f"operator log BROKEN: {verdict.problem}", file=sys.stderr)
         print(f"the first {verdict.rows} rows hold; their head is {verdict.head.hex()}")
-        return 1
-    print(f"operator log intact: {verdict.rows} rows, head {verdict.head.hex()}")
+    else:
+        print(f"operator log intact: {verdict.rows} rows, head {verdict.head.hex()}")
+    if heads:
+        print(f"held to {len(heads)} signed head(s), the last at row {max(h.seq for h in heads)}")
+    else:
+        print(f"no signed heads ({config.oplog_heads} is missing): only the chain was checked")
+    return 0 if verdict.ok else 1
+
+
+def run_oplog_sign(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from cloud import keys
+    from cloud.config import load_config
+    from cloud.errors import CloudError
+    from cloud.people import oplog_heads
+
+    try:
+        config = load_config(args.config, args.data_dir)
+        if not config.cloud_key.exists():
+            return _refuse(f"no cloud key at {config.cloud_key}: nothing can sign the head")
+        key = keys.load(config.cloud_key)
+        with _database(args) as session:
+            head = oplog_heads.current(session, key, dt.datetime.now(dt.UTC))
+        written = oplog_heads.HeadsFile(config.oplog_heads).append(head)
+    except (CloudError, OSError) as exc:
+        return _refuse(str(exc))
+    done = "signed into" if written else "already signed in"
+    print(f"operator log head at row {head.seq} ({head.hash.hex()}) {done} {config.oplog_heads}")
     return 0
 
 

@@ -21,6 +21,7 @@
     host = "127.0.0.1"           # default 127.0.0.1
     port = 8080                  # default 8080
     workers = 1                  # API processes sharing the port (default 1; ingest stays in one)
+    trusted_proxies = ["127.0.0.1"]  # whose X-Forwarded-For names the client (default: none)
 
     [keys]
     cloud = "cloud-key.pem"      # the cloud's Ed25519 signing key, created if missing
@@ -30,6 +31,9 @@
 
     [operations]
     approve_corrections_above_fen = 100000   # a larger correction waits for a second user
+    [oplog]
+    heads = "oplog-heads.jsonl"  # the operator log's signed heads (default: in the data dir)
+    sign_every = 300             # seconds between signed heads (default 300)
 
 Relative paths (and a relative SQLite file) are relative to the file's directory. The data
 directory, where the defaults live (`voltbook-cloud.db`, `cloud-key.pem`, the embedded
@@ -56,6 +60,9 @@ from cloud.errors import CloudError
 DEFAULT_DATA_DIR = Path("voltbook-data")
 DATABASE_FILE = "voltbook-cloud.db"
 KEY_FILE = "cloud-key.pem"
+OPLOG_HEADS_FILE = "oplog-heads.jsonl"
+DEFAULT_SIGN_EVERY_S = 300
+MAX_SIGN_EVERY_S = 86_400
 BROKER_DIR = "broker"
 PKI_DIR = "pki"
 LOOPBACK = "127.0.0.1"
@@ -116,6 +123,8 @@ class ApiSettings:
     host: str
     port: int  # 0: any free port (tests)
     workers: int = 1  # processes serving the API on that port (`cloud.server`)
+    # Addresses or networks whose X-Forwarded-For names the client (`cloud.api.guards`).
+    trusted_proxies: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -133,6 +142,8 @@ class CloudConfig:
     cloud_key: Path
     ingest_workers: int
     approve_above_fen: int = APPROVE_ABOVE_FEN  # corrections above: four eyes
+    oplog_heads: Path = Path(OPLOG_HEADS_FILE)  # the signed heads (`cloud.people.oplog_heads`)
+    oplog_sign_every: int = DEFAULT_SIGN_EVERY_S
 
     @property
     def broker_dir(self) -> Path:
@@ -249,6 +260,7 @@ def parse_config(path: Path | None, data: dict[str, Any], data_dir: Path) -> Clo
         host=api.text("host", DEFAULT_API_HOST),
         port=api.integer("port", DEFAULT_API_PORT, 0, 65535) or 0,
         workers=api.integer("workers", 1, 1, MAX_WORKERS) or 1,
+        trusted_proxies=_proxies(api),
     )
     api.done()
     keys = _Table(path, "keys", top.get("keys"))
@@ -262,6 +274,10 @@ def parse_config(path: Path | None, data: dict[str, Any], data_dir: Path) -> Clo
         "approve_corrections_above_fen", APPROVE_ABOVE_FEN, 0, MAX_APPROVE_FEN
     )
     operations.done()
+    oplog = _Table(path, "oplog", top.get("oplog"))
+    heads = oplog.text("heads", "")
+    sign_every = oplog.integer("sign_every", DEFAULT_SIGN_EVERY_S, 1, MAX_SIGN_EVERY_S)
+    oplog.done()
     top.done()
     return CloudConfig(
         path=path,
@@ -272,7 +288,23 @@ def parse_config(path: Path | None, data: dict[str, Any], data_dir: Path) -> Clo
         cloud_key=base / cloud_key if cloud_key else data_dir / KEY_FILE,
         ingest_workers=workers,
         approve_above_fen=APPROVE_ABOVE_FEN if approve is None else approve,
+        oplog_heads=base / heads if heads else data_dir / OPLOG_HEADS_FILE,
+        oplog_sign_every=sign_every or DEFAULT_SIGN_EVERY_S,
     )
+
+
+def _proxies(table: _Table) -> tuple[str, ...]:
+    value = table.get("trusted_proxies")
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise table.problem("trusted_proxies", "a list of addresses or networks", value)
+    for entry in value:
+        try:
+            ipaddress.ip_network(entry.strip(), strict=False)
+        except ValueError:
+            raise table.problem("trusted_proxies", "addresses or networks", entry) from None
+    return tuple(value)
 
 
 def _database_url(table: _Table, base: Path, data_dir: Path) -> str:

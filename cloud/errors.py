@@ -38,7 +38,8 @@ class Forbidden(CloudError):
 
 
 class TooManyAttempts(CloudError):
-    """Logins throttled: too many attempts from one address, or the user is locked out."""
+    """Logins throttled: too many attempts from one address (a locked user is answered as a
+    wrong password is, `cloud.people.auth.login`)."""
 
 
 class Quarantined(CloudError):

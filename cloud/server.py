@@ -53,9 +53,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from cloud import keys
 from cloud.app import create_app, utc_now
 from cloud.config import CloudConfig
-from cloud.db.engine import make_engine, upgrade
+from cloud.db.engine import make_engine, session_factory, upgrade
 from cloud.errors import CloudError
 from cloud.ingest.worker import IngestWorker
+from cloud.people import oplog_heads
 from cloud.services.broker import CLOUD_ACL, Broker, MosquittoBroker, start_broker
 from cloud.services.errors import ServiceNotFound
 from cloud.services.net import LOOPBACK
@@ -152,11 +153,15 @@ def serve_in_thread(
             shared=broker is None or isinstance(broker, MosquittoBroker),
         )
 
+        _start_anchor(config, stack, engine=engine, key=key, now=now, workers=workers)
+
         def broker_connected() -> bool:
             return all(w.connected for w in workers)
 
         app = create_app(engine, key, now, broker_connected=broker_connected,
-                         approve_above_fen=config.approve_above_fen)  # fmt: skip
+                         approve_above_fen=config.approve_above_fen,
+                         trusted_proxies=config.api.trusted_proxies,
+                         oplog_heads=config.oplog_heads)  # fmt: skip
         url, server, thread, listener = _start_api(config, stack, app)
         processes = _start_api_processes(config, stack, listener, broker_connected)
         return RunningCloud(
@@ -175,6 +180,47 @@ def serve_in_thread(
             _stack=stack.pop_all(),
         )
     raise AssertionError("not reached")  # the with block returns or raises
+
+
+def _start_anchor(
+    config: CloudConfig,
+    stack: contextlib.ExitStack,
+    *,
+    engine: Engine,
+    key: NodeKey,
+    now: Callable[[], dt.datetime],
+    workers: list[IngestWorker],
+) -> oplog_heads.Anchor:
+    """Sign the operator log's head now, every `[oplog] sign_every` seconds and at stop, into
+    the heads file and the ingest's acks (`cloud.people.oplog_heads`)."""
+    anchor = oplog_heads.Anchor(
+        session_factory(engine), key, oplog_heads.HeadsFile(config.oplog_heads), now
+    )
+    anchor.sign()
+    for worker in workers:
+        worker.ingest.oplog_head = anchor.latest
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.wait(config.oplog_sign_every):
+            try:
+                anchor.sign()
+            except (SQLAlchemyError, OSError):  # the next round tries again
+                log.exception("the operator log's head could not be signed")
+
+    thread = threading.Thread(target=run, name="voltbook-oplog-anchor", daemon=True)
+    thread.start()
+
+    def finish() -> None:
+        stop.set()
+        thread.join(STOP_TIMEOUT_S)
+        with contextlib.suppress(SQLAlchemyError, OSError):
+            anchor.sign()
+
+    stack.callback(finish)
+    log.info("operator log heads signed into %s every %d s", config.oplog_heads,
+             config.oplog_sign_every)  # fmt: skip
+    return anchor
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +330,7 @@ def _start_api(
             log_config=None,  # ours (`voltbook-cloud` sets it up), not uvicorn's
             lifespan="off",
             timeout_graceful_shutdown=5,
+            proxy_headers=False,  # `[api] trusted_proxies` decide (`cloud.api.guards`)
         )
     )
     thread = threading.Thread(
@@ -383,9 +430,17 @@ def _api_process(
     engine = make_engine(config.database_url)
     try:
         app = create_app(engine, keys.load(config.cloud_key), broker_connected=broker_up.is_set,
-                         approve_above_fen=config.approve_above_fen)  # fmt: skip
+                         approve_above_fen=config.approve_above_fen,
+                         trusted_proxies=config.api.trusted_proxies,
+                         oplog_heads=config.oplog_heads)  # fmt: skip
         server = _AnnouncingServer(
-            uvicorn.Config(app, log_config=None, lifespan="off", timeout_graceful_shutdown=5),
+            uvicorn.Config(
+                app,
+                log_config=None,
+                lifespan="off",
+                timeout_graceful_shutdown=5,
+                proxy_headers=False,
+            ),
             started,
         )
         server.run(sockets=[listener])

@@ -3,6 +3,7 @@
 voltbook-edge ledger verify --chain chain.jsonl --key node.pub   an exported chain
 voltbook-edge ledger verify --config site.toml                   a site's store, invariants too
 voltbook-edge ledger export --config site.toml > chain.jsonl     works while `run` is up
+voltbook-edge ledger cloud-oplog --config site.toml > head.jsonl the cloud's signed log head
 """
 
 from __future__ import annotations
@@ -63,6 +64,18 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     export.add_argument("--config", required=True, type=Path, help="the site.toml")
     export.set_defaults(func=run_export)
+    oplog = sub.add_parser(
+        "cloud-oplog",
+        help="print the highest signed operator-log head the cloud's acks carried",
+        description=(
+            "Print, as one JSON line, the cloud's operator-log head signed with its key that "
+            "this concentrator kept (the highest its acks carried). Give the file to "
+            "`voltbook-cloud oplog verify --heads FILE`: a cloud log cut or rewritten behind "
+            "it is named. Exit 1 when no ack carried one yet."
+        ),
+    )
+    oplog.add_argument("--config", required=True, type=Path, help="the site.toml")
+    oplog.set_defaults(func=run_cloud_oplog)
 
 
 def _read_key(value: str) -> bytes:
@@ -156,4 +169,26 @@ def run_export(args: argparse.Namespace) -> int:
         return 1
     except BrokenPipeError:
         return 0  # `| head`: the reader has what it wanted
+    return 0
+
+
+def run_cloud_oplog(args: argparse.Namespace) -> int:
+    from edge.site import SiteConfigError, load_site
+    from edge.store import Store, StoreError
+    from edge.sync.session import OPLOG_HEAD_STATE
+
+    try:
+        site = load_site(args.config)
+        with Store.open_readonly(site.settings.store_path) as store:
+            head = store.get_state(OPLOG_HEAD_STATE)
+    except SiteConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if head is None:
+        print("no ack has carried the cloud's operator-log head yet", file=sys.stderr)
+        return 1
+    print(json.dumps(head, sort_keys=True, separators=(",", ":")))
     return 0

@@ -19,6 +19,12 @@ exactly-once (the edge's inbox); seq only orders and resumes.
 
 Acknowledgement (cloud → edge, topic `vb/{node}/ack`): see `ledger.wire.Ack`. Status (edge →
 cloud, topic `vb/{node}/status`, signed with the node's key): see `ledger.wire.Status`.
+
+Operator-log head (the cloud's, `cloud.people.oplog`; in the cloud's heads file and in every
+ack, `OplogHead`): the cloud's key vouches that its operator log's rows 1..seq chain to hash.
+
+    {"seq": 812, "hash": "<64 hex>", "time": "2026-11-24T08:00:00+00:00", "key_id": "…",
+     "sig": "…"}
 """
 
 from __future__ import annotations
@@ -41,8 +47,10 @@ from ledger.untrusted import load_json
 COMMAND_TAG = b"voltbook/sync/command/v1\x00"
 ACK_TAG = b"voltbook/sync/ack/v1\x00"
 STATUS_TAG = b"voltbook/sync/status/v1\x00"
+OPLOG_HEAD_TAG = b"voltbook/oplog/head/v1\x00"
 _HEX128 = re.compile(r"[0-9a-f]{32}")
 _SIG = re.compile(r"[0-9a-f]{128}")
+_HASH = re.compile(r"[0-9a-f]{64}")
 MAX_SEQ = 2**63 - 1  # stored as an SQLite INTEGER
 
 
@@ -195,6 +203,55 @@ class Command:
         return sign(COMMAND_TAG, self.fields(), key)
 
 
+@dataclass(frozen=True, slots=True)
+class OplogHead:
+    """The cloud's operator-log head, signed: rows 1..`seq` chain to `hash` (`GENESIS`-like 32
+    zero bytes when `seq` is 0) as of `time`. `signature` is over `OPLOG_HEAD_TAG` and the
+    canonical JSON of `fields()` without `sig`, by the key `key_id` names."""
+
+    seq: int
+    hash: bytes
+    time: str
+    key_id: str
+    signature: bytes
+
+    @classmethod
+    def sign(cls, seq: int, hash: bytes, time: str, key: NodeKey) -> OplogHead:
+        unsigned = cls(seq, bytes(hash), time, key.key_id, b"")
+        signature = key.private_key.sign(OPLOG_HEAD_TAG + canonical_json(unsigned.fields()))
+        return cls(seq, bytes(hash), time, key.key_id, signature)
+
+    def fields(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"seq": self.seq, "hash": self.hash.hex(), "time": self.time,
+                                "key_id": self.key_id}  # fmt: skip
+        if self.signature:
+            body["sig"] = self.signature.hex()
+        return body
+
+    def encode(self) -> bytes:
+        return canonical_json(self.fields())
+
+    @classmethod
+    def from_fields(cls, fields: object) -> OplogHead:
+        """Parse (not verify: `verify`); `Rejected("malformed")` for anything else."""
+        if not isinstance(fields, dict):
+            raise Rejected("malformed", "an operator-log head is a JSON object")
+        seq, digest, time = fields.get("seq"), fields.get("hash"), fields.get("time")
+        kid, sig = fields.get("key_id"), fields.get("sig")
+        if type(seq) is not int or not 0 <= seq <= MAX_SEQ:
+            raise Rejected("malformed", f"operator-log head seq must be an integer in 0..{MAX_SEQ}")
+        if not isinstance(digest, str) or not _HASH.fullmatch(digest):
+            raise Rejected("malformed", "operator-log head hash must be 64 hex digits")
+        if not isinstance(sig, str) or not _SIG.fullmatch(sig) or not isinstance(kid, str):
+            raise Rejected("malformed", "operator-log head: missing or malformed sig/key_id")
+        _aware(time, "operator-log head time")
+        return cls(seq, bytes.fromhex(digest), str(time), kid, bytes.fromhex(sig))
+
+    def verify(self, keys: Mapping[str, Ed25519PublicKey]) -> None:
+        """Raises `Rejected` (`unknown_key`, `bad_signature`) unless one of `keys` signed it."""
+        open_signed(OPLOG_HEAD_TAG, self.encode(), keys)
+
+
 def _aware(value: object, what: str) -> dt.datetime:
     try:
         when = dt.datetime.fromisoformat(value) if isinstance(value, str) else None
@@ -242,9 +299,11 @@ def open_command(
 __all__ = [
     "ACK_TAG",
     "COMMAND_TAG",
+    "OPLOG_HEAD_TAG",
     "STATUS_TAG",
     "Command",
     "CommandKind",
+    "OplogHead",
     "Rejected",
     "open_command",
     "open_signed",

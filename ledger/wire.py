@@ -42,7 +42,10 @@ a relay 0 or 1. What a database column holds beyond that is `cloud.ingest.checks
 `status` is `ok` (stored everything up to outbox id `upto` and ledger `seq`/`head`), `gap` (the
 batch does not continue the cloud's copy: resend from after `upto`), `refused` (the batch is
 malformed; `reason` says why) or `quarantined` (the node's chain forked or its key is wrong;
-nothing more is accepted until an operator clears it). `now` is the cloud's clock.
+nothing more is accepted until an operator clears it). `now` is the cloud's clock. `oplog`, when
+present, is the cloud's latest signed operator-log head (`ledger.signed.OplogHead`): the
+concentrator keeps the highest it saw, a copy of the anchor outside the cloud's database (an
+older ack without it decodes as before, and an older edge ignores it).
 
 **Status.** `{"node", "online", "head", "acked", "commands", "accounts", "key_id", "sig"}`,
 signed with the node's key like a checkpoint (`ledger.signed`, `STATUS_TAG`); the cloud takes
@@ -67,7 +70,7 @@ from ledger.chain import NodeKey
 from ledger.encoding import GENESIS_HASH
 from ledger.errors import DecodeError
 from ledger.readings import READING_FIELDS, ReadingRow
-from ledger.signed import STATUS_TAG, Rejected, open_signed, sign
+from ledger.signed import STATUS_TAG, OplogHead, Rejected, open_signed, sign
 from ledger.untrusted import load_json
 
 MAGIC = b"VB\x01"
@@ -359,9 +362,10 @@ class Ack:
     status: AckStatus
     now: str  # the cloud's clock, ISO 8601 with zone
     reason: str = ""
+    oplog: OplogHead | None = None  # the cloud's latest signed operator-log head, if it has one
 
     def fields(self) -> dict[str, Any]:
-        return {
+        fields = {
             "node": self.node,
             "seq": self.seq,
             "head": self.head.hex(),
@@ -370,6 +374,9 @@ class Ack:
             "now": self.now,
             "reason": self.reason,
         }
+        if self.oplog is not None:  # absent, not null: an ack without one is as before
+            fields["oplog"] = self.oplog.fields()
+        return fields
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, Any]) -> Ack:
@@ -385,11 +392,21 @@ class Ack:
                 status=AckStatus(fields["status"]),
                 now=str(fields["now"]),
                 reason=str(fields.get("reason", "")),
+                oplog=_oplog_head(fields.get("oplog")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, WireError):
                 raise
             raise WireError(f"ack malformed: {exc!r:.200}") from exc
+
+
+def _oplog_head(value: Any) -> OplogHead | None:
+    if value is None:
+        return None
+    try:
+        return OplogHead.from_fields(value)
+    except Rejected as exc:
+        raise WireError(f"ack oplog head: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import Field, StrictStr
 
 from cloud.api.common import DbSession, Now, Out, StoredTime, StrictBody, answers
+from cloud.api.guards import client_address
 from cloud.errors import CloudError, Forbidden, Unauthorized
 from cloud.people import auth
 from cloud.people.auth import Principal, Role
@@ -24,10 +25,6 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 
 _bearer = HTTPBearer(auto_error=False, description="a token from POST /auth/login")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-
-
-def client_address(request: Request) -> str:
-    return request.client.host if request.client else ""
 
 
 def allow(*roles: Role) -> Any:
@@ -76,7 +73,10 @@ class MeOut(Out):
     "/login",
     response_model=LoginOut,
     summary="Log in: a bearer token for the other endpoints",
-    responses=answers(e401="wrong user name or password", e429="throttled or locked out"),
+    responses=answers(
+        e401="wrong user name or password (or the user is locked or disabled)",
+        e429="too many attempts from this address",
+    ),
 )
 def login(body: LoginIn, request: Request, session: DbSession, now: Now) -> LoginOut:
     try:

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from anyio import CancelScope
 from fastapi import Depends, Query, Request
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StrictStr
 from sqlalchemy import Row, Select, func, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -45,10 +45,16 @@ class Out(BaseModel):
 
 
 class ErrorOut(BaseModel):
-    """Every refusal that is not a malformed request (those are FastAPI's 422 lists)."""
+    """Every answer that is not a success (`cloud.app`), malformed requests included."""
 
-    error: str = Field(description="not_found, conflict, quarantined, invalid, unavailable …")
+    error: str = Field(
+        description="invalid, not_found, conflict, quarantined, unauthorized, forbidden, "
+        "too_many_attempts, too_large, method_not_allowed, unavailable, internal"
+    )
     detail: str = Field(description="what is wrong, in a sentence")
+
+
+ERROR_SCHEMA = {"$ref": "#/components/schemas/ErrorOut"}
 
 
 def answers(**by_status: str) -> dict[int | str, dict[str, Any]]:
@@ -158,3 +164,31 @@ def aware(value: dt.datetime) -> dt.datetime:
 
 # A time read from the database, always answered with its offset.
 StoredTime = Annotated[dt.datetime, AfterValidator(aware)]
+
+
+# The times and days a caller may name: every zone conversion and day step of them stays inside
+# what Python and both databases hold (year 1 and 9999 are a few hours from an OverflowError).
+FIRST_TIME = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
+LAST_TIME = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
+
+
+def _instant(value: dt.datetime) -> dt.datetime:
+    try:
+        in_range = FIRST_TIME <= value.astimezone(dt.UTC) <= LAST_TIME
+    except OverflowError:
+        in_range = False
+    if not in_range:
+        raise ValueError(f"a time must lie from {FIRST_TIME:%Y} to {LAST_TIME:%Y}")
+    return value
+
+
+def _day(value: dt.date) -> dt.date:
+    if not FIRST_TIME.date() <= value <= LAST_TIME.date():
+        raise ValueError(f"a day must lie from {FIRST_TIME:%Y} to {LAST_TIME:%Y}")
+    return value
+
+
+# A time given by a caller: ISO 8601 with an offset, within FIRST_TIME..LAST_TIME.
+Instant = Annotated[AwareDatetime, AfterValidator(_instant)]
+# A day given by a caller, within the same years.
+Day = Annotated[dt.date, AfterValidator(_day)]

@@ -21,7 +21,7 @@ import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter
-from pydantic import AwareDatetime, Field, StrictInt, StrictStr
+from pydantic import Field, StrictInt, StrictStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -29,6 +29,7 @@ from cloud.api.auth import allow
 from cloud.api.common import (
     CloudKey,
     DbSession,
+    Instant,
     Limit,
     MeterAddress,
     Now,
@@ -97,7 +98,7 @@ class MeterSwapOut(Out):
 
 class IrRow(StrictBody):
     address: MeterAddress
-    read_at: Annotated[AwareDatetime, Field(strict=False, description="ISO 8601 with offset")]
+    read_at: Annotated[Instant, Field(strict=False, description="ISO 8601 with offset")]
     energy_wh: Register
 
 

@@ -11,12 +11,13 @@ from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 from sqlalchemy import Row, exists, select
 
 from cloud.api.auth import allow
 from cloud.api.common import (
     DbSession,
+    Instant,
     Limit,
     Offset,
     Out,
@@ -124,10 +125,10 @@ def list_readings(
     meter: Annotated[str | None, Query(description="meter address")] = None,
     node: Annotated[str | None, Query(description="concentrator")] = None,
     since: Annotated[
-        AwareDatetime | None, Query(description="from this time on (ISO 8601 with offset)")
+        Instant | None, Query(description="from this time on (ISO 8601 with offset)")
     ] = None,
     until: Annotated[
-        AwareDatetime | None, Query(description="before this time (ISO 8601 with offset)")
+        Instant | None, Query(description="before this time (ISO 8601 with offset)")
     ] = None,
     limit: Limit = 100,
     offset: Offset = 0,

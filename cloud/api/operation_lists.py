@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Path, Query
-from pydantic import AwareDatetime, Field, StrictStr
+from pydantic import Field, StrictStr
 from sqlalchemy import Select, or_
 
-from cloud.api.common import utc
+from cloud.api.common import Instant, utc
 from cloud.errors import Invalid
 from ledger.signed import REFERENCE_PATTERN
 
@@ -30,8 +30,8 @@ ReferencePath = Annotated[str, Path(pattern=REF)]
 
 @dataclass(frozen=True, slots=True)
 class Filters:
-    time_from: AwareDatetime | None
-    time_to: AwareDatetime | None
+    time_from: Instant | None
+    time_to: Instant | None
     account: str | None
     shop: str | None
     operator: str | None
@@ -42,8 +42,8 @@ class Filters:
 
 def _filters(
     *,
-    time_from: Annotated[AwareDatetime | None, Query(alias="from")] = None,
-    time_to: Annotated[AwareDatetime | None, Query(alias="to")] = None,
+    time_from: Annotated[Instant | None, Query(alias="from")] = None,
+    time_to: Annotated[Instant | None, Query(alias="to")] = None,
     account: Annotated[Text | None, Query()] = None,
     shop: Annotated[Text | None, Query()] = None,
     operator: Annotated[Text | None, Query()] = None,
@@ -55,7 +55,7 @@ def _filters(
                    method, status, sort)  # fmt: skip
 
 
-def _utc(value: AwareDatetime | None, name: str) -> AwareDatetime | None:
+def _utc(value: Instant | None, name: str) -> Instant | None:
     try:
         return None if value is None else utc(value)
     except OverflowError:

@@ -5,24 +5,36 @@ installers and merchants do not.
     GET /operator-log?user=&action=&target=&from=&to=&sort=seq|-seq|time|-time&limit=&offset=
     GET /operator-log/verify   → {ok, rows, head, problem}
 
-`action` ending in `*` matches a prefix (`user.*`). `head` is the hash of the last row: write
-it down (or print it with `voltbook-cloud oplog verify`) — a later head that does not chain to
-it means rows were rewritten, even by someone able to recompute every hash.
+`action` ending in `*` matches a prefix (`user.*`). `verify` holds the log to the heads signed
+with the cloud's key in the heads file too (`cloud.people.oplog_heads`), so a rewrite with
+recomputed hashes, a head moved back or a wiped log is a problem, not only an edited row.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
-from pydantic import AwareDatetime, BaseModel, Field
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field
 
 from cloud.api.auth import allow
-from cloud.api.common import DbSession, Limit, Offset, Out, Page, StoredTime, page
+from cloud.api.common import (
+    CloudKey,
+    DbSession,
+    Instant,
+    Limit,
+    Offset,
+    Out,
+    Page,
+    StoredTime,
+    page,
+)
 from cloud.db.auth import OperatorLogEntry
-from cloud.people import oplog
+from cloud.people import oplog, oplog_heads
 from cloud.people.auth import STAFF, Principal
+from ledger.signed import trusted
 
 router = APIRouter(prefix="/operator-log", tags=["operator log"])
 
@@ -77,10 +89,10 @@ def list_entries(
     action: Annotated[str | None, Query(description="e.g. recharge.create, or user.*")] = None,
     target: Annotated[str | None, Query(description="e.g. account:A0001")] = None,
     since: Annotated[
-        AwareDatetime | None, Query(alias="from", description="from this time on (ISO 8601)")
+        Instant | None, Query(alias="from", description="from this time on (ISO 8601)")
     ] = None,
     until: Annotated[
-        AwareDatetime | None, Query(alias="to", description="before this time (ISO 8601)")
+        Instant | None, Query(alias="to", description="before this time (ISO 8601)")
     ] = None,
     sort: Annotated[Sort, Query(description="-: newest first")] = "seq",
     limit: Limit = 100,
@@ -93,8 +105,10 @@ def list_entries(
 
 
 @router.get("/verify", response_model=VerifyOut, summary="Check the log's hash chain")
-def verify(who: Staff, session: DbSession) -> VerifyOut:
-    verdict = oplog.verify(session)
+def verify(who: Staff, request: Request, session: DbSession, key: CloudKey) -> VerifyOut:
+    path: Path | None = request.app.state.oplog_heads
+    heads = oplog_heads.read_heads(path) if path is not None and path.exists() else []
+    verdict = oplog.verify(session, heads, trusted(key.public_key))
     return VerifyOut(
         ok=verdict.ok, rows=verdict.rows, head=bytes(verdict.head).hex(), problem=verdict.problem
     )

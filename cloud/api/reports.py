@@ -17,7 +17,18 @@ from fastapi import APIRouter, Path, Query, Response, status
 from pydantic import Field, StrictStr
 
 from cloud.api.auth import allow
-from cloud.api.common import DbSession, Limit, Now, Out, Owner, Page, StrictBody, answers, aware
+from cloud.api.common import (
+    Day,
+    DbSession,
+    Limit,
+    Now,
+    Out,
+    Owner,
+    Page,
+    StrictBody,
+    answers,
+    aware,
+)
 from cloud.people.auth import STAFF, Principal, Role
 from cloud.reports import excel, pdf, queries, statement, templates
 from cloud.reports.core import Spec, fetch, month_window, stream, totals, window
@@ -28,8 +39,8 @@ Staff = Annotated[Principal, allow(*STAFF)]
 Admin = Annotated[Principal, allow(Role.ADMIN)]
 Format = Annotated[Literal["json", "xlsx", "pdf"], Query(alias="format")]
 Lang = Annotated[Literal["zh", "en"], Query(description="a PDF's language: zh or en")]
-From = Annotated[dt.date | None, Query(alias="from", description="first day (site zone)")]
-To = Annotated[dt.date | None, Query(alias="to", description="last day, inclusive")]
+From = Annotated[Day | None, Query(alias="from", description="first day (site zone)")]
+To = Annotated[Day | None, Query(alias="to", description="last day, inclusive")]
 Sort = Annotated[
     str | None, Query(max_length=200, description="columns, comma separated; -column descending")
 ]

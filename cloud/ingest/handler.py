@@ -65,7 +65,7 @@ from cloud.operations.states import RECHARGE, RechargeEvent
 from ledger.accounts import Pocket, pocket_id
 from ledger.chain import Entry, NodeKey, key_id, load_public_key
 from ledger.encoding import GENESIS_HASH
-from ledger.signed import ACK_TAG, sign, trusted
+from ledger.signed import ACK_TAG, OplogHead, sign, trusted
 from ledger.transfers import Code, Kind
 from ledger.wire import Ack, AckStatus, Batch, Status, WireError, decode_batch
 
@@ -130,6 +130,9 @@ class Ingest:
         self._now = now
         self._sessions = session_factory(engine)
         self._readers = session_factory(engine, read_only=True)
+        # The latest signed operator-log head, carried by every ack (`cloud.server` sets it to
+        # `cloud.people.oplog_heads.Anchor.latest`).
+        self.oplog_head: Callable[[], OplogHead | None] = lambda: None
         with self._sessions.begin() as session:
             chain_store.ensure_cloud_node(session, key, now())
 
@@ -316,7 +319,8 @@ class Ingest:
     def _ack(
         self, node: str, head: _Head, status: AckStatus, now: dt.datetime, reason: str = ""
     ) -> bytes:
-        ack = Ack(node, head.seq, head.head, head.upto, status, now.isoformat(), reason)
+        ack = Ack(node, head.seq, head.head, head.upto, status, now.isoformat(), reason,
+                  self.oplog_head())  # fmt: skip
         return sign(ACK_TAG, ack.fields(), self.key)
 
     # -- presence, inventory and commands ------------------------------------------------------

@@ -48,9 +48,9 @@ concentrators are marked changed:
   nodes marked, logged as the system's `account.update`); when that shop is gone or holds
   another account by then, it stays where it is and a `move_registry` alarm says so.
 
-An account the registry does not know is only recorded, as before (the inventory reported by
-the concentrators is what the move checks then), and no configuration is pushed before its
-move_in.
+An account the registry does not know is only recorded, and no configuration is pushed before
+its move_in; its destination must still be a registry shop on `to_node` that neither the
+registry nor the node's reported inventory shows holding another account.
 
 **Money follows the tenant** (`cloud.operations.ownership.moved`): once the destination booked
 the move_in, the cloud's view has the account on the destination, so the next recharge,
@@ -295,16 +295,25 @@ def _holder(session: Session, shop: tables.Shop) -> str | None:
 
 def _target(session: Session, account: str, to_shop: str, to_node: str) -> tables.Shop | None:
     """The registry shop the tenant moves into; None when the registry does not know the account
-    (the move is only recorded)."""
-    if session.get(tables.Account, account) is None:
-        return None
+    (the move is only recorded). Either way the shop must be one the registry has on `to_node`
+    (404) and no other account may be in it, in the registry or in the node's inventory
+    (409): a move never puts two tenants in one shop, nor one in a shop nobody declared."""
+    reported = session.scalars(
+        select(ReportedAccount.account).where(
+            ReportedAccount.node == to_node,
+            ReportedAccount.shop == to_shop,
+            ReportedAccount.account != account,
+        )
+    ).first()
+    if reported is not None:
+        raise Conflict(f"shop {to_shop} on {to_node} holds account {reported}")
     shop = _shop(session, to_shop, to_node)
     if shop is None:
         raise NotFound(f"the registry has no shop {to_shop!r} on {to_node}")
     holder = _holder(session, shop)
     if holder is not None and holder != account:
         raise Conflict(f"shop {to_shop} on {to_node} holds account {holder} in the registry")
-    return shop
+    return shop if session.get(tables.Account, account) is not None else None
 
 
 def _follow(

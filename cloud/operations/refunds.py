@@ -12,9 +12,10 @@ allowance that keeps the power on for a while.
     edge      POST/VOID of its pending                          id settle/<pending hex>/<action>
 
 An edge refusal of the refund command makes it `failed`. One open (requested or reserved)
-refund per account. Method `original` pays back to the account's recharges, most recent first,
-each up to its net (what was paid plus its posted corrections, `payment_nets`): the refund
-records which ones and how much of each (`sources`).
+refund per account, and none of an account whose available prepaid balance (in the cloud's
+projection) is not above zero: there is nothing to refund. Method `original` pays back to the
+account's recharges, most recent first, each up to its net (what was paid plus its posted
+corrections, `payment_nets`): the refund records which ones and how much of each (`sources`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from cloud.chains import store as chain_store
 from cloud.chains.alarms import raise_alarm
 from cloud.chains.commands import CommandVerdict
 from cloud.chains.locks import lock_active
-from cloud.chains.projection import VerifiedEntry, hex_id
+from cloud.chains.projection import VerifiedEntry, hex_id, prepaid_balance
 from cloud.chains.store import cloud_transfer
 from cloud.db.models import Recharge, RechargeStatus, ReportedAccount
 from cloud.db.operations import Correction, Move, Refund
@@ -106,6 +107,9 @@ def request(
         raise Conflict(f"refund {pending.id} of {account} is still {pending.status}")
     if _open_move(session, account) is not None:
         raise Conflict(f"{account} is moving: refund after the move settled")
+    available = prepaid_balance(session, account) or 0
+    if available <= 0:
+        raise Conflict(f"{account} has {available} fen of prepaid money: nothing to refund")
     grace_until = now + dt.timedelta(hours=grace_hours)
     command = commands.issue(
         session,

@@ -14,7 +14,8 @@ lane): strong against offline guessing, cheap enough for a small server. A login
 random bearer token (32 bytes, URL-safe) valid for `TOKEN_TTL`; only its SHA-256 is stored.
 
 Guessing is slowed twice: after `MAX_FAILURES` wrong passwords in a row an account is locked
-for `LOCKOUT` (an admin can unlock it), and one client address gets at most
+for `LOCKOUT` (an admin can unlock it; its sessions end, and a locked user is answered exactly
+as a wrong password or an unknown name is), and one client address gets at most
 `ADDRESS_ATTEMPTS` attempts per `ADDRESS_WINDOW` whatever the user names. Every attempt is
 kept (`login_attempts`) and logins, failures, lockouts and logouts go to the operator log.
 
@@ -188,8 +189,10 @@ class LoginRefused(Unauthorized):
 
 def login(session: Session, name: str, password: str, address: str, now: dt.datetime) -> Login:
     """Check the password and issue a token. Raises `TooManyAttempts` when the address is
-    throttled or the account locked, `LoginRefused` for a wrong name or password. The attempt
-    is recorded either way; the caller commits even when this raises (`cloud.api.auth`)."""
+    throttled, `LoginRefused` for a wrong name or password and for a locked or disabled user:
+    the answer (and its cost: the password is checked either way) does not tell which, so it
+    does not tell which names exist. Locking ends the user's sessions. The attempt is recorded
+    either way; the caller commits even when this raises (`cloud.api.auth`)."""
     actor = oplog.Actor(str(name)[:64], "", address)
     if _throttled(session, address, now):
         _attempt(session, name, address, False, now)
@@ -197,27 +200,24 @@ def login(session: Session, name: str, password: str, address: str, now: dt.date
             f"too many login attempts from {address}; wait {ADDRESS_WINDOW.seconds // 60} min"
         )
     user = session.get(User, name, with_for_update=True)
-    if user is not None and user.locked_until is not None and user.locked_until > now:
-        _attempt(session, name, address, False, now)
-        raise TooManyAttempts(
-            f"user {name} is locked until {user.locked_until.isoformat(timespec='seconds')} "
-            "after repeated wrong passwords; an admin can unlock it"
-        )
+    locked = user is not None and user.locked_until is not None and user.locked_until > now
     try:
         HASHER.verify(user.password_hash if user else _DUMMY_HASH, password)
-        good = user is not None and user.active
+        good = user is not None and user.active and not locked
     except (VerificationError, InvalidHashError):
         good = False
     _attempt(session, name, address, good, now)
     if not good:
-        if user is not None:
+        if user is not None and not locked:
             user.failed_logins += 1
             if user.failed_logins >= MAX_FAILURES:
                 user.locked_until = now + LOCKOUT
                 user.failed_logins = 0
+                _revoke_tokens(session, user.name)
                 oplog.record(session, actor, "login.locked", f"user:{name}", None,
                              {"until": user.locked_until.isoformat()}, now)  # fmt: skip
-        oplog.record(session, actor, "login.failed", f"user:{name}", None, None, now)
+        oplog.record(session, actor, "login.failed", f"user:{name}", None,
+                     {"locked": True} if locked else None, now)  # fmt: skip
         raise LoginRefused("wrong user name or password")
     assert user is not None
     user.failed_logins = 0

@@ -6,7 +6,9 @@ where the JSON holds seq, time (ISO, UTC), user, role, action, target, before, a
 client address. Row 1 chains from 32 zero bytes. `record` appends in the caller's transaction,
 so an action and its log row commit together or not at all; it locks the single
 `operator_log_head` row first, so concurrent writers get contiguous seqs. `verify` walks the
-table and names the first row whose hash or seq does not follow (`voltbook-cloud oplog verify`).
+table and names the first row whose hash or seq does not follow (`voltbook-cloud oplog verify`),
+and holds the log to the heads signed with the cloud's key (`cloud.people.oplog_heads`): those
+catch a rewrite with recomputed hashes, a head moved back and a wiped log.
 
 `before`/`after` are the values an action changed (JSON objects, `None` for a creation or a
 removal); nothing in this module ever updates or deletes a row.
@@ -17,15 +19,18 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from cloud.db.auth import OperatorLogEntry, OperatorLogHead
 from cloud.errors import Invalid
+from cloud.people import oplog_heads
+from ledger.signed import OplogHead
 
 TAG = b"voltbook/oplog/v1\x00"
 GENESIS = bytes(32)
@@ -139,10 +144,17 @@ def _rows(session: Session, batch: int = 5000) -> Iterator[OperatorLogEntry]:
         session.expunge_all()
 
 
-def verify(session: Session) -> Verdict:
+def verify(
+    session: Session,
+    heads: Sequence[OplogHead] = (),
+    keys: Mapping[str, Ed25519PublicKey] | None = None,
+) -> Verdict:
     """Walk the whole log; the first break (a gap, an edited or reordered row, a head that does
-    not match) is named in `problem`."""
+    not match) is named in `problem`. Given signed `heads` (`cloud.people.oplog_heads`) and the
+    cloud's public `keys`, the log must also reach and match every one of them."""
     prev, expected, count = GENESIS, 1, 0
+    wanted = {h.seq for h in heads}
+    hashes: dict[int, bytes] = {}
     for entry in _rows(session):
         if entry.seq != expected:
             return Verdict(count, prev, f"row {expected} is missing (next row is {entry.seq})")
@@ -151,6 +163,8 @@ def verify(session: Session) -> Verdict:
         if row_hash(prev, _fields(entry)) != entry.hash:
             return Verdict(count, prev, f"row {entry.seq} was altered (its hash does not match)")
         prev, expected, count = entry.hash, expected + 1, count + 1
+        if entry.seq in wanted:
+            hashes[entry.seq] = bytes(entry.hash)
     head = session.get(OperatorLogHead, 1)
     if head is None:
         if count:
@@ -164,7 +178,7 @@ def verify(session: Session) -> Verdict:
         return Verdict(count, prev, f"row {head.seq + 1} was added behind the head's back")
     elif head.hash != prev:
         return Verdict(count, prev, f"row {count} does not match the head's hash")
-    return Verdict(count, prev)
+    return Verdict(count, prev, oplog_heads.check(heads, hashes, count, keys or {}))
 
 
 def entries(

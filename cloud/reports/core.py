@@ -88,7 +88,7 @@ def window(first: dt.date | None, last: dt.date | None, now: dt.datetime) -> Win
 def month_window(month: str) -> Window:
     """`YYYY-MM` as a window of days."""
     match = re.fullmatch(r"(\d{4})-(\d{2})", month)
-    if match is None or not 1 <= int(match[2]) <= 12 or int(match[1]) < 2000:
+    if match is None or not 1 <= int(match[2]) <= 12 or not 2000 <= int(match[1]) <= 9000:
         raise Invalid(f"month must be YYYY-MM (like 2026-11), got {month!r}")
     first = dt.date(int(match[1]), int(match[2]), 1)
     following = (first + dt.timedelta(days=32)).replace(day=1)

@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from edge.store import Category, Event, Store
 from edge.sync.uplink import BatchBuilder, BuiltBatch
 from ledger.encoding import GENESIS_HASH
-from ledger.signed import ACK_TAG, Rejected, open_signed
+from ledger.signed import ACK_TAG, OplogHead, Rejected, open_signed
 from ledger.wire import Ack, AckStatus, WireError, topic
 
 log = logging.getLogger("edge.sync")
@@ -47,6 +47,11 @@ class SyncAlarm:
     COPY_DIFFERS = "sync_cloud_copy_differs"  # the acknowledged head is not our entry's hash
     REFUSED = "sync_refused"
     QUARANTINED = "sync_quarantined"
+    # The cloud's signed operator-log head is behind one it signed before: its log was cut.
+    OPLOG_BEHIND = "sync_cloud_oplog_behind"
+
+
+OPLOG_HEAD_STATE = "sync:oplog_head"  # the highest signed operator-log head of the cloud seen
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +192,8 @@ class UplinkSession:
             return self._refuse_ack(
                 f"acknowledgement for node {ack.node!r}, not {self.store.node!r}", mono, wall
             )
+        if ack.oplog is not None:
+            self._keep_oplog_head(ack.oplog, mono, wall)
         if ack.status in (AckStatus.OK, AckStatus.GAP) and not self._head_matches(ack):
             self.paused = f"the cloud's copy differs from this chain at seq {ack.seq}"
             self._alarm(
@@ -261,6 +268,30 @@ class UplinkSession:
         return AckReport(True, ack.status, ack.seq, ack.upto, note="rewound")
 
     # -- alarms -----------------------------------------------------------------------------
+    def _keep_oplog_head(self, head: OplogHead, mono: float, wall: dt.datetime) -> None:
+        """Keep the cloud's signed operator-log head if it is the highest seen (a copy of the
+        cloud's anchor outside its database, `cloud.people.oplog_heads`); one that verifies
+        but is behind the kept one means the cloud's log lost rows: an alarm."""
+        try:
+            head.verify(self.cloud_keys)
+        except Rejected as exc:
+            log.warning("sync: the ack's operator-log head is not the cloud's: %s", exc)
+            return
+        kept = self.store.get_state(OPLOG_HEAD_STATE)
+        kept_seq, kept_hash = (kept["seq"], kept["hash"]) if isinstance(kept, dict) else (-1, "")
+        if head.seq > kept_seq:
+            with self.store.transaction() as tx:
+                tx.set_state(OPLOG_HEAD_STATE, head.fields())
+            return
+        if head.seq < kept_seq:
+            problem = f"is at row {head.seq}, behind row {kept_seq} it signed before"
+        elif head.hash.hex() != kept_hash:
+            problem = f"row {head.seq} differs from the one it signed before"
+        else:
+            return
+        message = f"the cloud's operator log {problem} ({head.time}): rows were cut or rewritten"
+        self._alarm(SyncAlarm.OPLOG_BEHIND, message, mono, wall)
+
     def _alarm(self, kind: str, message: str, mono: float, wall: dt.datetime) -> None:
         log.error("sync: %s", message)
         last = self._alarmed.get(kind)

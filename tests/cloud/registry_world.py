@@ -27,6 +27,19 @@ def add(session: Session, entity: registry.Entity, **values: Any) -> Any:
     return registry.create(session, entity, values, ME, T0)
 
 
+def vacant_shops(session: Session, shops: dict[str, str]) -> dict[str, int]:
+    """Registry shops (number → node) on a site of their own, holding no account: where a
+    tenant the registry does not know may move (`cloud.operations.moves`). Number → shop id."""
+    site = add(session, entities.SITES, name="Vacant", time_zone="Asia/Shanghai",
+               print_receipts=False, tariff=None)  # fmt: skip
+    building = add(session, entities.BUILDINGS, site_id=site.id, name="V")
+    floor = add(session, entities.FLOORS, building_id=building.id, name="1F")
+    return {
+        number: add(session, entities.SHOPS, floor_id=floor.id, number=number, node=node).id
+        for number, node in shops.items()
+    }
+
+
 def make_registry(session: Session, *, register: bool = True) -> dict[str, Any]:
     """A site with two buildings, three shops on two concentrators, accounts, meters, tariffs
     and every policy."""

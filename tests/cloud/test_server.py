@@ -18,8 +18,9 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud.config import ApiSettings, CloudConfig, load_config
-from cloud.db.engine import session_factory
-from cloud.people import auth
+from cloud.db.engine import make_engine, session_factory
+from cloud.people import auth, oplog
+from cloud.people.oplog_heads import read_heads
 from cloud.server import RunningCloud, StartFailed, listen, serve_in_thread
 from cloud.services.broker import MosquittoBroker
 from cloud.services.pki import issue_client_cert, load_or_create_ca
@@ -142,11 +143,50 @@ def test_a_concentrator_syncs_through_the_running_cloud(
             client.disconnect()
         ack = Ack.from_fields(open_signed(ACK_TAG, signed, trusted(cloud.key.public_key)))
         assert (ack.status, ack.seq) == (AckStatus.OK, 7)
+        assert ack.oplog is not None  # the operator log's head signed at start
+        ack.oplog.verify(trusted(cloud.key.public_key))
 
         found = httpx.get(f"{cloud.url}/concentrators/{NODE}", headers=headers, timeout=5)
         assert (found.json()["head_seq"], found.json()["online"]) == (7, True)
         account = httpx.get(f"{cloud.url}/accounts/A0001", headers=headers, timeout=5).json()
         assert account["prepaid_fen"] == 10_000 - 837
+        key = cloud.key
+    # Stopping signed the head once more: the heads file vouches for every row logged.
+    heads = read_heads(config.oplog_heads)
+    engine = make_engine(config.database_url)
+    try:
+        with session_factory(engine)() as session:
+            verdict = oplog.verify(session, heads, trusted(key.public_key))
+    finally:
+        engine.dispose()
+    assert verdict.ok and verdict.rows >= 3 and heads[-1].seq == verdict.rows, verdict
+
+
+def _wrong_logins(url: str, spoofed: list[str]) -> list[int]:
+    return [
+        httpx.post(url + "/auth/login", json={"user": "admin", "password": "wrong password"},
+                   headers={"X-Forwarded-For": address}, timeout=5).status_code
+        for address in spoofed
+    ]  # fmt: skip
+
+
+def test_a_forwarded_for_header_is_believed_only_from_a_trusted_proxy(
+    config: CloudConfig,
+) -> None:
+    """The per-address login limit counts the peer's address: an X-Forwarded-For from a client
+    on loopback (uvicorn believes one by default) does not give it an address per attempt."""
+    spoofed = [f"203.0.113.{n}" for n in range(auth.ADDRESS_ATTEMPTS + 1)]
+    with serve_in_thread(config) as cloud:
+        with session_factory(cloud.engine).begin() as session:
+            auth.create_user(session, "admin", auth.Role.ADMIN, PASSWORD, now=T0)
+        assert _wrong_logins(cloud.url, spoofed)[-1] == 429
+    proxied = dataclasses.replace(config, api=dataclasses.replace(
+        config.api, trusted_proxies=("127.0.0.1",)))  # fmt: skip
+    with serve_in_thread(proxied) as cloud:  # behind a proxy on loopback: it names the client
+        assert _wrong_logins(cloud.url, [f"198.51.100.{n}" for n in range(3)]) == [401] * 3
+        with session_factory(cloud.engine)() as session:
+            rows = session.scalars(oplog.entries(action="login.failed", sort="-seq").limit(1))
+            assert [row.address for row in rows] == ["198.51.100.2"]
 
 
 def online(cloud: RunningCloud, headers: dict[str, str], node: str) -> bool:

@@ -18,6 +18,7 @@ from ledger.signed import (
     COMMAND_TAG,
     Command,
     CommandKind,
+    OplogHead,
     Rejected,
     open_command,
     open_signed,
@@ -241,6 +242,25 @@ def test_a_status_not_signed_by_the_nodes_key_is_refused() -> None:
         with pytest.raises(WireError, match=why):
             Status.open(payload, keys)
     assert Status.decode(unsigned) == status  # well formed: only the signature is wrong
+
+
+def test_an_ack_carries_the_clouds_signed_oplog_head_and_stays_compatible() -> None:
+    head = OplogHead.sign(812, bytes(range(32)), T0.isoformat(), CLOUD)
+    head.verify(trusted(CLOUD.public_key))
+    ack = Ack("edge-0001", 41, bytes(range(32)), 180, AckStatus.OK, T0.isoformat(), "", head)
+    fields = open_signed(ACK_TAG, sign(ACK_TAG, ack.fields(), CLOUD), trusted(CLOUD.public_key))
+    assert Ack.from_fields(fields) == ack and Ack.from_fields(fields).oplog == head
+    # An edge that predates the field reads only the keys it knows: the rest is as before.
+    old = Ack("edge-0001", 41, bytes(range(32)), 180, AckStatus.OK, T0.isoformat())
+    assert "oplog" not in old.fields()
+    assert {k: v for k, v in fields.items() if k not in ("oplog", "key_id")} == old.fields()
+    with pytest.raises(Rejected):  # signed by another key
+        OplogHead.sign(1, bytes(32), T0.isoformat(), NodeKey.generate()).verify(
+            trusted(CLOUD.public_key)
+        )
+    for bad in ({"seq": -1}, {"hash": "00"}, {"sig": "zz"}, {"time": "noon"}):
+        with pytest.raises(WireError):
+            Ack.from_fields({**ack.fields(), "oplog": {**head.fields(), **bad}})
 
 
 # -- any bytes: a value or WireError (issue 13: a malformed batch must not jam a node) ----------

@@ -102,7 +102,7 @@ def test_openapi_lists_every_endpoint(client: TestClient) -> None:
     fen = schema["components"]["schemas"]["RechargeIn"]["properties"]["fen"]
     assert (fen["type"], fen["exclusiveMinimum"]) == ("integer", 0)
     refusals = schema["paths"]["/recharges"]["post"]["responses"]
-    assert set(refusals) == {"200", "201", "404", "409", "422", "503"}
+    assert set(refusals) == {"200", "201", "404", "409", "413", "422", "500", "503"}
     error = refusals["409"]["content"]["application/json"]["schema"]
     assert error == {"$ref": "#/components/schemas/ErrorOut"}
 

@@ -14,6 +14,7 @@ from tests.cloud.api.conftest import (
     T0,
     Site,
     bearer,
+    invalid_fields,
     opening_transfers,
 )
 
@@ -92,7 +93,7 @@ def test_register_refusals(client: TestClient) -> None:
     assert "public_key" in bad_key.json()["detail"]
     bad_node = client.post("/concentrators", json={"node": "edge 4!", "public_key": other_key})
     assert bad_node.status_code == 422
-    assert bad_node.json()["detail"][0]["loc"] == ["body", "node"]
+    assert invalid_fields(bad_node)[0] == "body.node"
     cloud = client.post("/concentrators", json={"node": "cloud", "public_key": other_key})
     assert cloud.status_code == 422
     assert client.get("/concentrators").json()["total"] == 2
@@ -153,7 +154,7 @@ def test_clear_quarantine_refusals(client: TestClient) -> None:
     # The operator is the logged-in user: naming one in the body is refused, not ignored.
     named = client.post(f"/concentrators/{NODE}/clear-quarantine", json={"operator": "x"})
     assert named.status_code == 422
-    assert named.json()["detail"][0]["loc"] == ["body", "operator"]
+    assert invalid_fields(named)[0] == "body.operator"
     assert client.get("/operator-log").json()["total"] == 0  # an active node: nothing changed
 
 

@@ -24,7 +24,7 @@ from ledger.ids import derive_id
 from tests.cloud.api.conftest import M1, M2, M3, NODE, OTHER, Site, bearer
 from tests.cloud.api.contract_edge import ContractEdge
 from tests.cloud.fake_edge import T0
-from tests.cloud.registry_world import ME, add, make_registry
+from tests.cloud.registry_world import ME, add, make_registry, vacant_shops
 
 A1, A2 = "A0001", "A0002"
 OPENING_T3 = f"{derive_id('test', NODE, 3):032x}"  # the fixture's desk recharge of A0001
@@ -373,7 +373,17 @@ def test_ir_import_then_swap_by_ir_reading(client: TestClient, site: Site) -> No
 # -- moves ---------------------------------------------------------------------------------
 
 
-def test_move_in_the_same_building_moves_no_money(client: TestClient, site: Site) -> None:
+@pytest.fixture
+def vacant(site: Site) -> dict[str, int]:
+    """Empty registry shops S103 (edge-0001) and S202 (edge-0002); the registry knows no
+    account, so a move is only recorded, but it must name a shop that exists and is free."""
+    with session_factory(site.engine).begin() as session:
+        return vacant_shops(session, {"S103": NODE, "S202": OTHER})
+
+
+def test_move_in_the_same_building_moves_no_money(
+    client: TestClient, site: Site, vacant: dict[str, int]
+) -> None:
     before = counts(site)
     answer = client.post("/moves", json={"account": A1, "to_shop": "S103", "to_node": NODE})
     assert answer.status_code == 201, answer.text
@@ -381,8 +391,10 @@ def test_move_in_the_same_building_moves_no_money(client: TestClient, site: Site
     assert counts(site)["commands"] == before["commands"]
 
 
-def test_move_to_another_concentrator(client: TestClient, site: Site, edge: ContractEdge) -> None:
-    answer = client.post("/moves", json={"account": A1, "to_shop": "S201", "to_node": OTHER,
+def test_move_to_another_concentrator(
+    client: TestClient, site: Site, edge: ContractEdge, vacant: dict[str, int]
+) -> None:
+    answer = client.post("/moves", json={"account": A1, "to_shop": "S202", "to_node": OTHER,
                                          "move": "M1"})  # fmt: skip
     assert answer.status_code == 201, answer.text
     assert client.post("/moves", json={"account": A1, "to_shop": "S202",
@@ -450,9 +462,9 @@ def test_after_a_move_across_concentrators_the_next_recharge_goes_to_the_new_one
 
 
 def test_a_refused_move_in_returns_the_money(
-    client: TestClient, site: Site, edge: ContractEdge
+    client: TestClient, site: Site, edge: ContractEdge, vacant: dict[str, int]
 ) -> None:
-    client.post("/moves", json={"account": A1, "to_shop": "S201", "to_node": OTHER,
+    client.post("/moves", json={"account": A1, "to_shop": "S202", "to_node": OTHER,
                                 "move": "M2"})  # fmt: skip
     edge.sync(NODE)
     edge.refuse.add(client.get("/moves/M2").json()["in_command_id"])
@@ -466,11 +478,11 @@ def test_a_refused_move_in_returns_the_money(
 
 
 def test_a_quarantined_destination_holds_the_move_not_the_source(
-    client: TestClient, site: Site, edge: ContractEdge
+    client: TestClient, site: Site, edge: ContractEdge, vacant: dict[str, int]
 ) -> None:
     """The source's ingest only makes the move_in due; it is issued in a transaction of its
     own, so a quarantined destination neither fails the source's batch nor loses the move."""
-    client.post("/moves", json={"account": A1, "to_shop": "S201", "to_node": OTHER,
+    client.post("/moves", json={"account": A1, "to_shop": "S202", "to_node": OTHER,
                                 "move": "M3"})  # fmt: skip
     with session_factory(site.engine).begin() as session:
         other = session.get(Concentrator, OTHER)

@@ -24,6 +24,7 @@ from tests.cloud.api.conftest import (
     OTHER,
     Site,
     bearer,
+    invalid_fields,
     opening_transfers,
     transfer,
 )
@@ -123,7 +124,7 @@ def test_unknown_account_is_404_and_stores_nothing(client: TestClient) -> None:
 def test_fen_must_be_a_positive_integer(client: TestClient, fen: Any) -> None:
     answer = client.post("/recharges", json={**RECHARGE, "fen": fen})
     assert answer.status_code == 422, answer.text
-    assert [e["loc"] for e in answer.json()["detail"]] == [["body", "fen"]]
+    assert invalid_fields(answer) == ["body.fen"]
     nothing_issued(client)
 
 
@@ -144,14 +145,14 @@ def test_other_fields_are_checked_too(
 ) -> None:
     answer = client.post("/recharges", json={**RECHARGE, **change})
     assert answer.status_code == 422
-    assert answer.json()["detail"][0]["loc"] == ["body", field]
+    assert invalid_fields(answer)[0] == f"body.{field}"
     nothing_issued(client)
 
 
 def test_a_missing_field_or_a_body_that_is_no_object(client: TestClient) -> None:
     missing = client.post("/recharges", json={k: v for k, v in RECHARGE.items() if k != "fen"})
     assert missing.status_code == 422
-    assert missing.json()["detail"][0]["loc"] == ["body", "fen"]
+    assert invalid_fields(missing)[0] == "body.fen"
     for content in (b"[1, 2]", b"{not json", b""):
         answer = client.post(
             "/recharges", content=content, headers={"content-type": "application/json"}
@@ -279,7 +280,7 @@ def test_an_unknown_meter_refuses_the_whole_request(client: TestClient) -> None:
 def test_relay_bodies_are_checked(client: TestClient, body: dict[str, Any], field: str) -> None:
     answer = client.post("/relays", json=body)
     assert answer.status_code == 422
-    assert answer.json()["detail"][0]["loc"][:2] == ["body", field]
+    assert invalid_fields(answer)[0].split(".")[:2] == ["body", field]
     assert client.get("/commands").json()["total"] == 0
 
 

@@ -16,7 +16,11 @@ from pathlib import Path
 import pytest
 
 from demo.site import DemoSite
+from edge.site import load_site
+from edge.sync.session import OPLOG_HEAD_STATE
+from ledger.chain import NodeKey
 from ledger.encoding import decode_transfer, encode_transfer
+from ledger.signed import OplogHead, trusted
 from tests.edge.runtime.conftest import ROOT, cli, cli_command, demo, demo_cli, wait_running
 
 pytestmark = pytest.mark.slow  # each test drives `voltbook-edge` in subprocesses
@@ -64,6 +68,24 @@ def test_ledger_export_has_every_transfer_with_its_references(ran: Path) -> None
     assert all(e["refs"]["period"] == "2026-11" for e in entries if e["code"] == "subsidy_issue")
     consume = [e for e in entries if e["code"] == "consume"]
     assert all({"meter", "reg_from", "reg_to", "energy_wh"} <= set(e["refs"]) for e in consume)
+
+
+def test_the_clouds_signed_oplog_head_kept_by_the_edge_is_printed(ran: Path) -> None:
+    """`ledger cloud-oplog` prints the head the acks carried (`edge.sync.session`), a line
+    `voltbook-cloud oplog verify --heads` reads; none yet: exit 1."""
+    none = cli("ledger", "cloud-oplog", "--config", str(ran))
+    assert none.returncode == 1 and "no ack has carried" in none.stderr
+    cloud = NodeKey.from_seed(b"c" * 32)
+    head = OplogHead.sign(7, bytes(range(32)), "2026-11-24T08:00:00+00:00", cloud)
+    store = load_site(ran).settings.store_path
+    with sqlite3.connect(store) as connection:  # as the session keeps it (`set_state`)
+        connection.execute("INSERT INTO state (key, value) VALUES (?, ?)",
+                           (OPLOG_HEAD_STATE, json.dumps(head.fields())))  # fmt: skip
+    shown = cli("ledger", "cloud-oplog", "--config", str(ran))
+    assert shown.returncode == 0, shown.stderr
+    kept = OplogHead.from_fields(json.loads(shown.stdout))
+    assert kept == head
+    kept.verify(trusted(cloud.public_key))
 
 
 def test_ledger_verify_passes_then_names_a_row_edited_inside_sqlite(

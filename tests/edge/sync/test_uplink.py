@@ -17,12 +17,12 @@ import pytest
 from edge.runtime.boot import Booted
 from edge.site import load_site
 from edge.store import Category, EventItem, OutboxKind, ReadingsItem, Store
-from edge.sync.session import SessionConfig, SyncAlarm, UplinkSession
+from edge.sync.session import OPLOG_HEAD_STATE, SessionConfig, SyncAlarm, UplinkSession
 from edge.sync.uplink import BatchBuilder, BuiltBatch, UplinkLimits
 from ledger.chain import Checkpoint, Entry, NodeKey, entry_hash, sign_checkpoint
 from ledger.encoding import GENESIS_HASH, encode_transfer
 from ledger.readings import ReadingRow
-from ledger.signed import ACK_TAG, sign, trusted
+from ledger.signed import ACK_TAG, OplogHead, sign, trusted
 from ledger.wire import Ack, AckStatus, Batch, LedgerPart, decode_batch, encode_batch, topic
 from tests.edge.runtime.conftest import booted_at, demo
 from tests.edge.sync.conftest import CLOUD_KEY, QUARTER
@@ -261,6 +261,40 @@ def test_an_ack_prunes_only_what_was_sent_and_what_its_seq_covers(fresh: Booted)
     assert store.acknowledged()[0] == first.last_seq
     entry_ids = [i.id for i in store.outbox(0, 10**6) if i.kind is OutboxKind.ENTRY]
     assert entry_ids and min(entry_ids) > session.acked  # no unacknowledged entry was pruned
+
+
+def test_the_edge_keeps_the_clouds_highest_signed_oplog_head(fresh: Booted) -> None:
+    """Every ack carries the cloud's signed operator-log head: the concentrator keeps the
+    highest, a copy of the anchor outside the cloud's database; a head behind it, or the same
+    row with another hash, is an alarm (the cloud's log was cut or rewritten)."""
+    store = fresh.runtime.store
+    session = _session(store, fresh.runtime.key, window=1)
+    built = session.next_batches(1.0)[0]
+    assert built.last_seq is not None
+    now = dt.datetime.now(dt.UTC)
+
+    def ack_with(head: OplogHead) -> bytes:
+        return _ack(store, built.last_seq or 0, built.upto, oplog=head.fields())
+
+    high = OplogHead.sign(40, b"\x01" * 32, now.isoformat(), CLOUD_KEY)
+    assert session.receive_ack(ack_with(high), 1.1, now).accepted
+    assert store.get_state(OPLOG_HEAD_STATE) == high.fields()
+    OplogHead.from_fields(store.get_state(OPLOG_HEAD_STATE)).verify(trusted(CLOUD_KEY.public_key))
+    forged = OplogHead.sign(99, b"\x02" * 32, now.isoformat(), NodeKey.generate())
+    for head in (
+        forged,  # not the cloud's: not kept
+        OplogHead.sign(12, b"\x03" * 32, now.isoformat(), CLOUD_KEY),  # behind
+        OplogHead.sign(40, b"\x04" * 32, now.isoformat(), CLOUD_KEY),  # rewritten
+    ):
+        session.receive_ack(ack_with(head), 1.2, now)
+        assert store.get_state(OPLOG_HEAD_STATE) == high.fields()
+    alarms = [e for e in store.events(category=Category.ALARM)
+              if e.event.kind == SyncAlarm.OPLOG_BEHIND]  # fmt: skip
+    assert len(alarms) == 1  # rate-limited like every sync alarm
+    assert "behind row 40" in alarms[0].event.detail["message"]
+    higher = OplogHead.sign(41, b"\x05" * 32, now.isoformat(), CLOUD_KEY)
+    session.receive_ack(ack_with(higher), 1.3, now)
+    assert store.get_state(OPLOG_HEAD_STATE)["seq"] == 41
 
 
 def test_acks_that_do_not_verify_change_nothing(fresh: Booted) -> None:

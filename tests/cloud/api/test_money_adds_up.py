@@ -19,6 +19,7 @@ from cloud.people.auth import Role
 from cloud.reports import books
 from tests.cloud.api.conftest import M1, NODE, OTHER, Site, bearer
 from tests.cloud.api.contract_edge import ContractEdge
+from tests.cloud.registry_world import vacant_shops
 
 A1 = "A0001"
 MONTH = {"from": "2026-11-01", "to": "2026-11-30"}
@@ -193,7 +194,9 @@ def test_a_plausible_swap_goes_at_once(client: TestClient, site: Site) -> None:
 def test_a_tenant_moving_across_concentrators_is_issued_a_period_once(
     client: TestClient, site: Site, edge: ContractEdge
 ) -> None:
-    moved = client.post("/moves", json={"account": A1, "to_shop": "S201", "to_node": OTHER,
+    with session_factory(site.engine).begin() as session:
+        vacant_shops(session, {"S202": OTHER})  # a free shop there (the registry knows no A1)
+    moved = client.post("/moves", json={"account": A1, "to_shop": "S202", "to_node": OTHER,
                                         "move": "M-sub"})  # fmt: skip
     assert moved.status_code == 201, moved.text
     edge.sync_all()

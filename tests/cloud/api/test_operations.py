@@ -429,12 +429,12 @@ def test_move_to_another_concentrator(
 
 
 def test_after_a_move_across_concentrators_the_next_recharge_goes_to_the_new_one(
-    client: TestClient, site: Site, edge: ContractEdge
+    client: TestClient, site: Site, edge: ContractEdge, vacant: dict[str, int]
 ) -> None:
     """Issue 13: money was routed by the accounts the concentrators listed at boot, so after a
     move the next recharge went to the old concentrator, was refused and voided. The account
     changes concentrator when its money does: when the destination booked the move_in."""
-    client.post("/moves", json={"account": A1, "to_shop": "S201", "to_node": OTHER,
+    client.post("/moves", json={"account": A1, "to_shop": "S202", "to_node": OTHER,
                                 "move": "M1"})  # fmt: skip
     edge.sync(NODE)  # the money left the source, it is not at the destination yet
 
@@ -449,7 +449,7 @@ def test_after_a_move_across_concentrators_the_next_recharge_goes_to_the_new_one
     assert client.get("/moves/M1").json()["status"] == "arrived"
     assert recharge("P-after").node == OTHER
     assert (client.get(f"/accounts/{A1}").json()["node"],
-            client.get(f"/accounts/{A1}").json()["shop"]) == (OTHER, "S201")  # fmt: skip
+            client.get(f"/accounts/{A1}").json()["shop"]) == (OTHER, "S202")  # fmt: skip
     edge.sync_all()
     assert client.get("/moves/M1").json()["status"] == "settled"
     for payment in ("P-during", "P-after"):

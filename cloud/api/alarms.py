@@ -65,7 +65,7 @@ class AlarmOut(Out):
     facts: dict[str, Any] = Field(description="what the concentrator said, as it said it")
     time: StoredTime
     cleared: bool = Field(description="over: the edge said so, or a quarantine was lifted")
-    cleared_at: StoredTime | None = Field(description="when it was over (none before 0013)")
+    cleared_at: StoredTime | None = Field(description="when it was over (none if open)")
     acknowledged: StoredTime | None
     acknowledged_by: str | None
     note: str

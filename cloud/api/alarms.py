@@ -5,6 +5,7 @@ and severity; counted for the console's pop-up; acknowledged with a note; and ea
 concentrator's read success per bus.
 
     GET  /alarms?site=Plaza&floor=1F&kind=low_balance&severity=warning&acknowledged=false
+                &cleared=false&since=2026-12-01T00:00:00%2B08:00&until=…
                 &sort=-time                        → a page of alarms, newest first
     GET  /alarms/counts?acknowledged=false         → {total, groups: [{severity, kind, count}]}
     POST /alarms/42/acknowledge {"note": "…"}       → the alarm, acknowledged (409 the 2nd time)
@@ -27,6 +28,7 @@ from pydantic import Field, StrictStr
 from cloud.api.auth import allow
 from cloud.api.common import (
     DbSession,
+    Instant,
     Limit,
     Now,
     Offset,
@@ -36,6 +38,7 @@ from cloud.api.common import (
     StrictBody,
     answers,
     page,
+    utc,
 )
 from cloud.db import models
 from cloud.operations import alarms
@@ -61,7 +64,8 @@ class AlarmOut(Out):
     detail: str
     facts: dict[str, Any] = Field(description="what the concentrator said, as it said it")
     time: StoredTime
-    cleared: bool
+    cleared: bool = Field(description="over: the edge said so, or a quarantine was lifted")
+    cleared_at: StoredTime | None = Field(description="when it was over (none if open)")
     acknowledged: StoredTime | None
     acknowledged_by: str | None
     note: str
@@ -90,9 +94,12 @@ def _filters(
     severity: Annotated[Severity | None, Query()] = None,
     acknowledged: Annotated[bool | None, Query(description="false: not yet seen")] = None,
     cleared: Annotated[bool | None, Query(description="true: only cleared; false: open")] = None,
+    since: Annotated[Instant | None, Query(description="raised at or after")] = None,
+    until: Annotated[Instant | None, Query(description="raised before")] = None,
 ) -> AlarmFilters:
     return AlarmFilters(node, site, building, floor, shop, account, kind, severity,
-                        acknowledged, cleared)  # fmt: skip
+                        acknowledged, cleared, None if since is None else utc(since),
+                        None if until is None else utc(until))  # fmt: skip
 
 
 Filters = Annotated[AlarmFilters, Depends(_filters)]

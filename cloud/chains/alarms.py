@@ -7,20 +7,41 @@ bus down, read success low, …) and upload them as events of category `alarm`; 
 each into this table as it stores the batch (`copy_edge_alarms`), once per (node, event id), so
 a batch sent again adds nothing. The edge's own words stay: kind, severity, meter, shop,
 account, message, and its detail as `facts`.
+
+The edge also says when a condition is over (a bus up again, a meter read again, …): those
+events clear the node's open alarm they answer (`CLEARED_BY`, `clear_edge_alarms`), in the
+same transaction, with the event's time as `cleared_at`. Only alarms raised before the event
+(a smaller event id: the edge's order, whatever its clock did) are cleared, each by the first
+event after it, and only open ones, so a batch sent again clears nothing twice.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Literal
 
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from cloud.db.bulk import upsert_rows
 from cloud.db.models import Alarm
 
 SEVERITIES = ("info", "warning", "critical")
+
+# What, besides the node, an alarm and the event that clears it must share.
+Key = Literal["node", "bus", "meter", "account"]
+
+# The edge's events that say a condition is over (`edge.runtime.events.RuntimeKind`,
+# `edge.rules.decisions.AlarmKind`) → the alarm kind each clears, and on what key.
+CLEARED_BY: dict[str, tuple[str, Key]] = {
+    "bus_up_again": ("bus_down", "bus"),
+    "read_success_ok_again": ("read_success_low", "bus"),
+    "meter_readable_again": ("meter_unreadable", "meter"),
+    "relay_confirmed": ("relay_failed", "meter"),
+    "clock_plausible_again": ("clock_implausible", "node"),
+    "arrears_close": ("arrears_trip", "account"),
+}
 
 # The cloud's kinds that are not warnings (a warning is the default).
 CLOUD_SEVERITY = {
@@ -76,3 +97,43 @@ def copy_edge_alarms(session: Session, events: Iterable[Mapping[str, Any]]) -> N
     """Copy the alarms among a batch's events into `alarms`, each (node, event id) once."""
     rows = [edge_alarm_row(e) for e in events if e["category"] == "alarm"]
     upsert_rows(session, Alarm.__table__, rows, index=("node", "event_id"))
+
+
+def _key(key: Key, meter: str | None, account: str | None, facts: Any) -> str | None:
+    """What an alarm or event holds on `key`; None (matches nothing) when it holds no text
+    there (the edge's detail is trusted for nothing)."""
+    if key == "node":
+        return ""
+    if key == "bus":
+        value = facts.get("bus") if isinstance(facts, Mapping) else None
+    else:
+        value = meter if key == "meter" else account
+    return value if isinstance(value, str) else None
+
+
+def clear_edge_alarms(session: Session, node: str, events: Iterable[Mapping[str, Any]]) -> None:
+    """Clear the node's open alarms that the batch's events say are over (`CLEARED_BY`), each
+    by the first such event after it."""
+    clearing = sorted((e for e in events if e["kind"] in CLEARED_BY), key=lambda e: e["event_id"])
+    if not clearing:
+        return
+    alarms = session.execute(
+        select(Alarm.id, Alarm.kind, Alarm.event_id, Alarm.meter, Alarm.account, Alarm.facts)
+        .where(Alarm.node == node, Alarm.event_id.is_not(None), Alarm.cleared.is_(False),
+               Alarm.kind.in_(sorted({CLEARED_BY[e["kind"]][0] for e in clearing})))
+        .order_by(Alarm.event_id)
+    ).all()  # fmt: skip
+    cleared: dict[int, dt.datetime] = {}
+    for event in clearing:
+        kind, key = CLEARED_BY[event["kind"]]
+        wanted = _key(key, event["meter"], event["account"], event["detail"])
+        for alarm in alarms:
+            if (wanted is not None and alarm.id not in cleared and alarm.kind == kind
+                    and alarm.event_id < event["event_id"]
+                    and _key(key, alarm.meter, alarm.account, alarm.facts) == wanted):  # fmt: skip
+                cleared[alarm.id] = event["time"]
+    for time in set(cleared.values()):
+        ids = [i for i, t in cleared.items() if t == time]
+        session.execute(
+            update(Alarm).where(Alarm.id.in_(ids)).values(cleared=True, cleared_at=time)
+        )

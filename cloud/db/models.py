@@ -262,6 +262,7 @@ class Alarm(Base):
     facts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the edge's detail
     time: Mapped[dt.datetime]
     cleared: Mapped[bool] = mapped_column(Boolean, default=False)
+    cleared_at: Mapped[dt.datetime | None]  # when the condition was over (an edge event's time)
     acknowledged: Mapped[dt.datetime | None]
     acknowledged_by: Mapped[str | None] = mapped_column(String(64))
     note: Mapped[str] = mapped_column(Text, default="")

@@ -124,10 +124,11 @@ def clear_quarantine(
         "node %s: quarantine (%s) cleared by %s", node, row.quarantine_reason, operator or "?"
     )
     row.status, row.quarantine_reason = NodeStatus.ACTIVE.value, ""
+    now = now or _utcnow()
     session.execute(
         update(Alarm)  # the cloud's own: the concentrator's alarms are not about its chain
         .where(Alarm.node == node, Alarm.event_id.is_(None), Alarm.cleared.is_(False))
-        .values(cleared=True)
+        .values(cleared=True, cleared_at=now)
     )
     session.add(
         Alarm(
@@ -136,8 +137,9 @@ def clear_quarantine(
             severity=severity_of("quarantine_cleared"),
             detail=f"cleared by {operator or 'unknown operator'}",
             facts={},
-            time=now or _utcnow(),
+            time=now,
             cleared=True,
+            cleared_at=now,
             note="",
         )
     )

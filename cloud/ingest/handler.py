@@ -18,7 +18,8 @@ workers with successive batches of one node take turns, and each sees the head t
 Readings and events are inserted `ON CONFLICT DO NOTHING` and overlapping ledger entries are
 checked, not re-inserted: a duplicate, a retry or an older batch overtaken by a newer one
 acknowledges the current state and stores nothing twice. The events of category `alarm` are
-copied into `alarms` too (`cloud.chains.alarms.copy_edge_alarms`), once per event.
+copied into `alarms` too (`cloud.chains.alarms.copy_edge_alarms`), once per event, and the
+events saying a condition is over clear the open alarm they answer (`clear_edge_alarms`).
 
 Outbox continuity: `upto` in an ack promises the edge that everything up to that outbox id is
 stored, so the edge may prune it. A batch whose `first` lies beyond `upto + 1` would let an
@@ -39,7 +40,7 @@ from sqlalchemy.orm import Session
 
 from cloud.chains import commands, rollups
 from cloud.chains import store as chain_store
-from cloud.chains.alarms import copy_edge_alarms, raise_alarm
+from cloud.chains.alarms import clear_edge_alarms, copy_edge_alarms, raise_alarm
 from cloud.chains.locks import lock
 from cloud.chains.projection import Appended, VerifiedEntry, entry_row, project
 from cloud.db.bulk import TIME, insert_entries, insert_readings, update_meter_states, upsert_rows
@@ -430,6 +431,7 @@ def _store_contents(session: Session, node: str, contents: Contents, now: dt.dat
     update_meter_states(session, node, states, contents.readings)
     upsert_rows(session, Event.__table__, contents.events, index=("node", "event_id"))
     copy_edge_alarms(session, contents.events)
+    clear_edge_alarms(session, node, contents.events)
     for outcome in contents.verdicts:
         if commands.record_outcome(
             session, node, outcome.command_id, outcome.status, result=outcome.result, now=now

@@ -40,6 +40,8 @@ class AlarmFilters:
     severity: str | None = None
     acknowledged: bool | None = None
     cleared: bool | None = None
+    since: dt.datetime | None = None  # raised at or after
+    until: dt.datetime | None = None  # raised before
 
 
 def site_nodes(site: str) -> Select[tuple[str | None]]:
@@ -71,6 +73,10 @@ def _clauses(filters: AlarmFilters) -> list[ColumnElement[bool]]:
         clauses.append(acknowledged if filters.acknowledged else ~acknowledged)
     if filters.cleared is not None:
         clauses.append(Alarm.cleared.is_(filters.cleared))
+    if filters.since is not None:
+        clauses.append(Alarm.time >= filters.since)
+    if filters.until is not None:
+        clauses.append(Alarm.time < filters.until)
     return clauses
 
 

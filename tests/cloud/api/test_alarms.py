@@ -224,7 +224,99 @@ def test_clearing_a_quarantine_leaves_the_concentrators_alarms_open(
         row.status, row.quarantine_reason = "quarantined", "test"
         concentrators.clear_quarantine(session, NODE, "admin-1", T0)
     cleared = client.get("/alarms", params={"node": NODE, "cleared": True}).json()["items"]
-    assert [(a["kind"], a["severity"]) for a in cleared] == [
-        ("refused_batch", "warning"), ("quarantine_cleared", "info"),
+    assert [(a["kind"], a["severity"], a["cleared_at"]) for a in cleared] == [
+        ("refused_batch", "warning", "2026-11-24T08:00:00Z"),
+        ("quarantine_cleared", "info", "2026-11-24T08:00:00Z"),
     ]  # fmt: skip
     assert len(listed(client, node=NODE, cleared=False)) == 5  # the edge's, still open
+
+
+def down(event_id: int, minutes_ago: float, bus: str) -> dict[str, Any]:
+    return event(event_id, "bus_down", minutes_ago,
+                 d={"severity": "critical", "message": f"bus {bus} is down", "bus": bus,
+                    "reason": "port missing"})  # fmt: skip
+
+
+def up(event_id: int, minutes_ago: float, bus: str) -> dict[str, Any]:
+    return event(event_id, "bus_up_again", minutes_ago, category="event",
+                 d={"message": f"bus {bus} is up again", "bus": bus})  # fmt: skip
+
+
+def shown(client: TestClient, **params: Any) -> list[tuple[Any, ...]]:
+    answer = client.get("/alarms", params={"kind": "bus_down"} | params)
+    assert answer.status_code == 200, answer.text
+    return [(a["node"], a["event_id"], a["facts"]["bus"], a["cleared"], a["cleared_at"])
+            for a in answer.json()["items"]]  # fmt: skip
+
+
+def test_a_bus_down_is_cleared_by_its_bus_up_again_only(client: TestClient, site: Site) -> None:
+    upload_events(site, NODE, [down(20, 50, "rs485-1"), down(21, 50, "rs485-2")])
+    upload_events(site, OTHER, [down(10, 50, "rs485-1")])
+    upload_events(site, NODE, [up(22, 40, "rs485-1"), up(23, 40, "lora-9"),
+                               event(24, "bus_up_again", 40, category="event",
+                                     d={"bus": ["rs485-2"]})])  # fmt: skip
+    assert shown(client) == [
+        (NODE, 20, "rs485-1", True, "2026-11-24T07:20:00Z"),
+        (NODE, 21, "rs485-2", False, None),  # another bus; a bus that is not text clears none
+        (OTHER, 10, "rs485-1", False, None),  # the same bus of another concentrator
+    ]
+    assert shown(client, cleared=False) == shown(client)[1:]
+
+
+def test_each_end_clears_its_own_alarm_in_the_same_batch(client: TestClient, site: Site) -> None:
+    def alarm(event_id: int, kind: str, **fields: Any) -> dict[str, Any]:
+        detail = fields.pop("d", {})
+        return event(event_id, kind, 30, d={"severity": "warning", **detail}, **fields)
+
+    def over(event_id: int, kind: str, **fields: Any) -> dict[str, Any]:
+        return event(event_id, kind, 20, category=fields.pop("category", "event"), **fields)
+
+    upload_events(site, NODE, [
+        alarm(20, "bus_down", d={"bus": "rs485-1"}), alarm(21, "bus_down", d={"bus": "rs485-2"}),
+        alarm(22, "read_success_low", d={"bus": "rs485-1"}),
+        alarm(23, "read_success_low", d={"bus": "rs485-2"}),
+        alarm(24, "meter_unreadable", m=M1), alarm(25, "meter_unreadable", m=M3),
+        alarm(26, "relay_failed", m=M1), alarm(27, "relay_failed", m=M3),
+        alarm(28, "clock_implausible"),
+        alarm(29, "arrears_trip", a="A0001"), alarm(30, "arrears_trip", a="A0002"),
+        over(31, "bus_up_again", d={"bus": "rs485-1"}),
+        over(32, "read_success_ok_again", d={"bus": "rs485-2"}),
+        over(33, "meter_readable_again", m=M1), over(34, "relay_confirmed", m=M3),
+        over(35, "clock_plausible_again"),
+        over(36, "arrears_close", a="A0002", category="alarm", d={"severity": "info"}),
+        over(37, "relay_still_failing", m=M1),  # not an end
+        alarm(38, "bus_down", d={"bus": "rs485-1"}),  # down again, after its end: open
+    ])  # fmt: skip
+    items = client.get("/alarms", params={"node": NODE}).json()["items"]
+    cleared = {a["event_id"]: a["cleared_at"] for a in items if a["cleared"]}
+    assert cleared == dict.fromkeys((20, 23, 24, 27, 28, 30), "2026-11-24T07:40:00Z")
+    assert sorted(a["event_id"] for a in items if not a["cleared"]) == [21, 22, 25, 26, 29, 36, 38]
+
+
+def test_a_batch_sent_again_clears_nothing_twice(client: TestClient, site: Site) -> None:
+    first = upload_events(site, NODE, [down(20, 50, "rs485-1"), up(21, 40, "rs485-1")])
+    upload_events(site, NODE, [down(22, 30, "rs485-1")])
+    before = shown(client)
+    assert before == [(NODE, 20, "rs485-1", True, "2026-11-24T07:20:00Z"),
+                      (NODE, 22, "rs485-1", False, None)]  # fmt: skip
+    site.send(NODE, first)  # its ack was lost: the older batch arrives again
+    assert shown(client) == before
+    upload_events(site, NODE, [up(23, 20, "rs485-1"), up(24, 10, "rs485-1")])
+    assert shown(client)[1] == (NODE, 22, "rs485-1", True, "2026-11-24T07:40:00Z")
+
+
+def test_time_filters(client: TestClient, alarmed: Site) -> None:
+    kinds = ["low_balance", "arrears_trip", "relay_failed", "malicious_load", "read_success_low"]
+    assert [k for _, k in listed(client, node=NODE, since="2026-11-24T07:20:00Z")] == [
+        "arrears_trip", "relay_failed", "malicious_load", "read_success_low", "refused_batch",
+    ]  # fmt: skip
+    # the same instants in another zone; `until` excludes its own instant
+    window = {"since": "2026-11-24T15:20:00+08:00", "until": "2026-11-24T15:40:00+08:00"}
+    assert [k for _, k in listed(client, node=NODE, **window)] == kinds[1:3]
+    assert [k for _, k in listed(client, node=NODE, until="2026-11-24T07:40:00Z")] == kinds[:3]
+    assert listed(client, since="2026-11-24T08:00:01Z") == []
+    counts = client.get("/alarms/counts", params={"until": "2026-11-24T07:20:00Z"}).json()
+    assert counts["total"] == 2  # the two low balances
+    for bad in ({"since": "yesterday"}, {"since": "2026-11-24T07:20:00"},
+                {"until": "1000-01-01T00:00:00Z"}, {"from": "2026-11-24T07:20:00Z"}):  # fmt: skip
+        assert client.get("/alarms", params=bad).status_code == 422, bad

@@ -155,9 +155,10 @@ def _balance_after(session: Session, account: str, entry: LedgerEntry) -> int:
     return int(credits) - int(debits) - int(debits_pending)
 
 
-def _refusal(session: Session, command_id: str) -> str:
-    """The concentrator's reason, from the command's result (`reason`, or a rejection's)."""
-    command = session.get(Command, command_id)
+def _refusal(session: Session, command_id: str | None) -> str:
+    """The concentrator's reason, from the command's result (`reason`, or a rejection's); an
+    operation held for a second user and rejected never had a command."""
+    command = None if command_id is None else session.get(Command, command_id)
     result: Mapping[str, Any] = (command.result if command is not None else None) or {}
     reason = str(result.get("reason") or result.get("rejected") or "refused")
     message = result.get("message")

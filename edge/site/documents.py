@@ -141,10 +141,8 @@ def parse_account(path: Path, doc: Document) -> AccountConfig:
     except InvalidValue as exc:
         raise SiteConfigError(path, f"account {account.id!r}: {exc}") from None
     if account.arriving is not None and not is_reference(account.arriving):
-        raise SiteConfigError(
-            path, f"account {account.id!r}: arriving must be a move reference, got "
-            f"{account.arriving!r}"
-        )
+        why = f"arriving must be a move reference, got {account.arriving!r}"
+        raise SiteConfigError(path, f"account {account.id!r}: {why}")
     f.unknown(ignore=("name", "merchant", "note"))
     return account
 

@@ -651,9 +651,7 @@ def test_an_arriving_tenants_subsidy_waits_for_its_move_in_even_of_nothing(
         away.close()
 
 
-@pytest.mark.parametrize(
-    ("arriving", "words"), [("bad ref!", "move reference"), (7, "arriving")]
-)
+@pytest.mark.parametrize(("arriving", "words"), [("bad ref!", "move reference"), (7, "arriving")])
 def test_a_configuration_with_a_malformed_arriving_move_is_refused(
     node: Node, arriving: object, words: str
 ) -> None:
@@ -672,6 +670,7 @@ def test_a_move_in_of_negative_fen_is_refused(node: Node) -> None:
         "fen",
     )  # fmt: skip
     assert node.snapshot() == before
+
 
 @pytest.mark.parametrize("periods", ["2026-11", ["2026-13"], ["2026-1"], [11], ["2026-11"] * 241])
 def test_a_move_in_with_malformed_subsidy_periods_is_refused(node: Node, periods: object) -> None:

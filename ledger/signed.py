@@ -172,9 +172,11 @@ class CommandKind(StrEnum):
     # The same tenant arriving: sys:moves_in_transit → A:prepaid of fen (code move). The
     # account must already be in this node's configuration (a config command first).
     # subsidy_periods (optional, default none): the periods ("2026-11") the account was
-    # issued a subsidy on any concentrator; this one issues none of them again.
+    # issued a subsidy on any concentrator; this one issues none of them again. fen 0 (a move
+    # with nothing to carry) books nothing and still brings the periods; either way it ends the
+    # subsidy's hold of an account whose configuration says it is `arriving` by this move.
     #   args: account, move, fen, from_node[, subsidy_periods]
-    #   edge entry id: entry_ids.move_in(move)
+    #   edge entry id: entry_ids.move_in(move) (none for fen 0)
     MOVE_IN = "move_in"
 
 

@@ -16,7 +16,15 @@ two edge chains, driven by the cloud as each side's entries arrive:
 
 Refusals: move_out refused → `failed` (nothing moved); move_in refused → settle `void` at the
 source, so the money returns to the account there (`voided`). A move_out applied with nothing
-to carry (no entry) is `settled` with 0 fen. One open move per account.
+to carry (no entry) still sends a move_in of 0 fen (the subsidy periods, and the end of the
+destination's subsidy hold, below); the destination books nothing, and its applied verdict
+settles the move (a refusal voids it, with nothing to settle at the source). One open move per
+account.
+
+**Subsidy once per period.** The destination's configuration names the account `arriving` by
+the move while the move is requested or in transit (`cloud.registry.site_config`), and the
+destination issues it no subsidy until that move_in is applied: a configuration pushed before
+the move_in cannot let its billing cycle issue a period the source issued.
 
 The ingest of one node only advances the move's state; the command to the *other* node (the
 move_in, a settle) is due from then on and issued by `issue_due` in a transaction of its own,
@@ -253,19 +261,25 @@ def on_verdicts(session: Session, outcomes: Sequence[CommandVerdict], now: dt.da
             row.updated = now
             _back(session, row, now)
         elif outcome.status.value == "applied":
-            MOVE.fire(row, MoveEvent.OUT_EMPTY)
+            MOVE.fire(row, MoveEvent.OUT_EMPTY)  # a move_in of 0 fen due
             row.fen, row.updated = 0, now  # no prepaid to carry
-            _left(session, row, now)
+            _made_due(session)
     for row in session.scalars(
         select(Move).where(
             Move.in_command_id.in_(list(verdicts)), Move.status == MoveStatus.IN_TRANSIT.value
         )
     ):
-        if verdicts[row.in_command_id or ""].refused:
-            MOVE.fire(row, MoveEvent.IN_REFUSED)  # settle void due
+        outcome = verdicts[row.in_command_id or ""]
+        if outcome.refused:
+            MOVE.fire(row, MoveEvent.IN_REFUSED)  # settle void due (none for 0 fen)
             row.updated = now
             _made_due(session)
             _back(session, row, now)
+        elif outcome.status.value == "applied" and row.fen == 0:
+            MOVE.fire(row, MoveEvent.IN_EMPTY)  # booked nothing: nothing to settle
+            row.updated = now
+            ownership.moved(session, row)
+            _left(session, row, now)
 
 
 # -- the registry follows the tenant ---------------------------------------------------------------
@@ -417,6 +431,7 @@ def _due(session: Session, row: Move) -> tuple[str, CommandKind, dict[str, Any]]
         row.status in (MoveStatus.ARRIVED, MoveStatus.VOIDED)
         and row.settle_command_id is None
         and row.out_transfer
+        and row.fen  # a move of 0 fen left no pending at the source
     ):
         action = "post" if row.status == MoveStatus.ARRIVED else "void"
         args = {"pending": row.out_transfer, "action": action, "reference": row.id}
@@ -427,7 +442,7 @@ def _due(session: Session, row: Move) -> tuple[str, CommandKind, dict[str, Any]]
 _DUE = or_(
     and_(Move.status == MoveStatus.IN_TRANSIT.value, Move.in_command_id.is_(None)),
     and_(Move.status.in_((MoveStatus.ARRIVED.value, MoveStatus.VOIDED.value)),
-         Move.settle_command_id.is_(None), Move.out_transfer.is_not(None)),
+         Move.settle_command_id.is_(None), Move.out_transfer.is_not(None), Move.fen > 0),
 )  # fmt: skip
 
 

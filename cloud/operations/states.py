@@ -231,9 +231,11 @@ class MoveStatus(StrEnum):
 
 class MoveEvent(StrEnum):
     OUT_BOOKED = "out_booked"  # the source's pending arrived: the move_in is due
-    OUT_EMPTY = "out_empty"  # the source applied the move_out with nothing to carry
+    OUT_EMPTY = "out_empty"  # the source applied the move_out with nothing to carry: a move_in
+    # of 0 fen is due all the same (it brings the subsidy periods, ends the destination's hold)
     OUT_REFUSED = "out_refused"  # the source refused the move_out: nothing moved
     IN_BOOKED = "in_booked"  # the destination's entry arrived: the settle post is due
+    IN_EMPTY = "in_empty"  # the destination applied a move_in of 0 fen: nothing to settle
     IN_REFUSED = "in_refused"  # the destination refused the move_in: the settle void is due
     SETTLE_BOOKED = "settle_booked"  # the source posted its pending
 
@@ -244,9 +246,10 @@ MOVE = Machine(
     frozenset({MoveStatus.REQUESTED, MoveStatus.SETTLED}),
     {
         MoveStatus.REQUESTED: {MoveEvent.OUT_BOOKED: MoveStatus.IN_TRANSIT,
-                               MoveEvent.OUT_EMPTY: MoveStatus.SETTLED,
+                               MoveEvent.OUT_EMPTY: MoveStatus.IN_TRANSIT,
                                MoveEvent.OUT_REFUSED: MoveStatus.FAILED},
         MoveStatus.IN_TRANSIT: {MoveEvent.IN_BOOKED: MoveStatus.ARRIVED,
+                                MoveEvent.IN_EMPTY: MoveStatus.SETTLED,
                                 MoveEvent.IN_REFUSED: MoveStatus.VOIDED},
         MoveStatus.ARRIVED: {MoveEvent.SETTLE_BOOKED: MoveStatus.SETTLED},
         MoveStatus.SETTLED: {},

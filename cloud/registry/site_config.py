@@ -6,7 +6,9 @@
   `shop` = the shop's number, `account` = the account of the meter's shop, `multiplier`);
 - `shops`: the shops whose node is this one and the shops of its meters (a shop served by
   another node is a problem: its account would live on two concentrators);
-- `accounts`: the accounts of those shops;
+- `accounts`: the accounts of those shops; one an open move across concentrators is bringing here
+  (requested or in transit) names it (`arriving`), so the node issues it no subsidy until that
+  move's move_in brings the periods issued at the source (`cloud.operations.moves`);
 - `tariffs`: the site's default tariff and every tariff an account names;
 - `rules`: `billing` (the site's default tariff), and from the site's policies `subsidy` (with
   `by_account`, each account's Wh decided here by `cloud.registry.subsidy_rules`), `protection` and
@@ -45,6 +47,7 @@ from sqlalchemy.orm import Session
 from cloud.chains import commands
 from cloud.chains.locks import lock
 from cloud.db.models import Command
+from cloud.db.operations import Move
 from cloud.db.registry import (
     Account,
     AlarmRule,
@@ -155,10 +158,11 @@ def build(session: Session, node: str) -> Built:
         )
         for s in shops
     ]  # fmt: skip
+    arriving = _arriving(session, node, [a.id for a in accounts])
     account_docs = [
         _drop_none(
             {"id": a.id, "type": a.account_type, "credit_limit_fen": a.credit_limit_fen,
-             "keep_power": a.keep_power, "tariff": a.tariff}
+             "keep_power": a.keep_power, "tariff": a.tariff, "arriving": arriving.get(a.id)}
         )
         for a in accounts
     ]  # fmt: skip
@@ -187,6 +191,23 @@ def build(session: Session, node: str) -> Built:
         "rules": rules,
     }
     return Built(node, documents, tuple(problems), site.id if site else None)
+
+
+# `cloud.operations.states.MoveStatus` of a move whose move_in the destination has not booked
+_ON_THE_WAY = ("requested", "in_transit")
+
+
+def _arriving(session: Session, node: str, accounts: list[str]) -> dict[str, str]:
+    """account → the open move from another node bringing it to `node`."""
+    rows = session.execute(
+        select(Move.account, Move.id).where(
+            Move.to_node == node,
+            Move.from_node != node,
+            Move.status.in_(_ON_THE_WAY),
+            Move.account.in_(accounts),
+        )
+    )
+    return {account: move for account, move in rows}
 
 
 def _facts(shop: Shop, place: tuple[str, str, str]) -> ShopFacts:

@@ -24,6 +24,10 @@ but not billed, and their relays are held open (`RelayCause.VACANT`); once a con
 gives a meter to an account that has not moved out, the next turn releases the hold and bills
 the meter from its last register.
 
+An account arriving by a move (its configuration names the move, `AccountConfig.arriving`) is
+billed but issued no subsidy until that move's move_in is applied here (`AccountRuntime.arrived`):
+the move_in brings the periods the tenant was issued at the source.
+
 Time-driven actions wait while the clock is implausible: the grace end, the subsidy, the scheduled
 cut-off (a relay already open may still close: closing is never held back). Consumption is
 billed regardless: register deltas do not need to know the time.
@@ -287,6 +291,8 @@ class AccountTurn:
     def subsidy(self, account: AccountConfig, state: AccountRuntime) -> AccountRuntime:
         if not self.work.plausible:
             return state  # held: the month and the due time are not known
+        if account.arriving not in (None, state.arrived):
+            return state  # held: the move_in brings the periods issued at the source
         state = dataclasses.replace(
             state,
             subsidy=self.issue(account, state.subsidy, self.site.rules.subsidy, ENERGY_SUBSIDY),

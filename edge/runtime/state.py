@@ -92,6 +92,7 @@ class AccountRuntime:
     moved_out: str | None = None  # the move reference once the tenant has left this node
     water_subsidy: SubsidyState = field(default_factory=SubsidyState)  # free water's periods
     water_arrears: ArrearsState = field(default_factory=ArrearsState)  # the valves' arrears
+    arrived: str | None = None  # the move of the last move_in applied here
 
     def used(self, today: dt.date, energy_wh: int, charges: AccountCharges) -> AccountRuntime:
         """With `charges` after a reading that used `energy_wh` today (a new day closes the
@@ -114,6 +115,7 @@ class AccountRuntime:
             self.moved_out,
             self.water_subsidy,
             self.water_arrears,
+            self.arrived,
         )
 
 

@@ -9,7 +9,8 @@ Document shapes (each has a string `id`):
     shops     {"id": "B1-1F-001", "building": "B1", "floor": "1F", "category": "retail",
                "area_m2": 32.5}
     accounts  {"id": "A0001", "type": "merchant", "credit_limit_fen": 0, "keep_power": false,
-               "tariff": "commercial", "water_tariff": "water"}
+               "tariff": "commercial", "water_tariff": "water", "arriving": "M1"}
+              (arriving, optional: the move bringing the tenant here, an operation reference)
     tariffs   {"id": "commercial", "kind": "flat", "price": 8365}
               {"id": "tou", "kind": "tou", "prices": {"peak": 11000, "flat": 8365, ...},
                "ranges": [["08:00", "11:00", "peak"], ...]}
@@ -70,6 +71,7 @@ from edge.site.model import (
 )
 from ledger.accounts import Pocket, pocket_id
 from ledger.errors import InvalidValue
+from ledger.signed import is_reference
 from ledger.units import Price, Wh
 
 Document = Mapping[str, Any]
@@ -132,11 +134,15 @@ def parse_account(path: Path, doc: Document) -> AccountConfig:
         keep_power=f.boolean("keep_power", False),
         tariff=f.text("tariff", None),
         water_tariff=f.text("water_tariff", None),
+        arriving=f.text("arriving", None),
     )
     try:
         pocket_id(account.id, Pocket.PREPAID)
     except InvalidValue as exc:
         raise SiteConfigError(path, f"account {account.id!r}: {exc}") from None
+    if account.arriving is not None and not is_reference(account.arriving):
+        why = f"arriving must be a move reference, got {account.arriving!r}"
+        raise SiteConfigError(path, f"account {account.id!r}: {why}")
     f.unknown(ignore=("name", "merchant", "note"))
     return account
 

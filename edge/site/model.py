@@ -220,6 +220,7 @@ class AccountConfig:
     keep_power: bool = False
     tariff: str | None = None  # None: the billing rule's tariff
     water_tariff: str | None = None  # None: the water rule's tariff
+    arriving: str | None = None  # the move bringing the tenant here: no subsidy before its move_in
 
     def ledger_accounts(self) -> list[Account]:
         """The account's pockets with their floors (the credit limit on prepaid)."""

@@ -14,7 +14,9 @@ remember in the same transaction:
   the move (the shop is left: nothing would ever clear it). A void of the move (settle) or a
   move in of the same account makes it a tenant here again (the grace does not come back);
 - move in: the subsidy periods the account was issued elsewhere (`subsidy_periods`) join its
-  subsidy state, so none of them is issued again here.
+  subsidy state, so none of them is issued again here; the move is `AccountRuntime.arrived`,
+  which ends the subsidy's hold of an account its configuration names as arriving by that move.
+  A move in of 0 fen (nothing to carry) books nothing and still brings the periods.
 """
 
 from __future__ import annotations
@@ -213,18 +215,26 @@ def move_in(d: CommandContext) -> Applied:
             "command first)"
         )
     move = reference(d.args, "move")
-    fen = integer(d.args, "fen", low=1)
+    fen = integer(d.args, "fen", low=0)  # 0: nothing to carry, the subsidy periods still come
     from_node = text(d.args, "from_node")
     issued = periods(d.args, "subsidy_periods")
-    transfer = operations.move_in(
-        d.stamp, account=account, reference=move, fen=fen, from_node=from_node
-    )
-    result = d.apply([transfer])
+    transfers = []
+    if fen:
+        transfers.append(
+            operations.move_in(
+                d.stamp, account=account, reference=move, fen=fen, from_node=from_node
+            )
+        )
+    result = d.apply(transfers)
     if took_effect(result):
         before = d.runtime.account_state(account)
-        # the tenant comes back (billed here again) with the subsidy periods it was issued
+        # the tenant comes back (billed here again) with the subsidy periods it was issued, and
+        # the subsidy held while it was arriving by this move is issued again
         state = dataclasses.replace(
-            before, moved_out=None, subsidy=before.subsidy.issued_elsewhere(issued)
+            before,
+            moved_out=None,
+            subsidy=before.subsidy.issued_elsewhere(issued),
+            arrived=move,
         )
         if state != before:
             d.runtime.stage_account(d.tx, account, state)

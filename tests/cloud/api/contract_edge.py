@@ -78,6 +78,8 @@ class NodeModel:
     pendings: dict[str, Transfer] = field(default_factory=dict)  # hex id → pending
     applied: set[str] = field(default_factory=set)
     periods: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # issued
+    arriving: dict[str, str] = field(default_factory=dict)  # account → move: subsidy held
+    arrived: set[str] = field(default_factory=set)  # the moves whose move_in was applied
 
 
 def opening_models() -> dict[str, NodeModel]:
@@ -135,8 +137,8 @@ class ContractEdge:
         """The node's monthly subsidy rule for `account`: once per period it knows of (its
         own issues and those a move_in brought); whether it issued."""
         model = self.models[node]
-        if period in model.periods[account]:
-            return False
+        if period in model.periods[account] or account in model.arriving:
+            return False  # issued, or held until the move bringing the account is in
         model.periods[account].add(period)
         model.subsidy[account] += wh
         issue = edge_transfer(derive_id(Code.SUBSIDY_ISSUE.value, account, period),
@@ -210,10 +212,20 @@ class ContractEdge:
                                          refs={"move": ref}))  # fmt: skip
             model.prepaid[account] = model.subsidy[account] = 0
             return [dataclasses.replace(t, linked=i < len(out) - 1) for i, t in enumerate(out)]
+        if kind == "config":
+            model.arriving = {a["id"]: a["arriving"] for a in args["documents"]["accounts"]
+                              if a.get("arriving") not in (None, *model.arrived)}  # fmt: skip
+            return []
         if kind == "move_in":
-            model.prepaid[args["account"]] += args["fen"]
-            model.periods[args["account"]] |= set(args.get("subsidy_periods", ()))
+            account = args["account"]
+            model.prepaid[account] += args["fen"]
+            model.periods[account] |= set(args.get("subsidy_periods", ()))
+            model.arrived.add(args["move"])
+            if model.arriving.get(account) == args["move"]:
+                del model.arriving[account]
+            if not args["fen"]:
+                return []  # nothing to carry: nothing booked
             return [edge_transfer(entry_ids.move_in(args["move"]), TRANSIT,
                                   prepaid(args["account"]), args["fen"], Code.MOVE,
                                   refs={"move": args["move"]})]  # fmt: skip
-        return []  # meter_swap (billing not modelled), relay, config, time
+        return []  # meter_swap (billing not modelled), relay, time

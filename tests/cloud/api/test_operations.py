@@ -19,6 +19,7 @@ from cloud.db.operations import Correction, IrReading, MeterSwap, Move, Receipt,
 from cloud.keys import CLOUD_NODE
 from cloud.people.auth import Role
 from cloud.registry import entities, site_config
+from cloud.reports import books
 from ledger.accounts import Pocket, System, pocket_id, system_id
 from ledger.ids import derive_id
 from tests.cloud.api.conftest import M1, M2, M3, NODE, OTHER, Site, bearer
@@ -694,6 +695,87 @@ def test_a_failed_or_voided_move_puts_the_registry_account_back(
                                     *shop_change(reg, "S202", "S101"))  # fmt: skip
     assert meter_map(built(site, NODE).documents)["000000000001"] == ("S101", A1)
     assert A1 not in [a["id"] for a in built(site, OTHER).documents["accounts"]]
+
+
+def doubles(site: Site) -> list[str]:
+    """What `books verify` finds wrong (a subsidy issued twice among it)."""
+    with session_factory(site.engine)() as session:
+        return books.verify(session)
+
+
+def arriving(documents: Any) -> dict[str, str]:
+    return {a["id"]: a["arriving"] for a in documents["accounts"] if "arriving" in a}
+
+
+def test_a_configuration_pushed_before_the_move_in_holds_the_destinations_subsidy(
+    client: TestClient, site: Site, edge: ContractEdge, reg: dict[str, Any]
+) -> None:
+    """Issue 13: the destination's configuration (with the tenant) was applied before the
+    move_in, so its billing cycle issued the period the source had issued in between. The
+    configuration names the account `arriving` by the move: no subsidy until its move_in."""
+    answer = client.post("/moves", json={"account": A1, "to_shop": "S202", "to_node": OTHER,
+                                         "move": "M-early"})  # fmt: skip
+    assert answer.status_code == 201, answer.text
+    install_meter(site, reg, "S202", OTHER, "000000000902")
+    assert client.post(f"/concentrators/{OTHER}/config").status_code == 201  # pushed at once
+    assert arriving(built(site, OTHER).documents) == {A1: "M-early"}
+    assert arriving(built(site, NODE).documents) == {}
+    edge.sync(OTHER)  # the tenant is in OTHER's configuration; its money is not there yet
+    assert not edge.issue_subsidy(OTHER, A1, "2026-11")  # held, though never issued at OTHER
+    assert edge.issue_subsidy(OTHER, "A0101", "2026-12")  # the others are not held
+    edge.sync_all()
+    assert client.get("/moves/M-early").json()["status"] == "settled"
+    assert not edge.issue_subsidy(OTHER, A1, "2026-11")  # the move_in brought it: issued once
+    assert edge.issue_subsidy(OTHER, A1, "2026-12")
+    assert arriving(built(site, OTHER).documents) == {}  # arrived: nothing held any more
+    assert doubles(site) == []
+
+
+def test_a_move_with_nothing_to_carry_still_brings_the_subsidy_periods(
+    client: TestClient, site: Site, edge: ContractEdge, reg: dict[str, Any]
+) -> None:
+    """Issue 13: a move with no prepaid to carry sent no move_in (it needed fen >= 1), so the
+    destination never learnt the periods issued at the source and issued them again. Now a
+    move_in of 0 fen carries them; the destination books nothing and the move settles."""
+    assert edge.models[NODE].prepaid[A2] == 0 and edge.models[NODE].periods[A2] == {"2026-11"}
+    answer = client.post("/moves", json={"account": A2, "to_shop": "S202", "to_node": OTHER,
+                                         "move": "M-empty"})  # fmt: skip
+    assert answer.status_code == 201, answer.text
+    install_meter(site, reg, "S202", OTHER, "000000000902")
+    edge.sync(NODE)  # the move_out: nothing pending, the subsidy left cleared
+    row = client.get("/moves/M-empty").json()
+    assert (row["status"], row["fen"]) == ("in_transit", 0)
+    move_in = command(site, row["in_command_id"])
+    assert (move_in.node, move_in.kind, move_in.args) == (
+        OTHER,
+        "move_in",
+        {"account": A2, "move": "M-empty", "fen": 0, "from_node": NODE,
+         "subsidy_periods": ["2026-11"]},
+    )  # fmt: skip
+    edge.sync(OTHER)  # its configuration (A0002 arriving by M-empty), then the move_in
+    row = client.get("/moves/M-empty").json()
+    assert (row["status"], row["settle_command_id"]) == ("settled", None)
+    assert client.get(f"/accounts/{A2}").json()["node"] == OTHER
+    assert not edge.issue_subsidy(OTHER, A2, "2026-11")
+    assert edge.issue_subsidy(OTHER, A2, "2026-12")
+    assert site.ingest.issue_due() == 0
+    assert system_id(System.MOVES_IN_TRANSIT) not in balances(site)  # no money moved
+    assert doubles(site) == []
+
+
+def test_a_refused_empty_move_in_voids_the_move_with_nothing_to_settle(
+    client: TestClient, site: Site, edge: ContractEdge, reg: dict[str, Any]
+) -> None:
+    client.post("/moves", json={"account": A2, "to_shop": "S202", "to_node": OTHER,
+                                "move": "M-none"})  # fmt: skip
+    install_meter(site, reg, "S202", OTHER, "000000000902")
+    edge.sync(NODE)
+    edge.refuse.add(client.get("/moves/M-none").json()["in_command_id"])
+    edge.sync(OTHER)
+    row = client.get("/moves/M-none").json()
+    assert (row["status"], row["settle_command_id"]) == ("voided", None)
+    assert site.ingest.issue_due() == 0  # no pending at the source to void
+    assert shop_of(site, A2) == reg["shops"]["S102"]
 
 
 def test_a_voided_move_whose_old_shop_was_taken_raises_an_alarm(

@@ -71,9 +71,10 @@ LIFECYCLES: dict[str, tuple[set[str], set[tuple[str, str, str]], set[str]]] = {
         {"requested", "settled"},
         {
             ("requested", "out_booked", "in_transit"),
-            ("requested", "out_empty", "settled"),
+            ("requested", "out_empty", "in_transit"),
             ("requested", "out_refused", "failed"),
             ("in_transit", "in_booked", "arrived"),
+            ("in_transit", "in_empty", "settled"),
             ("in_transit", "in_refused", "voided"),
             ("arrived", "settle_booked", "settled"),
         },

@@ -6,6 +6,7 @@ concentrators that sums to zero.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from edge.drivers.reading import RelayState
 from edge.rules.decisions import RelayCause
 from edge.rules.pockets import Pockets
+from edge.runtime.reconfigure import read_documents
 from edge.store import CommandStatus
 from ledger.accounts import Pocket, System, Unit, pocket_id, system_id
 from ledger.ids import derive_id
@@ -606,6 +608,68 @@ def test_a_tenant_moving_in_brings_the_subsidy_periods_it_was_issued(
     finally:
         home.close()
         away.close()
+
+
+@pytest.mark.parametrize("carried", [True, False])
+def test_an_arriving_tenants_subsidy_waits_for_its_move_in_even_of_nothing(
+    tmp_path: Path, carried: bool
+) -> None:
+    """The destination's configuration names A0004 `arriving` by move M-h: its billing cycle
+    issues it no subsidy until that move_in, which carries no money (fen 0: nothing to carry)
+    and the periods issued at the source (without them the hold still ends, and the period is
+    issued: what the cloud prevents by always sending them)."""
+    home = Node.boot(write_site(tmp_path / "home", subsidy=True))
+    away = Node.boot(write_site(tmp_path / "away", subsidy=True))
+    try:
+        home.cycles(2)
+        (period,) = _issues(home, "A0002")
+        docs = copy.deepcopy(read_documents(away.runtime.site))
+        for account in docs["accounts"]:
+            if account["id"] == "A0004":
+                account["arriving"] = "M-h"
+        applied(away.send(CommandKind.CONFIG, {"version": 1, "documents": docs}))
+        away.cycles(2)
+        assert _issues(away, "A0004") == []  # held
+        assert _issues(away, "A0003") == [period]  # the tenants who are not arriving get theirs
+        other = {"account": "A0004", "move": "M-other", "fen": 0, "from_node": "home"}
+        applied(away.send(CommandKind.MOVE_IN, other))  # another move does not end the hold
+        away.cycles(1)
+        assert _issues(away, "A0004") == []
+        seq = away.store.chain.seq
+        args: dict[str, object] = {"account": "A0004", "move": "M-h", "fen": 0,
+                                   "from_node": "home"}  # fmt: skip
+        if carried:
+            args["subsidy_periods"] = [period]
+        applied(away.send(CommandKind.MOVE_IN, args))
+        assert away.store.chain.seq == seq  # 0 fen: nothing booked
+        assert away.runtime.accounts["A0004"].arrived == "M-h"
+        away.cycles(2)
+        assert _issues(away, "A0004") == ([] if carried else [period])
+        _sound(away)
+    finally:
+        home.close()
+        away.close()
+
+
+@pytest.mark.parametrize(("arriving", "words"), [("bad ref!", "move reference"), (7, "arriving")])
+def test_a_configuration_with_a_malformed_arriving_move_is_refused(
+    node: Node, arriving: object, words: str
+) -> None:
+    docs = copy.deepcopy(read_documents(node.runtime.site))
+    docs["accounts"][0]["arriving"] = arriving
+    before = node.snapshot()
+    refused(node.send(CommandKind.CONFIG, {"version": 1, "documents": docs}), words)
+    assert node.snapshot() == before
+
+
+def test_a_move_in_of_negative_fen_is_refused(node: Node) -> None:
+    before = node.snapshot()
+    refused(
+        node.send(CommandKind.MOVE_IN, {"account": "A0003", "move": "M-n", "fen": -1,
+                                        "from_node": "home"}),
+        "fen",
+    )  # fmt: skip
+    assert node.snapshot() == before
 
 
 @pytest.mark.parametrize("periods", ["2026-11", ["2026-13"], ["2026-1"], [11], ["2026-11"] * 241])

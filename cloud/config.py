@@ -142,8 +142,13 @@ class CloudConfig:
     cloud_key: Path
     ingest_workers: int
     approve_above_fen: int = APPROVE_ABOVE_FEN  # corrections above: four eyes
-    oplog_heads: Path = Path(OPLOG_HEADS_FILE)  # the signed heads (`cloud.people.oplog_heads`)
+    oplog_heads_file: Path | None = None  # the signed heads; None: in the data directory
     oplog_sign_every: int = DEFAULT_SIGN_EVERY_S
+
+    @property
+    def oplog_heads(self) -> Path:
+        """The file of the operator log's signed heads (`cloud.people.oplog_heads`)."""
+        return self.oplog_heads_file or self.data_dir / OPLOG_HEADS_FILE
 
     @property
     def broker_dir(self) -> Path:
@@ -288,7 +293,7 @@ def parse_config(path: Path | None, data: dict[str, Any], data_dir: Path) -> Clo
         cloud_key=base / cloud_key if cloud_key else data_dir / KEY_FILE,
         ingest_workers=workers,
         approve_above_fen=APPROVE_ABOVE_FEN if approve is None else approve,
-        oplog_heads=base / heads if heads else data_dir / OPLOG_HEADS_FILE,
+        oplog_heads_file=base / heads if heads else None,
         oplog_sign_every=sign_every or DEFAULT_SIGN_EVERY_S,
     )
 

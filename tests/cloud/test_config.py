@@ -75,6 +75,11 @@ def test_data_dir_moves_the_defaults(tmp_path: Path) -> None:
     config = load_config(None, tmp_path / "elsewhere")
     assert config.database_url.endswith(f"{tmp_path}/elsewhere/voltbook-cloud.db")
     assert config.cloud_key == tmp_path / "elsewhere" / "cloud-key.pem"
+    assert config.oplog_heads == tmp_path / "elsewhere" / "oplog-heads.jsonl"
+    # Built by hand (as tests and embedders do), the heads still go to the data directory,
+    # never to whatever directory the process happens to run in.
+    by_hand = dataclasses.replace(config, data_dir=tmp_path / "by-hand")
+    assert by_hand.oplog_heads == tmp_path / "by-hand" / "oplog-heads.jsonl"
 
 
 def test_empty_file_means_defaults_next_to_it(tmp_path: Path) -> None:

@@ -613,6 +613,9 @@ def test_a_forged_batch_quarantines_the_concentrator_and_nothing_of_it_is_stored
         assert pocket_id(seed.credit.split(":")[0], Pocket.PREPAID) not in cloud.balances()
 
     nothing_stored()
+    # The forger leaves. (Its certificate is the concentrator's, so the broker gives it the
+    # concentrator's client id: while both are connected they take the session from each other.)
+    forger.close()
 
     # The genuine concentrator comes online: its true batches are refused too, until an
     # operator clears the quarantine; it keeps everything and raises an alarm.

@@ -73,9 +73,14 @@ CONSUMPTION_PAGE_SQL = f"""
     FROM ({CONSUMPTION_SQL}) g ORDER BY shop LIMIT %(limit)s
 """
 DEPOSITS_PAGE_SQL = f"""
-    SELECT *, count(*) OVER (), sum(fen) OVER ()
+    SELECT *, count(*) OVER (), sum(net) OVER ()
     FROM (SELECT r.created, r.payment, r.account, a.shop, a.building, a.floor, r.fen,
-                 r.method, r.operator, r.status
+                 r.method, r.operator, r.status,
+                 CASE WHEN r.status = 'posted'
+                      THEN r.fen + coalesce((SELECT sum(c.fen) FROM corrections c
+                                             WHERE c.payment = r.payment
+                                               AND c.status = 'posted'), 0)
+                      ELSE 0 END AS net  -- the net booked: a voided or pending one counts 0
           FROM recharges r JOIN accounts a ON a.account = r.account
           WHERE r.created >= (%(first)s::date)::timestamp AT TIME ZONE '{report_data.ZONE}'
             AND r.created < (%(last)s::date + 1)::timestamp AT TIME ZONE '{report_data.ZONE}'
@@ -280,7 +285,8 @@ def verify(figures: list[Figure], client: TestClient, consumption_page: str,
     assert peer, "no deposits in the building that month"
     assert [r["payment"] for r in ours.rows] == [p[1] for p in peer]
     assert [r["fen"] for r in ours.rows] == [p[6] for p in peer]
-    assert (ours.total, ours.totals["fen"]) == (peer[0][10], peer[0][11])
+    assert [r["net_fen"] for r in ours.rows] == [p[10] for p in peer]
+    assert (ours.total, ours.totals["net_fen"]) == (peer[0][11], peer[0][12])
     answer = client.get(deposits_page).json()
     assert answer["total"] == ours.total and answer["totals"] == ours.totals
     assert [r["payment"] for r in answer["items"]] == [p[1] for p in peer]

@@ -12,6 +12,10 @@ adds, with the names, summaries and OpenAPI the hand-written routes had,
 
 and `add_create` the POST that books one: 201 with the operation, 200 with the first one when
 the same request (or reference) comes again; its receipt and operator-log row (`answer`).
+`add_decisions` adds a held operation's (`cloud.operations.four_eyes`) two decisions:
+
+    POST "/{correction}/approve"  approve_correction  403 the asker, 404, 409 not held
+    POST "/{correction}/reject"   reject_correction
 
 This module does not use `from __future__ import annotations`: FastAPI reads the routes'
 parameters from their signatures, and the readers' roles are only known when a router calls in.
@@ -20,7 +24,7 @@ parameters from their signatures, and the readers' roles are only known when a r
 import datetime as dt
 import inspect
 from collections.abc import Callable, Mapping, Sequence
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar
 
 from fastapi import APIRouter, Response, status
 from pydantic import BaseModel
@@ -168,3 +172,78 @@ def add_reads(
         f"/{{{param}}}", get_row, methods=["GET"], name=f"get_{param}", response_model=out,
         summary=f"One {noun}", responses=answers(e404=f"no such {param}"),
     )  # fmt: skip
+
+
+class Approve(Protocol):
+    def __call__(
+        self, session: Session, ref: str, /, *, approver: str, key: NodeKey, now: dt.datetime
+    ) -> tuple[Any, bool]: ...
+
+
+class Reject(Protocol):
+    def __call__(
+        self, session: Session, ref: str, /, *, approver: str, now: dt.datetime
+    ) -> tuple[Any, bool]: ...
+
+
+def add_decisions(
+    router: APIRouter,
+    out: type[BaseModel],
+    deciders: Sequence[Role],
+    *,
+    param: str,
+    held: str,
+    approve: Approve,
+    reject: Reject,
+    action: str,
+    target: Callable[[Any], str],
+    voucher: Callable[[Any], Voucher | None],
+    approve_as: str = "approve",
+) -> None:
+    """Add `POST "/{param}/approve"` (`approve_{param}`) and `POST "/{param}/reject"`
+    (`reject_{param}`) for the roles `deciders`: `approve(session, ref, approver=, key=, now=)`
+    or `reject(session, ref, approver=, now=)` gives `(row, changed)`, answered as `out`. The
+    summaries read "{approve_as} {held}" and "Reject {held}"; the operator log records
+    `{action}.approve` / `{action}.reject` on `target(row)`; `voucher(row)` is the receipt of an
+    approval."""
+    decider = Annotated[Principal, allow(*deciders)]
+    keyword = inspect.Parameter.POSITIONAL_OR_KEYWORD
+
+    def approve_row(who: Principal, session: Session, key: NodeKey, now: dt.datetime,
+                    **path: str) -> BaseModel:  # fmt: skip
+        row, changed = approve(session, path[param], approver=who.user, key=key, now=now)
+        return answer(out, row, changed, who=who, session=session, now=now,
+                      action=f"{action}.approve", target=target(row),
+                      voucher=voucher(row))  # fmt: skip
+
+    def reject_row(who: Principal, session: Session, now: dt.datetime, **path: str) -> BaseModel:
+        row, changed = reject(session, path[param], approver=who.user, now=now)
+        return answer(out, row, changed, who=who, session=session, now=now,
+                      action=f"{action}.reject", target=target(row))  # fmt: skip
+
+    def signature(*extra: inspect.Parameter) -> inspect.Signature:
+        return inspect.Signature(
+            [
+                inspect.Parameter(param, keyword, annotation=ReferencePath),
+                inspect.Parameter("who", keyword, annotation=decider),
+                inspect.Parameter("session", keyword, annotation=DbSession),
+                *extra,
+                inspect.Parameter("now", keyword, annotation=Now),
+            ],
+            return_annotation=out,
+        )
+
+    approve_row.__signature__ = signature(  # type: ignore[attr-defined]
+        inspect.Parameter("key", keyword, annotation=CloudKey)
+    )
+    reject_row.__signature__ = signature()  # type: ignore[attr-defined]
+    for verb, endpoint, summary in (
+        ("approve", approve_row, f"{approve_as.capitalize()} {held}"),
+        ("reject", reject_row, f"Reject {held}"),
+    ):
+        router.add_api_route(
+            f"/{{{param}}}/{verb}", endpoint, methods=["POST"], name=f"{verb}_{param}",
+            response_model=out, summary=summary,
+            responses=answers(e403="the user who asked for it", e404=f"no such {param}",
+                              e409="not held"),
+        )  # fmt: skip

@@ -12,7 +12,8 @@ adds, with the names, summaries and OpenAPI the hand-written routes had,
 
 and `add_create` the POST that books one: 201 with the operation, 200 with the first one when
 the same request (or reference) comes again; its receipt and operator-log row (`answer`).
-`add_decisions` adds a held operation's (`cloud.operations.four_eyes`) two decisions:
+`add_change` adds a POST that changes one (`POST "/{refund}/pay"`, `pay_refund`), and
+`add_decisions` a held operation's (`cloud.operations.four_eyes`) two:
 
     POST "/{correction}/approve"  approve_correction  403 the asker, 404, 409 not held
     POST "/{correction}/reject"   reject_correction
@@ -174,6 +175,53 @@ def add_reads(
     )  # fmt: skip
 
 
+Change = Callable[[Session, str, Principal, NodeKey, dt.datetime], tuple[Any, bool]]
+
+
+def add_change(
+    router: APIRouter,
+    verb: str,
+    out: type[BaseModel],
+    writers: Sequence[Role],
+    *,
+    param: str,
+    summary: str,
+    refusals: Mapping[int | str, Any],
+    change: Change,
+    action: str,
+    target: Callable[[Any], str],
+    voucher: Callable[[Any], Voucher | None] | None = None,
+) -> None:
+    """Add `POST "/{param}/{verb}"` (`{verb}_{param}`) that changes one operation, for the roles
+    `writers`: `change(session, ref, who, key, now)` gives `(row, changed)`, answered as `out`;
+    `refusals` are its errors. The operator log records `action` on `target(row)` when it
+    changed; `voucher(row)` is its receipt, if any."""
+
+    def change_row(
+        who: Principal, session: Session, key: NodeKey, now: dt.datetime, **path: str
+    ) -> BaseModel:
+        row, changed = change(session, path[param], who, key, now)
+        receipt = None if voucher is None else voucher(row)
+        return answer(out, row, changed, who=who, session=session, now=now, action=action,
+                      target=target(row), voucher=receipt)  # fmt: skip
+
+    keyword = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    change_row.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter(param, keyword, annotation=ReferencePath),
+            inspect.Parameter("who", keyword, annotation=Annotated[Principal, allow(*writers)]),
+            inspect.Parameter("session", keyword, annotation=DbSession),
+            inspect.Parameter("key", keyword, annotation=CloudKey),
+            inspect.Parameter("now", keyword, annotation=Now),
+        ],
+        return_annotation=out,
+    )
+    router.add_api_route(
+        f"/{{{param}}}/{verb}", change_row, methods=["POST"], name=f"{verb}_{param}",
+        response_model=out, summary=summary, responses=dict(refusals),
+    )  # fmt: skip
+
+
 class Approve(Protocol):
     def __call__(
         self, session: Session, ref: str, /, *, approver: str, key: NodeKey, now: dt.datetime
@@ -200,50 +248,26 @@ def add_decisions(
     voucher: Callable[[Any], Voucher | None],
     approve_as: str = "approve",
 ) -> None:
-    """Add `POST "/{param}/approve"` (`approve_{param}`) and `POST "/{param}/reject"`
-    (`reject_{param}`) for the roles `deciders`: `approve(session, ref, approver=, key=, now=)`
-    or `reject(session, ref, approver=, now=)` gives `(row, changed)`, answered as `out`. The
-    summaries read "{approve_as} {held}" and "Reject {held}"; the operator log records
-    `{action}.approve` / `{action}.reject` on `target(row)`; `voucher(row)` is the receipt of an
-    approval."""
-    decider = Annotated[Principal, allow(*deciders)]
-    keyword = inspect.Parameter.POSITIONAL_OR_KEYWORD
-
-    def approve_row(who: Principal, session: Session, key: NodeKey, now: dt.datetime,
-                    **path: str) -> BaseModel:  # fmt: skip
-        row, changed = approve(session, path[param], approver=who.user, key=key, now=now)
-        return answer(out, row, changed, who=who, session=session, now=now,
-                      action=f"{action}.approve", target=target(row),
-                      voucher=voucher(row))  # fmt: skip
-
-    def reject_row(who: Principal, session: Session, now: dt.datetime, **path: str) -> BaseModel:
-        row, changed = reject(session, path[param], approver=who.user, now=now)
-        return answer(out, row, changed, who=who, session=session, now=now,
-                      action=f"{action}.reject", target=target(row))  # fmt: skip
-
-    def signature(*extra: inspect.Parameter) -> inspect.Signature:
-        return inspect.Signature(
-            [
-                inspect.Parameter(param, keyword, annotation=ReferencePath),
-                inspect.Parameter("who", keyword, annotation=decider),
-                inspect.Parameter("session", keyword, annotation=DbSession),
-                *extra,
-                inspect.Parameter("now", keyword, annotation=Now),
-            ],
-            return_annotation=out,
-        )
-
-    approve_row.__signature__ = signature(  # type: ignore[attr-defined]
-        inspect.Parameter("key", keyword, annotation=CloudKey)
-    )
-    reject_row.__signature__ = signature()  # type: ignore[attr-defined]
-    for verb, endpoint, summary in (
-        ("approve", approve_row, f"{approve_as.capitalize()} {held}"),
-        ("reject", reject_row, f"Reject {held}"),
-    ):
-        router.add_api_route(
-            f"/{{{param}}}/{verb}", endpoint, methods=["POST"], name=f"{verb}_{param}",
-            response_model=out, summary=summary,
-            responses=answers(e403="the user who asked for it", e404=f"no such {param}",
-                              e409="not held"),
-        )  # fmt: skip
+    """Add a held operation's two decisions (`add_change`) for the roles `deciders`:
+    `POST "/{param}/approve"` (`approve_{param}`, `approve(session, ref, approver=, key=,
+    now=)`, "{approve_as} {held}", its receipt `voucher(row)`) and `POST "/{param}/reject"`
+    (`reject_{param}`, `reject(session, ref, approver=, now=)`, "Reject {held}"); the operator
+    log records `{action}.approve` / `{action}.reject` on `target(row)`."""
+    refusals = answers(e403="the user who asked for it", e404=f"no such {param}",
+                       e409="not held")  # fmt: skip
+    add_change(
+        router, "approve", out, deciders, param=param,
+        summary=f"{approve_as.capitalize()} {held}", refusals=refusals,
+        change=lambda session, ref, who, key, now: approve(
+            session, ref, approver=who.user, key=key, now=now
+        ),
+        action=f"{action}.approve", target=target, voucher=voucher,
+    )  # fmt: skip
+    add_change(
+        router, "reject", out, deciders, param=param, summary=f"Reject {held}",
+        refusals=refusals,
+        change=lambda session, ref, who, key, now: reject(
+            session, ref, approver=who.user, now=now
+        ),
+        action=f"{action}.reject", target=target,
+    )  # fmt: skip

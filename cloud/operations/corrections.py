@@ -254,22 +254,9 @@ HELD = FourEyes(
 )  # fmt: skip
 
 
-def get(session: Session, correction: str) -> Correction:
-    return HELD.get(session, correction)
-
-
-def approve(
-    session: Session, correction: str, *, approver: str, key: NodeKey, now: dt.datetime
-) -> tuple[Correction, bool]:
-    """A second user approves a held correction: it is booked; `(row, changed)`."""
-    return HELD.approve(session, correction, approver=approver, key=key, now=now)
-
-
-def reject(
-    session: Session, correction: str, *, approver: str, now: dt.datetime
-) -> tuple[Correction, bool]:
-    """A second user turns a held correction down: nothing is booked; `(row, changed)`."""
-    return HELD.reject(session, correction, approver=approver, now=now)
+# A second user approves a held correction (it is booked) or rejects it (nothing is booked);
+# each gives `(row, changed)`.
+get, approve, reject = HELD.get, HELD.approve, HELD.reject
 
 
 def voucher(row: Correction) -> Voucher:

@@ -269,22 +269,9 @@ HELD = FourEyes(
 )  # fmt: skip
 
 
-def get(session: Session, swap: str) -> MeterSwap:
-    return HELD.get(session, swap)
-
-
-def approve(
-    session: Session, swap: str, *, approver: str, key: NodeKey, now: dt.datetime
-) -> tuple[MeterSwap, bool]:
-    """A second user overrides the plausibility limit: the command goes; `(row, changed)`."""
-    return HELD.approve(session, swap, approver=approver, key=key, now=now)
-
-
-def reject(
-    session: Session, swap: str, *, approver: str, now: dt.datetime
-) -> tuple[MeterSwap, bool]:
-    """A second user turns a held swap down; `(row, changed)`."""
-    return HELD.reject(session, swap, approver=approver, now=now)
+# A second user overrides the plausibility limit of a held swap (the command goes) or rejects
+# it; each gives `(row, changed)`.
+get, approve, reject = HELD.get, HELD.approve, HELD.reject
 
 
 def voucher(row: MeterSwap) -> Voucher | None:

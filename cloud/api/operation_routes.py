@@ -70,6 +70,17 @@ def answer(
     return out.model_validate(row)
 
 
+def _sign(endpoint: Callable[..., Any], out: type[BaseModel], /, **parameters: Any) -> None:
+    """Give `endpoint` the signature FastAPI reads its parameters from: `parameters` (name →
+    annotation, in this order), answered as `out`. The routes are built at run time, so their
+    path parameter's name and their roles cannot stand in a written signature."""
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter(name, keyword, annotation=a) for name, a in parameters.items()],
+        return_annotation=out,
+    )
+
+
 Book = Callable[[Any, Principal, Session, NodeKey, dt.datetime], tuple[Any, bool]]
 
 
@@ -101,18 +112,8 @@ def add_create(
                       target=target(row), voucher=None if voucher is None else voucher(row),
                       response=response)  # fmt: skip
 
-    keyword = inspect.Parameter.KEYWORD_ONLY
-    create.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [
-            inspect.Parameter("body", keyword, annotation=body),
-            inspect.Parameter("who", keyword, annotation=Annotated[Principal, allow(*writers)]),
-            inspect.Parameter("response", keyword, annotation=Response),
-            inspect.Parameter("session", keyword, annotation=DbSession),
-            inspect.Parameter("key", keyword, annotation=CloudKey),
-            inspect.Parameter("now", keyword, annotation=Now),
-        ],
-        return_annotation=out,
-    )
+    _sign(create, out, body=body, who=Annotated[Principal, allow(*writers)], response=Response,
+          session=DbSession, key=CloudKey, now=Now)  # fmt: skip
     router.add_api_route(
         "", create, methods=["POST"], name=name, response_model=out,
         status_code=status.HTTP_201_CREATED, summary=summary,
@@ -156,15 +157,7 @@ def add_reads(
             raise NotFound(f"no {noun} {reference!r}")
         return out.model_validate(row)
 
-    keyword = inspect.Parameter.POSITIONAL_OR_KEYWORD
-    get_row.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [
-            inspect.Parameter(param, keyword, annotation=ReferencePath),
-            inspect.Parameter("who", keyword, annotation=reader),
-            inspect.Parameter("session", keyword, annotation=DbSession),
-        ],
-        return_annotation=out,
-    )
+    _sign(get_row, out, **{param: ReferencePath}, who=reader, session=DbSession)
     router.add_api_route(
         "", list_rows, methods=["GET"], name=f"list_{param}s", response_model=Page[out],  # type: ignore[valid-type]
         summary=list_summary or f"List {noun}s",
@@ -205,17 +198,8 @@ def add_change(
         return answer(out, row, changed, who=who, session=session, now=now, action=action,
                       target=target(row), voucher=receipt)  # fmt: skip
 
-    keyword = inspect.Parameter.POSITIONAL_OR_KEYWORD
-    change_row.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [
-            inspect.Parameter(param, keyword, annotation=ReferencePath),
-            inspect.Parameter("who", keyword, annotation=Annotated[Principal, allow(*writers)]),
-            inspect.Parameter("session", keyword, annotation=DbSession),
-            inspect.Parameter("key", keyword, annotation=CloudKey),
-            inspect.Parameter("now", keyword, annotation=Now),
-        ],
-        return_annotation=out,
-    )
+    _sign(change_row, out, **{param: ReferencePath}, who=Annotated[Principal, allow(*writers)],
+          session=DbSession, key=CloudKey, now=Now)  # fmt: skip
     router.add_api_route(
         f"/{{{param}}}/{verb}", change_row, methods=["POST"], name=f"{verb}_{param}",
         response_model=out, summary=summary, responses=dict(refusals),
@@ -263,6 +247,7 @@ def add_decisions(
         ),
         action=f"{action}.approve", target=target, voucher=voucher,
     )  # fmt: skip
+    # (a rejection issues nothing: it is handed the cloud's key like every change, and drops it)
     add_change(
         router, "reject", out, deciders, param=param, summary=f"Reject {held}",
         refusals=refusals,

@@ -6,10 +6,11 @@ Corrections above the approval amount and meter swaps past the plausibility limi
                     CorrectionStatus.REJECTED, noun="correction", second="decides it",
                     approved="approved", issue=_book)
 
-gives the operation's `get` (404 "no correction 'c-1'"), `approve` and `reject`: each locks the
-row's concentrator, refuses the user who asked (403 "… a second user decides it") and a row that
-is not held (409 "… only a held one is approved"); the same decision again changes nothing
-(`(row, False)`). The operation's own state machine (`cloud.operations.states`) moves the row.
+gives the operation's `get` (404 "no correction 'c-1'"), `approve` and `reject`; the two
+decisions lock the row's concentrator, refuse the user who asked (403 "… a second user decides
+it") and a row that is not held (409 "… only a held one is approved"); the same decision again
+changes nothing (`(row, False)`). The operation's own state machine (`cloud.operations.states`)
+moves the row.
 """
 
 from __future__ import annotations

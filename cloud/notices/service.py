@@ -79,6 +79,13 @@ class Channels:
             return Sent(Outcome.REFUSED, "no SMS sender is configured")
         return self.sms.send(recipient, messages.sms_text(kind, facts))
 
+    def close(self) -> None:
+        """Close the senders' HTTP connections."""
+        if self.wechat is not None:
+            self.wechat.close()
+        if isinstance(self.sms, HttpSmsSender):
+            self.sms.close()
+
 
 def channels_of(settings: NoticesSettings) -> Channels:
     """The senders `[notices]` configures."""

@@ -107,7 +107,10 @@ class OaStandin:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="wechat-oa-standin", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="wechat-oa-standin",
+            daemon=True,
         )
         self._thread.start()
         return self

@@ -138,8 +138,8 @@ def arrears_warnings(
     time) once a day from `at` on."""
     planned = []
     for view in views:
-        if not view.in_arrears or view.keep_power:
-            continue
+        if view.prepaid_fen is None or not view.in_arrears or view.keep_power:
+            continue  # nothing booked yet: not live, not cut
         local = _local(now, view.zone)
         if view.arrears.mode == "scheduled":
             cut = effective_cut_off(local.date(), view.zone, view.arrears)

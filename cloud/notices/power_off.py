@@ -114,7 +114,7 @@ def issue(session: Session, order: PowerOff, actor: oplog.Actor, now: dt.datetim
             without.append(shop.number)
         else:
             by_merchant.setdefault(account.merchant_id, []).append((shop, account))
-    zones = dict(session.execute(select(Site.id, Site.time_zone)).tuples().all())
+    zones = {site: name for site, name in session.execute(select(Site.id, Site.time_zone))}
     planned = [
         _planned(order, merchant, held, sources.zone(zones.get(held[0][0].site_id), DEFAULT_ZONE))
         for merchant, held in sorted(by_merchant.items())

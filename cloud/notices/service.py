@@ -46,6 +46,7 @@ from cloud.notices.wechat_oa import OaAccount, TemplateSender
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 10.0
+MAX_PASSES = 20  # claims per round: a backlog waits for the next round, not forever
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,15 +199,22 @@ class NoticeService:
         return len(notices)
 
     def send_due(self) -> int:
-        """Route new notices, then send every delivery due now; how many were delivered."""
+        """Route new notices, then send every delivery due now (a fallback made on the way
+        too); how many were delivered."""
         while self.route_new() == self.batch:
             pass
         with self.sessions.begin() as session:
             released = outbox.release_expired(session, self.now())
-            claimed = outbox.claim_due(session, self.now(), self.batch)
         if released:
             log.warning("notices: %d deliveries whose sender stopped are tried again", released)
-        return sum(self.deliver(c) for c in claimed)
+        delivered = 0
+        for _ in range(MAX_PASSES):
+            with self.sessions.begin() as session:
+                claimed = outbox.claim_due(session, self.now(), self.batch)
+            if not claimed:
+                break
+            delivered += sum(self.deliver(c) for c in claimed)
+        return delivered
 
     def deliver(self, claimed: Claimed) -> bool:
         with self.sessions() as session:

@@ -125,12 +125,20 @@ def _daily_fen(session: Session, accounts: Sequence[str], today: dt.date) -> dic
 
 
 def _shops(session: Session, accounts: Iterable[str]) -> dict[str, str]:
+    """Each account's shop number: the registry's, else the cloud's live view's."""
     wanted = sorted(set(accounts))
     shops: dict[str, str] = {}
     for chunk in _chunks(wanted):
-        shops.update(session.execute(
-            select(ReportedAccount.account, ReportedAccount.shop)
-            .where(ReportedAccount.account.in_(chunk))).tuples().all())  # fmt: skip
+        live = select(ReportedAccount.account, ReportedAccount.shop).where(
+            ReportedAccount.account.in_(chunk)
+        )
+        shops.update((account, shop) for account, shop in session.execute(live) if shop)
+        declared = (
+            select(Account.id, Shop.number)
+            .join(Shop, Shop.id == Account.shop_id)
+            .where(Account.id.in_(chunk))
+        )
+        shops.update((account, shop) for account, shop in session.execute(declared))
     return shops
 
 
@@ -175,7 +183,7 @@ def merchants_of(session: Session, accounts: Iterable[str]) -> dict[str, int]:
     found: dict[str, int] = {}
     for chunk in _chunks(sorted(set(accounts))):
         query = select(Account.id, Account.merchant_id).where(Account.id.in_(chunk))
-        found.update(session.execute(query).tuples().all())
+        found.update((account, merchant) for account, merchant in session.execute(query))
     return found
 
 

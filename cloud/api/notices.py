@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Response, status
 from pydantic import Field, StrictInt, StrictStr
@@ -155,7 +155,7 @@ def get_notice(
 
 
 class PowerOffIn(StrictBody):
-    reason: power_off.Reason = Field(description="maintenance or violation")
+    reason: Literal["maintenance", "violation"]  # power_off.Reason
     note: StrictStr = Field("", max_length=power_off.MAX_NOTE, description="what merchants read")
     shops: list[ShopNumber] = Field(min_length=1, max_length=power_off.MAX_SHOPS)
     start: Annotated[Instant, Field(strict=False, alias="from", description="ISO 8601 with offset")]
@@ -187,9 +187,13 @@ def issue_power_off(
     now: Now,
 ) -> PowerOffOut:
     order = power_off.PowerOff(
-        reason=body.reason, note=body.note, shops=tuple(body.shops), start=body.start,
-        end=body.end, site=body.site,
-    )  # fmt: skip
+        reason=power_off.Reason(body.reason),
+        note=body.note,
+        shops=tuple(body.shops),
+        start=body.start,
+        end=body.end,
+        site=body.site,
+    )
     issued = power_off.issue(session, order, who.actor, now)
     if not issued.new:
         response.status_code = status.HTTP_200_OK

@@ -349,7 +349,8 @@ def parse_config(path: Path | None, data: dict[str, Any], data_dir: Path) -> Clo
     heads = oplog.text("heads", "")
     sign_every = oplog.integer("sign_every", DEFAULT_SIGN_EVERY_S, 1, MAX_SIGN_EVERY_S)
     oplog.done()
-    notices = _notices(top.table("notices"), base)
+    raw_notices = top.get("notices")
+    notices = None if raw_notices is None else _notices(_Table(path, "notices", raw_notices), base)
     top.done()
     return CloudConfig(
         path=path,
@@ -366,9 +367,7 @@ def parse_config(path: Path | None, data: dict[str, Any], data_dir: Path) -> Clo
     )
 
 
-def _notices(table: _Table | None, base: Path) -> NoticesSettings | None:
-    if table is None:
-        return None
+def _notices(table: _Table, base: Path) -> NoticesSettings:
     at = table.text("low_balance_at", "09:00")
     if not CLOCK_TIME.match(at):
         raise table.problem("low_balance_at", 'a time of day "HH:MM"', at)
@@ -625,6 +624,6 @@ approve_corrections_above_fen = 100000
 # refund_paid = "…"
 # power_off = "…"
 # [notices.sms]
-# url = "http://127.0.0.1:9000/sms"     # a gateway taking {"phone", "text"}; or
+# url = "http://127.0.0.1:9000/sms"     # a gateway taking JSON with phone and text; or
 # file = "sms-outbox.jsonl"             # messages appended to a file (the demo)
 """

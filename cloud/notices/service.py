@@ -46,6 +46,7 @@ from cloud.notices.wechat_oa import OaAccount, TemplateSender
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 10.0
+ACCOUNTS_EVERY = dt.timedelta(minutes=5)  # a warning's window is hours; a round is a minute
 MAX_PASSES = 20  # claims per round: a backlog waits for the next round, not forever
 
 
@@ -125,7 +126,10 @@ def make_all(
     if not planned:
         return 0
     dedupes = [p.dedupe for p in planned]
-    existing = set(session.scalars(select(Notice.dedupe).where(Notice.dedupe.in_(dedupes))))
+    existing: set[str] = set()
+    for start in range(0, len(dedupes), sources.CHUNK):
+        chunk = dedupes[start : start + sources.CHUNK]
+        existing.update(session.scalars(select(Notice.dedupe).where(Notice.dedupe.in_(chunk))))
     fresh = [p for p in planned if p.dedupe not in existing]
     merchants = sources.merchants_of(session, [p.account for p in fresh if p.account])
     made = 0
@@ -151,6 +155,7 @@ class NoticeService:
     ) -> None:
         self.sessions, self.settings, self.channels, self.now = sessions, settings, channels, now
         self.batch = batch
+        self._accounts_planned: dt.datetime | None = None
 
     # -- planning ----------------------------------------------------------------------------
     def plan(self) -> int:
@@ -160,7 +165,7 @@ class NoticeService:
         with self.sessions.begin() as session:
             planned: list[Planned] = []
             steps: Sequence[tuple[str, Callable[[], list[Planned]]]] = (
-                ("low balance", lambda: self._account_plans(session, now)),
+                ("accounts", lambda: self._account_plans(session, now)),
                 ("cut-offs", lambda: planner.cut_offs(sources.cut_offs(session, now), zone)),
                 ("recharges", lambda: planner.recharges_credited(
                     sources.recharges_posted(session, now), zone)),
@@ -174,6 +179,12 @@ class NoticeService:
             return self.make_all(session, planned, now)
 
     def _account_plans(self, session: Session, now: dt.datetime) -> list[Planned]:
+        """Low balance and arrears warnings: every account is read, so at most every
+        `ACCOUNTS_EVERY` (the events are read every round)."""
+        last = self._accounts_planned
+        if last is not None and last <= now < last + ACCOUNTS_EVERY:
+            return []
+        self._accounts_planned = now
         views = sources.account_views(session, now, self.settings.zone)
         at = self.settings.low_balance_at
         return [
@@ -222,7 +233,11 @@ class NoticeService:
             if notice is None:  # removed under us: nothing to send
                 return False
             kind, facts = NoticeKind(notice.kind), dict(notice.facts)
-        sent = self.channels.send(claimed.channel, claimed.recipient, kind, facts)
+        try:
+            sent = self.channels.send(claimed.channel, claimed.recipient, kind, facts)
+        except (ValueError, TypeError, KeyError) as exc:  # facts the message cannot be made of
+            log.exception("notice %d: its message cannot be written", claimed.notice_id)
+            sent = Sent(Outcome.REFUSED, f"the message cannot be written: {exc}")
         if sent.outcome is not Outcome.DELIVERED:
             log.info("notice %d via %s: %s (%s)", claimed.notice_id, claimed.channel.value,
                      sent.outcome.value, sent.detail)  # fmt: skip

@@ -12,6 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
 
+from cloud.notices.wechat_oa_standin import LoopbackServer
+
 MAX_BODY = 16 * 1024
 
 
@@ -70,8 +72,7 @@ class SmsStandin:
                 self.end_headers()
                 self.wfile.write(raw)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._server = LoopbackServer(("127.0.0.1", 0), Handler)
         threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},

@@ -44,6 +44,14 @@ CODE_LIFE = 300.0
 MAX_BODY = 64 * 1024
 
 
+class LoopbackServer(ThreadingHTTPServer):
+    """A thread per request, and a backlog for bursts of concurrent senders (the default 5
+    refuses connections a real provider would take)."""
+
+    daemon_threads = True
+    request_queue_size = 128
+
+
 @dataclass
 class Token:
     expires: float
@@ -104,8 +112,7 @@ class OaStandin:
                 token.spoiled = errcode
 
     def start(self) -> Self:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
+        self._server = LoopbackServer(("127.0.0.1", 0), _handler(self))
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from cloud.config import NoticesSettings
 from cloud.db.models import Alarm, Recharge
 from cloud.db.notices import Notice, NoticeDelivery
+from cloud.db.operations import Refund
 from cloud.db.rollups import ConsumptionDaily
 from cloud.notices import outbox
 from cloud.notices.service import NoticeLoop, NoticeService
@@ -235,3 +236,26 @@ def test_the_loop_survives_an_unreachable_provider_and_stops(
     (row,) = deliveries(sessions, "wechat")
     assert row.state == "pending" and row.attempts == 1
     assert "no access token" in row.last_error
+
+
+def test_a_refund_paid_is_told_once(
+    world: World, sessions: sessionmaker[Session], service: NoticeService, oa: OaStandin,
+    clock: Clock,
+) -> None:  # fmt: skip
+    with sessions.begin() as session:
+        for number, status in ((1, "paid"), (2, "reserved")):
+            session.add(Refund(id=f"R-{number}", account="A1", node="edge-0001", shop="S1",
+                               method="cash", grace_wh=0, grace_until=MORNING, status=status,
+                               fen=4321, pending_transfer="00" * 16, settle_transfer=None,
+                               payout_transfer=None, sources=[], command_id="c" * 32,
+                               settle_command_id=None, operator="op-li", paid_by="fin",
+                               receipt=None, created=MORNING, reserved=MORNING,
+                               closed=MORNING if status == "paid" else None,
+                               settled=None))  # fmt: skip
+    service.run_once()
+    clock.advance(minutes=10)
+    service.run_once()
+    assert notices(sessions) == {"refund_paid:R-1": ("sent", [("wechat", "sent", "1")])}
+    (message,) = oa.messages
+    assert message.data["amount2"]["value"] == "43.21元"
+    assert message.data["character_string3"]["value"] == "R-1"

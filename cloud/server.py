@@ -241,7 +241,8 @@ def _start_notices(
     if settings is None:
         return None
     channels = channels_of(settings)
-    service = NoticeService(session_factory(engine), settings, channels, now)
+    service = NoticeService(session_factory(engine), settings, channels, now,
+                            readers=session_factory(engine, read_only=True))  # fmt: skip
     loop = NoticeLoop(service, settings.every).start()
     stack.callback(channels.close)
     stack.callback(loop.stop)

@@ -151,10 +151,15 @@ class NoticeService:
         settings: NoticesSettings,
         channels: Channels,
         now: Callable[[], dt.datetime],
+        *,
         batch: int = 50,
+        readers: sessionmaker[Session] | None = None,
     ) -> None:
+        """`readers`: sessions for the planner's reads (on SQLite, read-only ones take no write
+        lock while every account is read); `sessions` by default."""
         self.sessions, self.settings, self.channels, self.now = sessions, settings, channels, now
         self.batch = batch
+        self.readers = readers or sessions
         self._accounts_planned: dt.datetime | None = None
 
     # -- planning ----------------------------------------------------------------------------
@@ -162,8 +167,8 @@ class NoticeService:
         """Make the notices due now; how many are new."""
         now = self.now()
         zone = sources.zone(None, self.settings.zone)
-        with self.sessions.begin() as session:
-            planned: list[Planned] = []
+        planned: list[Planned] = []
+        with self.readers() as session:
             steps: Sequence[tuple[str, Callable[[], list[Planned]]]] = (
                 ("accounts", lambda: self._account_plans(session, now)),
                 ("cut-offs", lambda: planner.cut_offs(sources.cut_offs(session, now), zone)),
@@ -176,6 +181,7 @@ class NoticeService:
                     planned.extend(step())
                 except (ValueError, TypeError, KeyError):  # a row the registry should not hold
                     log.exception("notices: planning %s failed; the other kinds go on", name)
+        with self.sessions.begin() as session:
             return self.make_all(session, planned, now)
 
     def _account_plans(self, session: Session, now: dt.datetime) -> list[Planned]:

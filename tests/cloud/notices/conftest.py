@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.config import NOTICE_KINDS, NoticesSettings
+from cloud.db.engine import session_factory
 from cloud.db.models import Balance
 from cloud.notices.channels import HttpSmsSender
 from cloud.notices.service import Channels, NoticeService
@@ -117,8 +119,10 @@ def clock() -> Clock:
 
 @pytest.fixture
 def service(
-    sessions: sessionmaker[Session], oa: OaStandin, sms: SmsStandin, clock: Clock
+    engine: Engine, sessions: sessionmaker[Session], oa: OaStandin, sms: SmsStandin, clock: Clock
 ) -> Iterator[NoticeService]:
+    """As the server makes it: the planner reads in read-only sessions."""
     channels = channels_for(oa, sms)
-    yield NoticeService(sessions, NoticesSettings(), channels, clock)
+    readers = session_factory(engine, read_only=True)
+    yield NoticeService(sessions, NoticesSettings(), channels, clock, readers=readers)
     channels.close()

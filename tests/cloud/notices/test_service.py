@@ -259,3 +259,20 @@ def test_a_refund_paid_is_told_once(
     (message,) = oa.messages
     assert message.data["amount2"]["value"] == "43.21元"
     assert message.data["character_string3"]["value"] == "R-1"
+
+
+def test_arrears_are_warned_before_the_sites_cut_off(
+    world: World, sessions: sessionmaker[Session], service: NoticeService, sms: SmsStandin,
+    clock: Clock,
+) -> None:  # fmt: skip
+    with sessions.begin() as session:
+        set_prepaid(session, "A1", 10_000)
+        set_prepaid(session, "A2", -100)  # owes: cut at 10:00 Shanghai, warned from 08:00
+    clock.now = MORNING - dt.timedelta(hours=2)  # 07:30 there
+    service.run_once()
+    assert notices(sessions) == {}
+    clock.now = MORNING  # 09:30 there
+    service.run_once()
+    assert notices(sessions) == {"arrears_warning:A2:2026-12-07": ("sent", [("sms", "sent", "1")])}
+    assert sms.messages == [("13900000002", "【Voltbook】商铺S2（A2）已欠费（余额-1.00元），"
+                                            "将于2026-12-07 10:00停电，请尽快充值。")]  # fmt: skip

@@ -3,10 +3,13 @@ does both every `[notices] every` seconds until stopped (`cloud.server` starts i
 
 A round (`NoticeService.run_once`):
 
-1. plan, in one transaction: every planner of `cloud.notices.planner` over rows read by
-   `cloud.notices.sources`, each notice made once by its dedupe key (`outbox.make`);
-2. send: release deliveries whose sender died, claim the due ones (committed), send each on its
-   channel outside any transaction, and settle each in a transaction of its own.
+1. plan: every planner of `cloud.notices.planner` over rows read by `cloud.notices.sources`
+   (in a read-only session; every account at most every `ACCOUNTS_EVERY`), then, in one
+   transaction, each notice made once by its dedupe key (`outbox.make`);
+2. send: route new notices to their first channel (`outbox.route`), release deliveries whose
+   sender died, claim the due ones (committed), send each on its channel outside any
+   transaction, settle each in a transaction of its own, and claim again for the fallbacks
+   made on the way.
 
 How a send's outcome settles a delivery (`settlement`, a table):
 
@@ -20,6 +23,10 @@ How a send's outcome settles a delivery (`settlement`, a table):
 
 A round never raises for a bad row, an unreachable provider or the database being away: it
 logs with the traceback and the next round starts again.
+
+One server runs the loop: WeChat invalidates an account's token five minutes after another is
+fetched, so two servers' refreshers would spoil each other's tokens (each renews on 40001, so
+messages still go, with extra fetches).
 """
 
 from __future__ import annotations

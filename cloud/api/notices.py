@@ -6,8 +6,8 @@ warnings, cut-offs, recharges credited, refunds paid) and by `POST /notices/powe
 shows its deliveries by channel (`wechat`, `sms`) with state, attempts, next attempt, last
 error and when it was sent.
 
-Who may: staff read every notice; a merchant reads the notices of its own account and those
-addressed to its merchant (a power-off naming its shops), nothing else (another account's is
+Who may: staff read every notice; a merchant reads the notices of its own account and the
+power-off notices addressed to its merchant (naming its shops), nothing else (another account's is
 refused, 403; another's notice by id is not found). The operations desk (admin, operator)
 issues power-off notices; the operator log names who.
 """
@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Response, status
 from pydantic import Field, StrictInt, StrictStr
-from sqlalchemy import ColumnElement, false, or_, select
+from sqlalchemy import ColumnElement, and_, false, or_, select
 from sqlalchemy.orm import Session
 
 from cloud.api.auth import allow
@@ -107,7 +107,10 @@ def _visible(session: Session, who: Principal) -> ColumnElement[bool] | None:
         return false()
     merchant = session.scalar(select(Account.merchant_id).where(Account.id == who.account))
     mine = Notice.account == who.account
-    return mine if merchant is None else or_(mine, Notice.merchant_id == merchant)
+    if merchant is None:
+        return mine
+    addressed = and_(Notice.kind == NoticeKind.POWER_OFF.value, Notice.merchant_id == merchant)
+    return or_(mine, addressed)
 
 
 @router.get("", response_model=Page[NoticeOut], summary="List notices, oldest first")

@@ -22,7 +22,8 @@ from cloud.people.auth import Role
 from ledger.chain import NodeKey
 from tests.cloud.api.conftest import add_user, bearer
 from tests.cloud.conftest import Clock
-from tests.cloud.notices.conftest import TEMPLATES, World
+from tests.cloud.notices.conftest import MORNING, TEMPLATES, World
+from tests.cloud.notices.test_service import recharge
 
 BODY = {"reason": "maintenance", "note": "变压器检修", "shops": ["S1", "S2", "S4", "S9"],
         "from": "2026-12-08T09:00:00+08:00", "to": "2026-12-08T13:00:00Z"}  # fmt: skip
@@ -35,6 +36,7 @@ def users(engine: Engine) -> dict[str, str]:
            for role in Role if role is not Role.MERCHANT},
         "wang": add_user(engine, "wang", Role.MERCHANT, "A1"),
         "zhao": add_user(engine, "zhao", Role.MERCHANT, "A2"),
+        "wang4": add_user(engine, "wang4", Role.MERCHANT, "A4"),  # Wang's other account
     }  # fmt: skip
 
 
@@ -122,15 +124,19 @@ def test_only_the_operations_desk_issues_power_offs(
     )
 
 
-def test_notices_are_listed_with_their_deliveries_and_merchants_see_their_own(
+def test_notices_are_listed_with_their_deliveries_and_merchants_see_their_own(  # noqa: PLR0917
     client: TestClient, users: dict[str, str], service: NoticeService, oa: OaStandin,
-    sms: SmsStandin,
+    sms: SmsStandin, sessions: sessionmaker[Session],
 ) -> None:  # fmt: skip
     issued = client.post("/notices/power-off", json=BODY).json()
     zhao_notice = next(n["id"] for n in issued["notices"] if n["account"] == "A2")
+    with sessions.begin() as session:
+        recharge(session, "PAY-4", "A4", 700, MORNING)
     service.run_once()
-    assert [m.template_id for m in oa.messages] == [TEMPLATES["power_off"]]
-    assert oa.messages[0].data["thing1"]["value"] == "商铺S1、S4"
+    recharged = client.get("/notices", params={"kind": "recharge_credited"}).json()["items"]
+    assert [(n["account"], n["state"]) for n in recharged] == [("A4", "sent")]
+    (power,) = [m for m in oa.messages if m.template_id == TEMPLATES["power_off"]]
+    assert power.touser == "oWang" and power.data["thing1"]["value"] == "商铺S1、S4"
     assert (
         len(sms.messages) == 1
         and "S2因检修将于2026-12-08 09:00至2026-12-08 21:00停电" in sms.messages[0][1]
@@ -146,7 +152,10 @@ def test_notices_are_listed_with_their_deliveries_and_merchants_see_their_own(
 
     wang = bearer(users["wang"])
     mine = client.get("/notices", headers=wang).json()
-    assert [n["account"] for n in mine["items"]] == ["A1"]
+    assert [(n["kind"], n["account"]) for n in mine["items"]] == [("power_off", "A1")]
+    other = client.get("/notices", headers=bearer(users["wang4"])).json()["items"]
+    assert [(n["kind"], n["account"]) for n in other] == [  # the merchant's power-off, its own
+        ("power_off", "A1"), ("recharge_credited", "A4")]  # fmt: skip
     assert client.get("/notices", params={"account": "A2"}, headers=wang).status_code == 403
     assert client.get(f"/notices/{zhao_notice}", headers=wang).status_code == 404
     assert client.get(f"/notices/{zhao_notice}", headers=bearer(users["zhao"])).status_code == 200

@@ -52,9 +52,7 @@ class NoticeDelivery(Base):
     __tablename__ = "notice_deliveries"
     __table_args__ = (Index("notice_deliveries_due", "state", "next_attempt"),)
 
-    notice_id: Mapped[int] = mapped_column(
-        ROW_ID, ForeignKey("notices.id"), primary_key=True
-    )
+    notice_id: Mapped[int] = mapped_column(ROW_ID, ForeignKey("notices.id"), primary_key=True)
     channel: Mapped[str] = mapped_column(String(16), primary_key=True)  # wechat | sms
     recipient: Mapped[str] = mapped_column(String(64))  # openid or phone number
     state: Mapped[str] = mapped_column(String(16))  # cloud.notices.outbox.DeliveryState

@@ -66,6 +66,7 @@ def install_bundle(
 ) -> Installed:
     """Verify `bundle` whole, then install it side by side under `root` and switch to it."""
     started = time.monotonic()
+    root = root.absolute()  # the venv's scripts name their Python by absolute path
     base = root / BASE
     trusted = root / RELEASE_PUB
     check_trusted_key(trusted, release_pub)

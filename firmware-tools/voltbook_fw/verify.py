@@ -55,7 +55,7 @@ def verify_bundle(
             raise BadBundle(f"the bundle lacks {', '.join(missing)}: it is incomplete")
         if extra := sorted(present - listed):
             raise BadBundle(
-                f"the bundle holds {', '.join(extra)}, which the manifest does not list"
+                f"the bundle holds {', '.join(extra)}, not listed in the manifest: refused"
             )
         check_fits(manifest, box)
         for entry in manifest.files:

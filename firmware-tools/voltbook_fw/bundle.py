@@ -72,6 +72,7 @@ def build_bundle(
             copy_fitting_wheels(wheelhouse, wheels_dir, arch, tag)
         wheels = sorted(wheels_dir.glob("*.whl"))
         project_version = check_wheels(wheels, pins, arch, tag)
+        check_closure(wheels_dir, arch, python)
         files = [(f"wheels/{w.name}", w) for w in wheels]
         files += [(f"units/{u.name}", u) for u in units]
         files.sort()
@@ -130,19 +131,37 @@ def runtime_units(folder: Path) -> list[Path]:
     return list(units.values())
 
 
+def target_options(arch: str, python: str) -> list[str]:
+    """pip's options for wheels of another box: binary only, its Python, ABIs and platforms."""
+    tag = platforms.python_tag(python)
+    options = ["--only-binary=:all:", "--python-version", python, "--implementation", "cp"]
+    options += ["--abi", tag, "--abi", "abi3", "--abi", "none"]
+    for platform_tag in platforms.pip_platforms(arch):
+        options += ["--platform", platform_tag]
+    return options
+
+
 def pip_download(
     requirements: Path, into: Path, arch: str, python: str, extra_index_urls: tuple[str, ...]
 ) -> None:
-    tag = platforms.python_tag(python)
-    command = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--no-cache-dir"]
-    command += ["--python-version", python, "--implementation", "cp"]
-    command += ["--abi", tag, "--abi", "abi3", "--abi", "none"]
-    for platform_tag in platforms.pip_platforms(arch):
-        command += ["--platform", platform_tag]
+    command = [sys.executable, "-m", "pip", "download", "--no-cache-dir"]
+    command += target_options(arch, python)
     for url in extra_index_urls:
         command += ["--extra-index-url", url]
     command += ["-d", str(into), "-r", str(requirements)]
     _run(command, f"no {arch} wheel for every package of {requirements.name}")
+
+
+def check_closure(wheels_dir: Path, arch: str, python: str) -> None:
+    """Resolve the wheels among themselves for the box, as its offline install will: a wheel's
+    dependency missing from the bundle stops the build, not the box."""
+    with tempfile.TemporaryDirectory(prefix="voltbook-resolve-") as target:
+        command = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed"]
+        command += ["--no-index", "--find-links", str(wheels_dir), "--target", target]
+        command += target_options(arch, python)
+        command += sorted(str(w) for w in wheels_dir.glob("*.whl"))
+        # The user's pip configuration may add wheel folders; the box will have none.
+        _run(command, f"the {arch} wheels do not install offline", {"PIP_CONFIG_FILE": os.devnull})
 
 
 def pip_wheel_project(project: Path, into: Path) -> None:
@@ -150,12 +169,13 @@ def pip_wheel_project(project: Path, into: Path) -> None:
     _run(command, "the project's wheel could not be built")
 
 
-def _run(command: list[str], what: str) -> None:
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+def _run(command: list[str], what: str, env: dict[str, str] | None = None) -> None:
+    full_env = None if env is None else {**os.environ, **env}
+    result = subprocess.run(command, capture_output=True, text=True, env=full_env, check=False)
     if result.returncode != 0:
         tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-6:])
         raise BuildFailed(
-            f"{what} ({' '.join(command[2:4])} exited {result.returncode}):\n{tail}\n"
+            f"{what} (pip {command[3]} exited {result.returncode}):\n{tail}\n"
             "an armv7l build may need --extra-index-url https://www.piwheels.org/simple, "
             "or wheels built on a Pi in --wheelhouse DIR"
         )

@@ -34,6 +34,17 @@ UNITS_DIR = Path("edge/systemd")
 RUNTIME_UNIT = "voltbook-edge.service"
 UPDATER_UNIT = "voltbook-updater.service"
 FAILED = 2
+# Never part of the project's wheel: checkouts, builds, caches, virtualenvs.
+NOT_SOURCE = (
+    ".git",
+    ".venv",
+    "build",
+    "dist",
+    "*.egg-info",
+    "__pycache__",
+    ".*_cache",
+    ".hypothesis",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,8 +176,13 @@ def check_closure(wheels_dir: Path, arch: str, python: str) -> None:
 
 
 def pip_wheel_project(project: Path, into: Path) -> None:
-    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(into), str(project)]
-    _run(command, "the project's wheel could not be built")
+    """`pip wheel --no-deps` of a clean copy: setuptools leaves `build/` and `*.egg-info` in the
+    tree it builds, and a stale `build/lib` would put deleted modules in the wheel."""
+    with tempfile.TemporaryDirectory(prefix="voltbook-source-") as work:
+        source = Path(work) / "source"
+        shutil.copytree(project, source, ignore=shutil.ignore_patterns(*NOT_SOURCE))
+        command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(into), str(source)]
+        _run(command, "the project's wheel could not be built")
 
 
 def _run(command: list[str], what: str, env: dict[str, str] | None = None) -> None:

@@ -21,11 +21,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from voltbook_fw import platforms
+from voltbook_fw.archive import write_bundle
 from voltbook_fw.bundle import build_bundle, runtime_units
 from voltbook_fw.cli import main
 from voltbook_fw.errors import BadBundle, BuildFailed, WrongBox
 from voltbook_fw.install import install_bundle
-from voltbook_fw.manifest import FileEntry, Manifest, decode
+from voltbook_fw.manifest import FileEntry, Manifest, decode, sign
+from voltbook_fw.verify import Box, verify_bundle
 
 from ledger.chain import NodeKey, load_public_key, public_key_pem
 from tests.voltbook_fw.wheelhouse import ROOT, build_wheelhouse
@@ -430,3 +432,59 @@ def test_release_key_prints_its_public_key_and_never_overwrites(
     assert key_file.stat().st_mode & 0o777 == 0o600
     assert main(["release-key", "--out", str(key_file)]) == 2
     assert NodeKey.from_pem(key_file.read_bytes()).key_id == key.key_id
+
+
+SMALL_FILES = {
+    "units/voltbook-edge.service": b"[Service]\nWatchdogSec=120\n",
+    "wheels/a-1-py3-none-any.whl": bytes(range(256)) * 3,
+}
+
+
+@pytest.fixture(scope="module")
+def small_bundle(tmp_path_factory: pytest.TempPathFactory, release: NodeKey) -> bytes:
+    folder = tmp_path_factory.mktemp("small")
+    files = []
+    for name, data in SMALL_FILES.items():
+        path = folder / name.replace("/", "_")
+        path.write_bytes(data)
+        files.append((name, path))
+    entries = tuple(
+        FileEntry(n, hashlib.sha256(d).hexdigest(), len(d)) for n, d in SMALL_FILES.items()
+    )
+    manifest = Manifest(5, ARCH, platforms.running_python_tag(), "0.1.0", release.key_id, entries)
+    out = folder / "small.tar"
+    write_bundle(out, *sign(manifest, release), files)
+    return out.read_bytes()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_a_bundle_with_any_bytes_changed_is_refused_or_yields_exactly_what_was_signed(
+    small_bundle: bytes,
+    release: NodeKey,
+    tmp_path_factory: pytest.TempPathFactory,
+    data: st.DataObject,
+) -> None:
+    """Tar padding may change unnoticed; what is installed may not."""
+    raw = bytearray(small_bundle)
+    for _ in range(data.draw(st.integers(1, 4))):
+        at = data.draw(st.integers(0, len(raw) - 1))
+        raw[at] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(raw)))
+    if data.draw(st.booleans()):
+        raw = raw[:cut]
+    work = tmp_path_factory.mktemp("mutated")
+    bundle = work / "b.tar"
+    bundle.write_bytes(bytes(raw))
+    staging = work / "staging"
+    staging.mkdir()
+    box = Box(ARCH, platforms.running_python_tag(), installed=0)
+    try:
+        checked = verify_bundle(bundle, release.public_key, box, staging)
+    except BadBundle:
+        return
+    for name, content in SMALL_FILES.items():
+        assert (checked.staging / name).read_bytes() == content
+    assert sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file()) == sorted(
+        SMALL_FILES
+    )

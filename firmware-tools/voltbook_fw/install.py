@@ -62,7 +62,6 @@ def install_bundle(
     release_pub: Ed25519PublicKey,
     *,
     arch: str | None = None,
-    python: str = sys.executable,
 ) -> Installed:
     """Verify `bundle` whole, then install it side by side under `root` and switch to it."""
     started = time.monotonic()
@@ -81,7 +80,7 @@ def install_bundle(
             target = base / "versions" / str(checked.manifest.version)
             try:
                 place(checked, target)
-                make_venv(target, python)
+                make_venv(target)
             except BaseException:
                 shutil.rmtree(target, ignore_errors=True)
                 raise
@@ -142,10 +141,11 @@ def place(checked: VerifiedBundle, target: Path) -> None:
     (target / SIGNATURE).write_bytes(checked.signature)
 
 
-def make_venv(target: Path, python: str) -> None:
+def make_venv(target: Path) -> None:
+    """With the Python running this installer: the one whose tag the bundle was checked for."""
     venv = target / "venv"
     _run(
-        [python, "-m", "venv", str(venv)],
+        [sys.executable, "-m", "venv", str(venv)],
         "making the virtualenv (on Debian: apt install python3-venv)",
     )
     wheels = sorted(str(w) for w in (target / "wheels").glob("*.whl"))

@@ -208,6 +208,7 @@ def test_a_tampered_bundle_is_refused_and_nothing_installed(
     refused(box, bundle, BadBundle, match, arch=ARCH)
 
 
+@pytest.mark.slow  # builds a bundle: pip resolves its wheels, about a second
 def test_a_bundle_signed_by_another_release_key_is_refused(
     wheelhouse: Path, box: Path, tmp_path: Path
 ) -> None:
@@ -292,6 +293,7 @@ def test_manifest_round_trips() -> None:
     assert decode(manifest.encode()) == manifest
 
 
+@pytest.mark.slow  # builds a bundle: pip resolves its wheels, about a second
 def test_the_same_inputs_give_the_same_bundle_bytes(
     make_bundle: Callable[[int], Path], wheelhouse: Path, release: NodeKey, tmp_path: Path
 ) -> None:

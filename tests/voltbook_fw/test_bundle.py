@@ -391,6 +391,7 @@ def test_install_into_a_root_then_run_the_installed_runtime(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # three real installs, ~10 s each, more on a loaded runner
 def test_an_update_keeps_the_previous_version_and_a_lower_one_is_refused(
     make_bundle: Callable[[int], Path], box: Path, release: NodeKey
 ) -> None:

@@ -119,6 +119,12 @@ class World:
             time.sleep(0.02)
         return row
 
+    def wait_for(self, condition: Callable[[], object]) -> None:
+        deadline = time.monotonic() + WAIT_S
+        while not condition():
+            assert time.monotonic() < deadline, "waited in vain"
+            time.sleep(0.02)
+
     def causes(self, out_trade_no: str) -> list[tuple[str | None, str, str]]:
         with self.session() as session:
             return [
@@ -172,7 +178,7 @@ MakeWorld = Callable[..., World]
 
 
 @pytest.fixture
-def make_world(
+def make_world(  # noqa: PLR0917 (fixtures)
     site: Site,  # noqa: F811 (the fixture)
     engine: Engine,
     cloud_key: NodeKey,

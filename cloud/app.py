@@ -57,8 +57,10 @@ from cloud.api import (
     meters,
     moves,
     oplog,
+    payment_refunds,
     receipts,
     recharges,
+    reconciliations,
     refunds,
     registry,
     relays,
@@ -79,6 +81,7 @@ from cloud.errors import (
     TooManyAttempts,
     Unauthorized,
 )
+from cloud.payments.providers import Providers
 from ledger.chain import NodeKey
 from ledger.errors import DecodeError, InvalidValue
 
@@ -115,6 +118,8 @@ ROUTERS = (
     registry,
     site_config,
     reports,
+    payment_refunds,
+    reconciliations,
     health,
 )
 
@@ -146,6 +151,7 @@ def create_app(
     approve_above_fen: int = APPROVE_ABOVE_FEN,
     trusted_proxies: Iterable[str] = (),
     oplog_heads: Path | None = None,
+    providers: Providers | None = None,
 ) -> FastAPI:
     """The API over `engine` (already migrated), signing commands with the cloud's `key`.
 
@@ -154,7 +160,8 @@ def create_app(
     correction above which a second user approves (`[operations]` of cloud.toml);
     `trusted_proxies` are the addresses (or networks) whose `X-Forwarded-For` names the client
     (`cloud.api.guards`); `oplog_heads` is the file of signed operator-log heads
-    `/operator-log/verify` holds the log to (`cloud.people.oplog_heads`).
+    `/operator-log/verify` holds the log to (`cloud.people.oplog_heads`); `providers`, the
+    payment providers `[payments]` configures (None: no online payments).
     """
     app = FastAPI(
         title="Voltbook cloud",
@@ -177,6 +184,7 @@ def create_app(
     app.state.now = now
     app.state.broker_connected = broker_connected
     app.state.approve_above_fen = approve_above_fen
+    app.state.providers = providers
     for module in ROUTERS:
         app.include_router(module.router)
     for error in (CloudError, InvalidValue, DecodeError):

@@ -1,0 +1,103 @@
+"""`/payments/wechat/refund-notify`: WeChat Pay's refund notifications, and the payment refunds
+as staff read them (`cloud.payments.refund_notices`, `cloud.payments.refunds`).
+
+    POST /payments/wechat/refund-notify   WeChat Pay (no token: the signature is the proof);
+                                          204 once what it says is committed (or already was),
+                                          4xx {"error", "detail"} when refused: WeChat retries
+    GET  /payments/refunds/{out_refund_no}  one payment refund (staff)
+
+A refused notice changes nothing but its own `payment_notices` row (and, for a mismatch of
+merchant, refund or amount, an alarm), both committed so an operator sees what came.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from fastapi import APIRouter, Request, Response, status
+from fastapi.responses import JSONResponse
+from pydantic import Field
+
+from cloud.api.auth import allow
+from cloud.api.common import DbSession, Now, Out, StoredTime, answers
+from cloud.api.guards import client_address
+from cloud.db.payments import PaymentNotice
+from cloud.errors import NotFound, PaymentRefused
+from cloud.payments import refund_notices, refunds
+from cloud.payments.providers import Providers
+from cloud.people.auth import STAFF, Principal
+
+router = APIRouter(prefix="/payments", tags=["payments"])
+
+
+def providers_of(request: Request) -> Providers | None:
+    """The providers `[payments]` configured (None: online payments are off)."""
+    providers: Providers | None = getattr(request.app.state, "providers", None)
+    return providers
+
+
+class PaymentRefundOut(Out):
+    out_refund_no: str
+    out_trade_no: str
+    refund: str | None = Field(description="the refund operation it pays, if any")
+    fen: int
+    state: str = Field(description="processing, success, closed or abnormal")
+    reason: str
+    provider_refund_id: str | None
+    created: StoredTime
+    finished: StoredTime | None
+
+
+@router.post(
+    "/wechat/refund-notify",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="WeChat Pay's refund notification (signed; no token)",
+    responses=answers(e422="refused: a signature, time, key or content that fails a check"),
+)
+async def wechat_refund_notify(request: Request, session: DbSession, now: Now) -> Response:
+    body = await request.body()  # the raw bytes: what the signature covers
+    providers = providers_of(request)
+    if providers is None or providers.wechat is None:
+        raise NotFound("WeChat Pay is not configured")
+    wechat = providers.wechat
+    address = client_address(request)
+    try:
+        refund_notices.accept(
+            session, wechat, dict(request.headers), body, now=now, address=address
+        )
+    except PaymentRefused as exc:
+        _refused(session, exc, now, address)
+        return JSONResponse(
+            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+            content={"error": "invalid", "detail": str(exc)},
+        )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _refused(session: DbSession, exc: PaymentRefused, now: dt.datetime, address: str) -> None:
+    session.add(
+        PaymentNotice(
+            provider="wechat",
+            received=now,
+            notice_id=None,
+            out_trade_no=None,
+            verdict="refused",
+            reason=f"refund notice: {exc}"[:2000],
+            address=address[:64],
+        )
+    )
+
+
+@router.get(
+    "/refunds/{out_refund_no}",
+    response_model=PaymentRefundOut,
+    summary="One refund to an original payment",
+    responses=answers(e404="no such payment refund"),
+)
+def get_payment_refund(
+    out_refund_no: Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-|*@]{1,64}$")],
+    who: Annotated[Principal, allow(*STAFF)],
+    session: DbSession,
+) -> PaymentRefundOut:
+    return PaymentRefundOut.model_validate(refunds.get(session, out_refund_no))

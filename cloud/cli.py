@@ -7,6 +7,7 @@
     voltbook-cloud user add NAME --role ROLE [--account A] [--password-file F]
     voltbook-cloud user list | user unlock NAME
     voltbook-cloud oplog verify [--heads FILE] | oplog sign | oplog show [--limit N]
+    voltbook-cloud payments sandbox --dir D [--port P] [--cloud URL] [knobs]
 
 Exit codes: 0 done; 1 `oplog verify` found the log broken (the first broken row is named);
 2 the configuration, the key, the database or a port is unusable, or a user command was
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     _user_commands(commands)
     _oplog_commands(commands)
     _books_commands(commands)
+    _payments_commands(commands)
     return parser
 
 
@@ -242,6 +244,53 @@ def _books_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser
     )
     _config_arguments(verify)
     verify.set_defaults(func=run_books_verify)
+
+
+def _payments_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    payments = commands.add_parser(
+        "payments", help="online payments", description="WeChat Pay and Alipay."
+    )
+    actions = payments.add_subparsers(title="actions", metavar="ACTION", required=True)
+    sandbox = actions.add_parser(
+        "sandbox",
+        help="play WeChat Pay and Alipay on loopback (tests, demo)",
+        description=(
+            "Serve a sandbox of both providers on 127.0.0.1 with keys made at start: WeChat "
+            "Pay v3 orders, query and close; the Alipay gateway; a page /pay/NO where a person "
+            "pays or cancels; notifications on the providers' retry schedules. Writes the "
+            "keys and payments.toml (the [payments] table for cloud.toml) into DIR."
+        ),
+    )
+    sandbox.add_argument("--dir", required=True, type=Path, help="where the keys go (created)")
+    sandbox.add_argument("--port", type=int, default=0, help="port (default: any free one)")
+    sandbox.add_argument(
+        "--cloud", default="http://127.0.0.1:8080", metavar="URL",
+        help="the cloud's URL the notifications go to (default http://127.0.0.1:8080)",
+    )  # fmt: skip
+    sandbox.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help="multiply the retry schedules' waits (0.01: 100 times faster)",
+    )
+    sandbox.add_argument("--duplicates", type=int, default=0, help="extra copies of a notice")
+    sandbox.add_argument("--delay", type=float, default=0.0, help="seconds before a notice")
+    sandbox.add_argument("--drop", action="store_true", help="send no notices (query only)")
+    sandbox.add_argument("--gbk", action="store_true", help="Alipay notices in GBK")
+    sandbox.set_defaults(func=run_payments_sandbox)  # fmt: skip
+
+
+def run_payments_sandbox(args: argparse.Namespace) -> int:
+    from cloud.payments.sandbox.run import run_until_signal
+    from cloud.payments.sandbox.state import Knobs
+
+    knobs = Knobs(time_scale=args.time_scale, duplicates=args.duplicates, delay_s=args.delay,
+                  drop=args.drop, alipay_charset="gbk" if args.gbk else "utf-8")  # fmt: skip
+    try:
+        run_until_signal(args.dir, port=args.port, cloud_url=args.cloud.rstrip("/"), knobs=knobs)
+    except OSError as exc:
+        return _refuse(str(exc))
+    return 0
 
 
 def _config_arguments(parser: argparse.ArgumentParser) -> None:

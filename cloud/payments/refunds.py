@@ -34,9 +34,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cloud.chains.alarms import raise_alarm
-from cloud.db.payments import PaymentOrder, PaymentRefund, PaymentTransition
+from cloud.db.payments import PaymentOrder, PaymentRefund
 from cloud.errors import Conflict, Invalid, NotFound, ProviderUnavailable
 from cloud.payments import money
+from cloud.payments.orders import transition
 from cloud.payments.providers import ALIPAY_SUCCESS, Providers
 from cloud.payments.states import ORDER, OrderEvent, OrderState
 
@@ -130,41 +131,6 @@ def refundable_fen(session: Session, order: PaymentOrder) -> int:
     """What of the order's payment is not refunded, nor being refunded."""
     paid = order.paid_fen if order.paid_fen is not None else order.fen
     return paid - order.refunded_fen - in_flight_fen(session, order.out_trade_no)
-
-
-def transition(
-    session: Session,
-    order: PaymentOrder,
-    event: OrderEvent,
-    *,
-    cause: str,
-    facts: Mapping[str, Any],
-    now: dt.datetime,
-) -> bool:
-    """Move the order along `event` by a conditional update on the state it was read in;
-    False (nothing changed) when another transaction moved it first."""
-    before = order.state
-    after = ORDER.next(before, event).value
-    moved = session.execute(
-        update(PaymentOrder)
-        .where(PaymentOrder.out_trade_no == order.out_trade_no, PaymentOrder.state == before)
-        .values(state=after)
-        .execution_options(synchronize_session=False)
-    ).rowcount  # type: ignore[attr-defined]
-    if moved != 1:
-        return False
-    order.state = after
-    session.add(
-        PaymentTransition(
-            out_trade_no=order.out_trade_no,
-            at=now,
-            from_state=before,
-            to_state=after,
-            cause=cause,
-            facts=dict(facts),
-        )
-    )
-    return True
 
 
 def _opening_event(order: PaymentOrder, reason: str) -> OrderEvent | None:

@@ -23,6 +23,9 @@ preamble, a header row, one row per trade or refund with tab-padded fields, a `#
 the sums) and `<pid>_<YYYYMMDD>_业务明细(汇总).csv`.
 
 Times are Beijing time; a bill holds the trades paid and the refunds that succeeded that day.
+`routes` serves them (a part of the sandbox app): `bill_date` in the future, or a malformed
+one, is refused; a day with nothing on it is WeChat's `NO_STATEMENT_EXIST` and Alipay's
+`isp.bill_not_exist`, as the providers answer.
 """
 
 from __future__ import annotations
@@ -30,11 +33,21 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
+import secrets
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from cloud.payments import money
+from cloud.payments.sandbox.state import PAID
+from cloud.payments.sandbox.wechat import WechatError, _authorised, signed
+
+if TYPE_CHECKING:
+    from cloud.payments.sandbox.app import Sandbox
 
 BEIJING = dt.timezone(dt.timedelta(hours=8))
 FEE_RATE_PPM = 6000  # 0.60 %, the sandbox's service fee (only printed)
@@ -398,3 +411,113 @@ def alipay_bill_zip(
         archive.writestr(f"{stem}_业务明细.csv", "\r\n".join(detail).encode("gbk"))
         archive.writestr(f"{stem}_业务明细(汇总).csv", "\r\n".join(summary).encode("gbk"))
     return out.getvalue()
+
+
+# -- the sandbox part -----------------------------------------------------------------------------
+def day_records(sandbox: Sandbox, provider: str) -> tuple[list[BillTrade], list[BillRefund]]:
+    """Every payment the sandbox took for `provider`, and every refund that succeeded."""
+    with sandbox.state.lock:
+        trades = [
+            BillTrade(o.out_trade_no, o.transaction_id, o.fen, o.paid_at, o.payer,
+                      {"jsapi": "JSAPI", "native": "NATIVE", "h5": "MWEB"}.get(o.channel, ""))
+            for o in sandbox.state.orders.values()
+            if o.provider == provider and o.state == PAID and o.paid_at is not None
+        ]  # fmt: skip
+        desk = getattr(sandbox.app.state, "refund_desk", None)
+        refunds: list[BillRefund] = [] if desk is None else desk.bill_refunds(provider)
+    return trades, refunds
+
+
+def _bill_day(text: object, today: dt.date) -> dt.date | None:
+    try:
+        day = dt.date.fromisoformat(str(text))
+    except ValueError:
+        return None
+    return day if len(str(text)) == 10 and day <= today else None
+
+
+def routes(sandbox: Sandbox) -> APIRouter:
+    files: dict[str, bytes] = {}  # download token → the file
+    router = APIRouter(tags=["bills"])
+
+    def store(data: bytes) -> str:
+        token = secrets.token_urlsafe(16)
+        with sandbox.state.lock:
+            files[token] = data
+        return token
+
+    def wechat_bill(kind: str, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        today = sandbox.now().astimezone(BEIJING).date()
+        day = _bill_day(query.get("bill_date"), today)
+        if day is None:
+            raise WechatError(400, "PARAM_ERROR", "bill_date is a past day, YYYY-MM-DD")
+        trades, refunds = day_records(sandbox, "wechat")
+        if not any(on_day(day, t.paid_at) for t in trades) and not any(
+            on_day(day, r.succeeded_at) for r in refunds
+        ):
+            raise WechatError(400, "NO_STATEMENT_EXIST", "该日期无账单")
+        if kind == "trade":
+            data = wechat_trade_bill(day, trades, refunds, appid=sandbox.keys.appid,
+                                     mchid=sandbox.keys.mchid)  # fmt: skip
+        else:
+            data = wechat_fundflow_bill(day, trades, refunds, opening_fen=0)
+        url = f"{sandbox.base_url}/v3/billdownload/file?token={store(data)}"
+        return 200, {"download_url": url, "hash_type": "SHA1", "hash_value": sha1_hex(data)}
+
+    async def answer(request: Request, kind: str) -> Response:
+        body = await request.body()
+        try:
+            _authorised(sandbox, request, body)
+            status, content = await run_in_threadpool(wechat_bill, kind, dict(request.query_params))
+        except WechatError as exc:
+            return signed(sandbox, exc.status, {"code": exc.code, "message": exc.message})
+        return signed(sandbox, status, content)
+
+    @router.get("/v3/bill/tradebill")
+    async def tradebill(request: Request) -> Response:
+        return await answer(request, "trade")
+
+    @router.get("/v3/bill/fundflowbill")
+    async def fundflowbill(request: Request) -> Response:
+        return await answer(request, "fundflow")
+
+    @router.get("/v3/billdownload/file")
+    async def download(request: Request) -> Response:
+        try:
+            _authorised(sandbox, request, b"")
+        except WechatError as exc:
+            return signed(sandbox, exc.status, {"code": exc.code, "message": exc.message})
+        data = files.get(request.query_params.get("token", ""))
+        if data is None:
+            return signed(sandbox, 404, {"code": "RESOURCE_NOT_EXISTS", "message": "no file"})
+        return Response(data, media_type="text/plain; charset=utf-8")
+
+    def alipay_bill(
+        sandbox: Sandbox, params: dict[str, str], biz: dict[str, Any]
+    ) -> dict[str, Any]:
+        today = sandbox.now().astimezone(BEIJING).date()
+        day = _bill_day(biz.get("bill_date"), today)
+        if biz.get("bill_type") != "trade" or day is None:
+            return {"code": "40004", "msg": "Business Failed", "sub_code": "isp.bill_type_error",
+                    "sub_msg": "bill_type trade and a past bill_date, YYYY-MM-DD"}  # fmt: skip
+        trades, refunds = day_records(sandbox, "alipay")
+        if not any(on_day(day, t.paid_at) for t in trades) and not any(
+            on_day(day, r.succeeded_at) for r in refunds
+        ):
+            return {"code": "40004", "msg": "Business Failed", "sub_code": "isp.bill_not_exist",
+                    "sub_msg": "账单不存在"}  # fmt: skip
+        data = alipay_bill_zip(day, trades, refunds, pid=sandbox.keys.seller_id[:12],
+                               exported=sandbox.now())  # fmt: skip
+        url = f"{sandbox.base_url}/alipay/bills/{store(data)}.zip"
+        return {"code": "10000", "msg": "Success", "bill_download_url": url}
+
+    sandbox.alipay_methods["alipay.data.dataservice.bill.downloadurl.query"] = alipay_bill
+
+    @router.get("/alipay/bills/{name}")
+    def alipay_file(name: str) -> Response:
+        data = files.get(name.removesuffix(".zip"))
+        if data is None:
+            return Response(b"not found", status_code=404)
+        return Response(data, media_type="application/zip")
+
+    return router

@@ -15,6 +15,7 @@ when it raises. Our errors become HTTP statuses here, in one place:
 | a body over `guards.MAX_BODY`                             | 413    | `too_large`        |
 | a value the database cannot hold (NUL)                    | 422    | `invalid`          |
 | the database unreachable                                  | 503    | `unavailable`      |
+| a payment provider unreachable or unverifiable            | 502    | `provider_unavailable` |
 | no valid token (`Unauthorized`)                           | 401    | `unauthorized`     |
 | a role (or merchant) not allowed                          | 403    | `forbidden`        |
 | logins throttled from one address                         | 429    | `too_many_attempts` |
@@ -58,6 +59,7 @@ from cloud.api import (
     moves,
     oplog,
     payment_refunds,
+    payments,
     receipts,
     recharges,
     reconciliations,
@@ -77,6 +79,7 @@ from cloud.errors import (
     Forbidden,
     Invalid,
     NotFound,
+    ProviderUnavailable,
     Quarantined,
     TooManyAttempts,
     Unauthorized,
@@ -107,6 +110,7 @@ ROUTERS = (
     meters,
     ledger,
     recharges,
+    payments,
     corrections,
     refunds,
     meter_swaps,
@@ -134,6 +138,7 @@ STATUS_OF: tuple[tuple[type[Exception], int, str], ...] = (
     (Invalid, status.HTTP_422_UNPROCESSABLE_CONTENT, "invalid"),
     (InvalidValue, status.HTTP_422_UNPROCESSABLE_CONTENT, "invalid"),
     (DecodeError, status.HTTP_422_UNPROCESSABLE_CONTENT, "invalid"),
+    (ProviderUnavailable, status.HTTP_502_BAD_GATEWAY, "provider_unavailable"),
     (CloudError, status.HTTP_400_BAD_REQUEST, "refused"),
 )
 
@@ -161,7 +166,7 @@ def create_app(
     `trusted_proxies` are the addresses (or networks) whose `X-Forwarded-For` names the client
     (`cloud.api.guards`); `oplog_heads` is the file of signed operator-log heads
     `/operator-log/verify` holds the log to (`cloud.people.oplog_heads`); `providers`, the
-    payment providers `[payments]` configures (None: no online payments).
+    payment providers `[payments]` configures (None: online payments are not offered).
     """
     app = FastAPI(
         title="Voltbook cloud",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,14 @@ class ProviderRefused(Conflict):
     def __init__(self, provider: str, code: str, detail: str) -> None:
         super().__init__(f"{provider} refused: {code} {detail}".strip())
         self.provider, self.code = provider, code
+
+
+class Mismatch(PaymentRefused):
+    """A verified message about one of our orders that does not match it (amount, currency,
+    merchant, another transaction): never credited, always a `payment_mismatch` alarm."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("mismatch", detail)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,8 +196,9 @@ def query(providers: Providers, row: PaymentOrder) -> Trade:
     if answer_.get("code") != "10000":
         raise ProviderRefused("Alipay", str(answer_.get("sub_code", answer_.get("code", ""))),
                               str(answer_.get("sub_msg", "")))  # fmt: skip
-    client_ = alipay(providers)
-    return alipay_trade(answer_, client_.settings.app_id, client_.settings.seller_id)
+    # the answer carries Alipay's signature over our own call: it is about our app
+    settings = alipay(providers).settings
+    return alipay_trade(answer_, settings.app_id, settings.seller_id)
 
 
 def _unknown(row: PaymentOrder) -> Trade:
@@ -206,7 +216,7 @@ def wechat_trade(content: dict[str, Any]) -> Trade:
     if not isinstance(out_trade_no, str) or state not in WECHAT_TRADE:
         raise PaymentRefused("malformed", "a transaction has out_trade_no and a trade_state")
     if type(total) is not int or currency != "CNY":
-        raise PaymentRefused("mismatch", f"amount {amount!r} is not a whole number of fen in CNY")
+        raise Mismatch(f"amount {str(amount)[:80]} is not a whole number of fen in CNY")
     status = WECHAT_TRADE[str(state)]
     if status == PAID and not (isinstance(transaction_id, str) and 0 < len(transaction_id) <= 64):
         raise PaymentRefused("malformed", "a paid transaction has a transaction_id")
@@ -218,9 +228,9 @@ def wechat_trade(content: dict[str, Any]) -> Trade:
     )  # fmt: skip
 
 
-def alipay_trade(content: dict[str, Any], app_id: str, seller_id: str | None) -> Trade:
-    """An Alipay trade (a query's answer: `app_id` ours, `seller_id` None; or a notice's
-    form with both as it says)."""
+def alipay_trade(content: Mapping[str, Any], app_id: str, seller_id: str) -> Trade:
+    """An Alipay trade: a query's answer (`app_id` and `seller_id` ours: the call was) or a
+    notice's form (both as it says)."""
     status_word = content.get("trade_status")
     out_trade_no, trade_no = content.get("out_trade_no"), content.get("trade_no")
     if not isinstance(out_trade_no, str) or status_word not in ALIPAY_TRADE:
@@ -228,14 +238,14 @@ def alipay_trade(content: dict[str, Any], app_id: str, seller_id: str | None) ->
     try:
         fen = money.fen_of(content.get("total_amount"))
     except Invalid as exc:
-        raise PaymentRefused("mismatch", str(exc)) from None
+        raise Mismatch(str(exc)) from None
     status = ALIPAY_TRADE[str(status_word)]
     if status == PAID and not (isinstance(trade_no, str) and 0 < len(trade_no) <= 64):
         raise PaymentRefused("malformed", "a paid trade has a trade_no")
     paid_at = _time(content.get("gmt_payment") or content.get("send_pay_date"))
     return Trade(
         "alipay", out_trade_no, status, fen, trade_no if status == PAID else None, paid_at,
-        (app_id, seller_id if seller_id is not None else ""),
+        (app_id, seller_id),
         {"provider_state": status_word, "trade_no": trade_no},
     )  # fmt: skip
 

@@ -31,7 +31,7 @@ from cloud.db.payments import PaymentOrder
 from cloud.errors import CloudError, PaymentRefused
 from cloud.operations import recharges, records
 from cloud.payments import gateways, orders
-from cloud.payments.gateways import Trade
+from cloud.payments.gateways import Mismatch, Trade
 from cloud.payments.providers import Providers
 from cloud.payments.states import OrderEvent, OrderState
 from cloud.people import oplog
@@ -40,14 +40,7 @@ from ledger.chain import NodeKey
 ACCEPTED, DUPLICATE = "accepted", "duplicate"
 OPERATOR = {"wechat": "wechat-pay", "alipay": "alipay"}  # who books a paid order's recharge
 ALARM_NODE = "cloud"
-
-
-class Mismatch(PaymentRefused):
-    """A verified message about one of our orders that does not match it: never credited,
-    always an alarm."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__("mismatch", detail)
+__all__ = ["ACCEPTED", "DUPLICATE", "Mismatch", "check", "credit", "settle_trade"]
 
 
 def merchant(providers: Providers, provider: str) -> tuple[str, str]:

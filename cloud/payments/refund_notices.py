@@ -10,13 +10,16 @@ APIv3 key; then the refund must be ours: mchid, out_refund_no, its order and its
 
 A notice is answered (204) only after what it says is in the transaction the route commits;
 the same notice again, or a concurrent twin, answers 204 and changes nothing more
-(`refunds.finish` is a conditional update). A notice that fails a check is `PaymentRefused`:
-nothing changes; a mismatch of merchant, order or amount also raises an alarm.
+(`refunds.finish` is a conditional update). A notice that fails a check is answered as WeChat
+Pay reads a refusal, 401 `{"code": "FAIL", "message"}` (it retries), like the payment notices
+(`cloud.payments.notices`): nothing changes but its `payment_notices` row, and a mismatch of
+merchant, order or amount also raises a `payment_mismatch` alarm.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -107,7 +110,7 @@ def accept(
         raise_alarm(
             session,
             None,
-            "payment_notice_mismatch",
+            "payment_mismatch",
             now,
             f"refund notice {notice.notice_id} for {notice.out_refund_no}: {problem}",
         )
@@ -144,3 +147,26 @@ def _mismatch(notice: RefundNotice, row: PaymentRefund | None, mchid: str) -> st
     if row.fen != notice.refund_fen:
         return f"it refunds {notice.refund_fen} fen, ours {row.fen}"
     return ""
+
+
+def handle(
+    session: Session,
+    wechat: WechatPay,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    now: dt.datetime,
+    address: str = "",
+) -> tuple[int, bytes]:
+    """The answer to a posted refund notice: (204, b"") when taken (or already), else 401
+    and WeChat's FAIL body, the refusal recorded."""
+    try:
+        accept(session, wechat, headers, body, now=now, address=address)
+    except PaymentRefused as exc:
+        reason = f"refund notice: {exc}"[:500]
+        session.add(PaymentNotice(provider="wechat", received=now, notice_id=None,
+                                  out_trade_no=None, verdict="refused", reason=reason,
+                                  address=address[:64]))  # fmt: skip
+        message = json.dumps({"code": "FAIL", "message": str(exc)[:200]}, ensure_ascii=False)
+        return 401, message.encode()
+    return 204, b""

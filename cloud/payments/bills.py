@@ -21,8 +21,10 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import struct
 import urllib.parse
 import zipfile
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -264,7 +266,7 @@ def _members(data: bytes) -> dict[str, bytes]:
                     content = member.read(MAX_BILL_BYTES + 1)
                 if len(content) > MAX_BILL_BYTES:
                     raise _refuse("a file in the zip unpacks too large")
-                out[info.filename] = content
+                out[_member_name(info)] = content
             return out
     except PaymentRefused:
         raise
@@ -278,8 +280,20 @@ def _members(data: bytes) -> dict[str, bytes]:
         RuntimeError,
         KeyError,
         IndexError,
+        zlib.error,
+        struct.error,
     ) as exc:
         raise _refuse(f"not a zip we can read ({type(exc).__name__})") from None
+
+
+def _member_name(info: zipfile.ZipInfo) -> str:
+    """A member's name; Alipay's are GBK without the zip's UTF-8 flag (read as cp437)."""
+    if info.flag_bits & 0x800:
+        return info.filename
+    try:
+        return info.filename.encode("cp437").decode("gbk")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return info.filename
 
 
 def _gbk(content: bytes) -> str:

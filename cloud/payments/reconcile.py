@@ -135,7 +135,7 @@ def compare(
                 line.fen,
                 f"our order is {order.state}",
             )
-        elif order.credited_fen is not None and order.credited_fen != line.fen:
+        elif order.credited_fen not in {None, line.fen} and order.paid_fen == line.fen:
             add("amount_mismatch", line.out_trade_no, "", order.credited_fen, line.fen, "credited")
     for order in orders.values():
         if order.provider != provider or order.out_trade_no in billed:
@@ -250,9 +250,7 @@ def our_facts(
                         (RechargeStatus.PENDING.value, RechargeStatus.POSTED.value)
                     ),
                 )
-            )
-            .tuples()
-            .all()
+            ).all()
         )
     orders = {
         no: OurOrder(
@@ -307,9 +305,7 @@ def _providers_of(session: Session, numbers: set[str]) -> dict[str, str]:
                 select(PaymentOrder.out_trade_no, PaymentOrder.provider).where(
                     PaymentOrder.out_trade_no.in_(chunk)
                 )
-            )
-            .tuples()
-            .all()
+            ).all()
         )
     return out
 

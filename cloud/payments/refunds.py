@@ -350,6 +350,24 @@ def finish(
     return True
 
 
+def refund_rest(
+    session: Session, providers: Providers, order: PaymentOrder, *, reason: str, now: dt.datetime
+) -> PaymentRefund | None:
+    """An automatic refund (`late_payment`, `recharge_refused`): all of the order's payment not
+    yet refunded, under a number fixed by the reason and the order, so a second call is the
+    same refund. None when nothing is left to send back."""
+    number = refund_number(reason, order.out_trade_no)
+    existing = session.get(PaymentRefund, number)
+    if existing is not None:
+        fen = existing.fen
+    else:
+        fen = refundable_fen(session, order)
+        if fen <= 0:
+            return None
+    return start(session, providers, out_trade_no=order.out_trade_no, fen=fen,
+                 out_refund_no=number, reason=reason, now=now)  # fmt: skip
+
+
 # -- the periodic check ---------------------------------------------------------------------------
 def query(providers: Providers, order: PaymentOrder, row: PaymentRefund) -> RefundState | None:
     """What the provider says of the refund now; None: it does not know the number (never

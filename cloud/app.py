@@ -58,9 +58,11 @@ from cloud.api import (
     meters,
     moves,
     oplog,
+    payment_refunds,
     payments,
     receipts,
     recharges,
+    reconciliations,
     refunds,
     registry,
     relays,
@@ -120,6 +122,8 @@ ROUTERS = (
     registry,
     site_config,
     reports,
+    payment_refunds,
+    reconciliations,
     health,
 )
 

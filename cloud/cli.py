@@ -8,8 +8,10 @@
     voltbook-cloud user list | user unlock NAME
     voltbook-cloud oplog verify [--heads FILE] | oplog sign | oplog show [--limit N]
     voltbook-cloud payments sandbox --dir D [--port P] [--cloud URL] [knobs]
+    voltbook-cloud payments reconcile --day YYYY-MM-DD [--config FILE]
 
-Exit codes: 0 done; 1 `oplog verify` found the log broken (the first broken row is named);
+Exit codes: 0 done; 1 `oplog verify` found the log broken (the first broken row is named), or
+`payments reconcile` found differences;
 2 the configuration, the key, the database or a port is unusable, or a user command was
 refused (the message says which file and what is wrong; nothing was started or changed).
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -278,6 +281,19 @@ def _payments_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     sandbox.add_argument("--drop", action="store_true", help="send no notices (query only)")
     sandbox.add_argument("--gbk", action="store_true", help="Alipay notices in GBK")
     sandbox.set_defaults(func=run_payments_sandbox)  # fmt: skip
+    reconcile = actions.add_parser(
+        "reconcile",
+        help="match a day's bills against the orders and the ledger",
+        description=(
+            "Download both providers' trade bills of DAY (Beijing time), match them against "
+            "the payment orders, refunds and recharges, and store the day's reconciliation "
+            "(every difference is also an alarm). Exit 1 when there are differences."
+        ),
+    )
+    reconcile.add_argument("--day", required=True, type=dt.date.fromisoformat,
+                           metavar="YYYY-MM-DD", help="the day (Beijing time)")  # fmt: skip
+    _config_arguments(reconcile)
+    reconcile.set_defaults(func=run_payments_reconcile)
 
 
 def run_payments_sandbox(args: argparse.Namespace) -> int:
@@ -291,6 +307,42 @@ def run_payments_sandbox(args: argparse.Namespace) -> int:
     except OSError as exc:
         return _refuse(str(exc))
     return 0
+
+
+def run_payments_reconcile(args: argparse.Namespace) -> int:
+    from cloud.config import load_config
+    from cloud.errors import CloudError
+    from cloud.payments import reconcile
+    from cloud.payments.providers import Providers
+
+    try:
+        config = load_config(args.config, args.data_dir)
+        if config.payments is None:
+            return _refuse("online payments are not configured ([payments] in cloud.toml)")
+        providers = Providers.load(config.payments, _utc_now)
+        try:
+            with _database(args) as session:
+                row = reconcile.reconcile(session, providers, args.day, _utc_now())
+                rows, totals = list(row.rows), dict(row.totals)
+        finally:
+            providers.close()
+    except (CloudError, OSError, ValueError) as exc:
+        return _refuse(str(exc))
+    for provider, figures in sorted(totals.items()):
+        bill = (figures["bill_count"], figures["bill_paid_fen"], figures["bill_refunded_fen"])
+        ours = (figures["count"], figures["paid_fen"], figures["refunded_fen"])
+        print(f"{provider}: bill {bill[0]} paid {bill[1]} fen, refunded {bill[2]} fen; "
+              f"ours {ours[0]} paid {ours[1]} fen, refunded {ours[2]} fen")  # fmt: skip
+    for difference in rows:
+        print(f"DIFFERENCE {difference['provider']} {difference['kind']} "
+              f"{difference['out_trade_no']} {difference['out_refund_no']}: "
+              f"{difference['detail']}")  # fmt: skip
+    print(f"{args.day}: {'clean' if not rows else f'{len(rows)} differences'}")
+    return 1 if rows else 0
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 def _config_arguments(parser: argparse.ArgumentParser) -> None:

@@ -56,6 +56,7 @@ from cloud.config import CloudConfig
 from cloud.db.engine import make_engine, session_factory, upgrade
 from cloud.errors import CloudError
 from cloud.ingest.worker import IngestWorker
+from cloud.payments.daily import RefundRounds
 from cloud.payments.providers import Providers
 from cloud.payments.sweeper import SWEEP_EVERY_S, Sweeper
 from cloud.people import oplog_heads
@@ -235,7 +236,8 @@ def _start_payments(
     now: Callable[[], dt.datetime],
 ) -> Providers | None:
     """The payment providers `[payments]` configures, and the sweeper that settles what no
-    notification did, every `SWEEP_EVERY_S` (`cloud.payments.sweeper`). None: no payments."""
+    notification did, every `SWEEP_EVERY_S` (`cloud.payments.sweeper`), with the refunds'
+    check and the daily reconciliation (`cloud.payments.daily`). None: no payments."""
     if config.payments is None:
         return None
     try:
@@ -244,12 +246,14 @@ def _start_payments(
         raise StartFailed(f"the [payments] keys cannot be used: {exc}") from exc
     stack.callback(providers.close)
     sweeper = Sweeper(session_factory(engine), providers, key, now)
+    rounds = RefundRounds(session_factory(engine), providers, now)  # refunds, daily bills
     stop = threading.Event()
 
     def run() -> None:
         while not stop.wait(SWEEP_EVERY_S):
             try:
                 sweeper.sweep()
+                rounds.round()
             except SQLAlchemyError:  # one order's trouble is caught inside; this is the database
                 log.exception("the payment sweeper's round failed")
 

@@ -27,7 +27,7 @@ from typing import Any, Self
 import uvicorn
 from fastapi import APIRouter, FastAPI
 
-from cloud.payments.sandbox import alipay, pages, wechat
+from cloud.payments.sandbox import alipay, bills, pages, refunds, wechat
 from cloud.payments.sandbox.keys import SandboxKeys
 from cloud.payments.sandbox.notifier import Notifier
 from cloud.payments.sandbox.state import (
@@ -143,7 +143,13 @@ class Sandbox:
         self.notifier.stop()
 
 
-PARTS: tuple[Callable[[Sandbox], APIRouter], ...] = (wechat.routes, alipay.routes, pages.routes)
+PARTS: tuple[Callable[[Sandbox], APIRouter], ...] = (
+    wechat.routes,
+    alipay.routes,
+    pages.routes,
+    refunds.routes,
+    bills.routes,
+)
 
 
 def create_sandbox(

@@ -142,6 +142,17 @@ for _kind, _writers in {
         ("DELETE", f"/registry/{_kind}/{{key}}"): _writers,
     }
 
+# Refunds to the original payment and the daily reconciliation (`cloud/api/payment_refunds.py`,
+# `cloud/api/reconciliations.py`): WeChat Pay's refund notices are signed, not logged in;
+# only finance signs a day off.
+EXPECTED |= {
+    ("POST", "/payments/wechat/refund-notify"): PUBLIC,
+    ("GET", "/payments/refunds/{out_refund_no}"): STAFF,
+    ("GET", "/payments/reconciliations"): STAFF,
+    ("GET", "/payments/reconciliations/{day}"): STAFF,
+    ("POST", "/payments/reconciliations/{day}/sign-off"): frozenset({Role.FINANCE}),
+}
+
 # What to put in a path: the merchant's own account (isolation is tested on its own), a user
 # no request here logs in as, ids that may not exist (404 is an allowed answer).
 PATH_VALUES = {
@@ -151,6 +162,8 @@ PATH_VALUES = {
     "payment": "P-none",
     "command_id": "0" * 32,
     "out_trade_no": "VB-none",
+    "day": "2026-11-23",
+    "out_refund_no": "RF-none",
 }
 NEW_KEY = "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29"
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
@@ -169,6 +182,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("POST", "/relays"): {"meters": ["000000000001"], "action": "trip"},
     ("POST", "/alarms/{alarm_id}/acknowledge"): {"note": "seen on site"},
+    ("POST", "/payments/reconciliations/{day}/sign-off"): {"note": "checked"},
 }
 METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
 

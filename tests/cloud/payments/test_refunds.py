@@ -16,7 +16,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine, func, select
 
-from cloud.db.payments import PaymentNotice, PaymentRefund, PaymentTransition
+from cloud.db.payments import PaymentNotice, PaymentOrder, PaymentRefund, PaymentTransition
 from cloud.errors import Conflict
 from cloud.payments import refunds
 from cloud.payments.refunds import RefundState
@@ -240,7 +240,7 @@ def test_a_refund_the_provider_never_got_is_sent_again_by_the_check(
 def test_an_unpaid_order_is_not_refunded(world: World) -> None:
     no = world.paid_order("wechat", 1_000, state="created", credited=False)
     with world.sessions.begin() as session:
-        order = session.get(refunds.PaymentOrder, no)
+        order = session.get(PaymentOrder, no)
         assert order is not None
         order.paid_fen = None
     with pytest.raises(Conflict, match="only a paid order"):

@@ -262,3 +262,18 @@ def test_late_payment_and_refused_recharge_open_the_refund(world: World) -> None
     assert refunds.RefundState.SUCCESS is RefundState("success")
     assert world.order(refused).state == "refunded"
     assert dt.timedelta(0) <= world.clock() - world.order(refused).created
+
+
+def test_concurrent_starts_of_one_number_make_one_refund(world: World) -> None:
+    no = world.paid_order("wechat", 5_000)
+
+    def one(_: int) -> str:
+        return start(world, no, 1_000, "RF-T-1").out_refund_no
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(one, range(8))) == {"RF-T-1"}
+    assert [r.out_refund_no for r in world.desk.refunds.values()] == ["RF-T-1"]
+    with world.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(PaymentRefund)) == 1
+    wait_for(lambda: world.order(no).refunded_fen == 1_000)
+    assert world.alarms("payment_refund_failed") == []

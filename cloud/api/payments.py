@@ -217,11 +217,28 @@ def _answer(answer: notices.NoticeAnswer) -> Response:
     return Response(answer.body, status_code=answer.status, media_type=answer.media_type)
 
 
-NOTICE_DOC = answers(e401="refused: the signature, the key, the timestamp or the content")
+WECHAT_FAIL = {
+    "type": "object",
+    "properties": {"code": {"type": "string", "enum": ["FAIL"]}, "message": {"type": "string"}},
+    "required": ["code", "message"],
+}
+WECHAT_DOC: dict[int | str, dict[str, Any]] = {
+    204: {"description": "taken (credited, or a duplicate): WeChat Pay stops sending it"},
+    401: {
+        "description": "refused: the signature, the key, the timestamp or the content",
+        "content": {"application/json": {"schema": WECHAT_FAIL}},
+    },
+}
+ALIPAY_DOC: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "`success` (taken) or `fail` (refused: Alipay sends it again)",
+        "content": {"text/plain": {"schema": {"type": "string", "enum": ["success", "fail"]}}},
+    },
+}
 
 
 @router.post("/wechat/notify", summary="WeChat Pay's notifications", status_code=204,
-             response_class=Response, responses=NOTICE_DOC)  # fmt: skip
+             response_class=Response, responses=WECHAT_DOC)  # fmt: skip
 async def wechat_notify(request: Request, session: DbSession, key: CloudKey, now: Now) -> Response:
     body = await request.body()  # the raw bytes the signature is over, never re-serialised
     answer = await run_in_threadpool(
@@ -232,7 +249,7 @@ async def wechat_notify(request: Request, session: DbSession, key: CloudKey, now
 
 
 @router.post("/alipay/notify", summary="Alipay's notifications (answers success or fail)",
-             response_class=Response)  # fmt: skip
+             response_class=Response, responses=ALIPAY_DOC)  # fmt: skip
 async def alipay_notify(request: Request, session: DbSession, key: CloudKey, now: Now) -> Response:
     body = await request.body()
     answer = await run_in_threadpool(

@@ -44,6 +44,19 @@ LOOPBACK = "127.0.0.1"
 START_TIMEOUT_S = 10.0
 
 
+def expiry(order: SandboxOrder) -> dt.datetime | None:
+    """An order's `time_expire` (WeChat RFC 3339, Alipay `yyyy-MM-dd HH:mm:ss` Beijing)."""
+    try:
+        if "T" in order.time_expire:
+            return dt.datetime.fromisoformat(order.time_expire)
+        if order.time_expire:
+            local = dt.datetime.strptime(order.time_expire, "%Y-%m-%d %H:%M:%S")
+            return local.replace(tzinfo=dt.timezone(dt.timedelta(hours=8)))
+    except ValueError:
+        return None
+    return None
+
+
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -85,6 +98,10 @@ class Sandbox:
             if order.state == CLOSED and not even_closed:
                 raise SandboxRefused(f"order {out_trade_no} is closed")
             now = self.now()
+            expires = expiry(order)
+            if expires is not None and now > expires and not even_closed:
+                order.state = CLOSED  # the providers close an order at its time_expire
+                raise SandboxRefused(f"order {out_trade_no} expired at {order.time_expire}")
             order.state = PAID
             order.paid_at = now
             order.transaction_id = transaction_id(order.provider, now)

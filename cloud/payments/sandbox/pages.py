@@ -2,12 +2,14 @@
 wap page opens), in Simplified Chinese, two buttons: 确认支付 (pay) and 取消 (walk away).
 
 Paying marks the order paid and sends the notification (`Sandbox.pay`); both buttons then send
-the browser to the order's return_url when it has one (Alipay's wap), or to a result page.
+the browser to the order's return_url (Alipay's wap) or the H5 link's `redirect_url` (WeChat),
+or to a result page. An order past its `time_expire` cannot be paid (the providers close it).
 """
 
 from __future__ import annotations
 
 import html
+import urllib.parse
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter
@@ -36,8 +38,13 @@ def _page(title: str, content: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(PAGE.format(title=html.escape(title), content=content), status)
 
 
-def _order_page(order: SandboxOrder) -> HTMLResponse:
+def _order_page(order: SandboxOrder, redirect_url: str | None) -> HTMLResponse:
     no = html.escape(order.out_trade_no)
+    back = (
+        ""
+        if not redirect_url
+        else "?" + html.escape(urllib.parse.urlencode({"redirect_url": redirect_url}))
+    )
     facts = (
         f"<p>{html.escape(order.description)}</p>"
         f'<p class="amount" id="amount">¥{money.yuan(order.fen)}</p>'
@@ -47,16 +54,18 @@ def _order_page(order: SandboxOrder) -> HTMLResponse:
     if order.state != WAITING:
         return _page(PROVIDER_NAME[order.provider], facts)
     buttons = (
-        f'<form method="post" action="/pay/{no}/confirm"><button class="pay" id="pay">'
+        f'<form method="post" action="/pay/{no}/confirm{back}"><button class="pay" id="pay">'
         "确认支付</button></form>"
-        f'<form method="post" action="/pay/{no}/cancel"><button id="cancel">取消</button></form>'
+        f'<form method="post" action="/pay/{no}/cancel{back}">'
+        '<button id="cancel">取消</button></form>'
     )
     return _page(PROVIDER_NAME[order.provider], facts + buttons)
 
 
-def _after(order: SandboxOrder, said: str) -> Response:
-    if order.return_url:
-        return RedirectResponse(order.return_url, status_code=303)
+def _after(order: SandboxOrder, said: str, redirect_url: str | None) -> Response:
+    back = order.return_url or redirect_url  # Alipay's return_url; WeChat H5's redirect_url
+    if back and back.startswith(("http://", "https://")):
+        return RedirectResponse(back, status_code=303)
     return _page(PROVIDER_NAME[order.provider], f'<p id="result">{said}</p>')
 
 
@@ -64,27 +73,27 @@ def routes(sandbox: Sandbox) -> APIRouter:
     router = APIRouter(prefix="/pay", tags=["page"])
 
     @router.get("/{out_trade_no}", response_class=HTMLResponse)
-    def show(out_trade_no: str) -> HTMLResponse:
+    def show(out_trade_no: str, redirect_url: str | None = None) -> HTMLResponse:
         order = sandbox.state.order(out_trade_no)
         if order is None:
             return _page("订单不存在", "<p>没有这个订单。</p>", 404)
         with sandbox.state.lock:
-            return _order_page(order)
+            return _order_page(order, redirect_url)
 
     @router.post("/{out_trade_no}/confirm", response_model=None)
-    def confirm(out_trade_no: str) -> Response:
+    def confirm(out_trade_no: str, redirect_url: str | None = None) -> Response:
         try:
             order = sandbox.pay(out_trade_no)
         except SandboxRefused as exc:
             return _page("无法支付", f"<p>{html.escape(str(exc))}</p>", 409)
-        return _after(order, "支付成功")
+        return _after(order, "支付成功", redirect_url)
 
     @router.post("/{out_trade_no}/cancel", response_model=None)
-    def cancel(out_trade_no: str) -> Response:
+    def cancel(out_trade_no: str, redirect_url: str | None = None) -> Response:
         try:
             order = sandbox.cancel(out_trade_no)
         except SandboxRefused as exc:
             return _page("订单不存在", f"<p>{html.escape(str(exc))}</p>", 404)
-        return _after(order, "已取消支付")
+        return _after(order, "已取消支付", redirect_url)
 
     return router

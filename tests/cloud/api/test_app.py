@@ -92,6 +92,11 @@ ENDPOINTS = {
     "/registry/push": {"post"},
     "/concentrators/{node}/config": {"get", "post"},
     "/health": {"get"},
+    "/payments/orders": {"get", "post"},
+    "/payments/orders/{out_trade_no}": {"get"},
+    "/payments/orders/{out_trade_no}/close": {"post"},
+    "/payments/wechat/notify": {"post"},
+    "/payments/alipay/notify": {"post"},
 }
 
 

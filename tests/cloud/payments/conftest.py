@@ -32,7 +32,7 @@ from cloud.payments.providers import Providers
 from cloud.payments.sandbox.app import RunningSandbox, Sandbox, create_sandbox, serve_in_thread
 from cloud.payments.sandbox.keys import SandboxKeys
 from cloud.payments.sandbox.state import Knobs, SandboxState
-from cloud.payments.sweeper import Sweeper
+from cloud.payments.sweeper import Sweeper, SweepReport
 from cloud.people.auth import Role
 from cloud.reports import books
 from ledger.chain import NodeKey
@@ -153,7 +153,7 @@ class World:
         with self.session() as session:
             return session.scalar(select(func.count()).where(Alarm.kind == kind)) or 0
 
-    def sweep(self) -> object:
+    def sweep(self) -> SweepReport:
         return Sweeper(session_factory(self.engine), self.providers, self.key, self.clock).sweep()
 
     def books_sound(self) -> None:

@@ -199,7 +199,7 @@ def test_twenty_concurrent_twins_credit_once(make_world: MakeWorld, engine: Any)
 # -- Alipay -------------------------------------------------------------------------------------
 def alipay_form(
     world: World, no: str, fen: int, *, charset: str = "utf-8",
-    key: rsa.RSAPrivateKey | None = None, **changes: str,
+    key: rsa.RSAPrivateKey | None = None, changes: dict[str, str] | None = None,
 ) -> dict[str, str]:  # fmt: skip
     keys = world.sandbox.keys
     params = {
@@ -210,7 +210,7 @@ def alipay_form(
         "trade_status": "TRADE_SUCCESS", "total_amount": money.yuan(fen),
         "subject": "电费充值 A0001 商铺", "gmt_payment": alipay_scheme.timestamp(world.clock()),
     }  # fmt: skip
-    params.update(changes)
+    params.update(changes or {})
     params["sign"] = alipay_scheme.sign(key or keys.alipay, params, notification=True)
     return params
 
@@ -250,7 +250,7 @@ def test_a_gbk_notice_verified_as_utf8_fails(world: World) -> None:
 def test_an_alipay_notice_that_does_not_match(world: World, changes: dict[str, str],
                                               alarm: bool) -> None:  # fmt: skip
     no = open_order(world, "alipay")
-    body = alipay_scheme.encode_form(alipay_form(world, no, 1990, **changes))
+    body = alipay_scheme.encode_form(alipay_form(world, no, 1990, changes=changes))
     assert post_alipay(world, body).text == "fail"
     assert world.row(no).state == "created" and world.recharges(no) == []
     assert world.alarms("payment_mismatch") == int(alarm)
@@ -263,7 +263,7 @@ def test_alipay_forged_tampered_and_unpaid(world: World) -> None:
     tampered = alipay_form(world, no, 1990)
     tampered["buyer_id"] = "2088000000000666"
     assert post_alipay(world, alipay_scheme.encode_form(tampered)).text == "fail"
-    waiting = alipay_form(world, no, 1990, trade_status="WAIT_BUYER_PAY")
+    waiting = alipay_form(world, no, 1990, changes={"trade_status": "WAIT_BUYER_PAY"})
     assert post_alipay(world, alipay_scheme.encode_form(waiting)).text == "success"
     assert world.row(no).state == "created" and world.recharges(no) == []
     assert [v for v, _ in world.verdicts(no)] == ["refused", "refused", "accepted"]

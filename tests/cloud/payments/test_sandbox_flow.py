@@ -100,3 +100,22 @@ def test_a_notice_that_overtakes_the_create_answer(world: World) -> None:
     assert [c[1] for c in world.causes(no)] == ["created", "paid", "credited"]
     assert len(world.recharges(no)) == 1
     world.books_sound()
+
+
+def test_wechat_h5_pays_and_returns_to_the_redirect_url(world: World) -> None:
+    back = f"{world.cloud_url}/health"
+    order = world.order("wechat", "h5", fen=300, return_url=back)
+    no = str(order["out_trade_no"])
+    with httpx.Client() as browser:
+        page = browser.get(order["pay"]["h5_url"])  # type: ignore[index]
+        assert page.status_code == 200 and "微信支付" in page.text
+        paid = browser.post(f"{world.sandbox.pay_url(no)}/confirm", params={"redirect_url": back})
+    assert paid.status_code == 303 and paid.headers["location"] == back
+    world.wait_state(no, "credited")
+
+
+def test_the_sandbox_will_not_take_an_expired_order(world: World) -> None:
+    no = str(world.order("alipay", "precreate")["out_trade_no"])
+    world.clock.advance(seconds=1801)
+    assert httpx.post(f"{world.sandbox.pay_url(no)}/confirm").status_code == 409
+    assert world.row(no).state == "created" and world.recharges(no) == []

@@ -4,6 +4,7 @@ sandbox refusing requests the merchant did not sign."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import threading
@@ -129,3 +130,24 @@ def test_the_page_of_an_unknown_order(sandbox_keys: SandboxKeys) -> None:
         assert httpx.get(f"{running.url}/pay/VB-NONE").status_code == 404
         assert httpx.post(f"{running.url}/pay/VB-NONE/confirm").status_code == 409
     assert not any(t.name == "payment-sandbox" and t.is_alive() for t in threading.enumerate())
+
+
+def test_the_server_offers_payments_configured_by_the_snippet(
+    sandbox_keys: SandboxKeys, tmp_path: Path
+) -> None:
+    from cloud.config import ApiSettings
+    from cloud.server import serve_in_thread as serve_cloud
+
+    sandbox = create_sandbox(sandbox_keys)
+    with serve_in_thread(sandbox) as running:
+        snippet = sandbox_keys.write(tmp_path / "pay", api_base=running.url,
+                                     notify_base="http://127.0.0.1:9")  # fmt: skip
+        config = load_config(snippet, tmp_path / "data")
+        config = dataclasses.replace(config, api=ApiSettings("127.0.0.1", 0))
+        with serve_cloud(config) as cloud:
+            assert any(t.name == "voltbook-payment-sweeper" for t in threading.enumerate())
+            refused = httpx.post(f"{cloud.url}/payments/wechat/notify", content=b"{}")
+            assert refused.status_code == 401 and refused.json()["code"] == "FAIL"
+            anonymous = httpx.post(f"{cloud.url}/payments/orders", json={})
+            assert anonymous.status_code == 401
+    assert not any(t.name == "voltbook-payment-sweeper" for t in threading.enumerate())

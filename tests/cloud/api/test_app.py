@@ -97,6 +97,11 @@ ENDPOINTS = {
     "/payments/orders/{out_trade_no}/close": {"post"},
     "/payments/wechat/notify": {"post"},
     "/payments/alipay/notify": {"post"},
+    "/payments/wechat/refund-notify": {"post"},
+    "/payments/refunds/{out_refund_no}": {"get"},
+    "/payments/reconciliations": {"get"},
+    "/payments/reconciliations/{day}": {"get"},
+    "/payments/reconciliations/{day}/sign-off": {"post"},
 }
 
 

@@ -223,3 +223,13 @@ def test_finance_reads_and_signs_off(world: World, tokens: dict[Role, str]) -> N
     with pytest.raises(Conflict, match="signed off"):
         run(world)
     assert world.clock() - dt.timedelta(days=1) >= T0
+
+
+def test_a_day_with_nothing_is_clean(world: World) -> None:
+    world.clock.advance(days=1)  # neither provider has a bill: NO_STATEMENT_EXIST, not_exist
+    row = run(world)
+    assert (row.state, row.rows) == ("clean", [])
+    assert {p: (f["bill_count"], f["count"], f["paid_fen"]) for p, f in row.totals.items()} == {
+        "wechat": (0, 0, 0),
+        "alipay": (0, 0, 0),
+    }

@@ -277,3 +277,14 @@ def test_concurrent_starts_of_one_number_make_one_refund(world: World) -> None:
         assert session.scalar(select(func.count()).select_from(PaymentRefund)) == 1
     wait_for(lambda: world.order(no).refunded_fen == 1_000)
     assert world.alarms("payment_refund_failed") == []
+
+
+def test_the_sandboxs_refund_outcome_knob(world: World) -> None:
+    url = f"{world.running.url}/sandbox/refund-outcome"
+    assert httpx.post(url, json={"number": "RF-K-1", "outcome": "CLOSED"}).status_code == 204
+    assert httpx.post(url, json={"number": "RF-K-1", "outcome": "MAYBE"}).status_code == 400
+    assert httpx.post(url, content=b"\xff").status_code == 400
+    no = world.paid_order("wechat", 900)
+    start(world, no, 900, "RF-K-1")
+    wait_for(lambda: world.refund("RF-K-1").state == "closed")
+    assert world.order(no).state == "failed"

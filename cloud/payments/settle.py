@@ -6,6 +6,7 @@ sweeper all settle through.
                    (`cloud.operations.recharges.recharge`, payment = out_trade_no, operator
                    the provider's system user) → credited, all in the caller's transaction
         closed   → refunding (`paid_late`): paid after we closed it, the money goes back
+                   (`cloud.payments.refunds.refund_rest`, in the same transaction)
         paid     (a credit that failed before) → credited now, if it can be
         anything else with the same transaction id → DUPLICATE, nothing changes
 
@@ -30,7 +31,7 @@ from cloud.db.models import ReportedAccount
 from cloud.db.payments import PaymentOrder
 from cloud.errors import CloudError, PaymentRefused
 from cloud.operations import recharges, records
-from cloud.payments import gateways, orders
+from cloud.payments import gateways, orders, refunds
 from cloud.payments.gateways import Mismatch, Trade
 from cloud.payments.providers import Providers
 from cloud.payments.states import OrderEvent, OrderState
@@ -151,9 +152,8 @@ def credit(
 def start_refund(
     session: Session, providers: Providers, row: PaymentOrder, *, reason: str, now: dt.datetime
 ) -> None:
-    """The order is `refunding`: send the money back to the original payment. The refund
-    itself is `cloud.payments.refunds` (another branch); until it is merged the order waits
-    in `refunding`, its transition saying why, and an alarm tells finance."""
-    raise_alarm(session, ALARM_NODE, "payment_refund_due", now,
-                f"{row.provider} order {row.out_trade_no} ({row.paid_fen} fen) is to be "
-                f"refunded: {reason}")  # fmt: skip
+    """The order is `refunding`: send all of its payment back to the original payment
+    (`cloud.payments.refunds.refund_rest`, under a number fixed by the reason and the order,
+    so a second call is the same refund). A provider that does not answer leaves the refund
+    `processing` for the refunds' check to send again."""
+    refunds.refund_rest(session, providers, row, reason=reason, now=now)

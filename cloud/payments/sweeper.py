@@ -59,10 +59,12 @@ class Sweeper:
         report = SweepReport()
         now = self.now()
         for no in self._numbers(
-            select(PaymentOrder.out_trade_no).where(
+            select(PaymentOrder.out_trade_no)
+            .where(
                 PaymentOrder.state == OrderState.CREATED,
                 PaymentOrder.created <= now - dt.timedelta(seconds=QUIET_S),
             )
+            .order_by(PaymentOrder.expires)  # the most urgent first, if more than a batch
         ):
             self._each(no, report, self._ask)
         for no in self._numbers(

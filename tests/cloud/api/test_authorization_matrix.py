@@ -161,9 +161,9 @@ PATH_VALUES = {
     "name": "installer-1",
     "payment": "P-none",
     "command_id": "0" * 32,
+    "out_trade_no": "VB-none",
     "day": "2026-11-23",
     "out_refund_no": "RF-none",
-    "out_trade_no": "VB-none",
 }
 NEW_KEY = "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29"
 BODIES: dict[tuple[str, str], dict[str, Any]] = {

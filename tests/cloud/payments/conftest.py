@@ -27,7 +27,7 @@ from cloud.app import create_app
 from cloud.config import load_config
 from cloud.db.engine import session_factory
 from cloud.db.models import Alarm, Recharge
-from cloud.db.payments import PaymentNotice, PaymentOrder, PaymentTransition
+from cloud.db.payments import PaymentNotice, PaymentOrder, PaymentRefund, PaymentTransition
 from cloud.payments.providers import Providers
 from cloud.payments.sandbox.app import RunningSandbox, Sandbox, create_sandbox, serve_in_thread
 from cloud.payments.sandbox.keys import SandboxKeys
@@ -148,6 +148,15 @@ class World:
             if out_trade_no is not None:
                 query = query.where(PaymentNotice.out_trade_no == out_trade_no)
             return [(v, r) for v, r in session.execute(query)]
+
+    def refunds(self, out_trade_no: str) -> list[tuple[str, int, str]]:
+        with self.session() as session:
+            found = session.execute(
+                select(PaymentRefund.reason, PaymentRefund.fen, PaymentRefund.state)
+                .where(PaymentRefund.out_trade_no == out_trade_no)
+                .order_by(PaymentRefund.created)
+            )
+            return [(reason, fen, state) for reason, fen, state in found]
 
     def alarms(self, kind: str) -> int:
         with self.session() as session:

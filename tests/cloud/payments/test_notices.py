@@ -272,3 +272,11 @@ def test_alipay_forged_tampered_and_unpaid(world: World) -> None:
 
 def test_knobs_default_is_real_time() -> None:
     assert Knobs().time_scale == 1.0
+
+
+def test_json_we_would_refuse_elsewhere_is_still_a_recorded_wechat_refusal(world: World) -> None:
+    body = b'{"id": "EV-1", "id": "EV-2", "n": NaN}'  # a duplicate key, a NaN
+    answer = post_wechat(world, body, wechat_headers(world, body))
+    assert answer.status_code == 401 and answer.json()["code"] == "FAIL"
+    [(verdict, reason)] = world.verdicts()
+    assert verdict == "refused" and reason.startswith("malformed")

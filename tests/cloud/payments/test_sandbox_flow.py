@@ -4,6 +4,8 @@ and the order becomes exactly one recharge — for every channel of both provide
 
 from __future__ import annotations
 
+import dataclasses
+
 import httpx
 
 from cloud.payments import wechat_scheme
@@ -119,3 +121,28 @@ def test_the_sandbox_will_not_take_an_expired_order(world: World) -> None:
     world.clock.advance(seconds=1801)
     assert httpx.post(f"{world.sandbox.pay_url(no)}/confirm").status_code == 409
     assert world.row(no).state == "created" and world.recharges(no) == []
+
+
+def test_a_provider_that_does_not_answer_is_502_and_the_order_waits(world: World) -> None:
+    wechat = world.providers.wechat
+    assert wechat is not None
+    wechat.settings = dataclasses.replace(wechat.settings, api_base="http://127.0.0.1:9")
+    body = {"account": ACCOUNT, "fen": 100, "provider": "wechat", "channel": "native"}
+    answer = world.client.post("/payments/orders", json=body)
+    assert answer.status_code == 502 and answer.json()["error"] == "provider_unavailable"
+    [listed] = world.client.get("/payments/orders").json()["items"]
+    assert listed["state"] == "created"  # the sweeper asks about it, and closes it at expiry
+
+
+def test_a_provider_that_refuses_the_order_fails_it(world: World) -> None:
+    wechat = world.providers.wechat
+    assert wechat is not None
+    wechat.settings = dataclasses.replace(wechat.settings, appid="wx-not-this-merchant")
+    body = {"account": ACCOUNT, "fen": 100, "provider": "wechat", "channel": "native"}
+    answer = world.client.post("/payments/orders", json=body)
+    assert answer.status_code == 409 and "APPID_MCHID_NOT_MATCH" in answer.json()["detail"]
+    [listed] = world.client.get("/payments/orders").json()["items"]
+    assert listed["state"] == "failed"
+    shown = world.client.get(f"/payments/orders/{listed['out_trade_no']}").json()
+    assert shown["transitions"][-1]["cause"] == "provider_refused"
+    assert shown["transitions"][-1]["facts"]["code"] == "APPID_MCHID_NOT_MATCH"

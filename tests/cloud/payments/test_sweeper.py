@@ -71,10 +71,11 @@ def test_cancel_closes_at_the_provider_and_a_late_payment_is_sent_back(world: Wo
     assert world.client.post(f"/payments/orders/{no}/close").status_code == 409
     # the payment crossed the close: the provider took it anyway and says so
     world.sandbox.pay(no, even_closed=True)
-    row = world.wait_state(no, "refunding")
-    assert row.transaction_id and row.paid_fen == 1990 and world.recharges(no) == []
-    assert world.causes(no)[-1] == ("closed", "refunding", "notice")
-    assert world.alarms("payment_refund_due") == 1
+    row = world.wait_state(no, "refunded")  # sent back to the original payment, at once
+    assert row.transaction_id and row.paid_fen == row.refunded_fen == 1990
+    assert world.recharges(no) == []
+    assert ("closed", "refunding", "notice") in world.causes(no)
+    assert world.refunds(no) == [("late_payment", 1990, "success")]
     world.books_sound()
 
 
@@ -97,8 +98,10 @@ def test_a_refused_recharge_sends_the_order_to_refunding(world: World) -> None:
                                 voided=world.clock()))  # fmt: skip
         session.commit()
     assert world.sweep().refused == [no]
-    assert world.causes(no)[-1] == ("credited", "refunding", "recharge_refused")
+    assert ("credited", "refunding", "recharge_refused") in world.causes(no)
     assert world.sweep().refused == []
+    world.wait_state(no, "refunded")
+    assert world.refunds(no) == [("recharge_refused", 1990, "success")]
 
 
 def test_a_provider_down_fails_one_order_not_the_sweep(world: World) -> None:

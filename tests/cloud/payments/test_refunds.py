@@ -288,3 +288,17 @@ def test_the_sandboxs_refund_outcome_knob(world: World) -> None:
     start(world, no, 900, "RF-K-1")
     wait_for(lambda: world.refund("RF-K-1").state == "closed")
     assert world.order(no).state == "failed"
+
+
+def test_a_garbage_refund_notice_is_answered_as_wechat_reads_it(world: World) -> None:
+    url = f"{world.cloud_url}/payments/wechat/refund-notify"
+    for body in (b'{"id": 1, "id": 2}', b'{"n": NaN}', b"\xff\xfe", b""):
+        answer = httpx.post(url, content=body, headers={"Content-Type": "application/json"})
+        assert (answer.status_code, answer.json()["code"]) == (401, "FAIL"), body
+    with world.sessions() as session:
+        refused = session.scalar(
+            select(func.count())
+            .select_from(PaymentNotice)
+            .where(PaymentNotice.verdict == "refused")
+        )
+    assert refused == 4

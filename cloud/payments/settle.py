@@ -41,6 +41,7 @@ from ledger.chain import NodeKey
 ACCEPTED, DUPLICATE = "accepted", "duplicate"
 OPERATOR = {"wechat": "wechat-pay", "alipay": "alipay"}  # who books a paid order's recharge
 ALARM_NODE = "cloud"
+RETRY = "retry"  # the sweeper's cause when it credits a paid order again
 __all__ = ["ACCEPTED", "DUPLICATE", "Mismatch", "check", "credit", "settle_trade"]
 
 
@@ -131,9 +132,10 @@ def credit(
             )  # fmt: skip
     except CloudError as exc:
         owner = session.get(ReportedAccount, row.account)
-        detail = f"order {row.out_trade_no} ({row.fen} fen) is paid but not credited: {exc}"
-        raise_alarm(session, owner.node if owner else ALARM_NODE, "payment_not_credited", now,
-                    detail)  # fmt: skip
+        if cause != RETRY:  # once, not at every round of the sweeper that tries again
+            detail = f"order {row.out_trade_no} ({row.fen} fen) is paid but not credited: {exc}"
+            raise_alarm(session, owner.node if owner else ALARM_NODE, "payment_not_credited",
+                        now, detail)  # fmt: skip
         return False
     actor = oplog.Actor(OPERATOR[row.provider], "system")
     records.record(

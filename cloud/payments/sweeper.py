@@ -122,7 +122,7 @@ class Sweeper:
             report.expired.append(row.out_trade_no)
 
     def _credit(self, session: Session, row: PaymentOrder, report: SweepReport) -> None:
-        if settle.credit(session, row, cause="retry", key=self.key, now=self.now()):
+        if settle.credit(session, row, cause=settle.RETRY, key=self.key, now=self.now()):
             report.credited.append(row.out_trade_no)
 
     def _refused(self, session: Session, row: PaymentOrder, report: SweepReport) -> None:

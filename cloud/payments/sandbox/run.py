@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -16,10 +17,15 @@ from cloud.payments.sandbox.app import LOOPBACK, create_sandbox, serve_in_thread
 from cloud.payments.sandbox.state import Knobs, SandboxState
 
 
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
 def run_until_signal(
     directory: Path, *, port: int = 0, cloud_url: str = "http://127.0.0.1:8080",
-    knobs: Knobs | None = None, say: object = print,
+    knobs: Knobs | None = None, say: Callable[[str], None] | None = None,
 ) -> None:  # fmt: skip
+    say = say or _say
     sandbox = create_sandbox(state=SandboxState(knobs=knobs or Knobs()))
     stop = threading.Event()
 
@@ -30,7 +36,6 @@ def run_until_signal(
     try:
         with serve_in_thread(sandbox, LOOPBACK, port) as running:
             snippet = sandbox.keys.write(directory, api_base=running.url, notify_base=cloud_url)
-            assert callable(say)
             say(f"payment sandbox at {running.url} (WeChat Pay API v3 and Alipay gateway)")
             say(f"keys and the [payments] snippet for cloud.toml: {snippet}")
             stop.wait()

@@ -151,3 +151,27 @@ def test_the_server_offers_payments_configured_by_the_snippet(
             anonymous = httpx.post(f"{cloud.url}/payments/orders", json={})
             assert anonymous.status_code == 401
     assert not any(t.name == "voltbook-payment-sweeper" for t in threading.enumerate())
+
+
+def test_the_cli_runs_the_sandbox_and_writes_the_snippet(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "cloud.cli", "payments", "sandbox", "--dir",
+               str(tmp_path / "sb"), "--cloud", "http://127.0.0.1:8080", "--gbk",
+               "--time-scale", "0.01"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONPATH": os.getcwd()})  # fmt: skip
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        assert first.startswith("payment sandbox at http://127.0.0.1:"), first
+        url = first.split()[3]
+        snippet = tmp_path / "sb" / "payments.toml"
+        assert snippet.exists() and f'api_base = "{url}"' in snippet.read_text()
+        assert httpx.get(f"{url}/pay/VB-NONE").status_code == 404
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(15) == 0

@@ -10,9 +10,10 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from cloud.db.models import Recharge
+from cloud.db.models import Concentrator, Recharge
 from cloud.payments.sandbox.state import CLOSED, SandboxRefused
 from cloud.payments.sweeper import QUIET_S
+from tests.cloud.api.conftest import NODE
 from tests.cloud.payments.conftest import World
 
 
@@ -129,3 +130,22 @@ def test_who_sees_and_opens_what(world: World) -> None:
     unknown = {"account": "A9999", "fen": 500, "provider": "alipay", "channel": "precreate"}
     assert world.client.post("/payments/orders", json=unknown).status_code == 404
     assert httpx.get(f"{world.cloud_url}/payments/orders").status_code == 401
+
+
+def test_a_payment_that_cannot_be_credited_waits_paid_and_is_credited_later(world: World) -> None:
+    def quarantine(status: str) -> None:
+        with world.session() as session:
+            session.execute(update(Concentrator).where(Concentrator.node == NODE)
+                            .values(status=status, quarantine_reason="test"))  # fmt: skip
+            session.commit()
+
+    quarantine("quarantined")
+    no = str(world.order("wechat", "native")["out_trade_no"])
+    world.sandbox.pay(no)
+    world.wait_state(no, "paid")  # the notice was taken: the money is ours, the credit waits
+    assert world.recharges(no) == [] and world.alarms("payment_not_credited") == 1
+    assert world.sweep().credited == [] and world.alarms("payment_not_credited") == 1
+    quarantine("active")
+    assert world.sweep().credited == [no]
+    assert world.row(no).state == "credited" and len(world.recharges(no)) == 1
+    world.books_sound()

@@ -35,7 +35,9 @@ MAX_JSON_DEPTH = 16  # a registry body nests a few levels
 # Bodies checked by their endpoint, not here: a payment provider's notification is verified
 # over its raw bytes and every one, garbage included, is answered in the provider's own shape
 # and recorded (`cloud.payments.notices`). Still bounded by `MAX_BODY`.
-RAW_BODY_PATHS = frozenset({"/payments/wechat/notify", "/payments/alipay/notify"})
+RAW_BODY_PATHS = frozenset(
+    {"/payments/wechat/notify", "/payments/alipay/notify", "/payments/wechat/refund-notify"}
+)
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

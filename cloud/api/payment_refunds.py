@@ -36,6 +36,13 @@ def providers_of(request: Request) -> Providers | None:
     return providers
 
 
+class WechatFail(Out):
+    """A refusal as WeChat Pay reads it (it retries the notice)."""
+
+    code: str = Field(description="FAIL")
+    message: str
+
+
 class PaymentRefundOut(Out):
     out_refund_no: str
     out_trade_no: str
@@ -53,7 +60,13 @@ class PaymentRefundOut(Out):
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     summary="WeChat Pay's refund notification (signed; no token)",
-    responses=answers(e401="refused: the signature, the key, the timestamp or the content"),
+    responses={
+        401: {
+            "model": WechatFail,
+            "description": "refused: the signature, the key, the timestamp or the content",
+        },
+        **answers(e404="WeChat Pay is not configured"),
+    },
 )
 async def wechat_refund_notify(request: Request, session: DbSession, now: Now) -> Response:
     body = await request.body()  # the raw bytes: what the signature covers

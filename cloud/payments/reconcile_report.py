@@ -52,7 +52,8 @@ def filters(row: PaymentReconciliation) -> Mapping[str, str]:
         if row.signed_off_by and row.signed_off_at
         else "未签核"
     )
-    return {"日期": row.day.isoformat(), "状态": row.state, "签核": signed}
+    state = "有差异" if row.rows else "无差异"
+    return {"日期": row.day.isoformat(), "状态": state, "签核": signed}
 
 
 def workbook(row: PaymentReconciliation) -> bytes:

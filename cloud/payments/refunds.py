@@ -40,6 +40,7 @@ from cloud.payments import money
 from cloud.payments.orders import transition
 from cloud.payments.providers import ALIPAY_SUCCESS, Providers
 from cloud.payments.states import ORDER, OrderEvent, OrderState
+from ledger.ids import derive_id
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +94,6 @@ def refund_number(refund: str, payment: str) -> str:
     """The out_refund_no of an `original` refund operation's source: fixed by the refund and
     the payment, so paying the refund again never refunds twice. Short enough for both
     providers (64), from the characters both accept."""
-    from ledger.ids import derive_id
-
     return f"RF{derive_id('payment-refund', refund, payment):032x}"[:MAX_NUMBER]
 
 

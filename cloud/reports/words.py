@@ -90,6 +90,7 @@ ENGLISH: Mapping[str, str] = {
     "账单退款(元)": "Bill refunded (yuan)", "入账笔数": "Our count",
     "我方收款(元)": "Our paid (yuan)", "充值入账(元)": "Credited (yuan)",
     "我方退款(元)": "Our refunded (yuan)", "签核": "Signed off", "未签核": "not signed off",
+    "有差异": "differences", "无差异": "clean",
 }  # fmt: skip
 
 

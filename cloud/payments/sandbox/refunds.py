@@ -16,7 +16,8 @@ in `RefundDesk` (pure: trades and requests in, answers out).
 One number is one refund: the same out_refund_no / out_request_no again answers the refund
 already made (another amount or order under it is refused), never a second one; more than
 what is left of the payment is refused. `desk(sandbox)` is the desk (`knob`: by number, or
-"*" for all).
+"*" for all); a test or the demo turns it with `POST /sandbox/refund-outcome {"number": "*" |
+out_refund_no, "outcome": "SUCCESS" | "CLOSED" | "ABNORMAL"}` (the sandbox's own, no login).
 """
 
 from __future__ import annotations
@@ -354,5 +355,25 @@ def routes(sandbox: Sandbox) -> APIRouter:
                 return desk(sandbox).wechat_query(out_refund_no)
 
         return await answer(request, work)
+
+    sandbox.include_router(_knob_routes(sandbox))
+    return router
+
+
+def _knob_routes(sandbox: Sandbox) -> APIRouter:
+    router = APIRouter(prefix="/sandbox", tags=["sandbox"])
+
+    @router.post("/refund-outcome")
+    async def refund_outcome(request: Request) -> Response:
+        try:
+            data = json.loads(await request.body())
+            number, outcome = data["number"], data["outcome"]
+        except (ValueError, KeyError, TypeError):
+            return Response(b'{"error": "number and outcome"}', status_code=400)
+        if outcome not in OUTCOMES or not isinstance(number, str) or not 0 < len(number) <= 64:
+            return Response(b'{"error": "outcome SUCCESS, CLOSED or ABNORMAL"}', status_code=400)
+        with sandbox.state.lock:
+            desk(sandbox).knob[number] = outcome
+        return Response(status_code=204)
 
     return router

@@ -21,7 +21,7 @@ from cloud.db.models import Recharge
 from cloud.db.payments import PaymentOrder, PaymentRefund
 from cloud.db.reconciliations import PaymentReconciliation
 from cloud.errors import Conflict, Invalid
-from cloud.payments import reconcile, refunds
+from cloud.payments import daily, reconcile, refunds
 from cloud.payments.sandbox.refunds import paid_trade
 from cloud.people.auth import Role
 from ledger.chain import NodeKey
@@ -223,3 +223,31 @@ def test_finance_reads_and_signs_off(world: World, tokens: dict[Role, str]) -> N
     with pytest.raises(Conflict, match="signed off"):
         run(world)
     assert world.clock() - dt.timedelta(days=1) >= T0
+
+
+def test_a_day_with_nothing_is_clean(world: World) -> None:
+    world.clock.advance(days=1)  # neither provider has a bill: NO_STATEMENT_EXIST, not_exist
+    row = run(world)
+    assert (row.state, row.rows) == ("clean", [])
+    assert {p: (f["bill_count"], f["count"], f["paid_fen"]) for p, f in row.totals.items()} == {
+        "wechat": (0, 0, 0),
+        "alipay": (0, 0, 0),
+    }
+
+
+def test_the_server_rounds_check_refunds_and_make_yesterday(world: World) -> None:
+    orders = clean_day(world)
+    world.sandbox.state.knobs.drop = True
+    refund(world, orders["w1"], 990, "RF-LOOP")  # its notice never comes
+    wait_for(lambda: world.desk.refunds[("wechat", "RF-LOOP")].status == "SUCCESS")
+    rounds = daily.RefundRounds(world.sessions, world.providers, world.clock)
+    rounds.round()  # today is not over: refunds checked, no reconciliation
+    assert world.refund("RF-LOOP").state == "success"
+    with world.sessions() as session:
+        assert session.get(PaymentReconciliation, DAY) is None
+    world.clock.advance(days=1)  # 16:00 the next day, after the bills are ready
+    rounds.round()
+    rounds.round()  # made once
+    with world.sessions() as session:
+        made = session.get(PaymentReconciliation, DAY)
+        assert made is not None and (made.state, made.runs) == ("clean", 1)

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine, func, select
 
-from cloud.db.payments import PaymentNotice, PaymentRefund, PaymentTransition
+from cloud.db.payments import PaymentNotice, PaymentOrder, PaymentRefund, PaymentTransition
 from cloud.errors import Conflict
 from cloud.payments import refunds
 from cloud.payments.refunds import RefundState
@@ -240,7 +240,7 @@ def test_a_refund_the_provider_never_got_is_sent_again_by_the_check(
 def test_an_unpaid_order_is_not_refunded(world: World) -> None:
     no = world.paid_order("wechat", 1_000, state="created", credited=False)
     with world.sessions.begin() as session:
-        order = session.get(refunds.PaymentOrder, no)
+        order = session.get(PaymentOrder, no)
         assert order is not None
         order.paid_fen = None
     with pytest.raises(Conflict, match="only a paid order"):
@@ -262,3 +262,43 @@ def test_late_payment_and_refused_recharge_open_the_refund(world: World) -> None
     assert refunds.RefundState.SUCCESS is RefundState("success")
     assert world.order(refused).state == "refunded"
     assert dt.timedelta(0) <= world.clock() - world.order(refused).created
+
+
+def test_concurrent_starts_of_one_number_make_one_refund(world: World) -> None:
+    no = world.paid_order("wechat", 5_000)
+
+    def one(_: int) -> str:
+        return start(world, no, 1_000, "RF-T-1").out_refund_no
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(one, range(8))) == {"RF-T-1"}
+    assert [r.out_refund_no for r in world.desk.refunds.values()] == ["RF-T-1"]
+    with world.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(PaymentRefund)) == 1
+    wait_for(lambda: world.order(no).refunded_fen == 1_000)
+    assert world.alarms("payment_refund_failed") == []
+
+
+def test_the_sandboxs_refund_outcome_knob(world: World) -> None:
+    url = f"{world.running.url}/sandbox/refund-outcome"
+    assert httpx.post(url, json={"number": "RF-K-1", "outcome": "CLOSED"}).status_code == 204
+    assert httpx.post(url, json={"number": "RF-K-1", "outcome": "MAYBE"}).status_code == 400
+    assert httpx.post(url, content=b"\xff").status_code == 400
+    no = world.paid_order("wechat", 900)
+    start(world, no, 900, "RF-K-1")
+    wait_for(lambda: world.refund("RF-K-1").state == "closed")
+    assert world.order(no).state == "failed"
+
+
+def test_a_garbage_refund_notice_is_answered_as_wechat_reads_it(world: World) -> None:
+    url = f"{world.cloud_url}/payments/wechat/refund-notify"
+    for body in (b'{"id": 1, "id": 2}', b'{"n": NaN}', b"\xff\xfe", b""):
+        answer = httpx.post(url, content=body, headers={"Content-Type": "application/json"})
+        assert (answer.status_code, answer.json()["code"]) == (401, "FAIL"), body
+    with world.sessions() as session:
+        refused = session.scalar(
+            select(func.count())
+            .select_from(PaymentNotice)
+            .where(PaymentNotice.verdict == "refused")
+        )
+    assert refused == 4

@@ -23,9 +23,10 @@ when it raises. Our errors become HTTP statuses here, in one place:
 Every answer that is not a success has one shape, `{"error": code, "detail": text}` (`ErrorOut`,
 so documented in OpenAPI for every operation, FastAPI's validation lists included).
 
-Every endpoint but `/health` and `/auth/login` needs a bearer token (`POST /auth/login`) and
-states the roles it admits with `cloud.api.auth.allow` (the role table is in `cloud.people.auth`);
-every change is in the hash-chained operator log (`/operator-log`).
+Every endpoint but `/health`, `/auth/login` and `/provision` (a claim token is its permission)
+needs a bearer token (`POST /auth/login`) and states the roles it admits with
+`cloud.api.auth.allow` (the role table is in `cloud.people.auth`); every change is in the
+hash-chained operator log (`/operator-log`).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from cloud.api import (
     accounts,
     alarms,
     auth,
+    claims,
     commands,
     concentrators,
     corrections,
@@ -80,6 +82,7 @@ from cloud.errors import (
     TooManyAttempts,
     Unauthorized,
 )
+from cloud.ingest.claims import Enrolment
 from ledger.chain import NodeKey
 from ledger.errors import DecodeError, InvalidValue
 
@@ -98,6 +101,7 @@ admin, operator, finance, auditor (read-only), installer, merchant (its own acco
 
 ROUTERS = (
     auth,
+    claims,
     users,
     oplog,
     concentrators,
@@ -148,6 +152,7 @@ def create_app(
     approve_above_fen: int = APPROVE_ABOVE_FEN,
     trusted_proxies: Iterable[str] = (),
     oplog_heads: Path | None = None,
+    enrolment: Enrolment | None = None,
 ) -> FastAPI:
     """The API over `engine` (already migrated), signing commands with the cloud's `key`.
 
@@ -156,7 +161,8 @@ def create_app(
     correction above which a second user approves (`[operations]` of cloud.toml);
     `trusted_proxies` are the addresses (or networks) whose `X-Forwarded-For` names the client
     (`cloud.api.guards`); `oplog_heads` is the file of signed operator-log heads
-    `/operator-log/verify` holds the log to (`cloud.people.oplog_heads`).
+    `/operator-log/verify` holds the log to (`cloud.people.oplog_heads`); `enrolment`, the CA
+    and broker address `POST /provision` hands a claimed box (None: provisioning answers 409).
     """
     app = FastAPI(
         title="Voltbook cloud",
@@ -179,6 +185,7 @@ def create_app(
     app.state.now = now
     app.state.broker_connected = broker_connected
     app.state.approve_above_fen = approve_above_fen
+    app.state.enrolment = enrolment
     for module in ROUTERS:
         app.include_router(module.router)
     for error in (CloudError, InvalidValue, DecodeError):

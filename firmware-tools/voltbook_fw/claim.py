@@ -114,7 +114,8 @@ def call(cloud: str, path: str, body: dict[str, Any], bearer: str | None = None)
         reason = getattr(exc, "reason", exc)
         raise ClaimError(f"cannot reach the cloud at {cloud} ({reason}): check the URL") from None
     except ValueError:
-        raise ClaimError(f"the cloud at {cloud} did not answer JSON: is it the Voltbook API?") from None
+        problem = f"the cloud at {cloud} did not answer JSON: is it the Voltbook API?"
+        raise ClaimError(problem) from None
 
 
 def _detail(error: urllib.error.HTTPError) -> str:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
@@ -185,7 +186,7 @@ def identity_of(
         ca = x509.load_pem_x509_certificate(str(ca_pem).encode("ascii"))
         certificate.verify_directly_issued_by(ca)
         cloud_key = load_public_key(str(answer.get("cloud_public_key")).encode("ascii"))
-    except (ValueError, TypeError, UnicodeEncodeError, DecodeError) as exc:
+    except (ValueError, TypeError, UnicodeEncodeError, DecodeError, InvalidSignature) as exc:
         problem = f"the cloud's certificate or key is not usable ({exc}): {AGAIN}"
         raise ProvisionError(problem) from None
     names = [str(a.value) for a in certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]

@@ -4,8 +4,10 @@ buses and [cloud] tuning kept), keys written 0600, an identity never overwritten
 
 from __future__ import annotations
 
+import contextlib
 import json
 import stat
+import tempfile
 import tomllib
 from pathlib import Path
 
@@ -14,6 +16,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cloud.services.pki import create_ca, sign_client_key
 from edge.cli_provision import ProvisionError, identity_of, request_body
@@ -155,3 +159,45 @@ def test_an_answer_is_taken_only_for_this_boxs_key_and_node(tmp_path: Path) -> N
     ):
         with pytest.raises(ProvisionError, match="voltbook-fw claim"):
             identity_of(bad, node_key, tls_key)
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=30),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+FIELDS = ("node", "certificate", "ca", "broker", "cloud_public_key", "config")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(FIELDS), JSON), st.booleans())
+def test_any_answer_is_an_identity_or_a_provision_error(
+    changes: dict[str, object], keep_good: bool
+) -> None:
+    node_key, tls_key = NodeKey.generate(), ec.generate_private_key(ec.SECP256R1())
+    base = good_answer(tls_key) if keep_good else {}
+    with contextlib.suppress(ProvisionError):
+        identity_of({**base, **changes}, node_key, tls_key)
+
+
+def good_answer(tls_key: ec.EllipticCurvePrivateKey) -> dict[str, object]:
+    """A well-formed answer for `tls_key` (a CA made once per run)."""
+    return {
+        **_GOOD,
+        "certificate": sign_client_key(_CA, NODE, tls_key.public_key())
+        .public_bytes(serialization.Encoding.PEM)
+        .decode(),
+    }
+
+
+_CA_DIR = tempfile.TemporaryDirectory(prefix="vb-identity-ca-")  # removed when the run ends
+_CA = create_ca(Path(_CA_DIR.name))
+_GOOD: dict[str, object] = {
+    "node": NODE,
+    "ca": _CA.cert.read_text(),
+    "broker": {"host": "mqtt.example.cn", "port": 8883},
+    "cloud_public_key": NodeKey.generate().public_key.public_bytes_raw().hex(),
+    "config": None,
+}

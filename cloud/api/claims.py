@@ -118,10 +118,12 @@ def create_claim(
         e401="the claim token is unknown, used, expired or another site's (one answer for all)",
         e409="this cloud has no device CA (an external broker): use voltbook-cloud device-cert",
         e422="the node key or the CSR is not acceptable (the token is still usable)",
+        e429="too many refused tokens from this address: wait a minute",
     ),
 )
 def provision(body: ProvisionIn, request: Request, session: DbSession, now: Now) -> ProvisionOut:
     address = client_address(request)
+    claims.check_pace(session, address, now)
     node_key = claims.parse_node_key(body.node_public_key)
     csr_key = claims.check_csr(body.csr)
     enrolment: claims.Enrolment | None = request.app.state.enrolment

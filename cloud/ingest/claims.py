@@ -15,7 +15,9 @@ conditional update (`redeemed IS NULL AND expires > now`, and the site when the 
 so of any number of concurrent redeemers exactly one matches; the others, and anyone with an
 unknown, used, expired or foreign token, get the same `ClaimRefused` (401: a token cannot be
 probed for which of these it is), which the router logs (operator log `claim.refused` and a
-`claim_refused` alarm, naming the reason) after rolling back, so nothing else changes.
+`claim_refused` alarm, naming the reason) after rolling back, so nothing else changes. An
+address with `REFUSALS_PER_ADDRESS` refusals in the last `REFUSAL_WINDOW` is answered 429
+(`check_pace`) before anything is looked at, and logged no more.
 
 What is checked before a token is spent: the node key (64 hex digits of a raw Ed25519 key, as
 `POST /concentrators` takes it), the CSR (`check_csr`: PEM, a signature that verifies with the
@@ -41,14 +43,15 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from cloud.chains.alarms import raise_alarm
+from cloud.db.auth import OperatorLogEntry
 from cloud.db.claims import Claim
 from cloud.db.models import Concentrator
 from cloud.db.registry import Site
-from cloud.errors import Conflict, Invalid, NotFound, Unauthorized
+from cloud.errors import Conflict, Invalid, NotFound, TooManyAttempts, Unauthorized
 from cloud.ingest import concentrators
 from cloud.people import oplog
 from cloud.registry import site_config
@@ -62,6 +65,11 @@ MIN_RSA_BITS = 2048
 MAX_RSA_BITS = 8192
 SLUG_CHARS = 40
 REFUSED_ALARM = "claim_refused"
+REFUSED_ACTION = "claim.refused"
+# One address gets this many refused redemptions per window, then 429 (and no more log rows):
+# guessing a token is hopeless anyway (256 bits), but a flood must not fill the operator log.
+REFUSALS_PER_ADDRESS = 10
+REFUSAL_WINDOW = dt.timedelta(minutes=1)
 DEVICE_ROLE = "device"  # who the operator log names for a box redeeming (it has no login)
 REFUSED_TEXT = (
     "this claim token cannot be used (it is unknown, already used or expired): ask the "
@@ -276,6 +284,26 @@ def _spend(session: Session, token: str, site: int | str | None, now: dt.datetim
     raise ClaimRefused(f"a token of site {claim.site_id}, not {site!r}", claim.id, claim.site_id)
 
 
+def check_pace(session: Session, address: str, now: dt.datetime) -> None:
+    """`TooManyAttempts` when `address` had `REFUSALS_PER_ADDRESS` redemptions refused within
+    `REFUSAL_WINDOW` (counted from the operator log, where each one is)."""
+    if not address:
+        return
+    recent = session.scalar(
+        select(func.count())
+        .select_from(OperatorLogEntry)
+        .where(
+            OperatorLogEntry.action == REFUSED_ACTION,
+            OperatorLogEntry.address == address[:64],
+            OperatorLogEntry.time > now - REFUSAL_WINDOW,
+        )
+    )
+    if (recent or 0) >= REFUSALS_PER_ADDRESS:
+        raise TooManyAttempts(
+            f"too many refused claim tokens from {address}; wait a minute and check the token"
+        )
+
+
 def log_refusal(
     session: Session, refused: ClaimRefused, now: dt.datetime, address: str = ""
 ) -> None:
@@ -283,7 +311,7 @@ def log_refusal(
     actor = oplog.Actor("anonymous", DEVICE_ROLE, address)
     target = f"claim:{refused.claim}" if refused.claim is not None else "claim:?"
     after = {"reason": refused.reason, "claim": refused.claim, "site": refused.site}
-    oplog.record(session, actor, "claim.refused", target, None, after, now)
+    oplog.record(session, actor, REFUSED_ACTION, target, None, after, now)
     detail = f"a claim token was refused ({refused.reason}) from {address or 'an unknown address'}"
     raise_alarm(session, None, REFUSED_ALARM, now, detail)
 

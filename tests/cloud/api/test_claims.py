@@ -197,6 +197,21 @@ def test_used_unknown_expired_and_foreign_tokens_get_one_answer_and_are_logged(
     assert done.status_code == 200, done.text
 
 
+def test_a_flood_of_bad_tokens_is_slowed_and_stops_filling_the_log(
+    api: TestClient, engine: Engine, sites: dict[str, int], clock: Clock
+) -> None:
+    box = Box()
+    for number in range(claims.REFUSALS_PER_ADDRESS):
+        assert api.post("/provision", json=box.body(f"guess-{number}")).status_code == 401
+    slowed = api.post("/provision", json=box.body("guess-more"))
+    assert slowed.status_code == 429 and "wait a minute" in slowed.json()["detail"]
+    assert refusals(engine) == claims.REFUSALS_PER_ADDRESS  # the 429 logged nothing
+    token = claim(api, sites["East Gate Market"])
+    assert api.post("/provision", json=box.body(token)).status_code == 429  # even a good one
+    clock.advance(seconds=61)
+    assert api.post("/provision", json=box.body(token)).status_code == 200
+
+
 def forged_signature(pem: str) -> str:
     """The CSR with one bit of its signature flipped (the last bytes of the DER)."""
     der = bytearray(x509.load_pem_x509_csr(pem.encode()).public_bytes(serialization.Encoding.DER))

@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from edge.site.errors import SiteConfigError
-from edge.site.identity import Identity, check_free, install
+from edge.site.identity import Identity, check_free, install, store_dir
 from ledger.chain import NodeKey, load_public_key, public_key_pem
 from ledger.errors import DecodeError
 
@@ -81,6 +81,7 @@ def run_provision(args: argparse.Namespace) -> int:
         if not directory.is_dir():
             raise ProvisionError(f"{directory} is not a directory: create it, or pass --dir")
         check_free(directory, force=args.force)
+        old_store = store_dir(directory)
         node_key = NodeKey.generate()
         tls_key = ec.generate_private_key(ec.SECP256R1())
         site = None if args.site is None else (int(args.site) if args.site.isdigit() else args.site)
@@ -96,6 +97,10 @@ def run_provision(args: argparse.Namespace) -> int:
     if isinstance(config, dict):
         print(f"the cloud sends its configuration (version {config.get('version')}) when the "
               "box connects")  # fmt: skip
+    if old_store is not None:
+        print(f"note: {old_store} holds the ledger of this box's previous node, which the "
+              f"runtime refuses under {identity.node}: move it aside (keep it, it is that "
+              "node's books) before run")  # fmt: skip
     print(f"next: voltbook-edge run --config {site_path}")
     return 0
 

@@ -80,6 +80,16 @@ def node_key_path(directory: Path) -> Path:
     return directory / (name if isinstance(name, str) and name.strip() else NODE_KEY)
 
 
+def store_dir(directory: Path) -> Path | None:
+    """The store's directory (`[site] data_dir`) when it holds anything: a ledger kept under
+    the node id the box had, which the runtime refuses under another."""
+    data = _read_site(directory / SITE_FILE) or {}
+    site = data.get("site")
+    name = site.get("data_dir") if isinstance(site, dict) else None
+    store = directory / (name if isinstance(name, str) and name.strip() else "data")
+    return store if store.is_dir() and any(store.iterdir()) else None
+
+
 def existing(directory: Path) -> list[str]:
     """What of an identity is already in `directory` (empty: none)."""
     found = []
@@ -92,6 +102,9 @@ def existing(directory: Path) -> list[str]:
     tls = directory / TLS_DIR
     if tls.is_dir() and any(tls.iterdir()):
         found.append(f"TLS files in {tls}")
+    store = store_dir(directory)
+    if store is not None:
+        found.append(f"a store in {store}")
     return found
 
 

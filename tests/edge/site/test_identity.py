@@ -111,6 +111,12 @@ def test_an_identity_is_not_overwritten_without_force(tmp_path: Path) -> None:
     (tmp_path / "keys/node.key").write_bytes(b"key")
     with pytest.raises(IdentityExists, match="node key"):
         check_free(tmp_path, force=False)
+    (tmp_path / "keys/node.key").unlink()
+    (tmp_path / "data").mkdir()
+    check_free(tmp_path, force=False)  # an empty store directory is no identity
+    (tmp_path / "data/store.sqlite").write_bytes(b"ledger")
+    with pytest.raises(IdentityExists, match="a store in"):
+        check_free(tmp_path, force=False)
 
 
 def test_what_is_sent_holds_no_private_key() -> None:

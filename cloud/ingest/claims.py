@@ -174,19 +174,22 @@ def check_csr(pem: str) -> DeviceKey:
         ) from None
     try:
         key = csr.public_key()
+    except (ValueError, UnsupportedAlgorithm, TypeError):
+        raise Invalid("csr cannot be read (an unsupported key or a malformed request)") from None
+    if not _acceptable(key):  # before the signature: no work for a key we would not take
+        raise Invalid(
+            f"csr: its key must be EC P-256, Ed25519 or RSA of {MIN_RSA_BITS} to {MAX_RSA_BITS} "
+            f"bits, not {_describe(key)}"
+        )
+    try:
         signed = csr.is_signature_valid
         asked = len(csr.extensions)
     except (ValueError, UnsupportedAlgorithm, TypeError):
-        raise Invalid("csr cannot be read (an unsupported key or a malformed request)") from None
+        raise Invalid("csr cannot be read (a malformed signature or extension)") from None
     if not signed:
         raise Invalid(
             "csr: its signature does not verify with the key it carries (a forged or damaged "
             "request): make a new one on the box"
-        )
-    if not _acceptable(key):
-        raise Invalid(
-            f"csr: its key must be EC P-256, Ed25519 or RSA of {MIN_RSA_BITS} to {MAX_RSA_BITS} "
-            f"bits, not {_describe(key)}"
         )
     if asked:
         raise Invalid("csr asks for extensions; the cloud decides them: send one without")

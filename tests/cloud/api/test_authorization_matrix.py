@@ -50,6 +50,8 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("GET", "/redoc"): PUBLIC,
     ("GET", "/health"): PUBLIC,
     ("POST", "/auth/login"): PUBLIC,
+    ("POST", "/provision"): PUBLIC,  # a claim token is its permission (cloud.api.claims)
+    ("POST", "/claims"): FIELD,
     ("POST", "/auth/logout"): EVERYONE,
     ("GET", "/auth/me"): EVERYONE,
     ("POST", "/auth/password"): EVERYONE,

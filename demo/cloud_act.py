@@ -1,40 +1,65 @@
-"""A demo act: the cloud, the broker and a simulated concentrator, and a top-up that closes a
-relay the concentrator tripped for arrears.
+"""A demo act: the cloud, the broker, a simulated concentrator and the payment providers'
+sandbox; merchants pay on their phones and the relays the concentrator tripped for arrears close.
 
-`act_cloud(workdir)` starts the whole cloud in-process with its embedded defaults (SQLite, and
-mosquitto from PATH or the in-process broker) plus the broker's plain loopback listener for
-the demo (`[broker] plain_port`; real concentrators use its TLS listener with a certificate),
-writes a 30-shop demo site whose `[cloud]` section points at that listener, makes an operator
-user and logs in (`POST /auth/login`; every later request carries its bearer token),
-registers the concentrator through the HTTP API, and runs the real runtime with its real MQTT
-sync on a virtual clock. When a tenant is cut off for arrears, the operator tops the account
-up through `POST /recharges`: the cloud books a pending transfer in its own chain and sends a
-signed command; the concentrator applies it exactly once, closes the relay at its next poll
-and uploads its ledger; the cloud posts the pending transfer when the concentrator's entry
-arrives. Every step is printed as the operator and the merchant see it, and the act ends by
-checking the operator log's hash chain.
+`act_cloud(workdir)` first starts the outside world on loopback (`demo.payments_act`): the
+provider sandbox playing WeChat Pay and Alipay with keys of its own, and a WeChat Official
+Account stand-in; it writes `cloud.toml` with the sandbox's `[payments]` snippet (the providers
+notify the cloud at its own URL) and `[notices]` (the Official Account and an SMS file). Then it
+starts the whole cloud in-process from that file (SQLite, mosquitto from PATH or the in-process
+broker, and the broker's plain loopback listener for the demo, `[broker] plain_port`; real
+concentrators use its TLS listener with a certificate), writes a 30-shop demo site whose
+simulated days are today's and whose `[cloud]` section points at that listener, makes an
+operator and a finance user and logs them in (`POST /auth/login`; every later request carries
+a bearer token), registers the concentrator and the merchants of the tenants who start nearly
+empty (an openid, a phone), and runs the real runtime with its real MQTT sync on a virtual
+clock.
+
+When three tenants are cut off for arrears: the first one's merchant logs in and pays by WeChat
+Pay (h5), the second's by Alipay (wap): `POST /payments/orders`, the pay page opened and its
+button pressed over HTTP as the phone would, the provider's signed notification reaching the
+cloud, the order `credited` — each transition printed with its cause. The credit is a recharge:
+the cloud books a pending transfer in its own chain and sends a signed command; the
+concentrator applies it exactly once, closes the relay at its next poll (confirmed by
+read-back) and uploads its ledger; the cloud posts the pending transfer when the concentrator's
+entry arrives. Each merchant's notices (the cut-off, the recharge credited) are printed with
+their delivery state (WeChat template message or SMS). The third tenant pays cash at the desk
+(`POST /recharges`), which act 5 (`demo.operations_act`) corrects; the act ends by checking
+the concentrator's chain in the cloud and the operator log's hash chain.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime as dt
+import json
 import logging
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 
-from cloud.config import ApiSettings, load_config
+from cloud.config import load_config
 from cloud.db.engine import session_factory
 from cloud.people import auth
 from cloud.server import RunningCloud, serve_in_thread
 from demo.operations_act import Desk, run_operations
-from demo.site import write_demo_site
+from demo.payments_act import (
+    PROVIDER_NAME,
+    MerchantPerson,
+    StandIns,
+    pay_on_phone,
+    register_merchants,
+    show_notices,
+    start_stand_ins,
+    unfollow,
+)
+from demo.site import ZONE as SITE_ZONE
+from demo.site import DemoSite, write_demo_site
 from edge.rules.decisions import RelayCommand
 from edge.runtime.boot import boot
 from edge.runtime.clock import ManualClock
@@ -43,10 +68,16 @@ from edge.site import load_site
 from edge.sync.service import SyncService
 
 POLL = dt.timedelta(hours=2)
-TOP_UP_FEN = 20_000
+TOP_UP_FEN = 20_000  # cash at the desk (act 5 corrects it as mistyped)
+WECHAT_FEN = 10_000
+ALIPAY_FEN = 5_000
 WAIT_S = 20.0  # real seconds any one step may take before the act gives up
 OPERATOR = "op-demo"
 FINANCE = "fin-demo"
+ZONE = ZoneInfo(SITE_ZONE)
+FIRST_CUT_OFF = dt.timedelta(hours=34)  # the demo market's: 10:00 of its second day
+CUT_OFF_TENANTS = 3  # one pays by WeChat Pay, one by Alipay, one cash at the desk
+NEARLY_EMPTY_FEN = 1_000  # the tenants who start with less (`demo.site`: 3 yuan) run out
 
 
 def _cloud_section(cloud: RunningCloud) -> str:
@@ -81,19 +112,14 @@ def _drained(runtime: Runtime, sync: SyncService) -> Callable[[], bool]:
 
 
 def act_cloud(workdir: Path) -> None:
-    defaults = load_config(None, workdir / "cloud")
-    config = dataclasses.replace(
-        defaults,
-        api=ApiSettings("127.0.0.1", 0),
-        broker=dataclasses.replace(defaults.broker, plain_port=0),  # the demo's, loopback only
-    )
     quiet = [logging.getLogger(name) for name in ("edge", "cloud", "uvicorn", "transitions")]
     levels = [log.level for log in quiet]
     for log in quiet:
         log.setLevel(logging.ERROR)  # the act prints what happens; the logs would drown it
     try:
         with contextlib.ExitStack() as stack:
-            cloud = stack.enter_context(serve_in_thread(config))
+            stand_ins = start_stand_ins(workdir / "cloud", stack)  # before the cloud: its config
+            cloud = stack.enter_context(serve_in_thread(load_config(stand_ins.cloud_toml)))
             api = stack.enter_context(httpx.Client(base_url=cloud.url, timeout=10))
             kind = "external" if cloud.broker is None else type(cloud.broker).__name__
             print(f"cloud API {cloud.url} (OpenAPI at /docs), SQLite, broker {kind} "
@@ -101,7 +127,7 @@ def act_cloud(workdir: Path) -> None:
             _log_in(cloud, api, OPERATOR, auth.Role.OPERATOR)
             finance = stack.enter_context(httpx.Client(base_url=cloud.url, timeout=10))
             _log_in(cloud, finance, FINANCE, auth.Role.FINANCE)
-            _run_site(workdir, cloud, api, finance)
+            _run_site(workdir, cloud, stand_ins, api, finance)
             verdict = _get(api, "/operator-log/verify")
             print(f"  operator log: {verdict['rows']} rows, hash chain "
                   f"{'intact' if verdict['ok'] else 'BROKEN: ' + verdict['problem']}")  # fmt: skip
@@ -110,20 +136,44 @@ def act_cloud(workdir: Path) -> None:
             log.setLevel(level)
 
 
-def _log_in(cloud: RunningCloud, api: httpx.Client, name: str, role: auth.Role) -> None:
+def _log_in(
+    cloud: RunningCloud, api: httpx.Client, name: str, role: auth.Role, account: str | None = None
+) -> None:
     """Make a demo user (as `voltbook-cloud user add` would) and log in as it."""
     password = secrets.token_urlsafe(16)
     with session_factory(cloud.engine).begin() as session:
-        auth.create_user(session, name, role, password, display_name=f"Demo {role.value}",
+        auth.create_user(session, name, role, password, account=account,
+                         display_name=f"Demo {role.value}",
                          now=dt.datetime.now(dt.UTC))  # fmt: skip
     answer = api.post("/auth/login", json={"user": name, "password": password})
     answer.raise_for_status()
     api.headers["Authorization"] = f"Bearer {answer.json()['token']}"
-    print(f"{role.value} {name} logged in (POST /auth/login, a bearer token)")
+    of = "" if account is None else f" of {account}"
+    print(f"{'  ' if account else ''}{role.value} {name}{of} logged in "
+          "(POST /auth/login, a bearer token)")  # fmt: skip
 
 
-def _run_site(workdir: Path, cloud: RunningCloud, api: httpx.Client, finance: httpx.Client) -> None:
-    made = write_demo_site(workdir / "market", 30)
+def _start_near_now() -> dt.datetime:
+    """The midnight the market starts at: its days are today's, because the cloud tells
+    merchants of events from the last day only (`cloud.notices.sources.LOOKBACK`); its first
+    cut-off (10:00 of its second day) then falls within the last day."""
+    day = (dt.datetime.now(ZONE) - FIRST_CUT_OFF).date()
+    return dt.datetime.combine(day, dt.time(0), tzinfo=ZONE)
+
+
+def _merchants(made: DemoSite) -> list[MerchantPerson]:
+    """The merchants of the tenants who start nearly empty (they will be cut off), each with a
+    phone and the openid by which they follow the Official Account."""
+    seeds = json.loads((made.directory / "seed.json").read_text(encoding="utf-8"))["recharges"]
+    poor = [s["account"] for s in seeds if s["fen"] < NEARLY_EMPTY_FEN]
+    return [MerchantPerson(a, f"商户{a}", f"1380000{a[1:]}", f"oDemo{a}") for a in poor]
+
+
+def _run_site(
+    workdir: Path, cloud: RunningCloud, stand_ins: StandIns, api: httpx.Client,
+    finance: httpx.Client,
+) -> None:  # fmt: skip
+    made = write_demo_site(workdir / "market", 30, start=_start_near_now())
     with made.site_toml.open("a") as toml:
         toml.write(_cloud_section(cloud))
     site = load_site(made.site_toml)
@@ -141,12 +191,30 @@ def _run_site(workdir: Path, cloud: RunningCloud, api: httpx.Client, finance: ht
     assert cloud_settings is not None  # the [cloud] section written above
     sync = SyncService(runtime, cloud_settings)
     sync.start()
+    site_now = Site(runtime, clock, sync, api)
     try:
         _until("the concentrator to connect", lambda: sync.link.connected, sync)
-        owner = _until_cut_off(runtime, clock, sync)
-        payment = _top_up(owner, runtime, clock, sync, api)
+        # The registry names the merchants once the concentrator's inventory made the accounts
+        # its own (an account the registry declares in no shop could not be claimed).
+        known = lambda: _get(api, "/accounts")["total"] == len(made.accounts)  # noqa: E731
+        _until("the cloud to know the concentrator's accounts", known, sync)
+        people = {p.account: p for p in _merchants(made)}
+        register_merchants(api, list(people.values()))
+        wechat_owner, alipay_owner, desk_owner = _until_cut_off(runtime, clock, sync)[:3]
+        _until("the ledger to be acknowledged", _drained(runtime, sync), sync)
+        print("\nact 4 — merchants pay on their phones; the relays close")
+        for owner, provider, channel, fen in (
+            (wechat_owner, "wechat", "h5", WECHAT_FEN),
+            (alipay_owner, "alipay", "wap", ALIPAY_FEN),
+        ):
+            person = people.get(owner)
+            if provider == "alipay" and person is not None:
+                unfollow(stand_ins, person)  # so that the fallback to SMS is seen too
+            how = (provider, channel, fen)
+            _pay_online(cloud, site_now, stand_ins, person, owner=owner, how=how)
+        payment = _top_up(desk_owner, site_now)
         desk = Desk(api, finance, runtime, clock, lambda what, done: _until(what, done, sync))
-        run_operations(desk, owner, payment)
+        run_operations(desk, desk_owner, payment)
         _until("the ledger to be acknowledged", _drained(runtime, sync), sync)
         head = _get(api, f"/concentrators/{node}")
         same = head["head_seq"] == runtime.store.chain.seq
@@ -160,37 +228,65 @@ def _run_site(workdir: Path, cloud: RunningCloud, api: httpx.Client, finance: ht
         booted.close()
 
 
-def _until_cut_off(runtime: Runtime, clock: ManualClock, sync: SyncService) -> str:
+@dataclass(frozen=True, slots=True)
+class Site:
+    """The running concentrator, its virtual clock and sync, and the operator's client."""
+
+    runtime: Runtime
+    clock: ManualClock
+    sync: SyncService
+    api: httpx.Client
+
+    def wait(self, what: str, done: Callable[[], bool]) -> None:
+        _until(what, done, self.sync)
+
+
+def _until_cut_off(runtime: Runtime, clock: ManualClock, sync: SyncService) -> list[str]:
+    """Poll until at least `CUT_OFF_TENANTS` tenants are cut off for arrears; who they are."""
     for _ in range(24 * 14 // 2):  # two weeks of polls at most
         report = runtime.run_cycle()
         sync.tick()
         dry = sorted(o for o, a in runtime.accounts.items() if a.arrears.tripped)
-        if dry:
-            print(f"  {report.now:%m-%d %H:%M} {dry[0]} is cut off for arrears (relay open)")
-            return dry[0]
+        if len(dry) >= CUT_OFF_TENANTS:
+            print(f"  {report.now:%m-%d %H:%M} {', '.join(dry)} are cut off for arrears "
+                  "(relays open)")  # fmt: skip
+            return dry
         clock.advance(POLL)
-    raise RuntimeError("nobody ran out of credit in two simulated weeks")
+    raise RuntimeError(f"{CUT_OFF_TENANTS} tenants did not run out of credit in two weeks")
 
 
-def _top_up(
-    owner: str, runtime: Runtime, clock: ManualClock, sync: SyncService, api: httpx.Client
-) -> str:
-    before = _get(api, f"/accounts/{owner}")
-    made = api.post(
-        "/recharges",
-        json={"account": owner, "fen": TOP_UP_FEN, "method": "wechat"},
-    )
-    made.raise_for_status()
-    recharge = made.json()
-    print(f"  {OPERATOR}: POST /recharges {owner} {TOP_UP_FEN / 100:.2f} yuan (WeChat) → "
-          f"{recharge['status']}, command {recharge['command_id'][:8]}…")  # fmt: skip
+def _pay_online(
+    cloud: RunningCloud, site: Site, stand_ins: StandIns, person: MerchantPerson | None,
+    *, owner: str, how: tuple[str, str, int],
+) -> None:  # fmt: skip
+    provider, channel, fen = how
+    print(f"  — {owner}'s merchant pays with {PROVIDER_NAME[provider]} ({channel}) on the phone")
+    with httpx.Client(base_url=cloud.url, timeout=10) as merchant:
+        _log_in(cloud, merchant, f"m-{owner}", auth.Role.MERCHANT, account=owner)
+        before = _get(merchant, f"/accounts/{owner}")
+        recharge = pay_on_phone(merchant, account=owner, provider=provider, channel=channel,
+                                fen=fen, wait=site.wait)  # fmt: skip
+        _relay_closes(owner, recharge, site)
+        after = _get(merchant, f"/accounts/{owner}")
+        print(f"  cloud: recharge {recharge['payment']} posted; {owner} prepaid "
+              f"{before['prepaid_fen'] / 100:.2f} → {after['prepaid_fen'] / 100:.2f} yuan "
+              f"({PROVIDER_NAME[provider]} credited)")  # fmt: skip
+        if person is not None:
+            show_notices(merchant, person, stand_ins, site.wait)
+
+
+def _relay_closes(owner: str, recharge: dict[str, Any], site: Site) -> None:
+    """The recharge's command applied at the concentrator, the owner's relay closed at the next
+    poll (confirmed by read-back), the recharge posted when the concentrator's entry arrives."""
+    api, runtime = site.api, site.runtime
     command = f"/commands/{recharge['command_id']}"
-    _until("the command to be applied", lambda: _get(api, command)["status"] == "applied", sync)
+    site.wait("the command to be applied", lambda: _get(api, command)["status"] == "applied")
     print(f"  concentrator applied the signed command once; the cloud marks it "
           f"{_get(api, command)['status']}")  # fmt: skip
-    clock.advance(POLL)
+    site.clock.advance(POLL)
     report = runtime.run_cycle()
-    closed = [o for o in report.outcomes if o.order.command is RelayCommand.CLOSE and o.confirmed]
+    closed = [o for o in report.outcomes if o.order.command is RelayCommand.CLOSE and o.confirmed
+              and o.order.meter.account == owner]  # fmt: skip
     for outcome in closed:
         meter = outcome.order.meter
         print(f"  {report.now:%m-%d %H:%M} relay of meter {meter.address} (shop {meter.shop}) "
@@ -198,7 +294,21 @@ def _top_up(
     if not closed:
         raise RuntimeError(f"{owner}'s relay did not close after the top-up")
     payment = f"/recharges/{recharge['payment']}"
-    _until("the recharge to be posted", lambda: _get(api, payment)["status"] == "posted", sync)
+    site.wait("the recharge to be posted", lambda: _get(api, payment)["status"] == "posted")
+
+
+def _top_up(owner: str, site: Site) -> str:
+    """The operator tops `owner` up at the desk (cash, `POST /recharges`); the payment id."""
+    api = site.api
+    print(f"  — {owner}'s merchant pays cash at the desk")
+    before = _get(api, f"/accounts/{owner}")
+    made = api.post("/recharges", json={"account": owner, "fen": TOP_UP_FEN, "method": "cash"})
+    made.raise_for_status()
+    recharge = made.json()
+    print(f"  {OPERATOR}: POST /recharges {owner} {TOP_UP_FEN / 100:.2f} yuan (cash) → "
+          f"{recharge['status']}, command {recharge['command_id'][:8]}…")  # fmt: skip
+    _relay_closes(owner, recharge, site)
+    payment = f"/recharges/{recharge['payment']}"
     after = _get(api, f"/accounts/{owner}")
     print(f"  cloud: recharge {_get(api, payment)['status']}; {owner} prepaid "
           f"{before['prepaid_fen'] / 100:.2f} → {after['prepaid_fen'] / 100:.2f} yuan")  # fmt: skip

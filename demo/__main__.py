@@ -12,9 +12,18 @@ Act 3 — the runtime (`demo.month_act`): a 30-shop market billed for a simulate
 the real concentrator runtime: subsidies, consumption, trips and closes, alarms, a verified
 ledger; three shops' CJ/T 188 water meters billed by volume from the same prepaid pockets.
 
-Act 4 — the cloud (`demo.cloud_act`): the cloud, its broker and a concentrator syncing over
-MQTT; a top-up through the HTTP API reaches the concentrator as a signed command and closes the
-relay it had tripped for arrears; the cloud ends with the concentrator's chain, head for head.
+Act 4 — the cloud (`demo.cloud_act`, `demo.payments_act`): the cloud, its broker and a
+concentrator syncing over MQTT, beside the payment providers' sandbox and a WeChat Official
+Account stand-in on loopback. Tenants cut off for arrears pay: one merchant on the phone by
+WeChat Pay (h5), one by Alipay (wap) — the order, the sandbox's pay page, the provider's signed
+notification, the order credited — and a third cash at the desk (`POST /recharges`); each
+recharge reaches the concentrator as a signed command and closes the relay it had tripped; the
+merchants' notices (cut-off, recharge credited) are shown with their delivery (WeChat template
+message, or SMS when WeChat will not take it).
+
+Act 5 — operations (`demo.operations_act`): the desk's top-up corrected, a dead meter swapped
+with an infrared handheld's reading, a departing tenant refunded; each with its receipt. The
+cloud ends with the concentrator's chain, head for head.
 """
 
 from __future__ import annotations
@@ -206,7 +215,8 @@ def main() -> None:
     print("\n== Act 3: the concentrator runtime bills a market for a simulated month")
     with tempfile.TemporaryDirectory(prefix="voltbook-month-") as tmp:
         act_month(Path(tmp))
-    print("\n== Acts 4-5: the cloud — a top-up closes a tripped relay; correction, swap, refund")
+    print("\n== Acts 4-5: the cloud — merchants pay by WeChat Pay and Alipay, relays close; "
+          "correction, swap, refund")  # fmt: skip
     from demo.cloud_act import act_cloud  # the cloud's packages: only for this act
 
     with tempfile.TemporaryDirectory(prefix="voltbook-cloud-") as tmp:

@@ -248,8 +248,8 @@ def _until_cut_off(runtime: Runtime, clock: ManualClock, sync: SyncService) -> l
         sync.tick()
         dry = sorted(o for o, a in runtime.accounts.items() if a.arrears.tripped)
         if len(dry) >= CUT_OFF_TENANTS:
-            print(f"  {report.now:%m-%d %H:%M} {', '.join(dry)} are cut off for arrears "
-                  "(relays open)")  # fmt: skip
+            for owner in dry:
+                print(f"  {report.now:%m-%d %H:%M} {owner} is cut off for arrears (relay open)")
             return dry
         clock.advance(POLL)
     raise RuntimeError(f"{CUT_OFF_TENANTS} tenants did not run out of credit in two weeks")

@@ -1,8 +1,11 @@
-"""`make demo`'s acts 4 and 5 run as a test too, so it cannot rot: the top-up through the API closes
-the relay the concentrator tripped, and the cloud ends with the concentrator's chain."""
+"""`make demo`'s acts 4 and 5 run as a test too, so it cannot rot: merchants pay by WeChat Pay
+and Alipay in the provider sandbox and a cash top-up goes through the desk, each closing a relay
+the concentrator tripped; the merchants' notices are delivered; the cloud ends with the
+concentrator's chain."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -20,6 +23,23 @@ def test_the_cloud_act_closes_a_tripped_relay_after_a_top_up(
     assert "is cut off for arrears" in out
     assert "the cloud marks it applied" in out
     assert "closed, confirmed by reading it back" in out
+    # act 4: both providers' orders paid on the sandbox's page, notified, credited, relays closed
+    assert "WeChat Pay's signed notification reached POST /payments/wechat/notify" in out
+    assert "Alipay's signed notification reached POST /payments/alipay/notify" in out
+    assert out.count("created → paid     cause: notice") == 2
+    assert out.count("paid → credited cause: notice") == 2
+    assert "确认支付 → 支付成功" in out
+    assert re.search(r"prepaid \d+\.\d\d → \d+\.\d\d yuan \(WeChat Pay credited\)", out)
+    assert re.search(r"prepaid \d+\.\d\d → \d+\.\d\d yuan \(Alipay credited\)", out)
+    assert out.count("the cloud marks it applied") >= 3  # two online payments, one desk top-up
+    assert out.count("closed, confirmed by reading it back") == 3
+    # the merchants' notices: the cut-off and the recharge credited, delivered by the Official
+    # Account, or by SMS when the merchant has unfollowed it (43101)
+    assert out.count("cut_off           sent") == 2
+    assert out.count("recharge_credited sent") == 2
+    assert "fallback after 1 attempt(s) (WeChat errcode 43101" in out
+    assert re.search(r"SMS to 1380000\d{4}: 【Voltbook】.*充值50\.00元已到账", out)
+    assert "template message(s) for oDemo" in out
     # act 5: a correction, a meter swap and a refund, each settled through the concentrator
     assert "the cloud posted its pending transfer (posted)" in out
     assert "the concentrator polls 209901000001 now" in out

@@ -33,14 +33,13 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
+from cloud.config import NOTICE_KINDS
 from cloud.notices.wechat_oa_standin import OaStandin
 from cloud.payments.sandbox.app import LOOPBACK, Sandbox, create_sandbox, serve_in_thread
 
 Wait = Callable[[str, Callable[[], bool]], None]
 ZONE = ZoneInfo("Asia/Shanghai")
 OA_APPID = "wxdemo0000000001"
-NOTICE_KINDS = ("low_balance", "arrears_warning", "cut_off", "recharge_credited", "refund_paid",
-                "power_off")  # fmt: skip
 PROVIDER_NAME = {"wechat": "WeChat Pay", "alipay": "Alipay"}
 NOTIFY_PATH = {"wechat": "/payments/wechat/notify", "alipay": "/payments/alipay/notify"}
 BUTTON = re.compile(r'<form method="post" action="([^"]*/confirm[^"]*)">')
@@ -57,8 +56,10 @@ class StandIns:
 
 
 def _free_port() -> int:
-    """A port free now on loopback, for the cloud: the providers must be told the cloud's URL
-    before it starts (nothing else binds loopback ports in the demo in between)."""
+    """A port free now on loopback, for the cloud's API: the providers must be told the cloud's
+    URL before it starts (`[payments] notify_base`). Chosen last, just before the cloud starts;
+    what binds in between (the broker's listeners) takes random ephemeral ports, so a clash is
+    unlikely, and would stop the demo with the API's "cannot listen" error, not mislead it."""
     with socket.create_server((LOOPBACK, 0)) as probe:
         port: int = probe.getsockname()[1]
         return port
@@ -88,9 +89,9 @@ def start_stand_ins(directory: Path, stack: contextlib.ExitStack) -> StandIns:
     directory.mkdir(parents=True, exist_ok=True)
     sandbox = create_sandbox()
     running = stack.enter_context(serve_in_thread(sandbox))
+    oa = stack.enter_context(OaStandin(appid=OA_APPID, secret=secrets.token_urlsafe(24)))
     cloud_url = f"http://{LOOPBACK}:{_free_port()}"
     snippet = sandbox.keys.write(directory / "pay", api_base=running.url, notify_base=cloud_url)
-    oa = stack.enter_context(OaStandin(appid=OA_APPID, secret=secrets.token_urlsafe(24)))
     secret_file = directory / "wechat-oa-secret"
     secret_file.write_text(oa.secret + "\n", encoding="utf-8")
     secret_file.chmod(0o600)
@@ -134,9 +135,7 @@ def register_merchants(api: httpx.Client, people: list[MerchantPerson]) -> None:
     concentrator), so the cloud knows whom a notice about an account reaches."""
     _json(api.post("/registry/account-types", json={"code": "merchant", "name": "商户"}))
     for person in people:
-        body: dict[str, Any] = {"name": person.name, "phone": person.phone}
-        if person.openid:
-            body["wechat_openid"] = person.openid
+        body = {"name": person.name, "phone": person.phone, "wechat_openid": person.openid}
         merchant = _json(api.post("/registry/merchants", json=body))
         _json(api.post("/registry/accounts", json={"id": person.account, "account_type": "merchant",
                                                    "merchant_id": merchant["id"]}))  # fmt: skip

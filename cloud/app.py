@@ -79,6 +79,8 @@ from cloud.errors import (
     TooManyAttempts,
     Unauthorized,
 )
+from cloud.web import errors as web_errors
+from cloud.web import phone, static
 from ledger.chain import NodeKey
 from ledger.errors import DecodeError, InvalidValue
 
@@ -116,6 +118,8 @@ ROUTERS = (
     site_config,
     reports,
     health,
+    phone,  # the merchant's phone page, /m/ (cloud.web)
+    static,  # the pages' CSS, font and scripts, /static/
 )
 
 # Matched in order, so a subclass must come before its base (`Refused` is an `Invalid`).
@@ -181,6 +185,8 @@ def create_app(
         app.include_router(module.router)
     for error in (CloudError, InvalidValue, DecodeError):
         app.add_exception_handler(error, _domain_error)
+    for page_error, handler in web_errors.EXCEPTION_HANDLERS:  # pages answer with pages
+        app.add_exception_handler(page_error, handler)
     app.add_exception_handler(IntegrityError, _duplicate)
     app.add_exception_handler(DataError, _unstorable)
     app.add_exception_handler(OperationalError, _database_down)

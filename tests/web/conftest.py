@@ -1,0 +1,139 @@
+"""Fixtures for the pages' tests.
+
+- `world`: the market of `tests/web/world.py` in a migrated database on every backend (the
+  `engine` fixture of `tests/cloud`: SQLite and PostgreSQL), for the TestClient tests.
+- `server`: the real cloud app served by uvicorn on a free loopback port over a SQLite file with
+  that market, once per module.
+- `browser`, `phone`: Debian's headless Chromium (`/usr/bin/chromium`) driven by Playwright's
+  Python client (never a browser Playwright downloads), one per session; `phone` is a fresh
+  context per test with a phone's viewport (390×844), touch, zh-CN and the Asia/Shanghai zone.
+  Without Chromium or Playwright the browser tests are SKIPPED with how to install them
+  (`apt-get install chromium`; `pip install -e '.[dev]'`), except under REQUIRE_REAL_SERVICES=1
+  (CI), where they FAIL.
+- `shots`: the folder screenshots go to (`VOLTBOOK_SCREENSHOTS`, else a temporary one), to be
+  looked at.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from sqlalchemy import Engine
+
+from cloud.app import create_app
+from cloud.db.engine import make_engine, upgrade
+from ledger.chain import NodeKey
+from tests.cloud.conftest import (  # noqa: F401 (the database fixtures, on every backend)
+    cloud_key,
+    engine,
+    pg_databases,
+    sqlite_template,
+)
+from tests.conftest import service_missing
+from tests.web.world import NOW, World, build_world
+
+CHROMIUM = os.environ.get("VOLTBOOK_CHROMIUM", "/usr/bin/chromium")
+PHONE = {"width": 390, "height": 844}
+HOW_TO_INSTALL = (
+    "install Debian's browser with `apt-get install chromium` (the Makefile's setup does it "
+    "as root) and Playwright's client with `pip install -e '.[dev]'`"
+)
+
+
+@pytest.fixture
+def world(engine: Engine, cloud_key: NodeKey) -> World:  # noqa: F811 (the imported fixtures)
+    return build_world(engine, cloud_key)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Served:
+    """The cloud app on loopback, in a thread of the test process."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        app = create_app(world.engine, world.key, lambda: NOW)
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                proxy_headers=False, lifespan="off")  # fmt: skip
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="web-test-uvicorn")
+
+    def __enter__(self) -> Served:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    path = tmp_path_factory.mktemp("web-db") / "cloud.db"
+    database = make_engine(f"sqlite:///{path}")
+    upgrade(database)
+    world = build_world(database, NodeKey.from_seed(bytes(range(32))))
+    with Served(world) as served:
+        yield served
+    database.dispose()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    try:
+        from playwright.sync_api import Error, sync_playwright
+    except ImportError:
+        service_missing("playwright", f"the Python client is not installed: {HOW_TO_INSTALL}")
+    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
+        service_missing("chromium", f"{CHROMIUM} is missing: {HOW_TO_INSTALL}")
+    with sync_playwright() as playwright:
+        try:
+            launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                                  args=["--no-sandbox"])  # fmt: skip
+        except Error as exc:
+            service_missing("chromium", f"{CHROMIUM} does not start ({exc}): {HOW_TO_INSTALL}")
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def phone(browser: Any, server: Served) -> Iterator[Any]:
+    context = browser.new_context(
+        viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True,
+        locale="zh-CN", timezone_id="Asia/Shanghai", base_url=server.url,
+        user_agent=("Mozilla/5.0 (Linux; Android 13; Pixel 7) AppleWebKit/537.36 (KHTML, like "
+                    "Gecko) Chrome/120.0 Mobile Safari/537.36"),
+        accept_downloads=True,
+    )  # fmt: skip
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+@pytest.fixture(scope="session")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    chosen = os.environ.get("VOLTBOOK_SCREENSHOTS")
+    folder = Path(chosen) if chosen else tmp_path_factory.mktemp("screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

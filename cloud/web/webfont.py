@@ -24,7 +24,7 @@ from cloud.reports.fonts import source_path
 from cloud.web.catalogue import MESSAGES
 
 TARGET = Path(__file__).parent / "static" / "fonts" / "voltbook-sc.woff"
-ALWAYS = "".join(chr(c) for c in range(0x20, 0x7F)) + "¥￥·—…“”‘’、。,:;!?()《》【】"
+ALWAYS = "".join(chr(c) for c in range(0x20, 0x7F)) + "¥￥·—…“”‘’、。，：；！？（）《》【】"
 
 
 def characters() -> str:

@@ -59,7 +59,9 @@ def test_login_then_the_balance_what_it_buys_and_the_subsidy_are_the_ledgers(
     )
     assert phone.locator("#balance-yuan").inner_text() == f"¥{_yuan(prepaid)}"
     buys_wh = prepaid * 100 * 1000 // 8365
-    assert phone.locator("#kwh-left").inner_text() == f"{buys_wh // 1000}.{buys_wh % 1000 // 10:02d}"
+    assert (
+        phone.locator("#kwh-left").inner_text() == f"{buys_wh // 1000}.{buys_wh % 1000 // 10:02d}"
+    )
     assert "0.8365" in phone.locator("#price").inner_text()
     subsidy = _available(server, "A0001", Pocket.SUBSIDY)
     assert subsidy == 50_000 - 1_200

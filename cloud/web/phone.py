@@ -206,8 +206,7 @@ def order(
         found = topup.order_view(session, who, out_trade_no)
     except (NotFound, topup.PaymentsUnavailable):
         raise PageError("order_not_found", 404) from None
-    refresh = {} if found.final else {"Refresh": str(ORDER_REFRESH_S)}
-    return page(request, "order.html", lang, order=found, headers=refresh)
+    return page(request, "order.html", lang, order=found, refresh=ORDER_REFRESH_S)
 
 
 # -- documents --------------------------------------------------------------------------------

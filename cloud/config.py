@@ -35,6 +35,25 @@
     heads = "oplog-heads.jsonl"  # the operator log's signed heads (default: in the data dir)
     sign_every = 300             # seconds between signed heads (default 300)
 
+    [payments]                   # merchants paying on their phones (none without this table)
+    notify_base = "https://pay.example.com"   # our public URL the providers notify
+    order_ttl_s = 1800           # an unpaid order closes after this (default 1800 s)
+    [payments.wechat]            # WeChat Pay API v3 (or the sandbox's)
+    api_base = "https://api.mch.weixin.qq.com"
+    mchid = "1900000001"
+    appid = "wx0000000000000001"
+    apiv3_key_file = "pay/apiv3.key"
+    merchant_key = "pay/apiclient_key.pem"
+    merchant_serial = "5157F09EFDC096DE15EBE81A47057A72"
+    [payments.wechat.platform_keys]          # serial (or PUB_KEY_ID_…) → certificate or key
+    "PUB_KEY_ID_0114232134912410000000000001" = "pay/wechatpay_pub.pem"
+    [payments.alipay]            # Alipay open API, RSA2 (or the sandbox's)
+    gateway = "https://openapi.alipay.com/gateway.do"
+    app_id = "2021000000000001"
+    seller_id = "2088000000000001"
+    app_private_key = "pay/alipay_app_key.pem"
+    alipay_public_key = "pay/alipay_public.pem"
+
 Relative paths (and a relative SQLite file) are relative to the file's directory. The data
 directory, where the defaults live (`voltbook-cloud.db`, `cloud-key.pem`, the embedded
 broker's files), is the file's directory, or `--data-dir`. Without any file everything takes
@@ -74,6 +93,8 @@ MQTTS_PORT = 8883
 MAX_WORKERS = 64
 APPROVE_ABOVE_FEN = 100_000  # 1 000 yuan: a larger correction needs a second user
 MAX_APPROVE_FEN = 10_000_000  # the largest correction there is (a recharge's maximum)
+DEFAULT_ORDER_TTL_S = 1800  # an unpaid payment order closes after half an hour
+MAX_ORDER_TTL_S = 7 * 86_400
 
 
 class ConfigError(CloudError):
@@ -133,6 +154,40 @@ class ApiSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WechatPaySettings:
+    """`[payments.wechat]`: the merchant account at WeChat Pay and its keys' files."""
+
+    api_base: str
+    mchid: str
+    appid: str
+    apiv3_key_file: Path
+    merchant_key: Path
+    merchant_serial: str
+    platform_keys: tuple[tuple[str, Path], ...]  # serial → platform certificate or public key
+
+
+@dataclass(frozen=True, slots=True)
+class AlipaySettings:
+    """`[payments.alipay]`: the app at Alipay and its keys' files."""
+
+    gateway: str
+    app_id: str
+    seller_id: str
+    app_private_key: Path
+    alipay_public_key: Path
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentSettings:
+    """`[payments]`: where the providers notify us, how long an order waits, the providers."""
+
+    notify_base: str
+    order_ttl_s: int = DEFAULT_ORDER_TTL_S
+    wechat: WechatPaySettings | None = None
+    alipay: AlipaySettings | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CloudConfig:
     path: Path | None  # the file it came from; None for the defaults
     data_dir: Path
@@ -144,6 +199,7 @@ class CloudConfig:
     approve_above_fen: int = APPROVE_ABOVE_FEN  # corrections above: four eyes
     oplog_heads_file: Path | None = None  # the signed heads; None: in the data directory
     oplog_sign_every: int = DEFAULT_SIGN_EVERY_S
+    payments: PaymentSettings | None = None  # no online payments without `[payments]`
 
     @property
     def oplog_heads(self) -> Path:
@@ -283,6 +339,7 @@ def parse_config(path: Path | None, data: dict[str, Any], data_dir: Path) -> Clo
     heads = oplog.text("heads", "")
     sign_every = oplog.integer("sign_every", DEFAULT_SIGN_EVERY_S, 1, MAX_SIGN_EVERY_S)
     oplog.done()
+    payments = _payments(top.table("payments"), base)
     top.done()
     return CloudConfig(
         path=path,
@@ -295,7 +352,76 @@ def parse_config(path: Path | None, data: dict[str, Any], data_dir: Path) -> Clo
         approve_above_fen=APPROVE_ABOVE_FEN if approve is None else approve,
         oplog_heads_file=base / heads if heads else None,
         oplog_sign_every=sign_every or DEFAULT_SIGN_EVERY_S,
+        payments=payments,
     )
+
+
+def _payments(table: _Table | None, base: Path) -> PaymentSettings | None:
+    if table is None:
+        return None
+    notify_base = _url(table, "notify_base")
+    ttl = table.integer("order_ttl_s", DEFAULT_ORDER_TTL_S, 60, MAX_ORDER_TTL_S)
+    wechat = table.table("wechat")
+    alipay = table.table("alipay")
+    settings = PaymentSettings(
+        notify_base=notify_base.rstrip("/"),
+        order_ttl_s=ttl or DEFAULT_ORDER_TTL_S,
+        wechat=None if wechat is None else _wechat(wechat, base),
+        alipay=None if alipay is None else _alipay(alipay, base),
+    )
+    table.done()
+    if settings.wechat is None and settings.alipay is None:
+        raise ConfigError(table.path, "[payments] needs [payments.wechat] or [payments.alipay]")
+    return settings
+
+
+def _wechat(table: _Table, base: Path) -> WechatPaySettings:
+    keys = table.table("platform_keys")
+    if keys is None or not keys.raw:
+        raise ConfigError(
+            table.path,
+            "[payments.wechat] needs [payments.wechat.platform_keys]: serial = the WeChat Pay "
+            "platform certificate or public key (PEM)",
+        )
+    platform = tuple((serial, _existing(keys, serial, base)) for serial in sorted(keys.raw))
+    keys.done()
+    settings = WechatPaySettings(
+        api_base=_url(table, "api_base").rstrip("/"),
+        mchid=_required(table, "mchid"),
+        appid=_required(table, "appid"),
+        apiv3_key_file=_existing(table, "apiv3_key_file", base),
+        merchant_key=_existing(table, "merchant_key", base),
+        merchant_serial=_required(table, "merchant_serial"),
+        platform_keys=platform,
+    )
+    table.done()
+    return settings
+
+
+def _alipay(table: _Table, base: Path) -> AlipaySettings:
+    settings = AlipaySettings(
+        gateway=_url(table, "gateway"),
+        app_id=_required(table, "app_id"),
+        seller_id=_required(table, "seller_id"),
+        app_private_key=_existing(table, "app_private_key", base),
+        alipay_public_key=_existing(table, "alipay_public_key", base),
+    )
+    table.done()
+    return settings
+
+
+def _required(table: _Table, key: str) -> str:
+    value = table.text(key, "")
+    if not value:
+        raise ConfigError(table.path, f"[{table.name}] {key} is required")
+    return value
+
+
+def _url(table: _Table, key: str) -> str:
+    value = _required(table, key)
+    if not value.startswith(("https://", "http://")) or any(c.isspace() for c in value):
+        raise table.problem(key, "an http(s):// URL", value)
+    return value
 
 
 def _proxies(table: _Table) -> tuple[str, ...]:

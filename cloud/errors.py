@@ -72,3 +72,21 @@ class IllegalTransition(Conflict):
         self.operation = operation
         self.state = state
         self.event = event
+
+
+class PaymentRefused(Invalid):
+    """A message from (or claiming to be from) a payment provider that fails its checks: a
+    signature that does not verify, a stale timestamp, an unknown key serial, a resource that
+    does not decrypt, an order or amount that is not ours. `reason` is a short machine word
+    (`bad_signature`, `stale`, `unknown_serial`, `mismatch`, …); nothing was changed."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class ProviderUnavailable(CloudError):
+    """A payment provider (or the WeChat Official Account API) could not be reached, or
+    answered with an error or a reply that fails our checks; nothing of ours changed, try
+    again later."""

@@ -269,6 +269,6 @@ class Alarm(Base):
 
 
 # Registered on `Base.metadata` by importing them (they import `Base` from `cloud.db.base`).
-from cloud.db import auth, operations, registry, rollups  # noqa: E402
+from cloud.db import auth, operations, payments, registry, rollups  # noqa: E402
 
-__all__ = ["Base", "UtcDateTime", "auth", "operations", "registry", "rollups"]
+__all__ = ["Base", "UtcDateTime", "auth", "operations", "payments", "registry", "rollups"]

@@ -94,6 +94,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     # -- orders --------------------------------------------------------------------------------
     "order_title": ("充值订单", "Top-up order"),
+    "orders": ("在线支付订单", "Online payments"),
     "order_number": ("订单号", "Order number"),
     "amount": ("金额", "Amount"),
     "order_state": ("状态", "State"),

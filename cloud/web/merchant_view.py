@@ -23,6 +23,7 @@ from cloud.db.rollups import ConsumptionMonthly
 from cloud.operations.alarms import AlarmFilters, listed
 from cloud.registry.prices import CurrentPrice, current_price, wh_for
 from cloud.web.notices_feed import Notice, notices_for
+from cloud.web.topup import OrderView, recent_orders
 from ledger.accounts import Pocket, pocket_id
 
 CHART_MONTHS = 6
@@ -73,6 +74,7 @@ class AccountView:
     buys_wh: int | None = None  # what prepaid_fen buys at `price`
     months: list[tuple[dt.date, int]] = field(default_factory=list)  # oldest first, Wh
     payments: list[Payment] = field(default_factory=list)
+    orders: list[OrderView] = field(default_factory=list)  # online payments, newest first
     alarms: list[AlarmLine] = field(default_factory=list)
     notices: list[Notice] = field(default_factory=list)
     statement_months: list[str] = field(default_factory=list)  # YYYY-MM, newest first
@@ -160,6 +162,7 @@ def account_view(session: Session, account: str, now: dt.datetime) -> AccountVie
     if view.price is not None:
         view.buys_wh = wh_for(view.prepaid_fen, view.price.price)
     view.payments = payments(session, account)
+    view.orders = recent_orders(session, account)
     view.alarms = alarms(session, account)
     view.notices = notices_for(session, account, now)
     view.statement_months = [

@@ -19,9 +19,11 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cloud.errors import CloudError
+from cloud.db.payments import PaymentOrder
+from cloud.errors import CloudError, NotFound
 from cloud.people.auth import Principal
 
 PROVIDERS = ("wechat", "alipay")
@@ -80,7 +82,26 @@ class OrderView:
         return self.state in FINAL_STATES
 
 
+PAY_URL_KEYS = ("h5_url", "page_url", "url")  # what `pay` holds to send a browser to
+
+
 def order_view(session: Session, who: Principal, out_trade_no: str) -> OrderView:
     """The caller's own order `out_trade_no`; `NotFound` for one of another account (as for
     one that does not exist)."""
-    raise PaymentsUnavailable("online payment orders are not available on this cloud yet")
+    order = session.get(PaymentOrder, out_trade_no)
+    if order is None or order.account != who.account:
+        raise NotFound(f"no order {out_trade_no!r}")
+    pay = order.pay or {}
+    url = next((pay[k] for k in PAY_URL_KEYS if isinstance(pay.get(k), str)), None)
+    return OrderView(order.out_trade_no, order.fen, order.provider, order.state, url)
+
+
+def recent_orders(session: Session, account: str, limit: int = 10) -> list[OrderView]:
+    """The account's latest orders, newest first."""
+    rows = session.scalars(
+        select(PaymentOrder)
+        .where(PaymentOrder.account == account)
+        .order_by(PaymentOrder.created.desc(), PaymentOrder.out_trade_no)
+        .limit(limit)
+    )
+    return [OrderView(r.out_trade_no, r.fen, r.provider, r.state) for r in rows]

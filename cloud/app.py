@@ -80,7 +80,8 @@ from cloud.errors import (
     Unauthorized,
 )
 from cloud.web import errors as web_errors
-from cloud.web import phone, static
+from cloud.web import phone, static, wechat_login
+from cloud.web.wechat_login import WechatOAuth
 from ledger.chain import NodeKey
 from ledger.errors import DecodeError, InvalidValue
 
@@ -119,6 +120,7 @@ ROUTERS = (
     reports,
     health,
     phone,  # the merchant's phone page, /m/ (cloud.web)
+    wechat_login,  # its WeChat login, /m/wechat/ (answers "not available" unless configured)
     static,  # the pages' CSS, font and scripts, /static/
 )
 
@@ -150,6 +152,7 @@ def create_app(
     approve_above_fen: int = APPROVE_ABOVE_FEN,
     trusted_proxies: Iterable[str] = (),
     oplog_heads: Path | None = None,
+    wechat_oauth: WechatOAuth | None = None,
 ) -> FastAPI:
     """The API over `engine` (already migrated), signing commands with the cloud's `key`.
 
@@ -158,7 +161,8 @@ def create_app(
     correction above which a second user approves (`[operations]` of cloud.toml);
     `trusted_proxies` are the addresses (or networks) whose `X-Forwarded-For` names the client
     (`cloud.api.guards`); `oplog_heads` is the file of signed operator-log heads
-    `/operator-log/verify` holds the log to (`cloud.people.oplog_heads`).
+    `/operator-log/verify` holds the log to (`cloud.people.oplog_heads`); `wechat_oauth`, the
+    Official Account whose web OAuth logs merchants in on the phone page (none: password only).
     """
     app = FastAPI(
         title="Voltbook cloud",
@@ -181,6 +185,7 @@ def create_app(
     app.state.now = now
     app.state.broker_connected = broker_connected
     app.state.approve_above_fen = approve_above_fen
+    app.state.wechat_oauth = wechat_oauth
     for module in ROUTERS:
         app.include_router(module.router)
     for error in (CloudError, InvalidValue, DecodeError):

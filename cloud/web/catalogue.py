@@ -20,6 +20,19 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "password": ("密码", "Password"),
     "login": ("登录", "Log in"),
     "login_wechat": ("微信登录", "Log in with WeChat"),
+    "wechat_bind_hint": (
+        "这个微信还没有绑定商户。请用密码登录一次，以后用微信即可直接登录。",
+        "This WeChat is not linked to a merchant yet. Log in once with your password; next "
+        "time WeChat logs you in.",
+    ),
+    "wechat_unavailable": (
+        "微信登录暂未开通，请用密码登录。",
+        "WeChat login is not available; please log in with your password.",
+    ),
+    "wechat_failed": (
+        "微信登录没有成功，请重试或用密码登录。",
+        "WeChat login did not work; try again or log in with your password.",
+    ),
     "login_refused": (
         "用户名或密码不对。请再试一次；连续输错5次将锁定15分钟。",
         "Wrong user name or password. Try again; after 5 wrong tries the login is locked "

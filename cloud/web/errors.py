@@ -14,7 +14,7 @@ from fastapi import Request, Response
 from fastapi.responses import RedirectResponse
 
 from cloud.web import i18n, sessions
-from cloud.web.phone import NotMerchant, PageError
+from cloud.web.page_errors import NotMerchant, PageError
 from cloud.web.render import page
 
 

@@ -34,11 +34,12 @@ from cloud.people import auth
 from cloud.people.auth import Principal, Role
 from cloud.reports import statement
 from cloud.reports.core import month_window
-from cloud.web import i18n, sessions, topup
+from cloud.web import i18n, sessions, topup, wechat_login
 from cloud.web.chart import bars
 from cloud.web.forms import AmountError, fen_of_yuan, read_form
 from cloud.web.i18n import Lang
 from cloud.web.merchant_view import account_view
+from cloud.web.page_errors import NotMerchant, PageError
 from cloud.web.render import page
 
 router = APIRouter(prefix="/m", include_in_schema=False)
@@ -47,18 +48,6 @@ PRESETS_YUAN = (50, 100, 200, 500)
 MIN_TOPUP_FEN = 100  # 1 yuan: below it a provider's fee is most of the payment
 ORDER_REFRESH_S = 3
 Form = Annotated[dict[str, str], Depends(read_form)]
-
-
-class PageError(CloudError):
-    """An error shown as a page: `key` is its catalogue message, `status` the HTTP status."""
-
-    def __init__(self, key: str, status: int) -> None:
-        super().__init__(key)
-        self.key, self.status = key, status
-
-
-class NotMerchant(CloudError):
-    """A staff login on the merchant's page."""
 
 
 def _merchant(request: Request, session: DbSession, now: Now) -> Principal:
@@ -114,14 +103,21 @@ def home(request: Request, lang: Lang, who: Merchant, session: DbSession, now: N
 def _login_page(request: Request, lang: tuple[str, bool], *, error: str | None = None,
                 status: int = 200, user: str = "") -> Response:  # fmt: skip
     token = sessions.login_csrf(request)
+    in_wechat = topup.WECHAT_BROWSER in request.headers.get("user-agent", "").lower()
+    wechat = in_wechat and getattr(request.app.state, "wechat_oauth", None) is not None
+    binding = wechat_login.BIND_COOKIE in request.cookies
     response = page(request, "login.html", lang, status=status, csrf=token, error=error,
-                    user=user)  # fmt: skip
+                    user=user, wechat=wechat, binding=binding)  # fmt: skip
     sessions.keep_login_csrf(response, request, token)
     return response
 
 
 @router.get("/login")
-def login_form(request: Request, lang: Lang) -> Response:
+def login_form(
+    request: Request,
+    lang: Lang,
+    bind: Annotated[int | None, Query(ge=1, le=1, description="a WeChat login to bind")] = None,
+) -> Response:
     return _login_page(request, lang)
 
 
@@ -141,6 +137,9 @@ def login(request: Request, lang: Lang, form: Form, session: DbSession, now: Now
         return _login_page(request, lang, error="login_refused", status=401, user=name)
     response = RedirectResponse("/m/", status_code=303)
     sessions.start(response, request, done, now)
+    who = Principal(done.user.name, Role(done.user.role), done.user.account,
+                    client_address(request))  # fmt: skip
+    wechat_login.bind_pending(request, response, session, who, now)
     return response
 
 
@@ -180,7 +179,7 @@ def start_topup(
     provider = form.get("provider", "")
     if provider not in topup.PROVIDERS:
         return _home(request, lang, who, session, now, error=("provider_bad", {}), status=422)
-    openid = None  # bound by WeChat login (`cloud.web.wechat_login`), when it exists
+    openid = wechat_login.openid_of_account(session, who.account or "")
     channel = topup.channel_for(provider, request.headers.get("user-agent", ""), bool(openid))
     try:
         started = topup.start_payment(session, who, fen, provider, channel, openid, now)

@@ -3,7 +3,8 @@
 - `world`: the market of `tests/web/world.py` in a migrated database on every backend (the
   `engine` fixture of `tests/cloud`: SQLite and PostgreSQL), for the TestClient tests.
 - `server`: the real cloud app served by uvicorn on a free loopback port over a SQLite file with
-  that market, once per module.
+  that market, once per module, its WeChat login pointed at an Official Account stand-in
+  (`tests/web/oa_standin.py`) on another loopback port.
 - `browser`, `phone`: Debian's headless Chromium (`/usr/bin/chromium`) driven by Playwright's
   Python client (never a browser Playwright downloads), one per session; `phone` is a fresh
   context per test with a phone's viewport (390×844), touch, zh-CN and the Asia/Shanghai zone.
@@ -31,6 +32,7 @@ from sqlalchemy import Engine
 
 from cloud.app import create_app
 from cloud.db.engine import make_engine, upgrade
+from cloud.web.wechat_login import WechatOAuth
 from ledger.chain import NodeKey
 from tests.cloud.conftest import (  # noqa: F401 (the database fixtures, on every backend)
     cloud_key,
@@ -39,10 +41,12 @@ from tests.cloud.conftest import (  # noqa: F401 (the database fixtures, on ever
     sqlite_template,
 )
 from tests.conftest import service_missing
+from tests.web.oa_standin import APPID, SECRET, OfficialAccount
 from tests.web.world import NOW, World, build_world
 
 CHROMIUM = os.environ.get("VOLTBOOK_CHROMIUM", "/usr/bin/chromium")
 PHONE = {"width": 390, "height": 844}
+WECHAT_USER = "oWECHAT-user-0001"  # the openid the OA stand-in logs in
 HOW_TO_INSTALL = (
     "install Debian's browser with `apt-get install chromium` (the Makefile's setup does it "
     "as root) and Playwright's client with `pip install -e '.[dev]'`"
@@ -63,11 +67,12 @@ def _free_port() -> int:
 class Served:
     """The cloud app on loopback, in a thread of the test process."""
 
-    def __init__(self, world: World) -> None:
-        self.world = world
+    def __init__(self, world: World, oa: OfficialAccount) -> None:
+        self.world, self.oa = world, oa
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        app = create_app(world.engine, world.key, lambda: NOW)
+        oauth = WechatOAuth(APPID, SECRET, authorize_base=oa.url, api_base=oa.url)
+        app = create_app(world.engine, world.key, lambda: NOW, wechat_oauth=oauth)
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
                                 proxy_headers=False, lifespan="off")  # fmt: skip
         self.server = uvicorn.Server(config)
@@ -93,7 +98,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     database = make_engine(f"sqlite:///{path}")
     upgrade(database)
     world = build_world(database, NodeKey.from_seed(bytes(range(32))))
-    with Served(world) as served:
+    with OfficialAccount(WECHAT_USER) as oa, Served(world, oa) as served:
         yield served
     database.dispose()
 
@@ -116,19 +121,35 @@ def browser() -> Iterator[Any]:
         launched.close()
 
 
-@pytest.fixture
-def phone(browser: Any, server: Served) -> Iterator[Any]:
+ANDROID = (
+    "Mozilla/5.0 (Linux; Android 13; Pixel 7) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/120.0 Mobile Safari/537.36"
+)
+WECHAT = f"{ANDROID} XWEB/1160065 MMWEBSDK/20231202 MicroMessenger/8.0.47.2560(0x28002F30)"
+
+
+def _phone(browser: Any, server: Served, user_agent: str) -> Iterator[Any]:
     context = browser.new_context(
         viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True,
         locale="zh-CN", timezone_id="Asia/Shanghai", base_url=server.url,
-        user_agent=("Mozilla/5.0 (Linux; Android 13; Pixel 7) AppleWebKit/537.36 (KHTML, like "
-                    "Gecko) Chrome/120.0 Mobile Safari/537.36"),
-        accept_downloads=True,
+        user_agent=user_agent, accept_downloads=True,
     )  # fmt: skip
     context.set_default_timeout(10_000)
     page = context.new_page()
     yield page
     context.close()
+
+
+@pytest.fixture
+def phone(browser: Any, server: Served) -> Iterator[Any]:
+    """A phone's browser (Chrome on Android)."""
+    yield from _phone(browser, server, ANDROID)
+
+
+@pytest.fixture
+def wechat_phone(browser: Any, server: Served) -> Iterator[Any]:
+    """WeChat's in-app browser on the same phone (its User-Agent says MicroMessenger)."""
+    yield from _phone(browser, server, WECHAT)
 
 
 @pytest.fixture(scope="session")

@@ -12,11 +12,14 @@ from typing import Any
 
 import pytest
 from pypdf import PdfReader
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from cloud.db.auth import OperatorLogEntry
 from cloud.db.models import Balance
+from cloud.db.registry import Account, Merchant
 from ledger.accounts import Pocket, pocket_id
-from tests.web.conftest import Served
+from tests.web.conftest import WECHAT_USER, Served
 from tests.web.world import MERCHANT, OPERATOR, OTHER_MERCHANT, PASSWORD, USE_WH
 
 pytestmark = pytest.mark.slow
@@ -180,3 +183,39 @@ def test_staff_are_sent_to_the_console_and_logging_out_ends_the_session(
     phone.click("button[type=submit]")  # log out
     phone.wait_for_url("**/m/login")
     assert phone.goto("/m/").url.endswith("/m/login")
+
+
+def test_wechat_login_binds_the_openid_once_then_logs_in_without_a_password(
+    wechat_phone: Any, server: Served, shots: Path
+) -> None:
+    page = wechat_phone
+    page.goto("/m/login")
+    page.click("#wechat-login")  # → the OA's authorize → back with a code: not bound yet
+    # (the browser keeps WeChat's `#wechat_redirect` through the redirects, as WeChat's does)
+    page.wait_for_url(re.compile(r".*/m/login\?bind=1(#.*)?$"))
+    assert "还没有绑定" in page.locator("#bind-hint").inner_text()
+    page.screenshot(path=shots / "07-wechat-bind.png", full_page=True)
+    page.fill("input[name=user]", MERCHANT)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("form button[type=submit]")
+    page.wait_for_url("**/m/")
+    with Session(server.world.engine) as session:
+        bound = session.scalar(
+            select(Merchant.wechat_openid).join(Account).where(Account.id == "A0001")
+        )
+        logged = session.scalar(
+            select(func.count()).select_from(OperatorLogEntry)
+            .where(OperatorLogEntry.action == "merchant.update")
+        )  # fmt: skip
+    assert bound == WECHAT_USER and logged == 1
+
+    page.click("form.out button")  # log out, then WeChat alone logs the merchant in
+    page.wait_for_url("**/m/login")
+    page.click("#wechat-login")
+    page.wait_for_url(re.compile(r".*/m/(#.*)?$"))
+    assert page.locator("#account").inner_text() == "A0001"
+
+    page.context.clear_cookies()  # a forged state (no cookie) is refused, nothing logged in
+    answer = page.goto("/m/wechat/back?code=abc&state=forged")
+    assert answer.status == 403
+    assert page.goto("/m/").url.endswith("/m/login")

@@ -19,10 +19,11 @@ from cloud.errors import Invalid
 from cloud.operations.recharges import MAX_RECHARGE_FEN
 from cloud.people import auth
 from cloud.registry.prices import price_of, wh_for
-from cloud.web import catalogue, i18n, webfont
+from cloud.web import catalogue, i18n, webfont, wechat_login
 from cloud.web.forms import AmountError, fen_of_yuan, parse_form
 from cloud.web.render import TEMPLATES
 from cloud.web.static import FILES
+from ledger.chain import NodeKey
 from tests.web.world import MERCHANT, NOW, OPERATOR, PASSWORD, World
 
 FORM = "application/x-www-form-urlencoded"
@@ -248,3 +249,36 @@ def test_accept_language_ranks() -> None:
     assert i18n.from_accept_language("fr,zh-TW;q=0.5,en;q=0.4") == "zh"
     assert i18n.from_accept_language("en;q=0,zh;q=0.1") == "zh"
     assert i18n.from_accept_language("de, fr;q=nan") is None
+
+
+@given(st.binary(max_size=400))
+def test_any_oauth_answer_is_an_openid_or_our_error(body: bytes) -> None:
+    try:
+        openid = wechat_login.openid_of_answer(body)
+    except wechat_login.WechatLoginFailed:
+        return
+    assert wechat_login.OPENID.fullmatch(openid)
+
+
+def test_oauth_answers_with_an_errcode_are_refusals() -> None:
+    assert wechat_login.openid_of_answer(b'{"openid": "oAbc_1", "scope": "snsapi_base"}') == (
+        "oAbc_1"
+    )
+    for body in (b'{"errcode": 40029, "errmsg": "invalid code", "openid": "oAbc"}',
+                 b'{"openid": "../etc"}', b'{"openid": 5}', b"[]",
+                 b'{"openid": "a", "openid": "b"}'):  # fmt: skip
+        with pytest.raises(wechat_login.WechatLoginFailed):
+            wechat_login.openid_of_answer(body)
+
+
+def test_a_pending_openid_cookie_is_ours_unaltered_and_fresh() -> None:
+    key, other = NodeKey.generate(), NodeKey.generate()
+    cookie = wechat_login.pending_cookie(key, "oUser_1", NOW)
+    assert wechat_login.pending_openid(key, cookie, NOW) == "oUser_1"
+    assert wechat_login.pending_openid(other, cookie, NOW) is None  # another key's
+    forged = cookie.replace("oUser_1", "oUser_2", 1)
+    assert wechat_login.pending_openid(key, forged, NOW) is None
+    later = NOW + dt.timedelta(seconds=wechat_login.PENDING_S + 1)
+    assert wechat_login.pending_openid(key, cookie, later) is None
+    for junk in ("", "a|b|c", "oUser_1|9999999999|!!", "x" * 500):
+        assert wechat_login.pending_openid(key, junk, NOW) is None

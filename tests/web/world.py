@@ -1,9 +1,10 @@
 """A market for the pages' tests, put in a migrated database by the real domain code: the
-registry of `tests/cloud/registry_world.py` (A0001 on the site's flat tariff 0.8365 ¥/kWh,
-A0002 on time-of-use), the two concentrators of the API tests with their inventory and the
-month's opening uploaded through the real ingest, half a year of metered consumption for the
-chart, alarms for both accounts, a desk recharge with its receipt for each, and users: a
-merchant for A0001, one for A0002, an operator. No mocks of our own code.
+registry of `tests/cloud/registry_world.py` (A0001 of merchant Li Wei on the site's flat
+tariff 0.8365 ¥/kWh, A0002 made merchant Wang Fang's, on time-of-use), the two concentrators
+of the API tests with their inventory and the month's opening uploaded through the real
+ingest, half a year of metered consumption for the chart, alarms for both accounts, a desk
+recharge with its receipt for each, and users: a merchant for A0001, one for A0002, an
+operator. No mocks of our own code.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from cloud.ingest.handler import Ingest
 from cloud.operations import receipts, recharges, records
 from cloud.people import oplog
 from cloud.people.auth import Role
+from cloud.registry import entities
+from cloud.registry import rows as registry
 from ledger.accounts import Pocket, System, Unit, pocket_id, system_id
 from ledger.chain import NodeKey
 from ledger.ids import derive_id
@@ -36,7 +39,7 @@ from tests.cloud.api.conftest import (
     opening_transfers,
 )
 from tests.cloud.fake_edge import T0, FakeEdge, ms
-from tests.cloud.registry_world import make_registry
+from tests.cloud.registry_world import ME, make_registry
 
 SH = dt.timezone(dt.timedelta(hours=8))
 NOW = T0 + dt.timedelta(hours=1)  # 2026-11-24 17:00 in Shanghai: the flat price applies
@@ -101,6 +104,11 @@ def build_world(engine: Engine, key: NodeKey) -> World:
         for node, edge_key in EDGE_KEYS.items():
             concentrators.register(session, node, edge_key.public_key, name=f"Site {node}", now=T0)
         make_registry(session, register=False)
+        # A0002 is another merchant's (the registry world gives Li Wei all three accounts).
+        wang = registry.create(session, entities.MERCHANTS, {"name": "Wang Fang",
+                               "phone": "13900000000", "wechat_openid": None,
+                               "id_number": None}, ME, T0)  # fmt: skip
+        registry.update(session, entities.ACCOUNTS, "A0002", {"merchant_id": wang.id}, ME, T0)
     edges = {node: FakeEdge(node, edge_key) for node, edge_key in EDGE_KEYS.items()}
     site = Site(engine, Ingest(engine, key, lambda: NOW), key, edges)
     for node in EDGE_KEYS:

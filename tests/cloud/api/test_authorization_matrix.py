@@ -62,6 +62,8 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("GET", "/m/orders/{out_trade_no}"): PAGE,
     ("GET", "/m/receipts/{number}.pdf"): PAGE,
     ("GET", "/m/statement.pdf"): PAGE,
+    ("GET", "/m/wechat/login"): PAGE,
+    ("GET", "/m/wechat/back"): PAGE,
     ("POST", "/auth/login"): PUBLIC,
     ("POST", "/auth/logout"): EVERYONE,
     ("GET", "/auth/me"): EVERYONE,

@@ -17,8 +17,8 @@ from pydantic import Field, StrictInt, StrictStr
 
 from cloud.api.auth import allow
 from cloud.api.common import CloudKey, DbSession, Now, Out, Owner, StoredTime, StrictBody, answers
-from cloud.api.operation_lists import Reference, ReferencePath
-from cloud.api.operation_routes import add_reads, answer
+from cloud.api.operation_lists import Reference
+from cloud.api.operation_routes import add_decisions, add_reads, answer
 from cloud.db.operations import Correction
 from cloud.operations import corrections
 from cloud.operations.receipts import Voucher
@@ -101,42 +101,10 @@ def create_correction(
                   voucher=_receipt(row), response=response)  # fmt: skip
 
 
-def _decision(verb: str) -> str:
-    return f"{verb.capitalize()} a held correction (a second user: finance or admin)"
-
-
-@router.post(
-    "/{correction}/approve", response_model=CorrectionOut, summary=_decision("approve"),
-    responses=answers(e403="the user who asked for it", e404="no such correction",
-                      e409="not held"),
+add_decisions(
+    router, CorrectionOut, PAYOUT, param="correction",
+    held="a held correction (a second user: finance or admin)",
+    approve=corrections.approve, reject=corrections.reject, action="correction",
+    target=lambda row: f"account:{row.account}", voucher=_receipt,
 )  # fmt: skip
-def approve_correction(
-    correction: ReferencePath,
-    who: Annotated[Principal, allow(*PAYOUT)],
-    session: DbSession,
-    key: CloudKey,
-    now: Now,
-) -> CorrectionOut:
-    row, changed = corrections.approve(session, correction, approver=who.user, key=key, now=now)
-    return answer(CorrectionOut, row, changed, who=who, session=session, now=now,
-                  action="correction.approve", target=f"account:{row.account}",
-                  voucher=_receipt(row))  # fmt: skip
-
-
-@router.post(
-    "/{correction}/reject", response_model=CorrectionOut, summary=_decision("reject"),
-    responses=answers(e403="the user who asked for it", e404="no such correction",
-                      e409="not held"),
-)  # fmt: skip
-def reject_correction(
-    correction: ReferencePath,
-    who: Annotated[Principal, allow(*PAYOUT)],
-    session: DbSession,
-    now: Now,
-) -> CorrectionOut:
-    row, changed = corrections.reject(session, correction, approver=who.user, now=now)
-    return answer(CorrectionOut, row, changed, who=who, session=session, now=now,
-                  action="correction.reject", target=f"account:{row.account}")  # fmt: skip
-
-
 add_reads(router, Correction, CorrectionOut, STAFF, param="correction", noun="correction")

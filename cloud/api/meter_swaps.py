@@ -27,7 +27,6 @@ from sqlalchemy.orm import Session
 
 from cloud.api.auth import allow
 from cloud.api.common import (
-    CloudKey,
     DbSession,
     Instant,
     Limit,
@@ -41,8 +40,8 @@ from cloud.api.common import (
     answers,
     page,
 )
-from cloud.api.operation_lists import Reference, ReferencePath
-from cloud.api.operation_routes import add_create, add_reads, answer
+from cloud.api.operation_lists import Reference
+from cloud.api.operation_routes import add_create, add_decisions, add_reads
 from cloud.db.operations import IrReading, MeterSwap
 from cloud.errors import Invalid
 from cloud.operations import handheld, meter_swaps
@@ -196,40 +195,10 @@ add_create(
 )  # fmt: skip
 
 
-def _decision(verb: str) -> str:
-    return f"{verb.capitalize()} a held swap (a second user: admin or operator)"
-
-
-@router.post(
-    "/{swap}/approve", response_model=MeterSwapOut, summary=_decision("override"),
-    responses=answers(e403="the user who asked for it", e404="no such swap", e409="not held"),
+add_decisions(
+    router, MeterSwapOut, OPERATIONS, param="swap",
+    held="a held swap (a second user: admin or operator)", approve_as="override",
+    approve=meter_swaps.approve, reject=meter_swaps.reject, action="meter_swap",
+    target=lambda row: f"meter:{row.old}", voucher=meter_swaps.voucher,
 )  # fmt: skip
-def approve_swap(
-    swap: ReferencePath,
-    who: Annotated[Principal, allow(*OPERATIONS)],
-    session: DbSession,
-    key: CloudKey,
-    now: Now,
-) -> MeterSwapOut:
-    row, changed = meter_swaps.approve(session, swap, approver=who.user, key=key, now=now)
-    return answer(MeterSwapOut, row, changed, who=who, session=session, now=now,
-                  action="meter_swap.approve", target=f"meter:{row.old}",
-                  voucher=meter_swaps.voucher(row))  # fmt: skip
-
-
-@router.post(
-    "/{swap}/reject", response_model=MeterSwapOut, summary=_decision("reject"),
-    responses=answers(e403="the user who asked for it", e404="no such swap", e409="not held"),
-)  # fmt: skip
-def reject_swap(
-    swap: ReferencePath,
-    who: Annotated[Principal, allow(*OPERATIONS)],
-    session: DbSession,
-    now: Now,
-) -> MeterSwapOut:
-    row, changed = meter_swaps.reject(session, swap, approver=who.user, now=now)
-    return answer(MeterSwapOut, row, changed, who=who, session=session, now=now,
-                  action="meter_swap.reject", target=f"meter:{row.old}")  # fmt: skip
-
-
 add_reads(router, MeterSwap, MeterSwapOut, READ_ALL, param="swap", noun="meter swap")

@@ -12,23 +12,21 @@ refund (200).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+from typing import Literal
 
 from fastapi import APIRouter
 from pydantic import Field, StrictInt
 from sqlalchemy.orm import Session
 
-from cloud.api.auth import allow
-from cloud.api.common import CloudKey, DbSession, Now, Out, Owner, StoredTime, StrictBody, answers
-from cloud.api.operation_lists import Reference, ReferencePath
-from cloud.api.operation_routes import add_create, add_reads, answer
+from cloud.api.common import Out, Owner, StoredTime, StrictBody, answers
+from cloud.api.operation_lists import Reference
+from cloud.api.operation_routes import add_change, add_create, add_reads
 from cloud.db.operations import Refund
 from cloud.operations import refunds
 from cloud.people.auth import MONEY_DESK, OPERATIONS, PAYOUT, STAFF, Principal
 from ledger.chain import NodeKey
 
 router = APIRouter(prefix="/refunds", tags=["operations"])
-RefundId = ReferencePath
 
 
 class RefundIn(StrictBody):
@@ -90,41 +88,24 @@ add_create(
 )  # fmt: skip
 
 
-@router.post(
-    "/{refund}/pay",
-    response_model=RefundOut,
+add_change(
+    router, "pay", RefundOut, PAYOUT, param="refund",
     summary="Record the payout of a reserved refund (and print its receipt)",
-    responses=answers(e404="no such refund", e409="not reserved (yet), or closed"),
-)
-def pay_refund(
-    refund: RefundId,
-    who: Annotated[Principal, allow(*PAYOUT)],
-    session: DbSession,
-    key: CloudKey,
-    now: Now,
-) -> RefundOut:
-    row, changed = refunds.pay(session, refund, operator=who.user, key=key, now=now)
-    return answer(RefundOut, row, changed, who=who, session=session, now=now,
-                  action="refund.pay", target=f"account:{row.account}",
-                  voucher=refunds.voucher(row))  # fmt: skip
-
-
-@router.post(
-    "/{refund}/cancel",
-    response_model=RefundOut,
+    refusals=answers(e404="no such refund", e409="not reserved (yet), or closed"),
+    change=lambda session, ref, who, key, now: refunds.pay(
+        session, ref, operator=who.user, key=key, now=now
+    ),
+    action="refund.pay", target=lambda row: f"account:{row.account}", voucher=refunds.voucher,
+)  # fmt: skip
+add_change(
+    router, "cancel", RefundOut, MONEY_DESK, param="refund",
     summary="Cancel an open refund: the balance stays on the account",
-    responses=answers(e404="no such refund", e409="already paid or failed"),
-)
-def cancel_refund(
-    refund: RefundId,
-    who: Annotated[Principal, allow(*MONEY_DESK)],
-    session: DbSession,
-    key: CloudKey,
-    now: Now,
-) -> RefundOut:
-    row, changed = refunds.cancel(session, refund, operator=who.user, key=key, now=now)
-    return answer(RefundOut, row, changed, who=who, session=session, now=now,
-                  action="refund.cancel", target=f"account:{row.account}")  # fmt: skip
+    refusals=answers(e404="no such refund", e409="already paid or failed"),
+    change=lambda session, ref, who, key, now: refunds.cancel(
+        session, ref, operator=who.user, key=key, now=now
+    ),
+    action="refund.cancel", target=lambda row: f"account:{row.account}",
+)  # fmt: skip
 
 
 add_reads(router, Refund, RefundOut, STAFF, param="refund", noun="refund",

@@ -24,8 +24,9 @@ twice), and the same amount twice against the same original needs a second, diff
 **Four eyes above an amount.** A correction of more than `approve_above` fen (`[operations]
 approve_corrections_above_fen` of cloud.toml, default `APPROVE_ABOVE_FEN`) is stored `held`:
 nothing booked, no command. A second user — finance or admin, never the one who asked —
-approves it (`approve`: then it is booked as above) or rejects it (`reject`); both steps are in
-the operator log (`correction.create`, `correction.approve` / `correction.reject`).
+approves it (`approve`: then it is booked as above) or rejects it (`reject`; both are
+`cloud.operations.four_eyes`); both steps are in the operator log (`correction.create`,
+`correction.approve` / `correction.reject`).
 """
 
 from __future__ import annotations
@@ -48,8 +49,9 @@ from cloud.chains.store import cloud_transfer
 from cloud.config import APPROVE_ABOVE_FEN
 from cloud.db.models import LedgerEntry, Recharge, RechargeStatus, ReportedAccount
 from cloud.db.operations import Correction
-from cloud.errors import Conflict, Forbidden, Invalid, NotFound
+from cloud.errors import Conflict, Invalid, NotFound
 from cloud.operations.arguments import reference, whole
+from cloud.operations.four_eyes import FourEyes
 from cloud.operations.receipts import Voucher
 from cloud.operations.recharges import MAX_RECHARGE_FEN, edge_recharge_id
 from cloud.operations.states import CORRECTION, CorrectionEvent, CorrectionStatus
@@ -245,49 +247,16 @@ def _book(session: Session, row: Correction, *, key: NodeKey, now: dt.datetime) 
     row.command_id = command.id
 
 
-def get(session: Session, correction: str) -> Correction:
-    row = session.get(Correction, correction)
-    if row is None:
-        raise NotFound(f"no correction {correction!r}")
-    return row
+HELD = FourEyes(
+    Correction, CORRECTION, CorrectionEvent.APPROVED, CorrectionEvent.REJECTED,
+    CorrectionStatus.REJECTED, noun="correction", second="decides it", approved="approved",
+    issue=_book,
+)  # fmt: skip
 
 
-def _second(session: Session, correction: str, user: str) -> Correction:
-    row = get(session, correction)
-    lock_active(session, row.node)
-    session.refresh(row)
-    if user == row.operator:
-        raise Forbidden(f"correction {correction} was asked by {user}: a second user decides it")
-    return row
-
-
-def approve(
-    session: Session, correction: str, *, approver: str, key: NodeKey, now: dt.datetime
-) -> tuple[Correction, bool]:
-    """A second user approves a held correction: it is booked; `(row, changed)`."""
-    row = _second(session, correction, approver)
-    if row.command_id is not None and row.approved_by == approver:  # approved already
-        return row, False
-    if not CORRECTION.allows(row.status, CorrectionEvent.APPROVED):
-        raise Conflict(f"correction {correction} is {row.status}: only a held one is approved")
-    row.approved_by = approver
-    _book(session, row, key=key, now=now)
-    CORRECTION.fire(row, CorrectionEvent.APPROVED)
-    return row, True
-
-
-def reject(
-    session: Session, correction: str, *, approver: str, now: dt.datetime
-) -> tuple[Correction, bool]:
-    """A second user turns a held correction down: nothing is booked; `(row, changed)`."""
-    row = _second(session, correction, approver)
-    if row.status == CorrectionStatus.REJECTED.value:
-        return row, False
-    if not CORRECTION.allows(row.status, CorrectionEvent.REJECTED):
-        raise Conflict(f"correction {correction} is {row.status}: only a held one is rejected")
-    CORRECTION.fire(row, CorrectionEvent.REJECTED)
-    row.approved_by, row.resolved = approver, now
-    return row, True
+# A second user approves a held correction (it is booked) or rejects it (nothing is booked);
+# each gives `(row, changed)`.
+get, approve, reject = HELD.get, HELD.approve, HELD.reject
 
 
 def voucher(row: Correction) -> Voucher:

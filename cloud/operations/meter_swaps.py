@@ -13,7 +13,8 @@ most the hours since then at the larger of the site's maximum load (its alarm ru
 `overload_w`, else `DEFAULT_MAX_LOAD_W`) and three times its own average power over the
 `RECENT` days before that reading, plus `SLACK_WH`. A swap past that limit is stored `held`, no
 command sent, until a second user (admin or operator, not the one who asked) overrides it
-(`approve`: the command goes) or rejects it (`reject`); both are in the operator log. A dead meter's
+(`approve`: the command goes) or rejects it (`reject`; both are `cloud.operations.four_eyes`);
+both are in the operator log. A dead meter's
 final comes from an infrared handheld (`cloud.operations.handheld`): `import_ir` stores the export's
 registers and a swap names one (`ir_reading`) instead of `final_wh`. The new meter's
 document carries no bus: the concentrator keeps the old meter's.
@@ -34,9 +35,10 @@ from cloud.chains.locks import lock_active
 from cloud.db import registry as tables
 from cloud.db.models import MeterState, Reading, ReportedAccount
 from cloud.db.operations import IrReading, MeterSwap
-from cloud.errors import Conflict, Forbidden, Invalid, NotFound
+from cloud.errors import Conflict, Invalid, NotFound
 from cloud.operations import ownership
 from cloud.operations.arguments import reference, whole
+from cloud.operations.four_eyes import FourEyes
 from cloud.operations.handheld import ADDRESS, IrRegister
 from cloud.operations.receipts import Voucher
 from cloud.operations.states import METER_SWAP, MeterSwapEvent, MeterSwapStatus
@@ -260,49 +262,16 @@ def _send(session: Session, row: MeterSwap, *, key: NodeKey, now: dt.datetime) -
     row.command_id = command.id
 
 
-def get(session: Session, swap: str) -> MeterSwap:
-    row = session.get(MeterSwap, swap)
-    if row is None:
-        raise NotFound(f"no meter swap {swap!r}")
-    return row
+HELD = FourEyes(
+    MeterSwap, METER_SWAP, MeterSwapEvent.APPROVED, MeterSwapEvent.REJECTED,
+    MeterSwapStatus.REJECTED, noun="meter swap", second="overrides it", approved="overridden",
+    issue=_send,
+)  # fmt: skip
 
 
-def _second(session: Session, swap: str, user: str) -> MeterSwap:
-    row = get(session, swap)
-    lock_active(session, row.node)
-    session.refresh(row)
-    if user == row.operator:
-        raise Forbidden(f"meter swap {swap} was asked by {user}: a second user overrides it")
-    return row
-
-
-def approve(
-    session: Session, swap: str, *, approver: str, key: NodeKey, now: dt.datetime
-) -> tuple[MeterSwap, bool]:
-    """A second user overrides the plausibility limit: the command goes; `(row, changed)`."""
-    row = _second(session, swap, approver)
-    if row.command_id is not None and row.approved_by == approver:  # approved already
-        return row, False
-    if not METER_SWAP.allows(row.status, MeterSwapEvent.APPROVED):
-        raise Conflict(f"meter swap {swap} is {row.status}: only a held one is overridden")
-    row.approved_by = approver
-    _send(session, row, key=key, now=now)
-    METER_SWAP.fire(row, MeterSwapEvent.APPROVED)
-    return row, True
-
-
-def reject(
-    session: Session, swap: str, *, approver: str, now: dt.datetime
-) -> tuple[MeterSwap, bool]:
-    """A second user turns a held swap down; `(row, changed)`."""
-    row = _second(session, swap, approver)
-    if row.status == MeterSwapStatus.REJECTED.value:
-        return row, False
-    if not METER_SWAP.allows(row.status, MeterSwapEvent.REJECTED):
-        raise Conflict(f"meter swap {swap} is {row.status}: only a held one is rejected")
-    METER_SWAP.fire(row, MeterSwapEvent.REJECTED)
-    row.approved_by, row.resolved = approver, now
-    return row, True
+# A second user overrides the plausibility limit of a held swap (the command goes) or rejects
+# it; each gives `(row, changed)`.
+get, approve, reject = HELD.get, HELD.approve, HELD.reject
 
 
 def voucher(row: MeterSwap) -> Voucher | None:

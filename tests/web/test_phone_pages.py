@@ -282,3 +282,13 @@ def test_a_pending_openid_cookie_is_ours_unaltered_and_fresh() -> None:
     assert wechat_login.pending_openid(key, cookie, later) is None
     for junk in ("", "a|b|c", "oUser_1|9999999999|!!", "x" * 500):
         assert wechat_login.pending_openid(key, junk, NOW) is None
+
+
+def test_the_page_is_light_for_a_slow_connection(client: TestClient) -> None:
+    log_in(client)
+    home = client.get("/m/")
+    assert len(home.content) < 24_000  # the whole account, chart included, as HTML
+    assert "<script" not in home.text  # no script to fetch or run before it shows
+    css = client.get("/static/phone.css")
+    font = client.get("/static/fonts/voltbook-sc.woff")  # only where no CJK font is installed
+    assert len(css.content) < 8_000 and len(font.content) < 64_000

@@ -53,6 +53,22 @@
     seller_id = "2088000000000001"
     app_private_key = "pay/alipay_app_key.pem"
     alipay_public_key = "pay/alipay_public.pem"
+    [notices]                    # notices to merchants (`cloud.notices`); none without it
+    low_balance_at = "09:00"     # the daily low-balance round, in the site's zone
+    low_balance_days = 3         # low: this many days of credit left or fewer (or the site's rule)
+    arrears_warn_before = 120    # minutes before a scheduled cut-off that its warning goes out
+    zone = "Asia/Shanghai"       # the zone of accounts the registry places on no site
+    every = 60                   # seconds between rounds of the planner and the sender
+    [notices.wechat_oa]          # WeChat Official Account template messages
+    api_base = "https://api.weixin.qq.com"
+    appid = "wx0123456789abcdef"
+    secret_file = "wechat-oa-secret"     # the AppSecret, one line
+    page_url = "https://pay.example/m/"  # where a message leads (optional)
+    [notices.wechat_oa.templates]        # template id per notice kind (a kind without: SMS)
+    low_balance = "TEMPLATE-ID"
+    [notices.sms]                # one of: a gateway taking {"phone", "text"} as JSON …
+    url = "http://127.0.0.1:9000/sms"
+    # file = "sms-outbox.jsonl"  # … or a file the messages are appended to (the demo)
 
 Relative paths (and a relative SQLite file) are relative to the file's directory. The data
 directory, where the defaults live (`voltbook-cloud.db`, `cloud-key.pem`, the embedded
@@ -65,11 +81,15 @@ missing or corrupt file are refused before anything is started.
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
+import re
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -95,6 +115,12 @@ APPROVE_ABOVE_FEN = 100_000  # 1 000 yuan: a larger correction needs a second us
 MAX_APPROVE_FEN = 10_000_000  # the largest correction there is (a recharge's maximum)
 DEFAULT_ORDER_TTL_S = 1800  # an unpaid payment order closes after half an hour
 MAX_ORDER_TTL_S = 7 * 86_400
+# `cloud.notices.outbox.NoticeKind`, which a test holds this to (config sits below notices).
+NOTICE_KINDS = ("low_balance", "arrears_warning", "cut_off", "recharge_credited", "refund_paid",
+                "power_off")  # fmt: skip
+DEFAULT_ZONE = "Asia/Shanghai"
+WECHAT_API = "https://api.weixin.qq.com"
+CLOCK_TIME = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 
 
 class ConfigError(CloudError):
@@ -188,6 +214,44 @@ class PaymentSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WechatOaSettings:
+    """A WeChat Official Account: where its API is (the real one, or the stand-in), its appid,
+    the file holding its AppSecret, the template id per notice kind, and the page a message
+    opens (`url` of a template message; None: none)."""
+
+    api_base: str
+    appid: str
+    secret_file: Path
+    templates: Mapping[str, str] = field(default_factory=dict)
+    page_url: str | None = None
+
+    def secret(self) -> str:
+        """The AppSecret, read when needed (never kept in the configuration)."""
+        return self.secret_file.read_text(encoding="utf-8").strip()
+
+
+@dataclass(frozen=True, slots=True)
+class SmsSettings:
+    """Where text messages go: an HTTP gateway (`url`) or a file (`file`), exactly one."""
+
+    url: str | None = None
+    file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NoticesSettings:
+    """`[notices]`: when the planner warns, and the channels the sender uses."""
+
+    low_balance_at: dt.time = dt.time(9, 0)
+    low_balance_days: int = 3
+    arrears_warn_before: dt.timedelta = dt.timedelta(hours=2)
+    zone: str = DEFAULT_ZONE
+    every: float = 60.0
+    wechat_oa: WechatOaSettings | None = None
+    sms: SmsSettings | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CloudConfig:
     path: Path | None  # the file it came from; None for the defaults
     data_dir: Path
@@ -200,6 +264,7 @@ class CloudConfig:
     oplog_heads_file: Path | None = None  # the signed heads; None: in the data directory
     oplog_sign_every: int = DEFAULT_SIGN_EVERY_S
     payments: PaymentSettings | None = None  # no online payments without `[payments]`
+    notices: NoticesSettings | None = None  # None: no notices are made or sent
 
     @property
     def oplog_heads(self) -> Path:
@@ -340,6 +405,8 @@ def parse_config(path: Path | None, data: dict[str, Any], data_dir: Path) -> Clo
     sign_every = oplog.integer("sign_every", DEFAULT_SIGN_EVERY_S, 1, MAX_SIGN_EVERY_S)
     oplog.done()
     payments = _payments(top.table("payments"), base)
+    raw_notices = top.get("notices")
+    notices = None if raw_notices is None else _notices(_Table(path, "notices", raw_notices), base)
     top.done()
     return CloudConfig(
         path=path,
@@ -353,6 +420,7 @@ def parse_config(path: Path | None, data: dict[str, Any], data_dir: Path) -> Clo
         oplog_heads_file=base / heads if heads else None,
         oplog_sign_every=sign_every or DEFAULT_SIGN_EVERY_S,
         payments=payments,
+        notices=notices,
     )
 
 
@@ -422,6 +490,83 @@ def _url(table: _Table, key: str) -> str:
     if not value.startswith(("https://", "http://")) or any(c.isspace() for c in value):
         raise table.problem(key, "an http(s):// URL", value)
     return value
+
+
+def _notices(table: _Table, base: Path) -> NoticesSettings:
+    at = table.text("low_balance_at", "09:00")
+    if not CLOCK_TIME.match(at):
+        raise table.problem("low_balance_at", 'a time of day "HH:MM"', at)
+    zone = table.text("zone", DEFAULT_ZONE)
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise table.problem("zone", "an IANA time zone such as Asia/Shanghai", zone) from None
+    days = table.integer("low_balance_days", 3, 0, 365)
+    before = table.integer("arrears_warn_before", 120, 1, 24 * 60)
+    every = table.integer("every", 60, 1, 3600)
+    wechat = _wechat_oa(table.table("wechat_oa"), base)
+    sms = _sms(table.table("sms"), base)
+    table.done()
+    return NoticesSettings(
+        low_balance_at=dt.time.fromisoformat(at),
+        low_balance_days=3 if days is None else days,
+        arrears_warn_before=dt.timedelta(minutes=before or 120),
+        zone=zone,
+        every=float(every or 60),
+        wechat_oa=wechat,
+        sms=sms,
+    )
+
+
+def _http_url(table: _Table, key: str, default: str | None) -> str | None:
+    value = table.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, str) or not re.match(r"^https?://[^\s/]+(/\S*)?$", value):
+        raise table.problem(key, "an http:// or https:// URL", value)
+    return value.rstrip("/") if key == "api_base" else value
+
+
+def _wechat_oa(table: _Table | None, base: Path) -> WechatOaSettings | None:
+    if table is None:
+        return None
+    api_base = _http_url(table, "api_base", WECHAT_API) or WECHAT_API
+    appid = table.get("appid")
+    if not isinstance(appid, str) or not re.match(r"^[A-Za-z0-9_]{1,64}$", appid):
+        raise table.problem("appid", "the Official Account's appid (letters and digits)", appid)
+    secret = table.get("secret_file")
+    if not isinstance(secret, str) or not secret.strip():
+        raise table.problem("secret_file", "the path of a file holding the AppSecret", secret)
+    secret_file = base / secret
+    if not secret_file.is_file():
+        raise ConfigError(table.path, f"[{table.name}] secret_file: {secret_file} does not exist")
+    page_url = _http_url(table, "page_url", None)
+    templates: dict[str, str] = {}
+    ids = table.table("templates")
+    if ids is not None:
+        for kind in NOTICE_KINDS:
+            template = ids.get(kind)
+            if template is None:
+                continue
+            if not isinstance(template, str) or not re.match(r"^[A-Za-z0-9_\-]{1,128}$", template):
+                raise ids.problem(kind, "a template id", template)
+            templates[kind] = template
+        ids.done()
+    table.done()
+    return WechatOaSettings(api_base, appid, secret_file, templates, page_url)
+
+
+def _sms(table: _Table | None, base: Path) -> SmsSettings | None:
+    if table is None:
+        return None
+    url = _http_url(table, "url", None)
+    file = table.text("file", "")
+    table.done()
+    if (url is None) == (not file):
+        raise ConfigError(
+            table.path, f"[{table.name}] needs exactly one of url (a gateway) and file"
+        )
+    return SmsSettings(url=url, file=base / file if file else None)
 
 
 def _proxies(table: _Table) -> tuple[str, ...]:
@@ -583,4 +728,27 @@ workers = 1
 [operations]
 # A correction of more fen than this waits for a second user (finance or admin) to approve it.
 approve_corrections_above_fen = 100000
+
+# Notices to merchants (low balance, arrears warning, cut-off, recharge credited, refund paid,
+# power-off). Without a [notices] table none are made. The WeChat Official Account is tried
+# first (merchants bound to an openid), then SMS (the merchant's phone).
+# [notices]
+# low_balance_at = "09:00"     # the daily low-balance round, in the site's time zone
+# low_balance_days = 3         # warn with this many days of credit left or fewer
+# arrears_warn_before = 120    # minutes before a scheduled cut-off to warn
+# [notices.wechat_oa]
+# api_base = "https://api.weixin.qq.com"
+# appid = "wx0123456789abcdef"
+# secret_file = "wechat-oa-secret"      # the AppSecret, one line
+# page_url = "https://pay.example/m/"   # where a message leads
+# [notices.wechat_oa.templates]         # the template id per kind (a kind without: SMS only)
+# low_balance = "…"
+# arrears_warning = "…"
+# cut_off = "…"
+# recharge_credited = "…"
+# refund_paid = "…"
+# power_off = "…"
+# [notices.sms]
+# url = "http://127.0.0.1:9000/sms"     # a gateway taking JSON with phone and text; or
+# file = "sms-outbox.jsonl"             # messages appended to a file (the demo)
 """

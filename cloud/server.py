@@ -11,6 +11,9 @@ own thread — and `RunningCloud.stop()` takes them down in reverse: the API fir
 command is issued while the workers stop, then the workers, the broker, the engine. A part that
 fails to start stops the ones already started. `serve_until_signal` is `voltbook-cloud serve`.
 
+With `[notices]` configured, a thread plans and sends notices to merchants
+(`cloud.notices.service.NoticeLoop`), stopped before the workers.
+
 The embedded broker is Mosquitto with TLS and ACLs (`cloud.services.broker`): a CA made once in
 `pki/` of the data directory, a broker certificate for `[broker] names` and the cloud's client
 certificate (CN `cloud`) issued from it at every start; devices connect on `listen`:`port` with
@@ -56,6 +59,7 @@ from cloud.config import CloudConfig
 from cloud.db.engine import make_engine, session_factory, upgrade
 from cloud.errors import CloudError
 from cloud.ingest.worker import IngestWorker
+from cloud.notices.service import NoticeLoop, NoticeService, channels_of
 from cloud.people import oplog_heads
 from cloud.services.broker import CLOUD_ACL, Broker, MosquittoBroker, start_broker
 from cloud.services.errors import ServiceNotFound
@@ -154,6 +158,7 @@ def serve_in_thread(
         )
 
         _start_anchor(config, stack, engine=engine, key=key, now=now, workers=workers)
+        _start_notices(config, stack, engine=engine, now=now)
 
         def broker_connected() -> bool:
             return all(w.connected for w in workers)
@@ -221,6 +226,30 @@ def _start_anchor(
     log.info("operator log heads signed into %s every %d s", config.oplog_heads,
              config.oplog_sign_every)  # fmt: skip
     return anchor
+
+
+def _start_notices(
+    config: CloudConfig,
+    stack: contextlib.ExitStack,
+    *,
+    engine: Engine,
+    now: Callable[[], dt.datetime],
+) -> NoticeLoop | None:
+    """Plan and send notices to merchants every `[notices] every` seconds (`cloud.notices`);
+    nothing without a `[notices]` table."""
+    settings = config.notices
+    if settings is None:
+        return None
+    channels = channels_of(settings)
+    service = NoticeService(session_factory(engine), settings, channels, now,
+                            readers=session_factory(engine, read_only=True))  # fmt: skip
+    loop = NoticeLoop(service, settings.every).start()
+    stack.callback(channels.close)
+    stack.callback(loop.stop)
+    log.info("notices every %.0f s: WeChat OA %s, SMS %s", settings.every,
+             settings.wechat_oa.api_base if settings.wechat_oa else "off",
+             (settings.sms.url or settings.sms.file) if settings.sms else "off")  # fmt: skip
+    return loop
 
 
 @dataclass(frozen=True, slots=True)

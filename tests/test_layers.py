@@ -31,7 +31,7 @@ CLOUD_LAYERS: list[set[str]] = [
     {"cloud.migrations", "cloud.chains", "cloud.people"},
     {"cloud.registry", "cloud.reports"},
     {"cloud.operations"},
-    {"cloud.payments"},
+    {"cloud.payments", "cloud.notices"},
     {"cloud.ingest"},
     {"cloud.api"},
     {"cloud.web"},  # pages: the API's session, clock and guards, the same services below

@@ -23,7 +23,8 @@ timezone-aware (`DateTime(timezone=True)`); readings keep the edge's millisecond
 The tables of the operations issue live in their own modules, imported at the end of this one
 so that `Base.metadata` (migrations, tests) always holds every table: `auth` (users, tokens,
 logins, the operator log), `registry` (sites … policies), `operations` (refunds, corrections,
-swaps, moves, receipts, report templates), `rollups` (consumption per day for reports).
+swaps, moves, receipts, report templates), `rollups` (consumption per day for reports),
+`notices` (the outbox of notices to merchants and their deliveries).
 """
 
 from __future__ import annotations
@@ -269,6 +270,15 @@ class Alarm(Base):
 
 
 # Registered on `Base.metadata` by importing them (they import `Base` from `cloud.db.base`).
-from cloud.db import auth, operations, payments, registry, rollups  # noqa: E402
+from cloud.db import auth, notices, operations, payments, registry, rollups  # noqa: E402
 
-__all__ = ["Base", "UtcDateTime", "auth", "operations", "payments", "registry", "rollups"]
+__all__ = [
+    "Base",
+    "UtcDateTime",
+    "auth",
+    "notices",
+    "operations",
+    "payments",
+    "registry",
+    "rollups",
+]

@@ -95,6 +95,9 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("GET", "/alarms/counts"): READ_ALL,
     ("GET", "/alarms/read-success"): READ_ALL,
     ("POST", "/alarms/{alarm_id}/acknowledge"): FIELD,
+    ("GET", "/notices"): STAFF | SELF,
+    ("GET", "/notices/{notice_id}"): STAFF | SELF,
+    ("POST", "/notices/power-off"): OPERATIONS,
     # -- operations: correct, refund (operator); pay out or cancel (finance); swap (field) --
     ("GET", "/corrections"): STAFF,
     ("POST", "/corrections"): OPERATIONS,
@@ -170,6 +173,12 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/recharges"): {"account": MERCHANT_ACCOUNT, "fen": 100, "method": "cash"},
     ("POST", "/relays"): {"meters": ["000000000001"], "action": "trip"},
     ("POST", "/alarms/{alarm_id}/acknowledge"): {"note": "seen on site"},
+    ("POST", "/notices/power-off"): {
+        "reason": "maintenance",
+        "shops": ["S101"],
+        "from": "2026-12-08T09:00:00+08:00",
+        "to": "2026-12-08T12:00:00+08:00",
+    },
 }
 METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
 

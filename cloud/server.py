@@ -65,6 +65,7 @@ from cloud.services.broker import CLOUD_ACL, Broker, MosquittoBroker, start_brok
 from cloud.services.errors import ServiceNotFound
 from cloud.services.net import LOOPBACK
 from cloud.services.pki import TlsFiles, issue_client_cert, issue_server_cert, load_or_create_ca
+from cloud.web.wechat_login import WechatOAuth, oauth_of
 from ledger.chain import NodeKey
 
 log = logging.getLogger(__name__)
@@ -166,7 +167,8 @@ def serve_in_thread(
         app = create_app(engine, key, now, broker_connected=broker_connected,
                          approve_above_fen=config.approve_above_fen,
                          trusted_proxies=config.api.trusted_proxies,
-                         oplog_heads=config.oplog_heads)  # fmt: skip
+                         oplog_heads=config.oplog_heads,
+                         wechat_oauth=wechat_oauth(config))  # fmt: skip
         url, server, thread, listener = _start_api(config, stack, app)
         processes = _start_api_processes(config, stack, listener, broker_connected)
         return RunningCloud(
@@ -226,6 +228,13 @@ def _start_anchor(
     log.info("operator log heads signed into %s every %d s", config.oplog_heads,
              config.oplog_sign_every)  # fmt: skip
     return anchor
+
+
+def wechat_oauth(config: CloudConfig) -> WechatOAuth | None:
+    """The phone page's WeChat login, on the Official Account of `[notices.wechat_oa]` (none
+    without one: merchants log in with a password)."""
+    oa = config.notices.wechat_oa if config.notices is not None else None
+    return None if oa is None else oauth_of(oa.api_base, oa.appid, oa.secret())
 
 
 def _start_notices(
@@ -461,7 +470,8 @@ def _api_process(
         app = create_app(engine, keys.load(config.cloud_key), broker_connected=broker_up.is_set,
                          approve_above_fen=config.approve_above_fen,
                          trusted_proxies=config.api.trusted_proxies,
-                         oplog_heads=config.oplog_heads)  # fmt: skip
+                         oplog_heads=config.oplog_heads,
+                         wechat_oauth=wechat_oauth(config))  # fmt: skip
         server = _AnnouncingServer(
             uvicorn.Config(
                 app,

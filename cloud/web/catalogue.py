@@ -176,6 +176,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "A top-up could not be credited; the money will be returned. Please ask the office.",
     ),
     "notice": ("通知", "Notice"),
+    "notice_low_balance": ("余额不足", "Low balance"),
+    "notice_arrears_warning": ("欠费停电预告", "Power cut warning (arrears)"),
+    "notice_cut_off": ("欠费停电", "Power cut for arrears"),
+    "notice_recharge_credited": ("充值到账", "Top-up credited"),
+    "notice_refund_paid": ("退款已付", "Refund paid"),
+    "notice_power_off": ("停电通知", "Power-off notice"),
     # -- errors --------------------------------------------------------------------------------
     "error_title": ("出错了", "Something went wrong"),
     "csrf_refused": (

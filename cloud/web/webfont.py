@@ -1,12 +1,18 @@
-"""The pages' web font: Noto Sans SC (SIL OFL 1.1, from the `pylopdf-fonts-zh-cn` wheel, as the
-PDFs use it, `cloud.reports.fonts`) subset to the characters of the message catalogue, as WOFF
-(zlib: no brotli needed), vendored in `static/fonts/voltbook-sc.woff`.
+"""The pages' web fonts: Noto Sans SC (SIL OFL 1.1, from the `pylopdf-fonts-zh-cn` wheel, as the
+PDFs use it, `cloud.reports.fonts`) subset and vendored as WOFF (zlib: no brotli needed):
 
-Phones have a Chinese system font and never download it (the CSS names it after the system
-fonts); a machine with none (a kiosk, a headless test browser) gets every label in Chinese
-instead of boxes. Text that is not in the catalogue (a shop's name, a notice's body) is drawn
-by the system's fonts only. A test fails when a catalogue character is missing from the
-vendored file; regenerate it with
+| file                                 | characters                                | size    |
+|--------------------------------------|-------------------------------------------|---------|
+| `static/fonts/voltbook-sc.woff`      | the message catalogue's, and ASCII        | ~47 kB  |
+| `static/fonts/voltbook-sc-common.woff` | the 3 755 common characters (GB 2312    | ~640 kB |
+|                                      | level 1) not in the first: notices' text, |         |
+|                                      | an operator's note, names                 |         |
+
+Phones have a Chinese system font and never download either (the CSS names them after the
+system fonts; a browser fetches a web font only for a character the fonts before it lack); a
+machine with none (a kiosk, a headless test browser) gets the labels from the small file and
+other Chinese text from the common one instead of boxes. A test fails when a catalogue character
+is missing from the small file; regenerate both (the common one takes ~15 s) with
 
     python -m cloud.web.webfont
 """
@@ -23,7 +29,9 @@ from fontTools.ttLib import TTFont
 from cloud.reports.fonts import source_path
 from cloud.web.catalogue import MESSAGES
 
-TARGET = Path(__file__).parent / "static" / "fonts" / "voltbook-sc.woff"
+FONTS = Path(__file__).parent / "static" / "fonts"
+TARGET = FONTS / "voltbook-sc.woff"
+COMMON_TARGET = FONTS / "voltbook-sc-common.woff"
 ALWAYS = "".join(chr(c) for c in range(0x20, 0x7F)) + "¥￥·—…“”‘’、。，：；！？（）《》【】"
 
 
@@ -33,6 +41,18 @@ def characters() -> str:
     for zh, en in MESSAGES.values():
         chars |= set(zh) | set(en)
     return "".join(sorted(chars))
+
+
+def common_characters() -> str:
+    """GB 2312 level 1 (the 3 755 most used characters), less those of the small file."""
+    found = set()
+    for high in range(0xB0, 0xD8):
+        for low in range(0xA1, 0xFF):
+            try:
+                found.add(bytes([high, low]).decode("gb2312"))
+            except UnicodeDecodeError:  # the gaps of the code table
+                continue
+    return "".join(sorted(found - set(characters())))
 
 
 def subset(chars: str) -> bytes:
@@ -60,10 +80,11 @@ def covered(path: Path = TARGET) -> set[str]:
 
 
 def main() -> int:
-    TARGET.parent.mkdir(parents=True, exist_ok=True)
-    data = subset(characters())
-    TARGET.write_bytes(data)
-    sys.stdout.write(f"{TARGET}: {len(data)} bytes, {len(characters())} characters\n")
+    FONTS.mkdir(parents=True, exist_ok=True)
+    for target, chars in ((TARGET, characters()), (COMMON_TARGET, common_characters())):
+        data = subset(chars)
+        target.write_bytes(data)
+        sys.stdout.write(f"{target}: {len(data)} bytes, {len(chars)} characters\n")
     return 0
 
 

@@ -16,9 +16,10 @@ openid only, no confirmation asked of the merchant), bound to the merchant once 
                             successful password login of a merchant binds it to its merchant
                             (`bind_pending`, through the registry, so it is in the operator log).
 
-Off unless the app is given a `WechatOAuth` (`create_app(wechat_oauth=…)`): the routes then
-answer "not available" and the login form shows no WeChat button. The openid is also what a
-JSAPI payment needs (`cloud.web.topup.channel_for`).
+Off unless the app is given a `WechatOAuth` (`create_app(wechat_oauth=…)`; the server makes it
+from `[notices.wechat_oa]`, `oauth_of`): without one the routes answer "not available" and the
+login form shows no WeChat button (it shows one only inside WeChat's browser). The openid is
+also what a JSAPI payment needs (`cloud.web.topup.channel_for`).
 """
 
 from __future__ import annotations
@@ -77,6 +78,17 @@ class WechatOAuth:
     authorize_base: str = "https://open.weixin.qq.com"
     api_base: str = "https://api.weixin.qq.com"
     timeout_s: float = 5.0
+
+
+REAL_API = "https://api.weixin.qq.com"
+REAL_AUTHORIZE = "https://open.weixin.qq.com"
+
+
+def oauth_of(api_base: str, appid: str, secret: str) -> WechatOAuth:
+    """The OAuth of the Official Account configured for notices (`[notices.wechat_oa]`): at
+    WeChat the authorize page is on open.weixin.qq.com; a stand-in serves both on one base."""
+    api = api_base.rstrip("/")
+    return WechatOAuth(appid, secret, REAL_AUTHORIZE if api == REAL_API else api, api)
 
 
 class WechatLoginFailed(CloudError):

@@ -3,8 +3,8 @@
 - `world`: the market of `tests/web/world.py` in a migrated database on every backend (the
   `engine` fixture of `tests/cloud`: SQLite and PostgreSQL), for the TestClient tests.
 - `server`: the real cloud app served by uvicorn on a free loopback port over a SQLite file with
-  that market, once per module, its WeChat login pointed at an Official Account stand-in
-  (`tests/web/oa_standin.py`) on another loopback port.
+  that market, once per module, its WeChat login pointed at the Official Account stand-in
+  (`cloud.notices.wechat_oa_standin`) on another loopback port.
 - `browser`, `phone`: Debian's headless Chromium (`/usr/bin/chromium`) driven by Playwright's
   Python client (never a browser Playwright downloads), one per session; `phone` is a fresh
   context per test with a phone's viewport (390×844), touch, zh-CN and the Asia/Shanghai zone.
@@ -32,6 +32,7 @@ from sqlalchemy import Engine
 
 from cloud.app import create_app
 from cloud.db.engine import make_engine, upgrade
+from cloud.notices.wechat_oa_standin import OaStandin
 from cloud.web.wechat_login import WechatOAuth
 from ledger.chain import NodeKey
 from tests.cloud.conftest import (  # noqa: F401 (the database fixtures, on every backend)
@@ -41,7 +42,6 @@ from tests.cloud.conftest import (  # noqa: F401 (the database fixtures, on ever
     sqlite_template,
 )
 from tests.conftest import service_missing
-from tests.web.oa_standin import APPID, SECRET, OfficialAccount
 from tests.web.world import NOW, World, build_world
 
 CHROMIUM = os.environ.get("VOLTBOOK_CHROMIUM", "/usr/bin/chromium")
@@ -67,11 +67,11 @@ def _free_port() -> int:
 class Served:
     """The cloud app on loopback, in a thread of the test process."""
 
-    def __init__(self, world: World, oa: OfficialAccount) -> None:
+    def __init__(self, world: World, oa: OaStandin) -> None:
         self.world, self.oa = world, oa
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        oauth = WechatOAuth(APPID, SECRET, authorize_base=oa.url, api_base=oa.url)
+        oauth = WechatOAuth(oa.appid, oa.secret, authorize_base=oa.url, api_base=oa.url)
         app = create_app(world.engine, world.key, lambda: NOW, wechat_oauth=oauth)
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
                                 proxy_headers=False, lifespan="off")  # fmt: skip
@@ -98,7 +98,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     database = make_engine(f"sqlite:///{path}")
     upgrade(database)
     world = build_world(database, NodeKey.from_seed(bytes(range(32))))
-    with OfficialAccount(WECHAT_USER) as oa, Served(world, oa) as served:
+    with OaStandin(browser_openid=WECHAT_USER) as oa, Served(world, oa) as served:
         yield served
     database.dispose()
 

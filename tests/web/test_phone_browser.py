@@ -79,8 +79,10 @@ def test_login_then_the_balance_what_it_buys_and_the_subsidy_are_the_ledgers(
     assert values[-1] == "22.5"  # November: 21 300 Wh metered + 1 200 Wh of subsidy
     assert values[0] == "42.0"
 
-    assert "余额不足" in phone.locator("#alarms").inner_text()
-    assert "违规" not in phone.locator("#alarms").inner_text()  # A0002's alarm
+    alerts = phone.locator("#alarms").inner_text()
+    assert "余额不足" in alerts  # the concentrator's low-balance alarm
+    assert "停电通知" in alerts and "更换配电柜" in alerts  # the operator's power-off notice
+    assert "违规" not in alerts  # A0002's alarm and its power-off notice
     history = phone.locator("#history")
     assert "¥200.00" in history.inner_text()
     assert history.locator("a.receipt").get_attribute("href") == (

@@ -3,8 +3,8 @@ registry of `tests/cloud/registry_world.py` (A0001 of merchant Li Wei on the sit
 tariff 0.8365 ¥/kWh, A0002 made merchant Wang Fang's, on time-of-use), the two concentrators
 of the API tests with their inventory and the month's opening uploaded through the real
 ingest, half a year of metered consumption for the chart, alarms for both accounts, a desk
-recharge with its receipt for each, and users: a merchant for A0001, one for A0002, an
-operator. No mocks of our own code.
+recharge with its receipt for each, a power-off notice for each shop, and users: a merchant
+for A0001, one for A0002, an operator. No mocks of our own code.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from sqlalchemy import Engine
 from cloud.db.engine import session_factory
 from cloud.ingest import concentrators
 from cloud.ingest.handler import Ingest
+from cloud.notices import power_off
+from cloud.notices.power_off import PowerOff, Reason
 from cloud.operations import receipts, recharges, records
 from cloud.people import oplog
 from cloud.people.auth import Role
@@ -125,6 +127,13 @@ def build_world(engine: Engine, key: NodeKey) -> World:
         "A0001": _desk_recharge(engine, key, "A0001", 20_000, "DESK-WEB-1"),
         "A0002": _desk_recharge(engine, key, "A0002", 5_000, "DESK-WEB-2"),
     }
+    actor = oplog.Actor(OPERATOR, Role.OPERATOR.value, "127.0.0.1")
+    with session_factory(engine).begin() as session:
+        for shop, reason, note in (("S101", Reason.MAINTENANCE, "更换配电柜"),
+                                   ("S102", Reason.VIOLATION, "违规使用电热器具")):  # fmt: skip
+            order = PowerOff(reason, note, (shop,), NOW + dt.timedelta(days=1, hours=1),
+                             NOW + dt.timedelta(days=1, hours=3))  # fmt: skip
+            power_off.issue(session, order, actor, NOW - dt.timedelta(minutes=30))
     add_user(engine, MERCHANT, Role.MERCHANT, "A0001")
     add_user(engine, OTHER_MERCHANT, Role.MERCHANT, "A0002")
     add_user(engine, OPERATOR, Role.OPERATOR)

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from edge import cli_ledger, cli_meters, cli_runtime
+from edge import cli_ledger, cli_meters, cli_runtime, version
 
 if TYPE_CHECKING:
     Register = Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]
@@ -71,7 +71,9 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return command_line("voltbook-edge", DESCRIPTION, EPILOG, COMMAND_GROUPS)
+    parser = command_line("voltbook-edge", DESCRIPTION, EPILOG, COMMAND_GROUPS)
+    parser.add_argument("--version", action="version", version=version.describe())
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

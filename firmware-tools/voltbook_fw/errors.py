@@ -1,0 +1,29 @@
+"""The errors of `voltbook-fw`'s bundle commands: one tree, each message says what to do.
+
+`BundleError` is the root. `BadBundle`: the file is not what the release key signed (the peer's
+fault: tampered, truncated, forged or malformed), never install it. `WrongBox`: a good bundle
+that is not for this box (another architecture or Python, not newer than what runs). `BuildFailed`
+and `InstallFailed`: our side could not finish (pip, disk, a missing wheel).
+"""
+
+from __future__ import annotations
+
+
+class BundleError(Exception):
+    """Anything that stops a bundle being built or installed; the message is a sentence."""
+
+
+class BadBundle(BundleError):
+    """The bundle is damaged, forged or malformed: nothing of it is used."""
+
+
+class WrongBox(BundleError):
+    """A well-signed bundle this box must not install (arch, Python, version)."""
+
+
+class BuildFailed(BundleError):
+    """The bundle could not be built (a wheel missing, pip failed, a unit without watchdog)."""
+
+
+class InstallFailed(BundleError):
+    """A verified bundle could not be installed; the running version is left as it was."""

@@ -15,6 +15,7 @@ when it raises. Our errors become HTTP statuses here, in one place:
 | a body over `guards.MAX_BODY`                             | 413    | `too_large`        |
 | a value the database cannot hold (NUL)                    | 422    | `invalid`          |
 | the database unreachable                                  | 503    | `unavailable`      |
+| a payment provider unreachable or unverifiable            | 502    | `provider_unavailable` |
 | no valid token (`Unauthorized`)                           | 401    | `unauthorized`     |
 | a role (or merchant) not allowed                          | 403    | `forbidden`        |
 | logins throttled from one address                         | 429    | `too_many_attempts` |
@@ -58,8 +59,11 @@ from cloud.api import (
     moves,
     notices,
     oplog,
+    payment_refunds,
+    payments,
     receipts,
     recharges,
+    reconciliations,
     refunds,
     registry,
     relays,
@@ -76,10 +80,12 @@ from cloud.errors import (
     Forbidden,
     Invalid,
     NotFound,
+    ProviderUnavailable,
     Quarantined,
     TooManyAttempts,
     Unauthorized,
 )
+from cloud.payments.providers import Providers
 from cloud.web import errors as web_errors
 from cloud.web import phone, static, wechat_login
 from cloud.web.wechat_login import WechatOAuth
@@ -108,6 +114,7 @@ ROUTERS = (
     meters,
     ledger,
     recharges,
+    payments,
     corrections,
     refunds,
     meter_swaps,
@@ -120,6 +127,8 @@ ROUTERS = (
     registry,
     site_config,
     reports,
+    payment_refunds,
+    reconciliations,
     health,
     phone,  # the merchant's phone page, /m/ (cloud.web)
     wechat_login,  # its WeChat login, /m/wechat/ (answers "not available" unless configured)
@@ -137,6 +146,7 @@ STATUS_OF: tuple[tuple[type[Exception], int, str], ...] = (
     (Invalid, status.HTTP_422_UNPROCESSABLE_CONTENT, "invalid"),
     (InvalidValue, status.HTTP_422_UNPROCESSABLE_CONTENT, "invalid"),
     (DecodeError, status.HTTP_422_UNPROCESSABLE_CONTENT, "invalid"),
+    (ProviderUnavailable, status.HTTP_502_BAD_GATEWAY, "provider_unavailable"),
     (CloudError, status.HTTP_400_BAD_REQUEST, "refused"),
 )
 
@@ -155,6 +165,7 @@ def create_app(
     trusted_proxies: Iterable[str] = (),
     oplog_heads: Path | None = None,
     wechat_oauth: WechatOAuth | None = None,
+    providers: Providers | None = None,
 ) -> FastAPI:
     """The API over `engine` (already migrated), signing commands with the cloud's `key`.
 
@@ -163,8 +174,10 @@ def create_app(
     correction above which a second user approves (`[operations]` of cloud.toml);
     `trusted_proxies` are the addresses (or networks) whose `X-Forwarded-For` names the client
     (`cloud.api.guards`); `oplog_heads` is the file of signed operator-log heads
-    `/operator-log/verify` holds the log to (`cloud.people.oplog_heads`); `wechat_oauth`, the
-    Official Account whose web OAuth logs merchants in on the phone page (none: password only).
+    `/operator-log/verify` holds the log to (`cloud.people.oplog_heads`); `providers`, the
+    payment providers `[payments]` configures (None: online payments are not offered);
+    `wechat_oauth`, the Official Account whose web OAuth logs merchants in on the phone page
+    (none: password only).
     """
     app = FastAPI(
         title="Voltbook cloud",
@@ -188,6 +201,7 @@ def create_app(
     app.state.broker_connected = broker_connected
     app.state.approve_above_fen = approve_above_fen
     app.state.wechat_oauth = wechat_oauth
+    app.state.providers = providers
     for module in ROUTERS:
         app.include_router(module.router)
     for error in (CloudError, InvalidValue, DecodeError):

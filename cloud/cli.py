@@ -7,8 +7,11 @@
     voltbook-cloud user add NAME --role ROLE [--account A] [--password-file F]
     voltbook-cloud user list | user unlock NAME
     voltbook-cloud oplog verify [--heads FILE] | oplog sign | oplog show [--limit N]
+    voltbook-cloud payments sandbox --dir D [--port P] [--cloud URL] [knobs]
+    voltbook-cloud payments reconcile --day YYYY-MM-DD [--config FILE]
 
-Exit codes: 0 done; 1 `oplog verify` found the log broken (the first broken row is named);
+Exit codes: 0 done; 1 `oplog verify` found the log broken (the first broken row is named), or
+`payments reconcile` found differences;
 2 the configuration, the key, the database or a port is unusable, or a user command was
 refused (the message says which file and what is wrong; nothing was started or changed).
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -114,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     _user_commands(commands)
     _oplog_commands(commands)
     _books_commands(commands)
+    _payments_commands(commands)
     return parser
 
 
@@ -242,6 +247,102 @@ def _books_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser
     )
     _config_arguments(verify)
     verify.set_defaults(func=run_books_verify)
+
+
+def _payments_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    payments = commands.add_parser(
+        "payments", help="online payments", description="WeChat Pay and Alipay."
+    )
+    actions = payments.add_subparsers(title="actions", metavar="ACTION", required=True)
+    sandbox = actions.add_parser(
+        "sandbox",
+        help="play WeChat Pay and Alipay on loopback (tests, demo)",
+        description=(
+            "Serve a sandbox of both providers on 127.0.0.1 with keys made at start: WeChat "
+            "Pay v3 orders, query and close; the Alipay gateway; a page /pay/NO where a person "
+            "pays or cancels; notifications on the providers' retry schedules. Writes the "
+            "keys and payments.toml (the [payments] table for cloud.toml) into DIR."
+        ),
+    )
+    sandbox.add_argument("--dir", required=True, type=Path, help="where the keys go (created)")
+    sandbox.add_argument("--port", type=int, default=0, help="port (default: any free one)")
+    sandbox.add_argument(
+        "--cloud", default="http://127.0.0.1:8080", metavar="URL",
+        help="the cloud's URL the notifications go to (default http://127.0.0.1:8080)",
+    )  # fmt: skip
+    sandbox.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help="multiply the retry schedules' waits (0.01: 100 times faster)",
+    )
+    sandbox.add_argument("--duplicates", type=int, default=0, help="extra copies of a notice")
+    sandbox.add_argument("--delay", type=float, default=0.0, help="seconds before a notice")
+    sandbox.add_argument("--drop", action="store_true", help="send no notices (query only)")
+    sandbox.add_argument("--gbk", action="store_true", help="Alipay notices in GBK")
+    sandbox.set_defaults(func=run_payments_sandbox)  # fmt: skip
+    reconcile = actions.add_parser(
+        "reconcile",
+        help="match a day's bills against the orders and the ledger",
+        description=(
+            "Download both providers' trade bills of DAY (Beijing time), match them against "
+            "the payment orders, refunds and recharges, and store the day's reconciliation "
+            "(every difference is also an alarm). Exit 1 when there are differences."
+        ),
+    )
+    reconcile.add_argument("--day", required=True, type=dt.date.fromisoformat,
+                           metavar="YYYY-MM-DD", help="the day (Beijing time)")  # fmt: skip
+    _config_arguments(reconcile)
+    reconcile.set_defaults(func=run_payments_reconcile)
+
+
+def run_payments_sandbox(args: argparse.Namespace) -> int:
+    from cloud.payments.sandbox.run import run_until_signal
+    from cloud.payments.sandbox.state import Knobs
+
+    knobs = Knobs(time_scale=args.time_scale, duplicates=args.duplicates, delay_s=args.delay,
+                  drop=args.drop, alipay_charset="gbk" if args.gbk else "utf-8")  # fmt: skip
+    try:
+        run_until_signal(args.dir, port=args.port, cloud_url=args.cloud.rstrip("/"), knobs=knobs)
+    except OSError as exc:
+        return _refuse(str(exc))
+    return 0
+
+
+def run_payments_reconcile(args: argparse.Namespace) -> int:
+    from cloud.config import load_config
+    from cloud.errors import CloudError
+    from cloud.payments import reconcile
+    from cloud.payments.providers import Providers
+
+    try:
+        config = load_config(args.config, args.data_dir)
+        if config.payments is None:
+            return _refuse("online payments are not configured ([payments] in cloud.toml)")
+        providers = Providers.load(config.payments, _utc_now)
+        try:
+            with _database(args) as session:
+                row = reconcile.reconcile(session, providers, args.day, _utc_now())
+                rows, totals = list(row.rows), dict(row.totals)
+        finally:
+            providers.close()
+    except (CloudError, OSError, ValueError) as exc:
+        return _refuse(str(exc))
+    for provider, figures in sorted(totals.items()):
+        bill = (figures["bill_count"], figures["bill_paid_fen"], figures["bill_refunded_fen"])
+        ours = (figures["count"], figures["paid_fen"], figures["refunded_fen"])
+        print(f"{provider}: bill {bill[0]} paid {bill[1]} fen, refunded {bill[2]} fen; "
+              f"ours {ours[0]} paid {ours[1]} fen, refunded {ours[2]} fen")  # fmt: skip
+    for difference in rows:
+        print(f"DIFFERENCE {difference['provider']} {difference['kind']} "
+              f"{difference['out_trade_no']} {difference['out_refund_no']}: "
+              f"{difference['detail']}")  # fmt: skip
+    print(f"{args.day}: {'clean' if not rows else f'{len(rows)} differences'}")
+    return 1 if rows else 0
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 def _config_arguments(parser: argparse.ArgumentParser) -> None:

@@ -60,6 +60,9 @@ from cloud.db.engine import make_engine, session_factory, upgrade
 from cloud.errors import CloudError
 from cloud.ingest.worker import IngestWorker
 from cloud.notices.service import NoticeLoop, NoticeService, channels_of
+from cloud.payments.daily import RefundRounds
+from cloud.payments.providers import Providers
+from cloud.payments.sweeper import SWEEP_EVERY_S, Sweeper
 from cloud.people import oplog_heads
 from cloud.services.broker import CLOUD_ACL, Broker, MosquittoBroker, start_broker
 from cloud.services.errors import ServiceNotFound
@@ -159,6 +162,7 @@ def serve_in_thread(
         )
 
         _start_anchor(config, stack, engine=engine, key=key, now=now, workers=workers)
+        providers = _start_payments(config, stack, engine=engine, key=key, now=now)
         _start_notices(config, stack, engine=engine, now=now)
 
         def broker_connected() -> bool:
@@ -167,7 +171,7 @@ def serve_in_thread(
         app = create_app(engine, key, now, broker_connected=broker_connected,
                          approve_above_fen=config.approve_above_fen,
                          trusted_proxies=config.api.trusted_proxies,
-                         oplog_heads=config.oplog_heads,
+                         oplog_heads=config.oplog_heads, providers=providers,
                          wechat_oauth=wechat_oauth(config))  # fmt: skip
         url, server, thread, listener = _start_api(config, stack, app)
         processes = _start_api_processes(config, stack, listener, broker_connected)
@@ -235,6 +239,49 @@ def wechat_oauth(config: CloudConfig) -> WechatOAuth | None:
     without one: merchants log in with a password)."""
     oa = config.notices.wechat_oa if config.notices is not None else None
     return None if oa is None else oauth_of(oa.api_base, oa.appid, oa.secret())
+
+
+def _start_payments(
+    config: CloudConfig,
+    stack: contextlib.ExitStack,
+    *,
+    engine: Engine,
+    key: NodeKey,
+    now: Callable[[], dt.datetime],
+) -> Providers | None:
+    """The payment providers `[payments]` configures, and the sweeper that settles what no
+    notification did, every `SWEEP_EVERY_S` (`cloud.payments.sweeper`), with the refunds'
+    check and the daily reconciliation (`cloud.payments.daily`). None: no payments."""
+    if config.payments is None:
+        return None
+    try:
+        providers = Providers.load(config.payments, now)
+    except (OSError, ValueError) as exc:
+        raise StartFailed(f"the [payments] keys cannot be used: {exc}") from exc
+    stack.callback(providers.close)
+    sweeper = Sweeper(session_factory(engine), providers, key, now)
+    rounds = RefundRounds(session_factory(engine), providers, now)  # refunds, daily bills
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.wait(SWEEP_EVERY_S):
+            try:
+                sweeper.sweep()
+                rounds.round()
+            except SQLAlchemyError:  # one order's trouble is caught inside; this is the database
+                log.exception("the payment sweeper's round failed")
+
+    thread = threading.Thread(target=run, name="voltbook-payment-sweeper", daemon=True)
+    thread.start()
+
+    def finish() -> None:
+        stop.set()
+        thread.join(STOP_TIMEOUT_S)
+
+    stack.callback(finish)
+    log.info("online payments: %s", ", ".join(
+        name for name in ("wechat", "alipay") if getattr(providers, name) is not None))  # fmt: skip
+    return providers
 
 
 def _start_notices(
@@ -471,6 +518,8 @@ def _api_process(
                          approve_above_fen=config.approve_above_fen,
                          trusted_proxies=config.api.trusted_proxies,
                          oplog_heads=config.oplog_heads,
+                         providers=None if config.payments is None
+                         else Providers.load(config.payments, utc_now),
                          wechat_oauth=wechat_oauth(config))  # fmt: skip
         server = _AnnouncingServer(
             uvicorn.Config(

@@ -7,7 +7,8 @@ says it.
   goes through `ledger.untrusted.load_json` (nesting depth, integer digits, finite numbers —
   no `NaN` or `Infinity` —, unique keys, UTF-8 without lone surrogates, no NUL character) and
   is refused with 422 when it fails: such values would otherwise reach pydantic, the database
-  or the JSON encoder of the answer, and fail there with a 500.
+  or the JSON encoder of the answer, and fail there with a 500. The payment notifications
+  (`RAW_BODY_PATHS`) are the exception: their endpoints verify the raw bytes themselves.
 - **Query.** `no_unknown_query` (a dependency of the whole app) refuses a parameter the route
   does not declare (a misspelt filter would silently match everything).
 - **Address.** `client_address`: the peer's address, or, when the peer is one of the configured
@@ -31,6 +32,12 @@ from ledger.untrusted import load_json
 
 MAX_BODY = 2 << 20  # the largest legitimate body: an IR handheld export (1 000 000 characters)
 MAX_JSON_DEPTH = 16  # a registry body nests a few levels
+# Bodies checked by their endpoint, not here: a payment provider's notification is verified
+# over its raw bytes and every one, garbage included, is answered in the provider's own shape
+# and recorded (`cloud.payments.notices`). Still bounded by `MAX_BODY`.
+RAW_BODY_PATHS = frozenset(
+    {"/payments/wechat/notify", "/payments/alipay/notify", "/payments/wechat/refund-notify"}
+)
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -71,7 +78,8 @@ class BodyGuard:
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
-        if body and _is_json(headers.get(b"content-type", b"")):
+        raw = scope.get("path", "") in RAW_BODY_PATHS
+        if body and not raw and _is_json(headers.get(b"content-type", b"")):
             try:
                 load_json(body, max_bytes=self.max_body, max_depth=MAX_JSON_DEPTH,
                           allow_nul=False)  # fmt: skip

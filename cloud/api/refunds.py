@@ -4,6 +4,10 @@
     POST /refunds/{id}/pay     finance paid it out: booked, the edge settles, a receipt
     POST /refunds/{id}/cancel  the balance stays the tenant's (the edge voids its pending)
 
+A refund of method `original` that is paid sends each source paid online back through its
+provider in the same transaction (`cloud.payments.original.send`; a provider that does not
+answer leaves it processing for the periodic check); cash sources are paid at the desk.
+
 Who may: `OPERATIONS` request, `PAYOUT` (admin, finance) pay, `MONEY_DESK` cancel; staff read.
 A second open refund of an account is a conflict (409); the same refund id again is the same
 refund (200).
@@ -12,17 +16,20 @@ refund (200).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import Field, StrictInt
 from sqlalchemy.orm import Session
 
-from cloud.api.common import Out, Owner, StoredTime, StrictBody, answers
-from cloud.api.operation_lists import Reference
-from cloud.api.operation_routes import add_change, add_create, add_reads
+from cloud.api.auth import allow
+from cloud.api.common import CloudKey, DbSession, Now, Out, Owner, StoredTime, StrictBody, answers
+from cloud.api.operation_lists import Reference, ReferencePath
+from cloud.api.operation_routes import add_change, add_create, add_reads, answer
+from cloud.api.payment_refunds import providers_of
 from cloud.db.operations import Refund
 from cloud.operations import refunds
+from cloud.payments import original
 from cloud.people.auth import MONEY_DESK, OPERATIONS, PAYOUT, STAFF, Principal
 from ledger.chain import NodeKey
 
@@ -88,15 +95,29 @@ add_create(
 )  # fmt: skip
 
 
-add_change(
-    router, "pay", RefundOut, PAYOUT, param="refund",
+@router.post(
+    "/{refund}/pay",
+    response_model=RefundOut,
     summary="Record the payout of a reserved refund (and print its receipt)",
-    refusals=answers(e404="no such refund", e409="not reserved (yet), or closed"),
-    change=lambda session, ref, who, key, now: refunds.pay(
-        session, ref, operator=who.user, key=key, now=now
-    ),
-    action="refund.pay", target=lambda row: f"account:{row.account}", voucher=refunds.voucher,
-)  # fmt: skip
+    responses=answers(e404="no such refund", e409="not reserved (yet), or closed"),
+)
+def pay_refund(
+    refund: ReferencePath,
+    *,
+    request: Request,
+    who: Annotated[Principal, allow(*PAYOUT)],
+    session: DbSession,
+    key: CloudKey,
+    now: Now,
+) -> RefundOut:
+    row, changed = refunds.pay(session, refund, operator=who.user, key=key, now=now)
+    if row.method == "original":
+        original.send(session, providers_of(request), row, now)
+    return answer(RefundOut, row, changed, who=who, session=session, now=now,
+                  action="refund.pay", target=f"account:{row.account}",
+                  voucher=refunds.voucher(row))  # fmt: skip
+
+
 add_change(
     router, "cancel", RefundOut, MONEY_DESK, param="refund",
     summary="Cancel an open refund: the balance stays on the account",

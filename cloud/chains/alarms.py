@@ -54,6 +54,8 @@ CLOUD_SEVERITY = {
     "refund_settle_refused": "critical",
     "move_mismatch": "critical",
     "quarantine_cleared": "info",
+    "payment_refund_failed": "critical",  # a payer has not got money back
+    "reconciliation_mismatch": "critical",  # the books and a provider's bill disagree
 }
 
 

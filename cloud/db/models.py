@@ -270,7 +270,15 @@ class Alarm(Base):
 
 
 # Registered on `Base.metadata` by importing them (they import `Base` from `cloud.db.base`).
-from cloud.db import auth, notices, operations, payments, registry, rollups  # noqa: E402
+from cloud.db import (  # noqa: E402
+    auth,
+    notices,
+    operations,
+    payments,
+    reconciliations,
+    registry,
+    rollups,
+)  # fmt: skip
 
 __all__ = [
     "Base",
@@ -279,6 +287,7 @@ __all__ = [
     "notices",
     "operations",
     "payments",
+    "reconciliations",
     "registry",
     "rollups",
 ]

@@ -22,6 +22,12 @@ ZH: Mapping[str, Mapping[str, str]] = {
              "subsidy_expire": "补贴清零", "refund": "退款", "grace_issue": "宽限发放",
              "grace_expire": "宽限到期", "correction": "冲正", "meter_settle": "换表结算",
              "move": "迁移", "debt_repay": "还欠费"},
+    "provider": {"wechat": "微信支付", "alipay": "支付宝"},
+    "kind": {"paid_not_ours": "渠道收款无对应订单", "paid_not_recorded": "渠道已收款订单未付",
+             "paid_not_credited": "已收款未充值", "credited_not_paid": "已充值未收款",
+             "amount_mismatch": "金额不符", "refund_not_ours": "渠道退款无对应退款单",
+             "refund_not_at_provider": "我方退款渠道无记录",
+             "refund_state_mismatch": "渠道已退款我方未完成"},
 }  # fmt: skip
 EN: Mapping[str, Mapping[str, str]] = {
     "tariff_period": {"sharp": "Sharp", "peak": "Peak", "flat": "Flat", "valley": "Valley"},
@@ -38,6 +44,12 @@ EN: Mapping[str, Mapping[str, str]] = {
              "grace_issue": "Grace issued", "grace_expire": "Grace expired",
              "correction": "Correction", "meter_settle": "Meter swap bill", "move": "Move",
              "debt_repay": "Debt repaid"},
+    "provider": {"wechat": "WeChat Pay", "alipay": "Alipay"},
+    "kind": {"paid_not_ours": "Paid, order unknown", "paid_not_recorded": "Paid, order not paid",
+             "paid_not_credited": "Paid, not credited", "credited_not_paid": "Credited, not paid",
+             "amount_mismatch": "Amount differs", "refund_not_ours": "Refund unknown to us",
+             "refund_not_at_provider": "Our refund not at the provider",
+             "refund_state_mismatch": "Refunded there, not done here"},
 }  # fmt: skip
 WORDS = {"zh": ZH, "en": EN}
 
@@ -72,6 +84,13 @@ ENGLISH: Mapping[str, str] = {
     "其他(迁移等)": "Other (moves …)", "补贴发放": "Subsidy issued", "补贴使用": "Subsidy used",
     "补贴清零": "Subsidy cleared", "新增欠费": "Debt incurred", "偿还欠费": "Debt repaid",
     "合计": "Total", "说明": "Note", "合闸": "closed", "分闸": "open",
+    "支付对账单": "Payment reconciliation", "支付渠道": "Provider", "差异类型": "Difference",
+    "商户订单号": "Order no.", "我方金额(元)": "Ours (yuan)", "渠道金额(元)": "Provider's (yuan)",
+    "差异": "Differences", "账单笔数": "Bill count", "账单收款(元)": "Bill paid (yuan)",
+    "账单退款(元)": "Bill refunded (yuan)", "入账笔数": "Our count",
+    "我方收款(元)": "Our paid (yuan)", "充值入账(元)": "Credited (yuan)",
+    "我方退款(元)": "Our refunded (yuan)", "签核": "Signed off", "未签核": "not signed off",
+    "有差异": "differences", "无差异": "clean",
 }  # fmt: skip
 
 

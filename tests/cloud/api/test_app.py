@@ -95,6 +95,16 @@ ENDPOINTS = {
     "/registry/push": {"post"},
     "/concentrators/{node}/config": {"get", "post"},
     "/health": {"get"},
+    "/payments/orders": {"get", "post"},
+    "/payments/orders/{out_trade_no}": {"get"},
+    "/payments/orders/{out_trade_no}/close": {"post"},
+    "/payments/wechat/notify": {"post"},
+    "/payments/alipay/notify": {"post"},
+    "/payments/wechat/refund-notify": {"post"},
+    "/payments/refunds/{out_refund_no}": {"get"},
+    "/payments/reconciliations": {"get"},
+    "/payments/reconciliations/{day}": {"get"},
+    "/payments/reconciliations/{day}/sign-off": {"post"},
 }
 
 

@@ -30,6 +30,7 @@ from tests.cloud.api.conftest import (
 )
 
 PUBLIC = "public"  # no token needed (every caller, anonymous included, is allowed)
+SIGNED = "signed"  # no token: a provider's signature decides, the same for every caller
 EVERYONE = frozenset(Role)
 STAFF = frozenset({Role.ADMIN, Role.OPERATOR, Role.FINANCE, Role.AUDITOR})
 READ_ALL = STAFF | {Role.INSTALLER}
@@ -137,6 +138,13 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("PUT", "/report-templates/{name}"): ADMIN,
     ("DELETE", "/report-templates/{name}"): ADMIN,
     ("GET", "/statements/{account}"): STAFF | SELF,
+    # -- online payments: a merchant pays into its own account, the desk shows a QR code --
+    ("POST", "/payments/orders"): MONEY_DESK | SELF,
+    ("GET", "/payments/orders"): STAFF | SELF,
+    ("GET", "/payments/orders/{out_trade_no}"): STAFF | SELF,
+    ("POST", "/payments/orders/{out_trade_no}/close"): MONEY_DESK | SELF,
+    ("POST", "/payments/wechat/notify"): SIGNED,
+    ("POST", "/payments/alipay/notify"): SIGNED,
 }
 # The registry: everyone but merchants reads it; operations keep it, installers map meters.
 for _kind, _writers in {
@@ -153,6 +161,17 @@ for _kind, _writers in {
         ("DELETE", f"/registry/{_kind}/{{key}}"): _writers,
     }
 
+# Refunds to the original payment and the daily reconciliation (`cloud/api/payment_refunds.py`,
+# `cloud/api/reconciliations.py`): WeChat Pay's refund notices are signed, not logged in;
+# only finance signs a day off.
+EXPECTED |= {
+    ("POST", "/payments/wechat/refund-notify"): PUBLIC,
+    ("GET", "/payments/refunds/{out_refund_no}"): STAFF,
+    ("GET", "/payments/reconciliations"): STAFF,
+    ("GET", "/payments/reconciliations/{day}"): STAFF,
+    ("POST", "/payments/reconciliations/{day}/sign-off"): frozenset({Role.FINANCE}),
+}
+
 # What to put in a path: the merchant's own account (isolation is tested on its own), a user
 # no request here logs in as, ids that may not exist (404 is an allowed answer).
 PATH_VALUES = {
@@ -161,6 +180,9 @@ PATH_VALUES = {
     "name": "installer-1",
     "payment": "P-none",
     "command_id": "0" * 32,
+    "out_trade_no": "VB-none",
+    "day": "2026-11-23",
+    "out_refund_no": "RF-none",
 }
 NEW_KEY = "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29"
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
@@ -171,6 +193,12 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/users/{name}/password"): {"password": "another long password"},
     ("POST", "/concentrators"): {"node": "edge-0009", "public_key": NEW_KEY},
     ("POST", "/recharges"): {"account": MERCHANT_ACCOUNT, "fen": 100, "method": "cash"},
+    ("POST", "/payments/orders"): {
+        "account": MERCHANT_ACCOUNT,
+        "fen": 100,
+        "provider": "wechat",
+        "channel": "native",
+    },
     ("POST", "/relays"): {"meters": ["000000000001"], "action": "trip"},
     ("POST", "/alarms/{alarm_id}/acknowledge"): {"note": "seen on site"},
     ("POST", "/notices/power-off"): {
@@ -179,6 +207,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "from": "2026-12-08T09:00:00+08:00",
         "to": "2026-12-08T12:00:00+08:00",
     },
+    ("POST", "/payments/reconciliations/{day}/sign-off"): {"note": "checked"},
 }
 METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
 
@@ -229,6 +258,14 @@ def _judge(
     """What is wrong with one route's answers, role by role (empty: nothing)."""
     wrong = []
     allowed = EXPECTED[method, path]
+    if allowed == SIGNED:  # a token neither helps nor hurts: every caller gets one answer
+        answers = {
+            call(client, method, path, headers).status_code
+            for headers in ({"Authorization": ""}, *(bearer(t) for t in tokens.values()))
+        }
+        if len(answers) != 1 or 403 in answers:
+            wrong.append(f"signed, but the answers depend on the caller: {sorted(answers)}")
+        return wrong
     if allowed == PUBLIC:
         for headers in ({"Authorization": ""}, *(bearer(t) for t in tokens.values())):
             answer = call(client, method, path, headers)

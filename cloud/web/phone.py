@@ -5,6 +5,7 @@ monthly use, top-up, payments with receipts, monthly statements, alarms and noti
     GET  /m/login     POST /m/login  password login (WeChat login: `cloud.web.wechat_login`)
     POST /m/logout                   end the session
     POST /m/topup                    start a payment (`cloud.web.topup`) → the provider's page
+    GET  /m/paid                     back from the provider's page → the order's page
     GET  /m/orders/{out_trade_no}    an order's state, refreshing until it is credited
     GET  /m/receipts/{number}.pdf    a receipt of the account's own payments
     GET  /m/statement.pdf?month=…    the account's monthly statement
@@ -30,6 +31,7 @@ from cloud.db.operations import Receipt
 from cloud.errors import CloudError, Invalid, NotFound, TooManyAttempts
 from cloud.operations import receipt_print
 from cloud.operations.recharges import MAX_RECHARGE_FEN
+from cloud.payments.providers import Providers
 from cloud.people import auth
 from cloud.people.auth import Principal, Role
 from cloud.reports import statement
@@ -47,7 +49,14 @@ router = APIRouter(prefix="/m", include_in_schema=False)
 PRESETS_YUAN = (50, 100, 200, 500)
 MIN_TOPUP_FEN = 100  # 1 yuan: below it a provider's fee is most of the payment
 ORDER_REFRESH_S = 3
+ORDER_COOKIE = "vb_order"  # the order this browser went to pay (`/m/paid` returns to it)
+ORDER_COOKIE_AGE = 3600
 Form = Annotated[dict[str, str], Depends(read_form)]
+
+
+def _providers(request: Request) -> Providers | None:
+    found: Providers | None = getattr(request.app.state, "providers", None)
+    return found
 
 
 def _merchant(request: Request, session: DbSession, now: Now) -> Principal:
@@ -83,6 +92,7 @@ def _home(
         view=view, who=who, presets=PRESETS_YUAN,
         bars=bars([(label, wh) for label, (_, wh) in zip(labels, view.months, strict=True)]),
         csrf=sessions.csrf_token(sessions.token_of(request)),
+        providers=topup.available(_providers(request)),
         error=None if error is None else t(error[0], **error[1]),
     )  # fmt: skip
 
@@ -181,16 +191,65 @@ def start_topup(
         return _home(request, lang, who, session, now, error=("provider_bad", {}), status=422)
     openid = wechat_login.openid_of_account(session, who.account or "")
     channel = topup.channel_for(provider, request.headers.get("user-agent", ""), bool(openid))
+    asked = topup.TopUp(fen, provider, channel, openid, str(request.url_for("paid_return")),
+                        client_address(request) or None)  # fmt: skip
     try:
-        started = topup.start_payment(session, who, fen, provider, channel, openid, now)
+        started = topup.start_payment(session, _providers(request), who, asked, now)
     except topup.PaymentsUnavailable:
         return _home(request, lang, who, session, now, error=("payment_unavailable", {}),
                      status=503)  # fmt: skip
-    except CloudError:
+    except CloudError:  # refused by the provider, or no answer from it: nothing was charged
+        session.rollback()
         return _home(request, lang, who, session, now, error=("payment_failed", {}), status=502)
     if started.redirect:
-        return RedirectResponse(started.redirect, status_code=303)
-    return page(request, "wxpay.html", lang, order=started.out_trade_no, params=dict(started.jsapi))
+        response = RedirectResponse(started.redirect, status_code=303)
+        # Which order `/m/paid` returns to (a provider may send the browser back bare).
+        response.set_cookie(ORDER_COOKIE, started.out_trade_no, max_age=ORDER_COOKIE_AGE,
+                            httponly=True, samesite="lax",
+                            secure=request.url.scheme == "https", path="/m")  # fmt: skip
+        return response
+    if started.jsapi:
+        return page(request, "wxpay.html", lang, order=started.out_trade_no,
+                    params=dict(started.jsapi))  # fmt: skip
+    return RedirectResponse(f"/m/orders/{started.out_trade_no}", status_code=303)
+
+
+# What Alipay appends to a wap payment's return_url (WeChat H5 appends nothing): declared so the
+# query guard lets the browser back in; only `out_trade_no` is read, and only to find the page.
+ReturnParam = Annotated[str | None, Query(max_length=512)]
+
+
+@router.get("/paid", name="paid_return")
+def paid_return(  # noqa: PLR0917 (the parameters Alipay appends)
+    request: Request,
+    who: Merchant,
+    session: DbSession,
+    out_trade_no: ReturnParam = None,
+    trade_no: ReturnParam = None,
+    total_amount: ReturnParam = None,
+    seller_id: ReturnParam = None,
+    app_id: ReturnParam = None,
+    auth_app_id: ReturnParam = None,
+    method: ReturnParam = None,
+    charset: ReturnParam = None,
+    sign: ReturnParam = None,
+    sign_type: ReturnParam = None,
+    timestamp: ReturnParam = None,
+    version: ReturnParam = None,
+) -> Response:
+    """Back from the provider's page: to the order's own page (its state is what the provider's
+    notification said, never this URL's parameters) — the one the URL names, else the one this
+    browser last went to pay, else the newest —, else home."""
+    assert who.account is not None
+    named = [n for n in (out_trade_no, request.cookies.get(ORDER_COOKIE)) if n]
+    newest = [o.out_trade_no for o in topup.recent_orders(session, who.account, limit=1)]
+    for number in [*named, *newest]:
+        try:
+            topup.order_view(session, who, number)
+        except NotFound:
+            continue
+        return RedirectResponse(f"/m/orders/{number}", status_code=303)
+    return RedirectResponse("/m/", status_code=303)
 
 
 @router.get("/orders/{out_trade_no}")

@@ -4,7 +4,8 @@
   `engine` fixture of `tests/cloud`: SQLite and PostgreSQL), for the TestClient tests.
 - `server`: the real cloud app served by uvicorn on a free loopback port over a SQLite file with
   that market, once per module, its WeChat login pointed at the Official Account stand-in
-  (`cloud.notices.wechat_oa_standin`) on another loopback port.
+  (`cloud.notices.wechat_oa_standin`) and its payments at the provider sandbox
+  (`cloud.payments.sandbox`, keys made for the run), each on another loopback port.
 - `browser`, `phone`: Debian's headless Chromium (`/usr/bin/chromium`) driven by Playwright's
   Python client (never a browser Playwright downloads), one per session; `phone` is a fresh
   context per test with a phone's viewport (390×844), touch, zh-CN and the Asia/Shanghai zone.
@@ -31,8 +32,13 @@ import uvicorn
 from sqlalchemy import Engine
 
 from cloud.app import create_app
+from cloud.config import load_config
 from cloud.db.engine import make_engine, upgrade
 from cloud.notices.wechat_oa_standin import OaStandin
+from cloud.payments.providers import Providers
+from cloud.payments.sandbox.app import RunningSandbox, create_sandbox, serve_in_thread
+from cloud.payments.sandbox.keys import SandboxKeys
+from cloud.payments.sandbox.state import Knobs, SandboxState
 from cloud.web.wechat_login import WechatOAuth
 from ledger.chain import NodeKey
 from tests.cloud.conftest import (  # noqa: F401 (the database fixtures, on every backend)
@@ -67,12 +73,17 @@ def _free_port() -> int:
 class Served:
     """The cloud app on loopback, in a thread of the test process."""
 
-    def __init__(self, world: World, oa: OaStandin) -> None:
-        self.world, self.oa = world, oa
+    def __init__(self, world: World, oa: OaStandin, sandbox: RunningSandbox, folder: Path) -> None:
+        self.world, self.oa, self.sandbox = world, oa, sandbox
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         oauth = WechatOAuth(oa.appid, oa.secret, authorize_base=oa.url, api_base=oa.url)
-        app = create_app(world.engine, world.key, lambda: NOW, wechat_oauth=oauth)
+        snippet = sandbox.sandbox.keys.write(folder, api_base=sandbox.url, notify_base=self.url)
+        settings = load_config(snippet, folder / "data").payments
+        assert settings is not None
+        self.providers = Providers.load(settings, lambda: NOW)
+        app = create_app(world.engine, world.key, lambda: NOW, wechat_oauth=oauth,
+                         providers=self.providers)  # fmt: skip
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
                                 proxy_headers=False, lifespan="off")  # fmt: skip
         self.server = uvicorn.Server(config)
@@ -90,6 +101,7 @@ class Served:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+        self.providers.close()
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +110,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     database = make_engine(f"sqlite:///{path}")
     upgrade(database)
     world = build_world(database, NodeKey.from_seed(bytes(range(32))))
-    with OaStandin(browser_openid=WECHAT_USER) as oa, Served(world, oa) as served:
-        yield served
+    state = SandboxState(knobs=Knobs(time_scale=0.001))  # retries a thousand times sooner
+    sandbox = serve_in_thread(create_sandbox(SandboxKeys(), state=state, now=lambda: NOW))
+    folder = tmp_path_factory.mktemp("web-pay")
+    try:
+        with OaStandin(browser_openid=WECHAT_USER) as oa, Served(world, oa, sandbox, folder) as s:
+            yield s
+    finally:
+        sandbox.stop()
     database.dispose()
 
 

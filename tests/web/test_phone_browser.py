@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 from pypdf import PdfReader
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -19,6 +20,9 @@ from cloud.db.auth import OperatorLogEntry
 from cloud.db.models import Balance
 from cloud.db.registry import Account, Merchant
 from ledger.accounts import Pocket, pocket_id
+from ledger.wire import AckStatus
+from tests.cloud.api.conftest import NODE
+from tests.cloud.fake_edge import edge_recharge
 from tests.web.conftest import WECHAT_USER, Served
 from tests.web.world import MERCHANT, OPERATOR, OTHER_MERCHANT, PASSWORD, USE_WH
 
@@ -161,7 +165,7 @@ def test_forms_without_the_sessions_csrf_token_are_refused(phone: Any) -> None:
     assert phone.locator("#balance-yuan").is_visible()  # still logged in
 
 
-def test_top_up_amounts_are_checked_and_the_answer_is_in_words(phone: Any, shots: Path) -> None:
+def test_top_up_amounts_are_checked_and_the_answer_is_in_words(phone: Any) -> None:
     log_in(phone, MERCHANT)
     phone.fill("input[name=amount_other]", "12.345")
     phone.click("#topup button[type=submit]")
@@ -169,11 +173,44 @@ def test_top_up_amounts_are_checked_and_the_answer_is_in_words(phone: Any, shots
     phone.fill("input[name=amount_other]", "200000")
     phone.click("#topup button[type=submit]")
     assert "最多 100000.00 元" in phone.locator("#topup .error").inner_text()
-    phone.locator("label.chip", has_text="¥200").click()
+
+
+@pytest.mark.parametrize(("provider", "label", "yuan"), [("wechat", "微信支付", 50),
+                                                         ("alipay", "支付宝", 200)])  # fmt: skip
+def test_a_top_up_paid_in_the_sandbox_is_credited_and_the_balance_rises(  # noqa: PLR0917
+    phone: Any, server: Served, shots: Path, provider: str, label: str, yuan: int
+) -> None:
+    log_in(phone, MERCHANT)
+    before = _available(server, "A0001", Pocket.PREPAID)
+    phone.locator("#topup label.chip", has_text=re.compile(f"^¥{yuan}$")).click()
+    phone.locator("#topup label.chip", has_text=label).click()
     phone.click("#topup button[type=submit]")
-    # The payment orders of cloud/payments are not wired in yet (`cloud.web.topup`).
-    assert "在线支付暂未开通" in phone.locator("#topup .error").inner_text()
-    phone.screenshot(path=shots / "05-topup-answer.png", full_page=True)
+    phone.wait_for_url(f"{server.sandbox.url}/pay/**")  # the provider's page (the sandbox's)
+    assert phone.locator("#amount").inner_text() == f"¥{yuan}.00"
+    phone.screenshot(path=shots / f"08-{provider}-pay-page.png", full_page=True)
+    phone.click("#pay")
+    phone.wait_for_url(re.compile(r".*/m/orders/VB\w+$"))  # back, to the order's own page
+    out_trade_no = phone.url.rsplit("/", 1)[1]
+    # The page refreshes itself until the provider's notification has credited the order.
+    expect(phone.locator("#order-state")).to_have_text("支付成功", timeout=20_000)
+    assert phone.locator("#order-recharge").inner_text() == "到账中"  # sent to the concentrator
+    phone.screenshot(path=shots / f"09-{provider}-order-credited.png", full_page=True)
+
+    # The concentrator books the recharge the credit sent it (as edge.runtime.cycle does).
+    ack = server.world.site.upload(NODE, [edge_recharge("A0001", yuan * 100, out_trade_no,
+                                                        provider)])  # fmt: skip
+    assert ack.status is AckStatus.OK
+    expect(phone.locator("#order-recharge")).to_have_text("已到账", timeout=10_000)  # refreshed
+    phone.goto("/m/")
+    after = _available(server, "A0001", Pocket.PREPAID)
+    assert after == before + yuan * 100
+    assert phone.locator("#balance-yuan").inner_text() == f"¥{_yuan(after)}"
+    method = {"wechat": "微信", "alipay": "支付宝"}[provider]  # (the clock stands still: rows tie)
+    payment = phone.locator("#history li.payment", has_text=method).inner_text()
+    assert f"¥{yuan}.00" in payment and "已到账" in payment
+    assert phone.locator("#orders a.order").first.get_attribute("href") == (
+        f"/m/orders/{out_trade_no}"
+    )
 
 
 def test_staff_are_sent_to_the_console_and_logging_out_ends_the_session(

@@ -61,6 +61,7 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("POST", "/m/logout"): PAGE,
     ("POST", "/m/topup"): PAGE,
     ("GET", "/m/orders/{out_trade_no}"): PAGE,
+    ("GET", "/m/paid"): PAGE,
     ("GET", "/m/receipts/{number}.pdf"): PAGE,
     ("GET", "/m/statement.pdf"): PAGE,
     ("GET", "/m/wechat/login"): PAGE,

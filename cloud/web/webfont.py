@@ -4,15 +4,16 @@ PDFs use it, `cloud.reports.fonts`) subset and vendored as WOFF (zlib: no brotli
 | file                                 | characters                                | size    |
 |--------------------------------------|-------------------------------------------|---------|
 | `static/fonts/voltbook-sc.woff`      | the message catalogue's, and ASCII        | ~47 kB  |
-| `static/fonts/voltbook-sc-common.woff` | the 3 755 common characters (GB 2312    | ~640 kB |
-|                                      | level 1) not in the first: notices' text, |         |
-|                                      | an operator's note, names                 |         |
+| `static/fonts/voltbook-sc-common.woff` | the 3 755 common characters (GB 2312    | ~660 kB |
+|                                      | level 1): notices' text, an operator's    |         |
+|                                      | note, names                               |         |
 
 Phones have a Chinese system font and never download either (the CSS names them after the
 system fonts; a browser fetches a web font only for a character the fonts before it lack); a
 machine with none (a kiosk, a headless test browser) gets the labels from the small file and
 other Chinese text from the common one instead of boxes. A test fails when a catalogue character
-is missing from the small file; regenerate both (the common one takes ~15 s) with
+is missing from the small file; regenerate them (the common one takes ~15 s and only changes
+with the font) with
 
     python -m cloud.web.webfont
 """
@@ -44,7 +45,8 @@ def characters() -> str:
 
 
 def common_characters() -> str:
-    """GB 2312 level 1 (the 3 755 most used characters), less those of the small file."""
+    """GB 2312 level 1 (the 3 755 most used characters): fixed, so this file never changes
+    when the catalogue does (the few it shares with the small file cost a few kB)."""
     found = set()
     for high in range(0xB0, 0xD8):
         for low in range(0xA1, 0xFF):
@@ -52,7 +54,7 @@ def common_characters() -> str:
                 found.add(bytes([high, low]).decode("gb2312"))
             except UnicodeDecodeError:  # the gaps of the code table
                 continue
-    return "".join(sorted(found - set(characters())))
+    return "".join(sorted(found))
 
 
 def subset(chars: str) -> bytes:

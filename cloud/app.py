@@ -24,9 +24,10 @@ when it raises. Our errors become HTTP statuses here, in one place:
 Every answer that is not a success has one shape, `{"error": code, "detail": text}` (`ErrorOut`,
 so documented in OpenAPI for every operation, FastAPI's validation lists included).
 
-Every endpoint but `/health` and `/auth/login` needs a bearer token (`POST /auth/login`) and
-states the roles it admits with `cloud.api.auth.allow` (the role table is in `cloud.people.auth`);
-every change is in the hash-chained operator log (`/operator-log`).
+Every endpoint but `/health`, `/auth/login` and `/provision` (a claim token is its permission)
+needs a bearer token (`POST /auth/login`) and states the roles it admits with
+`cloud.api.auth.allow` (the role table is in `cloud.people.auth`); every change is in the
+hash-chained operator log (`/operator-log`).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from cloud.api import (
     accounts,
     alarms,
     auth,
+    claims,
     commands,
     concentrators,
     corrections,
@@ -85,6 +87,7 @@ from cloud.errors import (
     TooManyAttempts,
     Unauthorized,
 )
+from cloud.ingest.claims import Enrolment
 from cloud.payments.providers import Providers
 from cloud.web import errors as web_errors
 from cloud.web import phone, static, wechat_login
@@ -107,6 +110,7 @@ admin, operator, finance, auditor (read-only), installer, merchant (its own acco
 
 ROUTERS = (
     auth,
+    claims,
     users,
     oplog,
     concentrators,
@@ -166,6 +170,7 @@ def create_app(
     oplog_heads: Path | None = None,
     wechat_oauth: WechatOAuth | None = None,
     providers: Providers | None = None,
+    enrolment: Enrolment | None = None,
 ) -> FastAPI:
     """The API over `engine` (already migrated), signing commands with the cloud's `key`.
 
@@ -177,7 +182,8 @@ def create_app(
     `/operator-log/verify` holds the log to (`cloud.people.oplog_heads`); `providers`, the
     payment providers `[payments]` configures (None: online payments are not offered);
     `wechat_oauth`, the Official Account whose web OAuth logs merchants in on the phone page
-    (none: password only).
+    (none: password only); `enrolment`, the CA and broker address `POST /provision` hands a
+    claimed box (None: provisioning answers 409).
     """
     app = FastAPI(
         title="Voltbook cloud",
@@ -202,6 +208,7 @@ def create_app(
     app.state.approve_above_fen = approve_above_fen
     app.state.wechat_oauth = wechat_oauth
     app.state.providers = providers
+    app.state.enrolment = enrolment
     for module in ROUTERS:
         app.include_router(module.router)
     for error in (CloudError, InvalidValue, DecodeError):

@@ -26,6 +26,10 @@
     [keys]
     cloud = "cloud-key.pem"      # the cloud's Ed25519 signing key, created if missing
 
+    [provision]                  # what `POST /provision` tells a concentrator it claims
+    broker_host = "mqtt.example" # the devices listener as boxes reach it (default: the first of
+    broker_port = 8883           # [broker] names beyond localhost, else host; port: the broker's)
+
     [ingest]
     workers = 1                  # ingest workers in the server process (a shared subscription)
 
@@ -166,6 +170,15 @@ class BrokerSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ProvisionSettings:
+    """`[provision]`: the broker address `POST /provision` hands a claimed concentrator, where
+    the broker's own settings do not name it (a NAT, a load balancer); None: from `[broker]`."""
+
+    broker_host: str | None = None
+    broker_port: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ApiSettings:
     host: str
     port: int  # 0: any free port (tests)
@@ -265,6 +278,7 @@ class CloudConfig:
     oplog_sign_every: int = DEFAULT_SIGN_EVERY_S
     payments: PaymentSettings | None = None  # no online payments without `[payments]`
     notices: NoticesSettings | None = None  # None: no notices are made or sent
+    provision: ProvisionSettings = ProvisionSettings()
 
     @property
     def oplog_heads(self) -> Path:
@@ -405,6 +419,12 @@ def parse_config(path: Path | None, data: dict[str, Any], data_dir: Path) -> Clo
     sign_every = oplog.integer("sign_every", DEFAULT_SIGN_EVERY_S, 1, MAX_SIGN_EVERY_S)
     oplog.done()
     payments = _payments(top.table("payments"), base)
+    provision = _Table(path, "provision", top.get("provision"))
+    provision_settings = ProvisionSettings(
+        broker_host=_host(provision, "broker_host"),
+        broker_port=provision.integer("broker_port", None, 1, 65535),
+    )
+    provision.done()
     raw_notices = top.get("notices")
     notices = None if raw_notices is None else _notices(_Table(path, "notices", raw_notices), base)
     top.done()
@@ -421,7 +441,25 @@ def parse_config(path: Path | None, data: dict[str, Any], data_dir: Path) -> Clo
         oplog_sign_every=sign_every or DEFAULT_SIGN_EVERY_S,
         payments=payments,
         notices=notices,
+        provision=provision_settings,
     )
+
+
+def _host(table: _Table, key: str) -> str | None:
+    """A host name or IP address a concentrator can connect to (None when not given)."""
+    value = table.get(key)
+    if value is None:
+        return None
+    expected = "a host name or IP address"
+    if not isinstance(value, str) or not value.strip():
+        raise table.problem(key, expected, value)
+    if _is_ip(value) and ipaddress.ip_address(value).is_unspecified:
+        raise table.problem(key, "an address a concentrator can reach (not 0.0.0.0)", value)
+    if not _is_ip(value) and not all(
+        part and part.replace("-", "").isalnum() and part.isascii() for part in value.split(".")
+    ):
+        raise table.problem(key, expected, value)
+    return value
 
 
 def _payments(table: _Table | None, base: Path) -> PaymentSettings | None:
@@ -719,6 +757,12 @@ workers = 1
 # The cloud's Ed25519 signing key (commands, acknowledgements); created if missing.
 # Concentrators trust its public key: `voltbook-cloud key --config {name}` prints it.
 cloud = "{key}"
+
+[provision]
+# What `POST /provision` (a concentrator redeeming an installer's claim token) is told about the
+# broker. Default: the first of [broker] names beyond localhost (else its host) and its port.
+# broker_host = "mqtt.example.com"
+# broker_port = 8883
 
 [ingest]
 # Ingest workers in the server process; they share the uplink through an MQTT shared

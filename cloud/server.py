@@ -55,9 +55,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cloud import keys
 from cloud.app import create_app, utc_now
-from cloud.config import CloudConfig
+from cloud.config import BROKER_NAMES, CloudConfig
 from cloud.db.engine import make_engine, session_factory, upgrade
 from cloud.errors import CloudError
+from cloud.ingest.claims import Enrolment
 from cloud.ingest.worker import IngestWorker
 from cloud.notices.service import NoticeLoop, NoticeService, channels_of
 from cloud.payments.daily import RefundRounds
@@ -67,7 +68,13 @@ from cloud.people import oplog_heads
 from cloud.services.broker import CLOUD_ACL, Broker, MosquittoBroker, start_broker
 from cloud.services.errors import ServiceNotFound
 from cloud.services.net import LOOPBACK
-from cloud.services.pki import TlsFiles, issue_client_cert, issue_server_cert, load_or_create_ca
+from cloud.services.pki import (
+    CaFiles,
+    TlsFiles,
+    issue_client_cert,
+    issue_server_cert,
+    load_or_create_ca,
+)
 from cloud.web.wechat_login import WechatOAuth, oauth_of
 from ledger.chain import NodeKey
 
@@ -168,13 +175,14 @@ def serve_in_thread(
         def broker_connected() -> bool:
             return all(w.connected for w in workers)
 
+        enrolment = enrolment_of(config, broker)
         app = create_app(engine, key, now, broker_connected=broker_connected,
                          approve_above_fen=config.approve_above_fen,
                          trusted_proxies=config.api.trusted_proxies,
                          oplog_heads=config.oplog_heads, providers=providers,
-                         wechat_oauth=wechat_oauth(config))  # fmt: skip
+                         wechat_oauth=wechat_oauth(config), enrolment=enrolment)  # fmt: skip
         url, server, thread, listener = _start_api(config, stack, app)
-        processes = _start_api_processes(config, stack, listener, broker_connected)
+        processes = _start_api_processes(config, stack, listener, broker_connected, enrolment)
         return RunningCloud(
             config=config,
             engine=engine,
@@ -191,6 +199,28 @@ def serve_in_thread(
             _stack=stack.pop_all(),
         )
     raise AssertionError("not reached")  # the with block returns or raises
+
+
+def enrolment_of(config: CloudConfig, broker: Broker | None) -> Enrolment:
+    """What `POST /provision` hands a claimed box: the embedded broker's CA (None for an
+    external broker, or the plain demo broker, which has no TLS listener) and the devices
+    listener as boxes reach it: `[provision]` if set, else the first of `[broker] names` beyond
+    localhost, else the listener's own address and port."""
+    settings = config.broker
+    ca = CaFiles(cert=config.pki_dir / "ca.crt", key=config.pki_dir / "ca.key")
+    tls = isinstance(broker, MosquittoBroker) and ca.cert.is_file() and ca.key.is_file()
+    if broker is None:
+        host, port = settings.host, settings.port or 0
+    else:
+        host, port = broker.host, broker.port
+        named = [name for name in settings.names if name not in BROKER_NAMES]
+        if named:  # else the listener's address (loopback when it listens on all)
+            host = named[0]
+    return Enrolment(
+        ca=ca if tls else None,
+        broker_host=config.provision.broker_host or host,
+        broker_port=config.provision.broker_port or port,
+    )
 
 
 def _start_anchor(
@@ -433,6 +463,7 @@ def _start_api_processes(
     stack: contextlib.ExitStack,
     listener: socket.socket,
     broker_connected: Callable[[], bool],
+    enrolment: Enrolment,
 ) -> list[BaseProcess]:
     """`[api] workers` - 1 more processes serving the API on `listener`, started and ready."""
     extra = config.api.workers - 1
@@ -448,7 +479,7 @@ def _start_api_processes(
         started = context.Event()
         process = context.Process(
             target=_api_process,
-            args=(config, listener, broker_up, started, level),
+            args=(config, listener, broker_up, started, level, enrolment),
             name=f"voltbook-api-{number}",
             daemon=True,
         )
@@ -502,12 +533,13 @@ class _AnnouncingServer(uvicorn.Server):
             self.announce.set()
 
 
-def _api_process(
+def _api_process(  # noqa: PLR0917 (multiprocessing passes arguments by position)
     config: CloudConfig,
     listener: socket.socket,
     broker_up: ProcessEvent,
     started: ProcessEvent,
     level: int,
+    enrolment: Enrolment,
 ) -> None:
     """The body of an API process: the API alone, on the socket the first process listens on.
     uvicorn stops it on SIGTERM (or SIGINT), finishing the requests under way."""
@@ -520,7 +552,7 @@ def _api_process(
                          oplog_heads=config.oplog_heads,
                          providers=None if config.payments is None
                          else Providers.load(config.payments, utc_now),
-                         wechat_oauth=wechat_oauth(config))  # fmt: skip
+                         wechat_oauth=wechat_oauth(config), enrolment=enrolment)  # fmt: skip
         server = _AnnouncingServer(
             uvicorn.Config(
                 app,

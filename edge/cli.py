@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from edge import cli_ledger, cli_meters, cli_runtime, version
+from edge import cli_ledger, cli_meters, cli_provision, cli_runtime, version
 
 if TYPE_CHECKING:
     Register = Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 COMMAND_GROUPS: list[Register] = [
     cli_ledger.register,
     cli_meters.register,
+    cli_provision.register,
     cli_runtime.register,
 ]
 
@@ -32,6 +33,7 @@ ledger that syncs to the cloud. Works for days with no network.
 
 EPILOG = """\
 examples:
+  voltbook-edge provision --cloud https://vb.example --token T   (a claim: voltbook-fw claim)
   voltbook-edge run --config DIR/site.toml       (a simulated site: voltbook-demo site)
   voltbook-edge ledger verify --chain chain.jsonl --key node.pub
   voltbook-edge read --port /dev/ttyUSB0 --protocol dlt645 --address 202611000101 --json

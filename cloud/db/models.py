@@ -24,7 +24,8 @@ The tables of the operations issue live in their own modules, imported at the en
 so that `Base.metadata` (migrations, tests) always holds every table: `auth` (users, tokens,
 logins, the operator log), `registry` (sites … policies), `operations` (refunds, corrections,
 swaps, moves, receipts, report templates), `rollups` (consumption per day for reports),
-`notices` (the outbox of notices to merchants and their deliveries).
+`notices` (the outbox of notices to merchants and their deliveries), `claims` (installers'
+one-time tokens that provision a concentrator).
 """
 
 from __future__ import annotations
@@ -272,6 +273,7 @@ class Alarm(Base):
 # Registered on `Base.metadata` by importing them (they import `Base` from `cloud.db.base`).
 from cloud.db import (  # noqa: E402
     auth,
+    claims,
     notices,
     operations,
     payments,
@@ -284,6 +286,7 @@ __all__ = [
     "Base",
     "UtcDateTime",
     "auth",
+    "claims",
     "notices",
     "operations",
     "payments",

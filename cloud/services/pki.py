@@ -13,6 +13,10 @@ turns on `VERIFY_X509_STRICT` accepts them too.
     ca = create_ca(pki_dir)                                # or load_or_create_ca
     broker_files = issue_server_cert(ca, pki_dir)          # SAN localhost, 127.0.0.1
     edge_files = issue_client_cert(ca, pki_dir, "edge-0001")
+    pem = sign_client_key(ca, "edge-0002", csr.public_key())  # a key made on the device
+
+`sign_client_key` certifies a public key the device made itself (from its CSR, checked by the
+caller): the private key never leaves the device, and nothing is written here.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 CA_VALID_DAYS = 3650
@@ -117,9 +121,7 @@ def issue_client_cert(
     ca: CaFiles, directory: Path, device: str, *, valid_days: int = LEAF_VALID_DAYS
 ) -> TlsFiles:
     """Issue a client certificate whose subject CN is `device` (a node id, or `cloud`)."""
-    if not device or any(ch in device for ch in "/+#"):
-        # The CN becomes the MQTT username and is substituted into topic patterns.
-        raise ValueError(f"device name {device!r} must be non-empty and contain no '/', '+', '#'")
+    _check_device_name(device)
     return _issue(
         ca,
         directory,
@@ -128,6 +130,42 @@ def issue_client_cert(
         san=None,
         valid_days=valid_days,
     )
+
+
+# The public keys a device may bring (`sign_client_key`); the caller checks curve and size.
+DeviceKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
+
+
+def sign_client_key(
+    ca: CaFiles, device: str, public_key: DeviceKey, *, valid_days: int = LEAF_VALID_DAYS
+) -> x509.Certificate:
+    """A client certificate (CN = `device`) for a key the device made: the same extensions as
+    `issue_client_cert`, whatever the request asked for."""
+    _check_device_name(device)
+    ca_cert, ca_key = _load_ca(ca)
+    return _certificate(
+        ca_cert,
+        ca_key,
+        device,
+        public_key,
+        usage=ExtendedKeyUsageOID.CLIENT_AUTH,
+        san=None,
+        valid_days=valid_days,
+    )
+
+
+def _check_device_name(device: str) -> None:
+    if not device or any(ch in device for ch in "/+#"):
+        # The CN becomes the MQTT username and is substituted into topic patterns.
+        raise ValueError(f"device name {device!r} must be non-empty and contain no '/', '+', '#'")
+
+
+def _load_ca(ca: CaFiles) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    ca_cert = load_certificate(ca.cert)
+    ca_key = serialization.load_pem_private_key(ca.key.read_bytes(), password=None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{ca.key} is not an EC private key")
+    return ca_cert, ca_key
 
 
 def load_certificate(path: Path) -> x509.Certificate:
@@ -145,12 +183,29 @@ def _issue(
     valid_days: int,
 ) -> TlsFiles:
     directory.mkdir(parents=True, exist_ok=True)
-    ca_cert = load_certificate(ca.cert)
-    ca_key = serialization.load_pem_private_key(ca.key.read_bytes(), password=None)
-    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
-        raise ValueError(f"{ca.key} is not an EC private key")
+    ca_cert, ca_key = _load_ca(ca)
     key = ec.generate_private_key(ec.SECP256R1())
-    public_key = key.public_key()
+    cert = _certificate(
+        ca_cert, ca_key, common_name, key.public_key(), usage=usage, san=san, valid_days=valid_days
+    )
+    files = TlsFiles(
+        ca=ca.cert, cert=directory / f"{common_name}.crt", key=directory / f"{common_name}.key"
+    )
+    _write_cert(files.cert, cert)
+    _write_key(files.key, key)
+    return files
+
+
+def _certificate(
+    ca_cert: x509.Certificate,
+    ca_key: ec.EllipticCurvePrivateKey,
+    common_name: str,
+    public_key: DeviceKey,
+    *,
+    usage: x509.ObjectIdentifier,
+    san: x509.SubjectAlternativeName | None,
+    valid_days: int,
+) -> x509.Certificate:
     now = _now()
     builder = (
         x509.CertificateBuilder()
@@ -171,13 +226,7 @@ def _issue(
     )
     if san is not None:
         builder = builder.add_extension(san, critical=False)
-    cert = builder.sign(ca_key, hashes.SHA256())
-    files = TlsFiles(
-        ca=ca.cert, cert=directory / f"{common_name}.crt", key=directory / f"{common_name}.key"
-    )
-    _write_cert(files.cert, cert)
-    _write_key(files.key, key)
-    return files
+    return builder.sign(ca_key, hashes.SHA256())
 
 
 def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:

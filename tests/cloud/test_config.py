@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from cloud.config import TEMPLATE, ConfigError, load_config
+from cloud.config import TEMPLATE, ConfigError, ProvisionSettings, load_config
 from cloud.errors import CloudError
+from cloud.ingest.claims import Enrolment
+from cloud.server import enrolment_of
 
 FULL = """
 [database]
@@ -170,6 +172,11 @@ def test_the_init_template_loads_as_the_defaults(tmp_path: Path) -> None:
         ("[broker]\nplain_port = 70000\n", ["[broker] plain_port", "from 0 to 65535"]),
         ('[broker]\nhost = "h"\nplain_port = 1883\n', ["plain_port are for the embedded"]),
         ('[broker]\nhost = "h"\nlisten = "0.0.0.0"\n', ["listen, names and plain_port"]),
+        ('[provision]\nbroker_host = "0.0.0.0"\n', ["[provision] broker_host", "can reach"]),
+        ('[provision]\nbroker_host = "a b"\n', ["[provision] broker_host", "a host name"]),
+        ("[provision]\nbroker_host = 3\n", ["[provision] broker_host"]),
+        ("[provision]\nbroker_port = 0\n", ["[provision] broker_port", "from 1 to 65535"]),
+        ("[provision]\nbroker = 1\n", ["unknown key [provision] broker"]),
     ],
 )
 def test_wrong_types_and_values_name_the_key(tmp_path: Path, text: str, names: list[str]) -> None:
@@ -225,3 +232,15 @@ def test_the_correction_approval_amount(tmp_path: Path) -> None:
         assert "[operations] approve_corrections_above_fen must be" in refused(
             write(tmp_path, text)
         )
+
+
+def test_the_broker_address_provisioned_boxes_are_told(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, "")).provision == ProvisionSettings(None, None)
+    text = '[provision]\nbroker_host = "mqtt.example.com"\nbroker_port = 18883\n'
+    config = load_config(write(tmp_path, text))
+    assert config.provision == ProvisionSettings("mqtt.example.com", 18883)
+    # An external broker: its address (overridden here), and no device CA to sign with.
+    external = load_config(write(tmp_path, '[broker]\nhost = "10.0.0.5"\n' + text, "e.toml"))
+    assert enrolment_of(external, None) == Enrolment(None, "mqtt.example.com", 18883)
+    plain = load_config(write(tmp_path, '[broker]\nhost = "10.0.0.5"\nport = 1884\n', "p.toml"))
+    assert enrolment_of(plain, None) == Enrolment(None, "10.0.0.5", 1884)

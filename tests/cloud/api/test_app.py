@@ -15,6 +15,8 @@ ENDPOINTS = {
     "/auth/logout": {"post"},
     "/auth/me": {"get"},
     "/auth/password": {"post"},
+    "/claims": {"post"},
+    "/provision": {"post"},
     "/users": {"get", "post"},
     "/users/{name}": {"get", "patch"},
     "/users/{name}/password": {"post"},

@@ -14,6 +14,16 @@ $(STAMP): pyproject.toml requirements-edge.txt requirements-cloud.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-edge.txt -r requirements-cloud.txt
 	$(BIN)/python -m pip install --quiet -e '.[edge,cloud,dev]'
+	@# The pages' browser tests (tests/web/) drive Debian's Chromium, never a downloaded one.
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's chromium for the browser tests"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 || \
+		{ apt-get update -qq >/dev/null 2>&1 && \
+		  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		echo "chromium could not be installed: the browser tests will be skipped"; \
+	else echo "chromium is missing and this is not root: run 'apt-get install chromium'" \
+		"as root, or the browser tests (tests/web/) are skipped"; fi
 	@touch $@
 
 demo: $(STAMP)

@@ -89,6 +89,9 @@ from cloud.errors import (
 )
 from cloud.ingest.claims import Enrolment
 from cloud.payments.providers import Providers
+from cloud.web import errors as web_errors
+from cloud.web import phone, static, wechat_login
+from cloud.web.wechat_login import WechatOAuth
 from ledger.chain import NodeKey
 from ledger.errors import DecodeError, InvalidValue
 
@@ -131,6 +134,9 @@ ROUTERS = (
     payment_refunds,
     reconciliations,
     health,
+    phone,  # the merchant's phone page, /m/ (cloud.web)
+    wechat_login,  # its WeChat login, /m/wechat/ (answers "not available" unless configured)
+    static,  # the pages' CSS, font and scripts, /static/
 )
 
 # Matched in order, so a subclass must come before its base (`Refused` is an `Invalid`).
@@ -162,6 +168,7 @@ def create_app(
     approve_above_fen: int = APPROVE_ABOVE_FEN,
     trusted_proxies: Iterable[str] = (),
     oplog_heads: Path | None = None,
+    wechat_oauth: WechatOAuth | None = None,
     providers: Providers | None = None,
     enrolment: Enrolment | None = None,
 ) -> FastAPI:
@@ -174,8 +181,9 @@ def create_app(
     (`cloud.api.guards`); `oplog_heads` is the file of signed operator-log heads
     `/operator-log/verify` holds the log to (`cloud.people.oplog_heads`); `providers`, the
     payment providers `[payments]` configures (None: online payments are not offered);
-    `enrolment`, the CA and broker address `POST /provision` hands a claimed box (None:
-    provisioning answers 409).
+    `wechat_oauth`, the Official Account whose web OAuth logs merchants in on the phone page
+    (none: password only); `enrolment`, the CA and broker address `POST /provision` hands a
+    claimed box (None: provisioning answers 409).
     """
     app = FastAPI(
         title="Voltbook cloud",
@@ -198,12 +206,15 @@ def create_app(
     app.state.now = now
     app.state.broker_connected = broker_connected
     app.state.approve_above_fen = approve_above_fen
+    app.state.wechat_oauth = wechat_oauth
     app.state.providers = providers
     app.state.enrolment = enrolment
     for module in ROUTERS:
         app.include_router(module.router)
     for error in (CloudError, InvalidValue, DecodeError):
         app.add_exception_handler(error, _domain_error)
+    for page_error, handler in web_errors.EXCEPTION_HANDLERS:  # pages answer with pages
+        app.add_exception_handler(page_error, handler)
     app.add_exception_handler(IntegrityError, _duplicate)
     app.add_exception_handler(DataError, _unstorable)
     app.add_exception_handler(OperationalError, _database_down)

@@ -75,6 +75,7 @@ from cloud.services.pki import (
     issue_server_cert,
     load_or_create_ca,
 )
+from cloud.web.wechat_login import WechatOAuth, oauth_of
 from ledger.chain import NodeKey
 
 log = logging.getLogger(__name__)
@@ -179,7 +180,7 @@ def serve_in_thread(
                          approve_above_fen=config.approve_above_fen,
                          trusted_proxies=config.api.trusted_proxies,
                          oplog_heads=config.oplog_heads, providers=providers,
-                         enrolment=enrolment)  # fmt: skip
+                         wechat_oauth=wechat_oauth(config), enrolment=enrolment)  # fmt: skip
         url, server, thread, listener = _start_api(config, stack, app)
         processes = _start_api_processes(config, stack, listener, broker_connected, enrolment)
         return RunningCloud(
@@ -261,6 +262,13 @@ def _start_anchor(
     log.info("operator log heads signed into %s every %d s", config.oplog_heads,
              config.oplog_sign_every)  # fmt: skip
     return anchor
+
+
+def wechat_oauth(config: CloudConfig) -> WechatOAuth | None:
+    """The phone page's WeChat login, on the Official Account of `[notices.wechat_oa]` (none
+    without one: merchants log in with a password)."""
+    oa = config.notices.wechat_oa if config.notices is not None else None
+    return None if oa is None else oauth_of(oa.api_base, oa.appid, oa.secret())
 
 
 def _start_payments(
@@ -544,7 +552,7 @@ def _api_process(  # noqa: PLR0917 (multiprocessing passes arguments by position
                          oplog_heads=config.oplog_heads,
                          providers=None if config.payments is None
                          else Providers.load(config.payments, utc_now),
-                         enrolment=enrolment)  # fmt: skip
+                         wechat_oauth=wechat_oauth(config), enrolment=enrolment)  # fmt: skip
         server = _AnnouncingServer(
             uvicorn.Config(
                 app,

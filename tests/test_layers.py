@@ -34,6 +34,7 @@ CLOUD_LAYERS: list[set[str]] = [
     {"cloud.payments", "cloud.notices"},
     {"cloud.ingest"},
     {"cloud.api"},
+    {"cloud.web"},  # pages: the API's session, clock and guards, the same services below
     {"cloud.app", "cloud.server", "cloud.cli"},
 ]
 LAYER_OF = {name: level for level, names in enumerate(CLOUD_LAYERS) for name in names}

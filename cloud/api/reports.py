@@ -304,9 +304,5 @@ def monthly_statement(
         body = excel.sheets([(heading, cols, rows, any(c.total for c in cols))
                              for heading, cols, rows in tables])  # fmt: skip
         return _file(body, excel.MEDIA_TYPE, f"{name}.xlsx")
-    printed = [
-        (heading, cols, [[pdf.text_of(c, row[c.key], lang) for c in cols] for row in rows])
-        for heading, cols, rows in tables
-    ]
-    body = pdf.document("月结单", statement.header(found), printed, generated=now, lang=lang)
+    body = statement.printable(found, generated=now, lang=lang)
     return _file(body, pdf.MEDIA_TYPE, f"{name}.pdf")

@@ -224,12 +224,34 @@ def login(session: Session, name: str, password: str, address: str, now: dt.date
     user.locked_until = None
     if HASHER.check_needs_rehash(user.password_hash):
         user.password_hash = HASHER.hash(password)
+    return _issue(session, user, address, now, None)
+
+
+def _issue(
+    session: Session, user: User, address: str, now: dt.datetime, method: str | None
+) -> Login:
     token = secrets.token_urlsafe(32)
     expires = now + TOKEN_TTL
     session.add(Token(digest=_digest(token), user=user.name, created=now, expires=expires))
     principal = Principal(user.name, Role(user.role), user.account, address)
-    oplog.record(session, principal.actor, "login", f"user:{name}", None, None, now)
+    how = None if method is None else {"method": method}
+    oplog.record(session, principal.actor, "login", f"user:{user.name}", None, how, now)
     return Login(token, expires, user)
+
+
+def login_as_merchant(
+    session: Session, name: str, address: str, now: dt.datetime, *, method: str
+) -> Login:
+    """A token for merchant user `name`, whose identity another proof established (`method`:
+    `wechat`, the openid bound to its merchant, `cloud.web.wechat_login`): no password, so only
+    for an active, unlocked merchant; `LoginRefused` otherwise. Logged as a `login` with its
+    method."""
+    user = session.get(User, name, with_for_update=True)
+    locked = user is not None and user.locked_until is not None and user.locked_until > now
+    if user is None or not user.active or locked or user.role != Role.MERCHANT.value:
+        raise LoginRefused(f"{name} may not log in by {method}")
+    _attempt(session, name, address, True, now)
+    return _issue(session, user, address, now, method)
 
 
 def authenticate(session: Session, token: str, address: str, now: dt.datetime) -> Principal:

@@ -10,6 +10,7 @@ against opening + movements: a statement that does not add up is never issued.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from cloud.db import models
 from cloud.db.rollups import ConsumptionMonthly
+from cloud.reports import pdf
 from cloud.reports.core import Column, Kind, Window
 from ledger.accounts import Pocket, pocket_id
 from ledger.transfers import Code
@@ -223,3 +225,13 @@ def sections(statement: Statement) -> list[Section]:
 def header(statement: Statement) -> dict[str, str]:
     return {"账户": statement.account, "月份": statement.month, "商铺": statement.shop,
             "楼栋": statement.building, "楼层": statement.floor}  # fmt: skip
+
+
+def printable(statement: Statement, *, generated: dt.datetime, lang: str = "zh") -> bytes:
+    """The statement as a printable PDF (the API's `?format=pdf` and the merchant's phone page
+    serve the same document)."""
+    printed = [
+        (heading, cols, [[pdf.text_of(c, row[c.key], lang) for c in cols] for row in rows])
+        for heading, cols, rows in sections(statement)
+    ]
+    return pdf.document("月结单", header(statement), printed, generated=generated, lang=lang)

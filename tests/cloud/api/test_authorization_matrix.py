@@ -41,6 +41,10 @@ PAYOUT = frozenset({Role.ADMIN, Role.FINANCE})
 ADMIN = frozenset({Role.ADMIN})
 
 SELF = frozenset({Role.MERCHANT})  # a merchant, for its own account
+# A page of `cloud.web`: it authenticates its session cookie, never a bearer token, so every
+# role's token must be answered exactly as no token is, and change nothing (who may see which
+# page with a session is tested in tests/web/).
+PAGE = "page"
 
 # (method, path) → the roles allowed, or PUBLIC.
 EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
@@ -49,6 +53,19 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("GET", "/docs/oauth2-redirect"): PUBLIC,
     ("GET", "/redoc"): PUBLIC,
     ("GET", "/health"): PUBLIC,
+    ("GET", "/static/{name:path}"): PAGE,
+    ("GET", "/m"): PAGE,
+    ("GET", "/m/"): PAGE,
+    ("GET", "/m/login"): PAGE,
+    ("POST", "/m/login"): PAGE,
+    ("POST", "/m/logout"): PAGE,
+    ("POST", "/m/topup"): PAGE,
+    ("GET", "/m/orders/{out_trade_no}"): PAGE,
+    ("GET", "/m/paid"): PAGE,
+    ("GET", "/m/receipts/{number}.pdf"): PAGE,
+    ("GET", "/m/statement.pdf"): PAGE,
+    ("GET", "/m/wechat/login"): PAGE,
+    ("GET", "/m/wechat/back"): PAGE,
     ("POST", "/auth/login"): PUBLIC,
     ("POST", "/provision"): PUBLIC,  # a claim token is its permission (cloud.api.claims)
     ("POST", "/claims"): FIELD,
@@ -257,6 +274,16 @@ def _judge(
             answer = call(client, method, path, headers)
             if answer.status_code in {401, 403}:
                 wrong.append(f"public, but {answer.status_code}: {answer.text}")
+        return wrong
+    if allowed == PAGE:
+        before = fingerprint(engine)
+        anonymous = call(client, method, path, {"Authorization": ""})
+        for role, token in tokens.items():
+            answer = call(client, method, path, bearer(token))
+            if (answer.status_code, answer.text) != (anonymous.status_code, anonymous.text):
+                wrong.append(f"{role}'s token changed a page's answer: {answer.status_code}")
+        if fingerprint(engine) != before:
+            wrong.append("a page called without a session changed the database")
         return wrong
     assert isinstance(allowed, frozenset)
     refused = [(None, {"Authorization": ""})] + [

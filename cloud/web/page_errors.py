@@ -1,0 +1,17 @@
+"""Errors a page raises to be answered as a page (`cloud.web.errors` turns them into one)."""
+
+from __future__ import annotations
+
+from cloud.errors import CloudError
+
+
+class PageError(CloudError):
+    """An error shown as a page: `key` is its catalogue message, `status` the HTTP status."""
+
+    def __init__(self, key: str, status: int) -> None:
+        super().__init__(key)
+        self.key, self.status = key, status
+
+
+class NotMerchant(CloudError):
+    """A staff login on the merchant's page."""

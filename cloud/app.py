@@ -89,8 +89,8 @@ from cloud.errors import (
 )
 from cloud.ingest.claims import Enrolment
 from cloud.payments.providers import Providers
+from cloud.web import console, docs, phone, static, wechat_login
 from cloud.web import errors as web_errors
-from cloud.web import phone, static, wechat_login
 from cloud.web.wechat_login import WechatOAuth
 from ledger.chain import NodeKey
 from ledger.errors import DecodeError, InvalidValue
@@ -137,6 +137,8 @@ ROUTERS = (
     phone,  # the merchant's phone page, /m/ (cloud.web)
     wechat_login,  # its WeChat login, /m/wechat/ (answers "not available" unless configured)
     static,  # the pages' CSS, font and scripts, /static/
+    console,  # the operator console, /console/ (cloud.web)
+    docs,  # Swagger UI at /docs, its files from /static/vendor/
 )
 
 # Matched in order, so a subclass must come before its base (`Refused` is an `Invalid`).
@@ -196,6 +198,8 @@ def create_app(
             e503="the database is unavailable",
         ),
         dependencies=[Depends(guards.no_unknown_query)],
+        docs_url=None,  # our own /docs (cloud.web.docs): Swagger UI from /static, no CDN
+        redoc_url=None,
     )
     app.state.trusted_proxies = guards.networks(trusted_proxies)
     app.state.oplog_heads = oplog_heads

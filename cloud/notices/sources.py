@@ -42,7 +42,7 @@ def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
         yield items[start : start + CHUNK]
 
 
-def _available(row: Balance | None) -> int:
+def available(row: Balance | None) -> int:
     if row is None:
         return 0
     return row.credits_posted - row.debits_posted - row.debits_pending
@@ -74,18 +74,18 @@ def account_views(session: Session, now: dt.datetime, default_zone: str) -> list
         .order_by(Account.id)
     ).all()
     ids = [row[0].id for row in rows]
-    pockets = _pockets(session, ids)
-    daily = _daily_fen(session, ids, now.astimezone(zone(None, default_zone)).date())
+    found = pockets(session, ids)
+    daily = daily_fen(session, ids, now.astimezone(zone(None, default_zone)).date())
     views = []
     for account, shop, time_zone, rule, policy in rows:
-        prepaid = pockets.get(pocket_id(account.id, Pocket.PREPAID))
-        debt = pockets.get(pocket_id(account.id, Pocket.DEBT))
+        prepaid = found.get(pocket_id(account.id, Pocket.PREPAID))
+        debt = found.get(pocket_id(account.id, Pocket.DEBT))
         views.append(
             AccountView(
                 account=account.id, shop=shop or "", zone=zone(time_zone, default_zone),
-                prepaid_fen=None if prepaid is None else _available(prepaid),
-                subsidy_wh=_available(pockets.get(pocket_id(account.id, Pocket.SUBSIDY))),
-                grace_wh=_available(pockets.get(pocket_id(account.id, Pocket.GRACE))),
+                prepaid_fen=None if prepaid is None else available(prepaid),
+                subsidy_wh=available(found.get(pocket_id(account.id, Pocket.SUBSIDY))),
+                grace_wh=available(found.get(pocket_id(account.id, Pocket.GRACE))),
                 debt_fen=0 if debt is None else debt.debits_posted - debt.credits_posted,
                 credit_limit_fen=account.credit_limit_fen, keep_power=account.keep_power,
                 daily_fen=daily.get(account.id),
@@ -97,7 +97,7 @@ def account_views(session: Session, now: dt.datetime, default_zone: str) -> list
     return views
 
 
-def _pockets(session: Session, accounts: Sequence[str]) -> dict[str, Balance]:
+def pockets(session: Session, accounts: Sequence[str]) -> dict[str, Balance]:
     ids = [pocket_id(a, p) for a in accounts for p in (Pocket.PREPAID, Pocket.SUBSIDY,
                                                         Pocket.GRACE, Pocket.DEBT)]  # fmt: skip
     found: dict[str, Balance] = {}
@@ -107,7 +107,7 @@ def _pockets(session: Session, accounts: Sequence[str]) -> dict[str, Balance]:
     return found
 
 
-def _daily_fen(session: Session, accounts: Sequence[str], today: dt.date) -> dict[str, int]:
+def daily_fen(session: Session, accounts: Sequence[str], today: dt.date) -> dict[str, int]:
     """Fen used per day over the last `USE_DAYS` whole days (rounded up), by account."""
     used: dict[str, int] = {}
     for chunk in _chunks(accounts):

@@ -14,7 +14,7 @@ from fastapi import Request, Response
 from fastapi.responses import RedirectResponse
 
 from cloud.web import i18n, sessions
-from cloud.web.page_errors import NotMerchant, PageError
+from cloud.web.page_errors import NotMerchant, NotStaff, PageError
 from cloud.web.render import page
 
 
@@ -24,7 +24,12 @@ def _lang(request: Request) -> tuple[str, bool]:
 
 async def _no_session(request: Request, exc: Exception) -> Response:
     if request.method == "GET":
-        response: Response = RedirectResponse("/m/login", status_code=303)
+        login = "/m/login"
+        if request.url.path.startswith("/console"):
+            login = "/console/login"
+            if sessions.COOKIE in request.cookies:  # there was a session: say it ended
+                login += "?expired=1"
+        response: Response = RedirectResponse(login, status_code=303)
     else:
         response = page(request, "error.html", _lang(request), status=401,
                         message="session_ended", login=True)  # fmt: skip
@@ -34,6 +39,10 @@ async def _no_session(request: Request, exc: Exception) -> Response:
 
 async def _not_merchant(request: Request, exc: Exception) -> Response:
     return page(request, "staff.html", _lang(request), status=403, csrf=_csrf(request))
+
+
+async def _not_staff(request: Request, exc: Exception) -> Response:
+    return RedirectResponse("/m/", status_code=303)
 
 
 def _csrf(request: Request) -> str:
@@ -56,6 +65,7 @@ Handler = Callable[[Request, Exception], Awaitable[Response]]
 EXCEPTION_HANDLERS: tuple[tuple[type[Exception], Handler], ...] = (
     (sessions.NoSession, _no_session),
     (NotMerchant, _not_merchant),
+    (NotStaff, _not_staff),
     (sessions.CsrfRefused, _csrf_refused),
     (PageError, _page_error),
 )

@@ -15,3 +15,7 @@ class PageError(CloudError):
 
 class NotMerchant(CloudError):
     """A staff login on the merchant's page."""
+
+
+class NotStaff(CloudError):
+    """A merchant's login on the console: sent to its phone page."""

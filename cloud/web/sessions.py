@@ -22,6 +22,7 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
+from typing import Literal
 
 from fastapi import Request, Response
 from sqlalchemy.orm import Session
@@ -92,10 +93,14 @@ def check_login_csrf(request: Request, sent: str | None) -> None:
         raise CsrfRefused("the login form's token does not match its cookie")
 
 
-def start(response: Response, request: Request, done: auth.Login, now: dt.datetime) -> None:
-    """Keep a fresh login's token in the session cookie."""
+def start(
+    response: Response, request: Request, done: auth.Login, now: dt.datetime,
+    samesite: Literal["lax", "strict"] = "lax",
+) -> None:  # fmt: skip
+    """Keep a fresh login's token in the session cookie (the console's is SameSite=Strict: no
+    link from elsewhere is ever needed to arrive logged in there)."""
     age = max(0, int((done.expires - now).total_seconds()))
-    response.set_cookie(COOKIE, done.token, max_age=age, httponly=True, samesite="lax",
+    response.set_cookie(COOKIE, done.token, max_age=age, httponly=True, samesite=samesite,
                         secure=_secure(request), path="/")  # fmt: skip
     response.delete_cookie(LOGIN_COOKIE, path="/")
 

@@ -50,8 +50,6 @@ PAGE = "page"
 EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("GET", "/openapi.json"): PUBLIC,
     ("GET", "/docs"): PUBLIC,
-    ("GET", "/docs/oauth2-redirect"): PUBLIC,
-    ("GET", "/redoc"): PUBLIC,
     ("GET", "/health"): PUBLIC,
     ("GET", "/static/{name:path}"): PAGE,
     ("GET", "/m"): PAGE,
@@ -66,6 +64,13 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("GET", "/m/statement.pdf"): PAGE,
     ("GET", "/m/wechat/login"): PAGE,
     ("GET", "/m/wechat/back"): PAGE,
+    ("GET", "/console"): PAGE,
+    ("GET", "/console/"): PAGE,
+    ("GET", "/console/login"): PAGE,
+    ("POST", "/console/login"): PAGE,
+    ("POST", "/console/logout"): PAGE,
+    ("GET", "/console/monitoring"): PAGE,
+    ("GET", "/console/meters/{address}"): PAGE,
     ("POST", "/auth/login"): PUBLIC,
     ("POST", "/provision"): PUBLIC,  # a claim token is its permission (cloud.api.claims)
     ("POST", "/claims"): FIELD,

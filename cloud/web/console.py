@@ -1,0 +1,193 @@
+"""`/console/`: the operator console for staff (admin, operator, finance, auditor, installer),
+on the pages' foundation (`sessions`, `i18n`, `render`, `static`). A merchant is sent to `/m/`.
+
+    GET  /console/                    → the first screen of the menu
+    GET  /console/login   POST        password login (SameSite=Strict session cookie)
+    POST /console/logout              end the session
+    GET  /console/monitoring          the tree and the table of meters (`monitoring`); asked by
+                                      htmx (`HX-Request`), only the table is answered
+    GET  /console/meters/{address}    a meter's values and its recent daily use (ECharts)
+
+The menu lists only the screens a role may open (`MENU`, from the role groups of
+`cloud.people.auth`). Every link works without script; htmx (from /static) only swaps the
+table in place. The balance columns are not shown to installers (`/accounts` refuses them).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.responses import RedirectResponse
+
+from cloud.api.common import DbSession, Now
+from cloud.api.guards import client_address
+from cloud.errors import TooManyAttempts
+from cloud.people import auth
+from cloud.people.auth import READ_ALL, STAFF, Principal, Role
+from cloud.web import i18n, monitoring, sessions
+from cloud.web.chart import kwh_text
+from cloud.web.forms import read_form
+from cloud.web.i18n import Lang
+from cloud.web.monitoring import MeterFilters
+from cloud.web.page_errors import NotStaff, PageError
+from cloud.web.render import page
+
+router = APIRouter(prefix="/console", include_in_schema=False)
+
+# (catalogue key, path, roles that may open it): the menu shows a role only its own rows.
+MENU: tuple[tuple[str, str, tuple[Role, ...]], ...] = (
+    ("menu_monitoring", "/console/monitoring", READ_ALL),
+)
+Form = Annotated[dict[str, str], Depends(read_form)]
+Text = Annotated[str, Query(max_length=monitoring.MAX_Q)]
+
+
+def _staff(request: Request, session: DbSession, now: Now) -> Principal:
+    who = sessions.principal(request, session, now)
+    if who.role not in READ_ALL:
+        raise NotStaff(f"{who.user} is {who.role.value}")
+    return who
+
+
+Staff = Annotated[Principal, Depends(_staff)]
+
+
+def menu(who: Principal) -> list[tuple[str, str]]:
+    return [(key, href) for key, href, roles in MENU if who.role in roles]
+
+
+def _frame(request: Request, who: Principal) -> dict[str, object]:
+    return {"who": who, "menu": menu(who),
+            "csrf": sessions.csrf_token(sessions.token_of(request))}  # fmt: skip
+
+
+@router.get("")
+def root() -> Response:
+    return RedirectResponse("/console/", status_code=303)
+
+
+@router.get("/")
+def home(who: Staff) -> Response:
+    return RedirectResponse(menu(who)[0][1], status_code=303)
+
+
+# -- logging in and out -----------------------------------------------------------------------
+
+
+def _login_page(request: Request, lang: tuple[str, bool], *, error: str | None = None,
+                status: int = 200, user: str = "") -> Response:  # fmt: skip
+    token = sessions.login_csrf(request)
+    response = page(request, "console/login.html", lang, status=status, csrf=token,
+                    error=error, user=user)  # fmt: skip
+    sessions.keep_login_csrf(response, request, token)
+    return response
+
+
+@router.get("/login")
+def login_form(
+    request: Request,
+    lang: Lang,
+    expired: Annotated[int | None, Query(ge=1, le=1, description="the session ended")] = None,
+) -> Response:
+    return _login_page(request, lang, error="session_ended" if expired else None)
+
+
+@router.post("/login")
+def login(request: Request, lang: Lang, form: Form, session: DbSession, now: Now) -> Response:
+    sessions.check_login_csrf(request, form.get("csrf"))
+    name, password = form.get("user", "").strip(), form.get("password", "")
+    if not name or not password:
+        return _login_page(request, lang, error="login_missing", status=422, user=name)
+    try:
+        done = auth.login(session, name, password, client_address(request), now)
+    except TooManyAttempts:
+        session.commit()  # the attempt stays counted
+        return _login_page(request, lang, error="login_throttled", status=429, user=name)
+    except auth.LoginRefused:
+        session.commit()  # the attempt, the failure count and the log row stay
+        return _login_page(request, lang, error="login_refused", status=401, user=name)
+    target = "/console/" if Role(done.user.role) in READ_ALL else "/m/"
+    response = RedirectResponse(target, status_code=303)
+    sessions.start(response, request, done, now, samesite="strict")
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, form: Form, session: DbSession, now: Now) -> Response:
+    sessions.check_csrf(request, form.get("csrf"))
+    response = RedirectResponse("/console/login", status_code=303)
+    try:
+        who = sessions.principal(request, session, now)
+    except sessions.NoSession:
+        pass  # already over: just clear the cookie
+    else:
+        auth.logout(session, sessions.token_of(request), who, now)
+    sessions.end(response)
+    return response
+
+
+# -- monitoring -------------------------------------------------------------------------------
+
+
+@router.get("/monitoring")
+def monitoring_page(  # noqa: PLR0917 (the table's filters)
+    request: Request,
+    lang: Lang,
+    who: Staff,
+    session: DbSession,
+    now: Now,
+    q: Text = "",
+    site: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    building: Text = "",
+    floor: Text = "",
+    shop: Text = "",
+    state: Annotated[str, Query(pattern="^(|online|offline|arrears)$")] = "",
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    size: Annotated[int, Query(ge=1, le=monitoring.MAX_SIZE)] = monitoring.PAGE_SIZE,
+) -> Response:
+    filters = MeterFilters(q.strip(), site, building, floor, shop, state)
+    found = monitoring.meter_page(session, filters, now, offset, size)
+    query = filters.query()
+
+    def link(**changes: object) -> str:
+        merged = {**query, **{k: str(v) for k, v in changes.items() if v is not None}}
+        return "/console/monitoring?" + urlencode(merged) if merged else "/console/monitoring"
+
+    other = "en" if lang[0] == "zh" else "zh"
+    context = {"found": found, "filters": filters, "link": link, "money": who.role in STAFF,
+               "lang_link": link(lang=other)}  # fmt: skip
+    # htmx asking for the table alone (a boosted link from the tree wants the whole page)
+    if request.headers.get("hx-request") == "true" and "hx-boosted" not in request.headers:
+        return page(request, "console/_meters.html", lang, **context)
+    return page(request, "console/monitoring.html", lang, **_frame(request, who), **context,
+                tree=monitoring.tree(session, filters), states=monitoring.STATES)  # fmt: skip
+
+
+@router.get("/meters/{address}")
+def meter_detail(  # noqa: PLR0917 (FastAPI's dependencies)
+    request: Request,
+    lang: Lang,
+    who: Staff,
+    session: DbSession,
+    now: Now,
+    address: Annotated[str, Path(pattern=r"^[0-9A-Za-z_\-]{1,32}$")],
+) -> Response:
+    rows = monitoring.meters_at(session, address, now)
+    if not rows:
+        raise PageError("meter_not_found", 404)
+    t = i18n.translator(lang[0])
+    charts = []
+    for row in rows:
+        use = monitoring.daily_use(session, row, now)
+        charts.append(json.dumps({
+            "days": [day.strftime("%m-%d") for day, _ in use],
+            "kwh": [kwh_text(wh) for _, wh in use],
+            "name": t("daily_use_kwh"),
+        }, ensure_ascii=False))  # fmt: skip
+    other = "en" if lang[0] == "zh" else "zh"
+    return page(request, "console/meter.html", lang, **_frame(request, who), rows=rows,
+                charts=charts, money=who.role in STAFF,
+                lang_link=f"/console/meters/{address}?lang={other}")  # fmt: skip

@@ -176,7 +176,7 @@ def _base(filters: MeterFilters) -> Select[Any]:
         query = query.where(node.online.is_(False))
     elif filters.state == "arrears":
         limit = func.coalesce(account.credit_limit_fen, literal(0))
-        query = query.where(_in_arrears(meter.account, limit))
+        query = query.where(meter.account != "", _in_arrears(meter.account, limit))
     return query
 
 

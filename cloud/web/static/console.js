@@ -12,6 +12,8 @@
     var chart = window.echarts.init(element, null, { renderer: "canvas" });
     chart.setOption({
       animation: false,
+      // A canvas has no CSS: name the page's fonts (the web font has the labels' characters).
+      textStyle: { fontFamily: window.getComputedStyle(document.body).fontFamily },
       grid: { left: 48, right: 16, top: 24, bottom: 32 },
       tooltip: { trigger: "axis" },
       xAxis: { type: "category", data: data.days, boundaryGap: false },
@@ -26,8 +28,16 @@
       return;
     }
     var charts = document.querySelectorAll("[data-chart]");
-    for (var i = 0; i < charts.length; i += 1) {
-      draw(charts[i]);
+    var drawAll = function () {
+      for (var i = 0; i < charts.length; i += 1) {
+        draw(charts[i]);
+      }
+    };
+    // Drawn once the web fonts have loaded, or the canvas keeps boxes for Chinese labels.
+    if (document.fonts && document.fonts.ready) {
+      document.fonts.ready.then(drawAll, drawAll);
+    } else {
+      drawAll();
     }
   }
   if (document.readyState === "loading") {

@@ -16,7 +16,7 @@ table in place. The balance columns are not shown to installers (`/accounts` ref
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -59,7 +59,7 @@ def menu(who: Principal) -> list[tuple[str, str]]:
     return [(key, href) for key, href, roles in MENU if who.role in roles]
 
 
-def _frame(request: Request, who: Principal) -> dict[str, object]:
+def _frame(request: Request, who: Principal) -> dict[str, Any]:
     return {"who": who, "menu": menu(who),
             "csrf": sessions.csrf_token(sessions.token_of(request))}  # fmt: skip
 
@@ -157,8 +157,9 @@ def monitoring_page(  # noqa: PLR0917 (the table's filters)
         return "/console/monitoring?" + urlencode(merged) if merged else "/console/monitoring"
 
     other = "en" if lang[0] == "zh" else "zh"
-    context = {"found": found, "filters": filters, "link": link, "money": who.role in STAFF,
-               "lang_link": link(lang=other)}  # fmt: skip
+    money = who.role in STAFF
+    context: dict[str, Any] = {"found": found, "filters": filters, "link": link,
+                               "money": money, "lang_link": link(lang=other)}  # fmt: skip
     # htmx asking for the table alone (a boosted link from the tree wants the whole page)
     if request.headers.get("hx-request") == "true" and "hx-boosted" not in request.headers:
         return page(request, "console/_meters.html", lang, **context)

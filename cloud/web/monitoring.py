@@ -143,15 +143,16 @@ def _in_arrears(owner: Any, credit_limit: Any) -> ColumnElement[bool]:
 def _base(filters: MeterFilters) -> Select[Any]:
     meter, live, node = models.MeterState, models.ReportedAccount, models.Concentrator
     account, merchant, shop = reg.Account, reg.Merchant, reg.Shop
+    columns: list[Any] = [
+        meter.node, meter.address, meter.account,
+        func.coalesce(live.shop, "").label("shop"),
+        func.coalesce(live.building, "").label("building"),
+        func.coalesce(live.floor, "").label("floor"),
+        func.coalesce(merchant.name, "").label("merchant"),
+        meter.energy_wh, meter.relay, meter.last_reading, node.online, node.last_seen,
+    ]  # fmt: skip
     query = (
-        select(
-            meter.node, meter.address, meter.account,
-            func.coalesce(live.shop, "").label("shop"),
-            func.coalesce(live.building, "").label("building"),
-            func.coalesce(live.floor, "").label("floor"),
-            func.coalesce(merchant.name, "").label("merchant"),
-            meter.energy_wh, meter.relay, meter.last_reading, node.online, node.last_seen,
-        )
+        select(*columns)
         .join(node, node.node == meter.node)
         .outerjoin(live, live.account == meter.account)
         .outerjoin(account, account.id == meter.account)

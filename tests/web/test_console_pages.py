@@ -17,7 +17,7 @@ from cloud.db import models
 from cloud.db.rollups import ConsumptionMonthly
 from cloud.notices import sources
 from cloud.people.auth import Role
-from cloud.web import monitoring
+from cloud.web import catalogue, console, monitoring
 from cloud.web.monitoring import MeterFilters
 from cloud.web.static import FILES
 from ledger.accounts import Pocket, pocket_id
@@ -235,3 +235,9 @@ def test_ten_thousand_meters_are_paged_in_sql_and_no_page_is_over_a_megabyte(
     assert len(_meters(page.text)) == monitoring.MAX_SIZE
     assert f"共 {total} 条" in page.text and len(page.content) < 1_000_000
     assert client.get("/console/monitoring?size=101").status_code == 422
+
+
+def test_the_menu_roles_and_states_have_their_words() -> None:
+    keys = {key for key, _, _ in console.MENU} | {f"role_{role.value}" for role in Role}
+    keys |= {f"state_{state}" for state in monitoring.STATES}
+    assert keys - set(catalogue.MESSAGES) == set()

@@ -23,9 +23,6 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
 from cloud.api.common import DbSession, Now
-from cloud.api.guards import client_address
-from cloud.errors import TooManyAttempts
-from cloud.people import auth
 from cloud.people.auth import READ_ALL, STAFF, Principal, Role
 from cloud.web import i18n, monitoring, sessions
 from cloud.web.chart import kwh_text
@@ -97,18 +94,11 @@ def login_form(
 
 @router.post("/login")
 def login(request: Request, lang: Lang, form: Form, session: DbSession, now: Now) -> Response:
-    sessions.check_login_csrf(request, form.get("csrf"))
-    name, password = form.get("user", "").strip(), form.get("password", "")
-    if not name or not password:
-        return _login_page(request, lang, error="login_missing", status=422, user=name)
     try:
-        done = auth.login(session, name, password, client_address(request), now)
-    except TooManyAttempts:
-        session.commit()  # the attempt stays counted
-        return _login_page(request, lang, error="login_throttled", status=429, user=name)
-    except auth.LoginRefused:
-        session.commit()  # the attempt, the failure count and the log row stay
-        return _login_page(request, lang, error="login_refused", status=401, user=name)
+        done = sessions.form_login(request, form, session, now)
+    except sessions.LoginFailed as failed:
+        return _login_page(request, lang, error=failed.key, status=failed.status,
+                           user=failed.user)  # fmt: skip
     target = "/console/" if Role(done.user.role) in READ_ALL else "/m/"
     response = RedirectResponse(target, status_code=303)
     sessions.start(response, request, done, now, samesite="strict")
@@ -117,15 +107,8 @@ def login(request: Request, lang: Lang, form: Form, session: DbSession, now: Now
 
 @router.post("/logout")
 def logout(request: Request, form: Form, session: DbSession, now: Now) -> Response:
-    sessions.check_csrf(request, form.get("csrf"))
     response = RedirectResponse("/console/login", status_code=303)
-    try:
-        who = sessions.principal(request, session, now)
-    except sessions.NoSession:
-        pass  # already over: just clear the cookie
-    else:
-        auth.logout(session, sessions.token_of(request), who, now)
-    sessions.end(response)
+    sessions.form_logout(request, form, session, now, response)
     return response
 
 

@@ -28,11 +28,10 @@ from fastapi.responses import RedirectResponse
 from cloud.api.common import DbSession, Now
 from cloud.api.guards import client_address
 from cloud.db.operations import Receipt
-from cloud.errors import CloudError, Invalid, NotFound, TooManyAttempts
+from cloud.errors import CloudError, Invalid, NotFound
 from cloud.operations import receipt_print
 from cloud.operations.recharges import MAX_RECHARGE_FEN
 from cloud.payments.providers import Providers
-from cloud.people import auth
 from cloud.people.auth import Principal, Role
 from cloud.reports import statement
 from cloud.reports.core import month_window
@@ -133,18 +132,11 @@ def login_form(
 
 @router.post("/login")
 def login(request: Request, lang: Lang, form: Form, session: DbSession, now: Now) -> Response:
-    sessions.check_login_csrf(request, form.get("csrf"))
-    name, password = form.get("user", "").strip(), form.get("password", "")
-    if not name or not password:
-        return _login_page(request, lang, error="login_missing", status=422, user=name)
     try:
-        done = auth.login(session, name, password, client_address(request), now)
-    except TooManyAttempts:
-        session.commit()  # the attempt stays counted
-        return _login_page(request, lang, error="login_throttled", status=429, user=name)
-    except auth.LoginRefused:
-        session.commit()  # the attempt, the failure count and the log row stay
-        return _login_page(request, lang, error="login_refused", status=401, user=name)
+        done = sessions.form_login(request, form, session, now)
+    except sessions.LoginFailed as failed:
+        return _login_page(request, lang, error=failed.key, status=failed.status,
+                           user=failed.user)  # fmt: skip
     response = RedirectResponse("/m/", status_code=303)
     sessions.start(response, request, done, now)
     who = Principal(done.user.name, Role(done.user.role), done.user.account,
@@ -155,15 +147,8 @@ def login(request: Request, lang: Lang, form: Form, session: DbSession, now: Now
 
 @router.post("/logout")
 def logout(request: Request, form: Form, session: DbSession, now: Now) -> Response:
-    sessions.check_csrf(request, form.get("csrf"))
     response = RedirectResponse("/m/login", status_code=303)
-    try:
-        who = sessions.principal(request, session, now)
-    except sessions.NoSession:
-        pass  # already over: just clear the cookie
-    else:
-        auth.logout(session, sessions.token_of(request), who, now)
-    sessions.end(response)
+    sessions.form_logout(request, form, session, now, response)
     return response
 
 

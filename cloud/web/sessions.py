@@ -28,7 +28,7 @@ from fastapi import Request, Response
 from sqlalchemy.orm import Session
 
 from cloud.api.guards import client_address
-from cloud.errors import Unauthorized
+from cloud.errors import TooManyAttempts, Unauthorized
 from cloud.people import auth
 from cloud.people.auth import Principal
 
@@ -39,6 +39,15 @@ MAX_TOKEN = 128  # characters: a token is 43; anything longer is not ours
 
 class NoSession(Unauthorized):
     """No valid session cookie: the page sends the browser to the login form."""
+
+
+class LoginFailed(Exception):
+    """A login form refused: `key` is its catalogue message, `status` the HTTP status, `user`
+    the name typed (shown again)."""
+
+    def __init__(self, key: str, status: int, user: str) -> None:
+        super().__init__(key)
+        self.key, self.status, self.user = key, status, user
 
 
 class CsrfRefused(Exception):
@@ -107,3 +116,34 @@ def start(
 
 def end(response: Response) -> None:
     response.delete_cookie(COOKIE, path="/")
+
+
+def form_login(request: Request, form: dict[str, str], session: Session,
+               now: dt.datetime) -> auth.Login:  # fmt: skip
+    """A login form's password login (its CSRF token checked); `LoginFailed` says why not. A
+    refused attempt is committed: the failure count, the throttle and the log row stay."""
+    check_login_csrf(request, form.get("csrf"))
+    name, password = form.get("user", "").strip(), form.get("password", "")
+    if not name or not password:
+        raise LoginFailed("login_missing", 422, name)
+    try:
+        return auth.login(session, name, password, client_address(request), now)
+    except TooManyAttempts:
+        session.commit()
+        raise LoginFailed("login_throttled", 429, name) from None
+    except auth.LoginRefused:
+        session.commit()
+        raise LoginFailed("login_refused", 401, name) from None
+
+
+def form_logout(request: Request, form: dict[str, str], session: Session, now: dt.datetime,
+                response: Response) -> None:  # fmt: skip
+    """A logout form (its CSRF token checked): the token is revoked, the cookie cleared."""
+    check_csrf(request, form.get("csrf"))
+    try:
+        who = principal(request, session, now)
+    except NoSession:
+        pass  # already over: just clear the cookie
+    else:
+        auth.logout(session, token_of(request), who, now)
+    end(response)

@@ -23,6 +23,7 @@ from cloud.web.static import FILES
 from ledger.accounts import Pocket, pocket_id
 from tests.cloud.api.conftest import M1, M2, M3, NODE, OTHER
 from tests.web.console_world import STAFF_USERS, add_staff_and_readings, take_offline
+from tests.web.html import csrf_of as _csrf
 from tests.web.world import MERCHANT, NOW, PASSWORD, World
 
 VENDORED = ("vendor/swagger-ui-bundle.js", "vendor/swagger-ui.css", "vendor/favicon-32x32.png",
@@ -34,12 +35,6 @@ def client(world: World) -> Iterator[TestClient]:
     add_staff_and_readings(world)
     with TestClient(create_app(world.engine, world.key, lambda: NOW)) as test_client:
         yield test_client
-
-
-def _csrf(html: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert found, html
-    return found[1]
 
 
 def log_in(client: TestClient, user: str, password: str = PASSWORD) -> str:

@@ -24,6 +24,7 @@ from cloud.web.forms import AmountError, fen_of_yuan, parse_form
 from cloud.web.render import TEMPLATES
 from cloud.web.static import FILES
 from ledger.chain import NodeKey
+from tests.web.html import csrf_of as _csrf
 from tests.web.world import MERCHANT, NOW, OPERATOR, PASSWORD, World
 
 FORM = "application/x-www-form-urlencoded"
@@ -33,12 +34,6 @@ FORM = "application/x-www-form-urlencoded"
 def client(world: World) -> Iterator[TestClient]:
     with TestClient(create_app(world.engine, world.key, lambda: NOW)) as test_client:
         yield test_client
-
-
-def _csrf(html: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert found, html
-    return found[1]
 
 
 def log_in(client: TestClient, user: str = MERCHANT, password: str = PASSWORD) -> str:

@@ -1,0 +1,129 @@
+"""Commissioning against a simulated building: a meter cut off the bus (missing), one nobody
+declared (extra), one whose relay refuses to trip; the report signed, verified, and refused
+once altered. Real frames on the simulator's in-process bus, a real Ed25519 key."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+from demo.sim.direct_bus import DirectBus
+from demo.sim.persist import MeterSpec, SimulatedBuilding
+from demo.site import DemoSite, write_demo_site
+from edge.cli_commission import clean
+from edge.commissioning.buses import open_buses
+from edge.commissioning.engine import Options, commission
+from edge.runtime.boot import read_node_key
+from edge.site import load_site
+from edge.store.db import writer_lock
+from ledger.chain import NodeKey, load_public_key
+from ledger.commissioning import check_report, sign_report, verify_report
+from ledger.errors import DecodeError
+from tests.edge.runtime.conftest import START, ZONE, cli
+
+EXTRA = "202699000042"
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> DemoSite:
+    """Four DL/T 645 meters; an undeclared fifth on the wire; meter 3 will not trip."""
+    made = write_demo_site(tmp_path / "site", 4, tariff="flat", profiles=("constant",))
+    building = SimulatedBuilding.open(made.directory / "sim", ZONE)
+    building.add_meter(MeterSpec(EXTRA, "dlt645", "constant", 5_000_000))
+    building.meters[made.meters[2]].state.keep_power = True  # refuses to trip
+    building.save()
+    return made
+
+
+def _run(site: DemoSite, *, relay_test: bool, cut: str | None = None) -> dict[str, object]:
+    loaded = load_site(site.site_toml)
+    with ExitStack() as stack:
+        buses, _ = open_buses(loaded, stack, byte_gap=0.05)
+        if cut is not None:
+            bus = buses["rs485-1"]
+            assert isinstance(bus, DirectBus)
+            bus.detach(cut)  # a cut cable: the meter is declared and silent
+        return commission(
+            loaded, buses, now=START, version="test", options=Options(relay_test=relay_test)
+        )
+
+
+def test_missing_extra_and_a_relay_that_does_not_confirm(site: DemoSite) -> None:
+    missing, stuck = site.meters[1], site.meters[2]
+    report = _run(site, relay_test=True, cut=missing)
+    check_report(report)
+    meters = {m["address"]: m for m in report["meters"]}  # type: ignore[union-attr]
+    assert set(meters) == {*site.meters, EXTRA}
+    assert meters[missing]["status"] == "missing"
+    assert meters[missing]["reads_ok"] == 0 and meters[missing]["relay"] == "not_read"
+    assert "no reply" in meters[missing]["error"] or meters[missing]["error"]
+    assert meters[EXTRA]["status"] == "extra" and meters[EXTRA]["shop"] is None
+    assert meters[EXTRA]["register"] == 5_000
+    assert meters[stuck]["relay"] == "failed" and "trip" in meters[stuck]["relay_detail"]
+    for address in (site.meters[0], site.meters[3]):
+        assert meters[address]["status"] == "found"
+        assert (meters[address]["reads_ok"], meters[address]["reads_tried"]) == (3, 3)
+        assert meters[address]["relay"] == "ok"
+    (bus,) = report["buses"]  # type: ignore[misc]
+    assert (bus["found"], bus["missing"], bus["extra"]) == (3, 1, 1)
+    assert (bus["reads_ok"], bus["reads_tried"]) == (12, 15)
+    assert bus["discovery"] == "dlt645-search" and bus["complete"]
+    assert not clean(report)  # type: ignore[arg-type]
+    # Every relay ends as it started: closed (the stuck one never opened).
+    building = SimulatedBuilding.open(site.directory / "sim", ZONE)
+    assert all(building.meters[a].state.relay_closed for a in site.meters)
+
+
+def test_the_registers_are_the_meters_and_nothing_moves_without_relay_test(
+    site: DemoSite,
+) -> None:
+    before = SimulatedBuilding.open(site.directory / "sim", ZONE).registers_wh()
+    report = _run(site, relay_test=False)
+    meters = {m["address"]: m for m in report["meters"]}  # type: ignore[union-attr]
+    assert {a: m["register"] for a, m in meters.items()} == before
+    assert {m["relay"] for m in meters.values()} == {"not_tested"}
+
+
+def test_the_signed_report_verifies_and_an_altered_one_does_not(site: DemoSite) -> None:
+    report = _run(site, relay_test=False)
+    key = read_node_key(site.directory / "node.key")
+    signed = sign_report(report, key)
+    assert verify_report(json.loads(json.dumps(signed)), key.public_key) == report
+    tampered = copy.deepcopy(signed)
+    tampered["report"]["meters"][0]["reads_ok"] = 0
+    with pytest.raises(DecodeError, match="does not verify"):
+        verify_report(tampered, key.public_key)
+    with pytest.raises(DecodeError, match="not this node"):
+        verify_report(signed, NodeKey.generate().public_key)
+    bad = copy.deepcopy(signed)
+    bad["report"]["meters"][0]["status"] = "maybe"
+    with pytest.raises(DecodeError, match="status"):
+        verify_report(bad, key.public_key)
+
+
+def test_the_command_writes_a_signed_report(site: DemoSite, tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    done = cli("commission", "--config", str(site.site_toml), "--relay-test", "--out", str(out))
+    assert done.returncode == 1, done.stderr  # written, with things to fix
+    signed = json.loads(out.read_bytes())
+    public = load_public_key((site.directory / "node.pub").read_bytes())
+    report = verify_report(signed, public)
+    statuses = {m["address"]: (m["status"], m["relay"]) for m in report["meters"]}
+    assert statuses[EXTRA][0] == "extra"
+    assert statuses[site.meters[2]] == ("found", "failed")
+    assert statuses[site.meters[0]] == ("found", "ok")
+    assert "extra 1" in done.stdout and EXTRA in done.stdout
+    assert dt.datetime.fromisoformat(report["taken_at"]).tzinfo is not None
+
+
+def test_the_command_refuses_while_the_runtime_holds_the_store(site: DemoSite) -> None:
+    loaded = load_site(site.site_toml)
+    loaded.settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with writer_lock(loaded.settings.store_path):
+        done = cli("commission", "--config", str(site.site_toml))
+    assert done.returncode == 2 and "stop it first" in done.stderr

@@ -24,8 +24,8 @@ field to this shape, so a cloud never stores or prints what it did not understan
 
 A meter's `status` is `found` (declared and there), `missing` (declared, not there) or
 `extra` (there, not declared); `register` is the last register read, in `unit` (`Wh` for
-electricity, `L` for water), null when never read; `relay` is `ok`, `failed`, `no_relay`, `not_tested` or
-`not_read`.
+electricity, `L` for water), null when never read; `relay` is `ok`, `failed`, `no_relay`,
+`not_tested` or `not_read`.
 """
 
 from __future__ import annotations

@@ -119,7 +119,18 @@ def _bus(
             relay = "not_read"
         elif options.relay_test:
             relay, detail = _relay_test(bus, driver, address, reads.last, water=water)
-        rows.append(_meter_row(config, address, meter, status, reads, relay, detail, water=water))
+        rows.append(
+            _meter_row(
+                config,
+                address,
+                meter,
+                status=status,
+                reads=reads,
+                relay=relay,
+                detail=detail,
+                water=water,
+            )
+        )
         say(f"bus {config.name}: meter {address} {status}, read {reads.ok}/{reads.tried}")
     bus_row = {
         "bus": config.name,
@@ -154,11 +165,11 @@ def _meter_row(
     config: BusConfig,
     address: str,
     meter: MeterConfig | None,
+    *,
     status: str,
     reads: _Reads,
     relay: str,
     detail: str,
-    *,
     water: bool,
 ) -> dict[str, Any]:
     register: int | None = None

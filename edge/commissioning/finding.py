@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Final
 
 from edge.drivers.base import MeterDriver
-from edge.drivers.cjt188 import WILDCARD_ADDRESS
+from edge.drivers.cjt188 import CJT188
+from edge.drivers.cjt188_items import WILDCARD_ADDRESS
 from edge.drivers.discovery import ProbingBus, discover
 from edge.drivers.dlt645_meter import Dlt645Driver
 from edge.drivers.errors import DriverUsageError, MeterError
@@ -69,6 +70,7 @@ def find_meters(
         units = {str(u) for u in range(1, modbus_units + 1)} | set(declared)
         return _ask_each(bus, driver, sorted(units, key=int), "modbus-unit-scan")
     if addressing == "cjt188":
+        assert isinstance(driver, CJT188)
         alone: set[str] = set()
         probes = 1
         try:

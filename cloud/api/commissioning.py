@@ -88,6 +88,7 @@ def _out(row: CommissioningReport, *, new: bool) -> CommissioningOut:
 def upload(
     node: NodePath,
     body: SignedReportIn,
+    *,
     request: Request,
     who: Annotated[Principal, allow(*FIELD)],
     session: DbSession,

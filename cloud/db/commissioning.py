@@ -6,9 +6,9 @@
   signature (hex), so the row can be verified again at any time with the node's key;
   `digest` (SHA-256 of body, hex) is unique, so uploading the same report twice stores it once.
   `taken_at` is the report's own time, `uploaded` ours; `uploaded_by` the installer;
-  `against_registry` what the registry said of that node's meters at upload (JSON: `missing`, declared
-  in the registry and not found; `unknown`, found and not in the registry); `clean` whether
-  the report and the registry leave nothing to fix.
+  `against_registry` what the registry said of that node's meters at upload (JSON:
+  `missing`, declared in the registry and not found; `unknown`, found and not in the
+  registry); `clean` whether the report and the registry leave nothing to fix.
 """
 
 from __future__ import annotations

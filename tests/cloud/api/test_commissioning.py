@@ -48,7 +48,7 @@ def report(node: str = NODE, taken_at: str = "2026-11-24T16:00:00+08:00") -> dic
                 "extra": 1,
                 "error": "",
             },
-        ],  # fmt: skip
+        ],
         "meters": [
             _meter("202611000001", "found"),
             _meter(
@@ -62,7 +62,7 @@ def report(node: str = NODE, taken_at: str = "2026-11-24T16:00:00+08:00") -> dic
             ),
             _meter("202611000003", "found", relay="failed", relay_detail="trip: the meter refused"),
             _meter("202699000042", "extra", shop=None, account=None),
-        ],  # fmt: skip
+        ],
     }
 
 

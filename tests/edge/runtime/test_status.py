@@ -5,10 +5,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import socket
+import threading
+import urllib.error
+import urllib.request
+
+import pytest
 
 from demo.sim.direct_bus import DirectBus
 from demo.site import DemoSite
-from edge.site import load_site
+from edge.site import SiteConfigError, load_site
+from edge.status import site_status
+from edge.status_page import make_server
+from edge.store import Store
 from tests.edge.runtime.conftest import booted_at, cli
 
 QUARTER = dt.timedelta(minutes=15)
@@ -64,3 +73,52 @@ def test_status_after_a_few_cycles_is_what_the_store_holds(small_site: DemoSite)
 def test_status_before_the_first_run_says_so(small_site: DemoSite) -> None:
     done = cli("status", "--config", str(small_site.site_toml))
     assert done.returncode == 1 and "has not run" in done.stderr
+
+
+def test_the_status_page_serves_the_same_read_only(small_site: DemoSite) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    toml = small_site.site_toml
+    toml.write_text(toml.read_text() + f'\n[status]\nlisten = "127.0.0.1:{port}"\n')
+    site = load_site(toml)
+    assert site.settings.status_listen == ("127.0.0.1", port)
+    booted, _clock = booted_at(site)
+    server = make_server(site)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        booted.runtime.run_cycle()
+        with urllib.request.urlopen(f"{base}/status.json", timeout=10) as answer:
+            served = json.loads(answer.read())
+        with Store.open_readonly(site.settings.store_path) as store:
+            assert served == json.loads(json.dumps(site_status(site, store)))
+        with urllib.request.urlopen(f"{base}/?lang=en", timeout=10) as answer:
+            english = answer.read().decode()
+        with urllib.request.urlopen(f"{base}/", timeout=10) as answer:
+            chinese = answer.read().decode()
+        assert "Concentrator status" in english and "集中器状态" in chinese
+        assert site.meters[0].address in chinese
+        for path, method in (("/../site.toml", "GET"), ("/", "POST"), ("/status.json", "PUT")):
+            request = urllib.request.Request(base + path, method=method, data=b"")
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=10)
+            assert refused.value.code in (404, 501)
+    finally:
+        server.shutdown()
+        server.server_close()
+        booted.close()
+
+
+@pytest.mark.parametrize("listen", ['"8088"', '"host:0"', '":8088"', "8088", '"h:99999"'])
+def test_a_bad_status_listen_is_refused(small_site: DemoSite, listen: str) -> None:
+    toml = small_site.site_toml
+    toml.write_text(toml.read_text() + f"\n[status]\nlisten = {listen}\n")
+    with pytest.raises(SiteConfigError, match="listen"):
+        load_site(toml)
+
+
+def test_serve_is_off_without_status_listen(small_site: DemoSite) -> None:
+    done = cli("status", "--config", str(small_site.site_toml), "--serve")
+    assert done.returncode == 2 and "is off" in done.stderr

@@ -66,7 +66,9 @@ def report(node: str = NODE, taken_at: str = "2026-11-24T16:00:00+08:00") -> dic
     }
 
 
-def test_a_signed_report_is_taken_once_and_printed(client: TestClient, tokens: dict) -> None:
+def test_a_signed_report_is_taken_once_and_printed(
+    client: TestClient, tokens: dict[Role, str]
+) -> None:
     signed = sign_report(report(), EDGE_KEYS[NODE])
     installer = bearer(tokens[Role.INSTALLER])
     first = client.post(f"/concentrators/{NODE}/commissioning", json=signed, headers=installer)
@@ -127,7 +129,7 @@ def test_altered_foreign_or_malformed_reports_are_refused(client: TestClient) ->
     assert client.get(f"/concentrators/{NODE}/commissioning/latest").status_code == 404
 
 
-def test_roles(client: TestClient, tokens: dict) -> None:
+def test_roles(client: TestClient, tokens: dict[Role, str]) -> None:
     signed = sign_report(report(), EDGE_KEYS[NODE])
     url = f"/concentrators/{NODE}/commissioning"
     for role in (Role.FINANCE, Role.AUDITOR, Role.MERCHANT):

@@ -25,8 +25,9 @@ from cloud.people.auth import Role
 from demo.sim.persist import MeterSpec, SimulatedBuilding
 from demo.site import DemoSite, write_demo_site
 from ledger.chain import NodeKey, load_public_key
-from tests.cloud.api.conftest import T0, add_user
+from tests.cloud.api.conftest import add_user
 from tests.cloud.conftest import Clock
+from tests.cloud.fake_edge import T0
 from tests.edge.runtime.conftest import ZONE
 
 EXTRA = "202699000042"

@@ -9,6 +9,7 @@ import datetime as dt
 import json
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,7 +41,7 @@ def site(tmp_path: Path) -> DemoSite:
     return made
 
 
-def _run(site: DemoSite, *, relay_test: bool, cut: str | None = None) -> dict[str, object]:
+def _run(site: DemoSite, *, relay_test: bool, cut: str | None = None) -> dict[str, Any]:
     loaded = load_site(site.site_toml)
     with ExitStack() as stack:
         buses, _ = open_buses(loaded, stack, byte_gap=0.05)
@@ -57,7 +58,7 @@ def test_missing_extra_and_a_relay_that_does_not_confirm(site: DemoSite) -> None
     missing, stuck = site.meters[1], site.meters[2]
     report = _run(site, relay_test=True, cut=missing)
     check_report(report)
-    meters = {m["address"]: m for m in report["meters"]}  # type: ignore[union-attr]
+    meters = {m["address"]: m for m in report["meters"]}
     assert set(meters) == {*site.meters, EXTRA}
     assert meters[missing]["status"] == "missing"
     assert meters[missing]["reads_ok"] == 0 and meters[missing]["relay"] == "not_read"
@@ -69,11 +70,11 @@ def test_missing_extra_and_a_relay_that_does_not_confirm(site: DemoSite) -> None
         assert meters[address]["status"] == "found"
         assert (meters[address]["reads_ok"], meters[address]["reads_tried"]) == (3, 3)
         assert meters[address]["relay"] == "ok"
-    (bus,) = report["buses"]  # type: ignore[misc]
+    (bus,) = report["buses"]
     assert (bus["found"], bus["missing"], bus["extra"]) == (3, 1, 1)
     assert (bus["reads_ok"], bus["reads_tried"]) == (12, 15)
     assert bus["discovery"] == "dlt645-search" and bus["complete"]
-    assert not clean(report)  # type: ignore[arg-type]
+    assert not clean(report)
     # Every relay ends as it started: closed (the stuck one never opened).
     building = SimulatedBuilding.open(site.directory / "sim", ZONE)
     assert all(building.meters[a].state.relay_closed for a in site.meters)
@@ -84,7 +85,7 @@ def test_the_registers_are_the_meters_and_nothing_moves_without_relay_test(
 ) -> None:
     before = SimulatedBuilding.open(site.directory / "sim", ZONE).registers_wh()
     report = _run(site, relay_test=False)
-    meters = {m["address"]: m for m in report["meters"]}  # type: ignore[union-attr]
+    meters = {m["address"]: m for m in report["meters"]}
     assert {a: m["register"] for a, m in meters.items()} == before
     assert {m["relay"] for m in meters.values()} == {"not_tested"}
 

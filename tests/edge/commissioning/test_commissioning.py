@@ -5,6 +5,7 @@ once altered. Real frames on the simulator's in-process bus, a real Ed25519 key.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 import json
 from contextlib import ExitStack
@@ -15,12 +16,17 @@ import pytest
 
 from demo.sim.direct_bus import DirectBus
 from demo.sim.persist import MeterSpec, SimulatedBuilding
+from demo.sim.site import responder_for
+from demo.sim.state import MeterState
 from demo.site import DemoSite, write_demo_site
 from edge.cli_commission import clean
 from edge.commissioning.buses import open_buses
 from edge.commissioning.engine import Options, commission
+from edge.drivers.modbus_maps import SIMULATED_RELAY
+from edge.drivers.registry import DriverOptions
 from edge.runtime.boot import read_node_key
 from edge.site import load_site
+from edge.site.model import BusConfig, BusKind
 from edge.store.db import writer_lock
 from ledger.chain import NodeKey, load_public_key
 from ledger.commissioning import check_report, sign_report, verify_report
@@ -128,3 +134,56 @@ def test_the_command_refuses_while_the_runtime_holds_the_store(site: DemoSite) -
     with writer_lock(loaded.settings.store_path):
         done = cli("commission", "--config", str(site.site_toml))
     assert done.returncode == 2 and "stop it first" in done.stderr
+
+
+def test_a_modbus_bus_is_found_by_unit_scan(site: DemoSite) -> None:
+    """Units 3 (declared, with the simulator's relay) and 7 (not declared) answer; 5 is silent."""
+    loaded = load_site(site.site_toml)
+    bus = BusConfig(
+        "modbus-1",
+        BusKind.SIMULATED,
+        "sdm120",
+        options=DriverOptions(relay=SIMULATED_RELAY),
+    )
+    template = loaded.meters[0]
+    declared = tuple(
+        dataclasses.replace(template, address=unit, bus="modbus-1", protocol="sdm120")
+        for unit in ("3", "5")
+    )
+    modbus_site = dataclasses.replace(loaded, buses=(bus,), meters=declared)
+    states = {unit: MeterState(unit, "sdm120", energy_mwh=2_000_000) for unit in ("3", "7")}
+    direct = DirectBus({unit: responder_for(state) for unit, state in states.items()})
+    report = commission(
+        modbus_site,
+        {"modbus-1": direct},
+        now=START,
+        version="test",
+        options=Options(relay_test=True, modbus_units=8),
+    )
+    meters = {m["address"]: m for m in report["meters"]}
+    assert {a: m["status"] for a, m in meters.items()} == {
+        "3": "found",
+        "5": "missing",
+        "7": "extra",
+    }
+    assert meters["3"]["relay"] == "ok" and meters["3"]["register"] == 2_000
+    assert states["3"].relay_closed
+    assert report["buses"][0]["discovery"] == "modbus-unit-scan"
+    assert report["buses"][0]["probes"] == 8
+
+
+def test_a_water_bus_is_found_by_its_address_and_its_valve_tested(tmp_path: Path) -> None:
+    made = write_demo_site(tmp_path / "water", 2, tariff="flat", profiles=("constant",), water=1)
+    loaded = load_site(made.site_toml)
+    with ExitStack() as stack:
+        buses, _ = open_buses(loaded, stack, byte_gap=0.05)
+        report = commission(
+            loaded, buses, now=START, version="test", options=Options(relay_test=True)
+        )
+    check_report(report)
+    water = [m for m in report["meters"] if m["protocol"] == "cjt188"]
+    assert len(water) == 1
+    assert (water[0]["status"], water[0]["unit"], water[0]["relay"]) == ("found", "L", "ok")
+    bus = next(b for b in report["buses"] if b["protocol"] == "cjt188")
+    assert bus["discovery"] == "cjt188-address" and (bus["found"], bus["extra"]) == (1, 0)
+    assert clean(report)

@@ -14,6 +14,7 @@ import pytest
 
 from demo.sim.direct_bus import DirectBus
 from demo.site import DemoSite
+from edge.cli import main
 from edge.site import SiteConfigError, load_site
 from edge.status import site_status
 from edge.status_page import make_server
@@ -70,9 +71,11 @@ def test_status_after_a_few_cycles_is_what_the_store_holds(small_site: DemoSite)
         booted.close()
 
 
-def test_status_before_the_first_run_says_so(small_site: DemoSite) -> None:
-    done = cli("status", "--config", str(small_site.site_toml))
-    assert done.returncode == 1 and "has not run" in done.stderr
+def test_status_before_the_first_run_says_so(
+    small_site: DemoSite, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["status", "--config", str(small_site.site_toml)]) == 1
+    assert "has not run" in capsys.readouterr().err
 
 
 def test_the_status_page_serves_the_same_read_only(small_site: DemoSite) -> None:
@@ -119,6 +122,8 @@ def test_a_bad_status_listen_is_refused(small_site: DemoSite, listen: str) -> No
         load_site(toml)
 
 
-def test_serve_is_off_without_status_listen(small_site: DemoSite) -> None:
-    done = cli("status", "--config", str(small_site.site_toml), "--serve")
-    assert done.returncode == 2 and "is off" in done.stderr
+def test_serve_is_off_without_status_listen(
+    small_site: DemoSite, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["status", "--config", str(small_site.site_toml), "--serve"]) == 2
+    assert "is off" in capsys.readouterr().err

@@ -33,6 +33,7 @@ from edge.store.db import writer_lock
 from edge.store.errors import StoreBusy
 from ledger.commissioning import sign_report
 from ledger.encoding import canonical_json
+from ledger.errors import DecodeError
 
 EXIT_FINDINGS: Final = 1
 EXIT_USAGE: Final = 2
@@ -126,7 +127,11 @@ def run_commission(args: argparse.Namespace) -> int:
     except SimulationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    signed = sign_report(report, key)
+    try:
+        signed = sign_report(report, key)
+    except DecodeError as exc:  # a value of this site the report format cannot carry
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     stamp = now.strftime("%Y%m%dT%H%M%S")
     out = args.out or site.settings.data_dir / f"commissioning-{stamp}.json"
     atomic_write(out, canonical_json(signed) + b"\n")

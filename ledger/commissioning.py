@@ -57,7 +57,7 @@ _TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?([+-]\d{2}:\
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 
 BUS_FIELDS: Final = {
-    "bus": "name",
+    "bus": "text",  # site.toml's bus names are free text
     "protocol": "name",
     "discovery": DISCOVERY,
     "complete": bool,
@@ -71,7 +71,7 @@ BUS_FIELDS: Final = {
 }
 METER_FIELDS: Final = {
     "address": "name",
-    "bus": "name",
+    "bus": "text",
     "protocol": "name",
     "status": STATUSES,
     "shop": "text?",
@@ -86,7 +86,7 @@ METER_FIELDS: Final = {
 }
 REPORT_FIELDS: Final = {
     "format": (FORMAT,),
-    "node": "name",
+    "node": "text",
     "site": "text",
     "taken_at": "time",
     "version": "text",

@@ -2,10 +2,11 @@
 each relay obeys; the result is the report `ledger.commissioning` describes (unsigned).
 
 It drives the meters directly and stores nothing: it runs with the runtime stopped (the CLI
-takes the store's writer lock for that). A relay test leaves the relay as it found it: a
-closed relay is tripped then closed, an open one closed then tripped, each confirmed by the
-driver's read-back and by one more `basic` read; when a step fails the first state is
-restored if the meter lets us.
+takes the store's writer lock for that). A relay test switches declared meters only (an
+undeclared meter may be anyone's supply) and leaves the relay as it found it: a closed relay
+is tripped then closed, an open one closed then tripped, each confirmed by the driver's
+read-back and by one more `basic` read; when a step fails the first state is restored if the
+meter lets us.
 """
 
 from __future__ import annotations
@@ -117,6 +118,8 @@ def _bus(
         relay, detail = "not_tested", ""
         if reads.last is None:
             relay = "not_read"
+        elif options.relay_test and meter is None:
+            detail = "not declared: nobody said whose supply this meter switches"
         elif options.relay_test:
             relay, detail = _relay_test(bus, driver, address, reads.last, water=water)
         rows.append(

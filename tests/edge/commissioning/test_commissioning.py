@@ -71,6 +71,9 @@ def test_missing_extra_and_a_relay_that_does_not_confirm(site: DemoSite) -> None
     assert "no reply" in meters[missing]["error"] or meters[missing]["error"]
     assert meters[EXTRA]["status"] == "extra" and meters[EXTRA]["shop"] is None
     assert meters[EXTRA]["register"] == 5_000
+    assert (
+        meters[EXTRA]["relay"] == "not_tested" and "not declared" in meters[EXTRA]["relay_detail"]
+    )
     assert meters[stuck]["relay"] == "failed" and "trip" in meters[stuck]["relay_detail"]
     for address in (site.meters[0], site.meters[3]):
         assert meters[address]["status"] == "found"
@@ -168,6 +171,7 @@ def test_a_modbus_bus_is_found_by_unit_scan(site: DemoSite) -> None:
     }
     assert meters["3"]["relay"] == "ok" and meters["3"]["register"] == 2_000
     assert states["3"].relay_closed
+    assert meters["7"]["relay"] == "not_tested"
     assert report["buses"][0]["discovery"] == "modbus-unit-scan"
     assert report["buses"][0]["probes"] == 8
 

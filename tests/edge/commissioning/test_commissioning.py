@@ -16,12 +16,14 @@ import pytest
 
 from demo.sim.direct_bus import DirectBus
 from demo.sim.persist import MeterSpec, SimulatedBuilding
+from demo.sim.pty_bus import PtyBus
 from demo.sim.site import responder_for
 from demo.sim.state import MeterState
 from demo.site import DemoSite, write_demo_site
 from edge.cli_commission import clean
 from edge.commissioning.buses import open_buses
 from edge.commissioning.engine import Options, commission
+from edge.drivers.bus import SerialBus
 from edge.drivers.modbus_maps import SIMULATED_RELAY
 from edge.drivers.registry import DriverOptions
 from edge.runtime.boot import read_node_key
@@ -191,3 +193,34 @@ def test_a_water_bus_is_found_by_its_address_and_its_valve_tested(tmp_path: Path
     bus = next(b for b in report["buses"] if b["protocol"] == "cjt188")
     assert bus["discovery"] == "cjt188-address" and (bus["found"], bus["extra"]) == (1, 0)
     assert clean(report)
+
+
+@pytest.mark.slow  # a DL/T 645 address search over a serial port: a hundred-odd probe windows
+def test_the_same_over_a_serial_port(site: DemoSite) -> None:
+    """The search, reads and relay tests through `SerialBus` on a pty (real frames on a port,
+    collisions where several meters answer one probe): meter 2 unplugged, one extra."""
+    loaded = load_site(site.site_toml)
+    config = loaded.buses[0]
+    building = SimulatedBuilding.open(site.directory / "sim", ZONE)
+    missing = site.meters[1]
+    on_wire = [a for a in (*site.meters, EXTRA) if a != missing]
+    with PtyBus(config.settings(), wire_timing=False) as pty:
+        for address in on_wire:
+            pty.attach(building.responders([address])[address], name=address)
+        with SerialBus(pty.port, config.settings(), byte_gap=0.05) as serial:
+            report = commission(
+                loaded,
+                {config.name: serial},
+                now=START,
+                version="test",
+                options=Options(relay_test=True, window=0.1, time_limit=120),
+            )
+    statuses = {m["address"]: (m["status"], m["relay"]) for m in report["meters"]}
+    assert statuses == {
+        site.meters[0]: ("found", "ok"),
+        missing: ("missing", "not_read"),
+        site.meters[2]: ("found", "failed"),
+        site.meters[3]: ("found", "ok"),
+        EXTRA: ("extra", "not_tested"),
+    }
+    assert report["buses"][0]["complete"]

@@ -10,11 +10,15 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 from pypdf import PdfReader
+from sqlalchemy import Engine, select
 
+from cloud.db.engine import session_factory
+from cloud.db.registry import Meter
 from cloud.people.auth import Role
 from ledger.chain import NodeKey
 from ledger.commissioning import FORMAT, sign_report
 from tests.cloud.api.conftest import EDGE_KEYS, NODE, OTHER, bearer
+from tests.cloud.registry_world import make_registry
 
 
 def _meter(address: str, status: str, **fields: Any) -> dict[str, Any]:
@@ -137,3 +141,37 @@ def test_roles(client: TestClient, tokens: dict[Role, str]) -> None:
     assert client.post(url, json=signed, headers={"Authorization": ""}).status_code == 401
     merchant = bearer(tokens[Role.MERCHANT])
     assert client.get(f"{url}/latest", headers=merchant).status_code == 403
+
+
+def test_the_registry_is_compared_at_upload(client: TestClient, engine: Engine) -> None:
+    """The registry's meters of the node against what the buses answered: one it lists that
+    is silent, one that answered and it does not list."""
+    with session_factory(engine).begin() as session:
+        make_registry(session, register=False)
+        listed = sorted(
+            (m.bus, m.address) for m in session.scalars(select(Meter).where(Meter.node == NODE))
+        )
+    assert len(listed) == 3
+    (bus_a, first), (_, second), (bus_b, third) = listed
+    made = report()
+    made["meters"] = [
+        _meter(first, "found", bus=bus_a),
+        _meter(second, "missing", bus=bus_a, reads_ok=0, register=None, relay="not_read",
+               relay_detail=""),
+        _meter(third, "found", bus=bus_b, protocol="sdm120", relay="no_relay", relay_detail=""),
+        _meter("202699000042", "extra", bus=bus_a, shop=None, account=None),
+    ]  # fmt: skip
+    answer = client.post(
+        f"/concentrators/{NODE}/commissioning", json=sign_report(made, EDGE_KEYS[NODE])
+    )
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["registry"] == {
+        "registered": 3,
+        "missing": [{"bus": bus_a, "address": second}],
+        "unknown": [{"bus": bus_a, "address": "202699000042"}],
+    }
+    text = client.get(
+        f"/concentrators/{NODE}/commissioning/latest", params={"format": "pdf", "lang": "en"}
+    )
+    printed = "".join(p.extract_text() for p in PdfReader(io.BytesIO(text.content)).pages)
+    assert "in the registry, not found" in printed and "found, not in the registry" in printed

@@ -51,6 +51,7 @@ from cloud.api import (
     auth,
     claims,
     commands,
+    commissioning,
     concentrators,
     corrections,
     guards,
@@ -111,6 +112,7 @@ admin, operator, finance, auditor (read-only), installer, merchant (its own acco
 ROUTERS = (
     auth,
     claims,
+    commissioning,
     users,
     oplog,
     concentrators,

@@ -84,6 +84,8 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("POST", "/concentrators"): FIELD,
     ("GET", "/concentrators/{node}"): READ_ALL,
     ("POST", "/concentrators/{node}/clear-quarantine"): ADMIN,
+    ("POST", "/concentrators/{node}/commissioning"): FIELD,
+    ("GET", "/concentrators/{node}/commissioning/latest"): READ_ALL,
     ("GET", "/accounts"): STAFF | SELF,
     ("GET", "/accounts/{account}"): STAFF | SELF,
     ("GET", "/meters"): READ_ALL | SELF,

@@ -275,9 +275,13 @@ def single_thread(engine: Engine, providers: Providers, signer: Signer, *, accou
         run()
         return time.perf_counter() - began
 
-    rounds = max(1, 2000 // count)  # the in-memory sides are fast: time enough of them
-    floor_s = timed(lambda: [floor_one(i, aes) for _ in range(rounds) for i in items])
-    scheme_s = timed(lambda: [scheme_one(w) for _ in range(rounds) for w in wires])
+    # The in-memory sides are fast: every notice `rounds` times, in turns of one pass each so
+    # a load that comes and goes on the machine hits both; the best pass of each counts.
+    rounds = max(5, 2000 // count)
+    floor_s = scheme_s = float("inf")
+    for _ in range(rounds):
+        floor_s = min(floor_s, timed(lambda: [floor_one(i, aes) for i in items]))
+        scheme_s = min(scheme_s, timed(lambda: [scheme_one(w) for w in wires]))
     sessions = session_factory(engine)
     verdicts: Counter[str] = Counter()
 
@@ -301,10 +305,10 @@ def single_thread(engine: Engine, providers: Providers, signer: Signer, *, accou
     if credited != {no: fen for no, fen in orders}:
         raise SystemExit("WRONG: the single-thread orders were not each credited once")
 
-    print(f"\n1. one thread, {count} notices (the in-memory sides {rounds} times over):")
-    floor = rate("floor: cryptography RSA-2048 verify + AES-256-GCM decrypt", count * rounds,
-                 floor_s, None)  # fmt: skip
-    rate("scheme: verify_signed + json_body + decrypt + wechat_trade", count * rounds, scheme_s,
+    print(f"\n1. one thread, {count} notices (the in-memory sides: the best of {rounds} passes):")
+    floor = rate("floor: cryptography RSA-2048 verify + AES-256-GCM decrypt", count, floor_s,
+                 None)  # fmt: skip
+    rate("scheme: verify_signed + json_body + decrypt + wechat_trade", count, scheme_s,
          floor)  # fmt: skip
     rate("wechat_notice on PostgreSQL, duplicate (check, record)", count, duplicate_s, floor)
     rate("wechat_notice on PostgreSQL, first (+ recharge, command)", count, credit_s, floor)

@@ -12,7 +12,7 @@ at once over real HTTP against the cloud served by uvicorn on PostgreSQL.
      (verify, decrypt, check the order, the recharge and its command, committed);
    - notice, duplicate: the same notices again (verify, decrypt, check, record, committed).
    Each prints notices/s and its ratio to the floor (goal >= 0.5).
-2. Load: `--notices` (10 000; smoke 300) notices, 60 % first notices of as many orders, 30 %
+2. Load: `--notices` (10 000; smoke 200) notices, 60 % first notices of as many orders, 30 %
    duplicates of them (re-signed with a fresh nonce and timestamp, as WeChat Pay retries) and
    10 % forgeries (a foreign key under our platform serial, a real signature over another
    body, an unknown serial), each forgery at an order that is never paid, shuffled, sent by
@@ -519,13 +519,13 @@ def check_books(engine: Engine, paid: list[tuple[str, int]], bait: list[str],
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="a few hundred notices, for CI")
-    parser.add_argument("--notices", type=int, help="under load (default 10 000; smoke 300)")
+    parser.add_argument("--notices", type=int, help="under load (default 10 000; smoke 200)")
     parser.add_argument("--senders", type=int, default=16, help="concurrent senders (16)")
     parser.add_argument("--nodes", type=int, default=20, help="concentrators (20)")
     report_data.add_database_argument(parser)
     args = parser.parse_args()
-    total = args.notices or (300 if args.smoke else 10_000)
-    single = 50 if args.smoke else 500
+    total = args.notices or (200 if args.smoke else 10_000)
+    single = 20 if args.smoke else 500
     began = time.monotonic()
     keys = SandboxKeys()
     signer = Signer(keys)

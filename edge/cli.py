@@ -12,13 +12,14 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from edge import cli_ledger, cli_meters, cli_provision, cli_runtime, version
+from edge import cli_health, cli_ledger, cli_meters, cli_provision, cli_runtime, version
 
 if TYPE_CHECKING:
     Register = Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]
 
 # Modules that add subcommands: each has `register(subparsers)`; each subcommand sets `func`.
 COMMAND_GROUPS: list[Register] = [
+    cli_health.register,
     cli_ledger.register,
     cli_meters.register,
     cli_provision.register,

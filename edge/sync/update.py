@@ -83,7 +83,8 @@ def offer(d: CommandContext) -> Applied:
     checked = offer_args(dict(d.args))
     result = d.apply()
     if result.first_delivery:
-        d.event(**checked)
+        detail = {"command_id": d.command.id, **checked}
+        d.tx.add_events([Event(time=d.now, kind=OFFERED, detail=detail)])
     return result, [], f"version {checked['version']} offered to the updater"
 
 

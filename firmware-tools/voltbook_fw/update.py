@@ -186,12 +186,12 @@ class Updater:
             return self.report("failed", f"cannot read the release key {self.s.release_pub}: {exc}")
         self.report("downloading", offer.url)
         downloads = self.s.data / UPDATES / "downloads"
-        try:
-            bundle = download(offer, downloads)
-        except DownloadFailed as exc:
-            return self.report("failed", f"download: {exc}; nothing switched")
-        self.report("verified", f"{offer.size} bytes, SHA-256 {offer.sha256[:12]}… as offered")
-        try:
+        try:  # the downloaded file goes whatever happens: the versions folder keeps what counts
+            try:
+                bundle = download(offer, downloads)
+            except DownloadFailed as exc:
+                return self.report("failed", f"download: {exc}; nothing switched")
+            self.report("verified", f"{offer.size} bytes, SHA-256 {offer.sha256[:12]}… as offered")
             done = install.install_bundle(bundle, self.s.root, release_pub, arch=self.s.arch)
         except (BadBundle, WrongBox) as exc:
             return self.report("failed", f"refused by the installer, nothing switched: {exc}")
@@ -284,17 +284,25 @@ def rollback(root: Path, version: int) -> None:
     target = base / "versions" / str(version)
     if not (target / "manifest.json").is_file():
         raise InstallFailed(f"{target} is gone: reinstall a bundle by hand")
-    install._replace_link(base / "current", f"versions/{version}")
-    (base / "previous").unlink(missing_ok=True)
-    install._fsync_dir(base)
-    install.install_units(target / "units", root / install.UNITS)
+    with install._install_lock(base / "install.lock"):  # never beside a manual install
+        install._replace_link(base / "current", f"versions/{version}")
+        (base / "previous").unlink(missing_ok=True)
+        install._fsync_dir(base)
+        install.install_units(target / "units", root / install.UNITS)
 
 
 def _run(command: str, timeout: float) -> str | None:
     """None when the command exits 0 within `timeout`; else what went wrong, briefly."""
+    # The installed version runs as installed: no PYTHONPATH or PYTHONHOME of ours leaks in.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     try:
         result = subprocess.run(
-            shlex.split(command), capture_output=True, text=True, timeout=timeout, check=False
+            shlex.split(command),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env=env,
         )
     except subprocess.TimeoutExpired:
         return f"did not finish within {timeout:.0f} s"

@@ -120,7 +120,7 @@ def settings(root: Path, **kw: object) -> update.Settings:
         "health_timeout_s": 30.0, "say": said.append,
     }  # fmt: skip
     values.update(kw)
-    return update.Settings(**values)  # type: ignore[arg-type]
+    return update.Settings(**values)
 
 
 def offer(root: Path, url: str, bundle: bytes, version: int = 3, command: str = "c1") -> None:

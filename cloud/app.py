@@ -71,6 +71,7 @@ from cloud.api import (
     relays,
     reports,
     site_config,
+    updates,
     users,
 )
 from cloud.api.common import ERROR_SCHEMA, answers
@@ -130,6 +131,7 @@ ROUTERS = (
     reports,
     payment_refunds,
     reconciliations,
+    updates,
     health,
 )
 

@@ -280,6 +280,7 @@ from cloud.db import (  # noqa: E402
     reconciliations,
     registry,
     rollups,
+    updates,
 )  # fmt: skip
 
 __all__ = [
@@ -293,4 +294,5 @@ __all__ = [
     "reconciliations",
     "registry",
     "rollups",
+    "updates",
 ]

@@ -102,7 +102,7 @@ class Settings:
     release_pub: Path
     arch: str | None = None
     health: tuple[str, ...] = (HEALTH,)
-    health_timeout_s: float = 300.0
+    health_timeout_s: float = 1200.0
     restart: tuple[str, ...] = ()
     say: Callable[[str], None] = field(default=print)
 
@@ -351,7 +351,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="a health command, run until it exits 0 ({current} {config} {since} {root} are "
         f"filled in; repeatable; default: {HEALTH!r})",
     )
-    parser.add_argument("--health-timeout", type=float, default=300.0, help="seconds (300)")
+    parser.add_argument(
+        "--health-timeout",
+        type=float,
+        default=1200.0,
+        help="seconds (1200: above a 900 s poll interval, as the first cycle waits for the grid)",
+    )
     parser.add_argument(
         "--restart",
         action="append",

@@ -268,8 +268,8 @@ def note_events(
         if event["kind"] != STATE_EVENT or event["node"] != node:
             continue
         detail = event["detail"] if isinstance(event["detail"], Mapping) else {}
-        named, command = detail.get("rollout"), detail.get("command")
-        state = REPORTED.get(detail.get("state"))  # type: ignore[arg-type]
+        named, command, said = detail.get("rollout"), detail.get("command"), detail.get("state")
+        state = REPORTED.get(said) if isinstance(said, str) else None  # anything may arrive
         if not isinstance(named, str) or not named.startswith("rollout-") or state is None:
             continue
         number = named.removeprefix("rollout-")

@@ -8,6 +8,8 @@ import datetime as dt
 import itertools
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -188,7 +190,7 @@ def test_what_the_cloud_can_check_is_checked_and_nothing_is_stored(
     sessions: sessionmaker[Session], engine: Engine, fleet: dict[str, FakeEdge],
     cloud_key: NodeKey, clock: Clock,
 ) -> None:  # fmt: skip
-    bad = [
+    bad: list[tuple[type[Exception], dict[str, object]]] = [
         (Invalid, {"nodes": NODES, "site": 1}),
         (Invalid, {"nodes": None, "site": None}),
         (NotFound, {"nodes": ["edge-zz"]}),
@@ -208,3 +210,38 @@ def test_what_the_cloud_can_check_is_checked_and_nothing_is_stored(
                           key=cloud_key, actor=OPERATOR, now=clock())  # fmt: skip
     with sessions() as session:
         assert session.scalars(select(Command)).all() == []
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+DETAILS = st.fixed_dictionaries(
+    {},
+    optional={
+        "rollout": JSON | st.just("rollout-1") | st.just("rollout-99999999999999"),
+        "command": JSON,
+        "state": JSON | st.sampled_from(["healthy", "refused", "switched", "waiting"]),
+        "reason": JSON | st.text(min_size=300, max_size=2000),
+    },
+)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(detail=DETAILS | JSON)
+def test_any_update_state_detail_moves_a_row_forward_or_changes_nothing(
+    sessions: sessionmaker[Session], fleet: dict[str, FakeEdge], cloud_key: NodeKey,
+    clock: Clock, detail: object,
+) -> None:  # fmt: skip
+    with sessions.begin() as session:
+        if updates.node_rows(session, 1) == []:
+            updates.start(session, OFFER, nodes=["edge-a"], site=None, wave_size=1,
+                          wave_every_s=0, key=cloud_key, actor=OPERATOR, now=clock())  # fmt: skip
+        event = {"kind": "update_state", "node": "edge-a", "detail": detail}
+        updates.note_events(session, "edge-a", [event], key=cloud_key, now=clock())
+        row = updates.node_rows(session, 1)[0]
+        assert row.state in updates.NODE_STATES and len(row.reason) <= updates.REASON_LENGTH

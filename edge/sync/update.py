@@ -113,7 +113,7 @@ def read_state(folder: Path) -> dict[str, Any] | None:
         state = json.loads(raw)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         log.warning("update state file unreadable: %s", exc)
         return None
     if not isinstance(state, dict) or state.get("state") not in STATES:

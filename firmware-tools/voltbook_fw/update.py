@@ -126,7 +126,7 @@ def run_once(settings: Settings) -> Outcome | None:
         if len(raw) > MAX_OFFER_BYTES:
             raise ValueError("the offer file is too large")
         offer = Offer.parse(json.loads(raw))
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # another process's file: anything may be in it
         settings.say(f"update: the offer file {folder / OFFER} is unusable: {exc}")
         return None
     memory = _read_json(folder / MEMORY) or {"done": {}, "failed_above": 0}

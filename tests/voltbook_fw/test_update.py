@@ -12,11 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from voltbook_fw import install, platforms, update
 
 from ledger.chain import NodeKey, public_key_pem
@@ -27,7 +32,7 @@ HEALTH = "{current}/venv/bin/voltbook-edge --version"
 
 def settings(root: Path, **kw: object) -> update.Settings:
     said: list[str] = []
-    values: dict[str, object] = {
+    values: dict[str, Any] = {
         "root": root, "data": root / "var/lib/voltbook", "config": root / "etc/voltbook/site.toml",
         "release_pub": root / "etc/voltbook/release.pub", "arch": ARCH, "health": (HEALTH,),
         "health_timeout_s": 30.0, "say": said.append,
@@ -172,3 +177,19 @@ def test_a_bundle_signed_by_another_key_is_refused_though_its_hash_was_offered(
     assert outcome is not None and outcome.state == "failed"
     assert "refused by the installer" in outcome.reason
     assert tree(box) == before
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(raw=st.binary(max_size=300) | st.just(b"[" * 5000) | st.builds(
+    lambda d: json.dumps(d).encode(),
+    st.dictionaries(st.sampled_from(["command", "rollout", "version", "url", "sha256", "size"]),
+                    st.none() | st.integers() | st.text(max_size=10) | st.just("http://x/"),
+                    max_size=6),
+))  # fmt: skip
+def test_any_offer_file_is_an_offer_or_a_sentence(raw: bytes) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        (root / "var/lib/voltbook/updates").mkdir(parents=True)
+        (root / "var/lib/voltbook/updates/offer.json").write_bytes(raw)
+        outcome = update.run_once(settings(root))  # no release key: nothing is downloaded
+        assert outcome is None or outcome.state in update.STATES

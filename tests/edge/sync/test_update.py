@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge.cli_health import health
 from edge.store import CommandStatus
@@ -113,3 +116,12 @@ def test_health_needs_a_cycle_after_the_switch_and_a_sound_store(
     after = health(site_toml, switched)
     assert all(check["ok"] for check in after.values()), after
     assert after["sync"]["why"] == "skipped: no [cloud] in site.toml"
+
+
+@settings(max_examples=150, deadline=None)
+@given(raw=st.binary(max_size=200) | st.just(b"[" * 5000) | st.just(b'{"state": "healthy"}'))
+def test_any_state_file_is_a_state_or_nothing(raw: bytes) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / update.STATE_FILE).write_bytes(raw)
+        state = update.read_state(Path(folder))
+        assert state is None or state["state"] in update.STATES

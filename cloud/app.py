@@ -166,6 +166,7 @@ def create_app(
     oplog_heads: Path | None = None,
     providers: Providers | None = None,
     enrolment: Enrolment | None = None,
+    update_bundles: Path | None = None,
 ) -> FastAPI:
     """The API over `engine` (already migrated), signing commands with the cloud's `key`.
 
@@ -202,6 +203,7 @@ def create_app(
     app.state.approve_above_fen = approve_above_fen
     app.state.providers = providers
     app.state.enrolment = enrolment
+    app.state.update_bundles = update_bundles  # `[updates] bundles`: GET /updates/bundles/…
     for module in ROUTERS:
         app.include_router(module.router)
     for error in (CloudError, InvalidValue, DecodeError):

@@ -4,6 +4,9 @@
   operator): a rollout; its first wave gets a signed `update` command at once, each later wave
   only when the one before is healthy and `wave_every_s` has passed; a node that fails or
   rolls back stops it (`cloud.operations.updates`). Logged (`update.start`).
+- `GET /updates/bundles/{sha256}` (no login: boxes have none; the bundle is signed by the
+  release key and checked by the box): `<[updates] bundles>/<sha256>.tar`, 404 when the cloud
+  serves no bundles or has none by that hash.
 - `GET /updates`, `GET /updates/{id}` (staff, installer): rollouts, newest first; one with
   every node's state (waiting, offered, downloading, verified, switched, healthy, rolled_back,
   failed), the box's reason and when it last changed.
@@ -11,9 +14,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path as FilePath
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, status
+from fastapi.responses import FileResponse
 from pydantic import Field, StrictInt, StrictStr
 from sqlalchemy import func, select
 
@@ -21,6 +26,7 @@ from cloud.api.auth import allow
 from cloud.api.common import DbSession, Now, Out, StoredTime, StrictBody, answers
 from cloud.api.guards import client_address
 from cloud.db.updates import UpdateNode, UpdateRollout
+from cloud.errors import NotFound
 from cloud.operations import updates
 from cloud.people import oplog
 from cloud.people.auth import FIELD, OPERATIONS, STAFF, Principal
@@ -123,6 +129,24 @@ def _count(nodes: list[NodeOut]) -> dict[str, int]:
     for node in nodes:
         counts[node.state] = counts.get(node.state, 0) + 1
     return counts
+
+
+@router.get(
+    "/updates/bundles/{sha256}",
+    response_class=FileResponse,
+    summary="A bundle file by its SHA-256, for the boxes to download",
+    responses=answers(e404="no such bundle here"),
+)
+def get_bundle(
+    sha256: Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")], request: Request
+) -> FileResponse:
+    folder: FilePath | None = request.app.state.update_bundles
+    if folder is None:
+        raise NotFound("this cloud serves no bundles ([updates] bundles): offer another URL")
+    file = folder / f"{sha256}.tar"
+    if not file.is_file():
+        raise NotFound(f"no bundle {sha256[:12]}… here")
+    return FileResponse(file, media_type="application/x-tar")
 
 
 @router.get("/updates", response_model=list[RolloutOut], summary="Fleet updates, newest first")

@@ -67,6 +67,7 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("POST", "/updates"): OPERATIONS,
     ("GET", "/updates"): READ_ALL,
     ("GET", "/updates/{rollout_id}"): READ_ALL,
+    ("GET", "/updates/bundles/{sha256}"): PUBLIC,  # signed by the release key; boxes have no login
     ("POST", "/concentrators"): FIELD,
     ("GET", "/concentrators/{node}"): READ_ALL,
     ("POST", "/concentrators/{node}/clear-quarantine"): ADMIN,
@@ -173,6 +174,7 @@ PATH_VALUES = {
     "day": "2026-11-23",
     "out_refund_no": "RF-none",
     "rollout_id": "1",
+    "sha256": "ab" * 32,
 }
 NEW_KEY = "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29"
 BODIES: dict[tuple[str, str], dict[str, Any]] = {

@@ -3,15 +3,20 @@ issued at once, and every node's state is readable; wrong bodies are refused who
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
+from cloud.app import create_app
 from cloud.db.auth import OperatorLogEntry
 from cloud.db.engine import session_factory
 from cloud.db.models import Command
 from cloud.people.auth import Role
+from ledger.chain import NodeKey
 from tests.cloud.api.conftest import bearer
-from tests.cloud.conftest import RegisterEdge
+from tests.cloud.conftest import Clock, RegisterEdge
 
 BODY = {
     "version": 7,
@@ -68,3 +73,19 @@ def test_a_wrong_offer_is_refused_and_changes_nothing(
     assert installer.status_code == 403
     with session_factory(engine)() as session:
         assert session.scalars(select(Command)).all() == []
+
+
+def test_bundles_are_served_by_their_hash_without_login(
+    engine: Engine, cloud_key: NodeKey, clock: Clock, tmp_path: Path
+) -> None:
+    data = b"a bundle's bytes" * 1000
+    digest = hashlib.sha256(data).hexdigest()
+    (tmp_path / f"{digest}.tar").write_bytes(data)
+    with TestClient(create_app(engine, cloud_key, clock, update_bundles=tmp_path)) as client:
+        got = client.get(f"/updates/bundles/{digest}")
+        assert got.status_code == 200 and got.content == data
+        assert client.get(f"/updates/bundles/{'0' * 64}").status_code == 404
+        assert client.get("/updates/bundles/..%2Fsecret").status_code in (404, 422)
+        assert client.get(f"/updates/bundles/{digest.upper()}").status_code == 422
+    with TestClient(create_app(engine, cloud_key, clock)) as client:
+        assert client.get(f"/updates/bundles/{digest}").json()["error"] == "not_found"

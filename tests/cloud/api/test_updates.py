@@ -32,7 +32,7 @@ BODY = {
 def test_an_update_is_offered_in_waves_and_followed(
     client: TestClient, edge_of: RegisterEdge, engine: Engine, tokens: dict[Role, str]
 ) -> None:
-    for node in BODY["nodes"]:  # type: ignore[union-attr]
+    for node in ("edge-u1", "edge-u2", "edge-u3"):
         edge_of(node)
     made = client.post("/updates", json=BODY)
     assert made.status_code == 201, made.text

@@ -195,7 +195,7 @@ class CommandDesk:
             if command.kind is CommandKind.TIME:
                 runtime.guard.cloud_time(command.issued)
             if command.kind is CommandKind.UPDATE and result.status is CommandStatus.APPLIED:
-                update.hand_over(runtime, command)
+                update.hand_over_or_alarm(runtime, command)
             runtime.send_orders(orders)
         outcome = result.status.value if result.first_delivery else "repeated"
         words = [f"command {command.id[:8]}…", command.kind.value, note, outcome]

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.runtime.cycle import Runtime
-from edge.store import Event
+from edge.store import Category, Event
 from edge.sync.command_context import Applied, CommandContext, Refusal, integer, reference
 from ledger.signed import Command
 
@@ -36,6 +36,7 @@ STATE_FILE = "state.json"
 REPORTED_KEY = "update:reported"  # the last state file content turned into an event
 OFFERED = "update_offered"
 STATE_EVENT = "update_state"
+HANDOVER_FAILED = "update_handover_failed"  # an alarm: the offer file could not be written
 MAX_URL = 2048
 MAX_BUNDLE_BYTES = 2 << 30
 MAX_STATE_BYTES = 16_384
@@ -102,6 +103,23 @@ def hand_over(runtime: Runtime, command: Command) -> Path:
     os.replace(partial, path)
     log.info("update %s: version %d handed to the updater", body["rollout"], body["version"])
     return path
+
+
+def hand_over_or_alarm(runtime: Runtime, command: Command) -> None:
+    """`hand_over`; a file that cannot be written (disk full, permissions) is an alarm, not a
+    crash of the poll cycle: the command stays applied, the cloud sees the node stay `offered`."""
+    try:
+        hand_over(runtime, command)
+    except OSError as exc:
+        log.error("update %s: the offer could not be handed to the updater: %s", command.id, exc)
+        alarm = Event(
+            time=runtime.guard.judge()[0].now,
+            kind=HANDOVER_FAILED,
+            category=Category.ALARM,
+            detail={"severity": "warning", "command_id": command.id, "message": str(exc)[:200]},
+        )
+        with runtime.transaction() as tx:
+            tx.add_events([alarm])
 
 
 def read_state(folder: Path) -> dict[str, Any] | None:

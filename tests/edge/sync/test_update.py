@@ -125,3 +125,13 @@ def test_any_state_file_is_a_state_or_nothing(raw: bytes) -> None:
         (Path(folder) / update.STATE_FILE).write_bytes(raw)
         state = update.read_state(Path(folder))
         assert state is None or state["state"] in update.STATES
+
+
+def test_an_offer_that_cannot_be_handed_over_is_an_alarm_not_a_crash(node: Node) -> None:
+    folder = update.updates_dir(node.runtime)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    folder.write_text("a file where the folder should be")  # the offer cannot be written
+    handled = node.send(CommandKind.UPDATE, OFFER)
+    assert handled.result is not None and handled.result.status is CommandStatus.APPLIED
+    alarms = [e.event for e in node.store.events() if e.event.kind == update.HANDOVER_FAILED]
+    assert len(alarms) == 1 and alarms[0].detail["command_id"] == handled.command_id

@@ -123,11 +123,8 @@ def test_a_version_failing_its_health_check_rolls_back_by_itself(
     print(f"update that failed its health check, rolled back: {outcome.seconds:.1f} s")
 
 
-@pytest.mark.slow  # builds the bundles (module fixture)
 @pytest.mark.parametrize("version", [1, 2])
-def test_a_lower_or_equal_version_is_refused_before_any_download(
-    box: Path, bundles: dict[str, Path], version: int
-) -> None:
+def test_a_lower_or_equal_version_is_refused_before_any_download(box: Path, version: int) -> None:
     before = tree(box)
     offer(box, "http://127.0.0.1:9/never", b"x", version=version)
     outcome = update.run_once(settings(box))

@@ -72,6 +72,7 @@ from cloud.api import (
     relays,
     reports,
     site_config,
+    updates,
     users,
 )
 from cloud.api.common import ERROR_SCHEMA, answers
@@ -135,6 +136,7 @@ ROUTERS = (
     reports,
     payment_refunds,
     reconciliations,
+    updates,
     health,
     phone,  # the merchant's phone page, /m/ (cloud.web)
     wechat_login,  # its WeChat login, /m/wechat/ (answers "not available" unless configured)
@@ -173,6 +175,7 @@ def create_app(
     wechat_oauth: WechatOAuth | None = None,
     providers: Providers | None = None,
     enrolment: Enrolment | None = None,
+    update_bundles: Path | None = None,
 ) -> FastAPI:
     """The API over `engine` (already migrated), signing commands with the cloud's `key`.
 
@@ -211,6 +214,7 @@ def create_app(
     app.state.wechat_oauth = wechat_oauth
     app.state.providers = providers
     app.state.enrolment = enrolment
+    app.state.update_bundles = update_bundles  # `[updates] bundles`: GET /updates/bundles/…
     for module in ROUTERS:
         app.include_router(module.router)
     for error in (CloudError, InvalidValue, DecodeError):

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from edge import (
     cli_commission,
+    cli_health,
     cli_ledger,
     cli_meters,
     cli_provision,
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 # Modules that add subcommands: each has `register(subparsers)`; each subcommand sets `func`.
 COMMAND_GROUPS: list[Register] = [
     cli_commission.register,
+    cli_health.register,
     cli_ledger.register,
     cli_meters.register,
     cli_provision.register,

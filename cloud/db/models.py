@@ -282,6 +282,7 @@ from cloud.db import (  # noqa: E402
     reconciliations,
     registry,
     rollups,
+    updates,
 )  # fmt: skip
 
 __all__ = [
@@ -296,4 +297,5 @@ __all__ = [
     "reconciliations",
     "registry",
     "rollups",
+    "updates",
 ]

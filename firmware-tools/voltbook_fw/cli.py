@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from voltbook_fw import bundle, claim, commission, install, ir_import
+from voltbook_fw import bundle, claim, commission, install, ir_import, update
 
 DESCRIPTION = """\
 Voltbook installer tools: give a concentrator its identity (node id and Ed25519 key), build the
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     ir_import.register(commands)
     bundle.register(commands)
     install.register(commands)
+    update.register(commands)
     return parser
 
 

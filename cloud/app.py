@@ -51,6 +51,7 @@ from cloud.api import (
     auth,
     claims,
     commands,
+    commissioning,
     concentrators,
     corrections,
     guards,
@@ -71,6 +72,7 @@ from cloud.api import (
     relays,
     reports,
     site_config,
+    updates,
     users,
 )
 from cloud.api.common import ERROR_SCHEMA, answers
@@ -111,6 +113,7 @@ admin, operator, finance, auditor (read-only), installer, merchant (its own acco
 ROUTERS = (
     auth,
     claims,
+    commissioning,
     users,
     oplog,
     concentrators,
@@ -133,6 +136,7 @@ ROUTERS = (
     reports,
     payment_refunds,
     reconciliations,
+    updates,
     health,
     phone,  # the merchant's phone page, /m/ (cloud.web)
     wechat_login,  # its WeChat login, /m/wechat/ (answers "not available" unless configured)
@@ -173,6 +177,7 @@ def create_app(
     wechat_oauth: WechatOAuth | None = None,
     providers: Providers | None = None,
     enrolment: Enrolment | None = None,
+    update_bundles: Path | None = None,
 ) -> FastAPI:
     """The API over `engine` (already migrated), signing commands with the cloud's `key`.
 
@@ -213,6 +218,7 @@ def create_app(
     app.state.wechat_oauth = wechat_oauth
     app.state.providers = providers
     app.state.enrolment = enrolment
+    app.state.update_bundles = update_bundles  # `[updates] bundles`: GET /updates/bundles/…
     for module in ROUTERS:
         app.include_router(module.router)
     for error in (CloudError, InvalidValue, DecodeError):

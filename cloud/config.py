@@ -30,6 +30,10 @@
     broker_host = "mqtt.example" # the devices listener as boxes reach it (default: the first of
     broker_port = 8883           # [broker] names beyond localhost, else host; port: the broker's)
 
+    [updates]
+    bundles = "bundles"          # GET /updates/bundles/<sha256> serves <sha256>.tar from here
+                                 # (default: not served; offer any other URL the boxes reach)
+
     [ingest]
     workers = 1                  # ingest workers in the server process (a shared subscription)
 
@@ -279,6 +283,7 @@ class CloudConfig:
     payments: PaymentSettings | None = None  # no online payments without `[payments]`
     notices: NoticesSettings | None = None  # None: no notices are made or sent
     provision: ProvisionSettings = ProvisionSettings()
+    update_bundles: Path | None = None  # `[updates] bundles`: the folder of served bundles
 
     @property
     def oplog_heads(self) -> Path:
@@ -425,6 +430,9 @@ def parse_config(path: Path | None, data: dict[str, Any], data_dir: Path) -> Clo
         broker_port=provision.integer("broker_port", None, 1, 65535),
     )
     provision.done()
+    updates_table = _Table(path, "updates", top.get("updates"))
+    bundles = updates_table.text("bundles", "")
+    updates_table.done()
     raw_notices = top.get("notices")
     notices = None if raw_notices is None else _notices(_Table(path, "notices", raw_notices), base)
     top.done()
@@ -438,6 +446,7 @@ def parse_config(path: Path | None, data: dict[str, Any], data_dir: Path) -> Clo
         ingest_workers=workers,
         approve_above_fen=APPROVE_ABOVE_FEN if approve is None else approve,
         oplog_heads_file=base / heads if heads else None,
+        update_bundles=base / bundles if bundles else None,
         oplog_sign_every=sign_every or DEFAULT_SIGN_EVERY_S,
         payments=payments,
         notices=notices,

@@ -180,7 +180,8 @@ def serve_in_thread(
                          approve_above_fen=config.approve_above_fen,
                          trusted_proxies=config.api.trusted_proxies,
                          oplog_heads=config.oplog_heads, providers=providers,
-                         wechat_oauth=wechat_oauth(config), enrolment=enrolment)  # fmt: skip
+                         wechat_oauth=wechat_oauth(config), enrolment=enrolment,
+                         update_bundles=config.update_bundles)  # fmt: skip
         url, server, thread, listener = _start_api(config, stack, app)
         processes = _start_api_processes(config, stack, listener, broker_connected, enrolment)
         return RunningCloud(
@@ -552,7 +553,8 @@ def _api_process(  # noqa: PLR0917 (multiprocessing passes arguments by position
                          oplog_heads=config.oplog_heads,
                          providers=None if config.payments is None
                          else Providers.load(config.payments, utc_now),
-                         wechat_oauth=wechat_oauth(config), enrolment=enrolment)  # fmt: skip
+                         wechat_oauth=wechat_oauth(config), enrolment=enrolment,
+                         update_bundles=config.update_bundles)  # fmt: skip
         server = _AnnouncingServer(
             uvicorn.Config(
                 app,

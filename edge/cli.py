@@ -12,17 +12,29 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from edge import cli_ledger, cli_meters, cli_provision, cli_runtime, version
+from edge import (
+    cli_commission,
+    cli_health,
+    cli_ledger,
+    cli_meters,
+    cli_provision,
+    cli_runtime,
+    cli_status,
+    version,
+)
 
 if TYPE_CHECKING:
     Register = Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]
 
 # Modules that add subcommands: each has `register(subparsers)`; each subcommand sets `func`.
 COMMAND_GROUPS: list[Register] = [
+    cli_commission.register,
+    cli_health.register,
     cli_ledger.register,
     cli_meters.register,
     cli_provision.register,
     cli_runtime.register,
+    cli_status.register,
 ]
 
 DESCRIPTION = """\
@@ -35,6 +47,8 @@ EPILOG = """\
 examples:
   voltbook-edge provision --cloud https://vb.example --token T   (a claim: voltbook-fw claim)
   voltbook-edge run --config DIR/site.toml       (a simulated site: voltbook-demo site)
+  voltbook-edge commission --config DIR/site.toml --relay-test --out report.json
+  voltbook-edge status --config DIR/site.toml [--json]
   voltbook-edge ledger verify --chain chain.jsonl --key node.pub
   voltbook-edge read --port /dev/ttyUSB0 --protocol dlt645 --address 202611000101 --json
   voltbook-edge relay --port /dev/ttyUSB0 --protocol dlt645 --address 202611000101 trip

@@ -178,6 +178,14 @@ class CommandKind(StrEnum):
     #   args: account, move, fen, from_node[, subsidy_periods]
     #   edge entry id: entry_ids.move_in(move) (none for fen 0)
     MOVE_IN = "move_in"
+    # Offer the node a signed runtime bundle (docs/architecture.md §6.8): the edge records it and
+    # hands it to its updater, which downloads it, checks size and SHA-256, then the bundle's own
+    # release signature, installs it beside the running version, switches and runs a health check,
+    # switching back by itself when that fails. Books nothing. A version not above the installed
+    # one, or one that already failed here, is refused by the updater (reported, not retried).
+    #   args: rollout (REFERENCE_PATTERN), version (int ≥ 1), url (http or https), sha256 (64
+    #   lower-case hex), size (bytes, ≥ 1)
+    UPDATE = "update"
 
 
 @dataclass(frozen=True, slots=True)

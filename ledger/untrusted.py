@@ -112,7 +112,10 @@ def load_json(
         text = bytes(payload).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DecodeError(f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
-    if nesting_depth(payload, max_depth) > max_depth:
+    # The depth is at most the number of opening brackets, strings included: a payload with
+    # few of them (a provider's notice) needs no walk.
+    brackets = payload.count(b"[") + payload.count(b"{")
+    if brackets > max_depth and nesting_depth(payload, max_depth) > max_depth:
         raise DecodeError(f"nested deeper than {max_depth}")
     try:
         value = json.loads(

@@ -62,6 +62,7 @@ OPERATION_ARGS = {
     CommandKind.MOVE_OUT: ("account", "move", "to_node"),
     CommandKind.MOVE_IN: ("account", "move", "fen", "from_node"),
 }
+UPDATE_ARGS = ("rollout", "version", "url", "sha256", "size")
 
 
 def check_args(kind: CommandKind, args: Mapping[str, Any]) -> dict[str, Any]:
@@ -84,6 +85,10 @@ def check_args(kind: CommandKind, args: Mapping[str, Any]) -> dict[str, Any]:
             raise Invalid(f"a relay command needs args.action, one of {', '.join(RELAY_ACTIONS)}")
     elif kind is CommandKind.CONFIG:
         _check_config(args)
+    elif kind is CommandKind.UPDATE:  # checked in depth by cloud.operations.updates
+        missing = [n for n in UPDATE_ARGS if args.get(n) in (None, "")]
+        if missing:
+            raise Invalid(f"an update command needs args.{', args.'.join(missing)}")
     elif kind in OPERATION_ARGS:
         missing = [name for name in OPERATION_ARGS[kind] if args.get(name) in (None, "")]
         if missing:

@@ -25,7 +25,8 @@ so that `Base.metadata` (migrations, tests) always holds every table: `auth` (us
 logins, the operator log), `registry` (sites … policies), `operations` (refunds, corrections,
 swaps, moves, receipts, report templates), `rollups` (consumption per day for reports),
 `notices` (the outbox of notices to merchants and their deliveries), `claims` (installers'
-one-time tokens that provision a concentrator).
+one-time tokens that provision a concentrator), `commissioning` (the signed reports of a
+building's check before handover).
 """
 
 from __future__ import annotations
@@ -274,12 +275,14 @@ class Alarm(Base):
 from cloud.db import (  # noqa: E402
     auth,
     claims,
+    commissioning,
     notices,
     operations,
     payments,
     reconciliations,
     registry,
     rollups,
+    updates,
 )  # fmt: skip
 
 __all__ = [
@@ -287,10 +290,12 @@ __all__ = [
     "UtcDateTime",
     "auth",
     "claims",
+    "commissioning",
     "notices",
     "operations",
     "payments",
     "reconciliations",
     "registry",
     "rollups",
+    "updates",
 ]

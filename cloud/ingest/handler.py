@@ -60,7 +60,7 @@ from cloud.db.sql import table_of, upsert
 from cloud.errors import NotFound, Quarantined, Refused
 from cloud.ingest.checks import Contents, prepare_contents, verify_ledger
 from cloud.keys import CLOUD_NODE
-from cloud.operations import moves, ownership, settlements
+from cloud.operations import moves, ownership, settlements, updates
 from cloud.operations.recharges import post_transfer
 from cloud.operations.states import RECHARGE, RechargeEvent
 from ledger.accounts import Pocket, pocket_id
@@ -241,6 +241,7 @@ class Ingest:
                 appended.append(chain_store.appended(posted))
             row.head_seq, row.head_hash = fresh[-1].seq, fresh[-1].hash
         _store_contents(session, node, contents, now)
+        updates.note_events(session, node, contents.events, key=self.key, now=now)
         voids = settlements.on_verdicts(session, node, contents.verdicts, now)
         if voids:
             appended.append(
@@ -374,6 +375,10 @@ class Ingest:
         """Issue the commands to other nodes that ingested entries made due (a move's move_in
         or settle), each in its own transaction; see `cloud.operations.moves`."""
         return moves.issue_due(self._sessions, key=self.key, now=now or self._now())
+
+    def advance_updates(self, now: dt.datetime | None = None) -> int:
+        """Move every running fleet update on (`cloud.operations.updates.advance`)."""
+        return updates.advance_all(self._sessions, key=self.key, now=now or self._now())
 
     def expire_commands(self) -> int:
         with self._sessions.begin() as session:

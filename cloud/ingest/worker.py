@@ -211,6 +211,7 @@ class IngestWorker:
                 if time.monotonic() >= next_expiry:
                     self.ingest.expire_commands()
                     self.ingest.issue_due()  # what a crash after an ingest's commit left due
+                    self.ingest.advance_updates()  # the next wave of a fleet update, when due
                     next_expiry = time.monotonic() + EXPIRE_INTERVAL_S
                 self._publish_pending()
             except SQLAlchemyError:

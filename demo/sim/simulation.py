@@ -86,6 +86,9 @@ class BuildingSimulation:
         self._attach[bus.name] = lambda address, responder: pty.attach(responder, name=address)
         return serial
 
+    def meters_of(self, protocol: str) -> list[str]:
+        return sorted(a for a, m in self.building.meters.items() if m.state.protocol == protocol)
+
     def install(self, meter: MeterConfig, start_wh: int) -> None:
         attach = self._attach.get(meter.bus)
         if attach is None:

@@ -30,7 +30,7 @@ ALARM_WINDOW = dt.timedelta(days=7)
 ALARMS_SHOWN = 10
 
 
-def _state(store: Store, key: str, hint: type[Any], default: Any) -> Any:
+def stored_state(store: Store, key: str, hint: type[Any], default: Any) -> Any:
     raw = store.get_state(key)
     if raw is None:
         return default
@@ -43,7 +43,7 @@ def _state(store: Store, key: str, hint: type[Any], default: Any) -> Any:
 def _meter_view(store: Store, address: str, zone: dt.tzinfo, water: bool) -> dict[str, Any]:
     """One meter; a water meter's registers are litres (`register_l`, `unbilled_l`), its
     `relay` the supply in the relay's sense (a valve closed is `open`) and `valve` as read."""
-    state: MeterRuntime = _state(store, meter_key(address), MeterRuntime, MeterRuntime())
+    state: MeterRuntime = stored_state(store, meter_key(address), MeterRuntime, MeterRuntime())
     latest = store.latest_reading(address)
     seen = None if latest is None else supply_seen(latest.reading)
     billing = state.billing
@@ -68,7 +68,7 @@ def _meter_view(store: Store, address: str, zone: dt.tzinfo, water: bool) -> dic
 def accounts_view(site: Site, store: Store) -> list[dict[str, Any]]:
     """One dict per account: id, shop, subsidy_wh, prepaid_fen, water_subsidy_l, relay, meters,
     alarms."""
-    clock: ClockState = _state(store, CLOCK_KEY, ClockState, ClockState())
+    clock: ClockState = stored_state(store, CLOCK_KEY, ClockState, ClockState())
     since = None if clock.last_known is None else clock.last_known - ALARM_WINDOW
     alarms_by_account: dict[str, list[dict[str, Any]]] = {}
     for stored in store.events(since=since, category=Category.ALARM):
@@ -91,7 +91,9 @@ def accounts_view(site: Site, store: Store) -> list[dict[str, Any]]:
             _meter_view(store, m.address, site.zone, site.is_water(m))
             for m in site.meters_of(owner)
         ]
-        state: AccountRuntime = _state(store, account_key(owner), AccountRuntime, AccountRuntime())
+        state: AccountRuntime = stored_state(
+            store, account_key(owner), AccountRuntime, AccountRuntime()
+        )
         shop = site.shop_of(owner)
         relays = {m["relay"] for m in meters}
         out.append(

@@ -178,6 +178,8 @@ class SiteSettings:
     cloud: CloudSettings | None = None  # None: run offline (no [cloud] in site.toml)
     read_success_min: float = 0.9  # a bus reading fewer of its meters in a round is alarmed
     blocks: tuple[BlockConfig, ...] = ()  # `[[blocks]]`: polled besides the billing read
+    # `[status] listen = "HOST:PORT"`: the read-only status page on the LAN (None: off).
+    status_listen: tuple[str, int] | None = None
 
     @property
     def store_path(self) -> Path:

@@ -11,8 +11,9 @@ concentrator with real buses needs no simulator at all:
 - a `Simulation` is that open building: the time its meters have reached (a simulated clock
   resumes from it), a bus serving the meters of a bus configuration (in-process, or on a pty
   with real wire timing; over a simulated LoRa radio for a bus with `radio = "lora"`), the
-  installation of a meter a new configuration adds, the world advanced and saved before each
-  read, saving, and `close()`.
+  installation of a meter a new configuration adds, the meters of a protocol (declared or not:
+  what commissioning may find), the world advanced and saved before each read, saving, and
+  `close()`.
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ class Simulation(Protocol):
         `in_process`) a serial port on a pty with real wire timing; a bus with a `radio`
         (`"lora"`) is a radio bus over simulated air instead, on simulated or real time the
         same way; `close()` stops it."""
+        ...
+
+    def meters_of(self, protocol: str) -> Sequence[str]:
+        """The addresses of every simulated meter of `protocol`, declared or not (what a
+        commissioning search may find on a simulated bus: `edge.commissioning`)."""
         ...
 
     def install(self, meter: MeterConfig, start_wh: int) -> None:

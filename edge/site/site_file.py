@@ -259,6 +259,21 @@ def parse_simulation(path: Path, data: dict[str, Any]) -> SimulationSettings | N
     return settings
 
 
+def parse_status(path: Path, data: dict[str, Any]) -> tuple[str, int] | None:
+    """`[status] listen = "HOST:PORT"`: where the read-only status page listens (no table, no
+    page: it is off by default; `edge/status_page.py`)."""
+    if "status" not in data:
+        return None
+    f = Fields(path, "[status]", data["status"])
+    listen = f.text("listen")
+    host, _, port = str(listen).rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")  # [::1]:8088
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535 or not host.isascii():
+        raise f.problem("listen", 'HOST:PORT, e.g. "0.0.0.0:8088"', listen)
+    f.unknown()
+    return host, int(port)
+
+
 def parse_bus(path: Path, number: int, raw: object) -> BusConfig:
     f = Fields(path, f"[[buses]] #{number}", raw)
     name = f.text("name")
@@ -336,7 +351,7 @@ def parse_site_file(
     path: Path,
 ) -> tuple[SiteSettings, tuple[BusConfig, ...], SimulationSettings | None]:
     data = read_toml(path)
-    unknown = sorted(set(data) - {"site", "buses", "blocks", "simulation", "cloud"})
+    unknown = sorted(set(data) - {"site", "buses", "blocks", "simulation", "cloud", "status"})
     if unknown:
         raise SiteConfigError(path, f"unknown table [{unknown[0]}] (misspelt?)")
     settings = parse_settings(path, data)
@@ -348,7 +363,11 @@ def parse_site_file(
     for name in names:
         if names.count(name) > 1:
             raise SiteConfigError(path, f"two buses are named {name!r}")
-    settings = dataclasses.replace(settings, blocks=parse_blocks(path, data.get("blocks"), buses))
+    settings = dataclasses.replace(
+        settings,
+        blocks=parse_blocks(path, data.get("blocks"), buses),
+        status_listen=parse_status(path, data),
+    )
     simulation = parse_simulation(path, data)
     if simulation is None and any(b.kind is BusKind.SIMULATED for b in buses):
         simulation = SimulationSettings(state_dir=path.parent / "sim", start=None)

@@ -523,6 +523,18 @@ def _time_filter(
     return where, params
 
 
+@contextmanager
+def writer_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold the store's writer lock without opening the store (`StoreBusy` while a runtime
+    holds it): for tools that must not run beside the runtime, such as commissioning, which
+    talks to the meters on the runtime's ports."""
+    fd = _take_lock(Path(path))
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
 def _take_lock(path: Path) -> int:
     """An exclusive lock on `<db>.lock`: the one-writer rule across processes. The kernel drops
     it when the process dies, so a crash never leaves a stale lock."""

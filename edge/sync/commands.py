@@ -16,6 +16,8 @@
 - `time`: the command's `issued` time is the cloud's clock; the clock guard trusts it.
 - `correction`, `refund`, `settle`, `move_out`, `move_in`: `edge.sync.money`.
 - `config`, `meter_swap`: `edge.sync.configure`.
+- `update` {rollout, version, url, sha256, size}: recorded, then handed to the updater after
+  the commit (`edge.sync.update`); the download and install never run in this thread.
 
 Every handler checks its arguments and the state before it books anything, so a refused
 command changes nothing but its inbox row (with the reason, which goes up as its result).
@@ -41,7 +43,7 @@ from edge.runtime.cycle import Runtime
 from edge.runtime.relays import RelayOrder
 from edge.store import Category, CommandConflict, CommandResult, CommandStatus, Event
 from edge.store.writes import Transaction
-from edge.sync import configure, money
+from edge.sync import configure, money, update
 from edge.sync.command_context import Applied, CommandContext, Refusal, integer, text
 from ledger.errors import DecodeError, LedgerError
 from ledger.signed import Command, CommandKind, Rejected, open_command
@@ -146,6 +148,7 @@ HANDLERS: Mapping[CommandKind, Callable[[CommandContext], Applied]] = {
     CommandKind.METER_SWAP: configure.meter_swap,
     CommandKind.MOVE_OUT: money.move_out,
     CommandKind.MOVE_IN: money.move_in,
+    CommandKind.UPDATE: update.offer,
 }
 
 
@@ -191,6 +194,8 @@ class CommandDesk:
         if result.first_delivery:
             if command.kind is CommandKind.TIME:
                 runtime.guard.cloud_time(command.issued)
+            if command.kind is CommandKind.UPDATE and result.status is CommandStatus.APPLIED:
+                update.hand_over_or_alarm(runtime, command)
             runtime.send_orders(orders)
         outcome = result.status.value if result.first_delivery else "repeated"
         words = [f"command {command.id[:8]}…", command.kind.value, note, outcome]

@@ -36,6 +36,7 @@ from typing import Any
 from edge.runtime.cycle import Runtime
 from edge.site.model import CloudSettings, Site
 from edge.store import DiskFull
+from edge.sync import update
 from edge.sync.client import Connected, Delivery, Disconnected, LinkEvent, MqttLink
 from edge.sync.commands import CommandDesk
 from edge.sync.session import SessionConfig, UplinkSession
@@ -137,6 +138,7 @@ class SyncService:
                 log.error("sync: not handled, nothing of it was stored (tried again): %s", exc)
                 return
             self._pending.popleft()
+        update.report(self.runtime)  # the updater's newest state, as an event, once
         if self.link.connected and inventory(self.runtime.site) != self._published:
             self._publish_status()
             log.info("sync: inventory changed; status sent again")

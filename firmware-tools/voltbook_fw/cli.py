@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from voltbook_fw import bundle, claim, install, ir_import
+from voltbook_fw import bundle, claim, commission, install, ir_import, update
 
 DESCRIPTION = """\
 Voltbook installer tools: give a concentrator its identity (node id and Ed25519 key), build the
@@ -25,9 +25,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version="voltbook-fw 0.1.0")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     claim.register(commands)
+    commission.register(commands)
     ir_import.register(commands)
     bundle.register(commands)
     install.register(commands)
+    update.register(commands)
     return parser
 
 

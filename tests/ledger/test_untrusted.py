@@ -213,3 +213,18 @@ def test_nul_is_refused_only_where_asked(payload: bytes) -> None:
 def test_the_fast_paths_still_refuse_what_hides_in_a_large_payload(payload: bytes) -> None:
     with pytest.raises(DecodeError):
         load_json(payload)
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH - 1, MAX_DEPTH, MAX_DEPTH + 1])
+@pytest.mark.parametrize("padding", [0, 40])  # brackets inside a string: walked, not counted
+def test_the_bracket_count_shortcut_decides_depth_as_the_walk_does(
+    depth: int, padding: int
+) -> None:
+    payload = b'[{"s":"' + b"[{" * padding + b'"},' + b"[" * depth + b"]" * depth + b"]"
+    deep = nesting_depth(payload, MAX_DEPTH) > MAX_DEPTH
+    assert deep == (depth + 1 > MAX_DEPTH)
+    if deep:
+        with pytest.raises(DecodeError, match="nested deeper"):
+            load_json(payload)
+    else:
+        assert load_json(payload) == json.loads(payload)

@@ -86,9 +86,15 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("GET", "/operator-log"): STAFF,
     ("GET", "/operator-log/verify"): STAFF,
     ("GET", "/concentrators"): READ_ALL,
+    ("POST", "/updates"): OPERATIONS,
+    ("GET", "/updates"): READ_ALL,
+    ("GET", "/updates/{rollout_id}"): READ_ALL,
+    ("GET", "/updates/bundles/{sha256}"): PUBLIC,  # signed by the release key; boxes have no login
     ("POST", "/concentrators"): FIELD,
     ("GET", "/concentrators/{node}"): READ_ALL,
     ("POST", "/concentrators/{node}/clear-quarantine"): ADMIN,
+    ("POST", "/concentrators/{node}/commissioning"): FIELD,
+    ("GET", "/concentrators/{node}/commissioning/latest"): READ_ALL,
     ("GET", "/accounts"): STAFF | SELF,
     ("GET", "/accounts/{account}"): STAFF | SELF,
     ("GET", "/meters"): READ_ALL | SELF,
@@ -191,6 +197,8 @@ PATH_VALUES = {
     "out_trade_no": "VB-none",
     "day": "2026-11-23",
     "out_refund_no": "RF-none",
+    "rollout_id": "1",
+    "sha256": "ab" * 32,
 }
 NEW_KEY = "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29"
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
@@ -208,6 +216,13 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "channel": "native",
     },
     ("POST", "/relays"): {"meters": ["000000000001"], "action": "trip"},
+    ("POST", "/updates"): {
+        "version": 7,
+        "url": "https://cloud.example/b.tar",
+        "sha256": "ab" * 32,
+        "size": 1,
+        "nodes": [NODE],
+    },
     ("POST", "/alarms/{alarm_id}/acknowledge"): {"note": "seen on site"},
     ("POST", "/notices/power-off"): {
         "reason": "maintenance",

@@ -10,6 +10,7 @@ move to a shop that is unknown or taken, and a refund of nothing, answered 201.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 from pathlib import Path
 from typing import Any
@@ -133,7 +134,9 @@ def test_a_body_beyond_the_limit_is_413_before_it_is_read_whole(client: TestClie
              "query_string": b"", "root_path": "", "client": ("127.0.0.1", 1),
              "server": ("testserver", 80),
              "headers": [(b"content-type", b"application/json")]}  # fmt: skip
-    asyncio.run(client.app(scope, receive, send))
+    # in a thread of its own: a browser test's loop may be running in this one
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, client.app(scope, receive, send)).result()
     assert sent[0]["status"] == 413
     assert json.loads(sent[1]["body"])["error"] == "too_large"
     assert asked <= 33  # 2 MiB and one chunk more, of the 1024 the client had

@@ -38,15 +38,19 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy ledger edge demo
 
+# Test processes: 2 by default (CI's machine has 2 cores); `make test WORKERS=1` runs in one.
+WORKERS ?= 2
+XDIST   := $(if $(filter 1,$(WORKERS)),,-n $(WORKERS) --dist loadfile)
+
 unit: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(XDIST)
 
 # About a minute: leaves out the tests marked `slow` (subprocesses, real-time waits, long
 # property runs) and those that start PostgreSQL or Mosquitto. `make test` still runs them all.
 test-fast: lint typecheck unit-fast
 
 unit-fast: $(STAMP)
-	$(BIN)/pytest -q -m "not slow and not postgres and not mosquitto"
+	$(BIN)/pytest -q $(XDIST) -m "not slow and not postgres and not mosquitto"
 
 bench: $(STAMP)
 	@for b in bench/*_bench.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -1,4 +1,4 @@
-"""The errors of `voltbook-fw`'s bundle commands: one tree, each message says what to do.
+"""The errors of `voltbook-fw`'s bundle and image commands: each message says what to do.
 
 `BundleError` is the root. `BadBundle`: the file is not what the release key signed (the peer's
 fault: tampered, truncated, forged or malformed), never install it. `WrongBox`: a good bundle
@@ -27,3 +27,15 @@ class BuildFailed(BundleError):
 
 class InstallFailed(BundleError):
     """A verified bundle could not be installed; the running version is left as it was."""
+
+
+class ImageError(Exception):
+    """`voltbook-fw image` could not make the SD card image; nothing was written."""
+
+
+class NotAPiImage(ImageError):
+    """The base is not a Raspberry Pi OS image (no MBR, no FAT boot partition, no cmdline.txt)."""
+
+
+class AlreadyHooked(ImageError):
+    """The base already runs a first-boot script: prepared before, by us or by the Imager."""

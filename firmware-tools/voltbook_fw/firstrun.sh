@@ -63,9 +63,12 @@ with tarfile.open(sys.argv[1], "r:") as bundle:
             with zipfile.ZipFile(bundle.extractfile(member)) as wheel:
                 wheel.extractall(sys.argv[2])
 EOF
-PYTHONPATH="$WORK/lib" "$PYTHON" -m voltbook_fw.install "$FILES/bundle.tar" --root "$ROOT" \
-    --release-pub "$FILES/release.pub" >> "$LOG" 2>&1 \
-    || fail "the bundle was refused or not installed: $(tail -n 2 "$LOG")"
+if ! PYTHONPATH="$WORK/lib" "$PYTHON" -m voltbook_fw.install "$FILES/bundle.tar" \
+        --root "$ROOT" --release-pub "$FILES/release.pub" > "$WORK/install.out" 2>&1; then
+    cat "$WORK/install.out" >> "$LOG"
+    fail "$(tail -n 1 "$WORK/install.out")"
+fi
+cat "$WORK/install.out" >> "$LOG"
 
 groups=dialout
 for group in gpio spi i2c; do  # the LoRa HAT's SPI and GPIO, where the OS has them
@@ -108,7 +111,7 @@ if [ -f "$FILES/claim.token" ]; then  # passed with --token: off the card, reada
     rm -f "$FILES/claim.token"
     token='"$(sudo cat /etc/voltbook/claim.token)"'
 fi
-tell "Voltbook ($(readlink "$R/opt/voltbook/current")) is installed and waits for its identity.
+tell "Voltbook (bundle $(basename "$(readlink "$R/opt/voltbook/current")")) is installed and waits for its identity.
 Log in, then type (the token comes from: voltbook-fw claim --site '$(setting site)'):
 
   sudo -u voltbook voltbook-edge provision --cloud $(setting cloud) --site '$(setting site)' --token $token

@@ -308,24 +308,18 @@ ACCOUNTS = {  # a fresh Raspberry Pi OS's, cut short
 }
 
 
-@pytest.fixture
-def card(
-    base: Path, bundles: dict[str, Path], release: NodeKey, tmp_path: Path
-) -> tuple[Path, Path]:
-    """(boot, root): the built image's boot partition as the Pi mounts it, read back out of the
-    image, and an empty root but for the accounts files."""
+def make_card(image: Path, root: Path, boot: Path, token: bool) -> None:
+    """The image's boot partition as the Pi mounts it, read back out of the image; an empty
+    root but for the accounts files."""
     if os.geteuid() != 0 and os.environ.get("REQUIRE_REAL_SERVICES") != "1":
         pytest.skip("the first boot makes a user and chowns its folders: run as root")
-    fat = FatPartition(build(base, bundles["good"], release, tmp_path / "sd.img"), BOOT_AT)
-    boot = tmp_path / "boot-firmware"
-    for name in ON_THE_CARD:
+    fat = FatPartition(image, BOOT_AT)
+    for name in (*ON_THE_CARD, *(["voltbook/claim.token"] if token else [])):
         (boot / name).parent.mkdir(parents=True, exist_ok=True)
         (boot / name).write_bytes(fat.read(name) or b"")
-    root = tmp_path / "root"
     (root / "etc").mkdir(parents=True)
     for name, text in ACCOUNTS.items():
         (root / "etc" / name).write_text(text)
-    return boot, root
 
 
 def first_boot(boot: Path, root: Path) -> subprocess.CompletedProcess[str]:
@@ -339,10 +333,14 @@ def first_boot(boot: Path, root: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)  # a real install: a virtualenv and pip, ~10 s, more on a loaded runner
+@pytest.mark.parametrize("token", [False, True], ids=["token typed at the box", "token on card"])
 def test_first_boot_installs_the_bundle_and_leaves_the_box_waiting_for_provision(
-    card: tuple[Path, Path], release: NodeKey
+    token: bool, base: Path, bundles: dict[str, Path], release: NodeKey, tmp_path: Path
 ) -> None:
-    boot, root = card
+    boot, root = tmp_path / "boot-firmware", tmp_path / "root"
+    image = build(base, bundles["good"], release, tmp_path / "sd.img",
+                  **({"token": TOKEN} if token else {}))  # fmt: skip
+    make_card(image, root, boot, token)
     done = first_boot(boot, root)
     assert done.returncode == 0, done.stdout + done.stderr
     base = root / "opt/voltbook"
@@ -375,7 +373,15 @@ def test_first_boot_installs_the_bundle_and_leaves_the_box_waiting_for_provision
     assert (boot / "cmdline.txt").read_bytes() == CMDLINE
     assert not (boot / "firstrun.sh").exists()
     assert not (boot / "voltbook/bundle.tar").exists()
-    told = f"voltbook-edge provision --cloud {CLOUD} --site '{SITE}' --token <TOKEN>"
+    if token:  # passed with --token: moved off the card, root's only
+        assert (root / "etc/voltbook/claim.token").read_text() == f"{TOKEN}\n"
+        assert (root / "etc/voltbook/claim.token").stat().st_mode & 0o777 == 0o600
+        assert not (boot / "voltbook/claim.token").exists()
+        typed = '"$(sudo cat /etc/voltbook/claim.token)"'
+    else:
+        assert not (root / "etc/voltbook/claim.token").exists()
+        typed = "<TOKEN>"
+    told = f"voltbook-edge provision --cloud {CLOUD} --site '{SITE}' --token {typed}"
     for message in (root / "etc/motd.d/voltbook", root / "etc/issue.d/voltbook.issue"):
         assert told in message.read_text()
     log = (boot / "voltbook/firstboot.log").read_text()
@@ -385,9 +391,10 @@ def test_first_boot_installs_the_bundle_and_leaves_the_box_waiting_for_provision
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_first_boot_refuses_a_tampered_bundle_installs_nothing_and_unhooks(
-    card: tuple[Path, Path],
+    base: Path, bundles: dict[str, Path], release: NodeKey, tmp_path: Path
 ) -> None:
-    boot, root = card
+    boot, root = tmp_path / "boot-firmware", tmp_path / "root"
+    make_card(build(base, bundles["good"], release, tmp_path / "sd.img"), root, boot, False)
     bundle = boot / "voltbook/bundle.tar"
     flipped(Path(shutil.copyfile(bundle, boot / "good.tar")), bundle, "units/voltbook-edge.service")
     (boot / "good.tar").unlink()

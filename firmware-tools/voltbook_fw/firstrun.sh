@@ -54,21 +54,33 @@ say "Voltbook first boot, $(date -u '+%Y-%m-%d %H:%M:%S') UTC"
 WORK=$(mktemp -d) || fail "cannot make a temporary folder"
 
 # A new box has no Voltbook: the installer runs out of the bundle's own wheels, and checks the
-# release signature and every file's hash before it writes anything under ROOT.
-"$PYTHON" - "$FILES/bundle.tar" "$WORK/lib" <<'EOF' >> "$LOG" 2>&1 || fail "cannot unpack the installer from $FILES/bundle.tar: copy the image to the card again"
-import sys, tarfile, zipfile
-with tarfile.open(sys.argv[1], "r:") as bundle:
+# release signature and every file's hash before it writes anything under ROOT. A first boot
+# cut short after the switch (power lost) finds its version running and carries on from there.
+state=$("$PYTHON" - "$FILES/bundle.tar" "$WORK/lib" "$R/opt/voltbook/current" 2>> "$LOG" <<'EOF'
+import json, sys, tarfile, zipfile
+bundle_file, lib, current = sys.argv[1:]
+with tarfile.open(bundle_file, "r:") as bundle:
+    wanted = json.load(bundle.extractfile("manifest.json"))["version"]
     for member in bundle.getmembers():
         if member.isfile() and member.name.startswith("wheels/") and member.name.endswith(".whl"):
             with zipfile.ZipFile(bundle.extractfile(member)) as wheel:
-                wheel.extractall(sys.argv[2])
+                wheel.extractall(lib)
+try:
+    with open(current + "/manifest.json", "rb") as running:
+        print("running" if json.load(running)["version"] == wanted else "install")
+except FileNotFoundError:
+    print("install")
 EOF
-if ! PYTHONPATH="$WORK/lib" "$PYTHON" -m voltbook_fw.install "$FILES/bundle.tar" \
+) || fail "cannot unpack the installer from $FILES/bundle.tar: write the image to the card again"
+if [ "$state" = running ]; then
+    say "this bundle's version already runs (a first boot cut short): carrying on"
+elif ! PYTHONPATH="$WORK/lib" "$PYTHON" -m voltbook_fw.install "$FILES/bundle.tar" \
         --root "$ROOT" --release-pub "$FILES/release.pub" > "$WORK/install.out" 2>&1; then
     cat "$WORK/install.out" >> "$LOG"
     fail "$(tail -n 1 "$WORK/install.out")"
+else
+    cat "$WORK/install.out" >> "$LOG"
 fi
-cat "$WORK/install.out" >> "$LOG"
 
 groups=dialout
 for group in gpio spi i2c; do  # the LoRa HAT's SPI and GPIO, where the OS has them
@@ -105,12 +117,12 @@ for tool in voltbook-edge voltbook-fw; do
     ln -sf "/opt/voltbook/current/venv/bin/$tool" "$R/usr/local/bin/$tool"
 done
 
-token='<TOKEN>'
 if [ -f "$FILES/claim.token" ]; then  # passed with --token: off the card, readable by root only
     install -m 0600 "$FILES/claim.token" "$R/etc/voltbook/claim.token" || fail "cannot keep the token"
     rm -f "$FILES/claim.token"
-    token='"$(sudo cat /etc/voltbook/claim.token)"'
 fi
+token='<TOKEN>'
+if [ -f "$R/etc/voltbook/claim.token" ]; then token='"$(sudo cat /etc/voltbook/claim.token)"'; fi
 tell "Voltbook (bundle $(basename "$(readlink "$R/opt/voltbook/current")")) is installed and waits for its identity.
 Log in, then type (the token comes from: voltbook-fw claim --site '$(setting site)'):
 

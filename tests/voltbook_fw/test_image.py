@@ -387,6 +387,17 @@ def test_first_boot_installs_the_bundle_and_leaves_the_box_waiting_for_provision
     log = (boot / "voltbook/firstboot.log").read_text()
     assert "Voltbook (bundle 3) is installed and waits for its identity" in log
 
+    # Power lost after the switch, before the hook went: the next boot runs it again, which
+    # finds bundle 3 running and finishes the job.
+    for name in ("firstrun.sh", "voltbook/bundle.tar", "cmdline.txt"):
+        (boot / name).write_bytes(FatPartition(image, BOOT_AT).read(name) or b"")
+    again = first_boot(boot, root)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "this bundle's version already runs" in again.stdout
+    assert (base / "current").readlink() == Path("versions/3")
+    assert (boot / "cmdline.txt").read_bytes() == CMDLINE
+    assert told in (root / "etc/motd.d/voltbook").read_text()
+
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)

@@ -4,6 +4,10 @@
 fault: tampered, truncated, forged or malformed), never install it. `WrongBox`: a good bundle
 that is not for this box (another architecture or Python, not newer than what runs). `BuildFailed`
 and `InstallFailed`: our side could not finish (pip, disk, a missing wheel).
+
+`ImageError` is the root of `voltbook-fw image`'s own: `NotAPiImage` (the base is something
+else), `AlreadyHooked` (the base was prepared before); an ImageError itself is a bad option or
+mtools failing. The bundle it carries is refused with the bundle errors above.
 """
 
 from __future__ import annotations

@@ -23,14 +23,15 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from voltbook_fw import pi_image
+from voltbook_fw import pi_image, platforms
 from voltbook_fw.cli import main
 from voltbook_fw.errors import AlreadyHooked, BadBundle, ImageError, NotAPiImage, WrongBox
 from voltbook_fw.fat import FatPartition
 from voltbook_fw.image import firstrun_script, make_image
 
 from ledger.chain import NodeKey, public_key_pem
-from tests.voltbook_fw.conftest import ARCH
+
+ARCH = platforms.box_arch()  # conftest's bundles are built for this machine
 
 MTOOLS = all(shutil.which(tool) for tool in ("mformat", "mcopy", "mmd"))
 if not MTOOLS and os.environ.get("REQUIRE_REAL_SERVICES") != "1":
@@ -283,6 +284,15 @@ def test_any_bytes_as_a_base_give_a_partition_or_not_a_pi_image(data: bytes) -> 
         boot = pi_image.find_boot_partition(lambda at, n: data[at : at + n], len(data))
         assert boot.start > 0 and boot.start + boot.size <= len(data)
         assert boot.fat in ("FAT12", "FAT16", "FAT32")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300) | st.text(max_size=100).map(str.encode))
+def test_any_cmdline_bytes_give_a_hooked_line_or_our_refusal(data: bytes) -> None:
+    with contextlib.suppress(NotAPiImage, AlreadyHooked):
+        hooked = pi_image.with_hook(data)
+        assert hooked.endswith(b" " + pi_image.HOOK.encode() + b"\n")
+        assert hooked.count(b"\n") == 1 and hooked.count(b"systemd.run=") == 1
 
 
 def flipped(bundle: Path, out: Path, name: str) -> Path:

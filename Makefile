@@ -24,6 +24,16 @@ $(STAMP): pyproject.toml requirements-edge.txt requirements-cloud.txt
 		echo "chromium could not be installed: the browser tests will be skipped"; \
 	else echo "chromium is missing and this is not root: run 'apt-get install chromium'" \
 		"as root, or the browser tests (tests/web/) are skipped"; fi
+	@# `voltbook-fw image` writes the Pi's FAT boot partition with mtools (no root, no mount).
+	@if command -v mcopy >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's mtools for voltbook-fw image"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mtools >/dev/null 2>&1 || \
+		{ apt-get update -qq >/dev/null 2>&1 && \
+		  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mtools >/dev/null; } || \
+		echo "mtools could not be installed: the image tests will be skipped"; \
+	else echo "mtools is missing and this is not root: run 'apt-get install mtools'" \
+		"as root, or tests/voltbook_fw/test_image.py is skipped"; fi
 	@touch $@
 
 demo: $(STAMP)

@@ -37,7 +37,7 @@ $(STAMP): pyproject.toml requirements-edge.txt requirements-cloud.txt
 	@touch $@
 
 demo: $(STAMP)
-	$(BIN)/python -m demo
+	$(BIN)/python -m demo --live
 
 test: lint typecheck unit
 

@@ -1,0 +1,144 @@
+"""`/console/dashboard`: the figures across every site on one screen, for the roles that may
+see money (staff). Each figure is read the way the API or its reports read it, never summed a
+second way:
+
+| figure                         | from                                                        |
+|--------------------------------|-------------------------------------------------------------|
+| energy and sales, today/month  | the consumption report's totals (`/reports/consumption`:    |
+| and per day of the month       | `reports.queries.consumption` over the rollup), by `day`    |
+| recharges, today/month         | the deposits report's net total (`/reports/deposits`)       |
+| accounts in arrears            | monitoring's `state=arrears` filter (`planner.in_arrears`)  |
+| concentrators offline          | `concentrators.online` (as `/concentrators`)                |
+| read success, last 24 h        | `/alarms/read-success` (`operations.alarms.read_success`)   |
+| open alarms by kind            | `/alarms/counts?cleared=false` (`operations.alarms.counts`) |
+
+The charts (ECharts, `static/dashboard.js`) get their numbers from `data-chart` attributes the
+page writes; no inline script.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import APIRouter, Request, Response
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from cloud.api.common import DbSession, Now
+from cloud.chains.rollups import SITE_ZONE
+from cloud.db import models
+from cloud.operations import alarms
+from cloud.operations.alarms import AlarmFilters, BusSuccess
+from cloud.people.auth import STAFF, Principal
+from cloud.reports import core, queries
+from cloud.reports.core import Window
+from cloud.web import i18n, monitoring
+from cloud.web.chart import kwh_text
+from cloud.web.console import allowed, frame
+from cloud.web.forms import yuan_text
+from cloud.web.i18n import Lang
+from cloud.web.render import page
+
+router = APIRouter(prefix="/console", include_in_schema=False)
+
+Staff = Annotated[Principal, allowed(*STAFF)]
+READ_WINDOW = dt.timedelta(hours=24)
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    wh: int
+    sales_fen: int  # energy sold (the consumption report's fen)
+    recharge_fen: int  # recharges booked, net of corrections (the deposits report's net)
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    today: Period
+    month: Period
+    days: list[tuple[dt.date, int, int]]  # this month's days: (day, Wh, fen)
+    arrears: int
+    nodes: int
+    offline: int
+    read: int
+    attempted: int
+    buses: list[BusSuccess]
+    alarms: list[tuple[str, str, int]]  # (severity, kind, count), the most severe first
+
+    @property
+    def read_percent(self) -> str | None:
+        """`"98.5"`: read / attempted as a percentage, one decimal, rounded down."""
+        if not self.attempted:
+            return None
+        tenths = self.read * 1000 // self.attempted
+        return f"{tenths // 10}.{tenths % 10}"
+
+
+def _period(session: Session, window: Window) -> Period:
+    _, energy = core.totals(session, queries.consumption(queries.Filters(window)))
+    _, paid = core.totals(session, queries.deposits(queries.Filters(window)))
+    return Period(energy["wh"], energy["fen"], paid["net_fen"])
+
+
+def figures(session: Session, now: dt.datetime) -> Figures:
+    today = now.astimezone(SITE_ZONE).date()
+    month = Window(today.replace(day=1), today)
+    by_day = queries.consumption(queries.Filters(month), ("day",))
+    days = [(row["day"], int(row["wh"]), int(row["fen"]))
+            for row in core.stream(session, by_day, sort="day")]  # fmt: skip
+    node = models.Concentrator
+    nodes, online = session.execute(
+        select(func.count(), func.count().filter(node.online.is_(True)))
+    ).one()
+    buses = alarms.read_success(session, now - READ_WINDOW)
+    return Figures(
+        today=_period(session, Window(today, today)),
+        month=_period(session, month),
+        days=days,
+        arrears=monitoring.arrears_accounts(session),
+        nodes=int(nodes),
+        offline=int(nodes) - int(online),
+        read=sum(b.read for b in buses),
+        attempted=sum(b.attempted for b in buses),
+        buses=buses,
+        alarms=alarms.counts(session, AlarmFilters(cleared=False)),
+    )
+
+
+def _charts(found: Figures, t: i18n.Translate) -> dict[str, str]:
+    """Each chart's data as the JSON its `data-chart` attribute carries."""
+
+    def chart(labels: Sequence[str], series: list[dict[str, object]]) -> str:
+        return json.dumps({"labels": list(labels), "series": series}, ensure_ascii=False)
+
+    by_kind: dict[str, int] = {}
+    for _, kind, n in found.alarms:
+        by_kind[kind] = by_kind.get(kind, 0) + n
+    return {
+        "days": chart([d.strftime("%m-%d") for d, _, _ in found.days], [
+            {"name": t("dash_energy_kwh"), "type": "bar",
+             "values": [kwh_text(wh) for _, wh, _ in found.days]},
+            {"name": t("dash_sales_yuan"), "type": "line", "axis": 1,
+             "values": [yuan_text(fen) for _, _, fen in found.days]},
+        ]),
+        "alarms": chart([i18n.term(t, "dash_kind", k) for k in by_kind], [
+            {"name": t("dash_alarms_open"), "type": "bar", "values": list(by_kind.values())},
+        ]),
+        "reads": chart([f"{b.node} {b.bus}" for b in found.buses], [
+            {"name": t("dash_read_percent"), "type": "bar",
+             "values": [round(100 * b.read / b.attempted, 1) if b.attempted else 0
+                        for b in found.buses]},
+        ]),
+    }  # fmt: skip
+
+
+@router.get("/dashboard")
+def dashboard(request: Request, lang: Lang, who: Staff, session: DbSession, now: Now) -> Response:
+    found = figures(session, now)
+    charts = _charts(found, i18n.translator(lang[0]))
+    return page(request, "console/dashboard.html", lang, **frame(request, who), found=found,
+                charts=charts, today=now.astimezone(SITE_ZONE).date())  # fmt: skip

@@ -8,7 +8,8 @@ second way:
 | and per day of the month       | `reports.queries.consumption` over the rollup), by `day`    |
 | recharges, today/month         | the deposits report's net total (`/reports/deposits`)       |
 | accounts in arrears            | monitoring's `state=arrears` filter (`planner.in_arrears`)  |
-| concentrators offline          | `concentrators.online` (as `/concentrators`)                |
+| concentrators offline          | `concentrators.online`, the cloud's chain left out (as      |
+|                                | `/concentrators`)                                           |
 | read success, last 24 h        | `/alarms/read-success` (`operations.alarms.read_success`)   |
 | open alarms by kind            | `/alarms/counts?cleared=false` (`operations.alarms.counts`) |
 
@@ -31,6 +32,7 @@ from sqlalchemy.orm import Session
 from cloud.api.common import DbSession, Now
 from cloud.chains.rollups import SITE_ZONE
 from cloud.db import models
+from cloud.keys import CLOUD_NODE
 from cloud.operations import alarms
 from cloud.operations.alarms import AlarmFilters, BusSuccess
 from cloud.people.auth import STAFF, Principal
@@ -92,7 +94,9 @@ def figures(session: Session, now: dt.datetime) -> Figures:
             for row in core.stream(session, by_day, sort="day")]  # fmt: skip
     node = models.Concentrator
     nodes, online = session.execute(
-        select(func.count(), func.count().filter(node.online.is_(True)))
+        select(func.count(), func.count().filter(node.online.is_(True))).where(
+            node.node != CLOUD_NODE  # the cloud's own chain is no concentrator
+        )
     ).one()
     buses = alarms.read_success(session, now - READ_WINDOW)
     return Figures(

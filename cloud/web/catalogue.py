@@ -318,7 +318,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "user_not_found": ("找不到这个用户。", "There is no such user."),
     "oplog_operator": ("操作员", "Operator"),
-    "oplog_of_user": ("查看此用户的操作日志", "This user's entries in the operator log"),
+    "oplog_of_user": ("操作日志中关于此用户的记录", "Operator log entries about this user"),
+    "oplog_about": ("只显示关于 {target} 的记录。", "Only the entries about {target}."),
     "date_from": ("开始日期", "From"),
     "date_to": ("结束日期", "To"),
     "date_bad": (

@@ -62,7 +62,7 @@ class Period:
 class Figures:
     today: Period
     month: Period
-    days: list[tuple[dt.date, int, int]]  # this month's days: (day, Wh, fen)
+    days: list[tuple[dt.date, int, int]]  # each day of the month to today: (day, Wh, fen)
     arrears: int
     nodes: int
     offline: int
@@ -90,8 +90,10 @@ def figures(session: Session, now: dt.datetime) -> Figures:
     today = now.astimezone(SITE_ZONE).date()
     month = Window(today.replace(day=1), today)
     by_day = queries.consumption(queries.Filters(month), ("day",))
-    days = [(row["day"], int(row["wh"]), int(row["fen"]))
-            for row in core.stream(session, by_day, sort="day")]  # fmt: skip
+    used = {row["day"]: (int(row["wh"]), int(row["fen"]))
+            for row in core.stream(session, by_day, sort="day")}  # fmt: skip
+    every = (month.first + dt.timedelta(days=n) for n in range((today - month.first).days + 1))
+    days = [(day, *used.get(day, (0, 0))) for day in every]
     node = models.Concentrator
     nodes, online = session.execute(
         select(func.count(), func.count().filter(node.online.is_(True))).where(
@@ -116,8 +118,9 @@ def figures(session: Session, now: dt.datetime) -> Figures:
 def _charts(found: Figures, t: i18n.Translate) -> dict[str, str]:
     """Each chart's data as the JSON its `data-chart` attribute carries."""
 
-    def chart(labels: Sequence[str], series: list[dict[str, object]]) -> str:
-        return json.dumps({"labels": list(labels), "series": series}, ensure_ascii=False)
+    def chart(labels: Sequence[str], series: list[dict[str, object]], whole: bool = False) -> str:
+        data = {"labels": list(labels), "series": series, "whole": whole}  # whole: counts
+        return json.dumps(data, ensure_ascii=False)
 
     by_kind: dict[str, int] = {}
     for _, kind, n in found.alarms:
@@ -131,7 +134,7 @@ def _charts(found: Figures, t: i18n.Translate) -> dict[str, str]:
         ]),
         "alarms": chart([i18n.term(t, "dash_kind", k) for k in by_kind], [
             {"name": t("dash_alarms_open"), "type": "bar", "values": list(by_kind.values())},
-        ]),
+        ], whole=True),
         "reads": chart([f"{b.node} {b.bus}" for b in found.buses], [
             {"name": t("dash_read_percent"), "type": "bar",
              "values": [round(100 * b.read / b.attempted, 1) if b.attempted else 0

@@ -8,7 +8,8 @@ with the check of its hash chain — through the services `/users` and `/operato
     POST /console/people/{name}           role, display name, enabled (`user.update`)
     POST /console/people/{name}/password  set a password (`user.password_reset`; sessions end)
     POST /console/people/{name}/unlock    lift a lockout (`user.unlock`)
-    GET  /console/oplog?user=&since=&until=&verify=1   the log, newest first; `verify` walks
+    GET  /console/oplog?user=&target=&since=&until=&verify=1   the log, newest first (by
+                                          operator, target and days); `verify` walks
                                           the chain (`/operator-log/verify`), on demand: it
                                           reads every row
 
@@ -259,6 +260,7 @@ def operator_log(  # noqa: PLR0917 (the log's filters)
     session: DbSession,
     key: CloudKey,
     user: Annotated[str, Query(max_length=64)] = "",
+    target: Annotated[str, Query(max_length=200)] = "",
     since: Day = "",
     until: Day = "",
     verify: Annotated[int, Query(ge=0, le=1)] = 0,
@@ -269,13 +271,15 @@ def operator_log(  # noqa: PLR0917 (the log's filters)
         raise PageError("date_order", 422)
     query = oplog.entries(
         user=user.strip() or None,
+        target=target.strip() or None,
         since=Window(first, first).start if first else None,
         until=Window(last, last).end if last else None,
         sort="-seq",
     )
     total = count(session, query)
     rows = list(session.scalars(query.limit(PAGE_SIZE).offset(offset)))
-    filters = {k: v for k, v in (("user", user.strip()), ("since", since), ("until", until)) if v}
+    asked = (("user", user.strip()), ("target", target.strip()), ("since", since), ("until", until))
+    filters = {k: v for k, v in asked if v}
 
     def link(**changes: object) -> str:
         merged = {**filters, **{k: str(v) for k, v in changes.items()}}

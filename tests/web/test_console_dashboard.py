@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -157,12 +156,15 @@ def test_the_charts_carry_the_same_numbers(client: TestClient, world: World) -> 
     by_day = client.get("/reports/consumption", params={
         "from": "2026-11-01", "to": TODAY, "group": "day", "sort": "day"},
         headers=bearer(token)).json()["items"]  # fmt: skip
-    assert days["labels"] == [d["day"][5:] for d in by_day]
+    assert days["labels"] == [f"11-{n:02d}" for n in range(1, 25)]  # every day to today
+    used = {d["day"][5:]: d for d in by_day}
+    assert len(used) == 2  # the 10th and today
     energy, sales = days["series"]
-    assert energy["values"] == [f"{d['wh'] // 1000}.{d['wh'] % 1000 // 100}" for d in by_day]
-    assert sales["values"] == [f"{d['fen'] // 100}.{d['fen'] % 100:02d}" for d in by_day]
-    assert sum(alarms["series"][0]["values"]) == client.get(
-        "/alarms/counts", params={"cleared": "false"}, headers=bearer(token)).json()["total"]
+    for label, kwh, yuan in zip(days["labels"], energy["values"], sales["values"], strict=True):
+        wh, fen = (used[label]["wh"], used[label]["fen"]) if label in used else (0, 0)
+        assert (kwh, yuan) == (f"{wh // 1000}.{wh % 1000 // 100}", f"{fen // 100}.{fen % 100:02d}")
+    counts = client.get("/alarms/counts", params={"cleared": "false"}, headers=bearer(token))
+    assert sum(alarms["series"][0]["values"]) == counts.json()["total"]
     assert len(reads["labels"]) == 3  # rs485-1, rs485-2, lora-1
     assert "<script>" not in html
 

@@ -24,7 +24,7 @@ from tests.cloud.api.conftest import bearer, issue_token
 from tests.web.console_world import STAFF_USERS, add_staff_and_readings
 from tests.web.html import csrf_of
 from tests.web.test_console_pages import log_in
-from tests.web.world import MERCHANT, NOW, PASSWORD, World
+from tests.web.world import MERCHANT, NOW, World
 
 ADMIN = STAFF_USERS[Role.ADMIN]
 NEW_PASSWORD = "a-new-secret-2026"
@@ -135,8 +135,8 @@ def test_role_name_and_state_change_and_the_users_sessions_end(
     admin: TestClient, world: World
 ) -> None:
     token = issue_token(world.engine, "op-1")
-    answer = _post(admin, "/console/people/op-1", "/console/people/op-1", role="auditor",
-                   display_name="李审计", account="")  # fmt: skip  (no `active`: unticked)
+    page = "/console/people/op-1"  # the form without `active`: the box unticked
+    answer = _post(admin, page, page, role="auditor", display_name="李审计", account="")
     assert answer.headers["location"] == "/console/people/op-1?done=saved"
     changed = _user(world, "op-1")
     assert changed is not None
@@ -180,8 +180,9 @@ def test_a_lockout_is_lifted_and_a_password_set(client: TestClient, world: World
         "failed_logins": 0, "locked_until": None})  # fmt: skip
     assert 'id="unlock"' not in client.get("/console/people/aud-c").text
     # A password too short or typed differently twice is refused; then one is set.
+    mistyped = NEW_PASSWORD + "x"
     for first, second, told in (("short", "short", "密码太短"),
-                                (NEW_PASSWORD, NEW_PASSWORD + "x", "两次输入的密码不一致")):  # fmt: skip
+                                (NEW_PASSWORD, mistyped, "两次输入的密码不一致")):  # fmt: skip
         refused = _post(client, "/console/people/aud-c/password", "/console/people/aud-c",
                         password=first, password2=second)  # fmt: skip
         assert refused.status_code == 422 and told in refused.text
@@ -239,6 +240,10 @@ def test_the_operator_log_is_filtered_and_its_chain_checked_as_the_api_does(
                      headers=bearer(token)).json()  # fmt: skip
     mine = client.get("/console/oplog", params={"user": "op-1"}).text
     assert sorted(_seqs(mine)) == sorted(e["seq"] for e in api["items"]) and api["items"]
+    about = client.get("/operator-log", params={"target": "user:aud-c", "limit": 500},
+                       headers=bearer(token)).json()["items"]  # fmt: skip
+    page = client.get("/console/oplog", params={"target": "user:aud-c"}).text
+    assert sorted(_seqs(page)) == sorted(e["seq"] for e in about) and about
     day = NOW.date().isoformat()  # NOW is 17:00 in Shanghai: the same day there
     api_day = client.get("/operator-log", params={
         "from": f"{day}T00:00:00+08:00", "to": f"{day}T23:59:59.999999+08:00", "limit": 500,
@@ -257,4 +262,3 @@ def test_the_operator_log_is_filtered_and_its_chain_checked_as_the_api_does(
                         .values(action="tampered"))  # fmt: skip
     broken = client.get("/console/oplog", params={"verify": 1}).text
     assert 'data-ok="false"' in broken and "row 2 was altered" in broken
-

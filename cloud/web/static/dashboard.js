@@ -1,6 +1,7 @@
-/* The dashboard's charts: each element with `data-chart` (JSON the page wrote: labels, and
-   series of {name, type: bar|line, values, axis: 0|1}) becomes an ECharts chart; a series on
-   axis 1 gets a second value axis on the right. No inline script (the CSP forbids it); ES5. */
+/* The dashboard's charts: each element with `data-chart` (JSON the page wrote: labels, series
+   of {name, type: bar|line, values, axis: 0|1}, and `whole` for counts) becomes an ECharts
+   chart; a series on axis 1 gets a second value axis on the right. No inline script (the CSP
+   forbids it); ES5. */
 (function () {
   "use strict";
   var COLOURS = ["#0b6e4f", "#c0582b", "#3c6fb0"];
@@ -17,7 +18,7 @@
       return { name: s.name, type: s.type, data: s.values, yAxisIndex: s.axis || 0,
                itemStyle: { color: COLOURS[i % COLOURS.length] }, barMaxWidth: 28 };
     });
-    var axes = [{ type: "value" }];
+    var axes = [{ type: "value", minInterval: data.whole ? 1 : 0 }];
     if (twoAxes) {
       axes.push({ type: "value", splitLine: { show: false } });
     }

@@ -269,6 +269,8 @@ def operator_log(  # noqa: PLR0917 (the log's filters)
     first, last = _day(since), _day(until)
     if first and last and first > last:
         raise PageError("date_order", 422)
+    # First: the walk detaches what the session holds (`oplog.verify` reads in batches).
+    verdict = chain_verdict(request, session, key) if verify else None
     query = oplog.entries(
         user=user.strip() or None,
         target=target.strip() or None,
@@ -285,7 +287,6 @@ def operator_log(  # noqa: PLR0917 (the log's filters)
         merged = {**filters, **{k: str(v) for k, v in changes.items()}}
         return "/console/oplog?" + urlencode(merged)
 
-    verdict = chain_verdict(request, session, key) if verify else None
     return page(request, "console/oplog.html", lang, **frame(request, who), rows=rows,
                 total=total, offset=offset, size=PAGE_SIZE, filters=filters, link=link,
                 verdict=verdict, change_text=change_text,

@@ -174,7 +174,7 @@ def _user_page(at: Screen, name: str, *, done: str = "", error: str | None = Non
         raise PageError("user_not_found", 404)
     return page(at.request, "console/person.html", at.lang, status=status,
                 **frame(at.request, at.who), user=user, roles=ROLES,
-                locked=_locked(user, at.now), done=done, error=error,
+                locked=_locked(user, at.now), done=f"done_{done}" if done else "", error=error,
                 min_password=auth.MIN_PASSWORD)  # fmt: skip
 
 

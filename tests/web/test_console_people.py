@@ -20,6 +20,7 @@ from cloud.app import create_app
 from cloud.db.auth import OperatorLogEntry, User
 from cloud.people import auth
 from cloud.people.auth import STAFF, Role
+from cloud.web import catalogue, console_people
 from tests.cloud.api.conftest import bearer, issue_token
 from tests.web.console_world import STAFF_USERS, add_staff_and_readings
 from tests.web.html import csrf_of
@@ -262,3 +263,7 @@ def test_the_operator_log_is_filtered_and_its_chain_checked_as_the_api_does(
                         .values(action="tampered"))  # fmt: skip
     broken = client.get("/console/oplog", params={"verify": 1}).text
     assert 'data-ok="false"' in broken and "row 2 was altered" in broken
+
+
+def test_what_a_form_did_is_said_in_words() -> None:
+    assert {f"done_{done}" for done in console_people.DONE} <= set(catalogue.MESSAGES)

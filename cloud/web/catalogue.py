@@ -364,6 +364,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "dash_no_alarms": ("没有未消除的告警。", "No open alarm."),
     "dash_reads_title": ("各集中器抄表成功率(24小时)", "Read success per bus (24 h)"),
     "dash_no_rounds": ("24小时内没有抄表记录。", "No read rounds in the last 24 hours."),
+    "dash_sites_title": ("各站点", "Sites"),
+    "dash_site": ("站点", "Site"),
     "dash_kind": ("类型", "Kind"),
     "dash_severity": ("级别", "Severity"),
     "dash_count": ("数量", "Count"),

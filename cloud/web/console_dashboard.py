@@ -12,6 +12,10 @@ second way:
 |                                | `/concentrators`)                                           |
 | read success, last 24 h        | `/alarms/read-success` (`operations.alarms.read_success`)   |
 | open alarms by kind            | `/alarms/counts?cleared=false` (`operations.alarms.counts`) |
+| per site: concentrators, read  | the same, with the API's `site` filter (`alarms.site_nodes`:|
+| success, open alarms           | the concentrators serving the site's shops and meters)      |
+
+Energy and money are not split by site: the reports have no site filter to split them by.
 
 The charts (ECharts, `static/dashboard.js`) get their numbers from `data-chart` attributes the
 page writes; no inline script.
@@ -32,6 +36,7 @@ from sqlalchemy.orm import Session
 from cloud.api.common import DbSession, Now
 from cloud.chains.rollups import SITE_ZONE
 from cloud.db import models
+from cloud.db import registry as reg
 from cloud.keys import CLOUD_NODE
 from cloud.operations import alarms
 from cloud.operations.alarms import AlarmFilters, BusSuccess
@@ -59,6 +64,17 @@ class Period:
 
 
 @dataclass(frozen=True, slots=True)
+class SiteRow:
+    id: int
+    name: str
+    nodes: int
+    offline: int
+    read: int
+    attempted: int
+    alarms: int  # open
+
+
+@dataclass(frozen=True, slots=True)
 class Figures:
     today: Period
     month: Period
@@ -70,20 +86,47 @@ class Figures:
     attempted: int
     buses: list[BusSuccess]
     alarms: list[tuple[str, str, int]]  # (severity, kind, count), the most severe first
+    sites: list[SiteRow]
 
-    @property
-    def read_percent(self) -> str | None:
-        """`"98.5"`: read / attempted as a percentage, one decimal, rounded down."""
-        if not self.attempted:
-            return None
-        tenths = self.read * 1000 // self.attempted
-        return f"{tenths // 10}.{tenths % 10}"
+
+def percent(read: int, attempted: int) -> str | None:
+    """`"98.5"`: read / attempted as a percentage, one decimal, rounded down; None for none."""
+    if not attempted:
+        return None
+    tenths = read * 1000 // attempted
+    return f"{tenths // 10}.{tenths % 10}"
 
 
 def _period(session: Session, window: Window) -> Period:
     _, energy = core.totals(session, queries.consumption(queries.Filters(window)))
     _, paid = core.totals(session, queries.deposits(queries.Filters(window)))
     return Period(energy["wh"], energy["fen"], paid["net_fen"])
+
+
+def _nodes(session: Session, site: str | None = None) -> tuple[int, int]:
+    """(concentrators, of them offline), the cloud's own chain left out (as `/concentrators`)."""
+    node = models.Concentrator
+    query = select(func.count(), func.count().filter(node.online.is_(False))).where(
+        node.node != CLOUD_NODE
+    )
+    if site is not None:
+        query = query.where(node.node.in_(alarms.site_nodes(site)))
+    total, offline = session.execute(query).one()
+    return int(total), int(offline)
+
+
+def _sites(session: Session, since: dt.datetime) -> list[SiteRow]:
+    rows = []
+    for site_id, name in session.execute(
+        select(reg.Site.id, reg.Site.name).order_by(reg.Site.name)
+    ):
+        nodes, offline = _nodes(session, name)
+        buses = alarms.read_success(session, since, site=name)
+        open_alarms = alarms.counts(session, AlarmFilters(site=name, cleared=False))
+        rows.append(SiteRow(site_id, name, nodes, offline, sum(b.read for b in buses),
+                            sum(b.attempted for b in buses),
+                            sum(n for _, _, n in open_alarms)))  # fmt: skip
+    return rows
 
 
 def figures(session: Session, now: dt.datetime) -> Figures:
@@ -94,24 +137,20 @@ def figures(session: Session, now: dt.datetime) -> Figures:
             for row in core.stream(session, by_day, sort="day")}  # fmt: skip
     every = (month.first + dt.timedelta(days=n) for n in range((today - month.first).days + 1))
     days = [(day, *used.get(day, (0, 0))) for day in every]
-    node = models.Concentrator
-    nodes, online = session.execute(
-        select(func.count(), func.count().filter(node.online.is_(True))).where(
-            node.node != CLOUD_NODE  # the cloud's own chain is no concentrator
-        )
-    ).one()
+    nodes, offline = _nodes(session)
     buses = alarms.read_success(session, now - READ_WINDOW)
     return Figures(
         today=_period(session, Window(today, today)),
         month=_period(session, month),
         days=days,
         arrears=monitoring.arrears_accounts(session),
-        nodes=int(nodes),
-        offline=int(nodes) - int(online),
+        nodes=nodes,
+        offline=offline,
         read=sum(b.read for b in buses),
         attempted=sum(b.attempted for b in buses),
         buses=buses,
         alarms=alarms.counts(session, AlarmFilters(cleared=False)),
+        sites=_sites(session, now - READ_WINDOW),
     )
 
 
@@ -148,4 +187,5 @@ def dashboard(request: Request, lang: Lang, who: Staff, session: DbSession, now:
     found = figures(session, now)
     charts = _charts(found, i18n.translator(lang[0]))
     return page(request, "console/dashboard.html", lang, **frame(request, who), found=found,
-                charts=charts, today=now.astimezone(SITE_ZONE).date())  # fmt: skip
+                charts=charts, today=now.astimezone(SITE_ZONE).date(),
+                percent=percent)  # fmt: skip

@@ -142,6 +142,22 @@ def test_every_figure_is_the_apis(client: TestClient, world: World) -> None:
                        r'</td><td class="num">(\d+)<', html)  # fmt: skip
     assert shown == [(g["kind"], g["severity"], str(g["count"])) for g in counts["groups"]]
     assert "bus_down" in {g["kind"] for g in counts["groups"]}
+    sites = {
+        name: dict(re.findall(r'data-(offline|nodes|read|attempted|alarms)="(\d+)"', row))
+        for name, row in re.findall(r'<tr data-site="([^"]+)">(.*?)</tr>', html, re.S)
+    }
+    assert set(sites) == {"Market", "Empty"}  # the registry's sites
+    for name, shown_site in sites.items():
+        buses = client.get("/alarms/read-success", params={"site": name},
+                           headers=bearer(token)).json()  # fmt: skip
+        opened = client.get("/alarms/counts", params={"site": name, "cleared": "false"},
+                            headers=bearer(token)).json()  # fmt: skip
+        assert shown_site["read"] == str(sum(b["read"] for b in buses))
+        assert shown_site["attempted"] == str(sum(b["attempted"] for b in buses))
+        assert shown_site["alarms"] == str(opened["total"])
+    # Both concentrators serve the market's shops; the empty site has none.
+    assert (sites["Market"]["nodes"], sites["Market"]["offline"]) == (str(len(nodes)), "1")
+    assert (sites["Market"]["attempted"], sites["Empty"]["nodes"]) == ("9", "0")
     arrears = client.get("/console/monitoring", params={"state": "arrears", "size": 100}).text
     accounts = set(re.findall(r'data-account="([^"]+)"', arrears))
     assert _text(html, "arrears") == str(len(accounts))

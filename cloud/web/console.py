@@ -37,6 +37,7 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 # (catalogue key, path, roles that may open it): the menu shows a role only its own rows.
 MENU: tuple[tuple[str, str, tuple[Role, ...]], ...] = (
     ("menu_monitoring", "/console/monitoring", READ_ALL),
+    ("menu_alarms", "/console/alarms", READ_ALL),
 )
 Form = Annotated[dict[str, str], Depends(read_form)]
 Text = Annotated[str, Query(max_length=monitoring.MAX_Q)]

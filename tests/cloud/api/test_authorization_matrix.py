@@ -71,6 +71,11 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("POST", "/console/logout"): PAGE,
     ("GET", "/console/monitoring"): PAGE,
     ("GET", "/console/meters/{address}"): PAGE,
+    ("GET", "/console/events"): PAGE,
+    ("GET", "/console/alarms"): PAGE,
+    ("POST", "/console/alarms/{alarm_id}/acknowledge"): PAGE,
+    ("GET", "/console/alarms/settings"): PAGE,
+    ("POST", "/console/alarms/settings"): PAGE,
     ("POST", "/auth/login"): PUBLIC,
     ("POST", "/provision"): PUBLIC,  # a claim token is its permission (cloud.api.claims)
     ("POST", "/claims"): FIELD,

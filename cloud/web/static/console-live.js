@@ -257,6 +257,7 @@
       var hello = data(event);
       words = hello.words;
       prefs = hello;
+      document.body.setAttribute("data-live", "open");
       draw();
     });
     source.addEventListener("alarms", function (event) {

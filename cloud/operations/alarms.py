@@ -113,21 +113,21 @@ def last_id(session: Session) -> int:
     return int(session.scalar(select(func.max(Alarm.id))) or 0)
 
 
-def places(session: Session, rows: Sequence[Alarm]) -> dict[int, tuple[str, str]]:
-    """(building, floor) of each alarm whose account or shop its node reports, by alarm id;
-    an alarm with neither (a bus, a node, the cloud's) has no place."""
+def places(session: Session, rows: Sequence[Alarm]) -> dict[int, tuple[str, str, str]]:
+    """(building, floor, shop) of each alarm whose account or shop its node reports, by alarm
+    id; an alarm with neither (a bus, a node, the cloud's) has no place."""
     nodes = sorted({a.node for a in rows if a.node and (a.account or a.shop)})
     if not nodes:
         return {}
-    by_account: dict[tuple[str, str], tuple[str, str]] = {}
-    by_shop: dict[tuple[str, str], tuple[str, str]] = {}
+    by_account: dict[tuple[str, str], tuple[str, str, str]] = {}
+    by_shop: dict[tuple[str, str], tuple[str, str, str]] = {}
     for node, account, shop, building, floor in session.execute(
         select(ReportedAccount.node, ReportedAccount.account, ReportedAccount.shop,
                ReportedAccount.building, ReportedAccount.floor)
         .where(ReportedAccount.node.in_(nodes))
     ):  # fmt: skip
-        by_account[node, account] = (building, floor)
-        by_shop.setdefault((node, shop), (building, floor))
+        by_account[node, account] = (building, floor, shop)
+        by_shop.setdefault((node, shop), (building, floor, shop))
     found = {}
     for a in rows:
         place = by_account.get((a.node, a.account)) or by_shop.get((a.node, a.shop))

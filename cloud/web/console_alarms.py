@@ -18,6 +18,7 @@ and per worker: a fourth replaces the oldest (`live.Pace.streams_per_session`).
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 from collections.abc import AsyncIterator
 from itertools import groupby
@@ -132,18 +133,19 @@ def alarms_page(  # noqa: PLR0917 (the screen's filters)
     lang: Lang,
     who: Staff,
     session: DbSession,
+    now: Now,
     kind: Annotated[str, Query(max_length=64)] = "",
     severity: Annotated[str, Query(pattern="^(|info|warning|critical)$")] = "",
     acknowledged: Annotated[str, Query(pattern="^(|yes|no)$")] = "no",
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> Response:
     chosen = {"kind": kind, "severity": severity, "acknowledged": acknowledged}
-    return _screen(request, lang, who, session, chosen, offset=offset)
+    return _screen(request, lang, who, session, chosen, now=now, offset=offset)
 
 
 def _screen(request: Request, lang: tuple[str, bool], who: Principal, session: Any,
-            chosen: dict[str, str], *, offset: int = 0, error: str | None = None,
-            status: int = 200) -> Response:  # fmt: skip
+            chosen: dict[str, str], *, now: dt.datetime, offset: int = 0,
+            error: str | None = None, status: int = 200) -> Response:  # fmt: skip
     """The alarms matching `chosen` (kind, severity, acknowledged: yes/no/empty), newest first,
     a page of them grouped by building and floor (those with no place last)."""
     query = {k: v for k, v in chosen.items() if v}
@@ -154,9 +156,14 @@ def _screen(request: Request, lang: tuple[str, bool], who: Principal, session: A
         alarms.listed(filters, newest_first=True).limit(PAGE_SIZE).offset(offset)
     ))  # fmt: skip
     places = alarms.places(session, rows)
-    ordered = sorted(rows, key=lambda a: (a.id not in places, places.get(a.id, ("", ""))))
-    groups = [(place, list(items)) for place, items in
-              groupby(ordered, key=lambda a: places.get(a.id))]  # fmt: skip
+
+    def floor_of(alarm: Alarm) -> tuple[str, str] | None:
+        place = places.get(alarm.id)
+        return None if place is None else place[:2]
+
+    ordered = sorted(rows, key=lambda a: (a.id not in places, floor_of(a) or ("", "")))
+    groups = [(floor, list(items)) for floor, items in groupby(ordered, key=floor_of)]
+    shops = {i: shop for i, (_, _, shop) in places.items()}
 
     def link(**changes: object) -> str:
         return "/console/alarms?" + urlencode({**query, **{k: str(v) for k, v in changes.items()}})
@@ -166,7 +173,7 @@ def _screen(request: Request, lang: tuple[str, bool], who: Principal, session: A
                 groups=groups, total=total or 0, offset=offset, size=PAGE_SIZE,
                 kinds=_kinds(session), severities=SEVERITIES, chosen=chosen, link=link,
                 may_ack=who.role in FIELD, error=error, kind_name=live.kind_name,
-                back=urlencode(query),
+                back=urlencode(query), shops=shops, printed=now,
                 lang_link=link(lang=other))  # fmt: skip
 
 
@@ -216,7 +223,7 @@ def acknowledge(  # noqa: PLR0917 (FastAPI's dependencies)
         query = urlencode({k: v for k, v in chosen.items() if v})
         return RedirectResponse(f"/console/alarms?{query}", status_code=303)
     status = 409 if error == "alarm_acknowledged_already" else 422
-    return _screen(request, lang, who, session, chosen, error=error, status=status)
+    return _screen(request, lang, who, session, chosen, now=now, error=error, status=status)
 
 
 # -- the pop-up's preferences -----------------------------------------------------------------

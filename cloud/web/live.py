@@ -275,7 +275,7 @@ class Live:
 _LEEWAY = dt.timedelta(seconds=1)
 
 
-def place_text(t: i18n.Translate, place: tuple[str, str] | None, row: Alarm) -> str:
+def place_text(t: i18n.Translate, place: tuple[str, ...] | None, row: Alarm) -> str:
     if place is not None and (place[0] or place[1]):
         return f"{place[0]} {place[1]}".strip()
     if row.node:
@@ -287,10 +287,11 @@ def kind_name(t: i18n.Translate, kind: str) -> str:
     return i18n.term(t, "alarm_kind", kind)
 
 
-def _alarm(row: Alarm, place: tuple[str, str] | None, t: i18n.Translate) -> dict[str, Any]:
+def _alarm(row: Alarm, place: tuple[str, ...] | None, t: i18n.Translate) -> dict[str, Any]:
     return {"id": row.id, "kind": row.kind, "kind_name": kind_name(t, row.kind),
             "severity": row.severity, "place": place_text(t, place, row),
-            "shop": row.shop or "", "meter": row.meter or "", "node": row.node or ""}  # fmt: skip
+            "shop": row.shop or (place[2] if place else ""), "meter": row.meter or "",
+            "node": row.node or ""}  # fmt: skip
 
 
 def _values(row: MeterRow, t: i18n.Translate, money: bool) -> dict[str, Any]:

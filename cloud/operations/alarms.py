@@ -119,8 +119,8 @@ def places(session: Session, rows: Sequence[Alarm]) -> dict[int, tuple[str, str,
     nodes = sorted({a.node for a in rows if a.node and (a.account or a.shop)})
     if not nodes:
         return {}
-    by_account: dict[tuple[str, str], tuple[str, str, str]] = {}
-    by_shop: dict[tuple[str, str], tuple[str, str, str]] = {}
+    by_account: dict[tuple[str | None, str | None], tuple[str, str, str]] = {}
+    by_shop: dict[tuple[str | None, str | None], tuple[str, str, str]] = {}
     for node, account, shop, building, floor in session.execute(
         select(ReportedAccount.node, ReportedAccount.account, ReportedAccount.shop,
                ReportedAccount.building, ReportedAccount.floor)

@@ -19,7 +19,7 @@ from tests.cloud.api.conftest import M1, M9, NODE, OTHER, reading
 from tests.cloud.fake_edge import ms
 from tests.web.conftest import Served
 from tests.web.console_world import add_staff_and_readings
-from tests.web.test_console_browser import LAPTOP, _desk, log_in
+from tests.web.test_console_browser import LAPTOP, TABLET, _desk, log_in
 from tests.web.world import NOW
 
 pytestmark = pytest.mark.slow
@@ -88,7 +88,7 @@ def test_low_balance_alarms_pop_up_grouped_by_floor_and_are_acknowledged(
 
 
 def test_a_reading_changes_the_table_in_place_and_the_latency_is_measured(
-    desk: Any, staffed: Served
+    desk: Any, staffed: Served, shots: Path
 ) -> None:
     log_in(desk)
     desk.wait_for_selector("body[data-live=open]")
@@ -115,3 +115,10 @@ def test_a_reading_changes_the_table_in_place_and_the_latency_is_measured(
           f" ms; commit → on screen: median "
           f"{statistics.median(b for _, b in latencies) * 1000:.0f} ms")  # fmt: skip
     assert worst < 2.0
+    desk.goto("/console/alarms?lang=en&acknowledged=")
+    desk.wait_for_selector("h1:has-text('Alarms')")
+    desk.screenshot(path=shots / "c24-alarms-en.png", full_page=True)
+    desk.set_viewport_size(TABLET)
+    desk.goto("/console/alarms?lang=zh")
+    desk.screenshot(path=shots / "c25-alarms-tablet.png", full_page=True)
+    assert desk.evaluate("document.documentElement.scrollWidth") <= TABLET["width"]

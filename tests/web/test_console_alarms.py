@@ -25,10 +25,11 @@ from cloud.db.auth import OperatorLogEntry
 from cloud.db.console import AlarmPrefs
 from cloud.db.engine import session_factory
 from cloud.notices import sources
+from cloud.people import auth
 from cloud.people.auth import Role
 from cloud.web import catalogue, live
 from cloud.web.forms import yuan_text
-from tests.cloud.api.conftest import M1, M3, NODE, OTHER, reading
+from tests.cloud.api.conftest import M1, M3, NODE, OTHER, issue_token, reading
 from tests.cloud.fake_edge import ms
 from tests.web.console_world import STAFF_USERS, add_staff_and_readings, take_offline
 from tests.web.html import csrf_of
@@ -123,10 +124,17 @@ def test_a_reconnect_resumes_after_its_last_event_id(client: TestClient, world: 
     with client.stream("GET", "/console/events", headers={"Last-Event-ID": cursor}) as stream:
         got = read_events(stream.iter_lines(), "alarms")
     assert [a["kind"] for a in got[-1][2]] == ["malicious_load"]
+    # a reading stored while no stream was open: a resumed stream sends it, a fresh one not
+    ack = world.site.upload(NODE, readings=[reading(M1, NOW - dt.timedelta(minutes=2), 124_500)])
+    assert ack.status.value == "ok"
+    with client.stream("GET", "/console/events", headers={"Last-Event-ID": cursor}) as stream:
+        values = read_events(stream.iter_lines(), "values")[-1]
+    assert values[1] == "values"
+    assert {v["meter"]: v["register"] for v in values[2]}[M1] == "124.5"
     # a page newly loaded passes its predecessor's cursor the same way
     with client.stream("GET", f"/console/events?last={cursor}") as stream:
         assert read_events(stream.iter_lines(), "alarms")[-1][1] == "alarms"
-    # a fresh stream starts at what is stored: nothing old pops up, only beats
+    # a fresh stream starts at what is stored: nothing old pops up or is sent, only beats
     with client.stream("GET", "/console/events") as stream:
         names = [name for _, name, _ in read_events(stream.iter_lines(), "beat")]
     assert names == ["hello", "beat"]
@@ -265,3 +273,38 @@ def test_an_auditor_reads_alarms_but_may_not_acknowledge(client: TestClient) -> 
     answer = client.post("/console/alarms/1/acknowledge",
                          data={"csrf": csrf_of(page.text), "note": "seen"})  # fmt: skip
     assert answer.status_code == 403
+
+
+def test_an_alarm_id_skipped_over_is_still_sent_when_its_transaction_commits(
+    world: World,
+) -> None:
+    """Ids come from a sequence: a smaller one may commit after a larger one was seen."""
+    add_staff_and_readings(world)
+    token = issue_token(world.engine, "op-1")
+    moment = [0.0]
+    with Session(world.engine) as session:
+        who = auth.authenticate(session, token, "127.0.0.1", NOW)
+        stream = live.Live(token, "127.0.0.1", who, "zh", live.Prefs(), lambda: moment[0])
+        stream.start(session, NOW, None)
+    first = stream.alarm
+
+    def stored(alarm_id: int) -> None:
+        with session_factory(world.engine).begin() as session:
+            session.add(models.Alarm(id=alarm_id, node=NODE, kind="low_balance", detail="",
+                                     facts={}, time=NOW, cleared=False, note="",
+                                     account="A0001", severity="warning"))  # fmt: skip
+
+    def sent() -> list[int]:
+        with Session(world.engine) as session:
+            events = stream.tick(session, NOW)
+        return [a["id"] for e in events if "event: alarms" in e
+                for a in json.loads(e.split("data: ", 1)[1])]  # fmt: skip
+
+    stored(first + 2)  # committed first
+    assert sent() == [first + 2] and stream.gaps.keys() == {first + 1}
+    stored(first + 1)  # the slower transaction
+    assert sent() == [first + 1] and not stream.gaps
+    stored(first + 4)
+    assert sent() == [first + 4]
+    moment[0] = live.PACE.gap_wait + 1  # first + 3 never came (a rollback): forgotten
+    assert sent() == [] and not stream.gaps

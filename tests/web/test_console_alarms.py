@@ -116,6 +116,20 @@ def test_the_feed_pushes_alarms_grouped_by_place_and_values_as_ingested(
     assert int(hello_id.split("-")[0]) < alarms[0]["id"]
 
 
+def test_an_installer_gets_values_without_balances(client: TestClient, world: World) -> None:
+    log_in(client, STAFF_USERS[Role.INSTALLER])  # `/accounts` refuses installers the money
+    with client.stream("GET", "/console/events") as stream:
+        lines = stream.iter_lines()
+        read_events(lines, "hello")
+        ack = world.site.upload(
+            NODE, readings=[reading(M1, NOW - dt.timedelta(minutes=1), 125_000)]
+        )
+        assert ack.status.value == "ok"
+        values = read_events(lines, "values")[-1][2]
+    assert values and all("balance" not in v and "arrears" not in v for v in values)
+    assert {v["meter"]: v["register"] for v in values}[M1] == "125.0"
+
+
 def test_a_reconnect_resumes_after_its_last_event_id(client: TestClient, world: World) -> None:
     log_in(client, "op-1")
     with client.stream("GET", "/console/events") as stream:

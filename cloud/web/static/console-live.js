@@ -200,7 +200,7 @@
     }
     var box = element("aside", "live-popup");
     box.id = "live-alarms";
-    box.setAttribute("role", "alertdialog");
+    box.setAttribute("role", "alert");
     box.setAttribute("aria-labelledby", "live-alarms-title");
     var title = element("h2", "", words.title);
     title.id = "live-alarms-title";
@@ -270,6 +270,13 @@
       showValues(data(event));
     });
     source.addEventListener("beat", remember);
+    source.addEventListener("error", function () {
+      // Refused (401 after the session ended, a proxy's 502): the browser gives up, so try
+      // again a little later; a network drop is retried by the browser itself.
+      if (source.readyState === window.EventSource.CLOSED) {
+        window.setTimeout(connect, 15000);
+      }
+    });
     source.addEventListener("end", function (event) {
       source.close();
       if (data(event).reason === "session") {

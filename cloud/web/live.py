@@ -52,7 +52,7 @@ from cloud.web.forms import yuan_text
 from cloud.web.monitoring import MeterRow
 
 OFFLINE = "node_offline"  # the pop-up's kind for a concentrator gone off line
-CURSOR = re.compile(r"^(\d{1,18})-(\d{1,15})$")
+CURSOR = re.compile(r"^(\d{1,18})-(\d{1,13})$")  # ms: 13 digits reach the year 2286
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 # Alarm kinds in the groups a user mutes in the pop-up; any other kind is `system`.
@@ -82,6 +82,7 @@ class Pace:
     alarms_per_tick: int = 100
     values_per_event: int = 200
     gap_wait: float = 10.0  # seconds an id skipped over is asked for again
+    most_gap: int = 50  # a wider jump is no transaction in flight (a forged or old cursor)
     resume_within: dt.timedelta = dt.timedelta(minutes=10)  # an older cursor resumes no values
 
 
@@ -237,7 +238,9 @@ class Live:
         for row in rows:
             self.gaps.pop(row.id, None)
             if row.id > self.alarm:
-                self.gaps |= dict.fromkeys(range(self.alarm + 1, row.id), moment + PACE.gap_wait)
+                if row.id - self.alarm <= PACE.most_gap:
+                    skipped = range(self.alarm + 1, row.id)
+                    self.gaps |= dict.fromkeys(skipped, moment + PACE.gap_wait)
                 self.alarm = row.id
         wanted = [r for r in rows if self.prefs.wants(r.kind)]
         places = alarms.places(session, wanted)

@@ -322,3 +322,7 @@ def test_an_alarm_id_skipped_over_is_still_sent_when_its_transaction_commits(
     assert sent() == [first + 4]
     moment[0] = live.PACE.gap_wait + 1  # first + 3 never came (a rollback): forgotten
     assert sent() == [] and not stream.gaps
+    stored(first + 5 + live.PACE.most_gap)  # no transaction holds so many ids: no gaps kept
+    assert sent() == [first + 5 + live.PACE.most_gap] and not stream.gaps
+    assert live.Cursor.parse("1-99999999999999") is None  # beyond any date: not ours
+    assert live.Cursor.parse(f"7-{live.ms_of(NOW)}") == live.Cursor(7, live.ms_of(NOW))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import threading
 import time
 from collections.abc import AsyncIterator
 from itertools import groupby
@@ -49,6 +50,7 @@ PAGE_SIZE = 100
 SEVERITIES = ("critical", "warning", "info")
 FLAGS = {"": None, "yes": True, "no": False}
 _OPEN: dict[str, list[Live]] = {}  # session → its open streams, oldest first (this worker's)
+_OPEN_LOCK = threading.Lock()
 
 
 # -- the live feed ----------------------------------------------------------------------------
@@ -80,10 +82,12 @@ def events(  # noqa: PLR0917 (FastAPI's dependencies)
     except NotStaff:
         return Response("not staff", status_code=403, media_type="text/plain")
     key = live.session_key(stream.token)
-    streams = _OPEN.setdefault(key, [])
-    streams.append(stream)
-    for old in streams[: -PACE.streams_per_session]:
-        old.replaced = True
+    with _OPEN_LOCK:  # this runs on the thread pool, the feed's end on the event loop
+        streams = _OPEN.setdefault(key, [])
+        streams[:] = [s for s in streams if not s.replaced]  # ending, or never started
+        streams.append(stream)
+        for old in streams[: -PACE.streams_per_session]:
+            old.replaced = True
     return StreamingResponse(
         _feed(request, stream, key), media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
@@ -113,11 +117,12 @@ async def _feed(request: Request, stream: Live, key: str) -> AsyncIterator[str]:
                 quiet = time.monotonic()
                 yield stream.beat(request.app.state.now())
     finally:
-        streams = _OPEN.get(key, [])
-        if stream in streams:
-            streams.remove(stream)
-        if not streams:
-            _OPEN.pop(key, None)
+        with _OPEN_LOCK:
+            streams = _OPEN.get(key, [])
+            if stream in streams:
+                streams.remove(stream)
+            if not streams:
+                _OPEN.pop(key, None)
 
 
 # -- the alarms screen ------------------------------------------------------------------------

@@ -106,6 +106,7 @@ def test_a_reading_changes_the_table_in_place_and_the_latency_is_measured(
         desk.wait_for_selector(f"{register}:text-is('{text}')", timeout=3_000)
         shown = int(desk.get_attribute(f"tr[data-meter='{M1}']", "data-live-at")) / 1000
         latencies.append((shown - before, shown - committed))
+    desk.screenshot(path=shots / "c26-monitoring-live.png", full_page=False)
     relay = desk.inner_text(f"tr[data-meter='{M1}'] td[data-col='relay']")
     assert relay == "分闸"  # the last reading (relay 0) found it open
     assert desk.evaluate("window.__kept") == 1  # no reload

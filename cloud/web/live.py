@@ -173,8 +173,7 @@ class Live:
 
     def hello(self, now: dt.datetime) -> str:
         t = i18n.translator(self.lang)
-        words = {key: t(f"live_{key}") for key in ("title", "group", "open", "close",
-                                                    "settings", "no_place")}  # fmt: skip
+        words = {key: t(f"live_{key}") for key in ("title", "group", "open", "close", "settings")}
         words |= {"arrears": t("state_arrears"), "online": t("state_online"),
                   "offline": t("state_offline")}  # fmt: skip
         hello = {"popup": self.prefs.popup, "sound": self.prefs.sound, "words": words}

@@ -91,7 +91,16 @@ from cloud.errors import (
 )
 from cloud.ingest.claims import Enrolment
 from cloud.payments.providers import Providers
-from cloud.web import console, console_dashboard, console_people, docs, phone, static, wechat_login
+from cloud.web import (
+    console,
+    console_alarms,
+    console_dashboard,
+    console_people,
+    docs,
+    phone,
+    static,
+    wechat_login,
+)
 from cloud.web import errors as web_errors
 from cloud.web.wechat_login import WechatOAuth
 from ledger.chain import NodeKey
@@ -144,6 +153,7 @@ ROUTERS = (
     console,  # the operator console, /console/ (cloud.web)
     console_dashboard,  # its dashboard
     console_people,  # its users and the operator log
+    console_alarms,  # its live feed, alarms screen and pop-up preferences
     docs,  # Swagger UI at /docs, its files from /static/vendor/
 )
 

@@ -1,19 +1,24 @@
 """The pages' web fonts: Noto Sans SC (SIL OFL 1.1, from the `pylopdf-fonts-zh-cn` wheel, as the
 PDFs use it, `cloud.reports.fonts`) subset and vendored as WOFF (zlib: no brotli needed):
 
-| file                                 | characters                                | size    |
-|--------------------------------------|-------------------------------------------|---------|
-| `static/fonts/voltbook-sc.woff`      | the message catalogue's, and ASCII        | ~47 kB  |
-| `static/fonts/voltbook-sc-common.woff` | the 3 755 common characters (GB 2312    | ~660 kB |
-|                                      | level 1): notices' text, an operator's    |         |
-|                                      | note, names                               |         |
+| file                                    | characters                               | size    |
+|-----------------------------------------|------------------------------------------|---------|
+| `static/fonts/voltbook-sc.woff`         | the phone page's words (`PHONE_SOURCES`) | < 64 kB |
+|                                         | and ASCII                                |         |
+| `static/fonts/voltbook-sc-console.woff` | the rest of the message catalogue's      | ~30 kB  |
+| `static/fonts/voltbook-sc-common.woff`  | the 3 755 common characters (GB 2312     | ~660 kB |
+|                                         | level 1): notices' text, an operator's   |         |
+|                                         | note, names                              |         |
 
-Phones have a Chinese system font and never download either (the CSS names them after the
-system fonts; a browser fetches a web font only for a character the fonts before it lack); a
-machine with none (a kiosk, a headless test browser) gets the labels from the small file and
-other Chinese text from the common one instead of boxes. A test fails when a catalogue character
-is missing from the small file; regenerate them (the common one takes ~15 s and only changes
-with the font) with
+The first two are one family, "Voltbook SC", split by `unicode-range` (`static/fonts.css`, also
+written here): a browser fetches a file only when the page shows one of its characters, so the
+phone page on a slow connection fetches the small one alone, and a word the split missed is
+still drawn (from the console's file). Phones have a Chinese system font and never download any
+(the CSS names them after the system fonts; a browser fetches a web font only for a character
+the fonts before it lack); a machine with none (a kiosk, a headless test browser) gets the
+labels from the catalogue's files and other Chinese text from the common one instead of boxes.
+A test fails when a catalogue character is in neither file or `fonts.css` is stale; regenerate
+them (the common one takes ~15 s and only changes with the font) with
 
     python -m cloud.web.webfont
 """
@@ -21,6 +26,7 @@ with the font) with
 from __future__ import annotations
 
 import io
+import re
 import sys
 from pathlib import Path
 
@@ -30,9 +36,19 @@ from fontTools.ttLib import TTFont
 from cloud.reports.fonts import source_path
 from cloud.web.catalogue import MESSAGES
 
-FONTS = Path(__file__).parent / "static" / "fonts"
+HERE = Path(__file__).parent
+FONTS = HERE / "static" / "fonts"
 TARGET = FONTS / "voltbook-sc.woff"
+CONSOLE_TARGET = FONTS / "voltbook-sc-console.woff"
 COMMON_TARGET = FONTS / "voltbook-sc-common.woff"
+FONTS_CSS = HERE / "static" / "fonts.css"
+# What the merchant's phone page is made of: its templates (not the console's) and modules. A
+# catalogue key named in them puts its words in the small file.
+PHONE_SOURCES = (
+    *sorted((HERE / "templates").glob("*.html")),
+    *(HERE / f"{name}.py" for name in ("phone", "merchant_view", "topup", "wechat_login",
+                                       "errors", "page_errors", "forms", "chart", "sessions")),
+)  # fmt: skip
 ALWAYS = "".join(chr(c) for c in range(0x20, 0x7F)) + "¥￥·—…“”‘’、。，：；！？（）《》【】"
 
 
@@ -42,6 +58,49 @@ def characters() -> str:
     for zh, en in MESSAGES.values():
         chars |= set(zh) | set(en)
     return "".join(sorted(chars))
+
+
+def phone_characters() -> str:
+    """ASCII and the characters of the catalogue keys the phone page's sources name."""
+    named: set[str] = set()
+    for source in PHONE_SOURCES:
+        named |= set(re.findall(r"[a-z][a-z0-9_]*", source.read_text(encoding="utf-8")))
+    chars = set(ALWAYS)
+    for key in named & MESSAGES.keys():
+        zh, en = MESSAGES[key]
+        chars |= set(zh) | set(en)
+    return "".join(sorted(chars))
+
+
+def console_characters() -> str:
+    """The catalogue's characters the phone's file leaves out."""
+    return "".join(sorted(set(characters()) - set(phone_characters())))
+
+
+def unicode_range(chars: str) -> str:
+    """`chars` as a CSS unicode-range (runs of consecutive code points joined)."""
+    runs: list[list[int]] = []
+    for code in sorted(map(ord, chars)):
+        if runs and code == runs[-1][1] + 1:
+            runs[-1][1] = code
+        else:
+            runs.append([code, code])
+    return ", ".join(f"U+{a:X}" if a == b else f"U+{a:X}-{b:X}" for a, b in runs)
+
+
+def font_css() -> str:
+    """`static/fonts.css`: the catalogue's two files as one family, and the common one."""
+    face = (
+        '@font-face {{\n  font-family: "{family}";\n  src: url("/static/fonts/{file}") '
+        'format("woff");\n  font-display: swap;{extra}\n}}\n'
+    )
+    console_range = f"\n  unicode-range: {unicode_range(console_characters())};"
+    return "".join((
+        "/* The web fonts every page names: written by `python -m cloud.web.webfont`. */\n",
+        face.format(family="Voltbook SC", file=TARGET.name, extra=""),
+        face.format(family="Voltbook SC", file=CONSOLE_TARGET.name, extra=console_range),
+        face.format(family="Voltbook SC Common", file=COMMON_TARGET.name, extra=""),
+    ))  # fmt: skip
 
 
 def common_characters() -> str:
@@ -75,18 +134,23 @@ def subset(chars: str) -> bytes:
     return out.getvalue()
 
 
-def covered(path: Path = TARGET) -> set[str]:
-    """The characters the vendored font has glyphs for."""
-    font = TTFont(path)
-    return {chr(code) for code in font.getBestCmap()}
+def covered(*paths: Path) -> set[str]:
+    """The characters the vendored files (by default the catalogue's two) have glyphs for."""
+    found: set[str] = set()
+    for path in paths or (TARGET, CONSOLE_TARGET):
+        found |= {chr(code) for code in TTFont(path).getBestCmap()}
+    return found
 
 
 def main() -> int:
     FONTS.mkdir(parents=True, exist_ok=True)
-    for target, chars in ((TARGET, characters()), (COMMON_TARGET, common_characters())):
+    made = ((TARGET, phone_characters()), (CONSOLE_TARGET, console_characters()),
+            (COMMON_TARGET, common_characters()))  # fmt: skip
+    for target, chars in made:
         data = subset(chars)
         target.write_bytes(data)
         sys.stdout.write(f"{target}: {len(data)} bytes, {len(chars)} characters\n")
+    FONTS_CSS.write_text(font_css(), encoding="utf-8")
     return 0
 
 

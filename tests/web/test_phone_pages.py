@@ -237,6 +237,17 @@ def test_every_word_is_in_the_catalogue_in_both_languages_and_in_the_font() -> N
         assert re.findall(r"{(\w+)}", zh) == re.findall(r"{(\w+)}", en) or key == "month_label"
     missing = set(webfont.characters()) - webfont.covered()
     assert missing == set(), "regenerate the web font: python -m cloud.web.webfont"
+    # The phone page's words are all in the small file; fonts.css says which file has what.
+    assert set(webfont.phone_characters()) <= webfont.covered(webfont.TARGET)
+    assert webfont.FONTS_CSS.read_text(encoding="utf-8") == webfont.font_css(), (
+        "regenerate the web font: python -m cloud.web.webfont"
+    )
+
+
+def test_unicode_range_joins_runs() -> None:
+    assert webfont.unicode_range("cab") == "U+61-63"
+    assert webfont.unicode_range("a电c") == "U+61, U+63, U+7535"
+    assert set(webfont.console_characters()) & set(webfont.phone_characters()) == set()
 
 
 def test_accept_language_ranks() -> None:

@@ -296,8 +296,14 @@ def _nodes_page(request: Request, lang: tuple[str, bool], who: Principal, sessio
 
 @router.post("/nodes/push")
 def push_changed(  # noqa: PLR0917 (FastAPI's dependencies)
-    request: Request, lang: Lang, who: Staff, session: DbSession, now: Now,
-                 key: CloudKey, form: Form) -> Response:  # fmt: skip
+    request: Request,
+    lang: Lang,
+    who: Staff,
+    session: DbSession,
+    now: Now,
+    key: CloudKey,
+    form: Form,
+) -> Response:
     sessions.check_csrf(request, form.get("csrf"))
     _writer(who, FIELD)
     done = api_config.push_marked(session, now, key, who)
@@ -309,8 +315,15 @@ def push_changed(  # noqa: PLR0917 (FastAPI's dependencies)
 
 @router.post("/nodes/{node}/push")
 def push_one(  # noqa: PLR0917 (FastAPI's dependencies)
-    request: Request, lang: Lang, who: Staff, session: DbSession, now: Now,
-             key: CloudKey, node: NodePath, form: Form) -> Response:  # fmt: skip
+    request: Request,
+    lang: Lang,
+    who: Staff,
+    session: DbSession,
+    now: Now,
+    key: CloudKey,
+    node: NodePath,
+    form: Form,
+) -> Response:
     sessions.check_csrf(request, form.get("csrf"))
     _writer(who, FIELD)
     try:
@@ -439,11 +452,11 @@ def _save(request: Request, lang: tuple[str, bool], who: Principal, session: Ses
     _editable(kind)
     resource = _resource(kind)
     _writer(who, resource.writers)
-    entity, fields = resource.entity, FORMS[kind]
+    entity, layout = resource.entity, FORMS[kind]
     t = i18n.translator(lang[0])
     skip = (entity.key, *entity.immutable) if key is not None else ()
-    values, refused = parse(fields, form, skip)
-    sent = {f.name: form.get(f.name, "") for f in fields}
+    values, refused = parse(layout, form, skip)
+    sent = {f.name: form.get(f.name, "") for f in layout.fields}
     errors, problem = _words(t, refused), None
     if not refused:
         try:
@@ -458,7 +471,7 @@ def _save(request: Request, lang: tuple[str, bool], who: Principal, session: Ses
             session.rollback()
             if isinstance(exc, NotFound) and key is not None:
                 _row(session, kind, _key(kind, key))  # the row itself is gone: 404
-            errors, problem = _refusal(t, exc, {f.name for f in fields})
+            errors, problem = _refusal(t, exc, {f.name for f in layout.fields})
         else:
             target = quote(str(getattr(row, entity.key)), safe="")
             return RedirectResponse(f"/console/registry/{kind}/{target}?saved=1",
@@ -471,8 +484,14 @@ def _save(request: Request, lang: tuple[str, bool], who: Principal, session: Ses
 
 @router.post("/{kind}/new")
 def create(  # noqa: PLR0917 (FastAPI's dependencies)
-    request: Request, lang: Lang, who: Staff, session: DbSession, now: Now,
-           kind: KindPath, form: Form) -> Response:  # fmt: skip
+    request: Request,
+    lang: Lang,
+    who: Staff,
+    session: DbSession,
+    now: Now,
+    kind: KindPath,
+    form: Form,
+) -> Response:
     return _save(request, lang, who, session, now=now, kind=kind, form=form, key=None)
 
 
@@ -514,6 +533,13 @@ def edit_form(  # noqa: PLR0917 (FastAPI's dependencies)
 
 @router.post("/{kind}/{key}")
 def change(  # noqa: PLR0917 (FastAPI's dependencies)
-    request: Request, lang: Lang, who: Staff, session: DbSession, now: Now,
-           kind: KindPath, key: KeyPath, form: Form) -> Response:  # fmt: skip
+    request: Request,
+    lang: Lang,
+    who: Staff,
+    session: DbSession,
+    now: Now,
+    kind: KindPath,
+    key: KeyPath,
+    form: Form,
+) -> Response:
     return _save(request, lang, who, session, now=now, kind=kind, form=form, key=key)

@@ -41,6 +41,7 @@ from cloud.errors import Conflict, Invalid, NotFound, Quarantined
 from cloud.keys import CLOUD_NODE
 from cloud.people.auth import FIELD, Principal
 from cloud.registry import rows, site_config
+from cloud.registry.subsidy_rules import known_subsidy_rules
 from cloud.registry.values import DAY_MINUTES, PERIODS
 from cloud.web import i18n, sessions
 from cloud.web.console import Form, Staff, frame
@@ -120,6 +121,7 @@ def choices(session: Session, known: Places) -> dict[str, list[tuple[str, str]]]
         "floors": named(known.floors),
         "tariffs": [(code, f"{code} {name}".strip()) for code, name in tariffs],
         "nodes": [(node, f"{node} {name}".strip()) for node, name in nodes],
+        "rules": [(rule, rule) for rule in known_subsidy_rules()],
     }
 
 
@@ -375,10 +377,13 @@ def _form_page(request: Request, lang: tuple[str, bool], who: Principal, session
                kind: str, *, key: str | None, values: dict[str, str], status: int = 200,
                errors: dict[str, str] | None = None, problem: str | None = None,
                saved: bool = False, chart: str | None = None) -> Response:  # fmt: skip
+    known = places(session)
+    site = values.get("site_id", "")
+    heading = values.get("name") or known.sites.get(int(site) if site.isdigit() else 0) or key
     return _screen(request, lang, who, "console/registry_form.html", tab=kind, status=status,
                    kind=kind, form=FORMS[kind], key=key, values=values, errors=errors or {},
                    problem=problem, saved=saved, chart=chart, write=_may_write(who, kind),
-                   choices=choices(session, places(session)),
+                   choices=choices(session, known), heading=heading,
                    fixed=(_resource(kind).entity.key,) if key else ())  # fmt: skip
 
 

@@ -254,10 +254,10 @@ def test_the_form_needs_its_csrf_token(client: TestClient, world: World) -> None
 def test_a_role_that_may_not_write_sees_the_rows_but_is_refused(
     client: TestClient, world: World
 ) -> None:
-    before = fingerprint(world.engine)
     for role in (Role.FINANCE, Role.AUDITOR, Role.INSTALLER):
         client.cookies.clear()
         log_in(client, STAFF_USERS[role])
+        before = fingerprint(world.engine)
         listed = client.get("/console/registry/tariffs")
         assert listed.status_code == 200 and "commercial" in listed.text
         assert 'id="new-row"' not in listed.text
@@ -271,7 +271,7 @@ def test_a_role_that_may_not_write_sees_the_rows_but_is_refused(
         ):
             answer = client.post(path, data={"csrf": token, **data})
             assert answer.status_code == 403 and "您的角色不能修改档案" in answer.text, role
-    assert fingerprint(world.engine) == before
+        assert fingerprint(world.engine) == before
 
 
 def test_every_staff_role_sees_the_site_tree_and_writers_their_buttons(

@@ -407,7 +407,7 @@ def new_form(  # noqa: PLR0917 (a new row may be started from its place or from 
     _editable(kind)
     values: dict[str, str] = {"time_zone": "Asia/Shanghai", "category": "general",
                               "issue_day": "1", "issue_at": "00:00", "alarm_at": "09:00",
-                              "cut_off": "10:00"}  # fmt: skip
+                              "cut_off": "10:00", "kind": "flat"}  # fmt: skip
     if copy is not None and kind == "tariffs":  # a new version of a tariff: its copy
         values = stored(FORMS[kind], _row(session, kind, copy))
         values["code"] = _next_code(session, copy)

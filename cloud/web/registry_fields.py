@@ -329,6 +329,7 @@ class Field:
     blank: bool = False  # the select offers "none"
     hint: str = ""  # catalogue key of a hint under the input
     get: Callable[[Any], Any] | None = None  # the stored value (default: the row's attribute)
+    kinds: tuple[str, ...] = ()  # a tariff's part: shown (with script) for these kinds only
 
     def stored(self, row: Any) -> str:
         return self.show(self.get(row) if self.get else getattr(row, self.name))
@@ -394,13 +395,14 @@ FORMS: dict[str, Form] = {form.plural: form for form in (
         Field("kind", "f_tariff_kind", code_of(TARIFF_KINDS), widget="select",
               codes=TARIFF_KINDS),
         Field("price", "f_flat_price", optional_price, price_text,
-              get=lambda row: row.definition.get("price"), hint="h_price"),
-        *(Field(f"price_{p}", f"price_{p}", optional_price, price_text, get=_period_price(p))
+              get=lambda row: row.definition.get("price"), hint="h_price", kinds=("flat",)),
+        *(Field(f"price_{p}", f"price_{p}", optional_price, price_text, get=_period_price(p),
+                kinds=("tou",))
           for p in PERIODS),
         Field("ranges", "f_ranges", tou_ranges, ranges_text, widget="lines",
-              get=lambda row: row.definition.get("ranges"), hint="h_ranges"),
+              get=lambda row: row.definition.get("ranges"), hint="h_ranges", kinds=("tou",)),
         Field("tiers", "f_tiers", tiers, tiers_text, widget="lines",
-              get=lambda row: row.definition.get("tiers"), hint="h_tiers"),
+              get=lambda row: row.definition.get("tiers"), hint="h_tiers", kinds=("tiered",)),
     ), _tariff_body),
     Form("subsidy-policies", (
         SITE_ID,

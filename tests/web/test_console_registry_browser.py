@@ -34,10 +34,14 @@ def test_a_tou_tariff_gets_its_day_chart_and_a_push_is_pending(desk: Any, shots:
     desk.screenshot(path=shots / "r01-registry-tree.png", full_page=True)
 
     desk.click(".tabs a[href='/console/registry/tariffs']")
+    desk.wait_for_selector("tr[data-key='tou']")
+    desk.screenshot(path=shots / "r02-tariffs.png", full_page=True)
     desk.click("#new-row")
     desk.fill("#f-code", "tou-2027")
     desk.fill("#f-name", "2027 分时")
+    assert desk.is_visible("#f-price") and not desk.is_visible("#f-ranges")  # flat first
     desk.select_option("#f-kind", "tou")
+    assert desk.is_visible("#f-ranges") and not desk.is_visible("#f-price")
     for period, price in (("sharp", "1.3500"), ("peak", "1.1"), ("flat", "0.8365"),
                           ("valley", "0.4")):  # fmt: skip
         desk.fill(f"#f-price_{period}", price)
@@ -45,13 +49,13 @@ def test_a_tou_tariff_gets_its_day_chart_and_a_push_is_pending(desk: Any, shots:
     desk.click("#save")
     desk.wait_for_selector("[data-error='ranges']")
     assert "第 5 行" in desk.inner_text("[data-error='ranges']")
-    desk.screenshot(path=shots / "r02-tariff-refused.png", full_page=True)
+    desk.screenshot(path=shots / "r03-tariff-refused.png", full_page=True)
 
     desk.fill("#f-ranges", GOOD_RANGES)
     desk.click("#save")
     desk.wait_for_url("**/console/registry/tariffs/tou-2027?saved=1")
     desk.wait_for_selector("#day-chart[data-drawn='4'] canvas")  # four periods drawn
-    desk.screenshot(path=shots / "r03-tariff-day-chart.png", full_page=True)
+    desk.screenshot(path=shots / "r04-tariff-day-chart.png", full_page=True)
 
     desk.click(".tabs a[href='/console/registry/nodes']")
     row = desk.locator(f"tr[data-node='{NODE}']")
@@ -61,11 +65,11 @@ def test_a_tou_tariff_gets_its_day_chart_and_a_push_is_pending(desk: Any, shots:
     row = desk.locator(f"tr[data-node='{NODE}']")
     assert int(row.locator("[data-version]").inner_text()) == before + 1
     assert row.locator("[data-delivery]").get_attribute("data-delivery") == "pending"
-    desk.screenshot(path=shots / "r04-nodes-pushed.png", full_page=True)
+    desk.screenshot(path=shots / "r05-nodes-pushed.png", full_page=True)
 
     desk.click("#lang-switch")
     desk.wait_for_selector("text=Pending")
     desk.click(".tabs a[href='/console/registry/subsidy-policies']")
     desk.click("tr[data-key] a")
     desk.wait_for_selector("#f-by_type")
-    desk.screenshot(path=shots / "r05-subsidy-en.png", full_page=True)
+    desk.screenshot(path=shots / "r06-subsidy-en.png", full_page=True)

@@ -1,6 +1,8 @@
-/* A time-of-use tariff's day (`data-day-chart`: JSON the page wrote: each period's name,
-   price, colour and spans in hours) as an ECharts chart: the price of every hour of the day,
-   one coloured block per period. No inline script (the CSP forbids it); ES5. */
+/* The registry screens' script (no inline script: the CSP forbids it; ES5):
+   - a time-of-use tariff's day (`data-day-chart`: JSON the page wrote: each period's name,
+     price, colour and spans in hours) as an ECharts chart: one coloured block per period;
+   - the tariff form shows only the part of the kind chosen (`data-kinds`); without script
+     every part shows and the others are ignored on saving. */
 (function () {
   "use strict";
   function series(period) {
@@ -37,7 +39,23 @@
     element.setAttribute("data-drawn", String(day.periods.length));
     window.addEventListener("resize", function () { chart.resize(); });
   }
+  function showKinds() {
+    var select = document.getElementById("f-kind");
+    var parts = document.querySelectorAll("[data-kinds]");
+    if (!select) {
+      return;
+    }
+    var apply = function () {
+      for (var i = 0; i < parts.length; i += 1) {
+        var kinds = parts[i].getAttribute("data-kinds").split(" ");
+        parts[i].hidden = kinds.indexOf(select.value) < 0;
+      }
+    };
+    select.addEventListener("change", apply);
+    apply();
+  }
   function start() {
+    showKinds();
     if (!window.echarts) {
       return;
     }

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
@@ -87,6 +87,7 @@ class Places:
     sites: dict[int, str]
     buildings: dict[int, str]
     floors: dict[int, str]
+    shops: dict[int, str] = field(default_factory=dict)  # numbers, of the listed rows' shops
 
 
 def places(session: Session) -> Places:
@@ -200,6 +201,7 @@ COLUMNS: dict[str, tuple[tuple[str, Cell], ...]] = {
     ),
     "meters": (
         ("col_meter", lambda r, p, t: r.address),
+        ("f_shop_number", lambda r, p, t: p.shops.get(r.shop_id, "?")),
         ("f_protocol", lambda r, p, t: r.protocol),
         ("f_bus", lambda r, p, t: r.bus),
         ("f_node", lambda r, p, t: r.node or "—"),
@@ -358,6 +360,11 @@ def listing(  # noqa: PLR0917 (the list's filters)
     total = count(session, query)
     found = session.scalars(query.limit(PAGE_SIZE).offset(offset)).all()
     known, t = places(session), i18n.translator(lang[0])
+    if kind == "meters":
+        shops = select(reg.Shop.id, reg.Shop.number).where(
+            reg.Shop.id.in_({row.shop_id for row in found})
+        )
+        known = replace(known, shops=dict(session.execute(shops).all()))
     columns = COLUMNS[kind]
     table = [(str(getattr(row, entity.key)), [cell(row, known, t) for _, cell in columns])
              for row in found]  # fmt: skip
@@ -428,16 +435,23 @@ def _next_code(session: Session, code: str) -> str:
 
 
 def _refusal(
-    t: i18n.Translate, exc: Exception, names: set[str]
+    t: i18n.Translate, exc: Exception, hints: dict[str, str]
 ) -> tuple[dict[str, str], str | None]:
-    """(field → words, words for the whole form) of a body model's or a service's refusal."""
+    """(field → words, words for the whole form) of a body model's or a service's refusal;
+    `hints` are the form's fields (name → the catalogue key of its hint, or "")."""
     if isinstance(exc, ValidationError):
         fields: dict[str, str] = {}
         rest = []
         for error in exc.errors():
             where = str(error["loc"][0]) if error["loc"] else ""
-            words = t("f_refused", detail=error["msg"])
-            if where in names:
+            most = (error.get("ctx") or {}).get("max_length")
+            if error["type"] == "string_too_long" and most:
+                words = t("f_too_long", most=most)
+            elif error["type"] == "string_pattern_mismatch" and hints.get(where):
+                words = t("f_format", hint=t(hints[where]))
+            else:
+                words = t("f_refused", detail=error["msg"])
+            if where in hints:
                 fields.setdefault(where, words)
             else:
                 rest.append(f"{where}: {error['msg']}")
@@ -476,7 +490,7 @@ def _save(request: Request, lang: tuple[str, bool], who: Principal, session: Ses
             session.rollback()
             if isinstance(exc, NotFound) and key is not None:
                 _row(session, kind, _key(kind, key))  # the row itself is gone: 404
-            errors, problem = _refusal(t, exc, {f.name for f in layout.fields})
+            errors, problem = _refusal(t, exc, {f.name: f.hint for f in layout.fields})
         else:
             target = quote(str(getattr(row, entity.key)), safe="")
             return RedirectResponse(f"/console/registry/{kind}/{target}?saved=1",

@@ -381,9 +381,9 @@ FORMS: dict[str, Form] = {form.plural: form for form in (
     )),
     Form("merchants", (
         Field("name", "f_name", required),
-        Field("phone", "f_phone", optional),
-        Field("wechat_openid", "f_openid", optional),
-        Field("id_number", "f_id_number", optional),
+        Field("phone", "f_phone", optional, hint="h_phone"),
+        Field("wechat_openid", "f_openid", optional, hint="h_openid"),
+        Field("id_number", "f_id_number", optional, hint="h_id_number"),
     )),
     Form("account-types", (
         Field("code", "f_code", required, hint="h_code"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -179,10 +180,13 @@ BAD = [
     ("buildings", {"site_id": "abc", "name": "B9"}, "site_id", "请从列表中选择"),
     ("buildings", {"site_id": "999999", "name": "B9"}, "problem", "引用的记录不存在"),
     ("shops", {"floor_id": "{floor}", "number": "S1 01", "category": "food"}, "number",
-     "不被接受"),
+     "格式不对：字母、数字、- _ ."),
+    ("floors", {"building_id": "{building}", "name": "楼" * 33}, "name", "最多 32 个字"),
     ("shops", {"floor_id": "{floor}", "number": "S199", "category": "food", "area_m2": "-3"},
      "area_m2", "请填写面积"),
-    ("merchants", {"name": "王五", "id_number": "12"}, "id_number", "不被接受"),
+    ("merchants", {"name": "王五", "id_number": "12"}, "id_number", "6–32 位字母或数字"),
+    ("shops", {"floor_id": "{floor}", "number": "S199", "category": "food", "area_m2": "1",
+               "node": "edge-9999"}, "problem", "引用的记录不存在"),
     ("tariffs", {"code": "t1", "kind": "flat", "price": "abc"}, "price", "请填写大于 0 的价格"),
     ("tariffs", {"code": "t1", "kind": "flat", "price": "0"}, "price", "请填写大于 0 的价格"),
     ("tariffs", {"code": "t1", "kind": "tou", "price_peak": "1", "price_flat": "0.5",
@@ -366,10 +370,36 @@ def test_push_all_changed_and_who_may_push(client: TestClient, world: World) -> 
     assert log_rows(world)[-1][:2] == (STAFF_USERS[Role.INSTALLER], "config.push")
 
 
-def test_the_meters_list_links_to_the_monitoring_page(client: TestClient) -> None:
+def _cells(html: str) -> list[list[str]]:
+    """The cells of each listed row."""
+    return [re.findall(r"<td>(.*?)</td>", row, re.S)
+            for row in re.findall(r"<tr data-key=.*?</tr>", html, re.S)]  # fmt: skip
+
+
+def test_the_meters_list_shows_each_meters_shop_and_links_to_monitoring(
+    client: TestClient, world: World
+) -> None:
     log_in(client)
+    rows = {cells[0]: cells for cells in _cells(client.get("/console/registry/meters").text)}
+    assert rows["000000000001"][1] == "S101" and rows["000000000901"][1] == "S201"
+    assert 'href="/console/meters/000000000001"' in rows["000000000001"][-1]
     page = client.get("/console/registry/meters")
-    assert page.status_code == 200
-    assert 'href="/console/meters/000000000001"' in page.text
     assert "/console/registry/meters/new" not in page.text
     assert client.get("/console/registry/meters/new").status_code == 404
+    empty = client.get(f"/console/registry/meters?site={ids(world)['empty']}")
+    assert _cells(empty.text) == [] and "没有记录" in empty.text
+
+
+def test_the_shops_of_a_floor_as_the_trees_link_lists_them(
+    client: TestClient, world: World
+) -> None:
+    log_in(client)
+    with Session(world.engine) as session:
+        floors = dict(session.execute(select(reg.Shop.number, reg.Shop.floor_id)).all())
+    floor = floors["S101"]
+    tree = client.get("/console/registry")
+    assert f'href="/console/registry/shops?floor={floor}"' in tree.text
+    listed = _cells(client.get(f"/console/registry/shops?floor={floor}").text)
+    assert sorted(cells[0] for cells in listed) == sorted(
+        number for number, f in floors.items() if f == floor
+    )

@@ -1,6 +1,6 @@
 """The registry screens in real headless Chromium against the real cloud app (the `server` of
 tests/web/conftest.py): an operator creates a time-of-use tariff through its form (a refused
-line first, told in words) and sees its day chart drawn, then pushes a concentrator its
+line first, told in words) and sees its day chart drawn; pushes a concentrator its
 configuration and sees the new version pending. Every screen is saved (`shots`) to be looked
 at; no Content Security Policy violation is allowed on any of them."""
 
@@ -27,7 +27,7 @@ def desk(browser: Any, server: Served) -> Iterator[Any]:
     yield from _desk(browser, server, LAPTOP)
 
 
-def test_a_tou_tariff_gets_its_day_chart_and_a_push_is_pending(desk: Any, shots: Path) -> None:
+def test_a_tou_tariff_is_created_and_its_day_chart_drawn(desk: Any, shots: Path) -> None:
     log_in(desk)
     desk.click("nav.menu a[href='/console/registry']")
     desk.wait_for_selector(".site h2")
@@ -57,7 +57,10 @@ def test_a_tou_tariff_gets_its_day_chart_and_a_push_is_pending(desk: Any, shots:
     desk.wait_for_selector("#day-chart[data-drawn='4'] canvas")  # four periods drawn
     desk.screenshot(path=shots / "r04-tariff-day-chart.png", full_page=True)
 
-    desk.click(".tabs a[href='/console/registry/nodes']")
+
+def test_a_push_shows_the_nodes_new_version_pending(desk: Any, shots: Path) -> None:
+    log_in(desk)
+    desk.goto("/console/registry/nodes")
     row = desk.locator(f"tr[data-node='{NODE}']")
     before = int(row.locator("[data-version]").inner_text())
     row.locator("button.push").click()

@@ -104,8 +104,15 @@ def places(session: Session) -> Places:
             select(reg.Floor.id, reg.Floor.building_id, reg.Floor.name)
         )
     }
-    by_name = lambda table: dict(sorted(table.items(), key=lambda item: item[1]))  # noqa: E731
-    return Places(sites, by_name(buildings), by_name(floors))
+    return Places(sites, _by_name(buildings), _by_name(floors))
+
+
+def _by_name(table: dict[int, str]) -> dict[int, str]:
+    return dict(sorted(table.items(), key=lambda item: item[1]))
+
+
+def _options(table: dict[int, str]) -> list[tuple[str, str]]:
+    return [(str(k), v) for k, v in table.items()]
 
 
 def choices(session: Session, known: Places) -> dict[str, list[tuple[str, str]]]:
@@ -115,11 +122,10 @@ def choices(session: Session, known: Places) -> dict[str, list[tuple[str, str]]]
         .where(models.Concentrator.node != CLOUD_NODE)
         .order_by(models.Concentrator.node)
     )
-    named = lambda table: [(str(k), v) for k, v in table.items()]  # noqa: E731
     return {
-        "sites": named(known.sites),
-        "buildings": named(known.buildings),
-        "floors": named(known.floors),
+        "sites": _options(known.sites),
+        "buildings": _options(known.buildings),
+        "floors": _options(known.floors),
         "tariffs": [(code, f"{code} {name}".strip()) for code, name in tariffs],
         "nodes": [(node, f"{node} {name}".strip()) for node, name in nodes],
         "rules": [(rule, rule) for rule in known_subsidy_rules()],
@@ -456,7 +462,8 @@ def _refusal(
             else:
                 rest.append(f"{where}: {error['msg']}")
         return fields, t("registry_invalid", detail="; ".join(rest)) if rest else None
-    key = {Conflict: "registry_conflict", NotFound: "registry_missing"}.get(type(exc))
+    said: dict[type[Exception], str] = {Conflict: "registry_conflict", NotFound: "registry_missing"}
+    key = said.get(type(exc))
     return {}, t(key or "registry_invalid", detail=str(exc))
 
 

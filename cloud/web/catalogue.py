@@ -422,6 +422,13 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "f_refused": ("不被接受：{detail}", "Not accepted: {detail}"),
     "f_format": ("格式不对：{hint}", "Not in the right form: {hint}"),
+    "subsidy_preview": ("各户每月补贴", "Each account's monthly subsidy"),
+    "subsidy_preview_note": (
+        "按已保存的政策计算：先按补贴规则，其次按商铺类别，再按账户类型；即下发给集中器的数值。",
+        "From the saved policy: the rule first, then the shop's category, then the account "
+        "type; the amounts the concentrators are sent.",
+    ),
+    "subsidy_kwh": ("补贴(度/月)", "Subsidy (kWh/month)"),
     "f_too_long": ("最多 {most} 个字。", "At most {most} characters."),
     "h_phone": ("数字，可带 + 和 -，如 13800000000", "Digits, + and - allowed, e.g. 13800000000"),
     "h_openid": ("字母、数字、- _，可不填", "Letters, digits, - _; may be left empty"),

@@ -40,7 +40,7 @@ from cloud.db import registry as reg
 from cloud.errors import Conflict, Invalid, NotFound, Quarantined
 from cloud.keys import CLOUD_NODE
 from cloud.people.auth import FIELD, Principal
-from cloud.registry import rows, site_config
+from cloud.registry import entities, rows, site_config
 from cloud.registry.subsidy_rules import known_subsidy_rules
 from cloud.registry.values import DAY_MINUTES, PERIODS
 from cloud.web import i18n, sessions
@@ -389,14 +389,15 @@ def listing(  # noqa: PLR0917 (the list's filters)
 def _form_page(request: Request, lang: tuple[str, bool], who: Principal, session: Session,
                kind: str, *, key: str | None, values: dict[str, str], status: int = 200,
                errors: dict[str, str] | None = None, problem: str | None = None,
-               saved: bool = False, chart: str | None = None) -> Response:  # fmt: skip
+               saved: bool = False, chart: str | None = None,
+               preview: list[Any] | None = None) -> Response:  # fmt: skip
     known = places(session)
     site = values.get("site_id", "")
     heading = values.get("name") or known.sites.get(int(site) if site.isdigit() else 0) or key
     return _screen(request, lang, who, "console/registry_form.html", tab=kind, status=status,
                    kind=kind, form=FORMS[kind], key=key, values=values, errors=errors or {},
                    problem=problem, saved=saved, chart=chart, write=_may_write(who, kind),
-                   choices=choices(session, known), heading=heading,
+                   choices=choices(session, known), heading=heading, preview=preview,
                    fixed=(_resource(kind).entity.key,) if key else ())  # fmt: skip
 
 
@@ -538,6 +539,23 @@ def day_chart(row: reg.Tariff, t: i18n.Translate) -> str | None:
                       ensure_ascii=False)  # fmt: skip
 
 
+def subsidy_preview(session: Session, site: int) -> list[tuple[str, str, str, str, int]]:
+    """(account, shop, category, m², monthly Wh) of each account of the site: the `by_account`
+    amounts its nodes' documents carry (`site_config.build`), so what the rule decides."""
+    amounts: dict[str, int] = {}
+    for node in sorted(entities.nodes_of_sites(session, [site])):
+        for rule in site_config.build(session, node).documents.get("rules", []):
+            if rule.get("id") == "subsidy":
+                amounts.update(rule["by_account"])
+    shops = session.execute(
+        select(reg.Account.id, reg.Shop.number, reg.Shop.category, reg.Shop.area_m2)
+        .join(reg.Shop, reg.Shop.id == reg.Account.shop_id)
+        .where(reg.Account.id.in_(amounts))
+        .order_by(reg.Shop.number)
+    ).all()
+    return [(a, number, category, area or "—", amounts[a]) for a, number, category, area in shops]
+
+
 @router.get("/{kind}/{key}")
 def edit_form(  # noqa: PLR0917 (FastAPI's dependencies)
     request: Request,
@@ -553,8 +571,9 @@ def edit_form(  # noqa: PLR0917 (FastAPI's dependencies)
     values = stored(FORMS[kind], row)
     values[_resource(kind).entity.key] = key
     chart = day_chart(row, i18n.translator(lang[0])) if kind == "tariffs" else None
+    preview = subsidy_preview(session, row.site_id) if kind == "subsidy-policies" else None
     return _form_page(request, lang, who, session, kind, key=key, values=values,
-                      saved=bool(saved), chart=chart)  # fmt: skip
+                      saved=bool(saved), chart=chart, preview=preview)  # fmt: skip
 
 
 @router.post("/{kind}/{key}")

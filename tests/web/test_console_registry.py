@@ -403,3 +403,26 @@ def test_the_shops_of_a_floor_as_the_trees_link_lists_them(
     assert sorted(cells[0] for cells in listed) == sorted(
         number for number, f in floors.items() if f == floor
     )
+
+
+def test_the_subsidy_page_shows_what_the_category_and_area_rule_give_each_account(
+    client: TestClient, world: World
+) -> None:
+    """Market's policy: merchant 50 kWh, food 80 kWh (S101 food 32.5 m², S102 retail 20 m²,
+    S201 retail without an area, of type office); then the per-m² rule at 1 kWh per m²."""
+    log_in(client)
+    with Session(world.engine) as session:
+        policy = session.scalars(select(reg.SubsidyPolicy.id)).one()
+
+    def amounts() -> dict[str, str]:
+        page = client.get(f"/console/registry/subsidy-policies/{policy}").text
+        preview = page.split('id="subsidy-preview"')[1]
+        return dict(re.findall(r'data-account="([^"]+)">.*?data-wh="(\d+)"', preview, re.S))
+
+    assert amounts() == {"A0001": "80000", "A0002": "50000", "A0101": "0"}
+    fields = {"site_id": str(ids(world)["market"]), "by_type": "merchant = 50",
+              "by_category": "food = 80", "rule": "per_m2", "rule_params": "wh_per_m2 = 1000",
+              "issue_day": "1", "issue_at": "00:00", "month_end": "clear"}  # fmt: skip
+    path = f"/console/registry/subsidy-policies/{policy}"
+    assert post_form(client, path, fields).status_code == 303
+    assert amounts() == {"A0001": "32500", "A0002": "20000", "A0101": "0"}

@@ -423,7 +423,7 @@ def new_form(  # noqa: PLR0917 (a new row may be started from its place or from 
                               "issue_day": "1", "issue_at": "00:00", "alarm_at": "09:00",
                               "cut_off": "10:00", "kind": "flat"}  # fmt: skip
     if copy is not None and kind == "tariffs":  # a new version of a tariff: its copy
-        values = stored(FORMS[kind], _row(session, kind, copy))
+        values = stored(FORMS[kind], _row(session, kind, copy), lang[0])
         values["code"] = _next_code(session, copy)
     given = {"site_id": site_id, "building_id": building_id, "floor_id": floor_id}
     values.update({k: str(v) for k, v in given.items() if v is not None})
@@ -568,7 +568,7 @@ def edit_form(  # noqa: PLR0917 (FastAPI's dependencies)
 ) -> Response:
     _editable(kind)
     row = _row(session, kind, _key(kind, key))
-    values = stored(FORMS[kind], row)
+    values = stored(FORMS[kind], row, lang[0])
     values[_resource(kind).entity.key] = key
     chart = day_chart(row, i18n.translator(lang[0])) if kind == "tariffs" else None
     preview = subsidy_preview(session, row.site_id) if kind == "subsidy-policies" else None

@@ -457,6 +457,11 @@ def parse(form: Form, sent: Mapping[str, str], skip: tuple[str, ...] = ()) -> tu
     return (form.to_body(values) if not errors else values), errors
 
 
-def stored(form: Form, row: Any) -> dict[str, str]:
-    """A row as its form shows it."""
-    return {field.name: field.stored(row) for field in form.fields}
+def stored(form: Form, row: Any, lang: str = "en") -> dict[str, str]:
+    """A row as its form shows it (in Chinese, a range's period as 尖, 峰, 平 or 谷)."""
+    values = {field.name: field.stored(row) for field in form.fields}
+    if lang == "zh" and values.get("ranges"):
+        word = {code: word for word, code in PERIOD_WORDS.items() if len(word) == 1}
+        values["ranges"] = re.sub(r" (\w+)$", lambda m: f" {word.get(m[1], m[1])}",
+                                  values["ranges"], flags=re.M)  # fmt: skip
+    return values

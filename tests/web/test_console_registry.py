@@ -297,7 +297,10 @@ def test_editing_a_tariff_changes_it_marks_its_nodes_and_is_logged(
 ) -> None:
     log_in(client)
     page = client.get("/console/registry/tariffs/tou")
-    assert 'value="1.1000"' in page.text and "08:00-11:00 peak" in page.text
+    assert 'value="1.1000"' in page.text and "08:00-11:00 峰\n11:00-23:00 平" in page.text
+    english = client.get("/console/registry/tariffs/tou?lang=en")
+    assert "08:00-11:00 peak\n11:00-23:00 flat" in english.text
+    client.get("/console/registry/tariffs/tou?lang=zh")
     assert "data-day-chart=" in page.text
     fields = {"name": "分时", "kind": "tou", "price_peak": "1.2", "price_flat": "0.8365",
               "price_valley": "0.4", "ranges": "08:00-11:00 peak\n11:00-23:00 flat\n"
@@ -311,7 +314,7 @@ def test_editing_a_tariff_changes_it_marks_its_nodes_and_is_logged(
         assert session.get(reg.NodeConfig, NODE).dirty  # A0002 on edge-0001 is billed by it
     # A new version starts from a copy under the next free code.
     copy = client.get("/console/registry/tariffs/new?from=tou")
-    assert 'value="tou-v2"' in copy.text and "23:00-08:00 valley" in copy.text
+    assert 'value="tou-v2"' in copy.text and "23:00-08:00 谷" in copy.text
 
 
 def test_the_day_chart_has_each_periods_price_and_hours(client: TestClient) -> None:

@@ -251,7 +251,9 @@ def _screen(request: Request, lang: tuple[str, bool], who: Principal, template: 
             tab: str, status: int = 200, **context: Any) -> Response:  # fmt: skip
     other = "en" if lang[0] == "zh" else "zh"
     query = {k: v for k, v in request.query_params.items() if k != "lang"}
-    link = request.url.path + "?" + urlencode({**query, "lang": other})
+    # A push is answered in place: its language link goes to the page that has a GET.
+    path = "/console/registry/nodes" if tab == "nodes" else request.url.path
+    link = path + "?" + urlencode({**query, "lang": other})
     return page(request, template, lang, status=status, **frame(request, who), tabs=TABS,
                 tab=tab, lang_link=link, **context)  # fmt: skip
 
@@ -281,7 +283,7 @@ def tree(request: Request, lang: Lang, who: Staff, session: DbSession) -> Respon
 
 @router.get("/nodes")
 def nodes(request: Request, lang: Lang, who: Staff, session: DbSession,
-          pushed: Annotated[str | None, Query(max_length=64)] = None) -> Response:  # fmt: skip
+          pushed: Annotated[str | None, Query(max_length=100)] = None) -> Response:  # fmt: skip
     return _nodes_page(request, lang, who, session, pushed=pushed)
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from tests.cloud.api.conftest import NODE
 from tests.web.conftest import Served
-from tests.web.test_console_browser import LAPTOP, _desk, log_in
+from tests.web.test_console_browser import LAPTOP, TABLET, _desk, log_in
 
 pytestmark = pytest.mark.slow
 
@@ -29,13 +29,7 @@ def desk(browser: Any, server: Served) -> Iterator[Any]:
 
 def test_a_tou_tariff_is_created_and_its_day_chart_drawn(desk: Any, shots: Path) -> None:
     log_in(desk)
-    desk.click("nav.menu a[href='/console/registry']")
-    desk.wait_for_selector(".site h2")
-    desk.screenshot(path=shots / "r01-registry-tree.png", full_page=True)
-
-    desk.click(".tabs a[href='/console/registry/tariffs']")
-    desk.wait_for_selector("tr[data-key='tou']")
-    desk.screenshot(path=shots / "r02-tariffs.png", full_page=True)
+    desk.goto("/console/registry/tariffs")
     desk.click("#new-row")
     desk.fill("#f-code", "tou-2027")
     desk.fill("#f-name", "2027 分时")
@@ -60,7 +54,10 @@ def test_a_tou_tariff_is_created_and_its_day_chart_drawn(desk: Any, shots: Path)
 
 def test_a_push_shows_the_nodes_new_version_pending(desk: Any, shots: Path) -> None:
     log_in(desk)
-    desk.goto("/console/registry/nodes")
+    desk.click("nav.menu a[href='/console/registry']")
+    desk.wait_for_selector(".site h2")
+    desk.screenshot(path=shots / "r01-registry-tree.png", full_page=True)
+    desk.click(".tabs a[href='/console/registry/nodes']")
     row = desk.locator(f"tr[data-node='{NODE}']")
     before = int(row.locator("[data-version]").inner_text())
     row.locator("button.push").click()
@@ -72,7 +69,15 @@ def test_a_push_shows_the_nodes_new_version_pending(desk: Any, shots: Path) -> N
 
     desk.click("#lang-switch")
     desk.wait_for_selector("text=Pending")
+    desk.click(".tabs a[href='/console/registry/tariffs']")
+    desk.wait_for_selector("tr[data-key='tou']")
+    desk.screenshot(path=shots / "r02-tariffs-en.png", full_page=True)
+    desk.set_viewport_size(TABLET)
+    desk.goto("/console/registry/tariffs/tou")
+    desk.wait_for_selector("#day-chart canvas")
+    assert desk.evaluate("document.documentElement.scrollWidth") <= TABLET["width"]
+    desk.screenshot(path=shots / "r06-tariff-tablet-en.png", full_page=True)
     desk.click(".tabs a[href='/console/registry/subsidy-policies']")
     desk.click("tr[data-key] a")
     desk.wait_for_selector("#f-by_type")
-    desk.screenshot(path=shots / "r06-subsidy-en.png", full_page=True)
+    desk.screenshot(path=shots / "r07-subsidy-en.png", full_page=True)

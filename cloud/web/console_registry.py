@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
 from sqlalchemy import func, select
@@ -45,6 +45,7 @@ from cloud.registry.subsidy_rules import known_subsidy_rules
 from cloud.registry.values import DAY_MINUTES, PERIODS
 from cloud.web import i18n, sessions
 from cloud.web.console import Form, Staff, frame
+from cloud.web.forms import read_lines_form
 from cloud.web.i18n import Lang
 from cloud.web.page_errors import PageError
 from cloud.web.registry_fields import FORMS, FieldError, fen_text, kwh_text, parse, stored
@@ -71,6 +72,7 @@ KeyPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
 NodePath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
 RowFilter = Annotated[int | None, Query(ge=1, le=bodies.MAX_ID)]
 PAGE_SIZE = 50
+LinesForm = Annotated[dict[str, str], Depends(read_lines_form)]  # a form with text areas
 COLOURS = {"sharp": "#a4262c", "peak": "#d9822b", "flat": "#0b6e4f", "valley": "#2f6fb0"}
 # A pushed configuration's command, as the console says it.
 DELIVERY = {"pending": "pending", "delivered": "pending", "applied": "acknowledged",
@@ -519,7 +521,7 @@ def create(  # noqa: PLR0917 (FastAPI's dependencies)
     session: DbSession,
     now: Now,
     kind: KindPath,
-    form: Form,
+    form: LinesForm,
 ) -> Response:
     return _save(request, lang, who, session, now=now, kind=kind, form=form, key=None)
 
@@ -587,6 +589,6 @@ def change(  # noqa: PLR0917 (FastAPI's dependencies)
     now: Now,
     kind: KindPath,
     key: KeyPath,
-    form: Form,
+    form: LinesForm,
 ) -> Response:
     return _save(request, lang, who, session, now=now, kind=kind, form=form, key=key)

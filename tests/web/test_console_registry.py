@@ -84,6 +84,8 @@ def log_rows(world: World) -> list[tuple[str, str, str]]:
         return [tuple(r) for r in found]  # type: ignore[misc]
 
 
+# A long holiday list (over 600 characters: a text area may be longer than a form's field).
+HOLIDAYS = [f"2027-{m:02d}-{d:02d}" for m in (10, 5, 2, 1) for d in range(1, 16)]
 # (kind, form fields (with {market}, {empty}, {floor}, {building} filled in), what the API
 # answers for the stored row).
 GOOD = [
@@ -132,10 +134,10 @@ GOOD = [
       "windows": [{"min_w": 1500, "max_w": 2500, "min_pf": 0.95, "max_pf": 1.0}]}),
     ("arrears-policies", {"site_id": "{empty}", "mode": "scheduled", "cut_off": "10:30",
                           "friendly_hours": "20:00-08:00\n12:00 - 13:30",
-                          "holidays": "2026-10-02, 2026-10-01\n2027-01-01"},
+                          "holidays": "2026-10-02, 2026-10-01\n" + "\n".join(HOLIDAYS)},
      {"site_id": "{empty}", "mode": "scheduled", "cut_off": "10:30",
       "friendly_hours": [["20:00", "08:00"], ["12:00", "13:30"]],
-      "holidays": ["2026-10-01", "2026-10-02", "2027-01-01"]}),
+      "holidays": ["2026-10-01", "2026-10-02", *sorted(HOLIDAYS)]}),
 ]  # fmt: skip
 
 

@@ -47,7 +47,7 @@ from cloud.web import i18n, sessions
 from cloud.web.console import Form, Staff, frame
 from cloud.web.forms import read_lines_form
 from cloud.web.i18n import Lang
-from cloud.web.page_errors import PageError
+from cloud.web.page_errors import PageError, Refused
 from cloud.web.registry_fields import FORMS, FieldError, fen_text, kwh_text, parse, stored
 from cloud.web.render import page, price_yuan
 
@@ -230,8 +230,8 @@ def _may_write(who: Principal, kind: str) -> bool:
 
 
 def _writer(who: Principal, roles: tuple[Any, ...]) -> None:
-    if who.role not in roles:
-        raise PageError("registry_forbidden", 403)
+    if who.role not in roles:  # the refusal page (403) in the console's frame
+        raise Refused(who)
 
 
 def _key(kind: str, text: str) -> object:

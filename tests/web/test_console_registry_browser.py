@@ -13,12 +13,14 @@ from typing import Any
 import pytest
 
 from tests.cloud.api.conftest import NODE
+from tests.web.axe import assert_no_critical
 from tests.web.conftest import Served
 from tests.web.test_console_browser import LAPTOP, TABLET, _desk, log_in
 
 pytestmark = pytest.mark.slow
 
 RANGES = "00:00-08:00 谷\n08:00-11:00 峰\n11:00-18:00 平\n18:00-21:00 尖\n21:00-24:00 平"
+SERIOUS = ("critical", "serious")  # axe-core: labels, names, contrast, lang
 GOOD_RANGES = RANGES.replace("24:00", "00:00")
 
 
@@ -44,6 +46,7 @@ def test_a_tou_tariff_is_created_and_its_day_chart_drawn(desk: Any, shots: Path)
     desk.wait_for_selector("[data-error='ranges']")
     assert "第 5 行" in desk.inner_text("[data-error='ranges']")
     desk.screenshot(path=shots / "r03-tariff-refused.png", full_page=True)
+    assert_no_critical(desk, SERIOUS)
 
     desk.fill("#f-ranges", GOOD_RANGES)
     desk.click("#save")
@@ -57,6 +60,7 @@ def test_a_push_shows_the_nodes_new_version_pending(desk: Any, shots: Path) -> N
     desk.click("nav.menu a[href='/console/registry']")
     desk.wait_for_selector(".site h2")
     desk.screenshot(path=shots / "r01-registry-tree.png", full_page=True)
+    assert_no_critical(desk, SERIOUS)
     desk.click(".tabs a[href='/console/registry/nodes']")
     row = desk.locator(f"tr[data-node='{NODE}']")
     before = int(row.locator("[data-version]").inner_text())
@@ -66,6 +70,7 @@ def test_a_push_shows_the_nodes_new_version_pending(desk: Any, shots: Path) -> N
     assert int(row.locator("[data-version]").inner_text()) == before + 1
     assert row.locator("[data-delivery]").get_attribute("data-delivery") == "pending"
     desk.screenshot(path=shots / "r05-nodes-pushed.png", full_page=True)
+    assert_no_critical(desk, SERIOUS)
 
     desk.click("#lang-switch")
     desk.wait_for_selector("text=Pending")

@@ -96,6 +96,7 @@ from cloud.web import (
     console_alarms,
     console_dashboard,
     console_people,
+    console_registry,
     docs,
     phone,
     static,
@@ -154,6 +155,7 @@ ROUTERS = (
     console_dashboard,  # its dashboard
     console_people,  # its users and the operator log
     console_alarms,  # its live feed, alarms screen and pop-up preferences
+    console_registry,  # its registry and rules, /console/registry/
     docs,  # Swagger UI at /docs, its files from /static/vendor/
 )
 

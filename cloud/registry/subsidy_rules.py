@@ -86,8 +86,13 @@ def subsidy_rule(name: str) -> SubsidyRule:
         rule = point.load()
         if callable(rule):
             return rule  # type: ignore[no-any-return]
-    known = ", ".join(sorted(set(_RULES) | set(entry_points(group=ENTRY_POINT_GROUP).names)))
+    known = ", ".join(known_subsidy_rules())
     raise Invalid(f"no subsidy rule named {name!r} (known: {known or 'none'})")
+
+
+def known_subsidy_rules() -> list[str]:
+    """The names a policy may give: registered in code or as entry points."""
+    return sorted(set(_RULES) | set(entry_points(group=ENTRY_POINT_GROUP).names))
 
 
 def per_m2(shop: ShopFacts, account_type: str) -> int | None:

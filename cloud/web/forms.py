@@ -19,6 +19,7 @@ from cloud.errors import Invalid
 FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_FIELDS = 16
 MAX_FIELD = 256  # characters of one value (a password may be long; 256 is plenty)
+MAX_LINES = 8192  # characters of a text area of one-a-line items (a year's holidays)
 YUAN = re.compile(r"\d{1,9}(\.\d{1,2})?")  # 88, 88.5, 88.50: no sign, no exponent, no commas
 
 
@@ -30,9 +31,9 @@ class AmountError(Invalid):
         self.key, self.values = key, values
 
 
-def parse_form(body: bytes, content_type: str) -> dict[str, str]:
+def parse_form(body: bytes, content_type: str, *, max_field: int = MAX_FIELD) -> dict[str, str]:
     """The fields of a url-encoded form; `Invalid` for another media type, bytes that are not
-    UTF-8, a field sent twice, too many or too long fields."""
+    UTF-8, a field sent twice, too many or too long (over `max_field` characters) fields."""
     media = content_type.split(";", 1)[0].strip().lower()
     if media != FORM_TYPE:
         raise Invalid(f"a form is sent as {FORM_TYPE}")
@@ -46,7 +47,7 @@ def parse_form(body: bytes, content_type: str) -> dict[str, str]:
     for name, value in pairs:
         if name in fields:
             raise Invalid(f"the form sends {name!r} twice")
-        if len(value) > MAX_FIELD or "\x00" in value:
+        if len(value) > max_field or "\x00" in value:
             raise Invalid(f"the form's {name!r} is too long or holds a NUL")
         fields[name] = value
     return fields
@@ -55,6 +56,12 @@ def parse_form(body: bytes, content_type: str) -> dict[str, str]:
 async def read_form(request: Request) -> dict[str, str]:
     """A dependency: the request's form fields (see `parse_form`)."""
     return parse_form(await request.body(), request.headers.get("content-type", ""))
+
+
+async def read_lines_form(request: Request) -> dict[str, str]:
+    """`read_form` for a form with text areas of one-a-line items (up to `MAX_LINES`)."""
+    return parse_form(await request.body(), request.headers.get("content-type", ""),
+                      max_field=MAX_LINES)  # fmt: skip
 
 
 def fen_of_yuan(text: str, *, min_fen: int, max_fen: int) -> int:

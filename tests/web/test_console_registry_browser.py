@@ -1,0 +1,88 @@
+"""The registry screens in real headless Chromium against the real cloud app (the `server` of
+tests/web/conftest.py): an operator creates a time-of-use tariff through its form (a refused
+line first, told in words) and sees its day chart drawn; pushes a concentrator its
+configuration and sees the new version pending. Every screen is saved (`shots`) to be looked
+at; no Content Security Policy violation is allowed on any of them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cloud.api.conftest import NODE
+from tests.web.axe import assert_no_critical
+from tests.web.conftest import Served
+from tests.web.test_console_browser import LAPTOP, TABLET, _desk, log_in
+
+pytestmark = pytest.mark.slow
+
+RANGES = "00:00-08:00 谷\n08:00-11:00 峰\n11:00-18:00 平\n18:00-21:00 尖\n21:00-24:00 平"
+SERIOUS = ("critical", "serious")  # axe-core: labels, names, contrast, lang
+GOOD_RANGES = RANGES.replace("24:00", "00:00")
+
+
+@pytest.fixture
+def desk(browser: Any, server: Served) -> Iterator[Any]:
+    yield from _desk(browser, server, LAPTOP)
+
+
+def test_a_tou_tariff_is_created_and_its_day_chart_drawn(desk: Any, shots: Path) -> None:
+    log_in(desk)
+    desk.goto("/console/registry/tariffs")
+    desk.click("#new-row")
+    desk.fill("#f-code", "tou-2027")
+    desk.fill("#f-name", "2027 分时")
+    assert desk.is_visible("#f-price") and not desk.is_visible("#f-ranges")  # flat first
+    desk.select_option("#f-kind", "tou")
+    assert desk.is_visible("#f-ranges") and not desk.is_visible("#f-price")
+    for period, price in (("sharp", "1.3500"), ("peak", "1.1"), ("flat", "0.8365"),
+                          ("valley", "0.4")):  # fmt: skip
+        desk.fill(f"#f-price_{period}", price)
+    desk.fill("#f-ranges", RANGES)  # 24:00 is no time of day: refused, in words
+    desk.click("#save")
+    desk.wait_for_selector("[data-error='ranges']")
+    assert "第 5 行" in desk.inner_text("[data-error='ranges']")
+    desk.screenshot(path=shots / "r03-tariff-refused.png", full_page=True)
+    assert_no_critical(desk, SERIOUS)
+
+    desk.fill("#f-ranges", GOOD_RANGES)
+    desk.click("#save")
+    desk.wait_for_url("**/console/registry/tariffs/tou-2027?saved=1")
+    desk.wait_for_selector("#day-chart[data-drawn='4'] canvas")  # four periods drawn
+    desk.screenshot(path=shots / "r04-tariff-day-chart.png", full_page=True)
+
+
+def test_a_push_shows_the_nodes_new_version_pending(desk: Any, shots: Path) -> None:
+    log_in(desk)
+    desk.click("nav.menu a[href='/console/registry']")
+    desk.wait_for_selector(".site h2")
+    desk.screenshot(path=shots / "r01-registry-tree.png", full_page=True)
+    assert_no_critical(desk, SERIOUS)
+    desk.click(".tabs a[href='/console/registry/nodes']")
+    row = desk.locator(f"tr[data-node='{NODE}']")
+    before = int(row.locator("[data-version]").inner_text())
+    row.locator("button.push").click()
+    desk.wait_for_selector("#pushed")
+    row = desk.locator(f"tr[data-node='{NODE}']")
+    assert int(row.locator("[data-version]").inner_text()) == before + 1
+    assert row.locator("[data-delivery]").get_attribute("data-delivery") == "pending"
+    desk.screenshot(path=shots / "r05-nodes-pushed.png", full_page=True)
+    assert_no_critical(desk, SERIOUS)
+
+    desk.click("#lang-switch")
+    desk.wait_for_selector("text=Pending")
+    desk.click(".tabs a[href='/console/registry/tariffs']")
+    desk.wait_for_selector("tr[data-key='tou']")
+    desk.screenshot(path=shots / "r02-tariffs-en.png", full_page=True)
+    desk.set_viewport_size(TABLET)
+    desk.goto("/console/registry/tariffs/tou")
+    desk.wait_for_selector("#day-chart canvas")
+    assert desk.evaluate("document.documentElement.scrollWidth") <= TABLET["width"]
+    desk.screenshot(path=shots / "r06-tariff-tablet-en.png", full_page=True)
+    desk.click(".tabs a[href='/console/registry/subsidy-policies']")
+    desk.click("tr[data-key] a")
+    desk.wait_for_selector("#f-by_type")
+    desk.screenshot(path=shots / "r07-subsidy-en.png", full_page=True)

@@ -1,0 +1,117 @@
+"""The console's money desk in real headless Chromium (Debian's, driven by Playwright) against
+the real cloud app on loopback: finance recharges a shop from its page (the browser refuses
+12.345 before sending) and prints the receipt to PDF on an 80 mm roll and on A4; an operator's
+correction above the approval amount is approved by finance in another browser context. Every
+screen is saved (`shots`); no Content Security Policy violation is allowed."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pypdf import PdfReader
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cloud.db.operations import Correction
+from cloud.people.auth import Role
+from tests.web.conftest import Served
+from tests.web.console_world import STAFF_USERS, add_staff_and_readings
+from tests.web.test_console_browser import LAPTOP, _desk, log_in
+
+pytestmark = pytest.mark.slow
+
+MM = 72 / 25.4  # PDF points per millimetre
+
+
+@pytest.fixture(scope="module")
+def staffed(server: Served) -> Served:
+    add_staff_and_readings(server.world)
+    # cloud.toml's `approve_corrections_above_fen`, lowered so ¥20 waits for a second user
+    server.server.config.app.state.approve_above_fen = 1_000
+    return server
+
+
+@pytest.fixture
+def finance(browser: Any, staffed: Served) -> Iterator[Any]:
+    yield from _desk(browser, staffed, LAPTOP)
+
+
+@pytest.fixture
+def operator(browser: Any, staffed: Served) -> Iterator[Any]:
+    yield from _desk(browser, staffed, LAPTOP)
+
+
+def _pdf(page: Any) -> tuple[str, float]:
+    """The page printed by Chromium: its text and its first page's width in mm."""
+    reader = PdfReader(io.BytesIO(page.pdf(prefer_css_page_size=True, print_background=True)))
+    width = float(reader.pages[0].mediabox.width) / MM
+    return "".join(p.extract_text() for p in reader.pages), width
+
+
+def test_a_recharge_and_its_receipt_printed_on_a_roll_and_on_a4(
+    finance: Any, shots: Path
+) -> None:
+    log_in(finance, STAFF_USERS[Role.FINANCE])
+    finance.click('a.shop[href="/console/accounts/A0001"]')
+    finance.wait_for_url("**/console/accounts/A0001")
+    finance.screenshot(path=shots / "d01-shop-page.png", full_page=True)
+    amount = finance.locator("#recharge-amount")
+    amount.fill("12.345")
+    finance.click("#recharge-submit")
+    assert finance.url.endswith("/console/accounts/A0001")  # the browser did not send it
+    assert amount.evaluate("e => e.validity.stepMismatch") is True
+    amount.fill("66.80")
+    finance.check("input[name=method][value=card]")
+    finance.click("#recharge-submit")
+    finance.wait_for_url("**/console/receipts/*")
+    receipt = finance.locator("#receipt")
+    assert "¥66.80" in receipt.inner_text() and "银行卡" in receipt.inner_text()  # the receipt's own words
+    finance.screenshot(path=shots / "d02-receipt-roll.png", full_page=True)
+    finance.emulate_media(media="print")
+    finance.screenshot(path=shots / "d03-receipt-roll-print.png", full_page=True)
+    text, width = _pdf(finance)
+    assert "66.80" in text and abs(width - 80) < 1, (width, text)
+    finance.emulate_media(media="null")  # back to the screen (page.pdf prints either way)
+    finance.click("#paper-a4")
+    finance.wait_for_url("**paper=a4")
+    finance.screenshot(path=shots / "d04-receipt-a4.png", full_page=True)
+    text, width = _pdf(finance)
+    assert "66.80" in text and abs(width - 210) < 1, (width, text)
+    pdf = finance.request.get(finance.locator("#receipt-pdf").get_attribute("href"))
+    assert pdf.headers["content-type"] == "application/pdf"
+    assert "66.80" in PdfReader(io.BytesIO(pdf.body())).pages[0].extract_text()
+
+
+def test_a_correction_waits_for_a_second_user_who_approves_it(
+    operator: Any, finance: Any, staffed: Served, shots: Path
+) -> None:
+    log_in(operator, STAFF_USERS[Role.OPERATOR])
+    operator.goto("/console/accounts/A0001")
+    operator.check("input[name=direction][value=credit]")
+    operator.fill("#correction-amount", "20")
+    operator.fill("#correction-reason", "收银少录入现金 20 元")
+    operator.click("#correction-submit")
+    operator.wait_for_url("**/console/desk?done=correction_held")
+    row = operator.locator("#held tr[data-correction]")
+    assert row.count() == 1 and row.locator("button").count() == 0  # not its own to decide
+    ref = row.get_attribute("data-correction")
+    operator.screenshot(path=shots / "d05-correction-held.png", full_page=True)
+
+    log_in(finance, STAFF_USERS[Role.FINANCE])
+    finance.goto("/console/desk")
+    finance.screenshot(path=shots / "d06-queue-finance.png", full_page=True)
+    finance.click(f'tr[data-correction="{ref}"] button[data-verb=approve]')
+    finance.wait_for_url("**/console/desk?done=approved")
+    assert finance.locator("#done").is_visible() and finance.locator("#no-held").is_visible()
+    finance.screenshot(path=shots / "d07-approved.png", full_page=True)
+
+    operator.goto("/console/accounts/A0001")
+    booked = operator.locator(f'#operations tr[data-correction="{ref}"]').inner_text()
+    assert "入账中" in booked and STAFF_USERS[Role.FINANCE] in booked
+    with Session(staffed.world.engine) as session:
+        row_ = session.scalars(select(Correction).where(Correction.id == ref)).one()
+        assert (row_.status, row_.approved_by, row_.fen) == ("pending", "fin-c", 2000)

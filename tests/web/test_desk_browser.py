@@ -72,7 +72,9 @@ def test_a_recharge_and_its_receipt_printed_on_a_roll_and_on_a4(
     assert "¥66.80" in receipt.inner_text() and "银行卡" in receipt.inner_text()  # the receipt's own words
     finance.screenshot(path=shots / "d02-receipt-roll.png", full_page=True)
     finance.emulate_media(media="print")
+    finance.set_viewport_size({"width": 302, "height": 800})  # 80 mm at 96 dpi, to look at
     finance.screenshot(path=shots / "d03-receipt-roll-print.png", full_page=True)
+    finance.set_viewport_size(LAPTOP)
     text, width = _pdf(finance)
     assert "66.80" in text and abs(width - 80) < 1, (width, text)
     finance.emulate_media(media="null")  # back to the screen (page.pdf prints either way)
@@ -91,6 +93,7 @@ def test_a_correction_waits_for_a_second_user_who_approves_it(
 ) -> None:
     log_in(operator, STAFF_USERS[Role.OPERATOR])
     operator.goto("/console/accounts/A0001")
+    operator.screenshot(path=shots / "d05-shop-page-operator.png", full_page=True)
     operator.check("input[name=direction][value=credit]")
     operator.fill("#correction-amount", "20")
     operator.fill("#correction-reason", "收银少录入现金 20 元")
@@ -99,15 +102,15 @@ def test_a_correction_waits_for_a_second_user_who_approves_it(
     row = operator.locator("#held tr[data-correction]")
     assert row.count() == 1 and row.locator("button").count() == 0  # not its own to decide
     ref = row.get_attribute("data-correction")
-    operator.screenshot(path=shots / "d05-correction-held.png", full_page=True)
+    operator.screenshot(path=shots / "d06-correction-held.png", full_page=True)
 
     log_in(finance, STAFF_USERS[Role.FINANCE])
     finance.goto("/console/desk")
-    finance.screenshot(path=shots / "d06-queue-finance.png", full_page=True)
+    finance.screenshot(path=shots / "d07-queue-finance.png", full_page=True)
     finance.click(f'tr[data-correction="{ref}"] button[data-verb=approve]')
     finance.wait_for_url("**/console/desk?done=approved")
     assert finance.locator("#done").is_visible() and finance.locator("#no-held").is_visible()
-    finance.screenshot(path=shots / "d07-approved.png", full_page=True)
+    finance.screenshot(path=shots / "d08-approved.png", full_page=True)
 
     operator.goto("/console/accounts/A0001")
     booked = operator.locator(f'#operations tr[data-correction="{ref}"]').inner_text()

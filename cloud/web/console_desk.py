@@ -7,6 +7,7 @@ write path.
     POST /console/accounts/{account}/recharge     MONEY_DESK   → POST /recharges
     POST /console/accounts/{account}/correction   OPERATIONS   → POST /corrections
     POST /console/accounts/{account}/refund       OPERATIONS   → POST /refunds
+    POST /console/accounts/{account}/move         OPERATIONS   → POST /moves
     GET  /console/desk                            held corrections, refunds open for payout
     POST /console/corrections/{id}/approve|reject PAYOUT       → POST /corrections/{id}/…
     POST /console/refunds/{id}/pay                PAYOUT       → POST /refunds/{id}/pay
@@ -32,6 +33,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from cloud.api import corrections as corrections_api
+from cloud.api import moves as moves_api
 from cloud.api import receipts as receipts_api
 from cloud.api import recharges as recharges_api
 from cloud.api import refunds as refunds_api
@@ -58,13 +60,15 @@ MAY: dict[str, tuple[Role, ...]] = {
     "recharge": MONEY_DESK,
     "correction": OPERATIONS,
     "refund": OPERATIONS,
+    "move": OPERATIONS,
     "decide": PAYOUT,  # approve or reject a held correction
     "pay": PAYOUT,
     "cancel": MONEY_DESK,
 }
+FORMS = ("recharge", "correction", "refund", "move")  # on a shop's page, each with its token
 # What a page says after a form succeeded (`?done=`).
-DONE = ("correction_booked", "correction_held", "refund_requested", "approved", "rejected",
-        "paid", "cancelled")  # fmt: skip
+DONE = ("correction_booked", "correction_held", "refund_requested", "move_requested",
+        "approved", "rejected", "paid", "cancelled")  # fmt: skip
 Done = Annotated[str, Query(pattern="^(" + "|".join(DONE) + ")?$")]
 
 
@@ -89,6 +93,7 @@ def _api_route(router_: APIRouter, name: str) -> Callable[..., Any]:
 
 
 REQUEST_REFUND = _api_route(refunds_api.router, "request_refund")
+REQUEST_MOVE = _api_route(moves_api.router, "request_move")
 CANCEL_REFUND = _api_route(refunds_api.router, "cancel_refund")
 APPROVE_CORRECTION = _api_route(corrections_api.router, "approve_correction")
 REJECT_CORRECTION = _api_route(corrections_api.router, "reject_correction")
@@ -111,7 +116,7 @@ def _account_page(  # noqa: PLR0917 (the page's parts)
         raise PageError("desk_account_not_found", 404)
     kept = fields or {}
     # a refused form keeps its token: nothing was booked, and sent again it still books once
-    tokens = {form: desk.new_token(form[0]) for form in ("recharge", "correction", "refund")}
+    tokens = {form: desk.new_token(form[0]) for form in FORMS}
     if refused is not None and is_reference(kept.get("token")):
         tokens[refused.form] = kept["token"]
     other = "en" if lang[0] == "zh" else "zh"
@@ -199,6 +204,19 @@ def refund(  # noqa: PLR0917 (FastAPI's dependencies)
         return _see_other(f"/console/accounts/{account}?done=refund_requested")
 
     return _form_post("refund", request, lang, who, session, now, account, form, send)
+
+
+@router.post("/accounts/{account}/move")
+def move(  # noqa: PLR0917 (FastAPI's dependencies)
+    request: Request, lang: Lang, who: Staff, form: Form, session: DbSession, key: CloudKey,
+    now: Now, account: Account,
+) -> Response:  # fmt: skip
+    def send() -> Response:
+        body = desk.move_body(account, form, desk.nodes(session))
+        REQUEST_MOVE(body=body, who=who, response=Response(), session=session, key=key, now=now)
+        return _see_other(f"/console/accounts/{account}?done=move_requested")
+
+    return _form_post("move", request, lang, who, session, now, account, form, send)
 
 
 # -- the desk's queue: what waits for a second user -------------------------------------------

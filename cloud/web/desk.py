@@ -24,11 +24,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloud.api.corrections import CorrectionIn
+from cloud.api.moves import MoveIn
 from cloud.api.recharges import RechargeIn
 from cloud.api.refunds import RefundIn
 from cloud.db import registry as reg
-from cloud.db.models import LedgerEntry, ReportedAccount
-from cloud.db.operations import Correction, Receipt, Refund
+from cloud.db.models import Concentrator, LedgerEntry, ReportedAccount
+from cloud.db.operations import Correction, Move, Receipt, Refund
 from cloud.errors import CloudError, Conflict, Forbidden, Invalid, NotFound
 from cloud.operations import corrections, refunds
 from cloud.operations.recharges import MAX_RECHARGE_FEN
@@ -46,6 +47,7 @@ RECHARGE_METHODS = ("cash", "card")  # the desk's; online payments come through 
 REFUND_METHODS = ("cash", "card", "original")  # `RefundIn.method`
 DIRECTIONS = ("credit", "debit")  # a correction gives back or takes back
 OPEN_REFUNDS = ("requested", "reserved")
+SHOP = re.compile(r"[A-Za-z0-9_.\-]{1,64}")  # `MoveIn.to_shop`
 MAX_YUAN = MAX_RECHARGE_FEN // 100  # what the forms' number fields allow
 MAX_GRACE_KWH = refunds.MAX_GRACE_WH // 1000
 MAX_GRACE_HOURS = refunds.MAX_GRACE_HOURS
@@ -115,6 +117,8 @@ class DeskAccount:
     originals: list[Original] = field(default_factory=list)
     corrections: list[Correction] = field(default_factory=list)
     refunds: list[Refund] = field(default_factory=list)
+    moves: list[Move] = field(default_factory=list)
+    nodes: list[str] = field(default_factory=list)  # where a tenant may move to
 
     @property
     def open_refund(self) -> Refund | None:
@@ -159,7 +163,17 @@ def desk_account(session: Session, account: str, now: dt.datetime) -> DeskAccoun
         select(Refund).where(Refund.account == account)
         .order_by(Refund.created.desc(), Refund.id).limit(ROWS)
     ))  # fmt: skip
+    found.moves = list(session.scalars(
+        select(Move).where(Move.account == account)
+        .order_by(Move.created.desc(), Move.id).limit(ROWS)
+    ))  # fmt: skip
+    found.nodes = nodes(session)
     return found
+
+
+def nodes(session: Session) -> list[str]:
+    """The concentrators a tenant may move to."""
+    return list(session.scalars(select(Concentrator.node).order_by(Concentrator.node)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +241,16 @@ def correction_body(account: str, fields: dict[str, str]) -> CorrectionIn:
         raise FormError("correction", "desk_reason_short", min=str(corrections.MIN_REASON))
     return CorrectionIn(account=account, fen=sign * fen, original=original, reason=reason,
                         correction=_token("correction", fields))  # fmt: skip
+
+
+def move_body(account: str, fields: dict[str, str], nodes: list[str]) -> MoveIn:
+    """`POST /moves`'s body from the move form (`nodes`: the concentrators offered)."""
+    to_shop = fields.get("to_shop", "").strip()
+    if not SHOP.fullmatch(to_shop):
+        raise FormError("move", "desk_shop_bad")
+    return MoveIn(account=account, to_shop=to_shop,
+                  to_node=_choice("move", fields.get("to_node", ""), tuple(nodes)),
+                  move=_token("move", fields))  # fmt: skip
 
 
 def _whole(form: str, text: str, high: int) -> int:

@@ -19,13 +19,14 @@ from sqlalchemy.orm import Session
 from cloud.app import create_app
 from cloud.db.auth import OperatorLogEntry
 from cloud.db.models import Balance, Recharge
-from cloud.db.operations import Correction, Receipt, Refund
+from cloud.db.operations import Correction, Move, Receipt, Refund
 from cloud.people.auth import Role
 from cloud.web import catalogue, merchant_view
 from ledger.accounts import Pocket, System, system_id
 from tests.cloud.api.conftest import M1, M2, NODE
 from tests.cloud.api.contract_edge import ContractEdge
 from tests.cloud.fake_edge import edge_recharge
+from tests.cloud.registry_world import vacant_shops
 from tests.web.console_world import STAFF_USERS, add_staff_and_readings
 from tests.web.html import csrf_of
 from tests.web.test_console_pages import log_in
@@ -347,8 +348,8 @@ def test_a_refund_is_requested_reserved_by_the_concentrator_and_paid_out(
         assert answer.headers["location"] == "/console/accounts/A0001?done=refund_requested"
     with Session(world.engine) as session:
         (row,) = session.scalars(select(Refund)).all()
-        assert (row.id, row.status, row.grace_wh, row.operator) == (fields["token"],
-                                                                    "requested", 5000, OPERATOR)  # fmt: skip
+        stored = (row.id, row.status, row.grace_wh, row.operator)
+        assert stored == (fields["token"], "requested", 5000, OPERATOR)
     assert 'id="refund-open"' in operator.get("/console/accounts/A0001").text
     edge = ContractEdge(world.site)
     edge.models[NODE].prepaid["A0001"] = available(world)
@@ -368,3 +369,35 @@ def test_a_refund_is_requested_reserved_by_the_concentrator_and_paid_out(
         assert row is not None and (row.status, row.paid_by) == ("paid", FINANCE) and row.receipt
         receipt = session.get(Receipt, row.receipt)
         assert receipt is not None and receipt.kind == "refund" and receipt.fen == fen
+
+
+def test_a_tenant_moves_to_a_vacant_shop_and_a_taken_one_is_refused_in_words(
+    operator: TestClient, world: World
+) -> None:
+    with Session(world.engine) as session, session.begin():
+        vacant_shops(session, {"S301": NODE})
+    fields = form_of(operator.get("/console/accounts/A0001").text, "move")
+    before = counts(world)
+    taken = operator.post("/console/accounts/A0001/move",
+                          data={**fields, "to_node": NODE, "to_shop": "S102"})  # fmt: skip
+    assert taken.status_code == 409 and zh("desk_refused_conflict") in taken.text
+    assert 'id="move-error"' in taken.text
+    bad = operator.post("/console/accounts/A0001/move",
+                        data={**fields, "to_node": NODE, "to_shop": "S 1"})  # fmt: skip
+    assert bad.status_code == 422 and zh("desk_shop_bad") in bad.text
+    elsewhere = operator.post("/console/accounts/A0001/move",
+                              data={**fields, "to_node": "edge-9", "to_shop": "S301"})  # fmt: skip
+    assert elsewhere.status_code == 422 and zh("desk_choice_bad") in elsewhere.text
+    assert counts(world) == before
+    moved = operator.post("/console/accounts/A0001/move", follow_redirects=False,
+                          data={**fields, "to_node": NODE, "to_shop": "S301"})  # fmt: skip
+    assert moved.headers["location"] == "/console/accounts/A0001?done=move_requested"
+    with Session(world.engine) as session:
+        row = session.get(Move, fields["token"])
+        assert row is not None and (row.to_shop, row.status, row.operator) == (
+            "S301", "settled", OPERATOR)  # fmt: skip
+        logged = session.scalars(select(OperatorLogEntry.action).where(
+            OperatorLogEntry.action == "move.request")).all()  # fmt: skip
+        assert logged == ["move.request"]
+    page = operator.get("/console/accounts/A0001?done=move_requested").text
+    assert f'data-move="{fields["token"]}"' in page and zh("desk_done_move_requested") in page

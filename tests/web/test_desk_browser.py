@@ -52,9 +52,7 @@ def _pdf(page: Any) -> tuple[str, float]:
     return "".join(p.extract_text() for p in reader.pages), width
 
 
-def test_a_recharge_and_its_receipt_printed_on_a_roll_and_on_a4(
-    finance: Any, shots: Path
-) -> None:
+def test_a_recharge_and_its_receipt_printed_on_a_roll_and_on_a4(finance: Any, shots: Path) -> None:
     log_in(finance, STAFF_USERS[Role.FINANCE])
     finance.click('a.shop[href="/console/accounts/A0001"]')
     finance.wait_for_url("**/console/accounts/A0001")
@@ -69,7 +67,9 @@ def test_a_recharge_and_its_receipt_printed_on_a_roll_and_on_a4(
     finance.click("#recharge-submit")
     finance.wait_for_url("**/console/receipts/*")
     receipt = finance.locator("#receipt")
-    assert "¥66.80" in receipt.inner_text() and "银行卡" in receipt.inner_text()  # the receipt's own words
+    assert (
+        "¥66.80" in receipt.inner_text() and "银行卡" in receipt.inner_text()
+    )  # the receipt's own words
     finance.screenshot(path=shots / "d02-receipt-roll.png", full_page=True)
     finance.emulate_media(media="print")
     finance.set_viewport_size({"width": 302, "height": 800})  # 80 mm at 96 dpi, to look at

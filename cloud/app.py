@@ -91,7 +91,7 @@ from cloud.errors import (
 )
 from cloud.ingest.claims import Enrolment
 from cloud.payments.providers import Providers
-from cloud.web import console, console_desk, docs, phone, static, wechat_login
+from cloud.web import console, console_desk, console_swaps, docs, phone, static, wechat_login
 from cloud.web import errors as web_errors
 from cloud.web.wechat_login import WechatOAuth
 from ledger.chain import NodeKey
@@ -143,6 +143,7 @@ ROUTERS = (
     static,  # the pages' CSS, font and scripts, /static/
     console,  # the operator console, /console/ (cloud.web)
     console_desk,  # its money desk: a shop's page, recharge, receipts, corrections, refunds
+    console_swaps,  # its meter swaps and IR handheld import
     docs,  # Swagger UI at /docs, its files from /static/vendor/
 )
 

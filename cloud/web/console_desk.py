@@ -87,19 +87,19 @@ def _mays(who: Principal) -> dict[str, bool]:
     return {form: who.role in roles for form, roles in MAY.items()}
 
 
-def _api_route(router_: APIRouter, name: str) -> Callable[..., Any]:
+def api_route(router_: APIRouter, name: str) -> Callable[..., Any]:
     """The endpoint of one of the API's generated routes (`cloud.api.operation_routes`)."""
     return next(r.endpoint for r in router_.routes if getattr(r, "name", "") == name)
 
 
-REQUEST_REFUND = _api_route(refunds_api.router, "request_refund")
-REQUEST_MOVE = _api_route(moves_api.router, "request_move")
-CANCEL_REFUND = _api_route(refunds_api.router, "cancel_refund")
-APPROVE_CORRECTION = _api_route(corrections_api.router, "approve_correction")
-REJECT_CORRECTION = _api_route(corrections_api.router, "reject_correction")
+REQUEST_REFUND = api_route(refunds_api.router, "request_refund")
+REQUEST_MOVE = api_route(moves_api.router, "request_move")
+CANCEL_REFUND = api_route(refunds_api.router, "cancel_refund")
+APPROVE_CORRECTION = api_route(corrections_api.router, "approve_correction")
+REJECT_CORRECTION = api_route(corrections_api.router, "reject_correction")
 
 
-def _see_other(url: str) -> Response:
+def see_other(url: str) -> Response:
     return RedirectResponse(url, status_code=303)
 
 
@@ -171,7 +171,7 @@ def recharge(  # noqa: PLR0917 (FastAPI's dependencies)
             body=desk.recharge_body(account, form), who=who, response=Response(),
             session=session, key=key, now=now,
         )  # fmt: skip
-        return _see_other(f"/console/receipts/{done.receipt}")
+        return see_other(f"/console/receipts/{done.receipt}")
 
     return _form_post("recharge", request, lang, who, session, now, account, form, send)
 
@@ -187,8 +187,8 @@ def correction(  # noqa: PLR0917 (FastAPI's dependencies)
             response=Response(), session=session, key=key, now=now,
         )  # fmt: skip
         if done.status == "held":
-            return _see_other("/console/desk?done=correction_held")
-        return _see_other(f"/console/accounts/{account}?done=correction_booked")
+            return see_other("/console/desk?done=correction_held")
+        return see_other(f"/console/accounts/{account}?done=correction_booked")
 
     return _form_post("correction", request, lang, who, session, now, account, form, send)
 
@@ -201,7 +201,7 @@ def refund(  # noqa: PLR0917 (FastAPI's dependencies)
     def send() -> Response:
         REQUEST_REFUND(body=desk.refund_body(account, form), who=who, response=Response(),
                        session=session, key=key, now=now)  # fmt: skip
-        return _see_other(f"/console/accounts/{account}?done=refund_requested")
+        return see_other(f"/console/accounts/{account}?done=refund_requested")
 
     return _form_post("refund", request, lang, who, session, now, account, form, send)
 
@@ -214,7 +214,7 @@ def move(  # noqa: PLR0917 (FastAPI's dependencies)
     def send() -> Response:
         body = desk.move_body(account, form, desk.nodes(session))
         REQUEST_MOVE(body=body, who=who, response=Response(), session=session, key=key, now=now)
-        return _see_other(f"/console/accounts/{account}?done=move_requested")
+        return see_other(f"/console/accounts/{account}?done=move_requested")
 
     return _form_post("move", request, lang, who, session, now, account, form, send)
 
@@ -253,7 +253,7 @@ def _decision(  # noqa: PLR0917 (the decision's context)
     except CloudError as exc:
         session.rollback()
         return _queue_page(request, lang, who, session, refused=desk.refusal(form, exc))
-    return _see_other(f"/console/desk?done={done}")
+    return see_other(f"/console/desk?done={done}")
 
 
 @router.post("/corrections/{ref}/{verb}")

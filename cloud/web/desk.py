@@ -19,20 +19,23 @@ import datetime as dt
 import re
 import secrets
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloud.api.corrections import CorrectionIn
+from cloud.api.meter_swaps import IrImportIn, MeterSwapIn, NewMeter
 from cloud.api.moves import MoveIn
 from cloud.api.recharges import RechargeIn
 from cloud.api.refunds import RefundIn
 from cloud.db import registry as reg
 from cloud.db.models import Concentrator, LedgerEntry, ReportedAccount
-from cloud.db.operations import Correction, Move, Receipt, Refund
+from cloud.db.operations import Correction, IrReading, MeterSwap, Move, Receipt, Refund
 from cloud.errors import CloudError, Conflict, Forbidden, Invalid, NotFound
-from cloud.operations import corrections, refunds
+from cloud.operations import corrections, meter_swaps, refunds
 from cloud.operations.recharges import MAX_RECHARGE_FEN
+from cloud.registry.values import PROTOCOLS
 from cloud.web import merchant_view, monitoring
 from cloud.web.forms import AmountError, fen_of_yuan
 from cloud.web.merchant_view import AccountView
@@ -40,6 +43,7 @@ from cloud.web.monitoring import MeterRow
 from ledger.accounts import Pocket, pocket_id
 from ledger.signed import is_reference
 from ledger.transfers import Code
+from ledger.units import MAX_AMOUNT
 
 ROWS = 10  # receipts, originals, corrections and refunds shown on a shop's page
 QUEUE_ROWS = 100
@@ -52,6 +56,9 @@ MAX_YUAN = MAX_RECHARGE_FEN // 100  # what the forms' number fields allow
 MAX_GRACE_KWH = refunds.MAX_GRACE_WH // 1000
 MAX_GRACE_HOURS = refunds.MAX_GRACE_HOURS
 WHOLE = re.compile(r"\d{1,7}")
+KWH = re.compile(r"\d{1,9}(\.\d{1,3})?")  # a register typed in kWh: exact to the Wh
+ADDRESS = re.compile(r"[0-9A-Za-z]{1,32}")  # `cloud.api.common.MeterAddress`
+SOURCE = re.compile(r"[^\x00-\x1f\x7f]{1,200}")  # `IrImportIn.source`
 # An API refusal: the first class that matches gives the page's status and its lead words.
 REFUSALS: tuple[tuple[type[CloudError], int, str], ...] = (
     (Forbidden, 403, "desk_refused_forbidden"),
@@ -253,10 +260,80 @@ def move_body(account: str, fields: dict[str, str], nodes: list[str]) -> MoveIn:
                   move=_token("move", fields))  # fmt: skip
 
 
-def _whole(form: str, text: str, high: int) -> int:
-    text = text.strip() or "0"
-    if not WHOLE.fullmatch(text) or int(text) > high:
-        raise FormError(form, "desk_whole_bad", max=str(high))
+def _wh(form: str, text: str) -> int:
+    text = text.strip()
+    if not KWH.fullmatch(text) or int(Decimal(text) * 1000) > MAX_AMOUNT:
+        raise FormError(form, "desk_kwh_bad")
+    return int(Decimal(text) * 1000)
+
+
+def _address(form: str, text: str) -> str:
+    text = text.strip()
+    if not ADDRESS.fullmatch(text):
+        raise FormError(form, "desk_address_bad")
+    return text
+
+
+def swap_body(fields: dict[str, str]) -> MeterSwapIn:
+    """`POST /meter-swaps`'s body from the swap form: the old meter's final register typed (kWh)
+    or one imported from the IR handheld, exactly one; the new meter and its first register."""
+    typed, chosen = fields.get("final_kwh", "").strip(), fields.get("ir_reading", "").strip()
+    if bool(typed) == bool(chosen):
+        raise FormError("swap", "desk_final_one")
+    if chosen and not WHOLE.fullmatch(chosen):
+        raise FormError("swap", "desk_choice_bad")
+    return MeterSwapIn(
+        old=_address("swap", fields.get("old", "")),
+        final_wh=_wh("swap", typed) if typed else None,
+        ir_reading=int(chosen) if chosen else None,
+        new=NewMeter(address=_address("swap", fields.get("new_address", "")),
+                     protocol=_choice("swap", fields.get("protocol", ""), tuple(PROTOCOLS)),
+                     multiplier=_whole("swap", fields.get("multiplier", ""),
+                                       meter_swaps.MAX_MULTIPLIER, low=1)),
+        initial_wh=_wh("swap", fields.get("initial_kwh", "0") or "0"),
+        swap=_token("swap", fields),
+    )  # fmt: skip
+
+
+def ir_body(fields: dict[str, str]) -> IrImportIn:
+    """`POST /meter-swaps/ir-import`'s body: the handheld's export as it is, and its source."""
+    source = fields.get("source", "").strip()
+    if not SOURCE.fullmatch(source):
+        raise FormError("ir", "desk_source_missing")
+    csv = fields.get("csv", "")
+    if not csv.strip():
+        raise FormError("ir", "desk_csv_missing")
+    return IrImportIn(source=source, csv=csv)
+
+
+@dataclass(frozen=True, slots=True)
+class Swaps:
+    """The meter-swap page: held swaps, recent swaps, imported IR readings (of `meter`, or the
+    latest)."""
+
+    held: list[MeterSwap]
+    recent: list[MeterSwap]
+    readings: list[IrReading]
+
+
+def swaps(session: Session, meter: str) -> Swaps:
+    held = session.scalars(
+        select(MeterSwap).where(MeterSwap.status == "held")
+        .order_by(MeterSwap.created, MeterSwap.id).limit(QUEUE_ROWS)
+    )  # fmt: skip
+    recent = session.scalars(
+        select(MeterSwap).order_by(MeterSwap.created.desc(), MeterSwap.id).limit(ROWS)
+    )
+    readings = select(IrReading).order_by(IrReading.read_at.desc(), IrReading.id.desc())
+    if meter:
+        readings = readings.where(IrReading.address == meter)
+    return Swaps(list(held), list(recent), list(session.scalars(readings.limit(ROWS * 2))))
+
+
+def _whole(form: str, text: str, high: int, low: int = 0) -> int:
+    text = text.strip() or str(low)
+    if not WHOLE.fullmatch(text) or not low <= int(text) <= high:
+        raise FormError(form, "desk_whole_bad", min=str(low), max=str(high))
     return int(text)
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from cloud.app import create_app
 from cloud.db.auth import OperatorLogEntry
 from cloud.db.models import Balance, Recharge
-from cloud.db.operations import Correction, Move, Receipt, Refund
+from cloud.db.operations import Correction, IrReading, MeterSwap, Move, Receipt, Refund
 from cloud.people.auth import Role
 from cloud.web import catalogue, merchant_view
 from ledger.accounts import Pocket, System, system_id
@@ -340,7 +340,7 @@ def test_a_refund_is_requested_reserved_by_the_concentrator_and_paid_out(
     fields = form_of(page, "refund")
     bad = operator.post("/console/accounts/A0001/refund", data={**fields, "method": "cash",
                         "grace_kwh": "1.5", "grace_hours": "24"})  # fmt: skip
-    assert bad.status_code == 422 and zh("desk_whole_bad", max="1000") in bad.text
+    assert bad.status_code == 422 and zh("desk_whole_bad", min="0", max="1000") in bad.text
     sent = {**fields, "method": "cash", "grace_kwh": "5", "grace_hours": "24"}
     for _ in range(2):  # the same form twice: one refund
         answer = operator.post("/console/accounts/A0001/refund", data=sent,
@@ -401,3 +401,84 @@ def test_a_tenant_moves_to_a_vacant_shop_and_a_taken_one_is_refused_in_words(
         assert logged == ["move.request"]
     page = operator.get("/console/accounts/A0001?done=move_requested").text
     assert f'data-move="{fields["token"]}"' in page and zh("desk_done_move_requested") in page
+
+
+IR_EXPORT = (
+    "# voltbook IR export v1\naddress,read_at,energy_kwh\n{meter},2026-11-24T16:55:00+08:00,5.50\n"
+)
+
+
+def _swap(client: TestClient, **fields: str) -> object:
+    page = client.get("/console/meter-swaps").text
+    sent = {**form_of(page, "swap"), "protocol": "dlt645", "multiplier": "1",
+            "initial_kwh": "0", **fields}  # fmt: skip
+    return client.post("/console/meter-swaps", data=sent, follow_redirects=False)
+
+
+def test_a_meter_is_swapped_with_a_typed_register_or_an_ir_import(
+    operator: TestClient, world: World
+) -> None:
+    before = counts(world)
+    for fields, key in (
+        ({"old": M1, "final_kwh": "121.8", "ir_reading": "1"}, "desk_final_one"),
+        ({"old": M1, "final_kwh": "12.3456"}, "desk_kwh_bad"),
+        ({"old": M1, "final_kwh": "121.8", "multiplier": "0"}, "desk_whole_bad"),
+        ({"old": "M 1", "final_kwh": "121.8"}, "desk_address_bad"),
+    ):
+        refused = _swap(operator, new_address="000000000009", **fields)
+        assert refused.status_code == 422, fields  # type: ignore[attr-defined]
+        assert zh(key, min="1", max="10000") in refused.text  # type: ignore[attr-defined]
+    below = _swap(operator, old=M1, final_kwh="100", new_address="000000000009")
+    assert below.status_code == 422  # type: ignore[attr-defined]  # under the last reading
+    assert zh("desk_refused_invalid") in below.text  # type: ignore[attr-defined]
+    assert counts(world) == before
+    typed = _swap(operator, old=M1, final_kwh="121.8", new_address="000000000009")
+    assert typed.headers["location"].endswith("done=swap_requested")  # type: ignore[attr-defined]
+    # The handheld's export, imported through the form, then chosen as M2's final register.
+    page = operator.get("/console/meter-swaps").text
+    csrf = csrf_of(page)
+    empty = operator.post("/console/meter-swaps/ir-import", data={"csrf": csrf, "source": "x",
+                          "csv": "address,read_at\n1,2\n"})  # fmt: skip
+    assert empty.status_code == 422 and "line" in empty.text  # the API's words, with the line
+    export = {"csrf": csrf, "source": "HH-7 dead-meters.csv", "csv": IR_EXPORT.format(meter=M2)}
+    imported = operator.post("/console/meter-swaps/ir-import", data=export, follow_redirects=False)
+    assert imported.headers["location"] == "/console/meter-swaps?done=ir_imported"
+    with Session(world.engine) as session:
+        (reading,) = session.scalars(select(IrReading)).all()
+        assert (reading.address, reading.energy_wh, reading.operator) == (M2, 5500, OPERATOR)
+        assert session.scalars(select(OperatorLogEntry.action).where(
+            OperatorLogEntry.action == "ir.import")).all() == ["ir.import"]  # fmt: skip
+    chosen = _swap(operator, old=M2, ir_reading=str(reading.id), new_address="000000000008")
+    assert chosen.headers["location"].endswith("done=swap_requested")  # type: ignore[attr-defined]
+    with Session(world.engine) as session:
+        rows = {r.old: r for r in session.scalars(select(MeterSwap))}
+        assert (rows[M1].final_wh, rows[M1].status, rows[M1].operator) == (121_800, "requested",
+                                                                           OPERATOR)  # fmt: skip
+        assert (rows[M2].final_wh, rows[M2].ir_reading) == (5500, reading.id)
+        assert rows[M1].receipt  # the swap's receipt, as the API prints it
+
+
+def test_a_swap_past_the_limit_waits_for_a_second_operator(app: object, world: World) -> None:
+    for operator in _client(app, OPERATOR):
+        held = _swap(operator, old=M1, final_kwh="5000", new_address="000000000009")
+        assert held.headers["location"].endswith("done=swap_requested")  # type: ignore[attr-defined]
+        page = operator.get("/console/meter-swaps").text
+        assert zh("desk_own_request") in page and "/approve" not in page
+    with Session(world.engine) as session:
+        (row,) = session.scalars(select(MeterSwap)).all()
+        assert row.status == "held"
+    for finance in _client(app, FINANCE):  # finance does not decide swaps (OPERATIONS do)
+        page = finance.get("/console/meter-swaps").text
+        assert 'id="swap-form"' not in page and zh("desk_waits_for_operator") in page
+        refused = finance.post(f"/console/meter-swaps/{row.id}/approve",
+                               data={"csrf": csrf_of(page)})  # fmt: skip
+        assert refused.status_code == 403
+    for admin in _client(app, STAFF_USERS[Role.ADMIN]):
+        page = admin.get("/console/meter-swaps").text
+        done = admin.post(f"/console/meter-swaps/{row.id}/approve", data={"csrf": csrf_of(page)},
+                          follow_redirects=False)  # fmt: skip
+        assert done.headers["location"] == "/console/meter-swaps?done=approved"
+    with Session(world.engine) as session:
+        swapped = session.get(MeterSwap, row.id)
+        assert swapped is not None and (swapped.status, swapped.approved_by) == (
+            "requested", STAFF_USERS[Role.ADMIN])  # fmt: skip

@@ -2,7 +2,8 @@
 the real cloud app on loopback: finance recharges a shop from its page (the browser refuses
 12.345 before sending) and prints the receipt to PDF on an 80 mm roll and on A4; an operator's
 correction above the approval amount is approved by finance in another browser context. Every
-screen is saved (`shots`); no Content Security Policy violation is allowed."""
+screen is saved (`shots`); no Content Security Policy violation is allowed. An IR handheld
+file chosen in the swap page is read by the browser, imported and offered for the swap."""
 
 from __future__ import annotations
 
@@ -118,3 +119,22 @@ def test_a_correction_waits_for_a_second_user_who_approves_it(
     with Session(staffed.world.engine) as session:
         row_ = session.scalars(select(Correction).where(Correction.id == ref)).one()
         assert (row_.status, row_.approved_by, row_.fen) == ("pending", "fin-c", 2000)
+
+
+def test_an_ir_handheld_file_is_chosen_imported_and_offered_for_the_swap(
+    operator: Any, tmp_path: Path, shots: Path
+) -> None:
+    export = tmp_path / "HH-7-dead-meters.csv"
+    export.write_text("address,read_at,energy_kwh\n000000000002,2026-11-24T16:55:00+08:00,5.50\n")
+    log_in(operator, STAFF_USERS[Role.OPERATOR])
+    operator.goto("/console/accounts/A0001")
+    operator.click('a[href="/console/meter-swaps?meter=000000000002"]')
+    operator.set_input_files("#ir-file", str(export))  # desk.js reads it into the form
+    operator.wait_for_function("document.getElementById('ir-csv').value.includes('5.50')")
+    assert operator.input_value("#ir-source") == export.name
+    operator.click("#ir-submit")
+    operator.wait_for_url("**done=ir_imported")
+    assert "5.5" in operator.locator("#ir-readings").inner_text()
+    option = operator.locator("#swap-ir option", has_text="000000000002")
+    assert option.count() == 1
+    operator.screenshot(path=shots / "d09-meter-swaps.png", full_page=True)

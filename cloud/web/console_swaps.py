@@ -87,8 +87,13 @@ def _post(  # noqa: PLR0917 (the form's context)
     except CloudError as exc:
         refused = desk.refusal(form, exc)
     session.rollback()
-    meter = fields.get("old", "") if desk.ADDRESS.fullmatch(fields.get("old", "")) else ""
-    return _page(request, lang, who, session, meter, refused=refused, fields=fields)
+    return _page(request, lang, who, session, _meter(fields), refused=refused, fields=fields)
+
+
+def _meter(fields: dict[str, str]) -> str:
+    """The meter the page was about (the swap's old one, or the import form's), if one."""
+    meter = fields.get("old") or fields.get("meter") or ""
+    return meter if desk.ADDRESS.fullmatch(meter) else ""
 
 
 @router.post("/meter-swaps/ir-import")
@@ -97,7 +102,7 @@ def ir_import(  # noqa: PLR0917 (FastAPI's dependencies)
 ) -> Response:  # fmt: skip
     def send() -> str:
         swaps_api.import_ir(body=desk.ir_body(form), who=who, session=session, now=now)
-        return "/console/meter-swaps?done=ir_imported"
+        return f"/console/meter-swaps?meter={_meter(form)}&done=ir_imported"
 
     return _post("ir", request, lang, who, session, form, send)
 

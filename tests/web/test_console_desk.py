@@ -442,7 +442,7 @@ def test_a_meter_is_swapped_with_a_typed_register_or_an_ir_import(
     assert empty.status_code == 422 and "line" in empty.text  # the API's words, with the line
     export = {"csrf": csrf, "source": "HH-7 dead-meters.csv", "csv": IR_EXPORT.format(meter=M2)}
     imported = operator.post("/console/meter-swaps/ir-import", data=export, follow_redirects=False)
-    assert imported.headers["location"] == "/console/meter-swaps?done=ir_imported"
+    assert imported.headers["location"] == "/console/meter-swaps?meter=&done=ir_imported"
     with Session(world.engine) as session:
         (reading,) = session.scalars(select(IrReading)).all()
         assert (reading.address, reading.energy_wh, reading.operator) == (M2, 5500, OPERATOR)
@@ -482,3 +482,16 @@ def test_a_swap_past_the_limit_waits_for_a_second_operator(app: object, world: W
         swapped = session.get(MeterSwap, row.id)
         assert swapped is not None and (swapped.status, swapped.approved_by) == (
             "requested", STAFF_USERS[Role.ADMIN])  # fmt: skip
+
+
+def test_every_desk_page_speaks_english_too(operator: TestClient, world: World) -> None:
+    number = world.receipts["A0001"]
+    for path, words in (
+        ("/console/accounts/A0001", "Available balance"),
+        ("/console/desk", "Waiting for a second user"),
+        ("/console/meter-swaps", "Meter swaps and IR handheld import"),
+        (f"/console/receipts/{number}", "Receipt"),
+    ):
+        page = operator.get(f"{path}{'&' if '?' in path else '?'}lang=en")
+        assert page.status_code == 200 and words in page.text, path
+        assert "<script>" not in page.text  # no inline script anywhere

@@ -137,4 +137,5 @@ def test_an_ir_handheld_file_is_chosen_imported_and_offered_for_the_swap(
     assert "5.5" in operator.locator("#ir-readings").inner_text()
     option = operator.locator("#swap-ir option", has_text="000000000002")
     assert option.count() == 1
+    assert operator.input_value("#swap-old") == "000000000002"  # still the meter it came for
     operator.screenshot(path=shots / "d09-meter-swaps.png", full_page=True)

@@ -20,8 +20,9 @@ from cloud.app import create_app
 from cloud.db.auth import OperatorLogEntry
 from cloud.db.models import Balance, Recharge
 from cloud.db.operations import Correction, IrReading, MeterSwap, Move, Receipt, Refund
+from cloud.operations.states import CorrectionStatus, MeterSwapStatus, MoveStatus, RefundStatus
 from cloud.people.auth import Role
-from cloud.web import catalogue, merchant_view
+from cloud.web import catalogue, console_desk, console_swaps, desk, merchant_view
 from ledger.accounts import Pocket, System, system_id
 from tests.cloud.api.conftest import M1, M2, NODE
 from tests.cloud.api.contract_edge import ContractEdge
@@ -495,3 +496,37 @@ def test_every_desk_page_speaks_english_too(operator: TestClient, world: World) 
         page = operator.get(f"{path}{'&' if '?' in path else '?'}lang=en")
         assert page.status_code == 200 and words in page.text, path
         assert "<script>" not in page.text  # no inline script anywhere
+
+
+def test_every_coded_value_the_desk_shows_has_its_words() -> None:
+    """`term(...)` falls back to the code: every state, kind and outcome must have words."""
+    coded = {
+        "correction": CorrectionStatus, "refund": RefundStatus, "swap": MeterSwapStatus,
+        "move": MoveStatus, "refund_method": desk.REFUND_METHODS, "method": desk.RECHARGE_METHODS,
+        "desk_kind": ("recharge", "correction", "refund", "meter_swap", "move"),
+        "desk_done": (*console_desk.DONE, *console_swaps.DONE),
+    }  # fmt: skip
+    missing = {f"{prefix}_{code}" for prefix, codes in coded.items() for code in codes}
+    assert missing - set(catalogue.MESSAGES) == set()
+
+
+def test_the_money_desk_cancels_an_open_refund_and_the_balance_stays(
+    operator: TestClient, finance: TestClient, world: World
+) -> None:
+    fields = form_of(operator.get("/console/accounts/A0001").text, "refund")
+    operator.post("/console/accounts/A0001/refund", data={**fields, "method": "card",
+                  "grace_kwh": "0", "grace_hours": "0"})  # fmt: skip
+    balance = available(world)
+    queue = finance.get("/console/desk").text
+    assert f"/console/refunds/{fields['token']}/pay" not in queue  # not reserved yet
+    cancelled = finance.post(f"/console/refunds/{fields['token']}/cancel",
+                             data={"csrf": csrf_of(queue)}, follow_redirects=False)  # fmt: skip
+    assert cancelled.headers["location"] == "/console/desk?done=cancelled"
+    with Session(world.engine) as session:
+        row = session.get(Refund, fields["token"])
+        assert row is not None and row.status == "cancelled"
+        assert session.scalars(select(OperatorLogEntry.action).where(
+            OperatorLogEntry.action == "refund.cancel")).all() == ["refund.cancel"]  # fmt: skip
+    assert available(world) == balance
+    again = finance.post(f"/console/refunds/{fields['token']}/pay", data={"csrf": csrf_of(queue)})
+    assert again.status_code == 409 and zh("desk_refused_conflict") in again.text

@@ -24,6 +24,7 @@ receipt, the others back to the page they came from, saying what happened.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
@@ -39,6 +40,7 @@ from cloud.api import recharges as recharges_api
 from cloud.api import refunds as refunds_api
 from cloud.api.common import CloudKey, DbSession, Now
 from cloud.api.operation_lists import REF
+from cloud.db.operations import Receipt
 from cloud.errors import CloudError
 from cloud.operations import receipt_print, receipts
 from cloud.people.auth import MONEY_DESK, OPERATIONS, PAYOUT, STAFF, Principal, Role
@@ -107,7 +109,7 @@ def see_other(url: str) -> Response:
 
 
 def _account_page(  # noqa: PLR0917 (the page's parts)
-    request: Request, lang: tuple[str, bool], who: Principal, session: Session, now: Any,
+    request: Request, lang: tuple[str, bool], who: Principal, session: Session, now: dt.datetime,
     account: str, *, refused: Refusal | None = None, fields: dict[str, str] | None = None,
     done: str = "",
 ) -> Response:  # fmt: skip
@@ -116,7 +118,7 @@ def _account_page(  # noqa: PLR0917 (the page's parts)
         raise PageError("desk_account_not_found", 404)
     kept = fields or {}
     # a refused form keeps its token: nothing was booked, and sent again it still books once
-    tokens = {form: desk.new_token(form[0]) for form in FORMS}
+    tokens = {form: desk.new_token(form) for form in FORMS}
     if refused is not None and is_reference(kept.get("token")):
         tokens[refused.form] = kept["token"]
     other = "en" if lang[0] == "zh" else "zh"
@@ -141,7 +143,7 @@ def account_page(  # noqa: PLR0917 (FastAPI's dependencies)
 
 def _form_post(  # noqa: PLR0917 (the form's context)
     form: str, request: Request, lang: tuple[str, bool], who: Principal, session: Session,
-    now: Any, account: str, fields: dict[str, str], send: Callable[[], Response],
+    now: dt.datetime, account: str, fields: dict[str, str], send: Callable[[], Response],
 ) -> Response:  # fmt: skip
     """Check the CSRF token and the role, then `send` the form to the API; a refusal (ours or
     the API's) re-shows the account's page with nothing kept."""
@@ -317,7 +319,7 @@ def _print_lang(lang: tuple[str, bool]) -> receipt_print.Lang:
     return "en" if lang[0] == "en" else "zh"
 
 
-def _receipt(session: Session, number: str) -> Any:
+def _receipt(session: Session, number: str) -> Receipt:
     try:
         return receipts.get(session, number)
     except CloudError:

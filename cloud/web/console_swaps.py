@@ -57,7 +57,7 @@ def _page(
         request, "console/desk_swaps.html", lang, status=refused.status if refused else 200,
         **frame(request, who), s=desk.swaps(session, meter), meter=meter, done=done,
         refused=refused, fields=kept, may={f: who.role in r for f, r in MAY.items()},
-        token=token or desk.new_token("s"), protocols=tuple(PROTOCOLS),
+        token=token or desk.new_token("swap"), protocols=tuple(PROTOCOLS),
         lang_link=f"/console/meter-swaps?meter={meter}&lang={other}",
     )  # fmt: skip
 

@@ -99,7 +99,7 @@ def invalid(exc: FormError) -> Refusal:
 
 
 def new_token(kind: str) -> str:
-    """A form's operation id (`desk-r-…` for a recharge): the same form sent twice books once."""
+    """A form's operation id (`desk-recharge-…`): the same form sent twice books once."""
     return f"desk-{kind}-{secrets.token_hex(8)}"
 
 

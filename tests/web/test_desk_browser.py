@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from cloud.db.operations import Correction
 from cloud.people.auth import Role
+from cloud.web.catalogue import MESSAGES
 from tests.web.conftest import Served
 from tests.web.console_world import STAFF_USERS, add_staff_and_readings
 from tests.web.test_console_browser import LAPTOP, _desk, log_in
@@ -115,7 +116,7 @@ def test_a_correction_waits_for_a_second_user_who_approves_it(
 
     operator.goto("/console/accounts/A0001")
     booked = operator.locator(f'#operations tr[data-correction="{ref}"]').inner_text()
-    assert "入账中" in booked and STAFF_USERS[Role.FINANCE] in booked
+    assert MESSAGES["correction_pending"][0] in booked and STAFF_USERS[Role.FINANCE] in booked
     with Session(staffed.world.engine) as session:
         row_ = session.scalars(select(Correction).where(Correction.id == ref)).one()
         assert (row_.status, row_.approved_by, row_.fen) == ("pending", "fin-c", 2000)

@@ -64,6 +64,12 @@ def test_a_recharge_and_its_receipt_printed_on_a_roll_and_on_a4(finance: Any, sh
     finance.click("#recharge-submit")
     assert finance.url.endswith("/console/accounts/A0001")  # the browser did not send it
     assert amount.evaluate("e => e.validity.stepMismatch") is True
+    finance.eval_on_selector("#recharge-form", "f => { f.noValidate = true; }")  # send it anyway
+    finance.click("#recharge-submit")
+    finance.wait_for_selector("#recharge-error")  # refused by the server, in words
+    assert MESSAGES["desk_amount_bad"][0] in finance.inner_text("#recharge-error")
+    finance.screenshot(path=shots / "d01b-recharge-refused.png", full_page=True)
+    amount = finance.locator("#recharge-amount")
     amount.fill("66.80")
     finance.check("input[name=method][value=card]")
     finance.click("#recharge-submit")

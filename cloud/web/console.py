@@ -23,7 +23,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
 from cloud.api.common import DbSession, Now
-from cloud.people.auth import FIELD, READ_ALL, STAFF, Principal, Role
+from cloud.people.auth import READ_ALL, STAFF, Principal, Role
 from cloud.web import i18n, monitoring, sessions
 from cloud.web.chart import kwh_text
 from cloud.web.forms import read_form
@@ -38,7 +38,7 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 MENU: tuple[tuple[str, str, tuple[Role, ...]], ...] = (
     ("menu_monitoring", "/console/monitoring", READ_ALL),
     ("menu_desk", "/console/desk", STAFF),
-    ("menu_swaps", "/console/meter-swaps", FIELD),
+    ("menu_swaps", "/console/meter-swaps", READ_ALL),  # forms for FIELD only
 )
 Form = Annotated[dict[str, str], Depends(read_form)]
 Text = Annotated[str, Query(max_length=monitoring.MAX_Q)]

@@ -95,8 +95,10 @@ from cloud.web import (
     console,
     console_alarms,
     console_dashboard,
+    console_desk,
     console_people,
     console_registry,
+    console_swaps,
     docs,
     phone,
     static,
@@ -156,6 +158,8 @@ ROUTERS = (
     console_people,  # its users and the operator log
     console_alarms,  # its live feed, alarms screen and pop-up preferences
     console_registry,  # its registry and rules, /console/registry/
+    console_desk,  # its money desk: a shop's page, recharge, receipts, corrections, refunds
+    console_swaps,  # its meter swaps and IR handheld import
     docs,  # Swagger UI at /docs, its files from /static/vendor/
 )
 

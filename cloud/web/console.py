@@ -43,6 +43,8 @@ MENU: tuple[tuple[str, str, tuple[Role, ...]], ...] = (
     ("menu_dashboard", "/console/dashboard", STAFF),
     ("menu_monitoring", "/console/monitoring", READ_ALL),
     ("menu_alarms", "/console/alarms", READ_ALL),
+    ("menu_desk", "/console/desk", STAFF),
+    ("menu_swaps", "/console/meter-swaps", READ_ALL),  # forms for FIELD only
     ("menu_registry", "/console/registry", READ_ALL),
     ("menu_people", "/console/people", (Role.ADMIN,)),  # as `/users`
     ("menu_oplog", "/console/oplog", STAFF),  # as `/operator-log`
@@ -81,9 +83,6 @@ def frame(request: Request, who: Principal) -> dict[str, Any]:
     """What `console/frame.html` needs: who is in, its menu, the forms' CSRF token."""
     return {"who": who, "menu": menu(who),
             "csrf": sessions.csrf_token(sessions.token_of(request))}  # fmt: skip
-
-
-_frame = frame  # the name the first screens were written with
 
 
 def refused_page(request: Request, who: Principal) -> Response:

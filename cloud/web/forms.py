@@ -20,6 +20,8 @@ FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_FIELDS = 16
 MAX_FIELD = 256  # characters of one value (a password may be long; 256 is plenty)
 MAX_LINES = 8192  # characters of a text area of one-a-line items (a year's holidays)
+MAX_FILE_FIELD = 1_000_000  # a file's text a form carries (an IR handheld export), as the API's
+FILE_FIELDS = frozenset({"csv"})  # the fields `read_file_form` lets be that long
 YUAN = re.compile(r"\d{1,9}(\.\d{1,2})?")  # 88, 88.5, 88.50: no sign, no exponent, no commas
 
 
@@ -31,9 +33,13 @@ class AmountError(Invalid):
         self.key, self.values = key, values
 
 
-def parse_form(body: bytes, content_type: str, *, max_field: int = MAX_FIELD) -> dict[str, str]:
+def parse_form(
+    body: bytes, content_type: str, *, max_field: int = MAX_FIELD,
+    files: frozenset[str] = frozenset(),
+) -> dict[str, str]:  # fmt: skip
     """The fields of a url-encoded form; `Invalid` for another media type, bytes that are not
-    UTF-8, a field sent twice, too many or too long (over `max_field` characters) fields."""
+    UTF-8, a field sent twice, too many or too long fields (over `max_field` characters; those
+    named in `files` may be as long as `MAX_FILE_FIELD`)."""
     media = content_type.split(";", 1)[0].strip().lower()
     if media != FORM_TYPE:
         raise Invalid(f"a form is sent as {FORM_TYPE}")
@@ -47,7 +53,7 @@ def parse_form(body: bytes, content_type: str, *, max_field: int = MAX_FIELD) ->
     for name, value in pairs:
         if name in fields:
             raise Invalid(f"the form sends {name!r} twice")
-        if len(value) > max_field or "\x00" in value:
+        if len(value) > (MAX_FILE_FIELD if name in files else max_field) or "\x00" in value:
             raise Invalid(f"the form's {name!r} is too long or holds a NUL")
         fields[name] = value
     return fields
@@ -62,6 +68,12 @@ async def read_lines_form(request: Request) -> dict[str, str]:
     """`read_form` for a form with text areas of one-a-line items (up to `MAX_LINES`)."""
     return parse_form(await request.body(), request.headers.get("content-type", ""),
                       max_field=MAX_LINES)  # fmt: skip
+
+
+async def read_file_form(request: Request) -> dict[str, str]:
+    """`read_form` for a form that carries a file's text in one of `FILE_FIELDS`."""
+    return parse_form(await request.body(), request.headers.get("content-type", ""),
+                      files=FILE_FIELDS)  # fmt: skip
 
 
 def fen_of_yuan(text: str, *, min_fen: int, max_fen: int) -> int:

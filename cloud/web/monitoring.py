@@ -318,6 +318,13 @@ def read_since(
     return _complete(session, list(rows), now)
 
 
+def meters_of(session: Session, account: str, now: dt.datetime) -> list[MeterRow]:
+    """The meters of one account (a shop's page), as the table shows them."""
+    query = _base(MeterFilters()).where(models.MeterState.account == account)
+    ordered = query.order_by(models.MeterState.node, models.MeterState.address)
+    return _complete(session, list(session.execute(ordered)), now)
+
+
 def daily_use(session: Session, row: MeterRow, now: dt.datetime) -> list[tuple[dt.date, int]]:
     """Wh per day over the last `CHART_DAYS` days (today last), zero when none."""
     today = now.astimezone(SITE_ZONE).date()

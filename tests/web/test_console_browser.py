@@ -94,7 +94,7 @@ def test_a_meters_detail_draws_its_chart_and_english_is_one_click_away(
     desk: Any, shots: Path
 ) -> None:
     log_in(desk)
-    desk.click(f"tr[data-meter='{M1}'] a")
+    desk.click(f"tr[data-meter='{M1}'] a[href='/console/meters/{M1}']")  # (and its shop)
     desk.wait_for_url(f"**/console/meters/{M1}")
     desk.wait_for_selector(".chart canvas")
     desk.screenshot(path=shots / "c04-meter-detail-zh.png", full_page=True)

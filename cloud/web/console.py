@@ -37,26 +37,28 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 # (catalogue key, path, roles that may open it): the menu shows a role only its own rows.
 MENU: tuple[tuple[str, str, tuple[Role, ...]], ...] = (
     ("menu_monitoring", "/console/monitoring", READ_ALL),
+    ("menu_reports", "/console/reports", STAFF),
+    ("menu_subsidy_months", "/console/subsidies", STAFF),
 )
 Form = Annotated[dict[str, str], Depends(read_form)]
 Text = Annotated[str, Query(max_length=monitoring.MAX_Q)]
 
 
-def _staff(request: Request, session: DbSession, now: Now) -> Principal:
+def staff(request: Request, session: DbSession, now: Now) -> Principal:
     who = sessions.principal(request, session, now)
     if who.role not in READ_ALL:
         raise NotStaff(f"{who.user} is {who.role.value}")
     return who
 
 
-Staff = Annotated[Principal, Depends(_staff)]
+Staff = Annotated[Principal, Depends(staff)]
 
 
 def menu(who: Principal) -> list[tuple[str, str]]:
     return [(key, href) for key, href, roles in MENU if who.role in roles]
 
 
-def _frame(request: Request, who: Principal) -> dict[str, Any]:
+def frame(request: Request, who: Principal) -> dict[str, Any]:
     return {"who": who, "menu": menu(who),
             "csrf": sessions.csrf_token(sessions.token_of(request))}  # fmt: skip
 
@@ -146,7 +148,7 @@ def monitoring_page(  # noqa: PLR0917 (the table's filters)
     # htmx asking for the table alone (a boosted link from the tree wants the whole page)
     if request.headers.get("hx-request") == "true" and "hx-boosted" not in request.headers:
         return page(request, "console/_meters.html", lang, **context)
-    return page(request, "console/monitoring.html", lang, **_frame(request, who), **context,
+    return page(request, "console/monitoring.html", lang, **frame(request, who), **context,
                 tree=monitoring.tree(session, filters), states=monitoring.STATES)  # fmt: skip
 
 
@@ -172,6 +174,6 @@ def meter_detail(  # noqa: PLR0917 (FastAPI's dependencies)
             "name": t("daily_use_kwh"),
         }, ensure_ascii=False))  # fmt: skip
     other = "en" if lang[0] == "zh" else "zh"
-    return page(request, "console/meter.html", lang, **_frame(request, who), rows=rows,
+    return page(request, "console/meter.html", lang, **frame(request, who), rows=rows,
                 charts=charts, money=who.role in STAFF,
                 lang_link=f"/console/meters/{address}?lang={other}")  # fmt: skip

@@ -153,7 +153,7 @@ def _linker(path: str, query: dict[str, str]) -> Any:
     return link
 
 
-def _screen(  # noqa: PLR0913 (the page's parts)
+def _screen(
     request: Request, lang: tuple[str, bool], who: Principal, session: DbSession, now: Now, *,
     heading: str, fields: list[Field], values: dict[str, str], found: Table | None = None,
     error: str = "", period: str = "", chart: str = "", exports: dict[str, str] | None = None,

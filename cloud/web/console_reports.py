@@ -115,15 +115,20 @@ def _fields(
         elif name == "status":
             states = (report_filters.DEPOSIT_STATES if report and report.name == "deposits"
                       else report_filters.REFUND_STATES)  # fmt: skip
-            own.append(Field(name, "filter_status", "select",
-                             _options(t, lang, "status", states)))
+            own.append(Field(name, "filter_status", "select", _options(t, lang, "status", states)))
         elif name == "relay":
             own.append(Field(name, "col_relay", "select", (("", t("filter_any")),
                        ("1", t("relay_closed")), ("0", t("relay_open")))))  # fmt: skip
         elif name == "template":
             if templates:
-                own.append(Field(name, "filter_template", "select",
-                                 (("", t("filter_none")), *((n, n) for n in templates))))
+                own.append(
+                    Field(
+                        name,
+                        "filter_template",
+                        "select",
+                        (("", t("filter_none")), *((n, n) for n in templates)),
+                    )
+                )
         else:
             own.append(Field(name, f"filter_{name}"))
     window = [Field("from", "filter_from", "date"), Field("to", "filter_to", "date")]
@@ -202,8 +207,10 @@ def operator_log(  # noqa: PLR0917 (FastAPI's parameters)
     action: Text = "", target: Text = "", offset: Offset = 0, size: Size = PAGE_SIZE,
 ) -> Response:  # fmt: skip
     t = i18n.translator(lang[0])
-    values = {**typed.query(("first", "last", "operator")),
-              **{k: v for k, v in (("action", action), ("target", target)) if v.strip()}}
+    values = {
+        **typed.query(("first", "last", "operator")),
+        **{k: v for k, v in (("action", action), ("target", target)) if v.strip()},
+    }
     frame: dict[str, Any] = {"heading": t("report_oplog"), "fields": _fields(None, t, lang[0], []),
                              "values": values, "sortable": False}  # fmt: skip
     try:
@@ -336,8 +343,11 @@ def report_page(  # noqa: PLR0917 (FastAPI's parameters)
     except (FilterError, Invalid, NotFound) as failed:
         return _screen(request, lang, who, session, now, error=_error(t, failed), **frame)
     found = report_filters.table(answer, size)
-    names = {"wh": t("chart_kwh"), "kwh": t("kwh_unit"),
-             **{k: t(f"subsidy_{k}") for k in ("issued_wh", "used_wh", "expired_wh")}}
+    names = {
+        "wh": t("chart_kwh"),
+        "kwh": t("kwh_unit"),
+        **{k: t(f"subsidy_{k}") for k in ("issued_wh", "used_wh", "expired_wh")},
+    }
     chart = report_filters.chart(report, found, lang[0], names)
     period = f"{args['first'].isoformat()} ~ {args['last'].isoformat()}"
     frame["heading"] = report_filters.title(found.title, lang[0])

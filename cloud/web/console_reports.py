@@ -146,7 +146,7 @@ def _options(
 
 
 def _sites(session: DbSession) -> str:
-    return "、".join(session.scalars(select(reg.Site.name).order_by(reg.Site.name)).all()[:3])
+    return " · ".join(session.scalars(select(reg.Site.name).order_by(reg.Site.name)).all()[:3])
 
 
 def _linker(path: str, query: dict[str, str]) -> Any:

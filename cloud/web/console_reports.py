@@ -165,6 +165,7 @@ def _screen(
     note: str = "", sortable: bool = True,
 ) -> Response:  # fmt: skip
     code = lang[0]
+    t = i18n.translator(code)
     link = _linker(request.url.path, values)
     other = "en" if code == "zh" else "zh"
     context = {
@@ -175,6 +176,11 @@ def _screen(
         "cell": lambda c, v: report_filters.cell(c, v, code),
         "head": lambda c: report_filters.heading(c, code),
     }  # fmt: skip
+    context["chosen"] = [
+        (t(f.label), dict(f.options).get(values[f.name], values[f.name]))
+        for f in fields
+        if values.get(f.name) and f.name not in {"from", "to", "month"}
+    ]
     status = 422 if error else 200
     return page(request, "console/report.html", lang, status=status,
                 **console.frame(request, who), **context)  # fmt: skip
@@ -222,6 +228,7 @@ def operator_log(  # noqa: PLR0917 (FastAPI's parameters)
         )  # fmt: skip
     except (FilterError, Invalid) as failed:
         return _screen(request, lang, who, session, now, error=_error(t, failed), **frame)
+    values.update({"from": span.first.isoformat(), "to": span.last.isoformat()})
     rows = [e.model_dump() for e in answer["items"]]
     found = Table("操作日志", OPLOG_COLUMNS, rows, answer["total"], {}, offset, size)
     return _screen(request, lang, who, session, now, found=found, period=span.text(), **frame)
@@ -269,13 +276,13 @@ def subsidy_months(  # noqa: PLR0917 (FastAPI's parameters)
 ) -> Response:  # fmt: skip
     t = i18n.translator(lang[0])
     area = typed.query((*AREA, "sort"))
-    values = {**({"month": month.strip()} if month.strip() else {}), **area}
+    values = {"month": month.strip(), **area}
     fields = [Field("month", "filter_month", "month"),
               *(Field(n, f"filter_{n}") for n in AREA)]  # fmt: skip
     frame: dict[str, Any] = {"heading": t("menu_subsidy_months"), "fields": fields,
                              "values": values, "note": t("subsidy_left_note")}  # fmt: skip
     try:
-        chosen = _month(month, now)
+        chosen = values["month"] = _month(month, now)
         span = month_window(chosen)
         typed = replace(typed, first=span.first.isoformat(), last=span.last.isoformat())
         args = report_filters.arguments(REPORTS["subsidies"], typed, now)
@@ -350,6 +357,7 @@ def report_page(  # noqa: PLR0917 (FastAPI's parameters)
     }
     chart = report_filters.chart(report, found, lang[0], names)
     period = f"{args['first'].isoformat()} ~ {args['last'].isoformat()}"
+    values.update({"from": args["first"].isoformat(), "to": args["last"].isoformat()})
     frame["heading"] = report_filters.title(found.title, lang[0])
     return _screen(request, lang, who, session, now, found=found, period=period, chart=chart,
                    exports=_exports(name, values, lang[0]), **frame)  # fmt: skip

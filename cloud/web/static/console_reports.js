@@ -30,9 +30,6 @@
       series: series
     });
     window.addEventListener("resize", function () { chart.resize(); });
-    // Printed at the paper's width, not the screen's.
-    window.addEventListener("beforeprint", function () { chart.resize({ width: 680 }); });
-    window.addEventListener("afterprint", function () { chart.resize(); });
   }
   function start() {
     var button = document.getElementById("print-report");

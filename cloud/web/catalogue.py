@@ -298,6 +298,23 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "结余 = 发放 − 使用 − 清零；当月未清零的结余结转下月。",
         "Left over = issued − used − cleared; what is not cleared carries into next month.",
     ),
+    "template_save": ("保存为报表模板", "Save as a report template"),
+    "template_name": ("模板代号（字母、数字）", "Template name (letters, digits)"),
+    "template_title": ("报表标题", "Report title"),
+    "template_columns": ("显示的列", "Columns shown"),
+    "template_bad_name": (
+        "模板代号只能用字母、数字、点、横线和下划线，最多64个。",
+        "A template name is letters, digits, '.', '-' and '_', at most 64.",
+    ),
+    "template_bad_title": (
+        "请填写报表标题（最多200字）。",
+        "Give the report a title (at most 200 characters).",
+    ),
+    "template_no_columns": ("请至少选择一列。", "Tick at least one column."),
+    "template_admin_only": (
+        "只有管理员可以保存报表模板。",
+        "Only an administrator may save report templates.",
+    ),
     "filter_from": ("开始日期", "From"),
     "filter_to": ("结束日期", "To"),
     "filter_month": ("月份", "Month"),

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from dataclasses import dataclass, replace
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.responses import RedirectResponse
 from sqlalchemy import select
 
 from cloud.api import oplog as oplog_api
@@ -31,10 +33,12 @@ from cloud.api.common import DbSession, Now
 from cloud.chains.rollups import SITE_ZONE
 from cloud.db import registry as reg
 from cloud.errors import Invalid, NotFound
-from cloud.people.auth import STAFF, Principal
+from cloud.people.auth import STAFF, Principal, Role
+from cloud.reports import templates
 from cloud.reports.core import Column, Kind, month_window
 from cloud.reports.words import word
-from cloud.web import console, i18n, report_filters
+from cloud.web import console, i18n, report_filters, sessions
+from cloud.web.forms import read_form
 from cloud.web.i18n import Lang
 from cloud.web.page_errors import PageError
 from cloud.web.render import local_time, page
@@ -162,7 +166,7 @@ def _screen(
     request: Request, lang: tuple[str, bool], who: Principal, session: DbSession, now: Now, *,
     heading: str, fields: list[Field], values: dict[str, str], found: Table | None = None,
     error: str = "", period: str = "", chart: str = "", exports: dict[str, str] | None = None,
-    note: str = "", sortable: bool = True,
+    note: str = "", sortable: bool = True, template_columns: list[tuple[str, str]] | None = None,
 ) -> Response:  # fmt: skip
     code = lang[0]
     t = i18n.translator(code)
@@ -175,6 +179,7 @@ def _screen(
         "sites": _sites(session), "printed": local_time(now),
         "cell": lambda c, v: report_filters.cell(c, v, code),
         "head": lambda c: report_filters.heading(c, code),
+        "template_columns": template_columns or [],
     }  # fmt: skip
     context["chosen"] = [
         (t(f.label), dict(f.options).get(values[f.name], values[f.name]))
@@ -343,6 +348,8 @@ def report_page(  # noqa: PLR0917 (FastAPI's parameters)
         "heading": t(f"report_{name}"), "values": values,
         "fields": _fields(report, t, lang[0], _refund_templates(who, session)),
     }  # fmt: skip
+    if name in templates.COLUMNS and who.role is Role.ADMIN:  # only an admin saves templates
+        frame["template_columns"] = report_filters.template_columns(name, lang[0])
     try:
         args = report_filters.arguments(report, typed, now)
         answer = report.route(who=who, session=session, now=now, limit=size, offset=offset,
@@ -382,3 +389,42 @@ def report_export(  # noqa: PLR0917 (FastAPI's parameters)
         return _screen(request, lang, who, session, now, heading=t(f"report_{name}"),
                        fields=_fields(report, t, lang[0], _refund_templates(who, session)),
                        values=values, error=_error(t, failed))  # fmt: skip
+
+
+# -- saving a template ------------------------------------------------------------------------
+
+TEMPLATE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+MAX_TITLE = 200
+
+
+@router.post("/reports/{name}/templates")
+def save_template(  # noqa: PLR0917 (FastAPI's parameters)
+    request: Request, lang: Lang, who: Reader, session: DbSession, now: Now,
+    form: Annotated[dict[str, str], Depends(read_form)],
+    name: Annotated[str, Path(pattern=r"^[a-z]{1,20}$")],
+) -> Response:  # fmt: skip
+    """Save the columns ticked and a title as a template (admin), as `PUT /report-templates`
+    does: through `cloud.reports.templates.save`, logged in the operator log the same way."""
+    sessions.check_csrf(request, form.get("csrf"))
+    report = _report(name)
+    if name not in templates.COLUMNS or who.role is not Role.ADMIN:
+        raise PageError("template_admin_only", 403)
+    t = i18n.translator(lang[0])
+    saved, title = form.get("template_name", "").strip(), form.get("title", "").strip()
+    columns = [k for k in templates.COLUMNS[name] if form.get(f"col_{k}") == "on"]
+    problem = ""
+    if not TEMPLATE_NAME.fullmatch(saved):
+        problem = "template_bad_name"
+    elif not title or len(title) > MAX_TITLE:
+        problem = "template_bad_title"
+    elif not columns:
+        problem = "template_no_columns"
+    if problem:
+        return _screen(request, lang, who, session, now, heading=t(f"report_{name}"),
+                       fields=_fields(report, t, lang[0], _refund_templates(who, session)),
+                       values={}, error=t(problem),
+                       template_columns=report_filters.template_columns(name, lang[0]))  # fmt: skip
+    body = reports_api.TemplateIn(report=name, columns=columns, title=title)
+    reports_api.save_template(name=saved, body=body, who=who, session=session, now=now)
+    return RedirectResponse(f"/console/reports/{name}?{urlencode({'template': saved})}",
+                            status_code=303)  # fmt: skip

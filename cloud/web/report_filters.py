@@ -212,3 +212,12 @@ def chart(report: Report, found: Table, lang: str, names: Mapping[str, str]) -> 
               for k in keys]  # fmt: skip
     return json.dumps({"categories": labels, "series": series, "unit": names["kwh"],
                        "line": first.key == "day"}, ensure_ascii=False)  # fmt: skip
+
+
+def template_columns(report: str, lang: str) -> list[tuple[str, str]]:
+    """(key, label) of every column a template of `report` may choose (refunds: the builder's
+    own columns, built without a query being run)."""
+    today = dt.date.today()
+    spec = queries.refunds(queries.Filters(Window(today, today)))
+    assert report == spec.name
+    return [(c.key, heading(c, lang)) for c in spec.columns]

@@ -25,6 +25,7 @@ from cloud.reports import queries
 from cloud.web import catalogue, report_filters
 from tests.cloud.api.conftest import NODE
 from tests.web.console_world import STAFF_USERS, add_staff_and_readings
+from tests.web.html import csrf_of
 from tests.web.test_console_pages import log_in
 from tests.web.world import MERCHANT, NOW, PASSWORD, World
 
@@ -295,3 +296,36 @@ def test_a_report_in_english(client: TestClient) -> None:
     page = client.get("/console/reports/consumption", params={"lang": "en", **HALF_YEAR})
     assert '<h1 id="report-title">Consumption</h1>' in page.text
     assert "Energy (kWh)" in page.text and "Total (all rows)" in page.text
+
+
+def test_an_admin_saves_a_template_and_everyone_uses_it(client: TestClient, world: World) -> None:
+    log_in(client, "op-1")  # an operator reads, but may not save
+    page = client.get("/console/reports/refunds")
+    assert 'id="save-template"' not in page.text
+    form = {"csrf": csrf_of(page.text), "template_name": "slim", "title": "退款简表",
+            "col_time": "on", "col_shop": "on", "col_fen": "on"}  # fmt: skip
+    assert client.post("/console/reports/refunds/templates", data=form).status_code == 403
+    client.cookies.clear()
+    log_in(client, "admin-c")
+    page = client.get("/console/reports/refunds")
+    assert 'id="save-template"' in page.text
+    form["csrf"] = csrf_of(page.text)
+    for wrong, words in (
+        ({"template_name": "a b"}, "模板代号"),
+        ({"title": ""}, "报表标题"),
+        ({"col_time": "", "col_shop": "", "col_fen": ""}, "至少选择一列"),
+    ):
+        refused = client.post("/console/reports/refunds/templates", data={**form, **wrong})
+        assert refused.status_code == 422 and words in refused.text
+    assert client.post("/console/reports/refunds/templates",
+                       data={**form, "csrf": "forged"}).status_code == 403  # fmt: skip
+    saved = client.post("/console/reports/refunds/templates", data=form, follow_redirects=False)
+    assert saved.headers["location"] == "/console/reports/refunds?template=slim"
+    shown = client.get(saved.headers["location"])
+    assert '<h1 id="report-title">退款简表</h1>' in shown.text
+    answer = api(client, "/reports/refunds", {"template": "slim"})
+    assert [c["key"] for c in answer["columns"]] == ["time", "shop", "fen"]
+    assert len(rows_of(shown.text)[0]) == 3 and totals_of(shown.text) == answer["totals"]
+    logged = api(client, "/operator-log", {"action": "template.save"})
+    assert [(e["user"], e["target"]) for e in logged["items"]] == [("admin-c", "slim")]
+    assert "退款简表" in client.get("/console/reports").text  # listed in the index

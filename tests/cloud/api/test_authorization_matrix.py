@@ -71,6 +71,12 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("POST", "/console/logout"): PAGE,
     ("GET", "/console/monitoring"): PAGE,
     ("GET", "/console/meters/{address}"): PAGE,
+    ("GET", "/console/reports"): PAGE,
+    ("GET", "/console/reports/oplog"): PAGE,
+    ("GET", "/console/reports/{name}"): PAGE,
+    ("GET", "/console/reports/{name}/export"): PAGE,
+    ("POST", "/console/reports/{name}/templates"): PAGE,
+    ("GET", "/console/subsidies"): PAGE,
     ("POST", "/auth/login"): PUBLIC,
     ("POST", "/provision"): PUBLIC,  # a claim token is its permission (cloud.api.claims)
     ("POST", "/claims"): FIELD,

@@ -103,7 +103,7 @@ class Field:
 
 
 def _fields(
-    report: Report | None, t: i18n.Translate, lang: str, templates: list[str]
+    report: Report | None, t: i18n.Translate, lang: str, templates: list[tuple[str, str]]
 ) -> list[Field]:
     """The form's fields: the window, the report's own filters, then area and merchant."""
     own: list[Field] = []
@@ -125,14 +125,8 @@ def _fields(
                        ("1", t("relay_closed")), ("0", t("relay_open")))))  # fmt: skip
         elif name == "template":
             if templates:
-                own.append(
-                    Field(
-                        name,
-                        "filter_template",
-                        "select",
-                        (("", t("filter_none")), *((n, n) for n in templates)),
-                    )
-                )
+                choices = (("", t("filter_none")), *templates)
+                own.append(Field(name, "filter_template", "select", choices))
         else:
             own.append(Field(name, f"filter_{name}"))
     window = [Field("from", "filter_from", "date"), Field("to", "filter_to", "date")]
@@ -330,8 +324,9 @@ def _exports(name: str, query: dict[str, str], lang: str) -> dict[str, str]:
             for fmt in ("xlsx", "pdf")}  # fmt: skip
 
 
-def _refund_templates(who: Principal, session: DbSession) -> list[str]:
-    return [s.name for s in reports_api.list_templates(who=who, session=session)
+def _refund_templates(who: Principal, session: DbSession) -> list[tuple[str, str]]:
+    """(name, title) of the saved refunds templates."""
+    return [(s.name, s.title) for s in reports_api.list_templates(who=who, session=session)
             if s.report == "refunds"]  # fmt: skip
 
 

@@ -251,6 +251,9 @@ def test_the_monthly_subsidy_view_adds_up_to_the_ledger(client: TestClient) -> N
     months = re.findall(r"\d{4}-\d{2}", chart[1]) if chart else []
     assert months[0] == "2025-12" and months[11] == "2026-11"  # the year up to the month
     assert "/console/reports/subsidies/export?" in page.text
+    assert "sort=left_wh" not in page.text  # computed here: not a column the builder sorts by
+    by_used = client.get("/console/subsidies", params={"month": "2026-11", "sort": "-used_wh"})
+    assert [r[0] for r in rows_of(by_used.text)] == ["A0001", "A0002"]
     default = client.get("/console/subsidies")  # this month
     assert totals_of(default.text) == totals_of(page.text)
     wang = client.get("/console/subsidies", params={"month": "2026-11", "merchant": "Wang Fang"})

@@ -15,19 +15,21 @@ import pytest
 from openpyxl import load_workbook
 
 from tests.web.conftest import Served
-from tests.web.test_console_browser import LAPTOP, _desk, log_in
+from tests.web.console_world import add_staff_and_readings
+from tests.web.test_console_browser import LAPTOP, TABLET, _desk, log_in
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def desk(browser: Any, server: Served) -> Iterator[Any]:
-    from tests.web.console_world import add_staff_and_readings
+@pytest.fixture(scope="module")
+def staffed(server: Served) -> Served:
+    add_staff_and_readings(server.world)
+    return server
 
-    if not getattr(server, "staffed", False):
-        add_staff_and_readings(server.world)
-        server.staffed = True  # type: ignore[attr-defined]
-    yield from _desk(browser, server, LAPTOP)
+
+@pytest.fixture
+def desk(browser: Any, staffed: Served) -> Iterator[Any]:
+    yield from _desk(browser, staffed, LAPTOP)
 
 
 def _page_totals(page: Any) -> dict[str, int]:
@@ -77,6 +79,10 @@ def test_the_monthly_subsidy_view_and_a_refused_filter(desk: Any, shots: Path) -
     desk.wait_for_selector(".report-chart canvas")
     assert desk.locator("#report-table tbody tr").count() >= 2
     desk.screenshot(path=shots / "r04-subsidy-months.png", full_page=True)
+    desk.set_viewport_size(TABLET)
+    assert desk.evaluate("document.documentElement.scrollWidth") <= TABLET["width"]
+    desk.screenshot(path=shots / "r04-subsidy-months-tablet.png", full_page=True)
+    desk.set_viewport_size(LAPTOP)
     desk.goto("/console/reports/deposits?lang=en")
     desk.fill("input[name=from]", "2026-11-20")
     desk.fill("input[name=to]", "2026-11-01")
@@ -87,3 +93,19 @@ def test_the_monthly_subsidy_view_and_a_refused_filter(desk: Any, shots: Path) -
     desk.goto("/console/reports/oplog?lang=zh")
     desk.wait_for_selector("#report-table")
     desk.screenshot(path=shots / "r06-oplog.png", full_page=True)
+
+
+def test_an_admin_saves_a_refunds_template(desk: Any, shots: Path) -> None:
+    log_in(desk, "admin-c")
+    desk.goto("/console/reports/refunds")
+    desk.click("#save-template summary")
+    desk.fill("input[name=template_name]", "slim")
+    desk.fill("input[name=title]", "退款简表")
+    for key in ("refund", "building", "floor", "operator", "paid_by", "closed", "transfer"):
+        desk.uncheck(f"input[name=col_{key}]")
+    desk.screenshot(path=shots / "r07-refunds-template-form.png", full_page=True)
+    desk.click("#save-template-button")
+    desk.wait_for_url("**template=slim")
+    assert desk.inner_text("#report-title") == "退款简表"
+    assert desk.locator("#report-table thead th").count() == 6
+    desk.screenshot(path=shots / "r08-refunds-slim.png", full_page=True)

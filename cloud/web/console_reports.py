@@ -377,8 +377,9 @@ def report_export(  # noqa: PLR0917 (FastAPI's parameters)
     t = i18n.translator(lang[0])
     try:
         args = report_filters.arguments(report, typed, now)
-        return report.route(who=who, session=session, now=now, limit=1, offset=0, fmt=fmt,  # type: ignore[no-any-return]
-                            lang=lang[0], **args)  # fmt: skip
+        file: Response = report.route(who=who, session=session, now=now, limit=1, offset=0,
+                                      fmt=fmt, lang=lang[0], **args)  # fmt: skip
+        return file
     except (FilterError, Invalid, NotFound) as failed:
         values = typed.query(("first", "last", *report.own, *AREA, "sort"))
         return _screen(request, lang, who, session, now, heading=t(f"report_{name}"),

@@ -15,14 +15,16 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from openpyxl import load_workbook
-from sqlalchemy import insert
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from cloud.app import create_app
 from cloud.db import models
 from cloud.people.auth import Role
 from cloud.reports import queries
+from cloud.reports.core import month_window
 from cloud.web import catalogue, report_filters
+from ledger.transfers import Code
 from tests.cloud.api.conftest import NODE
 from tests.web.console_world import STAFF_USERS, add_staff_and_readings
 from tests.web.html import csrf_of
@@ -243,7 +245,19 @@ def test_a_merchant_never_sees_a_report(client: TestClient) -> None:
     assert (answer.status_code, answer.headers["location"]) == (303, "/m/")
 
 
-def test_the_monthly_subsidy_view_adds_up_to_the_ledger(client: TestClient) -> None:
+def ledger_sum(world: World, code: Code, month: str) -> int:
+    """Wh the ledger booked under `code` in the month (site zone), posted value only."""
+    span = month_window(month)
+    entry = models.LedgerEntry
+    with Session(world.engine) as session:
+        return int(session.scalar(
+            select(func.coalesce(func.sum(entry.amount), 0)).where(
+                entry.code == code.value, entry.kind.in_(("single", "post")),
+                entry.time >= span.start, entry.time < span.end)
+        ) or 0)  # fmt: skip
+
+
+def test_the_monthly_subsidy_view_adds_up_to_the_ledger(client: TestClient, world: World) -> None:
     log_in(client, "op-1")
     page = client.get("/console/subsidies", params={"month": "2026-11"})
     assert page.status_code == 200
@@ -251,6 +265,8 @@ def test_the_monthly_subsidy_view_adds_up_to_the_ledger(client: TestClient) -> N
     issued, used, cleared = (answer["totals"][k] for k in ("issued_wh", "used_wh", "expired_wh"))
     assert totals_of(page.text) == {**answer["totals"], "left_wh": issued - used - cleared}
     assert (issued, used) == (100_000, 1_200)  # the opening's subsidies and the use of them
+    assert issued == ledger_sum(world, Code.SUBSIDY_ISSUE, "2026-11")
+    assert cleared == ledger_sum(world, Code.SUBSIDY_EXPIRE, "2026-11")
     assert count_of(page.text) == answer["total"] == len(rows_of(page.text))
     chart = re.search(r'data-report-chart="([^"]+)"', page.text)
     months = re.findall(r"\d{4}-\d{2}", chart[1]) if chart else []

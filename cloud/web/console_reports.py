@@ -6,6 +6,7 @@ roles `GET /reports/*` allows: installers do not see money).
                                               the totals of every row, printable (A4)
     GET /console/reports/{name}/export        the same report as the API's Excel or PDF
     GET /console/reports/oplog                the operator log (as `GET /operator-log`)
+    POST /console/reports/refunds/templates   an admin saves the ticked columns as a template
     GET /console/subsidies                    the monthly subsidy view: per shop, one month's
                                               subsidy issued, used, cleared and left over
 
@@ -103,7 +104,7 @@ class Field:
 
 
 def _fields(
-    report: Report | None, t: i18n.Translate, lang: str, templates: list[tuple[str, str]]
+    report: Report | None, t: i18n.Translate, lang: str, saved: list[tuple[str, str]]
 ) -> list[Field]:
     """The form's fields: the window, the report's own filters, then area and merchant."""
     own: list[Field] = []
@@ -124,8 +125,8 @@ def _fields(
             own.append(Field(name, "col_relay", "select", (("", t("filter_any")),
                        ("1", t("relay_closed")), ("0", t("relay_open")))))  # fmt: skip
         elif name == "template":
-            if templates:
-                choices = (("", t("filter_none")), *templates)
+            if saved:
+                choices = (("", t("filter_none")), *saved)
                 own.append(Field(name, "filter_template", "select", choices))
         else:
             own.append(Field(name, f"filter_{name}"))
@@ -197,7 +198,7 @@ def _error(t: i18n.Translate, failed: Exception) -> str:
 
 @router.get("/reports")
 def reports_index(request: Request, lang: Lang, who: Reader, session: DbSession) -> Response:
-    saved = [t for t in reports_api.list_templates(who=who, session=session)]
+    saved = reports_api.list_templates(who=who, session=session)
     return page(request, "console/reports.html", lang, **console.frame(request, who),
                 reports=list(REPORTS), templates=saved,
                 lang_link=f"/console/reports?lang={'en' if lang[0] == 'zh' else 'zh'}")  # fmt: skip

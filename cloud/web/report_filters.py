@@ -60,7 +60,6 @@ class Report:
     route: Callable[..., Any]  # the API's route function
     own: tuple[str, ...]  # its filters besides the window and the area
     chart: str = ""  # "first_group", "subsidy" or none
-    exports: bool = True
 
 
 REPORTS: dict[str, Report] = {

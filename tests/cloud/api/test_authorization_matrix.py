@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, inspect, text
@@ -336,6 +337,9 @@ def renewed_tokens(engine: Engine) -> dict[Role, str]:
     return {role: issue_token(engine, f"{role.value}-1") for role in Role}
 
 
+# Every route × 8 callers with the database fingerprinted around each: over 2 minutes on
+# PostgreSQL on a loaded 2-core machine, and it grows with every route added.
+@pytest.mark.timeout(360)
 def test_who_may_call_what(client: TestClient, engine: Engine, tokens: dict[Role, str]) -> None:
     """Every route × anonymous and every role, in one client (one database per engine: the
     routes run in a fixed order, and an allowed call may leave rows for the next)."""

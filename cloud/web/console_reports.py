@@ -148,6 +148,16 @@ def _sites(session: DbSession) -> str:
     return " · ".join(session.scalars(select(reg.Site.name).order_by(reg.Site.name)).all()[:3])
 
 
+def _places(session: DbSession) -> dict[str, list[str]]:
+    """The registry's building and floor names, offered as the area fields' suggestions."""
+    return {
+        "building": list(session.scalars(select(reg.Building.name).distinct().order_by(
+            reg.Building.name))),
+        "floor": list(session.scalars(select(reg.Floor.name).distinct().order_by(
+            reg.Floor.name))),
+    }  # fmt: skip
+
+
 def _linker(path: str, query: dict[str, str]) -> Any:
     def link(**changes: object) -> str:
         merged = {**query, **{k: str(v) for k, v in changes.items() if v is not None}}
@@ -171,7 +181,7 @@ def _screen(
         "heading": heading, "fields": fields, "values": values, "found": found,
         "error": error, "period": period, "chart": chart, "exports": exports or {},
         "note": note, "sortable": sortable, "link": link, "lang_link": link(lang=other),
-        "sites": _sites(session), "printed": local_time(now),
+        "sites": _sites(session), "printed": local_time(now), "places": _places(session),
         "cell": lambda c, v: report_filters.cell(c, v, code),
         "head": lambda c: report_filters.heading(c, code),
         "template_columns": template_columns or [],

@@ -91,7 +91,17 @@ from cloud.errors import (
 )
 from cloud.ingest.claims import Enrolment
 from cloud.payments.providers import Providers
-from cloud.web import console, console_reports, docs, phone, static, wechat_login
+from cloud.web import (
+    console,
+    console_alarms,
+    console_dashboard,
+    console_people,
+    console_reports,
+    docs,
+    phone,
+    static,
+    wechat_login,
+)
 from cloud.web import errors as web_errors
 from cloud.web.wechat_login import WechatOAuth
 from ledger.chain import NodeKey
@@ -142,6 +152,9 @@ ROUTERS = (
     wechat_login,  # its WeChat login, /m/wechat/ (answers "not available" unless configured)
     static,  # the pages' CSS, font and scripts, /static/
     console,  # the operator console, /console/ (cloud.web)
+    console_dashboard,  # its dashboard
+    console_people,  # its users and the operator log
+    console_alarms,  # its live feed, alarms screen and pop-up preferences
     console_reports,  # its reports and the monthly subsidy view, /console/reports
     docs,  # Swagger UI at /docs, its files from /static/vendor/
 )

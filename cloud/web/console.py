@@ -9,7 +9,9 @@ on the pages' foundation (`sessions`, `i18n`, `render`, `static`). A merchant is
     GET  /console/meters/{address}    a meter's values and its recent daily use (ECharts)
 
 The menu lists only the screens a role may open (`MENU`, from the role groups of
-`cloud.people.auth`). Every link works without script; htmx (from /static) only swaps the
+`cloud.people.auth`); a screen's route takes its principal through `allowed(*roles)`, and a
+staff role opening a screen not its own gets the refusal page (403) inside the console's
+frame. Every link works without script; htmx (from /static) only swaps the
 table in place. The balance columns are not shown to installers (`/accounts` refuses them).
 """
 
@@ -29,16 +31,22 @@ from cloud.web.chart import kwh_text
 from cloud.web.forms import read_form
 from cloud.web.i18n import Lang
 from cloud.web.monitoring import MeterFilters
-from cloud.web.page_errors import NotStaff, PageError
+from cloud.web.page_errors import NotStaff, PageError, Refused
 from cloud.web.render import page
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
 # (catalogue key, path, roles that may open it): the menu shows a role only its own rows.
+# The first row a role may open is its home: the dashboard for roles that may see money,
+# monitoring for installers.
 MENU: tuple[tuple[str, str, tuple[Role, ...]], ...] = (
+    ("menu_dashboard", "/console/dashboard", STAFF),
     ("menu_monitoring", "/console/monitoring", READ_ALL),
     ("menu_reports", "/console/reports", STAFF),
     ("menu_subsidy_months", "/console/subsidies", STAFF),
+    ("menu_alarms", "/console/alarms", READ_ALL),
+    ("menu_people", "/console/people", (Role.ADMIN,)),  # as `/users`
+    ("menu_oplog", "/console/oplog", STAFF),  # as `/operator-log`
 )
 Form = Annotated[dict[str, str], Depends(read_form)]
 Text = Annotated[str, Query(max_length=monitoring.MAX_Q)]
@@ -54,13 +62,35 @@ def staff(request: Request, session: DbSession, now: Now) -> Principal:
 Staff = Annotated[Principal, Depends(staff)]
 
 
+def allowed(*roles: Role) -> Any:
+    """A route's principal when its role is one of `roles`; `Refused` (the refusal page)
+    for another staff role."""
+
+    def check(who: Staff) -> Principal:
+        if who.role not in roles:
+            raise Refused(who)
+        return who
+
+    return Depends(check)
+
+
 def menu(who: Principal) -> list[tuple[str, str]]:
     return [(key, href) for key, href, roles in MENU if who.role in roles]
 
 
 def frame(request: Request, who: Principal) -> dict[str, Any]:
+    """What `console/frame.html` needs: who is in, its menu, the forms' CSRF token."""
     return {"who": who, "menu": menu(who),
             "csrf": sessions.csrf_token(sessions.token_of(request))}  # fmt: skip
+
+
+_frame = frame  # the name the first screens were written with
+
+
+def refused_page(request: Request, who: Principal) -> Response:
+    """A screen this role may not open: said in the console's frame, with its own menu."""
+    lang = i18n.choose(request, request.query_params.get("lang"))
+    return page(request, "console/refused.html", lang, status=403, **frame(request, who))
 
 
 @router.get("")

@@ -5,7 +5,6 @@ roles `GET /reports/*` allows: installers do not see money).
     GET /console/reports/{name}               one report: filters, chart, a page of rows with
                                               the totals of every row, printable (A4)
     GET /console/reports/{name}/export        the same report as the API's Excel or PDF
-    GET /console/reports/oplog                the operator log (as `GET /operator-log`)
     POST /console/reports/refunds/templates   an admin saves the ticked columns as a template
     GET /console/subsidies                    the monthly subsidy view: per shop, one month's
                                               subsidy issued, used, cleared and left over
@@ -28,7 +27,6 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import RedirectResponse
 from sqlalchemy import select
 
-from cloud.api import oplog as oplog_api
 from cloud.api import reports as reports_api
 from cloud.api.common import DbSession, Now
 from cloud.chains.rollups import SITE_ZONE
@@ -41,7 +39,7 @@ from cloud.reports.words import word
 from cloud.web import console, i18n, report_filters, sessions
 from cloud.web.forms import read_form
 from cloud.web.i18n import Lang
-from cloud.web.page_errors import PageError
+from cloud.web.page_errors import PageError, Refused
 from cloud.web.render import local_time, page
 from cloud.web.report_filters import (
     AREA,
@@ -60,22 +58,10 @@ Text = Annotated[str, Query(max_length=100)]
 Offset = Annotated[int, Query(ge=0, le=10_000_000)]
 Size = Annotated[int, Query(ge=1, le=MAX_SIZE)]
 MONTHS_CHARTED = 12
-OPLOG_COLUMNS = (
-    Column("seq", "序号", Kind.INT), Column("time", "时间", Kind.TIME),
-    Column("user", "操作员"), Column("role", "角色"), Column("action", "操作"),
-    Column("target", "对象"), Column("address", "地址"),
-)  # fmt: skip
 
 
-def _reader(request: Request, session: DbSession, now: Now) -> Principal:
-    """A console session of a role that may read reports (`STAFF`, as the API's `allow`)."""
-    who = console.staff(request, session, now)
-    if who.role not in STAFF:
-        raise PageError("reports_not_allowed", 403)
-    return who
-
-
-Reader = Annotated[Principal, Depends(_reader)]
+# Staff may read reports, as the API's `allow(*STAFF)`; an installer gets the refusal page.
+Reader = Annotated[Principal, console.allowed(*STAFF)]
 
 
 def _typed(  # noqa: PLR0917 (one query parameter each)
@@ -104,12 +90,11 @@ class Field:
 
 
 def _fields(
-    report: Report | None, t: i18n.Translate, lang: str, saved: list[tuple[str, str]]
+    report: Report, t: i18n.Translate, lang: str, saved: list[tuple[str, str]]
 ) -> list[Field]:
     """The form's fields: the window, the report's own filters, then area and merchant."""
     own: list[Field] = []
-    names = report.own if report is not None else ("operator", "action", "target")
-    for name in names:
+    for name in report.own:
         if name == "group":
             own.append(Field(name, "filter_group", "select", tuple(
                 (g, " × ".join(t(f"group_{part}") for part in g.split(",")))
@@ -118,7 +103,7 @@ def _fields(
             own.append(Field(name, "filter_method", "select", _options(
                 t, lang, "method", report_filters.METHODS)))  # fmt: skip
         elif name == "status":
-            states = (report_filters.DEPOSIT_STATES if report and report.name == "deposits"
+            states = (report_filters.DEPOSIT_STATES if report.name == "deposits"
                       else report_filters.REFUND_STATES)  # fmt: skip
             own.append(Field(name, "filter_status", "select", _options(t, lang, "status", states)))
         elif name == "relay":
@@ -132,8 +117,6 @@ def _fields(
             own.append(Field(name, f"filter_{name}"))
     window = [Field("from", "filter_from", "date"), Field("to", "filter_to", "date")]
     area = [Field(name, f"filter_{name}") for name in AREA]
-    if report is None:  # the operator log has no area
-        area = []
     return [*window, *own, *area]
 
 
@@ -212,36 +195,6 @@ def reports_index(request: Request, lang: Lang, who: Reader, session: DbSession)
     return page(request, "console/reports.html", lang, **console.frame(request, who),
                 reports=list(REPORTS), templates=saved,
                 lang_link=f"/console/reports?lang={'en' if lang[0] == 'zh' else 'zh'}")  # fmt: skip
-
-
-# -- the operator log --------------------------------------------------------------------------
-
-
-@router.get("/reports/oplog")
-def operator_log(  # noqa: PLR0917 (FastAPI's parameters)
-    request: Request, lang: Lang, who: Reader, session: DbSession, now: Now, typed: Filters,
-    action: Text = "", target: Text = "", offset: Offset = 0, size: Size = PAGE_SIZE,
-) -> Response:  # fmt: skip
-    t = i18n.translator(lang[0])
-    values = {
-        **typed.query(("first", "last", "operator")),
-        **{k: v for k, v in (("action", action), ("target", target)) if v.strip()},
-    }
-    frame: dict[str, Any] = {"heading": t("report_oplog"), "fields": _fields(None, t, lang[0], []),
-                             "values": values, "sortable": False}  # fmt: skip
-    try:
-        span = report_filters.checked_window(typed, now)
-        answer = oplog_api.list_entries(
-            who=who, session=session, user=typed.operator.strip() or None,
-            action=action.strip() or None, target=target.strip() or None, since=span.start,
-            until=span.end, sort="-seq", limit=size, offset=offset,
-        )  # fmt: skip
-    except (FilterError, Invalid) as failed:
-        return _screen(request, lang, who, session, now, error=_error(t, failed), **frame)
-    values.update({"from": span.first.isoformat(), "to": span.last.isoformat()})
-    rows = [e.model_dump() for e in answer["items"]]
-    found = Table("操作日志", OPLOG_COLUMNS, rows, answer["total"], {}, offset, size)
-    return _screen(request, lang, who, session, now, found=found, period=span.text(), **frame)
 
 
 # -- the monthly subsidy view --------------------------------------------------------------------
@@ -415,7 +368,7 @@ def save_template(  # noqa: PLR0917 (FastAPI's parameters)
     sessions.check_csrf(request, form.get("csrf"))
     report = _report(name)
     if name not in templates.COLUMNS or who.role is not Role.ADMIN:
-        raise PageError("template_admin_only", 403)
+        raise Refused(who)
     t = i18n.translator(lang[0])
     saved, title = form.get("template_name", "").strip(), form.get("title", "").strip()
     columns = [k for k in templates.COLUMNS[name] if form.get(f"col_{k}") == "on"]

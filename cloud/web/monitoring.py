@@ -181,6 +181,13 @@ def _base(filters: MeterFilters) -> Select[Any]:
     return query
 
 
+def arrears_accounts(session: Session) -> int:
+    """Accounts with a meter in arrears (the table's `state=arrears` filter, counted once per
+    account): the dashboard's arrears figure."""
+    found = _base(MeterFilters(state="arrears")).subquery()
+    return session.scalar(select(func.count(func.distinct(found.c.account)))) or 0
+
+
 def _months(today: dt.date) -> list[dt.date]:
     index = today.year * 12 + today.month - 1
     return [dt.date((index - back) // 12, (index - back) % 12 + 1, 1) for back in range(3)]
@@ -286,6 +293,29 @@ def meters_at(session: Session, address: str, now: dt.datetime) -> list[MeterRow
     """The meters with this address (one per concentrator that has it; usually one)."""
     query = _base(MeterFilters()).where(models.MeterState.address == address)
     return _complete(session, list(session.execute(query.order_by(models.MeterState.node))), now)
+
+
+def newest_readings(session: Session) -> dict[str, dt.datetime]:
+    """Each concentrator's newest meter reading time (what a live view has seen so far)."""
+    meter = models.MeterState
+    rows = session.execute(select(meter.node, func.max(meter.last_reading)).group_by(meter.node))
+    return {node: when for node, when in rows if when is not None}
+
+
+def read_since(
+    session: Session, marks: dict[str, dt.datetime | None], now: dt.datetime
+) -> list[MeterRow]:
+    """The meters of the nodes in `marks` read after the node's mark (None: all of its
+    meters), as the table shows them, oldest reading first."""
+    if not marks:
+        return []
+    meter = models.MeterState
+    wanted = [meter.node == node if mark is None else
+              and_(meter.node == node, meter.last_reading > mark)
+              for node, mark in sorted(marks.items())]  # fmt: skip
+    query = _base(MeterFilters()).where(or_(*wanted))
+    rows = session.execute(query.order_by(meter.last_reading, meter.node, meter.address))
+    return _complete(session, list(rows), now)
 
 
 def daily_use(session: Session, row: MeterRow, now: dt.datetime) -> list[tuple[dt.date, int]]:

@@ -185,7 +185,7 @@ BAD = [
     ("/console/reports/deposits", {"sort": "-price"}, "cannot sort by"),
     ("/console/reports/refunds", {"template": "nope"}, "no refunds template"),
     ("/console/subsidies", {"month": "2026-13"}, "2026-11"),
-    ("/console/reports/oplog", {"to": "2026-02-30"}, "不是日期"),
+    ("/console/reports/meters", {"to": "2026-02-30"}, "不是日期"),
     ("/console/reports/consumption/export", {"format": "xlsx", "from": "x"}, "不是日期"),
 ]
 
@@ -281,22 +281,10 @@ def test_the_monthly_subsidy_view_adds_up_to_the_ledger(client: TestClient, worl
     assert [r[0] for r in rows_of(wang.text)] == ["A0002"]
 
 
-def test_the_operator_log_page_is_the_apis(client: TestClient) -> None:
-    log_in(client, "op-1")
-    params = {"from": "2026-11-24T00:00:00+08:00", "to": "2026-11-25T00:00:00+08:00",
-              "limit": 1000, "sort": "-seq"}  # fmt: skip
-    every = api(client, "/operator-log", params)
-    page = client.get("/console/reports/oplog", params={"from": "2026-11-24", "to": "2026-11-24"})
-    assert count_of(page.text) == every["total"] > 0
-    assert [int(r[0]) for r in rows_of(page.text)] == [e["seq"] for e in every["items"]][:50]
-    mine = client.get("/console/reports/oplog", params={"operator": "op-1", "action": "recharge.*"})
-    actions = {r[4] for r in rows_of(mine.text)}
-    assert actions == {"recharge.create"}
-
-
 def test_english_and_the_words_of_every_report() -> None:
-    keys = {f"report_{n}" for n in (*report_filters.REPORTS, "oplog")}
+    keys = {f"report_{n}" for n in report_filters.REPORTS}
     keys |= {f"{k}_about" for k in keys} | {f"group_{g}" for g in queries.GROUPS}
+    keys |= {"report_oplog_about", "report_subsidy_months_about", "menu_oplog"}
     keys |= {
         f"filter_{f}"
         for f in (

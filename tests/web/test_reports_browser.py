@@ -92,9 +92,6 @@ def test_the_monthly_subsidy_view_and_a_refused_filter(desk: Any, shots: Path) -
     desk.wait_for_selector("#filter-error")
     assert "start date is after the end date" in desk.inner_text("#filter-error")
     desk.screenshot(path=shots / "r05-deposits-refused-en-2.png", full_page=True)
-    desk.goto("/console/reports/oplog?lang=zh")
-    desk.wait_for_selector("#report-table")
-    desk.screenshot(path=shots / "r06-oplog.png", full_page=True)
 
 
 def test_an_admin_saves_a_refunds_template(desk: Any, shots: Path) -> None:

@@ -227,7 +227,6 @@ def _allowed_as_the_api(client: TestClient, role: Role) -> None:
         "/console/reports",
         "/console/reports/deposits",
         "/console/subsidies",
-        "/console/reports/oplog",
         "/console/reports/deposits/export?format=xlsx",
     ):
         answer = client.get(path)

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from openpyxl import load_workbook
 
+from tests.web.axe import assert_no_critical
 from tests.web.conftest import Served
 from tests.web.console_world import add_staff_and_readings
 from tests.web.test_console_browser import LAPTOP, TABLET, _desk, log_in
@@ -55,6 +56,7 @@ def test_filter_a_report_export_it_to_excel_and_print_it(desk: Any, shots: Path)
     shown = _page_totals(desk)
     assert shown["wh"] > 0 and shown["fen"] > 0
     desk.screenshot(path=shots / "r02-consumption-by-day.png", full_page=True)
+    assert_no_critical(desk)
     with desk.expect_download() as arrived:
         desk.click("#export-xlsx")
     download = arrived.value
@@ -79,6 +81,7 @@ def test_the_monthly_subsidy_view_and_a_refused_filter(desk: Any, shots: Path) -
     desk.wait_for_selector(".report-chart canvas")
     assert desk.locator("#report-table tbody tr").count() >= 2
     desk.screenshot(path=shots / "r04-subsidy-months.png", full_page=True)
+    assert_no_critical(desk)
     desk.set_viewport_size(TABLET)
     assert desk.evaluate("document.documentElement.scrollWidth") <= TABLET["width"]
     desk.screenshot(path=shots / "r04-subsidy-months-tablet.png", full_page=True)

@@ -98,6 +98,7 @@ from cloud.web import (
     console_desk,
     console_people,
     console_registry,
+    console_reports,
     console_swaps,
     docs,
     phone,
@@ -160,6 +161,7 @@ ROUTERS = (
     console_registry,  # its registry and rules, /console/registry/
     console_desk,  # its money desk: a shop's page, recharge, receipts, corrections, refunds
     console_swaps,  # its meter swaps and IR handheld import
+    console_reports,  # its reports and the monthly subsidy view, /console/reports
     docs,  # Swagger UI at /docs, its files from /static/vendor/
 )
 

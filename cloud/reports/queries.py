@@ -54,6 +54,7 @@ _CM = ConsumptionMonthly.__table__
 _ACC = models.ReportedAccount.__table__
 _REG = registry.Account.__table__
 _LE = models.LedgerEntry.__table__
+_MER = registry.Merchant.__table__
 
 
 def _sum(value: Any) -> Any:
@@ -70,10 +71,13 @@ class Filters:
     shop: str | None = None
     building: str | None = None
     floor: str | None = None
+    merchant: str | None = None  # the merchant's name, as the registry has it
+    id_number: str | None = None  # the merchant's identity number
 
     def shown(self) -> dict[str, str]:
         shown = {"日期": self.window.text()}
-        labels = {"account": "账户", "shop": "商铺", "building": "楼栋", "floor": "楼层"}
+        labels = {"account": "账户", "shop": "商铺", "building": "楼栋", "floor": "楼层",
+                  "merchant": "商户", "id_number": "证件号"}  # fmt: skip
         for key, label in labels.items():
             value = getattr(self, key)
             if value:
@@ -81,7 +85,8 @@ class Filters:
         return shown
 
     def area(self, account: Any, inventory: FromClause) -> list[ColumnElement[bool]]:
-        """WHERE clauses for the account and area filters."""
+        """WHERE clauses for the account, area and merchant filters (a merchant's accounts
+        are the registry's: the live view has no merchant)."""
         clauses: list[ColumnElement[bool]] = []
         if self.account:
             clauses.append(account == self.account)
@@ -89,6 +94,10 @@ class Filters:
             value = getattr(self, key)
             if value:
                 clauses.append(inventory.c[key] == value)
+        for value, column in ((self.merchant, _MER.c.name), (self.id_number, _MER.c.id_number)):
+            if value:
+                owned = select(_REG.c.id).join(_MER, _MER.c.id == _REG.c.merchant_id)
+                clauses.append(account.in_(owned.where(column == value)))
         return clauses
 
     @property

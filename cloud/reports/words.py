@@ -64,6 +64,7 @@ def word(key: str, value: str, lang: str = "zh") -> str:
 ENGLISH: Mapping[str, str] = {
     "用电报表": "Consumption", "充值明细": "Recharges", "补贴报表": "Subsidies",
     "退款清单": "Refunds", "电表状态": "Meters", "月结单": "Monthly statement",
+    "商户": "Merchant", "证件号": "ID number", "结余(Wh)": "Left over (Wh)",
     "账户": "Account", "商铺": "Shop", "楼栋": "Building", "楼层": "Floor", "时段": "Period",
     "账户类型": "Account type", "日期": "Date", "电表": "Meter", "扣费来源": "Paid from",
     "用电量(Wh)": "Energy (Wh)", "补贴电量(Wh)": "Subsidy energy (Wh)", "电费(元)": "Cost (yuan)",

@@ -42,6 +42,8 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 MENU: tuple[tuple[str, str, tuple[Role, ...]], ...] = (
     ("menu_dashboard", "/console/dashboard", STAFF),
     ("menu_monitoring", "/console/monitoring", READ_ALL),
+    ("menu_reports", "/console/reports", STAFF),
+    ("menu_subsidy_months", "/console/subsidies", STAFF),
     ("menu_alarms", "/console/alarms", READ_ALL),
     ("menu_desk", "/console/desk", STAFF),
     ("menu_swaps", "/console/meter-swaps", READ_ALL),  # forms for FIELD only
@@ -53,14 +55,14 @@ Form = Annotated[dict[str, str], Depends(read_form)]
 Text = Annotated[str, Query(max_length=monitoring.MAX_Q)]
 
 
-def _staff(request: Request, session: DbSession, now: Now) -> Principal:
+def staff(request: Request, session: DbSession, now: Now) -> Principal:
     who = sessions.principal(request, session, now)
     if who.role not in READ_ALL:
         raise NotStaff(f"{who.user} is {who.role.value}")
     return who
 
 
-Staff = Annotated[Principal, Depends(_staff)]
+Staff = Annotated[Principal, Depends(staff)]
 
 
 def allowed(*roles: Role) -> Any:

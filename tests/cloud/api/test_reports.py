@@ -20,6 +20,8 @@ from cloud.db import models
 from cloud.db.auth import OperatorLogEntry
 from cloud.db.engine import session_factory
 from cloud.people.auth import Role
+from cloud.registry import entities
+from cloud.registry import rows as registry
 from cloud.reports.statement import StatementMismatch
 from edge.drivers.reading import Reading
 from edge.rules.commodities import WATER
@@ -57,6 +59,7 @@ from tests.cloud.api.conftest import (
     transfer,
 )
 from tests.cloud.fake_edge import T0
+from tests.cloud.registry_world import ME, make_registry
 
 SH = dt.timezone(dt.timedelta(hours=8))
 NOV = {"from": "2026-11-01", "to": "2026-11-30"}
@@ -169,6 +172,28 @@ def test_deposits_subsidies_refunds_and_meters(client: TestClient, month: Site) 
     assert (by_meter[M3]["relay"], by_meter[M3]["energy_wh"]) == (0, 7_000)
     tripped = _get(client, "/reports/meters", relay=0, node=NODE)
     assert [r["meter"] for r in tripped["items"]] == [M3]
+
+
+def test_merchant_and_id_number_filters_pick_the_merchants_accounts(
+    client: TestClient, month: Site, engine: Engine
+) -> None:
+    with session_factory(engine).begin() as session:  # Li Wei's accounts; A0002 then Wang's
+        make_registry(session, register=False)
+        wang = registry.create(session, entities.MERCHANTS, {"name": "Wang Fang",
+                               "phone": None, "wechat_openid": None, "id_number": "W-42"},
+                               ME, T0)  # fmt: skip
+        registry.update(session, entities.ACCOUNTS, "A0002", {"merchant_id": wang.id}, ME, T0)
+    li = {"merchant": "Li Wei", **NOV}
+    page = _get(client, "/reports/consumption", **li)
+    assert {r["account"] for r in page["items"]} == {"A0001"}
+    assert page["totals"]["fen"] == CONSUMPTION["A0001"][2]
+    by_id = _get(client, "/reports/subsidies", id_number="W-42", **NOV)
+    assert [(r["account"], r["issued_wh"]) for r in by_id["items"]] == [("A0002", 50_000)]
+    assert _get(client, "/reports/refunds", merchant="Wang Fang", **NOV)["total"] == 0
+    assert _get(client, "/reports/refunds", **li)["total"] == 1
+    assert _get(client, "/reports/meters", merchant="Nobody")["total"] == 0
+    both = _get(client, "/reports/deposits", merchant="Li Wei", id_number="W-42", **NOV)
+    assert both["total"] == 0  # filters combine with AND
 
 
 def test_excel_export_is_typed_frozen_and_totalled(client: TestClient, month: Site) -> None:

@@ -54,6 +54,7 @@ from cloud.api import (
     commissioning,
     concentrators,
     corrections,
+    faults,
     guards,
     health,
     ledger,
@@ -91,7 +92,7 @@ from cloud.errors import (
 )
 from cloud.ingest.claims import Enrolment
 from cloud.payments.providers import Providers
-from cloud.web import console, docs, phone, static, wechat_login
+from cloud.web import console, docs, field, phone, static, wechat_login
 from cloud.web import errors as web_errors
 from cloud.web.wechat_login import WechatOAuth
 from ledger.chain import NodeKey
@@ -130,6 +131,7 @@ ROUTERS = (
     relays,
     commands,
     alarms,
+    faults,
     notices,
     registry,
     site_config,
@@ -142,6 +144,7 @@ ROUTERS = (
     wechat_login,  # its WeChat login, /m/wechat/ (answers "not available" unless configured)
     static,  # the pages' CSS, font and scripts, /static/
     console,  # the operator console, /console/ (cloud.web)
+    field,  # the field technician's offline app, /field/ (cloud.web)
     docs,  # Swagger UI at /docs, its files from /static/vendor/
 )
 

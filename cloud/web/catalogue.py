@@ -266,6 +266,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "field_alarms_title": ("未消除的告警", "Active alarms"),
     "field_no_alarms": ("没有未消除的告警。", "No active alarms."),
     "field_open_from_alarm": ("开工单", "Open ticket"),
+    "field_ticket_no": ("工单 #{id}", "Ticket #{id}"),
     "field_new_ticket": ("新建工单", "New ticket"),
     "field_kind": ("故障类型", "Kind of fault"),
     "field_node": ("集中器", "Concentrator"),

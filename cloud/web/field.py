@@ -111,6 +111,7 @@ def _home(request: Request, lang: tuple[str, bool], who: Principal, session: Ses
                              .limit(SHOWN)).all()  # fmt: skip
     return page(request, "field/home.html", lang, status=status, **_frame(request, who),
                 tickets=tickets, alarms=alarms, kinds=faults.KINDS, error=error,
+                ticket_of={f.alarm_id: f.id for f in tickets if f.alarm_id is not None},
                 form=form or {})  # fmt: skip
 
 

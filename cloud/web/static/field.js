@@ -49,15 +49,10 @@
 
   const outcomes = new Map(); // key → [state, text] of records sent or refused on this page
 
-  function label(record) {
-    return record.kind === "reading" ? `${record.body.address} · ${record.body.kwh} kWh`
-      : `#${record.fault} → ${record.body.to}`;
-  }
-
   async function render() {
     const list = document.getElementById("queue");
     if (!list || !app) return;
-    const waiting = await queued();
+    const waiting = (await queued()).sort((a, b) => a.made - b.made);
     list.textContent = "";
     const rows = waiting.map((r) => [r, "queued", app.dataset.queued]);
     for (const [key, [state, text, record]] of outcomes) {
@@ -74,7 +69,7 @@
       li.dataset.key = record.key;
       li.dataset.state = state;
       const what = document.createElement("span");
-      what.textContent = label(record);
+      what.textContent = record.text;
       const tag = document.createElement("span");
       tag.className = `tag ${state}`;
       tag.textContent = text;
@@ -128,13 +123,13 @@
       : Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
   }
 
-  function hook(form, kind, body) {
+  function hook(form, kind, body, text) {
     if (!form) return;
     form.addEventListener("submit", async (event) => {
       if (!form.checkValidity()) return;
       event.preventDefault();
-      const record = { key: newKey(), kind, url: form.getAttribute("action"),
-        fault: form.dataset.fault, body: body(form, event.submitter) };
+      const record = { key: newKey(), kind, made: Date.now(), url: form.getAttribute("action"),
+        body: body(form, event.submitter), text: text(form, event.submitter) };
       await enqueue(record);
       form.reset();
       await render();
@@ -146,12 +141,10 @@
     address: form.elements.address.value.trim(),
     kwh: form.elements.kwh.value.trim(),
     read_at: new Date().toISOString(),
-  }));
-  const move = document.getElementById("move-form");
-  if (move) move.dataset.fault = move.getAttribute("action").split("/")[3];
-  hook(move, "move", (form, submitter) => ({
+  }), (form) => `${form.elements.address.value.trim()} · ${form.elements.kwh.value.trim()} kWh`);
+  hook(document.getElementById("move-form"), "move", (form, submitter) => ({
     to: submitter ? submitter.value : "", note: form.elements.note.value,
-  }));
+  }), (form, submitter) => `${form.dataset.ticket} → ${submitter ? submitter.textContent : ""}`);
 
   window.addEventListener("online", () => { showNet(); flush(); });
   window.addEventListener("offline", showNet);

@@ -130,12 +130,16 @@ def open_fault(
     if body.alarm is not None:
         if body.kind is not None or body.site or body.node or body.meter:
             raise Invalid("a ticket from an alarm takes its kind and place from the alarm")
-        fault = faults.open_from_alarm(session, body.alarm, body.note, who.actor, now)
+        fault = faults.open_from_alarm(
+            session, body.alarm, note=body.note, actor=who.actor, now=now
+        )
     else:
         if body.kind is None:
             raise Invalid("say the kind of fault (or the alarm it comes from)")
         place = faults.Place(body.site, body.node, body.meter)
-        fault = faults.open_fault(session, body.kind, place, body.note, who.actor, now)
+        fault = faults.open_fault(
+            session, body.kind, place, note=body.note, actor=who.actor, now=now
+        )
     return detail(session, fault)
 
 
@@ -164,4 +168,5 @@ def move_fault(
     session: DbSession,
     now: Now,
 ) -> FaultDetailOut:
-    return detail(session, faults.move(session, fault_id, body.to, body.note, who.actor, now))
+    moved = faults.move(session, fault_id, body.to, note=body.note, actor=who.actor, now=now)
+    return detail(session, moved)

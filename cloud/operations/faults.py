@@ -72,14 +72,19 @@ def _note(note: str) -> str:
     return note
 
 
-def _step(session: Session, fault: Fault, before: str | None, note: str, by: str,
-          now: dt.datetime, client_key: str | None = None) -> None:  # fmt: skip
+def _changed(
+    session: Session,
+    fault: Fault,
+    before: str | None,
+    *,
+    note: str,
+    actor: oplog.Actor,
+    now: dt.datetime,
+    client_key: str | None = None,
+) -> None:
+    """A step of the ticket's history and a row of the operator log (`before` None: opened)."""
     session.add(FaultStep(fault_id=fault.id, before=before, after=fault.status, note=note,
-                          by=by, time=now, client_key=client_key))  # fmt: skip
-
-
-def _record(session: Session, actor: oplog.Actor, fault: Fault, before: str | None, note: str,
-            now: dt.datetime) -> None:  # fmt: skip
+                          by=actor.user, time=now, client_key=client_key))  # fmt: skip
     after = {"status": fault.status, "kind": fault.kind, "note": note}
     oplog.record(session, actor, "fault.open" if before is None else "fault.status",
                  f"fault:{fault.id}", None if before is None else {"status": before}, after,
@@ -90,10 +95,10 @@ def open_fault(
     session: Session,
     kind: str,
     place: Place,
+    *,
     note: str,
     actor: oplog.Actor,
     now: dt.datetime,
-    *,
     assignee: str | None = None,
 ) -> Fault:
     """A new ticket, open, its opening step and log row."""
@@ -105,13 +110,12 @@ def open_fault(
                   opened=now, updated=now)  # fmt: skip
     session.add(fault)
     session.flush()
-    _step(session, fault, None, fault.note, actor.user, now)
-    _record(session, actor, fault, None, fault.note, now)
+    _changed(session, fault, None, note=fault.note, actor=actor, now=now)
     return fault
 
 
 def open_from_alarm(
-    session: Session, alarm_id: int, note: str, actor: oplog.Actor, now: dt.datetime
+    session: Session, alarm_id: int, *, note: str, actor: oplog.Actor, now: dt.datetime
 ) -> Fault:
     """A ticket for the alarm: its concentrator and meter, its kind mapped (else `other`); a
     second ticket while one for the alarm is not closed is refused (409)."""
@@ -127,19 +131,20 @@ def open_from_alarm(
     text = _note(note) or alarm.detail[:MAX_NOTE]
     if alarm.node is None and alarm.meter is None:
         raise Invalid(f"alarm {alarm_id} names no concentrator or meter")
-    fault = open_fault(session, kind, Place(node=alarm.node, meter=alarm.meter), text, actor, now)
+    place = Place(node=alarm.node, meter=alarm.meter)
+    fault = open_fault(session, kind, place, note=text, actor=actor, now=now)
     fault.alarm_id = alarm_id
     return fault
 
 
-def move(  # noqa: PLR0913 (the move and who made it)
+def move(
     session: Session,
     fault_id: int,
     to: str,
+    *,
     note: str,
     actor: oplog.Actor,
     now: dt.datetime,
-    *,
     client_key: str | None = None,
 ) -> Fault:
     """Move the ticket to `to` if `TRANSITIONS` allows it (else 409, nothing changed). A move
@@ -161,8 +166,7 @@ def move(  # noqa: PLR0913 (the move and who made it)
         raise Conflict(f"fault {fault_id} is {before}: it cannot become {to}")
     text = _note(note)
     fault.status, fault.updated = to, now
-    _step(session, fault, before, text, actor.user, now, client_key)
-    _record(session, actor, fault, before, text, now)
+    _changed(session, fault, before, note=text, actor=actor, now=now, client_key=client_key)
     return fault
 
 

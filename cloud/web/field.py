@@ -156,8 +156,16 @@ def logout(request: Request, form: Fields, session: DbSession, now: Now) -> Resp
 FaultId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
-def _ticket_page(request: Request, lang: tuple[str, bool], who: Principal, session: Session,
-                 fault_id: int, *, error: str | None = None, status: int = 200) -> Response:  # fmt: skip
+def _ticket_page(
+    request: Request,
+    lang: tuple[str, bool],
+    who: Principal,
+    session: Session,
+    fault_id: int,
+    *,
+    error: str | None = None,
+    status: int = 200,
+) -> Response:
     try:
         fault = faults.one(session, fault_id)
     except NotFound:
@@ -188,11 +196,13 @@ def open_ticket(  # noqa: PLR0917 (FastAPI's dependencies)
         if alarm:
             if not alarm.isdigit() or not 1 <= int(alarm) < 2**63:
                 raise Invalid("bad alarm id")
-            fault = faults.open_from_alarm(session, int(alarm), note, who.actor, now)
+            fault = faults.open_from_alarm(session, int(alarm), note=note, actor=who.actor, now=now)
         else:
             place = faults.Place(_optional(form, "site"), _optional(form, "node"),
                                  _optional(form, "meter"))  # fmt: skip
-            fault = faults.open_fault(session, form.get("kind", ""), place, note, who.actor, now)
+            fault = faults.open_fault(
+                session, form.get("kind", ""), place, note=note, actor=who.actor, now=now
+            )
     except (Invalid, NotFound, Conflict) as exc:
         session.rollback()
         key = "fault_alarm_taken" if isinstance(exc, Conflict) else "fault_form_bad"
@@ -211,8 +221,8 @@ def move_ticket(  # noqa: PLR0917 (FastAPI's dependencies)
     if key is not None and not KEY.fullmatch(key):
         raise Invalid("bad idempotency key")
     try:
-        fault = faults.move(session, fault_id, form.get("to", ""), form.get("note", ""),
-                            who.actor, now, client_key=key)  # fmt: skip
+        fault = faults.move(session, fault_id, form.get("to", ""), note=form.get("note", ""),
+                            actor=who.actor, now=now, client_key=key)  # fmt: skip
     except (Invalid, NotFound, Conflict) as exc:
         session.rollback()
         status = {Invalid: 422, NotFound: 404, Conflict: 409}[type(exc)]
@@ -290,9 +300,9 @@ def record_reading(  # noqa: PLR0917 (FastAPI's dependencies)
 
 @router.get("/sw.js")
 def service_worker() -> Response:
+    headers = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
     return Response((STATIC / "field-sw.js").read_bytes(),
-                    media_type="text/javascript; charset=utf-8",
-                    headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})  # fmt: skip
+                    media_type="text/javascript; charset=utf-8", headers=headers)  # fmt: skip
 
 
 @router.get("/manifest.webmanifest")
@@ -305,4 +315,3 @@ def manifest(lang: Lang) -> Response:
                        "type": "image/svg+xml"}]}  # fmt: skip
     return Response(json.dumps(body, ensure_ascii=False), media_type="application/manifest+json",
                     headers={**SECURITY_HEADERS, "Cache-Control": "no-cache"})  # fmt: skip
-

@@ -34,8 +34,9 @@ def staffed(server: Served) -> Served:
 
 def _field_rows(server: Served) -> tuple[list[tuple[str, int]], list[tuple[str, list[str]]]]:
     with Session(server.world.engine) as session:
+        from_field = IrReading.source.like("field:%")
         readings = [(r.address, r.energy_wh) for r in session.scalars(
-            select(IrReading).where(IrReading.source.like("field:%")).order_by(IrReading.address))]  # fmt: skip
+            select(IrReading).where(from_field).order_by(IrReading.address))]  # fmt: skip
         tickets = [(f.status, list(session.scalars(select(FaultStep.after)
                     .where(FaultStep.fault_id == f.id).order_by(FaultStep.id))))
                    for f in session.scalars(select(Fault).order_by(Fault.id))]  # fmt: skip
@@ -67,7 +68,8 @@ def test_offline_readings_and_a_ticket_closed_offline_are_applied_once(
     phone.wait_for_function("() => document.body.dataset.shell === 'kept'")
     phone.goto("/field/")
     phone.wait_for_function(
-        "() => navigator.serviceWorker.controller !== null && document.body.dataset.shell === 'kept'"
+        "() => navigator.serviceWorker.controller !== null"
+        " && document.body.dataset.shell === 'kept'"
     )
     assert phone.locator("#tickets li").count() == 1
     assert phone.locator("#alarms a.button").inner_text() == "工单 #1"
@@ -79,18 +81,26 @@ def test_offline_readings_and_a_ticket_closed_offline_are_applied_once(
     phone.wait_for_function("() => document.getElementById('net').classList.contains('offline')")
     record(phone, "000000000001", "1234.5")
     record(phone, "000000000002", "88")
-    phone.wait_for_function("() => document.querySelectorAll('#queue li[data-state=queued]').length == 2")
+    phone.wait_for_function(
+        "() => document.querySelectorAll('#queue li[data-state=queued]').length == 2"
+    )
     phone.screenshot(path=shots / "f03-offline-queued.png", full_page=True)
     phone.goto(ticket)  # also from the cache
     phone.click("#move-form button[value=closed]")
-    phone.wait_for_function("() => document.querySelectorAll('#queue li[data-state=queued]').length == 3")
+    phone.wait_for_function(
+        "() => document.querySelectorAll('#queue li[data-state=queued]').length == 3"
+    )
     assert "#1 → 关闭工单" in phone.locator("#queue").inner_text()
     phone.screenshot(path=shots / "f04-ticket-offline.png", full_page=True)
     assert _field_rows(staffed) == ([], [("open", ["open"])])  # nothing reached the server
 
     phone.context.set_offline(False)  # the "online" event sends the queue; the ticket reloads
-    phone.wait_for_function("() => document.getElementById('ticket-status').textContent.trim() == '已关闭'")
-    phone.wait_for_function("() => document.querySelectorAll('#queue li[data-state=queued]').length == 0")
+    phone.wait_for_function(
+        "() => document.getElementById('ticket-status').textContent.trim() == '已关闭'"
+    )
+    phone.wait_for_function(
+        "() => document.querySelectorAll('#queue li[data-state=queued]').length == 0"
+    )
     phone.screenshot(path=shots / "f05-ticket-closed.png", full_page=True)
     assert _field_rows(staffed) == ([("000000000001", 1_234_500), ("000000000002", 88_000)],
                                     [("closed", ["open", "closed"])])  # fmt: skip

@@ -82,7 +82,9 @@ def test_who_may_open_it(client: TestClient) -> None:
 
 def test_pwa_files(client: TestClient) -> None:
     worker = client.get("/field/sw.js")
-    assert worker.status_code == 200 and worker.headers["content-type"].startswith("text/javascript")
+    assert worker.status_code == 200 and worker.headers["content-type"].startswith(
+        "text/javascript"
+    )
     assert "caches.match" in worker.text
     manifest = client.get("/field/manifest.webmanifest").json()
     assert (manifest["start_url"], manifest["scope"], manifest["lang"]) == (
@@ -124,7 +126,9 @@ def test_a_reading_is_applied_once_per_key(client: TestClient, world: World) -> 
     form = client.post("/field/readings", data={"csrf": csrf, "key": str(uuid.uuid4()),
                        "address": "000000000042", "kwh": "88"}, follow_redirects=False)  # fmt: skip
     assert form.status_code == 303
-    assert sorted(r[:2] for r in ir_rows(world)) == sorted([("000000000042", 88_000), (M1, 1_234_500)])
+    assert sorted(r[:2] for r in ir_rows(world)) == sorted(
+        [("000000000042", 88_000), (M1, 1_234_500)]
+    )
 
 
 def test_tickets_from_an_alarm_through_the_state_machine(client: TestClient, world: World) -> None:
@@ -162,8 +166,8 @@ def test_tickets_from_an_alarm_through_the_state_machine(client: TestClient, wor
         fault = session.scalars(select(Fault)).one()
         steps = [(s.before, s.after, s.by) for s in session.scalars(
             select(FaultStep).order_by(FaultStep.id))]  # fmt: skip
-        actions = list(session.scalars(select(OperatorLogEntry.action)
-                                       .where(OperatorLogEntry.action.like("fault.%"))))  # fmt: skip
+        ours = OperatorLogEntry.action.like("fault.%")
+        actions = list(session.scalars(select(OperatorLogEntry.action).where(ours)))
     assert (fault.status, fault.alarm_id) == ("fixed", alarm.id)
     assert steps == [(None, "open", INSTALLER), ("open", "in_progress", INSTALLER),
                      ("in_progress", "fixed", INSTALLER)]  # fmt: skip

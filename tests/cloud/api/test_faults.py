@@ -94,7 +94,12 @@ def test_open_from_an_alarm_once(client: TestClient, site: Site, tokens: dict[Ro
     assert made.status_code == 201, made.text
     fault = made.json()
     assert (fault["kind"], fault["node"], fault["meter"], fault["alarm_id"], fault["note"]) == (
-        "relay_fault", NODE, M1, alarm, "relay did not open")
+        "relay_fault",
+        NODE,
+        M1,
+        alarm,
+        "relay did not open",
+    )
     assert client.post("/faults", json={"alarm": alarm}).status_code == 409
     auditor = bearer(tokens[Role.AUDITOR])
     assert client.post(f"/faults/{fault['id']}/status", json={"to": "closed"},

@@ -107,4 +107,7 @@ def test_offline_readings_and_a_ticket_closed_offline_are_applied_once(
     phone.goto("/field/?lang=en")
     assert phone.locator("#tickets").inner_text().count("No open tickets") == 1
     phone.screenshot(path=shots / "f06-home-en.png", full_page=True)
+    phone.click("#logout")  # forgets the kept pages
+    phone.wait_for_url("**/field/login")
+    assert phone.evaluate("() => caches.match('/field/').then((kept) => kept === undefined)")
     assert violations == []

@@ -146,6 +146,15 @@
     to: submitter ? submitter.value : "", note: form.elements.note.value,
   }), (form, submitter) => `${form.dataset.ticket} → ${submitter ? submitter.textContent : ""}`);
 
+  // Logging out forgets the kept pages (they name the user); what waits to be sent stays.
+  const logout = document.getElementById("logout-form");
+  if (logout && "caches" in window) {
+    logout.addEventListener("submit", (event) => {
+      event.preventDefault();
+      caches.delete(CACHE).finally(() => logout.submit());
+    }, { once: true });
+  }
+
   window.addEventListener("online", () => { showNet(); flush(); });
   window.addEventListener("offline", showNet);
   showNet();

@@ -171,7 +171,7 @@ def move(
 
 
 def listed(*, status: str | None = None, node: str | None = None, meter: str | None = None,
-           active: bool | None = None) -> Select[tuple[Fault]]:  # fmt: skip
+           active: bool | None = None) -> Select[Fault]:  # fmt: skip
     """Tickets, the most recently changed first; `active`: not closed (True) or closed."""
     query = select(Fault)
     for column, value in ((Fault.status, status), (Fault.node, node), (Fault.meter, meter)):

@@ -53,8 +53,13 @@ def test_offline_readings_and_a_ticket_closed_offline_are_applied_once(
     phone: Any, staffed: Served, shots: Path
 ) -> None:
     violations: list[str] = []
+
+    def seen(message: Any) -> None:
+        if "Content Security Policy" in message.text:
+            violations.append(message.text)
+
+    phone.on("console", seen)
     phone.clock.set_fixed_time(NOW - dt.timedelta(minutes=5))  # the server's clock is NOW
-    phone.on("console", lambda m: "Content Security Policy" in m.text and violations.append(m.text))
     phone.goto("/field/")
     assert phone.url.endswith("/field/login")
     phone.screenshot(path=shots / "f01-login.png", full_page=True)

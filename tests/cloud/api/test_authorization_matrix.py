@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, inspect, text
@@ -348,6 +349,9 @@ def renewed_tokens(engine: Engine) -> dict[Role, str]:
     return {role: issue_token(engine, f"{role.value}-1") for role in Role}
 
 
+# Every route × every role with a digest of the whole database around each refusal: about two
+# minutes on PostgreSQL on a loaded two-core machine, past the suite's default of 120 s.
+@pytest.mark.timeout(300)
 def test_who_may_call_what(client: TestClient, engine: Engine, tokens: dict[Role, str]) -> None:
     """Every route × anonymous and every role, in one client (one database per engine: the
     routes run in a fixed order, and an allowed call may leave rows for the next)."""

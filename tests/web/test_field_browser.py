@@ -114,5 +114,5 @@ def test_offline_readings_and_a_ticket_closed_offline_are_applied_once(
     phone.screenshot(path=shots / "f06-home-en.png", full_page=True)
     phone.click("#logout")  # forgets the kept pages
     phone.wait_for_url("**/field/login")
-    assert phone.evaluate("() => caches.match('/field/').then((kept) => kept === undefined)")
+    phone.wait_for_function("() => caches.match('/field/').then((kept) => kept === undefined)")
     assert violations == []

@@ -146,14 +146,9 @@
     to: submitter ? submitter.value : "", note: form.elements.note.value,
   }), (form, submitter) => `${form.dataset.ticket} → ${submitter ? submitter.textContent : ""}`);
 
-  // Logging out forgets the kept pages (they name the user); what waits to be sent stays.
-  const logout = document.getElementById("logout-form");
-  if (logout && "caches" in window) {
-    logout.addEventListener("submit", (event) => {
-      event.preventDefault();
-      caches.delete(CACHE).finally(() => logout.submit());
-    }, { once: true });
-  }
+  // The login page (after logging out, or a session that ended) forgets the kept pages: they
+  // name the user. What waits to be sent stays in IndexedDB.
+  if (document.getElementById("field-login") && "caches" in window) caches.delete(CACHE);
 
   window.addEventListener("online", () => { showNet(); flush(); });
   window.addEventListener("offline", showNet);

@@ -54,6 +54,7 @@ from cloud.api import (
     commissioning,
     concentrators,
     corrections,
+    faults,
     guards,
     health,
     ledger,
@@ -101,6 +102,7 @@ from cloud.web import (
     console_reports,
     console_swaps,
     docs,
+    field,
     phone,
     static,
     wechat_login,
@@ -143,6 +145,7 @@ ROUTERS = (
     relays,
     commands,
     alarms,
+    faults,
     notices,
     registry,
     site_config,
@@ -162,6 +165,7 @@ ROUTERS = (
     console_desk,  # its money desk: a shop's page, recharge, receipts, corrections, refunds
     console_swaps,  # its meter swaps and IR handheld import
     console_reports,  # its reports and the monthly subsidy view, /console/reports
+    field,  # the field technician's offline app, /field/ (cloud.web)
     docs,  # Swagger UI at /docs, its files from /static/vendor/
 )
 

@@ -26,7 +26,9 @@ def _lang(request: Request) -> tuple[str, bool]:
 async def _no_session(request: Request, exc: Exception) -> Response:
     if request.method == "GET":
         login = "/m/login"
-        if request.url.path.startswith("/console"):
+        if request.url.path.startswith("/field"):
+            login = "/field/login"
+        elif request.url.path.startswith("/console"):
             login = "/console/login"
             if sessions.COOKIE in request.cookies:  # there was a session: say it ended
                 login += "?expired=1"

@@ -1,0 +1,172 @@
+"""`/faults`: fault tickets (`cloud.operations.faults`), the field's work on a site, a
+concentrator or a meter; opened by hand or from an alarm, moved open → in_progress → fixed →
+closed by the table of `faults.TRANSITIONS`, each move logged in the operator log.
+
+    GET  /faults?status=open&node=edge-0001&active=true   → a page of tickets, latest change first
+    POST /faults {kind, site | node | meter, note}         → a new ticket (open)
+    POST /faults {alarm: 42, note}                         → a ticket for the alarm
+    GET  /faults/7                                         → the ticket and its history
+    POST /faults/7/status {to: "in_progress", note}        → moved (409 if the table refuses)
+
+Who may: staff and installers read (`READ_ALL`); the field opens and moves (`FIELD`: admin,
+operator, installer), as it acknowledges alarms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query
+from pydantic import Field, StrictInt, StrictStr
+
+from cloud.api.auth import allow
+from cloud.api.common import (
+    DbSession,
+    Limit,
+    MeterAddress,
+    NodeId,
+    Now,
+    Offset,
+    Out,
+    Page,
+    StoredTime,
+    StrictBody,
+    answers,
+    page,
+)
+from cloud.db.faults import Fault
+from cloud.errors import Invalid
+from cloud.operations import faults
+from cloud.people.auth import FIELD, READ_ALL, Principal
+
+router = APIRouter(prefix="/faults", tags=["faults"])
+
+Kind = Literal[faults.KINDS]  # type: ignore[valid-type]
+Status = Literal[faults.STATUSES]  # type: ignore[valid-type]
+Note = Annotated[StrictStr, Field(max_length=faults.MAX_NOTE)]
+FaultId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+
+class FaultOut(Out):
+    id: int
+    kind: str
+    site: str | None
+    node: str | None
+    meter: str | None
+    alarm_id: int | None = Field(description="the alarm it was opened from")
+    status: str = Field(description="open, in_progress, fixed or closed")
+    note: str
+    opened_by: str
+    assignee: str | None
+    opened: StoredTime
+    updated: StoredTime
+
+
+class StepOut(Out):
+    before: str | None = Field(description="none: the opening")
+    after: str
+    note: str
+    by: str
+    time: StoredTime
+
+
+class FaultDetailOut(FaultOut):
+    history: list[StepOut]
+    next: list[str] = Field(description="the statuses it may move to")
+
+
+class FaultIn(StrictBody):
+    kind: Kind | None = Field(None, description="required unless opened from an alarm")
+    site: StrictStr | None = Field(None, min_length=1, max_length=200)
+    node: NodeId | None = None
+    meter: MeterAddress | None = None
+    alarm: StrictInt | None = Field(None, ge=1, le=2**63 - 1, description="open from this alarm")
+    note: Note = ""
+
+
+class MoveIn(StrictBody):
+    to: Status
+    note: Note = ""
+
+
+def _out(rows: Sequence[Fault]) -> list[FaultOut]:
+    return [FaultOut.model_validate(f) for f in rows]
+
+
+def detail(session: DbSession, fault: Fault) -> FaultDetailOut:
+    steps = [StepOut.model_validate(s) for s in faults.history(session, fault.id)]
+    return FaultDetailOut.model_validate(
+        FaultOut.model_validate(fault).model_dump()
+        | {"history": steps, "next": sorted(faults.TRANSITIONS[fault.status])}
+    )
+
+
+@router.get("", response_model=Page[FaultOut], summary="List fault tickets")
+def list_faults(  # noqa: PLR0917 (the filters)
+    who: Annotated[Principal, allow(*READ_ALL)],
+    session: DbSession,
+    status: Annotated[Status | None, Query()] = None,
+    node: Annotated[str | None, Query(max_length=64)] = None,
+    meter: Annotated[str | None, Query(max_length=32)] = None,
+    active: Annotated[bool | None, Query(description="true: not closed")] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> dict[str, object]:
+    query = faults.listed(status=status, node=node, meter=meter, active=active)
+    return page(session, query, limit, offset, _out)
+
+
+@router.post(
+    "",
+    response_model=FaultDetailOut,
+    status_code=201,
+    summary="Open a fault ticket, by hand or from an alarm (logged)",
+    responses=answers(e404="no such alarm", e409="the alarm has a ticket open"),
+)
+def open_fault(
+    body: FaultIn, who: Annotated[Principal, allow(*FIELD)], session: DbSession, now: Now
+) -> FaultDetailOut:
+    if body.alarm is not None:
+        if body.kind is not None or body.site or body.node or body.meter:
+            raise Invalid("a ticket from an alarm takes its kind and place from the alarm")
+        fault = faults.open_from_alarm(
+            session, body.alarm, note=body.note, actor=who.actor, now=now
+        )
+    else:
+        if body.kind is None:
+            raise Invalid("say the kind of fault (or the alarm it comes from)")
+        place = faults.Place(body.site, body.node, body.meter)
+        fault = faults.open_fault(
+            session, body.kind, place, note=body.note, actor=who.actor, now=now
+        )
+    return detail(session, fault)
+
+
+@router.get(
+    "/{fault_id}",
+    response_model=FaultDetailOut,
+    summary="A fault ticket and its history",
+    responses=answers(e404="no such ticket"),
+)
+def get_fault(
+    fault_id: FaultId, who: Annotated[Principal, allow(*READ_ALL)], session: DbSession
+) -> FaultDetailOut:
+    return detail(session, faults.one(session, fault_id))
+
+
+@router.post(
+    "/{fault_id}/status",
+    response_model=FaultDetailOut,
+    summary="Move a fault ticket to another status, with a note (logged)",
+    responses=answers(e404="no such ticket", e409="the move is not allowed from its status"),
+)
+def move_fault(
+    fault_id: FaultId,
+    body: MoveIn,
+    who: Annotated[Principal, allow(*FIELD)],
+    session: DbSession,
+    now: Now,
+) -> FaultDetailOut:
+    moved = faults.move(session, fault_id, body.to, note=body.note, actor=who.actor, now=now)
+    return detail(session, moved)

@@ -1,0 +1,195 @@
+"""Fault tickets: the field's work (`cloud.db.faults`), opened by hand or from an alarm, moved
+through a table-driven state machine, each change a step of its history and a row of the
+operator log.
+
+    open ──► in_progress ──► fixed ──► closed
+      │          │  ▲          │
+      │          ▼  │          ▼
+      └────► closed open   in_progress (not fixed after all)
+
+`TRANSITIONS` is the whole machine: a move not in it is refused (409) and changes nothing. A
+ticket opened from an alarm takes the alarm's concentrator and meter, and its kind from the
+alarm's (`KIND_OF_ALARM`); one alarm opens at most one ticket that is not closed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from cloud.db.faults import Fault, FaultStep
+from cloud.db.models import Alarm
+from cloud.errors import Conflict, Invalid, NotFound
+from cloud.people import oplog
+
+KINDS = ("meter_offline", "read_failures", "relay_fault", "bus_down", "concentrator_offline",
+         "tamper", "other")  # fmt: skip
+STATUSES = ("open", "in_progress", "fixed", "closed")
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "open": frozenset({"in_progress", "closed"}),
+    "in_progress": frozenset({"fixed", "open"}),
+    "fixed": frozenset({"closed", "in_progress"}),
+    "closed": frozenset(),
+}
+# An alarm's kind (the edge's `AlarmKind`, the cloud's `quarantined`) → the fault it calls for.
+KIND_OF_ALARM = {
+    "meter_unreadable": "meter_offline", "read_success_low": "read_failures",
+    "relay_failed": "relay_fault", "relay_still_failing": "relay_fault", "bus_down": "bus_down",
+    "quarantined": "concentrator_offline", "malicious_load": "tamper",
+}  # fmt: skip
+MAX_NOTE = 500
+PLACE = re.compile(r"[^\x00-\x1f\x7f]{1,200}")
+NODE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+METER = re.compile(r"[0-9A-Za-z]{1,32}")
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where a fault is: any of the registry's site name, a concentrator, a meter address."""
+
+    site: str | None = None
+    node: str | None = None
+    meter: str | None = None
+
+    def checked(self) -> Place:
+        for value, shape, name in ((self.site, PLACE, "site"), (self.node, NODE, "node"),
+                                   (self.meter, METER, "meter")):  # fmt: skip
+            if value is not None and not shape.fullmatch(value):
+                raise Invalid(f"{name} {value!r} is not one we know the shape of")
+        if self.site is None and self.node is None and self.meter is None:
+            raise Invalid("say where the fault is: a site, a concentrator or a meter")
+        return self
+
+
+def _note(note: str) -> str:
+    note = note.strip()
+    if len(note) > MAX_NOTE:
+        raise Invalid(f"a note is at most {MAX_NOTE} characters")
+    return note
+
+
+def _changed(
+    session: Session,
+    fault: Fault,
+    before: str | None,
+    *,
+    note: str,
+    actor: oplog.Actor,
+    now: dt.datetime,
+    client_key: str | None = None,
+) -> None:
+    """A step of the ticket's history and a row of the operator log (`before` None: opened)."""
+    session.add(FaultStep(fault_id=fault.id, before=before, after=fault.status, note=note,
+                          by=actor.user, time=now, client_key=client_key))  # fmt: skip
+    after = {"status": fault.status, "kind": fault.kind, "note": note}
+    oplog.record(session, actor, "fault.open" if before is None else "fault.status",
+                 f"fault:{fault.id}", None if before is None else {"status": before}, after,
+                 now)  # fmt: skip
+
+
+def open_fault(
+    session: Session,
+    kind: str,
+    place: Place,
+    *,
+    note: str,
+    actor: oplog.Actor,
+    now: dt.datetime,
+    assignee: str | None = None,
+) -> Fault:
+    """A new ticket, open, its opening step and log row."""
+    if kind not in KINDS:
+        raise Invalid(f"kind {kind!r} is not one of {', '.join(KINDS)}")
+    place = place.checked()
+    fault = Fault(kind=kind, site=place.site, node=place.node, meter=place.meter, alarm_id=None,
+                  status="open", note=_note(note), opened_by=actor.user, assignee=assignee,
+                  opened=now, updated=now)  # fmt: skip
+    session.add(fault)
+    session.flush()
+    _changed(session, fault, None, note=fault.note, actor=actor, now=now)
+    return fault
+
+
+def open_from_alarm(
+    session: Session, alarm_id: int, *, note: str, actor: oplog.Actor, now: dt.datetime
+) -> Fault:
+    """A ticket for the alarm: its concentrator and meter, its kind mapped (else `other`); a
+    second ticket while one for the alarm is not closed is refused (409)."""
+    alarm = session.get(Alarm, alarm_id)
+    if alarm is None:
+        raise NotFound(f"no alarm {alarm_id}")
+    taken = session.scalars(
+        select(Fault.id).where(Fault.alarm_id == alarm_id, Fault.status != "closed")
+    ).first()
+    if taken is not None:
+        raise Conflict(f"alarm {alarm_id} has fault {taken} open already")
+    kind = KIND_OF_ALARM.get(alarm.kind, "other")
+    text = _note(note) or alarm.detail[:MAX_NOTE]
+    if alarm.node is None and alarm.meter is None:
+        raise Invalid(f"alarm {alarm_id} names no concentrator or meter")
+    place = Place(node=alarm.node, meter=alarm.meter)
+    fault = open_fault(session, kind, place, note=text, actor=actor, now=now)
+    fault.alarm_id = alarm_id
+    return fault
+
+
+def move(
+    session: Session,
+    fault_id: int,
+    to: str,
+    *,
+    note: str,
+    actor: oplog.Actor,
+    now: dt.datetime,
+    client_key: str | None = None,
+) -> Fault:
+    """Move the ticket to `to` if `TRANSITIONS` allows it (else 409, nothing changed). A move
+    with a `client_key` already applied is answered with the ticket as it is, not applied again
+    (a phone resending what it queued offline)."""
+    if client_key is not None:
+        done = session.scalars(select(FaultStep).where(FaultStep.client_key == client_key)).first()
+        if done is not None:
+            if done.fault_id != fault_id or done.after != to:
+                raise Conflict(f"key {client_key} was used for another move")
+            return one(session, fault_id)
+    if to not in STATUSES:
+        raise Invalid(f"status {to!r} is not one of {', '.join(STATUSES)}")
+    fault = session.scalars(select(Fault).where(Fault.id == fault_id).with_for_update()).first()
+    if fault is None:
+        raise NotFound(f"no fault {fault_id}")
+    before = fault.status
+    if to not in TRANSITIONS[before]:
+        raise Conflict(f"fault {fault_id} is {before}: it cannot become {to}")
+    text = _note(note)
+    fault.status, fault.updated = to, now
+    _changed(session, fault, before, note=text, actor=actor, now=now, client_key=client_key)
+    return fault
+
+
+def listed(*, status: str | None = None, node: str | None = None, meter: str | None = None,
+           active: bool | None = None) -> Select[Fault]:  # fmt: skip
+    """Tickets, the most recently changed first; `active`: not closed (True) or closed."""
+    query = select(Fault)
+    for column, value in ((Fault.status, status), (Fault.node, node), (Fault.meter, meter)):
+        if value is not None:
+            query = query.where(column == value)
+    if active is not None:
+        query = query.where((Fault.status != "closed") if active else (Fault.status == "closed"))
+    return query.order_by(Fault.updated.desc(), Fault.id.desc())
+
+
+def history(session: Session, fault_id: int) -> list[FaultStep]:
+    return list(session.scalars(
+        select(FaultStep).where(FaultStep.fault_id == fault_id).order_by(FaultStep.id)
+    ))  # fmt: skip
+
+
+def one(session: Session, fault_id: int) -> Fault:
+    fault = session.get(Fault, fault_id)
+    if fault is None:
+        raise NotFound(f"no fault {fault_id}")
+    return fault

@@ -1,0 +1,163 @@
+/* The field app (/field/): registers the service worker, keeps this page and its files in the
+   cache (the app shell, served offline), and queues what is typed — readings and ticket moves —
+   in IndexedDB, each with a key made here, sending them when the phone is online. The server
+   applies a key once, so a record sent twice (a lost answer, two tabs) counts once. */
+"use strict";
+(function () {
+  const CACHE = "voltbook-field-v1";
+  const app = document.getElementById("field-app");
+  const net = document.getElementById("net");
+
+  function showNet() {
+    if (!net) return;
+    net.hidden = false;
+    net.textContent = navigator.onLine ? net.dataset.online : net.dataset.offline;
+    net.classList.toggle("offline", !navigator.onLine);
+  }
+
+  async function keepShell() {
+    if (!("caches" in window)) return;
+    const files = performance.getEntriesByType("resource").map((e) => e.name)
+      .filter((u) => new URL(u).origin === location.origin && new URL(u).pathname.startsWith("/static/"));
+    const cache = await caches.open(CACHE);
+    await cache.addAll(["/field/", ...new Set(files)]);
+    if (location.pathname !== "/field/") await cache.add(location.pathname);
+    document.body.dataset.shell = "kept";
+  }
+
+  function openDb() {
+    return new Promise((resolve, reject) => {
+      const asked = indexedDB.open("voltbook-field", 1);
+      asked.onupgradeneeded = () => asked.result.createObjectStore("queue", { keyPath: "key" });
+      asked.onsuccess = () => resolve(asked.result);
+      asked.onerror = () => reject(asked.error);
+    });
+  }
+
+  async function store(mode, work) {
+    const db = await openDb();
+    return new Promise((resolve, reject) => {
+      const tx = db.transaction("queue", mode);
+      const result = work(tx.objectStore("queue"));
+      tx.oncomplete = () => resolve(result.result);
+      tx.onerror = () => reject(tx.error);
+    });
+  }
+  const queued = () => store("readonly", (s) => s.getAll());
+  const enqueue = (record) => store("readwrite", (s) => s.put(record));
+  const dequeue = (key) => store("readwrite", (s) => s.delete(key));
+
+  const outcomes = new Map(); // key → [state, text] of records sent or refused on this page
+
+  async function render() {
+    const list = document.getElementById("queue");
+    if (!list || !app) return;
+    const waiting = (await queued()).sort((a, b) => a.made - b.made);
+    list.textContent = "";
+    const rows = waiting.map((r) => [r, "queued", app.dataset.queued]);
+    for (const [key, [state, text, record]] of outcomes) {
+      if (!waiting.some((r) => r.key === key)) rows.push([record, state, text]);
+    }
+    if (!rows.length) {
+      const li = document.createElement("li");
+      li.className = "empty";
+      li.textContent = app.dataset.none;
+      list.append(li);
+    }
+    for (const [record, state, text] of rows) {
+      const li = document.createElement("li");
+      li.dataset.key = record.key;
+      li.dataset.state = state;
+      const what = document.createElement("span");
+      what.textContent = record.text;
+      const tag = document.createElement("span");
+      tag.className = `tag ${state}`;
+      tag.textContent = text;
+      li.append(what, tag);
+      list.append(li);
+    }
+  }
+
+  let flushing = false;
+  async function flush() {
+    if (flushing || !navigator.onLine || !app) return;
+    flushing = true;
+    let moved = false;
+    try {
+      for (const record of await queued()) {
+        let answer;
+        try {
+          answer = await fetch(record.url, {
+            method: "POST", credentials: "same-origin",
+            headers: { "Content-Type": "application/json", "X-CSRF-Token": app.dataset.csrf },
+            body: JSON.stringify({ ...record.body, key: record.key }),
+          });
+        } catch (offline) {
+          break; // still offline: try again on the next "online"
+        }
+        if (answer.ok) {
+          outcomes.set(record.key, ["sent", app.dataset.sent, record]);
+          await dequeue(record.key);
+          moved = moved || record.kind === "move";
+        } else if (answer.status === 409 || answer.status === 422 || answer.status === 404) {
+          const said = await answer.json().catch(() => ({}));
+          outcomes.set(record.key, ["refused", `${app.dataset.refused}: ${said.error || answer.status}`, record]);
+          await dequeue(record.key);
+        } else if (answer.status === 401 || answer.status === 403) {
+          outcomes.set(record.key, ["queued", app.dataset.relogin, record]);
+          break;
+        } else {
+          break;
+        }
+      }
+    } finally {
+      flushing = false;
+      document.body.dataset.flushed = String(Date.now());
+      await render();
+    }
+    if (moved && document.getElementById("move-form")) location.reload(); // the new status
+  }
+
+  function newKey() {
+    return crypto.randomUUID ? crypto.randomUUID()
+      : Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  function hook(form, kind, body, text) {
+    if (!form) return;
+    form.addEventListener("submit", async (event) => {
+      if (!form.checkValidity()) return;
+      event.preventDefault();
+      const record = { key: newKey(), kind, made: Date.now(), url: form.getAttribute("action"),
+        body: body(form, event.submitter), text: text(form, event.submitter) };
+      await enqueue(record);
+      form.reset();
+      await render();
+      await flush();
+    });
+  }
+
+  hook(document.getElementById("reading-form"), "reading", (form) => ({
+    address: form.elements.address.value.trim(),
+    kwh: form.elements.kwh.value.trim(),
+    read_at: new Date().toISOString(),
+  }), (form) => `${form.elements.address.value.trim()} · ${form.elements.kwh.value.trim()} kWh`);
+  hook(document.getElementById("move-form"), "move", (form, submitter) => ({
+    to: submitter ? submitter.value : "", note: form.elements.note.value,
+  }), (form, submitter) => `${form.dataset.ticket} → ${submitter ? submitter.textContent : ""}`);
+
+  // The login page (after logging out, or a session that ended) forgets the kept pages: they
+  // name the user. What waits to be sent stays in IndexedDB.
+  if (document.getElementById("field-login") && "caches" in window) caches.delete(CACHE);
+
+  window.addEventListener("online", () => { showNet(); flush(); });
+  window.addEventListener("offline", showNet);
+  showNet();
+  render().then(flush);
+  if ("serviceWorker" in navigator) {
+    navigator.serviceWorker.register("/field/sw.js", { scope: "/field/" })
+      .then(() => navigator.serviceWorker.ready)
+      .then(() => (navigator.onLine ? keepShell() : null))
+      .catch(() => {});
+  }
+})();

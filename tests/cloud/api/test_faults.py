@@ -1,0 +1,110 @@
+"""Fault tickets (`/faults`): opened by hand or from an alarm, moved by the table of
+`faults.TRANSITIONS` (every move allowed and refused), each change a history step and a row of
+the operator log; who may is in the authorization matrix."""
+
+from __future__ import annotations
+
+import itertools
+
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, func, select
+
+from cloud.db.auth import OperatorLogEntry
+from cloud.db.engine import session_factory
+from cloud.db.faults import Fault, FaultStep
+from cloud.db.models import Alarm
+from cloud.operations.faults import STATUSES, TRANSITIONS
+from cloud.people.auth import Role
+from tests.cloud.api.conftest import M1, NODE, Site, bearer
+from tests.cloud.fake_edge import T0
+
+
+def an_alarm(engine: Engine, kind: str = "relay_failed") -> int:
+    with session_factory(engine)() as session:
+        alarm = Alarm(node=NODE, event_id=None, kind=kind, severity="critical", meter=M1,
+                      shop="S101", account="A0001", detail="relay did not open", facts={},
+                      time=T0, cleared=False)  # fmt: skip
+        session.add(alarm)
+        session.commit()
+        return alarm.id
+
+
+def counts(engine: Engine) -> tuple[int, int, int]:
+    with session_factory(engine)() as session:
+        return (session.scalar(select(func.count()).select_from(Fault)) or 0,
+                session.scalar(select(func.count()).select_from(FaultStep)) or 0,
+                session.scalar(select(func.count()).select_from(OperatorLogEntry)
+                               .where(OperatorLogEntry.action.like("fault.%"))) or 0)  # fmt: skip
+
+
+def test_open_by_hand_validated_and_logged(client: TestClient, site: Site) -> None:
+    for body in ({}, {"kind": "meter_offline"}, {"kind": "bogus", "meter": M1},
+                 {"kind": "meter_offline", "meter": "not a meter"},
+                 {"kind": "meter_offline", "meter": M1, "note": "x" * 501},
+                 {"kind": "meter_offline", "meter": M1, "extra": 1},
+                 {"kind": "meter_offline", "meter": M1, "alarm": 1}):  # fmt: skip
+        assert client.post("/faults", json=body).status_code in {404, 422}, body
+    assert counts(site.engine) == (0, 0, 0)
+    made = client.post("/faults", json={"kind": "meter_offline", "meter": M1, "node": NODE,
+                                        "note": "no answer on rs485-1"})  # fmt: skip
+    assert made.status_code == 201, made.text
+    fault = made.json()
+    assert (fault["status"], fault["opened_by"], fault["meter"]) == ("open", "admin-1", M1)
+    assert fault["next"] == ["closed", "in_progress"]
+    assert [(s["before"], s["after"]) for s in fault["history"]] == [(None, "open")]
+    assert counts(site.engine) == (1, 1, 1)
+    listed = client.get("/faults", params={"active": True}).json()
+    assert [f["id"] for f in listed["items"]] == [fault["id"]]
+    assert client.get("/faults", params={"status": "closed"}).json()["total"] == 0
+
+
+def test_every_move_of_the_table(client: TestClient, site: Site) -> None:
+    """From each status, each target: allowed exactly when `TRANSITIONS` says so; a refused
+    move is 409 and changes nothing."""
+    path = {  # a way to reach each status from open
+        "open": [], "in_progress": ["in_progress"], "fixed": ["in_progress", "fixed"],
+        "closed": ["closed"],
+    }  # fmt: skip
+    for start, target in itertools.product(STATUSES, STATUSES):
+        fault = client.post("/faults", json={"kind": "other", "site": "Plaza"}).json()["id"]
+        for step in path[start]:
+            assert client.post(f"/faults/{fault}/status", json={"to": step}).status_code == 200
+        before = counts(site.engine)
+        moved = client.post(f"/faults/{fault}/status", json={"to": target, "note": "on site"})
+        if target in TRANSITIONS[start]:
+            assert moved.status_code == 200, (start, target, moved.text)
+            assert moved.json()["status"] == target
+            assert moved.json()["history"][-1] == {**moved.json()["history"][-1],
+                                                   "before": start, "after": target,
+                                                   "note": "on site", "by": "admin-1"}  # fmt: skip
+            assert counts(site.engine)[1:] == (before[1] + 1, before[2] + 1)
+        else:
+            assert moved.status_code == 409, (start, target)
+            assert counts(site.engine) == before
+            assert client.get(f"/faults/{fault}").json()["status"] == start
+    assert client.post("/faults/999999/status", json={"to": "closed"}).status_code == 404
+    assert client.post("/faults/1/status", json={"to": "gone"}).status_code == 422
+
+
+def test_open_from_an_alarm_once(client: TestClient, site: Site, tokens: dict[Role, str]) -> None:
+    alarm = an_alarm(site.engine)
+    assert client.post("/faults", json={"alarm": 999999}).status_code == 404
+    installer = bearer(tokens[Role.INSTALLER])
+    made = client.post("/faults", json={"alarm": alarm}, headers=installer)
+    assert made.status_code == 201, made.text
+    fault = made.json()
+    assert (fault["kind"], fault["node"], fault["meter"], fault["alarm_id"], fault["note"]) == (
+        "relay_fault",
+        NODE,
+        M1,
+        alarm,
+        "relay did not open",
+    )
+    assert client.post("/faults", json={"alarm": alarm}).status_code == 409
+    auditor = bearer(tokens[Role.AUDITOR])
+    assert client.post(f"/faults/{fault['id']}/status", json={"to": "closed"},
+                       headers=auditor).status_code == 403  # fmt: skip
+    assert client.post(f"/faults/{fault['id']}/status", json={"to": "closed"},
+                       headers=installer).status_code == 200  # fmt: skip
+    again = client.post("/faults", json={"alarm": alarm, "note": "back again"})
+    assert again.status_code == 201 and again.json()["note"] == "back again"

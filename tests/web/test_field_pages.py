@@ -1,0 +1,175 @@
+"""The field app `/field/` through FastAPI's TestClient on every backend (SQLite, PostgreSQL):
+who may open it, its session and CSRF, readings typed on site (validated, applied once per
+key, logged as the handheld import), fault tickets opened from an alarm and moved through the
+state machine as forms and as the offline queue's JSON (a key applied once), and its PWA files."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from cloud.app import create_app
+from cloud.db.auth import OperatorLogEntry
+from cloud.db.faults import Fault, FaultStep
+from cloud.db.models import Alarm
+from cloud.db.operations import IrReading
+from cloud.people.auth import Role
+from cloud.web.field import wh_of_kwh
+from tests.cloud.api.conftest import M1
+from tests.web.console_world import STAFF_USERS, add_staff_and_readings
+from tests.web.html import csrf_of
+from tests.web.world import MERCHANT, NOW, PASSWORD, World
+
+INSTALLER = STAFF_USERS[Role.INSTALLER]
+
+
+@pytest.fixture
+def client(world: World) -> Iterator[TestClient]:
+    add_staff_and_readings(world)
+    with TestClient(create_app(world.engine, world.key, lambda: NOW)) as test_client:
+        yield test_client
+
+
+def log_in(client: TestClient, user: str) -> str:
+    token = csrf_of(client.get("/field/login").text)
+    answer = client.post("/field/login", data={"csrf": token, "user": user,
+                         "password": PASSWORD}, follow_redirects=False)  # fmt: skip
+    assert answer.status_code == 303, answer.text
+    return str(answer.headers["location"])
+
+
+def technician(client: TestClient) -> str:
+    """Log the installer in; the CSRF token of its session."""
+    assert log_in(client, INSTALLER) == "/field/"
+    return csrf_of(client.get("/field/").text)
+
+
+def count(world: World, *what: object) -> int:
+    with Session(world.engine) as session:
+        return session.scalar(select(func.count()).select_from(*what)) or 0  # type: ignore[arg-type]
+
+
+def ir_rows(world: World) -> list[tuple[str, int, str]]:
+    with Session(world.engine) as session:
+        return [(r.address, r.energy_wh, r.source) for r in session.scalars(select(IrReading))]
+
+
+def test_who_may_open_it(client: TestClient) -> None:
+    first = client.get("/field/", follow_redirects=False)
+    assert (first.status_code, first.headers["location"]) == (303, "/field/login")
+    assert "现场运维" in client.get("/field/login").text
+    for role in (Role.FINANCE, Role.AUDITOR):
+        log_in(client, STAFF_USERS[role])
+        refused = client.get("/field/")
+        assert refused.status_code == 403 and "安装人员和操作员" in refused.text
+        client.cookies.clear()
+    log_in(client, MERCHANT)
+    assert client.get("/field/", follow_redirects=False).headers["location"] == "/m/"
+    client.cookies.clear()
+    technician(client)
+    home = client.get("/field/")
+    assert home.status_code == 200 and "现场抄表" in home.text and "故障工单" in home.text
+    assert "script-src 'self'" in home.headers["content-security-policy"]
+    assert "<script>" not in home.text and "style=" not in home.text
+    english = client.get("/field/?lang=en")
+    assert "Meter reading on site" in english.text and "现场抄表" not in english.text
+
+
+def test_pwa_files(client: TestClient) -> None:
+    worker = client.get("/field/sw.js")
+    assert worker.status_code == 200 and worker.headers["content-type"].startswith(
+        "text/javascript"
+    )
+    assert "caches.match" in worker.text
+    manifest = client.get("/field/manifest.webmanifest").json()
+    assert (manifest["start_url"], manifest["scope"], manifest["lang"]) == (
+        "/field/", "/field/", "zh-CN")  # fmt: skip
+    assert client.get(manifest["icons"][0]["src"]).status_code == 200
+    assert client.get("/field/manifest.webmanifest?lang=en").json()["lang"] == "en"
+
+
+@pytest.mark.parametrize(
+    ("text", "wh"), [("1234.56", 1_234_560), ("1234.5", 1_234_500), ("7", 7_000), ("0.01", 10)]
+)
+def test_kwh_typed_becomes_whole_wh(text: str, wh: int) -> None:
+    assert wh_of_kwh(text) == wh
+
+
+def test_a_reading_is_applied_once_per_key(client: TestClient, world: World) -> None:
+    csrf = technician(client)
+    key = str(uuid.uuid4())
+    reading = {"key": key, "address": M1, "kwh": "1234.5", "read_at": "2026-11-24T16:30:00+08:00"}
+    assert client.post("/field/readings", json=reading).status_code == 403  # no CSRF token
+    assert client.post("/field/readings", json=reading,
+                       headers={"X-CSRF-Token": "0" * 64}).status_code == 403  # fmt: skip
+    header = {"X-CSRF-Token": csrf}
+    for bad in ({"kwh": "12.345"}, {"kwh": "1,5"}, {"kwh": "-1"}, {"address": "M 1"},
+                {"read_at": "2026-11-24T16:30:00"}, {"read_at": "2026-11-25T16:30:00+08:00"},
+                {"key": "short"}):  # fmt: skip
+        refused = client.post("/field/readings", json=reading | bad, headers=header)
+        assert refused.status_code == 422, bad
+    assert ir_rows(world) == []
+    logged = count(world, OperatorLogEntry)
+    for _ in range(2):  # the answer was lost: the phone sends it again
+        sent = client.post("/field/readings", json=reading, headers=header)
+        assert sent.status_code == 200, sent.text
+    assert sent.json()["new"] is False and sent.json()["energy_wh"] == 1_234_500
+    assert ir_rows(world) == [(M1, 1_234_500, f"field:{key}")]
+    assert count(world, OperatorLogEntry) == logged + 1
+    other = reading | {"key": str(uuid.uuid4()), "kwh": "1300"}  # same meter and time, other value
+    assert client.post("/field/readings", json=other, headers=header).status_code == 409
+    form = client.post("/field/readings", data={"csrf": csrf, "key": str(uuid.uuid4()),
+                       "address": "000000000042", "kwh": "88"}, follow_redirects=False)  # fmt: skip
+    assert form.status_code == 303
+    assert sorted(r[:2] for r in ir_rows(world)) == sorted(
+        [("000000000042", 88_000), (M1, 1_234_500)]
+    )
+
+
+def test_tickets_from_an_alarm_through_the_state_machine(client: TestClient, world: World) -> None:
+    csrf = technician(client)
+    with Session(world.engine) as session:
+        alarm = session.scalars(select(Alarm).order_by(Alarm.id)).first()
+        assert alarm is not None
+    assert client.post("/field/faults", data={"alarm": str(alarm.id)}).status_code == 403
+    opened = client.post("/field/faults", data={"csrf": csrf, "alarm": str(alarm.id)},
+                         follow_redirects=False)  # fmt: skip
+    assert opened.status_code == 303, opened.text
+    ticket = opened.headers["location"]
+    again = client.post("/field/faults", data={"csrf": csrf, "alarm": str(alarm.id)})
+    assert again.status_code == 409 and "已有未关闭的工单" in again.text
+    bad = client.post("/field/faults", data={"csrf": csrf, "kind": "meter_offline"})
+    assert bad.status_code == 422 and "工单信息有误" in bad.text
+    page = client.get(ticket)
+    assert "开始处理" in page.text and "关闭工单" in page.text and "已修复" not in page.text
+    refused = client.post(f"{ticket}/status", data={"csrf": csrf, "to": "fixed"})
+    assert refused.status_code == 409 and "不允许" in refused.text
+    assert count(world, FaultStep) == 1
+    moved = client.post(f"{ticket}/status", data={"csrf": csrf, "to": "in_progress",
+                        "note": "on my way"}, follow_redirects=False)  # fmt: skip
+    assert moved.status_code == 303
+    key = str(uuid.uuid4())  # queued offline; sent twice when back online
+    for _ in range(2):
+        done = client.post(f"{ticket}/status", json={"to": "fixed", "note": "fuse", "key": key},
+                           headers={"X-CSRF-Token": csrf})  # fmt: skip
+        assert done.json() == {"id": int(ticket.rsplit("/", 1)[1]), "status": "fixed"}
+    assert count(world, FaultStep) == 3
+    reused = client.post(f"{ticket}/status", json={"to": "closed", "key": key},
+                         headers={"X-CSRF-Token": csrf})  # fmt: skip
+    assert reused.status_code == 409
+    with Session(world.engine) as session:
+        fault = session.scalars(select(Fault)).one()
+        steps = [(s.before, s.after, s.by) for s in session.scalars(
+            select(FaultStep).order_by(FaultStep.id))]  # fmt: skip
+        ours = OperatorLogEntry.action.like("fault.%")
+        actions = list(session.scalars(select(OperatorLogEntry.action).where(ours)))
+    assert (fault.status, fault.alarm_id) == ("fixed", alarm.id)
+    assert steps == [(None, "open", INSTALLER), ("open", "in_progress", INSTALLER),
+                     ("in_progress", "fixed", INSTALLER)]  # fmt: skip
+    assert actions == ["fault.open", "fault.status", "fault.status"]
+    assert "#" in client.get("/field/").text

@@ -91,7 +91,9 @@ def _mays(who: Principal) -> dict[str, bool]:
 
 def api_route(router_: APIRouter, name: str) -> Callable[..., Any]:
     """The endpoint of one of the API's generated routes (`cloud.api.operation_routes`)."""
-    return next(r.endpoint for r in router_.routes if getattr(r, "name", "") == name)
+    found = next(r for r in router_.routes if getattr(r, "name", "") == name)
+    endpoint: Callable[..., Any] = getattr(found, "endpoint")  # noqa: B009 (a BaseRoute's)
+    return endpoint
 
 
 REQUEST_REFUND = api_route(refunds_api.router, "request_refund")

@@ -384,7 +384,8 @@ def save_template(  # noqa: PLR0917 (FastAPI's parameters)
                        fields=_fields(report, t, lang[0], _refund_templates(who, session)),
                        values={}, error=t(problem),
                        template_columns=report_filters.template_columns(name, lang[0]))  # fmt: skip
-    body = reports_api.TemplateIn(report=name, columns=columns, title=title)
+    body = reports_api.TemplateIn.model_validate({"report": name, "columns": columns,
+                                                 "title": title})  # fmt: skip
     reports_api.save_template(name=saved, body=body, who=who, session=session, now=now)
     return RedirectResponse(f"/console/reports/{name}?{urlencode({'template': saved})}",
                             status_code=303)  # fmt: skip

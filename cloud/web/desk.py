@@ -303,7 +303,7 @@ def ir_body(fields: dict[str, str]) -> IrImportIn:
     csv = fields.get("csv", "")
     if not csv.strip():
         raise FormError("ir", "desk_csv_missing")
-    return IrImportIn(source=source, csv=csv)
+    return IrImportIn(source=source, csv=csv, readings=None)
 
 
 @dataclass(frozen=True, slots=True)

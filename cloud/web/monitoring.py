@@ -140,7 +140,9 @@ def _in_arrears(owner: Any, credit_limit: Any) -> ColumnElement[bool]:
     return or_(debt < 0, and_(prepaid <= -credit_limit, subsidy <= 0, grace <= 0))
 
 
-def _base(filters: MeterFilters) -> Select[Any]:
+def matching(filters: MeterFilters) -> Select[Any]:
+    """The meters matching `filters`, unordered: the table's rows, and the meters a batch
+    of the console's sends orders to (`cloud.web.batches`)."""
     meter, live, node = models.MeterState, models.ReportedAccount, models.Concentrator
     account, merchant, shop = reg.Account, reg.Merchant, reg.Shop
     columns: list[Any] = [
@@ -231,7 +233,7 @@ def meter_page(
 ) -> MeterPage:  # fmt: skip
     """The page of meters matching `filters`, ordered by building, floor, shop and meter."""
     size = max(1, min(size, MAX_SIZE))
-    base = _base(filters)
+    base = matching(filters)
     total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
     ordered = base.order_by("building", "floor", "shop", models.MeterState.node,
                             models.MeterState.address).limit(size).offset(offset)  # fmt: skip
@@ -284,7 +286,7 @@ def _complete(session: Session, rows: list[Any], now: dt.datetime) -> list[Meter
 
 def meters_at(session: Session, address: str, now: dt.datetime) -> list[MeterRow]:
     """The meters with this address (one per concentrator that has it; usually one)."""
-    query = _base(MeterFilters()).where(models.MeterState.address == address)
+    query = matching(MeterFilters()).where(models.MeterState.address == address)
     return _complete(session, list(session.execute(query.order_by(models.MeterState.node))), now)
 
 

@@ -71,6 +71,11 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("POST", "/console/logout"): PAGE,
     ("GET", "/console/monitoring"): PAGE,
     ("GET", "/console/meters/{address}"): PAGE,
+    ("POST", "/console/batches/confirm"): PAGE,
+    ("POST", "/console/batches"): PAGE,
+    ("GET", "/console/batches/{batch}"): PAGE,
+    ("GET", "/console/batches/{batch}/panel"): PAGE,
+    ("POST", "/console/batches/{batch}/retry"): PAGE,
     ("POST", "/auth/login"): PUBLIC,
     ("POST", "/provision"): PUBLIC,  # a claim token is its permission (cloud.api.claims)
     ("POST", "/claims"): FIELD,

@@ -99,6 +99,12 @@ def _chosen(session: Session, form: BatchForm) -> tuple[str, Chosen]:
     return action, batches.choose(session, form.get("scope"), form.filters(), form.ticked)
 
 
+def _other_lang(lang: tuple[str, bool]) -> str:
+    """A page answering a POST switches language on the monitoring screen (a GET of the form's
+    address would be refused)."""
+    return "/console/monitoring?lang=" + ("en" if lang[0] == "zh" else "zh")
+
+
 def _confirm(
     request: Request, lang: tuple[str, bool], who: Principal, form: BatchForm, now: dt.datetime,
     *, action: str = "", chosen: Chosen | None = None, error: BatchRefused | None = None,
@@ -114,7 +120,7 @@ def _confirm(
                 status=200 if error is None else 422, action=action, chosen=chosen,
                 error=error, form=form, until=until, reasons=[r.value for r in Reason],
                 shown=SHOWN_SHOPS, back=f"/console/monitoring?{back}" if back else
-                "/console/monitoring")  # fmt: skip
+                "/console/monitoring", lang_link=_other_lang(lang))  # fmt: skip
 
 
 @router.post("/batches/confirm")
@@ -199,7 +205,8 @@ def _keep_power(  # noqa: PLR0917 (the page's parts)
     vacant = sum(1 for m in chosen.meters if not m[2])
     same = len(chosen.accounts) - len(changed)
     return page(request, "console/batch_kept.html", lang, **_frame(request, who), action=action,
-                changed=changed, same=same, vacant=vacant)  # fmt: skip
+                changed=changed, same=same, vacant=vacant,
+                lang_link=_other_lang(lang))  # fmt: skip
 
 
 # -- progress ---------------------------------------------------------------------------------

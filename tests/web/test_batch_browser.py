@@ -51,12 +51,14 @@ def _answer(server: Served, node: str, first_event: int) -> None:
     assert ack.status is AckStatus.OK, ack
 
 
-def _state(desk: Any, meter: str) -> str:
-    return str(desk.get_attribute(f"tr[data-outcome='{meter}']", "data-state"))
+def _state(page: Any, meter: str) -> str:
+    return str(page.get_attribute(f"tr[data-outcome='{meter}']", "data-state"))
 
 
 def test_trip_three_meters_from_monitoring_and_watch_each_confirm(
-    desk: Any, staffed: Served, shots: Path
+    desk: Any,  # noqa: F811 (the imported fixture)
+    staffed: Served,  # noqa: F811 (the imported fixture)
+    shots: Path,
 ) -> None:
     log_in(desk)
     for meter in THREE:

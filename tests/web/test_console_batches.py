@@ -63,7 +63,9 @@ def _written(world: World) -> tuple[int, int, int, list[bool]]:
 def _relay_commands(world: World) -> list[tuple[str, dict[str, Any], str, str]]:
     with Session(world.engine) as session:
         rows = session.scalars(
-            select(models.Command).where(models.Command.kind == "relay").order_by(models.Command.node)
+            select(models.Command)
+            .where(models.Command.kind == "relay")
+            .order_by(models.Command.node)
         )
         return [(c.node, c.args, c.operator, c.id) for c in rows]
 

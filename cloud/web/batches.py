@@ -150,7 +150,8 @@ class Outcome:
     meter: str
     shop: str
     state: str  # a command status, or `confirmed` / `failed` by the meter's read-back
-    detail: str  # the edge's words: a refusal's reason, a read-back failure, a relay held
+    detail: str  # the edge's words: a refusal's reason, a read-back failure
+    held: tuple[str, ...] = ()  # what still holds the relay open after a close (`RelayCause`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,9 +209,10 @@ def progress(session: Session, batch: str) -> Progress:
     outcomes = []
     for command in commands:
         for meter in command.args["meters"]:
-            state, detail = _outcome(command, meter, events, relays.get((command.node, meter)))
+            state, detail, held = _outcome(command, meter, events,
+                                           relays.get((command.node, meter)))  # fmt: skip
             outcomes.append(Outcome(command.node, meter, shops.get((command.node, meter), ""),
-                                    state, detail))  # fmt: skip
+                                    state, detail, held))  # fmt: skip
     outcomes.sort(key=lambda o: (o.shop, o.node, o.meter))
     first = commands[0]
     return Progress(first.args["action"], first.issued, first.operator, outcomes)
@@ -245,26 +247,26 @@ def _outcome(
     meter: str,
     events: dict[tuple[str, str, str], list[tuple[str, dict[str, Any]]]],
     relay: Any,
-) -> tuple[str, str]:
+) -> tuple[str, str, tuple[str, ...]]:
     status = command.status
     result = command.result or {}
     if status == CommandStatus.FAILED.value:
-        return "failed", str(result.get("reason") or result.get("rejected") or "")
+        return "failed", str(result.get("reason") or result.get("rejected") or ""), ()
     if status != CommandStatus.APPLIED.value:
-        return status, ""  # pending, delivered, expired
+        return status, "", ()  # pending, delivered, expired
     said = events.get((command.node, meter, command.id), [])
-    held = ""
+    held: tuple[str, ...] = ()
     for kind, detail in reversed(said):  # the latest read-back decides
         if kind in READ_BACK:
             said_why = "" if kind == "relay_confirmed" else str(detail.get("message", ""))
-            return READ_BACK[kind], said_why
+            return READ_BACK[kind], said_why, ()
         if kind == "operator_relay" and detail.get("held_by"):
-            held = ", ".join(detail["held_by"])
+            held = tuple(str(cause) for cause in detail["held_by"])
     wanted = WANTED_RELAY[command.args["action"]]
     if (relay is not None and relay.relay == wanted and relay.last_reading is not None
             and relay.last_reading >= command.issued):  # fmt: skip
-        return "confirmed", ""
-    return "applied", held
+        return "confirmed", "", ()
+    return "applied", "", held
 
 
 def _shops(session: Session, nodes: set[str], meters: set[str]) -> dict[tuple[str, str], str]:

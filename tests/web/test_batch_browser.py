@@ -89,6 +89,9 @@ def test_trip_three_meters_from_monitoring_and_watch_each_confirm(
     assert desk.evaluate("window.__kept") == 1  # every confirmation came without a reload
     assert desk.locator("#batch-panel[hx-trigger]").count() == 0  # settled: polling stopped
     desk.screenshot(path=shots / "b05-batch-confirmed.png", full_page=True)
+    desk.click("#lang-switch")
+    desk.wait_for_selector("text=Confirmed by read-back")
+    desk.screenshot(path=shots / "b06-batch-confirmed-en.png", full_page=True)
     with Session(staffed.world.engine) as session:
         told = session.scalars(select(Notice).where(Notice.operator == "op-1")).all()
     assert any(n.kind == "power_off" and n.facts["note"] == "更换配电柜" for n in told)

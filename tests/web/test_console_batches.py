@@ -161,7 +161,7 @@ def test_keep_power_is_the_registrys_account_write(client: TestClient, world: Wo
     before = _written(world)
     fields = {"csrf": _csrf(client), "scope": "meters", "meter": [M1, M2], "action": "keep_on"}
     kept = _send(client, fields)
-    assert kept.status_code == 200 and "已更改 1 个账户" in kept.text
+    assert kept.status_code == 200 and "已更改的账户：1 个" in kept.text
     with Session(world.engine) as session:
         assert session.get(Account, "A0001").keep_power is True
         logged = session.scalars(

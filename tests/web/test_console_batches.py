@@ -27,7 +27,7 @@ from cloud.people.auth import Role
 from cloud.web import monitoring
 from cloud.web.monitoring import MeterFilters
 from ledger.wire import AckStatus
-from tests.cloud.api.conftest import M1, M2, M3, M9, NODE, OTHER
+from tests.cloud.api.conftest import M1, M2, M3, M9, NODE, OTHER, reading
 from tests.cloud.fake_edge import ms
 from tests.web.console_world import STAFF_USERS, add_staff_and_readings
 from tests.web.html import csrf_of
@@ -280,3 +280,23 @@ def test_each_meter_shows_the_concentrators_answer_and_the_failed_are_retried(
                    (OTHER, {"meters": [M9], "action": "trip"})]  # fmt: skip
     assert client.get("/console/batches/" + "0" * 32).status_code == 404
     assert client.get("/console/batches/not-a-batch").status_code == 404
+
+
+def test_a_close_held_by_arrears_waits_and_a_relay_read_closed_confirms_it(
+    client: TestClient, world: World
+) -> None:
+    log_in(client, "op-1")
+    fields = {"csrf": _csrf(client), "scope": "meters", "meter": [M1], "action": "close"}
+    panel = _send(client, fields).headers["location"] + "/panel"
+    ((node, _, _, command),) = _relay_commands(world)
+    held = {"id": 950, "t": ms(NOW), "c": "event", "k": "operator_relay", "m": M1,
+            "d": {"command_id": command, "action": "close", "held_by": ["arrears"]}}  # fmt: skip
+    result = {"command": command, "status": "applied", "seqs": [], "outcomes": []}
+    assert world.site.upload(node, results=[result], events=[held]).status is AckStatus.OK
+    html = client.get(panel).text
+    assert f'data-outcome="{M1}" data-state="applied"' in html
+    assert "继电器仍因以下原因保持断开：欠费" in html and "hx-trigger" in html
+    # No order was sent, so no read-back event: the relay read closed after the command is.
+    later = reading(M1, NOW + dt.timedelta(minutes=1), 121_800, relay=1)
+    assert world.site.upload(node, readings=[later]).status is AckStatus.OK
+    assert f'data-outcome="{M1}" data-state="confirmed"' in client.get(panel).text

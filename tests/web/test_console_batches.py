@@ -23,9 +23,11 @@ from cloud.db import models
 from cloud.db.auth import OperatorLogEntry
 from cloud.db.notices import Notice
 from cloud.db.registry import Account, NodeConfig, Shop
+from cloud.notices.power_off import Reason
 from cloud.people.auth import Role
-from cloud.web import monitoring
+from cloud.web import batches, catalogue, monitoring
 from cloud.web.monitoring import MeterFilters
+from edge.rules.decisions import RelayCause
 from ledger.wire import AckStatus
 from tests.cloud.api.conftest import M1, M2, M3, M9, NODE, OTHER, reading
 from tests.cloud.fake_edge import ms
@@ -300,3 +302,15 @@ def test_a_close_held_by_arrears_waits_and_a_relay_read_closed_confirms_it(
     later = reading(M1, NOW + dt.timedelta(minutes=1), 121_800, relay=1)
     assert world.site.upload(node, readings=[later]).status is AckStatus.OK
     assert f'data-outcome="{M1}" data-state="confirmed"' in client.get(panel).text
+
+
+def test_every_coded_word_of_a_batch_is_in_the_catalogue() -> None:
+    """The pages name these through `term` (which falls back to the code): each has words."""
+    codes = [
+        *(f"action_{a}" for a in batches.ACTIONS),
+        *(f"reason_{r.value}" for r in Reason),
+        *(f"outcome_{s}" for s in (*batches.PENDING, "confirmed", "failed", "expired")),
+        *(f"cause_{c.value}" for c in RelayCause),
+    ]
+    assert [code for code in codes if code not in catalogue.MESSAGES] == []
+    assert {s.value for s in models.CommandStatus} <= {*batches.PENDING, "failed", "expired"}

@@ -352,6 +352,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Only administrators and operators may control meters in batches.",
     ),
     "batch_not_found": ("找不到这个批次。", "There is no such batch."),
+    "batch_retry_refused": (
+        "重试未发送：集中器已被隔离或电表已不存在。请回到用户监控重新选择。",
+        "The retry was not sent: a concentrator is quarantined or a meter is gone. Choose "
+        "again on the monitoring screen.",
+    ),
     # -- errors --------------------------------------------------------------------------------
     "error_title": ("出错了", "Something went wrong"),
     "csrf_refused": (

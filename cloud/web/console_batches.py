@@ -249,5 +249,10 @@ def retry_batch(  # noqa: PLR0917 (FastAPI's dependencies)
     found = _progress(session, batch)
     if not found.retryable:
         return RedirectResponse(f"/console/batches/{batch}", status_code=303)
-    commands = relays.order_and_log(session, found.retryable, found.action, who.actor, key, now)
+    try:
+        commands = relays.order_and_log(session, found.retryable, found.action, who.actor, key,
+                                        now)  # fmt: skip
+    except CloudError:  # a concentrator quarantined, a meter gone since: nothing is sent
+        session.rollback()
+        raise PageError("batch_retry_refused", 409) from None
     return RedirectResponse(f"/console/batches/{batches.batch_id(commands)}", status_code=303)

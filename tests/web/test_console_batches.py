@@ -314,3 +314,18 @@ def test_every_coded_word_of_a_batch_is_in_the_catalogue() -> None:
     ]
     assert [code for code in codes if code not in catalogue.MESSAGES] == []
     assert {s.value for s in models.CommandStatus} <= {*batches.PENDING, "failed", "expired"}
+
+
+def test_a_quarantined_concentrator_refuses_the_whole_batch_in_words(
+    client: TestClient, world: World
+) -> None:
+    log_in(client, "op-1")
+    with Session(world.engine) as session, session.begin():
+        node = session.get(models.Concentrator, OTHER)
+        assert node is not None
+        node.status, node.quarantine_reason = models.NodeStatus.QUARANTINED.value, "chain fork"
+    before = _written(world)
+    fields = {"csrf": _csrf(client), "scope": "meters", "meter": [M1, M9], **TRIP, "count": "2"}
+    refused = client.post("/console/batches", data=fields)
+    assert refused.status_code == 422 and "系统拒绝了这次操作，未发送任何指令" in refused.text
+    assert _written(world) == before  # not M1's command either, nor the notice

@@ -24,10 +24,20 @@ $(STAMP): pyproject.toml requirements-edge.txt requirements-cloud.txt
 		echo "chromium could not be installed: the browser tests will be skipped"; \
 	else echo "chromium is missing and this is not root: run 'apt-get install chromium'" \
 		"as root, or the browser tests (tests/web/) are skipped"; fi
+	@# `voltbook-fw image` writes the Pi's FAT boot partition with mtools (no root, no mount).
+	@if command -v mcopy >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's mtools for voltbook-fw image"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mtools >/dev/null 2>&1 || \
+		{ apt-get update -qq >/dev/null 2>&1 && \
+		  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mtools >/dev/null; } || \
+		echo "mtools could not be installed: the image tests will be skipped"; \
+	else echo "mtools is missing and this is not root: run 'apt-get install mtools'" \
+		"as root, or tests/voltbook_fw/test_image.py is skipped"; fi
 	@touch $@
 
 demo: $(STAMP)
-	$(BIN)/python -m demo
+	$(BIN)/python -m demo --live
 
 test: lint typecheck unit
 
@@ -38,15 +48,19 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy ledger edge demo
 
+# Test processes: 2 by default (CI's machine has 2 cores); `make test WORKERS=1` runs in one.
+WORKERS ?= 2
+XDIST   := $(if $(filter 1,$(WORKERS)),,-n $(WORKERS) --dist loadfile)
+
 unit: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(XDIST)
 
 # About a minute: leaves out the tests marked `slow` (subprocesses, real-time waits, long
 # property runs) and those that start PostgreSQL or Mosquitto. `make test` still runs them all.
 test-fast: lint typecheck unit-fast
 
 unit-fast: $(STAMP)
-	$(BIN)/pytest -q -m "not slow and not postgres and not mosquitto"
+	$(BIN)/pytest -q $(XDIST) -m "not slow and not postgres and not mosquitto"
 
 bench: $(STAMP)
 	@for b in bench/*_bench.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -91,7 +91,16 @@ from cloud.errors import (
 )
 from cloud.ingest.claims import Enrolment
 from cloud.payments.providers import Providers
-from cloud.web import console, console_batches, docs, phone, static, wechat_login
+from cloud.web import (
+    console,
+    console_batches,
+    console_dashboard,
+    console_people,
+    docs,
+    phone,
+    static,
+    wechat_login,
+)
 from cloud.web import errors as web_errors
 from cloud.web.wechat_login import WechatOAuth
 from ledger.chain import NodeKey
@@ -142,7 +151,9 @@ ROUTERS = (
     wechat_login,  # its WeChat login, /m/wechat/ (answers "not available" unless configured)
     static,  # the pages' CSS, font and scripts, /static/
     console,  # the operator console, /console/ (cloud.web)
-    console_batches,  # its batch control, /console/batches (cloud.web)
+    console_batches,  # its batch control, /console/batches
+    console_dashboard,  # its dashboard
+    console_people,  # its users and the operator log
     docs,  # Swagger UI at /docs, its files from /static/vendor/
 )
 

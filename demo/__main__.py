@@ -209,6 +209,7 @@ def act_ledger(workdir: Path) -> None:
 
 
 def main() -> None:
+    live = "--live" in sys.argv[1:]  # `make demo`: the console stays up, the market live
     with tempfile.TemporaryDirectory(prefix="voltbook-demo-") as tmp:
         act_ledger(Path(tmp))
     act_meters()
@@ -220,7 +221,7 @@ def main() -> None:
     from demo.cloud_act import act_cloud  # the cloud's packages: only for this act
 
     with tempfile.TemporaryDirectory(prefix="voltbook-cloud-") as tmp:
-        act_cloud(Path(tmp))
+        act_cloud(Path(tmp), live=live)
     print(json.dumps({"demo": "done"}))
 
 

@@ -74,6 +74,8 @@ ALIPAY_FEN = 5_000
 WAIT_S = 20.0  # real seconds any one step may take before the act gives up
 OPERATOR = "op-demo"
 FINANCE = "fin-demo"
+ADMIN = "admin-demo"
+LIVE_S = 5.0  # `make demo`: real seconds between the live market's polls
 ZONE = ZoneInfo(SITE_ZONE)
 FIRST_CUT_OFF = dt.timedelta(hours=34)  # the demo market's: 10:00 of its second day
 CUT_OFF_TENANTS = 3  # one pays by WeChat Pay, one by Alipay, one cash at the desk
@@ -111,7 +113,8 @@ def _drained(runtime: Runtime, sync: SyncService) -> Callable[[], bool]:
     return lambda: runtime.store.acknowledged()[0] == runtime.store.chain.seq and not sync.busy
 
 
-def act_cloud(workdir: Path) -> None:
+def act_cloud(workdir: Path, *, live: bool = False) -> None:
+    """The acts; with `live`, then the console on the running cloud until Ctrl-C."""
     quiet = [logging.getLogger(name) for name in ("edge", "cloud", "uvicorn", "transitions")]
     levels = [log.level for log in quiet]
     for log in quiet:
@@ -124,10 +127,12 @@ def act_cloud(workdir: Path) -> None:
             kind = "external" if cloud.broker is None else type(cloud.broker).__name__
             print(f"cloud API {cloud.url} (OpenAPI at /docs), SQLite, broker {kind} "
                   f"(demo listener 127.0.0.1:{cloud.plain_port})")  # fmt: skip
-            _log_in(cloud, api, OPERATOR, auth.Role.OPERATOR)
+            logins = {OPERATOR: _log_in(cloud, api, OPERATOR, auth.Role.OPERATOR)}
             finance = stack.enter_context(httpx.Client(base_url=cloud.url, timeout=10))
-            _log_in(cloud, finance, FINANCE, auth.Role.FINANCE)
-            _run_site(workdir, cloud, stand_ins, api, finance)
+            logins[FINANCE] = _log_in(cloud, finance, FINANCE, auth.Role.FINANCE)
+            admin = stack.enter_context(httpx.Client(base_url=cloud.url, timeout=10))
+            logins[ADMIN] = _log_in(cloud, admin, ADMIN, auth.Role.ADMIN)
+            _run_site(workdir, cloud, stand_ins, api, finance, logins if live else None)
             verdict = _get(api, "/operator-log/verify")
             print(f"  operator log: {verdict['rows']} rows, hash chain "
                   f"{'intact' if verdict['ok'] else 'BROKEN: ' + verdict['problem']}")  # fmt: skip
@@ -138,8 +143,8 @@ def act_cloud(workdir: Path) -> None:
 
 def _log_in(
     cloud: RunningCloud, api: httpx.Client, name: str, role: auth.Role, account: str | None = None
-) -> None:
-    """Make a demo user (as `voltbook-cloud user add` would) and log in as it."""
+) -> str:
+    """Make a demo user (as `voltbook-cloud user add` would) and log in as it; its password."""
     password = secrets.token_urlsafe(16)
     with session_factory(cloud.engine).begin() as session:
         auth.create_user(session, name, role, password, account=account,
@@ -151,6 +156,7 @@ def _log_in(
     of = "" if account is None else f" of {account}"
     print(f"{'  ' if account else ''}{role.value} {name}{of} logged in "
           "(POST /auth/login, a bearer token)")  # fmt: skip
+    return password
 
 
 def _start_near_now() -> dt.datetime:
@@ -169,9 +175,9 @@ def _merchants(made: DemoSite) -> list[MerchantPerson]:
     return [MerchantPerson(a, f"商户{a}", f"1380000{a[1:]}", f"oDemo{a}") for a in poor]
 
 
-def _run_site(
+def _run_site(  # noqa: PLR0917 (the act's cast)
     workdir: Path, cloud: RunningCloud, stand_ins: StandIns, api: httpx.Client,
-    finance: httpx.Client,
+    finance: httpx.Client, logins: dict[str, str] | None,
 ) -> None:  # fmt: skip
     made = write_demo_site(workdir / "market", 30, start=_start_near_now())
     with made.site_toml.open("a") as toml:
@@ -223,9 +229,60 @@ def _run_site(
               f"{'identical head hash' if same else 'HEADS DIFFER'}")  # fmt: skip
         if not same:
             raise RuntimeError("the cloud's copy of the chain differs from the concentrator's")
+        if logins is not None:
+            _register_tree(api)
+            _stay_live(cloud, site_now, logins)
     finally:
         sync.stop(flush_s=2.0)
         booted.close()
+
+
+def _register_tree(api: httpx.Client) -> None:
+    """The market's buildings, floors and shops in the registry, as the concentrator's inventory
+    names them, for the console's tree (the shops name no concentrator: nothing is pushed)."""
+    accounts = _get(api, "/accounts?limit=1000")["items"]
+    site = _get_posted(api, "/registry/sites", {"name": "示范市场"})
+    floors: dict[tuple[str, str], int] = {}
+    buildings: dict[str, int] = {}
+    for account in sorted(accounts, key=lambda a: (a["building"], a["floor"], a["shop"])):
+        building, floor = account["building"], account["floor"]
+        if building not in buildings:
+            body = {"site_id": site, "name": building}
+            buildings[building] = _get_posted(api, "/registry/buildings", body)
+        if (building, floor) not in floors:
+            body = {"building_id": buildings[building], "name": floor}
+            floors[building, floor] = _get_posted(api, "/registry/floors", body)
+        body = {"floor_id": floors[building, floor], "number": account["shop"]}
+        _get_posted(api, "/registry/shops", body)
+    print(f"  registry: site 示范市场, {len(buildings)} buildings, {len(floors)} floors, "
+          f"{len(accounts)} shops (POST /registry/…), for the console's tree")  # fmt: skip
+
+
+def _get_posted(api: httpx.Client, path: str, body: dict[str, Any]) -> int:
+    answer = api.post(path, json=body)
+    answer.raise_for_status()
+    return int(answer.json()["id"])
+
+
+def _stay_live(cloud: RunningCloud, site: Site, logins: dict[str, str]) -> None:
+    """Keep the market running on the wall clock, its readings flowing into the console, until
+    Ctrl-C: a poll every LIVE_S seconds, the virtual clock moved on by the real time elapsed."""
+    print(f"\n== The console, live: {cloud.url}/console/  (the merchants' phone page: "
+          f"{cloud.url}/m/, the API's: {cloud.url}/docs)")  # fmt: skip
+    for name, password in logins.items():
+        print(f"   log in as {name:<9} password {password}")
+    print("   the market keeps running; Ctrl-C ends the demo", flush=True)
+    last = time.monotonic()
+    try:
+        while True:
+            time.sleep(LIVE_S)
+            now = time.monotonic()
+            site.clock.advance(dt.timedelta(seconds=now - last))
+            last = now
+            site.runtime.run_cycle()
+            site.sync.tick()
+    except KeyboardInterrupt:
+        print("\n   the demo ends")
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,9 @@ from ledger.chain import NodeKey, load_public_key, public_key_pem
 from ledger.errors import DecodeError
 
 DEFAULT_DIR = Path("/etc/voltbook")  # where the systemd unit's site.toml lives
+# Where the units keep the store and the updater's offers (`WorkingDirectory`, `ReadWritePaths`):
+# a starter site.toml in DEFAULT_DIR names it; elsewhere the store goes to `data/` beside it.
+SYSTEM_DATA_DIR = Path("/var/lib/voltbook")
 FAILED = 2
 TIMEOUT_S = 30.0
 MAX_ANSWER = 1 << 20
@@ -66,6 +69,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default=DEFAULT_DIR,
         help=f"where site.toml and the keys live (default {DEFAULT_DIR})",
     )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help=f"the store's folder a new site.toml names (default {SYSTEM_DATA_DIR} with the "
+        "default --dir, else data/ beside site.toml)",
+    )
     parser.add_argument("--site", help="the site this box is for (its id or name): a token of "
                         "another site is then refused")  # fmt: skip
     parser.add_argument("--force", action="store_true", help="replace an existing identity")
@@ -87,7 +96,8 @@ def run_provision(args: argparse.Namespace) -> int:
         site = None if args.site is None else (int(args.site) if args.site.isdigit() else args.site)
         answer = redeem(cloud, request_body(args.token, node_key, tls_key, site))
         identity = identity_of(answer, node_key, tls_key)
-        site_path = install(directory, identity)
+        data_dir = args.data_dir or (SYSTEM_DATA_DIR if directory == DEFAULT_DIR else None)
+        site_path = install(directory, identity, data_dir)
     except (ProvisionError, SiteConfigError) as exc:
         print(f"voltbook-edge provision: {exc}", file=sys.stderr)
         return FAILED

@@ -2,6 +2,9 @@
 
 - `POST /claims {site, valid_s}` (admin, operator, installer): a token bound to the site and
   the caller, valid 60 s … 7 days, shown once (only its SHA-256 is stored); logged without it.
+- `GET /claims` (admin, operator, installer): the claims, newest first, with their state (open,
+  used, expired, revoked), by site and state; never a token. `POST /claims/{id}/revoke`: a claim
+  nobody used yet is refused from then on (an installer revokes only its own); logged.
 - `POST /provision {token, node_public_key, csr[, site]}` needs no login: the token is the
   permission. The box sends only public keys; the answer is its node id, its client
   certificate (CN = node id) and the CA, the broker's address, the cloud's public key and its
@@ -15,12 +18,25 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Path, Query, Request, status
 from pydantic import Field, StrictInt, StrictStr
+from sqlalchemy import select
 
 from cloud.api.auth import allow
-from cloud.api.common import DbSession, Now, Out, StoredTime, StrictBody, answers
+from cloud.api.common import (
+    DbSession,
+    Limit,
+    Now,
+    Offset,
+    Out,
+    Page,
+    StoredTime,
+    StrictBody,
+    answers,
+    page,
+)
 from cloud.api.guards import client_address
+from cloud.db.claims import Claim
 from cloud.ingest import claims
 from cloud.people import oplog
 from cloud.people.auth import FIELD, Principal
@@ -108,6 +124,67 @@ def create_claim(
         installer=issued.claim.installer,
         expires=issued.claim.expires,
     )
+
+
+class ClaimRowOut(Out):
+    claim: int
+    site: int
+    installer: str
+    created: StoredTime
+    expires: StoredTime
+    state: str = Field(description="open, used, expired or revoked")
+    node: str | None = Field(description="the node id it gave, once used")
+    redeemed: StoredTime | None
+    revoked: StoredTime | None
+    revoked_by: str | None
+
+
+def _row(claim: Claim, now: dt.datetime) -> ClaimRowOut:
+    return ClaimRowOut(
+        claim=claim.id, site=claim.site_id, installer=claim.installer, created=claim.created,
+        expires=claim.expires, state=claims.state_of(claim, now), node=claim.node,
+        redeemed=claim.redeemed, revoked=claim.revoked, revoked_by=claim.revoked_by,
+    )  # fmt: skip
+
+
+@router.get("/claims", response_model=Page[ClaimRowOut], summary="Claims, newest first (no token)")
+def list_claims(
+    *,
+    who: Annotated[Principal, allow(*FIELD)],
+    session: DbSession,
+    now: Now,
+    site: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="registry site id")] = None,
+    state: Annotated[
+        str | None, Query(pattern="^(open|used|expired|revoked)$", description="the state")
+    ] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> dict[str, object]:
+    query = select(Claim).order_by(Claim.id.desc())
+    if site is not None:
+        query = query.where(Claim.site_id == site)
+    if state is not None:
+        query = query.where(claims.state_condition(state, now))
+    return page(session, query, limit, offset, lambda rows: [_row(c, now) for c in rows])
+
+
+@router.post(
+    "/claims/{claim}/revoke",
+    response_model=ClaimRowOut,
+    summary="Revoke a claim nobody has used yet (an installer only its own)",
+    responses=answers(
+        e403="another installer's claim", e404="no such claim", e409="already used or revoked"
+    ),
+)
+def revoke_claim(
+    claim: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    request: Request,
+    who: Annotated[Principal, allow(*FIELD)],
+    session: DbSession,
+    now: Now,
+) -> ClaimRowOut:
+    actor = oplog.Actor(who.user, who.role.value, client_address(request))
+    return _row(claims.revoke(session, claim, actor, now), now)
 
 
 @router.post(

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
 
 from cloud.api.auth import allow
 from cloud.api.common import (
@@ -34,6 +35,7 @@ from cloud.api.common import (
 from cloud.db.auth import OperatorLogEntry
 from cloud.people import oplog, oplog_heads
 from cloud.people.auth import STAFF, Principal
+from ledger.chain import NodeKey
 from ledger.signed import trusted
 
 router = APIRouter(prefix="/operator-log", tags=["operator log"])
@@ -104,11 +106,16 @@ def list_entries(
     return page(session, query, limit, offset, _out)
 
 
-@router.get("/verify", response_model=VerifyOut, summary="Check the log's hash chain")
-def verify(who: Staff, request: Request, session: DbSession, key: CloudKey) -> VerifyOut:
+def chain_verdict(request: Request, session: Session, key: NodeKey) -> oplog.Verdict:
+    """The log's chain held to the signed heads file (the console's operator log shows it too)."""
     path: Path | None = request.app.state.oplog_heads
     heads = oplog_heads.read_heads(path) if path is not None and path.exists() else []
-    verdict = oplog.verify(session, heads, trusted(key.public_key))
+    return oplog.verify(session, heads, trusted(key.public_key))
+
+
+@router.get("/verify", response_model=VerifyOut, summary="Check the log's hash chain")
+def verify(who: Staff, request: Request, session: DbSession, key: CloudKey) -> VerifyOut:
+    verdict = chain_verdict(request, session, key)
     return VerifyOut(
         ok=verdict.ok, rows=verdict.rows, head=bytes(verdict.head).hex(), problem=verdict.problem
     )

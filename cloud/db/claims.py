@@ -6,7 +6,8 @@
   nobody provision a box. `site_id` and `installer` bind it; `expires` bounds it; `redeemed`
   is set exactly once, by a conditional update (the one redeemer whose update matched wins),
   together with the node id it gave (`node`, unique) and the serial of the certificate issued
-  (`certificate_serial`, hex).
+  (`certificate_serial`, hex). A claim not yet used can be revoked (`revoked`, `revoked_by`):
+  it is then refused like a used one.
 """
 
 from __future__ import annotations
@@ -32,3 +33,5 @@ class Claim(Base):
     redeemed: Mapped[dt.datetime | None]
     node: Mapped[str | None] = mapped_column(String(64), unique=True)  # the node id it gave
     certificate_serial: Mapped[str | None] = mapped_column(String(40))
+    revoked: Mapped[dt.datetime | None]
+    revoked_by: Mapped[str | None] = mapped_column(String(64))

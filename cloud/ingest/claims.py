@@ -43,7 +43,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session
 
 from cloud.chains.alarms import raise_alarm
@@ -51,7 +51,7 @@ from cloud.db.auth import OperatorLogEntry
 from cloud.db.claims import Claim
 from cloud.db.models import Concentrator
 from cloud.db.registry import Site
-from cloud.errors import Conflict, Invalid, NotFound, TooManyAttempts, Unauthorized
+from cloud.errors import Conflict, Forbidden, Invalid, NotFound, TooManyAttempts, Unauthorized
 from cloud.ingest import concentrators
 from cloud.people import oplog
 from cloud.registry import site_config
@@ -151,6 +151,50 @@ def issue(
              "expires": claim.expires.isoformat()}  # fmt: skip
     oplog.record(session, actor, "claim.issue", f"site:{row.id}", None, after, now)
     return Issued(token, claim, row)
+
+
+# A claim's state, as `GET /claims` shows and filters it.
+CLAIM_STATES = ("open", "used", "expired", "revoked")
+
+
+def state_of(claim: Claim, now: dt.datetime) -> str:
+    if claim.redeemed is not None:
+        return "used"
+    if claim.revoked is not None:
+        return "revoked"
+    return "expired" if claim.expires <= now else "open"
+
+
+def state_condition(state: str, now: dt.datetime) -> Any:
+    """The SQL condition of `state_of(claim, now) == state`."""
+    unused = [Claim.redeemed.is_(None), Claim.revoked.is_(None)]
+    return {
+        "used": Claim.redeemed.is_not(None),
+        "revoked": Claim.redeemed.is_(None) & Claim.revoked.is_not(None),
+        "expired": and_(*unused, Claim.expires <= now),
+        "open": and_(*unused, Claim.expires > now),
+    }[state]
+
+
+def revoke(session: Session, claim_id: int, actor: oplog.Actor, now: dt.datetime) -> Claim:
+    """Revoke a claim nobody has used yet (an installer only its own), logged; a used or
+    already revoked one cannot be."""
+    claim = session.get(Claim, claim_id)
+    if claim is None:
+        raise NotFound(f"no claim {claim_id}")
+    if actor.role == "installer" and claim.installer != actor.user:
+        raise Forbidden(f"claim {claim_id} is {claim.installer}'s: an installer revokes its own")
+    done = session.execute(
+        update(Claim)
+        .where(Claim.id == claim_id, Claim.redeemed.is_(None), Claim.revoked.is_(None))
+        .values(revoked=now, revoked_by=actor.user)
+    )
+    session.refresh(claim)
+    if getattr(done, "rowcount", 0) != 1:
+        raise Conflict(f"claim {claim_id} is {state_of(claim, now)}: there is nothing to revoke")
+    after = {"claim": claim.id, "site": claim.site_id, "installer": claim.installer}
+    oplog.record(session, actor, "claim.revoke", f"claim:{claim.id}", None, after, now)
+    return claim
 
 
 def parse_node_key(text: str) -> ed25519.Ed25519PublicKey:
@@ -269,7 +313,8 @@ def _spend(session: Session, token: str, site: int | str | None, now: dt.datetim
             site_id = find_site(session, site).id
         except NotFound:
             raise ClaimRefused(f"the box named site {site!r}, which is unknown") from None
-    condition = [Claim.token_hash == digest, Claim.redeemed.is_(None), Claim.expires > now]
+    condition = [Claim.token_hash == digest, Claim.redeemed.is_(None), Claim.revoked.is_(None),
+                 Claim.expires > now]  # fmt: skip
     if site_id is not None:
         condition.append(Claim.site_id == site_id)
     spent = session.execute(update(Claim).where(*condition).values(redeemed=now))
@@ -282,6 +327,8 @@ def _spend(session: Session, token: str, site: int | str | None, now: dt.datetim
         raise ClaimRefused("unknown token")
     if claim.redeemed is not None:
         raise ClaimRefused(f"already used (node {claim.node})", claim.id, claim.site_id)
+    if claim.revoked is not None:
+        raise ClaimRefused(f"revoked by {claim.revoked_by}", claim.id, claim.site_id)
     if claim.expires <= now:
         raise ClaimRefused(f"expired at {claim.expires.isoformat()}", claim.id, claim.site_id)
     raise ClaimRefused(f"a token of site {claim.site_id}, not {site!r}", claim.id, claim.site_id)

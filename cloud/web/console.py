@@ -12,7 +12,9 @@ The table's batch control (tick meters, a floor or the filter's result; trip, cl
 keep-power) posts to `console_batches`; only `OPERATIONS` roles see it.
 
 The menu lists only the screens a role may open (`MENU`, from the role groups of
-`cloud.people.auth`). Every link works without script; htmx (from /static) only swaps the
+`cloud.people.auth`); a screen's route takes its principal through `allowed(*roles)`, and a
+staff role opening a screen not its own gets the refusal page (403) inside the console's
+frame. Every link works without script; htmx (from /static) only swaps the
 table in place. The balance columns are not shown to installers (`/accounts` refuses them).
 """
 
@@ -32,14 +34,19 @@ from cloud.web.chart import kwh_text
 from cloud.web.forms import read_form
 from cloud.web.i18n import Lang
 from cloud.web.monitoring import MeterFilters
-from cloud.web.page_errors import NotStaff, PageError
+from cloud.web.page_errors import NotStaff, PageError, Refused
 from cloud.web.render import page
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
 # (catalogue key, path, roles that may open it): the menu shows a role only its own rows.
+# The first row a role may open is its home: the dashboard for roles that may see money,
+# monitoring for installers.
 MENU: tuple[tuple[str, str, tuple[Role, ...]], ...] = (
+    ("menu_dashboard", "/console/dashboard", STAFF),
     ("menu_monitoring", "/console/monitoring", READ_ALL),
+    ("menu_people", "/console/people", (Role.ADMIN,)),  # as `/users`
+    ("menu_oplog", "/console/oplog", STAFF),  # as `/operator-log`
 )
 Form = Annotated[dict[str, str], Depends(read_form)]
 Text = Annotated[str, Query(max_length=monitoring.MAX_Q)]
@@ -55,13 +62,35 @@ def _staff(request: Request, session: DbSession, now: Now) -> Principal:
 Staff = Annotated[Principal, Depends(_staff)]
 
 
+def allowed(*roles: Role) -> Any:
+    """A route's principal when its role is one of `roles`; `Refused` (the refusal page)
+    for another staff role."""
+
+    def check(who: Staff) -> Principal:
+        if who.role not in roles:
+            raise Refused(who)
+        return who
+
+    return Depends(check)
+
+
 def menu(who: Principal) -> list[tuple[str, str]]:
     return [(key, href) for key, href, roles in MENU if who.role in roles]
 
 
-def _frame(request: Request, who: Principal) -> dict[str, Any]:
+def frame(request: Request, who: Principal) -> dict[str, Any]:
+    """What `console/frame.html` needs: who is in, its menu, the forms' CSRF token."""
     return {"who": who, "menu": menu(who),
             "csrf": sessions.csrf_token(sessions.token_of(request))}  # fmt: skip
+
+
+_frame = frame  # the name the first screens were written with
+
+
+def refused_page(request: Request, who: Principal) -> Response:
+    """A screen this role may not open: said in the console's frame, with its own menu."""
+    lang = i18n.choose(request, request.query_params.get("lang"))
+    return page(request, "console/refused.html", lang, status=403, **frame(request, who))
 
 
 @router.get("")
@@ -151,7 +180,7 @@ def monitoring_page(  # noqa: PLR0917 (the table's filters)
     if request.headers.get("hx-request") == "true" and "hx-boosted" not in request.headers:
         return page(request, "console/_meters.html", lang, **context,
                     csrf=sessions.csrf_token(sessions.token_of(request)))  # fmt: skip
-    return page(request, "console/monitoring.html", lang, **_frame(request, who), **context,
+    return page(request, "console/monitoring.html", lang, **frame(request, who), **context,
                 tree=monitoring.tree(session, filters), states=monitoring.STATES)  # fmt: skip
 
 
@@ -177,6 +206,6 @@ def meter_detail(  # noqa: PLR0917 (FastAPI's dependencies)
             "name": t("daily_use_kwh"),
         }, ensure_ascii=False))  # fmt: skip
     other = "en" if lang[0] == "zh" else "zh"
-    return page(request, "console/meter.html", lang, **_frame(request, who), rows=rows,
+    return page(request, "console/meter.html", lang, **frame(request, who), rows=rows,
                 charts=charts, money=who.role in STAFF,
                 lang_link=f"/console/meters/{address}?lang={other}")  # fmt: skip

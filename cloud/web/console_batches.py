@@ -40,7 +40,7 @@ from cloud.registry import entities
 from cloud.registry import rows as registry
 from cloud.web import batches, monitoring, sessions
 from cloud.web.batches import BatchRefused, Chosen
-from cloud.web.console import Staff, _frame
+from cloud.web.console import Staff, allowed, frame
 from cloud.web.forms import parse_form_lists
 from cloud.web.i18n import Lang
 from cloud.web.monitoring import MeterFilters
@@ -83,13 +83,7 @@ async def _form(request: Request) -> BatchForm:
 Form = Annotated[BatchForm, Depends(_form)]
 
 
-def _operator(who: Staff) -> Principal:
-    if who.role not in OPERATIONS:
-        raise PageError("batch_not_allowed", 403)
-    return who
-
-
-Operator = Annotated[Principal, Depends(_operator)]
+Operator = Annotated[Principal, allowed(*OPERATIONS)]
 
 
 def _chosen(session: Session, form: BatchForm) -> tuple[str, Chosen]:
@@ -116,7 +110,7 @@ def _confirm(
         back = urlencode(form.filters().query())
     except BatchRefused:
         back = ""
-    return page(request, "console/batch_confirm.html", lang, **_frame(request, who),
+    return page(request, "console/batch_confirm.html", lang, **frame(request, who),
                 status=200 if error is None else 422, action=action, chosen=chosen,
                 error=error, form=form, until=until, reasons=[r.value for r in Reason],
                 shown=SHOWN_SHOPS, back=f"/console/monitoring?{back}" if back else
@@ -204,7 +198,7 @@ def _keep_power(  # noqa: PLR0917 (the page's parts)
                         now)  # fmt: skip
     vacant = sum(1 for m in chosen.meters if not m[2])
     same = len(chosen.accounts) - len(changed)
-    return page(request, "console/batch_kept.html", lang, **_frame(request, who), action=action,
+    return page(request, "console/batch_kept.html", lang, **frame(request, who), action=action,
                 changed=changed, same=same, vacant=vacant,
                 lang_link=_other_lang(lang))  # fmt: skip
 
@@ -228,7 +222,7 @@ def batch_page(
     request: Request, lang: Lang, who: Staff, session: DbSession, batch: BatchPath
 ) -> Response:
     found = _progress(session, batch)
-    return page(request, "console/batch.html", lang, **_frame(request, who),
+    return page(request, "console/batch.html", lang, **frame(request, who),
                 **_panel_context(who, batch, found))  # fmt: skip
 
 

@@ -1,6 +1,7 @@
 """Errors on pages answered as pages, in the merchant's words and language, never as the
 API's JSON: no session → the login form; a staff login → "use the console"; a form without
-its CSRF token → "this page has expired, go back"; a `PageError` → its message and status.
+its CSRF token → "this page has expired, go back"; a `PageError` → its message and status; a
+console screen outside the role (`Refused`) → the refusal page in the console's frame.
 
 Registered by `cloud.app.create_app` for these classes only; Starlette picks the handler of
 the most specific class, so the API's own errors keep their JSON answers.
@@ -13,8 +14,8 @@ from collections.abc import Awaitable, Callable
 from fastapi import Request, Response
 from fastapi.responses import RedirectResponse
 
-from cloud.web import i18n, sessions
-from cloud.web.page_errors import NotMerchant, NotStaff, PageError
+from cloud.web import console, i18n, sessions
+from cloud.web.page_errors import NotMerchant, NotStaff, PageError, Refused
 from cloud.web.render import page
 
 
@@ -61,6 +62,11 @@ async def _page_error(request: Request, exc: Exception) -> Response:
                 login=False)  # fmt: skip
 
 
+async def _refused(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Refused)
+    return console.refused_page(request, exc.who)
+
+
 Handler = Callable[[Request, Exception], Awaitable[Response]]
 EXCEPTION_HANDLERS: tuple[tuple[type[Exception], Handler], ...] = (
     (sessions.NoSession, _no_session),
@@ -68,4 +74,5 @@ EXCEPTION_HANDLERS: tuple[tuple[type[Exception], Handler], ...] = (
     (NotStaff, _not_staff),
     (sessions.CsrfRefused, _csrf_refused),
     (PageError, _page_error),
+    (Refused, _refused),
 )

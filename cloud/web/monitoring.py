@@ -183,6 +183,13 @@ def matching(filters: MeterFilters) -> Select[Any]:
     return query
 
 
+def arrears_accounts(session: Session) -> int:
+    """Accounts with a meter in arrears (the table's `state=arrears` filter, counted once per
+    account): the dashboard's arrears figure."""
+    found = matching(MeterFilters(state="arrears")).subquery()
+    return session.scalar(select(func.count(func.distinct(found.c.account)))) or 0
+
+
 def _months(today: dt.date) -> list[dt.date]:
     index = today.year * 12 + today.month - 1
     return [dt.date((index - back) // 12, (index - back) % 12 + 1, 1) for back in range(3)]

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from cloud.errors import CloudError
+
+if TYPE_CHECKING:
+    from cloud.people.auth import Principal
 
 
 class PageError(CloudError):
@@ -19,3 +24,11 @@ class NotMerchant(CloudError):
 
 class NotStaff(CloudError):
     """A merchant's login on the console: sent to its phone page."""
+
+
+class Refused(CloudError):
+    """A staff role on a console screen that is not its own: the refusal page, with its menu."""
+
+    def __init__(self, who: Principal) -> None:
+        super().__init__(f"{who.user} ({who.role.value}) may not open this screen")
+        self.who = who

@@ -121,11 +121,12 @@ def check_free(directory: Path, *, force: bool) -> None:
         )
 
 
-def install(directory: Path, identity: Identity) -> Path:
-    """Write every file of `identity` into `directory` and point site.toml at them; the
-    site.toml path. Files are staged first, then renamed into place."""
+def install(directory: Path, identity: Identity, data_dir: Path | None = None) -> Path:
+    """Write every file of `identity` into `directory` and point site.toml at them (a new
+    site.toml names `data_dir` as the store's folder when given); the site.toml path. Files are
+    staged first, then renamed into place."""
     site_path = directory / SITE_FILE
-    new_site = site_text(_current(site_path), identity)
+    new_site = site_text(_current(site_path), identity, data_dir)
     key_path = node_key_path(directory)
     tls = directory / TLS_DIR
     placed = {
@@ -189,15 +190,16 @@ def cloud_section(identity: Identity, kept: Sequence[str] = ()) -> list[str]:
     ]
 
 
-def site_text(current: str | None, identity: Identity) -> str:
+def site_text(current: str | None, identity: Identity, data_dir: Path | None = None) -> str:
     """site.toml with the node id and the [cloud] section of `identity` (a starter file when
-    there is none: its buses come with commissioning)."""
+    there is none, its store in `data_dir` if given: its buses come with commissioning)."""
     if current is None:
         lines = [
             "# Written by voltbook-edge provision. Add the buses ([[buses]], see README.md) —\n",
             "# commissioning does — before `voltbook-edge run --config site.toml`.\n",
             "[site]\n",
             f"node = {_quote(identity.node)}\n",
+            *([] if data_dir is None else [f"data_dir = {_quote(str(data_dir))}\n"]),
             "\n",
             *cloud_section(identity),
         ]

@@ -6,12 +6,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from voltbook_fw import bundle, claim, commission, install, ir_import, update
+from voltbook_fw import bundle, claim, commission, image, install, ir_import, update
 
 DESCRIPTION = """\
 Voltbook installer tools: give a concentrator its identity (node id and Ed25519 key), build the
-install bundle for a Raspberry Pi, commission its RS-485 buses and LoRa radio, and import
-readings taken from a dead meter with an infrared handheld.
+install bundle for a Raspberry Pi and an SD card image that installs it on first boot,
+commission its RS-485 buses and LoRa radio, and import readings taken from a dead meter with an
+infrared handheld.
 """
 
 
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     bundle.register(commands)
     install.register(commands)
     update.register(commands)
+    image.register(commands)
     return parser
 
 

@@ -60,7 +60,8 @@ def log_in(page: Any, user: str = OPERATOR) -> None:
     page.fill("input[name=user]", user)
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
-    page.wait_for_url("**/console/monitoring")
+    page.wait_for_url("**/console/dashboard")  # an operator's first screen
+    page.goto("/console/monitoring")
 
 
 def test_operator_sees_the_tree_and_filters_by_floor_without_a_reload(
@@ -101,7 +102,7 @@ def test_a_meters_detail_draws_its_chart_and_english_is_one_click_away(
     desk.wait_for_selector("text=Daily use, last 30 days")
     desk.wait_for_selector(".chart canvas")
     desk.screenshot(path=shots / "c05-meter-detail-en.png", full_page=True)
-    desk.click("nav.menu a")
+    desk.click("nav.menu a[href='/console/monitoring']")
     desk.wait_for_selector("th:has-text('Balance (¥)')")
     desk.screenshot(path=shots / "c06-monitoring-en.png", full_page=True)
     desk.click("#logout")

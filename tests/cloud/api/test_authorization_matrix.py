@@ -11,11 +11,13 @@ a minimal body still proves the role check let it through.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, inspect, text
@@ -76,9 +78,19 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("GET", "/console/batches/{batch}"): PAGE,
     ("GET", "/console/batches/{batch}/panel"): PAGE,
     ("POST", "/console/batches/{batch}/retry"): PAGE,
+    ("GET", "/console/dashboard"): PAGE,
+    ("GET", "/console/people"): PAGE,
+    ("POST", "/console/people"): PAGE,
+    ("GET", "/console/people/{name}"): PAGE,
+    ("POST", "/console/people/{name}"): PAGE,
+    ("POST", "/console/people/{name}/password"): PAGE,
+    ("POST", "/console/people/{name}/unlock"): PAGE,
+    ("GET", "/console/oplog"): PAGE,
     ("POST", "/auth/login"): PUBLIC,
     ("POST", "/provision"): PUBLIC,  # a claim token is its permission (cloud.api.claims)
     ("POST", "/claims"): FIELD,
+    ("GET", "/claims"): FIELD,
+    ("POST", "/claims/{claim}/revoke"): FIELD,
     ("POST", "/auth/logout"): EVERYONE,
     ("GET", "/auth/me"): EVERYONE,
     ("POST", "/auth/password"): EVERYONE,
@@ -255,12 +267,16 @@ def app_routes(app: FastAPI) -> Iterator[tuple[str, str]]:
             yield method, route.path
 
 
+@functools.cache
+def table_names(engine: Engine) -> tuple[str, ...]:
+    return tuple(sorted(inspect(engine).get_table_names()))
+
+
 def fingerprint(engine: Engine) -> str:
     """A digest of every row of every table."""
     digest = hashlib.sha256()
-    names = sorted(inspect(engine).get_table_names())
     with engine.connect() as connection:
-        for name in names:
+        for name in table_names(engine):
             rows = sorted(
                 repr(tuple(r)) for r in connection.execute(text(f'SELECT * FROM "{name}"'))
             )
@@ -314,14 +330,16 @@ def _judge(
     refused = [(None, {"Authorization": ""})] + [
         (role, bearer(tokens[role])) for role in Role if role not in allowed
     ]
-    for role, headers in refused:
-        before = fingerprint(engine)
+    before = fingerprint(engine)
+    for role, headers in refused:  # each refusal compared with the state just before it
         answer = call(client, method, path, headers)
         expected = 401 if role is None else 403
         if answer.status_code != expected:
             wrong.append(f"{role}: {answer.status_code} instead of {expected}: {answer.text}")
-        if fingerprint(engine) != before:
+        after = fingerprint(engine)
+        if after != before:
             wrong.append(f"{role}: a refused request changed the database")
+        before = after
     for role in sorted(allowed):  # after the refusals: an allowed request may change things
         answer = call(client, method, path, bearer(tokens[role]))
         if answer.status_code in {401, 403}:
@@ -335,6 +353,7 @@ def renewed_tokens(engine: Engine) -> dict[Role, str]:
     return {role: issue_token(engine, f"{role.value}-1") for role in Role}
 
 
+@pytest.mark.timeout(600)  # every route × every caller, ~2 minutes on PostgreSQL under load
 def test_who_may_call_what(client: TestClient, engine: Engine, tokens: dict[Role, str]) -> None:
     """Every route × anonymous and every role, in one client (one database per engine: the
     routes run in a fixed order, and an allowed call may leave rows for the next)."""

@@ -39,7 +39,7 @@ from cloud.people import oplog
 from cloud.people.auth import Role
 from cloud.services.pki import CaFiles, create_ca
 from ledger.chain import NodeKey
-from tests.cloud.api.conftest import bearer, issue_token
+from tests.cloud.api.conftest import add_user, bearer, issue_token
 from tests.cloud.conftest import Clock
 
 BROKER = ("mqtt.example.cn", 8883)
@@ -195,6 +195,48 @@ def test_used_unknown_expired_and_foreign_tokens_get_one_answer_and_are_logged(
     # The foreign attempt did not spend the token: its own site still takes it.
     done = api.post("/provision", json=Box().body(foreign, site="East Gate Market"))
     assert done.status_code == 200, done.text
+
+
+def test_claims_are_listed_with_their_state_and_a_revoked_one_is_refused(
+    api: TestClient, engine: Engine, sites: dict[str, int], clock: Clock, tokens: dict[Role, str]
+) -> None:
+    east = sites["East Gate Market"]
+    used, revoked, _expiring, kept = (claim(api, east, valid_s=v) for v in (7200, 7200, 60, 7200))
+    assert api.post("/provision", json=Box().body(used)).status_code == 200
+    listed = api.get("/claims", params={"state": "open"}).json()
+    ids = [item["claim"] for item in listed["items"]]
+    assert listed["total"] == 3 and ids == sorted(ids, reverse=True)  # newest first
+    revoke_id = ids[2]  # the second claimed: `revoked`
+    answer = api.post(f"/claims/{revoke_id}/revoke")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["state"] == "revoked" and answer.json()["revoked_by"] == "installer-1"
+    clock.advance(seconds=61)
+    states = {item["claim"]: item["state"] for item in api.get("/claims").json()["items"]}
+    assert sorted(states.values()) == ["expired", "open", "revoked", "used"]
+    for state in ("open", "used", "expired", "revoked"):
+        page = api.get("/claims", params={"state": state, "site": east}).json()
+        assert [i["claim"] for i in page["items"]] == [c for c, s in states.items() if s == state]
+    assert "token" not in str(api.get("/claims").json())  # a listing never shows a token
+    # The revoked token is refused like a used one, and stays refused.
+    before = counts(engine)
+    refused = api.post("/provision", json=Box().body(revoked))
+    assert refused.status_code == 401 and counts(engine) == before
+    log = api.get("/operator-log", headers=bearer_of(api, engine)).json()["items"]
+    assert [i["after"]["reason"] for i in log if i["action"] == "claim.refused"] == [
+        "revoked by installer-1"
+    ]
+    assert [i["target"] for i in log if i["action"] == "claim.revoke"] == [f"claim:{revoke_id}"]
+    # Nothing to revoke: used, revoked, unknown; another installer's claim is not one's own.
+    used_id = next(c for c, s in states.items() if s == "used")
+    assert api.post(f"/claims/{used_id}/revoke").status_code == 409
+    assert api.post(f"/claims/{revoke_id}/revoke").status_code == 409
+    assert api.post("/claims/999999/revoke").status_code == 404
+    other = add_user(engine, "installer-2", Role.INSTALLER)
+    kept_id = next(c for c, s in states.items() if s == "open")
+    assert api.post(f"/claims/{kept_id}/revoke", headers=bearer(other)).status_code == 403
+    assert api.get("/claims", headers=bearer(tokens[Role.FINANCE])).status_code == 403
+    assert api.post("/provision", json=Box().body(kept)).status_code == 200  # still usable
+    assert api.get("/claims", params={"state": "sold"}).status_code == 422
 
 
 def test_a_flood_of_bad_tokens_is_slowed_and_stops_filling_the_log(

@@ -85,6 +85,15 @@ def test_a_site_toml_without_a_node_or_a_site_table_gets_them() -> None:
     assert starter["site"] == {"node": NODE} and starter["cloud"]["port"] == 8883
 
 
+def test_a_starter_names_the_units_data_folder_when_asked() -> None:
+    # The systemd units keep the store and the updater's offers in /var/lib/voltbook: a starter
+    # written into /etc/voltbook must point the store there, not at /etc/voltbook/data.
+    starter = tomllib.loads(site_text(None, identity(), Path("/var/lib/voltbook")))
+    assert starter["site"] == {"node": NODE, "data_dir": "/var/lib/voltbook"}
+    existing = tomllib.loads(site_text(EXISTING, identity(), Path("/var/lib/voltbook")))
+    assert existing["site"].get("data_dir") == tomllib.loads(EXISTING)["site"].get("data_dir")
+
+
 def test_install_writes_every_file_with_keys_0600(tmp_path: Path) -> None:
     (tmp_path / "site.toml").write_text(EXISTING)
     made = identity()

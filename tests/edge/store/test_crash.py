@@ -41,18 +41,22 @@ def _run_and_kill(mode: str, path: Path, rng: random.Random) -> list[int]:
         stderr=subprocess.PIPE,
         text=True,
     )
+    seen: list[str] = []
     try:
         if rng.random() < 0.25:
             time.sleep(rng.uniform(0.0, 0.4))  # often during start-up, open or migration
         else:
             ready = child.stdout.readline() if child.stdout else ""
             assert ready == "ready\n", child.stderr.read() if child.stderr else ready
-            time.sleep(rng.uniform(0.0, 0.08))  # in the middle of a burst of commits
+            # In the middle of a burst of commits: after a random number of them (counted, so a
+            # loaded machine lands the kills at moments as varied as an idle one), then a moment.
+            seen = [child.stdout.readline() for _ in range(rng.randint(0, 4))]
+            time.sleep(rng.uniform(0.0, 0.02))
     finally:
         child.send_signal(signal.SIGKILL)
         out, err = child.communicate(timeout=10)
     assert child.returncode == -signal.SIGKILL, err
-    return [int(line) for line in out.split() if line.isdigit()]
+    return [int(line) for line in "".join(seen).split() + out.split() if line.isdigit()]
 
 
 @pytest.mark.slow

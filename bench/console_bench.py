@@ -1,0 +1,173 @@
+"""The operator console in headless Chromium over the generated PostgreSQL (`bench.report_data`:
+10 000 shops × 12 months; smoke: 50 shops × 2 months): time to first paint of each screen,
+against the API call behind it alone, in the same run.
+
+The cloud app is served by uvicorn in a thread of this process (`api_load_bench.serve`), as
+`voltbook-cloud` runs it. A bench admin logs in to the console once in Debian's Chromium
+(Playwright's client, never a downloaded browser); then each screen is opened `--rounds` times
+(a fresh navigation each, cache off) and its first contentful paint is read from the browser's
+own Performance API (`paint` entries: from the navigation's start to the first text drawn).
+The peer is the JSON API's answer for the same data (same filters, same page size), timed from
+request to the last byte over one keep-alive connection.
+
+| screen           | page                                        | peer                           |
+|------------------|---------------------------------------------|--------------------------------|
+| monitoring       | /console/monitoring (first page, 50 meters) | /accounts?limit=50             |
+| monitoring/floor | the same, one building's floor              | /accounts?limit=50&node= (its) |
+
+Prints p50/p95 per screen, `p95 / 1 s` (goal <= 1) and the page ÷ API ratio. Never fails on a
+missed goal; it prints it. Without Chromium or Playwright it says so and stops (exit 0).
+
+    .venv/bin/python bench/console_bench.py [--smoke] [--rounds 20] [--database-url …]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import psycopg
+
+try:
+    from bench import api_load_bench, report_data
+except ModuleNotFoundError:  # run as `python bench/console_bench.py`: bench/ is sys.path[0]
+    import api_load_bench  # type: ignore[no-redef]
+    import report_data  # type: ignore[no-redef]
+
+CHROMIUM = os.environ.get("VOLTBOOK_CHROMIUM", "/usr/bin/chromium")
+GOAL_S = 1.0
+PAGE = 50
+
+
+def screens(building: str, floor: str, node: str) -> list[tuple[str, str, str]]:
+    """(name, console path, API peer path) for each screen measured; the generated data has
+    one concentrator per floor, so the floor's accounts are its concentrator's."""
+    where = f"building={quote(building)}&floor={quote(floor)}"
+    return [
+        ("monitoring", f"/console/monitoring?size={PAGE}", f"/accounts?limit={PAGE}"),
+        ("monitoring/floor", f"/console/monitoring?{where}&size={PAGE}",
+         f"/accounts?limit={PAGE}&node={quote(node)}"),
+    ]  # fmt: skip
+
+
+def api_seconds(base: str, token: str, path: str, rounds: int) -> list[float]:
+    where = urlsplit(base)
+    connection = http.client.HTTPConnection(where.hostname or "", where.port, timeout=60)
+    times = []
+    for _ in range(rounds):
+        began = time.perf_counter()
+        connection.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+        answer = connection.getresponse()
+        answer.read()
+        times.append(time.perf_counter() - began)
+        if answer.status != 200:
+            raise SystemExit(f"{path} answered {answer.status}")
+    connection.close()
+    return times
+
+
+def first_paint(page: Any, path: str) -> float:
+    """Seconds from the navigation's start to the first contentful paint of `path`."""
+    answer = page.goto(path)
+    if answer is None or answer.status != 200:
+        raise SystemExit(f"{path} answered {answer.status if answer else 'nothing'}")
+    page.wait_for_function(
+        "performance.getEntriesByName('first-contentful-paint').length > 0", timeout=30_000
+    )
+    ms = page.evaluate("performance.getEntriesByName('first-contentful-paint')[0].startTime")
+    return float(ms) / 1000
+
+
+def open_browser() -> tuple[Any, Any] | None:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        print("skipped: Playwright's Python client is not installed (pip install -e '.[dev]')")
+        return None
+    if not Path(CHROMIUM).exists():
+        print(f"skipped: {CHROMIUM} is missing (apt-get install chromium)")
+        return None
+    playwright = sync_playwright().start()
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                         args=["--no-sandbox"])  # fmt: skip
+    return playwright, browser
+
+
+def log_in(page: Any, user: str, password: str) -> None:
+    page.goto("/console/login")
+    page.fill("input[name=user]", user)
+    page.fill("input[name=password]", password)
+    page.click("form button[type=submit]")
+    page.wait_for_url("**/console/**")
+    if "/login" in page.url:
+        raise SystemExit("the console login failed")
+
+
+def pct(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="small data, seconds, for CI")
+    parser.add_argument("--rounds", type=int, help="navigations per screen (default 20; smoke 3)")
+    report_data.add_database_argument(parser)
+    args = parser.parse_args()
+    name = "smoke" if args.smoke else "full"
+    shape = report_data.SHAPES[name]
+    rounds = args.rounds or (3 if args.smoke else 20)
+    opened = open_browser()
+    if opened is None:
+        return
+    playwright, browser = opened
+    print(f"console bench ({name}): {rounds} navigations per screen, headless {CHROMIUM}, "
+          f"{os.cpu_count()} CPUs shared by the server, PostgreSQL and the browser")  # fmt: skip
+    try:
+        with report_data.open_database(args.database_url) as db:
+            began = time.monotonic()
+            report_data.generate(db, shape)
+            print(f"data ready in {time.monotonic() - began:.0f} s")
+            print("\n".join(report_data.describe(db, shape)), flush=True)
+            user, password = report_data.ensure_bench_user(db.url)
+            with psycopg.connect(db.dsn) as conn:
+                row = conn.execute("SELECT building, floor, node FROM accounts ORDER BY account "
+                                   "LIMIT 1").fetchone()  # fmt: skip
+            assert row is not None, "no accounts generated"
+            server, thread, base, engine = api_load_bench.serve(db.url)
+            try:
+                token = api_load_bench.login(base, user, password)
+                context = browser.new_context(base_url=base, locale="zh-CN",
+                                              viewport={"width": 1366, "height": 800})  # fmt: skip
+                page = context.new_page()
+                log_in(page, user, password)
+                print(f"{'screen':<18} {'page p50':>9} {'page p95':>9} {'API p95':>8} "
+                      f"{'p95/1 s':>8} {'page/API':>9}")  # fmt: skip
+                for label, path, peer in screens(str(row[0]), str(row[1]), str(row[2])):
+                    first_paint(page, path)  # warm: templates, statements, fonts
+                    paints = [first_paint(page, path) for _ in range(rounds)]
+                    answers = api_seconds(base, token, peer, rounds)
+                    p95, api95 = pct(paints, 0.95), pct(answers, 0.95)
+                    print(f"{label:<18} {statistics.median(paints) * 1000:>7.0f}ms "
+                          f"{p95 * 1000:>7.0f}ms {api95 * 1000:>6.0f}ms {p95 / GOAL_S:>8.2f} "
+                          f"{p95 / api95:>8.1f}×", flush=True)  # fmt: skip
+                context.close()
+            finally:
+                server.should_exit = True
+                thread.join(10)
+                engine.dispose()
+    finally:
+        browser.close()
+        playwright.stop()
+    print("goal: every screen's first paint p95 / 1 s <= 1", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -93,6 +93,7 @@ from cloud.ingest.claims import Enrolment
 from cloud.payments.providers import Providers
 from cloud.web import (
     console,
+    console_alarms,
     console_batches,
     console_dashboard,
     console_people,
@@ -154,6 +155,7 @@ ROUTERS = (
     console_batches,  # its batch control, /console/batches
     console_dashboard,  # its dashboard
     console_people,  # its users and the operator log
+    console_alarms,  # its live feed, alarms screen and pop-up preferences
     docs,  # Swagger UI at /docs, its files from /static/vendor/
 )
 

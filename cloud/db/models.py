@@ -26,7 +26,8 @@ logins, the operator log), `registry` (sites … policies), `operations` (refund
 swaps, moves, receipts, report templates), `rollups` (consumption per day for reports),
 `notices` (the outbox of notices to merchants and their deliveries), `claims` (installers'
 one-time tokens that provision a concentrator), `commissioning` (the signed reports of a
-building's check before handover).
+building's check before handover), `console` (each staff user's alarm pop-up
+preferences).
 """
 
 from __future__ import annotations
@@ -276,6 +277,7 @@ from cloud.db import (  # noqa: E402
     auth,
     claims,
     commissioning,
+    console,
     notices,
     operations,
     payments,
@@ -291,6 +293,7 @@ __all__ = [
     "auth",
     "claims",
     "commissioning",
+    "console",
     "notices",
     "operations",
     "payments",

@@ -13,10 +13,11 @@ is in its site but in no building, floor or shop.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, func, select
+from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from cloud.db.models import Alarm, Event, ReportedAccount
@@ -95,6 +96,44 @@ def counts(session: Session, filters: AlarmFilters) -> list[tuple[str, str, int]
         .group_by(Alarm.severity, Alarm.kind)
     ).all()
     return sorted(((s, k, int(n)) for s, k, n in rows), key=lambda r: (rank.get(r[0], 3), r[1]))
+
+
+def newer(
+    session: Session, after: int, also: Collection[int] = (), limit: int = 100
+) -> list[Alarm]:
+    """The alarms stored after id `after`, and those among `also`, by id: what a live view
+    has not shown yet (`also`: ids it skipped that a slower transaction may still commit)."""
+    wanted = Alarm.id > after
+    if also:
+        wanted = or_(wanted, Alarm.id.in_(sorted(also)))
+    return list(session.scalars(select(Alarm).where(wanted).order_by(Alarm.id).limit(limit)))
+
+
+def last_id(session: Session) -> int:
+    return int(session.scalar(select(func.max(Alarm.id))) or 0)
+
+
+def places(session: Session, rows: Sequence[Alarm]) -> dict[int, tuple[str, str, str]]:
+    """(building, floor, shop) of each alarm whose account or shop its node reports, by alarm
+    id; an alarm with neither (a bus, a node, the cloud's) has no place."""
+    nodes = sorted({a.node for a in rows if a.node and (a.account or a.shop)})
+    if not nodes:
+        return {}
+    by_account: dict[tuple[str | None, str | None], tuple[str, str, str]] = {}
+    by_shop: dict[tuple[str | None, str | None], tuple[str, str, str]] = {}
+    for node, account, shop, building, floor in session.execute(
+        select(ReportedAccount.node, ReportedAccount.account, ReportedAccount.shop,
+               ReportedAccount.building, ReportedAccount.floor)
+        .where(ReportedAccount.node.in_(nodes))
+    ):  # fmt: skip
+        by_account[node, account] = (building, floor, shop)
+        by_shop.setdefault((node, shop), (building, floor, shop))
+    found = {}
+    for a in rows:
+        place = by_account.get((a.node, a.account)) or by_shop.get((a.node, a.shop))
+        if place is not None:
+            found[a.id] = place
+    return found
 
 
 def acknowledge(

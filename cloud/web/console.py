@@ -45,6 +45,7 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 MENU: tuple[tuple[str, str, tuple[Role, ...]], ...] = (
     ("menu_dashboard", "/console/dashboard", STAFF),
     ("menu_monitoring", "/console/monitoring", READ_ALL),
+    ("menu_alarms", "/console/alarms", READ_ALL),
     ("menu_people", "/console/people", (Role.ADMIN,)),  # as `/users`
     ("menu_oplog", "/console/oplog", STAFF),  # as `/operator-log`
 )

@@ -297,6 +297,29 @@ def meters_at(session: Session, address: str, now: dt.datetime) -> list[MeterRow
     return _complete(session, list(session.execute(query.order_by(models.MeterState.node))), now)
 
 
+def newest_readings(session: Session) -> dict[str, dt.datetime]:
+    """Each concentrator's newest meter reading time (what a live view has seen so far)."""
+    meter = models.MeterState
+    rows = session.execute(select(meter.node, func.max(meter.last_reading)).group_by(meter.node))
+    return {node: when for node, when in rows if when is not None}
+
+
+def read_since(
+    session: Session, marks: dict[str, dt.datetime | None], now: dt.datetime
+) -> list[MeterRow]:
+    """The meters of the nodes in `marks` read after the node's mark (None: all of its
+    meters), as the table shows them, oldest reading first."""
+    if not marks:
+        return []
+    meter = models.MeterState
+    wanted = [meter.node == node if mark is None else
+              and_(meter.node == node, meter.last_reading > mark)
+              for node, mark in sorted(marks.items())]  # fmt: skip
+    query = matching(MeterFilters()).where(or_(*wanted))
+    rows = session.execute(query.order_by(meter.last_reading, meter.node, meter.address))
+    return _complete(session, list(rows), now)
+
+
 def daily_use(session: Session, row: MeterRow, now: dt.datetime) -> list[tuple[dt.date, int]]:
     """Wh per day over the last `CHART_DAYS` days (today last), zero when none."""
     today = now.astimezone(SITE_ZONE).date()

@@ -1,7 +1,7 @@
 """Claims can be revoked before they are used (`POST /claims/{id}/revoke`): when and by whom.
 
 Revision ID: 0024
-Revises: 0019
+Revises: 0020
 Create Date: 2026-12-06
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0024"
-down_revision: str | None = "0019"
+down_revision: str | None = "0020"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

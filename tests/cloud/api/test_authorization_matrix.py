@@ -86,6 +86,11 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("POST", "/console/people/{name}/password"): PAGE,
     ("POST", "/console/people/{name}/unlock"): PAGE,
     ("GET", "/console/oplog"): PAGE,
+    ("GET", "/console/events"): PAGE,
+    ("GET", "/console/alarms"): PAGE,
+    ("POST", "/console/alarms/{alarm_id}/acknowledge"): PAGE,
+    ("GET", "/console/alarms/settings"): PAGE,
+    ("POST", "/console/alarms/settings"): PAGE,
     ("POST", "/auth/login"): PUBLIC,
     ("POST", "/provision"): PUBLIC,  # a claim token is its permission (cloud.api.claims)
     ("POST", "/claims"): FIELD,

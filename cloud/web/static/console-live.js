@@ -1,0 +1,304 @@
+/* The console's live feed (`/console/events`, cloud/web/live.py), on every console page: the
+   monitoring table's cells change in place as readings arrive, and new alarms pop up grouped
+   by building and floor (with a beep, if the user wants one). The words come from the server
+   (the `hello` event), so nothing here is in one language. No inline script (the CSP forbids
+   it); ES5. The cursor and the pop-up's groups are kept in sessionStorage, so the next page of
+   the same tab resumes where this one stopped and still shows what was not dismissed. */
+(function () {
+  "use strict";
+  var LAST = "vb-live-last";
+  var GROUPS = "vb-live-groups";
+  var words = {};
+  var prefs = { popup: true, sound: true };
+  var audio = null;
+  var source = null;
+
+  function load(key) {
+    try {
+      return JSON.parse(window.sessionStorage.getItem(key));
+    } catch (e) {
+      return null;
+    }
+  }
+  function store(key, value) {
+    try {
+      window.sessionStorage.setItem(key, JSON.stringify(value));
+    } catch (e) { /* private mode: the feed still works, without resuming */ }
+  }
+  function remember(event) {
+    if (event.lastEventId) {
+      store(LAST, event.lastEventId);
+    }
+  }
+  function data(event) {
+    remember(event);
+    return JSON.parse(event.data);
+  }
+
+  // -- the monitoring table --------------------------------------------------------------------
+  function rowsByMeter() {
+    var found = {};
+    var rows = document.querySelectorAll("tr[data-meter]");
+    for (var i = 0; i < rows.length; i += 1) {
+      var key = rows[i].getAttribute("data-node") + "/" + rows[i].getAttribute("data-meter");
+      (found[key] = found[key] || []).push(rows[i]);
+    }
+    return found;
+  }
+  function changed(cell) {
+    cell.classList.remove("live-changed");
+    void cell.offsetWidth; // restart the highlight
+    cell.classList.add("live-changed");
+  }
+  function setText(row, column, text) {
+    var cell = row.querySelector("td[data-col='" + column + "']");
+    if (cell && cell.textContent !== text) {
+      cell.textContent = text;
+      changed(cell);
+    }
+  }
+  function setTag(row, column, text, good) {
+    var cell = row.querySelector("td[data-col='" + column + "']");
+    if (!cell || cell.textContent === text) {
+      return;
+    }
+    cell.textContent = "";
+    var tag = document.createElement("span");
+    tag.className = "tag " + (good ? "ok" : "bad");
+    tag.textContent = text;
+    cell.appendChild(tag);
+    changed(cell);
+  }
+  function showValues(list) {
+    var rows = rowsByMeter();
+    for (var i = 0; i < list.length; i += 1) {
+      var v = list[i];
+      var mine = rows[v.node + "/" + v.meter] || [];
+      for (var j = 0; j < mine.length; j += 1) {
+        var row = mine[j];
+        setText(row, "register", v.register);
+        setText(row, "voltage", v.voltage);
+        setText(row, "current", v.current);
+        setText(row, "power", v.power);
+        setText(row, "pf", v.pf);
+        if (v.relay === null) {
+          setText(row, "relay", v.relay_text);
+        } else {
+          setTag(row, "relay", v.relay_text, v.relay);
+        }
+        if (v.balance !== undefined) {
+          var cell = row.querySelector("td[data-col='balance']");
+          var text = v.balance + (v.arrears ? words.arrears : "");
+          if (cell && cell.textContent !== text) {
+            cell.textContent = v.balance;
+            if (v.arrears) {
+              cell.appendChild(document.createElement("br"));
+              var tag = document.createElement("span");
+              tag.className = "tag bad";
+              tag.textContent = words.arrears;
+              cell.appendChild(tag);
+            }
+            changed(cell);
+          }
+          row.classList.toggle("arrears", v.arrears);
+        }
+        row.setAttribute("data-live-at", String(Date.now()));
+      }
+    }
+  }
+  function showNodes(list) {
+    var rows = document.querySelectorAll("tr[data-node]");
+    for (var i = 0; i < list.length; i += 1) {
+      for (var j = 0; j < rows.length; j += 1) {
+        if (rows[j].getAttribute("data-node") === list[i].node) {
+          setTag(rows[j], "online", list[i].online ? words.online : words.offline, list[i].online);
+        }
+      }
+    }
+    var offline = [];
+    for (var k = 0; k < list.length; k += 1) {
+      if (list[k].popup) {
+        offline.push(list[k]);
+      }
+    }
+    addAlarms(offline);
+  }
+
+  // -- the pop-up ------------------------------------------------------------------------------
+  function beep() {
+    var Context = window.AudioContext || window.webkitAudioContext;
+    if (!Context) {
+      return;
+    }
+    try {
+      audio = audio || new Context();
+      if (audio.state === "suspended") {
+        audio.resume();
+      }
+      var tone = audio.createOscillator();
+      var gain = audio.createGain();
+      tone.frequency.value = 880;
+      gain.gain.value = 0.12;
+      tone.connect(gain);
+      gain.connect(audio.destination);
+      tone.start();
+      tone.stop(audio.currentTime + 0.25);
+      var beeps = Number(document.body.getAttribute("data-beeps") || "0") + 1;
+      document.body.setAttribute("data-beeps", String(beeps));
+    } catch (e) { /* no sound device: the pop-up is enough */ }
+  }
+  function addAlarms(list) {
+    if (!list.length) {
+      return;
+    }
+    var groups = load(GROUPS) || [];
+    for (var i = 0; i < list.length; i += 1) {
+      var a = list[i];
+      var found = null;
+      for (var j = 0; j < groups.length; j += 1) {
+        if (groups[j].place === a.place && groups[j].kind === a.kind) {
+          found = groups[j];
+        }
+      }
+      if (found) {
+        found.count += 1;
+      } else {
+        groups.push({ place: a.place, kind: a.kind, name: a.kind_name, count: 1 });
+      }
+    }
+    groups.sort(function (x, y) {
+      return x.place < y.place ? -1 : x.place > y.place ? 1 : (x.name < y.name ? -1 : 1);
+    });
+    store(GROUPS, groups);
+    draw();
+    if (prefs.sound) {
+      beep();
+    }
+  }
+  function element(tag, className, text) {
+    var made = document.createElement(tag);
+    if (className) {
+      made.className = className;
+    }
+    if (text !== undefined) {
+      made.textContent = text;
+    }
+    return made;
+  }
+  function dismiss() {
+    store(GROUPS, []);
+    draw();
+  }
+  function draw() {
+    var old = document.getElementById("live-alarms");
+    if (old) {
+      old.parentNode.removeChild(old);
+    }
+    var groups = load(GROUPS) || [];
+    if (!groups.length || !prefs.popup || !words.title) {
+      return;
+    }
+    var box = element("aside", "live-popup");
+    box.id = "live-alarms";
+    box.setAttribute("role", "alert");
+    box.setAttribute("aria-labelledby", "live-alarms-title");
+    var title = element("h2", "", words.title);
+    title.id = "live-alarms-title";
+    box.appendChild(title);
+    var places = element("ul", "places");
+    var current = null;
+    for (var i = 0; i < groups.length; i += 1) {
+      var g = groups[i];
+      if (!current || current.getAttribute("data-place") !== g.place) {
+        var place = element("li", "place");
+        place.setAttribute("data-place", g.place);
+        place.appendChild(element("strong", "", g.place));
+        current = element("ul", "kinds");
+        current.setAttribute("data-place", g.place);
+        place.appendChild(current);
+        places.appendChild(place);
+      }
+      var line = words.group.replace("{count}", String(g.count)).replace("{kind}", g.name);
+      var item = element("li", "", line);
+      item.setAttribute("data-kind", g.kind);
+      current.appendChild(item);
+    }
+    box.appendChild(places);
+    var actions = element("div", "actions");
+    var open = element("a", "button primary", words.open);
+    open.href = "/console/alarms";
+    open.id = "live-open";
+    var settings = element("a", "button", words.settings);
+    settings.href = "/console/alarms/settings";
+    var close = element("button", "", words.close);
+    close.type = "button";
+    close.id = "live-close";
+    close.addEventListener("click", dismiss);
+    open.addEventListener("click", dismiss);
+    actions.appendChild(open);
+    actions.appendChild(settings);
+    actions.appendChild(close);
+    box.appendChild(actions);
+    document.body.appendChild(box);
+  }
+
+  // -- the feed --------------------------------------------------------------------------------
+  function connect() {
+    if (!window.EventSource) {
+      return;
+    }
+    var last = load(LAST);
+    var url = "/console/events";
+    if (typeof last === "string" && /^\d+-\d+$/.test(last)) {
+      url += "?last=" + encodeURIComponent(last);
+    }
+    source = new window.EventSource(url);
+    source.addEventListener("hello", function (event) {
+      var hello = data(event);
+      words = hello.words;
+      prefs = hello;
+      document.body.setAttribute("data-live", "open");
+      draw();
+    });
+    source.addEventListener("alarms", function (event) {
+      addAlarms(data(event));
+    });
+    source.addEventListener("nodes", function (event) {
+      showNodes(data(event));
+    });
+    source.addEventListener("values", function (event) {
+      showValues(data(event));
+    });
+    source.addEventListener("beat", remember);
+    source.addEventListener("error", function () {
+      // Refused (401 after the session ended, a proxy's 502): the browser gives up, so try
+      // again a little later; a network drop is retried by the browser itself.
+      if (source.readyState === window.EventSource.CLOSED) {
+        window.setTimeout(connect, 15000);
+      }
+    });
+    source.addEventListener("end", function (event) {
+      source.close();
+      if (data(event).reason === "session") {
+        window.location.assign("/console/login?expired=1");
+      }
+    });
+  }
+  function start() {
+    var buttons = document.querySelectorAll("[data-print]");
+    for (var i = 0; i < buttons.length; i += 1) {
+      buttons[i].addEventListener("click", function () { window.print(); });
+    }
+    connect();
+  }
+  window.addEventListener("pagehide", function () {
+    if (source) {
+      source.close();
+    }
+  });
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", start);
+  } else {
+    start();
+  }
+}());

@@ -95,6 +95,7 @@ from cloud.payments.providers import Providers
 from cloud.web import (
     console,
     console_alarms,
+    console_batches,
     console_dashboard,
     console_desk,
     console_people,
@@ -158,6 +159,7 @@ ROUTERS = (
     wechat_login,  # its WeChat login, /m/wechat/ (answers "not available" unless configured)
     static,  # the pages' CSS, font and scripts, /static/
     console,  # the operator console, /console/ (cloud.web)
+    console_batches,  # its batch control, /console/batches
     console_dashboard,  # its dashboard
     console_people,  # its users and the operator log
     console_alarms,  # its live feed, alarms screen and pop-up preferences

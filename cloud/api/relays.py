@@ -25,7 +25,6 @@ from cloud.api.common import (
     answers,
 )
 from cloud.operations import relays
-from cloud.people import oplog
 from cloud.people.auth import OPERATIONS, Principal
 
 router = APIRouter(prefix="/relays", tags=["relays"])
@@ -56,10 +55,5 @@ def switch_relays(
     key: CloudKey,
     now: Now,
 ) -> RelayOut:
-    commands = relays.order_relays(session, list(body.meters), body.action, who.user, key, now)
-    session.flush()
-    for command in commands:
-        after = {"command_id": command.id, **command.args}
-        oplog.record(session, who.actor, f"relay.{body.action}", f"node:{command.node}",
-                     None, after, now)  # fmt: skip
+    commands = relays.order_and_log(session, list(body.meters), body.action, who.actor, key, now)
     return RelayOut(commands=commands_out(commands))

@@ -1,6 +1,7 @@
 """Remote relay orders: an operator trips or closes the relays of chosen meters, one signed
 `relay` command per concentrator (`cloud.chains.commands`); the edge reports each meter's
-outcome in the command's result."""
+outcome in the command's result. `order_and_log` is what `POST /relays` and the console's batch
+control both do: the orders, and one operator-log row per command."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session
 from cloud.chains import commands
 from cloud.db.models import Command, MeterState
 from cloud.errors import Invalid, NotFound
+from cloud.people import oplog
 from ledger.chain import NodeKey
 from ledger.signed import CommandKind
 
@@ -55,3 +57,20 @@ def order_relays(  # noqa: PLR0917 (the API calls it as documented)
         )
         for node in sorted(by_node)  # lock order: nodes sorted by id
     ]
+
+
+def order_and_log(  # noqa: PLR0917 (as order_relays, with who instead of a name)
+    session: Session,
+    meters: list[str],
+    action: str,
+    actor: oplog.Actor,
+    key: NodeKey,
+    now: dt.datetime,
+) -> list[Command]:
+    """`order_relays`, then one operator-log row per command (per concentrator) naming it."""
+    issued = order_relays(session, meters, action, actor.user, key, now)
+    session.flush()
+    for command in issued:
+        after = {"command_id": command.id, **command.args}
+        oplog.record(session, actor, f"relay.{action}", f"node:{command.node}", None, after, now)
+    return issued

@@ -8,6 +8,9 @@ on the pages' foundation (`sessions`, `i18n`, `render`, `static`). A merchant is
                                       htmx (`HX-Request`), only the table is answered
     GET  /console/meters/{address}    a meter's values and its recent daily use (ECharts)
 
+The table's batch control (tick meters, a floor or the filter's result; trip, close,
+keep-power) posts to `console_batches`; only `OPERATIONS` roles see it.
+
 The menu lists only the screens a role may open (`MENU`, from the role groups of
 `cloud.people.auth`); a screen's route takes its principal through `allowed(*roles)`, and a
 staff role opening a screen not its own gets the refusal page (403) inside the console's
@@ -25,7 +28,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
 from cloud.api.common import DbSession, Now
-from cloud.people.auth import READ_ALL, STAFF, Principal, Role
+from cloud.people.auth import OPERATIONS, READ_ALL, STAFF, Principal, Role
 from cloud.web import i18n, monitoring, sessions
 from cloud.web.chart import kwh_text
 from cloud.web.forms import read_form
@@ -174,10 +177,12 @@ def monitoring_page(  # noqa: PLR0917 (the table's filters)
     other = "en" if lang[0] == "zh" else "zh"
     money = who.role in STAFF
     context: dict[str, Any] = {"found": found, "filters": filters, "link": link,
-                               "money": money, "lang_link": link(lang=other)}  # fmt: skip
+                               "money": money, "lang_link": link(lang=other),
+                               "batch": who.role in OPERATIONS}  # fmt: skip
     # htmx asking for the table alone (a boosted link from the tree wants the whole page)
     if request.headers.get("hx-request") == "true" and "hx-boosted" not in request.headers:
-        return page(request, "console/_meters.html", lang, **context)
+        return page(request, "console/_meters.html", lang, **context,
+                    csrf=sessions.csrf_token(sessions.token_of(request)))  # fmt: skip
     return page(request, "console/monitoring.html", lang, **frame(request, who), **context,
                 tree=monitoring.tree(session, filters), states=monitoring.STATES)  # fmt: skip
 

@@ -40,23 +40,39 @@ def parse_form(
     """The fields of a url-encoded form; `Invalid` for another media type, bytes that are not
     UTF-8, a field sent twice, too many or too long fields (over `max_field` characters; those
     named in `files` may be as long as `MAX_FILE_FIELD`)."""
+    fields, _ = parse_form_lists(body, content_type, max_field=max_field, files=files)
+    return fields
+
+
+def parse_form_lists(
+    body: bytes, content_type: str, repeated: str = "", most: int = 0, *,
+    max_field: int = MAX_FIELD, files: frozenset[str] = frozenset(),
+) -> tuple[dict[str, str], list[str]]:  # fmt: skip
+    """`parse_form`, and the values of the one field `repeated` that may come up to `most`
+    times (a form's checkboxes), in the order sent."""
     media = content_type.split(";", 1)[0].strip().lower()
     if media != FORM_TYPE:
         raise Invalid(f"a form is sent as {FORM_TYPE}")
     try:
         text = body.decode("utf-8")
         pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=False,
-                          max_num_fields=MAX_FIELDS, errors="strict")  # fmt: skip
+                          max_num_fields=MAX_FIELDS + most, errors="strict")  # fmt: skip
     except (UnicodeDecodeError, ValueError) as exc:
         raise Invalid(f"the form is not one we take: {exc}") from None
     fields: dict[str, str] = {}
+    values: list[str] = []
     for name, value in pairs:
-        if name in fields:
-            raise Invalid(f"the form sends {name!r} twice")
         if len(value) > (MAX_FILE_FIELD if name in files else max_field) or "\x00" in value:
             raise Invalid(f"the form's {name!r} is too long or holds a NUL")
+        if repeated and name == repeated:
+            values.append(value)
+            if len(values) > most:
+                raise Invalid(f"the form sends {name!r} more than {most} times")
+            continue
+        if name in fields:
+            raise Invalid(f"the form sends {name!r} twice")
         fields[name] = value
-    return fields
+    return fields, values
 
 
 async def read_form(request: Request) -> dict[str, str]:

@@ -140,7 +140,9 @@ def _in_arrears(owner: Any, credit_limit: Any) -> ColumnElement[bool]:
     return or_(debt < 0, and_(prepaid <= -credit_limit, subsidy <= 0, grace <= 0))
 
 
-def _base(filters: MeterFilters) -> Select[Any]:
+def matching(filters: MeterFilters) -> Select[Any]:
+    """The meters matching `filters`, unordered: the table's rows, and the meters a batch
+    of the console's sends orders to (`cloud.web.batches`)."""
     meter, live, node = models.MeterState, models.ReportedAccount, models.Concentrator
     account, merchant, shop = reg.Account, reg.Merchant, reg.Shop
     columns: list[Any] = [
@@ -184,7 +186,7 @@ def _base(filters: MeterFilters) -> Select[Any]:
 def arrears_accounts(session: Session) -> int:
     """Accounts with a meter in arrears (the table's `state=arrears` filter, counted once per
     account): the dashboard's arrears figure."""
-    found = _base(MeterFilters(state="arrears")).subquery()
+    found = matching(MeterFilters(state="arrears")).subquery()
     return session.scalar(select(func.count(func.distinct(found.c.account)))) or 0
 
 
@@ -238,7 +240,7 @@ def meter_page(
 ) -> MeterPage:  # fmt: skip
     """The page of meters matching `filters`, ordered by building, floor, shop and meter."""
     size = max(1, min(size, MAX_SIZE))
-    base = _base(filters)
+    base = matching(filters)
     total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
     ordered = base.order_by("building", "floor", "shop", models.MeterState.node,
                             models.MeterState.address).limit(size).offset(offset)  # fmt: skip
@@ -291,7 +293,7 @@ def _complete(session: Session, rows: list[Any], now: dt.datetime) -> list[Meter
 
 def meters_at(session: Session, address: str, now: dt.datetime) -> list[MeterRow]:
     """The meters with this address (one per concentrator that has it; usually one)."""
-    query = _base(MeterFilters()).where(models.MeterState.address == address)
+    query = matching(MeterFilters()).where(models.MeterState.address == address)
     return _complete(session, list(session.execute(query.order_by(models.MeterState.node))), now)
 
 
@@ -313,14 +315,14 @@ def read_since(
     wanted = [meter.node == node if mark is None else
               and_(meter.node == node, meter.last_reading > mark)
               for node, mark in sorted(marks.items())]  # fmt: skip
-    query = _base(MeterFilters()).where(or_(*wanted))
+    query = matching(MeterFilters()).where(or_(*wanted))
     rows = session.execute(query.order_by(meter.last_reading, meter.node, meter.address))
     return _complete(session, list(rows), now)
 
 
 def meters_of(session: Session, account: str, now: dt.datetime) -> list[MeterRow]:
     """The meters of one account (a shop's page), as the table shows them."""
-    query = _base(MeterFilters()).where(models.MeterState.account == account)
+    query = matching(MeterFilters()).where(models.MeterState.account == account)
     ordered = query.order_by(models.MeterState.node, models.MeterState.address)
     return _complete(session, list(session.execute(ordered)), now)
 

@@ -48,7 +48,7 @@ from cloud.web import desk, sessions
 from cloud.web.console import Form, Staff, frame
 from cloud.web.desk import FormError, Refusal
 from cloud.web.i18n import Lang
-from cloud.web.page_errors import PageError
+from cloud.web.page_errors import PageError, Refused
 from cloud.web.render import page
 from ledger.signed import is_reference
 
@@ -77,7 +77,7 @@ Done = Annotated[str, Query(pattern="^(" + "|".join(DONE) + ")?$")]
 def _money(who: Principal) -> None:
     """The desk shows balances: staff only (an installer is refused, as `/accounts` does)."""
     if who.role not in STAFF:
-        raise PageError("desk_not_allowed", 403)
+        raise Refused(who)
 
 
 def _may(who: Principal, form: str) -> None:

@@ -7,7 +7,7 @@
   (`cloud.notices.wechat_oa_standin`) and its payments at the provider sandbox
   (`cloud.payments.sandbox`, keys made for the run), each on another loopback port.
 - `browser`, `phone`: Debian's headless Chromium (`/usr/bin/chromium`) driven by Playwright's
-  Python client (never a browser Playwright downloads), one per session; `phone` is a fresh
+  Python client (never a browser Playwright downloads), one per module; `phone` is a fresh
   context per test with a phone's viewport (390×844), touch, zh-CN and the Asia/Shanghai zone.
   Without Chromium or Playwright the browser tests are SKIPPED with how to install them
   (`apt-get install chromium`; `pip install -e '.[dev]'`), except under REQUIRE_REAL_SERVICES=1
@@ -121,8 +121,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     database.dispose()
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
+@pytest.fixture(scope="module")  # its event loop runs in this thread while open: closed with
+def browser() -> Iterator[Any]:  # the module, so a later module's own `asyncio.run` works
     try:
         from playwright.sync_api import Error, sync_playwright
     except ImportError:

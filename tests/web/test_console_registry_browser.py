@@ -80,8 +80,8 @@ def test_a_push_shows_the_nodes_new_version_pending(desk: Any, shots: Path) -> N
     desk.set_viewport_size(TABLET)
     desk.goto("/console/registry/tariffs/tou")
     desk.wait_for_selector("#day-chart canvas")
-    assert desk.evaluate("document.documentElement.scrollWidth") <= TABLET["width"]
     desk.screenshot(path=shots / "r06-tariff-tablet-en.png", full_page=True)
+    assert desk.evaluate("document.documentElement.scrollWidth") <= TABLET["width"]
     desk.click(".tabs a[href='/console/registry/subsidy-policies']")
     desk.click("tr[data-key] a")
     desk.wait_for_selector("#f-by_type")

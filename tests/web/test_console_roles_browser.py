@@ -105,20 +105,20 @@ def test_login_monitoring_and_a_meter_have_no_critical_violation(desk: Any, shot
 def test_the_dashboard_draws_its_charts(desk: Any, shots: Path) -> None:
     log_in(desk, STAFF_USERS[Role.FINANCE])
     assert desk.url.endswith("/console/dashboard")
-    desk.wait_for_function("document.querySelectorAll('.chart canvas').length >= 2")
+    desk.wait_for_function("() => document.querySelectorAll('.chart canvas').length >= 2")
     assert desk.locator("#month .figure").count() == 3
     assert_no_critical(desk, SERIOUS)
     desk.screenshot(path=shots / "p02-dashboard-zh.png", full_page=True)
     desk.click("#lang-switch")
     desk.wait_for_selector("text=This month, day by day")
-    desk.wait_for_function("document.querySelectorAll('.chart canvas').length >= 2")
+    desk.wait_for_function("() => document.querySelectorAll('.chart canvas').length >= 2")
     assert_no_critical(desk, SERIOUS)
     desk.screenshot(path=shots / "p03-dashboard-en.png", full_page=True)
 
 
 def test_the_dashboard_fits_a_tablet(tablet: Any, shots: Path) -> None:
     log_in(tablet, STAFF_USERS[Role.ADMIN])
-    tablet.wait_for_function("document.querySelectorAll('.chart canvas').length >= 1")
+    tablet.wait_for_function("() => document.querySelectorAll('.chart canvas').length >= 1")
     tablet.screenshot(path=shots / "p04-dashboard-tablet.png", full_page=True)
     assert tablet.evaluate("document.documentElement.scrollWidth") <= 768
 

@@ -14,6 +14,8 @@ request to the last byte over one keep-alive connection.
 |------------------|---------------------------------------------|--------------------------------|
 | monitoring       | /console/monitoring (first page, 50 meters) | /accounts?limit=50             |
 | monitoring/floor | the same, one building's floor              | /accounts?limit=50&node= (its) |
+| report/building  | /console/reports/consumption, by shop, one  | /reports/consumption, the same |
+|                  | building, the month with readings           | filters, limit=50              |
 
 Prints p50/p95 per screen, `p95 / 1 s` (goal <= 1) and the page ÷ API ratio. Never fails on a
 missed goal; it prints it. Without Chromium or Playwright it says so and stops (exit 0).
@@ -24,6 +26,7 @@ missed goal; it prints it. Without Chromium or Playwright it says so and stops (
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import http.client
 import os
 import statistics
@@ -46,14 +49,18 @@ GOAL_S = 1.0
 PAGE = 50
 
 
-def screens(building: str, floor: str, node: str) -> list[tuple[str, str, str]]:
+def screens(building: str, floor: str, node: str, span: str) -> list[tuple[str, str, str]]:
     """(name, console path, API peer path) for each screen measured; the generated data has
-    one concentrator per floor, so the floor's accounts are its concentrator's."""
+    one concentrator per floor, so the floor's accounts are its concentrator's. `span` is the
+    month with readings (`from=…&to=…`)."""
     where = f"building={quote(building)}&floor={quote(floor)}"
+    report = f"{span}&group=shop&building={quote(building)}"
     return [
         ("monitoring", f"/console/monitoring?size={PAGE}", f"/accounts?limit={PAGE}"),
         ("monitoring/floor", f"/console/monitoring?{where}&size={PAGE}",
          f"/accounts?limit={PAGE}&node={quote(node)}"),
+        ("report/building", f"/console/reports/consumption?{report}",
+         f"/reports/consumption?{report}&limit={PAGE}"),
     ]  # fmt: skip
 
 
@@ -141,6 +148,8 @@ def main() -> None:
                 row = conn.execute("SELECT building, floor, node FROM accounts ORDER BY account "
                                    "LIMIT 1").fetchone()  # fmt: skip
             assert row is not None, "no accounts generated"
+            first, after = shape.readings_month
+            span = f"from={first}&to={after - dt.timedelta(days=1)}"
             server, thread, base, engine = api_load_bench.serve(db.url)
             try:
                 token = api_load_bench.login(base, user, password)
@@ -150,7 +159,7 @@ def main() -> None:
                 log_in(page, user, password)
                 print(f"{'screen':<18} {'page p50':>9} {'page p95':>9} {'API p95':>8} "
                       f"{'p95/1 s':>8} {'page/API':>9}")  # fmt: skip
-                for label, path, peer in screens(str(row[0]), str(row[1]), str(row[2])):
+                for label, path, peer in screens(str(row[0]), str(row[1]), str(row[2]), span):
                     first_paint(page, path)  # warm: templates, statements, fonts
                     paints = [first_paint(page, path) for _ in range(rounds)]
                     answers = api_seconds(base, token, peer, rounds)

@@ -17,6 +17,7 @@ import pytest
 
 from tests.cloud.api.conftest import M1, M9, NODE, OTHER, reading
 from tests.cloud.fake_edge import ms
+from tests.web.axe import assert_no_critical
 from tests.web.conftest import Served
 from tests.web.console_world import add_staff_and_readings
 from tests.web.test_console_browser import LAPTOP, TABLET, _desk, log_in
@@ -62,12 +63,14 @@ def test_low_balance_alarms_pop_up_grouped_by_floor_and_are_acknowledged(
     assert int(desk.evaluate("document.body.dataset.beeps || '0'")) >= 1  # sound is on
     print(f"\nalarm pop-up {popped * 1000:.0f} ms after the uploads began")
     desk.screenshot(path=shots / "c20-alarm-popup.png", full_page=False)
+    assert_no_critical(desk)
     desk.click("#live-open")
     desk.wait_for_url("**/console/alarms")
     assert desk.locator("#live-alarms").count() == 0  # dismissed by opening the screen
     section = desk.locator("section.place[data-building='B2'][data-floor='2F']")
     assert section.locator("tr[data-alarm]").count() == 2
     desk.screenshot(path=shots / "c21-alarms-screen.png", full_page=True)
+    assert_no_critical(desk)
     first = section.locator("tr[data-alarm]").first
     first.locator("input[name=note]").fill("已电话通知商户充值")
     first.locator("button[type=submit]").click()
@@ -85,6 +88,7 @@ def test_low_balance_alarms_pop_up_grouped_by_floor_and_are_acknowledged(
     desk.click("#settings-form button[type=submit]")
     desk.wait_for_selector("#settings-saved")
     desk.screenshot(path=shots / "c23-alarm-settings.png", full_page=True)
+    assert_no_critical(desk)
 
 
 def test_a_reading_changes_the_table_in_place_and_the_latency_is_measured(

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from cloud.db.operations import Correction
 from cloud.people.auth import Role
 from cloud.web.catalogue import MESSAGES
+from tests.web.axe import assert_no_critical
 from tests.web.conftest import Served
 from tests.web.console_world import STAFF_USERS, add_staff_and_readings
 from tests.web.test_console_browser import LAPTOP, _desk, log_in
@@ -59,6 +60,7 @@ def test_a_recharge_and_its_receipt_printed_on_a_roll_and_on_a4(finance: Any, sh
     finance.click('a.shop[href="/console/accounts/A0001"]')
     finance.wait_for_url("**/console/accounts/A0001")
     finance.screenshot(path=shots / "d01-shop-page.png", full_page=True)
+    assert_no_critical(finance)
     amount = finance.locator("#recharge-amount")
     amount.fill("12.345")
     finance.click("#recharge-submit")
@@ -79,6 +81,7 @@ def test_a_recharge_and_its_receipt_printed_on_a_roll_and_on_a4(finance: Any, sh
         "¥66.80" in receipt.inner_text() and "银行卡" in receipt.inner_text()
     )  # the receipt's own words
     finance.screenshot(path=shots / "d02-receipt-roll.png", full_page=True)
+    assert_no_critical(finance)
     text, width = _pdf(finance)
     assert "66.80" in text and abs(width - 80) < 1, (width, text)
     finance.click("#paper-a4")
@@ -105,10 +108,12 @@ def test_a_correction_waits_for_a_second_user_who_approves_it(
     assert row.count() == 1 and row.locator("button").count() == 0  # not its own to decide
     ref = row.get_attribute("data-correction")
     operator.screenshot(path=shots / "d06-correction-held.png", full_page=True)
+    assert_no_critical(operator)
 
     log_in(finance, STAFF_USERS[Role.FINANCE])
     finance.goto("/console/desk")
     finance.screenshot(path=shots / "d07-queue-finance.png", full_page=True)
+    assert_no_critical(finance)
     finance.click(f'tr[data-correction="{ref}"] button[data-verb=approve]')
     finance.wait_for_url("**/console/desk?done=approved")
     assert finance.locator("#done").is_visible() and finance.locator("#no-held").is_visible()
@@ -140,3 +145,4 @@ def test_an_ir_handheld_file_is_chosen_imported_and_offered_for_the_swap(
     assert option.count() == 1
     assert operator.input_value("#swap-old") == "000000000002"  # still the meter it came for
     operator.screenshot(path=shots / "d09-meter-swaps.png", full_page=True)
+    assert_no_critical(operator)

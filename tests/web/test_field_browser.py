@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from cloud.db.faults import Fault, FaultStep
 from cloud.db.operations import IrReading
 from cloud.people.auth import Role
+from tests.web.axe import assert_no_critical
 from tests.web.conftest import Served
 from tests.web.console_world import STAFF_USERS, add_staff_and_readings
 from tests.web.world import NOW, PASSWORD
@@ -79,6 +80,7 @@ def test_offline_readings_and_a_ticket_closed_offline_are_applied_once(
     assert phone.locator("#tickets li").count() == 1
     assert phone.locator("#alarms a.button").inner_text() == "工单 #1"
     phone.screenshot(path=shots / "f02-home-online.png", full_page=True)
+    assert_no_critical(phone)
 
     phone.context.set_offline(True)
     phone.reload()  # answered by the service worker from its cache
@@ -107,6 +109,7 @@ def test_offline_readings_and_a_ticket_closed_offline_are_applied_once(
         "() => document.querySelectorAll('#queue li[data-state=queued]').length == 0"
     )
     phone.screenshot(path=shots / "f05-ticket-closed.png", full_page=True)
+    assert_no_critical(phone)
     assert _field_rows(staffed) == ([("000000000001", 1_234_500), ("000000000002", 88_000)],
                                     [("closed", ["open", "closed"])])  # fmt: skip
     phone.goto("/field/?lang=en")

@@ -70,7 +70,8 @@ class BatchForm:
             state and state not in monitoring.STATES
         ) or any(len(t) > monitoring.MAX_Q for t in texts):  # fmt: skip
             raise BatchRefused("batch_bad_filter")
-        return MeterFilters(texts[0], int(site) if site else None, *texts[1:], state)
+        q, building, floor, shop = texts
+        return MeterFilters(q, int(site) if site else None, building, floor, shop, state)
 
 
 async def _form(request: Request) -> BatchForm:
@@ -178,9 +179,9 @@ def send_batch(  # noqa: PLR0917 (FastAPI's dependencies)
                         error=refused)  # fmt: skip
     except CloudError as exc:  # a quarantined concentrator, a meter gone since: nothing sent
         session.rollback()
-        refused = BatchRefused("batch_refused", why=str(exc))
+        problem = BatchRefused("batch_refused", why=str(exc))
         return _confirm(request, lang, who, form, now, action=action, chosen=chosen,
-                        error=refused)  # fmt: skip
+                        error=problem)  # fmt: skip
     return RedirectResponse(f"/console/batches/{batches.batch_id(commands)}", status_code=303)
 
 

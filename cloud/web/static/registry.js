@@ -1,6 +1,7 @@
 /* The registry screens' script (no inline script: the CSP forbids it; ES5):
    - a time-of-use tariff's day (`data-day-chart`: JSON the page wrote: each period's name,
-     price, colour and spans in hours) as an ECharts chart: one coloured block per period;
+     price, colour and spans in hours) as an ECharts chart (drawn by `charts.js`): one
+     coloured block per period;
    - the tariff form shows only the part of the kind chosen (`data-kinds`); without script
      every part shows and the others are ignored on saving. */
 (function () {
@@ -17,17 +18,8 @@
              itemStyle: { color: period.colour },
              areaStyle: { color: period.colour, opacity: 0.35 } };
   }
-  function draw(element) {
-    var day;
-    try {
-      day = JSON.parse(element.getAttribute("data-day-chart"));
-    } catch (e) {
-      return;
-    }
-    var chart = window.echarts.init(element, null, { renderer: "canvas" });
-    chart.setOption({
-      animation: false,
-      textStyle: { fontFamily: window.getComputedStyle(document.body).fontFamily },
+  function options(day) {
+    return {
       grid: { left: 56, right: 16, top: 40, bottom: 36 },
       legend: { top: 0 },
       tooltip: { trigger: "axis" },
@@ -35,9 +27,7 @@
                axisLabel: { formatter: "{value}:00" } },
       yAxis: { type: "value", name: day.unit, min: 0 },
       series: day.periods.map(series)
-    });
-    element.setAttribute("data-drawn", String(day.periods.length));
-    window.addEventListener("resize", function () { chart.resize(); });
+    };
   }
   function showKinds() {
     var select = document.getElementById("f-kind");
@@ -54,26 +44,14 @@
     select.addEventListener("change", apply);
     apply();
   }
-  function start() {
-    showKinds();
-    if (!window.echarts) {
-      return;
-    }
-    var charts = document.querySelectorAll("[data-day-chart]");
-    var drawAll = function () {
-      for (var i = 0; i < charts.length; i += 1) {
-        draw(charts[i]);
-      }
-    };
-    if (document.fonts && document.fonts.ready) {
-      document.fonts.ready.then(drawAll, drawAll);
-    } else {
-      drawAll();
-    }
+  if (window.VoltbookCharts) {
+    window.VoltbookCharts.each("data-day-chart", options, function (element, day) {
+      element.setAttribute("data-drawn", String(day.periods.length));
+    });
   }
   if (document.readyState === "loading") {
-    document.addEventListener("DOMContentLoaded", start);
+    document.addEventListener("DOMContentLoaded", showKinds);
   } else {
-    start();
+    showKinds();
   }
 }());

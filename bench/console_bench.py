@@ -86,7 +86,7 @@ def first_paint(page: Any, path: str) -> float:
     if answer is None or answer.status != 200:
         raise SystemExit(f"{path} answered {answer.status if answer else 'nothing'}")
     page.wait_for_function(
-        "performance.getEntriesByName('first-contentful-paint').length > 0", timeout=30_000
+        "() => performance.getEntriesByName('first-contentful-paint').length > 0", timeout=30_000
     )
     ms = page.evaluate("performance.getEntriesByName('first-contentful-paint')[0].startTime")
     return float(ms) / 1000

@@ -78,6 +78,9 @@ def test_who_may_open_it(client: TestClient) -> None:
     assert "<script>" not in home.text and "style=" not in home.text
     english = client.get("/field/?lang=en")
     assert "Meter reading on site" in english.text and "现场抄表" not in english.text
+    missing = client.get("/field/faults/999999")  # an error page leads back into the app
+    assert missing.status_code == 404 and 'href="/field/"' in missing.text
+    assert 'href="/m/"' not in missing.text
 
 
 def test_pwa_files(client: TestClient) -> None:

@@ -72,7 +72,8 @@ def test_a_wechat_refund_ends_by_its_notice(world: World) -> None:
         ("credited", "refunding", "refund"),
         ("refunding", "refunded", "notice"),
     ]
-    assert world.sandbox.state.accepted(no, "refund")  # answered 204: taken
+    # Answered 204 (taken): the answer reaches the provider just after the commit it follows.
+    wait_for(lambda: bool(world.sandbox.state.accepted(no, "refund")))
 
 
 def test_the_same_number_refunds_once_and_partial_refunds_add_up(world: World) -> None:

@@ -77,6 +77,7 @@ from cloud.api import (
     users,
 )
 from cloud.api.common import ERROR_SCHEMA, answers
+from cloud.api.transport import TransportSecurity
 from cloud.config import APPROVE_ABOVE_FEN
 from cloud.db.engine import session_factory
 from cloud.errors import (
@@ -204,6 +205,7 @@ def create_app(
     providers: Providers | None = None,
     enrolment: Enrolment | None = None,
     update_bundles: Path | None = None,
+    tls_proxy: bool = False,
 ) -> FastAPI:
     """The API over `engine` (already migrated), signing commands with the cloud's `key`.
 
@@ -216,7 +218,8 @@ def create_app(
     payment providers `[payments]` configures (None: online payments are not offered);
     `wechat_oauth`, the Official Account whose web OAuth logs merchants in on the phone page
     (none: password only); `enrolment`, the CA and broker address `POST /provision` hands a
-    claimed box (None: provisioning answers 409).
+    claimed box (None: provisioning answers 409); `tls_proxy`, whether a trusted proxy's
+    `X-Forwarded-Proto: https` is believed (`cloud.api.transport`: HSTS, Secure cookies).
     """
     app = FastAPI(
         title="Voltbook cloud",
@@ -258,6 +261,9 @@ def create_app(
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _internal)
     app.add_middleware(guards.BodyGuard, refuse=_answer)
+    app.add_middleware(
+        TransportSecurity, app.state.trusted_proxies, tls_proxy=tls_proxy
+    )  # outermost: the scheme is settled before anything else sees the request
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -37,6 +37,7 @@ import logging
 import multiprocessing
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -46,12 +47,13 @@ from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event as ProcessEvent
 from types import FrameType, TracebackType
-from typing import Self
+from typing import Any, Self
 
 import uvicorn
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from uvicorn.config import SSL_PROTOCOL_VERSION, create_ssl_context
 
 from cloud import keys
 from cloud.app import create_app, utc_now
@@ -76,6 +78,7 @@ from cloud.services.pki import (
     load_or_create_ca,
 )
 from cloud.web.wechat_login import WechatOAuth, oauth_of
+from ledger import key_files
 from ledger.chain import NodeKey
 
 log = logging.getLogger(__name__)
@@ -157,7 +160,10 @@ def serve_in_thread(
         log.info("database %s (migrated to the latest revision)", config.database_shown)
         key = keys.load_or_create(config.cloud_key)
         log.info("cloud key %s (%s)", key.key_id, config.cloud_key)
-        broker, ingest = _start_broker(config, stack)
+        try:
+            broker, ingest = _start_broker(config, stack)
+        except key_files.KeyFileError as exc:
+            raise StartFailed(f"the broker's CA key: {exc}") from exc
         workers = _start_workers(
             config,
             stack,
@@ -181,7 +187,8 @@ def serve_in_thread(
                          trusted_proxies=config.api.trusted_proxies,
                          oplog_heads=config.oplog_heads, providers=providers,
                          wechat_oauth=wechat_oauth(config), enrolment=enrolment,
-                         update_bundles=config.update_bundles)  # fmt: skip
+                         update_bundles=config.update_bundles,
+                         tls_proxy=config.api.tls_proxy)  # fmt: skip
         url, server, thread, listener = _start_api(config, stack, app)
         processes = _start_api_processes(config, stack, listener, broker_connected, enrolment)
         return RunningCloud(
@@ -431,9 +438,51 @@ def _start_workers(
     return workers
 
 
+def api_tls_options(config: CloudConfig) -> dict[str, Any]:
+    """uvicorn's TLS settings for `[api] tls_cert`/`tls_key` (none without them), checked
+    here: a key that cannot be opened stops the start with the reason, before any port is
+    bound — and never leaves OpenSSL asking for a passphrase on the terminal."""
+    tls = config.api.tls
+    if tls is None:
+        return {}
+    try:
+        secret = key_files.passphrase()
+        encrypted = key_files.is_encrypted(tls.key.read_bytes())
+    except (key_files.KeyFileError, OSError) as exc:
+        raise StartFailed(f"the API's TLS key {tls.key} cannot be used: {exc}") from exc
+    if encrypted and secret is None:
+        raise StartFailed(f"the API's TLS key {tls.key} is encrypted and no key passphrase is "
+                          f"configured: set {key_files.WHERE}")  # fmt: skip
+    if not encrypted:
+        log.warning("the API's TLS key %s is stored unencrypted: configure a key passphrase "
+                    "and run `%s`", tls.key, keys.ENCRYPT_HINT)  # fmt: skip
+    try:
+        password = None if secret is None or not encrypted else secret.decode("utf-8")
+    except UnicodeDecodeError:
+        raise StartFailed(
+            "the key passphrase must be UTF-8 text to open the API's TLS key"
+        ) from None
+    options: dict[str, Any] = {
+        "ssl_certfile": str(tls.cert),
+        "ssl_keyfile": str(tls.key),
+        "ssl_keyfile_password": password,
+    }
+    try:
+        create_ssl_context(
+            tls.cert, tls.key, password, SSL_PROTOCOL_VERSION, ssl.CERT_NONE, None, None
+        )
+    except (ssl.SSLError, OSError) as exc:
+        problem = "the key passphrase is wrong" if encrypted else exc
+        raise StartFailed(
+            f"the API's TLS certificate {tls.cert} and key {tls.key} cannot be used: {problem}"
+        ) from exc
+    return options
+
+
 def _start_api(
     config: CloudConfig, stack: contextlib.ExitStack, app: FastAPI
 ) -> tuple[str, uvicorn.Server, threading.Thread, socket.socket]:
+    tls_options = api_tls_options(config)
     listener = listen(config.api.host, config.api.port)
     stack.callback(listener.close)
     port = listener.getsockname()[1]
@@ -447,6 +496,7 @@ def _start_api(
             lifespan="off",
             timeout_graceful_shutdown=5,
             proxy_headers=False,  # `[api] trusted_proxies` decide (`cloud.api.guards`)
+            **tls_options,
         )
     )
     thread = threading.Thread(
@@ -554,7 +604,8 @@ def _api_process(  # noqa: PLR0917 (multiprocessing passes arguments by position
                          providers=None if config.payments is None
                          else Providers.load(config.payments, utc_now),
                          wechat_oauth=wechat_oauth(config), enrolment=enrolment,
-                         update_bundles=config.update_bundles)  # fmt: skip
+                         update_bundles=config.update_bundles,
+                         tls_proxy=config.api.tls_proxy)  # fmt: skip
         server = _AnnouncingServer(
             uvicorn.Config(
                 app,
@@ -562,6 +613,7 @@ def _api_process(  # noqa: PLR0917 (multiprocessing passes arguments by position
                 lifespan="off",
                 timeout_graceful_shutdown=5,
                 proxy_headers=False,
+                **api_tls_options(config),
             ),
             started,
         )

@@ -146,8 +146,11 @@ def serve_in_thread(
     Use the result as a context manager, or call `.stop()`."""
     if config.api.workers > 1 and now is not utc_now:
         raise StartFailed("API processes keep the system clock: `now` needs [api] workers = 1")
+    tls_options = api_tls_options(config)  # a key that cannot be opened: before anything starts
     with contextlib.ExitStack() as stack:
         config.data_dir.mkdir(parents=True, exist_ok=True)
+        key = keys.load_or_create(config.cloud_key)  # a key that cannot be opened: nothing runs
+        log.info("cloud key %s (%s)", key.key_id, config.cloud_key)
         engine = make_engine(config.database_url)
         stack.callback(engine.dispose)
         try:
@@ -158,8 +161,6 @@ def serve_in_thread(
                 f"{getattr(exc, 'orig', None) or exc}"
             ) from exc
         log.info("database %s (migrated to the latest revision)", config.database_shown)
-        key = keys.load_or_create(config.cloud_key)
-        log.info("cloud key %s (%s)", key.key_id, config.cloud_key)
         try:
             broker, ingest = _start_broker(config, stack)
         except key_files.KeyFileError as exc:
@@ -189,7 +190,7 @@ def serve_in_thread(
                          wechat_oauth=wechat_oauth(config), enrolment=enrolment,
                          update_bundles=config.update_bundles,
                          tls_proxy=config.api.tls_proxy)  # fmt: skip
-        url, server, thread, listener = _start_api(config, stack, app)
+        url, server, thread, listener = _start_api(config, stack, app, tls_options)
         processes = _start_api_processes(config, stack, listener, broker_connected, enrolment)
         return RunningCloud(
             config=config,
@@ -480,9 +481,8 @@ def api_tls_options(config: CloudConfig) -> dict[str, Any]:
 
 
 def _start_api(
-    config: CloudConfig, stack: contextlib.ExitStack, app: FastAPI
+    config: CloudConfig, stack: contextlib.ExitStack, app: FastAPI, tls_options: dict[str, Any]
 ) -> tuple[str, uvicorn.Server, threading.Thread, socket.socket]:
-    tls_options = api_tls_options(config)
     listener = listen(config.api.host, config.api.port)
     stack.callback(listener.close)
     port = listener.getsockname()[1]

@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import Depends, FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -206,6 +207,7 @@ def create_app(
     enrolment: Enrolment | None = None,
     update_bundles: Path | None = None,
     tls_proxy: bool = False,
+    retired_keys: Iterable[Ed25519PublicKey] = (),
 ) -> FastAPI:
     """The API over `engine` (already migrated), signing commands with the cloud's `key`.
 
@@ -219,7 +221,9 @@ def create_app(
     `wechat_oauth`, the Official Account whose web OAuth logs merchants in on the phone page
     (none: password only); `enrolment`, the CA and broker address `POST /provision` hands a
     claimed box (None: provisioning answers 409); `tls_proxy`, whether a trusted proxy's
-    `X-Forwarded-Proto: https` is believed (`cloud.api.transport`: HSTS, Secure cookies).
+    `X-Forwarded-Proto: https` is believed (`cloud.api.transport`: HSTS, Secure cookies);
+    `retired_keys`, the cloud's public keys before a rotation (`cloud.keys.switch`), which
+    still verify the operator log's heads they signed.
     """
     app = FastAPI(
         title="Voltbook cloud",
@@ -241,6 +245,7 @@ def create_app(
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
     app.state.key = key
+    app.state.retired_keys = tuple(retired_keys)
     app.state.now = now
     app.state.broker_connected = broker_connected
     app.state.approve_above_fen = approve_above_fen

@@ -550,7 +550,11 @@ def run_oplog_verify(args: argparse.Namespace) -> int:
             return _refuse(
                 f"no cloud key at {config.cloud_key}: the signed heads cannot be checked"
             )
-        ring = trusted(keys.load(config.cloud_key).public_key) if heads else {}
+        ring = (
+            trusted(keys.load(config.cloud_key).public_key, *keys.retired_keys(config.cloud_key))
+            if heads
+            else {}
+        )
         with _database(args) as session:
             verdict = oplog.verify(session, heads, ring)
     except (CloudError, OSError) as exc:

@@ -189,7 +189,8 @@ def serve_in_thread(
                          oplog_heads=config.oplog_heads, providers=providers,
                          wechat_oauth=wechat_oauth(config), enrolment=enrolment,
                          update_bundles=config.update_bundles,
-                         tls_proxy=config.api.tls_proxy)  # fmt: skip
+                         tls_proxy=config.api.tls_proxy,
+                         retired_keys=keys.retired_keys(config.cloud_key))  # fmt: skip
         url, server, thread, listener = _start_api(config, stack, app, tls_options)
         processes = _start_api_processes(config, stack, listener, broker_connected, enrolment)
         return RunningCloud(
@@ -605,7 +606,8 @@ def _api_process(  # noqa: PLR0917 (multiprocessing passes arguments by position
                          else Providers.load(config.payments, utc_now),
                          wechat_oauth=wechat_oauth(config), enrolment=enrolment,
                          update_bundles=config.update_bundles,
-                         tls_proxy=config.api.tls_proxy)  # fmt: skip
+                         tls_proxy=config.api.tls_proxy,
+                         retired_keys=keys.retired_keys(config.cloud_key))  # fmt: skip
         server = _AnnouncingServer(
             uvicorn.Config(
                 app,

@@ -67,11 +67,11 @@ from cloud.payments.daily import RefundRounds
 from cloud.payments.providers import Providers
 from cloud.payments.sweeper import SWEEP_EVERY_S, Sweeper
 from cloud.people import oplog_heads
+from cloud.services import ca_rotation
 from cloud.services.broker import CLOUD_ACL, Broker, MosquittoBroker, start_broker
 from cloud.services.errors import ServiceNotFound
 from cloud.services.net import LOOPBACK
 from cloud.services.pki import (
-    CaFiles,
     TlsFiles,
     issue_client_cert,
     issue_server_cert,
@@ -217,7 +217,7 @@ def enrolment_of(config: CloudConfig, broker: Broker | None) -> Enrolment:
     listener as boxes reach it: `[provision]` if set, else the first of `[broker] names` beyond
     localhost, else the listener's own address and port."""
     settings = config.broker
-    ca = CaFiles(cert=config.pki_dir / "ca.crt", key=config.pki_dir / "ca.key")
+    ca = ca_rotation.issuing_ca(config.pki_dir)  # the new CA during a rotation
     tls = isinstance(broker, MosquittoBroker) and ca.cert.is_file() and ca.key.is_file()
     if broker is None:
         host, port = settings.host, settings.port or 0
@@ -228,6 +228,7 @@ def enrolment_of(config: CloudConfig, broker: Broker | None) -> Enrolment:
             host = named[0]
     return Enrolment(
         ca=ca if tls else None,
+        trust=ca_rotation.trust_bundle(config.pki_dir) if tls else None,
         broker_host=config.provision.broker_host or host,
         broker_port=config.provision.broker_port or port,
     )
@@ -374,11 +375,13 @@ def _start_broker(
         ca, tls_dir, "broker", dns_names=settings.dns_names, ip_addresses=settings.ip_addresses
     )
     cloud_tls = issue_client_cert(ca, tls_dir, keys.CLOUD_NODE)
+    # Client certificates of either CA during a rotation (`cloud.services.ca_rotation`).
+    trust = dataclasses.replace(server, ca=ca_rotation.trust_bundle(config.pki_dir))
     try:
         broker = start_broker(
             config.broker_dir,
             port=settings.port,
-            tls=server,
+            tls=trust,
             acl_users=CLOUD_ACL,
             listen=settings.listen,
             plain_port=settings.plain_port,

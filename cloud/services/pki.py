@@ -63,9 +63,13 @@ class TlsFiles:
 
 
 def create_ca(
-    directory: Path, name: str = "Voltbook CA", *, valid_days: int = CA_VALID_DAYS
+    directory: Path,
+    name: str = "Voltbook CA",
+    *,
+    valid_days: int = CA_VALID_DAYS,
+    stem: str = "ca",
 ) -> CaFiles:
-    """Create a self-signed CA (`ca.crt`, `ca.key`) in `directory`."""
+    """Create a self-signed CA (`<stem>.crt`, `<stem>.key`) in `directory`."""
     directory.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
@@ -84,7 +88,7 @@ def create_ca(
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .sign(key, hashes.SHA256())
     )
-    files = CaFiles(cert=directory / "ca.crt", key=directory / "ca.key")
+    files = CaFiles(cert=directory / f"{stem}.crt", key=directory / f"{stem}.key")
     _write_cert(files.cert, cert)
     key_files.write_private_key(files.key, key_files.private_pem(key, key_files.passphrase()))
     return files

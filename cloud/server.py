@@ -149,8 +149,6 @@ def serve_in_thread(
     tls_options = api_tls_options(config)  # a key that cannot be opened: before anything starts
     with contextlib.ExitStack() as stack:
         config.data_dir.mkdir(parents=True, exist_ok=True)
-        key = keys.load_or_create(config.cloud_key)  # a key that cannot be opened: nothing runs
-        log.info("cloud key %s (%s)", key.key_id, config.cloud_key)
         engine = make_engine(config.database_url)
         stack.callback(engine.dispose)
         try:
@@ -161,6 +159,8 @@ def serve_in_thread(
                 f"{getattr(exc, 'orig', None) or exc}"
             ) from exc
         log.info("database %s (migrated to the latest revision)", config.database_shown)
+        key = keys.load_or_create(config.cloud_key)  # one that cannot be opened: nothing runs
+        log.info("cloud key %s (%s)", key.key_id, config.cloud_key)
         try:
             broker, ingest = _start_broker(config, stack)
         except key_files.KeyFileError as exc:

@@ -208,7 +208,8 @@ def _tls(f: Fields, base: Path) -> TlsFiles | None:
             raise f.problem(name, "an existing file (relative to site.toml)", given[name])
     key = base / given["key"]
     try:  # an encrypted key that will not open is refused here, before anything starts
-        key_files.load_private_key(key, key_files.passphrase(), encrypt_hint=ENCRYPT_HINT)
+        if key_files.is_encrypted(key.read_bytes()):
+            key_files.load_private_key(key, key_files.passphrase(), encrypt_hint=ENCRYPT_HINT)
     except (key_files.KeyFileError, OSError) as exc:
         raise f.problem("key", f"a TLS key this box can open ({exc})", given["key"]) from None
     return TlsFiles(base / given["ca"], base / given["cert"], key)

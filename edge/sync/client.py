@@ -31,6 +31,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.site.model import CloudSettings, TlsFiles
+from edge.site.site_file import ENCRYPT_HINT
 from ledger import key_files
 from ledger.wire import topic
 
@@ -82,6 +83,9 @@ def tls_context(files: TlsFiles) -> ssl.SSLContext:
         raise key_files.KeyFileError(
             f"{files.key} is encrypted and no key passphrase is configured: set {key_files.WHERE}"
         )
+    if not encrypted:
+        log.warning("%s is stored unencrypted: configure a key passphrase and run `%s`",
+                    files.key, ENCRYPT_HINT)  # fmt: skip
     context.load_cert_chain(str(files.cert), str(files.key), secret if encrypted else None)
     return context
 

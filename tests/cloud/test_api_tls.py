@@ -67,7 +67,7 @@ def test_the_api_serves_https_with_hsts_and_secure_cookies(
 ) -> None:
     assert tls_cloud.url.startswith("https://127.0.0.1:")
     trust = ssl.create_default_context(cafile=str(certificate[0]))
-    with httpx.Client(base_url=tls_cloud.url, verify=trust, timeout=5) as client:
+    with httpx.Client(base_url=tls_cloud.url, verify=trust, timeout=15) as client:
         health = client.get("/health")
         assert health.status_code == 200
         assert health.headers["strict-transport-security"] == HSTS
@@ -87,7 +87,7 @@ def test_the_api_serves_https_with_hsts_and_secure_cookies(
 def test_plain_http_to_the_tls_port_gets_no_answer(tls_cloud: RunningCloud) -> None:
     plain = tls_cloud.url.replace("https://", "http://")
     with pytest.raises(httpx.HTTPError):
-        httpx.get(plain + "/health", timeout=5)
+        httpx.get(plain + "/health", timeout=15)
 
 
 def test_a_certificate_from_another_ca_is_not_trusted(tls_cloud: RunningCloud,
@@ -95,22 +95,22 @@ def test_a_certificate_from_another_ca_is_not_trusted(tls_cloud: RunningCloud,
     other = create_ca(tmp_path / "other-ca", "Other CA")
     with pytest.raises(httpx.ConnectError):
         httpx.get(tls_cloud.url + "/health", verify=ssl.create_default_context(
-            cafile=str(other.cert)), timeout=5)  # fmt: skip
+            cafile=str(other.cert)), timeout=15)  # fmt: skip
 
 
 def test_behind_a_trusted_tls_proxy_its_forwarded_proto_counts(tmp_path: Path) -> None:
     api = ApiSettings("127.0.0.1", 0, trusted_proxies=("127.0.0.1",), tls_proxy=True)
     with serve_in_thread(config_with(tmp_path, api)) as cloud:
         proxied = httpx.get(cloud.url + "/console/login", headers={"X-Forwarded-Proto": "https"},
-                            timeout=5)  # fmt: skip
+                            timeout=15)  # fmt: skip
         assert proxied.headers["strict-transport-security"] == HSTS
         assert "secure" in proxied.headers["set-cookie"].lower()
-        direct = httpx.get(cloud.url + "/console/login", timeout=5)  # plain HTTP, no header
+        direct = httpx.get(cloud.url + "/console/login", timeout=15)  # plain HTTP, no header
         assert "strict-transport-security" not in direct.headers
         assert "secure" not in direct.headers["set-cookie"].lower()
         # the proxy's own hop is the right-most one: a client's "https" in front is not it
         spoofed = httpx.get(cloud.url + "/health",
-                            headers={"X-Forwarded-Proto": "https, http"}, timeout=5)  # fmt: skip
+                            headers={"X-Forwarded-Proto": "https, http"}, timeout=15)  # fmt: skip
         assert "strict-transport-security" not in spoofed.headers
 
 
@@ -118,7 +118,7 @@ def test_forwarded_proto_from_an_untrusted_peer_is_ignored(tmp_path: Path) -> No
     api = ApiSettings("127.0.0.1", 0, trusted_proxies=("10.0.0.0/8",), tls_proxy=True)
     with serve_in_thread(config_with(tmp_path, api)) as cloud:
         claimed = httpx.get(cloud.url + "/console/login", headers={"X-Forwarded-Proto": "https"},
-                            timeout=5)  # fmt: skip
+                            timeout=15)  # fmt: skip
         assert claimed.status_code == 200
         assert "strict-transport-security" not in claimed.headers
         assert "secure" not in claimed.headers["set-cookie"].lower()
@@ -132,7 +132,7 @@ def test_an_encrypted_tls_key_opens_with_the_passphrase(
     config = config_with(tmp_path, ApiSettings("127.0.0.1", 0, tls=certificate[1]))
     with serve_in_thread(config) as cloud:
         trust = ssl.create_default_context(cafile=str(certificate[0]))
-        answer = httpx.get(cloud.url + "/health", verify=trust, timeout=5)
+        answer = httpx.get(cloud.url + "/health", verify=trust, timeout=15)
         assert answer.headers["strict-transport-security"] == HSTS
 
 

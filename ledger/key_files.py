@@ -48,6 +48,9 @@ WHERE = (
 ENCRYPTED_MARKERS = (b"-----BEGIN ENCRYPTED PRIVATE KEY-----", b"Proc-Type: 4,ENCRYPTED")
 
 
+_warned: set[Path] = set()
+
+
 class KeyFileError(LedgerError):
     """A private key file cannot be read or written as configured; the message says what to
     set or fix."""
@@ -101,7 +104,8 @@ def load_private_key(path: Path, secret: bytes | None, *, encrypt_hint: str) -> 
                 f"{path} cannot be decrypted: the key passphrase is wrong (set by {WHERE})"
             ) from None
         raise KeyFileError(f"{path} does not hold a PEM private key ({exc})") from None
-    if not encrypted:
+    if not encrypted and encrypt_hint and Path(path) not in _warned:
+        _warned.add(Path(path))  # once per file and process: the CA key is read at every issue
         log.warning("%s is stored unencrypted: configure a key passphrase and run `%s`",
                     path, encrypt_hint)  # fmt: skip
     return key

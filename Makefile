@@ -34,6 +34,17 @@ $(STAMP): pyproject.toml requirements-edge.txt requirements-cloud.txt
 		echo "mtools could not be installed: the image tests will be skipped"; \
 	else echo "mtools is missing and this is not root: run 'apt-get install mtools'" \
 		"as root, or tests/voltbook_fw/test_image.py is skipped"; fi
+	@# The shipped reverse-proxy config (docs/deploy/nginx-voltbook.conf) is checked with `nginx -t`.
+	@if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's nginx-light for the reverse-proxy config test"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		  nginx-light >/dev/null 2>&1 || \
+		{ apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive \
+		  apt-get install -y -qq --no-install-recommends nginx-light >/dev/null; } || \
+		echo "nginx-light could not be installed: the proxy config test will be skipped"; \
+	else echo "nginx is missing and this is not root: run 'apt-get install nginx-light'" \
+		"as root, or tests/cloud/test_proxy_config.py is skipped"; fi
 	@touch $@
 
 demo: $(STAMP)

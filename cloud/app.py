@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import Depends, FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -77,6 +78,7 @@ from cloud.api import (
     users,
 )
 from cloud.api.common import ERROR_SCHEMA, answers
+from cloud.api.transport import TransportSecurity
 from cloud.config import APPROVE_ABOVE_FEN
 from cloud.db.engine import session_factory
 from cloud.errors import (
@@ -204,6 +206,8 @@ def create_app(
     providers: Providers | None = None,
     enrolment: Enrolment | None = None,
     update_bundles: Path | None = None,
+    tls_proxy: bool = False,
+    retired_keys: Iterable[Ed25519PublicKey] = (),
 ) -> FastAPI:
     """The API over `engine` (already migrated), signing commands with the cloud's `key`.
 
@@ -216,7 +220,10 @@ def create_app(
     payment providers `[payments]` configures (None: online payments are not offered);
     `wechat_oauth`, the Official Account whose web OAuth logs merchants in on the phone page
     (none: password only); `enrolment`, the CA and broker address `POST /provision` hands a
-    claimed box (None: provisioning answers 409).
+    claimed box (None: provisioning answers 409); `tls_proxy`, whether a trusted proxy's
+    `X-Forwarded-Proto: https` is believed (`cloud.api.transport`: HSTS, Secure cookies);
+    `retired_keys`, the cloud's public keys before a rotation (`cloud.keys.switch`), which
+    still verify the operator log's heads they signed.
     """
     app = FastAPI(
         title="Voltbook cloud",
@@ -238,6 +245,7 @@ def create_app(
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
     app.state.key = key
+    app.state.retired_keys = tuple(retired_keys)
     app.state.now = now
     app.state.broker_connected = broker_connected
     app.state.approve_above_fen = approve_above_fen
@@ -258,6 +266,9 @@ def create_app(
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _internal)
     app.add_middleware(guards.BodyGuard, refuse=_answer)
+    app.add_middleware(
+        TransportSecurity, app.state.trusted_proxies, tls_proxy=tls_proxy
+    )  # outermost: the scheme is settled before anything else sees the request
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

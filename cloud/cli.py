@@ -119,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     _oplog_commands(commands)
     _books_commands(commands)
     _payments_commands(commands)
+    _keys_commands(commands)
     return parser
 
 
@@ -550,7 +551,11 @@ def run_oplog_verify(args: argparse.Namespace) -> int:
             return _refuse(
                 f"no cloud key at {config.cloud_key}: the signed heads cannot be checked"
             )
-        ring = trusted(keys.load(config.cloud_key).public_key) if heads else {}
+        ring = (
+            trusted(keys.load(config.cloud_key).public_key, *keys.retired_keys(config.cloud_key))
+            if heads
+            else {}
+        )
         with _database(args) as session:
             verdict = oplog.verify(session, heads, ring)
     except (CloudError, OSError) as exc:
@@ -644,18 +649,132 @@ def run_device_cert(args: argparse.Namespace) -> int:
 
     from cloud.config import load_config
     from cloud.errors import CloudError
+    from cloud.services import ca_rotation
     from cloud.services.pki import issue_client_cert, load_or_create_ca
+    from ledger.key_files import KeyFileError
 
     try:
         config = load_config(args.config, args.data_dir)
-        ca = load_or_create_ca(config.pki_dir)
+        load_or_create_ca(config.pki_dir)
+        ca = ca_rotation.issuing_ca(config.pki_dir)  # the new CA during a rotation
         files = issue_client_cert(ca, args.out, args.node)
-        shutil.copyfile(ca.cert, args.out / "ca.crt")
-    except (CloudError, ValueError, OSError) as exc:
+        shutil.copyfile(ca_rotation.trust_bundle(config.pki_dir), args.out / "ca.crt")
+    except (CloudError, ValueError, OSError, KeyFileError) as exc:
         return _refuse(str(exc))
     print(f"wrote {files.cert}, {files.key} and {args.out / 'ca.crt'} (CA {ca.cert})")
     print("the concentrator's site.toml [cloud] section, with these files next to it:")
     print(f'  ca = "ca.crt"\n  cert = "{files.cert.name}"\n  key = "{files.key.name}"')
+    return 0
+
+
+def _keys_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    keys = commands.add_parser(
+        "keys",
+        help="encrypt the private keys at rest; rotate the command key and the CA",
+        description=(
+            "The cloud's private keys at rest and their rotation (README, 'TLS and key "
+            "rotation'). The key passphrase comes from the systemd credential "
+            "voltbook-key-passphrase, $VOLTBOOK_KEY_PASSPHRASE_FILE or $VOLTBOOK_KEY_PASSPHRASE."
+        ),
+    )
+    actions = keys.add_subparsers(title="actions", metavar="ACTION", required=True)
+    encrypt = actions.add_parser(
+        "encrypt",
+        help="rewrite the cloud key, the CA key and the API's TLS key encrypted, in place",
+    )
+    _config_arguments(encrypt)
+    encrypt.set_defaults(func=run_keys_encrypt)
+    command_key = actions.add_parser(
+        "rotate-command-key",
+        help="stage the next command key (both then trusted by the boxes), or --switch to it",
+    )
+    command_key.add_argument("--switch", action="store_true",
+                             help="sign with the staged key from the next start")  # fmt: skip
+    _config_arguments(command_key)
+    command_key.set_defaults(func=run_rotate_command_key)
+    ca = actions.add_parser(
+        "rotate-ca", help="stage a new broker CA (both then trusted), or --finish the rotation"
+    )
+    ca.add_argument("--finish", action="store_true", help="make the new CA the only one")
+    _config_arguments(ca)
+    ca.set_defaults(func=run_rotate_ca)
+
+
+def run_keys_encrypt(args: argparse.Namespace) -> int:
+    from cloud.config import load_config
+    from cloud.errors import CloudError
+    from cloud.keys import next_path
+    from ledger import key_files
+
+    try:
+        config = load_config(args.config, args.data_dir)
+        secret = key_files.passphrase()
+        if secret is None:
+            return _refuse(f"no key passphrase is configured: set {key_files.WHERE}")
+        paths = [config.cloud_key, config.pki_dir / "ca.key", config.pki_dir / "ca-next.key"]
+        if config.api.tls is not None:
+            paths.append(config.api.tls.key)
+        paths.append(next_path(config.cloud_key))
+        present = [path for path in paths if path.is_file()]
+        for path in present:  # every one opens before any is rewritten
+            key_files.load_private_key(path, secret, encrypt_hint="")
+        done = [(path, key_files.encrypt_in_place(path, secret)) for path in present]
+    except (CloudError, OSError, key_files.KeyFileError) as exc:
+        return _refuse(str(exc))
+    for path, changed in done:
+        print(f"{path}: {'encrypted' if changed else 'already encrypted'}")
+    print("the server needs the same passphrase to start (README, 'TLS and key rotation')")
+    return 0
+
+
+def run_rotate_command_key(args: argparse.Namespace) -> int:
+    from cloud import keys
+    from cloud.config import load_config
+    from cloud.errors import CloudError
+
+    try:
+        config = load_config(args.config, args.data_dir)
+        if args.switch:
+            old, new = keys.switch(config.cloud_key)
+        else:
+            staged = keys.stage_next(config.cloud_key)
+    except (CloudError, OSError) as exc:
+        return _refuse(str(exc))
+    if args.switch:
+        print(f"the cloud signs with key {new.key_id} from its next start; {old.key_id} is "
+              f"retired ({keys.retired_path(config.cloud_key)})")  # fmt: skip
+        print("restart the cloud; once it runs, remove the old key (key id "
+              f"{old.key_id}) from every box's [cloud] cloud_public_key")  # fmt: skip
+        return 0
+    print(f"next command key {staged.key_id}: {_public_hex(staged)}")
+    print(f"staged in {keys.next_path(config.cloud_key)}; the cloud still signs with the current "
+          "key. Add the next key to every box's site.toml, beside the current one:")  # fmt: skip
+    current = keys.load(config.cloud_key)
+    print(f'  cloud_public_key = ["{_public_hex(current)}", "{_public_hex(staged)}"]')
+    print("then: voltbook-cloud keys rotate-command-key --switch (and restart the cloud)")
+    return 0
+
+
+def run_rotate_ca(args: argparse.Namespace) -> int:
+    from cloud.config import load_config
+    from cloud.errors import CloudError
+    from cloud.services import ca_rotation
+    from ledger.key_files import KeyFileError
+
+    try:
+        config = load_config(args.config, args.data_dir)
+        if args.finish:
+            files = ca_rotation.finish(config.pki_dir)
+            print(f"{files.cert} is the only CA now; restart the cloud: the broker then refuses "
+                  "certificates of the old CA")  # fmt: skip
+            return 0
+        files = ca_rotation.stage(config.pki_dir)
+    except (CloudError, OSError, ValueError, KeyFileError) as exc:
+        return _refuse(str(exc))
+    print(f"new CA {files.cert} staged; restart the cloud: the broker then trusts both CAs and "
+          "boxes get certificates of the new one (POST /provision, device-cert)")  # fmt: skip
+    print("when every box has a certificate of the new CA and both CAs as its [cloud] ca: "
+          "voltbook-cloud keys rotate-ca --finish")  # fmt: skip
     return 0
 
 

@@ -22,6 +22,10 @@
     port = 8080                  # default 8080
     workers = 1                  # API processes sharing the port (default 1; ingest stays in one)
     trusted_proxies = ["127.0.0.1"]  # whose X-Forwarded-For names the client (default: none)
+    tls_cert = "tls/api.crt"     # serve HTTPS with this certificate (chain) and key (PEM; the
+    tls_key = "tls/api.key"      # key may be encrypted with the key passphrase); both or none
+    tls_proxy = false            # true: a TLS reverse proxy among trusted_proxies terminates
+                                 # HTTPS (its X-Forwarded-Proto: https is believed)
 
     [keys]
     cloud = "cloud-key.pem"      # the cloud's Ed25519 signing key, created if missing
@@ -189,11 +193,21 @@ class ApiSettings:
     workers: int = 1  # processes serving the API on that port (`cloud.server`)
     # Addresses or networks whose X-Forwarded-For names the client (`cloud.api.guards`).
     trusted_proxies: tuple[str, ...] = ()
+    tls: ApiTls | None = None  # HTTPS served by the cloud itself (None: plain HTTP)
+    tls_proxy: bool = False  # a trusted proxy terminates TLS (`cloud.api.transport`)
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiTls:
+    """`[api] tls_cert` and `tls_key`: the API's certificate (with its chain) and key (PEM)."""
+
+    cert: Path
+    key: Path
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,8 +420,14 @@ def parse_config(path: Path | None, data: dict[str, Any], data_dir: Path) -> Clo
         port=api.integer("port", DEFAULT_API_PORT, 0, 65535) or 0,
         workers=api.integer("workers", 1, 1, MAX_WORKERS) or 1,
         trusted_proxies=_proxies(api),
+        tls=_api_tls(api, base),
+        tls_proxy=api.boolean("tls_proxy", False),
     )
     api.done()
+    if api_settings.tls_proxy and not api_settings.trusted_proxies:
+        raise ConfigError(
+            path, "[api] tls_proxy = true needs [api] trusted_proxies: the proxy's address"
+        )
     keys = _Table(path, "keys", top.get("keys"))
     cloud_key = keys.text("cloud", "")
     keys.done()
@@ -616,6 +636,15 @@ def _sms(table: _Table | None, base: Path) -> SmsSettings | None:
     return SmsSettings(url=url, file=base / file if file else None)
 
 
+def _api_tls(table: _Table, base: Path) -> ApiTls | None:
+    given = {key: table.get(key) for key in ("tls_cert", "tls_key")}
+    if all(value is None for value in given.values()):
+        return None
+    if any(value is None for value in given.values()):
+        raise ConfigError(table.path, "[api] tls_cert and tls_key go together: both or none")
+    return ApiTls(cert=_existing(table, "tls_cert", base), key=_existing(table, "tls_key", base))
+
+
 def _proxies(table: _Table) -> tuple[str, ...]:
     value = table.get("trusted_proxies")
     if value is None:
@@ -761,6 +790,14 @@ host = "127.0.0.1"
 port = 8080
 # Processes answering the API on that port; more use more CPU cores (about one per core).
 workers = 1
+# HTTPS: the certificate (with its chain) and key, PEM. The key may be encrypted with the key
+# passphrase (systemd credential voltbook-key-passphrase, $VOLTBOOK_KEY_PASSPHRASE_FILE or
+# $VOLTBOOK_KEY_PASSPHRASE). Every answer over TLS carries Strict-Transport-Security.
+# tls_cert = "tls/api.crt"
+# tls_key = "tls/api.key"
+# Or behind a TLS reverse proxy (README "TLS and key rotation", docs/deploy/nginx-voltbook.conf):
+# trusted_proxies = ["127.0.0.1"]
+# tls_proxy = true             # its X-Forwarded-Proto: https is believed (HSTS, Secure cookies)
 
 [keys]
 # The cloud's Ed25519 signing key (commands, acknowledgements); created if missing.

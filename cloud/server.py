@@ -37,6 +37,7 @@ import logging
 import multiprocessing
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -46,12 +47,13 @@ from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event as ProcessEvent
 from types import FrameType, TracebackType
-from typing import Self
+from typing import Any, Self
 
 import uvicorn
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from uvicorn.config import SSL_PROTOCOL_VERSION, create_ssl_context
 
 from cloud import keys
 from cloud.app import create_app, utc_now
@@ -65,17 +67,18 @@ from cloud.payments.daily import RefundRounds
 from cloud.payments.providers import Providers
 from cloud.payments.sweeper import SWEEP_EVERY_S, Sweeper
 from cloud.people import oplog_heads
+from cloud.services import ca_rotation
 from cloud.services.broker import CLOUD_ACL, Broker, MosquittoBroker, start_broker
 from cloud.services.errors import ServiceNotFound
 from cloud.services.net import LOOPBACK
 from cloud.services.pki import (
-    CaFiles,
     TlsFiles,
     issue_client_cert,
     issue_server_cert,
     load_or_create_ca,
 )
 from cloud.web.wechat_login import WechatOAuth, oauth_of
+from ledger import key_files
 from ledger.chain import NodeKey
 
 log = logging.getLogger(__name__)
@@ -143,6 +146,7 @@ def serve_in_thread(
     Use the result as a context manager, or call `.stop()`."""
     if config.api.workers > 1 and now is not utc_now:
         raise StartFailed("API processes keep the system clock: `now` needs [api] workers = 1")
+    tls_options = api_tls_options(config)  # a key that cannot be opened: before anything starts
     with contextlib.ExitStack() as stack:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         engine = make_engine(config.database_url)
@@ -155,9 +159,12 @@ def serve_in_thread(
                 f"{getattr(exc, 'orig', None) or exc}"
             ) from exc
         log.info("database %s (migrated to the latest revision)", config.database_shown)
-        key = keys.load_or_create(config.cloud_key)
+        key = keys.load_or_create(config.cloud_key)  # one that cannot be opened: nothing runs
         log.info("cloud key %s (%s)", key.key_id, config.cloud_key)
-        broker, ingest = _start_broker(config, stack)
+        try:
+            broker, ingest = _start_broker(config, stack)
+        except key_files.KeyFileError as exc:
+            raise StartFailed(f"the broker's CA key: {exc}") from exc
         workers = _start_workers(
             config,
             stack,
@@ -181,8 +188,10 @@ def serve_in_thread(
                          trusted_proxies=config.api.trusted_proxies,
                          oplog_heads=config.oplog_heads, providers=providers,
                          wechat_oauth=wechat_oauth(config), enrolment=enrolment,
-                         update_bundles=config.update_bundles)  # fmt: skip
-        url, server, thread, listener = _start_api(config, stack, app)
+                         update_bundles=config.update_bundles,
+                         tls_proxy=config.api.tls_proxy,
+                         retired_keys=keys.retired_keys(config.cloud_key))  # fmt: skip
+        url, server, thread, listener = _start_api(config, stack, app, tls_options)
         processes = _start_api_processes(config, stack, listener, broker_connected, enrolment)
         return RunningCloud(
             config=config,
@@ -208,7 +217,7 @@ def enrolment_of(config: CloudConfig, broker: Broker | None) -> Enrolment:
     listener as boxes reach it: `[provision]` if set, else the first of `[broker] names` beyond
     localhost, else the listener's own address and port."""
     settings = config.broker
-    ca = CaFiles(cert=config.pki_dir / "ca.crt", key=config.pki_dir / "ca.key")
+    ca = ca_rotation.issuing_ca(config.pki_dir)  # the new CA during a rotation
     tls = isinstance(broker, MosquittoBroker) and ca.cert.is_file() and ca.key.is_file()
     if broker is None:
         host, port = settings.host, settings.port or 0
@@ -219,6 +228,7 @@ def enrolment_of(config: CloudConfig, broker: Broker | None) -> Enrolment:
             host = named[0]
     return Enrolment(
         ca=ca if tls else None,
+        trust=ca_rotation.trust_bundle(config.pki_dir) if tls else None,
         broker_host=config.provision.broker_host or host,
         broker_port=config.provision.broker_port or port,
     )
@@ -365,11 +375,13 @@ def _start_broker(
         ca, tls_dir, "broker", dns_names=settings.dns_names, ip_addresses=settings.ip_addresses
     )
     cloud_tls = issue_client_cert(ca, tls_dir, keys.CLOUD_NODE)
+    # Client certificates of either CA during a rotation (`cloud.services.ca_rotation`).
+    trust = dataclasses.replace(server, ca=ca_rotation.trust_bundle(config.pki_dir))
     try:
         broker = start_broker(
             config.broker_dir,
             port=settings.port,
-            tls=server,
+            tls=trust,
             acl_users=CLOUD_ACL,
             listen=settings.listen,
             plain_port=settings.plain_port,
@@ -431,8 +443,49 @@ def _start_workers(
     return workers
 
 
+def api_tls_options(config: CloudConfig) -> dict[str, Any]:
+    """uvicorn's TLS settings for `[api] tls_cert`/`tls_key` (none without them), checked
+    here: a key that cannot be opened stops the start with the reason, before any port is
+    bound — and never leaves OpenSSL asking for a passphrase on the terminal."""
+    tls = config.api.tls
+    if tls is None:
+        return {}
+    try:
+        secret = key_files.passphrase()
+        encrypted = key_files.is_encrypted(tls.key.read_bytes())
+    except (key_files.KeyFileError, OSError) as exc:
+        raise StartFailed(f"the API's TLS key {tls.key} cannot be used: {exc}") from exc
+    if encrypted and secret is None:
+        raise StartFailed(f"the API's TLS key {tls.key} is encrypted and no key passphrase is "
+                          f"configured: set {key_files.WHERE}")  # fmt: skip
+    if not encrypted:
+        log.warning("the API's TLS key %s is stored unencrypted: configure a key passphrase "
+                    "and run `%s`", tls.key, keys.ENCRYPT_HINT)  # fmt: skip
+    try:
+        password = None if secret is None or not encrypted else secret.decode("utf-8")
+    except UnicodeDecodeError:
+        raise StartFailed(
+            "the key passphrase must be UTF-8 text to open the API's TLS key"
+        ) from None
+    options: dict[str, Any] = {
+        "ssl_certfile": str(tls.cert),
+        "ssl_keyfile": str(tls.key),
+        "ssl_keyfile_password": password,
+    }
+    try:
+        create_ssl_context(
+            tls.cert, tls.key, password, SSL_PROTOCOL_VERSION, ssl.CERT_NONE, None, None
+        )
+    except (ssl.SSLError, OSError) as exc:
+        problem = "the key passphrase is wrong" if encrypted else exc
+        raise StartFailed(
+            f"the API's TLS certificate {tls.cert} and key {tls.key} cannot be used: {problem}"
+        ) from exc
+    return options
+
+
 def _start_api(
-    config: CloudConfig, stack: contextlib.ExitStack, app: FastAPI
+    config: CloudConfig, stack: contextlib.ExitStack, app: FastAPI, tls_options: dict[str, Any]
 ) -> tuple[str, uvicorn.Server, threading.Thread, socket.socket]:
     listener = listen(config.api.host, config.api.port)
     stack.callback(listener.close)
@@ -447,6 +500,7 @@ def _start_api(
             lifespan="off",
             timeout_graceful_shutdown=5,
             proxy_headers=False,  # `[api] trusted_proxies` decide (`cloud.api.guards`)
+            **tls_options,
         )
     )
     thread = threading.Thread(
@@ -554,7 +608,9 @@ def _api_process(  # noqa: PLR0917 (multiprocessing passes arguments by position
                          providers=None if config.payments is None
                          else Providers.load(config.payments, utc_now),
                          wechat_oauth=wechat_oauth(config), enrolment=enrolment,
-                         update_bundles=config.update_bundles)  # fmt: skip
+                         update_bundles=config.update_bundles,
+                         tls_proxy=config.api.tls_proxy,
+                         retired_keys=keys.retired_keys(config.cloud_key))  # fmt: skip
         server = _AnnouncingServer(
             uvicorn.Config(
                 app,
@@ -562,6 +618,7 @@ def _api_process(  # noqa: PLR0917 (multiprocessing passes arguments by position
                 lifespan="off",
                 timeout_graceful_shutdown=5,
                 proxy_headers=False,
+                **api_tls_options(config),
             ),
             started,
         )

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from edge import (
     cli_commission,
     cli_health,
+    cli_keys,
     cli_ledger,
     cli_meters,
     cli_provision,
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 COMMAND_GROUPS: list[Register] = [
     cli_commission.register,
     cli_health.register,
+    cli_keys.register,
     cli_ledger.register,
     cli_meters.register,
     cli_provision.register,

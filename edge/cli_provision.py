@@ -8,7 +8,8 @@ token, the node's public key and the CSR — never a private key — to the clou
 /provision`, once; check what comes back (a certificate of *our* TLS key, CN = the node id
 given, issued by the CA given; a valid cloud key and broker address); then write the keys
 (0600), the certificate, the CA, the cloud's key and site.toml's `[site] node` and `[cloud]`
-(`edge.site.identity`), so `voltbook-edge run --config DIR/site.toml` syncs over TLS.
+(`edge.site.identity`), so `voltbook-edge run --config DIR/site.toml` syncs over TLS. With a
+key passphrase configured (`ledger.key_files`) both keys are written encrypted.
 
 A box that has an identity already is refused unless `--force`. Every failure says what to do
 next; the token is spent only by a request the cloud accepted.
@@ -35,6 +36,7 @@ from cryptography.x509.oid import NameOID
 
 from edge.site.errors import SiteConfigError
 from edge.site.identity import Identity, check_free, install, store_dir
+from ledger import key_files
 from ledger.chain import NodeKey, load_public_key, public_key_pem
 from ledger.errors import DecodeError
 
@@ -90,15 +92,16 @@ def run_provision(args: argparse.Namespace) -> int:
         if not directory.is_dir():
             raise ProvisionError(f"{directory} is not a directory: create it, or pass --dir")
         check_free(directory, force=args.force)
+        secret = key_files.passphrase()  # an unusable one: refused before the token is spent
         old_store = store_dir(directory)
         node_key = NodeKey.generate()
         tls_key = ec.generate_private_key(ec.SECP256R1())
         site = None if args.site is None else (int(args.site) if args.site.isdigit() else args.site)
         answer = redeem(cloud, request_body(args.token, node_key, tls_key, site))
-        identity = identity_of(answer, node_key, tls_key)
+        identity = identity_of(answer, node_key, tls_key, secret)
         data_dir = args.data_dir or (SYSTEM_DATA_DIR if directory == DEFAULT_DIR else None)
         site_path = install(directory, identity, data_dir)
-    except (ProvisionError, SiteConfigError) as exc:
+    except (ProvisionError, SiteConfigError, key_files.KeyFileError) as exc:
         print(f"voltbook-edge provision: {exc}", file=sys.stderr)
         return FAILED
     print(f"provisioned as node {identity.node}; broker {identity.broker_host}:"
@@ -181,10 +184,14 @@ def _detail(error: urllib.error.HTTPError) -> str:
 
 
 def identity_of(
-    answer: dict[str, Any], node_key: NodeKey, tls_key: ec.EllipticCurvePrivateKey
+    answer: dict[str, Any],
+    node_key: NodeKey,
+    tls_key: ec.EllipticCurvePrivateKey,
+    secret: bytes | None = None,
 ) -> Identity:
     """The identity in the cloud's answer, checked: a certificate of our own TLS key with CN
-    = the node id, issued by the CA sent; a usable broker address and cloud key."""
+    = the node id, issued by the CA sent; a usable broker address and cloud key. The keys are
+    encrypted with `secret`, the key passphrase, when there is one (`ledger.key_files`)."""
     node, broker = answer.get("node"), answer.get("broker")
     if not isinstance(node, str) or not NODE_ID.fullmatch(node):
         raise ProvisionError(f"the cloud gave an unusable node id {node!r}: {AGAIN}")
@@ -214,10 +221,6 @@ def identity_of(
         broker_host=host,
         broker_port=port,
         cloud_public_key_pem=public_key_pem(cloud_key),
-        node_key_pem=node_key.private_pem(),
-        tls_key_pem=tls_key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
+        node_key_pem=node_key.private_pem(secret),
+        tls_key_pem=key_files.private_pem(tls_key, secret),
     )

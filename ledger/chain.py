@@ -64,17 +64,22 @@ class NodeKey:
         return cls(Ed25519PrivateKey.from_private_bytes(seed))
 
     @classmethod
-    def from_pem(cls, data: bytes) -> NodeKey:
-        key = serialization.load_pem_private_key(data, password=None)
+    def from_pem(cls, data: bytes, password: bytes | None = None) -> NodeKey:
+        """The key in PEM `data` (PKCS#8; encrypted ones need `password`)."""
+        key = serialization.load_pem_private_key(data, password=password)
         if not isinstance(key, Ed25519PrivateKey):
             raise DecodeError("the PEM key is not an Ed25519 private key")
         return cls(key)
 
-    def private_pem(self) -> bytes:
+    def private_pem(self, password: bytes | None = None) -> bytes:
+        """PKCS#8 PEM, encrypted with `password` when given (`ledger.key_files`)."""
+        protection: serialization.KeySerializationEncryption = (
+            serialization.NoEncryption()
+            if password is None
+            else serialization.BestAvailableEncryption(password)
+        )
         return self.private_key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, protection
         )
 
     @property

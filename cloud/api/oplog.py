@@ -110,7 +110,8 @@ def chain_verdict(request: Request, session: Session, key: NodeKey) -> oplog.Ver
     """The log's chain held to the signed heads file (the console's operator log shows it too)."""
     path: Path | None = request.app.state.oplog_heads
     heads = oplog_heads.read_heads(path) if path is not None and path.exists() else []
-    return oplog.verify(session, heads, trusted(key.public_key))
+    retired = getattr(request.app.state, "retired_keys", ())  # heads of keys before a rotation
+    return oplog.verify(session, heads, trusted(key.public_key, *retired))
 
 
 @router.get("/verify", response_model=VerifyOut, summary="Check the log's hash chain")

@@ -37,6 +37,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeGuard
 
 from cryptography import x509
@@ -89,11 +90,14 @@ class ClaimRefused(Unauthorized):
 @dataclass(frozen=True, slots=True)
 class Enrolment:
     """What the server knows for provisioning: the CA device certificates chain to (None: an
-    external broker whose CA is not here) and the broker address boxes connect to."""
+    external broker whose CA is not here), the broker address boxes connect to, and the CA
+    certificates a box is told to trust (None: `ca`'s; during a CA rotation both CAs,
+    `cloud.services.ca_rotation`)."""
 
     ca: CaFiles | None
     broker_host: str
     broker_port: int
+    trust: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,7 +300,7 @@ def redeem(
     return Provisioned(
         node=node,
         certificate=certificate.public_bytes(serialization.Encoding.PEM).decode("ascii"),
-        ca=ca.cert.read_text(encoding="ascii"),
+        ca=(enrolment.trust or ca.cert).read_text(encoding="ascii"),
         broker_host=enrolment.broker_host,
         broker_port=enrolment.broker_port,
         cloud_public_key=cloud_key.public_key.public_bytes_raw().hex(),

@@ -4,7 +4,10 @@ per device.
 The broker authenticates every concentrator by its client certificate and uses the subject CN
 as the MQTT username (`use_identity_as_username`), so the CN *is* the device name the ACLs are
 written against: node id `edge-0001` may only publish under `vb/edge-0001/…`; the cloud's
-certificate is named `cloud`. Keys are EC P-256; private keys are written with mode 0600.
+certificate is named `cloud`. Keys are EC P-256; private keys are written with mode 0600, the
+CA's encrypted with the key passphrase when one is configured (`ledger.key_files`). The leaf
+keys stay plain: Mosquitto reads its key without a passphrase prompt, and they are issued anew
+at every start.
 
 The certificates follow RFC 5280 closely enough for OpenSSL's strict verification (critical
 basic constraints and key usage, subject and authority key identifiers), so a client that
@@ -33,6 +36,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from ledger import key_files
+
+ENCRYPT_HINT = "voltbook-cloud keys encrypt --config cloud.toml"
 CA_VALID_DAYS = 3650
 LEAF_VALID_DAYS = 825
 # Certificates start a little in the past so a peer whose clock lags ours still accepts them.
@@ -57,9 +63,13 @@ class TlsFiles:
 
 
 def create_ca(
-    directory: Path, name: str = "Voltbook CA", *, valid_days: int = CA_VALID_DAYS
+    directory: Path,
+    name: str = "Voltbook CA",
+    *,
+    valid_days: int = CA_VALID_DAYS,
+    stem: str = "ca",
 ) -> CaFiles:
-    """Create a self-signed CA (`ca.crt`, `ca.key`) in `directory`."""
+    """Create a self-signed CA (`<stem>.crt`, `<stem>.key`) in `directory`."""
     directory.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
@@ -78,9 +88,9 @@ def create_ca(
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .sign(key, hashes.SHA256())
     )
-    files = CaFiles(cert=directory / "ca.crt", key=directory / "ca.key")
+    files = CaFiles(cert=directory / f"{stem}.crt", key=directory / f"{stem}.key")
     _write_cert(files.cert, cert)
-    _write_key(files.key, key)
+    key_files.write_private_key(files.key, key_files.private_pem(key, key_files.passphrase()))
     return files
 
 
@@ -162,7 +172,7 @@ def _check_device_name(device: str) -> None:
 
 def _load_ca(ca: CaFiles) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     ca_cert = load_certificate(ca.cert)
-    ca_key = serialization.load_pem_private_key(ca.key.read_bytes(), password=None)
+    ca_key = key_files.load_private_key(ca.key, key_files.passphrase(), encrypt_hint=ENCRYPT_HINT)
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
         raise ValueError(f"{ca.key} is not an EC private key")
     return ca_cert, ca_key

@@ -33,7 +33,9 @@ from edge.runtime.seed import read_seed
 from edge.site.errors import SiteConfigError
 from edge.site.model import BusConfig, BusKind, MeterConfig, Site
 from edge.site.simulation import Simulation, SimulationError, find_simulator
+from edge.site.site_file import ENCRYPT_HINT
 from edge.store import Store
+from ledger import key_files
 from ledger.chain import NodeKey
 from ledger.errors import DecodeError
 
@@ -45,12 +47,15 @@ class BootError(Exception):
 
 
 def read_node_key(path: Path) -> NodeKey:
+    """The node key, opened with the key passphrase if it is encrypted (`ledger.key_files`)."""
     try:
-        return NodeKey.from_pem(path.read_bytes())
+        return key_files.load_node_key(path, key_files.passphrase(), encrypt_hint=ENCRYPT_HINT)
     except FileNotFoundError:
         raise SiteConfigError(
             path, "the node key does not exist (provision the concentrator with voltbook-fw)"
         ) from None
+    except key_files.KeyFileError as exc:
+        raise SiteConfigError(path, f"the node key cannot be used: {exc}") from None
     except (OSError, ValueError, DecodeError, TypeError) as exc:
         raise SiteConfigError(
             path, f"the node key is not a usable Ed25519 PEM key ({exc})"

@@ -26,7 +26,7 @@ host = "mqtt.example.cn"
 port = 8883                     # default 8883 with TLS, 1883 without
 ca = "tls/ca.crt"               # TLS: all three, or none for plain TCP (tests, a local demo)
 cert = "tls/edge-0001.crt"      # the concentrator's client certificate (CN = node id)
-key = "tls/edge-0001.key"
+key = "tls/edge-0001.key"       # encrypted with the key passphrase, or plain (a warning)
 cloud_public_key = "cloud.pub"  # Ed25519: a file, PEM text or 64 hex digits; or a list of them
 keepalive_s = 60
 batch_bytes = 32768             # compressed bytes per uplink batch, at most
@@ -87,11 +87,13 @@ from edge.site.model import (
     SiteSettings,
     TlsFiles,
 )
+from ledger import key_files
 from ledger.chain import load_public_key
 from ledger.errors import DecodeError
 from ledger.signed import trusted
 from ledger.wire import MAX_BATCH_BYTES
 
+ENCRYPT_HINT = "voltbook-edge keys encrypt --config site.toml"
 DAY_S = 86_400
 
 
@@ -204,7 +206,13 @@ def _tls(f: Fields, base: Path) -> TlsFiles | None:
     for name in names:
         if not (base / given[name]).is_file():
             raise f.problem(name, "an existing file (relative to site.toml)", given[name])
-    return TlsFiles(base / given["ca"], base / given["cert"], base / given["key"])
+    key = base / given["key"]
+    try:  # an encrypted key that will not open is refused here, before anything starts
+        if key_files.is_encrypted(key.read_bytes()):
+            key_files.load_private_key(key, key_files.passphrase(), encrypt_hint=ENCRYPT_HINT)
+    except (key_files.KeyFileError, OSError) as exc:
+        raise f.problem("key", f"a TLS key this box can open ({exc})", given["key"]) from None
+    return TlsFiles(base / given["ca"], base / given["cert"], key)
 
 
 def parse_cloud(path: Path, data: dict[str, Any]) -> CloudSettings | None:

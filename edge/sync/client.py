@@ -30,7 +30,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge.site.model import CloudSettings
+from edge.site.model import CloudSettings, TlsFiles
+from edge.site.site_file import ENCRYPT_HINT
+from ledger import key_files
 from ledger.wire import topic
 
 log = logging.getLogger("edge.sync")
@@ -69,6 +71,25 @@ class Delivery:
 LinkEvent = Connected | Disconnected | Delivery
 
 
+def tls_context(files: TlsFiles) -> ssl.SSLContext:
+    """The box's TLS client side: the broker's certificate checked against the CA (and its
+    name), our certificate and key presented, the key opened with the key passphrase if it is
+    encrypted (`ledger.key_files`; `edge.site.site_file` has checked it opens)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED, host names checked
+    context.load_verify_locations(cafile=str(files.ca))
+    secret = key_files.passphrase()
+    encrypted = key_files.is_encrypted(files.key.read_bytes())
+    if encrypted and secret is None:  # never let OpenSSL ask on a terminal nobody watches
+        raise key_files.KeyFileError(
+            f"{files.key} is encrypted and no key passphrase is configured: set {key_files.WHERE}"
+        )
+    if not encrypted:
+        log.warning("%s is stored unencrypted: configure a key passphrase and run `%s`",
+                    files.key, ENCRYPT_HINT)  # fmt: skip
+    context.load_cert_chain(str(files.cert), str(files.key), secret if encrypted else None)
+    return context
+
+
 class MqttLink:
     """One concentrator's MQTT connection. `start()`, then `events()` / `publish()` / `ack()`
     from the runtime thread; `stop()` says goodbye (retained offline status) and disconnects."""
@@ -89,13 +110,7 @@ class MqttLink:
         )
         client.will_set(topic(node, "status"), will, qos=QOS, retain=True)
         if settings.tls is not None:
-            client.tls_set(
-                ca_certs=str(settings.tls.ca),
-                certfile=str(settings.tls.cert),
-                keyfile=str(settings.tls.key),
-                cert_reqs=ssl.CERT_REQUIRED,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
+            client.tls_set_context(tls_context(settings.tls))
         client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

@@ -27,7 +27,8 @@ so documented in OpenAPI for every operation, FastAPI's validation lists include
 Every endpoint but `/health`, `/auth/login` and `/provision` (a claim token is its permission)
 needs a bearer token (`POST /auth/login`) and states the roles it admits with
 `cloud.api.auth.allow` (the role table is in `cloud.people.auth`); every change is in the
-hash-chained operator log (`/operator-log`).
+hash-chained operator log (`/operator-log`). `/metrics`, served only when `[metrics]` configures
+it, takes a token of its own (`cloud.metrics.endpoint`).
 """
 
 from __future__ import annotations
@@ -91,6 +92,8 @@ from cloud.errors import (
     Unauthorized,
 )
 from cloud.ingest.claims import Enrolment
+from cloud.metrics import endpoint as metrics_endpoint
+from cloud.metrics.endpoint import MetricsEndpoint
 from cloud.payments.providers import Providers
 from cloud.web import (
     console,
@@ -204,6 +207,7 @@ def create_app(
     providers: Providers | None = None,
     enrolment: Enrolment | None = None,
     update_bundles: Path | None = None,
+    metrics: MetricsEndpoint | None = None,
 ) -> FastAPI:
     """The API over `engine` (already migrated), signing commands with the cloud's `key`.
 
@@ -216,7 +220,8 @@ def create_app(
     payment providers `[payments]` configures (None: online payments are not offered);
     `wechat_oauth`, the Official Account whose web OAuth logs merchants in on the phone page
     (none: password only); `enrolment`, the CA and broker address `POST /provision` hands a
-    claimed box (None: provisioning answers 409).
+    claimed box (None: provisioning answers 409); `metrics`, the token (and restore-drill
+    status file) of `GET /metrics` (`cloud.metrics.endpoint`; None: no such route).
     """
     app = FastAPI(
         title="Voltbook cloud",
@@ -258,6 +263,8 @@ def create_app(
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _internal)
     app.add_middleware(guards.BodyGuard, refuse=_answer)
+    if metrics is not None:  # after the guard: its middleware times the guard's refusals too
+        metrics_endpoint.install(app, engine, now, metrics)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -28,7 +28,7 @@ MAY_IMPORT = {
 CLOUD_LAYERS: list[set[str]] = [
     {"cloud.errors", "cloud.keys", "cloud.config", "cloud.services"},
     {"cloud.db"},
-    {"cloud.migrations", "cloud.chains", "cloud.people"},
+    {"cloud.migrations", "cloud.chains", "cloud.people", "cloud.metrics"},
     {"cloud.registry", "cloud.reports"},
     {"cloud.operations"},
     {"cloud.payments", "cloud.notices"},

@@ -92,9 +92,10 @@ def test_figures_equal_the_database_after_ingest_refusals_and_commands(
     oldest = dt.datetime.fromisoformat(oldest) if isinstance(oldest, str) else oldest
     if oldest.tzinfo is None:  # SQLite keeps UTC without a zone
         oldest = oldest.replace(tzinfo=dt.UTC)
-    assert value(samples, "voltbook_commands_oldest_seconds", state="pending") == (
-        clock() - oldest
-    ).total_seconds()
+    assert (
+        value(samples, "voltbook_commands_oldest_seconds", state="pending")
+        == (clock() - oldest).total_seconds()
+    )
     assert value(samples, "voltbook_commands_oldest_seconds", state="delivered") == 0
 
     refused = counts(engine, "SELECT node, count(*) FROM alarms WHERE kind = 'refused_batch' "
@@ -108,9 +109,10 @@ def test_figures_equal_the_database_after_ingest_refusals_and_commands(
     assert value(samples, "voltbook_ingest_newest_reading_timestamp_seconds", node=NODE) == (
         newest.timestamp()
     )
-    assert value(samples, "voltbook_ingest_lag_seconds", node=NODE) == (
-        clock() - newest
-    ).total_seconds()
+    assert (
+        value(samples, "voltbook_ingest_lag_seconds", node=NODE)
+        == (clock() - newest).total_seconds()
+    )
     assert ("voltbook_ingest_lag_seconds", frozenset({("node", OTHER)})) not in samples
     heads = counts(engine, "SELECT node, head_seq FROM concentrators WHERE node <> 'cloud'")
     assert labelled(samples, "voltbook_ledger_head_seq", "node") == heads

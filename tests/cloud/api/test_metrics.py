@@ -65,11 +65,11 @@ def test_figures_equal_the_database_after_ingest_refusals_and_commands(
     admin = bearer(tokens[Role.ADMIN])
     # Commands: two recharges at the desk and a relay order, all signed and waiting.
     for fen in (1000, 2500):
-        answer = metrics_client.post("/recharges", headers=admin,
-                                     json={"account": "A0001", "fen": fen, "method": "cash"})  # fmt: skip
+        body = {"account": "A0001", "fen": fen, "method": "cash"}
+        answer = metrics_client.post("/recharges", headers=admin, json=body)
         assert answer.status_code == 201, answer.text
-    answer = metrics_client.post("/relays", headers=admin,
-                                 json={"meters": ["000000000001"], "action": "trip"})  # fmt: skip
+    body = {"meters": ["000000000001"], "action": "trip"}
+    answer = metrics_client.post("/relays", headers=admin, json=body)
     assert answer.status_code in (200, 201, 202), answer.text
     # Refusals: garbage on a registered node's topic (twice), and one from a name nobody knows.
     for _ in range(2):

@@ -459,7 +459,10 @@ def parse_config(path: Path | None, data: dict[str, Any], data_dir: Path) -> Clo
     updates_table = _Table(path, "updates", top.get("updates"))
     bundles = updates_table.text("bundles", "")
     updates_table.done()
-    metrics, restore_drill = _metrics(top.table("metrics"), base)
+    raw_metrics = top.get("metrics")
+    metrics, restore_drill = _metrics(
+        None if raw_metrics is None else _Table(path, "metrics", raw_metrics), base
+    )
     raw_notices = top.get("notices")
     notices = None if raw_notices is None else _notices(_Table(path, "notices", raw_notices), base)
     top.done()
@@ -839,7 +842,7 @@ workers = 1
 approve_corrections_above_fen = 100000
 
 # Prometheus metrics at GET /metrics (none without this table). Prometheus sends the token as
-# `Authorization: Bearer …` (its scrape setting `authorization: {credentials_file: …}`).
+# `Authorization: Bearer …` (its scrape setting `authorization: {{credentials_file: …}}`).
 # [metrics]
 # token_file = "metrics-token"          # one line: `openssl rand -hex 32 > metrics-token`
 # restore_drill = "restore-drill.json"  # the restore drill's last result (default: here)

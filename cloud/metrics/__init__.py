@@ -1,5 +1,5 @@
 """What Prometheus sees of the cloud (`GET /metrics`, off unless `[metrics]` is configured;
-docs/architecture.md §7.10).
+docs/architecture.md §7.6).
 
 - `figures`: the state gauges, read from the database at every scrape (nodes and their ingest
   lag, refused batches, commands and payment orders by state), so they equal the database

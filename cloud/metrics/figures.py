@@ -154,13 +154,13 @@ def _nodes(session: Session, now: dt.datetime) -> list[Metric]:
             newest.add_metric([node], _unix(reading))
             lag.add_metric([node], _age(now, reading))
     counts: dict[str, int] = dict.fromkeys(sorted(known), 0)
-    for node, count in session.execute(
+    for alarm_node, count in session.execute(
         select(Alarm.node, func.count()).where(Alarm.kind == REFUSED_BATCH).group_by(Alarm.node)
     ).all():
-        label = node if node in known else UNREGISTERED
+        label = alarm_node if alarm_node in known else UNREGISTERED
         counts[label] = counts.get(label, 0) + count
-    for node, count in counts.items():
-        refused.add_metric([node], count)
+    for label, count in counts.items():
+        refused.add_metric([label], count)
     return [online, quarantined, seen, head, newest, lag, refused]
 
 
@@ -174,8 +174,8 @@ def _commands(session: Session, now: dt.datetime) -> list[Metric]:
     counts = dict(
         session.execute(select(Command.status, func.count()).group_by(Command.status)).all()
     )
-    for state in CommandStatus:
-        by_state.add_metric([state.value], counts.get(state.value, 0))
+    for status in CommandStatus:
+        by_state.add_metric([status.value], counts.get(status.value, 0))
     issued = dict(
         session.execute(
             select(Command.status, func.min(Command.issued))

@@ -68,8 +68,8 @@ def test_figures_equal_the_database_after_ingest_refusals_and_commands(
         body = {"account": "A0001", "fen": fen, "method": "cash"}
         answer = metrics_client.post("/recharges", headers=admin, json=body)
         assert answer.status_code == 201, answer.text
-    body = {"meters": ["000000000001"], "action": "trip"}
-    answer = metrics_client.post("/relays", headers=admin, json=body)
+    relay = {"meters": ["000000000001"], "action": "trip"}
+    answer = metrics_client.post("/relays", headers=admin, json=relay)
     assert answer.status_code in (200, 201, 202), answer.text
     # Refusals: garbage on a registered node's topic (twice), and one from a name nobody knows.
     for _ in range(2):

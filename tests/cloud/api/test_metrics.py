@@ -184,3 +184,21 @@ def test_restore_drill_result_is_reported(metrics_client: TestClient, drill_file
         samples = scrape(metrics_client)  # an unreadable result is a failed drill, not a 500
         assert value(samples, "voltbook_restore_drill_success") == 0, garbage
         assert value(samples, "voltbook_metrics_database_up") == 1
+
+
+def test_a_database_that_cannot_be_read_is_a_figure_not_a_500(
+    tmp_path: Path, cloud_key: NodeKey, clock: Clock
+) -> None:
+    from cloud.db.engine import make_engine
+
+    unmigrated = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")  # no tables at all
+    try:
+        app = create_app(unmigrated, cloud_key, clock, metrics=MetricsEndpoint(TOKEN))
+        with TestClient(app) as client:
+            samples = scrape(client)
+    finally:
+        unmigrated.dispose()
+    assert value(samples, "voltbook_metrics_database_up") == 0
+    assert not labelled(samples, "voltbook_commands", "state")
+    assert value(samples, "voltbook_restore_drill_last_run_timestamp_seconds") == 0
+    assert TOKEN not in repr(MetricsEndpoint(TOKEN))

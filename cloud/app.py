@@ -27,7 +27,8 @@ so documented in OpenAPI for every operation, FastAPI's validation lists include
 Every endpoint but `/health`, `/auth/login` and `/provision` (a claim token is its permission)
 needs a bearer token (`POST /auth/login`) and states the roles it admits with
 `cloud.api.auth.allow` (the role table is in `cloud.people.auth`); every change is in the
-hash-chained operator log (`/operator-log`).
+hash-chained operator log (`/operator-log`). `/metrics`, served only when `[metrics]` configures
+it, takes a token of its own (`cloud.metrics.endpoint`).
 """
 
 from __future__ import annotations
@@ -93,6 +94,8 @@ from cloud.errors import (
     Unauthorized,
 )
 from cloud.ingest.claims import Enrolment
+from cloud.metrics import endpoint as metrics_endpoint
+from cloud.metrics.endpoint import MetricsEndpoint
 from cloud.payments.providers import Providers
 from cloud.web import (
     console,
@@ -208,6 +211,7 @@ def create_app(
     update_bundles: Path | None = None,
     tls_proxy: bool = False,
     retired_keys: Iterable[Ed25519PublicKey] = (),
+    metrics: MetricsEndpoint | None = None,
 ) -> FastAPI:
     """The API over `engine` (already migrated), signing commands with the cloud's `key`.
 
@@ -223,7 +227,8 @@ def create_app(
     claimed box (None: provisioning answers 409); `tls_proxy`, whether a trusted proxy's
     `X-Forwarded-Proto: https` is believed (`cloud.api.transport`: HSTS, Secure cookies);
     `retired_keys`, the cloud's public keys before a rotation (`cloud.keys.switch`), which
-    still verify the operator log's heads they signed.
+    still verify the operator log's heads they signed; `metrics`, the token (and restore-drill
+    status file) of `GET /metrics` (`cloud.metrics.endpoint`; None: no such route).
     """
     app = FastAPI(
         title="Voltbook cloud",
@@ -266,6 +271,8 @@ def create_app(
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _internal)
     app.add_middleware(guards.BodyGuard, refuse=_answer)
+    if metrics is not None:  # after the guard: its middleware times the guard's refusals too
+        metrics_endpoint.install(app, engine, now, metrics)
     app.add_middleware(
         TransportSecurity, app.state.trusted_proxies, tls_proxy=tls_proxy
     )  # outermost: the scheme is settled before anything else sees the request

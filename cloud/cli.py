@@ -63,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version="voltbook-cloud 0.1.0")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help="log lines as text (default) or one JSON object per line (default from "
+        "VOLTBOOK_LOG_FORMAT)",
+    )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
 
     serve = commands.add_parser(
@@ -786,12 +792,11 @@ def _public_hex(key: NodeKey) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from cloud import logs
+
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(logging.DEBUG if args.verbose else logging.INFO,
+                   logs.chosen_format(args.log_format))  # fmt: skip
     if not args.verbose:  # one line per Alembic plugin at every start says nothing useful
         logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     func: Callable[[argparse.Namespace], int] = args.func

@@ -65,6 +65,10 @@
     seller_id = "2088000000000001"
     app_private_key = "pay/alipay_app_key.pem"
     alipay_public_key = "pay/alipay_public.pem"
+    [metrics]                    # GET /metrics for Prometheus (`cloud.metrics`); none without it
+    token_file = "metrics-token" # the bearer token Prometheus sends: one line, 16+ characters
+    restore_drill = "restore-drill.json"  # the restore drill's result (default: in the data dir)
+
     [notices]                    # notices to merchants (`cloud.notices`); none without it
     low_balance_at = "09:00"     # the daily low-balance round, in the site's zone
     low_balance_days = 3         # low: this many days of credit left or fewer (or the site's rule)
@@ -112,6 +116,9 @@ DEFAULT_DATA_DIR = Path("voltbook-data")
 DATABASE_FILE = "voltbook-cloud.db"
 KEY_FILE = "cloud-key.pem"
 OPLOG_HEADS_FILE = "oplog-heads.jsonl"
+RESTORE_DRILL_FILE = "restore-drill.json"  # `cloud.metrics.restore_drill`: the drill's result
+MIN_METRICS_TOKEN = 16
+MAX_METRICS_TOKEN = 256
 DEFAULT_SIGN_EVERY_S = 300
 MAX_SIGN_EVERY_S = 86_400
 BROKER_DIR = "broker"
@@ -283,6 +290,17 @@ class NoticesSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """`[metrics]`: `GET /metrics` is served, to callers sending the token of `token_file`."""
+
+    token_file: Path
+
+    def token(self) -> str:
+        """The token, read when the app is made (never kept in the configuration)."""
+        return self.token_file.read_text(encoding="utf-8").strip()
+
+
+@dataclass(frozen=True, slots=True)
 class CloudConfig:
     path: Path | None  # the file it came from; None for the defaults
     data_dir: Path
@@ -298,6 +316,14 @@ class CloudConfig:
     notices: NoticesSettings | None = None  # None: no notices are made or sent
     provision: ProvisionSettings = ProvisionSettings()
     update_bundles: Path | None = None  # `[updates] bundles`: the folder of served bundles
+    metrics: MetricsSettings | None = None  # None: no /metrics
+    restore_drill_file: Path | None = None  # `[metrics] restore_drill`; None: in the data dir
+
+    @property
+    def restore_drill(self) -> Path:
+        """The restore drill's result file (`cloud.metrics.restore_drill`: the drill writes it,
+        `/metrics` reads it)."""
+        return self.restore_drill_file or self.data_dir / RESTORE_DRILL_FILE
 
     @property
     def oplog_heads(self) -> Path:
@@ -453,6 +479,10 @@ def parse_config(path: Path | None, data: dict[str, Any], data_dir: Path) -> Clo
     updates_table = _Table(path, "updates", top.get("updates"))
     bundles = updates_table.text("bundles", "")
     updates_table.done()
+    raw_metrics = top.get("metrics")
+    metrics, restore_drill = _metrics(
+        None if raw_metrics is None else _Table(path, "metrics", raw_metrics), base
+    )
     raw_notices = top.get("notices")
     notices = None if raw_notices is None else _notices(_Table(path, "notices", raw_notices), base)
     top.done()
@@ -471,7 +501,36 @@ def parse_config(path: Path | None, data: dict[str, Any], data_dir: Path) -> Clo
         payments=payments,
         notices=notices,
         provision=provision_settings,
+        metrics=metrics,
+        restore_drill_file=restore_drill,
     )
+
+
+def _metrics(table: _Table | None, base: Path) -> tuple[MetricsSettings | None, Path | None]:
+    """`[metrics]`: the token file (required: no unauthenticated /metrics) and the drill's file."""
+    if table is None:
+        return None, None
+    drill = table.text("restore_drill", "")
+    value = table.get("token_file")
+    if not isinstance(value, str) or not value.strip():
+        raise table.problem("token_file", "the path of a file holding the metrics token", value)
+    token_file = base / value
+    try:
+        token = token_file.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(table.path, f"[metrics] token_file: {token_file} cannot be read "
+                          f"({getattr(exc, 'strerror', None) or exc})") from None  # fmt: skip
+    if not MIN_METRICS_TOKEN <= len(token) <= MAX_METRICS_TOKEN or not all(
+        "!" <= c <= "~" for c in token
+    ):
+        raise ConfigError(
+            table.path,
+            f"[metrics] token_file: {token_file} must hold one token of {MIN_METRICS_TOKEN} to "
+            f"{MAX_METRICS_TOKEN} printable ASCII characters, no spaces (e.g. the output of "
+            "`openssl rand -hex 32`)",
+        )
+    table.done()
+    return MetricsSettings(token_file), base / drill if drill else None
 
 
 def _host(table: _Table, key: str) -> str | None:
@@ -818,6 +877,12 @@ workers = 1
 [operations]
 # A correction of more fen than this waits for a second user (finance or admin) to approve it.
 approve_corrections_above_fen = 100000
+
+# Prometheus metrics at GET /metrics (none without this table). Prometheus sends the token as
+# `Authorization: Bearer …` (its scrape setting `authorization: {{credentials_file: …}}`).
+# [metrics]
+# token_file = "metrics-token"          # one line: `openssl rand -hex 32 > metrics-token`
+# restore_drill = "restore-drill.json"  # the restore drill's last result (default: here)
 
 # Notices to merchants (low balance, arrears warning, cut-off, recharge credited, refund paid,
 # power-off). Without a [notices] table none are made. The WeChat Official Account is tried

@@ -38,7 +38,6 @@ import multiprocessing
 import signal
 import socket
 import ssl
-import sys
 import threading
 import time
 import uuid
@@ -55,13 +54,14 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from uvicorn.config import SSL_PROTOCOL_VERSION, create_ssl_context
 
-from cloud import keys
+from cloud import keys, logs
 from cloud.app import create_app, utc_now
 from cloud.config import BROKER_NAMES, CloudConfig
 from cloud.db.engine import make_engine, session_factory, upgrade
 from cloud.errors import CloudError
 from cloud.ingest.claims import Enrolment
 from cloud.ingest.worker import IngestWorker
+from cloud.metrics.endpoint import MetricsEndpoint
 from cloud.notices.service import NoticeLoop, NoticeService, channels_of
 from cloud.payments.daily import RefundRounds
 from cloud.payments.providers import Providers
@@ -190,7 +190,8 @@ def serve_in_thread(
                          wechat_oauth=wechat_oauth(config), enrolment=enrolment,
                          update_bundles=config.update_bundles,
                          tls_proxy=config.api.tls_proxy,
-                         retired_keys=keys.retired_keys(config.cloud_key))  # fmt: skip
+                         retired_keys=keys.retired_keys(config.cloud_key),
+                         metrics=metrics_of(config))  # fmt: skip
         url, server, thread, listener = _start_api(config, stack, app, tls_options)
         processes = _start_api_processes(config, stack, listener, broker_connected, enrolment)
         return RunningCloud(
@@ -273,6 +274,17 @@ def _start_anchor(
     log.info("operator log heads signed into %s every %d s", config.oplog_heads,
              config.oplog_sign_every)  # fmt: skip
     return anchor
+
+
+def metrics_of(config: CloudConfig) -> MetricsEndpoint | None:
+    """`GET /metrics` as `[metrics]` configures it (None: not served)."""
+    if config.metrics is None:
+        return None
+    try:
+        token = config.metrics.token()
+    except OSError as exc:
+        raise StartFailed(f"the [metrics] token file cannot be read: {exc}") from exc
+    return MetricsEndpoint(token=token, restore_drill=config.restore_drill)
 
 
 def wechat_oauth(config: CloudConfig) -> WechatOAuth | None:
@@ -528,13 +540,14 @@ def _start_api_processes(
     broker_up = context.Event()
     _mirror_broker_state(stack, broker_connected, broker_up)
     level = logging.getLogger().getEffectiveLevel()
+    log_format = "json" if logs.logs_json() else "text"  # the processes log as this one does
     processes: list[BaseProcess] = []
     ready = []
     for number in range(2, extra + 2):
         started = context.Event()
         process = context.Process(
             target=_api_process,
-            args=(config, listener, broker_up, started, level, enrolment),
+            args=(config, listener, broker_up, started, level, enrolment, log_format),
             name=f"voltbook-api-{number}",
             daemon=True,
         )
@@ -595,10 +608,11 @@ def _api_process(  # noqa: PLR0917 (multiprocessing passes arguments by position
     started: ProcessEvent,
     level: int,
     enrolment: Enrolment,
+    log_format: str = "text",
 ) -> None:
     """The body of an API process: the API alone, on the socket the first process listens on.
     uvicorn stops it on SIGTERM (or SIGINT), finishing the requests under way."""
-    logging.basicConfig(level=level, stream=sys.stderr, format=PROCESS_LOG_FORMAT)
+    logs.configure(level, log_format, PROCESS_LOG_FORMAT)
     engine = make_engine(config.database_url)
     try:
         app = create_app(engine, keys.load(config.cloud_key), broker_connected=broker_up.is_set,
@@ -610,7 +624,8 @@ def _api_process(  # noqa: PLR0917 (multiprocessing passes arguments by position
                          wechat_oauth=wechat_oauth(config), enrolment=enrolment,
                          update_bundles=config.update_bundles,
                          tls_proxy=config.api.tls_proxy,
-                         retired_keys=keys.retired_keys(config.cloud_key))  # fmt: skip
+                         retired_keys=keys.retired_keys(config.cloud_key),
+                         metrics=metrics_of(config))  # fmt: skip
         server = _AnnouncingServer(
             uvicorn.Config(
                 app,

@@ -21,6 +21,7 @@ from edge import (
     cli_provision,
     cli_runtime,
     cli_status,
+    logs,
     version,
 )
 
@@ -70,6 +71,12 @@ def command_line(
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help="log lines as text (default) or one JSON object per line (default from "
+        "VOLTBOOK_LOG_FORMAT)",
+    )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     for register in groups:
         register(commands)
@@ -79,11 +86,8 @@ def command_line(
 def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     """Parse `argv`, set up logging to stderr and run the chosen subcommand."""
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(logging.DEBUG if args.verbose else logging.INFO,
+                   logs.chosen_format(args.log_format))  # fmt: skip
     func: Callable[[argparse.Namespace], int] = args.func
     return func(args)
 

@@ -1,6 +1,7 @@
 """`voltbook-edge run | accounts`: the concentrator runtime from the command line.
 
     voltbook-edge run --config DIR/site.toml [--speed X] [--until ISO] [--cycles N]
+        (with `[metrics] listen` in site.toml: Prometheus metrics there, `edge/metrics.py`)
     voltbook-edge accounts --config DIR/site.toml [--json]
     voltbook-edge clock set --config DIR/site.toml --time ISO8601-with-offset --note WHY
 
@@ -17,9 +18,14 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge.drivers.errors import MeterError
 from edge.site import SiteConfigError, load_site
+
+if TYPE_CHECKING:
+    from edge.metrics import MetricsServer
+    from edge.runtime.runner import Runner
 
 log = logging.getLogger("edge.runtime")
 
@@ -117,10 +123,20 @@ def run_runtime(args: argparse.Namespace) -> int:
         return _refuse(str(exc), 1)
     except StoreError as exc:
         return _refuse(str(exc))
+    runner = Runner(booted, RunLimits(until=args.until, cycles=args.cycles))
     try:
-        summary = Runner(booted, RunLimits(until=args.until, cycles=args.cycles)).run()
+        server = _serve_metrics(runner)
+    except OSError as exc:
+        booted.close()
+        return _refuse(f"the metrics endpoint cannot listen on {site.settings.metrics_listen}: "
+                       f"{exc.strerror or exc}")  # fmt: skip
+    try:
+        summary = runner.run()
     except StoreError as exc:  # a damaged store, or a disk that fails other than by filling
         return _refuse(str(exc), 1)
+    finally:
+        if server is not None:
+            server.stop()
     last = summary.last
     print(
         json.dumps(
@@ -134,6 +150,23 @@ def run_runtime(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def _serve_metrics(runner: Runner) -> MetricsServer | None:
+    """`[metrics] listen`: serve the Prometheus metrics while `runner` runs (None: off)."""
+    site = runner.runtime.site
+    if site.settings.metrics_listen is None:
+        return None
+    from edge.metrics import REFRESH_S, EdgeMetrics, serve_metrics
+
+    metrics = EdgeMetrics(site, runner.pace)
+    store = runner.runtime.store
+    metrics.refresh(store)
+    runner.add_job(REFRESH_S, lambda: metrics.refresh(store))
+    host, port = site.settings.metrics_listen
+    server = serve_metrics(metrics, host, port)
+    log.info("metrics on http://%s:%d/metrics", host, server.port)
+    return server
 
 
 def run_accounts(args: argparse.Namespace) -> int:

@@ -48,11 +48,15 @@ def _rate(read: int, tried: int) -> float | None:
     return None if tried == 0 else round(read / tried, 4)
 
 
-def site_status(site: Site, store: Store) -> dict[str, Any]:
-    """The status document (JSON-ready) of `site` as its store holds it."""
-    clock: ClockState = stored_state(store, CLOCK_KEY, ClockState, ClockState())
-    raised: RaisedAlarms = stored_state(store, RAISED_KEY, RaisedAlarms, RaisedAlarms())
-    since = None if clock.last_known is None else clock.last_known - WINDOW
+def window_start(clock: ClockState) -> dt.datetime | None:
+    """The start of the read success window: `WINDOW` before the last known time."""
+    return None if clock.last_known is None else clock.last_known - WINDOW
+
+
+def read_rounds(
+    store: Store, since: dt.datetime | None
+) -> tuple[int, dict[str, int], dict[str, int]]:
+    """The read rounds since `since`: how many, and per bus the meters tried and read."""
     rounds = 0
     tried: dict[str, int] = {}
     read: dict[str, int] = {}
@@ -63,6 +67,15 @@ def site_status(site: Site, store: Store) -> dict[str, Any]:
         for bus in stored.event.detail.get("buses", []):  # type: ignore[attr-defined]
             tried[bus["bus"]] = tried.get(bus["bus"], 0) + int(bus["attempted"])
             read[bus["bus"]] = read.get(bus["bus"], 0) + int(bus["read"])
+    return rounds, tried, read
+
+
+def site_status(site: Site, store: Store) -> dict[str, Any]:
+    """The status document (JSON-ready) of `site` as its store holds it."""
+    clock: ClockState = stored_state(store, CLOCK_KEY, ClockState, ClockState())
+    raised: RaisedAlarms = stored_state(store, RAISED_KEY, RaisedAlarms, RaisedAlarms())
+    since = window_start(clock)
+    rounds, tried, read = read_rounds(store, since)
     meters_alarmed: list[dict[str, Any]] = []
     buses = []
     for config in site.buses:

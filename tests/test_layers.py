@@ -26,9 +26,9 @@ MAY_IMPORT = {
     "demo": set(OURS),
 }
 CLOUD_LAYERS: list[set[str]] = [
-    {"cloud.errors", "cloud.keys", "cloud.config", "cloud.services"},
+    {"cloud.errors", "cloud.keys", "cloud.config", "cloud.services", "cloud.logs"},
     {"cloud.db"},
-    {"cloud.migrations", "cloud.chains", "cloud.people"},
+    {"cloud.migrations", "cloud.chains", "cloud.people", "cloud.metrics"},
     {"cloud.registry", "cloud.reports"},
     {"cloud.operations"},
     {"cloud.payments", "cloud.notices"},

@@ -17,6 +17,7 @@ which is good enough for them:
 - a checkpoint: sign the chain's head if a cycle has not already;
 - pruning of old readings and events (their uplink copies stay in the outbox);
 - the systemd watchdog ping, at half of `WatchdogSec`, and after every cycle;
+- the jobs others add (`add_job`): the metrics' copy of the store's figures (`edge/metrics.py`);
 - with a `[cloud]` section, sync (`edge.sync.service`): every `tick_s` real seconds, the MQTT
   link's acknowledgements and commands are handled and the outbox's batches sent. On stop the
   last batches get a moment to go up, then the retained status says offline.
@@ -50,6 +51,7 @@ from edge.runtime.cycle import CycleReport
 from edge.runtime.events import RuntimeKind, runtime_event
 from edge.runtime.grid import NextCycle, Overrun, plan_next
 from edge.runtime.notify import Notifier
+from edge.runtime.pace import CyclePace
 from edge.store import DiskFull
 
 if TYPE_CHECKING:
@@ -107,6 +109,12 @@ class Runner:
         self.block_due = {block.name: 0.0 for block in booted.runtime.site.settings.blocks}
         self.intervals = {b.name: b.interval for b in booted.runtime.site.settings.blocks}
         self.nap = nap or self.stop.wait
+        # What the metrics endpoint shows of the cycles (`edge/metrics.py`, `[metrics]`).
+        self.pace = CyclePace(booted.runtime.site.settings.poll_interval.total_seconds())
+        # More periodic jobs (real seconds, job), and jobs after every cycle, run in this
+        # thread: `add_job`.
+        self.jobs: list[tuple[float, Callable[[], object]]] = []
+        self.after_cycle: list[Callable[[], object]] = []
         self.sync: SyncService | None = None
         cloud = booted.runtime.site.settings.cloud
         if cloud is not None:
@@ -119,6 +127,12 @@ class Runner:
         if isinstance(clock, SimulatedClock):
             return clock.real_seconds(site_time)
         return site_time.total_seconds()
+
+    def add_job(self, every_s: float, job: Callable[[], object]) -> None:
+        """Run `job` after every cycle and every `every_s` real seconds between cycles, in the
+        runtime's thread (the one that holds the store), from `run()` on."""
+        self.jobs.append((every_s, job))
+        self.after_cycle.append(job)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.stop_reason = signal.Signals(signum).name
@@ -148,6 +162,10 @@ class Runner:
         report = self._cycle(blocks)
         plan, self.next_due, started = self._plan(began, self.runtime.site.settings.poll_interval)
         self.starts.append(started if report is None else report.now)
+        self.pace.record(self.booted.clock.monotonic() - began, started,
+                         failed=report is None, overrun=plan.overrun is not None)  # fmt: skip
+        for job in self.after_cycle:
+            job()
         if plan.overrun is not None:
             self._overrun(plan.overrun)
         for name in blocks:
@@ -244,6 +262,8 @@ class Runner:
             _every(jobs, every).do(job)
         if self.sync is not None:
             _every(jobs, self.sync.settings.tick_s).do(self.sync.tick)
+        for extra_every, extra in self.jobs:
+            _every(jobs, extra_every).do(extra)
         interval = self.notifier.watchdog_interval
         if interval is not None and settings.watchdog:
             _every(jobs, interval).do(self.notifier.watchdog)

@@ -180,6 +180,8 @@ class SiteSettings:
     blocks: tuple[BlockConfig, ...] = ()  # `[[blocks]]`: polled besides the billing read
     # `[status] listen = "HOST:PORT"`: the read-only status page on the LAN (None: off).
     status_listen: tuple[str, int] | None = None
+    # `[metrics] listen = "HOST:PORT"`: `run`'s Prometheus endpoint (None: off; edge/metrics.py).
+    metrics_listen: tuple[str, int] | None = None
 
     @property
     def store_path(self) -> Path:

@@ -52,6 +52,9 @@ operator_code = "00000000"      #   dlt645 (2007) only
 # relay = "voltbook-sim"        # Modbus: the meters' relay variant; meter_type, di_order: CJ/T 188
 # [buses.meter_options."3"]     # a meter whose options differ (edge/site/bus_options.py)
 
+[metrics]                       # optional: Prometheus metrics of `run` (edge/metrics.py), off
+listen = "127.0.0.1:9108"       #   without this table; no login: bind where Prometheus reaches
+
 [[blocks]]                      # optional: reading blocks polled besides the billing read
 name = "power"                  # (`edge.site.blocks`); a driver's own block needs no items
 interval_s = 30                 # divides the day
@@ -270,9 +273,20 @@ def parse_simulation(path: Path, data: dict[str, Any]) -> SimulationSettings | N
 def parse_status(path: Path, data: dict[str, Any]) -> tuple[str, int] | None:
     """`[status] listen = "HOST:PORT"`: where the read-only status page listens (no table, no
     page: it is off by default; `edge/status_page.py`)."""
-    if "status" not in data:
+    return parse_listen(path, data, "status")
+
+
+def parse_metrics(path: Path, data: dict[str, Any]) -> tuple[str, int] | None:
+    """`[metrics] listen = "HOST:PORT"`: where `voltbook-edge run` serves its Prometheus metrics
+    (no table: off, the default; `edge/metrics.py`)."""
+    return parse_listen(path, data, "metrics")
+
+
+def parse_listen(path: Path, data: dict[str, Any], table: str) -> tuple[str, int] | None:
+    """`[table] listen = "HOST:PORT"` (None without the table)."""
+    if table not in data:
         return None
-    f = Fields(path, "[status]", data["status"])
+    f = Fields(path, f"[{table}]", data[table])
     listen = f.text("listen")
     host, _, port = str(listen).rpartition(":")
     host = host.removeprefix("[").removesuffix("]")  # [::1]:8088
@@ -359,7 +373,9 @@ def parse_site_file(
     path: Path,
 ) -> tuple[SiteSettings, tuple[BusConfig, ...], SimulationSettings | None]:
     data = read_toml(path)
-    unknown = sorted(set(data) - {"site", "buses", "blocks", "simulation", "cloud", "status"})
+    unknown = sorted(
+        set(data) - {"site", "buses", "blocks", "simulation", "cloud", "status", "metrics"}
+    )
     if unknown:
         raise SiteConfigError(path, f"unknown table [{unknown[0]}] (misspelt?)")
     settings = parse_settings(path, data)
@@ -375,6 +391,7 @@ def parse_site_file(
         settings,
         blocks=parse_blocks(path, data.get("blocks"), buses),
         status_listen=parse_status(path, data),
+        metrics_listen=parse_metrics(path, data),
     )
     simulation = parse_simulation(path, data)
     if simulation is None and any(b.kind is BusKind.SIMULATED for b in buses):

@@ -110,11 +110,19 @@ def _nonce(index: int) -> bytes:
     return index.to_bytes(12, "big")
 
 
-def seal(source: BinaryIO, sink: BinaryIO, key: KeySource, *, chunk: int = CHUNK) -> int:
-    """Seal everything `source` holds into `sink`; the bytes written."""
+def seal(
+    source: BinaryIO,
+    sink: BinaryIO,
+    key: KeySource,
+    *,
+    chunk: int = CHUNK,
+    scrypt_log2_n: int = SCRYPT_LOG2_N,
+) -> int:
+    """Seal everything `source` holds into `sink`; the bytes written. `scrypt_log2_n` is the
+    passphrase's stretching cost (2**17 rounds: about 128 MiB and a fraction of a second)."""
     if isinstance(key, Passphrase):
         header = Header(
-            KDF_SCRYPT, SCRYPT_LOG2_N, SCRYPT_R, SCRYPT_P, chunk, secrets.token_bytes(16)
+            KDF_SCRYPT, scrypt_log2_n, SCRYPT_R, SCRYPT_P, chunk, secrets.token_bytes(16)
         )
     else:
         header = Header(KDF_KEY_FILE, 0, 0, 0, chunk, secrets.token_bytes(16))

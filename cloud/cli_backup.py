@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import sys
 import time
 from collections.abc import Callable
@@ -197,6 +198,7 @@ def _live_heads(config: CloudConfig) -> list[OplogHead]:
 
 
 def _guarded(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    @functools.wraps(run)
     def guarded(args: argparse.Namespace) -> int:
         from cloud.errors import CloudError
         from cloud.services.errors import ServiceError

@@ -143,7 +143,7 @@ class PgBackRest:
             output = (result.stderr.strip() or result.stdout.strip())[-2000:]
             raise ToolFailed(f"pgbackrest {' '.join(args)} failed (exit {result.returncode}): "
                              f"{output}")  # fmt: skip
-        return result.stdout
+        return str(result.stdout)
 
     def stanza_create(self) -> None:
         self.run("stanza-create")

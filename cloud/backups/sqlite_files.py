@@ -2,7 +2,7 @@
 server keeps writing, and the copy is sealed (`cloud.backups.sealed`) into one file in the
 backup repository:
 
-    <repository>/voltbook-20261206T134501Z.vbbak    sealed tar of
+    <repository>/voltbook-20261206T134501Z.vbbak    sealed gzip-compressed tar of
         manifest.json        format, when the copy was taken, its size and SHA-256
         database.sqlite      the copy
         oplog-heads.jsonl    the operator log's signed heads, read before the copy was taken
@@ -18,6 +18,7 @@ kept beside it, renamed, never deleted).
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import hashlib
 import io
 import json
@@ -27,6 +28,7 @@ import shutil
 import sqlite3
 import tarfile
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,7 +84,7 @@ def create(
         manifest = {"format": FORMAT, "kind": "sqlite", "taken": taken.isoformat(),
                     "database_bytes": size, "sha256": digest}  # fmt: skip
         bundle = Path(scratch) / "bundle.tar"
-        with tarfile.open(bundle, "w") as tar:
+        with tarfile.open(bundle, "w:gz", compresslevel=6) as tar:
             _add(tar, MANIFEST, json.dumps(manifest, indent=1).encode())
             tar.add(copy, arcname=DATABASE)
             _add(tar, HEADS, heads)
@@ -123,7 +125,7 @@ def unpack(sealed: Path, key: KeySource, into: Path) -> Unpacked:
         raise BackupError(f"cannot read {sealed}: {exc.strerror or exc}") from exc
     database = into / DATABASE
     try:
-        with tarfile.open(bundle, "r") as tar:
+        with tarfile.open(bundle, "r:gz") as tar:
             manifest = json.loads(_member(tar, MANIFEST))
             heads_bytes = _member(tar, HEADS)
             member = tar.extractfile(DATABASE)
@@ -131,7 +133,7 @@ def unpack(sealed: Path, key: KeySource, into: Path) -> Unpacked:
                 raise KeyError(DATABASE)
             with member, database.open("wb") as out:
                 shutil.copyfileobj(member, out)
-    except (tarfile.TarError, KeyError, ValueError) as exc:
+    except (tarfile.TarError, KeyError, ValueError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise SealBroken(f"{sealed} opened but does not hold a backup: {exc}") from exc
     finally:
         bundle.unlink(missing_ok=True)

@@ -136,6 +136,8 @@ def test_a_drill_whose_books_do_not_hold_raises_an_alarm(
     world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:
     client, edge, engine, config = world.client, world.edge, world.engine, world.config
+    with session_factory(engine)() as session:
+        assert latest_drill(session) is None
     code, _, err = cli(capsys, "backup", "drill", *config)  # no backup yet: that is a failure
     assert code == 1 and "no backups" in err
     pay(client, edge, [("PAY-1", 1_000), ("PAY-2", 2_000)])

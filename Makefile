@@ -45,6 +45,16 @@ $(STAMP): pyproject.toml requirements-edge.txt requirements-cloud.txt
 		echo "nginx-light could not be installed: the proxy config test will be skipped"; \
 	else echo "nginx is missing and this is not root: run 'apt-get install nginx-light'" \
 		"as root, or tests/cloud/test_proxy_config.py is skipped"; fi
+	@# `voltbook-cloud backup` on PostgreSQL runs Debian's pgBackRest (tests/cloud/backups).
+	@if command -v pgbackrest >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's pgbackrest for the PostgreSQL backups"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbackrest >/dev/null 2>&1 || \
+		{ apt-get update -qq >/dev/null 2>&1 && \
+		  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbackrest >/dev/null; } || \
+		echo "pgbackrest could not be installed: the PostgreSQL backup tests will be skipped"; \
+	else echo "pgbackrest is missing and this is not root: run 'apt-get install pgbackrest'" \
+		"as root, or tests/cloud/backups/test_pgbackrest.py is skipped"; fi
 	@touch $@
 
 demo: $(STAMP)

@@ -9,6 +9,7 @@
     voltbook-cloud oplog verify [--heads FILE] | oplog sign | oplog show [--limit N]
     voltbook-cloud payments sandbox --dir D [--port P] [--cloud URL] [knobs]
     voltbook-cloud payments reconcile --day YYYY-MM-DD [--config FILE]
+    voltbook-cloud backup key|create|list|restore|verify|drill   (`cloud.cli_backup`)
 
 Exit codes: 0 done; 1 `oplog verify` found the log broken (the first broken row is named), or
 `payments reconcile` found differences;
@@ -126,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     _books_commands(commands)
     _payments_commands(commands)
     _keys_commands(commands)
+    from cloud.cli_backup import add_backup_commands
+
+    add_backup_commands(commands)
     return parser
 
 

@@ -47,6 +47,14 @@
     heads = "oplog-heads.jsonl"  # the operator log's signed heads (default: in the data dir)
     sign_every = 300             # seconds between signed heads (default 300)
 
+    [backup]                     # `voltbook-cloud backup …` (`cloud.backups`)
+    repository = "backups"       # SQLite: the sealed backups (default: backups/ in the data dir)
+    key_file = "/etc/voltbook/backup.key"  # the key sealing them; never inside the repository
+    passphrase_env = "VOLTBOOK_BACKUP_PASSPHRASE"  # without key_file: the passphrase's variable
+    pgbackrest_config = "/etc/pgbackrest/pgbackrest.conf"  # PostgreSQL: pgBackRest's own file
+    stanza = "voltbook"          # its stanza (default voltbook)
+    run_as = "postgres"          # the user pgBackRest runs as when we are root (default postgres)
+
     [payments]                   # merchants paying on their phones (none without this table)
     notify_base = "https://pay.example.com"   # our public URL the providers notify
     order_ttl_s = 1800           # an unpaid order closes after this (default 1800 s)
@@ -119,6 +127,8 @@ OPLOG_HEADS_FILE = "oplog-heads.jsonl"
 RESTORE_DRILL_FILE = "restore-drill.json"  # `cloud.metrics.restore_drill`: the drill's result
 MIN_METRICS_TOKEN = 16
 MAX_METRICS_TOKEN = 256
+BACKUP_DIR = "backups"
+PASSPHRASE_ENV = "VOLTBOOK_BACKUP_PASSPHRASE"
 DEFAULT_SIGN_EVERY_S = 300
 MAX_SIGN_EVERY_S = 86_400
 BROKER_DIR = "broker"
@@ -301,6 +311,18 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class BackupSettings:
+    """`[backup]`: where backups go and how they are sealed (`cloud.backups`)."""
+
+    repository: Path | None = None  # None: backups/ in the data directory
+    key_file: Path | None = None
+    passphrase_env: str = PASSPHRASE_ENV
+    pgbackrest_config: Path | None = None
+    stanza: str = "voltbook"
+    run_as: str = "postgres"
+
+
+@dataclass(frozen=True, slots=True)
 class CloudConfig:
     path: Path | None  # the file it came from; None for the defaults
     data_dir: Path
@@ -318,12 +340,18 @@ class CloudConfig:
     update_bundles: Path | None = None  # `[updates] bundles`: the folder of served bundles
     metrics: MetricsSettings | None = None  # None: no /metrics
     restore_drill_file: Path | None = None  # `[metrics] restore_drill`; None: in the data dir
+    backup: BackupSettings = BackupSettings()
 
     @property
     def restore_drill(self) -> Path:
         """The restore drill's result file (`cloud.metrics.restore_drill`: the drill writes it,
         `/metrics` reads it)."""
         return self.restore_drill_file or self.data_dir / RESTORE_DRILL_FILE
+
+    @property
+    def backup_repository(self) -> Path:
+        """Where sealed SQLite backups are written (`[backup] repository`)."""
+        return self.backup.repository or self.data_dir / BACKUP_DIR
 
     @property
     def oplog_heads(self) -> Path:
@@ -483,6 +511,7 @@ def parse_config(path: Path | None, data: dict[str, Any], data_dir: Path) -> Clo
     metrics, restore_drill = _metrics(
         None if raw_metrics is None else _Table(path, "metrics", raw_metrics), base
     )
+    backup = _backup(_Table(path, "backup", top.get("backup")), base)
     raw_notices = top.get("notices")
     notices = None if raw_notices is None else _notices(_Table(path, "notices", raw_notices), base)
     top.done()
@@ -503,6 +532,29 @@ def parse_config(path: Path | None, data: dict[str, Any], data_dir: Path) -> Clo
         provision=provision_settings,
         metrics=metrics,
         restore_drill_file=restore_drill,
+        backup=backup,
+    )
+
+
+def _backup(table: _Table, base: Path) -> BackupSettings:
+    repository = table.text("repository", "")
+    key_file = table.text("key_file", "")
+    passphrase_env = table.text("passphrase_env", PASSPHRASE_ENV)
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", passphrase_env):
+        raise table.problem("passphrase_env", "an environment variable's name", passphrase_env)
+    pgbackrest = table.text("pgbackrest_config", "")
+    stanza = table.text("stanza", "voltbook")
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", stanza):
+        raise table.problem("stanza", "a stanza name (letters, digits, _ and -)", stanza)
+    run_as = table.text("run_as", "postgres")
+    table.done()
+    return BackupSettings(
+        repository=base / repository if repository else None,
+        key_file=base / key_file if key_file else None,
+        passphrase_env=passphrase_env,
+        pgbackrest_config=base / pgbackrest if pgbackrest else None,
+        stanza=stanza,
+        run_as=run_as,
     )
 
 
@@ -883,6 +935,17 @@ approve_corrections_above_fen = 100000
 # [metrics]
 # token_file = "metrics-token"          # one line: `openssl rand -hex 32 > metrics-token`
 # restore_drill = "restore-drill.json"  # the restore drill's last result (default: here)
+
+[backup]
+# `voltbook-cloud backup create|list|restore|verify|drill`. SQLite: sealed files (AES-256-GCM)
+# in `repository` (default backups/ here), keyed by `key_file` (`voltbook-cloud backup key
+# --out FILE` makes one; keep it off this machine's backup media) or by a passphrase in the
+# environment variable `passphrase_env`. PostgreSQL: pgBackRest with its own configuration.
+# repository = "backups"
+# key_file = "/etc/voltbook/backup.key"
+# passphrase_env = "VOLTBOOK_BACKUP_PASSPHRASE"
+# pgbackrest_config = "/etc/pgbackrest/pgbackrest.conf"
+# stanza = "voltbook"
 
 # Notices to merchants (low balance, arrears warning, cut-off, recharge credited, refund paid,
 # power-off). Without a [notices] table none are made. The WeChat Official Account is tried

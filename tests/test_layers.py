@@ -30,12 +30,12 @@ CLOUD_LAYERS: list[set[str]] = [
     {"cloud.db"},
     {"cloud.migrations", "cloud.chains", "cloud.people", "cloud.metrics"},
     {"cloud.registry", "cloud.reports"},
-    {"cloud.operations"},
+    {"cloud.operations", "cloud.backups"},
     {"cloud.payments", "cloud.notices"},
     {"cloud.ingest"},
     {"cloud.api"},
     {"cloud.web"},  # pages: the API's session, clock and guards, the same services below
-    {"cloud.app", "cloud.server", "cloud.cli"},
+    {"cloud.app", "cloud.server", "cloud.cli", "cloud.cli_backup"},
 ]
 LAYER_OF = {name: level for level, names in enumerate(CLOUD_LAYERS) for name in names}
 

@@ -56,6 +56,7 @@ CLOUD_SEVERITY = {
     "quarantine_cleared": "info",
     "payment_refund_failed": "critical",  # a payer has not got money back
     "reconciliation_mismatch": "critical",  # the books and a provider's bill disagree
+    "restore_drill_failed": "critical",  # the latest backup would not restore or its books fail
 }
 
 

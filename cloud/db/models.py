@@ -275,6 +275,7 @@ class Alarm(Base):
 # Registered on `Base.metadata` by importing them (they import `Base` from `cloud.db.base`).
 from cloud.db import (  # noqa: E402
     auth,
+    backups,
     claims,
     commissioning,
     console,
@@ -292,6 +293,7 @@ __all__ = [
     "Base",
     "UtcDateTime",
     "auth",
+    "backups",
     "claims",
     "commissioning",
     "console",

@@ -8,6 +8,9 @@ Startup is `initdb --no-sync` plus `pg_ctl start -w` with `fsync=off`: durabilit
 for a cluster that lives for one test session, and it is what makes startup take about a
 second rather than several. Only TCP on 127.0.0.1 is served (`unix_socket_directories` is
 empty): Unix socket paths are limited to about 100 bytes and pytest's directories can be longer.
+`socket=True` adds a socket in a short private directory (`socket_dir`) for clients that only
+speak Unix sockets (pgBackRest), and `settings` are further `-c name=value` server settings
+(archiving, a restored cluster's recovery).
 
 PostgreSQL refuses to run as root; when we are root the server runs as the `postgres` system
 user (see `cloud.services.runas`). `restart()` keeps the port, so tests can take the database
@@ -19,9 +22,12 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shlex
 import shutil
 import subprocess
+import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -86,8 +92,13 @@ class ThrowawayPostgres(LocalServer):
         *,
         binaries: PostgresBinaries | None = None,
         start_timeout: int = START_TIMEOUT_S,
+        settings: Mapping[str, str] | None = None,
+        socket: bool = False,
     ) -> None:
         self.workdir = workdir
+        self.settings = dict(settings or {})
+        self.socket_dir: Path | None = None
+        self._socket = socket
         self._port = port
         self._binaries = binaries
         self.start_timeout = start_timeout
@@ -155,10 +166,14 @@ class ThrowawayPostgres(LocalServer):
         if self._port is None:
             self._port = free_port()
         began = time.monotonic()
+        if self._socket and self.socket_dir is None:
+            self.socket_dir = Path(tempfile.mkdtemp(prefix="vbpg-"))
+            runas.give_to(self._account, self.socket_dir)
+        sockets = f"'{self.socket_dir}'" if self.socket_dir is not None else "''"
         options = (
-            f"-p {self._port} -c listen_addresses={LOOPBACK} -c unix_socket_directories='' "
+            f"-p {self._port} -c listen_addresses={LOOPBACK} -c unix_socket_directories={sockets} "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        )
+        ) + "".join(f" -c {name}={shlex.quote(value)}" for name, value in self.settings.items())
         self._run_as_server(
             "pg_ctl start",
             [str(binaries.pg_ctl), "start", "-w", "-t", str(self.start_timeout),
@@ -193,6 +208,12 @@ class ThrowawayPostgres(LocalServer):
             log.warning("postgres on port %d was not running at stop: %s", self.port, exc)
             return
         log.info("postgres on %s:%d stopped", self.host, self.port)
+
+    def close(self) -> None:
+        super().close()
+        if self.socket_dir is not None:
+            shutil.rmtree(self.socket_dir, ignore_errors=True)
+            self.socket_dir = None
 
     def _create_database(self, binaries: PostgresBinaries) -> None:
         # A client over TCP with trust auth: runs fine as root, needs no socket directory.

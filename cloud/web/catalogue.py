@@ -644,6 +644,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "alarm_kind_quarantined": ("集中器隔离", "concentrator quarantined"),
     "alarm_kind_refused_batch": ("上传被拒", "upload refused"),
     "alarm_kind_recharge_refused": ("充值被拒", "recharge refused"),
+    "alarm_kind_restore_drill_failed": ("恢复演练失败", "restore drill failed"),
     "severity_critical": ("严重", "Critical"),
     "severity_warning": ("警告", "Warning"),
     "severity_info": ("提示", "Info"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -244,3 +245,29 @@ def test_the_broker_address_provisioned_boxes_are_told(tmp_path: Path) -> None:
     assert enrolment_of(external, None) == Enrolment(None, "mqtt.example.com", 18883)
     plain = load_config(write(tmp_path, '[broker]\nhost = "10.0.0.5"\nport = 1884\n', "p.toml"))
     assert enrolment_of(plain, None) == Enrolment(None, "10.0.0.5", 1884)
+
+
+def test_the_backup_settings(tmp_path: Path) -> None:
+    default = load_config(write(tmp_path, ""))
+    assert default.backup_repository == tmp_path / "backups"
+    assert default.backup.key_file is None
+    assert default.backup.passphrase_env == "VOLTBOOK_BACKUP_PASSPHRASE"
+    text = (
+        '[backup]\nrepository = "/srv/backups"\nkey_file = "keys/backup.key"\n'
+        'pgbackrest_config = "/etc/pgbackrest/pgbackrest.conf"\nstanza = "main"\n'
+        'passphrase_env = "VB_PASS"\nrun_as = "pgbackup"\n'
+    )
+    config = load_config(write(tmp_path, text))
+    assert config.backup_repository == Path("/srv/backups")
+    assert config.backup.key_file == tmp_path / "keys/backup.key"
+    assert config.backup.pgbackrest_config == Path("/etc/pgbackrest/pgbackrest.conf")
+    assert (config.backup.stanza, config.backup.passphrase_env) == ("main", "VB_PASS")
+    assert config.backup.run_as == "pgbackup"
+    for bad, words in (
+        ('stanza = "a b"', "[backup] stanza"),
+        ('passphrase_env = "not a name"', "[backup] passphrase_env"),
+        ("key_file = 3", "[backup] key_file"),
+        ('keyfile = "x"', "unknown key [backup] keyfile"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(words)):
+            load_config(write(tmp_path, f"[backup]\n{bad}\n"))

@@ -286,9 +286,12 @@ def report(title: str, plan: Plan, measured: Measured) -> None:
               "jobs included)")  # fmt: skip
 
 
-def serve(url: str) -> tuple[uvicorn.Server, threading.Thread, str, Any]:
+def serve(
+    url: str, key: NodeKey | None = None
+) -> tuple[uvicorn.Server, threading.Thread, str, Any]:
+    """The cloud app over `url`, signing with `key` (the cloud's; a fresh one if None)."""
     engine = make_engine(url)
-    app = create_app(engine, NodeKey.generate())
+    app = create_app(engine, key or NodeKey.generate())
     listener = free_listener()
     port = listener.getsockname()[1]
     config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")

@@ -73,6 +73,7 @@ from cloud.api import (
     relays,
     reports,
     site_config,
+    takeovers,
     updates,
     users,
 )
@@ -133,6 +134,7 @@ ROUTERS = (
     users,
     oplog,
     concentrators,
+    takeovers,  # /concentrators/{old}/takeover: a dead box replaced
     accounts,
     meters,
     ledger,

@@ -51,7 +51,7 @@ class ConcentratorOut(Out):
     name: str
     key_id: str
     public_key: str = Field(description="raw Ed25519 public key, hex")
-    status: Literal["active", "quarantined"]
+    status: Literal["active", "quarantined", "retired"]
     reason: str = Field(description="why it is quarantined (empty when active)")
     online: bool
     last_seen: StoredTime | None

@@ -84,6 +84,8 @@ class Opening:
 class MeterBaseline:
     meter: str
     reg: int  # Wh (L for a water meter), as billed
+    at: str  # when that register was read (ISO 8601): the next reading's energy is spread
+    # over the tariff periods from there, and judged for plausibility over that time
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +110,7 @@ class Plan:
         """The `openings`, `meters` and `accounts` arguments of a `takeover` command."""
         return {
             "openings": [{"pocket": o.pocket, "amount": o.amount} for o in self.openings],
-            "meters": [{"meter": m.meter, "reg": m.reg} for m in self.meters],
+            "meters": [{"meter": m.meter, "reg": m.reg, "at": m.at} for m in self.meters],
             "accounts": [
                 {
                     "account": a.account,
@@ -146,13 +148,13 @@ def plan(
     owners: Iterable[str],
     meters: Mapping[str, str],
     transfers: Sequence[Transfer],
-    started: Mapping[str, int] | None = None,
+    started: Mapping[str, tuple[int, str]] | None = None,
 ) -> Plan:
     """The takeover of `owners` (accounts) and `meters` (address → account) from `transfers`,
-    the old node's acknowledged chain in order. `started`: the register billing started from,
-    for meters the chain never billed (a meter with neither is refused: its baseline is
-    unknown, so energy would be lost or billed twice). Refused while a pending transfer of
-    one of these accounts is unresolved (a refund or move out the old node never settled)."""
+    the old node's acknowledged chain in order. `started`: the register billing started from
+    and when it was read, for meters the chain never billed (a meter with neither is refused:
+    its baseline is unknown, so energy would be lost or billed twice). Refused while a pending
+    transfer of one of these accounts is unresolved (a refund or move out never settled)."""
     owners = sorted(set(owners))
     mine = set(owners)
     started = started or {}
@@ -171,7 +173,7 @@ def plan(
         )
     balances: dict[AccountId, int] = {}
     cost: dict[str, int] = {}
-    last_reg: dict[str, int] = {}
+    last_reg: dict[str, tuple[int, str]] = {}
     for t in transfers:
         if t.kind is Kind.PENDING or t.kind is Kind.VOID:
             continue  # none of these accounts' is open, so each was posted or voided whole
@@ -182,7 +184,7 @@ def plan(
         if t.code in BILLED:
             meter = str(t.refs["meter"])
             if meter in meters:
-                last_reg[meter] = int(t.refs["reg_to"])
+                last_reg[meter] = (int(t.refs["reg_to"]), t.time)
             owner = owner_of(t.debit)
             if t.unit is Unit.FEN and owner in mine and "cost_cum" in t.refs:
                 cost[owner] = int(t.refs["cost_cum"])
@@ -190,13 +192,13 @@ def plan(
     for meter in sorted(meters):
         if meters[meter] not in mine:
             raise TakeoverRefused(f"meter {meter}'s account {meters[meter]} is not taken over")
-        reg = last_reg.get(meter, started.get(meter))
-        if reg is None:
+        found = last_reg.get(meter, started.get(meter))
+        if found is None:
             raise TakeoverRefused(
                 f"meter {meter} was never billed and its first register is unknown: read it "
                 "(or import an IR reading) first"
             )
-        baselines.append(MeterBaseline(meter, reg))
+        baselines.append(MeterBaseline(meter, *found))
     carries = []
     for owner in owners:
         issued, closed = _periods(owner, Pocket.SUBSIDY, transfers)

@@ -98,11 +98,10 @@ def _takeover_refused(
     refused = [o for o in outcomes if o.refused]
     if not refused:
         return
-    kinds = dict(
-        session.execute(
-            select(Command.id, Command.kind).where(Command.id.in_([o.command_id for o in refused]))
-        ).tuples()
+    rows = session.execute(
+        select(Command.id, Command.kind).where(Command.id.in_([o.command_id for o in refused]))
     )
+    kinds = {command_id: kind for command_id, kind in rows}
     for outcome in refused:
         if kinds.get(outcome.command_id) == CommandKind.TAKEOVER.value:
             raise_alarm(session, node, "takeover_refused", now,

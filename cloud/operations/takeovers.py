@@ -90,19 +90,19 @@ def _last_config(session: Session, node: str) -> dict[str, Any]:
     return dict(command.args["documents"])
 
 
-def _started(session: Session, node: str, meters: dict[str, int]) -> dict[str, int]:
-    """Per meter (address → multiplier), the register of the node's first reading of it: where
-    billing started if the chain never billed the meter."""
+def _started(session: Session, node: str, meters: dict[str, int]) -> dict[str, tuple[int, str]]:
+    """Per meter (address → multiplier), the register of the node's first reading of it and
+    its time: where billing started if the chain never billed the meter."""
     out = {}
     for meter, multiplier in meters.items():
         first = session.execute(
-            select(Reading.energy_wh)
+            select(Reading.energy_wh, Reading.time)
             .where(Reading.node == node, Reading.meter == meter, Reading.energy_wh.is_not(None))
             .order_by(Reading.time)
             .limit(1)
-        ).scalar_one_or_none()
+        ).first()
         if first is not None:
-            out[meter] = int(first) * multiplier
+            out[meter] = (int(first[0]) * multiplier, first[1].isoformat())
     return out
 
 
@@ -207,7 +207,7 @@ def _plan_of(row: Takeover) -> rules.Plan:
     p = row.plan
     return rules.Plan(
         tuple(rules.Opening(o["pocket"], o["amount"]) for o in p["openings"]),
-        tuple(rules.MeterBaseline(m["meter"], m["reg"]) for m in p["meters"]),
+        tuple(rules.MeterBaseline(m["meter"], m["reg"], m["at"]) for m in p["meters"]),
         tuple(
             rules.AccountCarry(
                 a["account"], a["cost_cum"], *(tuple(a[k]) for k in (
@@ -232,7 +232,7 @@ def recover(
     box's chain. Books nothing; refused (Invalid) if the export does not verify."""
     row = get(session, old)
     dead = lock(session, old)
-    key = load_public_key(bytes.fromhex(dead.public_key))
+    key = load_public_key(dead.public_key.encode())
     trusted = TrustedHead(row.head_seq, bytes.fromhex(row.head_hash))
     verdict = verify_lines(lines, [key], node=old, trusted=trusted)
     wrong = [f for f in verdict.findings if f.problem is not Problem.UNSIGNED_TAIL]

@@ -9,8 +9,9 @@ In the command's one transaction, or not at all:
   verified copy of the old chain holds at its acknowledged head (ids
   `entry_ids.takeover_open(takeover, pocket)`);
 - each meter's billing baseline: its next reading bills from the register the old chain's last
-  billed leg reached, so the days the old box booked and never sent (or that nobody booked) are
-  billed here from the registers, once;
+  billed leg reached (and from the time it was read, so the energy is spread over the tariff
+  periods and judged for plausibility over the days it took), so the days the old box booked
+  and never sent (or that nobody booked) are billed here from the registers, once;
 - each account's cumulative exact cost (charges continue without drift) and subsidy periods
   issued and closed (a period the old box issued is never issued here again; the current one is
   still closed at month end here).
@@ -23,6 +24,7 @@ configuration does not parse. Applied once (the inbox, by command id).
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -34,6 +36,7 @@ from edge.sync.command_context import (
     Applied,
     CommandContext,
     Refusal,
+    aware_time,
     integer,
     periods,
     reference,
@@ -85,7 +88,8 @@ def _baselines(args: Mapping[str, Any], meters: set[str]) -> list[rules.MeterBas
         meter = text(row, "meter")
         if meter not in meters:
             raise Refusal(f"meters: {meter!r} is not a meter of the documents")
-        out.append(rules.MeterBaseline(meter, integer(row, "reg", low=0)))
+        at = aware_time(row, "at")
+        out.append(rules.MeterBaseline(meter, integer(row, "reg", low=0), at.isoformat()))
     if len({m.meter for m in out}) != len(out):
         raise Refusal("meters name a meter twice")
     missing = sorted(meters - {m.meter for m in out})
@@ -161,7 +165,8 @@ def takeover(d: CommandContext) -> Applied:
     result = d.apply(transfers)
     if took_effect(result):
         for base in baselines:
-            billing = MeterBilling(meter=base.meter, reg_wh=Wh(base.reg), at=d.now)
+            at = dt.datetime.fromisoformat(base.at).astimezone(runtime.site.zone)
+            billing = MeterBilling(meter=base.meter, reg_wh=Wh(base.reg), at=min(at, d.now))
             meter_was = runtime.meters.get(base.meter, MeterRuntime())
             state = dataclasses.replace(meter_was, billing=billing, first_reg_wh=base.reg)
             runtime.stage_meter(d.tx, base.meter, state)

@@ -149,6 +149,7 @@ def test_a_repeated_takeover_books_nothing_more(replaced: Replaced) -> None:
         ({"openings": [{"pocket": "sys:takeover_fen", "amount": 5}]}, ("merchant pocket",)),
         ({"openings": [{"pocket": "Z9999:prepaid", "amount": 5}]}, ("not an account",)),
         ({"meters": []}, ("no baseline",)),
+        ({"meters": [{"meter": "202611000001", "reg": 5, "at": "yesterday"}]}, ("at",)),
         ({"accounts": [{"account": "A0001", "cost_cum": -1}]}, ("cost_cum",)),
         ({"from_node": NEW}, ("its own",)),
         ({"documents": {"meters": "no"}}, ("documents",)),
@@ -177,6 +178,7 @@ def test_the_plan_refuses_a_meter_whose_baseline_is_unknown(replaced: Replaced) 
     r = replaced
     with pytest.raises(takeover.TakeoverRefused, match="never billed"):
         takeover.plan(set(r.meters.values()), r.meters, [])
-    plan = takeover.plan(set(r.meters.values()), r.meters, [], started=r.old_first)
+    started = {m: (reg, "2026-11-02T09:00:00+08:00") for m, reg in r.old_first.items()}
+    plan = takeover.plan(set(r.meters.values()), r.meters, [], started=started)
     assert {m.reg for m in plan.meters} == set(r.old_first.values())
     assert pocket_id("A0001", Pocket.PREPAID) not in {o.pocket for o in plan.openings}

@@ -1,11 +1,11 @@
-"""`/concentrators/{old}/takeover`: a dead concentrator replaced by a new box
+"""`/concentrators/{node}/takeover`: a dead concentrator replaced by a new box
 (`cloud.operations.takeovers`; docs/architecture.md §7.6).
 
-    POST /concentrators/{old}/takeover          {new_node}          admin, operator
-    GET  /concentrators/{old}/takeover                              staff, installers
-    POST /concentrators/{old}/takeover/recover  {lines: [...]}      admin, operator
+    POST /concentrators/{node}/takeover          {new_node}          admin, operator
+    GET  /concentrators/{node}/takeover                              staff, installers
+    POST /concentrators/{node}/takeover/recover  {lines: [...]}      admin, operator
 
-The takeover retires `old` (its uploads are refused from then on), fails its open commands
+The takeover retires the node (its uploads are refused from then on), fails its open commands
 (a pending recharge is voided: its payer is owed it back), closes its pockets in the cloud chain
 at the acknowledged head and sends the new box a signed `takeover` command. Asking again for the
 same new box returns the same takeover. `recover` takes the old store's chain export (`voltbook-edge
@@ -69,7 +69,7 @@ def _out(row: Takeover) -> TakeoverOut:
 
 
 @router.post(
-    "/{old}/takeover",
+    "/{node}/takeover",
     response_model=TakeoverOut,
     status_code=status.HTTP_201_CREATED,
     summary="A new box takes over a dead concentrator's accounts",
@@ -80,40 +80,40 @@ def _out(row: Takeover) -> TakeoverOut:
     ),
 )
 def take_over(  # noqa: PLR0917 (FastAPI dependencies)
-    old: OldPath,
+    node: OldPath,
     body: TakeoverIn,
     who: Annotated[Principal, allow(*OPERATIONS)],
     session: DbSession,
     key: CloudKey,
     now: Now,
 ) -> TakeoverOut:
-    row, _ = takeovers.take_over(session, old, body.new_node, key=key, now=now, actor=who.actor)
+    row, _ = takeovers.take_over(session, node, body.new_node, key=key, now=now, actor=who.actor)
     return _out(row)
 
 
 @router.get(
-    "/{old}/takeover",
+    "/{node}/takeover",
     response_model=TakeoverOut,
     summary="The takeover of a dead concentrator",
     responses=answers(e404="not taken over"),
 )
 def get_takeover(
-    old: OldPath, who: Annotated[Principal, allow(*READ_ALL)], session: DbSession
+    node: OldPath, who: Annotated[Principal, allow(*READ_ALL)], session: DbSession
 ) -> TakeoverOut:
-    return _out(takeovers.get(session, old))
+    return _out(takeovers.get(session, node))
 
 
 @router.post(
-    "/{old}/takeover/recover",
+    "/{node}/takeover/recover",
     response_model=TakeoverOut,
     summary="Reconcile the dead concentrator's store, recovered after its takeover",
     responses=answers(e404="not taken over", e422="the export does not verify or reconcile"),
 )
 def recover(
-    old: OldPath,
+    node: OldPath,
     body: RecoverIn,
     who: Annotated[Principal, allow(*OPERATIONS)],
     session: DbSession,
     now: Now,
 ) -> TakeoverOut:
-    return _out(takeovers.recover(session, old, body.lines, now=now, actor=who.actor))
+    return _out(takeovers.recover(session, node, body.lines, now=now, actor=who.actor))

@@ -21,6 +21,7 @@ import dataclasses
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -55,6 +56,9 @@ pytestmark = pytest.mark.slow
 OLD, NEW = "edge-demo-0001", "edge-new"
 OPERATOR = Actor("op-li", "operator")
 HOURS_6 = dt.timedelta(hours=6)
+# The old box starts two days before December: November's subsidy is acknowledged, December's
+# is issued in the days it never sent (and so by the new box, once).
+MONTH_END = dt.datetime(2026, 11, 29, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 
 
 @dataclasses.dataclass
@@ -121,8 +125,8 @@ def world(
     cloud_key: NodeKey,
     clock: Clock,
 ) -> Iterator[World]:
-    toml = write_site(tmp_path / "site", 4, subsidy=True)
-    old = Node.boot(toml)
+    toml = write_site(tmp_path / "site", 4, subsidy=True, start=MONTH_END)
+    old = Node.boot(toml, start=MONTH_END)
     try:
         with sessions.begin() as session:
             concentrators.register(session, OLD, old.runtime.key.public_key, now=clock())
@@ -201,8 +205,11 @@ def test_a_dead_box_replaced_its_store_lost_the_books_verify(world: World) -> No
     book = replay(union)
     assert ledger_violations(union, book.balances()) == []
     subsidies = [(t.credit, t.refs["period"]) for t in union if t.code is Code.SUBSIDY_ISSUE]
-    assert len(subsidies) == len(set(subsidies)) == 4  # November's, once each
-    assert not [t for t in w.chain(NEW) if t.code is Code.SUBSIDY_ISSUE]
+    assert len(subsidies) == len(set(subsidies)) == 8  # November's and December's, once each
+    in_tail = {(t.credit, t.refs["period"]) for t in w.tail if t.code is Code.SUBSIDY_ISSUE}
+    by_new = {(t.credit, t.refs["period"]) for t in w.chain(NEW) if t.code is Code.SUBSIDY_ISSUE}
+    assert {p for _, p in in_tail} == {p for _, p in by_new} == {"2026-12"}
+    assert in_tail == by_new  # the tail's issue, lost with the store, issued once by the new box
     tail_spans = rules.spans(w.tail)
     for meter, lo, hi, billed in per_meter_energy(union):
         assert lo == w.old_first[meter] and billed == hi - lo
@@ -232,6 +239,10 @@ def test_a_recovered_store_is_reconciled_and_nothing_is_booked_twice(world: Worl
     assert report["tail_entries"] == len(w.tail) > 0
     assert all(m["uncovered_wh"] == 0 and m["tail_wh"] > 0 for m in report["meters"])
     assert report["payments"] == [w.payment]
+    assert report["subsidy"] == {  # December's issue in the tail: the books hold the new box's
+        f"{account}:2026-12": ["tail", "new_box"]
+        for account in ("A0001", "A0002", "A0003", "A0004")
+    }
     tail_energy = sum(s.billed for s in rules.spans(w.tail).values())
     assert sum(m["tail_wh"] for m in report["meters"]) == tail_energy
     with w.sessions() as session:

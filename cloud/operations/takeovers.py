@@ -101,7 +101,7 @@ def _started(session: Session, node: str, meters: dict[str, int]) -> dict[str, t
             .order_by(Reading.time)
             .limit(1)
         ).first()
-        if first is not None:
+        if first is not None and first[0] is not None:
             out[meter] = (int(first[0]) * multiplier, first[1].isoformat())
     return out
 

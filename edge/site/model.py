@@ -180,6 +180,10 @@ class SiteSettings:
     blocks: tuple[BlockConfig, ...] = ()  # `[[blocks]]`: polled besides the billing read
     # `[status] listen = "HOST:PORT"`: the read-only status page on the LAN (None: off).
     status_listen: tuple[str, int] | None = None
+    # `backup_dir`: a folder on a second medium the store is copied to (edge.store.backup), every
+    # `backup_interval` (None: no backup).
+    backup_dir: Path | None = None
+    backup_interval: dt.timedelta = dt.timedelta(hours=1)
 
     @property
     def store_path(self) -> Path:

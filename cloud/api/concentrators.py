@@ -129,7 +129,9 @@ def _one(session: Session, node: str) -> ConcentratorOut:
 def list_concentrators(
     who: Reader,
     session: DbSession,
-    status_: Annotated[Literal["active", "quarantined"] | None, Query(alias="status")] = None,
+    status_: Annotated[
+        Literal["active", "quarantined", "retired"] | None, Query(alias="status")
+    ] = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> dict[str, object]:

@@ -217,7 +217,10 @@ def test_a_dead_box_replaced_its_store_lost_the_books_verify(world: World) -> No
     for pocket, balance in w.new.store.book.balances().items():
         if not pocket.startswith("sys:"):
             assert cloud_balances.get(pocket, 0) == balance.posted, pocket
+    with w.sessions.begin() as session, pytest.raises(Conflict, match="retired"):
+        commands.issue(session, OLD, Kind.TIME, {}, key=w.key, now=w.clock())  # nothing goes
     # the old box, alive after all, uploads its tail: refused, nothing stored
+
     before = len(w.chain(OLD))
     ack = open_ack(w.ingest.handle_batch(OLD, w.tail_batch), w.key)
     assert ack.status is AckStatus.REFUSED and "taken over" in ack.reason

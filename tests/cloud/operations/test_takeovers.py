@@ -36,6 +36,7 @@ from cloud.ingest.handler import Ingest
 from cloud.keys import CLOUD_NODE
 from cloud.operations import recharges, takeovers
 from cloud.people.oplog import Actor
+from cloud.registry import site_config
 from cloud.reports import books
 from edge.sync.uplink import BatchBuilder
 from ledger import takeover as rules
@@ -222,9 +223,41 @@ def test_a_dead_box_replaced_its_store_lost_the_books_verify(world: World) -> No
     # the old box, alive after all, uploads its tail: refused, nothing stored
 
     before = len(w.chain(OLD))
-    ack = open_ack(w.ingest.handle_batch(OLD, w.tail_batch), w.key)
-    assert ack.status is AckStatus.REFUSED and "taken over" in ack.reason
+    for _ in range(2):  # sent again: one alarm, not one per batch
+        ack = open_ack(w.ingest.handle_batch(OLD, w.tail_batch), w.key)
+        assert ack.status is AckStatus.REFUSED and "taken over" in ack.reason
     assert len(w.chain(OLD)) == before
+    with w.sessions() as session:
+        alarms = session.scalars(
+            select(models.Alarm.kind).where(models.Alarm.node == OLD, models.Alarm.kind.in_(
+                ("retired_upload", "refused_batch")))
+        ).all()  # fmt: skip
+        assert alarms == ["retired_upload"]
+
+
+def test_a_new_box_that_already_bills_the_meters_refuses_and_an_alarm_says_so(
+    world: World,
+) -> None:
+    w = world
+    # the new box was (wrongly) given the old box's meters and has billed them from its own
+    # first reading: taking over would bill the gap twice or not at all, so it refuses
+    with w.sessions.begin() as session:  # pushed as `site_config.push` does
+        config = select(Command.args).where(Command.node == OLD, Command.kind == "config")
+        documents = dict(session.scalars(config).one()["documents"])
+        site_config.state(session, NEW).version = 1
+        pushed = commands.issue(session, NEW, Kind.CONFIG, {"version": 1, "documents": documents},
+                                key=w.key, now=w.at(w.new)).id  # fmt: skip
+    w.deliver(w.new, pushed)
+    w.new.cycles(2)
+    with w.sessions.begin() as session:
+        row, _ = takeovers.take_over(session, OLD, NEW, key=w.key, now=w.at(w.new), actor=OPERATOR)
+        payload = commands.get(session, row.command_id).payload
+    handled = w.new.desk.handle(payload)
+    assert handled.outcome == "refused" and "already billed here" in handled.message
+    w.upload(w.new)
+    with w.sessions() as session:
+        kinds = session.scalars(select(models.Alarm.kind).where(models.Alarm.node == NEW)).all()
+        assert "takeover_refused" in kinds
 
 
 def test_a_recovered_store_is_reconciled_and_nothing_is_booked_twice(world: World) -> None:

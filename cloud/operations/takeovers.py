@@ -151,9 +151,12 @@ def take_over(
         raise Conflict(f"{old} is retired already")
     documents = _last_config(session, old)
     docs_meters = [m for m in documents.get("meters", ()) if isinstance(m, dict)]
-    meters = {str(m["id"]): str(m["account"]) for m in docs_meters}
-    owners = {str(a["id"]) for a in documents.get("accounts", ()) if isinstance(a, dict)}
-    multipliers = {str(m["id"]): int(m.get("multiplier", 1)) for m in docs_meters}
+    meters = {str(m.get("id")): str(m.get("account")) for m in docs_meters}
+    owners = {str(a.get("id")) for a in documents.get("accounts", ()) if isinstance(a, dict)}
+    multipliers = {
+        str(m.get("id")): m["multiplier"] if type(m.get("multiplier")) is int else 1
+        for m in docs_meters
+    }
     transfers = _chain(session, old, dead.head_seq)
     try:
         plan = rules.plan(owners, meters, transfers, _started(session, old, multipliers))

@@ -96,6 +96,12 @@ class AccountCarry:
     subsidy_closed: tuple[str, ...] = ()
     water_issued: tuple[str, ...] = ()
     water_closed: tuple[str, ...] = ()
+    # the month of its last billed leg (site time, "2026-11") and the energy and water billed in
+    # it: a tiered tariff's tiers go on counting there (to within energy still waiting below one
+    # fen, which the new box bills again from the registers)
+    month: str = ""
+    month_wh: int = 0
+    month_l: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +125,9 @@ class Plan:
                     "subsidy_closed": list(a.subsidy_closed),
                     "water_issued": list(a.water_issued),
                     "water_closed": list(a.water_closed),
+                    "month": a.month,
+                    "month_wh": a.month_wh,
+                    "month_l": a.month_l,
                 }
                 for a in self.accounts
             ],
@@ -173,6 +182,7 @@ def plan(
         )
     balances: dict[AccountId, int] = {}
     cost: dict[str, int] = {}
+    month: dict[str, tuple[str, int, int]] = {}
     last_reg: dict[str, tuple[int, str]] = {}
     for t in transfers:
         if t.kind is Kind.PENDING or t.kind is Kind.VOID:
@@ -188,6 +198,13 @@ def plan(
             owner = owner_of(t.debit)
             if t.unit is Unit.FEN and owner in mine and "cost_cum" in t.refs:
                 cost[owner] = int(t.refs["cost_cum"])
+            if owner in mine:
+                key, wh, litres = month.get(owner, ("", 0, 0))
+                if t.time[:7] != key:
+                    key, wh, litres = t.time[:7], 0, 0
+                wh += int(t.refs.get("energy_wh", 0))
+                litres += int(t.refs.get("volume_l", 0))
+                month[owner] = (key, wh, litres)
     baselines = []
     for meter in sorted(meters):
         if meters[meter] not in mine:
@@ -211,6 +228,7 @@ def plan(
                 tuple(sorted(closed)),
                 tuple(sorted(w_issued)),
                 tuple(sorted(w_closed)),
+                *month.get(owner, ("", 0, 0)),
             )
         )
     openings = tuple(Opening(p, b) for p, b in sorted(balances.items()) if b)

@@ -213,8 +213,9 @@ def _plan_of(row: Takeover) -> rules.Plan:
         tuple(rules.MeterBaseline(m["meter"], m["reg"], m["at"]) for m in p["meters"]),
         tuple(
             rules.AccountCarry(
-                a["account"], a["cost_cum"], *(tuple(a[k]) for k in (
-                    "subsidy_issued", "subsidy_closed", "water_issued", "water_closed"))
+                a["account"], a["cost_cum"], tuple(a["subsidy_issued"]),
+                tuple(a["subsidy_closed"]), tuple(a["water_issued"]), tuple(a["water_closed"]),
+                a.get("month", ""), a.get("month_wh", 0), a.get("month_l", 0),
             )
             for a in p["accounts"]
         ),

@@ -12,7 +12,8 @@ In the command's one transaction, or not at all:
   billed leg reached (and from the time it was read, so the energy is spread over the tariff
   periods and judged for plausibility over the days it took), so the days the old box booked
   and never sent (or that nobody booked) are billed here from the registers, once;
-- each account's cumulative exact cost (charges continue without drift) and subsidy periods
+- each account's cumulative exact cost (charges continue without drift), the month's use a
+  tiered tariff counts, and subsidy periods
   issued and closed (a period the old box issued is never issued here again; the current one is
   still closed at month end here).
 
@@ -29,7 +30,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from edge.rules.consumption import MeterBilling
+from edge.rules.consumption import AccountCharges, MeterBilling
 from edge.rules.subsidy import SubsidyState
 from edge.runtime.state import AccountRuntime, MeterRuntime
 from edge.sync.command_context import (
@@ -50,6 +51,7 @@ from ledger.errors import InvalidValue
 from ledger.units import ExactCost, Wh
 
 _HASH = re.compile(r"[0-9a-f]{64}")
+_MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
 MAX_ITEMS = 100_000
 
 
@@ -104,14 +106,24 @@ def _carries(args: Mapping[str, Any], accounts: set[str]) -> list[rules.AccountC
         account = text(row, "account")
         if account not in accounts:
             raise Refusal(f"accounts: {account!r} is not an account of the documents")
+        month = row.get("month", "")
+        if month != "" and not (isinstance(month, str) and _MONTH.fullmatch(month)):
+            raise Refusal(f"accounts: month must be YYYY-MM or empty, got {month!r:.40}")
+        issued, closed, w_issued, w_closed = (
+            tuple(sorted(periods(row, name)))
+            for name in ("subsidy_issued", "subsidy_closed", "water_issued", "water_closed")
+        )
         out.append(
             rules.AccountCarry(
                 account,
                 integer(row, "cost_cum", low=0),
-                *(
-                    tuple(sorted(periods(row, name)))
-                    for name in ("subsidy_issued", "subsidy_closed", "water_issued", "water_closed")
-                ),
+                issued,
+                closed,
+                w_issued,
+                w_closed,
+                month,
+                integer(row, "month_wh", low=0) if "month_wh" in row else 0,
+                integer(row, "month_l", low=0) if "month_l" in row else 0,
             )
         )
     if len({c.account for c in out}) != len(out):
@@ -180,7 +192,9 @@ def takeover(d: CommandContext) -> Applied:
                 before.water_subsidy.issued | frozenset(carry.water_issued),
                 before.water_subsidy.closed | frozenset(carry.water_closed),
             )
-            charges = dataclasses.replace(before.charges, cost_cum=ExactCost(carry.cost_cum))
+            charges = AccountCharges(
+                ExactCost(carry.cost_cum), carry.month, carry.month_wh, carry.month_l
+            )
             runtime.stage_account(
                 d.tx,
                 carry.account,

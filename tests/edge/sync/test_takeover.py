@@ -62,7 +62,7 @@ class Replaced:
 def replaced(tmp_path: Path) -> Iterator[Replaced]:
     """An old box that billed 2 hours acknowledged, then 3 days it never sent, then died; a
     new box booted on the same building, nothing taken over yet."""
-    toml = write_site(tmp_path / "site", 4, subsidy=True)
+    toml = write_site(tmp_path / "site", 4)  # no subsidy: prepaid pays, the cost accumulates
     old = Node.boot(toml)
     try:
         old.cycles(8)
@@ -108,15 +108,23 @@ def _union(r: Replaced, plan: takeover.Plan) -> list[Transfer]:
 def test_the_new_box_takes_over_at_the_acknowledged_head_and_bills_on(replaced: Replaced) -> None:
     r = replaced
     plan = r.plan()
-    assert any(t.code is Code.SUBSIDY_ISSUE for t in r.old_acked)  # November's, acknowledged
     applied(r.new.send(CommandKind.TAKEOVER, r.args()))
     for opening in plan.openings:  # the new box's book holds the acknowledged balances
         assert r.new.store.book.balance(opening.pocket).posted == opening.amount
+    for carry in plan.accounts:  # and goes on counting the month a tiered tariff counts
+        charges = r.new.runtime.accounts[carry.account].charges
+        acked_wh = sum(
+            int(t.refs["energy_wh"])
+            for t in r.old_acked
+            if t.code is Code.CONSUME and t.debit.startswith(carry.account + ":")
+        )
+        assert (charges.month, charges.month_used_wh) == ("2026-11", acked_wh) and acked_wh > 0
+        assert charges.cost_cum == carry.cost_cum > 0  # the new box's charges go on from it
     r.new.cycles(8)
     union = _union(r, plan)
     book = replay(union)
-    assert ledger_violations(union, book.balances()) == []  # subsidy once, energy, no drift
-    assert not [t for t in r.new.transfers() if t.code is Code.SUBSIDY_ISSUE]
+    assert ledger_violations(union, book.balances()) == []  # energy, charges never drift, …
+    assert not [t for t in union if t.code is Code.SUBSIDY_ISSUE]  # (subsidy: the cloud tests)
     # per meter, the books hold last register − first register: nothing lost, nothing twice
     tail_wh = 0
     for meter, lo, hi, billed in per_meter_energy(union):
@@ -151,6 +159,7 @@ def test_a_repeated_takeover_books_nothing_more(replaced: Replaced) -> None:
         ({"meters": []}, ("no baseline",)),
         ({"meters": [{"meter": "202611000001", "reg": 5, "at": "yesterday"}]}, ("at",)),
         ({"accounts": [{"account": "A0001", "cost_cum": -1}]}, ("cost_cum",)),
+        ({"accounts": [{"account": "A0001", "cost_cum": 1, "month": "11/2026"}]}, ("month",)),
         ({"from_node": NEW}, ("its own",)),
         ({"documents": {"meters": "no"}}, ("documents",)),
     ],

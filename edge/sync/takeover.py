@@ -44,7 +44,7 @@ from edge.sync.command_context import (
     text,
     took_effect,
 )
-from edge.sync.configure import _applied, _documents, _parsed
+from edge.sync.configure import applied_config, checked_documents, parsed_site
 from ledger import takeover as rules
 from ledger.accounts import AccountId, is_system, owner_of, unit_of
 from ledger.errors import InvalidValue
@@ -139,14 +139,14 @@ def takeover(d: CommandContext) -> Applied:
     if not isinstance(head_hash, str) or not _HASH.fullmatch(head_hash):
         raise Refusal(f"head_hash must be 64 lower-case hex digits, got {head_hash!r:.80}")
     version = integer(d.args, "version", low=1)
-    documents = _documents(d.args.get("documents"))
+    documents = checked_documents(d.args.get("documents"))
     runtime = d.runtime
     if from_node == runtime.store.node:
         raise Refusal("a concentrator cannot take over its own accounts")
-    applied, _ = _applied(d)
+    applied, _ = applied_config(d)
     if version <= applied:
         raise Refusal(f"stale configuration: version {version}, version {applied} is applied")
-    site = _parsed(runtime.site, documents)
+    site = parsed_site(runtime.site, documents)
     taken_accounts = {str(row.get("account")) for row in _rows(d.args, "accounts")}
     unknown = sorted(taken_accounts - set(site.accounts))
     if unknown:

@@ -6,6 +6,7 @@ the unsent tail held."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -70,6 +71,7 @@ def chains(draw: st.DrawFn) -> tuple[list[Transfer], dict[str, int]]:
     return out, first
 
 
+@pytest.mark.slow  # about a second
 @settings(max_examples=150, deadline=None)
 @given(chains(), st.data())
 def test_closings_and_openings_conserve_every_pocket_and_unit(
@@ -102,6 +104,7 @@ def test_closings_and_openings_conserve_every_pocket_and_unit(
     assert {m.meter: m.reg for m in plan.meters} == last
 
 
+@pytest.mark.slow  # about a second
 @settings(max_examples=300, deadline=None)
 @given(st.integers(0, 10**9), st.integers(0, 10**6), st.integers(0, 10**6), st.integers(0, 10**6))
 def test_by_the_registers_every_meter_is_billed_once(

@@ -24,6 +24,7 @@ def _entries(path: Path) -> list[tuple[int, bytes]]:
         return [(e.seq, e.hash) for e in store.entries()]
 
 
+@pytest.mark.slow  # about a second
 def test_a_copy_taken_while_the_runtime_writes_is_whole_and_replaced_whole(
     tmp_path: Path,
 ) -> None:

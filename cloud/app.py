@@ -75,6 +75,7 @@ from cloud.api import (
     relays,
     reports,
     site_config,
+    takeovers,
     updates,
     users,
 )
@@ -138,6 +139,7 @@ ROUTERS = (
     users,
     oplog,
     concentrators,
+    takeovers,  # /concentrators/{old}/takeover: a dead box replaced
     accounts,
     meters,
     ledger,

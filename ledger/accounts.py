@@ -75,6 +75,11 @@ class System(StrEnum):
     WATER_SUBSIDY_ISSUED = "water_subsidy_issued"  # L: free water granted
     WATER_SUBSIDY_USED = "water_subsidy_used"  # L: free water consumed
     WATER_SUBSIDY_EXPIRED = "water_subsidy_expired"  # L: free water cleared at period end
+    # A dead concentrator's balances handed to the box that replaced it (`ledger.takeover`):
+    # the cloud closes the old node's pockets into them, the new box opens its pockets from them.
+    TAKEOVER_FEN = "takeover_fen"
+    TAKEOVER_WH = "takeover_wh"
+    TAKEOVER_L = "takeover_l"
 
 
 SYSTEM_UNIT: dict[System, Unit] = {
@@ -95,6 +100,9 @@ SYSTEM_UNIT: dict[System, Unit] = {
     System.WATER_SUBSIDY_ISSUED: Unit.L,
     System.WATER_SUBSIDY_USED: Unit.L,
     System.WATER_SUBSIDY_EXPIRED: Unit.L,
+    System.TAKEOVER_FEN: Unit.FEN,
+    System.TAKEOVER_WH: Unit.WH,
+    System.TAKEOVER_L: Unit.L,
 }
 
 SYSTEM_OWNER = "sys"

@@ -20,6 +20,8 @@ changes every id derived from it.
     the subsidy cleared on leaving  move-expire     move                     `move_out`
     a move in                       move-in         move                     `move_in`
     a debt paid back                debt-repay      owner, repaid before     billing cycle
+    a taken-over pocket opened      takeover-open   takeover, pocket         `takeover`
+    a dead node's pocket closed     takeover-close  takeover, pocket         the cloud (its chain)
 
 Subsidy entries are `derive_id(code, owner, period)` (`edge.rules.subsidy`), their code's
 value being the tag; a water subsidy's are `derive_id(code, owner, period, "water")`. A water
@@ -50,6 +52,8 @@ class EntryTag(StrEnum):
     MOVE_EXPIRE = "move-expire"
     MOVE_IN = "move-in"
     DEBT_REPAY = "debt-repay"
+    TAKEOVER_OPEN = "takeover-open"
+    TAKEOVER_CLOSE = "takeover-close"
 
 
 def recharge(payment: str) -> int:
@@ -104,3 +108,13 @@ def debt_repay(owner: str, repaid_before: int) -> int:
     """`repaid_before`: fen the debt pocket had been paid back in all before this repayment
     (it only grows, so each repayment of an account has its own id)."""
     return derive_id(EntryTag.DEBT_REPAY, owner, repaid_before)
+
+
+def takeover_open(takeover: str, pocket: str) -> int:
+    """The new box's opening of one pocket it took over (`ledger.takeover`)."""
+    return derive_id(EntryTag.TAKEOVER_OPEN, takeover, pocket)
+
+
+def takeover_close(takeover: str, pocket: str) -> int:
+    """The cloud's closing of the dead node's pocket (`ledger.takeover`)."""
+    return derive_id(EntryTag.TAKEOVER_CLOSE, takeover, pocket)

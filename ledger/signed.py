@@ -186,6 +186,20 @@ class CommandKind(StrEnum):
     #   args: rollout (REFERENCE_PATTERN), version (int ≥ 1), url (http or https), sha256 (64
     #   lower-case hex), size (bytes, ≥ 1)
     UPDATE = "update"
+    # A dead concentrator replaced (`ledger.takeover`): this box takes over `from_node`'s
+    # accounts as the cloud's verified copy of its chain has them up to its acknowledged head
+    # (head_seq, head_hash). In one transaction: the configuration (version, documents, as
+    # `config`), one opening transfer per pocket (sys:takeover_<unit> ↔ pocket, code takeover),
+    # each meter's billing baseline (the register its last billed leg reached: its next reading
+    # bills from there) and each account's cumulative exact cost and subsidy periods (issued,
+    # closed), so nothing is billed or issued twice. Refused if this box already bills any of
+    # those meters or holds anything in those pockets.
+    #   args: takeover (reference), from_node, head_seq (int ≥ 0), head_hash (64 hex), version,
+    #   documents, openings [{pocket, amount (signed: the posted balance)}], meters [{meter,
+    #   reg}], accounts [{account, cost_cum, subsidy_issued, subsidy_closed, water_issued,
+    #   water_closed}]
+    #   edge entry ids: entry_ids.takeover_open(takeover, pocket)
+    TAKEOVER = "takeover"
 
 
 @dataclass(frozen=True, slots=True)

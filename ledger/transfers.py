@@ -42,6 +42,7 @@ class Code(StrEnum):
     METER_SETTLE = "meter_settle"
     MOVE = "move"
     DEBT_REPAY = "debt_repay"
+    TAKEOVER = "takeover"  # a dead concentrator's balance closed (cloud) and opened (new box)
 
 
 class Kind(StrEnum):

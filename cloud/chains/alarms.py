@@ -57,6 +57,8 @@ CLOUD_SEVERITY = {
     "payment_refund_failed": "critical",  # a payer has not got money back
     "reconciliation_mismatch": "critical",  # the books and a provider's bill disagree
     "restore_drill_failed": "critical",  # the latest backup would not restore or its books fail
+    "takeover_refused": "critical",  # a dead box's accounts are billed by nobody
+    "retired_upload": "warning",  # a box taken over is alive: its store can be recovered
 }
 
 

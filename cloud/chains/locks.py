@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloud.db.models import Concentrator, NodeStatus
-from cloud.errors import NotFound, Quarantined
+from cloud.errors import Conflict, NotFound, Quarantined
 
 
 def lock(session: Session, node: str) -> Concentrator:
@@ -34,4 +34,6 @@ def lock_active(session: Session, node: str) -> Concentrator:
     row = lock(session, node)
     if row.status == NodeStatus.QUARANTINED.value:
         raise Quarantined(node, row.quarantine_reason)
+    if row.status == NodeStatus.RETIRED.value:
+        raise Conflict(f"concentrator {node} is {row.quarantine_reason}")
     return row

@@ -56,6 +56,7 @@ from cloud.db.base import Base, UtcDateTime
 class NodeStatus(StrEnum):
     ACTIVE = "active"
     QUARANTINED = "quarantined"
+    RETIRED = "retired"  # replaced by a takeover (cloud.operations.takeovers): uploads refused
 
 
 class CommandStatus(StrEnum):

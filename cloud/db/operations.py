@@ -189,3 +189,27 @@ class ReceiptCounter(Base):
 
     year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     last: Mapped[int] = mapped_column(BigInteger)
+
+
+class Takeover(Base):
+    """A dead concentrator replaced (`cloud.operations.takeovers`): one per old node. `plan` is
+    what the `takeover` command carried (`ledger.takeover.Plan.args`); `voided` the old node's
+    open commands failed at the takeover; `recovered` the reconciliation of its store, if it
+    was recovered later (`ledger.takeover.Reconciliation.report`)."""
+
+    __tablename__ = "takeovers"
+    __table_args__ = (Index("takeovers_by_new", "new_node"),)
+
+    old_node: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reference: Mapped[str] = mapped_column(String(64), unique=True)
+    new_node: Mapped[str] = mapped_column(String(64))
+    head_seq: Mapped[int] = mapped_column(BigInteger)
+    head_hash: Mapped[str] = mapped_column(String(64))
+    command_id: Mapped[str] = mapped_column(String(32))
+    plan: Mapped[dict[str, Any]] = mapped_column(JSON)
+    voided: Mapped[list[Any]] = mapped_column(JSON)
+    operator: Mapped[str] = mapped_column(String(64))
+    created: Mapped[dt.datetime]
+    recovered: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    recovered_at: Mapped[dt.datetime | None]
+    recovered_by: Mapped[str | None] = mapped_column(String(64))

@@ -8,6 +8,7 @@ the signed `Ack` to publish on `vb/{node}/ack`, after the database commit:
 |---|---|---|
 | not a batch, or `batch.node` is not the topic's node, or node unknown | `refused` | an alarm |
 | node quarantined | `quarantined` | nothing |
+| node retired (taken over by another box, `cloud.operations.takeovers`) | `refused` | an alarm |
 | signed by another key, or its checkpoint does not verify | `quarantined` | quarantine, alarm |
 | `from_seq` beyond the cloud's head + 1, or outbox ids skip past `upto` | `gap` | nothing |
 | an entry at a stored seq hashes differently (fork) | `quarantined` | quarantine, alarm |
@@ -45,8 +46,8 @@ from cloud.chains.locks import lock
 from cloud.chains.projection import Appended, VerifiedEntry, entry_row, project
 from cloud.db.bulk import TIME, insert_entries, insert_readings, update_meter_states, upsert_rows
 from cloud.db.engine import session_factory
-from cloud.db.models import Checkpoint as CheckpointRow
 from cloud.db.models import (
+    Alarm,
     Command,
     Concentrator,
     Event,
@@ -55,6 +56,7 @@ from cloud.db.models import (
     Recharge,
     RechargeStatus,
 )
+from cloud.db.models import Checkpoint as CheckpointRow
 from cloud.db.partitions import ensure_partitions, forget_known_partitions
 from cloud.db.sql import table_of, upsert
 from cloud.errors import NotFound, Quarantined, Refused
@@ -172,6 +174,9 @@ class Ingest:
                 answer, reason = AckStatus.REFUSED, f"node {node!r} is not registered"
             elif row.status == NodeStatus.QUARANTINED.value:
                 answer, reason = AckStatus.QUARANTINED, row.quarantine_reason
+            elif row.status == NodeStatus.RETIRED.value:  # cloud.operations.takeovers
+                answer, reason = AckStatus.REFUSED, row.quarantine_reason
+                _alarm_once(session, node, "retired_upload", now, reason)
             else:
                 try:
                     verified = _verify(node, batch, row.public_key)
@@ -354,7 +359,7 @@ class Ingest:
             inventory = status.extra.get("accounts")
             if inventory is not None:
                 ownership.claim(session, node, inventory, now)
-            if row.status == NodeStatus.QUARANTINED.value or not status.online:
+            if row.status != NodeStatus.ACTIVE.value or not status.online:
                 return []
             commands.expire(session, now, node)
             resend = session.execute(
@@ -442,6 +447,15 @@ def _store_contents(session: Session, node: str, contents: Contents, now: dt.dat
             session, node, outcome.command_id, outcome.status, result=outcome.result, now=now
         ):
             log.info("node %s: command %s %s", node, outcome.command_id, outcome.status)
+
+
+def _alarm_once(session: Session, node: str, kind: str, now: dt.datetime, detail: str) -> None:
+    """An alarm of `kind` for `node` unless one is open (a box that keeps resending raises one)."""
+    open_ = session.scalars(
+        select(Alarm.id).where(Alarm.node == node, Alarm.kind == kind, Alarm.cleared.is_(False))
+    ).first()
+    if open_ is None:
+        raise_alarm(session, node, kind, now, detail)
 
 
 def _quarantine_row(

@@ -134,7 +134,8 @@ def on_verdicts(
         .where(
             Command.id.in_(applied),
             Command.node == node,
-            Command.kind == CommandKind.CONFIG.value,
+            # a takeover carries the configuration the new box runs (cloud.operations.takeovers)
+            Command.kind.in_((CommandKind.CONFIG.value, CommandKind.TAKEOVER.value)),
             Command.status == CommandStatus.APPLIED.value,
         )
         .order_by(Command.seq)

@@ -30,11 +30,15 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cloud.chains.alarms import raise_alarm
 from cloud.chains.commands import CommandVerdict
 from cloud.chains.projection import VerifiedEntry, hex_id
+from cloud.db.models import Command
 from cloud.operations import corrections, meter_swaps, moves, ownership, recharges, refunds
+from ledger.signed import CommandKind
 from ledger.transfers import Code, Kind, Transfer
 
 _OPERATION_CODES = (Code.CORRECTION, Code.REFUND, Code.MOVE)
@@ -81,4 +85,25 @@ def on_verdicts(
     moves.on_verdicts(session, outcomes, now)
     meter_swaps.on_verdicts(session, outcomes, now)
     ownership.on_verdicts(session, node, outcomes, now)
+    _takeover_refused(session, node, outcomes, now)
     return voids
+
+
+def _takeover_refused(
+    session: Session, node: str, outcomes: Sequence[CommandVerdict], now: dt.datetime
+) -> None:
+    """A new box that refused (or never applied) its `takeover`: the old node's pockets are
+    closed in the cloud chain and nobody bills them; an operator must act
+    (`cloud.operations.takeovers`)."""
+    refused = [o for o in outcomes if o.refused]
+    if not refused:
+        return
+    rows = session.execute(
+        select(Command.id, Command.kind).where(Command.id.in_([o.command_id for o in refused]))
+    )
+    kinds = {command_id: kind for command_id, kind in rows}
+    for outcome in refused:
+        if kinds.get(outcome.command_id) == CommandKind.TAKEOVER.value:
+            raise_alarm(session, node, "takeover_refused", now,
+                        f"takeover command {outcome.command_id} {outcome.status.value}: "
+                        f"{outcome.result.get('reason', '')}")  # fmt: skip

@@ -53,6 +53,7 @@ from edge.runtime.grid import NextCycle, Overrun, plan_next
 from edge.runtime.notify import Notifier
 from edge.runtime.pace import CyclePace
 from edge.store import DiskFull
+from edge.store.backup import BackupFailed, backup_store
 
 if TYPE_CHECKING:
     from edge.sync.service import SyncService
@@ -236,6 +237,19 @@ class Runner:
         except DiskFull as exc:
             log.error("checkpoint not stored: %s", exc)
 
+    def _backup(self) -> None:
+        """Copy the store to the second medium; a failure is logged and tried at the next
+        interval (the store itself is unaffected)."""
+        directory = self.runtime.site.settings.backup_dir
+        if directory is None:
+            return
+        try:
+            copy = backup_store(self.runtime.store.path, directory)
+        except BackupFailed as exc:
+            log.error("%s", exc)
+            return
+        log.info("store copied to %s", copy)
+
     def _prune(self) -> None:
         now = self.runtime.guard.last_known
         if now is None:
@@ -260,6 +274,8 @@ class Runner:
             (self.real_seconds(METER_CLOCK_INTERVAL), self.runtime.check_meter_clocks),
         ):
             _every(jobs, every).do(job)
+        if settings.backup_dir is not None:
+            _every(jobs, self.real_seconds(settings.backup_interval)).do(self._backup)
         if self.sync is not None:
             _every(jobs, self.sync.settings.tick_s).do(self.sync.tick)
         for extra_every, extra in self.jobs:

@@ -92,8 +92,8 @@ def check_references(site: Site) -> None:
     path = site.settings.config_path
     buses = {bus.name: bus for bus in site.buses}
     seen: set[str] = set()
-    if not site.meters:
-        raise SiteConfigError(path, "there are no meter documents: nothing to read or bill")
+    # No meters is allowed: a new box waits for its configuration (or the `takeover` of a dead
+    # box's accounts, docs/architecture.md §7.6) from the cloud, reading and billing nothing.
     for meter in site.meters:
         who = f"meter {meter.address}"
         if meter.address in seen:

@@ -182,6 +182,10 @@ class SiteSettings:
     status_listen: tuple[str, int] | None = None
     # `[metrics] listen = "HOST:PORT"`: `run`'s Prometheus endpoint (None: off; edge/metrics.py).
     metrics_listen: tuple[str, int] | None = None
+    # `backup_dir`: a folder on a second medium the store is copied to (edge.store.backup), every
+    # `backup_interval` (None: no backup).
+    backup_dir: Path | None = None
+    backup_interval: dt.timedelta = dt.timedelta(hours=1)
 
     @property
     def store_path(self) -> Path:

@@ -15,6 +15,8 @@ keep_readings_days = 62
 keep_events_days = 400
 store_limit_mb = 512            # optional cap on the store file (DiskFull before the card)
 read_success_min = 0.9          # alarm a bus that reads fewer of its meters in a round (0..1)
+backup_dir = "/mnt/backup"      # optional: copy the store to a second medium (edge.store.backup)
+backup_interval_s = 3600        # how often (default 3600, at least 60)
 
 [simulation]                    # only with simulated buses
 state_dir = "sim"               # the simulated meters' registers, relays and clock
@@ -137,6 +139,7 @@ def parse_settings(path: Path, data: dict[str, Any]) -> SiteSettings:
     base = path.parent
     limit_mb = f.integer("store_limit_mb", None, low=1)
     seed = f.text("seed", None)
+    backup = f.text("backup_dir", None)
     settings = SiteSettings(
         path=path,
         node=f.text("node"),
@@ -155,6 +158,8 @@ def parse_settings(path: Path, data: dict[str, Any]) -> SiteSettings:
         watchdog=f.boolean("watchdog", True),
         cloud=parse_cloud(path, data),
         read_success_min=_fraction(f, "read_success_min", 0.9),
+        backup_dir=None if backup is None else base / backup,
+        backup_interval=dt.timedelta(seconds=f.integer("backup_interval_s", 3600, low=60)),
     )
     if not (settings.node.isascii() and len(settings.node) < 256):
         raise f.problem("node", "1-255 ASCII characters", settings.node)

@@ -43,7 +43,7 @@ from edge.runtime.cycle import Runtime
 from edge.runtime.relays import RelayOrder
 from edge.store import Category, CommandConflict, CommandResult, CommandStatus, Event
 from edge.store.writes import Transaction
-from edge.sync import configure, money, update
+from edge.sync import configure, money, takeover, update
 from edge.sync.command_context import Applied, CommandContext, Refusal, integer, text
 from ledger.errors import DecodeError, LedgerError
 from ledger.signed import Command, CommandKind, Rejected, open_command
@@ -149,6 +149,7 @@ HANDLERS: Mapping[CommandKind, Callable[[CommandContext], Applied]] = {
     CommandKind.MOVE_OUT: money.move_out,
     CommandKind.MOVE_IN: money.move_in,
     CommandKind.UPDATE: update.offer,
+    CommandKind.TAKEOVER: takeover.takeover,
 }
 
 

@@ -48,7 +48,8 @@ from ledger.units import Wh
 _KINDS = tuple(k.value for k in ConfigKind)
 
 
-def _documents(raw: object) -> Documents:
+def checked_documents(raw: object) -> Documents:
+    """A command's `documents` argument as document lists by kind (`config`, `takeover`)."""
     if not isinstance(raw, dict):
         raise Refusal(f"documents must be an object of {', '.join(_KINDS)}, got {raw!r:.80}")
     unknown = sorted(set(raw) - set(_KINDS))
@@ -63,14 +64,15 @@ def _documents(raw: object) -> Documents:
     return out
 
 
-def _parsed(site: Site, documents: Documents) -> Site:
+def parsed_site(site: Site, documents: Documents) -> Site:
+    """`site` running on `documents`, parsed as at boot; Refusal if they do not parse."""
     try:
         return with_documents(site, {ConfigKind(k): v for k, v in documents.items()})
     except SiteConfigError as exc:
         raise Refusal(f"the configuration is not valid: {exc.problem}") from None
 
 
-def _applied(d: CommandContext) -> tuple[int, Documents]:
+def applied_config(d: CommandContext) -> tuple[int, Documents]:
     """The version applied, and the documents the runtime runs on now."""
     found = stored_config(d.runtime.store)
     if found is not None:
@@ -80,12 +82,12 @@ def _applied(d: CommandContext) -> tuple[int, Documents]:
 
 def config(d: CommandContext) -> Applied:
     version = integer(d.args, "version", low=1)
-    documents = _documents(d.args.get("documents"))
+    documents = checked_documents(d.args.get("documents"))
     runtime = d.runtime
-    applied, _ = _applied(d)
+    applied, _ = applied_config(d)
     if version <= applied:
         raise Refusal(f"stale configuration: version {version}, version {applied} is applied")
-    site = _parsed(runtime.site, documents)
+    site = parsed_site(runtime.site, documents)
     book = runtime.store.book
     for owner in sorted(set(runtime.site.accounts) - set(site.accounts)):
         held = {
@@ -144,7 +146,7 @@ def meter_swap(d: CommandContext) -> Applied:
     account_state = runtime.account_state(owner)
     if account_state.moved_out is not None:
         raise Refusal(f"meter {old}'s account {owner} moved out: give the shop a tenant first")
-    version, documents = _applied(d)
+    version, documents = applied_config(d)
     old_doc = next((m for m in documents["meters"] if m.get("id") == old), None)
     if old_doc is None:
         raise Refusal(f"meter {old!r} has no document in the applied configuration")
@@ -155,7 +157,7 @@ def meter_swap(d: CommandContext) -> Applied:
         **documents,
         "meters": [m for m in documents["meters"] if m.get("id") != old] + [new_doc],
     }
-    site = _parsed(runtime.site, candidate)
+    site = parsed_site(runtime.site, candidate)
     new = next(m for m in site.meters if m.address not in {x.address for x in runtime.site.meters})
     state = runtime.meter_state(old)
     billing = state.billing

@@ -25,6 +25,8 @@ CASES: list[tuple[Callable[..., int], tuple[str | int, ...], str]] = [
     (entry_ids.move_expire, ("M-1",), "move-expire"),
     (entry_ids.move_in, ("M-1",), "move-in"),
     (entry_ids.debt_repay, ("A0001", 0), "debt-repay"),
+    (entry_ids.takeover_open, ("T1", "A0001:prepaid"), "takeover-open"),
+    (entry_ids.takeover_close, ("T1", "A0001:prepaid"), "takeover-close"),
 ]
 
 

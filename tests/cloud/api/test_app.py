@@ -32,6 +32,8 @@ ENDPOINTS = {
     "/concentrators": {"get", "post"},
     "/concentrators/{node}": {"get"},
     "/concentrators/{node}/clear-quarantine": {"post"},
+    "/concentrators/{node}/takeover": {"get", "post"},
+    "/concentrators/{node}/takeover/recover": {"post"},
     "/accounts": {"get"},
     "/accounts/{account}": {"get"},
     "/meters": {"get"},

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from demo.site import write_demo_site
+from demo.site import DEFAULT_START, write_demo_site
 from edge.runtime.boot import Booted, boot
 from edge.runtime.clock import ManualClock
 from edge.runtime.cycle import Runtime
@@ -37,10 +37,15 @@ CLOUD_KEY = NodeKey.from_seed(bytes(range(32)))
 _ids = itertools.count(1)
 
 
-def write_site(directory: Path, meters: int = 4, *, subsidy: bool = False) -> Path:
+def write_site(
+    directory: Path, meters: int = 4, *, subsidy: bool = False, start: dt.datetime | None = None
+) -> Path:
     """A demo site of steady shops (no malicious-looking loads); without subsidy unless asked,
-    so prepaid and grace are what pays. Returns its site.toml."""
-    site = write_demo_site(directory, meters, tariff="flat", profiles=("steady_shop",))
+    so prepaid and grace are what pays; its simulated meters start at `start` (default: the
+    demo's). Returns its site.toml."""
+    site = write_demo_site(
+        directory, meters, tariff="flat", profiles=("steady_shop",), start=start or DEFAULT_START
+    )
     if not subsidy:
         with ConfigDB.open(site.directory / "config.json") as config:
             rule = config.get(ConfigKind.RULES, "subsidy")

@@ -49,8 +49,9 @@ from cloud.registry.values import PROTOCOLS
 from cloud.web import sessions
 from cloud.web.forms import parse_form
 from cloud.web.i18n import Lang
+from cloud.web.icons import ICONS
 from cloud.web.page_errors import NotStaff, PageError
-from cloud.web.render import SECURITY_HEADERS, STATIC, page
+from cloud.web.render import SECURITY_HEADERS, STATIC, page, static_url
 
 router = APIRouter(prefix="/field", include_in_schema=False)
 
@@ -318,8 +319,10 @@ def manifest(lang: Lang) -> Response:
     name = "现场运维" if lang[0] == "zh" else "Voltbook field"
     body = {"name": name, "short_name": name, "lang": "zh-CN" if lang[0] == "zh" else "en",
             "start_url": "/field/", "scope": "/field/", "display": "standalone",
-            "background_color": "#f5f6f8", "theme_color": "#1f6feb",
-            "icons": [{"src": "/static/field-icon.svg", "sizes": "any",
-                       "type": "image/svg+xml"}]}  # fmt: skip
+            "background_color": "#f2f4f3", "theme_color": "#0b6e4f",
+            "icons": [{"src": static_url("field-icon.svg"), "sizes": "any",
+                       "type": "image/svg+xml"},
+                      *({"src": static_url(i.name), "sizes": f"{i.size}x{i.size}",
+                         "type": "image/png", "purpose": i.purpose} for i in ICONS)]}  # fmt: skip
     return Response(json.dumps(body, ensure_ascii=False), media_type="application/manifest+json",
                     headers={**SECURITY_HEADERS, "Cache-Control": "no-cache"})  # fmt: skip

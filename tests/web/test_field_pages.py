@@ -5,6 +5,7 @@ state machine as forms and as the offline queue's JSON (a key applied once), and
 
 from __future__ import annotations
 
+import struct
 import uuid
 from collections.abc import Iterator
 
@@ -20,6 +21,8 @@ from cloud.db.models import Alarm
 from cloud.db.operations import IrReading
 from cloud.people.auth import Role
 from cloud.web.field import wh_of_kwh
+from cloud.web.icons import ICONS, draw
+from cloud.web.render import STATIC
 from tests.cloud.api.conftest import M1
 from tests.web.console_world import STAFF_USERS, add_staff_and_readings
 from tests.web.html import csrf_of
@@ -94,6 +97,37 @@ def test_pwa_files(client: TestClient) -> None:
         "/field/", "/field/", "zh-CN")  # fmt: skip
     assert client.get(manifest["icons"][0]["src"]).status_code == 200
     assert client.get("/field/manifest.webmanifest?lang=en").json()["lang"] == "en"
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR chunk (the signature, then the chunk, first)."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", data[:16]
+    return struct.unpack(">II", data[16:24])
+
+
+def test_the_manifest_lists_png_icons_an_install_prompt_needs(client: TestClient) -> None:
+    icons = client.get("/field/manifest.webmanifest").json()["icons"]
+    pngs = {(i["sizes"], i["purpose"]): i["src"] for i in icons if i["type"] == "image/png"}
+    assert set(pngs) == {("192x192", "any"), ("512x512", "any"), ("512x512", "maskable")}
+    for (sizes, _purpose), src in pngs.items():
+        answer = client.get(src)
+        assert answer.status_code == 200 and answer.headers["content-type"] == "image/png"
+        width, height = png_size(answer.content)
+        assert f"{width}x{height}" == sizes
+    assert client.get("/static/field-icon-192.png").status_code == 200
+
+
+def test_the_icons_are_drawn_as_committed() -> None:
+    """`python -m cloud.web.icons` draws what is committed, at the sizes the manifest says."""
+    for icon in ICONS:
+        drawn = draw(icon)
+        assert drawn.size == (icon.size, icon.size) and drawn.mode == "RGBA"
+        committed = png_size((STATIC / icon.name).read_bytes())
+        assert committed == drawn.size
+        corner = drawn.getpixel((0, 0))
+        assert isinstance(corner, tuple)
+        # a maskable icon is green to its corners (a launcher crops it); the other is rounded
+        assert corner[3] == (255 if icon.maskable else 0), icon
 
 
 @pytest.mark.parametrize(

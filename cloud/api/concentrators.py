@@ -51,7 +51,7 @@ class ConcentratorOut(Out):
     name: str
     key_id: str
     public_key: str = Field(description="raw Ed25519 public key, hex")
-    status: Literal["active", "quarantined"]
+    status: Literal["active", "quarantined", "reserved"]
     reason: str = Field(description="why it is quarantined (empty when active)")
     online: bool
     last_seen: StoredTime | None
@@ -129,7 +129,9 @@ def _one(session: Session, node: str) -> ConcentratorOut:
 def list_concentrators(
     who: Reader,
     session: DbSession,
-    status_: Annotated[Literal["active", "quarantined"] | None, Query(alias="status")] = None,
+    status_: Annotated[
+        Literal["active", "quarantined", "reserved"] | None, Query(alias="status")
+    ] = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> dict[str, object]:

@@ -172,6 +172,8 @@ class Ingest:
                 answer, reason = AckStatus.REFUSED, f"node {node!r} is not registered"
             elif row.status == NodeStatus.QUARANTINED.value:
                 answer, reason = AckStatus.QUARANTINED, row.quarantine_reason
+            elif row.status == NodeStatus.RESERVED.value:  # no key yet: nothing to verify with
+                answer, reason = AckStatus.REFUSED, f"node {node!r} is not provisioned yet"
             else:
                 try:
                     verified = _verify(node, batch, row.public_key)

@@ -36,13 +36,17 @@ from cloud.db.models import Alarm, Concentrator
 from cloud.db.registry import Site
 from cloud.errors import Invalid
 from cloud.ingest import claims
+from cloud.ingest.handler import Ingest
 from cloud.people import oplog
 from cloud.people.auth import Role
 from cloud.registry import entities
 from cloud.services.pki import CaFiles, create_ca
 from ledger.chain import NodeKey
+from ledger.wire import AckStatus
 from tests.cloud.api.conftest import add_user, bearer, issue_token
 from tests.cloud.conftest import Clock
+from tests.cloud.fake_edge import T0, FakeEdge
+from tests.cloud.helpers import open_ack
 from tests.cloud.registry_world import add, make_registry
 
 BROKER = ("mqtt.example.cn", 8883)
@@ -506,7 +510,7 @@ def test_a_provisioned_node_cannot_be_claimed_again(
 
 
 def test_a_token_for_a_node_of_another_site_or_no_reserved_node_is_refused(
-    api: TestClient, engine: Engine, ca: CaFiles, tokens: dict[Role, str]
+    api: TestClient, engine: Engine, ca: CaFiles, tokens: dict[Role, str], cloud_key: NodeKey
 ) -> None:
     preassigned(api, engine, tokens)
     with session_factory(engine)() as session:
@@ -519,3 +523,11 @@ def test_a_token_for_a_node_of_another_site_or_no_reserved_node_is_refused(
     with session_factory(engine)() as session:
         assert session.scalar(select(func.count()).select_from(Claim)) == before
         assert session.get_one(Concentrator, PRE).status == "reserved"
+    # Nothing a reserved node would send is taken: it has no key to verify with.
+    edge = FakeEdge(PRE)
+    ingest = Ingest(engine, cloud_key, lambda: T0)
+    ack = open_ack(ingest.handle_batch(PRE, edge.payload(1, 1, [])), cloud_key)
+    assert ack.status is AckStatus.REFUSED and "not provisioned" in ack.reason
+    with session_factory(engine)() as session:
+        row = session.get_one(Concentrator, PRE)
+        assert (row.status, row.public_key, row.upto) == ("reserved", "", 0)

@@ -1246,6 +1246,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "field_swap_held": ("待复核", "Awaiting approval"),
     "field_back": ("返回", "Back"),
+    "field_comment": ("备注", "Comment"),
+    "field_add_comment": ("添加备注", "Add comment"),
     "field_from_alarm": ("来自告警", "From alarm"),
     "field_opened_by": ("创建人", "Opened by"),
     "field_history": ("处理记录", "History"),
@@ -1263,6 +1265,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "The ticket's status does not allow this; reload the page and try again.",
     ),
     "fault_not_found": ("找不到这张工单。", "There is no such ticket."),
+    "fault_comment_bad": (
+        "备注不能为空，最多 500 字。",
+        "A comment needs some text, at most 500 characters.",
+    ),
     "reading_bad": (
         "读数有误：电表地址为 1-32 位字母或数字，读数为 kWh，最多两位小数（如 1234.56）。",
         "Check the reading: the meter address is 1-32 letters or digits, the register kWh "

@@ -7,6 +7,7 @@ operators (`FIELD`) on a phone, usable offline.
     GET  /field/faults/{id}           a ticket, its history and the moves `TRANSITIONS` allows
     POST /field/faults                open a ticket (by hand, or `alarm=` from an alarm)
     POST /field/faults/{id}/status    move it (a form; or JSON with `key` from the offline queue)
+    POST /field/faults/{id}/comments  a comment on it (the same; the status is kept)
     POST /field/readings              a register typed on site (JSON from the offline queue, with
                                       the phone's idempotency `key`; or a form without script)
     POST /field/recharges, /swaps     cash taken on site, a meter swap (`field_desk`)
@@ -15,14 +16,14 @@ operators (`FIELD`) on a phone, usable offline.
     GET  /field/manifest.webmanifest  the web app manifest
 
 Offline: `static/field.js` keeps the pages and their files in the Cache API and what is typed
-offline — readings, ticket moves, cash taken, meter swaps — in IndexedDB, each with a key made
-on the phone (a form without script carries one the server made), and sends them
-when the phone is back online; the service worker answers from the cache when the network
-does not. The server applies each once: a reading is an IR reading (`meter_swaps.import_ir`,
-the handheld import's service: one row per meter and time, the key kept in its `source`), a
-move carries its key into the ticket's history (`faults.move`). JSON posts carry the CSRF token
-in `X-CSRF-Token`. Cash and swaps are the API's own services with the key as the operation's
-id (`field_desk`); cash only for the roles of the money desk.
+offline — readings, ticket moves and comments, cash taken, meter swaps — in IndexedDB, each with
+a key made on the phone (a form without script carries one the server made), and sends them when
+the phone is back online; the service worker answers from the cache when the network does not.
+The server applies each once: a reading is an IR reading (`meter_swaps.import_ir`, the handheld
+import's service: one row per meter and time, the key kept in its `source`), a move or a comment
+carries its key into the ticket's history (`faults.move`, `faults.comment`). JSON posts carry
+the CSRF token in `X-CSRF-Token`. Cash and swaps are the API's own services with the key as the
+operation's id (`field_desk`); cash only for the roles of the money desk.
 """
 
 from __future__ import annotations
@@ -182,7 +183,7 @@ def _ticket_page(
     return page(request, "field/fault.html", lang, status=status, **frame(request, who),
                 fault=fault, steps=faults.history(session, fault_id),
                 moves=sorted(faults.TRANSITIONS[fault.status], key=faults.STATUSES.index),
-                error=error)  # fmt: skip
+                error=error, new_key=str(uuid.uuid4()))  # fmt: skip
 
 
 @router.get("/faults/{fault_id}")
@@ -241,6 +242,30 @@ def move_ticket(  # noqa: PLR0917 (FastAPI's dependencies)
                             status=status)  # fmt: skip
     if is_json(request):
         return JSONResponse({"id": fault.id, "status": fault.status})
+    return RedirectResponse(f"/field/faults/{fault_id}", status_code=303)
+
+
+@router.post("/faults/{fault_id}/comments")
+def comment_ticket(  # noqa: PLR0917 (FastAPI's dependencies)
+    request: Request, lang: Lang, who: Technician, form: Fields, session: DbSession, now: Now,
+    fault_id: FaultId,
+) -> Response:  # fmt: skip
+    check_csrf(request, form)
+    key = form.get("key") or None
+    if key is not None and not KEY.fullmatch(key):
+        raise Invalid("bad idempotency key")
+    try:
+        step = faults.comment(session, fault_id, form.get("note", ""), actor=who.actor, now=now,
+                              client_key=key)  # fmt: skip
+    except (Invalid, NotFound, Conflict) as exc:
+        session.rollback()
+        status = {Invalid: 422, NotFound: 404, Conflict: 409}[type(exc)]
+        if is_json(request):
+            return JSONResponse({"error": str(exc)}, status_code=status)
+        return _ticket_page(request, lang, who, session, fault_id, error="fault_comment_bad",
+                            status=status)  # fmt: skip
+    if is_json(request):
+        return JSONResponse({"id": step.id, "fault": fault_id})
     return RedirectResponse(f"/field/faults/{fault_id}", status_code=303)
 
 

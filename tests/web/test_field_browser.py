@@ -1,11 +1,11 @@
 """The field app in real headless Chromium (Debian's, Playwright) on a phone against the real
 cloud on loopback: log in as an installer, open a ticket from an alarm, let the service worker
-keep the app; go offline, reload (the app still comes up), record two readings and close the
-ticket offline (queued in IndexedDB); go online and see each applied once, in the database.
-Then an operator takes cash and requests a meter swap offline; online, each is booked once (one
-recharge, one pending transfer in the cloud chain, one swap, even when the phone sends the same
-key again) and the cash receipt opens from the queue to print. Screens are saved (`shots`);
-no Content Security Policy violation is allowed."""
+keep the app; go offline, reload (the app still comes up), record two readings, close the
+ticket and comment on it offline (queued in IndexedDB); go online and see each applied once, in
+order, in the database. Then an operator takes cash and requests a meter swap offline; online,
+each is booked once (one recharge, one pending transfer in the cloud chain, one swap, even when
+the phone sends the same key again) and the cash receipt opens from the queue to print. Screens
+are saved (`shots`); no Content Security Policy violation is allowed."""
 
 from __future__ import annotations
 
@@ -104,11 +104,16 @@ def test_offline_readings_and_a_ticket_closed_offline_are_applied_once(
         "() => document.querySelectorAll('#queue li[data-state=queued]').length == 3"
     )
     assert "#1 → 关闭工单" in phone.locator("#queue").inner_text()
+    phone.fill("#comment-form textarea[name=note]", "换了保险丝")  # a comment after the move
+    phone.click("#comment-form button[type=submit]")
+    phone.wait_for_function(
+        "() => document.querySelectorAll('#queue li[data-state=queued]').length == 4"
+    )
     phone.screenshot(path=shots / "f04-ticket-offline.png", full_page=True)
     assert _field_rows(staffed) == ([], [("open", ["open"])])  # nothing reached the server
 
     phone.context.set_offline(False)  # the "online" event sends the queue; the ticket reloads
-    # The page reloads once all three were sent, while this polls: the status is absent until
+    # The page reloads once all four were sent, while this polls: the status is absent until
     # the new page is parsed (a null there once failed the wait under load), so it is read with
     # `?.`; and with room for a loaded machine. Nothing is left waiting on the new page (a
     # closed ticket shows no queue, so this holds with or without one).
@@ -119,8 +124,10 @@ def test_offline_readings_and_a_ticket_closed_offline_are_applied_once(
     )
     phone.screenshot(path=shots / "f05-ticket-closed.png", full_page=True)
     assert_no_critical(phone)
+    # sent in the order they were made: the close, then the comment (a step keeping "closed")
     assert _field_rows(staffed) == ([("000000000001", 1_234_500), ("000000000002", 88_000)],
-                                    [("closed", ["open", "closed"])])  # fmt: skip
+                                    [("closed", ["open", "closed", "closed"])])  # fmt: skip
+    assert phone.locator(".history li.comment").inner_text().count("换了保险丝") == 1
     phone.goto("/field/?lang=en")
     assert phone.locator("#tickets").inner_text().count("No open tickets") == 1
     phone.screenshot(path=shots / "f06-home-en.png", full_page=True)

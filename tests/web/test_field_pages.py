@@ -210,3 +210,46 @@ def test_tickets_from_an_alarm_through_the_state_machine(client: TestClient, wor
                      ("in_progress", "fixed", INSTALLER)]  # fmt: skip
     assert actions == ["fault.open", "fault.status", "fault.status"]
     assert "#" in client.get("/field/").text
+
+
+def test_a_comment_keeps_the_status_and_is_applied_once_per_key(
+    client: TestClient, world: World
+) -> None:
+    csrf = technician(client)
+    form = {"csrf": csrf, "kind": "bus_down", "node": "edge-0001"}
+    opened = client.post("/field/faults", data=form, follow_redirects=False)
+    ticket = opened.headers["location"]
+    header = {"X-CSRF-Token": csrf}
+    key = str(uuid.uuid4())
+    comment = {"note": "bus A: terminator missing", "key": key}
+    assert client.post(f"{ticket}/comments", json=comment).status_code == 403  # no CSRF token
+    for bad, code in (({"note": "  "}, 422), ({"note": "x" * 501}, 422), ({"key": "!"}, 422)):
+        assert (
+            client.post(f"{ticket}/comments", json=comment | bad, headers=header).status_code
+            == code
+        )
+    assert (
+        client.post("/field/faults/999999/comments", json=comment, headers=header).status_code
+        == 404
+    )
+    assert count(world, FaultStep) == 1
+    for _ in range(2):  # queued offline; sent twice when back online
+        done = client.post(f"{ticket}/comments", json=comment, headers=header)
+        assert done.status_code == 200, done.text
+    reused = client.post(f"{ticket}/comments", json=comment | {"note": "other"}, headers=header)
+    assert reused.status_code == 409
+    by_form = client.post(f"{ticket}/comments", data={"csrf": csrf, "note": "replaced it"},
+                          follow_redirects=False)  # fmt: skip
+    assert by_form.status_code == 303
+    with Session(world.engine) as session:
+        fault = session.scalars(select(Fault)).one()
+        steps = [(s.before, s.after, s.note) for s in session.scalars(
+            select(FaultStep).order_by(FaultStep.id))]  # fmt: skip
+        commented = OperatorLogEntry.action == "fault.comment"
+        logged = list(session.scalars(select(OperatorLogEntry.action).where(commented)))
+    assert fault.status == "open"
+    assert steps == [(None, "open", ""), ("open", "open", "bus A: terminator missing"),
+                     ("open", "open", "replaced it")]  # fmt: skip
+    assert logged == ["fault.comment", "fault.comment"]
+    page = client.get(ticket).text
+    assert 'id="comment-form"' in page and page.count('class="comment"') == 2

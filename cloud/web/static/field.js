@@ -1,6 +1,6 @@
 /* The field app (/field/): registers the service worker, keeps this page and its files in the
    cache (the app shell, served offline), and queues what is typed — readings, ticket moves, cash
-   taken and meter swaps — in IndexedDB, each with a key made here, sending them when the phone is online. The server
+   taken, meter swaps and ticket comments — in IndexedDB, each with a key made here, sending them when the phone is online. The server
    applies a key once, so a record sent twice (a lost answer, two tabs) counts once. */
 "use strict";
 (function () {
@@ -92,7 +92,8 @@
     flushing = true;
     let moved = false;
     try {
-      for (const record of await queued()) {
+      // In the order they were made: a ticket moved twice offline moves in that order.
+      for (const record of (await queued()).sort((a, b) => a.made - b.made)) {
         let answer;
         try {
           answer = await fetch(record.url, {
@@ -109,7 +110,7 @@
           outcomes.set(record.key, [held ? "held" : "sent", held ? app.dataset.held : app.dataset.sent,
             record, record.kind === "cash" && said.url ? said.url : null]);
           await dequeue(record.key);
-          moved = moved || record.kind === "move";
+          moved = moved || record.kind === "move" || record.kind === "comment";
         } else if (answer.status === 409 || answer.status === 422 || answer.status === 404) {
           const said = await answer.json().catch(() => ({}));
           outcomes.set(record.key, ["refused", `${app.dataset.refused}: ${said.error || answer.status}`, record]);
@@ -126,7 +127,7 @@
       document.body.dataset.flushed = String(Date.now());
       await render();
     }
-    if (moved && document.getElementById("move-form")) location.reload(); // the new status
+    if (moved && document.getElementById("ticket")) location.reload(); // the new status, history
   }
 
   function newKey() {
@@ -166,6 +167,10 @@
   hook(document.getElementById("move-form"), "move", (form, submitter) => ({
     to: submitter ? submitter.value : "", note: form.elements.note.value,
   }), (form, submitter) => `${form.dataset.ticket} → ${submitter ? submitter.textContent : ""}`);
+
+  hook(document.getElementById("comment-form"), "comment", (form) => ({
+    note: form.elements.note.value,
+  }), (form) => `${form.dataset.ticket} · ${form.elements.note.value.trim().slice(0, 30)}`);
 
   // The login page (after logging out, or a session that ended) forgets the kept pages: they
   // name the user. What waits to be sent stays in IndexedDB.

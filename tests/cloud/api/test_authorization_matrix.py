@@ -68,6 +68,7 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("GET", "/field/faults/{fault_id}"): PAGE,
     ("POST", "/field/faults"): PAGE,
     ("POST", "/field/faults/{fault_id}/status"): PAGE,
+    ("POST", "/field/faults/{fault_id}/comments"): PAGE,
     ("POST", "/field/readings"): PAGE,
     ("POST", "/field/recharges"): PAGE,  # the money desk's roles (tests/web/test_field_desk_pages)
     ("POST", "/field/swaps"): PAGE,

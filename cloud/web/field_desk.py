@@ -101,11 +101,12 @@ def take_cash(  # noqa: PLR0917 (FastAPI's dependencies)
                                              session=session, key=key, now=now)  # fmt: skip
     except (FormError, ValidationError, CloudError) as exc:
         return _refused(request, lang, who, session, exc, form=form)
+    url = f"/field/receipts/{done.receipt}" if done.receipt else None
     if field.is_json(request):
-        return JSONResponse({"payment": done.payment, "account": done.account, "fen": done.fen,
-                             "status": done.status, "receipt": done.receipt,
-                             "url": f"/field/receipts/{done.receipt}"})  # fmt: skip
-    return RedirectResponse(f"/field/receipts/{done.receipt}", status_code=303)
+        said = {"payment": done.payment, "account": done.account, "fen": done.fen,
+                "status": done.status, "receipt": done.receipt, "url": url}  # fmt: skip
+        return JSONResponse(said)
+    return RedirectResponse(url or "/field/", status_code=303)
 
 
 @router.post("/swaps")

@@ -342,6 +342,9 @@ class Ingest:
             except NotFound:
                 log.warning("node %s: status from an unregistered node ignored", node)
                 return []
+            if row.status == NodeStatus.RESERVED.value:  # pre-assigned: no key to verify with
+                log.warning("node %s: status from a node not provisioned yet ignored", node)
+                return []
             try:
                 key = load_public_key(row.public_key.encode())
                 status = Status.open(payload, trusted(key))

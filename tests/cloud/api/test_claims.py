@@ -528,6 +528,7 @@ def test_a_token_for_a_node_of_another_site_or_no_reserved_node_is_refused(
     ingest = Ingest(engine, cloud_key, lambda: T0)
     ack = open_ack(ingest.handle_batch(PRE, edge.payload(1, 1, [])), cloud_key)
     assert ack.status is AckStatus.REFUSED and "not provisioned" in ack.reason
+    assert ingest.handle_status(PRE, edge.status(True)) == []
     with session_factory(engine)() as session:
         row = session.get_one(Concentrator, PRE)
-        assert (row.status, row.public_key, row.upto) == ("reserved", "", 0)
+        assert (row.status, row.public_key, row.upto, row.online) == ("reserved", "", 0, False)

@@ -110,6 +110,7 @@ from cloud.web import (
     console_swaps,
     docs,
     field,
+    field_desk,
     phone,
     static,
     wechat_login,
@@ -175,6 +176,7 @@ ROUTERS = (
     console_swaps,  # its meter swaps and IR handheld import
     console_reports,  # its reports and the monthly subsidy view, /console/reports
     field,  # the field technician's offline app, /field/ (cloud.web)
+    field_desk,  # its cash taken on site and meter swaps, /field/recharges, /field/swaps
     docs,  # Swagger UI at /docs, its files from /static/vendor/
 )
 

@@ -1,4 +1,4 @@
-"""`python -m demo` (`make demo`): the whole system on one machine, in five acts, driving the
+"""`python -m demo` (`make demo`): the whole system on one machine, in six acts, driving the
 real edge runtime and the real cloud (docs/architecture.md §2: it may import everything).
 
 `__main__` runs the acts and is act 1 (the ledger: a day booked into a signed chain, verified,

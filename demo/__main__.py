@@ -24,6 +24,11 @@ message, or SMS when WeChat will not take it).
 Act 5 — operations (`demo.operations_act`): the desk's top-up corrected, a dead meter swapped
 with an infrared handheld's reading, a departing tenant refunded; each with its receipt. The
 cloud ends with the concentrator's chain, head for head.
+
+Act 6 — provisioning (`demo.provision_act`): an operator pre-assigns a node to a new site, the
+installer's claim token is bound to it, a simulated box redeems it (`voltbook-edge provision`),
+is commissioned against its simulated buses (the report's PDF path printed) and runs, online
+over TLS. Building and installing a bundle is skipped here (minutes of pip).
 """
 
 from __future__ import annotations
@@ -216,8 +221,8 @@ def main() -> None:
     print("\n== Act 3: the concentrator runtime bills a market for a simulated month")
     with tempfile.TemporaryDirectory(prefix="voltbook-month-") as tmp:
         act_month(Path(tmp))
-    print("\n== Acts 4-5: the cloud — merchants pay by WeChat Pay and Alipay, relays close; "
-          "correction, swap, refund")  # fmt: skip
+    print("\n== Acts 4-6: the cloud — merchants pay by WeChat Pay and Alipay, relays close; "
+          "correction, swap, refund; a new concentrator provisioned")  # fmt: skip
     from demo.cloud_act import act_cloud  # the cloud's packages: only for this act
 
     with tempfile.TemporaryDirectory(prefix="voltbook-cloud-") as tmp:

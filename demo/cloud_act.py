@@ -23,7 +23,8 @@ concentrator applies it exactly once, closes the relay at its next poll (confirm
 read-back) and uploads its ledger; the cloud posts the pending transfer when the concentrator's
 entry arrives. Each merchant's notices (the cut-off, the recharge credited) are printed with
 their delivery state (WeChat template message or SMS). The third tenant pays cash at the desk
-(`POST /recharges`), which act 5 (`demo.operations_act`) corrects; the act ends by checking
+(`POST /recharges`), which act 5 (`demo.operations_act`) corrects; act 6
+(`demo.provision_act`) provisions and commissions a new concentrator; the act ends by checking
 the concentrator's chain in the cloud and the operator log's hash chain.
 """
 
@@ -58,6 +59,7 @@ from demo.payments_act import (
     start_stand_ins,
     unfollow,
 )
+from demo.provision_act import act_provision
 from demo.site import ZONE as SITE_ZONE
 from demo.site import DemoSite, write_demo_site
 from edge.rules.decisions import RelayCommand
@@ -229,6 +231,7 @@ def _run_site(  # noqa: PLR0917 (the act's cast)
               f"{'identical head hash' if same else 'HEADS DIFFER'}")  # fmt: skip
         if not same:
             raise RuntimeError("the cloud's copy of the chain differs from the concentrator's")
+        act_provision(workdir, cloud, api)
         if logins is not None:
             _register_tree(api)
             _stay_live(cloud, site_now, logins)

@@ -1,7 +1,11 @@
 """`/claims` and `/provision`: an installer asks for a one-time claim token; the box redeems it.
 
-- `POST /claims {site, valid_s}` (admin, operator, installer): a token bound to the site and
-  the caller, valid 60 s … 7 days, shown once (only its SHA-256 is stored); logged without it.
+- `POST /claims {site, valid_s[, node]}` (admin, operator, installer): a token bound to the
+  site and the caller (and to a node pre-assigned to the site, when `node` is given: the box
+  takes that node id and its configuration), valid 60 s … 7 days, shown once (only its SHA-256
+  is stored); logged without it.
+- `POST /claims/nodes {site, node[, name]}` (admin, operator): pre-assign a node id to a site
+  before its box exists, so its registry shops and meters can be written (`reserved`, no key).
 - `GET /claims` (admin, operator, installer): the claims, newest first, with their state (open,
   used, expired, revoked), by site and state; never a token. `POST /claims/{id}/revoke`: a claim
   nobody used yet is refused from then on (an installer revokes only its own); logged.
@@ -26,6 +30,7 @@ from cloud.api.auth import allow
 from cloud.api.common import (
     DbSession,
     Limit,
+    NodeId,
     Now,
     Offset,
     Out,
@@ -39,7 +44,7 @@ from cloud.api.guards import client_address
 from cloud.db.claims import Claim
 from cloud.ingest import claims
 from cloud.people import oplog
-from cloud.people.auth import FIELD, Principal
+from cloud.people.auth import FIELD, OPERATIONS, Principal
 from ledger.chain import NodeKey
 
 router = APIRouter(tags=["provisioning"])
@@ -52,6 +57,8 @@ SiteRef = Annotated[
 
 class ClaimIn(StrictBody):
     site: SiteRef
+    node: NodeId | None = Field(None, description="a node pre-assigned to the site: the box "
+                                "redeeming the token takes it")  # fmt: skip
     valid_s: Annotated[
         StrictInt,
         Field(
@@ -69,6 +76,20 @@ class ClaimOut(Out):
     site_name: str
     installer: str
     expires: StoredTime
+    node: str | None = Field(None, description="the pre-assigned node the token is bound to")
+
+
+class PreassignIn(StrictBody):
+    site: SiteRef
+    node: NodeId
+    name: Annotated[StrictStr, Field(max_length=200)] = ""
+
+
+class PreassignOut(Out):
+    node: str
+    site: int
+    name: str
+    status: str = Field(description="reserved: waiting for its box (a claim bound to it)")
 
 
 class ProvisionIn(StrictBody):
@@ -115,7 +136,8 @@ def create_claim(
     now: Now,
 ) -> ClaimOut:
     actor = oplog.Actor(who.user, who.role.value, client_address(request))
-    issued = claims.issue(session, body.site, dt.timedelta(seconds=body.valid_s), actor, now)
+    issued = claims.issue(session, body.site, dt.timedelta(seconds=body.valid_s), actor, now,
+                          node=body.node)  # fmt: skip
     return ClaimOut(
         token=issued.token,
         claim=issued.claim.id,
@@ -123,7 +145,28 @@ def create_claim(
         site_name=issued.site.name,
         installer=issued.claim.installer,
         expires=issued.claim.expires,
+        node=issued.claim.for_node,
     )
+
+
+@router.post(
+    "/claims/nodes",
+    response_model=PreassignOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Pre-assign a node id to a site before its box is provisioned",
+    responses=answers(e403="not an operator", e404="no such site", e409="the node id exists"),
+)
+def preassign_node(
+    body: PreassignIn,
+    request: Request,
+    who: Annotated[Principal, allow(*OPERATIONS)],
+    session: DbSession,
+    now: Now,
+) -> PreassignOut:
+    actor = oplog.Actor(who.user, who.role.value, client_address(request))
+    row = claims.preassign(session, body.site, body.node, name=body.name, actor=actor, now=now)
+    assert row.site_id is not None
+    return PreassignOut(node=row.node, site=row.site_id, name=row.name, status=row.status)
 
 
 class ClaimRowOut(Out):
@@ -134,6 +177,7 @@ class ClaimRowOut(Out):
     expires: StoredTime
     state: str = Field(description="open, used, expired or revoked")
     node: str | None = Field(description="the node id it gave, once used")
+    for_node: str | None = Field(None, description="the pre-assigned node it is bound to")
     redeemed: StoredTime | None
     revoked: StoredTime | None
     revoked_by: str | None
@@ -144,6 +188,7 @@ def _row(claim: Claim, now: dt.datetime) -> ClaimRowOut:
         claim=claim.id, site=claim.site_id, installer=claim.installer, created=claim.created,
         expires=claim.expires, state=claims.state_of(claim, now), node=claim.node,
         redeemed=claim.redeemed, revoked=claim.revoked, revoked_by=claim.revoked_by,
+        for_node=claim.for_node,
     )  # fmt: skip
 
 

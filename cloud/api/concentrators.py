@@ -51,7 +51,7 @@ class ConcentratorOut(Out):
     name: str
     key_id: str
     public_key: str = Field(description="raw Ed25519 public key, hex")
-    status: Literal["active", "quarantined", "retired"]
+    status: Literal["active", "quarantined", "reserved", "retired"]
     reason: str = Field(description="why it is quarantined (empty when active)")
     online: bool
     last_seen: StoredTime | None
@@ -130,7 +130,7 @@ def list_concentrators(
     who: Reader,
     session: DbSession,
     status_: Annotated[
-        Literal["active", "quarantined", "retired"] | None, Query(alias="status")
+        Literal["active", "quarantined", "reserved", "retired"] | None, Query(alias="status")
     ] = None,
     limit: Limit = 100,
     offset: Offset = 0,

@@ -115,7 +115,9 @@ def push_marked(
         # Checked before anything is written, so one unusable node leaves the others' pushes.
         problems = site_config.build(session, node).problems
         found = concentrators.get(session, node)
-        if found.status != NodeStatus.ACTIVE.value:
+        if found.status == NodeStatus.RESERVED.value:  # its claim's box gets it when it comes
+            problems = (*problems, f"{node} is pre-assigned and waits for its box")
+        elif found.status != NodeStatus.ACTIVE.value:
             problems = (*problems, f"{node} is quarantined: {found.quarantine_reason}")
         if problems:
             skipped.append(SkippedOut(node=node, problem="; ".join(problems)))

@@ -7,7 +7,8 @@
   is set exactly once, by a conditional update (the one redeemer whose update matched wins),
   together with the node id it gave (`node`, unique) and the serial of the certificate issued
   (`certificate_serial`, hex). A claim not yet used can be revoked (`revoked`, `revoked_by`):
-  it is then refused like a used one.
+  it is then refused like a used one. A claim may be bound to a node pre-assigned to its site
+  (`for_node`): the box that redeems it takes that node id.
 """
 
 from __future__ import annotations
@@ -35,3 +36,5 @@ class Claim(Base):
     certificate_serial: Mapped[str | None] = mapped_column(String(40))
     revoked: Mapped[dt.datetime | None]
     revoked_by: Mapped[str | None] = mapped_column(String(64))
+    # the pre-assigned node the box redeeming it takes (None: the next free `<site>-<n>`)
+    for_node: Mapped[str | None] = mapped_column(ForeignKey("concentrators.node"), default=None)

@@ -5,7 +5,8 @@ Money and energy are integers (fen, Wh) in BigInteger columns, as in the ledger.
 timezone-aware (`DateTime(timezone=True)`); readings keep the edge's millisecond stamp too.
 
 - `concentrators`: each edge node, its Ed25519 public key, its chain head as the cloud holds it,
-  the highest outbox id it stored (`upto`), presence, and quarantine.
+  the highest outbox id it stored (`upto`), presence, and quarantine; its site when known (a
+  node pre-assigned to a site awaits its box as `reserved`, without a key).
 - `ledger_entries` / `checkpoints`: every node's chain (the edges' and the cloud's own `cloud`
   chain), verified before they are stored; `balances` is the live projection of all of them.
 - `accounts`, `meters`: who owns which account and meter, as money and relay orders are routed
@@ -57,6 +58,9 @@ class NodeStatus(StrEnum):
     ACTIVE = "active"
     QUARANTINED = "quarantined"
     RETIRED = "retired"  # replaced by a takeover (cloud.operations.takeovers): uploads refused
+    # Pre-assigned to a site (its registry entry and meters may be written) before its box is
+    # provisioned: no key yet (`public_key` empty), so nothing it would sign is accepted.
+    RESERVED = "reserved"
 
 
 class CommandStatus(StrEnum):
@@ -90,6 +94,7 @@ class Concentrator(Base):
     commands_applied: Mapped[int] = mapped_column(BigInteger, default=0)  # as the edge reports
     next_command_seq: Mapped[int] = mapped_column(BigInteger, default=1)
     created: Mapped[dt.datetime]
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("registry_sites.id"), default=None)
 
 
 class LedgerEntry(Base):

@@ -28,6 +28,14 @@ certificates come from `voltbook-cloud device-cert`). A refused request leaves t
 Node ids are `<site-slug>-<n>`: the site's name in lower-case ASCII words joined by `-` (or
 `site<id>` for a name with none, such as a Chinese one), and the lowest n not yet taken; the
 site's row is locked while one is chosen, so two boxes of one site never pick the same.
+
+A node can be pre-assigned (`preassign`): an operator names it for a site before its box is
+provisioned (a `reserved` concentrator with no key: `concentrators.reserve`) and writes its
+shops and meters into the registry. A claim bound to it (`issue(…, node=N)`, `voltbook-fw claim
+--site S --node N`) gives the box that redeems it that node id, and so that node's registry
+configuration (its meters) in the answer. Binding is checked when the claim is issued (the node
+is reserved, and for the claim's site) and again when it is redeemed: a node already provisioned
+— by another claim bound to it — is a `ClaimRefused`, logged, with nothing changed.
 """
 
 from __future__ import annotations
@@ -50,7 +58,7 @@ from sqlalchemy.orm import Session
 from cloud.chains.alarms import raise_alarm
 from cloud.db.auth import OperatorLogEntry
 from cloud.db.claims import Claim
-from cloud.db.models import Concentrator
+from cloud.db.models import Concentrator, NodeStatus
 from cloud.db.registry import Site
 from cloud.errors import Conflict, Forbidden, Invalid, NotFound, TooManyAttempts, Unauthorized
 from cloud.ingest import concentrators
@@ -135,12 +143,21 @@ def find_site(session: Session, site: int | str) -> Site:
 
 
 def issue(
-    session: Session, site: int | str, valid: dt.timedelta, actor: oplog.Actor, now: dt.datetime
+    session: Session,
+    site: int | str,
+    valid: dt.timedelta,
+    actor: oplog.Actor,
+    now: dt.datetime,
+    *,
+    node: str | None = None,
 ) -> Issued:
-    """A new claim token for `site`, valid for `valid` (60 s … 7 days), logged without it."""
+    """A new claim token for `site`, valid for `valid` (60 s … 7 days), logged without it;
+    bound to `node` when given, a node pre-assigned to that site and not yet provisioned."""
     if not MIN_VALID <= valid <= MAX_VALID:
         raise Invalid("valid_s must be from 60 seconds to 7 days")
     row = find_site(session, site)
+    if node is not None:
+        check_reserved(session, node, row)
     token = secrets.token_urlsafe(TOKEN_BYTES)
     claim = Claim(
         token_hash=token_hash(token),
@@ -148,13 +165,40 @@ def issue(
         installer=actor.user,
         created=now,
         expires=now + valid,
+        for_node=node,
     )
     session.add(claim)
     session.flush()
-    after = {"claim": claim.id, "site": row.id, "installer": actor.user,
+    after = {"claim": claim.id, "site": row.id, "installer": actor.user, "node": node,
              "expires": claim.expires.isoformat()}  # fmt: skip
     oplog.record(session, actor, "claim.issue", f"site:{row.id}", None, after, now)
     return Issued(token, claim, row)
+
+
+def check_reserved(session: Session, node: str, site: Site) -> Concentrator:
+    """The node pre-assigned to `site` and waiting for its box: `NotFound` if `node` is not a
+    node, `Conflict` if it is provisioned already or pre-assigned to another site."""
+    found = session.get(Concentrator, node)
+    if found is None:
+        raise NotFound(f"node {node!r} is not in the registry: pre-assign it to the site first")
+    if found.status != NodeStatus.RESERVED.value:
+        raise Conflict(f"node {node} is already provisioned: it cannot be claimed again")
+    if found.site_id != site.id:
+        raise Conflict(f"node {node} is pre-assigned to site {found.site_id}, not {site.id}")
+    return found
+
+
+def preassign(
+    session: Session, site: int | str, node: str, *, name: str, actor: oplog.Actor,
+    now: dt.datetime,
+) -> Concentrator:  # fmt: skip
+    """Pre-assign `node` to `site` before its box is provisioned (logged): its registry shops
+    and meters can be written now, and a claim bound to it gives the box this node id."""
+    row = find_site(session, site)
+    node_row = concentrators.reserve(session, node, row.id, name or row.name[:200], now)
+    after = {"node": node, "site": row.id, "name": node_row.name}
+    oplog.record(session, actor, "concentrator.preassign", f"node:{node}", None, after, now)
+    return node_row
 
 
 # A claim's state, as `GET /claims` shows and filters it.
@@ -282,8 +326,17 @@ def redeem(
         )
     claim = _spend(session, token, site, now)
     row = session.scalars(select(Site).where(Site.id == claim.site_id).with_for_update()).one()
-    node = next_node_id(session, row)
-    concentrators.register(session, node, node_key, name=row.name[:200], now=now)
+    if claim.for_node is not None:  # the node pre-assigned to the site, if no box took it
+        node = claim.for_node
+        try:
+            check_reserved(session, node, row)
+            concentrators.provision_reserved(session, node, node_key)
+        except (Conflict, NotFound) as exc:
+            raise ClaimRefused(str(exc), claim.id, claim.site_id) from None
+    else:
+        node = next_node_id(session, row)
+        registered = concentrators.register(session, node, node_key, name=row.name[:200], now=now)
+        registered.site_id = row.id
     certificate = sign_client_key(ca, node, csr_key)
     claim.node, claim.certificate_serial = node, format(certificate.serial_number, "x")
     session.flush()

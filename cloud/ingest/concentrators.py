@@ -5,6 +5,10 @@ public key (`voltbook-fw` provisions both). Registering again with the same key 
 name may change); another key for a known node is refused unless the operator says it is a key
 rotation. A quarantined node (its chain forked, or a batch came signed by the wrong key) stays
 quarantined until an operator clears it.
+
+A node may be pre-assigned to a site before its box exists (`reserve`): a row `reserved`, with
+no key, that the registry's shops and meters can name. Only a claim bound to it provisions it
+(`provision_reserved`, called by `cloud.ingest.claims`): the box's key is set and it is active.
 """
 
 from __future__ import annotations
@@ -88,6 +92,11 @@ def register(
         session.flush()
         log.info("node %s registered (key %s)", node, kid)
         return row
+    if row.status == NodeStatus.RESERVED.value:
+        raise Conflict(
+            f"node {node} is pre-assigned and waits for its box: provision it with a claim "
+            f"bound to it (voltbook-fw claim --site … --node {node})"
+        )
     if row.public_key != raw:
         if not rotate:
             raise Conflict(
@@ -99,6 +108,38 @@ def register(
     if name:
         row.name = name
     session.flush()
+    return row
+
+
+def reserve(session: Session, node: str, site_id: int, name: str, now: dt.datetime) -> Concentrator:
+    """Pre-assign `node` to the site `site_id` (its box comes later): a `reserved` row without a
+    key. A node id already used, reserved or not, is refused (409)."""
+    check_node_id(node)
+    if session.get(Concentrator, node) is not None:
+        raise Conflict(f"node {node} exists already")
+    row = Concentrator(
+        node=node, name=name, public_key="", key_id="", status=NodeStatus.RESERVED.value,
+        quarantine_reason="", online=False, head_seq=0, head_hash=GENESIS_HASH, upto=0,
+        commands_applied=0, next_command_seq=1, created=now, site_id=site_id,
+    )  # fmt: skip
+    session.add(row)
+    session.flush()
+    log.info("node %s pre-assigned to site %s", node, site_id)
+    return row
+
+
+def provision_reserved(session: Session, node: str, public_key: Ed25519PublicKey) -> Concentrator:
+    """Give the reserved `node` its box's key and make it active; `Conflict` (nothing changed)
+    if it is not reserved any more (another box took it)."""
+    row = session.scalars(
+        select(Concentrator).where(Concentrator.node == node).with_for_update()
+    ).one_or_none()
+    if row is None or row.status != NodeStatus.RESERVED.value:
+        raise Conflict(f"node {node} is already provisioned")
+    row.public_key, row.key_id = public_key.public_bytes_raw().hex(), key_id(public_key)
+    row.status = NodeStatus.ACTIVE.value
+    session.flush()
+    log.info("node %s provisioned (key %s)", node, row.key_id)
     return row
 
 

@@ -177,6 +177,8 @@ class Ingest:
             elif row.status == NodeStatus.RETIRED.value:  # cloud.operations.takeovers
                 answer, reason = AckStatus.REFUSED, row.quarantine_reason
                 _alarm_once(session, node, "retired_upload", now, reason)
+            elif row.status == NodeStatus.RESERVED.value:  # no key yet: nothing to verify with
+                answer, reason = AckStatus.REFUSED, f"node {node!r} is not provisioned yet"
             else:
                 try:
                     verified = _verify(node, batch, row.public_key)
@@ -344,6 +346,9 @@ class Ingest:
                 row = lock(session, node)
             except NotFound:
                 log.warning("node %s: status from an unregistered node ignored", node)
+                return []
+            if row.status == NodeStatus.RESERVED.value:  # pre-assigned: no key to verify with
+                log.warning("node %s: status from a node not provisioned yet ignored", node)
                 return []
             try:
                 key = load_public_key(row.public_key.encode())

@@ -9,7 +9,8 @@ operator log.
 
 `TRANSITIONS` is the whole machine: a move not in it is refused (409) and changes nothing. A
 ticket opened from an alarm takes the alarm's concentrator and meter, and its kind from the
-alarm's (`KIND_OF_ALARM`); one alarm opens at most one ticket that is not closed.
+alarm's (`KIND_OF_ALARM`); one alarm opens at most one ticket that is not closed. A comment
+is a step that keeps the status (`before` == `after`).
 """
 
 from __future__ import annotations
@@ -168,6 +169,38 @@ def move(
     fault.status, fault.updated = to, now
     _changed(session, fault, before, note=text, actor=actor, now=now, client_key=client_key)
     return fault
+
+
+def comment(
+    session: Session,
+    fault_id: int,
+    note: str,
+    *,
+    actor: oplog.Actor,
+    now: dt.datetime,
+    client_key: str | None = None,
+) -> FaultStep:
+    """A comment on the ticket: a step of its history that keeps its status (`before` ==
+    `after`), logged `fault.comment`. A `client_key` already applied is answered with its step,
+    not applied again; the same key for another comment is refused (409)."""
+    text = _note(note)
+    if not text:
+        raise Invalid("a comment needs some text")
+    if client_key is not None:
+        done = session.scalars(select(FaultStep).where(FaultStep.client_key == client_key)).first()
+        if done is not None:
+            if done.fault_id != fault_id or done.note != text or done.before != done.after:
+                raise Conflict(f"key {client_key} was used for another step")
+            return done
+    fault = one(session, fault_id)
+    step = FaultStep(fault_id=fault.id, before=fault.status, after=fault.status, note=text,
+                     by=actor.user, time=now, client_key=client_key)  # fmt: skip
+    session.add(step)
+    fault.updated = now
+    session.flush()
+    oplog.record(session, actor, "fault.comment", f"fault:{fault.id}", None,
+                 {"status": fault.status, "note": text}, now)  # fmt: skip
+    return step
 
 
 def listed(*, status: str | None = None, node: str | None = None, meter: str | None = None,

@@ -7,18 +7,23 @@ operators (`FIELD`) on a phone, usable offline.
     GET  /field/faults/{id}           a ticket, its history and the moves `TRANSITIONS` allows
     POST /field/faults                open a ticket (by hand, or `alarm=` from an alarm)
     POST /field/faults/{id}/status    move it (a form; or JSON with `key` from the offline queue)
+    POST /field/faults/{id}/comments  a comment on it (the same; the status is kept)
     POST /field/readings              a register typed on site (JSON from the offline queue, with
                                       the phone's idempotency `key`; or a form without script)
+    POST /field/recharges, /swaps     cash taken on site, a meter swap (`field_desk`)
+    GET  /field/receipts/{number}     the cash receipt to show and print (`field_desk`)
     GET  /field/sw.js                 the service worker (`static/field-sw.js`; scope /field/)
     GET  /field/manifest.webmanifest  the web app manifest
 
-Offline: `static/field.js` keeps the pages and their files in the Cache API and the readings
-and ticket moves typed offline in IndexedDB, each with a key made on the phone, and sends them
-when the phone is back online; the service worker answers from the cache when the network
-does not. The server applies each once: a reading is an IR reading (`meter_swaps.import_ir`,
-the handheld import's service: one row per meter and time, the key kept in its `source`), a
-move carries its key into the ticket's history (`faults.move`). JSON posts carry the CSRF token
-in `X-CSRF-Token`. Prepayment is the console's money desk: the app links there.
+Offline: `static/field.js` keeps the pages and their files in the Cache API and what is typed
+offline — readings, ticket moves and comments, cash taken, meter swaps — in IndexedDB, each with
+a key made on the phone (a form without script carries one the server made), and sends them when
+the phone is back online; the service worker answers from the cache when the network does not.
+The server applies each once: a reading is an IR reading (`meter_swaps.import_ir`, the handheld
+import's service: one row per meter and time, the key kept in its `source`), a move or a comment
+carries its key into the ticket's history (`faults.move`, `faults.comment`). JSON posts carry
+the CSRF token in `X-CSRF-Token`. Cash and swaps are the API's own services with the key as the
+operation's id (`field_desk`); cash only for the roles of the money desk.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response
@@ -39,12 +45,14 @@ from cloud.errors import Conflict, Invalid, NotFound
 from cloud.operations import faults, handheld, meter_swaps
 from cloud.operations.alarms import AlarmFilters, listed
 from cloud.people import oplog
-from cloud.people.auth import FIELD, Principal, Role
+from cloud.people.auth import FIELD, MONEY_DESK, Principal, Role
+from cloud.registry.values import PROTOCOLS
 from cloud.web import sessions
 from cloud.web.forms import parse_form
 from cloud.web.i18n import Lang
+from cloud.web.icons import ICONS
 from cloud.web.page_errors import NotStaff, PageError
-from cloud.web.render import SECURITY_HEADERS, STATIC, page
+from cloud.web.render import SECURITY_HEADERS, STATIC, page, static_url
 
 router = APIRouter(prefix="/field", include_in_schema=False)
 
@@ -81,15 +89,15 @@ async def _fields(request: Request) -> dict[str, str]:
 Fields = Annotated[dict[str, str], Depends(_fields)]
 
 
-def _is_json(request: Request) -> bool:
+def is_json(request: Request) -> bool:
     return request.headers.get("content-type", "").startswith("application/json")
 
 
-def _csrf(request: Request, fields: dict[str, str]) -> None:
+def check_csrf(request: Request, fields: dict[str, str]) -> None:
     sessions.check_csrf(request, request.headers.get("x-csrf-token") or fields.get("csrf"))
 
 
-def _frame(request: Request, who: Principal) -> dict[str, Any]:
+def frame(request: Request, who: Principal) -> dict[str, Any]:
     return {"who": who, "csrf": sessions.csrf_token(sessions.token_of(request))}
 
 
@@ -100,19 +108,21 @@ def root() -> Response:
 
 @router.get("/")
 def home(request: Request, lang: Lang, who: Technician, session: DbSession) -> Response:
-    return _home(request, lang, who, session)
+    return home_page(request, lang, who, session)
 
 
-def _home(request: Request, lang: tuple[str, bool], who: Principal, session: Session, *,
+def home_page(request: Request, lang: tuple[str, bool], who: Principal, session: Session, *,
           error: str | None = None, status: int = 200, form: dict[str, str] | None = None,
-          ) -> Response:  # fmt: skip
+          error_text: str = "") -> Response:  # fmt: skip
+    """The day's screen; `error` a catalogue key, `error_text` words already said."""
     tickets = session.scalars(faults.listed(active=True).limit(SHOWN)).all()
     alarms = session.scalars(listed(AlarmFilters(cleared=False), newest_first=True)
                              .limit(SHOWN)).all()  # fmt: skip
-    return page(request, "field/home.html", lang, status=status, **_frame(request, who),
+    return page(request, "field/home.html", lang, status=status, **frame(request, who),
                 tickets=tickets, alarms=alarms, kinds=faults.KINDS, error=error,
                 ticket_of={f.alarm_id: f.id for f in tickets if f.alarm_id is not None},
-                form=form or {})  # fmt: skip
+                form=form or {}, error_text=error_text, new_key=str(uuid.uuid4()),
+                may_take_cash=who.role in MONEY_DESK, protocols=tuple(PROTOCOLS))  # fmt: skip
 
 
 # -- logging in and out -----------------------------------------------------------------------
@@ -170,10 +180,10 @@ def _ticket_page(
         fault = faults.one(session, fault_id)
     except NotFound:
         raise PageError("fault_not_found", 404) from None
-    return page(request, "field/fault.html", lang, status=status, **_frame(request, who),
+    return page(request, "field/fault.html", lang, status=status, **frame(request, who),
                 fault=fault, steps=faults.history(session, fault_id),
                 moves=sorted(faults.TRANSITIONS[fault.status], key=faults.STATUSES.index),
-                error=error)  # fmt: skip
+                error=error, new_key=str(uuid.uuid4()))  # fmt: skip
 
 
 @router.get("/faults/{fault_id}")
@@ -190,7 +200,7 @@ def _optional(form: dict[str, str], name: str) -> str | None:
 def open_ticket(  # noqa: PLR0917 (FastAPI's dependencies)
     request: Request, lang: Lang, who: Technician, form: Fields, session: DbSession, now: Now
 ) -> Response:
-    _csrf(request, form)
+    check_csrf(request, form)
     note, alarm = form.get("note", ""), form.get("alarm", "").strip()
     try:
         if alarm:
@@ -206,7 +216,7 @@ def open_ticket(  # noqa: PLR0917 (FastAPI's dependencies)
     except (Invalid, NotFound, Conflict) as exc:
         session.rollback()
         key = "fault_alarm_taken" if isinstance(exc, Conflict) else "fault_form_bad"
-        return _home(request, lang, who, session, error=key,
+        return home_page(request, lang, who, session, error=key,
                      status=409 if isinstance(exc, Conflict) else 422, form=form)  # fmt: skip
     return RedirectResponse(f"/field/faults/{fault.id}", status_code=303)
 
@@ -216,7 +226,7 @@ def move_ticket(  # noqa: PLR0917 (FastAPI's dependencies)
     request: Request, lang: Lang, who: Technician, form: Fields, session: DbSession, now: Now,
     fault_id: FaultId,
 ) -> Response:  # fmt: skip
-    _csrf(request, form)
+    check_csrf(request, form)
     key = form.get("key") or None
     if key is not None and not KEY.fullmatch(key):
         raise Invalid("bad idempotency key")
@@ -226,12 +236,36 @@ def move_ticket(  # noqa: PLR0917 (FastAPI's dependencies)
     except (Invalid, NotFound, Conflict) as exc:
         session.rollback()
         status = {Invalid: 422, NotFound: 404, Conflict: 409}[type(exc)]
-        if _is_json(request):
+        if is_json(request):
             return JSONResponse({"error": str(exc)}, status_code=status)
         return _ticket_page(request, lang, who, session, fault_id, error="fault_move_refused",
                             status=status)  # fmt: skip
-    if _is_json(request):
+    if is_json(request):
         return JSONResponse({"id": fault.id, "status": fault.status})
+    return RedirectResponse(f"/field/faults/{fault_id}", status_code=303)
+
+
+@router.post("/faults/{fault_id}/comments")
+def comment_ticket(  # noqa: PLR0917 (FastAPI's dependencies)
+    request: Request, lang: Lang, who: Technician, form: Fields, session: DbSession, now: Now,
+    fault_id: FaultId,
+) -> Response:  # fmt: skip
+    check_csrf(request, form)
+    key = form.get("key") or None
+    if key is not None and not KEY.fullmatch(key):
+        raise Invalid("bad idempotency key")
+    try:
+        step = faults.comment(session, fault_id, form.get("note", ""), actor=who.actor, now=now,
+                              client_key=key)  # fmt: skip
+    except (Invalid, NotFound, Conflict) as exc:
+        session.rollback()
+        status = {Invalid: 422, NotFound: 404, Conflict: 409}[type(exc)]
+        if is_json(request):
+            return JSONResponse({"error": str(exc)}, status_code=status)
+        return _ticket_page(request, lang, who, session, fault_id, error="fault_comment_bad",
+                            status=status)  # fmt: skip
+    if is_json(request):
+        return JSONResponse({"id": step.id, "fault": fault_id})
     return RedirectResponse(f"/field/faults/{fault_id}", status_code=303)
 
 
@@ -268,8 +302,8 @@ def reading_of(fields: dict[str, str], now: dt.datetime) -> tuple[str, handheld.
 def record_reading(  # noqa: PLR0917 (FastAPI's dependencies)
     request: Request, lang: Lang, who: Technician, form: Fields, session: DbSession, now: Now
 ) -> Response:
-    _csrf(request, form)
-    if not _is_json(request):  # a form without script: the time is the server's
+    check_csrf(request, form)
+    if not is_json(request):  # a form without script: the time is the server's
         form = {**form, "read_at": now.isoformat()}
     try:
         key, register = reading_of(form, now)
@@ -284,13 +318,13 @@ def record_reading(  # noqa: PLR0917 (FastAPI's dependencies)
     except (Invalid, Conflict) as exc:
         session.rollback()
         status = 409 if isinstance(exc, Conflict) else 422
-        if _is_json(request):
+        if is_json(request):
             return JSONResponse({"error": str(exc)}, status_code=status)
-        return _home(request, lang, who, session, error="reading_bad", status=status, form=form)
+        return home_page(request, lang, who, session, error="reading_bad", status=status, form=form)
     if new:  # logged as the handheld import is
         oplog.record(session, who.actor, "ir.import", f"source:{source}", None,
                      {"readings": [row.id], "new": new}, now)  # fmt: skip
-    if _is_json(request):
+    if is_json(request):
         return JSONResponse({"id": row.id, "new": bool(new), "energy_wh": row.energy_wh})
     return RedirectResponse("/field/", status_code=303)
 
@@ -310,8 +344,10 @@ def manifest(lang: Lang) -> Response:
     name = "现场运维" if lang[0] == "zh" else "Voltbook field"
     body = {"name": name, "short_name": name, "lang": "zh-CN" if lang[0] == "zh" else "en",
             "start_url": "/field/", "scope": "/field/", "display": "standalone",
-            "background_color": "#f5f6f8", "theme_color": "#1f6feb",
-            "icons": [{"src": "/static/field-icon.svg", "sizes": "any",
-                       "type": "image/svg+xml"}]}  # fmt: skip
+            "background_color": "#f2f4f3", "theme_color": "#0b6e4f",
+            "icons": [{"src": static_url("field-icon.svg"), "sizes": "any",
+                       "type": "image/svg+xml"},
+                      *({"src": static_url(i.name), "sizes": f"{i.size}x{i.size}",
+                         "type": "image/png", "purpose": i.purpose} for i in ICONS)]}  # fmt: skip
     return Response(json.dumps(body, ensure_ascii=False), media_type="application/manifest+json",
                     headers={**SECURITY_HEADERS, "Cache-Control": "no-cache"})  # fmt: skip

@@ -1,4 +1,6 @@
-"""`voltbook-fw claim --site S --valid 2h --cloud URL`: a one-time claim token for a concentrator.
+"""`voltbook-fw claim --site S [--node N] --valid 2h --cloud URL`: a one-time claim token for a
+concentrator (with `--node`, bound to the node an operator pre-assigned to the site: the box
+takes that node id and its meters).
 
 The installer logs in (`--user NAME`, the password from `VOLTBOOK_PASSWORD` or asked for; or
 `--token-file F` holding a bearer token from an earlier login), asks the cloud's `POST /claims`
@@ -42,6 +44,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     parser.add_argument("--site", required=True, help="the site: its registry id or its name")
     parser.add_argument(
+        "--node", help="a node id pre-assigned to the site: the box takes it and its meters"
+    )
+    parser.add_argument(
         "--valid", default="2h", type=duration, help="how long the token works: 90s, 30m, 2h, 7d"
     )
     parser.add_argument("--cloud", required=True, help="the cloud's URL, e.g. https://vb.example")
@@ -67,7 +72,10 @@ def run(args: argparse.Namespace) -> int:
             raise ClaimError(f"--cloud {args.cloud!r} must be an http:// or https:// URL")
         bearer = _bearer(cloud, args)
         site: int | str = int(args.site) if str(args.site).isdigit() else str(args.site)
-        answer = call(cloud, "/claims", {"site": site, "valid_s": args.valid}, bearer)
+        body: dict[str, Any] = {"site": site, "valid_s": args.valid}
+        if args.node:
+            body["node"] = str(args.node)
+        answer = call(cloud, "/claims", body, bearer)
     except ClaimError as exc:
         print(f"voltbook-fw claim: {exc}", file=sys.stderr)
         return FAILED
@@ -75,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(answer, ensure_ascii=False, indent=2))
         return 0
     token = answer["token"]
-    print(f"claim token for site {answer['site_name']} (#{answer['site']}), "
+    bound = f", node {answer['node']}" if answer.get("node") else ""
+    print(f"claim token for site {answer['site_name']} (#{answer['site']}){bound}, "
           f"valid until {answer['expires']}, usable once:")  # fmt: skip
     print(f"  {token}")
     print("on the concentrator, run:")

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from cloud.services.broker import find_mosquitto
 from demo.cloud_act import act_cloud
+from demo.provision_act import NODE
 
 pytestmark = pytest.mark.slow  # `make demo`'s acts 4 and 5: the cloud, its broker, a concentrator
 
@@ -49,3 +51,17 @@ def test_the_cloud_act_closes_a_tripped_relay_after_a_top_up(
     assert "identical head hash" in out
     assert "op-demo logged in" in out
     assert "operator log:" in out and "hash chain intact" in out
+    # act 6: pre-assigned node → claim bound to it → provision → commission (PDF) → run
+    if find_mosquitto() is None:  # the in-process broker has no TLS listener, no device CA
+        assert "skipped: the cloud's broker has no TLS listener" in out
+        return
+    assert f"operator pre-assigned node {NODE}" in out
+    assert f"node {NODE}, valid until" in out  # the claim token is bound to it
+    assert f"provisioned as node {NODE}" in out
+    assert re.search(rf"uploaded: report [0-9a-f]+ of {NODE}, clean", out)
+    pdf = re.search(r"PDF for the building manager to sign: (\S+\.pdf)", out)
+    assert pdf is not None and Path(pdf[1]) == tmp_path / "commissioning.pdf"
+    assert Path(pdf[1]).read_bytes()[:5] == b"%PDF-"
+    assert f"{NODE} online over TLS in the cloud" in out
+    took = re.search(r"act 6 took (\d+\.\d) s", out)
+    assert took is not None and float(took[1]) < 60  # a demo act: seconds, not minutes

@@ -23,7 +23,9 @@ from voltbook_fw.cli import main as fw_main
 from cloud.config import ApiSettings, load_config
 from cloud.db.engine import session_factory
 from cloud.db.registry import Site
+from cloud.ingest import claims
 from cloud.people import auth
+from cloud.people.oplog import Actor
 from cloud.server import RunningCloud, serve_in_thread
 from cloud.services.broker import MosquittoBroker, find_mosquitto
 from cloud.services.pki import load_certificate
@@ -160,3 +162,28 @@ def test_claim_says_what_went_wrong(
     monkeypatch.setenv("VOLTBOOK_PASSWORD", PASSWORD)
     assert fw_main(["claim", "--site", "Nowhere", "--cloud", cloud.url, "--user", INSTALLER]) == 2
     assert "not in the registry" in capsys.readouterr().err
+
+
+def test_a_token_bound_to_a_preassigned_node_provisions_that_node(
+    cloud: RunningCloud,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    node = "egm-hall-2"
+    with session_factory(cloud.engine).begin() as session:  # as POST /claims/nodes does
+        claims.preassign(session, SITE, node, name="", actor=Actor("op", "operator"), now=T0)
+    monkeypatch.setenv("VOLTBOOK_PASSWORD", PASSWORD)
+    base = ["claim", "--site", SITE, "--valid", "1h", "--cloud", cloud.url, "--user", INSTALLER]
+    assert fw_main([*base, "--node", "egm-hall-77"]) == 2  # not pre-assigned: said, no token
+    assert "the cloud refused (404)" in capsys.readouterr().err
+    assert fw_main([*base, "--node", node]) == 0
+    printed = capsys.readouterr().out
+    assert f"node {node}, valid until" in printed
+    command = printed.strip().splitlines()[-1].split()[1:]
+    box = tmp_path / "box"
+    box.mkdir()
+    assert edge_main([*command, "--dir", str(box)]) == 0
+    assert f"provisioned as node {node}" in capsys.readouterr().out
+    assert fw_main([*base, "--node", node]) == 2  # provisioned: not claimed again
+    assert "already provisioned" in capsys.readouterr().err

@@ -5,6 +5,7 @@ state machine as forms and as the offline queue's JSON (a key applied once), and
 
 from __future__ import annotations
 
+import struct
 import uuid
 from collections.abc import Iterator
 
@@ -20,6 +21,8 @@ from cloud.db.models import Alarm
 from cloud.db.operations import IrReading
 from cloud.people.auth import Role
 from cloud.web.field import wh_of_kwh
+from cloud.web.icons import ICONS, draw
+from cloud.web.render import STATIC
 from tests.cloud.api.conftest import M1
 from tests.web.console_world import STAFF_USERS, add_staff_and_readings
 from tests.web.html import csrf_of
@@ -94,6 +97,37 @@ def test_pwa_files(client: TestClient) -> None:
         "/field/", "/field/", "zh-CN")  # fmt: skip
     assert client.get(manifest["icons"][0]["src"]).status_code == 200
     assert client.get("/field/manifest.webmanifest?lang=en").json()["lang"] == "en"
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR chunk (the signature, then the chunk, first)."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", data[:16]
+    return struct.unpack(">II", data[16:24])
+
+
+def test_the_manifest_lists_png_icons_an_install_prompt_needs(client: TestClient) -> None:
+    icons = client.get("/field/manifest.webmanifest").json()["icons"]
+    pngs = {(i["sizes"], i["purpose"]): i["src"] for i in icons if i["type"] == "image/png"}
+    assert set(pngs) == {("192x192", "any"), ("512x512", "any"), ("512x512", "maskable")}
+    for (sizes, _purpose), src in pngs.items():
+        answer = client.get(src)
+        assert answer.status_code == 200 and answer.headers["content-type"] == "image/png"
+        width, height = png_size(answer.content)
+        assert f"{width}x{height}" == sizes
+    assert client.get("/static/field-icon-192.png").status_code == 200
+
+
+def test_the_icons_are_drawn_as_committed() -> None:
+    """`python -m cloud.web.icons` draws what is committed, at the sizes the manifest says."""
+    for icon in ICONS:
+        drawn = draw(icon)
+        assert drawn.size == (icon.size, icon.size) and drawn.mode == "RGBA"
+        committed = png_size((STATIC / icon.name).read_bytes())
+        assert committed == drawn.size
+        corner = drawn.getpixel((0, 0))
+        assert isinstance(corner, tuple)
+        # a maskable icon is green to its corners (a launcher crops it); the other is rounded
+        assert corner[3] == (255 if icon.maskable else 0), icon
 
 
 @pytest.mark.parametrize(
@@ -176,3 +210,46 @@ def test_tickets_from_an_alarm_through_the_state_machine(client: TestClient, wor
                      ("in_progress", "fixed", INSTALLER)]  # fmt: skip
     assert actions == ["fault.open", "fault.status", "fault.status"]
     assert "#" in client.get("/field/").text
+
+
+def test_a_comment_keeps_the_status_and_is_applied_once_per_key(
+    client: TestClient, world: World
+) -> None:
+    csrf = technician(client)
+    form = {"csrf": csrf, "kind": "bus_down", "node": "edge-0001"}
+    opened = client.post("/field/faults", data=form, follow_redirects=False)
+    ticket = opened.headers["location"]
+    header = {"X-CSRF-Token": csrf}
+    key = str(uuid.uuid4())
+    comment = {"note": "bus A: terminator missing", "key": key}
+    assert client.post(f"{ticket}/comments", json=comment).status_code == 403  # no CSRF token
+    for bad, code in (({"note": "  "}, 422), ({"note": "x" * 501}, 422), ({"key": "!"}, 422)):
+        assert (
+            client.post(f"{ticket}/comments", json=comment | bad, headers=header).status_code
+            == code
+        )
+    assert (
+        client.post("/field/faults/999999/comments", json=comment, headers=header).status_code
+        == 404
+    )
+    assert count(world, FaultStep) == 1
+    for _ in range(2):  # queued offline; sent twice when back online
+        done = client.post(f"{ticket}/comments", json=comment, headers=header)
+        assert done.status_code == 200, done.text
+    reused = client.post(f"{ticket}/comments", json=comment | {"note": "other"}, headers=header)
+    assert reused.status_code == 409
+    by_form = client.post(f"{ticket}/comments", data={"csrf": csrf, "note": "replaced it"},
+                          follow_redirects=False)  # fmt: skip
+    assert by_form.status_code == 303
+    with Session(world.engine) as session:
+        fault = session.scalars(select(Fault)).one()
+        steps = [(s.before, s.after, s.note) for s in session.scalars(
+            select(FaultStep).order_by(FaultStep.id))]  # fmt: skip
+        commented = OperatorLogEntry.action == "fault.comment"
+        logged = list(session.scalars(select(OperatorLogEntry.action).where(commented)))
+    assert fault.status == "open"
+    assert steps == [(None, "open", ""), ("open", "open", "bus A: terminator missing"),
+                     ("open", "open", "replaced it")]  # fmt: skip
+    assert logged == ["fault.comment", "fault.comment"]
+    page = client.get(ticket).text
+    assert 'id="comment-form"' in page and page.count('class="comment"') == 2

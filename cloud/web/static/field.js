@@ -1,6 +1,6 @@
 /* The field app (/field/): registers the service worker, keeps this page and its files in the
-   cache (the app shell, served offline), and queues what is typed — readings and ticket moves —
-   in IndexedDB, each with a key made here, sending them when the phone is online. The server
+   cache (the app shell, served offline), and queues what is typed — readings, ticket moves, cash
+   taken, meter swaps and ticket comments — in IndexedDB, each with a key made here, sending them when the phone is online. The server
    applies a key once, so a record sent twice (a lost answer, two tabs) counts once. */
 "use strict";
 (function () {
@@ -47,16 +47,16 @@
   const enqueue = (record) => store("readwrite", (s) => s.put(record));
   const dequeue = (key) => store("readwrite", (s) => s.delete(key));
 
-  const outcomes = new Map(); // key → [state, text] of records sent or refused on this page
+  const outcomes = new Map(); // key → [state, text, record, link] of records sent or refused here
 
   async function render() {
     const list = document.getElementById("queue");
     if (!list || !app) return;
     const waiting = (await queued()).sort((a, b) => a.made - b.made);
     list.textContent = "";
-    const rows = waiting.map((r) => [r, "queued", app.dataset.queued]);
-    for (const [key, [state, text, record]] of outcomes) {
-      if (!waiting.some((r) => r.key === key)) rows.push([record, state, text]);
+    const rows = waiting.map((r) => [r, "queued", app.dataset.queued, null]);
+    for (const [key, [state, text, record, link]] of outcomes) {
+      if (!waiting.some((r) => r.key === key)) rows.push([record, state, text, link]);
     }
     if (!rows.length) {
       const li = document.createElement("li");
@@ -64,9 +64,10 @@
       li.textContent = app.dataset.none;
       list.append(li);
     }
-    for (const [record, state, text] of rows) {
+    for (const [record, state, text, link] of rows) {
       const li = document.createElement("li");
       li.dataset.key = record.key;
+      li.dataset.kind = record.kind;
       li.dataset.state = state;
       const what = document.createElement("span");
       what.textContent = record.text;
@@ -74,6 +75,13 @@
       tag.className = `tag ${state}`;
       tag.textContent = text;
       li.append(what, tag);
+      if (link) { // the cash receipt, to show the shop and print
+        const a = document.createElement("a");
+        a.href = link;
+        a.className = "receipt-link";
+        a.textContent = app.dataset.receipt;
+        li.append(a);
+      }
       list.append(li);
     }
   }
@@ -84,7 +92,8 @@
     flushing = true;
     let moved = false;
     try {
-      for (const record of await queued()) {
+      // In the order they were made: a ticket moved twice offline moves in that order.
+      for (const record of (await queued()).sort((a, b) => a.made - b.made)) {
         let answer;
         try {
           answer = await fetch(record.url, {
@@ -96,9 +105,12 @@
           break; // still offline: try again on the next "online"
         }
         if (answer.ok) {
-          outcomes.set(record.key, ["sent", app.dataset.sent, record]);
+          const said = await answer.json().catch(() => ({}));
+          const held = record.kind === "swap" && said.status === "held"; // a second user decides
+          outcomes.set(record.key, [held ? "held" : "sent", held ? app.dataset.held : app.dataset.sent,
+            record, record.kind === "cash" && said.url ? said.url : null]);
           await dequeue(record.key);
-          moved = moved || record.kind === "move";
+          moved = moved || record.kind === "move" || record.kind === "comment";
         } else if (answer.status === 409 || answer.status === 422 || answer.status === 404) {
           const said = await answer.json().catch(() => ({}));
           outcomes.set(record.key, ["refused", `${app.dataset.refused}: ${said.error || answer.status}`, record]);
@@ -115,7 +127,7 @@
       document.body.dataset.flushed = String(Date.now());
       await render();
     }
-    if (moved && document.getElementById("move-form")) location.reload(); // the new status
+    if (moved && document.getElementById("ticket")) location.reload(); // the new status, history
   }
 
   function newKey() {
@@ -142,13 +154,30 @@
     kwh: form.elements.kwh.value.trim(),
     read_at: new Date().toISOString(),
   }), (form) => `${form.elements.address.value.trim()} · ${form.elements.kwh.value.trim()} kWh`);
+  hook(document.getElementById("cash-form"), "cash", (form) => ({
+    account: form.elements.account.value.trim(), amount: form.elements.amount.value.trim(),
+  }), (form) => `${form.elements.account.value.trim()} · ¥${form.elements.amount.value.trim()}`);
+  hook(document.getElementById("swap-form"), "swap", (form) => {
+    const body = {};
+    for (const name of ["old", "final_kwh", "new_address", "protocol", "multiplier", "initial_kwh"]) {
+      body[name] = form.elements[name].value.trim();
+    }
+    return body;
+  }, (form) => `${form.elements.old.value.trim()} → ${form.elements.new_address.value.trim()}`);
   hook(document.getElementById("move-form"), "move", (form, submitter) => ({
     to: submitter ? submitter.value : "", note: form.elements.note.value,
   }), (form, submitter) => `${form.dataset.ticket} → ${submitter ? submitter.textContent : ""}`);
 
+  hook(document.getElementById("comment-form"), "comment", (form) => ({
+    note: form.elements.note.value,
+  }), (form) => `${form.dataset.ticket} · ${form.elements.note.value.trim().slice(0, 30)}`);
+
   // The login page (after logging out, or a session that ended) forgets the kept pages: they
   // name the user. What waits to be sent stays in IndexedDB.
   if (document.getElementById("field-login") && "caches" in window) caches.delete(CACHE);
+
+  const print = document.getElementById("print");
+  if (print) print.addEventListener("click", () => window.print());
 
   window.addEventListener("online", () => { showNet(); flush(); });
   window.addEventListener("offline", showNet);

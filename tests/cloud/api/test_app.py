@@ -17,6 +17,7 @@ ENDPOINTS = {
     "/auth/password": {"post"},
     "/claims": {"get", "post"},
     "/claims/{claim}/revoke": {"post"},
+    "/claims/nodes": {"post"},
     "/provision": {"post"},
     "/concentrators/{node}/commissioning": {"post"},
     "/concentrators/{node}/commissioning/latest": {"get"},

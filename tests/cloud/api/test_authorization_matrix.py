@@ -68,7 +68,11 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("GET", "/field/faults/{fault_id}"): PAGE,
     ("POST", "/field/faults"): PAGE,
     ("POST", "/field/faults/{fault_id}/status"): PAGE,
+    ("POST", "/field/faults/{fault_id}/comments"): PAGE,
     ("POST", "/field/readings"): PAGE,
+    ("POST", "/field/recharges"): PAGE,  # the money desk's roles (tests/web/test_field_desk_pages)
+    ("POST", "/field/swaps"): PAGE,
+    ("GET", "/field/receipts/{number}"): PAGE,
     ("GET", "/field/sw.js"): PAGE,
     ("GET", "/field/manifest.webmanifest"): PAGE,
     ("GET", "/m/orders/{out_trade_no}"): PAGE,
@@ -135,6 +139,7 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("POST", "/claims"): FIELD,
     ("GET", "/claims"): FIELD,
     ("POST", "/claims/{claim}/revoke"): FIELD,
+    ("POST", "/claims/nodes"): OPERATIONS,  # pre-assign a node id to a site
     ("POST", "/auth/logout"): EVERYONE,
     ("GET", "/auth/me"): EVERYONE,
     ("POST", "/auth/password"): EVERYONE,

@@ -13,6 +13,7 @@ import base64
 import contextlib
 import datetime as dt
 import hashlib
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,12 +36,18 @@ from cloud.db.models import Alarm, Concentrator
 from cloud.db.registry import Site
 from cloud.errors import Invalid
 from cloud.ingest import claims
+from cloud.ingest.handler import Ingest
 from cloud.people import oplog
 from cloud.people.auth import Role
+from cloud.registry import entities
 from cloud.services.pki import CaFiles, create_ca
 from ledger.chain import NodeKey
+from ledger.wire import AckStatus
 from tests.cloud.api.conftest import add_user, bearer, issue_token
 from tests.cloud.conftest import Clock
+from tests.cloud.fake_edge import T0, FakeEdge
+from tests.cloud.helpers import open_ack
+from tests.cloud.registry_world import add, make_registry
 
 BROKER = ("mqtt.example.cn", 8883)
 
@@ -422,3 +429,106 @@ def test_check_csr_takes_any_text_to_a_key_or_invalid(text: str) -> None:
 def test_parse_node_key_takes_any_text_to_a_key_or_invalid(text: str) -> None:
     with contextlib.suppress(Invalid):
         claims.parse_node_key(text)
+
+
+# -- nodes pre-assigned before their box ------------------------------------------------------
+
+PRE = "market-9"
+
+
+def preassigned(api: TestClient, engine: Engine, tokens: dict[Role, str]) -> dict[str, Any]:
+    """The registry world's site "Market", with node `PRE` pre-assigned to it by an operator and
+    a shop S301, its account A0301 and meter 000000000931 on that node."""
+    with session_factory(engine).begin() as session:
+        world = make_registry(session)
+    operator = bearer(tokens[Role.OPERATOR])
+    body = {"site": "Market", "node": PRE, "name": "Market, hall 3"}
+    assert api.post("/claims/nodes", json=body).status_code == 403  # an installer may not
+    answer = api.post("/claims/nodes", json=body, headers=operator)
+    assert answer.status_code == 201, answer.text
+    assert answer.json() == {"node": PRE, "site": world["site"], "name": "Market, hall 3",
+                             "status": "reserved"}  # fmt: skip
+    assert api.post("/claims/nodes", json=body, headers=operator).status_code == 409  # taken
+    with session_factory(engine).begin() as session:
+        shop = add(session, entities.SHOPS, floor_id=world["floors"][0], number="S301",
+                   category="food", area_m2=12, node=PRE)  # fmt: skip
+        add(session, entities.ACCOUNTS, id="A0301", merchant_id=world["merchant"],
+            shop_id=shop.id, account_type="merchant", tariff=None, credit_limit_fen=0,
+            keep_power=False)  # fmt: skip
+        add(session, entities.METERS, address="000000000931", protocol="dlt645", bus="rs485-1",
+            node=PRE, shop_id=shop.id, multiplier=1)  # fmt: skip
+    return world
+
+
+def claim_node(api: TestClient, site: str, node: str) -> Any:
+    return api.post("/claims", json={"site": site, "valid_s": 3600, "node": node})
+
+
+def test_a_token_bound_to_a_preassigned_node_gives_that_node_and_its_meters(
+    api: TestClient, engine: Engine, ca: CaFiles, tokens: dict[Role, str]
+) -> None:
+    world = preassigned(api, engine, tokens)
+    issued = claim_node(api, "Market", PRE)
+    assert issued.status_code == 201, issued.text
+    assert issued.json()["node"] == PRE
+    unbound = claim(api, "Market")  # an unbound token never takes a pre-assigned node id
+    box = Box()
+    done = api.post("/provision", json=box.body(issued.json()["token"]))
+    assert done.status_code == 200, done.text
+    got = done.json()
+    assert got["node"] == PRE
+    assert got["config"] is not None and "000000000931" in json.dumps(got["config"])
+    certificate = x509.load_pem_x509_certificate(got["certificate"].encode())
+    assert certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == PRE
+    with session_factory(engine)() as session:
+        row = session.get_one(Concentrator, PRE)
+        assert (row.status, row.public_key, row.site_id) == (
+            "active", box.node_key.public_key.public_bytes_raw().hex(), world["site"])  # fmt: skip
+    other = api.post("/provision", json=Box().body(unbound))
+    assert other.status_code == 200 and other.json()["node"] == "market-1"
+    listed = api.get("/claims").json()["items"]
+    assert [(c["for_node"], c["node"]) for c in listed] == [(None, "market-1"), (PRE, PRE)]
+
+
+def test_a_provisioned_node_cannot_be_claimed_again(
+    api: TestClient, engine: Engine, ca: CaFiles, tokens: dict[Role, str]
+) -> None:
+    preassigned(api, engine, tokens)
+    first, second = (claim_node(api, "Market", PRE).json()["token"] for _ in range(2))
+    assert api.post("/provision", json=Box().body(first)).status_code == 200
+    before, alarms = counts(engine), refusals(engine)
+    refused = api.post("/provision", json=Box().body(second))
+    assert refused.status_code == 401
+    assert counts(engine) == before and refusals(engine) == alarms + 1  # refused and logged
+    log = api.get("/operator-log", headers=bearer_of(api, engine)).json()["items"]
+    reasons = [i["after"]["reason"] for i in log if i["action"] == "claim.refused"]
+    assert reasons == [f"node {PRE} is already provisioned: it cannot be claimed again"]
+    again = claim_node(api, "Market", PRE)  # nor is a new token bound to it issued
+    assert again.status_code == 409 and "already provisioned" in again.text
+    upload = api.post("/concentrators", json={"node": PRE, "public_key": "00" * 32})
+    assert upload.status_code in (409, 422)
+
+
+def test_a_token_for_a_node_of_another_site_or_no_reserved_node_is_refused(
+    api: TestClient, engine: Engine, ca: CaFiles, tokens: dict[Role, str], cloud_key: NodeKey
+) -> None:
+    preassigned(api, engine, tokens)
+    with session_factory(engine)() as session:
+        before = session.scalar(select(func.count()).select_from(Claim))
+    refused = (("Empty", PRE, 409), ("Market", "edge-0001", 409), ("Market", "market-77", 404),
+               ("Market", "bad node!", 422))  # fmt: skip
+    for site, node, code in refused:
+        answer = claim_node(api, site, node)
+        assert answer.status_code == code, (site, node, answer.text)
+    with session_factory(engine)() as session:
+        assert session.scalar(select(func.count()).select_from(Claim)) == before
+        assert session.get_one(Concentrator, PRE).status == "reserved"
+    # Nothing a reserved node would send is taken: it has no key to verify with.
+    edge = FakeEdge(PRE)
+    ingest = Ingest(engine, cloud_key, lambda: T0)
+    ack = open_ack(ingest.handle_batch(PRE, edge.payload(1, 1, [])), cloud_key)
+    assert ack.status is AckStatus.REFUSED and "not provisioned" in ack.reason
+    assert ingest.handle_status(PRE, edge.status(True)) == []
+    with session_factory(engine)() as session:
+        row = session.get_one(Concentrator, PRE)
+        assert (row.status, row.public_key, row.upto, row.online) == ("reserved", "", 0, False)

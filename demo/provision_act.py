@@ -1,0 +1,147 @@
+"""A demo act: an installer's path with a new concentrator, against the demo's running cloud.
+
+1. An operator pre-assigns a node id to a new site (`POST /claims/nodes`); the installer asks
+   for a claim token bound to it (`voltbook-fw claim --site S --node N`).
+2. Bundle and install are not run here: a bundle is built from the pinned wheels with pip and
+   installing makes a virtualenv from them, minutes rather than the seconds a demo act has
+   (`voltbook-fw bundle` / `install`, tested in tests/voltbook_fw/). The box's files are written
+   instead, as the image's first boot leaves them: a simulated site in a temporary directory.
+3. The box redeems the token (`voltbook-edge provision`): its keys are made on it, the cloud
+   gives it the pre-assigned node id and a certificate for the broker's TLS listener.
+4. The installer commissions the building against the simulated buses (`voltbook-fw
+   commission`): the box's signed report is uploaded and the cloud's PDF written; its path is
+   printed.
+5. The box runs (`voltbook-edge run`, a few poll cycles) and syncs over TLS with its new
+   identity; the cloud sees the node online.
+
+Skipped, saying why, when the cloud has no device CA (its broker is not the embedded Mosquitto).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import io
+import os
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from voltbook_fw.cli import main as fw_main
+
+from cloud.db.engine import session_factory
+from cloud.people import auth
+from cloud.server import RunningCloud
+from cloud.services.broker import MosquittoBroker
+from demo.site import write_demo_site
+from edge.cli import main as edge_main
+
+INSTALLER = "inst-demo"
+SITE = "East Hall"
+NODE = "east-hall-box-1"
+METERS = 4
+RUN_S = 30.0  # at most this long for the box to come online
+
+
+def act_provision(workdir: Path, cloud: RunningCloud, operator: httpx.Client) -> float:
+    """The act (see the module docstring); its wall time in seconds."""
+    started = time.monotonic()
+    print("\nact 6 — an installer provisions a new concentrator")
+    if not isinstance(cloud.broker, MosquittoBroker):
+        print("  skipped: the cloud's broker has no TLS listener and no device CA "
+              "(install mosquitto for this act)")  # fmt: skip
+        return time.monotonic() - started
+    site = operator.post("/registry/sites", json={"name": SITE})
+    site.raise_for_status()
+    reserved = operator.post("/claims/nodes", json={"site": SITE, "node": NODE})
+    reserved.raise_for_status()
+    print(f"  operator pre-assigned node {NODE} to site {SITE} (POST /claims/nodes: "
+          f"{reserved.json()['status']}, no key yet)")  # fmt: skip
+    password = _installer(cloud)
+    token = _claim(cloud, password)
+    print("  bundle + install: skipped in the demo (pip builds the bundle from the pinned wheels "
+          "and install makes a venv: minutes); the box's files are written as first boot "
+          "leaves them")  # fmt: skip
+    box = workdir / "box"
+    made = write_demo_site(box, METERS)
+    print(f"  box: {box} ({len(made.meters)} simulated meters on its buses)")
+    provisioned = _quiet(edge_main, ["provision", "--cloud", cloud.url, "--token", token,
+                                     "--dir", str(box), "--force"])  # fmt: skip
+    print(f"  voltbook-edge provision → {provisioned.strip().splitlines()[0]}")
+    bearer = _bearer(cloud, password)
+    token_file = box / "installer.token"
+    token_file.write_text(bearer, encoding="utf-8")
+    token_file.chmod(0o600)
+    pdf = workdir / "commissioning.pdf"
+    said = _quiet(fw_main, ["commission", "--config", str(made.site_toml), "--reads", "1",
+                            "--upload", cloud.url, "--token-file", str(token_file),
+                            "--pdf", str(pdf)], ok=(0, 1))  # fmt: skip
+    for line in said.strip().splitlines()[-2:]:
+        print(f"  voltbook-fw commission → {line}")
+    online = _run_until_online(cloud, made.site_toml, bearer)
+    print(f"  voltbook-edge run: {NODE} {'online over TLS' if online else 'NOT online'} "
+          f"in the cloud (GET /concentrators/{NODE})")  # fmt: skip
+    took = time.monotonic() - started
+    print(f"  act 6 took {took:.1f} s")
+    return took
+
+
+def _installer(cloud: RunningCloud) -> str:
+    password = secrets.token_urlsafe(16)
+    with session_factory(cloud.engine).begin() as session:
+        auth.create_user(session, INSTALLER, auth.Role.INSTALLER, password,
+                         display_name="Demo installer", now=dt.datetime.now(dt.UTC))  # fmt: skip
+    return password
+
+
+def _claim(cloud: RunningCloud, password: str) -> str:
+    """`voltbook-fw claim --site … --node …` as the installer; the token it prints."""
+    os.environ["VOLTBOOK_PASSWORD"] = password
+    try:
+        printed = _quiet(fw_main, ["claim", "--site", SITE, "--node", NODE, "--valid", "1h",
+                                   "--cloud", cloud.url, "--user", INSTALLER])  # fmt: skip
+    finally:
+        del os.environ["VOLTBOOK_PASSWORD"]
+    lines = printed.strip().splitlines()
+    print(f"  voltbook-fw claim --site {SITE} --node {NODE} → {lines[0]}")
+    return lines[-1].split("--token ", 1)[1].strip()
+
+
+def _bearer(cloud: RunningCloud, password: str) -> str:
+    answer = httpx.post(cloud.url + "/auth/login", json={"user": INSTALLER, "password": password},
+                        timeout=10)  # fmt: skip
+    answer.raise_for_status()
+    return str(answer.json()["token"])
+
+
+def _quiet(main: Any, argv: list[str], *, ok: tuple[int, ...] = (0,)) -> str:
+    """Run a command line in-process; what it printed (its exit code checked)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    if code not in ok:
+        raise RuntimeError(f"{argv[0]} exited {code}: {err.getvalue() or out.getvalue()}")
+    return out.getvalue()
+
+
+def _run_until_online(cloud: RunningCloud, site_toml: Path, bearer: str) -> bool:
+    """`voltbook-edge run` as a program until the cloud says the node is online."""
+    command = [sys.executable, "-m", "edge.cli", "run", "--config", str(site_toml),
+               "--speed", "60"]  # fmt: skip
+    box = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    headers = {"Authorization": f"Bearer {bearer}"}
+    try:
+        deadline = time.monotonic() + RUN_S
+        while time.monotonic() < deadline:
+            found = httpx.get(f"{cloud.url}/concentrators/{NODE}", headers=headers, timeout=5)
+            if found.status_code == 200 and found.json()["online"]:
+                return True
+            time.sleep(0.25)
+        return False
+    finally:
+        box.terminate()
+        box.wait(timeout=30)

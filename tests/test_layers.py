@@ -26,7 +26,7 @@ MAY_IMPORT = {
     "demo": set(OURS),
 }
 CLOUD_LAYERS: list[set[str]] = [
-    {"cloud.errors", "cloud.keys", "cloud.config", "cloud.services"},
+    {"cloud.errors", "cloud.keys", "cloud.config", "cloud.database_url", "cloud.services"},
     {"cloud.db"},
     {"cloud.migrations", "cloud.chains", "cloud.people"},
     {"cloud.registry", "cloud.reports"},

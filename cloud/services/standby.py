@@ -28,6 +28,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -380,3 +381,23 @@ def _parent(pid: int) -> int | None:
         return None
     # pid (comm) state ppid …; comm may hold spaces and parentheses: split after the last ")".
     return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def run_until_signal(workdir: Path, out: Callable[[str], None]) -> None:
+    """`voltbook-cloud standby local`: start the topology in `workdir`, say how to reach it,
+    and keep it up until SIGINT or SIGTERM."""
+    stop = threading.Event()
+    previous = {number: signal.signal(number, lambda *_: stop.set())
+                for number in (signal.SIGINT, signal.SIGTERM)}  # fmt: skip
+    try:
+        with StandbyCluster(workdir) as cluster:
+            out(f"hot standby up in {cluster._dir()}:")
+            for node in cluster.nodes:
+                out(f"  {node.name}: PostgreSQL {LOOPBACK}:{node.pg_port}, "
+                    f"Patroni http://{LOOPBACK}:{node.api_port}/ ({node.role()})")  # fmt: skip
+            out(f'cloud.toml:\n  [database]\n  url = "{cluster.dsn}"')
+            out("Ctrl-C stops it (and throws it away)")
+            stop.wait()
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)

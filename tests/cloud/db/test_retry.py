@@ -15,7 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from cloud.db import models
+from cloud.db import bulk, models
 from cloud.db.engine import make_engine, session_factory
 from cloud.db.retry import retryable, retrying, unit_of_work
 from cloud.errors import Conflict
@@ -87,6 +87,25 @@ def test_a_commit_whose_answer_was_lost_is_found_by_the_rerun_not_booked_again(
     assert found == [False, True]  # the rerun found the earlier commit by its payment id
     assert count(sessions, models.Recharge) == 1
     assert count(sessions, models.Command) == 1
+
+
+@postgres_only
+def test_a_bulk_statement_cut_under_it_is_retried_like_any_other(engine, sessions) -> None:
+    """`cloud.db.bulk` talks to psycopg directly (COPY, binary arrays): its errors must come out
+    as SQLAlchemy's, the broken connection dropped, or the retry would never see them."""
+    tries = []
+
+    def work(session: Session) -> int:
+        tries.append(1)
+        if len(tries) == 1:
+            pid = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            with engine.connect() as other:  # the server ends it under us, between statements
+                other.execute(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid})
+        return bulk.execute(session, "SELECT 1", {})
+
+    with sessions() as session:
+        assert unit_of_work(session, work) == 1
+    assert len(tries) == 2
 
 
 @postgres_only

@@ -48,6 +48,7 @@ KILL_AFTER = 300  # acknowledged operations before the primary dies
 RESEND_S = 0.2  # a concentrator's wait before sending an unacknowledged batch again
 STRICT_WAIT_S = 3.0  # how long a write must stay unacknowledged with the standby stopped
 RECOVERY_S = 90.0
+ALONE_S = 3.0  # how long the new primary stays without a standby before the old one returns
 
 
 @dataclass
@@ -200,6 +201,8 @@ def test_killing_the_primary_loses_and_duplicates_no_acknowledged_operation(  # 
     killed_at = time.monotonic()  # after the signals: no ack can come from the old primary now
     cluster.wait_for_primary(RECOVERY_S, other_than=primary)
     promoted_at = time.monotonic()
+    time.sleep(ALONE_S)  # a primary with no standby: strict mode must acknowledge nothing
+    restarted_at = time.monotonic()
     cluster.start_node(primary)  # the machine comes back and rejoins as the standby
     cluster.wait_until_synchronous(RECOVERY_S)
     synchronous_at = time.monotonic()
@@ -229,12 +232,16 @@ def test_killing_the_primary_loses_and_duplicates_no_acknowledged_operation(  # 
         assert stored_chain(sessions, edge.node) == edge.entries  # each entry once, in order
     assert problems == []
 
+    alone = [ack for ack in stream.acked_at if killed_at < ack < restarted_at]
+    assert alone == [], "operations acknowledged while no synchronous standby was up"
     after_kill = [ack for began, ack in zip(stream.last_try, stream.acked_at, strict=True)
                   if began > killed_at]  # fmt: skip
     retried = sum(1 for tries in stream.tries if tries > 1)
     print(
-        f"\nfailover: promoted {promoted_at - killed_at:.1f} s after the kill, synchronous "
-        f"again (old primary rejoined) at {synchronous_at - killed_at:.1f} s, first write "
-        f"acknowledged by the new primary {min(after_kill) - killed_at:.1f} s after the kill; "
-        f"{retried} of {OPERATIONS} operations retried, none lost or duplicated"
+        f"\nfailover: promoted {promoted_at - killed_at:.1f} s after the kill; nothing "
+        f"acknowledged while alone ({restarted_at - promoted_at:.1f} s); old primary restarted, "
+        f"synchronous again {synchronous_at - restarted_at:.1f} s later; first write "
+        f"acknowledged by the new primary {min(after_kill) - killed_at:.1f} s after the kill "
+        f"({min(after_kill) - restarted_at:.1f} s after the restart); {retried} of "
+        f"{OPERATIONS} operations retried, none lost or duplicated"
     )

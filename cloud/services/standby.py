@@ -239,7 +239,7 @@ class StandbyCluster(LocalServer):
     def synchronous_standby(self) -> StandbyNode | None:
         """The node Patroni lists as synchronous standby (`/sync` in etcd), if it streams."""
         for node in self.nodes:
-            if node.running and node.rest("sync") is not None and _is_sync(node):
+            if node.running and _is_sync(node):
                 return node
         return None
 

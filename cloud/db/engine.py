@@ -36,6 +36,8 @@ from cloud.database_url import parse_database_url
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _READ_ONLY = "voltbook_read_only"
+TCP_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+                  "keepalives_count": 3}  # fmt: skip
 _UPGRADE_LOCK = 0x766F6C74  # "volt": pg_advisory_xact_lock key for schema upgrades
 
 
@@ -49,7 +51,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             parsed = parsed.set(drivername="postgresql+psycopg")
         kwargs.setdefault("pool_pre_ping", True)  # survive a database restart
         # A server that does not answer must fail the attempt, not hang the ingest worker.
-        kwargs.setdefault("connect_args", {}).setdefault("connect_timeout", 10)
+        connect_args = kwargs.setdefault("connect_args", {})
+        connect_args.setdefault("connect_timeout", 10)
+        # A primary whose machine died answers nothing, not even a reset: TCP keepalives end a
+        # connection waiting on it within about 25 s, and the hot standby's retry takes over.
+        for name, value in TCP_KEEPALIVES.items():
+            connect_args.setdefault(name, value)
         return create_engine(parsed, **kwargs)
     raise ValueError(f"unsupported database URL {url!r}: use sqlite:///… or postgresql://…")
 

@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from cloud.db import bulk, models
-from cloud.db.engine import make_engine, session_factory
+from cloud.db.engine import TCP_KEEPALIVES, make_engine, session_factory
 from cloud.db.retry import retryable, retrying, unit_of_work
 from cloud.errors import Conflict
 from cloud.operations import recharges
@@ -159,3 +159,13 @@ def test_only_database_errors_that_a_rerun_can_cure_are_retryable() -> None:
     with pytest.raises(IntegrityError):
         retrying(always(duplicate), sleep=lambda _s: None)
     assert len(calls) == 1
+
+
+@postgres_only
+def test_connections_to_postgresql_send_tcp_keepalives(engine) -> None:
+    """A dead machine sends no reset: only keepalives end a connection waiting on it."""
+    with engine.connect() as connection:
+        parameters = connection.connection.driver_connection.info.get_parameters()
+    assert {name: parameters.get(name) for name in TCP_KEEPALIVES} == {
+        name: str(value) for name, value in TCP_KEEPALIVES.items()
+    }

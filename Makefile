@@ -55,6 +55,18 @@ $(STAMP): pyproject.toml requirements-edge.txt requirements-cloud.txt
 		echo "pgbackrest could not be installed: the PostgreSQL backup tests will be skipped"; \
 	else echo "pgbackrest is missing and this is not root: run 'apt-get install pgbackrest'" \
 		"as root, or tests/cloud/backups/test_pgbackrest.py is skipped"; fi
+	@# The hot standby's tests (tests/cloud/standby/) run Debian's Patroni over one etcd.
+	@if command -v patroni >/dev/null 2>&1 && command -v etcd >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's patroni and etcd-server for the hot-standby tests"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			patroni etcd-server >/dev/null 2>&1 || \
+		{ apt-get update -qq >/dev/null 2>&1 && \
+		  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			patroni etcd-server >/dev/null; } || \
+		echo "patroni/etcd-server could not be installed: the hot-standby tests will be skipped"; \
+	else echo "patroni or etcd is missing and this is not root: run 'apt-get install patroni" \
+		"etcd-server' as root, or tests/cloud/standby/ is skipped"; fi
 	@touch $@
 
 demo: $(STAMP)

@@ -10,6 +10,7 @@
     voltbook-cloud payments sandbox --dir D [--port P] [--cloud URL] [knobs]
     voltbook-cloud payments reconcile --day YYYY-MM-DD [--config FILE]
     voltbook-cloud backup key|create|list|restore|verify|drill   (`cloud.cli_backup`)
+    voltbook-cloud standby local --dir DIR         a throwaway hot standby on loopback
 
 Exit codes: 0 done; 1 `oplog verify` found the log broken (the first broken row is named), or
 `payments reconcile` found differences;
@@ -130,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     from cloud.cli_backup import add_backup_commands
 
     add_backup_commands(commands)
+    _standby_commands(commands)
     return parser
 
 
@@ -305,6 +307,39 @@ def _payments_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
                            metavar="YYYY-MM-DD", help="the day (Beijing time)")  # fmt: skip
     _config_arguments(reconcile)
     reconcile.set_defaults(func=run_payments_reconcile)
+
+
+def _standby_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    standby = commands.add_parser(
+        "standby",
+        help="the hot standby (PostgreSQL + Patroni)",
+        description="Two PostgreSQL nodes with a synchronous standby, managed by Patroni "
+        "(README: Operations, Hot standby; deploy/patroni/voltbook.yml).",
+    )
+    actions = standby.add_subparsers(title="actions", metavar="ACTION", required=True)
+    local = actions.add_parser(
+        "local",
+        help="run a throwaway two-node topology on loopback (trials, tests)",
+        description=(
+            "Start etcd and two Patroni nodes on free 127.0.0.1 ports in DIR, configured "
+            "from deploy/patroni/voltbook.yml (strict synchronous mode), print the multi-host "
+            "[database] url that follows the primary, and run until Ctrl-C. Needs Debian's "
+            "patroni and etcd-server."
+        ),
+    )
+    local.add_argument("--dir", required=True, type=Path, help="work directory (created)")
+    local.set_defaults(func=run_standby_local)
+
+
+def run_standby_local(args: argparse.Namespace) -> int:
+    from cloud.services.errors import ServiceError
+    from cloud.services.standby import run_until_signal
+
+    try:
+        run_until_signal(args.dir, print)
+    except (ServiceError, OSError) as exc:
+        return _refuse(str(exc))
+    return 0
 
 
 def run_payments_sandbox(args: argparse.Namespace) -> int:

@@ -115,9 +115,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.engine import URL
 
+from cloud.database_url import parse_database_url
 from cloud.errors import CloudError
 
 DEFAULT_DATA_DIR = Path("voltbook-data")
@@ -370,7 +370,7 @@ class CloudConfig:
     @property
     def database_shown(self) -> str:
         """The database URL safe to log: the password hidden."""
-        return make_url(self.database_url).render_as_string(hide_password=True)
+        return parse_database_url(self.database_url).render_as_string(hide_password=True)
 
 
 class _Table:
@@ -775,8 +775,8 @@ def _database_url(table: _Table, base: Path, data_dir: Path) -> str:
     if not text:
         return URL.create("sqlite", database=str(data_dir / DATABASE_FILE)).render_as_string()
     try:
-        url = make_url(text)
-    except ArgumentError:
+        url = parse_database_url(text)  # also libpq's multi-host form (README "Hot standby")
+    except ValueError:
         raise table.problem(
             "url", "a database URL such as postgresql+psycopg://user@host/db", text
         ) from None

@@ -26,7 +26,14 @@ MAY_IMPORT = {
     "demo": set(OURS),
 }
 CLOUD_LAYERS: list[set[str]] = [
-    {"cloud.errors", "cloud.keys", "cloud.config", "cloud.services", "cloud.logs"},
+    {
+        "cloud.errors",
+        "cloud.keys",
+        "cloud.config",
+        "cloud.database_url",
+        "cloud.services",
+        "cloud.logs",
+    },
     {"cloud.db"},
     {"cloud.migrations", "cloud.chains", "cloud.people", "cloud.metrics"},
     {"cloud.registry", "cloud.reports"},

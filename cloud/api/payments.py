@@ -16,6 +16,7 @@ configured". A provider that cannot be reached (or answers what we cannot verify
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
@@ -41,6 +42,7 @@ from cloud.api.common import (
 )
 from cloud.api.guards import client_address
 from cloud.db.payments import PaymentOrder, PaymentTransition
+from cloud.db.retry import unit_of_work
 from cloud.errors import NotFound
 from cloud.operations import recharges, records
 from cloud.payments import notices, orders
@@ -241,10 +243,13 @@ ALIPAY_DOC: dict[int | str, dict[str, Any]] = {
              response_class=Response, responses=WECHAT_DOC)  # fmt: skip
 async def wechat_notify(request: Request, session: DbSession, key: CloudKey, now: Now) -> Response:
     body = await request.body()  # the raw bytes the signature is over, never re-serialised
-    answer = await run_in_threadpool(
-        notices.wechat_notice, session, _providers(request), headers=dict(request.headers),
+    work = functools.partial(
+        notices.wechat_notice, providers=_providers(request), headers=dict(request.headers),
         body=body, address=client_address(request), key=key, now=now,
     )  # fmt: skip
+    # Run again whole if a failover cuts it (`cloud.db.retry`): settling is exactly-once per
+    # transaction id, so a retry after an unanswered commit finds it and answers `duplicate`.
+    answer = await run_in_threadpool(unit_of_work, session, work)
     return _answer(answer)
 
 
@@ -252,8 +257,9 @@ async def wechat_notify(request: Request, session: DbSession, key: CloudKey, now
              response_class=Response, responses=ALIPAY_DOC)  # fmt: skip
 async def alipay_notify(request: Request, session: DbSession, key: CloudKey, now: Now) -> Response:
     body = await request.body()
-    answer = await run_in_threadpool(
-        notices.alipay_notice, session, _providers(request), body=body,
+    work = functools.partial(
+        notices.alipay_notice, providers=_providers(request), body=body,
         address=client_address(request), key=key, now=now,
     )  # fmt: skip
+    answer = await run_in_threadpool(unit_of_work, session, work)
     return _answer(answer)

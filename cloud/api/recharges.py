@@ -14,7 +14,9 @@ recharge; a merchant reads its own account's (another's is refused, 403).
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
+import secrets
 from collections.abc import Sequence
 from typing import Annotated, Literal
 
@@ -41,8 +43,10 @@ from cloud.api.common import (
 from cloud.api.operation_lists import Reference
 from cloud.db import models
 from cloud.db.operations import Receipt
+from cloud.db.retry import unit_of_work
 from cloud.operations import recharges, records
 from cloud.people.auth import MONEY_DESK, STAFF, Principal, Role
+from ledger.chain import NodeKey
 
 router = APIRouter(prefix="/recharges", tags=["recharges"])
 
@@ -122,16 +126,33 @@ def create_recharge(
     key: CloudKey,
     now: Now,
 ) -> RechargeOut:
-    again = body.payment is not None and session.get(models.Recharge, body.payment) is not None
+    # Committed here and run again whole if a failover cuts the transaction (`cloud.db.retry`):
+    # the payment id, chosen once here when the desk sent none, makes a retry find an earlier
+    # commit instead of booking twice.
+    payment = body.payment or secrets.token_hex(16)
+    again, out = unit_of_work(session, functools.partial(_book, body, who, payment, key, now))
     if again:
         response.status_code = status.HTTP_200_OK
+    return out
+
+
+def _book(  # noqa: PLR0917 (the route's values, bound by functools.partial)
+    body: RechargeIn,
+    who: Principal,
+    payment: str,
+    key: NodeKey,
+    now: dt.datetime,
+    session: Session,
+) -> tuple[bool, RechargeOut]:
+    """One try of `create_recharge`: whether the payment was booked before, and the recharge."""
+    again = session.get(models.Recharge, payment) is not None
     recharge = recharges.recharge(
         session,
         account=body.account,
         fen=body.fen,
         method=body.method,
         operator=who.user,
-        payment=body.payment,
+        payment=payment,
         key=key,
         now=now,
     )
@@ -143,7 +164,7 @@ def create_recharge(
         after=lambda _receipt: {k: getattr(recharge, k) for k in (
             "payment", "account", "fen", "method", "command_id", "pending_transfer")},
     )  # fmt: skip
-    return _outs(session, [recharge])[0]
+    return again, _outs(session, [recharge])[0]
 
 
 @router.get(

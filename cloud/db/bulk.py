@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Json
 from sqlalchemy import FromClause, insert, literal_column, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from cloud.db.models import LedgerEntry, MeterState, Reading
@@ -36,11 +38,26 @@ _statements: dict[tuple[Any, ...], str] = {}
 _copy_types: dict[str, list[str]] = {}
 
 
-def _driver(session: Session) -> psycopg.Connection[Any]:
-    """The psycopg connection under the session's (so in its transaction)."""
-    driver = session.connection().connection.driver_connection
+@contextmanager
+def _cursor(session: Session, statement: str) -> Iterator[psycopg.Cursor[Any]]:
+    """A cursor on the psycopg connection under the session's (so in its transaction).
+
+    The driver's errors come out as SQLAlchemy's (`DBAPIError` and its subclasses), as every
+    other statement's do, so callers and `cloud.db.retry` see one kind; and a connection the
+    error broke (a server that died) is invalidated, as SQLAlchemy does, never reused."""
+    connection = session.connection()
+    driver = connection.connection.driver_connection
     assert isinstance(driver, psycopg.Connection)
-    return driver
+    try:
+        with driver.cursor() as cursor:
+            yield cursor
+    except psycopg.Error as exc:
+        broken = driver.broken or driver.closed
+        if broken:
+            connection.invalidate(exc)
+        raise DBAPIError.instance(
+            statement, None, exc, psycopg.Error, connection_invalidated=broken
+        ) from exc
 
 
 def _copy(
@@ -55,7 +72,7 @@ def _copy(
             re.sub(r"\(.*\)", "", table.c[c].type.compile(dialect=dialect).lower()) for c in columns
         ]
     statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
-    with _driver(session).cursor() as cursor, cursor.copy(statement) as copy:
+    with _cursor(session, statement) as cursor, cursor.copy(statement) as copy:
         copy.set_types(types)
         for row in rows:
             copy.write_row(row)
@@ -63,7 +80,7 @@ def _copy(
 
 def execute(session: Session, statement: str, parameters: Mapping[str, Any]) -> int:
     """Run a PostgreSQL statement with binary parameters; returns the row count."""
-    with _driver(session).cursor() as cursor:
+    with _cursor(session, statement) as cursor:
         cursor.execute(statement, parameters, binary=True)
         return int(cursor.rowcount)
 
@@ -94,7 +111,9 @@ def insert_readings(session: Session, rows: Sequence[tuple[Any, ...]]) -> None:
         savepoint = session.begin_nested()
         try:
             _copy(session, Reading.__table__, READING_COLUMNS, rows)
-        except psycopg.errors.UniqueViolation:
+        except IntegrityError as exc:
+            if not isinstance(exc.orig, psycopg.errors.UniqueViolation):
+                raise
             savepoint.rollback()  # some were stored before: insert the others below
         else:
             savepoint.commit()

@@ -1,7 +1,9 @@
 """Engines, sessions and schema upgrades for the cloud database.
 
 `make_engine(url)` takes a SQLAlchemy URL: `sqlite:///path/to/cloud.db` (the embedded default)
-or `postgresql://…` / `postgresql+psycopg://…` (production; psycopg 3 either way).
+or `postgresql://…` / `postgresql+psycopg://…` (production; psycopg 3 either way), including
+libpq's multi-host form `postgresql://u@h1:p1,h2:p2/db?target_session_attrs=read-write`
+(`cloud.database_url`), with which every new connection goes to whichever node is the primary.
 
 SQLite is set up for one busy process with several threads: WAL (readers never wait for the
 writer), foreign keys on, a busy timeout, and every transaction opened with `BEGIN IMMEDIATE`, so
@@ -27,18 +29,21 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+from cloud.database_url import parse_database_url
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _READ_ONLY = "voltbook_read_only"
+TCP_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+                  "keepalives_count": 3}  # fmt: skip
 _UPGRADE_LOCK = 0x766F6C74  # "volt": pg_advisory_xact_lock key for schema upgrades
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for `url`; extra keyword arguments go to `sqlalchemy.create_engine`."""
-    parsed = make_url(url)
+    parsed = parse_database_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(url, **kwargs)
     if parsed.get_backend_name() == "postgresql":
@@ -46,7 +51,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             parsed = parsed.set(drivername="postgresql+psycopg")
         kwargs.setdefault("pool_pre_ping", True)  # survive a database restart
         # A server that does not answer must fail the attempt, not hang the ingest worker.
-        kwargs.setdefault("connect_args", {}).setdefault("connect_timeout", 10)
+        connect_args = kwargs.setdefault("connect_args", {})
+        connect_args.setdefault("connect_timeout", 10)
+        # A primary whose machine died answers nothing, not even a reset: TCP keepalives end a
+        # connection waiting on it within about 25 s, and the hot standby's retry takes over.
+        for name, value in TCP_KEEPALIVES.items():
+            connect_args.setdefault(name, value)
         return create_engine(parsed, **kwargs)
     raise ValueError(f"unsupported database URL {url!r}: use sqlite:///… or postgresql://…")
 

@@ -58,6 +58,7 @@ from cloud.db.models import (
 )
 from cloud.db.models import Checkpoint as CheckpointRow
 from cloud.db.partitions import ensure_partitions, forget_known_partitions
+from cloud.db.retry import retrying
 from cloud.db.sql import table_of, upsert
 from cloud.errors import NotFound, Quarantined, Refused
 from cloud.ingest.checks import Contents, prepare_contents, verify_ledger
@@ -75,6 +76,10 @@ from ledger.wire import Ack, AckStatus, Batch, Status, WireError, decode_batch
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], dt.datetime]
+# Long enough for a failover of the hot standby's test timings, short enough that paho's
+# network thread (which calls `handle_batch`) answers the broker's keepalive; beyond it the
+# edge's resend is the retry.
+RETRY_PATIENCE_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,10 +132,13 @@ class _NodeState:
 class Ingest:
     """The cloud side of the sync contract; thread-safe (each call uses its own session)."""
 
-    def __init__(self, engine: Engine, key: NodeKey, now: Clock) -> None:
+    def __init__(
+        self, engine: Engine, key: NodeKey, now: Clock, *, patience: float = RETRY_PATIENCE_S
+    ) -> None:
         self.engine = engine
         self.key = key
         self._now = now
+        self.patience = patience  # how long a batch's transaction is retried (`cloud.db.retry`)
         self._sessions = session_factory(engine)
         self._readers = session_factory(engine, read_only=True)
         # The latest signed operator-log head, carried by every ack (`cloud.server` sets it to
@@ -143,8 +151,9 @@ class Ingest:
     def handle_batch(self, node: str, payload: bytes) -> bytes:
         """The signed ack for a batch from `vb/{node}/up`, for any bytes: a payload that is no
         batch (`decode_batch` is total) or holds a value the database could not store
-        (`prepare_contents`) is `refused`, with an alarm. Database errors propagate (the
-        database is down: the caller must then not acknowledge, the edge resends)."""
+        (`prepare_contents`) is `refused`, with an alarm. A lost connection is retried for a
+        while (`cloud.db.retry`); database errors after that propagate (the database is down:
+        the caller must then not acknowledge, the edge resends)."""
         now = self._now()
         try:
             batch = decode_batch(payload)
@@ -154,7 +163,11 @@ class Ingest:
         except (WireError, Refused) as exc:
             return self._refuse(node, str(exc), now)
         try:
-            ack, moves_due = self._ingest(node, batch, contents, now)
+            # A batch's storing is idempotent, so a transaction cut by a failover is run again
+            # whole against the new primary (`cloud.db.retry`) before the ack is signed.
+            ack, moves_due = retrying(
+                lambda: self._ingest(node, batch, contents, now), patience=self.patience
+            )
         except DBAPIError:
             forget_known_partitions()  # in case a partition we remember was dropped
             raise

@@ -33,7 +33,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from cloud.ingest.handler import Ingest
+from cloud.ingest.handler import RETRY_PATIENCE_S, Ingest
 from cloud.services.pki import TlsFiles
 from ledger.chain import NodeKey
 from ledger.wire import TOPIC_ROOT, topic
@@ -73,9 +73,10 @@ class IngestWorker:
         tls: TlsTriple | None = None,
         group: str | None = "ingest",
         now: Callable[[], dt.datetime] = _utc_now,
+        patience: float = RETRY_PATIENCE_S,
     ) -> None:
         self.host, self.port, self.group, self.client_id = host, port, group, client_id
-        self.ingest = Ingest(engine, key, now)
+        self.ingest = Ingest(engine, key, now, patience=patience)
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,

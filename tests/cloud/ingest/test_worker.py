@@ -88,6 +88,7 @@ def workers(broker, engine: Engine, cloud_key, clock, request) -> Iterator[list[
             client_id=f"{group}-{n}",
             group=group,
             now=clock,
+            patience=0.5,  # a stopped database fails the batch within the test's wait
         )
         for n in (1, 2)
     ]

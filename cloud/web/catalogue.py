@@ -1322,6 +1322,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
     # -- errors --------------------------------------------------------------------------------
     "error_title": ("出错了", "Something went wrong"),
     # -- a page's address with a parameter it cannot take (`cloud.web.page_answers`) ---------
+    "dash_site_month_kwh": ("本月用电(度)", "Energy this month (kWh)"),
+    "dash_site_month_sales": ("本月电费(元)", "Sales this month (¥)"),
+    "dash_site_month_recharges": ("本月充值(元)", "Recharges this month (¥)"),
     "qp_title": ("网址中的参数不对", "A parameter in the address is wrong"),
     "qp_body": (
         "这个页面打不开，因为网址中有下面的参数不对：",

@@ -392,6 +392,31 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "A keep-power account is not cut for arrears; the concentrators get the setting "
         "with their next configuration push.",
     ),
+    "keep_progress_title": ("保电设置下发进度", "Keep-power: reaching the concentrators"),
+    "keep_unpushed": ("等待下发配置", "Waiting for a push"),
+    "keep_pushed": ("已下发，待集中器确认", "Pushed, not yet acknowledged"),
+    "keep_acknowledged": ("集中器已确认", "Acknowledged"),
+    "keep_failed": ("失败", "Failed"),
+    "keep_waiting": (
+        "这些集中器还没有收到包含此改动的配置：{nodes}。下发后才生效。",
+        "These concentrators have not been sent a configuration with this change yet: {nodes}. "
+        "It takes effect once they are.",
+    ),
+    "keep_push": ("立即下发配置（{count} 台集中器）", "Push now ({count} concentrators)"),
+    "keep_state_unpushed": ("等待下发配置", "Waiting for a configuration push"),
+    "keep_state_pushed": (
+        "已下发第 {version} 版给 {node}，等待确认",
+        "Version {version} pushed to {node}, not yet acknowledged",
+    ),
+    "keep_state_acknowledged": (
+        "{node} 已确认第 {version} 版",
+        "{node} acknowledged version {version}",
+    ),
+    "keep_state_failed": (
+        "第 {version} 版未被 {node} 执行（拒绝或超时），请查看集中器页面",
+        "Version {version} not applied by {node} (refused or timed out): see the concentrators "
+        "page",
+    ),
     "batch_send": ("确认发送", "Send"),
     "batch_back": ("返回修改", "Back"),
     "batch_progress_title": ("批量操作进度：{action}", "Batch progress: {action}"),

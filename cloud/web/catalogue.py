@@ -971,6 +971,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "subsidy_kwh": ("补贴(度/月)", "Subsidy (kWh/month)"),
     "f_too_long": ("最多 {most} 个字。", "At most {most} characters."),
+    "f_too_short": ("至少 {least} 个字。", "At least {least} characters."),
     "h_phone": ("数字，可带 + 和 -，如 13800000000", "Digits, + and - allowed, e.g. 13800000000"),
     "h_openid": ("字母、数字、- _，可不填", "Letters, digits, - _; may be left empty"),
     "h_id_number": (

@@ -520,8 +520,11 @@ def _refusal(
         for error in exc.errors():
             where = str(error["loc"][0]) if error["loc"] else ""
             most = (error.get("ctx") or {}).get("max_length")
+            least = (error.get("ctx") or {}).get("min_length")
             if error["type"] == "string_too_long" and most:
                 words = t("f_too_long", most=most)
+            elif error["type"] == "string_too_short" and least:
+                words = t("f_too_short", least=least)
             elif error["type"] == "string_pattern_mismatch" and hints.get(where):
                 words = t("f_format", hint=t(hints[where]))
             else:
@@ -665,8 +668,15 @@ def _delete_page(request: Request, lang: tuple[str, bool], who: Principal, sessi
     row = _row(session, kind, _key(kind, key))
     values = stored(FORMS[kind], row, lang[0])
     t = i18n.translator(lang[0])
-    shown = [(t(f.label), values[f.name]) for f in FORMS[kind].fields
-             if f.widget not in {"lines"} and values.get(f.name)]  # fmt: skip
+    named = choices(session, places(session))  # a row a select names, by its name
+
+    def said(f: Any) -> str:
+        if f.widget == "check":
+            return t("yes") if values[f.name] == "on" else t("no")
+        return dict(named.get(f.rows, [])).get(values[f.name], values[f.name])
+
+    shown = [(t(f.label), said(f)) for f in FORMS[kind].fields
+             if f.widget != "lines" and (values.get(f.name) or f.widget == "check")]  # fmt: skip
     return _screen(request, lang, who, "console/registry_delete.html", tab=kind, status=status,
                    kind=kind, key=key, shown=shown, problem=problem,
                    write=_may_write(who, kind))  # fmt: skip

@@ -1351,6 +1351,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "dash_site_month_kwh": ("本月用电(度)", "Energy this month (kWh)"),
     "dash_site_month_sales": ("本月电费(元)", "Sales this month (¥)"),
     "dash_site_month_recharges": ("本月充值(元)", "Recharges this month (¥)"),
+    "h_until": ("北京时间，24 小时制，即 {example}", "Beijing time, 24-hour clock: {example}"),
+    "h_day": ("日期按 年-月-日，如 2026-06-01", "Days as year-month-day, e.g. 2026-06-01"),
     "qp_title": ("网址中的参数不对", "A parameter in the address is wrong"),
     "qp_body": (
         "这个页面打不开，因为网址中有下面的参数不对：",

@@ -398,3 +398,18 @@ def test_keep_power_shows_each_meter_until_its_concentrator_acknowledges_the_pus
     for bad in ("accounts=A%201", "accounts=", "accounts=A0001&after=edge-0001:x"):
         answer = client.get(f"/console/batches/keep-power?{bad}")
         assert answer.status_code in {404, 422} and "text/html" in answer.headers["content-type"]
+
+
+def test_the_end_of_a_cut_is_said_in_the_sites_time_beside_the_browsers_picker(
+    client: TestClient,
+) -> None:
+    log_in(client, "op-1")
+    fields = {"csrf": _csrf(client), "scope": "meters", "meter": [M1], "action": "trip"}
+    shown = client.post("/console/batches/confirm", data=fields).text
+    until = re.search(r'id="batch-until" value="([^"]+)"', shown)
+    assert until, shown
+    hint = re.search(r'id="batch-until-hint">([^<]+)<', shown)
+    assert hint and hint[1] == f"北京时间，24 小时制，即 {until[1].replace('T', ' ')}"
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:00", until[1])
+    typed = client.post("/console/batches/confirm", data={**fields, "until": "2026-11-25T07:30"})
+    assert "即 2026-11-25 07:30" in typed.text

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from fastapi import Depends, FastAPI, Request, status
+from fastapi import Depends, FastAPI, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Engine
@@ -111,6 +111,7 @@ from cloud.web import (
     docs,
     field,
     field_desk,
+    page_answers,
     phone,
     static,
     wechat_login,
@@ -272,6 +273,7 @@ def create_app(
     app.add_exception_handler(DataError, _unstorable)
     app.add_exception_handler(OperationalError, _database_down)
     app.add_exception_handler(RequestValidationError, _malformed)
+    app.add_exception_handler(guards.UnknownQuery, _unknown_query)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _internal)
     app.add_middleware(guards.BodyGuard, refuse=_answer)
@@ -312,14 +314,22 @@ def _where(location: Iterable[object]) -> str:
     return ".".join(str(part) for part in location) or "the request"
 
 
-async def _malformed(request: Request, exc: Exception) -> JSONResponse:
+async def _malformed(request: Request, exc: Exception) -> Response:
     # FastAPI's list, as one sentence: where and what, never the value sent (it may not even
-    # be encodable back).
+    # be encodable back). A page's address is answered with a page.
     errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    if page_answers.is_page(request) and request.method in {"GET", "HEAD"}:
+        return await page_answers.bad_query(request, errors)
     parts = [f"{_where(e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in errors]
     more = len(parts) - MAX_ERRORS_SHOWN
     detail = "; ".join(parts[:MAX_ERRORS_SHOWN]) + (f"; and {more} more" if more > 0 else "")
     return _answer(status.HTTP_422_UNPROCESSABLE_CONTENT, "invalid", detail or "malformed")
+
+
+async def _unknown_query(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, guards.UnknownQuery) and page_answers.is_page(request):
+        return await page_answers.unknown_query(request, exc.names)
+    return await _domain_error(request, exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

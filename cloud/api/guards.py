@@ -105,6 +105,14 @@ def _is_json(content_type: bytes) -> bool:
     return media == b"application/json" or media.endswith(b"+json")
 
 
+class UnknownQuery(Invalid):
+    """A query parameter the route does not take (`names`, sorted)."""
+
+    def __init__(self, names: list[str], message: str) -> None:
+        super().__init__(message)
+        self.names = names
+
+
 def _query_names(dependant: Any) -> set[str]:
     names = {param.alias for param in dependant.query_params}
     for sub in dependant.dependencies:
@@ -125,9 +133,10 @@ async def no_unknown_query(request: Request) -> None:
         cache[id(route)] = hit = (route, names)
     unknown = sorted(set(request.query_params) - hit[1])
     if unknown:
-        raise Invalid(
+        raise UnknownQuery(
+            unknown,
             f"unknown query parameter {', '.join(unknown)} (this endpoint takes: "
-            f"{', '.join(sorted(hit[1])) or 'none'})"
+            f"{', '.join(sorted(hit[1])) or 'none'})",
         )
 
 

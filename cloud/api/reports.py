@@ -3,7 +3,8 @@
 totals over every matching row), an Excel file (`xlsx`) or a printable PDF (`pdf`).
 
 Windows are days in the site's zone (`from`, `to`, inclusive; default this month so far).
-Every report takes the area filters (`building`, `floor`, `shop`, `account`) and the
+Every report takes the area filters (`building`, `floor`, `shop`, `account`), the site's
+(`site`: its name; the accounts of its shops, as the registry has them now) and the
 merchant's (`merchant`: its name, `id_number`: its identity number).
 Filters are checked: an unknown group, sort column or template column, a bad month, or
 `from` after `to` is 422 naming what is allowed. Staff read every report; a merchant only its
@@ -48,6 +49,9 @@ Sort = Annotated[
 ]
 Text = Annotated[str | None, Query(max_length=64)]
 Merchant = Annotated[str | None, Query(max_length=64, description="the merchant's name")]
+Site = Annotated[
+    str | None, Query(max_length=200, description="the registry's site name (its shops' accounts)")
+]
 IdNumber = Annotated[str | None, Query(max_length=32, description="the merchant's ID number")]
 Offset = Annotated[int, Query(ge=0, le=10_000_000, description="rows to skip")]
 TemplateName = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
@@ -125,12 +129,13 @@ def consumption_report(
     group: Annotated[str, Query(description=f"1-3 of {', '.join(queries.GROUPS)}, comma "
                                 "separated (e.g. account,day)")] = "account",
     building: Text = None, floor: Text = None, shop: Text = None, account: Text = None,
-    merchant: Merchant = None, id_number: IdNumber = None,
+    merchant: Merchant = None, id_number: IdNumber = None, site: Site = None,
     sort: Sort = None, limit: Limit = 50, offset: Offset = 0, fmt: Format = "json",
     lang: Lang = "zh",
 ) -> Any:  # fmt: skip
     filters = _filters(first, last, now, building=building, floor=floor, shop=shop,
-                       account=account, merchant=merchant, id_number=id_number)  # fmt: skip
+                       account=account, merchant=merchant, id_number=id_number,
+                       site=site)  # fmt: skip
     spec = queries.consumption(filters, queries.parse_groups(group))
     return _answer(session, spec, fmt, sort=sort, limit=limit, offset=offset, now=now, lang=lang)
 
@@ -143,12 +148,13 @@ def deposits_report(
     account: Text = None, shop: Text = None, building: Text = None, floor: Text = None,
     operator: Text = None, method: Text = None, status_: Annotated[
         str | None, Query(alias="status", max_length=16)] = None,
-    merchant: Merchant = None, id_number: IdNumber = None,
+    merchant: Merchant = None, id_number: IdNumber = None, site: Site = None,
     sort: Sort = None, limit: Limit = 50, offset: Offset = 0, fmt: Format = "json",
     lang: Lang = "zh",
 ) -> Any:  # fmt: skip
     filters = _filters(first, last, now, building=building, floor=floor, shop=shop,
-                       account=account, merchant=merchant, id_number=id_number)  # fmt: skip
+                       account=account, merchant=merchant, id_number=id_number,
+                       site=site)  # fmt: skip
     spec = queries.deposits(filters, operator=operator, method=method, status=status_)
     return _answer(session, spec, fmt, sort=sort, limit=limit, offset=offset, now=now, lang=lang)
 
@@ -159,12 +165,13 @@ def subsidies_report(
     *,
     who: Staff, session: DbSession, now: Now, first: From = None, last: To = None,
     account: Text = None, shop: Text = None, building: Text = None, floor: Text = None,
-    merchant: Merchant = None, id_number: IdNumber = None,
+    merchant: Merchant = None, id_number: IdNumber = None, site: Site = None,
     sort: Sort = None, limit: Limit = 50, offset: Offset = 0, fmt: Format = "json",
     lang: Lang = "zh",
 ) -> Any:  # fmt: skip
     filters = _filters(first, last, now, building=building, floor=floor, shop=shop,
-                       account=account, merchant=merchant, id_number=id_number)  # fmt: skip
+                       account=account, merchant=merchant, id_number=id_number,
+                       site=site)  # fmt: skip
     spec = queries.subsidies(filters)
     return _answer(session, spec, fmt, sort=sort, limit=limit, offset=offset, now=now, lang=lang)
 
@@ -178,12 +185,13 @@ def refunds_report(
     status_: Annotated[str | None, Query(alias="status", max_length=16)] = None,
     account: Text = None, shop: Text = None, building: Text = None, floor: Text = None,
     template: Annotated[str | None, Query(max_length=64, description="saved template")] = None,
-    merchant: Merchant = None, id_number: IdNumber = None,
+    merchant: Merchant = None, id_number: IdNumber = None, site: Site = None,
     sort: Sort = None, limit: Limit = 50, offset: Offset = 0, fmt: Format = "json",
     lang: Lang = "zh",
 ) -> Any:  # fmt: skip
     filters = _filters(first, last, now, building=building, floor=floor, shop=shop,
-                       account=account, merchant=merchant, id_number=id_number)  # fmt: skip
+                       account=account, merchant=merchant, id_number=id_number,
+                       site=site)  # fmt: skip
     shape: dict[str, Any] = {}
     if template is not None:
         saved = templates.get(session, template, "refunds")
@@ -199,12 +207,13 @@ def meters_report(
     who: Staff, session: DbSession, now: Now, first: From = None, last: To = None,
     node: Text = None, account: Text = None, shop: Text = None, building: Text = None,
     floor: Text = None, relay: Annotated[int | None, Query(ge=0, le=1)] = None,
-    merchant: Merchant = None, id_number: IdNumber = None,
+    merchant: Merchant = None, id_number: IdNumber = None, site: Site = None,
     sort: Sort = None, limit: Limit = 50, offset: Offset = 0, fmt: Format = "json",
     lang: Lang = "zh",
 ) -> Any:  # fmt: skip
     filters = _filters(first, last, now, building=building, floor=floor, shop=shop,
-                       account=account, merchant=merchant, id_number=id_number)  # fmt: skip
+                       account=account, merchant=merchant, id_number=id_number,
+                       site=site)  # fmt: skip
     spec = queries.meters(filters, now, node=node, relay=relay)
     return _answer(session, spec, fmt, sort=sort, limit=limit, offset=offset, now=now, lang=lang)
 

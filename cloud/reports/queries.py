@@ -55,6 +55,8 @@ _ACC = models.ReportedAccount.__table__
 _REG = registry.Account.__table__
 _LE = models.LedgerEntry.__table__
 _MER = registry.Merchant.__table__
+_SHOP = registry.Shop.__table__
+_SITE = registry.Site.__table__
 
 
 def _sum(value: Any) -> Any:
@@ -73,11 +75,12 @@ class Filters:
     floor: str | None = None
     merchant: str | None = None  # the merchant's name, as the registry has it
     id_number: str | None = None  # the merchant's identity number
+    site: str | None = None  # the site's name, as the registry has it
 
     def shown(self) -> dict[str, str]:
         shown = {"日期": self.window.text()}
-        labels = {"account": "账户", "shop": "商铺", "building": "楼栋", "floor": "楼层",
-                  "merchant": "商户", "id_number": "证件号"}  # fmt: skip
+        labels = {"site": "站点", "account": "账户", "shop": "商铺", "building": "楼栋",
+                  "floor": "楼层", "merchant": "商户", "id_number": "证件号"}  # fmt: skip
         for key, label in labels.items():
             value = getattr(self, key)
             if value:
@@ -85,8 +88,9 @@ class Filters:
         return shown
 
     def area(self, account: Any, inventory: FromClause) -> list[ColumnElement[bool]]:
-        """WHERE clauses for the account, area and merchant filters (a merchant's accounts
-        are the registry's: the live view has no merchant)."""
+        """WHERE clauses for the account, area, site and merchant filters (a merchant's
+        accounts, and a site's — those of its shops — are the registry's: the concentrators'
+        inventory names no merchant and no site)."""
         clauses: list[ColumnElement[bool]] = []
         if self.account:
             clauses.append(account == self.account)
@@ -94,6 +98,12 @@ class Filters:
             value = getattr(self, key)
             if value:
                 clauses.append(inventory.c[key] == value)
+        if self.site:
+            shops = select(_SHOP.c.id).join(_SITE, _SITE.c.id == _SHOP.c.site_id)
+            in_site = select(_REG.c.id).where(
+                _REG.c.shop_id.in_(shops.where(_SITE.c.name == self.site))
+            )
+            clauses.append(account.in_(in_site))
         for value, column in ((self.merchant, _MER.c.name), (self.id_number, _MER.c.id_number)):
             if value:
                 owned = select(_REG.c.id).join(_MER, _MER.c.id == _REG.c.merchant_id)

@@ -392,6 +392,31 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "A keep-power account is not cut for arrears; the concentrators get the setting "
         "with their next configuration push.",
     ),
+    "keep_progress_title": ("保电设置下发进度", "Keep-power: reaching the concentrators"),
+    "keep_unpushed": ("等待下发配置", "Waiting for a push"),
+    "keep_pushed": ("已下发，待集中器确认", "Pushed, not yet acknowledged"),
+    "keep_acknowledged": ("集中器已确认", "Acknowledged"),
+    "keep_failed": ("失败", "Failed"),
+    "keep_waiting": (
+        "这些集中器还没有收到包含此改动的配置：{nodes}。下发后才生效。",
+        "These concentrators have not been sent a configuration with this change yet: {nodes}. "
+        "It takes effect once they are.",
+    ),
+    "keep_push": ("立即下发配置（{count} 台集中器）", "Push now ({count} concentrators)"),
+    "keep_state_unpushed": ("等待下发配置", "Waiting for a configuration push"),
+    "keep_state_pushed": (
+        "已下发第 {version} 版给 {node}，等待确认",
+        "Version {version} pushed to {node}, not yet acknowledged",
+    ),
+    "keep_state_acknowledged": (
+        "{node} 已确认第 {version} 版",
+        "{node} acknowledged version {version}",
+    ),
+    "keep_state_failed": (
+        "第 {version} 版未被 {node} 执行（拒绝或超时），请查看集中器页面",
+        "Version {version} not applied by {node} (refused or timed out): see the concentrators "
+        "page",
+    ),
     "batch_send": ("确认发送", "Send"),
     "batch_back": ("返回修改", "Back"),
     "batch_progress_title": ("批量操作进度：{action}", "Batch progress: {action}"),
@@ -758,6 +783,51 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "没有保存：引用的记录不存在（{detail}）。",
         "Not saved: a row it names does not exist ({detail}).",
     ),
+    "reg_accounts": ("账户", "Accounts"),
+    "reg_delete": ("删除", "Delete"),
+    "reg_delete_title": ("删除这条记录？", "Delete this row?"),
+    "reg_delete_explained": (
+        "删除后不能恢复。仍被其他记录引用的记录不能删除，请先修改或删除那些记录。",
+        "A delete cannot be undone. A row other rows still name cannot be deleted: change or "
+        "delete those first.",
+    ),
+    "reg_delete_confirm": ("确认删除", "Yes, delete it"),
+    "reg_cancel": ("取消", "Cancel"),
+    "reg_deleted": ("已删除：{row}。", "Deleted: {row}."),
+    "registry_in_use": (
+        "没有删除：还有其他记录引用它（{detail}）。",
+        "Not deleted: other rows still name it ({detail}).",
+    ),
+    "f_address": ("表地址", "Meter address"),
+    "h_address": ("表上印的通信地址，只填数字", "The address printed on the meter, digits only"),
+    "h_bus": ("集中器上的总线，如 rs485-1", "The concentrator's bus, e.g. rs485-1"),
+    "h_meter_node": ("抄这块表的集中器", "The concentrator that reads this meter"),
+    "f_merchant": ("商户", "Merchant"),
+    "f_account_type": ("账户类型", "Account type"),
+    "f_tariff": ("电价", "Tariff"),
+    "h_account_tariff": ("不选则用站点的默认电价", "None: the site's default tariff"),
+    "f_credit_limit": ("透支额度(元)", "Credit limit (¥)"),
+    "f_keep_power": ("保电（欠费不断电）", "Keep power (no cut-off in arrears)"),
+    "h_account_id": (
+        "如 A0001；字母、数字、- _ .，开户后不能改",
+        "e.g. A0001; letters, digits, - _ .; fixed once opened",
+    ),
+    "node_register": ("登记集中器", "Register a concentrator"),
+    "node_register_explained": (
+        "填写集中器编号和它的账本公钥（PEM 或 64 位十六进制）。"
+        "同一编号用同一公钥再登记不会改变什么。",
+        "Enter the concentrator's id and its ledger's public key (PEM or 64 hex digits). "
+        "Registering the same id with the same key again changes nothing.",
+    ),
+    "f_node_id": ("集中器编号", "Concentrator id"),
+    "f_public_key": ("公钥", "Public key"),
+    "h_public_key": ("PEM 或 64 位十六进制", "PEM, or 64 hex digits"),
+    "node_registered": ("已登记集中器 {node}。", "Concentrator {node} registered."),
+    "node_key_conflict": (
+        "没有登记：这个集中器已用另一个公钥登记（{detail}）。换公钥请联系管理员。",
+        "Not registered: this concentrator is registered with another key ({detail}). Ask an "
+        "admin to change a key.",
+    ),
     "yes": ("是", "yes"),
     "no": ("否", "no"),
     "f_name": ("名称", "Name"),
@@ -902,6 +972,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "subsidy_kwh": ("补贴(度/月)", "Subsidy (kWh/month)"),
     "f_too_long": ("最多 {most} 个字。", "At most {most} characters."),
+    "f_too_short": ("至少 {least} 个字。", "At least {least} characters."),
     "h_phone": ("数字，可带 + 和 -，如 13800000000", "Digits, + and - allowed, e.g. 13800000000"),
     "h_openid": ("字母、数字、- _，可不填", "Letters, digits, - _; may be left empty"),
     "h_id_number": (
@@ -1305,6 +1376,35 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "field_sev_critical": ("严重", "Critical"),
     # -- errors --------------------------------------------------------------------------------
     "error_title": ("出错了", "Something went wrong"),
+    # -- a page's address with a parameter it cannot take (`cloud.web.page_answers`) ---------
+    "dash_site_month_kwh": ("本月用电(度)", "Energy this month (kWh)"),
+    "dash_site_month_sales": ("本月电费(元)", "Sales this month (¥)"),
+    "dash_site_month_recharges": ("本月充值(元)", "Recharges this month (¥)"),
+    "h_until": ("北京时间，24 小时制，即 {example}", "Beijing time, 24-hour clock: {example}"),
+    "h_day": ("日期按 年-月-日，如 2026-06-01", "Days as year-month-day, e.g. 2026-06-01"),
+    "qp_title": ("网址中的参数不对", "A parameter in the address is wrong"),
+    "qp_body": (
+        "这个页面打不开，因为网址中有下面的参数不对：",
+        "This page cannot be shown: these parameters in its address are wrong:",
+    ),
+    "qp_what_to_do": (
+        "网址可能是手工改过或复制不全。点下面的按钮，去掉这些参数重新打开；或回到上一页重新选择。",
+        "The address may have been typed or copied in part. Open the page without them with "
+        "the button below, or go back and choose again.",
+    ),
+    "qp_again": ("去掉这些参数重新打开", "Open it without them"),
+    "qp_address": (
+        "网址本身不对（不是这个页面认识的）",
+        "The address itself (not one this page knows)",
+    ),
+    "qp_integer": ("应为整数，如 0、50", "should be a whole number, e.g. 0 or 50"),
+    "qp_range": ("数值超出允许的范围", "is out of the range allowed"),
+    "qp_choice": ("不是可选的值", "is not one of the values it takes"),
+    "qp_too_long": ("太长", "is too long"),
+    "qp_date": ("应为日期，如 2026-06-01", "should be a date like 2026-06-01"),
+    "qp_missing": ("缺少这个参数", "is missing"),
+    "qp_unknown": ("这个页面没有这个参数", "is not a parameter of this page"),
+    "qp_bad": ("格式不对", "is not in the right form"),
     "csrf_refused": (
         "页面已过期，请返回重新操作。",
         "This page has expired; please go back and try again.",

@@ -8,6 +8,12 @@
     GET  /console/batches/{id}/panel      the progress panel alone: htmx asks for it every
                                           second while a meter is still on its way
     POST /console/batches/{id}/retry      the failed and timed-out meters again, a new batch
+    GET  /console/batches/keep-power      a keep-power batch's progress (`keep_progress`): each
+         ?accounts=…&after=…              meter's concentrator: the change waiting for a push,
+                                          pushed as version N, acknowledged by the node
+    GET  /console/batches/keep-power/panel   that panel alone, polled by htmx until settled
+    POST /console/batches/keep-power/push    push the waiting concentrators (as
+                                          `POST /concentrators/{node}/config`), for `FIELD`
 
 Sending is for `OPERATIONS` (admin, operator), as `POST /relays`, `POST /notices/power-off`
 and the registry's account writes are; the progress is for every staff role, as `/commands`.
@@ -25,23 +31,26 @@ import datetime as dt
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import RedirectResponse
 from sqlalchemy.orm import Session
 
+from cloud.api import site_config as api_config
 from cloud.api.common import CloudKey, DbSession, Now
 from cloud.chains.rollups import SITE_ZONE
+from cloud.db.models import NodeStatus
 from cloud.errors import CloudError, NotFound
+from cloud.ingest import concentrators
 from cloud.notices import power_off
 from cloud.notices.power_off import PowerOff, Reason
 from cloud.operations import relays
-from cloud.people.auth import OPERATIONS, Principal
-from cloud.registry import entities
+from cloud.people.auth import FIELD, OPERATIONS, Principal
+from cloud.registry import entities, site_config
 from cloud.registry import rows as registry
-from cloud.web import batches, monitoring, sessions
+from cloud.web import batches, keep_progress, monitoring, sessions
 from cloud.web.batches import BatchRefused, Chosen
 from cloud.web.console import Staff, allowed, frame
-from cloud.web.forms import parse_form_lists
+from cloud.web.forms import parse_form_lists, read_form
 from cloud.web.i18n import Lang
 from cloud.web.monitoring import MeterFilters
 from cloud.web.page_errors import PageError
@@ -82,6 +91,7 @@ async def _form(request: Request) -> BatchForm:
 
 
 Form = Annotated[BatchForm, Depends(_form)]
+PlainForm = Annotated[dict[str, str], Depends(read_form)]
 
 
 Operator = Annotated[Principal, allowed(*OPERATIONS)]
@@ -194,14 +204,76 @@ def _keep_power(  # noqa: PLR0917 (the page's parts)
     wanted = batches.KEEP_ACTIONS[action]
     current = batches.keep_power_of(session, chosen.accounts)
     changed = [a for a in chosen.accounts if current.get(a) != wanted]
+    # each node's version before the change: a later one carries it (`keep_progress`)
+    after = keep_progress.versions(session, keep_progress.nodes_of(session, changed))
     for account in changed:
         registry.update(session, entities.ACCOUNTS, account, {"keep_power": wanted}, who.actor,
                         now)  # fmt: skip
     vacant = sum(1 for m in chosen.meters if not m[2])
     same = len(chosen.accounts) - len(changed)
+    kept = keep_progress.KeptBatch(tuple(changed), after) if changed else None
     return page(request, "console/batch_kept.html", lang, **frame(request, who), action=action,
-                changed=changed, same=same, vacant=vacant,
-                lang_link=_other_lang(lang))  # fmt: skip
+                changed=changed, same=same, vacant=vacant, lang_link=_other_lang(lang),
+                **_keep_context(session, who, kept))  # fmt: skip
+
+
+def _keep_context(session: Session, who: Principal,
+                  kept: keep_progress.KeptBatch | None) -> dict[str, Any]:  # fmt: skip
+    if kept is None:
+        return {"kept": None}
+    return {"kept": kept, "kept_query": urlencode(kept.query()), "may_push": who.role in FIELD,
+            "keep": keep_progress.progress(session, kept)}  # fmt: skip
+
+
+KeptAccounts = Annotated[str, Query(max_length=65 * keep_progress.MAX_ACCOUNTS)]
+KeptAfter = Annotated[str, Query(max_length=90 * batches.MAX_NODES)]
+
+
+def _kept(accounts: str, after: str) -> keep_progress.KeptBatch:
+    try:
+        return keep_progress.parse(accounts, after)
+    except NotFound:
+        raise PageError("batch_not_found", 404) from None
+
+
+@router.get("/batches/keep-power")
+def keep_power_page(  # noqa: PLR0917 (FastAPI's dependencies)
+    request: Request, lang: Lang, who: Staff, session: DbSession, accounts: KeptAccounts,
+    after: KeptAfter = "",
+) -> Response:  # fmt: skip
+    kept = _kept(accounts, after)
+    return page(request, "console/batch_kept.html", lang, **frame(request, who), action="",
+                changed=list(kept.accounts), same=0, vacant=0,
+                **_keep_context(session, who, kept))  # fmt: skip
+
+
+@router.get("/batches/keep-power/panel")
+def keep_power_panel(  # noqa: PLR0917 (FastAPI's dependencies)
+    request: Request, lang: Lang, who: Staff, session: DbSession, accounts: KeptAccounts,
+    after: KeptAfter = "",
+) -> Response:  # fmt: skip
+    kept = _kept(accounts, after)
+    return page(request, "console/_keep_panel.html", lang, **_keep_context(session, who, kept),
+                csrf=sessions.csrf_token(sessions.token_of(request)))  # fmt: skip
+
+
+@router.post("/batches/keep-power/push")
+def keep_power_push(  # noqa: PLR0917 (FastAPI's dependencies)
+    request: Request, who: Annotated[Principal, allowed(*FIELD)], form: PlainForm,
+    session: DbSession, now: Now, key: CloudKey, accounts: KeptAccounts, after: KeptAfter = "",
+) -> Response:  # fmt: skip
+    """Each concentrator the change still waits on gets its next version, as
+    `POST /concentrators/{node}/config` sends it; one that cannot be sent (its configuration's
+    problems, a quarantine) is left, and the page keeps showing it waiting."""
+    sessions.check_csrf(request, form.get("csrf"))
+    kept = _kept(accounts, after)
+    for node in keep_progress.progress(session, kept).unpushed:
+        problems = site_config.build(session, node).problems
+        if problems or concentrators.get(session, node).status != NodeStatus.ACTIVE.value:
+            continue
+        api_config.push_config(node, session, now, key, who)
+    query = urlencode(kept.query())
+    return RedirectResponse(f"/console/batches/keep-power?{query}", status_code=303)
 
 
 # -- progress ---------------------------------------------------------------------------------

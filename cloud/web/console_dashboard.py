@@ -14,8 +14,10 @@ second way:
 | open alarms by kind            | `/alarms/counts?cleared=false` (`operations.alarms.counts`) |
 | per site: concentrators, read  | the same, with the API's `site` filter (`alarms.site_nodes`:|
 | success, open alarms           | the concentrators serving the site's shops and meters)      |
+| per site: the month's energy,  | the same reports with their `site` filter (`/reports/…?site=`:|
+| sales and recharges            | the accounts of the site's shops, as the registry has them) |
 
-Energy and money are not split by site: the reports have no site filter to split them by.
+An account without a shop is in no site: the sites' money may add up to less than the total.
 
 The charts (ECharts, `static/dashboard.js`) get their numbers from `data-chart` attributes the
 page writes; no inline script.
@@ -72,6 +74,7 @@ class SiteRow:
     read: int
     attempted: int
     alarms: int  # open
+    month: Period  # the month so far, of the site's accounts
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,9 +100,10 @@ def percent(read: int, attempted: int) -> str | None:
     return f"{tenths // 10}.{tenths % 10}"
 
 
-def _period(session: Session, window: Window) -> Period:
-    _, energy = core.totals(session, queries.consumption(queries.Filters(window)))
-    _, paid = core.totals(session, queries.deposits(queries.Filters(window)))
+def _period(session: Session, window: Window, site: str | None = None) -> Period:
+    filters = queries.Filters(window, site=site)
+    _, energy = core.totals(session, queries.consumption(filters))
+    _, paid = core.totals(session, queries.deposits(filters))
     return Period(energy["wh"], energy["fen"], paid["net_fen"])
 
 
@@ -115,7 +119,7 @@ def _nodes(session: Session, site: str | None = None) -> tuple[int, int]:
     return int(total), int(offline)
 
 
-def _sites(session: Session, since: dt.datetime) -> list[SiteRow]:
+def _sites(session: Session, since: dt.datetime, month: Window) -> list[SiteRow]:
     rows = []
     for site_id, name in session.execute(
         select(reg.Site.id, reg.Site.name).order_by(reg.Site.name)
@@ -125,7 +129,8 @@ def _sites(session: Session, since: dt.datetime) -> list[SiteRow]:
         open_alarms = alarms.counts(session, AlarmFilters(site=name, cleared=False))
         rows.append(SiteRow(site_id, name, nodes, offline, sum(b.read for b in buses),
                             sum(b.attempted for b in buses),
-                            sum(n for _, _, n in open_alarms)))  # fmt: skip
+                            sum(n for _, _, n in open_alarms),
+                            _period(session, month, name)))  # fmt: skip
     return rows
 
 
@@ -150,7 +155,7 @@ def figures(session: Session, now: dt.datetime) -> Figures:
         attempted=sum(b.attempted for b in buses),
         buses=buses,
         alarms=alarms.counts(session, AlarmFilters(cleared=False)),
-        sites=_sites(session, now - READ_WINDOW),
+        sites=_sites(session, now - READ_WINDOW, month),
     )
 
 

@@ -5,16 +5,20 @@ API (`cloud.api.registry`, `cloud.api.site_config`).
     GET  /console/registry/{kind}              a page of rows (filtered by site, building, floor)
     GET  /console/registry/{kind}/new   POST   a new row's form; creates it
     GET  /console/registry/{kind}/{key} POST   a row's form (a tariff: its day chart); changes it
+    GET  /console/registry/{kind}/{key}/delete POST   asks to confirm; deletes it
+                                               (`DELETE /registry/{kind}/{key}`)
     GET  /console/registry/nodes               each concentrator's pushed configuration version:
                                                acknowledged by the node, or pending
     POST /console/registry/nodes/{node}/push   push one node (`POST /concentrators/{node}/config`)
     POST /console/registry/nodes/push          push every changed node (`POST /registry/push`)
+    POST /console/registry/nodes/register      register a concentrator (`POST /concentrators`)
 
 A form's text becomes a body (`cloud.web.registry_fields`), is checked by the API's own body
 model, and is written by `cloud.registry.rows` exactly as the API writes it (its checks, its
 operator-log row, the nodes it marks). Who may write is the API's `Resource.writers`; every
 staff role and installers may read. A refused form is shown again with the reasons in words,
-nothing stored. Meters are listed here (each links to its monitoring page), not edited.
+nothing stored. A delete is the API's delete: refused (409, in words) while other rows still
+name the row. Meters are registered and edited here, and each links to its monitoring page.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from cloud.api import concentrators as api_nodes
 from cloud.api import registry as api
 from cloud.api import registry_bodies as bodies
 from cloud.api import site_config as api_config
@@ -64,12 +69,13 @@ TABS = (
     ("shops", "reg_shops"), ("merchants", "reg_merchants"), ("account-types", "reg_account_types"),
     ("tariffs", "reg_tariffs"), ("subsidy-policies", "reg_subsidy_policies"),
     ("alarm-rules", "reg_alarm_rules"), ("arrears-policies", "reg_arrears_policies"),
-    ("meters", "reg_meters"),
+    ("accounts", "reg_accounts"), ("meters", "reg_meters"),
 )  # fmt: skip
 KIND = "|".join(kind for kind, _ in TABS)
 KindPath = Annotated[str, Path(pattern=f"^({KIND})$")]
 KeyPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
 NodePath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
+NodeFilter = Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
 RowFilter = Annotated[int | None, Query(ge=1, le=bodies.MAX_ID)]
 PAGE_SIZE = 50
 LinesForm = Annotated[dict[str, str], Depends(read_lines_form)]  # a form with text areas
@@ -90,6 +96,7 @@ class Places:
     buildings: dict[int, str]
     floors: dict[int, str]
     shops: dict[int, str] = field(default_factory=dict)  # numbers, of the listed rows' shops
+    merchants: dict[int, str] = field(default_factory=dict)  # names, of the listed accounts'
 
 
 def places(session: Session) -> Places:
@@ -131,7 +138,14 @@ def choices(session: Session, known: Places) -> dict[str, list[tuple[str, str]]]
         "tariffs": [(code, f"{code} {name}".strip()) for code, name in tariffs],
         "nodes": [(node, f"{node} {name}".strip()) for node, name in nodes],
         "rules": [(rule, rule) for rule in known_subsidy_rules()],
-    }
+        "shops": [(str(shop), f"{number} · {known.floors.get(floor, '?')}") for shop, number, floor
+                  in session.execute(select(reg.Shop.id, reg.Shop.number, reg.Shop.floor_id)
+                                     .order_by(reg.Shop.number))],
+        "merchants": [(str(m), name) for m, name in session.execute(
+            select(reg.Merchant.id, reg.Merchant.name).order_by(reg.Merchant.name))],
+        "account_types": [(code, f"{code} {name}") for code, name in session.execute(
+            select(reg.AccountType.code, reg.AccountType.name).order_by(reg.AccountType.code))],
+    }  # fmt: skip
 
 
 # -- the lists' columns -------------------------------------------------------------------------
@@ -207,6 +221,15 @@ COLUMNS: dict[str, tuple[tuple[str, Cell], ...]] = {
          lambda r, p, t: ", ".join(f"{a}-{b}" for a, b in r.friendly_hours) or "—"),
         ("f_holidays", lambda r, p, t: str(len(r.holidays))),
     ),
+    "accounts": (
+        ("account_id", lambda r, p, t: r.id),
+        ("f_merchant", lambda r, p, t: p.merchants.get(r.merchant_id, "?")),
+        ("f_shop_number", lambda r, p, t: p.shops.get(r.shop_id, "—")),
+        ("f_account_type", lambda r, p, t: r.account_type),
+        ("f_tariff", lambda r, p, t: r.tariff or "—"),
+        ("f_credit_limit", lambda r, p, t: fen_text(r.credit_limit_fen)),
+        ("f_keep_power", lambda r, p, t: t("yes") if r.keep_power else t("no")),
+    ),
     "meters": (
         ("col_meter", lambda r, p, t: r.address),
         ("f_shop_number", lambda r, p, t: p.shops.get(r.shop_id, "?")),
@@ -235,7 +258,8 @@ def _writer(who: Principal, roles: tuple[Any, ...]) -> None:
 
 
 def _key(kind: str, text: str) -> object:
-    if _resource(kind).entity.key != "id":
+    resource = _resource(kind)
+    if resource.entity.key != "id" or "id" in resource.body.model_fields:  # a typed key: text
         return text
     if not text.isdigit():
         raise PageError("registry_not_found", 404)
@@ -284,14 +308,17 @@ def tree(request: Request, lang: Lang, who: Staff, session: DbSession) -> Respon
 
 
 @router.get("/nodes")
-def nodes(request: Request, lang: Lang, who: Staff, session: DbSession,
-          pushed: Annotated[str | None, Query(max_length=100)] = None) -> Response:  # fmt: skip
-    return _nodes_page(request, lang, who, session, pushed=pushed)
+def nodes(request: Request, lang: Lang, who: Staff, session: DbSession,  # noqa: PLR0917
+          pushed: Annotated[str | None, Query(max_length=100)] = None,
+          registered: NodeFilter = None) -> Response:  # fmt: skip
+    return _nodes_page(request, lang, who, session, pushed=pushed, registered=registered)
 
 
 def _nodes_page(request: Request, lang: tuple[str, bool], who: Principal, session: Session, *,
-                status: int = 200, pushed: str | None = None,
-                problem: str | None = None) -> Response:  # fmt: skip
+                status: int = 200, pushed: str | None = None, problem: str | None = None,
+                registered: str | None = None, new_node: dict[str, str] | None = None,
+                new_errors: dict[str, str] | None = None,
+                new_problem: str | None = None) -> Response:  # fmt: skip
     found = session.execute(
         select(models.Concentrator, reg.NodeConfig, models.Command.status)
         .outerjoin(reg.NodeConfig, reg.NodeConfig.node == models.Concentrator.node)
@@ -304,8 +331,9 @@ def _nodes_page(request: Request, lang: tuple[str, bool], who: Principal, sessio
         "problems": site_config.build(session, c.node).problems,
     } for c, cfg, state in found]  # fmt: skip
     return _screen(request, lang, who, "console/registry_nodes.html", tab="nodes", status=status,
-                   nodes=listed, pushed=pushed, problem=problem,
-                   write=who.role in FIELD)  # fmt: skip
+                   nodes=listed, pushed=pushed, problem=problem, registered=registered,
+                   new_node=new_node or {}, new_errors=new_errors or {},
+                   new_problem=new_problem, write=who.role in FIELD)  # fmt: skip
 
 
 @router.post("/nodes/push")
@@ -325,6 +353,36 @@ def push_changed(  # noqa: PLR0917 (FastAPI's dependencies)
         f"{s.node}: {s.problem}" for s in done.skipped
     ]
     return _nodes_page(request, lang, who, session, pushed=", ".join(told) or "-")
+
+
+@router.post("/nodes/register")
+def register_node(  # noqa: PLR0917 (FastAPI's dependencies)
+    request: Request,
+    lang: Lang,
+    who: Staff,
+    session: DbSession,
+    now: Now,
+    form: LinesForm,
+) -> Response:
+    """A concentrator and its ledger's public key, registered by the API's own route."""
+    sessions.check_csrf(request, form.get("csrf"))
+    _writer(who, FIELD)
+    sent = {name: form.get(name, "").strip() for name in ("node", "name", "public_key")}
+    t = i18n.translator(lang[0])
+    try:
+        body = api_nodes.RegisterConcentrator.model_validate(sent)
+        api_nodes.register_concentrator(body, who, session, now)
+    except (ValidationError, Invalid, Conflict) as exc:
+        session.rollback()
+        hints = {"node": "h_code", "name": "", "public_key": "h_public_key"}
+        errors, problem = _refusal(t, exc, hints)
+        if isinstance(exc, Conflict):
+            problem = t("node_key_conflict", detail=str(exc))
+        return _nodes_page(request, lang, who, session, status=409 if isinstance(exc, Conflict)
+                           else 422, new_node=sent, new_errors=errors,
+                           new_problem=problem or t("registry_fix"))  # fmt: skip
+    return RedirectResponse(f"/console/registry/nodes?registered={quote(body.node)}",
+                            status_code=303)  # fmt: skip
 
 
 @router.post("/nodes/{node}/push")
@@ -362,6 +420,7 @@ def listing(  # noqa: PLR0917 (the list's filters)
     building: RowFilter = None,
     floor: RowFilter = None,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    deleted: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")] = None,
 ) -> Response:
     entity = _resource(kind).entity
     wanted = {"site": site, "building": building, "floor": floor}
@@ -370,11 +429,16 @@ def listing(  # noqa: PLR0917 (the list's filters)
     total = count(session, query)
     found = session.scalars(query.limit(PAGE_SIZE).offset(offset)).all()
     known, t = places(session), i18n.translator(lang[0])
-    if kind == "meters":
+    if kind in {"meters", "accounts"}:
         shops = select(reg.Shop.id, reg.Shop.number).where(
             reg.Shop.id.in_({row.shop_id for row in found})
         )
         known = replace(known, shops=dict(session.execute(shops).all()))
+    if kind == "accounts":
+        merchants = select(reg.Merchant.id, reg.Merchant.name).where(
+            reg.Merchant.id.in_({row.merchant_id for row in found})
+        )
+        known = replace(known, merchants=dict(session.execute(merchants).all()))
     columns = COLUMNS[kind]
     table = [(str(getattr(row, entity.key)), [cell(row, known, t) for _, cell in columns])
              for row in found]  # fmt: skip
@@ -386,7 +450,7 @@ def listing(  # noqa: PLR0917 (the list's filters)
     return _screen(request, lang, who, "console/registry_list.html", tab=kind, kind=kind,
                    heads=[key for key, _ in columns], table=table, total=total, offset=offset,
                    size=PAGE_SIZE, link=link, write=_may_write(who, kind),
-                   editable=kind in FORMS, filters=filters, places=known,
+                   editable=kind in FORMS, filters=filters, places=known, deleted=deleted,
                    site_filter="site" in entity.filters)  # fmt: skip
 
 
@@ -456,8 +520,11 @@ def _refusal(
         for error in exc.errors():
             where = str(error["loc"][0]) if error["loc"] else ""
             most = (error.get("ctx") or {}).get("max_length")
+            least = (error.get("ctx") or {}).get("min_length")
             if error["type"] == "string_too_long" and most:
                 words = t("f_too_long", most=most)
+            elif error["type"] == "string_too_short" and least:
+                words = t("f_too_short", least=least)
             elif error["type"] == "string_pattern_mismatch" and hints.get(where):
                 words = t("f_format", hint=t(hints[where]))
             else:
@@ -592,3 +659,60 @@ def change(  # noqa: PLR0917 (FastAPI's dependencies)
     form: LinesForm,
 ) -> Response:
     return _save(request, lang, who, session, now=now, kind=kind, form=form, key=key)
+
+
+def _delete_page(request: Request, lang: tuple[str, bool], who: Principal, session: Session, *,
+                 kind: str, key: str, status: int = 200,
+                 problem: str | None = None) -> Response:  # fmt: skip
+    _editable(kind)
+    row = _row(session, kind, _key(kind, key))
+    values = stored(FORMS[kind], row, lang[0])
+    t = i18n.translator(lang[0])
+    named = choices(session, places(session))  # a row a select names, by its name
+
+    def said(f: Any) -> str:
+        if f.widget == "check":
+            return t("yes") if values[f.name] == "on" else t("no")
+        return dict(named.get(f.rows, [])).get(values[f.name], values[f.name])
+
+    shown = [(t(f.label), said(f)) for f in FORMS[kind].fields
+             if f.widget != "lines" and (values.get(f.name) or f.widget == "check")]  # fmt: skip
+    return _screen(request, lang, who, "console/registry_delete.html", tab=kind, status=status,
+                   kind=kind, key=key, shown=shown, problem=problem,
+                   write=_may_write(who, kind))  # fmt: skip
+
+
+@router.get("/{kind}/{key}/delete")
+def delete_form(  # noqa: PLR0917 (FastAPI's dependencies)
+    request: Request, lang: Lang, who: Staff, session: DbSession, kind: KindPath, key: KeyPath
+) -> Response:
+    return _delete_page(request, lang, who, session, kind=kind, key=key)
+
+
+@router.post("/{kind}/{key}/delete")
+def delete(  # noqa: PLR0917 (FastAPI's dependencies)
+    request: Request,
+    lang: Lang,
+    who: Staff,
+    session: DbSession,
+    now: Now,
+    kind: KindPath,
+    key: KeyPath,
+    form: Form,
+) -> Response:
+    """The API's delete (`rows.delete`: its check that nothing refers to the row, its log)."""
+    sessions.check_csrf(request, form.get("csrf"))
+    _editable(kind)
+    resource = _resource(kind)
+    _writer(who, resource.writers)
+    try:
+        rows.delete(session, resource.entity, _key(kind, key), who.actor, now)
+    except NotFound:
+        raise PageError("registry_not_found", 404) from None
+    except Conflict as exc:
+        session.rollback()
+        t = i18n.translator(lang[0])
+        return _delete_page(request, lang, who, session, kind=kind, key=key, status=409,
+                            problem=t("registry_in_use", detail=str(exc)))  # fmt: skip
+    return RedirectResponse(f"/console/registry/{kind}?deleted={quote(key, safe='')}",
+                            status_code=303)  # fmt: skip

@@ -1,6 +1,7 @@
 """Errors on pages answered as pages, in the merchant's words and language, never as the
 API's JSON: no session → the login form; a staff login → "use the console"; a form without
-its CSRF token → "this page has expired, go back"; a `PageError` → its message and status; a
+its CSRF token → "this page has expired, go back"; a `PageError` → its message and status, in
+the layout of its app (`cloud.web.page_answers`: the console's frame, the field app's); a
 console screen outside the role (`Refused`) → the refusal page in the console's frame.
 
 Registered by `cloud.app.create_app` for these classes only; Starlette picks the handler of
@@ -14,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import Request, Response
 from fastapi.responses import RedirectResponse
 
-from cloud.web import console, i18n, sessions
+from cloud.web import console, i18n, page_answers, sessions
 from cloud.web.page_errors import NotMerchant, NotStaff, PageError, Refused
 from cloud.web.render import page
 
@@ -60,8 +61,7 @@ async def _csrf_refused(request: Request, exc: Exception) -> Response:
 
 async def _page_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, PageError)
-    return page(request, "error.html", _lang(request), status=exc.status, message=exc.key,
-                login=False)  # fmt: skip
+    return await page_answers.page_error(request, exc.key, exc.status)
 
 
 async def _refused(request: Request, exc: Exception) -> Response:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from cloud.registry.values import PERIODS, TARIFF_KINDS
+from cloud.registry.values import PERIODS, PROTOCOLS, TARIFF_KINDS
 from cloud.web.forms import AmountError, fen_of_yuan, yuan_text
 
 MAX_LINES = 400  # holidays of a year or two; every other list is shorter
@@ -70,6 +70,10 @@ def row_id(value: str) -> int:
     if not value.strip().isdigit():
         raise FieldError("f_choose")
     return int(value)
+
+
+def optional_row_id(value: str) -> int | None:
+    return row_id(value) if value.strip() else None
 
 
 def integer(low: int, high: int, *, blank: bool = False) -> Callable[[str], int | None]:
@@ -120,6 +124,11 @@ def optional_fen(value: str) -> int | None:
         return fen_of_yuan(value, min_fen=0, max_fen=10**11)
     except AmountError:
         raise FieldError("f_yuan") from None
+
+
+def fen(value: str) -> int:
+    """Yuan (blank: 0) → fen."""
+    return optional_fen(value) or 0
 
 
 def time_of_day(value: str) -> str:
@@ -436,6 +445,28 @@ FORMS: dict[str, Form] = {form.plural: form for form in (
         Field("friendly_hours", "f_friendly_hours", hour_pairs, pairs_text, widget="lines",
               hint="h_friendly_hours"),
         Field("holidays", "f_holidays", days, days_text, widget="lines", hint="h_holidays"),
+    )),
+    Form("meters", (
+        Field("address", "f_address", required, hint="h_address"),
+        Field("protocol", "f_protocol", code_of(tuple(PROTOCOLS)), widget="select",
+              codes=tuple(PROTOCOLS)),
+        Field("bus", "f_bus", required, hint="h_bus"),
+        Field("node", "f_node", optional, widget="select", rows="nodes", blank=True,
+              hint="h_meter_node"),
+        Field("shop_id", "f_shop_number", row_id, widget="select", rows="shops"),
+        Field("multiplier", "f_multiplier", integer(1, 100_000)),
+    )),
+    Form("accounts", (
+        Field("id", "account_id", required, hint="h_account_id"),
+        Field("merchant_id", "f_merchant", row_id, widget="select", rows="merchants"),
+        Field("shop_id", "f_shop_number", optional_row_id, widget="select", rows="shops",
+              blank=True),
+        Field("account_type", "f_account_type", required, widget="select",
+              rows="account_types"),
+        Field("tariff", "f_tariff", optional, widget="select", rows="tariffs", blank=True,
+              hint="h_account_tariff"),
+        Field("credit_limit_fen", "f_credit_limit", fen, fen_text),
+        Field("keep_power", "f_keep_power", checked, check_text, widget="check"),
     )),
 )}  # fmt: skip
 

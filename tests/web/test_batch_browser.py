@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from cloud.db import models
 from cloud.db.notices import Notice
+from cloud.db.registry import NodeConfig
 from ledger.wire import AckStatus
 from tests.cloud.api.conftest import M1, M2, M9, NODE, OTHER
 from tests.cloud.fake_edge import ms
@@ -95,3 +96,38 @@ def test_trip_three_meters_from_monitoring_and_watch_each_confirm(
     with Session(staffed.world.engine) as session:
         told = session.scalars(select(Notice).where(Notice.operator == "op-1")).all()
     assert any(n.kind == "power_off" and n.facts["note"] == "更换配电柜" for n in told)
+
+
+def test_keep_power_reaches_each_concentrator_on_the_panel(
+    desk: Any,  # noqa: F811 (the imported fixture)
+    staffed: Served,  # noqa: F811 (the imported fixture)
+    shots: Path,
+) -> None:
+    log_in(desk)
+    for meter in (M1, M9):
+        desk.check(f"tr[data-meter='{meter}'] input[name=meter]")
+    desk.select_option("#batch-action", "keep_on")
+    desk.click("#batch-next")
+    desk.wait_for_selector("#batch-summary")
+    desk.click("#batch-send-button")
+    desk.wait_for_selector("#keep-panel")
+    assert desk.get_attribute(f"tr[data-keep='{M1}']", "data-state") == "unpushed"
+    desk.screenshot(path=shots / "b06-keep-waiting.png", full_page=True)
+    assert_no_critical(desk, ("critical", "serious"))
+    desk.click("#keep-push")
+    desk.wait_for_url("**/console/batches/keep-power?*")
+    assert desk.get_attribute(f"tr[data-keep='{M1}']", "data-state") == "pushed"
+    desk.evaluate("window.__kept = 1")
+    world = staffed.world
+    with Session(world.engine) as session:
+        command = session.get(NodeConfig, NODE)
+        assert command is not None and command.command_id is not None
+        config = command.command_id
+    world.site.ingest.mark_delivered([config])
+    result = {"command": config, "status": "applied", "seqs": [], "outcomes": []}
+    assert world.site.upload(NODE, results=[result]).status is AckStatus.OK
+    desk.wait_for_selector(f"tr[data-keep='{M1}'][data-state=acknowledged]", timeout=5000)
+    assert desk.get_attribute(f"tr[data-keep='{M9}']", "data-state") == "pushed"
+    assert desk.evaluate("window.__kept") == 1  # polled in place, no reload
+    desk.screenshot(path=shots / "b07-keep-acknowledged.png", full_page=True)
+    assert_no_critical(desk, ("critical", "serious"))

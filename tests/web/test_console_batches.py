@@ -329,3 +329,87 @@ def test_a_quarantined_concentrator_refuses_the_whole_batch_in_words(
     refused = client.post("/console/batches", data=fields)
     assert refused.status_code == 422 and "系统拒绝了这次操作，未发送任何指令" in refused.text
     assert _written(world) == before  # not M1's command either, nor the notice
+
+
+def _keep_states(client: TestClient, address: str) -> dict[str, tuple[str, int]]:
+    html = client.get(address).text
+    found = re.findall(r'data-keep="(\w+)" data-state="(\w+)" data-version="(\d+)"', html)
+    return {m: (s, int(v)) for m, s, v in found}
+
+
+def _version(world: World, node: str) -> tuple[int, str | None]:
+    with Session(world.engine) as session:
+        found = session.get(NodeConfig, node)
+        return (found.version, found.command_id) if found else (0, None)
+
+
+def test_keep_power_shows_each_meter_until_its_concentrator_acknowledges_the_push(
+    client: TestClient, world: World
+) -> None:
+    log_in(client, "op-1")
+    (node_before, _), (other_before, _) = _version(world, NODE), _version(world, OTHER)
+    fields = {"csrf": _csrf(client), "scope": "meters", "meter": [M1, M9], "action": "keep_on"}
+    kept = _send(client, fields)
+    assert kept.status_code == 200 and 'id="keep-panel"' in kept.text
+    found = re.search(r'hx-get="(/console/batches/keep-power/panel\?[^"]+)"', kept.text)
+    assert found, kept.text
+    panel = found[1].replace("&amp;", "&")
+    commands = _written(world)[0]
+    # every meter of the accounts changed (A0001's M1 and M2, A0101's M9), by its concentrator
+    assert _keep_states(client, panel) == {M1: ("unpushed", 0), M2: ("unpushed", 0),
+                                           M9: ("unpushed", 0)}  # fmt: skip
+    assert "hx-trigger" in client.get(panel).text and 'id="keep-push"' in kept.text
+    # the push: each waiting concentrator gets its next version, as the API sends it
+    push = re.search(r'action="(/console/batches/keep-power/push\?[^"]+)"', kept.text)
+    assert push
+    pushed = client.post(push[1].replace("&amp;", "&"), data={"csrf": csrf_of(kept.text)},
+                         follow_redirects=False)  # fmt: skip
+    assert pushed.status_code == 303
+    assert pushed.headers["location"].startswith("/console/batches/keep-power?")
+    (node_version, node_command), (other_version, _) = (
+        _version(world, NODE), _version(world, OTHER))  # fmt: skip
+    assert (node_version, other_version) == (node_before + 1, other_before + 1)
+    assert _written(world)[0] == commands + 2  # two CONFIG commands
+    assert _keep_states(client, panel) == {M1: ("pushed", node_version),
+                                           M2: ("pushed", node_version),
+                                           M9: ("pushed", other_version)}  # fmt: skip
+    page = client.get(pushed.headers["location"])
+    assert page.status_code == 200 and f"已下发第 {node_version} 版给 {NODE}" in page.text
+    # edge-0001 applies its version; edge-0002's expires undelivered
+    world.site.ingest.mark_delivered([node_command])
+    assert _keep_states(client, panel)[M1] == ("pushed", node_version)
+    result = {"command": node_command, "status": "applied", "seqs": [], "outcomes": []}
+    assert world.site.upload(NODE, results=[result]).status is AckStatus.OK
+    with Session(world.engine) as session, session.begin():
+        chain_commands.expire(session, NOW + dt.timedelta(days=4), node=OTHER)
+    assert _keep_states(client, panel) == {M1: ("acknowledged", node_version),
+                                           M2: ("acknowledged", node_version),
+                                           M9: ("failed", other_version)}  # fmt: skip
+    html = client.get(panel).text
+    assert "hx-trigger" not in html and f"{NODE} 已确认第 {node_version} 版" in html
+    # a role without field work sees it, and may not push
+    client.cookies.clear()
+    log_in(client, STAFF_USERS[Role.FINANCE])
+    seen = client.get(pushed.headers["location"])
+    assert seen.status_code == 200 and 'id="keep-panel"' in seen.text
+    before = _written(world)
+    refused = client.post(push[1].replace("&amp;", "&"), data={"csrf": csrf_of(seen.text)})
+    assert refused.status_code == 403 and _written(world) == before
+    for bad in ("accounts=A%201", "accounts=", "accounts=A0001&after=edge-0001:x"):
+        answer = client.get(f"/console/batches/keep-power?{bad}")
+        assert answer.status_code in {404, 422} and "text/html" in answer.headers["content-type"]
+
+
+def test_the_end_of_a_cut_is_said_in_the_sites_time_beside_the_browsers_picker(
+    client: TestClient,
+) -> None:
+    log_in(client, "op-1")
+    fields = {"csrf": _csrf(client), "scope": "meters", "meter": [M1], "action": "trip"}
+    shown = client.post("/console/batches/confirm", data=fields).text
+    until = re.search(r'id="batch-until" value="([^"]+)"', shown)
+    assert until, shown
+    hint = re.search(r'id="batch-until-hint">([^<]+)<', shown)
+    assert hint and hint[1] == f"北京时间，24 小时制，即 {until[1].replace('T', ' ')}"
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:00", until[1])
+    typed = client.post("/console/batches/confirm", data={**fields, "until": "2026-11-25T07:30"})
+    assert "即 2026-11-25 07:30" in typed.text

@@ -18,9 +18,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloud.app import create_app
+from cloud.db import registry as reg
+from cloud.db.engine import session_factory
 from cloud.db.models import Recharge
 from cloud.operations.recharges import edge_recharge_id
+from cloud.people import oplog
 from cloud.people.auth import Role
+from cloud.registry import entities, rows
 from ledger.accounts import Pocket, System, Unit, pocket_id, system_id
 from ledger.ids import derive_id
 from ledger.transfers import Code, TimeSource, Transfer
@@ -158,9 +162,73 @@ def test_every_figure_is_the_apis(client: TestClient, world: World) -> None:
     # Both concentrators serve the market's shops; the empty site has none.
     assert (sites["Market"]["nodes"], sites["Market"]["offline"]) == (str(len(nodes)), "1")
     assert (sites["Market"]["attempted"], sites["Empty"]["nodes"]) == ("9", "0")
+    month = {k: int(v) for k, v in zip(("wh", "fen", "paid"), [
+        *_figures(html, "month")[0], *_figures(html, "month")[1]], strict=True)}  # fmt: skip
+    assert _site_money(html)["Market"] == month and _site_money(html)["Empty"] == {
+        "wh": 0, "fen": 0, "paid": 0}  # every account's shop is the market's  # fmt: skip
     arrears = client.get("/console/monitoring", params={"state": "arrears", "size": 100}).text
     accounts = set(re.findall(r'data-account="([^"]+)"', arrears))
     assert _text(html, "arrears") == str(len(accounts))
+
+
+def _site_money(html: str) -> dict[str, dict[str, int]]:
+    names = {"wh": "wh", "sales-fen": "fen", "recharge-fen": "paid"}
+    return {
+        name: {
+            names[k]: int(v)
+            for k, v in re.findall(r'data-(wh|sales-fen|recharge-fen)="(-?\d+)"', row)
+        }
+        for name, row in re.findall(r'<tr data-site="([^"]+)">(.*?)</tr>', html, re.S)
+    }
+
+
+def _move_to_the_empty_site(world: World, account: str) -> None:
+    """`account`'s shop becomes one of the empty site's (a building, floor and shop added),
+    as the registry's API would change it."""
+    actor = oplog.Actor("op-li", Role.OPERATOR.value, "127.0.0.1")
+    with session_factory(world.engine).begin() as session:
+        site = session.scalar(select(reg.Site.id).where(reg.Site.name == "Empty"))
+        building = rows.create(session, entities.BUILDINGS, {"site_id": site, "name": "E1"},
+                               actor, NOW)  # fmt: skip
+        floor = rows.create(session, entities.FLOORS, {"building_id": building.id,
+                            "name": "1F"}, actor, NOW)  # fmt: skip
+        shop = rows.create(session, entities.SHOPS, {
+            "floor_id": floor.id, "number": "E101", "category": "food", "area_m2": None,
+            "node": None}, actor, NOW)  # fmt: skip
+        rows.update(session, entities.ACCOUNTS, account, {"shop_id": shop.id}, actor, NOW)
+
+
+def test_each_sites_money_is_the_apis_for_that_site(client: TestClient, world: World) -> None:
+    ack = world.site.upload(NODE, [_use_today()])
+    assert ack.status is AckStatus.OK, ack
+    _book_desk_recharge(world, "DESK-WEB-1")
+    _book_desk_recharge(world, "DESK-WEB-2")
+    _move_to_the_empty_site(world, "A0001")  # its use and recharge go with it
+    log_in(client, STAFF_USERS[Role.FINANCE])
+    html = client.get("/console/dashboard").text
+    shown = _site_money(html)
+    token = issue_token(world.engine, STAFF_USERS[Role.FINANCE])
+    for name in ("Market", "Empty"):
+        params = {"from": "2026-11-01", "to": TODAY, "site": name}
+        energy = client.get("/reports/consumption", params=params, headers=bearer(token))
+        paid = client.get("/reports/deposits", params=params, headers=bearer(token))
+        assert energy.status_code == paid.status_code == 200, (energy.text, paid.text)
+        assert shown[name] == {"wh": energy.json()["totals"]["wh"],
+                               "fen": energy.json()["totals"]["fen"],
+                               "paid": paid.json()["totals"]["net_fen"]}, name  # fmt: skip
+        accounts = {row["account"] for row in paid.json()["items"]}
+        assert accounts == ({"A0001"} if name == "Empty" else {"A0002"}), name
+    # the two sites split the whole: A0001's use and recharge are the empty site's now, A0002's
+    # recharge the market's (A0002 used nothing this month)
+    ((month_wh,), (month_fen, month_paid)) = _figures(html, "month")
+    assert shown["Empty"] == {"wh": month_wh, "fen": month_fen, "paid": 20_000} and month_wh > 0
+    assert shown["Market"] == {"wh": 0, "fen": 0, "paid": 5_000}
+    assert shown["Empty"]["paid"] + shown["Market"]["paid"] == month_paid
+    nowhere = client.get("/reports/consumption", params={"site": "Nowhere"},
+                         headers=bearer(token))  # fmt: skip
+    assert nowhere.status_code == 200 and nowhere.json()["totals"]["wh"] == 0
+    too_long = client.get("/reports/deposits", params={"site": "x" * 201}, headers=bearer(token))
+    assert too_long.status_code == 422 and too_long.json()["error"] == "invalid"
 
 
 def test_the_charts_carry_the_same_numbers(client: TestClient, world: World) -> None:

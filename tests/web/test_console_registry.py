@@ -25,6 +25,7 @@ from cloud.db import models
 from cloud.db import registry as reg
 from cloud.db.auth import OperatorLogEntry
 from cloud.people.auth import Role
+from ledger.chain import NodeKey
 from tests.cloud.api.conftest import NODE, add_user, bearer, issue_token
 from tests.cloud.api.test_authorization_matrix import fingerprint
 from tests.web.console_world import STAFF_USERS
@@ -56,9 +57,11 @@ def ids(world: World) -> dict[str, int]:
         sites = dict(session.execute(select(reg.Site.name, reg.Site.id)).all())
         floor = session.scalars(select(reg.Floor.id).order_by(reg.Floor.id)).first()
         building = session.scalars(select(reg.Building.id).order_by(reg.Building.id)).first()
-    assert floor and building
+        shop = session.scalar(select(reg.Shop.id).where(reg.Shop.number == "S102"))
+        merchant = session.scalar(select(reg.Merchant.id).where(reg.Merchant.name == "Li Wei"))
+    assert floor and building and shop and merchant
     return {"market": sites["Market"], "empty": sites["Empty"], "floor": floor,
-            "building": building}  # fmt: skip
+            "building": building, "shop": shop, "merchant": merchant}  # fmt: skip
 
 
 def post_form(client: TestClient, path: str, fields: dict[str, str], form: str = "") -> Any:
@@ -138,6 +141,15 @@ GOOD = [
      {"site_id": "{empty}", "mode": "scheduled", "cut_off": "10:30",
       "friendly_hours": [["20:00", "08:00"], ["12:00", "13:30"]],
       "holidays": ["2026-10-01", "2026-10-02", *sorted(HOLIDAYS)]}),
+    ("meters", {"address": "77", "protocol": "dlt645", "bus": "rs485-3", "node": NODE,
+                "shop_id": "{shop}", "multiplier": "40"},
+     {"address": "000000000077", "protocol": "dlt645", "kind": "electricity", "bus": "rs485-3",
+      "node": NODE, "shop_id": "{shop}", "multiplier": 40}),
+    ("accounts", {"id": "A0200", "merchant_id": "{merchant}", "shop_id": "",
+                  "account_type": "office", "tariff": "tou", "credit_limit_fen": "50.5",
+                  "keep_power": "on"},
+     {"id": "A0200", "merchant_id": "{merchant}", "shop_id": None, "account_type": "office",
+      "tariff": "tou", "credit_limit_fen": 5050, "keep_power": True}),
 ]  # fmt: skip
 
 
@@ -218,6 +230,22 @@ BAD = [
      "请从列表中选择"),
     ("arrears-policies", {"site_id": "{empty}", "mode": "at_zero", "cut_off": "10:00",
                           "friendly_hours": "20:00"}, "friendly_hours", "第 1 行看不懂"),
+    ("meters", {"address": "12ab", "protocol": "dlt645", "bus": "rs485-1", "shop_id": "{shop}",
+                "multiplier": "1"}, "address", "格式不对：表上印的通信地址"),
+    ("meters", {"address": "1", "protocol": "dlt645", "bus": "rs485-1", "node": NODE,
+                "shop_id": "{shop}", "multiplier": "1"}, "problem", "已有相同的记录"),
+    ("meters", {"address": "5", "protocol": "modbus9", "bus": "rs485-1", "shop_id": "{shop}",
+                "multiplier": "1"}, "protocol", "请从列表中选择"),
+    ("meters", {"address": "5", "protocol": "dlt645", "bus": "rs485-1", "shop_id": "{shop}",
+                "multiplier": "0"}, "multiplier", "1 到 100000 之间的整数"),
+    ("accounts", {"id": "A0001", "merchant_id": "{merchant}", "account_type": "office"},
+     "problem", "已有相同的记录"),
+    ("accounts", {"id": "A 9", "merchant_id": "{merchant}", "account_type": "office"}, "id",
+     "格式不对：如 A0001"),
+    ("accounts", {"id": "A0009", "merchant_id": "{merchant}", "account_type": "office",
+                  "credit_limit_fen": "abc"}, "credit_limit_fen", "元"),
+    ("accounts", {"id": "A0009", "merchant_id": "{merchant}", "account_type": "nobody"},
+     "problem", "引用的记录不存在"),
 ]  # fmt: skip
 
 
@@ -239,7 +267,7 @@ def test_bad_input_is_refused_in_words_and_changes_nothing(
             error = page.split(f'data-error="{where}">')
             assert len(error) == 2, (kind, form, page)
             assert words in error[1].split("</small>")[0], (kind, form)
-        for name in ("name", "code", "number"):  # what was typed is shown again
+        for name in ("name", "code", "number", "address"):  # what was typed is shown again
             if fields.get(name, "").strip():
                 assert f'name="{name}" id="f-{name}" value="{fields[name]}"' in page
     assert fingerprint(world.engine) == before
@@ -389,9 +417,13 @@ def test_the_meters_list_shows_each_meters_shop_and_links_to_monitoring(
     rows = {cells[0]: cells for cells in _cells(client.get("/console/registry/meters").text)}
     assert rows["000000000001"][1] == "S101" and rows["000000000901"][1] == "S201"
     assert 'href="/console/meters/000000000001"' in rows["000000000001"][-1]
-    page = client.get("/console/registry/meters")
-    assert "/console/registry/meters/new" not in page.text
-    assert client.get("/console/registry/meters/new").status_code == 404
+    meter = _meter_id(world, "000000000001")
+    assert f'href="/console/registry/meters/{meter}"' in rows["000000000001"][-1]
+    page = client.get("/console/registry/meters")  # meters are registered here (FIELD)
+    assert 'href="/console/registry/meters/new"' in page.text
+    form = client.get("/console/registry/meters/new")
+    assert form.status_code == 200 and 'name="address"' in form.text
+    assert '<option value="dlt645">' in form.text and ">S102 · Market / B1 / 1F<" in form.text
     empty = client.get(f"/console/registry/meters?site={ids(world)['empty']}")
     assert _cells(empty.text) == [] and "没有记录" in empty.text
 
@@ -432,3 +464,104 @@ def test_the_subsidy_page_shows_what_the_category_and_area_rule_give_each_accoun
     path = f"/console/registry/subsidy-policies/{policy}"
     assert post_form(client, path, fields).status_code == 303
     assert amounts() == {"A0001": "32500", "A0002": "20000", "A0101": "0"}
+
+
+def _meter_id(world: World, address: str) -> int:
+    with Session(world.engine) as session:
+        found = session.scalar(select(reg.Meter.id).where(reg.Meter.address == address))
+    assert found is not None
+    return int(found)
+
+
+def test_a_delete_is_confirmed_then_done_as_the_api_does_it(
+    client: TestClient, world: World
+) -> None:
+    log_in(client)
+    meter = _meter_id(world, "000000000002")
+    form = client.get(f"/console/registry/meters/{meter}")
+    assert f'href="/console/registry/meters/{meter}/delete"' in form.text
+    asked = client.get(f"/console/registry/meters/{meter}/delete")
+    assert asked.status_code == 200 and 'id="confirm-delete"' in asked.text
+    assert "000000000002" in asked.text and "rs485-1" in asked.text
+    # without its token: refused, nothing deleted
+    before = fingerprint(world.engine)
+    refused = client.post(f"/console/registry/meters/{meter}/delete", data={"csrf": "forged"})
+    assert refused.status_code == 403 and fingerprint(world.engine) == before
+    done = post_form(client, f"/console/registry/meters/{meter}/delete", {})
+    assert done.status_code == 303
+    assert done.headers["location"] == f"/console/registry/meters?deleted={meter}"
+    token = issue_token(world.engine, OPERATOR)
+    assert client.get(f"/registry/meters/{meter}", headers=bearer(token)).status_code == 404
+    assert log_rows(world)[-1] == (OPERATOR, "meter.delete", f"meter:{meter}")
+    listed = client.get(done.headers["location"])
+    assert listed.status_code == 200 and 'id="deleted"' in listed.text
+    gone = client.get(f"/console/registry/meters/{meter}/delete")
+    assert gone.status_code == 404 and "找不到这条记录" in gone.text
+
+
+def test_a_row_still_named_is_not_deleted_and_the_page_says_why(
+    client: TestClient, world: World
+) -> None:
+    log_in(client)
+    before = fingerprint(world.engine)
+    # the tariff `tou` is A0002's; the account type `office` is A0101's; S102 has a meter
+    shop = str(ids(world)["shop"])
+    for kind, key in (("tariffs", "tou"), ("account-types", "office"), ("shops", shop)):
+        answer = post_form(client, f"/console/registry/{kind}/{key}/delete", {})
+        assert answer.status_code == 409, (kind, answer.text)
+        problem = answer.text.split('id="problem">')[1].split("</p>")[0]
+        assert "没有删除：还有其他记录引用它" in problem, problem
+    assert fingerprint(world.engine) == before
+
+
+def test_a_role_that_may_not_write_may_not_delete(client: TestClient, world: World) -> None:
+    log_in(client, STAFF_USERS[Role.FINANCE])
+    asked = client.get("/console/registry/tariffs/steps/delete")
+    assert asked.status_code == 200 and 'id="confirm-delete"' not in asked.text
+    before = fingerprint(world.engine)
+    answer = post_form(client, "/console/registry/tariffs/steps/delete", {},
+                       form="/console/registry/tariffs")  # fmt: skip
+    assert answer.status_code == 403 and 'id="refused"' in answer.text
+    assert fingerprint(world.engine) == before
+
+
+def test_a_concentrator_is_registered_by_the_apis_route(client: TestClient, world: World) -> None:
+    log_in(client)
+    page = client.get(NODES)
+    assert 'id="register-node"' in page.text
+    public = NodeKey.from_seed(b"9" * 32).public_key.public_bytes_raw().hex()
+    answer = post_form(client, f"{NODES}/register",
+                       {"node": "edge-0042", "name": "北区", "public_key": public},
+                       form=NODES)  # fmt: skip
+    assert answer.status_code == 303, answer.text
+    assert answer.headers["location"] == f"{NODES}?registered=edge-0042"
+    token = issue_token(world.engine, OPERATOR)
+    view = client.get("/concentrators/edge-0042", headers=bearer(token)).json()
+    assert (view["name"], view["public_key"], view["status"]) == ("北区", public, "active")
+    assert log_rows(world)[-1] == (OPERATOR, "concentrator.register", "node:edge-0042")
+    shown = client.get(answer.headers["location"])
+    assert 'id="registered"' in shown.text and 'data-node="edge-0042"' in shown.text
+    # refused: a key that is no key, a bad id, another key for a known node
+    before = fingerprint(world.engine)
+    other = NodeKey.from_seed(b"8" * 32).public_key.public_bytes_raw().hex()
+    for fields, status, where, words in (
+        ({"node": "edge-0043", "public_key": "ab" * 32 + "zz"}, 422, "problem", "public_key"),
+        ({"node": "edge 43", "public_key": public}, 422, "node", "格式不对"),
+        ({"node": "edge-0042", "public_key": other}, 409, "problem", "已用另一个公钥登记"),
+    ):
+        answer = post_form(client, f"{NODES}/register", fields, form=NODES)
+        assert answer.status_code == status, (fields, answer.text)
+        if where == "problem":
+            assert words in answer.text.split('id="register-problem">')[1].split("</p>")[0]
+        else:
+            assert words in answer.text.split(f'data-error="{where}">')[1].split("</small>")[0]
+        assert f'value="{fields["node"]}"' in answer.text
+    assert fingerprint(world.engine) == before
+    # an installer registers concentrators too (FIELD); finance may not
+    client.cookies.clear()
+    log_in(client, STAFF_USERS[Role.FINANCE])
+    assert 'id="register-node"' not in client.get(NODES).text
+    before = fingerprint(world.engine)
+    refused = post_form(client, f"{NODES}/register", {"node": "edge-0044", "public_key": other},
+                        form=NODES)  # fmt: skip
+    assert refused.status_code == 403 and fingerprint(world.engine) == before

@@ -86,3 +86,59 @@ def test_a_push_shows_the_nodes_new_version_pending(desk: Any, shots: Path) -> N
     desk.click("tr[data-key] a")
     desk.wait_for_selector("#f-by_type")
     desk.screenshot(path=shots / "r07-subsidy-en.png", full_page=True)
+
+
+def test_a_meter_is_registered_then_deleted_after_its_confirm_step(desk: Any, shots: Path) -> None:
+    log_in(desk)
+    desk.goto("/console/registry/meters")
+    desk.click("#new-row")
+    desk.fill("#f-address", "12ab")  # no meter address: refused in words
+    desk.select_option("#f-protocol", "dlt645")
+    desk.fill("#f-bus", "rs485-3")
+    desk.select_option("#f-node", NODE)
+    desk.select_option("#f-shop_id", label="S102 · Market / B1 / 1F")
+    desk.fill("#f-multiplier", "1")
+    desk.click("#save")
+    desk.wait_for_selector("[data-error='address']")
+    desk.screenshot(path=shots / "r08-meter-refused.png", full_page=True)
+    assert_no_critical(desk, SERIOUS)
+    desk.fill("#f-address", "77")
+    desk.click("#save")
+    desk.wait_for_url("**/console/registry/meters/*?saved=1")
+    assert desk.input_value("#f-address") == "000000000077"
+    desk.click("#delete-row")
+    desk.wait_for_selector("#delete-confirm")
+    desk.screenshot(path=shots / "r09-meter-delete-confirm.png", full_page=True)
+    assert_no_critical(desk, SERIOUS)
+    desk.click("#confirm-delete")
+    desk.wait_for_selector("#deleted")
+    assert "000000000077" not in desk.inner_text("table")
+    desk.goto("/console/registry/accounts/new")
+    desk.wait_for_selector("#f-merchant_id")
+    desk.screenshot(path=shots / "r10-account-new.png", full_page=True)
+    assert_no_critical(desk, SERIOUS)
+
+
+def test_a_concentrator_is_registered_and_a_bad_address_is_said_in_words(
+    desk: Any, shots: Path
+) -> None:
+    log_in(desk)
+    desk.goto("/console/registry/nodes")
+    desk.fill("#n-node", "edge-0042")
+    desk.fill("#n-name", "北区")
+    desk.fill("#n-public_key", "not a key")
+    desk.click("#register")
+    desk.wait_for_selector("#register-problem, [data-error]")
+    desk.screenshot(path=shots / "r11-node-refused.png", full_page=True)
+    desk.fill("#n-public_key", "ab" * 32)
+    desk.click("#register")
+    desk.wait_for_selector("#registered")
+    assert desk.locator("tr[data-node='edge-0042']").count() == 1
+    desk.screenshot(path=shots / "r12-node-registered.png", full_page=True)
+    assert_no_critical(desk, SERIOUS)
+    desk.goto("/console/monitoring?offset=abc&q=S1")
+    desk.wait_for_selector("#bad-query")
+    desk.screenshot(path=shots / "r13-bad-query.png", full_page=True)
+    assert_no_critical(desk, SERIOUS)
+    desk.click("#try-again")
+    desk.wait_for_url("**/console/monitoring?q=S1")

@@ -215,6 +215,23 @@ ITEMS: Final[tuple[DataItem, ...]] = (
         parts=("malicious_load_trips", "overload_trips", "over_voltage_trips"),
         vendor=True,
     ),
+    # The simulated model's block of every `basic` item in one reply (dlt645_blocks): the
+    # standard's blocks are one class each, so only a vendor block spans classes.
+    DataItem(
+        "basic_vendor_block",
+        0x03F1FF00,
+        BLOCK,
+        parts=(
+            "forward_active_total",
+            "voltage_a",
+            "current_a",
+            "active_power_total",
+            "power_factor_total",
+            "frequency",
+            "status_word_3",
+        ),
+        vendor=True,
+    ),
 )
 
 ITEMS_BY_NAME: Final = {item.name: item for item in ITEMS}

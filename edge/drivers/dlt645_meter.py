@@ -32,6 +32,7 @@ from edge.drivers.dlt645 import (
     error_reasons,
     normalize_address,
 )
+from edge.drivers.dlt645_blocks import PlannedRead, RefusedBlocks, plan_reads, supported_blocks
 from edge.drivers.dlt645_items import (
     BLOCKS,
     ITEMS_BY_NAME,
@@ -190,6 +191,10 @@ class Dlt645Driver:
     custom_blocks: tuple[ReadingBlock, ...] = ()
     preamble: int = DEFAULT_PREAMBLE
     max_follow_ups: int = 32
+    # Block rows the meters answer (`dlt645_blocks`; empty: one DI an exchange) and the memory
+    # of blocks each meter refused (None: no memory, a refused block is asked every read).
+    block_support: tuple[DataItem, ...] = ()
+    refused_blocks: RefusedBlocks | None = None
 
     @property
     def dialect(self) -> Dialect:
@@ -220,6 +225,12 @@ class Dlt645Driver:
 
     def with_settings(self, settings: SerialSettings) -> Dlt645Driver:
         return replace(self, settings=settings)
+
+    def with_block_reads(self, capability: str) -> Dlt645Driver:
+        """This driver reading through the blocks of `capability` (`dlt645_blocks`), with a
+        fresh memory of refusals; the blocks this version has no DI for are left out."""
+        rows = tuple(b for b in supported_blocks(capability) if b.di_for(self.version) is not None)
+        return replace(self, block_support=rows, refused_blocks=RefusedBlocks())
 
     def reply_timeout(self, data_length: int) -> float:
         """500 ms + the reply's bytes at this line's byte time (reference timing)."""
@@ -252,31 +263,77 @@ class Dlt645Driver:
         return self.read_items(address, rows)
 
     def read_items(self, address: str, rows: Iterable[DataItem]) -> Conversation[Reading]:
-        """Read rows (items or block items), one round trip each plus follow-ups."""
-        address = normalize_address(address)
+        """Read rows (items or block items), one round trip each plus follow-ups; single items
+        a supported block carries are read through it (`dlt645_blocks.plan_reads`)."""
+        address = normalize_address(address)  # once: every frame below uses this form
+        memory = self.refused_blocks
+        refused = memory.refused(address) if memory is not None else ()
         values: list[tuple[DataItem, Value]] = []
-        for row in rows:
-            values += yield from self.read_item(address, row)
+        for planned in plan_reads(rows, self.block_support, refused):
+            if planned.is_substitute:
+                values += yield from self._read_through_block(address, planned)
+            else:
+                values += yield from self.read_item(address, planned.row)
         return build_reading(address, values, self.version)
+
+    def _read_through_block(
+        self, address: str, planned: PlannedRead
+    ) -> Conversation[list[tuple[DataItem, Value]]]:
+        """The wanted items of a block read in their place; the block's other parts are dropped
+        (the reading is the one single reads give). Refused → remembered, read singly; a wanted
+        part missing from a shorter reply is read singly too."""
+        block, wanted = planned.row, planned.wanted
+        try:
+            data = yield from self._read_data(address, block)
+        except MeterRefused as exc:
+            if "no_such_data" not in exc.reasons:
+                raise
+            self._remember_refusal(address, block)
+            data = None
+        got: dict[str, Value] = {}
+        if data is not None:
+            got = {
+                part.name: value
+                for part, value in decode_reply(block, data, self.version, address=address)
+            }
+        values: list[tuple[DataItem, Value]] = []
+        for item in wanted:
+            if item.name in got:
+                values.append((item, got[item.name]))
+            else:
+                values += yield from self.read_item(address, item)
+        return values
+
+    def _remember_refusal(self, address: str, block: DataItem) -> None:
+        if self.refused_blocks is not None:
+            self.refused_blocks.remember(address, block.name)
+
+    def _has_refused(self, address: str, block: DataItem) -> bool:
+        memory = self.refused_blocks
+        return memory is not None and block.name in memory.refused(address)
 
     def read_item(self, address: str, item: DataItem) -> Conversation[list[tuple[DataItem, Value]]]:
         """One row's values. A refused block DI is read part by part instead, in order, until
-        the meter refuses a part (block replies are prefixes: a meter with 4 tariffs stops)."""
-        try:
-            data = yield from self._read_data(address, item)
-        except MeterRefused as exc:
-            if not (item.is_block and "no_such_data" in exc.reasons):
-                raise
-            values: list[tuple[DataItem, Value]] = []
-            for name in item.parts:
-                try:
-                    values += yield from self.read_item(address, ITEMS_BY_NAME[name])
-                except MeterRefused:
-                    if not values:
-                        raise
-                    break
-            return values
-        return decode_reply(item, data, self.version, address=address)
+        the meter refuses a part (block replies are prefixes: a meter with 4 tariffs stops);
+        with a memory, a block the meter refused once is read part by part straight away."""
+        if not (item.is_block and self._has_refused(address, item)):
+            try:
+                data = yield from self._read_data(address, item)
+            except MeterRefused as exc:
+                if not (item.is_block and "no_such_data" in exc.reasons):
+                    raise
+                self._remember_refusal(address, item)
+            else:
+                return decode_reply(item, data, self.version, address=address)
+        values: list[tuple[DataItem, Value]] = []
+        for name in item.parts:
+            try:
+                values += yield from self.read_item(address, ITEMS_BY_NAME[name])
+            except MeterRefused:
+                if not values:
+                    raise
+                break
+        return values
 
     def _read_data(self, address: str, item: DataItem) -> Conversation[bytes]:
         """The data of an item's reply (DI removed), joined across follow-up frames."""

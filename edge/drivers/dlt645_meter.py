@@ -194,6 +194,7 @@ class Dlt645Driver:
     # Block rows the meters answer (`dlt645_blocks`; empty: one DI an exchange) and the memory
     # of blocks each meter refused (None: no memory, a refused block is asked every read).
     block_support: tuple[DataItem, ...] = ()
+    block_support_by_meter: tuple[tuple[str, tuple[DataItem, ...]], ...] = ()  # overrides
     refused_blocks: RefusedBlocks | None = None
 
     @property
@@ -226,11 +227,32 @@ class Dlt645Driver:
     def with_settings(self, settings: SerialSettings) -> Dlt645Driver:
         return replace(self, settings=settings)
 
-    def with_block_reads(self, capability: str) -> Dlt645Driver:
-        """This driver reading through the blocks of `capability` (`dlt645_blocks`), with a
-        fresh memory of refusals; the blocks this version has no DI for are left out."""
-        rows = tuple(b for b in supported_blocks(capability) if b.di_for(self.version) is not None)
-        return replace(self, block_support=rows, refused_blocks=RefusedBlocks())
+    def with_block_reads(
+        self, capability: str, per_meter: Mapping[str, str] | None = None
+    ) -> Dlt645Driver:
+        """This driver reading through the blocks of `capability` (`dlt645_blocks`), or of
+        `per_meter[address]` for the meters named there, with a fresh memory of refusals; the
+        blocks this version has no DI for are left out."""
+
+        def rows(name: str) -> tuple[DataItem, ...]:
+            return tuple(b for b in supported_blocks(name) if b.di_for(self.version) is not None)
+
+        by_meter = tuple(
+            (normalize_address(address), rows(name)) for address, name in (per_meter or {}).items()
+        )
+        return replace(
+            self,
+            block_support=rows(capability),
+            block_support_by_meter=by_meter,
+            refused_blocks=RefusedBlocks(),
+        )
+
+    def blocks_of(self, address: str) -> tuple[DataItem, ...]:
+        """The block rows the meter at (normalised) `address` answers."""
+        for meter, rows in self.block_support_by_meter:
+            if meter == address:
+                return rows
+        return self.block_support
 
     def reply_timeout(self, data_length: int) -> float:
         """500 ms + the reply's bytes at this line's byte time (reference timing)."""
@@ -269,7 +291,7 @@ class Dlt645Driver:
         memory = self.refused_blocks
         refused = memory.refused(address) if memory is not None else ()
         values: list[tuple[DataItem, Value]] = []
-        for planned in plan_reads(rows, self.block_support, refused):
+        for planned in plan_reads(rows, self.blocks_of(address), refused):
             if planned.is_substitute:
                 values += yield from self._read_through_block(address, planned)
             else:

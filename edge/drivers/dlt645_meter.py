@@ -4,7 +4,9 @@ Each operation is a generator that yields transactions (`edge.drivers.base`) and
 result: `read` a named reading block → `Reading`, `relay` → confirmed `RelayState`,
 `write_item` (14, with the driver's credentials) and `write_malicious_load` (a model's vendor
 parameters, `dlt645_vendor`), `read_address` → the address of the one meter on the bus,
-`broadcast_time`, `freeze`, `change_baud`. An error reply is `MeterRefused` with its decoded
+`broadcast_time`, `freeze`, `change_baud`. A driver made `with_block_reads(capability)` reads
+single items through the block DIs its meters answer (`dlt645_blocks`) and remembers, per
+meter, the blocks a meter refused. An error reply is `MeterRefused` with its decoded
 bits, `MeterUnauthorised` when they say the credentials are wrong (`refusal`). A transaction
 decodes with its own `Decoder` and takes only a reply to its own function from the addressed
 meter: frames of other meters, echoes of requests and late replies for another DI are counted
@@ -302,8 +304,10 @@ class Dlt645Driver:
         self, address: str, planned: PlannedRead
     ) -> Conversation[list[tuple[DataItem, Value]]]:
         """The wanted items of a block read in their place; the block's other parts are dropped
-        (the reading is the one single reads give). Refused → remembered, read singly; a wanted
-        part missing from a shorter reply is read singly too."""
+        (the reading is the one single reads give). Refused ("no such data"), or answered with
+        a valid frame whose data do not split into the parts (a make whose block layout differs
+        from the standard's) → remembered, read singly; a wanted part missing from a shorter
+        reply is read singly too."""
         block, wanted = planned.row, planned.wanted
         try:
             data = yield from self._read_data(address, block)
@@ -314,10 +318,12 @@ class Dlt645Driver:
             data = None
         got: dict[str, Value] = {}
         if data is not None:
-            got = {
-                part.name: value
-                for part, value in decode_reply(block, data, self.version, address=address)
-            }
+            try:
+                parts = decode_reply(block, data, self.version, address=address)
+            except FrameError:  # checksum and DI were right: the layout is not the table's
+                self._remember_refusal(address, block)
+            else:
+                got = {part.name: value for part, value in parts}
         values: list[tuple[DataItem, Value]] = []
         for item in wanted:
             if item.name in got:

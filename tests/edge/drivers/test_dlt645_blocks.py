@@ -18,7 +18,7 @@ from demo.sim.pty_bus import PtyBus
 from demo.sim.state import MeterState
 from edge.drivers.base import SerialSettings
 from edge.drivers.bus import SerialBus
-from edge.drivers.dlt645 import Decoder, decode_frame, encode_frame
+from edge.drivers.dlt645 import Decoder, Frame, decode_frame, encode_frame
 from edge.drivers.dlt645_blocks import (
     BLOCK_SUPPORT,
     RefusedBlocks,
@@ -224,6 +224,27 @@ def test_a_refused_block_is_remembered_for_that_meter():
     new_meter = Bus(Dlt645Responder(meter_state(other)).feed)
     new_meter.run(driver.read(other, "basic"))
     assert len(new_meter.requests) == 1
+
+
+def test_a_block_laid_out_otherwise_is_read_singly_and_remembered():
+    responder = Dlt645Responder(meter_state())
+    vendor_block = bytes.fromhex("00 FF F1 03")  # 03 F1 FF 00 as sent, before +0x33
+
+    def other_make(request: bytes) -> list[bytes]:
+        frame = decode_frame(request)
+        if frame.data == vendor_block:  # a valid reply whose 5 data bytes fit no layout
+            reply = Frame(METER, 0x91, vendor_block + bytes.fromhex("56 34 12 00 01"))
+            return [encode_frame(reply)]
+        return responder.feed(request)
+
+    driver = DLT645_2007.with_block_reads(SIMULATED_MODEL)
+    expected = Bus(Dlt645Responder(meter_state()).feed).run(DLT645_2007.read(METER, "basic"))
+    bus = Bus(other_make)
+    assert bus.run(driver.read(METER, "basic")) == expected
+    assert len(bus.requests) == 1 + 7
+    bus.requests.clear()
+    assert bus.run(driver.read(METER, "basic")) == expected
+    assert len(bus.requests) == 7
 
 
 def test_a_refusal_for_another_reason_is_not_remembered():

@@ -23,6 +23,7 @@ from edge.drivers.base import MeterDriver, SerialSettings
 from edge.drivers.bus import SerialBus
 from edge.drivers.cjt188 import DI_ORDERS
 from edge.drivers.discovery import discover, sync_time
+from edge.drivers.dlt645_blocks import BLOCK_SUPPORT
 from edge.drivers.dlt645_meter import Dlt645Driver
 from edge.drivers.errors import DriverUsageError, MeterError, RelayNotConfirmed
 from edge.drivers.reading import Reading
@@ -92,10 +93,17 @@ def _driver_options(parser: argparse.ArgumentParser) -> None:
         choices=DI_ORDERS,
         help="cjt188: how DI 0x901F goes on the wire (default 1F90, low byte first)",
     )
+    parser.add_argument(
+        "--blocks",
+        choices=tuple(BLOCK_SUPPORT),
+        help="dlt645: the block DIs the meter answers, as `blocks` in site.toml (default none)",
+    )
 
 
 def _driver(args: argparse.Namespace, settings: SerialSettings) -> MeterDriver:
-    options = DriverOptions(relay=args.relay, meter_type=args.meter_type, di_order=args.di_order)
+    options = DriverOptions(
+        relay=args.relay, meter_type=args.meter_type, di_order=args.di_order, blocks=args.blocks
+    )
     return driver_for(args.protocol, settings, options)
 
 

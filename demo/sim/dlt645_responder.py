@@ -11,7 +11,8 @@ its malicious-load window into `MeterState.parameters`, answers reads of them, a
 own load with them (`demo.sim.meter_guard`). A write or a relay command with the wrong password
 is refused "unauthorised" (error bit 2).
 A reply longer than `max_reply_data` is split into follow-up frames (B1, then 12 → 92/B2);
-`block_reads=False` makes an older meter that refuses block DIs.
+`block_reads=False` makes an older meter that refuses block DIs (error reply D1, error byte 0x02
+"no such data"); otherwise a block reply is its parts in DI order, each in its own format.
 """
 
 from __future__ import annotations

@@ -109,12 +109,29 @@ def error_code(*reasons: str) -> int:
 # --- addresses ---------------------------------------------------------------------------------
 
 
+# Addresses checked and converted once: a driver sees the same few hundred meters every round,
+# and every frame it builds would otherwise redo the string work (bounded against misuse).
+_NORMALIZED: dict[str, str] = {}
+_TO_WIRE: dict[str, bytes] = {}
+_ADDRESS_MEMO_LIMIT: Final = 4096
+
+
 def normalize_address(address: str) -> str:
     """The 12-character printed form: zero-padded, upper case; AA pairs allowed (wildcards).
 
     Each byte of the address is either two BCD digits or AA ("any"), e.g. `AAAAAAAAAAAA` or
     `AAAA56789012` (addressing by the low digits only).
     """
+    known = _NORMALIZED.get(address)
+    if known is not None:
+        return known
+    text = _normalized(address)
+    if len(_NORMALIZED) < _ADDRESS_MEMO_LIMIT:
+        _NORMALIZED[address] = text
+    return text
+
+
+def _normalized(address: str) -> str:
     text = address.strip().upper()
     if not text or len(text) > 12:
         raise DriverUsageError(f"DL/T 645 address must have 1..12 digits, got {address!r}")
@@ -128,7 +145,12 @@ def normalize_address(address: str) -> str:
 
 def address_to_wire(address: str) -> bytes:
     """Six address bytes, lowest first: `123456789012` → `12 90 78 56 34 12`."""
-    return bytes.fromhex(normalize_address(address))[::-1]
+    wire = _TO_WIRE.get(address)
+    if wire is None:
+        wire = bytes.fromhex(normalize_address(address))[::-1]
+        if len(_TO_WIRE) < _ADDRESS_MEMO_LIMIT:
+            _TO_WIRE[address] = wire
+    return wire
 
 
 _ADDRESS_CACHE: dict[bytes, str] = {}

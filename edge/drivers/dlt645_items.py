@@ -7,7 +7,8 @@ carry fewer parts than listed (a meter with 4 tariffs answers total + 4 of the 6
 
 `BLOCKS_2007` / `BLOCKS_1997` are the named reading blocks: the rows to request, one round trip
 each, block DIs wherever one covers the group. DL/T 645 has no multi-DI read, so a group with no
-block DI (e.g. `basic`) costs one round trip per item.
+block DI (e.g. `basic`) costs one round trip per item, unless the meter answers a block that
+carries several of them (`dlt645_blocks`: which blocks a meter answers, and the read plan).
 
 Values: BCD items decode to the register as an integer count of its last digit (1234.56 kWh →
 123456); `to_reading_units` scales that once, to integer Wh for energy, to floats for
@@ -213,6 +214,23 @@ ITEMS: Final[tuple[DataItem, ...]] = (
         0x03F0FF00,
         BLOCK,
         parts=("malicious_load_trips", "overload_trips", "over_voltage_trips"),
+        vendor=True,
+    ),
+    # The simulated model's block of every `basic` item in one reply (dlt645_blocks): the
+    # standard's blocks are one class each, so only a vendor block spans classes.
+    DataItem(
+        "basic_vendor_block",
+        0x03F1FF00,
+        BLOCK,
+        parts=(
+            "forward_active_total",
+            "voltage_a",
+            "current_a",
+            "active_power_total",
+            "power_factor_total",
+            "frequency",
+            "status_word_3",
+        ),
         vendor=True,
     ),
 )

@@ -4,7 +4,9 @@ Each operation is a generator that yields transactions (`edge.drivers.base`) and
 result: `read` a named reading block → `Reading`, `relay` → confirmed `RelayState`,
 `write_item` (14, with the driver's credentials) and `write_malicious_load` (a model's vendor
 parameters, `dlt645_vendor`), `read_address` → the address of the one meter on the bus,
-`broadcast_time`, `freeze`, `change_baud`. An error reply is `MeterRefused` with its decoded
+`broadcast_time`, `freeze`, `change_baud`. A driver made `with_block_reads(capability)` reads
+single items through the block DIs its meters answer (`dlt645_blocks`) and remembers, per
+meter, the blocks a meter refused. An error reply is `MeterRefused` with its decoded
 bits, `MeterUnauthorised` when they say the credentials are wrong (`refusal`). A transaction
 decodes with its own `Decoder` and takes only a reply to its own function from the addressed
 meter: frames of other meters, echoes of requests and late replies for another DI are counted
@@ -32,6 +34,7 @@ from edge.drivers.dlt645 import (
     error_reasons,
     normalize_address,
 )
+from edge.drivers.dlt645_blocks import PlannedRead, RefusedBlocks, plan_reads, supported_blocks
 from edge.drivers.dlt645_items import (
     BLOCKS,
     ITEMS_BY_NAME,
@@ -190,6 +193,11 @@ class Dlt645Driver:
     custom_blocks: tuple[ReadingBlock, ...] = ()
     preamble: int = DEFAULT_PREAMBLE
     max_follow_ups: int = 32
+    # Block rows the meters answer (`dlt645_blocks`; empty: one DI an exchange) and the memory
+    # of blocks each meter refused (None: no memory, a refused block is asked every read).
+    block_support: tuple[DataItem, ...] = ()
+    block_support_by_meter: tuple[tuple[str, tuple[DataItem, ...]], ...] = ()  # overrides
+    refused_blocks: RefusedBlocks | None = None
 
     @property
     def dialect(self) -> Dialect:
@@ -220,6 +228,33 @@ class Dlt645Driver:
 
     def with_settings(self, settings: SerialSettings) -> Dlt645Driver:
         return replace(self, settings=settings)
+
+    def with_block_reads(
+        self, capability: str, per_meter: Mapping[str, str] | None = None
+    ) -> Dlt645Driver:
+        """This driver reading through the blocks of `capability` (`dlt645_blocks`), or of
+        `per_meter[address]` for the meters named there, with a fresh memory of refusals; the
+        blocks this version has no DI for are left out."""
+
+        def rows(name: str) -> tuple[DataItem, ...]:
+            return tuple(b for b in supported_blocks(name) if b.di_for(self.version) is not None)
+
+        by_meter = tuple(
+            (normalize_address(address), rows(name)) for address, name in (per_meter or {}).items()
+        )
+        return replace(
+            self,
+            block_support=rows(capability),
+            block_support_by_meter=by_meter,
+            refused_blocks=RefusedBlocks(),
+        )
+
+    def blocks_of(self, address: str) -> tuple[DataItem, ...]:
+        """The block rows the meter at (normalised) `address` answers."""
+        for meter, rows in self.block_support_by_meter:
+            if meter == address:
+                return rows
+        return self.block_support
 
     def reply_timeout(self, data_length: int) -> float:
         """500 ms + the reply's bytes at this line's byte time (reference timing)."""
@@ -252,31 +287,81 @@ class Dlt645Driver:
         return self.read_items(address, rows)
 
     def read_items(self, address: str, rows: Iterable[DataItem]) -> Conversation[Reading]:
-        """Read rows (items or block items), one round trip each plus follow-ups."""
-        address = normalize_address(address)
+        """Read rows (items or block items), one round trip each plus follow-ups; single items
+        a supported block carries are read through it (`dlt645_blocks.plan_reads`)."""
+        address = normalize_address(address)  # once: every frame below uses this form
+        memory = self.refused_blocks
+        refused = memory.refused(address) if memory is not None else ()
         values: list[tuple[DataItem, Value]] = []
-        for row in rows:
-            values += yield from self.read_item(address, row)
+        for planned in plan_reads(rows, self.blocks_of(address), refused):
+            if planned.is_substitute:
+                values += yield from self._read_through_block(address, planned)
+            else:
+                values += yield from self.read_item(address, planned.row)
         return build_reading(address, values, self.version)
+
+    def _read_through_block(
+        self, address: str, planned: PlannedRead
+    ) -> Conversation[list[tuple[DataItem, Value]]]:
+        """The wanted items of a block read in their place; the block's other parts are dropped
+        (the reading is the one single reads give). Refused ("no such data"), or answered with
+        a valid frame whose data do not split into the parts (a make whose block layout differs
+        from the standard's) → remembered, read singly; a wanted part missing from a shorter
+        reply is read singly too."""
+        block, wanted = planned.row, planned.wanted
+        try:
+            data = yield from self._read_data(address, block)
+        except MeterRefused as exc:
+            if "no_such_data" not in exc.reasons:
+                raise
+            self._remember_refusal(address, block)
+            data = None
+        got: dict[str, Value] = {}
+        if data is not None:
+            try:
+                parts = decode_reply(block, data, self.version, address=address)
+            except FrameError:  # checksum and DI were right: the layout is not the table's
+                self._remember_refusal(address, block)
+            else:
+                got = {part.name: value for part, value in parts}
+        values: list[tuple[DataItem, Value]] = []
+        for item in wanted:
+            if item.name in got:
+                values.append((item, got[item.name]))
+            else:
+                values += yield from self.read_item(address, item)
+        return values
+
+    def _remember_refusal(self, address: str, block: DataItem) -> None:
+        if self.refused_blocks is not None:
+            self.refused_blocks.remember(address, block.name)
+
+    def _has_refused(self, address: str, block: DataItem) -> bool:
+        memory = self.refused_blocks
+        return memory is not None and block.name in memory.refused(address)
 
     def read_item(self, address: str, item: DataItem) -> Conversation[list[tuple[DataItem, Value]]]:
         """One row's values. A refused block DI is read part by part instead, in order, until
-        the meter refuses a part (block replies are prefixes: a meter with 4 tariffs stops)."""
-        try:
-            data = yield from self._read_data(address, item)
-        except MeterRefused as exc:
-            if not (item.is_block and "no_such_data" in exc.reasons):
-                raise
-            values: list[tuple[DataItem, Value]] = []
-            for name in item.parts:
-                try:
-                    values += yield from self.read_item(address, ITEMS_BY_NAME[name])
-                except MeterRefused:
-                    if not values:
-                        raise
-                    break
-            return values
-        return decode_reply(item, data, self.version, address=address)
+        the meter refuses a part (block replies are prefixes: a meter with 4 tariffs stops);
+        with a memory, a block the meter refused once is read part by part straight away."""
+        if not (item.is_block and self._has_refused(address, item)):
+            try:
+                data = yield from self._read_data(address, item)
+            except MeterRefused as exc:
+                if not (item.is_block and "no_such_data" in exc.reasons):
+                    raise
+                self._remember_refusal(address, item)
+            else:
+                return decode_reply(item, data, self.version, address=address)
+        values: list[tuple[DataItem, Value]] = []
+        for name in item.parts:
+            try:
+                values += yield from self.read_item(address, ITEMS_BY_NAME[name])
+            except MeterRefused:
+                if not values:
+                    raise
+                break
+        return values
 
     def _read_data(self, address: str, item: DataItem) -> Conversation[bytes]:
         """The data of an item's reply (DI removed), joined across follow-up frames."""

@@ -13,10 +13,11 @@ per meter (`DriverOptions`; the site configuration's `relay`, `meter_type`, `di_
     relay       sdm120, sdm630, ddsu666    a variant of modbus_maps.RELAY_MAPS[model], or "none"
     meter_type  cjt188                     a meter type of cjt188_items.METER_TYPES (not 0xAA)
     di_order    cjt188                     "1F90" or "901F" (how DI 0x901F goes on the wire)
+    blocks      dlt645, dlt645-1997        a block capability of dlt645_blocks.BLOCK_SUPPORT
 
 `check_options` refuses an option the protocol does not take, or a value it does not know,
 naming the known ones; an option not given is the driver's default (no relay map, cold water,
-"1F90").
+"1F90", one DL/T 645 DI an exchange).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Final, Literal
 from edge.drivers.base import MeterDriver, SerialSettings
 from edge.drivers.cjt188 import CJT188, DI_ORDERS, DiOrder, MeterOptions
 from edge.drivers.cjt188_items import ANY_METER_TYPE, METER_TYPES
+from edge.drivers.dlt645_blocks import BLOCK_SUPPORT, NO_BLOCKS
 from edge.drivers.dlt645_meter import DLT645_1997, DLT645_2007, Dlt645Driver
 from edge.drivers.errors import DriverUsageError
 
@@ -46,6 +48,7 @@ class DriverOptions:
     relay: str | None = None  # Modbus: relay variant (modbus_maps.RELAY_MAPS) or NO_RELAY
     meter_type: int | None = None  # CJ/T 188: the frame's meter type byte (T)
     di_order: DiOrder | None = None  # CJ/T 188: how DI 0x901F is sent
+    blocks: str | None = None  # DL/T 645: the block DIs the meters answer (dlt645_blocks)
 
     def given(self) -> tuple[str, ...]:
         return tuple(f.name for f in dataclasses.fields(self) if getattr(self, f.name) is not None)
@@ -62,9 +65,13 @@ Make = Callable[[SerialSettings | None, DriverOptions, Mapping[str, DriverOption
 
 def _dlt645(base: Dlt645Driver) -> Make:
     def make(
-        settings: SerialSettings | None, _bus: DriverOptions, _meters: Mapping[str, DriverOptions]
+        settings: SerialSettings | None, bus: DriverOptions, meters: Mapping[str, DriverOptions]
     ) -> MeterDriver:
-        return base if settings is None else base.with_settings(settings)
+        driver = base if settings is None else base.with_settings(settings)
+        per_meter = {a: o.blocks for a, o in meters.items() if o.blocks is not None}
+        if bus.blocks is None and not per_meter:
+            return driver
+        return driver.with_block_reads(bus.blocks or NO_BLOCKS, per_meter)
 
     return make
 
@@ -133,12 +140,24 @@ def _check_di_order(_protocol: str, value: object) -> str | None:
     return f"di_order must be one of {', '.join(map(repr, DI_ORDERS))}, got {value!r}"
 
 
+def _check_blocks(_protocol: str, value: object) -> str | None:
+    if value in BLOCK_SUPPORT:
+        return None
+    return f"blocks {value!r} is no block capability (known: {', '.join(BLOCK_SUPPORT)})"
+
+
 # Option name → its check (protocol, value → why it is wrong, or None).
 OPTION_CHECKS: Final[Mapping[str, Callable[[str, object], str | None]]] = MappingProxyType(
-    {"relay": _check_relay, "meter_type": _check_meter_type, "di_order": _check_di_order}
+    {
+        "relay": _check_relay,
+        "meter_type": _check_meter_type,
+        "di_order": _check_di_order,
+        "blocks": _check_blocks,
+    }
 )
 _MODBUS_OPTIONS = ("relay",)
 _CJT188_OPTIONS = ("meter_type", "di_order")
+_DLT645_OPTIONS = ("blocks",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +178,12 @@ PROTOCOLS: Final[dict[str, ProtocolInfo]] = {
     p.name: p
     for p in (
         ProtocolInfo(
-            "dlt645", "electric", "dlt645", _dlt645(DLT645_2007), "DL/T 645-2007 energy meter"
+            "dlt645",
+            "electric",
+            "dlt645",
+            _dlt645(DLT645_2007),
+            "DL/T 645-2007 energy meter",
+            _DLT645_OPTIONS,
         ),
         ProtocolInfo(
             "dlt645-1997",
@@ -167,6 +191,7 @@ PROTOCOLS: Final[dict[str, ProtocolInfo]] = {
             "dlt645",
             _dlt645(DLT645_1997),
             "DL/T 645-1997 energy meter (older, 1200 baud)",
+            _DLT645_OPTIONS,
         ),
         ProtocolInfo(
             "cjt188", "water", "cjt188", _cjt188, "CJ/T 188-2004 water meter", _CJT188_OPTIONS

@@ -13,6 +13,11 @@
     meter_type = 0x11               # CJ/T 188: the meter type byte (0x10 cold, 0x11 hot water…)
     di_order = "901F"               # CJ/T 188: DI bytes high first (default "1F90", low first)
 
+    [[buses]]
+    name = "rs485-1"
+    protocol = "dlt645"
+    blocks = "standard"             # DL/T 645: block DIs the meters answer (default "none")
+
 Which protocol takes which option, and which values it knows, is the drivers' table
 (`edge.drivers.registry.options_problem`); this module reads the fields and turns the drivers'
 refusal into a `SiteConfigError` naming the bus (and the meter). They live in `site.toml`, not
@@ -37,6 +42,7 @@ def parse_options(f: Fields, proto: str) -> DriverOptions:
         relay=f.text("relay", None),
         meter_type=f.integer("meter_type", None, low=0, high=0xFF),
         di_order=f.text("di_order", None),
+        blocks=f.text("blocks", None),
     )
     problem = options_problem(proto, options)
     if problem is not None:

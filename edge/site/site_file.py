@@ -52,6 +52,7 @@ password_level = "02"           # DL/T 645 only: credentials of writes (14) and 
 password = "000000"             #   (1C), hex digits as in the meter's documents; defaults shown
 operator_code = "00000000"      #   dlt645 (2007) only
 # relay = "voltbook-sim"        # Modbus: the meters' relay variant; meter_type, di_order: CJ/T 188
+# blocks = "standard"           # DL/T 645: the block DIs the meters answer (dlt645_blocks.py)
 # [buses.meter_options."3"]     # a meter whose options differ (edge/site/bus_options.py)
 
 [metrics]                       # optional: Prometheus metrics of `run` (edge/metrics.py), off

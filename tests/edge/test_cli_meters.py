@@ -79,6 +79,21 @@ def test_read_prints_one_json_object_with_the_contract_keys(dlt645_bus: Simulate
     assert reading["frequency_hz"] == pytest.approx(50, abs=0.1)
 
 
+def test_read_through_block_dis(dlt645_bus: SimulatedBus) -> None:
+    """`--blocks` reads `basic` through the simulated model's block: the same contract keys."""
+    address = dlt645_bus.addresses[1]
+    state = dlt645_bus.meter(address).state
+    result = cli(
+        "read", *line(dlt645_bus, "dlt645"), "--address", address, "--blocks", "voltbook-sim",
+        "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    reading = json.loads(result.stdout)
+    assert set(reading) == ELECTRIC_KEYS
+    assert 0 <= state.energy_wh - reading["energy_wh"] < 100
+    assert reading["relay"] == "closed"
+
+
 @pytest.mark.slow  # four CLI subprocesses
 def test_read_block_prints_the_values_the_block_read(dlt645_bus: SimulatedBus) -> None:
     address = dlt645_bus.addresses[2]
@@ -158,6 +173,10 @@ def test_a_port_that_does_not_exist() -> None:
         (["--protocol", "cjt188", "--address", "1"], ["14 digits"]),
         (["--protocol", "sdm120", "--address", "300"], ["1..247"]),
         (["--protocol", "dlt645", "--address", "1", "--block", "nonsense"], ["nonsense"]),
+        (
+            ["--protocol", "cjt188", "--address", "78330011223344", "--blocks", "standard"],
+            ["cjt188 takes no option 'blocks'"],
+        ),
     ],
 )
 def test_usage_errors_exit_2(dlt645_bus: SimulatedBus, args: list[str], words: list[str]) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from demo.sim.cjt188_responder import Cjt188Responder
 from demo.sim.direct_bus import DirectBus
+from demo.sim.dlt645_responder import Dlt645Responder
 from demo.sim.modbus_responder import ModbusResponder
 from demo.sim.state import MeterState
 from edge.drivers.cjt188 import DiOrder
@@ -37,8 +38,14 @@ REFUSED: list[tuple[str, DriverOptions, str]] = [
     (
         "dlt645",
         DriverOptions(di_order="901F"),
-        "dlt645 takes no option 'di_order' (its options: none)",
+        "dlt645 takes no option 'di_order' (its options: blocks)",
     ),
+    (
+        "dlt645",
+        DriverOptions(blocks="acme"),
+        "blocks 'acme' is no block capability (known: none, standard, voltbook-sim)",
+    ),
+    ("cjt188", DriverOptions(blocks="standard"), "cjt188 takes no option 'blocks'"),
     ("sdm630", DriverOptions(meter_type=0x10), "sdm630 takes no option 'meter_type'"),
     (
         "cjt188",
@@ -71,6 +78,7 @@ def test_known_options_pass() -> None:
         ("ddsu666", DriverOptions(relay=NO_RELAY)),
         ("cjt188", DriverOptions(meter_type=HOT_WATER, di_order="901F")),
         ("dlt645", DriverOptions()),
+        ("dlt645-1997", DriverOptions(blocks="standard")),
     ]:
         assert check_options(name, options) is options
 
@@ -111,6 +119,27 @@ def test_cjt188_meter_type_and_di_order_reach_the_wire() -> None:
     wrong_order = driver_for("cjt188", None, DriverOptions(meter_type=HOT_WATER))
     with pytest.raises(MeterRefused):  # it knows no DI 901F sent low byte first
         bus.run(wrong_order.read(HOT), address=HOT)
+
+
+def test_dlt645_block_capability_reaches_the_wire_per_meter() -> None:
+    new, old = "202612000001", "202612000002"
+    meters = {
+        address: Dlt645Responder(
+            MeterState(address=address, protocol="dlt645", energy_mwh=7_000_000)
+        )
+        for address in (new, old)
+    }
+    bus = DirectBus(meters)
+    driver = driver_for(
+        "dlt645", None, DriverOptions(blocks="voltbook-sim"), {old: DriverOptions(blocks="none")}
+    )
+    plain = driver_for("dlt645")
+    for address, exchanges in ((new, 1), (old, 7)):
+        before = bus.requests
+        reading = bus.run(driver.read(address, "basic"), address=address)
+        assert bus.requests - before == exchanges
+        assert reading == bus.run(plain.read(address, "basic"), address=address)
+        assert reading.energy_wh == 7_000
 
 
 def _modbus_meter(unit: int) -> ModbusResponder:

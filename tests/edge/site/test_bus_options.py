@@ -14,6 +14,7 @@ from demo.sim.cjt188_responder import Cjt188Responder
 from demo.sim.direct_bus import DirectBus
 from demo.sim.modbus_responder import ModbusResponder
 from demo.sim.state import MeterState
+from edge.drivers.dlt645_meter import Dlt645Driver
 from edge.drivers.errors import MeterTimeout, UnsupportedOperation
 from edge.drivers.reading import RelayState
 from edge.drivers.registry import DriverOptions
@@ -109,6 +110,19 @@ def test_a_meter_not_in_the_documents_may_have_options(readme_site: Path) -> Non
     bus = _bus(load_site(readme_site), "sdm120")
     assert bus.options == DriverOptions(relay="voltbook-sim")
     assert bus.meter_options == {"7": DriverOptions()}
+
+
+def test_a_dlt645_block_capability_is_loaded_and_checked(readme_site: Path) -> None:  # noqa: F811
+    _edit(readme_site, DLT645_BUS_END, 'blocks = "standard"\n')
+    bus = _bus(load_site(readme_site), "dlt645")
+    assert bus.options == DriverOptions(blocks="standard")
+    driver = bus.driver()
+    assert isinstance(driver, Dlt645Driver)
+    assert [b.name for b in driver.block_support][:2] == ["forward_active_block", "voltage_block"]
+    assert driver.password == bus.password  # the credentials still apply
+    readme_site.write_text(readme_site.read_text().replace('"standard"', '"fastest"'))
+    with pytest.raises(SiteConfigError, match="blocks 'fastest' is no block capability"):
+        load_site(readme_site)
 
 
 def _water(address: str, meter_type: int, *, hot: bool) -> Cjt188Responder:

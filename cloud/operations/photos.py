@@ -159,7 +159,8 @@ def attach(
     image = checked_image(data, declared)
     photo = FaultPhoto(fault_id=fault.id, content_type=image.media_type, width=image.width,
                        height=image.height, size=len(image.data), sent_sha256=sent,
-                       data=image.data, by=actor.user, taken=taken, created=now,
+                       data=image.data, by=actor.user, created=now,
+                       taken=None if taken is None else taken.astimezone(dt.UTC),
                        client_key=client_key)  # fmt: skip
     session.add(photo)
     fault.updated = now

@@ -10,7 +10,7 @@ closed by the table of `faults.TRANSITIONS`, each move logged in the operator lo
     POST /faults/7/photos  (the image's bytes, Content-Type image/jpeg|png|webp,
                             Idempotency-Key: a key, ?taken=…)  → a photo on the ticket (201;
                                                                  200: the key's photo already)
-    GET  /faults/7/photos/3                                → the photo's bytes, as we re-encoded them
+    GET  /faults/7/photos/3                                → the photo's bytes, as re-encoded
 
 A photo is the raw body, not a form: the bytes are checked by their magic and by decoding them
 (`cloud.operations.photos`), whatever the declared type says; its body may be up to
@@ -60,6 +60,7 @@ PhotoId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 PHOTO_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=86400",
                  "Content-Security-Policy": "default-src 'none'; sandbox",
                  "Content-Disposition": "inline"}  # fmt: skip
+PHOTO_BODIES = {t: {"schema": {"type": "string", "format": "binary"}} for t in photos.MEDIA_TYPES}
 
 
 class FaultOut(Out):
@@ -126,8 +127,11 @@ def detail(session: DbSession, fault: Fault) -> FaultDetailOut:
     steps = [StepOut.model_validate(s) for s in faults.history(session, fault.id)]
     return FaultDetailOut.model_validate(
         FaultOut.model_validate(fault).model_dump()
-        | {"history": steps, "next": sorted(faults.TRANSITIONS[fault.status]),
-           "photos": [PhotoOut.model_validate(p) for p in photos.listed(session, fault.id)]}
+        | {
+            "history": steps,
+            "next": sorted(faults.TRANSITIONS[fault.status]),
+            "photos": [PhotoOut.model_validate(p) for p in photos.listed(session, fault.id)],
+        }
     )
 
 
@@ -217,9 +221,7 @@ async def raw_body(request: Request) -> bytes:
         e413="larger than the body limit",
         e422="not a JPEG, PNG or WebP that decodes, or more than 5 MB",
     ),
-    openapi_extra={"requestBody": {"required": True, "content": {
-        t: {"schema": {"type": "string", "format": "binary"}} for t in photos.MEDIA_TYPES
-    }}},  # fmt: skip
+    openapi_extra={"requestBody": {"required": True, "content": PHOTO_BODIES}},
 )
 def add_photo(  # noqa: PLR0917 (FastAPI's dependencies)
     fault_id: FaultId,
@@ -243,8 +245,8 @@ def add_photo(  # noqa: PLR0917 (FastAPI's dependencies)
     "/{fault_id}/photos/{photo_id}",
     response_class=Response,
     summary="A photo of a fault ticket: its bytes, as kept",
-    responses={200: {"content": {t: {} for t in photos.MEDIA_TYPES}},
-               **answers(e404="no such ticket or photo")},  # fmt: skip
+    responses={200: {"content": {t: {} for t in photos.MEDIA_TYPES}}}
+    | answers(e404="no such ticket or photo"),
 )
 def get_photo(
     fault_id: FaultId,

@@ -48,12 +48,21 @@
   const enqueue = (record) => store("readwrite", (s) => s.put(record));
   const dequeue = (key) => store("readwrite", (s) => s.delete(key));
 
+  // The order records were made in: a counter kept on the phone, not the clock (two records in
+  // one millisecond, or a clock set back, would otherwise be sent in the order of their keys).
+  function nextOrder() {
+    const order = Number(localStorage.getItem("voltbook-field-order") || 0) + 1;
+    localStorage.setItem("voltbook-field-order", String(order));
+    return order;
+  }
+  const inOrder = (a, b) => (a.order || 0) - (b.order || 0) || a.made - b.made;
+
   const outcomes = new Map(); // key → [state, text, record, link] of records sent or refused here
 
   async function render() {
     const list = document.getElementById("queue");
     if (!list || !app) return;
-    const waiting = (await queued()).sort((a, b) => a.made - b.made);
+    const waiting = (await queued()).sort(inOrder);
     list.textContent = "";
     const rows = waiting.map((r) => [r, "queued", app.dataset.queued, null]);
     for (const [key, [state, text, record, link]] of outcomes) {
@@ -94,7 +103,7 @@
     let moved = false;
     try {
       // In the order they were made: a ticket moved twice offline moves in that order.
-      for (const record of (await queued()).sort((a, b) => a.made - b.made)) {
+      for (const record of (await queued()).sort(inOrder)) {
         let answer;
         try {
           answer = await fetch(record.blob ? `${record.url}?taken=${encodeURIComponent(record.taken)}` : record.url, {
@@ -143,7 +152,7 @@
     form.addEventListener("submit", async (event) => {
       if (!form.checkValidity()) return;
       event.preventDefault();
-      const record = { key: newKey(), kind, made: Date.now(), url: form.getAttribute("action"),
+      const record = { key: newKey(), kind, made: Date.now(), order: nextOrder(), url: form.getAttribute("action"),
         body: body(form, event.submitter), text: text(form, event.submitter) };
       await enqueue(record);
       form.reset();
@@ -185,7 +194,7 @@
       const file = input.files && input.files[0];
       if (!file) return;
       const taken = new Date(file.lastModified || Date.now()).toISOString();
-      await enqueue({ key: newKey(), kind: "photo", made: Date.now(), url: photoForm.getAttribute("action"),
+      await enqueue({ key: newKey(), kind: "photo", made: Date.now(), order: nextOrder(), url: photoForm.getAttribute("action"),
         blob: new Blob([await file.arrayBuffer()], { type: file.type }), type: file.type, taken,
         text: `${photoForm.dataset.ticket} · ${photoForm.dataset.photo} (${Math.ceil(file.size / 1024)} KB)` });
       photoForm.reset();

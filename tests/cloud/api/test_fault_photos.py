@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 
 import httpx
-
 from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import Engine, func, select

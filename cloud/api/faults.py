@@ -23,7 +23,7 @@ operator, installer), as it acknowledges alarms.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from pydantic import Field, StrictInt, StrictStr
@@ -61,6 +61,10 @@ PHOTO_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private,
                  "Content-Security-Policy": "default-src 'none'; sandbox",
                  "Content-Disposition": "inline"}  # fmt: skip
 PHOTO_BODIES = {t: {"schema": {"type": "string", "format": "binary"}} for t in photos.MEDIA_TYPES}
+PHOTO_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {"content": {t: {} for t in photos.MEDIA_TYPES}},
+    **answers(e404="no such ticket or photo"),
+}
 
 
 class FaultOut(Out):
@@ -245,8 +249,7 @@ def add_photo(  # noqa: PLR0917 (FastAPI's dependencies)
     "/{fault_id}/photos/{photo_id}",
     response_class=Response,
     summary="A photo of a fault ticket: its bytes, as kept",
-    responses={200: {"content": {t: {} for t in photos.MEDIA_TYPES}}}
-    | answers(e404="no such ticket or photo"),
+    responses=PHOTO_ANSWERS,
 )
 def get_photo(
     fault_id: FaultId,

@@ -46,7 +46,8 @@ def a_ticket(client: TestClient) -> int:
 def send(client: TestClient, fault: int, data: bytes, kind: str = "image/png",
          key: str | None = KEY, **headers: str) -> httpx.Response:  # fmt: skip
     sent = {"Content-Type": kind, **headers} | ({"Idempotency-Key": key} if key else {})
-    return client.post(f"/faults/{fault}/photos", content=data, headers=sent)
+    answer: httpx.Response = client.post(f"/faults/{fault}/photos", content=data, headers=sent)
+    return answer
 
 
 def test_a_photo_is_kept_once_per_key_and_served_under_its_ticket(

@@ -105,6 +105,7 @@ def checked_image(data: bytes, declared: str) -> CheckedImage:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.filterwarnings("ignore", category=UserWarning, module="PIL")  # bad EXIF
             with Image.open(io.BytesIO(data), formats=[fmt.pillow]) as probe:
                 if probe.width * probe.height > MAX_PIXELS:
                     raise PhotoRefused(f"{probe.width}×{probe.height} is more than a photo")

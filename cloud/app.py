@@ -111,6 +111,7 @@ from cloud.web import (
     docs,
     field,
     field_desk,
+    field_photos,
     page_answers,
     phone,
     static,
@@ -178,6 +179,7 @@ ROUTERS = (
     console_reports,  # its reports and the monthly subsidy view, /console/reports
     field,  # the field technician's offline app, /field/ (cloud.web)
     field_desk,  # its cash taken on site and meter swaps, /field/recharges, /field/swaps
+    field_photos,  # its photos of a fault ticket, /field/faults/{id}/photos
     docs,  # Swagger UI at /docs, its files from /static/vendor/
 )
 

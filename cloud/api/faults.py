@@ -7,6 +7,14 @@ closed by the table of `faults.TRANSITIONS`, each move logged in the operator lo
     POST /faults {alarm: 42, note}                         → a ticket for the alarm
     GET  /faults/7                                         → the ticket and its history
     POST /faults/7/status {to: "in_progress", note}        → moved (409 if the table refuses)
+    POST /faults/7/photos  (the image's bytes, Content-Type image/jpeg|png|webp,
+                            Idempotency-Key: a key, ?taken=…)  → a photo on the ticket (201;
+                                                                 200: the key's photo already)
+    GET  /faults/7/photos/3                                → the photo's bytes, as re-encoded
+
+A photo is the raw body, not a form: the bytes are checked by their magic and by decoding them
+(`cloud.operations.photos`), whatever the declared type says; its body may be up to
+`photos.MAX_BYTES` (`guards.BODY_LIMITS`), more than a JSON body.
 
 Who may: staff and installers read (`READ_ALL`); the field opens and moves (`FIELD`: admin,
 operator, installer), as it acknowledges alarms.
@@ -15,14 +23,15 @@ operator, installer), as it acknowledges alarms.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from pydantic import Field, StrictInt, StrictStr
 
 from cloud.api.auth import allow
 from cloud.api.common import (
     DbSession,
+    Instant,
     Limit,
     MeterAddress,
     NodeId,
@@ -35,9 +44,9 @@ from cloud.api.common import (
     answers,
     page,
 )
-from cloud.db.faults import Fault
+from cloud.db.faults import Fault, FaultPhoto
 from cloud.errors import Invalid
-from cloud.operations import faults
+from cloud.operations import faults, photos
 from cloud.people.auth import FIELD, READ_ALL, Principal
 
 router = APIRouter(prefix="/faults", tags=["faults"])
@@ -46,6 +55,16 @@ Kind = Literal[faults.KINDS]  # type: ignore[valid-type]
 Status = Literal[faults.STATUSES]  # type: ignore[valid-type]
 Note = Annotated[StrictStr, Field(max_length=faults.MAX_NOTE)]
 FaultId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+PhotoId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+# The photo's answer: its own bytes only, never read as anything but the image it says it is.
+PHOTO_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=86400",
+                 "Content-Security-Policy": "default-src 'none'; sandbox",
+                 "Content-Disposition": "inline"}  # fmt: skip
+PHOTO_BODIES = {t: {"schema": {"type": "string", "format": "binary"}} for t in photos.MEDIA_TYPES}
+PHOTO_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {"content": {t: {} for t in photos.MEDIA_TYPES}},
+    **answers(e404="no such ticket or photo"),
+}
 
 
 class FaultOut(Out):
@@ -71,8 +90,22 @@ class StepOut(Out):
     time: StoredTime
 
 
+class PhotoOut(Out):
+    id: int
+    fault_id: int
+    content_type: str = Field(description="image/jpeg, image/png or image/webp")
+    width: int
+    height: int
+    size: int = Field(description="bytes of the image as kept (re-encoded, no metadata)")
+    sent_sha256: str = Field(description="SHA-256 of the bytes as they were sent")
+    by: str
+    taken: StoredTime | None = Field(description="when the phone says it was taken")
+    created: StoredTime
+
+
 class FaultDetailOut(FaultOut):
     history: list[StepOut]
+    photos: list[PhotoOut]
     next: list[str] = Field(description="the statuses it may move to")
 
 
@@ -98,7 +131,11 @@ def detail(session: DbSession, fault: Fault) -> FaultDetailOut:
     steps = [StepOut.model_validate(s) for s in faults.history(session, fault.id)]
     return FaultDetailOut.model_validate(
         FaultOut.model_validate(fault).model_dump()
-        | {"history": steps, "next": sorted(faults.TRANSITIONS[fault.status])}
+        | {
+            "history": steps,
+            "next": sorted(faults.TRANSITIONS[fault.status]),
+            "photos": [PhotoOut.model_validate(p) for p in photos.listed(session, fault.id)],
+        }
     )
 
 
@@ -170,3 +207,58 @@ def move_fault(
 ) -> FaultDetailOut:
     moved = faults.move(session, fault_id, body.to, note=body.note, actor=who.actor, now=now)
     return detail(session, moved)
+
+
+async def raw_body(request: Request) -> bytes:
+    """The request's bytes as they came (bounded by `guards.BodyGuard`)."""
+    return await request.body()
+
+
+@router.post(
+    "/{fault_id}/photos",
+    response_model=PhotoOut,
+    status_code=201,
+    summary="Add a photo to a fault ticket: the image's bytes as the body (logged)",
+    responses=answers(
+        e404="no such ticket",
+        e409="the key was used for another photo",
+        e413="larger than the body limit",
+        e422="not a JPEG, PNG or WebP that decodes, or more than 5 MB",
+    ),
+    openapi_extra={"requestBody": {"required": True, "content": PHOTO_BODIES}},
+)
+def add_photo(  # noqa: PLR0917 (FastAPI's dependencies)
+    fault_id: FaultId,
+    who: Annotated[Principal, allow(*FIELD)],
+    body: Annotated[bytes, Depends(raw_body)],
+    session: DbSession,
+    now: Now,
+    response: Response,
+    content_type: Annotated[str, Header(max_length=100)] = "",
+    idempotency_key: Annotated[str | None, Header(pattern=r"^[A-Za-z0-9\-]{8,64}$")] = None,
+    taken: Annotated[Instant | None, Query(description="when it was taken")] = None,
+) -> FaultPhoto:
+    photo, new = photos.attach(session, fault_id, body, content_type, actor=who.actor, now=now,
+                               client_key=idempotency_key, taken=taken)  # fmt: skip
+    if not new:
+        response.status_code = 200
+    return photo
+
+
+@router.get(
+    "/{fault_id}/photos/{photo_id}",
+    response_class=Response,
+    summary="A photo of a fault ticket: its bytes, as kept",
+    responses=PHOTO_ANSWERS,
+)
+def get_photo(
+    fault_id: FaultId,
+    photo_id: PhotoId,
+    who: Annotated[Principal, allow(*READ_ALL)],
+    session: DbSession,
+) -> Response:
+    return photo_response(photos.one(session, fault_id, photo_id))
+
+
+def photo_response(photo: FaultPhoto) -> Response:
+    return Response(photo.data, media_type=photo.content_type, headers=PHOTO_HEADERS)

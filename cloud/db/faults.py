@@ -8,13 +8,17 @@ faults`, `/faults`, the field app `/field/`).
 - `fault_steps`: the ticket's history: one row per change of status (the opening included),
   with who, when and the note, and the key a phone made for it offline (a move sent twice
   with one key is applied once).
+- `fault_photos`: photos taken on site for a ticket (`cloud.operations.photos`): the image as
+  we re-encoded it (JPEG, PNG or WebP, no metadata), in the row itself so a backup of the
+  database holds them, with its type, size and dimensions, the SHA-256 of the bytes the phone
+  sent (a resend with one key must be the same photo), who sent it and when, and the key.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cloud.db.base import Base
@@ -56,4 +60,25 @@ class FaultStep(Base):
     note: Mapped[str] = mapped_column(Text, default="")
     by: Mapped[str] = mapped_column(String(64))
     time: Mapped[dt.datetime]
+    client_key: Mapped[str | None] = mapped_column(String(64))  # a phone's idempotency key
+
+
+class FaultPhoto(Base):
+    __tablename__ = "fault_photos"
+    __table_args__ = (
+        Index("fault_photos_by_fault", "fault_id", "id"),
+        UniqueConstraint("client_key", name="fault_photos_by_client_key"),
+    )
+
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
+    fault_id: Mapped[int] = mapped_column(ForeignKey("faults.id"))
+    content_type: Mapped[str] = mapped_column(String(16))  # image/jpeg | image/png | image/webp
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(Integer)  # of `data`, the stored image
+    sent_sha256: Mapped[str] = mapped_column(String(64))  # of the bytes as they arrived
+    data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    by: Mapped[str] = mapped_column(String(64))
+    taken: Mapped[dt.datetime | None]  # the phone's word for when; None: not said
+    created: Mapped[dt.datetime]
     client_key: Mapped[str | None] = mapped_column(String(64))  # a phone's idempotency key

@@ -10,6 +10,7 @@ operators (`FIELD`) on a phone, usable offline.
     POST /field/faults/{id}/comments  a comment on it (the same; the status is kept)
     POST /field/readings              a register typed on site (JSON from the offline queue, with
                                       the phone's idempotency `key`; or a form without script)
+    POST /field/faults/{id}/photos    a photo of it, the image's bytes (`field_photos`)
     POST /field/recharges, /swaps     cash taken on site, a meter swap (`field_desk`)
     GET  /field/receipts/{number}     the cash receipt to show and print (`field_desk`)
     GET  /field/sw.js                 the service worker (`static/field-sw.js`; scope /field/)
@@ -42,7 +43,7 @@ from sqlalchemy.orm import Session
 from cloud.api.common import DbSession, Now
 from cloud.db.operations import IrReading
 from cloud.errors import Conflict, Invalid, NotFound
-from cloud.operations import faults, handheld, meter_swaps
+from cloud.operations import faults, handheld, meter_swaps, photos
 from cloud.operations.alarms import AlarmFilters, listed
 from cloud.people import oplog
 from cloud.people.auth import FIELD, MONEY_DESK, Principal, Role
@@ -180,8 +181,12 @@ def _ticket_page(
         fault = faults.one(session, fault_id)
     except NotFound:
         raise PageError("fault_not_found", 404) from None
+    # The history: its steps and its photos, in the order they were made.
+    entries = sorted([*((s.time, 0, s.id, s) for s in faults.history(session, fault_id)),
+                      *((p.created, 1, p.id, p) for p in photos.listed(session, fault_id))],
+                     key=lambda e: e[:3])  # fmt: skip
     return page(request, "field/fault.html", lang, status=status, **frame(request, who),
-                fault=fault, steps=faults.history(session, fault_id),
+                fault=fault, entries=[(kind, row) for _, kind, _, row in entries],
                 moves=sorted(faults.TRANSITIONS[fault.status], key=faults.STATUSES.index),
                 error=error, new_key=str(uuid.uuid4()))  # fmt: skip
 

@@ -1,23 +1,26 @@
 """The field app in real headless Chromium (Debian's, Playwright) on a phone against the real
 cloud on loopback: log in as an installer, open a ticket from an alarm, let the service worker
 keep the app; go offline, reload (the app still comes up), record two readings, close the
-ticket and comment on it offline (queued in IndexedDB); go online and see each applied once, in
-order, in the database. Then an operator takes cash and requests a meter swap offline; online,
-each is booked once (one recharge, one pending transfer in the cloud chain, one swap, even when
-the phone sends the same key again) and the cash receipt opens from the queue to print. Screens
-are saved (`shots`); no Content Security Policy violation is allowed."""
+ticket, comment on it and take a photo of it offline (queued in IndexedDB, the photo as a Blob);
+go online and see each applied once, in order, in the database, and the photo in the history.
+Then an operator takes cash and requests a meter swap offline; online, each is booked once (one
+recharge, one pending transfer in the cloud chain, one swap, even when the phone sends the same
+key again) and the cash receipt opens from the queue to print. Screens are saved (`shots`); no
+Content Security Policy violation is allowed."""
 
 from __future__ import annotations
 
 import datetime as dt
+import io
 from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cloud.db.faults import Fault, FaultStep
+from cloud.db.faults import Fault, FaultPhoto, FaultStep
 from cloud.db.models import LedgerEntry, Recharge
 from cloud.db.operations import IrReading, MeterSwap
 from cloud.people.auth import Role
@@ -48,6 +51,21 @@ def _field_rows(server: Served) -> tuple[list[tuple[str, int]], list[tuple[str, 
                     .where(FaultStep.fault_id == f.id).order_by(FaultStep.id))))
                    for f in session.scalars(select(Fault).order_by(Fault.id))]  # fmt: skip
     return readings, tickets
+
+
+def _photos(server: Served) -> list[tuple[int, str, int, int]]:
+    with Session(server.world.engine) as session:
+        return [(p.fault_id, p.content_type, p.width, p.height)
+                for p in session.scalars(select(FaultPhoto).order_by(FaultPhoto.id))]  # fmt: skip
+
+
+def a_photo() -> bytes:
+    """What the phone's camera gives, made here: a PNG of a meter's green and amber."""
+    image = Image.new("RGB", (120, 90), (11, 110, 79))
+    image.paste((250, 200, 0), (0, 0, 60, 45))
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
 
 
 def record(page: Any, address: str, kwh: str) -> None:
@@ -109,11 +127,18 @@ def test_offline_readings_and_a_ticket_closed_offline_are_applied_once(
     phone.wait_for_function(
         "() => document.querySelectorAll('#queue li[data-state=queued]').length == 4"
     )
+    camera = {"name": "meter.png", "mimeType": "image/png", "buffer": a_photo()}
+    phone.set_input_files("#photo-form input[name=photo]", camera)
+    phone.wait_for_function(
+        "() => document.querySelectorAll('#queue li[data-state=queued]').length == 5"
+    )
+    assert "#1 · 照片" in phone.locator("#queue").inner_text()
     phone.screenshot(path=shots / "f04-ticket-offline.png", full_page=True)
     assert _field_rows(staffed) == ([], [("open", ["open"])])  # nothing reached the server
+    assert _photos(staffed) == []
 
     phone.context.set_offline(False)  # the "online" event sends the queue; the ticket reloads
-    # The page reloads once all four were sent, while this polls: the status is absent until
+    # The page reloads once all five were sent, while this polls: the status is absent until
     # the new page is parsed (a null there once failed the wait under load), so it is read with
     # `?.`; and with room for a loaded machine. Nothing is left waiting on the new page (a
     # closed ticket shows no queue, so this holds with or without one).
@@ -128,6 +153,12 @@ def test_offline_readings_and_a_ticket_closed_offline_are_applied_once(
     assert _field_rows(staffed) == ([("000000000001", 1_234_500), ("000000000002", 88_000)],
                                     [("closed", ["open", "closed", "closed"])])  # fmt: skip
     assert phone.locator(".history li.comment").inner_text().count("换了保险丝") == 1
+    assert _photos(staffed) == [(1, "image/png", 120, 90)]  # once, after the comment
+    assert phone.locator(".history li").last.get_attribute("class") == "photo"
+    phone.wait_for_function(
+        "() => [...document.querySelectorAll('.history li.photo img')]"
+        ".every((img) => img.complete && img.naturalWidth === 120)"
+    )
     phone.goto("/field/?lang=en")
     assert phone.locator("#tickets").inner_text().count("No open tickets") == 1
     phone.screenshot(path=shots / "f06-home-en.png", full_page=True)

@@ -1,22 +1,25 @@
 """The field app `/field/` through FastAPI's TestClient on every backend (SQLite, PostgreSQL):
 who may open it, its session and CSRF, readings typed on site (validated, applied once per
 key, logged as the handheld import), fault tickets opened from an alarm and moved through the
-state machine as forms and as the offline queue's JSON (a key applied once), and its PWA files."""
+state machine as forms and as the offline queue's JSON (a key applied once), a ticket's photos as
+the queue sends them (raw bytes, a key, applied once), and its PWA files."""
 
 from __future__ import annotations
 
+import io
 import struct
 import uuid
 from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from cloud.app import create_app
 from cloud.db.auth import OperatorLogEntry
-from cloud.db.faults import Fault, FaultStep
+from cloud.db.faults import Fault, FaultPhoto, FaultStep
 from cloud.db.models import Alarm
 from cloud.db.operations import IrReading
 from cloud.people.auth import Role
@@ -253,3 +256,39 @@ def test_a_comment_keeps_the_status_and_is_applied_once_per_key(
     assert logged == ["fault.comment", "fault.comment"]
     page = client.get(ticket).text
     assert 'id="comment-form"' in page and page.count('class="comment"') == 2
+
+
+def test_a_photo_as_the_queue_sends_it_is_kept_once_and_shown(
+    client: TestClient, world: World
+) -> None:
+    csrf = technician(client)
+    opened = client.post("/field/faults", data={"csrf": csrf, "kind": "tamper", "meter": M1},
+                         follow_redirects=False)  # fmt: skip
+    ticket = opened.headers["location"]
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), (11, 110, 79)).save(out, "JPEG")
+    key = str(uuid.uuid4())
+    sent = {"Content-Type": "image/jpeg", "X-CSRF-Token": csrf, "X-Idempotency-Key": key}
+    url = f"{ticket}/photos?taken=2026-11-24T08:00:00%2B08:00"
+    assert client.post(url, content=out.getvalue(), headers=sent | {"X-CSRF-Token": "0" * 64}
+                       ).status_code == 403  # fmt: skip
+    for bad, code in (({"X-Idempotency-Key": "!"}, 422), ({"Content-Type": "image/png"}, 422),
+                      ({"Content-Type": "application/json"}, 422)):  # fmt: skip
+        assert client.post(url, content=out.getvalue(), headers=sent | bad).status_code == code
+    assert client.post(url, content=b"\xff\xd8\xff\xe0 not a jpeg", headers=sent).status_code == 422
+    assert client.post("/field/faults/999999/photos", content=out.getvalue(),
+                       headers=sent).status_code == 404  # fmt: skip
+    assert count(world, FaultPhoto) == 0
+    answers = [client.post(url, content=out.getvalue(), headers=sent) for _ in range(2)]
+    assert [a.status_code for a in answers] == [201, 200]  # queued offline, sent twice
+    photo = answers[0].json()
+    assert answers[1].json()["id"] == photo["id"] and photo["url"].startswith(ticket)
+    assert count(world, FaultPhoto) == 1
+    page = client.get(ticket).text
+    assert f'<img src="{photo["url"]}"' in page and 'capture="environment"' in page
+    shown = client.get(photo["url"])
+    assert (shown.status_code, shown.headers["content-type"]) == (200, "image/jpeg")
+    assert shown.headers["x-content-type-options"] == "nosniff"
+    assert client.get(f"{ticket}/photos/{photo['id'] + 1}").status_code == 404
+    client.post("/field/logout", data={"csrf": csrf})
+    assert client.get(photo["url"], follow_redirects=False).status_code in {303, 401}

@@ -1,7 +1,8 @@
 /* The field app (/field/): registers the service worker, keeps this page and its files in the
    cache (the app shell, served offline), and queues what is typed — readings, ticket moves, cash
-   taken, meter swaps and ticket comments — in IndexedDB, each with a key made here, sending them when the phone is online. The server
-   applies a key once, so a record sent twice (a lost answer, two tabs) counts once. */
+   taken, meter swaps, ticket comments and photos (the image itself, a Blob) — in IndexedDB, each
+   with a key made here, sending them in the order they were made when the phone is online. The
+   server applies a key once, so a record sent twice (a lost answer, two tabs) counts once. */
 "use strict";
 (function () {
   const CACHE = "voltbook-field-v1";
@@ -47,12 +48,21 @@
   const enqueue = (record) => store("readwrite", (s) => s.put(record));
   const dequeue = (key) => store("readwrite", (s) => s.delete(key));
 
+  // The order records were made in: a counter kept on the phone, not the clock (two records in
+  // one millisecond, or a clock set back, would otherwise be sent in the order of their keys).
+  function nextOrder() {
+    const order = Number(localStorage.getItem("voltbook-field-order") || 0) + 1;
+    localStorage.setItem("voltbook-field-order", String(order));
+    return order;
+  }
+  const inOrder = (a, b) => (a.order || 0) - (b.order || 0) || a.made - b.made;
+
   const outcomes = new Map(); // key → [state, text, record, link] of records sent or refused here
 
   async function render() {
     const list = document.getElementById("queue");
     if (!list || !app) return;
-    const waiting = (await queued()).sort((a, b) => a.made - b.made);
+    const waiting = (await queued()).sort(inOrder);
     list.textContent = "";
     const rows = waiting.map((r) => [r, "queued", app.dataset.queued, null]);
     for (const [key, [state, text, record, link]] of outcomes) {
@@ -93,13 +103,15 @@
     let moved = false;
     try {
       // In the order they were made: a ticket moved twice offline moves in that order.
-      for (const record of (await queued()).sort((a, b) => a.made - b.made)) {
+      for (const record of (await queued()).sort(inOrder)) {
         let answer;
         try {
-          answer = await fetch(record.url, {
+          answer = await fetch(record.blob ? `${record.url}?taken=${encodeURIComponent(record.taken)}` : record.url, {
             method: "POST", credentials: "same-origin",
-            headers: { "Content-Type": "application/json", "X-CSRF-Token": app.dataset.csrf },
-            body: JSON.stringify({ ...record.body, key: record.key }),
+            headers: record.blob
+              ? { "Content-Type": record.type, "X-CSRF-Token": app.dataset.csrf, "X-Idempotency-Key": record.key }
+              : { "Content-Type": "application/json", "X-CSRF-Token": app.dataset.csrf },
+            body: record.blob || JSON.stringify({ ...record.body, key: record.key }),
           });
         } catch (offline) {
           break; // still offline: try again on the next "online"
@@ -110,8 +122,8 @@
           outcomes.set(record.key, [held ? "held" : "sent", held ? app.dataset.held : app.dataset.sent,
             record, record.kind === "cash" && said.url ? said.url : null]);
           await dequeue(record.key);
-          moved = moved || record.kind === "move" || record.kind === "comment";
-        } else if (answer.status === 409 || answer.status === 422 || answer.status === 404) {
+          moved = moved || ["move", "comment", "photo"].includes(record.kind);
+        } else if ([404, 409, 413, 422].includes(answer.status)) {
           const said = await answer.json().catch(() => ({}));
           outcomes.set(record.key, ["refused", `${app.dataset.refused}: ${said.error || answer.status}`, record]);
           await dequeue(record.key);
@@ -140,7 +152,7 @@
     form.addEventListener("submit", async (event) => {
       if (!form.checkValidity()) return;
       event.preventDefault();
-      const record = { key: newKey(), kind, made: Date.now(), url: form.getAttribute("action"),
+      const record = { key: newKey(), kind, made: Date.now(), order: nextOrder(), url: form.getAttribute("action"),
         body: body(form, event.submitter), text: text(form, event.submitter) };
       await enqueue(record);
       form.reset();
@@ -171,6 +183,25 @@
   hook(document.getElementById("comment-form"), "comment", (form) => ({
     note: form.elements.note.value,
   }), (form) => `${form.dataset.ticket} · ${form.elements.note.value.trim().slice(0, 30)}`);
+
+  // A photo: queued as soon as it is taken (the camera's file, kept in IndexedDB as a Blob).
+  // Without script the form stays hidden: a photo is sent as its bytes, not as a form.
+  const photoForm = document.getElementById("photo-form");
+  if (photoForm) {
+    photoForm.hidden = false;
+    const input = photoForm.elements.photo;
+    input.addEventListener("change", async () => {
+      const file = input.files && input.files[0];
+      if (!file) return;
+      const taken = new Date(file.lastModified || Date.now()).toISOString();
+      await enqueue({ key: newKey(), kind: "photo", made: Date.now(), order: nextOrder(), url: photoForm.getAttribute("action"),
+        blob: new Blob([await file.arrayBuffer()], { type: file.type }), type: file.type, taken,
+        text: `${photoForm.dataset.ticket} · ${photoForm.dataset.photo} (${Math.ceil(file.size / 1024)} KB)` });
+      photoForm.reset();
+      await render();
+      await flush();
+    });
+  }
 
   // The login page (after logging out, or a session that ended) forgets the kept pages: they
   // name the user. What waits to be sent stays in IndexedDB.

@@ -69,6 +69,8 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("POST", "/field/faults"): PAGE,
     ("POST", "/field/faults/{fault_id}/status"): PAGE,
     ("POST", "/field/faults/{fault_id}/comments"): PAGE,
+    ("POST", "/field/faults/{fault_id}/photos"): PAGE,
+    ("GET", "/field/faults/{fault_id}/photos/{photo_id}"): PAGE,
     ("POST", "/field/readings"): PAGE,
     ("POST", "/field/recharges"): PAGE,  # the money desk's roles (tests/web/test_field_desk_pages)
     ("POST", "/field/swaps"): PAGE,
@@ -189,6 +191,8 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("POST", "/faults"): FIELD,
     ("GET", "/faults/{fault_id}"): READ_ALL,
     ("POST", "/faults/{fault_id}/status"): FIELD,
+    ("POST", "/faults/{fault_id}/photos"): FIELD,
+    ("GET", "/faults/{fault_id}/photos/{photo_id}"): READ_ALL,
     ("GET", "/notices"): STAFF | SELF,
     ("GET", "/notices/{notice_id}"): STAFF | SELF,
     ("POST", "/notices/power-off"): OPERATIONS,

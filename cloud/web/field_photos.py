@@ -1,0 +1,81 @@
+"""The field app's photos of a fault ticket (issue 16 §7): taken with the phone's camera on the
+ticket's page, kept in IndexedDB while offline and sent, in order with the other queued
+records, when the phone is back online (`static/field.js`).
+
+    POST /field/faults/{id}/photos        the image's bytes as the body (Content-Type the
+                                          image's), `X-CSRF-Token`, `X-Idempotency-Key` (the
+                                          phone's key), `?taken=` the phone's time of the shot
+    GET  /field/faults/{id}/photos/{p}    the photo, for the ticket's history (the session's)
+
+The photo goes through the API's service (`cloud.operations.photos.attach`): checked by its
+magic bytes and by decoding it, re-encoded without metadata, kept once per key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from cloud.api.common import DbSession, Now
+from cloud.api.faults import photo_response, raw_body
+from cloud.errors import Conflict, Invalid, NotFound
+from cloud.operations import photos
+from cloud.web import field, sessions
+from cloud.web.field import FaultId, Technician
+from cloud.web.page_errors import PageError
+
+router = APIRouter(prefix="/field", include_in_schema=False)
+
+PhotoId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+STATUS = {Invalid: 422, photos.PhotoRefused: 422, NotFound: 404, Conflict: 409}
+
+
+def _taken(text: str, now: dt.datetime) -> dt.datetime | None:
+    """The phone's time of the shot; None when it says none or nonsense (it is a hint)."""
+    try:
+        taken = dt.datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+    if taken is None or taken.utcoffset() is None or taken > now + field.FUTURE:
+        return None
+    return taken if taken.year >= 2000 else None
+
+
+@router.post("/faults/{fault_id}/photos")
+def add_photo(  # noqa: PLR0917 (FastAPI's dependencies)
+    request: Request,
+    who: Technician,
+    body: Annotated[bytes, Depends(raw_body)],
+    session: DbSession,
+    now: Now,
+    fault_id: FaultId,
+    content_type: Annotated[str, Header(max_length=100)] = "",
+    x_csrf_token: Annotated[str | None, Header(max_length=200)] = None,
+    x_idempotency_key: Annotated[str | None, Header(max_length=100)] = None,
+    taken: Annotated[str, Query(max_length=40)] = "",
+) -> Response:
+    sessions.check_csrf(request, x_csrf_token)
+    try:
+        if x_idempotency_key is None or not field.KEY.fullmatch(x_idempotency_key):
+            raise Invalid("a photo carries its key, 8-64 letters, digits or dashes")
+        photo, new = photos.attach(session, fault_id, body, content_type, actor=who.actor,
+                                   now=now, client_key=x_idempotency_key,
+                                   taken=_taken(taken, now))  # fmt: skip
+    except (Invalid, NotFound, Conflict) as exc:
+        session.rollback()
+        return JSONResponse({"error": str(exc)}, status_code=STATUS[type(exc)])
+    return JSONResponse({"id": photo.id, "fault": fault_id, "new": new,
+                         "url": f"/field/faults/{fault_id}/photos/{photo.id}"},
+                        status_code=201 if new else 200)  # fmt: skip
+
+
+@router.get("/faults/{fault_id}/photos/{photo_id}")
+def photo(who: Technician, session: DbSession, fault_id: FaultId, photo_id: PhotoId) -> Response:
+    try:
+        kept = photos.one(session, fault_id, photo_id)
+    except NotFound:
+        raise PageError("fault_photo_not_found", 404) from None
+    return photo_response(kept)

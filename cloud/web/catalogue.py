@@ -798,6 +798,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "没有删除：还有其他记录引用它（{detail}）。",
         "Not deleted: other rows still name it ({detail}).",
     ),
+    "registry_kept": (
+        "没有删除：这个账户还有余额或账目（{detail}）。请先退款或迁出；有账目的账户只保留，不删除。",
+        "Not deleted: this account still holds money or has ledger entries ({detail}). Refund it "
+        "or move it out first; an account with history is kept, not deleted.",
+    ),
     "f_address": ("表地址", "Meter address"),
     "h_address": ("表上印的通信地址，只填数字", "The address printed on the meter, digits only"),
     "h_bus": ("集中器上的总线，如 rs485-1", "The concentrator's bus, e.g. rs485-1"),

@@ -712,7 +712,8 @@ def delete(  # noqa: PLR0917 (FastAPI's dependencies)
     except Conflict as exc:
         session.rollback()
         t = i18n.translator(lang[0])
+        word = "registry_kept" if isinstance(exc, rows.Kept) else "registry_in_use"
         return _delete_page(request, lang, who, session, kind=kind, key=key, status=409,
-                            problem=t("registry_in_use", detail=str(exc)))  # fmt: skip
+                            problem=t(word, detail=str(exc)))  # fmt: skip
     return RedirectResponse(f"/console/registry/{kind}?deleted={quote(key, safe='')}",
                             status_code=303)  # fmt: skip

@@ -514,6 +514,24 @@ def test_a_row_still_named_is_not_deleted_and_the_page_says_why(
     assert fingerprint(world.engine) == before
 
 
+def test_an_account_with_money_is_not_deleted_and_one_without_history_is(
+    client: TestClient, world: World
+) -> None:
+    log_in(client)
+    before = fingerprint(world.engine)
+    answer = post_form(client, "/console/registry/accounts/A0002/delete", {})
+    assert answer.status_code == 409, answer.text
+    problem = html.unescape(answer.text.split('id="problem">')[1].split("</p>")[0])
+    assert "没有删除：这个账户还有余额或账目" in problem, problem
+    assert "account 'A0002' still holds subsidy 50000 Wh, grace 2000 Wh" in problem
+    assert "has 1 recharge(s) or payment(s) not yet settled" in problem  # the desk's ¥50
+    assert fingerprint(world.engine) == before
+    # A0101 (the other node's) was never booked to: it is deleted as the API deletes it
+    done = post_form(client, "/console/registry/accounts/A0101/delete", {})
+    assert done.status_code == 303, done.text
+    assert log_rows(world)[-1] == (OPERATOR, "account.delete", "account:A0101")
+
+
 def test_a_role_that_may_not_write_may_not_delete(client: TestClient, world: World) -> None:
     log_in(client, STAFF_USERS[Role.FINANCE])
     asked = client.get("/console/registry/tariffs/steps/delete")

@@ -307,6 +307,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "filter_from": ("开始日期", "From"),
     "filter_to": ("结束日期", "To"),
     "filter_month": ("月份", "Month"),
+    "filter_site": ("站点", "Site"),
     "filter_building": ("楼栋", "Building"),
     "filter_floor": ("楼层", "Floor"),
     "filter_shop": ("商铺", "Shop"),

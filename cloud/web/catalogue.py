@@ -1011,7 +1011,26 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "delivery_acknowledged": ("已确认", "Acknowledged"),
     "delivery_failed": ("被拒绝", "Refused"),
     "delivery_expired": ("已过期", "Expired"),
-    "node_quarantined": ("已隔离", "Quarantined"),
+    "node_state": ("状态", "State"),
+    "node_state_active": ("在用", "Active"),
+    "node_state_reserved": ("已预留", "Reserved"),
+    "node_state_quarantined": ("已隔离", "Quarantined"),
+    "node_state_retired": ("已退役", "Retired"),
+    "node_claim": ("认领码", "Claim token"),
+    "claim_state_open": ("待使用", "Open"),
+    "claim_state_used": ("已使用", "Used"),
+    "claim_state_expired": ("已过期", "Expired"),
+    "claim_state_revoked": ("已作废", "Revoked"),
+    "claim_none": ("未发放", "None issued"),
+    "node_preassign": ("预留集中器编号", "Pre-assign a node"),
+    "node_preassign_explained": (
+        "装箱前先给站点预留一个集中器编号：它的商铺和电表现在就可以登记；安装员用 voltbook-fw "
+        "领取绑定这个编号的认领码，装好的集中器就用这个编号。",
+        "Reserve a node id for a site before its box is installed: its shops and meters can be "
+        "registered now; the installer issues a claim token bound to it with voltbook-fw, and "
+        "the box that redeems it takes this id.",
+    ),
+    "node_preassigned": ("已预留集中器编号 {node}。", "Node {node} pre-assigned."),
     "push_one": ("下发配置", "Push"),
     "push_changed": ("下发全部有改动的", "Push all changed"),
     "push_explained": (

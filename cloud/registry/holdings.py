@@ -21,11 +21,11 @@ from sqlalchemy.orm import Session
 
 from cloud.db.models import Balance, LedgerEntry, Recharge, RechargeStatus
 from cloud.db.payments import PaymentOrder
-from cloud.payments.states import OrderState
 from ledger.accounts import Pocket, pocket_id
 
-# A payment order in one of these states is money on its way to (or back from) the account.
-_ORDERS_IN_FLIGHT = (OrderState.CREATED, OrderState.PAID, OrderState.REFUNDING)
+# A payment order in one of these states (`cloud.payments.states.OrderState`, a layer above:
+# named here as stored) is money on its way to or back from the account.
+ORDERS_IN_FLIGHT = ("created", "paid", "refunding")
 
 
 def amount_text(amount: int, unit: str) -> str:
@@ -73,7 +73,7 @@ def in_flight(session: Session, owner: str) -> int:
         .select_from(PaymentOrder)
         .where(
             PaymentOrder.account == owner,
-            PaymentOrder.state.in_([s.value for s in _ORDERS_IN_FLIGHT]),
+            PaymentOrder.state.in_(ORDERS_IN_FLIGHT),
         )
     )
     return int(recharges or 0) + int(orders or 0)

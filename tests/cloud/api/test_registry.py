@@ -15,8 +15,10 @@ from cloud.db import registry as tables
 from cloud.db.auth import OperatorLogEntry
 from cloud.db.engine import session_factory
 from cloud.db.models import Command
+from cloud.payments.states import OrderState
 from cloud.people import oplog
 from cloud.people.auth import Role
+from cloud.registry import holdings
 from ledger.accounts import Pocket, System, pocket_id, system_id
 from ledger.signed import CommandKind, open_command, trusted
 from ledger.transfers import Code
@@ -344,6 +346,7 @@ def test_an_account_with_money_or_history_is_not_deleted(
     ok(client.post("/registry/accounts", json={**new, "id": "A0004"}), 201)
     ok(client.delete("/registry/accounts/A0004"), 204)
     assert client.get("/registry/accounts/A0004").status_code == 404
+    assert set(holdings.ORDERS_IN_FLIGHT) <= {s.value for s in OrderState}  # named as stored
 
 
 def test_roles(client: TestClient, engine: Engine, tokens: dict[Role, str], reg: dict[str, Any]):

@@ -38,10 +38,11 @@ def amount_text(amount: int, unit: str) -> str:
 
 def held(session: Session, owner: str) -> list[str]:
     """The account's non-zero pockets and open pending amounts, as words (pocket order)."""
-    pockets = {pocket_id(owner, p): p for p in Pocket}
-    rows = session.scalars(select(Balance).where(Balance.account.in_(list(pockets))))
+    pockets: dict[str, Pocket] = {pocket_id(owner, p): p for p in Pocket}
+    order = list(pockets)
+    rows = session.scalars(select(Balance).where(Balance.account.in_(order)))
     said = []
-    for row in sorted(rows, key=lambda r: list(pockets).index(r.account)):
+    for row in sorted(rows, key=lambda r: order.index(r.account)):
         name = pockets[row.account].value
         balance = row.credits_posted - row.debits_posted
         if balance:

@@ -213,7 +213,15 @@ def _add(resource: Resource) -> None:
         name=f"delete_{name}",
         status_code=status.HTTP_204_NO_CONTENT,
         summary=f"Delete a {what} nothing refers to",
-        responses=answers(e404=f"no such {what}", e409="other rows still refer to it"),
+        responses=answers(
+            e404=f"no such {what}",
+            e409="other rows still refer to it"
+            + (
+                ", or it holds money or has ledger entries (refund it, move it out)"
+                if resource.entity.keeps is not None
+                else ""
+            ),
+        ),
     )
 
 

@@ -40,6 +40,7 @@ from cloud.db.registry import (
 from cloud.errors import Invalid, NotFound
 from cloud.keys import CLOUD_NODE
 from cloud.registry import values as check
+from cloud.registry.holdings import account_kept
 from cloud.registry.rows import Entity, Ref, Referrer, Values
 from cloud.registry.subsidy_rules import subsidy_rule
 from ledger.accounts import Pocket, pocket_id
@@ -284,6 +285,7 @@ ACCOUNTS = Entity(
     ),
     unique=(("shop_id",),),
     prepare=_account,
+    keeps=account_kept,
     nodes=lambda session, row: nodes_of_shops(session, [row.shop_id] if row.shop_id else []),
     filters={
         **_through_shop(Account.shop_id),

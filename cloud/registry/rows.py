@@ -2,9 +2,11 @@
 
 Each kind (site, shop, meter, tariff, …) is an `Entity`: its table, what it references (an
 unknown reference is `NotFound`, nothing stored), what references it (deleting a row still
-referenced is a `Conflict`), what must be unique, how a full row is checked and completed
-(`prepare`, raising `Invalid`), and which concentrators' configuration it feeds (`nodes`).
-The entities themselves are declared in `cloud.registry.entities`.
+referenced is a `Conflict`), why a row must be kept anyway (`keeps`: an account that holds
+money or has ledger entries, `cloud.registry.holdings`; a `Kept` conflict), what must be unique,
+how a full row is checked and completed (`prepare`, raising `Invalid`), and which
+concentrators' configuration it feeds (`nodes`). The entities themselves are declared in
+`cloud.registry.entities`.
 
 Every write, in the caller's transaction:
 1. checks everything before changing anything;
@@ -67,6 +69,11 @@ class Entity:
     filters: Mapping[str, Callable[[Any], ColumnElement[bool]]] = field(default_factory=dict)
     sorts: tuple[str, ...] = ()
     private: tuple[str, ...] = ()  # masked in lists and in the operator log
+    keeps: Callable[[Session, Any], str | None] | None = None  # why a row may not be deleted
+
+
+class Kept(Conflict):
+    """A delete refused because the row is still needed by the books (money, history)."""
 
 
 def mask(value: object) -> object:
@@ -229,6 +236,9 @@ def delete(
                 f"{entity.name} {key!r} is still used by {count} {referrer.what}(s); "
                 "remove or change those first"
             )
+    why = entity.keeps(session, row) if entity.keeps is not None else None
+    if why is not None:
+        raise Kept(why)
     before, nodes = view(entity, row), entity.nodes(session, row)
     name = target(entity, row)
     session.delete(row)

@@ -307,6 +307,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "filter_from": ("开始日期", "From"),
     "filter_to": ("结束日期", "To"),
     "filter_month": ("月份", "Month"),
+    "filter_site": ("站点", "Site"),
     "filter_building": ("楼栋", "Building"),
     "filter_floor": ("楼层", "Floor"),
     "filter_shop": ("商铺", "Shop"),
@@ -798,6 +799,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "没有删除：还有其他记录引用它（{detail}）。",
         "Not deleted: other rows still name it ({detail}).",
     ),
+    "registry_kept": (
+        "没有删除：这个账户还有余额或账目（{detail}）。请先退款或迁出；有账目的账户只保留，不删除。",
+        "Not deleted: this account still holds money or has ledger entries ({detail}). Refund it "
+        "or move it out first; an account with history is kept, not deleted.",
+    ),
     "f_address": ("表地址", "Meter address"),
     "h_address": ("表上印的通信地址，只填数字", "The address printed on the meter, digits only"),
     "h_bus": ("集中器上的总线，如 rs485-1", "The concentrator's bus, e.g. rs485-1"),
@@ -1005,7 +1011,26 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "delivery_acknowledged": ("已确认", "Acknowledged"),
     "delivery_failed": ("被拒绝", "Refused"),
     "delivery_expired": ("已过期", "Expired"),
-    "node_quarantined": ("已隔离", "Quarantined"),
+    "node_state": ("状态", "State"),
+    "node_state_active": ("在用", "Active"),
+    "node_state_reserved": ("已预留", "Reserved"),
+    "node_state_quarantined": ("已隔离", "Quarantined"),
+    "node_state_retired": ("已退役", "Retired"),
+    "node_claim": ("认领码", "Claim token"),
+    "claim_state_open": ("待使用", "Open"),
+    "claim_state_used": ("已使用", "Used"),
+    "claim_state_expired": ("已过期", "Expired"),
+    "claim_state_revoked": ("已作废", "Revoked"),
+    "claim_none": ("未发放", "None issued"),
+    "node_preassign": ("预留集中器编号", "Pre-assign a node"),
+    "node_preassign_explained": (
+        "装箱前先给站点预留一个集中器编号：它的商铺和电表现在就可以登记；安装员用 voltbook-fw "
+        "领取绑定这个编号的认领码，装好的集中器就用这个编号。",
+        "Reserve a node id for a site before its box is installed: its shops and meters can be "
+        "registered now; the installer issues a claim token bound to it with voltbook-fw, and "
+        "the box that redeems it takes this id.",
+    ),
+    "node_preassigned": ("已预留集中器编号 {node}。", "Node {node} pre-assigned."),
     "push_one": ("下发配置", "Push"),
     "push_changed": ("下发全部有改动的", "Push all changed"),
     "push_explained": (

@@ -12,6 +12,8 @@ API (`cloud.api.registry`, `cloud.api.site_config`).
     POST /console/registry/nodes/{node}/push   push one node (`POST /concentrators/{node}/config`)
     POST /console/registry/nodes/push          push every changed node (`POST /registry/push`)
     POST /console/registry/nodes/register      register a concentrator (`POST /concentrators`)
+    POST /console/registry/nodes/preassign     pre-assign a node id to a site before its box is
+                                               provisioned (`POST /claims/nodes`: `reserved`)
 
 A form's text becomes a body (`cloud.web.registry_fields`), is checked by the API's own body
 model, and is written by `cloud.registry.rows` exactly as the API writes it (its checks, its
@@ -23,6 +25,7 @@ name the row. Meters are registered and edited here, and each links to its monit
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -35,6 +38,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from cloud.api import claims as api_claims
 from cloud.api import concentrators as api_nodes
 from cloud.api import registry as api
 from cloud.api import registry_bodies as bodies
@@ -42,9 +46,11 @@ from cloud.api import site_config as api_config
 from cloud.api.common import CloudKey, DbSession, Now, count
 from cloud.db import models
 from cloud.db import registry as reg
+from cloud.db.claims import Claim
 from cloud.errors import Conflict, Invalid, NotFound, Quarantined
+from cloud.ingest.claims import state_of
 from cloud.keys import CLOUD_NODE
-from cloud.people.auth import FIELD, Principal
+from cloud.people.auth import FIELD, OPERATIONS, Principal
 from cloud.registry import entities, rows, site_config
 from cloud.registry.subsidy_rules import known_subsidy_rules
 from cloud.registry.values import DAY_MINUTES, PERIODS
@@ -308,17 +314,27 @@ def tree(request: Request, lang: Lang, who: Staff, session: DbSession) -> Respon
 
 
 @router.get("/nodes")
-def nodes(request: Request, lang: Lang, who: Staff, session: DbSession,  # noqa: PLR0917
+def nodes(request: Request, lang: Lang, who: Staff, session: DbSession, now: Now,  # noqa: PLR0917
           pushed: Annotated[str | None, Query(max_length=100)] = None,
-          registered: NodeFilter = None) -> Response:  # fmt: skip
-    return _nodes_page(request, lang, who, session, pushed=pushed, registered=registered)
+          registered: NodeFilter = None, preassigned: NodeFilter = None) -> Response:  # fmt: skip
+    return _nodes_page(request, lang, who, session, now, pushed=pushed, registered=registered,
+                       preassigned=preassigned)  # fmt: skip
 
 
-def _nodes_page(request: Request, lang: tuple[str, bool], who: Principal, session: Session, *,
+def _claims_by_node(session: Session, now: dt.datetime) -> dict[str, str]:
+    """The state of the newest claim bound to each pre-assigned node (`GET /claims`' `state`)."""
+    bound = session.scalars(select(Claim).where(Claim.for_node.is_not(None)).order_by(Claim.id))
+    return {c.for_node: state_of(c, now) for c in bound if c.for_node is not None}
+
+
+def _nodes_page(request: Request, lang: tuple[str, bool], who: Principal, session: Session,
+                now: dt.datetime, *,
                 status: int = 200, pushed: str | None = None, problem: str | None = None,
                 registered: str | None = None, new_node: dict[str, str] | None = None,
-                new_errors: dict[str, str] | None = None,
-                new_problem: str | None = None) -> Response:  # fmt: skip
+                new_errors: dict[str, str] | None = None, new_problem: str | None = None,
+                preassigned: str | None = None, reserve: dict[str, str] | None = None,
+                reserve_errors: dict[str, str] | None = None,
+                reserve_problem: str | None = None) -> Response:  # fmt: skip
     found = session.execute(
         select(models.Concentrator, reg.NodeConfig, models.Command.status)
         .outerjoin(reg.NodeConfig, reg.NodeConfig.node == models.Concentrator.node)
@@ -326,14 +342,21 @@ def _nodes_page(request: Request, lang: tuple[str, bool], who: Principal, sessio
         .where(models.Concentrator.node != CLOUD_NODE)
         .order_by(models.Concentrator.node)
     ).all()
+    claimed = _claims_by_node(session, now)
+    sites = dict(session.execute(select(reg.Site.id, reg.Site.name).order_by(reg.Site.name)).all())
     listed = [{
         "node": c, "config": cfg, "delivery": DELIVERY.get(state or "", "never"),
-        "problems": site_config.build(session, c.node).problems,
+        "problems": site_config.build(session, c.node).problems, "claim": claimed.get(c.node),
+        "site": sites.get(c.site_id or 0, ""),
     } for c, cfg, state in found]  # fmt: skip
     return _screen(request, lang, who, "console/registry_nodes.html", tab="nodes", status=status,
                    nodes=listed, pushed=pushed, problem=problem, registered=registered,
                    new_node=new_node or {}, new_errors=new_errors or {},
-                   new_problem=new_problem, write=who.role in FIELD)  # fmt: skip
+                   new_problem=new_problem, write=who.role in FIELD,
+                   reserve_write=who.role in OPERATIONS, sites=list(sites.items()),
+                   preassigned=preassigned, reserve=reserve or {},
+                   reserve_errors=reserve_errors or {},
+                   reserve_problem=reserve_problem)  # fmt: skip
 
 
 @router.post("/nodes/push")
@@ -352,7 +375,7 @@ def push_changed(  # noqa: PLR0917 (FastAPI's dependencies)
     told = [f"{p.node} v{p.version}" for p in done.pushed] + [
         f"{s.node}: {s.problem}" for s in done.skipped
     ]
-    return _nodes_page(request, lang, who, session, pushed=", ".join(told) or "-")
+    return _nodes_page(request, lang, who, session, now, pushed=", ".join(told) or "-")
 
 
 @router.post("/nodes/register")
@@ -378,10 +401,41 @@ def register_node(  # noqa: PLR0917 (FastAPI's dependencies)
         errors, problem = _refusal(t, exc, hints)
         if isinstance(exc, Conflict):
             problem = t("node_key_conflict", detail=str(exc))
-        return _nodes_page(request, lang, who, session, status=409 if isinstance(exc, Conflict)
-                           else 422, new_node=sent, new_errors=errors,
+        return _nodes_page(request, lang, who, session, now,
+                           status=409 if isinstance(exc, Conflict) else 422, new_node=sent,
+                           new_errors=errors,
                            new_problem=problem or t("registry_fix"))  # fmt: skip
     return RedirectResponse(f"/console/registry/nodes?registered={quote(body.node)}",
+                            status_code=303)  # fmt: skip
+
+
+@router.post("/nodes/preassign")
+def preassign_node(  # noqa: PLR0917 (FastAPI's dependencies)
+    request: Request,
+    lang: Lang,
+    who: Staff,
+    session: DbSession,
+    now: Now,
+    form: Form,
+) -> Response:
+    """A node id reserved for a site before its box is provisioned, by the API's own route
+    (`POST /claims/nodes`: operators and admins; logged)."""
+    sessions.check_csrf(request, form.get("csrf"))
+    _writer(who, OPERATIONS)
+    sent = {name: form.get(name, "").strip() for name in ("site", "node", "name")}
+    t = i18n.translator(lang[0])
+    try:
+        site: int | str = int(sent["site"]) if sent["site"].isdigit() else sent["site"]
+        body = api_claims.PreassignIn.model_validate({**sent, "site": site})
+        api_claims.preassign_node(body, request, who, session, now)
+    except (ValidationError, Invalid, Conflict, NotFound) as exc:
+        session.rollback()
+        errors, problem = _refusal(t, exc, {"site": "", "node": "h_code", "name": ""})
+        code = 409 if isinstance(exc, Conflict) else 404 if isinstance(exc, NotFound) else 422
+        return _nodes_page(request, lang, who, session, now, status=code, reserve=sent,
+                           reserve_errors=errors,
+                           reserve_problem=problem or t("registry_fix"))  # fmt: skip
+    return RedirectResponse(f"/console/registry/nodes?preassigned={quote(body.node)}",
                             status_code=303)  # fmt: skip
 
 
@@ -404,7 +458,7 @@ def push_one(  # noqa: PLR0917 (FastAPI's dependencies)
         raise PageError("registry_not_found", 404) from None
     except (Invalid, Quarantined) as refused:
         session.rollback()
-        return _nodes_page(request, lang, who, session, status=422, problem=str(refused))
+        return _nodes_page(request, lang, who, session, now, status=422, problem=str(refused))
     return RedirectResponse(f"/console/registry/nodes?pushed={quote(f'{node} v{done.version}')}",
                             status_code=303)  # fmt: skip
 
@@ -712,7 +766,8 @@ def delete(  # noqa: PLR0917 (FastAPI's dependencies)
     except Conflict as exc:
         session.rollback()
         t = i18n.translator(lang[0])
+        word = "registry_kept" if isinstance(exc, rows.Kept) else "registry_in_use"
         return _delete_page(request, lang, who, session, kind=kind, key=key, status=409,
-                            problem=t("registry_in_use", detail=str(exc)))  # fmt: skip
+                            problem=t(word, detail=str(exc)))  # fmt: skip
     return RedirectResponse(f"/console/registry/{kind}?deleted={quote(key, safe='')}",
                             status_code=303)  # fmt: skip

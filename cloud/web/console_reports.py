@@ -70,10 +70,10 @@ def _typed(  # noqa: PLR0917 (one query parameter each)
     building: Text = "", floor: Text = "", shop: Text = "", account: Text = "",
     merchant: Text = "", id_number: Text = "", group: Text = "", operator: Text = "",
     method: Text = "", status: Text = "", template: Text = "", node: Text = "",
-    relay: Text = "", sort: Text = "",
+    relay: Text = "", sort: Text = "", site: Annotated[str, Query(max_length=200)] = "",
 ) -> Typed:  # fmt: skip
     return Typed(first, last, building, floor, shop, account, merchant, id_number, group,
-                 operator, method, status, template, node, relay, sort)  # fmt: skip
+                 operator, method, status, template, node, relay, sort, site)  # fmt: skip
 
 
 Filters = Annotated[Typed, Depends(_typed)]
@@ -89,10 +89,20 @@ class Field:
     options: tuple[tuple[str, str], ...] = ()  # (value, words) of a select
 
 
+def _area(t: i18n.Translate, sites: list[str]) -> list[Field]:
+    """The area fields: the site (a select of the registry's sites), then the typed ones."""
+    site = Field("site", "filter_site", "select", (("", t("filter_any")), *((n, n) for n in sites)))
+    return [site, *(Field(name, f"filter_{name}") for name in AREA if name != "site")]
+
+
+def _site_names(session: DbSession) -> list[str]:
+    return list(session.scalars(select(reg.Site.name).order_by(reg.Site.name)))
+
+
 def _fields(
-    report: Report, t: i18n.Translate, lang: str, saved: list[tuple[str, str]]
+    report: Report, t: i18n.Translate, lang: str, saved: list[tuple[str, str]], sites: list[str]
 ) -> list[Field]:
-    """The form's fields: the window, the report's own filters, then area and merchant."""
+    """The form's fields: the window, the report's own filters, then site, area and merchant."""
     own: list[Field] = []
     for name in report.own:
         if name == "group":
@@ -116,8 +126,14 @@ def _fields(
         else:
             own.append(Field(name, f"filter_{name}"))
     window = [Field("from", "filter_from", "date"), Field("to", "filter_to", "date")]
-    area = [Field(name, f"filter_{name}") for name in AREA]
-    return [*window, *own, *area]
+    return [*window, *own, *_area(t, sites)]
+
+
+def _form(
+    report: Report, t: i18n.Translate, lang: str, who: Principal, session: DbSession
+) -> list[Field]:
+    """The report's form fields, with the saved templates and the registry's sites offered."""
+    return _fields(report, t, lang, _refund_templates(who, session), _site_names(session))
 
 
 def _options(
@@ -240,8 +256,7 @@ def subsidy_months(  # noqa: PLR0917 (FastAPI's parameters)
     t = i18n.translator(lang[0])
     area = typed.query((*AREA, "sort"))
     values = {"month": month.strip(), **area}
-    fields = [Field("month", "filter_month", "month"),
-              *(Field(n, f"filter_{n}") for n in AREA)]  # fmt: skip
+    fields = [Field("month", "filter_month", "month"), *_area(t, _site_names(session))]
     frame: dict[str, Any] = {"heading": t("menu_subsidy_months"), "fields": fields,
                              "values": values, "note": t("subsidy_left_note")}  # fmt: skip
     try:
@@ -305,7 +320,7 @@ def report_page(  # noqa: PLR0917 (FastAPI's parameters)
     values = typed.query(("first", "last", *report.own, *AREA, "sort"))
     frame: dict[str, Any] = {
         "heading": t(f"report_{name}"), "values": values,
-        "fields": _fields(report, t, lang[0], _refund_templates(who, session)),
+        "fields": _form(report, t, lang[0], who, session),
     }  # fmt: skip
     if name in templates.COLUMNS and who.role is Role.ADMIN:  # only an admin saves templates
         frame["template_columns"] = report_filters.template_columns(name, lang[0])
@@ -347,7 +362,7 @@ def report_export(  # noqa: PLR0917 (FastAPI's parameters)
     except (FilterError, Invalid, NotFound) as failed:
         values = typed.query(("first", "last", *report.own, *AREA, "sort"))
         return _screen(request, lang, who, session, now, heading=t(f"report_{name}"),
-                       fields=_fields(report, t, lang[0], _refund_templates(who, session)),
+                       fields=_form(report, t, lang[0], who, session),
                        values=values, error=_error(t, failed))  # fmt: skip
 
 
@@ -381,7 +396,7 @@ def save_template(  # noqa: PLR0917 (FastAPI's parameters)
         problem = "template_no_columns"
     if problem:
         return _screen(request, lang, who, session, now, heading=t(f"report_{name}"),
-                       fields=_fields(report, t, lang[0], _refund_templates(who, session)),
+                       fields=_form(report, t, lang[0], who, session),
                        values={}, error=t(problem),
                        template_columns=report_filters.template_columns(name, lang[0]))  # fmt: skip
     body = reports_api.TemplateIn.model_validate({"report": name, "columns": columns,

@@ -9,13 +9,13 @@ person may mistype, turned into a message in words (`FilterError`, a catalogue k
 is not a date, `from` after `to`, a window too long, an unknown group or relay state. Anything
 else the builders refuse (`cloud.errors.Invalid`) is shown with the builder's own sentence.
 
-| report       | its own filters (besides the window, area and merchant)  | chart               |
+| report       | its own filters (besides window, site, area and merchant) | chart              |
 |--------------|----------------------------------------------------------|---------------------|
-| consumption  | group (1-3 of `queries.GROUPS`)                          | kWh by first group  |
-| deposits     | operator, method, status                                 | —                   |
-| refunds      | method, status, a saved template                         | —                   |
-| subsidies    | —                                                        | issued/used/cleared |
-| meters       | concentrator, relay                                      | —                   |
+| consumption  | group (1-3 of `queries.GROUPS`)                           | kWh by first group |
+| deposits     | operator, method, status                                  | —                  |
+| refunds      | method, status, a saved template                          | —                  |
+| subsidies    | —                                                         | issued/used/cleared|
+| meters       | concentrator, relay                                       | —                  |
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ from cloud.reports.words import in_lang
 
 PAGE_SIZE = 50
 MAX_SIZE = 200
-AREA = ("building", "floor", "shop", "account", "merchant", "id_number")
+# The area filters every report takes; `site` is the registry's site name (a select).
+AREA = ("site", "building", "floor", "shop", "account", "merchant", "id_number")
 # Groupings offered in the consumption form (any 1-3 of `queries.GROUPS` is taken from a URL).
 GROUP_CHOICES = ("account", "shop", "building", "floor", "tariff_period", "account_type", "day",
                  "meter", "account,day", "account,tariff_period", "shop,meter",
@@ -94,6 +95,7 @@ class Typed:
     node: str = ""
     relay: str = ""
     sort: str = ""
+    site: str = ""  # the registry's site name
 
     def query(self, keep: tuple[str, ...] | None = None) -> dict[str, str]:
         """The filters as URL parameters (empty ones, and those not in `keep`, left out)."""

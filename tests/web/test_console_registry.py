@@ -514,6 +514,24 @@ def test_a_row_still_named_is_not_deleted_and_the_page_says_why(
     assert fingerprint(world.engine) == before
 
 
+def test_an_account_with_money_is_not_deleted_and_one_without_history_is(
+    client: TestClient, world: World
+) -> None:
+    log_in(client)
+    before = fingerprint(world.engine)
+    answer = post_form(client, "/console/registry/accounts/A0002/delete", {})
+    assert answer.status_code == 409, answer.text
+    problem = html.unescape(answer.text.split('id="problem">')[1].split("</p>")[0])
+    assert "没有删除：这个账户还有余额或账目" in problem, problem
+    assert "account 'A0002' still holds subsidy 50000 Wh, grace 2000 Wh" in problem
+    assert "has 1 recharge(s) or payment(s) not yet settled" in problem  # the desk's ¥50
+    assert fingerprint(world.engine) == before
+    # A0101 (the other node's) was never booked to: it is deleted as the API deletes it
+    done = post_form(client, "/console/registry/accounts/A0101/delete", {})
+    assert done.status_code == 303, done.text
+    assert log_rows(world)[-1] == (OPERATOR, "account.delete", "account:A0101")
+
+
 def test_a_role_that_may_not_write_may_not_delete(client: TestClient, world: World) -> None:
     log_in(client, STAFF_USERS[Role.FINANCE])
     asked = client.get("/console/registry/tariffs/steps/delete")
@@ -563,5 +581,62 @@ def test_a_concentrator_is_registered_by_the_apis_route(client: TestClient, worl
     assert 'id="register-node"' not in client.get(NODES).text
     before = fingerprint(world.engine)
     refused = post_form(client, f"{NODES}/register", {"node": "edge-0044", "public_key": other},
+                        form=NODES)  # fmt: skip
+    assert refused.status_code == 403 and fingerprint(world.engine) == before
+
+
+def _state_of(page: str, node: str) -> tuple[str, str]:
+    """(the node's state, its claim's state) as the concentrators list shows them."""
+    row = page.split(f'data-node="{node}"')[1].split("</tr>", maxsplit=1)[0]
+    state = re.search(r'data-state="(\w+)"', row)
+    claim = re.search(r'data-claim="(\w*)"', row)
+    assert state and claim, row
+    return state[1], claim[1]
+
+
+def test_a_node_is_preassigned_by_the_apis_route(client: TestClient, world: World) -> None:
+    log_in(client)
+    market = str(ids(world)["market"])
+    page = client.get(NODES)
+    assert 'id="preassign-node"' in page.text and f'<option value="{market}">Market' in page.text
+    assert _state_of(page.text, NODE) == ("active", "")
+    sent = {"site": market, "node": "edge-0050", "name": "东区"}
+    answer = post_form(client, f"{NODES}/preassign", sent, form=NODES)
+    assert answer.status_code == 303, answer.text
+    assert answer.headers["location"] == f"{NODES}?preassigned=edge-0050"
+    token = issue_token(world.engine, OPERATOR)
+    view = client.get("/concentrators/edge-0050", headers=bearer(token)).json()
+    assert (view["name"], view["status"], view["public_key"]) == ("东区", "reserved", "")
+    assert log_rows(world)[-1] == (OPERATOR, "concentrator.preassign", "node:edge-0050")
+    shown = client.get(answer.headers["location"])
+    assert 'id="preassigned"' in shown.text and "已预留集中器编号 edge-0050" in shown.text
+    assert _state_of(shown.text, "edge-0050") == ("reserved", "")
+    assert "未发放" in shown.text.split('data-node="edge-0050"')[1].split("</tr>", maxsplit=1)[0]
+    # a claim bound to it (the installers' route, as voltbook-fw calls it): shown open
+    claim = client.post("/claims", json={"site": int(market), "node": "edge-0050", "valid_s": 3600},
+                        headers=bearer(token))  # fmt: skip
+    assert claim.status_code == 201, claim.text
+    assert _state_of(client.get(NODES).text, "edge-0050") == ("reserved", "open")
+    # refused, nothing changed: a bad id, a node that exists, a site that does not
+    before = fingerprint(world.engine)
+    for fields, status, where, words in (
+        ({"site": market, "node": "edge 51"}, 422, "node", "格式不对"),
+        ({"site": market, "node": NODE}, 409, "problem", NODE),
+        ({"site": "999999", "node": "edge-0051"}, 404, "problem", "999999"),
+    ):
+        answer = post_form(client, f"{NODES}/preassign", fields, form=NODES)
+        assert answer.status_code == status, (fields, answer.text)
+        if where == "problem":
+            assert words in answer.text.split('id="preassign-problem">')[1].split("</p>")[0]
+        else:
+            assert words in answer.text.split(f'data-error="{where}">')[1].split("</small>")[0]
+        assert f'value="{fields["node"]}"' in answer.text
+    assert fingerprint(world.engine) == before
+    # operators and admins pre-assign (as the API); an installer may not
+    client.cookies.clear()
+    log_in(client, STAFF_USERS[Role.INSTALLER])
+    assert 'id="preassign-node"' not in client.get(NODES).text
+    before = fingerprint(world.engine)
+    refused = post_form(client, f"{NODES}/preassign", {"site": market, "node": "edge-0052"},
                         form=NODES)  # fmt: skip
     assert refused.status_code == 403 and fingerprint(world.engine) == before

@@ -142,3 +142,35 @@ def test_a_concentrator_is_registered_and_a_bad_address_is_said_in_words(
     assert_no_critical(desk, SERIOUS)
     desk.click("#try-again")
     desk.wait_for_url("**/console/monitoring?q=S1")
+
+
+def test_a_node_is_preassigned_and_an_account_with_money_is_kept(desk: Any, shots: Path) -> None:
+    log_in(desk)
+    desk.goto("/console/registry/nodes")
+    desk.select_option("#p-site", label="Market")
+    desk.fill("#p-node", "edge 50")  # a space: refused in words
+    desk.click("#preassign")
+    desk.wait_for_selector("[data-error='node']")
+    desk.fill("#p-node", "edge-0050")
+    desk.fill("#p-name", "东区")
+    desk.click("#preassign")
+    desk.wait_for_selector("#preassigned")
+    row = desk.locator("tr[data-node='edge-0050']")
+    assert row.locator("[data-state]").get_attribute("data-state") == "reserved"
+    assert "已预留" in row.inner_text() and "未发放" in row.inner_text()
+    desk.screenshot(path=shots / "r14-node-preassigned.png", full_page=True)
+    assert_no_critical(desk, SERIOUS)
+    desk.goto("/console/registry/accounts/A0001/delete")
+    desk.click("#confirm-delete")
+    desk.wait_for_selector("#problem")
+    assert "这个账户还有余额或账目" in desk.inner_text("#problem")
+    desk.screenshot(path=shots / "r15-account-kept.png", full_page=True)
+    assert_no_critical(desk, SERIOUS)
+    desk.goto("/console/reports/consumption?from=2026-06-01&to=2026-11-30&group=account")
+    desk.select_option("select[name='site']", label="Market")
+    desk.click("#apply")
+    desk.wait_for_url("**site=Market**")
+    assert "site=Market" in (desk.get_attribute("#export-pdf", "href") or "")
+    desk.screenshot(path=shots / "r16-report-site.png", full_page=True)
+    assert_no_critical(desk)  # as tests/web/test_reports_browser.py: the report's .crumbs
+    # contrast is axe-"serious" there already

@@ -152,6 +152,31 @@ def test_ten_thousand_meters_are_paged_in_sql(client: TestClient, world: World) 
     assert totals_of(page.text) == answer["totals"]
 
 
+def test_the_site_filter_gives_the_apis_site_totals_on_every_report(client: TestClient) -> None:
+    log_in(client, "fin-c")
+    for name in report_filters.REPORTS:
+        _holds_the_apis_numbers(client, name, {"site": "Market", **HALF_YEAR})
+        _holds_the_apis_numbers(client, name, {"site": "Empty", **HALF_YEAR})
+    market = {"site": "Market", "group": "account", **HALF_YEAR}
+    assert api(client, "/reports/consumption", market)["totals"]["wh"] > 200_000
+    assert api(client, "/reports/consumption", {**market, "site": "Empty"})["total"] == 0
+    page = client.get("/console/reports/consumption", params=market)
+    assert '<option value="Market" selected>Market</option>' in page.text
+    assert '<option value="Empty">Empty</option>' in page.text
+    for fmt in ("xlsx", "pdf"):  # the print and file links keep the site
+        link = re.search(rf'id="export-{fmt}" href="([^"]+)"', page.text)
+        assert link and "site=Market" in link[1], page.text
+    got = client.get(link[1].replace("&amp;", "&"))
+    assert got.status_code == 200 and got.content.startswith(b"%PDF")
+    xlsx = re.search(r'id="export-xlsx" href="([^"]+)"', page.text)
+    assert xlsx
+    mine = client.get(xlsx[1].replace("&amp;", "&")).content
+    assert cells(mine) == cells(api(client, "/reports/consumption", {**market, "format": "xlsx"}))
+    months = client.get("/console/subsidies", params={"month": "2026-11", "site": "Empty"})
+    assert months.status_code == 200 and '<option value="Empty" selected>' in months.text
+    assert "没有符合条件的记录" in months.text
+
+
 def test_exports_are_the_apis_files(client: TestClient) -> None:
     log_in(client, "aud-c")
     params = {"group": "account,day", "building": "B1", **HALF_YEAR}

@@ -15,10 +15,15 @@ from cloud.db import registry as tables
 from cloud.db.auth import OperatorLogEntry
 from cloud.db.engine import session_factory
 from cloud.db.models import Command
+from cloud.payments.states import OrderState
 from cloud.people import oplog
 from cloud.people.auth import Role
+from cloud.registry import holdings
+from ledger.accounts import Pocket, System, pocket_id, system_id
 from ledger.signed import CommandKind, open_command, trusted
-from tests.cloud.api.conftest import NODE, OTHER, Site, bearer
+from ledger.transfers import Code
+from ledger.wire import AckStatus
+from tests.cloud.api.conftest import NODE, OTHER, Site, bearer, transfer
 from tests.cloud.registry_world import make_registry
 
 TABLES = (
@@ -309,6 +314,41 @@ def test_deleting_a_row_still_referenced_is_409(
     ok(client.delete("/registry/tariffs/tou"), 204)
 
 
+def test_an_account_with_money_or_history_is_not_deleted(
+    client: TestClient, engine: Engine, site: Site, reg: dict[str, Any]
+) -> None:
+    # the site's opening: A0001 has ¥100 in, ¥8.37 spent, ¥10 pending out, 48,800 Wh subsidy
+    before = snapshot(engine)
+    a1 = client.delete("/registry/accounts/A0001")
+    assert a1.status_code == 409, a1.text
+    assert a1.json()["detail"] == (
+        "account 'A0001' still holds subsidy 48800 Wh, prepaid ¥91.63, prepaid ¥10.00 pending "
+        "out; has 5 ledger entries; refund it or move it out first (an account with history "
+        "is kept, not deleted)"
+    )
+    a2 = client.delete("/registry/accounts/A0002")  # Wh only: subsidy and grace
+    assert a2.status_code == 409 and "still holds subsidy 50000 Wh, grace 2000 Wh" in a2.text
+    assert snapshot(engine) == before
+    # money in, then all of it out: no balance left, but the books name the account
+    new = {"id": "A0003", "merchant_id": reg["merchant"], "account_type": "merchant"}
+    ok(client.post("/registry/accounts", json=new), 201)
+    prepaid = pocket_id("A0003", Pocket.PREPAID)
+    cash, refunds = system_id(System.CASH_IN_TRANSIT), system_id(System.REFUNDS_PAYABLE)
+    booked = [transfer(100, cash, prepaid, 500, Code.RECHARGE),
+              transfer(101, prepaid, refunds, 500, Code.REFUND)]  # fmt: skip
+    assert site.upload(NODE, booked).status is AckStatus.OK
+    kept = client.delete("/registry/accounts/A0003")
+    assert kept.status_code == 409 and kept.json()["detail"].startswith(
+        "account 'A0003' has 2 ledger entries: an account with history is kept"
+    )
+    assert ok(client.get("/registry/accounts/A0003"))["id"] == "A0003"
+    # nothing ever booked: it goes
+    ok(client.post("/registry/accounts", json={**new, "id": "A0004"}), 201)
+    ok(client.delete("/registry/accounts/A0004"), 204)
+    assert client.get("/registry/accounts/A0004").status_code == 404
+    assert set(holdings.ORDERS_IN_FLIGHT) <= {s.value for s in OrderState}  # named as stored
+
+
 def test_roles(client: TestClient, engine: Engine, tokens: dict[Role, str], reg: dict[str, Any]):
     before = snapshot(engine)
     shop = {"floor_id": reg["floors"][0], "number": "S777"}
@@ -406,7 +446,8 @@ def test_config_preview_and_push(
 def test_a_vacant_shops_meters_are_left_out(
     client: TestClient, engine: Engine, reg: dict[str, Any]
 ) -> None:
-    ok(client.delete("/registry/accounts/A0002"), 204)  # S102 is vacant now
+    # S102 is vacant now: A0002 is moved out (it has history, so it is kept, not deleted)
+    ok(client.patch("/registry/accounts/A0002", json={"shop_id": None}))
     preview = ok(client.get(f"/concentrators/{NODE}/config"))
     assert preview["problems"] == []
     documents = preview["documents"]

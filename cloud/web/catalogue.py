@@ -1350,7 +1350,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "field_history": ("处理记录", "History"),
     "field_photo": ("照片", "Photo"),
     "field_take_photo": ("拍照", "Take photo"),
-    "field_photo_alt": ("工单 #{id} 的照片 {n}", "Photo {n} of ticket #{id}"),
+    "field_photo_alt": ("工单 #{id} 的照片 {n}", "Ticket #{id}, photo {n}"),
     "fault_photo_not_found": ("找不到这张照片。", "There is no such photo."),
     "fault_form_bad": (
         "工单信息有误：请选择故障类型，并填写电表、集中器或站点之一（备注最多 500 字）。",

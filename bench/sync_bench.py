@@ -269,7 +269,8 @@ def drained(edge: Booted) -> bool:
 
 
 def tick_until(sync: SyncService, done: Callable[[], bool], every: float) -> float:
-    """Tick as the runner does (tick, then wait `every`) until `done()`; when it held."""
+    """Tick as the runner does (tick, then wait `every` or until the link brings something,
+    an ack most often) until `done()`; when it held."""
     deadline = time.monotonic() + WAIT_S
     while True:
         sync.tick()
@@ -277,7 +278,7 @@ def tick_until(sync: SyncService, done: Callable[[], bool], every: float) -> flo
             return time.perf_counter()
         if time.monotonic() > deadline:
             raise RuntimeError(f"sync did not finish within {WAIT_S:.0f} s")
-        time.sleep(every)
+        sync.wait(every)
 
 
 def settle(relay: CountingRelay) -> int:

@@ -75,6 +75,8 @@ from ledger.untrusted import load_json
 
 MAGIC = b"VB\x01"
 # Any DEFLATE level decodes the same: the level is the sender's choice of CPU against bytes.
+# Measured on a day of 64 meters (8 batches of 32 KB): level 6 is 7 % more bytes for 40 % of
+# level 9's CPU (31 vs 79 ms); the bytes per reading are the scarcer resource, so 9.
 BATCH_LEVEL = 9
 MAX_BATCH_BYTES = 1 << 20  # what the cloud inflates at most: a batch is never bigger
 TOPIC_ROOT = "vb"

@@ -36,11 +36,12 @@ section in the copy's site.toml) through a real Mosquitto to a real
    an IngestWorker on a throwaway PostgreSQL (`cloud.services.postgres`; SQLite, said so, when
    PostgreSQL is not installed); the concentrator is registered, its SyncService connects with
    `rate_bytes_s = 0` and is ticked as the runner ticks it (every `tick_s`, default 0.5 s, and at
-   once whenever the link brings something, an ack most often) until the outbox is empty and the cloud's acknowledged head is our head. Timed: connect to the
-   last acknowledgement. Then the cloud's copy is compared with the edge's (head seq and hash,
-   entry and reading counts): a difference is a correctness failure (exit status 1), not a
-   performance miss. Goal: ≤ 60 s (issue 18: ≤ 30 s). With the default pacing (`rate_bytes_s = 4096`) the time is
-   the payload bytes over the rate (a token bucket over batch payload bytes), computed from the
+   once whenever the link brings something, an ack most often) until the outbox is empty and
+   the cloud's acknowledged head is our head. Timed: connect to the last acknowledgement. Then
+   the cloud's copy is compared with the edge's (head seq and hash, entry and reading counts):
+   a difference is a correctness failure (exit status 1), not a performance miss. Goal: ≤ 60 s
+   (issue 18: ≤ 30 s). With the default pacing (`rate_bytes_s = 4096`) the time is the payload
+   bytes over the rate (a token bucket over batch payload bytes), computed from the
    payload bytes measured here rather than waited out.
 
 Missing a goal is reported, not fatal.

@@ -74,6 +74,10 @@ from ledger.signed import STATUS_TAG, OplogHead, Rejected, open_signed, sign
 from ledger.untrusted import load_json
 
 MAGIC = b"VB\x01"
+# Any DEFLATE level decodes the same: the level is the sender's choice of CPU against bytes.
+# Measured on a day of 64 meters (8 batches of 32 KB): level 6 is 7 % more bytes for 40 % of
+# level 9's CPU (31 vs 79 ms); the bytes per reading are the scarcer resource, so 9.
+BATCH_LEVEL = 9
 MAX_BATCH_BYTES = 1 << 20  # what the cloud inflates at most: a batch is never bigger
 TOPIC_ROOT = "vb"
 MAX_COUNTER = 2**63 - 1  # a seq or outbox id: what SQLite's INTEGER holds
@@ -241,7 +245,8 @@ def _check_widths(widths: list[Any], registers: list[list[int | None]]) -> None:
             raise WireError(f"a row counts tariff register {j + 1}, which it lacks")
 
 
-def encode_batch(batch: Batch) -> bytes:
+def batch_text(batch: Batch) -> bytes:
+    """The batch's compact JSON, before compression (what the cloud inflates)."""
     ledger = None
     if batch.ledger is not None:
         part = batch.ledger
@@ -262,8 +267,17 @@ def encode_batch(batch: Batch) -> bytes:
         "results": list(batch.results),
     }
     text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    deflate = zlib.compressobj(9, zlib.DEFLATED, -15, 9)
-    return MAGIC + deflate.compress(text.encode()) + deflate.flush()
+    return text.encode()
+
+
+def compress_batch(text: bytes) -> bytes:
+    """The payload of a batch's JSON `text` (`batch_text`): the magic, then raw DEFLATE."""
+    deflate = zlib.compressobj(BATCH_LEVEL, zlib.DEFLATED, -15, 9)
+    return MAGIC + deflate.compress(text) + deflate.flush()
+
+
+def encode_batch(batch: Batch) -> bytes:
+    return compress_batch(batch_text(batch))
 
 
 def decode_batch(payload: bytes) -> Batch:

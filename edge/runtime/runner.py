@@ -18,16 +18,17 @@ which is good enough for them:
 - pruning of old readings and events (their uplink copies stay in the outbox);
 - the systemd watchdog ping, at half of `WatchdogSec`, and after every cycle;
 - the jobs others add (`add_job`): the metrics' copy of the store's figures (`edge/metrics.py`);
-- with a `[cloud]` section, sync (`edge.sync.service`): every `tick_s` real seconds, the MQTT
-  link's acknowledgements and commands are handled and the outbox's batches sent. On stop the
+- with a `[cloud]` section, sync (`edge.sync.service`): every `tick_s` real seconds, and at
+  once whenever the MQTT link brings something (the loop's nap wakes on it), the link's
+  acknowledgements and commands are handled and the outbox's batches sent. On stop the
   last batches get a moment to go up, then the retained status says offline.
 
-Between jobs the loop sleeps on an event that SIGTERM/SIGINT set, so a stop request is seen at
-once; a cycle in progress is always finished (its commit and its relay commands), then the
-store is closed and the simulated meters saved. A full disk fails the cycle, not the runtime:
-the error says what to free, nothing of the cycle was stored, and the next cycle bills the
-same energy again once there is room. A corrupt store stops the runtime (systemd's
-`Restart=always` then meets the boot-time integrity check, which names the damage).
+Between jobs the loop sleeps on an event that SIGTERM/SIGINT (and the MQTT link) set, so a stop
+request is seen at once; a cycle in progress is always finished (its commit and its relay
+commands), then the store is closed and the simulated meters saved. A full disk fails the
+cycle, not the runtime: the error says what to free, nothing of the cycle was stored, and the
+next cycle bills the same energy again once there is room. A corrupt store stops the runtime
+(systemd's `Restart=always` then meets the boot-time integrity check, which names the damage).
 """
 
 from __future__ import annotations
@@ -109,7 +110,9 @@ class Runner:
         # The same for each site block: all due at once, read with the first cycle.
         self.block_due = {block.name: 0.0 for block in booted.runtime.site.settings.blocks}
         self.intervals = {b.name: b.interval for b in booted.runtime.site.settings.blocks}
-        self.nap = nap or self.stop.wait
+        # What a nap waits on: a stop request, or (with sync) the MQTT link bringing something.
+        self.wake = threading.Event()
+        self.nap = nap or self._nap
         # What the metrics endpoint shows of the cycles (`edge/metrics.py`, `[metrics]`).
         self.pace = CyclePace(booted.runtime.site.settings.poll_interval.total_seconds())
         # More periodic jobs (real seconds, job), and jobs after every cycle, run in this
@@ -122,6 +125,7 @@ class Runner:
             from edge.sync.service import SyncService  # paho only where sync is configured
 
             self.sync = SyncService(booted.runtime, cloud)
+            self.sync.wake_on_events(self.wake)
 
     def real_seconds(self, site_time: dt.timedelta) -> float:
         clock = self.booted.clock
@@ -138,6 +142,7 @@ class Runner:
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.stop_reason = signal.Signals(signum).name
         self.stop.set()
+        self.wake.set()
 
     def _plan(self, began: float, interval: dt.timedelta) -> tuple[NextCycle, float, dt.datetime]:
         """After a job that began at monotonic `began`: its next grid point, as a plan and as
@@ -229,6 +234,11 @@ class Runner:
     def _finish(self, reason: str) -> None:
         self.stop_reason = reason
         self.stop.set()
+        self.wake.set()
+
+    def _nap(self, seconds: float) -> None:
+        self.wake.wait(seconds)
+        self.wake.clear()
 
     def _checkpoint(self) -> None:
         try:
@@ -314,6 +324,8 @@ class Runner:
                 for name in self._due_blocks():
                     self._block_round(name)
                 jobs.run_pending()
+                if self.sync is not None and self.sync.arrived.is_set():
+                    self.sync.tick()  # an ack or a command: handled now, not at the next tick
                 idle = jobs.idle_seconds
                 next_due = min((self.next_due, *self.block_due.values()))
                 until_due = self.real_seconds(dt.timedelta(seconds=next_due - clock.monotonic()))

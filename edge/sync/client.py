@@ -3,7 +3,8 @@ last will, reconnects with backoff, and a queue between paho's thread and the ru
 
 paho runs its network loop in its own thread (`loop_start`). Its callbacks only put events on a
 thread-safe queue — `Connected`, `Disconnected`, `Delivery` — and re-subscribe after a connect;
-the runtime thread (the store's only user) drains the queue with `events()`, handles each event
+the runtime thread (the store's only user) drains the queue with `events()` (woken by an event
+set on every arrival, `wake_on_events`), handles each event
 and only then calls `ack(delivery)`, so a PUBACK leaves only once what the message did is
 durable (`manual_ack=True`). A delivery from an earlier connection is never acknowledged on a
 later one (its packet id would name another message there).
@@ -101,6 +102,7 @@ class MqttLink:
         self._lock = threading.Lock()
         self._generation = 0
         self._connected = False
+        self._wakers: list[threading.Event] = []  # set whenever `events()` has something
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=node,
@@ -134,7 +136,7 @@ class MqttLink:
             self._generation += 1
             self._connected = True
             generation = self._generation
-        self._events.put(Connected(generation))
+        self._put(Connected(generation))
 
     def _on_disconnect(
         self,
@@ -148,16 +150,26 @@ class MqttLink:
             was, self._connected = self._connected, False
             generation = self._generation
         if was:
-            self._events.put(Disconnected(generation, str(reason)))
+            self._put(Disconnected(generation, str(reason)))
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         with self._lock:
             generation = self._generation
-        self._events.put(
+        self._put(
             Delivery(generation, message.topic, bytes(message.payload), message.mid, message.qos)
         )
 
+    def _put(self, event: LinkEvent) -> None:
+        self._events.put(event)
+        for waker in self._wakers:
+            waker.set()
+
     # -- the runtime thread ---------------------------------------------------------------------
+    def wake_on_events(self, waker: threading.Event) -> None:
+        """Set `waker` whenever an event arrives (the runtime thread naps on it, so an ack is
+        handled, and the batch it makes room for sent, at once rather than at the next tick)."""
+        self._wakers.append(waker)
+
     def start(self) -> None:
         """Connect in the background; paho retries (with backoff) until the broker answers."""
         self._client.connect_async(

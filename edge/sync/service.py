@@ -1,7 +1,9 @@
 """Sync as one job of the runtime's scheduler: drain the link, handle, send.
 
-Every `tick_s` (real seconds, whatever `--speed` says) the runner calls `tick()` in its own
-thread, between poll cycles:
+The runner calls `tick()` in its own thread, between poll cycles, every `tick_s` (real seconds,
+whatever `--speed` says) and at once whenever the link brings something (`arrived`, set from
+paho's thread): an acknowledgement frees room in the window, and the next batch goes as soon as
+it is handled, so a backlog drains at the pace of the acks, not of the tick:
 
 1. the link's events in order: `Connected` → the session sends again and the retained
    `Status` (head, acked, highest command seq, account inventory) goes out; `Disconnected` →
@@ -28,6 +30,7 @@ it was stored, it is not acknowledged, and the next tick tries it again.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -91,6 +94,17 @@ class SyncService:
         self.monotonic = monotonic
         self._pending: deque[LinkEvent] = deque()
         self._published: dict[str, Any] | None = None  # the inventory the cloud last got
+        # Set (from paho's thread) when the link has events: `tick()` is wanted now.
+        self.arrived = threading.Event()
+        self.link.wake_on_events(self.arrived)
+
+    def wake_on_events(self, waker: threading.Event) -> None:
+        """Set `waker` too whenever the link has events (the runner naps on one event)."""
+        self.link.wake_on_events(waker)
+
+    def wait(self, timeout: float) -> bool:
+        """Nap until the link has events or `timeout` seconds passed; whether it has."""
+        return self.arrived.wait(timeout)
 
     def status(self, *, online: bool = True) -> Status:
         store = self.runtime.store
@@ -119,7 +133,7 @@ class SyncService:
             self.tick()
             if self.session.paused or not (self.session.in_flight or self.busy):
                 break
-            time.sleep(FLUSH_NAP_S)
+            self.wait(FLUSH_NAP_S)
         self.link.stop(farewell=self.status(online=False).signed(self.runtime.key))
 
     @property
@@ -130,6 +144,7 @@ class SyncService:
     def tick(self) -> None:
         """Handle what the link brought, then send what the session wants sent."""
         mono = self.monotonic()
+        self.arrived.clear()  # before draining: whatever arrives after sets it again
         self._pending.extend(self.link.events())
         while self._pending:
             try:

@@ -17,12 +17,16 @@ ends inside a linked chain of transfers, so the cloud can apply what it receives
 The outbox hands typed items (`edge.store.outbox`) that go into the batch as they are: an
 entry's body is the canonical transfer exactly as the ledger table holds it (the store checked
 it against its stored hash), a reading item's rows are `ledger.readings.ReadingRow`s.
-Ed25519 signatures are deterministic, so a resent batch is byte for byte the batch sent before.
+Ed25519 signatures are deterministic, so a resent batch of the same items is byte for byte the
+batch sent before (where the budget cuts depends on the ratio learned from the last batch).
+
+Each batch is encoded and compressed once: the number of items is chosen before encoding, from
+the items' raw sizes and the ratio of compressed to raw bytes the last full batch had; only a
+batch that overshoots the budget (or the 1 MiB the cloud inflates) is cut and compressed again.
 """
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,13 +42,13 @@ from edge.store import (
     Store,
 )
 from ledger.chain import NodeKey, sign_checkpoint
-from ledger.wire import MAGIC, MAX_BATCH_BYTES, Batch, LedgerPart, encode_batch
+from ledger.wire import MAX_BATCH_BYTES, Batch, LedgerPart, batch_text, compress_batch
 
-_SHRINK = 0.9  # aim this far under the budget when resizing (compression is not linear)
+_SHRINK = 0.9  # aim this far under the budget (compression is not linear)
 _RAW_PER_BYTE = 32  # stored payload bytes per compressed byte, at most (readings: ~24)
-_RAW_GUESS = 16  # … and a first guess (entries compress ~14×, readings ~24×)
+_RAW_GUESS = 16  # … and a first guess (entries compress ~14×, readings ~24×), then learned
 _PAGES = (32, 64, 128, 256)  # outbox items fetched at a time: small first, then more
-_TRIES = 8  # encodes per batch at most while fitting the budget
+_TRIES = 8  # encodes per batch at most (a second only when the first overshot the budget)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +64,7 @@ class BuiltBatch:
 
     batch: Batch
     payload: bytes
+    inflated: int  # the payload's bytes before compression (the cloud inflates at most 1 MiB)
     items: int  # outbox items covered (first … upto)
     entries: int
     readings: int
@@ -74,6 +79,9 @@ class BuiltBatch:
     @property
     def upto(self) -> int:
         return self.batch.upto
+
+    def fits(self, budget: int) -> bool:
+        return len(self.payload) <= budget and self.inflated <= MAX_BATCH_BYTES
 
     def describe(self) -> str:
         ahead = f", {len(self.ahead)} alarms ahead" if self.ahead else ""
@@ -123,6 +131,10 @@ class BatchBuilder:
         self.limits = limits
         self._kept_after = -1  # the outbox id `_kept` continues after
         self._kept: list[OutboxItem] = []  # items fetched beyond the last batch built
+        # Compressed bytes per raw item byte of the last batch the budget cut: how many items
+        # the next one takes (a fresh builder starts from a guess).
+        self.ratio = 1 / _RAW_GUESS
+        self.encodes = 0  # batches encoded and compressed (logs, benchmarks)
 
     def build(self, after_id: int, *, sent_ahead: Collection[int] = ()) -> BuiltBatch | None:
         """The batch of the items after `after_id`, or None when nothing is left to send.
@@ -133,10 +145,13 @@ class BatchBuilder:
             return None
         self._check_contiguous(parts)
         ahead = self._ahead(parts[-1].id, sent_ahead) if more else []
+        # As many items as the last batch's ratio of compressed to raw bytes says will fill
+        # the budget: one encode and one compression, usually.
+        target = self.limits.max_bytes * _SHRINK / self.ratio
         raw, guess = 0, len(parts)
         for k, part in enumerate(parts):
             raw += part.size
-            if raw > self.limits.max_bytes * _RAW_GUESS:
+            if raw > target:
                 guess = max(1, k)
                 break
         built = self._fit(parts, guess, ahead, more)
@@ -193,34 +208,23 @@ class BatchBuilder:
     def _fit(
         self, parts: Sequence[OutboxItem], count: int, ahead: Sequence[OutboxItem], more: bool
     ) -> BuiltBatch:
-        """The longest prefix (about `count` items) whose payload fits the budget, found in a
-        few encodes by scaling the count with the measured size."""
+        """The prefix of about `count` items, encoded and compressed once; again, shorter,
+        only if that overshot the budget (the raw-to-compressed ratio learned from the last
+        batch makes that rare)."""
         budget = self.limits.max_bytes
-        fitting: BuiltBatch | None = None
-        too_big = len(parts) + 1  # the smallest count known not to fit
-        tried: set[int] = set()
+        count = _chain_cut(parts, max(1, min(count, len(parts))))
         for _ in range(_TRIES):
-            count = _chain_cut(parts, max(1, min(count, len(parts))))
-            if count in tried or count >= too_big:
-                break
-            tried.add(count)
             built = self._encode(parts[:count], ahead, more or count < len(parts))
-            size = len(built.payload)
-            if size <= budget and _inflated(built.payload) <= MAX_BATCH_BYTES:
-                fitting = built if fitting is None or count > fitting.items else fitting
-                if count == len(parts) or size > budget * _SHRINK:
-                    break
-                count = min(int(count * budget * _SHRINK / size), too_big - 1)
-            else:
-                too_big = count
-                count = min(count - 1, int(count * budget * _SHRINK / size))
-                if fitting is not None:
-                    count = max(count, fitting.items + 1)
-        if fitting is not None:
-            return fitting
-        # One item (or one linked chain) over the budget: it goes alone, the outbox must move.
-        alone = _chain_cut(parts, 1)
-        return self._encode(parts[:alone], ahead, more or alone < len(parts))
+            if count < len(parts):  # cut by the budget: a ratio to fill the next one with
+                self.ratio = len(built.payload) / max(1, sum(p.size for p in parts[:count]))
+            if built.fits(budget) or count == 1:
+                return built
+            smaller = min(count - 1, int(count * budget * _SHRINK / len(built.payload)))
+            cut = _chain_cut(parts, max(1, smaller))
+            if cut >= count:  # a linked chain longer than the budget: it goes alone
+                return built
+            count = cut
+        return built
 
     def _encode(
         self, parts: Sequence[OutboxItem], ahead: Sequence[OutboxItem], more: bool
@@ -249,9 +253,12 @@ class BatchBuilder:
             events=tuple(p.fields for p in (*parts, *ahead) if isinstance(p, EventItem)),
             results=tuple(result_fields(p.fields) for p in parts if isinstance(p, ResultItem)),
         )
+        text = batch_text(batch)
+        self.encodes += 1
         return BuiltBatch(
             batch=batch,
-            payload=encode_batch(batch),
+            payload=compress_batch(text),
+            inflated=len(text),
             items=len(parts),
             entries=len(entries),
             readings=len(rows),
@@ -259,8 +266,3 @@ class BatchBuilder:
             ahead=tuple(p.id for p in ahead),
             more=more,
         )
-
-
-def _inflated(payload: bytes) -> int:
-    inflate = zlib.decompressobj(-15)
-    return len(inflate.decompress(payload[len(MAGIC) :], MAX_BATCH_BYTES + 1))

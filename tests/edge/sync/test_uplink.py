@@ -9,11 +9,13 @@ import datetime as dt
 import itertools
 import math
 import sqlite3
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+import ledger.wire
 from edge.runtime.boot import Booted
 from edge.site import load_site
 from edge.store import Category, EventItem, OutboxKind, ReadingsItem, Store
@@ -23,7 +25,17 @@ from ledger.chain import Checkpoint, Entry, NodeKey, entry_hash, sign_checkpoint
 from ledger.encoding import GENESIS_HASH, encode_transfer
 from ledger.readings import ReadingRow
 from ledger.signed import ACK_TAG, OplogHead, sign, trusted
-from ledger.wire import Ack, AckStatus, Batch, LedgerPart, decode_batch, encode_batch, topic
+from ledger.wire import (
+    MAGIC,
+    Ack,
+    AckStatus,
+    Batch,
+    LedgerPart,
+    batch_text,
+    decode_batch,
+    encode_batch,
+    topic,
+)
 from tests.edge.runtime.conftest import booted_at, demo
 from tests.edge.sync.conftest import CLOUD_KEY, QUARTER
 
@@ -89,6 +101,34 @@ def test_batches_cover_the_outbox_contiguously_within_the_budget(day: Booted) ->
     assert readings == 96 * 32
 
 
+@pytest.mark.parametrize("budget", [4096, 32 * 1024])
+def test_each_batch_is_compressed_once(
+    day: Booted, budget: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The items are chosen before encoding (from the last full batch's ratio): a catch-up runs
+    DEFLATE once per batch, but for the rare guess that overshot (at most one batch in ten, the
+    first included), and every payload is the compression of exactly the batch it describes."""
+    compressions = []
+    real = zlib.compressobj
+
+    def counting(*args: int) -> zlib._Compress:
+        compressions.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(ledger.wire.zlib, "compressobj", counting)
+    builder = BatchBuilder(day.runtime.store, day.runtime.key, UplinkLimits(max_bytes=budget))
+    batches = all_batches(builder)
+    monkeypatch.undo()
+    assert len(batches) > 3
+    assert len(batches) <= len(compressions) <= len(batches) + max(1, len(batches) // 10)
+    assert builder.encodes == len(compressions)
+    for built in batches:
+        assert built.payload.startswith(MAGIC)
+        text = zlib.decompressobj(-15).decompress(built.payload[len(MAGIC) :])
+        assert text == batch_text(built.batch) and len(text) == built.inflated
+        assert decode_batch(built.payload) == built.batch
+
+
 def test_no_batch_ends_inside_a_linked_chain(day: Booted) -> None:
     store = day.runtime.store
     assert any(e.transfer.linked for e in store.entries())  # the day has linked chains
@@ -133,9 +173,20 @@ def test_items_kept_from_one_build_make_the_same_next_batches(day: Booted) -> No
     byte those a fresh builder makes for each batch."""
     store, key = day.runtime.store, day.runtime.key
     limits = UplinkLimits(max_bytes=4096, max_items=300, priority_alarms=0)
-    kept = all_batches(BatchBuilder(store, key, limits))
+    keeping = BatchBuilder(store, key, limits)
+    kept, ratios, after = [], [], 0
+    while True:
+        ratios.append(keeping.ratio)  # what it learned so far decides where the budget cuts
+        if (built := keeping.build(after)) is None:
+            break
+        kept.append(built)
+        after = built.upto
     fresh, after = [], 0
-    while (built := BatchBuilder(store, key, limits).build(after)) is not None:
+    for ratio in ratios[:-1]:
+        builder = BatchBuilder(store, key, limits)
+        builder.ratio = ratio
+        built = builder.build(after)
+        assert built is not None
         fresh.append(built)
         after = built.upto
     assert len(kept) > 10

@@ -144,7 +144,6 @@ class BatchBuilder:
         if not parts:
             return None
         self._check_contiguous(parts)
-        ahead = self._ahead(parts[-1].id, sent_ahead) if more else []
         # As many items as the last batch's ratio of compressed to raw bytes says will fill
         # the budget: one encode and one compression, usually.
         target = self.limits.max_bytes * _SHRINK / self.ratio
@@ -154,7 +153,7 @@ class BatchBuilder:
             if raw > target:
                 guess = max(1, k)
                 break
-        built = self._fit(parts, guess, ahead, more)
+        built = self._fit(parts, guess, more, sent_ahead)
         self._kept_after, self._kept = built.upto, parts[built.items :]
         return built
 
@@ -206,15 +205,18 @@ class BatchBuilder:
             seq = entry.seq
 
     def _fit(
-        self, parts: Sequence[OutboxItem], count: int, ahead: Sequence[OutboxItem], more: bool
+        self, parts: Sequence[OutboxItem], count: int, more: bool, sent_ahead: Collection[int]
     ) -> BuiltBatch:
         """The prefix of about `count` items, encoded and compressed once; again, shorter,
         only if that overshot the budget (the raw-to-compressed ratio learned from the last
-        batch makes that rare)."""
+        batch makes that rare). Alarms beyond the prefix ride ahead of order, whether they
+        were fetched and cut off by the budget or not fetched at all."""
         budget = self.limits.max_bytes
         count = _chain_cut(parts, max(1, min(count, len(parts))))
         for _ in range(_TRIES):
-            built = self._encode(parts[:count], ahead, more or count < len(parts))
+            behind = more or count < len(parts)
+            ahead = self._ahead(parts[count - 1].id, sent_ahead) if behind else []
+            built = self._encode(parts[:count], ahead, behind)
             if count < len(parts):  # cut by the budget: a ratio to fill the next one with
                 self.ratio = len(built.payload) / max(1, sum(p.size for p in parts[:count]))
             if built.fits(budget) or count == 1:

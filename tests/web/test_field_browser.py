@@ -211,7 +211,7 @@ def test_cash_and_a_swap_taken_offline_are_booked_once(
     phone.wait_for_function(
         "() => document.querySelectorAll('#queue li[data-state=queued]').length == 2"
     )
-    assert "A0001 · ¥80.5" in phone.locator("#queue").inner_text()
+    assert "A0001 · ¥80.50" in phone.locator("#queue").inner_text()
     phone.locator("#outbox").screenshot(path=shots / "f07-cash-swap-queued.png")
     assert _field_money(staffed) == ([], 0, [])  # nothing reached the server
 

@@ -168,7 +168,7 @@
   }), (form) => `${form.elements.address.value.trim()} · ${form.elements.kwh.value.trim()} kWh`);
   hook(document.getElementById("cash-form"), "cash", (form) => ({
     account: form.elements.account.value.trim(), amount: form.elements.amount.value.trim(),
-  }), (form) => `${form.elements.account.value.trim()} · ¥${form.elements.amount.value.trim()}`);
+  }), (form) => `${form.elements.account.value.trim()} · ¥${yuanText(form.elements.amount.value)}`);
   hook(document.getElementById("swap-form"), "swap", (form) => {
     const body = {};
     for (const name of ["old", "final_kwh", "new_address", "protocol", "multiplier", "initial_kwh"]) {
@@ -221,3 +221,10 @@
       .catch(() => {});
   }
 })();
+
+// The amount as typed ("80.5"), shown with its two decimals ("80.50"), by text, never floats.
+function yuanText(typed) {
+  const value = typed.trim();
+  const parts = /^(\d+)(?:\.(\d{0,2}))?$/.exec(value);
+  return parts ? `${parts[1]}.${(parts[2] || "").padEnd(2, "0")}` : value;
+}

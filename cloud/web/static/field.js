@@ -154,8 +154,9 @@
       event.preventDefault();
       const record = { key: newKey(), kind, made: Date.now(), order: nextOrder(), url: form.getAttribute("action"),
         body: body(form, event.submitter), text: text(form, event.submitter) };
-      await enqueue(record);
+      // Cleared before the queue's write: what is typed meanwhile belongs to the next record.
       form.reset();
+      await enqueue(record);
       await render();
       await flush();
     });

@@ -121,6 +121,7 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("POST", "/console/registry/nodes/push"): PAGE,
     ("POST", "/console/registry/nodes/{node}/push"): PAGE,
     ("POST", "/console/registry/nodes/register"): PAGE,
+    ("POST", "/console/registry/nodes/preassign"): PAGE,
     ("GET", "/console/registry/{kind}"): PAGE,
     ("GET", "/console/registry/{kind}/new"): PAGE,
     ("POST", "/console/registry/{kind}/new"): PAGE,

@@ -33,6 +33,7 @@ def test_a_tou_tariff_is_created_and_its_day_chart_drawn(desk: Any, shots: Path)
     log_in(desk)
     desk.goto("/console/registry/tariffs")
     desk.click("#new-row")
+    desk.wait_for_url("**/console/registry/tariffs/new")  # loaded: registry.js has run
     desk.fill("#f-code", "tou-2027")
     desk.fill("#f-name", "2027 分时")
     assert desk.is_visible("#f-price") and not desk.is_visible("#f-ranges")  # flat first

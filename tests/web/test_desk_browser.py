@@ -135,6 +135,7 @@ def test_an_ir_handheld_file_is_chosen_imported_and_offered_for_the_swap(
     log_in(operator, STAFF_USERS[Role.OPERATOR])
     operator.goto("/console/accounts/A0001")
     operator.click('a[href="/console/meter-swaps?meter=000000000002"]')
+    operator.wait_for_url("**/console/meter-swaps?meter=000000000002")
     operator.set_input_files("#ir-file", str(export))  # desk.js reads it into the form
     operator.wait_for_function("() => document.getElementById('ir-csv').value.includes('5.50')")
     assert operator.input_value("#ir-source") == export.name

@@ -342,7 +342,8 @@ def _consumption(conn: psycopg.Connection[Any], shape: Shape) -> None:
 
 
 def fill_monthly(conn: psycopg.Connection[Any]) -> None:
-    """`consumption_monthly` (when the schema has it): the daily rollup summed per month."""
+    """`consumption_monthly` and `consumption_account_monthly` (when the schema has them): the
+    daily rollup summed per month, and per account and month."""
     found = conn.execute("SELECT to_regclass('consumption_monthly') IS NOT NULL").fetchone()
     if found != (True,):
         return
@@ -351,6 +352,15 @@ def fill_monthly(conn: psycopg.Connection[Any]) -> None:
         SELECT account, meter, date_trunc('month', day)::date, period, pocket, sum(wh), sum(fen),
                sum(entries)
         FROM consumption_daily GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+    """)
+    found = conn.execute("SELECT to_regclass('consumption_account_monthly') IS NOT NULL").fetchone()
+    if found != (True,):
+        return
+    conn.execute("""
+        INSERT INTO consumption_account_monthly (account, month, wh, subsidy_wh, fen, entries)
+        SELECT account, month, sum(wh), sum(CASE WHEN pocket = 'subsidy' THEN wh ELSE 0 END),
+               sum(fen), sum(entries)
+        FROM consumption_monthly GROUP BY 1, 2 ORDER BY 1, 2
     """)
 
 

@@ -319,7 +319,7 @@ def monthly_statement(
     tables = statement.sections(found)
     name = f"statement-{account}-{month}"
     if fmt == "xlsx":
-        body = excel.sheets([(heading, cols, rows, any(c.total for c in cols))
+        body = excel.sheets([(heading, cols, excel.rows_of(cols, rows), any(c.total for c in cols))
                              for heading, cols, rows in tables])  # fmt: skip
         return _file(body, excel.MEDIA_TYPE, f"{name}.xlsx")
     body = statement.printable(found, generated=now, lang=lang)

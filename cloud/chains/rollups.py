@@ -23,8 +23,10 @@ largest remainder, so the parts' fen always add up to the leg's. The credit leg 
 the prepaid leg by its derived id. The day is the entry's wall time in the site's zone.
 
 The batch is summed in memory first (one row per key), then written with one bulk upsert per
-table (per day, and per month for windows of whole months) that adds to rows already there
-(`cloud.db.bulk.upsert_rows`), on both engines.
+table (per day; per month for windows of whole months; per account and month, summed over
+meters, periods and pockets, for the report pages and their totals) that adds to rows already
+there (`cloud.db.bulk.upsert_rows`), on both engines. All three are written in the transaction
+that stores the entries, so they can never drift from the ledger (`books.verify` checks it).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from sqlalchemy.orm import Session
 
 from cloud.chains.projection import VerifiedEntry, transfer_time
 from cloud.db.bulk import upsert_rows
-from cloud.db.rollups import ConsumptionDaily, ConsumptionMonthly
+from cloud.db.rollups import ConsumptionAccountMonthly, ConsumptionDaily, ConsumptionMonthly
 from cloud.db.sql import table_of
 from ledger import entry_ids
 from ledger.accounts import Pocket, Unit
@@ -95,8 +97,9 @@ def _pocket(transfer: Transfer, pocket: str) -> str:
     return CREDIT if transfer.id == credit_id else pocket
 
 
-def legs(transfer: Transfer) -> Iterable[tuple[Key, int, int]]:
-    """The rollup rows (key, wh, fen) of one ledger transfer; none if it is no consumption."""
+def legs(transfer: Transfer, day: dt.date | None = None) -> Iterable[tuple[Key, int, int]]:
+    """The rollup rows (key, wh, fen) of one ledger transfer; none if it is no consumption.
+    `day` is its site day (by default `site_day`; the books give the stored entry's)."""
     if transfer.code not in CONSUMPTION_CODES or transfer.kind is not Kind.SINGLE:
         return ()
     if WATER_REF in transfer.refs:
@@ -106,7 +109,7 @@ def legs(transfer: Transfer) -> Iterable[tuple[Key, int, int]]:
         return ()
     refs = transfer.refs
     meter = str(refs.get("meter", ""))[:32]
-    day = site_day(transfer)
+    day = day or site_day(transfer)
     if transfer.unit is Unit.WH:
         return [((account, meter, day, "", pocket), transfer.amount, 0)]
     pocket = _pocket(transfer, pocket)
@@ -119,11 +122,12 @@ def legs(transfer: Transfer) -> Iterable[tuple[Key, int, int]]:
     return [((account, meter, day, period, pocket), w, f) for period, w, f in split]
 
 
-def fold(transfers: Iterable[Transfer]) -> dict[Key, list[int]]:
-    """Sum the rollup rows of `transfers`: key → [wh, fen, entries]."""
+def fold(dated: Iterable[tuple[Transfer, dt.date | None]]) -> dict[Key, list[int]]:
+    """Sum the rollup rows of transfers, each with its site day (None: `site_day`):
+    key → [wh, fen, entries]."""
     sums: dict[Key, list[int]] = {}
-    for transfer in transfers:
-        for key, wh, fen in legs(transfer):
+    for transfer, day in dated:
+        for key, wh, fen in legs(transfer, day):
             slot = sums.setdefault(key, [0, 0, 0])
             slot[0] += wh
             slot[1] += fen
@@ -141,12 +145,8 @@ _KEY = ("account", "meter", "day", "period", "pocket")
 def add_transfers(session: Session, transfers: Iterable[Transfer]) -> int:
     """Add the consumption among `transfers` to `consumption_daily` and `consumption_monthly`;
     returns the daily rows written."""
-    sums = fold(transfers)
-    months: dict[Key, list[int]] = {}
-    for (a, m, d, p, k), values in sums.items():
-        slot = months.setdefault((a, m, d.replace(day=1), p, k), [0, 0, 0])
-        for i, value in enumerate(values):
-            slot[i] += value
+    sums = fold((t, None) for t in transfers)
+    months = by_month(sums)
     for table, rows_of, day_column in (
         (ConsumptionDaily.__table__, sums, "day"),
         (ConsumptionMonthly.__table__, months, "month"),
@@ -162,7 +162,43 @@ def add_transfers(session: Session, transfers: Iterable[Transfer]) -> int:
         ]  # fmt: skip  (sorted: concurrent writers lock rows in one order)
         index = (*_KEY[:2], day_column, *_KEY[3:])
         upsert_rows(session, table, rows, index=index, update=_add(table_of(table).name))
+    add_account_months(session, months)
     return len(sums)
+
+
+def by_month(days: dict[Key, list[int]]) -> dict[Key, list[int]]:
+    """Daily rollup rows summed per calendar month (the key's day is the month's first)."""
+    months: dict[Key, list[int]] = {}
+    for (a, m, d, p, k), values in days.items():
+        slot = months.setdefault((a, m, d.replace(day=1), p, k), [0, 0, 0])
+        for i, value in enumerate(values):
+            slot[i] += value
+    return months
+
+
+def account_months(months: dict[Key, list[int]]) -> dict[tuple[str, dt.date], list[int]]:
+    """Monthly rollup rows summed per (account, month): [wh, subsidy_wh, fen, entries]."""
+    totals: dict[tuple[str, dt.date], list[int]] = {}
+    for (account, _meter, month, _period, pocket), (wh, fen, n) in months.items():
+        slot = totals.setdefault((account, month), [0, 0, 0, 0])
+        slot[0] += wh
+        slot[1] += wh if pocket == Pocket.SUBSIDY.value else 0
+        slot[2] += fen
+        slot[3] += n
+    return totals
+
+
+def add_account_months(session: Session, months: dict[Key, list[int]]) -> None:
+    """Add `months` (monthly rollup rows of new entries) to `consumption_account_monthly`."""
+    table = ConsumptionAccountMonthly.__table__
+    columns = ("wh", "subsidy_wh", "fen", "entries")
+    rows = [
+        {"account": account, "month": month, **dict(zip(columns, values, strict=True))}
+        for (account, month), values in sorted(account_months(months).items())
+    ]
+    name = table_of(table).name
+    update = {c: f"{name}.{c} + excluded.{c}" for c in columns}
+    upsert_rows(session, table, rows, index=("account", "month"), update=update)
 
 
 def add_entries(session: Session, node: str, entries: Sequence[VerifiedEntry]) -> None:

@@ -6,6 +6,9 @@
   tariff split (subsidy and grace legs are Wh, not priced). `pocket` is subsidy, prepaid,
   grace or credit (a prepaid leg below zero, within the credit limit).
 - `consumption_monthly`: the same per calendar month, for windows of whole months.
+- `consumption_account_monthly`: per account and calendar month only, the totals the report
+  pages show (Wh, of it from subsidy, fen): a month of 10 000 shops is 10 000 rows, so a
+  page's totals and its rows are read, not aggregated from every period and pocket.
 - `report_templates`: an admin's named choice of columns (and title) for a report.
 
 Report queries filter and group these by day range first, so the indexes lead with `day`; the
@@ -53,6 +56,21 @@ class ConsumptionMonthly(Base):
     period: Mapped[str] = mapped_column(String(32), primary_key=True)
     pocket: Mapped[str] = mapped_column(String(16), primary_key=True)
     wh: Mapped[int] = mapped_column(BigInteger)
+    fen: Mapped[int] = mapped_column(BigInteger)
+    entries: Mapped[int] = mapped_column(Integer)
+
+
+class ConsumptionAccountMonthly(Base):
+    """`consumption_monthly` summed over meters, periods and pockets: what a consumption page
+    grouped by account or area shows (`books.verify` checks it against the ledger)."""
+
+    __tablename__ = "consumption_account_monthly"
+    __table_args__ = (Index("consumption_account_monthly_by_month", "month", "account"),)
+
+    account: Mapped[str] = mapped_column(String(64), primary_key=True)
+    month: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    wh: Mapped[int] = mapped_column(BigInteger)
+    subsidy_wh: Mapped[int] = mapped_column(BigInteger)
     fen: Mapped[int] = mapped_column(BigInteger)
     entries: Mapped[int] = mapped_column(Integer)
 

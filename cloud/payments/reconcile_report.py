@@ -60,8 +60,8 @@ def workbook(row: PaymentReconciliation) -> bytes:
     totals = total_rows(row)
     return excel.sheets(
         [
-            ("差异", DIFFERENCES, row.rows, False),
-            ("合计", TOTALS, totals, True),
+            ("差异", DIFFERENCES, excel.rows_of(DIFFERENCES, row.rows), False),
+            ("合计", TOTALS, excel.rows_of(TOTALS, totals), True),
         ]
     )
 

@@ -10,7 +10,9 @@ against the ledger they summarise.
   balance equals the credits less the debits its ledger entries posted;
 - **reports**: the deposits report's net and corrections over all time equal the cloud
   chain's recharge and correction posts (a voided recharge counts nothing, a correction of a
-  payment counts on it).
+  payment counts on it);
+- **rollup**: the consumption rollup the report pages read (`consumption_account_monthly`)
+  equals the ledger's `consume` and `meter_settle` entries folded again, per account and month.
 
 `verify(session)` returns the violations, each a sentence; an empty list is sound books.
 """
@@ -24,8 +26,10 @@ from collections.abc import Iterator
 from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session
 
+from cloud.chains import rollups
 from cloud.db.models import Balance, LedgerEntry, Recharge, RechargeStatus
 from cloud.db.operations import Correction
+from cloud.db.rollups import ConsumptionAccountMonthly
 from cloud.keys import CLOUD_NODE
 from cloud.reports import queries
 from cloud.reports.core import Window, totals
@@ -129,6 +133,39 @@ def reports(session: Session) -> list[str]:
     return out
 
 
+def _site_day(when: dt.datetime) -> dt.date:
+    aware = when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)  # SQLite: UTC
+    return aware.astimezone(rollups.SITE_ZONE).date()
+
+
+def rollup(session: Session) -> list[str]:
+    """`consumption_account_monthly` against the ledger's consumption entries folded again
+    (each on the site day of its stored time, as the ingest folded it)."""
+    codes = [c.value for c in rollups.CONSUMPTION_CODES]
+    query = (
+        select(LedgerEntry.time, LedgerEntry.body)
+        .where(LedgerEntry.code.in_(codes))
+        .order_by(LedgerEntry.id)
+        .execution_options(yield_per=_BATCH)
+    )
+    days = rollups.fold(
+        (decode_transfer(body), _site_day(when)) for when, body in session.execute(query)
+    )
+    want = rollups.account_months(rollups.by_month(days))
+    have = {
+        (r.account, r.month): [r.wh, r.subsidy_wh, r.fen, r.entries]
+        for r in session.scalars(select(ConsumptionAccountMonthly))
+    }
+    names = ("wh", "subsidy_wh", "fen", "entries")
+    return [
+        f"consumption of {account} in {month:%Y-%m}: the rollup holds "
+        f"{dict(zip(names, have.get((account, month), [0] * 4), strict=True))}, the ledger "
+        f"{dict(zip(names, want.get((account, month), [0] * 4), strict=True))}"
+        for account, month in sorted(set(want) | set(have))
+        if want.get((account, month)) != have.get((account, month))
+    ]
+
+
 def verify(session: Session) -> list[str]:
     """Every violation of the books, as sentences; empty when they hold."""
-    return chains(session) + projection(session) + reports(session)
+    return chains(session) + projection(session) + reports(session) + rollup(session)

@@ -196,7 +196,7 @@ def _fit(pdf: FPDF, text: str, width: float) -> str:
 
 def report(
     spec: Spec,
-    rows: Iterable[Mapping[str, Any]],
+    rows: Iterable[Sequence[Any]],
     totals: Mapping[str, int],
     *,
     generated: dt.datetime,
@@ -205,7 +205,8 @@ def report(
     """A report (`Spec`) as a PDF, with its totals row, in `lang`."""
     columns = spec.columns
     head = itertools.islice(rows, MAX_ROWS + 1)
-    printed = [[text_of(c, row[c.key], lang) for c in columns] for row in head]
+    printed = [[text_of(c, value, lang) for c, value in zip(columns, row, strict=True)]
+               for row in head]  # fmt: skip
     filters = dict(spec.filters)
     if len(printed) > MAX_ROWS:
         del printed[MAX_ROWS:]

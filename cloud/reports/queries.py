@@ -7,7 +7,9 @@ Where the numbers come from, and the index each query leads with:
 
 | report      | source                                                | index                      |
 |-------------|-------------------------------------------------------|----------------------------|
-| consumption | `consumption_monthly` / `_daily`, accounts inventory  | consumption_*_by_month/day |
+| consumption | `consumption_account_monthly` (grouped by account or  | consumption_*_by_month/day |
+|             | area), else `consumption_monthly`; `_daily` for the   |                            |
+|             | days around whole months; accounts inventory          |                            |
 | deposits    | `recharges`, posted `corrections` of each payment     | recharges_by_created       |
 | subsidies   | ledger `subsidy_issue` / `subsidy_expire`, rollup     | ledger_by_code_time        |
 | refunds     | ledger `refund` (pending = reserved), `refunds` table | ledger_by_code_time        |
@@ -37,7 +39,7 @@ from sqlalchemy import (
 
 from cloud.chains.rollups import SITE_ZONE
 from cloud.db import models, operations, registry
-from cloud.db.rollups import ConsumptionDaily, ConsumptionMonthly
+from cloud.db.rollups import ConsumptionAccountMonthly, ConsumptionDaily, ConsumptionMonthly
 from cloud.errors import Invalid
 from cloud.reports.core import Column, Kind, Spec, Window, choose
 from ledger.accounts import Pocket
@@ -46,11 +48,13 @@ from ledger.transfers import Code
 READ_INTERVAL = dt.timedelta(minutes=15)
 GROUPS = ("account", "shop", "building", "floor", "tariff_period", "account_type", "day",
           "meter", "pocket")  # fmt: skip
+PER_ACCOUNT = frozenset({"account", "shop", "building", "floor", "account_type"})
 REFUND_COLUMNS = ("time", "refund", "account", "shop", "building", "floor", "method", "status",
                   "fen", "operator", "paid_by", "closed", "transfer")  # fmt: skip
 
 _CD = ConsumptionDaily.__table__
 _CM = ConsumptionMonthly.__table__
+_CAM = ConsumptionAccountMonthly.__table__
 _ACC = models.ReportedAccount.__table__
 _REG = registry.Account.__table__
 _LE = models.LedgerEntry.__table__
@@ -194,28 +198,60 @@ def rollup(window: Window, *, by_day: bool, pocket: str | None = None) -> FromCl
     return union_all(*parts).subquery("cd")
 
 
+def account_rollup(window: Window) -> FromClause:
+    """Per account the window's rollup rows: account, wh, subsidy_wh, fen. Whole months come
+    from `consumption_account_monthly` (one row per account and month), the days around them
+    from `consumption_daily`."""
+    months, runs = whole_months(window)
+    parts = []
+    if months:
+        parts.append(
+            select(_CAM.c.account, _CAM.c.wh, _CAM.c.subsidy_wh, _CAM.c.fen).where(
+                _CAM.c.month >= months[0], _CAM.c.month <= months[-1]
+            )
+        )
+    subsidy = case((_CD.c.pocket == Pocket.SUBSIDY.value, _CD.c.wh), else_=0)
+    for first, last in runs:
+        parts.append(
+            select(_CD.c.account, _CD.c.wh, subsidy.label("subsidy_wh"), _CD.c.fen).where(
+                _CD.c.day >= first, _CD.c.day <= last
+            )
+        )
+    if len(parts) == 1:
+        return parts[0].subquery("cd")
+    return union_all(*parts).subquery("cd")
+
+
 def consumption(filters: Filters, groups: tuple[str, ...] = ("account",)) -> Spec:
     """Wh (all, and of it from subsidy) and fen per group over the window's days. Classified:
     group by tariff_period, account_type, shop/building/floor; itemised: add `day`."""
     for group in groups:
         choose(group, GROUPS, "group")
     inventory, types = _ACC.alias("inv"), _REG.alias("reg")
-    cd = rollup(filters.window, by_day="day" in groups)
+    per_account = PER_ACCOUNT.issuperset(groups)
+    cd = (
+        account_rollup(filters.window)
+        if per_account
+        else rollup(filters.window, by_day="day" in groups)
+    )
     dims: dict[str, ColumnElement[Any]] = {
         "account": cd.c.account,
         "shop": func.coalesce(inventory.c.shop, ""),
         "building": func.coalesce(inventory.c.building, ""),
         "floor": func.coalesce(inventory.c.floor, ""),
-        "tariff_period": cd.c.period,
         "account_type": func.coalesce(types.c.account_type, ""),
-        "day": cd.c.day,
-        "meter": cd.c.meter,
-        "pocket": cd.c.pocket,
     }
+    if not per_account:
+        dims |= {"tariff_period": cd.c.period, "day": cd.c.day, "meter": cd.c.meter,
+                 "pocket": cd.c.pocket}  # fmt: skip
     shown = list(groups)
     if "account" in groups:  # an account's area, for reading (one per account)
         shown += [k for k in ("shop", "building", "floor") if k not in groups]
-    subsidy = case((cd.c.pocket == Pocket.SUBSIDY.value, cd.c.wh), else_=0)
+    subsidy = (
+        cd.c.subsidy_wh
+        if per_account
+        else case((cd.c.pocket == Pocket.SUBSIDY.value, cd.c.wh), else_=0)
+    )
     query = select(
         *(dims[k].label(k) for k in shown),
         _sum(cd.c.wh).label("wh"),

@@ -138,8 +138,8 @@ def figures(session: Session, now: dt.datetime) -> Figures:
     today = now.astimezone(SITE_ZONE).date()
     month = Window(today.replace(day=1), today)
     by_day = queries.consumption(queries.Filters(month), ("day",))
-    used = {row["day"]: (int(row["wh"]), int(row["fen"]))
-            for row in core.stream(session, by_day, sort="day")}  # fmt: skip
+    used = {day: (int(wh), int(fen))
+            for day, wh, _subsidy_wh, fen in core.stream(session, by_day, sort="day")}  # fmt: skip
     every = (month.first + dt.timedelta(days=n) for n in range((today - month.first).days + 1))
     days = [(day, *used.get(day, (0, 0))) for day in every]
     nodes, offline = _nodes(session)

@@ -1,20 +1,26 @@
 """The consumption rollup: consume / meter_settle legs folded per account, meter, site day,
 tariff period and pocket by the real ingest, on both engines; exact under resent and
-overlapping batches."""
+overlapping batches. The per-account monthly rollup the report pages read equals the ledger
+after any sequence of ingested batches (property test), and so do the report's rows and totals
+over a window of whole months and loose days."""
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Mapping
 from typing import Any
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.chains.rollups import split_tariff
-from cloud.db.rollups import ConsumptionDaily, ConsumptionMonthly
+from cloud.db.rollups import ConsumptionAccountMonthly, ConsumptionDaily, ConsumptionMonthly
 from cloud.ingest.handler import Ingest
-from cloud.reports.core import Window
+from cloud.reports import books, queries
+from cloud.reports.core import Window, fetch
 from cloud.reports.queries import whole_months
 from ledger.accounts import Pocket, System, Unit, pocket_id, system_id
 from ledger.ids import derive_id
@@ -161,3 +167,89 @@ def test_windows_split_into_whole_months_and_days() -> None:
     )
     assert whole_months(Window(d(2026, 2, 2), d(2026, 2, 28))) == (
         [], [(d(2026, 2, 2), d(2026, 2, 28))])  # fmt: skip
+
+
+# -- the per-account monthly rollup against the ledger, after any ingest sequence -----------------
+
+_EXAMPLES = itertools.count(1)
+START = dt.datetime(2026, 10, 30, tzinfo=SH)  # two loose days, November, December, loose days
+DAYS = 70
+WINDOW = Window(START.date(), (START + dt.timedelta(days=DAYS - 1)).date())
+POCKETS = ("subsidy", "prepaid", "credit", "grace")
+
+
+@st.composite
+def consumption_runs(
+    draw: st.DrawFn,
+) -> tuple[list[tuple[int, str, int, int, int, str]], list[int]]:
+    """Legs (account number, pocket, minute of the span, Wh, fen, tariff) and the cut points
+    of the batches they are sent in."""
+    drawn = draw(st.lists(st.tuples(
+        st.integers(0, 2), st.sampled_from(POCKETS), st.integers(0, DAYS * 24 * 60 - 1),
+        st.integers(1, 5_000), st.integers(1, 900),
+        st.sampled_from(["", "peak", "peak,valley", "flat,valley,peak"]),
+    ), min_size=1, max_size=12))  # fmt: skip
+    cuts = draw(st.lists(st.integers(1, len(drawn)), max_size=4))
+    return drawn, sorted(set(cuts))
+
+
+def _tariff(periods: str, energy: int) -> str | None:
+    if not periods:
+        return None
+    names = periods.split(",")
+    parts = [energy // len(names)] * len(names)
+    parts[0] += energy - sum(parts)
+    return ";".join(f"{name}:{wh}@{3000 + 1000 * i}" for i, (name, wh) in
+                    enumerate(zip(names, parts, strict=True)))  # fmt: skip
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(run=consumption_runs())
+def test_account_rollup_equals_the_ledger_after_any_ingest(
+    ingest: Ingest, edge_of: RegisterEdge, sessions: sessionmaker[Session],
+    run: tuple[list[tuple[int, str, int, int, int, str]], list[int]],
+) -> None:  # fmt: skip
+    drawn, cuts = run
+    example = next(_EXAMPLES)
+    edge = edge_of(f"edge-p{example:04d}")
+    transfers, register = [], 10_000 * example
+    expected: dict[tuple[str, dt.date], list[int]] = {}  # (account, month) → wh, subsidy, fen
+    for number, pocket, minute, energy, fen, periods in drawn:
+        account = f"P{example:04d}-{number}"
+        when = START + dt.timedelta(minutes=minute)
+        priced = pocket in {"prepaid", "credit"}
+        transfers.append(leg(account, pocket, fen if priced else energy, when,
+                             (register, register + energy), energy=energy,
+                             tariff=_tariff(periods, energy) if priced else None))  # fmt: skip
+        register += energy
+        slot = expected.setdefault((account, when.date().replace(day=1)), [0, 0, 0])
+        slot[0] += energy
+        slot[1] += energy if pocket == "subsidy" else 0
+        slot[2] += fen if priced else 0
+    entries = edge.book(*transfers)
+    for start, end in itertools.pairwise([0, *cuts, len(entries)]):
+        if start < end:
+            _send(ingest, edge, start + 1, entries[start:end])
+    _send(ingest, edge, 1, entries[: cuts[0] if cuts else len(entries)])  # resent: no change
+    with sessions() as session:
+        assert books.rollup(session) == []
+        stored = {(r.account, r.month): [r.wh, r.subsidy_wh, r.fen]
+                  for r in session.scalars(select(ConsumptionAccountMonthly).where(
+                      ConsumptionAccountMonthly.account.like(f"P{example:04d}-%")))}  # fmt: skip
+        assert stored == expected
+    per_account: dict[str, list[int]] = {}
+    for (account, _), values in expected.items():
+        slot = per_account.setdefault(account, [0, 0, 0])
+        for i, value in enumerate(values):
+            slot[i] += value
+    with sessions() as session:
+        for account, values in per_account.items():
+            spec = queries.consumption(queries.Filters(WINDOW, account=account), ("account",))
+            page = fetch(session, spec, sort=None, limit=10, offset=0)
+            assert [[r["wh"], r["subsidy_wh"], r["fen"]] for r in page.rows] == [values]
+            assert (page.total, list(page.totals.values())) == (1, values)

@@ -1,6 +1,6 @@
 """Report PDFs as finance reads them (`cloud.reports.pdf`), text extracted with pypdf: every
 order number whole, energy in kWh, coded values in words (现金, 已入账, 峰 …). The reports'
-own specs (`cloud.reports.queries`) with rows as the queries return them."""
+own specs (`cloud.reports.queries`) with rows as the queries stream them (values in order)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pypdf import PdfReader
 
 from cloud.reports import pdf, queries
 from cloud.reports.core import Window
+from cloud.reports.excel import rows_of
 
 NOW = dt.datetime(2026, 11, 24, 8, tzinfo=dt.UTC)
 NOV = queries.Filters(Window(dt.date(2026, 11, 1), dt.date(2026, 11, 30)))
@@ -36,7 +37,7 @@ def test_deposits_print_whole_order_numbers_and_words() -> None:
     ]  # fmt: skip
     rows = [{c.key: row.get(c.key, "") for c in spec.columns} for row in rows]
     totals = {"corrected_fen": 2_050, "net_fen": 102_050}
-    printed = text_of(pdf.report(spec, iter(rows), totals, generated=NOW))
+    printed = text_of(pdf.report(spec, rows_of(spec.columns, rows), totals, generated=NOW))
     for order in ORDERS:
         assert order in printed, order  # never cut
     assert "…" not in printed
@@ -55,7 +56,7 @@ def test_consumption_prints_kwh_and_tariff_periods_in_words() -> None:
     ]  # fmt: skip
     rows = [{c.key: row.get(c.key, "") for c in spec.columns} for row in rows]
     totals = {"wh": 1_235_567, "subsidy_wh": 500, "fen": 3_936}
-    printed = text_of(pdf.report(spec, iter(rows), totals, generated=NOW))
+    printed = text_of(pdf.report(spec, rows_of(spec.columns, rows), totals, generated=NOW))
     assert "用电量(kWh)" in printed and "补贴电量(kWh)" in printed and "(Wh)" not in printed
     for value in ("1.000", "1,234.567", "0.500", "1,235.567", "峰", "谷"):
         assert value in printed, value
@@ -69,7 +70,9 @@ def test_in_english_on_request() -> None:
            "operator": "op-li", "status": "posted"}  # fmt: skip
     rows = [{c.key: row.get(c.key, "") for c in spec.columns}]
     totals = {"corrected_fen": 0, "net_fen": 100_000}
-    printed = text_of(pdf.report(spec, iter(rows), totals, generated=NOW, lang="en"))
+    printed = text_of(
+        pdf.report(spec, rows_of(spec.columns, rows), totals, generated=NOW, lang="en")
+    )
     for words in ("Recharges", "Filters: Date: 2026-11-01 ~ 2026-11-30", "Order no.",
                   "Amount (yuan)", "WeChat Pay", "Booked", "Total", "Generated: 2026-11-24 16:00",
                   "Page 1 of 1", ORDERS[0]):  # fmt: skip

@@ -60,9 +60,24 @@ PRICES = {"valley": 3120, "flat": 8365, "peak": 12000}  # 0.0001 CNY/kWh
 SUBSIDY_DAYS = 3  # days 1..3 of a month are paid from subsidy
 SUBSIDY_ISSUE_WH = 50_000
 METHODS = ("cash", "card", "wechat", "alipay", "transfer")
-# Server settings for the throwaway cluster (a production server is tuned too; the peer runs
-# on the same server, so the ratios do not depend on them).
-SERVER_SETTINGS = {"shared_buffers": "1GB", "work_mem": "32MB", "maintenance_work_mem": "512MB"}
+# The small server's settings (docs/architecture.md §4), which the throwaway cluster runs with.
+SERVER_CONF = (
+    Path(__file__).resolve().parent.parent / "deploy" / "postgresql" / "voltbook-small.conf"
+)
+
+
+def server_settings(path: Path = SERVER_CONF) -> dict[str, str]:
+    """The `name = value` lines of a postgresql.conf snippet (comments and blanks skipped)."""
+    settings = {}
+    for line in path.read_text().splitlines():
+        text = line.split("#", 1)[0].strip()
+        if text:
+            name, _, value = text.partition("=")
+            settings[name.strip()] = value.strip().strip("'")
+    return settings
+
+
+SERVER_SETTINGS = server_settings()
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +153,8 @@ class Database:
 
 @contextlib.contextmanager
 def open_database(database_url: str | None) -> Iterator[Database]:
-    """A throwaway PostgreSQL (tuned, see SERVER_SETTINGS), or the server at `database_url`."""
+    """A throwaway PostgreSQL with the small server's settings (`SERVER_CONF`), or the server
+    at `database_url` (its settings are printed)."""
     if database_url:
         dsn = database_url.replace("postgresql+psycopg://", "postgresql://")
         yield Database(database_url, dsn, f"PostgreSQL at {database_url} ({_settings(dsn)})")

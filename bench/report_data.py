@@ -11,7 +11,8 @@ every other one:
   `a(i, d)` is 1…6 (a fixed hash) and `w(k)` is 1 at night (valley, 00-08), 4 at the peaks
   (10-12, 18-21) and 3 otherwise (flat): 244 weight units a day, 2.4 … 14.6 kWh.
 - `consumption_daily` (the rollup the reports read; `consumption_monthly` is its sum per
-  month, for windows of whole months) holds per account, meter and day: on days
+  month, for windows of whole months, and `consumption_account_monthly` that per account,
+  for the pages grouped by account or area) holds per account, meter and day: on days
   1-3 of a month one `subsidy` row (period '', no fen, the whole day); on the other days one
   `prepaid` row per tariff period (valley, flat, peak) with the fen at 3120 / 8365 / 12000
   units of 0.0001 CNY/kWh, rounded per row.

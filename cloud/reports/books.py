@@ -20,6 +20,7 @@ against the ledger they summarise.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections import defaultdict
 from collections.abc import Iterator
 
@@ -148,10 +149,11 @@ def rollup(session: Session) -> list[str]:
         .order_by(LedgerEntry.id)
         .execution_options(yield_per=_BATCH)
     )
-    days = rollups.fold(
-        (decode_transfer(body), _site_day(when)) for when, body in session.execute(query)
-    )
-    want = rollups.account_months(rollups.by_month(days))
+    dated = ((decode_transfer(body), _site_day(when)) for when, body in session.execute(query))
+    want: dict[tuple[str, dt.date], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    while chunk := list(itertools.islice(dated, _BATCH)):  # a year of days never sits in memory
+        for key, values in rollups.account_months(rollups.by_month(rollups.fold(chunk))).items():
+            want[key] = [a + b for a, b in zip(want[key], values, strict=True)]
     have = {
         (r.account, r.month): [r.wh, r.subsidy_wh, r.fen, r.entries]
         for r in session.scalars(select(ConsumptionAccountMonthly))

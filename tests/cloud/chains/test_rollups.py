@@ -158,6 +158,26 @@ def test_rollup_matches_the_ledger_per_day(
     assert by_day == {d: sum(v[1] for k, v in rows.items() if k[0] == d) for d in by_day}
 
 
+def test_books_find_a_rollup_that_differs_from_the_ledger(
+    ingest: Ingest, edge_of: RegisterEdge, sessions: sessionmaker[Session]
+) -> None:
+    edge = edge_of()
+    _send(ingest, edge, 1, edge.book(*LEGS))
+    with sessions.begin() as session:
+        assert books.rollup(session) == []
+        row = session.get(ConsumptionAccountMonthly, ("A0001", dt.date(2026, 11, 1)))
+        assert row is not None
+        row.fen += 1  # one fen the ledger never billed
+    with sessions() as session:
+        found = books.rollup(session)
+    assert len(found) == 1 and found[0].startswith("consumption of A0001 in 2026-11"), found
+    billed = sum(t.amount for t in LEGS if t.unit is Unit.FEN)
+    assert f"holds {{'wh': 2700, 'subsidy_wh': 700, 'fen': {billed + 1}, 'entries': 7}}" in found[0]
+    assert (
+        f"the ledger {{'wh': 2700, 'subsidy_wh': 700, 'fen': {billed}, 'entries': 7}}" in found[0]
+    )
+
+
 def test_windows_split_into_whole_months_and_days() -> None:
     d = dt.date
     assert whole_months(Window(d(2026, 11, 1), d(2026, 11, 30))) == ([d(2026, 11, 1)], [])

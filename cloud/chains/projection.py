@@ -53,14 +53,22 @@ def hex_id(transfer_id: int) -> str:
     return f"{transfer_id:032x}"
 
 
+def parse_stamp(stamp: str) -> dt.datetime | None:
+    """A transfer's time stamp as an aware datetime (zoneless is UTC); None if not ISO 8601."""
+    try:
+        when = dt.datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
+
+
 def transfer_time(transfer: Transfer, fallback: dt.datetime) -> dt.datetime:
     """The transfer's wall time as an aware datetime (a zoneless stamp is taken as UTC)."""
-    try:
-        when = dt.datetime.fromisoformat(transfer.time)
-    except ValueError:
+    when = parse_stamp(transfer.time)
+    if when is None:
         log.warning("transfer %s has time %r, not ISO 8601", hex_id(transfer.id), transfer.time)
         return fallback
-    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
+    return when
 
 
 def entry_row(  # noqa: PLR0917 (the columns of a ledger entry, in order)

@@ -33,11 +33,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
-from cloud.chains.projection import VerifiedEntry, transfer_time
+from cloud.chains.projection import VerifiedEntry, parse_stamp, transfer_time
 from cloud.db.bulk import upsert_rows
 from cloud.db.rollups import ConsumptionAccountMonthly, ConsumptionDaily, ConsumptionMonthly
 from cloud.db.sql import table_of
@@ -51,12 +52,23 @@ CREDIT = "credit"
 WATER_REF = "volume_l"  # a water meter's leg (edge.rules.commodities.WATER.ref)
 
 Key = tuple[str, str, dt.date, str, str]  # account, meter, day, period, pocket
+POCKETS = frozenset(p.value for p in Pocket)
 
 
 def site_day(transfer: Transfer, zone: ZoneInfo = SITE_ZONE) -> dt.date:
     """The calendar day of a transfer's wall time in the site's zone (as `ledger_entries.time`
     holds it: a stamp that does not parse is the time it arrived, about now)."""
-    return transfer_time(transfer, dt.datetime.now(dt.UTC)).astimezone(zone).date()
+    day = _stamp_day(transfer.time, zone)
+    if day is None:
+        return transfer_time(transfer, dt.datetime.now(dt.UTC)).astimezone(zone).date()
+    return day
+
+
+@lru_cache(maxsize=4096)
+def _stamp_day(stamp: str, zone: ZoneInfo) -> dt.date | None:
+    """The site day of a parseable stamp (a batch's entries share a few stamps: parsed once)."""
+    when = parse_stamp(stamp)
+    return None if when is None else when.astimezone(zone).date()
 
 
 def split_tariff(text: str, fen: int) -> list[tuple[str, int, int]]:
@@ -105,7 +117,7 @@ def legs(transfer: Transfer, day: dt.date | None = None) -> Iterable[tuple[Key, 
     if WATER_REF in transfer.refs:
         return ()  # litres, not Wh
     account, _, pocket = transfer.debit.partition(":")
-    if pocket not in {p.value for p in Pocket}:
+    if pocket not in POCKETS:
         return ()
     refs = transfer.refs
     meter = str(refs.get("meter", ""))[:32]

@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+
 from cloud.db.engine import make_engine, session_factory, upgrade
 from cloud.db.partitions import ensure_month_partitions
 from cloud.ingest import concentrators
@@ -105,6 +106,7 @@ class EdgeCopy:
     hashes: bytes  # … over every entry hash
     readings: int
     energy_wh: int
+    items: int  # in its outbox
 
 
 def node_key(index: int) -> NodeKey:
@@ -145,9 +147,10 @@ def rechain(template: Path, target: Path, node: str, key: NodeKey) -> EdgeCopy:
         )
     conn.execute("COMMIT")
     readings, energy = conn.execute("SELECT count(*), sum(energy_wh) FROM readings").fetchone()
+    (items,) = conn.execute("SELECT count(*) FROM outbox").fetchone()
     conn.close()
     return EdgeCopy(node, key, target, head_seq, prev, bodies.digest(), hashes.digest(),
-                    readings, energy or 0)  # fmt: skip
+                    readings, energy or 0, items)  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -256,7 +259,7 @@ def _wall() -> dt.datetime:
 
 
 def ingest_process(
-    url: str, port: int, seed: bytes, name: str, ready: Any, stop: Any, results: Any
+    *, url: str, port: int, seed: bytes, name: str, ready: Any, stop: Any, results: Any
 ) -> None:
     """One ingest worker process (the target of `multiprocessing`)."""
     engine = make_engine(url)
@@ -345,17 +348,30 @@ def prepare_database(
     return url
 
 
-def run_fleet(
-    workers: int, copies: Sequence[EdgeCopy], pg: ThrowawayPostgres, broker: MosquittoBroker,
-    work: Path, cloud_seed: bytes, months: Sequence[dt.datetime],
-) -> Run:  # fmt: skip
+@dataclass(frozen=True, slots=True)
+class Fleet:
+    """What every run shares."""
+
+    copies: Sequence[EdgeCopy]
+    pg: ThrowawayPostgres
+    broker: MosquittoBroker
+    work: Path
+    cloud_seed: bytes
+    months: Sequence[dt.datetime]  # of the readings: their partitions
+    batch_items: int  # outbox items per batch, at most
+
+
+def run_fleet(workers: int, fleet: Fleet) -> Run:
+    copies, pg, broker, months = fleet.copies, fleet.pg, fleet.broker, fleet.months
+    cloud_seed = fleet.cloud_seed
     url = prepare_database(pg, f"fleet{workers}", copies, months)
     cloud_key = NodeKey.from_seed(cloud_seed)
     settings = CloudSettings(
         host=broker.host, port=broker.port, tls=None,
         cloud_keys={cloud_key.key_id: cloud_key.public_key}, rate_bytes_s=0,
+        batch_items=fleet.batch_items,
     )  # fmt: skip
-    rundir = work / f"run{workers}"
+    rundir = fleet.work / f"run{workers}"
     rundir.mkdir()
     edges = [open_edge(copy, rundir, settings) for copy in copies]
     context = multiprocessing.get_context("spawn")
@@ -363,10 +379,12 @@ def run_fleet(
     processes = []
     for n in range(workers):
         ready = context.Event()
+        name = f"ingest-{workers}-{n + 1}"
         process = context.Process(
             target=ingest_process,
-            args=(url, broker.port, cloud_seed, f"ingest-{workers}-{n + 1}", ready, stop, results),
-        )
+            kwargs={"url": url, "port": broker.port, "seed": cloud_seed, "name": name,
+                    "ready": ready, "stop": stop, "results": results},
+        )  # fmt: skip
         process.start()
         if not ready.wait(60):
             raise RuntimeError("an ingest process did not start")
@@ -469,43 +487,40 @@ def copy_peer(
 # -- the report ------------------------------------------------------------------------------
 
 
-def report(runs: Sequence[Run], nodes: int, cycles: int) -> None:
-    one = runs[0]
-    for run in runs:
-        per = 1000 / run.readings
-        lags = sorted(run.lags)
-        p50, p95 = statistics.median(lags), lags[int(0.95 * (len(lags) - 1))]
-        cloud = run.cpu["ingest"] + run.cpu["postgres"] + run.cpu["broker"]
-        print(f"{run.workers} ingest process{'es' if run.workers > 1 else ''}: "
-              f"{run.seconds:.1f} s, {run.batches} batches ({run.resent} resent), "
-              f"{run.failures} failures")  # fmt: skip
-        print(f"  throughput {run.readings / run.seconds:,.0f} readings/s, "
-              f"{run.rows / run.seconds:,.0f} rows/s (readings + entries); "
-              f"{run.rows / run.seconds / run.copy_rows_s:.2f} of raw COPY "
-              f"({run.copy_rows_s:,.0f} rows/s, same rows, same run)")  # fmt: skip
-        if run is not one:
-            print(f"  against 1 process: {one.seconds / run.seconds:.2f}× the throughput "
-                  "(2 cores, shared with PostgreSQL, the broker and the edges)")  # fmt: skip
-        print(f"  ingest lag (publish → ack at the edge) p50 {p50:.2f} s, p95 {p95:.2f} s, "
-              f"max {lags[-1]:.2f} s: {lags[-1] / ACK_TIMEOUT_S:.2f} of the "
-              f"edge's {ACK_TIMEOUT_S:.0f} s ack timeout")  # fmt: skip
-        print(f"  CPU per reading: ingest {run.cpu['ingest'] * per:.3f} ms, PostgreSQL "
-              f"{run.cpu['postgres'] * per:.3f} ms, broker {run.cpu['broker'] * per:.3f} ms "
-              f"= cloud {cloud * per:.3f} ms; the edges (this process) "
-              f"{run.cpu['edges'] * per:.3f} ms")  # fmt: skip
-        day = cycles * CYCLE_S
-        print(f"  {nodes} concentrators' {cycles} cycles ({day / 3600:.0f} h) ingested in "
-              f"{run.seconds:.0f} s: {day / run.seconds:.0f}× real time")  # fmt: skip
-        per_core = CYCLE_S / (cloud * per / 1000 * METERS)
-        print(f"  one core keeps up with {per_core:,.0f} concentrators (a batch of "
-              f"{METERS} readings each per 15 min, cloud CPU); {TARGET_FLEET:,} need "
-              f"{TARGET_FLEET / per_core:.1f} cores at 100 % busy")  # fmt: skip
-        verdict = (
-            "identical to each edge's"
-            if not run.differs
-            else "DIFFERS: " + "; ".join(run.differs[:5])
-        )
-        print(f"  cloud copy of {nodes} chains and their readings: {verdict}")
+def report(run: Run, one: Run | None, nodes: int, cycles: int) -> None:
+    """Print a run's figures (`one`: the 1-process run, the peer of a 2-process run)."""
+    per = 1000 / run.readings
+    lags = sorted(run.lags)
+    p50, p95 = statistics.median(lags), lags[int(0.95 * (len(lags) - 1))]
+    cloud = run.cpu["ingest"] + run.cpu["postgres"] + run.cpu["broker"]
+    print(f"{run.workers} ingest process{'es' if run.workers > 1 else ''}: "
+          f"{run.seconds:.1f} s, {run.batches} batches ({run.resent} resent), "
+          f"{run.failures} failures")  # fmt: skip
+    print(f"  throughput {run.readings / run.seconds:,.0f} readings/s, "
+          f"{run.rows / run.seconds:,.0f} rows/s (readings + entries); "
+          f"{run.rows / run.seconds / run.copy_rows_s:.2f} of raw COPY "
+          f"({run.copy_rows_s:,.0f} rows/s, same rows, same run)")  # fmt: skip
+    if one is not None:
+        print(f"  against 1 process: {one.seconds / run.seconds:.2f}× the throughput "
+              "(2 cores, shared with PostgreSQL, the broker and the edges)")  # fmt: skip
+    print(f"  ingest lag (publish → ack at the edge) p50 {p50:.2f} s, p95 {p95:.2f} s, "
+          f"max {lags[-1]:.2f} s: {lags[-1] / ACK_TIMEOUT_S:.2f} of the "
+          f"edge's {ACK_TIMEOUT_S:.0f} s ack timeout")  # fmt: skip
+    print(f"  CPU per reading: ingest {run.cpu['ingest'] * per:.3f} ms, PostgreSQL "
+          f"{run.cpu['postgres'] * per:.3f} ms, broker {run.cpu['broker'] * per:.3f} ms "
+          f"= cloud {cloud * per:.3f} ms; the edges (this process) "
+          f"{run.cpu['edges'] * per:.3f} ms")  # fmt: skip
+    day = cycles * CYCLE_S
+    print(f"  {nodes} concentrators' {cycles} cycles ({day / 3600:.0f} h) ingested in "
+          f"{run.seconds:.0f} s: {day / run.seconds:.0f}× real time")  # fmt: skip
+    per_core = CYCLE_S / (cloud * per / 1000 * METERS)
+    print(f"  one core keeps up with {per_core:,.0f} concentrators (a batch of "
+          f"{METERS} readings each per 15 min, cloud CPU); {TARGET_FLEET:,} need "
+          f"{TARGET_FLEET / per_core:.1f} cores at 100 % busy")  # fmt: skip
+    verdict = (
+        "identical to each edge's" if not run.differs else "DIFFERS: " + "; ".join(run.differs[:5])
+    )
+    print(f"  cloud copy of {nodes} chains and their readings: {verdict}")
 
 
 def main() -> int:
@@ -513,7 +528,13 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true", help="5 concentrators × 4 cycles")
     parser.add_argument("--nodes", type=int, help="concentrators (default 100)")
     parser.add_argument("--cycles", type=int, help="15-minute cycles each (default 96: a day)")
+    parser.add_argument(
+        "--backlog", action="store_true",
+        help="full batches (32 KB, up to 2000 items) as in a catch-up; default: a cycle's "
+        "items per batch, as a fleet online sends them",
+    )  # fmt: skip
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     nodes = args.nodes or (5 if args.smoke else 100)
     cycles = args.cycles or (4 if args.smoke else 96)
     if find_postgres() is None:
@@ -540,12 +561,22 @@ def main() -> int:
               f"{time.perf_counter() - began:.1f} s")  # fmt: skip
         cloud_seed = hashlib.sha256(b"fleet-bench cloud").digest()
         months = [generated.start, generated.end_week]
+        # Online, a cycle's outbox items (its readings, entries, checkpoints, events) go up as
+        # one batch; a backlog goes in full batches.
+        cycle_items = -(-copies[0].items // cycles)
+        batch_items = UplinkLimits().max_items if args.backlog else cycle_items
+        print(f"batches of at most {batch_items} outbox items "
+              f"({'a backlog' if args.backlog else 'a cycle: as online'}), window "
+              f"{SessionConfig().window}, unpaced")  # fmt: skip
         with (
             ThrowawayPostgres(work / "postgres") as pg,
             MosquittoBroker(work / "mosquitto") as broker,
         ):
-            runs = [run_fleet(w, copies, pg, broker, work, cloud_seed, months) for w in (1, 2)]
-    report(runs, nodes, cycles)
+            fleet = Fleet(copies, pg, broker, work, cloud_seed, months, batch_items)
+            runs: list[Run] = []
+            for workers in (1, 2):
+                runs.append(run_fleet(workers, fleet))
+                report(runs[-1], runs[0] if workers > 1 else None, nodes, cycles)
     print(f"wall {time.perf_counter() - wall:.1f} s")
     if any(run.differs for run in runs):
         print("CORRECTNESS FAILURE: a cloud copy differs from what its edge sent")

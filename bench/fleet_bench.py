@@ -324,6 +324,7 @@ class Run:
     failures: int
     copy_rows_s: float
     differs: list[str]
+    stored: dict[str, int]  # bytes on disk (tables, indexes, TOAST) of readings, entries
 
     @property
     def rows(self) -> int:
@@ -420,6 +421,7 @@ def run_fleet(workers: int, fleet: Fleet) -> Run:
         lags=[lag for e in edges for lag in e.lags],
         cpu={k: after[k] - before[k] for k in after}, failures=failures,
         copy_rows_s=copy_peer(pg, url, copies[:PEER_NODES], months), differs=differs,
+        stored=stored_bytes(url),
     )  # fmt: skip
 
 
@@ -450,6 +452,18 @@ def compare(url: str, copies: Sequence[EdgeCopy]) -> list[str]:
         if readings.get(copy.node) != (copy.readings, copy.energy_wh):
             differs.append(f"{copy.node}: readings {readings.get(copy.node)}")
     return differs
+
+
+def stored_bytes(url: str) -> dict[str, int]:
+    """Bytes on disk of `readings` (every partition) and `ledger_entries`, indexes included."""
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        readings = conn.execute(
+            "SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0) FROM pg_inherits "
+            "WHERE inhparent = 'readings'::regclass"
+        ).fetchone()
+        entries = conn.execute("SELECT pg_total_relation_size('ledger_entries')").fetchone()
+    assert readings is not None and entries is not None
+    return {"readings": int(readings[0]), "entries": int(entries[0])}
 
 
 def copy_peer(
@@ -517,6 +531,9 @@ def report(run: Run, one: Run | None, nodes: int, cycles: int) -> None:
     print(f"  one core keeps up with {per_core:,.0f} concentrators (a batch of "
           f"{METERS} readings each per 15 min, cloud CPU); {TARGET_FLEET:,} need "
           f"{TARGET_FLEET / per_core:.1f} cores at 100 % busy")  # fmt: skip
+    print(f"  stored in PostgreSQL (tables + indexes): "
+          f"{run.stored['readings'] / run.readings:.0f} B per reading, "
+          f"{run.stored['entries'] / run.entries:.0f} B per ledger entry")  # fmt: skip
     verdict = (
         "identical to each edge's" if not run.differs else "DIFFERS: " + "; ".join(run.differs[:5])
     )

@@ -331,17 +331,30 @@ class Run:
         return self.readings + self.entries
 
 
-def prepare_database(
-    pg: ThrowawayPostgres, name: str, copies: Sequence[EdgeCopy], months: Sequence[dt.datetime]
-) -> str:
-    admin = psycopg.connect(pg.dsn, autocommit=True)
-    admin.execute(f"CREATE DATABASE {name}")
-    admin.close()
-    url = pg.url.rsplit("/", 1)[0] + f"/{name}"
+TEMPLATE = "migrated"  # a database migrated once; each run's databases are copies of it
+
+
+def migrate_template(pg: ThrowawayPostgres, months: Sequence[dt.datetime]) -> None:
+    """The migrated database, with the readings' partitions, that every run copies."""
+    url = create_database(pg, TEMPLATE)
     engine = make_engine(url)
     upgrade(engine)
     with engine.begin() as connection:
         ensure_month_partitions(connection, months)
+    engine.dispose()
+
+
+def create_database(pg: ThrowawayPostgres, name: str, template: str | None = None) -> str:
+    admin = psycopg.connect(pg.dsn, autocommit=True)
+    admin.execute(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else ""))
+    admin.close()
+    return pg.url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def prepare_database(pg: ThrowawayPostgres, name: str, copies: Sequence[EdgeCopy]) -> str:
+    """A copy of the migrated database with `copies`' nodes registered."""
+    url = create_database(pg, name, TEMPLATE)
+    engine = make_engine(url)
     with session_factory(engine).begin() as session:
         for copy in copies:
             concentrators.register(session, copy.node, copy.key.public_key)
@@ -358,14 +371,13 @@ class Fleet:
     broker: MosquittoBroker
     work: Path
     cloud_seed: bytes
-    months: Sequence[dt.datetime]  # of the readings: their partitions
     batch_items: int  # outbox items per batch, at most
 
 
 def run_fleet(workers: int, fleet: Fleet) -> Run:
-    copies, pg, broker, months = fleet.copies, fleet.pg, fleet.broker, fleet.months
+    copies, pg, broker = fleet.copies, fleet.pg, fleet.broker
     cloud_seed = fleet.cloud_seed
-    url = prepare_database(pg, f"fleet{workers}", copies, months)
+    url = prepare_database(pg, f"fleet{workers}", copies)
     cloud_key = NodeKey.from_seed(cloud_seed)
     settings = CloudSettings(
         host=broker.host, port=broker.port, tls=None,
@@ -420,7 +432,7 @@ def run_fleet(workers: int, fleet: Fleet) -> Run:
         batches=sum(e.batches for e in edges), resent=sum(e.resent for e in edges),
         lags=[lag for e in edges for lag in e.lags],
         cpu={k: after[k] - before[k] for k in after}, failures=failures,
-        copy_rows_s=copy_peer(pg, url, copies[:PEER_NODES], months), differs=differs,
+        copy_rows_s=copy_peer(pg, url, copies[:PEER_NODES]), differs=differs,
         stored=stored_bytes(url),
     )  # fmt: skip
 
@@ -466,12 +478,10 @@ def stored_bytes(url: str) -> dict[str, int]:
     return {"readings": int(readings[0]), "entries": int(entries[0])}
 
 
-def copy_peer(
-    pg: ThrowawayPostgres, url: str, copies: Sequence[EdgeCopy], months: Sequence[dt.datetime]
-) -> float:
+def copy_peer(pg: ThrowawayPostgres, url: str, copies: Sequence[EdgeCopy]) -> float:
     """Rows per second of a raw binary COPY of the rows ingest stored for `copies` into a
     fresh, identically migrated database."""
-    peer_url = prepare_database(pg, f"peer{url.rsplit('fleet', 1)[1]}", [], months)
+    peer_url = create_database(pg, f"peer{url.rsplit('fleet', 1)[1]}", TEMPLATE)
     nodes = [c.node for c in copies]
     columns = {
         "ledger_entries": "node, seq, transfer_id, prev_hash, hash, body, code, kind, debit, "
@@ -577,7 +587,6 @@ def main() -> int:
               f"{copies[0].head_seq} entries), re-chained per node in "
               f"{time.perf_counter() - began:.1f} s")  # fmt: skip
         cloud_seed = hashlib.sha256(b"fleet-bench cloud").digest()
-        months = [generated.start, generated.end_week]
         # Online, a cycle's outbox items (its readings, entries, checkpoints, events) go up as
         # one batch; a backlog goes in full batches.
         cycle_items = -(-copies[0].items // cycles)
@@ -589,7 +598,8 @@ def main() -> int:
             ThrowawayPostgres(work / "postgres") as pg,
             MosquittoBroker(work / "mosquitto") as broker,
         ):
-            fleet = Fleet(copies, pg, broker, work, cloud_seed, months, batch_items)
+            migrate_template(pg, [generated.start, generated.end_week])
+            fleet = Fleet(copies, pg, broker, work, cloud_seed, batch_items)
             runs: list[Run] = []
             for workers in (1, 2):
                 runs.append(run_fleet(workers, fleet))

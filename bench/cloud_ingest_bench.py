@@ -12,8 +12,8 @@ a subsidy and/or a prepaid leg), as `ledger.wire` carries them. Then:
 
 The two run alternately, batch by batch, so that other load on the machine hits both alike.
 
-Prints rows/s for each and the ratio (goal: ingest >= 0.3 of COPY). Never fails on a missed
-goal; it prints it. Uses a throwaway PostgreSQL (`cloud.services.postgres`).
+Prints rows/s for each and the ratio (goal: ingest >= 0.3 of COPY; issue 18: >= 0.5). Never
+fails on a missed goal; it prints it. Uses a throwaway PostgreSQL (`cloud.services.postgres`).
 
     .venv/bin/python bench/cloud_ingest_bench.py [--smoke]
 """
@@ -43,6 +43,7 @@ from ledger.transfers import Code, TimeSource, Transfer
 from ledger.wire import Batch, LedgerPart, decode_batch, encode_batch
 
 GOAL = 0.3
+GOAL_18 = 0.5  # issue 18
 T0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -164,6 +165,7 @@ def main() -> None:
     print(f"raw COPY {copy_rate:10.0f} rows/s  ({copy_s * 1000 / len(payloads):.1f} ms/batch)")
     verdict = "ok" if ratio >= GOAL else "MISSED"
     print(f"ratio {ratio:.2f} of COPY (goal >= {GOAL}): {verdict}")
+    print(f"issue 18 goal >= {GOAL_18}: {'met' if ratio >= GOAL_18 else 'MISSED'}")
 
 
 if __name__ == "__main__":

@@ -227,7 +227,6 @@ def drive(edges: Sequence[SimulatedEdge]) -> float:
 
 def _step(edge: SimulatedEdge, mono: float) -> None:
     events = edge.link.events()
-    acked = False
     for event in events:
         if isinstance(event, Connected):
             edge.session.connected(mono)
@@ -237,7 +236,6 @@ def _step(edge: SimulatedEdge, mono: float) -> None:
                 if report.status is AckStatus.OK:
                     for upto in [u for u in edge.sent if u <= report.upto]:
                         edge.lags.append(mono - edge.sent.pop(upto))
-                    acked = True
             edge.link.ack(event)
     if not events and mono - edge.polled < 1.0:
         return  # nothing arrived: only the session's timeout may want a send now and then
@@ -250,7 +248,7 @@ def _step(edge: SimulatedEdge, mono: float) -> None:
         edge.resent += built.upto in edge.published
         edge.published.add(built.upto)
         edge.sent[built.upto] = mono
-    if acked and not edge.session.in_flight:
+    if not edge.session.in_flight:
         edge.done = edge.drained()
 
 

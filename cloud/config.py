@@ -420,7 +420,8 @@ class _Table:
 
     def table(self, key: str) -> _Table | None:
         value = self.get(key)
-        return None if value is None else _Table(self.path, f"{self.name}.{key}", value)
+        name = f"{self.name}.{key}" if self.name else key  # the top table has no name
+        return None if value is None else _Table(self.path, name, value)
 
     def done(self) -> None:
         unknown = sorted(set(self.raw) - self.seen)

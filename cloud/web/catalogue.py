@@ -1006,6 +1006,24 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "cfg_delivery": ("集中器确认", "Node's answer"),
     "cfg_changed": ("有新改动", "Changed since"),
     "cfg_problems": ("不能下发的原因", "Problems"),
+    # `cloud.registry.site_config.PROBLEM_WORDS`, by code (the same placeholders)
+    "cfg_problem_several_sites": (
+        "{node} 接了多个站点的商铺（站点 {sites}）；一台集中器只服务一个站点",
+        "{node} serves shops of several sites ({sites}); one site per node",
+    ),
+    "cfg_problem_no_meters": (
+        "{node} 上没有电表：没有可抄读、可计费的表",
+        "No meter is on {node}: nothing to read or bill",
+    ),
+    "cfg_problem_shop_elsewhere": (
+        "商铺 {shop} 的电表接在 {node}，商铺却属于 {other}",
+        "A meter of shop {shop} is on {node}, the shop on {other}",
+    ),
+    "cfg_problem_no_default_tariff": (
+        "站点“{site}”没有默认电价（计费规则需要）",
+        "Site “{site}” has no default tariff (the billing rule needs one)",
+    ),
+    "reasons_joined": ("；", "; "),
     "delivery_never": ("从未下发", "Never sent"),
     "delivery_pending": ("待确认", "Pending"),
     "delivery_acknowledged": ("已确认", "Acknowledged"),

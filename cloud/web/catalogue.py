@@ -204,6 +204,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "state_any": ("全部状态", "Any state"),
     "state_online": ("在线", "Online"),
     "state_offline": ("离线", "Offline"),
+    "state_silent": ("失联", "Silent"),
+    "state_silent_hint": (
+        "状态仍是在线，但已超过 {minutes} 分钟没有收到它的数据（最后一次：{seen}）",
+        "Its status says online, but nothing has come from it for over {minutes} minutes "
+        "(last: {seen})",
+    ),
     "state_arrears": ("欠费", "In arrears"),
     "apply": ("查询", "Apply"),
     "clear_filters": ("清除条件", "Clear"),

@@ -43,10 +43,11 @@ from cloud.api import concentrators as api_nodes
 from cloud.api import registry as api
 from cloud.api import registry_bodies as bodies
 from cloud.api import site_config as api_config
-from cloud.api.common import CloudKey, DbSession, Now, count
+from cloud.api.common import CloudKey, DbSession, Now, count, silent_after
 from cloud.db import models
 from cloud.db import registry as reg
 from cloud.db.claims import Claim
+from cloud.db.presence import presence
 from cloud.errors import Conflict, Invalid, NotFound, Quarantined
 from cloud.ingest.claims import state_of
 from cloud.keys import CLOUD_NODE
@@ -345,8 +346,10 @@ def _nodes_page(request: Request, lang: tuple[str, bool], who: Principal, sessio
     claimed = _claims_by_node(session, now)
     sites = dict(session.execute(select(reg.Site.id, reg.Site.name).order_by(reg.Site.name)).all())
     t = i18n.translator(lang[0])
+    heard_since = now - silent_after(request)
     listed = [{
         "node": c, "config": cfg, "delivery": DELIVERY.get(state or "", "never"),
+        "presence": presence(c.online, c.last_seen, heard_since).value,
         "problems": [_problem_words(t, p) for p in site_config.build(session, c.node).problems],
         "claim": claimed.get(c.node), "site": sites.get(c.site_id or 0, ""),
     } for c, cfg, state in found]  # fmt: skip
@@ -357,7 +360,8 @@ def _nodes_page(request: Request, lang: tuple[str, bool], who: Principal, sessio
                    reserve_write=who.role in OPERATIONS, sites=list(sites.items()),
                    preassigned=preassigned, reserve=reserve or {},
                    reserve_errors=reserve_errors or {},
-                   reserve_problem=reserve_problem)  # fmt: skip
+                   reserve_problem=reserve_problem,
+                   silent_minutes=int(silent_after(request).total_seconds() // 60))  # fmt: skip
 
 
 def _problem_words(t: i18n.Translate, problem: site_config.Problem) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import re
 from pathlib import Path
 
@@ -284,3 +285,14 @@ def test_errors_name_a_top_level_table_without_a_leading_dot(tmp_path: Path) -> 
     nested = write(tmp_path, '[payments]\nnotify_base = "https://pay.example"\n[payments.wechat]\n'
                    'platform_keys = 3\n', "n.toml")  # fmt: skip
     assert "[payments.wechat.platform_keys] must be a table" in refused(nested)
+
+
+def test_how_long_a_node_may_be_silent(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, "")).silent_after == dt.timedelta(minutes=45)
+    set_ = load_config(write(tmp_path, "[ingest]\nsilent_after_min = 20\n", "s.toml"))
+    assert set_.silent_after == dt.timedelta(minutes=20)
+    for bad in ("0", "10081", '"15"', "1.5"):
+        text = f"[ingest]\nsilent_after_min = {bad}\n"
+        assert "[ingest] silent_after_min must be an integer from 1 to 10080" in refused(
+            write(tmp_path, text, "b.toml")
+        )

@@ -9,64 +9,34 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test test-fast lint typecheck unit unit-fast bench bench-smoke clean
 
+# $(call apt_package,COMMANDS,PACKAGES,WHAT NEEDS THEM): when one of COMMANDS is missing (on
+# PATH or in /usr/sbin), install Debian's PACKAGES (apt-get options may lead) if this is root,
+# updating the package lists only when the first try fails; otherwise say what is skipped. No
+# apt call at all while every command is there. Debian's own, never a downloaded browser/tool.
+define apt_package
+missing=; for c in $(1); do command -v $$c >/dev/null 2>&1 || [ -x /usr/sbin/$$c ] || \
+	missing="$$missing $$c"; done; \
+if [ -z "$$missing" ]; then :; \
+elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	echo "installing Debian's $(filter-out -%,$(2)) for $(3)"; \
+	apt_install() { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null; }; \
+	apt_install 2>/dev/null || { apt-get update -qq >/dev/null 2>&1 && apt_install; } || \
+	echo "$(filter-out -%,$(2)) could not be installed: $(3) will be skipped"; \
+else echo "no$$missing here and this is not root: run 'apt-get install" \
+	"$(filter-out -%,$(2))' as root, or $(3) will be skipped"; fi
+endef
+
 $(STAMP): pyproject.toml requirements-edge.txt requirements-cloud.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-edge.txt -r requirements-cloud.txt
 	$(BIN)/python -m pip install --quiet -e '.[edge,cloud,dev]'
-	@# The pages' browser tests (tests/web/) drive Debian's Chromium, never a downloaded one.
-	@if command -v chromium >/dev/null 2>&1; then :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing Debian's chromium for the browser tests"; \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 || \
-		{ apt-get update -qq >/dev/null 2>&1 && \
-		  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
-		echo "chromium could not be installed: the browser tests will be skipped"; \
-	else echo "chromium is missing and this is not root: run 'apt-get install chromium'" \
-		"as root, or the browser tests (tests/web/) are skipped"; fi
-	@# `voltbook-fw image` writes the Pi's FAT boot partition with mtools (no root, no mount).
-	@if command -v mcopy >/dev/null 2>&1; then :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing Debian's mtools for voltbook-fw image"; \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mtools >/dev/null 2>&1 || \
-		{ apt-get update -qq >/dev/null 2>&1 && \
-		  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mtools >/dev/null; } || \
-		echo "mtools could not be installed: the image tests will be skipped"; \
-	else echo "mtools is missing and this is not root: run 'apt-get install mtools'" \
-		"as root, or tests/voltbook_fw/test_image.py is skipped"; fi
-	@# The shipped reverse-proxy config (docs/deploy/nginx-voltbook.conf) is checked with `nginx -t`.
-	@if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing Debian's nginx-light for the reverse-proxy config test"; \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-		  nginx-light >/dev/null 2>&1 || \
-		{ apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive \
-		  apt-get install -y -qq --no-install-recommends nginx-light >/dev/null; } || \
-		echo "nginx-light could not be installed: the proxy config test will be skipped"; \
-	else echo "nginx is missing and this is not root: run 'apt-get install nginx-light'" \
-		"as root, or tests/cloud/test_proxy_config.py is skipped"; fi
-	@# `voltbook-cloud backup` on PostgreSQL runs Debian's pgBackRest (tests/cloud/backups).
-	@if command -v pgbackrest >/dev/null 2>&1; then :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing Debian's pgbackrest for the PostgreSQL backups"; \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbackrest >/dev/null 2>&1 || \
-		{ apt-get update -qq >/dev/null 2>&1 && \
-		  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbackrest >/dev/null; } || \
-		echo "pgbackrest could not be installed: the PostgreSQL backup tests will be skipped"; \
-	else echo "pgbackrest is missing and this is not root: run 'apt-get install pgbackrest'" \
-		"as root, or tests/cloud/backups/test_pgbackrest.py is skipped"; fi
-	@# The hot standby's tests (tests/cloud/standby/) run Debian's Patroni over one etcd.
-	@if command -v patroni >/dev/null 2>&1 && command -v etcd >/dev/null 2>&1; then :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing Debian's patroni and etcd-server for the hot-standby tests"; \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-			patroni etcd-server >/dev/null 2>&1 || \
-		{ apt-get update -qq >/dev/null 2>&1 && \
-		  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-			patroni etcd-server >/dev/null; } || \
-		echo "patroni/etcd-server could not be installed: the hot-standby tests will be skipped"; \
-	else echo "patroni or etcd is missing and this is not root: run 'apt-get install patroni" \
-		"etcd-server' as root, or tests/cloud/standby/ is skipped"; fi
+	@# Debian packages the tests and tools need, one line each (see apt_package above).
+	@$(call apt_package,chromium,chromium,the browser tests (tests/web/))
+	@$(call apt_package,mcopy,mtools,voltbook-fw image (tests/voltbook_fw/test_image.py))
+	@$(call apt_package,nginx,--no-install-recommends nginx-light,the reverse-proxy config test (tests/cloud/test_proxy_config.py))
+	@$(call apt_package,pgbackrest,pgbackrest,the PostgreSQL backups (tests/cloud/backups/test_pgbackrest.py))
+	@$(call apt_package,patroni etcd,--no-install-recommends patroni etcd-server,the hot standby (tests/cloud/standby/))
 	@touch $@
 
 demo: $(STAMP)

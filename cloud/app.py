@@ -81,7 +81,7 @@ from cloud.api import (
 )
 from cloud.api.common import ERROR_SCHEMA, answers
 from cloud.api.transport import TransportSecurity
-from cloud.config import APPROVE_ABOVE_FEN
+from cloud.config import APPROVE_ABOVE_FEN, SILENT_AFTER_MIN
 from cloud.db.engine import session_factory
 from cloud.errors import (
     CloudError,
@@ -219,6 +219,7 @@ def create_app(
     tls_proxy: bool = False,
     retired_keys: Iterable[Ed25519PublicKey] = (),
     metrics: MetricsEndpoint | None = None,
+    silent_after: dt.timedelta = dt.timedelta(minutes=SILENT_AFTER_MIN),
 ) -> FastAPI:
     """The API over `engine` (already migrated), signing commands with the cloud's `key`.
 
@@ -235,7 +236,9 @@ def create_app(
     `X-Forwarded-Proto: https` is believed (`cloud.api.transport`: HSTS, Secure cookies);
     `retired_keys`, the cloud's public keys before a rotation (`cloud.keys.switch`), which
     still verify the operator log's heads they signed; `metrics`, the token (and restore-drill
-    status file) of `GET /metrics` (`cloud.metrics.endpoint`; None: no such route).
+    status file) of `GET /metrics` (`cloud.metrics.endpoint`; None: no such route);
+    `silent_after`, how long a node whose status says online may send nothing before the console
+    and the metrics count it off line (`cloud.db.presence`, `[ingest] silent_after_min`).
     """
     app = FastAPI(
         title="Voltbook cloud",
@@ -259,6 +262,7 @@ def create_app(
     app.state.key = key
     app.state.retired_keys = tuple(retired_keys)
     app.state.now = now
+    app.state.silent_after = silent_after
     app.state.broker_connected = broker_connected
     app.state.approve_above_fen = approve_above_fen
     app.state.wechat_oauth = wechat_oauth
@@ -280,7 +284,7 @@ def create_app(
     app.add_exception_handler(Exception, _internal)
     app.add_middleware(guards.BodyGuard, refuse=_answer)
     if metrics is not None:  # after the guard: its middleware times the guard's refusals too
-        metrics_endpoint.install(app, engine, now, metrics)
+        metrics_endpoint.install(app, engine, now, metrics, silent_after)
     app.add_middleware(
         TransportSecurity, app.state.trusted_proxies, tls_proxy=tls_proxy
     )  # outermost: the scheme is settled before anything else sees the request

@@ -40,6 +40,8 @@
 
     [ingest]
     workers = 1                  # ingest workers in the server process (a shared subscription)
+    silent_after_min = 45        # a node whose status says online but that sent nothing for
+                                 # this long counts offline (silent); 1 to 10080
 
     [operations]
     approve_corrections_above_fen = 100000   # a larger correction waits for a second user
@@ -141,6 +143,10 @@ MQTT_PORT = 1883
 MQTTS_PORT = 8883
 MAX_WORKERS = 64
 APPROVE_ABOVE_FEN = 100_000  # 1 000 yuan: a larger correction needs a second user
+# A node heard from no longer than this ago counts on line (`cloud.db.presence`): three polling
+# cycles at the edge's default 15 minutes.
+SILENT_AFTER_MIN = 45
+MAX_SILENT_AFTER_MIN = 7 * 24 * 60
 MAX_APPROVE_FEN = 10_000_000  # the largest correction there is (a recharge's maximum)
 DEFAULT_ORDER_TTL_S = 1800  # an unpaid payment order closes after half an hour
 MAX_ORDER_TTL_S = 7 * 86_400
@@ -331,6 +337,7 @@ class CloudConfig:
     api: ApiSettings
     cloud_key: Path
     ingest_workers: int
+    silent_after: dt.timedelta = dt.timedelta(minutes=SILENT_AFTER_MIN)  # then a node is silent
     approve_above_fen: int = APPROVE_ABOVE_FEN  # corrections above: four eyes
     oplog_heads_file: Path | None = None  # the signed heads; None: in the data directory
     oplog_sign_every: int = DEFAULT_SIGN_EVERY_S
@@ -420,7 +427,8 @@ class _Table:
 
     def table(self, key: str) -> _Table | None:
         value = self.get(key)
-        return None if value is None else _Table(self.path, f"{self.name}.{key}", value)
+        name = f"{self.name}.{key}" if self.name else key  # the top table has no name
+        return None if value is None else _Table(self.path, name, value)
 
     def done(self) -> None:
         unknown = sorted(set(self.raw) - self.seen)
@@ -487,6 +495,7 @@ def parse_config(path: Path | None, data: dict[str, Any], data_dir: Path) -> Clo
     keys.done()
     ingest = _Table(path, "ingest", top.get("ingest"))
     workers = ingest.integer("workers", 1, 1, MAX_WORKERS) or 1
+    silent = ingest.integer("silent_after_min", SILENT_AFTER_MIN, 1, MAX_SILENT_AFTER_MIN)
     ingest.done()
     operations = _Table(path, "operations", top.get("operations"))
     approve = operations.integer(
@@ -523,6 +532,7 @@ def parse_config(path: Path | None, data: dict[str, Any], data_dir: Path) -> Clo
         api=api_settings,
         cloud_key=base / cloud_key if cloud_key else data_dir / KEY_FILE,
         ingest_workers=workers,
+        silent_after=dt.timedelta(minutes=silent or SILENT_AFTER_MIN),
         approve_above_fen=APPROVE_ABOVE_FEN if approve is None else approve,
         oplog_heads_file=base / heads if heads else None,
         update_bundles=base / bundles if bundles else None,
@@ -925,6 +935,9 @@ cloud = "{key}"
 # Ingest workers in the server process; they share the uplink through an MQTT shared
 # subscription, so more servers pointed at one broker share it too.
 workers = 1
+# Minutes without a batch or status after which a node whose status says online counts offline
+# (silent): on the console, in /metrics. Keep it a few of the sites' poll_interval_s.
+silent_after_min = 45
 
 [operations]
 # A correction of more fen than this waits for a second user (finance or admin) to approve it.

@@ -191,7 +191,8 @@ def serve_in_thread(
                          update_bundles=config.update_bundles,
                          tls_proxy=config.api.tls_proxy,
                          retired_keys=keys.retired_keys(config.cloud_key),
-                         metrics=metrics_of(config))  # fmt: skip
+                         metrics=metrics_of(config),
+                         silent_after=config.silent_after)  # fmt: skip
         url, server, thread, listener = _start_api(config, stack, app, tls_options)
         processes = _start_api_processes(config, stack, listener, broker_connected, enrolment)
         return RunningCloud(
@@ -625,7 +626,8 @@ def _api_process(  # noqa: PLR0917 (multiprocessing passes arguments by position
                          update_bundles=config.update_bundles,
                          tls_proxy=config.api.tls_proxy,
                          retired_keys=keys.retired_keys(config.cloud_key),
-                         metrics=metrics_of(config))  # fmt: skip
+                         metrics=metrics_of(config),
+                         silent_after=config.silent_after)  # fmt: skip
         server = _AnnouncingServer(
             uvicorn.Config(
                 app,

@@ -108,6 +108,17 @@ async def _clock(request: Request) -> dt.datetime:
     return now()
 
 
+def silent_after(request: Request) -> dt.timedelta:
+    """How long a node may send nothing and still count on line (`cloud.db.presence`)."""
+    limit: dt.timedelta = request.app.state.silent_after
+    return limit
+
+
+async def _heard_since(request: Request) -> dt.datetime:
+    """now − silent_after: a node heard from before this counts silent."""
+    return await _clock(request) - silent_after(request)
+
+
 async def _key(request: Request) -> NodeKey:
     key: NodeKey = request.app.state.key
     return key
@@ -116,6 +127,7 @@ async def _key(request: Request) -> NodeKey:
 # `scope="function"`: the commit happens before the response is sent, so a 2xx means stored.
 DbSession = Annotated[Session, Depends(open_session, scope="function")]
 Now = Annotated[dt.datetime, Depends(_clock)]
+HeardSince = Annotated[dt.datetime, Depends(_heard_since)]
 CloudKey = Annotated[NodeKey, Depends(_key)]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="page size")]
 MAX_OFFSET = 2**53 - 1  # beyond any table; keeps the value inside every backend's integer

@@ -74,7 +74,7 @@ def preview_config(
         changed_since=record.dirty if record else True,
         pushed=record.pushed if record else None,
         command_id=record.command_id if record else None,
-        problems=list(built.problems),
+        problems=[str(p) for p in built.problems],
         documents=dict(built.documents),
     )
 
@@ -113,12 +113,12 @@ def push_marked(
     pushed, skipped = [], []
     for node in site_config.marked(session):
         # Checked before anything is written, so one unusable node leaves the others' pushes.
-        problems = site_config.build(session, node).problems
+        problems = [str(p) for p in site_config.build(session, node).problems]
         found = concentrators.get(session, node)
         if found.status == NodeStatus.RESERVED.value:  # its claim's box gets it when it comes
-            problems = (*problems, f"{node} is pre-assigned and waits for its box")
+            problems.append(f"{node} is pre-assigned and waits for its box")
         elif found.status != NodeStatus.ACTIVE.value:
-            problems = (*problems, f"{node} is quarantined: {found.quarantine_reason}")
+            problems.append(f"{node} is quarantined: {found.quarantine_reason}")
         if problems:
             skipped.append(SkippedOut(node=node, problem="; ".join(problems)))
             continue

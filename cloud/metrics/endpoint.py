@@ -42,13 +42,17 @@ class MetricsEndpoint:
 
 
 def install(
-    app: FastAPI, engine: Engine, now: Callable[[], dt.datetime], settings: MetricsEndpoint
+    app: FastAPI,
+    engine: Engine,
+    now: Callable[[], dt.datetime],
+    settings: MetricsEndpoint,
+    silent_after: dt.timedelta,
 ) -> CollectorRegistry:
-    """Add the latency middleware and the `/metrics` route to `app`; returns its registry."""
+    """Add the latency middleware and the `/metrics` route to `app`; returns its registry.
+    `silent_after`: a node heard from no longer ago counts on line (`cloud.db.presence`)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(
-        DatabaseFigures(session_factory(engine, read_only=True), now, settings.restore_drill)
-    )
+    sessions = session_factory(engine, read_only=True)
+    registry.register(DatabaseFigures(sessions, now, settings.restore_drill, silent_after))
     app.add_middleware(RequestTimer, latency=ApiLatency(registry))
     expected = f"Bearer {settings.token}".encode()
 

@@ -4,6 +4,9 @@ A custom collector (`prometheus_client`'s `Collector`): nothing is counted in me
 figures equal the database, survive a restart and are the same from every API process.
 
     voltbook_node_online{node}                      1 while its retained status says online
+    voltbook_node_silent{node}                      1 while that status says online but
+                                                    nothing came for `silent_after`
+                                                    (`cloud.db.presence`): count it offline
     voltbook_node_quarantined{node}                 1 while it is quarantined
     voltbook_node_last_seen_timestamp_seconds{node} its last batch or status (Unix time)
     voltbook_ledger_head_seq{node}                  its chain head as the cloud holds it
@@ -44,6 +47,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.db.models import Alarm, Command, CommandStatus, Concentrator, MeterState, NodeStatus
 from cloud.db.payments import PaymentOrder, PaymentRefund
+from cloud.db.presence import Presence, presence
 from cloud.metrics.restore_drill import DrillStatusError, read_drill
 
 log = logging.getLogger(__name__)
@@ -73,11 +77,16 @@ class DatabaseFigures(Collector):
     """The gauges above, from `sessions` (read-only ones) at every `collect()`."""
 
     def __init__(
-        self, sessions: sessionmaker[Session], now: Clock, restore_drill: Path | None
+        self,
+        sessions: sessionmaker[Session],
+        now: Clock,
+        restore_drill: Path | None,
+        silent_after: dt.timedelta,
     ) -> None:
         self.sessions = sessions
         self.now = now
         self.restore_drill = restore_drill
+        self.silent_after = silent_after
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily(
@@ -85,7 +94,8 @@ class DatabaseFigures(Collector):
         )
         try:
             with self.sessions() as session:
-                families = [*_nodes(session, self.now()), *_commands(session, self.now()),
+                families = [*_nodes(session, self.now(), self.silent_after),
+                            *_commands(session, self.now()),
                             *_payments(session, self.now())]  # fmt: skip
         except SQLAlchemyError:
             log.exception("metrics: the database could not be read")
@@ -101,9 +111,14 @@ class DatabaseFigures(Collector):
         return iter(())  # no description at registration: it would query the database
 
 
-def _nodes(session: Session, now: dt.datetime) -> list[Metric]:
+def _nodes(session: Session, now: dt.datetime, silent_after: dt.timedelta) -> list[Metric]:
     online = GaugeMetricFamily("voltbook_node_online", "1 while the node says it is online",
                                labels=["node"])  # fmt: skip
+    silent = GaugeMetricFamily(
+        "voltbook_node_silent",
+        "1 while the node says it is online but has sent nothing for the silence limit",
+        labels=["node"],
+    )
     quarantined = GaugeMetricFamily(
         "voltbook_node_quarantined", "1 while the node is quarantined", labels=["node"]
     )
@@ -145,6 +160,8 @@ def _nodes(session: Session, now: dt.datetime) -> list[Metric]:
     for node, status, is_online, last_seen, head_seq in nodes:
         known.add(node)
         online.add_metric([node], int(bool(is_online)))
+        heard = presence(bool(is_online), last_seen, now - silent_after)
+        silent.add_metric([node], int(heard is Presence.SILENT))
         quarantined.add_metric([node], int(status == NodeStatus.QUARANTINED.value))
         head.add_metric([node], head_seq)
         if last_seen is not None:
@@ -161,7 +178,7 @@ def _nodes(session: Session, now: dt.datetime) -> list[Metric]:
         counts[label] = counts.get(label, 0) + count
     for label, count in counts.items():
         refused.add_metric([label], count)
-    return [online, quarantined, seen, head, newest, lag, refused]
+    return [online, silent, quarantined, seen, head, newest, lag, refused]
 
 
 def _commands(session: Session, now: dt.datetime) -> list[Metric]:

@@ -18,7 +18,9 @@ A vacant shop (no account: its tenant moved out or was removed) keeps its place 
 its meters are left out of `meters`: nobody is billed for them, the concentrator stops reading
 them, and the one who moves in next starts from the register then. What keeps the documents from
 being usable (a site without a default tariff, shops of two sites on one node, no meters) is
-listed in `Built.problems`; a push is refused (`Invalid`) while there are any.
+listed in `Built.problems`, each a `Problem`: a code and its facts, in English as `str()` (the
+API's words), in the console's language through the catalogue's `cfg_problem_<code>`; a push is
+refused (`Invalid`) while there are any.
 
 **When configuration is sent: explicitly.** A registry write only *marks* the nodes it affects
 (`registry_nodes.dirty`, see `cloud.registry.rows`); nothing is sent until an operator pushes:
@@ -71,11 +73,34 @@ Document = dict[str, Any]
 KINDS = ("meters", "shops", "accounts", "tariffs", "rules")
 
 
+# What keeps a configuration from being usable, by code: the API's English (the console's words,
+# Chinese and English, are the catalogue's `cfg_problem_<code>`, with the same placeholders).
+PROBLEM_WORDS = {
+    "several_sites": "{node} serves shops of several sites ({sites}); one site per node",
+    "no_meters": "no meter is on {node}: nothing to read or bill",
+    "shop_elsewhere": "a meter of shop {shop} is on {node}, the shop on {other}",
+    "no_default_tariff": "site '{site}' has no default tariff (the billing rule needs one)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    code: str  # a key of PROBLEM_WORDS
+    facts: tuple[tuple[str, str], ...]  # its placeholders' values, in order
+
+    @classmethod
+    def of(cls, code: str, **facts: object) -> Problem:
+        return cls(code, tuple((name, str(value)) for name, value in facts.items()))
+
+    def __str__(self) -> str:
+        return PROBLEM_WORDS[self.code].format(**dict(self.facts))
+
+
 @dataclass(frozen=True, slots=True)
 class Built:
     node: str
     documents: Mapping[str, list[Document]]
-    problems: tuple[str, ...] = ()
+    problems: tuple[Problem, ...] = ()
     site: int | None = None
 
 
@@ -114,7 +139,7 @@ def _places(session: Session, shops: list[Shop]) -> dict[int, tuple[str, str, st
 
 def build(session: Session, node: str) -> Built:
     """The configuration documents of `node` as the registry has them now."""
-    problems: list[str] = []
+    problems: list[Problem] = []
     meters = list(session.scalars(select(Meter).where(Meter.node == node).order_by(Meter.address)))
     shops = list(
         session.scalars(
@@ -133,13 +158,16 @@ def build(session: Session, node: str) -> Built:
     shop_by_id = {s.id: s for s in shops}
     site_ids = sorted({s.site_id for s in shops})
     if len(site_ids) > 1:
-        problems.append(f"{node} serves shops of several sites ({site_ids}); one site per node")
+        sites = ", ".join(map(str, site_ids))
+        problems.append(Problem.of("several_sites", node=node, sites=sites))
     site = session.get(Site, site_ids[0]) if site_ids else None
     if not meters:
-        problems.append(f"no meter is on {node}: nothing to read or bill")
+        problems.append(Problem.of("no_meters", node=node))
     for shop in shops:
         if shop.node is not None and shop.node != node:  # its account would live on two nodes
-            problems.append(f"a meter of shop {shop.number} is on {node}, the shop on {shop.node}")
+            problems.append(
+                Problem.of("shop_elsewhere", shop=shop.number, node=node, other=shop.node)
+            )
 
     meter_docs = []
     for m in meters:
@@ -169,7 +197,7 @@ def build(session: Session, node: str) -> Built:
 
     default_tariff = site.tariff if site is not None else None
     if site is not None and default_tariff is None:
-        problems.append(f"site {site.name!r} has no default tariff (the billing rule needs one)")
+        problems.append(Problem.of("no_default_tariff", site=site.name))
     codes = {a.tariff for a in accounts if a.tariff} | ({default_tariff} - {None})
     tariffs = session.scalars(select(Tariff).where(Tariff.code.in_(codes)).order_by(Tariff.code))
     tariff_docs = [
@@ -278,7 +306,9 @@ def push(
     """Issue the node's configuration as its next version; Invalid while it has problems."""
     built = build(session, node)
     if built.problems:
-        raise Invalid(f"the configuration of {node} is not usable: " + "; ".join(built.problems))
+        raise Invalid(
+            f"the configuration of {node} is not usable: " + "; ".join(map(str, built.problems))
+        )
     record = state(session, node)
     before = {"version": record.version}
     version = record.version + 1

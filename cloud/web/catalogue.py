@@ -204,6 +204,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "state_any": ("全部状态", "Any state"),
     "state_online": ("在线", "Online"),
     "state_offline": ("离线", "Offline"),
+    "state_silent": ("失联", "Silent"),
+    "state_silent_hint": (
+        "状态仍是在线，但已超过 {minutes} 分钟没有收到它的数据（最后一次：{seen}）",
+        "Its status says online, but nothing has come from it for over {minutes} minutes "
+        "(last: {seen})",
+    ),
     "state_arrears": ("欠费", "In arrears"),
     "apply": ("查询", "Apply"),
     "clear_filters": ("清除条件", "Clear"),
@@ -1006,6 +1012,24 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "cfg_delivery": ("集中器确认", "Node's answer"),
     "cfg_changed": ("有新改动", "Changed since"),
     "cfg_problems": ("不能下发的原因", "Problems"),
+    # `cloud.registry.site_config.PROBLEM_WORDS`, by code (the same placeholders)
+    "cfg_problem_several_sites": (
+        "{node} 接了多个站点的商铺（站点 {sites}）；一台集中器只服务一个站点",
+        "{node} serves shops of several sites ({sites}); one site per node",
+    ),
+    "cfg_problem_no_meters": (
+        "{node} 上没有电表：没有可抄读、可计费的表",
+        "No meter is on {node}: nothing to read or bill",
+    ),
+    "cfg_problem_shop_elsewhere": (
+        "商铺 {shop} 的电表接在 {node}，商铺却属于 {other}",
+        "A meter of shop {shop} is on {node}, the shop on {other}",
+    ),
+    "cfg_problem_no_default_tariff": (
+        "站点“{site}”没有默认电价（计费规则需要）",
+        "Site “{site}” has no default tariff (the billing rule needs one)",
+    ),
+    "reasons_joined": ("；", "; "),
     "delivery_never": ("从未下发", "Never sent"),
     "delivery_pending": ("待确认", "Pending"),
     "delivery_acknowledged": ("已确认", "Acknowledged"),

@@ -27,7 +27,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
-from cloud.api.common import DbSession, Now
+from cloud.api.common import DbSession, HeardSince, Now
 from cloud.people.auth import OPERATIONS, READ_ALL, STAFF, Principal, Role
 from cloud.web import i18n, monitoring, sessions
 from cloud.web.chart import kwh_text
@@ -157,6 +157,7 @@ def monitoring_page(  # noqa: PLR0917 (the table's filters)
     who: Staff,
     session: DbSession,
     now: Now,
+    heard_since: HeardSince,
     q: Text = "",
     site: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
     building: Text = "",
@@ -166,7 +167,7 @@ def monitoring_page(  # noqa: PLR0917 (the table's filters)
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     size: Annotated[int, Query(ge=1, le=monitoring.MAX_SIZE)] = monitoring.PAGE_SIZE,
 ) -> Response:
-    filters = MeterFilters(q.strip(), site, building, floor, shop, state)
+    filters = MeterFilters(q.strip(), site, building, floor, shop, state, heard_since)
     found = monitoring.meter_page(session, filters, now, offset, size)
     query = filters.query()
 
@@ -194,9 +195,10 @@ def meter_detail(  # noqa: PLR0917 (FastAPI's dependencies)
     who: Staff,
     session: DbSession,
     now: Now,
+    heard_since: HeardSince,
     address: Annotated[str, Path(pattern=r"^[0-9A-Za-z_\-]{1,32}$")],
 ) -> Response:
-    rows = monitoring.meters_at(session, address, now)
+    rows = monitoring.meters_at(session, address, now, heard_since)
     if not rows:
         raise PageError("meter_not_found", 404)
     t = i18n.translator(lang[0])

@@ -31,7 +31,7 @@ from fastapi.responses import RedirectResponse, StreamingResponse
 from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
-from cloud.api.common import DbSession, Now
+from cloud.api.common import DbSession, Now, silent_after
 from cloud.db.models import Alarm
 from cloud.errors import Conflict, NotFound
 from cloud.operations import alarms
@@ -61,7 +61,8 @@ def _open(request: Request, session: Any, now: Any, lang: str, resume: Cursor | 
     if who.role not in READ_ALL:
         raise NotStaff(who.user)
     stream = Live(sessions.token_of(request), who.address, who, lang,
-                  live.prefs_of(session, who.user), time.monotonic)  # fmt: skip
+                  live.prefs_of(session, who.user), time.monotonic,
+                  silent_after(request))  # fmt: skip
     stream.start(session, now, resume)
     return stream
 

@@ -36,7 +36,7 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy.orm import Session
 
 from cloud.api import site_config as api_config
-from cloud.api.common import CloudKey, DbSession, Now
+from cloud.api.common import CloudKey, DbSession, HeardSince, Now
 from cloud.chains.rollups import SITE_ZONE
 from cloud.db.models import NodeStatus
 from cloud.errors import CloudError, NotFound
@@ -65,8 +65,9 @@ BatchPath = Annotated[str, Path(max_length=33 * batches.MAX_NODES)]
 class BatchForm:
     """A batch form's fields, checked: the CSRF token, the ticked meters, the filter."""
 
-    def __init__(self, fields: dict[str, str], ticked: list[str]) -> None:
+    def __init__(self, fields: dict[str, str], ticked: list[str], heard_since: dt.datetime) -> None:
         self.fields, self.ticked = fields, ticked
+        self.heard_since = heard_since  # the `state` filter's, as the monitoring page's
 
     def get(self, name: str) -> str:
         return self.fields.get(name, "").strip()
@@ -80,14 +81,15 @@ class BatchForm:
         ) or any(len(t) > monitoring.MAX_Q for t in texts):  # fmt: skip
             raise BatchRefused("batch_bad_filter")
         q, building, floor, shop = texts
-        return MeterFilters(q, int(site) if site else None, building, floor, shop, state)
+        site_id = int(site) if site else None
+        return MeterFilters(q, site_id, building, floor, shop, state, self.heard_since)
 
 
-async def _form(request: Request) -> BatchForm:
+async def _form(request: Request, heard_since: HeardSince) -> BatchForm:
     fields, ticked = parse_form_lists(await request.body(), request.headers.get("content-type", ""),
                                       repeated="meter", most=monitoring.MAX_SIZE)  # fmt: skip
     sessions.check_csrf(request, fields.get("csrf"))
-    return BatchForm(fields, ticked)
+    return BatchForm(fields, ticked, heard_since)
 
 
 Form = Annotated[BatchForm, Depends(_form)]

@@ -8,8 +8,8 @@ second way:
 | and per day of the month       | `reports.queries.consumption` over the rollup), by `day`    |
 | recharges, today/month         | the deposits report's net total (`/reports/deposits`)       |
 | accounts in arrears            | monitoring's `state=arrears` filter (`planner.in_arrears`)  |
-| concentrators offline          | `concentrators.online`, the cloud's chain left out (as      |
-|                                | `/concentrators`)                                           |
+| concentrators offline          | offline or silent (`cloud.db.presence`), the cloud's chain  |
+|                                | left out (as `/concentrators`)                              |
 | read success, last 24 h        | `/alarms/read-success` (`operations.alarms.read_success`)   |
 | open alarms by kind            | `/alarms/counts?cleared=false` (`operations.alarms.counts`) |
 | per site: concentrators, read  | the same, with the API's `site` filter (`alarms.site_nodes`:|
@@ -35,10 +35,11 @@ from fastapi import APIRouter, Request, Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from cloud.api.common import DbSession, Now
+from cloud.api.common import DbSession, HeardSince, Now
 from cloud.chains.rollups import SITE_ZONE
 from cloud.db import models
 from cloud.db import registry as reg
+from cloud.db.presence import on_line
 from cloud.keys import CLOUD_NODE
 from cloud.operations import alarms
 from cloud.operations.alarms import AlarmFilters, BusSuccess
@@ -107,24 +108,26 @@ def _period(session: Session, window: Window, site: str | None = None) -> Period
     return Period(energy["wh"], energy["fen"], paid["net_fen"])
 
 
-def _nodes(session: Session, site: str | None = None) -> tuple[int, int]:
-    """(concentrators, of them offline), the cloud's own chain left out (as `/concentrators`)."""
+def _nodes(session: Session, heard_since: dt.datetime, site: str | None = None) -> tuple[int, int]:
+    """(concentrators, of them offline or silent: `cloud.db.presence`), the cloud's own chain
+    left out (as `/concentrators`)."""
     node = models.Concentrator
-    query = select(func.count(), func.count().filter(node.online.is_(False))).where(
-        node.node != CLOUD_NODE
-    )
+    offline = func.count().filter(~on_line(node, heard_since))
+    query = select(func.count(), offline).where(node.node != CLOUD_NODE)
     if site is not None:
         query = query.where(node.node.in_(alarms.site_nodes(site)))
     total, offline = session.execute(query).one()
     return int(total), int(offline)
 
 
-def _sites(session: Session, since: dt.datetime, month: Window) -> list[SiteRow]:
+def _sites(
+    session: Session, since: dt.datetime, month: Window, heard_since: dt.datetime
+) -> list[SiteRow]:
     rows = []
     for site_id, name in session.execute(
         select(reg.Site.id, reg.Site.name).order_by(reg.Site.name)
     ):
-        nodes, offline = _nodes(session, name)
+        nodes, offline = _nodes(session, heard_since, name)
         buses = alarms.read_success(session, since, site=name)
         open_alarms = alarms.counts(session, AlarmFilters(site=name, cleared=False))
         rows.append(SiteRow(site_id, name, nodes, offline, sum(b.read for b in buses),
@@ -134,7 +137,7 @@ def _sites(session: Session, since: dt.datetime, month: Window) -> list[SiteRow]
     return rows
 
 
-def figures(session: Session, now: dt.datetime) -> Figures:
+def figures(session: Session, now: dt.datetime, heard_since: dt.datetime) -> Figures:
     today = now.astimezone(SITE_ZONE).date()
     month = Window(today.replace(day=1), today)
     by_day = queries.consumption(queries.Filters(month), ("day",))
@@ -142,7 +145,7 @@ def figures(session: Session, now: dt.datetime) -> Figures:
             for day, wh, _subsidy_wh, fen in core.stream(session, by_day, sort="day")}  # fmt: skip
     every = (month.first + dt.timedelta(days=n) for n in range((today - month.first).days + 1))
     days = [(day, *used.get(day, (0, 0))) for day in every]
-    nodes, offline = _nodes(session)
+    nodes, offline = _nodes(session, heard_since)
     buses = alarms.read_success(session, now - READ_WINDOW)
     return Figures(
         today=_period(session, Window(today, today)),
@@ -155,7 +158,7 @@ def figures(session: Session, now: dt.datetime) -> Figures:
         attempted=sum(b.attempted for b in buses),
         buses=buses,
         alarms=alarms.counts(session, AlarmFilters(cleared=False)),
-        sites=_sites(session, now - READ_WINDOW, month),
+        sites=_sites(session, now - READ_WINDOW, month, heard_since),
     )
 
 
@@ -188,8 +191,10 @@ def _charts(found: Figures, t: i18n.Translate) -> dict[str, str]:
 
 
 @router.get("/dashboard")
-def dashboard(request: Request, lang: Lang, who: Staff, session: DbSession, now: Now) -> Response:
-    found = figures(session, now)
+def dashboard(  # noqa: PLR0917 (FastAPI's dependencies)
+    request: Request, lang: Lang, who: Staff, session: DbSession, now: Now, heard_since: HeardSince
+) -> Response:
+    found = figures(session, now, heard_since)
     charts = _charts(found, i18n.translator(lang[0]))
     return page(request, "console/dashboard.html", lang, **frame(request, who), found=found,
                 charts=charts, today=now.astimezone(SITE_ZONE).date(),

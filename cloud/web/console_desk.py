@@ -38,7 +38,7 @@ from cloud.api import moves as moves_api
 from cloud.api import receipts as receipts_api
 from cloud.api import recharges as recharges_api
 from cloud.api import refunds as refunds_api
-from cloud.api.common import CloudKey, DbSession, Now
+from cloud.api.common import CloudKey, DbSession, Now, silent_after
 from cloud.api.operation_lists import REF
 from cloud.db.operations import Receipt
 from cloud.errors import CloudError
@@ -115,7 +115,7 @@ def _account_page(  # noqa: PLR0917 (the page's parts)
     account: str, *, refused: Refusal | None = None, fields: dict[str, str] | None = None,
     done: str = "",
 ) -> Response:  # fmt: skip
-    found = desk.desk_account(session, account, now)
+    found = desk.desk_account(session, account, now, now - silent_after(request))
     if found is None:
         raise PageError("desk_account_not_found", 404)
     kept = fields or {}

@@ -43,10 +43,11 @@ from cloud.api import concentrators as api_nodes
 from cloud.api import registry as api
 from cloud.api import registry_bodies as bodies
 from cloud.api import site_config as api_config
-from cloud.api.common import CloudKey, DbSession, Now, count
+from cloud.api.common import CloudKey, DbSession, Now, count, silent_after
 from cloud.db import models
 from cloud.db import registry as reg
 from cloud.db.claims import Claim
+from cloud.db.presence import presence
 from cloud.errors import Conflict, Invalid, NotFound, Quarantined
 from cloud.ingest.claims import state_of
 from cloud.keys import CLOUD_NODE
@@ -344,10 +345,13 @@ def _nodes_page(request: Request, lang: tuple[str, bool], who: Principal, sessio
     ).all()
     claimed = _claims_by_node(session, now)
     sites = dict(session.execute(select(reg.Site.id, reg.Site.name).order_by(reg.Site.name)).all())
+    t = i18n.translator(lang[0])
+    heard_since = now - silent_after(request)
     listed = [{
         "node": c, "config": cfg, "delivery": DELIVERY.get(state or "", "never"),
-        "problems": site_config.build(session, c.node).problems, "claim": claimed.get(c.node),
-        "site": sites.get(c.site_id or 0, ""),
+        "presence": presence(c.online, c.last_seen, heard_since).value,
+        "problems": [_problem_words(t, p) for p in site_config.build(session, c.node).problems],
+        "claim": claimed.get(c.node), "site": sites.get(c.site_id or 0, ""),
     } for c, cfg, state in found]  # fmt: skip
     return _screen(request, lang, who, "console/registry_nodes.html", tab="nodes", status=status,
                    nodes=listed, pushed=pushed, problem=problem, registered=registered,
@@ -356,7 +360,22 @@ def _nodes_page(request: Request, lang: tuple[str, bool], who: Principal, sessio
                    reserve_write=who.role in OPERATIONS, sites=list(sites.items()),
                    preassigned=preassigned, reserve=reserve or {},
                    reserve_errors=reserve_errors or {},
-                   reserve_problem=reserve_problem)  # fmt: skip
+                   reserve_problem=reserve_problem,
+                   silent_minutes=int(silent_after(request).total_seconds() // 60))  # fmt: skip
+
+
+def _problem_words(t: i18n.Translate, problem: site_config.Problem) -> str:
+    return t(f"cfg_problem_{problem.code}", **dict(problem.facts))
+
+
+def _not_pushed(t: i18n.Translate, session: Session, node: str) -> str:
+    """Why `node` is not pushed, in the page's language: its configuration's problems, and its
+    state unless it is active (pre-assigned, quarantined)."""
+    reasons = [_problem_words(t, p) for p in site_config.build(session, node).problems]
+    found = session.get(models.Concentrator, node)
+    if found is not None and found.status != models.NodeStatus.ACTIVE.value:
+        reasons.append(i18n.term(t, "node_state", found.status))
+    return t("reasons_joined").join(reasons)
 
 
 @router.post("/nodes/push")
@@ -372,8 +391,9 @@ def push_changed(  # noqa: PLR0917 (FastAPI's dependencies)
     sessions.check_csrf(request, form.get("csrf"))
     _writer(who, FIELD)
     done = api_config.push_marked(session, now, key, who)
+    t = i18n.translator(lang[0])
     told = [f"{p.node} v{p.version}" for p in done.pushed] + [
-        f"{s.node}: {s.problem}" for s in done.skipped
+        f"{s.node}: {_not_pushed(t, session, s.node) or s.problem}" for s in done.skipped
     ]
     return _nodes_page(request, lang, who, session, now, pushed=", ".join(told) or "-")
 
@@ -458,7 +478,8 @@ def push_one(  # noqa: PLR0917 (FastAPI's dependencies)
         raise PageError("registry_not_found", 404) from None
     except (Invalid, Quarantined) as refused:
         session.rollback()
-        return _nodes_page(request, lang, who, session, now, status=422, problem=str(refused))
+        why = _not_pushed(i18n.translator(lang[0]), session, node) or str(refused)
+        return _nodes_page(request, lang, who, session, now, status=422, problem=why)
     return RedirectResponse(f"/console/registry/nodes?pushed={quote(f'{node} v{done.version}')}",
                             status_code=303)  # fmt: skip
 

@@ -143,8 +143,11 @@ def _originals(session: Session, account: str) -> list[Original]:
     return [Original(r.transfer_id, r.amount, r.time, (r.refs or {}).get("payment")) for r in rows]
 
 
-def desk_account(session: Session, account: str, now: dt.datetime) -> DeskAccount | None:
-    """Everything a shop's page shows of `account`; None when the account is not known."""
+def desk_account(
+    session: Session, account: str, now: dt.datetime, heard_since: dt.datetime
+) -> DeskAccount | None:
+    """Everything a shop's page shows of `account`; None when the account is not known
+    (`heard_since`: its meters' nodes heard from before count offline)."""
     place = session.get(ReportedAccount, account)
     if place is None:
         return None
@@ -155,7 +158,7 @@ def desk_account(session: Session, account: str, now: dt.datetime) -> DeskAccoun
     found = DeskAccount(
         account=account, node=place.node, merchant=merchant or "",
         view=merchant_view.account_view(session, account, now),
-        meters=monitoring.meters_of(session, account, now),
+        meters=monitoring.meters_of(session, account, now, heard_since),
     )  # fmt: skip
     found.receipts = list(session.scalars(
         select(Receipt).where(Receipt.account == account)

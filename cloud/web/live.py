@@ -9,7 +9,8 @@ Each connection keeps its own cursors and, every `Pace.tick` seconds, asks:
 | `hello`  | the user's pop-up preferences and words    | once, at the start                      |
 | `alarms` | alarms stored since the last one sent, with| `alarms.id` > the cursor (and ids it    |
 |          | their building and floor                   | skipped, for `Pace.gap_wait` seconds)   |
-| `nodes`  | a concentrator went off or on line         | `concentrators.online` changed          |
+| `nodes`  | a concentrator went off or on line         | its status, or its silence: on line as  |
+|          |                                            | `cloud.db.presence` says, changed       |
 | `values` | register, V, I, P, PF, relay, balance of   | the node's `upto` moved: its meters read|
 |          | the meters read since the last one sent    | after the newest reading already sent   |
 | `beat`   | nothing new for `Pace.beat` seconds        |                                         |
@@ -42,6 +43,7 @@ from sqlalchemy.orm import Session
 
 from cloud.db.console import AlarmPrefs
 from cloud.db.models import Alarm, Concentrator
+from cloud.db.presence import Presence, presence
 from cloud.errors import Unauthorized
 from cloud.operations import alarms
 from cloud.people import auth
@@ -165,6 +167,7 @@ class Live:
     lang: str
     prefs: Prefs
     clock: Callable[[], float]  # monotonic seconds: when skipped ids stop being asked for
+    silent_after: dt.timedelta  # a node silent this long counts off line (`cloud.db.presence`)
     alarm: int = 0
     gaps: dict[int, float] = field(default_factory=dict)  # skipped id → until when
     nodes: dict[str, tuple[int, bool]] = field(default_factory=dict)  # upto, online
@@ -181,7 +184,7 @@ class Live:
 
     def start(self, session: Session, now: dt.datetime, resume: Cursor | None) -> None:
         """Where this stream starts: after `resume`, or at what is stored now."""
-        nodes = self._nodes(session)
+        nodes = self._nodes(session, now - self.silent_after)
         self.marks = monitoring.newest_readings(session)
         if resume is None:
             self.alarm = alarms.last_id(session)
@@ -210,7 +213,7 @@ class Live:
             raise Ended("session")
         t = i18n.translator(self.lang)
         cursor_alarms, out_alarms = self._alarms(session, t)
-        out_nodes, moved = self._node_changes(session, t)
+        out_nodes, moved = self._node_changes(session, t, now - self.silent_after)
         rows = monitoring.read_since(session, {n: self.marks.get(n) for n in moved}, now)
         for row in rows:
             if row.last_reading is not None:
@@ -246,10 +249,10 @@ class Live:
         return self.alarm, [_alarm(r, places.get(r.id), t) for r in wanted]
 
     def _node_changes(
-        self, session: Session, t: i18n.Translate
+        self, session: Session, t: i18n.Translate, heard_since: dt.datetime
     ) -> tuple[list[dict[str, Any]], list[str]]:
         out, moved = [], []
-        for node, (upto, online) in self._nodes(session).items():
+        for node, (upto, online) in self._nodes(session, heard_since).items():
             known = self.nodes.get(node)
             self.nodes[node] = (upto, online)
             if known is None:
@@ -264,9 +267,14 @@ class Live:
         return out, moved
 
     @staticmethod
-    def _nodes(session: Session) -> dict[str, tuple[int, bool]]:
-        rows = session.execute(select(Concentrator.node, Concentrator.upto, Concentrator.online))
-        return {node: (int(upto), bool(online)) for node, upto, online in rows}
+    def _nodes(session: Session, heard_since: dt.datetime) -> dict[str, tuple[int, bool]]:
+        """Each node's (upto, on line), silent ones off line."""
+        node = Concentrator
+        rows = session.execute(select(node.node, node.upto, node.online, node.last_seen))
+        return {
+            name: (int(upto), presence(bool(online), seen, heard_since) is Presence.ONLINE)
+            for name, upto, online, seen in rows
+        }
 
     @staticmethod
     def _seen(session: Session) -> list[tuple[str, dt.datetime]]:

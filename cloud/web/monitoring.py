@@ -10,7 +10,8 @@ Read from the tables the API reads, through the same code where there is some:
 | meter, register, relay | `meters` (as `/meters`)                                          |
 | V, I, P, PF            | the meter's reading at its `last_reading` (as `/readings`)       |
 | this and 2 prior months| `consumption_monthly` (as the consumption report)                |
-| online                 | the concentrator's `online` and `last_seen` (as `/concentrators`)|
+| online                 | its status says online and it was heard from within silent_after |
+|                        | (`cloud.db.presence` on the concentrator's `online`, `last_seen`)|
 | balance, arrears, days | `balances` through `cloud.notices.sources` and the planner's     |
 |                        | `AccountView` (`in_arrears`, `days_left`), as the notices use    |
 
@@ -30,6 +31,7 @@ from sqlalchemy.orm import Session
 from cloud.chains.rollups import SITE_ZONE
 from cloud.db import models
 from cloud.db import registry as reg
+from cloud.db.presence import on_line
 from cloud.db.rollups import ConsumptionDaily, ConsumptionMonthly
 from cloud.notices import sources
 from cloud.notices.planner import AccountView
@@ -53,6 +55,9 @@ class MeterFilters:
     floor: str = ""
     shop: str = ""
     state: str = ""
+    # now − silent_after: a node heard from before counts offline, `online` and the `state`
+    # filter alike (`cloud.db.presence`); None: its retained status alone
+    heard_since: dt.datetime | None = None
 
     def query(self) -> dict[str, str]:
         """The filters as URL parameters (empty ones left out)."""
@@ -151,7 +156,8 @@ def matching(filters: MeterFilters) -> Select[Any]:
         func.coalesce(live.building, "").label("building"),
         func.coalesce(live.floor, "").label("floor"),
         func.coalesce(merchant.name, "").label("merchant"),
-        meter.energy_wh, meter.relay, meter.last_reading, node.online, node.last_seen,
+        meter.energy_wh, meter.relay, meter.last_reading,
+        on_line(node, filters.heard_since).label("online"), node.last_seen,
     ]  # fmt: skip
     query = (
         select(*columns)
@@ -174,9 +180,9 @@ def matching(filters: MeterFilters) -> Select[Any]:
         if value:
             query = query.where(column == value)
     if filters.state == "online":
-        query = query.where(node.online.is_(True))
+        query = query.where(on_line(node, filters.heard_since))
     elif filters.state == "offline":
-        query = query.where(node.online.is_(False))
+        query = query.where(~on_line(node, filters.heard_since))
     elif filters.state == "arrears":
         limit = func.coalesce(account.credit_limit_fen, literal(0))
         query = query.where(meter.account != "", _in_arrears(meter.account, limit))
@@ -303,9 +309,12 @@ def _complete(session: Session, rows: list[Any], now: dt.datetime) -> list[Meter
     return out
 
 
-def meters_at(session: Session, address: str, now: dt.datetime) -> list[MeterRow]:
+def meters_at(
+    session: Session, address: str, now: dt.datetime, heard_since: dt.datetime
+) -> list[MeterRow]:
     """The meters with this address (one per concentrator that has it; usually one)."""
-    query = matching(MeterFilters()).where(models.MeterState.address == address)
+    found = MeterFilters(heard_since=heard_since)
+    query = matching(found).where(models.MeterState.address == address)
     return _complete(session, list(session.execute(query.order_by(models.MeterState.node))), now)
 
 
@@ -332,9 +341,12 @@ def read_since(
     return _complete(session, list(rows), now)
 
 
-def meters_of(session: Session, account: str, now: dt.datetime) -> list[MeterRow]:
+def meters_of(
+    session: Session, account: str, now: dt.datetime, heard_since: dt.datetime
+) -> list[MeterRow]:
     """The meters of one account (a shop's page), as the table shows them."""
-    query = matching(MeterFilters()).where(models.MeterState.account == account)
+    found = MeterFilters(heard_since=heard_since)
+    query = matching(found).where(models.MeterState.account == account)
     ordered = query.order_by(models.MeterState.node, models.MeterState.address)
     return _complete(session, list(session.execute(ordered)), now)
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import re
 from pathlib import Path
 
 import pytest
 
-from cloud.config import TEMPLATE, ConfigError, ProvisionSettings, load_config
+from cloud.config import MAX_ORDER_TTL_S, TEMPLATE, ConfigError, ProvisionSettings, load_config
 from cloud.errors import CloudError
 from cloud.ingest.claims import Enrolment
 from cloud.server import enrolment_of
@@ -271,3 +272,27 @@ def test_the_backup_settings(tmp_path: Path) -> None:
     ):
         with pytest.raises(ConfigError, match=re.escape(words)):
             load_config(write(tmp_path, f"[backup]\n{bad}\n"))
+
+
+def test_errors_name_a_top_level_table_without_a_leading_dot(tmp_path: Path) -> None:
+    """`[payments]` is read through the top table's `table()`: its name is "payments", and a
+    table under it is "payments.wechat" (a review found "[.payments]" in these messages)."""
+    path = write(tmp_path, '[payments]\nnotify_base = "https://pay.example"\norder_ttl_s = 5\n')
+    assert refused(path) == (
+        f"cannot use the configuration {path}: [payments] order_ttl_s must be an integer "
+        f"from 60 to {MAX_ORDER_TTL_S}, not a int 5"
+    )
+    nested = write(tmp_path, '[payments]\nnotify_base = "https://pay.example"\n[payments.wechat]\n'
+                   'platform_keys = 3\n', "n.toml")  # fmt: skip
+    assert "[payments.wechat.platform_keys] must be a table" in refused(nested)
+
+
+def test_how_long_a_node_may_be_silent(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, "")).silent_after == dt.timedelta(minutes=45)
+    set_ = load_config(write(tmp_path, "[ingest]\nsilent_after_min = 20\n", "s.toml"))
+    assert set_.silent_after == dt.timedelta(minutes=20)
+    for bad in ("0", "10081", '"15"', "1.5"):
+        text = f"[ingest]\nsilent_after_min = {bad}\n"
+        assert "[ingest] silent_after_min must be an integer from 1 to 10080" in refused(
+            write(tmp_path, text, "b.toml")
+        )

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from cloud.app import create_app
 from cloud.chains.alarms import raise_alarm
+from cloud.config import SILENT_AFTER_MIN
 from cloud.db import models
 from cloud.db.auth import OperatorLogEntry
 from cloud.db.console import AlarmPrefs
@@ -298,7 +299,8 @@ def test_an_alarm_id_skipped_over_is_still_sent_when_its_transaction_commits(
     moment = [0.0]
     with Session(world.engine) as session:
         who = auth.authenticate(session, token, "127.0.0.1", NOW)
-        stream = live.Live(token, "127.0.0.1", who, "zh", live.Prefs(), lambda: moment[0])
+        stream = live.Live(token, "127.0.0.1", who, "zh", live.Prefs(), lambda: moment[0],
+                           dt.timedelta(minutes=SILENT_AFTER_MIN))  # fmt: skip
         stream.start(session, NOW, None)
     first = stream.alarm
 

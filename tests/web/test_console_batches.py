@@ -133,7 +133,7 @@ def test_a_whole_floor_and_a_filter_result_are_chosen_on_the_server(
 ) -> None:
     log_in(client, "op-1")
     with Session(world.engine) as session:
-        m1 = monitoring.meters_at(session, M1, NOW)[0]
+        m1 = monitoring.meters_at(session, M1, NOW, NOW - dt.timedelta(minutes=45))[0]
         floor = MeterFilters(building=m1.building, floor=m1.floor)
         on_floor = sorted({r.address for r in monitoring.meter_page(session, floor, NOW).rows})
     assert M1 in on_floor and M9 not in on_floor

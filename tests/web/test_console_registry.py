@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import string
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,6 +26,8 @@ from cloud.db import models
 from cloud.db import registry as reg
 from cloud.db.auth import OperatorLogEntry
 from cloud.people.auth import Role
+from cloud.registry import site_config
+from cloud.web import catalogue
 from ledger.chain import NodeKey
 from tests.cloud.api.conftest import NODE, add_user, bearer, issue_token
 from tests.cloud.api.test_authorization_matrix import fingerprint
@@ -640,3 +643,39 @@ def test_a_node_is_preassigned_by_the_apis_route(client: TestClient, world: Worl
     refused = post_form(client, f"{NODES}/preassign", {"site": market, "node": "edge-0052"},
                         form=NODES)  # fmt: skip
     assert refused.status_code == 403 and fingerprint(world.engine) == before
+
+
+def _problems_of(page: str, node: str) -> str:
+    row = page.split(f'data-node="{node}"')[1].split("</tr>", maxsplit=1)[0]
+    return row.split('class="problems">')[1].split("</td>")[0]
+
+
+def test_a_nodes_configuration_problems_are_said_in_the_pages_language(
+    client: TestClient, world: World
+) -> None:
+    """A node without meters: its problem is the catalogue's words, Chinese by default and
+    English when switched, in the list and when its push is refused (nothing is issued)."""
+    log_in(client)
+    public = NodeKey.from_seed(b"7" * 32).public_key.public_bytes_raw().hex()
+    answer = post_form(client, f"{NODES}/register", {"node": "edge-0045", "public_key": public},
+                       form=NODES)  # fmt: skip
+    assert answer.status_code == 303, answer.text
+    zh = "<small>edge-0045 上没有电表：没有可抄读、可计费的表</small><br>"
+    assert _problems_of(client.get(NODES).text, "edge-0045") == zh
+    before = fingerprint(world.engine)
+    refused = post_form(client, f"{NODES}/edge-0045/push", {}, NODES)
+    assert refused.status_code == 422
+    said = refused.text.split('id="problem">')[1].split("</p>")[0]
+    assert said == "没有下发：edge-0045 上没有电表：没有可抄读、可计费的表"
+    assert fingerprint(world.engine) == before
+    en = "<small>No meter is on edge-0045: nothing to read or bill</small><br>"
+    assert _problems_of(client.get(f"{NODES}?lang=en").text, "edge-0045") == en
+
+
+def test_every_configuration_problem_has_words_in_both_languages() -> None:
+    def names(words: str) -> list[str]:
+        return [name for _, name, _, _ in string.Formatter().parse(words) if name]
+
+    for code, english in site_config.PROBLEM_WORDS.items():
+        zh, en = catalogue.MESSAGES[f"cfg_problem_{code}"]
+        assert sorted(names(zh)) == sorted(names(en)) == sorted(names(english)), code

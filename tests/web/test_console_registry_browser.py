@@ -135,6 +135,8 @@ def test_a_concentrator_is_registered_and_a_bad_address_is_said_in_words(
     desk.click("#register")
     desk.wait_for_selector("#registered")
     assert desk.locator("tr[data-node='edge-0042']").count() == 1
+    problems = desk.locator("tr[data-node='edge-0042'] td.problems").inner_text()
+    assert problems.strip() == "edge-0042 上没有电表：没有可抄读、可计费的表"  # no meter yet
     desk.screenshot(path=shots / "r12-node-registered.png", full_page=True)
     assert_no_critical(desk, SERIOUS)
     desk.goto("/console/monitoring?offset=abc&q=S1")

@@ -128,6 +128,25 @@ def test_figures_equal_the_database_after_ingest_refusals_and_commands(
     assert value(scrape(metrics_client), "voltbook_ingest_lag_seconds", node=NODE) == 0
 
 
+def test_a_node_silent_past_the_limit_is_flagged_until_it_is_heard_from_again(
+    metrics_client: TestClient, site: Site, clock: Clock
+) -> None:
+    """`voltbook_node_silent`: its status still says online, nothing came for `silent_after`
+    (45 minutes by default). Read at the scrape from `last_seen` and the clock, no job."""
+    assert labelled(scrape(metrics_client), "voltbook_node_silent", "node") == {NODE: 0, OTHER: 0}
+    clock.advance(minutes=45)  # exactly the limit: still on line
+    assert labelled(scrape(metrics_client), "voltbook_node_silent", "node") == {NODE: 0, OTHER: 0}
+    clock.advance(seconds=1)
+    samples = scrape(metrics_client)
+    assert labelled(samples, "voltbook_node_silent", "node") == {NODE: 1, OTHER: 1}
+    assert labelled(samples, "voltbook_node_online", "node") == {NODE: 1, OTHER: 1}  # its status
+    site.status(NODE)  # heard from again
+    site.status(OTHER, online=False)  # its last will: offline, not silent
+    samples = scrape(metrics_client)
+    assert labelled(samples, "voltbook_node_silent", "node") == {NODE: 0, OTHER: 0}
+    assert labelled(samples, "voltbook_node_online", "node") == {NODE: 1, OTHER: 0}
+
+
 def test_latency_is_labelled_by_route_template(
     metrics_client: TestClient, tokens: dict[Role, str]
 ) -> None:

@@ -140,7 +140,10 @@ def test_a_node_with_problems_is_not_pushed(world, cloud_key) -> None:
     registry.update(session, entities.SITES, data["site"], {"tariff": None}, ME, T0)
     registry.delete(session, entities.ACCOUNTS, "A0002", ME, T0)  # vacant: not a problem
     built = site_config.build(session, NODE)
-    assert built.problems == ("site 'Market' has no default tariff (the billing rule needs one)",)
+    assert built.problems == (site_config.Problem.of("no_default_tariff", site="Market"),)
+    assert str(built.problems[0]) == (
+        "site 'Market' has no default tariff (the billing rule needs one)"
+    )
     assert "3" not in {m["id"] for m in built.documents["meters"]}  # S102's meter, vacant
     with pytest.raises(Invalid, match="not usable"):
         site_config.push(session, NODE, key=cloud_key, now=T0, actor=ME)

@@ -1,0 +1,128 @@
+"""A concentrator whose status says online but that has sent nothing for `silent_after` counts
+off line on the console (`cloud.db.presence`): the concentrators list says 失联 (Silent), the
+dashboard counts it offline, the monitoring table's state filter and link column agree, and the
+live feed pops it up as gone off line. The app's clock is moved; nothing runs in between."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from cloud.app import create_app
+from cloud.db import models
+from cloud.people import auth
+from cloud.web import live
+from tests.cloud.api.conftest import M1, M3, NODE, OTHER, issue_token
+from tests.web.console_world import add_staff_and_readings
+from tests.web.test_console_pages import log_in
+from tests.web.world import NOW, OPERATOR, World
+
+LIMIT = dt.timedelta(minutes=20)  # `[ingest] silent_after_min = 20`
+NODES = "/console/registry/nodes"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW  # when the world's nodes last sent their status
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def client(world: World, clock: Clock) -> Iterator[TestClient]:
+    add_staff_and_readings(world)
+    with TestClient(create_app(world.engine, world.key, clock, silent_after=LIMIT)) as client:
+        yield client
+
+
+def heard(world: World, node: str, when: dt.datetime) -> None:
+    """`node`'s batch arrived at `when` (the world's ingest has a clock of its own)."""
+    with Session(world.engine) as session, session.begin():
+        session.execute(
+            update(models.Concentrator).where(models.Concentrator.node == node)
+            .values(last_seen=when)
+        )  # fmt: skip
+
+
+def presence_of(page: str, node: str) -> tuple[str, str]:
+    """(data-presence, its words) in the concentrators list."""
+    row = page.split(f'data-node="{node}"')[1].split("</tr>", maxsplit=1)[0]
+    found = re.search(r'data-presence="(\w+)"[^>]*>([^<]*)</span>', row)
+    assert found, row
+    return found.group(1), found.group(2)
+
+
+def offline_figure(page: str) -> str:
+    figure = page.split('id="offline">')[1].split("</a>", maxsplit=1)[0]
+    return figure.rsplit(">", maxsplit=1)[-1]
+
+
+def shown_meters(client: TestClient, state: str) -> set[tuple[str, str]]:
+    """(node, meter) of the monitoring table's rows with this state filter."""
+    page = client.get(f"/console/monitoring?state={state}").text
+    return set(re.findall(r'<tr data-meter="(\w+)" data-node="([\w-]+)"', page))
+
+
+def test_a_silent_node_counts_offline_on_every_screen(
+    client: TestClient, world: World, clock: Clock
+) -> None:
+    log_in(client, OPERATOR)
+    assert presence_of(client.get(NODES).text, OTHER) == ("online", "在线")
+    assert offline_figure(client.get("/console/dashboard").text) == "0 / 2"
+    clock.now = NOW + LIMIT  # the limit itself: still on line
+    assert presence_of(client.get(NODES).text, OTHER) == ("online", "在线")
+    clock.now = NOW + LIMIT + dt.timedelta(seconds=1)
+    heard(world, NODE, clock.now)  # NODE keeps sending; OTHER has gone quiet
+    page = client.get(NODES).text
+    assert presence_of(page, NODE) == ("online", "在线")
+    assert presence_of(page, OTHER) == ("silent", "失联")
+    hint = page.split(f'data-node="{OTHER}"')[1].split('data-presence="silent" title="')[1]
+    assert hint.startswith("状态仍是在线，但已超过 20 分钟没有收到它的数据（最后一次：")
+    english = client.get(f"{NODES}?lang=en").text
+    assert presence_of(english, OTHER) == ("silent", "Silent")
+    client.get(f"{NODES}?lang=zh")
+    assert offline_figure(client.get("/console/dashboard").text) == "1 / 2"
+    offline, online = shown_meters(client, "offline"), shown_meters(client, "online")
+    assert {node for _, node in offline} == {OTHER} and (M3, OTHER) in offline
+    assert {node for _, node in online} == {NODE} and (M1, NODE) in online
+    detail = client.get(f"/console/meters/{M3}").text
+    assert f"{OTHER} (离线)" in detail
+    heard(world, OTHER, clock.now)  # a batch at last: on line again
+    assert presence_of(client.get(NODES).text, OTHER) == ("online", "在线")
+    assert offline_figure(client.get("/console/dashboard").text) == "0 / 2"
+
+
+def test_the_live_feed_pops_up_a_node_gone_silent_and_back(world: World) -> None:
+    add_staff_and_readings(world)
+    token = issue_token(world.engine, "op-1")
+    with Session(world.engine) as session:
+        who = auth.authenticate(session, token, "127.0.0.1", NOW)
+        stream = live.Live(token, "127.0.0.1", who, "zh", live.Prefs(), lambda: 0.0, LIMIT)
+        stream.start(session, NOW, None)
+
+    def nodes_sent(now: dt.datetime) -> list[tuple[str, bool, bool]]:
+        with Session(world.engine) as session:
+            events = stream.tick(session, now)
+        return [(n["node"], n["online"], n["popup"]) for e in events if "event: nodes" in e
+                for n in json.loads(e.split("data: ", 1)[1])]  # fmt: skip
+
+    assert nodes_sent(NOW + LIMIT) == []
+    later = NOW + LIMIT + dt.timedelta(minutes=1)
+    heard(world, NODE, later)
+    assert nodes_sent(later) == [(OTHER, False, True)]  # gone silent: popped up
+    assert nodes_sent(later) == []  # said once
+    heard(world, OTHER, later)
+    assert nodes_sent(later) == [(OTHER, True, False)]

@@ -74,6 +74,18 @@ class Balance:
 _DP, _DPOST, _CP, _CPOST = range(4)
 
 
+@dataclass(frozen=True, slots=True)
+class BookState:
+    """A book without its history (`Book.state`): per account, in account order, debits
+    pending, debits posted, credits pending, credits posted; the two-phase transfers still
+    open; each resolved pending id with POST or VOID; how many transfers it applied."""
+
+    balances: tuple[tuple[AccountId, int, int, int, int], ...]
+    pendings: tuple[Transfer, ...]
+    resolved: tuple[tuple[int, Kind], ...]
+    count: int
+
+
 class Book:
     """Balances and the set of accepted transfers.
 
@@ -143,6 +155,33 @@ class Book:
     def resolution(self, pending_id: int) -> Kind | None:
         """How a pending transfer was resolved (POST or VOID), or None while it is open."""
         return self._resolved.get(pending_id)
+
+    # -- state (a balance snapshot, `ledger.snapshot`) ------------------------------------------
+    def state(self) -> BookState:
+        """What a committed book holds besides its history: balances, open two-phase transfers
+        and how resolved ones ended. With `lookup`, enough to resume from (`restore`)."""
+        if self._journal:
+            raise InvalidValue("commit() or rollback() before taking the book's state")
+        return BookState(
+            balances=tuple(
+                (account, dp, dpost, cp, cpost)
+                for account, (dp, dpost, cp, cpost) in sorted(self._totals.items())
+            ),
+            pendings=tuple(self.unresolved()),
+            resolved=tuple(sorted(self._resolved.items())),
+            count=self._count,
+        )
+
+    def restore(self, state: BookState) -> None:
+        """Start an empty book from `state` (accounts open with no floor, as in a replay)."""
+        if self._totals or self._count:
+            raise InvalidValue("restore() needs an empty book")
+        for account, *totals in state.balances:
+            self._accounts[account] = Account(account, unit_of(account), None)
+            self._totals[account] = list(totals)
+        self._pendings = {t.id: t for t in state.pendings}
+        self._resolved = dict(state.resolved)
+        self._count = state.count
 
     # -- journal ------------------------------------------------------------------------------
     def mark(self) -> int:

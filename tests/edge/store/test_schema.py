@@ -51,6 +51,11 @@ def _old_store(path: Path, version: int) -> Chain:
                 "INSERT INTO ledger VALUES (?, ?, ?, ?, ?)",
                 (e.seq, t.id.to_bytes(16, "big"), encode_transfer(t), e.prev_hash, e.hash),
             )
+            if version >= 3:  # releases with an outbox queued each entry as they wrote it
+                conn.execute(
+                    "INSERT INTO outbox (kind, ref, payload, created) VALUES ('entry', ?, NULL, ?)",
+                    (e.seq, t.time),
+                )
         conn.execute(
             "INSERT INTO meta (key, value) VALUES ('head', ?)",
             (format_head(chain.seq, chain.head),),

@@ -413,6 +413,11 @@ class Store:
         """Where the retained chain starts: (0, zeros) until entries were pruned."""
         return anchor_of(self._conn)
 
+    def newest_snapshot_seq(self) -> int:
+        """The seq of the newest stored balance snapshot (0: none)."""
+        row = self._run("SELECT max(seq) FROM snapshots").fetchone()
+        return 0 if row is None or row[0] is None else int(row[0])
+
     def head_at(self, seq: int) -> bytes | None:
         """The chain's hash at `seq` (the anchor's head for the anchor), or None when there is
         no such entry or it was pruned (before the anchor, which a verified ack covered)."""

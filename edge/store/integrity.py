@@ -170,9 +170,10 @@ def check_store(
     ack_seq, ack_hash = parse_head(meta.get("ack"))
     if ack_seq < anchor_seq:
         scan.add(ack_seq, f"pruned to seq {anchor_seq}, past the cloud's acknowledged {ack_seq}")
-    elif ack_seq == anchor_seq and ack_hash != anchor_hash:
-        scan.add(ack_seq, "the head the cloud acknowledged is not the pruned anchor's")
-    elif ack_seq:
+    elif ack_seq == anchor_seq:
+        if ack_hash != anchor_hash:
+            scan.add(ack_seq, "the head the cloud acknowledged is not the pruned anchor's")
+    else:
         row = conn.execute("SELECT hash FROM ledger WHERE seq = ?", (ack_seq,)).fetchone()
         if row is None or bytes(row[0]) != ack_hash:
             scan.add(ack_seq, "the head the cloud acknowledged has changed (prefix rewritten)")

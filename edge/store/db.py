@@ -109,7 +109,7 @@ class Store:
         self._lock_fd = lock_fd
         self._node = node
         self._floors: dict[AccountId, Account] = {a.id: a for a in accounts}
-        self._book = Book(open_accounts=True, lookup=self._stored_transfer)
+        self._book = Book(open_accounts=True, lookup=self._stored_transfer, pruned=self._pruned)
         self._loading = False
         self._chain = Chain(node)
         self._committed = (0, GENESIS_HASH)  # seq, head at the last commit
@@ -236,6 +236,16 @@ class Store:
             "SELECT seq, body FROM ledger WHERE transfer_id = ?", (transfer_id.to_bytes(16, "big"),)
         ).fetchone()
         return None if row is None else self._entry(row[0], b"", b"", row[1]).transfer
+
+    def _pruned(self, transfer_id: int) -> bool:
+        """Whether a transfer with this id was booked and pruned (False during the boot
+        replay, like `_stored_transfer`)."""
+        if self._loading:
+            return False
+        row = self._run(
+            "SELECT 1 FROM pruned_ids WHERE transfer_id = ?", (transfer_id.to_bytes(16, "big"),)
+        ).fetchone()
+        return row is not None
 
     def _apply_floors(self) -> None:
         # History is replayed without floors (it was accepted under the floors of its day);

@@ -16,6 +16,7 @@ a change is a new step.
 | `inbox` | cloud commands applied, by command id, with their payload and result |
 | `outbox` | what still has to go up: monotonic id, kind, ref (ledger seq for entries), payload |
 | `snapshots` | signed balance snapshots (`ledger.snapshot`): seq, head, zlib'd body, signature |
+| `pruned_ids` | the transfer ids of pruned entries (16 bytes each), so none is booked twice |
 
 `meta.anchor` ("seq:hash", from version 4) is where the retained chain starts once entries the
 cloud acknowledged were pruned: rows begin at anchor+1, and the snapshot at the anchor's seq
@@ -138,6 +139,11 @@ MIGRATIONS: tuple[Migration, ...] = (
                 key_id TEXT NOT NULL,
                 signature BLOB NOT NULL
             )""",
+            # The ids of pruned entries: an id booked again (the seed at every start, a rule
+            # run again) is still recognised as booked, though its row is gone.
+            """CREATE TABLE pruned_ids (
+                transfer_id BLOB PRIMARY KEY CHECK (length(transfer_id) = 16)
+            ) WITHOUT ROWID""",
         ),
     ),
 )

@@ -435,6 +435,10 @@ class Transaction:
             raise StoreUsageError(f"entries up to seq {seq} are still in the outbox")
         snapshot = self._snapshot_row(signed)
         with self._sql() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO pruned_ids SELECT transfer_id FROM ledger WHERE seq <= ?",
+                (seq,),
+            )
             cursor = conn.execute("DELETE FROM ledger WHERE seq <= ?", (seq,))
             conn.execute("DELETE FROM checkpoints WHERE seq < ?", (seq,))
             conn.execute("DELETE FROM snapshots WHERE seq < ?", (seq,))

@@ -243,8 +243,10 @@ OWNERS = ("A0001", "A0002")
 Step = tuple[str, int]
 steps = st.lists(
     st.tuples(
-        st.sampled_from(["recharge", "consume", "refund", "resolve", "ack", "snapshot", "prune",
-                         "reopen"]),
+        st.sampled_from(
+            ["recharge", "consume", "refund", "resolve", "again", "ack", "snapshot", "prune",
+             "reopen"]
+        ),
         st.integers(0, 1),
     ),
     max_size=30,
@@ -287,6 +289,8 @@ class Model:
                 [transfer(next(self.ids), p.debit, p.credit, amount, Code.REFUND, kind=kind,
                           pending_id=p.id)]
             )  # fmt: skip
+        elif action == "again" and self.cloud:  # an id booked again, pruned or not
+            self.book([self.cloud[-1 if who else 0]])
         elif action == "ack" and self.store.chain.seq:
             _sync(self.store)
         elif action == "snapshot" and self.store.chain.seq:

@@ -166,7 +166,7 @@ class Book:
         """What a committed book holds besides its history: balances (of accounts that moved),
         open two-phase transfers and how resolved ones ended. With `lookup`, enough to resume
         from (`restore`)."""
-        if self._journal:
+        if any(isinstance(done, tuple) for done in self._journal):  # accounts opened: no matter
             raise InvalidValue("commit() or rollback() before taking the book's state")
         return BookState(
             balances=tuple(

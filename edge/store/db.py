@@ -18,8 +18,12 @@ PUBACKs, publishes) are handed back by `released()` only after the commit return
 anywhere in the block rolls back the file *and* the in-memory book and chain, and releases nothing.
 
 At open the store creates or migrates the schema (`edge.store.schema`), runs SQLite's
-`integrity_check`, recomputes the whole chain from the stored rows (`edge.store.integrity`) and
-replays it into the book in the same pass, so the runtime has its balances at boot. The book keeps
+`integrity_check`, recomputes the chain from the stored rows (`edge.store.integrity`) and
+replays it into the book in the same pass, so the runtime has its balances at boot. With the
+node's public key the open starts from the newest signed balance snapshot that checks and
+recomputes only the rows after it (`edge.store.snapshots`); `full_check=True`, or a snapshot
+that does not check, recomputes every retained row. A store pruned up to an anchor (what the
+cloud acknowledged) starts there. The book keeps
 balances, not history: it finds a stored transfer by id in SQLite (`ledger.transfer_id` is
 unique), so memory stays flat however long the concentrator is offline.
 

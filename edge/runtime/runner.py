@@ -58,7 +58,7 @@ from edge.runtime.grid import NextCycle, Overrun, plan_next
 from edge.runtime.notify import Notifier
 from edge.runtime.pace import CyclePace
 from edge.runtime.retention import FullCheck, prune_synced, take_snapshot
-from edge.store import DiskFull
+from edge.store import DiskFull, StoreError
 from edge.store.backup import BackupFailed, backup_store
 
 if TYPE_CHECKING:
@@ -255,9 +255,14 @@ class Runner:
             log.error("checkpoint not stored: %s", exc)
 
     def _snapshot(self) -> None:
+        """A failure costs only a longer next boot: logged, never raised (it also runs at
+        stop, where it must not hide why the runtime stopped)."""
         store = self.runtime.store
-        if take_snapshot(store, self.runtime.key):
-            log.info("balance snapshot signed at seq %d", store.chain.seq)
+        try:
+            if take_snapshot(store, self.runtime.key):
+                log.info("balance snapshot signed at seq %d", store.chain.seq)
+        except StoreError as exc:
+            log.error("balance snapshot not stored: %s", exc)
 
     def _full_check_done(self) -> None:
         """Raise what the background full check found, once."""

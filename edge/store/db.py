@@ -23,9 +23,9 @@ replays it into the book in the same pass, so the runtime has its balances at bo
 node's public key the open starts from the newest signed balance snapshot that checks and
 recomputes only the rows after it (`edge.store.snapshots`); `full_check=True`, or a snapshot
 that does not check, recomputes every retained row. A store pruned up to an anchor (what the
-cloud acknowledged) starts there. The book keeps
-balances, not history: it finds a stored transfer by id in SQLite (`ledger.transfer_id` is
-unique), so memory stays flat however long the concentrator is offline.
+cloud acknowledged) starts there. The book keeps balances, not history: it finds a stored
+transfer by id in SQLite (`ledger.transfer_id` is unique, and `pruned_ids` keeps the ids of
+pruned ones), so memory stays flat however long the concentrator is offline.
 
 Readers (`voltbook-edge accounts`, `ledger export`, `ledger verify --config`) open with
 `Store.open_readonly`: no writer lock, no migration, nothing written, and ONE read transaction

@@ -82,8 +82,12 @@ def _checked(
         return f"is not a snapshot ({exc})"
     if (snapshot.node, snapshot.seq, snapshot.head) != (node, seq, bytes(head)):
         return "does not match its row's node, seq or head"
+    if seq == anchor_of(conn)[0]:
+        return snapshot  # its entry was pruned; the recorded anchor is checked by the caller
     entry = conn.execute("SELECT hash FROM ledger WHERE seq = ?", (seq,)).fetchone()
-    if entry is not None and bytes(entry[0]) != snapshot.head:
+    if entry is None:
+        return "has no entry at its seq (rows were deleted)"
+    if bytes(entry[0]) != snapshot.head:
         return "head is not the chain's entry at its seq"
     return snapshot
 

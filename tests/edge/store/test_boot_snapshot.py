@@ -327,3 +327,14 @@ def test_balances_after_boot_equal_a_full_replay_of_the_cloud_copy(
             assert all(b == Balance() for a, b in got.items() if a not in expected)
             assert [t.id for t in store.book.unresolved()] == [t.id for t in cloud.unresolved()]
             assert len(store.book) == len(cloud)
+
+
+def test_a_tail_deleted_up_to_the_snapshot_is_found(booked: Path) -> None:
+    with Store.open(booked, public_key=KEY.public_key) as store:
+        _sign_snapshot(store)  # at the head, seq 12
+    conn = sqlite3.connect(booked)
+    with conn:
+        conn.execute("DELETE FROM ledger WHERE seq = 12")
+    conn.close()
+    with pytest.raises(CorruptStore, match="tail rows deleted"):
+        Store.open(booked, public_key=KEY.public_key)

@@ -44,10 +44,25 @@ section in the copy's site.toml) through a real Mosquitto to a real
    bytes over the rate (a token bucket over batch payload bytes), computed from the
    payload bytes measured here rather than waited out.
 
+3. **Boot and store size after sync** (issue 18, item 3), on part 2's week store once the cloud
+   acknowledged all of it, each figure against its limit, before → after in this run:
+     boot, full replay     — `boot()` with no balance snapshot: the integrity check and a replay
+                             of every entry, what every boot did before (goal ≤ 2 s);
+     boot, from snapshot   — the same store with a signed balance snapshot at its head (taken at
+                             stop by the runner): only what follows it is replayed;
+     boot, pruned          — after `prune_synced` at the week's end with the default windows
+                             (`keep_synced_days` = 2): acknowledged entries and readings older
+                             than that left the store, the file shrank (incremental vacuum);
+     store on disk         — the file (WAL checkpointed) per meter-day of the store's age, as the
+                             week left it and after the prune (goal ≤ 15 KB per meter-day), and
+                             what the pruned file holds per meter and retained day: the bound
+                             that no longer grows with the box's age.
+
 Missing a goal is reported, not fatal.
 
     python bench/sync_bench.py            # part 1: 256 meters × 96 cycles; part 2: × 672
     python bench/sync_bench.py --smoke    # 16 meters × 8 and × 24 cycles, ~15 s
+    python bench/sync_bench.py --day 8    # part 1 short, parts 2 and 3 on the full week
 """
 
 from __future__ import annotations
@@ -85,6 +100,7 @@ from demo.sim.simulation import building_of
 from demo.site import write_demo_site
 from edge.runtime.boot import Booted, boot
 from edge.runtime.clock import ManualClock
+from edge.runtime.retention import prune_synced, take_snapshot
 from edge.site import load_site
 from edge.site.model import STORE_FILE
 from edge.store import OutboxKind
@@ -105,6 +121,8 @@ GOAL_CATCHUP_S = 60.0
 # 7-day × 256-meter catch-up.
 GOAL_ALL_BYTES_PER_READING = 16.0
 GOAL_CATCHUP_18_S = 30.0
+GOAL_BOOT_S = 2.0  # issue 18: edge boot at any age
+GOAL_KB_PER_METER_DAY = 15.0  # issue 18: the store on disk, bounded after sync
 DEFAULT_RATE = 4096  # `[cloud] rate_bytes_s` default (edge.site.model.CloudSettings)
 POLL = dt.timedelta(minutes=15)
 FAST_TICK_S = 0.02  # part 1 only: bytes do not depend on the tick
@@ -686,6 +704,73 @@ def part_catchup(
     return same
 
 
+# -- part 3: boot and store size after sync ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Booting:
+    seconds: float
+    replayed: int  # entries replayed at boot
+    size: int  # the store file's bytes (its WAL checkpointed) at that boot
+
+
+def timed_boot(site_dir: Path, when: dt.datetime) -> tuple[Booted, Booting]:
+    store_file = site_dir / "data" / STORE_FILE
+    size = store_file.stat().st_size
+    began = time.perf_counter()
+    edge = boot(load_site(site_dir / "site.toml"), clock=ManualClock(when))
+    seconds = time.perf_counter() - began
+    store = edge.runtime.store
+    return edge, Booting(seconds, store.chain.seq - store.boot_start, size)
+
+
+def part_store(generated: Generated, meters: int, cycles: int, week_bytes: int) -> None:
+    days = cycles / 96
+    print(f"3. boot and store size: the {days:.1f}-day store of part 2, all of it acknowledged")
+    per_meter_day = meters * days * 1024
+    edge, full = timed_boot(generated.week, generated.end_week)
+    try:
+        settings = edge.runtime.site.settings
+        take_snapshot(edge.runtime.store, edge.runtime.key)  # what the runner does at stop
+    finally:
+        edge.close()
+    edge, snapshot = timed_boot(generated.week, generated.end_week)
+    try:
+        store = edge.runtime.store
+        pruned = prune_synced(
+            store, edge.runtime.key, generated.end_week, keep_synced=settings.keep_synced,
+            keep_readings=settings.keep_readings, keep_events=settings.keep_events,
+        )  # fmt: skip
+        take_snapshot(store, edge.runtime.key)
+        kept = store.chain.seq - store.anchor()[0]
+    finally:
+        edge.close()
+    edge, after = timed_boot(generated.week, generated.end_week)
+    edge.close()
+    goal_s, goal_kb = GOAL_BOOT_S, GOAL_KB_PER_METER_DAY
+    for name, run in (("full replay (before)", full), ("from snapshot", snapshot),
+                      ("pruned, from snapshot", after)):  # fmt: skip
+        print(f"  boot, {name:<22} {run.seconds:6.2f} s, {run.replayed:>7} entries replayed: "
+              f"{run.seconds / goal_s:.2f}× the ≤ {goal_s:.0f} s goal "
+              f"({'met' if run.seconds <= goal_s else 'MISSED'})")  # fmt: skip
+    print(
+        f"  pruned {pruned.entries} entries and {pruned.readings} readings older than "
+        f"{settings.keep_synced.days} days, {pruned.pages} pages freed; {kept} entries kept"
+    )
+    for name, size in (
+        ("as the week left it (before)", week_bytes),
+        ("after sync and prune", after.size),
+    ):
+        kb = size / per_meter_day
+        print(f"  store, {name:<30} {size / 1e6:7.2f} MB, {kb:6.2f} KB per meter-day: "
+              f"{kb / goal_kb:.2f}× the ≤ {goal_kb:.0f} KB goal "
+              f"({'met' if kb <= goal_kb else 'MISSED'})")  # fmt: skip
+    retained = settings.keep_synced.days
+    print(f"  bound after sync: {after.size / meters / 1024:.0f} KB per meter holding "
+          f"{retained} days ({after.size / (meters * retained * 1024):.1f} KB per meter and "
+          "retained day), whatever the box's age")  # fmt: skip
+
+
 @contextmanager
 def _database(work: Path, postgres: bool) -> Iterator[tuple[Engine, str]]:
     if not postgres:
@@ -722,6 +807,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="sync-bench-") as tmp:
         work = Path(tmp)
         generated = generate(work, meters, day, week)
+        week_bytes = (generated.week / "data" / STORE_FILE).stat().st_size
         print(f"generated {meters} meters × {week} cycles with the runtime offline: "
               f"{generated.readings} readings in {generated.seconds:.1f} s "
               f"(snapshot after {day} cycles for part 1)")  # fmt: skip
@@ -731,6 +817,7 @@ def main() -> int:
             work, generated, meters, week, postgres=not args.sqlite, profile=args.profile,
             knobs={k: v for k, v in knobs.items() if v is not None},
         )  # fmt: skip
+        part_store(generated, meters, week, week_bytes)
     print(f"wall {time.perf_counter() - wall:.1f} s")
     return 0 if same else 1
 

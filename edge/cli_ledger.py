@@ -151,12 +151,14 @@ def run_verify_site(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from edge.runtime.boot import node_public_key
     from edge.site import SiteConfigError, load_site
     from edge.store import Store, StoreError
 
     try:
         site = load_site(args.config)
-        with Store.open_readonly(site.settings.store_path) as store:  # one snapshot
+        key = node_public_key(site)
+        with Store.open_readonly(site.settings.store_path, public_key=key) as store:
             out = sys.stdout
             for line in store.export_lines():
                 out.write(line + "\n")
@@ -173,13 +175,15 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_cloud_oplog(args: argparse.Namespace) -> int:
+    from edge.runtime.boot import node_public_key
     from edge.site import SiteConfigError, load_site
     from edge.store import Store, StoreError
     from edge.sync.session import OPLOG_HEAD_STATE
 
     try:
         site = load_site(args.config)
-        with Store.open_readonly(site.settings.store_path) as store:
+        key = node_public_key(site)
+        with Store.open_readonly(site.settings.store_path, public_key=key) as store:
             head = store.get_state(OPLOG_HEAD_STATE)
     except SiteConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -170,12 +170,14 @@ def _serve_metrics(runner: Runner) -> MetricsServer | None:
 
 
 def run_accounts(args: argparse.Namespace) -> int:
+    from edge.runtime.boot import node_public_key
     from edge.runtime.view import accounts_table, accounts_view
     from edge.store import Store, StoreError
 
     try:
         site = load_site(args.config)
-        with Store.open_readonly(site.settings.store_path) as store:  # one snapshot
+        key = node_public_key(site)
+        with Store.open_readonly(site.settings.store_path, public_key=key) as store:  # one snapshot
             view = accounts_view(site, store)
             seq, unsigned = store.chain.seq, store.not_checkpointed()
     except SiteConfigError as exc:

@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from edge.runtime.boot import node_public_key
 from edge.site import SiteConfigError, load_site
 from edge.site.model import Site
 from edge.status import site_status, status_text
@@ -57,7 +58,8 @@ def run_status(args: argparse.Namespace) -> int:
         print(f"error: no store at {path} yet: the runtime has not run.", file=sys.stderr)
         return 1
     try:
-        with Store.open_readonly(path) as store:  # one snapshot, no lock
+        key = node_public_key(site)
+        with Store.open_readonly(path, public_key=key) as store:  # one snapshot, no lock
             status = site_status(site, store)
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)

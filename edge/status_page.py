@@ -22,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
+from edge.runtime.boot import node_public_key
 from edge.site.model import Site
 from edge.status import site_status
 from edge.store import Store, StoreError
@@ -94,6 +95,8 @@ def page(status: dict[str, Any], lang: str) -> str:
 
 
 def handler_for(site: Site) -> type[BaseHTTPRequestHandler]:
+    key = node_public_key(site)  # once: an encrypted key is slow to open
+
     class StatusHandler(BaseHTTPRequestHandler):
         server_version = "voltbook-status"
 
@@ -103,7 +106,7 @@ def handler_for(site: Site) -> type[BaseHTTPRequestHandler]:
                 self._send(HTTPStatus.NOT_FOUND, "text/plain", b"not found\n")
                 return
             try:
-                with Store.open_readonly(site.settings.store_path) as store:
+                with Store.open_readonly(site.settings.store_path, public_key=key) as store:
                     status = site_status(site, store)
             except StoreError as exc:
                 self._send(HTTPStatus.SERVICE_UNAVAILABLE, "text/plain", f"{exc}\n".encode())

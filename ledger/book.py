@@ -19,6 +19,9 @@ long-lived holder whose transfers are durable elsewhere passes `lookup` (id -> s
 or None) and calls `commit()` once they are stored: the book then keeps only balances, the
 transfers since the last `commit()` (the undo journal) and two-phase transfers, so its memory
 does not grow with the history. `mark()` / `rollback()` undo what was applied since a mark.
+A holder that pruned old transfers (and resumed from a `state()`, `restore`) passes `pruned`
+(id -> whether a transfer with that id was pruned): such an id is `exists`, never applied
+again, though its content can no longer be compared.
 """
 
 from __future__ import annotations
@@ -74,6 +77,18 @@ class Balance:
 _DP, _DPOST, _CP, _CPOST = range(4)
 
 
+@dataclass(frozen=True, slots=True)
+class BookState:
+    """A book without its history (`Book.state`): per account, in account order, debits
+    pending, debits posted, credits pending, credits posted; the two-phase transfers still
+    open; each resolved pending id with POST or VOID; how many transfers it applied."""
+
+    balances: tuple[tuple[AccountId, int, int, int, int], ...]
+    pendings: tuple[Transfer, ...]
+    resolved: tuple[tuple[int, Kind], ...]
+    count: int
+
+
 class Book:
     """Balances and the set of accepted transfers.
 
@@ -87,6 +102,7 @@ class Book:
         *,
         open_accounts: bool = False,
         lookup: Callable[[int], Transfer | None] | None = None,
+        pruned: Callable[[int], bool] | None = None,
     ) -> None:
         self._accounts: dict[AccountId, Account] = {}
         self._totals: dict[AccountId, list[int]] = {}
@@ -98,6 +114,7 @@ class Book:
         self._count = 0
         self._open_accounts = open_accounts
         self._lookup = lookup
+        self._pruned = pruned
         for account in accounts:
             self.open_account(account)
 
@@ -143,6 +160,35 @@ class Book:
     def resolution(self, pending_id: int) -> Kind | None:
         """How a pending transfer was resolved (POST or VOID), or None while it is open."""
         return self._resolved.get(pending_id)
+
+    # -- state (a balance snapshot, `ledger.snapshot`) ------------------------------------------
+    def state(self) -> BookState:
+        """What a committed book holds besides its history: balances (of accounts that moved),
+        open two-phase transfers and how resolved ones ended. With `lookup`, enough to resume
+        from (`restore`)."""
+        if any(isinstance(done, tuple) for done in self._journal):  # accounts opened: no matter
+            raise InvalidValue("commit() or rollback() before taking the book's state")
+        return BookState(
+            balances=tuple(
+                (account, dp, dpost, cp, cpost)
+                for account, (dp, dpost, cp, cpost) in sorted(self._totals.items())
+                if dp or dpost or cp or cpost  # an account opened and never used is no state
+            ),
+            pendings=tuple(self.unresolved()),
+            resolved=tuple(sorted(self._resolved.items())),
+            count=self._count,
+        )
+
+    def restore(self, state: BookState) -> None:
+        """Start an empty book from `state` (accounts open with no floor, as in a replay)."""
+        if self._totals or self._count:
+            raise InvalidValue("restore() needs an empty book")
+        for account, *totals in state.balances:
+            self._accounts[account] = Account(account, unit_of(account), None)
+            self._totals[account] = list(totals)
+        self._pendings = {t.id: t for t in state.pendings}
+        self._resolved = dict(state.resolved)
+        self._count = state.count
 
     # -- journal ------------------------------------------------------------------------------
     def mark(self) -> int:
@@ -206,6 +252,8 @@ class Book:
         known = self.get(t.id)
         if known is not None:
             return (Outcome.EXISTS if known == t else Outcome.ID_CONFLICT), []
+        if self._pruned is not None and self._pruned(t.id):
+            return Outcome.EXISTS, []  # its content is gone: a conflict cannot be told apart
         for account in (t.debit, t.credit):
             if account not in self._accounts:
                 if not self._open_accounts:
@@ -237,14 +285,18 @@ class Book:
     def _resolve(self, t: Transfer) -> tuple[Outcome, list[tuple[AccountId, int, int]]]:
         assert t.pending_id is not None
         pending = self._pendings.get(t.pending_id) or self.get(t.pending_id)
-        if pending is None or pending.kind is not Kind.PENDING:
-            return Outcome.PENDING_NOT_FOUND, []
-        if (pending.debit, pending.credit, pending.unit) != (t.debit, t.credit, t.unit):
-            return Outcome.PENDING_MISMATCH, []
         done = self._resolved.get(t.pending_id)
+        if pending is None and done is None:
+            return Outcome.PENDING_NOT_FOUND, []
+        if pending is None:  # resolved, then pruned: how it ended is still known
+            pass
+        elif pending.kind is not Kind.PENDING:
+            return Outcome.PENDING_NOT_FOUND, []
+        elif (pending.debit, pending.credit, pending.unit) != (t.debit, t.credit, t.unit):
+            return Outcome.PENDING_MISMATCH, []
         if done is Kind.POST:
             return Outcome.PENDING_ALREADY_POSTED, []
-        if done is Kind.VOID:
+        if done is Kind.VOID or pending is None:
             return Outcome.PENDING_ALREADY_VOIDED, []
         release = [(t.debit, _DP, -pending.amount), (t.credit, _CP, -pending.amount)]
         if t.kind is Kind.VOID:

@@ -195,7 +195,9 @@ def _check_links(
 ) -> dict[int, bytes]:
     """Check gaps, each entry's hash and its link to the previous one; return seq -> hash."""
     add = findings.append
-    expected = trusted.seq + 1 if trusted and ordered and ordered[0].seq > 1 else 1
+    # A chain may start after seq 1 (a store pruned to an anchor) at or before the trusted
+    # head's successor: the trusted head then vouches for what came before it.
+    expected = min(trusted.seq + 1, ordered[0].seq) if trusted and ordered else 1
     hashes: dict[int, bytes] = {}
     seen_ids: dict[int, int] = {}
     previous: Entry | None = None

@@ -25,6 +25,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from edge.drivers.base import Bus
 from edge.runtime.clock import Clock, ManualClock, SimulatedClock, SystemClock
 from edge.runtime.cycle import Runtime
@@ -60,6 +62,17 @@ def read_node_key(path: Path) -> NodeKey:
         raise SiteConfigError(
             path, f"the node key is not a usable Ed25519 PEM key ({exc})"
         ) from None
+
+
+def node_public_key(site: Site) -> Ed25519PublicKey | None:
+    """The node's public key for a reader's open (`Store.open_readonly`: it checks the signed
+    balance snapshots and boots from the newest), or None when the node key cannot be read
+    here; a pruned store then refuses to open and says why."""
+    try:
+        return read_node_key(site.settings.node_key).public_key
+    except SiteConfigError as exc:
+        log.warning("opening the store without the node's public key: %s", exc)
+        return None
 
 
 @dataclass(slots=True)

@@ -6,7 +6,8 @@ the event log, and the merchant notices built from it, always see meter, shop an
 Runtime kinds of its own (not a rule's): a meter that cannot be read, a bus whose port is down,
 a relay command that failed or was confirmed, a clock that is not plausible, a cycle that
 overran its interval, each round's read success and a bus whose success rate is low, a float
-energy register too coarse to bill by, a meter's malicious-load window written or not.
+energy register too coarse to bill by, a meter's malicious-load window written or not, the
+store's background full check failing.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class RuntimeKind(StrEnum):
     ENERGY_QUANTISATION = "energy_quantisation"  # a float register's error could pass 100 Wh
     METER_WINDOW_WRITTEN = "meter_window_written"  # a meter holds its malicious-load window
     METER_WINDOW_FAILED = "meter_window_failed"  # writing it failed (retried every cycle)
+    STORE_CHECK_FAILED = "store_check_failed"  # the background full check found damage
 
 
 _LEVEL = {Severity.INFO: logging.INFO, Severity.WARNING: logging.WARNING}

@@ -14,8 +14,12 @@ first point after it, without an alarm (the cycle's overrun is what matters for 
 The other periodic jobs run on a `schedule.Scheduler`, which counts from the end of a job,
 which is good enough for them:
 
-- a checkpoint: sign the chain's head if a cycle has not already;
-- pruning of old readings and events (their uplink copies stay in the outbox);
+- a checkpoint: sign the chain's head if a cycle has not already, and a signed balance snapshot
+  of the book there (`edge.runtime.retention`), which the next boot starts from (one at stop too);
+- pruning: entries and readings the cloud acknowledged and older than `keep_synced_days`, old
+  readings and events, then the file shrinks (`edge.runtime.retention.prune_synced`);
+- once after boot, the full check of the chain in a thread of its own (the boot replayed only
+  what follows the last snapshot); a problem it finds is an alarm;
 - the systemd watchdog ping, at half of `WatchdogSec`, and after every cycle;
 - the jobs others add (`add_job`): the metrics' copy of the store's figures (`edge/metrics.py`);
 - with a `[cloud]` section, sync (`edge.sync.service`): every `tick_s` real seconds, and at
@@ -53,7 +57,8 @@ from edge.runtime.events import RuntimeKind, runtime_event
 from edge.runtime.grid import NextCycle, Overrun, plan_next
 from edge.runtime.notify import Notifier
 from edge.runtime.pace import CyclePace
-from edge.store import DiskFull
+from edge.runtime.retention import FullCheck, prune_synced, take_snapshot
+from edge.store import DiskFull, StoreError
 from edge.store.backup import BackupFailed, backup_store
 
 if TYPE_CHECKING:
@@ -118,6 +123,7 @@ class Runner:
         # More periodic jobs (real seconds, job), and jobs after every cycle, run in this
         # thread: `add_job`.
         self.jobs: list[tuple[float, Callable[[], object]]] = []
+        self.full_check: FullCheck | None = None  # running in its thread, or not started
         self.after_cycle: list[Callable[[], object]] = []
         self.sync: SyncService | None = None
         cloud = booted.runtime.site.settings.cloud
@@ -244,8 +250,40 @@ class Runner:
         try:
             if self.runtime.checkpoint():
                 log.info("checkpoint signed at seq %d", self.runtime.store.chain.seq)
+            self._snapshot()
         except DiskFull as exc:
             log.error("checkpoint not stored: %s", exc)
+
+    def _snapshot(self) -> None:
+        """A failure costs only a longer next boot: logged, never raised (it also runs at
+        stop, where it must not hide why the runtime stopped)."""
+        store = self.runtime.store
+        try:
+            if take_snapshot(store, self.runtime.key):
+                log.info("balance snapshot signed at seq %d", store.chain.seq)
+        except StoreError as exc:
+            log.error("balance snapshot not stored: %s", exc)
+
+    def _full_check_done(self) -> None:
+        """Raise what the background full check found, once."""
+        check = self.full_check
+        if check is None or check.result() is None:
+            return
+        self.full_check = None
+        if not check.result():
+            return
+        event = runtime_event(
+            self.runtime.site,
+            self.runtime.guard.last_known or self.booted.clock.system_now(),
+            RuntimeKind.STORE_CHECK_FAILED,
+            f"the full check of the store failed: {check.result()}",
+            alarm=Severity.CRITICAL,
+        )
+        try:
+            with self.runtime.transaction() as tx:
+                tx.add_events([event])
+        except DiskFull as exc:
+            log.error("store check alarm not stored: %s", exc)
 
     def _backup(self) -> None:
         """Copy the store to the second medium; a failure is logged and tried at the next
@@ -266,14 +304,25 @@ class Runner:
             return
         settings = self.runtime.site.settings
         try:
-            with self.runtime.store.transaction() as tx:
-                readings = tx.prune_readings(now - settings.keep_readings)
-                events = tx.prune_events(now - settings.keep_events)
+            pruned = prune_synced(
+                self.runtime.store,
+                self.runtime.key,
+                now,
+                keep_synced=settings.keep_synced,
+                keep_readings=settings.keep_readings,
+                keep_events=settings.keep_events,
+            )
         except DiskFull as exc:
             log.error("pruning failed: %s", exc)
             return
-        if readings or events:
-            log.info("pruned %d readings and %d events", readings, events)
+        if pruned.entries or pruned.readings or pruned.events:
+            log.info(
+                "pruned %d entries, %d readings and %d events; %d pages freed",
+                pruned.entries,
+                pruned.readings,
+                pruned.events,
+                pruned.pages,
+            )
 
     def scheduler(self) -> schedule.Scheduler:
         settings = self.runtime.site.settings
@@ -282,6 +331,7 @@ class Runner:
             (self.real_seconds(settings.checkpoint_interval), self._checkpoint),
             (self.real_seconds(settings.prune_interval), self._prune),
             (self.real_seconds(METER_CLOCK_INTERVAL), self.runtime.check_meter_clocks),
+            (FULL_CHECK_POLL_S, self._full_check_done),
         ):
             _every(jobs, every).do(job)
         if settings.backup_dir is not None:
@@ -312,6 +362,9 @@ class Runner:
                 site.settings.poll_interval,
             )
             jobs = self.scheduler()
+            if self.runtime.store.boot_start > self.runtime.store.anchor()[0]:
+                self.full_check = FullCheck(self.runtime.store, self.runtime.key.public_key)
+                self.full_check.start()
             if self.sync is not None:
                 self.sync.start()
             self.runtime.check_meter_clocks()  # a second opinion on the clock before acting
@@ -338,6 +391,7 @@ class Runner:
             try:
                 if self.sync is not None:
                     self.sync.stop(flush_s=FLUSH_S)
+                self._snapshot()  # the next boot replays nothing
             finally:
                 try:
                     self.booted.close()
@@ -348,6 +402,7 @@ class Runner:
 
 
 METER_CLOCK_INTERVAL = dt.timedelta(hours=1)  # how often meters are asked for their clocks
+FULL_CHECK_POLL_S = 5.0  # how often the runtime looks whether the full check has finished
 FLUSH_S = 3.0  # on stop, how long sync may take to send what is left (real seconds)
 
 

@@ -52,11 +52,14 @@ def set_installer_time(site: Site, moment: dt.datetime, note: str, clock: Clock)
         system=clock.system_now().astimezone(site.zone),
         note=note,
     )
+    from edge.runtime.boot import node_public_key  # boot imports this module
+
     with Store.open(
         site.settings.store_path,
         node=site.settings.node,
         accounts=site.ledger_accounts(),
         size_limit_bytes=site.settings.store_limit_bytes,
+        public_key=node_public_key(site),
     ) as store:
         table = StateTable(store)
         state = table.load(CLOCK_KEY, ClockState, ClockState())

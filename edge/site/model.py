@@ -175,6 +175,9 @@ class SiteSettings:
     keep_events: dt.timedelta
     store_limit_bytes: int | None
     watchdog: bool = True
+    # Entries and readings the cloud acknowledged leave the store once older than this
+    # (`edge.runtime.retention`); `keep_readings` still bounds readings never acknowledged.
+    keep_synced: dt.timedelta = dt.timedelta(days=2)
     cloud: CloudSettings | None = None  # None: run offline (no [cloud] in site.toml)
     read_success_min: float = 0.9  # a bus reading fewer of its meters in a round is alarmed
     blocks: tuple[BlockConfig, ...] = ()  # `[[blocks]]`: polled besides the billing read

@@ -13,6 +13,7 @@ checkpoint_interval_s = 3600
 prune_interval_s = 86400
 keep_readings_days = 62
 keep_events_days = 400
+keep_synced_days = 2            # what the cloud acknowledged (entries, readings) stays this long
 store_limit_mb = 512            # optional cap on the store file (DiskFull before the card)
 read_success_min = 0.9          # alarm a bus that reads fewer of its meters in a round (0..1)
 backup_dir = "/mnt/backup"      # optional: copy the store to a second medium (edge.store.backup)
@@ -155,6 +156,7 @@ def parse_settings(path: Path, data: dict[str, Any]) -> SiteSettings:
         prune_interval=dt.timedelta(seconds=f.integer("prune_interval_s", DAY_S, low=60)),
         keep_readings=dt.timedelta(days=f.integer("keep_readings_days", 62, low=1)),
         keep_events=dt.timedelta(days=f.integer("keep_events_days", 400, low=1)),
+        keep_synced=dt.timedelta(days=f.integer("keep_synced_days", 2, low=1)),
         store_limit_bytes=None if limit_mb is None else limit_mb * 1024 * 1024,
         watchdog=f.boolean("watchdog", True),
         cloud=parse_cloud(path, data),

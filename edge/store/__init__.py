@@ -6,6 +6,7 @@
 - `writes`: `Transaction` — the group commit of one poll cycle, the only way to write.
 - `schema`: numbered migrations recorded in `PRAGMA user_version`.
 - `integrity`: recomputes the chain from the stored rows and names any edited row.
+- `snapshots`: signed balance snapshots: where an open starts, and the anchor pruning leaves.
 - `records`: the values the store takes and returns, and their compact forms.
 - `outbox`: the typed items the outbox hands the uplink (`EntryItem`, `ReadingsItem`, …).
 - `config_db`: the site configuration documents in tinydb, written atomically.

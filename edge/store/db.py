@@ -18,10 +18,15 @@ PUBACKs, publishes) are handed back by `released()` only after the commit return
 anywhere in the block rolls back the file *and* the in-memory book and chain, and releases nothing.
 
 At open the store creates or migrates the schema (`edge.store.schema`), runs SQLite's
-`integrity_check`, recomputes the whole chain from the stored rows (`edge.store.integrity`) and
-replays it into the book in the same pass, so the runtime has its balances at boot. The book keeps
-balances, not history: it finds a stored transfer by id in SQLite (`ledger.transfer_id` is
-unique), so memory stays flat however long the concentrator is offline.
+`integrity_check`, recomputes the chain from the stored rows (`edge.store.integrity`) and
+replays it into the book in the same pass, so the runtime has its balances at boot. With the
+node's public key the open starts from the newest signed balance snapshot that checks and
+recomputes only the rows after it (`edge.store.snapshots`), leaving SQLite's check of every
+page to the full check; `full_check=True`, or a snapshot
+that does not check, recomputes every retained row. A store pruned up to an anchor (what the
+cloud acknowledged) starts there. The book keeps balances, not history: it finds a stored
+transfer by id in SQLite (`ledger.transfer_id` is unique, and `pruned_ids` keeps the ids of
+pruned ones), so memory stays flat however long the concentrator is offline.
 
 Readers (`voltbook-edge accounts`, `ledger export`, `ledger verify --config`) open with
 `Store.open_readonly`: no writer lock, no migration, nothing written, and ONE read transaction
@@ -41,6 +46,7 @@ import fcntl
 import json
 import os
 import sqlite3
+import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -58,7 +64,7 @@ from edge.store.errors import (
     StoreUsageError,
     from_sqlite,
 )
-from edge.store.integrity import check_store, parse_head
+from edge.store.integrity import check_store, parse_head, scan_ledger
 from edge.store.outbox import OUTBOX_SELECT, OutboxItem, OutboxReader
 from edge.store.records import (
     Category,
@@ -68,20 +74,25 @@ from edge.store.records import (
     TableRow,
     TimedReading,
     event_from_row,
+    from_ms,
     reading_from_row,
+    reading_rows,
     to_ms,
 )
 from edge.store.schema import LATEST, migrate, schema_version
+from edge.store.snapshots import GENESIS, Start, anchor_of, boot_start, unpack
 from edge.store.writes import Transaction
 from ledger.accounts import Account, AccountId, is_system
-from ledger.book import Book, Outcome
+from ledger.book import Book, BookState, Outcome
 from ledger.chain import Chain, Checkpoint, Entry
 from ledger.encoding import GENESIS_HASH, decode_transfer
 from ledger.errors import DecodeError
 from ledger.export import entry_line, record_line
 from ledger.readings import READING_FIELDS
+from ledger.snapshot import BalanceSnapshot, decode_snapshot
 from ledger.transfers import Transfer
 
+INCREMENTAL = 2  # `PRAGMA auto_vacuum` value
 BUSY_TIMEOUT_MS = 5000  # a read-only exporter may briefly hold the WAL; wait, don't fail
 _PAGE = 1000  # rows per fetch when streaming entries
 _READING_COLUMNS = ", ".join(READING_FIELDS)  # the `readings` table's columns, in row order
@@ -103,10 +114,11 @@ class Store:
         self._lock_fd = lock_fd
         self._node = node
         self._floors: dict[AccountId, Account] = {a.id: a for a in accounts}
-        self._book = Book(open_accounts=True, lookup=self._stored_transfer)
+        self._book = Book(open_accounts=True, lookup=self._stored_transfer, pruned=self._pruned)
         self._loading = False
         self._chain = Chain(node)
         self._committed = (0, GENESIS_HASH)  # seq, head at the last commit
+        self._start: Start = GENESIS  # where the boot scan started
         self._tx: Transaction | None = None
         self._closed = False
         self._outbox = OutboxReader(path, node)
@@ -122,6 +134,7 @@ class Store:
         size_limit_bytes: int | None = None,
         public_key: Ed25519PublicKey | None = None,
         read_only: bool = False,
+        full_check: bool = False,
     ) -> Store:
         """Open (creating and migrating as needed), check and load the store at `path`.
 
@@ -129,7 +142,10 @@ class Store:
         `accounts` sets floors (credit limits); merchant pockets not listed get the standard
         floor of zero. `size_limit_bytes` caps the file (SQLite `max_page_count`) so that a full
         store fails with `DiskFull` before the SD card fills. With `public_key`, stored
-        checkpoint signatures are verified too. `read_only`: see `open_readonly`.
+        checkpoint signatures are verified too, and the boot starts from the newest signed
+        balance snapshot that checks (`edge.store.snapshots`), replaying only what follows it;
+        `full_check` replays everything retained instead (the background and `ledger verify`
+        check). `read_only`: see `open_readonly`.
         """
         where = Path(path)
         if not where.parent.is_dir():
@@ -143,7 +159,7 @@ class Store:
             conn = _connect(where, read_only)
             store_node = _prepare(conn, where, node, size_limit_bytes, read_only)
             store = cls(where, conn, lock_fd, store_node, accounts)
-            store._load(public_key)
+            store._load(public_key, full_check)
             opened = True
         except sqlite3.Error as exc:
             raise from_sqlite(exc, where) from exc
@@ -160,6 +176,7 @@ class Store:
         node: str | None = None,
         accounts: Iterable[Account] = (),
         public_key: Ed25519PublicKey | None = None,
+        full_check: bool = False,
     ) -> Store:
         """Open one consistent snapshot of the store, for readers while the runtime writes.
 
@@ -169,23 +186,44 @@ class Store:
         that a writer was mid-commit. Close it soon: while it is open the writer's WAL cannot be
         checkpointed past this snapshot.
         """
-        return cls.open(path, node=node, accounts=accounts, public_key=public_key, read_only=True)
+        return cls.open(
+            path,
+            node=node,
+            accounts=accounts,
+            public_key=public_key,
+            read_only=True,
+            full_check=full_check,
+        )
 
-    def _load(self, public_key: Ed25519PublicKey | None) -> None:
-        rows = self._conn.execute("PRAGMA integrity_check(20)").fetchall()
-        if [r[0] for r in rows] != ["ok"]:
-            details = "; ".join(str(r[0]) for r in rows)
-            raise CorruptStore(self._path, None, f"SQLite integrity_check: {details}")
+    def _load(self, public_key: Ed25519PublicKey | None, full_check: bool) -> None:
+        start, expected = boot_start(
+            self._conn, self._path, self._node, public_key, full=full_check
+        )
+        if not start.snapshot:
+            # Reads every page: linear in the file, so a boot from a snapshot leaves it to the
+            # full check (the runtime runs that in the background at once); SQLite still
+            # refuses any damaged page the runtime touches meanwhile.
+            rows = self._conn.execute("PRAGMA integrity_check(20)").fetchall()
+            if [r[0] for r in rows] != ["ok"]:
+                details = "; ".join(str(r[0]) for r in rows)
+                raise CorruptStore(self._path, None, f"SQLite integrity_check: {details}")
+        if start.state is not None:
+            self._book.restore(start.state)
+        self._start = start
         self._loading = True
-        boot = _BootReplay(self._book)
+        boot = _BootReplay(self._book, expected)
         try:
-            scan = check_store(self._conn, self._node, boot)
+            scan = check_store(self._conn, self._node, boot, (start.seq, start.head))
         finally:
             self._loading = False
         if boot.open_chain:
             scan.add(boot.open_chain, "the chain ends inside a linked chain (its end is missing)")
+        for seq in boot.unmet:
+            scan.add(seq, "the signed balance snapshot differs from the replayed balances")
         if public_key is not None:
             for cp in self.checkpoints():
+                if cp.seq <= start.seq and start.snapshot:
+                    continue  # vouched for by the snapshot; the full check verifies them
                 if not cp.verify(public_key):
                     scan.add(cp.seq, f"checkpoint signature by {cp.key_id} does not verify")
         if scan.problems:
@@ -207,6 +245,16 @@ class Store:
             "SELECT seq, body FROM ledger WHERE transfer_id = ?", (transfer_id.to_bytes(16, "big"),)
         ).fetchone()
         return None if row is None else self._entry(row[0], b"", b"", row[1]).transfer
+
+    def _pruned(self, transfer_id: int) -> bool:
+        """Whether a transfer with this id was booked and pruned (False during the boot
+        replay, like `_stored_transfer`)."""
+        if self._loading:
+            return False
+        row = self._run(
+            "SELECT 1 FROM pruned_ids WHERE transfer_id = ?", (transfer_id.to_bytes(16, "big"),)
+        ).fetchone()
+        return row is not None
 
     def _apply_floors(self) -> None:
         # History is replayed without floors (it was accepted under the floors of its day);
@@ -374,6 +422,106 @@ class Store:
         row = self._run("SELECT value FROM meta WHERE key = 'ack'").fetchone()
         return parse_head(None if row is None else row[0])
 
+    # -- snapshots and pruning (`edge.store.snapshots`) ---------------------------------------
+    @property
+    def boot_start(self) -> int:
+        """The seq the open replayed from: 0 (genesis), the pruned anchor, or a snapshot's."""
+        return self._start.seq
+
+    def anchor(self) -> tuple[int, bytes]:
+        """Where the retained chain starts: (0, zeros) until entries were pruned."""
+        return anchor_of(self._conn)
+
+    def newest_snapshot_seq(self) -> int:
+        """The seq of the newest stored balance snapshot (0: none)."""
+        row = self._run("SELECT max(seq) FROM snapshots").fetchone()
+        return 0 if row is None or row[0] is None else int(row[0])
+
+    def head_at(self, seq: int) -> bytes | None:
+        """The chain's hash at `seq` (the anchor's head for the anchor), or None when there is
+        no such entry or it was pruned (before the anchor, which a verified ack covered)."""
+        anchor_seq, anchor_head = self.anchor()
+        if seq == anchor_seq:
+            return anchor_head
+        row = self._run("SELECT hash FROM ledger WHERE seq = ?", (seq,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def balance_snapshot(self) -> BalanceSnapshot:
+        """The book at the committed head, to sign (`ledger.snapshot`); between transactions."""
+        if self._tx is not None:
+            raise StoreUsageError("take a balance snapshot between transactions")
+        seq, head = self._committed
+        return BalanceSnapshot(self._node, seq, head, self._book.state())
+
+    def snapshot_at(self, seq: int) -> BalanceSnapshot:
+        """The book as it stood at `seq`, replayed from the anchor over the retained rows (each
+        row's hash and link checked on the way): what pruning up to `seq` signs."""
+        anchor_seq, anchor_head = self.anchor()
+        if not anchor_seq < seq <= self._committed[0]:
+            raise StoreUsageError(f"seq {seq} is not in the retained chain {anchor_seq}..")
+        book = Book(open_accounts=True, lookup=lambda _id: None)
+        if anchor_seq:
+            row = self._run("SELECT body FROM snapshots WHERE seq = ?", (anchor_seq,)).fetchone()
+            if row is None:
+                raise CorruptStore(self._path, anchor_seq, "the anchor's snapshot is missing")
+            try:
+                book.restore(decode_snapshot(unpack(bytes(row[0]))).state)
+            except (DecodeError, zlib.error) as exc:
+                raise CorruptStore(self._path, anchor_seq, f"anchor snapshot: {exc}") from exc
+        replay = _BootReplay(book)
+        scan = scan_ledger(self._conn, self._node, replay, (anchor_seq, anchor_head), seq)
+        if replay.open_chain or scan.head_seq != seq:
+            scan.add(seq, "a linked chain is open there, or rows are missing")
+        if scan.problems:
+            raise CorruptStore(self._path, scan.problems[0].seq, scan.problems[0].detail)
+        return BalanceSnapshot(self._node, seq, scan.head_hash, book.state())
+
+    def prunable_seq(self, before: dt.datetime) -> int:
+        """The highest seq the store may prune to: acknowledged by the cloud, no longer in the
+        outbox, after the anchor, at the end of a linked chain, and its transfer booked before
+        `before` (entry times follow the chain, so a binary search); the anchor's if none."""
+        low = self.anchor()[0]
+        high = self.acknowledged()[0]
+        unsent = self._run("SELECT min(ref) FROM outbox WHERE kind = 'entry'").fetchone()[0]
+        if unsent is not None:
+            high = min(high, int(unsent) - 1)
+        while low < high:
+            middle = (low + high + 1) // 2
+            entry = self.entry(middle)
+            if entry is None or _booked_at(entry) >= before:
+                high = middle - 1
+            else:
+                low = middle
+        while low > self.anchor()[0]:
+            entry = self.entry(low)
+            if entry is not None and not entry.transfer.linked:
+                break
+            low -= 1
+        return low
+
+    def readings_sent_before(self) -> dt.datetime | None:
+        """Readings taken before this are acknowledged (none of them still waits in the
+        outbox); None when no reading waits."""
+        row = self._run(
+            "SELECT payload FROM outbox WHERE kind = 'reading' ORDER BY id LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        try:
+            return from_ms(min(r.time for r in reading_rows(bytes(row[0]))))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CorruptStore(self._path, None, f"an outbox reading item: {exc}") from exc
+
+    def vacuum(self) -> int:
+        """Give the pages pruning freed back to the file system; how many were freed."""
+        free = int(self._run("PRAGMA freelist_count").fetchone()[0])
+        if free:
+            try:
+                self._conn.executescript("PRAGMA incremental_vacuum;")  # steps to the end
+            except sqlite3.Error as exc:
+                raise from_sqlite(exc, self._path) from exc
+        return free
+
     # -- other reads ------------------------------------------------------------------------
     def readings(
         self,
@@ -509,6 +657,15 @@ class Store:
         self.close()
 
 
+def _booked_at(entry: Entry) -> dt.datetime:
+    """The wall time a transfer was booked at (ISO 8601 with offset; naive counts as UTC)."""
+    try:
+        when = dt.datetime.fromisoformat(entry.transfer.time)
+    except ValueError:
+        return dt.datetime.max.replace(tzinfo=dt.UTC)  # unreadable: never pruned by age
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
+
+
 def _time_filter(
     since: dt.datetime | None, until: dt.datetime | None
 ) -> tuple[list[str], list[object]]:
@@ -585,6 +742,10 @@ def _prepare(
         if version < LATEST:
             raise SchemaTooOld(path, version, LATEST)
     else:
+        if version == 0:
+            # Before the first table (and before WAL, which writes the header): a new file
+            # returns what pruning frees with `PRAGMA incremental_vacuum` (`Store.vacuum`).
+            conn.execute(f"PRAGMA auto_vacuum = {INCREMENTAL:d}")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StoreError(
@@ -598,6 +759,11 @@ def _prepare(
             page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
             conn.execute(f"PRAGMA max_page_count = {max(1, size_limit_bytes // page_size):d}")
         migrate(conn)
+        if int(conn.execute("PRAGMA auto_vacuum").fetchone()[0]) != INCREMENTAL:
+            # A file created before schema 4: switching needs one full VACUUM (SQLite
+            # rebuilds the file), once.
+            conn.execute(f"PRAGMA auto_vacuum = {INCREMENTAL:d}")
+            conn.execute("VACUUM")
     row = conn.execute("SELECT value FROM meta WHERE key = 'node'").fetchone()
     if row is None:
         if node is None:
@@ -625,11 +791,14 @@ def _abandon(conn: sqlite3.Connection | None, lock_fd: int | None) -> None:
 
 
 class _BootReplay:
-    """The boot scan's sink: rebuilds the book from the stored rows, one linked chain at a time."""
+    """The boot scan's sink: rebuilds the book from the stored rows, one linked chain at a time,
+    and compares it with each checked snapshot in `expected` at its seq."""
 
-    def __init__(self, book: Book) -> None:
+    def __init__(self, book: Book, expected: dict[int, BookState] | None = None) -> None:
         self._book = book
         self._chain: list[tuple[int, Transfer]] = []
+        self._expected = expected or {}
+        self.unmet: list[int] = []  # seqs whose snapshot the replay did not meet
 
     def __call__(self, seq: int, transfer: Transfer) -> str | None:
         self._chain.append((seq, transfer))
@@ -641,6 +810,9 @@ class _BootReplay:
         for (_, t), outcome in zip(chain, outcomes, strict=True):
             if outcome is not Outcome.OK:
                 return f"the stored transfer {t.id:032x} does not apply to the book ({outcome})"
+        state = self._expected.get(seq)
+        if state is not None and self._book.state() != state:
+            self.unmet.append(seq)
         return None
 
     @property

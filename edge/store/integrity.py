@@ -4,9 +4,11 @@ SQLite's own `PRAGMA integrity_check` finds a damaged file, but not a row that s
 with another tool: to SQLite that is a valid row. So at every open the chain is recomputed from
 the stored rows: each body must be a canonical transfer whose id matches its row, each hash must
 be SHA-256 of (node, seq, prev hash, body), each prev hash the hash of the row before, seqs
-contiguous from 1 up to the head recorded in `meta`, and every checkpoint and the cloud's
-acknowledged head must match the entry at their seq. Each problem names the seq and what is
-wrong, including "this row belongs at seq n" for rows whose seq was changed (swapped rows).
+contiguous from the start (seq 1, or the row after a trusted (seq, head) such as a verified
+balance snapshot's) up to the head recorded in `meta`, and every checkpoint after the pruned
+prefix and the cloud's acknowledged head must match the entry at their seq. Each problem names
+the seq and what is wrong, including "this row belongs at seq n" for rows whose seq was changed
+(swapped rows).
 """
 
 from __future__ import annotations
@@ -74,13 +76,24 @@ def _belongs_at(
 EntrySink = Callable[[int, Transfer], str | None]  # seq, transfer -> a problem, or None
 
 
-def scan_ledger(conn: sqlite3.Connection, node: str, sink: EntrySink) -> LedgerScan:
-    """Recompute the chain row by row, handing each decoded transfer to `sink` in chain order
-    (streamed: the history is never held in memory)."""
-    scan = LedgerScan()
-    expected = 1
-    previous_hash: bytes | None = GENESIS_HASH
-    rows = conn.execute("SELECT seq, transfer_id, body, prev_hash, hash FROM ledger ORDER BY seq")
+def scan_ledger(
+    conn: sqlite3.Connection,
+    node: str,
+    sink: EntrySink,
+    start: tuple[int, bytes] = (0, GENESIS_HASH),
+    until: int | None = None,
+) -> LedgerScan:
+    """Recompute the chain row by row after the trusted `start` (seq, head) up to `until`,
+    handing each decoded transfer to `sink` in chain order (streamed: the history is never
+    held in memory)."""
+    scan = LedgerScan(start[0], start[1])
+    expected = start[0] + 1
+    previous_hash: bytes | None = start[1]
+    rows = conn.execute(
+        "SELECT seq, transfer_id, body, prev_hash, hash FROM ledger WHERE seq > ? AND seq <= ? "
+        "ORDER BY seq",
+        (start[0], until if until is not None else 2**63 - 1),
+    )
     for seq, transfer_id, raw_body, raw_prev, raw_hash in rows:
         body, prev_hash, digest = bytes(raw_body), bytes(raw_prev), bytes(raw_hash)
         if seq != expected:
@@ -119,10 +132,22 @@ def scan_ledger(conn: sqlite3.Connection, node: str, sink: EntrySink) -> LedgerS
     return scan
 
 
-def check_store(conn: sqlite3.Connection, node: str, sink: EntrySink) -> LedgerScan:
-    """Scan the ledger and check the recorded head, checkpoints and acknowledged head."""
-    scan = scan_ledger(conn, node, sink)
+def check_store(
+    conn: sqlite3.Connection,
+    node: str,
+    sink: EntrySink,
+    start: tuple[int, bytes] = (0, GENESIS_HASH),
+) -> LedgerScan:
+    """Scan the ledger after `start` and check the recorded head, the checkpoints after the
+    pruned prefix and the acknowledged head."""
+    scan = scan_ledger(conn, node, sink, start)
     meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    anchor_seq, anchor_hash = parse_head(meta.get("anchor"))
+    if (
+        anchor_seq
+        and conn.execute("SELECT 1 FROM ledger WHERE seq <= ? LIMIT 1", (anchor_seq,)).fetchone()
+    ):
+        scan.add(anchor_seq, "rows before the pruned anchor are back: rows were inserted")
     head_seq, head_hash = parse_head(meta.get("head"))
     if head_seq > scan.head_seq:
         scan.add(
@@ -136,13 +161,19 @@ def check_store(conn: sqlite3.Connection, node: str, sink: EntrySink) -> LedgerS
         scan.add(head_seq, "last entry differs from the recorded head hash: it was rewritten")
     mismatched = conn.execute(
         """SELECT c.seq, l.seq IS NULL FROM checkpoints c LEFT JOIN ledger l ON l.seq = c.seq
-           WHERE l.hash IS NOT c.head ORDER BY c.seq"""
+           WHERE l.hash IS NOT c.head AND c.seq > ? ORDER BY c.seq""",
+        (anchor_seq,),
     ).fetchall()
     for seq, missing in mismatched:
         what = "has no entry" if missing else "head differs from the entry's hash"
         scan.add(seq, f"signed checkpoint {what}: the chain was rewritten after signing")
     ack_seq, ack_hash = parse_head(meta.get("ack"))
-    if ack_seq:
+    if ack_seq < anchor_seq:
+        scan.add(ack_seq, f"pruned to seq {anchor_seq}, past the cloud's acknowledged {ack_seq}")
+    elif ack_seq == anchor_seq:
+        if ack_hash != anchor_hash:
+            scan.add(ack_seq, "the head the cloud acknowledged is not the pruned anchor's")
+    else:
         row = conn.execute("SELECT hash FROM ledger WHERE seq = ?", (ack_seq,)).fetchone()
         if row is None or bytes(row[0]) != ack_hash:
             scan.add(ack_seq, "the head the cloud acknowledged has changed (prefix rewritten)")

@@ -15,6 +15,13 @@ a change is a new step.
 | `events` | events and alarms: time, category, kind, meter, shop, account, detail JSON |
 | `inbox` | cloud commands applied, by command id, with their payload and result |
 | `outbox` | what still has to go up: monotonic id, kind, ref (ledger seq for entries), payload |
+| `snapshots` | signed balance snapshots (`ledger.snapshot`): seq, head, zlib'd body, signature |
+| `pruned_ids` | the transfer ids of pruned entries (16 bytes each), so none is booked twice |
+
+`meta.anchor` ("seq:hash", from version 4) is where the retained chain starts once entries the
+cloud acknowledged were pruned: rows begin at anchor+1, and the snapshot at the anchor's seq
+holds the balances up to it. Version 4 also turns on `auto_vacuum = INCREMENTAL` (`db`, once,
+with a VACUUM for a file created before) so that what pruning frees leaves the file.
 
 `meta.head` is what finds a deleted tail row; `meta.ack` is the prefix that must never change.
 Times in `readings`, `events` and `inbox` are integer milliseconds since the Unix epoch (UTC):
@@ -119,6 +126,24 @@ MIGRATIONS: tuple[Migration, ...] = (
             """INSERT INTO outbox (kind, ref, payload, created)
                SELECT 'entry', seq, NULL, json_extract(CAST(body AS TEXT), '$.time')
                FROM ledger ORDER BY seq""",
+        ),
+    ),
+    Migration(
+        4,
+        "signed balance snapshots: boot from the last one, prune what the cloud holds",
+        (
+            """CREATE TABLE snapshots (
+                seq INTEGER PRIMARY KEY CHECK (seq >= 1),
+                head BLOB NOT NULL CHECK (length(head) = 32),
+                body BLOB NOT NULL,
+                key_id TEXT NOT NULL,
+                signature BLOB NOT NULL
+            )""",
+            # The ids of pruned entries: an id booked again (the seed at every start, a rule
+            # run again) is still recognised as booked, though its row is gone.
+            """CREATE TABLE pruned_ids (
+                transfer_id BLOB PRIMARY KEY CHECK (length(transfer_id) = 16)
+            ) WITHOUT ROWID""",
         ),
     ),
 )

@@ -42,11 +42,13 @@ from edge.store.records import (
     table_row,
     to_ms,
 )
+from edge.store.snapshots import pack
 from ledger.book import Outcome
 from ledger.chain import Checkpoint, Entry, entry_hash
 from ledger.encoding import encode_transfer
 from ledger.export import record_line
 from ledger.readings import READING_FIELDS
+from ledger.snapshot import BalanceSnapshot, SignedSnapshot
 from ledger.transfers import Transfer
 
 if TYPE_CHECKING:
@@ -369,11 +371,12 @@ class Transaction:
         prefix is then checked at every boot: it must never change.
         """
         self._check()
-        with self._sql() as conn:
-            row = conn.execute("SELECT hash FROM ledger WHERE seq = ?", (seq,)).fetchone()
-        if row is None:
+        if seq < self._store.anchor()[0]:
+            return  # a late duplicate: what it covers was pruned after a newer verified ack
+        ours = self._store.head_at(seq)
+        if ours is None:
             raise AcknowledgementMismatch(seq, f"this chain ends at seq {self._store.chain.seq}")
-        if bytes(row[0]) != head:
+        if ours != head:
             raise AcknowledgementMismatch(seq, f"this chain's entry {seq} has another hash")
         if seq <= self._store.acknowledged()[0]:
             return  # a late duplicate of an older acknowledgement
@@ -382,6 +385,68 @@ class Transaction:
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('ack', ?)",
                 (format_head(seq, head),),
             )
+
+    # -- balance snapshots and pruning (`edge.store.snapshots`) ---------------------------------
+    def _snapshot_row(self, signed: SignedSnapshot) -> BalanceSnapshot:
+        snapshot = signed.snapshot
+        store = self._store
+        if snapshot.node != store.node:
+            raise StoreUsageError(f"snapshot of node {snapshot.node!r}, not {store.node!r}")
+        if store.head_at(snapshot.seq) != snapshot.head or snapshot.seq == 0:
+            raise StoreUsageError(
+                f"the snapshot at seq {snapshot.seq} does not match this chain's entry"
+            )
+        with self._sql() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO snapshots (seq, head, body, key_id, signature) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (snapshot.seq, snapshot.head, pack(signed), signed.key_id, signed.signature),
+            )
+        return snapshot
+
+    def add_snapshot(self, signed: SignedSnapshot) -> None:
+        """Store a signed balance snapshot (`Store.balance_snapshot`, signed with the node key):
+        the next boot starts from it. The snapshots between the anchor and it are dropped."""
+        self._check()
+        snapshot = self._snapshot_row(signed)
+        anchor = self._store.anchor()[0]
+        with self._sql() as conn:
+            conn.execute("DELETE FROM snapshots WHERE seq > ? AND seq <> ?", (anchor, snapshot.seq))
+
+    def prune_chain(self, signed: SignedSnapshot) -> int:
+        """Prune the chain up to the signed snapshot's seq (`Store.snapshot_at`, signed with
+        the node key), which becomes the anchor; returns the entries deleted.
+
+        Only what a verified cloud acknowledgement covers and the outbox no longer holds: the
+        cloud keeps the full chain, and the snapshot keeps this one verifiable from its head.
+        """
+        self._check()
+        store = self._store
+        seq = signed.snapshot.seq
+        if not store.anchor()[0] < seq <= store.acknowledged()[0]:
+            raise StoreUsageError(
+                f"seq {seq} is not between the anchor and the cloud's acknowledged head"
+            )
+        with self._sql() as conn:
+            unsent = conn.execute(
+                "SELECT 1 FROM outbox WHERE kind = 'entry' AND ref <= ? LIMIT 1", (seq,)
+            ).fetchone()
+        if unsent is not None:
+            raise StoreUsageError(f"entries up to seq {seq} are still in the outbox")
+        snapshot = self._snapshot_row(signed)
+        with self._sql() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO pruned_ids SELECT transfer_id FROM ledger WHERE seq <= ?",
+                (seq,),
+            )
+            cursor = conn.execute("DELETE FROM ledger WHERE seq <= ?", (seq,))
+            conn.execute("DELETE FROM checkpoints WHERE seq < ?", (seq,))
+            conn.execute("DELETE FROM snapshots WHERE seq < ?", (seq,))
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('anchor', ?)",
+                (format_head(seq, snapshot.head),),
+            )
+        return cursor.rowcount
 
     def prune_readings(self, before: dt.datetime) -> int:
         """Delete readings taken before `before` (their uplink copies live in the outbox, so

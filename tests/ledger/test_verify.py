@@ -213,3 +213,18 @@ def test_cli_names_the_problem(tmp_path: Path) -> None:
     result = _cli(tmp_path, text)
     assert result.returncode == 1
     assert "gap at seq 2" in result.stderr
+
+
+def test_a_pruned_chain_verifies_from_before_the_trusted_head() -> None:
+    """A recovered store pruned to seq 2 exported while the cloud trusts seq 4: entries 3.. chain
+    into the trusted head, nothing is missing."""
+    recs = [r for r in sample_records() if r.seq > 2]
+    entries = {r.seq: r for r in recs if isinstance(r, Entry)}
+    verdict = verify_records(recs, [KEY.public_key], trusted=TrustedHead(4, entries[4].hash))
+    assert verdict.ok, verdict.findings
+    forked = verify_records(recs, [KEY.public_key], trusted=TrustedHead(4, bytes(32)))
+    assert Problem.FORK in forked.problems
+    later = verify_records(
+        [r for r in recs if r.seq > 3], [KEY.public_key], trusted=TrustedHead(2, entries[3].hash)
+    )
+    assert Problem.GAP in later.problems  # seq 3 is missing after the trusted head

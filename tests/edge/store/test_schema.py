@@ -51,6 +51,11 @@ def _old_store(path: Path, version: int) -> Chain:
                 "INSERT INTO ledger VALUES (?, ?, ?, ?, ?)",
                 (e.seq, t.id.to_bytes(16, "big"), encode_transfer(t), e.prev_hash, e.hash),
             )
+            if version >= 3:  # releases with an outbox queued each entry as they wrote it
+                conn.execute(
+                    "INSERT INTO outbox (kind, ref, payload, created) VALUES ('entry', ?, NULL, ?)",
+                    (e.seq, t.time),
+                )
         conn.execute(
             "INSERT INTO meta (key, value) VALUES ('head', ?)",
             (format_head(chain.seq, chain.head),),
@@ -117,3 +122,26 @@ def test_read_only_open_does_not_migrate(db_path: Path) -> None:
     _old_store(db_path, LATEST - 1)
     with pytest.raises(SchemaTooOld, match="start the runtime"):
         Store.open(db_path, read_only=True)
+
+
+def _auto_vacuum(path: Path) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return int(conn.execute("PRAGMA auto_vacuum").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_a_new_file_vacuums_incrementally(db_path: Path) -> None:
+    Store.open(db_path, node=NODE).close()
+    assert _auto_vacuum(db_path) == 2  # INCREMENTAL
+
+
+def test_an_older_file_is_switched_to_incremental_vacuum_once(db_path: Path) -> None:
+    chain = _old_store(db_path, LATEST - 1)
+    assert _auto_vacuum(db_path) == 0
+    with Store.open(db_path, node=NODE) as store:
+        assert (store.chain.seq, store.chain.head) == (chain.seq, chain.head)
+    assert _auto_vacuum(db_path) == 2
+    with Store.open(db_path, node=NODE) as store:
+        assert store.chain.seq == chain.seq

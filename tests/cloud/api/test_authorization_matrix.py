@@ -143,6 +143,9 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("POST", "/console/meter-swaps"): PAGE,
     ("POST", "/console/meter-swaps/ir-import"): PAGE,
     ("POST", "/console/meter-swaps/{ref}/{verb}"): PAGE,
+    ("GET", "/console/takeovers"): PAGE,
+    ("POST", "/console/takeovers"): PAGE,
+    ("POST", "/console/takeovers/{old}/{verb}"): PAGE,
     ("POST", "/auth/login"): PUBLIC,
     ("POST", "/provision"): PUBLIC,  # a claim token is its permission (cloud.api.claims)
     ("POST", "/claims"): FIELD,

@@ -1,6 +1,8 @@
 """Takeovers are asked for and approved by a second user (`cloud.operations.takeovers`): a
 status, who approved it and when it was decided; the command is issued at approval (none while
-it waits) and may be issued again (`commands`, every command sent, oldest first).
+it waits) and may be issued again (`commands`, every command sent, oldest first). The cloud's
+staged next and retired command keys (`command_keys`), pushed to the nodes with their
+configuration (`cloud.chains.command_keys`).
 
 Revision ID: 0032
 Revises: 0029
@@ -36,8 +38,16 @@ def upgrade() -> None:
         " WHEN 'failed' THEN 'refused' ELSE 'issued' END"
     )
 
+    op.create_table(
+        "command_keys",
+        sa.Column("public_key", sa.String(64), primary_key=True),
+        sa.Column("state", sa.String(8), nullable=False),
+        sa.Column("since", sa.DateTime(timezone=True), nullable=False),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("command_keys")
     op.execute("DELETE FROM takeovers WHERE command_id IS NULL")
     with op.batch_alter_table("takeovers") as table:
         table.alter_column("command_id", existing_type=sa.String(32), nullable=False)

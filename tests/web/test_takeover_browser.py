@@ -4,13 +4,10 @@ sees the plan (balances, meter baselines, subsidy months) and asks for it; an ad
 another browser context, approves it; the command expires and the operator issues it again.
 Every screen is saved (`shots`); no Content Security Policy violation is allowed.
 
-The market's edge-0001 is made takeable first, by the real domain code: its pending refund is
-voided on its chain (an open pending refuses a takeover) and it applies a configuration from
-the cloud (the accounts and meters it runs)."""
+The market's edge-0001 is made takeable first (`tests.cloud.api.takeable`)."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,27 +17,18 @@ import pytest
 
 from cloud.chains import commands
 from cloud.db.engine import session_factory
-from cloud.db.models import CommandStatus, Concentrator
+from cloud.db.models import Concentrator
 from cloud.operations import takeovers
 from cloud.people.auth import Role
 from cloud.web.catalogue import MESSAGES
-from ledger.accounts import Pocket, pocket_id
-from ledger.ids import derive_id
-from ledger.signed import CommandKind
-from ledger.transfers import Code, Kind
-from ledger.wire import AckStatus
-from tests.cloud.api.conftest import M1, M2, NODE, OTHER, REFUNDS, transfer
+from tests.cloud.api.conftest import M1, M2, NODE, OTHER
+from tests.cloud.api.takeable import make_takeable
 from tests.web.axe import assert_no_critical
 from tests.web.conftest import Served
 from tests.web.console_world import STAFF_USERS, add_staff_and_readings
 from tests.web.test_console_browser import LAPTOP, _desk, log_in
 
 pytestmark = pytest.mark.slow
-
-DOCUMENTS = {
-    "accounts": [{"id": "A0001"}, {"id": "A0002"}],
-    "meters": [{"id": M1, "account": "A0001"}, {"id": M2, "account": "A0002"}],
-}
 
 
 def zh(key: str) -> str:
@@ -51,19 +39,7 @@ def zh(key: str) -> str:
 def takeable(server: Served) -> Served:
     world = server.world
     add_staff_and_readings(world)
-    pending = transfer(
-        7, pocket_id("A0001", Pocket.PREPAID), REFUNDS, 1_000, Code.REFUND, kind=Kind.PENDING
-    )  # the market's open refund (`opening_transfers`)
-    void = dataclasses.replace(pending, id=derive_id("test", NODE, 8), kind=Kind.VOID,
-                               pending_id=pending.id)  # fmt: skip
-    ack = world.site.upload(NODE, [void])
-    assert ack.status is AckStatus.OK, ack
-    now = dt.datetime.now(dt.UTC)
-    with session_factory(world.engine).begin() as session:
-        args = {"version": 1, "documents": DOCUMENTS}
-        config = commands.issue(session, NODE, CommandKind.CONFIG, args, key=world.key, now=now)
-        assert commands.record_outcome(session, NODE, config.id, CommandStatus.APPLIED,
-                                       result={}, now=now)  # fmt: skip
+    make_takeable(world.site, world.engine, world.key, dt.datetime.now(dt.UTC))
     return server
 
 

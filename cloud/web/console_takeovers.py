@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
-from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -33,9 +32,9 @@ from cloud.errors import CloudError
 from cloud.keys import CLOUD_NODE
 from cloud.operations import takeovers
 from cloud.people.auth import OPERATIONS, STAFF, Principal, Role
-from cloud.web import desk, sessions
+from cloud.web import desk
 from cloud.web.console import Form, Staff, allowed, frame
-from cloud.web.console_desk import see_other
+from cloud.web.console_desk import posted
 from cloud.web.desk import Refusal
 from cloud.web.i18n import Lang
 from cloud.web.page_errors import PageError
@@ -135,18 +134,10 @@ def _post(  # noqa: PLR0917 (the form's context)
     fields: dict[str, str], send: Callable[[], str], old: str = "",
 ) -> Response:  # fmt: skip
     """CSRF and role first; then `send` (the page to go to), or the page again with why not."""
-    sessions.check_csrf(request, fields.get("csrf"))
-    if who.role not in MAY[form]:
-        raise PageError("desk_not_allowed", 403)
-    try:
-        return see_other(send())
-    except ValidationError:
-        refused = Refusal(form, "desk_field_bad", {}, 422)
-    except CloudError as exc:
-        refused = desk.refusal(form, exc)
-    session.rollback()
-    return _page(request, lang, who, session, old, fields.get("new_node", "") if old else "",
-                 refused=refused)  # fmt: skip
+    new = fields.get("new_node", "") if old else ""
+    return posted(form, request, who.role in MAY[form], session, fields, send,
+                  lambda refused: _page(request, lang, who, session, old, new,
+                                        refused=refused))  # fmt: skip
 
 
 @router.post("/takeovers")

@@ -108,6 +108,7 @@ from cloud.web import (
     console_registry,
     console_reports,
     console_swaps,
+    console_takeovers,
     docs,
     field,
     field_desk,
@@ -176,6 +177,7 @@ ROUTERS = (
     console_registry,  # its registry and rules, /console/registry/
     console_desk,  # its money desk: a shop's page, recharge, receipts, corrections, refunds
     console_swaps,  # its meter swaps and IR handheld import
+    console_takeovers,  # its takeovers: a dead box replaced, asked for and approved
     console_reports,  # its reports and the monthly subsidy view, /console/reports
     field,  # the field technician's offline app, /field/ (cloud.web)
     field_desk,  # its cash taken on site and meter swaps, /field/recharges, /field/swaps

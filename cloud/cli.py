@@ -773,29 +773,37 @@ def run_keys_encrypt(args: argparse.Namespace) -> int:
 
 
 def run_rotate_command_key(args: argparse.Namespace) -> int:
+    import datetime as dt
+
     from cloud import keys
+    from cloud.chains import command_keys
     from cloud.config import load_config
     from cloud.errors import CloudError
 
+    now = dt.datetime.now(dt.UTC)
     try:
         config = load_config(args.config, args.data_dir)
         if args.switch:
             old, new = keys.switch(config.cloud_key)
         else:
             staged = keys.stage_next(config.cloud_key)
+        with _database(args) as session:  # what the next configuration pushes tell the boxes
+            if args.switch:
+                command_keys.switched(session, old.public_key, new.public_key, now)
+            else:
+                command_keys.staged(session, staged.public_key, now)
     except (CloudError, OSError) as exc:
         return _refuse(str(exc))
     if args.switch:
         print(f"the cloud signs with key {new.key_id} from its next start; {old.key_id} is "
               f"retired ({keys.retired_path(config.cloud_key)})")  # fmt: skip
-        print("restart the cloud; once it runs, remove the old key (key id "
-              f"{old.key_id}) from every box's [cloud] cloud_public_key")  # fmt: skip
+        print("restart the cloud, then push every box's configuration (`POST /registry/push`, "
+              f"or the console's registry): the boxes then drop key {old.key_id}")  # fmt: skip
         return 0
     print(f"next command key {staged.key_id}: {_public_hex(staged)}")
     print(f"staged in {keys.next_path(config.cloud_key)}; the cloud still signs with the current "
-          "key. Add the next key to every box's site.toml, beside the current one:")  # fmt: skip
-    current = keys.load(config.cloud_key)
-    print(f'  cloud_public_key = ["{_public_hex(current)}", "{_public_hex(staged)}"]')
+          "key. Push every box's configuration (`POST /registry/push`, or the console's "
+          "registry): each box trusts the next key once it applied its configuration")  # fmt: skip
     print("then: voltbook-cloud keys rotate-command-key --switch (and restart the cloud)")
     return 0
 

@@ -126,7 +126,8 @@ class CommandKind(StrEnum):
     TIME = "time"  # none; `issued` is the cloud's time
     # The node's whole configuration (the documents of `edge.site.documents`: meters, shops,
     # accounts, rules, tariffs) as the cloud's registry has it; `version` only grows.
-    #   args: version (int ≥ 1), documents {kind: [document, …]}
+    #   args: version (int ≥ 1), documents {kind: [document, …]}; optional cloud_keys and
+    #   retired_cloud_keys, the cloud keys the box trusts from then on (`ledger.cloud_trust`)
     CONFIG = "config"
     # Compensate an operator's mistake on a prepaid pocket: fen > 0 credits the account
     # (sys:corrections_fen → A:prepaid), fen < 0 debits it (refused below the pocket's floor).

@@ -25,7 +25,9 @@ from sqlalchemy.orm import Session
 from cloud.chains.locks import lock_active
 from cloud.db.models import Command, CommandStatus, Concentrator, NodeStatus
 from cloud.errors import Invalid, NotFound
+from ledger import cloud_trust
 from ledger.chain import NodeKey
+from ledger.errors import InvalidValue
 from ledger.signed import Command as SignedCommand
 from ledger.signed import CommandKind
 
@@ -113,6 +115,12 @@ def _check_config(args: Mapping[str, Any]) -> None:
             isinstance(d, dict) and isinstance(d.get("id"), str) and d["id"] for d in docs
         ):
             raise Invalid(f"config documents {kind} must be a list of objects with a text id")
+    for name in ("cloud_keys", "retired_cloud_keys"):  # the keys the box trusts (optional)
+        if name in args:
+            try:
+                cloud_trust.parse_keys(args[name], name)
+            except InvalidValue as exc:
+                raise Invalid(str(exc)) from None
 
 
 def issue(

@@ -232,6 +232,18 @@ class Command(Base):
     updated: Mapped[dt.datetime]
 
 
+class CommandKey(Base):
+    """A command key of the cloud's besides the one it signs with: the staged next one (`next`)
+    or one a rotation retired (`retired`); `cloud.chains.command_keys` pushes them to the
+    nodes with their configuration (`ledger.cloud_trust`)."""
+
+    __tablename__ = "command_keys"
+
+    public_key: Mapped[str] = mapped_column(String(64), primary_key=True)  # 64 hex, raw Ed25519
+    state: Mapped[str] = mapped_column(String(8))  # next | retired
+    since: Mapped[dt.datetime]
+
+
 class Recharge(Base):
     __tablename__ = "recharges"
     __table_args__ = (

@@ -22,7 +22,7 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Index, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, synonym
 
 from cloud.db.base import Base
 
@@ -192,10 +192,14 @@ class ReceiptCounter(Base):
 
 
 class Takeover(Base):
-    """A dead concentrator replaced (`cloud.operations.takeovers`): one per old node. `plan` is
-    what the `takeover` command carried (`ledger.takeover.Plan.args`); `voided` the old node's
-    open commands failed at the takeover; `recovered` the reconciliation of its store, if it
-    was recovered later (`ledger.takeover.Reconciliation.report`)."""
+    """A dead concentrator replaced (`cloud.operations.takeovers`): one per old node, asked for
+    by `operator` and approved by a second user (`approved_by`); `status` is a
+    `cloud.operations.states.TakeoverStatus`. `plan` is what the `takeover` command carries
+    (`ledger.takeover.Plan.args`; while it waits, the plan as it stood when asked for);
+    `command_id` the last command sent (None while it waits), `commands` every one, oldest
+    first; `voided` the old node's open commands failed at the approval; `recovered` the
+    reconciliation of its store, if it was recovered later
+    (`ledger.takeover.Reconciliation.report`)."""
 
     __tablename__ = "takeovers"
     __table_args__ = (Index("takeovers_by_new", "new_node"),)
@@ -205,11 +209,17 @@ class Takeover(Base):
     new_node: Mapped[str] = mapped_column(String(64))
     head_seq: Mapped[int] = mapped_column(BigInteger)
     head_hash: Mapped[str] = mapped_column(String(64))
-    command_id: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), server_default="issued")
+    command_id: Mapped[str | None] = mapped_column(String(32))
+    commands: Mapped[list[Any] | None] = mapped_column(JSON)
     plan: Mapped[dict[str, Any]] = mapped_column(JSON)
     voided: Mapped[list[Any]] = mapped_column(JSON)
     operator: Mapped[str] = mapped_column(String(64))
+    approved_by: Mapped[str | None] = mapped_column(String(64))
     created: Mapped[dt.datetime]
+    resolved: Mapped[dt.datetime | None]
     recovered: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     recovered_at: Mapped[dt.datetime | None]
     recovered_by: Mapped[str | None] = mapped_column(String(64))
+    # the box the command goes to: what `cloud.operations.four_eyes` locks
+    node: Mapped[str] = synonym("new_node")

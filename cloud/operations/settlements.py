@@ -16,7 +16,9 @@ destination booked the arrival) are issued after the ingest commits
     refused command                      VOID a recharge (voided, alarm recharge_refused:
                                          the payer is owed a refund; recharges), VOID a
                                          correction, fail a refund or move, void a move's
-                                         pending, fail a swap (meter_swaps)
+                                         pending, fail a swap (meter_swaps), a
+                                         takeover refused (alarm takeover_refused)
+    applied or refused takeover          the takeover's state (cloud.operations.takeovers)
     applied config or meter_swap,        the view of who owns which account and meter
     move-in/M at the destination         follows (ownership)
 
@@ -37,7 +39,9 @@ from cloud.chains.alarms import raise_alarm
 from cloud.chains.commands import CommandVerdict
 from cloud.chains.projection import VerifiedEntry, hex_id
 from cloud.db.models import Command
+from cloud.db.operations import Takeover
 from cloud.operations import corrections, meter_swaps, moves, ownership, recharges, refunds
+from cloud.operations.states import TAKEOVER, TakeoverEvent, TakeoverStatus
 from ledger.signed import CommandKind
 from ledger.transfers import Code, Kind, Transfer
 
@@ -85,16 +89,32 @@ def on_verdicts(
     moves.on_verdicts(session, outcomes, now)
     meter_swaps.on_verdicts(session, outcomes, now)
     ownership.on_verdicts(session, node, outcomes, now)
-    _takeover_refused(session, node, outcomes, now)
+    _takeovers(session, node, outcomes, now)
     return voids
 
 
-def _takeover_refused(
+def _takeovers(
     session: Session, node: str, outcomes: Sequence[CommandVerdict], now: dt.datetime
 ) -> None:
-    """A new box that refused (or never applied) its `takeover`: the old node's pockets are
-    closed in the cloud chain and nobody bills them; an operator must act
-    (`cloud.operations.takeovers`)."""
+    """The new box's verdicts on `takeover` commands (`cloud.operations.takeovers`): applied (by
+    any command the takeover sent: one expired may be applied late) or refused (its last). A
+    refusal is an alarm: the old node's pockets are closed in the cloud chain and nobody bills
+    them until an operator acts (issues it again)."""
+    verdicts = {o.command_id: o for o in outcomes}
+    rows = session.scalars(
+        select(Takeover).where(
+            Takeover.new_node == node,
+            Takeover.status.in_((TakeoverStatus.ISSUED.value, TakeoverStatus.REFUSED.value)),
+        )
+    )
+    for row in rows:
+        mine = [verdicts[c] for c in row.commands or [row.command_id] if c in verdicts]
+        last = verdicts.get(row.command_id or "")
+        if any(not o.refused for o in mine):
+            TAKEOVER.fire(row, TakeoverEvent.APPLIED)
+            row.resolved = now
+        elif last is not None and row.status == TakeoverStatus.ISSUED.value:
+            TAKEOVER.fire(row, TakeoverEvent.REFUSED)
     refused = [o for o in outcomes if o.refused]
     if not refused:
         return

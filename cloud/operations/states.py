@@ -24,6 +24,10 @@ operation decides; the table only decides where that leads.
                 requested ─out_refused→ failed
                 in_transit ─in_refused→ voided
                 (a move on one concentrator starts settled)
+    takeover    requested ─approved→ issued ─applied→ applied
+                requested ─rejected→ rejected ─requested→ requested
+                issued ─refused→ refused ─reissued→ issued  (issued ─reissued→ once it expired)
+                refused ─applied→ applied                   (an earlier command, applied late)
 """
 
 from __future__ import annotations
@@ -258,4 +262,38 @@ MOVE = Machine(
     },
 )  # fmt: skip
 
-MACHINES: tuple[Machine, ...] = (RECHARGE, CORRECTION, REFUND, METER_SWAP, MOVE)  # type: ignore[type-arg]
+
+# -- takeover ---------------------------------------------------------------------------------
+class TakeoverStatus(StrEnum):
+    REQUESTED = "requested"  # asked for: waits for a second user, nothing booked, no command
+    REJECTED = "rejected"  # turned down; asking again opens it again
+    ISSUED = "issued"  # approved: booked in the cloud, its command sent to the new box
+    APPLIED = "applied"  # the new box applied it
+    REFUSED = "refused"  # the new box refused its command: it may be issued again
+
+
+class TakeoverEvent(StrEnum):
+    APPROVED = "approved"  # a second user approved it: booked, the command goes
+    REJECTED = "rejected"  # a second user turned it down
+    REQUESTED = "requested"  # asked for again after a rejection
+    APPLIED = "applied"  # the new box applied one of its commands
+    REFUSED = "refused"  # the new box refused its command
+    REISSUED = "reissued"  # a new command with the same plan (the last refused or expired)
+
+
+TAKEOVER = Machine(
+    "takeover", TakeoverStatus, TakeoverEvent, frozenset({TakeoverStatus.REQUESTED}),
+    {
+        TakeoverStatus.REQUESTED: {TakeoverEvent.APPROVED: TakeoverStatus.ISSUED,
+                                   TakeoverEvent.REJECTED: TakeoverStatus.REJECTED},
+        TakeoverStatus.REJECTED: {TakeoverEvent.REQUESTED: TakeoverStatus.REQUESTED},
+        TakeoverStatus.ISSUED: {TakeoverEvent.APPLIED: TakeoverStatus.APPLIED,
+                                TakeoverEvent.REFUSED: TakeoverStatus.REFUSED,
+                                TakeoverEvent.REISSUED: TakeoverStatus.ISSUED},
+        TakeoverStatus.REFUSED: {TakeoverEvent.REISSUED: TakeoverStatus.ISSUED,
+                                 TakeoverEvent.APPLIED: TakeoverStatus.APPLIED},
+        TakeoverStatus.APPLIED: {},
+    },
+)  # fmt: skip
+
+MACHINES: tuple[Machine, ...] = (RECHARGE, CORRECTION, REFUND, METER_SWAP, MOVE, TAKEOVER)  # type: ignore[type-arg]

@@ -30,8 +30,9 @@ which pushes the destination itself before its move_in, see `cloud.operations.mo
 up a site takes dozens of writes; sending the whole configuration over a GPRS link after each
 would waste the data plan and send half-finished registries. `GET /concentrators/{node}/config`
 previews what would be sent. Each push issues `CommandKind.CONFIG` with
-`{"version": n, "documents": …}`; `version` is the node's stored version plus one, so it only
-grows.
+`{"version": n, "documents": …, "cloud_keys": …, "retired_cloud_keys": …}`; `version` is the
+node's stored version plus one, so it only grows; the keys are the cloud's command keys the box
+is to trust, and those it is to drop (`cloud.chains.command_keys`: a key rotation).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from cloud.chains import commands
+from cloud.chains import command_keys, commands
 from cloud.chains.locks import lock
 from cloud.db.models import Command
 from cloud.db.operations import Move
@@ -316,7 +317,11 @@ def push(
         session,
         node,
         CommandKind.CONFIG,
-        {"version": version, "documents": dict(built.documents)},
+        {
+            "version": version,
+            "documents": dict(built.documents),
+            **command_keys.config_args(session, key),
+        },
         key=key,
         now=now,
         operator=actor.user,

@@ -50,6 +50,7 @@ MENU: tuple[tuple[str, str, tuple[Role, ...]], ...] = (
     ("menu_alarms", "/console/alarms", READ_ALL),
     ("menu_desk", "/console/desk", STAFF),
     ("menu_swaps", "/console/meter-swaps", READ_ALL),  # forms for FIELD only
+    ("menu_takeovers", "/console/takeovers", STAFF),  # asked by OPERATIONS, approved by admin
     ("menu_registry", "/console/registry", READ_ALL),
     ("menu_people", "/console/people", (Role.ADMIN,)),  # as `/users`
     ("menu_oplog", "/console/oplog", STAFF),  # as `/operator-log`

@@ -107,6 +107,22 @@ def see_other(url: str) -> Response:
     return RedirectResponse(url, status_code=303)
 
 
+def posted(  # noqa: PLR0917 (the form's context)
+    form: str, request: Request, may: bool, session: Session, fields: dict[str, str],
+    send: Callable[[], str], again: Callable[[Refusal], Response],
+) -> Response:  # fmt: skip
+    """A console form sent: CSRF and role (`may`) first; then `send` (the page to go to), or,
+    refused, the transaction rolled back and `again(refusal)` (the page again, saying why)."""
+    sessions.check_csrf(request, fields.get("csrf"))
+    if not may:
+        raise PageError("desk_not_allowed", 403)
+    sent = desk.sent_or_refused(form, send)
+    if isinstance(sent, Refusal):
+        session.rollback()
+        return again(sent)
+    return see_other(sent)
+
+
 # -- a shop's page ----------------------------------------------------------------------------
 
 

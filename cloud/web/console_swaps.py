@@ -16,22 +16,19 @@ from collections.abc import Callable
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from cloud.api import meter_swaps as swaps_api
 from cloud.api.common import CloudKey, DbSession, Now
 from cloud.api.operation_lists import REF
-from cloud.errors import CloudError
 from cloud.people.auth import FIELD, OPERATIONS, Principal
 from cloud.registry.values import PROTOCOLS
-from cloud.web import desk, sessions
+from cloud.web import desk
 from cloud.web.console import Form, Staff, frame
-from cloud.web.console_desk import api_route, see_other
-from cloud.web.desk import FormError, Refusal
+from cloud.web.console_desk import api_route, posted
+from cloud.web.desk import Refusal
 from cloud.web.forms import read_file_form
 from cloud.web.i18n import Lang
-from cloud.web.page_errors import PageError
 from cloud.web.render import page
 
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -75,19 +72,9 @@ def _post(  # noqa: PLR0917 (the form's context)
     fields: dict[str, str], send: Callable[[], str],
 ) -> Response:  # fmt: skip
     """CSRF and role first; then `send` (the page to go to), or the page again with why not."""
-    sessions.check_csrf(request, fields.get("csrf"))
-    if who.role not in MAY[form]:
-        raise PageError("desk_not_allowed", 403)
-    try:
-        return see_other(send())
-    except FormError as exc:
-        refused = desk.invalid(exc)
-    except ValidationError:
-        refused = Refusal(form, "desk_field_bad", {}, 422)
-    except CloudError as exc:
-        refused = desk.refusal(form, exc)
-    session.rollback()
-    return _page(request, lang, who, session, _meter(fields), refused=refused, fields=fields)
+    return posted(form, request, who.role in MAY[form], session, fields, send,
+                  lambda refused: _page(request, lang, who, session, _meter(fields),
+                                        refused=refused, fields=fields))  # fmt: skip
 
 
 def _meter(fields: dict[str, str]) -> str:

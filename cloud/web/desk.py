@@ -18,9 +18,12 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TypeVar
 
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -44,6 +47,8 @@ from ledger.accounts import Pocket, pocket_id
 from ledger.signed import is_reference
 from ledger.transfers import Code
 from ledger.units import MAX_AMOUNT
+
+T = TypeVar("T")
 
 ROWS = 10  # receipts, originals, corrections and refunds shown on a shop's page
 QUEUE_ROWS = 100
@@ -96,6 +101,19 @@ def refusal(form: str, exc: CloudError) -> Refusal:
 
 def invalid(exc: FormError) -> Refusal:
     return Refusal(exc.form, exc.key, exc.values, 422)
+
+
+def sent_or_refused(form: str, send: Callable[[], T]) -> T | Refusal:
+    """`send()`'s answer, or the refusal of `form` the page shows when our checks, the API's
+    body or the API itself refused it."""
+    try:
+        return send()
+    except FormError as exc:
+        return invalid(exc)
+    except ValidationError:  # what the checks let through and the API's body refuses
+        return Refusal(form, "desk_field_bad", {}, 422)
+    except CloudError as exc:
+        return refusal(form, exc)
 
 
 def new_token(kind: str) -> str:

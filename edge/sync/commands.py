@@ -45,6 +45,7 @@ from edge.store import Category, CommandConflict, CommandResult, CommandStatus, 
 from edge.store.writes import Transaction
 from edge.sync import configure, money, takeover, update
 from edge.sync.command_context import Applied, CommandContext, Refusal, integer, text
+from edge.sync.trust import CloudKeyRing
 from ledger.errors import DecodeError, LedgerError
 from ledger.signed import Command, CommandKind, Rejected, open_command
 from ledger.untrusted import load_json
@@ -157,8 +158,10 @@ class CommandDesk:
     """Applies the commands of one concentrator; owns nothing but a reference to the runtime."""
 
     def __init__(self, runtime: Runtime, cloud_keys: Mapping[str, Ed25519PublicKey]) -> None:
+        """`cloud_keys`: the site.toml's; the desk trusts those and the ones the cloud pushed
+        (`edge.sync.trust`)."""
         self.runtime = runtime
-        self.cloud_keys = cloud_keys
+        self.cloud_keys = CloudKeyRing(runtime.store, cloud_keys)
 
     @property
     def highest_seq(self) -> int:

@@ -6,9 +6,11 @@ Both build the candidate document set, parse it with the parser the boot uses
 documents are stored with the command in its transaction; the file and the running site follow
 after the commit (`edge.runtime.reconfigure`).
 
-- `config` {version, documents}: applied only if `version` is above the version applied
-  (stored under `sync:config`); a configuration that drops an account whose pockets still hold
-  anything (posted or pending) is refused.
+- `config` {version, documents[, cloud_keys, retired_cloud_keys]}: applied only if `version` is
+  above the version applied (stored under `sync:config`); a configuration that drops an account
+  whose pockets still hold anything (posted or pending) is refused. The cloud keys it pushes
+  (`ledger.cloud_trust`) are stored under `edge.sync.trust.TRUST_KEY`: the commands and acks
+  after it are opened with them (a rotation of the cloud's command key needs no site.toml edit).
 - `meter_swap` {swap, old, final_wh, meter, initial_wh}: `final_wh` and `initial_wh` are
   registers as billed (after the meter's multiplier). The old meter is billed from where its
   billing stands to `final_wh` (`edge.rules.consumption.bill_final`, code meter_settle); the
@@ -40,7 +42,10 @@ from edge.sync.command_context import (
     text,
     took_effect,
 )
+from edge.sync.trust import TRUST_KEY, pushed
+from ledger import cloud_trust
 from ledger.accounts import Pocket, pocket_id
+from ledger.errors import InvalidValue
 from ledger.invariants import billed_quantity
 from ledger.transfers import Transfer
 from ledger.units import Wh
@@ -80,6 +85,21 @@ def applied_config(d: CommandContext) -> tuple[int, Documents]:
     return 0, read_documents(d.runtime.site)
 
 
+def _trust(d: CommandContext) -> dict[str, Any] | None:
+    """The cloud keys a configuration pushes (`ledger.cloud_trust`), to store under
+    `TRUST_KEY`; None when it pushes none. Refused if it names no key it keeps trusting."""
+    if "cloud_keys" not in d.args and "retired_cloud_keys" not in d.args:
+        return None
+    lists = {name: d.args.get(name, []) for name in ("cloud_keys", "retired_cloud_keys")}
+    try:
+        kept = cloud_trust.ring({}, *pushed(lists))
+    except InvalidValue as exc:
+        raise Refusal(str(exc)) from None
+    if not kept:
+        raise Refusal("cloud_keys names no key it keeps: this concentrator would trust none")
+    return lists
+
+
 def config(d: CommandContext) -> Applied:
     version = integer(d.args, "version", low=1)
     documents = checked_documents(d.args.get("documents"))
@@ -87,6 +107,7 @@ def config(d: CommandContext) -> Applied:
     applied, _ = applied_config(d)
     if version <= applied:
         raise Refusal(f"stale configuration: version {version}, version {applied} is applied")
+    trust = _trust(d)
     site = parsed_site(runtime.site, documents)
     book = runtime.store.book
     for owner in sorted(set(runtime.site.accounts) - set(site.accounts)):
@@ -109,6 +130,8 @@ def config(d: CommandContext) -> Applied:
     after = {m.address for m in site.meters}
     if took_effect(result):
         runtime.stage_site(d.tx, site, version, documents)
+        if trust is not None:
+            d.tx.set_state(TRUST_KEY, trust)
         d.event(
             version=version,
             meters_added=sorted(after - before),

@@ -82,13 +82,13 @@ class SyncService:
         self.settings = settings
         store = runtime.store
         limits = UplinkLimits(settings.batch_bytes, settings.batch_items, settings.priority_alarms)
+        self.desk = CommandDesk(runtime, settings.cloud_keys)
         self.session = UplinkSession(
             store,
             BatchBuilder(store, runtime.key, limits),
-            settings.cloud_keys,
+            self.desk.cloud_keys,  # acks are signed by the key commands are (a pushed one too)
             SessionConfig(settings.window, settings.ack_timeout_s, settings.rate_bytes_s),
         )
-        self.desk = CommandDesk(runtime, settings.cloud_keys)
         will = Status(store.node, False).signed(runtime.key)
         self.link = link or MqttLink(settings, store.node, will)
         self.monotonic = monotonic

@@ -19,7 +19,9 @@ In the command's one transaction, or not at all:
 
 Refused, changing nothing, if a meter taken over is already billed here, a pocket taken over
 already holds anything here, an opening names an account the documents do not, or the
-configuration does not parse. Applied once (the inbox, by command id).
+configuration does not parse. Applied once (the inbox, by command id), and a takeover once: a
+later command of a takeover applied here (the cloud issued it again after the first expired)
+is applied with nothing booked and nothing changed.
 """
 
 from __future__ import annotations
@@ -131,9 +133,16 @@ def _carries(args: Mapping[str, Any], accounts: set[str]) -> list[rules.AccountC
     return out
 
 
+def _done_key(ref: str) -> str:
+    return f"takeover:{ref}"  # the command that applied takeover `ref` here
+
+
 def takeover(d: CommandContext) -> Applied:
     ref = reference(d.args, "takeover")
     from_node = text(d.args, "from_node")
+    done = d.runtime.store.get_state(_done_key(ref))
+    if done is not None:  # sent again (the cloud saw the first expire): applied, changes nothing
+        return d.apply(), [], f"took over {from_node} already (takeover {ref}, command {done})"
     head_seq = integer(d.args, "head_seq", low=0)
     head_hash = d.args.get("head_hash")
     if not isinstance(head_hash, str) or not _HASH.fullmatch(head_hash):
@@ -201,6 +210,7 @@ def takeover(d: CommandContext) -> Applied:
                 dataclasses.replace(before, charges=charges, subsidy=subsidy, water_subsidy=water),
             )
         runtime.stage_site(d.tx, site, version, documents)
+        d.tx.set_state(_done_key(ref), d.command.id)
         d.event(
             takeover=ref,
             from_node=from_node,

@@ -18,19 +18,28 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud import keys
+from cloud.chains import command_keys
 from cloud.cli import main as cloud_cli
+from cloud.config import load_config
+from cloud.db.engine import make_engine, session_factory
 from cloud.errors import Invalid
 from cloud.people.oplog_heads import check
 from cloud.services import ca_rotation
 from cloud.services.broker import CLOUD_ACL, MosquittoBroker, find_mosquitto
 from cloud.services.errors import ServiceError
 from cloud.services.pki import TlsFiles, issue_client_cert, issue_server_cert, load_or_create_ca
+from edge.runtime.boot import boot
+from edge.runtime.clock import ManualClock
+from edge.site import load_site
 from edge.site.model import TlsFiles as EdgeTlsFiles
 from edge.site.site_file import parse_cloud
 from edge.sync.client import tls_context
+from edge.sync.commands import CommandDesk, Handled
 from ledger import key_files
 from ledger.signed import Command, CommandKind, OplogHead, Rejected, open_command, trusted
 from tests.conftest import service_missing
+from tests.edge.sync.operations_kit import MORNING, write_site
+from tests.edge.sync.takeover_kit import documents_of
 
 SECRET = "correct horse battery staple"
 NODE = "edge-0001"
@@ -247,3 +256,106 @@ def test_a_second_stage_or_a_finish_without_one_is_refused(tmp_path: Path) -> No
     ca_rotation.stage(pki)
     with pytest.raises(ca_rotation.RotationRefused, match="staged already"):
         ca_rotation.stage(pki)
+
+
+# -- the command key, pushed through the signed configuration -----------------------------------
+
+
+class _Box:
+    """A real concentrator (demo site, real store and command desk) whose site.toml trusts
+    `configured` only, receiving commands signed by whichever key the cloud signs with."""
+
+    def __init__(self, site_toml: Path, configured: keys.NodeKey) -> None:
+        self.clock = ManualClock(MORNING)
+        self.booted = boot(load_site(site_toml), clock=self.clock)
+        self.desk = CommandDesk(self.booted.runtime, trusted(configured.public_key))
+        self.documents = documents_of(self.booted.runtime.site.settings.config_path)
+        self.seq = self.version = 0
+
+    def send(self, signer: keys.NodeKey, kind: CommandKind, args: dict) -> Handled:
+        self.seq += 1
+        now = self.clock.true_now()
+        node = self.booted.runtime.store.node
+        command = Command(id=uuid.uuid4().hex, seq=self.seq, target=node, kind=kind, issued=now,
+                          expires=now + dt.timedelta(days=1), args=args)  # fmt: skip
+        return self.desk.handle(command.sign(signer))
+
+    def push(self, signer: keys.NodeKey, trust: dict) -> Handled:
+        """The configuration as `site_config.push` sends it: documents and the cloud keys."""
+        self.version += 1
+        args = {"version": self.version, "documents": self.documents, **trust}
+        return self.send(signer, CommandKind.CONFIG, args)
+
+    def time_command(self, signer: keys.NodeKey) -> str:
+        return self.send(signer, CommandKind.TIME, {}).outcome
+
+
+def _pushed_trust(config: Path, signer: keys.NodeKey) -> dict:
+    """What the cloud's next configuration push carries (`cloud.chains.command_keys`)."""
+    engine = make_engine(load_config(config).database_url)
+    try:
+        with session_factory(engine).begin() as session:
+            return command_keys.config_args(session, signer)
+    finally:
+        engine.dispose()
+
+
+def test_the_next_command_key_reaches_the_boxes_with_their_configuration(
+    tmp_path: Path, no_passphrase: None
+) -> None:
+    """No site.toml edit: the box trusts the staged key once it applied the configuration the
+    cloud pushed, and after the switch and the next push it no longer needs the old one (its
+    site.toml still names only the old key, which is now refused)."""
+    assert cloud_cli(["init", "--dir", str(tmp_path / "cloud")]) == 0
+    config, path = tmp_path / "cloud" / "cloud.toml", tmp_path / "cloud" / "cloud-key.pem"
+    old = keys.load(path)
+    site_toml = write_site(tmp_path / "site", 2)
+    box = _Box(site_toml, old)
+    try:
+        assert cloud_cli(["keys", "rotate-command-key", "--config", str(config)]) == 0
+        new = keys.load(keys.next_path(path))
+        assert box.time_command(new) == "rejected"  # not yet pushed: unknown to the box
+        trust = _pushed_trust(config, old)
+        assert trust == {"cloud_keys": [_hex(old), _hex(new)], "retired_cloud_keys": []}
+        assert box.push(old, trust).outcome == "applied"
+        assert box.time_command(new) == box.time_command(old) == "applied"  # both, meanwhile
+
+        assert cloud_cli(["keys", "rotate-command-key", "--switch", "--config", str(config)]) == 0
+        signer = keys.load(path)  # the restarted cloud's key
+        assert signer.key_id == new.key_id
+        trust = _pushed_trust(config, signer)
+        assert trust == {"cloud_keys": [_hex(new)], "retired_cloud_keys": [_hex(old)]}
+        assert box.push(signer, trust).outcome == "applied"
+        assert box.time_command(new) == "applied"
+        assert box.time_command(old) == "rejected"  # retired, though site.toml names it
+        assert set(box.desk.cloud_keys) == {new.key_id}  # what acks and heads are opened with
+    finally:
+        box.booted.close()
+    rebooted = _Box(site_toml, old)  # a restart: what was pushed is in its store
+    try:
+        assert set(rebooted.desk.cloud_keys) == {new.key_id}
+    finally:
+        rebooted.booted.close()
+
+
+@pytest.mark.parametrize(
+    ("trust", "words"),
+    [
+        ({"cloud_keys": ["zz"]}, "64 lower-case hex"),
+        ({"cloud_keys": "ab" * 32}, "must be a list"),
+        ({"cloud_keys": [], "retired_cloud_keys": []}, "names no key"),
+    ],
+)
+def test_a_push_of_keys_that_are_not_keys_or_leave_none_is_refused_and_changes_nothing(
+    tmp_path: Path, trust: dict, words: str
+) -> None:
+    signer = keys.NodeKey.from_seed(bytes(range(32)))
+    box = _Box(write_site(tmp_path / "site", 2), signer)
+    try:
+        refused = box.push(signer, trust)
+        assert refused.outcome == "refused" and refused.result is not None
+        assert words in refused.result.reason
+        assert set(box.desk.cloud_keys) == {signer.key_id}
+        assert box.time_command(signer) == "applied"
+    finally:
+        box.booted.close()

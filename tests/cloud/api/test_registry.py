@@ -20,6 +20,7 @@ from cloud.people import oplog
 from cloud.people.auth import Role
 from cloud.registry import holdings
 from ledger.accounts import Pocket, System, pocket_id, system_id
+from ledger.cloud_trust import public_hex
 from ledger.signed import CommandKind, open_command, trusted
 from ledger.transfers import Code
 from ledger.wire import AckStatus
@@ -433,7 +434,10 @@ def test_config_preview_and_push(
     sent = _commands(engine, NODE)
     assert [c.id for c in sent] == [first["command_id"], second["command_id"]]
     args = _opened(site, sent[-1], NODE)
-    assert args == {"version": 2, "documents": preview["documents"]}
+    assert args == {  # and the cloud keys the box is to trust: the one signing, none retired
+        "version": 2, "documents": preview["documents"],
+        "cloud_keys": [public_hex(site.key.public_key)], "retired_cloud_keys": [],
+    }  # fmt: skip
     pushes = log_tail(engine, 2)
     assert [(r.action, r.target, r.before, r.after) for r in pushes] == [
         ("config.push", f"node:{NODE}", {"version": 0}, {"version": 1, "command": sent[0].id}),

@@ -25,6 +25,7 @@ from cloud.operations.states import (
     MOVE,
     RECHARGE,
     REFUND,
+    TAKEOVER,
     Machine,
 )
 
@@ -80,6 +81,20 @@ LIFECYCLES: dict[str, tuple[set[str], set[tuple[str, str, str]], set[str]]] = {
         },
         {"settled", "failed", "voided"},
     ),
+    "takeover": (
+        {"requested"},
+        {
+            ("requested", "approved", "issued"),
+            ("requested", "rejected", "rejected"),
+            ("rejected", "requested", "requested"),
+            ("issued", "applied", "applied"),
+            ("issued", "refused", "refused"),
+            ("issued", "reissued", "issued"),
+            ("refused", "reissued", "issued"),
+            ("refused", "applied", "applied"),
+        },
+        {"applied"},
+    ),
 }
 BY_NAME = {m.name: m for m in MACHINES}
 EVERY = pytest.mark.parametrize("name", sorted(LIFECYCLES))
@@ -96,7 +111,7 @@ def words(enum: type[StrEnum]) -> set[str]:
 
 def test_every_operation_has_a_machine() -> None:
     assert set(BY_NAME) == set(LIFECYCLES)
-    assert (RECHARGE, CORRECTION, REFUND, METER_SWAP, MOVE) == MACHINES
+    assert (RECHARGE, CORRECTION, REFUND, METER_SWAP, MOVE, TAKEOVER) == MACHINES
 
 
 @EVERY

@@ -29,8 +29,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.chains import commands
 from cloud.db import models
+from cloud.db.auth import OperatorLogEntry
 from cloud.db.models import Command, LedgerEntry, NodeStatus
-from cloud.errors import Conflict, Invalid
+from cloud.errors import Conflict, Forbidden, Invalid
 from cloud.ingest import concentrators
 from cloud.ingest.handler import Ingest
 from cloud.keys import CLOUD_NODE
@@ -56,6 +57,7 @@ pytestmark = pytest.mark.slow
 
 OLD, NEW = "edge-demo-0001", "edge-new"
 OPERATOR = Actor("op-li", "operator")
+ADMIN = Actor("admin-wang", "admin")  # the second user, who approves
 HOURS_6 = dt.timedelta(hours=6)
 # The old box starts two days before December: November's subsidy is acknowledged, December's
 # is issued in the days it never sent (and so by the new box, once).
@@ -89,16 +91,29 @@ class World:
             payload = commands.get(session, command_id).payload
         applied(node.desk.handle(payload))
 
-    def take_over(self) -> models.Command:
+    def issue(self) -> str:
+        """Asked for by the operator, approved by the admin: the takeover command's id."""
         with self.sessions.begin() as session:
-            row, created = takeovers.take_over(
-                session, OLD, NEW, key=self.key, now=self.at(self.new), actor=OPERATOR
-            )
+            _, created = takeovers.request(session, OLD, NEW, now=self.at(self.new),
+                                           actor=OPERATOR)  # fmt: skip
             assert created
-            command_id = row.command_id
+        with self.sessions.begin() as session:
+            row, changed = takeovers.approve(session, OLD, key=self.key, now=self.clock(),
+                                             actor=ADMIN)  # fmt: skip
+            assert changed and row.command_id is not None
+            return row.command_id
+
+    def take_over(self) -> models.Command:
+        command_id = self.issue()
         self.deliver(self.new, command_id)
         with self.sessions() as session:
             return commands.get(session, command_id)
+
+    def deliver_refused(self, command_id: str, reason: str) -> None:
+        with self.sessions() as session:
+            payload = commands.get(session, command_id).payload
+        handled = self.new.desk.handle(payload)
+        assert handled.outcome == "refused" and reason in handled.message, handled.message
 
     def chain(self, node: str) -> list[Transfer]:
         with self.sessions() as session:
@@ -249,15 +264,28 @@ def test_a_new_box_that_already_bills_the_meters_refuses_and_an_alarm_says_so(
                                 key=w.key, now=w.at(w.new)).id  # fmt: skip
     w.deliver(w.new, pushed)
     w.new.cycles(2)
-    with w.sessions.begin() as session:
-        row, _ = takeovers.take_over(session, OLD, NEW, key=w.key, now=w.at(w.new), actor=OPERATOR)
-        payload = commands.get(session, row.command_id).payload
-    handled = w.new.desk.handle(payload)
-    assert handled.outcome == "refused" and "already billed here" in handled.message
-    w.upload(w.new)
+    w.at(w.new)
+    w.deliver_refused(w.issue(), "already billed here")
+    after = w.upload(w.new)
     with w.sessions() as session:
         kinds = session.scalars(select(models.Alarm.kind).where(models.Alarm.node == NEW)).all()
         assert "takeover_refused" in kinds
+        assert _state(session) == "refused"
+    # the operator cannot fix that box's meters: it is issued again (same plan, a new command)
+    # and refused again; the state follows the last command
+    with w.sessions.begin() as session:
+        first = takeovers.get(session, OLD).command_id
+        row = takeovers.reissue(session, OLD, key=w.key, now=w.clock(), actor=OPERATOR)
+        second = row.command_id
+        assert second != first and row.commands == [first, second]
+        assert _args(session, second) == _args(session, first)  # the same plan
+        assert _state(session) == "approved"  # not yet handed to the box
+    w.deliver_refused(second, "already billed here")
+    w.upload(w.new, after)
+    with w.sessions() as session:
+        assert _state(session) == "refused"
+        reissued = oplog_actions(session)
+    assert reissued[-1] == ("concentrator.takeover.reissue", "op-li")
 
 
 def test_a_recovered_store_is_reconciled_and_nothing_is_booked_twice(world: World) -> None:
@@ -298,13 +326,10 @@ def test_a_tampered_export_or_a_second_takeover_is_refused(world: World) -> None
         takeovers.recover(session, OLD, forged, now=w.clock(), actor=OPERATOR)
     with w.sessions.begin() as session:
         assert takeovers.get(session, OLD).recovered is None
-        _, created = takeovers.take_over(
-            session, OLD, NEW, key=w.key, now=w.clock(), actor=OPERATOR
-        )
+        _, created = takeovers.request(session, OLD, NEW, now=w.clock(), actor=OPERATOR)
         assert not created
         with pytest.raises(Conflict):
-            takeovers.take_over(session, OLD, "edge-other", key=w.key, now=w.clock(),
-                                actor=OPERATOR)  # fmt: skip
+            takeovers.request(session, OLD, "edge-other", now=w.clock(), actor=OPERATOR)
     with w.sessions() as session:
         sent = session.scalars(
             select(Command.id).where(Command.node == NEW, Command.kind == Kind.TAKEOVER.value)
@@ -315,9 +340,108 @@ def test_a_tampered_export_or_a_second_takeover_is_refused(world: World) -> None
 def test_a_takeover_the_cloud_cannot_plan_changes_nothing(world: World) -> None:
     w = world
     with w.sessions.begin() as session, pytest.raises(Invalid, match="configuration"):
-        takeovers.take_over(session, NEW, OLD, key=w.key, now=w.clock(), actor=OPERATOR)
+        takeovers.request(session, NEW, OLD, now=w.clock(), actor=OPERATOR)
     with w.sessions() as session:
         for node in (OLD, NEW):
             row = session.get(models.Concentrator, node)
             assert row is not None and row.status == NodeStatus.ACTIVE.value
         assert session.scalar(select(Command.id).where(Command.kind == Kind.TAKEOVER.value)) is None
+
+
+def _state(session: Session) -> str:
+    row = takeovers.get(session, OLD)
+    return takeovers.state(row.status, takeovers.command_status(session, row))
+
+
+def _args(session: Session, command_id: str | None) -> dict[str, object]:
+    assert command_id is not None
+    return {k: v for k, v in commands.get(session, command_id).args.items() if k != "version"}
+
+
+def oplog_actions(session: Session) -> list[tuple[str, str]]:
+    rows = session.execute(
+        select(OperatorLogEntry.action, OperatorLogEntry.user)
+        .where(OperatorLogEntry.target == f"node:{OLD}")
+        .order_by(OperatorLogEntry.seq)
+    )
+    return [(a, u) for a, u in rows]
+
+
+def test_a_takeover_waits_for_a_second_user_and_books_nothing_until_approved(
+    world: World,
+) -> None:
+    w = world
+    cloud_before = len(w.chain(CLOUD_NODE))
+    with w.sessions.begin() as session:
+        row, created = takeovers.request(session, OLD, NEW, now=w.at(w.new), actor=OPERATOR)
+        assert created and row.status == "requested" and row.command_id is None
+        assert row.plan["openings"] and row.plan["meters"]  # what the approver is shown
+        planned = row.plan
+    with w.sessions() as session:
+        assert session.get(models.Concentrator, OLD).status == NodeStatus.ACTIVE.value
+        assert session.scalar(select(Command.id).where(Command.kind == Kind.TAKEOVER.value)) is None
+    assert len(w.chain(CLOUD_NODE)) == cloud_before
+    # the one who asked cannot approve it, nor reject it
+    with w.sessions.begin() as session, pytest.raises(Forbidden, match="second user"):
+        takeovers.approve(session, OLD, key=w.key, now=w.clock(), actor=OPERATOR)
+    with w.sessions.begin() as session, pytest.raises(Forbidden, match="second user"):
+        takeovers.reject(session, OLD, now=w.clock(), actor=OPERATOR)
+    # rejected: nothing booked; asked for again, it waits again
+    with w.sessions.begin() as session:
+        row, changed = takeovers.reject(session, OLD, now=w.clock(), actor=ADMIN)
+        assert changed and row.status == "rejected" and row.approved_by == ADMIN.user
+        with pytest.raises(Conflict, match="only a held one"):
+            takeovers.approve(session, OLD, key=w.key, now=w.clock(), actor=ADMIN)
+    assert len(w.chain(CLOUD_NODE)) == cloud_before
+    with w.sessions.begin() as session:
+        row, created = takeovers.request(session, OLD, NEW, now=w.clock(), actor=OPERATOR)
+        assert created and row.status == "requested" and row.approved_by is None
+        with pytest.raises(Conflict, match="taken over by"):
+            takeovers.request(session, OLD, "edge-other", now=w.clock(), actor=OPERATOR)
+    with w.sessions.begin() as session:
+        row, changed = takeovers.approve(session, OLD, key=w.key, now=w.clock(), actor=ADMIN)
+        assert changed and row.status == "issued" and row.plan == planned
+        again, changed = takeovers.approve(session, OLD, key=w.key, now=w.clock(), actor=ADMIN)
+        assert not changed and again.commands == [row.command_id]
+        assert session.get(models.Concentrator, OLD).status == NodeStatus.RETIRED.value
+        with pytest.raises(Conflict, match="only a refused or expired"):
+            takeovers.reissue(session, OLD, key=w.key, now=w.clock(), actor=OPERATOR)
+    assert len(w.chain(CLOUD_NODE)) > cloud_before  # the closings, once
+    with w.sessions() as session:
+        assert oplog_actions(session) == [
+            ("concentrator.takeover.request", "op-li"),
+            ("concentrator.takeover.reject", "admin-wang"),
+            ("concentrator.takeover.request", "op-li"),
+            ("concentrator.takeover", "admin-wang"),
+        ]
+
+
+def test_a_takeover_whose_command_expired_is_issued_again_and_applied_once(
+    world: World,
+) -> None:
+    w = world
+    first = w.issue()
+    with w.sessions() as session:
+        payload = commands.get(session, first).payload
+    # the box applied it just before it expired, but its answer comes late
+    late = w.new.desk.handle(payload)
+    assert late.outcome == "applied"
+    with w.sessions.begin() as session:
+        later = commands.get(session, first).expires + dt.timedelta(seconds=1)
+        assert commands.expire(session, later, NEW) == 1
+        assert _state(session) == "expired"
+        row = takeovers.reissue(session, OLD, key=w.key, now=later, actor=OPERATOR)
+        second = row.command_id
+        assert second is not None and second != first
+    w.deliver(w.new, second)  # applied, nothing booked again (the box applies a takeover once)
+    w.new.cycles(4)
+    w.upload(w.new)
+    with w.sessions() as session:
+        assert _state(session) == "applied"
+        assert books.verify(session) == []
+        statuses = {c: commands.get(session, c).status for c in (first, second)}
+        assert statuses == {first: "applied", second: "applied"}
+    union = _union(w)
+    assert ledger_violations(union, replay(union).balances()) == []
+    opened = [t for t in w.chain(NEW) if t.code is Code.TAKEOVER]
+    assert len(opened) == len({t.id for t in opened}) > 0  # each pocket opened once

@@ -150,6 +150,18 @@ def test_a_repeated_takeover_books_nothing_more(replaced: Replaced) -> None:
     assert r.new.store.chain.seq == seq
 
 
+def test_the_same_takeover_issued_again_is_applied_once(replaced: Replaced) -> None:
+    """The cloud issues a takeover again when its command expired, though the box may have
+    applied it: the second command is applied with nothing booked and nothing changed."""
+    r = replaced
+    applied(r.new.send(CommandKind.TAKEOVER, r.args()))
+    r.new.cycles(2)
+    before = r.new.snapshot()
+    again = applied(r.new.send(CommandKind.TAKEOVER, r.args(version=2)))
+    assert again.result is not None and again.result.first_delivery
+    assert "already" in again.message and r.new.snapshot() == before
+
+
 @pytest.mark.parametrize(
     ("change", "words"),
     [

@@ -12,7 +12,7 @@ the GPS position and the device, which a ticket does not need to keep. Any other
 
 `attach` stores a checked photo on a ticket, once per phone key: the same key with the same
 bytes answers the photo kept the first time; the same key with other bytes (or another
-ticket) is refused (`Conflict`).
+ticket) is refused (`Conflict`), also when the two race (`once.add_once`).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from cloud.db.faults import FaultPhoto
 from cloud.errors import Conflict, Invalid, NotFound
 from cloud.operations import faults
+from cloud.operations.once import add_once
 from cloud.people import oplog
 
 MAX_BYTES = 5 << 20  # a phone camera's JPEG is 2-5 MB
@@ -148,14 +149,8 @@ def attach(
     `client_key` brought these bytes for this ticket already. `NotFound`, `PhotoRefused`,
     `Conflict` (the key was used for other bytes or another ticket) change nothing."""
     sent = hashlib.sha256(data).hexdigest()
-    if client_key is not None:
-        done = session.scalars(
-            select(FaultPhoto).where(FaultPhoto.client_key == client_key)
-        ).first()
-        if done is not None:
-            if done.fault_id != fault_id or done.sent_sha256 != sent:
-                raise Conflict(f"key {client_key} was used for another photo")
-            return done, False
+    if client_key is not None and (done := _keyed(session, client_key)) is not None:
+        return _replayed(done, fault_id, sent), False
     fault = faults.one(session, fault_id)
     image = checked_image(data, declared)
     photo = FaultPhoto(fault_id=fault.id, content_type=image.media_type, width=image.width,
@@ -163,13 +158,27 @@ def attach(
                        data=image.data, by=actor.user, created=now,
                        taken=None if taken is None else taken.astimezone(dt.UTC),
                        client_key=client_key)  # fmt: skip
-    session.add(photo)
+    if client_key is None:
+        session.add(photo)
+    elif (twin := add_once(session, photo, lambda: _keyed(session, client_key))) is not None:
+        return _replayed(twin, fault_id, sent), False  # a concurrent request's, committed first
     fault.updated = now
     session.flush()
     oplog.record(session, actor, "fault.photo", f"fault:{fault.id}", None,
                  {"photo": photo.id, "type": image.media_type, "size": photo.size,
                   "sha256": sent}, now)  # fmt: skip
     return photo, True
+
+
+def _keyed(session: Session, client_key: str) -> FaultPhoto | None:
+    query = select(FaultPhoto).where(FaultPhoto.client_key == client_key)
+    return session.scalars(query.execution_options(populate_existing=True)).first()
+
+
+def _replayed(done: FaultPhoto, fault_id: int, sent: str) -> FaultPhoto:
+    if done.fault_id != fault_id or done.sent_sha256 != sent:
+        raise Conflict(f"key {done.client_key} was used for another photo")
+    return done
 
 
 def listed(session: Session, fault_id: int) -> list[FaultPhoto]:

@@ -10,7 +10,8 @@ operator log.
 `TRANSITIONS` is the whole machine: a move not in it is refused (409) and changes nothing. A
 ticket opened from an alarm takes the alarm's concentrator and meter, and its kind from the
 alarm's (`KIND_OF_ALARM`); one alarm opens at most one ticket that is not closed. A comment
-is a step that keeps the status (`before` == `after`).
+is a step that keeps the status (`before` == `after`). `assign` gives a ticket to a technician
+(an active user of a field role), logged `fault.assign`; it is not a step of the history.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from dataclasses import dataclass
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
+from cloud.db.auth import User
 from cloud.db.faults import Fault, FaultStep
 from cloud.db.models import Alarm
 from cloud.errors import Conflict, Invalid, NotFound
 from cloud.operations.once import add_once
 from cloud.people import oplog
+from cloud.people.auth import FIELD
 
 KINDS = ("meter_offline", "read_failures", "relay_fault", "bus_down", "concentrator_offline",
          "tamper", "other")  # fmt: skip
@@ -228,10 +231,46 @@ def _replayed_comment(done: FaultStep, fault_id: int, text: str) -> FaultStep:
     return done
 
 
+def technicians(session: Session) -> list[User]:
+    """The users a ticket may be assigned to: active, in a field role, by name."""
+    field_roles = [r.value for r in FIELD]
+    query = select(User).where(User.active.is_(True), User.role.in_(field_roles))
+    return list(session.scalars(query.order_by(User.name)))
+
+
+def assign(
+    session: Session,
+    fault_id: int,
+    assignee: str | None,
+    *,
+    actor: oplog.Actor,
+    now: dt.datetime,
+) -> Fault:
+    """Give the ticket to `assignee` (None: to nobody), an active user of a field role (else
+    `Invalid`); logged `fault.assign` with who had it before. A closed ticket keeps its last
+    assignee (`Conflict`); the same assignee again changes and logs nothing."""
+    fault = session.scalars(select(Fault).where(Fault.id == fault_id).with_for_update()).first()
+    if fault is None:
+        raise NotFound(f"no fault {fault_id}")
+    if assignee is not None:
+        user = session.get(User, assignee)
+        if user is None or not user.active or user.role not in FIELD:
+            raise Invalid(f"{assignee!r} is not an active installer, operator or admin")
+    if fault.status == "closed":
+        raise Conflict(f"fault {fault_id} is closed")
+    if fault.assignee == assignee:
+        return fault
+    before, fault.assignee, fault.updated = fault.assignee, assignee, now
+    oplog.record(session, actor, "fault.assign", f"fault:{fault.id}", {"assignee": before},
+                 {"assignee": assignee}, now)  # fmt: skip
+    return fault
+
+
 def listed(*, status: str | None = None, node: str | None = None, meter: str | None = None,
-           active: bool | None = None) -> Select[Fault]:  # fmt: skip
-    """Tickets, the most recently changed first; `active`: not closed (True) or closed."""
-    query = select(Fault)
+           active: bool | None = None, assignee: str | None = None) -> Select[Fault]:  # fmt: skip
+    """Tickets, the most recently changed first; `active`: not closed (True) or closed;
+    `assignee`: given to that user."""
+    query = select(Fault).where(Fault.assignee == assignee) if assignee else select(Fault)
     for column, value in ((Fault.status, status), (Fault.node, node), (Fault.meter, meter)):
         if value is not None:
             query = query.where(column == value)

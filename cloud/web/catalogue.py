@@ -1304,6 +1304,23 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "field_queue_empty": ("没有待上传的记录。", "Nothing waiting to be sent."),
     "field_tickets_title": ("故障工单", "Fault tickets"),
     "field_no_tickets": ("没有未关闭的工单。", "No open tickets."),
+    "field_no_tickets_mine": ("没有派给您的未关闭工单。", "No open tickets assigned to you."),
+    "field_tickets_all": ("全部", "All"),
+    "field_tickets_mine": ("派给我的", "Mine"),
+    "field_assigned_to": ("负责人 {user}", "assigned to {user}"),
+    "field_assignee": ("负责人", "Assigned to"),
+    "field_nobody": ("未指派", "Nobody"),
+    "field_assign_to": ("指派给", "Assign to"),
+    "field_assign": ("指派", "Assign"),
+    "field_assign_not_allowed": (
+        "只有管理员和操作员可以指派工单。",
+        "Only administrators and operators assign tickets.",
+    ),
+    "field_assign_refused": (
+        "无法指派：请选择在职的安装人员、操作员或管理员；已关闭的工单不能再指派。",
+        "Not assigned: choose an active installer, operator or admin; a closed ticket is not "
+        "assigned again.",
+    ),
     "field_alarms_title": ("未消除的告警", "Active alarms"),
     "field_no_alarms": ("没有未消除的告警。", "No active alarms."),
     "field_open_from_alarm": ("开工单", "Open ticket"),

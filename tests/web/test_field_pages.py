@@ -29,7 +29,7 @@ from cloud.web.render import STATIC
 from tests.cloud.api.conftest import M1
 from tests.web.console_world import STAFF_USERS, add_staff_and_readings
 from tests.web.html import csrf_of
-from tests.web.world import MERCHANT, NOW, PASSWORD, World
+from tests.web.world import MERCHANT, NOW, OPERATOR, PASSWORD, World
 
 INSTALLER = STAFF_USERS[Role.INSTALLER]
 
@@ -292,3 +292,38 @@ def test_a_photo_as_the_queue_sends_it_is_kept_once_and_shown(
     assert client.get(f"{ticket}/photos/{photo['id'] + 1}").status_code == 404
     client.post("/field/logout", data={"csrf": csrf})
     assert client.get(photo["url"], follow_redirects=False).status_code in {303, 401}
+
+
+def test_an_operator_assigns_a_ticket_and_the_installer_sees_it_as_theirs(
+    client: TestClient, world: World
+) -> None:
+    csrf = technician(client)
+    opened = client.post("/field/faults", data={"csrf": csrf, "kind": "bus_down",
+                         "node": "edge-0001"}, follow_redirects=False)  # fmt: skip
+    ticket = opened.headers["location"]
+    assert 'id="assign-form"' not in client.get(ticket).text  # dispatching is not the installer's
+    refused = client.post(f"{ticket}/assignee", data={"csrf": csrf, "user": INSTALLER})
+    assert refused.status_code == 403 and "只有管理员和操作员可以指派工单" in refused.text
+    assert "没有派给您的未关闭工单" in client.get("/field/?tickets=mine").text
+    client.cookies.clear()
+    log_in(client, OPERATOR)
+    csrf = csrf_of(client.get(ticket).text)
+    page = client.get(ticket).text
+    assert 'id="assign-form"' in page and f'value="{INSTALLER}"' in page
+    assert f'value="{STAFF_USERS[Role.FINANCE]}"' not in page  # not a field role
+    bad = client.post(f"{ticket}/assignee", data={"csrf": csrf, "user": STAFF_USERS[Role.FINANCE]})
+    assert bad.status_code == 422 and "无法指派" in bad.text
+    assert client.post(f"{ticket}/assignee", data={"user": INSTALLER}).status_code == 403  # CSRF
+    done = client.post(f"{ticket}/assignee", data={"csrf": csrf, "user": INSTALLER},
+                       follow_redirects=False)  # fmt: skip
+    assert done.status_code == 303
+    assert f'id="ticket-assignee">{INSTALLER}<' in client.get(ticket).text
+    with Session(world.engine) as session:
+        logged = session.scalars(select(OperatorLogEntry).where(
+            OperatorLogEntry.action == "fault.assign")).one()  # fmt: skip
+        assert (logged.user, logged.after) == (OPERATOR, {"assignee": INSTALLER})
+    client.cookies.clear()
+    technician(client)
+    mine = client.get("/field/?tickets=mine").text
+    assert ticket in mine and f"负责人 {INSTALLER}" in mine
+    assert client.get("/field/?tickets=nonsense").status_code == 422

@@ -1304,6 +1304,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "field_queue_empty": ("没有待上传的记录。", "Nothing waiting to be sent."),
     "field_tickets_title": ("故障工单", "Fault tickets"),
     "field_no_tickets": ("没有未关闭的工单。", "No open tickets."),
+    "field_send_photo": ("上传照片", "Send the photo"),
+    "field_photo_refused": (
+        "照片未保存：请拍摄 JPEG、PNG 或 WebP 格式、不超过 5 MB 的照片后重试。",
+        "The photo was not kept: take a JPEG, PNG or WebP photo of at most 5 MB and try again.",
+    ),
     "field_no_tickets_mine": ("没有派给您的未关闭工单。", "No open tickets assigned to you."),
     "field_tickets_all": ("全部", "All"),
     "field_tickets_mine": ("派给我的", "Mine"),

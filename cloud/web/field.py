@@ -175,7 +175,7 @@ def logout(request: Request, form: Fields, session: DbSession, now: Now) -> Resp
 FaultId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
-def _ticket_page(
+def ticket_page(
     request: Request,
     lang: tuple[str, bool],
     who: Principal,
@@ -196,7 +196,7 @@ def _ticket_page(
     return page(request, "field/fault.html", lang, status=status, **frame(request, who),
                 fault=fault, entries=[(kind, row) for _, kind, _, row in entries],
                 moves=sorted(faults.TRANSITIONS[fault.status], key=faults.STATUSES.index),
-                error=error, new_key=str(uuid.uuid4()),
+                error=error, new_key=str(uuid.uuid4()), photo_key=str(uuid.uuid4()),
                 technicians=faults.technicians(session) if may_assign(who) else [])  # fmt: skip
 
 
@@ -208,7 +208,7 @@ def may_assign(who: Principal) -> bool:
 @router.get("/faults/{fault_id}")
 def ticket(request: Request, lang: Lang, who: Technician, session: DbSession,
            fault_id: FaultId) -> Response:  # fmt: skip
-    return _ticket_page(request, lang, who, session, fault_id)
+    return ticket_page(request, lang, who, session, fault_id)
 
 
 def _optional(form: dict[str, str], name: str) -> str | None:
@@ -257,7 +257,7 @@ def move_ticket(  # noqa: PLR0917 (FastAPI's dependencies)
         status = {Invalid: 422, NotFound: 404, Conflict: 409}[type(exc)]
         if is_json(request):
             return JSONResponse({"error": str(exc)}, status_code=status)
-        return _ticket_page(request, lang, who, session, fault_id, error="fault_move_refused",
+        return ticket_page(request, lang, who, session, fault_id, error="fault_move_refused",
                             status=status)  # fmt: skip
     if is_json(request):
         return JSONResponse({"id": fault.id, "status": fault.status})
@@ -281,7 +281,7 @@ def comment_ticket(  # noqa: PLR0917 (FastAPI's dependencies)
         status = {Invalid: 422, NotFound: 404, Conflict: 409}[type(exc)]
         if is_json(request):
             return JSONResponse({"error": str(exc)}, status_code=status)
-        return _ticket_page(request, lang, who, session, fault_id, error="fault_comment_bad",
+        return ticket_page(request, lang, who, session, fault_id, error="fault_comment_bad",
                             status=status)  # fmt: skip
     if is_json(request):
         return JSONResponse({"id": step.id, "fault": fault_id})
@@ -301,7 +301,7 @@ def assign_ticket(  # noqa: PLR0917 (FastAPI's dependencies)
     except (Invalid, NotFound, Conflict) as exc:
         session.rollback()
         status = {Invalid: 422, NotFound: 404, Conflict: 409}[type(exc)]
-        return _ticket_page(request, lang, who, session, fault_id, error="field_assign_refused",
+        return ticket_page(request, lang, who, session, fault_id, error="field_assign_refused",
                             status=status)  # fmt: skip
     return RedirectResponse(f"/field/faults/{fault_id}", status_code=303)
 

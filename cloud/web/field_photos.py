@@ -4,11 +4,15 @@ records, when the phone is back online (`static/field.js`).
 
     POST /field/faults/{id}/photos        the image's bytes as the body (Content-Type the
                                           image's), `X-CSRF-Token`, `X-Idempotency-Key` (the
-                                          phone's key), `?taken=` the phone's time of the shot
+                                          phone's key), `?taken=` the phone's time of the shot;
+                                          or a form without script (`multipart/form-data`:
+                                          `csrf`, `key` the page made, the file `photo`),
+                                          answered with the ticket's page
     GET  /field/faults/{id}/photos/{p}    the photo, for the ticket's history (the session's)
 
 The photo goes through the API's service (`cloud.operations.photos.attach`): checked by its
-magic bytes and by decoding it, re-encoded without metadata, kept once per key.
+magic bytes and by decoding it, re-encoded without metadata, kept once per key — whichever
+way it came.
 """
 
 from __future__ import annotations
@@ -17,14 +21,15 @@ import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 
 from cloud.api.common import DbSession, Now
 from cloud.api.faults import photo_response, raw_body
 from cloud.errors import Conflict, Invalid, NotFound
 from cloud.operations import photos
-from cloud.web import field, sessions
+from cloud.web import field, multipart, sessions
 from cloud.web.field import FaultId, Technician
+from cloud.web.i18n import Lang
 from cloud.web.page_errors import PageError
 
 router = APIRouter(prefix="/field", include_in_schema=False)
@@ -47,26 +52,39 @@ def _taken(text: str, now: dt.datetime) -> dt.datetime | None:
 @router.post("/faults/{fault_id}/photos")
 def add_photo(  # noqa: PLR0917 (FastAPI's dependencies)
     request: Request,
+    lang: Lang,
     who: Technician,
     body: Annotated[bytes, Depends(raw_body)],
     session: DbSession,
     now: Now,
     fault_id: FaultId,
-    content_type: Annotated[str, Header(max_length=100)] = "",
+    content_type: Annotated[str, Header(max_length=200)] = "",
     x_csrf_token: Annotated[str | None, Header(max_length=200)] = None,
     x_idempotency_key: Annotated[str | None, Header(max_length=100)] = None,
     taken: Annotated[str, Query(max_length=40)] = "",
 ) -> Response:
-    sessions.check_csrf(request, x_csrf_token)
+    as_form = content_type.split(";", 1)[0].strip().lower() == multipart.MEDIA_TYPE
     try:
-        if x_idempotency_key is None or not field.KEY.fullmatch(x_idempotency_key):
+        if as_form:  # a form without script: the page's key; the time is the server's
+            fields, upload = multipart.parse_multipart(body, content_type, "photo")
+            sessions.check_csrf(request, fields.get("csrf"))
+            key, data, declared, when = fields.get("key"), upload.data, upload.content_type, None
+        else:
+            sessions.check_csrf(request, x_csrf_token)
+            key, data, declared, when = x_idempotency_key, body, content_type, _taken(taken, now)
+        if key is None or not field.KEY.fullmatch(key):
             raise Invalid("a photo carries its key, 8-64 letters, digits or dashes")
-        photo, new = photos.attach(session, fault_id, body, content_type, actor=who.actor,
-                                   now=now, client_key=x_idempotency_key,
-                                   taken=_taken(taken, now))  # fmt: skip
+        photo, new = photos.attach(session, fault_id, data, declared, actor=who.actor, now=now,
+                                   client_key=key, taken=when)  # fmt: skip
     except (Invalid, NotFound, Conflict) as exc:
         session.rollback()
-        return JSONResponse({"error": str(exc)}, status_code=STATUS[type(exc)])
+        status = STATUS[type(exc)]
+        if as_form:
+            return field.ticket_page(request, lang, who, session, fault_id,
+                                     error="field_photo_refused", status=status)  # fmt: skip
+        return JSONResponse({"error": str(exc)}, status_code=status)
+    if as_form:
+        return RedirectResponse(f"/field/faults/{fault_id}", status_code=303)
     return JSONResponse({"id": photo.id, "fault": fault_id, "new": new,
                          "url": f"/field/faults/{fault_id}/photos/{photo.id}"},
                         status_code=201 if new else 200)  # fmt: skip

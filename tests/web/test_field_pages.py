@@ -7,6 +7,7 @@ the queue sends them (raw bytes, a key, applied once), and its PWA files."""
 from __future__ import annotations
 
 import io
+import re
 import struct
 import uuid
 from collections.abc import Iterator
@@ -327,3 +328,44 @@ def test_an_operator_assigns_a_ticket_and_the_installer_sees_it_as_theirs(
     mine = client.get("/field/?tickets=mine").text
     assert ticket in mine and f"负责人 {INSTALLER}" in mine
     assert client.get("/field/?tickets=nonsense").status_code == 422
+
+
+def test_a_photo_sent_by_a_form_without_script_is_checked_kept_once_and_stripped(
+    client: TestClient, world: World
+) -> None:
+    csrf = technician(client)
+    opened = client.post("/field/faults", data={"csrf": csrf, "kind": "tamper", "meter": M1},
+                         follow_redirects=False)  # fmt: skip
+    ticket = opened.headers["location"]
+    page = client.get(ticket).text
+    assert 'enctype="multipart/form-data"' in page and 'id="photo-send"' in page
+    found = re.search(r'id="photo-form".*?name="key" value="([^"]+)"', page, re.S)
+    assert found is not None
+    key = found[1]
+    exif = Image.Exif()
+    exif[0x010F] = "PhoneMaker"  # Make
+    exif[0x8825] = {1: "N", 2: (22.0, 32.0, 0.0)}  # GPSInfo: where it was taken
+    out = io.BytesIO()
+    Image.new("RGB", (80, 60), (200, 30, 30)).save(out, "JPEG", exif=exif)
+    camera = {"photo": ("IMG_0001.jpg", out.getvalue(), "image/jpeg")}
+    form = {"csrf": csrf, "key": key}
+    assert client.post(f"{ticket}/photos", data={"key": key}, files=camera).status_code == 403
+    for sent in ({"photo": ("x.jpg", b"\xff\xd8\xff\xe0 not a jpeg", "image/jpeg")},
+                 {"photo": ("x.png", out.getvalue(), "image/png")}):  # fmt: skip
+        refused = client.post(f"{ticket}/photos", data=form, files=sent)
+        assert refused.status_code == 422 and "照片未保存" in refused.text
+    no_file = client.post(f"{ticket}/photos", data=form, files={"other": ("a", b"b", "text/plain")})
+    assert no_file.status_code == 422
+    assert count(world, FaultPhoto) == 0
+    for _ in range(2):  # sent again (a double tap, the back button): kept once
+        done = client.post(f"{ticket}/photos", data=form, files=camera, follow_redirects=False)
+        assert (done.status_code, done.headers["location"]) == (303, ticket)
+    with Session(world.engine) as session:
+        kept = session.scalars(select(FaultPhoto)).one()
+        assert (kept.content_type, kept.width, kept.height) == ("image/jpeg", 80, 60)
+        with Image.open(io.BytesIO(kept.data)) as image:
+            assert not image.getexif()
+    out = io.BytesIO()
+    Image.new("RGB", (80, 60), (30, 30, 200)).save(out, "JPEG")
+    other = {"photo": ("IMG_0002.jpg", out.getvalue(), "image/jpeg")}  # another photo, the key
+    assert client.post(f"{ticket}/photos", data=form, files=other).status_code == 409

@@ -185,11 +185,12 @@
     note: form.elements.note.value,
   }), (form) => `${form.dataset.ticket} · ${form.elements.note.value.trim().slice(0, 30)}`);
 
-  // A photo: queued as soon as it is taken (the camera's file, kept in IndexedDB as a Blob).
-  // Without script the form stays hidden: a photo is sent as its bytes, not as a form.
+  // A photo: queued as soon as it is taken (the camera's file, kept in IndexedDB as a Blob) and
+  // sent as its bytes. Without script the form posts it (multipart) with its send button.
   const photoForm = document.getElementById("photo-form");
   if (photoForm) {
-    photoForm.hidden = false;
+    photoForm.classList.add("queued");
+    document.getElementById("photo-send").hidden = true;
     const input = photoForm.elements.photo;
     input.addEventListener("change", async () => {
       const file = input.files && input.files[0];

@@ -189,8 +189,7 @@
   // sent as its bytes. Without script the form posts it (multipart) with its send button.
   const photoForm = document.getElementById("photo-form");
   if (photoForm) {
-    photoForm.classList.add("queued");
-    document.getElementById("photo-send").hidden = true;
+    photoForm.classList.add("queued"); // field.css hides its send button
     const input = photoForm.elements.photo;
     input.addEventListener("change", async () => {
       const file = input.files && input.files[0];

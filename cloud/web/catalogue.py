@@ -1304,6 +1304,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "field_queue_empty": ("没有待上传的记录。", "Nothing waiting to be sent."),
     "field_tickets_title": ("故障工单", "Fault tickets"),
     "field_no_tickets": ("没有未关闭的工单。", "No open tickets."),
+    "field_register_photo": ("电表读数照片（可选）", "Photo of the register (optional)"),
+    "field_register_photo_alt": ("电表 {address} 的读数照片", "The register of meter {address}"),
+    "field_my_readings": ("我最近抄的表", "My latest readings"),
     "field_send_photo": ("上传照片", "Send the photo"),
     "field_photo_refused": (
         "照片未保存：请拍摄 JPEG、PNG 或 WebP 格式、不超过 5 MB 的照片后重试。",

@@ -13,6 +13,7 @@ operators (`FIELD`) on a phone, usable offline.
     POST /field/readings              a register typed on site (JSON from the offline queue, with
                                       the phone's idempotency `key`; or a form without script)
     POST /field/faults/{id}/photos    a photo of it, the image's bytes (`field_photos`)
+    POST /field/readings/{key}/photos a photo of the register beside a reading (`field_photos`)
     POST /field/recharges, /swaps     cash taken on site, a meter swap (`field_desk`)
     GET  /field/receipts/{number}     the cash receipt to show and print (`field_desk`)
     GET  /field/sw.js                 the service worker (`static/field-sw.js`; scope /field/)
@@ -63,6 +64,7 @@ KEY = re.compile(r"[A-Za-z0-9\-]{8,64}")  # a phone's idempotency key (a UUID)
 KWH = re.compile(r"(\d{1,8})(?:\.(\d{1,2}))?")  # typed: 1234, 1234.5, 1234.56
 FUTURE = dt.timedelta(minutes=10)  # a phone clock a little ahead is tolerated, no more
 SHOWN = 50  # tickets and alarms on the screen
+READINGS_SHOWN = 10  # the user's latest readings typed on site, with their photos
 
 
 def _technician(request: Request, session: DbSession, now: Now) -> Principal:
@@ -124,6 +126,9 @@ def home_page(request: Request, lang: tuple[str, bool], who: Principal, session:
     the tickets assigned to the user."""
     query = faults.listed(active=True, assignee=who.user if mine else None)
     tickets = session.scalars(query.limit(SHOWN)).all()
+    mine_typed = IrReading.source.like("field:%") & (IrReading.operator == who.user)
+    latest = select(IrReading).where(mine_typed).order_by(IrReading.id.desc())
+    readings = session.scalars(latest.limit(READINGS_SHOWN)).all()
     alarms = session.scalars(listed(AlarmFilters(cleared=False), newest_first=True)
                              .limit(SHOWN)).all()  # fmt: skip
     return page(request, "field/home.html", lang, status=status, **frame(request, who),
@@ -131,7 +136,8 @@ def home_page(request: Request, lang: tuple[str, bool], who: Principal, session:
                 ticket_of={f.alarm_id: f.id for f in tickets if f.alarm_id is not None},
                 form=form or {}, error_text=error_text, new_key=str(uuid.uuid4()),
                 may_take_cash=who.role in MONEY_DESK, protocols=tuple(PROTOCOLS),
-                mine=mine)  # fmt: skip
+                mine=mine, readings=readings,
+                reading_photos=photos.of_readings(session, [r.id for r in readings]))  # fmt: skip
 
 
 # -- logging in and out -----------------------------------------------------------------------

@@ -297,3 +297,46 @@ def test_a_dispatcher_without_script_assigns_and_adds_a_photo_the_installer_sees
     phone.locator("#photo-form.queued").wait_for(state="attached")  # the script has run
     assert not phone.locator("#photo-send").is_visible()  # with script: queued when taken
     assert_no_critical(phone)
+
+
+def test_a_reading_with_a_photo_of_its_register_taken_offline_is_shown_beside_it(
+    phone: Any, staffed: Served, shots: Path
+) -> None:
+    phone.clock.set_fixed_time(NOW - dt.timedelta(minutes=3))
+    phone.goto("/field/login")
+    phone.fill("input[name=user]", INSTALLER)
+    phone.fill("input[name=password]", PASSWORD)
+    phone.click("button[type=submit]")
+    phone.wait_for_url("**/field/")
+    phone.locator("#reading-photo").wait_for(state="visible")  # the script shows it
+    phone.context.set_offline(True)
+    phone.wait_for_function("() => document.getElementById('net').classList.contains('offline')")
+    phone.fill("#reading-form input[name=address]", "000000000003")
+    phone.fill("#reading-form input[name=kwh]", "7.3")
+    camera = {"name": "register.png", "mimeType": "image/png", "buffer": a_photo()}
+    phone.set_input_files("#reading-form input[name=photo]", camera)
+    phone.click("#reading-form button[type=submit]")
+    phone.wait_for_function(
+        "() => document.querySelectorAll('#queue li[data-state=queued]').length == 2"
+    )
+    assert [k for k in phone.locator("#queue li").evaluate_all(
+        "(items) => items.map((li) => li.dataset.kind)")] == ["reading", "photo"]  # fmt: skip
+    phone.screenshot(path=shots / "f11-reading-photo-queued.png", full_page=True)
+    with Session(staffed.world.engine) as session:
+        assert session.scalars(select(FaultPhoto).where(FaultPhoto.ir_reading_id.is_not(None))
+                               ).all() == []  # fmt: skip
+    phone.context.set_offline(False)
+    phone.wait_for_function(
+        "() => document.querySelectorAll('#queue li[data-state=sent]').length == 2", timeout=LOADED
+    )
+    phone.reload()
+    image = phone.locator("#my-readings li", has_text="000000000003").locator("img")
+    image.wait_for()
+    assert image.evaluate("(img) => img.complete && img.naturalWidth") == 120
+    phone.screenshot(path=shots / "f12-reading-photo-shown.png", full_page=True)
+    with Session(staffed.world.engine) as session:
+        row = session.scalars(select(IrReading).where(IrReading.address == "000000000003")).one()
+        kept = session.scalars(select(FaultPhoto).where(FaultPhoto.ir_reading_id == row.id)).all()
+        assert (row.energy_wh, [(p.content_type, p.width) for p in kept]) == (
+            7_300, [("image/png", 120)])  # fmt: skip
+    assert_no_critical(phone)

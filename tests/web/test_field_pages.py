@@ -369,3 +369,59 @@ def test_a_photo_sent_by_a_form_without_script_is_checked_kept_once_and_stripped
     Image.new("RGB", (80, 60), (30, 30, 200)).save(out, "JPEG")
     other = {"photo": ("IMG_0002.jpg", out.getvalue(), "image/jpeg")}  # another photo, the key
     assert client.post(f"{ticket}/photos", data=form, files=other).status_code == 409
+
+
+def test_a_photo_of_the_register_is_kept_once_beside_its_reading(
+    client: TestClient, world: World
+) -> None:
+    csrf = technician(client)
+    reading_key = str(uuid.uuid4())
+    reading = {"key": reading_key, "address": M1, "kwh": "1300.25",
+               "read_at": "2026-11-24T16:45:00+08:00"}  # fmt: skip
+    out = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x8825] = {1: "N", 2: (22.0, 32.0, 0.0)}  # GPSInfo
+    Image.new("RGB", (64, 48), (250, 200, 0)).save(out, "JPEG", exif=exif)
+    key = str(uuid.uuid4())
+    sent = {"Content-Type": "image/jpeg", "X-CSRF-Token": csrf, "X-Idempotency-Key": key}
+    url = f"/field/readings/{reading_key}/photos"
+    early = client.post(url, content=out.getvalue(), headers=sent)
+    assert early.status_code == 404  # the queue sends the reading first
+    assert (
+        client.post("/field/readings", json=reading, headers={"X-CSRF-Token": csrf}).status_code
+        == 200
+    )
+    assert client.post(url, content=out.getvalue(), headers=sent | {"X-CSRF-Token": "0" * 64}
+                       ).status_code == 403  # fmt: skip
+    for bad, data in (({"Content-Type": "image/png"}, out.getvalue()),
+                      ({}, b"\xff\xd8\xff\xe0 not a jpeg"),
+                      ({"X-Idempotency-Key": "!"}, out.getvalue())):  # fmt: skip
+        assert client.post(url, content=data, headers=sent | bad).status_code == 422
+    assert count(world, FaultPhoto) == 0
+    answers = [client.post(url, content=out.getvalue(), headers=sent) for _ in range(2)]
+    assert [a.status_code for a in answers] == [201, 200]
+    photo = answers[0].json()
+    assert answers[1].json()["id"] == photo["id"]
+    with Session(world.engine) as session:
+        kept = session.scalars(select(FaultPhoto)).one()
+        row = session.scalars(select(IrReading)).one()
+        assert (kept.ir_reading_id, kept.fault_id) == (row.id, None)
+        with Image.open(io.BytesIO(kept.data)) as image:
+            assert not image.getexif()
+        logged = session.scalars(select(OperatorLogEntry.action).where(
+            OperatorLogEntry.target == f"ir_reading:{row.id}")).all()  # fmt: skip
+        assert logged == ["ir.photo"]
+    home = client.get("/field/").text
+    assert f'<img src="{photo["url"]}"' in home and "1300.25 kWh" in home
+    shown = client.get(photo["url"])
+    assert (shown.status_code, shown.headers["content-type"]) == (200, "image/jpeg")
+    # A reading's photo is not a ticket's, and the other way round.
+    assert client.get(f"/field/faults/1/photos/{photo['id']}").status_code == 404
+    other = io.BytesIO()
+    Image.new("RGB", (64, 48), (0, 0, 0)).save(other, "JPEG")
+    assert client.post(url, content=other.getvalue(), headers=sent).status_code == 409
+    camera = {"photo": ("IMG.jpg", other.getvalue(), "image/jpeg")}
+    by_form = client.post(url, data={"csrf": csrf, "key": str(uuid.uuid4())}, files=camera,
+                          follow_redirects=False)  # fmt: skip
+    assert (by_form.status_code, by_form.headers["location"]) == (303, "/field/")
+    assert count(world, FaultPhoto) == 2

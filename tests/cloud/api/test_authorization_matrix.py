@@ -72,6 +72,8 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("POST", "/field/faults/{fault_id}/assignee"): PAGE,
     ("POST", "/field/faults/{fault_id}/photos"): PAGE,
     ("GET", "/field/faults/{fault_id}/photos/{photo_id}"): PAGE,
+    ("POST", "/field/readings/{reading_key}/photos"): PAGE,
+    ("GET", "/field/readings/photos/{photo_id}"): PAGE,
     ("POST", "/field/readings"): PAGE,
     ("POST", "/field/recharges"): PAGE,  # the money desk's roles (tests/web/test_field_desk_pages)
     ("POST", "/field/swaps"): PAGE,

@@ -73,15 +73,15 @@ class Sent:
         return self
 
 
-async def _sent(
+def _sent(  # noqa: PLR0917 (FastAPI's dependencies; sync: run on the thread pool)
     request: Request,
+    body: Annotated[bytes, Depends(raw_body)],
     content_type: Annotated[str, Header(max_length=200)] = "",
     x_csrf_token: Annotated[str | None, Header(max_length=200)] = None,
     x_idempotency_key: Annotated[str | None, Header(max_length=100)] = None,
     taken: Annotated[str, Query(max_length=40)] = "",
 ) -> Sent:
     """What was sent, its CSRF token checked (else 403); `refused` says what is wrong."""
-    body = await raw_body(request)
     now: dt.datetime = request.app.state.now()
     as_form = content_type.split(";", 1)[0].strip().lower() == multipart.MEDIA_TYPE
     try:

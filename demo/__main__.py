@@ -26,9 +26,10 @@ with an infrared handheld's reading, a departing tenant refunded; each with its 
 cloud ends with the concentrator's chain, head for head.
 
 Act 6 — provisioning (`demo.provision_act`): an operator pre-assigns a node to a new site, the
-installer's claim token is bound to it, a simulated box redeems it (`voltbook-edge provision`),
-is commissioned against its simulated buses (the report's PDF path printed) and runs, online
-over TLS. Building and installing a bundle is skipped here (minutes of pip).
+installer's claim token is bound to it, a signed bundle is built offline (from this
+environment's wheels) and installed into a throwaway root, whose `voltbook-edge --version` runs;
+a simulated box redeems the token (`voltbook-edge provision`), is commissioned against its
+simulated buses (the report's PDF path printed) and runs, online over TLS.
 """
 
 from __future__ import annotations

@@ -2,10 +2,12 @@
 
 1. An operator pre-assigns a node id to a new site (`POST /claims/nodes`); the installer asks
    for a claim token bound to it (`voltbook-fw claim --site S --node N`).
-2. Bundle and install are not run here: a bundle is built from the pinned wheels with pip and
-   installing makes a virtualenv from them, minutes rather than the seconds a demo act has
-   (`voltbook-fw bundle` / `install`, tested in tests/voltbook_fw/). The box's files are written
-   instead, as the image's first boot leaves them: a simulated site in a temporary directory.
+2. A release key is made and a bundle for this machine's arch built (`voltbook-fw bundle
+   --wheelhouse`): with no network, the wheels are this environment's own distributions zipped
+   back (`demo/wheelhouse.py`) rather than `pip download`'s. It is installed into a throwaway
+   root (`voltbook-fw install F --root DIR`: signature and hashes checked, a virtualenv made
+   offline) and the installed `voltbook-edge --version` run. The box's site files are then
+   written as the image's first boot leaves them: a simulated site in a temporary directory.
 3. The box redeems the token (`voltbook-edge provision`): its keys are made on it, the cloud
    gives it the pre-assigned node id and a certificate for the broker's TLS listener.
 4. The installer commissions the building against the simulated buses (`voltbook-fw
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from voltbook_fw import platforms
 from voltbook_fw.cli import main as fw_main
 
 from cloud.db.engine import session_factory
@@ -38,6 +41,7 @@ from cloud.people import auth
 from cloud.server import RunningCloud
 from cloud.services.broker import MosquittoBroker
 from demo.site import write_demo_site
+from demo.wheelhouse import ROOT, build_wheelhouse
 from edge.cli import main as edge_main
 
 INSTALLER = "inst-demo"
@@ -63,9 +67,7 @@ def act_provision(workdir: Path, cloud: RunningCloud, operator: httpx.Client) ->
           f"{reserved.json()['status']}, no key yet)")  # fmt: skip
     password = _installer(cloud)
     token = _claim(cloud, password)
-    print("  bundle + install: skipped in the demo (pip builds the bundle from the pinned wheels "
-          "and install makes a venv: minutes); the box's files are written as first boot "
-          "leaves them")  # fmt: skip
+    bundled = _bundle_and_install(workdir)
     box = workdir / "box"
     made = write_demo_site(box, METERS)
     print(f"  box: {box} ({len(made.meters)} simulated meters on its buses)")
@@ -86,7 +88,33 @@ def act_provision(workdir: Path, cloud: RunningCloud, operator: httpx.Client) ->
     print(f"  voltbook-edge run: {NODE} {'online over TLS' if online else 'NOT online'} "
           f"in the cloud (GET /concentrators/{NODE})")  # fmt: skip
     took = time.monotonic() - started
-    print(f"  act 6 took {took:.1f} s")
+    print(f"  act 6 took {took:.1f} s, bundle and install {bundled:.1f} s of it")
+    return took
+
+
+def _bundle_and_install(workdir: Path) -> float:
+    """A signed bundle for this machine, built offline, installed into a throwaway root; the
+    seconds it took (making the virtualenv is most of it)."""
+    arch, key, root = platforms.box_arch(), workdir / "release.pem", workdir / "root"
+    wheels = workdir / "wheelhouse"
+    began = time.monotonic()
+    build_wheelhouse(wheels)
+    release_pub = root / "etc/voltbook/release.pub"  # as the image puts it on the box
+    release_pub.parent.mkdir(parents=True)
+    release_pub.write_text(_quiet(fw_main, ["release-key", "--out", str(key)]), encoding="ascii")
+    bundle = workdir / f"voltbook-1-{arch}.tar"
+    said = _quiet(fw_main, ["bundle", "--arch", arch, "--out", str(bundle), "--release-key",
+                            str(key), "--version", "1", "--wheelhouse", str(wheels),
+                            "--project", str(ROOT)])  # fmt: skip
+    built = time.monotonic()
+    print(f"  voltbook-fw bundle → {said.strip().splitlines()[-1]} ({built - began:.1f} s)")
+    said = _quiet(fw_main, ["install", str(bundle), "--root", str(root)])
+    print(f"  voltbook-fw install → {said.strip().splitlines()[0]}")
+    edge = root / "opt/voltbook/current/venv/bin/voltbook-edge"
+    version = subprocess.run([str(edge), "--version"], capture_output=True, text=True,
+                             timeout=60, check=True).stdout.strip()  # fmt: skip
+    took = time.monotonic() - began
+    print(f"  {edge.relative_to(workdir)} --version → {version}")
     return took
 
 

@@ -7,6 +7,7 @@ closed by the table of `faults.TRANSITIONS`, each move logged in the operator lo
     POST /faults {alarm: 42, note}                         → a ticket for the alarm
     GET  /faults/7                                         → the ticket and its history
     POST /faults/7/status {to: "in_progress", note}        → moved (409 if the table refuses)
+    POST /faults/7/assignee {user: "installer-1" | null}   → given to a technician (logged)
     POST /faults/7/photos  (the image's bytes, Content-Type image/jpeg|png|webp,
                             Idempotency-Key: a key, ?taken=…)  → a photo on the ticket (201;
                                                                  200: the key's photo already)
@@ -17,7 +18,8 @@ A photo is the raw body, not a form: the bytes are checked by their magic and by
 `photos.MAX_BYTES` (`guards.BODY_LIMITS`), more than a JSON body.
 
 Who may: staff and installers read (`READ_ALL`); the field opens and moves (`FIELD`: admin,
-operator, installer), as it acknowledges alarms.
+operator, installer), as it acknowledges alarms; the dispatchers (`OPERATIONS`: admin,
+operator) assign a ticket to an active user of a field role (`?assignee=` lists theirs).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from cloud.api.common import (
 from cloud.db.faults import Fault, FaultPhoto
 from cloud.errors import Invalid
 from cloud.operations import faults, photos
-from cloud.people.auth import FIELD, READ_ALL, Principal
+from cloud.people.auth import FIELD, OPERATIONS, READ_ALL, Principal
 
 router = APIRouter(prefix="/faults", tags=["faults"])
 
@@ -123,6 +125,14 @@ class MoveIn(StrictBody):
     note: Note = ""
 
 
+class AssignIn(StrictBody):
+    user: StrictStr | None = Field(
+        min_length=1,
+        max_length=64,
+        description="an active installer, operator or admin; null: nobody",
+    )
+
+
 def _out(rows: Sequence[Fault]) -> list[FaultOut]:
     return [FaultOut.model_validate(f) for f in rows]
 
@@ -147,10 +157,12 @@ def list_faults(  # noqa: PLR0917 (the filters)
     node: Annotated[str | None, Query(max_length=64)] = None,
     meter: Annotated[str | None, Query(max_length=32)] = None,
     active: Annotated[bool | None, Query(description="true: not closed")] = None,
+    assignee: Annotated[str | None, Query(max_length=64, description="given to this user")] = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> dict[str, object]:
-    query = faults.listed(status=status, node=node, meter=meter, active=active)
+    query = faults.listed(status=status, node=node, meter=meter, active=active,
+                          assignee=assignee)  # fmt: skip
     return page(session, query, limit, offset, _out)
 
 
@@ -207,6 +219,26 @@ def move_fault(
 ) -> FaultDetailOut:
     moved = faults.move(session, fault_id, body.to, note=body.note, actor=who.actor, now=now)
     return detail(session, moved)
+
+
+@router.post(
+    "/{fault_id}/assignee",
+    response_model=FaultDetailOut,
+    summary="Assign a fault ticket to a technician, or to nobody (logged)",
+    responses=answers(
+        e404="no such ticket",
+        e409="the ticket is closed",
+        e422="not an active installer, operator or admin",
+    ),
+)
+def assign_fault(
+    fault_id: FaultId,
+    body: AssignIn,
+    who: Annotated[Principal, allow(*OPERATIONS)],
+    session: DbSession,
+    now: Now,
+) -> FaultDetailOut:
+    return detail(session, faults.assign(session, fault_id, body.user, actor=who.actor, now=now))
 
 
 async def raw_body(request: Request) -> bytes:

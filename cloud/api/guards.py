@@ -41,8 +41,12 @@ RAW_BODY_PATHS = frozenset(
 )
 
 # Paths whose bodies are not JSON and may be larger: a photo of a fault ticket (the API's and the
-# field app's), up to `cloud.operations.photos.MAX_BYTES`.
-BODY_LIMITS = ((re.compile(r"/(?:field/)?faults/\d{1,19}/photos"), 5 << 20),)
+# field app's) or of a reading's register (the field app's), up to `cloud.operations.photos.
+# MAX_BYTES`, and the fields and part headers of the field app's form that carries one
+# (`cloud.web.multipart`: a few hundred bytes).
+FORM_OVERHEAD = 16 << 10
+PHOTO_PATHS = r"/(?:field/)?faults/\d{1,19}/photos|/field/readings/[A-Za-z0-9\-]{8,64}/photos"
+BODY_LIMITS = ((re.compile(PHOTO_PATHS), (5 << 20) + FORM_OVERHEAD),)
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

@@ -8,7 +8,9 @@ faults`, `/faults`, the field app `/field/`).
 - `fault_steps`: the ticket's history: one row per change of status (the opening included),
   with who, when and the note, and the key a phone made for it offline (a move sent twice
   with one key is applied once).
-- `fault_photos`: photos taken on site for a ticket (`cloud.operations.photos`): the image as
+- `fault_photos`: photos taken on site for a ticket, or of a meter's register beside a reading
+  typed on site (`ir_reading_id`; exactly one owner; migration 0033) (`cloud.operations.
+  photos`): the image as
   we re-encoded it (JPEG, PNG or WebP, no metadata), in the row itself so a backup of the
   database holds them, with its type, size and dimensions, the SHA-256 of the bytes the phone
   sent (a resend with one key must be the same photo), who sent it and when, and the key.
@@ -18,7 +20,16 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cloud.db.base import Base
@@ -67,11 +78,16 @@ class FaultPhoto(Base):
     __tablename__ = "fault_photos"
     __table_args__ = (
         Index("fault_photos_by_fault", "fault_id", "id"),
+        Index("fault_photos_by_reading", "ir_reading_id", "id"),
         UniqueConstraint("client_key", name="fault_photos_by_client_key"),
+        CheckConstraint(
+            "(fault_id IS NULL) <> (ir_reading_id IS NULL)", name="fault_photos_one_owner"
+        ),
     )
 
     id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
-    fault_id: Mapped[int] = mapped_column(ForeignKey("faults.id"))
+    fault_id: Mapped[int | None] = mapped_column(ForeignKey("faults.id"))
+    ir_reading_id: Mapped[int | None] = mapped_column(ForeignKey("ir_readings.id"))
     content_type: Mapped[str] = mapped_column(String(16))  # image/jpeg | image/png | image/webp
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)

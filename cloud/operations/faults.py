@@ -10,7 +10,8 @@ operator log.
 `TRANSITIONS` is the whole machine: a move not in it is refused (409) and changes nothing. A
 ticket opened from an alarm takes the alarm's concentrator and meter, and its kind from the
 alarm's (`KIND_OF_ALARM`); one alarm opens at most one ticket that is not closed. A comment
-is a step that keeps the status (`before` == `after`).
+is a step that keeps the status (`before` == `after`). `assign` gives a ticket to a technician
+(an active user of a field role), logged `fault.assign`; it is not a step of the history.
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ from dataclasses import dataclass
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
+from cloud.db.auth import User
 from cloud.db.faults import Fault, FaultStep
 from cloud.db.models import Alarm
 from cloud.errors import Conflict, Invalid, NotFound
+from cloud.operations.once import add_once
 from cloud.people import oplog
+from cloud.people.auth import FIELD
 
 KINDS = ("meter_offline", "read_failures", "relay_fault", "bus_down", "concentrator_offline",
          "tamper", "other")  # fmt: skip
@@ -83,9 +87,15 @@ def _changed(
     now: dt.datetime,
     client_key: str | None = None,
 ) -> None:
-    """A step of the ticket's history and a row of the operator log (`before` None: opened)."""
-    session.add(FaultStep(fault_id=fault.id, before=before, after=fault.status, note=note,
-                          by=actor.user, time=now, client_key=client_key))  # fmt: skip
+    """A step of the ticket's history and a row of the operator log (`before` None: opened); a
+    `client_key` a concurrent request took first is refused (`Conflict`: it moved another
+    ticket, or this one was locked and its key read again before)."""
+    step = FaultStep(fault_id=fault.id, before=before, after=fault.status, note=note,
+                     by=actor.user, time=now, client_key=client_key)  # fmt: skip
+    if client_key is None:
+        session.add(step)
+    elif add_once(session, step, lambda: keyed_step(session, client_key)) is not None:
+        raise Conflict(f"key {client_key} was used for another move")
     after = {"status": fault.status, "kind": fault.kind, "note": note}
     oplog.record(session, actor, "fault.open" if before is None else "fault.status",
                  f"fault:{fault.id}", None if before is None else {"status": before}, after,
@@ -150,18 +160,17 @@ def move(
 ) -> Fault:
     """Move the ticket to `to` if `TRANSITIONS` allows it (else 409, nothing changed). A move
     with a `client_key` already applied is answered with the ticket as it is, not applied again
-    (a phone resending what it queued offline)."""
-    if client_key is not None:
-        done = session.scalars(select(FaultStep).where(FaultStep.client_key == client_key)).first()
-        if done is not None:
-            if done.fault_id != fault_id or done.after != to:
-                raise Conflict(f"key {client_key} was used for another move")
-            return one(session, fault_id)
+    (a phone resending what it queued offline); the key is read again once the ticket is locked,
+    so a resend racing its first send gets the first's answer."""
+    if client_key is not None and (done := keyed_step(session, client_key)) is not None:
+        return _replayed_move(session, done, fault_id, to)
     if to not in STATUSES:
         raise Invalid(f"status {to!r} is not one of {', '.join(STATUSES)}")
     fault = session.scalars(select(Fault).where(Fault.id == fault_id).with_for_update()).first()
     if fault is None:
         raise NotFound(f"no fault {fault_id}")
+    if client_key is not None and (done := keyed_step(session, client_key)) is not None:
+        return _replayed_move(session, done, fault_id, to)  # a twin committed while we waited
     before = fault.status
     if to not in TRANSITIONS[before]:
         raise Conflict(f"fault {fault_id} is {before}: it cannot become {to}")
@@ -169,6 +178,20 @@ def move(
     fault.status, fault.updated = to, now
     _changed(session, fault, before, note=text, actor=actor, now=now, client_key=client_key)
     return fault
+
+
+def keyed_step(session: Session, client_key: str) -> FaultStep | None:
+    """The step a phone's key made, as committed now (not as this session saw it before)."""
+    query = select(FaultStep).where(FaultStep.client_key == client_key)
+    return session.scalars(query.execution_options(populate_existing=True)).first()
+
+
+def _replayed_move(session: Session, done: FaultStep, fault_id: int, to: str) -> Fault:
+    if done.fault_id != fault_id or done.after != to or done.before == done.after:
+        raise Conflict(f"key {done.client_key} was used for another move")
+    return session.scalars(
+        select(Fault).where(Fault.id == fault_id).execution_options(populate_existing=True)
+    ).one()
 
 
 def comment(
@@ -186,16 +209,15 @@ def comment(
     text = _note(note)
     if not text:
         raise Invalid("a comment needs some text")
-    if client_key is not None:
-        done = session.scalars(select(FaultStep).where(FaultStep.client_key == client_key)).first()
-        if done is not None:
-            if done.fault_id != fault_id or done.note != text or done.before != done.after:
-                raise Conflict(f"key {client_key} was used for another step")
-            return done
+    if client_key is not None and (done := keyed_step(session, client_key)) is not None:
+        return _replayed_comment(done, fault_id, text)
     fault = one(session, fault_id)
     step = FaultStep(fault_id=fault.id, before=fault.status, after=fault.status, note=text,
                      by=actor.user, time=now, client_key=client_key)  # fmt: skip
-    session.add(step)
+    if client_key is None:
+        session.add(step)
+    elif (twin := add_once(session, step, lambda: keyed_step(session, client_key))) is not None:
+        return _replayed_comment(twin, fault_id, text)  # a concurrent request's, committed first
     fault.updated = now
     session.flush()
     oplog.record(session, actor, "fault.comment", f"fault:{fault.id}", None,
@@ -203,10 +225,52 @@ def comment(
     return step
 
 
+def _replayed_comment(done: FaultStep, fault_id: int, text: str) -> FaultStep:
+    if done.fault_id != fault_id or done.note != text or done.before != done.after:
+        raise Conflict(f"key {done.client_key} was used for another step")
+    return done
+
+
+def technicians(session: Session) -> list[User]:
+    """The users a ticket may be assigned to: active, in a field role, by name."""
+    field_roles = [r.value for r in FIELD]
+    query = select(User).where(User.active.is_(True), User.role.in_(field_roles))
+    return list(session.scalars(query.order_by(User.name)))
+
+
+def assign(
+    session: Session,
+    fault_id: int,
+    assignee: str | None,
+    *,
+    actor: oplog.Actor,
+    now: dt.datetime,
+) -> Fault:
+    """Give the ticket to `assignee` (None: to nobody), an active user of a field role (else
+    `Invalid`); logged `fault.assign` with who had it before. A closed ticket keeps its last
+    assignee (`Conflict`); the same assignee again changes and logs nothing."""
+    fault = session.scalars(select(Fault).where(Fault.id == fault_id).with_for_update()).first()
+    if fault is None:
+        raise NotFound(f"no fault {fault_id}")
+    if assignee is not None:
+        user = session.get(User, assignee)
+        if user is None or not user.active or user.role not in FIELD:
+            raise Invalid(f"{assignee!r} is not an active installer, operator or admin")
+    if fault.status == "closed":
+        raise Conflict(f"fault {fault_id} is closed")
+    if fault.assignee == assignee:
+        return fault
+    before, fault.assignee, fault.updated = fault.assignee, assignee, now
+    oplog.record(session, actor, "fault.assign", f"fault:{fault.id}", {"assignee": before},
+                 {"assignee": assignee}, now)  # fmt: skip
+    return fault
+
+
 def listed(*, status: str | None = None, node: str | None = None, meter: str | None = None,
-           active: bool | None = None) -> Select[Fault]:  # fmt: skip
-    """Tickets, the most recently changed first; `active`: not closed (True) or closed."""
-    query = select(Fault)
+           active: bool | None = None, assignee: str | None = None) -> Select[Fault]:  # fmt: skip
+    """Tickets, the most recently changed first; `active`: not closed (True) or closed;
+    `assignee`: given to that user."""
+    query = select(Fault).where(Fault.assignee == assignee) if assignee else select(Fault)
     for column, value in ((Fault.status, status), (Fault.node, node), (Fault.meter, meter)):
         if value is not None:
             query = query.where(column == value)

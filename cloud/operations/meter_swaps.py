@@ -40,6 +40,7 @@ from cloud.operations import ownership
 from cloud.operations.arguments import reference, whole
 from cloud.operations.four_eyes import FourEyes
 from cloud.operations.handheld import ADDRESS, IrRegister
+from cloud.operations.once import add_once
 from cloud.operations.receipts import Voucher
 from cloud.operations.states import METER_SWAP, MeterSwapEvent, MeterSwapStatus
 from ledger.chain import NodeKey
@@ -67,28 +68,33 @@ def import_ir(
     rows, new = [], 0
     for register in registers:
         whole(register.energy_wh, "energy_wh", low=0, high=MAX_AMOUNT)
-        existing = session.scalars(
-            select(IrReading).where(
-                IrReading.address == register.address, IrReading.read_at == register.read_at
+        existing = _ir_reading(session, register)
+        if existing is None:
+            row = IrReading(
+                address=register.address, read_at=register.read_at,
+                energy_wh=register.energy_wh, source=source[:200], operator=operator,
+                imported=now,
+            )  # fmt: skip
+            # A concurrent import of the same register (a phone's resend) may commit first.
+            existing = add_once(session, row, lambda r=register: _ir_reading(session, r))
+            if existing is None:
+                rows.append(row)
+                new += 1
+                continue
+        if existing.energy_wh != register.energy_wh:
+            raise Conflict(
+                f"meter {register.address} at {register.read_at.isoformat()} was imported "
+                f"as {existing.energy_wh} Wh, now {register.energy_wh} Wh"
             )
-        ).one_or_none()
-        if existing is not None:
-            if existing.energy_wh != register.energy_wh:
-                raise Conflict(
-                    f"meter {register.address} at {register.read_at.isoformat()} was imported "
-                    f"as {existing.energy_wh} Wh, now {register.energy_wh} Wh"
-                )
-            rows.append(existing)
-            continue
-        row = IrReading(
-            address=register.address, read_at=register.read_at, energy_wh=register.energy_wh,
-            source=source[:200], operator=operator, imported=now,
-        )  # fmt: skip
-        session.add(row)
-        session.flush()
-        rows.append(row)
-        new += 1
+        rows.append(existing)
     return rows, new
+
+
+def _ir_reading(session: Session, register: IrRegister) -> IrReading | None:
+    query = select(IrReading).where(
+        IrReading.address == register.address, IrReading.read_at == register.read_at
+    )
+    return session.scalars(query.execution_options(populate_existing=True)).one_or_none()
 
 
 def _the_meter(session: Session, address: str) -> MeterState:

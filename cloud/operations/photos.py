@@ -10,9 +10,10 @@ kept is the image re-encoded by us: turned upright by its EXIF orientation, shru
 the GPS position and the device, which a ticket does not need to keep. Any other bytes raise
 `PhotoRefused`, never anything else.
 
-`attach` stores a checked photo on a ticket, once per phone key: the same key with the same
+`attach` stores a checked photo on a ticket (`attach_to_reading`: beside an on-site reading, a
+photo of the meter's register), once per phone key: the same key with the same
 bytes answers the photo kept the first time; the same key with other bytes (or another
-ticket) is refused (`Conflict`).
+ticket) is refused (`Conflict`), also when the two race (`once.add_once`).
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloud.db.faults import FaultPhoto
+from cloud.db.operations import IrReading
 from cloud.errors import Conflict, Invalid, NotFound
 from cloud.operations import faults
+from cloud.operations.once import add_once
 from cloud.people import oplog
 
 MAX_BYTES = 5 << 20  # a phone camera's JPEG is 2-5 MB
@@ -133,6 +136,17 @@ def _reencoded(image: Image.Image, fmt: Format) -> CheckedImage:
     return CheckedImage(fmt.media_type, image.width, image.height, out.getvalue())
 
 
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """What a photo is of: a fault ticket or an on-site reading (`ir_readings`), one of them."""
+
+    fault_id: int | None = None
+    ir_reading_id: int | None = None
+
+    def of(self, photo: FaultPhoto) -> bool:
+        return (photo.fault_id, photo.ir_reading_id) == (self.fault_id, self.ir_reading_id)
+
+
 def attach(
     session: Session,
     fault_id: int,
@@ -147,29 +161,87 @@ def attach(
     """(the photo, True) kept on the ticket and logged `fault.photo`; (the photo, False) when
     `client_key` brought these bytes for this ticket already. `NotFound`, `PhotoRefused`,
     `Conflict` (the key was used for other bytes or another ticket) change nothing."""
+    owner = Owner(fault_id=fault_id)
     sent = hashlib.sha256(data).hexdigest()
-    if client_key is not None:
-        done = session.scalars(
-            select(FaultPhoto).where(FaultPhoto.client_key == client_key)
-        ).first()
-        if done is not None:
-            if done.fault_id != fault_id or done.sent_sha256 != sent:
-                raise Conflict(f"key {client_key} was used for another photo")
-            return done, False
+    if client_key is not None and (done := _keyed(session, client_key)) is not None:
+        return _replayed(done, owner, sent), False
     fault = faults.one(session, fault_id)
+    kept = _kept(session, owner, data, declared, sent, actor=actor, now=now,
+                 client_key=client_key, taken=taken)  # fmt: skip
+    if kept[1]:
+        fault.updated = now
+        _logged(session, "fault.photo", f"fault:{fault.id}", kept[0], actor=actor, now=now)
+    return kept
+
+
+def attach_to_reading(
+    session: Session,
+    reading: IrReading,
+    data: bytes,
+    declared: str,
+    *,
+    actor: oplog.Actor,
+    now: dt.datetime,
+    client_key: str,
+    taken: dt.datetime | None = None,
+) -> tuple[FaultPhoto, bool]:
+    """`attach` for a photo of the meter's register beside an on-site reading, logged
+    `ir.photo`: the same checks, the same key rules."""
+    owner = Owner(ir_reading_id=reading.id)
+    sent = hashlib.sha256(data).hexdigest()
+    if (done := _keyed(session, client_key)) is not None:
+        return _replayed(done, owner, sent), False
+    kept = _kept(session, owner, data, declared, sent, actor=actor, now=now,
+                 client_key=client_key, taken=taken)  # fmt: skip
+    if kept[1]:
+        _logged(session, "ir.photo", f"ir_reading:{reading.id}", kept[0], actor=actor, now=now)
+    return kept
+
+
+def _kept(
+    session: Session,
+    owner: Owner,
+    data: bytes,
+    declared: str,
+    sent: str,
+    *,
+    actor: oplog.Actor,
+    now: dt.datetime,
+    client_key: str | None,
+    taken: dt.datetime | None,
+) -> tuple[FaultPhoto, bool]:
     image = checked_image(data, declared)
-    photo = FaultPhoto(fault_id=fault.id, content_type=image.media_type, width=image.width,
-                       height=image.height, size=len(image.data), sent_sha256=sent,
-                       data=image.data, by=actor.user, created=now,
-                       taken=None if taken is None else taken.astimezone(dt.UTC),
+    photo = FaultPhoto(fault_id=owner.fault_id, ir_reading_id=owner.ir_reading_id,
+                       content_type=image.media_type, width=image.width, height=image.height,
+                       size=len(image.data), sent_sha256=sent, data=image.data, by=actor.user,
+                       created=now, taken=None if taken is None else taken.astimezone(dt.UTC),
                        client_key=client_key)  # fmt: skip
-    session.add(photo)
-    fault.updated = now
+    if client_key is None:
+        session.add(photo)
+    elif (twin := add_once(session, photo, lambda: _keyed(session, client_key))) is not None:
+        return _replayed(twin, owner, sent), False  # a concurrent request's, committed first
     session.flush()
-    oplog.record(session, actor, "fault.photo", f"fault:{fault.id}", None,
-                 {"photo": photo.id, "type": image.media_type, "size": photo.size,
-                  "sha256": sent}, now)  # fmt: skip
     return photo, True
+
+
+def _logged(
+    session: Session, action: str, target: str, photo: FaultPhoto, *, actor: oplog.Actor,
+    now: dt.datetime,
+) -> None:  # fmt: skip
+    oplog.record(session, actor, action, target, None,
+                 {"photo": photo.id, "type": photo.content_type, "size": photo.size,
+                  "sha256": photo.sent_sha256}, now)  # fmt: skip
+
+
+def _keyed(session: Session, client_key: str) -> FaultPhoto | None:
+    query = select(FaultPhoto).where(FaultPhoto.client_key == client_key)
+    return session.scalars(query.execution_options(populate_existing=True)).first()
+
+
+def _replayed(done: FaultPhoto, owner: Owner, sent: str) -> FaultPhoto:
+    if not owner.of(done) or done.sent_sha256 != sent:
+        raise Conflict(f"key {done.client_key} was used for another photo")
+    return done
 
 
 def listed(session: Session, fault_id: int) -> list[FaultPhoto]:
@@ -179,9 +251,26 @@ def listed(session: Session, fault_id: int) -> list[FaultPhoto]:
     ))  # fmt: skip
 
 
+def of_readings(session: Session, reading_ids: list[int]) -> dict[int, list[FaultPhoto]]:
+    """The photos of these readings (without their bytes), oldest first, by reading."""
+    found: dict[int, list[FaultPhoto]] = {}
+    query = select(FaultPhoto).where(FaultPhoto.ir_reading_id.in_(reading_ids))
+    for photo in session.scalars(query.order_by(FaultPhoto.id)):
+        found.setdefault(photo.ir_reading_id or 0, []).append(photo)
+    return found
+
+
 def one(session: Session, fault_id: int, photo_id: int) -> FaultPhoto:
     """The photo with its bytes; `NotFound` unless it is this ticket's."""
     photo = session.get(FaultPhoto, photo_id)
     if photo is None or photo.fault_id != fault_id:
         raise NotFound(f"fault {fault_id} has no photo {photo_id}")
+    return photo
+
+
+def of_reading(session: Session, photo_id: int) -> FaultPhoto:
+    """A reading's photo with its bytes; `NotFound` unless it is a reading's."""
+    photo = session.get(FaultPhoto, photo_id)
+    if photo is None or photo.ir_reading_id is None:
+        raise NotFound(f"no reading photo {photo_id}")
     return photo

@@ -2,15 +2,18 @@
 operators (`FIELD`) on a phone, usable offline.
 
     GET  /field/                      the day's screen: queued readings, open alarms, tickets
+                                      (`?tickets=mine`: those assigned to the user)
     GET  /field/login   POST          password login (the console's sessions, SameSite=Strict)
     POST /field/logout
     GET  /field/faults/{id}           a ticket, its history and the moves `TRANSITIONS` allows
     POST /field/faults                open a ticket (by hand, or `alarm=` from an alarm)
     POST /field/faults/{id}/status    move it (a form; or JSON with `key` from the offline queue)
     POST /field/faults/{id}/comments  a comment on it (the same; the status is kept)
+    POST /field/faults/{id}/assignee  give it to a technician (a form; admin and operator only)
     POST /field/readings              a register typed on site (JSON from the offline queue, with
                                       the phone's idempotency `key`; or a form without script)
     POST /field/faults/{id}/photos    a photo of it, the image's bytes (`field_photos`)
+    POST /field/readings/{key}/photos a photo of the register beside a reading (`field_photos`)
     POST /field/recharges, /swaps     cash taken on site, a meter swap (`field_desk`)
     GET  /field/receipts/{number}     the cash receipt to show and print (`field_desk`)
     GET  /field/sw.js                 the service worker (`static/field-sw.js`; scope /field/)
@@ -33,9 +36,9 @@ import datetime as dt
 import json
 import re
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -46,7 +49,7 @@ from cloud.errors import Conflict, Invalid, NotFound
 from cloud.operations import faults, handheld, meter_swaps, photos
 from cloud.operations.alarms import AlarmFilters, listed
 from cloud.people import oplog
-from cloud.people.auth import FIELD, MONEY_DESK, Principal, Role
+from cloud.people.auth import FIELD, MONEY_DESK, OPERATIONS, Principal, Role
 from cloud.registry.values import PROTOCOLS
 from cloud.web import sessions
 from cloud.web.forms import parse_form
@@ -61,6 +64,7 @@ KEY = re.compile(r"[A-Za-z0-9\-]{8,64}")  # a phone's idempotency key (a UUID)
 KWH = re.compile(r"(\d{1,8})(?:\.(\d{1,2}))?")  # typed: 1234, 1234.5, 1234.56
 FUTURE = dt.timedelta(minutes=10)  # a phone clock a little ahead is tolerated, no more
 SHOWN = 50  # tickets and alarms on the screen
+READINGS_SHOWN = 10  # the user's latest readings typed on site, with their photos
 
 
 def _technician(request: Request, session: DbSession, now: Now) -> Principal:
@@ -108,22 +112,32 @@ def root() -> Response:
 
 
 @router.get("/")
-def home(request: Request, lang: Lang, who: Technician, session: DbSession) -> Response:
-    return home_page(request, lang, who, session)
+def home(
+    request: Request, lang: Lang, who: Technician, session: DbSession,
+    tickets: Annotated[Literal["all", "mine"], Query()] = "all",
+) -> Response:  # fmt: skip
+    return home_page(request, lang, who, session, mine=tickets == "mine")
 
 
 def home_page(request: Request, lang: tuple[str, bool], who: Principal, session: Session, *,
           error: str | None = None, status: int = 200, form: dict[str, str] | None = None,
-          error_text: str = "") -> Response:  # fmt: skip
-    """The day's screen; `error` a catalogue key, `error_text` words already said."""
-    tickets = session.scalars(faults.listed(active=True).limit(SHOWN)).all()
+          error_text: str = "", mine: bool = False) -> Response:  # fmt: skip
+    """The day's screen; `error` a catalogue key, `error_text` words already said; `mine`: only
+    the tickets assigned to the user."""
+    query = faults.listed(active=True, assignee=who.user if mine else None)
+    tickets = session.scalars(query.limit(SHOWN)).all()
+    mine_typed = IrReading.source.like("field:%") & (IrReading.operator == who.user)
+    latest = select(IrReading).where(mine_typed).order_by(IrReading.id.desc())
+    readings = session.scalars(latest.limit(READINGS_SHOWN)).all()
     alarms = session.scalars(listed(AlarmFilters(cleared=False), newest_first=True)
                              .limit(SHOWN)).all()  # fmt: skip
     return page(request, "field/home.html", lang, status=status, **frame(request, who),
                 tickets=tickets, alarms=alarms, kinds=faults.KINDS, error=error,
                 ticket_of={f.alarm_id: f.id for f in tickets if f.alarm_id is not None},
                 form=form or {}, error_text=error_text, new_key=str(uuid.uuid4()),
-                may_take_cash=who.role in MONEY_DESK, protocols=tuple(PROTOCOLS))  # fmt: skip
+                may_take_cash=who.role in MONEY_DESK, protocols=tuple(PROTOCOLS),
+                mine=mine, readings=readings,
+                reading_photos=photos.of_readings(session, [r.id for r in readings]))  # fmt: skip
 
 
 # -- logging in and out -----------------------------------------------------------------------
@@ -167,7 +181,7 @@ def logout(request: Request, form: Fields, session: DbSession, now: Now) -> Resp
 FaultId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
-def _ticket_page(
+def ticket_page(
     request: Request,
     lang: tuple[str, bool],
     who: Principal,
@@ -188,13 +202,19 @@ def _ticket_page(
     return page(request, "field/fault.html", lang, status=status, **frame(request, who),
                 fault=fault, entries=[(kind, row) for _, kind, _, row in entries],
                 moves=sorted(faults.TRANSITIONS[fault.status], key=faults.STATUSES.index),
-                error=error, new_key=str(uuid.uuid4()))  # fmt: skip
+                error=error, new_key=str(uuid.uuid4()), photo_key=str(uuid.uuid4()),
+                technicians=faults.technicians(session) if may_assign(who) else [])  # fmt: skip
+
+
+def may_assign(who: Principal) -> bool:
+    """Dispatching is the operators' (`OPERATIONS`), as the API's `/faults/{id}/assignee`."""
+    return who.role in OPERATIONS
 
 
 @router.get("/faults/{fault_id}")
 def ticket(request: Request, lang: Lang, who: Technician, session: DbSession,
            fault_id: FaultId) -> Response:  # fmt: skip
-    return _ticket_page(request, lang, who, session, fault_id)
+    return ticket_page(request, lang, who, session, fault_id)
 
 
 def _optional(form: dict[str, str], name: str) -> str | None:
@@ -243,7 +263,7 @@ def move_ticket(  # noqa: PLR0917 (FastAPI's dependencies)
         status = {Invalid: 422, NotFound: 404, Conflict: 409}[type(exc)]
         if is_json(request):
             return JSONResponse({"error": str(exc)}, status_code=status)
-        return _ticket_page(request, lang, who, session, fault_id, error="fault_move_refused",
+        return ticket_page(request, lang, who, session, fault_id, error="fault_move_refused",
                             status=status)  # fmt: skip
     if is_json(request):
         return JSONResponse({"id": fault.id, "status": fault.status})
@@ -267,10 +287,28 @@ def comment_ticket(  # noqa: PLR0917 (FastAPI's dependencies)
         status = {Invalid: 422, NotFound: 404, Conflict: 409}[type(exc)]
         if is_json(request):
             return JSONResponse({"error": str(exc)}, status_code=status)
-        return _ticket_page(request, lang, who, session, fault_id, error="fault_comment_bad",
+        return ticket_page(request, lang, who, session, fault_id, error="fault_comment_bad",
                             status=status)  # fmt: skip
     if is_json(request):
         return JSONResponse({"id": step.id, "fault": fault_id})
+    return RedirectResponse(f"/field/faults/{fault_id}", status_code=303)
+
+
+@router.post("/faults/{fault_id}/assignee")
+def assign_ticket(  # noqa: PLR0917 (FastAPI's dependencies)
+    request: Request, lang: Lang, who: Technician, form: Fields, session: DbSession, now: Now,
+    fault_id: FaultId,
+) -> Response:  # fmt: skip
+    check_csrf(request, form)
+    if not may_assign(who):
+        raise PageError("field_assign_not_allowed", 403)
+    try:
+        faults.assign(session, fault_id, _optional(form, "user"), actor=who.actor, now=now)
+    except (Invalid, NotFound, Conflict) as exc:
+        session.rollback()
+        status = {Invalid: 422, NotFound: 404, Conflict: 409}[type(exc)]
+        return ticket_page(request, lang, who, session, fault_id, error="field_assign_refused",
+                            status=status)  # fmt: skip
     return RedirectResponse(f"/field/faults/{fault_id}", status_code=303)
 
 

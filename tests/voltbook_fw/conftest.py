@@ -19,8 +19,8 @@ from voltbook_fw import platforms
 from voltbook_fw.bundle import build_bundle
 from voltbook_fw.manifest import Manifest, sign
 
+from demo.wheelhouse import ROOT, build_wheelhouse, write_wheel
 from ledger.chain import NodeKey, public_key_pem
-from tests.voltbook_fw.wheelhouse import ROOT, build_wheelhouse, write_wheel
 
 ARCH = platforms.box_arch()
 BROKEN = b"""

@@ -29,8 +29,8 @@ from voltbook_fw.install import install_bundle
 from voltbook_fw.manifest import FileEntry, Manifest, decode, sign
 from voltbook_fw.verify import Box, verify_bundle
 
+from demo.wheelhouse import ROOT, build_wheelhouse
 from ledger.chain import NodeKey, load_public_key, public_key_pem
-from tests.voltbook_fw.wheelhouse import ROOT, build_wheelhouse
 
 ARCH = platforms.box_arch()
 Members = list[tuple[tarfile.TarInfo, bytes]]

@@ -25,7 +25,7 @@ from cloud.db.models import LedgerEntry, Recharge
 from cloud.db.operations import IrReading, MeterSwap
 from cloud.people.auth import Role
 from tests.web.axe import assert_no_critical
-from tests.web.conftest import Served
+from tests.web.conftest import PHONE, Served
 from tests.web.console_world import STAFF_USERS, add_staff_and_readings
 from tests.web.world import NOW, PASSWORD
 
@@ -245,4 +245,98 @@ def test_cash_and_a_swap_taken_offline_are_booked_once(
     assert "80.50" in phone.locator("#receipt").inner_text()
     assert phone.locator("#print").is_visible()
     phone.screenshot(path=shots / "f09-receipt.png", full_page=True)
+    assert_no_critical(phone)
+
+
+def test_a_dispatcher_without_script_assigns_and_adds_a_photo_the_installer_sees_it_as_theirs(
+    browser: Any, phone: Any, staffed: Served, shots: Path
+) -> None:
+    context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True,
+                                  locale="zh-CN", timezone_id="Asia/Shanghai",
+                                  base_url=staffed.url, java_script_enabled=False)  # fmt: skip
+    bare = context.new_page()
+    bare.goto("/field/login")
+    bare.fill("input[name=user]", OPERATOR)
+    bare.fill("input[name=password]", PASSWORD)
+    bare.click("button[type=submit]")
+    bare.wait_for_url("**/field/")
+    bare.select_option("#new-ticket select[name=kind]", "relay_fault")
+    bare.fill("#new-ticket input[name=meter]", "000000000002")
+    bare.click("#new-ticket button[type=submit]")
+    bare.wait_for_url("**/field/faults/*")
+    ticket = bare.url
+    assert bare.locator("#photo-send").is_visible()  # no script: the form sends the photo
+    bare.select_option("#assign-form select[name=user]", INSTALLER)
+    bare.click("#assign-form button[type=submit]")
+    bare.wait_for_url(ticket)
+    assert bare.locator("#ticket-assignee").inner_text() == INSTALLER
+    camera = {"name": "relay.png", "mimeType": "image/png", "buffer": a_photo()}
+    bare.set_input_files("#photo-form input[name=photo]", camera)
+    bare.click("#photo-send")
+    bare.wait_for_url(ticket)
+    bare.locator(".history li.photo img").wait_for()
+    shown = "() => document.querySelector('.history li.photo img').naturalWidth"
+    assert bare.evaluate(shown) == 120
+    bare.screenshot(path=shots / "f09-no-script-assigned-photo.png", full_page=True)
+    context.close()
+    fault_id = int(ticket.rsplit("/", 1)[1])
+    assert [p for p in _photos(staffed) if p[0] == fault_id] == [(fault_id, "image/png", 120, 90)]
+
+    phone.goto("/field/login")
+    phone.fill("input[name=user]", INSTALLER)
+    phone.fill("input[name=password]", PASSWORD)
+    phone.click("button[type=submit]")
+    phone.wait_for_url("**/field/")
+    phone.click("#tickets-mine")
+    phone.wait_for_url("**/field/?tickets=mine")
+    mine = phone.locator("#tickets .list li")
+    assert mine.count() == 1 and f"负责人 {INSTALLER}" in mine.inner_text()
+    assert phone.locator("#assign-form").count() == 0
+    phone.screenshot(path=shots / "f10-mine.png", full_page=True)
+    phone.goto(ticket)
+    phone.locator("#photo-form.queued").wait_for(state="attached")  # the script has run
+    assert not phone.locator("#photo-send").is_visible()  # with script: queued when taken
+    assert_no_critical(phone)
+
+
+def test_a_reading_with_a_photo_of_its_register_taken_offline_is_shown_beside_it(
+    phone: Any, staffed: Served, shots: Path
+) -> None:
+    phone.clock.set_fixed_time(NOW - dt.timedelta(minutes=3))
+    phone.goto("/field/login")
+    phone.fill("input[name=user]", INSTALLER)
+    phone.fill("input[name=password]", PASSWORD)
+    phone.click("button[type=submit]")
+    phone.wait_for_url("**/field/")
+    phone.locator("#reading-photo").wait_for(state="visible")  # the script shows it
+    phone.context.set_offline(True)
+    phone.wait_for_function("() => document.getElementById('net').classList.contains('offline')")
+    phone.fill("#reading-form input[name=address]", "000000000003")
+    phone.fill("#reading-form input[name=kwh]", "7.3")
+    camera = {"name": "register.png", "mimeType": "image/png", "buffer": a_photo()}
+    phone.set_input_files("#reading-form input[name=photo]", camera)
+    phone.click("#reading-form button[type=submit]")
+    phone.wait_for_function(
+        "() => document.querySelectorAll('#queue li[data-state=queued]').length == 2"
+    )
+    assert [k for k in phone.locator("#queue li").evaluate_all(
+        "(items) => items.map((li) => li.dataset.kind)")] == ["reading", "photo"]  # fmt: skip
+    phone.screenshot(path=shots / "f11-reading-photo-queued.png", full_page=True)
+    with Session(staffed.world.engine) as session:
+        assert session.scalars(select(FaultPhoto).where(FaultPhoto.ir_reading_id.is_not(None))
+                               ).all() == []  # fmt: skip
+    phone.context.set_offline(False)
+    phone.wait_for_function(
+        "() => document.querySelectorAll('#queue li[data-state=sent]').length == 2", timeout=LOADED
+    )
+    phone.reload()
+    image = phone.locator("#my-readings li", has_text="000000000003").locator("img")
+    image.wait_for()
+    assert image.evaluate("(img) => img.complete && img.naturalWidth") == 120
+    phone.screenshot(path=shots / "f12-reading-photo-shown.png", full_page=True)
+    with Session(staffed.world.engine) as session:
+        row = session.scalars(select(IrReading).where(IrReading.address == "000000000003")).one()
+        kept = session.scalars(select(FaultPhoto).where(FaultPhoto.ir_reading_id == row.id)).all()
+        assert (row.energy_wh, [(p.content_type, p.width) for p in kept]) == (
+            7_300, [("image/png", 120)])  # fmt: skip
     assert_no_critical(phone)

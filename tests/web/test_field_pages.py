@@ -7,6 +7,7 @@ the queue sends them (raw bytes, a key, applied once), and its PWA files."""
 from __future__ import annotations
 
 import io
+import re
 import struct
 import uuid
 from collections.abc import Iterator
@@ -29,7 +30,7 @@ from cloud.web.render import STATIC
 from tests.cloud.api.conftest import M1
 from tests.web.console_world import STAFF_USERS, add_staff_and_readings
 from tests.web.html import csrf_of
-from tests.web.world import MERCHANT, NOW, PASSWORD, World
+from tests.web.world import MERCHANT, NOW, OPERATOR, PASSWORD, World
 
 INSTALLER = STAFF_USERS[Role.INSTALLER]
 
@@ -292,3 +293,135 @@ def test_a_photo_as_the_queue_sends_it_is_kept_once_and_shown(
     assert client.get(f"{ticket}/photos/{photo['id'] + 1}").status_code == 404
     client.post("/field/logout", data={"csrf": csrf})
     assert client.get(photo["url"], follow_redirects=False).status_code in {303, 401}
+
+
+def test_an_operator_assigns_a_ticket_and_the_installer_sees_it_as_theirs(
+    client: TestClient, world: World
+) -> None:
+    csrf = technician(client)
+    opened = client.post("/field/faults", data={"csrf": csrf, "kind": "bus_down",
+                         "node": "edge-0001"}, follow_redirects=False)  # fmt: skip
+    ticket = opened.headers["location"]
+    assert 'id="assign-form"' not in client.get(ticket).text  # dispatching is not the installer's
+    refused = client.post(f"{ticket}/assignee", data={"csrf": csrf, "user": INSTALLER})
+    assert refused.status_code == 403 and "只有管理员和操作员可以指派工单" in refused.text
+    assert "没有派给您的未关闭工单" in client.get("/field/?tickets=mine").text
+    client.cookies.clear()
+    log_in(client, OPERATOR)
+    csrf = csrf_of(client.get(ticket).text)
+    page = client.get(ticket).text
+    assert 'id="assign-form"' in page and f'value="{INSTALLER}"' in page
+    assert f'value="{STAFF_USERS[Role.FINANCE]}"' not in page  # not a field role
+    bad = client.post(f"{ticket}/assignee", data={"csrf": csrf, "user": STAFF_USERS[Role.FINANCE]})
+    assert bad.status_code == 422 and "无法指派" in bad.text
+    assert client.post(f"{ticket}/assignee", data={"user": INSTALLER}).status_code == 403  # CSRF
+    done = client.post(f"{ticket}/assignee", data={"csrf": csrf, "user": INSTALLER},
+                       follow_redirects=False)  # fmt: skip
+    assert done.status_code == 303
+    assert f'id="ticket-assignee">{INSTALLER}<' in client.get(ticket).text
+    with Session(world.engine) as session:
+        logged = session.scalars(select(OperatorLogEntry).where(
+            OperatorLogEntry.action == "fault.assign")).one()  # fmt: skip
+        assert (logged.user, logged.after) == (OPERATOR, {"assignee": INSTALLER})
+    client.cookies.clear()
+    technician(client)
+    mine = client.get("/field/?tickets=mine").text
+    assert ticket in mine and f"负责人 {INSTALLER}" in mine
+    assert client.get("/field/?tickets=nonsense").status_code == 422
+
+
+def test_a_photo_sent_by_a_form_without_script_is_checked_kept_once_and_stripped(
+    client: TestClient, world: World
+) -> None:
+    csrf = technician(client)
+    opened = client.post("/field/faults", data={"csrf": csrf, "kind": "tamper", "meter": M1},
+                         follow_redirects=False)  # fmt: skip
+    ticket = opened.headers["location"]
+    page = client.get(ticket).text
+    assert 'enctype="multipart/form-data"' in page and 'id="photo-send"' in page
+    found = re.search(r'id="photo-form".*?name="key" value="([^"]+)"', page, re.S)
+    assert found is not None
+    key = found[1]
+    exif = Image.Exif()
+    exif[0x010F] = "PhoneMaker"  # Make
+    exif[0x8825] = {1: "N", 2: (22.0, 32.0, 0.0)}  # GPSInfo: where it was taken
+    out = io.BytesIO()
+    Image.new("RGB", (80, 60), (200, 30, 30)).save(out, "JPEG", exif=exif)
+    camera = {"photo": ("IMG_0001.jpg", out.getvalue(), "image/jpeg")}
+    form = {"csrf": csrf, "key": key}
+    assert client.post(f"{ticket}/photos", data={"key": key}, files=camera).status_code == 403
+    for sent in ({"photo": ("x.jpg", b"\xff\xd8\xff\xe0 not a jpeg", "image/jpeg")},
+                 {"photo": ("x.png", out.getvalue(), "image/png")}):  # fmt: skip
+        refused = client.post(f"{ticket}/photos", data=form, files=sent)
+        assert refused.status_code == 422 and "照片未保存" in refused.text
+    no_file = client.post(f"{ticket}/photos", data=form, files={"other": ("a", b"b", "text/plain")})
+    assert no_file.status_code == 422
+    assert count(world, FaultPhoto) == 0
+    for _ in range(2):  # sent again (a double tap, the back button): kept once
+        done = client.post(f"{ticket}/photos", data=form, files=camera, follow_redirects=False)
+        assert (done.status_code, done.headers["location"]) == (303, ticket)
+    with Session(world.engine) as session:
+        kept = session.scalars(select(FaultPhoto)).one()
+        assert (kept.content_type, kept.width, kept.height) == ("image/jpeg", 80, 60)
+        with Image.open(io.BytesIO(kept.data)) as image:
+            assert not image.getexif()
+    out = io.BytesIO()
+    Image.new("RGB", (80, 60), (30, 30, 200)).save(out, "JPEG")
+    other = {"photo": ("IMG_0002.jpg", out.getvalue(), "image/jpeg")}  # another photo, the key
+    assert client.post(f"{ticket}/photos", data=form, files=other).status_code == 409
+
+
+def test_a_photo_of_the_register_is_kept_once_beside_its_reading(
+    client: TestClient, world: World
+) -> None:
+    csrf = technician(client)
+    reading_key = str(uuid.uuid4())
+    reading = {"key": reading_key, "address": M1, "kwh": "1300.25",
+               "read_at": "2026-11-24T16:45:00+08:00"}  # fmt: skip
+    out = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x8825] = {1: "N", 2: (22.0, 32.0, 0.0)}  # GPSInfo
+    Image.new("RGB", (64, 48), (250, 200, 0)).save(out, "JPEG", exif=exif)
+    key = str(uuid.uuid4())
+    sent = {"Content-Type": "image/jpeg", "X-CSRF-Token": csrf, "X-Idempotency-Key": key}
+    url = f"/field/readings/{reading_key}/photos"
+    early = client.post(url, content=out.getvalue(), headers=sent)
+    assert early.status_code == 404  # the queue sends the reading first
+    assert (
+        client.post("/field/readings", json=reading, headers={"X-CSRF-Token": csrf}).status_code
+        == 200
+    )
+    assert client.post(url, content=out.getvalue(), headers=sent | {"X-CSRF-Token": "0" * 64}
+                       ).status_code == 403  # fmt: skip
+    for bad, data in (({"Content-Type": "image/png"}, out.getvalue()),
+                      ({}, b"\xff\xd8\xff\xe0 not a jpeg"),
+                      ({"X-Idempotency-Key": "!"}, out.getvalue())):  # fmt: skip
+        assert client.post(url, content=data, headers=sent | bad).status_code == 422
+    assert count(world, FaultPhoto) == 0
+    answers = [client.post(url, content=out.getvalue(), headers=sent) for _ in range(2)]
+    assert [a.status_code for a in answers] == [201, 200]
+    photo = answers[0].json()
+    assert answers[1].json()["id"] == photo["id"]
+    with Session(world.engine) as session:
+        kept = session.scalars(select(FaultPhoto)).one()
+        row = session.scalars(select(IrReading)).one()
+        assert (kept.ir_reading_id, kept.fault_id) == (row.id, None)
+        with Image.open(io.BytesIO(kept.data)) as image:
+            assert not image.getexif()
+        logged = session.scalars(select(OperatorLogEntry.action).where(
+            OperatorLogEntry.target == f"ir_reading:{row.id}")).all()  # fmt: skip
+        assert logged == ["ir.photo"]
+    home = client.get("/field/").text
+    assert f'<img src="{photo["url"]}"' in home and "1300.25 kWh" in home
+    shown = client.get(photo["url"])
+    assert (shown.status_code, shown.headers["content-type"]) == (200, "image/jpeg")
+    # A reading's photo is not a ticket's, and the other way round.
+    assert client.get(f"/field/faults/1/photos/{photo['id']}").status_code == 404
+    other = io.BytesIO()
+    Image.new("RGB", (64, 48), (0, 0, 0)).save(other, "JPEG")
+    assert client.post(url, content=other.getvalue(), headers=sent).status_code == 409
+    camera = {"photo": ("IMG.jpg", other.getvalue(), "image/jpeg")}
+    by_form = client.post(url, data={"csrf": csrf, "key": str(uuid.uuid4())}, files=camera,
+                          follow_redirects=False)  # fmt: skip
+    assert (by_form.status_code, by_form.headers["location"]) == (303, "/field/")
+    assert count(world, FaultPhoto) == 2

@@ -5,7 +5,7 @@ staged next and retired command keys (`command_keys`), pushed to the nodes with 
 configuration (`cloud.chains.command_keys`).
 
 Revision ID: 0032
-Revises: 0029
+Revises: 0030
 Create Date: 2026-12-06
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0032"
-down_revision: str | None = "0029"
+down_revision: str | None = "0030"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -147,26 +147,40 @@
       : Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
   }
 
-  function hook(form, kind, body, text) {
+  // A photo as the queue keeps it: the camera's file as a Blob, sent as its bytes to `url`.
+  async function photoRecord(file, url, text) {
+    const taken = new Date(file.lastModified || Date.now()).toISOString();
+    return { key: newKey(), kind: "photo", made: Date.now(), order: nextOrder(), url,
+      blob: new Blob([await file.arrayBuffer()], { type: file.type }), type: file.type, taken,
+      text: `${text} (${Math.ceil(file.size / 1024)} KB)` };
+  }
+
+  // `photo(form, record)`: the file chosen with the record, if any, queued right after it.
+  function hook(form, kind, body, text, photo) {
     if (!form) return;
     form.addEventListener("submit", async (event) => {
       if (!form.checkValidity()) return;
       event.preventDefault();
       const record = { key: newKey(), kind, made: Date.now(), order: nextOrder(), url: form.getAttribute("action"),
         body: body(form, event.submitter), text: text(form, event.submitter) };
+      const file = photo ? photo(form) : null;
       // Cleared before the queue's write: what is typed meanwhile belongs to the next record.
       form.reset();
       await enqueue(record);
+      if (file) await enqueue(await photoRecord(file, `/field/readings/${record.key}/photos`, `${record.text} · ${form.dataset.photo}`));
       await render();
       await flush();
     });
   }
 
-  hook(document.getElementById("reading-form"), "reading", (form) => ({
+  const readingForm = document.getElementById("reading-form");
+  if (readingForm) document.getElementById("reading-photo").hidden = false; // sent as bytes: script only
+  hook(readingForm, "reading", (form) => ({
     address: form.elements.address.value.trim(),
     kwh: form.elements.kwh.value.trim(),
     read_at: new Date().toISOString(),
-  }), (form) => `${form.elements.address.value.trim()} · ${form.elements.kwh.value.trim()} kWh`);
+  }), (form) => `${form.elements.address.value.trim()} · ${form.elements.kwh.value.trim()} kWh`,
+  (form) => (form.elements.photo.files && form.elements.photo.files[0]) || null);
   hook(document.getElementById("cash-form"), "cash", (form) => ({
     account: form.elements.account.value.trim(), amount: form.elements.amount.value.trim(),
   }), (form) => `${form.elements.account.value.trim()} · ¥${yuanText(form.elements.amount.value)}`);
@@ -185,19 +199,17 @@
     note: form.elements.note.value,
   }), (form) => `${form.dataset.ticket} · ${form.elements.note.value.trim().slice(0, 30)}`);
 
-  // A photo: queued as soon as it is taken (the camera's file, kept in IndexedDB as a Blob).
-  // Without script the form stays hidden: a photo is sent as its bytes, not as a form.
+  // A photo: queued as soon as it is taken (the camera's file, kept in IndexedDB as a Blob) and
+  // sent as its bytes. Without script the form posts it (multipart) with its send button.
   const photoForm = document.getElementById("photo-form");
   if (photoForm) {
-    photoForm.hidden = false;
+    photoForm.classList.add("queued"); // field.css hides its send button
     const input = photoForm.elements.photo;
     input.addEventListener("change", async () => {
       const file = input.files && input.files[0];
       if (!file) return;
-      const taken = new Date(file.lastModified || Date.now()).toISOString();
-      await enqueue({ key: newKey(), kind: "photo", made: Date.now(), order: nextOrder(), url: photoForm.getAttribute("action"),
-        blob: new Blob([await file.arrayBuffer()], { type: file.type }), type: file.type, taken,
-        text: `${photoForm.dataset.ticket} · ${photoForm.dataset.photo} (${Math.ceil(file.size / 1024)} KB)` });
+      await enqueue(await photoRecord(file, photoForm.getAttribute("action"),
+        `${photoForm.dataset.ticket} · ${photoForm.dataset.photo}`));
       photoForm.reset();
       await render();
       await flush();

@@ -74,6 +74,7 @@ ENDPOINTS = {
     "/faults": {"get", "post"},
     "/faults/{fault_id}": {"get"},
     "/faults/{fault_id}/status": {"post"},
+    "/faults/{fault_id}/assignee": {"post"},
     "/faults/{fault_id}/photos": {"post"},
     "/faults/{fault_id}/photos/{photo_id}": {"get"},
     "/notices": {"get"},

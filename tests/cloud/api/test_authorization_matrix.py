@@ -69,8 +69,11 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("POST", "/field/faults"): PAGE,
     ("POST", "/field/faults/{fault_id}/status"): PAGE,
     ("POST", "/field/faults/{fault_id}/comments"): PAGE,
+    ("POST", "/field/faults/{fault_id}/assignee"): PAGE,
     ("POST", "/field/faults/{fault_id}/photos"): PAGE,
     ("GET", "/field/faults/{fault_id}/photos/{photo_id}"): PAGE,
+    ("POST", "/field/readings/{reading_key}/photos"): PAGE,
+    ("GET", "/field/readings/photos/{photo_id}"): PAGE,
     ("POST", "/field/readings"): PAGE,
     ("POST", "/field/recharges"): PAGE,  # the money desk's roles (tests/web/test_field_desk_pages)
     ("POST", "/field/swaps"): PAGE,
@@ -198,6 +201,7 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("POST", "/faults"): FIELD,
     ("GET", "/faults/{fault_id}"): READ_ALL,
     ("POST", "/faults/{fault_id}/status"): FIELD,
+    ("POST", "/faults/{fault_id}/assignee"): OPERATIONS,
     ("POST", "/faults/{fault_id}/photos"): FIELD,
     ("GET", "/faults/{fault_id}/photos/{photo_id}"): READ_ALL,
     ("GET", "/notices"): STAFF | SELF,
@@ -317,6 +321,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/alarms/{alarm_id}/acknowledge"): {"note": "seen on site"},
     ("POST", "/faults"): {"kind": "other", "site": "Plaza"},
     ("POST", "/faults/{fault_id}/status"): {"to": "closed"},
+    ("POST", "/faults/{fault_id}/assignee"): {"user": "installer-1"},
     ("POST", "/notices/power-off"): {
         "reason": "maintenance",
         "shops": ["S101"],

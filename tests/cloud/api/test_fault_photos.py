@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import Engine, func, select
 
+from cloud.api.guards import FORM_OVERHEAD
 from cloud.db.auth import OperatorLogEntry
 from cloud.db.engine import session_factory
 from cloud.db.faults import FaultPhoto
@@ -105,7 +106,8 @@ def test_what_is_not_a_photo_changes_nothing(client: TestClient, site: Site) -> 
         (good[: len(good) // 2], "image/png", 422),  # truncated
         (b'{"photo": "no"}', "application/json", 422),
         (b"", "image/png", 422),
-        (good + b"\x00" * MAX_BYTES, "image/png", 413),  # past the body limit
+        (good + b"\x00" * MAX_BYTES, "image/png", 422),  # past the photo limit
+        (good + b"\x00" * (MAX_BYTES + FORM_OVERHEAD), "image/png", 413),  # past the body limit
     ]
     for data, kind, status in refused:
         answer = send(client, fault, data, kind, key=None)

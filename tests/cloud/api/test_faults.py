@@ -108,3 +108,38 @@ def test_open_from_an_alarm_once(client: TestClient, site: Site, tokens: dict[Ro
                        headers=installer).status_code == 200  # fmt: skip
     again = client.post("/faults", json={"alarm": alarm, "note": "back again"})
     assert again.status_code == 201 and again.json()["note"] == "back again"
+
+
+def test_assigned_to_an_active_technician_listed_and_logged(
+    client: TestClient, site: Site, tokens: dict[Role, str]
+) -> None:
+    fault = client.post("/faults", json={"kind": "bus_down", "node": NODE}).json()
+    url = f"/faults/{fault['id']}/assignee"
+    for who in ("nobody-such", "finance-1", "auditor-1", "merchant-1", "", 7):
+        assert client.post(url, json={"user": who}).status_code == 422, who
+    assert client.post("/faults/999999/assignee", json={"user": "installer-1"}).status_code == 404
+    assert counts(site.engine) == (1, 1, 1)
+    done = client.post(url, json={"user": "installer-1"})
+    assert done.status_code == 200, done.text
+    assert done.json()["assignee"] == "installer-1"
+    assert client.post(url, json={"user": "installer-1"}).status_code == 200  # the same: no log
+    mine = client.get("/faults", params={"assignee": "installer-1"}).json()["items"]
+    assert [f["id"] for f in mine] == [fault["id"]]
+    assert client.get("/faults", params={"assignee": "operator-1"}).json()["total"] == 0
+    assert client.post(url, json={"user": "operator-1"}).json()["assignee"] == "operator-1"
+    assert client.post(url, json={"user": None}).json()["assignee"] is None
+    refused = client.post(url, json={"user": "installer-1"},
+                          headers=bearer(tokens[Role.INSTALLER]))  # fmt: skip
+    assert refused.status_code == 403
+    with session_factory(site.engine)() as session:
+        assigned = OperatorLogEntry.action == "fault.assign"
+        rows = session.scalars(
+            select(OperatorLogEntry).where(assigned).order_by(OperatorLogEntry.seq)
+        ).all()
+        assert [(r.before, r.after) for r in rows] == [
+            ({"assignee": None}, {"assignee": "installer-1"}),
+            ({"assignee": "installer-1"}, {"assignee": "operator-1"}),
+            ({"assignee": "operator-1"}, {"assignee": None}),
+        ]
+    client.post(f"/faults/{fault['id']}/status", json={"to": "closed"})
+    assert client.post(url, json={"user": "installer-1"}).status_code == 409

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, PngImagePlugin
 
-from cloud.api.guards import BODY_LIMITS
+from cloud.api.guards import BODY_LIMITS, FORM_OVERHEAD
 from cloud.operations.photos import FORMATS, MAX_BYTES, MAX_SIDE, PhotoRefused, checked_image
 
 GPS_IFD, ORIENTATION, MAKE = 0x8825, 0x0112, 0x010F
@@ -62,8 +62,8 @@ def test_a_large_photo_is_shrunk_and_png_text_dropped() -> None:
         assert "Comment" not in image.info
 
 
-def test_the_body_limit_is_the_photo_limit() -> None:
-    assert [most for _, most in BODY_LIMITS] == [MAX_BYTES]
+def test_the_body_limit_is_the_photo_limit_and_a_forms_fields() -> None:
+    assert [most for _, most in BODY_LIMITS] == [MAX_BYTES + FORM_OVERHEAD]
 
 
 PNG = SAMPLES["image/png"]

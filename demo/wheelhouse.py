@@ -1,4 +1,5 @@
-"""A wheelhouse for bundle tests, made with no network.
+"""A wheelhouse made with no network, for the demo's act 6 (`voltbook-fw bundle --wheelhouse`)
+and the bundle tests.
 
 The dependencies are the very distributions this test environment has installed (the edge's
 pins and what they pull in), zipped back into wheels from their RECORD, with their original tags
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 SKIPPED_DIST_INFO = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
 PACKAGES = {"ledger": ROOT, "edge": ROOT, "cloud": ROOT, "demo": ROOT}
 PACKAGES["voltbook_fw"] = ROOT / "firmware-tools"

@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Sequence
+from functools import partial
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
@@ -76,7 +77,7 @@ def import_ir(
                 imported=now,
             )  # fmt: skip
             # A concurrent import of the same register (a phone's resend) may commit first.
-            existing = add_once(session, row, lambda r=register: _ir_reading(session, r))
+            existing = add_once(session, row, partial(_ir_reading, session, register))
             if existing is None:
                 rows.append(row)
                 new += 1

@@ -118,10 +118,11 @@ def _takeovers(
     refused = [o for o in outcomes if o.refused]
     if not refused:
         return
-    rows = session.execute(
-        select(Command.id, Command.kind).where(Command.id.in_([o.command_id for o in refused]))
+    kinds = dict(
+        session.execute(
+            select(Command.id, Command.kind).where(Command.id.in_([o.command_id for o in refused]))
+        ).tuples()
     )
-    kinds = {command_id: kind for command_id, kind in rows}
     for outcome in refused:
         if kinds.get(outcome.command_id) == CommandKind.TAKEOVER.value:
             raise_alarm(session, node, "takeover_refused", now,

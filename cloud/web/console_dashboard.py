@@ -112,11 +112,12 @@ def _nodes(session: Session, heard_since: dt.datetime, site: str | None = None) 
     """(concentrators, of them offline or silent: `cloud.db.presence`), the cloud's own chain
     left out (as `/concentrators`)."""
     node = models.Concentrator
-    offline = func.count().filter(~on_line(node, heard_since))
-    query = select(func.count(), offline).where(node.node != CLOUD_NODE)
+    query = select(func.count(), func.count().filter(~on_line(node, heard_since))).where(
+        node.node != CLOUD_NODE
+    )
     if site is not None:
         query = query.where(node.node.in_(alarms.site_nodes(site)))
-    total, offline = session.execute(query).one()
+    total, offline = session.execute(query).tuples().one()
     return int(total), int(offline)
 
 

@@ -15,7 +15,7 @@ import email.policy
 import re
 from dataclasses import dataclass
 from email.errors import MessageError
-from email.message import EmailMessage
+from email.message import MIMEPart
 from email.parser import BytesParser
 
 from cloud.errors import Invalid
@@ -64,7 +64,7 @@ def _boundary(params: str) -> str | None:
     return None
 
 
-def _fields(parts: list[EmailMessage], file: str) -> tuple[dict[str, str], Upload | None]:
+def _fields(parts: list[MIMEPart], file: str) -> tuple[dict[str, str], Upload | None]:
     if len(parts) > MAX_PARTS:
         raise Invalid(f"the form has more than {MAX_PARTS} fields")
     fields: dict[str, str] = {}

@@ -59,10 +59,10 @@ class Pockets:
         account = book.account(prepaid)
         floor = account.floor if account is not None and account.floor is not None else 0
         return cls(
-            subsidy_wh=Wh(book.balance(subsidy).available),
-            prepaid_fen=Fen(book.balance(prepaid).available),
-            grace_wh=Wh(book.balance(grace).available),
+            subsidy_wh=Wh(book.available(subsidy)),
+            prepaid_fen=Fen(book.available(prepaid)),
+            grace_wh=Wh(book.available(grace)),
             credit_limit_fen=Fen(-floor),
-            debt_fen=Fen(-book.balance(debt).available),
-            water_subsidy_l=book.balance(water_subsidy).available,
+            debt_fen=Fen(-book.available(debt)),
+            water_subsidy_l=book.available(water_subsidy),
         )

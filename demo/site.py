@@ -124,7 +124,14 @@ LORA_BUS: Final = "lora-1"
 
 
 def _site_toml(
-    start: dt.datetime, buses: int, poll_s: int, seed: int, *, lora: bool, water: bool
+    start: dt.datetime,
+    buses: int,
+    poll_s: int,
+    seed: int,
+    *,
+    lora: bool,
+    water: bool,
+    blocks: str | None = None,
 ) -> str:
     lines = [
         "# A simulated Voltbook site, written by `voltbook-demo site`.",
@@ -154,6 +161,8 @@ def _site_toml(
             "baud = 2400",
             'parity = "E"',
         ]
+        if blocks is not None:
+            lines.append(f'blocks = "{blocks}"')
     if lora:
         # Its meters answer over the air: the real pyLoRa on the simulator's SX127x stand-in.
         lines += [
@@ -215,6 +224,7 @@ def write_demo_site(
     profiles: Sequence[str] | None = None,
     lora: int = 0,
     water: int = 0,
+    blocks: str | None = None,
 ) -> DemoSite:
     """Write a new simulated site into `directory` (created; refused if it holds a site).
 
@@ -222,6 +232,8 @@ def write_demo_site(
     `demo.sim.persist` for a test whose energy must be cheap to simulate. `lora` meters (the
     last ones) answer over a simulated LoRa radio bus instead of RS-485. The first `water`
     accounts also have a CJ/T 188 water meter (on a bus of their own), billed by volume.
+    `blocks` is the RS-485 buses' block capability (`edge.drivers.dlt645_blocks`; the simulated
+    meters answer "voltbook-sim", `basic` in one exchange); None reads one DI an exchange.
     """
     _check_counts(meters, lora, water)
     site_toml = directory / "site.toml"
@@ -290,7 +302,9 @@ def write_demo_site(
     SimulatedBuilding.create(directory / "sim", specs, start=start, seed=seed)
     atomic_write(
         site_toml,
-        _site_toml(start, buses, poll_interval_s, seed, lora=lora > 0, water=water > 0).encode(),
+        _site_toml(
+            start, buses, poll_interval_s, seed, lora=lora > 0, water=water > 0, blocks=blocks
+        ).encode(),
     )
     return DemoSite(
         directory,

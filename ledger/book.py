@@ -139,6 +139,12 @@ class Book:
         totals = self._totals.get(account)
         return Balance(*totals) if totals else Balance()
 
+    def available(self, account: AccountId) -> int:
+        """`balance(account).available`, without building the `Balance` (the edge reads an
+        account's pockets several times a poll cycle)."""
+        totals = self._totals.get(account)
+        return totals[_CPOST] - totals[_DPOST] - totals[_DP] if totals else 0
+
     def balances(self) -> dict[AccountId, Balance]:
         return {account: Balance(*totals) for account, totals in self._totals.items()}
 

@@ -169,7 +169,9 @@ def address_from_wire(raw: bytes) -> str:
 
 def address_matches(pattern: str, address: str) -> bool:
     """True if `address` (from a reply) is the meter `pattern` names; AA pairs match any byte."""
-    return all(pattern[i : i + 2] in ("AA", address[i : i + 2]) for i in range(0, len(pattern), 2))
+    return pattern == address or all(
+        pattern[i : i + 2] in ("AA", address[i : i + 2]) for i in range(0, len(pattern), 2)
+    )
 
 
 # --- BCD and time fields -----------------------------------------------------------------------

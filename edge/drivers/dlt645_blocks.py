@@ -19,6 +19,7 @@ A vendor block spanning classes (a row of `dlt645_items.ITEMS` marked `vendor`) 
 `plan_reads` is pure: the items a reading block wants, the blocks the meter answers and the
 blocks it has refused → the rows to request. `RefusedBlocks` is the memory the driver keeps per
 meter: a block answered with an error reply ("no such data") is not asked of that meter again.
+`ReadPlans` keeps the plans of reading blocks: a meter's billing read asks the same every cycle.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
-from edge.drivers.dlt645_items import ITEMS_BY_NAME, DataItem
+from edge.drivers.dlt645_items import ITEMS_BY_NAME, DataItem, ReadingBlock
 from edge.drivers.dlt645_vendor import SIMULATED_MODEL
 from edge.drivers.errors import DriverUsageError
 
@@ -121,3 +122,35 @@ class RefusedBlocks:
     def forget(self, address: str) -> None:
         """A meter replaced at this address (new firmware, new model): ask it again."""
         self.by_address.pop(address, None)
+
+
+_Plan = tuple[PlannedRead, ...]
+
+
+class ReadPlans:
+    """`plan_reads` once per reading block, supported blocks and refusals, not once per read.
+
+    Keyed by the identity of the block and of the supported rows (both made once, at
+    configuration) and the refused names. Both are held with their plan, so an id cannot be
+    reused by another object while the plan is kept.
+    """
+
+    LIMIT = 1024  # plans kept (a few per bus: its blocks × the refusals seen)
+
+    def __init__(self) -> None:
+        self._plans: dict[
+            tuple[int, int, frozenset[str]], tuple[ReadingBlock, tuple[DataItem, ...], _Plan]
+        ] = {}
+
+    def plan(
+        self, block: ReadingBlock, supported: tuple[DataItem, ...], refused: frozenset[str]
+    ) -> _Plan:
+        key = (id(block), id(supported), refused)
+        kept = self._plans.get(key)
+        if kept is not None and kept[0] is block and kept[1] is supported:
+            return kept[2]
+        plan = plan_reads(block.items, supported, refused)
+        if len(self._plans) >= self.LIMIT:
+            self._plans.clear()
+        self._plans[key] = (block, supported, plan)
+        return plan

@@ -16,7 +16,7 @@ in `ignored_frames` and never taken as this meter's answer.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Final, Literal
 
@@ -34,7 +34,13 @@ from edge.drivers.dlt645 import (
     error_reasons,
     normalize_address,
 )
-from edge.drivers.dlt645_blocks import PlannedRead, RefusedBlocks, plan_reads, supported_blocks
+from edge.drivers.dlt645_blocks import (
+    PlannedRead,
+    ReadPlans,
+    RefusedBlocks,
+    plan_reads,
+    supported_blocks,
+)
 from edge.drivers.dlt645_items import (
     BLOCKS,
     ITEMS_BY_NAME,
@@ -198,6 +204,7 @@ class Dlt645Driver:
     block_support: tuple[DataItem, ...] = ()
     block_support_by_meter: tuple[tuple[str, tuple[DataItem, ...]], ...] = ()  # overrides
     refused_blocks: RefusedBlocks | None = None
+    plans: ReadPlans = field(default_factory=ReadPlans, compare=False, repr=False)
 
     @property
     def dialect(self) -> Dialect:
@@ -279,21 +286,34 @@ class Dlt645Driver:
     def read(self, address: str, block: str = "basic") -> Conversation[Reading]:
         """Read a named block; returns a `Reading` with the fields the block fills."""
         try:
-            rows = self._blocks()[block].items
+            found = self._blocks()[block]
         except KeyError:
             raise DriverUsageError(
                 f"DL/T 645-{self.version} has no block {block!r}", address=address, item=block
             ) from None
-        return self.read_items(address, rows)
+        return self._read_planned(
+            address, lambda blocks, refused: self.plans.plan(found, blocks, refused)
+        )
 
     def read_items(self, address: str, rows: Iterable[DataItem]) -> Conversation[Reading]:
         """Read rows (items or block items), one round trip each plus follow-ups; single items
         a supported block carries are read through it (`dlt645_blocks.plan_reads`)."""
+        wanted = tuple(rows)
+        return self._read_planned(
+            address, lambda blocks, refused: plan_reads(wanted, blocks, refused)
+        )
+
+    def _read_planned(
+        self,
+        address: str,
+        plan: Callable[[tuple[DataItem, ...], frozenset[str]], tuple[PlannedRead, ...]],
+    ) -> Conversation[Reading]:
+        """Read what `plan` gives for the meter's supported blocks and its refusals."""
         address = normalize_address(address)  # once: every frame below uses this form
         memory = self.refused_blocks
-        refused = memory.refused(address) if memory is not None else ()
+        refused = memory.refused(address) if memory is not None else frozenset()
         values: list[tuple[DataItem, Value]] = []
-        for planned in plan_reads(rows, self.blocks_of(address), refused):
+        for planned in plan(self.blocks_of(address), refused):
             if planned.is_substitute:
                 values += yield from self._read_through_block(address, planned)
             else:

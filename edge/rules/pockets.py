@@ -10,13 +10,22 @@ left (the debt pocket's balance, negated: ≥ 0). `water_subsidy_l` is the free 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
-from ledger.accounts import Pocket, pocket_id
+from ledger.accounts import AccountId, Pocket, pocket_id
 from ledger.book import Book
 from ledger.units import Fen, Wh
 
 NO_WH = Wh(0)
 NO_FEN = Fen(0)
+_READ = (Pocket.SUBSIDY, Pocket.PREPAID, Pocket.GRACE, Pocket.DEBT, Pocket.WATER_SUBSIDY)
+
+
+@lru_cache(maxsize=65536)
+def _pocket_ids(owner: str) -> tuple[AccountId, ...]:
+    """The ids of the pockets `from_book` reads, in `_READ` order: checked and built once per
+    owner, not at every cycle's look at the book."""
+    return tuple(pocket_id(owner, pocket) for pocket in _READ)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,14 +55,14 @@ class Pockets:
     @classmethod
     def from_book(cls, book: Book, owner: str) -> Pockets:
         """The pockets of `owner` in `book` (an unopened prepaid pocket has no credit)."""
-        prepaid = pocket_id(owner, Pocket.PREPAID)
+        subsidy, prepaid, grace, debt, water_subsidy = _pocket_ids(owner)
         account = book.account(prepaid)
         floor = account.floor if account is not None and account.floor is not None else 0
         return cls(
-            subsidy_wh=Wh(book.balance(pocket_id(owner, Pocket.SUBSIDY)).available),
-            prepaid_fen=Fen(book.balance(prepaid).available),
-            grace_wh=Wh(book.balance(pocket_id(owner, Pocket.GRACE)).available),
+            subsidy_wh=Wh(book.available(subsidy)),
+            prepaid_fen=Fen(book.available(prepaid)),
+            grace_wh=Wh(book.available(grace)),
             credit_limit_fen=Fen(-floor),
-            debt_fen=Fen(-book.balance(pocket_id(owner, Pocket.DEBT)).available),
-            water_subsidy_l=book.balance(pocket_id(owner, Pocket.WATER_SUBSIDY)).available,
+            debt_fen=Fen(-book.available(debt)),
+            water_subsidy_l=book.available(water_subsidy),
         )

@@ -172,9 +172,30 @@ def time_in_periods(tariff: TouTariff, start: dt.datetime, end: dt.datetime) -> 
     """
     require_aware(start, "interval start")
     zone = require_aware(end, "interval end").tzinfo
+    # Worked out once per interval: a cycle's meters share theirs (the last poll → this one),
+    # so the first meter's split is looked up for the others. Aware datetimes compare by
+    # instant across zones and by wall clock without `fold` within one, so the key also holds
+    # the zone whose wall clock decides and both folds: equal keys, equal splits.
+    key = (tariff, zone, start, start.fold, end, end.fold)
+    spent = _SPLITS.get(key)
+    if spent is None:
+        if len(_SPLITS) >= _SPLITS_KEPT:
+            _SPLITS.clear()
+        spent = _SPLITS[key] = _time_in_periods(tariff, start, end)
+    return dict(spent)
+
+
+_SPLITS: dict[tuple[object, ...], tuple[tuple[Period, int], ...]] = {}
+_SPLITS_KEPT = 1024
+
+
+def _time_in_periods(
+    tariff: TouTariff, start: dt.datetime, end: dt.datetime
+) -> tuple[tuple[Period, int], ...]:
+    zone = end.tzinfo
     start = start.astimezone(zone)
     if end <= start:
-        return {tariff.period_at(end.time()): 1}
+        return ((tariff.period_at(end.time()), 1),)
     pieces: list[tuple[dt.datetime, Period, int]] = []
     day = start.date()
     while day <= end.date():
@@ -191,7 +212,7 @@ def time_in_periods(tariff: TouTariff, start: dt.datetime, end: dt.datetime) -> 
     spent: dict[Period, int] = {}
     for _, period, length in sorted(pieces, key=lambda piece: piece[0]):
         spent[period] = spent.get(period, 0) + length
-    return spent
+    return tuple(spent.items())
 
 
 def _tou_parts(

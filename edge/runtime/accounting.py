@@ -293,15 +293,15 @@ class AccountTurn:
             return state  # held: the month and the due time are not known
         if account.arriving not in (None, state.arrived):
             return state  # held: the move_in brings the periods issued at the source
-        state = dataclasses.replace(
-            state,
-            subsidy=self.issue(account, state.subsidy, self.site.rules.subsidy, ENERGY_SUBSIDY),
-        )
+        # A state is replaced only when the rule changed it: most cycles it did not.
+        subsidy = self.issue(account, state.subsidy, self.site.rules.subsidy, ENERGY_SUBSIDY)
+        if subsidy is not state.subsidy:
+            state = dataclasses.replace(state, subsidy=subsidy)
         water = self.site.rules.water_subsidy
         if water is not None and self.water_meters(account.id):
-            state = dataclasses.replace(
-                state, water_subsidy=self.issue(account, state.water_subsidy, water, WATER_SUBSIDY)
-            )
+            issued = self.issue(account, state.water_subsidy, water, WATER_SUBSIDY)
+            if issued is not state.water_subsidy:
+                state = dataclasses.replace(state, water_subsidy=issued)
         return state
 
     def issue(
@@ -353,14 +353,13 @@ class AccountTurn:
             m.address for m in self.site.meters_of(account.id) if m.address not in water
         )
         if electric or not water:
-            state = dataclasses.replace(
-                state, arrears=self.judge(account, electric, state.arrears, actions, water=False)
-            )
+            judged = self.judge(account, electric, state.arrears, actions, water=False)
+            if judged is not state.arrears:
+                state = dataclasses.replace(state, arrears=judged)
         if water:
-            state = dataclasses.replace(
-                state,
-                water_arrears=self.judge(account, water, state.water_arrears, actions, water=True),
-            )
+            judged = self.judge(account, water, state.water_arrears, actions, water=True)
+            if judged is not state.water_arrears:
+                state = dataclasses.replace(state, water_arrears=judged)
         return state
 
     def judge(

@@ -484,6 +484,7 @@ class Runtime:
             return self.low_balance  # the alarm time is time-driven: held
         if work.now.timetz().replace(tzinfo=None) < self.site.rules.low_balance.alarm_at:
             return self.low_balance  # not yet the day's alarm time: nothing to look at
+        checked, today = self.low_balance.checked, work.now.date()
         views = [
             BalanceView(
                 owner,
@@ -495,6 +496,7 @@ class Runtime:
             )
             for owner in sorted(self.site.accounts)
             if accounts[owner].moved_out is None  # a tenant who left has nothing to top up
+            and checked.get(owner) != today  # the rule looks once a day: no view to build
         ]
         result = check_low_balance(work.now, views, self.low_balance, self.site.rules.low_balance)
         work.alarms += result.decisions.alarms

@@ -151,6 +151,7 @@ class LedgerMachine(RuleBasedStateMachine):
         projected = replay(self.accepted).balances()
         for account, balance in projected.items():
             assert self.book.balance(account) == balance
+            assert self.book.available(account) == balance.available  # the edge's quick read
 
 
 TestLedgerMachine = LedgerMachine.TestCase

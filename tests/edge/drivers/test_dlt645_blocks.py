@@ -21,6 +21,7 @@ from edge.drivers.bus import SerialBus
 from edge.drivers.dlt645 import Decoder, Frame, decode_frame, encode_frame
 from edge.drivers.dlt645_blocks import (
     BLOCK_SUPPORT,
+    ReadPlans,
     RefusedBlocks,
     plan_reads,
     supported_blocks,
@@ -167,6 +168,28 @@ def test_plan_for_basic_per_capability():
     assert by_capability[SIMULATED_MODEL] == ["basic_vendor_block"]
     refused = plan_reads(basic, supported_blocks(SIMULATED_MODEL), {"basic_vendor_block"})
     assert [p.row.name for p in refused] == [i.name for i in basic]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(sorted(BLOCKS_2007)),
+            st.sampled_from(sorted(BLOCK_SUPPORT)),
+            st.frozensets(st.sampled_from(sorted(BLOCK_SUPPORT[SIMULATED_MODEL]))),
+        ),
+        max_size=20,
+    )
+)
+def test_a_kept_plan_is_the_plan_made_afresh(
+    reads: list[tuple[str, str, frozenset[str]]],
+) -> None:
+    """The driver plans each reading block once per supported blocks and refusals; whatever
+    was asked before, the plan it keeps is the one `plan_reads` makes."""
+    plans = ReadPlans()
+    supported = {capability: supported_blocks(capability) for capability in BLOCK_SUPPORT}
+    for block, capability, refused in reads:
+        kept = plans.plan(BLOCKS_2007[block], supported[capability], refused)
+        assert kept == plan_reads(BLOCKS_2007[block].items, supported[capability], refused)
 
 
 def test_plan_groups_phases_and_keeps_asked_blocks():

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edge.rules import tariffs
 from edge.rules.consumption import (
     AccountCharges,
     ConsumptionPolicy,
@@ -456,3 +457,58 @@ def test_many_small_readings_cost_what_one_big_reading_costs(deltas: list[int]) 
 
 def test_period_enum_matches_the_meter_order() -> None:
     assert TOU.meter_order == (Period.SHARP, Period.PEAK, Period.FLAT, Period.VALLEY)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    meters=st.integers(1, 4),
+    cycles=st.lists(
+        st.tuples(st.integers(1, 240), st.lists(st.integers(0, 3_000), min_size=4, max_size=4)),
+        min_size=1,
+        max_size=24,
+    ),
+    in_utc=st.lists(st.booleans(), min_size=24, max_size=24),
+    fen=st.integers(0, 2_000),
+)
+def test_meters_sharing_an_interval_bill_as_each_billed_afresh(
+    *, meters: int, cycles: list[tuple[int, list[int]]], in_utc: list[bool], fen: int
+) -> None:
+    """The account turn bills a cycle's meters one after another over the same interval, whose
+    time-of-use split is then worked out once and looked up (`tariffs.time_in_periods`). The
+    chains and states are those of billing every reading with nothing remembered, whatever
+    the sequence; some cycles' times are given in UTC (another wall clock, the same instants)."""
+    policy = ConsumptionPolicy(TOU, max_power_w=100_000)
+    runs = {}
+    for afresh in (False, True):
+        ledger = Ledger(OWNER)
+        fund(ledger, fen=fen)
+        states = {
+            f"M{n}": ConsumptionState(
+                MeterBilling(meter=f"M{n}", reg_wh=Wh(REG0), at=T0), AccountCharges()
+            )
+            for n in range(meters)
+        }
+        charges, when, regs = AccountCharges(), T0, dict.fromkeys(states, REG0)
+        chains: list[tuple[Transfer, ...]] = []
+        for number, (minutes, deltas) in enumerate(cycles):
+            when += dt.timedelta(minutes=minutes)
+            now = when.astimezone(dt.UTC) if in_utc[number] else when
+            for meter, delta in zip(states, deltas, strict=False):
+                if afresh:
+                    tariffs._SPLITS.clear()
+                regs[meter] += delta
+                decided = bill_reading(
+                    now,
+                    reading(regs[meter], address=meter),
+                    ConsumptionState(states[meter].meter, charges),
+                    policy,
+                    owner=OWNER,
+                    pockets=Pockets.from_book(ledger.book, OWNER),
+                    source=SOURCE,
+                )
+                ledger.post(decided.decisions.transfers)
+                chains.append(decided.decisions.transfers)
+                states[meter], charges = decided.state, decided.state.charges
+        ledger.assert_sound()
+        runs[afresh] = (chains, states, charges)
+    assert runs[False] == runs[True]

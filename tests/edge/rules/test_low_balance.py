@@ -3,6 +3,11 @@ time; grouped by building, floor and shop."""
 
 from __future__ import annotations
 
+import datetime as dt
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from edge.rules.decisions import AlarmKind
 from edge.rules.low_balance import (
     BalanceView,
@@ -95,3 +100,26 @@ def test_report_is_grouped_by_building_floor_and_shop() -> None:
         "  F1",
         "    101 A3: low balance (amount): 0.04 yuan, 50 Wh left",
     ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    accounts=st.lists(
+        st.tuples(st.integers(0, 3_000), st.sampled_from([None, 0, 1, 2])), max_size=8
+    ),
+    hour=st.integers(0, 23),
+)
+def test_views_of_accounts_checked_today_change_nothing(
+    accounts: list[tuple[int, int | None]], hour: int
+) -> None:
+    """The runtime builds views only for the accounts not yet checked today (a view reads the
+    book); the rule decides exactly what it decides given every account's view."""
+    now = at(2026, 11, 3, hour)
+    days_ago = {None: None, **{n: now.date() - dt.timedelta(days=n) for n in (0, 1, 2)}}
+    views = [view(f"A{n}", Place("B1", "F1", f"{n}"), fen) for n, (fen, _) in enumerate(accounts)]
+    checked = {f"A{n}": days_ago[ago] for n, (_, ago) in enumerate(accounts) if ago is not None}
+    state, policy = LowBalanceState(checked), LowBalancePolicy(below_fen=1_000)
+    due = [v for v in views if checked.get(v.owner) != now.date()]
+    assert check_low_balance(now, due, state, policy) == check_low_balance(
+        now, views, state, policy
+    )

@@ -4,6 +4,7 @@ whole and costs are exact."""
 from __future__ import annotations
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
@@ -18,6 +19,7 @@ from edge.rules.tariffs import (
     TieredTariff,
     TouRange,
     TouTariff,
+    _time_in_periods,  # the split itself, nothing remembered
     apportion,
     energy_of,
     exact_cost_of,
@@ -244,3 +246,35 @@ def test_apportion_sums_exactly_and_stays_within_one(weights: list[int], total: 
     for share, weight in zip(shares, weights, strict=True):
         assert abs(share - total * weight / sum(weights)) < 1
         assert weight or not share
+
+
+# An instant in a daylight-saving zone's repeated hour (fold 0 and 1 are an hour apart), the
+# same instants in UTC and in the site's zone: what an interval's remembered split must tell
+# apart, since aware datetimes compare by instant across zones and by wall clock within one.
+NEW_YORK = ZoneInfo("America/New_York")
+zones = st.sampled_from([TZ, dt.UTC, NEW_YORK])
+instants = st.sampled_from(
+    [
+        dt.datetime(2026, 11, 1, 1, 30, tzinfo=NEW_YORK),  # the repeated hour
+        dt.datetime(2026, 11, 1, 1, 30, fold=1, tzinfo=NEW_YORK),
+        at(2026, 11, 1, 21, 45),
+        at(2026, 11, 1, 22, 0),
+        at(2026, 11, 1, 22, 15),
+        at(2026, 11, 2, 13, 0),
+    ]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(instants, zones, instants, zones), min_size=1, max_size=12))
+def test_a_remembered_split_is_the_split_worked_out_afresh(
+    intervals: list[tuple[dt.datetime, dt.tzinfo, dt.datetime, dt.tzinfo]],
+) -> None:
+    """A cycle's meters share their interval, so its split is worked out once; whatever
+    intervals came before, in whatever zones and folds, the split looked up is the one the
+    plain computation gives."""
+    for first, start_zone, last, end_zone in intervals:
+        start = first.astimezone(start_zone)
+        for fold in (0, 1):  # the same wall clock, the other fold: another instant in a DST hour
+            end = last.astimezone(end_zone).replace(fold=fold)
+            assert time_in_periods(TOU, start, end) == dict(_time_in_periods(TOU, start, end))

@@ -118,11 +118,8 @@ def _takeovers(
     refused = [o for o in outcomes if o.refused]
     if not refused:
         return
-    kinds = dict(
-        session.execute(
-            select(Command.id, Command.kind).where(Command.id.in_([o.command_id for o in refused]))
-        ).tuples()
-    )
+    query = select(Command.id, Command.kind).where(Command.id.in_([o.command_id for o in refused]))
+    kinds = {command_id: kind for command_id, kind in session.execute(query).tuples()}
     for outcome in refused:
         if kinds.get(outcome.command_id) == CommandKind.TAKEOVER.value:
             raise_alarm(session, node, "takeover_refused", now,

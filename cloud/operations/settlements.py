@@ -119,7 +119,7 @@ def _takeovers(
     if not refused:
         return
     query = select(Command.id, Command.kind).where(Command.id.in_([o.command_id for o in refused]))
-    kinds = {command_id: kind for command_id, kind in session.execute(query).tuples()}
+    kinds = {command_id: kind for command_id, kind in session.execute(query)}
     for outcome in refused:
         if kinds.get(outcome.command_id) == CommandKind.TAKEOVER.value:
             raise_alarm(session, node, "takeover_refused", now,

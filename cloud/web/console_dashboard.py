@@ -117,7 +117,7 @@ def _nodes(session: Session, heard_since: dt.datetime, site: str | None = None) 
     )
     if site is not None:
         query = query.where(node.node.in_(alarms.site_nodes(site)))
-    total, offline = session.execute(query).tuples().one()
+    total, offline = session.execute(query).one()
     return int(total), int(offline)
 
 

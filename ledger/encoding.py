@@ -31,6 +31,7 @@ Checkpoint signature: Ed25519 over
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from enum import Enum
@@ -181,6 +182,7 @@ def decode_transfer(data: bytes) -> Transfer:
     return transfer
 
 
+@functools.lru_cache(maxsize=256)  # one node per chain: its id is encoded for every entry
 def _node_bytes(node: str) -> bytes:
     raw = node.encode("ascii")
     if not 0 < len(raw) < 256:

@@ -10,8 +10,8 @@ one signed checkpoint per entry (the worst case: as many signatures as transfers
 Each cadence runs for both body formats: version 1 (canonical JSON) verified from its JSON-lines
 export (`verify_lines`, what `ledger verify` reads), and version 2 (`ledger.encoding_v2`)
 verified from the stored rows (`verify_stored`: seq, prev hash, hash and body as a store holds
-them; every body hashed as stored and decoded once). The bare peer of each hashes that run's
-own preimages.
+them; every body hashed as stored, its id read in place; decoding a body is
+`bench/decode_bench.py`'s figure). The bare peer of each hashes that run's own preimages.
 
     python bench/ledger_bench.py            # 100 000 transfers
     python bench/ledger_bench.py --smoke    # 2 000 transfers, a few seconds

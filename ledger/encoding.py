@@ -190,9 +190,13 @@ def _node_bytes(node: str) -> bytes:
     return bytes([len(raw)]) + raw
 
 
+def entry_prefix(node: str, body: bytes) -> bytes:
+    """How every entry preimage of `node` with a body of `body`'s format begins: tag and node."""
+    return (ENTRY_TAG_V2 if body[:1] == _V2 else ENTRY_TAG) + _node_bytes(node)
+
+
 def entry_preimage(node: str, seq: int, prev_hash: bytes, body: bytes) -> bytes:
-    tag = ENTRY_TAG_V2 if body[:1] == _V2 else ENTRY_TAG
-    return b"".join((tag, _node_bytes(node), seq.to_bytes(8, "big"), prev_hash, body))
+    return b"".join((entry_prefix(node, body), seq.to_bytes(8, "big"), prev_hash, body))
 
 
 def checkpoint_message(node: str, seq: int, head: bytes) -> bytes:

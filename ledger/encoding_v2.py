@@ -61,6 +61,8 @@ from ledger.transfers import Code, Kind, RefValue, TimeSource, Transfer
 from ledger.units import MAX_AMOUNT
 
 FORMAT_V2 = 2
+ID_END = 17  # the id is bytes 1 … 16: readers that need nothing else slice it in place
+LINKED_AT = 20  # … and the linked flag byte 20
 # Append-only tables: an index, once written, means the same thing forever.
 CODES: tuple[Code, ...] = (
     Code.RECHARGE, Code.CONSUME, Code.SUBSIDY_ISSUE, Code.SUBSIDY_EXPIRE, Code.REFUND,
@@ -305,13 +307,3 @@ def decode_transfer_v2(data: bytes) -> Transfer:
     _set(t, "linked", linked == 1)
     _set(t, "refs", refs)
     return t
-
-
-def body_linked(body: bytes) -> bool:
-    """The linked flag of a version-2 body, read in place (the uplink needs nothing else)."""
-    return body[20] == 1
-
-
-def body_id(body: bytes) -> bytes:
-    """The 16 id bytes of a version-2 body, in place."""
-    return body[1:17]

@@ -43,11 +43,15 @@ longer integer or varint than needed, an in-line key that has a table index, key
 order, trailing bytes, …), so `encode(decode(b)) == b` for every `b` that decodes. The decoder
 checks every invariant `Transfer` checks and builds the transfer without a second validation.
 
-Example (`tests/vectors/chain-v2.hex` freezes more): recharge 500 fen from `sys:cash_in_transit`
-to `A0001:prepaid`, id 1, refs {"payment": "P1"}:
+Example (69 bytes; 254 in version 1; `tests/vectors/bodies-v2.hex` freezes more): a recharge of
+500 fen from `sys:cash_in_transit` to `A0001:prepaid`, id 1, time source ntp, refs
+{"payment": "P1"}:
 
-    02 00000000000000000000000000000001  00 00 00 00  00000000000001f4
-    01  80 05 "A0001"  19 "2026-11-01T08:00:00+08:00"  01  00 10 02 "P1"
+    02  00000000000000000000000000000001  00 00 00 00  00000000000001f4     head
+    01                                      debit: SYSTEM_ACCOUNTS[1], cash_in_transit
+    81 05 "A0001"                           credit: POCKETS[1], prepaid, of owner A0001
+    19 "2026-11-01T08:00:00+08:00"          time: 25 bytes
+    01  07 10 02 "P1"                       one ref: REF_KEYS[7] payment, text of 2 bytes
 """
 
 from __future__ import annotations

@@ -300,7 +300,8 @@ def entry_figure(seconds: float) -> None:
 
             costs = [1e6 / rate(run, seconds) for run in (decode, chain_hash, sha256)]
             ratios = costs[0] / costs[1], costs[0] / costs[2]
-            verdict = "met" if all(r <= g for r, g in zip(ratios, ENTRY_GOALS)) else "MISSED"
+            met = all(r <= g for r, g in zip(ratios, ENTRY_GOALS, strict=True))
+            verdict = "met" if met else "MISSED"
             print(
                 f"  {name}, version {version} ({len(body)} B): decode {costs[0]:.2f} µs, "
                 f"chain hash {costs[1]:.2f} µs, SHA-256 {costs[2]:.2f} µs; decode = "

@@ -3,8 +3,9 @@
 Every node (each concentrator, and the cloud) appends its accepted transfers to its own chain:
 entry `seq` n carries `prev_hash` (the hash of entry n−1, or 32 zero bytes for n = 1) and `hash`
 (SHA-256 over a domain tag, node id, seq, prev hash and the canonical transfer body, version 1
-or 2; see `ledger.encoding`). A checkpoint (node, seq, head hash) signed with the node's Ed25519 key vouches
-for every entry up to `seq`. The key id is the first 8 bytes of SHA-256 of the raw public key.
+or 2; see `ledger.encoding`). A checkpoint (node, seq, head hash) signed with the node's Ed25519
+key vouches for every entry up to `seq`. The key id is the first 8 bytes of SHA-256 of the raw
+public key.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from ledger.encoding import (
 from ledger.encoding_v2 import FORMAT_V2
 from ledger.errors import DecodeError, InvalidValue
 from ledger.transfers import Transfer
-
 
 _V2 = bytes((FORMAT_V2,))
 

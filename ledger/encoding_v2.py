@@ -98,7 +98,7 @@ _HEAD = struct.Struct(">BQQBBBBQ")  # format, id (2 × 64 bits), code, kind, sou
 _PENDING = struct.Struct(">QQ")
 _TWO_PHASE = frozenset((Kind.POST, Kind.VOID))
 _SYSTEM_IDS = tuple((AccountId(f"sys:{s.value}"), SYSTEM_UNIT[s]) for s in SYSTEM_ACCOUNTS)
-_SYSTEM_INDEX = {account: bytes((i,)) for i, (account, _) in enumerate(_SYSTEM_IDS)}
+_SYSTEM_INDEX: dict[str, bytes] = {a: bytes((i,)) for i, (a, _) in enumerate(_SYSTEM_IDS)}
 _POCKET_INDEX = {p.value: 0x80 + i for i, p in enumerate(POCKETS)}
 _KEY_INDEX = {key: bytes((i,)) for i, key in enumerate(REF_KEYS)}
 _CODE_INDEX = {c: i for i, c in enumerate(CODES)}
@@ -201,7 +201,10 @@ def _read_account(data: bytes, pos: int) -> tuple[AccountId, Unit, int]:
         pocket = POCKETS[index]
         if len(_accounts) >= _ACCOUNT_CACHE:
             _accounts.clear()
-        known = _accounts[raw] = (AccountId(f"{owner.decode()}:{pocket.value}"), POCKET_UNIT[pocket])
+        known = _accounts[raw] = (
+            AccountId(f"{owner.decode()}:{pocket.value}"),
+            POCKET_UNIT[pocket],
+        )
     return known[0], known[1], end
 
 
@@ -228,7 +231,10 @@ def _read_refs(data: bytes, pos: int, count: int) -> dict[str, RefValue]:
             end = pos + 1 + tag
             if end > size or (tag and not data[pos + 1]):
                 raise DecodeError(f"ref {key}: integer cut short or longer than needed")
-            value: RefValue = int.from_bytes(data[pos + 1 : end], "big")
+            number = int.from_bytes(data[pos + 1 : end], "big")
+            if number > MAX_AMOUNT:
+                raise DecodeError(f"ref {key} is beyond ±2^53−1")
+            value: RefValue = number
         elif tag == _TEXT:
             n = data[pos + 1]
             pos += 2
@@ -242,12 +248,12 @@ def _read_refs(data: bytes, pos: int, count: int) -> dict[str, RefValue]:
             end = pos + 1 + tag - _NEGATIVE
             if end > size or not data[pos + 1]:
                 raise DecodeError(f"ref {key}: integer cut short or longer than needed")
-            value = -int.from_bytes(data[pos + 1 : end], "big")
+            number = int.from_bytes(data[pos + 1 : end], "big")
+            if number > MAX_AMOUNT:
+                raise DecodeError(f"ref {key} is beyond ±2^53−1")
+            value = -number
         else:
             raise DecodeError(f"ref {key}: unknown value tag {tag:#x}")
-        if tag == _INT_BYTES or tag == _NEGATIVE + _INT_BYTES:
-            if abs(value) > MAX_AMOUNT:  # type: ignore[arg-type]
-                raise DecodeError(f"ref {key} is beyond ±2^53−1")
         refs[key] = value
         pos = end
     if pos != size:

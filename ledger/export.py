@@ -1,8 +1,9 @@
 """JSON-lines form of a chain: one entry or checkpoint per line (export, uplink, vectors).
 
 Entry line: the transfer's canonical fields plus `type: "entry"`, `node`, `seq`, `prev_hash` and
-`hash` (hex), and `version: 2` when the entry's body is in format version 2 (`ledger.encoding_v2`;
-the line is the same transfer either way, the version says which body was hashed). Checkpoint line: `type: "checkpoint"`, `node`, `seq`, `head` (hex), `key_id`,
+`hash` (hex), and `version: 2` when the entry's body is in format version 2
+(`ledger.encoding_v2`; the line is the same transfer either way, the version says which body
+was hashed). Checkpoint line: `type: "checkpoint"`, `node`, `seq`, `head` (hex), `key_id`,
 `signature` (hex). Line order is file order; the verifier judges it, it is never re-sorted here.
 """
 

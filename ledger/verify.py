@@ -2,8 +2,9 @@
 
 `verify_lines` reads a JSON-lines export (`ledger.export`), `verify_records` judges parsed
 records, `verify_stored` the rows of a store as they are (bodies of either format, hashed as
-stored, decoded once and never re-encoded). Given the records of one node's chain in file order, the node's trusted public keys, and
-optionally the last head the caller trusts (e.g. the cloud's acknowledged head), it reports:
+stored, never re-encoded). Given the records of one node's chain in file order, the node's
+trusted public keys, and optionally the last head the caller trusts (e.g. the cloud's
+acknowledged head), it reports:
 
 | problem | meaning |
 |---|---|
@@ -182,7 +183,7 @@ def verify_stored(
     return _verdict(node, rows, checkpoints, keys, trusted, findings)
 
 
-def _verdict(  # noqa: PLR0913, PLR0917 (the shared core of the two entry points)
+def _verdict(  # noqa: PLR0917 (the shared core of the two entry points)
     node: str,
     rows: list[_Row],
     checkpoints: list[Checkpoint] | Sequence[Checkpoint],
@@ -250,6 +251,8 @@ def _check_links(
     node: str, ordered: list[_Row], trusted: TrustedHead | None, findings: list[Finding]
 ) -> dict[int, bytes]:
     """Check gaps, each entry's hash and its link to the previous one; return seq -> hash."""
+    if not ordered:
+        return {}
     add = findings.append
     expected = trusted.seq + 1 if trusted and ordered and ordered[0][0] > 1 else 1
     hashes: dict[int, bytes] = {}

@@ -25,8 +25,10 @@ signature over the last head and stores the bodies as they came. Version-1 bodie
 go as strings in `bodies`; a batch holding any version-2 body (`ledger.encoding_v2`, binary)
 carries every body as base64 in `stored` instead (`"stored": ["AgAAAA…", …]`, about 43 bytes
 an entry after compression against 48 for version 1). A cloud that predates version 2 finds no
-`bodies` and refuses the batch (the edge resends it until the cloud is upgraded). Readings travel as columns of integers, each the difference from the same meter's
-previous value in the batch (the first is absolute), so a 15-minute reading costs a few bytes
+`bodies` and refuses the batch (the edge resends it until the cloud is upgraded).
+
+Readings travel as columns of integers, each the difference from the same meter's previous
+value in the batch (the first is absolute), so a 15-minute reading costs a few bytes
 after compression; `None` stays `null`. Scales (exact for DL/T 645 resolutions): time in ms,
 energy and tariff registers in Wh, voltage ×10, current ×1000, power ×10 (W), pf ×1000.
 The rows are `ledger.readings.ReadingRow`s; their columns:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from ledger.book import replay
 import pytest
 
+from ledger.book import replay
 from ledger.chain import Checkpoint, Entry, NodeKey, load_public_key
 from ledger.encoding import (
     ENTRY_TAG,

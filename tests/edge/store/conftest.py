@@ -13,8 +13,8 @@ import pytest
 from edge.drivers.reading import Reading, RelayState, ValveState
 from edge.store import Store, TimedReading
 from edge.store.integrity import format_head
-from ledger.chain import Chain
 from ledger.accounts import Pocket, System, pocket_id, system_id
+from ledger.chain import Chain
 from ledger.encoding import body_version, decode_transfer, encode_body
 from ledger.ids import derive_id
 from ledger.transfers import Code, Kind, RefValue, Transfer

@@ -104,10 +104,9 @@ def test_a_version_1_store_continues_in_version_2(tmp_path: Path) -> None:
     path = tmp_path / "edge.db"
     transfers = sample_transfers()
     version_1_store(path, transfers[:4])  # the third is linked to the fourth
-    with Store.open(path, node=NODE) as store:
-        with store.transaction() as tx:
-            tx.append_transfers(transfers[4:])
-            tx.add_checkpoint(store.chain.checkpoint(KEY))
+    with Store.open(path, node=NODE) as store, store.transaction() as tx:
+        tx.append_transfers(transfers[4:])
+        tx.add_checkpoint(store.chain.checkpoint(KEY))
     with Store.open(path, node=NODE, public_key=KEY.public_key) as store:
         items = [i for i in store.outbox() if isinstance(i, EntryItem)]
         assert [i.body[:1] for i in items] == [b"{"] * 4 + [b"\x02"] * 2

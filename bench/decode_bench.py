@@ -15,17 +15,26 @@ USB RS-485 adapter's usual delivery), as CPU per byte and the share of one core 
 `--noise-only` prints only that figure (to run it against another checkout's `edge/`, e.g.
 `PYTHONPATH=../base python bench/decode_bench.py --noise-only --smoke`).
 
-    .venv/bin/python bench/decode_bench.py [--smoke] [--noise-only]
+Last, stored ledger entries (issue 18, item 1): decoding one body into its `Transfer`
+(`ledger.encoding.decode_transfer`, either format) against its peers in the same run, the
+entry's chain hash (`ledger.chain.entry_hash` over the same stored bytes; goal: decoding ≤ 2×)
+and a bare SHA-256 of the stored bytes (goal ≤ 5×), for a recharge and for a consumption leg
+(the edge's commonest entry: six refs), in format versions 1 and 2. `--entries-only` prints
+only that figure.
+
+    .venv/bin/python bench/decode_bench.py [--smoke] [--noise-only | --entries-only]
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import logging
 import random
 import time
 from collections.abc import Callable
+from typing import Any
 
 from demo.sim.dlt645_responder import Dlt645Responder
 from demo.sim.state import MeterState
@@ -33,12 +42,17 @@ from edge.drivers.base import SerialSettings
 from edge.drivers.dlt645 import Decoder, decode_frame, encode_frame
 from edge.drivers.dlt645_items import BLOCKS_2007, build_reading, decode_reply
 from edge.drivers.dlt645_requests import read_request
+from ledger.accounts import Pocket, System, Unit, pocket_id, system_id
+from ledger.chain import entry_hash
+from ledger.encoding import decode_transfer, encode_body
+from ledger.transfers import Code, TimeSource, Transfer
 
 METER = "123456789012"
 GOAL = 3.0
 NOISE_GOAL = 2.0  # Modbus hunt CPU on noise within 2x of the DL/T 645 decoder's
 NOISE_BAUDS = (9600, 19200)
 NOISE_BATCH = 512  # bytes fed per timed unit
+ENTRY_GOALS = (2.0, 5.0)  # decoding a stored entry vs its chain hash, vs a bare SHA-256
 REFERENCE_REPLIES = [
     "FE FE FE FE 68 12 90 78 56 34 12 68 91 08 33 33 34 33 89 67 45 33 54 16",
     "FE FE FE FE 68 12 90 78 56 34 12 68 91 06 33 34 34 35 34 55 76 16",
@@ -241,15 +255,74 @@ def noise_figure(seconds: float) -> None:
         print(f"      modbus/dlt645 ratio {ratio:.2f} (goal <= {NOISE_GOAL:g}x: {verdict})")
 
 
+def stored_entries() -> dict[str, Transfer]:
+    """A recharge and a consumption leg as the edge books them."""
+    common = {"time": "2026-11-01T08:15:00+08:00", "time_source": TimeSource.NTP}
+    return {
+        "recharge": Transfer(
+            id=(7 << 100) + 1, debit=system_id(System.CASH_IN_TRANSIT),
+            credit=pocket_id("A0042", Pocket.PREPAID), amount=5000, unit=Unit.FEN,
+            code=Code.RECHARGE, refs={"payment": "WX0000000001", "method": "wechat"}, **common,
+        ),
+        "consumption leg": Transfer(
+            id=(9 << 100) + 2, debit=pocket_id("A0042", Pocket.PREPAID),
+            credit=system_id(System.ENERGY_SALES), amount=103, unit=Unit.FEN,
+            code=Code.CONSUME, linked=True, refs={
+                "meter": "123456789012", "reg_from": 1_000_000, "reg_to": 1_003_230,
+                "energy_wh": 1230, "cost_cum": 10_288_950, "tariff": "peak:1230@8365"},
+            **common,
+        ),
+    }  # fmt: skip
+
+
+def entry_figure(seconds: float) -> None:
+    print("stored ledger entries: µs to decode one body, to hash it into the chain, to SHA-256 it")
+    prev = bytes(range(32))
+    for name, transfer in stored_entries().items():
+        for version in (1, 2):
+            body = encode_body(transfer, version)
+            assert decode_transfer(body) == transfer
+
+            def decode(body: bytes = body) -> int:
+                for _ in range(100):
+                    decode_transfer(body)
+                return 100
+
+            def chain_hash(body: bytes = body) -> int:
+                for _ in range(100):
+                    entry_hash("edge-0001", 12345, prev, body)
+                return 100
+
+            def sha256(body: bytes = body, sha: Callable[[bytes], Any] = hashlib.sha256) -> int:
+                for _ in range(100):
+                    sha(body).digest()
+                return 100
+
+            costs = [1e6 / rate(run, seconds) for run in (decode, chain_hash, sha256)]
+            ratios = costs[0] / costs[1], costs[0] / costs[2]
+            met = all(r <= g for r, g in zip(ratios, ENTRY_GOALS, strict=True))
+            verdict = "met" if met else "MISSED"
+            print(
+                f"  {name}, version {version} ({len(body)} B): decode {costs[0]:.2f} µs, "
+                f"chain hash {costs[1]:.2f} µs, SHA-256 {costs[2]:.2f} µs; decode = "
+                f"{ratios[0]:.2f}× the chain hash, {ratios[1]:.1f}× the SHA-256 "
+                f"(goals <= {ENTRY_GOALS[0]:g}×, <= {ENTRY_GOALS[1]:g}×: {verdict})"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="a quick run (about 2 s)")
     parser.add_argument("--noise-only", action="store_true", help="only the line-noise figure")
+    parser.add_argument("--entries-only", action="store_true", help="only the ledger entries")
     args = parser.parse_args()
     seconds = 0.2 if args.smoke else 2.0
     logging.disable(logging.CRITICAL)  # the package logs every frame; not what we measure
     if args.noise_only:
         noise_figure(seconds)
+        return
+    if args.entries_only:
+        entry_figure(seconds)
         return
 
     meter = simulated_meter()
@@ -290,6 +363,7 @@ def main() -> None:
             f"{cpu_per_reading / wire:.4%} of the 2400-baud wire time of its replies"
         )
     noise_figure(seconds)
+    entry_figure(seconds)
 
 
 if __name__ == "__main__":

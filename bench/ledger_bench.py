@@ -7,6 +7,12 @@ shows what our encoding, parsing and checks cost on top. Two checkpoint cadences
 one signed checkpoint per entry (the worst case: as many signatures as transfers) and one per
 100 entries (what the edge does per poll cycle).
 
+Each cadence runs for both body formats: version 1 (canonical JSON) verified from its JSON-lines
+export (`verify_lines`, what `ledger verify` reads), and version 2 (`ledger.encoding_v2`)
+verified from the stored rows (`verify_stored`: seq, prev hash, hash and body as a store holds
+them; every body hashed as stored, its id read in place; decoding a body is
+`bench/decode_bench.py`'s figure). The bare peer of each hashes that run's own preimages.
+
     python bench/ledger_bench.py            # 100 000 transfers
     python bench/ledger_bench.py --smoke    # 2 000 transfers, a few seconds
 """
@@ -18,11 +24,11 @@ import hashlib
 import time
 
 from ledger.accounts import Pocket, System, Unit, pocket_id, system_id
-from ledger.chain import Chain, NodeKey, checkpoint_message
-from ledger.encoding import encode_transfer, entry_preimage
+from ledger.chain import Chain, Checkpoint, Entry, NodeKey, checkpoint_message
+from ledger.encoding import encode_body, entry_preimage
 from ledger.export import record_line
 from ledger.transfers import Code, TimeSource, Transfer
-from ledger.verify import verify_lines
+from ledger.verify import StoredEntry, Verdict, verify_lines, verify_stored
 
 GOAL = 0.5
 
@@ -45,26 +51,49 @@ def make_transfers(n: int) -> list[Transfer]:
     ]
 
 
-def ours(transfers: list[Transfer], key: NodeKey, every: int) -> tuple[float, float, list[str]]:
+def ours(
+    transfers: list[Transfer], key: NodeKey, every: int, version: int
+) -> tuple[float, float, int]:
+    """Append, hash and sign (stored as JSON lines for version 1, as rows for version 2), then
+    verify; returns both times and the bytes stored per entry."""
     start = time.perf_counter()
-    chain = Chain("edge-bench")
-    lines = []
+    chain = Chain("edge-bench", version=version)
+    lines: list[str] = []
+    rows: list[StoredEntry] = []
+    checkpoints: list[Checkpoint] = []
     for i, t in enumerate(transfers, 1):
-        lines.append(record_line(chain.append(t)))
+        entry = chain.append(t)
+        if version == 1:
+            lines.append(record_line(entry))
+        else:
+            rows.append(_row(entry))
         if i % every == 0 or i == len(transfers):
-            lines.append(record_line(chain.checkpoint(key)))
+            checkpoint = chain.checkpoint(key)
+            if version == 1:
+                lines.append(record_line(checkpoint))
+            else:
+                checkpoints.append(checkpoint)
     append = time.perf_counter() - start
     start = time.perf_counter()
-    verdict = verify_lines(lines, [key.public_key])
+    verdict: Verdict
+    if version == 1:
+        verdict = verify_lines(lines, [key.public_key])
+    else:
+        verdict = verify_stored("edge-bench", rows, checkpoints, [key.public_key])
     verify = time.perf_counter() - start
     assert verdict.ok and verdict.entries == len(transfers), verdict.findings[:3]
-    return append, verify, lines
+    size = sum(len(line) + 1 for line in lines) + sum(len(r[3]) + 72 for r in rows)
+    return append, verify, size
 
 
-def bare(transfers: list[Transfer], key: NodeKey, every: int) -> tuple[float, float]:
+def _row(entry: Entry) -> StoredEntry:
+    return entry.seq, entry.prev_hash, entry.hash, encode_body(entry.transfer, entry.version)
+
+
+def bare(transfers: list[Transfer], key: NodeKey, every: int, version: int) -> tuple[float, float]:
     """The same number of SHA-256 + Ed25519 operations over the same bytes, nothing else."""
     preimages = [
-        entry_preimage("edge-bench", i, bytes(32), encode_transfer(t))
+        entry_preimage("edge-bench", i, bytes(32), encode_body(t, version))
         for i, t in enumerate(transfers, 1)
     ]
     signs = len(range(every, len(transfers) + 1, every)) + (len(transfers) % every != 0)
@@ -93,11 +122,16 @@ def main() -> None:
     transfers = make_transfers(n)
     key = NodeKey.generate()
     print(f"ledger bench: {n} transfers")
-    for every, label in ((1, "checkpoint per entry"), (100, "checkpoint per 100")):
-        our_append, our_verify, lines = ours(transfers, key, every)
-        bare_append, bare_verify = bare(transfers, key, every)
-        size = sum(len(line) + 1 for line in lines) / n
-        print(f"  {label} ({size:.0f} B/entry exported):")
+    runs = (
+        (1, 1, "checkpoint per entry, version 1 from JSON lines"),
+        (1, 2, "checkpoint per entry, version 2 from stored rows"),
+        (100, 1, "checkpoint per 100, version 1 from JSON lines"),
+        (100, 2, "checkpoint per 100, version 2 from stored rows"),
+    )
+    for every, version, label in runs:
+        our_append, our_verify, stored = ours(transfers, key, every, version)
+        bare_append, bare_verify = bare(transfers, key, every, version)
+        print(f"  {label} ({stored / n:.0f} B/entry stored):")
         for what, mine, peer in (
             ("append+hash+sign", our_append, bare_append),
             ("full verification", our_verify, bare_verify),

@@ -8,7 +8,8 @@ of Voltbook's (docs/architecture.md §3); the model is §5, the edge–cloud con
 - `transfers`: the immutable transfer value, its codes and kinds.
 - `ids`: deterministic 128-bit transfer ids derived from business facts.
 - `book`: TigerBeetle-style application of transfers (idempotent ids, linked, two-phase, floors).
-- `encoding`: the canonical byte encoding that is hashed and signed.
+- `encoding`: the canonical byte encoding that is hashed and signed (body format version 1, JSON).
+- `encoding_v2`: body format version 2, compact binary, decoded without intermediate objects.
 - `chain`: the per-node hash chain, node keys and signed checkpoints.
 - `export`: the JSON-lines form of a chain (export, uplink, vectors).
 - `verify`: names exactly what is wrong with an exported chain.

@@ -2,23 +2,34 @@
 
 Every node (each concentrator, and the cloud) appends its accepted transfers to its own chain:
 entry `seq` n carries `prev_hash` (the hash of entry n−1, or 32 zero bytes for n = 1) and `hash`
-(SHA-256 over a domain tag, node id, seq, prev hash and the canonical transfer; see
-`ledger.encoding`). A checkpoint (node, seq, head hash) signed with the node's Ed25519 key vouches
-for every entry up to `seq`. The key id is the first 8 bytes of SHA-256 of the raw public key.
+(SHA-256 over a domain tag, node id, seq, prev hash and the canonical transfer body, version 1
+or 2; see `ledger.encoding`). A checkpoint (node, seq, head hash) signed with the node's Ed25519
+key vouches for every entry up to `seq`. The key id is the first 8 bytes of SHA-256 of the raw
+public key.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from ledger.encoding import GENESIS_HASH, checkpoint_message, encode_transfer, entry_preimage
+from ledger.encoding import (
+    GENESIS_HASH,
+    checkpoint_message,
+    encode_body,
+    entry_prefix,
+    entry_preimage,
+)
+from ledger.encoding_v2 import FORMAT_V2
 from ledger.errors import DecodeError, InvalidValue
 from ledger.transfers import Transfer
+
+_V2 = bytes((FORMAT_V2,))
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:
@@ -98,6 +109,7 @@ class Entry:
     prev_hash: bytes
     hash: bytes
     transfer: Transfer
+    version: int = 1  # the body's format (`ledger.encoding.encode_body`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,9 +132,24 @@ def entry_hash(node: str, seq: int, prev_hash: bytes, body: bytes) -> bytes:
     return hashlib.sha256(entry_preimage(node, seq, prev_hash, body)).digest()
 
 
-def make_entry(node: str, seq: int, prev_hash: bytes, transfer: Transfer) -> Entry:
-    digest = entry_hash(node, seq, prev_hash, encode_transfer(transfer))
-    return Entry(node, seq, prev_hash, digest, transfer)
+def entry_hasher(node: str) -> Callable[[int, bytes, bytes], bytes]:
+    """`entry_hash` for one node's entries (seq, prev_hash, body), its prefixes made once: what
+    a verifier runs on every entry of a chain."""
+    v1, v2 = entry_prefix(node, b"{"), entry_prefix(node, _V2)
+    sha256, join = hashlib.sha256, b"".join
+
+    def digest(seq: int, prev_hash: bytes, body: bytes) -> bytes:
+        prefix = v2 if body[:1] == _V2 else v1
+        return sha256(join((prefix, seq.to_bytes(8, "big"), prev_hash, body))).digest()
+
+    return digest
+
+
+def make_entry(
+    node: str, seq: int, prev_hash: bytes, transfer: Transfer, version: int = 1
+) -> Entry:
+    digest = entry_hash(node, seq, prev_hash, encode_body(transfer, version))
+    return Entry(node, seq, prev_hash, digest, transfer, version)
 
 
 def sign_checkpoint(key: NodeKey, node: str, seq: int, head: bytes) -> Checkpoint:
@@ -134,20 +161,23 @@ class Chain:
     """An append-only chain in memory: the head and how to extend it.
 
     Durable storage is the caller's (the edge keeps entries in SQLite); `Chain.resume` continues
-    from a stored head.
+    from a stored head. `version` is the body format of the entries it appends from now on.
     """
 
-    def __init__(self, node: str, seq: int = 0, head: bytes = GENESIS_HASH) -> None:
+    def __init__(
+        self, node: str, seq: int = 0, head: bytes = GENESIS_HASH, *, version: int = 1
+    ) -> None:
         self.node = node
         self.seq = seq
         self.head = head
+        self.version = version
 
     @classmethod
     def resume(cls, node: str, last: Entry | None) -> Chain:
         return cls(node) if last is None else cls(node, last.seq, last.hash)
 
     def append(self, transfer: Transfer) -> Entry:
-        entry = make_entry(self.node, self.seq + 1, self.head, transfer)
+        entry = make_entry(self.node, self.seq + 1, self.head, transfer, self.version)
         self.seq, self.head = entry.seq, entry.hash
         return entry
 

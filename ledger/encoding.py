@@ -14,9 +14,14 @@ Example (`tests/vectors/` freezes more):
 "id":"000…01","kind":"single","linked":false,"pending_id":null,"refs":{"payment":"P1"},
 "time":"2026-11-01T08:00:00+08:00","time_source":"ntp","unit":"fen"}`
 
+Format version 2 (`ledger.encoding_v2`) is a compact binary body whose first byte is 0x02; a
+version-1 body's first byte is `{`. `decode_transfer` takes either.
+
 Entry hash: SHA-256 over
-`b"voltbook/ledger/entry/v1\\x00" | len(node) (1 byte) | node (ASCII) | seq (8 bytes, big-endian)
-| prev_hash (32 bytes) | body`.
+`tag | len(node) (1 byte) | node (ASCII) | seq (8 bytes, big-endian) | prev_hash (32 bytes)
+| body`, the tag being `b"voltbook/ledger/entry/v1\\x00"` for a version-1 body and
+`b"voltbook/ledger/entry/v2\\x00"` for a version-2 body: the two can never hash alike, and a
+chain may switch from version 1 to version 2 at any entry.
 The first entry of a node has seq 1 and prev_hash 32 zero bytes.
 
 Checkpoint signature: Ed25519 over
@@ -26,18 +31,22 @@ Checkpoint signature: Ed25519 over
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from enum import Enum
 from typing import Any, TypeVar
 
 from ledger.accounts import AccountId, Unit
-from ledger.errors import DecodeError, LedgerError
+from ledger.encoding_v2 import FORMAT_V2, decode_transfer_v2, encode_transfer_v2
+from ledger.errors import DecodeError, InvalidValue, LedgerError
 from ledger.transfers import Code, Kind, TimeSource, Transfer
 
 E = TypeVar("E", bound=Enum)
 
 ENTRY_TAG = b"voltbook/ledger/entry/v1\x00"
+ENTRY_TAG_V2 = b"voltbook/ledger/entry/v2\x00"
+_V2 = bytes((FORMAT_V2,))
 CHECKPOINT_TAG = b"voltbook/ledger/checkpoint/v1\x00"
 GENESIS_HASH = bytes(32)
 TRANSFER_KEYS = frozenset(
@@ -141,8 +150,24 @@ def decode_transfer_fields(fields: Mapping[str, Any]) -> Transfer:
         raise DecodeError(f"invalid transfer: {exc}") from exc
 
 
+def encode_body(t: Transfer, version: int) -> bytes:
+    """The body of a transfer in format `version` (1: canonical JSON, 2: `ledger.encoding_v2`)."""
+    if version == FORMAT_V2:
+        return encode_transfer_v2(t)
+    if version == 1:
+        return encode_transfer(t)
+    raise InvalidValue(f"no body format {version}")
+
+
+def body_version(body: bytes) -> int:
+    return FORMAT_V2 if body[:1] == _V2 else 1
+
+
 def decode_transfer(data: bytes) -> Transfer:
-    """Decode canonical bytes; refuses bytes that are valid JSON but not canonical."""
+    """Decode a body of either format; refuses bytes that are not exactly the canonical
+    encoding (for version 1: valid JSON that is not canonical)."""
+    if data[:1] == _V2:
+        return decode_transfer_v2(data)
     try:
         fields = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -157,6 +182,7 @@ def decode_transfer(data: bytes) -> Transfer:
     return transfer
 
 
+@functools.lru_cache(maxsize=256)  # one node per chain: its id is encoded for every entry
 def _node_bytes(node: str) -> bytes:
     raw = node.encode("ascii")
     if not 0 < len(raw) < 256:
@@ -164,8 +190,13 @@ def _node_bytes(node: str) -> bytes:
     return bytes([len(raw)]) + raw
 
 
+def entry_prefix(node: str, body: bytes) -> bytes:
+    """How every entry preimage of `node` with a body of `body`'s format begins: tag and node."""
+    return (ENTRY_TAG_V2 if body[:1] == _V2 else ENTRY_TAG) + _node_bytes(node)
+
+
 def entry_preimage(node: str, seq: int, prev_hash: bytes, body: bytes) -> bytes:
-    return b"".join((ENTRY_TAG, _node_bytes(node), seq.to_bytes(8, "big"), prev_hash, body))
+    return b"".join((entry_prefix(node, body), seq.to_bytes(8, "big"), prev_hash, body))
 
 
 def checkpoint_message(node: str, seq: int, head: bytes) -> bytes:

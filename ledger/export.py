@@ -1,7 +1,9 @@
 """JSON-lines form of a chain: one entry or checkpoint per line (export, uplink, vectors).
 
 Entry line: the transfer's canonical fields plus `type: "entry"`, `node`, `seq`, `prev_hash` and
-`hash` (hex). Checkpoint line: `type: "checkpoint"`, `node`, `seq`, `head` (hex), `key_id`,
+`hash` (hex), and `version: 2` when the entry's body is in format version 2
+(`ledger.encoding_v2`; the line is the same transfer either way, the version says which body
+was hashed). Checkpoint line: `type: "checkpoint"`, `node`, `seq`, `head` (hex), `key_id`,
 `signature` (hex). Line order is file order; the verifier judges it, it is never re-sorted here.
 """
 
@@ -13,6 +15,7 @@ from typing import Any
 
 from ledger.chain import Checkpoint, Entry
 from ledger.encoding import TRANSFER_KEYS, decode_transfer_fields, transfer_fields
+from ledger.encoding_v2 import FORMAT_V2
 from ledger.errors import DecodeError
 
 Record = Entry | Checkpoint
@@ -27,6 +30,8 @@ def entry_line(entry: Entry) -> str:
         prev_hash=entry.prev_hash.hex(),
         hash=entry.hash.hex(),
     )
+    if entry.version != 1:  # a version-1 line has no member for it (the frozen vectors)
+        fields["version"] = entry.version
     return json.dumps(fields, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
@@ -84,11 +89,14 @@ def parse_record(line: str) -> Record:
     if kind == "entry":
         node, seq = _node(fields), _seq(fields)
         prev_hash, digest = _hash(fields, "prev_hash"), _hash(fields, "hash")
+        version = fields.pop("version", 1)
+        if version not in (1, FORMAT_V2) or type(version) is not int:
+            raise DecodeError(f"unknown body version {version!r}")
         for chain_field in ("node", "seq", "prev_hash", "hash"):
             del fields[chain_field]
         if fields.keys() != TRANSFER_KEYS:
             raise DecodeError(f"entry has unknown fields {sorted(fields.keys() - TRANSFER_KEYS)}")
-        return Entry(node, seq, prev_hash, digest, decode_transfer_fields(fields))
+        return Entry(node, seq, prev_hash, digest, decode_transfer_fields(fields), version)
     if kind == "checkpoint":
         signature = fields.get("signature")
         key = fields.get("key_id")

@@ -1,11 +1,14 @@
 """The chain verifier: confirms an exported chain or names exactly what is wrong with it.
 
-Given the records of one node's chain in file order, the node's trusted public keys, and
-optionally the last head the caller trusts (e.g. the cloud's acknowledged head), it reports:
+`verify_lines` reads a JSON-lines export (`ledger.export`), `verify_records` judges parsed
+records, `verify_stored` the rows of a store as they are (bodies of either format, hashed as
+stored, never re-encoded). Given the records of one node's chain in file order, the node's
+trusted public keys, and optionally the last head the caller trusts (e.g. the cloud's
+acknowledged head), it reports:
 
 | problem | meaning |
 |---|---|
-| `malformed` | a line is not a valid entry or checkpoint |
+| `malformed` | a line is not a valid entry or checkpoint, or a stored body not a transfer |
 | `wrong_node` | a record belongs to another node |
 | `replay` | an entry appears twice, or one transfer id sits in two entries |
 | `fork` | two different entries or signed heads for one seq; the trusted head was rewritten |
@@ -28,8 +31,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ledger.chain import Checkpoint, Entry, entry_hash, key_id
-from ledger.encoding import GENESIS_HASH, encode_transfer
+from ledger.chain import Checkpoint, Entry, entry_hasher, key_id
+from ledger.encoding import GENESIS_HASH, decode_transfer, encode_body
+from ledger.encoding_v2 import FORMAT_V2, ID_END
 from ledger.errors import DecodeError
 from ledger.export import Record, parse_record
 
@@ -119,6 +123,11 @@ def verify_lines(
     return verify_records(records, keys, node=node, trusted=trusted)
 
 
+StoredEntry = tuple[int, bytes, bytes, bytes]  # seq, prev_hash, hash, body: as a store holds it
+# A row and its transfer's id (None: the body does not decode).
+_Row = tuple[int, bytes, bytes, bytes, int | None]
+
+
 def verify_records(
     records: Sequence[Record],
     keys: Sequence[Ed25519PublicKey],
@@ -127,8 +136,6 @@ def verify_records(
     trusted: TrustedHead | None = None,
 ) -> Verdict:
     """Verify one node's records in the order given."""
-    entries = [r for r in records if isinstance(r, Entry)]
-    checkpoints = [r for r in records if isinstance(r, Checkpoint)]
     node = node or (records[0].node if records else None)
     findings: list[Finding] = []
     for record in records:
@@ -137,9 +144,56 @@ def verify_records(
                 Finding(Problem.WRONG_NODE, record.seq, f"record of node {record.node!r}")
             )
             break
-    ordered = _check_sequence(entries, findings)
-    hashes = _check_links(ordered, trusted, findings)
-    last_seq = ordered[-1].seq if ordered else None
+    rows: list[_Row] = [
+        (r.seq, r.prev_hash, r.hash, encode_body(r.transfer, r.version), r.transfer.id)
+        for r in records
+        if isinstance(r, Entry)
+    ]
+    checkpoints = [r for r in records if isinstance(r, Checkpoint)]
+    return _verdict(node or "", rows, checkpoints, keys, trusted, findings)
+
+
+def verify_stored(
+    node: str,
+    entries: Iterable[StoredEntry],
+    checkpoints: Sequence[Checkpoint],
+    keys: Sequence[Ed25519PublicKey],
+    *,
+    trusted: TrustedHead | None = None,
+) -> Verdict:
+    """Verify one node's chain from the bytes a store holds (entries in the order given, bodies
+    of either format), judged as `verify_records` judges records, without building anything:
+    each body is hashed as stored and only its transfer id is read (the replay check), in
+    place for a version-2 body; a version-1 body is decoded for it. A body that does not carry
+    an id is `malformed`. What else a body says is its readers' to decode (the edge's boot
+    replay, the cloud's ingest: both refuse a body that is not a transfer)."""
+    findings: list[Finding] = []
+    rows: list[_Row] = []
+    append = rows.append
+    for seq, prev_hash, digest, body in entries:
+        if len(body) >= ID_END and body[0] == FORMAT_V2:
+            ident: int | None = int.from_bytes(body[1:ID_END], "big")
+        else:
+            try:
+                ident = decode_transfer(body).id
+            except DecodeError as exc:
+                findings.append(Finding(Problem.MALFORMED, seq, f"body is not a transfer: {exc}"))
+                ident = None
+        append((seq, prev_hash, digest, body, ident))
+    return _verdict(node, rows, checkpoints, keys, trusted, findings)
+
+
+def _verdict(  # noqa: PLR0917 (the shared core of the two entry points)
+    node: str,
+    rows: list[_Row],
+    checkpoints: list[Checkpoint] | Sequence[Checkpoint],
+    keys: Sequence[Ed25519PublicKey],
+    trusted: TrustedHead | None,
+    findings: list[Finding],
+) -> Verdict:
+    ordered = _check_sequence(rows, findings)
+    hashes = _check_links(node, ordered, trusted, findings)
+    last_seq = ordered[-1][0] if ordered else None
     signed_through = _check_checkpoints(checkpoints, keys, hashes, last_seq, findings)
     if trusted is not None:
         if last_seq is None or last_seq < trusted.seq:
@@ -159,29 +213,32 @@ def verify_records(
             )
         )
     return Verdict(
-        node=node,
+        node=node or None,
         entries=len(ordered),
-        first_seq=ordered[0].seq if ordered else None,
+        first_seq=ordered[0][0] if ordered else None,
         last_seq=last_seq,
-        head=ordered[-1].hash if ordered else None,
+        head=ordered[-1][2] if ordered else None,
         checkpoints=len(checkpoints),
         signed_through=signed_through,
         findings=findings,
     )
 
 
-def _check_sequence(entries: list[Entry], findings: list[Finding]) -> list[Entry]:
-    """Find replays, forks and reordering; return one entry per seq, in seq order."""
-    by_seq: dict[int, Entry] = {}
-    for entry in entries:
-        first = by_seq.get(entry.seq)
+def _check_sequence(rows: list[_Row], findings: list[Finding]) -> list[_Row]:
+    """Find replays, forks and reordering; return one row per seq, in seq order."""
+    file_order = [row[0] for row in rows]
+    if file_order and file_order == list(range(file_order[0], file_order[0] + len(rows))):
+        return rows  # the usual case, settled at C speed: every seq once, in order
+    by_seq: dict[int, _Row] = {}
+    for row in rows:
+        seq = row[0]
+        first = by_seq.get(seq)
         if first is None:
-            by_seq[entry.seq] = entry
-        elif first == entry:
-            findings.append(Finding(Problem.REPLAY, entry.seq, "entry repeated"))
+            by_seq[seq] = row
+        elif first == row:
+            findings.append(Finding(Problem.REPLAY, seq, "entry repeated"))
         else:
-            findings.append(Finding(Problem.FORK, entry.seq, "two different entries for one seq"))
-    file_order = [e.seq for e in entries]
+            findings.append(Finding(Problem.FORK, seq, "two different entries for one seq"))
     repeated = _seen_twice(file_order)
     for before, after in pairwise(file_order):
         if after < before and not {before, after} & repeated:
@@ -191,47 +248,40 @@ def _check_sequence(entries: list[Entry], findings: list[Finding]) -> list[Entry
 
 
 def _check_links(
-    ordered: list[Entry], trusted: TrustedHead | None, findings: list[Finding]
+    node: str, ordered: list[_Row], trusted: TrustedHead | None, findings: list[Finding]
 ) -> dict[int, bytes]:
     """Check gaps, each entry's hash and its link to the previous one; return seq -> hash."""
+    if not ordered:
+        return {}
     add = findings.append
     # A chain may start after seq 1 (a store pruned to an anchor) at or before the trusted
     # head's successor: the trusted head then vouches for what came before it.
-    expected = min(trusted.seq + 1, ordered[0].seq) if trusted and ordered else 1
+    expected = min(trusted.seq + 1, ordered[0][0]) if trusted else 1
     hashes: dict[int, bytes] = {}
     seen_ids: dict[int, int] = {}
-    previous: Entry | None = None
-    for entry in ordered:
-        if entry.seq != expected:
-            missing = f"{expected}..{entry.seq - 1}" if entry.seq - 1 > expected else expected
+    previous: _Row | None = None
+    digest_of = entry_hasher(node)
+    for row in ordered:
+        seq, prev_hash, digest, body, ident = row
+        if seq != expected:
+            missing = f"{expected}..{seq - 1}" if seq - 1 > expected else expected
             add(Finding(Problem.GAP, expected, f"seq {missing} missing"))
             previous = None
-        expected = entry.seq + 1
-        digest = entry_hash(entry.node, entry.seq, entry.prev_hash, encode_transfer(entry.transfer))
-        if digest != entry.hash:
-            add(Finding(Problem.TAMPERED, entry.seq, "content does not match its hash"))
-        if previous is not None and entry.prev_hash != previous.hash:
-            add(Finding(Problem.TAMPERED, previous.seq, f"seq {entry.seq} chained to another"))
-        elif entry.seq == 1 and entry.prev_hash != GENESIS_HASH:
+        expected = seq + 1
+        if digest_of(seq, prev_hash, body) != digest:
+            add(Finding(Problem.TAMPERED, seq, "content does not match its hash"))
+        if previous is not None and prev_hash != previous[2]:
+            add(Finding(Problem.TAMPERED, previous[0], f"seq {seq} chained to another"))
+        elif seq == 1 and prev_hash != GENESIS_HASH:
             add(Finding(Problem.TAMPERED, 1, "first entry does not start from the genesis hash"))
-        elif (
-            previous is None
-            and trusted
-            and entry.seq == trusted.seq + 1
-            and entry.prev_hash != trusted.hash
-        ):
-            add(Finding(Problem.FORK, entry.seq, "does not extend the trusted head"))
-        hashes[entry.seq] = entry.hash
-        other = seen_ids.setdefault(entry.transfer.id, entry.seq)
-        if other != entry.seq:
-            add(
-                Finding(
-                    Problem.REPLAY,
-                    entry.seq,
-                    f"transfer {entry.transfer.id:032x} already at seq {other}",
-                )
-            )
-        previous = entry
+        elif previous is None and trusted and seq == trusted.seq + 1 and prev_hash != trusted.hash:
+            add(Finding(Problem.FORK, seq, "does not extend the trusted head"))
+        hashes[seq] = digest
+        if ident is not None:
+            other = seen_ids.setdefault(ident, seq)
+            if other != seq:
+                add(Finding(Problem.REPLAY, seq, f"transfer {ident:032x} already at seq {other}"))
+        previous = row
     return hashes
 
 
@@ -244,7 +294,7 @@ def _seen_twice(seqs: list[int]) -> set[int]:
 
 
 def _check_checkpoints(
-    checkpoints: list[Checkpoint],
+    checkpoints: Sequence[Checkpoint],
     keys: Sequence[Ed25519PublicKey],
     hashes: Mapping[int, bytes],
     last_seq: int | None,

@@ -31,7 +31,7 @@ from cloud.keys import CLOUD_NODE
 from cloud.people import oplog
 from cloud.reports import books
 from ledger.chain import Checkpoint, Entry
-from ledger.encoding import decode_transfer
+from ledger.encoding import body_version, decode_transfer
 from ledger.errors import DecodeError
 from ledger.export import Record
 from ledger.signed import OplogHead, trusted
@@ -123,7 +123,8 @@ def _chain(
             transfer = decode_transfer(bytes(body))
         except DecodeError as exc:
             return [f"chain {node}: entry {seq} does not decode ({exc})"], 0
-        records.append(Entry(node, seq, bytes(prev_hash), bytes(digest), transfer))
+        version = body_version(bytes(body))
+        records.append(Entry(node, seq, bytes(prev_hash), bytes(digest), transfer, version))
     count = len(records)
     for row in session.scalars(
         select(CheckpointRow).where(CheckpointRow.node == node).order_by(CheckpointRow.seq)

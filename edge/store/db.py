@@ -85,7 +85,7 @@ from edge.store.writes import Transaction
 from ledger.accounts import Account, AccountId, is_system
 from ledger.book import Book, BookState, Outcome
 from ledger.chain import Chain, Checkpoint, Entry
-from ledger.encoding import GENESIS_HASH, decode_transfer
+from ledger.encoding import GENESIS_HASH, body_version, decode_transfer
 from ledger.errors import DecodeError
 from ledger.export import entry_line, record_line
 from ledger.readings import READING_FIELDS
@@ -360,11 +360,12 @@ class Store:
 
     # -- ledger reads -----------------------------------------------------------------------
     def _entry(self, seq: int, prev_hash: bytes, digest: bytes, body: bytes) -> Entry:
+        body = bytes(body)
         try:
-            transfer = decode_transfer(bytes(body))
+            transfer = decode_transfer(body)
         except DecodeError as exc:
             raise CorruptStore(self._path, seq, f"body is not a canonical transfer: {exc}") from exc
-        return Entry(self._node, seq, bytes(prev_hash), bytes(digest), transfer)
+        return Entry(self._node, seq, bytes(prev_hash), bytes(digest), transfer, body_version(body))
 
     def entries(self, from_seq: int = 1) -> Iterator[Entry]:
         """Entries from `from_seq` on, in chain order (fetched in pages)."""

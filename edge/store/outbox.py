@@ -11,12 +11,16 @@ An entry is stored once, in the ledger table: its outbox row only points at its 
 item carries the canonical body and hashes exactly as stored, so the uplink puts the bytes in a
 batch as they are (never decoded and encoded again). The store checks that the body still
 hashes to the stored hash (the boot scan verified the whole chain; this finds a row changed
-since, before the edge signs a head the cloud could not verify) and reads `linked` with
-SQLite's JSON functions: the uplink must not end a batch inside a linked chain.
+since, before the edge signs a head the cloud could not verify) and reads `linked`, in place
+from a version-2 body (`ledger.encoding_v2.LINKED_AT`) and with SQLite's JSON functions from
+a version-1 one: the uplink must not end a batch inside a linked chain.
 
 `size` is an item's raw bytes as the uplink's fetch limits and first guesses count them: the
-stored payload's length, and for an entry the length of its `ledger.export` line (its body
-with seq, node and both hashes), which is what those ratios were measured on.
+stored payload's length; for a version-1 entry the length of its `ledger.export` line (its body
+with seq, node and both hashes), which is what those ratios were measured on; for a version-2
+entry 8 bytes per body byte: carried in base64, such a body compresses about 3×, a reading
+payload about 24×, so weighing it as 8 keeps the ratio a batch learns the same whatever its
+mix of entries and readings.
 """
 
 from __future__ import annotations
@@ -30,9 +34,11 @@ from typing import Any, ClassVar
 from edge.store.errors import CorruptStore
 from edge.store.records import OutboxKind, reading_rows
 from ledger.chain import entry_hash
+from ledger.encoding_v2 import FORMAT_V2, LINKED_AT
 from ledger.readings import ReadingRow
 
 _HEX_HASH = 64  # characters of a hash in an export line
+_V2_WEIGHT = 8  # raw bytes a version-2 body byte counts for (see `size` above)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +157,10 @@ class OutboxReader:
         prev_hash, digest, body = bytes(prev_hash), bytes(digest), bytes(body)
         if entry_hash(self._node, seq, prev_hash, body) != digest:
             raise CorruptStore(self._path, seq, "the entry's body does not hash to its hash")
+        if len(body) > LINKED_AT and body[0] == FORMAT_V2:
+            linked, size = body[LINKED_AT], _V2_WEIGHT * len(body)
+        else:
+            size = len(body) + self._entry_line_extra + len(str(seq))
         if linked not in (0, 1):
             raise CorruptStore(self._path, seq, "the entry's body has no linked flag")
-        size = len(body) + self._entry_line_extra + len(str(seq))
         return EntryItem(item_id, created, size, seq, prev_hash, digest, body, bool(linked))

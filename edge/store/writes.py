@@ -45,7 +45,7 @@ from edge.store.records import (
 from edge.store.snapshots import pack
 from ledger.book import Outcome
 from ledger.chain import Checkpoint, Entry, entry_hash
-from ledger.encoding import encode_transfer
+from ledger.encoding_v2 import FORMAT_V2, encode_transfer_v2
 from ledger.export import record_line
 from ledger.readings import READING_FIELDS
 from ledger.snapshot import BalanceSnapshot, SignedSnapshot
@@ -164,10 +164,10 @@ class Transaction:
         entries: list[Entry] = []
         rows = []
         for t in new:
-            body = encode_transfer(t)
+            body = encode_transfer_v2(t)  # new entries in format 2; older rows stay as stored
             seq += 1
             digest = entry_hash(node, seq, head, body)
-            entries.append(Entry(node, seq, head, digest, t))
+            entries.append(Entry(node, seq, head, digest, t, FORMAT_V2))
             rows.append((seq, t.id.to_bytes(16, "big"), body, head, digest))
             head = digest
         if not entries:

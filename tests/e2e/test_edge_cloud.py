@@ -51,7 +51,7 @@ from edge.sync.uplink import BatchBuilder
 from ledger.accounts import Pocket, Unit, pocket_id, unit_of
 from ledger.book import Balance, Book
 from ledger.chain import Checkpoint, NodeKey, load_public_key
-from ledger.encoding import GENESIS_HASH, decode_transfer, encode_transfer
+from ledger.encoding import GENESIS_HASH, body_version, decode_transfer, encode_body
 from ledger.signed import ACK_TAG, CommandKind, open_signed, trusted
 from ledger.transfers import Code, Transfer
 from ledger.wire import Ack, AckStatus, decode_batch, encode_batch, topic
@@ -208,7 +208,8 @@ def assert_cloud_copy_equals_edge(cloud: Cloud, edge: Edge) -> None:
     seq, head = store.chain.seq, store.chain.head
     assert seq > 0
     # Every ledger entry: seq, prev hash, hash and the very bytes that were hashed.
-    mine = [(e.seq, e.prev_hash, e.hash, encode_transfer(e.transfer)) for e in store.entries()]
+    mine = [(e.seq, e.prev_hash, e.hash, encode_body(e.transfer, e.version))
+            for e in store.entries()]  # fmt: skip
     theirs = cloud.entries(node)
     assert [s for s, *_ in theirs] == list(range(1, seq + 1)), "gaps or duplicates in the cloud"
     assert theirs == mine
@@ -582,7 +583,8 @@ def test_a_forged_batch_quarantines_the_concentrator_and_nothing_of_it_is_stored
         for i, t in enumerate(decode_transfer(b) for b in bodies)
         if t.code is Code.RECHARGE and t.amount < 1_000
     )
-    bodies[index] = encode_transfer(dataclasses.replace(seed, amount=3_000_000))
+    richer = dataclasses.replace(seed, amount=3_000_000)
+    bodies[index] = encode_body(richer, body_version(bodies[index]))  # canonical, as stored
     forged = dataclasses.replace(
         built.batch, ledger=dataclasses.replace(part, bodies=tuple(bodies))
     )

@@ -96,12 +96,13 @@ VECTOR_SEED = bytes(range(32))
 VECTOR_NODE = "edge-0001"
 
 
-def sample_records(checkpoint_every: int = 3) -> list[object]:
-    """The frozen vector chain: entries with a checkpoint every few entries and at the end."""
+def sample_records(checkpoint_every: int = 3, version: int = 1) -> list[object]:
+    """The frozen vector chain: entries with a checkpoint every few entries and at the end,
+    their bodies in format `version`."""
     from ledger.chain import Chain, NodeKey
 
     key = NodeKey.from_seed(VECTOR_SEED)
-    chain = Chain(VECTOR_NODE)
+    chain = Chain(VECTOR_NODE, version=version)
     records: list[object] = []
     transfers = sample_transfers()
     for i, t in enumerate(transfers, 1):

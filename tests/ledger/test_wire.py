@@ -3,6 +3,7 @@ commands and acks verify only as sent, for the right node, before expiry."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import zlib
@@ -12,6 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.chain import NodeKey
+from ledger.encoding import encode_transfer
+from ledger.encoding_v2 import encode_transfer_v2
 from ledger.readings import ReadingRow
 from ledger.signed import (
     ACK_TAG,
@@ -34,9 +37,12 @@ from ledger.wire import (
     LedgerPart,
     Status,
     WireError,
+    batch_text,
+    compress_batch,
     decode_batch,
     encode_batch,
 )
+from tests.ledger.factories import sample_transfers
 
 CLOUD = NodeKey.from_seed(bytes(range(32)))
 OTHER = NodeKey.from_seed(bytes(32))
@@ -104,6 +110,26 @@ def test_batches_round_trip_exactly(rows: list[ReadingRow], bodies: list[bytes])
     decoded = decode_batch(encode_batch(batch))
     assert decoded == batch
     assert all(type(row) is ReadingRow for row in decoded.readings)
+
+
+def test_version_2_bodies_travel_as_stored_in_base64() -> None:
+    """Any body that is version 2 sends every body base64 in `stored`; only version 1 bodies go
+    as text in `bodies`, byte for byte as before; a part holding both keys is refused."""
+    v2 = encode_transfer_v2(sample_transfers()[0])
+    v1 = encode_transfer(sample_transfers()[1])
+    for bodies, key in (((v1, v2), "stored"), ((v1,), "bodies"), ((v2, v2), "stored")):
+        batch = Batch("edge-0001", 1, 2, ledger=LedgerPart(5, bytes(32), bodies, "k", bytes(64)))
+        part = json.loads(batch_text(batch))["ledger"]
+        assert set(part) == {"from", "prev", key, "key_id", "sig"}
+        assert decode_batch(encode_batch(batch)) == batch
+    doc = json.loads(batch_text(batch))
+    doc["ledger"]["bodies"] = []
+    with pytest.raises(WireError, match="either bodies or stored"):
+        decode_batch(compress_batch(json.dumps(doc).encode()))
+    doc["ledger"] = {**doc["ledger"], "stored": ["not base64!"]}
+    del doc["ledger"]["bodies"]
+    with pytest.raises(WireError, match="not base64"):
+        decode_batch(compress_batch(json.dumps(doc).encode()))
 
 
 def test_extra_goes_as_its_object_and_comes_back_one() -> None:
@@ -307,6 +333,25 @@ batch_docs = st.fixed_dictionaries(
                     "key_id": st.one_of(st.just("k"), json_values),
                     "sig": st.one_of(st.just("00" * 64), json_values),
                 }
+            ),
+            st.fixed_dictionaries(  # bodies in base64, as a batch with version-2 bodies has them
+                {
+                    "from": st.one_of(st.integers(1, 3), json_values),
+                    "prev": st.one_of(st.just("00" * 32), json_values),
+                    "stored": st.one_of(
+                        st.lists(
+                            st.one_of(
+                                st.binary(max_size=12).map(lambda b: base64.b64encode(b).decode()),
+                                st.text(max_size=8),
+                            ),
+                            max_size=3,
+                        ),
+                        json_values,
+                    ),
+                    "key_id": st.one_of(st.just("k"), json_values),
+                    "sig": st.one_of(st.just("00" * 64), json_values),
+                },
+                optional={"bodies": st.lists(st.text(max_size=5), max_size=2)},
             ),
         ),
         "readings": st.one_of(

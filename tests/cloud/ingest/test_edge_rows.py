@@ -1,13 +1,16 @@
 """The whole way of a reading row and an entry: the edge's store → its outbox items → an uplink
 batch → the cloud's checks. The batch and the rows the cloud stores are frozen here as the
 code produced them before the outbox handed typed items (`ledger.readings.ReadingRow`, extra an
-object until a text column): encoding once changed no byte."""
+object until a text column): encoding once changed no byte. A store whose entries are in body
+format version 1 still sends that very batch; entries in version 2 travel as stored, base64."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 from pathlib import Path
+
+import pytest
 
 from cloud.db.bulk import READING_COLUMNS
 from cloud.ingest.checks import prepare_contents, verify_ledger
@@ -16,13 +19,16 @@ from edge.sync.uplink import BatchBuilder
 from ledger.chain import NodeKey
 from ledger.readings import ReadingRow
 from ledger.wire import decode_batch
-from tests.edge.store.conftest import RICH, T0, reading
+from tests.edge.store.conftest import RICH, T0, reading, version_1_store
 from tests.ledger.factories import sample_transfers
 
 NODE = "edge-0001"
 KEY = NodeKey.from_seed(bytes(32))
 UTC = dt.UTC
-BATCH_SHA256 = "473f21f60c1acefb8434f2b1c76e48ed5b895d1ced492343d28ad071db387099"
+BATCH_SHA256 = {  # by the body format of the entries
+    1: "473f21f60c1acefb8434f2b1c76e48ed5b895d1ced492343d28ad071db387099",
+    2: "0b4da7748710ec793bae565f54976795670546927c000dc314fcd54a7068711f",
+}
 EXTRA = (  # the cloud's text: ASCII-escaped, as it always was
     '{"err":9,"hz":49.98,"valve":"closed","flags":["cover_open","\\u78c1\\u573a"],'
     '"counters":[["overload_trips",3]],"mt":"2026-11-01T07:59:58"}'
@@ -42,18 +48,24 @@ RICH_EXTRA = {
 }  # fmt: skip
 
 
-def test_store_to_outbox_items_to_batch_to_cloud_rows(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", [1, 2])
+def test_store_to_outbox_items_to_batch_to_cloud_rows(tmp_path: Path, version: int) -> None:
+    if version == 1:
+        version_1_store(tmp_path / "edge.db", sample_transfers())
     with Store.open(tmp_path / "edge.db", node=NODE) as store:
         with store.transaction() as tx:
-            entries = tx.append_transfers(sample_transfers())
+            if version == 2:
+                tx.append_transfers(sample_transfers())
             tx.insert_readings([reading("m1", 0), RICH, reading("m2", 1, 1200)])
             tx.add_events([Event(T0, "overload", Category.ALARM, meter="m2", detail={"w": 9})])
         with store.transaction() as tx:
             tx.apply_command("c1", b"{}", [], T0)
         items = store.outbox()
+        entries = list(store.entries())
         built = BatchBuilder(store, KEY).build(0)
+    assert {e.version for e in entries} == {version}
     assert built is not None and (built.first, built.upto) == (items[0].id, items[-1].id)
-    assert hashlib.sha256(built.payload).hexdigest() == BATCH_SHA256  # byte for byte as before
+    assert hashlib.sha256(built.payload).hexdigest() == BATCH_SHA256[version]  # byte for byte
 
     # The batch holds the items as they are: the stored bodies, the rows themselves.
     assert built.batch.ledger is not None

@@ -19,7 +19,7 @@ from demo.site import DemoSite
 from edge.site import load_site
 from edge.sync.session import OPLOG_HEAD_STATE
 from ledger.chain import NodeKey
-from ledger.encoding import decode_transfer, encode_transfer
+from ledger.encoding import body_version, decode_transfer, encode_body
 from ledger.signed import OplogHead, trusted
 from tests.edge.runtime.conftest import ROOT, cli, cli_command, demo, demo_cli, wait_running
 
@@ -103,7 +103,8 @@ def test_ledger_verify_passes_then_names_a_row_edited_inside_sqlite(
     with sqlite3.connect(store) as db:
         body = db.execute("SELECT body FROM ledger WHERE seq = 5").fetchone()[0]
         edited = replace(decode_transfer(bytes(body)), amount=1)
-        db.execute("UPDATE ledger SET body = ? WHERE seq = 5", (encode_transfer(edited),))
+        forged = encode_body(edited, body_version(bytes(body)))  # canonical, in its own format
+        db.execute("UPDATE ledger SET body = ? WHERE seq = 5", (forged,))
     refused = cli("ledger", "verify", "--config", str(ran))
     assert refused.returncode == 1
     assert "seq 5" in refused.stderr and "edited" in refused.stderr

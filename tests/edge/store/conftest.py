@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import sqlite3
 from collections.abc import Iterator
@@ -11,7 +12,10 @@ import pytest
 
 from edge.drivers.reading import Reading, RelayState, ValveState
 from edge.store import Store, TimedReading
+from edge.store.integrity import format_head
 from ledger.accounts import Pocket, System, pocket_id, system_id
+from ledger.chain import Chain
+from ledger.encoding import body_version, decode_transfer, encode_body
 from ledger.ids import derive_id
 from ledger.transfers import Code, Kind, RefValue, Transfer
 from ledger.units import Wh
@@ -34,6 +38,36 @@ def store(db_path: Path) -> Iterator[Store]:
     opened = Store.open(db_path, node=NODE)
     yield opened
     opened.close()
+
+
+def with_amount(body: bytes, amount: int) -> bytes:
+    """The stored `body` with another amount, canonical in its own format: what a forger who
+    knows the encoding writes."""
+    changed = dataclasses.replace(decode_transfer(body), amount=amount)
+    return encode_body(changed, body_version(body))
+
+
+def version_1_store(path: Path, transfers: list[Transfer], node: str = NODE) -> None:
+    """A store as an edge before body format version 2 left it: entries in version 1, each
+    with its outbox row."""
+    Store.open(path, node=node).close()
+    chain = Chain(node)
+    with sqlite3.connect(path) as conn:
+        for t in transfers:
+            e = chain.append(t)
+            conn.execute(
+                "INSERT INTO ledger (seq, transfer_id, body, prev_hash, hash) VALUES (?,?,?,?,?)",
+                (e.seq, t.id.to_bytes(16, "big"), encode_body(t, 1), e.prev_hash, e.hash),
+            )
+            conn.execute(
+                "INSERT INTO outbox (kind, ref, payload, created) VALUES ('entry', ?, NULL, ?)",
+                (e.seq, t.time),
+            )
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('head', ?)",
+            (format_head(chain.seq, chain.head),),
+        )
+    conn.close()
 
 
 def recharge(

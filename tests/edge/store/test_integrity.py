@@ -11,7 +11,8 @@ import pytest
 
 from edge.store import CorruptStore, Store
 from ledger.chain import NodeKey, entry_hash
-from tests.edge.store.conftest import NODE, recharge
+from ledger.encoding_v2 import FORMAT_V2
+from tests.edge.store.conftest import NODE, recharge, with_amount
 from tests.ledger.factories import sample_transfers
 
 KEY = NodeKey.from_seed(bytes(range(32)))
@@ -40,16 +41,13 @@ def _row(conn: sqlite3.Connection, seq: int) -> tuple[bytes, bytes, bytes]:
 
 def edit_amount(conn: sqlite3.Connection) -> None:
     body, _, _ = _row(conn, 2)
-    conn.execute(
-        "UPDATE ledger SET body = ? WHERE seq = 2",
-        (body.replace(b'"amount":2000', b'"amount":2900'),),
-    )
+    conn.execute("UPDATE ledger SET body = ? WHERE seq = 2", (with_amount(body, 2900),))
 
 
 def edit_amount_and_rehash(conn: sqlite3.Connection) -> None:
     """A careful forger also recomputes the edited row's hash."""
     body, prev, _ = _row(conn, 2)
-    forged = body.replace(b'"amount":2000', b'"amount":2900')
+    forged = with_amount(body, 2900)
     conn.execute(
         "UPDATE ledger SET body = ?, hash = ? WHERE seq = 2",
         (forged, entry_hash(NODE, 2, prev, forged)),
@@ -72,8 +70,10 @@ def swap_rows(conn: sqlite3.Connection) -> None:
 
 
 def reformat_body(conn: sqlite3.Connection) -> None:
+    """The same transfer in bytes that are not its canonical encoding."""
     body, _, _ = _row(conn, 7)
-    conn.execute("UPDATE ledger SET body = ? WHERE seq = 7", (body.replace(b":", b": ", 1),))
+    assert body[0] == FORMAT_V2  # a trailing byte; a version-1 body would gain a space
+    conn.execute("UPDATE ledger SET body = ? WHERE seq = 7", (body + b"\x00",))
 
 
 def edit_transfer_id_column(conn: sqlite3.Connection) -> None:
@@ -83,7 +83,7 @@ def edit_transfer_id_column(conn: sqlite3.Connection) -> None:
 def rewrite_signed_tail(conn: sqlite3.Connection) -> None:
     """Rewrite the last entry coherently (hash and recorded head): only the signature knows."""
     body, prev, _ = _row(conn, 8)
-    forged = body.replace(b'"amount":1000', b'"amount":1')
+    forged = with_amount(body, 1)
     digest = entry_hash(NODE, 8, prev, forged)
     conn.execute("UPDATE ledger SET body = ?, hash = ? WHERE seq = 8", (forged, digest))
     conn.execute("UPDATE meta SET value = ? WHERE key = 'head'", (f"8:{digest.hex()}",))
@@ -91,7 +91,7 @@ def rewrite_signed_tail(conn: sqlite3.Connection) -> None:
 
 def append_foreign_row(conn: sqlite3.Connection) -> None:
     _, _, head = _row(conn, 8)
-    body = _row(conn, 7)[0].replace(b'"amount":1000', b'"amount":5')
+    body = with_amount(_row(conn, 7)[0], 5)
     conn.execute(
         "INSERT INTO ledger (seq, transfer_id, body, prev_hash, hash) VALUES (9, ?, ?, ?, ?)",
         (bytes(16), body, head, entry_hash(NODE, 9, head, body)),

@@ -25,10 +25,20 @@ from edge.store import (
 )
 from edge.store.records import reading_row, reading_rows, readings_payload
 from ledger.chain import NodeKey
-from ledger.encoding import encode_transfer
+from ledger.encoding import encode_body
+from ledger.encoding_v2 import FORMAT_V2
 from ledger.export import entry_line
 from ledger.readings import READING_FIELDS, ReadingRow
-from tests.edge.store.conftest import RICH, T0, reading, recharge
+from ledger.verify import verify_lines
+from tests.edge.store.conftest import (
+    NODE,
+    RICH,
+    T0,
+    reading,
+    recharge,
+    version_1_store,
+    with_amount,
+)
 from tests.ledger.factories import sample_transfers
 
 KEY = NodeKey.from_seed(bytes(range(32)))
@@ -56,10 +66,11 @@ def test_each_kind_of_row_becomes_its_typed_item(store: Store) -> None:
     for item, entry in zip(items, entries, strict=False):
         assert isinstance(item, EntryItem) and item.kind is OutboxKind.ENTRY
         assert (item.seq, item.prev_hash, item.hash) == (entry.seq, entry.prev_hash, entry.hash)
-        assert item.body == encode_transfer(entry.transfer)
+        assert entry.version == FORMAT_V2  # new entries are written in format version 2
+        assert item.body == encode_body(entry.transfer, FORMAT_V2)
         assert item.linked is entry.transfer.linked
         assert item.created == entry.transfer.time
-        assert item.size == len(entry_line(entry).encode())  # what the uplink's budget counts
+        assert item.size == 8 * len(item.body)  # what the uplink's budget counts
     assert any(i.linked for i in items if isinstance(i, EntryItem))
     readings, event, alarm, checkpoint, stored_result = items[len(entries) :]
     assert isinstance(readings, ReadingsItem) and readings.kind is OutboxKind.READING
@@ -78,12 +89,34 @@ def test_each_kind_of_row_becomes_its_typed_item(store: Store) -> None:
 
 
 @pytest.mark.parametrize("node", ["edge-0001", "n", 'quo"te\\node', "x" * 255])
-def test_an_entry_counts_the_size_of_its_export_line(tmp_path: Path, node: str) -> None:
-    with Store.open(tmp_path / "edge.db", node=node) as store:
-        with store.transaction() as tx:
-            entries = tx.append_transfers(sample_transfers() + [recharge(k) for k in range(12)])
-        items = store.outbox()
-        assert [i.size for i in items] == [len(entry_line(e).encode()) for e in entries]
+def test_a_version_1_entry_counts_the_size_of_its_export_line(tmp_path: Path, node: str) -> None:
+    path = tmp_path / "edge.db"
+    version_1_store(path, sample_transfers() + [recharge(k) for k in range(12)], node)
+    with Store.open(path, node=node) as store:
+        entries = list(store.entries())
+        assert len(entries) == 18 and all(e.version == 1 for e in entries)
+        assert [i.size for i in store.outbox()] == [len(entry_line(e).encode()) for e in entries]
+
+
+def test_a_version_1_store_continues_in_version_2(tmp_path: Path) -> None:
+    """An old store opens, keeps its version-1 rows as they are and appends in version 2: the
+    outbox hands both as stored, and the export verifies across the switch."""
+    path = tmp_path / "edge.db"
+    transfers = sample_transfers()
+    version_1_store(path, transfers[:4])  # the third is linked to the fourth
+    with Store.open(path, node=NODE) as store, store.transaction() as tx:
+        tx.append_transfers(transfers[4:])
+        tx.add_checkpoint(store.chain.checkpoint(KEY))
+    with Store.open(path, node=NODE, public_key=KEY.public_key) as store:
+        items = [i for i in store.outbox() if isinstance(i, EntryItem)]
+        assert [i.body[:1] for i in items] == [b"{"] * 4 + [b"\x02"] * 2
+        entries = list(store.entries())
+        assert [e.transfer for e in entries] == transfers
+        assert [e.version for e in entries] == [1, 1, 1, 1, 2, 2]
+        assert [i.body for i in items] == [encode_body(e.transfer, e.version) for e in entries]
+        assert [i.linked for i in items] == [t.linked for t in transfers]
+        verdict = verify_lines(store.export_lines(), [KEY.public_key])
+    assert verdict.ok and (verdict.entries, verdict.signed_through) == (6, 6), verdict.findings
 
 
 def test_reading_rows_keep_extra_an_object_and_the_table_keeps_its_text(
@@ -112,7 +145,7 @@ def test_a_body_changed_after_open_is_found_before_it_is_sent(store: Store, db_p
     with sqlite3.connect(db_path) as conn:  # another tool, while the runtime runs
         conn.execute(
             "UPDATE ledger SET body = ? WHERE seq = 2",
-            (body.body.replace(b'"amount":', b'"amount":1'),),
+            (with_amount(body.body, 7),),
         )
     with pytest.raises(CorruptStore, match="does not hash to its hash") as found:
         store.outbox()

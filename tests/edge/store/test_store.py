@@ -31,7 +31,7 @@ from edge.store import (
 from ledger.accounts import Account, Pocket, pocket_id
 from ledger.book import Outcome
 from ledger.chain import NodeKey
-from ledger.encoding import encode_transfer
+from ledger.encoding_v2 import encode_transfer_v2
 from ledger.invariants import check_balances_sum_to_zero
 from ledger.units import Wh
 from ledger.verify import verify_lines
@@ -224,7 +224,7 @@ def test_outbox_holds_everything_to_send_and_prunes_to_an_id(store: Store) -> No
     assert (items[0].seq, items[0].prev_hash, items[0].hash, items[0].linked) == (
         1, first.prev_hash, first.hash, first.transfer.linked
     )  # fmt: skip
-    assert items[0].body == encode_transfer(first.transfer)  # the stored bytes, as hashed
+    assert items[0].body == encode_transfer_v2(first.transfer)  # the stored bytes, as hashed
     assert isinstance(items[2], ReadingsItem)
     assert [row.meter for row in items[2].rows] == ["m1", "m2"]
     assert items[2].rows[0].energy_wh == 1000

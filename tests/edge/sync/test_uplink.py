@@ -22,7 +22,7 @@ from edge.store import Category, EventItem, OutboxKind, ReadingsItem, Store
 from edge.sync.session import OPLOG_HEAD_STATE, SessionConfig, SyncAlarm, UplinkSession
 from edge.sync.uplink import BatchBuilder, BuiltBatch, UplinkLimits
 from ledger.chain import Checkpoint, Entry, NodeKey, entry_hash, sign_checkpoint
-from ledger.encoding import GENESIS_HASH, encode_transfer
+from ledger.encoding import GENESIS_HASH, encode_body
 from ledger.readings import ReadingRow
 from ledger.signed import ACK_TAG, OplogHead, sign, trusted
 from ledger.wire import (
@@ -245,7 +245,7 @@ def test_readings_cost_at_most_24_bytes_each_on_the_wire(day: Booted) -> None:
 def _part(key: NodeKey, entries: list[Entry]) -> LedgerPart:
     last = entries[-1]
     checkpoint = sign_checkpoint(key, last.node, last.seq, last.hash)
-    bodies = tuple(encode_transfer(e.transfer) for e in entries)
+    bodies = tuple(encode_body(e.transfer, e.version) for e in entries)  # as stored
     return LedgerPart(
         entries[0].seq, entries[0].prev_hash, bodies, key.key_id, checkpoint.signature
     )

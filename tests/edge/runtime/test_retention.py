@@ -16,7 +16,9 @@ from edge.runtime.retention import FullCheck, prune_synced, take_snapshot
 from edge.runtime.runner import RunLimits, Runner
 from edge.site import load_site
 from edge.store import Category, Store
+from ledger.encoding import decode_transfer
 from tests.edge.runtime.conftest import DemoSite, cycles
+from tests.edge.store.conftest import with_amount
 
 POLL = dt.timedelta(minutes=15)
 DAY = dt.timedelta(days=1)
@@ -102,7 +104,7 @@ def test_the_runner_snapshots_at_stop_and_the_full_check_alarms(small_site: Demo
         # A row edited before the snapshot: the boot (from the snapshot) cannot see it, the
         # full check in the background does.
         body = conn.execute("SELECT body FROM ledger WHERE seq = 1").fetchone()[0]
-        forged = body.replace(b'"amount":', b'"amount":1', 1)
+        forged = with_amount(body, decode_transfer(body).amount + 1)
         assert forged != body
         conn.execute("UPDATE ledger SET body = ? WHERE seq = 1", (forged,))
     conn.close()

@@ -126,6 +126,14 @@ class Provisioned:
     config: dict[str, Any] | None  # {"version", "documents"} as the signed `config` carries it
 
 
+def _new_token() -> str:
+    """A claim token the installer passes as `--token T`: never one starting with "-", which a
+    command line takes for an option (1 in 64 did)."""
+    while (token := secrets.token_urlsafe(TOKEN_BYTES)).startswith("-"):
+        pass
+    return token
+
+
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -158,7 +166,7 @@ def issue(
     row = find_site(session, site)
     if node is not None:
         check_reserved(session, node, row)
-    token = secrets.token_urlsafe(TOKEN_BYTES)
+    token = _new_token()
     claim = Claim(
         token_hash=token_hash(token),
         site_id=row.id,

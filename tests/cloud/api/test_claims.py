@@ -532,3 +532,11 @@ def test_a_token_for_a_node_of_another_site_or_no_reserved_node_is_refused(
     with session_factory(engine)() as session:
         row = session.get_one(Concentrator, PRE)
         assert (row.status, row.public_key, row.upto, row.online) == ("reserved", "", 0, False)
+
+
+def test_a_claim_token_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The installer types `--token T`: a token starting with "-" is taken for an option (the
+    provisioning test failed on one, 1 in 64), so one is drawn again."""
+    drawn = iter(["-leading-dash", "-again", "fine-token"])
+    monkeypatch.setattr(claims.secrets, "token_urlsafe", lambda n: next(drawn))
+    assert claims._new_token() == "fine-token"

@@ -11,7 +11,8 @@ operator log.
 ticket opened from an alarm takes the alarm's concentrator and meter, and its kind from the
 alarm's (`KIND_OF_ALARM`); one alarm opens at most one ticket that is not closed. A comment
 is a step that keeps the status (`before` == `after`). `assign` gives a ticket to a technician
-(an active user of a field role), logged `fault.assign`; it is not a step of the history.
+(an active user of a field role), logged `fault.assign` (with the phone's key, when it came
+from the offline queue); it is not a step of the history.
 """
 
 from __future__ import annotations
@@ -272,8 +273,7 @@ def assign(
     if fault.assignee == assignee and client_key is None:
         return fault
     before, fault.assignee, fault.updated = fault.assignee, assignee, now
-    after = {"assignee": assignee} if client_key is None else {"assignee": assignee,
-                                                               "key": client_key}
+    after = {"assignee": assignee} | ({} if client_key is None else {"key": client_key})
     oplog.record(session, actor, "fault.assign", f"fault:{fault.id}", {"assignee": before},
                  after, now)  # fmt: skip
     return fault
@@ -281,8 +281,10 @@ def assign(
 
 def _keyed_assign(session: Session, client_key: str) -> OperatorLogEntry | None:
     """The `fault.assign` log row a phone's key made, as committed now."""
-    query = select(OperatorLogEntry).where(OperatorLogEntry.action == "fault.assign",
-                                           OperatorLogEntry.after["key"].as_string() == client_key)
+    query = select(OperatorLogEntry).where(
+        OperatorLogEntry.action == "fault.assign",
+        OperatorLogEntry.after["key"].as_string() == client_key,
+    )
     return session.scalars(query.execution_options(populate_existing=True)).first()
 
 

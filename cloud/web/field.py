@@ -20,15 +20,16 @@ operators (`FIELD`) on a phone, usable offline.
     GET  /field/manifest.webmanifest  the web app manifest
 
 Offline: `static/field.js` keeps the pages and their files in the Cache API and what is typed
-offline — readings, ticket moves, comments and assignments, cash taken, meter swaps — in IndexedDB, each with
-a key made on the phone (a form without script carries one the server made), and sends them when
-the phone is back online; the service worker answers from the cache when the network does not.
-The server applies each once: a reading is an IR reading (`meter_swaps.import_ir`, the handheld
-import's service: one row per meter and time, the key kept in its `source`), a move or a comment
-carries its key into the ticket's history (`faults.move`, `faults.comment`), an assignment
-into its `fault.assign` log row (`faults.assign`). JSON posts carry
-the CSRF token in `X-CSRF-Token`. Cash and swaps are the API's own services with the key as the
-operation's id (`field_desk`); cash only for the roles of the money desk.
+offline — readings, ticket moves, comments and assignments, cash taken, meter swaps — in
+IndexedDB, each with a key made on the phone (a form without script carries one the server
+made), and sends them when the phone is back online; the service worker answers from the cache
+when the network does not. The server applies each once: a reading is an IR reading
+(`meter_swaps.import_ir`, the handheld import's service: one row per meter and time, the key
+kept in its `source`), a move or a comment carries its key into the ticket's history
+(`faults.move`, `faults.comment`), an assignment into its `fault.assign` log row
+(`faults.assign`). JSON posts carry the CSRF token in `X-CSRF-Token`. Cash and swaps are the
+API's own services with the key as the operation's id (`field_desk`); cash only for the roles of
+the money desk.
 """
 
 from __future__ import annotations

@@ -126,7 +126,7 @@ def test_a_comment_sent_twice_at_once_is_kept_once(client: TestClient, world: Wo
 
 
 def test_an_assignment_sent_twice_at_once_is_applied_once(client: TestClient, world: World) -> None:  # noqa: F811
-    """No unique key here: the ticket's lock orders the sends, the later reads the first's log row."""
+    """No unique key here: the ticket's lock orders the sends; later ones read the first's row."""
     log_in(client, OPERATOR)
     csrf = csrf_of(client.get("/field/").text)
     ticket = open_ticket(client, csrf)

@@ -219,6 +219,14 @@ def ticket(request: Request, lang: Lang, who: Technician, session: DbSession,
     return ticket_page(request, lang, who, session, fault_id)
 
 
+def client_key(form: dict[str, str]) -> str | None:
+    """The phone's idempotency key, if the record carries one (the offline queue's posts)."""
+    key = form.get("key") or None
+    if key is not None and not KEY.fullmatch(key):
+        raise Invalid("bad idempotency key")
+    return key
+
+
 def _optional(form: dict[str, str], name: str) -> str | None:
     return form.get(name, "").strip() or None
 
@@ -254,9 +262,7 @@ def move_ticket(  # noqa: PLR0917 (FastAPI's dependencies)
     fault_id: FaultId,
 ) -> Response:  # fmt: skip
     check_csrf(request, form)
-    key = form.get("key") or None
-    if key is not None and not KEY.fullmatch(key):
-        raise Invalid("bad idempotency key")
+    key = client_key(form)
     try:
         fault = faults.move(session, fault_id, form.get("to", ""), note=form.get("note", ""),
                             actor=who.actor, now=now, client_key=key)  # fmt: skip
@@ -278,9 +284,7 @@ def comment_ticket(  # noqa: PLR0917 (FastAPI's dependencies)
     fault_id: FaultId,
 ) -> Response:  # fmt: skip
     check_csrf(request, form)
-    key = form.get("key") or None
-    if key is not None and not KEY.fullmatch(key):
-        raise Invalid("bad idempotency key")
+    key = client_key(form)
     try:
         step = faults.comment(session, fault_id, form.get("note", ""), actor=who.actor, now=now,
                               client_key=key)  # fmt: skip
@@ -304,9 +308,7 @@ def assign_ticket(  # noqa: PLR0917 (FastAPI's dependencies)
     check_csrf(request, form)
     if not may_assign(who):
         raise PageError("field_assign_not_allowed", 403)
-    key = form.get("key") or None
-    if key is not None and not KEY.fullmatch(key):
-        raise Invalid("bad idempotency key")
+    key = client_key(form)
     try:
         fault = faults.assign(session, fault_id, _optional(form, "user"), actor=who.actor,
                               now=now, client_key=key)  # fmt: skip

@@ -11,7 +11,8 @@ operator log.
 ticket opened from an alarm takes the alarm's concentrator and meter, and its kind from the
 alarm's (`KIND_OF_ALARM`); one alarm opens at most one ticket that is not closed. A comment
 is a step that keeps the status (`before` == `after`). `assign` gives a ticket to a technician
-(an active user of a field role), logged `fault.assign`; it is not a step of the history.
+(an active user of a field role), logged `fault.assign` (with the phone's key, when it came
+from the offline queue); it is not a step of the history.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from cloud.db.auth import User
+from cloud.db.auth import OperatorLogEntry, User
 from cloud.db.faults import Fault, FaultStep
 from cloud.db.models import Alarm
 from cloud.errors import Conflict, Invalid, NotFound
@@ -245,25 +246,46 @@ def assign(
     *,
     actor: oplog.Actor,
     now: dt.datetime,
+    client_key: str | None = None,
 ) -> Fault:
     """Give the ticket to `assignee` (None: to nobody), an active user of a field role (else
     `Invalid`); logged `fault.assign` with who had it before. A closed ticket keeps its last
-    assignee (`Conflict`); the same assignee again changes and logs nothing."""
+    assignee (`Conflict`); the same assignee again changes and logs nothing. A `client_key` (a
+    phone's offline queue) is kept in the log row, even for the same assignee again; a key
+    already applied is answered with the ticket as it is, not applied again, and the same key
+    for another ticket or assignee is refused (409). The ticket's lock orders two requests with
+    one key: the second reads the first's row once it has the lock."""
     fault = session.scalars(select(Fault).where(Fault.id == fault_id).with_for_update()).first()
     if fault is None:
         raise NotFound(f"no fault {fault_id}")
+    if client_key is not None and (done := _keyed_assign(session, client_key)) is not None:
+        if done.target != f"fault:{fault_id}" or (done.after or {}).get("assignee") != assignee:
+            raise Conflict(f"key {client_key} was used for another assignment")
+        return session.scalars(
+            select(Fault).where(Fault.id == fault_id).execution_options(populate_existing=True)
+        ).one()
     if assignee is not None:
         user = session.get(User, assignee)
         if user is None or not user.active or user.role not in FIELD:
             raise Invalid(f"{assignee!r} is not an active installer, operator or admin")
     if fault.status == "closed":
         raise Conflict(f"fault {fault_id} is closed")
-    if fault.assignee == assignee:
+    if fault.assignee == assignee and client_key is None:
         return fault
     before, fault.assignee, fault.updated = fault.assignee, assignee, now
+    after = {"assignee": assignee} | ({} if client_key is None else {"key": client_key})
     oplog.record(session, actor, "fault.assign", f"fault:{fault.id}", {"assignee": before},
-                 {"assignee": assignee}, now)  # fmt: skip
+                 after, now)  # fmt: skip
     return fault
+
+
+def _keyed_assign(session: Session, client_key: str) -> OperatorLogEntry | None:
+    """The `fault.assign` log row a phone's key made, as committed now."""
+    query = select(OperatorLogEntry).where(
+        OperatorLogEntry.action == "fault.assign",
+        OperatorLogEntry.after["key"].as_string() == client_key,
+    )
+    return session.scalars(query.execution_options(populate_existing=True)).first()
 
 
 def listed(*, status: str | None = None, node: str | None = None, meter: str | None = None,

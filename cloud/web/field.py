@@ -9,7 +9,7 @@ operators (`FIELD`) on a phone, usable offline.
     POST /field/faults                open a ticket (by hand, or `alarm=` from an alarm)
     POST /field/faults/{id}/status    move it (a form; or JSON with `key` from the offline queue)
     POST /field/faults/{id}/comments  a comment on it (the same; the status is kept)
-    POST /field/faults/{id}/assignee  give it to a technician (a form; admin and operator only)
+    POST /field/faults/{id}/assignee  give it to a technician (the same; admin and operator only)
     POST /field/readings              a register typed on site (JSON from the offline queue, with
                                       the phone's idempotency `key`; or a form without script)
     POST /field/faults/{id}/photos    a photo of it, the image's bytes (`field_photos`)
@@ -20,14 +20,16 @@ operators (`FIELD`) on a phone, usable offline.
     GET  /field/manifest.webmanifest  the web app manifest
 
 Offline: `static/field.js` keeps the pages and their files in the Cache API and what is typed
-offline — readings, ticket moves and comments, cash taken, meter swaps — in IndexedDB, each with
-a key made on the phone (a form without script carries one the server made), and sends them when
-the phone is back online; the service worker answers from the cache when the network does not.
-The server applies each once: a reading is an IR reading (`meter_swaps.import_ir`, the handheld
-import's service: one row per meter and time, the key kept in its `source`), a move or a comment
-carries its key into the ticket's history (`faults.move`, `faults.comment`). JSON posts carry
-the CSRF token in `X-CSRF-Token`. Cash and swaps are the API's own services with the key as the
-operation's id (`field_desk`); cash only for the roles of the money desk.
+offline — readings, ticket moves, comments and assignments, cash taken, meter swaps — in
+IndexedDB, each with a key made on the phone (a form without script carries one the server
+made), and sends them when the phone is back online; the service worker answers from the cache
+when the network does not. The server applies each once: a reading is an IR reading
+(`meter_swaps.import_ir`, the handheld import's service: one row per meter and time, the key
+kept in its `source`), a move or a comment carries its key into the ticket's history
+(`faults.move`, `faults.comment`), an assignment into its `fault.assign` log row
+(`faults.assign`). JSON posts carry the CSRF token in `X-CSRF-Token`. Cash and swaps are the
+API's own services with the key as the operation's id (`field_desk`); cash only for the roles of
+the money desk.
 """
 
 from __future__ import annotations
@@ -217,6 +219,14 @@ def ticket(request: Request, lang: Lang, who: Technician, session: DbSession,
     return ticket_page(request, lang, who, session, fault_id)
 
 
+def client_key(form: dict[str, str]) -> str | None:
+    """The phone's idempotency key, if the record carries one (the offline queue's posts)."""
+    key = form.get("key") or None
+    if key is not None and not KEY.fullmatch(key):
+        raise Invalid("bad idempotency key")
+    return key
+
+
 def _optional(form: dict[str, str], name: str) -> str | None:
     return form.get(name, "").strip() or None
 
@@ -252,9 +262,7 @@ def move_ticket(  # noqa: PLR0917 (FastAPI's dependencies)
     fault_id: FaultId,
 ) -> Response:  # fmt: skip
     check_csrf(request, form)
-    key = form.get("key") or None
-    if key is not None and not KEY.fullmatch(key):
-        raise Invalid("bad idempotency key")
+    key = client_key(form)
     try:
         fault = faults.move(session, fault_id, form.get("to", ""), note=form.get("note", ""),
                             actor=who.actor, now=now, client_key=key)  # fmt: skip
@@ -276,9 +284,7 @@ def comment_ticket(  # noqa: PLR0917 (FastAPI's dependencies)
     fault_id: FaultId,
 ) -> Response:  # fmt: skip
     check_csrf(request, form)
-    key = form.get("key") or None
-    if key is not None and not KEY.fullmatch(key):
-        raise Invalid("bad idempotency key")
+    key = client_key(form)
     try:
         step = faults.comment(session, fault_id, form.get("note", ""), actor=who.actor, now=now,
                               client_key=key)  # fmt: skip
@@ -302,13 +308,19 @@ def assign_ticket(  # noqa: PLR0917 (FastAPI's dependencies)
     check_csrf(request, form)
     if not may_assign(who):
         raise PageError("field_assign_not_allowed", 403)
+    key = client_key(form)
     try:
-        faults.assign(session, fault_id, _optional(form, "user"), actor=who.actor, now=now)
+        fault = faults.assign(session, fault_id, _optional(form, "user"), actor=who.actor,
+                              now=now, client_key=key)  # fmt: skip
     except (Invalid, NotFound, Conflict) as exc:
         session.rollback()
         status = {Invalid: 422, NotFound: 404, Conflict: 409}[type(exc)]
+        if is_json(request):
+            return JSONResponse({"error": str(exc)}, status_code=status)
         return ticket_page(request, lang, who, session, fault_id, error="field_assign_refused",
                             status=status)  # fmt: skip
+    if is_json(request):
+        return JSONResponse({"id": fault.id, "assignee": fault.assignee})
     return RedirectResponse(f"/field/faults/{fault_id}", status_code=303)
 
 

@@ -20,6 +20,7 @@ from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cloud.db.auth import OperatorLogEntry
 from cloud.db.faults import Fault, FaultPhoto, FaultStep
 from cloud.db.models import LedgerEntry, Recharge
 from cloud.db.operations import IrReading, MeterSwap
@@ -340,3 +341,73 @@ def test_a_reading_with_a_photo_of_its_register_taken_offline_is_shown_beside_it
         assert (row.energy_wh, [(p.content_type, p.width) for p in kept]) == (
             7_300, [("image/png", 120)])  # fmt: skip
     assert_no_critical(phone)
+
+
+def test_a_ticket_assigned_offline_is_applied_once(
+    phone: Any, staffed: Served, shots: Path
+) -> None:
+    phone.clock.set_fixed_time(NOW - dt.timedelta(minutes=2))
+    phone.goto("/field/login")
+    phone.fill("input[name=user]", OPERATOR)
+    phone.fill("input[name=password]", PASSWORD)
+    phone.click("button[type=submit]")
+    phone.wait_for_url("**/field/")
+    phone.select_option("#new-ticket select[name=kind]", "bus_down")
+    phone.fill("#new-ticket input[name=node]", "edge-0001")
+    phone.click("#new-ticket button[type=submit]")
+    phone.wait_for_url("**/field/faults/*")
+    ticket = phone.url
+    fault_id = int(ticket.rsplit("/", 1)[1])
+    phone.wait_for_function(
+        "() => navigator.serviceWorker.controller !== null"
+        " && document.body.dataset.shell === 'kept'",
+        timeout=LOADED,
+    )
+    phone.context.set_offline(True)
+    phone.reload()  # answered by the service worker from its cache
+    phone.wait_for_function("() => document.getElementById('net').classList.contains('offline')")
+    phone.select_option("#assign-form select[name=user]", INSTALLER)
+    phone.click("#assign-form button[type=submit]")
+    phone.wait_for_function(
+        "() => document.querySelectorAll('#queue li[data-kind=assign][data-state=queued]')"
+        ".length == 1"
+    )
+    assert f"#{fault_id} → {INSTALLER}" in phone.locator("#queue").inner_text()
+    phone.screenshot(path=shots / "f13-assign-queued.png", full_page=True)
+    key = phone.locator("#queue li[data-kind=assign]").get_attribute("data-key")
+    assert _assigned(staffed, fault_id) == (None, [])  # nothing reached the server
+
+    phone.context.set_offline(False)  # sent; the ticket reloads with its assignee
+    phone.wait_for_function(
+        f"() => document.getElementById('ticket-assignee')?.textContent.trim() === '{INSTALLER}'"
+        " && document.querySelectorAll('#queue li[data-state=queued]').length === 0",
+        timeout=LOADED,
+    )
+    phone.screenshot(path=shots / "f14-assign-sent.png", full_page=True)
+    assert_no_critical(phone)
+    assert _assigned(staffed, fault_id) == (INSTALLER, [INSTALLER])
+    # The phone sends it again (a lost answer): answered, not applied or logged twice.
+    again = phone.evaluate(
+        """([url, key, user, csrf]) => fetch(url, {method: 'POST', credentials: 'same-origin',
+             headers: {'Content-Type': 'application/json', 'X-CSRF-Token': csrf},
+             body: JSON.stringify({key, user})}).then((r) => r.status)""",
+        [
+            f"{ticket}/assignee",
+            key,
+            INSTALLER,
+            phone.locator("#field-app").get_attribute("data-csrf"),
+        ],
+    )
+    assert again == 200
+    assert _assigned(staffed, fault_id) == (INSTALLER, [INSTALLER])
+
+
+def _assigned(server: Served, fault_id: int) -> tuple[str | None, list[str | None]]:
+    """The ticket's assignee, and those its `fault.assign` log rows gave it to."""
+    with Session(server.world.engine) as session:
+        fault = session.get(Fault, fault_id)
+        assert fault is not None
+        logged = session.scalars(select(OperatorLogEntry).where(
+            OperatorLogEntry.action == "fault.assign",
+            OperatorLogEntry.target == f"fault:{fault_id}"))  # fmt: skip
+        return fault.assignee, [(e.after or {}).get("assignee") for e in logged]

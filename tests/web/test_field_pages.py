@@ -330,6 +330,44 @@ def test_an_operator_assigns_a_ticket_and_the_installer_sees_it_as_theirs(
     assert client.get("/field/?tickets=nonsense").status_code == 422
 
 
+def test_an_assignment_from_the_queue_is_applied_once_per_key(
+    client: TestClient, world: World
+) -> None:
+    log_in(client, OPERATOR)
+    csrf = csrf_of(client.get("/field/").text)
+    opened = client.post("/field/faults", data={"csrf": csrf, "kind": "bus_down",
+                         "node": "edge-0001"}, follow_redirects=False)  # fmt: skip
+    ticket = opened.headers["location"]
+    header = {"X-CSRF-Token": csrf}
+    key = str(uuid.uuid4())
+    assign = {"user": INSTALLER, "key": key}
+    assert client.post(f"{ticket}/assignee", json=assign).status_code == 403  # no CSRF token
+    refused = client.post(f"{ticket}/assignee", json=assign | {"key": "!"}, headers=header)
+    assert refused.status_code == 422
+    for _ in range(2):  # queued offline; sent twice when back online
+        done = client.post(f"{ticket}/assignee", json=assign, headers=header)
+        assert (done.status_code, done.json()["assignee"]) == (200, INSTALLER), done.text
+    # Given to nobody since: the first answer's resend does not give it back.
+    by_form = client.post(f"{ticket}/assignee", data={"csrf": csrf, "user": ""},
+                          follow_redirects=False)  # fmt: skip
+    assert by_form.status_code == 303
+    again = client.post(f"{ticket}/assignee", json=assign, headers=header)
+    assert (again.status_code, again.json()["assignee"]) == (200, None)
+    reused = client.post(f"{ticket}/assignee", json=assign | {"user": OPERATOR}, headers=header)
+    assert reused.status_code == 409
+    # The same assignee again with a new key changes nothing, but its key is kept.
+    same = {"user": "", "key": str(uuid.uuid4())}
+    for _ in range(2):
+        assert client.post(f"{ticket}/assignee", json=same, headers=header).status_code == 200
+    with Session(world.engine) as session:
+        assigned = OperatorLogEntry.action == "fault.assign"
+        logged = [(e.before, e.after) for e in session.scalars(
+            select(OperatorLogEntry).where(assigned).order_by(OperatorLogEntry.seq))]  # fmt: skip
+    assert logged == [({"assignee": None}, {"assignee": INSTALLER, "key": key}),
+                      ({"assignee": INSTALLER}, {"assignee": None}),
+                      ({"assignee": None}, {"assignee": None, "key": same["key"]})]  # fmt: skip
+
+
 def test_a_photo_sent_by_a_form_without_script_is_checked_kept_once_and_stripped(
     client: TestClient, world: World
 ) -> None:

@@ -19,13 +19,22 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, select
+from sqlalchemy.orm import Session
 
+from cloud.db.auth import OperatorLogEntry
 from cloud.db.faults import FaultPhoto, FaultStep
 from cloud.db.operations import IrReading
 from tests.cloud.api.conftest import M1
-from tests.web.test_field_pages import client, count, technician  # noqa: F401 (the fixture)
-from tests.web.world import World
+from tests.web.html import csrf_of
+from tests.web.test_field_pages import (  # noqa: F401 (the fixture)
+    INSTALLER,
+    client,
+    count,
+    log_in,
+    technician,
+)
+from tests.web.world import OPERATOR, World
 
 HOLD = 0.3  # s each commit waits: long enough for the twin to pass its key look-up
 
@@ -114,6 +123,21 @@ def test_a_comment_sent_twice_at_once_is_kept_once(client: TestClient, world: Wo
     answers = racing(world.engine, other, again)
     assert sorted(a.status_code for a in answers) == [200, 409], [a.text for a in answers]
     assert count(world, FaultStep) == 3  # the opening and one comment per key
+
+
+def test_an_assignment_sent_twice_at_once_is_applied_once(client: TestClient, world: World) -> None:  # noqa: F811
+    """No unique key here: the ticket's lock orders the sends; later ones read the first's row."""
+    log_in(client, OPERATOR)
+    csrf = csrf_of(client.get("/field/").text)
+    ticket = open_ticket(client, csrf)
+    body = {"user": INSTALLER, "key": str(uuid.uuid4())}
+    send = lambda: client.post(f"{ticket}/assignee", json=body, headers={"X-CSRF-Token": csrf})  # noqa: E731
+    answers = racing(world.engine, send, send, send)
+    assert [a.status_code for a in answers] == [200, 200, 200], [a.text for a in answers]
+    assert all(a.json() == {"id": answers[0].json()["id"], "assignee": INSTALLER} for a in answers)
+    with Session(world.engine) as session:
+        assigned = OperatorLogEntry.action == "fault.assign"
+        assert len(session.scalars(select(OperatorLogEntry).where(assigned)).all()) == 1
 
 
 def test_a_photo_sent_twice_at_once_is_kept_once(client: TestClient, world: World) -> None:  # noqa: F811

@@ -1,8 +1,9 @@
 /* The field app (/field/): registers the service worker, keeps this page and its files in the
-   cache (the app shell, served offline), and queues what is typed — readings, ticket moves, cash
-   taken, meter swaps, ticket comments and photos (the image itself, a Blob) — in IndexedDB, each
-   with a key made here, sending them in the order they were made when the phone is online. The
-   server applies a key once, so a record sent twice (a lost answer, two tabs) counts once. */
+   cache (the app shell, served offline), and queues what is typed — readings, ticket moves,
+   assignments, comments and photos (the image itself, a Blob), cash taken, meter swaps — in
+   IndexedDB, each with a key made here, sending them in the order they were made when the phone
+   is online. The server applies a key once, so a record sent twice (a lost answer, two tabs)
+   counts once. */
 "use strict";
 (function () {
   const CACHE = "voltbook-field-v1";
@@ -122,7 +123,7 @@
           outcomes.set(record.key, [held ? "held" : "sent", held ? app.dataset.held : app.dataset.sent,
             record, record.kind === "cash" && said.url ? said.url : null]);
           await dequeue(record.key);
-          moved = moved || ["move", "comment", "photo"].includes(record.kind);
+          moved = moved || ["move", "comment", "assign", "photo"].includes(record.kind);
         } else if ([404, 409, 413, 422].includes(answer.status)) {
           const said = await answer.json().catch(() => ({}));
           outcomes.set(record.key, ["refused", `${app.dataset.refused}: ${said.error || answer.status}`, record]);
@@ -195,6 +196,9 @@
     to: submitter ? submitter.value : "", note: form.elements.note.value,
   }), (form, submitter) => `${form.dataset.ticket} → ${submitter ? submitter.textContent : ""}`);
 
+  hook(document.getElementById("assign-form"), "assign", (form) => ({
+    user: form.elements.user.value,
+  }), (form) => `${form.dataset.ticket} → ${form.elements.user.selectedOptions[0].textContent}`);
   hook(document.getElementById("comment-form"), "comment", (form) => ({
     note: form.elements.note.value,
   }), (form) => `${form.dataset.ticket} · ${form.elements.note.value.trim().slice(0, 30)}`);

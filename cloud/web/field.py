@@ -38,7 +38,8 @@ import datetime as dt
 import json
 import re
 import uuid
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
@@ -59,6 +60,8 @@ from cloud.web.i18n import Lang
 from cloud.web.icons import ICONS
 from cloud.web.page_errors import NotStaff, PageError
 from cloud.web.render import SECURITY_HEADERS, STATIC, page, static_url
+
+T = TypeVar("T")
 
 router = APIRouter(prefix="/field", include_in_schema=False)
 
@@ -263,18 +266,31 @@ def move_ticket(  # noqa: PLR0917 (FastAPI's dependencies)
 ) -> Response:  # fmt: skip
     check_csrf(request, form)
     key = client_key(form)
+    return _ticket_action(
+        request, lang, who, session, fault_id, "fault_move_refused",
+        lambda: faults.move(session, fault_id, form.get("to", ""), note=form.get("note", ""),
+                            actor=who.actor, now=now, client_key=key),
+        lambda fault: {"id": fault.id, "status": fault.status},
+    )  # fmt: skip
+
+
+def _ticket_action(  # noqa: PLR0917 (a route's context)
+    request: Request, lang: tuple[str, bool], who: Principal, session: Session, fault_id: int,
+    refused: str,
+    act: Callable[[], T], answer: Callable[[T], dict[str, Any]],
+) -> Response:  # fmt: skip
+    """A ticket action from the page or the offline queue: JSON for the queue, the ticket page
+    again (with `refused` said in words) or a redirect to it for a form."""
     try:
-        fault = faults.move(session, fault_id, form.get("to", ""), note=form.get("note", ""),
-                            actor=who.actor, now=now, client_key=key)  # fmt: skip
+        done = act()
     except (Invalid, NotFound, Conflict) as exc:
         session.rollback()
         status = {Invalid: 422, NotFound: 404, Conflict: 409}[type(exc)]
         if is_json(request):
             return JSONResponse({"error": str(exc)}, status_code=status)
-        return ticket_page(request, lang, who, session, fault_id, error="fault_move_refused",
-                            status=status)  # fmt: skip
+        return ticket_page(request, lang, who, session, fault_id, error=refused, status=status)
     if is_json(request):
-        return JSONResponse({"id": fault.id, "status": fault.status})
+        return JSONResponse(answer(done))
     return RedirectResponse(f"/field/faults/{fault_id}", status_code=303)
 
 
@@ -285,19 +301,12 @@ def comment_ticket(  # noqa: PLR0917 (FastAPI's dependencies)
 ) -> Response:  # fmt: skip
     check_csrf(request, form)
     key = client_key(form)
-    try:
-        step = faults.comment(session, fault_id, form.get("note", ""), actor=who.actor, now=now,
-                              client_key=key)  # fmt: skip
-    except (Invalid, NotFound, Conflict) as exc:
-        session.rollback()
-        status = {Invalid: 422, NotFound: 404, Conflict: 409}[type(exc)]
-        if is_json(request):
-            return JSONResponse({"error": str(exc)}, status_code=status)
-        return ticket_page(request, lang, who, session, fault_id, error="fault_comment_bad",
-                            status=status)  # fmt: skip
-    if is_json(request):
-        return JSONResponse({"id": step.id, "fault": fault_id})
-    return RedirectResponse(f"/field/faults/{fault_id}", status_code=303)
+    return _ticket_action(
+        request, lang, who, session, fault_id, "fault_comment_bad",
+        lambda: faults.comment(session, fault_id, form.get("note", ""), actor=who.actor,
+                               now=now, client_key=key),
+        lambda step: {"id": step.id, "fault": fault_id},
+    )  # fmt: skip
 
 
 @router.post("/faults/{fault_id}/assignee")
@@ -309,19 +318,12 @@ def assign_ticket(  # noqa: PLR0917 (FastAPI's dependencies)
     if not may_assign(who):
         raise PageError("field_assign_not_allowed", 403)
     key = client_key(form)
-    try:
-        fault = faults.assign(session, fault_id, _optional(form, "user"), actor=who.actor,
-                              now=now, client_key=key)  # fmt: skip
-    except (Invalid, NotFound, Conflict) as exc:
-        session.rollback()
-        status = {Invalid: 422, NotFound: 404, Conflict: 409}[type(exc)]
-        if is_json(request):
-            return JSONResponse({"error": str(exc)}, status_code=status)
-        return ticket_page(request, lang, who, session, fault_id, error="field_assign_refused",
-                            status=status)  # fmt: skip
-    if is_json(request):
-        return JSONResponse({"id": fault.id, "assignee": fault.assignee})
-    return RedirectResponse(f"/field/faults/{fault_id}", status_code=303)
+    return _ticket_action(
+        request, lang, who, session, fault_id, "field_assign_refused",
+        lambda: faults.assign(session, fault_id, _optional(form, "user"), actor=who.actor,
+                              now=now, client_key=key),
+        lambda fault: {"id": fault.id, "assignee": fault.assignee},
+    )  # fmt: skip
 
 
 # -- readings typed on site -------------------------------------------------------------------

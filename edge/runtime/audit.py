@@ -5,12 +5,14 @@ runs while the runtime writes and judges the state of one commit, never a half-s
 
 Checks, in order, and stops at the first that fails:
 
-1. the store opens read-only: SQLite's integrity check and the recomputation of every row's
-   hash and link (a row edited inside the SQLite file is named by its seq), and every stored
-   checkpoint signature verifies with the node's key;
-2. the chain's export verifies as an outsider would (`ledger.verify`): sequence, links and
-   signatures. Entries after the last checkpoint are not a fault here: the runtime signs its
-   head with its next commit, so they are reported as `not_checkpointed`, not refused;
+1. the store opens read-only: SQLite's integrity check and the replay of every retained row
+   (each body decoded, so a body that is not a transfer is named by its seq even when its
+   hash was recomputed to match), its hash and link (a row edited inside the SQLite file is
+   named by its seq), and every stored checkpoint signature verifies with the node's key;
+2. the stored rows verify as an outsider would verify the chain (`ledger.verify.verify_stored`,
+   the bytes as stored, either format, not re-encoded): sequence, links and signatures.
+   Entries after the last checkpoint are not a fault here: the runtime signs its head with its
+   next commit, so they are reported as `not_checkpointed`, not refused;
 3. the ledger invariants (`ledger.invariants`, docs/architecture.md §5.6): balances sum to zero per
    unit, no transfer or command twice, payments credited once, subsidy once per account and period,
    billed energy contiguous per meter, charges never drift from the cumulative exact cost;
@@ -50,7 +52,7 @@ from ledger.invariants import (
     ledger_violations,
 )
 from ledger.transfers import Code, Transfer
-from ledger.verify import Problem, TrustedHead, verify_lines
+from ledger.verify import Problem, TrustedHead, verify_stored
 
 INVARIANTS = (
     "store_integrity",
@@ -114,8 +116,8 @@ def audit_store(site: Site, key: Ed25519PublicKey) -> Audit:
     with store:
         anchor_seq, anchor_head = store.anchor()
         trusted = TrustedHead(anchor_seq, anchor_head) if anchor_seq else None
-        verdict = verify_lines(
-            store.export_lines(), [key], node=site.settings.node, trusted=trusted
+        verdict = verify_stored(
+            site.settings.node, store.ledger_rows(), store.checkpoints(), [key], trusted=trusted
         )
         findings = [f for f in verdict.findings if f.problem is not Problem.UNSIGNED_TAIL]
         summary = verdict.summary()

@@ -91,6 +91,7 @@ from ledger.export import entry_line, record_line
 from ledger.readings import READING_FIELDS
 from ledger.snapshot import BalanceSnapshot, decode_snapshot
 from ledger.transfers import Transfer
+from ledger.verify import StoredEntry
 
 INCREMENTAL = 2  # `PRAGMA auto_vacuum` value
 BUSY_TIMEOUT_MS = 5000  # a read-only exporter may briefly hold the WAL; wait, don't fail
@@ -369,6 +370,12 @@ class Store:
 
     def entries(self, from_seq: int = 1) -> Iterator[Entry]:
         """Entries from `from_seq` on, in chain order (fetched in pages)."""
+        for row in self.ledger_rows(from_seq):
+            yield self._entry(*row)
+
+    def ledger_rows(self, from_seq: int = 1) -> Iterator[StoredEntry]:
+        """The ledger rows from `from_seq` on as stored, (seq, prev hash, hash, body), in chain
+        order (fetched in pages), nothing decoded: what `ledger.verify.verify_stored` checks."""
         self._check_open()
         after = from_seq - 1
         while True:
@@ -376,8 +383,8 @@ class Store:
                 "SELECT seq, prev_hash, hash, body FROM ledger WHERE seq > ? ORDER BY seq LIMIT ?",
                 (after, _PAGE),
             ).fetchall()
-            for row in rows:
-                yield self._entry(*row)
+            for seq, prev_hash, digest, body in rows:
+                yield seq, bytes(prev_hash), bytes(digest), bytes(body)
             if len(rows) < _PAGE:
                 return
             after = rows[-1][0]

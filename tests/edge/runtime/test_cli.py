@@ -18,9 +18,13 @@ import pytest
 from demo.site import DemoSite
 from edge.site import load_site
 from edge.sync.session import OPLOG_HEAD_STATE
-from ledger.chain import NodeKey
+from edge.runtime.boot import read_node_key
+from ledger.chain import NodeKey, entry_hash, sign_checkpoint
 from ledger.encoding import body_version, decode_transfer, encode_body
+from ledger.encoding_v2 import FORMAT_V2, ID_END
+from ledger.errors import DecodeError
 from ledger.signed import OplogHead, trusted
+from ledger.verify import verify_stored
 from tests.edge.runtime.conftest import ROOT, cli, cli_command, demo, demo_cli, wait_running
 
 pytestmark = pytest.mark.slow  # each test drives `voltbook-edge` in subprocesses
@@ -108,6 +112,64 @@ def test_ledger_verify_passes_then_names_a_row_edited_inside_sqlite(
     refused = cli("ledger", "verify", "--config", str(ran))
     assert refused.returncode == 1
     assert "seq 5" in refused.stderr and "edited" in refused.stderr
+
+
+def _last_row(store: Path) -> tuple[int, bytes, bytes]:
+    with sqlite3.connect(store) as db:
+        seq, prev_hash, body = db.execute(
+            "SELECT seq, prev_hash, body FROM ledger ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+    return seq, bytes(prev_hash), bytes(body)
+
+
+def test_ledger_verify_names_a_tampered_v2_body_and_a_rehashed_one_that_does_not_decode(
+    ran: Path, tmp_path: Path
+) -> None:
+    """The store is verified from its rows as stored (version 2 bodies, `verify_stored`): a body
+    changed under its hash is named; so is one whose hash, recorded head and signed checkpoint
+    were all recomputed to match (by whoever holds the node key) but which is not a transfer,
+    which only decoding every body finds (the full check's replay)."""
+    for name in ("tampered", "rehashed"):
+        shutil.copytree(ran.parent, tmp_path / name)
+    tampered, rehashed = tmp_path / "tampered", tmp_path / "rehashed"
+    seq, prev_hash, body = _last_row(tampered / "data" / "edge.sqlite")
+    assert body_version(body) == FORMAT_V2
+
+    transfer = decode_transfer(body)
+    edited = encode_body(replace(transfer, amount=transfer.amount + 1), FORMAT_V2)
+    with sqlite3.connect(tampered / "data" / "edge.sqlite") as db:
+        db.execute("UPDATE ledger SET body = ? WHERE seq = ?", (edited, seq))
+    refused = cli("ledger", "verify", "--config", str(tampered / "site.toml"))
+    assert refused.returncode == 1, refused.stdout
+    assert f"seq {seq}" in refused.stderr and "does not match its hash" in refused.stderr
+
+    site = load_site(rehashed / "site.toml")
+    garbage = body[:ID_END] + b"\xff" * (len(body) - ID_END)  # its id kept, the rest not a body
+    with pytest.raises(DecodeError):
+        decode_transfer(garbage)
+    digest = entry_hash(site.settings.node, seq, prev_hash, garbage)
+    checkpoint = sign_checkpoint(
+        read_node_key(site.settings.node_key), site.settings.node, seq, digest
+    )
+    with sqlite3.connect(site.settings.store_path) as db:
+        db.execute("UPDATE ledger SET body = ?, hash = ? WHERE seq = ?", (garbage, digest, seq))
+        db.execute("UPDATE meta SET value = ? WHERE key = 'head'", (f"{seq}:{digest.hex()}",))
+        changed = db.execute(
+            "UPDATE checkpoints SET head = ?, key_id = ?, signature = ? WHERE seq = ?",
+            (digest, checkpoint.key_id, checkpoint.signature, seq),
+        ).rowcount
+        rows = [
+            (s, bytes(p), bytes(h), bytes(b))
+            for s, p, h, b in db.execute(
+                "SELECT seq, prev_hash, hash, body FROM ledger ORDER BY seq"
+            )
+        ]
+    assert changed == 1  # the chain's head was signed: re-signed over the forged body
+    public = read_node_key(site.settings.node_key).public_key
+    assert verify_stored(site.settings.node, rows, [checkpoint], [public]).ok  # hashes all fit
+    refused = cli("ledger", "verify", "--config", str(rehashed / "site.toml"))
+    assert refused.returncode == 1, refused.stdout
+    assert f"seq {seq}" in refused.stderr and "not a canonical transfer" in refused.stderr
 
 
 def test_export_accounts_and_verify_work_while_run_is_up_and_sigterm_stops_it(

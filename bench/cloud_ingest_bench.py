@@ -2,7 +2,8 @@
 
 Builds signed uplink batches of several concentrators, each what one poll cycle of a building
 uploads: a reading per meter and 1.5 ledger entries per meter (the edge bills each reading with
-a subsidy and/or a prepaid leg), as `ledger.wire` carries them. Then:
+a subsidy and/or a prepaid leg), as `ledger.wire` carries them, the entries' bodies in format
+version 2 (`ledger.encoding_v2`), what an edge stores and sends. Then:
 
 - ingest: `cloud.ingest.handler.Ingest.handle_batch` for every batch — inflate, decode, recompute
   every hash, check the signature, lock the node, store entries, checkpoint, balances,
@@ -38,7 +39,8 @@ from cloud.ingest.handler import Ingest
 from cloud.services.postgres import ThrowawayPostgres, find_postgres
 from ledger.accounts import Pocket, System, Unit, pocket_id, system_id
 from ledger.chain import Chain, NodeKey, sign_checkpoint
-from ledger.encoding import encode_transfer
+from ledger.encoding import encode_body
+from ledger.encoding_v2 import FORMAT_V2
 from ledger.transfers import Code, TimeSource, Transfer
 from ledger.wire import Batch, LedgerPart, decode_batch, encode_batch
 
@@ -55,7 +57,7 @@ def build_batches(
     for n in range(nodes):
         node = f"edge-{n + 1:04d}"
         key = keys.setdefault(node, NodeKey.generate())
-        chain = Chain(node)
+        chain = Chain(node, version=FORMAT_V2)  # what an edge appends and sends
         for b in range(batches):
             made = []
             for i in range(entries):
@@ -77,7 +79,7 @@ def build_batches(
             )  # fmt: skip
             last = made[-1]
             signature = sign_checkpoint(key, node, last.seq, last.hash).signature
-            bodies = tuple(encode_transfer(e.transfer) for e in made)
+            bodies = tuple(encode_body(e.transfer, e.version) for e in made)
             part = LedgerPart(made[0].seq, made[0].prev_hash, bodies, key.key_id, signature)
             first = b * (entries + 1) + 1
             batch = Batch(node, first, first + entries, part, readings)

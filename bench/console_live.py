@@ -30,7 +30,8 @@ from cloud.web.chart import kwh_text
 from ledger import entry_ids
 from ledger.accounts import Pocket, System, Unit, pocket_id, system_id
 from ledger.chain import Chain, Entry, NodeKey, sign_checkpoint
-from ledger.encoding import encode_transfer
+from ledger.encoding import encode_body
+from ledger.encoding_v2 import FORMAT_V2
 from ledger.readings import ReadingRow
 from ledger.signed import ACK_TAG, open_signed, trusted
 from ledger.transfers import Code, TimeSource, Transfer
@@ -73,7 +74,7 @@ class LiveNode:
     register_wh: int = 1_000_000
 
     def __post_init__(self) -> None:
-        self.chain = Chain(self.node)
+        self.chain = Chain(self.node, version=FORMAT_V2)  # what an edge appends and sends
 
     @classmethod
     def register(cls, engine: Engine, cloud_key: NodeKey, building: str, floor: str) -> LiveNode:
@@ -123,7 +124,7 @@ class LiveNode:
         first, self.outbox = self.outbox + 1, self.outbox + 2  # the entry, the reading
         checkpoint = sign_checkpoint(self.key, self.node, entry.seq, entry.hash)
         part = LedgerPart(from_seq=entry.seq, prev=entry.prev_hash,
-                          bodies=(encode_transfer(entry.transfer),), key_id=self.key.key_id,
+                          bodies=(encode_body(entry.transfer, entry.version),), key_id=self.key.key_id,
                           signature=checkpoint.signature)  # fmt: skip
         return Batch(node=self.node, first=first, upto=self.outbox, ledger=part,
                      readings=(reading,))  # fmt: skip

@@ -123,8 +123,8 @@ class LiveNode:
     def _batch(self, entry: Entry, reading: ReadingRow) -> Batch:
         first, self.outbox = self.outbox + 1, self.outbox + 2  # the entry, the reading
         checkpoint = sign_checkpoint(self.key, self.node, entry.seq, entry.hash)
-        part = LedgerPart(from_seq=entry.seq, prev=entry.prev_hash,
-                          bodies=(encode_body(entry.transfer, entry.version),), key_id=self.key.key_id,
-                          signature=checkpoint.signature)  # fmt: skip
+        body = encode_body(entry.transfer, entry.version)
+        part = LedgerPart(from_seq=entry.seq, prev=entry.prev_hash, bodies=(body,),
+                          key_id=self.key.key_id, signature=checkpoint.signature)  # fmt: skip
         return Batch(node=self.node, first=first, upto=self.outbox, ledger=part,
                      readings=(reading,))  # fmt: skip

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from demo.site import DemoSite
+from edge.runtime.boot import read_node_key
 from edge.site import load_site
 from edge.sync.session import OPLOG_HEAD_STATE
-from edge.runtime.boot import read_node_key
 from ledger.chain import NodeKey, entry_hash, sign_checkpoint
 from ledger.encoding import body_version, decode_transfer, encode_body
 from ledger.encoding_v2 import FORMAT_V2, ID_END

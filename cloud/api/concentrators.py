@@ -9,6 +9,7 @@ with the values before and after, in the same transaction.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from typing import Annotated, Literal
 
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session
 from cloud.api.auth import allow
 from cloud.api.common import (
     DbSession,
+    HeardSince,
     Limit,
     NodeId,
     Now,
@@ -32,6 +34,7 @@ from cloud.api.common import (
     page,
 )
 from cloud.db import models
+from cloud.db.presence import Presence, presence
 from cloud.errors import Invalid
 from cloud.ingest import concentrators
 from cloud.keys import CLOUD_NODE
@@ -53,7 +56,11 @@ class ConcentratorOut(Out):
     public_key: str = Field(description="raw Ed25519 public key, hex")
     status: Literal["active", "quarantined", "reserved", "retired"]
     reason: str = Field(description="why it is quarantined (empty when active)")
-    online: bool
+    online: bool = Field(description="what its retained MQTT status says")
+    presence: Presence = Field(
+        description="online; silent: its status says online but nothing came for `[ingest] "
+        "silent_after_min` (45 minutes by default); offline: its status says offline"
+    )
     last_seen: StoredTime | None
     head_seq: int = Field(description="the last ledger seq of this node the cloud holds")
     head_hash: str = Field(description="its hash, hex (zeros before the first entry)")
@@ -98,7 +105,9 @@ def _pending_counts(session: Session, nodes: Sequence[str]) -> dict[str, int]:
     return {node: count for node, count in rows}
 
 
-def _out(rows: Sequence[models.Concentrator], counts: dict[str, int]) -> list[ConcentratorOut]:
+def _out(
+    rows: Sequence[models.Concentrator], counts: dict[str, int], heard_since: dt.datetime
+) -> list[ConcentratorOut]:
     return [
         ConcentratorOut(
             node=c.node,
@@ -108,6 +117,7 @@ def _out(rows: Sequence[models.Concentrator], counts: dict[str, int]) -> list[Co
             status=c.status,  # type: ignore[arg-type]
             reason=c.quarantine_reason,
             online=c.online,
+            presence=presence(c.online, c.last_seen, heard_since),
             last_seen=c.last_seen,
             head_seq=c.head_seq,
             head_hash=c.head_hash.hex(),
@@ -120,15 +130,17 @@ def _out(rows: Sequence[models.Concentrator], counts: dict[str, int]) -> list[Co
     ]
 
 
-def _one(session: Session, node: str) -> ConcentratorOut:
+def _one(session: Session, node: str, heard_since: dt.datetime) -> ConcentratorOut:
     found = concentrators.get(session, node)
-    return _out([found], _pending_counts(session, [node]))[0]
+    return _out([found], _pending_counts(session, [node]), heard_since)[0]
 
 
 @router.get("", response_model=Page[ConcentratorOut], summary="List concentrators")
 def list_concentrators(
+    *,
     who: Reader,
     session: DbSession,
+    heard_since: HeardSince,
     status_: Annotated[
         Literal["active", "quarantined", "reserved", "retired"] | None, Query(alias="status")
     ] = None,
@@ -144,7 +156,7 @@ def list_concentrators(
         query = query.where(models.Concentrator.status == status_)
 
     def convert(rows: Sequence[models.Concentrator]) -> list[ConcentratorOut]:
-        return _out(rows, _pending_counts(session, [c.node for c in rows]))
+        return _out(rows, _pending_counts(session, [c.node for c in rows]), heard_since)
 
     return page(session, query, limit, offset, convert)
 
@@ -155,8 +167,10 @@ def list_concentrators(
     summary="One concentrator",
     responses=answers(e404="no such concentrator"),
 )
-def get_concentrator(node: NodePath, who: Reader, session: DbSession) -> ConcentratorOut:
-    return _one(session, node)
+def get_concentrator(
+    node: NodePath, who: Reader, session: DbSession, heard_since: HeardSince
+) -> ConcentratorOut:
+    return _one(session, node, heard_since)
 
 
 @router.post(
@@ -171,6 +185,7 @@ def register_concentrator(
     who: Annotated[Principal, allow(*FIELD)],
     session: DbSession,
     now: Now,
+    heard_since: HeardSince,
 ) -> ConcentratorOut:
     try:
         public_key = load_public_key(body.public_key.encode())
@@ -183,7 +198,7 @@ def register_concentrator(
     if after != before:  # registering again with the same key and name changes nothing
         oplog.record(session, who.actor, "concentrator.register", f"node:{body.node}",
                      before, after, now)  # fmt: skip
-    return _one(session, body.node)
+    return _one(session, body.node, heard_since)
 
 
 @router.post(
@@ -193,10 +208,12 @@ def register_concentrator(
     responses=answers(e404="no such concentrator"),
 )
 def clear_quarantine(
+    *,
     node: NodePath,
     who: Annotated[Principal, allow(Role.ADMIN)],
     session: DbSession,
     now: Now,
+    heard_since: HeardSince,
     body: ClearQuarantine | None = None,
 ) -> ConcentratorOut:
     before = _view(concentrators.get(session, node))
@@ -206,4 +223,4 @@ def clear_quarantine(
         note = {"note": body.note} if body is not None and body.note else {}
         oplog.record(session, who.actor, "concentrator.clear_quarantine", f"node:{node}",
                      before, {**(after or {}), **note}, now)  # fmt: skip
-    return _one(session, node)
+    return _one(session, node, heard_since)

@@ -414,7 +414,7 @@ def register_node(  # noqa: PLR0917 (FastAPI's dependencies)
     t = i18n.translator(lang[0])
     try:
         body = api_nodes.RegisterConcentrator.model_validate(sent)
-        api_nodes.register_concentrator(body, who, session, now)
+        api_nodes.register_concentrator(body, who, session, now, now - silent_after(request))
     except (ValidationError, Invalid, Conflict) as exc:
         session.rollback()
         hints = {"node": "h_code", "name": "", "public_key": "h_public_key"}

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi.testclient import TestClient
+import datetime as dt
 
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from cloud.app import create_app
 from cloud.people.auth import Role
 from ledger.chain import NodeKey, public_key_pem
 from ledger.wire import AckStatus
@@ -17,6 +21,7 @@ from tests.cloud.api.conftest import (
     invalid_fields,
     opening_transfers,
 )
+from tests.cloud.conftest import Clock
 
 
 def test_list_is_sorted_and_leaves_out_the_cloud_chain(client: TestClient) -> None:
@@ -36,6 +41,7 @@ def test_one_concentrator_shows_its_head(client: TestClient, site: Site) -> None
         "status": "active",
         "reason": "",
         "online": True,
+        "presence": "online",
         "last_seen": "2026-11-24T08:00:00Z",
         "head_seq": 7,
         "head_hash": edge.chain.head.hex(),
@@ -45,6 +51,39 @@ def test_one_concentrator_shows_its_head(client: TestClient, site: Site) -> None
         "created": "2026-11-24T08:00:00Z",
     }
     assert client.get(f"/concentrators/{OTHER}").json()["head_hash"] == "00" * 32
+
+
+def presences(client: TestClient) -> dict[str, str]:
+    return {c["node"]: c["presence"] for c in client.get("/concentrators").json()["items"]}
+
+
+def test_presence_turns_silent_past_the_limit_and_offline_on_the_last_will(
+    client: TestClient, site: Site, clock: Clock
+) -> None:
+    """`online` is the retained status; `presence` also weighs `last_seen` against the clock
+    (`cloud.db.presence`), as the console does."""
+    assert presences(client) == {NODE: "online", OTHER: "online"}
+    clock.advance(minutes=45)  # exactly the default limit: still on line
+    assert presences(client) == {NODE: "online", OTHER: "online"}
+    clock.advance(seconds=1)
+    assert presences(client) == {NODE: "silent", OTHER: "silent"}
+    silent = client.get(f"/concentrators/{NODE}").json()
+    assert (silent["online"], silent["presence"]) == (True, "silent")
+    site.status(NODE)  # heard from again
+    site.status(OTHER, online=False)  # its last will
+    assert presences(client) == {NODE: "online", OTHER: "offline"}
+    assert client.get(f"/concentrators/{OTHER}").json()["online"] is False
+
+
+def test_presence_follows_the_configured_silent_limit(
+    site: Site, engine: Engine, cloud_key: NodeKey, clock: Clock, tokens: dict[Role, str]
+) -> None:
+    app = create_app(engine, cloud_key, clock, silent_after=dt.timedelta(minutes=10))
+    with TestClient(app, headers=bearer(tokens[Role.ADMIN])) as short:
+        clock.advance(minutes=10)
+        assert presences(short) == {NODE: "online", OTHER: "online"}
+        clock.advance(seconds=1)
+        assert presences(short) == {NODE: "silent", OTHER: "silent"}
 
 
 def test_unknown_concentrator_is_404(client: TestClient) -> None:

@@ -439,10 +439,22 @@ class _Table:
             raise ConfigError(self.path, f"unknown key {prefix}{keys} (known here: {known})")
 
 
+# What a TOML value is, in words (with its article): every type `tomllib` gives.
+_KINDS: dict[type, str] = {
+    dict: "a table",
+    list: "an array",
+    bool: "a boolean",
+    str: "a string",
+    int: "an integer",
+    float: "a float",
+    dt.datetime: "a date-time",
+    dt.date: "a date",
+    dt.time: "a time",
+}
+
+
 def _kind(value: object) -> str:
-    return {dict: "a table", list: "an array", bool: "a boolean", str: "a string"}.get(
-        type(value), f"a {type(value).__name__}"
-    )
+    return _KINDS.get(type(value), type(value).__name__)
 
 
 def read_toml(path: Path) -> dict[str, Any]:

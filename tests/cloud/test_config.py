@@ -153,7 +153,7 @@ def test_the_init_template_loads_as_the_defaults(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "names"),
     [
-        ("[database]\nurl = 5\n", ["[database] url", "a non-empty string", "int 5"]),
+        ("[database]\nurl = 5\n", ["[database] url", "a non-empty string", "not an integer 5"]),
         ('[database]\nurl = "not a url"\n', ["[database] url", "a database URL"]),
         ('[database]\nurl = "mysql://h/db"\n', ["[database] url", "postgresql+psycopg://"]),
         ('[api]\nport = "8080"\n', ["[api] port", "an integer from 0 to 65535", "'8080'"]),
@@ -280,11 +280,41 @@ def test_errors_name_a_top_level_table_without_a_leading_dot(tmp_path: Path) -> 
     path = write(tmp_path, '[payments]\nnotify_base = "https://pay.example"\norder_ttl_s = 5\n')
     assert refused(path) == (
         f"cannot use the configuration {path}: [payments] order_ttl_s must be an integer "
-        f"from 60 to {MAX_ORDER_TTL_S}, not a int 5"
+        f"from 60 to {MAX_ORDER_TTL_S}, not an integer 5"
     )
     nested = write(tmp_path, '[payments]\nnotify_base = "https://pay.example"\n[payments.wechat]\n'
                    'platform_keys = 3\n', "n.toml")  # fmt: skip
     assert "[payments.wechat.platform_keys] must be a table" in refused(nested)
+
+
+@pytest.mark.parametrize(
+    ("toml", "words"),
+    [
+        ("0", "an integer 0"),
+        ("1.5", "a float 1.5"),
+        ('"15"', "a string '15'"),
+        ("true", "a boolean True"),
+        ("[15]", "an array [15]"),
+        ("{ minutes = 15 }", "a table {'minutes': 15}"),
+        ("2026-12-06T08:00:00", "a date-time datetime.datetime(2026, 12, 6, 8, 0)"),
+        ("2026-12-06", "a date datetime.date(2026, 12, 6)"),
+        ("08:00:00", "a time datetime.time(8, 0)"),
+    ],
+)
+def test_errors_name_what_was_given_with_its_article(tmp_path: Path, toml: str, words: str) -> None:
+    """Every kind of TOML value, in words with the right article (a review found "not a int")."""
+    path = write(tmp_path, f"[ingest]\nsilent_after_min = {toml}\n")
+    assert refused(path) == (
+        f"cannot use the configuration {path}: [ingest] silent_after_min must be an integer "
+        f"from 1 to 10080, not {words}"
+    )
+
+
+def test_a_table_given_a_value_names_the_value(tmp_path: Path) -> None:
+    path = write(tmp_path, "ingest = 45\n")
+    assert refused(path) == (
+        f"cannot use the configuration {path}: [ingest] must be a table, not an integer"
+    )
 
 
 def test_how_long_a_node_may_be_silent(tmp_path: Path) -> None:

@@ -22,7 +22,8 @@ from cloud.db.models import Balance, Recharge
 from cloud.db.operations import Correction, IrReading, MeterSwap, Move, Receipt, Refund
 from cloud.operations.states import CorrectionStatus, MeterSwapStatus, MoveStatus, RefundStatus
 from cloud.people.auth import Role
-from cloud.web import catalogue, console_desk, console_swaps, desk, merchant_view
+from cloud.web import catalogue, console_desk, console_swaps, desk, i18n, merchant_view
+from cloud.web.render import ENV
 from ledger.accounts import Pocket, System, system_id
 from tests.cloud.api.conftest import M1, M2, NODE
 from tests.cloud.api.contract_edge import ContractEdge
@@ -530,3 +531,35 @@ def test_the_money_desk_cancels_an_open_refund_and_the_balance_stays(
     assert available(world) == balance
     again = finance.post(f"/console/refunds/{fields['token']}/pay", data={"csrf": csrf_of(queue)})
     assert again.status_code == 409 and zh("desk_refused_conflict") in again.text
+
+
+@pytest.mark.parametrize(
+    ("user", "may_decide", "shows"),
+    [
+        ("op-1", True, "own"),  # the asker, even one who may decide, cannot decide their own
+        ("op-2", False, "waits"),
+        ("op-2", True, "forms"),
+    ],
+)
+def test_the_decision_cell_each_desk_shares(user: str, may_decide: bool, shows: str) -> None:
+    """`console/_decide.html`: corrections, meter swaps and takeovers render their held requests'
+    decision with this one macro."""
+    t = i18n.translator("en")
+    template = ENV.from_string(
+        '{% from "console/_decide.html" import decide with context %}'
+        "{{ decide('/console/corrections/c-7', 'op-1', 'waits for finance', 'Yes', 'No') }}"
+    )
+    html = template.render(t=t, who={"user": user}, may={"decide": may_decide}, csrf="tok")
+    forms = re.findall(r'<form method="post" action="([^"]+)"', html)
+    if shows == "forms":
+        assert forms == ["/console/corrections/c-7/approve", "/console/corrections/c-7/reject"]
+        assert html.count('name="csrf" value="tok"') == 2
+        assert re.findall(r'data-verb="(\w+)">(\w+)</button>', html) == [
+            ("approve", "Yes"),
+            ("reject", "No"),
+        ]
+        assert 'class="primary" data-verb="approve"' in html
+    else:
+        assert forms == []
+        expected = t("desk_own_request") if shows == "own" else "waits for finance"
+        assert re.sub(r"\s+", " ", html).strip() == f"<small>{expected}</small>"

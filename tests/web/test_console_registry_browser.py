@@ -137,6 +137,15 @@ def test_a_concentrator_is_registered_and_a_bad_address_is_said_in_words(
     assert desk.locator("tr[data-node='edge-0042']").count() == 1
     problems = desk.locator("tr[data-node='edge-0042'] td.problems").inner_text()
     assert problems.strip() == "edge-0042 上没有电表：没有可抄读、可计费的表"  # no meter yet
+    # its push button is disabled and looks it: muted, no pointer (the others stay pressable)
+    blocked = desk.locator("tr[data-node='edge-0042'] button.push")
+    pushable = desk.locator(f"tr[data-node='{NODE}'] button.push")
+    assert blocked.is_disabled() and pushable.is_enabled()
+    look = "e => ['cursor', 'color', 'backgroundColor'].map(p => getComputedStyle(e)[p])"
+    assert blocked.evaluate(look)[0] == "not-allowed" and pushable.evaluate(look)[0] == "pointer"
+    assert blocked.evaluate(look)[1:] != pushable.evaluate(look)[1:]
+    blocked.scroll_into_view_if_needed()
+    desk.locator("table:has(button.push)").screenshot(path=shots / "r12b-node-push-disabled.png")
     desk.screenshot(path=shots / "r12-node-registered.png", full_page=True)
     assert_no_critical(desk, SERIOUS)
     desk.goto("/console/monitoring?offset=abc&q=S1")

@@ -326,7 +326,7 @@ async def _malformed(request: Request, exc: Exception) -> Response:
     # FastAPI's list, as one sentence: where and what, never the value sent (it may not even
     # be encodable back). A page's address is answered with a page.
     errors = exc.errors() if isinstance(exc, RequestValidationError) else []
-    if page_answers.is_page(request) and request.method in {"GET", "HEAD"}:
+    if page_answers.answers_with_page(request):
         return await page_answers.bad_query(request, errors)
     parts = [f"{_where(e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in errors]
     more = len(parts) - MAX_ERRORS_SHOWN

@@ -1,11 +1,15 @@
 """Errors on a page's address answered as a page, in the layout of the app the address is in:
 a query parameter a console, field or merchant page cannot take (`?offset=abc`, `?site=0`, a
 name the page does not know) is said in words — which parameter, what it should be, a link to
-the page without it — with status 422, where the API answers its JSON; and a `PageError` on a
-console address is shown in the console's frame (its menu, when someone is logged in).
+the page without it — with status 422, where the API answers its JSON; a form sent to a page
+address it cannot take (`/field/faults/abc/status`: only path parameters are FastAPI's to check,
+the form's fields are read by the pages themselves) gets the same page, its link to the app's
+start page; and a `PageError` on a console address is shown in the console's frame (its menu,
+when someone is logged in).
 
-`cloud.app` asks `is_page` first and hands the error here; every other address keeps the API's
-JSON answer. Pydantic's error types become catalogue words (`PROBLEMS`), never its English.
+`cloud.app` asks `answers_with_page` first and hands the error here; every other address keeps
+the API's JSON answer, and so does the field app's offline queue (it sends JSON or a photo).
+Pydantic's error types become catalogue words (`PROBLEMS`), never its English.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from cloud.web import console, i18n, sessions
 from cloud.web.render import page
 
 PREFIXES = ("/console", "/field", "/m/", "/m?")  # the apps of pages; `/m` alone too
+READING = frozenset({"GET", "HEAD"})
+FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")  # what a browser's form sends
 # pydantic's error type → the catalogue's words for what the value should be.
 PROBLEMS = {
     "int_parsing": "qp_integer",
@@ -46,6 +52,13 @@ PROBLEMS = {
 def is_page(request: Request) -> bool:
     path = request.url.path
     return path == "/m" or path.startswith(PREFIXES)
+
+
+def answers_with_page(request: Request) -> bool:
+    """A malformed request answered with a page: a page's address, read or sent a browser's
+    form (the field app's offline queue sends JSON or a photo's bytes, and reads JSON back)."""
+    sent = request.headers.get("content-type", "")
+    return is_page(request) and (request.method in READING or sent.startswith(FORMS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,12 +112,24 @@ def _template(path: str, name: str) -> str:
     return f"{name}.html"
 
 
+def _app_home(path: str) -> str:
+    return next((f"{app}/" for app in ("/console", "/field") if path.startswith(app)), "/m/")
+
+
+def _again(request: Request, names: set[str]) -> str:
+    """The link to try again: the page without its wrong parameters; after a form, the app's
+    start page (the form's address answers no GET)."""
+    if request.method not in READING:
+        return _app_home(request.url.path)
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k not in names]
+    return request.url.path + (f"?{urlencode(kept)}" if kept else "")
+
+
 async def bad_query(request: Request, errors: Iterable[dict[str, Any]]) -> Response:
     """422: the page, saying which parameters are wrong, with a link to it without them."""
     wrong = wrong_parameters(errors)
     names = {w.name for w in wrong}
-    kept = [(k, v) for k, v in request.query_params.multi_items() if k not in names]
-    again = request.url.path + (f"?{urlencode(kept)}" if kept else "")
+    again = _again(request, names)
     lang = _lang(request, list(names))
     context = await _frame(request) if request.url.path.startswith("/console") else {}
     return page(request, _template(request.url.path, "bad_query"), lang, status=422,

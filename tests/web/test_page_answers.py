@@ -94,6 +94,26 @@ def test_the_field_app_and_the_phone_page_answer_in_their_own_layout(client: Tes
     assert "数值超出允许的范围" in wrong(phone.text)["bind"]
 
 
+def test_a_form_sent_to_an_address_it_cannot_take_is_answered_with_a_page(
+    client: TestClient,
+) -> None:
+    """Only a POST's path parameters are FastAPI's to check (the pages read their forms
+    themselves): a wrong one answers the page too, its link to the app's start page."""
+    log_in(client, "/field", STAFF_USERS[Role.INSTALLER])
+    form = client.post("/field/faults/abc/status", data={"to": "closed"})
+    assert form.status_code == 422 and 'id="bad-query"' in form.text
+    assert "field.css" in form.text and "address" in wrong(form.text)
+    assert 'id="try-again" href="/field/"' in form.text
+    # the field app's offline queue sends JSON and reads JSON back
+    queued = client.post("/field/faults/abc/status", json={"to": "closed"})
+    assert queued.status_code == 422 and queued.json()["error"] == "invalid"
+    client.cookies.clear()
+    log_in(client, "/console", STAFF_USERS[Role.ADMIN])
+    verb = client.post("/console/corrections/c-1/sign", data={"csrf": "x"})
+    assert verb.status_code == 422 and 'class="menu"' in verb.text
+    assert "address" in wrong(verb.text) and 'id="try-again" href="/console/"' in verb.text
+
+
 def test_the_apis_addresses_keep_their_json(client: TestClient) -> None:
     log_in(client, "/console", OPERATOR)
     for address in ("/registry/sites?limit=abc", "/registry/sites?bogus=1", "/meters?offset=-1"):

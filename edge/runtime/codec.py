@@ -84,7 +84,7 @@ def _dataclass_encoder(cls: type) -> Encoder:
     def encode_dataclass(value: Any) -> JsonValue:
         if type(value) is not cls:
             if not dataclasses.is_dataclass(value) or isinstance(value, type):
-                raise CodecError("", f"expected a {label}, got a {type(value).__name__}")
+                raise CodecError("", f"expected a {label}, got {value!r} ({type(value).__name__})")
             return _dataclass_encoder(type(value))(value)
         try:
             return {name: encode_field(getattr(value, name)) for name, encode_field in parts}

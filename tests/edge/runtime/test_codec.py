@@ -128,3 +128,8 @@ def test_naive_datetimes_are_refused_both_ways() -> None:
 def test_not_json_is_a_codec_error() -> None:
     with pytest.raises(CodecError, match="not JSON"):
         loads(ArrearsState, '{"tripped": tr')
+
+
+def test_a_value_of_the_wrong_type_is_named_with_its_type() -> None:
+    with pytest.raises(CodecError, match=r"expected a Load, got 5 \(int\)"):
+        encode(Suspicion(T0, 1, 5))  # type: ignore[arg-type]

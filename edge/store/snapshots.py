@@ -10,8 +10,8 @@ from the anchor and replays everything retained, comparing the balances at every
 Never trusted unchecked: a snapshot is used only when its signature verifies with the node's
 key for its seq (`ledger.key_rotation.KeySchedule`), its body is canonical, and its (node, seq,
 head) are its row's and its head is the chain's entry at that seq. A newest snapshot that
-fails any of these makes the boot fall back to the full check from the anchor; an anchor that fails makes the store refuse to open (its
-history before the anchor lives only in the cloud).
+fails any of these makes the boot fall back to the full check from the anchor; an anchor that
+fails makes the store refuse to open (its history before the anchor lives only in the cloud).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ timezone-aware (`DateTime(timezone=True)`); readings keep the edge's millisecond
 - `concentrators`: each edge node, its Ed25519 public key, its chain head as the cloud holds it,
   the highest outbox id it stored (`upto`), presence, and quarantine; its site when known (a
   node pre-assigned to a site awaits its box as `reserved`, without a key).
+- `node_key_rotations`: the rotations of a concentrator's own key, as its chain recorded them.
 - `ledger_entries` / `checkpoints`: every node's chain (the edges' and the cloud's own `cloud`
   chain), verified before they are stored; `balances` is the live projection of all of them.
 - `accounts`, `meters`: who owns which account and meter, as money and relay orders are routed
@@ -95,6 +96,21 @@ class Concentrator(Base):
     next_command_seq: Mapped[int] = mapped_column(BigInteger, default=1)
     created: Mapped[dt.datetime]
     site_id: Mapped[int | None] = mapped_column(ForeignKey("registry_sites.id"), default=None)
+
+
+class NodeKeyRotation(Base):
+    """A rotation of a concentrator's node key (`ledger.key_rotation`), as its batch carried
+    it and ingest followed it (`concentrators.public_key` is then the new key)."""
+
+    __tablename__ = "node_key_rotations"
+    __table_args__ = (UniqueConstraint("node", "new_key_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    node: Mapped[str] = mapped_column(ForeignKey("concentrators.node"))  # the unique's lead
+    seq: Mapped[int] = mapped_column(BigInteger)
+    new_key_id: Mapped[str] = mapped_column(String(16))
+    record: Mapped[bytes] = mapped_column(LargeBinary)  # the signed canonical JSON
+    received: Mapped[dt.datetime]
 
 
 class LedgerEntry(Base):

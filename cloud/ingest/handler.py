@@ -40,7 +40,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from cloud.chains import commands, rollups
+from cloud.chains import commands, key_rotations, rollups
 from cloud.chains import store as chain_store
 from cloud.chains.alarms import clear_edge_alarms, copy_edge_alarms, raise_alarm
 from cloud.chains.locks import lock
@@ -62,7 +62,6 @@ from cloud.db.partitions import ensure_partitions, forget_known_partitions
 from cloud.db.retry import retrying
 from cloud.db.sql import table_of, upsert
 from cloud.errors import NotFound, Quarantined, Refused
-from cloud.ingest import key_rotations
 from cloud.ingest.checks import Contents, prepare_contents, verify_ledger
 from cloud.keys import CLOUD_NODE
 from cloud.operations import moves, ownership, settlements, updates

@@ -1,5 +1,5 @@
 """The rotations of a concentrator's own node key (`node_key_rotations`), recorded in its
-chain and followed by ingest (`ledger.key_rotation`, `cloud.ingest.key_rotations`).
+chain and followed by ingest (`ledger.key_rotation`, `cloud.chains.key_rotations`).
 
 Revision ID: 0036
 Revises: 0033

@@ -3,9 +3,8 @@
 
 1. **every chain verifies**: each node's stored entries and checkpoints, through the ledger's
    own verifier (`ledger.verify.verify_records`), with the node's registered key and its
-   rotations (`cloud.chains.key_rotations`; the cloud's
-   chain with the cloud's key from its key file, not from the database), up to the head the
-   `concentrators` row holds;
+   rotations (`cloud.chains.key_rotations`; the cloud's chain with the cloud's key from its
+   key file, not from the database), up to the head the `concentrators` row holds;
 2. **the books**: `cloud.reports.books.verify` — no transfer twice, payments credited once,
    balances summing to zero per unit and equal to the ledger, the deposits report's totals
    equal to the ledger's posts;

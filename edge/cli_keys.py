@@ -131,6 +131,7 @@ def run_rotate(args: argparse.Namespace) -> int:
         staged = path.with_name(f"{path.name}.next")
         secret = key_files.passphrase()
         old = key_files.load_node_key(path, secret, encrypt_hint=ENCRYPT_HINT)
+        site.settings.data_dir.mkdir(parents=True, exist_ok=True)  # a box never run: seq 0
         with Store.open(
             site.settings.store_path, node=site.settings.node, public_key=old.public_key
         ) as store:

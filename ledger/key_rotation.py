@@ -190,23 +190,32 @@ def schedule_of(
 ) -> tuple[KeySchedule, list[tuple[KeyRotation, Rejected]]]:
     """A chain's schedule: its rotations in seq order (stable), each followed from the one
     before, and those that cannot be followed (skipped) with why. Without rotations it is
-    `trusted` (every key signing every seq). With some, the line starts at the first rotation's
-    old key, or at the trusted keys when that is one of them, and at least one key on it must
-    be trusted: otherwise every rotation is named as `untrusted` and the schedule is `trusted`."""
+    `trusted` (every key signing every seq). With some, the line starts at the trusted keys
+    (a verifier that knows the node's first key: the cloud) or at the first rotation's old key
+    (one that knows its last: the box), whichever follows more of them while holding a trusted
+    key: a line that reaches no trusted key is refused from its first rotation on."""
     ordered = sorted(rotations, key=lambda r: r.seq)
     trusted_keys = {key_id(k): k for k in trusted}
-    if not ordered:
-        return KeySchedule(node, {kid: (k, None) for kid, k in trusted_keys.items()}), []
-    first = ordered[0].old_key
-    start = trusted_keys.values() if key_id(first) in trusted_keys else (first,)
-    schedule = KeySchedule.starting(node, *start)
+    forward = _follow(KeySchedule.starting(node, *trusted_keys.values()), ordered, head_at)
+    if not ordered or not forward[1]:
+        return forward
+    backward = _follow(KeySchedule.starting(node, ordered[0].old_key), ordered, head_at)
+    if backward[0].keys.keys() & trusted_keys.keys() and len(backward[1]) <= len(forward[1]):
+        return backward
+    return forward
+
+
+def _follow(
+    schedule: KeySchedule,
+    ordered: list[KeyRotation],
+    head_at: Callable[[int], bytes | None],
+) -> tuple[KeySchedule, list[tuple[KeyRotation, Rejected]]]:
     problems: list[tuple[KeyRotation, Rejected]] = []
     for rotation in ordered:
         try:
             schedule = schedule.follow(rotation, head_at(rotation.seq))
         except Rejected as exc:
             problems.append((rotation, exc))
-    if not schedule.keys.keys() & trusted_keys.keys():
-        untrusted = Rejected("untrusted", "no key of the node's key rotations is trusted here")
-        return KeySchedule.starting(node, *trusted_keys.values()), [(r, untrusted) for r in ordered]
+            if exc.reason == "wrong_head":  # refused all the same; the line of keys goes on
+                schedule = schedule.follow(rotation, None)
     return schedule, problems

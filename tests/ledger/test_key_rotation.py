@@ -139,7 +139,7 @@ def test_the_schedule_rule() -> None:
 def test_a_line_of_rotations_no_trusted_key_is_on_is_untrusted() -> None:
     rotation = KeyRotation.sign(STRANGER, VECTOR_NODE, 0, GENESIS_HASH, NEW.public_key)
     schedule, refused = schedule_of(VECTOR_NODE, [rotation], [OLD.public_key], lambda s: None)
-    assert [why.reason for _, why in refused] == ["untrusted"]
+    assert [why.reason for _, why in refused] == ["not_current"]
     assert set(schedule.current) == {OLD.key_id}
 
 

@@ -146,7 +146,7 @@ class _Box:
 
 
 @pytest.mark.mosquitto
-def test_a_real_edge_rotates_and_the_workers_follow(
+def test_a_real_edge_rotates_and_the_workers_follow(  # noqa: PLR0917 (fixtures)
     broker,  # noqa: F811 (the module's Mosquitto)
     engine: Engine,
     sessions,

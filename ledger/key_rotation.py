@@ -205,6 +205,17 @@ def schedule_of(
     return forward
 
 
+def signing_keys(
+    node: str, rotations: Iterable[KeyRotation], trusted: Iterable[Ed25519PublicKey]
+) -> dict[str, Ed25519PublicKey]:
+    """The keys that may sign a message of `node` now (a status, which is no chain: no head
+    to check): `trusted`, and the current key of `rotations` when they follow from it."""
+    trusted = list(trusted)
+    keys = {key_id(k): k for k in trusted}
+    schedule, refused = schedule_of(node, rotations, trusted, lambda seq: None)
+    return keys if refused else {**keys, **schedule.current}
+
+
 def _follow(
     schedule: KeySchedule,
     ordered: list[KeyRotation],

@@ -98,7 +98,8 @@ MAX_BATCH_BYTES = 1 << 20  # what the cloud inflates at most: a batch is never b
 TOPIC_ROOT = "vb"
 _V2 = bytes((FORMAT_V2,))
 MAX_COUNTER = 2**63 - 1  # a seq or outbox id: what SQLite's INTEGER holds
-MAX_ROTATIONS = 8  # key rotations one ledger part carries
+MAX_ROTATIONS = 8  # key rotations one ledger part (or status) carries
+KEY_ROTATIONS = "key_rotations"  # the member of a status's extra that carries them
 
 
 def topic(node: str, leaf: str) -> str:
@@ -524,6 +525,13 @@ class Status:
             if isinstance(exc, WireError):
                 raise
             raise WireError(f"status malformed: {exc!s:.200}") from exc
+
+
+def status_rotations(status: Status) -> tuple[KeyRotation, ...]:
+    """The node key's rotations a status carries in `extra[KEY_ROTATIONS]` (those after the
+    cloud's last ack: what makes a new key the node's before a batch carried them); `WireError`
+    for anything that is not a list of them."""
+    return _rotations(status.extra.get(KEY_ROTATIONS, []))
 
 
 _STATUS_KEYS = frozenset(("node", "online", "head", "acked", "commands", "key_id", "sig"))

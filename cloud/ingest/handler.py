@@ -70,10 +70,18 @@ from cloud.operations.states import RECHARGE, RechargeEvent
 from ledger.accounts import Pocket, pocket_id
 from ledger.chain import Entry, NodeKey, key_id, load_public_key
 from ledger.encoding import GENESIS_HASH
-from ledger.key_rotation import KeyRotation
-from ledger.signed import ACK_TAG, OplogHead, sign, trusted
+from ledger.key_rotation import KeyRotation, signing_keys
+from ledger.signed import ACK_TAG, OplogHead, sign
 from ledger.transfers import Code, Kind
-from ledger.wire import Ack, AckStatus, Batch, Status, WireError, decode_batch
+from ledger.wire import (
+    Ack,
+    AckStatus,
+    Batch,
+    Status,
+    WireError,
+    decode_batch,
+    status_rotations,
+)
 
 log = logging.getLogger(__name__)
 
@@ -376,7 +384,8 @@ class Ingest:
                 return []
             try:
                 key = load_public_key(row.public_key.encode())
-                status = Status.open(payload, trusted(key))
+                carried = status_rotations(Status.decode(payload))  # a key rotated meanwhile
+                status = Status.open(payload, signing_keys(node, carried, [key]))
                 if status.node != node:
                     raise WireError(f"status of {status.node!r} published on {node!r}'s topic")
             except WireError as exc:

@@ -23,7 +23,7 @@ from ledger import key_files
 from ledger.chain import NodeKey
 from ledger.key_rotation import KeyRotation
 from ledger.transfers import Transfer
-from ledger.wire import AckStatus
+from ledger.wire import KEY_ROTATIONS, AckStatus, Status
 from tests.cloud.fake_edge import FakeEdge, consume, edge_recharge
 from tests.cloud.helpers import count, node_row, open_ack, stored_chain
 from tests.cloud.ingest.test_worker import WAIT_S, Device, broker  # noqa: F401 (fixture)
@@ -119,6 +119,33 @@ def test_a_rotation_ahead_of_its_entry_is_held_to_it_when_it_arrives(
     ack = _send(ingest, other, cloud_key, 3, 4, entries[2:], key=new, rotations=[wrong])
     assert ack.status is AckStatus.REFUSED and "head" in ack.reason
     assert node_row(sessions, "edge-0002").head_seq == 2
+
+
+def test_a_status_signed_by_the_new_key_carries_its_rotation(
+    ingest, edge_of, sessions, cloud_key
+) -> None:
+    """Before any batch has carried the rotation, the box's status (signed with the new key)
+    brings it along; without it, or with a forged one, the status is refused."""
+    edge = edge_of(NODE)
+    assert _send(ingest, edge, cloud_key, 1, 1, edge.book_consumption(2)).status is AckStatus.OK
+    new, rotation = _rotate(edge)
+    forged = KeyRotation.sign(
+        NodeKey.generate(), NODE, edge.chain.seq, edge.chain.head, new.public_key
+    )
+
+    def status(*carried: KeyRotation) -> bytes:
+        extra = {KEY_ROTATIONS: [r.fields() for r in carried]} if carried else {}
+        return Status(NODE, True, edge.chain.seq, 2, 0, extra).signed(new)
+
+    def refused() -> int:
+        return count(sessions, models.Alarm, models.Alarm.kind == "refused_status")
+
+    ingest.handle_status(NODE, status())
+    ingest.handle_status(NODE, status(forged))
+    assert refused() == 2 and not node_row(sessions, NODE).online
+    ingest.handle_status(NODE, status(rotation))
+    assert refused() == 2 and node_row(sessions, NODE).online
+    assert node_row(sessions, NODE).key_id == edge.key.key_id  # a status stores no rotation
 
 
 class _Box:

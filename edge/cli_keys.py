@@ -43,7 +43,7 @@ FAILED = 2
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "keys",
-        help="encrypt this concentrator's private keys at rest",
+        help="encrypt this concentrator's private keys at rest, or rotate its node key",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

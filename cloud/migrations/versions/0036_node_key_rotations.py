@@ -2,7 +2,7 @@
 chain and followed by ingest (`ledger.key_rotation`, `cloud.chains.key_rotations`).
 
 Revision ID: 0036
-Revises: 0033
+Revises: 0035
 Create Date: 2026-12-06
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0036"
-down_revision: str | None = "0033"
+down_revision: str | None = "0035"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -36,6 +36,7 @@ from cloud.chains.alarms import severity_of
 from cloud.db.models import OPEN_SILENCE, Alarm, Concentrator, NodeStatus
 from cloud.db.presence import Presence, presence
 from cloud.db.sql import upsert
+from cloud.keys import CLOUD_NODE
 
 KIND = "node_silent"
 SWEEP_EVERY_S = 60
@@ -77,7 +78,9 @@ def sweep(session: Session, now: dt.datetime, silent_after: dt.timedelta) -> Swe
     due: list[dict[str, object]] = []
     back: list[str] = []
     for name, status, online, seen in session.execute(
-        select(node.node, node.status, node.online, node.last_seen).order_by(node.node)
+        select(node.node, node.status, node.online, node.last_seen)
+        .where(node.node != CLOUD_NODE)  # the cloud's own chain is no concentrator
+        .order_by(node.node)
     ):
         match step(status, bool(online), seen, heard_since, name in alarmed):
             case Step.RAISE:

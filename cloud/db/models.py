@@ -49,6 +49,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -284,12 +285,19 @@ class Recharge(Base):
     reason: Mapped[str] = mapped_column(Text, default="")  # why it refused (as its result says)
 
 
+# The rows `alarms_one_open_silence` covers: a node's `node_silent` alarm not cleared yet.
+OPEN_SILENCE = text("kind = 'node_silent' AND NOT cleared")
+
+
 class Alarm(Base):
     __tablename__ = "alarms"
     __table_args__ = (
         UniqueConstraint("node", "event_id", name="alarms_by_edge_event"),
         Index("alarms_by_time", "time"),
-    )
+        # One open silence per node (`cloud.operations.silence`): two sweeps racing raise one.
+        Index("alarms_one_open_silence", "node", unique=True,
+              postgresql_where=OPEN_SILENCE, sqlite_where=OPEN_SILENCE),
+    )  # fmt: skip
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     node: Mapped[str | None] = mapped_column(String(64))

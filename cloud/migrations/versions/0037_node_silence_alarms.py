@@ -3,7 +3,7 @@
 services sweeping at once raise it once.
 
 Revision ID: 0037
-Revises: 0033
+Revises: 0036
 Create Date: 2026-12-06
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0037"
-down_revision: str | None = "0033"
+down_revision: str | None = "0036"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

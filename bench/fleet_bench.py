@@ -328,7 +328,7 @@ class Run:
     lags: list[float]
     cpu: dict[str, float]  # ingest, postgres, broker, edges: CPU seconds
     failures: int  # not acknowledged: the database failed, or a full queue shed the batch
-    handled: list[int]  # batches acknowledged, per process
+    handled: list[int]  # batches answered (ok or gap), per process
     routing: str  # which process took which nodes
     copy_rows_s: float
     differs: list[str]
@@ -548,7 +548,7 @@ def report(run: Run, one: Run | None, nodes: int, cycles: int) -> None:
     print(f"{run.workers} ingest process{'es' if run.workers > 1 else ''}: "
           f"{run.seconds:.1f} s, {run.batches} batches ({run.resent} resent), "
           f"{run.failures} failures")  # fmt: skip
-    print(f"  routing: {run.routing}; batches acknowledged per process: "
+    print(f"  routing: {run.routing}; batches answered per process: "
           f"{' + '.join(map(str, run.handled))}")  # fmt: skip
     print(f"  throughput {run.readings / run.seconds:,.0f} readings/s, "
           f"{run.rows / run.seconds:,.0f} rows/s (readings + entries); "

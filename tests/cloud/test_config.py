@@ -164,8 +164,10 @@ def test_the_init_template_loads_as_the_defaults(tmp_path: Path) -> None:
         ("[ingest]\nworkers = true\n", ["[ingest] workers", "a boolean"]),
         ("[ingest]\npartitions = 0\n", ["[ingest] partitions", "from 1 to 1024"]),
         ("[ingest]\npartition = -1\n", ["[ingest] partition", "from 0 to 1023"]),
-        ("[ingest]\nworkers = 2\npartitions = 4\npartition = 3\n",
-         ["partition 3 + workers 2 must be at most partitions 4", "partition 3 to 4"]),
+        (
+            "[ingest]\nworkers = 2\npartitions = 4\npartition = 3\n",
+            ["partition 3 + workers 2 must be at most partitions 4", "partition 3 to 4"],
+        ),
         ("[ingest]\nworkers = 3\npartitions = 2\n", ["partition 0 + workers 3", "partitions 2"]),
         ("[ingest]\npartition = 1\n", ["partition 1 + workers 1", "(default: workers)"]),
         ('[ingest]\nrouting = "hash"\n', ["[ingest] routing", '"partitions" or "broker"']),

@@ -78,7 +78,7 @@ def test_serve_in_thread_starts_serves_and_stops(config: CloudConfig) -> None:
 def broker_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """The embedded default takes mosquitto from PATH (TLS, client certificates); without it,
     only the demo's plain loopback listener, on the in-process amqtt broker (which has no
-    shared subscriptions: one plain ingest subscriber)."""
+    shared subscriptions; the ingest workers' partitions need none)."""
     if request.param == "amqtt":
         monkeypatch.setattr("cloud.services.broker.find_mosquitto", lambda: None)
     return str(request.param)

@@ -17,7 +17,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from cloud.config import ApiSettings, CloudConfig, load_config
+from cloud.config import ApiSettings, CloudConfig, IngestRouting, load_config
 from cloud.db.engine import make_engine, session_factory
 from cloud.people import auth, oplog
 from cloud.people.oplog_heads import read_heads
@@ -246,6 +246,10 @@ def test_without_mosquitto_the_embedded_broker_is_only_a_demo_on_loopback(
     demo = dataclasses.replace(config, broker=dataclasses.replace(config.broker, plain_port=0))
     with serve_in_thread(demo) as cloud:
         assert (cloud.broker_host, cloud.broker_port) == ("127.0.0.1", cloud.plain_port)
+    # amqtt has no shared subscriptions: the ingest's partitions, yes; a `$share` group, no.
+    shared = dataclasses.replace(demo, ingest_routing=IngestRouting(broker=True))
+    with pytest.raises(StartFailed, match='routing = "broker" needs a broker with shared'):
+        serve_in_thread(shared)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:

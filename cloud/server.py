@@ -62,6 +62,7 @@ from cloud.config import BROKER_NAMES, CloudConfig
 from cloud.db.engine import make_engine, session_factory, upgrade
 from cloud.errors import CloudError
 from cloud.ingest.claims import Enrolment
+from cloud.ingest.routing import Partition, Route, SharedGroup
 from cloud.ingest.worker import IngestWorker
 from cloud.metrics.endpoint import MetricsEndpoint
 from cloud.notices.service import NoticeLoop, NoticeService, channels_of
@@ -445,7 +446,7 @@ def _start_broker(
     if not isinstance(broker, MosquittoBroker):
         log.warning(
             "the in-process fallback broker serves plain MQTT on 127.0.0.1 only, with no TLS, "
-            "ACLs or shared subscriptions: one ingest worker, the demo's concentrators only "
+            "ACLs or shared subscriptions: the demo's concentrators only "
             "(install mosquitto for real ones: apt-get install mosquitto)"
         )
         return broker, IngestLink(broker.host, broker.port, None)
@@ -454,6 +455,15 @@ def _start_broker(
         "plain demo listener: %s", ca.cert, broker.cloud_port, broker.plain_port or "none",
     )  # fmt: skip
     return broker, IngestLink(LOOPBACK, broker.cloud_port, cloud_tls)
+
+
+def worker_routes(config: CloudConfig) -> list[Route]:
+    """The route of each of this server's ingest workers (`[ingest]`)."""
+    routing, workers = config.ingest_routing, config.ingest_workers
+    if routing.broker:
+        return [SharedGroup(INGEST_GROUP)] * workers
+    count = routing.partitions or workers
+    return [Partition(routing.partition + n, count) for n in range(workers)]
 
 
 def _start_workers(
@@ -467,9 +477,12 @@ def _start_workers(
     shared: bool,
 ) -> list[IngestWorker]:
     """`shared`: the broker has MQTT shared subscriptions (mosquitto, EMQX; not amqtt)."""
+    if config.ingest_routing.broker and not shared:
+        raise StartFailed('[ingest] routing = "broker" needs a broker with shared subscriptions; '
+                          "the in-process fallback broker has none")  # fmt: skip
     run = uuid.uuid4().hex[:8]  # client ids must differ between servers on one broker
     workers = []
-    for number in range(1, (config.ingest_workers if shared else 1) + 1):
+    for number, route in enumerate(worker_routes(config), 1):
         worker = IngestWorker(
             link.host,
             link.port,
@@ -477,7 +490,7 @@ def _start_workers(
             key=key,
             client_id=f"voltbook-cloud-ingest-{run}-{number}",
             tls=link.tls,
-            group=INGEST_GROUP if shared else None,
+            route=route,
             now=now,
         )
         worker.start()
@@ -485,7 +498,8 @@ def _start_workers(
         workers.append(worker)
     deadline = time.monotonic() + CONNECT_WAIT_S
     if all(w.wait_connected(max(0.0, deadline - time.monotonic())) for w in workers):
-        log.info("%d ingest worker(s) connected, group %r", len(workers), INGEST_GROUP)
+        log.info("%d ingest worker(s) connected: %s", len(workers),
+                 ", ".join(str(w.route) for w in workers))  # fmt: skip
     else:  # paho keeps trying: an external broker may come up later
         log.warning(
             "ingest not connected to %s:%d yet; retrying in the background", link.host, link.port

@@ -19,7 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from cloud.config import ApiSettings, CloudConfig, load_config
+from cloud.config import ApiSettings, CloudConfig, IngestRouting, load_config
 from cloud.db.engine import make_engine, session_factory
 from cloud.db.models import Alarm, Concentrator
 from cloud.ingest import concentrators
@@ -84,7 +84,7 @@ def test_serve_in_thread_starts_serves_and_stops(config: CloudConfig) -> None:
 def broker_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """The embedded default takes mosquitto from PATH (TLS, client certificates); without it,
     only the demo's plain loopback listener, on the in-process amqtt broker (which has no
-    shared subscriptions: one plain ingest subscriber)."""
+    shared subscriptions; the ingest workers' partitions need none)."""
     if request.param == "amqtt":
         monkeypatch.setattr("cloud.services.broker.find_mosquitto", lambda: None)
     return str(request.param)
@@ -252,6 +252,10 @@ def test_without_mosquitto_the_embedded_broker_is_only_a_demo_on_loopback(
     demo = dataclasses.replace(config, broker=dataclasses.replace(config.broker, plain_port=0))
     with serve_in_thread(demo) as cloud:
         assert (cloud.broker_host, cloud.broker_port) == ("127.0.0.1", cloud.plain_port)
+    # amqtt has no shared subscriptions: the ingest's partitions, yes; a `$share` group, no.
+    shared = dataclasses.replace(demo, ingest_routing=IngestRouting(broker=True))
+    with pytest.raises(StartFailed, match='routing = "broker" needs a broker with shared'):
+        serve_in_thread(shared)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:

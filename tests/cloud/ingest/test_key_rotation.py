@@ -185,7 +185,7 @@ def test_a_real_edge_rotates_and_the_workers_follow(  # noqa: PLR0917 (fixtures)
     with sessions.begin() as session:
         concentrators.register(session, NODE, old.public_key, now=clock())
     worker = IngestWorker(broker.host, broker.port, engine=engine, key=cloud_key,
-                          client_id="rotation-1", group="rotation", now=clock)  # fmt: skip
+                          client_id="rotation-1", now=clock)  # fmt: skip
     worker.start()
     device = Device(broker, FakeEdge(NODE, old))
     store = Store.open(tmp_path / "store.db", node=NODE, public_key=old.public_key)

@@ -132,6 +132,7 @@ def phases_timed(runtime: Runtime) -> Iterator[None]:
         (Transaction, "insert_readings", "commit"),
         (Transaction, "add_events", "commit"),
         (Transaction, "add_checkpoint", "commit"),
+        (Transaction, "flush", "commit"),  # the held entries and states, written at once
         (Store, "_run", "commit"),  # BEGIN IMMEDIATE and the fsynced COMMIT
     ]
     saved = [

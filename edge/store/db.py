@@ -103,6 +103,7 @@ _LOOKUP = (
     "SELECT seq, body FROM ledger WHERE transfer_id = ?1 "
     "UNION ALL SELECT NULL, NULL FROM pruned_ids WHERE transfer_id = ?1"
 )
+_LOOKUP_CHUNK = 500  # ids per `booked_among` query (each bound twice; SQLite allows 32766)
 _READING_COLUMNS = ", ".join(READING_FIELDS)  # the `readings` table's columns, in row order
 
 
@@ -113,6 +114,8 @@ class _Lookup:
     ids: frozenset[int] = frozenset()
     stored: dict[int, Transfer] = field(default_factory=dict)
     pruned: set[int] = field(default_factory=set)
+    deferred: bool = False  # not looked up: every id answered "not booked"
+    asked: set[int] = field(default_factory=set)  # deferred: the ids the book asked about
 
 
 class Store:
@@ -260,6 +263,7 @@ class Store:
         if self._loading:
             return None
         found = self._batch if transfer_id in self._batch.ids else self._look_up((transfer_id,))
+        found.asked.add(transfer_id)
         return found.stored.get(transfer_id)
 
     def _pruned(self, transfer_id: int) -> bool:
@@ -268,19 +272,43 @@ class Store:
         if self._loading:
             return False
         found = self._batch if transfer_id in self._batch.ids else self._look_up((transfer_id,))
+        found.asked.add(transfer_id)
         return transfer_id in found.pruned
 
     @contextmanager
-    def looked_up(self, transfer_ids: Collection[int]) -> Iterator[None]:
+    def looked_up(
+        self, transfer_ids: Collection[int], *, deferred: bool = False
+    ) -> Iterator[_Lookup]:
         """While inside, the book's lookups of these ids (a batch's, and the pending transfers
-        it resolves) are answered from ONE query of the ledger and the pruned ids, not two per
-        transfer. Held rows (`Transaction.flush`) need not be written for it: they are the
-        book's own transfers since its last commit, which it finds in memory first."""
-        self._batch = self._look_up(transfer_ids)
+        it resolves) are answered together: looked up at once, one statement an id; or
+        `deferred`, answered "not booked" (the caller checks them with `booked_among` before
+        anything is written). Held rows (`Transaction.flush`) need not be written for either:
+        they are the book's own transfers since its last commit, which it finds in memory.
+        Yields the lookup: `asked` holds the ids the book asked about (deferred: took for new)."""
+        if deferred:
+            self._batch = _Lookup(frozenset(transfer_ids), deferred=True)
+        else:
+            self._batch = self._look_up(transfer_ids)
         try:
-            yield
+            yield self._batch
         finally:
             self._batch = _Lookup()
+
+    def booked_among(self, transfer_ids: Collection[int]) -> set[int]:
+        """Which of these ids are in the ledger or among the pruned ones: one query per
+        `_LOOKUP_CHUNK` ids, the committed rows and those written in the open transaction."""
+        keys = [i.to_bytes(16, "big") for i in transfer_ids]
+        booked: set[int] = set()
+        for start in range(0, len(keys), _LOOKUP_CHUNK):
+            part = keys[start : start + _LOOKUP_CHUNK]
+            marks = ", ".join("?" * len(part))
+            rows = self._query(
+                f"SELECT transfer_id FROM ledger WHERE transfer_id IN ({marks}) "
+                f"UNION ALL SELECT transfer_id FROM pruned_ids WHERE transfer_id IN ({marks})",
+                (*part, *part),
+            )
+            booked.update(int.from_bytes(row[0], "big") for row in rows)
+        return booked
 
     def _look_up(self, transfer_ids: Collection[int]) -> _Lookup:
         found = _Lookup(frozenset(transfer_ids))
@@ -340,9 +368,15 @@ class Store:
 
     # -- transactions -----------------------------------------------------------------------
     @contextmanager
-    def transaction(self) -> Iterator[Transaction]:
+    def transaction(self, *, defer_lookups: bool = False) -> Iterator[Transaction]:
         """Group commit: everything written through the yielded transaction commits together
         when the block ends, or nothing does (exception, or a write that failed inside).
+
+        `defer_lookups`: the book takes each transfer id it does not hold in memory for a new
+        one, without asking the ledger; the ids are looked up all together before the rows are
+        written (`Transaction.flush`), and if any was booked before (or pruned), `BookedBefore`
+        is raised and nothing commits: the caller runs the transaction again without deferred
+        lookups. For the poll cycle, whose transfers are new but after a crash or a replay.
         """
         self._check_open()
         if self._read_only:
@@ -350,7 +384,7 @@ class Store:
         if self._tx is not None:
             raise StoreUsageError("a transaction is already open; one per poll cycle, not nested")
         self._run("BEGIN IMMEDIATE")
-        tx = Transaction(self)
+        tx = Transaction(self, defer_lookups=defer_lookups)
         self._tx = tx
         committed = False
         try:

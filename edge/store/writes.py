@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from edge.store.errors import (
     AcknowledgementMismatch,
+    BookedBefore,
     CommandConflict,
     StoreError,
     StoreUsageError,
@@ -90,8 +91,10 @@ class _Phase(Enum):
 class Transaction:
     """One group commit. Obtain it from `Store.transaction()`; never construct it."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, defer_lookups: bool = False) -> None:
         self._store = store
+        self._defer_lookups = defer_lookups
+        self._unchecked: set[int] = set()  # ids the book took for new, not looked up yet
         self._conn: sqlite3.Connection = store._conn
         self._actions: list[Any] = []
         self._phase = _Phase.OPEN
@@ -128,11 +131,21 @@ class Transaction:
     def flush(self) -> None:
         """Write the held rows now (the store calls it before its reads and before COMMIT).
         Not after a failed write: SQLite may have rolled back, they would commit on their own."""
-        if self.failure is None and (self._entries or self._states):
+        if self.failure is None and (self._entries or self._states or self._unchecked):
             with self._sql():
                 pass
 
+    def _check_deferred(self) -> None:
+        """Raise `BookedBefore` if an id the book took for new (deferred lookups) is booked.
+        The ids stay unchecked then: every later write, read or COMMIT raises it again."""
+        if self._unchecked:
+            booked = self._store.booked_among(self._unchecked)
+            if booked:
+                raise BookedBefore(booked)
+            self._unchecked = set()
+
     def _write_held(self) -> None:
+        self._check_deferred()  # before the held entries are in the ledger
         conn = self._conn
         if self._entries:
             conn.executemany(_INSERT_ENTRY, self._entries)
@@ -179,9 +192,15 @@ class Transaction:
         for t in batch:
             store.ensure_account(t.debit)
             store.ensure_account(t.credit)
-        ids = {t.id for t in batch} | {t.pending_id for t in batch if t.pending_id is not None}
-        with store.looked_up(ids):
-            outcomes = store.book.submit(batch)
+        if self._defer_lookups:
+            # Only the batch's own ids: a pending transfer it resolves is looked up at once.
+            with store.looked_up({t.id for t in batch}, deferred=True) as lookup:
+                outcomes = store.book.submit(batch)
+            self._unchecked |= lookup.asked
+        else:
+            ids = {t.id for t in batch} | {t.pending_id for t in batch if t.pending_id is not None}
+            with store.looked_up(ids):
+                outcomes = store.book.submit(batch)
         new = [t for t, o in zip(batch, outcomes, strict=True) if o is Outcome.OK]
         refused = not all(o.accepted for o in outcomes)
         # A stored chain must not end in a linked transfer (its partner already existed): at the
@@ -189,6 +208,7 @@ class Transaction:
         dangling = bool(new) and new[-1].linked
         if refused or dangling:
             store.book.rollback(mark)  # undo the chains of this batch the book did accept
+            self._check_deferred()  # a refusal must not come from a transfer taken for new
             if refused:
                 raise TransfersRefused(batch, outcomes)
             raise StoreUsageError(

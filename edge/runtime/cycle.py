@@ -15,6 +15,9 @@ it, the next reading shows the relay where it was and the runtime sends it again
 
 The in-memory states are replaced only after a successful commit: a cycle that fails (a full
 disk, a store error) leaves the runtime exactly as the store is, and the next cycle retries.
+That is also what lets the transaction defer the book's lookups to one query before it writes
+(`Store.transaction(defer_lookups=True)`): if a transfer it took for new was booked before,
+nothing was written, and the cycle is decided again with a lookup per transfer.
 """
 
 from __future__ import annotations

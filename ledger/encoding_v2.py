@@ -110,6 +110,7 @@ _TEXT, _INT_BYTES, _NEGATIVE = 0x10, 7, 8  # value tags (2^53 − 1 needs 7 byte
 _MAX_VARINT = 1 << 28
 # Decoded merchant accounts by their bytes (tag, length, owner): a node has a few hundred.
 _accounts: dict[bytes, tuple[AccountId, Unit]] = {}
+_encoded: dict[str, bytes] = {}  # and their bytes by account id (checked once)
 _ACCOUNT_CACHE = 4096
 
 
@@ -128,9 +129,15 @@ def _text(value: str) -> bytes:
 
 
 def _account(account: str) -> bytes:
-    system = _SYSTEM_INDEX.get(account)
-    if system is not None:
-        return system
+    known = _SYSTEM_INDEX.get(account) or _encoded.get(account)
+    if known is None:
+        if len(_encoded) >= _ACCOUNT_CACHE:
+            _encoded.clear()
+        known = _encoded[account] = _merchant_account(account)
+    return known
+
+
+def _merchant_account(account: str) -> bytes:
     owner, _, pocket = account.partition(":")
     tag = _POCKET_INDEX.get(pocket)
     raw = owner.encode()

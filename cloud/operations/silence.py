@@ -84,12 +84,13 @@ def sweep(session: Session, now: dt.datetime, silent_after: dt.timedelta) -> Swe
     ):
         match step(status, bool(online), seen, heard_since, name in alarmed):
             case Step.RAISE:
+                assert seen is not None  # `step` raises only for a node heard from
                 due.append(_alarm(name, bool(online), seen, silent_after))
             case Step.CLEAR:
                 back.append(name)
     raised = cleared = 0
     if due:
-        insert = upsert(session, Alarm).values(due)
+        insert = upsert(session, Alarm.__table__).values(due)
         insert = insert.on_conflict_do_nothing(index_elements=["node"], index_where=OPEN_SILENCE)
         raised = len(session.execute(insert.returning(Alarm.id)).all())
     if back:
@@ -99,7 +100,7 @@ def sweep(session: Session, now: dt.datetime, silent_after: dt.timedelta) -> Swe
             .where(Alarm.kind == KIND, OPEN_SILENCE, Alarm.node.in_(back))
             .values(cleared=True, cleared_at=heard)
             .execution_options(synchronize_session=False)
-        ).rowcount
+        ).rowcount  # type: ignore[attr-defined]
     return Swept(raised, cleared)
 
 

@@ -62,6 +62,7 @@ from typing import Any
 
 from ledger.accounts import POCKET_UNIT, SYSTEM_UNIT, AccountId, Pocket, System, Unit
 from ledger.errors import DecodeError, InvalidValue
+from ledger.ref_layouts import layout_decoder, learn
 from ledger.transfers import Code, Kind, RefValue, TimeSource, Transfer
 from ledger.units import MAX_AMOUNT
 
@@ -228,7 +229,12 @@ def _read_key(data: bytes, pos: int) -> tuple[str, int]:
     return raw.decode(), end
 
 
-def _read_refs(data: bytes, pos: int, count: int) -> dict[str, RefValue]:
+def _read_refs(data: bytes, pos: int) -> dict[str, RefValue]:
+    """The refs from the count at `pos` to the end of `data`, any layout."""
+    count = data[pos]
+    pos += 1
+    if count >= 0x80:
+        count, pos = _read_varint(data, pos - 1)
     refs: dict[str, RefValue] = {}
     last = ""
     for _ in range(count):
@@ -303,12 +309,11 @@ def decode_transfer_v2(data: bytes) -> Transfer:
         if end >= len(data):
             raise DecodeError("the time is cut short")
         time = data[pos:end].decode()
-        count = data[end]
-        if count >= 0x80:
-            count, end = _read_varint(data, end)
-        else:
-            end += 1
-        refs = _read_refs(data, end, count)
+        layout = layout_decoder(len(data) - end)  # the usual: a layout learnt earlier
+        refs = layout(data, end) if layout else None
+        if refs is None:
+            refs = _read_refs(data, end)
+            learn(data[end:], list(refs))
     except (IndexError, struct.error, UnicodeDecodeError) as exc:
         raise DecodeError(f"not a version-2 transfer: {exc}") from exc
     # Every invariant of `Transfer.__post_init__` holds by the checks above (the tests decode

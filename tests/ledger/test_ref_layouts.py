@@ -1,0 +1,104 @@
+"""Learnt ref layouts (`ledger.ref_layouts`): a body decodes, or is refused, exactly as the
+general decoder decides, whether or not a layout of its length was learnt."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ledger.encoding_v2 import decode_transfer_v2, encode_transfer_v2
+from ledger.errors import DecodeError
+from ledger.ref_layouts import forget, layout_decoder
+from ledger.transfers import Code, RefValue, Transfer
+from ledger.units import MAX_AMOUNT
+from tests.ledger.factories import CASH, SALES, T0, prepaid, transfer
+from tests.ledger.test_encoding_v2 import transfers
+
+# Every value width and sign, texts empty, short and long (a 2-byte length), in-line keys.
+REFS: list[dict[str, RefValue]] = [
+    {},
+    {"meter": "123456789012", "reg_from": 1_000_000, "reg_to": 1_003_230, "energy_wh": 1230,
+     "cost_cum": 10_288_950, "tariff": "peak:1230@8365"},
+    {"payment": "WX0000000001", "method": "wechat"},
+    {f"k{n}": (1 << 8 * (n - 1)) if n else 0 for n in range(8)},
+    {f"k{n}": -(1 << 8 * (n - 1)) for n in range(1, 8)},
+    {"owed": MAX_AMOUNT, "refund": -MAX_AMOUNT, "seq": 255, "node": 256},
+    {"reason": "", "original": "x" * 200, "zz_custom": "价格", "a": 65535},
+]  # fmt: skip
+
+
+def _outcome(data: bytes) -> tuple[str, Transfer | None, list[str]]:
+    try:
+        t = decode_transfer_v2(data)
+    except DecodeError:
+        return "refused", None, []
+    return "decoded", t, list(t.refs)
+
+
+def _general(data: bytes) -> tuple[str, Transfer | None, list[str]]:
+    forget()
+    return _outcome(data)
+
+
+def _with_layout_of(body: bytes, data: bytes) -> tuple[str, Transfer | None, list[str]]:
+    forget()
+    for _ in range(2):  # learnt on its second sighting
+        decode_transfer_v2(body)
+    assert layout_decoder(_section(body)) is not None
+    return _outcome(data)
+
+
+def _section(body: bytes) -> int:
+    """The length of a body's refs section."""
+    t = decode_transfer_v2(body)
+    return len(body) - len(encode_transfer_v2(dataclasses.replace(t, refs={}))) + 1
+
+
+@pytest.fixture(autouse=True)
+def _forget() -> None:
+    forget()
+
+
+def test_a_layout_met_twice_is_learnt_and_decodes_the_same() -> None:
+    t = transfer(9, prepaid(), SALES, 103, Code.CONSUME, refs=REFS[1])
+    body = encode_transfer_v2(t)
+    section = _section(body)
+    forget()
+    first = decode_transfer_v2(body)
+    assert layout_decoder(section) is None
+    second = decode_transfer_v2(body)
+    assert layout_decoder(section) is not None
+    third = decode_transfer_v2(body)  # by the learnt layout
+    assert first == second == third == t
+    assert list(third.refs) == list(first.refs) == sorted(t.refs) and type(third.refs) is dict
+
+
+@pytest.mark.parametrize("refs", REFS, ids=range(len(REFS)))
+def test_every_byte_changed_is_judged_as_the_general_decoder_judges_it(
+    refs: dict[str, RefValue],
+) -> None:
+    """Each byte of the refs section (and the last of the time) set to other values, with
+    the original's layout learnt: the same verdict and transfer as with nothing learnt."""
+    body = encode_transfer_v2(transfer(7, CASH, prepaid(), 500, Code.RECHARGE, refs=refs))
+    start = body.index(T0.encode()) + len(T0) - 1
+    differ = []
+    for i in range(start, len(body)):
+        for new in {0x00, 0x01, 0x7F, 0x80, 0xFF, body[i] ^ 1, (body[i] + 1) & 0xFF}:
+            data = body[:i] + bytes((new,)) + body[i + 1 :]
+            if _with_layout_of(body, data) != _general(data):
+                differ.append((i, new))
+    assert differ == []
+
+
+@given(transfers(), st.data())
+def test_mutated_bodies_are_judged_the_same_with_a_learnt_layout(
+    t: Transfer, data: st.DataObject
+) -> None:
+    body = encode_transfer_v2(t)
+    raw = bytearray(body)
+    for _ in range(data.draw(st.integers(1, 3))):  # the length kept: the learnt layout's guess
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    assert _with_layout_of(body, bytes(raw)) == _general(bytes(raw))

@@ -61,8 +61,8 @@ import struct
 from typing import Any
 
 from ledger.accounts import POCKET_UNIT, SYSTEM_UNIT, AccountId, Pocket, System, Unit
+from ledger.body_layouts import Layouts
 from ledger.errors import DecodeError, InvalidValue
-from ledger.ref_layouts import layout_decoder, learn
 from ledger.transfers import Code, Kind, RefValue, TimeSource, Transfer
 from ledger.units import MAX_AMOUNT
 
@@ -274,48 +274,66 @@ def _read_refs(data: bytes, pos: int) -> dict[str, RefValue]:
 
 
 class _Decoded:
-    """`Transfer`'s slots, plain: the decoder fills them and makes the object a `Transfer` by
+    """`Transfer`'s slots, plain: a decoder fills them and makes the object a `Transfer` by
     assigning its `__class__` (the identical layout allows it): a third of the cost of twelve
     `object.__setattr__` on the frozen class."""
 
     __slots__ = Transfer.__slots__
 
 
+LAYOUTS = Layouts(  # learnt from the bodies this process decoded
+    {"_accounts": _pairs.get, "_new": _new, "_Decoded": _Decoded, "_Transfer": Transfer,
+     "_CODES": CODES, "_TIME_SOURCES": TIME_SOURCES, "_KINDS": KINDS}
+)  # fmt: skip
+_layout_decoder = LAYOUTS.decoder
+
+
 def decode_transfer_v2(data: bytes) -> Transfer:
     """The transfer of a version-2 body; `DecodeError` for any bytes that are not exactly the
     encoding of a transfer."""
+    decoder = _layout_decoder(len(data))  # the usual: a layout learnt from earlier bodies
+    if decoder is not None:
+        try:
+            decoded: Transfer | None = decoder(data)
+        except (IndexError, UnicodeDecodeError):
+            decoded = None  # the general decoder says what is wrong
+        if decoded is not None:
+            return decoded
+    return _decode_any(data)
+
+
+def _decode_any(data: bytes) -> Transfer:
+    """The general decoder: any layout, every check, and the reason for a refusal."""
     try:
         fmt, hi, lo, code, kind, source, linked, amount = _HEAD.unpack_from(data)
         ident = hi << 64 | lo
         if fmt != FORMAT_V2 or not ident or linked > 1 or not 0 < amount <= MAX_AMOUNT:
             raise DecodeError("version-2 header malformed (format, id, linked or amount)")
         kind_, code_, source_ = KINDS[kind], CODES[code], TIME_SOURCES[source]
-        pos, pending = 29, None
+        accounts_at, pending = 29, None
         if kind >= _POST:  # post or void
             hi, lo = _PENDING.unpack_from(data, 29)
-            pending, pos = hi << 64 | lo, 45
+            pending, accounts_at = hi << 64 | lo, 45
             if not pending:
                 raise DecodeError("pending id 0")
         # Each account's length is in its own first bytes; the pair's bytes are looked up.
+        pos = accounts_at
         split = pos + 1 if data[pos] < 0x80 else pos + 2 + data[pos + 1]
-        end = split + 1 if data[split] < 0x80 else split + 2 + data[split + 1]
-        raw = data[pos:end]
+        time_at = split + 1 if data[split] < 0x80 else split + 2 + data[split + 1]
+        raw = data[pos:time_at]
         debit, credit, unit = _pairs.get(raw) or _read_accounts(raw, split - pos)
-        n = data[end]
-        pos = end + 1
+        n = data[time_at]
+        pos = time_at + 1
         if n >= 0x80:
-            n, pos = _read_varint(data, end)
-        end = pos + n
-        if end >= len(data):
+            n, pos = _read_varint(data, time_at)
+        refs_at = pos + n
+        if refs_at >= len(data):
             raise DecodeError("the time is cut short")
-        time = data[pos:end].decode()
-        layout = layout_decoder(len(data) - end)  # the usual: a layout learnt earlier
-        refs = layout(data, end) if layout else None
-        if refs is None:
-            refs = _read_refs(data, end)
-            learn(data[end:], list(refs))
+        time = data[pos:refs_at].decode()
+        refs = _read_refs(data, refs_at)
     except (IndexError, struct.error, UnicodeDecodeError) as exc:
         raise DecodeError(f"not a version-2 transfer: {exc}") from exc
+    LAYOUTS.learn(data, (accounts_at, time_at, refs_at), list(refs))
     # Every invariant of `Transfer.__post_init__` holds by the checks above (the tests decode
     # arbitrary bytes and re-validate whatever decodes), so it is not run a second time.
     t: Any = _new(_Decoded)

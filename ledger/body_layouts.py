@@ -50,15 +50,19 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
 
 def _refs_layout(data: bytes, pos: int) -> bytes:
     """The layout bytes of the accepted refs from `pos` on: the refs without their values."""
-    pieces = [data[pos : _varint(data, pos)[1]]]
-    pos += len(pieces[0])
+    end = pos + 1 if data[pos] < 0x80 else _varint(data, pos)[1]
+    pieces = [data[pos:end]]
+    pos = end
     while pos < len(data):
         k = data[pos]
         at = pos + 1 if k < 0x80 else pos + 1 + k - 0x80  # the value's tag
-        if data[at] == _TEXT:
-            length, end = _varint(data, at + 1)
+        tag = data[at]
+        if tag != _TEXT:
+            length, end = tag & 7, at + 1
+        elif data[at + 1] < 0x80:
+            length, end = data[at + 1], at + 2
         else:
-            length, end = data[at] & 7, at + 1
+            length, end = _varint(data, at + 1)
         pieces.append(data[pos:end])
         pos = end + length
     return b"".join(pieces)
@@ -69,12 +73,9 @@ def _layout(data: bytes, at: tuple[int, int, int]) -> bytes:
     begin `at`) lie: where its accounts begin and their width, the time's length, the refs'
     layout."""
     accounts_at, time_at, refs_at = at
-    start = _varint(data, time_at)[1]
-    return (
-        bytes((accounts_at, time_at - accounts_at))
-        + data[time_at:start]
-        + _refs_layout(data, refs_at)
-    )
+    start = time_at + 1 if data[time_at] < 0x80 else _varint(data, time_at)[1]  # the time's
+    head = bytes((accounts_at, time_at - accounts_at)) + data[time_at:start]
+    return head + _refs_layout(data, refs_at)
 
 
 class _Source:
@@ -190,15 +191,22 @@ class Layouts:
         self._env = {**env, "_from_bytes": int.from_bytes}
         self._by_length: dict[int, BodyDecoder] = {}  # the caller's cheap guess
         self._compiled: dict[bytes, BodyDecoder] = {}
-        self._seen: set[bytes] = set()  # compiled on a second sighting: ~100 µs
+        self._missed: set[int] = set()  # lengths the general decoder had before
+        self._seen: set[bytes] = set()  # layouts noted once
         # The decoder of the layout last learnt for bodies of a length, if any (a bound
         # method: no Python call on the decoder's path).
         self.decoder: Callable[[int], BodyDecoder | None] = self._by_length.get
 
     def learn(self, data: bytes, at: tuple[int, int, int], keys: list[str]) -> None:
         """Note that the general decoder accepted `data` (its accounts, time and refs begin
-        `at`; its ref keys are `keys`); on the second sighting of its layout, build that
-        layout's decoder and guess it for bodies of its length."""
+        `at`; its ref keys are `keys`). The first body of a length only notes the length (a
+        one-off costs no more); a later one notes its layout, and a layout noted before gets
+        its decoder (built once: ~100 µs), guessed from then on for bodies of its length."""
+        if len(data) not in self._missed:  # a length met for the first time: maybe once
+            if len(self._missed) >= _CACHE:
+                self._missed.clear()
+            self._missed.add(len(data))
+            return
         layout = _layout(data, at)
         decoder = self._compiled.get(layout)
         if decoder is None:
@@ -222,4 +230,5 @@ class Layouts:
         """Drop every layout learnt (the next bodies go to the general decoder)."""
         self._by_length.clear()
         self._compiled.clear()
+        self._missed.clear()
         self._seen.clear()

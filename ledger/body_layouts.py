@@ -3,17 +3,20 @@
 A body's layout is everything that fixes where its values lie: whether a pending id follows the
 head, the accounts' width, the time's length and, in the refs, the count, each key's bytes, each
 value's tag and a text's length. A node writes few layouts (a consumption leg differs from the
-last in its values, seldom in their widths), so a layout met a second time gets a decoder of its
-own, generated as Python source: one `struct` unpack of the whole body, one comparison of its
-layout bytes with the layout learnt, the head's and each integer's range checks (a leading zero
-byte or a value beyond 2^53 − 1 falls outside an integer's range), a look-up of the accounts the
-general decoder accepted before, and the transfer built. That is half the cost of the general
-decoder, most of it saved on the refs, whose general loop is interpreted byte by byte.
+last in its values, seldom in their widths), so a layout met again gets a decoder of its own,
+generated as Python source: one `struct` unpack of the whole body, one comparison of its layout
+bytes with the layout learnt, the head's and each integer's range checks (a leading zero byte
+or a value beyond 2^53 − 1 falls outside an integer's range), a look-up of accounts the general
+decoder accepted before, and the transfer built. That costs about a third of the general
+decoder (`bench/decode_bench.py --entries-only`), whose per-ref loop runs some twenty bytecodes
+a ref.
 
 A layout decoder only ever accepts: for a body it is not sure of (another layout of the same
 length, a value out of range, accounts not seen, text that is not UTF-8) it answers `None` or
 raises, and the caller asks the general decoder, which accepts the same bodies and says what is
-wrong with the others. It is built only from a body the general decoder accepted.
+wrong with the others. It is built only from a body the general decoder accepted, so its source
+holds nothing but integers, `struct` codes and ref keys that matched `[a-z][a-z0-9_]{0,31}`.
+Layouts are kept per process, at most `_CACHE` of each kind (then forgotten all at once).
 
     unpack  head '>BQQBBBBQ'; pending id 'QQ' when the kind is post or void; the accounts as
             one 'ns'; the time's length 'B' per byte, the time 'ns'; the refs' count and each

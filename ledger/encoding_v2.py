@@ -42,6 +42,9 @@ Every transfer has exactly one encoding and the decoder refuses every other byte
 longer integer or varint than needed, an in-line key that has a table index, keys out of
 order, trailing bytes, …), so `encode(decode(b)) == b` for every `b` that decodes. The decoder
 checks every invariant `Transfer` checks and builds the transfer without a second validation.
+A body whose layout (where its values lie) was met before is decoded by that layout's own
+straight-line decoder (`ledger.body_layouts`), which accepts exactly what the general decoder
+here accepts and hands every other body to it.
 
 Example (69 bytes; 254 in version 1; `tests/vectors/bodies-v2.hex` freezes more): a recharge of
 500 fen from `sys:cash_in_transit` to `A0001:prepaid`, id 1, time source ntp, refs

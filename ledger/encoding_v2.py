@@ -196,13 +196,16 @@ def _read_account(raw: bytes) -> tuple[AccountId, Unit]:
     """The account whose whole encoding is `raw` (its length taken from its own bytes)."""
     tag = raw[0]
     if tag < 0x80:
-        if tag >= len(_SYSTEM_IDS) or len(raw) != 1:
+        if tag >= len(_SYSTEM_IDS):
             raise DecodeError(f"system account index {tag} is unknown")
         return _SYSTEM_IDS[tag]
     index, owner = tag - 0x80, raw[2:]
-    if index >= len(POCKETS) or len(owner) != raw[1] or not _OWNER.fullmatch(owner):
-        raise DecodeError("a merchant account is malformed")
-    if owner == b"sys":
+    if (
+        index >= len(POCKETS)
+        or len(owner) != raw[1]
+        or not _OWNER.fullmatch(owner)
+        or owner == b"sys"
+    ):
         raise DecodeError("a merchant account is malformed")
     pocket = POCKETS[index]
     return AccountId(f"{owner.decode()}:{pocket.value}"), POCKET_UNIT[pocket]

@@ -16,8 +16,10 @@ what a real edge sends, byte for byte.
 
 The cloud. A Mosquitto of its own (plain MQTT on a free port) and a throwaway PostgreSQL
 (`cloud.services.postgres`); per run a fresh, migrated database with the concentrators
-registered, and 1 or 2 `cloud.ingest.worker.IngestWorker` processes in one shared-subscription
-group. Timed: every link connected → every edge's outbox acknowledged.
+registered, and 1 or 2 `cloud.ingest.worker.IngestWorker` processes, each taking the nodes of
+its partition (`cloud.ingest.routing`; `--route shared`: one `$share` group instead, which
+Mosquitto serves round robin, so a node's batches reach both processes out of order). Timed:
+every link connected → every edge's outbox acknowledged.
 
 Figures, per run:
 - throughput: readings and rows (readings + ledger entries) per second; the 2-process run
@@ -35,6 +37,7 @@ From these, how many concentrators (a batch per 15 minutes each) one core keeps 
 
     python bench/fleet_bench.py            # 100 concentrators × 256 meters × 96 cycles
     python bench/fleet_bench.py --smoke    # 5 concentrators × 256 meters × 4 cycles
+    python bench/fleet_bench.py --nodes 10 --cycles 48 --route shared   # the round robin
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ import psycopg
 from cloud.db.engine import make_engine, session_factory, upgrade
 from cloud.db.partitions import ensure_month_partitions
 from cloud.ingest import concentrators
+from cloud.ingest.routing import Partition, Route, SharedGroup, owner
 from cloud.ingest.worker import IngestWorker
 from cloud.services.broker import MosquittoBroker
 from cloud.services.postgres import ThrowawayPostgres, find_postgres
@@ -260,18 +264,19 @@ def _wall() -> dt.datetime:
 
 
 def ingest_process(
-    *, url: str, port: int, seed: bytes, name: str, ready: Any, stop: Any, results: Any
-) -> None:
+    *, url: str, port: int, seed: bytes, name: str, route: Route, ready: Any, stop: Any,
+    results: Any,
+) -> None:  # fmt: skip
     """One ingest worker process (the target of `multiprocessing`)."""
     engine = make_engine(url)
     worker = IngestWorker("127.0.0.1", port, engine=engine, key=NodeKey.from_seed(seed),
-                          client_id=name)  # fmt: skip
+                          client_id=name, route=route)  # fmt: skip
     worker.start()
     if not worker.wait_connected(30):
         raise RuntimeError(f"{name} did not connect to the broker")
     ready.set()
     stop.wait()
-    results.put((name, worker.batches, worker.failures))
+    results.put((name, worker.batches, worker.failures + worker.shed))
     worker.stop()
     engine.dispose()
 
@@ -322,7 +327,9 @@ class Run:
     resent: int
     lags: list[float]
     cpu: dict[str, float]  # ingest, postgres, broker, edges: CPU seconds
-    failures: int
+    failures: int  # not acknowledged: the database failed, or a full queue shed the batch
+    handled: list[int]  # batches answered (ok or gap), per process
+    routing: str  # which process took which nodes
     copy_rows_s: float
     differs: list[str]
     stored: dict[str, int]  # bytes on disk (tables, indexes, TOAST) of readings, entries
@@ -375,6 +382,22 @@ class Fleet:
     cloud_seed: bytes
     batch_items: int  # outbox items per batch, at most
     ack_timeout_s: float  # the edges'
+    shared: bool  # the processes in one `$share` group, not partitions
+
+
+def routes(workers: int, shared: bool) -> list[Route]:
+    if shared:
+        return [SharedGroup("fleet")] * workers
+    return [Partition(n, workers) for n in range(workers)]
+
+
+def routing_of(workers: int, fleet: Fleet) -> str:
+    if workers == 1:
+        return "all nodes"
+    if fleet.shared:
+        return "one $share group: Mosquitto deals each batch to the next process, round robin"
+    owned = [sum(owner(c.node, workers) == n for c in fleet.copies) for n in range(workers)]
+    return "partitions of " + " + ".join(map(str, owned)) + " nodes"
 
 
 def run_fleet(workers: int, fleet: Fleet) -> Run:
@@ -393,13 +416,13 @@ def run_fleet(workers: int, fleet: Fleet) -> Run:
     context = multiprocessing.get_context("spawn")
     stop, results = context.Event(), context.Queue()
     processes = []
-    for n in range(workers):
+    for n, route in enumerate(routes(workers, fleet.shared)):
         ready = context.Event()
         name = f"ingest-{workers}-{n + 1}"
         process = context.Process(
             target=ingest_process,
             kwargs={"url": url, "port": broker.port, "seed": cloud_seed, "name": name,
-                    "ready": ready, "stop": stop, "results": results},
+                    "route": route, "ready": ready, "stop": stop, "results": results},
         )  # fmt: skip
         process.start()
         if not ready.wait(60):
@@ -422,7 +445,7 @@ def run_fleet(workers: int, fleet: Fleet) -> Run:
         after = sample()
     finally:
         stop.set()
-        failures = sum(results.get(timeout=30)[2] for _ in processes)
+        answers = sorted(results.get(timeout=30) for _ in processes)  # name, batches, failed
         for process in processes:
             process.join(30)
         for edge in edges:
@@ -434,7 +457,9 @@ def run_fleet(workers: int, fleet: Fleet) -> Run:
         readings=sum(c.readings for c in copies), entries=sum(c.head_seq for c in copies),
         batches=sum(e.batches for e in edges), resent=sum(e.resent for e in edges),
         lags=[lag for e in edges for lag in e.lags],
-        cpu={k: after[k] - before[k] for k in after}, failures=failures,
+        cpu={k: after[k] - before[k] for k in after},
+        failures=sum(failed for *_, failed in answers), handled=[b for _, b, _ in answers],
+        routing=routing_of(workers, fleet),
         copy_rows_s=copy_peer(pg, url, copies[:PEER_NODES]), differs=differs,
         stored=stored_bytes(url), ack_timeout_s=fleet.ack_timeout_s,
     )  # fmt: skip
@@ -523,6 +548,8 @@ def report(run: Run, one: Run | None, nodes: int, cycles: int) -> None:
     print(f"{run.workers} ingest process{'es' if run.workers > 1 else ''}: "
           f"{run.seconds:.1f} s, {run.batches} batches ({run.resent} resent), "
           f"{run.failures} failures")  # fmt: skip
+    print(f"  routing: {run.routing}; batches answered per process: "
+          f"{' + '.join(map(str, run.handled))}")  # fmt: skip
     print(f"  throughput {run.readings / run.seconds:,.0f} readings/s, "
           f"{run.rows / run.seconds:,.0f} rows/s (readings + entries); "
           f"{run.rows / run.seconds / run.copy_rows_s:.2f} of raw COPY "
@@ -562,6 +589,10 @@ def main() -> int:
         "--backlog", action="store_true",
         help="full batches (32 KB, up to 2000 items) as in a catch-up; default: a cycle's "
         "items per batch, as a fleet online sends them",
+    )  # fmt: skip
+    parser.add_argument(
+        "--route", choices=("partitions", "shared"), default="partitions",
+        help="how the 2 processes split the uplink: by node (default), or one shared group",
     )  # fmt: skip
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
@@ -603,7 +634,8 @@ def main() -> int:
             MosquittoBroker(work / "mosquitto") as broker,
         ):
             migrate_template(pg, [generated.start, generated.end_week])
-            fleet = Fleet(copies, pg, broker, work, cloud_seed, batch_items, timeout)
+            fleet = Fleet(copies, pg, broker, work, cloud_seed, batch_items, timeout,
+                          shared=args.route == "shared")  # fmt: skip
             runs: list[Run] = []
             for workers in (1, 2):
                 runs.append(run_fleet(workers, fleet))

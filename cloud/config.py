@@ -39,7 +39,13 @@
                                  # (default: not served; offer any other URL the boxes reach)
 
     [ingest]
-    workers = 1                  # ingest workers in the server process (a shared subscription)
+    workers = 1                  # ingest workers in the server process
+    partitions = 4               # every node's uplink goes to one worker: the one of partition
+    partition = 0                # hash(node) % partitions (`cloud.ingest.routing`); this
+                                 # server's workers take partition … partition + workers − 1
+                                 # (default: partitions = workers, partition 0: the only server)
+    # routing = "broker"         # instead: one `$share/ingest` group, the broker routes each
+                                 # node to one worker (EMQX hash_clientid); no partitions then
     silent_after_min = 45        # a node whose status says online but that sent nothing for
                                  # this long counts offline (silent); 1 to 10080
 
@@ -142,6 +148,7 @@ DEFAULT_API_PORT = 8080
 MQTT_PORT = 1883
 MQTTS_PORT = 8883
 MAX_WORKERS = 64
+MAX_PARTITIONS = 1024
 APPROVE_ABOVE_FEN = 100_000  # 1 000 yuan: a larger correction needs a second user
 # A node heard from no longer than this ago counts on line (`cloud.db.presence`): three polling
 # cycles at the edge's default 15 minutes.
@@ -207,6 +214,15 @@ class ProvisionSettings:
 
     broker_host: str | None = None
     broker_port: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IngestRouting:
+    """How each node's uplink reaches exactly one ingest worker (`cloud.ingest.routing`)."""
+
+    partitions: int | None = None  # of the whole cloud; None: this server's workers
+    partition: int = 0  # this server's first; its workers take partition … + workers − 1
+    broker: bool = False  # a `$share` group instead; the broker routes by node (EMQX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,6 +353,7 @@ class CloudConfig:
     api: ApiSettings
     cloud_key: Path
     ingest_workers: int
+    ingest_routing: IngestRouting = IngestRouting()
     silent_after: dt.timedelta = dt.timedelta(minutes=SILENT_AFTER_MIN)  # then a node is silent
     approve_above_fen: int = APPROVE_ABOVE_FEN  # corrections above: four eyes
     oplog_heads_file: Path | None = None  # the signed heads; None: in the data directory
@@ -439,6 +456,30 @@ class _Table:
             raise ConfigError(self.path, f"unknown key {prefix}{keys} (known here: {known})")
 
 
+def _ingest_routing(ingest: _Table, workers: int) -> IngestRouting:
+    """`[ingest] partitions`, `partition` and `routing`; every partition has a worker here
+    or, by the operator's word (`partitions` beyond this server's), in another server."""
+    partitions = ingest.integer("partitions", None, 1, MAX_PARTITIONS)
+    partition = ingest.integer("partition", None, 0, MAX_PARTITIONS - 1)
+    routing = ingest.text("routing", "partitions")
+    if routing not in ("partitions", "broker"):
+        raise ingest.problem("routing", '"partitions" or "broker"', routing)
+    if routing == "broker":
+        if partitions is not None or partition is not None:
+            raise ConfigError(ingest.path, '[ingest] routing = "broker" leaves the routing to '
+                              "the broker: no partitions or partition")  # fmt: skip
+        return IngestRouting(broker=True)
+    first = partition or 0
+    if first + workers > (partitions or workers):
+        raise ConfigError(
+            ingest.path,
+            f"[ingest] partition {first} + workers {workers} must be at most partitions "
+            f"{partitions or workers} (default: workers): this server's workers take partition "
+            f"{first} to {first + workers - 1}",
+        )
+    return IngestRouting(partitions, first)
+
+
 # What a TOML value is, in words (with its article): every type `tomllib` gives.
 _KINDS: dict[type, str] = {
     dict: "a table",
@@ -507,6 +548,7 @@ def parse_config(path: Path | None, data: dict[str, Any], data_dir: Path) -> Clo
     keys.done()
     ingest = _Table(path, "ingest", top.get("ingest"))
     workers = ingest.integer("workers", 1, 1, MAX_WORKERS) or 1
+    routing = _ingest_routing(ingest, workers)
     silent = ingest.integer("silent_after_min", SILENT_AFTER_MIN, 1, MAX_SILENT_AFTER_MIN)
     ingest.done()
     operations = _Table(path, "operations", top.get("operations"))
@@ -544,6 +586,7 @@ def parse_config(path: Path | None, data: dict[str, Any], data_dir: Path) -> Clo
         api=api_settings,
         cloud_key=base / cloud_key if cloud_key else data_dir / KEY_FILE,
         ingest_workers=workers,
+        ingest_routing=routing,
         silent_after=dt.timedelta(minutes=silent or SILENT_AFTER_MIN),
         approve_above_fen=APPROVE_ABOVE_FEN if approve is None else approve,
         oplog_heads_file=base / heads if heads else None,
@@ -944,9 +987,16 @@ cloud = "{key}"
 # broker_port = 8883
 
 [ingest]
-# Ingest workers in the server process; they share the uplink through an MQTT shared
-# subscription, so more servers pointed at one broker share it too.
+# Ingest workers in the server process (about one per core). Each takes the nodes of one
+# partition (a hash of the node id), so a node's batches are handled by one worker, in order.
 workers = 1
+# Several servers on one broker: `partitions` of them all, and this server's first; its workers
+# take partition … partition + workers - 1. Give every partition a worker in some server.
+# partitions = 4
+# partition = 0
+# Or a broker that routes each node to one member of a shared subscription (EMQX with
+# broker.shared_subscription_strategy = hash_clientid): one `$share/ingest` group, no partitions.
+# routing = "broker"
 # Minutes without a batch or status after which a node whose status says online counts offline
 # (silent): on the console, in /metrics. Keep it a few of the sites' poll_interval_s.
 silent_after_min = 45

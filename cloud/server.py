@@ -12,7 +12,9 @@ command is issued while the workers stop, then the workers, the broker, the engi
 fails to start stops the ones already started. `serve_until_signal` is `voltbook-cloud serve`.
 
 With `[notices]` configured, a thread plans and sends notices to merchants
-(`cloud.notices.service.NoticeLoop`), stopped before the workers.
+(`cloud.notices.service.NoticeLoop`), stopped before the workers. Another raises and clears
+the silent concentrators' alarms every minute (`cloud.operations.silence`), with the `now`
+given here.
 
 The embedded broker is Mosquitto with TLS and ACLs (`cloud.services.broker`): a CA made once in
 `pki/` of the data directory, a broker certificate for `[broker] names` and the cloud's client
@@ -60,9 +62,11 @@ from cloud.config import BROKER_NAMES, CloudConfig
 from cloud.db.engine import make_engine, session_factory, upgrade
 from cloud.errors import CloudError
 from cloud.ingest.claims import Enrolment
+from cloud.ingest.routing import Partition, Route, SharedGroup
 from cloud.ingest.worker import IngestWorker
 from cloud.metrics.endpoint import MetricsEndpoint
 from cloud.notices.service import NoticeLoop, NoticeService, channels_of
+from cloud.operations import silence
 from cloud.payments.daily import RefundRounds
 from cloud.payments.providers import Providers
 from cloud.payments.sweeper import SWEEP_EVERY_S, Sweeper
@@ -176,6 +180,7 @@ def serve_in_thread(
         )
 
         _start_anchor(config, stack, engine=engine, key=key, now=now, workers=workers)
+        _start_silence(config, stack, engine=engine, now=now)
         providers = _start_payments(config, stack, engine=engine, key=key, now=now)
         _start_notices(config, stack, engine=engine, now=now)
 
@@ -277,6 +282,51 @@ def _start_anchor(
     return anchor
 
 
+def _every(
+    stack: contextlib.ExitStack, name: str, seconds: float, work: Callable[[], None]
+) -> None:
+    """Run `work` every `seconds` on a thread of its own until the stack unwinds; a round the
+    database failed is logged and the next one tries again."""
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.wait(seconds):
+            try:
+                work()
+            except SQLAlchemyError:
+                log.exception("the %s round failed", name)
+
+    thread = threading.Thread(target=run, name=f"voltbook-{name}", daemon=True)
+    thread.start()
+
+    def finish() -> None:
+        stop.set()
+        thread.join(STOP_TIMEOUT_S)
+
+    stack.callback(finish)
+
+
+def _start_silence(
+    config: CloudConfig,
+    stack: contextlib.ExitStack,
+    *,
+    engine: Engine,
+    now: Callable[[], dt.datetime],
+) -> None:
+    """Raise and clear the silent concentrators' alarms every `silence.SWEEP_EVERY_S`
+    (`cloud.operations.silence`)."""
+    sessions = session_factory(engine)
+
+    def sweep() -> None:
+        with sessions.begin() as session:
+            swept = silence.sweep(session, now(), config.silent_after)
+        if swept.raised or swept.cleared:
+            log.info("silent concentrators: %d alarms raised, %d cleared", swept.raised,
+                     swept.cleared)  # fmt: skip
+
+    _every(stack, "silence-sweeper", silence.SWEEP_EVERY_S, sweep)
+
+
 def metrics_of(config: CloudConfig) -> MetricsEndpoint | None:
     """`GET /metrics` as `[metrics]` configures it (None: not served)."""
     if config.metrics is None:
@@ -315,24 +365,12 @@ def _start_payments(
     stack.callback(providers.close)
     sweeper = Sweeper(session_factory(engine), providers, key, now)
     rounds = RefundRounds(session_factory(engine), providers, now)  # refunds, daily bills
-    stop = threading.Event()
 
-    def run() -> None:
-        while not stop.wait(SWEEP_EVERY_S):
-            try:
-                sweeper.sweep()
-                rounds.round()
-            except SQLAlchemyError:  # one order's trouble is caught inside; this is the database
-                log.exception("the payment sweeper's round failed")
+    def sweep() -> None:  # one order's trouble is caught inside; what escapes is the database
+        sweeper.sweep()
+        rounds.round()
 
-    thread = threading.Thread(target=run, name="voltbook-payment-sweeper", daemon=True)
-    thread.start()
-
-    def finish() -> None:
-        stop.set()
-        thread.join(STOP_TIMEOUT_S)
-
-    stack.callback(finish)
+    _every(stack, "payment-sweeper", SWEEP_EVERY_S, sweep)
     log.info("online payments: %s", ", ".join(
         name for name in ("wechat", "alipay") if getattr(providers, name) is not None))  # fmt: skip
     return providers
@@ -408,7 +446,7 @@ def _start_broker(
     if not isinstance(broker, MosquittoBroker):
         log.warning(
             "the in-process fallback broker serves plain MQTT on 127.0.0.1 only, with no TLS, "
-            "ACLs or shared subscriptions: one ingest worker, the demo's concentrators only "
+            "ACLs or shared subscriptions: the demo's concentrators only "
             "(install mosquitto for real ones: apt-get install mosquitto)"
         )
         return broker, IngestLink(broker.host, broker.port, None)
@@ -417,6 +455,15 @@ def _start_broker(
         "plain demo listener: %s", ca.cert, broker.cloud_port, broker.plain_port or "none",
     )  # fmt: skip
     return broker, IngestLink(LOOPBACK, broker.cloud_port, cloud_tls)
+
+
+def worker_routes(config: CloudConfig) -> list[Route]:
+    """The route of each of this server's ingest workers (`[ingest]`)."""
+    routing, workers = config.ingest_routing, config.ingest_workers
+    if routing.broker:
+        return [SharedGroup(INGEST_GROUP)] * workers
+    count = routing.partitions or workers
+    return [Partition(routing.partition + n, count) for n in range(workers)]
 
 
 def _start_workers(
@@ -430,9 +477,12 @@ def _start_workers(
     shared: bool,
 ) -> list[IngestWorker]:
     """`shared`: the broker has MQTT shared subscriptions (mosquitto, EMQX; not amqtt)."""
+    if config.ingest_routing.broker and not shared:
+        raise StartFailed('[ingest] routing = "broker" needs a broker with shared subscriptions; '
+                          "the in-process fallback broker has none")  # fmt: skip
     run = uuid.uuid4().hex[:8]  # client ids must differ between servers on one broker
     workers = []
-    for number in range(1, (config.ingest_workers if shared else 1) + 1):
+    for number, route in enumerate(worker_routes(config), 1):
         worker = IngestWorker(
             link.host,
             link.port,
@@ -440,7 +490,7 @@ def _start_workers(
             key=key,
             client_id=f"voltbook-cloud-ingest-{run}-{number}",
             tls=link.tls,
-            group=INGEST_GROUP if shared else None,
+            route=route,
             now=now,
         )
         worker.start()
@@ -448,7 +498,8 @@ def _start_workers(
         workers.append(worker)
     deadline = time.monotonic() + CONNECT_WAIT_S
     if all(w.wait_connected(max(0.0, deadline - time.monotonic())) for w in workers):
-        log.info("%d ingest worker(s) connected, group %r", len(workers), INGEST_GROUP)
+        log.info("%d ingest worker(s) connected: %s", len(workers),
+                 ", ".join(str(w.route) for w in workers))  # fmt: skip
     else:  # paho keeps trying: an external broker may come up later
         log.warning(
             "ingest not connected to %s:%d yet; retrying in the background", link.host, link.port

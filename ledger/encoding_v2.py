@@ -121,9 +121,11 @@ _MOST = (*(min(MAX_AMOUNT, (1 << 8 * n) - 1) for n in range(8)), 0,
 _KEY_AT = (*REF_KEYS, *(None,) * (256 - len(REF_KEYS)))  # a key byte's table key, if any
 _from_bytes = int.from_bytes
 _new = object.__new__
-# Decoded account pairs by their bytes: a node has a few hundred owners, a few pairs each.
+# Decoded account pairs by their bytes: a node has a few hundred owners, a few pairs each;
+# and encoded merchant accounts by account id (checked once).
 _pairs: dict[bytes, tuple[AccountId, AccountId, Unit]] = {}
-_PAIR_CACHE = 4096
+_encoded: dict[str, bytes] = {}
+_ACCOUNT_CACHE = 4096
 
 
 def _varint(n: int) -> bytes:
@@ -141,9 +143,15 @@ def _text(value: str) -> bytes:
 
 
 def _account(account: str) -> bytes:
-    system = _SYSTEM_INDEX.get(account)
-    if system is not None:
-        return system
+    known = _SYSTEM_INDEX.get(account) or _encoded.get(account)
+    if known is None:
+        if len(_encoded) >= _ACCOUNT_CACHE:
+            _encoded.clear()
+        known = _encoded[account] = _merchant_account(account)
+    return known
+
+
+def _merchant_account(account: str) -> bytes:
     owner, _, pocket = account.partition(":")
     tag = _POCKET_INDEX.get(pocket)
     raw = owner.encode()
@@ -218,7 +226,7 @@ def _read_accounts(raw: bytes, split: int) -> tuple[AccountId, AccountId, Unit]:
     credit, credit_unit = _read_account(raw[split:])
     if debit == credit or unit is not credit_unit:
         raise DecodeError(f"debit {debit} and credit {credit} are one account or two units")
-    if len(_pairs) >= _PAIR_CACHE:
+    if len(_pairs) >= _ACCOUNT_CACHE:
         _pairs.clear()
     _pairs[raw] = debit, credit, unit
     return debit, credit, unit

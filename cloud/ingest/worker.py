@@ -1,24 +1,33 @@
 """The ingest worker: an MQTT client that feeds `Ingest` and publishes what it answers.
 
-Several workers (processes or threads) join one MQTT shared-subscription group, so the broker
-spreads the concentrators' uplinks over them:
+Each worker takes the uplinks of its nodes (`cloud.ingest.routing`: a partition of the nodes by
+a stable hash, or a `$share` group whose broker routes by node), so every batch of a node is
+handled by one worker, in the order the node sent them:
 
-    $share/{group}/vb/+/up      → Ingest.handle_batch   → publish the ack on vb/{node}/ack
-    $share/{group}/vb/+/status  → Ingest.handle_status  → publish commands on vb/{node}/cmd
+    vb/+/up      → Ingest.handle_batch   → publish the ack on vb/{node}/ack
+    vb/+/status  → Ingest.handle_status  → publish commands on vb/{node}/cmd
+
+paho's network thread only sorts: a message of another worker's node is dropped, one of ours
+goes into a bounded queue that one handler thread works through in order. The network thread
+never waits for the database, so it keeps answering the broker's keepalive however slow a batch
+is. A full queue (the database is slower than the fleet) sheds the message, counted in `shed`
+and logged: it was not acknowledged, and its edge sends it again after its ack timeout.
 
 The ack is published only after the batch's database transaction committed. If the database
 fails (it restarts, the disk is full) the worker logs it and publishes nothing: the edge, seeing
-no ack, sends the batch again, and storing is idempotent. Messages are handled on paho's
-network thread, one at a time per worker; run more workers for more throughput.
+no ack, sends the batch again, and storing is idempotent. No error ends the handler thread.
 
 A dispatcher thread wakes every 0.5 s and publishes the pending commands of online nodes;
 a command becomes `delivered` when the broker acknowledges its publish (PUBACK, `on_publish`).
 The session is clean (MQTT clean session) and paho reconnects by itself: nothing depends on
-the broker remembering anything.
+the broker remembering anything. Retained messages (a status a node left on the broker, maybe
+long ago) are not taken for news: a shared subscription never receives them (MQTT 5),
+and a plain one gets them at every connect.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -34,6 +43,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from cloud.ingest.handler import RETRY_PATIENCE_S, Ingest
+from cloud.ingest.routing import EVERY_NODE, Route
 from cloud.services.pki import TlsFiles
 from ledger.chain import NodeKey
 from ledger.wire import TOPIC_ROOT, topic
@@ -45,11 +55,15 @@ EXPIRE_INTERVAL_S = 60.0
 REPUBLISH_AFTER_S = 30.0  # a command published but not PUBACKed by then is published again
 KEEPALIVE_S = 30
 QOS = 1
+QUEUE_SIZE = 256  # messages waiting for the handler thread (a batch is at most 32 KB)
 TlsTriple = tuple[str, str, str] | TlsFiles
 
 
 def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+Message = tuple[str, str, bytes]  # node, leaf (up, status), payload
 
 
 def _node_and_leaf(name: str) -> tuple[str, str] | None:
@@ -60,7 +74,8 @@ def _node_and_leaf(name: str) -> tuple[str, str] | None:
 
 
 class IngestWorker:
-    """One MQTT client of the ingest group, with its command dispatcher."""
+    """One MQTT client taking its route's nodes, with its handler thread and command
+    dispatcher."""
 
     def __init__(
         self,
@@ -71,11 +86,14 @@ class IngestWorker:
         key: NodeKey,
         client_id: str,
         tls: TlsTriple | None = None,
-        group: str | None = "ingest",
+        route: Route = EVERY_NODE,
         now: Callable[[], dt.datetime] = _utc_now,
         patience: float = RETRY_PATIENCE_S,
+        keepalive: int = KEEPALIVE_S,
+        queue_size: int = QUEUE_SIZE,
     ) -> None:
-        self.host, self.port, self.group, self.client_id = host, port, group, client_id
+        self.host, self.port, self.route, self.client_id = host, port, route, client_id
+        self.keepalive, self.queue_size = keepalive, queue_size
         self.ingest = Ingest(engine, key, now, patience=patience)
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -94,12 +112,15 @@ class IngestWorker:
         self._connected = threading.Event()
         self._stop = threading.Event()
         self._dispatcher: threading.Thread | None = None
+        self._handler: threading.Thread | None = None
+        self._inbox: queue.Queue[Message | None] = queue.Queue(queue_size)  # None: wake up
         self._lock = threading.Lock()  # guards the two maps below
         self._in_flight: dict[int, str] = {}  # publish mid -> command id
         self._published: dict[str, float] = {}  # command id -> when we last published it
         self._pubacks: queue.SimpleQueue[int] = queue.SimpleQueue()
         self.batches = 0  # handled and acknowledged (for tests and metrics)
         self.failures = 0  # not acknowledged because the database failed
+        self.shed = 0  # dropped unhandled: the queue was full
 
     @property
     def connected(self) -> bool:
@@ -107,27 +128,42 @@ class IngestWorker:
 
     @property
     def subscriptions(self) -> tuple[str, str]:
-        # No group: a single worker on a broker without shared subscriptions (amqtt).
-        share = f"{TOPIC_ROOT}/+" if self.group is None else f"$share/{self.group}/{TOPIC_ROOT}/+"
-        return f"{share}/up", f"{share}/status"
+        return f"{self.route.topic_filter}/up", f"{self.route.topic_filter}/status"
 
     # -- life cycle -----------------------------------------------------------------------------
     def start(self) -> None:
-        """Connect (in the background; paho retries until the broker answers) and dispatch."""
+        """Connect (in the background; paho retries until the broker answers), handle what
+        arrives and dispatch commands."""
         self._stop.clear()
-        self.client.connect_async(self.host, self.port, keepalive=KEEPALIVE_S)
+        self._inbox = queue.Queue(self.queue_size)
+        self._handler = threading.Thread(
+            target=self._handle_loop, name=f"ingest-{self.client_id}", daemon=True
+        )
+        self._handler.start()
+        self.client.connect_async(self.host, self.port, keepalive=self.keepalive)
         self.client.loop_start()
         self._dispatcher = threading.Thread(
             target=self._dispatch_loop, name=f"dispatch-{self.client_id}", daemon=True
         )
         self._dispatcher.start()
-        log.info("ingest worker %s: connecting to %s:%d", self.client_id, self.host, self.port)
+        log.info("ingest worker %s (%s): connecting to %s:%d", self.client_id, self.route,
+                 self.host, self.port)  # fmt: skip
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
 
     def stop(self) -> None:
+        """Finish the message in hand (its ack still goes out), leave the queued ones (their
+        edges send them again), stop dispatching, disconnect."""
         self._stop.set()
+        with contextlib.suppress(queue.Full):  # full: the handler is not waiting for one
+            self._inbox.put_nowait(None)
+        if self._handler is not None:
+            self._handler.join(self.ingest.patience + 5)  # a batch retries that long at most
+            self._handler = None
+        if left := self._inbox.qsize():
+            log.info("ingest worker %s: %d queued messages left to their edges' resend",
+                     self.client_id, left)  # fmt: skip
         if self._dispatcher is not None:
             self._dispatcher.join(5)
             self._dispatcher = None
@@ -169,20 +205,38 @@ class IngestWorker:
             log.warning("ingest worker %s: message on %r ignored", self.client_id, message.topic)
             return
         node, leaf = where
+        if message.retain or not self.route.owns(node):
+            return  # old news (see the module's docstring), or another worker's node
+        try:
+            self._inbox.put_nowait((node, leaf, bytes(message.payload)))
+        except queue.Full:
+            self.shed += 1
+            log.warning("ingest worker %s: queue full (%d); node %s's %s dropped, the edge "
+                        "resends", self.client_id, self.queue_size, node, leaf)  # fmt: skip
+
+    # -- the handler thread ---------------------------------------------------------------------
+    def _handle_loop(self) -> None:
+        inbox = self._inbox
+        while not self._stop.is_set():
+            message = inbox.get()
+            if message is not None and not self._stop.is_set():
+                self._handle(*message)
+
+    def _handle(self, node: str, leaf: str, payload: bytes) -> None:
         try:
             if leaf == "up":
-                ack = self.ingest.handle_batch(node, bytes(message.payload))
-                client.publish(topic(node, "ack"), ack, qos=QOS)
+                ack = self.ingest.handle_batch(node, payload)
+                self.client.publish(topic(node, "ack"), ack, qos=QOS)
                 self.batches += 1
             elif leaf == "status":
-                for payload in self.ingest.handle_status(node, bytes(message.payload)):
-                    self._publish_command(node, payload)
+                for command in self.ingest.handle_status(node, payload):
+                    self._publish_command(node, command)
         except SQLAlchemyError:
             self.failures += 1
             log.exception("node %s: %s not stored (database error); no ack, the edge resends",
                           node, leaf)  # fmt: skip
         except Exception:
-            # One bad message must not end the network thread (and with it all ingest); the
+            # One bad message must not end the handler thread (and with it all ingest); the
             # traceback is logged, the edge gets no ack and resends.
             self.failures += 1
             log.exception("node %s: %s handling failed", node, leaf)

@@ -15,6 +15,9 @@ it, the next reading shows the relay where it was and the runtime sends it again
 
 The in-memory states are replaced only after a successful commit: a cycle that fails (a full
 disk, a store error) leaves the runtime exactly as the store is, and the next cycle retries.
+That is also what lets the transaction defer the book's lookups to one query before it writes
+(`Store.transaction(defer_lookups=True)`): if a transfer it took for new was booked before,
+nothing was written, and the cycle is decided again with a lookup per transfer.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from dataclasses import dataclass, field
 
 from edge.drivers.base import Bus, MeterDriver
 from edge.drivers.reconnect import BusDown, ReconnectingBus
+from edge.rules.clock_check import ClockVerdict
 from edge.rules.decisions import RelayCommand, Severity
 from edge.rules.low_balance import BalanceView, LowBalanceState, check_low_balance, render
 from edge.rules.pockets import Pockets
@@ -71,7 +75,15 @@ from edge.runtime.state import (
 )
 from edge.runtime.trusted_time import trust_installer_time
 from edge.site.model import MeterConfig, Site
-from edge.store import Category, Event, Store, StoreError, TimedReading, Transaction
+from edge.store import (
+    BookedBefore,
+    Category,
+    Event,
+    Store,
+    StoreError,
+    TimedReading,
+    Transaction,
+)
 from ledger import entry_ids
 from ledger.accounts import Pocket, System, Unit, pocket_id, system_id
 from ledger.chain import NodeKey
@@ -88,6 +100,33 @@ class _Staged:
     accounts: dict[str, AccountRuntime] = field(default_factory=dict)
     site: Site | None = None
     documents: Documents | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Round:
+    """A cycle's read round, as its transaction decides on it (`Runtime._decide`)."""
+
+    report: CycleReport
+    verdict: ClockVerdict
+    reads: dict[str, MeterRead]
+    tallies: dict[str, BlockTally]
+    buses_down: dict[str, str]
+    windows: dict[str, MeterWindowState]
+    window_events: list[Event]
+
+
+@dataclass(frozen=True, slots=True)
+class _Decided:
+    """What a cycle's transaction decided and committed (`Runtime._decide`)."""
+
+    tx: Transaction
+    work: CycleWork
+    meters: dict[str, MeterRuntime]
+    accounts: dict[str, AccountRuntime]
+    low_balance: LowBalanceState
+    raised: RaisedAlarms
+    events: list[Event]
+    checkpoint: int
 
 
 @dataclass(slots=True)
@@ -200,21 +239,48 @@ class Runtime:
         }
         report.buses_down = sorted(buses_down)
         report.buses = bus_reads(reads.values(), buses_down)
-        work = CycleWork(now, verdict.source, verdict.plausible)
-        meters = dict(self.meters)
-        accounts = dict(self.accounts)
         clock_state = ClockState(
             last_known=now,
             held_since=None if verdict.plausible else (self.clock_state.held_since or now),
             cycles=number,
         )
+        round_ = _Round(report, verdict, reads, tallies, buses_down, windows, window_events)
+        # The cycle's transfers are new but after a crash or a replay: the book takes them for
+        # new and the store looks them all up at once before writing (one query, not one a
+        # transfer); if one was booked before, nothing was written and the cycle is decided
+        # again, the book looking each transfer up as it applies it.
+        try:
+            done = self._decide(round_, clock_state, defer_lookups=True)
+        except BookedBefore as booked:
+            log.info("cycle %d: %s; deciding it again", number, booked)
+            done = self._decide(round_, clock_state, defer_lookups=False)
+        self.table.committed()
+        self.outcomes = []  # recorded in this transaction
+        self.meters, self.accounts, self.low_balance = done.meters, done.accounts, done.low_balance
+        self.clock_state, self.windows = clock_state, windows
+        self.raised, self.block_tallies = done.raised, {}
+        self.guard.known(now, mono)
+        self.checkpointed = done.checkpoint
+        report.transfers = done.work.transfers
+        report.alarms = [e for e in done.events if e.category is Category.ALARM]
+        report.orders = [o for o in done.tx.released() if isinstance(o, RelayOrder)]
+        report.seq = self.store.chain.seq
+        return report
+
+    def _decide(self, round_: _Round, clock_state: ClockState, *, defer_lookups: bool) -> _Decided:
+        """Decide a read round in ONE store transaction, and commit it."""
+        report, now, reads = round_.report, round_.report.now, round_.reads
+        verdict = round_.verdict
+        work = CycleWork(now, verdict.source, verdict.plausible)
+        meters = dict(self.meters)
+        accounts = dict(self.accounts)
         self.table.begin()
-        with self.store.transaction() as tx:
+        with self.store.transaction(defer_lookups=defer_lookups) as tx:
             events = self._outcome_events(now, meters)
             events += self._clock_events(now, verdict.plausible, verdict.reason)
-            events += self._bus_events(now, buses_down)
+            events += self._bus_events(now, round_.buses_down)
             events += self._read_events(now, reads, meters)
-            events.append(round_event(self.site, now, report.buses, tallies))
+            events.append(round_event(self.site, now, report.buses, round_.tallies))
             low_events, low_read_buses = low_rate_events(
                 self.site,
                 now,
@@ -225,7 +291,7 @@ class Runtime:
             coarse_events, coarse_meters = quantisation_events(
                 self.site, now, reads.values(), self.raised.coarse_meters
             )
-            events += low_events + coarse_events + window_events
+            events += low_events + coarse_events + round_.window_events
             turn = AccountTurn(self.site, tx, self.store.book, work, self.policies)
             for owner in sorted(self.site.accounts):
                 accounts[owner] = turn.run(
@@ -237,24 +303,19 @@ class Runtime:
                 TimedReading(now, r.reading) for r in reads.values() if r.reading is not None
             )
             tx.add_events(events)
-            raised = RaisedAlarms(buses_down, low_read_buses, coarse_meters)
+            raised = RaisedAlarms(round_.buses_down, low_read_buses, coarse_meters)
             self._save_states(
-                tx, meters, accounts, low_balance, clock_state, windows=windows, raised=raised
+                tx,
+                meters,
+                accounts,
+                low_balance,
+                clock_state,
+                windows=round_.windows,
+                raised=raised,
             )
             checkpoint = self._checkpoint(tx)
             tx.defer(*work.orders)
-        self.table.committed()
-        self.outcomes = []  # recorded in this transaction
-        self.meters, self.accounts, self.low_balance = meters, accounts, low_balance
-        self.clock_state, self.windows = clock_state, windows
-        self.raised, self.block_tallies = raised, {}
-        self.guard.known(now, mono)
-        self.checkpointed = checkpoint
-        report.transfers = work.transfers
-        report.alarms = [e for e in events if e.category is Category.ALARM]
-        report.orders = [order for order in tx.released() if isinstance(order, RelayOrder)]
-        report.seq = self.store.chain.seq
-        return report
+        return _Decided(tx, work, meters, accounts, low_balance, raised, events, checkpoint)
 
     def _read_round(
         self, blocks: tuple[str, ...]

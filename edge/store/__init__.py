@@ -16,6 +16,7 @@
 from edge.store.db import Store
 from edge.store.errors import (
     AcknowledgementMismatch,
+    BookedBefore,
     CommandConflict,
     CorruptConfig,
     CorruptStore,
@@ -48,6 +49,7 @@ from edge.store.writes import Transaction
 
 __all__ = [
     "AcknowledgementMismatch",
+    "BookedBefore",
     "Category",
     "CheckpointItem",
     "CommandConflict",

@@ -47,8 +47,9 @@ import json
 import os
 import sqlite3
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,9 @@ from ledger.chain import Chain, Checkpoint, Entry
 from ledger.encoding import GENESIS_HASH, body_version, decode_transfer
 from ledger.errors import DecodeError
 from ledger.export import entry_line, record_line
+from ledger.key_rotation import KeyRotation, KeySchedule, schedule_of
 from ledger.readings import READING_FIELDS
+from ledger.signed import Rejected
 from ledger.snapshot import BalanceSnapshot, decode_snapshot
 from ledger.transfers import Transfer
 from ledger.verify import StoredEntry
@@ -96,7 +99,25 @@ from ledger.verify import StoredEntry
 INCREMENTAL = 2  # `PRAGMA auto_vacuum` value
 BUSY_TIMEOUT_MS = 5000  # a read-only exporter may briefly hold the WAL; wait, don't fail
 _PAGE = 1000  # rows per fetch when streaming entries
+# A transfer id in the ledger (its row) or among the pruned ones (a row of NULLs): one index
+# probe each, in one statement.
+_LOOKUP = (
+    "SELECT seq, body FROM ledger WHERE transfer_id = ?1 "
+    "UNION ALL SELECT NULL, NULL FROM pruned_ids WHERE transfer_id = ?1"
+)
+_LOOKUP_CHUNK = 500  # ids per `booked_among` query (each bound twice; SQLite allows 32766)
 _READING_COLUMNS = ", ".join(READING_FIELDS)  # the `readings` table's columns, in row order
+
+
+@dataclass(slots=True)
+class _Lookup:
+    """Transfer ids looked up together: those stored in the ledger, those pruned."""
+
+    ids: frozenset[int] = frozenset()
+    stored: dict[int, Transfer] = field(default_factory=dict)
+    pruned: set[int] = field(default_factory=set)
+    deferred: bool = False  # not looked up: every id answered "not booked"
+    asked: set[int] = field(default_factory=set)  # deferred: the ids the book asked about
 
 
 class Store:
@@ -120,9 +141,12 @@ class Store:
         self._chain = Chain(node)
         self._committed = (0, GENESIS_HASH)  # seq, head at the last commit
         self._start: Start = GENESIS  # where the boot scan started
+        self._keys: KeySchedule | None = None  # with the public key the store was opened with
+        self._committed_keys: KeySchedule | None = None
         self._tx: Transaction | None = None
         self._closed = False
         self._outbox = OutboxReader(path, node)
+        self._batch = _Lookup()  # what the batch being submitted found (`looked_up`)
 
     # -- opening ----------------------------------------------------------------------------
     @classmethod
@@ -197,8 +221,10 @@ class Store:
         )
 
     def _load(self, public_key: Ed25519PublicKey | None, full_check: bool) -> None:
+        if public_key is not None:
+            self._keys = self._committed_keys = self._schedule(public_key)
         start, expected = boot_start(
-            self._conn, self._path, self._node, public_key, full=full_check
+            self._conn, self._path, self._node, self._keys, full=full_check
         )
         if not start.snapshot:
             # Reads every page: linear in the file, so a boot from a snapshot leaves it to the
@@ -221,11 +247,14 @@ class Store:
             scan.add(boot.open_chain, "the chain ends inside a linked chain (its end is missing)")
         for seq in boot.unmet:
             scan.add(seq, "the signed balance snapshot differs from the replayed balances")
-        if public_key is not None:
+        if self._keys is not None:
             for cp in self.checkpoints():
                 if cp.seq <= start.seq and start.snapshot:
                     continue  # vouched for by the snapshot; the full check verifies them
-                if not cp.verify(public_key):
+                key = self._keys.key_for(cp.key_id, cp.seq)
+                if key is None:
+                    scan.add(cp.seq, f"checkpoint {self._keys.why_not(cp.key_id, cp.seq)}")
+                elif not cp.verify(key):
                     scan.add(cp.seq, f"checkpoint signature by {cp.key_id} does not verify")
         if scan.problems:
             first = scan.problems[0]
@@ -237,25 +266,96 @@ class Store:
         self._chain = Chain(self._node, scan.head_seq, scan.head_hash)
         self._committed = (scan.head_seq, scan.head_hash)
 
+    def _schedule(self, public_key: Ed25519PublicKey) -> KeySchedule:
+        """The node key's schedule from the stored rotations, `public_key` one of its keys;
+        `CorruptStore` naming a rotation that cannot be followed."""
+        schedule, refused = schedule_of(self._node, self.key_rotations(), [public_key],
+                                        self.head_at)  # fmt: skip
+        if refused:
+            rotation, why = refused[0]
+            raise CorruptStore(self._path, rotation.seq, f"key rotation: {why.detail}")
+        return schedule
+
+    @property
+    def key_schedule(self) -> KeySchedule | None:
+        """Which key signs which seq (`ledger.key_rotation`), when opened with a public key."""
+        return self._keys
+
+    def key_rotations(self, since: int = 0) -> list[KeyRotation]:
+        """The node key's recorded rotations at seq `since` or later, in the order made."""
+        rows = self._run(
+            "SELECT seq, record FROM key_rotations WHERE seq >= ? ORDER BY id", (since,)
+        ).fetchall()
+        rotations = []
+        for seq, record in rows:
+            try:
+                rotations.append(KeyRotation.decode(bytes(record)))
+            except Rejected as exc:
+                raise CorruptStore(self._path, seq, f"key rotation: {exc.detail}") from None
+        return rotations
+
     def _stored_transfer(self, transfer_id: int) -> Transfer | None:
         """The book's memory beyond its journal: a stored transfer by id (None during the boot
         replay, which applies exactly the stored rows)."""
         if self._loading:
             return None
-        row = self._run(
-            "SELECT seq, body FROM ledger WHERE transfer_id = ?", (transfer_id.to_bytes(16, "big"),)
-        ).fetchone()
-        return None if row is None else self._entry(row[0], b"", b"", row[1]).transfer
+        found = self._batch if transfer_id in self._batch.ids else self._look_up((transfer_id,))
+        found.asked.add(transfer_id)
+        return found.stored.get(transfer_id)
 
     def _pruned(self, transfer_id: int) -> bool:
         """Whether a transfer with this id was booked and pruned (False during the boot
         replay, like `_stored_transfer`)."""
         if self._loading:
             return False
-        row = self._run(
-            "SELECT 1 FROM pruned_ids WHERE transfer_id = ?", (transfer_id.to_bytes(16, "big"),)
-        ).fetchone()
-        return row is not None
+        found = self._batch if transfer_id in self._batch.ids else self._look_up((transfer_id,))
+        found.asked.add(transfer_id)
+        return transfer_id in found.pruned
+
+    @contextmanager
+    def looked_up(
+        self, transfer_ids: Collection[int], *, deferred: bool = False
+    ) -> Iterator[_Lookup]:
+        """While inside, the book's lookups of these ids (a batch's, and the pending transfers
+        it resolves) are answered together: looked up at once, one statement an id; or
+        `deferred`, answered "not booked" (the caller checks them with `booked_among` before
+        anything is written). Held rows (`Transaction.flush`) need not be written for either:
+        they are the book's own transfers since its last commit, which it finds in memory.
+        Yields the lookup: `asked` holds the ids the book asked about (deferred: took for new)."""
+        if deferred:
+            self._batch = _Lookup(frozenset(transfer_ids), deferred=True)
+        else:
+            self._batch = self._look_up(transfer_ids)
+        try:
+            yield self._batch
+        finally:
+            self._batch = _Lookup()
+
+    def booked_among(self, transfer_ids: Collection[int]) -> set[int]:
+        """Which of these ids are in the ledger or among the pruned ones: one query per
+        `_LOOKUP_CHUNK` ids, the committed rows and those written in the open transaction."""
+        keys = [i.to_bytes(16, "big") for i in transfer_ids]
+        booked: set[int] = set()
+        for start in range(0, len(keys), _LOOKUP_CHUNK):
+            part = keys[start : start + _LOOKUP_CHUNK]
+            marks = ", ".join("?" * len(part))
+            rows = self._query(
+                f"SELECT transfer_id FROM ledger WHERE transfer_id IN ({marks}) "
+                f"UNION ALL SELECT transfer_id FROM pruned_ids WHERE transfer_id IN ({marks})",
+                (*part, *part),
+            )
+            booked.update(int.from_bytes(row[0], "big") for row in rows)
+        return booked
+
+    def _look_up(self, transfer_ids: Collection[int]) -> _Lookup:
+        found = _Lookup(frozenset(transfer_ids))
+        for transfer_id in found.ids:
+            for seq, body in self._query(_LOOKUP, (transfer_id.to_bytes(16, "big"),)):
+                if body is None:
+                    found.pruned.add(transfer_id)
+                else:
+                    found.stored[transfer_id] = self._entry(seq, b"", b"", body).transfer
+        return found
 
     def _apply_floors(self) -> None:
         # History is replayed without floors (it was accepted under the floors of its day);
@@ -305,9 +405,15 @@ class Store:
 
     # -- transactions -----------------------------------------------------------------------
     @contextmanager
-    def transaction(self) -> Iterator[Transaction]:
+    def transaction(self, *, defer_lookups: bool = False) -> Iterator[Transaction]:
         """Group commit: everything written through the yielded transaction commits together
         when the block ends, or nothing does (exception, or a write that failed inside).
+
+        `defer_lookups`: the book takes each transfer id it does not hold in memory for a new
+        one, without asking the ledger; the ids are looked up all together before the rows are
+        written (`Transaction.flush`), and if any was booked before (or pruned), `BookedBefore`
+        is raised and nothing commits: the caller runs the transaction again without deferred
+        lookups. For the poll cycle, whose transfers are new but after a crash or a replay.
         """
         self._check_open()
         if self._read_only:
@@ -315,7 +421,7 @@ class Store:
         if self._tx is not None:
             raise StoreUsageError("a transaction is already open; one per poll cycle, not nested")
         self._run("BEGIN IMMEDIATE")
-        tx = Transaction(self)
+        tx = Transaction(self, defer_lookups=defer_lookups)
         self._tx = tx
         committed = False
         try:
@@ -325,12 +431,14 @@ class Store:
                     f"a write in this transaction failed ({tx.failure}); the whole transaction "
                     "was rolled back. Handle that error instead of continuing the cycle."
                 ) from tx.failure
+            tx.flush()
             self._run("COMMIT")
             committed = True
         finally:
             self._tx = None
             if committed:
                 self._committed = (self._chain.seq, self._chain.head)
+                self._committed_keys = self._keys
                 self._book.commit()
                 tx.finish(committed=True)
             else:
@@ -343,9 +451,17 @@ class Store:
                 self._conn.execute("ROLLBACK")
         seq, head = self._committed
         self._chain = Chain(self._node, seq, head)
+        self._keys = self._committed_keys
         self._book.rollback()
 
     def _run(self, sql: str, params: tuple[object, ...] = ()) -> sqlite3.Cursor:
+        """Run a statement, after the rows the open transaction holds (so a read sees them)."""
+        if self._tx is not None:
+            self._tx.flush()
+        return self._query(sql, params)
+
+    def _query(self, sql: str, params: tuple[object, ...] = ()) -> sqlite3.Cursor:
+        """Run a statement that cannot depend on held rows (`_run` writes them first)."""
         try:
             return self._conn.execute(sql, params)
         except sqlite3.Error as exc:
@@ -410,13 +526,15 @@ class Store:
     def export_lines(self) -> Iterator[str]:
         """The chain as `ledger.export` JSON lines, each checkpoint right after its entry (the
         form `voltbook-edge ledger verify` reads)."""
-        pending = self.checkpoints()
+        pending: list[Checkpoint | KeyRotation] = [*self.key_rotations(), *self.checkpoints()]
+        pending.sort(key=lambda r: r.seq)  # stable: a rotation before a checkpoint at its seq
         index = 0
         for entry in self.entries():
             yield entry_line(entry)
             while index < len(pending) and pending[index].seq <= entry.seq:
                 yield record_line(pending[index])
                 index += 1
+        yield from map(record_line, pending[index:])  # beyond the last entry: the verifier says
 
     def not_checkpointed(self) -> int:
         """How many entries after the last stored checkpoint: the tail the runtime signs with

@@ -10,13 +10,15 @@ fault:
 - the caller: `StoreUsageError` (writing outside a transaction, a naive datetime, reading the
   deferred actions before the commit); `TransfersRefused` (the book refused a transfer; carries
   the outcomes); `CommandConflict` (a command id seen before arrived with a different payload);
-  `AcknowledgementMismatch` (the cloud acknowledged a head this store never had: a fork).
+  `AcknowledgementMismatch` (the cloud acknowledged a head this store never had: a fork);
+  `BookedBefore` (a transaction with deferred lookups took a stored transfer for a new one: it
+  was rolled back, to run again with lookups).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ledger.book import Outcome
@@ -115,6 +117,20 @@ class TransfersRefused(StoreError):
         )
         self.transfers = tuple(transfers)
         self.outcomes = tuple(outcomes)
+
+
+class BookedBefore(StoreError):
+    """Transfers a transaction with deferred lookups (`Store.transaction(defer_lookups=True)`)
+    took for new are stored already, or were pruned: nothing of it may commit. Run it again
+    without deferred lookups, where the book finds them (`exists`) as it applies them."""
+
+    def __init__(self, transfer_ids: Iterable[int]) -> None:
+        self.transfer_ids = frozenset(transfer_ids)
+        listed = ", ".join(f"{i:032x}" for i in sorted(self.transfer_ids))
+        super().__init__(
+            f"transfers {listed} were booked before; the transaction was rolled back. Run it "
+            "again without deferred lookups."
+        )
 
 
 class CommandConflict(StoreError):

@@ -5,9 +5,17 @@ commands, rule state, outbox pruning — goes through it and commits with the ot
 the block. Actions the cycle decided (relay trips, PUBACKs) are `defer`red and handed back by
 `released()` only after the commit is durable.
 
+Rows a poll cycle writes by the hundred — ledger entries with their outbox rows and the chain's
+head, rule states — are held in the transaction and written together (`flush`: one
+`executemany` per table) right before the next statement that is not held, before any read of
+the store and before COMMIT; so every statement still runs in the order the caller wrote it,
+and every read sees every earlier write. A crash before COMMIT leaves nothing either way: held
+rows are only ever written inside the open SQLite transaction.
+
 If a SQLite write fails inside (a full disk), the transaction is poisoned: SQLite may already
 have rolled back, so any further write raises and the block cannot commit — a caller that
-swallowed the error still gets nothing half-written.
+swallowed the error still gets nothing half-written. A held row's failure surfaces at the
+statement that writes it (the next one not held, or COMMIT).
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from edge.store.errors import (
     AcknowledgementMismatch,
+    BookedBefore,
     CommandConflict,
     StoreError,
     StoreUsageError,
@@ -47,7 +56,9 @@ from ledger.book import Outcome
 from ledger.chain import Checkpoint, Entry, entry_hash
 from ledger.encoding_v2 import FORMAT_V2, encode_transfer_v2
 from ledger.export import record_line
+from ledger.key_rotation import KeyRotation
 from ledger.readings import READING_FIELDS
+from ledger.signed import Rejected
 from ledger.snapshot import BalanceSnapshot, SignedSnapshot
 from ledger.transfers import Transfer
 
@@ -64,6 +75,8 @@ _INSERT_READING = (
     f"INSERT INTO readings ({', '.join(READING_FIELDS)}) "
     f"VALUES ({', '.join('?' * len(READING_FIELDS))})"
 )
+_SET_STATE = "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)"
+_DELETE_STATE = "DELETE FROM state WHERE key = ?"
 _INSERT_EVENT = (
     "INSERT INTO events (time, category, kind, meter, shop, account, detail) "
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -80,12 +93,19 @@ class _Phase(Enum):
 class Transaction:
     """One group commit. Obtain it from `Store.transaction()`; never construct it."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, defer_lookups: bool = False) -> None:
         self._store = store
+        self._defer_lookups = defer_lookups
+        self._unchecked: set[int] = set()  # ids the book took for new, not looked up yet
         self._conn: sqlite3.Connection = store._conn
         self._actions: list[Any] = []
         self._phase = _Phase.OPEN
         self.failure: StoreError | None = None  # the SQLite write that poisoned this transaction
+        # Held rows (see the module docstring), in the order they were written.
+        self._entries: list[tuple[int, bytes, bytes, bytes, bytes]] = []
+        self._entry_outbox: list[tuple[str, int, None, str]] = []
+        self._head: str | None = None  # meta.head after the held entries
+        self._states: dict[str, str | None] = {}  # key → JSON text, None: delete
 
     # -- life cycle (driven by Store.transaction) -----------------------------------------------
     def finish(self, *, committed: bool) -> None:
@@ -102,11 +122,44 @@ class Transaction:
 
     @contextmanager
     def _sql(self) -> Iterator[sqlite3.Connection]:
+        """The connection for a statement that is not held: the held rows are written first."""
         try:
+            self._write_held()
             yield self._conn
         except sqlite3.Error as exc:
             self.failure = from_sqlite(exc, self._store.path)
             raise self.failure from exc
+
+    def flush(self) -> None:
+        """Write the held rows now (the store calls it before its reads and before COMMIT).
+        Not after a failed write: SQLite may have rolled back, they would commit on their own."""
+        if self.failure is None and (self._entries or self._states or self._unchecked):
+            with self._sql():
+                pass
+
+    def _check_deferred(self) -> None:
+        """Raise `BookedBefore` if an id the book took for new (deferred lookups) is booked.
+        The ids stay unchecked then: every later write, read or COMMIT raises it again."""
+        if self._unchecked:
+            booked = self._store.booked_among(self._unchecked)
+            if booked:
+                raise BookedBefore(booked)
+            self._unchecked = set()
+
+    def _write_held(self) -> None:
+        self._check_deferred()  # before the held entries are in the ledger
+        conn = self._conn
+        if self._entries:
+            conn.executemany(_INSERT_ENTRY, self._entries)
+            conn.executemany(_INSERT_OUTBOX, self._entry_outbox)
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('head', ?)", (self._head,)
+            )
+            self._entries, self._entry_outbox, self._head = [], [], None
+        if self._states:
+            conn.executemany(_SET_STATE, [(k, v) for k, v in self._states.items() if v is not None])
+            conn.executemany(_DELETE_STATE, [(k,) for k, v in self._states.items() if v is None])
+            self._states = {}
 
     # -- actions released after commit ----------------------------------------------------------
     def defer(self, *actions: Any) -> None:
@@ -141,7 +194,15 @@ class Transaction:
         for t in batch:
             store.ensure_account(t.debit)
             store.ensure_account(t.credit)
-        outcomes = store.book.submit(batch)
+        if self._defer_lookups:
+            # Only the batch's own ids: a pending transfer it resolves is looked up at once.
+            with store.looked_up({t.id for t in batch}, deferred=True) as lookup:
+                outcomes = store.book.submit(batch)
+            self._unchecked |= lookup.asked
+        else:
+            ids = {t.id for t in batch} | {t.pending_id for t in batch if t.pending_id is not None}
+            with store.looked_up(ids):
+                outcomes = store.book.submit(batch)
         new = [t for t, o in zip(batch, outcomes, strict=True) if o is Outcome.OK]
         refused = not all(o.accepted for o in outcomes)
         # A stored chain must not end in a linked transfer (its partner already existed): at the
@@ -149,6 +210,7 @@ class Transaction:
         dangling = bool(new) and new[-1].linked
         if refused or dangling:
             store.book.rollback(mark)  # undo the chains of this batch the book did accept
+            self._check_deferred()  # a refusal must not come from a transfer taken for new
             if refused:
                 raise TransfersRefused(batch, outcomes)
             raise StoreUsageError(
@@ -162,28 +224,41 @@ class Transaction:
         node, chain = store.node, store._chain
         seq, head = chain.seq, chain.head
         entries: list[Entry] = []
-        rows = []
         for t in new:
             body = encode_transfer_v2(t)  # new entries in format 2; older rows stay as stored
             seq += 1
             digest = entry_hash(node, seq, head, body)
             entries.append(Entry(node, seq, head, digest, t, FORMAT_V2))
-            rows.append((seq, t.id.to_bytes(16, "big"), body, head, digest))
+            self._entries.append((seq, t.id.to_bytes(16, "big"), body, head, digest))
+            self._entry_outbox.append((OutboxKind.ENTRY.value, seq, None, t.time))
             head = digest
-        if not entries:
-            return entries
-        with self._sql() as conn:
-            conn.executemany(_INSERT_ENTRY, rows)
-            conn.executemany(
-                _INSERT_OUTBOX,
-                [(OutboxKind.ENTRY.value, e.seq, None, e.transfer.time) for e in entries],
-            )
-            conn.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('head', ?)",
-                (format_head(seq, head),),
-            )
-        chain.seq, chain.head = seq, head
+        if entries:
+            self._head = format_head(seq, head)
+            chain.seq, chain.head = seq, head
         return entries
+
+    def add_key_rotation(self, rotation: KeyRotation) -> None:
+        """Record a rotation of the node key at this chain's head, signed by the key the store
+        was opened with (`Store.key_schedule`): checkpoints and snapshots after it are the new
+        key's (`ledger.key_rotation`)."""
+        self._check()
+        store = self._store
+        schedule = store.key_schedule
+        if schedule is None:
+            raise StoreUsageError("open the store with the node's public key to rotate it")
+        chain = store.chain
+        if (rotation.seq, rotation.head) != (chain.seq, chain.head):
+            raise StoreUsageError(f"a key rotation must be bound to the head, seq {chain.seq}")
+        try:
+            followed = schedule.follow(rotation, chain.head)
+        except Rejected as exc:
+            raise StoreUsageError(f"key rotation refused: {exc.detail}") from None
+        with self._sql() as conn:
+            conn.execute(
+                "INSERT INTO key_rotations (seq, record) VALUES (?, ?)",
+                (rotation.seq, rotation.payload),
+            )
+        store._keys = followed  # undone by a rollback (`Store._roll_back`)
 
     def add_checkpoint(self, checkpoint: Checkpoint) -> bool:
         """Store a signed head of this chain; False if that very checkpoint is already stored."""
@@ -344,14 +419,11 @@ class Transaction:
     def set_state(self, key: str, value: object) -> None:
         """Set a rule-state value (anything JSON can hold; integers of any size stay exact)."""
         self._check()
-        text = compact_json(value)
-        with self._sql() as conn:
-            conn.execute("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (key, text))
+        self._states[key] = compact_json(value)
 
     def delete_state(self, key: str) -> None:
         self._check()
-        with self._sql() as conn:
-            conn.execute("DELETE FROM state WHERE key = ?", (key,))
+        self._states[key] = None
 
     def mark_processed(self, key: str) -> bool:
         """Mark a business event key (e.g. "subsidy:A0001:2026-11") done; False if it was."""

@@ -6,8 +6,11 @@ Real store, real simulated DL/T 645 meters over a `DirectBus`, a `ManualClock`.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections import Counter
 from pathlib import Path
+
+import pytest
 
 from demo.sim.direct_bus import DirectBus
 from demo.sim.simulation import building_of
@@ -70,6 +73,35 @@ def test_a_restart_resumes_without_booking_anything_twice(small_site: DemoSite) 
         assert again.runtime.clock_state.cycles == 8
     finally:
         again.close()
+    _audit(small_site.site_toml)
+
+
+def test_a_cycle_whose_transfers_were_booked_before_is_decided_again_with_lookups(
+    small_site: DemoSite, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The cycle's transaction defers the book's lookups to one query before it writes; a
+    transfer it took for new that was booked before (here: the month's subsidies, the
+    accounts' states set back as a replay would) fails that transaction, and the cycle is
+    decided again, looking each transfer up: it commits, nothing booked twice."""
+    booked, clock = booted_at(load_site(small_site.site_toml))
+    runtime, store = booked.runtime, booked.runtime.store
+    try:
+        before = dict(runtime.accounts)
+        runtime.run_cycle()
+        issued = [t for t in transfers_of(store) if t.code is Code.SUBSIDY_ISSUE]
+        assert len(issued) == 8
+        runtime.accounts = before  # a replay: the states from before the subsidies
+        clock.advance(QUARTER)
+        with caplog.at_level(logging.INFO, logger="edge.runtime"):
+            report = runtime.run_cycle()
+        assert "were booked before" in caplog.text and "deciding it again" in caplog.text
+        transfers = transfers_of(store)
+        assert max(Counter(t.id for t in transfers).values()) == 1
+        assert [t for t in transfers if t.code is Code.SUBSIDY_ISSUE] == issued
+        assert (runtime.clock_state.cycles, report.seq) == (2, store.chain.seq)
+        assert len(store.readings()) == 16
+    finally:
+        booked.close()
     _audit(small_site.site_toml)
 
 

@@ -2,9 +2,10 @@
 
 PostgreSQL:
 - rows that are new by construction (ledger entries past the verified head) go in with `COPY`;
-- readings are almost always new, so they are copied straight into `readings` inside a
-  savepoint, and only when that meets a row already stored (a resent batch) inserted again
-  with `ON CONFLICT DO NOTHING`;
+- readings of a batch whose outbox ids are past the stored ones are new: copied straight
+  into `readings` (should one be stored after all, `StoredBefore` makes the caller run the
+  transaction again); others (a resent batch) are copied inside a savepoint, and only when
+  that meets a row already stored inserted again with `ON CONFLICT DO NOTHING`;
 - upserts (balances, events) and the meters' last state are one statement each over
   `unnest(array, …)`: constant SQL with one binary array parameter per column, whatever the
   number of rows, which the server prepares once per connection.
@@ -103,16 +104,31 @@ def insert_entries(session: Session, rows: Sequence[tuple[Any, ...]]) -> None:
     )
 
 
-def insert_readings(session: Session, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Readings (tuples in `READING_COLUMNS` order), skipping any already stored."""
+class StoredBefore(Exception):
+    """Readings said to be new were in the table already (or twice in the rows): the
+    transaction is aborted, the caller runs it again with `new=False`."""
+
+
+def insert_readings(session: Session, rows: Sequence[tuple[Any, ...]], *, new: bool) -> None:
+    """Readings (tuples in `READING_COLUMNS` order), skipping any already stored. `new` says
+    that none can be (the batch's outbox ids lie past what was stored): on PostgreSQL they
+    are then copied without a savepoint, and a row stored after all raises `StoredBefore`."""
     if not rows:
         return
     if dialect_name(session) == "postgresql":
+        if new:
+            try:
+                _copy(session, Reading.__table__, READING_COLUMNS, rows)
+            except IntegrityError as exc:
+                if not _duplicate(exc):
+                    raise
+                raise StoredBefore from exc
+            return
         savepoint = session.begin_nested()
         try:
             _copy(session, Reading.__table__, READING_COLUMNS, rows)
         except IntegrityError as exc:
-            if not isinstance(exc.orig, psycopg.errors.UniqueViolation):
+            if not _duplicate(exc):
                 raise
             savepoint.rollback()  # some were stored before: insert the others below
         else:
@@ -124,6 +140,10 @@ def insert_readings(session: Session, rows: Sequence[tuple[Any, ...]]) -> None:
         [dict(zip(READING_COLUMNS, row, strict=True)) for row in rows],
         index=("node", "meter", "time"),
     )
+
+
+def _duplicate(exc: IntegrityError) -> bool:
+    return isinstance(exc.orig, psycopg.errors.UniqueViolation)
 
 
 def update_meter_states(
@@ -220,12 +240,12 @@ def upsert_rows(
                 conflict += f" WHERE {where}"
         statement_text = _statements[key] = (
             f"INSERT INTO {table.name} ({', '.join(columns)}) "
-            f"SELECT * FROM {_unnest(session, table, columns)} {conflict}"
+            f"SELECT * FROM {unnest(session, table, columns)} {conflict}"
         )
     execute(session, statement_text, _arrays(rows, columns))
 
 
-def _unnest(session: Session, model_table: FromClause, columns: Sequence[str]) -> str:
+def unnest(session: Session, model_table: FromClause, columns: Sequence[str]) -> str:
     dialect = session.get_bind().dialect
     table = table_of(model_table)
     arrays = (f"CAST(%({c})s AS {table.c[c].type.compile(dialect=dialect)}[])" for c in columns)

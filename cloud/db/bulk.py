@@ -183,10 +183,14 @@ def update_meter_states(
         execute(session, _INSERT_METERS, parameters)
 
 
+# Each meter's newest reading in the batch's time span: one backward probe of the primary key
+# (node, meter, time) per meter, whatever the number of readings stored before.
 _NEWEST_READINGS = (
-    "WITH newest AS (SELECT DISTINCT ON (meter) node, meter, relay, energy_wh, time "
-    "FROM readings WHERE node = %(node)s AND meter = ANY(%(meters)s) "
-    "AND time BETWEEN %(first)s AND %(last)s ORDER BY meter, time DESC) "
+    "WITH newest AS (SELECT r.node, r.meter, r.relay, r.energy_wh, r.time "
+    "FROM unnest(%(meters)s::text[]) AS m(meter) CROSS JOIN LATERAL ("
+    "SELECT node, meter, relay, energy_wh, time FROM readings WHERE node = %(node)s "
+    "AND meter = m.meter AND time BETWEEN %(first)s AND %(last)s ORDER BY time DESC LIMIT 1"
+    ") AS r) "
 )
 _UPDATE_METERS = _NEWEST_READINGS + (
     "UPDATE meters SET relay = coalesce(newest.relay, meters.relay), "

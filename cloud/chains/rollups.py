@@ -22,16 +22,19 @@ period gets its Wh, and the leg's fen are shared in proportion to each part's ex
 largest remainder, so the parts' fen always add up to the leg's. The credit leg is told from
 the prepaid leg by its derived id. The day is the entry's wall time in the site's zone.
 
-The batch is summed in memory first (one row per key), then written with one bulk upsert per
-table (per day; per month for windows of whole months; per account and month, summed over
-meters, periods and pockets, for the report pages and their totals) that adds to rows already
-there (`cloud.db.bulk.upsert_rows`), on both engines. All three are written in the transaction
+The batch is summed in memory first (one row per key), then added to three tables: per day;
+per month for windows of whole months; per account and month, summed over meters, periods and
+pockets, for the report pages and their totals. On PostgreSQL that is one statement
+(`_ADD_ALL`): the daily rows go as JSON and the server sums the months from them; on SQLite
+one upsert per table (`cloud.db.bulk.upsert_rows`), the months summed here (`by_month`,
+`account_months`, which `books.verify` also uses). All three are written in the transaction
 that stores the entries, so they can never drift from the ledger (`books.verify` checks it).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -39,7 +42,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.orm import Session
 
 from cloud.chains.projection import VerifiedEntry, parse_stamp, transfer_time
-from cloud.db.bulk import execute, unnest, upsert_rows
+from cloud.db.bulk import execute, json_rows, upsert_rows
 from cloud.db.rollups import ConsumptionAccountMonthly, ConsumptionDaily, ConsumptionMonthly
 from cloud.db.sql import dialect_name, table_of
 from ledger import entry_ids
@@ -161,12 +164,13 @@ def add_transfers(session: Session, transfers: Iterable[Transfer]) -> int:
     if not sums:
         return 0
     if dialect_name(session) == "postgresql":
-        # One statement: the daily rows go as arrays, the server sums the months from them.
-        rows = sorted(sums.items())  # concurrent writers lock rows in one order
-        columns = zip(*(key + tuple(values) for key, values in rows), strict=True)
-        arrays = dict(zip(_COLUMNS, map(list, columns), strict=True))
-        days = unnest(session, ConsumptionDaily.__table__, _COLUMNS)
-        execute(session, _ADD_ALL.format(days=days), arrays | {"subsidy": Pocket.SUBSIDY.value})
+        # One statement: the daily rows go as JSON, the server sums the months from them (and
+        # orders the rows, so that concurrent writers lock them in one order).
+        rows = json.dumps([[a, m, d.isoformat(), p, k, *values]
+                           for (a, m, d, p, k), values in sums.items()])  # fmt: skip
+        days = json_rows(session, ConsumptionDaily.__table__, _COLUMNS)
+        execute(session, _ADD_ALL.format(days=days),
+                {"rows": rows, "subsidy": Pocket.SUBSIDY.value})  # fmt: skip
         return len(sums)
     months = by_month(sums)
     for table, rows_of, day_column in (
@@ -188,11 +192,11 @@ _DAYS_KEY = ", ".join(_KEY)
 _MONTHS_KEY = "account, meter, month, period, pocket"
 
 
-# The daily rows of a batch (`{days}`: arrays, one per column of `_COLUMNS`) and what
+# The daily rows of a batch (`{days}`: a subquery of `_COLUMNS`) and what
 # `by_month` and `account_months` make of them, added to the three tables by one statement.
 _ADD_ALL = f"""
 WITH days AS (
-    SELECT * FROM {{days}} AS d({_DAYS_KEY}, wh, fen, entries)
+    SELECT * FROM {{days}} AS d
 ), daily AS (
     INSERT INTO consumption_daily AS t ({_DAYS_KEY}, wh, fen, entries)
     SELECT * FROM days ORDER BY {_DAYS_KEY}

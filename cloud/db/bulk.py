@@ -8,7 +8,8 @@ PostgreSQL:
   that meets a row already stored inserted again with `ON CONFLICT DO NOTHING`;
 - upserts (balances, events) and the meters' last state are one statement each over
   `unnest(array, …)`: constant SQL with one binary array parameter per column, whatever the
-  number of rows, which the server prepares once per connection.
+  number of rows, which the server prepares once per connection; the consumption rollups
+  send theirs as one JSON text instead (`json_rows`), cheaper to make for many rows.
 
 These run on the session's own connection, inside its transaction. On SQLite everything is an
 `executemany` of one prepared statement (SQLite runs it in C).
@@ -244,16 +245,29 @@ def upsert_rows(
                 conflict += f" WHERE {where}"
         statement_text = _statements[key] = (
             f"INSERT INTO {table.name} ({', '.join(columns)}) "
-            f"SELECT * FROM {unnest(session, table, columns)} {conflict}"
+            f"SELECT * FROM {_unnest(session, table, columns)} {conflict}"
         )
     execute(session, statement_text, _arrays(rows, columns))
 
 
-def unnest(session: Session, model_table: FromClause, columns: Sequence[str]) -> str:
+def _unnest(session: Session, model_table: FromClause, columns: Sequence[str]) -> str:
     dialect = session.get_bind().dialect
     table = table_of(model_table)
     arrays = (f"CAST(%({c})s AS {table.c[c].type.compile(dialect=dialect)}[])" for c in columns)
     return f"unnest({', '.join(arrays)})"
+
+
+def json_rows(session: Session, model_table: FromClause, columns: Sequence[str]) -> str:
+    """A subquery of the rows in parameter `rows`, a JSON array of arrays (values in `columns`
+    order, dates as ISO text), typed as the table's columns: one `json.dumps` costs the client
+    a third of what binary arrays do."""
+    dialect = session.get_bind().dialect
+    table = table_of(model_table)
+    values = (
+        f"CAST(r->>{i} AS {table.c[c].type.compile(dialect=dialect)}) AS {c}"
+        for i, c in enumerate(columns)
+    )
+    return f"(SELECT {', '.join(values)} FROM jsonb_array_elements(CAST(%(rows)s AS jsonb)) AS r)"
 
 
 def _arrays(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> dict[str, list[Any]]:

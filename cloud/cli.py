@@ -733,8 +733,15 @@ def _keys_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]
         "rotate-command-key",
         help="stage the next command key (both then trusted by the boxes), or --switch to it",
     )
-    command_key.add_argument("--switch", action="store_true",
-                             help="sign with the staged key from the next start")  # fmt: skip
+    command_key.add_argument(
+        "--switch",
+        action="store_true",
+        help="sign with the staged key from the next start, once every "
+        "active concentrator applied a configuration carrying it",
+    )
+    command_key.add_argument("--force", action="store_true",
+                             help="with --switch: switch although some have not (named in the "
+                                  "operator log); they can no longer be commanded")  # fmt: skip
     _config_arguments(command_key)
     command_key.set_defaults(func=run_rotate_command_key)
     ca = actions.add_parser(
@@ -784,13 +791,21 @@ def run_rotate_command_key(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config, args.data_dir)
         if args.switch:
-            old, new = keys.switch(config.cloud_key)
+            with _database(args) as session:
+                lagging = _nodes_without_next_key(session, config.cloud_key, args.force, now)
+                if lagging and not args.force:
+                    return _refuse(
+                        f"{len(lagging)} active concentrator(s) have not applied a "
+                        f"configuration carrying the next key: {', '.join(lagging)}. Push "
+                        "their configuration (`POST /registry/push`) and wait for it to be "
+                        "applied, or switch anyway with --force (they can then no longer be "
+                        "commanded until re-provisioned)"
+                    )
+                old, new = keys.switch(config.cloud_key)
+                command_keys.switched(session, old.public_key, new.public_key, now)
         else:
             staged = keys.stage_next(config.cloud_key)
-        with _database(args) as session:  # what the next configuration pushes tell the boxes
-            if args.switch:
-                command_keys.switched(session, old.public_key, new.public_key, now)
-            else:
+            with _database(args) as session:  # what the next configuration pushes tell the boxes
                 command_keys.staged(session, staged.public_key, now)
     except (CloudError, OSError) as exc:
         return _refuse(str(exc))
@@ -806,6 +821,28 @@ def run_rotate_command_key(args: argparse.Namespace) -> int:
           "registry): each box trusts the next key once it applied its configuration")  # fmt: skip
     print("then: voltbook-cloud keys rotate-command-key --switch (and restart the cloud)")
     return 0
+
+
+def _nodes_without_next_key(
+    session: Session, cloud_key: Path, force: bool, now: dt.datetime
+) -> list[str]:
+    """The active nodes not yet trusting the staged command key; a forced switch past them is
+    recorded in the operator log."""
+    from cloud import keys
+    from cloud.chains import command_keys
+    from cloud.errors import Invalid
+    from cloud.people import oplog
+
+    staged = keys.next_path(cloud_key)
+    if not staged.exists():
+        raise Invalid(f"no next key staged at {staged}: run `keys rotate-command-key` first")
+    next_key = keys.load(staged)
+    lagging = command_keys.not_yet_trusting(session, next_key.public_key)
+    if lagging and force:
+        after = {"not_yet_trusting": lagging}
+        target = f"key:{next_key.key_id}"
+        oplog.record(session, _cli_actor(), "command_key.switch_forced", target, None, after, now)
+    return lagging
 
 
 def run_rotate_ca(args: argparse.Namespace) -> int:

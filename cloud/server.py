@@ -12,7 +12,9 @@ command is issued while the workers stop, then the workers, the broker, the engi
 fails to start stops the ones already started. `serve_until_signal` is `voltbook-cloud serve`.
 
 With `[notices]` configured, a thread plans and sends notices to merchants
-(`cloud.notices.service.NoticeLoop`), stopped before the workers.
+(`cloud.notices.service.NoticeLoop`), stopped before the workers. Another raises and clears
+the silent concentrators' alarms every minute (`cloud.operations.silence`), with the `now`
+given here.
 
 The embedded broker is Mosquitto with TLS and ACLs (`cloud.services.broker`): a CA made once in
 `pki/` of the data directory, a broker certificate for `[broker] names` and the cloud's client
@@ -63,6 +65,7 @@ from cloud.ingest.claims import Enrolment
 from cloud.ingest.worker import IngestWorker
 from cloud.metrics.endpoint import MetricsEndpoint
 from cloud.notices.service import NoticeLoop, NoticeService, channels_of
+from cloud.operations import silence
 from cloud.payments.daily import RefundRounds
 from cloud.payments.providers import Providers
 from cloud.payments.sweeper import SWEEP_EVERY_S, Sweeper
@@ -176,6 +179,7 @@ def serve_in_thread(
         )
 
         _start_anchor(config, stack, engine=engine, key=key, now=now, workers=workers)
+        _start_silence(config, stack, engine=engine, now=now)
         providers = _start_payments(config, stack, engine=engine, key=key, now=now)
         _start_notices(config, stack, engine=engine, now=now)
 
@@ -277,6 +281,51 @@ def _start_anchor(
     return anchor
 
 
+def _every(
+    stack: contextlib.ExitStack, name: str, seconds: float, work: Callable[[], None]
+) -> None:
+    """Run `work` every `seconds` on a thread of its own until the stack unwinds; a round the
+    database failed is logged and the next one tries again."""
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.wait(seconds):
+            try:
+                work()
+            except SQLAlchemyError:
+                log.exception("the %s round failed", name)
+
+    thread = threading.Thread(target=run, name=f"voltbook-{name}", daemon=True)
+    thread.start()
+
+    def finish() -> None:
+        stop.set()
+        thread.join(STOP_TIMEOUT_S)
+
+    stack.callback(finish)
+
+
+def _start_silence(
+    config: CloudConfig,
+    stack: contextlib.ExitStack,
+    *,
+    engine: Engine,
+    now: Callable[[], dt.datetime],
+) -> None:
+    """Raise and clear the silent concentrators' alarms every `silence.SWEEP_EVERY_S`
+    (`cloud.operations.silence`)."""
+    sessions = session_factory(engine)
+
+    def sweep() -> None:
+        with sessions.begin() as session:
+            swept = silence.sweep(session, now(), config.silent_after)
+        if swept.raised or swept.cleared:
+            log.info("silent concentrators: %d alarms raised, %d cleared", swept.raised,
+                     swept.cleared)  # fmt: skip
+
+    _every(stack, "silence-sweeper", silence.SWEEP_EVERY_S, sweep)
+
+
 def metrics_of(config: CloudConfig) -> MetricsEndpoint | None:
     """`GET /metrics` as `[metrics]` configures it (None: not served)."""
     if config.metrics is None:
@@ -315,24 +364,12 @@ def _start_payments(
     stack.callback(providers.close)
     sweeper = Sweeper(session_factory(engine), providers, key, now)
     rounds = RefundRounds(session_factory(engine), providers, now)  # refunds, daily bills
-    stop = threading.Event()
 
-    def run() -> None:
-        while not stop.wait(SWEEP_EVERY_S):
-            try:
-                sweeper.sweep()
-                rounds.round()
-            except SQLAlchemyError:  # one order's trouble is caught inside; this is the database
-                log.exception("the payment sweeper's round failed")
+    def sweep() -> None:  # one order's trouble is caught inside; what escapes is the database
+        sweeper.sweep()
+        rounds.round()
 
-    thread = threading.Thread(target=run, name="voltbook-payment-sweeper", daemon=True)
-    thread.start()
-
-    def finish() -> None:
-        stop.set()
-        thread.join(STOP_TIMEOUT_S)
-
-    stack.callback(finish)
+    _every(stack, "payment-sweeper", SWEEP_EVERY_S, sweep)
     log.info("online payments: %s", ", ".join(
         name for name in ("wechat", "alipay") if getattr(providers, name) is not None))  # fmt: skip
     return providers

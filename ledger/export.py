@@ -4,7 +4,9 @@ Entry line: the transfer's canonical fields plus `type: "entry"`, `node`, `seq`,
 `hash` (hex), and `version: 2` when the entry's body is in format version 2
 (`ledger.encoding_v2`; the line is the same transfer either way, the version says which body
 was hashed). Checkpoint line: `type: "checkpoint"`, `node`, `seq`, `head` (hex), `key_id`,
-`signature` (hex). Line order is file order; the verifier judges it, it is never re-sorted here.
+`signature` (hex). Key rotation line (`ledger.key_rotation`): `type: "key_rotation"` and the
+rotation's signed fields. Line order is file order; the verifier judges it, it is never
+re-sorted here.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from ledger.chain import Checkpoint, Entry
 from ledger.encoding import TRANSFER_KEYS, decode_transfer_fields, transfer_fields
 from ledger.encoding_v2 import FORMAT_V2
 from ledger.errors import DecodeError
+from ledger.key_rotation import KeyRotation
+from ledger.signed import Rejected
 
-Record = Entry | Checkpoint
+Record = Entry | Checkpoint | KeyRotation
 
 
 def entry_line(entry: Entry) -> str:
@@ -49,8 +53,16 @@ def checkpoint_line(cp: Checkpoint) -> str:
     )
 
 
+def rotation_line(rotation: KeyRotation) -> str:
+    return json.dumps({"type": "key_rotation", **rotation.fields()}, separators=(",", ":"))
+
+
 def record_line(record: Record) -> str:
-    return entry_line(record) if isinstance(record, Entry) else checkpoint_line(record)
+    if isinstance(record, Entry):
+        return entry_line(record)
+    if isinstance(record, KeyRotation):
+        return rotation_line(record)
+    return checkpoint_line(record)
 
 
 def _hash(fields: dict[str, Any], key: str) -> bytes:
@@ -107,7 +119,14 @@ def parse_record(line: str) -> Record:
         except ValueError as exc:
             raise DecodeError("signature is not hex") from exc
         return Checkpoint(_node(fields), _seq(fields), _hash(fields, "head"), key, raw_signature)
-    raise DecodeError(f"unknown record type {kind!r} (expected 'entry' or 'checkpoint')")
+    if kind == "key_rotation":
+        try:
+            return KeyRotation.from_fields(fields)
+        except Rejected as exc:
+            raise DecodeError(str(exc)) from None
+    raise DecodeError(
+        f"unknown record type {kind!r} (expected 'entry', 'checkpoint' or 'key_rotation')"
+    )
 
 
 def parse_lines(lines: Iterable[str]) -> Iterator[tuple[int, Record]]:

@@ -3,8 +3,9 @@
 `verify_lines` reads a JSON-lines export (`ledger.export`), `verify_records` judges parsed
 records, `verify_stored` the rows of a store as they are (bodies of either format, hashed as
 stored, never re-encoded). Given the records of one node's chain in file order, the node's
-trusted public keys, and optionally the last head the caller trusts (e.g. the cloud's
-acknowledged head), it reports:
+trusted public keys, its key rotations (`ledger.key_rotation`: in an export they are records
+too; a key signs the seqs up to the one it was retired at), and optionally the last head the
+caller trusts (e.g. the cloud's acknowledged head), it reports:
 
 | problem | meaning |
 |---|---|
@@ -15,7 +16,8 @@ acknowledged head), it reports:
 | `reorder` | entries are all there but out of sequence |
 | `gap` | a sequence number is missing |
 | `tampered` | content does not hash to its hash, or no longer chains to its successor or head |
-| `wrong_key` | a checkpoint is signed by a key that is not the node's |
+| `wrong_key` | a checkpoint is signed by a key not the node's, or retired before its seq |
+| `bad_rotation` | a key rotation that cannot be followed (`ledger.key_rotation.schedule_of`) |
 | `bad_signature` | a checkpoint names the node's key but its signature does not verify |
 | `truncated` | the chain ends before a head that was signed or trusted |
 | `unsigned_tail` | entries after the last valid checkpoint (nothing vouches for them) |
@@ -31,11 +33,12 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ledger.chain import Checkpoint, Entry, entry_hasher, key_id
+from ledger.chain import Checkpoint, Entry, entry_hasher
 from ledger.encoding import GENESIS_HASH, decode_transfer, encode_body
 from ledger.encoding_v2 import FORMAT_V2, ID_END
 from ledger.errors import DecodeError
 from ledger.export import Record, parse_record
+from ledger.key_rotation import KeyRotation, KeySchedule, schedule_of
 
 
 class Problem(StrEnum):
@@ -48,6 +51,7 @@ class Problem(StrEnum):
     TAMPERED = "tampered"
     WRONG_KEY = "wrong_key"
     BAD_SIGNATURE = "bad_signature"
+    BAD_ROTATION = "bad_rotation"
     TRUNCATED = "truncated"
     UNSIGNED_TAIL = "unsigned_tail"
 
@@ -150,7 +154,8 @@ def verify_records(
         if isinstance(r, Entry)
     ]
     checkpoints = [r for r in records if isinstance(r, Checkpoint)]
-    return _verdict(node or "", rows, checkpoints, keys, trusted, findings)
+    rotations = [r for r in records if isinstance(r, KeyRotation)]
+    return _verdict(node or "", rows, checkpoints, (keys, rotations), trusted, findings)
 
 
 def verify_stored(
@@ -159,6 +164,7 @@ def verify_stored(
     checkpoints: Sequence[Checkpoint],
     keys: Sequence[Ed25519PublicKey],
     *,
+    rotations: Sequence[KeyRotation] = (),
     trusted: TrustedHead | None = None,
 ) -> Verdict:
     """Verify one node's chain from the bytes a store holds (entries in the order given, bodies
@@ -180,21 +186,22 @@ def verify_stored(
                 findings.append(Finding(Problem.MALFORMED, seq, f"body is not a transfer: {exc}"))
                 ident = None
         append((seq, prev_hash, digest, body, ident))
-    return _verdict(node, rows, checkpoints, keys, trusted, findings)
+    return _verdict(node, rows, checkpoints, (keys, rotations), trusted, findings)
 
 
 def _verdict(  # noqa: PLR0917 (the shared core of the two entry points)
     node: str,
     rows: list[_Row],
     checkpoints: list[Checkpoint] | Sequence[Checkpoint],
-    keys: Sequence[Ed25519PublicKey],
+    keys: tuple[Sequence[Ed25519PublicKey], Sequence[KeyRotation]],
     trusted: TrustedHead | None,
     findings: list[Finding],
 ) -> Verdict:
     ordered = _check_sequence(rows, findings)
     hashes = _check_links(node, ordered, trusted, findings)
     last_seq = ordered[-1][0] if ordered else None
-    signed_through = _check_checkpoints(checkpoints, keys, hashes, last_seq, findings)
+    schedule = _schedule(node, keys, hashes, last_seq, trusted, findings)
+    signed_through = _check_checkpoints(checkpoints, schedule, hashes, last_seq, findings)
     if trusted is not None:
         if last_seq is None or last_seq < trusted.seq:
             findings.append(
@@ -293,22 +300,48 @@ def _seen_twice(seqs: list[int]) -> set[int]:
     return twice
 
 
+def _schedule(  # noqa: PLR0917 (a private step of _verdict)
+    node: str,
+    keys: tuple[Sequence[Ed25519PublicKey], Sequence[KeyRotation]],
+    hashes: Mapping[int, bytes],
+    last_seq: int | None,
+    trusted: TrustedHead | None,
+    findings: list[Finding],
+) -> KeySchedule:
+    """The node's key schedule; a rotation that cannot be followed, or that lies beyond the
+    chain's last entry, is a finding."""
+    public_keys, rotations = keys
+
+    def head_at(seq: int) -> bytes | None:
+        if trusted is not None and seq == trusted.seq and seq not in hashes:
+            return trusted.hash
+        return hashes.get(seq)
+
+    schedule, refused = schedule_of(node, rotations, public_keys, head_at)
+    for rotation, why in refused:
+        findings.append(Finding(Problem.BAD_ROTATION, rotation.seq, why.detail))
+    for rotation in rotations:
+        if rotation.seq > (last_seq or 0):
+            detail = "a key rotation lies beyond the last entry"
+            findings.append(Finding(Problem.TRUNCATED, rotation.seq, detail))
+    return schedule
+
+
 def _check_checkpoints(
     checkpoints: Sequence[Checkpoint],
-    keys: Sequence[Ed25519PublicKey],
+    schedule: KeySchedule,
     hashes: Mapping[int, bytes],
     last_seq: int | None,
     findings: list[Finding],
 ) -> int:
     """Check each checkpoint; return the highest seq a valid one vouches for."""
     add = findings.append
-    trusted = {key_id(k): k for k in keys}
     signed_heads: dict[int, bytes] = {}
     signed_through = 0
     for cp in checkpoints:
-        key = trusted.get(cp.key_id)
+        key = schedule.key_for(cp.key_id, cp.seq)
         if key is None:
-            add(Finding(Problem.WRONG_KEY, cp.seq, f"signed by unknown key {cp.key_id}"))
+            add(Finding(Problem.WRONG_KEY, cp.seq, schedule.why_not(cp.key_id, cp.seq)))
             continue
         if not cp.verify(key):
             add(Finding(Problem.BAD_SIGNATURE, cp.seq, f"signature by {cp.key_id} is invalid"))

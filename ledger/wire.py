@@ -27,6 +27,12 @@ carries every body as base64 in `stored` instead (`"stored": ["AgAAAA…", …]`
 an entry after compression against 48 for version 1). A cloud that predates version 2 finds no
 `bodies` and refuses the batch (the edge resends it until the cloud is upgraded).
 
+A ledger part may carry `"rotations": [<key rotation>, …]` (`ledger.key_rotation`, at most
+`MAX_ROTATIONS`): the node key's rotations at seq `from - 1` or later, so that a checkpoint
+signed with a new key arrives with what makes that key the node's. Each must be signed by the
+old key it names or the batch is refused; whether that key was the node's is the receiver's
+(`KeySchedule.follow`).
+
 Readings travel as columns of integers, each the difference from the same meter's previous
 value in the batch (the first is absolute), so a 15-minute reading costs a few bytes
 after compression; `None` stays `null`. Scales (exact for DL/T 645 resolutions): time in ms,
@@ -78,6 +84,7 @@ from ledger.chain import NodeKey
 from ledger.encoding import GENESIS_HASH
 from ledger.encoding_v2 import FORMAT_V2
 from ledger.errors import DecodeError
+from ledger.key_rotation import KeyRotation
 from ledger.readings import READING_FIELDS, ReadingRow
 from ledger.signed import STATUS_TAG, OplogHead, Rejected, open_signed, sign
 from ledger.untrusted import load_json
@@ -91,6 +98,8 @@ MAX_BATCH_BYTES = 1 << 20  # what the cloud inflates at most: a batch is never b
 TOPIC_ROOT = "vb"
 _V2 = bytes((FORMAT_V2,))
 MAX_COUNTER = 2**63 - 1  # a seq or outbox id: what SQLite's INTEGER holds
+MAX_ROTATIONS = 8  # key rotations one ledger part (or status) carries
+KEY_ROTATIONS = "key_rotations"  # the member of a status's extra that carries them
 
 
 def topic(node: str, leaf: str) -> str:
@@ -122,6 +131,7 @@ class LedgerPart:
     bodies: tuple[bytes, ...]
     key_id: str
     signature: bytes
+    rotations: tuple[KeyRotation, ...] = ()
 
     @property
     def last_seq(self) -> int:
@@ -266,6 +276,8 @@ def batch_text(batch: Batch) -> bytes:
         else:
             ledger["bodies"] = [b.decode() for b in part.bodies]
         ledger.update(key_id=part.key_id, sig=part.signature.hex())
+        if part.rotations:
+            ledger["rotations"] = [r.fields() for r in part.rotations]
     doc = {
         "node": batch.node,
         "first": batch.first,
@@ -311,6 +323,7 @@ def decode_batch(payload: bytes) -> Batch:
                 bodies=_bodies(_object(ledger, "ledger")),
                 key_id=_text(ledger["key_id"], "ledger.key_id"),
                 signature=bytes.fromhex(_text(ledger["sig"], "ledger.sig")),
+                rotations=_rotations(ledger.get("rotations", [])),
             )
             if not part.bodies:
                 raise WireError("ledger part without entries")
@@ -330,6 +343,15 @@ def decode_batch(payload: bytes) -> Batch:
     if batch.upto < batch.first:
         raise WireError("upto before first")
     return batch
+
+
+def _rotations(items: Any) -> tuple[KeyRotation, ...]:
+    if not isinstance(items, list) or len(items) > MAX_ROTATIONS:
+        raise WireError(f"ledger.rotations must be a list of at most {MAX_ROTATIONS}")
+    try:
+        return tuple(KeyRotation.from_fields(item) for item in items)
+    except Rejected as exc:
+        raise WireError(f"ledger.rotations: {exc}") from None
 
 
 def _bodies(ledger: dict[str, Any]) -> tuple[bytes, ...]:
@@ -503,6 +525,13 @@ class Status:
             if isinstance(exc, WireError):
                 raise
             raise WireError(f"status malformed: {exc!s:.200}") from exc
+
+
+def status_rotations(status: Status) -> tuple[KeyRotation, ...]:
+    """The node key's rotations a status carries in `extra[KEY_ROTATIONS]` (those after the
+    cloud's last ack: what makes a new key the node's before a batch carried them); `WireError`
+    for anything that is not a list of them."""
+    return _rotations(status.extra.get(KEY_ROTATIONS, []))
 
 
 _STATUS_KEYS = frozenset(("node", "online", "head", "acked", "commands", "key_id", "sig"))

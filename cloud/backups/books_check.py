@@ -2,9 +2,9 @@
 (`voltbook-cloud backup verify`, the restore drill):
 
 1. **every chain verifies**: each node's stored entries and checkpoints, through the ledger's
-   own verifier (`ledger.verify.verify_records`), with the node's registered key (the cloud's
-   chain with the cloud's key from its key file, not from the database), up to the head the
-   `concentrators` row holds;
+   own verifier (`ledger.verify.verify_records`), with the node's registered key and its
+   rotations (`cloud.chains.key_rotations`; the cloud's chain with the cloud's key from its
+   key file, not from the database), up to the head the `concentrators` row holds;
 2. **the books**: `cloud.reports.books.verify` — no transfer twice, payments credited once,
    balances summing to zero per unit and equal to the ledger, the deposits report's totals
    equal to the ledger's posts;
@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cloud.chains import key_rotations
 from cloud.db.models import Checkpoint as CheckpointRow
 from cloud.db.models import Concentrator, LedgerEntry
 from cloud.keys import CLOUD_NODE
@@ -130,6 +131,7 @@ def _chain(
         select(CheckpointRow).where(CheckpointRow.node == node).order_by(CheckpointRow.seq)
     ):
         records.append(Checkpoint(node, row.seq, bytes(row.head), row.key_id, bytes(row.signature)))
+    records.extend(key_rotations.of(session, node))
     if not count and head.seq == 0:
         return [], 0
     verdict = verify_records(records, [key], node=node, trusted=head)

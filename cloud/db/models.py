@@ -7,6 +7,7 @@ timezone-aware (`DateTime(timezone=True)`); readings keep the edge's millisecond
 - `concentrators`: each edge node, its Ed25519 public key, its chain head as the cloud holds it,
   the highest outbox id it stored (`upto`), presence, and quarantine; its site when known (a
   node pre-assigned to a site awaits its box as `reserved`, without a key).
+- `node_key_rotations`: the rotations of a concentrator's own key, as its chain recorded them.
 - `ledger_entries` / `checkpoints`: every node's chain (the edges' and the cloud's own `cloud`
   chain), verified before they are stored; `balances` is the live projection of all of them.
 - `accounts`, `meters`: who owns which account and meter, as money and relay orders are routed
@@ -48,6 +49,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -95,6 +97,21 @@ class Concentrator(Base):
     next_command_seq: Mapped[int] = mapped_column(BigInteger, default=1)
     created: Mapped[dt.datetime]
     site_id: Mapped[int | None] = mapped_column(ForeignKey("registry_sites.id"), default=None)
+
+
+class NodeKeyRotation(Base):
+    """A rotation of a concentrator's node key (`ledger.key_rotation`), as its batch carried
+    it and ingest followed it (`concentrators.public_key` is then the new key)."""
+
+    __tablename__ = "node_key_rotations"
+    __table_args__ = (UniqueConstraint("node", "new_key_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    node: Mapped[str] = mapped_column(ForeignKey("concentrators.node"))  # the unique's lead
+    seq: Mapped[int] = mapped_column(BigInteger)
+    new_key_id: Mapped[str] = mapped_column(String(16))
+    record: Mapped[bytes] = mapped_column(LargeBinary)  # the signed canonical JSON
+    received: Mapped[dt.datetime]
 
 
 class LedgerEntry(Base):
@@ -249,7 +266,10 @@ class Recharge(Base):
     __table_args__ = (
         Index("recharges_by_account_status", "account", "status"),
         Index("recharges_by_created", "created"),  # the deposits report reads by creation time
-    )
+        # …and an area's deposits account by account (migration 0035 says why the INCLUDE)
+        Index("recharges_by_account_created", "account", "created",
+              postgresql_include=["payment", "fen", "method", "operator", "status"]),
+    )  # fmt: skip
 
     payment: Mapped[str] = mapped_column(String(64), primary_key=True)  # payment/order id
     account: Mapped[str] = mapped_column(String(64))
@@ -265,12 +285,19 @@ class Recharge(Base):
     reason: Mapped[str] = mapped_column(Text, default="")  # why it refused (as its result says)
 
 
+# The rows `alarms_one_open_silence` covers: a node's `node_silent` alarm not cleared yet.
+OPEN_SILENCE = text("kind = 'node_silent' AND NOT cleared")
+
+
 class Alarm(Base):
     __tablename__ = "alarms"
     __table_args__ = (
         UniqueConstraint("node", "event_id", name="alarms_by_edge_event"),
         Index("alarms_by_time", "time"),
-    )
+        # One open silence per node (`cloud.operations.silence`): two sweeps racing raise one.
+        Index("alarms_one_open_silence", "node", unique=True,
+              postgresql_where=OPEN_SILENCE, sqlite_where=OPEN_SILENCE),
+    )  # fmt: skip
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     node: Mapped[str | None] = mapped_column(String(64))

@@ -1,8 +1,10 @@
 """Pure checks of an uplink batch (`ledger.wire.Batch`) before anything touches the database.
 
 `verify_ledger` recomputes every entry hash from the batch's `prev` (so an edited body cannot
-hide), checks the one checkpoint signature over the last head with the node's registered key,
-and decodes every body canonically. Whatever fails there was signed — or claims to be signed —
+hide), follows the node key's rotations (`ledger.key_rotation`: those stored and those the batch
+carries; one that cannot be followed is `Refused`, nothing stored), checks the one checkpoint
+signature over the last head with the node's key for that seq, and decodes every body
+canonically. Whatever fails there was signed — or claims to be signed —
 by the node, so it is grounds for quarantine (`Quarantined` with reason `wrong_key`,
 `bad_signature`, `tampered` or `malformed_entry`), not a mere refusal.
 
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +32,7 @@ from cloud.errors import Quarantined, Refused
 from ledger.chain import Checkpoint, entry_hash
 from ledger.encoding import GENESIS_HASH, decode_transfer
 from ledger.errors import DecodeError
+from ledger.key_rotation import KeyRotation, KeySchedule, schedule_of
 from ledger.readings import ReadingRow
 from ledger.wire import Batch, LedgerPart
 
@@ -47,12 +50,20 @@ class Contents:
     latest: dict[str, dict[str, Any]] = field(default_factory=dict)  # meter -> newest state
     events: list[dict[str, Any]] = field(default_factory=list)
     verdicts: list[CommandVerdict] = field(default_factory=list)
+    rotations: list[KeyRotation] = field(default_factory=list)  # new node key rotations
 
 
 def verify_ledger(
-    node: str, part: LedgerPart, public_key: Ed25519PublicKey, key_id: str
-) -> list[VerifiedEntry]:
-    """The batch's entries, verified; raises Quarantined naming what is wrong."""
+    node: str,
+    part: LedgerPart,
+    public_key: Ed25519PublicKey,
+    rotations: Sequence[KeyRotation] = (),
+    stored_head: Callable[[int], bytes | None] = lambda seq: None,
+) -> tuple[list[VerifiedEntry], list[KeyRotation]]:
+    """The batch's entries, verified, and the key rotations it carries that are new to the
+    cloud (`rotations`: those stored; `public_key`: the node's registered, current key;
+    `stored_head`: the stored chain's hash at a seq). Raises `Quarantined` naming what is wrong
+    with the entries or their checkpoint, `Refused` for a rotation that cannot be followed."""
     if part.last_seq > MAX_SEQ:
         raise Quarantined(node, "malformed_entry", f"seq {part.last_seq} out of range")
     if part.from_seq == 1 and part.prev != GENESIS_HASH:
@@ -63,12 +74,14 @@ def verify_ledger(
         digest = entry_hash(node, part.from_seq + offset, prev, body)
         hashes.append((prev, digest))
         prev = digest
-    if part.key_id != key_id:
-        raise Quarantined(
-            node, "wrong_key", f"batch signed by key {part.key_id}, the node's key is {key_id}"
-        )
+    fresh = _new_rotations(part, rotations)
+    schedule = _schedule(node, part, public_key, (rotations, fresh), hashes, stored_head)
+    key = schedule.key_for(part.key_id, part.last_seq)
+    if key is None:
+        why = schedule.why_not(part.key_id, part.last_seq)
+        raise Quarantined(node, "wrong_key", f"the batch's checkpoint is {why}")
     checkpoint = Checkpoint(node, part.last_seq, prev, part.key_id, part.signature)
-    if not checkpoint.verify(public_key):
+    if not checkpoint.verify(key):
         raise Quarantined(
             node,
             "bad_signature",
@@ -83,7 +96,38 @@ def verify_ledger(
         except DecodeError as exc:
             raise Quarantined(node, "malformed_entry", f"signed entry {seq}: {exc}") from exc
         entries.append(VerifiedEntry(seq, prev_hash, digest, body, transfer))
-    return entries
+    return entries, fresh
+
+
+def _new_rotations(part: LedgerPart, stored: Sequence[KeyRotation]) -> list[KeyRotation]:
+    known = {r.payload for r in stored}
+    return [r for r in part.rotations if r.payload not in known]
+
+
+def _schedule(  # noqa: PLR0917 (a private step of verify_ledger)
+    node: str,
+    part: LedgerPart,
+    public_key: Ed25519PublicKey,
+    rotations: tuple[Sequence[KeyRotation], list[KeyRotation]],
+    hashes: list[tuple[bytes, bytes]],
+    stored_head: Callable[[int], bytes | None],
+) -> KeySchedule:
+    """The node's key schedule with the batch's new rotations followed. A rotation's head is
+    checked where the cloud holds its entry: in this batch, or stored (for a new one); one
+    beyond both is checked by the batch that brings its entry."""
+    stored, fresh = rotations
+    heads = {part.from_seq - 1: part.prev}
+    heads.update((part.from_seq + i, digest) for i, (_, digest) in enumerate(hashes))
+    for rotation in fresh:
+        if rotation.seq not in heads:
+            found = stored_head(rotation.seq)
+            if found is not None:
+                heads[rotation.seq] = found
+    schedule, refused = schedule_of(node, [*stored, *fresh], [public_key], heads.get)
+    if refused:
+        rotation, why = refused[0]
+        raise Refused(f"key rotation at seq {rotation.seq} refused ({why.reason}): {why.detail}")
+    return schedule
 
 
 def from_ms(ms: object, what: str) -> dt.datetime:

@@ -10,6 +10,7 @@ the signed `Ack` to publish on `vb/{node}/ack`, after the database commit:
 | node quarantined | `quarantined` | nothing |
 | node retired (taken over by another box, `cloud.operations.takeovers`) | `refused` | an alarm |
 | signed by another key, or its checkpoint does not verify | `quarantined` | quarantine, alarm |
+| a key rotation that cannot be followed (`ledger.key_rotation`) | `refused` | an alarm (once) |
 | `from_seq` beyond the cloud's head + 1, or outbox ids skip past `upto` | `gap` | nothing |
 | an entry at a stored seq hashes differently (fork) | `quarantined` | quarantine, alarm |
 | otherwise | `ok` with the new head | new entries, checkpoint, balances, readings, events, … |
@@ -39,7 +40,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from cloud.chains import commands, rollups
+from cloud.chains import commands, key_rotations, rollups
 from cloud.chains import store as chain_store
 from cloud.chains.alarms import clear_edge_alarms, copy_edge_alarms, raise_alarm
 from cloud.chains.locks import lock
@@ -76,9 +77,18 @@ from cloud.operations.states import RECHARGE, RechargeEvent
 from ledger.accounts import Pocket, pocket_id
 from ledger.chain import Entry, NodeKey, key_id, load_public_key
 from ledger.encoding import GENESIS_HASH
-from ledger.signed import ACK_TAG, OplogHead, sign, trusted
+from ledger.key_rotation import KeyRotation, signing_keys
+from ledger.signed import ACK_TAG, OplogHead, sign
 from ledger.transfers import Code, Kind
-from ledger.wire import Ack, AckStatus, Batch, Status, WireError, decode_batch
+from ledger.wire import (
+    Ack,
+    AckStatus,
+    Batch,
+    Status,
+    WireError,
+    decode_batch,
+    status_rotations,
+)
 
 log = logging.getLogger(__name__)
 
@@ -209,11 +219,16 @@ class Ingest:
                 answer, reason = AckStatus.REFUSED, f"node {node!r} is not provisioned yet"
             else:
                 try:
-                    verified = _verify(node, batch, row.public_key)
+                    verified, rotations = _verify(session, row, batch)
                 except Quarantined as exc:
                     _quarantine_row(session, row, exc, now)
                     answer, reason = AckStatus.QUARANTINED, row.quarantine_reason
+                except Refused as exc:  # a key rotation: nothing stored, the key unchanged
+                    answer, reason = AckStatus.REFUSED, str(exc)
+                    log.warning("node %s: batch refused: %s", node, reason)
+                    _alarm_once(session, node, "refused_batch", now, reason)
                 else:
+                    contents.rotations = rotations
                     answer, reason = self._store(
                         session, row, batch, verified, contents, now, careful=careful
                     )
@@ -282,6 +297,10 @@ class Ingest:
         # Outbox ids past `upto` were never stored, nor their readings (`StoredBefore` if so).
         new = not careful and batch.first > row.upto
         _store_contents(session, node, contents, now, new=new)
+        rotated = key_rotations.record(session, node, contents.rotations, now)
+        if rotated is not None:
+            log.info("node %s: node key rotated to %s", node, rotated)
+            row.public_key = rotated
         updates.note_events(session, node, contents.events, key=self.key, now=now)
         voids = settlements.on_verdicts(session, node, contents.verdicts, now)
         if voids:
@@ -386,7 +405,8 @@ class Ingest:
                 return []
             try:
                 key = load_public_key(row.public_key.encode())
-                status = Status.open(payload, trusted(key))
+                carried = status_rotations(Status.decode(payload))  # a key rotated meanwhile
+                status = Status.open(payload, signing_keys(node, carried, [key]))
                 if status.node != node:
                     raise WireError(f"status of {status.node!r} published on {node!r}'s topic")
             except WireError as exc:
@@ -442,11 +462,30 @@ class Ingest:
             return sum(commands.mark_delivered(session, c, now) for c in command_ids)
 
 
-def _verify(node: str, batch: Batch, public_key_hex: str) -> list[VerifiedEntry]:
-    if batch.ledger is None:
-        return []
-    public_key = load_public_key(public_key_hex.encode())
-    return verify_ledger(node, batch.ledger, public_key, key_id(public_key))
+def _verify(
+    session: Session, row: _NodeState, batch: Batch
+) -> tuple[list[VerifiedEntry], list[KeyRotation]]:
+    part = batch.ledger
+    if part is None:
+        return [], []
+    public_key = load_public_key(row.public_key.encode())
+    # The registered key is the current one, good for any seq: the stored rotations matter
+    # only to a batch signed by another key or carrying rotations.
+    stored = (
+        key_rotations.of(session, row.node)
+        if part.rotations or part.key_id != key_id(public_key)
+        else []
+    )
+
+    def stored_head(seq: int) -> bytes | None:
+        if seq > row.head_seq:
+            return None
+        found = session.scalar(
+            select(LedgerEntry.hash).where(LedgerEntry.node == row.node, LedgerEntry.seq == seq)
+        )
+        return None if found is None else bytes(found)
+
+    return verify_ledger(row.node, part, public_key, stored, stored_head)
 
 
 def _fork(

@@ -6,8 +6,9 @@ Places: a concentrator serves one site (`cloud.registry.site_config` refuses two
 alarm is in a site when its node serves a shop of that site (`registry_shops.node`, or a
 registry meter on that node in such a shop). An alarm names the shop by number, as the edge
 does; its building and floor are the ones the concentrator reports for that shop (`accounts`,
-as the reports filter by area). An alarm with no shop (a bus down, a cloud alarm about a node)
-is in its site but in no building, floor or shop.
+as the reports filter by area). An alarm with no shop (a bus down, a node gone silent, a cloud
+alarm about a node) is in its site, and the console groups it with its node's building and floor
+(`places`); the filters by building and floor match alarms by their shop only.
 """
 
 from __future__ import annotations
@@ -115,12 +116,15 @@ def last_id(session: Session) -> int:
 
 def places(session: Session, rows: Sequence[Alarm]) -> dict[int, tuple[str, str, str]]:
     """(building, floor, shop) of each alarm whose account or shop its node reports, by alarm
-    id; an alarm with neither (a bus, a node, the cloud's) has no place."""
-    nodes = sorted({a.node for a in rows if a.node and (a.account or a.shop)})
+    id. An alarm with neither (a bus, a node gone silent, the cloud's about a node) is where
+    its node is: the building (and floor) of every account the node reports, with no shop;
+    a node serving several buildings, or none, gives it no place."""
+    nodes = sorted({a.node for a in rows if a.node})
     if not nodes:
         return {}
     by_account: dict[tuple[str | None, str | None], tuple[str, str, str]] = {}
     by_shop: dict[tuple[str | None, str | None], tuple[str, str, str]] = {}
+    floors: dict[str | None, set[tuple[str, str]]] = {}
     for node, account, shop, building, floor in session.execute(
         select(ReportedAccount.node, ReportedAccount.account, ReportedAccount.shop,
                ReportedAccount.building, ReportedAccount.floor)
@@ -128,12 +132,26 @@ def places(session: Session, rows: Sequence[Alarm]) -> dict[int, tuple[str, str,
     ):  # fmt: skip
         by_account[node, account] = (building, floor, shop)
         by_shop.setdefault((node, shop), (building, floor, shop))
+        floors.setdefault(node, set()).add((building, floor))
+    by_node = {node: _node_place(served) for node, served in floors.items()}
     found = {}
     for a in rows:
-        place = by_account.get((a.node, a.account)) or by_shop.get((a.node, a.shop))
+        if a.account or a.shop:
+            place = by_account.get((a.node, a.account)) or by_shop.get((a.node, a.shop))
+        else:
+            place = by_node.get(a.node)
         if place is not None:
             found[a.id] = place
     return found
+
+
+def _node_place(served: set[tuple[str, str]]) -> tuple[str, str, str] | None:
+    """Where a node serving these (building, floor) is: its floor, its building, or nowhere."""
+    buildings = {building for building, _ in served}
+    if len(buildings) != 1 or not next(iter(buildings)):
+        return None
+    building, floor = next(iter(served))
+    return (building, floor if len(served) == 1 else "", "")
 
 
 def acknowledge(

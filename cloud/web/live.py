@@ -45,7 +45,7 @@ from cloud.db.console import AlarmPrefs
 from cloud.db.models import Alarm, Concentrator
 from cloud.db.presence import Presence, presence
 from cloud.errors import Unauthorized
-from cloud.operations import alarms
+from cloud.operations import alarms, silence
 from cloud.people import auth
 from cloud.people.auth import READ_ALL, STAFF, Principal
 from cloud.web import i18n, monitoring
@@ -66,7 +66,7 @@ KIND_GROUP = {
     "reclose": "safety", "lockout": "safety",
     "relay_failed": "meters", "meter_unreadable": "meters", "register_backwards": "meters",
     "register_jump": "meters",
-    "bus_down": "link", "read_success_low": "link", OFFLINE: "link",
+    "bus_down": "link", "read_success_low": "link", OFFLINE: "link", silence.KIND: "link",
     "clock_implausible": "link",
 }  # fmt: skip
 

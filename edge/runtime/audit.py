@@ -10,7 +10,8 @@ Checks, in order, and stops at the first that fails:
    hash was recomputed to match), its hash and link (a row edited inside the SQLite file is
    named by its seq), and every stored checkpoint signature verifies with the node's key;
 2. the stored rows verify as an outsider would verify the chain (`ledger.verify.verify_stored`,
-   the bytes as stored, either format, not re-encoded): sequence, links and signatures.
+   the bytes as stored, either format, not re-encoded): sequence, links and signatures, each
+   by the node key of its seq (the key rotations recorded in the store, `ledger.key_rotation`).
    Entries after the last checkpoint are not a fault here: the runtime signs its head with its
    next commit, so they are reported as `not_checkpointed`, not refused;
 3. the ledger invariants (`ledger.invariants`, docs/architecture.md §5.6): balances sum to zero per
@@ -117,7 +118,12 @@ def audit_store(site: Site, key: Ed25519PublicKey) -> Audit:
         anchor_seq, anchor_head = store.anchor()
         trusted = TrustedHead(anchor_seq, anchor_head) if anchor_seq else None
         verdict = verify_stored(
-            site.settings.node, store.ledger_rows(), store.checkpoints(), [key], trusted=trusted
+            site.settings.node,
+            store.ledger_rows(),
+            store.checkpoints(),
+            [key],
+            rotations=store.key_rotations(),
+            trusted=trusted,
         )
         findings = [f for f in verdict.findings if f.problem is not Problem.UNSIGNED_TAIL]
         summary = verdict.summary()

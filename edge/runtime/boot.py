@@ -64,6 +64,19 @@ def read_node_key(path: Path) -> NodeKey:
         ) from None
 
 
+def _check_current(site: Site, store: Store, key: NodeKey) -> None:
+    """`BootError` unless `key` is the node key the store's rotations end at: a rotation
+    recorded but its key file not yet switched (`voltbook-edge keys rotate` cut short) would
+    have the box sign with a retired key."""
+    schedule = store.key_schedule
+    if schedule is not None and key.key_id not in schedule.current:
+        raise BootError(
+            f"{site.settings.node_key} holds key {key.key_id}, which the store's key rotation "
+            f"at seq {schedule.since} retired: run `voltbook-edge keys rotate --config "
+            f"{site.settings.path}` again to finish the rotation"
+        )
+
+
 def node_public_key(site: Site) -> Ed25519PublicKey | None:
     """The node's public key for a reader's open (`Store.open_readonly`: it checks the signed
     balance snapshots and boots from the newest), or None when the node key cannot be read
@@ -164,6 +177,7 @@ def boot(
     )
     stack = ExitStack()
     try:
+        _check_current(site, store, key)
         site = reconcile(site, store)  # documents a command stored but the file lacks
         simulated = {b.name for b in site.buses if b.kind is BusKind.SIMULATED}
         simulation = _open_simulation(site, stack) if simulated else None

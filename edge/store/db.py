@@ -88,7 +88,9 @@ from ledger.chain import Chain, Checkpoint, Entry
 from ledger.encoding import GENESIS_HASH, body_version, decode_transfer
 from ledger.errors import DecodeError
 from ledger.export import entry_line, record_line
+from ledger.key_rotation import KeyRotation, KeySchedule, schedule_of
 from ledger.readings import READING_FIELDS
+from ledger.signed import Rejected
 from ledger.snapshot import BalanceSnapshot, decode_snapshot
 from ledger.transfers import Transfer
 from ledger.verify import StoredEntry
@@ -120,6 +122,8 @@ class Store:
         self._chain = Chain(node)
         self._committed = (0, GENESIS_HASH)  # seq, head at the last commit
         self._start: Start = GENESIS  # where the boot scan started
+        self._keys: KeySchedule | None = None  # with the public key the store was opened with
+        self._committed_keys: KeySchedule | None = None
         self._tx: Transaction | None = None
         self._closed = False
         self._outbox = OutboxReader(path, node)
@@ -197,8 +201,10 @@ class Store:
         )
 
     def _load(self, public_key: Ed25519PublicKey | None, full_check: bool) -> None:
+        if public_key is not None:
+            self._keys = self._committed_keys = self._schedule(public_key)
         start, expected = boot_start(
-            self._conn, self._path, self._node, public_key, full=full_check
+            self._conn, self._path, self._node, self._keys, full=full_check
         )
         if not start.snapshot:
             # Reads every page: linear in the file, so a boot from a snapshot leaves it to the
@@ -221,11 +227,14 @@ class Store:
             scan.add(boot.open_chain, "the chain ends inside a linked chain (its end is missing)")
         for seq in boot.unmet:
             scan.add(seq, "the signed balance snapshot differs from the replayed balances")
-        if public_key is not None:
+        if self._keys is not None:
             for cp in self.checkpoints():
                 if cp.seq <= start.seq and start.snapshot:
                     continue  # vouched for by the snapshot; the full check verifies them
-                if not cp.verify(public_key):
+                key = self._keys.key_for(cp.key_id, cp.seq)
+                if key is None:
+                    scan.add(cp.seq, f"checkpoint {self._keys.why_not(cp.key_id, cp.seq)}")
+                elif not cp.verify(key):
                     scan.add(cp.seq, f"checkpoint signature by {cp.key_id} does not verify")
         if scan.problems:
             first = scan.problems[0]
@@ -236,6 +245,34 @@ class Store:
         self._apply_floors()
         self._chain = Chain(self._node, scan.head_seq, scan.head_hash)
         self._committed = (scan.head_seq, scan.head_hash)
+
+    def _schedule(self, public_key: Ed25519PublicKey) -> KeySchedule:
+        """The node key's schedule from the stored rotations, `public_key` one of its keys;
+        `CorruptStore` naming a rotation that cannot be followed."""
+        schedule, refused = schedule_of(self._node, self.key_rotations(), [public_key],
+                                        self.head_at)  # fmt: skip
+        if refused:
+            rotation, why = refused[0]
+            raise CorruptStore(self._path, rotation.seq, f"key rotation: {why.detail}")
+        return schedule
+
+    @property
+    def key_schedule(self) -> KeySchedule | None:
+        """Which key signs which seq (`ledger.key_rotation`), when opened with a public key."""
+        return self._keys
+
+    def key_rotations(self, since: int = 0) -> list[KeyRotation]:
+        """The node key's recorded rotations at seq `since` or later, in the order made."""
+        rows = self._run(
+            "SELECT seq, record FROM key_rotations WHERE seq >= ? ORDER BY id", (since,)
+        ).fetchall()
+        rotations = []
+        for seq, record in rows:
+            try:
+                rotations.append(KeyRotation.decode(bytes(record)))
+            except Rejected as exc:
+                raise CorruptStore(self._path, seq, f"key rotation: {exc.detail}") from None
+        return rotations
 
     def _stored_transfer(self, transfer_id: int) -> Transfer | None:
         """The book's memory beyond its journal: a stored transfer by id (None during the boot
@@ -331,6 +368,7 @@ class Store:
             self._tx = None
             if committed:
                 self._committed = (self._chain.seq, self._chain.head)
+                self._committed_keys = self._keys
                 self._book.commit()
                 tx.finish(committed=True)
             else:
@@ -343,6 +381,7 @@ class Store:
                 self._conn.execute("ROLLBACK")
         seq, head = self._committed
         self._chain = Chain(self._node, seq, head)
+        self._keys = self._committed_keys
         self._book.rollback()
 
     def _run(self, sql: str, params: tuple[object, ...] = ()) -> sqlite3.Cursor:
@@ -410,13 +449,15 @@ class Store:
     def export_lines(self) -> Iterator[str]:
         """The chain as `ledger.export` JSON lines, each checkpoint right after its entry (the
         form `voltbook-edge ledger verify` reads)."""
-        pending = self.checkpoints()
+        pending: list[Checkpoint | KeyRotation] = [*self.key_rotations(), *self.checkpoints()]
+        pending.sort(key=lambda r: r.seq)  # stable: a rotation before a checkpoint at its seq
         index = 0
         for entry in self.entries():
             yield entry_line(entry)
             while index < len(pending) and pending[index].seq <= entry.seq:
                 yield record_line(pending[index])
                 index += 1
+        yield from map(record_line, pending[index:])  # beyond the last entry: the verifier says
 
     def not_checkpointed(self) -> int:
         """How many entries after the last stored checkpoint: the tail the runtime signs with

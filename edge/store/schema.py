@@ -17,6 +17,7 @@ a change is a new step.
 | `outbox` | what still has to go up: monotonic id, kind, ref (ledger seq for entries), payload |
 | `snapshots` | signed balance snapshots (`ledger.snapshot`): seq, head, zlib'd body, signature |
 | `pruned_ids` | the transfer ids of pruned entries (16 bytes each), so none is booked twice |
+| `key_rotations` | the node key's rotations (`ledger.key_rotation`): seq, the signed record |
 
 `meta.anchor` ("seq:hash", from version 4) is where the retained chain starts once entries the
 cloud acknowledged were pruned: rows begin at anchor+1, and the snapshot at the anchor's seq
@@ -144,6 +145,17 @@ MIGRATIONS: tuple[Migration, ...] = (
             """CREATE TABLE pruned_ids (
                 transfer_id BLOB PRIMARY KEY CHECK (length(transfer_id) = 16)
             ) WITHOUT ROWID""",
+        ),
+    ),
+    Migration(
+        5,
+        "the node key's rotations, recorded in its chain",
+        (
+            """CREATE TABLE key_rotations (
+                id INTEGER PRIMARY KEY,
+                seq INTEGER NOT NULL CHECK (seq >= 0),
+                record BLOB NOT NULL
+            )""",
         ),
     ),
 )

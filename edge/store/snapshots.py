@@ -8,10 +8,10 @@ it; the full check (`Store.open(..., full_check=True)`, `voltbook-edge ledger ve
 from the anchor and replays everything retained, comparing the balances at every snapshot.
 
 Never trusted unchecked: a snapshot is used only when its signature verifies with the node's
-public key, its body is canonical, and its (node, seq, head) are its row's and its head is the
-chain's entry at that seq. A newest snapshot that fails any of these makes the boot fall back
-to the full check from the anchor; an anchor that fails makes the store refuse to open (its
-history before the anchor lives only in the cloud).
+key for its seq (`ledger.key_rotation.KeySchedule`), its body is canonical, and its (node, seq,
+head) are its row's and its head is the chain's entry at that seq. A newest snapshot that
+fails any of these makes the boot fall back to the full check from the anchor; an anchor that
+fails makes the store refuse to open (its history before the anchor lives only in the cloud).
 """
 
 from __future__ import annotations
@@ -22,13 +22,12 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from edge.store.errors import CorruptStore, StoreUsageError
 from edge.store.integrity import parse_head
 from ledger.book import BookState
 from ledger.encoding import GENESIS_HASH
 from ledger.errors import DecodeError
+from ledger.key_rotation import KeySchedule
 from ledger.snapshot import BalanceSnapshot, SignedSnapshot
 
 log = logging.getLogger("edge.store")
@@ -66,7 +65,7 @@ def _checked(
     conn: sqlite3.Connection,
     node: str,
     row: tuple[int, bytes, bytes, str, bytes],
-    public_key: Ed25519PublicKey,
+    keys: KeySchedule,
 ) -> BalanceSnapshot | str:
     """The snapshot of a `snapshots` row if it checks, else why not."""
     seq, head, packed, key_id, signature = row
@@ -74,6 +73,9 @@ def _checked(
         signed = SignedSnapshot(unpack(bytes(packed)), key_id, bytes(signature))
     except (DecodeError, zlib.error) as exc:
         return f"does not unpack ({exc})"
+    public_key = keys.key_for(key_id, seq)
+    if public_key is None:
+        return keys.why_not(key_id, seq)
     if not signed.verify(public_key):
         return f"signature by {key_id} does not verify with the node's key"
     try:
@@ -108,7 +110,7 @@ def boot_start(
     conn: sqlite3.Connection,
     path: Path,
     node: str,
-    public_key: Ed25519PublicKey | None,
+    keys: KeySchedule | None,
     *,
     full: bool,
 ) -> tuple[Start, dict[int, BookState]]:
@@ -117,7 +119,7 @@ def boot_start(
     pruned store is opened without the key that checks it."""
     anchor_seq, anchor_hash = anchor_of(conn)
     rows = _rows(conn, anchor_seq)
-    if public_key is None:
+    if keys is None:
         if anchor_seq:
             raise StoreUsageError(
                 f"store {path} was pruned up to seq {anchor_seq} (the cloud holds that part): "
@@ -125,7 +127,7 @@ def boot_start(
                 "public key"
             )
         return GENESIS, {}
-    checked = {row[0]: _checked(conn, node, row, public_key) for row in rows}
+    checked = {row[0]: _checked(conn, node, row, keys) for row in rows}
     start = GENESIS
     if anchor_seq:
         anchor: BalanceSnapshot | str = checked.pop(anchor_seq, "is missing")

@@ -47,7 +47,9 @@ from ledger.book import Outcome
 from ledger.chain import Checkpoint, Entry, entry_hash
 from ledger.encoding_v2 import FORMAT_V2, encode_transfer_v2
 from ledger.export import record_line
+from ledger.key_rotation import KeyRotation
 from ledger.readings import READING_FIELDS
+from ledger.signed import Rejected
 from ledger.snapshot import BalanceSnapshot, SignedSnapshot
 from ledger.transfers import Transfer
 
@@ -184,6 +186,29 @@ class Transaction:
             )
         chain.seq, chain.head = seq, head
         return entries
+
+    def add_key_rotation(self, rotation: KeyRotation) -> None:
+        """Record a rotation of the node key at this chain's head, signed by the key the store
+        was opened with (`Store.key_schedule`): checkpoints and snapshots after it are the new
+        key's (`ledger.key_rotation`)."""
+        self._check()
+        store = self._store
+        schedule = store.key_schedule
+        if schedule is None:
+            raise StoreUsageError("open the store with the node's public key to rotate it")
+        chain = store.chain
+        if (rotation.seq, rotation.head) != (chain.seq, chain.head):
+            raise StoreUsageError(f"a key rotation must be bound to the head, seq {chain.seq}")
+        try:
+            followed = schedule.follow(rotation, chain.head)
+        except Rejected as exc:
+            raise StoreUsageError(f"key rotation refused: {exc.detail}") from None
+        with self._sql() as conn:
+            conn.execute(
+                "INSERT INTO key_rotations (seq, record) VALUES (?, ?)",
+                (rotation.seq, rotation.payload),
+            )
+        store._keys = followed  # undone by a rollback (`Store._roll_back`)
 
     def add_checkpoint(self, checkpoint: Checkpoint) -> bool:
         """Store a signed head of this chain; False if that very checkpoint is already stored."""

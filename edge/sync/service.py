@@ -44,7 +44,7 @@ from edge.sync.client import Connected, Delivery, Disconnected, LinkEvent, MqttL
 from edge.sync.commands import CommandDesk
 from edge.sync.session import SessionConfig, UplinkSession
 from edge.sync.uplink import BatchBuilder, UplinkLimits
-from ledger.wire import Status
+from ledger.wire import KEY_ROTATIONS, MAX_ROTATIONS, Status
 
 log = logging.getLogger("edge.sync")
 
@@ -108,14 +108,15 @@ class SyncService:
 
     def status(self, *, online: bool = True) -> Status:
         store = self.runtime.store
-        return Status(
-            store.node,
-            online,
-            head=store.chain.seq,
-            acked=store.acknowledged()[0],
-            commands=self.desk.highest_seq,
-            extra={"accounts": inventory(self.runtime.site)} if online else {},
-        )
+        acked = store.acknowledged()[0]
+        extra: dict[str, Any] = {"accounts": inventory(self.runtime.site)} if online else {}
+        # A node key rotated since the cloud's last ack: what makes this status's key the
+        # node's, until a batch has carried it (`cloud.ingest.handler`, `ledger.key_rotation`).
+        rotations = store.key_rotations(acked)[-MAX_ROTATIONS:]
+        if rotations:
+            extra[KEY_ROTATIONS] = [r.fields() for r in rotations]
+        return Status(store.node, online, head=store.chain.seq, acked=acked,
+                      commands=self.desk.highest_seq, extra=extra)  # fmt: skip
 
     def _publish_status(self) -> None:
         status = self.status()

@@ -42,7 +42,14 @@ from edge.store import (
     Store,
 )
 from ledger.chain import NodeKey, sign_checkpoint
-from ledger.wire import MAX_BATCH_BYTES, Batch, LedgerPart, batch_text, compress_batch
+from ledger.wire import (
+    MAX_BATCH_BYTES,
+    MAX_ROTATIONS,
+    Batch,
+    LedgerPart,
+    batch_text,
+    compress_batch,
+)
 
 _SHRINK = 0.9  # aim this far under the budget (compression is not linear)
 _RAW_PER_BYTE = 32  # stored payload bytes per compressed byte, at most (readings: ~24)
@@ -243,6 +250,7 @@ class BatchBuilder:
                 bodies=tuple(e.body for e in entries),
                 key_id=checkpoint.key_id,
                 signature=checkpoint.signature,
+                rotations=tuple(self.store.key_rotations(first.seq - 1)[-MAX_ROTATIONS:]),
             )
             last_seq = last.seq
         rows = tuple(row for p in parts if isinstance(p, ReadingsItem) for row in p.rows)

@@ -13,6 +13,7 @@ from ledger.accounts import Pocket, System, Unit, pocket_id, system_id
 from ledger.chain import Chain, Entry, NodeKey, sign_checkpoint
 from ledger.encoding import encode_transfer
 from ledger.ids import derive_id
+from ledger.key_rotation import KeyRotation
 from ledger.readings import ReadingRow
 from ledger.transfers import Code, TimeSource, Transfer
 from ledger.wire import Batch, LedgerPart, Status, encode_batch
@@ -104,6 +105,7 @@ class FakeEdge:
         key: NodeKey | None = None,
         bodies: Sequence[bytes] | None = None,
         node: str | None = None,
+        rotations: Sequence[KeyRotation] = (),
     ) -> Batch:
         part = None
         if entries:
@@ -116,6 +118,7 @@ class FakeEdge:
                 bodies=tuple(bodies or (encode_transfer(e.transfer) for e in entries)),
                 key_id=signer.key_id,
                 signature=checkpoint.signature,
+                rotations=tuple(rotations),
             )
         return Batch(
             node=node or self.node,

@@ -16,13 +16,17 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from sqlalchemy import select
 
 from cloud import keys
-from cloud.chains import command_keys
+from cloud.chains import command_keys, commands
 from cloud.cli import main as cloud_cli
 from cloud.config import load_config
-from cloud.db.engine import make_engine, session_factory
+from cloud.db import models
+from cloud.db.auth import OperatorLogEntry
+from cloud.db.engine import make_engine, session_factory, upgrade
 from cloud.errors import Invalid
+from cloud.ingest import concentrators
 from cloud.people.oplog_heads import check
 from cloud.services import ca_rotation
 from cloud.services.broker import CLOUD_ACL, MosquittoBroker, find_mosquitto
@@ -256,6 +260,57 @@ def test_a_second_stage_or_a_finish_without_one_is_refused(tmp_path: Path) -> No
     ca_rotation.stage(pki)
     with pytest.raises(ca_rotation.RotationRefused, match="staged already"):
         ca_rotation.stage(pki)
+
+
+def test_the_switch_waits_until_every_active_box_applied_a_push_carrying_the_next_key(
+    tmp_path: Path, no_passphrase: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cloud_cli(["init", "--dir", str(tmp_path)]) == 0
+    config, path = tmp_path / "cloud.toml", tmp_path / "cloud-key.pem"
+    old = keys.load(path)
+    engine = make_engine(load_config(config).database_url)
+    upgrade(engine)
+    sessions = session_factory(engine)
+    try:
+        with sessions.begin() as session:
+            for node in ("edge-0001", "edge-0002", "edge-0003"):
+                concentrators.register(session, node, keys.NodeKey.generate().public_key, now=NOW)
+            retired = session.get(models.Concentrator, "edge-0003")
+            assert retired is not None
+            retired.status = models.NodeStatus.RETIRED.value  # nobody to wait for
+
+        assert cloud_cli(["keys", "rotate-command-key", "--config", str(config)]) == 0
+
+        def push(node: str, trust: dict) -> None:
+            now = dt.datetime.now(dt.UTC)
+            args = {"version": 1, "documents": {}, **trust}
+            with sessions.begin() as session:
+                sent = commands.issue(session, node, CommandKind.CONFIG, args, key=old, now=now)
+                commands.record_outcome(session, node, sent.id, models.CommandStatus.APPLIED,
+                                        result={}, now=now)  # fmt: skip
+
+        push("edge-0001", _pushed_trust(config, old))  # carries the next key
+        push("edge-0002", {"cloud_keys": [_hex(old)], "retired_cloud_keys": []})  # does not
+        capsys.readouterr()
+        switch = ["keys", "rotate-command-key", "--switch", "--config", str(config)]
+        assert cloud_cli(switch) == 2
+        refused = capsys.readouterr().err
+        assert "edge-0002" in refused and "edge-0001" not in refused
+        assert "edge-0003" not in refused
+        assert keys.load(path).key_id == old.key_id  # nothing switched
+        assert keys.next_path(path).exists()
+
+        assert cloud_cli([*switch, "--force"]) == 0
+        assert keys.load(path).key_id != old.key_id
+        with sessions() as session:
+            logged = session.scalars(
+                select(OperatorLogEntry).where(
+                    OperatorLogEntry.action == "command_key.switch_forced"
+                )
+            ).one()
+            assert logged.after == {"not_yet_trusting": ["edge-0002"]}
+    finally:
+        engine.dispose()
 
 
 # -- the command key, pushed through the signed configuration -----------------------------------

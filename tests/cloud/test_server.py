@@ -16,9 +16,14 @@ import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from cloud.config import ApiSettings, CloudConfig, load_config
 from cloud.db.engine import make_engine, session_factory
+from cloud.db.models import Alarm, Concentrator
+from cloud.ingest import concentrators
+from cloud.operations import silence
 from cloud.people import auth, oplog
 from cloud.people.oplog_heads import read_heads
 from cloud.server import RunningCloud, StartFailed, listen, serve_in_thread
@@ -28,6 +33,7 @@ from ledger.chain import NodeKey
 from ledger.signed import ACK_TAG, open_signed, trusted
 from ledger.wire import Ack, AckStatus, Status, topic
 from tests.cloud.api.conftest import PASSWORD, opening_transfers
+from tests.cloud.conftest import Clock
 from tests.cloud.fake_edge import T0, FakeEdge
 
 pytestmark = pytest.mark.slow  # the whole cloud in threads and processes, started and stopped
@@ -301,3 +307,31 @@ def test_api_processes_keep_the_system_clock(config: CloudConfig) -> None:
     config = dataclasses.replace(config, api=dataclasses.replace(config.api, workers=2))
     with pytest.raises(StartFailed, match="system clock"):
         serve_in_thread(config, now=lambda: T0)
+
+
+def test_the_cloud_sweeps_silent_concentrators_with_its_clock(
+    config: CloudConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sweep (`cloud.operations.silence`) runs on its own in the service, with the `now`
+    it was given: a node last heard at T0 is alarmed once the clock passes silent_after."""
+    monkeypatch.setattr(silence, "SWEEP_EVERY_S", 0.05)
+    clock = Clock(T0)
+    with serve_in_thread(config, now=clock) as cloud:
+        sessions = session_factory(cloud.engine)
+        with sessions.begin() as session:
+            concentrators.register(session, "edge-0001", NodeKey.generate().public_key, now=T0)
+            session.execute(update(Concentrator).values(online=True, last_seen=T0))
+        time.sleep(0.3)  # sweeps at T0: on line, nothing to raise
+        clock.advance(seconds=config.silent_after.total_seconds() + 1)
+        deadline = time.monotonic() + 10
+        while not (found := _silences(sessions)):
+            assert time.monotonic() < deadline, "no sweep raised the silent node's alarm"
+            time.sleep(0.05)
+        time.sleep(0.3)  # more sweeps: still one
+        assert [(a.node, a.cleared) for a in _silences(sessions)] == [("edge-0001", False)]
+        assert found[0].time == T0 + config.silent_after
+
+
+def _silences(sessions: Callable[[], Session]) -> list[Alarm]:
+    with sessions() as session:
+        return list(session.scalars(select(Alarm).where(Alarm.kind == silence.KIND)))

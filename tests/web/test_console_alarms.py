@@ -233,7 +233,8 @@ def test_the_alarms_screen_groups_filters_and_acknowledges_with_the_log(
     client: TestClient, world: World
 ) -> None:
     with session_factory(world.engine).begin() as session:
-        raise_alarm(session, NODE, "quarantined", NOW, "a forged batch")  # no place
+        raise_alarm(session, NODE, "quarantined", NOW, "a forged batch")  # its node's floor
+        raise_alarm(session, "edge-0099", "refused_status", NOW, "unsigned")  # no place
     log_in(client, "op-1")
     page = client.get("/console/alarms")
     assert page.status_code == 200
@@ -242,8 +243,9 @@ def test_the_alarms_screen_groups_filters_and_acknowledges_with_the_log(
     here = _section(page.text, "B1", "1F")
     assert f'data-alarm="{rows["low_balance"].id}"' in here
     assert f'data-alarm="{rows["malicious_load"].id}"' in here
+    assert f'data-alarm="{rows["quarantined"].id}"' in here  # NODE serves B1 1F alone
     nowhere = _section(page.text, "", "")
-    assert f'data-alarm="{rows["quarantined"].id}"' in nowhere and "未分区" in nowhere
+    assert f'data-alarm="{rows["refused_status"].id}"' in nowhere and "未分区" in nowhere
     assert "@media print" in client.get("/static/console.css").text and "data-print" in page.text
     only = client.get("/console/alarms?kind=low_balance")
     assert re.findall(r'data-alarm="(\d+)"', only.text) == [str(rows["low_balance"].id)]

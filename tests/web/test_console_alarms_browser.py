@@ -14,7 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import update
+from sqlalchemy.orm import Session
 
+from cloud.config import SILENT_AFTER_MIN
+from cloud.db.models import Concentrator
+from cloud.operations import silence
 from tests.cloud.api.conftest import M1, M9, NODE, OTHER, reading
 from tests.cloud.fake_edge import ms
 from tests.web.axe import assert_no_critical
@@ -26,6 +31,7 @@ from tests.web.world import NOW
 pytestmark = pytest.mark.slow
 
 _event_ids = iter(range(500, 10_000))
+SILENT_AFTER = dt.timedelta(minutes=SILENT_AFTER_MIN)  # the served app's (the default)
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +133,37 @@ def test_a_reading_changes_the_table_in_place_and_the_latency_is_measured(
     desk.goto("/console/alarms?lang=zh")
     desk.screenshot(path=shots / "c25-alarms-tablet.png", full_page=True)
     assert desk.evaluate("document.documentElement.scrollWidth") <= TABLET["width"]
+
+
+def test_a_silent_concentrator_pops_up_and_is_listed_under_its_floor(
+    desk: Any, staffed: Served, shots: Path
+) -> None:
+    """The cloud service's sweep (`cloud.operations.silence`), run with a clock past
+    `silent_after`, stores the silent node's alarm: it pops up and is on the alarms screen."""
+    log_in(desk)
+    desk.wait_for_selector("body[data-live=open]")
+    later = NOW + dt.timedelta(minutes=SILENT_AFTER_MIN + 1)
+    engine = staffed.world.engine
+    with Session(engine) as session, session.begin():  # NODE kept sending; OTHER went quiet
+        session.execute(update(Concentrator).where(Concentrator.node == NODE)
+                        .values(last_seen=later))  # fmt: skip
+        assert silence.sweep(session, later, SILENT_AFTER) == silence.Swept(1, 0)
+    desk.wait_for_selector("#live-alarms li[data-place='B2 2F'] li:has-text('1 个集中器失联告警')",
+                           timeout=3_000)  # fmt: skip
+    desk.screenshot(path=shots / "c27-silent-popup.png", full_page=False)
+    desk.goto("/console/alarms?kind=node_silent")
+    section = desk.locator("section.place[data-building='B2'][data-floor='2F']")
+    row = section.locator("tr[data-alarm]")
+    assert row.count() == 1
+    assert row.locator("td").nth(1).inner_text() == "集中器失联"
+    assert row.locator("td").nth(5).inner_text() == OTHER
+    desk.screenshot(path=shots / "c28-silent-alarm.png", full_page=True)
+    assert_no_critical(desk)
+    row.locator("input[name=note]").fill("集中器断电，已派电工")
+    row.locator("button[type=submit]").click()
+    desk.wait_for_load_state()
+    desk.goto("/console/alarms?kind=node_silent&acknowledged=yes&lang=en")
+    desk.wait_for_selector("text=集中器断电，已派电工")
+    assert desk.locator("tr[data-alarm] td").nth(1).inner_text() == "concentrator silent"
+    desk.screenshot(path=shots / "c29-silent-alarm-en.png", full_page=True)
+    desk.goto("/console/alarms?lang=zh")

@@ -17,10 +17,12 @@ from sqlalchemy.orm import Session
 
 from cloud.app import create_app
 from cloud.db import models
+from cloud.operations import silence
 from cloud.people import auth
 from cloud.web import live
 from tests.cloud.api.conftest import M1, M3, NODE, OTHER, issue_token
 from tests.web.console_world import add_staff_and_readings
+from tests.web.html import csrf_of
 from tests.web.test_console_pages import log_in
 from tests.web.world import NOW, OPERATOR, World
 
@@ -126,3 +128,44 @@ def test_the_live_feed_pops_up_a_node_gone_silent_and_back(world: World) -> None
     assert nodes_sent(later) == []  # said once
     heard(world, OTHER, later)
     assert nodes_sent(later) == [(OTHER, True, False)]
+
+
+def sweep(world: World, now: dt.datetime) -> silence.Swept:
+    """The cloud service's sweep (`cloud.operations.silence`), run with the app's clock."""
+    with Session(world.engine) as session, session.begin():
+        return silence.sweep(session, now, LIMIT)
+
+
+def test_a_silent_node_is_a_stored_alarm_on_the_alarms_screen_until_it_is_heard(
+    client: TestClient, world: World, clock: Clock
+) -> None:
+    log_in(client, OPERATOR)
+    assert sweep(world, NOW + LIMIT) == silence.Swept(0, 0)
+    clock.now = NOW + LIMIT + dt.timedelta(minutes=1)
+    heard(world, NODE, clock.now)  # NODE keeps sending; OTHER has gone quiet
+    assert sweep(world, clock.now) == silence.Swept(1, 0)
+    assert sweep(world, clock.now) == silence.Swept(0, 0)
+    page = client.get("/console/alarms?kind=node_silent").text
+    [alarm] = re.findall(r'data-alarm="(\d+)"', page)
+    section = page.split('data-building="B2" data-floor="2F">')[1].split("</section>")[0]
+    assert f'data-alarm="{alarm}"' in section  # OTHER serves B2 2F
+    row = section.split(f'data-alarm="{alarm}"')[1].split("</tr>")[0]
+    assert "集中器失联" in row and OTHER in row
+    assert "concentrator silent" in client.get("/console/alarms?lang=en&kind=node_silent").text
+    client.get("/console/alarms?lang=zh")
+    counts = client.get(
+        "/alarms/counts?cleared=false",
+        headers={"Authorization": f"Bearer {issue_token(world.engine, 'op-1')}"},
+    )
+    assert {"severity": "warning", "kind": "node_silent", "count": 1} in counts.json()["groups"]
+    done = client.post(f"/console/alarms/{alarm}/acknowledge",
+                       data={"csrf": csrf_of(page), "note": "已派人检查集中器电源"})  # fmt: skip
+    assert done.status_code == 200 and "已派人检查集中器电源" not in done.text  # ack'd: filtered
+    acked = client.get("/console/alarms?acknowledged=yes&kind=node_silent").text
+    assert f'data-alarm="{alarm}"' in acked and "已派人检查集中器电源" in acked
+    heard(world, OTHER, clock.now + dt.timedelta(minutes=5))  # a batch at last
+    assert sweep(world, clock.now + dt.timedelta(minutes=6)) == silence.Swept(0, 1)
+    with Session(world.engine) as session:
+        row_of = session.get(models.Alarm, int(alarm))
+        assert row_of is not None
+        assert (row_of.cleared, row_of.cleared_at) == (True, clock.now + dt.timedelta(minutes=5))

@@ -81,7 +81,7 @@ def test_store_to_outbox_items_to_batch_to_cloud_rows(tmp_path: Path, version: i
     assert all(type(row) is ReadingRow for row in batch.readings)
     assert batch.readings[1].extra == readings.rows[1].extra == RICH_EXTRA
     assert batch.ledger is not None
-    verified = verify_ledger(NODE, batch.ledger, KEY.public_key, KEY.key_id)
+    verified, _ = verify_ledger(NODE, batch.ledger, KEY.public_key)
     assert [(v.seq, v.hash) for v in verified] == [(e.seq, e.hash) for e in entries]
 
     contents = prepare_contents(NODE, batch)

@@ -22,16 +22,19 @@ period gets its Wh, and the leg's fen are shared in proportion to each part's ex
 largest remainder, so the parts' fen always add up to the leg's. The credit leg is told from
 the prepaid leg by its derived id. The day is the entry's wall time in the site's zone.
 
-The batch is summed in memory first (one row per key), then written with one bulk upsert per
-table (per day; per month for windows of whole months; per account and month, summed over
-meters, periods and pockets, for the report pages and their totals) that adds to rows already
-there (`cloud.db.bulk.upsert_rows`), on both engines. All three are written in the transaction
+The batch is summed in memory first (one row per key), then added to three tables: per day;
+per month for windows of whole months; per account and month, summed over meters, periods and
+pockets, for the report pages and their totals. On PostgreSQL that is one statement
+(`_ADD_ALL`): the daily rows go as JSON and the server sums the months from them; on SQLite
+one upsert per table (`cloud.db.bulk.upsert_rows`), the months summed here (`by_month`,
+`account_months`, which `books.verify` also uses). All three are written in the transaction
 that stores the entries, so they can never drift from the ledger (`books.verify` checks it).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -39,9 +42,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.orm import Session
 
 from cloud.chains.projection import VerifiedEntry, parse_stamp, transfer_time
-from cloud.db.bulk import upsert_rows
+from cloud.db.bulk import execute, json_rows, upsert_rows
 from cloud.db.rollups import ConsumptionAccountMonthly, ConsumptionDaily, ConsumptionMonthly
-from cloud.db.sql import table_of
+from cloud.db.sql import dialect_name, table_of
 from ledger import entry_ids
 from ledger.accounts import Pocket, Unit
 from ledger.transfers import Code, Kind, Transfer
@@ -155,27 +158,71 @@ _KEY = ("account", "meter", "day", "period", "pocket")
 
 
 def add_transfers(session: Session, transfers: Iterable[Transfer]) -> int:
-    """Add the consumption among `transfers` to `consumption_daily` and `consumption_monthly`;
-    returns the daily rows written."""
+    """Add the consumption among `transfers` to `consumption_daily`, `consumption_monthly` and
+    `consumption_account_monthly`; returns the daily rows written."""
     sums = fold((t, None) for t in transfers)
+    if not sums:
+        return 0
+    if dialect_name(session) == "postgresql":
+        # One statement: the daily rows go as JSON, the server sums the months from them (and
+        # orders the rows, so that concurrent writers lock them in one order).
+        rows = json.dumps([[a, m, d.isoformat(), p, k, *values]
+                           for (a, m, d, p, k), values in sums.items()])  # fmt: skip
+        days = json_rows(session, ConsumptionDaily.__table__, _COLUMNS)
+        execute(session, _ADD_ALL.format(days=days),
+                {"rows": rows, "subsidy": Pocket.SUBSIDY.value})  # fmt: skip
+        return len(sums)
     months = by_month(sums)
     for table, rows_of, day_column in (
         (ConsumptionDaily.__table__, sums, "day"),
         (ConsumptionMonthly.__table__, months, "month"),
     ):
-        rows = [
-            {
-                **dict(zip((*_KEY[:2], day_column, *_KEY[3:]), key, strict=True)),
-                "wh": wh,
-                "fen": fen,
-                "entries": n,
-            }
-            for key, (wh, fen, n) in sorted(rows_of.items())
-        ]  # fmt: skip  (sorted: concurrent writers lock rows in one order)
         index = (*_KEY[:2], day_column, *_KEY[3:])
-        upsert_rows(session, table, rows, index=index, update=_add(table_of(table).name))
+        dicts = [
+            {**dict(zip(index, key, strict=True)), "wh": wh, "fen": fen, "entries": n}
+            for key, (wh, fen, n) in sorted(rows_of.items())
+        ]  # (sorted: concurrent writers lock rows in one order)
+        upsert_rows(session, table, dicts, index=index, update=_add(table_of(table).name))
     add_account_months(session, months)
     return len(sums)
+
+
+_COLUMNS = (*_KEY, "wh", "fen", "entries")
+_DAYS_KEY = ", ".join(_KEY)
+_MONTHS_KEY = "account, meter, month, period, pocket"
+
+
+# The daily rows of a batch (`{days}`: a subquery of `_COLUMNS`) and what
+# `by_month` and `account_months` make of them, added to the three tables by one statement.
+_ADD_ALL = f"""
+WITH days AS (
+    SELECT * FROM {{days}} AS d
+), daily AS (
+    INSERT INTO consumption_daily AS t ({_DAYS_KEY}, wh, fen, entries)
+    SELECT * FROM days ORDER BY {_DAYS_KEY}
+    ON CONFLICT ({_DAYS_KEY}) DO UPDATE SET
+        wh = t.wh + excluded.wh, fen = t.fen + excluded.fen,
+        entries = t.entries + excluded.entries
+), months AS (
+    SELECT account, meter, date_trunc('month', day)::date AS month, period, pocket, wh, fen,
+        entries
+    FROM days
+), monthly AS (
+    INSERT INTO consumption_monthly AS t ({_MONTHS_KEY}, wh, fen, entries)
+    SELECT {_MONTHS_KEY}, sum(wh), sum(fen), sum(entries)
+    FROM months GROUP BY {_MONTHS_KEY} ORDER BY {_MONTHS_KEY}
+    ON CONFLICT ({_MONTHS_KEY}) DO UPDATE SET
+        wh = t.wh + excluded.wh, fen = t.fen + excluded.fen,
+        entries = t.entries + excluded.entries
+)
+INSERT INTO consumption_account_monthly AS t (account, month, wh, subsidy_wh, fen, entries)
+SELECT account, month, sum(wh), coalesce(sum(wh) FILTER (WHERE pocket = %(subsidy)s), 0),
+    sum(fen), sum(entries)
+FROM months GROUP BY account, month ORDER BY account, month
+ON CONFLICT (account, month) DO UPDATE SET
+    wh = t.wh + excluded.wh, subsidy_wh = t.subsidy_wh + excluded.subsidy_wh,
+    fen = t.fen + excluded.fen, entries = t.entries + excluded.entries
+"""
 
 
 def by_month(days: dict[Key, list[int]]) -> dict[Key, list[int]]:

@@ -45,7 +45,14 @@ from cloud.chains import store as chain_store
 from cloud.chains.alarms import clear_edge_alarms, copy_edge_alarms, raise_alarm
 from cloud.chains.locks import lock
 from cloud.chains.projection import Appended, VerifiedEntry, entry_row, project
-from cloud.db.bulk import TIME, insert_entries, insert_readings, update_meter_states, upsert_rows
+from cloud.db.bulk import (
+    TIME,
+    StoredBefore,
+    insert_entries,
+    insert_readings,
+    update_meter_states,
+    upsert_rows,
+)
 from cloud.db.engine import session_factory
 from cloud.db.models import (
     Alarm,
@@ -172,12 +179,19 @@ class Ingest:
             contents = prepare_contents(node, batch)
         except (WireError, Refused) as exc:
             return self._refuse(node, str(exc), now)
+
+        def attempt() -> tuple[bytes, bool]:
+            try:
+                return self._ingest(node, batch, contents, now, careful=False)
+            except StoredBefore:  # readings under new outbox ids were stored before after all
+                log.warning("node %s: outbox %d..%d holds stored readings", node, batch.first,
+                            batch.upto)  # fmt: skip
+                return self._ingest(node, batch, contents, now, careful=True)
+
         try:
             # A batch's storing is idempotent, so a transaction cut by a failover is run again
             # whole against the new primary (`cloud.db.retry`) before the ack is signed.
-            ack, moves_due = retrying(
-                lambda: self._ingest(node, batch, contents, now), patience=self.patience
-            )
+            ack, moves_due = retrying(attempt, patience=self.patience)
         except DBAPIError:
             forget_known_partitions()  # in case a partition we remember was dropped
             raise
@@ -186,9 +200,10 @@ class Ingest:
         return ack
 
     def _ingest(
-        self, node: str, batch: Batch, contents: Contents, now: dt.datetime
+        self, node: str, batch: Batch, contents: Contents, now: dt.datetime, *, careful: bool
     ) -> tuple[bytes, bool]:
-        """The ack, and whether the batch made a move's command to another node due."""
+        """The ack, and whether the batch made a move's command to another node due. `careful`
+        stores readings as if any could be stored already, whatever the outbox ids say."""
         if contents.readings:
             ensure_partitions(self.engine, (r[TIME] for r in contents.readings))
         with self._sessions.begin() as session:
@@ -214,7 +229,9 @@ class Ingest:
                     _alarm_once(session, node, "refused_batch", now, reason)
                 else:
                     contents.rotations = rotations
-                    answer, reason = self._store(session, row, batch, verified, contents, now)
+                    answer, reason = self._store(
+                        session, row, batch, verified, contents, now, careful=careful
+                    )
             if row is not None and answer is not AckStatus.GAP:
                 row.save(session)
             head = _Head.of(row)
@@ -231,6 +248,8 @@ class Ingest:
         verified: list[VerifiedEntry],
         contents: Contents,
         now: dt.datetime,
+        *,
+        careful: bool,
     ) -> tuple[AckStatus, str]:
         """Under the row lock: decide gap / fork / ok and store. Returns the ack status."""
         node, part = row.node, batch.ledger
@@ -275,7 +294,9 @@ class Ingest:
             if posted:
                 appended.append(chain_store.appended(posted))
             row.head_seq, row.head_hash = fresh[-1].seq, fresh[-1].hash
-        _store_contents(session, node, contents, now)
+        # Outbox ids past `upto` were never stored, nor their readings (`StoredBefore` if so).
+        new = not careful and batch.first > row.upto
+        _store_contents(session, node, contents, now, new=new)
         rotated = key_rotations.record(session, node, contents.rotations, now)
         if rotated is not None:
             log.info("node %s: node key rotated to %s", node, rotated)
@@ -492,8 +513,10 @@ def _fork(
     return None
 
 
-def _store_contents(session: Session, node: str, contents: Contents, now: dt.datetime) -> None:
-    insert_readings(session, contents.readings)
+def _store_contents(
+    session: Session, node: str, contents: Contents, now: dt.datetime, *, new: bool
+) -> None:
+    insert_readings(session, contents.readings, new=new)
     states = [contents.latest[m] for m in sorted(contents.latest)]
     update_meter_states(session, node, states, contents.readings)
     upsert_rows(session, Event.__table__, contents.events, index=("node", "event_id"))

@@ -5,7 +5,7 @@ carries every column the deposits report shows, so the planner reads it alone (a
 scan) and prefers it over `recharges_by_created`; SQLite has no INCLUDE and gets the two keys.
 
 Revision ID: 0035
-Revises: 0033
+Revises: 0034
 Create Date: 2026-12-06
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0035"
-down_revision: str | None = "0033"
+down_revision: str | None = "0034"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

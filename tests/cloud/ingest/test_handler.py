@@ -89,6 +89,27 @@ def test_the_same_batch_twice_is_stored_once(ingest, edge_of, sessions, cloud_ke
     assert balances(sessions)["A0001:prepaid"].debits_posted == 21
 
 
+def test_readings_stored_before_under_new_outbox_ids_are_stored_once(
+    ingest, edge_of, sessions, cloud_key
+) -> None:
+    # Outbox ids past `upto` promise new readings; a box that breaks the promise (a reading
+    # sent again under a new id, or twice in one batch) still gets everything stored once.
+    edge = edge_of(NODE)
+    one, two = edge.book_consumption(3), edge.book_consumption(2)
+    again = reading("m1", T0, 5)
+    later = reading("m1", T0 + dt.timedelta(minutes=15), 6)
+    ingest.handle_batch(NODE, edge.payload(1, 4, one, readings=[again]))
+    payload = edge.payload(5, 8, two, readings=[again, later, later])
+    ack = open_ack(ingest.handle_batch(NODE, payload), cloud_key)
+    assert (ack.status, ack.seq, ack.upto) == (AckStatus.OK, 5, 8)
+    assert stored_chain(sessions, NODE) == one + two
+    assert count(sessions, models.Reading) == 2
+    assert balances(sessions)["A0001:prepaid"].debits_posted == 35
+    with sessions() as session:
+        meter = session.get(models.MeterState, (NODE, "m1"))
+        assert meter is not None and meter.energy_wh == 6
+
+
 def test_reordered_batches_end_in_a_complete_copy(ingest, edge_of, sessions, cloud_key) -> None:
     edge = edge_of(NODE)
     one, two = edge.book_consumption(3), edge.book_consumption(2)

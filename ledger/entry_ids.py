@@ -27,13 +27,20 @@ Subsidy entries are `derive_id(code, owner, period)` (`edge.rules.subsidy`), the
 value being the tag; a water subsidy's are `derive_id(code, owner, period, "water")`. A water
 meter's consumption legs are `consume(meter, reg_from, reg_to, leg)` like an electricity
 meter's (registers in litres; legs `water_subsidy`, `prepaid`, `credit`, `debt`).
+
+`derivations(code, refs)` lists the ids an entry could have been given from what its own refs
+say (a consumption leg: one per leg name in `LEGS`); the uplink sends an entry whose id is one
+of them as that index, not as 16 bytes of hash (`ledger.wire_entries`), and the receiver derives
+it again. The order of `LEGS` is part of the wire format: append only.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 
 from ledger.ids import derive_id
+from ledger.transfers import Code, RefValue
 
 
 class EntryTag(StrEnum):
@@ -118,3 +125,25 @@ def takeover_open(takeover: str, pocket: str) -> int:
 def takeover_close(takeover: str, pocket: str) -> int:
     """The cloud's closing of the dead node's pocket (`ledger.takeover`)."""
     return derive_id(EntryTag.TAKEOVER_CLOSE, takeover, pocket)
+
+
+# The pay legs of `edge.rules.commodities` (energy and water), in a frozen order.
+LEGS = ("subsidy", "prepaid", "grace", "credit", "debt", "water_subsidy")
+
+
+def derivations(code: Code, refs: Mapping[str, RefValue]) -> tuple[int, ...]:
+    """The ids an entry of `code` with `refs` gets when one of the rules above booked it, in
+    a fixed order; () when its refs do not say (the id then travels as it is)."""
+    if code is Code.CONSUME:
+        meter, reg_from, reg_to = refs.get("meter"), refs.get("reg_from"), refs.get("reg_to")
+        if isinstance(meter, str) and type(reg_from) is int and type(reg_to) is int:
+            return tuple(consume(meter, reg_from, reg_to, leg) for leg in LEGS)
+    elif code is Code.METER_SETTLE:
+        swap = refs.get("swap")
+        if isinstance(swap, str):
+            return tuple(meter_settle(swap, leg) for leg in LEGS)
+    elif code is Code.RECHARGE:
+        payment = refs.get("payment")
+        if isinstance(payment, str):
+            return (recharge(payment),)
+    return ()

@@ -48,6 +48,7 @@ from ledger.units import MAX_AMOUNT
 _V2 = bytes((FORMAT_V2,))
 _HEX_ID = re.compile("[0-9a-f]{32}")
 _COLUMNS = ("id", "c", "k", "s", "l", "a", "d", "cr", "t")
+_NUL = "\x00"
 _GROUP = "meter"  # integer refs are differences within the entries of one meter
 
 
@@ -59,8 +60,8 @@ class _Index(dict[str, int]):
 
 
 def encode_entries(bodies: Sequence[bytes]) -> dict[str, Any] | None:
-    """The columns of `bodies`, or None when one is not a version-2 body (those go as they
-    are, `ledger.wire`)."""
+    """The columns of `bodies`, or None when one is not a version-2 body or holds a NUL
+    character (those go as they are, `ledger.wire`)."""
     if not bodies or any(b[:1] != _V2 for b in bodies):
         return None
     accounts, times, texts = _Index(), _Index(), _Index()
@@ -71,6 +72,8 @@ def encode_entries(bodies: Sequence[bytes]) -> dict[str, Any] | None:
     last: dict[RefValue | None, dict[str, int]] = {}
     for n, body in enumerate(bodies):
         t = decode_transfer_v2(body)
+        if _NUL in t.time or any(isinstance(v, str) and _NUL in v for v in t.refs.values()):
+            return None  # the wire's JSON holds no NUL (PostgreSQL's text cannot): as they are
         known = derivations(t.code, t.refs)
         row = (
             known.index(t.id) if t.id in known else f"{t.id:032x}",
@@ -80,7 +83,8 @@ def encode_entries(bodies: Sequence[bytes]) -> dict[str, Any] | None:
         for name, value in zip(_COLUMNS, row, strict=True):
             cols[name].append(value)
         pending.append(None if t.pending_id is None else f"{t.pending_id:032x}")
-        previous = last.setdefault(t.refs.get(_GROUP), {})
+        group = t.refs.get(_GROUP)
+        previous = last.setdefault(group if isinstance(group, str) else None, {})
         for key, value in t.refs.items():
             if isinstance(value, str):
                 words.setdefault(key, [None] * n).append(texts.of(value))

@@ -28,10 +28,10 @@ value being the tag; a water subsidy's are `derive_id(code, owner, period, "wate
 meter's consumption legs are `consume(meter, reg_from, reg_to, leg)` like an electricity
 meter's (registers in litres; legs `water_subsidy`, `prepaid`, `credit`, `debt`).
 
-`derivations(code, refs)` lists the ids an entry could have been given from what its own refs
-say (a consumption leg: one per leg name in `LEGS`); the uplink sends an entry whose id is one
-of them as that index, not as 16 bytes of hash (`ledger.wire_entries`), and the receiver derives
-it again. The order of `LEGS` is part of the wire format: append only.
+`derived_id(code, refs, index)` is the id an entry could have been given from what its own
+refs say (a consumption leg: one per leg name in `LEGS`); the uplink sends an entry whose id is
+one of them as that index (`derivation_of`), not as 16 bytes of hash (`ledger.wire_entries`),
+and the receiver derives it again. The order of `LEGS` is part of the wire format: append only.
 """
 
 from __future__ import annotations
@@ -131,19 +131,31 @@ def takeover_close(takeover: str, pocket: str) -> int:
 LEGS = ("subsidy", "prepaid", "grace", "credit", "debt", "water_subsidy")
 
 
-def derivations(code: Code, refs: Mapping[str, RefValue]) -> tuple[int, ...]:
-    """The ids an entry of `code` with `refs` gets when one of the rules above booked it, in
-    a fixed order; () when its refs do not say (the id then travels as it is)."""
-    if code is Code.CONSUME:
+def derived_id(code: Code, refs: Mapping[str, RefValue], index: int) -> int | None:
+    """The `index`-th id an entry of `code` with `refs` gets when one of the rules above booked
+    it (a consumption leg: the leg `LEGS[index]`); None when its refs do not say or there is
+    no such index."""
+    if code is Code.CONSUME and 0 <= index < len(LEGS):
         meter, reg_from, reg_to = refs.get("meter"), refs.get("reg_from"), refs.get("reg_to")
         if isinstance(meter, str) and type(reg_from) is int and type(reg_to) is int:
-            return tuple(consume(meter, reg_from, reg_to, leg) for leg in LEGS)
-    elif code is Code.METER_SETTLE:
+            return consume(meter, reg_from, reg_to, LEGS[index])
+    elif code is Code.METER_SETTLE and 0 <= index < len(LEGS):
         swap = refs.get("swap")
         if isinstance(swap, str):
-            return tuple(meter_settle(swap, leg) for leg in LEGS)
-    elif code is Code.RECHARGE:
+            return meter_settle(swap, LEGS[index])
+    elif code is Code.RECHARGE and index == 0:
         payment = refs.get("payment")
         if isinstance(payment, str):
-            return (recharge(payment),)
-    return ()
+            return recharge(payment)
+    return None
+
+
+def derivation_of(code: Code, refs: Mapping[str, RefValue], ident: int) -> int | None:
+    """The index for which `derived_id` gives `ident`, or None."""
+    for index in range(len(LEGS)):
+        derived = derived_id(code, refs, index)
+        if derived is None:
+            return None
+        if derived == ident:
+            return index
+    return None

@@ -5,13 +5,13 @@ the transfers' fields column by column and the receiver encodes them again into 
 bytes the edge stored and hashed. It recomputes every hash from `prev` and checks the one
 signature over the last, as for bodies sent as they are, so a field changed on the way cannot
 hide. Columns compress several times better than the bodies: ids that the refs derive
-(`ledger.entry_ids.derivations`) are sent as a small index instead of 16 bytes of hash, and
+(`ledger.entry_ids.derived_id`) are sent as a small index instead of 16 bytes of hash, and
 registers as differences.
 
     {"accounts": ["A0001:prepaid", "sys:energy_sales", …],  # debit and credit, by index
      "times": ["2026-11-01T08:15:00+08:00", …],            # times, by index
      "texts": ["000000000001", …],                         # text ref values, by index
-     "id": [0, 1, "<32 hex digits>", …],   # index into `derivations(code, refs)`, or the id
+     "id": [0, 1, "<32 hex digits>", …],   # `derived_id(code, refs, index)`'s index, or the id
      "c": [code], "k": [kind], "s": [time source],   # indexes into `ledger.encoding_v2` tables
      "l": [0 | 1], "a": [amount], "d": [debit], "cr": [credit], "t": [time],
      "p": [null | "<32 hex digits>"],                # pending ids; left out when there are none
@@ -40,9 +40,9 @@ from ledger.encoding_v2 import (
     decode_transfer_v2,
     encode_transfer_v2,
 )
-from ledger.entry_ids import derivations
+from ledger.entry_ids import derivation_of, derived_id
 from ledger.errors import DecodeError
-from ledger.transfers import RefValue, Transfer
+from ledger.transfers import Code, RefValue, Transfer
 from ledger.units import MAX_AMOUNT
 
 _V2 = bytes((FORMAT_V2,))
@@ -74,9 +74,9 @@ def encode_entries(bodies: Sequence[bytes]) -> dict[str, Any] | None:
         t = decode_transfer_v2(body)
         if _NUL in t.time or any(isinstance(v, str) and _NUL in v for v in t.refs.values()):
             return None  # the wire's JSON holds no NUL (PostgreSQL's text cannot): as they are
-        known = derivations(t.code, t.refs)
+        derivation = derivation_of(t.code, t.refs, t.id)
         row = (
-            known.index(t.id) if t.id in known else f"{t.id:032x}",
+            f"{t.id:032x}" if derivation is None else derivation,
             CODES.index(t.code), KINDS.index(t.kind), TIME_SOURCES.index(t.time_source),
             int(t.linked), t.amount, accounts.of(t.debit), accounts.of(t.credit), times.of(t.time),
         )  # fmt: skip
@@ -139,7 +139,7 @@ def _decode(doc: dict[str, Any]) -> tuple[bytes, ...]:
         code_ = CODES[_index(code)]
         debit_ = AccountId(accounts[_index(debit)])
         transfer = Transfer(
-            id=_ident(ident, derivations(code_, refs)),
+            id=_ident(ident, code_, refs),
             debit=debit_,
             credit=AccountId(accounts[_index(credit)]),
             amount=amount,
@@ -198,6 +198,11 @@ def _hex_id(value: Any) -> int:
     return int(value, 16)
 
 
-def _ident(value: Any, known: tuple[int, ...]) -> int:
-    """The id: given as 32 hex digits, or as an index into the ids its refs derive."""
-    return known[_index(value)] if type(value) is int else _hex_id(value)
+def _ident(value: Any, code: Code, refs: dict[str, RefValue]) -> int:
+    """The id: given as 32 hex digits, or as the index of the id its refs derive."""
+    if type(value) is not int:
+        return _hex_id(value)
+    derived = derived_id(code, refs, value)
+    if derived is None:
+        raise DecodeError(f"entry refs derive no id number {value}")
+    return derived

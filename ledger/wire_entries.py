@@ -94,8 +94,8 @@ def encode_entries(bodies: Sequence[bytes]) -> dict[str, Any] | None:
         for column in (*numbers.values(), *words.values()):
             if len(column) == n:
                 column.append(None)
-    doc: dict[str, Any] = {"accounts": list(accounts), "times": list(times),
-                           "texts": list(texts), **cols, "refs": numbers, "text_refs": words}  # fmt: skip
+    doc: dict[str, Any] = {"accounts": list(accounts), "times": list(times), "texts": list(texts)}
+    doc.update(cols, refs=numbers, text_refs=words)
     if any(p is not None for p in pending):
         doc["p"] = pending
     return doc

@@ -31,6 +31,7 @@ from ledger.signed import (
     sign,
     trusted,
 )
+from ledger.transfers import Code, TimeSource, Transfer
 from ledger.wire import (
     MAGIC,
     MAGIC_V1,
@@ -46,7 +47,6 @@ from ledger.wire import (
     decode_batch,
     encode_batch,
 )
-from ledger.transfers import Code, TimeSource, Transfer
 from tests.ledger.factories import sample_transfers
 from tests.ledger.test_encoding_v2 import transfers
 
@@ -185,7 +185,7 @@ def test_format_1_batches_decode_and_carry_no_columns() -> None:
     assert decode_batch(compress_batch(text)[len(MAGIC) :].join((MAGIC_V1, b""))) == batch
     doc = json.loads(text)
     doc["ledger"]["entries"] = doc["ledger"].pop("bodies")
-    with pytest.raises(WireError, match="either bodies or stored bodies$"):
+    with pytest.raises(WireError, match=r"either bodies or stored bodies$"):
         decode_batch(MAGIC_V1 + compress_batch(json.dumps(doc).encode())[len(MAGIC) :])
 
 

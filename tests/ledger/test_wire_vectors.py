@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from ledger import entry_ids
+from ledger.accounts import Unit
 from ledger.chain import NodeKey, sign_checkpoint
 from ledger.encoding import GENESIS_HASH
 from ledger.encoding_v2 import encode_transfer_v2
 from ledger.readings import ReadingRow
-from ledger.transfers import Code, Transfer, TimeSource
-from ledger.accounts import Unit
+from ledger.transfers import Code, TimeSource, Transfer
 from ledger.wire import Batch, LedgerPart, batch_text, decode_batch
 from tests.ledger.factories import VECTOR_SEED
 
@@ -38,8 +38,12 @@ def _leg(leg: str, amount: int, reg_from: int, reg_to: int) -> Transfer:
         time="2026-11-01T08:15:00+08:00",
         time_source=TimeSource.NTP,
         linked=leg == "subsidy",
-        refs={"meter": "000000000001", "reg_from": reg_from, "reg_to": reg_to,
-              "energy_wh": reg_to - reg_from},  # fmt: skip
+        refs={
+            "meter": "000000000001",
+            "reg_from": reg_from,
+            "reg_to": reg_to,
+            "energy_wh": reg_to - reg_from,
+        },
     )
 
 
@@ -62,8 +66,15 @@ def sample_batch() -> Batch:
         upto=112,
         ledger=LedgerPart(1, GENESIS_HASH, bodies, checkpoint.key_id, checkpoint.signature),
         readings=rows,
-        events=({"id": 7, "t": 1793463300000, "c": "alarm", "k": "relay_tripped",
-                 "d": {"meter": "000000000001"}},),  # fmt: skip
+        events=(
+            {
+                "id": 7,
+                "t": 1793463300000,
+                "c": "alarm",
+                "k": "relay_tripped",
+                "d": {"meter": "000000000001"},
+            },
+        ),
         results=({"command_id": "ab" * 16, "status": "applied", "seqs": [3]},),
     )
 

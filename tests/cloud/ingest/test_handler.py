@@ -16,8 +16,7 @@ from cloud.db import models
 from cloud.ingest import concentrators
 from cloud.ingest.handler import Ingest
 from ledger.book import replay
-from ledger.chain import NodeKey
-from ledger.chain import Entry
+from ledger.chain import Entry, NodeKey
 from ledger.encoding import GENESIS_HASH, encode_body, encode_transfer
 from ledger.invariants import check_balances_sum_to_zero
 from ledger.verify import verify_records

@@ -74,7 +74,7 @@ def encode_entries(bodies: Sequence[bytes]) -> dict[str, Any] | None:
         t = decode_transfer_v2(body)
         if _NUL in t.time or any(isinstance(v, str) and _NUL in v for v in t.refs.values()):
             return None  # the wire's JSON holds no NUL (PostgreSQL's text cannot): as they are
-        derivation = derivation_of(t.code, t.refs, t.id)
+        derivation = derivation_of(t.code, t.refs, t.id, likely=t.debit.partition(":")[2])
         row = (
             f"{t.id:032x}" if derivation is None else derivation,
             CODES.index(t.code), KINDS.index(t.kind), TIME_SOURCES.index(t.time_source),

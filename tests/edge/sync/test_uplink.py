@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import ledger.wire
+from edge.rules.commodities import COMMODITIES
 from edge.runtime.boot import Booted
 from edge.site import load_site
 from edge.store import Category, EventItem, OutboxKind, ReadingsItem, Store
@@ -23,6 +24,7 @@ from edge.sync.session import OPLOG_HEAD_STATE, SessionConfig, SyncAlarm, Uplink
 from edge.sync.uplink import BatchBuilder, BuiltBatch, UplinkLimits
 from ledger.chain import Checkpoint, Entry, NodeKey, entry_hash, sign_checkpoint
 from ledger.encoding import GENESIS_HASH, encode_body
+from ledger.entry_ids import LEGS
 from ledger.readings import ReadingRow
 from ledger.signed import ACK_TAG, OplogHead, sign, trusted
 from ledger.wire import (
@@ -251,6 +253,12 @@ def test_everything_costs_at_most_16_bytes_a_reading_on_the_wire(day: Booted) ->
     readings = sum(b.readings for b in batches)
     print(f"\n{len(batches)} batches: {total / readings:.2f} B of everything per reading")
     assert readings == 96 * 32 and total / readings <= 16
+
+
+def test_every_pay_leg_has_an_id_the_wire_derives() -> None:
+    """A consumption leg's id goes as the index of its leg name in `ledger.entry_ids.LEGS`: a
+    pay leg missing there would send its 16 bytes of hash instead."""
+    assert {leg.name for c in COMMODITIES.values() for leg in c.pay_order} <= set(LEGS)
 
 
 def _part(key: NodeKey, entries: list[Entry]) -> LedgerPart:

@@ -24,11 +24,11 @@ receiver recomputes every hash from `prev` on (so a changed body cannot hide), c
 checkpoint signature over the last head and stores the bodies. When every body is version 2
 (`ledger.encoding_v2`, binary, one encoding per transfer) the part carries their transfers as
 columns in `entries` (`ledger.wire_entries`: ids the refs derive left out, registers as
-differences; about 5 bytes an entry after compression); otherwise as format 1 did: version-1
+differences; about 7 bytes an entry on the wire); otherwise as format 1 did: version-1
 bodies (JSON text) as strings in `bodies`, a mix of versions as base64 in `stored`.
 
 Format 1 (`b"VB\x01"`, `MAGIC_V1`) is the same object with `bodies` or `stored` only (version-2
-bodies in base64: about 37 bytes an entry); a cloud decodes both, so an edge that has not been
+bodies in base64: about 38 bytes an entry); a cloud decodes both, so an edge that has not been
 updated keeps syncing. A cloud that predates format 2 refuses its magic, and the edge resends
 until the cloud is upgraded.
 

@@ -27,13 +27,20 @@ Subsidy entries are `derive_id(code, owner, period)` (`edge.rules.subsidy`), the
 value being the tag; a water subsidy's are `derive_id(code, owner, period, "water")`. A water
 meter's consumption legs are `consume(meter, reg_from, reg_to, leg)` like an electricity
 meter's (registers in litres; legs `water_subsidy`, `prepaid`, `credit`, `debt`).
+
+`derived_id(code, refs, index)` is the id an entry could have been given from what its own
+refs say (a consumption leg: one per leg name in `LEGS`); the uplink sends an entry whose id is
+one of them as that index (`derivation_of`), not as 16 bytes of hash (`ledger.wire_entries`),
+and the receiver derives it again. The order of `LEGS` is part of the wire format: append only.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 
 from ledger.ids import derive_id
+from ledger.transfers import Code, RefValue
 
 
 class EntryTag(StrEnum):
@@ -118,3 +125,42 @@ def takeover_open(takeover: str, pocket: str) -> int:
 def takeover_close(takeover: str, pocket: str) -> int:
     """The cloud's closing of the dead node's pocket (`ledger.takeover`)."""
     return derive_id(EntryTag.TAKEOVER_CLOSE, takeover, pocket)
+
+
+# The pay legs of `edge.rules.commodities` (energy and water), in a frozen order.
+LEGS = ("subsidy", "prepaid", "grace", "credit", "debt", "water_subsidy")
+
+
+def derived_id(code: Code, refs: Mapping[str, RefValue], index: int) -> int | None:
+    """The `index`-th id an entry of `code` with `refs` gets when one of the rules above booked
+    it (a consumption leg: the leg `LEGS[index]`); None when its refs do not say or there is
+    no such index."""
+    if code is Code.CONSUME and 0 <= index < len(LEGS):
+        meter, reg_from, reg_to = refs.get("meter"), refs.get("reg_from"), refs.get("reg_to")
+        if isinstance(meter, str) and type(reg_from) is int and type(reg_to) is int:
+            return consume(meter, reg_from, reg_to, LEGS[index])
+    elif code is Code.METER_SETTLE and 0 <= index < len(LEGS):
+        swap = refs.get("swap")
+        if isinstance(swap, str):
+            return meter_settle(swap, LEGS[index])
+    elif code is Code.RECHARGE and index == 0:
+        payment = refs.get("payment")
+        if isinstance(payment, str):
+            return recharge(payment)
+    return None
+
+
+def derivation_of(
+    code: Code, refs: Mapping[str, RefValue], ident: int, *, likely: str = ""
+) -> int | None:
+    """The index for which `derived_id` gives `ident`, or None. The leg named `likely` (the
+    debited pocket: most legs are named after it) is tried first, to hash once, not up to six
+    times."""
+    for index in _TRY_ORDER.get(likely, _IN_ORDER):
+        if derived_id(code, refs, index) == ident:
+            return index
+    return None
+
+
+_IN_ORDER = tuple(range(len(LEGS)))
+_TRY_ORDER = {leg: (k, *(i for i in _IN_ORDER if i != k)) for k, leg in enumerate(LEGS)}

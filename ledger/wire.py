@@ -10,22 +10,27 @@ its own topics):
 | `vb/{node}/ack`    | cloud → edge | a signed `Ack` (`ledger.signed`, `ACK_TAG`)       |
 | `vb/{node}/cmd`    | cloud → edge | a signed `Command` (`ledger.signed`)              |
 
-**Batch.** `b"VB\\x01"` then raw DEFLATE (level 9) of a compact JSON object:
+**Batch.** `b"VB\x02"` then raw DEFLATE of a compact JSON object (format 2):
 
     {"node": "edge-0001", "first": 101, "upto": 180,     # the edge's outbox ids it carries
-     "ledger": {"from": 41, "prev": "<hex>", "bodies": ["<canonical transfer>", ...],
+     "ledger": {"from": 41, "prev": "<hex>", "entries": {<columns>},
                 "key_id": "…", "sig": "<checkpoint signature of the last entry>"} | null,
      "readings": {"meters": ["000000000001", ...], "cols": {<column>: [ints], ...}} | null,
      "events": [{"id": 3, "kind": "relay_tripped", ...}, ...],
      "results": [{"command_id": "…", "status": "applied", ...}, ...]}
 
-Ledger entries travel as their canonical bodies only, the bytes the edge stored: the receiver
-recomputes every hash from `prev` on (so a changed body cannot hide), checks the one checkpoint
-signature over the last head and stores the bodies as they came. Version-1 bodies (JSON text)
-go as strings in `bodies`; a batch holding any version-2 body (`ledger.encoding_v2`, binary)
-carries every body as base64 in `stored` instead (`"stored": ["AgAAAA…", …]`, about 43 bytes
-an entry after compression against 48 for version 1). A cloud that predates version 2 finds no
-`bodies` and refuses the batch (the edge resends it until the cloud is upgraded).
+Ledger entries travel as the canonical bodies the edge stored, or as what makes them again: the
+receiver recomputes every hash from `prev` on (so a changed body cannot hide), checks the one
+checkpoint signature over the last head and stores the bodies. When every body is version 2
+(`ledger.encoding_v2`, binary, one encoding per transfer) the part carries their transfers as
+columns in `entries` (`ledger.wire_entries`: ids the refs derive left out, registers as
+differences; about 7 bytes an entry on the wire); otherwise as format 1 did: version-1
+bodies (JSON text) as strings in `bodies`, a mix of versions as base64 in `stored`.
+
+Format 1 (`b"VB\x01"`, `MAGIC_V1`) is the same object with `bodies` or `stored` only (version-2
+bodies in base64: about 38 bytes an entry); a cloud decodes both, so an edge that has not been
+updated keeps syncing. A cloud that predates format 2 refuses its magic, and the edge resends
+until the cloud is upgraded.
 
 A ledger part may carry `"rotations": [<key rotation>, …]` (`ledger.key_rotation`, at most
 `MAX_ROTATIONS`): the node key's rotations at seq `from - 1` or later, so that a checkpoint
@@ -88,8 +93,10 @@ from ledger.key_rotation import KeyRotation
 from ledger.readings import READING_FIELDS, ReadingRow
 from ledger.signed import STATUS_TAG, OplogHead, Rejected, open_signed, sign
 from ledger.untrusted import load_json
+from ledger.wire_entries import decode_entries, encode_entries
 
-MAGIC = b"VB\x01"
+MAGIC = b"VB\x02"  # format 2: what this version sends
+MAGIC_V1 = b"VB\x01"  # format 1: still decoded (edges not yet updated)
 # Any DEFLATE level decodes the same: the level is the sender's choice of CPU against bytes.
 # Measured on a day of 64 meters (8 batches of 32 KB): level 6 is 7 % more bytes for 40 % of
 # level 9's CPU (31 vs 79 ms); the bytes per reading are the scarcer resource, so 9.
@@ -271,7 +278,10 @@ def batch_text(batch: Batch) -> bytes:
     if batch.ledger is not None:
         part = batch.ledger
         ledger = {"from": part.from_seq, "prev": part.prev.hex()}
-        if any(b[:1] == _V2 for b in part.bodies):
+        entries = encode_entries(part.bodies)
+        if entries is not None:
+            ledger["entries"] = entries
+        elif any(b[:1] == _V2 for b in part.bodies):
             ledger["stored"] = [base64.b64encode(b).decode() for b in part.bodies]
         else:
             ledger["bodies"] = [b.decode() for b in part.bodies]
@@ -303,8 +313,9 @@ def encode_batch(batch: Batch) -> bytes:
 
 def decode_batch(payload: bytes) -> Batch:
     """Raises `WireError` for anything that is not a well-formed batch (before any storing)."""
-    if not payload.startswith(MAGIC):
+    if not payload.startswith((MAGIC, MAGIC_V1)):
         raise WireError("not a Voltbook batch (bad magic)")
+    columns = payload.startswith(MAGIC)  # format 2: the entries may come as columns
     inflate = zlib.decompressobj(-15)
     try:
         text = inflate.decompress(payload[len(MAGIC) :], MAX_BATCH_BYTES)
@@ -320,7 +331,7 @@ def decode_batch(payload: bytes) -> Batch:
             part = LedgerPart(
                 from_seq=_positive(ledger["from"], "ledger.from"),
                 prev=_digest(ledger["prev"]),
-                bodies=_bodies(_object(ledger, "ledger")),
+                bodies=_bodies(_object(ledger, "ledger"), columns=columns),
                 key_id=_text(ledger["key_id"], "ledger.key_id"),
                 signature=bytes.fromhex(_text(ledger["sig"], "ledger.sig")),
                 rotations=_rotations(ledger.get("rotations", [])),
@@ -354,12 +365,19 @@ def _rotations(items: Any) -> tuple[KeyRotation, ...]:
         raise WireError(f"ledger.rotations: {exc}") from None
 
 
-def _bodies(ledger: dict[str, Any]) -> tuple[bytes, ...]:
-    """The stored bytes of the entries: `bodies` (text) or `stored` (base64), not both."""
-    if "stored" not in ledger:
+def _bodies(ledger: dict[str, Any], *, columns: bool) -> tuple[bytes, ...]:
+    """The stored bytes of the entries: `bodies` (text), `stored` (base64) or, in format 2,
+    `entries` (columns), one of them."""
+    given = [key for key in ("bodies", "stored", "entries") if key in ledger]
+    if len(given) != 1 or (given == ["entries"] and not columns):
+        raise WireError("ledger part needs a list of either bodies or stored bodies"
+                        f"{' or entries' if columns else ''}")  # fmt: skip
+    if given == ["entries"]:
+        return decode_entries(ledger["entries"])
+    if given == ["bodies"]:
         return tuple(_text(b, "an entry body").encode() for b in ledger["bodies"])
-    if "bodies" in ledger or not isinstance(ledger["stored"], list):
-        raise WireError("ledger part needs a list of either bodies or stored bodies")
+    if not isinstance(ledger["stored"], list):
+        raise WireError("ledger part needs a list of stored bodies")
     try:
         return tuple(base64.b64decode(_text(b, "a stored body"), validate=True)
                      for b in ledger["stored"])  # fmt: skip

@@ -11,7 +11,9 @@ passes the monotonic time (timeouts, pacing) and the clock guard's time (alarm e
                   build the batch after `cursor` and send it
     ack ok        verified (signature, node, head == our entry hash at seq) ──► ONE transaction:
                   acknowledge(seq, head) + prune the outbox up to `upto`; acked = upto
-    ack gap       the cloud's copy does not continue: cursor = upto (resend from after it)
+    ack gap       the cloud's copy does not continue: cursor = upto, and the batches after it
+                  go again at once (answers still due for batches sent before are ignored;
+                  at most `GAP_RESENDS` in a row without progress, then the ack timeout)
     ack refused / quarantined ──► alarm, pause (nothing more goes up until a restart)
     no ack within `ack_timeout_s` ──► cursor = acked (resend everything unacknowledged)
 
@@ -51,7 +53,10 @@ class SyncAlarm:
     OPLOG_BEHIND = "sync_cloud_oplog_behind"
 
 
-OPLOG_HEAD_STATE = "sync:oplog_head"  # the highest signed operator-log head of the cloud seen
+OPLOG_HEAD_STATE = "sync:oplog_head"
+# Resends on `gap` answers in a row without progress, at most; after that the ack timeout
+# rewinds (a cloud that answers gap to everything gets no resend storm).
+GAP_RESENDS = 3  # the highest signed operator-log head of the cloud seen
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +124,8 @@ class UplinkSession:
     in_flight: list[InFlight] = field(default_factory=list)
     sent_ahead: set[int] = field(default_factory=set)  # alarms carried ahead of order
     _gap_at: int | None = None  # the outbox id the last gap rewound to
+    _gap_resends: int = 0  # gap rewinds since the last progress
+    _stale_due: int = 0  # answers still due for batches sent before the last gap rewind
     _pacer: _Pacer = field(init=False)
     _alarmed: dict[str, float] = field(default_factory=dict)
 
@@ -174,6 +181,7 @@ class UplinkSession:
             self.acked + 1,
         )
         self._rewind(self.acked)
+        self._gap_at, self._gap_resends, self._stale_due = None, 0, 0
 
     def _rewind(self, upto: int) -> None:
         self.cursor = max(upto, self.acked)
@@ -226,6 +234,7 @@ class UplinkSession:
         return self.store.head_at(ack.seq) == ack.head
 
     def _accept(self, ack: Ack) -> AckReport:
+        self._stale_due = max(0, self._stale_due - 1)
         # Prune only what this session sent (a cloud cannot acknowledge ids not yet written),
         # and only below the first entry the acknowledged seq does not cover.
         safe = min(ack.upto, self.highest_sent)
@@ -250,21 +259,33 @@ class UplinkSession:
             self.cursor = max(self.cursor, safe)
             self.in_flight = [b for b in self.in_flight if b.upto > safe]
             self.sent_ahead = {i for i in self.sent_ahead if i > safe}
-            self._gap_at = None
+            self._gap_at, self._gap_resends = None, 0
             log.info("sync: ack seq %d upto %d, pruned %d", ack.seq, ack.upto, pruned)
         return AckReport(True, ack.status, ack.seq, ack.upto, pruned)
 
     def _gap(self, ack: Ack) -> AckReport:
-        if self._gap_at is not None and ack.upto <= self._gap_at:
-            # Another in-flight batch that followed the hole: the resend is already under way.
+        stale, self._stale_due = self._stale_due > 0, max(0, self._stale_due - 1)
+        if stale and self._gap_at is not None and ack.upto <= self._gap_at:
+            # The answer to a batch sent before the rewind: the resend is already under way.
             return AckReport(True, ack.status, ack.seq, ack.upto, note="gap already rewound")
+        if self._gap_resends >= GAP_RESENDS:
+            log.warning("sync: the cloud still holds only up to %d after %d resends: "
+                        "waiting for the ack timeout", ack.upto, GAP_RESENDS)  # fmt: skip
+            return AckReport(True, ack.status, ack.seq, ack.upto, note="gap: resends exhausted")
         log.warning(
             "sync: the cloud holds up to %d (seq %d): resending from %d",
             ack.upto,
             ack.seq,
             max(ack.upto, self.acked) + 1,
         )
+        # The cloud answers in order: the batch this answers is at the earliest the first in
+        # flight that does not continue its copy; the ones after it are still to be answered.
+        answered = next(
+            (k for k, b in enumerate(self.in_flight) if b.first > ack.upto + 1), len(self.in_flight)
+        )
+        self._stale_due = max(0, len(self.in_flight) - answered - 1)
         self._gap_at = ack.upto
+        self._gap_resends += 1
         self._rewind(ack.upto)
         return AckReport(True, ack.status, ack.seq, ack.upto, note="rewound")
 

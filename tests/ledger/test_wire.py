@@ -12,9 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ledger import entry_ids
+from ledger.accounts import AccountId, Unit
 from ledger.chain import NodeKey
 from ledger.encoding import encode_transfer
 from ledger.encoding_v2 import encode_transfer_v2
+from ledger.entry_ids import LEGS
 from ledger.readings import ReadingRow
 from ledger.signed import (
     ACK_TAG,
@@ -28,8 +31,10 @@ from ledger.signed import (
     sign,
     trusted,
 )
+from ledger.transfers import Code, TimeSource, Transfer
 from ledger.wire import (
     MAGIC,
+    MAGIC_V1,
     MAX_BATCH_BYTES,
     Ack,
     AckStatus,
@@ -43,6 +48,7 @@ from ledger.wire import (
     encode_batch,
 )
 from tests.ledger.factories import sample_transfers
+from tests.ledger.test_encoding_v2 import transfers
 
 CLOUD = NodeKey.from_seed(bytes(range(32)))
 OTHER = NodeKey.from_seed(bytes(32))
@@ -112,12 +118,13 @@ def test_batches_round_trip_exactly(rows: list[ReadingRow], bodies: list[bytes])
     assert all(type(row) is ReadingRow for row in decoded.readings)
 
 
-def test_version_2_bodies_travel_as_stored_in_base64() -> None:
-    """Any body that is version 2 sends every body base64 in `stored`; only version 1 bodies go
-    as text in `bodies`, byte for byte as before; a part holding both keys is refused."""
+def test_bodies_travel_as_columns_text_or_base64_by_their_versions() -> None:
+    """Version-2 bodies only: as columns in `entries`; version-1 bodies only: as text in
+    `bodies`, byte for byte as before; a mix: every body base64 in `stored`; a part holding
+    two of those keys is refused."""
     v2 = encode_transfer_v2(sample_transfers()[0])
     v1 = encode_transfer(sample_transfers()[1])
-    for bodies, key in (((v1, v2), "stored"), ((v1,), "bodies"), ((v2, v2), "stored")):
+    for bodies, key in (((v2, v2), "entries"), ((v1,), "bodies"), ((v1, v2), "stored")):
         batch = Batch("edge-0001", 1, 2, ledger=LedgerPart(5, bytes(32), bodies, "k", bytes(64)))
         part = json.loads(batch_text(batch))["ledger"]
         assert set(part) == {"from", "prev", key, "key_id", "sig"}
@@ -130,6 +137,56 @@ def test_version_2_bodies_travel_as_stored_in_base64() -> None:
     del doc["ledger"]["bodies"]
     with pytest.raises(WireError, match="not base64"):
         decode_batch(compress_batch(json.dumps(doc).encode()))
+
+
+@settings(max_examples=40, deadline=None)
+@given(chain=st.lists(transfers(), min_size=1, max_size=4), meters=st.data())
+def test_version_2_bodies_come_back_byte_for_byte_from_their_columns(
+    chain: list[Transfer], meters: st.DataObject
+) -> None:
+    """Any transfers, some of them consumption legs whose ids their refs derive (sent as an
+    index), give back exactly the bodies the edge stored (in base64 when a text holds a NUL
+    character, which the wire's JSON does not carry)."""
+    legs = [
+        _consumption_leg(meters.draw(st.sampled_from(["000000000001", "7"])), n, leg)
+        for n, leg in enumerate(meters.draw(st.lists(st.sampled_from(LEGS), max_size=4)))
+    ]
+    bodies = tuple(encode_transfer_v2(t) for t in (*chain, *legs))
+    batch = Batch("edge-0001", 1, 2, ledger=LedgerPart(5, bytes(32), bodies, "k", bytes(64)))
+    part = json.loads(batch_text(batch))["ledger"]
+    texts = [text for t in chain for text in (t.time, *t.refs.values()) if isinstance(text, str)]
+    if any("\x00" in text for text in texts):
+        assert "stored" in part
+    else:
+        assert part["entries"]["id"][len(chain) :] == [LEGS.index(str(t.refs["leg"])) for t in legs]
+    assert decode_batch(encode_batch(batch)) == batch
+
+
+def _consumption_leg(meter: str, n: int, leg: str) -> Transfer:
+    reg_from, reg_to = 10_000 + 7 * n, 10_000 + 7 * n + 5
+    return Transfer(
+        id=entry_ids.consume(meter, reg_from, reg_to, leg),
+        debit=AccountId("A0001:prepaid"),
+        credit=AccountId("sys:energy_sales"),
+        amount=5,
+        unit=Unit.FEN,
+        code=Code.CONSUME,
+        time="2026-11-01T08:15:00+08:00",
+        time_source=TimeSource.NTP,
+        refs={"meter": meter, "reg_from": reg_from, "reg_to": reg_to, "leg": leg},
+    )
+
+
+def test_format_1_batches_decode_and_carry_no_columns() -> None:
+    """A batch an edge of format 1 sent (magic `VB\\x01`) decodes as it always did; `entries`
+    in it is refused (format 1 had none)."""
+    batch = Batch("edge-0001", 1, 2, ledger=LedgerPart(5, bytes(32), (b"{}",), "k", bytes(64)))
+    text = batch_text(batch)
+    assert decode_batch(compress_batch(text)[len(MAGIC) :].join((MAGIC_V1, b""))) == batch
+    doc = json.loads(text)
+    doc["ledger"]["entries"] = doc["ledger"].pop("bodies")
+    with pytest.raises(WireError, match=r"either bodies or stored bodies$"):
+        decode_batch(MAGIC_V1 + compress_batch(json.dumps(doc).encode())[len(MAGIC) :])
 
 
 def test_extra_goes_as_its_object_and_comes_back_one() -> None:
@@ -317,6 +374,29 @@ columns = st.dictionaries(
         st.lists(st.one_of(st.none(), st.integers(-3, 3), json_leaves), max_size=4), json_values
     ),
 )
+small = st.one_of(st.none(), st.integers(-2, 3), json_leaves)
+entry_columns = st.fixed_dictionaries(  # near a valid one: two entries, any value anywhere
+    {
+        "accounts": st.one_of(st.just(["sys:energy_sales", "A0001:prepaid"]), json_values),
+        "times": st.one_of(st.just(["2026-11-01T08:00:00+08:00"]), json_values),
+        "texts": st.one_of(st.just(["000000000001", "x"]), json_values),
+        **{
+            name: st.one_of(st.lists(small, min_size=2, max_size=2), json_values)
+            for name in ("id", "c", "k", "s", "l", "a", "d", "cr", "t")
+        },
+        "refs": st.one_of(
+            st.dictionaries(st.sampled_from(["reg_from", "reg_to", "Bad", "meter"]),
+                            st.lists(small, min_size=2, max_size=2)),
+            json_values,
+        ),
+        "text_refs": st.one_of(
+            st.dictionaries(st.sampled_from(["meter", "tariff", "reg_to"]),
+                            st.lists(small, min_size=2, max_size=2)),
+            json_values,
+        ),
+    },
+    optional={"p": st.one_of(st.lists(small, min_size=2, max_size=2), json_values)},
+)  # fmt: skip
 batch_docs = st.fixed_dictionaries(
     {
         "node": st.one_of(st.just("edge-0001"), json_values),
@@ -352,6 +432,15 @@ batch_docs = st.fixed_dictionaries(
                     "sig": st.one_of(st.just("00" * 64), json_values),
                 },
                 optional={"bodies": st.lists(st.text(max_size=5), max_size=2)},
+            ),
+            st.fixed_dictionaries(  # format 2: the entries as columns
+                {
+                    "from": st.one_of(st.integers(1, 3), json_values),
+                    "prev": st.one_of(st.just("00" * 32), json_values),
+                    "entries": st.one_of(entry_columns, json_values),
+                    "key_id": st.one_of(st.just("k"), json_values),
+                    "sig": st.one_of(st.just("00" * 64), json_values),
+                },
             ),
         ),
         "readings": st.one_of(

@@ -2,7 +2,8 @@
 batch → the cloud's checks. The batch and the rows the cloud stores are frozen here as the
 code produced them before the outbox handed typed items (`ledger.readings.ReadingRow`, extra an
 object until a text column): encoding once changed no byte. A store whose entries are in body
-format version 1 still sends that very batch; entries in version 2 travel as stored, base64."""
+format version 1 still sends that very batch but for its magic (batch format 2, whose magic it
+has, carries version-1 bodies as format 1 did); entries in version 2 travel as columns."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from edge.store import Category, EntryItem, Event, ReadingsItem, Store
 from edge.sync.uplink import BatchBuilder
 from ledger.chain import NodeKey
 from ledger.readings import ReadingRow
-from ledger.wire import decode_batch
+from ledger.wire import MAGIC, MAGIC_V1, decode_batch
 from tests.edge.store.conftest import RICH, T0, reading, version_1_store
 from tests.ledger.factories import sample_transfers
 
@@ -26,9 +27,11 @@ NODE = "edge-0001"
 KEY = NodeKey.from_seed(bytes(32))
 UTC = dt.UTC
 BATCH_SHA256 = {  # by the body format of the entries
-    1: "473f21f60c1acefb8434f2b1c76e48ed5b895d1ced492343d28ad071db387099",
-    2: "0b4da7748710ec793bae565f54976795670546927c000dc314fcd54a7068711f",
+    1: "96612e9dc3a5710df25656475b9d133d478c3c895dd9e035b95e5b0024fe2cf9",
+    2: "087c24a6c39a4b6b3e684f2b88ea2c7823197714d4b15a18cd5b0ae0e477c62e",
 }
+# The format-1 batch of the version-1 store, frozen before format 2 (its magic `VB\x01`).
+FORMAT_1_SHA256 = "473f21f60c1acefb8434f2b1c76e48ed5b895d1ced492343d28ad071db387099"
 EXTRA = (  # the cloud's text: ASCII-escaped, as it always was
     '{"err":9,"hz":49.98,"valve":"closed","flags":["cover_open","\\u78c1\\u573a"],'
     '"counters":[["overload_trips",3]],"mt":"2026-11-01T07:59:58"}'
@@ -66,6 +69,11 @@ def test_store_to_outbox_items_to_batch_to_cloud_rows(tmp_path: Path, version: i
     assert {e.version for e in entries} == {version}
     assert built is not None and (built.first, built.upto) == (items[0].id, items[-1].id)
     assert hashlib.sha256(built.payload).hexdigest() == BATCH_SHA256[version]  # byte for byte
+    if version == 1:
+        assert built.payload.startswith(MAGIC)
+        format_1 = MAGIC_V1 + built.payload[len(MAGIC) :]
+        assert hashlib.sha256(format_1).hexdigest() == FORMAT_1_SHA256
+        assert decode_batch(format_1) == built.batch
 
     # The batch holds the items as they are: the stored bodies, the rows themselves.
     assert built.batch.ledger is not None

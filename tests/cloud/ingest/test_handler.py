@@ -3,7 +3,9 @@ ways a batch can be wrong (malformed, forged, forked)."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 import os
 import zlib
 
@@ -14,12 +16,12 @@ from cloud.db import models
 from cloud.ingest import concentrators
 from cloud.ingest.handler import Ingest
 from ledger.book import replay
-from ledger.chain import NodeKey
-from ledger.encoding import GENESIS_HASH, encode_transfer
+from ledger.chain import Entry, NodeKey
+from ledger.encoding import GENESIS_HASH, encode_body, encode_transfer
 from ledger.invariants import check_balances_sum_to_zero
 from ledger.verify import verify_records
-from ledger.wire import MAGIC, MAX_BATCH_BYTES, AckStatus, encode_batch
-from tests.cloud.fake_edge import T0, FakeEdge, consume, ms, reading, subsidy
+from ledger.wire import MAGIC, MAGIC_V1, MAX_BATCH_BYTES, AckStatus, batch_text, encode_batch
+from tests.cloud.fake_edge import T0, FakeEdge, consume, edge_recharge, ms, reading, subsidy
 from tests.cloud.helpers import (
     balances,
     count,
@@ -305,3 +307,32 @@ def test_a_rotated_key_is_used_for_the_next_batch(
     ack = open_ack(ingest.handle_batch(NODE, edge.payload(2, 2, edge.book_consumption(1))),
                    cloud_key)  # fmt: skip
     assert (ack.status, ack.seq) == (AckStatus.OK, 2)
+
+
+def test_format_1_and_format_2_batches_are_both_ingested(
+    ingest, edge_of, sessions, cloud_key
+) -> None:
+    """An edge not yet updated sends format 1 (version-2 bodies in base64), an updated one
+    format 2 (the same bodies as columns, a recharge's id derived from its payment): the cloud
+    stores both chains' parts as the edge hashed them."""
+    edge = edge_of(NODE)
+    edge.chain.version = 2
+    old = edge.book(edge_recharge("A0001", 500, "P1"), *(consume(NODE, k) for k in range(3)))
+    new = edge.book(edge_recharge("A0001", 300, "P2"), *(consume(NODE, k) for k in range(3, 6)))
+    doc = json.loads(batch_text(edge.batch(1, 4, old, bodies=_v2_bodies(old))))
+    doc["ledger"].pop("entries")
+    doc["ledger"]["stored"] = [base64.b64encode(b).decode() for b in _v2_bodies(old)]
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    format_1 = MAGIC_V1 + deflate.compress(json.dumps(doc).encode()) + deflate.flush()
+    format_2 = encode_batch(edge.batch(5, 8, new, bodies=_v2_bodies(new)))
+    inflated = json.loads(zlib.decompressobj(-15).decompress(format_2[len(MAGIC) :]))
+    assert format_2.startswith(MAGIC) and inflated["ledger"]["entries"]["id"][0] == 0
+    for payload, seq in ((format_1, 4), (format_2, 8)):
+        ack = open_ack(ingest.handle_batch(NODE, payload), cloud_key)
+        assert (ack.status, ack.seq, ack.upto) == (AckStatus.OK, seq, seq)
+    stored = [(e.seq, e.hash, e.transfer) for e in stored_chain(sessions, NODE)]
+    assert stored == [(e.seq, e.hash, e.transfer) for e in old + new]
+
+
+def _v2_bodies(entries: list[Entry]) -> list[bytes]:
+    return [encode_body(e.transfer, 2) for e in entries]

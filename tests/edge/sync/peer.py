@@ -7,7 +7,8 @@ chain, the readings, events and results (idempotently: a resent batch changes no
 answers with an `Ack` signed by the test cloud key. Commands go down signed the same way.
 
 Knobs make it misbehave the ways a test needs: `mode` (answer ok, stay silent, forge the
-signature, claim another head, refuse), and `drop_batches` (lose the next N batches unseen).
+signature, claim another head, refuse, answer gap to everything), `drop_batches` (lose the
+next N batches unseen) and `lose_first` (lose the batches starting at outbox id X, N times).
 """
 
 from __future__ import annotations
@@ -63,8 +64,9 @@ class CloudPeer:
         self.edge_key = edge_key
         self.cloud_key = cloud_key
         self.copy = PeerCopy()
-        self.mode = "ok"  # ok | silent | forge | wrong_head | refuse
+        self.mode = "ok"  # ok | silent | forge | wrong_head | refuse | gap
         self.drop_batches = 0
+        self.lose_first: dict[int, int] = {}  # outbox id a batch starts at: times to lose it
         self.statuses: list[Status] = []
         self.acks_sent: list[Ack] = []
         self.lock = threading.Lock()
@@ -106,6 +108,9 @@ class CloudPeer:
             except WireError as exc:
                 self._ack(AckStatus.REFUSED, str(exc))
                 return
+            if self.lose_first.get(batch.first):
+                self.lose_first[batch.first] -= 1
+                return
             self.copy.payload_bytes += len(message.payload)
             self.copy.batches.append(batch)
             status, reason = self._store(batch)
@@ -115,7 +120,7 @@ class CloudPeer:
         copy = self.copy
         if batch.node != self.node:
             return AckStatus.REFUSED, "another node's batch"
-        if batch.first > copy.upto + 1:
+        if batch.first > copy.upto + 1 or self.mode == "gap":
             return AckStatus.GAP, f"batch starts at {batch.first}, we hold up to {copy.upto}"
         part = batch.ledger
         if part is not None:

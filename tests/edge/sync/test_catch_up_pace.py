@@ -17,7 +17,7 @@ from tests.edge.sync.conftest import Edge
 from tests.edge.sync.peer import CloudPeer
 
 TICK_S = 1.0  # the fixed tick: a backlog that waited for it would take a second a batch
-SMALL_BATCH = 1024  # compressed bytes: a few hours of 8 meters make many batches
+SMALL_BATCH = 512  # compressed bytes: a few hours of 8 meters make many batches
 
 
 def run_as_the_runner(

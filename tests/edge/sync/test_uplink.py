@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import ledger.wire
+from edge.rules.commodities import COMMODITIES
 from edge.runtime.boot import Booted
 from edge.site import load_site
 from edge.store import Category, EventItem, OutboxKind, ReadingsItem, Store
@@ -23,6 +24,7 @@ from edge.sync.session import OPLOG_HEAD_STATE, SessionConfig, SyncAlarm, Uplink
 from edge.sync.uplink import BatchBuilder, BuiltBatch, UplinkLimits
 from ledger.chain import Checkpoint, Entry, NodeKey, entry_hash, sign_checkpoint
 from ledger.encoding import GENESIS_HASH, encode_body
+from ledger.entry_ids import LEGS
 from ledger.readings import ReadingRow
 from ledger.signed import ACK_TAG, OplogHead, sign, trusted
 from ledger.wire import (
@@ -101,7 +103,7 @@ def test_batches_cover_the_outbox_contiguously_within_the_budget(day: Booted) ->
     assert readings == 96 * 32
 
 
-@pytest.mark.parametrize("budget", [4096, 32 * 1024])
+@pytest.mark.parametrize("budget", [2048, 8 * 1024])
 def test_each_batch_is_compressed_once(
     day: Booted, budget: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -242,6 +244,23 @@ def test_readings_cost_at_most_24_bytes_each_on_the_wire(day: Booted) -> None:
     assert per_entry <= 64
 
 
+def test_everything_costs_at_most_16_bytes_a_reading_on_the_wire(day: Booted) -> None:
+    """Issue 18: the whole outbox (entries, readings, events, results) in the batches the
+    builder makes with the default limits, MQTT and TLS framing included, over the readings."""
+    store = day.runtime.store
+    batches = all_batches(BatchBuilder(store, day.runtime.key))
+    total = sum(wire_bytes(store.node, b.payload) for b in batches)
+    readings = sum(b.readings for b in batches)
+    print(f"\n{len(batches)} batches: {total / readings:.2f} B of everything per reading")
+    assert readings == 96 * 32 and total / readings <= 16
+
+
+def test_every_pay_leg_has_an_id_the_wire_derives() -> None:
+    """A consumption leg's id goes as the index of its leg name in `ledger.entry_ids.LEGS`: a
+    pay leg missing there would send its 16 bytes of hash instead."""
+    assert {leg.name for c in COMMODITIES.values() for leg in c.pay_order} <= set(LEGS)
+
+
 def _part(key: NodeKey, entries: list[Entry]) -> LedgerPart:
     last = entries[-1]
     checkpoint = sign_checkpoint(key, last.node, last.seq, last.hash)
@@ -296,7 +315,7 @@ def test_pacing_keeps_to_the_byte_rate(fresh: Booted) -> None:
 
 def test_an_ack_prunes_only_what_was_sent_and_what_its_seq_covers(fresh: Booted) -> None:
     store = fresh.runtime.store
-    session = _session(store, fresh.runtime.key, window=1)
+    session = _session(store, fresh.runtime.key, budget=512, window=1)
     first = session.next_batches(1.0)[0]
     assert first.last_seq is not None
     # The cloud claims far more than was sent: pruning stops at what this session sent.

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from cloud.services.broker import MosquittoBroker
 from edge.store import Category
 from edge.sync.service import SyncService
-from edge.sync.session import SyncAlarm
+from edge.sync.session import GAP_RESENDS, SyncAlarm
 from tests.edge.sync.conftest import Edge, pump
 from tests.edge.sync.peer import CloudPeer
 
@@ -105,6 +105,39 @@ def test_a_lost_batch_is_answered_with_a_gap_and_resent(
     assert any(a.status.value == "gap" for a in peer.acks_sent)
     assert peer.copy.bodies == _stored_bodies(edge)
     assert len(peer.copy.readings) == 4 * 8
+
+
+def test_a_gap_answer_to_a_resend_is_resent_at_once_not_after_the_ack_timeout(
+    edge: Edge, broker: MosquittoBroker, peer: CloudPeer, make_sync: Callable[..., SyncService]
+) -> None:
+    """The first batch is lost, and so is its resend after the gap answer: the gap answer to
+    the batch behind the resend rewinds again at once (not after the 60 s ack timeout)."""
+    edge.cycles(4)
+    peer.lose_first = {1: 2}
+    sync = make_sync(broker.host, broker.port, batch_items=20, window=2, ack_timeout_s=60)
+    began = time.monotonic()
+    assert pump(sync, lambda: edge.store.outbox_size() == 0, timeout=20)
+    assert time.monotonic() - began < 20
+    assert sum(a.status.value == "gap" for a in peer.acks_sent) >= 2
+    assert peer.copy.bodies == _stored_bodies(edge)
+    assert len(peer.copy.readings) == 4 * 8
+
+
+def test_a_cloud_answering_gap_to_everything_gets_no_resend_storm(
+    edge: Edge, broker: MosquittoBroker, peer: CloudPeer, make_sync: Callable[..., SyncService]
+) -> None:
+    """Gap answers rewind at most `GAP_RESENDS` times in a row without progress; then only the
+    ack timeout resends."""
+    edge.cycles(4)
+    peer.mode = "gap"
+    sync = make_sync(broker.host, broker.port, batch_items=20, window=2, ack_timeout_s=60)
+    assert pump(sync, lambda: sum(a.status.value == "gap" for a in peer.acks_sent) >= 2)
+    _settle(sync, 1.5)
+    sent = len(peer.copy.batches)
+    assert 2 < sent <= 2 * (1 + GAP_RESENDS)
+    _settle(sync, 1.0)
+    assert len(peer.copy.batches) == sent  # quiet until the ack timeout
+    assert edge.store.acknowledged()[0] == 0
 
 
 def test_a_broker_restart_mid_sync_resumes_and_the_peer_ends_with_the_whole_chain(

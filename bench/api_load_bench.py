@@ -62,6 +62,7 @@ from urllib.parse import urlsplit
 import psycopg
 import uvicorn
 
+from cloud import heap
 from cloud.app import create_app
 from cloud.db.engine import make_engine
 from cloud.server import listen
@@ -305,6 +306,7 @@ def serve(
         if time.monotonic() > deadline or not thread.is_alive():
             raise SystemExit("the API server did not start")
         time.sleep(0.02)
+    heap.settle()  # as `voltbook-cloud serve` does once it has started
     return server, thread, f"http://127.0.0.1:{port}", engine
 
 

@@ -56,7 +56,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from uvicorn.config import SSL_PROTOCOL_VERSION, create_ssl_context
 
-from cloud import keys, logs
+from cloud import heap, keys, logs
 from cloud.app import create_app, utc_now
 from cloud.config import BROKER_NAMES, CloudConfig
 from cloud.db.engine import make_engine, session_factory, upgrade
@@ -200,6 +200,8 @@ def serve_in_thread(
                          silent_after=config.silent_after)  # fmt: skip
         url, server, thread, listener = _start_api(config, stack, app, tls_options)
         processes = _start_api_processes(config, stack, listener, broker_connected, enrolment)
+        log.info("%d long-lived objects set aside from the collector", heap.settle())
+        stack.callback(heap.thaw)
         return RunningCloud(
             config=config,
             engine=engine,
@@ -690,6 +692,7 @@ def _api_process(  # noqa: PLR0917 (multiprocessing passes arguments by position
             ),
             started,
         )
+        heap.settle()
         server.run(sockets=[listener])
     finally:
         engine.dispose()

@@ -33,6 +33,7 @@ CLOUD_LAYERS: list[set[str]] = [
         "cloud.database_url",
         "cloud.services",
         "cloud.logs",
+        "cloud.heap",
     },
     {"cloud.db"},
     {"cloud.migrations", "cloud.chains", "cloud.people", "cloud.metrics"},

@@ -28,6 +28,7 @@ DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"```(?P<language>\w*)")
 SHELL = {"sh", "shell", "bash", "console"}
 SYNOPSIS = re.compile(r"[\[{…]")  # `[--opt X]`, `{a,b}`, `ARG …`
+INLINE = re.compile(r"(?<!`)`(?P<command>voltbook-(?:edge|cloud|fw|demo)(?: [^`]*)?)`(?!`)")
 OPTION = re.compile(r"--[a-z][a-z0-9-]*")
 REDIRECTION = re.compile(r"[0-9]?(>|>>|<)")
 PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
@@ -126,23 +127,36 @@ def command_lines() -> Iterator[tuple[str, bool, str, list[str]]]:
                 for command in _commands(words):
                     if command[0] in PARSERS:
                         yield f"{document.name}:{line_no}", synopsis, command[0], command[1:]
+        for span in INLINE.finditer(text):  # `voltbook-fw update --root DIR` in a sentence
+            line_no = text.count("\n", 0, span.start()) + 1
+            program, *arguments = span["command"].split()
+            yield f"{document.name}:{line_no}", True, program, arguments
 
 
 COMMANDS = list(command_lines())
 
 
 def _subcommand(parser: argparse.ArgumentParser, words: list[str]) -> argparse.ArgumentParser:
-    """The (sub)parser the leading words of a synopsis select."""
+    """The (sub)parser the leading words of a synopsis select (`a|b` names alternatives, all of
+    which must exist; the first is followed); a word where a subcommand must be that is none is
+    refused."""
+    taking_value = False
     for word in words:
-        choices = [
-            action.choices
-            for action in parser._actions
-            if isinstance(action, argparse._SubParsersAction)
-        ]
-        if choices and word in choices[0]:
-            parser = choices[0][word]
-        elif not word.startswith("-"):
+        if taking_value:
+            taking_value = False
+            continue
+        choices = next(
+            (a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)), {}
+        )
+        if word.startswith("-"):
+            option = parser._option_string_actions.get(word)
+            taking_value = option is not None and option.nargs != 0
+        elif not choices or word == "…":  # `voltbook-cloud --log-format json …`: any of them
             break
+        elif missing := [name for name in word.split("|") if name not in choices]:
+            raise Refused(f"no subcommand {missing[0]!r} (choose from {', '.join(choices)})")
+        else:
+            parser = choices[word.split("|")[0]]
     return parser
 
 
@@ -165,9 +179,13 @@ def test_each_documented_command_line_parses(
     parser = _strict(PARSERS[program]())
     line = f"{where}: `{program} {shlex.join(arguments)}`"
     if synopsis:  # every option it names is one of that subcommand's (or the program's)
+        try:
+            chosen = _subcommand(parser, arguments)
+        except Refused as exc:
+            pytest.fail(f"{line}: {exc}")
         known = {
             option
-            for each in (parser, _subcommand(parser, arguments))
+            for each in (parser, chosen)
             for action in each._actions
             for option in action.option_strings
         }

@@ -3,35 +3,37 @@ and the bundle tests.
 
 The dependencies are the very distributions this test environment has installed (the edge's
 pins and what they pull in), zipped back into wheels from their RECORD, with their original tags
-from their WHEEL file: the same files pip would download. The project's wheel is zipped from
-this checkout as setuptools lays it out (the packages, `cloud`'s migration scripts, METADATA,
-the console scripts and entry points of pyproject.toml). Building it with `pip wheel` would need
-setuptools ≥ 77 from the network (build isolation) or in this venv (it has 65); the bundle
-command itself does use `pip wheel`, and the README's figures come from that real run.
+from their WHEEL file: the same files pip would download. The project's wheel is the box's
+(`voltbook_fw.box_wheel`: `ledger`, `edge`, `voltbook_fw`, and `demo` with `with_simulator`),
+zipped from this checkout as setuptools lays it out (the modules and package data, METADATA,
+the console scripts and entry points), which the bundle checks as it checks its own. Building
+it with `pip wheel` needs setuptools from an index (build isolation); the bundle command does
+that when the wheelhouse holds no project wheel, and the README's figures come from that run.
 """
 
 from __future__ import annotations
 
 import base64
+import fnmatch
 import hashlib
 import re
-import tomllib
 import zipfile
 from importlib import metadata
 from pathlib import Path
 
 from packaging.requirements import Requirement
+from voltbook_fw.box_wheel import box_wheel
 
 ROOT = Path(__file__).resolve().parents[1]
 SKIPPED_DIST_INFO = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
-PACKAGES = {"ledger": ROOT, "edge": ROOT, "cloud": ROOT, "demo": ROOT}
-PACKAGES["voltbook_fw"] = ROOT / "firmware-tools"
+PURE_WHEEL = b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
 
 
-def build_wheelhouse(into: Path) -> list[Path]:
+def build_wheelhouse(into: Path, *, with_simulator: bool = False) -> list[Path]:
+    """The edge's wheels and the box's project wheel (with the simulator, for a rehearsal)."""
     into.mkdir(parents=True, exist_ok=True)
     wheels = [repack(name, into) for name in sorted(edge_dependencies())]
-    return [*wheels, project_wheel(into)]
+    return [*wheels, project_wheel(into, with_simulator=with_simulator)]
 
 
 def edge_dependencies() -> set[str]:
@@ -77,28 +79,35 @@ def repack(name: str, into: Path) -> Path:
     return out
 
 
-def project_wheel(into: Path) -> Path:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    version = project["version"]
-    info = f"voltbook-{version}.dist-info"
+def project_wheel(into: Path, *, with_simulator: bool = False) -> Path:
+    box = box_wheel(ROOT, with_simulator=with_simulator)
     files: list[tuple[str, bytes]] = []
-    for package, base in PACKAGES.items():
-        for path in sorted((base / package).rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+    for part in box.parts:
+        base = ROOT / part.folder
+        data = box.package_data.get(part.package, [])
+        for path in sorted((base / part.package).rglob("*")):
+            name = path.relative_to(base / part.package).as_posix()
+            if (
+                path.is_file()
+                and "__pycache__" not in path.parts
+                and (
+                    (path.suffix == ".py" and (path.parent / "__init__.py").exists())
+                    or any(fnmatch.fnmatch(name, glob) for glob in data)
+                )
+            ):
                 files.append((path.relative_to(base).as_posix(), path.read_bytes()))
-    requires = "".join(f"Requires-Dist: {r}\n" for r in project["dependencies"])
-    meta = f"Metadata-Version: 2.1\nName: voltbook\nVersion: {version}\n{requires}"
-    scripts = "".join(f"{k} = {v}\n" for k, v in project["scripts"].items())
-    entry_points = f"[console_scripts]\n{scripts}"
-    for group, points in project.get("entry-points", {}).items():
+    requires = "".join(f"Requires-Dist: {name}\n" for name in box.dependencies)
+    meta = f"Metadata-Version: 2.1\nName: {box.name}\nVersion: {box.version}\n{requires}"
+    entry_points = "[console_scripts]\n" + "".join(f"{k} = {v}\n" for k, v in box.scripts.items())
+    for group, points in box.entry_points.items():
         entry_points += f"\n[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in points.items())
     files += [
-        (f"{info}/METADATA", meta.encode()),
-        (f"{info}/WHEEL", b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"),
-        (f"{info}/entry_points.txt", entry_points.encode()),
+        (f"{box.dist_info}/METADATA", meta.encode()),
+        (f"{box.dist_info}/WHEEL", PURE_WHEEL),
+        (f"{box.dist_info}/entry_points.txt", entry_points.encode()),
     ]
-    out = into / f"voltbook-{version}-py3-none-any.whl"
-    write_wheel(out, files, f"{info}/RECORD")
+    out = into / f"{box.name}-{box.version}-py3-none-any.whl"
+    write_wheel(out, files, f"{box.dist_info}/RECORD")
     return out
 
 

@@ -2,10 +2,14 @@
 
 A bundle (format in `voltbook_fw.manifest` and `voltbook_fw.archive`, docs/architecture.md §6.7)
 is everything a concentrator of one arch needs to run Voltbook with no network: the pinned wheels
-of `requirements-edge.txt` and what they pull in, the project's own wheel, and the systemd units
-of `edge/systemd/`, listed with their SHA-256 and size in a manifest the release key signs.
-The wheels come from `pip download --platform …` (the laptop has the network; the box never
-needs it), or from `--wheelhouse DIR` for an offline builder.
+of `requirements-edge.txt` and what they pull in, the box's own `voltbook` wheel, and the systemd
+units of `edge/systemd/`, listed with their SHA-256 and size in a manifest the release key signs.
+The box's wheel holds only what a concentrator runs (`ledger`, `edge`, `voltbook_fw`; the
+commands voltbook-edge and voltbook-fw: `voltbook_fw.box_wheel`); `--with-simulator` adds the
+meter simulator (`demo`, voltbook-demo) for rehearsal and test boxes only, and the manifest says
+so. The wheels come from `pip download --platform …` (the laptop has the network; the box never
+needs it), or from `--wheelhouse DIR` for an offline builder; the box's wheel is built from the
+checkout unless the wheelhouse holds one, which must then be the box's (checked).
 """
 
 from __future__ import annotations
@@ -25,26 +29,22 @@ from ledger.chain import NodeKey, public_key_pem
 from ledger.errors import LedgerError
 from voltbook_fw import platforms
 from voltbook_fw.archive import write_bundle
+from voltbook_fw.box_wheel import (
+    PROJECT,
+    REQUIREMENTS,
+    box_wheel,
+    check_box_wheel,
+    normalise,
+    pip_wheel_project,
+    read_pins,
+)
 from voltbook_fw.errors import BuildFailed, BundleError
 from voltbook_fw.manifest import ARCHES, FileEntry, Manifest, sign
 
-PROJECT = "voltbook"
-REQUIREMENTS = "requirements-edge.txt"
 UNITS_DIR = Path("edge/systemd")
 RUNTIME_UNIT = "voltbook-edge.service"
 UPDATER_UNIT = "voltbook-updater.service"
 FAILED = 2
-# Never part of the project's wheel: checkouts, builds, caches, virtualenvs.
-NOT_SOURCE = (
-    ".git",
-    ".venv",
-    "build",
-    "dist",
-    "*.egg-info",
-    "__pycache__",
-    ".*_cache",
-    ".hypothesis",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +64,7 @@ def build_bundle(
     wheelhouse: Path | None = None,
     python: str = platforms.DEFAULT_PYTHON,
     extra_index_urls: tuple[str, ...] = (),
+    with_simulator: bool = False,
 ) -> BuiltBundle:
     """Collect the wheels and units, hash them, sign the manifest, write `out`."""
     if arch not in ARCHES:
@@ -73,16 +74,19 @@ def build_bundle(
     tag = platforms.python_tag(python)
     pins = read_pins(project / REQUIREMENTS)
     units = runtime_units(project / UNITS_DIR)
+    box = box_wheel(project, with_simulator=with_simulator)
     with tempfile.TemporaryDirectory(prefix="voltbook-bundle-") as work:
         wheels_dir = Path(work) / "wheels"
         wheels_dir.mkdir()
         if wheelhouse is None:
             pip_download(project / REQUIREMENTS, wheels_dir, arch, python, extra_index_urls)
-            pip_wheel_project(project, wheels_dir)
         else:
             copy_fitting_wheels(wheelhouse, wheels_dir, arch, tag)
+        if not project_wheels(wheels_dir):
+            pip_wheel_project(project, wheels_dir, box)
         wheels = sorted(wheels_dir.glob("*.whl"))
         project_version = check_wheels(wheels, pins, arch, tag)
+        check_box_wheel(project_wheels(wheels_dir)[0], box)
         check_closure(wheels_dir, arch, python)
         files = [(f"wheels/{w.name}", w) for w in wheels]
         files += [(f"units/{u.name}", u) for u in units]
@@ -94,10 +98,16 @@ def build_bundle(
             project=project_version,
             key_id=release_key.key_id,
             files=tuple(_entry(name, path) for name, path in files),
+            simulator=with_simulator,
         )
         data, signature = sign(manifest, release_key)
         write_bundle(out, data, signature, files)
     return BuiltBundle(out, manifest, out.stat().st_size)
+
+
+def project_wheels(folder: Path) -> list[Path]:
+    """The project's wheels in `folder` (a wheelhouse's, or the one just built)."""
+    return sorted(w for w in folder.glob("*.whl") if normalise(w.name.split("-")[0]) == PROJECT)
 
 
 def _entry(name: str, path: Path) -> FileEntry:
@@ -106,28 +116,6 @@ def _entry(name: str, path: Path) -> FileEntry:
         while chunk := handle.read(1 << 16):
             digest.update(chunk)
     return FileEntry(name, digest.hexdigest(), path.stat().st_size)
-
-
-def normalise(name: str) -> str:
-    """A distribution name as PEP 503 compares them."""
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def read_pins(path: Path) -> dict[str, str]:
-    """`name==version` lines of a requirements file, by normalised name."""
-    pins: dict[str, str] = {}
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise BuildFailed(f"cannot read {path}: {exc}; run from the project's folder") from exc
-    for raw in lines:
-        line = raw.split("#")[0].strip()
-        if line:
-            name, sep, version = line.partition("==")
-            if not sep:
-                raise BuildFailed(f"{path}: {line!r} is not pinned with ==")
-            pins[normalise(name.split("[")[0].strip())] = version.strip()
-    return pins
 
 
 def runtime_units(folder: Path) -> list[Path]:
@@ -175,16 +163,6 @@ def check_closure(wheels_dir: Path, arch: str, python: str) -> None:
         _run(command, f"the {arch} wheels do not install offline", {"PIP_CONFIG_FILE": os.devnull})
 
 
-def pip_wheel_project(project: Path, into: Path) -> None:
-    """`pip wheel --no-deps` of a clean copy: setuptools leaves `build/` and `*.egg-info` in the
-    tree it builds, and a stale `build/lib` would put deleted modules in the wheel."""
-    with tempfile.TemporaryDirectory(prefix="voltbook-source-") as work:
-        source = Path(work) / "source"
-        shutil.copytree(project, source, ignore=shutil.ignore_patterns(*NOT_SOURCE))
-        command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(into), str(source)]
-        _run(command, "the project's wheel could not be built")
-
-
 def _run(command: list[str], what: str, env: dict[str, str] | None = None) -> None:
     full_env = None if env is None else {**os.environ, **env}
     result = subprocess.run(command, capture_output=True, text=True, env=full_env, check=False)
@@ -222,8 +200,6 @@ def check_wheels(wheels: list[Path], pins: dict[str, str], arch: str, tag: str) 
                 f"no {arch} wheel of {name}=={version} (found {found.get(name, 'none')}); "
                 "add it to the wheelhouse"
             )
-    if PROJECT not in found:
-        raise BuildFailed(f"no {PROJECT} wheel: build it with `pip wheel --no-deps .`")
     return found[PROJECT]
 
 
@@ -255,6 +231,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("--python", default=platforms.DEFAULT_PYTHON, help="default 3.11")
     parser.add_argument(
         "--extra-index-url", action="append", default=[], help="also look here for wheels"
+    )
+    parser.add_argument(
+        "--with-simulator",
+        action="store_true",
+        help="also pack the meter simulator (demo, voltbook-demo) that a site of simulated "
+        "buses needs: for rehearsal and test boxes only, never a real site's",
     )
     parser.set_defaults(run=run_bundle)
 
@@ -297,6 +279,7 @@ def run_bundle(args: argparse.Namespace) -> int:
             wheelhouse=args.wheelhouse,
             python=args.python,
             extra_index_urls=tuple(args.extra_index_url),
+            with_simulator=args.with_simulator,
         )
     except (BundleError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -305,5 +288,6 @@ def run_bundle(args: argparse.Namespace) -> int:
     print(
         f"{built.path}: bundle version {m.version} for {m.arch} ({m.python}), voltbook "
         f"{m.project}, {len(m.files)} files, {built.size} bytes, release key {m.key_id}"
+        + (", with the simulator (rehearsal and test boxes only)" if m.simulator else "")
     )
     return 0

@@ -4,6 +4,10 @@ The file is the handheld's CSV (`address,read_at,energy_kwh`, format in
 `cloud.operations.handheld`). A good file is printed (or written with `-o`) as the JSON body of the
 cloud's `POST /meter-swaps/ir-import`, registers in integer Wh; a bad one names its first bad line
 and exits 2, so the installer can read the meter again while still standing in front of it.
+
+The parser is the cloud's own, imported when the command runs: a concentrator's install has no
+`cloud` (`voltbook_fw.box_wheel`), and there the command says so and exits 2, while
+`voltbook-fw --help` and the box's own commands work.
 """
 
 from __future__ import annotations
@@ -13,9 +17,8 @@ import json
 import sys
 from pathlib import Path
 
-from cloud.operations.handheld import HandheldError, parse
-
 BAD_FILE = 2
+NOT_HERE = 2
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -32,6 +35,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        from cloud.operations.handheld import HandheldError, parse
+    except ImportError as exc:
+        print(
+            f"error: ir-import runs on the laptop with the full project ({exc}); "
+            "this install is a concentrator's",
+            file=sys.stderr,
+        )
+        return NOT_HERE
     path: Path = args.file
     try:
         text = path.read_text(encoding="utf-8")

@@ -7,6 +7,9 @@
      "python":"cp311","version":7}
 
 `files` is sorted by name and lists every file of the bundle but the manifest and its signature.
+A bundle built `--with-simulator` (rehearsal and test boxes: its `voltbook` wheel carries the
+meter simulator) also has `"simulator":true`; every other bundle has no such field, so its
+manifest is byte for byte what installers that predate the field read.
 `manifest.sig` is the 64-byte raw Ed25519 signature of the exact bytes of `manifest.json` by the
 release key (`key_id`: first 8 bytes of SHA-256 of the raw public key, as `ledger.chain.key_id`).
 The decoder faces the outside: any bytes give a `Manifest` or `BadBundle`, nothing else.
@@ -38,6 +41,7 @@ KEY_ID = re.compile(r"[0-9a-f]{16}")
 PYTHON_TAG = re.compile(r"cp3[0-9]{1,2}")
 PROJECT_VERSION = re.compile(r"[0-9A-Za-z.+!-]{1,64}")
 FIELDS = {"arch", "files", "format", "key_id", "project", "python", "version"}
+SIMULATOR = "simulator"  # optional: present, and true, only in a simulator's bundle
 MAX_VERSION = 2**53  # JSON-safe everywhere a manifest may be read
 
 
@@ -56,6 +60,7 @@ class Manifest:
     project: str
     key_id: str
     files: tuple[FileEntry, ...]
+    simulator: bool = False
 
     def encode(self) -> bytes:
         body = {
@@ -70,6 +75,8 @@ class Manifest:
             "python": self.python,
             "version": self.version,
         }
+        if self.simulator:
+            body[SIMULATOR] = True
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
     def entry(self, name: str) -> FileEntry | None:
@@ -112,8 +119,13 @@ def decode(data: bytes) -> Manifest:
         body = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise BadBundle(f"{MANIFEST} is not JSON: {exc}") from exc
-    if not isinstance(body, dict) or set(body) != FIELDS:
-        raise BadBundle(f"{MANIFEST} must have exactly the fields {sorted(FIELDS)}")
+    if not isinstance(body, dict) or set(body) - {SIMULATOR} != FIELDS:
+        raise BadBundle(
+            f"{MANIFEST} must have exactly the fields {sorted(FIELDS)} (and {SIMULATOR!r})"
+        )
+    simulator = body.get(SIMULATOR, False)
+    if SIMULATOR in body and simulator is not True:
+        raise BadBundle(f"{MANIFEST}: {SIMULATOR} is true when present, not {simulator!r:.20}")
     if body["format"] != FORMAT:
         raise BadBundle(
             f"bundle format {body['format']!r} is not {FORMAT!r}: use a newer installer"
@@ -134,7 +146,7 @@ def decode(data: bytes) -> Manifest:
     names = [e.name for e in entries]
     if names != sorted(set(names)):
         raise BadBundle(f"{MANIFEST}: file names must be unique and sorted")
-    return Manifest(version, arch, python, project, release_key_id, entries)
+    return Manifest(version, arch, python, project, release_key_id, entries, simulator)
 
 
 def _file_entry(item: Any) -> FileEntry:

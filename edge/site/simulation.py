@@ -98,7 +98,8 @@ def find_simulator() -> Simulator:
     if not found:
         raise SimulatorUnavailable(
             f"no meter simulator is installed (no {ENTRY_POINT_GROUP!r} entry point): install "
-            "Voltbook with its demo package (`pip install -e` on the checkout) or make every "
+            "Voltbook with its demo package (`pip install -e` on the checkout; on a rehearsal "
+            "or test box, a bundle built `voltbook-fw bundle --with-simulator`) or make every "
             "bus real"
         )
     if len(found) > 1:

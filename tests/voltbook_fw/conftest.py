@@ -1,7 +1,8 @@
 """Fixtures of the updater's tests (`test_update.py`, `test_update_site.py`): a release key,
-two real bundles of version 3 (one good, one whose `voltbook-edge` exits 3), a static file
-server on loopback, and a box running version 2. `test_bundle.py` defines its own `release` and
-`box`, which take precedence there.
+three real bundles of version 3 (a good one, one whose `voltbook-edge` exits 3, both as a real
+site's box gets them, and one `simulated`: built `--with-simulator` for a site of simulated
+buses), a static file server on loopback, and a box running version 2. `test_bundle.py` and
+`test_box_wheel.py` define their own `release` (and `box`), which take precedence there.
 """
 
 from __future__ import annotations
@@ -38,19 +39,22 @@ def release() -> NodeKey:
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory: pytest.TempPathFactory, release: NodeKey) -> dict[str, Path]:
-    """`good` and `broken`, both version 3."""
+    """`good`, `broken` and `simulated`, all version 3."""
     folder = tmp_path_factory.mktemp("bundles")
     good_wheels = folder / "wheels-good"
     build_wheelhouse(good_wheels)
     broken_wheels = folder / "wheels-broken"
     shutil.copytree(good_wheels, broken_wheels)
     break_runtime(next(broken_wheels.glob("voltbook-*.whl")))
+    simulated_wheels = folder / "wheels-simulated"
+    build_wheelhouse(simulated_wheels, with_simulator=True)
     out = {}
-    for name, wheels in (("good", good_wheels), ("broken", broken_wheels)):
+    for name, wheels in (("good", good_wheels), ("broken", broken_wheels),
+                         ("simulated", simulated_wheels)):  # fmt: skip
         out[name] = folder / f"{name}.tar"
         build_bundle(
             project=ROOT, arch=ARCH, version=3, release_key=release, out=out[name],
-            wheelhouse=wheels,
+            wheelhouse=wheels, with_simulator=name == "simulated",
         )  # fmt: skip
     return out
 

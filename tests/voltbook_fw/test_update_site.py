@@ -71,7 +71,7 @@ def test_a_site_takes_an_update_and_the_cloud_sees_it_healthy(
         node.cycles(1, every=dt.timedelta(seconds=1))
         with sessions.begin() as session:
             concentrators.register(session, node.store.node, node.runtime.key.public_key, now=now())
-        data = bundles["good"].read_bytes()
+        data = bundles["simulated"].read_bytes()  # its health check loads a simulated site
         offer = updates.Offer(3, serve(server, "site.tar", data), hashlib.sha256(data).hexdigest(),
                               len(data))  # fmt: skip
         with sessions.begin() as session:

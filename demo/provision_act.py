@@ -3,8 +3,10 @@
 1. An operator pre-assigns a node id to a new site (`POST /claims/nodes`); the installer asks
    for a claim token bound to it (`voltbook-fw claim --site S --node N`).
 2. A release key is made and a bundle for this machine's arch built (`voltbook-fw bundle
-   --wheelhouse`): with no network, the wheels are this environment's own distributions zipped
-   back (`demo/wheelhouse.py`) rather than `pip download`'s. It is installed into a throwaway
+   --wheelhouse --with-simulator`: this rehearsal box runs a simulated site, so its bundle
+   carries the meter simulator, which a real site's never does): with no network, the wheels
+   are this environment's own distributions zipped back (`demo/wheelhouse.py`) rather than
+   `pip download`'s. It is installed into a throwaway
    root (`voltbook-fw install F --root DIR`: signature and hashes checked, a virtualenv made
    offline) and the installed `voltbook-edge --version` run. The box's site files are then
    written as the image's first boot leaves them: a simulated site in a temporary directory.
@@ -13,8 +15,8 @@
 4. The installer commissions the building against the simulated buses (`voltbook-fw
    commission`): the box's signed report is uploaded and the cloud's PDF written; its path is
    printed.
-5. The box runs (`voltbook-edge run`, a few poll cycles) and syncs over TLS with its new
-   identity; the cloud sees the node online.
+5. The box runs its installed runtime (the bundle's `voltbook-edge run`, a few poll cycles)
+   and syncs over TLS with its new identity; the cloud sees the node online.
 
 Skipped, saying why, when the cloud has no device CA (its broker is not the embedded Mosquitto).
 """
@@ -27,7 +29,6 @@ import io
 import os
 import secrets
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ SITE = "East Hall"
 NODE = "east-hall-box-1"
 METERS = 4
 RUN_S = 30.0  # at most this long for the box to come online
+INSTALLED_EDGE = "opt/voltbook/current/venv/bin/voltbook-edge"
 
 
 def act_provision(workdir: Path, cloud: RunningCloud, operator: httpx.Client) -> float:
@@ -84,7 +86,8 @@ def act_provision(workdir: Path, cloud: RunningCloud, operator: httpx.Client) ->
                             "--pdf", str(pdf)], ok=(0, 1))  # fmt: skip
     for line in said.strip().splitlines()[-2:]:
         print(f"  voltbook-fw commission → {line}")
-    online = _run_until_online(cloud, made.site_toml, bearer)
+    installed = workdir / "root" / INSTALLED_EDGE
+    online = _run_until_online(cloud, installed, made.site_toml, bearer)
     print(f"  voltbook-edge run: {NODE} {'online over TLS' if online else 'NOT online'} "
           f"in the cloud (GET /concentrators/{NODE})")  # fmt: skip
     took = time.monotonic() - started
@@ -98,19 +101,19 @@ def _bundle_and_install(workdir: Path) -> float:
     arch, key, root = platforms.box_arch(), workdir / "release.pem", workdir / "root"
     wheels = workdir / "wheelhouse"
     began = time.monotonic()
-    build_wheelhouse(wheels)
+    build_wheelhouse(wheels, with_simulator=True)
     release_pub = root / "etc/voltbook/release.pub"  # as the image puts it on the box
     release_pub.parent.mkdir(parents=True)
     release_pub.write_text(_quiet(fw_main, ["release-key", "--out", str(key)]), encoding="ascii")
     bundle = workdir / f"voltbook-1-{arch}.tar"
     said = _quiet(fw_main, ["bundle", "--arch", arch, "--out", str(bundle), "--release-key",
                             str(key), "--version", "1", "--wheelhouse", str(wheels),
-                            "--project", str(ROOT)])  # fmt: skip
+                            "--project", str(ROOT), "--with-simulator"])  # fmt: skip
     built = time.monotonic()
     print(f"  voltbook-fw bundle → {said.strip().splitlines()[-1]} ({built - began:.1f} s)")
     said = _quiet(fw_main, ["install", str(bundle), "--root", str(root)])
     print(f"  voltbook-fw install → {said.strip().splitlines()[0]}")
-    edge = root / "opt/voltbook/current/venv/bin/voltbook-edge"
+    edge = root / INSTALLED_EDGE
     version = subprocess.run([str(edge), "--version"], capture_output=True, text=True,
                              timeout=60, check=True).stdout.strip()  # fmt: skip
     took = time.monotonic() - began
@@ -156,11 +159,13 @@ def _quiet(main: Any, argv: list[str], *, ok: tuple[int, ...] = (0,)) -> str:
     return out.getvalue()
 
 
-def _run_until_online(cloud: RunningCloud, site_toml: Path, bearer: str) -> bool:
-    """`voltbook-edge run` as a program until the cloud says the node is online."""
-    command = [sys.executable, "-m", "edge.cli", "run", "--config", str(site_toml),
-               "--speed", "60"]  # fmt: skip
-    box = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def _run_until_online(cloud: RunningCloud, edge: Path, site_toml: Path, bearer: str) -> bool:
+    """The installed `voltbook-edge run` until the cloud says the node is online; as on the
+    box, with nothing of this checkout on its path."""
+    command = [str(edge), "run", "--config", str(site_toml), "--speed", "60"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    box = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           env=env)  # fmt: skip
     headers = {"Authorization": f"Bearer {bearer}"}
     try:
         deadline = time.monotonic() + RUN_S

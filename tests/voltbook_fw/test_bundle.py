@@ -274,7 +274,7 @@ JSON = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
     max_leaves=12,
 )
-FIELD_NAMES = ["arch", "files", "format", "key_id", "project", "python", "version"]
+FIELD_NAMES = ["arch", "files", "format", "key_id", "project", "python", "simulator", "version"]
 
 
 @settings(max_examples=100, deadline=None)
@@ -287,10 +287,19 @@ def test_any_manifest_bytes_decode_or_raise_bad_bundle(data: bytes) -> None:
         assert isinstance(decode(data), Manifest)
 
 
-def test_manifest_round_trips() -> None:
+@pytest.mark.parametrize("simulator", [False, True])
+def test_manifest_round_trips(simulator: bool) -> None:
     entry = FileEntry("wheels/a-1-py3-none-any.whl", "ab" * 32, 10)
-    manifest = Manifest(7, "armv7l", "cp311", "0.1.0", "00" * 8, (entry,))
+    manifest = Manifest(7, "armv7l", "cp311", "0.1.0", "00" * 8, (entry,), simulator)
     assert decode(manifest.encode()) == manifest
+    assert (b'"simulator":true' in manifest.encode()) is simulator
+
+
+@pytest.mark.parametrize("value", [False, 1, "true", None])
+def test_a_simulator_field_is_true_or_absent(value: object) -> None:
+    body = json.loads(Manifest(7, "armv7l", "cp311", "0.1.0", "00" * 8, ()).encode())
+    with pytest.raises(BadBundle, match="simulator is true when present"):
+        decode(json.dumps({**body, "simulator": value}).encode())
 
 
 @pytest.mark.slow  # builds a bundle: pip resolves its wheels, about a second

@@ -65,6 +65,7 @@ def test_the_cloud_act_closes_a_tripped_relay_after_a_top_up(
     assert Path(pdf[1]).read_bytes()[:5] == b"%PDF-"
     assert f"{NODE} online over TLS in the cloud" in out
     assert re.search(r"voltbook-fw bundle → \S+\.tar: bundle version 1 for \w+ \(cp311\)", out)
+    assert "with the simulator (rehearsal and test boxes only)" in out  # a simulated site's box
     assert "voltbook-fw install → installed bundle version 1 (voltbook 0.1.0)" in out
     assert "venv/bin/voltbook-edge --version → voltbook-edge 0.1.0 (bundle 1)" in out
     took = re.search(r"act 6 took (\d+\.\d) s, bundle and install (\d+\.\d) s of it", out)

@@ -9,6 +9,7 @@ from pip's index for its build isolation.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -174,7 +175,11 @@ def test_the_installed_default_box_runs_its_commands_without_the_server(
         "voltbook-edge 0.1.0 (bundle 2)"
     )
     fw = bin_ / "voltbook-fw"
-    commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    commands = sorted(
+        next(
+            a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)
+        )._name_parser_map
+    )
     for argv in (["--help"], *([name, "--help"] for name in commands)):
         done = run([fw, *argv])
         assert done.returncode == 0, (argv, done.stderr)

@@ -10,6 +10,7 @@ bundles and the helpers are `conftest.py`'s and `test_update.py`'s.
 
 from __future__ import annotations
 
+import configparser
 import datetime as dt
 import json
 import os
@@ -27,6 +28,7 @@ from hypothesis import strategies as st
 from voltbook_fw import inflight, platforms, update
 from voltbook_fw.manifest import Manifest, sign
 
+from demo.wheelhouse import ROOT
 from ledger.chain import NodeKey
 from tests.voltbook_fw.test_update import HEALTH, offer, serve, settings, state, tree
 
@@ -288,3 +290,16 @@ def test_any_pending_file_is_resumed_or_set_aside_with_a_sentence(raw: bytes) ->
             assert (root / UPDATES / "pending.unusable.json").read_bytes() == raw
         else:  # a record that reads: nothing installed here, so a failure that says why
             assert outcome.state == "failed" and outcome.reason, outcome
+
+
+def test_at_boot_the_updater_starts_by_itself_and_nothing_of_the_runtime_holds_it_back() -> None:
+    """After a power loss mid-update the runtime may be the broken new version: the updater,
+    which rolls it back, must start at boot whatever that runtime does (hang, fail)."""
+    unit = configparser.ConfigParser(interpolation=None, strict=True)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]
+    unit.read_string((ROOT / "edge/systemd/voltbook-updater.service").read_text())
+    assert unit["Install"]["WantedBy"] == "multi-user.target"
+    assert unit["Service"]["Restart"] == "always" and unit["Unit"]["StartLimitIntervalSec"] == "0"
+    for ordering in ("After", "Requires", "BindsTo", "Requisite", "Wants", "PartOf"):
+        assert "voltbook-edge" not in unit["Unit"].get(ordering, ""), ordering
+    assert " update --root / --watch " in unit["Service"]["ExecStart"]

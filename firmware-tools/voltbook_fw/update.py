@@ -9,8 +9,8 @@ root) does the slow part, so the poll cycle never waits:
     ├─► downloading ─► failed (HTTP error, size or SHA-256 not the offer's: nothing switched)
     ├─► verified    ─► failed (the bundle's release signature or a file hash: `install` refuses,
     │                          nothing switched)
-    ├─► switched    (`install`: versions/<N>, units, `current` → N, `previous` → the old one;
-    │                then the restart commands)
+    ├─► switched    (`install`: versions/<N>; the update in flight recorded; units,
+    │                `current` → N, `previous` → the old one; then the restart commands)
     ├─► healthy     (the health commands all pass within `--health-timeout`)
     └─► rolled_back (they fail or time out: `current` → the old version again by renaming a
                      symlink, its units copied back, the restart commands again)
@@ -20,6 +20,14 @@ Each state goes to `<data>/updates/state.json` (temp file, fsync, rename); the r
 turns every new one into an `update_state` event, so the cloud sees it as the node's state.
 The updater's own memory is `<data>/updates/updater.json`: the offers it finished (by command
 id: an offer is applied once) and `failed_above`, the highest version that failed here.
+
+Dying before the verdict (killed, a power loss) loses nothing: before the units and `current`
+change, `<data>/updates/pending.json` records the update in flight (`voltbook_fw.inflight`), and
+any start of the updater finishes it first (`resume`): the health check again until the recorded
+deadline (one check if it passed while the box was off), then healthy or rolled back, reported
+like any verdict ("resumed after an interruption: …"). The record goes only once the verdict is
+in `updater.json`. Killed before the switch: the old version's units back, `failed` (the version
+is not blamed: it may be offered again).
 
 The health command is the NEW version's `voltbook-edge health` (store verifies, buses answer,
 a sync round acknowledged; `edge/cli_health.py`); the check runs again every few seconds until
@@ -297,12 +305,14 @@ class Updater:
         problem = self.healthy(pending)
         if problem is None:
             return self.report("healthy", f"{resumed}the health check passed")
-        pending = pending.to("rolling_back", problem=f"{resumed}{problem}")
-        inflight.write(self.folder, pending)
-        return self.roll_back(pending, pending.problem)
+        return self.roll_back(pending, f"{resumed}{problem}")
 
     def roll_back(self, pending: inflight.Pending, problem: str) -> Outcome:
+        """Back to the previous version; the verdict is recorded first, so that dying halfway
+        finishes the rollback rather than checking again."""
+        pending = pending.to("rolling_back", problem=problem)
         try:
+            inflight.write(self.folder, pending)
             rollback(self.s.root, pending.previous)
             again = self.restart()
         except (OSError, InstallFailed) as exc:
@@ -321,7 +331,8 @@ class Updater:
             return self.report("failed", f"{said}{exc}")
         self.s.say(f"update {self.offer.rollout} v{pending.version}: {said}{pending.phase}")
         if pending.phase == "rolling_back":
-            return self.roll_back(pending, pending.problem)
+            recorded = pending.problem.removeprefix(said)  # said once, however often resumed
+            return self.roll_back(pending, f"{said}{recorded}")
         if running == pending.version:
             if pending.phase == "switching":  # switched; the restart may not have run
                 problem = self.restart()

@@ -225,7 +225,9 @@ def test_killed_during_the_rollback_it_finishes_the_rollback(box: Path, release:
     record(box, "rolling_back", deadline=deadline, problem="`voltbook-edge …` exited 3: broken")
     outcome = update.run_once(settings(box))
     assert outcome is not None and outcome.state == "rolled_back", outcome
-    assert outcome.reason == "`voltbook-edge …` exited 3: broken; back on version 2"
+    assert outcome.reason == (
+        "resumed after an interruption: `voltbook-edge …` exited 3: broken; back on version 2"
+    )
     assert (box / "opt/voltbook/current").readlink() == Path("versions/2")
     kept = {k: v for k, v in tree(box).items() if "versions/3" not in k and "install.lock" not in k}
     assert kept == before

@@ -354,8 +354,8 @@ class Updater:
             )
         return self.report(
             "failed",
-            f"{said}version {running} runs, neither {pending.version} nor {pending.previous} as "
-            "the interrupted update left it (changed by hand?): nothing done",
+            f"{said}version {running} runs, not {pending.version} as the interrupted update "
+            "left it (changed by hand?): nothing done",
             not_the_version=True,
         )
 

@@ -19,7 +19,18 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Subquery, and_, case, exists, func, literal, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Subquery,
+    and_,
+    case,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+)
 from sqlalchemy.orm import Session
 
 from cloud.db.models import Alarm, Event, ReportedAccount
@@ -81,8 +92,10 @@ def _clauses(filters: AlarmFilters) -> list[ColumnElement[bool]]:
 def _in_place(building: str | None, floor: str | None) -> ColumnElement[bool]:
     """Alarms in `building` and/or on `floor` as the console groups them (`places`): by the
     place of their account or shop, or, for an alarm with neither, by its node's."""
-    served = [ReportedAccount.node == Alarm.node,
-              or_(ReportedAccount.account == Alarm.account, ReportedAccount.shop == Alarm.shop)]
+    served = [
+        ReportedAccount.node == Alarm.node,
+        or_(ReportedAccount.account == Alarm.account, ReportedAccount.shop == Alarm.shop),
+    ]
     nodes = node_places()
     placed = select(nodes.c.node)
     if building is not None:

@@ -671,7 +671,6 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "alarm_kind_register_jump": ("读数跳变", "register jump"),
     "alarm_kind_bus_down": ("总线故障", "bus down"),
     "alarm_kind_read_success_low": ("抄读成功率低", "low read success"),
-    "alarm_kind_node_offline": ("集中器离线", "concentrator offline"),
     "alarm_kind_node_silent": ("集中器失联", "concentrator silent"),
     "alarm_kind_clock_implausible": ("时钟异常", "implausible clock"),
     "alarm_kind_quarantined": ("集中器隔离", "concentrator quarantined"),

@@ -18,7 +18,7 @@ from cloud.chains.alarms import raise_alarm
 from cloud.config import SILENT_AFTER_MIN
 from cloud.db.models import Concentrator
 from cloud.operations import silence
-from tests.cloud.api.conftest import NODE, OTHER
+from tests.cloud.api.conftest import NODE
 from tests.web.axe import assert_no_critical
 from tests.web.conftest import Served
 from tests.web.console_world import add_staff_and_readings

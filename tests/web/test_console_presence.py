@@ -20,6 +20,7 @@ from cloud.db import models
 from cloud.operations import silence
 from cloud.people import auth
 from cloud.web import live
+from cloud.web.render import local_time
 from tests.cloud.api.conftest import M1, M3, NODE, OTHER, issue_token
 from tests.web.console_world import add_staff_and_readings, take_offline
 from tests.web.html import csrf_of
@@ -169,7 +170,16 @@ def test_a_silent_node_is_a_stored_alarm_on_the_alarms_screen_until_it_is_heard(
     assert f'data-alarm="{alarm}"' in section  # OTHER serves B2 2F
     row = section.split(f'data-alarm="{alarm}"')[1].split("</tr>")[0]
     assert "集中器失联" in row and OTHER in row
-    assert "concentrator silent" in client.get("/console/alarms?lang=en&kind=node_silent").text
+    seen = local_time(NOW, "%Y-%m-%d %H:%M:%S")  # its last word, in the site's time
+    assert f"已超过 20 分钟没有收到它的数据（最后一次：{seen}，当时状态：在线）" in row
+    english = client.get("/console/alarms?lang=en&kind=node_silent").text
+    assert "concentrator silent" in english
+    assert f"over 20 minutes (last: {seen}; its status then: Online)" in english
+    with Session(world.engine) as session, session.begin():  # an alarm of before its facts
+        session.execute(update(models.Alarm).where(models.Alarm.id == int(alarm))
+                        .values(facts={}))  # fmt: skip
+    older = client.get("/console/alarms?kind=node_silent").text
+    assert "nothing heard since" in older and "已超过" not in older  # its stored text
     client.get("/console/alarms?lang=zh")
     counts = client.get(
         "/alarms/counts?cleared=false",

@@ -6,7 +6,6 @@ table's kind column shows every kind whole at 1366 and 768 px in both languages.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,27 +18,17 @@ from cloud.config import SILENT_AFTER_MIN
 from cloud.db.models import Concentrator
 from cloud.operations import silence
 from tests.cloud.api.conftest import NODE
+from tests.web import test_console_alarms_browser as alarms_browser
 from tests.web.axe import assert_no_critical
 from tests.web.conftest import Served
-from tests.web.console_world import add_staff_and_readings
-from tests.web.test_console_browser import LAPTOP, TABLET, _desk, log_in
+from tests.web.test_console_browser import LAPTOP, TABLET, log_in
 from tests.web.world import NOW
 
 pytestmark = pytest.mark.slow
 
 SILENT_AFTER = dt.timedelta(minutes=SILENT_AFTER_MIN)  # the served app's (the default)
 POPUP = "#live-alarms li[data-kind='node_silent']"
-
-
-@pytest.fixture(scope="module")
-def staffed(server: Served) -> Served:
-    add_staff_and_readings(server.world)
-    return server
-
-
-@pytest.fixture
-def desk(browser: Any, staffed: Served) -> Iterator[Any]:
-    yield from _desk(browser, staffed, LAPTOP)
+staffed, desk = alarms_browser.staffed, alarms_browser.desk  # the same fixtures, this module's
 
 
 def test_a_pop_up_is_said_in_the_language_the_page_is_in(

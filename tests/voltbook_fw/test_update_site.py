@@ -111,6 +111,37 @@ def cloud(tmp_path: Path) -> Iterator[Cloud]:
         engine.dispose()
 
 
+@dataclass
+class Site:
+    """A demo site's runtime (two simulated meters), stopped and started as its process is."""
+
+    toml: Path
+    node: Node
+    running: bool = True
+
+    def stop(self) -> None:
+        self.node.close()
+        self.running = False
+
+    def start(self) -> Node:
+        self.node = Node.boot(self.toml, start=now().astimezone(ZONE))
+        self.running = True
+        return self.node
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    """Started, one cycle run."""
+    toml = write_site(tmp_path / "site", meters=2)
+    running = Site(toml, Node.boot(toml, start=now().astimezone(ZONE)))
+    try:
+        running.node.cycles(1, every=dt.timedelta(seconds=1))
+        yield running
+    finally:
+        if running.running:
+            running.node.close()
+
+
 @pytest.fixture
 def old_box(
     tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, release: NodeKey, wheelhouse: Path
@@ -160,139 +191,128 @@ def run_installed(box: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.slow  # one real install
 @pytest.mark.timeout(240)
 def test_a_site_takes_an_update_and_the_cloud_sees_it_healthy(
-    tmp_path: Path,
     box: Path,
     bundles: dict[str, Path],
     server: tuple[str, Path],
     cloud: Cloud,
+    site: Site,
 ) -> None:
-    site_toml = write_site(tmp_path / "site", meters=2)
-    node = Node.boot(site_toml, start=now().astimezone(ZONE))
-    try:
-        node.cycles(1, every=dt.timedelta(seconds=1))
-        cloud.register(node.store.node, node.runtime.key)
-        data = bundles["good"].read_bytes()
-        rollout = cloud.roll_out(data, serve(server, "site.tar", data), [node.store.node])
-        payload = cloud.command_to(rollout, node.store.node)
-        started = time.monotonic()
-        assert node.desk.handle(payload).outcome == "applied"
+    node = site.node
+    cloud.register(node.store.node, node.runtime.key)
+    data = bundles["good"].read_bytes()
+    rollout = cloud.roll_out(data, serve(server, "site.tar", data), [node.store.node])
+    payload = cloud.command_to(rollout, node.store.node)
+    started = time.monotonic()
+    assert node.desk.handle(payload).outcome == "applied"
 
-        updater, outcome = start_updater(box, node, site_toml, bound=120.0)
-        wait_for(node, "switched", updater, outcome)
-        # "Restarted": the runtime reports the states so far, runs a cycle and a sync round.
-        edge_update.report(node.runtime)
-        node.clock.advance(now() - node.clock.true_now())  # the install took real time
-        node.cycles(1, every=dt.timedelta(seconds=1))
-        sync_round(node, cloud.ingest)
-        updater.join(180)
-        took = time.monotonic() - started
-        assert outcome and outcome[0] is not None and outcome[0].state == "healthy", outcome
-        edge_update.report(node.runtime)
-        sync_round(node, cloud.ingest)
-        state, _, nodes = cloud.states(rollout)
-        assert (state, [n[1] for n in nodes]) == ("done", ["healthy"])
-        print(f"site update, command to healthy: {took:.1f} s")
-    finally:
-        node.close()
+    updater, outcome = start_updater(box, node, site.toml, bound=120.0)
+    wait_for(node, "switched", updater, outcome)
+    # "Restarted": the runtime reports the states so far, runs a cycle and a sync round.
+    edge_update.report(node.runtime)
+    node.clock.advance(now() - node.clock.true_now())  # the install took real time
+    node.cycles(1, every=dt.timedelta(seconds=1))
+    sync_round(node, cloud.ingest)
+    updater.join(180)
+    took = time.monotonic() - started
+    assert outcome and outcome[0] is not None and outcome[0].state == "healthy", outcome
+    edge_update.report(node.runtime)
+    sync_round(node, cloud.ingest)
+    state, _, nodes = cloud.states(rollout)
+    assert (state, [n[1] for n in nodes]) == ("done", ["healthy"])
+    print(f"site update, command to healthy: {took:.1f} s")
 
 
 @pytest.mark.slow  # two real installs (the old version's too)
 @pytest.mark.timeout(300)
 def test_a_version_whose_runtime_does_not_come_up_is_rolled_back_and_the_rollout_stops(
-    tmp_path: Path,
     old_box: Path,
     bundles: dict[str, Path],
     server: tuple[str, Path],
     cloud: Cloud,
+    site: Site,
 ) -> None:
-    box = old_box
-    site_toml = write_site(tmp_path / "site", meters=2)
-    node = Node.boot(site_toml, start=now().astimezone(ZONE))
-    try:
-        name = node.store.node
-        later = f"{name}-2"  # sorts after: the second wave
-        node.cycles(1, every=dt.timedelta(seconds=1))
-        cloud.register(name, node.runtime.key)
-        cloud.register(later, NodeKey.generate())
-        data = bundles["good"].read_bytes()
-        url = serve(server, "site-3.tar", data)
-        rollout = cloud.roll_out(data, url, [name, later])
-        assert [(n, s) for n, s, _ in cloud.states(rollout)[2]] == [
-            (name, "offered"), (later, "waiting")
-        ]  # fmt: skip
-        seq_before = node.store.chain.seq
-        started = time.monotonic()
-        assert node.desk.handle(cloud.command_to(rollout, name)).outcome == "applied"
+    box, node, site_toml = old_box, site.node, site.toml
+    name = node.store.node
+    later = f"{name}-2"  # sorts after: the second wave
+    cloud.register(name, node.runtime.key)
+    cloud.register(later, NodeKey.generate())
+    data = bundles["good"].read_bytes()
+    url = serve(server, "site-3.tar", data)
+    rollout = cloud.roll_out(data, url, [name, later])
+    assert [(n, s) for n, s, _ in cloud.states(rollout)[2]] == [
+        (name, "offered"), (later, "waiting")
+    ]  # fmt: skip
+    seq_before = node.store.chain.seq
+    started = time.monotonic()
+    assert node.desk.handle(cloud.command_to(rollout, name)).outcome == "applied"
 
-        updater, outcome = start_updater(box, node, site_toml, bound=HEALTH_BOUND_S)
-        wait_for(node, "switched", updater, outcome)
-        # The new version's runtime crashes at start: nothing runs cycles any more.
-        node.close()
-        updater.join(120)
-        assert outcome and outcome[0] is not None, outcome
-        done = outcome[0]
-        assert done.state == "rolled_back", done
-        assert f"unhealthy after {HEALTH_BOUND_S:g} s" in done.reason, done.reason
-        assert "no cycle ran since" in done.reason and "back on version 2" in done.reason
+    updater, outcome = start_updater(box, node, site_toml, bound=HEALTH_BOUND_S)
+    wait_for(node, "switched", updater, outcome)
+    switched = time.monotonic() - started
+    # The new version's runtime crashes at start: nothing runs cycles any more.
+    site.stop()
+    updater.join(120)
+    assert outcome and outcome[0] is not None, outcome
+    done = outcome[0]
+    assert done.state == "rolled_back", done
+    assert f"unhealthy after {HEALTH_BOUND_S:g} s" in done.reason, done.reason
+    assert "no cycle ran since" in done.reason and "back on version 2" in done.reason
 
-        # The box: `current` back on version 2, its units, and version 2 runs.
-        base = box / "opt/voltbook"
-        assert (base / "current").readlink() == Path("versions/2")
-        assert not (base / "previous").exists()
-        for unit in (base / "versions/2/units").iterdir():
-            assert (box / "etc/systemd/system" / unit.name).read_bytes() == unit.read_bytes()
-        version = run_installed(box, "--version")
-        assert (version.returncode, version.stdout.strip()) == (0, "voltbook-edge 0.1.0 (bundle 2)")
+    # The box: `current` back on version 2, its units, and version 2 runs.
+    base = box / "opt/voltbook"
+    assert (base / "current").readlink() == Path("versions/2")
+    assert not (base / "previous").exists()
+    for unit in (base / "versions/2/units").iterdir():
+        assert (box / "etc/systemd/system" / unit.name).read_bytes() == unit.read_bytes()
+    version = run_installed(box, "--version")
+    assert version.returncode == 0 and version.stdout.endswith(" (bundle 2)\n"), version
 
-        # Restarted on version 2: it reports the updater's last state, bills on, syncs.
-        node = Node.boot(site_toml, start=now().astimezone(ZONE))
-        back_at = now()
-        assert edge_update.report(node.runtime)
-        sync_round(node, cloud.ingest)
-        took = time.monotonic() - started
-        state, reason, nodes = cloud.states(rollout)
-        assert nodes[0][:2] == (name, "rolled_back") and nodes[0][2] == done.reason
-        assert (state, reason) == ("stopped", f"{name} rolled_back: {done.reason}"[:400])
-        # The rollout stops: the second wave is never offered, not even by the minute's tick.
-        cloud.ingest.advance_updates()
-        assert cloud.states(rollout)[2][1] == (later, "waiting", "")
-        with cloud.sessions() as session:
-            targets = session.scalars(select(Command.node)).all()
-        assert targets == [name]
+    # Restarted on version 2: it reports the updater's last state, bills on, syncs.
+    node = site.start()
+    back_at = now()
+    assert edge_update.report(node.runtime)
+    sync_round(node, cloud.ingest)
+    took = time.monotonic() - started
+    state, reason, nodes = cloud.states(rollout)
+    assert nodes[0][:2] == (name, "rolled_back") and nodes[0][2] == done.reason
+    assert (state, reason) == ("stopped", f"{name} rolled_back: {done.reason}"[:400])
+    # The rollout stops: the second wave is never offered, not even by the minute's tick.
+    cloud.ingest.advance_updates()
+    assert cloud.states(rollout)[2][1] == (later, "waiting", "")
+    with cloud.sessions() as session:
+        targets = session.scalars(select(Command.node)).all()
+    assert targets == [name]
 
-        # Billing went on on version 2: the ledger verifies, the cloud acknowledged it all.
-        for _ in range(96):  # a day at most: the shops draw in their opening hours
-            node.cycles(1, every=QUARTER)
-            if node.store.chain.seq > seq_before:
-                break
-        assert node.store.chain.seq > seq_before, "nothing billed in a day"
-        sync_round(node, cloud.ingest)
-        assert node.store.outbox(0, 1) == []
-        with cloud.sessions() as session:
-            head = session.scalars(
-                select(Concentrator.head_seq).where(Concentrator.node == name)
-            ).one()
-        assert head == node.store.chain.seq
-        assert audit_store(node.runtime.site, node.runtime.key.public_key).ok
-        check = run_installed(box, "health", "--config", str(site_toml), "--since",
-                              back_at.isoformat())  # fmt: skip
-        assert check.returncode == 0, check.stdout + check.stderr
+    # Billing went on on version 2: the ledger verifies, the cloud acknowledged it all.
+    for _ in range(96):  # a day at most: the shops draw in their opening hours
+        node.cycles(1, every=QUARTER)
+        if node.store.chain.seq > seq_before:
+            break
+    assert node.store.chain.seq > seq_before, "nothing billed in a day"
+    sync_round(node, cloud.ingest)
+    assert node.store.outbox(0, 1) == []
+    with cloud.sessions() as session:
+        head = session.scalars(select(Concentrator.head_seq).where(Concentrator.node == name)).one()
+    assert head == node.store.chain.seq
+    assert audit_store(node.runtime.site, node.runtime.key.public_key).ok
+    check = run_installed(box, "health", "--config", str(site_toml), "--since",
+                          back_at.isoformat())  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
 
-        # Offered again, the same version is refused by the box: it failed here before.
-        again = cloud.roll_out(data, url, [name])
-        assert node.desk.handle(cloud.command_to(again, name)).outcome == "applied"
-        retry = start_updater(box, node, site_toml, bound=HEALTH_BOUND_S)
-        retry[0].join(60)
-        assert retry[1] and retry[1][0] is not None and retry[1][0].state == "refused", retry[1]
-        assert "failed here before" in retry[1][0].reason
-        assert (base / "current").readlink() == Path("versions/2")
-        assert edge_update.report(node.runtime)
-        sync_round(node, cloud.ingest)
-        state, reason, nodes = cloud.states(again)
-        assert (state, nodes[0][1]) == ("stopped", "failed") and "failed here before" in reason
-        print(
-            f"site update rolled back, command to rolled_back in the cloud: {took:.1f} s "
-            f"(health bound {HEALTH_BOUND_S:g} s; the box's part {done.seconds:.1f} s)"
-        )
-    finally:
-        node.close()
+    # Offered again, the same version is refused by the box: it failed here before.
+    again = cloud.roll_out(data, url, [name])
+    assert node.desk.handle(cloud.command_to(again, name)).outcome == "applied"
+    retry = start_updater(box, node, site_toml, bound=HEALTH_BOUND_S)
+    retry[0].join(60)
+    assert retry[1] and retry[1][0] is not None and retry[1][0].state == "refused", retry[1]
+    assert "failed here before" in retry[1][0].reason
+    assert (base / "current").readlink() == Path("versions/2")
+    assert edge_update.report(node.runtime)
+    sync_round(node, cloud.ingest)
+    state, reason, nodes = cloud.states(again)
+    assert (state, nodes[0][1]) == ("stopped", "failed") and "failed here before" in reason
+    print(
+        f"site update rolled back, command to rolled_back in the cloud: {took:.1f} s "
+        f"(switched after {switched:.1f} s, health bound {HEALTH_BOUND_S:g} s; the box's "
+        f"part {done.seconds:.1f} s)"
+    )

@@ -477,7 +477,9 @@ def _run(command: str, timeout: float) -> str | None:
         return f"could not start: {exc}"
     if result.returncode == 0:
         return None
-    tail = (result.stdout + result.stderr).strip().splitlines()[-1:] or [""]
+    # Its verdict: the last line it printed, stdout's before stderr's (where warnings and logs
+    # go: `voltbook-edge health` prints its checks on stdout, a key warning on stderr).
+    tail = (result.stdout.strip() or result.stderr.strip()).splitlines()[-1:] or [""]
     return f"exited {result.returncode}: {tail[0][:200]}"
 
 

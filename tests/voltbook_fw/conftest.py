@@ -1,7 +1,7 @@
 """Fixtures of the updater's tests (`test_update.py`, `test_update_site.py`): a release key,
-two real bundles of version 3 (one good, one whose `voltbook-edge` exits 3), a static file
-server on loopback, and a box running version 2. `test_bundle.py` defines its own `release` and
-`box`, which take precedence there.
+the project's wheelhouse, two real bundles of version 3 (one good, one whose `voltbook-edge`
+exits 3), a static file server on loopback, and a box running version 2. `test_bundle.py`
+defines its own `release`, `wheelhouse` and `box`, which take precedence there.
 """
 
 from __future__ import annotations
@@ -37,11 +37,20 @@ def release() -> NodeKey:
 
 
 @pytest.fixture(scope="module")
-def bundles(tmp_path_factory: pytest.TempPathFactory, release: NodeKey) -> dict[str, Path]:
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project's wheels and its dependencies', as a release is built from."""
+    folder = tmp_path_factory.mktemp("wheels") / "wheels-good"
+    build_wheelhouse(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def bundles(
+    tmp_path_factory: pytest.TempPathFactory, release: NodeKey, wheelhouse: Path
+) -> dict[str, Path]:
     """`good` and `broken`, both version 3."""
     folder = tmp_path_factory.mktemp("bundles")
-    good_wheels = folder / "wheels-good"
-    build_wheelhouse(good_wheels)
+    good_wheels = wheelhouse
     broken_wheels = folder / "wheels-broken"
     shutil.copytree(good_wheels, broken_wheels)
     break_runtime(next(broken_wheels.glob("voltbook-*.whl")))

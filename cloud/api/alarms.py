@@ -49,6 +49,7 @@ router = APIRouter(prefix="/alarms", tags=["alarms"])
 
 Name = Annotated[str | None, Query(min_length=1, max_length=200)]
 Severity = Literal["info", "warning", "critical"]
+BY_NODE = "; an alarm about a bus or the node: where all its node's accounts are"
 
 
 class AlarmOut(Out):
@@ -62,7 +63,10 @@ class AlarmOut(Out):
     shop: str | None = Field(description="the shop's number")
     account: str | None
     detail: str
-    facts: dict[str, Any] = Field(description="what the concentrator said, as it said it")
+    facts: dict[str, Any] = Field(
+        description="what the concentrator said, as it said it (node_silent: what the cloud "
+        "last heard: last_seen, status, silent_after_min)"
+    )
     time: StoredTime
     cleared: bool = Field(description="over: the edge said so, or a quarantine was lifted")
     cleared_at: StoredTime | None = Field(description="when it was over (none if open)")
@@ -86,8 +90,8 @@ def _filters(
     *,
     node: Annotated[str | None, Query(max_length=64, description="concentrator")] = None,
     site: Annotated[Name, Query(description="the registry's site name")] = None,
-    building: Annotated[Name, Query(description="as the concentrator reports it")] = None,
-    floor: Annotated[Name, Query(description="as the concentrator reports it")] = None,
+    building: Annotated[Name, Query(description=f"as the concentrator reports it{BY_NODE}")] = None,
+    floor: Annotated[Name, Query(description=f"as the concentrator reports it{BY_NODE}")] = None,
     shop: Annotated[Name, Query(description="the shop's number")] = None,
     account: Name = None,
     kind: Annotated[Name, Query(description="low_balance, bus_down, quarantined …")] = None,

@@ -6,9 +6,10 @@ Places: a concentrator serves one site (`cloud.registry.site_config` refuses two
 alarm is in a site when its node serves a shop of that site (`registry_shops.node`, or a
 registry meter on that node in such a shop). An alarm names the shop by number, as the edge
 does; its building and floor are the ones the concentrator reports for that shop (`accounts`,
-as the reports filter by area). An alarm with no shop (a bus down, a node gone silent, a cloud
-alarm about a node) is in its site, and the console groups it with its node's building and floor
-(`places`); the filters by building and floor match alarms by their shop only.
+as the reports filter by area). An alarm with no account and no shop (a bus down, a node gone
+silent, a cloud alarm about a node) is in its site, and where its node is (`node_places`: the
+building, and floor, of all the accounts the node reports): the console groups it there
+(`places`) and the filters by building and floor find it there, by the same query.
 """
 
 from __future__ import annotations
@@ -18,7 +19,18 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Subquery,
+    and_,
+    case,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+)
 from sqlalchemy.orm import Session
 
 from cloud.db.models import Alarm, Event, ReportedAccount
@@ -64,12 +76,7 @@ def _clauses(filters: AlarmFilters) -> list[ColumnElement[bool]]:
     if filters.site is not None:
         clauses.append(Alarm.node.in_(site_nodes(filters.site)))
     if filters.building is not None or filters.floor is not None:
-        place = [ReportedAccount.node == Alarm.node, ReportedAccount.shop == Alarm.shop]
-        if filters.building is not None:
-            place.append(ReportedAccount.building == filters.building)
-        if filters.floor is not None:
-            place.append(ReportedAccount.floor == filters.floor)
-        clauses.append(exists().where(and_(*place)))
+        clauses.append(_in_place(filters.building, filters.floor))
     if filters.acknowledged is not None:
         acknowledged = Alarm.acknowledged.is_not(None)
         clauses.append(acknowledged if filters.acknowledged else ~acknowledged)
@@ -80,6 +87,41 @@ def _clauses(filters: AlarmFilters) -> list[ColumnElement[bool]]:
     if filters.until is not None:
         clauses.append(Alarm.time < filters.until)
     return clauses
+
+
+def _in_place(building: str | None, floor: str | None) -> ColumnElement[bool]:
+    """Alarms in `building` and/or on `floor` as the console groups them (`places`): by the
+    place of their account or shop, or, for an alarm with neither, by its node's."""
+    served = [
+        ReportedAccount.node == Alarm.node,
+        or_(ReportedAccount.account == Alarm.account, ReportedAccount.shop == Alarm.shop),
+    ]
+    nodes = node_places()
+    placed = select(nodes.c.node)
+    if building is not None:
+        served.append(ReportedAccount.building == building)
+        placed = placed.where(nodes.c.building == building)
+    if floor is not None:
+        served.append(ReportedAccount.floor == floor)
+        placed = placed.where(nodes.c.floor == floor)
+    about_node = and_(func.coalesce(Alarm.account, "") == "", func.coalesce(Alarm.shop, "") == "")
+    return or_(and_(~about_node, exists().where(*served)),
+               and_(about_node, Alarm.node.in_(placed)))  # fmt: skip
+
+
+def node_places() -> Subquery:
+    """Where each concentrator is, by the accounts it reports: (node, building, floor) of a
+    node whose accounts are all in one building, on one floor (or floor "" when they are on
+    several); a node serving several buildings, or accounts with no building, is nowhere."""
+    account = ReportedAccount
+    one_floor = func.count(func.distinct(account.floor)) == 1
+    return (
+        select(account.node, func.min(account.building).label("building"),
+               case((one_floor, func.min(account.floor)), else_=literal("")).label("floor"))
+        .group_by(account.node)
+        .having(func.count(func.distinct(account.building)) == 1, func.min(account.building) != "")
+        .subquery("node_places")
+    )  # fmt: skip
 
 
 def listed(filters: AlarmFilters, *, newest_first: bool = False) -> Select[Alarm]:
@@ -117,14 +159,12 @@ def last_id(session: Session) -> int:
 def places(session: Session, rows: Sequence[Alarm]) -> dict[int, tuple[str, str, str]]:
     """(building, floor, shop) of each alarm whose account or shop its node reports, by alarm
     id. An alarm with neither (a bus, a node gone silent, the cloud's about a node) is where
-    its node is: the building (and floor) of every account the node reports, with no shop;
-    a node serving several buildings, or none, gives it no place."""
+    its node is (`node_places`, as the filters find it), with no shop."""
     nodes = sorted({a.node for a in rows if a.node})
     if not nodes:
         return {}
     by_account: dict[tuple[str | None, str | None], tuple[str, str, str]] = {}
     by_shop: dict[tuple[str | None, str | None], tuple[str, str, str]] = {}
-    floors: dict[str | None, set[tuple[str, str]]] = {}
     for node, account, shop, building, floor in session.execute(
         select(ReportedAccount.node, ReportedAccount.account, ReportedAccount.shop,
                ReportedAccount.building, ReportedAccount.floor)
@@ -132,8 +172,10 @@ def places(session: Session, rows: Sequence[Alarm]) -> dict[int, tuple[str, str,
     ):  # fmt: skip
         by_account[node, account] = (building, floor, shop)
         by_shop.setdefault((node, shop), (building, floor, shop))
-        floors.setdefault(node, set()).add((building, floor))
-    by_node = {node: _node_place(served) for node, served in floors.items()}
+    where = node_places()
+    by_node = {node: (building, floor, "") for node, building, floor in session.execute(
+        select(where.c.node, where.c.building, where.c.floor).where(where.c.node.in_(nodes))
+    )}  # fmt: skip
     found = {}
     for a in rows:
         if a.account or a.shop:
@@ -143,15 +185,6 @@ def places(session: Session, rows: Sequence[Alarm]) -> dict[int, tuple[str, str,
         if place is not None:
             found[a.id] = place
     return found
-
-
-def _node_place(served: set[tuple[str, str]]) -> tuple[str, str, str] | None:
-    """Where a node serving these (building, floor) is: its floor, its building, or nowhere."""
-    buildings = {building for building, _ in served}
-    if len(buildings) != 1 or not next(iter(buildings)):
-        return None
-    building, floor = next(iter(served))
-    return (building, floor if len(served) == 1 else "", "")
 
 
 def acknowledge(

@@ -17,6 +17,8 @@ An offline status (the broker's last will) raises nothing until silent_after has
 it came, and only an online node clears: a late last will, after the alarm, clears nothing.
 The alarm's time is when the silence began (its last word + silent_after), its `cleared_at`
 when the node was heard again (`last_seen` at the sweep that clears it), whenever sweeps run.
+Its detail is English system text for the API; its facts (`last_seen`, `status`,
+`silent_after_min`) are what the console words it with in the page's language.
 
 Two cloud services may sweep at once: at most one open `node_silent` alarm per node exists
 (`alarms_one_open_silence`, migration 0037), and the insert does nothing on it, so a silence
@@ -109,7 +111,9 @@ def _alarm(
 ) -> dict[str, object]:
     said = "online" if online else "offline"
     return {"node": node, "event_id": None, "kind": KIND, "severity": severity_of(KIND),
-            "meter": None, "shop": None, "account": None, "facts": {},
+            "meter": None, "shop": None, "account": None,
+            "facts": {"last_seen": seen.isoformat(), "status": said,
+                      "silent_after_min": int(silent_after.total_seconds() // 60)},
             "detail": f"nothing heard since {seen:%Y-%m-%d %H:%M:%S} UTC "
                       f"(its last status said {said})",
             "time": seen + silent_after, "cleared": False, "cleared_at": None,

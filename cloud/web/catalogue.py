@@ -671,8 +671,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "alarm_kind_register_jump": ("读数跳变", "register jump"),
     "alarm_kind_bus_down": ("总线故障", "bus down"),
     "alarm_kind_read_success_low": ("抄读成功率低", "low read success"),
-    "alarm_kind_node_offline": ("集中器离线", "concentrator offline"),
     "alarm_kind_node_silent": ("集中器失联", "concentrator silent"),
+    "alarm_detail_node_silent": (
+        "已超过 {minutes} 分钟没有收到它的数据（最后一次：{seen}，当时状态：{status}）",
+        "Nothing has come from it for over {minutes} minutes (last: {seen}; its status then: "
+        "{status})",
+    ),
     "alarm_kind_clock_implausible": ("时钟异常", "implausible clock"),
     "alarm_kind_quarantined": ("集中器隔离", "concentrator quarantined"),
     "alarm_kind_refused_batch": ("上传被拒", "upload refused"),

@@ -34,15 +34,15 @@ from starlette.concurrency import run_in_threadpool
 from cloud.api.common import DbSession, Now, silent_after
 from cloud.db.models import Alarm
 from cloud.errors import Conflict, NotFound
-from cloud.operations import alarms
+from cloud.operations import alarms, silence
 from cloud.operations.alarms import AlarmFilters
 from cloud.people.auth import FIELD, READ_ALL, Principal
 from cloud.web import live, sessions
 from cloud.web.console import Form, Staff, frame
-from cloud.web.i18n import Lang
+from cloud.web.i18n import Lang, Translate
 from cloud.web.live import GROUPS, PACE, Cursor, Ended, Live, Prefs
 from cloud.web.page_errors import NotStaff, PageError
-from cloud.web.render import page
+from cloud.web.render import local_time, page
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
@@ -129,6 +129,22 @@ async def _feed(request: Request, stream: Live, key: str) -> AsyncIterator[str]:
 # -- the alarms screen ------------------------------------------------------------------------
 
 
+def detail_text(t: Translate, alarm: Alarm) -> str:
+    """An alarm's detail: a node's silence in the page's words, from its facts
+    (`cloud.operations.silence`); any other as stored (the edge's message, the cloud's text)."""
+    facts = alarm.facts if isinstance(alarm.facts, dict) else {}
+    seen, status, minutes = (facts.get(k) for k in ("last_seen", "status", "silent_after_min"))
+    if (alarm.kind != silence.KIND or not isinstance(seen, str)
+            or status not in ("online", "offline") or type(minutes) is not int):  # fmt: skip
+        return alarm.detail
+    try:
+        when = dt.datetime.fromisoformat(seen)
+    except ValueError:
+        return alarm.detail
+    return t(f"alarm_detail_{silence.KIND}", minutes=minutes, status=t(f"state_{status}"),
+             seen=local_time(when, "%Y-%m-%d %H:%M:%S"))  # fmt: skip
+
+
 def _kinds(session: Any) -> list[str]:
     return list(session.scalars(select(Alarm.kind).distinct().order_by(Alarm.kind)))
 
@@ -179,6 +195,7 @@ def _screen(request: Request, lang: tuple[str, bool], who: Principal, session: A
                 groups=groups, total=total or 0, offset=offset, size=PAGE_SIZE,
                 kinds=_kinds(session), severities=SEVERITIES, chosen=chosen, link=link,
                 may_ack=who.role in FIELD, error=error, kind_name=live.kind_name,
+                detail_text=detail_text,
                 back=urlencode(query), shops=shops, printed=now,
                 lang_link=link(lang=other))  # fmt: skip
 

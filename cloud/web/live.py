@@ -6,11 +6,12 @@ Each connection keeps its own cursors and, every `Pace.tick` seconds, asks:
 
 | event    | what                                       | found by                                |
 |----------|--------------------------------------------|-----------------------------------------|
-| `hello`  | the user's pop-up preferences and words    | once, at the start                      |
+| `hello`  | the user's pop-up preferences and words,   | once, at the start                      |
+|          | every alarm kind's among them              |                                         |
 | `alarms` | alarms stored since the last one sent, with| `alarms.id` > the cursor (and ids it    |
 |          | their building and floor                   | skipped, for `Pace.gap_wait` seconds)   |
-| `nodes`  | a concentrator went off or on line         | its status, or its silence: on line as  |
-|          |                                            | `cloud.db.presence` says, changed       |
+| `nodes`  | a concentrator went off or on line (its    | its status, or its silence: on line as  |
+|          | state in the tables, no pop-up)            | `cloud.db.presence` says, changed       |
 | `values` | register, V, I, P, PF, relay, balance of   | the node's `upto` moved: its meters read|
 |          | the meters read since the last one sent    | after the newest reading already sent   |
 | `beat`   | nothing new for `Pace.beat` seconds        |                                         |
@@ -26,6 +27,16 @@ Alarm ids come from a sequence: a transaction holding a smaller id may commit af
 one was seen, so ids skipped over are asked again for a few seconds. A meter's values are
 followed by its reading time, per node (`meters.last_reading` only moves forward): a box
 whose clock went backwards shows its new values at its next reading after the old time.
+
+Alarms are sent as codes (kind, building, floor, node), never as words: the page keeps a
+pop-up's items across pages of the tab and draws them in its own language with the words of
+its `hello` (a page reloaded in another language says them in that one).
+
+One pop-up per event: a concentrator going off line changes its state on the page but pops
+nothing up; if it stays silent the sweep stores its `node_silent` alarm
+(`cloud.operations.silence`), and that alarm is the pop-up (as for every other kind, the
+stored alarm is what pops up, is acknowledged and printed). A dropped connection that comes
+back within `silent_after` pops nothing up, as it raises nothing.
 """
 
 from __future__ import annotations
@@ -49,11 +60,11 @@ from cloud.operations import alarms, silence
 from cloud.people import auth
 from cloud.people.auth import READ_ALL, STAFF, Principal
 from cloud.web import i18n, monitoring
+from cloud.web.catalogue import MESSAGES
 from cloud.web.chart import kwh_text
 from cloud.web.forms import yuan_text
 from cloud.web.monitoring import MeterRow
 
-OFFLINE = "node_offline"  # the pop-up's kind for a concentrator gone off line
 CURSOR = re.compile(r"^(\d{1,18})-(\d{1,13})$")  # ms: 13 digits reach the year 2286
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -66,7 +77,7 @@ KIND_GROUP = {
     "reclose": "safety", "lockout": "safety",
     "relay_failed": "meters", "meter_unreadable": "meters", "register_backwards": "meters",
     "register_jump": "meters",
-    "bus_down": "link", "read_success_low": "link", OFFLINE: "link", silence.KIND: "link",
+    "bus_down": "link", "read_success_low": "link", silence.KIND: "link",
     "clock_implausible": "link",
 }  # fmt: skip
 
@@ -176,9 +187,11 @@ class Live:
 
     def hello(self, now: dt.datetime) -> str:
         t = i18n.translator(self.lang)
-        words = {key: t(f"live_{key}") for key in ("title", "group", "open", "close", "settings")}
-        words |= {"arrears": t("state_arrears"), "online": t("state_online"),
-                  "offline": t("state_offline")}  # fmt: skip
+        keys = ("title", "group", "open", "close", "settings", "no_place")
+        words: dict[str, Any] = {key: t(f"live_{key}") for key in keys}
+        words |= {"node": t("live_node", node="{node}"), "arrears": t("state_arrears"),
+                  "online": t("state_online"), "offline": t("state_offline"),
+                  "kinds": kind_names(t)}  # fmt: skip
         hello = {"popup": self.prefs.popup, "sound": self.prefs.sound, "words": words}
         return event("hello", Cursor(self.alarm, ms_of(now)), hello)
 
@@ -212,8 +225,8 @@ class Live:
         if self.who.role not in READ_ALL:
             raise Ended("session")
         t = i18n.translator(self.lang)
-        cursor_alarms, out_alarms = self._alarms(session, t)
-        out_nodes, moved = self._node_changes(session, t, now - self.silent_after)
+        cursor_alarms, out_alarms = self._alarms(session)
+        out_nodes, moved = self._node_changes(session, now - self.silent_after)
         rows = monitoring.read_since(session, {n: self.marks.get(n) for n in moved}, now)
         for row in rows:
             if row.last_reading is not None:
@@ -233,7 +246,7 @@ class Live:
     def beat(self, now: dt.datetime) -> str:
         return event("beat", Cursor(self.alarm, ms_of(now)), {})
 
-    def _alarms(self, session: Session, t: i18n.Translate) -> tuple[int, list[dict[str, Any]]]:
+    def _alarms(self, session: Session) -> tuple[int, list[dict[str, Any]]]:
         moment = self.clock()
         self.gaps = {i: until for i, until in self.gaps.items() if until > moment}
         rows = alarms.newer(session, self.alarm, self.gaps, PACE.alarms_per_tick)
@@ -246,10 +259,10 @@ class Live:
                 self.alarm = row.id
         wanted = [r for r in rows if self.prefs.wants(r.kind)]
         places = alarms.places(session, wanted)
-        return self.alarm, [_alarm(r, places.get(r.id), t) for r in wanted]
+        return self.alarm, [_alarm(r, places.get(r.id)) for r in wanted]
 
     def _node_changes(
-        self, session: Session, t: i18n.Translate, heard_since: dt.datetime
+        self, session: Session, heard_since: dt.datetime
     ) -> tuple[list[dict[str, Any]], list[str]]:
         out, moved = [], []
         for node, (upto, online) in self._nodes(session, heard_since).items():
@@ -257,11 +270,8 @@ class Live:
             self.nodes[node] = (upto, online)
             if known is None:
                 continue  # registered since: nothing of it is on any page yet
-            if known[1] != online:
-                out.append({"node": node, "online": online,
-                            "popup": not online and self.prefs.wants(OFFLINE),
-                            "kind": OFFLINE, "kind_name": t(f"alarm_kind_{OFFLINE}"),
-                            "place": t("live_node", node=node)})  # fmt: skip
+            if known[1] != online:  # no pop-up: a silence pops up as its stored alarm
+                out.append({"node": node, "online": online})
             if known[0] != upto:
                 moved.append(node)
         return out, moved
@@ -285,22 +295,24 @@ class Live:
 _LEEWAY = dt.timedelta(seconds=1)
 
 
-def place_text(t: i18n.Translate, place: tuple[str, ...] | None, row: Alarm) -> str:
-    if place is not None and (place[0] or place[1]):
-        return f"{place[0]} {place[1]}".strip()
-    if row.node:
-        return t("live_node", node=row.node)
-    return t("live_no_place")
-
-
 def kind_name(t: i18n.Translate, kind: str) -> str:
     return i18n.term(t, "alarm_kind", kind)
 
 
-def _alarm(row: Alarm, place: tuple[str, ...] | None, t: i18n.Translate) -> dict[str, Any]:
-    return {"id": row.id, "kind": row.kind, "kind_name": kind_name(t, row.kind),
-            "severity": row.severity, "place": place_text(t, place, row),
-            "shop": row.shop or (place[2] if place else ""), "meter": row.meter or "",
+_KIND_KEY = "alarm_kind_"
+
+
+def kind_names(t: i18n.Translate) -> dict[str, str]:
+    """Every alarm kind's words in the catalogue, by code (a kind not among them shows as its
+    code, as `kind_name` does)."""
+    return {key.removeprefix(_KIND_KEY): t(key) for key in MESSAGES if key.startswith(_KIND_KEY)}
+
+
+def _alarm(row: Alarm, place: tuple[str, ...] | None) -> dict[str, Any]:
+    """An alarm as the pop-up keeps it: codes, drawn in the page's language by the page."""
+    building, floor, shop = place or ("", "", "")
+    return {"id": row.id, "kind": row.kind, "severity": row.severity, "building": building,
+            "floor": floor, "shop": row.shop or shop, "meter": row.meter or "",
             "node": row.node or ""}  # fmt: skip
 
 

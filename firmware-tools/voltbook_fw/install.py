@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,8 +62,13 @@ def install_bundle(
     release_pub: Ed25519PublicKey,
     *,
     arch: str | None = None,
+    before_switch: Callable[[int, int | None], None] | None = None,
 ) -> Installed:
-    """Verify `bundle` whole, then install it side by side under `root` and switch to it."""
+    """Verify `bundle` whole, then install it side by side under `root` and switch to it.
+
+    `before_switch(version, previous)` runs under the install lock once the new version is in
+    place, before its units are copied and `current` renamed (the updater records the update in
+    flight there); if it raises, the new version's folder goes and nothing is switched."""
     started = time.monotonic()
     root = root.absolute()  # the venv's scripts name their Python by absolute path
     base = root / BASE
@@ -81,6 +86,8 @@ def install_bundle(
             try:
                 place(checked, target)
                 make_venv(target)
+                if before_switch is not None:
+                    before_switch(checked.manifest.version, box.installed or None)
             except BaseException:
                 shutil.rmtree(target, ignore_errors=True)
                 raise

@@ -9,8 +9,8 @@ root) does the slow part, so the poll cycle never waits:
     ├─► downloading ─► failed (HTTP error, size or SHA-256 not the offer's: nothing switched)
     ├─► verified    ─► failed (the bundle's release signature or a file hash: `install` refuses,
     │                          nothing switched)
-    ├─► switched    (`install`: versions/<N>, units, `current` → N, `previous` → the old one;
-    │                then the restart commands)
+    ├─► switched    (`install`: versions/<N>; the update in flight recorded; units,
+    │                `current` → N, `previous` → the old one; then the restart commands)
     ├─► healthy     (the health commands all pass within `--health-timeout`)
     └─► rolled_back (they fail or time out: `current` → the old version again by renaming a
                      symlink, its units copied back, the restart commands again)
@@ -20,6 +20,14 @@ Each state goes to `<data>/updates/state.json` (temp file, fsync, rename); the r
 turns every new one into an `update_state` event, so the cloud sees it as the node's state.
 The updater's own memory is `<data>/updates/updater.json`: the offers it finished (by command
 id: an offer is applied once) and `failed_above`, the highest version that failed here.
+
+Dying before the verdict (killed, a power loss) loses nothing: before the units and `current`
+change, `<data>/updates/pending.json` records the update in flight (`voltbook_fw.inflight`), and
+any start of the updater finishes it first (`resume`): the health check again until the recorded
+deadline (one check if it passed while the box was off), then healthy or rolled back, reported
+like any verdict ("resumed after an interruption: …"). The record goes only once the verdict is
+in `updater.json`. Killed before the switch: the old version's units back, `failed` (the version
+is not blamed: it may be offered again).
 
 The health command is the NEW version's `voltbook-edge health` (store verifies, buses answer,
 a sync round acknowledged; `edge/cli_health.py`); the check runs again every few seconds until
@@ -47,7 +55,7 @@ from typing import Any
 
 from ledger.chain import load_public_key
 from ledger.errors import LedgerError
-from voltbook_fw import install
+from voltbook_fw import inflight, install
 from voltbook_fw.errors import BadBundle, BundleError, InstallFailed, WrongBox
 
 DATA = Path("var/lib/voltbook")
@@ -61,6 +69,7 @@ STATES = ("downloading", "verified", "switched", "healthy", "rolled_back", "fail
 HEALTH = "{current}/venv/bin/voltbook-edge health --config {config} --since {since}"
 SYSTEMD_RESTART = ("systemctl daemon-reload", "systemctl restart voltbook-edge")
 HEALTH_EVERY_S = 5.0
+ONE_CHECK_S = 60.0  # a health command's bound when the deadline passed while the box was off
 DOWNLOAD_TIMEOUT_S = 60.0
 CHUNK = 1 << 16
 MAX_OFFER_BYTES = 16_384
@@ -113,11 +122,23 @@ class Outcome:
     reason: str
     version: int
     seconds: float
+    # A failure that says nothing against the version (its download, an interruption before
+    # the switch): no high-water mark, the version may be offered again.
+    not_the_version: bool = False
 
 
 def run_once(settings: Settings) -> Outcome | None:
-    """Handle the offer waiting, if any and new; None when there is nothing to do."""
+    """Finish the update in flight if there is one, else handle the offer waiting if it is new;
+    None when there is nothing to do."""
     folder = settings.data / UPDATES
+    try:
+        pending = inflight.read(folder)
+    except inflight.UnusablePending as exc:
+        if not _set_aside(settings, f"is unusable ({exc})"):
+            return None
+        pending = None
+    if pending is not None:
+        return resume(settings, pending)
     try:
         raw = (folder / OFFER).read_bytes()
     except FileNotFoundError:
@@ -129,30 +150,77 @@ def run_once(settings: Settings) -> Outcome | None:
     except (ValueError, RecursionError) as exc:  # another process's file: anything may be in it
         settings.say(f"update: the offer file {folder / OFFER} is unusable: {exc}")
         return None
-    memory = _read_json(folder / MEMORY) or {"done": {}, "failed_above": 0}
+    memory = _memory(folder)
     if offer.command in memory["done"]:
         return None  # handled once; the offer file stays until the next one replaces it
-    outcome = Updater(settings, offer).run(memory)
+    return _remember(folder, memory, offer, Updater(settings, offer).run(memory))
+
+
+def resume(settings: Settings, pending: inflight.Pending) -> Outcome | None:
+    """The updater died (killed, or the box lost power) with an update in flight: decide it."""
+    folder = settings.data / UPDATES
+    try:
+        offer = Offer.parse(pending.offer)
+    except ValueError as exc:
+        _set_aside(settings, f"names no usable offer ({exc})")
+        return None
+    memory = _memory(folder)
+    if offer.command in memory["done"]:
+        inflight.clear(folder)  # decided and remembered; the process died before this line
+        return None
+    return _remember(folder, memory, offer, Updater(settings, offer).resume(pending))
+
+
+def _set_aside(settings: Settings, why: str) -> bool:
+    """An unusable record of an update in flight: moved aside for a human, said; False if even
+    that failed (then offers wait: nothing is installed over an update nobody can decide)."""
+    folder = settings.data / UPDATES
+    said = f"update: the record of an update in flight {folder / inflight.PENDING} {why}"
+    try:
+        aside = inflight.set_aside(folder)
+    except OSError as exc:
+        settings.say(f"{said}; it cannot be moved aside either ({exc}): remove it by hand")
+        return False
+    settings.say(f"{said}; moved to {aside}. Check by hand that `current` runs a healthy version")
+    return True
+
+
+def _memory(folder: Path) -> dict[str, Any]:
+    memory = _read_json(folder / MEMORY)
+    if not isinstance(memory, dict) or not isinstance(memory.get("done"), dict):
+        return {"done": {}, "failed_above": 0}
+    return memory
+
+
+def _remember(folder: Path, memory: dict[str, Any], offer: Offer, outcome: Outcome) -> Outcome:
+    """The verdict into the updater's memory, durably; only then is the record in flight gone."""
     memory["done"][offer.command] = outcome.state
-    # The high-water mark: a version that failed here (not its transport) is never retried
-    # by itself; a download that failed may be offered again (a new command).
-    if outcome.state in ("rolled_back", "failed") and not outcome.reason.startswith("download"):
-        memory["failed_above"] = max(int(memory["failed_above"]), offer.version)
+    # The high-water mark: a version that failed here (not its transport, not an interruption
+    # before the switch) is never retried by itself; those may be offered again (a new command).
+    if outcome.state in ("rolled_back", "failed") and not outcome.not_the_version:
+        memory["failed_above"] = max(int(memory.get("failed_above", 0)), offer.version)
     _write_json(folder / MEMORY, memory)
+    inflight.clear(folder)
     return outcome
 
 
 class Updater:
-    """One offer, from download to healthy or rolled back."""
+    """One offer, from download to healthy or rolled back, or the resumption of one."""
 
     def __init__(self, settings: Settings, offer: Offer) -> None:
         self.s = settings
         self.offer = offer
         self.started = time.monotonic()
         self.base = settings.root / install.BASE
+        self.folder = settings.data / UPDATES
+        self.pending: inflight.Pending | None = None  # once `install` is about to switch
 
-    def report(self, state: str, reason: str = "") -> Outcome:
+    def report(self, state: str, reason: str = "", *, not_the_version: bool = False) -> Outcome:
         seconds = round(time.monotonic() - self.started, 3)
+        try:
+            running = install.installed(self.base)
+        except InstallFailed:
+            running = 0  # `current` is unreadable: the reason says so
         body = {
             "rollout": self.offer.rollout,
             "command": self.offer.command,
@@ -160,12 +228,12 @@ class Updater:
             "state": state,
             "reason": reason[:400],
             "seconds": seconds,
-            "running": install.installed(self.base),
+            "running": running,
             "at": dt.datetime.now(dt.UTC).isoformat(),
         }
-        _write_json(self.s.data / UPDATES / STATE, body)
+        _write_json(self.folder / STATE, body)
         self.s.say(f"update {self.offer.rollout} v{self.offer.version}: {state} {reason}".rstrip())
-        return Outcome(state, reason, self.offer.version, seconds)
+        return Outcome(state, reason, self.offer.version, seconds, not_the_version)
 
     def run(self, memory: dict[str, Any]) -> Outcome:
         offer = self.offer
@@ -185,35 +253,111 @@ class Updater:
         except (OSError, LedgerError) as exc:
             return self.report("failed", f"cannot read the release key {self.s.release_pub}: {exc}")
         self.report("downloading", offer.url)
-        downloads = self.s.data / UPDATES / "downloads"
+        downloads = self.folder / "downloads"
         try:  # the downloaded file goes whatever happens: the versions folder keeps what counts
             try:
                 bundle = download(offer, downloads)
             except DownloadFailed as exc:
-                return self.report("failed", f"download: {exc}; nothing switched")
+                return self.report(
+                    "failed", f"download: {exc}; nothing switched", not_the_version=True
+                )
             self.report("verified", f"{offer.size} bytes, SHA-256 {offer.sha256[:12]}… as offered")
-            done = install.install_bundle(bundle, self.s.root, release_pub, arch=self.s.arch)
+            done = install.install_bundle(
+                bundle, self.s.root, release_pub, arch=self.s.arch, before_switch=self.in_flight
+            )
         except (BadBundle, WrongBox) as exc:
             return self.report("failed", f"refused by the installer, nothing switched: {exc}")
         except BundleError as exc:
             return self.report("failed", f"install: {exc}")
         finally:
             shutil.rmtree(downloads, ignore_errors=True)
-        if done.previous is None:
-            return self.report("failed", "nothing was installed before: no version to fall back")
         self.report("switched", f"from version {done.previous} in {done.seconds:.1f} s")
-        switched_at = dt.datetime.now(dt.UTC)
-        problem = self.restart() or self.healthy(switched_at)
-        if problem is None:
-            return self.report("healthy", "the health check passed")
+        assert self.pending is not None  # written by in_flight, under the install lock
+        problem = self.restart()
+        pending = self.checking(self.pending)
+        if problem is not None:
+            return self.roll_back(pending, problem)
+        return self.verdict(pending)
+
+    def in_flight(self, version: int, previous: int | None) -> None:
+        """`install`'s last step before the switch: the record a resumption starts from."""
+        if previous is None:
+            raise InstallFailed("nothing was installed before: no version to fall back to")
+        if version != self.offer.version:
+            raise InstallFailed(f"the bundle is version {version}, the offer {self.offer.version}")
+        offer = {name: getattr(self.offer, name) for name in inflight.OFFER_FIELDS}
+        now = dt.datetime.now(dt.UTC)
+        pending = inflight.Pending(offer, version, previous, "switching", now)
         try:
-            rollback(self.s.root, done.previous)
+            inflight.write(self.folder, pending)
+        except OSError as exc:
+            raise InstallFailed(f"cannot record the update in flight: {exc}") from exc
+        self.pending = pending
+
+    def checking(self, pending: inflight.Pending) -> inflight.Pending:
+        """Restarted: the health bound starts now, as a wall-clock deadline a restart keeps."""
+        deadline = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.s.health_timeout_s)
+        pending = pending.to("checking", deadline=deadline)
+        inflight.write(self.folder, pending)
+        return pending
+
+    def verdict(self, pending: inflight.Pending, resumed: str = "") -> Outcome:
+        problem = self.healthy(pending)
+        if problem is None:
+            return self.report("healthy", f"{resumed}the health check passed")
+        return self.roll_back(pending, f"{resumed}{problem}")
+
+    def roll_back(self, pending: inflight.Pending, problem: str) -> Outcome:
+        """Back to the previous version; the verdict is recorded first, so that dying halfway
+        finishes the rollback rather than checking again."""
+        pending = pending.to("rolling_back", problem=problem)
+        try:
+            inflight.write(self.folder, pending)
+            rollback(self.s.root, pending.previous)
             again = self.restart()
         except (OSError, InstallFailed) as exc:
             return self.report("failed", f"{problem}; and the rollback failed: {exc}")
         if again:
             return self.report("failed", f"{problem}; rolled back but {again}")
-        return self.report("rolled_back", f"{problem}; back on version {done.previous}")
+        return self.report("rolled_back", f"{problem}; back on version {pending.previous}")
+
+    def resume(self, pending: inflight.Pending) -> Outcome:
+        """Where the interrupted run left off (`inflight`'s phases). Dying here again resumes
+        again: every step is the same whether it ran before or not."""
+        said = "resumed after an interruption: "
+        try:
+            running = install.installed(self.base)
+        except InstallFailed as exc:
+            return self.report("failed", f"{said}{exc}")
+        self.s.say(f"update {self.offer.rollout} v{pending.version}: {said}{pending.phase}")
+        if pending.phase == "rolling_back":
+            recorded = pending.problem.removeprefix(said)  # said once, however often resumed
+            return self.roll_back(pending, f"{said}{recorded}")
+        if running == pending.version:
+            if pending.phase == "switching":  # switched; the restart may not have run
+                problem = self.restart()
+                pending = self.checking(pending)
+                if problem is not None:
+                    return self.roll_back(pending, f"{said}{problem}")
+            return self.verdict(pending, said)
+        if running == pending.previous and pending.phase == "switching":
+            try:
+                undo_install(self.s.root, pending.version, pending.previous)
+            except (OSError, InstallFailed) as exc:
+                return self.report("failed", f"{said}before the switch, and undoing it: {exc}")
+            again = self.restart() or ""
+            return self.report(
+                "failed",
+                f"{said}before the switch: nothing switched, version {running} runs with its "
+                f"units{again and f' but {again}'}; offer version {pending.version} again",
+                not_the_version=True,
+            )
+        return self.report(
+            "failed",
+            f"{said}version {running} runs, not {pending.version} as the interrupted update "
+            "left it (changed by hand?): nothing done",
+            not_the_version=True,
+        )
 
     def restart(self) -> str | None:
         for command in self.s.restart:
@@ -222,23 +366,34 @@ class Updater:
                 return f"restart `{command}` {result}"
         return None
 
-    def healthy(self, since: dt.datetime) -> str | None:
-        """None when every health command passes before the bound; else the last reason."""
-        deadline = time.monotonic() + self.s.health_timeout_s
+    def healthy(self, pending: inflight.Pending) -> str | None:
+        """None when every health command passes before the recorded deadline; else the last
+        reason. The deadline is wall clock (it outlives the process), never trusted beyond
+        `health_timeout_s` from now (a clock set back), and a passed one still gets one check."""
+        assert pending.deadline is not None  # phase "checking" or later
+        left_s = (pending.deadline - dt.datetime.now(dt.UTC)).total_seconds()
+        deadline = time.monotonic() + min(left_s, self.s.health_timeout_s)
         values = {
             "root": str(self.s.root),
             "current": str(self.base / "current"),
             "config": str(self.s.config),
-            "since": since.isoformat(),
+            "since": pending.switched_at.isoformat(),
         }
         problem = "the health check never ran"
+        checked = False
         while True:
             left = deadline - time.monotonic()
-            if left <= 0:
+            if left <= 0 and checked:
+                if left_s <= 0:
+                    return (
+                        f"the health deadline {pending.deadline:%Y-%m-%d %H:%M:%S} UTC had "
+                        f"passed (the box was off or the updater stopped); one check: {problem}"
+                    )
                 return f"unhealthy after {self.s.health_timeout_s:g} s: {problem}"
+            checked = True
             for template in self.s.health:
                 command = template.format(**values)
-                problem = _run(command, left) or ""
+                problem = _run(command, left if left > 0 else ONE_CHECK_S) or ""
                 if problem:
                     problem = f"`{shlex.split(command)[0]} …` {problem}"
                     break
@@ -291,6 +446,18 @@ def rollback(root: Path, version: int) -> None:
         install.install_units(target / "units", root / install.UNITS)
 
 
+def undo_install(root: Path, version: int, previous: int) -> None:
+    """An install interrupted between its record and its switch: `previous`'s units back (the
+    new ones may have been copied), the never-switched `versions/<version>` removed."""
+    base = root / install.BASE
+    kept = base / "versions" / str(previous)
+    if not (kept / "manifest.json").is_file():
+        raise InstallFailed(f"{kept} is gone: reinstall a bundle by hand")
+    with install._install_lock(base / "install.lock"):
+        install.install_units(kept / "units", root / install.UNITS)
+        shutil.rmtree(base / "versions" / str(version), ignore_errors=True)
+
+
 def _run(command: str, timeout: float) -> str | None:
     """None when the command exits 0 within `timeout`; else what went wrong, briefly."""
     # The installed version runs as installed: no PYTHONPATH or PYTHONHOME of ours leaks in.
@@ -310,25 +477,20 @@ def _run(command: str, timeout: float) -> str | None:
         return f"could not start: {exc}"
     if result.returncode == 0:
         return None
-    tail = (result.stdout + result.stderr).strip().splitlines()[-1:] or [""]
+    # Its verdict: the last line it printed, stdout's before stderr's (where warnings and logs
+    # go: `voltbook-edge health` prints its checks on stdout, a key warning on stderr).
+    tail = (result.stdout.strip() or result.stderr.strip()).splitlines()[-1:] or [""]
     return f"exited {result.returncode}: {tail[0][:200]}"
 
 
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_bytes())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
 
 
-def _write_json(path: Path, body: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.new")
-    with partial.open("w", encoding="utf-8") as handle:
-        json.dump(body, handle, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(partial, path)
+_write_json = inflight.write_json
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -1,8 +1,12 @@
 """Fixtures of the updater's tests (`test_update.py`, `test_update_site.py`): a release key,
-three real bundles of version 3 (a good one, one whose `voltbook-edge` exits 3, both as a real
-site's box gets them, and one `simulated`: built `--with-simulator` for a site of simulated
-buses), a static file server on loopback, and a box running version 2. `test_bundle.py` and
-`test_box_wheel.py` define their own `release` (and `box`), which take precedence there.
+the project's wheelhouse, two real bundles of version 3 (one good, one whose `voltbook-edge`
+exits 3), a static file server on loopback, and a box running version 2. `test_bundle.py`
+and `test_box_wheel.py` define their own `release`, `wheelhouse` (and `box`), which take
+precedence there.
+
+The wheelhouse and bundles are a real site's box's (no simulator) unless the module overrides
+`with_simulator`: a module whose installed versions load a simulated site (their health check
+does) needs bundles built `--with-simulator`, as a rehearsal box does.
 """
 
 from __future__ import annotations
@@ -38,23 +42,38 @@ def release() -> NodeKey:
 
 
 @pytest.fixture(scope="module")
-def bundles(tmp_path_factory: pytest.TempPathFactory, release: NodeKey) -> dict[str, Path]:
-    """`good`, `broken` and `simulated`, all version 3."""
+def with_simulator() -> bool:
+    """Whether this module's wheelhouse and bundles carry the simulator."""
+    return False
+
+
+@pytest.fixture(scope="module")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory, with_simulator: bool) -> Path:
+    """The project's wheels and its dependencies', as a release is built from."""
+    folder = tmp_path_factory.mktemp("wheels") / "wheels-good"
+    build_wheelhouse(folder, with_simulator=with_simulator)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def bundles(
+    tmp_path_factory: pytest.TempPathFactory,
+    release: NodeKey,
+    wheelhouse: Path,
+    with_simulator: bool,
+) -> dict[str, Path]:
+    """`good` and `broken`, both version 3."""
     folder = tmp_path_factory.mktemp("bundles")
-    good_wheels = folder / "wheels-good"
-    build_wheelhouse(good_wheels)
+    good_wheels = wheelhouse
     broken_wheels = folder / "wheels-broken"
     shutil.copytree(good_wheels, broken_wheels)
     break_runtime(next(broken_wheels.glob("voltbook-*.whl")))
-    simulated_wheels = folder / "wheels-simulated"
-    build_wheelhouse(simulated_wheels, with_simulator=True)
     out = {}
-    for name, wheels in (("good", good_wheels), ("broken", broken_wheels),
-                         ("simulated", simulated_wheels)):  # fmt: skip
+    for name, wheels in (("good", good_wheels), ("broken", broken_wheels)):
         out[name] = folder / f"{name}.tar"
         build_bundle(
             project=ROOT, arch=ARCH, version=3, release_key=release, out=out[name],
-            wheelhouse=wheels, with_simulator=name == "simulated",
+            wheelhouse=wheels, with_simulator=with_simulator,
         )  # fmt: skip
     return out
 

@@ -10,6 +10,7 @@ release would. Fixtures: `conftest.py`.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import tempfile
@@ -190,3 +191,27 @@ def test_any_offer_file_is_an_offer_or_a_sentence(raw: bytes) -> None:
         (root / "var/lib/voltbook/updates/offer.json").write_bytes(raw)
         outcome = update.run_once(settings(root))  # no release key: nothing is downloaded
         assert outcome is None or outcome.state in update.STATES
+
+
+@pytest.mark.parametrize(
+    ("script", "said"),
+    [
+        # `voltbook-edge health`: its checks on stdout, a logged warning on stderr.
+        (
+            "echo verdict: no cycle; echo 'warning: key unencrypted' >&2; exit 1",
+            "verdict: no cycle",
+        ),
+        ("echo 'Job for voltbook-edge.service failed' >&2; exit 1", "voltbook-edge.service failed"),
+        ("exit 4", "exited 4: "),
+    ],
+)
+def test_a_failing_health_check_is_reported_by_what_it_printed(
+    tmp_path: Path, script: str, said: str
+) -> None:
+    checker = tmp_path / "check.sh"
+    checker.write_text(script + "\n")
+    config = settings(tmp_path, health=(f"sh {checker}",), health_timeout_s=0.5)
+    updater = update.Updater(config, update.Offer("c" * 32, "r1", 3, "http://x/", "0" * 64, 1))
+    problem = updater.healthy(dt.datetime.now(dt.UTC))
+    assert problem is not None and problem.startswith("unhealthy after 0.5 s: `sh …`"), problem
+    assert said in problem and "warning" not in problem, problem

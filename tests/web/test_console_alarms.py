@@ -101,9 +101,13 @@ def test_the_feed_pushes_alarms_grouped_by_place_and_values_as_ingested(
         assert ack.status.value == "ok"
         got = read_events(lines, "values")
     alarms = [a for _, name, data in got if name == "alarms" for a in data]
-    assert [(a["kind"], a["place"], a["kind_name"]) for a in alarms] == [
-        ("low_balance", "B1 1F", "低余额")
-    ]
+    assert [(a["kind"], a["building"], a["floor"], a["node"]) for a in alarms] == [
+        ("low_balance", "B1", "1F", NODE)
+    ]  # codes only: the page words them in its own language
+    assert not {"kind_name", "place"} & set(alarms[0])
+    assert hello["words"]["kinds"]["low_balance"] == "低余额"
+    assert hello["words"]["kinds"]["node_silent"] == "集中器失联"
+    assert hello["words"]["node"] == "集中器 {node}"
     values = [v for _, name, data in got if name == "values" for v in data]
     m1 = next(v for v in values if v["meter"] == M1)
     assert (m1["register"], m1["relay"], m1["relay_text"]) == ("123.4", False, "分闸")
@@ -165,8 +169,7 @@ def test_a_node_going_offline_is_told_and_the_feed_ends_with_the_session(
         read_events(lines, "hello")
         take_offline(world, OTHER)
         nodes = read_events(lines, "nodes")[-1][2]
-        assert [(n["node"], n["online"], n["popup"]) for n in nodes] == [(OTHER, False, True)]
-        assert nodes[0]["place"] == f"集中器 {OTHER}"
+        assert nodes == [{"node": OTHER, "online": False}]  # its state; no pop-up of its own
         other = TestClient(client.app, cookies=dict(client.cookies))
         assert other.post("/console/logout", data={"csrf": csrf_of(page.text)},
                           follow_redirects=False).status_code == 303  # fmt: skip

@@ -20,8 +20,9 @@ from cloud.db import models
 from cloud.operations import silence
 from cloud.people import auth
 from cloud.web import live
+from cloud.web.render import local_time
 from tests.cloud.api.conftest import M1, M3, NODE, OTHER, issue_token
-from tests.web.console_world import add_staff_and_readings
+from tests.web.console_world import add_staff_and_readings, take_offline
 from tests.web.html import csrf_of
 from tests.web.test_console_pages import log_in
 from tests.web.world import NOW, OPERATOR, World
@@ -107,27 +108,45 @@ def test_a_silent_node_counts_offline_on_every_screen(
     assert offline_figure(client.get("/console/dashboard").text) == "0 / 2"
 
 
-def test_the_live_feed_pops_up_a_node_gone_silent_and_back(world: World) -> None:
+def test_a_silent_node_is_one_pop_up_its_stored_alarm(world: World) -> None:
+    """The feed tells the node's state when it goes silent (the tables change) and pops up
+    only the `node_silent` alarm the sweep stores: one pop-up item for one silence, in the
+    stream's words for none of it (codes; `hello` has the words)."""
     add_staff_and_readings(world)
     token = issue_token(world.engine, "op-1")
     with Session(world.engine) as session:
         who = auth.authenticate(session, token, "127.0.0.1", NOW)
-        stream = live.Live(token, "127.0.0.1", who, "zh", live.Prefs(), lambda: 0.0, LIMIT)
+        stream = live.Live(token, "127.0.0.1", who, "en", live.Prefs(), lambda: 0.0, LIMIT)
         stream.start(session, NOW, None)
+    hello = json.loads(stream.hello(NOW).split("data: ", 1)[1])
+    assert hello["words"]["kinds"][silence.KIND] == "concentrator silent"
 
-    def nodes_sent(now: dt.datetime) -> list[tuple[str, bool, bool]]:
+    def sent(now: dt.datetime) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+        """(nodes, alarms) of one poll: what changes state, what pops up."""
         with Session(world.engine) as session:
             events = stream.tick(session, now)
-        return [(n["node"], n["online"], n["popup"]) for e in events if "event: nodes" in e
-                for n in json.loads(e.split("data: ", 1)[1])]  # fmt: skip
+        told: dict[str, list[dict[str, object]]] = {"nodes": [], "alarms": []}
+        for e in events:
+            name = e.split("event: ", 1)[1].split("\n", 1)[0]
+            if name in told:
+                told[name] += json.loads(e.split("data: ", 1)[1])
+        return told["nodes"], told["alarms"]
 
-    assert nodes_sent(NOW + LIMIT) == []
+    assert sent(NOW + LIMIT) == ([], [])
     later = NOW + LIMIT + dt.timedelta(minutes=1)
     heard(world, NODE, later)
-    assert nodes_sent(later) == [(OTHER, False, True)]  # gone silent: popped up
-    assert nodes_sent(later) == []  # said once
+    assert sent(later) == ([{"node": OTHER, "online": False}], [])  # its state, no pop-up
+    assert sent(later) == ([], [])  # said once
+    assert sweep(world, later) == silence.Swept(1, 0)
+    nodes, popped = sent(later)
+    assert nodes == []
+    assert [(a["kind"], a["node"], a["building"], a["floor"]) for a in popped] == [
+        (silence.KIND, OTHER, "B2", "2F")
+    ]  # the one pop-up of this silence
     heard(world, OTHER, later)
-    assert nodes_sent(later) == [(OTHER, True, False)]
+    assert sent(later) == ([{"node": OTHER, "online": True}], [])
+    take_offline(world, OTHER)  # a dropped connection (its last will): state only
+    assert sent(later) == ([{"node": OTHER, "online": False}], [])
 
 
 def sweep(world: World, now: dt.datetime) -> silence.Swept:
@@ -151,7 +170,16 @@ def test_a_silent_node_is_a_stored_alarm_on_the_alarms_screen_until_it_is_heard(
     assert f'data-alarm="{alarm}"' in section  # OTHER serves B2 2F
     row = section.split(f'data-alarm="{alarm}"')[1].split("</tr>")[0]
     assert "集中器失联" in row and OTHER in row
-    assert "concentrator silent" in client.get("/console/alarms?lang=en&kind=node_silent").text
+    seen = local_time(NOW, "%Y-%m-%d %H:%M:%S")  # its last word, in the site's time
+    assert f"已超过 20 分钟没有收到它的数据（最后一次：{seen}，当时状态：在线）" in row
+    english = client.get("/console/alarms?lang=en&kind=node_silent").text
+    assert "concentrator silent" in english
+    assert f"over 20 minutes (last: {seen}; its status then: Online)" in english
+    with Session(world.engine) as session, session.begin():  # an alarm of before its facts
+        session.execute(update(models.Alarm).where(models.Alarm.id == int(alarm))
+                        .values(facts={}))  # fmt: skip
+    older = client.get("/console/alarms?kind=node_silent").text
+    assert "nothing heard since" in older and "已超过" not in older  # its stored text
     client.get("/console/alarms?lang=zh")
     counts = client.get(
         "/alarms/counts?cleared=false",

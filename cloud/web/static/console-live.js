@@ -3,11 +3,13 @@
    by building and floor (with a beep, if the user wants one). The words come from the server
    (the `hello` event), so nothing here is in one language. No inline script (the CSP forbids
    it); ES5. The cursor and the pop-up's groups are kept in sessionStorage, so the next page of
-   the same tab resumes where this one stopped and still shows what was not dismissed. */
+   the same tab resumes where this one stopped and still shows what was not dismissed. A group
+   is kept as codes (kind, building, floor, node) and drawn with the words of this page's
+   `hello`: a page loaded in another language says it in that one. */
 (function () {
   "use strict";
   var LAST = "vb-live-last";
-  var GROUPS = "vb-live-groups";
+  var GROUPS = "vb-live-popup"; // groups of codes (was "vb-live-groups": of words)
   var words = {};
   var prefs = { popup: true, sound: true };
   var audio = null;
@@ -115,13 +117,6 @@
         }
       }
     }
-    var offline = [];
-    for (var k = 0; k < list.length; k += 1) {
-      if (list[k].popup) {
-        offline.push(list[k]);
-      }
-    }
-    addAlarms(offline);
   }
 
   // -- the pop-up ------------------------------------------------------------------------------
@@ -147,28 +142,53 @@
       document.body.setAttribute("data-beeps", String(beeps));
     } catch (e) { /* no sound device: the pop-up is enough */ }
   }
+  // A group's place: its building and floor, or its node when it has neither (codes both).
+  function placeKey(g) {
+    return g.building || g.floor ? "p:" + g.building + "\u0000" + g.floor : "n:" + g.node;
+  }
+  function placeText(g) {
+    if (g.building || g.floor) {
+      return (g.building + " " + g.floor).replace(/^ +| +$/g, "");
+    }
+    return g.node ? words.node.replace("{node}", g.node) : words.no_place;
+  }
+  function kindText(kind) {
+    return (words.kinds && words.kinds[kind]) || kind;
+  }
+  function kept() {
+    var groups = load(GROUPS);
+    var valid = [];
+    for (var i = 0; i < (groups instanceof Array ? groups.length : 0); i += 1) {
+      var g = groups[i];
+      if (g && typeof g.kind === "string" && typeof g.count === "number" &&
+          typeof g.building === "string" && typeof g.floor === "string" &&
+          typeof g.node === "string") {
+        valid.push(g);
+      }
+    }
+    return valid;
+  }
   function addAlarms(list) {
     if (!list.length) {
       return;
     }
-    var groups = load(GROUPS) || [];
+    var groups = kept();
     for (var i = 0; i < list.length; i += 1) {
       var a = list[i];
+      var key = placeKey(a);
       var found = null;
       for (var j = 0; j < groups.length; j += 1) {
-        if (groups[j].place === a.place && groups[j].kind === a.kind) {
+        if (placeKey(groups[j]) === key && groups[j].kind === a.kind) {
           found = groups[j];
         }
       }
       if (found) {
         found.count += 1;
       } else {
-        groups.push({ place: a.place, kind: a.kind, name: a.kind_name, count: 1 });
+        groups.push({ building: a.building || "", floor: a.floor || "", node: a.node || "",
+                      kind: a.kind, count: 1 });
       }
     }
-    groups.sort(function (x, y) {
-      return x.place < y.place ? -1 : x.place > y.place ? 1 : (x.name < y.name ? -1 : 1);
-    });
     store(GROUPS, groups);
     draw();
     if (prefs.sound) {
@@ -194,10 +214,18 @@
     if (old) {
       old.parentNode.removeChild(old);
     }
-    var groups = load(GROUPS) || [];
+    var groups = kept();
     if (!groups.length || !prefs.popup || !words.title) {
       return;
     }
+    var shown = [];
+    for (var k = 0; k < groups.length; k += 1) {
+      shown.push({ place: placeText(groups[k]), name: kindText(groups[k].kind),
+                   kind: groups[k].kind, count: groups[k].count });
+    }
+    shown.sort(function (x, y) {
+      return x.place < y.place ? -1 : x.place > y.place ? 1 : (x.name < y.name ? -1 : 1);
+    });
     var box = element("aside", "live-popup");
     box.id = "live-alarms";
     box.setAttribute("role", "alert");
@@ -207,8 +235,8 @@
     box.appendChild(title);
     var places = element("ul", "places");
     var current = null;
-    for (var i = 0; i < groups.length; i += 1) {
-      var g = groups[i];
+    for (var i = 0; i < shown.length; i += 1) {
+      var g = shown[i];
       if (!current || current.getAttribute("data-place") !== g.place) {
         var place = element("li", "place");
         place.setAttribute("data-place", g.place);

@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from cloud.db.auth import OperatorLogEntry
 from cloud.db.engine import session_factory
-from cloud.db.models import Alarm
+from cloud.db.models import Alarm, ReportedAccount
 from cloud.ingest import concentrators
+from cloud.operations import alarms
 from cloud.people.auth import Role
 from tests.cloud.api.conftest import M1, M3, NODE, OTHER, Site, bearer
 from tests.cloud.fake_edge import T0, ms
@@ -121,7 +122,8 @@ def test_filters_by_place_kind_and_severity(client: TestClient, alarmed: Site) -
     assert len(in_market) == EDGE_ALARMS + 1 and ("edge-7777", "refused_batch") not in in_market
     assert listed(client, site="Empty") == listed(client, site="Nowhere") == []
     b1 = [(NODE, "low_balance"), (NODE, "arrears_trip"), (NODE, "relay_failed"),
-          (NODE, "malicious_load")]  # fmt: skip
+          (NODE, "malicious_load"),
+          (NODE, "read_success_low"), (NODE, "refused_batch")]  # fmt: skip
     assert listed(client, site="Market", building="B1") == b1
     assert listed(client, building="B1", floor="1F") == b1
     assert listed(client, floor="2F") == [(OTHER, "low_balance")]
@@ -139,6 +141,59 @@ def test_filters_by_place_kind_and_severity(client: TestClient, alarmed: Site) -
     for bad in ({"sort": "id"}, {"severity": "loud"}, {"acknowledged": "perhaps"}, {"site": ""},
                 {"limit": 0}):  # fmt: skip
         assert client.get("/alarms", params=bad).status_code == 422, bad
+
+
+def ids(client: TestClient, **params: Any) -> set[int]:
+    answer = client.get("/alarms", params=params)
+    assert answer.status_code == 200, answer.text
+    return {a["id"] for a in answer.json()["items"]}
+
+
+def move(site: Site, account: str, **place: str) -> None:
+    """The concentrator now reports `account` at another building or floor."""
+    with session_factory(site.engine).begin() as session:
+        session.execute(update(ReportedAccount).where(ReportedAccount.account == account)
+                        .values(**place))  # fmt: skip
+
+
+def assert_filters_agree_with_the_console(client: TestClient, site: Site) -> None:
+    """Every building and floor filter finds exactly the alarms the console groups there."""
+    with session_factory(site.engine)() as session:
+        rows = list(session.scalars(select(Alarm)))
+        places = alarms.places(session, rows)
+    for building in ("B1", "B2", "B9"):
+        expected = {i for i, place in places.items() if place[0] == building}
+        assert ids(client, building=building) == expected, building
+        counted = client.get("/alarms/counts", params={"building": building}).json()
+        assert counted["total"] == len(expected), building
+        for floor in ("1F", "2F", "3F"):
+            expected = {i for i, place in places.items() if place[1] == floor}
+            assert ids(client, floor=floor) == expected, floor
+            both = {i for i in expected if places[i][0] == building}
+            assert ids(client, building=building, floor=floor) == both, (building, floor)
+
+
+def test_a_node_level_alarm_is_found_where_its_node_is(client: TestClient, alarmed: Site) -> None:
+    """A bus's or the node's own alarm (no account, no shop) is on the floor of all the node's
+    accounts, in their building when they are on several floors, nowhere when in several
+    buildings: as the console groups it (`alarms.places`)."""
+    about_node = [(NODE, "read_success_low"), (NODE, "refused_batch")]
+    assert listed(client, floor="1F")[-2:] == about_node  # A0001 and A0002 are on B1 1F
+    assert not set(about_node) & set(listed(client, floor="2F"))
+    assert_filters_agree_with_the_console(client, alarmed)
+    move(alarmed, "A0002", floor="3F")  # NODE now serves two floors of B1
+    assert listed(client, floor="1F") == [
+        (NODE, "low_balance"), (NODE, "relay_failed"), (NODE, "malicious_load"),
+    ]  # fmt: skip
+    assert listed(client, floor="3F") == [(NODE, "arrears_trip")]
+    assert listed(client, building="B1")[-2:] == about_node
+    assert_filters_agree_with_the_console(client, alarmed)
+    move(alarmed, "A0002", building="B2")  # and two buildings: nowhere
+    assert not set(about_node) & set(listed(client, building="B1") + listed(client, building="B2"))
+    assert listed(client, building="B2", floor="3F") == [(NODE, "arrears_trip")]
+    assert_filters_agree_with_the_console(client, alarmed)
+    counted = client.get("/alarms/counts", params={"building": "B1", "kind": "refused_batch"})
+    assert counted.json()["total"] == 0
 
 
 def test_counts_for_the_pop_up(client: TestClient, alarmed: Site) -> None:

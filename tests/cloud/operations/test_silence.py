@@ -77,6 +77,8 @@ def test_a_node_silent_past_the_limit_raises_one_alarm_cleared_when_it_is_heard(
         NODE, "warning", False, None)  # fmt: skip
     assert alarm.time == T0 + LIMIT  # when the silence began, not when a sweep saw it
     assert "its last status said online" in alarm.detail
+    assert alarm.facts == {"last_seen": T0.isoformat(), "status": "online",
+                           "silent_after_min": LIMIT // dt.timedelta(minutes=1)}  # fmt: skip
 
     back = clock.advance(hours=6)
     ack = open_ack(ingest.handle_batch(NODE, edge.payload(1, 1)), cloud_key)  # heard again
@@ -103,6 +105,7 @@ def test_an_offline_node_is_alarmed_after_the_limit_and_a_late_last_will_clears_
     assert sweep(sessions, went + LIMIT + dt.timedelta(seconds=1)) == Swept(1, 0)
     [alarm] = silences(sessions)
     assert "its last status said offline" in alarm.detail
+    assert (alarm.facts["last_seen"], alarm.facts["status"]) == (went.isoformat(), "offline")
     clock.advance(hours=2)
     ingest.handle_status(NODE, edge.status(online=False))  # said again, still gone
     assert sweep(sessions, clock() + dt.timedelta(minutes=1)) == Swept(0, 0)

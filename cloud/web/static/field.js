@@ -182,6 +182,9 @@
       if (file) await enqueue(await photoRecord(file, `/field/readings/${record.key}/photos`, `${record.text} · ${form.dataset.photo}`));
       await render();
       await flush();
+      // Opened online: to the ticket, as the form without script goes (offline: it waits).
+      const done = outcomes.get(record.key);
+      if (kind === "open" && done && done[0] === "sent") location.assign(done[3]);
     });
   }
 

@@ -71,6 +71,23 @@ def a_photo() -> bytes:
     return out.getvalue()
 
 
+def log_in(phone: Any, user: str, *, lang: str | None = None) -> None:
+    phone.goto("/field/login" + (f"?lang={lang}" if lang else ""))
+    phone.fill("input[name=user]", user)
+    phone.fill("input[name=password]", PASSWORD)
+    phone.click("button[type=submit]")
+    phone.wait_for_url("**/field/")
+
+
+def app_kept(phone: Any) -> None:
+    """Wait until the service worker controls the page and has kept the app's files."""
+    phone.wait_for_function(
+        "() => navigator.serviceWorker.controller !== null"
+        " && document.body.dataset.shell === 'kept'",
+        timeout=LOADED,
+    )
+
+
 def record(page: Any, address: str, kwh: str) -> None:
     page.fill("#reading-form input[name=address]", address)
     page.fill("#reading-form input[name=kwh]", kwh)
@@ -190,16 +207,8 @@ def test_cash_and_a_swap_taken_offline_are_booked_once(
     phone: Any, staffed: Served, shots: Path
 ) -> None:
     phone.clock.set_fixed_time(NOW - dt.timedelta(minutes=5))
-    phone.goto("/field/login")
-    phone.fill("input[name=user]", OPERATOR)
-    phone.fill("input[name=password]", PASSWORD)
-    phone.click("button[type=submit]")
-    phone.wait_for_url("**/field/")
-    phone.wait_for_function(
-        "() => navigator.serviceWorker.controller !== null"
-        " && document.body.dataset.shell === 'kept'",
-        timeout=LOADED,
-    )
+    log_in(phone, OPERATOR)
+    app_kept(phone)
     assert phone.locator("#cash-form").is_visible()  # an operator takes money; installers do not
     phone.context.set_offline(True)
     phone.reload()
@@ -285,11 +294,7 @@ def test_a_dispatcher_without_script_assigns_and_adds_a_photo_the_installer_sees
     fault_id = int(ticket.rsplit("/", 1)[1])
     assert [p for p in _photos(staffed) if p[0] == fault_id] == [(fault_id, "image/png", 120, 90)]
 
-    phone.goto("/field/login")
-    phone.fill("input[name=user]", INSTALLER)
-    phone.fill("input[name=password]", PASSWORD)
-    phone.click("button[type=submit]")
-    phone.wait_for_url("**/field/")
+    log_in(phone, INSTALLER)
     phone.click("#tickets-mine")
     phone.wait_for_url("**/field/?tickets=mine")
     mine = phone.locator("#tickets .list li")
@@ -306,11 +311,7 @@ def test_a_reading_with_a_photo_of_its_register_taken_offline_is_shown_beside_it
     phone: Any, staffed: Served, shots: Path
 ) -> None:
     phone.clock.set_fixed_time(NOW - dt.timedelta(minutes=3))
-    phone.goto("/field/login")
-    phone.fill("input[name=user]", INSTALLER)
-    phone.fill("input[name=password]", PASSWORD)
-    phone.click("button[type=submit]")
-    phone.wait_for_url("**/field/")
+    log_in(phone, INSTALLER)
     phone.locator("#reading-photo").wait_for(state="visible")  # the script shows it
     phone.context.set_offline(True)
     phone.wait_for_function("() => document.getElementById('net').classList.contains('offline')")
@@ -349,22 +350,14 @@ def test_a_ticket_assigned_offline_is_applied_once(
     phone: Any, staffed: Served, shots: Path
 ) -> None:
     phone.clock.set_fixed_time(NOW - dt.timedelta(minutes=2))
-    phone.goto("/field/login")
-    phone.fill("input[name=user]", OPERATOR)
-    phone.fill("input[name=password]", PASSWORD)
-    phone.click("button[type=submit]")
-    phone.wait_for_url("**/field/")
+    log_in(phone, OPERATOR)
     phone.select_option("#new-ticket select[name=kind]", "bus_down")
     phone.fill("#new-ticket input[name=node]", "edge-0001")
     phone.click("#new-ticket button[type=submit]")
     phone.wait_for_url("**/field/faults/*")
     ticket = phone.url
     fault_id = int(ticket.rsplit("/", 1)[1])
-    phone.wait_for_function(
-        "() => navigator.serviceWorker.controller !== null"
-        " && document.body.dataset.shell === 'kept'",
-        timeout=LOADED,
-    )
+    app_kept(phone)
     phone.context.set_offline(True)
     phone.reload()  # answered by the service worker from its cache
     phone.wait_for_function("() => document.getElementById('net').classList.contains('offline')")
@@ -428,16 +421,8 @@ def _tickets_noted(server: Served, note: str) -> list[tuple[int, str, str | None
 
 def test_a_ticket_opened_offline_is_opened_once(phone: Any, staffed: Served, shots: Path) -> None:
     phone.clock.set_fixed_time(NOW - dt.timedelta(minutes=1))
-    phone.goto("/field/login")
-    phone.fill("input[name=user]", INSTALLER)
-    phone.fill("input[name=password]", PASSWORD)
-    phone.click("button[type=submit]")
-    phone.wait_for_url("**/field/")
-    phone.wait_for_function(
-        "() => navigator.serviceWorker.controller !== null"
-        " && document.body.dataset.shell === 'kept'",
-        timeout=LOADED,
-    )
+    log_in(phone, INSTALLER)
+    app_kept(phone)
     phone.context.set_offline(True)
     phone.reload()  # answered by the service worker from its cache
     phone.wait_for_function("() => document.getElementById('net').classList.contains('offline')")
@@ -498,16 +483,8 @@ def test_an_alarm_taken_meanwhile_is_refused_with_its_ticket(
     first. Back online the queue says so once — refused, with a link to that ticket — and does
     not send it again."""
     phone.clock.set_fixed_time(NOW - dt.timedelta(minutes=1))
-    phone.goto("/field/login?lang=en")
-    phone.fill("input[name=user]", INSTALLER)
-    phone.fill("input[name=password]", PASSWORD)
-    phone.click("button[type=submit]")
-    phone.wait_for_url("**/field/")
-    phone.wait_for_function(
-        "() => navigator.serviceWorker.controller !== null"
-        " && document.body.dataset.shell === 'kept'",
-        timeout=LOADED,
-    )
+    log_in(phone, INSTALLER, lang="en")
+    app_kept(phone)
     form = phone.locator("#alarms form.alarm-ticket-form").first
     alarm = int(form.locator("input[name=alarm]").get_attribute("value") or 0)
     phone.context.set_offline(True)

@@ -3,8 +3,9 @@ concentrator or a meter; opened by hand or from an alarm, moved open → in_prog
 closed by the table of `faults.TRANSITIONS`, each move logged in the operator log.
 
     GET  /faults?status=open&node=edge-0001&active=true   → a page of tickets, latest change first
-    POST /faults {kind, site | node | meter, note}         → a new ticket (open)
+    POST /faults {kind, site | node | meter, note}         → a new ticket (open; 201)
     POST /faults {alarm: 42, note}                         → a ticket for the alarm
+         (Idempotency-Key: a key, optional)                  200: the key's ticket already
     GET  /faults/7                                         → the ticket and its history
     POST /faults/7/status {to: "in_progress", note}        → moved (409 if the table refuses)
     POST /faults/7/assignee {user: "installer-1" | null}   → given to a technician (logged)
@@ -58,6 +59,7 @@ Status = Literal[faults.STATUSES]  # type: ignore[valid-type]
 Note = Annotated[StrictStr, Field(max_length=faults.MAX_NOTE)]
 FaultId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 PhotoId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+KEY_PATTERN = r"^[A-Za-z0-9\-]{8,64}$"  # a client's `Idempotency-Key` (a UUID)
 # The photo's answer: its own bytes only, never read as anything but the image it says it is.
 PHOTO_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=86400",
                  "Content-Security-Policy": "default-src 'none'; sandbox",
@@ -171,24 +173,31 @@ def list_faults(  # noqa: PLR0917 (the filters)
     response_model=FaultDetailOut,
     status_code=201,
     summary="Open a fault ticket, by hand or from an alarm (logged)",
-    responses=answers(e404="no such alarm", e409="the alarm has a ticket open"),
-)
-def open_fault(
-    body: FaultIn, who: Annotated[Principal, allow(*FIELD)], session: DbSession, now: Now
+    responses=answers(e404="no such alarm",
+                      e409="the alarm has a ticket open, or the key opened another ticket"),
+)  # fmt: skip
+def open_fault(  # noqa: PLR0917 (FastAPI's dependencies)
+    body: FaultIn,
+    who: Annotated[Principal, allow(*FIELD)],
+    session: DbSession,
+    now: Now,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(pattern=KEY_PATTERN)] = None,
 ) -> FaultDetailOut:
     if body.alarm is not None:
         if body.kind is not None or body.site or body.node or body.meter:
             raise Invalid("a ticket from an alarm takes its kind and place from the alarm")
-        fault = faults.open_from_alarm(
-            session, body.alarm, note=body.note, actor=who.actor, now=now
-        )
+        fault, new = faults.open_from_alarm(session, body.alarm, note=body.note, actor=who.actor,
+                                            now=now, client_key=idempotency_key)  # fmt: skip
     else:
         if body.kind is None:
             raise Invalid("say the kind of fault (or the alarm it comes from)")
         place = faults.Place(body.site, body.node, body.meter)
-        fault = faults.open_fault(
-            session, body.kind, place, note=body.note, actor=who.actor, now=now
-        )
+        fault, new = faults.open_fault(session, body.kind, place, note=body.note,
+                                       actor=who.actor, now=now,
+                                       client_key=idempotency_key)  # fmt: skip
+    if not new:
+        response.status_code = 200
     return detail(session, fault)
 
 
@@ -267,7 +276,7 @@ def add_photo(  # noqa: PLR0917 (FastAPI's dependencies)
     now: Now,
     response: Response,
     content_type: Annotated[str, Header(max_length=100)] = "",
-    idempotency_key: Annotated[str | None, Header(pattern=r"^[A-Za-z0-9\-]{8,64}$")] = None,
+    idempotency_key: Annotated[str | None, Header(pattern=KEY_PATTERN)] = None,
     taken: Annotated[Instant | None, Query(description="when it was taken")] = None,
 ) -> FaultPhoto:
     photo, new = photos.attach(session, fault_id, body, content_type, actor=who.actor, now=now,

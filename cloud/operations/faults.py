@@ -9,7 +9,9 @@ operator log.
 
 `TRANSITIONS` is the whole machine: a move not in it is refused (409) and changes nothing. A
 ticket opened from an alarm takes the alarm's concentrator and meter, and its kind from the
-alarm's (`KIND_OF_ALARM`); one alarm opens at most one ticket that is not closed. A comment
+alarm's (`KIND_OF_ALARM`); one alarm opens at most one ticket that is not closed. Opening, a
+move and a comment may carry a phone's key (`client_key`, kept on their step): each is applied
+once per key, the same key again answered with what it did. A comment
 is a step that keeps the status (`before` == `after`). `assign` gives a ticket to a technician
 (an active user of a field role), logged `fault.assign` (with the phone's key, when it came
 from the offline queue); it is not a step of the history.
@@ -28,7 +30,7 @@ from cloud.db.auth import OperatorLogEntry, User
 from cloud.db.faults import Fault, FaultStep
 from cloud.db.models import Alarm
 from cloud.errors import Conflict, Invalid, NotFound
-from cloud.operations.once import add_once
+from cloud.operations.once import add_once, write_once
 from cloud.people import oplog
 from cloud.people.auth import FIELD
 
@@ -81,26 +83,57 @@ def _note(note: str) -> str:
 def _changed(
     session: Session,
     fault: Fault,
-    before: str | None,
+    before: str,
     *,
     note: str,
     actor: oplog.Actor,
     now: dt.datetime,
     client_key: str | None = None,
 ) -> None:
-    """A step of the ticket's history and a row of the operator log (`before` None: opened); a
-    `client_key` a concurrent request took first is refused (`Conflict`: it moved another
-    ticket, or this one was locked and its key read again before)."""
-    step = FaultStep(fault_id=fault.id, before=before, after=fault.status, note=note,
-                     by=actor.user, time=now, client_key=client_key)  # fmt: skip
+    """A move: a step of the ticket's history and a row of the operator log; a `client_key` a
+    concurrent request took first is refused (`Conflict`: it moved another ticket, or this one
+    was locked and its key read again before)."""
+    step = _step(fault, before, note=note, actor=actor, now=now, client_key=client_key)
     if client_key is None:
         session.add(step)
     elif add_once(session, step, lambda: keyed_step(session, client_key)) is not None:
         raise Conflict(f"key {client_key} was used for another move")
+    _logged(session, fault, before, note=note, actor=actor, now=now, client_key=client_key)
+
+
+def _step(fault: Fault, before: str | None, *, note: str, actor: oplog.Actor, now: dt.datetime,
+          client_key: str | None) -> FaultStep:  # fmt: skip
+    return FaultStep(fault_id=fault.id, before=before, after=fault.status, note=note,
+                     by=actor.user, time=now, client_key=client_key)  # fmt: skip
+
+
+def _logged(session: Session, fault: Fault, before: str | None, *, note: str,
+            actor: oplog.Actor, now: dt.datetime, client_key: str | None) -> None:  # fmt: skip
+    """`fault.open` (`before` None) or `fault.status`, with the phone's key when it sent one."""
     after = {"status": fault.status, "kind": fault.kind, "note": note}
+    after |= {} if client_key is None else {"key": client_key}
     oplog.record(session, actor, "fault.open" if before is None else "fault.status",
                  f"fault:{fault.id}", None if before is None else {"status": before}, after,
                  now)  # fmt: skip
+
+
+class AlarmTaken(Conflict):
+    """The alarm has a ticket that is not closed (`fault_id`): one alarm, one open ticket."""
+
+    def __init__(self, alarm_id: int, fault_id: int) -> None:
+        super().__init__(f"alarm {alarm_id} has fault {fault_id} open already")
+        self.alarm_id, self.fault_id = alarm_id, fault_id
+
+
+def _new(kind: str, place: Place, note: str, *, actor: oplog.Actor, now: dt.datetime,
+         alarm_id: int | None = None, assignee: str | None = None) -> Fault:  # fmt: skip
+    """A ticket to open, checked (`Invalid`), not yet added."""
+    if kind not in KINDS:
+        raise Invalid(f"kind {kind!r} is not one of {', '.join(KINDS)}")
+    place = place.checked()
+    return Fault(kind=kind, site=place.site, node=place.node, meter=place.meter,
+                 alarm_id=alarm_id, status="open", note=_note(note), opened_by=actor.user,
+                 assignee=assignee, opened=now, updated=now)  # fmt: skip
 
 
 def open_fault(
@@ -112,41 +145,84 @@ def open_fault(
     actor: oplog.Actor,
     now: dt.datetime,
     assignee: str | None = None,
-) -> Fault:
-    """A new ticket, open, its opening step and log row."""
-    if kind not in KINDS:
-        raise Invalid(f"kind {kind!r} is not one of {', '.join(KINDS)}")
-    place = place.checked()
-    fault = Fault(kind=kind, site=place.site, node=place.node, meter=place.meter, alarm_id=None,
-                  status="open", note=_note(note), opened_by=actor.user, assignee=assignee,
-                  opened=now, updated=now)  # fmt: skip
-    session.add(fault)
+    client_key: str | None = None,
+) -> tuple[Fault, bool]:
+    """A new ticket, open, its opening step and log row: (the ticket, True). A `client_key` (the
+    phone's offline queue, the API's `Idempotency-Key`) is kept on the opening step: a key that
+    opened a ticket already is answered with it, (the ticket, False), not opened again; the same
+    key for another ticket, or another step, is refused (409)."""
+    wanted = _new(kind, place, note, actor=actor, now=now, assignee=assignee)
+    return _opened(session, wanted, actor=actor, now=now, client_key=client_key)
+
+
+def _opened(session: Session, fault: Fault, *, actor: oplog.Actor, now: dt.datetime,
+            client_key: str | None) -> tuple[Fault, bool]:  # fmt: skip
+    """`fault` added with its opening step; or the ticket `client_key` opened, now or in a
+    concurrent request that committed first (the ticket and its step go in a savepoint: the
+    loser keeps neither)."""
+    if client_key is not None and (done := keyed_step(session, client_key)) is not None:
+        return _replayed_open(session, done, fault), False
+
+    def write() -> None:
+        session.add(fault)
+        session.flush()
+        session.add(_step(fault, None, note=fault.note, actor=actor, now=now,
+                          client_key=client_key))  # fmt: skip
+
+    if client_key is None:
+        write()
+    elif (twin := write_once(session, write, lambda: keyed_step(session, client_key))) is not None:
+        return _replayed_open(session, twin, fault), False
     session.flush()
-    _changed(session, fault, None, note=fault.note, actor=actor, now=now)
-    return fault
+    _logged(session, fault, None, note=fault.note, actor=actor, now=now, client_key=client_key)
+    return fault, True
+
+
+def _replayed_open(session: Session, done: FaultStep, wanted: Fault) -> Fault:
+    """The ticket `done` opened, if it is the one `wanted` (the same kind, place, alarm, note)."""
+    if done.before is None:
+        fault = session.scalars(
+            select(Fault).where(Fault.id == done.fault_id).execution_options(populate_existing=True)
+        ).one()
+        if _content(fault) == _content(wanted):
+            return fault
+    raise Conflict(f"key {done.client_key} was used for another ticket or step")
+
+
+def _content(fault: Fault) -> tuple[object, ...]:
+    return fault.kind, fault.site, fault.node, fault.meter, fault.alarm_id, fault.note
 
 
 def open_from_alarm(
-    session: Session, alarm_id: int, *, note: str, actor: oplog.Actor, now: dt.datetime
-) -> Fault:
+    session: Session,
+    alarm_id: int,
+    *,
+    note: str,
+    actor: oplog.Actor,
+    now: dt.datetime,
+    client_key: str | None = None,
+) -> tuple[Fault, bool]:
     """A ticket for the alarm: its concentrator and meter, its kind mapped (else `other`); a
-    second ticket while one for the alarm is not closed is refused (409)."""
-    alarm = session.get(Alarm, alarm_id)
+    second ticket while one for the alarm is not closed is refused (`AlarmTaken`, 409), unless
+    it is the same key again (its ticket, as `open_fault`). The alarm is locked first, so two
+    requests for it (two phones back online at once) open one after the other."""
+    query = select(Alarm).where(Alarm.id == alarm_id).with_for_update()
+    alarm = session.scalars(query.execution_options(populate_existing=True)).first()
     if alarm is None:
         raise NotFound(f"no alarm {alarm_id}")
+    if alarm.node is None and alarm.meter is None:
+        raise Invalid(f"alarm {alarm_id} names no concentrator or meter")
+    wanted = _new(KIND_OF_ALARM.get(alarm.kind, "other"), Place(node=alarm.node, meter=alarm.meter),
+                  _note(note) or alarm.detail[:MAX_NOTE], actor=actor, now=now,
+                  alarm_id=alarm_id)  # fmt: skip
+    if client_key is not None and (done := keyed_step(session, client_key)) is not None:
+        return _replayed_open(session, done, wanted), False
     taken = session.scalars(
         select(Fault.id).where(Fault.alarm_id == alarm_id, Fault.status != "closed")
     ).first()
     if taken is not None:
-        raise Conflict(f"alarm {alarm_id} has fault {taken} open already")
-    kind = KIND_OF_ALARM.get(alarm.kind, "other")
-    text = _note(note) or alarm.detail[:MAX_NOTE]
-    if alarm.node is None and alarm.meter is None:
-        raise Invalid(f"alarm {alarm_id} names no concentrator or meter")
-    place = Place(node=alarm.node, meter=alarm.meter)
-    fault = open_fault(session, kind, place, note=text, actor=actor, now=now)
-    fault.alarm_id = alarm_id
-    return fault
+        raise AlarmTaken(alarm_id, taken)
+    return _opened(session, wanted, actor=actor, now=now, client_key=client_key)
 
 
 def move(
@@ -188,7 +264,7 @@ def keyed_step(session: Session, client_key: str) -> FaultStep | None:
 
 
 def _replayed_move(session: Session, done: FaultStep, fault_id: int, to: str) -> Fault:
-    if done.fault_id != fault_id or done.after != to or done.before == done.after:
+    if done.fault_id != fault_id or done.after != to or done.before in (None, done.after):
         raise Conflict(f"key {done.client_key} was used for another move")
     return session.scalars(
         select(Fault).where(Fault.id == fault_id).execution_options(populate_existing=True)

@@ -6,7 +6,8 @@ operators (`FIELD`) on a phone, usable offline.
     GET  /field/login   POST          password login (the console's sessions, SameSite=Strict)
     POST /field/logout
     GET  /field/faults/{id}           a ticket, its history and the moves `TRANSITIONS` allows
-    POST /field/faults                open a ticket (by hand, or `alarm=` from an alarm)
+    POST /field/faults                open a ticket (by hand, or `alarm=` from an alarm; a form,
+                                      or JSON with `key` from the offline queue)
     POST /field/faults/{id}/status    move it (a form; or JSON with `key` from the offline queue)
     POST /field/faults/{id}/comments  a comment on it (the same; the status is kept)
     POST /field/faults/{id}/assignee  give it to a technician (the same; admin and operator only)
@@ -20,16 +21,17 @@ operators (`FIELD`) on a phone, usable offline.
     GET  /field/manifest.webmanifest  the web app manifest
 
 Offline: `static/field.js` keeps the pages and their files in the Cache API and what is typed
-offline — readings, ticket moves, comments and assignments, cash taken, meter swaps — in
-IndexedDB, each with a key made on the phone (a form without script carries one the server
-made), and sends them when the phone is back online; the service worker answers from the cache
-when the network does not. The server applies each once: a reading is an IR reading
+offline in IndexedDB — tickets opened, readings, ticket moves, comments and assignments, cash
+taken, meter swaps — each with a key made on the phone (a form without script carries one the
+server made), and sends them when the phone is back online; the service worker answers from the
+cache when the network does not. The server applies each once: a reading is an IR reading
 (`meter_swaps.import_ir`, the handheld import's service: one row per meter and time, the key
-kept in its `source`), a move or a comment carries its key into the ticket's history
-(`faults.move`, `faults.comment`), an assignment into its `fault.assign` log row
-(`faults.assign`). JSON posts carry the CSRF token in `X-CSRF-Token`. Cash and swaps are the
-API's own services with the key as the operation's id (`field_desk`); cash only for the roles of
-the money desk.
+kept in its `source`), an opening, a move or a comment carries its key into the ticket's
+history (`faults.open_fault`, `faults.move`, `faults.comment`), an assignment into its
+`fault.assign` log row (`faults.assign`). JSON posts carry the CSRF token in `X-CSRF-Token`.
+Cash and swaps are the API's own services with the key as the operation's id (`field_desk`);
+cash only for the roles of the money desk. A ticket opened offline exists only once sent: a
+comment or photo for it waits until then (the queue links to the ticket once it is opened).
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ from cloud.people.auth import FIELD, MONEY_DESK, OPERATIONS, Principal, Role
 from cloud.registry.values import PROTOCOLS
 from cloud.web import sessions
 from cloud.web.forms import parse_form
-from cloud.web.i18n import Lang
+from cloud.web.i18n import Lang, translator
 from cloud.web.icons import ICONS
 from cloud.web.page_errors import NotStaff, PageError
 from cloud.web.render import SECURITY_HEADERS, STATIC, page, static_url
@@ -238,25 +240,36 @@ def _optional(form: dict[str, str], name: str) -> str | None:
 def open_ticket(  # noqa: PLR0917 (FastAPI's dependencies)
     request: Request, lang: Lang, who: Technician, form: Fields, session: DbSession, now: Now
 ) -> Response:
+    """Open a ticket, once per `key` (`faults.open_fault`). JSON (the offline queue) is answered
+    with the ticket and its URL — the first's, for its key again — or the refusal, with the URL
+    of the ticket that holds the alarm (`AlarmTaken`); a form with the ticket's page."""
     check_csrf(request, form)
-    note, alarm = form.get("note", ""), form.get("alarm", "").strip()
+    key, note, alarm = client_key(form), form.get("note", ""), form.get("alarm", "").strip()
     try:
         if alarm:
             if not alarm.isdigit() or not 1 <= int(alarm) < 2**63:
                 raise Invalid("bad alarm id")
-            fault = faults.open_from_alarm(session, int(alarm), note=note, actor=who.actor, now=now)
+            fault, new = faults.open_from_alarm(session, int(alarm), note=note, actor=who.actor,
+                                                now=now, client_key=key)  # fmt: skip
         else:
             place = faults.Place(_optional(form, "site"), _optional(form, "node"),
                                  _optional(form, "meter"))  # fmt: skip
-            fault = faults.open_fault(
-                session, form.get("kind", ""), place, note=note, actor=who.actor, now=now
-            )
+            fault, new = faults.open_fault(session, form.get("kind", ""), place, note=note,
+                                           actor=who.actor, now=now, client_key=key)  # fmt: skip
     except (Invalid, NotFound, Conflict) as exc:
         session.rollback()
-        key = "fault_alarm_taken" if isinstance(exc, Conflict) else "fault_form_bad"
-        return home_page(request, lang, who, session, error=key,
-                     status=409 if isinstance(exc, Conflict) else 422, form=form)  # fmt: skip
-    return RedirectResponse(f"/field/faults/{fault.id}", status_code=303)
+        status = {Invalid: 422, NotFound: 404}.get(type(exc), 409)
+        said = "fault_alarm_taken" if isinstance(exc, faults.AlarmTaken) else "fault_form_bad"
+        if is_json(request):
+            taken = exc.fault_id if isinstance(exc, faults.AlarmTaken) else None
+            said = translator(lang[0])(said) if taken else str(exc)
+            url = f"/field/faults/{taken}" if taken else None
+            return JSONResponse({"error": said, "url": url}, status_code=status)
+        return home_page(request, lang, who, session, error=said, status=status, form=form)
+    url = f"/field/faults/{fault.id}"
+    if is_json(request):
+        return JSONResponse({"id": fault.id, "status": fault.status, "new": new, "url": url})
+    return RedirectResponse(url, status_code=303)
 
 
 @router.post("/faults/{fault_id}/status")

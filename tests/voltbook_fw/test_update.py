@@ -23,7 +23,7 @@ import pytest
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
-from voltbook_fw import install, platforms, update
+from voltbook_fw import inflight, install, platforms, update
 
 from ledger.chain import NodeKey, public_key_pem
 
@@ -212,6 +212,8 @@ def test_a_failing_health_check_is_reported_by_what_it_printed(
     checker.write_text(script + "\n")
     config = settings(tmp_path, health=(f"sh {checker}",), health_timeout_s=0.5)
     updater = update.Updater(config, update.Offer("c" * 32, "r1", 3, "http://x/", "0" * 64, 1))
-    problem = updater.healthy(dt.datetime.now(dt.UTC))
+    now = dt.datetime.now(dt.UTC)
+    checking = inflight.Pending({}, 3, 2, "checking", now, deadline=now + dt.timedelta(seconds=0.5))
+    problem = updater.healthy(checking)
     assert problem is not None and problem.startswith("unhealthy after 0.5 s: `sh …`"), problem
     assert said in problem and "warning" not in problem, problem

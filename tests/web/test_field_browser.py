@@ -24,6 +24,8 @@ from cloud.db.auth import OperatorLogEntry
 from cloud.db.faults import Fault, FaultPhoto, FaultStep
 from cloud.db.models import LedgerEntry, Recharge
 from cloud.db.operations import IrReading, MeterSwap
+from cloud.operations import faults
+from cloud.people import oplog
 from cloud.people.auth import Role
 from tests.web.axe import assert_no_critical
 from tests.web.conftest import PHONE, Served
@@ -67,6 +69,23 @@ def a_photo() -> bytes:
     out = io.BytesIO()
     image.save(out, "PNG")
     return out.getvalue()
+
+
+def log_in(phone: Any, user: str, *, lang: str | None = None) -> None:
+    phone.goto("/field/login" + (f"?lang={lang}" if lang else ""))
+    phone.fill("input[name=user]", user)
+    phone.fill("input[name=password]", PASSWORD)
+    phone.click("button[type=submit]")
+    phone.wait_for_url("**/field/")
+
+
+def app_kept(phone: Any) -> None:
+    """Wait until the service worker controls the page and has kept the app's files."""
+    phone.wait_for_function(
+        "() => navigator.serviceWorker.controller !== null"
+        " && document.body.dataset.shell === 'kept'",
+        timeout=LOADED,
+    )
 
 
 def record(page: Any, address: str, kwh: str) -> None:
@@ -188,16 +207,8 @@ def test_cash_and_a_swap_taken_offline_are_booked_once(
     phone: Any, staffed: Served, shots: Path
 ) -> None:
     phone.clock.set_fixed_time(NOW - dt.timedelta(minutes=5))
-    phone.goto("/field/login")
-    phone.fill("input[name=user]", OPERATOR)
-    phone.fill("input[name=password]", PASSWORD)
-    phone.click("button[type=submit]")
-    phone.wait_for_url("**/field/")
-    phone.wait_for_function(
-        "() => navigator.serviceWorker.controller !== null"
-        " && document.body.dataset.shell === 'kept'",
-        timeout=LOADED,
-    )
+    log_in(phone, OPERATOR)
+    app_kept(phone)
     assert phone.locator("#cash-form").is_visible()  # an operator takes money; installers do not
     phone.context.set_offline(True)
     phone.reload()
@@ -283,11 +294,7 @@ def test_a_dispatcher_without_script_assigns_and_adds_a_photo_the_installer_sees
     fault_id = int(ticket.rsplit("/", 1)[1])
     assert [p for p in _photos(staffed) if p[0] == fault_id] == [(fault_id, "image/png", 120, 90)]
 
-    phone.goto("/field/login")
-    phone.fill("input[name=user]", INSTALLER)
-    phone.fill("input[name=password]", PASSWORD)
-    phone.click("button[type=submit]")
-    phone.wait_for_url("**/field/")
+    log_in(phone, INSTALLER)
     phone.click("#tickets-mine")
     phone.wait_for_url("**/field/?tickets=mine")
     mine = phone.locator("#tickets .list li")
@@ -304,11 +311,7 @@ def test_a_reading_with_a_photo_of_its_register_taken_offline_is_shown_beside_it
     phone: Any, staffed: Served, shots: Path
 ) -> None:
     phone.clock.set_fixed_time(NOW - dt.timedelta(minutes=3))
-    phone.goto("/field/login")
-    phone.fill("input[name=user]", INSTALLER)
-    phone.fill("input[name=password]", PASSWORD)
-    phone.click("button[type=submit]")
-    phone.wait_for_url("**/field/")
+    log_in(phone, INSTALLER)
     phone.locator("#reading-photo").wait_for(state="visible")  # the script shows it
     phone.context.set_offline(True)
     phone.wait_for_function("() => document.getElementById('net').classList.contains('offline')")
@@ -347,22 +350,14 @@ def test_a_ticket_assigned_offline_is_applied_once(
     phone: Any, staffed: Served, shots: Path
 ) -> None:
     phone.clock.set_fixed_time(NOW - dt.timedelta(minutes=2))
-    phone.goto("/field/login")
-    phone.fill("input[name=user]", OPERATOR)
-    phone.fill("input[name=password]", PASSWORD)
-    phone.click("button[type=submit]")
-    phone.wait_for_url("**/field/")
+    log_in(phone, OPERATOR)
     phone.select_option("#new-ticket select[name=kind]", "bus_down")
     phone.fill("#new-ticket input[name=node]", "edge-0001")
     phone.click("#new-ticket button[type=submit]")
     phone.wait_for_url("**/field/faults/*")
     ticket = phone.url
     fault_id = int(ticket.rsplit("/", 1)[1])
-    phone.wait_for_function(
-        "() => navigator.serviceWorker.controller !== null"
-        " && document.body.dataset.shell === 'kept'",
-        timeout=LOADED,
-    )
+    app_kept(phone)
     phone.context.set_offline(True)
     phone.reload()  # answered by the service worker from its cache
     phone.wait_for_function("() => document.getElementById('net').classList.contains('offline')")
@@ -411,3 +406,111 @@ def _assigned(server: Served, fault_id: int) -> tuple[str | None, list[str | Non
             OperatorLogEntry.action == "fault.assign",
             OperatorLogEntry.target == f"fault:{fault_id}"))  # fmt: skip
         return fault.assignee, [(e.after or {}).get("assignee") for e in logged]
+
+
+NOTE = "地下室没有信号：电表不亮"  # the note typed offline, in the basement
+
+
+def _tickets_noted(server: Served, note: str) -> list[tuple[int, str, str | None, int]]:
+    """The tickets with `note`: (id, status, meter, opening steps)."""
+    with Session(server.world.engine) as session:
+        return [(f.id, f.status, f.meter, len(session.scalars(select(FaultStep.id).where(
+                    FaultStep.fault_id == f.id, FaultStep.before.is_(None))).all()))
+                for f in session.scalars(select(Fault).where(Fault.note == note))]  # fmt: skip
+
+
+def test_a_ticket_opened_offline_is_opened_once(phone: Any, staffed: Served, shots: Path) -> None:
+    phone.clock.set_fixed_time(NOW - dt.timedelta(minutes=1))
+    log_in(phone, INSTALLER)
+    app_kept(phone)
+    phone.context.set_offline(True)
+    phone.reload()  # answered by the service worker from its cache
+    phone.wait_for_function("() => document.getElementById('net').classList.contains('offline')")
+    phone.select_option("#ticket-form select[name=kind]", "meter_offline")
+    phone.fill("#ticket-form input[name=meter]", "000000000003")
+    phone.fill("#ticket-form textarea[name=note]", NOTE)
+    phone.click("#ticket-form button[type=submit]")
+    queued = "#queue li[data-kind=open][data-state=queued]"
+    phone.wait_for_function(f"() => document.querySelectorAll('{queued}').length == 1")
+    assert phone.url.endswith("/field/")  # offline: it waits, the page stays
+    assert "电表离线 · 000000000003 · 地下室没有信号" in phone.locator("#queue").inner_text()
+    phone.locator("#outbox").scroll_into_view_if_needed()
+    phone.screenshot(path=shots / "f15-ticket-queued.png")
+    key = phone.locator(queued).get_attribute("data-key")
+    assert _tickets_noted(staffed, NOTE) == []  # nothing reached the server
+
+    phone.context.set_offline(False)
+    sent = "#queue li[data-kind=open][data-state=sent] a.ticket-link"
+    phone.locator(sent).wait_for(timeout=LOADED)
+    [(fault_id, status, meter, openings)] = _tickets_noted(staffed, NOTE)
+    assert (status, meter, openings) == ("open", "000000000003", 1)
+    assert phone.locator(sent).inner_text() == f"工单 #{fault_id}"
+    phone.locator("#outbox").scroll_into_view_if_needed()
+    phone.screenshot(path=shots / "f16-ticket-sent.png")
+    # The answer was lost: the phone keeps the record and sends it again after a reload.
+    again = {"key": key, "kind": "open", "order": 1, "url": "/field/faults", "text": "again",
+             "body": {"kind": "meter_offline", "meter": "000000000003", "note": NOTE}}  # fmt: skip
+    phone.evaluate(
+        """(record) => new Promise((resolve, reject) => {
+             const asked = indexedDB.open('voltbook-field', 1);
+             asked.onsuccess = () => {
+               const tx = asked.result.transaction('queue', 'readwrite');
+               tx.objectStore('queue').put({...record, made: Date.now()});
+               tx.oncomplete = resolve;
+               tx.onerror = () => reject(tx.error);
+             };
+           })""",
+        again,
+    )
+    phone.reload()
+    phone.locator(f"#queue li[data-key='{key}'][data-state=sent]").wait_for(timeout=LOADED)
+    assert phone.locator(f"#queue li[data-key='{key}'] a").get_attribute("href") == (
+        f"/field/faults/{fault_id}"
+    )
+    phone.reload()  # nothing is left to send
+    assert phone.locator("#queue li[data-state=queued]").count() == 0
+    assert _tickets_noted(staffed, NOTE) == [(fault_id, "open", "000000000003", 1)]
+    phone.click(f"#tickets a[href='/field/faults/{fault_id}']")
+    phone.wait_for_url(f"**/field/faults/{fault_id}")
+    assert NOTE in phone.locator("main").inner_text()
+    assert_no_critical(phone)
+
+
+def test_an_alarm_taken_meanwhile_is_refused_with_its_ticket(
+    phone: Any, staffed: Served, shots: Path
+) -> None:
+    """Offline, in English: a ticket from an alarm waits; another phone opens one for that alarm
+    first. Back online the queue says so once — refused, with a link to that ticket — and does
+    not send it again."""
+    phone.clock.set_fixed_time(NOW - dt.timedelta(minutes=1))
+    log_in(phone, INSTALLER, lang="en")
+    app_kept(phone)
+    form = phone.locator("#alarms form.alarm-ticket-form").first
+    alarm = int(form.locator("input[name=alarm]").get_attribute("value") or 0)
+    phone.context.set_offline(True)
+    phone.wait_for_function("() => document.getElementById('net').classList.contains('offline')")
+    form.locator("button").click()
+    queued = "#queue li[data-kind=open][data-state=queued]"
+    phone.wait_for_function(f"() => document.querySelectorAll('{queued}').length == 1")
+    assert form.locator("button").is_disabled()  # one ticket per alarm: not queued twice
+    assert "→ Open ticket" in phone.locator("#queue").inner_text()
+    with Session(staffed.world.engine) as session:  # another phone, online, was first
+        first = oplog.Actor(OPERATOR, "operator")
+        other, _ = faults.open_from_alarm(session, alarm, note="", actor=first, now=NOW)
+        session.commit()
+        taken = other.id
+    phone.context.set_offline(False)
+    refused = "#queue li[data-kind=open][data-state=refused]"
+    phone.locator(refused).wait_for(timeout=LOADED)
+    said = phone.locator(refused).inner_text()
+    assert "This alarm already has a ticket that is not closed." in said
+    assert phone.locator(f"{refused} a").get_attribute("href") == f"/field/faults/{taken}"
+    assert f"Ticket #{taken}" in said
+    phone.locator("#outbox").scroll_into_view_if_needed()
+    phone.screenshot(path=shots / "f17-alarm-taken-en.png")
+    phone.reload()  # not queued any more: nothing sent again
+    assert phone.locator("#queue li[data-state=queued]").count() == 0
+    with Session(staffed.world.engine) as session:
+        held = select(Fault.id).where(Fault.alarm_id == alarm, Fault.status != "closed")
+        assert session.scalars(held).all() == [taken]
+    assert_no_critical(phone)

@@ -23,7 +23,8 @@ from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session
 
 from cloud.db.auth import OperatorLogEntry
-from cloud.db.faults import FaultPhoto, FaultStep
+from cloud.db.faults import Fault, FaultPhoto, FaultStep
+from cloud.db.models import Alarm
 from cloud.db.operations import IrReading
 from tests.cloud.api.conftest import M1
 from tests.web.html import csrf_of
@@ -166,6 +167,42 @@ def test_a_reading_sent_twice_at_once_is_kept_once(client: TestClient, world: Wo
     assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
     assert answers[0].json()["id"] == answers[1].json()["id"]
     assert count(world, IrReading) == 1
+
+
+def test_an_opening_sent_at_once_opens_one_ticket(client: TestClient, world: World) -> None:  # noqa: F811
+    """The ticket and its opening step go in one savepoint: the loser keeps neither."""
+    csrf = technician(client)
+    key = str(uuid.uuid4())
+
+    def send(note: str, key: str) -> Callable[[], httpx.Response]:
+        body = {"kind": "bus_down", "node": "edge-0001", "note": note, "key": key}
+        return lambda: client.post("/field/faults", json=body, headers={"X-CSRF-Token": csrf})
+
+    answers = racing(world.engine, send("bus A", key), send("bus A", key), send("bus A", key))
+    assert [a.status_code for a in answers] == [200, 200, 200], [a.text for a in answers]
+    assert len({a.json()["id"] for a in answers}) == 1
+    assert sorted(a.json()["new"] for a in answers) == [False, False, True]
+    answers = racing(world.engine, send("bus A", key + "-2"), send("bus B", key + "-2"))
+    assert sorted(a.status_code for a in answers) == [200, 409], [a.text for a in answers]
+    assert (count(world, Fault), count(world, FaultStep)) == (2, 2)
+    with Session(world.engine) as session:
+        opened = OperatorLogEntry.action == "fault.open"
+        assert len(session.scalars(select(OperatorLogEntry).where(opened)).all()) == 2
+
+
+def test_two_phones_opening_an_alarm_at_once_open_one(client: TestClient, world: World) -> None:  # noqa: F811
+    csrf = technician(client)
+    with Session(world.engine) as session:
+        alarm = session.scalars(select(Alarm.id).order_by(Alarm.id)).first()
+
+    def send(key: str) -> Callable[[], httpx.Response]:
+        body = {"alarm": str(alarm), "key": key}
+        return lambda: client.post("/field/faults", json=body, headers={"X-CSRF-Token": csrf})
+
+    answers = racing(world.engine, send(str(uuid.uuid4())), send(str(uuid.uuid4())))
+    assert sorted(a.status_code for a in answers) == [200, 409], [a.text for a in answers]
+    assert {a.json()["url"] for a in answers} == {answers[0].json()["url"]}
+    assert count(world, Fault) == 1
 
 
 pytestmark = pytest.mark.timeout(120)

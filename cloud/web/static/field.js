@@ -1,7 +1,7 @@
 /* The field app (/field/): registers the service worker, keeps this page and its files in the
-   cache (the app shell, served offline), and queues what is typed — readings, ticket moves,
-   assignments, comments and photos (the image itself, a Blob), cash taken, meter swaps — in
-   IndexedDB, each with a key made here, sending them in the order they were made when the phone
+   cache (the app shell, served offline), and queues what is typed — tickets opened (by hand or
+   from an alarm), readings, ticket moves, assignments, comments and photos (the image itself, a
+   Blob), cash taken, meter swaps — in IndexedDB, each with a key made here, sending them in the order they were made when the phone
    is online. The server applies a key once, so a record sent twice (a lost answer, two tabs)
    counts once. */
 "use strict";
@@ -58,7 +58,8 @@
   }
   const inOrder = (a, b) => (a.order || 0) - (b.order || 0) || a.made - b.made;
 
-  const outcomes = new Map(); // key → [state, text, record, link] of records sent or refused here
+  // key → [state, text, record, link, its words] of records sent or refused here
+  const outcomes = new Map();
 
   async function render() {
     const list = document.getElementById("queue");
@@ -66,8 +67,8 @@
     const waiting = (await queued()).sort(inOrder);
     list.textContent = "";
     const rows = waiting.map((r) => [r, "queued", app.dataset.queued, null]);
-    for (const [key, [state, text, record, link]] of outcomes) {
-      if (!waiting.some((r) => r.key === key)) rows.push([record, state, text, link]);
+    for (const [key, [state, text, record, link, words]] of outcomes) {
+      if (!waiting.some((r) => r.key === key)) rows.push([record, state, text, link, words]);
     }
     if (!rows.length) {
       const li = document.createElement("li");
@@ -75,7 +76,7 @@
       li.textContent = app.dataset.none;
       list.append(li);
     }
-    for (const [record, state, text, link] of rows) {
+    for (const [record, state, text, link, words] of rows) {
       const li = document.createElement("li");
       li.dataset.key = record.key;
       li.dataset.kind = record.kind;
@@ -86,11 +87,11 @@
       tag.className = `tag ${state}`;
       tag.textContent = text;
       li.append(what, tag);
-      if (link) { // the cash receipt, to show the shop and print
+      if (link) { // the cash receipt, to show the shop and print; the ticket opened
         const a = document.createElement("a");
         a.href = link;
-        a.className = "receipt-link";
-        a.textContent = app.dataset.receipt;
+        a.className = record.kind === "cash" ? "receipt-link" : "ticket-link";
+        a.textContent = words;
         li.append(a);
       }
       list.append(li);
@@ -121,12 +122,14 @@
           const said = await answer.json().catch(() => ({}));
           const held = record.kind === "swap" && said.status === "held"; // a second user decides
           outcomes.set(record.key, [held ? "held" : "sent", held ? app.dataset.held : app.dataset.sent,
-            record, record.kind === "cash" && said.url ? said.url : null]);
+            record, ...linkOf(record, said)]);
           await dequeue(record.key);
           moved = moved || ["move", "comment", "assign", "photo"].includes(record.kind);
         } else if ([404, 409, 413, 422].includes(answer.status)) {
           const said = await answer.json().catch(() => ({}));
-          outcomes.set(record.key, ["refused", `${app.dataset.refused}: ${said.error || answer.status}`, record]);
+          // An alarm's ticket opened by someone else meanwhile: refused, with a link to that one.
+          outcomes.set(record.key, ["refused", `${app.dataset.refused}: ${said.error || answer.status}`, record,
+            ...linkOf(record, said)]);
           await dequeue(record.key);
         } else if (answer.status === 401 || answer.status === 403) {
           outcomes.set(record.key, ["queued", app.dataset.relogin, record]);
@@ -141,6 +144,14 @@
       await render();
     }
     if (moved && document.getElementById("ticket")) location.reload(); // the new status, history
+  }
+
+  // Where a sent record's answer leads: the cash receipt, or the ticket opened (or holding the alarm).
+  function linkOf(record, said) {
+    if (!said.url) return [null, null];
+    if (record.kind === "cash") return [said.url, app.dataset.receipt];
+    if (record.kind === "open") return [said.url, app.dataset.ticketNo.replace("{id}", said.url.split("/").pop())];
+    return [null, null];
   }
 
   function newKey() {
@@ -171,6 +182,9 @@
       if (file) await enqueue(await photoRecord(file, `/field/readings/${record.key}/photos`, `${record.text} · ${form.dataset.photo}`));
       await render();
       await flush();
+      // Opened online: to the ticket, as the form without script goes (offline: it waits).
+      const done = outcomes.get(record.key);
+      if (kind === "open" && done && done[0] === "sent") location.assign(done[3]);
     });
   }
 
@@ -192,6 +206,18 @@
     }
     return body;
   }, (form) => `${form.elements.old.value.trim()} → ${form.elements.new_address.value.trim()}`);
+  const place = (form) => ["meter", "node", "site"].map((n) => form.elements[n].value.trim()).filter(Boolean).join(" · ");
+  hook(document.getElementById("ticket-form"), "open", (form) => ({
+    kind: form.elements.kind.value, meter: form.elements.meter.value.trim(), node: form.elements.node.value.trim(),
+    site: form.elements.site.value.trim(), note: form.elements.note.value,
+  }), (form) => [form.elements.kind.selectedOptions[0].textContent, place(form),
+    form.elements.note.value.trim().slice(0, 30)].filter(Boolean).join(" · "));
+  for (const form of document.querySelectorAll(".alarm-ticket-form")) {
+    hook(form, "open", (f) => ({ alarm: f.elements.alarm.value, note: "" }),
+      (f) => `${f.dataset.alarm} → ${f.querySelector("button").textContent}`);
+    // One ticket per alarm: the button is spent once its ticket is queued.
+    form.addEventListener("submit", () => { if (form.checkValidity()) form.querySelector("button").disabled = true; });
+  }
   hook(document.getElementById("move-form"), "move", (form, submitter) => ({
     to: submitter ? submitter.value : "", note: form.elements.note.value,
   }), (form, submitter) => `${form.dataset.ticket} → ${submitter ? submitter.textContent : ""}`);

@@ -143,3 +143,30 @@ def test_assigned_to_an_active_technician_listed_and_logged(
         ]
     client.post(f"/faults/{fault['id']}/status", json={"to": "closed"})
     assert client.post(url, json={"user": "installer-1"}).status_code == 409
+
+
+def test_open_with_an_idempotency_key_opens_once(client: TestClient, site: Site) -> None:
+    """A client resending an opening (a lost answer) gets the first's ticket (200), not a second;
+    the same key for another ticket is refused (409), a malformed one too (422), nothing kept."""
+    body = {"kind": "bus_down", "node": NODE, "note": "bus A silent"}
+    key = {"Idempotency-Key": "0b7e3c1a-5d2f-4e8b-9a61-3f0c2d4e5a6b"}
+    made = client.post("/faults", json=body, headers=key)
+    assert made.status_code == 201, made.text
+    again = client.post("/faults", json=body, headers=key)
+    assert again.status_code == 200, again.text
+    assert again.json() == made.json()
+    for other in (
+        {**body, "note": "bus B"},
+        {**body, "kind": "other"},
+        {"alarm": an_alarm(site.engine)},
+    ):
+        assert client.post("/faults", json=other, headers=key).status_code == 409, other
+    assert (
+        client.post("/faults", json=body, headers={"Idempotency-Key": "short"}).status_code == 422
+    )
+    assert counts(site.engine) == (1, 1, 1)
+    with session_factory(site.engine)() as session:
+        logged = session.scalars(select(OperatorLogEntry.after).where(
+            OperatorLogEntry.action == "fault.open")).one()  # fmt: skip
+    assert logged == {"status": "open", "kind": "bus_down", "note": "bus A silent",
+                      "key": key["Idempotency-Key"]}  # fmt: skip

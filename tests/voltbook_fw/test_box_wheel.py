@@ -64,10 +64,13 @@ def bundles(
     return out
 
 
-def root_trusting(folder: Path, release: NodeKey) -> Path:
-    (folder / "etc/voltbook").mkdir(parents=True)
-    (folder / "etc/voltbook/release.pub").write_bytes(public_key_pem(release.public_key))
-    return folder
+def installed(bundle: Path, release: NodeKey, tmp_path: Path) -> Path:
+    """`bundle` installed into a fresh root that trusts `release`; its virtualenv's bin/."""
+    root = tmp_path / "root"
+    (root / "etc/voltbook").mkdir(parents=True)
+    (root / "etc/voltbook/release.pub").write_bytes(public_key_pem(release.public_key))
+    install_bundle(bundle, root, release.public_key, arch=ARCH)
+    return root / "opt/voltbook/current/venv/bin"
 
 
 def project_wheel_of(bundle: Path, into: Path) -> Path:
@@ -164,9 +167,7 @@ def test_a_wheelhouse_project_wheel_that_is_not_the_box_s_is_refused(
 def test_the_installed_default_box_runs_its_commands_without_the_server(
     bundles: dict[bool, Path], release: NodeKey, tmp_path: Path
 ) -> None:
-    root = root_trusting(tmp_path / "root", release)
-    install_bundle(bundles[False], root, release.public_key, arch=ARCH)
-    bin_ = root / "opt/voltbook/current/venv/bin"
+    bin_ = installed(bundles[False], release, tmp_path)
     assert not (bin_ / "voltbook-cloud").exists() and not (bin_ / "voltbook-demo").exists()
     for package in ("cloud", "demo"):
         imported = run([bin_ / "python", "-c", f"import {package}"], cwd=tmp_path)
@@ -202,9 +203,7 @@ def test_the_installed_default_box_runs_its_commands_without_the_server(
 def test_a_box_installed_with_the_simulator_runs_a_demo_site(
     bundles: dict[bool, Path], release: NodeKey, tmp_path: Path
 ) -> None:
-    root = root_trusting(tmp_path / "root", release)
-    install_bundle(bundles[True], root, release.public_key, arch=ARCH)
-    bin_ = root / "opt/voltbook/current/venv/bin"
+    bin_ = installed(bundles[True], release, tmp_path)
     imported = run([bin_ / "python", "-c", "import cloud"], cwd=tmp_path)
     assert "No module named 'cloud'" in imported.stderr
     # A rehearsal, all with the installed commands: a simulated site, a run, its accounts.

@@ -194,7 +194,7 @@ def _screen(request: Request, lang: tuple[str, bool], who: Principal, session: A
     return page(request, "console/alarms.html", lang, status=status, **frame(request, who),
                 groups=groups, total=total or 0, offset=offset, size=PAGE_SIZE,
                 kinds=_kinds(session), severities=SEVERITIES, chosen=chosen, link=link,
-                may_ack=who.role in FIELD, error=error, kind_name=live.kind_name,
+                may_ack=who.role in FIELD, error=error,
                 detail_text=detail_text,
                 back=urlencode(query), shops=shops, printed=now,
                 lang_link=link(lang=other))  # fmt: skip

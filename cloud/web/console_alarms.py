@@ -32,6 +32,7 @@ from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
 from cloud.api.common import DbSession, Now, silent_after
+from cloud.chains.alarm_kinds import GROUPS
 from cloud.db.models import Alarm
 from cloud.errors import Conflict, NotFound
 from cloud.operations import alarms, silence
@@ -40,7 +41,7 @@ from cloud.people.auth import FIELD, READ_ALL, Principal
 from cloud.web import live, sessions
 from cloud.web.console import Form, Staff, frame
 from cloud.web.i18n import Lang, Translate
-from cloud.web.live import GROUPS, PACE, Cursor, Ended, Live, Prefs
+from cloud.web.live import PACE, Cursor, Ended, Live, Prefs
 from cloud.web.page_errors import NotStaff, PageError
 from cloud.web.render import local_time, page
 

@@ -1,7 +1,8 @@
 """Alarms: what operators must see about a node, in one table (`cloud.db.models.Alarm`).
 
 Two sources. The cloud raises its own (`raise_alarm`: a refused batch, a quarantine, an edge
-that refused a recharge, a settlement that did not match), with a severity from `CLOUD_SEVERITY`.
+that refused a recharge, a settlement that did not match), with the severity the table of every
+kind gives it (`cloud.chains.alarm_kinds`, where each kind's group and words are found too).
 The concentrators raise theirs with no network (low balance, arrears, relay, malicious load, a
 bus down, read success low, …) and upload them as events of category `alarm`; the ingest copies
 each into this table as it stores the batch (`copy_edge_alarms`), once per (node, event id), so
@@ -24,6 +25,7 @@ from typing import Any, Literal
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from cloud.chains.alarm_kinds import severity_of
 from cloud.db.bulk import upsert_rows
 from cloud.db.models import Alarm
 
@@ -42,28 +44,6 @@ CLEARED_BY: dict[str, tuple[str, Key]] = {
     "clock_plausible_again": ("clock_implausible", "node"),
     "arrears_close": ("arrears_trip", "account"),
 }
-
-# The cloud's kinds that are not warnings (a warning is the default).
-CLOUD_SEVERITY = {
-    "quarantined": "critical",
-    "recharge_refused": "critical",  # the payer is owed money
-    "recharge_after_void": "critical",
-    "recharge_mismatch": "critical",
-    "correction_mismatch": "critical",
-    "refund_mismatch": "critical",
-    "refund_settle_refused": "critical",
-    "move_mismatch": "critical",
-    "quarantine_cleared": "info",
-    "payment_refund_failed": "critical",  # a payer has not got money back
-    "reconciliation_mismatch": "critical",  # the books and a provider's bill disagree
-    "restore_drill_failed": "critical",  # the latest backup would not restore or its books fail
-    "takeover_refused": "critical",  # a dead box's accounts are billed by nobody
-    "retired_upload": "warning",  # a box taken over is alive: its store can be recovered
-}
-
-
-def severity_of(kind: str) -> str:
-    return CLOUD_SEVERITY.get(kind, "warning")
 
 
 def raise_alarm(

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from cloud.chains.alarms import severity_of
+from cloud.chains.alarm_kinds import severity_of
 from cloud.chains.locks import lock
 from cloud.db.models import Alarm, Concentrator, NodeStatus
 from cloud.errors import Conflict, Invalid, NotFound

@@ -34,7 +34,7 @@ from enum import StrEnum
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from cloud.chains.alarms import severity_of
+from cloud.chains.alarm_kinds import severity_of
 from cloud.db.models import OPEN_SILENCE, Alarm, Concentrator, NodeStatus
 from cloud.db.presence import Presence, presence
 from cloud.db.sql import upsert

@@ -32,6 +32,7 @@ from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
 from cloud.api.common import DbSession, Now, silent_after
+from cloud.chains.alarm_kinds import GROUPS
 from cloud.db.models import Alarm
 from cloud.errors import Conflict, NotFound
 from cloud.operations import alarms, silence
@@ -40,7 +41,7 @@ from cloud.people.auth import FIELD, READ_ALL, Principal
 from cloud.web import live, sessions
 from cloud.web.console import Form, Staff, frame
 from cloud.web.i18n import Lang, Translate
-from cloud.web.live import GROUPS, PACE, Cursor, Ended, Live, Prefs
+from cloud.web.live import PACE, Cursor, Ended, Live, Prefs
 from cloud.web.page_errors import NotStaff, PageError
 from cloud.web.render import local_time, page
 
@@ -194,7 +195,7 @@ def _screen(request: Request, lang: tuple[str, bool], who: Principal, session: A
     return page(request, "console/alarms.html", lang, status=status, **frame(request, who),
                 groups=groups, total=total or 0, offset=offset, size=PAGE_SIZE,
                 kinds=_kinds(session), severities=SEVERITIES, chosen=chosen, link=link,
-                may_ack=who.role in FIELD, error=error, kind_name=live.kind_name,
+                may_ack=who.role in FIELD, error=error,
                 detail_text=detail_text,
                 back=urlencode(query), shops=shops, printed=now,
                 lang_link=link(lang=other))  # fmt: skip

@@ -180,7 +180,7 @@ def _charts(found: Figures, t: i18n.Translate) -> dict[str, str]:
             {"name": t("dash_sales_yuan"), "type": "line", "axis": 1,
              "values": [yuan_text(fen) for _, _, fen in found.days]},
         ]),
-        "alarms": chart([i18n.term(t, "dash_kind", k) for k in by_kind], [
+        "alarms": chart([i18n.alarm_kind(t, k) for k in by_kind], [
             {"name": t("dash_alarms_open"), "type": "bar", "values": list(by_kind.values())},
         ], whole=True),
         "reads": chart([f"{b.node} {b.bus}" for b in found.buses], [

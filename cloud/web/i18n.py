@@ -22,6 +22,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 
+from cloud.chains.alarm_kinds import BY_CODE, KINDS
 from cloud.web.catalogue import LANGS, MESSAGES
 
 DEFAULT = "zh"
@@ -84,6 +85,22 @@ def term(t: Translate, prefix: str, code: str) -> str:
     when the catalogue has none (a method or state added later still shows)."""
     key = f"{prefix}_{code}"
     return t(key) if key in MESSAGES else code
+
+
+ALARM_KIND = "alarm_kind_"  # + the code: a kind's words
+OTHER_KIND = "alarm_other_kind"  # a kind with none (a newer concentrator's): "其他类型（{code}）"
+
+
+def alarm_kind(t: Translate, code: str) -> str:
+    """An alarm kind's words (every kind in `cloud.chains.alarm_kinds` has them); one that is
+    not in the table as its code under a generic label, never a bare code."""
+    key = f"{ALARM_KIND}{code}"
+    return t(key) if code in BY_CODE and key in MESSAGES else t(OTHER_KIND, code=code)
+
+
+def alarm_kinds(t: Translate) -> dict[str, str]:
+    """Every alarm kind's words, by code."""
+    return {kind.code: alarm_kind(t, kind.code) for kind in KINDS}
 
 
 def _lang(

@@ -52,38 +52,21 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cloud.chains.alarm_kinds import GROUPS, group_of
 from cloud.db.console import AlarmPrefs
 from cloud.db.models import Alarm, Concentrator
 from cloud.db.presence import Presence, presence
 from cloud.errors import Unauthorized
-from cloud.operations import alarms, silence
+from cloud.operations import alarms
 from cloud.people import auth
 from cloud.people.auth import READ_ALL, STAFF, Principal
 from cloud.web import i18n, monitoring
-from cloud.web.catalogue import MESSAGES
 from cloud.web.chart import kwh_text
 from cloud.web.forms import yuan_text
 from cloud.web.monitoring import MeterRow
 
 CURSOR = re.compile(r"^(\d{1,18})-(\d{1,13})$")  # ms: 13 digits reach the year 2286
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-# Alarm kinds in the groups a user mutes in the pop-up; any other kind is `system`.
-GROUPS = ("balance", "safety", "meters", "link", "system")
-KIND_GROUP = {
-    "low_balance": "balance", "arrears_trip": "balance", "unpaid_energy": "balance",
-    "subsidy_missed": "balance",
-    "malicious_load": "safety", "overload": "safety", "over_voltage": "safety",
-    "reclose": "safety", "lockout": "safety",
-    "relay_failed": "meters", "meter_unreadable": "meters", "register_backwards": "meters",
-    "register_jump": "meters",
-    "bus_down": "link", "read_success_low": "link", silence.KIND: "link",
-    "clock_implausible": "link",
-}  # fmt: skip
-
-
-def group_of(kind: str) -> str:
-    return KIND_GROUP.get(kind, "system")
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +174,8 @@ class Live:
         words: dict[str, Any] = {key: t(f"live_{key}") for key in keys}
         words |= {"node": t("live_node", node="{node}"), "arrears": t("state_arrears"),
                   "online": t("state_online"), "offline": t("state_offline"),
-                  "kinds": kind_names(t)}  # fmt: skip
+                  "kinds": i18n.alarm_kinds(t),
+                  "other_kind": t(i18n.OTHER_KIND, code="{code}")}  # fmt: skip
         hello = {"popup": self.prefs.popup, "sound": self.prefs.sound, "words": words}
         return event("hello", Cursor(self.alarm, ms_of(now)), hello)
 
@@ -293,19 +277,6 @@ class Live:
 
 
 _LEEWAY = dt.timedelta(seconds=1)
-
-
-def kind_name(t: i18n.Translate, kind: str) -> str:
-    return i18n.term(t, "alarm_kind", kind)
-
-
-_KIND_KEY = "alarm_kind_"
-
-
-def kind_names(t: i18n.Translate) -> dict[str, str]:
-    """Every alarm kind's words in the catalogue, by code (a kind not among them shows as its
-    code, as `kind_name` does)."""
-    return {key.removeprefix(_KIND_KEY): t(key) for key in MESSAGES if key.startswith(_KIND_KEY)}
 
 
 def _alarm(row: Alarm, place: tuple[str, ...] | None) -> dict[str, Any]:

@@ -104,6 +104,7 @@ def page(
     html = ENV.get_template(template).render(
         t=t,
         term=lambda prefix, code: i18n.term(t, prefix, code),
+        alarm_kind=lambda code: i18n.alarm_kind(t, code),
         lang=chosen,
         path=request.url.path,
         request_is_get=request.method == "GET",

@@ -333,3 +333,40 @@ def test_an_alarm_id_skipped_over_is_still_sent_when_its_transaction_commits(
     assert sent() == [first + 5 + live.PACE.most_gap] and not stream.gaps
     assert live.Cursor.parse("1-99999999999999") is None  # beyond any date: not ours
     assert live.Cursor.parse(f"7-{live.ms_of(NOW)}") == live.Cursor(7, live.ms_of(NOW))
+
+
+def test_every_screen_words_each_kind_and_labels_one_it_does_not_know(
+    client: TestClient, world: World
+) -> None:
+    """A cloud kind that had no words once (`payment_mismatch`), an edge's that had none
+    (`sync_refused`) and one a newer concentrator might send (`fusion_overheat`): words, or
+    the code under a generic label, on the alarms screen, its filter, the dashboard, the
+    field app and the pop-up's words; never a bare code, never an error."""
+    with session_factory(world.engine).begin() as session:
+        for kind in ("payment_mismatch", "sync_refused", "fusion_overheat"):
+            raise_alarm(session, NODE, kind, NOW, "detail")
+    log_in(client, "op-1")
+    zh = client.get("/console/alarms?acknowledged=&lang=zh")
+    assert zh.status_code == 200
+    cells = re.findall(r'<td class="kind">([^<]*)</td>', zh.text)
+    assert {"支付通知不符", "集中器报上传被拒", "其他类型（fusion_overheat）"} <= set(cells)
+    assert ">payment_mismatch<" not in zh.text and ">fusion_overheat<" not in zh.text
+    en = client.get("/console/alarms?acknowledged=&lang=en")
+    cells = re.findall(r'<td class="kind">([^<]*)</td>', en.text)
+    assert {"payment notice mismatch", "upload refused (box&#39;s report)",
+            "other kind (fusion_overheat)"} <= set(cells)  # fmt: skip
+    assert '<option value="fusion_overheat">other kind (fusion_overheat)</option>' in en.text
+    chosen = client.get("/console/alarms?kind=fusion_overheat&acknowledged=&lang=en")
+    assert chosen.status_code == 200 and "· other kind (fusion_overheat)" in chosen.text
+    dashboard = client.get("/console/dashboard?lang=zh")
+    assert dashboard.status_code == 200
+    assert "支付通知不符" in dashboard.text and "其他类型（fusion_overheat）" in dashboard.text
+    with client.stream("GET", "/console/events?lang=en") as stream:
+        (_, _, hello), *_ = read_events(stream.iter_lines(), "hello")
+    assert hello["words"]["kinds"]["payment_mismatch"] == "payment notice mismatch"
+    assert "fusion_overheat" not in hello["words"]["kinds"]
+    assert hello["words"]["other_kind"] == "other kind ({code})"
+    log_in(client, STAFF_USERS[Role.INSTALLER])
+    field = client.get("/field/?lang=zh")
+    assert field.status_code == 200
+    assert "支付通知不符" in field.text and "其他类型（fusion_overheat）" in field.text

@@ -1,7 +1,8 @@
 """The alarms' words in real headless Chromium (Playwright) against the real cloud app on
 loopback: a pop-up shown in Chinese is said in English after the user switches language and
 reloads (the page keeps codes and words them itself, `static/console-live.js`), and the alarms
-table's kind column shows every kind whole at 1366 and 768 px in both languages."""
+table's kind column shows every kind whole, in words (a kind it does not know as its code under a
+generic label), at 1366 and 768 px in both languages, as the pop-up does."""
 
 from __future__ import annotations
 
@@ -28,6 +29,10 @@ pytestmark = pytest.mark.slow
 
 SILENT_AFTER = dt.timedelta(minutes=SILENT_AFTER_MIN)  # the served app's (the default)
 POPUP = "#live-alarms li[data-kind='node_silent']"
+# Long ones, ones that once had no words, and one a newer concentrator might send.
+KINDS = ("quarantined", "read_success_low", "restore_drill_failed", "payment_mismatch",
+         "refused_status", "refund_settle_refused", "payment_not_credited", "sync_refused",
+         "store_check_failed", "fusion_overheat")  # fmt: skip
 staffed, desk = alarms_browser.staffed, alarms_browser.desk  # the same fixtures, this module's
 
 
@@ -71,7 +76,7 @@ def test_the_kind_column_shows_every_kind_whole(
     desk: Any, staffed: Served, shots: Path, viewport: dict[str, int]
 ) -> None:
     with Session(staffed.world.engine) as session, session.begin():
-        for kind in ("quarantined", "read_success_low", "restore_drill_failed"):
+        for kind in KINDS:
             raise_alarm(session, NODE, kind, NOW, "a long kind's name")
     log_in(desk)
     desk.set_viewport_size(viewport)
@@ -82,9 +87,34 @@ def test_the_kind_column_shows_every_kind_whole(
         cut = desk.evaluate("""() => Array.from(document.querySelectorAll('td.kind'))
             .filter(td => td.scrollWidth > td.clientWidth).map(td => td.textContent)""")
         assert cut == [], (lang, viewport)
+        shown = set(cells.all_inner_texts())
+        assert not set(KINDS) & shown  # never a bare code
         if lang == "en":
-            assert "concentrator quarantined" in cells.all_inner_texts()
+            assert {"concentrator quarantined", "payment notice mismatch",
+                    "other kind (fusion_overheat)"} <= shown  # fmt: skip
+        else:
+            assert {"退款结算被拒", "上报状态被拒", "其他类型（fusion_overheat）"} <= shown
         assert desk.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
         name = f"c31-alarms-{lang}-{viewport['width']}.png"
         desk.screenshot(path=shots / name, full_page=True)
     desk.goto("/console/alarms?lang=zh")
+
+
+def test_a_pop_up_of_a_kind_the_cloud_does_not_know_shows_its_code_labelled(
+    desk: Any, staffed: Served, shots: Path
+) -> None:
+    log_in(desk)
+    desk.wait_for_selector("body[data-live=open]")
+    with Session(staffed.world.engine) as session, session.begin():
+        raise_alarm(session, NODE, "fusion_overheat", NOW, "a newer concentrator's")
+        raise_alarm(session, NODE, "payment_mismatch", NOW, "once a bare code")
+    unknown = "#live-alarms li[data-kind='fusion_overheat']"
+    desk.wait_for_selector(f"{unknown}:has-text('1 个其他类型（fusion_overheat）告警')",
+                           timeout=3_000)  # fmt: skip
+    known = desk.locator("#live-alarms li[data-kind='payment_mismatch']").inner_text()
+    assert known == "1 个支付通知不符告警"
+    desk.screenshot(path=shots / "c32-popup-kinds-zh.png", full_page=False)
+    desk.click("#lang-switch")
+    desk.wait_for_selector(f"{unknown}:has-text('1 × other kind (fusion_overheat)')",
+                           timeout=3_000)  # fmt: skip
+    desk.screenshot(path=shots / "c32-popup-kinds-en.png", full_page=False)

@@ -153,7 +153,9 @@
     return g.node ? words.node.replace("{node}", g.node) : words.no_place;
   }
   function kindText(kind) {
-    return (words.kinds && words.kinds[kind]) || kind;
+    if (words.kinds && words.kinds[kind]) return words.kinds[kind];
+    // a kind this cloud has no words for (a newer concentrator's): its code, labelled
+    return words.other_kind ? words.other_kind.replace("{code}", kind) : kind;
   }
   function kept() {
     var groups = load(GROUPS);

@@ -69,7 +69,7 @@ STATES = ("downloading", "verified", "switched", "healthy", "rolled_back", "fail
 HEALTH = "{current}/venv/bin/voltbook-edge health --config {config} --since {since}"
 SYSTEMD_RESTART = ("systemctl daemon-reload", "systemctl restart voltbook-edge")
 HEALTH_EVERY_S = 5.0
-ONE_CHECK_S = 60.0  # a health command's bound when the deadline passed while the box was off
+ONE_CHECK_S = 60.0  # the least a first health check may take (the deadline may have passed)
 DOWNLOAD_TIMEOUT_S = 60.0
 CHUNK = 1 << 16
 MAX_OFFER_BYTES = 16_384
@@ -390,10 +390,13 @@ class Updater:
                         f"passed (the box was off or the updater stopped); one check: {problem}"
                     )
                 return f"unhealthy after {self.s.health_timeout_s:g} s: {problem}"
+            # The first check gets a fair run whatever is left (a resume may start with seconds
+            # left, or none); later ones stop at the deadline.
+            bound = left if checked else max(left, ONE_CHECK_S)
             checked = True
             for template in self.s.health:
                 command = template.format(**values)
-                problem = _run(command, left if left > 0 else ONE_CHECK_S) or ""
+                problem = _run(command, bound) or ""
                 if problem:
                     problem = f"`{shlex.split(command)[0]} …` {problem}"
                     break

@@ -235,6 +235,23 @@ def test_killed_during_the_rollback_it_finishes_the_rollback(box: Path, release:
     assert not (box / UPDATES / "pending.json").exists()
 
 
+def test_a_resume_with_seconds_left_gives_its_first_check_a_fair_run(
+    box: Path, release: NodeKey
+) -> None:
+    """Restarted with 0.2 s left of the deadline, a health check that needs 1.5 s to say yes
+    is waited for (at least `ONE_CHECK_S`), not cut off at 0.2 s and the version rolled back."""
+    fake_version(box, release, 3)
+    (box / "opt/voltbook/previous").symlink_to("versions/2")
+    (box / "opt/voltbook/current").unlink()
+    (box / "opt/voltbook/current").symlink_to("versions/3")
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=0.2)
+    record(box, "checking", deadline=soon.isoformat())
+    outcome = update.run_once(settings(box, health=("sh -c 'sleep 1.5'",)))
+    assert outcome is not None and outcome.state == "healthy", outcome
+    assert (box / "opt/voltbook/current").readlink() == Path("versions/3")
+    assert not (box / UPDATES / "pending.json").exists()
+
+
 def test_a_verdict_remembered_before_the_record_went_is_not_given_twice(box: Path) -> None:
     record(box, "checking", deadline=dt.datetime.now(dt.UTC).isoformat())
     remembered = {"done": {"c1".ljust(32, "0"): "healthy"}, "failed_above": 0}

@@ -49,7 +49,7 @@ INSTALLER = "inst-demo"
 SITE = "East Hall"
 NODE = "east-hall-box-1"
 METERS = 4
-RUN_S = 30.0  # at most this long for the box to come online
+RUN_S = 60.0  # at most this long for the box to come online and sync its ledger
 INSTALLED_EDGE = "opt/voltbook/current/venv/bin/voltbook-edge"
 
 
@@ -87,9 +87,9 @@ def act_provision(workdir: Path, cloud: RunningCloud, operator: httpx.Client) ->
     for line in said.strip().splitlines()[-2:]:
         print(f"  voltbook-fw commission → {line}")
     installed = workdir / "root" / INSTALLED_EDGE
-    online = _run_until_online(cloud, installed, made.site_toml, bearer)
-    print(f"  voltbook-edge run: {NODE} {'online over TLS' if online else 'NOT online'} "
-          f"in the cloud (GET /concentrators/{NODE})")  # fmt: skip
+    synced = _run_until_synced(cloud, installed, made.site_toml, bearer)
+    said = f"online over TLS, its ledger synced to seq {synced}" if synced else "NOT synced"
+    print(f"  voltbook-edge run: {NODE} {said} in the cloud (GET /concentrators/{NODE})")
     took = time.monotonic() - started
     print(f"  act 6 took {took:.1f} s, bundle and install {bundled:.1f} s of it")
     return took
@@ -159,9 +159,10 @@ def _quiet(main: Any, argv: list[str], *, ok: tuple[int, ...] = (0,)) -> str:
     return out.getvalue()
 
 
-def _run_until_online(cloud: RunningCloud, edge: Path, site_toml: Path, bearer: str) -> bool:
-    """The installed `voltbook-edge run` until the cloud says the node is online; as on the
-    box, with nothing of this checkout on its path."""
+def _run_until_synced(cloud: RunningCloud, edge: Path, site_toml: Path, bearer: str) -> int:
+    """The installed `voltbook-edge run` (as on the box, with nothing of this checkout on its
+    path) until the cloud says the node is online and holds its ledger (the subsidies and
+    readings it booked); the cloud's head seq of the node, 0 if that never came."""
     command = [str(edge), "run", "--config", str(site_toml), "--speed", "60"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     box = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -171,10 +172,10 @@ def _run_until_online(cloud: RunningCloud, edge: Path, site_toml: Path, bearer: 
         deadline = time.monotonic() + RUN_S
         while time.monotonic() < deadline:
             found = httpx.get(f"{cloud.url}/concentrators/{NODE}", headers=headers, timeout=5)
-            if found.status_code == 200 and found.json()["online"]:
-                return True
+            if found.status_code == 200 and found.json()["online"] and found.json()["head_seq"]:
+                return int(found.json()["head_seq"])
             time.sleep(0.25)
-        return False
+        return 0
     finally:
         box.terminate()
         box.wait(timeout=30)

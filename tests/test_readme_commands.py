@@ -31,6 +31,8 @@ SYNOPSIS = re.compile(r"[\[{…]")  # `[--opt X]`, `{a,b}`, `ARG …`
 INLINE = re.compile(r"(?<!`)`(?P<command>voltbook-(?:edge|cloud|fw|demo)(?: [^`]*)?)`(?!`)")
 OPTION = re.compile(r"--[a-z][a-z0-9-]*")
 REDIRECTION = re.compile(r"[0-9]?(>|>>|<)")
+ASSIGNMENT = re.compile(r"[A-Z_][A-Z0-9_]*=.*")  # VOLTBOOK_PASSWORD=… voltbook-fw claim
+DUPLICATION = re.compile(r"[0-9]?>&[0-9]+")
 PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "voltbook-edge": edge_parser,
     "voltbook-cloud": cloud_parser,
@@ -91,7 +93,8 @@ def _logical_lines(lines: list[str], *, synopsis: bool) -> Iterator[str]:
 
 
 def _commands(words: list[str]) -> Iterator[list[str]]:
-    """Split a shell line's words at `&&`, `;`, `|`; drop redirections and a leading sudo."""
+    """Split a shell line's words at `&&`, `;`, `|`, `&`; drop redirections, and a leading
+    sudo or VARIABLE=value."""
     command: list[str] = []
     redirected = False
     for word in [*words, ";"]:
@@ -99,11 +102,14 @@ def _commands(words: list[str]) -> Iterator[list[str]]:
             redirected = False
         elif REDIRECTION.fullmatch(word):
             redirected = True
-        elif word not in ("&&", ";", "|", "||"):
+        elif DUPLICATION.fullmatch(word):  # 2>&1
+            continue
+        elif word not in ("&&", ";", "|", "||", "&"):
             command.append(word)
         else:
-            while command[:1] == ["sudo"]:
-                command = command[3:] if command[1:2] == ["-u"] else command[1:]
+            while command[:1] == ["sudo"] or (command and ASSIGNMENT.fullmatch(command[0])):
+                skip = 3 if command[:2] == ["sudo", "-u"] else 1
+                command = command[skip:]
             if command:
                 yield command
             command = []

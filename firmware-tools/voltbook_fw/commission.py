@@ -17,11 +17,11 @@ upload failed; 2: the command was wrong or the check could not run.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import shutil
 import subprocess
 import sys
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -46,7 +46,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument(
         "--relay-test", action="store_true", help="trip and close every relay (power is cut!)"
     )
-    parser.add_argument("--out", type=Path, help="keep the signed report here (JSON)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="keep the signed report here (JSON; default commissioning-TIME.json in this folder)",
+    )
     parser.add_argument("--reads", type=int, default=3, help="reads per meter (default 3)")
     parser.add_argument("--upload", metavar="URL", help="the cloud's URL: upload the report")
     parser.add_argument("--token-file", type=Path, help="a file holding an installer's token")
@@ -80,27 +84,29 @@ def run(args: argparse.Namespace) -> int:
     cloud = None if args.upload is None else str(args.upload).rstrip("/")
     if cloud is not None and not cloud.startswith(("http://", "https://")):
         return _fail(f"--upload {args.upload!r} must be an http:// or https:// URL", USAGE)
-    with tempfile.TemporaryDirectory() as scratch:
-        out = args.out or Path(scratch) / "report.json"
-        command = [*_edge(args), "commission", "--config", str(args.config), "--out", str(out)]
-        command += ["--reads", str(args.reads)] + (["--relay-test"] if args.relay_test else [])
-        done = subprocess.run(command, check=False)  # its summary and progress pass through
-        if done.returncode not in (0, FINDINGS) or not out.exists():
-            return _fail("the check did not run (see above)", USAGE)
-        if cloud is None:
-            return done.returncode
-        try:
-            signed = json.loads(out.read_bytes())
-            answer = upload(cloud, signed, token=_token(args.token_file))
-            verdict = _verdict(answer)
-            print(verdict)
-            if args.pdf is not None:
-                node = urllib.parse.quote(answer["node"], safe="")
-                path = f"/concentrators/{node}/commissioning/latest?format=pdf&lang={args.lang}"
-                args.pdf.write_bytes(get(cloud, path, token=_token(args.token_file)))
-                print(f"PDF for the building manager to sign: {args.pdf}")
-        except (ClaimError, OSError, ValueError, KeyError) as exc:
-            return _fail(str(exc), FINDINGS)
+    # The signed report is kept (the installer's copy of what the cloud holds): --out, or a
+    # file named for the time in the current folder.
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = args.out or Path(f"commissioning-{stamp}.json")
+    command = [*_edge(args), "commission", "--config", str(args.config), "--out", str(out)]
+    command += ["--reads", str(args.reads)] + (["--relay-test"] if args.relay_test else [])
+    done = subprocess.run(command, check=False)  # its summary and progress pass through
+    if done.returncode not in (0, FINDINGS) or not out.exists():
+        return _fail("the check did not run (see above)", USAGE)
+    if cloud is None:
+        return done.returncode
+    try:
+        signed = json.loads(out.read_bytes())
+        answer = upload(cloud, signed, token=_token(args.token_file))
+        verdict = _verdict(answer)
+        print(verdict)
+        if args.pdf is not None:
+            node = urllib.parse.quote(answer["node"], safe="")
+            path = f"/concentrators/{node}/commissioning/latest?format=pdf&lang={args.lang}"
+            args.pdf.write_bytes(get(cloud, path, token=_token(args.token_file)))
+            print(f"PDF for the building manager to sign: {args.pdf}")
+    except (ClaimError, OSError, ValueError, KeyError) as exc:
+        return _fail(str(exc), FINDINGS)
     return 0 if answer["clean"] else FINDINGS
 
 

@@ -5,6 +5,7 @@ the real API on loopback with an installer's token, and writes the PDF; the clou
 from __future__ import annotations
 
 import io
+import json
 import socket
 import threading
 import time
@@ -80,6 +81,28 @@ def test_commission_upload_and_print(tmp_path: Path, engine: Engine, served: str
         (row,) = session.scalars(select(CommissioningReport)).all()
     assert row.node == "edge-demo-0001" and row.uploaded_by == "fitter" and not row.clean
     assert out.exists()
+
+
+def test_without_out_the_signed_report_is_kept_in_this_folder(
+    tmp_path: Path, engine: Engine, served: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = _building(tmp_path)
+    with session_factory(engine).begin() as session:
+        public = load_public_key((site.directory / "node.pub").read_bytes())
+        concentrators.register(session, "edge-demo-0001", public, name="demo", now=T0)
+    token = tmp_path / "token"
+    token.write_text(add_user(engine, "fitter", Role.INSTALLER))
+    laptop = tmp_path / "laptop"
+    laptop.mkdir()
+    monkeypatch.chdir(laptop)
+    code = main(["commission", "--config", str(site.site_toml), "--reads", "1",
+                 "--upload", served, "--token-file", str(token)])  # fmt: skip
+    assert code == 1  # uploaded, with the extra meter to fix
+    (kept,) = laptop.glob("commissioning-*.json")  # the installer's copy, not a scratch file
+    signed = json.loads(kept.read_bytes())
+    with session_factory(engine)() as session:
+        (row,) = session.scalars(select(CommissioningReport)).all()
+    assert signed["report"]["node"] == row.node == "edge-demo-0001"
 
 
 def test_pdf_without_upload_is_refused(tmp_path: Path) -> None:

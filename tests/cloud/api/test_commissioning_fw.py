@@ -63,13 +63,19 @@ def _building(tmp_path: Path) -> DemoSite:
     return made
 
 
-def test_commission_upload_and_print(tmp_path: Path, engine: Engine, served: str) -> None:
+def _registered(tmp_path: Path, engine: Engine) -> tuple[DemoSite, Path]:
+    """The building, its node registered with the cloud, and an installer's token file."""
     site = _building(tmp_path)
     with session_factory(engine).begin() as session:
         public = load_public_key((site.directory / "node.pub").read_bytes())
         concentrators.register(session, "edge-demo-0001", public, name="demo", now=T0)
     token = tmp_path / "token"
     token.write_text(add_user(engine, "fitter", Role.INSTALLER))
+    return site, token
+
+
+def test_commission_upload_and_print(tmp_path: Path, engine: Engine, served: str) -> None:
+    site, token = _registered(tmp_path, engine)
     pdf, out = tmp_path / "report.pdf", tmp_path / "report.json"
     arguments = ["commission", "--config", str(site.site_toml), "--relay-test", "--out", str(out)]
     arguments += ["--upload", served, "--token-file", str(token), "--pdf", str(pdf)]
@@ -86,12 +92,7 @@ def test_commission_upload_and_print(tmp_path: Path, engine: Engine, served: str
 def test_without_out_the_signed_report_is_kept_in_this_folder(
     tmp_path: Path, engine: Engine, served: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    site = _building(tmp_path)
-    with session_factory(engine).begin() as session:
-        public = load_public_key((site.directory / "node.pub").read_bytes())
-        concentrators.register(session, "edge-demo-0001", public, name="demo", now=T0)
-    token = tmp_path / "token"
-    token.write_text(add_user(engine, "fitter", Role.INSTALLER))
+    site, token = _registered(tmp_path, engine)
     laptop = tmp_path / "laptop"
     laptop.mkdir()
     monkeypatch.chdir(laptop)

@@ -43,7 +43,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--key",
         action="append",
         help="the node's public key: a PEM file or 64 hex digits (repeat during a key rotation;"
-        " with --config, default: the site's node key)",
+        " with --config, default: node.pub beside the site's node key)",
     )
     verify.add_argument("--node", help="expected node id (default: the first record's)")
     verify.add_argument(
@@ -118,7 +118,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
 def run_verify_site(args: argparse.Namespace) -> int:
     from edge.runtime.audit import audit_store
-    from edge.runtime.boot import read_node_key
+    from edge.runtime.boot import verifying_key
     from edge.site import SiteConfigError, load_site
     from edge.store import StoreError
 
@@ -127,7 +127,7 @@ def run_verify_site(args: argparse.Namespace) -> int:
         if args.key:
             key = load_public_key(_read_key(args.key[0]))
         else:
-            key = read_node_key(site.settings.node_key).public_key
+            key = verifying_key(site)
         audit = audit_store(site, key)
     except (SiteConfigError, DecodeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

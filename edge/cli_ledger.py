@@ -122,12 +122,13 @@ def run_verify_site(args: argparse.Namespace) -> int:
     from edge.site import SiteConfigError, load_site
     from edge.store import StoreError
 
+    doubt = ""
     try:
         site = load_site(args.config)
         if args.key:
             key = load_public_key(_read_key(args.key[0]))
         else:
-            key = verifying_key(site)
+            key, doubt = verifying_key(site)
         audit = audit_store(site, key)
     except (SiteConfigError, DecodeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -136,7 +137,8 @@ def run_verify_site(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if not audit.ok:
-        print(f"ledger of {site.settings.node} is NOT sound: {audit.problem}", file=sys.stderr)
+        print(f"ledger of {site.settings.node} is NOT sound: {audit.problem}{doubt}",
+              file=sys.stderr)  # fmt: skip
         print(json.dumps({**audit.summary, "problem": audit.problem}, separators=(",", ":")))
         return 1
     unsigned = audit.summary.get("not_checkpointed", 0)

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge.site.errors import SiteConfigError
 from ledger import key_files
-from ledger.chain import load_public_key, public_key_pem
+from ledger.chain import key_id, load_public_key, public_key_pem
 from ledger.errors import DecodeError
 
 MAX_BYTES = 4096  # a PEM Ed25519 key is 113 bytes; anything far larger is not one
@@ -57,12 +57,21 @@ def read_public(node_key: Path) -> Ed25519PublicKey | None:
     except OSError as exc:
         raise SiteConfigError(path, f"the node's public key cannot be read ({exc})") from None
     if len(data) > MAX_BYTES:
-        raise SiteConfigError(path, f"is not the node's public key (over {MAX_BYTES} bytes): "
-                              f"{REWRITE}")  # fmt: skip
+        raise SiteConfigError(path, f"the node's public key file is over {MAX_BYTES} bytes, "
+                              f"not a key: {REWRITE}")  # fmt: skip
     try:
         return load_public_key(data)
     except DecodeError as exc:
-        raise SiteConfigError(path, f"is not the node's public key ({exc}): {REWRITE}") from None
+        raise SiteConfigError(
+            path, f"the node's public key file holds no usable key ({exc}): {REWRITE}"
+        ) from None
+
+
+def doubt(node_key: Path, key: Ed25519PublicKey) -> str:
+    """What to add when the ledger does not verify with `key`, read from node.pub: the file
+    may hold another key (the store may as well be damaged: the caller says that)."""
+    return (f" [checked with the key in {public_path(node_key)}, {key_id(key)}: if that is "
+            f"not this node's key, {REWRITE}]")  # fmt: skip
 
 
 def write_public(node_key: Path, key: Ed25519PublicKey) -> Path:

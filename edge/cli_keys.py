@@ -18,9 +18,10 @@ records the rotation in the chain (`ledger.key_rotation`): a new key is written 
 one (`node.key.next`, encrypted like the others when a passphrase is configured), the old key
 signs the rotation bound to the chain's head and the store records it, then the new key
 replaces the old file and its public half node.pub (cut short before that, node.pub names the
-retired key, still on the recorded line of keys: the verifiers follow the rotation from it). The next uplink batch carries the rotation and the cloud follows it. It
-takes the store's writer lock, so the runtime must be stopped; cut short after the store
-recorded it, running it again finishes the switch (the runtime refuses to start meanwhile).
+retired key, still on the recorded line of keys: the verifiers follow the rotation from it).
+The next uplink batch carries the rotation and the cloud follows it. It takes the store's
+writer lock, so the runtime must be stopped; cut short after the store recorded it, running it
+again finishes the switch (the runtime refuses to start meanwhile).
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ these to set: the service then refuses to start before it has started anything.
 
 `write_private_key` replaces a file atomically (`replace_file`: a temporary file in the same
 folder, written 0600 and fsynced, renamed over the old one, the folder fsynced), so a crash
-leaves the old key or the new one, never half of either. This sits in `ledger` because both the edge and the
-cloud use it and `ledger` is what they share; it imports nothing of theirs.
+leaves the old key or the new one, never half of either. This sits in `ledger` because both the
+edge and the cloud use it and `ledger` is what they share; it imports nothing of theirs.
 """
 
 from __future__ import annotations

@@ -32,8 +32,8 @@ from cloud.services.pki import load_certificate
 from demo.site import write_demo_site
 from edge.cli import main as edge_main
 from edge.runtime.boot import read_node_key
-from edge.site.node_pub import read_public
 from edge.site.load import load_site
+from edge.site.node_pub import read_public
 from edge.sync.client import MqttLink
 from ledger.wire import Status
 from tests.cloud.api.conftest import PASSWORD

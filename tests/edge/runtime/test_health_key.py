@@ -109,8 +109,13 @@ def test_a_rotation_cut_short_before_node_pub_still_verifies_and_boot_rewrites_i
 
 @pytest.mark.parametrize(
     "garbage",
-    [b"", b"\x00\xff" * 40, b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
-     b"ab" * 33, b"x" * 100_000],  # fmt: skip
+    [
+        b"",
+        b"\x00\xff" * 40,
+        b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
+        b"ab" * 33,
+        b"x" * 100_000,
+    ],
 )
 def test_a_garbage_node_pub_is_a_clear_failure_and_the_runtime_replaces_it(
     site_toml: Path, garbage: bytes

@@ -16,7 +16,8 @@ import pytest
 
 from edge.cli import main as edge_cli
 from edge.cli_health import health
-from edge.site import load_site
+from edge.runtime.boot import boot
+from edge.site import SiteConfigError, load_site
 from ledger import key_files
 from ledger.chain import NodeKey, key_id, public_key_pem
 from tests.edge.sync.operations_kit import MORNING, Node, write_site
@@ -164,3 +165,12 @@ def test_an_old_box_without_node_pub_verifies_from_the_private_key_and_gets_one(
     assert key.with_suffix(".pub").stat().st_mode & 0o777 == 0o644
     key.unlink()  # from now on the public file is enough
     _healthy(site_toml, MORNING)
+
+
+def test_a_box_without_a_node_key_is_told_to_provision_with_voltbook_edge(
+    site_toml: Path,
+) -> None:
+    load_site(site_toml).settings.node_key.unlink()
+    with pytest.raises(SiteConfigError, match="`voltbook-edge provision`") as refused:
+        boot(load_site(site_toml))
+    assert "voltbook-fw" not in str(refused.value)

@@ -26,10 +26,7 @@ SECRET = "correct horse battery staple"
 HOUR = dt.timedelta(hours=1)
 
 
-@pytest.fixture(autouse=True)
-def no_passphrase(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (key_files.PASSPHRASE_ENV, key_files.PASSPHRASE_FILE_ENV, "CREDENTIALS_DIRECTORY"):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("no_key_passphrase")
 
 
 @pytest.fixture

@@ -69,14 +69,15 @@ def health(config: Path, since: dt.datetime) -> dict[str, dict[str, Any]]:
 
     try:
         site = load_site(config)
-        key, doubt = verifying_key(site)
+        verifying = verifying_key(site)
+        key = verifying.key
         audit = audit_store(site, key)
     except (SiteConfigError, StoreError, OSError, ValueError) as exc:
         return {"store": bad(str(exc)), "buses": bad("no store"), "sync": bad("no store")}
     checks: dict[str, dict[str, Any]] = {
         "store": {"ok": True, "why": "the ledger verifies"}
         if audit.ok
-        else bad(audit.problem + doubt)
+        else bad(verifying.explain(audit.problem))
     }
     try:
         store = Store.open_readonly(site.settings.store_path, public_key=key)

@@ -120,16 +120,16 @@ def run_verify_site(args: argparse.Namespace) -> int:
     from edge.runtime.audit import audit_store
     from edge.runtime.boot import verifying_key
     from edge.site import SiteConfigError, load_site
+    from edge.site.node_pub import VerifyingKey
     from edge.store import StoreError
 
-    doubt = ""
     try:
         site = load_site(args.config)
         if args.key:
-            key = load_public_key(_read_key(args.key[0]))
+            verifying = VerifyingKey(load_public_key(_read_key(args.key[0])))
         else:
-            key, doubt = verifying_key(site)
-        audit = audit_store(site, key)
+            verifying = verifying_key(site)
+        audit = audit_store(site, verifying.key)
     except (SiteConfigError, DecodeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -137,7 +137,7 @@ def run_verify_site(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if not audit.ok:
-        print(f"ledger of {site.settings.node} is NOT sound: {audit.problem}{doubt}",
+        print(f"ledger of {site.settings.node} is NOT sound: {verifying.explain(audit.problem)}",
               file=sys.stderr)  # fmt: skip
         print(json.dumps({**audit.summary, "problem": audit.problem}, separators=(",", ":")))
         return 1

@@ -34,7 +34,7 @@ from edge.runtime.reconfigure import reconcile
 from edge.runtime.seed import read_seed
 from edge.site.errors import SiteConfigError
 from edge.site.model import BusConfig, BusKind, MeterConfig, Site
-from edge.site.node_pub import doubt, public_path, publish, read_public
+from edge.site.node_pub import VerifyingKey, public_path, publish, read_public
 from edge.site.simulation import Simulation, SimulationError, find_simulator
 from edge.site.site_file import ENCRYPT_HINT
 from edge.store import Store
@@ -80,22 +80,21 @@ def _check_current(site: Site, store: Store, key: NodeKey) -> None:
         )
 
 
-def verifying_key(site: Site) -> tuple[Ed25519PublicKey, str]:
-    """The node's public key for a command that only verifies, and what to add when the
-    ledger does not verify with it: from node.pub (`edge.site.node_pub`), so no key passphrase
-    is needed; from the private key, with a warning, on a box that has no node.pub yet (the
-    runtime writes it at its next start). `SiteConfigError` when node.pub is there but not a
-    key, or neither can be read."""
+def verifying_key(site: Site) -> VerifyingKey:
+    """The node's public key for a command that only verifies: from node.pub
+    (`edge.site.node_pub`), so no key passphrase is needed; from the private key, with a
+    warning, on a box that has no node.pub yet (the runtime writes it at its next start).
+    `SiteConfigError` when node.pub is there but not a key, or neither can be read."""
     key = read_public(site.settings.node_key)
     if key is not None:
-        return key, doubt(site.settings.node_key, key)
+        return VerifyingKey(key, public_path(site.settings.node_key))
     log.warning(
         "%s does not exist yet (the runtime writes it at its next start): reading the node's "
         "public key from the private key %s",
         public_path(site.settings.node_key),
         site.settings.node_key,
     )
-    return read_node_key(site.settings.node_key).public_key, ""
+    return VerifyingKey(read_node_key(site.settings.node_key).public_key)
 
 
 def node_public_key(site: Site) -> Ed25519PublicKey | None:
@@ -103,7 +102,7 @@ def node_public_key(site: Site) -> Ed25519PublicKey | None:
     balance snapshots and boots from the newest), or None when the node key cannot be read
     here; a pruned store then refuses to open and says why."""
     try:
-        return verifying_key(site)[0]
+        return verifying_key(site).key
     except SiteConfigError as exc:
         log.warning("opening the store without the node's public key: %s", exc)
         return None

@@ -25,6 +25,7 @@ node.pub existed gets one at its next start).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -35,6 +36,8 @@ from ledger.chain import key_id, load_public_key, public_key_pem
 from ledger.errors import DecodeError
 
 MAX_BYTES = 4096  # a PEM Ed25519 key is 113 bytes; anything far larger is not one
+# A problem with one of these words may be node.pub's rather than the store's.
+SIGNATURE_WORDS = ("key", "signature", "signed")
 REWRITE = "remove it: the runtime writes it again from the node key at its next start"
 
 
@@ -67,11 +70,22 @@ def read_public(node_key: Path) -> Ed25519PublicKey | None:
         ) from None
 
 
-def doubt(node_key: Path, key: Ed25519PublicKey) -> str:
-    """What to add when the ledger does not verify with `key`, read from node.pub: the file
-    may hold another key (the store may as well be damaged: the caller says that)."""
-    return (f" [checked with the key in {public_path(node_key)}, {key_id(key)}: if that is "
-            f"not this node's key, {REWRITE}]")  # fmt: skip
+@dataclass(frozen=True, slots=True)
+class VerifyingKey:
+    """The node's public key a verifying command uses, and the file it came from (node.pub;
+    None: the private key, or one given on the command line)."""
+
+    key: Ed25519PublicKey
+    file: Path | None = None
+
+    def explain(self, problem: str) -> str:
+        """`problem` (why the ledger does not verify with `key`), and, when it is about keys or
+        signatures and `key` came from node.pub, that the file may hold another key (or the
+        store is damaged: `problem` says that)."""
+        if self.file is None or not any(word in problem for word in SIGNATURE_WORDS):
+            return problem
+        return (f"{problem} [checked with the key in {self.file}, {key_id(self.key)}: if "
+                f"that is not this node's key, {REWRITE}]")  # fmt: skip
 
 
 def write_public(node_key: Path, key: Ed25519PublicKey) -> Path:

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.site.errors import SiteConfigError
-from edge.site.node_pub import public_path, publish, read_public, write_public
+from edge.site.node_pub import VerifyingKey, public_path, publish, read_public, write_public
 from ledger.chain import NodeKey, public_key_pem
 
 KEY = NodeKey.from_seed(bytes(range(32)))
@@ -71,3 +71,15 @@ def test_a_file_far_too_large_is_refused_unread(tmp_path: Path) -> None:
         out.write(b"\n" * 10_000)
     with pytest.raises(SiteConfigError, match="over 4096 bytes"):
         read_public(tmp_path / "node.key")
+
+
+def test_a_signature_problem_names_node_pub_and_other_problems_do_not(tmp_path: Path) -> None:
+    from_file = VerifyingKey(KEY.public_key, tmp_path / "node.pub")
+    signed = "checkpoint signed by unknown key 0123456789abcdef"
+    assert from_file.explain(signed).startswith(signed)
+    assert f"checked with the key in {tmp_path / 'node.pub'}, {KEY.key_id}" in from_file.explain(
+        signed
+    )
+    invariant = "invariant violated: balances do not sum to zero"
+    assert from_file.explain(invariant) == invariant  # not node.pub's doing
+    assert VerifyingKey(KEY.public_key).explain(signed) == signed  # the private key's: no file

@@ -5,7 +5,9 @@ The updater (`voltbook-fw update`, docs/architecture.md §6.8) runs the *new* ve
 back when it does not pass. Read-only, like `ledger verify --config` (works while `run` is up).
 Healthy means all three, each after `--since` (the moment of the switch):
 
-- store: the store opens and its ledger verifies (hashes, links, signatures, invariants);
+- store: the store opens and its ledger verifies (hashes, links, signatures, invariants), by
+  the node's public key in node.pub (`edge.site.node_pub`): the updater's unit has no key
+  passphrase, and needs none (the private key only on a box without node.pub yet);
 - buses: a cycle ran since then (a `read_round` event) and every bus in it read a meter;
 - sync: with a `[cloud]` section, the cloud acknowledged that cycle (the outbox holds nothing
   from before it: the uplink prunes only what a signed ack covers); without one, skipped.
@@ -58,7 +60,7 @@ def run_health(args: argparse.Namespace) -> int:
 
 def health(config: Path, since: dt.datetime) -> dict[str, dict[str, Any]]:
     from edge.runtime.audit import audit_store
-    from edge.runtime.boot import read_node_key
+    from edge.runtime.boot import verifying_key
     from edge.site import SiteConfigError, load_site
     from edge.store import Store, StoreError
 
@@ -67,14 +69,21 @@ def health(config: Path, since: dt.datetime) -> dict[str, dict[str, Any]]:
 
     try:
         site = load_site(config)
-        key = read_node_key(site.settings.node_key).public_key
+        verifying = verifying_key(site)
+        key = verifying.key
         audit = audit_store(site, key)
     except (SiteConfigError, StoreError, OSError, ValueError) as exc:
         return {"store": bad(str(exc)), "buses": bad("no store"), "sync": bad("no store")}
     checks: dict[str, dict[str, Any]] = {
-        "store": {"ok": True, "why": "the ledger verifies"} if audit.ok else bad(audit.problem)
+        "store": {"ok": True, "why": "the ledger verifies"}
+        if audit.ok
+        else bad(verifying.explain(audit.problem))
     }
-    with Store.open_readonly(site.settings.store_path, public_key=key) as store:
+    try:
+        store = Store.open_readonly(site.settings.store_path, public_key=key)
+    except StoreError:  # the audit named why: a signature the key does not verify, say
+        return {**checks, "buses": bad("no store"), "sync": bad("no store")}
+    with store:
         rounds = [e for e in store.events(since=since) if e.event.kind == "read_round"]
         if not rounds:
             checks["buses"] = bad(f"no cycle ran since {since.isoformat()}")

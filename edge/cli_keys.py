@@ -9,15 +9,19 @@ as encrypted PKCS#8 PEM with the key passphrase (`ledger.key_files`: the systemd
 voltbook-key-passphrase, `$VOLTBOOK_KEY_PASSPHRASE_FILE` or `$VOLTBOOK_KEY_PASSPHRASE`), each
 atomically (a temporary file fsynced, then renamed): a crash leaves the old file or the new one.
 A key already encrypted is checked to open with that passphrase and left alone. The runtime then
-needs the same passphrase to start (README, "TLS and key rotation": the systemd credential).
+needs the same passphrase to start (README, "TLS and key rotation": the systemd credential);
+the commands that only verify (`voltbook-edge health`, the updater's check) do not: they read
+node.pub (`edge.site.node_pub`), which `encrypt` writes when it is missing.
 
 `rotate` replaces the node key (the one that signs checkpoints, snapshots and statuses) and
 records the rotation in the chain (`ledger.key_rotation`): a new key is written beside the old
 one (`node.key.next`, encrypted like the others when a passphrase is configured), the old key
 signs the rotation bound to the chain's head and the store records it, then the new key
-replaces the old file. The next uplink batch carries the rotation and the cloud follows it. It
-takes the store's writer lock, so the runtime must be stopped; cut short after the store
-recorded it, running it again finishes the switch (the runtime refuses to start meanwhile).
+replaces the old file and its public half node.pub (cut short before that, node.pub names the
+retired key, still on the recorded line of keys: the verifiers follow the rotation from it).
+The next uplink batch carries the rotation and the cloud follows it. It takes the store's
+writer lock, so the runtime must be stopped; cut short after the store recorded it, running it
+again finishes the switch (the runtime refuses to start meanwhile).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge.site.identity import NODE_KEY
+from edge.site.node_pub import public_path, publish, write_public
 from edge.site.site_file import ENCRYPT_HINT
 from ledger import key_files
 from ledger.chain import NodeKey, key_id
@@ -87,7 +92,9 @@ def run_encrypt(args: argparse.Namespace) -> int:
             raise key_files.KeyFileError(f"no key file at {', '.join(missing)}")
         for path in paths:  # every one opens before any is rewritten
             key_files.load_private_key(path, secret, encrypt_hint="")
+        node_key = key_files.load_node_key(paths[0], secret, encrypt_hint="")
         done = [(path, key_files.encrypt_in_place(path, secret)) for path in paths]
+        published = publish(paths[0], node_key.public_key)
     except (key_files.KeyFileError, OSError) as exc:
         print(f"voltbook-edge keys encrypt: {exc}", file=sys.stderr)
         return FAILED
@@ -95,6 +102,8 @@ def run_encrypt(args: argparse.Namespace) -> int:
         print(
             f"{path}: {'encrypted' if changed else 'already encrypted (the passphrase opens it)'}"
         )
+    if published:
+        print(f"{public_path(paths[0])}: the node's public key, for the commands that only verify")
     return 0
 
 
@@ -137,6 +146,7 @@ def run_rotate(args: argparse.Namespace) -> int:
         ) as store:
             rotation = rotate_node_key(store, old, staged, secret)
         key_files.write_private_key(path, staged.read_bytes())
+        write_public(path, rotation.new_key)
         staged.unlink()
     except (SiteConfigError, key_files.KeyFileError, StoreError, OSError) as exc:
         print(f"voltbook-edge keys rotate: {exc}", file=sys.stderr)

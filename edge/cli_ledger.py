@@ -43,7 +43,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--key",
         action="append",
         help="the node's public key: a PEM file or 64 hex digits (repeat during a key rotation;"
-        " with --config, default: the site's node key)",
+        " with --config, default: node.pub beside the site's node key)",
     )
     verify.add_argument("--node", help="expected node id (default: the first record's)")
     verify.add_argument(
@@ -118,17 +118,18 @@ def run_verify(args: argparse.Namespace) -> int:
 
 def run_verify_site(args: argparse.Namespace) -> int:
     from edge.runtime.audit import audit_store
-    from edge.runtime.boot import read_node_key
+    from edge.runtime.boot import verifying_key
     from edge.site import SiteConfigError, load_site
+    from edge.site.node_pub import VerifyingKey
     from edge.store import StoreError
 
     try:
         site = load_site(args.config)
         if args.key:
-            key = load_public_key(_read_key(args.key[0]))
+            verifying = VerifyingKey(load_public_key(_read_key(args.key[0])))
         else:
-            key = read_node_key(site.settings.node_key).public_key
-        audit = audit_store(site, key)
+            verifying = verifying_key(site)
+        audit = audit_store(site, verifying.key)
     except (SiteConfigError, DecodeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -136,7 +137,8 @@ def run_verify_site(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if not audit.ok:
-        print(f"ledger of {site.settings.node} is NOT sound: {audit.problem}", file=sys.stderr)
+        print(f"ledger of {site.settings.node} is NOT sound: {verifying.explain(audit.problem)}",
+              file=sys.stderr)  # fmt: skip
         print(json.dumps({**audit.summary, "problem": audit.problem}, separators=(",", ":")))
         return 1
     unsigned = audit.summary.get("not_checkpointed", 0)

@@ -222,5 +222,6 @@ def identity_of(
         broker_port=port,
         cloud_public_key_pem=public_key_pem(cloud_key),
         node_key_pem=node_key.private_pem(secret),
+        node_public_key_pem=public_key_pem(node_key.public_key),
         tls_key_pem=key_files.private_pem(tls_key, secret),
     )

@@ -15,10 +15,10 @@ The passphrase comes from the first of (`passphrase`):
 An encrypted key and no passphrase, or a wrong one, is a `KeyFileError` that says which of
 these to set: the service then refuses to start before it has started anything.
 
-`write_private_key` replaces a file atomically (a temporary file in the same folder, written
-0600 and fsynced, renamed over the old one, the folder fsynced), so a crash leaves the old
-key or the new one, never half of either. This sits in `ledger` because both the edge and the
-cloud use it and `ledger` is what they share; it imports nothing of theirs.
+`write_private_key` replaces a file atomically (`replace_file`: a temporary file in the same
+folder, written 0600 and fsynced, renamed over the old one, the folder fsynced), so a crash
+leaves the old key or the new one, never half of either. This sits in `ledger` because both the
+edge and the cloud use it and `ledger` is what they share; it imports nothing of theirs.
 """
 
 from __future__ import annotations
@@ -133,13 +133,19 @@ def private_pem(key: PrivateKeyTypes, secret: bytes | None) -> bytes:
 
 def write_private_key(path: Path, pem: bytes) -> None:
     """Put `pem` in `path` (0600), replacing what is there atomically."""
+    replace_file(path, pem, 0o600)
+
+
+def replace_file(path: Path, data: bytes, mode: int) -> None:
+    """Put `data` in `path` with `mode`, replacing what is there atomically (a temporary
+    file fsynced, renamed over it, the folder fsynced): a crash leaves the old or the new."""
     path = Path(path)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        os.fchmod(descriptor, 0o600)  # whatever the umask or a leftover file said
+        os.fchmod(descriptor, mode)  # whatever the umask or a leftover file said
         with os.fdopen(descriptor, "wb") as out:
-            out.write(pem)
+            out.write(data)
             out.flush()
             os.fsync(out.fileno())
         os.replace(temporary, path)

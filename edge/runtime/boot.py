@@ -34,6 +34,7 @@ from edge.runtime.reconfigure import reconcile
 from edge.runtime.seed import read_seed
 from edge.site.errors import SiteConfigError
 from edge.site.model import BusConfig, BusKind, MeterConfig, Site
+from edge.site.node_pub import VerifyingKey, public_path, publish, read_public
 from edge.site.simulation import Simulation, SimulationError, find_simulator
 from edge.site.site_file import ENCRYPT_HINT
 from edge.store import Store
@@ -54,7 +55,9 @@ def read_node_key(path: Path) -> NodeKey:
         return key_files.load_node_key(path, key_files.passphrase(), encrypt_hint=ENCRYPT_HINT)
     except FileNotFoundError:
         raise SiteConfigError(
-            path, "the node key does not exist (provision the concentrator with voltbook-fw)"
+            path,
+            "the node key does not exist (provision the concentrator: `voltbook-edge provision`,"
+            " README, Provisioning a concentrator)",
         ) from None
     except key_files.KeyFileError as exc:
         raise SiteConfigError(path, f"the node key cannot be used: {exc}") from None
@@ -77,15 +80,43 @@ def _check_current(site: Site, store: Store, key: NodeKey) -> None:
         )
 
 
+def verifying_key(site: Site) -> VerifyingKey:
+    """The node's public key for a command that only verifies: from node.pub
+    (`edge.site.node_pub`), so no key passphrase is needed; from the private key, with a
+    warning, on a box that has no node.pub yet (the runtime writes it at its next start).
+    `SiteConfigError` when node.pub is there but not a key, or neither can be read."""
+    key = read_public(site.settings.node_key)
+    if key is not None:
+        return VerifyingKey(key, public_path(site.settings.node_key))
+    log.warning(
+        "%s does not exist yet (the runtime writes it at its next start): reading the node's "
+        "public key from the private key %s",
+        public_path(site.settings.node_key),
+        site.settings.node_key,
+    )
+    return VerifyingKey(read_node_key(site.settings.node_key).public_key)
+
+
 def node_public_key(site: Site) -> Ed25519PublicKey | None:
     """The node's public key for a reader's open (`Store.open_readonly`: it checks the signed
     balance snapshots and boots from the newest), or None when the node key cannot be read
     here; a pruned store then refuses to open and says why."""
     try:
-        return read_node_key(site.settings.node_key).public_key
+        return verifying_key(site).key
     except SiteConfigError as exc:
         log.warning("opening the store without the node's public key: %s", exc)
         return None
+
+
+def _publish(site: Site, key: NodeKey) -> None:
+    """Write node.pub when it is missing or not `key`'s (a box provisioned before node.pub, a
+    rotation cut short before it, a damaged file); a box that cannot write it still runs."""
+    try:
+        if publish(site.settings.node_key, key.public_key):
+            log.info("wrote the node's public key to %s", public_path(site.settings.node_key))
+    except OSError as exc:
+        log.warning("cannot write %s (%s): commands that only verify the ledger read the "
+                    "private key meanwhile", public_path(site.settings.node_key), exc)  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -178,6 +209,7 @@ def boot(
     stack = ExitStack()
     try:
         _check_current(site, store, key)
+        _publish(site, key)
         site = reconcile(site, store)  # documents a command stored but the file lacks
         simulated = {b.name for b in site.buses if b.kind is BusKind.SIMULATED}
         simulation = _open_simulation(site, stack) if simulated else None

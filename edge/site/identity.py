@@ -4,6 +4,8 @@
                        cloud_public_key (the rest of site.toml is kept as it was)
     DIR/node.key       the node's Ed25519 key (PEM, 0600) that signs its checkpoints
                        (or wherever [site] node_key already points)
+    DIR/node.pub       its public key (PEM, 0644), beside it: what the commands that only
+                       verify read (`edge.site.node_pub`)
     DIR/cloud.pub      the cloud's Ed25519 public key (PEM)
     DIR/tls/ca.crt     the CA the broker's certificate chains to
     DIR/tls/NODE.crt   the box's client certificate (CN = node id)
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.site.errors import SiteConfigError
+from edge.site.node_pub import public_path
 
 SITE_FILE = "site.toml"
 NODE_KEY = "node.key"
@@ -56,6 +59,7 @@ class Identity:
     broker_port: int
     cloud_public_key_pem: bytes
     node_key_pem: bytes
+    node_public_key_pem: bytes
     tls_key_pem: bytes
 
 
@@ -131,6 +135,7 @@ def install(directory: Path, identity: Identity, data_dir: Path | None = None) -
     tls = directory / TLS_DIR
     placed = {
         key_path: identity.node_key_pem,
+        public_path(key_path): identity.node_public_key_pem,
         tls / f"{identity.node}.key": identity.tls_key_pem,
         tls / f"{identity.node}.crt": identity.certificate.encode("ascii"),
         tls / CA_FILE: identity.ca.encode("ascii"),

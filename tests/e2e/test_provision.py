@@ -33,6 +33,7 @@ from demo.site import write_demo_site
 from edge.cli import main as edge_main
 from edge.runtime.boot import read_node_key
 from edge.site.load import load_site
+from edge.site.node_pub import read_public
 from edge.sync.client import MqttLink
 from ledger.wire import Status
 from tests.cloud.api.conftest import PASSWORD
@@ -108,6 +109,7 @@ def test_a_claimed_box_is_provisioned_and_connects_with_tls(
     assert settings.tls.ca.read_bytes() == (cloud.config.pki_dir / "ca.crt").read_bytes()
 
     key = read_node_key(site.settings.node_key)
+    assert read_public(site.settings.node_key) == key.public_key  # node.pub, the verifiers' key
     link = MqttLink(settings, node, Status(node, False).signed(key))
     link.start()
     try:

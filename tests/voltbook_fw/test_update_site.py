@@ -42,10 +42,12 @@ from cloud.ingest.handler import Ingest
 from cloud.operations import updates
 from cloud.people.oplog import Actor
 from demo.wheelhouse import ROOT
+from edge.cli import main as edge_cli
 from edge.runtime.audit import audit_store
 from edge.sync import update as edge_update
 from edge.sync.session import SessionConfig, UplinkSession
 from edge.sync.uplink import BatchBuilder, UplinkLimits
+from ledger import key_files
 from ledger.chain import NodeKey, public_key_pem
 from ledger.signed import trusted
 from tests.edge.sync.operations_kit import CLOUD_KEY, QUARTER, ZONE, Node, write_site
@@ -148,6 +150,18 @@ def site(tmp_path: Path) -> Iterator[Site]:
 
 
 @pytest.fixture
+def encrypted_site(site: Site, monkeypatch: pytest.MonkeyPatch) -> Site:
+    """`site` with its node key encrypted at rest (the running runtime holds it open), and no
+    key passphrase in this process from then on: the updater's unit has none."""
+    monkeypatch.setenv(key_files.PASSPHRASE_ENV, "correct horse battery staple")
+    assert edge_cli(["keys", "encrypt", "--config", str(site.toml)]) == 0
+    assert key_files.is_encrypted(site.node.runtime.site.settings.node_key.read_bytes())
+    for name in (key_files.PASSPHRASE_ENV, key_files.PASSPHRASE_FILE_ENV, "CREDENTIALS_DIRECTORY"):
+        monkeypatch.delenv(name, raising=False)
+    return site
+
+
+@pytest.fixture
 def old_box(
     tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, release: NodeKey, wheelhouse: Path
 ) -> Path:
@@ -200,8 +214,9 @@ def test_a_site_takes_an_update_and_the_cloud_sees_it_healthy(
     bundles: dict[str, Path],
     server: tuple[str, Path],
     cloud: Cloud,
-    site: Site,
+    encrypted_site: Site,
 ) -> None:
+    site = encrypted_site  # the updater has no passphrase: its health check reads node.pub
     node = site.node
     cloud.register(node.store.node, node.runtime.key)
     data = bundles["good"].read_bytes()

@@ -28,10 +28,7 @@ from tests.edge.runtime.conftest import booted_at, cycles, demo
 QUARTER = dt.timedelta(minutes=15)
 
 
-@pytest.fixture(autouse=True)
-def no_passphrase(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (key_files.PASSPHRASE_ENV, key_files.PASSPHRASE_FILE_ENV, "CREDENTIALS_DIRECTORY"):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("no_key_passphrase")
 
 
 def _run(site_toml: Path, count: int, start: dt.datetime | None = None) -> dt.datetime:

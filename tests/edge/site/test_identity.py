@@ -22,7 +22,9 @@ from hypothesis import strategies as st
 from cloud.services.pki import create_ca, sign_client_key
 from edge.cli_provision import ProvisionError, identity_of, request_body
 from edge.site.identity import Identity, IdentityExists, check_free, install, site_text
+from edge.site.node_pub import read_public
 from ledger.chain import NodeKey, public_key_pem
+from ledger.key_files import load_node_key
 
 NODE = "east-gate-market-1"
 EXISTING = """\
@@ -45,6 +47,7 @@ port = "/dev/ttyUSB0"
 
 
 def identity(node: str = NODE) -> Identity:
+    node_key = NodeKey.generate()
     return Identity(
         node=node,
         certificate="-----BEGIN CERTIFICATE-----\nCERT\n-----END CERTIFICATE-----\n",
@@ -52,7 +55,8 @@ def identity(node: str = NODE) -> Identity:
         broker_host="mqtt.example.cn",
         broker_port=8883,
         cloud_public_key_pem=public_key_pem(NodeKey.generate().public_key),
-        node_key_pem=NodeKey.generate().private_pem(),
+        node_key_pem=node_key.private_pem(),
+        node_public_key_pem=public_key_pem(node_key.public_key),
         tls_key_pem=b"-----BEGIN PRIVATE KEY-----\nTLS\n-----END PRIVATE KEY-----\n",
     )
 
@@ -101,6 +105,10 @@ def test_install_writes_every_file_with_keys_0600(tmp_path: Path) -> None:
     for secret in (tmp_path / "keys/node.key", tmp_path / f"tls/{NODE}.key"):
         assert stat.S_IMODE(secret.stat().st_mode) == 0o600, secret
     assert (tmp_path / "keys/node.key").read_bytes() == made.node_key_pem
+    # beside it, its public half, readable by all: what the commands that only verify read
+    assert stat.S_IMODE((tmp_path / "keys/node.pub").stat().st_mode) == 0o644
+    node_key = load_node_key(tmp_path / "keys/node.key", None, encrypt_hint="")
+    assert read_public(tmp_path / "keys/node.key") == node_key.public_key
     assert (tmp_path / f"tls/{NODE}.crt").read_text() == made.certificate
     assert (tmp_path / "tls/ca.crt").read_text() == made.ca
     assert (tmp_path / "cloud.pub").read_bytes() == made.cloud_public_key_pem

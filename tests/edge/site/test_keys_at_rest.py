@@ -16,20 +16,18 @@ from edge.cli_provision import identity_of
 from edge.runtime.boot import read_node_key
 from edge.site.errors import SiteConfigError
 from edge.site.model import TlsFiles
+from edge.site.node_pub import read_public
 from edge.site.site_file import parse_cloud
 from edge.sync.client import tls_context
 from ledger import key_files
-from ledger.chain import NodeKey
+from ledger.chain import NodeKey, key_id
 from tests.edge.site.test_identity import answer_for
 
 SECRET = "correct horse battery staple"
 NODE = "edge-0001"
 
 
-@pytest.fixture(autouse=True)
-def no_passphrase(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (key_files.PASSPHRASE_ENV, key_files.PASSPHRASE_FILE_ENV, "CREDENTIALS_DIRECTORY"):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("no_key_passphrase")
 
 
 @pytest.fixture
@@ -57,16 +55,19 @@ def test_keys_encrypt_converts_both_keys_and_the_runtime_needs_the_passphrase(
     box: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     node_key, tls_key = box / "node.key", box / "tls" / f"{NODE}.key"
-    key_id = read_node_key(node_key).key_id
+    key_id_before = read_node_key(node_key).key_id
     assert edge_cli(["keys", "encrypt", "--config", str(box / "site.toml")]) == 2
     assert key_files.PASSPHRASE_ENV in capsys.readouterr().err  # says what to set
     assert not key_files.is_encrypted(node_key.read_bytes())
 
+    assert read_public(node_key) is None  # a box provisioned before node.pub existed
     monkeypatch.setenv(key_files.PASSPHRASE_ENV, SECRET)
     assert edge_cli(["keys", "encrypt", "--config", str(box / "site.toml")]) == 0
     assert key_files.is_encrypted(node_key.read_bytes())
+    public = read_public(node_key)  # written beside it: what only verifies needs no passphrase
+    assert public is not None and key_id(public) == key_id_before
     assert key_files.is_encrypted(tls_key.read_bytes())
-    assert read_node_key(node_key).key_id == key_id
+    assert read_node_key(node_key).key_id == key_id_before
     assert _cloud_settings(box) is not None  # the TLS key opens
     files = TlsFiles(box / "tls" / "ca.crt", box / "tls" / f"{NODE}.crt", tls_key)
     assert tls_context(files).verify_mode.name == "CERT_REQUIRED"

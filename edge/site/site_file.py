@@ -81,6 +81,7 @@ from cryptography.x509.oid import NameOID
 
 from edge.drivers.errors import DriverUsageError
 from edge.drivers.registry import protocol
+from edge.site import node_pub
 from edge.site.blocks import parse_blocks
 from edge.site.bus_options import parse_meter_options, parse_options
 from edge.site.errors import SiteConfigError
@@ -170,8 +171,24 @@ def parse_settings(path: Path, data: dict[str, Any]) -> SiteSettings:
         _certificate_names_node(
             Fields(path, "[cloud]", data["cloud"]), settings.cloud.tls.cert, settings.node
         )
+    _node_pub_apart(f, base, settings.node_key, data.get("cloud"))
     f.unknown()
     return settings
+
+
+def _node_pub_apart(f: Fields, base: Path, node_key: Path, cloud: object) -> None:
+    """The node key's public file (`node_pub.public_path`: `cloud.key` → `cloud.pub`) must not
+    be a file the cloud's public key is read from: the runtime writes it, and would put the
+    node's key where the box looks for the cloud's."""
+    public = node_pub.public_path(node_key).resolve()
+    texts = cloud.get("cloud_public_key") if isinstance(cloud, dict) else None
+    for text in texts if isinstance(texts, list) else [texts]:
+        if isinstance(text, str) and (base / text.strip()).resolve() == public:
+            raise f.problem(
+                "node_key",
+                f"a file whose public half ({public.name}) is not the cloud's key file",
+                str(node_key.name),
+            )
 
 
 def _certificate_names_node(f: Fields, cert: Path, node: str) -> None:

@@ -11,6 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from demo.site import write_demo_site
+from edge.site import load_site
 from edge.site.errors import SiteConfigError
 from edge.site.node_pub import VerifyingKey, public_path, publish, read_public, write_public
 from ledger.chain import NodeKey, public_key_pem
@@ -83,3 +85,23 @@ def test_a_signature_problem_names_node_pub_and_other_problems_do_not(tmp_path: 
     invariant = "invariant violated: balances do not sum to zero"
     assert from_file.explain(invariant) == invariant  # not node.pub's doing
     assert VerifyingKey(KEY.public_key).explain(signed) == signed  # the private key's: no file
+
+
+@pytest.mark.parametrize(("node_key", "refused"), [("cloud.key", True), ("node.key", False)])
+def test_a_node_key_whose_public_file_is_the_clouds_key_file_is_refused(
+    tmp_path: Path, node_key: str, refused: bool
+) -> None:
+    """`node_key = "cloud.key"` would have the runtime write the node's public key over
+    `cloud.pub`, where the box reads the cloud's: the site is refused at load, in words."""
+    made = write_demo_site(tmp_path / "site", 1)
+    (made.directory / "cloud.pub").write_bytes(public_key_pem(NodeKey.generate().public_key))
+    text = made.site_toml.read_text().replace('node_key = "node.key"', f'node_key = "{node_key}"')
+    text += '\n[cloud]\nhost = "127.0.0.1"\ncloud_public_key = "./cloud.pub"\n'
+    made.site_toml.write_text(text)
+    if node_key != "node.key":
+        (made.directory / "node.key").rename(made.directory / node_key)
+    if refused:
+        with pytest.raises(SiteConfigError, match=r"node_key.*cloud\.pub.*not the cloud's"):
+            load_site(made.site_toml)
+    else:
+        assert load_site(made.site_toml).settings.node_key.name == "node.key"

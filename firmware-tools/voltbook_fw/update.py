@@ -70,6 +70,7 @@ HEALTH = "{current}/venv/bin/voltbook-edge health --config {config} --since {sin
 SYSTEMD_RESTART = ("systemctl daemon-reload", "systemctl restart voltbook-edge")
 HEALTH_EVERY_S = 5.0
 ONE_CHECK_S = 60.0  # the least a first health check may take (the deadline may have passed)
+LAST_CHECK_S = 1.0  # a later check starts only with this much left before the deadline
 DOWNLOAD_TIMEOUT_S = 60.0
 CHUNK = 1 << 16
 MAX_OFFER_BYTES = 16_384
@@ -383,7 +384,7 @@ class Updater:
         checked = False
         while True:
             left = deadline - time.monotonic()
-            if left <= 0 and checked:
+            if left < LAST_CHECK_S and checked:  # too little left for another fair check
                 if left_s <= 0:
                     return (
                         f"the health deadline {pending.deadline:%Y-%m-%d %H:%M:%S} UTC had "
@@ -391,7 +392,8 @@ class Updater:
                     )
                 return f"unhealthy after {self.s.health_timeout_s:g} s: {problem}"
             # The first check gets a fair run whatever is left (a resume may start with seconds
-            # left, or none); later ones stop at the deadline.
+            # left, or none); later ones stop at the deadline (a check cut off at once would
+            # only hide the last real answer).
             bound = left if checked else max(left, ONE_CHECK_S)
             checked = True
             for template in self.s.health:

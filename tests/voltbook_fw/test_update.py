@@ -193,6 +193,20 @@ def test_any_offer_file_is_an_offer_or_a_sentence(raw: bytes) -> None:
         assert outcome is None or outcome.state in update.STATES
 
 
+def test_the_verdict_is_the_last_real_answer_not_a_check_cut_off_at_the_deadline(
+    tmp_path: Path,
+) -> None:
+    """A check that fails after 0.6 s, a 5.7 s bound, a check every 5 s: the second would start
+    with 0.1 s left and be cut off at once; the verdict must be the first's "exited 3"."""
+    config = settings(tmp_path, health=("sh -c 'sleep 0.6; echo broken; exit 3'",),
+                      health_timeout_s=5.7)  # fmt: skip
+    updater = update.Updater(config, update.Offer("c" * 32, "r1", 3, "http://x/", "0" * 64, 1))
+    now = dt.datetime.now(dt.UTC)
+    checking = inflight.Pending({}, 3, 2, "checking", now, deadline=now + dt.timedelta(seconds=5.7))
+    problem = updater.healthy(checking)
+    assert problem is not None and problem.endswith("exited 3: broken"), problem
+
+
 @pytest.mark.parametrize(
     ("script", "said"),
     [

@@ -88,7 +88,9 @@ from ledger.chain import NodeKey
 log = logging.getLogger(__name__)
 
 INGEST_GROUP = "ingest"
-START_TIMEOUT_S = 15.0
+# A start that takes longer is a hung process, not a slow one: spawning an API process imports
+# the whole app (seconds on an idle 2-core server, over 15 s on a loaded one).
+START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
 CONNECT_WAIT_S = 5.0
 PROCESS_LOG_FORMAT = "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"

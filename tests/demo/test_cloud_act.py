@@ -5,13 +5,15 @@ concentrator's chain."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from pathlib import Path
 
 import pytest
 
+from cloud.notices.sources import LOOKBACK
 from cloud.services.broker import find_mosquitto
-from demo.cloud_act import act_cloud
+from demo.cloud_act import ZONE, _start_near_now, act_cloud
 from demo.provision_act import NODE
 
 pytestmark = pytest.mark.slow  # `make demo`'s acts 4 and 5: the cloud, its broker, a concentrator
@@ -74,3 +76,17 @@ def test_the_cloud_act_closes_a_tripped_relay_after_a_top_up(
     assert took is not None
     # A demo act: seconds, not minutes — but for the offline virtualenv the install makes.
     assert float(took[1]) - float(took[2]) < 60 and float(took[2]) < 180
+
+
+@pytest.mark.parametrize("minutes", range(0, 24 * 60, 20))
+def test_the_markets_cut_offs_fall_within_the_clouds_last_day_at_any_time_of_day(
+    minutes: int,
+) -> None:
+    """The act's merchants are told of their cut-off only if it is within the cloud's last day
+    of events (`LOOKBACK`): whenever the demo runs, the market's cut-offs (08:00, 10:00 and
+    12:00 of its second day, as the act prints them) are, with an hour to spare."""
+    now = dt.datetime(2026, 12, 7, tzinfo=ZONE) + dt.timedelta(minutes=minutes)
+    start = _start_near_now(now)
+    for hour in (8, 10, 12):
+        cut = dt.datetime.combine(start.date() + dt.timedelta(days=1), dt.time(hour), ZONE)
+        assert now - cut <= LOOKBACK - dt.timedelta(hours=1), (now, cut)

@@ -288,8 +288,8 @@ def test_a_version_whose_runtime_does_not_come_up_is_rolled_back_and_the_rollout
     assert version.returncode == 0 and version.stdout.endswith(" (bundle 2)\n"), version
 
     # Restarted on version 2: it reports the updater's last state, bills on, syncs.
+    back_at = now()  # before the restart: its clock starts here, and its first cycle counts
     node = site.start()
-    back_at = now()
     assert edge_update.report(node.runtime)
     sync_round(node, cloud.ingest)
     took = time.monotonic() - started
